@@ -1,0 +1,181 @@
+package brokerd
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"time"
+)
+
+// Peer is one member of a statically bootstrapped cluster.
+type Peer struct {
+	ID       string
+	RaftAddr string
+}
+
+// ParsePeers reads "id=host:port,id=host:port" (the --peers flag).
+func ParsePeers(s string) ([]Peer, error) {
+	var out []Peer
+	seen := map[string]bool{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		id, addr, ok := strings.Cut(part, "=")
+		if !ok || id == "" || addr == "" {
+			return nil, fmt.Errorf("peer %q: want id=host:port", part)
+		}
+		if seen[id] {
+			return nil, fmt.Errorf("peer id %q listed twice", id)
+		}
+		seen[id] = true
+		out = append(out, Peer{ID: id, RaftAddr: addr})
+	}
+	return out, nil
+}
+
+// Defaults are the values a job gets when its producer leaves them unset.
+type Defaults struct {
+	LeaseDuration  time.Duration
+	MaxAttempts    int32
+	InitialBackoff time.Duration
+	MaxBackoff     time.Duration
+	DedupWindow    time.Duration
+}
+
+// Limits bound what one request may ask for. They are enforced by the API
+// on the leader before anything is proposed; the FSM does not enforce them,
+// since nodes configured differently must still apply the log identically.
+type Limits struct {
+	MaxPayloadBytes   int
+	MaxBatchJobs      int
+	MaxBatchBytes     int
+	MaxFetchJobs      int
+	MaxFetchWait      time.Duration
+	MaxLeaseDuration  time.Duration
+	MinLeaseDuration  time.Duration
+	MaxAttempts       int32
+	MaxIdempotencyKey int
+	MaxDedupWindow    time.Duration
+	MaxDelay          time.Duration
+}
+
+// Config is one brokerd node's configuration.
+type Config struct {
+	// NodeID is this node's Raft server id; stable for the node's life.
+	NodeID string
+	// DataDir holds the Raft log (bolt), stable store and snapshots.
+	DataDir string
+	// RaftAddr is the Raft TCP bind address; RaftAdvertise, when set, is
+	// what peers dial (defaults to the bound address).
+	RaftAddr      string
+	RaftAdvertise string
+	// GRPCAddr is the client API listen address; GRPCAdvertise is what
+	// other nodes and clients are told (defaults to the bound address).
+	GRPCAddr      string
+	GRPCAdvertise string
+
+	// BootstrapExpect with Peers bootstraps a new cluster of exactly those
+	// peers (this node among them) when the data dir holds no Raft state.
+	BootstrapExpect int
+	Peers           []Peer
+	// Join lists gRPC addresses of existing members to join through when
+	// the data dir holds no Raft state and this node does not bootstrap.
+	Join []string
+
+	// Forward makes followers forward client calls to the leader instead of
+	// answering NOT_LEADER with its address.
+	Forward bool
+
+	Defaults Defaults
+	Limits   Limits
+
+	// Retention is how long terminal jobs are kept before purge.
+	Retention time.Duration
+
+	// Raft timing; zero takes hashicorp/raft's defaults.
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	SnapshotThreshold  uint64
+	SnapshotInterval   time.Duration
+	TrailingLogs       uint64
+
+	// Clock is the node's clock (default time.Now); tests inject offsets.
+	Clock func() time.Time
+	// Logger (default slog.Default()).
+	Logger *slog.Logger
+}
+
+// DefaultConfig returns a configuration with every default filled in; the
+// caller sets identity, addresses and cluster membership.
+func DefaultConfig() Config {
+	return Config{
+		Forward: true,
+		Defaults: Defaults{
+			LeaseDuration:  30 * time.Second,
+			MaxAttempts:    25,
+			InitialBackoff: time.Second,
+			MaxBackoff:     10 * time.Minute,
+			DedupWindow:    24 * time.Hour,
+		},
+		Limits: Limits{
+			MaxPayloadBytes:   1 << 20,
+			MaxBatchJobs:      1000,
+			MaxBatchBytes:     8 << 20,
+			MaxFetchJobs:      1000,
+			MaxFetchWait:      5 * time.Minute,
+			MaxLeaseDuration:  12 * time.Hour,
+			MinLeaseDuration:  100 * time.Millisecond,
+			MaxAttempts:       1000,
+			MaxIdempotencyKey: 256,
+			MaxDedupWindow:    7 * 24 * time.Hour,
+			MaxDelay:          365 * 24 * time.Hour,
+		},
+		Retention: 24 * time.Hour,
+	}
+}
+
+// Validate reports the first thing wrong with c, naming the setting.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.NodeID == "" {
+		errs = append(errs, errors.New("node id: required"))
+	}
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("data dir: required"))
+	}
+	if c.RaftAddr == "" {
+		errs = append(errs, errors.New("raft addr: required"))
+	}
+	if c.GRPCAddr == "" {
+		errs = append(errs, errors.New("grpc addr: required"))
+	}
+	if c.BootstrapExpect < 0 {
+		errs = append(errs, errors.New("bootstrap-expect: must not be negative"))
+	}
+	if c.BootstrapExpect > 0 {
+		if len(c.Peers) != c.BootstrapExpect {
+			errs = append(errs, fmt.Errorf("peers: bootstrap-expect is %d but %d peers are listed", c.BootstrapExpect, len(c.Peers)))
+		}
+		found := false
+		for _, p := range c.Peers {
+			if p.ID == c.NodeID {
+				found = true
+			}
+		}
+		if !found {
+			errs = append(errs, fmt.Errorf("peers: this node (%s) is not in the peer list", c.NodeID))
+		}
+	}
+	if c.Defaults.LeaseDuration <= 0 || c.Defaults.MaxAttempts <= 0 || c.Defaults.InitialBackoff < 0 ||
+		c.Defaults.MaxBackoff < c.Defaults.InitialBackoff || c.Defaults.DedupWindow < 0 {
+		errs = append(errs, errors.New("defaults: lease duration and max attempts must be positive, back-offs ordered"))
+	}
+	if c.Limits.MaxPayloadBytes <= 0 || c.Limits.MaxBatchJobs <= 0 || c.Limits.MaxFetchJobs <= 0 {
+		errs = append(errs, errors.New("limits: payload, batch and fetch limits must be positive"))
+	}
+	return errors.Join(errs...)
+}

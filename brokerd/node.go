@@ -1,0 +1,543 @@
+// Package brokerd is one raftq broker node: Raft (hashicorp/raft over TCP,
+// raft-boltdb/v2 with fsync, file snapshots) around the job-queue FSM, the
+// leader-only dispatcher, and the gRPC API. cmd/brokerd wraps it in a
+// process; tests run several in one process over loopback TCP.
+package brokerd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/raftq/raftq/fsm"
+	"github.com/raftq/raftq/fsm/fsmpb"
+	"github.com/raftq/raftq/internal/apierr"
+	"github.com/raftq/raftq/internal/dispatch"
+	"github.com/raftq/raftq/internal/proposer"
+	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
+)
+
+// LeaderHealthService is the gRPC health service name that only the Raft
+// leader (after its Barrier) reports as SERVING. Load balancers such as
+// Envoy health-check it to send broker traffic straight to the leader.
+const LeaderHealthService = "raftq.v1.Broker.leader"
+
+// BrokerHealthService is SERVING on every node that is a member of a
+// cluster with a known leader (followers forward to it).
+const BrokerHealthService = "raftq.v1.Broker"
+
+// Node is one running broker.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	clock func() time.Time
+
+	fsm    *fsm.FSM
+	raft   *raft.Raft
+	trans  *raft.NetworkTransport
+	store  *raftboltdb.BoltStore
+	prop   *proposer.Proposer
+	health *health.Server
+	grpc   *grpc.Server
+	lis    net.Listener
+	fwd    *forwarder
+
+	notifyCh chan bool
+	closing  chan struct{}
+	wg       sync.WaitGroup
+
+	mu           sync.Mutex
+	disp         *dispatch.Dispatcher
+	leaderCancel context.CancelFunc
+	leaderReady  atomic.Bool
+	closed       atomic.Bool
+}
+
+// Open starts a node: it opens (or creates) the data dir, starts Raft,
+// bootstraps or joins when the data dir is fresh, and serves gRPC. A data dir
+// that holds Raft state is never bootstrapped again.
+func Open(cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	n := &Node{
+		cfg:      cfg,
+		log:      cfg.Logger.With("node", cfg.NodeID),
+		clock:    cfg.Clock,
+		fsm:      fsm.New(),
+		notifyCh: make(chan bool, 16),
+		closing:  make(chan struct{}),
+	}
+	if err := n.openRaft(); err != nil {
+		n.closeStores()
+		return nil, err
+	}
+	if err := n.serve(); err != nil {
+		n.raft.Shutdown()
+		n.closeStores()
+		return nil, err
+	}
+	n.wg.Add(2)
+	go n.watchLeadership()
+	go n.announce()
+	if len(cfg.Join) > 0 && !n.hadState() {
+		n.wg.Add(1)
+		go n.joinLoop()
+	}
+	return n, nil
+}
+
+func (n *Node) hadState() bool {
+	// After openRaft the configuration is known; a fresh, non-bootstrapped
+	// node has none.
+	f := n.raft.GetConfiguration()
+	return f.Error() == nil && len(f.Configuration().Servers) > 0
+}
+
+func (n *Node) openRaft() error {
+	cfg := n.cfg
+	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "snapshots"), 0o750); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	// fsync stays on (NoSync false): an OK answered before a majority has
+	// the entry on disk would be a lie after a power cut.
+	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db")})
+	if err != nil {
+		return fmt.Errorf("open raft log %s: %w", filepath.Join(cfg.DataDir, "raft.db"), err)
+	}
+	n.store = store
+	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft." + cfg.NodeID, Level: hclog.Warn, Output: os.Stderr})
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.DataDir, "snapshots"), 2, hlog)
+	if err != nil {
+		return fmt.Errorf("snapshot store: %w", err)
+	}
+	var adv net.Addr
+	if cfg.RaftAdvertise != "" {
+		if adv, err = net.ResolveTCPAddr("tcp", cfg.RaftAdvertise); err != nil {
+			return fmt.Errorf("raft advertise %q: %w", cfg.RaftAdvertise, err)
+		}
+	}
+	trans, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, adv, 3, 10*time.Second, hlog)
+	if err != nil {
+		return fmt.Errorf("raft transport on %s: %w", cfg.RaftAddr, err)
+	}
+	n.trans = trans
+
+	rc := raft.DefaultConfig()
+	rc.LocalID = raft.ServerID(cfg.NodeID)
+	rc.Logger = hlog
+	rc.NotifyCh = n.notifyCh
+	rc.BatchApplyCh = true
+	rc.MaxAppendEntries = 256
+	// A removed node must not go on as a cluster of one.
+	rc.ShutdownOnRemove = true
+	if cfg.HeartbeatTimeout > 0 {
+		rc.HeartbeatTimeout = cfg.HeartbeatTimeout
+	}
+	if cfg.ElectionTimeout > 0 {
+		rc.ElectionTimeout = cfg.ElectionTimeout
+	}
+	if cfg.LeaderLeaseTimeout > 0 {
+		rc.LeaderLeaseTimeout = cfg.LeaderLeaseTimeout
+	}
+	if cfg.SnapshotThreshold > 0 {
+		rc.SnapshotThreshold = cfg.SnapshotThreshold
+	}
+	if cfg.SnapshotInterval > 0 {
+		rc.SnapshotInterval = cfg.SnapshotInterval
+	}
+	if cfg.TrailingLogs > 0 {
+		rc.TrailingLogs = cfg.TrailingLogs
+	}
+	logs, err := raft.NewLogCache(1024, store)
+	if err != nil {
+		return err
+	}
+	existing, err := raft.HasExistingState(logs, store, snaps)
+	if err != nil {
+		return fmt.Errorf("read raft state: %w", err)
+	}
+	if !existing && cfg.BootstrapExpect > 0 {
+		var servers []raft.Server
+		for _, p := range cfg.Peers {
+			servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.RaftAddr)})
+		}
+		// Every peer bootstraps with the same configuration; hashicorp/raft
+		// treats identical bootstraps as one cluster.
+		if err := raft.BootstrapCluster(rc, logs, store, snaps, trans, raft.Configuration{Servers: servers}); err != nil {
+			return fmt.Errorf("bootstrap: %w", err)
+		}
+		n.log.Info("bootstrapped new cluster", "peers", len(servers))
+	} else if existing {
+		n.log.Info("restarting from existing raft state", "dir", cfg.DataDir)
+	}
+	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, trans)
+	if err != nil {
+		return fmt.Errorf("start raft: %w", err)
+	}
+	n.raft = r
+	n.prop = proposer.New(r, proposer.Options{Clock: n.clock})
+	return nil
+}
+
+func (n *Node) serve() error {
+	lis, err := net.Listen("tcp", n.cfg.GRPCAddr)
+	if err != nil {
+		return fmt.Errorf("grpc listen %s: %w", n.cfg.GRPCAddr, err)
+	}
+	n.lis = lis
+	if n.cfg.GRPCAdvertise == "" {
+		n.cfg.GRPCAdvertise = lis.Addr().String()
+	}
+	n.fwd = newForwarder(n)
+	maxMsg := n.cfg.Limits.MaxBatchBytes + (1 << 20)
+	n.grpc = grpc.NewServer(
+		grpc.MaxRecvMsgSize(maxMsg),
+		grpc.MaxSendMsgSize(64<<20),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+	)
+	n.health = health.NewServer()
+	n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	n.health.SetServingStatus(BrokerHealthService, healthpb.HealthCheckResponse_SERVING)
+	n.health.SetServingStatus(LeaderHealthService, healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(n.grpc, n.health)
+	reflection.Register(n.grpc)
+	raftqv1.RegisterBrokerServer(n.grpc, &brokerService{n: n})
+	raftqv1.RegisterAdminServer(n.grpc, &adminService{n: n})
+	raftqv1.RegisterClusterServer(n.grpc, &clusterService{n: n})
+	go func() {
+		if err := n.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			n.log.Error("grpc serve", "err", err)
+		}
+	}()
+	return nil
+}
+
+// watchLeadership starts leader duties when this node wins an election and
+// stops them when it loses. NotifyCh must be drained or Raft blocks; a
+// true after a true means leadership was lost and won again in between.
+func (n *Node) watchLeadership() {
+	defer n.wg.Done()
+	for {
+		select {
+		case isLeader := <-n.notifyCh:
+			n.stepDown()
+			if isLeader {
+				n.becomeLeader()
+			}
+		case <-n.closing:
+			n.stepDown()
+			return
+		}
+	}
+}
+
+func (n *Node) becomeLeader() {
+	ctx, cancel := context.WithCancel(context.Background())
+	n.mu.Lock()
+	n.leaderCancel = cancel
+	n.mu.Unlock()
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		// Barrier: the FSM must hold every entry committed by earlier
+		// leaders before the dispatcher picks jobs from it or reads are
+		// served from it.
+		for {
+			if ctx.Err() != nil {
+				return
+			}
+			err := n.raft.Barrier(10 * time.Second).Error()
+			if err == nil {
+				break
+			}
+			if n.raft.State() != raft.Leader {
+				return
+			}
+			n.log.Warn("barrier failed; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+		}
+		n.mu.Lock()
+		if ctx.Err() != nil {
+			n.mu.Unlock()
+			return
+		}
+		n.disp = dispatch.New(n.fsm, n.prop, dispatch.Options{Clock: n.clock, Retention: n.cfg.Retention})
+		n.leaderReady.Store(true)
+		n.health.SetServingStatus(LeaderHealthService, healthpb.HealthCheckResponse_SERVING)
+		n.mu.Unlock()
+		n.log.Info("leader ready", "term", n.raft.Stats()["term"])
+	}()
+}
+
+func (n *Node) stepDown() {
+	n.mu.Lock()
+	if n.leaderCancel != nil {
+		n.leaderCancel()
+		n.leaderCancel = nil
+	}
+	n.leaderReady.Store(false)
+	d := n.disp
+	n.disp = nil
+	n.health.SetServingStatus(LeaderHealthService, healthpb.HealthCheckResponse_NOT_SERVING)
+	n.mu.Unlock()
+	if d != nil {
+		d.Stop()
+	}
+}
+
+// dispatcher returns the current term's dispatcher, waiting up to wait for
+// a new leader to finish its Barrier.
+func (n *Node) dispatcher(ctx context.Context, wait time.Duration) (*dispatch.Dispatcher, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		n.mu.Lock()
+		d := n.disp
+		n.mu.Unlock()
+		if d != nil {
+			return d, nil
+		}
+		if n.raft.State() != raft.Leader || time.Now().After(deadline) {
+			return nil, apierr.ErrNotLeader
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// announce makes sure the FSM maps this node's Raft id to its gRPC address,
+// so every node can tell clients where the leader serves. The leader writes
+// its own entry; a follower asks the leader through Cluster.Join.
+func (n *Node) announce() {
+	defer n.wg.Done()
+	t := time.NewTicker(200 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.closing:
+			return
+		case <-t.C:
+		}
+		if n.metaCurrent() {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		req := &raftqv1.JoinRequest{NodeId: n.cfg.NodeID, RaftAddr: n.raftAddr(), GrpcAddr: n.cfg.GRPCAdvertise}
+		var err error
+		if n.leaderReady.Load() {
+			err = n.join(ctx, req)
+		} else if n.raft.State() == raft.Follower {
+			_, err = n.fwd.join(ctx, req)
+		}
+		cancel()
+		if err != nil {
+			n.log.Debug("announce", "err", err)
+		}
+	}
+}
+
+func (n *Node) metaCurrent() bool {
+	for _, m := range n.fsm.Nodes() {
+		if m.NodeID == n.cfg.NodeID {
+			return m.GRPCAddr == n.cfg.GRPCAdvertise && m.RaftAddr == n.raftAddr()
+		}
+	}
+	return false
+}
+
+func (n *Node) raftAddr() string { return string(n.trans.LocalAddr()) }
+
+// joinLoop asks the listed members to add this fresh node until one does.
+func (n *Node) joinLoop() {
+	defer n.wg.Done()
+	req := &raftqv1.JoinRequest{NodeId: n.cfg.NodeID, RaftAddr: n.raftAddr(), GrpcAddr: n.cfg.GRPCAdvertise}
+	backoff := 100 * time.Millisecond
+	for {
+		for _, addr := range n.cfg.Join {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			err := n.fwd.joinVia(ctx, addr, req)
+			cancel()
+			if err == nil {
+				n.log.Info("joined cluster", "via", addr)
+				return
+			}
+			n.log.Warn("join failed", "via", addr, "err", err)
+		}
+		select {
+		case <-n.closing:
+			return
+		case <-time.After(backoff):
+		}
+		if backoff < 2*time.Second {
+			backoff *= 2
+		}
+	}
+}
+
+// join adds (or re-addresses) a voter and records its gRPC address. Leader
+// only.
+func (n *Node) join(ctx context.Context, req *raftqv1.JoinRequest) error {
+	cf := n.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return err
+	}
+	present := false
+	for _, s := range cf.Configuration().Servers {
+		if s.ID == raft.ServerID(req.NodeId) && s.Address == raft.ServerAddress(req.RaftAddr) && s.Suffrage == raft.Voter {
+			present = true
+		}
+	}
+	if !present {
+		if err := n.raft.AddVoter(raft.ServerID(req.NodeId), raft.ServerAddress(req.RaftAddr), 0, 10*time.Second).Error(); err != nil {
+			return apierr.RaftApplyError(err)
+		}
+		n.log.Info("added voter", "id", req.NodeId, "raft", req.RaftAddr)
+	}
+	r := n.prop.Propose(ctx, &fsmpb.Command{
+		Type: fsmpb.CommandType_COMMAND_TYPE_SET_NODE,
+		Body: &fsmpb.Command_SetNode{SetNode: &fsmpb.NodeMeta{NodeId: req.NodeId, GrpcAddr: req.GrpcAddr, RaftAddr: req.RaftAddr}},
+	})
+	if r.Err != nil {
+		return r.Err
+	}
+	return r.Result.Err
+}
+
+// leader returns the leader's id and gRPC address as this node knows them.
+func (n *Node) leader() (id, grpcAddr string) {
+	_, lid := n.raft.LeaderWithID()
+	id = string(lid)
+	if id == "" {
+		return "", ""
+	}
+	if id == n.cfg.NodeID {
+		return id, n.cfg.GRPCAdvertise
+	}
+	for _, m := range n.fsm.Nodes() {
+		if m.NodeID == id {
+			return id, m.GRPCAddr
+		}
+	}
+	return id, ""
+}
+
+// isLeader is a cheap local check; writes are still fenced by Raft itself.
+func (n *Node) isLeader() bool { return n.raft.State() == raft.Leader }
+
+// readBarrier makes a following read linearizable: this node confirms with
+// a quorum that it still leads, then waits until its FSM has applied
+// everything committed before the read began.
+func (n *Node) readBarrier(ctx context.Context) error {
+	if !n.leaderReady.Load() {
+		return apierr.ErrNotLeader
+	}
+	idx := n.raft.CommitIndex()
+	if err := n.raft.VerifyLeader().Error(); err != nil {
+		return apierr.ErrNotLeader
+	}
+	return n.fsm.WaitApplied(ctx, idx)
+}
+
+// FSM exposes the node's state machine (read-only use: tests, admin).
+func (n *Node) FSM() *fsm.FSM { return n.fsm }
+
+// Raft exposes the node's Raft instance (tests, admin).
+func (n *Node) Raft() *raft.Raft { return n.raft }
+
+// ID is the node's Raft server id.
+func (n *Node) ID() string { return n.cfg.NodeID }
+
+// GRPCAddr is the address clients dial.
+func (n *Node) GRPCAddr() string { return n.cfg.GRPCAdvertise }
+
+// RaftAddr is the address peers dial.
+func (n *Node) RaftAddr() string { return n.raftAddr() }
+
+// IsLeaderReady reports whether this node leads and has finished its
+// leadership set-up (Barrier, dispatcher).
+func (n *Node) IsLeaderReady() bool { return n.leaderReady.Load() }
+
+// Close shuts the node down gracefully: a leader first hands leadership to
+// a peer so the cluster does not wait an election timeout, parked fetches
+// are answered with not-leader so workers move on, in-flight RPCs finish,
+// then Raft and the stores close. The reverse of Open.
+func (n *Node) Close() error { return n.shutdown(true) }
+
+// Kill stops the node abruptly, as close to a crash as a process can get
+// while staying alive: no leadership transfer, RPCs cut, Raft stopped.
+// Everything acknowledged is already fsynced, so this loses nothing that a
+// real crash would not. Tests use it; real crashes are tested with real
+// processes.
+func (n *Node) Kill() error { return n.shutdown(false) }
+
+func (n *Node) shutdown(graceful bool) error {
+	if !n.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	if graceful && n.raft.State() == raft.Leader {
+		if err := n.raft.LeadershipTransfer().Error(); err != nil {
+			n.log.Warn("leadership transfer before shutdown failed", "err", err)
+		}
+	}
+	close(n.closing)
+	n.stepDown()
+	if graceful {
+		done := make(chan struct{})
+		go func() { n.grpc.GracefulStop(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			n.grpc.Stop()
+		}
+	} else {
+		n.grpc.Stop()
+	}
+	n.prop.Stop()
+	err := n.raft.Shutdown().Error()
+	n.wg.Wait()
+	n.fwd.close()
+	if cerr := n.trans.Close(); cerr != nil && err == nil {
+		err = cerr
+	}
+	n.closeStores()
+	return err
+}
+
+func (n *Node) closeStores() {
+	if n.store != nil {
+		_ = n.store.Close()
+	}
+	if n.trans != nil && n.raft == nil {
+		_ = n.trans.Close()
+	}
+}

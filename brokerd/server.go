@@ -1,0 +1,581 @@
+package brokerd
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/raftq/raftq/fsm"
+	"github.com/raftq/raftq/fsm/fsmpb"
+	"github.com/raftq/raftq/internal/apierr"
+	"github.com/raftq/raftq/internal/dispatch"
+	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
+)
+
+// propose runs one command through Raft and returns its FSM result. Errors
+// come back as gRPC statuses.
+func (n *Node) propose(ctx context.Context, cmd *fsmpb.Command) (fsm.Result, error) {
+	r := n.prop.Propose(ctx, cmd)
+	if r.Err != nil {
+		return fsm.Result{}, apierr.FromError(r.Err)
+	}
+	if r.Result.Err != nil {
+		return r.Result, apierr.FromError(r.Result.Err)
+	}
+	return r.Result, nil
+}
+
+// single returns the only item of a one-item command's result.
+func single(res fsm.Result) (fsm.ItemResult, error) {
+	if len(res.Items) != 1 {
+		return fsm.ItemResult{}, apierr.FromError(fmt.Errorf("fsm returned %d items for one", len(res.Items)))
+	}
+	it := res.Items[0]
+	return it, apierr.FromError(it.Err)
+}
+
+type brokerService struct {
+	raftqv1.UnimplementedBrokerServer
+	n *Node
+}
+
+func (s *brokerService) Enqueue(ctx context.Context, req *raftqv1.EnqueueRequest) (*raftqv1.EnqueueResponse, error) {
+	n := s.n
+	if !n.isLeader() {
+		return forward(ctx, n, func(ctx context.Context, c *grpc.ClientConn) (*raftqv1.EnqueueResponse, error) {
+			return raftqv1.NewBrokerClient(c).Enqueue(ctx, req)
+		})
+	}
+	jobs, err := n.newJobs(req, n.clock())
+	if err != nil {
+		return nil, apierr.FromError(err)
+	}
+	res, err := n.propose(ctx, &fsmpb.Command{
+		Type: fsmpb.CommandType_COMMAND_TYPE_ENQUEUE,
+		Body: &fsmpb.Command_Enqueue{Enqueue: &fsmpb.Enqueue{Jobs: jobs}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	if len(res.Items) != len(jobs) {
+		return nil, apierr.FromError(fmt.Errorf("fsm returned %d results for %d jobs", len(res.Items), len(jobs)))
+	}
+	out := &raftqv1.EnqueueResponse{Results: make([]*raftqv1.EnqueueResult, len(jobs))}
+	for i, it := range res.Items {
+		if it.Err != nil {
+			return nil, apierr.FromError(fmt.Errorf("job %d: %w", i, it.Err))
+		}
+		out.Results[i] = &raftqv1.EnqueueResult{JobId: it.JobID, Duplicate: it.Duplicate}
+	}
+	return out, nil
+}
+
+func (s *brokerService) Fetch(ctx context.Context, req *raftqv1.FetchRequest) (*raftqv1.FetchResponse, error) {
+	n := s.n
+	if !n.isLeader() {
+		return forward(ctx, n, func(ctx context.Context, c *grpc.ClientConn) (*raftqv1.FetchResponse, error) {
+			return raftqv1.NewBrokerClient(c).Fetch(ctx, req)
+		})
+	}
+	fr, err := n.fetchRequest(req)
+	if err != nil {
+		return nil, apierr.FromError(err)
+	}
+	d, err := n.dispatcher(ctx, 5*time.Second)
+	if err != nil {
+		return nil, apierr.FromError(err)
+	}
+	jobs, err := d.Fetch(ctx, fr)
+	if err != nil {
+		if errors.Is(err, apierr.ErrNotLeader) {
+			id, addr := n.leader()
+			return nil, apierr.NotLeader(id, addr)
+		}
+		return nil, apierr.FromError(err)
+	}
+	out := &raftqv1.FetchResponse{Jobs: make([]*raftqv1.Job, len(jobs))}
+	for i := range jobs {
+		out.Jobs[i] = jobToProto(&jobs[i])
+	}
+	return out, nil
+}
+
+func (n *Node) fetchRequest(req *raftqv1.FetchRequest) (dispatch.FetchRequest, error) {
+	lim := n.cfg.Limits
+	fr := dispatch.FetchRequest{Max: int(req.MaxJobs), WorkerID: req.WorkerId}
+	if len(req.Queues) == 0 || len(req.Queues) > 64 {
+		return fr, fmt.Errorf("%w: fetch needs 1 to 64 queues", apierr.ErrInvalid)
+	}
+	seen := map[string]bool{}
+	for _, q := range req.Queues {
+		if err := checkName("queue", q); err != nil {
+			return fr, err
+		}
+		if !seen[q] {
+			seen[q] = true
+			fr.Queues = append(fr.Queues, q)
+		}
+	}
+	if fr.Max == 0 {
+		fr.Max = 1
+	}
+	if fr.Max < 0 || fr.Max > lim.MaxFetchJobs {
+		return fr, fmt.Errorf("%w: max_jobs must be between 1 and %d", apierr.ErrInvalid, lim.MaxFetchJobs)
+	}
+	if len(fr.WorkerID) > 256 {
+		return fr, fmt.Errorf("%w: worker_id longer than 256 bytes", apierr.ErrInvalid)
+	}
+	if req.MaxWait != nil {
+		if err := req.MaxWait.CheckValid(); err != nil || req.MaxWait.AsDuration() < 0 || req.MaxWait.AsDuration() > lim.MaxFetchWait {
+			return fr, fmt.Errorf("%w: max_wait must be between 0 and %s", apierr.ErrInvalid, lim.MaxFetchWait)
+		}
+		fr.Wait = req.MaxWait.AsDuration()
+	}
+	if req.LeaseDuration != nil {
+		d := req.LeaseDuration.AsDuration()
+		if req.LeaseDuration.CheckValid() != nil || (d != 0 && (d < lim.MinLeaseDuration || d > lim.MaxLeaseDuration)) {
+			return fr, fmt.Errorf("%w: lease_duration must be between %s and %s", apierr.ErrInvalid, lim.MinLeaseDuration, lim.MaxLeaseDuration)
+		}
+		fr.LeaseDuration = d
+	}
+	return fr, nil
+}
+
+func leaseRef(id string, token uint64) (*fsmpb.LeaseRef, error) {
+	if err := checkJobID(id); err != nil {
+		return nil, err
+	}
+	if token == 0 {
+		return nil, fmt.Errorf("%w: lease_token is required", apierr.ErrInvalid)
+	}
+	return &fsmpb.LeaseRef{JobId: id, Token: token}, nil
+}
+
+func (s *brokerService) ExtendLease(ctx context.Context, req *raftqv1.ExtendLeaseRequest) (*raftqv1.ExtendLeaseResponse, error) {
+	n := s.n
+	if !n.isLeader() {
+		return forward(ctx, n, func(ctx context.Context, c *grpc.ClientConn) (*raftqv1.ExtendLeaseResponse, error) {
+			return raftqv1.NewBrokerClient(c).ExtendLease(ctx, req)
+		})
+	}
+	ref, err := leaseRef(req.JobId, req.LeaseToken)
+	if err != nil {
+		return nil, apierr.FromError(err)
+	}
+	if req.ExtendBy != nil {
+		d := req.ExtendBy.AsDuration()
+		if req.ExtendBy.CheckValid() != nil || (d != 0 && (d < n.cfg.Limits.MinLeaseDuration || d > n.cfg.Limits.MaxLeaseDuration)) {
+			return nil, apierr.FromError(fmt.Errorf("%w: extend_by must be between %s and %s", apierr.ErrInvalid, n.cfg.Limits.MinLeaseDuration, n.cfg.Limits.MaxLeaseDuration))
+		}
+		ref.Duration = int64(d)
+	}
+	res, err := n.propose(ctx, &fsmpb.Command{
+		Type: fsmpb.CommandType_COMMAND_TYPE_EXTEND_LEASE,
+		Body: &fsmpb.Command_ExtendLease{ExtendLease: &fsmpb.ExtendLease{Items: []*fsmpb.LeaseRef{ref}}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	it, err := single(res)
+	if err != nil {
+		return nil, err
+	}
+	return &raftqv1.ExtendLeaseResponse{
+		LeaseDeadline:   timestamppb.New(time.Unix(0, it.Job.LeaseDeadline)),
+		CancelRequested: it.Job.CancelRequested,
+	}, nil
+}
+
+func (s *brokerService) Ack(ctx context.Context, req *raftqv1.AckRequest) (*raftqv1.AckResponse, error) {
+	n := s.n
+	if !n.isLeader() {
+		return forward(ctx, n, func(ctx context.Context, c *grpc.ClientConn) (*raftqv1.AckResponse, error) {
+			return raftqv1.NewBrokerClient(c).Ack(ctx, req)
+		})
+	}
+	ref, err := leaseRef(req.JobId, req.LeaseToken)
+	if err != nil {
+		return nil, apierr.FromError(err)
+	}
+	res, err := n.propose(ctx, &fsmpb.Command{
+		Type: fsmpb.CommandType_COMMAND_TYPE_ACK,
+		Body: &fsmpb.Command_Ack{Ack: &fsmpb.Ack{Items: []*fsmpb.LeaseRef{ref}}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	it := res.Items
+	if len(it) == 1 && errors.Is(it[0].Err, fsm.ErrWrongState) {
+		// An ack retried after an indeterminate answer finds its own
+		// earlier ack committed: same token, succeeded. That is success.
+		if j, ok := n.fsm.Get(req.JobId); ok && j.State == fsm.StateSucceeded && j.LeaseToken == req.LeaseToken {
+			return &raftqv1.AckResponse{}, nil
+		}
+	}
+	if _, err := single(res); err != nil {
+		return nil, err
+	}
+	return &raftqv1.AckResponse{}, nil
+}
+
+func (s *brokerService) Nack(ctx context.Context, req *raftqv1.NackRequest) (*raftqv1.NackResponse, error) {
+	n := s.n
+	if !n.isLeader() {
+		return forward(ctx, n, func(ctx context.Context, c *grpc.ClientConn) (*raftqv1.NackResponse, error) {
+			return raftqv1.NewBrokerClient(c).Nack(ctx, req)
+		})
+	}
+	ref, err := leaseRef(req.JobId, req.LeaseToken)
+	if err != nil {
+		return nil, apierr.FromError(err)
+	}
+	if len(req.Error) > 64<<10 {
+		return nil, apierr.FromError(fmt.Errorf("%w: error text longer than 64 KiB", apierr.ErrTooLarge))
+	}
+	item := &fsmpb.NackItem{JobId: ref.JobId, Token: ref.Token, Error: req.Error, RetryAfter: -1, Permanent: req.Permanent}
+	if req.RetryAfter != nil {
+		d := req.RetryAfter.AsDuration()
+		if req.RetryAfter.CheckValid() != nil || d < 0 || d > n.cfg.Limits.MaxDelay {
+			return nil, apierr.FromError(fmt.Errorf("%w: retry_after must be between 0 and %s", apierr.ErrInvalid, n.cfg.Limits.MaxDelay))
+		}
+		item.RetryAfter = int64(d)
+	}
+	res, err := n.propose(ctx, &fsmpb.Command{
+		Type: fsmpb.CommandType_COMMAND_TYPE_NACK,
+		Body: &fsmpb.Command_Nack{Nack: &fsmpb.Nack{Items: []*fsmpb.NackItem{item}}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	it, err := single(res)
+	if err != nil {
+		return nil, err
+	}
+	out := &raftqv1.NackResponse{State: raftqv1.JobState(it.Job.State)}
+	if it.Job.State == fsm.StateScheduled || it.Job.State == fsm.StateReady {
+		out.RunAt = timestamppb.New(time.Unix(0, it.Job.RunAt))
+	}
+	return out, nil
+}
+
+func (s *brokerService) GetJob(ctx context.Context, req *raftqv1.GetJobRequest) (*raftqv1.GetJobResponse, error) {
+	n := s.n
+	if err := checkJobID(req.JobId); err != nil {
+		return nil, apierr.FromError(err)
+	}
+	if req.Consistency != raftqv1.Consistency_CONSISTENCY_STALE {
+		if !n.isLeader() {
+			return forward(ctx, n, func(ctx context.Context, c *grpc.ClientConn) (*raftqv1.GetJobResponse, error) {
+				return raftqv1.NewBrokerClient(c).GetJob(ctx, req)
+			})
+		}
+		if err := n.readBarrier(ctx); err != nil {
+			return nil, apierr.FromError(err)
+		}
+	}
+	j, ok := n.fsm.Get(req.JobId)
+	if !ok {
+		return nil, apierr.FromError(fmt.Errorf("%w: %s", fsm.ErrNotFound, req.JobId))
+	}
+	return &raftqv1.GetJobResponse{Job: jobToProto(&j)}, nil
+}
+
+func (s *brokerService) CancelJob(ctx context.Context, req *raftqv1.CancelJobRequest) (*raftqv1.CancelJobResponse, error) {
+	n := s.n
+	if !n.isLeader() {
+		return forward(ctx, n, func(ctx context.Context, c *grpc.ClientConn) (*raftqv1.CancelJobResponse, error) {
+			return raftqv1.NewBrokerClient(c).CancelJob(ctx, req)
+		})
+	}
+	if err := checkJobID(req.JobId); err != nil {
+		return nil, apierr.FromError(err)
+	}
+	res, err := n.propose(ctx, &fsmpb.Command{
+		Type: fsmpb.CommandType_COMMAND_TYPE_CANCEL,
+		Body: &fsmpb.Command_Cancel{Cancel: &fsmpb.Cancel{JobIds: []string{req.JobId}}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	it, err := single(res)
+	if err != nil {
+		return nil, err
+	}
+	return &raftqv1.CancelJobResponse{State: raftqv1.JobState(it.Job.State)}, nil
+}
+
+func (s *brokerService) QueueStats(ctx context.Context, req *raftqv1.QueueStatsRequest) (*raftqv1.QueueStatsResponse, error) {
+	n := s.n
+	for _, q := range req.Queues {
+		if err := checkName("queue", q); err != nil {
+			return nil, apierr.FromError(err)
+		}
+	}
+	if req.Consistency != raftqv1.Consistency_CONSISTENCY_STALE {
+		if !n.isLeader() {
+			return forward(ctx, n, func(ctx context.Context, c *grpc.ClientConn) (*raftqv1.QueueStatsResponse, error) {
+				return raftqv1.NewBrokerClient(c).QueueStats(ctx, req)
+			})
+		}
+		if err := n.readBarrier(ctx); err != nil {
+			return nil, apierr.FromError(err)
+		}
+	}
+	out := &raftqv1.QueueStatsResponse{}
+	for _, st := range n.fsm.Stats(req.Queues) {
+		qs := &raftqv1.QueueStats{
+			Queue:     st.Queue,
+			Paused:    st.Paused,
+			Scheduled: st.Counts[fsm.StateScheduled],
+			Ready:     st.Counts[fsm.StateReady],
+			Leased:    st.Counts[fsm.StateLeased],
+			Succeeded: st.Counts[fsm.StateSucceeded],
+			Dead:      st.Counts[fsm.StateDead],
+			Cancelled: st.Counts[fsm.StateCancelled],
+		}
+		if st.OldestReadyCreatedAt != 0 {
+			qs.OldestReadyAt = timestamppb.New(time.Unix(0, st.OldestReadyCreatedAt))
+		}
+		out.Queues = append(out.Queues, qs)
+	}
+	return out, nil
+}
+
+type adminService struct {
+	raftqv1.UnimplementedAdminServer
+	n *Node
+}
+
+func (s *adminService) queueCmd(ctx context.Context, queue string, t fsmpb.CommandType) error {
+	if err := checkName("queue", queue); err != nil {
+		return apierr.FromError(err)
+	}
+	cmd := &fsmpb.Command{Type: t}
+	ref := &fsmpb.QueueRef{Queue: queue}
+	if t == fsmpb.CommandType_COMMAND_TYPE_PAUSE_QUEUE {
+		cmd.Body = &fsmpb.Command_PauseQueue{PauseQueue: ref}
+	} else {
+		cmd.Body = &fsmpb.Command_ResumeQueue{ResumeQueue: ref}
+	}
+	_, err := s.n.propose(ctx, cmd)
+	return err
+}
+
+func (s *adminService) PauseQueue(ctx context.Context, req *raftqv1.PauseQueueRequest) (*raftqv1.PauseQueueResponse, error) {
+	if !s.n.isLeader() {
+		return forward(ctx, s.n, func(ctx context.Context, c *grpc.ClientConn) (*raftqv1.PauseQueueResponse, error) {
+			return raftqv1.NewAdminClient(c).PauseQueue(ctx, req)
+		})
+	}
+	return &raftqv1.PauseQueueResponse{}, s.queueCmd(ctx, req.Queue, fsmpb.CommandType_COMMAND_TYPE_PAUSE_QUEUE)
+}
+
+func (s *adminService) ResumeQueue(ctx context.Context, req *raftqv1.ResumeQueueRequest) (*raftqv1.ResumeQueueResponse, error) {
+	if !s.n.isLeader() {
+		return forward(ctx, s.n, func(ctx context.Context, c *grpc.ClientConn) (*raftqv1.ResumeQueueResponse, error) {
+			return raftqv1.NewAdminClient(c).ResumeQueue(ctx, req)
+		})
+	}
+	return &raftqv1.ResumeQueueResponse{}, s.queueCmd(ctx, req.Queue, fsmpb.CommandType_COMMAND_TYPE_RESUME_QUEUE)
+}
+
+func (s *adminService) Redrive(ctx context.Context, req *raftqv1.RedriveRequest) (*raftqv1.RedriveResponse, error) {
+	n := s.n
+	if !n.isLeader() {
+		return forward(ctx, n, func(ctx context.Context, c *grpc.ClientConn) (*raftqv1.RedriveResponse, error) {
+			return raftqv1.NewAdminClient(c).Redrive(ctx, req)
+		})
+	}
+	if err := checkName("queue", req.Queue); err != nil {
+		return nil, apierr.FromError(err)
+	}
+	for _, id := range req.JobIds {
+		if err := checkJobID(id); err != nil {
+			return nil, apierr.FromError(err)
+		}
+	}
+	if req.Limit < 0 || req.Limit > 100000 {
+		return nil, apierr.FromError(fmt.Errorf("%w: limit must be between 0 and 100000", apierr.ErrInvalid))
+	}
+	res, err := n.propose(ctx, &fsmpb.Command{
+		Type: fsmpb.CommandType_COMMAND_TYPE_REDRIVE,
+		Body: &fsmpb.Command_Redrive{Redrive: &fsmpb.Redrive{Queue: req.Queue, JobIds: req.JobIds, Limit: req.Limit}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := &raftqv1.RedriveResponse{}
+	for _, it := range res.Items {
+		if it.Err != nil {
+			if len(req.JobIds) > 0 {
+				return out, apierr.FromError(fmt.Errorf("job %s: %w", it.JobID, it.Err))
+			}
+			continue
+		}
+		out.JobIds = append(out.JobIds, it.JobID)
+	}
+	return out, nil
+}
+
+func (s *adminService) ListJobs(ctx context.Context, req *raftqv1.ListJobsRequest) (*raftqv1.ListJobsResponse, error) {
+	n := s.n
+	if err := checkName("queue", req.Queue); err != nil {
+		return nil, apierr.FromError(err)
+	}
+	if req.State <= raftqv1.JobState_JOB_STATE_UNSPECIFIED || req.State > raftqv1.JobState_JOB_STATE_CANCELLED {
+		return nil, apierr.FromError(fmt.Errorf("%w: state is required", apierr.ErrInvalid))
+	}
+	limit := int(req.Limit)
+	if limit <= 0 {
+		limit = 100
+	}
+	if limit > 1000 {
+		return nil, apierr.FromError(fmt.Errorf("%w: limit must be at most 1000", apierr.ErrInvalid))
+	}
+	if req.Consistency != raftqv1.Consistency_CONSISTENCY_STALE {
+		if !n.isLeader() {
+			return forward(ctx, n, func(ctx context.Context, c *grpc.ClientConn) (*raftqv1.ListJobsResponse, error) {
+				return raftqv1.NewAdminClient(c).ListJobs(ctx, req)
+			})
+		}
+		if err := n.readBarrier(ctx); err != nil {
+			return nil, apierr.FromError(err)
+		}
+	}
+	jobs := n.fsm.List(req.Queue, fsm.State(req.State), req.After, limit)
+	out := &raftqv1.ListJobsResponse{}
+	for i := range jobs {
+		out.Jobs = append(out.Jobs, jobToProto(&jobs[i]))
+	}
+	if len(jobs) == limit {
+		out.NextAfter = jobs[len(jobs)-1].ID
+	}
+	return out, nil
+}
+
+type clusterService struct {
+	raftqv1.UnimplementedClusterServer
+	n *Node
+}
+
+func (s *clusterService) Join(ctx context.Context, req *raftqv1.JoinRequest) (*raftqv1.JoinResponse, error) {
+	n := s.n
+	if req.NodeId == "" || req.RaftAddr == "" || req.GrpcAddr == "" {
+		return nil, apierr.New(codes.InvalidArgument, raftqv1.ErrorDetail_INVALID_ARGUMENT, "join needs node_id, raft_addr and grpc_addr")
+	}
+	if !n.leaderReady.Load() {
+		return n.fwd.join(ctx, req)
+	}
+	if err := n.join(ctx, req); err != nil {
+		return nil, apierr.FromError(err)
+	}
+	return &raftqv1.JoinResponse{}, nil
+}
+
+func (s *clusterService) Remove(ctx context.Context, req *raftqv1.RemoveRequest) (*raftqv1.RemoveResponse, error) {
+	n := s.n
+	if req.NodeId == "" {
+		return nil, apierr.New(codes.InvalidArgument, raftqv1.ErrorDetail_INVALID_ARGUMENT, "node_id is required")
+	}
+	if !n.isLeader() {
+		return forward(ctx, n, func(ctx context.Context, c *grpc.ClientConn) (*raftqv1.RemoveResponse, error) {
+			return raftqv1.NewClusterClient(c).Remove(ctx, req)
+		})
+	}
+	cf := n.raft.GetConfiguration()
+	if err := cf.Error(); err != nil {
+		return nil, apierr.FromError(err)
+	}
+	found, voters := false, 0
+	for _, srv := range cf.Configuration().Servers {
+		if srv.Suffrage == raft.Voter {
+			voters++
+		}
+		if srv.ID == raft.ServerID(req.NodeId) {
+			found = true
+		}
+	}
+	if !found {
+		return nil, apierr.New(codes.NotFound, raftqv1.ErrorDetail_NOT_FOUND, "no member "+req.NodeId)
+	}
+	if voters <= 1 {
+		return nil, apierr.New(codes.FailedPrecondition, raftqv1.ErrorDetail_WRONG_STATE, "refusing to remove the last voter")
+	}
+	if err := n.raft.RemoveServer(raft.ServerID(req.NodeId), 0, 10*time.Second).Error(); err != nil {
+		return nil, apierr.FromError(apierr.RaftApplyError(err))
+	}
+	return &raftqv1.RemoveResponse{}, nil
+}
+
+func (s *clusterService) Status(ctx context.Context, _ *raftqv1.StatusRequest) (*raftqv1.StatusResponse, error) {
+	n := s.n
+	id, addr := n.leader()
+	out := &raftqv1.StatusResponse{
+		NodeId:       n.cfg.NodeID,
+		State:        n.raft.State().String(),
+		LeaderId:     id,
+		LeaderAddr:   addr,
+		CommitIndex:  n.raft.CommitIndex(),
+		AppliedIndex: n.fsm.LastIndex(),
+		StateHash:    n.fsm.Hash(),
+	}
+	fmt.Sscan(n.raft.Stats()["term"], &out.Term)
+	metas := map[string]string{}
+	for _, m := range n.fsm.Nodes() {
+		metas[m.NodeID] = m.GRPCAddr
+	}
+	if cf := n.raft.GetConfiguration(); cf.Error() == nil {
+		for _, srv := range cf.Configuration().Servers {
+			out.Members = append(out.Members, &raftqv1.Member{
+				NodeId:   string(srv.ID),
+				RaftAddr: string(srv.Address),
+				GrpcAddr: metas[string(srv.ID)],
+				Voter:    srv.Suffrage == raft.Voter,
+				Leader:   string(srv.ID) == id,
+			})
+		}
+	}
+	return out, nil
+}
+
+// jobToProto converts an FSM job to its API form.
+func jobToProto(j *fsm.Job) *raftqv1.Job {
+	ts := func(ns int64) *timestamppb.Timestamp {
+		if ns == 0 {
+			return nil
+		}
+		return timestamppb.New(time.Unix(0, ns))
+	}
+	return &raftqv1.Job{
+		Id:            j.ID,
+		Queue:         j.Queue,
+		Type:          j.Type,
+		Payload:       j.Payload,
+		Priority:      j.Priority,
+		State:         raftqv1.JobState(j.State),
+		Attempts:      j.Attempts,
+		MaxAttempts:   j.MaxAttempts,
+		LeaseDuration: durationpb.New(time.Duration(j.LeaseDuration)),
+		Retry: &raftqv1.RetryPolicy{
+			InitialBackoff: durationpb.New(time.Duration(j.InitialBackoff)),
+			MaxBackoff:     durationpb.New(time.Duration(j.MaxBackoff)),
+		},
+		IdempotencyKey:  j.IdempotencyKey,
+		LastError:       j.LastError,
+		RunAt:           ts(j.RunAt),
+		CreatedAt:       ts(j.CreatedAt),
+		UpdatedAt:       ts(j.UpdatedAt),
+		FinishedAt:      ts(j.FinishedAt),
+		LeaseToken:      j.LeaseToken,
+		LeaseDeadline:   ts(j.LeaseDeadline),
+		LeasedBy:        j.LeasedBy,
+		CancelRequested: j.CancelRequested,
+	}
+}

@@ -1,0 +1,375 @@
+// Package client is the Go client of a raftq broker cluster: the producer
+// API (Enqueue, GetJob, CancelJob, QueueStats), the calls workers build on
+// (Fetch, ExtendLease, Ack, Nack), and the admin calls.
+//
+// A Client is given some broker addresses and finds the leader by itself:
+// a NOT_LEADER answer names the leader and the call goes there; a broker
+// that does not answer is skipped and the next one tried, with back-off,
+// until the call's context ends. Every call is retried only when retrying
+// is safe: Enqueue carries an idempotency key on every job (the client makes
+// one when the caller did not), so a retry after an indeterminate outcome
+// returns the first job instead of creating a second; Ack of a job already
+// acked with the same token succeeds.
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/status"
+
+	"github.com/raftq/raftq/internal/apierr"
+	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
+)
+
+// Options tune a Client.
+type Options struct {
+	// DialOptions are added to every connection (TLS, interceptors).
+	DialOptions []grpc.DialOption
+	// MinBackoff and MaxBackoff bound the wait between retries while no
+	// broker answers (defaults 50ms and 1s).
+	MinBackoff, MaxBackoff time.Duration
+	// CallTimeout applies to calls whose context has no deadline (default
+	// 30s; Fetch adds its max_wait).
+	CallTimeout time.Duration
+}
+
+// Client talks to a broker cluster. It is safe for concurrent use.
+type Client struct {
+	addrs []string
+	opts  Options
+
+	mu     sync.Mutex
+	conns  map[string]*grpc.ClientConn
+	leader string
+	next   int
+}
+
+// New returns a client for the brokers at addrs (host:port of their gRPC
+// API). No connection is made until the first call.
+func New(addrs []string, opts Options) (*Client, error) {
+	if len(addrs) == 0 {
+		return nil, errors.New("client: no broker addresses")
+	}
+	if opts.MinBackoff <= 0 {
+		opts.MinBackoff = 50 * time.Millisecond
+	}
+	if opts.MaxBackoff <= 0 {
+		opts.MaxBackoff = time.Second
+	}
+	if opts.CallTimeout <= 0 {
+		opts.CallTimeout = 30 * time.Second
+	}
+	return &Client{addrs: append([]string(nil), addrs...), opts: opts, conns: map[string]*grpc.ClientConn{}}, nil
+}
+
+// Close closes every connection.
+func (c *Client) Close() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var errs []error
+	for a, cc := range c.conns {
+		errs = append(errs, cc.Close())
+		delete(c.conns, a)
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cc, ok := c.conns[addr]; ok {
+		return cc, nil
+	}
+	opts := append([]grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)),
+		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
+	}, c.opts.DialOptions...)
+	cc, err := grpc.NewClient(addr, opts...)
+	if err != nil {
+		return nil, err
+	}
+	c.conns[addr] = cc
+	return cc, nil
+}
+
+// target is the address to try next: the known leader, else the next
+// address in rotation.
+func (c *Client) target() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.leader != "" {
+		return c.leader
+	}
+	a := c.addrs[c.next%len(c.addrs)]
+	return a
+}
+
+func (c *Client) setLeader(addr string) {
+	c.mu.Lock()
+	c.leader = addr
+	c.mu.Unlock()
+}
+
+// failed forgets addr as leader and moves the rotation past it.
+func (c *Client) failed(addr string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.leader == addr {
+		c.leader = ""
+	}
+	if c.addrs[c.next%len(c.addrs)] == addr {
+		c.next++
+	}
+}
+
+// Leader returns the address the client currently believes leads, if any.
+func (c *Client) Leader() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.leader
+}
+
+// do runs call against the cluster, following leader hints and skipping
+// brokers that do not answer, until it succeeds, fails definitely, or ctx
+// ends.
+func (c *Client) do(ctx context.Context, extra time.Duration, call func(context.Context, *grpc.ClientConn) error) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.opts.CallTimeout+extra)
+		defer cancel()
+	}
+	backoff := c.opts.MinBackoff
+	var last error
+	for attempt := 0; ; attempt++ {
+		addr := c.target()
+		cc, err := c.conn(addr)
+		if err == nil {
+			err = call(ctx, cc)
+			if err == nil {
+				c.setLeader(addr)
+				return nil
+			}
+		}
+		last = err
+		retry, hint := classify(err)
+		if !retry {
+			return err
+		}
+		if hint != "" && hint != addr {
+			c.setLeader(hint)
+		} else {
+			c.failed(addr)
+		}
+		// Go straight to a named leader once; back off otherwise.
+		if hint == "" || hint == addr || attempt%len(c.addrs) == len(c.addrs)-1 {
+			select {
+			case <-ctx.Done():
+				return fmt.Errorf("%w (last error: %v)", ctx.Err(), last)
+			case <-time.After(backoff):
+			}
+			if backoff *= 2; backoff > c.opts.MaxBackoff {
+				backoff = c.opts.MaxBackoff
+			}
+		}
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w (last error: %v)", ctx.Err(), last)
+		}
+	}
+}
+
+// classify says whether an error is worth another try, and which address
+// the broker named as leader.
+func classify(err error) (retry bool, leaderHint string) {
+	st, ok := status.FromError(err)
+	if !ok {
+		return true, "" // dial errors
+	}
+	switch st.Code() {
+	case codes.Unavailable:
+		if d := apierr.Detail(err); d != nil {
+			return true, d.LeaderAddr
+		}
+		return true, ""
+	case codes.Canceled, codes.DeadlineExceeded:
+		return false, ""
+	}
+	return false, ""
+}
+
+// IsIndeterminate reports whether err means the call may or may not have
+// taken effect.
+func IsIndeterminate(err error) bool {
+	return apierr.Reason(err) == raftqv1.ErrorDetail_INDETERMINATE
+}
+
+// Reason returns the broker's ErrorDetail reason for err (NOT_FOUND,
+// STALE_TOKEN, ...), or REASON_UNSPECIFIED.
+func Reason(err error) raftqv1.ErrorDetail_Reason { return apierr.Reason(err) }
+
+// Enqueue adds jobs atomically and returns one result per job. Jobs without
+// an idempotency key get a fresh one, so that this call's own retries never
+// create a job twice.
+func (c *Client) Enqueue(ctx context.Context, jobs ...*raftqv1.JobSpec) ([]*raftqv1.EnqueueResult, error) {
+	for _, j := range jobs {
+		if j != nil && j.IdempotencyKey == "" {
+			j.IdempotencyKey = "auto-" + uuid.NewString()
+		}
+	}
+	req := &raftqv1.EnqueueRequest{Jobs: jobs}
+	var resp *raftqv1.EnqueueResponse
+	err := c.do(ctx, 0, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+		resp, err = raftqv1.NewBrokerClient(cc).Enqueue(ctx, req)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Results, nil
+}
+
+// Fetch long-polls for up to req.MaxJobs jobs. An empty answer means
+// max_wait passed with nothing ready.
+func (c *Client) Fetch(ctx context.Context, req *raftqv1.FetchRequest) ([]*raftqv1.Job, error) {
+	var resp *raftqv1.FetchResponse
+	err := c.do(ctx, req.GetMaxWait().AsDuration(), func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+		resp, err = raftqv1.NewBrokerClient(cc).Fetch(ctx, req)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Jobs, nil
+}
+
+// ExtendLease extends a lease; the answer says whether the job was
+// cancelled.
+func (c *Client) ExtendLease(ctx context.Context, req *raftqv1.ExtendLeaseRequest) (*raftqv1.ExtendLeaseResponse, error) {
+	var resp *raftqv1.ExtendLeaseResponse
+	err := c.do(ctx, 0, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+		resp, err = raftqv1.NewBrokerClient(cc).ExtendLease(ctx, req)
+		return err
+	})
+	return resp, err
+}
+
+// Ack marks a leased job succeeded.
+func (c *Client) Ack(ctx context.Context, jobID string, token uint64) error {
+	req := &raftqv1.AckRequest{JobId: jobID, LeaseToken: token}
+	return c.do(ctx, 0, func(ctx context.Context, cc *grpc.ClientConn) error {
+		_, err := raftqv1.NewBrokerClient(cc).Ack(ctx, req)
+		return err
+	})
+}
+
+// Nack reports a failed attempt.
+func (c *Client) Nack(ctx context.Context, req *raftqv1.NackRequest) (*raftqv1.NackResponse, error) {
+	var resp *raftqv1.NackResponse
+	err := c.do(ctx, 0, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+		resp, err = raftqv1.NewBrokerClient(cc).Nack(ctx, req)
+		return err
+	})
+	return resp, err
+}
+
+// GetJob reads a job (linearizable unless consistency is STALE).
+func (c *Client) GetJob(ctx context.Context, jobID string, consistency raftqv1.Consistency) (*raftqv1.Job, error) {
+	req := &raftqv1.GetJobRequest{JobId: jobID, Consistency: consistency}
+	var resp *raftqv1.GetJobResponse
+	err := c.do(ctx, 0, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+		resp, err = raftqv1.NewBrokerClient(cc).GetJob(ctx, req)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Job, nil
+}
+
+// CancelJob cancels a job; a leased job's worker learns it on its next
+// lease extension.
+func (c *Client) CancelJob(ctx context.Context, jobID string) (raftqv1.JobState, error) {
+	req := &raftqv1.CancelJobRequest{JobId: jobID}
+	var resp *raftqv1.CancelJobResponse
+	err := c.do(ctx, 0, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+		resp, err = raftqv1.NewBrokerClient(cc).CancelJob(ctx, req)
+		return err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return resp.State, nil
+}
+
+// QueueStats returns counts per state for the named queues (all when none).
+func (c *Client) QueueStats(ctx context.Context, queues ...string) ([]*raftqv1.QueueStats, error) {
+	req := &raftqv1.QueueStatsRequest{Queues: queues}
+	var resp *raftqv1.QueueStatsResponse
+	err := c.do(ctx, 0, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+		resp, err = raftqv1.NewBrokerClient(cc).QueueStats(ctx, req)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp.Queues, nil
+}
+
+// PauseQueue stops leasing from queue.
+func (c *Client) PauseQueue(ctx context.Context, queue string) error {
+	return c.do(ctx, 0, func(ctx context.Context, cc *grpc.ClientConn) error {
+		_, err := raftqv1.NewAdminClient(cc).PauseQueue(ctx, &raftqv1.PauseQueueRequest{Queue: queue})
+		return err
+	})
+}
+
+// ResumeQueue resumes leasing from queue.
+func (c *Client) ResumeQueue(ctx context.Context, queue string) error {
+	return c.do(ctx, 0, func(ctx context.Context, cc *grpc.ClientConn) error {
+		_, err := raftqv1.NewAdminClient(cc).ResumeQueue(ctx, &raftqv1.ResumeQueueRequest{Queue: queue})
+		return err
+	})
+}
+
+// Redrive moves dead jobs of queue back to ready (the listed ones, or up
+// to limit of the oldest).
+func (c *Client) Redrive(ctx context.Context, queue string, jobIDs []string, limit int32) ([]string, error) {
+	req := &raftqv1.RedriveRequest{Queue: queue, JobIds: jobIDs, Limit: limit}
+	var resp *raftqv1.RedriveResponse
+	err := c.do(ctx, 0, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+		resp, err = raftqv1.NewAdminClient(cc).Redrive(ctx, req)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return resp.JobIds, nil
+}
+
+// ListJobs lists a queue's jobs in one state, in id order after `after`.
+func (c *Client) ListJobs(ctx context.Context, req *raftqv1.ListJobsRequest) (*raftqv1.ListJobsResponse, error) {
+	var resp *raftqv1.ListJobsResponse
+	err := c.do(ctx, 0, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+		resp, err = raftqv1.NewAdminClient(cc).ListJobs(ctx, req)
+		return err
+	})
+	return resp, err
+}
+
+// Status asks one broker (by address) for its view of the cluster.
+func (c *Client) Status(ctx context.Context, addr string) (*raftqv1.StatusResponse, error) {
+	cc, err := c.conn(addr)
+	if err != nil {
+		return nil, err
+	}
+	return raftqv1.NewClusterClient(cc).Status(ctx, &raftqv1.StatusRequest{})
+}

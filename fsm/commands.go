@@ -1,0 +1,496 @@
+package fsm
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/raftq/raftq/fsm/fsmpb"
+)
+
+// defaultRedriveLimit bounds a Redrive by queue that names no limit, so one
+// command cannot stall Apply on a huge dead-letter set.
+const defaultRedriveLimit = 1000
+
+// leaseExpiredError is the LastError of a job whose lease ran out.
+const leaseExpiredError = "lease expired"
+
+// applier applies the commands of one log entry.
+type applier struct {
+	st    *state
+	index uint64 // the entry's log index: the lease token of its Lease commands
+	dirty bool   // some state changed
+}
+
+func (a *applier) command(c *fsmpb.Command) Result {
+	now := c.GetNow()
+	switch c.GetType() {
+	case fsmpb.CommandType_COMMAND_TYPE_ENQUEUE:
+		return a.enqueue(now, c.GetEnqueue())
+	case fsmpb.CommandType_COMMAND_TYPE_LEASE:
+		return a.lease(now, c.GetLease())
+	case fsmpb.CommandType_COMMAND_TYPE_EXTEND_LEASE:
+		return a.extend(now, c.GetExtendLease())
+	case fsmpb.CommandType_COMMAND_TYPE_ACK:
+		return a.ack(now, c.GetAck())
+	case fsmpb.CommandType_COMMAND_TYPE_NACK:
+		return a.nack(now, c.GetNack())
+	case fsmpb.CommandType_COMMAND_TYPE_EXPIRE_LEASES:
+		return a.expire(now, c.GetExpireLeases())
+	case fsmpb.CommandType_COMMAND_TYPE_PROMOTE:
+		return a.promote(now, c.GetPromote())
+	case fsmpb.CommandType_COMMAND_TYPE_CANCEL:
+		return a.cancel(now, c.GetCancel())
+	case fsmpb.CommandType_COMMAND_TYPE_PAUSE_QUEUE:
+		return a.setPaused(c.GetPauseQueue(), true)
+	case fsmpb.CommandType_COMMAND_TYPE_RESUME_QUEUE:
+		return a.setPaused(c.GetResumeQueue(), false)
+	case fsmpb.CommandType_COMMAND_TYPE_REDRIVE:
+		return a.redrive(now, c.GetRedrive())
+	case fsmpb.CommandType_COMMAND_TYPE_PURGE:
+		return a.purge(now, c.GetPurge())
+	case fsmpb.CommandType_COMMAND_TYPE_SET_NODE:
+		return a.setNode(c.GetSetNode())
+	}
+	// Decode refuses unknown types; reaching here is a bug in this file.
+	panic(fmt.Sprintf("fsm: no handler for command type %v", c.GetType()))
+}
+
+// put stores nu in place of old and marks the entry as changing state.
+func (a *applier) put(old, nu *Job) {
+	a.st.put(old, nu)
+	a.dirty = true
+}
+
+// satAdd adds a duration to a time, saturating instead of wrapping, so a
+// huge window or delay means "far future", never "long ago".
+func satAdd(t, d int64) int64 {
+	if d > 0 && t > math.MaxInt64-d {
+		return math.MaxInt64
+	}
+	if d < 0 && t < math.MinInt64-d {
+		return math.MinInt64
+	}
+	return t + d
+}
+
+// found returns the item result for job j with err, carrying a copy of j so
+// the caller sees the state that caused a refusal.
+func found(j *Job, err error) ItemResult {
+	return ItemResult{JobID: j.ID, Err: err, Job: copyJob(j)}
+}
+
+func notFound(id string) ItemResult {
+	return ItemResult{JobID: id, Err: fmt.Errorf("%w: %q", ErrNotFound, id)}
+}
+
+func (a *applier) enqueue(now int64, b *fsmpb.Enqueue) Result {
+	items := make([]ItemResult, len(b.GetJobs()))
+	for i, nj := range b.GetJobs() {
+		id, queue, key := nj.GetId(), nj.GetQueue(), nj.GetIdempotencyKey()
+		items[i].JobID = id
+		if id == "" || queue == "" || nj.GetType() == "" {
+			items[i].Err = fmt.Errorf("%w: enqueue item %d: id, queue and type are required", ErrInvalid, i)
+			continue
+		}
+		if key != "" {
+			if e, ok := a.st.idem.Get(idemEntry{queue: queue, key: key}); ok && e.expires > now {
+				items[i] = ItemResult{JobID: e.jobID, Duplicate: true}
+				if j := a.st.job(e.jobID); j != nil {
+					items[i].Job = copyJob(j)
+				}
+				continue
+			}
+		}
+		if a.st.job(id) != nil {
+			items[i].Err = fmt.Errorf("%w: %q", ErrDuplicateID, id)
+			continue
+		}
+		j := &Job{
+			ID:             id,
+			Queue:          queue,
+			Type:           nj.GetType(),
+			Payload:        nj.GetPayload(),
+			Priority:       nj.GetPriority(),
+			MaxAttempts:    nj.GetMaxAttempts(),
+			LeaseDuration:  nj.GetLeaseDuration(),
+			InitialBackoff: nj.GetInitialBackoff(),
+			MaxBackoff:     nj.GetMaxBackoff(),
+			IdempotencyKey: key,
+			DedupWindow:    nj.GetDedupWindow(),
+			RunAt:          nj.GetRunAt(),
+			CreatedAt:      now,
+			UpdatedAt:      now,
+		}
+		if j.RunAt <= now {
+			j.State = StateReady
+			j.Seq = a.st.nextSeq()
+		} else {
+			j.State = StateScheduled
+		}
+		a.put(nil, j)
+		if key != "" {
+			if exp := satAdd(now, j.DedupWindow); exp > now {
+				a.st.setIdem(idemEntry{queue: queue, key: key, jobID: id, expires: exp})
+			}
+		}
+		items[i].Job = copyJob(j)
+	}
+	return Result{Items: items}
+}
+
+func (a *applier) lease(now int64, b *fsmpb.Lease) Result {
+	token := a.index
+	items := make([]ItemResult, len(b.GetItems()))
+	for i, it := range b.GetItems() {
+		j := a.st.job(it.GetJobId())
+		switch {
+		case j == nil:
+			items[i] = notFound(it.GetJobId())
+			continue
+		case a.st.paused(j.Queue):
+			items[i] = found(j, fmt.Errorf("%w: %q", ErrQueuePaused, j.Queue))
+			continue
+		case !(j.State == StateReady || (j.State == StateScheduled && j.RunAt <= now)):
+			items[i] = found(j, fmt.Errorf("%w: lease of %q in state %s", ErrWrongState, j.ID, j.State))
+			continue
+		case j.LeaseToken >= token:
+			// Leased, then released, again within this entry: a second
+			// lease would reuse the token, and tokens must grow.
+			items[i] = found(j, fmt.Errorf("%w: %q was already leased with token %d", ErrWrongState, j.ID, token))
+			continue
+		}
+		nu := copyJob(j)
+		nu.State = StateLeased
+		if nu.Attempts < math.MaxInt32 {
+			nu.Attempts++
+		}
+		nu.LeaseToken = token
+		nu.LeasedBy = b.GetWorkerId()
+		d := it.GetLeaseDuration()
+		if d <= 0 {
+			d = j.LeaseDuration
+		}
+		nu.LeaseDeadline = satAdd(now, d)
+		nu.UpdatedAt = now
+		a.put(j, nu)
+		items[i] = ItemResult{JobID: nu.ID, Job: copyJob(nu)}
+	}
+	return Result{Items: items}
+}
+
+// checkLease decides whether token names j's current lease. A token other
+// than the job's is stale. The job's own token on a job that is no longer
+// leased is stale too when the lease ended by expiry or nack (the job will
+// run again), and a wrong-state refusal when the job is terminal (for an
+// ack: already done).
+func checkLease(j *Job, token uint64) error {
+	switch {
+	case j.State == StateLeased && j.LeaseToken == token:
+		return nil
+	case j.LeaseToken != token:
+		return fmt.Errorf("%w: %q has token %d, not %d", ErrStaleToken, j.ID, j.LeaseToken, token)
+	case j.State.Terminal():
+		return fmt.Errorf("%w: %q is %s", ErrWrongState, j.ID, j.State)
+	default:
+		return fmt.Errorf("%w: lease %d of %q has ended, job is %s", ErrStaleToken, token, j.ID, j.State)
+	}
+}
+
+// leaseTarget resolves one lease reference: the job, or a refusal.
+func (a *applier) leaseTarget(id string, token uint64) (*Job, ItemResult, bool) {
+	j := a.st.job(id)
+	if j == nil {
+		return nil, notFound(id), false
+	}
+	if err := checkLease(j, token); err != nil {
+		return nil, found(j, err), false
+	}
+	return j, ItemResult{}, true
+}
+
+func (a *applier) extend(now int64, b *fsmpb.ExtendLease) Result {
+	items := make([]ItemResult, len(b.GetItems()))
+	for i, it := range b.GetItems() {
+		j, r, ok := a.leaseTarget(it.GetJobId(), it.GetToken())
+		if !ok {
+			items[i] = r
+			continue
+		}
+		nu := copyJob(j)
+		d := it.GetDuration()
+		if d <= 0 {
+			d = j.LeaseDuration
+		}
+		nu.LeaseDeadline = satAdd(now, d)
+		nu.UpdatedAt = now
+		a.put(j, nu)
+		items[i] = ItemResult{JobID: nu.ID, Job: copyJob(nu)}
+	}
+	return Result{Items: items}
+}
+
+func (a *applier) ack(now int64, b *fsmpb.Ack) Result {
+	items := make([]ItemResult, len(b.GetItems()))
+	for i, it := range b.GetItems() {
+		j, r, ok := a.leaseTarget(it.GetJobId(), it.GetToken())
+		if !ok {
+			items[i] = r
+			continue
+		}
+		nu := copyJob(j)
+		nu.State = StateSucceeded // lease fields stay, as history
+		nu.FinishedAt = now
+		nu.UpdatedAt = now
+		a.put(j, nu)
+		items[i] = ItemResult{JobID: nu.ID, Job: copyJob(nu)}
+	}
+	return Result{Items: items}
+}
+
+// endLease is the part of a nack or an expiry that does not depend on why
+// the lease ended: the token stays (it must only grow), the holder and the
+// deadline go, and a cancel request or exhausted attempts end the job.
+// It reports whether the job was finished.
+func endLease(nu *Job, now int64, lastError string, permanent bool) bool {
+	nu.LastError = lastError
+	nu.LeasedBy = ""
+	nu.LeaseDeadline = 0
+	nu.UpdatedAt = now
+	switch {
+	case nu.CancelRequested:
+		nu.State = StateCancelled
+	case permanent || nu.Attempts >= nu.MaxAttempts:
+		nu.State = StateDead
+	default:
+		return false
+	}
+	nu.FinishedAt = now
+	return true
+}
+
+func (a *applier) nack(now int64, b *fsmpb.Nack) Result {
+	items := make([]ItemResult, len(b.GetItems()))
+	for i, it := range b.GetItems() {
+		j, r, ok := a.leaseTarget(it.GetJobId(), it.GetToken())
+		if !ok {
+			items[i] = r
+			continue
+		}
+		nu := copyJob(j)
+		if !endLease(nu, now, it.GetError(), it.GetPermanent()) {
+			delay := it.GetRetryAfter()
+			if delay < 0 {
+				delay = Backoff(nu)
+			}
+			if delay == 0 {
+				nu.State = StateReady
+				nu.Seq = a.st.nextSeq()
+			} else {
+				nu.State = StateScheduled
+				nu.RunAt = satAdd(now, delay)
+			}
+		}
+		a.put(j, nu)
+		items[i] = ItemResult{JobID: nu.ID, Job: copyJob(nu)}
+	}
+	return Result{Items: items}
+}
+
+func (a *applier) expire(now int64, b *fsmpb.ExpireLeases) Result {
+	limit := int(b.GetLimit())
+	var ids []string
+	a.st.leases.Ascend(func(k timeKey) bool {
+		if k.t > now {
+			return false
+		}
+		ids = append(ids, k.id)
+		return limit <= 0 || len(ids) < limit
+	})
+	items := make([]ItemResult, 0, len(ids))
+	for _, id := range ids {
+		j := a.st.job(id)
+		nu := copyJob(j)
+		if !endLease(nu, now, leaseExpiredError, false) {
+			nu.State = StateReady
+			nu.Seq = a.st.nextSeq()
+		}
+		a.put(j, nu)
+		items = append(items, ItemResult{JobID: id, Job: copyJob(nu)})
+	}
+	return Result{Items: items}
+}
+
+func (a *applier) promote(now int64, b *fsmpb.Promote) Result {
+	limit := int(b.GetLimit())
+	var ids []string
+	a.st.scheduled.Ascend(func(k timeKey) bool {
+		if k.t > now {
+			return false
+		}
+		ids = append(ids, k.id)
+		return limit <= 0 || len(ids) < limit
+	})
+	items := make([]ItemResult, 0, len(ids))
+	for _, id := range ids {
+		j := a.st.job(id)
+		nu := copyJob(j)
+		nu.State = StateReady
+		nu.Seq = a.st.nextSeq()
+		nu.UpdatedAt = now
+		a.put(j, nu)
+		items = append(items, ItemResult{JobID: id, Job: copyJob(nu)})
+	}
+	return Result{Items: items}
+}
+
+func (a *applier) cancel(now int64, b *fsmpb.Cancel) Result {
+	items := make([]ItemResult, len(b.GetJobIds()))
+	for i, id := range b.GetJobIds() {
+		j := a.st.job(id)
+		if j == nil {
+			items[i] = notFound(id)
+			continue
+		}
+		if j.State.Terminal() {
+			items[i] = found(j, fmt.Errorf("%w: cancel of %q, which is %s", ErrWrongState, id, j.State))
+			continue
+		}
+		if j.State == StateLeased && j.CancelRequested {
+			items[i] = found(j, nil) // already asked; nothing changes
+			continue
+		}
+		nu := copyJob(j)
+		nu.UpdatedAt = now
+		if j.State == StateLeased {
+			// The worker learns it on its next extend; its nack or the
+			// lease expiry finishes the job as cancelled.
+			nu.CancelRequested = true
+		} else {
+			nu.State = StateCancelled
+			nu.FinishedAt = now
+		}
+		a.put(j, nu)
+		items[i] = ItemResult{JobID: id, Job: copyJob(nu)}
+	}
+	return Result{Items: items}
+}
+
+func (a *applier) setPaused(b *fsmpb.QueueRef, paused bool) Result {
+	name := b.GetQueue()
+	if name == "" {
+		return Result{Err: fmt.Errorf("%w: queue name is required", ErrInvalid)}
+	}
+	q, ok := a.st.queue(name)
+	if ok && q.paused == paused {
+		return Result{}
+	}
+	q.name, q.paused = name, paused
+	a.st.queues.ReplaceOrInsert(q)
+	a.dirty = true
+	return Result{}
+}
+
+func (a *applier) redrive(now int64, b *fsmpb.Redrive) Result {
+	queue := b.GetQueue()
+	if len(b.GetJobIds()) > 0 {
+		items := make([]ItemResult, len(b.GetJobIds()))
+		for i, id := range b.GetJobIds() {
+			j := a.st.job(id)
+			switch {
+			case j == nil:
+				items[i] = notFound(id)
+			case queue != "" && j.Queue != queue:
+				items[i] = ItemResult{JobID: id, Err: fmt.Errorf("%w: %q is not in queue %q", ErrNotFound, id, queue)}
+			case j.State != StateDead:
+				items[i] = found(j, fmt.Errorf("%w: redrive of %q, which is %s", ErrWrongState, id, j.State))
+			default:
+				items[i] = a.revive(now, j)
+			}
+		}
+		return Result{Items: items}
+	}
+	if queue == "" {
+		return Result{Err: fmt.Errorf("%w: redrive needs a queue or job ids", ErrInvalid)}
+	}
+	limit := int(b.GetLimit())
+	if limit <= 0 {
+		limit = defaultRedriveLimit
+	}
+	var ids []string
+	a.st.byState.AscendGreaterOrEqual(stateKey{queue: queue, state: StateDead}, func(k stateKey) bool {
+		if k.queue != queue || k.state != StateDead {
+			return false
+		}
+		ids = append(ids, k.id)
+		return len(ids) < limit
+	})
+	items := make([]ItemResult, len(ids))
+	for i, id := range ids {
+		items[i] = a.revive(now, a.st.job(id))
+	}
+	return Result{Items: items}
+}
+
+// revive moves a dead job back to ready with fresh attempts. LastError
+// stays so the operator still sees why it died; LeaseToken stays because
+// tokens only grow.
+func (a *applier) revive(now int64, j *Job) ItemResult {
+	nu := copyJob(j)
+	nu.State = StateReady
+	nu.Attempts = 0
+	nu.FinishedAt = 0
+	nu.CancelRequested = false
+	nu.Seq = a.st.nextSeq()
+	nu.UpdatedAt = now
+	a.put(j, nu)
+	return ItemResult{JobID: nu.ID, Job: copyJob(nu)}
+}
+
+func (a *applier) purge(now int64, b *fsmpb.Purge) Result {
+	limit := int(b.GetLimit())
+	before := b.GetBefore()
+	var ids []string
+	a.st.terminal.Ascend(func(k timeKey) bool {
+		if k.t >= before {
+			return false
+		}
+		ids = append(ids, k.id)
+		return limit <= 0 || len(ids) < limit
+	})
+	items := make([]ItemResult, len(ids))
+	for i, id := range ids {
+		a.st.remove(a.st.job(id))
+		items[i] = ItemResult{JobID: id}
+	}
+	if len(ids) > 0 {
+		a.dirty = true
+	}
+	// Idempotency keys whose window has closed, under the same limit.
+	var keys []idemExpKey
+	a.st.idemExp.Ascend(func(k idemExpKey) bool {
+		if k.expires > now {
+			return false
+		}
+		keys = append(keys, k)
+		return limit <= 0 || len(keys) < limit
+	})
+	for _, k := range keys {
+		a.st.idemExp.Delete(k)
+		a.st.idem.Delete(idemEntry{queue: k.queue, key: k.key})
+		a.dirty = true
+	}
+	return Result{Items: items}
+}
+
+func (a *applier) setNode(b *fsmpb.NodeMeta) Result {
+	n := NodeMeta{NodeID: b.GetNodeId(), GRPCAddr: b.GetGrpcAddr(), RaftAddr: b.GetRaftAddr()}
+	if n.NodeID == "" {
+		return Result{Err: fmt.Errorf("%w: node id is required", ErrInvalid)}
+	}
+	if old, ok := a.st.nodes.Get(n); ok && old == n {
+		return Result{}
+	}
+	a.st.nodes.ReplaceOrInsert(n)
+	a.dirty = true
+	return Result{}
+}

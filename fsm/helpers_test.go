@@ -1,0 +1,363 @@
+package fsm
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"github.com/raftq/raftq/fsm/fsmpb"
+)
+
+// t0 is the tests' epoch: a realistic unix-ns time.
+const t0 = int64(1_700_000_000) * int64(time.Second)
+
+const sec = int64(time.Second)
+
+// harness drives one FSM with consecutive log indexes.
+type harness struct {
+	t     testing.TB
+	f     *FSM
+	index uint64
+}
+
+func newHarness(t testing.TB) *harness {
+	return &harness{t: t, f: New()}
+}
+
+func entry(cmds ...*fsmpb.Command) []byte {
+	b, err := Encode(&fsmpb.Entry{Version: EntryVersion, Commands: cmds})
+	if err != nil {
+		panic(err)
+	}
+	return b
+}
+
+// apply applies one entry made of cmds and returns its results.
+func (h *harness) apply(cmds ...*fsmpb.Command) []Result {
+	h.t.Helper()
+	h.index++
+	r := h.f.Apply(&raft.Log{Index: h.index, Term: 1, Type: raft.LogCommand, Data: entry(cmds...)})
+	res, ok := r.([]Result)
+	if !ok || len(res) != len(cmds) {
+		h.t.Fatalf("Apply returned %#v, want %d results", r, len(cmds))
+	}
+	return res
+}
+
+// one applies a single command and returns its result.
+func (h *harness) one(c *fsmpb.Command) Result {
+	h.t.Helper()
+	return h.apply(c)[0]
+}
+
+// nextToken is the token a Lease applied next will carry.
+func (h *harness) nextToken() uint64 { return h.index + 1 }
+
+func (h *harness) get(id string) Job {
+	h.t.Helper()
+	j, ok := h.f.Get(id)
+	if !ok {
+		h.t.Fatalf("job %q not found", id)
+	}
+	return j
+}
+
+func (h *harness) wantState(id string, s State) Job {
+	h.t.Helper()
+	j := h.get(id)
+	if j.State != s {
+		h.t.Fatalf("job %q state %s, want %s (%+v)", id, j.State, s, j)
+	}
+	return j
+}
+
+func (h *harness) counts(queue string) [7]int64 {
+	h.t.Helper()
+	st := h.f.Stats([]string{queue})
+	if len(st) != 1 {
+		h.t.Fatalf("Stats(%q) = %+v", queue, st)
+	}
+	return st[0].Counts
+}
+
+// wantCounts checks a queue's counts, given as state → count (others 0).
+func (h *harness) wantCounts(queue string, want map[State]int64) {
+	h.t.Helper()
+	var w [7]int64
+	for s, n := range want {
+		w[s] = n
+	}
+	if got := h.counts(queue); got != w {
+		h.t.Fatalf("counts of %q = %v, want %v", queue, got, w)
+	}
+}
+
+func ids(jobs []Job) []string {
+	out := []string{}
+	for _, j := range jobs {
+		out = append(out, j.ID)
+	}
+	return out
+}
+
+func eq[T comparable](a, b []T) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func wantIs(t testing.TB, got, want error) {
+	t.Helper()
+	if want == nil {
+		if got != nil {
+			t.Fatalf("error %v, want nil", got)
+		}
+		return
+	}
+	if !errors.Is(got, want) {
+		t.Fatalf("error %v, want %v", got, want)
+	}
+}
+
+// ---- command builders ----
+
+func nj(id, queue string) *fsmpb.NewJob {
+	return &fsmpb.NewJob{
+		Id: id, Queue: queue, Type: "t", Payload: []byte("p-" + id),
+		MaxAttempts: 3, LeaseDuration: 30 * sec, InitialBackoff: sec, MaxBackoff: 60 * sec,
+	}
+}
+
+func cmdEnqueue(now int64, jobs ...*fsmpb.NewJob) *fsmpb.Command {
+	return &fsmpb.Command{Type: fsmpb.CommandType_COMMAND_TYPE_ENQUEUE, Now: now,
+		Body: &fsmpb.Command_Enqueue{Enqueue: &fsmpb.Enqueue{Jobs: jobs}}}
+}
+
+func cmdLease(now int64, worker string, ids ...string) *fsmpb.Command {
+	l := &fsmpb.Lease{WorkerId: worker}
+	for _, id := range ids {
+		l.Items = append(l.Items, &fsmpb.LeaseItem{JobId: id})
+	}
+	return &fsmpb.Command{Type: fsmpb.CommandType_COMMAND_TYPE_LEASE, Now: now,
+		Body: &fsmpb.Command_Lease{Lease: l}}
+}
+
+func ref(id string, token uint64) *fsmpb.LeaseRef { return &fsmpb.LeaseRef{JobId: id, Token: token} }
+
+func cmdExtend(now int64, refs ...*fsmpb.LeaseRef) *fsmpb.Command {
+	return &fsmpb.Command{Type: fsmpb.CommandType_COMMAND_TYPE_EXTEND_LEASE, Now: now,
+		Body: &fsmpb.Command_ExtendLease{ExtendLease: &fsmpb.ExtendLease{Items: refs}}}
+}
+
+func cmdAck(now int64, refs ...*fsmpb.LeaseRef) *fsmpb.Command {
+	return &fsmpb.Command{Type: fsmpb.CommandType_COMMAND_TYPE_ACK, Now: now,
+		Body: &fsmpb.Command_Ack{Ack: &fsmpb.Ack{Items: refs}}}
+}
+
+func cmdNack(now int64, items ...*fsmpb.NackItem) *fsmpb.Command {
+	return &fsmpb.Command{Type: fsmpb.CommandType_COMMAND_TYPE_NACK, Now: now,
+		Body: &fsmpb.Command_Nack{Nack: &fsmpb.Nack{Items: items}}}
+}
+
+func cmdExpire(now int64, limit int32) *fsmpb.Command {
+	return &fsmpb.Command{Type: fsmpb.CommandType_COMMAND_TYPE_EXPIRE_LEASES, Now: now,
+		Body: &fsmpb.Command_ExpireLeases{ExpireLeases: &fsmpb.ExpireLeases{Limit: limit}}}
+}
+
+func cmdPromote(now int64, limit int32) *fsmpb.Command {
+	return &fsmpb.Command{Type: fsmpb.CommandType_COMMAND_TYPE_PROMOTE, Now: now,
+		Body: &fsmpb.Command_Promote{Promote: &fsmpb.Promote{Limit: limit}}}
+}
+
+func cmdCancel(now int64, ids ...string) *fsmpb.Command {
+	return &fsmpb.Command{Type: fsmpb.CommandType_COMMAND_TYPE_CANCEL, Now: now,
+		Body: &fsmpb.Command_Cancel{Cancel: &fsmpb.Cancel{JobIds: ids}}}
+}
+
+func cmdPause(now int64, q string) *fsmpb.Command {
+	return &fsmpb.Command{Type: fsmpb.CommandType_COMMAND_TYPE_PAUSE_QUEUE, Now: now,
+		Body: &fsmpb.Command_PauseQueue{PauseQueue: &fsmpb.QueueRef{Queue: q}}}
+}
+
+func cmdResume(now int64, q string) *fsmpb.Command {
+	return &fsmpb.Command{Type: fsmpb.CommandType_COMMAND_TYPE_RESUME_QUEUE, Now: now,
+		Body: &fsmpb.Command_ResumeQueue{ResumeQueue: &fsmpb.QueueRef{Queue: q}}}
+}
+
+func cmdRedrive(now int64, queue string, limit int32, ids ...string) *fsmpb.Command {
+	return &fsmpb.Command{Type: fsmpb.CommandType_COMMAND_TYPE_REDRIVE, Now: now,
+		Body: &fsmpb.Command_Redrive{Redrive: &fsmpb.Redrive{Queue: queue, JobIds: ids, Limit: limit}}}
+}
+
+func cmdPurge(now, before int64, limit int32) *fsmpb.Command {
+	return &fsmpb.Command{Type: fsmpb.CommandType_COMMAND_TYPE_PURGE, Now: now,
+		Body: &fsmpb.Command_Purge{Purge: &fsmpb.Purge{Before: before, Limit: limit}}}
+}
+
+func cmdSetNode(now int64, id, grpcAddr, raftAddr string) *fsmpb.Command {
+	return &fsmpb.Command{Type: fsmpb.CommandType_COMMAND_TYPE_SET_NODE, Now: now,
+		Body: &fsmpb.Command_SetNode{SetNode: &fsmpb.NodeMeta{NodeId: id, GrpcAddr: grpcAddr, RaftAddr: raftAddr}}}
+}
+
+// ---- snapshot plumbing ----
+
+// memSink is a raft.SnapshotSink writing to memory.
+type memSink struct {
+	bytes.Buffer
+	closed, cancelled bool
+	failAfter         int // fail writes once this many bytes were written (0: never)
+}
+
+func (s *memSink) Write(p []byte) (int, error) {
+	if s.failAfter > 0 && s.Len()+len(p) > s.failAfter {
+		return 0, errors.New("disk full")
+	}
+	return s.Buffer.Write(p)
+}
+func (s *memSink) ID() string    { return "mem" }
+func (s *memSink) Close() error  { s.closed = true; return nil }
+func (s *memSink) Cancel() error { s.cancelled = true; return nil }
+
+var _ raft.SnapshotSink = (*memSink)(nil)
+
+// snapshotBytes takes and persists a snapshot of f.
+func snapshotBytes(t testing.TB, f *FSM) []byte {
+	t.Helper()
+	s, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Release()
+	var sink memSink
+	if err := s.Persist(&sink); err != nil {
+		t.Fatal(err)
+	}
+	return sink.Bytes()
+}
+
+func restoreBytes(f *FSM, b []byte) error {
+	return f.Restore(io.NopCloser(bytes.NewReader(b)))
+}
+
+// ---- invariants ----
+
+// checkInvariants verifies that every index and count agrees with the jobs
+// tree: the state is internally consistent, whatever the command history.
+func checkInvariants(t testing.TB, f *FSM) {
+	t.Helper()
+	if err := invariantErr(f); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func invariantErr(f *FSM) error {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	st := f.st
+	counts := map[string]*[7]int64{}
+	var nReady, nSched, nLeased, nTerm int
+	var err error
+	st.jobs.Ascend(func(e jobEntry) bool {
+		j := e.job
+		if e.id != j.ID {
+			err = fmt.Errorf("jobs tree key %q holds job %q", e.id, j.ID)
+			return false
+		}
+		if j.State < StateScheduled || j.State > StateCancelled {
+			err = fmt.Errorf("job %q in state %d", j.ID, j.State)
+			return false
+		}
+		c := counts[j.Queue]
+		if c == nil {
+			c = new([7]int64)
+			counts[j.Queue] = c
+		}
+		c[j.State]++
+		if !st.byState.Has(stateOf(j)) {
+			err = fmt.Errorf("job %q missing from state index", j.ID)
+			return false
+		}
+		check := func(name string, in, want bool) bool {
+			if in != want {
+				err = fmt.Errorf("job %q (%s): in %s index = %v", j.ID, j.State, name, in)
+				return false
+			}
+			return true
+		}
+		rk, _ := readyOf(j)
+		ak, _ := ageOf(j)
+		sk, _ := scheduledOf(j)
+		lk, _ := leaseOf(j)
+		tk, _ := terminalOf(j)
+		if !check("ready", st.ready.Has(rk), j.State == StateReady) ||
+			!check("ready-age", st.readyAge.Has(ak), j.State == StateReady) ||
+			!check("scheduled", st.scheduled.Has(sk), j.State == StateScheduled) ||
+			!check("lease", st.leases.Has(lk), j.State == StateLeased) ||
+			!check("terminal", st.terminal.Has(tk), j.State.Terminal()) {
+			return false
+		}
+		switch {
+		case j.State == StateReady:
+			nReady++
+		case j.State == StateScheduled:
+			nSched++
+		case j.State == StateLeased:
+			nLeased++
+			if j.LeaseToken == 0 {
+				err = fmt.Errorf("leased job %q has no token", j.ID)
+				return false
+			}
+		case j.State.Terminal():
+			nTerm++
+		}
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	if st.ready.Len() != nReady || st.readyAge.Len() != nReady || st.scheduled.Len() != nSched ||
+		st.leases.Len() != nLeased || st.terminal.Len() != nTerm || st.byState.Len() != st.jobs.Len() {
+		return fmt.Errorf("index sizes ready=%d age=%d sched=%d leases=%d term=%d bystate=%d; want %d %d %d %d %d %d",
+			st.ready.Len(), st.readyAge.Len(), st.scheduled.Len(), st.leases.Len(), st.terminal.Len(), st.byState.Len(),
+			nReady, nReady, nSched, nLeased, nTerm, st.jobs.Len())
+	}
+	st.queues.Ascend(func(q queueRec) bool {
+		var want [7]int64
+		if c := counts[q.name]; c != nil {
+			want = *c
+		}
+		if q.counts != want {
+			err = fmt.Errorf("queue %q counts %v, recount %v", q.name, q.counts, want)
+			return false
+		}
+		delete(counts, q.name)
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	for q := range counts {
+		return fmt.Errorf("queue %q has jobs but no record", q)
+	}
+	if st.idem.Len() != st.idemExp.Len() {
+		return fmt.Errorf("idempotency %d entries, expiry index %d", st.idem.Len(), st.idemExp.Len())
+	}
+	st.idem.Ascend(func(e idemEntry) bool {
+		if !st.idemExp.Has(idemExpKey{expires: e.expires, queue: e.queue, key: e.key}) {
+			err = fmt.Errorf("idempotency %q/%q missing from expiry index", e.queue, e.key)
+			return false
+		}
+		return true
+	})
+	return err
+}

@@ -1,0 +1,138 @@
+package fsm
+
+import (
+	"errors"
+	"fmt"
+)
+
+// State is where a job is in its life cycle. The numbers are the same as
+// raftq.v1.JobState and are stored in snapshots: never renumber.
+type State int32
+
+// Job states. Terminal states are Succeeded, Dead and Cancelled.
+const (
+	StateUnspecified State = 0
+	StateScheduled   State = 1
+	StateReady       State = 2
+	StateLeased      State = 3
+	StateSucceeded   State = 4
+	StateDead        State = 5
+	StateCancelled   State = 6
+)
+
+// Terminal reports whether no command moves a job out of this state except
+// Redrive (for Dead) and Purge.
+func (s State) Terminal() bool {
+	return s == StateSucceeded || s == StateDead || s == StateCancelled
+}
+
+func (s State) String() string {
+	switch s {
+	case StateScheduled:
+		return "scheduled"
+	case StateReady:
+		return "ready"
+	case StateLeased:
+		return "leased"
+	case StateSucceeded:
+		return "succeeded"
+	case StateDead:
+		return "dead"
+	case StateCancelled:
+		return "cancelled"
+	}
+	return fmt.Sprintf("state(%d)", int32(s))
+}
+
+// Job is one job as the FSM holds it. Jobs stored in the FSM are immutable:
+// every change copies the Job and stores the copy, because snapshots share
+// the pointers of the state they captured. Callers get copies.
+//
+// Times are unix nanoseconds stamped by the leader; durations are
+// nanoseconds.
+type Job struct {
+	ID              string
+	Queue           string
+	Type            string
+	Payload         []byte // shared, never modified
+	Priority        int32
+	State           State
+	Attempts        int32
+	MaxAttempts     int32
+	LeaseDuration   int64
+	InitialBackoff  int64
+	MaxBackoff      int64
+	IdempotencyKey  string
+	DedupWindow     int64
+	LastError       string
+	RunAt           int64
+	CreatedAt       int64
+	UpdatedAt       int64
+	FinishedAt      int64 // set when the job became terminal
+	LeaseToken      uint64
+	LeaseDeadline   int64
+	LeasedBy        string
+	CancelRequested bool
+	// Seq orders ready jobs of equal priority (FIFO). Assigned by Apply each
+	// time the job becomes ready.
+	Seq uint64
+}
+
+// Sentinel errors returned (wrapped, per item) as business refusals in
+// Apply results. Callers map them to API errors with errors.Is.
+var (
+	// ErrNotFound: no job with that id.
+	ErrNotFound = errors.New("job not found")
+	// ErrStaleToken: the lease token is not the job's current lease token.
+	ErrStaleToken = errors.New("stale lease token")
+	// ErrWrongState: the job is not in a state that allows the command
+	// (e.g. ack of a job that is not leased, redrive of a job not dead).
+	ErrWrongState = errors.New("job is not in a state that allows this")
+	// ErrQueuePaused: a lease was refused because the queue is paused.
+	ErrQueuePaused = errors.New("queue is paused")
+	// ErrInvalid: a command item failed the FSM's structural checks (for
+	// example an empty id or queue). The API validates before proposing, so
+	// this only guards against buggy leaders.
+	ErrInvalid = errors.New("invalid command")
+	// ErrDuplicateID: an enqueue used a job id that already exists.
+	ErrDuplicateID = errors.New("duplicate job id")
+)
+
+// ItemResult is the outcome of one item of a command (one job).
+type ItemResult struct {
+	JobID string
+	// Err is nil on success or wraps one of the sentinel errors.
+	Err error
+	// Job is the job's state after the command (a copy), when it exists.
+	Job *Job
+	// Duplicate is set by Enqueue when an idempotency key matched an
+	// earlier job; JobID and Job are then the earlier job's.
+	Duplicate bool
+}
+
+// Result is the outcome of one Command of an Entry. Apply returns
+// []Result, one per command, in order.
+type Result struct {
+	// Items has one entry per item of the command, in command order, for
+	// commands that carry items (Enqueue, Lease, ExtendLease, Ack, Nack,
+	// Cancel, Redrive). ExpireLeases, Promote, Redrive-by-queue and Purge
+	// list the jobs they changed.
+	Items []ItemResult
+	// Err is a refusal of the whole command (e.g. ErrInvalid).
+	Err error
+}
+
+// QueueStats counts a queue's jobs per state.
+type QueueStats struct {
+	Queue                string
+	Paused               bool
+	Counts               [7]int64 // indexed by State
+	OldestReadyCreatedAt int64    // 0 when no job is ready
+}
+
+// NodeMeta maps a Raft server id to its client-facing addresses.
+type NodeMeta struct {
+	NodeID   string
+	GRPCAddr string
+	RaftAddr string
+}

@@ -1,0 +1,362 @@
+// Package dispatch is the leader-only job dispatcher: it parks long-poll
+// fetches, picks ready jobs for them from the FSM, leases those jobs through
+// Raft, and proposes the time-driven commands (promotion of scheduled jobs,
+// lease expiry, purge of old terminal jobs).
+//
+// It lives only on the leader, is built from FSM state when leadership is
+// won (after a Barrier, so the FSM holds everything committed), and is
+// thrown away when leadership is lost. It holds no state that matters after
+// that: parked fetches fail with not-leader and clients retry elsewhere.
+//
+// One goroutine owns all mutable dispatcher state, so there are no locks:
+// fetches, FSM change signals, lease outcomes and timers are events on its
+// loop. Jobs proposed for a lease but not yet committed are "in flight" and
+// skipped by later matches, so two waiters never race for the same job.
+package dispatch
+
+import (
+	"context"
+	"sync/atomic"
+	"time"
+
+	"github.com/raftq/raftq/fsm"
+	"github.com/raftq/raftq/fsm/fsmpb"
+	"github.com/raftq/raftq/internal/apierr"
+	"github.com/raftq/raftq/internal/proposer"
+)
+
+// FSM is what the dispatcher reads; *fsm.FSM implements it.
+type FSM interface {
+	Changed() <-chan struct{}
+	ReadyJobs(queue string, max int, skip func(id string) bool) []string
+	NextWakeup() (int64, bool)
+}
+
+// Proposer is what the dispatcher writes through; *proposer.Proposer
+// implements it.
+type Proposer interface {
+	Submit(cmd *fsmpb.Command, done func(proposer.Response))
+}
+
+// Options configure a dispatcher. Zero values take defaults.
+type Options struct {
+	// Clock is the leader's clock (default time.Now). Tests inject one.
+	Clock func() time.Time
+	// Retention: terminal jobs older than this are purged (default 24h).
+	Retention time.Duration
+	// PurgeInterval between purge proposals (default 1m).
+	PurgeInterval time.Duration
+	// TickLimit bounds the jobs one promote or expire command touches, so
+	// entries stay small (default 4096).
+	TickLimit int32
+}
+
+// FetchRequest is one long-poll.
+type FetchRequest struct {
+	Queues []string
+	Max    int
+	// Wait is how long to park when nothing is ready; zero answers at once.
+	Wait          time.Duration
+	WorkerID      string
+	LeaseDuration time.Duration
+}
+
+type waiter struct {
+	req      FetchRequest
+	deadline time.Time
+	ctx      context.Context
+	resp     chan fetchResult
+	leasing  bool
+}
+
+type fetchResult struct {
+	jobs []fsm.Job
+	err  error
+}
+
+type leaseOutcome struct {
+	w   *waiter
+	ids []string
+	r   proposer.Response
+}
+
+// Dispatcher is created per leadership term. Start with New, end with Stop.
+type Dispatcher struct {
+	fsm  FSM
+	prop Proposer
+	opts Options
+
+	newWaiter chan *waiter
+	leaseDone chan leaseOutcome
+	tickDone  chan struct{}
+	stop      chan struct{}
+	stopped   chan struct{}
+
+	// Owned by the loop goroutine.
+	waiters     []*waiter
+	inflight    map[string]struct{}
+	tickPending bool
+	nextPurge   time.Time
+}
+
+// New starts a dispatcher.
+func New(f FSM, p Proposer, opts Options) *Dispatcher {
+	if opts.Clock == nil {
+		opts.Clock = time.Now
+	}
+	if opts.Retention <= 0 {
+		opts.Retention = 24 * time.Hour
+	}
+	if opts.PurgeInterval <= 0 {
+		opts.PurgeInterval = time.Minute
+	}
+	if opts.TickLimit <= 0 {
+		opts.TickLimit = 4096
+	}
+	d := &Dispatcher{
+		fsm:       f,
+		prop:      p,
+		opts:      opts,
+		newWaiter: make(chan *waiter),
+		leaseDone: make(chan leaseOutcome, 64),
+		tickDone:  make(chan struct{}, 1),
+		stop:      make(chan struct{}),
+		stopped:   make(chan struct{}),
+		inflight:  make(map[string]struct{}),
+	}
+	d.nextPurge = opts.Clock().Add(opts.PurgeInterval)
+	go d.loop()
+	return d
+}
+
+// Stop ends the dispatcher; parked fetches fail with apierr.ErrNotLeader.
+func (d *Dispatcher) Stop() {
+	select {
+	case <-d.stop:
+	default:
+		close(d.stop)
+	}
+	<-d.stopped
+}
+
+// Fetch leases up to req.Max ready jobs from req.Queues (in preference
+// order), waiting up to req.Wait for some. It returns an empty slice when the
+// wait passes with nothing ready, apierr.ErrNotLeader when the dispatcher
+// stops (leadership lost), and ctx's error when the caller goes away.
+func (d *Dispatcher) Fetch(ctx context.Context, req FetchRequest) ([]fsm.Job, error) {
+	w := &waiter{
+		req:      req,
+		deadline: d.opts.Clock().Add(req.Wait),
+		ctx:      ctx,
+		resp:     make(chan fetchResult, 1),
+	}
+	select {
+	case d.newWaiter <- w:
+	case <-d.stop:
+		return nil, apierr.ErrNotLeader
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	select {
+	case r := <-w.resp:
+		return r.jobs, r.err
+	case <-ctx.Done():
+		// The loop drops the waiter at its next pass. Jobs leased for it
+		// in the meantime come back when their lease expires.
+		return nil, ctx.Err()
+	}
+}
+
+func (d *Dispatcher) loop() {
+	defer close(d.stopped)
+	changed := d.fsm.Changed()
+	timer := time.NewTimer(time.Hour)
+	defer timer.Stop()
+	for {
+		d.match()
+		d.maybeTick()
+		d.resetTimer(timer)
+		select {
+		case <-d.stop:
+			for _, w := range d.waiters {
+				w.resp <- fetchResult{err: apierr.ErrNotLeader}
+			}
+			d.waiters = nil
+			return
+		case w := <-d.newWaiter:
+			d.waiters = append(d.waiters, w)
+		case <-changed:
+			changed = d.fsm.Changed()
+		case o := <-d.leaseDone:
+			d.leased(o)
+		case <-d.tickDone:
+			d.tickPending = false
+		case <-timer.C:
+		}
+		d.expireWaiters()
+	}
+}
+
+// match gives ready jobs to parked waiters, oldest waiter first.
+func (d *Dispatcher) match() {
+	skip := func(id string) bool { _, ok := d.inflight[id]; return ok }
+	for _, w := range d.waiters {
+		if w.leasing || w.ctx.Err() != nil {
+			continue
+		}
+		var ids []string
+		for _, q := range w.req.Queues {
+			if len(ids) >= w.req.Max {
+				break
+			}
+			ids = append(ids, d.fsm.ReadyJobs(q, w.req.Max-len(ids), skip)...)
+		}
+		if len(ids) == 0 {
+			continue
+		}
+		for _, id := range ids {
+			d.inflight[id] = struct{}{}
+		}
+		w.leasing = true
+		items := make([]*fsmpb.LeaseItem, len(ids))
+		for i, id := range ids {
+			items[i] = &fsmpb.LeaseItem{JobId: id, LeaseDuration: int64(w.req.LeaseDuration)}
+		}
+		cmd := &fsmpb.Command{
+			Type: fsmpb.CommandType_COMMAND_TYPE_LEASE,
+			Body: &fsmpb.Command_Lease{Lease: &fsmpb.Lease{WorkerId: w.req.WorkerID, Items: items}},
+		}
+		d.prop.Submit(cmd, func(r proposer.Response) {
+			// Never block the caller: on a stopped proposer it is this
+			// very loop.
+			go func() {
+				select {
+				case d.leaseDone <- leaseOutcome{w: w, ids: ids, r: r}:
+				case <-d.stop:
+				}
+			}()
+		})
+	}
+}
+
+// leased handles a committed (or failed) lease: the waiter gets the jobs
+// that were leased; if none were (all taken by a cancel, say), it waits on.
+func (d *Dispatcher) leased(o leaseOutcome) {
+	for _, id := range o.ids {
+		delete(d.inflight, id)
+	}
+	o.w.leasing = false
+	if o.r.Err != nil {
+		d.answer(o.w, fetchResult{err: o.r.Err})
+		return
+	}
+	var jobs []fsm.Job
+	for _, it := range o.r.Result.Items {
+		if it.Err == nil && it.Job != nil {
+			jobs = append(jobs, *it.Job)
+		}
+	}
+	if len(jobs) > 0 {
+		d.answer(o.w, fetchResult{jobs: jobs})
+	}
+}
+
+func (d *Dispatcher) answer(w *waiter, r fetchResult) {
+	w.resp <- r
+	for i, x := range d.waiters {
+		if x == w {
+			d.waiters = append(d.waiters[:i], d.waiters[i+1:]...)
+			break
+		}
+	}
+}
+
+// expireWaiters answers waiters whose wait ended with nothing, and drops
+// those whose caller left.
+func (d *Dispatcher) expireWaiters() {
+	now := d.opts.Clock()
+	kept := d.waiters[:0]
+	for _, w := range d.waiters {
+		switch {
+		case w.leasing:
+			kept = append(kept, w)
+		case w.ctx.Err() != nil:
+			// Caller gone; nothing to answer.
+		case !now.Before(w.deadline):
+			w.resp <- fetchResult{jobs: nil}
+		default:
+			kept = append(kept, w)
+		}
+	}
+	for i := len(kept); i < len(d.waiters); i++ {
+		d.waiters[i] = nil
+	}
+	d.waiters = kept
+}
+
+// maybeTick proposes promotion of due scheduled jobs and expiry of due
+// leases, and the periodic purge; at most one such entry is in flight.
+func (d *Dispatcher) maybeTick() {
+	if d.tickPending {
+		return
+	}
+	now := d.opts.Clock()
+	var cmds []*fsmpb.Command
+	if at, ok := d.fsm.NextWakeup(); ok && at <= now.UnixNano() {
+		cmds = append(cmds,
+			&fsmpb.Command{Type: fsmpb.CommandType_COMMAND_TYPE_PROMOTE,
+				Body: &fsmpb.Command_Promote{Promote: &fsmpb.Promote{Limit: d.opts.TickLimit}}},
+			&fsmpb.Command{Type: fsmpb.CommandType_COMMAND_TYPE_EXPIRE_LEASES,
+				Body: &fsmpb.Command_ExpireLeases{ExpireLeases: &fsmpb.ExpireLeases{Limit: d.opts.TickLimit}}})
+	}
+	if !now.Before(d.nextPurge) {
+		d.nextPurge = now.Add(d.opts.PurgeInterval)
+		cmds = append(cmds, &fsmpb.Command{Type: fsmpb.CommandType_COMMAND_TYPE_PURGE,
+			Body: &fsmpb.Command_Purge{Purge: &fsmpb.Purge{
+				Before: now.Add(-d.opts.Retention).UnixNano(), Limit: d.opts.TickLimit}}})
+	}
+	if len(cmds) == 0 {
+		return
+	}
+	d.tickPending = true
+	left := new(atomic.Int32)
+	left.Store(int32(len(cmds)))
+	for _, c := range cmds {
+		d.prop.Submit(c, func(proposer.Response) {
+			if left.Add(-1) == 0 {
+				// tickDone has room: only one tick is ever pending.
+				d.tickDone <- struct{}{}
+			}
+		})
+	}
+}
+
+// resetTimer arms the timer for the next thing that needs time to pass: a
+// waiter's deadline, a scheduled job or lease coming due, or the purge.
+func (d *Dispatcher) resetTimer(t *time.Timer) {
+	now := d.opts.Clock()
+	next := d.nextPurge
+	for _, w := range d.waiters {
+		if !w.leasing && w.deadline.Before(next) {
+			next = w.deadline
+		}
+	}
+	if !d.tickPending {
+		if at, ok := d.fsm.NextWakeup(); ok {
+			if wt := time.Unix(0, at); wt.Before(next) {
+				next = wt
+			}
+		}
+	}
+	wait := next.Sub(now)
+	if wait < time.Millisecond {
+		wait = time.Millisecond
+	}
+	if !t.Stop() {
+		select {
+		case <-t.C:
+		default:
+		}
+	}
+	t.Reset(wait)
+}
