@@ -114,10 +114,34 @@ func (c *Client) target() string {
 	return a
 }
 
+// setLeader remembers addr as the leader. An address the client was not
+// given (a broker that joined later, named in a NOT_LEADER hint) is added to
+// the rotation, so the client can still reach it after the brokers it was
+// given are gone.
 func (c *Client) setLeader(addr string) {
 	c.mu.Lock()
 	c.leader = addr
+	if addr != "" && !containsAddr(c.addrs, addr) {
+		c.addrs = append(c.addrs, addr)
+	}
 	c.mu.Unlock()
+}
+
+func containsAddr(addrs []string, a string) bool {
+	for _, x := range addrs {
+		if x == a {
+			return true
+		}
+	}
+	return false
+}
+
+// Addrs returns the broker addresses the client rotates through: the ones
+// it was given and any it has learned from leader hints.
+func (c *Client) Addrs() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.addrs...)
 }
 
 // failed forgets addr as leader and moves the rotation past it.
@@ -219,6 +243,11 @@ func Reason(err error) raftqv1.ErrorDetail_Reason { return apierr.Reason(err) }
 // Enqueue adds jobs atomically and returns one result per job. Jobs without
 // an idempotency key get a fresh one, so that this call's own retries never
 // create a job twice.
+//
+// The key is written into the caller's JobSpec, so a caller that retries an
+// Enqueue that failed (an IsIndeterminate error, or a timeout of its own
+// context) with the same specs still gets the first job back, never a
+// second one: pass the same *JobSpec values again.
 func (c *Client) Enqueue(ctx context.Context, jobs ...*raftqv1.JobSpec) ([]*raftqv1.EnqueueResult, error) {
 	for _, j := range jobs {
 		if j != nil && j.IdempotencyKey == "" {

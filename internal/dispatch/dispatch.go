@@ -173,7 +173,6 @@ func (d *Dispatcher) loop() {
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
-		d.match()
 		d.maybeTick()
 		d.resetTimer(timer)
 		select {
@@ -193,6 +192,9 @@ func (d *Dispatcher) loop() {
 			d.tickPending = false
 		case <-timer.C:
 		}
+		// Match before expiring, so a zero-wait fetch still gets what is
+		// ready now.
+		d.match()
 		d.expireWaiters()
 	}
 }

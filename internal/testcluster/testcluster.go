@@ -79,7 +79,29 @@ func New(t testing.TB, n int, tune func(*brokerd.Config)) *Cluster {
 	}
 	t.Cleanup(c.Close)
 	c.WaitLeader(30 * time.Second)
+	c.WaitAnnounced(30 * time.Second)
 	return c
+}
+
+// WaitAnnounced waits until every running node knows every running node's
+// client address (followers need the leader's to forward).
+func (c *Cluster) WaitAnnounced(timeout time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		up := c.Up()
+		ok := true
+		for _, n := range up {
+			if len(n.FSM().Nodes()) < len(up) {
+				ok = false
+			}
+		}
+		if ok {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	c.t.Fatalf("nodes did not announce their addresses within %s", timeout)
 }
 
 func (c *Cluster) config(m *Member) brokerd.Config {
@@ -229,8 +251,8 @@ func (c *Cluster) Client() *client.Client {
 	return cl
 }
 
-// WaitConverged waits until every running node has applied at least the
-// leader's commit index and all state hashes agree; it returns the hash.
+// WaitConverged waits until every running node has applied at least what
+// the leader's FSM has and all state hashes agree; it returns the hash.
 func (c *Cluster) WaitConverged(timeout time.Duration) string {
 	c.t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -238,7 +260,9 @@ func (c *Cluster) WaitConverged(timeout time.Duration) string {
 	for time.Now().Before(deadline) {
 		l := c.Leader()
 		if l != nil {
-			idx := l.Raft().CommitIndex()
+			// The leader's FSM index, not its commit index: barrier and
+			// no-op entries never reach an FSM.
+			idx := l.FSM().LastIndex()
 			ok := true
 			hash := ""
 			for _, n := range c.Up() {

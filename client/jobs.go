@@ -1,0 +1,87 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
+)
+
+// JobOption sets one optional field of a JobSpec built by NewJob. Options
+// exist so that producers do not have to know the wire types (durationpb,
+// timestamppb) to ask for a delay or a lease duration.
+type JobOption func(*raftqv1.JobSpec)
+
+// NewJob builds the spec of one job of type typ on queue, for Enqueue. Fields
+// the options leave unset take the broker's defaults.
+func NewJob(queue, typ string, payload []byte, opts ...JobOption) *raftqv1.JobSpec {
+	s := &raftqv1.JobSpec{Queue: queue, Type: typ, Payload: payload}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// WithPriority runs the job before lower-priority ready jobs of its queue.
+func WithPriority(p int32) JobOption { return func(s *raftqv1.JobSpec) { s.Priority = p } }
+
+// WithDelay makes the job runnable no earlier than d after the broker
+// commits it. It clears any WithRunAt, since the two are exclusive.
+func WithDelay(d time.Duration) JobOption {
+	return func(s *raftqv1.JobSpec) { s.Delay, s.RunAt = durationpb.New(d), nil }
+}
+
+// WithRunAt makes the job runnable no earlier than t. It clears any
+// WithDelay, since the two are exclusive.
+func WithRunAt(t time.Time) JobOption {
+	return func(s *raftqv1.JobSpec) { s.RunAt, s.Delay = timestamppb.New(t), nil }
+}
+
+// WithMaxAttempts bounds how many times the job is leased before it is
+// dead-lettered.
+func WithMaxAttempts(n int32) JobOption { return func(s *raftqv1.JobSpec) { s.MaxAttempts = n } }
+
+// WithLeaseDuration sets how long a worker holds the job between lease
+// extensions; a worker that dies loses the job after at most this long.
+func WithLeaseDuration(d time.Duration) JobOption {
+	return func(s *raftqv1.JobSpec) { s.LeaseDuration = durationpb.New(d) }
+}
+
+// WithIdempotencyKey names the job for de-duplication: enqueueing the same
+// key on the same queue inside the dedup window returns the first job.
+// Give one when the producer itself may retry (after a crash, say); Enqueue
+// makes one per call otherwise.
+func WithIdempotencyKey(key string) JobOption {
+	return func(s *raftqv1.JobSpec) { s.IdempotencyKey = key }
+}
+
+// WithDedupWindow sets how long the idempotency key is remembered.
+func WithDedupWindow(d time.Duration) JobOption {
+	return func(s *raftqv1.JobSpec) { s.DedupWindow = durationpb.New(d) }
+}
+
+// WithRetry sets the exponential back-off between failed attempts:
+// initial * 2^(attempt-1), capped at max, jittered into [d/2, d].
+func WithRetry(initial, max time.Duration) JobOption {
+	return func(s *raftqv1.JobSpec) {
+		s.Retry = &raftqv1.RetryPolicy{InitialBackoff: durationpb.New(initial), MaxBackoff: durationpb.New(max)}
+	}
+}
+
+// EnqueueOne enqueues a single job and returns its id. It is Enqueue for
+// the common case; duplicate reports that the idempotency key had already
+// created the job (the id is that first job's).
+func (c *Client) EnqueueOne(ctx context.Context, queue, typ string, payload []byte, opts ...JobOption) (id string, duplicate bool, err error) {
+	res, err := c.Enqueue(ctx, NewJob(queue, typ, payload, opts...))
+	if err != nil {
+		return "", false, err
+	}
+	if len(res) != 1 {
+		return "", false, fmt.Errorf("client: broker answered %d results for one job", len(res))
+	}
+	return res[0].JobId, res[0].Duplicate, nil
+}

@@ -1,0 +1,242 @@
+package main
+
+import (
+	"context"
+	"encoding/binary"
+	"encoding/json"
+	"fmt"
+	"os"
+	"runtime"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/raftq/raftq/client"
+	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
+)
+
+// latencies collects samples from many goroutines.
+type latencies struct {
+	mu sync.Mutex
+	d  []time.Duration
+}
+
+func (l *latencies) add(d time.Duration) {
+	l.mu.Lock()
+	l.d = append(l.d, d)
+	l.mu.Unlock()
+}
+
+func (l *latencies) pct(p float64) float64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.d) == 0 {
+		return 0
+	}
+	sort.Slice(l.d, func(i, j int) bool { return l.d[i] < l.d[j] })
+	i := int(float64(len(l.d)-1) * p)
+	return float64(l.d[i].Microseconds()) / 1000
+}
+
+func emit(m map[string]any) {
+	m["cores"] = runtime.NumCPU()
+	b, _ := json.Marshal(m)
+	fmt.Println(string(b))
+}
+
+type benchOpts struct {
+	producers, batch, workers, fetchBatch, payload, clients int
+	duration                                                time.Duration
+	queue                                                   string
+}
+
+func benchCmd(g *globals) *cobra.Command {
+	o := &benchOpts{}
+	cmd := &cobra.Command{
+		Use:   "bench enqueue|e2e",
+		Short: "Measure a cluster: durable enqueue rate and latency, or end-to-end enqueue→fetch→ack",
+		Long: `bench prints one JSON line per run.
+
+  enqueue: producers enqueue batches of --batch jobs as fast as each answer comes back.
+  e2e:     producers enqueue while --workers fetch up to --fetch-batch jobs and ack each one
+           (acks are durable: each waits for its Raft commit); reports acked jobs/s and the
+           enqueue-to-fetch latency.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if o.queue == "" {
+				o.queue = fmt.Sprintf("bench-%d", time.Now().UnixNano())
+			}
+			var clients []*client.Client
+			for i := 0; i < o.clients; i++ {
+				cl, err := g.client()
+				if err != nil {
+					return err
+				}
+				defer cl.Close()
+				clients = append(clients, cl)
+			}
+			switch args[0] {
+			case "enqueue":
+				return benchEnqueue(clients, o)
+			case "e2e":
+				return benchE2E(clients, o)
+			}
+			return fmt.Errorf("unknown bench %q: want enqueue or e2e", args[0])
+		},
+	}
+	f := cmd.Flags()
+	f.IntVar(&o.producers, "producers", 1, "concurrent producers")
+	f.IntVar(&o.batch, "batch", 1, "jobs per Enqueue call")
+	f.IntVar(&o.workers, "workers", 8, "workers (e2e)")
+	f.IntVar(&o.fetchBatch, "fetch-batch", 32, "max jobs per Fetch (e2e)")
+	f.IntVar(&o.payload, "payload", 256, "payload bytes")
+	f.IntVar(&o.clients, "clients", 4, "client connections to spread goroutines over")
+	f.DurationVar(&o.duration, "duration", 10*time.Second, "how long to produce")
+	f.StringVar(&o.queue, "queue", "", "queue to use (default: a fresh one)")
+	return cmd
+}
+
+func payload(n int) []byte {
+	if n < 8 {
+		n = 8
+	}
+	p := make([]byte, n)
+	binary.BigEndian.PutUint64(p, uint64(time.Now().UnixNano()))
+	return p
+}
+
+// produce runs producers until stop, recording per-call latency.
+func produce(clients []*client.Client, o *benchOpts, stop <-chan struct{}, lat *latencies, jobs, errs *atomic.Int64) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for p := 0; p < o.producers; p++ {
+		wg.Add(1)
+		go func(p int) {
+			defer wg.Done()
+			cl := clients[p%len(clients)]
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				specs := make([]*raftqv1.JobSpec, o.batch)
+				for i := range specs {
+					specs[i] = &raftqv1.JobSpec{Queue: o.queue, Type: "bench", Payload: payload(o.payload)}
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				start := time.Now()
+				_, err := cl.Enqueue(ctx, specs...)
+				cancel()
+				if err != nil {
+					errs.Add(1)
+					fmt.Fprintln(os.Stderr, "enqueue:", err)
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				lat.add(time.Since(start))
+				jobs.Add(int64(o.batch))
+			}
+		}(p)
+	}
+	return &wg
+}
+
+func benchEnqueue(clients []*client.Client, o *benchOpts) error {
+	var lat latencies
+	var jobs, errs atomic.Int64
+	stop := make(chan struct{})
+	start := time.Now()
+	wg := produce(clients, o, stop, &lat, &jobs, &errs)
+	time.Sleep(o.duration)
+	close(stop)
+	wg.Wait()
+	el := time.Since(start).Seconds()
+	emit(map[string]any{
+		"figure": "durable_enqueue", "producers": o.producers, "batch": o.batch, "payload_bytes": o.payload,
+		"jobs": jobs.Load(), "errors": errs.Load(), "seconds": round(el),
+		"jobs_per_sec": round(float64(jobs.Load()) / el),
+		"call_p50_ms":  lat.pct(0.50), "call_p99_ms": lat.pct(0.99),
+	})
+	return nil
+}
+
+func benchE2E(clients []*client.Client, o *benchOpts) error {
+	var enqLat, e2eLat latencies
+	var enqueued, errs, acked, ackErrs atomic.Int64
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	start := time.Now()
+	wg := produce(clients, o, stop, &enqLat, &enqueued, &errs)
+	var wwg sync.WaitGroup
+	for w := 0; w < o.workers; w++ {
+		wwg.Add(1)
+		go func(w int) {
+			defer wwg.Done()
+			cl := clients[w%len(clients)]
+			for {
+				select {
+				case <-done:
+					return
+				default:
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), 35*time.Second)
+				jobs, err := cl.Fetch(ctx, &raftqv1.FetchRequest{Queues: []string{o.queue}, MaxJobs: int32(o.fetchBatch),
+					MaxWait: durationpb.New(200 * time.Millisecond), WorkerId: fmt.Sprintf("bench-%d", w)})
+				cancel()
+				if err != nil {
+					fmt.Fprintln(os.Stderr, "fetch:", err)
+					time.Sleep(10 * time.Millisecond)
+					continue
+				}
+				now := time.Now()
+				var awg sync.WaitGroup
+				for _, j := range jobs {
+					if len(j.Payload) >= 8 {
+						e2eLat.add(now.Sub(time.Unix(0, int64(binary.BigEndian.Uint64(j.Payload)))))
+					}
+					awg.Add(1)
+					go func(j *raftqv1.Job) {
+						defer awg.Done()
+						ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+						defer cancel()
+						if err := cl.Ack(ctx, j.Id, j.LeaseToken); err != nil {
+							ackErrs.Add(1)
+							fmt.Fprintln(os.Stderr, "ack:", err)
+							return
+						}
+						acked.Add(1)
+					}(j)
+				}
+				awg.Wait()
+			}
+		}(w)
+	}
+	time.Sleep(o.duration)
+	ackedInWindow := acked.Load()
+	window := time.Since(start).Seconds()
+	close(stop)
+	wg.Wait()
+	// Drain what is left so the queue ends empty.
+	deadline := time.Now().Add(60 * time.Second)
+	for acked.Load() < enqueued.Load() && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	total := time.Since(start).Seconds()
+	close(done)
+	wwg.Wait()
+	emit(map[string]any{
+		"figure": "end_to_end", "producers": o.producers, "batch": o.batch, "workers": o.workers, "fetch_batch": o.fetchBatch,
+		"payload_bytes": o.payload, "enqueued": enqueued.Load(), "acked": acked.Load(), "enqueue_errors": errs.Load(), "ack_errors": ackErrs.Load(),
+		"acked_per_sec_while_producing": round(float64(ackedInWindow) / window),
+		"acked_per_sec_overall":         round(float64(acked.Load()) / total),
+		"enqueue_to_fetch_p50_ms":       e2eLat.pct(0.50), "enqueue_to_fetch_p99_ms": e2eLat.pct(0.99),
+		"enqueue_call_p50_ms": enqLat.pct(0.50),
+	})
+	return nil
+}
+
+func round(f float64) float64 { return float64(int64(f*10)) / 10 }

@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# make bench: start a fresh 3-node cluster on loopback and print one JSON
+# line per figure. BENCH_DURATION (default 10s) sets each run's length.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/cluster-lib.sh
+dir=$(mktemp -d /tmp/raftq-bench.XXXXXX)
+trap 'stop_cluster; rm -rf "$dir"' EXIT
+start_cluster "$dir" 7300 7400
+d=${BENCH_DURATION:-10s}
+b="./bin/brokerctl bench --duration $d --payload ${BENCH_PAYLOAD:-256}"
+$b enqueue --producers 1 --batch 1 --clients 1
+$b enqueue --producers 64 --batch 1
+$b enqueue --producers 8 --batch 100
+$b e2e --producers 16 --batch 10 --workers 8 --fetch-batch 64
