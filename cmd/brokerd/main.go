@@ -14,6 +14,8 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"net/http"
+	_ "net/http/pprof"
 	"os"
 	"os/signal"
 	"strings"
@@ -45,6 +47,7 @@ func run() int {
 	maxAttempts := fs.Int("default-max-attempts", int(cfg.Defaults.MaxAttempts), "max attempts of jobs that set none")
 	fs.IntVar(&cfg.Limits.MaxPayloadBytes, "max-payload", cfg.Limits.MaxPayloadBytes, "largest job payload in bytes")
 	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
+	debugAddr := fs.String("debug-addr", "", "serve /debug/pprof on this address (off when empty)")
 	if err := fs.Parse(os.Args[1:]); err != nil {
 		return 2
 	}
@@ -74,6 +77,10 @@ func run() int {
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "brokerd: %v\n", err)
 		return 1
+	}
+	if *debugAddr != "" {
+		// net/http/pprof registers on the default mux.
+		go func() { cfg.Logger.Error("debug server", "err", http.ListenAndServe(*debugAddr, nil)) }()
 	}
 	cfg.Logger.Info("brokerd serving", "id", cfg.NodeID, "grpc", node.GRPCAddr(), "raft", node.RaftAddr(), "data", cfg.DataDir)
 
