@@ -149,8 +149,9 @@ func (f *FSM) WaitApplied(ctx context.Context, index uint64) error {
 }
 
 // Changed returns a channel that is closed after the next Apply or Restore
-// that changes state. Take a new channel after each wake-up: the dispatcher
-// selects on it to re-scan ready jobs without polling.
+// that changes state, so the dispatcher can re-scan ready jobs without
+// polling. Take the channel before reading state (ch := Changed(); read;
+// <-ch) and a new one after each wake-up; then no change is missed.
 func (f *FSM) Changed() <-chan struct{} {
 	f.sigMu.Lock()
 	defer f.sigMu.Unlock()
@@ -188,6 +189,7 @@ func (f *FSM) Len() int {
 // dispatch order: priority descending, then FIFO. Ids for which skip (may
 // be nil) returns true are passed over, so the dispatcher can leave out jobs
 // it has already proposed to lease. It returns nil for a paused queue.
+// skip runs under the FSM's read lock: it must not call back into the FSM.
 func (f *FSM) ReadyJobs(queue string, max int, skip func(id string) bool) []string {
 	f.mu.RLock()
 	defer f.mu.RUnlock()

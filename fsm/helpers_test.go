@@ -313,10 +313,6 @@ func invariantErr(f *FSM) error {
 			nSched++
 		case j.State == StateLeased:
 			nLeased++
-			if j.LeaseToken == 0 {
-				err = fmt.Errorf("leased job %q has no token", j.ID)
-				return false
-			}
 		case j.State.Terminal():
 			nTerm++
 		}

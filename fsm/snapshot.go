@@ -55,6 +55,7 @@ func (s *snapshot) Release() {}
 type recordWriter struct {
 	w   *bufio.Writer
 	buf []byte
+	lb  [binary.MaxVarintLen64]byte // here, not on the stack: Write makes it escape
 }
 
 func (r *recordWriter) write(m proto.Message) error {
@@ -63,9 +64,8 @@ func (r *recordWriter) write(m proto.Message) error {
 		return err
 	}
 	r.buf = b
-	var lb [binary.MaxVarintLen64]byte
-	n := binary.PutUvarint(lb[:], uint64(len(b)))
-	if _, err := r.w.Write(lb[:n]); err != nil {
+	n := binary.PutUvarint(r.lb[:], uint64(len(b)))
+	if _, err := r.w.Write(r.lb[:n]); err != nil {
 		return err
 	}
 	_, err = r.w.Write(b)

@@ -26,6 +26,8 @@ func (s State) Terminal() bool {
 	return s == StateSucceeded || s == StateDead || s == StateCancelled
 }
 
+// String is the lower-case state name used in logs, errors and the admin
+// UI.
 func (s State) String() string {
 	switch s {
 	case StateScheduled:

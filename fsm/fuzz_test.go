@@ -1,0 +1,107 @@
+package fsm
+
+import (
+	"sync"
+	"testing"
+
+	"github.com/hashicorp/raft"
+	"github.com/raftq/raftq/fsm/fsmpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// decodeSeeds are valid entries of every command type plus a few broken
+// ones; testdata/fuzz/FuzzDecode holds more.
+func decodeSeeds() [][]byte {
+	k := nj("k", "q")
+	k.IdempotencyKey, k.DedupWindow, k.RunAt = "key", 60*sec, t0+sec
+	return [][]byte{
+		entry(),
+		entry(cmdEnqueue(t0, nj("a", "q"), k)),
+		entry(cmdLease(t0, "w", "a", "k"), cmdExtend(t0, ref("a", 2))),
+		entry(cmdAck(t0, ref("a", 2)), cmdNack(t0, &fsmpb.NackItem{JobId: "k", Token: 2, Error: "e", RetryAfter: -1})),
+		entry(cmdExpire(t0, 0), cmdPromote(t0, 5), cmdCancel(t0, "a")),
+		entry(cmdPause(t0, "q"), cmdResume(t0, "q"), cmdRedrive(t0, "q", 0, "a"), cmdPurge(t0, t0, 0)),
+		entry(cmdSetNode(t0, "n", "g", "r")),
+		{0xff, 0x01},
+		mustMarshal(&fsmpb.Entry{Version: 2}),
+	}
+}
+
+// FuzzDecode: Decode never panics; what it accepts re-encodes to an equal
+// entry; and Apply of any accepted entry never panics and keeps the state
+// consistent (a decodable entry is never fatal).
+func FuzzDecode(f *testing.F) {
+	for _, s := range decodeSeeds() {
+		f.Add(s)
+	}
+	f.Fuzz(fuzzDecodeBody)
+}
+
+// fuzzDecodeBody is FuzzDecode's property, for one input.
+func fuzzDecodeBody(t *testing.T, b []byte) {
+	e, err := Decode(b)
+	if err != nil {
+		return
+	}
+	b2, err := Encode(e)
+	if err != nil {
+		t.Fatalf("Encode of a decoded entry: %v", err)
+	}
+	e2, err := Decode(b2)
+	if err != nil {
+		t.Fatalf("Decode of a re-encoded entry: %v", err)
+	}
+	if !proto.Equal(e, e2) {
+		t.Fatalf("round trip changed the entry:\n%v\n%v", e, e2)
+	}
+	fm := New()
+	for i := uint64(1); i <= 2; i++ { // twice: the second meets the first's state
+		res, ok := fm.Apply(&raft.Log{Index: i, Type: raft.LogCommand, Data: b}).([]Result)
+		if !ok || len(res) != len(e.Commands) {
+			t.Fatalf("Apply returned %d results for %d commands", len(res), len(e.Commands))
+		}
+	}
+	checkInvariants(t, fm)
+}
+
+var (
+	restoreFixtureOnce sync.Once
+	restoreFixture     []byte // snapshot of busyHarness
+	restoreFixtureHash string
+)
+
+// FuzzRestore: Restore never panics; on error the state is exactly what it
+// was; on success the state is consistent and survives another round trip.
+func FuzzRestore(f *testing.F) {
+	restoreFixtureOnce.Do(func() {
+		h := busyHarness(f)
+		restoreFixture = snapshotBytes(f, h.f)
+		restoreFixtureHash = h.f.Hash()
+	})
+	f.Add(restoreFixture)
+	f.Add(snapshotBytes(f, New()))
+	f.Add(restoreFixture[:len(restoreFixture)/2])
+	f.Add([]byte{})
+	f.Add([]byte{2, 8, 1})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		fm := New()
+		if err := restoreBytes(fm, restoreFixture); err != nil {
+			t.Fatal(err)
+		}
+		last := fm.LastIndex()
+		if err := restoreBytes(fm, b); err != nil {
+			if fm.Hash() != restoreFixtureHash || fm.LastIndex() != last {
+				t.Fatal("failed Restore changed state")
+			}
+			return
+		}
+		checkInvariants(t, fm)
+		again := New()
+		if err := restoreBytes(again, snapshotBytes(t, fm)); err != nil {
+			t.Fatalf("snapshot of a restored state does not restore: %v", err)
+		}
+		if again.Hash() != fm.Hash() {
+			t.Fatal("second round trip changed state")
+		}
+	})
+}

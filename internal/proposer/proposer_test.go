@@ -1,0 +1,161 @@
+package proposer_test
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/raftq/raftq/fsm"
+	"github.com/raftq/raftq/fsm/fsmpb"
+	"github.com/raftq/raftq/internal/apierr"
+	"github.com/raftq/raftq/internal/proposer"
+)
+
+// future is a raft.ApplyFuture completed by the fake.
+type future struct {
+	done  chan struct{}
+	err   error
+	resp  interface{}
+	index uint64
+}
+
+func (f *future) Error() error          { <-f.done; return f.err }
+func (f *future) Response() interface{} { return f.resp }
+func (f *future) Index() uint64         { return f.index }
+
+// fakeRaft applies entries to a real FSM after release is signalled, so a
+// test can hold entries "in flight" and see requests pile up.
+type fakeRaft struct {
+	mu      sync.Mutex
+	f       *fsm.FSM
+	idx     uint64
+	entries [][]*fsmpb.Command
+	release chan struct{}
+	err     error
+}
+
+func (r *fakeRaft) Apply(cmd []byte, _ time.Duration) raft.ApplyFuture {
+	e, err := fsm.Decode(cmd)
+	if err != nil {
+		panic(err)
+	}
+	r.mu.Lock()
+	r.idx++
+	idx := r.idx
+	r.entries = append(r.entries, e.Commands)
+	r.mu.Unlock()
+	fu := &future{done: make(chan struct{}), index: idx}
+	go func() {
+		<-r.release
+		if r.err != nil {
+			fu.err = r.err
+		} else {
+			fu.resp = r.f.Apply(&raft.Log{Index: idx, Type: raft.LogCommand, Data: cmd})
+		}
+		close(fu.done)
+	}()
+	return fu
+}
+
+func enqueueCmd(id string) *fsmpb.Command {
+	return &fsmpb.Command{Type: fsmpb.CommandType_COMMAND_TYPE_ENQUEUE, Body: &fsmpb.Command_Enqueue{Enqueue: &fsmpb.Enqueue{
+		Jobs: []*fsmpb.NewJob{{Id: id, Queue: "q", Type: "t", MaxAttempts: 1, LeaseDuration: int64(time.Second)}}}}}
+}
+
+// While the in-flight window is full, waiting requests are packed into one
+// entry, and each caller gets its own command's result.
+func TestRequestsShareEntriesWhileWindowIsFull(t *testing.T) {
+	r := &fakeRaft{f: fsm.New(), release: make(chan struct{})}
+	now := time.Unix(1_800_000_000, 0)
+	p := proposer.New(r, proposer.Options{MaxInFlight: 1, Clock: func() time.Time { return now }})
+	defer p.Stop()
+	var wg sync.WaitGroup
+	results := make([]proposer.Response, 50)
+	for i := range results {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			results[i] = p.Propose(context.Background(), enqueueCmd(string(rune('A'+i))))
+		}(i)
+	}
+	// Let every request queue up behind the first entry, then release.
+	waitUntil(t, func() bool { r.mu.Lock(); defer r.mu.Unlock(); return len(r.entries) >= 1 })
+	time.Sleep(100 * time.Millisecond)
+	close(r.release)
+	wg.Wait()
+	r.mu.Lock()
+	entries := len(r.entries)
+	r.mu.Unlock()
+	if entries > 3 {
+		t.Fatalf("50 requests took %d entries with a window of 1", entries)
+	}
+	for i, res := range results {
+		if res.Err != nil || len(res.Result.Items) != 1 || res.Result.Items[0].JobID != string(rune('A'+i)) {
+			t.Fatalf("request %d: %+v", i, res)
+		}
+		if res.Result.Items[0].Job.CreatedAt != now.UnixNano() {
+			t.Fatalf("now not stamped: %d", res.Result.Items[0].Job.CreatedAt)
+		}
+	}
+	if r.f.Len() != 50 {
+		t.Fatalf("fsm has %d jobs", r.f.Len())
+	}
+}
+
+func TestRaftErrorsAreClassified(t *testing.T) {
+	for _, tc := range []struct {
+		err           error
+		indeterminate bool
+	}{
+		{raft.ErrNotLeader, false},
+		{raft.ErrLeadershipTransferInProgress, false},
+		{raft.ErrEnqueueTimeout, false},
+		{raft.ErrLeadershipLost, true},
+		{raft.ErrRaftShutdown, true},
+	} {
+		r := &fakeRaft{f: fsm.New(), release: make(chan struct{}), err: tc.err}
+		close(r.release)
+		p := proposer.New(r, proposer.Options{})
+		res := p.Propose(context.Background(), enqueueCmd("x"))
+		p.Stop()
+		if errors.Is(res.Err, apierr.ErrIndeterminate) != tc.indeterminate || errors.Is(res.Err, apierr.ErrNotLeader) == tc.indeterminate {
+			t.Errorf("%v: got %v", tc.err, res.Err)
+		}
+	}
+}
+
+func TestStopFailsQueuedRequestsDefinitely(t *testing.T) {
+	r := &fakeRaft{f: fsm.New(), release: make(chan struct{})}
+	p := proposer.New(r, proposer.Options{MaxInFlight: 1})
+	first := make(chan proposer.Response, 1)
+	p.Submit(enqueueCmd("a"), func(res proposer.Response) { first <- res })
+	waitUntil(t, func() bool { r.mu.Lock(); defer r.mu.Unlock(); return len(r.entries) == 1 })
+	queued := make(chan proposer.Response, 1)
+	p.Submit(enqueueCmd("b"), func(res proposer.Response) { queued <- res })
+	go func() { time.Sleep(50 * time.Millisecond); close(r.release) }()
+	p.Stop()
+	if res := <-first; res.Err != nil {
+		t.Fatalf("in-flight entry: %v", res.Err)
+	}
+	if res := <-queued; !errors.Is(res.Err, apierr.ErrNotLeader) {
+		t.Fatalf("queued request after stop: %v", res.Err)
+	}
+	if r.f.Len() != 1 {
+		t.Fatalf("fsm has %d jobs, want 1", r.f.Len())
+	}
+}
+
+func waitUntil(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
