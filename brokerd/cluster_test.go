@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -392,5 +393,24 @@ func TestLongPollWakesAndFailsOver(t *testing.T) {
 	g = <-ch
 	if g.err != nil || len(g.jobs) != 1 || g.jobs[0].Id != res[0].JobId {
 		t.Fatalf("fetch across failover: %v %v", g.jobs, g.err)
+	}
+}
+
+// A second node on a data dir that a running node holds fails with a clear
+// error instead of hanging on bbolt's file lock.
+func TestDataDirInUseIsRefused(t *testing.T) {
+	c := testcluster.New(t, 3, nil)
+	m := c.Members()[0]
+	cfg := brokerd.DefaultConfig()
+	cfg.NodeID, cfg.DataDir = m.ID, m.Dir
+	cfg.RaftAddr, cfg.GRPCAddr = "127.0.0.1:0", "127.0.0.1:0"
+	cfg.Logger = testcluster.Logger()
+	n, err := brokerd.Open(cfg)
+	if err == nil {
+		n.Kill()
+		t.Fatal("second node opened a data dir in use")
+	}
+	if !strings.Contains(err.Error(), "another brokerd") {
+		t.Fatalf("unclear error: %v", err)
 	}
 }
