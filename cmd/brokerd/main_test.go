@@ -1,0 +1,177 @@
+package main_test
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/raftq/raftq/client"
+	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
+)
+
+// buildBrokerd compiles this command once per test binary run.
+func buildBrokerd(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "brokerd")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build brokerd: %v\n%s", err, out)
+	}
+	return bin
+}
+
+func freePort(t *testing.T) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+type proc struct {
+	id, grpc, raft, dir string
+	args               []string
+	cmd                *exec.Cmd
+	done               chan error
+}
+
+func (p *proc) start(t *testing.T, bin string) {
+	t.Helper()
+	p.cmd = exec.Command(bin, p.args...)
+	log, err := os.OpenFile(filepath.Join(p.dir+".log"), os.O_CREATE|os.O_APPEND|os.O_WRONLY, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p.cmd.Stdout, p.cmd.Stderr = log, log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p.done = make(chan error, 1)
+	go func() { p.done <- p.cmd.Wait(); log.Close() }()
+	t.Cleanup(func() { _ = p.cmd.Process.Kill() })
+}
+
+// Real processes: a SIGTERMed leader hands over leadership and exits 0; a
+// SIGKILLed node restarts from its data dir without bootstrapping again;
+// nothing acknowledged is lost along the way.
+func TestRealProcessesSigtermSigkillRestart(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs real processes")
+	}
+	bin := buildBrokerd(t)
+	dir := t.TempDir()
+	var procs []*proc
+	var peers []string
+	for i := 1; i <= 3; i++ {
+		p := &proc{id: fmt.Sprintf("n%d", i), grpc: freePort(t), raft: freePort(t), dir: filepath.Join(dir, fmt.Sprintf("n%d", i))}
+		procs = append(procs, p)
+		peers = append(peers, p.id+"="+p.raft)
+	}
+	var addrs []string
+	for _, p := range procs {
+		p.args = []string{"--id", p.id, "--data-dir", p.dir, "--grpc-addr", p.grpc, "--raft-addr", p.raft,
+			"--bootstrap-expect", "3", "--peers", strings.Join(peers, ","), "--log-level", "info"}
+		p.start(t, bin)
+		addrs = append(addrs, p.grpc)
+	}
+	cl, err := client.New(addrs, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+
+	var ids []string
+	enqueue := func(n int) {
+		for i := 0; i < n; i++ {
+			res, err := cl.Enqueue(ctx, &raftqv1.JobSpec{Queue: "q", Type: "t", Payload: []byte{byte(i)}})
+			if err != nil {
+				t.Fatalf("enqueue: %v", err)
+			}
+			ids = append(ids, res[0].JobId)
+		}
+	}
+	enqueue(20)
+	leader := func() *proc {
+		for _, p := range procs {
+			st, err := cl.Status(ctx, p.grpc)
+			if err == nil && st.State == "Leader" {
+				return p
+			}
+		}
+		return nil
+	}
+	var l *proc
+	for l == nil {
+		l = leader()
+		time.Sleep(50 * time.Millisecond)
+	}
+	// SIGTERM the leader: it must exit cleanly (status 0) after handing over.
+	if err := l.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-l.done:
+		if err != nil {
+			t.Fatalf("leader exit after SIGTERM: %v (log %s.log)", err, l.dir)
+		}
+	case <-time.After(40 * time.Second):
+		t.Fatal("leader did not exit after SIGTERM")
+	}
+	enqueue(20) // the survivors elect a leader and keep accepting writes
+
+	// SIGKILL another node, then restart both from disk.
+	var victim *proc
+	for _, p := range procs {
+		if p != l {
+			victim = p
+			break
+		}
+	}
+	_ = victim.cmd.Process.Kill()
+	<-victim.done
+	for _, p := range []*proc{l, victim} {
+		p.start(t, bin)
+	}
+	enqueue(20)
+	for _, id := range ids {
+		if _, err := cl.GetJob(ctx, id, 0); err != nil {
+			t.Fatalf("job %s lost: %v", id, err)
+		}
+	}
+	// Restarted nodes said they restarted from disk, never bootstrapped twice.
+	for _, p := range []*proc{l, victim} {
+		b, _ := os.ReadFile(p.dir + ".log")
+		if strings.Count(string(b), "bootstrapped new cluster") != 1 || !strings.Contains(string(b), "restarting from existing raft state") {
+			t.Fatalf("%s log does not show one bootstrap then a restart from disk:\n%s", p.id, b)
+		}
+	}
+	// Every node converges on the same state.
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		hashes := map[string]bool{}
+		for _, p := range procs {
+			if st, err := cl.Status(ctx, p.grpc); err == nil {
+				hashes[st.StateHash] = true
+			} else {
+				hashes["unreachable"] = true
+			}
+		}
+		if len(hashes) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("nodes did not converge: %v", hashes)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
