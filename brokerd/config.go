@@ -89,6 +89,21 @@ type Config struct {
 	// answering NOT_LEADER with its address.
 	Forward bool
 
+	// AdminAddr is the admin HTTP API and dashboard listen address (key
+	// admin.addr, flag --admin-addr); empty serves none. Port 0 picks one.
+	AdminAddr string
+	// SvcdAddr is the results service's gRPC address; when set, the
+	// dashboard and admin API show each job's attempt history from it.
+	SvcdAddr string
+
+	// Etcd, when it has endpoints, registers the node in etcd, keeps the
+	// leader hint, applies live config, and lets BootstrapExpect without
+	// Peers form the cluster through etcd (etcd.go). Not on the data path.
+	Etcd EtcdConfig
+	// LogLevel, when set, is the level the node's Logger filters on; live
+	// config's log_level changes it at run time.
+	LogLevel *slog.LevelVar
+
 	Defaults Defaults
 	Limits   Limits
 
@@ -156,7 +171,11 @@ func (c *Config) Validate() error {
 	if c.BootstrapExpect < 0 {
 		errs = append(errs, errors.New("bootstrap-expect: must not be negative"))
 	}
-	if c.BootstrapExpect > 0 {
+	if err := c.Etcd.validate(); err != nil {
+		errs = append(errs, err)
+	}
+	// With etcd and no static peers, the peers are found through etcd.
+	if c.BootstrapExpect > 0 && (len(c.Peers) > 0 || !c.Etcd.enabled()) {
 		if len(c.Peers) != c.BootstrapExpect {
 			errs = append(errs, fmt.Errorf("peers: bootstrap-expect is %d but %d peers are listed", c.BootstrapExpect, len(c.Peers)))
 		}

@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
+	"github.com/raftq/raftq/brokerd/admin"
 	"github.com/raftq/raftq/fsm"
 	"github.com/raftq/raftq/fsm/fsmpb"
 	"github.com/raftq/raftq/internal/apierr"
@@ -60,6 +61,10 @@ type Node struct {
 	lis    net.Listener
 	fwd    *forwarder
 
+	metrics *nodeMetrics  // Prometheus registry and instruments (metrics.go)
+	admin   *admin.Server // admin HTTP API and dashboard; nil without AdminAddr (ops.go)
+	etcd    *etcdState    // registration, leader hint, live config, bootstrap; nil without Etcd (etcd.go)
+
 	notifyCh chan bool
 	closing  chan struct{}
 	wg       sync.WaitGroup
@@ -84,6 +89,7 @@ func Open(cfg Config) (*Node, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	applyTestHooks(&cfg) // no-op unless built with the jepsen tag
 	n := &Node{
 		cfg:      cfg,
 		log:      cfg.Logger.With("node", cfg.NodeID),
@@ -92,11 +98,21 @@ func Open(cfg Config) (*Node, error) {
 		notifyCh: make(chan bool, 16),
 		closing:  make(chan struct{}),
 	}
+	// Metrics first: the Raft metrics bridge must be installed before Raft
+	// starts, and serve() instruments the gRPC server.
+	n.metrics = newNodeMetrics(n)
+	// etcd before Raft: live config must be in place before this node can
+	// lead (the dispatcher reads its limits). It never waits for etcd.
+	if err := n.openEtcd(); err != nil {
+		return nil, err
+	}
 	if err := n.openRaft(); err != nil {
+		n.stopEtcd(false)
 		n.closeStores()
 		return nil, err
 	}
 	if err := n.serve(); err != nil {
+		n.stopEtcd(false)
 		n.raft.Shutdown()
 		n.closeStores()
 		return nil, err
@@ -107,6 +123,18 @@ func Open(cfg Config) (*Node, error) {
 	if len(cfg.Join) > 0 && !n.hadState() {
 		n.wg.Add(1)
 		go n.joinLoop()
+	}
+	// Registration, leader hint, and bootstrap or join through etcd, once
+	// the addresses are known.
+	if err := n.startEtcd(); err != nil {
+		_ = n.shutdown(false)
+		return nil, err
+	}
+	n.metrics.watchRaft(n)
+	// The admin HTTP API last: it calls this node's gRPC API and reads Raft.
+	if err := n.startAdmin(); err != nil {
+		_ = n.shutdown(false)
+		return nil, err
 	}
 	return n, nil
 }
@@ -193,7 +221,7 @@ func (n *Node) openRaft() error {
 	if err != nil {
 		return fmt.Errorf("read raft state: %w", err)
 	}
-	if !existing && cfg.BootstrapExpect > 0 {
+	if !existing && cfg.BootstrapExpect > 0 && len(cfg.Peers) > 0 {
 		var servers []raft.Server
 		for _, p := range cfg.Peers {
 			servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.RaftAddr)})
@@ -207,7 +235,7 @@ func (n *Node) openRaft() error {
 	} else if existing {
 		n.log.Info("restarting from existing raft state", "dir", cfg.DataDir)
 	}
-	r, err := raft.NewRaft(rc, n.fsm, logs, store, snaps, trans)
+	r, err := raft.NewRaft(rc, n.raftFSM(), logs, store, snaps, trans)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
@@ -232,6 +260,8 @@ func (n *Node) serve() error {
 		grpc.MaxSendMsgSize(64<<20),
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
+		grpc.ChainUnaryInterceptor(n.metrics.grpc.UnaryServerInterceptor()),
+		grpc.ChainStreamInterceptor(n.metrics.grpc.StreamServerInterceptor()),
 	)
 	n.health = health.NewServer()
 	n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
@@ -242,6 +272,7 @@ func (n *Node) serve() error {
 	raftqv1.RegisterBrokerServer(n.grpc, &brokerService{n: n})
 	raftqv1.RegisterAdminServer(n.grpc, &adminService{n: n})
 	raftqv1.RegisterClusterServer(n.grpc, &clusterService{n: n})
+	n.metrics.grpc.InitializeMetrics(n.grpc)
 	go func() {
 		if err := n.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			n.log.Error("grpc serve", "err", err)
@@ -303,7 +334,7 @@ func (n *Node) becomeLeader() {
 			n.mu.Unlock()
 			return
 		}
-		n.disp = dispatch.New(n.fsm, n.prop, dispatch.Options{Clock: n.clock, Retention: n.cfg.Retention})
+		n.disp = dispatch.New(n.fsm, countingProposer{n.prop, n.metrics}, dispatch.Options{Clock: n.clock, Retention: n.cfg.Retention, Limits: n.dispatchLimits()})
 		n.leaderReady.Store(true)
 		n.health.SetServingStatus(LeaderHealthService, healthpb.HealthCheckResponse_SERVING)
 		n.mu.Unlock()
@@ -522,7 +553,11 @@ func (n *Node) shutdown(graceful bool) error {
 	if !n.closed.CompareAndSwap(false, true) {
 		return nil
 	}
-	if graceful && n.raft.State() == raft.Leader {
+	// The admin API started last, so it stops first (it calls the gRPC API).
+	n.stopAdmin(graceful)
+	// Deregister next, so resolvers stop sending clients here.
+	n.stopEtcd(graceful)
+	if graceful && n.raft.State() == raft.Leader && n.otherVoters() > 0 {
 		if err := n.raft.LeadershipTransfer().Error(); err != nil {
 			n.log.Warn("leadership transfer before shutdown failed", "err", err)
 		}
@@ -558,4 +593,20 @@ func (n *Node) closeStores() {
 	if n.trans != nil && n.raft == nil {
 		_ = n.trans.Close()
 	}
+}
+
+// otherVoters counts the voters besides this node: a leadership transfer
+// needs one to hand over to.
+func (n *Node) otherVoters() int {
+	cf := n.raft.GetConfiguration()
+	if cf.Error() != nil {
+		return 0
+	}
+	c := 0
+	for _, s := range cf.Configuration().Servers {
+		if s.Suffrage == raft.Voter && s.ID != raft.ServerID(n.cfg.NodeID) {
+			c++
+		}
+	}
+	return c
 }

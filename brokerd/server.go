@@ -23,9 +23,11 @@ import (
 // come back as gRPC statuses.
 func (n *Node) propose(ctx context.Context, cmd *fsmpb.Command) (fsm.Result, error) {
 	r := n.prop.Propose(ctx, cmd)
+	n.metrics.observe(cmd, r)
 	if r.Err != nil {
 		return fsm.Result{}, apierr.FromError(r.Err)
 	}
+	failpoint("commit-before-reply") // jepsen crash point; no-op otherwise
 	if r.Result.Err != nil {
 		return r.Result, apierr.FromError(r.Result.Err)
 	}
@@ -93,6 +95,9 @@ func (s *brokerService) Fetch(ctx context.Context, req *raftqv1.FetchRequest) (*
 		return nil, apierr.FromError(err)
 	}
 	jobs, err := d.Fetch(ctx, fr)
+	if len(jobs) > 0 {
+		failpoint("lease-before-reply") // jepsen crash point; no-op otherwise
+	}
 	if err != nil {
 		if errors.Is(err, apierr.ErrNotLeader) {
 			id, addr := n.leader()
@@ -204,6 +209,7 @@ func (s *brokerService) Ack(ctx context.Context, req *raftqv1.AckRequest) (*raft
 	if err != nil {
 		return nil, apierr.FromError(err)
 	}
+	ref.Token = n.bugAckToken(req.JobId, ref.Token) // seeded bug only with the jepsenbug tag
 	res, err := n.propose(ctx, &fsmpb.Command{
 		Type: fsmpb.CommandType_COMMAND_TYPE_ACK,
 		Body: &fsmpb.Command_Ack{Ack: &fsmpb.Ack{Items: []*fsmpb.LeaseRef{ref}}},

@@ -41,7 +41,7 @@ func checkJobID(id string) error {
 // defaults and absolute times are chosen here, on the leader, so Apply has
 // nothing left to decide.
 func (n *Node) newJobs(req *raftqv1.EnqueueRequest, now time.Time) ([]*fsmpb.NewJob, error) {
-	lim, def := n.cfg.Limits, n.cfg.Defaults
+	lim := n.cfg.Limits
 	if len(req.Jobs) == 0 {
 		return nil, fmt.Errorf("%w: no jobs in request", apierr.ErrInvalid)
 	}
@@ -52,6 +52,8 @@ func (n *Node) newJobs(req *raftqv1.EnqueueRequest, now time.Time) ([]*fsmpb.New
 	out := make([]*fsmpb.NewJob, 0, len(req.Jobs))
 	for i, s := range req.Jobs {
 		bad := func(err error) error { return fmt.Errorf("job %d: %w", i, err) }
+		// The node's defaults, or live config's for this queue (etcd.go).
+		def := n.queueDefaults(s.Queue)
 		if err := checkName("queue", s.Queue); err != nil {
 			return nil, bad(err)
 		}

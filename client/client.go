@@ -17,6 +17,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -29,6 +30,9 @@ import (
 	"github.com/raftq/raftq/internal/apierr"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
+
+// ErrClosed is returned by calls made after Close.
+var ErrClosed = errors.New("client: closed")
 
 // Options tune a Client.
 type Options struct {
@@ -51,6 +55,9 @@ type Client struct {
 	conns  map[string]*grpc.ClientConn
 	leader string
 	next   int
+	closed bool
+
+	probing atomic.Bool
 }
 
 // New returns a client for the brokers at addrs (host:port of their gRPC
@@ -75,6 +82,7 @@ func New(addrs []string, opts Options) (*Client, error) {
 func (c *Client) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.closed = true
 	var errs []error
 	for a, cc := range c.conns {
 		errs = append(errs, cc.Close())
@@ -88,6 +96,9 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 	defer c.mu.Unlock()
 	if cc, ok := c.conns[addr]; ok {
 		return cc, nil
+	}
+	if c.closed {
+		return nil, ErrClosed
 	}
 	opts := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -103,15 +114,81 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 }
 
 // target is the address to try next: the known leader, else the next
-// address in rotation.
-func (c *Client) target() string {
+// address in rotation (guessed).
+func (c *Client) target() (addr string, guessed bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.leader != "" {
-		return c.leader
+		return c.leader, false
 	}
-	a := c.addrs[c.next%len(c.addrs)]
-	return a
+	return c.addrs[c.next%len(c.addrs)], true
+}
+
+// probeLeader confirms the leader the client settled on by rotation.
+// Brokers forward calls to their leader, so a follower answers successfully
+// and the client would otherwise keep paying the extra hop. The probe asks
+// the broker the client now calls what it is; a follower's Status names the
+// leader, which the client switches to, and the probe goes on until the
+// address it calls says it leads (or a few seconds pass). Right after an
+// election a follower may not know the leader yet, or still name the dead
+// one; the loop rides that out. One probe runs at a time, in the
+// background.
+func (c *Client) probeLeader() {
+	if !c.probing.CompareAndSwap(false, true) {
+		return
+	}
+	go func() {
+		defer c.probing.Store(false)
+		for i := 0; i < 25; i++ {
+			if i > 0 {
+				time.Sleep(200 * time.Millisecond)
+			}
+			c.mu.Lock()
+			addr, closed := c.leader, c.closed
+			c.mu.Unlock()
+			if closed {
+				return
+			}
+			if addr == "" {
+				continue // the rotation is still looking
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			st, err := c.Status(ctx, addr)
+			cancel()
+			if err != nil {
+				continue
+			}
+			if st.GetState() == "Leader" {
+				return
+			}
+			leader := st.GetLeaderAddr()
+			if leader == "" || leader == addr {
+				continue
+			}
+			c.mu.Lock()
+			if c.leader == addr {
+				// Should the named leader be gone, its calls fail and the
+				// rotation goes on from there.
+				c.leader = leader
+				if !containsAddr(c.addrs, leader) {
+					c.addrs = append(c.addrs, leader)
+				}
+			}
+			c.mu.Unlock()
+		}
+	}()
+}
+
+// adopt remembers addr, which just answered a call, as the leader unless
+// the client learned of another leader while the call was in flight (a
+// hint, or the leader probe): many calls run at once, and a slow answer
+// from a forwarding follower must not undo what was learned since.
+func (c *Client) adopt(addr string) {
+	c.mu.Lock()
+	if c.leader == "" {
+		c.leader = addr
+	}
+	c.mu.Unlock()
 }
 
 // setLeader remembers addr as the leader. An address the client was not
@@ -175,14 +252,20 @@ func (c *Client) do(ctx context.Context, extra time.Duration, call func(context.
 	backoff := c.opts.MinBackoff
 	var last error
 	for attempt := 0; ; attempt++ {
-		addr := c.target()
+		addr, guessed := c.target()
 		cc, err := c.conn(addr)
 		if err == nil {
 			err = call(ctx, cc)
 			if err == nil {
-				c.setLeader(addr)
+				c.adopt(addr)
+				if guessed {
+					c.probeLeader()
+				}
 				return nil
 			}
+		}
+		if errors.Is(err, ErrClosed) {
+			return err
 		}
 		last = err
 		retry, hint := classify(err)
@@ -195,7 +278,7 @@ func (c *Client) do(ctx context.Context, extra time.Duration, call func(context.
 			c.failed(addr)
 		}
 		// Go straight to a named leader once; back off otherwise.
-		if hint == "" || hint == addr || attempt%len(c.addrs) == len(c.addrs)-1 {
+		if n := len(c.Addrs()); hint == "" || hint == addr || attempt%n == n-1 {
 			select {
 			case <-ctx.Done():
 				return fmt.Errorf("%w (last error: %v)", ctx.Err(), last)

@@ -89,6 +89,8 @@ func bodyMatches(c *fsmpb.Command) bool {
 		return c.GetPurge() != nil
 	case fsmpb.CommandType_COMMAND_TYPE_SET_NODE:
 		return c.GetSetNode() != nil
+	case fsmpb.CommandType_COMMAND_TYPE_DELETE_DEAD:
+		return c.GetDeleteDead() != nil
 	}
 	return false
 }

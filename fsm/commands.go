@@ -50,6 +50,8 @@ func (a *applier) command(c *fsmpb.Command) Result {
 		return a.purge(now, c.GetPurge())
 	case fsmpb.CommandType_COMMAND_TYPE_SET_NODE:
 		return a.setNode(c.GetSetNode())
+	case fsmpb.CommandType_COMMAND_TYPE_DELETE_DEAD:
+		return a.deleteDead(c.GetDeleteDead())
 	}
 	// Decode refuses unknown types; reaching here is a bug in this file.
 	panic(fmt.Sprintf("fsm: no handler for command type %v", c.GetType()))
@@ -493,4 +495,56 @@ func (a *applier) setNode(b *fsmpb.NodeMeta) Result {
 	a.st.nodes.ReplaceOrInsert(n)
 	a.dirty = true
 	return Result{}
+}
+
+// deleteDead removes dead jobs for good (the dead-letter purge). Like
+// Redrive: the listed jobs (each must be dead, and in queue when one is
+// named), or up to limit of queue's dead jobs in id order. Idempotency keys
+// stay until their windows end, so a retried enqueue still answers with the
+// first job's id rather than creating a second job.
+func (a *applier) deleteDead(b *fsmpb.DeleteDead) Result {
+	queue := b.GetQueue()
+	if len(b.GetJobIds()) > 0 {
+		items := make([]ItemResult, len(b.GetJobIds()))
+		for i, id := range b.GetJobIds() {
+			j := a.st.job(id)
+			switch {
+			case j == nil:
+				items[i] = notFound(id)
+			case queue != "" && j.Queue != queue:
+				items[i] = ItemResult{JobID: id, Err: fmt.Errorf("%w: %q is not in queue %q", ErrNotFound, id, queue)}
+			case j.State != StateDead:
+				items[i] = found(j, fmt.Errorf("%w: purge of %q, which is %s", ErrWrongState, id, j.State))
+			default:
+				a.st.remove(j)
+				a.dirty = true
+				items[i] = ItemResult{JobID: id}
+			}
+		}
+		return Result{Items: items}
+	}
+	if queue == "" {
+		return Result{Err: fmt.Errorf("%w: dead-letter purge needs a queue or job ids", ErrInvalid)}
+	}
+	limit := int(b.GetLimit())
+	if limit <= 0 {
+		limit = defaultRedriveLimit
+	}
+	var ids []string
+	a.st.byState.AscendGreaterOrEqual(stateKey{queue: queue, state: StateDead}, func(k stateKey) bool {
+		if k.queue != queue || k.state != StateDead {
+			return false
+		}
+		ids = append(ids, k.id)
+		return len(ids) < limit
+	})
+	items := make([]ItemResult, len(ids))
+	for i, id := range ids {
+		a.st.remove(a.st.job(id))
+		items[i] = ItemResult{JobID: id}
+	}
+	if len(ids) > 0 {
+		a.dirty = true
+	}
+	return Result{Items: items}
 }

@@ -1,5 +1,45 @@
 # Shared by run-cluster.sh and bench.sh: start and stop a local 3-node
-# brokerd cluster on loopback. Source it; needs bin/brokerd.
+# brokerd cluster on loopback. Source it; needs bin/brokerd (and
+# bin/raftq-etcd, bin/brokerctl for start_etcd).
+#
+# etcd: when RAFTQ_ETCD_ENDPOINTS is set (by start_etcd, or by the caller
+# for an etcd of their own), brokerd reads it from the environment and
+# registers there, keeps the leader hint and follows live config.
+# RAFTQ_BOOTSTRAP=etcd makes a fresh cluster bootstrap through etcd
+# instead of the static --peers list.
+
+# start_etcd DIR CLIENT_PORT PEER_PORT: unless RAFTQ_ETCD_ENDPOINTS is
+# already set, start an embedded etcd (bin/raftq-etcd) with its data in
+# DIR/etcd and export RAFTQ_ETCD_ENDPOINTS. Idempotent per shell.
+start_etcd() {
+  local dir=$1 cport=$2 pport=$3 t
+  ETCD_PID=""
+  if [ -n "${RAFTQ_ETCD_ENDPOINTS:-}" ]; then
+    return 0
+  fi
+  mkdir -p "$dir"
+  ./bin/raftq-etcd --name raftq-dev --data-dir "$dir/etcd" \
+    --listen-client "http://127.0.0.1:$cport" --listen-peer "http://127.0.0.1:$pport" \
+    >>"$dir/etcd.log" 2>&1 &
+  ETCD_PID=$!
+  export RAFTQ_ETCD_ENDPOINTS="http://127.0.0.1:$cport"
+  for t in $(seq 1 50); do
+    if ./bin/brokerctl config show --etcd "$RAFTQ_ETCD_ENDPOINTS" --timeout 2s >/dev/null 2>&1; then
+      return 0
+    fi
+    sleep 0.2
+  done
+  echo "embedded etcd did not start; log in $dir/etcd.log" >&2
+  return 1
+}
+
+stop_etcd() {
+  if [ -n "${ETCD_PID:-}" ]; then
+    kill -TERM "$ETCD_PID" 2>/dev/null || true
+    wait "$ETCD_PID" 2>/dev/null || true
+    ETCD_PID=""
+  fi
+}
 
 # start_cluster DIR GRPC_BASE RAFT_BASE: nodes n1..n3 listen on
 # GRPC_BASE+i and RAFT_BASE+i. A DIR that already holds data restarts from
@@ -10,10 +50,14 @@ start_cluster() {
   for i in 1 2 3; do peers="${peers:+$peers,}n$i=127.0.0.1:$((rbase + i))"; done
   PIDS=()
   BROKERS=""
+  local boot=(--peers "$peers")
+  if [ "${RAFTQ_BOOTSTRAP:-peers}" = etcd ] && [ -n "${RAFTQ_ETCD_ENDPOINTS:-}" ]; then
+    boot=() # the peers are found through etcd (RAFTQ_ETCD_ENDPOINTS)
+  fi
   for i in 1 2 3; do
     ./bin/brokerd --id "n$i" --data-dir "$dir/n$i" \
       --grpc-addr "127.0.0.1:$((gbase + i))" --raft-addr "127.0.0.1:$((rbase + i))" \
-      --bootstrap-expect 3 --peers "$peers" --log-level "${RAFTQ_LOG_LEVEL:-warn}" \
+      --bootstrap-expect 3 "${boot[@]}" --log-level "${RAFTQ_LOG_LEVEL:-warn}" \
       >>"$dir/n$i.log" 2>&1 &
     PIDS+=($!)
     BROKERS="${BROKERS:+$BROKERS,}127.0.0.1:$((gbase + i))"

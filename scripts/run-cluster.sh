@@ -1,24 +1,30 @@
 #!/usr/bin/env bash
-# make run: a local 3-node raftq cluster on loopback, in the foreground.
-# Data lives in ${RAFTQ_RUN_DIR:-tmp/run}; run it again and the cluster
-# restarts from disk with its jobs. Ctrl-C stops every node cleanly.
+# make run: a local 3-node raftq cluster on loopback, in the foreground,
+# with an embedded etcd (bin/raftq-etcd, client port 7379) for discovery and
+# live config, unless RAFTQ_ETCD_ENDPOINTS names an etcd already. Data
+# lives in ${RAFTQ_RUN_DIR:-tmp/run}; run it again and the cluster restarts
+# from disk with its jobs. Ctrl-C stops every node cleanly, then etcd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/cluster-lib.sh
 dir=${RAFTQ_RUN_DIR:-tmp/run}
-trap 'echo; echo "stopping..."; stop_cluster; exit 0' INT TERM
+trap 'echo; echo "stopping..."; stop_cluster; stop_etcd; exit 0' INT TERM
+start_etcd "$dir" 7379 7380
 start_cluster "$dir" 7100 7200
 cat <<TXT
 raftq is running: 3 brokerd nodes on loopback (data in $dir, logs in $dir/n*.log)
   n1  gRPC 127.0.0.1:7101  raft 127.0.0.1:7201
   n2  gRPC 127.0.0.1:7102  raft 127.0.0.1:7202
   n3  gRPC 127.0.0.1:7103  raft 127.0.0.1:7203
+  etcd $RAFTQ_ETCD_ENDPOINTS (registry, leader hint, live config)
 
 Try, in another shell (brokerctl finds the leader by itself):
   ./bin/brokerctl enqueue --queue default --type echo --payload hello
   ./bin/brokerctl fetch --queue default --ack
   ./bin/brokerctl stats
   ./bin/brokerctl status
+  ./bin/brokerctl config set queue default --max-in-flight 4 --rate 50 --etcd $RAFTQ_ETCD_ENDPOINTS
+  ./bin/brokerctl config show --etcd $RAFTQ_ETCD_ENDPOINTS         # live settings, brokers, leader
 Ctrl-C stops the cluster.
 TXT
 ./bin/brokerctl status || true

@@ -32,6 +32,7 @@ func main() {
 type globals struct {
 	brokers string
 	timeout time.Duration
+	output  string // -o: table or json (output.go)
 }
 
 func (g *globals) client() (*client.Client, error) {
@@ -68,6 +69,10 @@ func rootCmd() *cobra.Command {
 	root.PersistentFlags().StringVar(&g.brokers, "brokers", def, "broker gRPC addresses, comma-separated (env RAFTQ_BROKERS)")
 	root.PersistentFlags().DurationVar(&g.timeout, "timeout", 30*time.Second, "overall timeout of a command")
 	root.AddCommand(enqueueCmd(g), getCmd(g), fetchCmd(g), ackCmd(g), cancelCmd(g), statsCmd(g), statusCmd(g), benchCmd(g))
+	// The operator's commands (ops.go, output.go).
+	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format: table or json")
+	root.AddCommand(jobsCmd(g), queuesCmd(g), dlqCmd(g), clusterCmd(g), snapshotCmd(g))
+	root.AddCommand(configCmd(g)) // live settings in etcd (config.go)
 	return root
 }
 

@@ -4,100 +4,179 @@
 //	  --raft-addr 10.0.0.1:7201 --grpc-addr 10.0.0.1:7101 \
 //	  --bootstrap-expect 3 --peers n1=10.0.0.1:7201,n2=10.0.0.2:7201,n3=10.0.0.3:7201
 //
-// A fresh node either bootstraps (with --bootstrap-expect and --peers) or
-// joins an existing cluster (--join with any member's gRPC address). A node
-// restarted on a data dir that holds Raft state ignores both and rejoins
-// from disk. SIGTERM or SIGINT shuts it down cleanly.
+// or, finding its peers through etcd (every node gets the same flags):
+//
+//	brokerd --id n1 --data-dir /var/lib/raftq/n1 --raft-addr … --grpc-addr … \
+//	  --etcd http://10.0.0.9:2379 --bootstrap-expect 3
+//
+// A fresh node bootstraps (with --bootstrap-expect and --peers, or
+// --bootstrap-expect and --etcd), or joins an existing cluster (--join with
+// any member's gRPC address, or through etcd). A node restarted on a data
+// dir that holds Raft state ignores all that and rejoins from disk.
+//
+// Settings come from defaults < a YAML file (--config) < RAFTQ_*
+// environment variables < flags; every flag has a key (`brokerd config`
+// prints them all with where each value came from, secrets redacted). An
+// invalid setting is reported with its key and reason, exit status 2,
+// before anything starts.
+//
+//	brokerd config [flags]       print the effective configuration
+//	brokerd leave --id n3 [--brokers a,b | --etcd …]
+//	                             remove node n3 from the cluster's voters
+//
+// SIGTERM or SIGINT shuts the node down cleanly (with --leave-on-terminate
+// it first leaves the cluster).
 package main
 
 import (
-	"flag"
+	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	_ "net/http/pprof"
 	"os"
 	"os/signal"
-	"strings"
 	"syscall"
 	"time"
 
+	"github.com/spf13/pflag"
+
 	"github.com/raftq/raftq/brokerd"
+	"github.com/raftq/raftq/internal/config"
 )
 
 func main() {
-	os.Exit(run())
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }
 
-func run() int {
-	cfg := brokerd.DefaultConfig()
-	fs := flag.NewFlagSet("brokerd", flag.ContinueOnError)
-	fs.StringVar(&cfg.NodeID, "id", "", "this node's Raft server id (required, stable)")
-	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory for the Raft log, stable store and snapshots (required)")
-	fs.StringVar(&cfg.RaftAddr, "raft-addr", "127.0.0.1:7201", "Raft TCP bind address")
-	fs.StringVar(&cfg.RaftAdvertise, "raft-advertise", "", "Raft address peers dial (default: the bound address)")
-	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", "127.0.0.1:7101", "gRPC API listen address")
-	fs.StringVar(&cfg.GRPCAdvertise, "grpc-advertise", "", "gRPC address told to clients and peers (default: the bound address)")
-	fs.IntVar(&cfg.BootstrapExpect, "bootstrap-expect", 0, "bootstrap a new cluster of this many peers (with --peers) when the data dir is empty")
-	peers := fs.String("peers", "", "bootstrap peers: id=raft-host:port,...")
-	join := fs.String("join", "", "gRPC addresses of existing members to join through: host:port,...")
-	fs.BoolVar(&cfg.Forward, "forward", true, "forward calls that need the leader instead of answering NOT_LEADER")
-	fs.DurationVar(&cfg.Retention, "retention", cfg.Retention, "how long terminal jobs are kept")
-	fs.DurationVar(&cfg.Defaults.LeaseDuration, "default-lease", cfg.Defaults.LeaseDuration, "lease duration of jobs that set none")
-	maxAttempts := fs.Int("default-max-attempts", int(cfg.Defaults.MaxAttempts), "max attempts of jobs that set none")
-	fs.IntVar(&cfg.Limits.MaxPayloadBytes, "max-payload", cfg.Limits.MaxPayloadBytes, "largest job payload in bytes")
-	logLevel := fs.String("log-level", "info", "debug, info, warn or error")
-	debugAddr := fs.String("debug-addr", "", "serve /debug/pprof on this address (off when empty)")
-	if err := fs.Parse(os.Args[1:]); err != nil {
-		return 2
-	}
-	cfg.Defaults.MaxAttempts = int32(*maxAttempts)
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(*logLevel)); err != nil {
-		fmt.Fprintf(os.Stderr, "brokerd: --log-level: %v\n", err)
-		return 2
-	}
-	cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: lvl}))
-	var err error
-	if cfg.Peers, err = brokerd.ParsePeers(*peers); err != nil {
-		fmt.Fprintf(os.Stderr, "brokerd: --peers: %v\n", err)
-		return 2
-	}
-	for _, a := range strings.Split(*join, ",") {
-		if a = strings.TrimSpace(a); a != "" {
-			cfg.Join = append(cfg.Join, a)
+// run is main without the exit: 0 after a clean shutdown, 1 on a failure
+// at run time, 2 on invalid configuration (nothing started).
+func run(args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 {
+		switch args[0] {
+		case "config":
+			return runConfig(args[1:], stdout, stderr)
+		case "leave":
+			return runLeave(args[1:], stdout, stderr)
 		}
 	}
-	if err := cfg.Validate(); err != nil {
-		fmt.Fprintf(os.Stderr, "brokerd: invalid configuration:\n%v\n", err)
-		return 2
-	}
-
-	node, err := brokerd.Open(cfg)
+	l := newLoader()
+	l.FlagSet().SetOutput(stderr)
+	cfg, extra, err := load(l, args)
 	if err != nil {
-		fmt.Fprintf(os.Stderr, "brokerd: %v\n", err)
+		return usageError(stderr, err)
+	}
+	return serve(cfg, extra, stderr)
+}
+
+// usageError reports invalid configuration: one line per problem, each
+// naming the key, and status 2. --help is not an error.
+func usageError(w io.Writer, err error) int {
+	if errors.Is(err, pflag.ErrHelp) {
+		return 0
+	}
+	fmt.Fprintln(w, "brokerd: invalid configuration:")
+	for _, e := range unjoin(err) {
+		fmt.Fprintf(w, "  %v\n", e)
+	}
+	return 2
+}
+
+func unjoin(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		var out []error
+		for _, e := range j.Unwrap() {
+			out = append(out, unjoin(e)...)
+		}
+		return out
+	}
+	return []error{err}
+}
+
+func runConfig(args []string, stdout, stderr io.Writer) int {
+	l := newLoader()
+	l.FlagSet().SetOutput(stderr)
+	l.FlagSet().Usage = func() {
+		fmt.Fprintln(stderr, "usage: brokerd config [flags]: print the effective configuration (secrets redacted)")
+		l.FlagSet().PrintDefaults()
+	}
+	v, err := l.Load(args)
+	if err == nil {
+		_, _, err = toConfig(l, v)
+	}
+	if err != nil {
+		return usageError(stderr, err)
+	}
+	if err := v.Print(stdout); err != nil {
+		fmt.Fprintln(stderr, "brokerd:", err)
 		return 1
 	}
-	if *debugAddr != "" {
-		// net/http/pprof registers on the default mux.
-		go func() { cfg.Logger.Error("debug server", "err", http.ListenAndServe(*debugAddr, nil)) }()
+	return 0
+}
+
+// extra is what the process needs beyond brokerd.Config.
+type extra struct {
+	debugAddr        string
+	leaveOnTerminate bool
+	shutdownTimeout  time.Duration
+}
+
+func load(l *config.Loader, args []string) (brokerd.Config, extra, error) {
+	v, err := l.Load(args)
+	if err != nil {
+		return brokerd.Config{}, extra{}, err
 	}
-	cfg.Logger.Info("brokerd serving", "id", cfg.NodeID, "grpc", node.GRPCAddr(), "raft", node.RaftAddr(), "data", cfg.DataDir)
+	if rest := l.FlagSet().Args(); len(rest) > 0 {
+		return brokerd.Config{}, extra{}, &config.Error{Key: "arguments", Reason: fmt.Sprintf("unexpected %q (subcommands: config, leave)", rest)}
+	}
+	return toConfig(l, v)
+}
+
+// serve runs a node until SIGTERM or SIGINT.
+func serve(cfg brokerd.Config, x extra, stderr io.Writer) int {
+	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	// Start order: the node (stores, Raft, gRPC, etcd registration, admin
+	// API), then the debug server. Shutdown is the reverse: the debug
+	// server dies with the process; the node leaves (if asked) and closes.
+	node, err := brokerd.Open(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "brokerd: %v\n", err)
+		return 1
+	}
+	if x.debugAddr != "" {
+		// net/http/pprof registers on the default mux.
+		go func() { cfg.Logger.Error("debug server", "err", http.ListenAndServe(x.debugAddr, nil)) }()
+	}
+	cfg.Logger.Info("brokerd serving", "id", cfg.NodeID, "grpc", node.GRPCAddr(), "raft", node.RaftAddr(), "data", cfg.DataDir,
+		"etcd", len(cfg.Etcd.Endpoints) > 0)
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGTERM, syscall.SIGINT)
 	s := <-sig
 	cfg.Logger.Info("shutting down", "signal", s.String())
 	done := make(chan error, 1)
-	go func() { done <- node.Close() }()
+	go func() {
+		if x.leaveOnTerminate {
+			// Leave first, while this node can still reach the leader: the
+			// cluster then does not count a stopped node against quorum.
+			ctx, cancel := context.WithTimeout(context.Background(), x.shutdownTimeout/2)
+			if err := node.Leave(ctx); err != nil {
+				cfg.Logger.Error("leave on terminate failed; shutting down anyway", "err", err)
+			}
+			cancel()
+		}
+		done <- node.Close()
+	}()
 	select {
 	case err := <-done:
 		if err != nil {
 			cfg.Logger.Error("shutdown", "err", err)
 			return 1
 		}
-	case <-time.After(30 * time.Second):
-		cfg.Logger.Error("shutdown took longer than 30s; exiting")
+	case <-time.After(x.shutdownTimeout):
+		cfg.Logger.Error("shutdown took too long; exiting", "timeout", x.shutdownTimeout)
 		return 1
 	}
 	return 0

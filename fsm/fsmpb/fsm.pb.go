@@ -44,6 +44,7 @@ const (
 	CommandType_COMMAND_TYPE_REDRIVE       CommandType = 11
 	CommandType_COMMAND_TYPE_PURGE         CommandType = 12
 	CommandType_COMMAND_TYPE_SET_NODE      CommandType = 13
+	CommandType_COMMAND_TYPE_DELETE_DEAD   CommandType = 14
 )
 
 // Enum value maps for CommandType.
@@ -63,6 +64,7 @@ var (
 		11: "COMMAND_TYPE_REDRIVE",
 		12: "COMMAND_TYPE_PURGE",
 		13: "COMMAND_TYPE_SET_NODE",
+		14: "COMMAND_TYPE_DELETE_DEAD",
 	}
 	CommandType_value = map[string]int32{
 		"COMMAND_TYPE_UNSPECIFIED":   0,
@@ -79,6 +81,7 @@ var (
 		"COMMAND_TYPE_REDRIVE":       11,
 		"COMMAND_TYPE_PURGE":         12,
 		"COMMAND_TYPE_SET_NODE":      13,
+		"COMMAND_TYPE_DELETE_DEAD":   14,
 	}
 )
 
@@ -185,6 +188,7 @@ type Command struct {
 	//	*Command_Redrive
 	//	*Command_Purge
 	//	*Command_SetNode
+	//	*Command_DeleteDead
 	Body          isCommand_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -358,6 +362,15 @@ func (x *Command) GetSetNode() *NodeMeta {
 	return nil
 }
 
+func (x *Command) GetDeleteDead() *DeleteDead {
+	if x != nil {
+		if x, ok := x.Body.(*Command_DeleteDead); ok {
+			return x.DeleteDead
+		}
+	}
+	return nil
+}
+
 type isCommand_Body interface {
 	isCommand_Body()
 }
@@ -414,6 +427,10 @@ type Command_SetNode struct {
 	SetNode *NodeMeta `protobuf:"bytes,22,opt,name=set_node,json=setNode,proto3,oneof"`
 }
 
+type Command_DeleteDead struct {
+	DeleteDead *DeleteDead `protobuf:"bytes,23,opt,name=delete_dead,json=deleteDead,proto3,oneof"`
+}
+
 func (*Command_Enqueue) isCommand_Body() {}
 
 func (*Command_Lease) isCommand_Body() {}
@@ -439,6 +456,8 @@ func (*Command_Redrive) isCommand_Body() {}
 func (*Command_Purge) isCommand_Body() {}
 
 func (*Command_SetNode) isCommand_Body() {}
+
+func (*Command_DeleteDead) isCommand_Body() {}
 
 // NewJob is a job as the leader stamped it: id chosen, defaults filled in,
 // times absolute.
@@ -1350,6 +1369,69 @@ func (x *NodeMeta) GetRaftAddr() string {
 	return ""
 }
 
+// DeleteDead removes dead jobs for good (the operator's dead-letter purge):
+// the listed ones, or when job_ids is empty up to limit of the queue's dead
+// jobs in id order. Their idempotency keys stay until their windows end.
+type DeleteDead struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Queue         string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	JobIds        []string               `protobuf:"bytes,2,rep,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
+	Limit         int32                  `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteDead) Reset() {
+	*x = DeleteDead{}
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteDead) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteDead) ProtoMessage() {}
+
+func (x *DeleteDead) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteDead.ProtoReflect.Descriptor instead.
+func (*DeleteDead) Descriptor() ([]byte, []int) {
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *DeleteDead) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *DeleteDead) GetJobIds() []string {
+	if x != nil {
+		return x.JobIds
+	}
+	return nil
+}
+
+func (x *DeleteDead) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
 // SnapshotHeader starts a snapshot stream.
 type SnapshotHeader struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1362,7 +1444,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[18]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1374,7 +1456,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[18]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1387,7 +1469,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{18}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SnapshotHeader) GetVersion() uint32 {
@@ -1444,7 +1526,7 @@ type JobRecord struct {
 
 func (x *JobRecord) Reset() {
 	*x = JobRecord{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[19]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1456,7 +1538,7 @@ func (x *JobRecord) String() string {
 func (*JobRecord) ProtoMessage() {}
 
 func (x *JobRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[19]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1469,7 +1551,7 @@ func (x *JobRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobRecord.ProtoReflect.Descriptor instead.
 func (*JobRecord) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{19}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *JobRecord) GetId() string {
@@ -1643,7 +1725,7 @@ type QueueRecord struct {
 
 func (x *QueueRecord) Reset() {
 	*x = QueueRecord{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[20]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1655,7 +1737,7 @@ func (x *QueueRecord) String() string {
 func (*QueueRecord) ProtoMessage() {}
 
 func (x *QueueRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[20]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1668,7 +1750,7 @@ func (x *QueueRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueRecord.ProtoReflect.Descriptor instead.
 func (*QueueRecord) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{20}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *QueueRecord) GetName() string {
@@ -1697,7 +1779,7 @@ type IdempotencyRecord struct {
 
 func (x *IdempotencyRecord) Reset() {
 	*x = IdempotencyRecord{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[21]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1709,7 +1791,7 @@ func (x *IdempotencyRecord) String() string {
 func (*IdempotencyRecord) ProtoMessage() {}
 
 func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[21]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1722,7 +1804,7 @@ func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdempotencyRecord.ProtoReflect.Descriptor instead.
 func (*IdempotencyRecord) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{21}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *IdempotencyRecord) GetQueue() string {
@@ -1769,7 +1851,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[22]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1781,7 +1863,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[22]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1794,7 +1876,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{22}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
@@ -1875,7 +1957,7 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x16raftq/fsm/v1/fsm.proto\x12\fraftq.fsm.v1\"T\n" +
 	"\x05Entry\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x121\n" +
-	"\bcommands\x18\x02 \x03(\v2\x15.raftq.fsm.v1.CommandR\bcommands\"\xf6\x05\n" +
+	"\bcommands\x18\x02 \x03(\v2\x15.raftq.fsm.v1.CommandR\bcommands\"\xb3\x06\n" +
 	"\aCommand\x12-\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x19.raftq.fsm.v1.CommandTypeR\x04type\x12\x10\n" +
 	"\x03now\x18\x02 \x01(\x03R\x03now\x121\n" +
@@ -1893,7 +1975,9 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\fresume_queue\x18\x13 \x01(\v2\x16.raftq.fsm.v1.QueueRefH\x00R\vresumeQueue\x121\n" +
 	"\aredrive\x18\x14 \x01(\v2\x15.raftq.fsm.v1.RedriveH\x00R\aredrive\x12+\n" +
 	"\x05purge\x18\x15 \x01(\v2\x13.raftq.fsm.v1.PurgeH\x00R\x05purge\x123\n" +
-	"\bset_node\x18\x16 \x01(\v2\x16.raftq.fsm.v1.NodeMetaH\x00R\asetNodeB\x06\n" +
+	"\bset_node\x18\x16 \x01(\v2\x16.raftq.fsm.v1.NodeMetaH\x00R\asetNode\x12;\n" +
+	"\vdelete_dead\x18\x17 \x01(\v2\x18.raftq.fsm.v1.DeleteDeadH\x00R\n" +
+	"deleteDeadB\x06\n" +
 	"\x04body\"\xef\x02\n" +
 	"\x06NewJob\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
@@ -1953,7 +2037,12 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\bNodeMeta\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1b\n" +
 	"\tgrpc_addr\x18\x02 \x01(\tR\bgrpcAddr\x12\x1b\n" +
-	"\traft_addr\x18\x03 \x01(\tR\braftAddr\"[\n" +
+	"\traft_addr\x18\x03 \x01(\tR\braftAddr\"Q\n" +
+	"\n" +
+	"DeleteDead\x12\x14\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x17\n" +
+	"\ajob_ids\x18\x02 \x03(\tR\x06jobIds\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\x05R\x05limit\"[\n" +
 	"\x0eSnapshotHeader\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1d\n" +
 	"\n" +
@@ -2004,7 +2093,7 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x05queue\x18\x02 \x01(\v2\x19.raftq.fsm.v1.QueueRecordH\x00R\x05queue\x12C\n" +
 	"\vidempotency\x18\x03 \x01(\v2\x1f.raftq.fsm.v1.IdempotencyRecordH\x00R\vidempotency\x12,\n" +
 	"\x04node\x18\x04 \x01(\v2\x16.raftq.fsm.v1.NodeMetaH\x00R\x04nodeB\b\n" +
-	"\x06record*\x86\x03\n" +
+	"\x06record*\xa4\x03\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14COMMAND_TYPE_ENQUEUE\x10\x01\x12\x16\n" +
@@ -2020,7 +2109,8 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x12\x18\n" +
 	"\x14COMMAND_TYPE_REDRIVE\x10\v\x12\x16\n" +
 	"\x12COMMAND_TYPE_PURGE\x10\f\x12\x19\n" +
-	"\x15COMMAND_TYPE_SET_NODE\x10\rB(Z&github.com/raftq/raftq/fsm/fsmpb;fsmpbb\x06proto3"
+	"\x15COMMAND_TYPE_SET_NODE\x10\r\x12\x1c\n" +
+	"\x18COMMAND_TYPE_DELETE_DEAD\x10\x0eB(Z&github.com/raftq/raftq/fsm/fsmpb;fsmpbb\x06proto3"
 
 var (
 	file_raftq_fsm_v1_fsm_proto_rawDescOnce sync.Once
@@ -2035,7 +2125,7 @@ func file_raftq_fsm_v1_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_raftq_fsm_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_raftq_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 23)
+var file_raftq_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
 var file_raftq_fsm_v1_fsm_proto_goTypes = []any{
 	(CommandType)(0),          // 0: raftq.fsm.v1.CommandType
 	(*Entry)(nil),             // 1: raftq.fsm.v1.Entry
@@ -2056,11 +2146,12 @@ var file_raftq_fsm_v1_fsm_proto_goTypes = []any{
 	(*Redrive)(nil),           // 16: raftq.fsm.v1.Redrive
 	(*Purge)(nil),             // 17: raftq.fsm.v1.Purge
 	(*NodeMeta)(nil),          // 18: raftq.fsm.v1.NodeMeta
-	(*SnapshotHeader)(nil),    // 19: raftq.fsm.v1.SnapshotHeader
-	(*JobRecord)(nil),         // 20: raftq.fsm.v1.JobRecord
-	(*QueueRecord)(nil),       // 21: raftq.fsm.v1.QueueRecord
-	(*IdempotencyRecord)(nil), // 22: raftq.fsm.v1.IdempotencyRecord
-	(*SnapshotRecord)(nil),    // 23: raftq.fsm.v1.SnapshotRecord
+	(*DeleteDead)(nil),        // 19: raftq.fsm.v1.DeleteDead
+	(*SnapshotHeader)(nil),    // 20: raftq.fsm.v1.SnapshotHeader
+	(*JobRecord)(nil),         // 21: raftq.fsm.v1.JobRecord
+	(*QueueRecord)(nil),       // 22: raftq.fsm.v1.QueueRecord
+	(*IdempotencyRecord)(nil), // 23: raftq.fsm.v1.IdempotencyRecord
+	(*SnapshotRecord)(nil),    // 24: raftq.fsm.v1.SnapshotRecord
 }
 var file_raftq_fsm_v1_fsm_proto_depIdxs = []int32{
 	2,  // 0: raftq.fsm.v1.Entry.commands:type_name -> raftq.fsm.v1.Command
@@ -2078,20 +2169,21 @@ var file_raftq_fsm_v1_fsm_proto_depIdxs = []int32{
 	16, // 12: raftq.fsm.v1.Command.redrive:type_name -> raftq.fsm.v1.Redrive
 	17, // 13: raftq.fsm.v1.Command.purge:type_name -> raftq.fsm.v1.Purge
 	18, // 14: raftq.fsm.v1.Command.set_node:type_name -> raftq.fsm.v1.NodeMeta
-	3,  // 15: raftq.fsm.v1.Enqueue.jobs:type_name -> raftq.fsm.v1.NewJob
-	5,  // 16: raftq.fsm.v1.Lease.items:type_name -> raftq.fsm.v1.LeaseItem
-	7,  // 17: raftq.fsm.v1.ExtendLease.items:type_name -> raftq.fsm.v1.LeaseRef
-	7,  // 18: raftq.fsm.v1.Ack.items:type_name -> raftq.fsm.v1.LeaseRef
-	10, // 19: raftq.fsm.v1.Nack.items:type_name -> raftq.fsm.v1.NackItem
-	20, // 20: raftq.fsm.v1.SnapshotRecord.job:type_name -> raftq.fsm.v1.JobRecord
-	21, // 21: raftq.fsm.v1.SnapshotRecord.queue:type_name -> raftq.fsm.v1.QueueRecord
-	22, // 22: raftq.fsm.v1.SnapshotRecord.idempotency:type_name -> raftq.fsm.v1.IdempotencyRecord
-	18, // 23: raftq.fsm.v1.SnapshotRecord.node:type_name -> raftq.fsm.v1.NodeMeta
-	24, // [24:24] is the sub-list for method output_type
-	24, // [24:24] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	19, // 15: raftq.fsm.v1.Command.delete_dead:type_name -> raftq.fsm.v1.DeleteDead
+	3,  // 16: raftq.fsm.v1.Enqueue.jobs:type_name -> raftq.fsm.v1.NewJob
+	5,  // 17: raftq.fsm.v1.Lease.items:type_name -> raftq.fsm.v1.LeaseItem
+	7,  // 18: raftq.fsm.v1.ExtendLease.items:type_name -> raftq.fsm.v1.LeaseRef
+	7,  // 19: raftq.fsm.v1.Ack.items:type_name -> raftq.fsm.v1.LeaseRef
+	10, // 20: raftq.fsm.v1.Nack.items:type_name -> raftq.fsm.v1.NackItem
+	21, // 21: raftq.fsm.v1.SnapshotRecord.job:type_name -> raftq.fsm.v1.JobRecord
+	22, // 22: raftq.fsm.v1.SnapshotRecord.queue:type_name -> raftq.fsm.v1.QueueRecord
+	23, // 23: raftq.fsm.v1.SnapshotRecord.idempotency:type_name -> raftq.fsm.v1.IdempotencyRecord
+	18, // 24: raftq.fsm.v1.SnapshotRecord.node:type_name -> raftq.fsm.v1.NodeMeta
+	25, // [25:25] is the sub-list for method output_type
+	25, // [25:25] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_raftq_fsm_v1_fsm_proto_init() }
@@ -2113,8 +2205,9 @@ func file_raftq_fsm_v1_fsm_proto_init() {
 		(*Command_Redrive)(nil),
 		(*Command_Purge)(nil),
 		(*Command_SetNode)(nil),
+		(*Command_DeleteDead)(nil),
 	}
-	file_raftq_fsm_v1_fsm_proto_msgTypes[22].OneofWrappers = []any{
+	file_raftq_fsm_v1_fsm_proto_msgTypes[23].OneofWrappers = []any{
 		(*SnapshotRecord_Job)(nil),
 		(*SnapshotRecord_Queue)(nil),
 		(*SnapshotRecord_Idempotency)(nil),
@@ -2126,7 +2219,7 @@ func file_raftq_fsm_v1_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftq_fsm_v1_fsm_proto_rawDesc), len(file_raftq_fsm_v1_fsm_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   23,
+			NumMessages:   24,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

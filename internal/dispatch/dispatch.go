@@ -16,8 +16,11 @@ package dispatch
 
 import (
 	"context"
+	"math"
 	"sync/atomic"
 	"time"
+
+	"golang.org/x/time/rate"
 
 	"github.com/raftq/raftq/fsm"
 	"github.com/raftq/raftq/fsm/fsmpb"
@@ -30,6 +33,29 @@ type FSM interface {
 	Changed() <-chan struct{}
 	ReadyJobs(queue string, max int, skip func(id string) bool) []string
 	NextWakeup() (int64, bool)
+	// Stats gives the queues' job counts; the dispatcher reads the leased
+	// count of queues that have a concurrency cap.
+	Stats(queues []string) []fsm.QueueStats
+}
+
+// QueueLimit is one queue's dispatch limits; zero fields mean unlimited.
+type QueueLimit struct {
+	// MaxInFlight caps the queue's leased jobs (committed leases plus
+	// leases being proposed), across every worker: only the leader leases,
+	// so one dispatcher sees them all.
+	MaxInFlight int
+	// RatePerSec limits how many of the queue's jobs are leased per
+	// second, with a bucket of Burst (default: the rate, at least 1).
+	RatePerSec float64
+	Burst      int
+}
+
+// Limits supplies each queue's limits (live configuration). Changed
+// returns a channel closed when they may have changed, so a raised cap
+// takes effect at once.
+type Limits interface {
+	QueueLimit(queue string) QueueLimit
+	Changed() <-chan struct{}
 }
 
 // Proposer is what the dispatcher writes through; *proposer.Proposer
@@ -49,6 +75,8 @@ type Options struct {
 	// TickLimit bounds the jobs one promote or expire command touches, so
 	// entries stay small (default 4096).
 	TickLimit int32
+	// Limits, when set, caps and rate-limits leases per queue.
+	Limits Limits
 }
 
 // FetchRequest is one long-poll.
@@ -94,7 +122,10 @@ type Dispatcher struct {
 
 	// Owned by the loop goroutine.
 	waiters     []*waiter
-	inflight    map[string]struct{}
+	inflight    map[string]string // job id → queue, leases being proposed
+	inflightQ   map[string]int    // queue → jobs in inflight
+	limiters    map[string]*rate.Limiter
+	nextToken   time.Time // when a rate-limited queue with ready jobs gets a token
 	tickPending bool
 	nextPurge   time.Time
 }
@@ -122,7 +153,9 @@ func New(f FSM, p Proposer, opts Options) *Dispatcher {
 		tickDone:  make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 		stopped:   make(chan struct{}),
-		inflight:  make(map[string]struct{}),
+		inflight:  make(map[string]string),
+		inflightQ: make(map[string]int),
+		limiters:  make(map[string]*rate.Limiter),
 	}
 	d.nextPurge = opts.Clock().Add(opts.PurgeInterval)
 	go d.loop()
@@ -170,6 +203,10 @@ func (d *Dispatcher) Fetch(ctx context.Context, req FetchRequest) ([]fsm.Job, er
 func (d *Dispatcher) loop() {
 	defer close(d.stopped)
 	changed := d.fsm.Changed()
+	var limitsChanged <-chan struct{}
+	if d.opts.Limits != nil {
+		limitsChanged = d.opts.Limits.Changed()
+	}
 	timer := time.NewTimer(time.Hour)
 	defer timer.Stop()
 	for {
@@ -186,6 +223,8 @@ func (d *Dispatcher) loop() {
 			d.waiters = append(d.waiters, w)
 		case <-changed:
 			changed = d.fsm.Changed()
+		case <-limitsChanged:
+			limitsChanged = d.opts.Limits.Changed()
 		case o := <-d.leaseDone:
 			d.leased(o)
 		case <-d.tickDone:
@@ -199,9 +238,12 @@ func (d *Dispatcher) loop() {
 	}
 }
 
-// match gives ready jobs to parked waiters, oldest waiter first.
+// match gives ready jobs to parked waiters, oldest waiter first, within
+// each queue's cap and rate.
 func (d *Dispatcher) match() {
 	skip := func(id string) bool { _, ok := d.inflight[id]; return ok }
+	now := d.opts.Clock()
+	d.nextToken = time.Time{}
 	for _, w := range d.waiters {
 		if w.leasing || w.ctx.Err() != nil {
 			continue
@@ -211,13 +253,26 @@ func (d *Dispatcher) match() {
 			if len(ids) >= w.req.Max {
 				break
 			}
-			ids = append(ids, d.fsm.ReadyJobs(q, w.req.Max-len(ids), skip)...)
+			want := w.req.Max - len(ids)
+			room, lim := d.room(q, now, skip)
+			if room == 0 {
+				continue
+			}
+			if room > 0 && want > room {
+				want = room
+			}
+			got := d.fsm.ReadyJobs(q, want, skip)
+			if lim != nil && len(got) > 0 {
+				lim.AllowN(now, len(got))
+			}
+			for _, id := range got {
+				d.inflight[id] = q
+				d.inflightQ[q]++
+			}
+			ids = append(ids, got...)
 		}
 		if len(ids) == 0 {
 			continue
-		}
-		for _, id := range ids {
-			d.inflight[id] = struct{}{}
 		}
 		w.leasing = true
 		items := make([]*fsmpb.LeaseItem, len(ids))
@@ -245,6 +300,11 @@ func (d *Dispatcher) match() {
 // that were leased; if none were (all taken by a cancel, say), it waits on.
 func (d *Dispatcher) leased(o leaseOutcome) {
 	for _, id := range o.ids {
+		if q, ok := d.inflight[id]; ok {
+			if d.inflightQ[q]--; d.inflightQ[q] <= 0 {
+				delete(d.inflightQ, q)
+			}
+		}
 		delete(d.inflight, id)
 	}
 	o.w.leasing = false
@@ -261,6 +321,58 @@ func (d *Dispatcher) leased(o leaseOutcome) {
 	if len(jobs) > 0 {
 		d.answer(o.w, fetchResult{jobs: jobs})
 	}
+}
+
+// room says how many of queue q's jobs may be leased now (-1: no limit),
+// and returns the queue's rate limiter (nil: none) to charge. A
+// rate-limited queue with ready jobs but no token sets nextToken, so the
+// loop wakes when one is due.
+func (d *Dispatcher) room(q string, now time.Time, skip func(string) bool) (int, *rate.Limiter) {
+	if d.opts.Limits == nil {
+		return -1, nil
+	}
+	l := d.opts.Limits.QueueLimit(q)
+	room := -1
+	if l.MaxInFlight > 0 {
+		var leased int64
+		if st := d.fsm.Stats([]string{q}); len(st) == 1 {
+			leased = st[0].Counts[fsm.StateLeased]
+		}
+		room = l.MaxInFlight - int(leased) - d.inflightQ[q]
+		if room <= 0 {
+			return 0, nil
+		}
+	}
+	if l.RatePerSec <= 0 {
+		delete(d.limiters, q)
+		return room, nil
+	}
+	burst := l.Burst
+	if burst <= 0 {
+		burst = int(math.Max(1, math.Ceil(l.RatePerSec)))
+	}
+	lim, ok := d.limiters[q]
+	if !ok {
+		lim = rate.NewLimiter(rate.Limit(l.RatePerSec), burst)
+		d.limiters[q] = lim
+	} else if lim.Limit() != rate.Limit(l.RatePerSec) || lim.Burst() != burst {
+		lim.SetLimitAt(now, rate.Limit(l.RatePerSec))
+		lim.SetBurstAt(now, burst)
+	}
+	tokens := lim.TokensAt(now)
+	if tokens < 1 {
+		if len(d.fsm.ReadyJobs(q, 1, skip)) > 0 {
+			at := now.Add(time.Duration((1 - tokens) / l.RatePerSec * float64(time.Second)))
+			if d.nextToken.IsZero() || at.Before(d.nextToken) {
+				d.nextToken = at
+			}
+		}
+		return 0, nil
+	}
+	if n := int(math.Floor(tokens)); room < 0 || n < room {
+		room = n
+	}
+	return room, lim
 }
 
 func (d *Dispatcher) answer(w *waiter, r fetchResult) {
@@ -342,6 +454,9 @@ func (d *Dispatcher) resetTimer(t *time.Timer) {
 		if !w.leasing && w.deadline.Before(next) {
 			next = w.deadline
 		}
+	}
+	if !d.nextToken.IsZero() && d.nextToken.Before(next) {
+		next = d.nextToken
 	}
 	if !d.tickPending {
 		if at, ok := d.fsm.NextWakeup(); ok {

@@ -2447,6 +2447,397 @@ func (x *ErrorDetail) GetLeaderAddr() string {
 	return ""
 }
 
+type PurgeDeadRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Queue string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	// Specific dead jobs; empty means the queue's dead jobs in id order.
+	JobIds []string `protobuf:"bytes,2,rep,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
+	// At most this many (default 1000).
+	Limit         int32 `protobuf:"varint,3,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PurgeDeadRequest) Reset() {
+	*x = PurgeDeadRequest{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PurgeDeadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PurgeDeadRequest) ProtoMessage() {}
+
+func (x *PurgeDeadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PurgeDeadRequest.ProtoReflect.Descriptor instead.
+func (*PurgeDeadRequest) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *PurgeDeadRequest) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *PurgeDeadRequest) GetJobIds() []string {
+	if x != nil {
+		return x.JobIds
+	}
+	return nil
+}
+
+func (x *PurgeDeadRequest) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+type PurgeDeadResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobIds        []string               `protobuf:"bytes,1,rep,name=job_ids,json=jobIds,proto3" json:"job_ids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PurgeDeadResponse) Reset() {
+	*x = PurgeDeadResponse{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PurgeDeadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PurgeDeadResponse) ProtoMessage() {}
+
+func (x *PurgeDeadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PurgeDeadResponse.ProtoReflect.Descriptor instead.
+func (*PurgeDeadResponse) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *PurgeDeadResponse) GetJobIds() []string {
+	if x != nil {
+		return x.JobIds
+	}
+	return nil
+}
+
+type TransferLeadershipRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Empty lets Raft pick the most up-to-date follower.
+	NodeId        string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeadershipRequest) Reset() {
+	*x = TransferLeadershipRequest{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeadershipRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeadershipRequest) ProtoMessage() {}
+
+func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
+func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *TransferLeadershipRequest) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+type TransferLeadershipResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	NewLeaderId   string                 `protobuf:"bytes,1,opt,name=new_leader_id,json=newLeaderId,proto3" json:"new_leader_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TransferLeadershipResponse) Reset() {
+	*x = TransferLeadershipResponse{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TransferLeadershipResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TransferLeadershipResponse) ProtoMessage() {}
+
+func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
+func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *TransferLeadershipResponse) GetNewLeaderId() string {
+	if x != nil {
+		return x.NewLeaderId
+	}
+	return ""
+}
+
+type SnapshotRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotRequest) Reset() {
+	*x = SnapshotRequest{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotRequest) ProtoMessage() {}
+
+func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
+func (*SnapshotRequest) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{41}
+}
+
+type SnapshotChunk struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Data  []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	// Set on the first chunk: the FSM index the snapshot holds at least.
+	AppliedIndex uint64 `protobuf:"varint,2,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	// Set on the first chunk: the node that took it.
+	NodeId        string `protobuf:"bytes,3,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SnapshotChunk) Reset() {
+	*x = SnapshotChunk{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SnapshotChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SnapshotChunk) ProtoMessage() {}
+
+func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
+func (*SnapshotChunk) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *SnapshotChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+func (x *SnapshotChunk) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *SnapshotChunk) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+type RestoreChunk struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Data          []byte                 `protobuf:"bytes,1,opt,name=data,proto3" json:"data,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreChunk) Reset() {
+	*x = RestoreChunk{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreChunk) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreChunk) ProtoMessage() {}
+
+func (x *RestoreChunk) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreChunk.ProtoReflect.Descriptor instead.
+func (*RestoreChunk) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *RestoreChunk) GetData() []byte {
+	if x != nil {
+		return x.Data
+	}
+	return nil
+}
+
+type RestoreResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Raft index the restored state was installed at.
+	Index uint64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// Jobs in the restored state.
+	Jobs          int64 `protobuf:"varint,2,opt,name=jobs,proto3" json:"jobs,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestoreResponse) Reset() {
+	*x = RestoreResponse{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestoreResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestoreResponse) ProtoMessage() {}
+
+func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestoreResponse.ProtoReflect.Descriptor instead.
+func (*RestoreResponse) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *RestoreResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *RestoreResponse) GetJobs() int64 {
+	if x != nil {
+		return x.Jobs
+	}
+	return 0
+}
+
 var File_raftq_v1_broker_proto protoreflect.FileDescriptor
 
 const file_raftq_v1_broker_proto_rawDesc = "" +
@@ -2624,7 +3015,27 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\tNOT_FOUND\x10\x04\x12\x14\n" +
 	"\x10INVALID_ARGUMENT\x10\x05\x12\x0f\n" +
 	"\vWRONG_STATE\x10\x06\x12\r\n" +
-	"\tTOO_LARGE\x10\a*\xaf\x01\n" +
+	"\tTOO_LARGE\x10\a\"W\n" +
+	"\x10PurgeDeadRequest\x12\x14\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x17\n" +
+	"\ajob_ids\x18\x02 \x03(\tR\x06jobIds\x12\x14\n" +
+	"\x05limit\x18\x03 \x01(\x05R\x05limit\",\n" +
+	"\x11PurgeDeadResponse\x12\x17\n" +
+	"\ajob_ids\x18\x01 \x03(\tR\x06jobIds\"4\n" +
+	"\x19TransferLeadershipRequest\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"@\n" +
+	"\x1aTransferLeadershipResponse\x12\"\n" +
+	"\rnew_leader_id\x18\x01 \x01(\tR\vnewLeaderId\"\x11\n" +
+	"\x0fSnapshotRequest\"a\n" +
+	"\rSnapshotChunk\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\x12#\n" +
+	"\rapplied_index\x18\x02 \x01(\x04R\fappliedIndex\x12\x17\n" +
+	"\anode_id\x18\x03 \x01(\tR\x06nodeId\"\"\n" +
+	"\fRestoreChunk\x12\x12\n" +
+	"\x04data\x18\x01 \x01(\fR\x04data\";\n" +
+	"\x0fRestoreResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
+	"\x04jobs\x18\x02 \x01(\x03R\x04jobs*\xaf\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13JOB_STATE_SCHEDULED\x10\x01\x12\x13\n" +
@@ -2646,17 +3057,21 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\x06GetJob\x12\x17.raftq.v1.GetJobRequest\x1a\x18.raftq.v1.GetJobResponse\x12D\n" +
 	"\tCancelJob\x12\x1a.raftq.v1.CancelJobRequest\x1a\x1b.raftq.v1.CancelJobResponse\x12G\n" +
 	"\n" +
-	"QueueStats\x12\x1b.raftq.v1.QueueStatsRequest\x1a\x1c.raftq.v1.QueueStatsResponse2\x9f\x02\n" +
+	"QueueStats\x12\x1b.raftq.v1.QueueStatsRequest\x1a\x1c.raftq.v1.QueueStatsResponse2\xe5\x02\n" +
 	"\x05Admin\x12G\n" +
 	"\n" +
 	"PauseQueue\x12\x1b.raftq.v1.PauseQueueRequest\x1a\x1c.raftq.v1.PauseQueueResponse\x12J\n" +
 	"\vResumeQueue\x12\x1c.raftq.v1.ResumeQueueRequest\x1a\x1d.raftq.v1.ResumeQueueResponse\x12>\n" +
 	"\aRedrive\x12\x18.raftq.v1.RedriveRequest\x1a\x19.raftq.v1.RedriveResponse\x12A\n" +
-	"\bListJobs\x12\x19.raftq.v1.ListJobsRequest\x1a\x1a.raftq.v1.ListJobsResponse2\xba\x01\n" +
+	"\bListJobs\x12\x19.raftq.v1.ListJobsRequest\x1a\x1a.raftq.v1.ListJobsResponse\x12D\n" +
+	"\tPurgeDead\x12\x1a.raftq.v1.PurgeDeadRequest\x1a\x1b.raftq.v1.PurgeDeadResponse2\x9d\x03\n" +
 	"\aCluster\x125\n" +
 	"\x04Join\x12\x15.raftq.v1.JoinRequest\x1a\x16.raftq.v1.JoinResponse\x12;\n" +
 	"\x06Remove\x12\x17.raftq.v1.RemoveRequest\x1a\x18.raftq.v1.RemoveResponse\x12;\n" +
-	"\x06Status\x12\x17.raftq.v1.StatusRequest\x1a\x18.raftq.v1.StatusResponseB/Z-github.com/raftq/raftq/proto/raftq/v1;raftqv1b\x06proto3"
+	"\x06Status\x12\x17.raftq.v1.StatusRequest\x1a\x18.raftq.v1.StatusResponse\x12_\n" +
+	"\x12TransferLeadership\x12#.raftq.v1.TransferLeadershipRequest\x1a$.raftq.v1.TransferLeadershipResponse\x12@\n" +
+	"\bSnapshot\x12\x19.raftq.v1.SnapshotRequest\x1a\x17.raftq.v1.SnapshotChunk0\x01\x12>\n" +
+	"\aRestore\x12\x16.raftq.v1.RestoreChunk\x1a\x19.raftq.v1.RestoreResponse(\x01B/Z-github.com/raftq/raftq/proto/raftq/v1;raftqv1b\x06proto3"
 
 var (
 	file_raftq_v1_broker_proto_rawDescOnce sync.Once
@@ -2671,82 +3086,90 @@ func file_raftq_v1_broker_proto_rawDescGZIP() []byte {
 }
 
 var file_raftq_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_raftq_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_raftq_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
 var file_raftq_v1_broker_proto_goTypes = []any{
-	(JobState)(0),                 // 0: raftq.v1.JobState
-	(Consistency)(0),              // 1: raftq.v1.Consistency
-	(ErrorDetail_Reason)(0),       // 2: raftq.v1.ErrorDetail.Reason
-	(*RetryPolicy)(nil),           // 3: raftq.v1.RetryPolicy
-	(*JobSpec)(nil),               // 4: raftq.v1.JobSpec
-	(*Job)(nil),                   // 5: raftq.v1.Job
-	(*EnqueueRequest)(nil),        // 6: raftq.v1.EnqueueRequest
-	(*EnqueueResult)(nil),         // 7: raftq.v1.EnqueueResult
-	(*EnqueueResponse)(nil),       // 8: raftq.v1.EnqueueResponse
-	(*FetchRequest)(nil),          // 9: raftq.v1.FetchRequest
-	(*FetchResponse)(nil),         // 10: raftq.v1.FetchResponse
-	(*ExtendLeaseRequest)(nil),    // 11: raftq.v1.ExtendLeaseRequest
-	(*ExtendLeaseResponse)(nil),   // 12: raftq.v1.ExtendLeaseResponse
-	(*AckRequest)(nil),            // 13: raftq.v1.AckRequest
-	(*AckResponse)(nil),           // 14: raftq.v1.AckResponse
-	(*NackRequest)(nil),           // 15: raftq.v1.NackRequest
-	(*NackResponse)(nil),          // 16: raftq.v1.NackResponse
-	(*GetJobRequest)(nil),         // 17: raftq.v1.GetJobRequest
-	(*GetJobResponse)(nil),        // 18: raftq.v1.GetJobResponse
-	(*CancelJobRequest)(nil),      // 19: raftq.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),     // 20: raftq.v1.CancelJobResponse
-	(*QueueStatsRequest)(nil),     // 21: raftq.v1.QueueStatsRequest
-	(*QueueStats)(nil),            // 22: raftq.v1.QueueStats
-	(*QueueStatsResponse)(nil),    // 23: raftq.v1.QueueStatsResponse
-	(*PauseQueueRequest)(nil),     // 24: raftq.v1.PauseQueueRequest
-	(*PauseQueueResponse)(nil),    // 25: raftq.v1.PauseQueueResponse
-	(*ResumeQueueRequest)(nil),    // 26: raftq.v1.ResumeQueueRequest
-	(*ResumeQueueResponse)(nil),   // 27: raftq.v1.ResumeQueueResponse
-	(*RedriveRequest)(nil),        // 28: raftq.v1.RedriveRequest
-	(*RedriveResponse)(nil),       // 29: raftq.v1.RedriveResponse
-	(*ListJobsRequest)(nil),       // 30: raftq.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),      // 31: raftq.v1.ListJobsResponse
-	(*JoinRequest)(nil),           // 32: raftq.v1.JoinRequest
-	(*JoinResponse)(nil),          // 33: raftq.v1.JoinResponse
-	(*RemoveRequest)(nil),         // 34: raftq.v1.RemoveRequest
-	(*RemoveResponse)(nil),        // 35: raftq.v1.RemoveResponse
-	(*StatusRequest)(nil),         // 36: raftq.v1.StatusRequest
-	(*Member)(nil),                // 37: raftq.v1.Member
-	(*StatusResponse)(nil),        // 38: raftq.v1.StatusResponse
-	(*ErrorDetail)(nil),           // 39: raftq.v1.ErrorDetail
-	(*durationpb.Duration)(nil),   // 40: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil), // 41: google.protobuf.Timestamp
+	(JobState)(0),                      // 0: raftq.v1.JobState
+	(Consistency)(0),                   // 1: raftq.v1.Consistency
+	(ErrorDetail_Reason)(0),            // 2: raftq.v1.ErrorDetail.Reason
+	(*RetryPolicy)(nil),                // 3: raftq.v1.RetryPolicy
+	(*JobSpec)(nil),                    // 4: raftq.v1.JobSpec
+	(*Job)(nil),                        // 5: raftq.v1.Job
+	(*EnqueueRequest)(nil),             // 6: raftq.v1.EnqueueRequest
+	(*EnqueueResult)(nil),              // 7: raftq.v1.EnqueueResult
+	(*EnqueueResponse)(nil),            // 8: raftq.v1.EnqueueResponse
+	(*FetchRequest)(nil),               // 9: raftq.v1.FetchRequest
+	(*FetchResponse)(nil),              // 10: raftq.v1.FetchResponse
+	(*ExtendLeaseRequest)(nil),         // 11: raftq.v1.ExtendLeaseRequest
+	(*ExtendLeaseResponse)(nil),        // 12: raftq.v1.ExtendLeaseResponse
+	(*AckRequest)(nil),                 // 13: raftq.v1.AckRequest
+	(*AckResponse)(nil),                // 14: raftq.v1.AckResponse
+	(*NackRequest)(nil),                // 15: raftq.v1.NackRequest
+	(*NackResponse)(nil),               // 16: raftq.v1.NackResponse
+	(*GetJobRequest)(nil),              // 17: raftq.v1.GetJobRequest
+	(*GetJobResponse)(nil),             // 18: raftq.v1.GetJobResponse
+	(*CancelJobRequest)(nil),           // 19: raftq.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),          // 20: raftq.v1.CancelJobResponse
+	(*QueueStatsRequest)(nil),          // 21: raftq.v1.QueueStatsRequest
+	(*QueueStats)(nil),                 // 22: raftq.v1.QueueStats
+	(*QueueStatsResponse)(nil),         // 23: raftq.v1.QueueStatsResponse
+	(*PauseQueueRequest)(nil),          // 24: raftq.v1.PauseQueueRequest
+	(*PauseQueueResponse)(nil),         // 25: raftq.v1.PauseQueueResponse
+	(*ResumeQueueRequest)(nil),         // 26: raftq.v1.ResumeQueueRequest
+	(*ResumeQueueResponse)(nil),        // 27: raftq.v1.ResumeQueueResponse
+	(*RedriveRequest)(nil),             // 28: raftq.v1.RedriveRequest
+	(*RedriveResponse)(nil),            // 29: raftq.v1.RedriveResponse
+	(*ListJobsRequest)(nil),            // 30: raftq.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),           // 31: raftq.v1.ListJobsResponse
+	(*JoinRequest)(nil),                // 32: raftq.v1.JoinRequest
+	(*JoinResponse)(nil),               // 33: raftq.v1.JoinResponse
+	(*RemoveRequest)(nil),              // 34: raftq.v1.RemoveRequest
+	(*RemoveResponse)(nil),             // 35: raftq.v1.RemoveResponse
+	(*StatusRequest)(nil),              // 36: raftq.v1.StatusRequest
+	(*Member)(nil),                     // 37: raftq.v1.Member
+	(*StatusResponse)(nil),             // 38: raftq.v1.StatusResponse
+	(*ErrorDetail)(nil),                // 39: raftq.v1.ErrorDetail
+	(*PurgeDeadRequest)(nil),           // 40: raftq.v1.PurgeDeadRequest
+	(*PurgeDeadResponse)(nil),          // 41: raftq.v1.PurgeDeadResponse
+	(*TransferLeadershipRequest)(nil),  // 42: raftq.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 43: raftq.v1.TransferLeadershipResponse
+	(*SnapshotRequest)(nil),            // 44: raftq.v1.SnapshotRequest
+	(*SnapshotChunk)(nil),              // 45: raftq.v1.SnapshotChunk
+	(*RestoreChunk)(nil),               // 46: raftq.v1.RestoreChunk
+	(*RestoreResponse)(nil),            // 47: raftq.v1.RestoreResponse
+	(*durationpb.Duration)(nil),        // 48: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 49: google.protobuf.Timestamp
 }
 var file_raftq_v1_broker_proto_depIdxs = []int32{
-	40, // 0: raftq.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
-	40, // 1: raftq.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
-	40, // 2: raftq.v1.JobSpec.delay:type_name -> google.protobuf.Duration
-	41, // 3: raftq.v1.JobSpec.run_at:type_name -> google.protobuf.Timestamp
-	40, // 4: raftq.v1.JobSpec.lease_duration:type_name -> google.protobuf.Duration
-	40, // 5: raftq.v1.JobSpec.dedup_window:type_name -> google.protobuf.Duration
+	48, // 0: raftq.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
+	48, // 1: raftq.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
+	48, // 2: raftq.v1.JobSpec.delay:type_name -> google.protobuf.Duration
+	49, // 3: raftq.v1.JobSpec.run_at:type_name -> google.protobuf.Timestamp
+	48, // 4: raftq.v1.JobSpec.lease_duration:type_name -> google.protobuf.Duration
+	48, // 5: raftq.v1.JobSpec.dedup_window:type_name -> google.protobuf.Duration
 	3,  // 6: raftq.v1.JobSpec.retry:type_name -> raftq.v1.RetryPolicy
 	0,  // 7: raftq.v1.Job.state:type_name -> raftq.v1.JobState
-	40, // 8: raftq.v1.Job.lease_duration:type_name -> google.protobuf.Duration
+	48, // 8: raftq.v1.Job.lease_duration:type_name -> google.protobuf.Duration
 	3,  // 9: raftq.v1.Job.retry:type_name -> raftq.v1.RetryPolicy
-	41, // 10: raftq.v1.Job.run_at:type_name -> google.protobuf.Timestamp
-	41, // 11: raftq.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	41, // 12: raftq.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	41, // 13: raftq.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
-	41, // 14: raftq.v1.Job.lease_deadline:type_name -> google.protobuf.Timestamp
+	49, // 10: raftq.v1.Job.run_at:type_name -> google.protobuf.Timestamp
+	49, // 11: raftq.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	49, // 12: raftq.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	49, // 13: raftq.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	49, // 14: raftq.v1.Job.lease_deadline:type_name -> google.protobuf.Timestamp
 	4,  // 15: raftq.v1.EnqueueRequest.jobs:type_name -> raftq.v1.JobSpec
 	7,  // 16: raftq.v1.EnqueueResponse.results:type_name -> raftq.v1.EnqueueResult
-	40, // 17: raftq.v1.FetchRequest.max_wait:type_name -> google.protobuf.Duration
-	40, // 18: raftq.v1.FetchRequest.lease_duration:type_name -> google.protobuf.Duration
+	48, // 17: raftq.v1.FetchRequest.max_wait:type_name -> google.protobuf.Duration
+	48, // 18: raftq.v1.FetchRequest.lease_duration:type_name -> google.protobuf.Duration
 	5,  // 19: raftq.v1.FetchResponse.jobs:type_name -> raftq.v1.Job
-	40, // 20: raftq.v1.ExtendLeaseRequest.extend_by:type_name -> google.protobuf.Duration
-	41, // 21: raftq.v1.ExtendLeaseResponse.lease_deadline:type_name -> google.protobuf.Timestamp
-	40, // 22: raftq.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
+	48, // 20: raftq.v1.ExtendLeaseRequest.extend_by:type_name -> google.protobuf.Duration
+	49, // 21: raftq.v1.ExtendLeaseResponse.lease_deadline:type_name -> google.protobuf.Timestamp
+	48, // 22: raftq.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
 	0,  // 23: raftq.v1.NackResponse.state:type_name -> raftq.v1.JobState
-	41, // 24: raftq.v1.NackResponse.run_at:type_name -> google.protobuf.Timestamp
+	49, // 24: raftq.v1.NackResponse.run_at:type_name -> google.protobuf.Timestamp
 	1,  // 25: raftq.v1.GetJobRequest.consistency:type_name -> raftq.v1.Consistency
 	5,  // 26: raftq.v1.GetJobResponse.job:type_name -> raftq.v1.Job
 	0,  // 27: raftq.v1.CancelJobResponse.state:type_name -> raftq.v1.JobState
 	1,  // 28: raftq.v1.QueueStatsRequest.consistency:type_name -> raftq.v1.Consistency
-	41, // 29: raftq.v1.QueueStats.oldest_ready_at:type_name -> google.protobuf.Timestamp
+	49, // 29: raftq.v1.QueueStats.oldest_ready_at:type_name -> google.protobuf.Timestamp
 	22, // 30: raftq.v1.QueueStatsResponse.queues:type_name -> raftq.v1.QueueStats
 	0,  // 31: raftq.v1.ListJobsRequest.state:type_name -> raftq.v1.JobState
 	1,  // 32: raftq.v1.ListJobsRequest.consistency:type_name -> raftq.v1.Consistency
@@ -2765,26 +3188,34 @@ var file_raftq_v1_broker_proto_depIdxs = []int32{
 	26, // 45: raftq.v1.Admin.ResumeQueue:input_type -> raftq.v1.ResumeQueueRequest
 	28, // 46: raftq.v1.Admin.Redrive:input_type -> raftq.v1.RedriveRequest
 	30, // 47: raftq.v1.Admin.ListJobs:input_type -> raftq.v1.ListJobsRequest
-	32, // 48: raftq.v1.Cluster.Join:input_type -> raftq.v1.JoinRequest
-	34, // 49: raftq.v1.Cluster.Remove:input_type -> raftq.v1.RemoveRequest
-	36, // 50: raftq.v1.Cluster.Status:input_type -> raftq.v1.StatusRequest
-	8,  // 51: raftq.v1.Broker.Enqueue:output_type -> raftq.v1.EnqueueResponse
-	10, // 52: raftq.v1.Broker.Fetch:output_type -> raftq.v1.FetchResponse
-	12, // 53: raftq.v1.Broker.ExtendLease:output_type -> raftq.v1.ExtendLeaseResponse
-	14, // 54: raftq.v1.Broker.Ack:output_type -> raftq.v1.AckResponse
-	16, // 55: raftq.v1.Broker.Nack:output_type -> raftq.v1.NackResponse
-	18, // 56: raftq.v1.Broker.GetJob:output_type -> raftq.v1.GetJobResponse
-	20, // 57: raftq.v1.Broker.CancelJob:output_type -> raftq.v1.CancelJobResponse
-	23, // 58: raftq.v1.Broker.QueueStats:output_type -> raftq.v1.QueueStatsResponse
-	25, // 59: raftq.v1.Admin.PauseQueue:output_type -> raftq.v1.PauseQueueResponse
-	27, // 60: raftq.v1.Admin.ResumeQueue:output_type -> raftq.v1.ResumeQueueResponse
-	29, // 61: raftq.v1.Admin.Redrive:output_type -> raftq.v1.RedriveResponse
-	31, // 62: raftq.v1.Admin.ListJobs:output_type -> raftq.v1.ListJobsResponse
-	33, // 63: raftq.v1.Cluster.Join:output_type -> raftq.v1.JoinResponse
-	35, // 64: raftq.v1.Cluster.Remove:output_type -> raftq.v1.RemoveResponse
-	38, // 65: raftq.v1.Cluster.Status:output_type -> raftq.v1.StatusResponse
-	51, // [51:66] is the sub-list for method output_type
-	36, // [36:51] is the sub-list for method input_type
+	40, // 48: raftq.v1.Admin.PurgeDead:input_type -> raftq.v1.PurgeDeadRequest
+	32, // 49: raftq.v1.Cluster.Join:input_type -> raftq.v1.JoinRequest
+	34, // 50: raftq.v1.Cluster.Remove:input_type -> raftq.v1.RemoveRequest
+	36, // 51: raftq.v1.Cluster.Status:input_type -> raftq.v1.StatusRequest
+	42, // 52: raftq.v1.Cluster.TransferLeadership:input_type -> raftq.v1.TransferLeadershipRequest
+	44, // 53: raftq.v1.Cluster.Snapshot:input_type -> raftq.v1.SnapshotRequest
+	46, // 54: raftq.v1.Cluster.Restore:input_type -> raftq.v1.RestoreChunk
+	8,  // 55: raftq.v1.Broker.Enqueue:output_type -> raftq.v1.EnqueueResponse
+	10, // 56: raftq.v1.Broker.Fetch:output_type -> raftq.v1.FetchResponse
+	12, // 57: raftq.v1.Broker.ExtendLease:output_type -> raftq.v1.ExtendLeaseResponse
+	14, // 58: raftq.v1.Broker.Ack:output_type -> raftq.v1.AckResponse
+	16, // 59: raftq.v1.Broker.Nack:output_type -> raftq.v1.NackResponse
+	18, // 60: raftq.v1.Broker.GetJob:output_type -> raftq.v1.GetJobResponse
+	20, // 61: raftq.v1.Broker.CancelJob:output_type -> raftq.v1.CancelJobResponse
+	23, // 62: raftq.v1.Broker.QueueStats:output_type -> raftq.v1.QueueStatsResponse
+	25, // 63: raftq.v1.Admin.PauseQueue:output_type -> raftq.v1.PauseQueueResponse
+	27, // 64: raftq.v1.Admin.ResumeQueue:output_type -> raftq.v1.ResumeQueueResponse
+	29, // 65: raftq.v1.Admin.Redrive:output_type -> raftq.v1.RedriveResponse
+	31, // 66: raftq.v1.Admin.ListJobs:output_type -> raftq.v1.ListJobsResponse
+	41, // 67: raftq.v1.Admin.PurgeDead:output_type -> raftq.v1.PurgeDeadResponse
+	33, // 68: raftq.v1.Cluster.Join:output_type -> raftq.v1.JoinResponse
+	35, // 69: raftq.v1.Cluster.Remove:output_type -> raftq.v1.RemoveResponse
+	38, // 70: raftq.v1.Cluster.Status:output_type -> raftq.v1.StatusResponse
+	43, // 71: raftq.v1.Cluster.TransferLeadership:output_type -> raftq.v1.TransferLeadershipResponse
+	45, // 72: raftq.v1.Cluster.Snapshot:output_type -> raftq.v1.SnapshotChunk
+	47, // 73: raftq.v1.Cluster.Restore:output_type -> raftq.v1.RestoreResponse
+	55, // [55:74] is the sub-list for method output_type
+	36, // [36:55] is the sub-list for method input_type
 	36, // [36:36] is the sub-list for extension type_name
 	36, // [36:36] is the sub-list for extension extendee
 	0,  // [0:36] is the sub-list for field type_name
@@ -2801,7 +3232,7 @@ func file_raftq_v1_broker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftq_v1_broker_proto_rawDesc), len(file_raftq_v1_broker_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   37,
+			NumMessages:   45,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -433,6 +433,7 @@ const (
 	Admin_ResumeQueue_FullMethodName = "/raftq.v1.Admin/ResumeQueue"
 	Admin_Redrive_FullMethodName     = "/raftq.v1.Admin/Redrive"
 	Admin_ListJobs_FullMethodName    = "/raftq.v1.Admin/ListJobs"
+	Admin_PurgeDead_FullMethodName   = "/raftq.v1.Admin/PurgeDead"
 )
 
 // AdminClient is the client API for Admin service.
@@ -449,6 +450,10 @@ type AdminClient interface {
 	Redrive(ctx context.Context, in *RedriveRequest, opts ...grpc.CallOption) (*RedriveResponse, error)
 	// ListJobs lists a queue's jobs in one state (e.g. the dead letters).
 	ListJobs(ctx context.Context, in *ListJobsRequest, opts ...grpc.CallOption) (*ListJobsResponse, error)
+	// PurgeDead deletes dead jobs for good: the listed ones, or up to limit
+	// of a queue's dead jobs. Their idempotency keys stay until their windows
+	// end, so a producer's retry still gets the first (purged) job id.
+	PurgeDead(ctx context.Context, in *PurgeDeadRequest, opts ...grpc.CallOption) (*PurgeDeadResponse, error)
 }
 
 type adminClient struct {
@@ -499,6 +504,16 @@ func (c *adminClient) ListJobs(ctx context.Context, in *ListJobsRequest, opts ..
 	return out, nil
 }
 
+func (c *adminClient) PurgeDead(ctx context.Context, in *PurgeDeadRequest, opts ...grpc.CallOption) (*PurgeDeadResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PurgeDeadResponse)
+	err := c.cc.Invoke(ctx, Admin_PurgeDead_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -513,6 +528,10 @@ type AdminServer interface {
 	Redrive(context.Context, *RedriveRequest) (*RedriveResponse, error)
 	// ListJobs lists a queue's jobs in one state (e.g. the dead letters).
 	ListJobs(context.Context, *ListJobsRequest) (*ListJobsResponse, error)
+	// PurgeDead deletes dead jobs for good: the listed ones, or up to limit
+	// of a queue's dead jobs. Their idempotency keys stay until their windows
+	// end, so a producer's retry still gets the first (purged) job id.
+	PurgeDead(context.Context, *PurgeDeadRequest) (*PurgeDeadResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -534,6 +553,9 @@ func (UnimplementedAdminServer) Redrive(context.Context, *RedriveRequest) (*Redr
 }
 func (UnimplementedAdminServer) ListJobs(context.Context, *ListJobsRequest) (*ListJobsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ListJobs not implemented")
+}
+func (UnimplementedAdminServer) PurgeDead(context.Context, *PurgeDeadRequest) (*PurgeDeadResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PurgeDead not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -628,6 +650,24 @@ func _Admin_ListJobs_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_PurgeDead_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PurgeDeadRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).PurgeDead(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_PurgeDead_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).PurgeDead(ctx, req.(*PurgeDeadRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -651,15 +691,22 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "ListJobs",
 			Handler:    _Admin_ListJobs_Handler,
 		},
+		{
+			MethodName: "PurgeDead",
+			Handler:    _Admin_PurgeDead_Handler,
+		},
 	},
 	Streams:  []grpc.StreamDesc{},
 	Metadata: "raftq/v1/broker.proto",
 }
 
 const (
-	Cluster_Join_FullMethodName   = "/raftq.v1.Cluster/Join"
-	Cluster_Remove_FullMethodName = "/raftq.v1.Cluster/Remove"
-	Cluster_Status_FullMethodName = "/raftq.v1.Cluster/Status"
+	Cluster_Join_FullMethodName               = "/raftq.v1.Cluster/Join"
+	Cluster_Remove_FullMethodName             = "/raftq.v1.Cluster/Remove"
+	Cluster_Status_FullMethodName             = "/raftq.v1.Cluster/Status"
+	Cluster_TransferLeadership_FullMethodName = "/raftq.v1.Cluster/TransferLeadership"
+	Cluster_Snapshot_FullMethodName           = "/raftq.v1.Cluster/Snapshot"
+	Cluster_Restore_FullMethodName            = "/raftq.v1.Cluster/Restore"
 )
 
 // ClusterClient is the client API for Cluster service.
@@ -675,6 +722,16 @@ type ClusterClient interface {
 	Remove(ctx context.Context, in *RemoveRequest, opts ...grpc.CallOption) (*RemoveResponse, error)
 	// Status describes this node and the cluster as this node sees it.
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
+	// TransferLeadership asks the leader to hand leadership to node_id (or to
+	// the most up-to-date follower when empty) and waits for it.
+	TransferLeadership(ctx context.Context, in *TransferLeadershipRequest, opts ...grpc.CallOption) (*TransferLeadershipResponse, error)
+	// Snapshot streams the answering node's FSM state (a backup) in the FSM's
+	// snapshot format. Ask the leader for the freshest state.
+	Snapshot(ctx context.Context, in *SnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SnapshotChunk], error)
+	// Restore replaces the cluster's state with a backup taken by Snapshot.
+	// Leader only (followers forward); every job written since the backup is
+	// lost. The backup is validated completely before anything changes.
+	Restore(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[RestoreChunk, RestoreResponse], error)
 }
 
 type clusterClient struct {
@@ -715,6 +772,48 @@ func (c *clusterClient) Status(ctx context.Context, in *StatusRequest, opts ...g
 	return out, nil
 }
 
+func (c *clusterClient) TransferLeadership(ctx context.Context, in *TransferLeadershipRequest, opts ...grpc.CallOption) (*TransferLeadershipResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(TransferLeadershipResponse)
+	err := c.cc.Invoke(ctx, Cluster_TransferLeadership_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterClient) Snapshot(ctx context.Context, in *SnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SnapshotChunk], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Cluster_ServiceDesc.Streams[0], Cluster_Snapshot_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[SnapshotRequest, SnapshotChunk]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Cluster_SnapshotClient = grpc.ServerStreamingClient[SnapshotChunk]
+
+func (c *clusterClient) Restore(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[RestoreChunk, RestoreResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Cluster_ServiceDesc.Streams[1], Cluster_Restore_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[RestoreChunk, RestoreResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Cluster_RestoreClient = grpc.ClientStreamingClient[RestoreChunk, RestoreResponse]
+
 // ClusterServer is the server API for Cluster service.
 // All implementations must embed UnimplementedClusterServer
 // for forward compatibility.
@@ -728,6 +827,16 @@ type ClusterServer interface {
 	Remove(context.Context, *RemoveRequest) (*RemoveResponse, error)
 	// Status describes this node and the cluster as this node sees it.
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
+	// TransferLeadership asks the leader to hand leadership to node_id (or to
+	// the most up-to-date follower when empty) and waits for it.
+	TransferLeadership(context.Context, *TransferLeadershipRequest) (*TransferLeadershipResponse, error)
+	// Snapshot streams the answering node's FSM state (a backup) in the FSM's
+	// snapshot format. Ask the leader for the freshest state.
+	Snapshot(*SnapshotRequest, grpc.ServerStreamingServer[SnapshotChunk]) error
+	// Restore replaces the cluster's state with a backup taken by Snapshot.
+	// Leader only (followers forward); every job written since the backup is
+	// lost. The backup is validated completely before anything changes.
+	Restore(grpc.ClientStreamingServer[RestoreChunk, RestoreResponse]) error
 	mustEmbedUnimplementedClusterServer()
 }
 
@@ -746,6 +855,15 @@ func (UnimplementedClusterServer) Remove(context.Context, *RemoveRequest) (*Remo
 }
 func (UnimplementedClusterServer) Status(context.Context, *StatusRequest) (*StatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Status not implemented")
+}
+func (UnimplementedClusterServer) TransferLeadership(context.Context, *TransferLeadershipRequest) (*TransferLeadershipResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method TransferLeadership not implemented")
+}
+func (UnimplementedClusterServer) Snapshot(*SnapshotRequest, grpc.ServerStreamingServer[SnapshotChunk]) error {
+	return status.Error(codes.Unimplemented, "method Snapshot not implemented")
+}
+func (UnimplementedClusterServer) Restore(grpc.ClientStreamingServer[RestoreChunk, RestoreResponse]) error {
+	return status.Error(codes.Unimplemented, "method Restore not implemented")
 }
 func (UnimplementedClusterServer) mustEmbedUnimplementedClusterServer() {}
 func (UnimplementedClusterServer) testEmbeddedByValue()                 {}
@@ -822,6 +940,42 @@ func _Cluster_Status_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Cluster_TransferLeadership_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(TransferLeadershipRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServer).TransferLeadership(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Cluster_TransferLeadership_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServer).TransferLeadership(ctx, req.(*TransferLeadershipRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Cluster_Snapshot_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(SnapshotRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ClusterServer).Snapshot(m, &grpc.GenericServerStream[SnapshotRequest, SnapshotChunk]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Cluster_SnapshotServer = grpc.ServerStreamingServer[SnapshotChunk]
+
+func _Cluster_Restore_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(ClusterServer).Restore(&grpc.GenericServerStream[RestoreChunk, RestoreResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Cluster_RestoreServer = grpc.ClientStreamingServer[RestoreChunk, RestoreResponse]
+
 // Cluster_ServiceDesc is the grpc.ServiceDesc for Cluster service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -841,7 +995,22 @@ var Cluster_ServiceDesc = grpc.ServiceDesc{
 			MethodName: "Status",
 			Handler:    _Cluster_Status_Handler,
 		},
+		{
+			MethodName: "TransferLeadership",
+			Handler:    _Cluster_TransferLeadership_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "Snapshot",
+			Handler:       _Cluster_Snapshot_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "Restore",
+			Handler:       _Cluster_Restore_Handler,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "raftq/v1/broker.proto",
 }

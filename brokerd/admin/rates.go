@@ -1,0 +1,121 @@
+package admin
+
+import (
+	"sync"
+	"time"
+
+	"github.com/raftq/raftq/fsm"
+)
+
+// rateSampler estimates per-queue enqueue and completion rates from the
+// node's own FSM, sampled every interval and compared over window. It
+// reads counts, which every node applies identically, so any node's admin
+// API answers the same without asking the leader. A job counts as enqueued
+// when it first appears and as completed when it turns terminal
+// (succeeded, dead or cancelled); Purge removes old terminal jobs, so a
+// window holding a purge underestimates (never goes below zero). For exact
+// rates use Prometheus: rate(raftq_jobs_enqueued_total[1m]).
+type rateSampler struct {
+	f        *fsm.FSM
+	interval time.Duration
+	window   time.Duration
+
+	mu      sync.Mutex
+	samples []rateSample // oldest first, spanning at most window
+
+	quit chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+type rateSample struct {
+	at     time.Time
+	totals map[string]queueTotals
+}
+
+type queueTotals struct{ all, terminal int64 }
+
+// Rates are one queue's estimated rates in jobs per second.
+type Rates struct {
+	EnqueuedPerSecond  float64 `json:"enqueued_per_second"`
+	CompletedPerSecond float64 `json:"completed_per_second"`
+	// WindowSeconds is the time the estimate spans (0: not enough samples
+	// yet, the rates are 0).
+	WindowSeconds float64 `json:"window_seconds"`
+}
+
+func newRateSampler(f *fsm.FSM, interval, window time.Duration) *rateSampler {
+	return &rateSampler{f: f, interval: interval, window: window, quit: make(chan struct{}), done: make(chan struct{})}
+}
+
+func (r *rateSampler) start() {
+	r.sample(time.Now())
+	go func() {
+		defer close(r.done)
+		t := time.NewTicker(r.interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-r.quit:
+				return
+			case now := <-t.C:
+				r.sample(now)
+			}
+		}
+	}()
+}
+
+func (r *rateSampler) stop() {
+	r.once.Do(func() {
+		close(r.quit)
+		<-r.done
+	})
+}
+
+func totalsOf(stats []fsm.QueueStats) map[string]queueTotals {
+	out := make(map[string]queueTotals, len(stats))
+	for _, q := range stats {
+		var t queueTotals
+		for s, c := range q.Counts {
+			t.all += c
+			if fsm.State(s).Terminal() {
+				t.terminal += c
+			}
+		}
+		out[q.Queue] = t
+	}
+	return out
+}
+
+func (r *rateSampler) sample(now time.Time) {
+	s := rateSample{at: now, totals: totalsOf(r.f.Stats(nil))}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.samples = append(r.samples, s)
+	// Keep one sample at or before the window's start.
+	for len(r.samples) > 2 && now.Sub(r.samples[1].at) >= r.window {
+		r.samples = r.samples[1:]
+	}
+}
+
+// rates compares the current counts with the oldest sample kept.
+func (r *rateSampler) rates(queue string) Rates {
+	current := r.f.Stats([]string{queue})
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.samples) == 0 {
+		return Rates{}
+	}
+	old := r.samples[0]
+	dt := time.Since(old.at).Seconds()
+	if dt < r.interval.Seconds()/2 {
+		return Rates{}
+	}
+	now := totalsOf(current)[queue]
+	then := old.totals[queue]
+	return Rates{
+		EnqueuedPerSecond:  max(0, float64(now.all-then.all)/dt),
+		CompletedPerSecond: max(0, float64(now.terminal-then.terminal)/dt),
+		WindowSeconds:      dt,
+	}
+}

@@ -1,0 +1,142 @@
+package client_test
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/raftq/raftq/client"
+	"github.com/raftq/raftq/internal/testcluster"
+	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
+)
+
+func ctxT(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// dropResponses lets Enqueue calls reach the broker and then loses the
+// first n answers, returning Unavailable instead: what a producer sees when
+// a connection dies after the broker committed.
+func dropResponses(n int32, reached *atomic.Int32) grpc.DialOption {
+	left := new(atomic.Int32)
+	left.Store(n)
+	return grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		err := invoker(ctx, method, req, reply, cc, opts...)
+		if method != raftqv1.Broker_Enqueue_FullMethodName {
+			return err
+		}
+		reached.Add(1)
+		if err == nil && left.Add(-1) >= 0 {
+			return status.Error(codes.Unavailable, "test: response lost")
+		}
+		return err
+	})
+}
+
+// A producer whose enqueue answers are lost retries with the same
+// idempotency key and gets the first job back: exactly one job exists, for
+// a single job and for a batch.
+func TestEnqueueLostResponseYieldsOneJob(t *testing.T) {
+	c := testcluster.New(t, 3, nil)
+	var reached atomic.Int32
+	cl, err := client.New(c.Addrs(), client.Options{DialOptions: []grpc.DialOption{dropResponses(2, &reached)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := ctxT(t, time.Minute)
+
+	id, dup, err := cl.EnqueueOne(ctx, "lost", "echo", []byte("once"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if reached.Load() != 3 || !dup {
+		t.Fatalf("enqueue reached the broker %d times (want 3: two lost answers, one kept), duplicate=%v", reached.Load(), dup)
+	}
+	stats, err := cl.QueueStats(ctx, "lost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(stats) != 1 || stats[0].Ready != 1 {
+		t.Fatalf("queue holds %v; want exactly one job", stats)
+	}
+	j, err := cl.GetJob(ctx, id, 0)
+	if err != nil || string(j.Payload) != "once" {
+		t.Fatalf("job %s: %v %v", id, j, err)
+	}
+
+	// A batch: the same all-or-nothing de-duplication.
+	var reachedB atomic.Int32
+	clB, err := client.New(c.Addrs(), client.Options{DialOptions: []grpc.DialOption{dropResponses(1, &reachedB)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer clB.Close()
+	var specs []*raftqv1.JobSpec
+	for i := 0; i < 5; i++ {
+		specs = append(specs, client.NewJob("lost-batch", "echo", nil))
+	}
+	res, err := clB.Enqueue(ctx, specs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(res) != 5 || !res[0].Duplicate {
+		t.Fatalf("batch results %v", res)
+	}
+	stats, err = clB.QueueStats(ctx, "lost-batch")
+	if err != nil || len(stats) != 1 || stats[0].Ready != 5 {
+		t.Fatalf("batch queue holds %v (%v); want exactly five jobs", stats, err)
+	}
+
+	// A producer-level retry with the same specs (after its own timeout,
+	// say) is de-duplicated as well, because Enqueue wrote the keys into
+	// them.
+	again, err := clB.Enqueue(ctx, specs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range again {
+		if again[i].JobId != res[i].JobId || !again[i].Duplicate {
+			t.Fatalf("retried batch item %d: %v, first %v", i, again[i], res[i])
+		}
+	}
+}
+
+// NewJob's options set the wire fields; delay and run_at exclude each
+// other.
+func TestNewJobOptions(t *testing.T) {
+	at := time.Date(2030, 1, 2, 3, 4, 5, 0, time.UTC)
+	s := client.NewJob("q", "t", []byte("p"),
+		client.WithPriority(7), client.WithDelay(time.Minute), client.WithRunAt(at),
+		client.WithMaxAttempts(3), client.WithLeaseDuration(10*time.Second),
+		client.WithIdempotencyKey("k1"), client.WithDedupWindow(time.Hour),
+		client.WithRetry(time.Second, time.Minute))
+	if s.Queue != "q" || s.Type != "t" || string(s.Payload) != "p" || s.Priority != 7 || s.Delay != nil ||
+		!s.RunAt.AsTime().Equal(at) || s.MaxAttempts != 3 || s.LeaseDuration.AsDuration() != 10*time.Second ||
+		s.IdempotencyKey != "k1" || s.DedupWindow.AsDuration() != time.Hour ||
+		s.Retry.InitialBackoff.AsDuration() != time.Second || s.Retry.MaxBackoff.AsDuration() != time.Minute {
+		t.Fatalf("spec: %v", s)
+	}
+	if s := client.NewJob("q", "t", nil, client.WithRunAt(at), client.WithDelay(time.Second)); s.RunAt != nil || s.Delay.AsDuration() != time.Second {
+		t.Fatalf("delay after run_at: %v", s)
+	}
+}
+
+// Calls on a closed client fail at once instead of redialling or retrying.
+func TestClosedClient(t *testing.T) {
+	cl, err := client.New([]string{"127.0.0.1:1"}, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl.Close()
+	if _, _, err := cl.EnqueueOne(ctxT(t, time.Minute), "q", "t", nil); err != client.ErrClosed {
+		t.Fatalf("enqueue on a closed client: %v", err)
+	}
+}

@@ -1,0 +1,639 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	"github.com/raftq/raftq/brokerd/admin"
+	"github.com/raftq/raftq/client"
+	"github.com/raftq/raftq/fsm"
+	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
+)
+
+// The operator's commands: jobs, queues, dead letters, cluster membership
+// and leadership, backups. Calls the Go client lacks go to any reachable
+// broker over plain gRPC; brokers forward writes to the leader themselves.
+
+func (g *globals) addrs() []string {
+	var out []string
+	for _, a := range strings.Split(g.brokers, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// withBroker runs call against the first broker that answers, following a
+// NOT_LEADER hint once.
+func (g *globals) withBroker(ctx context.Context, call func(*grpc.ClientConn) error) error {
+	var last error
+	tried := map[string]bool{}
+	queue := g.addrs()
+	for len(queue) > 0 {
+		addr := queue[0]
+		queue = queue[1:]
+		if tried[addr] {
+			continue
+		}
+		tried[addr] = true
+		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
+		if err != nil {
+			last = err
+			continue
+		}
+		err = call(cc)
+		cc.Close()
+		if err == nil || status.Code(err) != codes.Unavailable {
+			return err
+		}
+		last = err
+		if d := client.Reason(err); d == raftqv1.ErrorDetail_NOT_LEADER {
+			var hint string
+			if st, ok := status.FromError(err); ok {
+				for _, det := range st.Details() {
+					if ed, ok := det.(*raftqv1.ErrorDetail); ok {
+						hint = ed.LeaderAddr
+					}
+				}
+			}
+			if hint != "" {
+				queue = append([]string{hint}, queue...)
+			}
+		}
+	}
+	if last == nil {
+		last = errors.New("no broker addresses (--brokers)")
+	}
+	return fmt.Errorf("no broker could do it: %w", last)
+}
+
+func (g *globals) run(cmd *cobra.Command, fn func(ctx context.Context, cl *client.Client, p *printer) error) error {
+	p, err := g.printer(cmd.OutOrStdout())
+	if err != nil {
+		return err
+	}
+	cl, err := g.client()
+	if err != nil {
+		return err
+	}
+	defer cl.Close()
+	ctx, cancel := g.ctx()
+	defer cancel()
+	return fn(ctx, cl, p)
+}
+
+func ts(t *time.Time) string {
+	if t == nil {
+		return ""
+	}
+	return t.Local().Format(time.RFC3339)
+}
+
+func printJob(p *printer, j *raftqv1.Job) error {
+	v := admin.JobFromProto(j)
+	return p.kv(v, [][2]string{
+		{"ID", v.ID}, {"QUEUE", v.Queue}, {"TYPE", v.Type}, {"STATE", v.State},
+		{"ATTEMPTS", fmt.Sprintf("%d/%d", v.Attempts, v.MaxAttempts)}, {"PRIORITY", strconv.Itoa(int(v.Priority))},
+		{"CREATED", ts(v.CreatedAt)}, {"UPDATED", ts(v.UpdatedAt)}, {"RUN AT", ts(v.RunAt)}, {"FINISHED", ts(v.FinishedAt)},
+		{"LEASE TOKEN", strconv.FormatUint(v.LeaseToken, 10)}, {"LEASED BY", v.LeasedBy}, {"LEASE DEADLINE", ts(v.LeaseDeadline)},
+		{"LAST ERROR", v.LastError}, {"PAYLOAD", fmt.Sprintf("%d bytes", len(v.Payload))},
+	})
+}
+
+func printJobs(p *printer, jobs []*raftqv1.Job, next string) error {
+	page := admin.JobPage{Jobs: []admin.Job{}, NextAfter: next}
+	var rows [][]string
+	for _, j := range jobs {
+		v := admin.JobFromProto(j)
+		page.Jobs = append(page.Jobs, v)
+		rows = append(rows, []string{v.ID, v.Type, v.State, fmt.Sprintf("%d/%d", v.Attempts, v.MaxAttempts), ts(v.UpdatedAt), oneLine(v.LastError, 60)})
+	}
+	if err := p.print(page, []string{"ID", "TYPE", "STATE", "ATTEMPTS", "UPDATED", "LAST ERROR"}, rows); err != nil {
+		return err
+	}
+	if next != "" && !p.json {
+		fmt.Fprintf(p.w, "more: --after %s\n", next)
+	}
+	return nil
+}
+
+func oneLine(s string, n int) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > n {
+		s = s[:n-1] + "…"
+	}
+	return s
+}
+
+func consistencyFlag(stale bool) raftqv1.Consistency {
+	if stale {
+		return raftqv1.Consistency_CONSISTENCY_STALE
+	}
+	return raftqv1.Consistency_CONSISTENCY_LINEARIZABLE
+}
+
+func parseState(s string) (raftqv1.JobState, error) {
+	for st := fsm.StateScheduled; st <= fsm.StateCancelled; st++ {
+		if st.String() == strings.ToLower(s) {
+			return raftqv1.JobState(st), nil
+		}
+	}
+	return 0, fmt.Errorf("state %q: want scheduled, ready, leased, succeeded, dead or cancelled", s)
+}
+
+// ---- jobs ----
+
+func jobsCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "jobs", Short: "Inspect, list and cancel jobs"}
+	var stale bool
+	get := &cobra.Command{
+		Use: "get JOB_ID", Short: "Show a job", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.run(cmd, func(ctx context.Context, cl *client.Client, p *printer) error {
+				j, err := cl.GetJob(ctx, args[0], consistencyFlag(stale))
+				if err != nil {
+					return err
+				}
+				return printJob(p, j)
+			})
+		},
+	}
+	get.Flags().BoolVar(&stale, "stale", false, "read whichever broker answers, possibly stale")
+	cancelC := &cobra.Command{
+		Use: "cancel JOB_ID", Short: "Cancel a job (a leased job's worker learns it on its next extension)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.run(cmd, func(ctx context.Context, cl *client.Client, p *printer) error {
+				st, err := cl.CancelJob(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				state := fsm.State(st).String()
+				return p.kv(map[string]string{"id": args[0], "state": state}, [][2]string{{"ID", args[0]}, {"STATE", state}})
+			})
+		},
+	}
+	var queue, state, after string
+	var limit int32
+	var lstale bool
+	list := &cobra.Command{
+		Use: "list --queue Q --state STATE", Short: "List a queue's jobs in one state", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := parseState(state)
+			if err != nil {
+				return err
+			}
+			return g.run(cmd, func(ctx context.Context, cl *client.Client, p *printer) error {
+				resp, err := cl.ListJobs(ctx, &raftqv1.ListJobsRequest{Queue: queue, State: st, Limit: limit, After: after, Consistency: consistencyFlag(lstale)})
+				if err != nil {
+					return err
+				}
+				return printJobs(p, resp.Jobs, resp.NextAfter)
+			})
+		},
+	}
+	f := list.Flags()
+	f.StringVar(&queue, "queue", "default", "queue name")
+	f.StringVar(&state, "state", "ready", "scheduled, ready, leased, succeeded, dead or cancelled")
+	f.Int32Var(&limit, "limit", 100, "most jobs to list (at most 1000)")
+	f.StringVar(&after, "after", "", "continue after this job id")
+	f.BoolVar(&lstale, "stale", false, "read whichever broker answers, possibly stale")
+	_ = list.RegisterFlagCompletionFunc("state", func(*cobra.Command, []string, string) ([]string, cobra.ShellCompDirective) {
+		return []string{"scheduled", "ready", "leased", "succeeded", "dead", "cancelled"}, cobra.ShellCompDirectiveNoFileComp
+	})
+	cmd.AddCommand(get, cancelC, list)
+	return cmd
+}
+
+// ---- queues ----
+
+func queuesCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "queues", Short: "Queue depths; pause and resume"}
+	list := &cobra.Command{
+		Use: "list [QUEUE...]", Short: "Depth per state, pause flag and oldest ready age of each queue",
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.run(cmd, func(ctx context.Context, cl *client.Client, p *printer) error {
+				qs, err := cl.QueueStats(ctx, args...)
+				if err != nil {
+					return err
+				}
+				out := []admin.Queue{}
+				var rows [][]string
+				for _, q := range qs {
+					v := admin.QueueFromProto(q)
+					out = append(out, v)
+					age := "-"
+					if q.Ready > 0 {
+						age = (time.Duration(v.OldestReadyAgeSeconds * float64(time.Second))).Round(time.Second).String()
+					}
+					rows = append(rows, []string{q.Queue, strconv.FormatBool(q.Paused), i64(q.Scheduled), i64(q.Ready), i64(q.Leased),
+						i64(q.Succeeded), i64(q.Dead), i64(q.Cancelled), age})
+				}
+				return p.print(map[string]any{"queues": out}, []string{"QUEUE", "PAUSED", "SCHEDULED", "READY", "LEASED", "SUCCEEDED", "DEAD", "CANCELLED", "OLDEST READY"}, rows)
+			})
+		},
+	}
+	pause := func(use, short string, paused bool) *cobra.Command {
+		return &cobra.Command{
+			Use: use + " QUEUE", Short: short, Args: cobra.ExactArgs(1),
+			RunE: func(cmd *cobra.Command, args []string) error {
+				return g.run(cmd, func(ctx context.Context, cl *client.Client, p *printer) error {
+					var err error
+					if paused {
+						err = cl.PauseQueue(ctx, args[0])
+					} else {
+						err = cl.ResumeQueue(ctx, args[0])
+					}
+					if err != nil {
+						return err
+					}
+					return p.kv(map[string]any{"queue": args[0], "paused": paused}, [][2]string{{"QUEUE", args[0]}, {"PAUSED", strconv.FormatBool(paused)}})
+				})
+			},
+		}
+	}
+	cmd.AddCommand(list, pause("pause", "Stop leasing from a queue (enqueues still accepted)", true), pause("resume", "Resume leasing from a queue", false))
+	return cmd
+}
+
+func i64(n int64) string { return strconv.FormatInt(n, 10) }
+
+// ---- dead letters ----
+
+func dlqCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "dlq", Short: "Dead letters: list, inspect, redrive, purge"}
+	var limit int32
+	var after string
+	list := &cobra.Command{
+		Use: "list QUEUE", Short: "List a queue's dead jobs", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.run(cmd, func(ctx context.Context, cl *client.Client, p *printer) error {
+				resp, err := cl.ListJobs(ctx, &raftqv1.ListJobsRequest{Queue: args[0], State: raftqv1.JobState_JOB_STATE_DEAD, Limit: limit, After: after})
+				if err != nil {
+					return err
+				}
+				return printJobs(p, resp.Jobs, resp.NextAfter)
+			})
+		},
+	}
+	list.Flags().Int32Var(&limit, "limit", 100, "most jobs to list (at most 1000)")
+	list.Flags().StringVar(&after, "after", "", "continue after this job id")
+	inspect := &cobra.Command{
+		Use: "inspect QUEUE JOB_ID", Short: "Show one dead job, with its last error", Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.run(cmd, func(ctx context.Context, cl *client.Client, p *printer) error {
+				j, err := cl.GetJob(ctx, args[1], raftqv1.Consistency_CONSISTENCY_LINEARIZABLE)
+				if err != nil {
+					return err
+				}
+				if j.Queue != args[0] || j.State != raftqv1.JobState_JOB_STATE_DEAD {
+					return fmt.Errorf("job %s is not a dead letter of %s (it is %s in %s)", j.Id, args[0], fsm.State(j.State), j.Queue)
+				}
+				return printJob(p, j)
+			})
+		},
+	}
+	selection := func(c *cobra.Command, all *bool, lim *int32) {
+		c.Flags().BoolVar(all, "all", false, "every dead job of the queue (up to --limit), instead of the listed ones")
+		c.Flags().Int32Var(lim, "limit", 0, "with --all: at most this many (default 1000)")
+	}
+	checkSel := func(ids []string, all bool) error {
+		if len(ids) == 0 && !all {
+			return errors.New("name the jobs, or give --all")
+		}
+		if len(ids) > 0 && all {
+			return errors.New("give job ids or --all, not both")
+		}
+		return nil
+	}
+	printIDs := func(p *printer, verb string, ids []string) error {
+		if ids == nil {
+			ids = []string{}
+		}
+		rows := make([][]string, len(ids))
+		for i, id := range ids {
+			rows[i] = []string{id}
+		}
+		if err := p.print(map[string]any{"job_ids": ids}, []string{strings.ToUpper(verb)}, rows); err != nil {
+			return err
+		}
+		if !p.json {
+			fmt.Fprintf(p.w, "%s %d job(s)\n", verb, len(ids))
+		}
+		return nil
+	}
+	var rAll bool
+	var rLimit int32
+	redrive := &cobra.Command{
+		Use: "redrive QUEUE [JOB_ID...]", Short: "Move dead jobs back to ready with fresh attempts", Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkSel(args[1:], rAll); err != nil {
+				return err
+			}
+			return g.run(cmd, func(ctx context.Context, cl *client.Client, p *printer) error {
+				ids, err := cl.Redrive(ctx, args[0], args[1:], rLimit)
+				if err != nil {
+					return err
+				}
+				return printIDs(p, "redriven", ids)
+			})
+		},
+	}
+	selection(redrive, &rAll, &rLimit)
+	var pAll bool
+	var pLimit int32
+	purge := &cobra.Command{
+		Use: "purge QUEUE [JOB_ID...]", Short: "Delete dead jobs for good", Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if err := checkSel(args[1:], pAll); err != nil {
+				return err
+			}
+			p, err := g.printer(cmd.OutOrStdout())
+			if err != nil {
+				return err
+			}
+			ctx, cancel := g.ctx()
+			defer cancel()
+			var resp *raftqv1.PurgeDeadResponse
+			err = g.withBroker(ctx, func(cc *grpc.ClientConn) (err error) {
+				resp, err = raftqv1.NewAdminClient(cc).PurgeDead(ctx, &raftqv1.PurgeDeadRequest{Queue: args[0], JobIds: args[1:], Limit: pLimit})
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			return printIDs(p, "purged", resp.JobIds)
+		},
+	}
+	selection(purge, &pAll, &pLimit)
+	cmd.AddCommand(list, inspect, redrive, purge)
+	return cmd
+}
+
+// ---- cluster ----
+
+func clusterCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "cluster", Short: "Cluster status, membership and leadership"}
+	statusC := &cobra.Command{
+		Use: "status", Short: "Each broker's view: Raft state, leader, term, indexes, state hash", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.run(cmd, func(ctx context.Context, cl *client.Client, p *printer) error {
+				type view struct {
+					Addr  string         `json:"addr"`
+					Error string         `json:"error,omitempty"`
+					Node  *admin.Cluster `json:"node,omitempty"`
+				}
+				var views []view
+				var rows [][]string
+				for _, a := range g.addrs() {
+					sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+					st, err := cl.Status(sctx, a)
+					cancel()
+					if err != nil {
+						views = append(views, view{Addr: a, Error: err.Error()})
+						rows = append(rows, []string{a, "unreachable", "", "", "", "", "", ""})
+						continue
+					}
+					c := &admin.Cluster{NodeID: st.NodeId, State: st.State, LeaderID: st.LeaderId, LeaderAddr: st.LeaderAddr, Term: st.Term,
+						CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, StateHash: st.StateHash, Members: []admin.Member{}}
+					for _, m := range st.Members {
+						c.Members = append(c.Members, admin.Member{NodeID: m.NodeId, RaftAddr: m.RaftAddr, GRPCAddr: m.GrpcAddr, Voter: m.Voter, Leader: m.Leader})
+					}
+					views = append(views, view{Addr: a, Node: c})
+					hash := st.StateHash
+					if len(hash) > 12 {
+						hash = hash[:12]
+					}
+					rows = append(rows, []string{a, st.NodeId, st.State, st.LeaderId, strconv.FormatUint(st.Term, 10),
+						strconv.FormatUint(st.CommitIndex, 10), strconv.FormatUint(st.AppliedIndex, 10), hash})
+				}
+				return p.print(views, []string{"ADDR", "NODE", "STATE", "LEADER", "TERM", "COMMIT", "APPLIED", "STATE HASH"}, rows)
+			})
+		},
+	}
+	members := &cobra.Command{
+		Use: "members", Short: "The Raft configuration, as the first reachable broker knows it", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := g.printer(cmd.OutOrStdout())
+			if err != nil {
+				return err
+			}
+			ctx, cancel := g.ctx()
+			defer cancel()
+			var st *raftqv1.StatusResponse
+			if err := g.withBroker(ctx, func(cc *grpc.ClientConn) (err error) {
+				st, err = raftqv1.NewClusterClient(cc).Status(ctx, &raftqv1.StatusRequest{})
+				return err
+			}); err != nil {
+				return err
+			}
+			out := []admin.Member{}
+			var rows [][]string
+			for _, m := range st.Members {
+				out = append(out, admin.Member{NodeID: m.NodeId, RaftAddr: m.RaftAddr, GRPCAddr: m.GrpcAddr, Voter: m.Voter, Leader: m.Leader})
+				rows = append(rows, []string{m.NodeId, strconv.FormatBool(m.Leader), strconv.FormatBool(m.Voter), m.RaftAddr, m.GrpcAddr})
+			}
+			return p.print(map[string]any{"members": out}, []string{"NODE", "LEADER", "VOTER", "RAFT ADDR", "GRPC ADDR"}, rows)
+		},
+	}
+	simple := func(use, short string, args cobra.PositionalArgs, call func(ctx context.Context, cc *grpc.ClientConn, args []string) (map[string]string, error)) *cobra.Command {
+		return &cobra.Command{
+			Use: use, Short: short, Args: args,
+			RunE: func(cmd *cobra.Command, a []string) error {
+				p, err := g.printer(cmd.OutOrStdout())
+				if err != nil {
+					return err
+				}
+				ctx, cancel := g.ctx()
+				defer cancel()
+				var out map[string]string
+				if err := g.withBroker(ctx, func(cc *grpc.ClientConn) (err error) {
+					out, err = call(ctx, cc, a)
+					return err
+				}); err != nil {
+					return err
+				}
+				var pairs [][2]string
+				for _, k := range []string{"added", "removed", "leader_id"} {
+					if v, ok := out[k]; ok {
+						pairs = append(pairs, [2]string{strings.ToUpper(strings.ReplaceAll(k, "_", " ")), v})
+					}
+				}
+				return p.kv(out, pairs)
+			},
+		}
+	}
+	add := simple("add NODE_ID RAFT_ADDR GRPC_ADDR", "Add a fresh node (empty data dir, no bootstrap, no join) as a voter", cobra.ExactArgs(3),
+		func(ctx context.Context, cc *grpc.ClientConn, a []string) (map[string]string, error) {
+			_, err := raftqv1.NewClusterClient(cc).Join(ctx, &raftqv1.JoinRequest{NodeId: a[0], RaftAddr: a[1], GrpcAddr: a[2]})
+			return map[string]string{"added": a[0]}, err
+		})
+	remove := simple("remove NODE_ID", "Remove a member (the last voter is never removed)", cobra.ExactArgs(1),
+		func(ctx context.Context, cc *grpc.ClientConn, a []string) (map[string]string, error) {
+			_, err := raftqv1.NewClusterClient(cc).Remove(ctx, &raftqv1.RemoveRequest{NodeId: a[0]})
+			return map[string]string{"removed": a[0]}, err
+		})
+	transfer := simple("transfer [NODE_ID]", "Hand leadership to NODE_ID (or the most up-to-date follower)", cobra.MaximumNArgs(1),
+		func(ctx context.Context, cc *grpc.ClientConn, a []string) (map[string]string, error) {
+			req := &raftqv1.TransferLeadershipRequest{}
+			if len(a) == 1 {
+				req.NodeId = a[0]
+			}
+			resp, err := raftqv1.NewClusterClient(cc).TransferLeadership(ctx, req)
+			if err != nil {
+				return nil, err
+			}
+			return map[string]string{"leader_id": resp.NewLeaderId}, nil
+		})
+	cmd.AddCommand(statusC, members, add, remove, transfer)
+	return cmd
+}
+
+// ---- snapshots ----
+
+func snapshotCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "snapshot", Short: "Back up and restore the cluster's state"}
+	save := &cobra.Command{
+		Use: "save FILE", Short: "Save a backup of the leader's state to FILE", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			p, err := g.printer(cmd.OutOrStdout())
+			if err != nil {
+				return err
+			}
+			cl, err := g.client()
+			if err != nil {
+				return err
+			}
+			defer cl.Close()
+			ctx, cancel := g.ctx()
+			defer cancel()
+			// The leader holds the freshest state: ask any broker who leads.
+			leader := ""
+			for _, a := range g.addrs() {
+				sctx, c := context.WithTimeout(ctx, 3*time.Second)
+				st, err := cl.Status(sctx, a)
+				c()
+				if err == nil && st.LeaderAddr != "" {
+					leader = st.LeaderAddr
+					break
+				}
+			}
+			if leader == "" {
+				return errors.New("no broker knows a leader")
+			}
+			cc, err := grpc.NewClient(leader, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			if err != nil {
+				return err
+			}
+			defer cc.Close()
+			stream, err := raftqv1.NewClusterClient(cc).Snapshot(ctx, &raftqv1.SnapshotRequest{})
+			if err != nil {
+				return err
+			}
+			tmp, err := os.CreateTemp(filepath.Dir(args[0]), filepath.Base(args[0])+".*.partial")
+			if err != nil {
+				return err
+			}
+			defer os.Remove(tmp.Name())
+			var n int64
+			var index uint64
+			var node string
+			for {
+				c, err := stream.Recv()
+				if err == io.EOF {
+					break
+				}
+				if err != nil {
+					tmp.Close()
+					return err
+				}
+				if c.NodeId != "" {
+					index, node = c.AppliedIndex, c.NodeId
+				}
+				if _, err := tmp.Write(c.Data); err != nil {
+					tmp.Close()
+					return err
+				}
+				n += int64(len(c.Data))
+			}
+			if err := tmp.Sync(); err != nil {
+				tmp.Close()
+				return err
+			}
+			if err := tmp.Close(); err != nil {
+				return err
+			}
+			if err := os.Rename(tmp.Name(), args[0]); err != nil {
+				return err
+			}
+			out := map[string]any{"file": args[0], "bytes": n, "applied_index": index, "node_id": node}
+			return p.kv(out, [][2]string{{"FILE", args[0]}, {"BYTES", i64(n)}, {"APPLIED INDEX", strconv.FormatUint(index, 10)}, {"FROM", node}})
+		},
+	}
+	var yes bool
+	restore := &cobra.Command{
+		Use: "restore FILE --yes", Short: "Replace the whole cluster's state with a backup (jobs written since are lost)", Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !yes {
+				return errors.New("restore replaces every job in the cluster: add --yes")
+			}
+			p, err := g.printer(cmd.OutOrStdout())
+			if err != nil {
+				return err
+			}
+			ctx, cancel := g.ctx()
+			defer cancel()
+			var resp *raftqv1.RestoreResponse
+			err = g.withBroker(ctx, func(cc *grpc.ClientConn) error {
+				f, err := os.Open(args[0])
+				if err != nil {
+					return err
+				}
+				defer f.Close()
+				stream, err := raftqv1.NewClusterClient(cc).Restore(ctx)
+				if err != nil {
+					return err
+				}
+				buf := make([]byte, 256<<10)
+				for {
+					n, rerr := f.Read(buf)
+					if n > 0 {
+						if err := stream.Send(&raftqv1.RestoreChunk{Data: append([]byte(nil), buf[:n]...)}); err != nil {
+							break // the answer says why
+						}
+					}
+					if rerr == io.EOF {
+						break
+					}
+					if rerr != nil {
+						return rerr
+					}
+				}
+				resp, err = stream.CloseAndRecv()
+				return err
+			})
+			if err != nil {
+				return err
+			}
+			return p.kv(map[string]any{"index": resp.Index, "jobs": resp.Jobs},
+				[][2]string{{"RESTORED AT INDEX", strconv.FormatUint(resp.Index, 10)}, {"JOBS", i64(resp.Jobs)}})
+		},
+	}
+	restore.Flags().BoolVar(&yes, "yes", false, "confirm that every job written since the backup may be lost")
+	cmd.AddCommand(save, restore)
+	return cmd
+}

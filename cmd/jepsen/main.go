@@ -1,0 +1,413 @@
+// Command jepsen runs raftq's Jepsen-style test: a real brokerd cluster
+// (each node a process in its own network namespace) and a real svcd, a
+// workload of producers, workers, zombies and readers, a nemesis that
+// injects faults on a schedule, then heal, drain, and the checkers. It
+// writes jepsen/store/<run>/ (history.jsonl, results.json, index.html, node
+// logs) and exits non-zero when any checker is invalid.
+//
+//	jepsen run --nodes 3 --time-limit 5m --rate 60 --nemesis all --seed 7
+//	jepsen run --schedule short            # every fault once (make jepsen-short)
+//	jepsen run --expect-invalid fencing    # the seeded-bug build (make jepsen-bug)
+//	jepsen check jepsen/store/latest       # re-check a stored run
+//
+// It must run as root (namespaces, iptables, tc); scripts/jepsen-deps.sh
+// installs iproute2 and iptables when they are missing.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"math/rand"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/raftq/raftq/jepsen/checker"
+	"github.com/raftq/raftq/jepsen/control"
+	"github.com/raftq/raftq/jepsen/history"
+	"github.com/raftq/raftq/jepsen/nemesis"
+	"github.com/raftq/raftq/jepsen/report"
+	"github.com/raftq/raftq/jepsen/workload"
+	"github.com/raftq/raftq/results"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		fmt.Fprintln(os.Stderr, "usage: jepsen run [flags] | jepsen check <run dir>")
+		os.Exit(2)
+	}
+	switch os.Args[1] {
+	case "run":
+		os.Exit(runCmd(os.Args[2:]))
+	case "check":
+		os.Exit(checkCmd(os.Args[2:]))
+	case "delayd":
+		os.Exit(delaydCmd(os.Args[2:]))
+	default:
+		fmt.Fprintf(os.Stderr, "jepsen: unknown command %q (run, check)\n", os.Args[1])
+		os.Exit(2)
+	}
+}
+
+type options struct {
+	nodes                       int
+	timeLimit, quiet, fault     time.Duration
+	rest, drain, lease, work    time.Duration
+	rate, readRate, zombie      float64
+	producers, workers, readers int
+	seed                        int64
+	nemesis, schedule, store    string
+	bin, name, prefix, subnet   string
+	expectInvalid               string
+	mix                         int
+}
+
+func runCmd(args []string) int {
+	var o options
+	fs := flag.NewFlagSet("jepsen run", flag.ContinueOnError)
+	fs.IntVar(&o.nodes, "nodes", 3, "voters in the cluster: 3 or 5 (one more node is provisioned as a spare for membership changes)")
+	fs.DurationVar(&o.timeLimit, "time-limit", 3*time.Minute, "length of the faulty part of a random schedule")
+	fs.DurationVar(&o.quiet, "quiet", 10*time.Second, "fault-free start")
+	fs.DurationVar(&o.fault, "fault", 10*time.Second, "how long a fault holds")
+	fs.DurationVar(&o.rest, "rest", 5*time.Second, "fault-free period after each heal")
+	fs.DurationVar(&o.drain, "drain", 90*time.Second, "longest drain after the final heal")
+	fs.DurationVar(&o.lease, "lease", 2*time.Second, "lease duration workers ask for")
+	fs.DurationVar(&o.work, "work", 50*time.Millisecond, "longest time a worker spends on a job")
+	fs.Float64Var(&o.rate, "rate", 50, "enqueues per second, all producers together")
+	fs.Float64Var(&o.readRate, "read-rate", 10, "GetJob calls per second per reader")
+	fs.Float64Var(&o.zombie, "zombie", 0.03, "share of deliveries handled by a zombie (acks after its lease ran out)")
+	fs.IntVar(&o.producers, "producers", 4, "producers")
+	fs.IntVar(&o.workers, "workers", 8, "workers")
+	fs.IntVar(&o.readers, "readers", 2, "readers")
+	fs.Int64Var(&o.seed, "seed", 0, "random seed (0: from the clock)")
+	fs.StringVar(&o.nemesis, "nemesis", "all", "faults: all, or a comma list of families ("+strings.Join(nemesis.Families, ", ")+") and family/name ids")
+	fs.StringVar(&o.schedule, "schedule", "random", "random (mixes until --time-limit) or short (every selected fault once, alone)")
+	fs.IntVar(&o.mix, "mix", 2, "most faults active at once in a random schedule")
+	fs.StringVar(&o.store, "store", "jepsen/store", "where run directories go")
+	fs.StringVar(&o.bin, "bin", "bin/jepsen", "directory holding brokerd (built with -tags jepsen) and svcd")
+	fs.StringVar(&o.name, "name", "", "run name (default: time, node count and seed)")
+	fs.StringVar(&o.prefix, "prefix", "rqj", "prefix of the network namespaces and interfaces")
+	fs.StringVar(&o.subnet, "subnet", "198.18.0", "first three octets of the nodes' /24 (exists only inside the harness's namespaces)")
+	fs.StringVar(&o.expectInvalid, "expect-invalid", "", "exit 0 only if this checker is invalid (for the seeded-bug build)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if o.nodes != 3 && o.nodes != 5 {
+		fmt.Fprintln(os.Stderr, "jepsen: --nodes must be 3 or 5")
+		return 2
+	}
+	if o.seed == 0 {
+		o.seed = time.Now().UnixNano() % 1e9
+	}
+	faults, err := nemesis.Select(o.nemesis)
+	if err != nil && o.nemesis != "none" {
+		fmt.Fprintln(os.Stderr, "jepsen:", err)
+		return 2
+	}
+	if o.nemesis == "none" {
+		faults = nil
+	}
+	if os.Geteuid() != 0 {
+		fmt.Fprintln(os.Stderr, "jepsen: must run as root (network namespaces, iptables, tc)")
+		return 2
+	}
+	valid, checkers, err := run(o, faults)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "jepsen:", err)
+		return 3
+	}
+	if o.expectInvalid != "" {
+		for _, c := range checkers {
+			if c.Name == o.expectInvalid && !c.Valid {
+				fmt.Printf("expected: checker %s is invalid on this build\n", o.expectInvalid)
+				return 0
+			}
+		}
+		fmt.Printf("UNEXPECTED: checker %s did not fail on a build that should fail it\n", o.expectInvalid)
+		return 1
+	}
+	if !valid {
+		return 1
+	}
+	return 0
+}
+
+func run(o options, faults []nemesis.Fault) (bool, []checker.Result, error) {
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	if o.name == "" {
+		o.name = fmt.Sprintf("%s-%dn-%s-%d", time.Now().Format("20060102T150405"), o.nodes, o.schedule, o.seed)
+	}
+	dir, err := filepath.Abs(filepath.Join(o.store, o.name))
+	if err != nil {
+		return false, nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return false, nil, err
+	}
+	latest := filepath.Join(o.store, "latest")
+	_ = os.Remove(latest)
+	_ = os.Symlink(o.name, latest)
+	bin, err := filepath.Abs(o.bin)
+	if err != nil {
+		return false, nil, err
+	}
+	for _, b := range []string{"brokerd", "svcd"} {
+		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
+			return false, nil, fmt.Errorf("%s: %w (make jepsen-build builds it)", b, err)
+		}
+	}
+	log.Info("jepsen run", "dir", dir, "nodes", o.nodes, "seed", o.seed, "schedule", o.schedule, "faults", len(faults))
+
+	rec, err := history.NewRecorder(filepath.Join(dir, "history.jsonl"))
+	if err != nil {
+		return false, nil, err
+	}
+	cl, err := control.New(control.Options{
+		Prefix: o.prefix, Subnet: o.subnet, Nodes: o.nodes, Spares: 1,
+		BrokerdBin: filepath.Join(bin, "brokerd"), SvcdBin: filepath.Join(bin, "svcd"), Dir: dir, Logger: log,
+		// Frequent snapshots and short trailing logs: crash points inside
+		// snapshot persist get hit, lagging nodes need InstallSnapshot.
+		Env: []string{"RAFTQ_JEPSEN_SNAPSHOT_THRESHOLD=512", "RAFTQ_JEPSEN_SNAPSHOT_INTERVAL=3s", "RAFTQ_JEPSEN_TRAILING_LOGS=256"},
+	})
+	if err != nil {
+		return false, nil, err
+	}
+	defer cl.Shutdown()
+	if err := cl.StartSvcd(); err != nil {
+		return false, nil, err
+	}
+	for _, n := range cl.Nodes[:o.nodes] {
+		if err := cl.Start(n); err != nil {
+			return false, nil, err
+		}
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	if _, err := cl.WaitLeader(ctx, 60*time.Second); err != nil {
+		return false, nil, fmt.Errorf("cluster did not come up: %w (see %s/nodes/*/brokerd.log)", err, dir)
+	}
+
+	w := workload.New(workload.Config{
+		Producers: o.producers, Workers: o.workers, Readers: o.readers,
+		Rate: o.rate, ReadRate: o.readRate, Queue: "jepsen", Lease: o.lease, Work: o.work,
+		ZombieProb: o.zombie, Seed: o.seed,
+	}, rec, cl.Addrs(), cl.SvcdAddr)
+	if err := w.Start(); err != nil {
+		return false, nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return false, nil, err
+	}
+	env := &nemesis.Env{C: cl, W: w, Rec: rec, Rng: rand.New(rand.NewSource(o.seed)), Log: log,
+		Active: cl.Nodes[:o.nodes], Spares: cl.Nodes[o.nodes:], Self: self}
+	sched := nemesis.Schedule{Quiet: o.quiet, Fault: o.fault, Rest: o.rest, Total: o.timeLimit, Sequential: o.schedule == "short", MaxMix: o.mix}
+	if len(faults) > 0 {
+		nemesis.Run(ctx, env, sched, faults)
+	} else {
+		select {
+		case <-ctx.Done():
+		case <-time.After(o.quiet + o.timeLimit):
+		}
+	}
+
+	log.Info("healing")
+	env.HealAll(context.Background())
+	if _, err := cl.WaitLeader(context.Background(), 60*time.Second); err != nil {
+		log.Warn("no leader after healing", "err", err)
+	}
+	workEnd := rec.Now()
+	w.StopProducers()
+	w.Calm()
+	log.Info("draining", "pending", w.Pending())
+	remaining := w.Drain(o.drain)
+	w.Stop()
+	log.Info("drained", "remaining", remaining)
+
+	states := finalStates(cl, env, log)
+	rows, rowErr := readRows(cl.SvcdAddr)
+	if rowErr != nil {
+		log.Warn("reading svcd rows", "err", rowErr)
+	}
+	_ = rec.Close()
+	writeJSON(filepath.Join(dir, "nodes.json"), states)
+	writeJSON(filepath.Join(dir, "rows.json"), rows)
+
+	ops := rec.Ops()
+	r := &report.Run{
+		Name: o.name, Start: rec.StartTime(), Seconds: time.Since(rec.StartTime()).Seconds(),
+		Config: map[string]any{
+			"nodes": o.nodes, "seed": o.seed, "schedule": o.schedule, "nemesis": o.nemesis, "time_limit": o.timeLimit.String(),
+			"rate": o.rate, "producers": o.producers, "workers": o.workers, "readers": o.readers, "lease": o.lease.String(), "zombie": o.zombie,
+		},
+		Extra: map[string]any{"drain_remaining": remaining},
+	}
+	if remaining > 0 {
+		r.Notes = append(r.Notes, fmt.Sprintf("the drain ended with %d values enqueued OK not known to be done", remaining))
+	}
+	valid, results := check(ops, rows, states, r, workEnd)
+	if err := report.WriteJSON(dir, r); err != nil {
+		log.Warn("results.json", "err", err)
+	}
+	if err := report.WriteHTML(dir, r, ops); err != nil {
+		log.Warn("index.html", "err", err)
+	}
+	fmt.Print(report.Summary(r))
+	fmt.Printf("report: %s/index.html\n", dir)
+	return valid, results, nil
+}
+
+// check runs every checker and fills r.
+func check(ops []history.Op, rows []checker.Row, states []checker.NodeState, r *report.Run, workEnd int64) (bool, []checker.Result) {
+	r.Checkers = []checker.Result{
+		checker.Queue(ops),
+		checker.AckDurability(ops),
+		checker.Fencing(ops, rows),
+		checker.Linearizable(ops, 5*time.Second),
+		checker.Divergence(states),
+	}
+	r.Valid = true
+	for _, c := range r.Checkers {
+		r.Valid = r.Valid && c.Valid
+	}
+	r.Stats = report.Compute(ops, workEnd)
+	r.Nemesis = report.Intervals(ops)
+	return r.Valid, r.Checkers
+}
+
+// finalStates waits (up to 30 s) for the members to agree on an applied
+// index and returns what each reported last.
+func finalStates(cl *control.Cluster, env *nemesis.Env, log *slog.Logger) []checker.NodeState {
+	ctx := context.Background()
+	var out []checker.NodeState
+	for i := 0; i < 60; i++ {
+		members, err := cl.Members(ctx)
+		if err != nil {
+			time.Sleep(500 * time.Millisecond)
+			continue
+		}
+		out = out[:0]
+		same := true
+		for _, id := range members {
+			n := cl.Node(id)
+			s := checker.NodeState{Node: id}
+			if n == nil {
+				s.Err = "unknown node"
+			} else if st, err := cl.Status(ctx, n); err != nil {
+				s.Err = err.Error()
+			} else {
+				s.AppliedIndex, s.Hash = st.AppliedIndex, st.StateHash
+			}
+			if len(out) > 0 && (s.Err != "" || s.AppliedIndex != out[0].AppliedIndex || s.Hash != out[0].Hash) {
+				same = false
+			}
+			out = append(out, s)
+		}
+		if same && len(out) > 0 && out[0].Err == "" {
+			return out
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	log.Warn("members did not converge", "states", out)
+	return out
+}
+
+// readRows reads every result row svcd holds.
+func readRows(addr string) ([]checker.Row, error) {
+	c, err := results.Dial(addr)
+	if err != nil {
+		return nil, err
+	}
+	defer c.Close()
+	rows := []checker.Row{}
+	cursor := ""
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		p, err := c.ListResults(ctx, results.ListOptions{PageSize: 1000, Cursor: cursor})
+		cancel()
+		if err != nil {
+			return nil, err
+		}
+		for _, r := range p.Results {
+			rows = append(rows, checker.Row{JobID: r.JobID, Token: r.LeaseToken, Status: string(r.Status)})
+		}
+		if p.NextCursor == "" {
+			return rows, nil
+		}
+		cursor = p.NextCursor
+	}
+}
+
+func writeJSON(path string, v any) {
+	b, err := json.MarshalIndent(v, "", " ")
+	if err == nil {
+		_ = os.WriteFile(path, b, 0o644)
+	}
+}
+
+func readJSON(path string, v any) error {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	return json.Unmarshal(b, v)
+}
+
+// checkCmd re-checks a stored run from its history, rows and node states.
+func checkCmd(args []string) int {
+	if len(args) != 1 {
+		fmt.Fprintln(os.Stderr, "usage: jepsen check <run dir>")
+		return 2
+	}
+	dir := args[0]
+	ops, err := history.Load(filepath.Join(dir, "history.jsonl"))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "jepsen:", err)
+		return 2
+	}
+	var rows []checker.Row
+	var states []checker.NodeState
+	if err := readJSON(filepath.Join(dir, "rows.json"), &rows); err != nil && !errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintln(os.Stderr, "jepsen: rows.json:", err)
+	}
+	if err := readJSON(filepath.Join(dir, "nodes.json"), &states); err != nil && !errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintln(os.Stderr, "jepsen: nodes.json:", err)
+	}
+	var end int64
+	for _, op := range ops {
+		if op.Kind == history.Enqueue && op.End > end {
+			end = op.End
+		}
+	}
+	r := &report.Run{Name: filepath.Base(dir)}
+	valid, _ := check(ops, rows, states, r, end)
+	fmt.Print(report.Summary(r))
+	if !valid {
+		return 1
+	}
+	return 0
+}
+
+// delaydCmd is the packet delayer the net/delay fault starts inside a
+// node's namespace (see control.RunDelayer); not for direct use.
+func delaydCmd(args []string) int {
+	fs := flag.NewFlagSet("jepsen delayd", flag.ContinueOnError)
+	queue := fs.Uint("queue", 7, "NFQUEUE number")
+	delay := fs.Duration("delay", 50*time.Millisecond, "mean delay")
+	jitter := fs.Duration("jitter", 0, "uniform jitter around the delay")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	if err := control.RunDelayer(uint16(*queue), *delay, *jitter); err != nil {
+		fmt.Fprintln(os.Stderr, "jepsen delayd:", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,101 @@
+package worker_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/raftq/raftq/client"
+	"github.com/raftq/raftq/worker"
+)
+
+// A worker with two queues, one handler, a logging middleware and
+// Prometheus metrics, shut down gracefully on SIGTERM.
+func Example() {
+	c, err := client.New([]string{"127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"}, client.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	w := worker.New(c, worker.Options{
+		Queues: []worker.QueueConfig{
+			{Name: "emails", Concurrency: 8},
+			{Name: "reports", Concurrency: 2},
+		},
+		ShutdownTimeout: 20 * time.Second,
+		Registerer:      prometheus.DefaultRegisterer,
+	})
+	w.Handle("send-welcome", func(ctx context.Context, job *worker.Job) error {
+		if len(job.Payload) == 0 {
+			return worker.Permanent(errors.New("empty payload")) // dead-letter: no retry helps
+		}
+		// ... send the email, honouring ctx ...
+		job.SetOutput([]byte("sent"))
+		return nil // ack
+	})
+	w.Use(func(next worker.Handler) worker.Handler {
+		return func(ctx context.Context, job *worker.Job) error {
+			slog.Info("job", "id", job.ID, "type", job.Type, "attempt", job.Attempt)
+			return next(ctx, job)
+		}
+	})
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	if err := w.Run(ctx); err != nil {
+		log.Fatal(err)
+	}
+}
+
+// Classifying errors: a plain error is retried after the job's back-off,
+// RetryAfter picks the delay, Permanent dead-letters at once.
+func ExamplePermanent() {
+	classify := func(err error) string {
+		if worker.IsPermanent(err) {
+			return "dead-letter"
+		}
+		if d, ok := worker.RetryDelay(err); ok {
+			return "retry after " + d.String()
+		}
+		return "retry with back-off"
+	}
+	fmt.Println(classify(errors.New("connection reset")))
+	fmt.Println(classify(worker.RetryAfter(errors.New("429 too many requests"), 30*time.Second)))
+	fmt.Println(classify(fmt.Errorf("parse: %w", worker.Permanent(errors.New("bad json")))))
+	// Output:
+	// retry with back-off
+	// retry after 30s
+	// dead-letter
+}
+
+// A middleware that bounds every attempt, and a handler that tells why its
+// context ended.
+func ExampleWorker_Use() {
+	c, _ := client.New([]string{"127.0.0.1:7001"}, client.Options{})
+	w := worker.New(c, worker.Options{Queues: []worker.QueueConfig{{Name: "default", Concurrency: 4}}})
+	w.Use(func(next worker.Handler) worker.Handler {
+		return func(ctx context.Context, job *worker.Job) error {
+			ctx, cancel := context.WithTimeout(ctx, 5*time.Minute)
+			defer cancel()
+			return next(ctx, job)
+		}
+	})
+	w.Handle("crunch", func(ctx context.Context, job *worker.Job) error {
+		<-ctx.Done()
+		switch cause := context.Cause(ctx); {
+		case errors.Is(cause, worker.ErrJobCancelled):
+			return cause // nacked; the broker finishes the job as cancelled
+		case errors.Is(cause, worker.ErrLeaseLost):
+			return cause // another worker has the job; this result is dropped
+		default:
+			return ctx.Err()
+		}
+	})
+}
