@@ -21,6 +21,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/raftq/raftq/results"
+	"github.com/raftq/raftq/worker"
 	"github.com/raftq/raftq/workerd"
 )
 
@@ -40,6 +42,7 @@ func run(args []string) error {
 	pollWait := fs.Duration("poll-wait", 30*time.Second, "long-poll wait of one fetch")
 	lease := fs.Duration("lease-duration", 0, "override the jobs' lease duration (0 keeps theirs)")
 	metricsAddr := fs.String("metrics-addr", "", "serve Prometheus /metrics on this address (empty: off)")
+	svcd := fs.String("svcd", "", "results service (svcd) gRPC address: each attempt's outcome is stored there before the ack (empty: not recorded)")
 	level := fs.String("log-level", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -59,7 +62,17 @@ func run(args []string) error {
 			addrs = append(addrs, a)
 		}
 	}
+	var rec worker.Recorder
+	if *svcd != "" {
+		rc, err := results.Dial(*svcd)
+		if err != nil {
+			return fmt.Errorf("--svcd: %w", err)
+		}
+		defer rc.Close()
+		rec = workerd.ResultsRecorder{Client: rc}
+	}
 	d, err := workerd.New(workerd.Config{
+		Recorder:        rec,
 		Brokers:         addrs,
 		Queues:          qs,
 		WorkerID:        *workerID,
