@@ -414,3 +414,58 @@ func TestDataDirInUseIsRefused(t *testing.T) {
 		t.Fatalf("unclear error: %v", err)
 	}
 }
+
+// Ack and Nack are safe to retry: repeating one whose first try committed
+// answers success, while a token that never held the lease is refused.
+func TestAckAndNackRetriesAreIdempotent(t *testing.T) {
+	c := testcluster.New(t, 3, nil)
+	cl := c.Client()
+	ctx := ctxT(t, 30*time.Second)
+	if _, err := cl.Enqueue(ctx, &raftqv1.JobSpec{Queue: "r", Type: "t", Retry: &raftqv1.RetryPolicy{InitialBackoff: durationpb.New(time.Hour), MaxBackoff: durationpb.New(time.Hour)}}); err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := cl.Fetch(ctx, fetchReq("r", 1, time.Second, "w"))
+	if err != nil || len(jobs) != 1 {
+		t.Fatal(jobs, err)
+	}
+	j := jobs[0]
+	first, err := cl.Nack(ctx, &raftqv1.NackRequest{JobId: j.Id, LeaseToken: j.LeaseToken, Error: "x"})
+	if err != nil || first.State != raftqv1.JobState_JOB_STATE_SCHEDULED {
+		t.Fatal(first, err)
+	}
+	again, err := cl.Nack(ctx, &raftqv1.NackRequest{JobId: j.Id, LeaseToken: j.LeaseToken, Error: "x"})
+	if err != nil || again.State != raftqv1.JobState_JOB_STATE_SCHEDULED {
+		t.Fatalf("retried nack: %v %v", again, err)
+	}
+	if _, err := cl.Nack(ctx, &raftqv1.NackRequest{JobId: j.Id, LeaseToken: j.LeaseToken + 1}); client.Reason(err) != raftqv1.ErrorDetail_STALE_TOKEN {
+		t.Fatalf("nack with a token that never leased: %v", err)
+	}
+	got, _ := cl.GetJob(ctx, j.Id, 0)
+	if got.Attempts != 1 || got.State != raftqv1.JobState_JOB_STATE_SCHEDULED {
+		t.Fatalf("retries changed the job: %v", got)
+	}
+}
+
+// A client that starts on a follower learns the leader from the forwarded
+// answer's header and sends its next call straight there.
+func TestForwardedCallTellsClientTheLeader(t *testing.T) {
+	c := testcluster.New(t, 3, nil)
+	var follower string
+	for _, m := range c.Members() {
+		if !m.Node.IsLeaderReady() {
+			follower = m.GRPCAddr
+		}
+	}
+	cl, err := client.New([]string{follower}, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := ctxT(t, 10*time.Second)
+	if _, err := cl.QueueStats(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := cl.Leader(), c.Leader().GRPCAddr(); got != want {
+		t.Fatalf("client leader %q after a forwarded call, want %q", got, want)
+	}
+}

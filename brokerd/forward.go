@@ -16,6 +16,10 @@ import (
 // forwards it again (no loops while leadership moves).
 const forwardedKey = "raftq-forwarded"
 
+// LeaderHeader is the response header a follower sets on a call it
+// forwarded: the leader's gRPC address. Clients switch to it.
+const LeaderHeader = "raftq-leader-addr"
+
 // forwarder sends calls that need the leader to the leader, over cached
 // client connections keyed by address.
 type forwarder struct {
@@ -75,6 +79,8 @@ func forward[T any](ctx context.Context, n *Node, call func(context.Context, *gr
 	if err != nil {
 		return zero, apierr.NotLeader(id, addr)
 	}
+	// Tell the client who leads, so its next call skips this hop.
+	_ = grpc.SetHeader(ctx, metadata.Pairs(LeaderHeader, addr))
 	ctx = metadata.AppendToOutgoingContext(ctx, forwardedKey, n.cfg.NodeID)
 	return call(ctx, c)
 }

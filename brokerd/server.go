@@ -262,7 +262,16 @@ func (s *brokerService) Nack(ctx context.Context, req *raftqv1.NackRequest) (*ra
 	}
 	it, err := single(res)
 	if err != nil {
-		return nil, err
+		// A nack retried after an indeterminate answer finds its lease
+		// already ended by its own first try (same token, no longer
+		// leased). The lease is over either way and nobody else holds the
+		// job under this token: answer with the job's state, like Ack.
+		j, ok := n.fsm.Get(req.JobId)
+		if !ok || j.LeaseToken != req.LeaseToken || j.State == fsm.StateLeased ||
+			!(errors.Is(it.Err, fsm.ErrStaleToken) || errors.Is(it.Err, fsm.ErrWrongState)) {
+			return nil, err
+		}
+		it.Job = &j
 	}
 	out := &raftqv1.NackResponse{State: raftqv1.JobState(it.Job.State)}
 	if it.Job.State == fsm.StateScheduled || it.Job.State == fsm.StateReady {

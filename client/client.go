@@ -25,6 +25,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/keepalive"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
 	"github.com/raftq/raftq/internal/apierr"
@@ -101,6 +102,7 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 		return nil, ErrClosed
 	}
 	opts := append([]grpc.DialOption{
+		grpc.WithChainUnaryInterceptor(c.learnLeader(addr)),
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
@@ -177,6 +179,31 @@ func (c *Client) probeLeader() {
 			c.mu.Unlock()
 		}
 	}()
+}
+
+// leaderHeader is brokerd.LeaderHeader (not imported: the client must not
+// depend on the server package).
+const leaderHeader = "raftq-leader-addr"
+
+// learnLeader reads the header a follower sets on a call it forwarded and
+// moves the client to the leader it names, saving the extra hop from the
+// next call on.
+func (c *Client) learnLeader(addr string) grpc.UnaryClientInterceptor {
+	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		var md metadata.MD
+		err := invoker(ctx, method, req, reply, cc, append(opts, grpc.Header(&md))...)
+		if v := md.Get(leaderHeader); len(v) == 1 && v[0] != "" && v[0] != addr {
+			c.mu.Lock()
+			if c.leader == "" || c.leader == addr {
+				c.leader = v[0]
+				if !containsAddr(c.addrs, v[0]) {
+					c.addrs = append(c.addrs, v[0])
+				}
+			}
+			c.mu.Unlock()
+		}
+		return err
+	}
 }
 
 // adopt remembers addr, which just answered a call, as the leader unless

@@ -279,6 +279,21 @@ func (a *applier) nack(now int64, b *fsmpb.Nack) Result {
 			continue
 		}
 		nu := copyJob(j)
+		if it.GetRelease() {
+			// The lease never reached a worker: undo its attempt.
+			nu.LeasedBy, nu.LeaseDeadline, nu.UpdatedAt = "", 0, now
+			if nu.Attempts > 0 {
+				nu.Attempts--
+			}
+			if nu.CancelRequested {
+				nu.State, nu.FinishedAt = StateCancelled, now
+			} else {
+				nu.State, nu.Seq = StateReady, a.st.nextSeq()
+			}
+			a.put(j, nu)
+			items[i] = ItemResult{JobID: nu.ID, Job: copyJob(nu)}
+			continue
+		}
 		if !endLease(nu, now, it.GetError(), it.GetPermanent()) {
 			delay := it.GetRetryAfter()
 			if delay < 0 {

@@ -547,6 +547,20 @@ func TestNack(t *testing.T) {
 				t.Fatalf("ReadyJobs %v", got)
 			}
 		}},
+		{name: "release undoes the attempt", setup: leased, run: func(h *harness) Result {
+			return h.one(cmdNack(t0+sec, &fsmpb.NackItem{JobId: "a", Token: tok, Error: "ignored", RetryAfter: -1, Release: true}))
+		}, check: func(t *testing.T, h *harness, r Result) {
+			j := h.wantState("a", StateReady)
+			if j.Attempts != 0 || j.LastError != "" || j.LeasedBy != "" || j.LeaseDeadline != 0 || j.LeaseToken != tok {
+				t.Fatalf("released job %+v", j)
+			}
+			h.wantCounts("q", map[State]int64{StateReady: 2})
+		}},
+		{name: "release with a stale token is refused", err: ErrStaleToken, setup: leased, run: func(h *harness) Result {
+			return h.one(cmdNack(t0+sec, &fsmpb.NackItem{JobId: "a", Token: tok + 1, RetryAfter: -1, Release: true}))
+		}, check: func(t *testing.T, h *harness, r Result) {
+			h.wantState("a", StateLeased)
+		}},
 		{name: "retry after", setup: leased, run: func(h *harness) Result {
 			return h.one(cmdNack(t0+sec, nackItem(5*sec)))
 		}, check: func(t *testing.T, h *harness, r Result) {

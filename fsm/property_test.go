@@ -154,7 +154,7 @@ func (g *gen) command() *fsmpb.Command {
 		var items []*fsmpb.NackItem
 		for _, j := range g.targets() {
 			it := &fsmpb.NackItem{JobId: j.ID, Token: g.token(j), Error: fmt.Sprintf("e%d", g.r.IntN(5)),
-				RetryAfter: -1, Permanent: g.chance(0.1)}
+				RetryAfter: -1, Permanent: g.chance(0.1), Release: g.chance(0.1)}
 			if g.chance(0.5) {
 				it.RetryAfter = int64(g.r.IntN(3)) * sec
 			}

@@ -900,8 +900,12 @@ type NackItem struct {
 	Token uint64                 `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`
 	Error string                 `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
 	// ns; negative means use the job's back-off.
-	RetryAfter    int64 `protobuf:"varint,4,opt,name=retry_after,json=retryAfter,proto3" json:"retry_after,omitempty"`
-	Permanent     bool  `protobuf:"varint,5,opt,name=permanent,proto3" json:"permanent,omitempty"`
+	RetryAfter int64 `protobuf:"varint,4,opt,name=retry_after,json=retryAfter,proto3" json:"retry_after,omitempty"`
+	Permanent  bool  `protobuf:"varint,5,opt,name=permanent,proto3" json:"permanent,omitempty"`
+	// release hands the job back untouched by this attempt: it never reached
+	// a worker (the fetch that leased it was abandoned), so the attempt is not
+	// counted, no error is recorded, and the job is ready at once.
+	Release       bool `protobuf:"varint,6,opt,name=release,proto3" json:"release,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -967,6 +971,13 @@ func (x *NackItem) GetRetryAfter() int64 {
 func (x *NackItem) GetPermanent() bool {
 	if x != nil {
 		return x.Permanent
+	}
+	return false
+}
+
+func (x *NackItem) GetRelease() bool {
+	if x != nil {
+		return x.Release
 	}
 	return false
 }
@@ -2009,14 +2020,15 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\vExtendLease\x12,\n" +
 	"\x05items\x18\x01 \x03(\v2\x16.raftq.fsm.v1.LeaseRefR\x05items\"3\n" +
 	"\x03Ack\x12,\n" +
-	"\x05items\x18\x01 \x03(\v2\x16.raftq.fsm.v1.LeaseRefR\x05items\"\x8c\x01\n" +
+	"\x05items\x18\x01 \x03(\v2\x16.raftq.fsm.v1.LeaseRefR\x05items\"\xa6\x01\n" +
 	"\bNackItem\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\x04R\x05token\x12\x14\n" +
 	"\x05error\x18\x03 \x01(\tR\x05error\x12\x1f\n" +
 	"\vretry_after\x18\x04 \x01(\x03R\n" +
 	"retryAfter\x12\x1c\n" +
-	"\tpermanent\x18\x05 \x01(\bR\tpermanent\"4\n" +
+	"\tpermanent\x18\x05 \x01(\bR\tpermanent\x12\x18\n" +
+	"\arelease\x18\x06 \x01(\bR\arelease\"4\n" +
 	"\x04Nack\x12,\n" +
 	"\x05items\x18\x01 \x03(\v2\x16.raftq.fsm.v1.NackItemR\x05items\"$\n" +
 	"\fExpireLeases\x12\x14\n" +

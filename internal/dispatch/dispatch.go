@@ -17,6 +17,7 @@ package dispatch
 import (
 	"context"
 	"math"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -90,6 +91,11 @@ type FetchRequest struct {
 }
 
 type waiter struct {
+	// mu and gone make the hand-off of leased jobs atomic with the
+	// caller giving up: jobs go either to the caller or back to ready.
+	mu   sync.Mutex
+	gone bool
+
 	req      FetchRequest
 	deadline time.Time
 	ctx      context.Context
@@ -194,8 +200,19 @@ func (d *Dispatcher) Fetch(ctx context.Context, req FetchRequest) ([]fsm.Job, er
 	case r := <-w.resp:
 		return r.jobs, r.err
 	case <-ctx.Done():
-		// The loop drops the waiter at its next pass. Jobs leased for it
-		// in the meantime come back when their lease expires.
+		// Mark the waiter gone so a lease committing after this is handed
+		// back by answer; jobs answered already but not taken go back here.
+		w.mu.Lock()
+		w.gone = true
+		var r fetchResult
+		select {
+		case r = <-w.resp:
+		default:
+		}
+		w.mu.Unlock()
+		if len(r.jobs) > 0 {
+			d.release(r.jobs)
+		}
 		return nil, ctx.Err()
 	}
 }
@@ -323,6 +340,19 @@ func (d *Dispatcher) leased(o leaseOutcome) {
 	}
 }
 
+// release proposes that jobs leased to nobody go back to ready, with the
+// attempt undone: they never reached a worker.
+func (d *Dispatcher) release(jobs []fsm.Job) {
+	items := make([]*fsmpb.NackItem, len(jobs))
+	for i, j := range jobs {
+		items[i] = &fsmpb.NackItem{JobId: j.ID, Token: j.LeaseToken, RetryAfter: -1, Release: true}
+	}
+	d.prop.Submit(&fsmpb.Command{
+		Type: fsmpb.CommandType_COMMAND_TYPE_NACK,
+		Body: &fsmpb.Command_Nack{Nack: &fsmpb.Nack{Items: items}},
+	}, func(proposer.Response) {})
+}
+
 // room says how many of queue q's jobs may be leased now (-1: no limit),
 // and returns the queue's rate limiter (nil: none) to charge. A
 // rate-limited queue with ready jobs but no token sets nextToken, so the
@@ -375,8 +405,19 @@ func (d *Dispatcher) room(q string, now time.Time, skip func(string) bool) (int,
 	return room, lim
 }
 
+// answer hands r to w's caller, or, when the caller has left (its lease
+// committed after it gave up), hands the jobs back so they are not
+// stranded until their leases expire.
 func (d *Dispatcher) answer(w *waiter, r fetchResult) {
-	w.resp <- r
+	w.mu.Lock()
+	gone := w.gone
+	if !gone {
+		w.resp <- r // buffered; answered once
+	}
+	w.mu.Unlock()
+	if gone && len(r.jobs) > 0 {
+		d.release(r.jobs)
+	}
 	for i, x := range d.waiters {
 		if x == w {
 			d.waiters = append(d.waiters[:i], d.waiters[i+1:]...)

@@ -238,3 +238,64 @@ func TestStopAnswersParkedFetchesNotLeader(t *testing.T) {
 		t.Fatalf("parked fetch after stop: %v", err)
 	}
 }
+
+// gated holds lease outcomes until released, so a test can make the caller
+// give up while its lease is being committed.
+type gated struct {
+	*direct
+	gate chan struct{}
+}
+
+func (g *gated) Submit(cmd *fsmpb.Command, done func(proposer.Response)) {
+	if cmd.Type != fsmpb.CommandType_COMMAND_TYPE_LEASE {
+		g.direct.Submit(cmd, done)
+		return
+	}
+	g.direct.Submit(cmd, func(r proposer.Response) {
+		<-g.gate
+		done(r)
+	})
+}
+
+// A fetch abandoned while its lease commits does not strand the job until
+// the lease expires: it goes back to ready with the attempt undone.
+func TestAbandonedFetchReleasesItsJobs(t *testing.T) {
+	clk := &clock{now: time.Unix(1_800_000_000, 0)}
+	p := &gated{direct: &direct{f: fsm.New(), clk: clk}, gate: make(chan struct{})}
+	d := dispatch.New(p.f, p, dispatch.Options{Clock: clk.Now, PurgeInterval: time.Hour})
+	defer d.Stop()
+	ids := enqueue(p.direct, "q", 1, clk.Now(), time.Hour)
+	ctx, cancel := context.WithCancel(context.Background())
+	errc := make(chan error, 1)
+	go func() {
+		_, err := d.Fetch(ctx, dispatch.FetchRequest{Queues: []string{"q"}, Max: 1, Wait: time.Hour})
+		errc <- err
+	}()
+	waitFor(t, func() bool { j, _ := p.f.Get(ids[0]); return j.State == fsm.StateLeased })
+	cancel()
+	if err := <-errc; err == nil {
+		t.Fatal("abandoned fetch returned no error")
+	}
+	close(p.gate)
+	waitFor(t, func() bool { j, _ := p.f.Get(ids[0]); return j.State == fsm.StateReady })
+	j, _ := p.f.Get(ids[0])
+	if j.Attempts != 0 || j.LeasedBy != "" {
+		t.Fatalf("released job %+v", j)
+	}
+	// And it is fetchable again at once.
+	jobs, err := d.Fetch(context.Background(), dispatch.FetchRequest{Queues: []string{"q"}, Max: 1})
+	if err != nil || len(jobs) != 1 || jobs[0].ID != ids[0] || jobs[0].Attempts != 1 {
+		t.Fatalf("refetch: %v %v", jobs, err)
+	}
+}
+
+func waitFor(t *testing.T, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal("condition not met")
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
