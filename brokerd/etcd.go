@@ -358,7 +358,13 @@ func (n *Node) etcdBootstrap() {
 			n.adoptCluster(rec)
 			return
 		}
-		if err := n.campaignAndDecide(); err != nil && e.ctx.Err() == nil {
+		err = n.campaignAndDecide()
+		if errors.Is(err, errExistingCluster) {
+			n.log.Warn("registered brokers already form a cluster but etcd has no cluster record; joining it")
+			n.etcdJoin()
+			return
+		}
+		if err != nil && e.ctx.Err() == nil {
 			n.log.Debug("bootstrap election", "err", err)
 			n.sleep(200 * time.Millisecond)
 		}
@@ -492,6 +498,9 @@ func (n *Node) campaignAndDecide() error {
 	n.log.Info("won the bootstrap election; waiting for brokers", "expect", n.cfg.BootstrapExpect)
 	for ctx.Err() == nil {
 		voters, err := n.bootstrapVoters(ctx)
+		if errors.Is(err, errExistingCluster) {
+			return err
+		}
 		if err != nil || len(voters) < n.cfg.BootstrapExpect {
 			n.sleep(100 * time.Millisecond)
 			continue
@@ -520,8 +529,15 @@ func (n *Node) campaignAndDecide() error {
 	return ctx.Err()
 }
 
-// bootstrapVoters picks the initial voters among the registered brokers:
-// this node, then the others by id, BootstrapExpect in all.
+// errExistingCluster: a registered broker is already a member of a
+// cluster, so there is nothing to bootstrap (the record was lost).
+var errExistingCluster = errors.New("registered brokers already form a cluster")
+
+// bootstrapVoters picks the initial voters among the registered brokers
+// that answer and are still fresh (no Raft configuration): this node, then
+// the others by id, BootstrapExpect in all. A registered broker that is
+// already a member means a cluster exists without a record (etcd data
+// lost, or the record deleted): errExistingCluster, never a second one.
 func (n *Node) bootstrapVoters(ctx context.Context) ([]Peer, error) {
 	e := n.etcd
 	insts, err := discovery.Instances(ctx, e.cli, e.prefix, discovery.ServiceBrokers)
@@ -534,10 +550,22 @@ func (n *Node) bootstrapVoters(ctx context.Context) ([]Peer, error) {
 		if in.ID == n.cfg.NodeID || ra == "" {
 			continue
 		}
-		if len(voters) == n.cfg.BootstrapExpect {
-			break
+		c, err := n.fwd.conn(in.Addr)
+		if err != nil {
+			continue
 		}
-		voters = append(voters, Peer{ID: in.ID, RaftAddr: ra})
+		sctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		st, err := raftqv1.NewClusterClient(c).Status(sctx, &raftqv1.StatusRequest{})
+		cancel()
+		if err != nil {
+			continue // not answering (yet): not a candidate this round
+		}
+		if len(st.Members) > 0 {
+			return nil, errExistingCluster
+		}
+		if len(voters) < n.cfg.BootstrapExpect {
+			voters = append(voters, Peer{ID: in.ID, RaftAddr: ra})
+		}
 	}
 	sort.Slice(voters, func(i, j int) bool { return voters[i].ID < voters[j].ID })
 	return voters, nil
@@ -581,9 +609,15 @@ func (n *Node) etcdJoin() {
 
 // Leave removes this node from the cluster's voters, gracefully: a leader
 // hands leadership to a peer first, then the leader removes this node. It
-// returns once the removal is committed; the node should then be closed.
-// The cluster refuses to remove its last voter.
+// returns once the removal is committed; the node should then be closed
+// (it no longer announces itself, even if Leave fails). The cluster
+// refuses to remove its last voter.
 func (n *Node) Leave(ctx context.Context) error {
+	// No announce may add this node back after its removal: stop them, and
+	// wait for one in flight (announce holds announceMu while joining).
+	n.announceMu.Lock()
+	n.leaving = true
+	n.announceMu.Unlock()
 	if n.raft.State() == raft.Leader {
 		if err := n.raft.LeadershipTransfer().Error(); err != nil {
 			n.log.Warn("leadership transfer before leave failed", "err", err)
@@ -594,7 +628,11 @@ func (n *Node) Leave(ctx context.Context) error {
 	for ctx.Err() == nil {
 		_, err := cs.Remove(ctx, &raftqv1.RemoveRequest{NodeId: n.cfg.NodeID})
 		if status.Code(err) == codes.NotFound {
+			n.log.Info("leave: not a member (an earlier try was committed)", "err", err)
 			err = nil // an earlier try was committed but its answer lost
+		}
+		if err != nil {
+			n.log.Debug("leave: remove failed; retrying", "err", err)
 		}
 		if err == nil {
 			n.log.Info("left the cluster")

@@ -438,6 +438,15 @@ func TestEtcdJoinLeaveRestart(t *testing.T) {
 	if err != nil || len(stats) != 1 || stats[0].Ready != 8 {
 		t.Fatalf("jobs after restart: %v %v", stats, err)
 	}
+
+	// Still no record: a fresh node with --bootstrap-expect 3 sees that the
+	// registered brokers already form a cluster, and joins it instead of
+	// bootstrapping a second one.
+	c.start("n9", 3)
+	c.waitOneCluster(append(rest, "n9"), 30*time.Second)
+	if rec, _ := c.clusterRecord(); rec.ClusterID != "" {
+		t.Fatalf("a fresh node wrote a cluster record beside a running cluster: %+v", rec)
+	}
 }
 
 // A live config change reaches every node and takes effect: a queue's

@@ -74,6 +74,11 @@ type Node struct {
 	leaderCancel context.CancelFunc
 	leaderReady  atomic.Bool
 	closed       atomic.Bool
+
+	// announceMu serializes announce's Join with Leave: once leaving is
+	// set, no announce can (re-)add this node after its removal (etcd.go).
+	announceMu sync.Mutex
+	leaving    bool
 }
 
 // Open starts a node: it opens (or creates) the data dir, starts Raft,
@@ -396,6 +401,11 @@ func (n *Node) announce() {
 		if n.metaCurrent() {
 			continue
 		}
+		n.announceMu.Lock()
+		if n.leaving {
+			n.announceMu.Unlock()
+			continue
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 		req := &raftqv1.JoinRequest{NodeId: n.cfg.NodeID, RaftAddr: n.raftAddr(), GrpcAddr: n.cfg.GRPCAdvertise}
 		var err error
@@ -405,6 +415,7 @@ func (n *Node) announce() {
 			_, err = n.fwd.join(ctx, req)
 		}
 		cancel()
+		n.announceMu.Unlock()
 		if err != nil {
 			n.log.Debug("announce", "err", err)
 		}

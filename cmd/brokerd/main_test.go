@@ -38,9 +38,9 @@ func freePort(t *testing.T) string {
 
 type proc struct {
 	id, grpc, raft, dir string
-	args               []string
-	cmd                *exec.Cmd
-	done               chan error
+	args                []string
+	cmd                 *exec.Cmd
+	done                chan error
 }
 
 func (p *proc) start(t *testing.T, bin string) {
