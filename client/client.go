@@ -185,6 +185,9 @@ func (c *Client) probeLeader() {
 // depend on the server package).
 const leaderHeader = "raftq-leader-addr"
 
+// idempotentHeader marks an Enqueue whose every job has an idempotency key.
+const idempotentHeader = "x-raftq-idempotent"
+
 // learnLeader reads the header a follower sets on a call it forwarded and
 // moves the client to the leader it names, saving the extra hop from the
 // next call on.
@@ -365,6 +368,9 @@ func (c *Client) Enqueue(ctx context.Context, jobs ...*raftqv1.JobSpec) ([]*raft
 		}
 	}
 	req := &raftqv1.EnqueueRequest{Jobs: jobs}
+	// Every job carries a key, so a proxy may retry this call on
+	// UNAVAILABLE (envoy/envoy.yaml retries Enqueue only with this header).
+	ctx = metadata.AppendToOutgoingContext(ctx, idempotentHeader, "1")
 	var resp *raftqv1.EnqueueResponse
 	err := c.do(ctx, 0, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 		resp, err = raftqv1.NewBrokerClient(cc).Enqueue(ctx, req)

@@ -52,4 +52,6 @@ for n in "${names[@]}"; do
     exit 1
   fi
 done
+# A rebuild leaves the image it replaced untagged: drop those (only ours).
+docker image prune -f --filter "label=org.opencontainers.image.source=https://github.com/raftq/raftq" >/dev/null
 docker images --format '{{.Repository}}:{{.Tag}}  {{.Size}}' | grep '^raftq/' | sort

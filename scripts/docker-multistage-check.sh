@@ -37,13 +37,16 @@ ENV PATH=/usr/local/go/bin:/bin GOPROXY=file:///goproxy GOSUMDB=off GOTOOLCHAIN=
 RUN mkdir -p /tmp /root && chmod 1777 /tmp
 DOCKERFILE
   echo "multistage-check: making the stand-in builder $builder"
-  docker build -q -t "$builder" "$ctx" >/dev/null
+  docker build -q -t "$builder" "$ctx" >"$ctx/build.log" 2>&1 || { cat "$ctx/build.log" >&2; exit 1; }
 fi
 
 for n in "${names[@]}"; do
   img=raftq-multistage-check/$n
   echo "multistage-check: docker build -f docker/$n.Dockerfile (GO_IMAGE=$builder)"
-  docker build -q --build-arg GO_IMAGE="$builder" -f "docker/$n.Dockerfile" -t "$img" . >/dev/null
+  log=$(mktemp)
+  # The legacy builder warns on every build: show its output on failure only.
+  docker build -q --build-arg GO_IMAGE="$builder" -f "docker/$n.Dockerfile" -t "$img" . >"$log" 2>&1 || { cat "$log" >&2; rm -f "$log"; exit 1; }
+  rm -f "$log"
   if [ "$(docker inspect "$img" --format '{{if .Config.Healthcheck}}{{index .Config.Healthcheck.Test 0}}{{end}}')" = CMD ] && [ "$n" != workerd ]; then
     c=$(docker run -d "$img")
     state=starting
@@ -56,5 +59,8 @@ for n in "${names[@]}"; do
     [ "$state" = healthy ] || { echo "multistage-check: $n: $state" >&2; exit 1; }
   fi
   docker rmi "$img" >/dev/null
+  # The legacy builder leaves the build stage (1.5 GB) as an untagged image:
+  # remove the untagged images made from the stand-in builder since.
+  docker images -q -f dangling=true -f since="$builder" | xargs -r docker rmi >/dev/null 2>&1 || true
   echo "multistage-check: $n OK"
 done

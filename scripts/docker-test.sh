@@ -6,6 +6,7 @@
 #      brokers' and svcd's gRPC ports on free 127.0.0.1 ports,
 #   3. runs deploy/dockertest on the host: enqueue 1,000 jobs, kill the
 #      leader's container mid-run, check every job completed exactly once,
+#      then start the killed broker again and check it catches up,
 #   4. tears everything down (docker-compose down -v), pass or fail.
 # Prints "docker-test: SKIPPED (no Docker engine)" and exits 0 when no
 # Docker engine answers.
@@ -58,17 +59,11 @@ trap cleanup EXIT
 echo "docker-test: starting the local stack ($project): brokers on 127.0.0.1:$RAFTQ_BROKERD1_PORT,$RAFTQ_BROKERD2_PORT,$RAFTQ_BROKERD3_PORT, svcd on 127.0.0.1:$RAFTQ_SVCD_PORT"
 "${dc[@]}" up -d --no-build
 
-# Once cmd/workerd can record outcomes in svcd, the svcd check is required.
-expect_svcd=()
-if bin/docker/bin/workerd --help 2>&1 | grep -Eq -- '-(results|svcd)'; then
-  expect_svcd=(--expect-svcd)
-fi
-
 bin/dockertest \
   --brokers "brokerd1=127.0.0.1:$RAFTQ_BROKERD1_PORT,brokerd2=127.0.0.1:$RAFTQ_BROKERD2_PORT,brokerd3=127.0.0.1:$RAFTQ_BROKERD3_PORT" \
   --svcd "127.0.0.1:$RAFTQ_SVCD_PORT" \
   --kill-cmd "${dc[*]} kill -s SIGKILL" \
-  --jobs "${RAFTQ_DT_JOBS:-1000}" \
-  "${expect_svcd[@]}"
+  --restart-cmd "${dc[*]} start" \
+  --jobs "${RAFTQ_DT_JOBS:-1000}"
 "${dc[@]}" ps
 status=0

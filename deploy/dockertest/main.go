@@ -47,11 +47,11 @@ type config struct {
 	jobType     string
 	payload     string
 	lease       time.Duration
-	expectSvcd  bool
 	readyWait   time.Duration
 	completeBy  time.Duration
 	killAfterOK int
 	pace        time.Duration
+	restartCmd  string
 }
 
 func main() {
@@ -71,6 +71,7 @@ func parseFlags() (*config, error) {
 	flag.StringVar(&c.grpcPort, "grpc-port", "7101", "brokers' gRPC port inside the compose network")
 	flag.StringVar(&c.svcd, "svcd", "", "svcd's gRPC address on the host")
 	flag.StringVar(&c.killCmd, "kill-cmd", "", "command that kills a broker's container; the node id is appended")
+	flag.StringVar(&c.restartCmd, "restart-cmd", "", "command that starts a killed broker's container again (node id appended); empty: leave it down")
 	flag.StringVar(&c.queue, "queue", "default", "queue the workers serve")
 	flag.IntVar(&c.jobs, "jobs", 1000, "jobs to enqueue")
 	flag.IntVar(&c.batch, "batch", 20, "jobs per Enqueue call")
@@ -78,7 +79,6 @@ func parseFlags() (*config, error) {
 	flag.StringVar(&c.jobType, "type", "sleep", "job type (a workerd built-in)")
 	flag.StringVar(&c.payload, "payload", "20ms", "job payload")
 	flag.DurationVar(&c.lease, "lease", 5*time.Second, "jobs' lease duration (short: a lease lost with the leader expires soon)")
-	flag.BoolVar(&c.expectSvcd, "expect-svcd", false, "require every job's result in svcd (workerd records outcomes there)")
 	flag.DurationVar(&c.readyWait, "ready-wait", 3*time.Minute, "give up if the stack is not ready within this")
 	flag.DurationVar(&c.completeBy, "complete-wait", 5*time.Minute, "give up if the jobs have not completed within this")
 	flag.DurationVar(&c.pace, "pace", 100*time.Millisecond, "gap between the batches enqueued while the leader is killed")
@@ -438,19 +438,61 @@ func run() error {
 			rerun++
 		}
 	}
-	logf("brokers: %d jobs, each SUCCEEDED exactly once (acked once; %d needed more than one lease)", c.jobs, rerun)
+	logf("brokers: exactly %d jobs (none created twice), each SUCCEEDED (%d needed more than one lease)", c.jobs, rerun)
 
-	if !c.expectSvcd {
-		// TODO(lead): drop this branch once cmd/workerd records outcomes in
-		// svcd; scripts/docker-test.sh then passes --expect-svcd.
-		logf("svcd check SKIPPED: workerd has no results flag yet, so nothing records outcomes in svcd (TODO)")
-	} else if err := checkSvcd(ctx, c, seen); err != nil {
+	if err := checkSvcd(ctx, c, seen); err != nil {
 		return err
+	}
+	if c.restartCmd != "" {
+		if err := restartAndConverge(ctx, c, cl, victim); err != nil {
+			return err
+		}
 	}
 	_, view = leader(ctx, c, cl)
 	logf("final cluster view: %s", view)
 	logf("PASS: %d jobs enqueued from the host, leader %s killed mid-run, every job completed exactly once", c.jobs, victim)
 	return nil
+}
+
+// restartAndConverge starts the killed broker again from its volume and
+// waits until all brokers answer, one leads, and every FSM state hash is
+// the same (the restarted node caught up with what it missed).
+func restartAndConverge(ctx context.Context, c *config, cl *client.Client, victim string) error {
+	args := append(strings.Fields(c.restartCmd), victim)
+	logf("restarting %s: %s", victim, strings.Join(args, " "))
+	if out, err := exec.Command(args[0], args[1:]...).CombinedOutput(); err != nil {
+		return fmt.Errorf("restart %s: %v: %s", victim, err, out)
+	}
+	deadline := time.Now().Add(c.readyWait)
+	var last string
+	for time.Now().Before(deadline) {
+		hashes := map[string]bool{}
+		leaders, up := 0, 0
+		var view []string
+		for id, addr := range c.brokers {
+			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			st, err := cl.Status(cctx, addr)
+			cancel()
+			if err != nil {
+				view = append(view, id+"=down")
+				continue
+			}
+			up++
+			if st.GetState() == "Leader" {
+				leaders++
+			}
+			hashes[st.GetStateHash()] = true
+			view = append(view, fmt.Sprintf("%s=%s@%d", id, st.GetState(), st.GetAppliedIndex()))
+		}
+		sort.Strings(view)
+		last = strings.Join(view, " ")
+		if up == len(c.brokers) && leaders == 1 && len(hashes) == 1 {
+			logf("%s rejoined from its volume; all %d brokers hold the same state: %s", victim, up, last)
+			return nil
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+	return fmt.Errorf("%s restarted but the brokers did not converge within %s: %s", victim, c.readyWait, last)
 }
 
 func fmtStats(q *raftqv1.QueueStats) string {
