@@ -42,7 +42,8 @@ stop_etcd() {
 }
 
 # start_cluster DIR GRPC_BASE RAFT_BASE: nodes n1..n3 listen on
-# GRPC_BASE+i and RAFT_BASE+i. A DIR that already holds data restarts from
+# GRPC_BASE+i (gRPC), GRPC_BASE+10+i (admin HTTP and dashboard) and
+# RAFT_BASE+i; with RAFTQ_SVCD set they show job histories from that svcd. A DIR that already holds data restarts from
 # disk (brokerd ignores --bootstrap-expect then).
 start_cluster() {
   local dir=$1 gbase=$2 rbase=$3 i peers=""
@@ -57,6 +58,7 @@ start_cluster() {
   for i in 1 2 3; do
     ./bin/brokerd --id "n$i" --data-dir "$dir/n$i" \
       --grpc-addr "127.0.0.1:$((gbase + i))" --raft-addr "127.0.0.1:$((rbase + i))" \
+      --admin-addr "127.0.0.1:$((gbase + 10 + i))" ${RAFTQ_SVCD:+--svcd-addr "$RAFTQ_SVCD"} \
       --bootstrap-expect 3 "${boot[@]}" --log-level "${RAFTQ_LOG_LEVEL:-warn}" \
       >>"$dir/n$i.log" 2>&1 &
     PIDS+=($!)
@@ -73,6 +75,18 @@ start_cluster() {
   done
   echo "cluster did not elect a leader; logs in $dir/n*.log" >&2
   return 1
+}
+
+# start_services DIR: svcd on SQLite (gRPC 127.0.0.1:7400, HTTP 7401) and one
+# workerd on queue "work" that stores every outcome in svcd.
+start_services() {
+  local dir=$1
+  ./bin/svcd --data-dir "$dir/svcd" --listen-grpc 127.0.0.1:7400 --listen-http 127.0.0.1:7401 \
+    --log-level warn >>"$dir/svcd.log" 2>&1 &
+  PIDS+=($!)
+  ./bin/workerd --brokers "$RAFTQ_BROKERS" --queues work:8 --svcd 127.0.0.1:7400 \
+    --log-level warn >>"$dir/workerd.log" 2>&1 &
+  PIDS+=($!)
 }
 
 stop_cluster() {

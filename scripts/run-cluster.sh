@@ -10,17 +10,24 @@ cd "$(dirname "$0")/.."
 dir=${RAFTQ_RUN_DIR:-tmp/run}
 trap 'echo; echo "stopping..."; stop_cluster; stop_etcd; exit 0' INT TERM
 start_etcd "$dir" 7379 7380
+export RAFTQ_SVCD=127.0.0.1:7400
 start_cluster "$dir" 7100 7200
+start_services "$dir"
 cat <<TXT
 raftq is running: 3 brokerd nodes on loopback (data in $dir, logs in $dir/n*.log)
   n1  gRPC 127.0.0.1:7101  raft 127.0.0.1:7201
   n2  gRPC 127.0.0.1:7102  raft 127.0.0.1:7202
   n3  gRPC 127.0.0.1:7103  raft 127.0.0.1:7203
-  etcd $RAFTQ_ETCD_ENDPOINTS (registry, leader hint, live config)
+  etcd    $RAFTQ_ETCD_ENDPOINTS (registry, leader hint, live config)
+  svcd    gRPC 127.0.0.1:7400, HTTP 127.0.0.1:7401 (results, SQLite in $dir/svcd)
+  workerd queue "work" (echo, sleep, sha256, flaky, fail), results stored in svcd
+  dashboard http://127.0.0.1:7111/ui/ (admin API on 7111-7113)
 
 Try, in another shell (brokerctl finds the leader by itself):
   ./bin/brokerctl enqueue --queue default --type echo --payload hello
-  ./bin/brokerctl fetch --queue default --ack
+  ./bin/brokerctl fetch --queue default --ack          # lease it yourself, print it, ack it
+  ./bin/brokerctl enqueue --queue work --type sha256 --payload hello   # workerd runs this one
+  curl -s 127.0.0.1:7401/v1/results/JOB_ID             # its result in svcd
   ./bin/brokerctl stats
   ./bin/brokerctl status
   ./bin/brokerctl config set queue default --max-in-flight 4 --rate 50 --etcd $RAFTQ_ETCD_ENDPOINTS
