@@ -174,7 +174,9 @@ type Client struct {
 // retryConfig retries calls that failed with UNAVAILABLE (svcd restarting,
 // its database briefly unreachable). Safe for StoreResult too: a replay of a
 // write that did land is answered as a duplicate.
-const retryConfig = `{
+const retryConfig = `{` + retryMethodConfig + `}`
+
+const retryMethodConfig = `
   "methodConfig": [{
     "name": [{"service": "raftq.v1.Results"}],
     "retryPolicy": {
@@ -185,7 +187,12 @@ const retryConfig = `{
       "retryableStatusCodes": ["UNAVAILABLE"]
     }
   }]
-}`
+`
+
+// roundRobinConfig is retryConfig plus round-robin balancing over every
+// address a target resolves to (DialTarget).
+const roundRobinConfig = `{
+  "loadBalancingConfig": [{"round_robin": {}}],` + retryMethodConfig + `}`
 
 // Dial makes a client for the svcd at addr (host:port). It connects lazily;
 // extra gRPC options (credentials, interceptors) follow the defaults, which
@@ -200,6 +207,27 @@ func Dial(addr string, opts ...grpc.DialOption) (*Client, error) {
 	conn, err := grpc.NewClient(addr, append(base, opts...)...)
 	if err != nil {
 		return nil, fmt.Errorf("results: dial %s: %w", addr, err)
+	}
+	return &Client{conn: conn, rpc: raftqv1.NewResultsClient(conn)}, nil
+}
+
+// DialTarget makes a client for a gRPC target that resolves to several svcd
+// instances, such as etcdresolver.SvcdTarget(prefix) with
+// etcdresolver.SvcdDialOptions(cli)..., and spreads calls round-robin over
+// them. It exists because a service config passed in opts (as
+// SvcdDialOptions does, for round_robin) would replace Dial's, losing its
+// retries: here the balancing and the retries are one config, applied after
+// opts. Otherwise it is Dial: lazy, plaintext unless opts say otherwise, the
+// same message limits.
+func DialTarget(target string, opts ...grpc.DialOption) (*Client, error) {
+	base := []grpc.DialOption{
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)),
+	}
+	all := append(append(base, opts...), grpc.WithDefaultServiceConfig(roundRobinConfig))
+	conn, err := grpc.NewClient(target, all...)
+	if err != nil {
+		return nil, fmt.Errorf("results: dial %s: %w", target, err)
 	}
 	return &Client{conn: conn, rpc: raftqv1.NewResultsClient(conn)}, nil
 }

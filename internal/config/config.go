@@ -92,7 +92,13 @@ type Error struct {
 	Flag   string
 	Env    string
 	Reason string
+	// Cause is the underlying error, when there is one (pflag.ErrHelp for
+	// --help, so callers can tell a help request from a bad setting).
+	Cause error
 }
+
+// Unwrap returns the cause.
+func (e *Error) Unwrap() error { return e.Cause }
 
 func (e *Error) Error() string {
 	where := []string{}
@@ -206,7 +212,7 @@ type Values struct {
 // silently ignored).
 func (l *Loader) Load(args []string) (*Values, error) {
 	if err := l.fs.Parse(args); err != nil {
-		return nil, &Error{Key: "flags", Reason: err.Error()}
+		return nil, &Error{Key: "flags", Reason: err.Error(), Cause: err}
 	}
 	return l.load()
 }

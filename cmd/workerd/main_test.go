@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/raftq/raftq/brokerd"
+	"github.com/raftq/raftq/discovery"
+	"github.com/raftq/raftq/internal/etcdtest"
+	"github.com/raftq/raftq/internal/testcluster"
+	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
+	"github.com/raftq/raftq/results"
+	"github.com/raftq/raftq/svcd/server"
+)
+
+// When set, the test binary runs workerd's main instead of the tests: the
+// cheapest way to get a real workerd process without building another
+// binary.
+const childEnv = "WORKERD_TEST_RUN_MAIN"
+
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "1" {
+		os.Args = append([]string{"workerd"}, strings.Fields(os.Getenv("WORKERD_TEST_ARGS"))...)
+		main()
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// syncBuffer is a bytes.Buffer safe to read while the child writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// child starts workerd with args as a process whose environment has no
+// RAFTQ_* variable of the developer's: it sees exactly args.
+func child(t *testing.T, args ...string) (*exec.Cmd, *syncBuffer) {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	for _, kv := range os.Environ() {
+		if !strings.HasPrefix(kv, "RAFTQ_") {
+			cmd.Env = append(cmd.Env, kv)
+		}
+	}
+	cmd.Env = append(cmd.Env, childEnv+"=1", "WORKERD_TEST_ARGS="+strings.Join(args, " "))
+	stderr := &syncBuffer{}
+	cmd.Stderr = stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if cmd.ProcessState == nil {
+			_ = cmd.Process.Kill()
+			_ = cmd.Wait()
+		}
+	})
+	return cmd, stderr
+}
+
+// A real process refuses an invalid configuration with status 2 and one
+// line per bad key, before starting anything.
+func TestInvalidConfigExitStatus(t *testing.T) {
+	cmd, stderr := child(t, "--queues", "default:0", "--log-level", "loud")
+	err := cmd.Wait()
+	if cmd.ProcessState.ExitCode() != 2 {
+		t.Fatalf("exit %v, want status 2; stderr:\n%s", err, stderr.String())
+	}
+	for _, want := range []string{
+		"workerd: invalid configuration:\n",
+		"\n  queues (flag --queues, env RAFTQ_QUEUES): queue \"default:0\": concurrency must be a positive integer (set by flag)\n",
+		"\n  log.level (flag --log-level, env RAFTQ_LOG_LEVEL): \"loud\": want debug, info, warn or error (set by flag)\n",
+	} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("stderr lacks %q:\n%s", want, stderr.String())
+		}
+	}
+	if strings.Contains(stderr.String(), "{") {
+		t.Errorf("workerd logged (started something) before refusing its configuration:\n%s", stderr.String())
+	}
+}
+
+// workerd given nothing but --etcd finds the brokers (registered in etcd by
+// brokerd) and svcd (registered by svcd) through etcd, runs the jobs
+// enqueued on the default queue, stores each outcome in svcd, and exits
+// cleanly on SIGTERM.
+func TestOnlyEtcd(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	etcd := etcdtest.New(t)
+	cli := etcd.Client()
+	// The default prefix: workerd gets no --etcd-prefix.
+	prefix := discovery.DefaultPrefix
+
+	c := testcluster.New(t, 3, func(cfg *brokerd.Config) {
+		cfg.Etcd = brokerd.EtcdConfig{Endpoints: etcd.Endpoints(), Prefix: prefix}
+	})
+
+	srv, err := server.New(ctx, server.Config{ListenGRPC: "127.0.0.1:0", ListenHTTP: "127.0.0.1:0",
+		DB: "sqlite", DataDir: t.TempDir(), ReadyInterval: 50 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	defer func() {
+		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer scancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	reg, err := discovery.Register(cli, prefix, discovery.ServiceSvcd, discovery.Instance{ID: "s1", Addr: srv.GRPCAddr()},
+		discovery.RegisterOptions{Logger: testcluster.Logger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer reg.Close(context.Background())
+
+	cl := c.Client()
+	const n = 20
+	want := map[string]string{}
+	var specs []*raftqv1.JobSpec
+	for i := 0; i < n; i++ {
+		specs = append(specs, &raftqv1.JobSpec{Queue: "default", Type: "echo", Payload: []byte(fmt.Sprintf("job-%d", i))})
+	}
+	res, err := cl.Enqueue(ctx, specs...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, r := range res {
+		want[r.JobId] = string(specs[i].Payload)
+	}
+
+	cmd, stderr := child(t, "--etcd", etcd.Endpoint())
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	for {
+		qs, err := cl.QueueStats(ctx, "default")
+		if err != nil {
+			t.Fatalf("queue stats: %v; workerd log:\n%s", err, stderr.String())
+		}
+		if len(qs) == 1 && qs[0].Succeeded == n {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("workerd exited: %v; log:\n%s", err, stderr.String())
+		case <-ctx.Done():
+			t.Fatalf("jobs not all done (%v); workerd log:\n%s", qs, stderr.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+
+	// Every outcome is in the svcd workerd found through etcd.
+	rc, err := results.Dial(srv.GRPCAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rc.Close()
+	for id, payload := range want {
+		r, err := rc.GetResult(ctx, id)
+		if err != nil || r.Status != results.StatusSucceeded || string(r.Output) != payload {
+			t.Errorf("result of %s: %+v %v, want succeeded with output %q", id, r, err, payload)
+		}
+	}
+
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v; log:\n%s", err, stderr.String())
+		}
+	case <-ctx.Done():
+		t.Fatalf("workerd did not exit after SIGTERM; log:\n%s", stderr.String())
+	}
+	for _, want := range []string{`"msg":"discovery through etcd"`, `"brokers":["etcd:///raftq/brokers"]`} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("log lacks %s:\n%s", want, stderr.String())
+		}
+	}
+}
