@@ -49,6 +49,21 @@ bench: build
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || (gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'); exit 1)
 	$(GO) vet ./...
+	./scripts/vulncheck.sh
+
+# certs writes a development CA, node/svcd/client certificates and bearer
+# tokens into $(CERTS_DIR) (cmd/raftq-certs); RAFTQ_TLS=1 make run uses them.
+CERTS_DIR ?= tmp/certs
+.PHONY: certs fuzz-short vulncheck
+certs:
+	$(GO) run ./cmd/raftq-certs --dir $(CERTS_DIR)
+
+# fuzz-short runs every fuzz target for FUZZTIME (default 20s) each.
+fuzz-short:
+	./scripts/fuzz-short.sh
+
+vulncheck:
+	./scripts/vulncheck.sh
 
 fmt:
 	gofmt -w $$(git ls-files '*.go' | grep -v '\.pb\.go$$')
@@ -72,27 +87,30 @@ docker-test:
 # jepsen: the fault-injection harness (jepsen/, cmd/jepsen; see
 # jepsen/DESIGN.md). Needs root; scripts/jepsen-deps.sh installs iproute2
 # and iptables when missing. brokerd is built with -tags jepsen (clock
-# offsets, crash points); jepsen-bug adds the seeded bug (jepsenbug tag) and
-# passes only if the fencing checker catches it.
+# offsets, crash points); jepsen-bug adds the seeded bugs (jepsenbug tag) and
+# passes only if the fencing checker catches the stale-ack bug and the queue
+# checker the early-enqueue-ack bug.
 JEPSEN_FLAGS ?=
 .PHONY: jepsen-build jepsen jepsen-short jepsen-bug
 jepsen-build:
 	$(GO) build -tags jepsen -o $(BIN)/jepsen/brokerd ./cmd/brokerd
 	$(GO) build -o $(BIN)/jepsen/svcd ./cmd/svcd
+	$(GO) build -o $(BIN)/jepsen/workerd ./cmd/workerd
 	$(GO) build -o $(BIN)/jepsen/jepsen ./cmd/jepsen
 
 jepsen: jepsen-build
 	./scripts/jepsen-deps.sh
-	./$(BIN)/jepsen/jepsen run --nodes 3 --schedule random --time-limit 6m $(JEPSEN_FLAGS)
-	./$(BIN)/jepsen/jepsen run --nodes 5 --schedule random --time-limit 6m $(JEPSEN_FLAGS)
+	./$(BIN)/jepsen/jepsen run --nodes 3 --schedule random --time-limit 6m --workerd 2 $(JEPSEN_FLAGS)
+	./$(BIN)/jepsen/jepsen run --nodes 5 --schedule random --time-limit 6m --workerd 2 $(JEPSEN_FLAGS)
 
 jepsen-short: jepsen-build
 	./scripts/jepsen-deps.sh
-	./$(BIN)/jepsen/jepsen run --nodes 3 --schedule short --quiet 5s --fault 6s --rest 3s --drain 90s $(JEPSEN_FLAGS)
+	./$(BIN)/jepsen/jepsen run --nodes 3 --schedule short --quiet 5s --fault 6s --rest 3s --drain 90s --workerd 2 $(JEPSEN_FLAGS)
 
 jepsen-bug:
 	$(GO) build -tags jepsen,jepsenbug -o $(BIN)/jepsen-bug/brokerd ./cmd/brokerd
 	$(GO) build -o $(BIN)/jepsen-bug/svcd ./cmd/svcd
 	$(GO) build -o $(BIN)/jepsen/jepsen ./cmd/jepsen
 	./scripts/jepsen-deps.sh
-	./$(BIN)/jepsen/jepsen run --bin $(BIN)/jepsen-bug --nodes 3 --nemesis none --quiet 0s --time-limit 25s --zombie 0.05 --work 300ms --drain 30s --expect-invalid fencing $(JEPSEN_FLAGS)
+	./$(BIN)/jepsen/jepsen run --bin $(BIN)/jepsen-bug --bug stale-ack --nodes 3 --nemesis none --quiet 0s --time-limit 25s --zombie 0.05 --work 300ms --drain 30s --expect-invalid fencing $(JEPSEN_FLAGS)
+	./$(BIN)/jepsen/jepsen run --bin $(BIN)/jepsen-bug --bug early-enqueue-ack --nodes 3 --nemesis kill/leader --quiet 3s --fault 3s --rest 3s --time-limit 20s --drain 30s --expect-invalid queue $(JEPSEN_FLAGS)

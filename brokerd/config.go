@@ -6,6 +6,9 @@ import (
 	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/raftq/raftq/internal/auth"
+	"github.com/raftq/raftq/internal/tlsutil"
 )
 
 // Peer is one member of a statically bootstrapped cluster.
@@ -60,6 +63,34 @@ type Limits struct {
 	MaxIdempotencyKey int
 	MaxDedupWindow    time.Duration
 	MaxDelay          time.Duration
+
+	// MaxWaitersPerConn caps the Fetch long polls one client connection
+	// may have parked (forwarded calls from other nodes are exempt: a
+	// follower forwards all its clients over one connection).
+	MaxWaitersPerConn int
+	// MaxRequestTime caps how long a unary call may run (a Fetch may wait
+	// MaxFetchWait on top): no request holds the server forever.
+	MaxRequestTime time.Duration
+	// MaxRestoreBytes caps a backup uploaded through Cluster.Restore (it
+	// is spooled to the data dir first).
+	MaxRestoreBytes int64
+	// MaxConcurrentStreams caps the calls in flight on one connection (0:
+	// unbounded); see limits.GRPC.
+	MaxConcurrentStreams uint32
+}
+
+// TLSConfig secures a node's network traffic. With Files set, Raft runs
+// over mutual TLS (internal/raftlayer: only peers with a certificate from
+// the CA can send or receive Raft traffic), the gRPC API and the admin
+// HTTP API serve TLS, and calls to other nodes (forwarding, joining) and
+// the admin API's calls to the node present the node's certificate. The
+// files are re-read when they change: rotation needs no restart.
+type TLSConfig struct {
+	tlsutil.Files
+	// RequireClientCert makes the gRPC and admin APIs accept only clients
+	// with a certificate from the CA; otherwise one is optional there
+	// (verified when given). Raft always requires one.
+	RequireClientCert bool
 }
 
 // Config is one brokerd node's configuration.
@@ -103,6 +134,16 @@ type Config struct {
 	// LogLevel, when set, is the level the node's Logger filters on; live
 	// config's log_level changes it at run time.
 	LogLevel *slog.LevelVar
+
+	// TLS, when its files are set, encrypts and authenticates Raft, gRPC
+	// and admin HTTP traffic (off by default).
+	TLS TLSConfig
+	// Auth, when enabled (a tokens file or a JWT key), requires every
+	// caller to present a bearer token whose roles and queues allow the
+	// call (internal/auth); nodes identify to each other by certificate
+	// (Auth.NodeNames), so auth needs TLS. Off by default. Its JobQueue
+	// and Logger are set by the node.
+	Auth auth.Config
 
 	Defaults Defaults
 	Limits   Limits
@@ -148,6 +189,9 @@ func DefaultConfig() Config {
 			MaxIdempotencyKey: 256,
 			MaxDedupWindow:    7 * 24 * time.Hour,
 			MaxDelay:          365 * 24 * time.Hour,
+			MaxWaitersPerConn: 1024,
+			MaxRequestTime:    time.Minute,
+			MaxRestoreBytes:   4 << 30,
 		},
 		Retention: 24 * time.Hour,
 	}
@@ -195,6 +239,27 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.MaxPayloadBytes <= 0 || c.Limits.MaxBatchJobs <= 0 || c.Limits.MaxFetchJobs <= 0 {
 		errs = append(errs, errors.New("limits: payload, batch and fetch limits must be positive"))
+	}
+	if c.Limits.MaxWaitersPerConn < 0 || c.Limits.MaxRequestTime < 0 || c.Limits.MaxRestoreBytes < 0 {
+		errs = append(errs, errors.New("limits: waiters per connection, request time and restore size must not be negative"))
+	}
+	if c.TLS.Enabled() {
+		if err := c.TLS.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("tls: %w", err))
+		} else if c.TLS.Cert == "" {
+			errs = append(errs, errors.New("tls: a node needs its own certificate and key"))
+		}
+	}
+	if c.Auth.Enabled() {
+		if err := c.Auth.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("auth: %w", err))
+		}
+		if !c.TLS.Enabled() {
+			errs = append(errs, errors.New("auth: needs TLS (tokens must not cross the network in clear, and nodes identify each other by certificate)"))
+		}
+		if len(c.Auth.NodeNames) == 0 {
+			errs = append(errs, errors.New("auth: node names are required (the certificate common names of the cluster's nodes, e.g. node.*)"))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -2,6 +2,7 @@ package brokerd
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,6 +49,11 @@ type EtcdConfig struct {
 	// Client, when set, is used instead of dialing Endpoints (tests share
 	// one); the node does not close it.
 	Client *clientv3.Client
+	// TLS, when set, is used for the connections to etcd (https
+	// endpoints): the etcd servers are verified against its RootCAs and
+	// its client certificate is presented (tlsutil.Source.ClientTLSConfig
+	// re-reads it when it rotates).
+	TLS *tls.Config
 }
 
 func (e EtcdConfig) enabled() bool { return len(e.Endpoints) > 0 || e.Client != nil }
@@ -127,6 +133,7 @@ func (n *Node) openEtcd() error {
 			DialKeepAliveTimeout: 5 * time.Second,
 			Username:             ec.Username,
 			Password:             ec.Password,
+			TLS:                  ec.TLS,
 			Logger:               zap.NewNop(),
 		})
 		if err != nil {

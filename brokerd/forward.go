@@ -5,10 +5,10 @@ import (
 	"sync"
 
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/raftq/raftq/internal/apierr"
+	"github.com/raftq/raftq/internal/auth"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
 
@@ -38,8 +38,10 @@ func (f *forwarder) conn(addr string) (*grpc.ClientConn, error) {
 	if c, ok := f.conns[addr]; ok {
 		return c, nil
 	}
+	// TLS with this node's certificate when TLS is on: the leader knows
+	// the call comes from a node (and whose caller it carries).
 	c, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(f.n.peerCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
 	if err != nil {
 		return nil, err
@@ -81,6 +83,9 @@ func forward[T any](ctx context.Context, n *Node, call func(context.Context, *gr
 	}
 	// Tell the client who leads, so its next call skips this hop.
 	_ = grpc.SetHeader(ctx, metadata.Pairs(LeaderHeader, addr))
+	// The leader authorizes the original caller, not this node: pass its
+	// token on.
+	ctx = auth.ForwardContext(ctx)
 	ctx = metadata.AppendToOutgoingContext(ctx, forwardedKey, n.cfg.NodeID)
 	return call(ctx, c)
 }

@@ -31,8 +31,12 @@ import (
 	"github.com/raftq/raftq/fsm"
 	"github.com/raftq/raftq/fsm/fsmpb"
 	"github.com/raftq/raftq/internal/apierr"
+	"github.com/raftq/raftq/internal/auth"
 	"github.com/raftq/raftq/internal/dispatch"
+	"github.com/raftq/raftq/internal/limits"
 	"github.com/raftq/raftq/internal/proposer"
+	"github.com/raftq/raftq/internal/raftlayer"
+	"github.com/raftq/raftq/internal/tlsutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
 
@@ -64,6 +68,11 @@ type Node struct {
 	metrics *nodeMetrics  // Prometheus registry and instruments (metrics.go)
 	admin   *admin.Server // admin HTTP API and dashboard; nil without AdminAddr (ops.go)
 	etcd    *etcdState    // registration, leader hint, live config, bootstrap; nil without Etcd (etcd.go)
+
+	tls     *tlsutil.Source  // TLS material, re-read on change; nil without TLS (security.go)
+	auth    *auth.Authorizer // tokens, roles, rate limits, audit; nil without auth (security.go)
+	layer   *raftlayer.Layer // Raft's mutual-TLS stream layer; nil without TLS
+	waiters *limits.PerConn  // parked Fetches per client connection
 
 	notifyCh chan bool
 	closing  chan struct{}
@@ -106,6 +115,11 @@ func Open(cfg Config) (*Node, error) {
 	// Metrics first: the Raft metrics bridge must be installed before Raft
 	// starts, and serve() instruments the gRPC server.
 	n.metrics = newNodeMetrics(n)
+	// TLS material and the authorizer before anything listens: Raft's
+	// transport and the gRPC server are built with them (security.go).
+	if err := n.openSecurity(); err != nil {
+		return nil, err
+	}
 	// etcd before Raft: live config must be in place before this node can
 	// lead (the dispatcher reads its limits). It never waits for etcd.
 	if err := n.openEtcd(); err != nil {
@@ -186,9 +200,21 @@ func (n *Node) openRaft() error {
 			return fmt.Errorf("raft advertise %q: %w", cfg.RaftAdvertise, err)
 		}
 	}
-	trans, err := raft.NewTCPTransportWithLogger(cfg.RaftAddr, adv, 3, 10*time.Second, hlog)
-	if err != nil {
-		return fmt.Errorf("raft transport on %s: %w", cfg.RaftAddr, err)
+	var trans *raft.NetworkTransport
+	if n.tls != nil {
+		// Mutual TLS: only peers with a certificate from the cluster's
+		// CA can send or receive Raft traffic.
+		layer, err := raftlayer.Listen(cfg.RaftAddr, cfg.RaftAdvertise, n.tls, n.log)
+		if err != nil {
+			return fmt.Errorf("raft transport on %s: %w", cfg.RaftAddr, err)
+		}
+		n.layer = layer
+		trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: layer, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog})
+	} else {
+		trans, err = raft.NewTCPTransportWithLogger(cfg.RaftAddr, adv, 3, 10*time.Second, hlog)
+		if err != nil {
+			return fmt.Errorf("raft transport on %s: %w", cfg.RaftAddr, err)
+		}
 	}
 	n.trans = trans
 
@@ -259,15 +285,19 @@ func (n *Node) serve() error {
 		n.cfg.GRPCAdvertise = lis.Addr().String()
 	}
 	n.fwd = newForwarder(n)
-	maxMsg := n.cfg.Limits.MaxBatchBytes + (1 << 20)
-	n.grpc = grpc.NewServer(
-		grpc.MaxRecvMsgSize(maxMsg),
-		grpc.MaxSendMsgSize(64<<20),
+	// Interceptors run in order: metrics (they count refusals too), auth
+	// (security.go; its tap has already authenticated and rate limited
+	// the caller before the request was read), then the deadline cap.
+	opts := []grpc.ServerOption{
 		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{MinTime: 5 * time.Second, PermitWithoutStream: true}),
 		grpc.KeepaliveParams(keepalive.ServerParameters{Time: 30 * time.Second, Timeout: 10 * time.Second}),
 		grpc.ChainUnaryInterceptor(n.metrics.grpc.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(n.metrics.grpc.StreamServerInterceptor()),
-	)
+	}
+	opts = append(opts, n.grpcLimits()...)
+	opts = append(opts, n.grpcSecurity()...)
+	opts = append(opts, grpc.ChainUnaryInterceptor(limits.Deadline(n.requestDeadline)))
+	n.grpc = grpc.NewServer(opts...)
 	n.health = health.NewServer()
 	n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	n.health.SetServingStatus(BrokerHealthService, healthpb.HealthCheckResponse_SERVING)

@@ -19,6 +19,7 @@ import (
 	"github.com/raftq/raftq/fsm"
 	"github.com/raftq/raftq/fsm/fsmpb"
 	"github.com/raftq/raftq/internal/apierr"
+	"github.com/raftq/raftq/internal/auth"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
 
@@ -32,11 +33,14 @@ func (n *Node) startAdmin() error {
 		return nil
 	}
 	s, err := admin.New(admin.Config{
-		Addr:     n.cfg.AdminAddr,
-		Node:     n,
-		Metrics:  n.metrics.reg,
-		SvcdAddr: n.cfg.SvcdAddr,
-		Logger:   n.log,
+		Addr:        n.cfg.AdminAddr,
+		Node:        n,
+		Metrics:     n.metrics.reg,
+		SvcdAddr:    n.cfg.SvcdAddr,
+		Logger:      n.log,
+		TLS:         n.serverTLS("http/1.1"),
+		Credentials: n.peerCredentials(),
+		Auth:        n.auth,
 	})
 	if err != nil {
 		return err
@@ -171,19 +175,8 @@ func (s *adminService) PurgeDead(ctx context.Context, req *raftqv1.PurgeDeadRequ
 			return raftqv1.NewAdminClient(c).PurgeDead(ctx, req)
 		})
 	}
-	if err := checkName("queue", req.Queue); err != nil {
+	if err := validatePurgeDead(req); err != nil {
 		return nil, apierr.FromError(err)
-	}
-	if len(req.JobIds) > 100000 {
-		return nil, apierr.FromError(fmt.Errorf("%w: at most 100000 job ids", apierr.ErrInvalid))
-	}
-	for _, id := range req.JobIds {
-		if err := checkJobID(id); err != nil {
-			return nil, apierr.FromError(err)
-		}
-	}
-	if req.Limit < 0 || req.Limit > 100000 {
-		return nil, apierr.FromError(fmt.Errorf("%w: limit must be between 0 and 100000", apierr.ErrInvalid))
 	}
 	res, err := n.propose(ctx, &fsmpb.Command{
 		Type: fsmpb.CommandType_COMMAND_TYPE_DELETE_DEAD,
@@ -308,6 +301,7 @@ func (s *clusterService) Restore(stream grpc.ClientStreamingServer[raftqv1.Resto
 	}
 	defer os.Remove(f.Name())
 	defer f.Close()
+	var size int64
 	for {
 		c, err := stream.Recv()
 		if err == io.EOF {
@@ -315,6 +309,11 @@ func (s *clusterService) Restore(stream grpc.ClientStreamingServer[raftqv1.Resto
 		}
 		if err != nil {
 			return err
+		}
+		// A backup larger than the limit would only fill the disk.
+		size += int64(len(c.Data))
+		if limit := n.cfg.Limits.MaxRestoreBytes; limit > 0 && size > limit {
+			return apierr.New(codes.InvalidArgument, raftqv1.ErrorDetail_TOO_LARGE, fmt.Sprintf("backup larger than %d bytes", limit))
 		}
 		if _, err := f.Write(c.Data); err != nil {
 			return apierr.FromError(err)
@@ -338,6 +337,7 @@ func (n *Node) forwardRestore(ctx context.Context, in grpc.ClientStreamingServer
 	if err != nil {
 		return apierr.NotLeader(id, addr)
 	}
+	ctx = auth.ForwardContext(ctx)
 	ctx = metadata.AppendToOutgoingContext(ctx, forwardedKey, n.cfg.NodeID)
 	out, err := raftqv1.NewClusterClient(c).Restore(ctx)
 	if err != nil {

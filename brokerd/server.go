@@ -15,7 +15,6 @@ import (
 	"github.com/raftq/raftq/fsm"
 	"github.com/raftq/raftq/fsm/fsmpb"
 	"github.com/raftq/raftq/internal/apierr"
-	"github.com/raftq/raftq/internal/dispatch"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
 
@@ -59,6 +58,9 @@ func (s *brokerService) Enqueue(ctx context.Context, req *raftqv1.EnqueueRequest
 	if err != nil {
 		return nil, apierr.FromError(err)
 	}
+	if out, ok := n.bugEarlyEnqueue(jobs); ok { // seeded bug only with the jepsenbug tag
+		return out, nil
+	}
 	res, err := n.propose(ctx, &fsmpb.Command{
 		Type: fsmpb.CommandType_COMMAND_TYPE_ENQUEUE,
 		Body: &fsmpb.Command_Enqueue{Enqueue: &fsmpb.Enqueue{Jobs: jobs}},
@@ -82,14 +84,26 @@ func (s *brokerService) Enqueue(ctx context.Context, req *raftqv1.EnqueueRequest
 func (s *brokerService) Fetch(ctx context.Context, req *raftqv1.FetchRequest) (*raftqv1.FetchResponse, error) {
 	n := s.n
 	if !n.isLeader() {
+		// A follower parks the forwarded call too: it counts against the
+		// caller's connection here.
+		release, err := n.acquireWaiter(ctx)
+		if err != nil {
+			return nil, err
+		}
+		defer release()
 		return forward(ctx, n, func(ctx context.Context, c *grpc.ClientConn) (*raftqv1.FetchResponse, error) {
 			return raftqv1.NewBrokerClient(c).Fetch(ctx, req)
 		})
 	}
-	fr, err := n.fetchRequest(req)
+	fr, err := validateFetch(n.cfg.Limits, req)
 	if err != nil {
 		return nil, apierr.FromError(err)
 	}
+	release, err := n.acquireWaiter(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer release()
 	d, err := n.dispatcher(ctx, 5*time.Second)
 	if err != nil {
 		return nil, apierr.FromError(err)
@@ -112,57 +126,6 @@ func (s *brokerService) Fetch(ctx context.Context, req *raftqv1.FetchRequest) (*
 	return out, nil
 }
 
-func (n *Node) fetchRequest(req *raftqv1.FetchRequest) (dispatch.FetchRequest, error) {
-	lim := n.cfg.Limits
-	fr := dispatch.FetchRequest{Max: int(req.MaxJobs), WorkerID: req.WorkerId}
-	if len(req.Queues) == 0 || len(req.Queues) > 64 {
-		return fr, fmt.Errorf("%w: fetch needs 1 to 64 queues", apierr.ErrInvalid)
-	}
-	seen := map[string]bool{}
-	for _, q := range req.Queues {
-		if err := checkName("queue", q); err != nil {
-			return fr, err
-		}
-		if !seen[q] {
-			seen[q] = true
-			fr.Queues = append(fr.Queues, q)
-		}
-	}
-	if fr.Max == 0 {
-		fr.Max = 1
-	}
-	if fr.Max < 0 || fr.Max > lim.MaxFetchJobs {
-		return fr, fmt.Errorf("%w: max_jobs must be between 1 and %d", apierr.ErrInvalid, lim.MaxFetchJobs)
-	}
-	if len(fr.WorkerID) > 256 {
-		return fr, fmt.Errorf("%w: worker_id longer than 256 bytes", apierr.ErrInvalid)
-	}
-	if req.MaxWait != nil {
-		if err := req.MaxWait.CheckValid(); err != nil || req.MaxWait.AsDuration() < 0 || req.MaxWait.AsDuration() > lim.MaxFetchWait {
-			return fr, fmt.Errorf("%w: max_wait must be between 0 and %s", apierr.ErrInvalid, lim.MaxFetchWait)
-		}
-		fr.Wait = req.MaxWait.AsDuration()
-	}
-	if req.LeaseDuration != nil {
-		d := req.LeaseDuration.AsDuration()
-		if req.LeaseDuration.CheckValid() != nil || (d != 0 && (d < lim.MinLeaseDuration || d > lim.MaxLeaseDuration)) {
-			return fr, fmt.Errorf("%w: lease_duration must be between %s and %s", apierr.ErrInvalid, lim.MinLeaseDuration, lim.MaxLeaseDuration)
-		}
-		fr.LeaseDuration = d
-	}
-	return fr, nil
-}
-
-func leaseRef(id string, token uint64) (*fsmpb.LeaseRef, error) {
-	if err := checkJobID(id); err != nil {
-		return nil, err
-	}
-	if token == 0 {
-		return nil, fmt.Errorf("%w: lease_token is required", apierr.ErrInvalid)
-	}
-	return &fsmpb.LeaseRef{JobId: id, Token: token}, nil
-}
-
 func (s *brokerService) ExtendLease(ctx context.Context, req *raftqv1.ExtendLeaseRequest) (*raftqv1.ExtendLeaseResponse, error) {
 	n := s.n
 	if !n.isLeader() {
@@ -170,16 +133,9 @@ func (s *brokerService) ExtendLease(ctx context.Context, req *raftqv1.ExtendLeas
 			return raftqv1.NewBrokerClient(c).ExtendLease(ctx, req)
 		})
 	}
-	ref, err := leaseRef(req.JobId, req.LeaseToken)
+	ref, err := validateExtend(n.cfg.Limits, req)
 	if err != nil {
 		return nil, apierr.FromError(err)
-	}
-	if req.ExtendBy != nil {
-		d := req.ExtendBy.AsDuration()
-		if req.ExtendBy.CheckValid() != nil || (d != 0 && (d < n.cfg.Limits.MinLeaseDuration || d > n.cfg.Limits.MaxLeaseDuration)) {
-			return nil, apierr.FromError(fmt.Errorf("%w: extend_by must be between %s and %s", apierr.ErrInvalid, n.cfg.Limits.MinLeaseDuration, n.cfg.Limits.MaxLeaseDuration))
-		}
-		ref.Duration = int64(d)
 	}
 	res, err := n.propose(ctx, &fsmpb.Command{
 		Type: fsmpb.CommandType_COMMAND_TYPE_EXTEND_LEASE,
@@ -205,7 +161,7 @@ func (s *brokerService) Ack(ctx context.Context, req *raftqv1.AckRequest) (*raft
 			return raftqv1.NewBrokerClient(c).Ack(ctx, req)
 		})
 	}
-	ref, err := leaseRef(req.JobId, req.LeaseToken)
+	ref, err := validateAck(req)
 	if err != nil {
 		return nil, apierr.FromError(err)
 	}
@@ -238,20 +194,9 @@ func (s *brokerService) Nack(ctx context.Context, req *raftqv1.NackRequest) (*ra
 			return raftqv1.NewBrokerClient(c).Nack(ctx, req)
 		})
 	}
-	ref, err := leaseRef(req.JobId, req.LeaseToken)
+	item, err := validateNack(n.cfg.Limits, req)
 	if err != nil {
 		return nil, apierr.FromError(err)
-	}
-	if len(req.Error) > 64<<10 {
-		return nil, apierr.FromError(fmt.Errorf("%w: error text longer than 64 KiB", apierr.ErrTooLarge))
-	}
-	item := &fsmpb.NackItem{JobId: ref.JobId, Token: ref.Token, Error: req.Error, RetryAfter: -1, Permanent: req.Permanent}
-	if req.RetryAfter != nil {
-		d := req.RetryAfter.AsDuration()
-		if req.RetryAfter.CheckValid() != nil || d < 0 || d > n.cfg.Limits.MaxDelay {
-			return nil, apierr.FromError(fmt.Errorf("%w: retry_after must be between 0 and %s", apierr.ErrInvalid, n.cfg.Limits.MaxDelay))
-		}
-		item.RetryAfter = int64(d)
 	}
 	res, err := n.propose(ctx, &fsmpb.Command{
 		Type: fsmpb.CommandType_COMMAND_TYPE_NACK,
@@ -328,10 +273,8 @@ func (s *brokerService) CancelJob(ctx context.Context, req *raftqv1.CancelJobReq
 
 func (s *brokerService) QueueStats(ctx context.Context, req *raftqv1.QueueStatsRequest) (*raftqv1.QueueStatsResponse, error) {
 	n := s.n
-	for _, q := range req.Queues {
-		if err := checkName("queue", q); err != nil {
-			return nil, apierr.FromError(err)
-		}
+	if err := validateQueueStats(req); err != nil {
+		return nil, apierr.FromError(err)
 	}
 	if req.Consistency != raftqv1.Consistency_CONSISTENCY_STALE {
 		if !n.isLeader() {
@@ -369,7 +312,7 @@ type adminService struct {
 }
 
 func (s *adminService) queueCmd(ctx context.Context, queue string, t fsmpb.CommandType) error {
-	if err := checkName("queue", queue); err != nil {
+	if err := validateQueue(queue); err != nil {
 		return apierr.FromError(err)
 	}
 	cmd := &fsmpb.Command{Type: t}
@@ -408,16 +351,8 @@ func (s *adminService) Redrive(ctx context.Context, req *raftqv1.RedriveRequest)
 			return raftqv1.NewAdminClient(c).Redrive(ctx, req)
 		})
 	}
-	if err := checkName("queue", req.Queue); err != nil {
+	if err := validateRedrive(req); err != nil {
 		return nil, apierr.FromError(err)
-	}
-	for _, id := range req.JobIds {
-		if err := checkJobID(id); err != nil {
-			return nil, apierr.FromError(err)
-		}
-	}
-	if req.Limit < 0 || req.Limit > 100000 {
-		return nil, apierr.FromError(fmt.Errorf("%w: limit must be between 0 and 100000", apierr.ErrInvalid))
 	}
 	res, err := n.propose(ctx, &fsmpb.Command{
 		Type: fsmpb.CommandType_COMMAND_TYPE_REDRIVE,
@@ -441,18 +376,9 @@ func (s *adminService) Redrive(ctx context.Context, req *raftqv1.RedriveRequest)
 
 func (s *adminService) ListJobs(ctx context.Context, req *raftqv1.ListJobsRequest) (*raftqv1.ListJobsResponse, error) {
 	n := s.n
-	if err := checkName("queue", req.Queue); err != nil {
+	limit, err := validateListJobs(req)
+	if err != nil {
 		return nil, apierr.FromError(err)
-	}
-	if req.State <= raftqv1.JobState_JOB_STATE_UNSPECIFIED || req.State > raftqv1.JobState_JOB_STATE_CANCELLED {
-		return nil, apierr.FromError(fmt.Errorf("%w: state is required", apierr.ErrInvalid))
-	}
-	limit := int(req.Limit)
-	if limit <= 0 {
-		limit = 100
-	}
-	if limit > 1000 {
-		return nil, apierr.FromError(fmt.Errorf("%w: limit must be at most 1000", apierr.ErrInvalid))
 	}
 	if req.Consistency != raftqv1.Consistency_CONSISTENCY_STALE {
 		if !n.isLeader() {
@@ -482,8 +408,8 @@ type clusterService struct {
 
 func (s *clusterService) Join(ctx context.Context, req *raftqv1.JoinRequest) (*raftqv1.JoinResponse, error) {
 	n := s.n
-	if req.NodeId == "" || req.RaftAddr == "" || req.GrpcAddr == "" {
-		return nil, apierr.New(codes.InvalidArgument, raftqv1.ErrorDetail_INVALID_ARGUMENT, "join needs node_id, raft_addr and grpc_addr")
+	if err := validateJoin(req); err != nil {
+		return nil, apierr.FromError(err)
 	}
 	if !n.leaderReady.Load() {
 		return n.fwd.join(ctx, req)
@@ -496,8 +422,8 @@ func (s *clusterService) Join(ctx context.Context, req *raftqv1.JoinRequest) (*r
 
 func (s *clusterService) Remove(ctx context.Context, req *raftqv1.RemoveRequest) (*raftqv1.RemoveResponse, error) {
 	n := s.n
-	if req.NodeId == "" {
-		return nil, apierr.New(codes.InvalidArgument, raftqv1.ErrorDetail_INVALID_ARGUMENT, "node_id is required")
+	if err := validateNodeID(req.NodeId, true); err != nil {
+		return nil, apierr.FromError(err)
 	}
 	if !n.isLeader() {
 		return forward(ctx, n, func(ctx context.Context, c *grpc.ClientConn) (*raftqv1.RemoveResponse, error) {

@@ -115,6 +115,7 @@ func (n *Node) raftFSM() raft.FSM { return hookFSM{n.fsm} }
 
 type hookFSM struct{ *fsm.FSM }
 
+// Apply crashes before or after applying when armed.
 func (h hookFSM) Apply(l *raft.Log) interface{} {
 	failpoint("before-apply")
 	r := h.FSM.Apply(l)
@@ -122,6 +123,7 @@ func (h hookFSM) Apply(l *raft.Log) interface{} {
 	return r
 }
 
+// ApplyBatch crashes before or after applying when armed.
 func (h hookFSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	failpoint("before-apply")
 	r := h.FSM.ApplyBatch(logs)
@@ -129,6 +131,7 @@ func (h hookFSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	return r
 }
 
+// Snapshot wraps the snapshot so that Persist can crash half way.
 func (h hookFSM) Snapshot() (raft.FSMSnapshot, error) {
 	s, err := h.FSM.Snapshot()
 	if err != nil {
@@ -139,6 +142,7 @@ func (h hookFSM) Snapshot() (raft.FSMSnapshot, error) {
 
 type hookSnapshot struct{ raft.FSMSnapshot }
 
+// Persist streams through hookSink.
 func (s hookSnapshot) Persist(sink raft.SnapshotSink) error {
 	return s.FSMSnapshot.Persist(&hookSink{SnapshotSink: sink})
 }
@@ -150,6 +154,7 @@ type hookSink struct {
 	wrote bool
 }
 
+// Write fires snapshot-persist after the first write.
 func (s *hookSink) Write(p []byte) (int, error) {
 	n, err := s.SnapshotSink.Write(p)
 	if !s.wrote {

@@ -2,7 +2,8 @@ package brokerd
 
 import (
 	"fmt"
-	"regexp"
+	"net"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
@@ -10,29 +11,47 @@ import (
 
 	"github.com/raftq/raftq/fsm/fsmpb"
 	"github.com/raftq/raftq/internal/apierr"
+	"github.com/raftq/raftq/internal/dispatch"
+	"github.com/raftq/raftq/internal/limits"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
 
-// nameRE is the rule for queue and job type names: short, printable, safe
-// in URLs, metric labels and file names.
-var nameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$`)
+// This file is the one place where the gRPC API's requests are checked
+// against the node's Limits, before anything is proposed or parked. Each
+// validateX is a pure function of the request and the limits (the fuzz
+// tests call them directly); errors wrap apierr.ErrInvalid or
+// apierr.ErrTooLarge and name the field. Transport limits (message and
+// header sizes, deadlines, long polls per connection) are in security.go
+// and internal/limits; who may call what is internal/auth.
+
+// Fixed bounds that are not worth a setting.
+const (
+	maxJobIDBytes    = 128
+	maxWorkerIDBytes = 256
+	maxFetchQueues   = 64
+	maxNackErrBytes  = 64 << 10
+	maxIDList        = 100000 // job ids in one redrive or purge
+	maxListJobs      = 1000
+	defaultListJobs  = 100
+	maxNodeIDBytes   = 128
+	maxAddrBytes     = 256
+)
 
 func checkName(what, s string) error {
-	if s == "" {
-		return fmt.Errorf("%w: %s is empty", apierr.ErrInvalid, what)
-	}
-	if !nameRE.MatchString(s) {
-		return fmt.Errorf("%w: %s %q must match %s", apierr.ErrInvalid, what, s, nameRE)
+	if err := limits.CheckName(what, s); err != nil {
+		return fmt.Errorf("%w: %v", apierr.ErrInvalid, err)
 	}
 	return nil
 }
+
+func validateQueue(q string) error { return checkName("queue", q) }
 
 func checkJobID(id string) error {
 	if id == "" {
 		return fmt.Errorf("%w: job_id is empty", apierr.ErrInvalid)
 	}
-	if len(id) > 128 {
-		return fmt.Errorf("%w: job_id longer than 128 bytes", apierr.ErrInvalid)
+	if len(id) > maxJobIDBytes {
+		return fmt.Errorf("%w: job_id longer than %d bytes", apierr.ErrInvalid, maxJobIDBytes)
 	}
 	return nil
 }
@@ -41,7 +60,13 @@ func checkJobID(id string) error {
 // defaults and absolute times are chosen here, on the leader, so Apply has
 // nothing left to decide.
 func (n *Node) newJobs(req *raftqv1.EnqueueRequest, now time.Time) ([]*fsmpb.NewJob, error) {
-	lim := n.cfg.Limits
+	// The node's defaults, or live config's for the queue (etcd.go).
+	return validateEnqueue(n.cfg.Limits, n.queueDefaults, req, now)
+}
+
+// validateEnqueue checks an Enqueue request against lim and stamps its
+// jobs with ids, defaults (defaults(queue)) and absolute times.
+func validateEnqueue(lim Limits, defaults func(queue string) Defaults, req *raftqv1.EnqueueRequest, now time.Time) ([]*fsmpb.NewJob, error) {
 	if len(req.Jobs) == 0 {
 		return nil, fmt.Errorf("%w: no jobs in request", apierr.ErrInvalid)
 	}
@@ -52,14 +77,16 @@ func (n *Node) newJobs(req *raftqv1.EnqueueRequest, now time.Time) ([]*fsmpb.New
 	out := make([]*fsmpb.NewJob, 0, len(req.Jobs))
 	for i, s := range req.Jobs {
 		bad := func(err error) error { return fmt.Errorf("job %d: %w", i, err) }
-		// The node's defaults, or live config's for this queue (etcd.go).
-		def := n.queueDefaults(s.Queue)
+		if s == nil {
+			return nil, bad(fmt.Errorf("%w: empty job", apierr.ErrInvalid))
+		}
 		if err := checkName("queue", s.Queue); err != nil {
 			return nil, bad(err)
 		}
 		if err := checkName("type", s.Type); err != nil {
 			return nil, bad(err)
 		}
+		def := defaults(s.Queue)
 		if len(s.Payload) > lim.MaxPayloadBytes {
 			return nil, bad(fmt.Errorf("%w: payload is %d bytes, limit %d", apierr.ErrTooLarge, len(s.Payload), lim.MaxPayloadBytes))
 		}
@@ -90,6 +117,12 @@ func (n *Node) newJobs(req *raftqv1.EnqueueRequest, now time.Time) ([]*fsmpb.New
 			runAt = s.RunAt.AsTime()
 			if runAt.After(now.Add(lim.MaxDelay)) {
 				return nil, bad(fmt.Errorf("%w: run_at more than %s ahead", apierr.ErrInvalid, lim.MaxDelay))
+			}
+			// Far in the past is a mistake too, and before 1678 it would
+			// not even fit the FSM's int64 nanoseconds (found by
+			// FuzzValidateRequests' bounds check: year 1 became 1754).
+			if runAt.Before(now.Add(-lim.MaxDelay)) {
+				return nil, bad(fmt.Errorf("%w: run_at more than %s ago", apierr.ErrInvalid, lim.MaxDelay))
 			}
 		}
 		lease, err := durationOr(s.LeaseDuration, def.LeaseDuration)
@@ -147,4 +180,197 @@ func durationOr(d *durationpb.Duration, def time.Duration) (time.Duration, error
 		return def, nil
 	}
 	return d.AsDuration(), nil
+}
+
+// validateFetch checks a Fetch and turns it into the dispatcher's
+// request (queues deduplicated, max_jobs defaulted to 1).
+func validateFetch(lim Limits, req *raftqv1.FetchRequest) (dispatch.FetchRequest, error) {
+	fr := dispatch.FetchRequest{Max: int(req.MaxJobs), WorkerID: req.WorkerId}
+	if len(req.Queues) == 0 || len(req.Queues) > maxFetchQueues {
+		return fr, fmt.Errorf("%w: fetch needs 1 to %d queues", apierr.ErrInvalid, maxFetchQueues)
+	}
+	seen := map[string]bool{}
+	for _, q := range req.Queues {
+		if err := checkName("queue", q); err != nil {
+			return fr, err
+		}
+		if !seen[q] {
+			seen[q] = true
+			fr.Queues = append(fr.Queues, q)
+		}
+	}
+	if fr.Max == 0 {
+		fr.Max = 1
+	}
+	if fr.Max < 0 || fr.Max > lim.MaxFetchJobs {
+		return fr, fmt.Errorf("%w: max_jobs must be between 1 and %d", apierr.ErrInvalid, lim.MaxFetchJobs)
+	}
+	if len(fr.WorkerID) > maxWorkerIDBytes {
+		return fr, fmt.Errorf("%w: worker_id longer than %d bytes", apierr.ErrInvalid, maxWorkerIDBytes)
+	}
+	if req.MaxWait != nil {
+		if err := req.MaxWait.CheckValid(); err != nil || req.MaxWait.AsDuration() < 0 || req.MaxWait.AsDuration() > lim.MaxFetchWait {
+			return fr, fmt.Errorf("%w: max_wait must be between 0 and %s", apierr.ErrInvalid, lim.MaxFetchWait)
+		}
+		fr.Wait = req.MaxWait.AsDuration()
+	}
+	if req.LeaseDuration != nil {
+		d := req.LeaseDuration.AsDuration()
+		if req.LeaseDuration.CheckValid() != nil || (d != 0 && (d < lim.MinLeaseDuration || d > lim.MaxLeaseDuration)) {
+			return fr, fmt.Errorf("%w: lease_duration must be between %s and %s", apierr.ErrInvalid, lim.MinLeaseDuration, lim.MaxLeaseDuration)
+		}
+		fr.LeaseDuration = d
+	}
+	return fr, nil
+}
+
+func leaseRef(id string, token uint64) (*fsmpb.LeaseRef, error) {
+	if err := checkJobID(id); err != nil {
+		return nil, err
+	}
+	if token == 0 {
+		return nil, fmt.Errorf("%w: lease_token is required", apierr.ErrInvalid)
+	}
+	return &fsmpb.LeaseRef{JobId: id, Token: token}, nil
+}
+
+// validateExtend checks an ExtendLease; a zero extend_by keeps the job's
+// own lease duration.
+func validateExtend(lim Limits, req *raftqv1.ExtendLeaseRequest) (*fsmpb.LeaseRef, error) {
+	ref, err := leaseRef(req.JobId, req.LeaseToken)
+	if err != nil {
+		return nil, err
+	}
+	if req.ExtendBy != nil {
+		d := req.ExtendBy.AsDuration()
+		if req.ExtendBy.CheckValid() != nil || (d != 0 && (d < lim.MinLeaseDuration || d > lim.MaxLeaseDuration)) {
+			return nil, fmt.Errorf("%w: extend_by must be between %s and %s", apierr.ErrInvalid, lim.MinLeaseDuration, lim.MaxLeaseDuration)
+		}
+		ref.Duration = int64(d)
+	}
+	return ref, nil
+}
+
+// validateAck checks an Ack.
+func validateAck(req *raftqv1.AckRequest) (*fsmpb.LeaseRef, error) {
+	return leaseRef(req.JobId, req.LeaseToken)
+}
+
+// validateNack checks a Nack; RetryAfter -1 means the job's own back-off.
+func validateNack(lim Limits, req *raftqv1.NackRequest) (*fsmpb.NackItem, error) {
+	ref, err := leaseRef(req.JobId, req.LeaseToken)
+	if err != nil {
+		return nil, err
+	}
+	if len(req.Error) > maxNackErrBytes {
+		return nil, fmt.Errorf("%w: error text longer than 64 KiB", apierr.ErrTooLarge)
+	}
+	item := &fsmpb.NackItem{JobId: ref.JobId, Token: ref.Token, Error: req.Error, RetryAfter: -1, Permanent: req.Permanent}
+	if req.RetryAfter != nil {
+		d := req.RetryAfter.AsDuration()
+		if req.RetryAfter.CheckValid() != nil || d < 0 || d > lim.MaxDelay {
+			return nil, fmt.Errorf("%w: retry_after must be between 0 and %s", apierr.ErrInvalid, lim.MaxDelay)
+		}
+		item.RetryAfter = int64(d)
+	}
+	return item, nil
+}
+
+// validateQueueStats checks the queue names (none means all).
+func validateQueueStats(req *raftqv1.QueueStatsRequest) error {
+	if len(req.Queues) > maxIDList {
+		return fmt.Errorf("%w: at most %d queues", apierr.ErrInvalid, maxIDList)
+	}
+	for _, q := range req.Queues {
+		if err := checkName("queue", q); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func validateIDList(ids []string, limit int32) error {
+	if len(ids) > maxIDList {
+		return fmt.Errorf("%w: at most %d job ids", apierr.ErrInvalid, maxIDList)
+	}
+	for _, id := range ids {
+		if err := checkJobID(id); err != nil {
+			return err
+		}
+	}
+	if limit < 0 || limit > maxIDList {
+		return fmt.Errorf("%w: limit must be between 0 and %d", apierr.ErrInvalid, maxIDList)
+	}
+	return nil
+}
+
+// validateRedrive checks a Redrive.
+func validateRedrive(req *raftqv1.RedriveRequest) error {
+	if err := checkName("queue", req.Queue); err != nil {
+		return err
+	}
+	return validateIDList(req.JobIds, req.Limit)
+}
+
+// validatePurgeDead checks a PurgeDead.
+func validatePurgeDead(req *raftqv1.PurgeDeadRequest) error {
+	if err := checkName("queue", req.Queue); err != nil {
+		return err
+	}
+	return validateIDList(req.JobIds, req.Limit)
+}
+
+// validateListJobs checks a ListJobs and returns its page size.
+func validateListJobs(req *raftqv1.ListJobsRequest) (int, error) {
+	if err := checkName("queue", req.Queue); err != nil {
+		return 0, err
+	}
+	if req.State <= raftqv1.JobState_JOB_STATE_UNSPECIFIED || req.State > raftqv1.JobState_JOB_STATE_CANCELLED {
+		return 0, fmt.Errorf("%w: state is required", apierr.ErrInvalid)
+	}
+	if len(req.After) > maxJobIDBytes {
+		return 0, fmt.Errorf("%w: after longer than %d bytes", apierr.ErrInvalid, maxJobIDBytes)
+	}
+	limit := int(req.Limit)
+	if limit <= 0 {
+		limit = defaultListJobs
+	}
+	if limit > maxListJobs {
+		return 0, fmt.Errorf("%w: limit must be at most %d", apierr.ErrInvalid, maxListJobs)
+	}
+	return limit, nil
+}
+
+// validateNodeID checks a Raft server id (what --id allows).
+func validateNodeID(id string, required bool) error {
+	switch {
+	case id == "" && required:
+		return fmt.Errorf("%w: node_id is required", apierr.ErrInvalid)
+	case len(id) > maxNodeIDBytes:
+		return fmt.Errorf("%w: node_id longer than %d bytes", apierr.ErrInvalid, maxNodeIDBytes)
+	case strings.ContainsAny(id, "/ ,=\x00\n"):
+		return fmt.Errorf("%w: node_id must not contain '/', ' ', ',', '=' or control characters", apierr.ErrInvalid)
+	}
+	return nil
+}
+
+func validateAddr(field, addr string) error {
+	if _, _, err := net.SplitHostPort(addr); err != nil || len(addr) > maxAddrBytes {
+		return fmt.Errorf("%w: %s %q must be host:port", apierr.ErrInvalid, field, addr)
+	}
+	return nil
+}
+
+// validateJoin checks a Join: a node id and both its addresses.
+func validateJoin(req *raftqv1.JoinRequest) error {
+	if req.NodeId == "" || req.RaftAddr == "" || req.GrpcAddr == "" {
+		return fmt.Errorf("%w: join needs node_id, raft_addr and grpc_addr", apierr.ErrInvalid)
+	}
+	if err := validateNodeID(req.NodeId, true); err != nil {
+		return err
+	}
+	if err := validateAddr("raft_addr", req.RaftAddr); err != nil {
+		return err
+	}
+	return validateAddr("grpc_addr", req.GrpcAddr)
 }

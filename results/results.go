@@ -13,13 +13,16 @@ package results
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"time"
 
+	"github.com/raftq/raftq/internal/auth"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -234,6 +237,20 @@ func DialTarget(target string, opts ...grpc.DialOption) (*Client, error) {
 
 // Close closes the connection.
 func (c *Client) Close() error { return c.conn.Close() }
+
+// WithTLS is a Dial option that connects over TLS with cfg: svcd is
+// verified against its RootCAs and its client certificate is presented
+// when svcd asks (client.LoadTLS builds one from files).
+func WithTLS(cfg *tls.Config) grpc.DialOption {
+	return grpc.WithTransportCredentials(credentials.NewTLS(cfg))
+}
+
+// WithToken is a Dial option that sends token as the bearer token of
+// every call (svcd's auth). It needs WithTLS: the token never crosses a
+// network in clear.
+func WithToken(token string) grpc.DialOption {
+	return grpc.WithPerRPCCredentials(auth.TokenCredentials{Token: token})
+}
 
 // StoreResult stores r, the outcome of the worker's attempt under lease
 // r.LeaseToken. A nil error means ack (see Outcome); ErrStaleToken means the

@@ -41,6 +41,32 @@ stop_etcd() {
   fi
 }
 
+# RAFTQ_TLS=1: TLS and auth on. tls_setup makes (or renews) the dev PKI
+# and tokens in ${RAFTQ_CERTS:-tmp/certs} with bin/raftq-certs and exports
+# what brokerctl reads (RAFTQ_TLS_CA, RAFTQ_AUTH_TOKEN: the admin token)
+# and brokerd's node names; node_tls_args N and svcd_tls_args print the
+# daemons' flags.
+tls_on() { [ "${RAFTQ_TLS:-0}" = 1 ]; }
+tls_setup() {
+  tls_on || return 0
+  RAFTQ_CERTS=${RAFTQ_CERTS:-tmp/certs}
+  ./bin/raftq-certs --dir "$RAFTQ_CERTS" --nodes n1,n2,n3 >/dev/null
+  export RAFTQ_TLS_CA="$RAFTQ_CERTS/ca.crt"
+  RAFTQ_AUTH_TOKEN=$(cat "$RAFTQ_CERTS/tokens/admin.token")
+  export RAFTQ_AUTH_TOKEN
+  export RAFTQ_AUTH_NODE_NAMES='node.*' # brokerd's auth.node_names (a glob: not a flag here)
+}
+node_tls_args() {
+  tls_on || return 0
+  local c=$RAFTQ_CERTS
+  echo --tls-ca "$c/ca.crt" --tls-cert "$c/node.n$1.crt" --tls-key "$c/node.n$1.key" --auth-tokens-file "$c/tokens.yaml"
+}
+svcd_tls_args() {
+  tls_on || return 0
+  local c=$RAFTQ_CERTS
+  echo --tls-ca "$c/ca.crt" --tls-cert "$c/svcd.crt" --tls-key "$c/svcd.key" --auth-tokens-file "$c/tokens.yaml"
+}
+
 # start_cluster DIR GRPC_BASE RAFT_BASE: nodes n1..n3 listen on
 # GRPC_BASE+i (gRPC), GRPC_BASE+10+i (admin HTTP and dashboard) and
 # RAFT_BASE+i; with RAFTQ_SVCD set they show job histories from that svcd. A DIR that already holds data restarts from
@@ -55,8 +81,10 @@ start_cluster() {
   if [ "${RAFTQ_BOOTSTRAP:-peers}" = etcd ] && [ -n "${RAFTQ_ETCD_ENDPOINTS:-}" ]; then
     boot=() # the peers are found through etcd (RAFTQ_ETCD_ENDPOINTS)
   fi
+  tls_setup
   for i in 1 2 3; do
-    ./bin/brokerd --id "n$i" --data-dir "$dir/n$i" \
+    # shellcheck disable=SC2046 # the flags are words without spaces
+    ./bin/brokerd --id "n$i" --data-dir "$dir/n$i" $(node_tls_args "$i") \
       --grpc-addr "127.0.0.1:$((gbase + i))" --raft-addr "127.0.0.1:$((rbase + i))" \
       --admin-addr "127.0.0.1:$((gbase + 10 + i))" ${RAFTQ_SVCD:+--svcd-addr "$RAFTQ_SVCD"} \
       --bootstrap-expect 3 "${boot[@]}" --log-level "${RAFTQ_LOG_LEVEL:-warn}" \
@@ -81,9 +109,14 @@ start_cluster() {
 # workerd on queue "work" that stores every outcome in svcd.
 start_services() {
   local dir=$1
-  ./bin/svcd --data-dir "$dir/svcd" --listen-grpc 127.0.0.1:7400 --listen-http 127.0.0.1:7401 \
+  # shellcheck disable=SC2046
+  ./bin/svcd --data-dir "$dir/svcd" --listen-grpc 127.0.0.1:7400 --listen-http 127.0.0.1:7401 $(svcd_tls_args) \
     --log-level warn >>"$dir/svcd.log" 2>&1 &
   PIDS+=($!)
+  if tls_on; then
+    echo "RAFTQ_TLS=1: workerd is not started (it has no TLS or token settings yet; see SECURITY.md)" >&2
+    return 0
+  fi
   ./bin/workerd --brokers "$RAFTQ_BROKERS" --queues work:8 --svcd 127.0.0.1:7400 \
     --log-level warn >>"$dir/workerd.log" 2>&1 &
   PIDS+=($!)

@@ -34,5 +34,16 @@ Try, in another shell (brokerctl finds the leader by itself):
   ./bin/brokerctl config show --etcd $RAFTQ_ETCD_ENDPOINTS         # live settings, brokers, leader
 Ctrl-C stops the cluster.
 TXT
+if tls_on; then
+  cat <<TXT
+
+RAFTQ_TLS=1: TLS everywhere (Raft mutual TLS) and auth on; certificates and tokens in $RAFTQ_CERTS.
+Every URL above is https, and brokerctl needs, in another shell:
+  export RAFTQ_TLS_CA=$RAFTQ_TLS_CA RAFTQ_AUTH_TOKEN=\$(cat $RAFTQ_CERTS/tokens/admin.token)
+  (producer and worker tokens: $RAFTQ_CERTS/tokens/producer.token, worker.token)
+  curl --cacert $RAFTQ_TLS_CA -H "Authorization: Bearer \$RAFTQ_AUTH_TOKEN" https://127.0.0.1:7111/v1/queues
+  dashboard https://127.0.0.1:7111/ui/ (any user name, the admin token as password; trust $RAFTQ_TLS_CA)
+TXT
+fi
 ./bin/brokerctl status || true
 wait

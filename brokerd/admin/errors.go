@@ -7,11 +7,13 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/raftq/raftq/internal/apierr"
+	"github.com/raftq/raftq/internal/auth"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
 
@@ -32,6 +34,11 @@ const (
 	CodeMethodNotAllowed = "METHOD_NOT_ALLOWED"
 	CodeForbidden        = "FORBIDDEN"
 	CodeInternal         = "INTERNAL"
+	// CodeUnauthenticated: no valid token (401, with a Basic challenge so
+	// a browser asks for one: the token is the password).
+	CodeUnauthenticated = "UNAUTHENTICATED"
+	// CodeRateLimited: the caller is over its request rate (429).
+	CodeRateLimited = "RATE_LIMITED"
 )
 
 // ErrorBody is the one error shape of the API:
@@ -105,6 +112,12 @@ func toAPIError(err error) *apiError {
 		return &apiError{http.StatusRequestEntityTooLarge, info}
 	}
 	switch st.Code() {
+	case codes.Unauthenticated:
+		info.Code = CodeUnauthenticated
+		return &apiError{http.StatusUnauthorized, info}
+	case codes.PermissionDenied:
+		info.Code = CodeForbidden
+		return &apiError{http.StatusForbidden, info}
 	case codes.NotFound:
 		info.Code = CodeNotFound
 		return &apiError{http.StatusNotFound, info}
@@ -115,6 +128,10 @@ func toAPIError(err error) *apiError {
 		info.Code = CodeWrongState
 		return &apiError{http.StatusConflict, info}
 	case codes.ResourceExhausted:
+		if strings.Contains(st.Message(), auth.ErrRateLimited.Error()) {
+			info.Code = CodeRateLimited
+			return &apiError{http.StatusTooManyRequests, info}
+		}
 		info.Code = CodeTooLarge
 		return &apiError{http.StatusRequestEntityTooLarge, info}
 	case codes.DeadlineExceeded, codes.Canceled:

@@ -22,7 +22,7 @@ var openAPI []byte
 
 func (s *Server) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(s.requestIDs, s.recoverer, s.httpm.middleware)
+	r.Use(s.requestIDs, s.recoverer, s.httpm.middleware, s.authenticate)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, newErr(http.StatusNotFound, CodeNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path))
 	})

@@ -12,6 +12,7 @@ package admin
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -26,9 +27,11 @@ import (
 	"github.com/go-chi/chi/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/raftq/raftq/fsm"
+	"github.com/raftq/raftq/internal/auth"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"github.com/raftq/raftq/results"
 )
@@ -72,6 +75,17 @@ type Config struct {
 	// RequestTimeout bounds each API request (default 30s). Backup,
 	// restore and profiling run without it.
 	RequestTimeout time.Duration
+	// TLS, when set, makes the server speak HTTPS only (HTTP/1.1).
+	TLS *tls.Config
+	// Credentials secure the server's gRPC calls to its node and to svcd
+	// (default plaintext): with TLS on, the node's own certificate.
+	Credentials credentials.TransportCredentials
+	// Auth, when set, requires the admin role of every request except
+	// /, /healthz, /readyz, /openapi.yaml and the dashboard's static
+	// files (see auth.go). The caller's token goes on with the gRPC calls
+	// the request makes, which check it again; writes, backups and
+	// profiling are written to the audit log.
+	Auth *auth.Authorizer
 }
 
 // Server is a running admin HTTP server.
@@ -112,8 +126,11 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Metrics == nil {
 		cfg.Metrics = prometheus.NewRegistry()
 	}
+	if cfg.Credentials == nil {
+		cfg.Credentials = insecure.NewCredentials()
+	}
 	conn, err := grpc.NewClient(cfg.Node.GRPCAddr(),
-		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithTransportCredentials(cfg.Credentials),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
 	if err != nil {
 		return nil, fmt.Errorf("admin: dial own gRPC API: %w", err)
@@ -125,7 +142,7 @@ func New(cfg Config) (*Server, error) {
 		httpm: newHTTPMetrics(),
 	}
 	if cfg.SvcdAddr != "" {
-		if s.results, err = results.Dial(cfg.SvcdAddr); err != nil {
+		if s.results, err = results.Dial(cfg.SvcdAddr, grpc.WithTransportCredentials(cfg.Credentials)); err != nil {
 			conn.Close()
 			return nil, fmt.Errorf("admin: svcd %s: %w", cfg.SvcdAddr, err)
 		}
@@ -145,6 +162,9 @@ func New(cfg Config) (*Server, error) {
 	if err != nil {
 		s.closeClients()
 		return nil, fmt.Errorf("admin listen %s: %w", cfg.Addr, err)
+	}
+	if cfg.TLS != nil {
+		lis = tls.NewListener(lis, cfg.TLS)
 	}
 	s.lis = lis
 	s.http = &http.Server{

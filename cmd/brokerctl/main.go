@@ -33,6 +33,8 @@ type globals struct {
 	brokers string
 	timeout time.Duration
 	output  string // -o: table or json (output.go)
+	// TLS and the bearer token (security.go).
+	tlsCA, tlsCert, tlsKey, token string
 }
 
 func (g *globals) client() (*client.Client, error) {
@@ -42,7 +44,11 @@ func (g *globals) client() (*client.Client, error) {
 			addrs = append(addrs, a)
 		}
 	}
-	return client.New(addrs, client.Options{})
+	opts, err := g.clientOptions()
+	if err != nil {
+		return nil, err
+	}
+	return client.New(addrs, opts)
 }
 
 func (g *globals) ctx() (context.Context, context.CancelFunc) {
@@ -68,6 +74,7 @@ func rootCmd() *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.brokers, "brokers", def, "broker gRPC addresses, comma-separated (env RAFTQ_BROKERS)")
 	root.PersistentFlags().DurationVar(&g.timeout, "timeout", 30*time.Second, "overall timeout of a command")
+	g.securityFlags(root.PersistentFlags())
 	root.AddCommand(enqueueCmd(g), getCmd(g), fetchCmd(g), ackCmd(g), cancelCmd(g), statsCmd(g), statusCmd(g), benchCmd(g))
 	// The operator's commands (ops.go, output.go).
 	root.PersistentFlags().StringVarP(&g.output, "output", "o", "table", "output format: table or json")

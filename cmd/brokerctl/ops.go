@@ -14,7 +14,6 @@ import (
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
 	"github.com/raftq/raftq/brokerd/admin"
@@ -50,8 +49,7 @@ func (g *globals) withBroker(ctx context.Context, call func(*grpc.ClientConn) er
 			continue
 		}
 		tried[addr] = true
-		cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
+		cc, err := g.dial(addr)
 		if err != nil {
 			last = err
 			continue
@@ -535,7 +533,7 @@ func snapshotCmd(g *globals) *cobra.Command {
 			if leader == "" {
 				return errors.New("no broker knows a leader")
 			}
-			cc, err := grpc.NewClient(leader, grpc.WithTransportCredentials(insecure.NewCredentials()))
+			cc, err := g.dial(leader)
 			if err != nil {
 				return err
 			}

@@ -44,7 +44,8 @@ func keys() []config.Key {
 		}
 		return nil
 	}
-	return []config.Key{
+	// TLS, auth and API limits are declared in security.go.
+	return append([]config.Key{
 		{Name: "node.id", Flag: "id", Kind: config.String, Required: true, Usage: "this node's Raft server id (stable for the node's life)",
 			Check: func(v any) error {
 				if s := v.(string); strings.ContainsAny(s, "/ ,=") {
@@ -104,7 +105,7 @@ func keys() []config.Key {
 		{Name: "raft.snapshot_threshold", Flag: "raft-snapshot-threshold", Kind: config.Int, Check: nonNeg, Usage: "log entries between snapshots (0: 8192)"},
 		{Name: "raft.snapshot_interval", Flag: "raft-snapshot-interval", Kind: config.Duration, Check: nonNeg, Usage: "how often to check for a snapshot (0: 2m)"},
 		{Name: "raft.trailing_logs", Flag: "raft-trailing-logs", Kind: config.Int, Check: nonNeg, Usage: "log entries kept after a snapshot (0: 10240)"},
-	}
+	}, securityKeys()...)
 }
 
 func newLoader() *config.Loader { return config.New("brokerd", keys()) }
@@ -145,6 +146,7 @@ func toConfig(l *config.Loader, v *config.Values) (brokerd.Config, extra, error)
 	cfg.SnapshotThreshold = uint64(v.Int("raft.snapshot_threshold"))
 	cfg.SnapshotInterval = v.Duration("raft.snapshot_interval")
 	cfg.TrailingLogs = uint64(v.Int("raft.trailing_logs"))
+	secErrs := applySecurity(l, v, &cfg)
 	lvl, _ := liveconfig.ParseLogLevel(v.String("log.level"))
 	cfg.LogLevel = new(slog.LevelVar)
 	cfg.LogLevel.Set(lvl)
@@ -154,7 +156,7 @@ func toConfig(l *config.Loader, v *config.Values) (brokerd.Config, extra, error)
 		shutdownTimeout:  v.Duration("shutdown_timeout"),
 	}
 
-	var errs []error
+	errs := secErrs
 	peers, err := brokerd.ParsePeers(strings.Join(v.List("bootstrap.peers"), ","))
 	if err != nil {
 		errs = append(errs, l.Errorf("bootstrap.peers", "%v", err))

@@ -10,11 +10,13 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/raftq/raftq/discovery"
 	"github.com/raftq/raftq/internal/apierr"
 	"github.com/raftq/raftq/internal/config"
+	"github.com/raftq/raftq/internal/tlsutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
 
@@ -44,10 +46,19 @@ func runLeave(args []string, stdout, stderr io.Writer) int {
 
 	addrs := v.List("brokers")
 	if len(addrs) == 0 && len(v.List("etcd.endpoints")) > 0 {
-		cli, err := clientv3.New(clientv3.Config{
+		ecfg := clientv3.Config{
 			Endpoints: v.List("etcd.endpoints"), DialTimeout: v.Duration("etcd.dial_timeout"),
 			Username: v.String("etcd.username"), Password: v.String("etcd.password"), Logger: zap.NewNop(),
-		})
+		}
+		if f := (tlsutil.Files{CA: v.String("etcd.tls.ca"), Cert: v.String("etcd.tls.cert"), Key: v.String("etcd.tls.key")}); f.Enabled() {
+			src, err := tlsutil.Load(f, nil)
+			if err != nil {
+				fmt.Fprintln(stderr, "brokerd leave: etcd tls:", err)
+				return 2
+			}
+			ecfg.TLS = src.ClientTLSConfig()
+		}
+		cli, err := clientv3.New(ecfg)
 		if err != nil {
 			fmt.Fprintln(stderr, "brokerd leave: etcd:", err)
 			return 1
@@ -66,7 +77,17 @@ func runLeave(args []string, stdout, stderr io.Writer) int {
 		}
 		addrs = []string{a}
 	}
-	if err := removeVoter(ctx, addrs, id); err != nil {
+	// With TLS on, the node's own certificate: a node may remove itself.
+	creds := insecure.NewCredentials()
+	if f := (tlsutil.Files{CA: v.String("tls.ca"), Cert: v.String("tls.cert"), Key: v.String("tls.key")}); f.Enabled() {
+		src, err := tlsutil.Load(f, nil)
+		if err != nil {
+			fmt.Fprintln(stderr, "brokerd leave: tls:", err)
+			return 2
+		}
+		creds = src.ClientCredentials()
+	}
+	if err := removeVoter(ctx, creds, addrs, id); err != nil {
 		fmt.Fprintf(stderr, "brokerd leave: %v\n", err)
 		return 1
 	}
@@ -76,13 +97,13 @@ func runLeave(args []string, stdout, stderr io.Writer) int {
 
 // removeVoter sends Cluster.Remove to each address until one answers; a
 // NOT_LEADER answer that names the leader is followed once per round.
-func removeVoter(ctx context.Context, addrs []string, id string) error {
+func removeVoter(ctx context.Context, creds credentials.TransportCredentials, addrs []string, id string) error {
 	var last error
 	for ctx.Err() == nil {
 		for i := 0; i < len(addrs); i++ {
 			addr := addrs[i]
 			err := func() error {
-				cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+				cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
 				if err != nil {
 					return err
 				}

@@ -66,7 +66,9 @@ type options struct {
 	nemesis, schedule, store    string
 	bin, name, prefix, subnet   string
 	expectInvalid               string
-	mix                         int
+	mix, workerd                int
+	workerdShare                float64
+	bug                         string
 }
 
 func runCmd(args []string) int {
@@ -87,7 +89,7 @@ func runCmd(args []string) int {
 	fs.IntVar(&o.workers, "workers", 8, "workers")
 	fs.IntVar(&o.readers, "readers", 2, "readers")
 	fs.Int64Var(&o.seed, "seed", 0, "random seed (0: from the clock)")
-	fs.StringVar(&o.nemesis, "nemesis", "all", "faults: all, or a comma list of families ("+strings.Join(nemesis.Families, ", ")+") and family/name ids")
+	fs.StringVar(&o.nemesis, "nemesis", "all", "faults: all, none, or a comma list of families ("+strings.Join(nemesis.Families, ", ")+", and the optional corrupt, left out of all) and family/name ids")
 	fs.StringVar(&o.schedule, "schedule", "random", "random (mixes until --time-limit) or short (every selected fault once, alone)")
 	fs.IntVar(&o.mix, "mix", 2, "most faults active at once in a random schedule")
 	fs.StringVar(&o.store, "store", "jepsen/store", "where run directories go")
@@ -95,6 +97,9 @@ func runCmd(args []string) int {
 	fs.StringVar(&o.name, "name", "", "run name (default: time, node count and seed)")
 	fs.StringVar(&o.prefix, "prefix", "rqj", "prefix of the network namespaces and interfaces")
 	fs.StringVar(&o.subnet, "subnet", "198.18.0", "first three octets of the nodes' /24 (exists only inside the harness's namespaces)")
+	fs.IntVar(&o.workerd, "workerd", 0, "workerd processes (bin/jepsen/workerd) working a second queue of echo jobs; 0: none")
+	fs.Float64Var(&o.workerdShare, "workerd-share", 0.25, "share of the values enqueued to the workerd queue")
+	fs.StringVar(&o.bug, "bug", "", "seeded bugs brokerd (built with -tags jepsen,jepsenbug) runs with: stale-ack, early-enqueue-ack")
 	fs.StringVar(&o.expectInvalid, "expect-invalid", "", "exit 0 only if this checker is invalid (for the seeded-bug build)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -113,6 +118,15 @@ func runCmd(args []string) int {
 	}
 	if o.nemesis == "none" {
 		faults = nil
+	}
+	if o.workerd == 0 {
+		var keep []nemesis.Fault
+		for _, f := range faults {
+			if f.Family != "workerd" {
+				keep = append(keep, f)
+			}
+		}
+		faults = keep
 	}
 	if os.Geteuid() != 0 {
 		fmt.Fprintln(os.Stderr, "jepsen: must run as root (network namespaces, iptables, tc)")
@@ -158,12 +172,20 @@ func run(o options, faults []nemesis.Fault) (bool, []checker.Result, error) {
 	if err != nil {
 		return false, nil, err
 	}
-	for _, b := range []string{"brokerd", "svcd"} {
+	need := []string{"brokerd", "svcd"}
+	if o.workerd > 0 {
+		need = append(need, "workerd")
+	}
+	for _, b := range need {
 		if _, err := os.Stat(filepath.Join(bin, b)); err != nil {
 			return false, nil, fmt.Errorf("%s: %w (make jepsen-build builds it)", b, err)
 		}
 	}
-	log.Info("jepsen run", "dir", dir, "nodes", o.nodes, "seed", o.seed, "schedule", o.schedule, "faults", len(faults))
+	log.Info("jepsen run", "dir", dir, "nodes", o.nodes, "seed", o.seed, "schedule", o.schedule, "faults", len(faults), "bug", o.bug)
+	nodeEnv := []string{"RAFTQ_JEPSEN_SNAPSHOT_THRESHOLD=512", "RAFTQ_JEPSEN_SNAPSHOT_INTERVAL=3s", "RAFTQ_JEPSEN_TRAILING_LOGS=256"}
+	if o.bug != "" {
+		nodeEnv = append(nodeEnv, "RAFTQ_JEPSEN_BUG="+o.bug)
+	}
 
 	rec, err := history.NewRecorder(filepath.Join(dir, "history.jsonl"))
 	if err != nil {
@@ -174,7 +196,7 @@ func run(o options, faults []nemesis.Fault) (bool, []checker.Result, error) {
 		BrokerdBin: filepath.Join(bin, "brokerd"), SvcdBin: filepath.Join(bin, "svcd"), Dir: dir, Logger: log,
 		// Frequent snapshots and short trailing logs: crash points inside
 		// snapshot persist get hit, lagging nodes need InstallSnapshot.
-		Env: []string{"RAFTQ_JEPSEN_SNAPSHOT_THRESHOLD=512", "RAFTQ_JEPSEN_SNAPSHOT_INTERVAL=3s", "RAFTQ_JEPSEN_TRAILING_LOGS=256"},
+		Env: nodeEnv,
 	})
 	if err != nil {
 		return false, nil, err
@@ -194,11 +216,21 @@ func run(o options, faults []nemesis.Fault) (bool, []checker.Result, error) {
 		return false, nil, fmt.Errorf("cluster did not come up: %w (see %s/nodes/*/brokerd.log)", err, dir)
 	}
 
-	w := workload.New(workload.Config{
+	wcfg := workload.Config{
 		Producers: o.producers, Workers: o.workers, Readers: o.readers,
-		Rate: o.rate, ReadRate: o.readRate, Queue: "jepsen", Lease: o.lease, Work: o.work,
+		Rate: o.rate, ReadRate: o.readRate, Queue: mainQueue, Lease: o.lease, Work: o.work,
 		ZombieProb: o.zombie, Seed: o.seed,
-	}, rec, cl.Addrs(), cl.SvcdAddr)
+	}
+	if o.workerd > 0 {
+		wcfg.WorkerdQueue, wcfg.WorkerdShare = workerdQueue, o.workerdShare
+		cl.AddWorkerds(filepath.Join(bin, "workerd"), o.workerd, 4, workerdQueue)
+		for _, wd := range cl.Workerds {
+			if err := cl.StartWorkerd(wd); err != nil {
+				return false, nil, err
+			}
+		}
+	}
+	w := workload.New(wcfg, rec, cl.Addrs(), cl.SvcdAddr)
 	if err := w.Start(); err != nil {
 		return false, nil, err
 	}
@@ -246,6 +278,7 @@ func run(o options, faults []nemesis.Fault) (bool, []checker.Result, error) {
 		Config: map[string]any{
 			"nodes": o.nodes, "seed": o.seed, "schedule": o.schedule, "nemesis": o.nemesis, "time_limit": o.timeLimit.String(),
 			"rate": o.rate, "producers": o.producers, "workers": o.workers, "readers": o.readers, "lease": o.lease.String(), "zombie": o.zombie,
+			"workerd": o.workerd, "bug": o.bug,
 		},
 		Extra: map[string]any{"drain_remaining": remaining},
 	}
@@ -264,12 +297,25 @@ func run(o options, faults []nemesis.Fault) (bool, []checker.Result, error) {
 	return valid, results, nil
 }
 
+// The queues: the harness's own workers work mainQueue (every fetch and
+// ack in the history); workerd processes work workerdQueue (black boxes:
+// svcd's rows say what came out).
+const (
+	mainQueue    = "jepsen"
+	workerdQueue = "jepsen-wd"
+)
+
 // check runs every checker and fills r.
 func check(ops []history.Op, rows []checker.Row, states []checker.NodeState, r *report.Run, workEnd int64) (bool, []checker.Result) {
+	var end int64
+	for _, op := range ops {
+		end = max(end, op.End)
+	}
+	queueOps := append(append([]history.Op(nil), ops...), checker.BlackBoxDequeues(rows, workerdQueue, end, len(ops))...)
 	r.Checkers = []checker.Result{
-		checker.Queue(ops),
+		checker.Queue(queueOps),
 		checker.AckDurability(ops),
-		checker.Fencing(ops, rows),
+		checker.Fencing(ops, checker.RowsExcept(rows, workerdQueue)),
 		checker.Linearizable(ops, 5*time.Second),
 		checker.Divergence(states),
 	}
@@ -330,13 +376,13 @@ func readRows(addr string) ([]checker.Row, error) {
 	cursor := ""
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		p, err := c.ListResults(ctx, results.ListOptions{PageSize: 1000, Cursor: cursor})
+		p, err := c.ListResults(ctx, results.ListOptions{PageSize: 1000, Cursor: cursor, IncludeOutput: true})
 		cancel()
 		if err != nil {
 			return nil, err
 		}
 		for _, r := range p.Results {
-			rows = append(rows, checker.Row{JobID: r.JobID, Token: r.LeaseToken, Status: string(r.Status)})
+			rows = append(rows, checker.Row{JobID: r.JobID, Token: r.LeaseToken, Status: string(r.Status), Queue: r.Queue, Output: string(r.Output)})
 		}
 		if p.NextCursor == "" {
 			return rows, nil

@@ -17,6 +17,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -94,7 +95,8 @@ func keys() []config.Key {
 		}
 		return nil
 	}
-	return []config.Key{
+	// TLS and auth keys are declared in security.go.
+	return append([]config.Key{
 		{Name: "listen.grpc", Flag: "listen-grpc", Kind: config.String, Default: def.ListenGRPC, Usage: "gRPC listen address"},
 		{Name: "listen.http", Flag: "listen-http", Kind: config.String, Default: def.ListenHTTP, Usage: "HTTP listen address (JSON API, /healthz, /readyz, /metrics)"},
 		{Name: "db.driver", Flag: "db", Kind: config.String, Default: def.DB, Usage: "database: sqlite or postgres",
@@ -139,7 +141,7 @@ func keys() []config.Key {
 				}
 				return nil
 			}},
-	}
+	}, securityKeys()...)
 }
 
 // settings is everything run needs: the server's Config and the
@@ -155,6 +157,7 @@ type settings struct {
 	password string
 	dial     time.Duration
 	ttl      time.Duration
+	etcdTLS  *tls.Config // nil: plaintext to etcd
 }
 
 func load(args []string, errOut io.Writer) (*config.Values, settings, error) {
@@ -196,6 +199,7 @@ func load(args []string, errOut io.Writer) (*config.Values, settings, error) {
 	if cfg.DB == "sqlite" && cfg.DataDir == "" {
 		errs = append(errs, l.Errorf("db.data_dir", "required with db.driver sqlite"))
 	}
+	errs = append(errs, applySecurity(l, v, &s)...)
 	if len(errs) > 0 {
 		return nil, settings{}, configError{errors.Join(errs...)}
 	}
@@ -252,7 +256,7 @@ func run(ctx context.Context, args []string) error {
 	var reg *discovery.Registration
 	var cli *clientv3.Client
 	if len(s.etcd) > 0 {
-		cli, err = clientv3.New(clientv3.Config{Endpoints: s.etcd, DialTimeout: s.dial, Username: s.user, Password: s.password, Logger: zap.NewNop()})
+		cli, err = clientv3.New(clientv3.Config{Endpoints: s.etcd, DialTimeout: s.dial, Username: s.user, Password: s.password, TLS: s.etcdTLS, Logger: zap.NewNop()})
 		if err == nil {
 			addr := advertised(s.adv, srv.GRPCAddr())
 			id := s.id

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
@@ -29,6 +30,32 @@ type Server struct {
 
 	mu sync.Mutex
 	e  *embed.Etcd
+
+	// tls, when set, is the server's client-side TLS: https, and client
+	// certificates from its CA required.
+	tls *TLSFiles
+}
+
+// TLSFiles are the PEM files of a TLS etcd: its certificate and key, and
+// the CA its clients' certificates must come from (and that signed its
+// own).
+type TLSFiles struct{ CA, Cert, Key string }
+
+// NewTLS starts a server that serves clients over TLS only and requires
+// client certificates from f.CA (mutual TLS), and stops it at the end of
+// the test.
+func NewTLS(t testing.TB, f TLSFiles) *Server {
+	t.Helper()
+	s := &Server{
+		t:         t,
+		dir:       t.TempDir(),
+		clientURL: url.URL{Scheme: "https", Host: freeAddr(t)},
+		peerURL:   url.URL{Scheme: "http", Host: freeAddr(t)},
+		tls:       &f,
+	}
+	s.Start()
+	t.Cleanup(s.Stop)
+	return s
 }
 
 // New starts a server and stops it at the end of the test.
@@ -71,6 +98,9 @@ func (s *Server) Start() {
 	cfg.ListenPeerUrls = []url.URL{s.peerURL}
 	cfg.AdvertisePeerUrls = []url.URL{s.peerURL}
 	cfg.InitialCluster = cfg.InitialClusterFromName(cfg.Name)
+	if s.tls != nil {
+		cfg.ClientTLSInfo = transport.TLSInfo{CertFile: s.tls.Cert, KeyFile: s.tls.Key, TrustedCAFile: s.tls.CA, ClientCertAuth: true}
+	}
 	cfg.ZapLoggerBuilder = embed.NewZapLoggerBuilder(zap.NewNop())
 	// Fast and small: a test server never needs big batches or metrics.
 	cfg.SnapshotCount = 10000
@@ -117,14 +147,24 @@ func (s *Server) Endpoint() string { return s.clientURL.String() }
 // Endpoints is Endpoint as a list, for clientv3.Config and brokerd.Config.
 func (s *Server) Endpoints() []string { return []string{s.Endpoint()} }
 
-// Client returns a client of this server, closed at the end of the test.
+// Client returns a client of this server, closed at the end of the test
+// (of a TLS server: presenting the server's own certificate, which must
+// allow client use).
 func (s *Server) Client() *clientv3.Client {
 	s.t.Helper()
-	c, err := clientv3.New(clientv3.Config{
+	cfg := clientv3.Config{
 		Endpoints:   s.Endpoints(),
 		DialTimeout: 5 * time.Second,
 		Logger:      zap.NewNop(),
-	})
+	}
+	if s.tls != nil {
+		tc, err := (transport.TLSInfo{CertFile: s.tls.Cert, KeyFile: s.tls.Key, TrustedCAFile: s.tls.CA}).ClientConfig()
+		if err != nil {
+			s.t.Fatalf("etcdtest: client TLS: %v", err)
+		}
+		cfg.TLS = tc
+	}
+	c, err := clientv3.New(cfg)
 	if err != nil {
 		s.t.Fatalf("etcdtest: client: %v", err)
 	}

@@ -7,9 +7,11 @@ import (
 )
 
 // AckDurability checks G5: once an ack of a job is answered OK, the job is
-// never leased again. A lease is a violation when its token is newer than
-// the acked one (whenever it happened: tokens are Raft indexes, so a newer
-// token is a later lease) or when its fetch began after the ack completed.
+// never leased again. A lease is a violation when its fetch began after the
+// ack completed, or when its token is newer than the acked one (tokens are
+// Raft indexes: a later lease) and its fetch had not completed before the
+// ack began. A newer lease completed before the ack began means the ack
+// itself was stale: that is the fencing checker's.
 func AckDurability(ops []history.Op) Result {
 	r := newResult("ack-durability")
 	acks, resurrected := 0, 0
@@ -31,7 +33,10 @@ func AckDurability(ops []history.Op) Result {
 				if f.Kind != history.Fetch || f.Status != history.OK || bad {
 					continue
 				}
-				if f.Token > a.Token || f.Start > a.End {
+				// A newer lease handed out before the ack began makes the
+				// ack stale (the fencing checker's case); one not done
+				// before the ack began may have followed it.
+				if (f.Token > a.Token && f.End >= a.Start) || f.Start > a.End {
 					bad = true
 					resurrected++
 					r.fail(Failure{

@@ -150,6 +150,11 @@ func TestFencingStaleAckAccepted(t *testing.T) {
 	r := Fencing(h.ops, []Row{{JobID: "a", Token: 9, Status: "succeeded"}})
 	wantInvalid(t, r, "stale_acks_accepted", "stale ack accepted")
 	wantInvalid(t, r, "multi_token_acks", "two accepted acks")
+	// The newer lease came before the stale ack: no resurrection, the
+	// failure is fencing's alone.
+	if a := AckDurability(h.ops); !a.Valid {
+		t.Errorf("ack-durability blames a stale ack as a resurrection: %+v", a.Failures)
+	}
 }
 
 func TestFencingStores(t *testing.T) {

@@ -11,6 +11,40 @@ type Row struct {
 	JobID  string `json:"job_id"`
 	Token  uint64 `json:"token"`
 	Status string `json:"status"`
+	Queue  string `json:"queue,omitempty"`
+	// Output is the stored output (workerd's echo: the job's value).
+	Output string `json:"output,omitempty"`
+}
+
+// BlackBoxDequeues turns the succeeded svcd rows of queue, worked by
+// processes outside the history (workerd), into fetch ops completed at
+// time at, so the queue checker counts their values as dequeued. Indexes
+// continue from next.
+func BlackBoxDequeues(rows []Row, queue string, at int64, next int) []history.Op {
+	var out []history.Op
+	for _, r := range rows {
+		if r.Queue != queue || r.Status != "succeeded" {
+			continue
+		}
+		out = append(out, history.Op{Index: next + len(out), Process: -2, Kind: history.Fetch, Status: history.OK,
+			Start: at, End: at, JobID: r.JobID, Token: r.Token, Value: r.Output, Queue: queue})
+	}
+	return out
+}
+
+// RowsExcept returns the rows of every queue but queue (nil stays nil:
+// rows that could not be read).
+func RowsExcept(rows []Row, queue string) []Row {
+	if rows == nil {
+		return nil
+	}
+	out := []Row{}
+	for _, r := range rows {
+		if r.Queue != queue {
+			out = append(out, r)
+		}
+	}
+	return out
 }
 
 // Fencing checks G3 and G4 from both sides:

@@ -9,7 +9,8 @@ import (
 
 // Queue is Jepsen's total-queue checker over multisets of values:
 // attempts are enqueue invocations, enqueues those answered OK, dequeues the
-// values fetched. lost = enqueued but never dequeued; unexpected = dequeued
+// values fetched (by in-harness workers, or, for the workerd queue, the
+// values of svcd's succeeded rows: see BlackBoxDequeues). lost = enqueued but never dequeued; unexpected = dequeued
 // but never attempted; duplicated = dequeued more often than attempted
 // (redelivery: at-least-once allows it, it is counted, never hidden);
 // recovered = dequeued although the enqueue was indeterminate. A value
@@ -39,6 +40,9 @@ func Queue(ops []history.Op) Result {
 				failEnq[op.Value] = true
 			}
 		case op.Kind == history.Fetch && op.Status == history.OK && op.JobID != "":
+			if op.Queue != "" {
+				r.Counts["workerd_dequeued"]++
+			}
 			dequeued[op.Value]++
 			if _, ok := deqOp[op.Value]; !ok {
 				deqOp[op.Value] = op.Index

@@ -80,6 +80,8 @@ type Cluster struct {
 	SvcdAddr string
 	svcd     *exec.Cmd
 	svcdDone chan struct{}
+	// Workerds are the workerd processes, if any (AddWorkerds).
+	Workerds []*Workerd
 	log      *slog.Logger
 
 	mu    sync.Mutex
@@ -441,6 +443,9 @@ func freePort() (int, error) {
 // Shutdown stops every process and removes the network. Nodes are killed:
 // the run is over and their data dirs stay for inspection.
 func (c *Cluster) Shutdown() {
+	for _, w := range c.Workerds {
+		c.KillWorkerd(w)
+	}
 	for _, n := range c.Nodes {
 		c.Kill(n)
 	}

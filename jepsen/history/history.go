@@ -60,6 +60,9 @@ type Op struct {
 	Start int64  `json:"start"`
 	End   int64  `json:"end"`
 	Value string `json:"value,omitempty"`
+	// Queue is set on ops of the workerd queue (empty: the harness's own
+	// queue, worked by in-harness workers).
+	Queue string `json:"queue,omitempty"`
 	JobID string `json:"job_id,omitempty"`
 	Token uint64 `json:"token,omitempty"`
 	State string `json:"state,omitempty"`

@@ -101,6 +101,12 @@ func TestSelect(t *testing.T) {
 			t.Errorf("family %s has no fault", f)
 		}
 	}
+	if fams["corrupt"] {
+		t.Error("the optional corrupt family is in all")
+	}
+	if c, err := Select("corrupt"); err != nil || len(c) != 1 {
+		t.Errorf("corrupt: %v %v", c, err)
+	}
 	got, err := Select("partition,crash/snapshot-persist")
 	if err != nil || len(got) != 6 {
 		t.Fatalf("select: %d faults, %v", len(got), err)

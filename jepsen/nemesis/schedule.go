@@ -64,7 +64,7 @@ func Run(ctx context.Context, e *Env, s Schedule, faults []Fault) {
 		if !pick[0].Exclusive && s.MaxMix > 1 {
 			for tries := 0; tries < 10 && len(pick) < 1+e.Rng.Intn(s.MaxMix); tries++ {
 				g := faults[e.Rng.Intn(len(faults))]
-				if g.Exclusive || usesFamily(pick, g.Family) {
+				if g.Exclusive || usesFamily(pick, g.Family) || !mixable(append(pick, g)) {
 					continue
 				}
 				pick = append(pick, g)
@@ -74,6 +74,14 @@ func Run(ctx context.Context, e *Env, s Schedule, faults []Fault) {
 		runFaults(ctx, e, pick, hold)
 		sleep(ctx, s.Rest/2+time.Duration(e.Rng.Int63n(int64(s.Rest)+1)))
 	}
+}
+
+// mixable refuses membership changes together with process faults: a
+// kill's heal would restart the node the membership change just removed
+// and wiped. Partitions, network faults and clocks mix with it (loss under
+// membership change plus partitions is a classic).
+func mixable(fs []Fault) bool {
+	return !usesFamily(fs, "membership") || !(usesFamily(fs, "kill") || usesFamily(fs, "pause") || usesFamily(fs, "workerd"))
 }
 
 func usesFamily(fs []Fault, family string) bool {

@@ -45,6 +45,11 @@ type Config struct {
 	// ZombieProb is the share of deliveries handled as a zombie.
 	ZombieProb float64
 	Seed       int64
+	// WorkerdQueue, when set, receives WorkerdShare of the values as echo
+	// jobs for workerd processes (black boxes: their fetches and acks are
+	// not in the history; svcd's rows say what came out).
+	WorkerdQueue string
+	WorkerdShare float64
 }
 
 // Runner runs one workload against a cluster and svcd.
@@ -179,6 +184,7 @@ func (r *Runner) producer(ctx context.Context, p int) {
 	cli := r.newClient()
 	defer cli.Close()
 	interval := time.Duration(float64(time.Second) * float64(r.cfg.Producers) / r.cfg.Rate)
+	rng := rand.New(rand.NewSource(r.cfg.Seed + int64(p)))
 	next := time.Now()
 	for seq := 0; ; seq++ {
 		if d := time.Until(next); d > 0 {
@@ -196,13 +202,25 @@ func (r *Runner) producer(ctx context.Context, p int) {
 			next = time.Now() // do not burst after a stall
 		}
 		value := checker.Value(p, seq)
-		spec := client.NewJob(r.cfg.Queue, "jepsen", []byte(value), client.WithMaxAttempts(1000))
+		queue, typ := r.cfg.Queue, "jepsen"
+		if r.cfg.WorkerdQueue != "" && rng.Float64() < r.cfg.WorkerdShare {
+			queue, typ = r.cfg.WorkerdQueue, "echo"
+		}
+		spec := client.NewJob(queue, typ, []byte(value), client.WithMaxAttempts(1000))
 		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		start := r.rec.Now()
 		res, err := cli.Enqueue(cctx, spec)
 		end := r.rec.Now()
 		cancel()
 		op := history.Op{Process: p, Kind: history.Enqueue, Status: classify(err), Start: start, End: end, Value: value, Error: errText(err)}
+		if queue != r.cfg.Queue {
+			op.Queue = queue
+			if err == nil && len(res) == 1 {
+				op.JobID, op.Dup = res[0].JobId, res[0].Duplicate
+			}
+			r.rec.Add(op)
+			continue
+		}
 		if err == nil && len(res) == 1 {
 			op.JobID, op.Dup = res[0].JobId, res[0].Duplicate
 			r.mu.Lock()
@@ -423,8 +441,8 @@ func (r *Runner) reader(ctx context.Context, i int) {
 }
 
 // Drain waits until every value enqueued OK is done (acked, or read back
-// as succeeded) and the queue holds no ready, leased or scheduled job, or
-// until timeout. It returns how many values are still not done.
+// as succeeded) and the queues (the workerd queue too) hold no ready,
+// leased or scheduled job, or until timeout. It returns how many values are still not done.
 func (r *Runner) Drain(timeout time.Duration) int {
 	cli := r.newClient()
 	defer cli.Close()
@@ -432,10 +450,18 @@ func (r *Runner) Drain(timeout time.Duration) int {
 	lastSweep := time.Now()
 	for time.Now().Before(deadline) {
 		if r.Pending() == 0 {
+			queues := []string{r.cfg.Queue}
+			if r.cfg.WorkerdQueue != "" {
+				queues = append(queues, r.cfg.WorkerdQueue)
+			}
 			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			st, err := cli.QueueStats(ctx, r.cfg.Queue)
+			st, err := cli.QueueStats(ctx, queues...)
 			cancel()
-			if err == nil && (len(st) == 0 || st[0].Ready+st[0].Leased+st[0].Scheduled == 0) {
+			busy := err != nil
+			for _, q := range st {
+				busy = busy || q.Ready+q.Leased+q.Scheduled > 0
+			}
+			if !busy {
 				return 0
 			}
 		}

@@ -5,6 +5,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -18,6 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/raftq/raftq/internal/auth"
+	"github.com/raftq/raftq/internal/tlsutil"
 	"github.com/raftq/raftq/svcd/service"
 	"github.com/raftq/raftq/svcd/store"
 	"github.com/raftq/raftq/svcd/transport"
@@ -59,6 +62,16 @@ type Config struct {
 	StartTimeout time.Duration
 	// ShutdownTimeout bounds draining requests at shutdown (default 15s).
 	ShutdownTimeout time.Duration
+
+	// TLS, when its files are set, serves both APIs over TLS (the files
+	// are re-read when they change). RequireClientCert makes clients
+	// present a certificate from TLS.CA.
+	TLS               tlsutil.Files
+	RequireClientCert bool
+	// Auth, when enabled, requires a bearer token on both APIs; the
+	// endpoints authorize each call by role and queue. Its JobQueue is
+	// set by the server (the stored result's queue).
+	Auth auth.Config
 
 	Logger log.Logger
 }
@@ -156,20 +169,28 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		opts.Limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), burst)
 	}
 	svc := service.New(st, service.Config{MaxOutputBytes: cfg.MaxOutputBytes})
+	sec, err := newSecurity(cfg, st, lg)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	opts.Auth = sec.auth
 	eps := service.MakeEndpoints(svc, opts)
 
 	// 3. Transports. Health starts NOT_SERVING until the first ping.
 	s.health = health.NewServer()
 	s.setServing(false)
-	s.grpcSrv = transport.NewGRPCServer(eps, s.health, transport.GRPCConfig{MaxOutputBytes: cfg.MaxOutputBytes, Logger: lg})
+	s.grpcSrv = transport.NewGRPCServer(eps, s.health, transport.GRPCConfig{MaxOutputBytes: cfg.MaxOutputBytes, Logger: lg, ServerOptions: sec.grpcOptions()})
 	s.httpSrv = &http.Server{
 		Handler: transport.NewHTTPHandler(eps, transport.HTTPConfig{
 			MaxOutputBytes: cfg.MaxOutputBytes,
 			Ready:          s.Ready,
 			Metrics:        promhttp.HandlerFor(reg, promhttp.HandlerOpts{}),
 			Logger:         lg,
+			Auth:           sec.auth,
 		}),
 		ReadHeaderTimeout: 10 * time.Second,
+		MaxHeaderBytes:    1 << 20,
 	}
 
 	// 4. Listeners last, so a failure above leaves no port bound.
@@ -181,6 +202,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		s.grpcLis.Close()
 		st.Close()
 		return nil, fmt.Errorf("listen http %s: %w", cfg.ListenHTTP, err)
+	}
+	if sec.tls != nil {
+		s.httpLis = tls.NewListener(s.httpLis, sec.tls.ServerConfig(sec.clientAuth, "http/1.1"))
 	}
 	return s, nil
 }

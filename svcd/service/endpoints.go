@@ -10,6 +10,7 @@ import (
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/raftq/raftq/internal/auth"
 	"github.com/raftq/raftq/svcd/store"
 )
 
@@ -57,15 +58,22 @@ type Options struct {
 	// Limiter rejects requests over the rate (ratelimit.ErrLimited); e.g.
 	// rate.NewLimiter from golang.org/x/time/rate. Shared by all endpoints.
 	Limiter ratelimit.Allower
+	// Auth, when set, authorizes every call against the principal its
+	// transport authenticated (AuthorizeMiddleware): one place for gRPC
+	// and HTTP.
+	Auth *auth.Authorizer
 }
 
 // MakeEndpoints builds the endpoints over svc. Middlewares, outermost first:
-// instrumentation (counts everything, rejected requests too), logging, rate
-// limiting, then the service.
+// instrumentation (counts everything, rejected requests too), logging,
+// authorization, rate limiting, then the service.
 func MakeEndpoints(svc Service, o Options) Endpoints {
 	wrap := func(name string, e endpoint.Endpoint) endpoint.Endpoint {
 		if o.Limiter != nil {
 			e = ratelimit.NewErroringLimiter(o.Limiter)(e)
+		}
+		if o.Auth != nil {
+			e = AuthorizeMiddleware(o.Auth)(e)
 		}
 		if o.Logger != nil {
 			e = LoggingMiddleware(log.With(o.Logger, "method", name))(e)
@@ -187,6 +195,49 @@ func (m *Metrics) Middleware(method string) endpoint.Middleware {
 					m.outcomes.With("outcome", string(store.OutcomeStale)).Add(1)
 				}
 			}(time.Now())
+			return next(ctx, req)
+		}
+	}
+}
+
+// AuthorizeMiddleware checks each call against the principal in its
+// context (put there by the transport's authentication): workers store
+// results of their queues' jobs, producers and workers read results of
+// their queues (a listing without a queue needs every queue), admins do
+// anything. A job's queue is the one its stored result names, so a worker
+// cannot overwrite a result of another queue by claiming its own. A
+// refused call reaches neither the rate limiter nor the database writes.
+func AuthorizeMiddleware(a *auth.Authorizer) endpoint.Middleware {
+	return func(next endpoint.Endpoint) endpoint.Endpoint {
+		return func(ctx context.Context, req any) (any, error) {
+			p, ok := auth.FromContext(ctx)
+			if !ok {
+				return nil, &auth.Error{Kind: auth.ErrUnauthenticated, Msg: "missing bearer token"}
+			}
+			acc := auth.Access{Roles: auth.RoleProducer | auth.RoleWorker}
+			switch r := req.(type) {
+			case StoreResultRequest:
+				acc.Roles = auth.RoleWorker
+				if r.Result.Queue != "" { // an empty queue is the validator's to refuse
+					acc.Queues = []string{r.Result.Queue}
+				}
+				acc.Jobs = []string{r.Result.JobID}
+			case GetResultRequest:
+				acc.Jobs = []string{r.JobID}
+			case ListAttemptsRequest:
+				acc.Jobs = []string{r.JobID}
+			case ListResultsRequest:
+				if r.Queue == "" {
+					acc.AllQueues = true
+				} else {
+					acc.Queues = []string{r.Queue}
+				}
+			default:
+				acc.Roles = auth.RoleAdmin
+			}
+			if err := a.Check(ctx, p, acc); err != nil {
+				return nil, err
+			}
 			return next(ctx, req)
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/go-kit/kit/ratelimit"
+	"github.com/raftq/raftq/internal/auth"
 	"github.com/raftq/raftq/svcd/store"
 )
 
@@ -76,6 +77,11 @@ const (
 	KindCanceled         Kind = "canceled"
 	KindDeadlineExceeded Kind = "deadline_exceeded"
 	KindInternal         Kind = "internal"
+	// KindUnauthenticated: no valid token (auth on).
+	KindUnauthenticated Kind = "unauthenticated"
+	// KindPermissionDenied: the caller's roles or queues do not allow the
+	// call; nothing was read or written.
+	KindPermissionDenied Kind = "permission_denied"
 )
 
 // KindOf classifies err.
@@ -91,7 +97,11 @@ func KindOf(err error) Kind {
 		return KindStaleToken
 	case errors.Is(err, store.ErrNotFound):
 		return KindNotFound
-	case errors.Is(err, ratelimit.ErrLimited):
+	case errors.Is(err, auth.ErrUnauthenticated):
+		return KindUnauthenticated
+	case errors.Is(err, auth.ErrPermissionDenied):
+		return KindPermissionDenied
+	case errors.Is(err, ratelimit.ErrLimited), errors.Is(err, auth.ErrRateLimited):
 		return KindRateLimited
 	case errors.Is(err, context.Canceled):
 		return KindCanceled

@@ -499,3 +499,18 @@ func fromResultRow(r resultRow, withOutput bool) Result {
 	}
 	return out
 }
+
+// JobQueue returns the queue of the job's stored result (ok false when
+// none is stored), reading nothing else: svcd's authorization checks a
+// call that names a job against the job's queue.
+func (s *Store) JobQueue(ctx context.Context, jobID string) (queue string, ok bool, err error) {
+	var rows []string
+	err = s.do(ctx, func() error {
+		rows = rows[:0]
+		return s.r.WithContext(ctx).Model(&resultRow{}).Where("job_id = ?", jobID).Limit(1).Pluck("queue", &rows).Error
+	})
+	if err != nil || len(rows) == 0 {
+		return "", false, err
+	}
+	return rows[0], true, nil
+}

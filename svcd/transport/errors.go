@@ -32,6 +32,8 @@ var statusOf = map[service.Kind]mapping{
 	service.KindCanceled:         {codes.Canceled, raftqv1.ErrorDetail_REASON_UNSPECIFIED, 499, ""},
 	service.KindDeadlineExceeded: {codes.DeadlineExceeded, raftqv1.ErrorDetail_REASON_UNSPECIFIED, http.StatusGatewayTimeout, ""},
 	service.KindInternal:         {codes.Internal, raftqv1.ErrorDetail_REASON_UNSPECIFIED, http.StatusInternalServerError, "internal error"},
+	service.KindUnauthenticated:  {codes.Unauthenticated, raftqv1.ErrorDetail_REASON_UNSPECIFIED, http.StatusUnauthorized, ""},
+	service.KindPermissionDenied: {codes.PermissionDenied, raftqv1.ErrorDetail_REASON_UNSPECIFIED, http.StatusForbidden, ""},
 }
 
 func mappingFor(err error) (service.Kind, mapping, string) {

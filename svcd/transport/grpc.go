@@ -35,6 +35,9 @@ type GRPCConfig struct {
 	// validation and gets INVALID_ARGUMENT, not a transport error.
 	MaxOutputBytes int
 	Logger         log.Logger
+	// ServerOptions are added after the server's own: credentials, the
+	// auth tap and interceptors, transport limits.
+	ServerOptions []grpc.ServerOption
 }
 
 // NewGRPCServer returns a gRPC server with the Results service over eps and
@@ -48,16 +51,16 @@ func NewGRPCServer(eps service.Endpoints, hs *health.Server, cfg GRPCConfig) *gr
 		logger = log.NewNopLogger()
 	}
 	codec := newLenientCodec()
-	srv := grpc.NewServer(
+	srv := grpc.NewServer(append([]grpc.ServerOption{
 		grpc.ForceServerCodecV2(codec),
-		grpc.MaxRecvMsgSize(cfg.MaxOutputBytes+1<<20),
+		grpc.MaxRecvMsgSize(cfg.MaxOutputBytes + 1<<20),
 		grpc.ChainUnaryInterceptor(
 			recoverInterceptor(logger),
 			codec.unaryInterceptor,
 			kitgrpc.Interceptor,
 		),
 		grpc.ChainStreamInterceptor(codec.streamInterceptor),
-	)
+	}, cfg.ServerOptions...)...)
 	raftqv1.RegisterResultsServer(srv, NewResultsServer(eps, logger))
 	healthpb.RegisterHealthServer(srv, hs)
 	return srv

@@ -16,6 +16,7 @@ import (
 	kithttp "github.com/go-kit/kit/transport/http"
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
+	"github.com/raftq/raftq/internal/auth"
 	"github.com/raftq/raftq/svcd/service"
 	"github.com/raftq/raftq/svcd/store"
 )
@@ -31,6 +32,11 @@ type HTTPConfig struct {
 	// Metrics serves /metrics when set.
 	Metrics http.Handler
 	Logger  log.Logger
+	// Auth, when set, authenticates every request but /healthz and
+	// /readyz (bearer token, or Basic with the token as password); the
+	// endpoints then authorize the principal, and /metrics needs an
+	// admin.
+	Auth *auth.Authorizer
 }
 
 // NewHTTPHandler returns the chi router of the HTTP API:
@@ -57,7 +63,7 @@ func NewHTTPHandler(eps service.Endpoints, cfg HTTPConfig) http.Handler {
 	}
 
 	r := chi.NewRouter()
-	r.Use(middleware.Recoverer)
+	r.Use(middleware.Recoverer, authenticate(cfg.Auth))
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -354,4 +360,36 @@ type debugErrors struct{ l log.Logger }
 // Handle implements Go kit's transport.ErrorHandler.
 func (d debugErrors) Handle(_ context.Context, err error) {
 	_ = level.Debug(d.l).Log("msg", "transport error", "err", err)
+}
+
+// authenticate puts the caller's principal into the request's context
+// (the endpoints authorize it) and refuses callers without one; the
+// probes stay open to load balancers, /metrics is for admins.
+func authenticate(a *auth.Authorizer) func(http.Handler) http.Handler {
+	return func(next http.Handler) http.Handler {
+		if a == nil {
+			return next
+		}
+		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.URL.Path == "/healthz" || r.URL.Path == "/readyz" {
+				next.ServeHTTP(w, r)
+				return
+			}
+			p, err := a.AuthenticateHTTP(r)
+			if err == nil {
+				err = a.Allow(p)
+			}
+			if err == nil && r.URL.Path == "/metrics" {
+				err = a.Check(r.Context(), p, auth.Access{Roles: auth.RoleAdmin})
+			}
+			if err != nil {
+				if auth.HTTPStatus(err) == http.StatusUnauthorized {
+					w.Header().Set("WWW-Authenticate", auth.BasicRealm)
+				}
+				encodeHTTPError(r.Context(), err, w)
+				return
+			}
+			next.ServeHTTP(w, r.WithContext(auth.NewContext(r.Context(), p)))
+		})
+	}
 }

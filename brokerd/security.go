@@ -1,0 +1,124 @@
+package brokerd
+
+import (
+	"context"
+	"crypto/tls"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/raftq/raftq/internal/auth"
+	"github.com/raftq/raftq/internal/limits"
+	"github.com/raftq/raftq/internal/tlsutil"
+	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
+)
+
+// This file wires TLS, authentication and the per-API limits into the
+// node: what the gRPC server enforces, and how the node calls others
+// (forwarding, joining, its admin API) as itself or as its caller.
+
+// openSecurity loads the TLS material and the authorizer (nothing when
+// they are off) and the per-connection waiter cap.
+func (n *Node) openSecurity() error {
+	n.waiters = limits.NewPerConn(n.cfg.Limits.MaxWaitersPerConn)
+	if n.cfg.TLS.Enabled() {
+		src, err := tlsutil.Load(n.cfg.TLS.Files, n.log)
+		if err != nil {
+			return err
+		}
+		n.tls = src
+	}
+	ac := n.cfg.Auth
+	ac.Logger = n.log.With("component", "auth")
+	ac.JobQueue = n.jobQueue
+	a, err := auth.New(ac)
+	if err != nil {
+		return err
+	}
+	n.auth = a
+	return nil
+}
+
+// jobQueue finds a job's queue in this node's FSM for authorization. A
+// queue never changes, so a follower's possibly stale copy is as good as
+// the leader's; a job this node has not seen yet passes here and is
+// checked again by the leader the call is forwarded to.
+func (n *Node) jobQueue(_ context.Context, id string) (string, bool, error) {
+	j, ok := n.fsm.Get(id)
+	if !ok {
+		return "", false, nil
+	}
+	return j.Queue, true, nil
+}
+
+// grpcSecurity are the gRPC server's credentials and auth options.
+func (n *Node) grpcSecurity() []grpc.ServerOption {
+	var opts []grpc.ServerOption
+	if n.tls != nil {
+		opts = append(opts, grpc.Creds(n.tls.ServerCredentials(n.clientAuth())))
+	}
+	return append(opts, n.auth.ServerOptions(auth.BrokerRules)...)
+}
+
+// clientAuth is what the API listeners ask of client certificates.
+func (n *Node) clientAuth() tls.ClientAuthType {
+	if n.cfg.TLS.RequireClientCert {
+		return tls.RequireAndVerifyClientCert
+	}
+	return tls.VerifyClientCertIfGiven
+}
+
+// grpcLimits are the transport limits: a request may carry a full batch
+// plus its envelope; answers (snapshots come in chunks) stay under 64 MiB.
+func (n *Node) grpcLimits() []grpc.ServerOption {
+	return limits.GRPC{
+		MaxRecvMsgBytes:      n.cfg.Limits.MaxBatchBytes + (1 << 20),
+		MaxSendMsgBytes:      64 << 20,
+		MaxConcurrentStreams: n.cfg.Limits.MaxConcurrentStreams,
+	}.ServerOptions()
+}
+
+// requestDeadline caps each unary call: MaxRequestTime, plus the wait a
+// Fetch asked for.
+func (n *Node) requestDeadline(method string, req any) time.Duration {
+	d := n.cfg.Limits.MaxRequestTime
+	if d <= 0 {
+		return 0
+	}
+	if f, ok := req.(*raftqv1.FetchRequest); ok {
+		d += min(f.GetMaxWait().AsDuration(), n.cfg.Limits.MaxFetchWait)
+	}
+	return d
+}
+
+// acquireWaiter takes a long-poll slot for the caller's connection.
+// Calls forwarded by another node are exempt (it forwards all its clients
+// over one connection, and counted them on their own connections); with
+// auth on, only a verified node may claim that.
+func (n *Node) acquireWaiter(ctx context.Context) (func(), error) {
+	if wasForwarded(ctx) && (n.auth == nil || n.auth.PeerIsNode(ctx)) {
+		return func() {}, nil
+	}
+	return n.waiters.Acquire(ctx)
+}
+
+// peerCredentials are the transport credentials for calls to other
+// nodes and to this node's own API: TLS with this node's certificate
+// (re-read at every handshake), or plaintext when TLS is off.
+func (n *Node) peerCredentials() credentials.TransportCredentials {
+	if n.tls != nil {
+		return n.tls.ClientCredentials()
+	}
+	return insecure.NewCredentials()
+}
+
+// serverTLS is the node's TLS server configuration for other listeners
+// (the admin HTTP API), or nil without TLS.
+func (n *Node) serverTLS(nextProtos ...string) *tls.Config {
+	if n.tls == nil {
+		return nil
+	}
+	return n.tls.ServerConfig(n.clientAuth(), nextProtos...)
+}

@@ -1,0 +1,124 @@
+package main
+
+import (
+	"errors"
+	"time"
+
+	"github.com/raftq/raftq/brokerd"
+	"github.com/raftq/raftq/internal/auth"
+	"github.com/raftq/raftq/internal/config"
+	"github.com/raftq/raftq/internal/tlsutil"
+)
+
+// securityKeys are brokerd's TLS, auth and API limit settings. All are
+// off by default; see SECURITY.md.
+func securityKeys() []config.Key {
+	def := brokerd.DefaultConfig().Limits
+	nonNeg := func(v any) error {
+		switch x := v.(type) {
+		case int:
+			if x < 0 {
+				return errors.New("must not be negative")
+			}
+		case float64:
+			if x < 0 {
+				return errors.New("must not be negative")
+			}
+		case time.Duration:
+			if x < 0 {
+				return errors.New("must not be negative")
+			}
+		}
+		return nil
+	}
+	return []config.Key{
+		{Name: "tls.ca", Flag: "tls-ca", Kind: config.String, Usage: "CA certificate(s) (PEM) peers and clients are verified against; setting tls.* turns TLS on for Raft (mutual), gRPC and admin HTTP"},
+		{Name: "tls.cert", Flag: "tls-cert", Kind: config.String, Usage: "this node's certificate (PEM), re-read when it changes"},
+		{Name: "tls.key", Flag: "tls-key", Kind: config.String, Usage: "this node's private key (PEM), re-read when it changes"},
+		{Name: "tls.require_client_cert", Flag: "tls-require-client-cert", Kind: config.Bool, Default: false,
+			Usage: "gRPC and admin clients must present a certificate from tls.ca (Raft always requires one)"},
+		{Name: "auth.tokens_file", Flag: "auth-tokens-file", Kind: config.String,
+			Usage: "YAML file of bearer tokens (SHA-256 hashes, roles, queue patterns); setting it or a JWT key turns auth on"},
+		{Name: "auth.jwt.hs256_secret_file", Flag: "auth-jwt-secret-file", Kind: config.String, Usage: "file holding the HS256 secret JWTs are signed with (at least 32 bytes)"},
+		{Name: "auth.jwt.rs256_public_key_file", Flag: "auth-jwt-public-key-file", Kind: config.String, Usage: "PEM file of the RSA public key RS256 JWTs are verified with"},
+		{Name: "auth.jwt.issuer", Flag: "auth-jwt-issuer", Kind: config.String, Usage: "required iss of JWTs"},
+		{Name: "auth.jwt.audience", Flag: "auth-jwt-audience", Kind: config.String, Usage: "required aud of JWTs"},
+		{Name: "auth.node_names", Flag: "auth-node-names", Kind: config.List,
+			Usage: "certificate common names (glob patterns) of the cluster's nodes, e.g. node.*: they may join without a token"},
+		{Name: "auth.rate_limit", Flag: "auth-rate-limit", Kind: config.Float, Default: 0.0, Check: nonNeg, Usage: "requests per second per principal (0: unlimited)"},
+		{Name: "auth.rate_burst", Flag: "auth-rate-burst", Kind: config.Int, Default: 0, Check: nonNeg, Usage: "per-principal burst (0: the rate)"},
+		{Name: "etcd.tls.ca", Flag: "etcd-tls-ca", Kind: config.String, Usage: "CA (PEM) etcd's server certificates are verified against (https endpoints)"},
+		{Name: "etcd.tls.cert", Flag: "etcd-tls-cert", Kind: config.String, Usage: "client certificate (PEM) presented to etcd"},
+		{Name: "etcd.tls.key", Flag: "etcd-tls-key", Kind: config.String, Usage: "client key (PEM) presented to etcd"},
+		{Name: "limits.max_waiters_per_conn", Flag: "max-waiters-per-conn", Kind: config.Int, Default: def.MaxWaitersPerConn, Check: nonNeg,
+			Usage: "Fetch long polls one client connection may have parked (0: unlimited)"},
+		{Name: "limits.max_request_time", Flag: "max-request-time", Kind: config.Duration, Default: def.MaxRequestTime, Check: nonNeg,
+			Usage: "longest a call may run (a Fetch may wait its max_wait on top; 0: no cap)"},
+	}
+}
+
+// applySecurity maps the security keys onto cfg, loading the TLS files
+// and the authorizer once so a missing or bad file is reported here,
+// with its key, before anything starts.
+func applySecurity(l *config.Loader, v *config.Values, cfg *brokerd.Config) []error {
+	var errs []error
+	cfg.TLS = brokerd.TLSConfig{
+		Files:             tlsutil.Files{CA: v.String("tls.ca"), Cert: v.String("tls.cert"), Key: v.String("tls.key")},
+		RequireClientCert: v.Bool("tls.require_client_cert"),
+	}
+	if cfg.TLS.Enabled() {
+		if cfg.TLS.Cert == "" || cfg.TLS.Key == "" || cfg.TLS.CA == "" {
+			errs = append(errs, l.Errorf("tls.cert", "tls.ca, tls.cert and tls.key must all be set to turn TLS on"))
+		} else if _, err := tlsutil.Load(cfg.TLS.Files, nil); err != nil {
+			errs = append(errs, l.Errorf("tls.cert", "%v", err))
+		}
+	} else if cfg.TLS.RequireClientCert {
+		errs = append(errs, l.Errorf("tls.require_client_cert", "needs tls.ca, tls.cert and tls.key"))
+	}
+	cfg.Auth = auth.Config{
+		TokensFile: v.String("auth.tokens_file"),
+		JWT: auth.JWTConfig{
+			HS256SecretFile:    v.String("auth.jwt.hs256_secret_file"),
+			RS256PublicKeyFile: v.String("auth.jwt.rs256_public_key_file"),
+			Issuer:             v.String("auth.jwt.issuer"),
+			Audience:           v.String("auth.jwt.audience"),
+		},
+		NodeNames: v.List("auth.node_names"),
+		RateLimit: v.Float("auth.rate_limit"),
+		RateBurst: v.Int("auth.rate_burst"),
+	}
+	if cfg.Auth.Enabled() {
+		// Each source on its own, so the error names the key to fix.
+		if _, err := auth.New(auth.Config{TokensFile: cfg.Auth.TokensFile}); err != nil {
+			errs = append(errs, l.Errorf("auth.tokens_file", "%v", err))
+		}
+		if _, err := auth.New(auth.Config{JWT: cfg.Auth.JWT}); err != nil {
+			key := "auth.jwt.hs256_secret_file"
+			if cfg.Auth.JWT.HS256SecretFile == "" {
+				key = "auth.jwt.rs256_public_key_file"
+			}
+			errs = append(errs, l.Errorf(key, "%v", err))
+		}
+		if err := cfg.Auth.Validate(); err != nil {
+			errs = append(errs, l.Errorf("auth.node_names", "%v", err))
+		}
+		if !cfg.TLS.Enabled() {
+			errs = append(errs, l.Errorf("tls.cert", "auth needs TLS: tokens must not cross the network in clear, and nodes identify each other by certificate"))
+		}
+		if len(cfg.Auth.NodeNames) == 0 {
+			errs = append(errs, l.Errorf("auth.node_names", "required with auth on: the certificate common names of the cluster's nodes (e.g. node.*)"))
+		}
+	}
+	etcdTLS := tlsutil.Files{CA: v.String("etcd.tls.ca"), Cert: v.String("etcd.tls.cert"), Key: v.String("etcd.tls.key")}
+	if etcdTLS.Enabled() {
+		src, err := tlsutil.Load(etcdTLS, nil)
+		if err != nil {
+			errs = append(errs, l.Errorf("etcd.tls.ca", "%v", err))
+		} else {
+			cfg.Etcd.TLS = src.ClientTLSConfig()
+		}
+	}
+	cfg.Limits.MaxWaitersPerConn = v.Int("limits.max_waiters_per_conn")
+	cfg.Limits.MaxRequestTime = v.Duration("limits.max_request_time")
+	return errs
+}

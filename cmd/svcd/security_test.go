@@ -1,0 +1,45 @@
+package main
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/raftq/raftq/internal/certgen"
+)
+
+func TestSecurityConfig(t *testing.T) {
+	dir := t.TempDir()
+	pki, err := certgen.NewDev(filepath.Join(dir, "pki"), "test CA", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := filepath.Join(dir, "tokens.yaml")
+	if err := os.WriteFile(tokens, []byte("tokens: []\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tlsArgs := []string{"--tls-ca", pki.CAFile(), "--tls-cert", pki.CertFile("svcd"), "--tls-key", pki.KeyFile("svcd")}
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--auth-tokens-file", tokens}, "auth needs TLS"},
+		{[]string{"--tls-cert", pki.CertFile("svcd")}, "tls.ca, tls.cert and tls.key must all be set"},
+		{[]string{"--tls-ca", pki.CAFile(), "--tls-cert", pki.CertFile("svcd"), "--tls-key", pki.KeyFile("client")}, "private key does not match"},
+		{append([]string{"--auth-tokens-file", filepath.Join(dir, "none")}, tlsArgs...), "auth.tokens_file"},
+		{[]string{"--tls-require-client-cert"}, "tls.require_client_cert"},
+	} {
+		_, _, err := load(c.args, io.Discard)
+		var ce configError
+		if !errors.As(err, &ce) || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v: %v, want a configuration error containing %q", c.args, err, c.want)
+		}
+	}
+	_, s, err := load(append([]string{"--auth-tokens-file", tokens, "--tls-require-client-cert"}, tlsArgs...), io.Discard)
+	if err != nil || s.srv.TLS.Cert != pki.CertFile("svcd") || !s.srv.RequireClientCert || s.srv.Auth.TokensFile != tokens {
+		t.Fatalf("good settings: %v %+v", err, s.srv)
+	}
+}

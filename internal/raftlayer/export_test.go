@@ -1,0 +1,5 @@
+package raftlayer
+
+import "crypto/tls"
+
+type tlsConnState = tls.ConnectionState
