@@ -113,11 +113,11 @@ start_services() {
   ./bin/svcd --data-dir "$dir/svcd" --listen-grpc 127.0.0.1:7400 --listen-http 127.0.0.1:7401 $(svcd_tls_args) \
     --log-level warn >>"$dir/svcd.log" 2>&1 &
   PIDS+=($!)
+  local wtls=()
   if tls_on; then
-    echo "RAFTQ_TLS=1: workerd is not started (it has no TLS or token settings yet; see SECURITY.md)" >&2
-    return 0
+    wtls=(--tls-ca "$RAFTQ_CERTS/ca.crt" --auth-token "$(cat "$RAFTQ_CERTS/tokens/worker.token")")
   fi
-  ./bin/workerd --brokers "$RAFTQ_BROKERS" --queues work:8 --svcd 127.0.0.1:7400 \
+  ./bin/workerd --brokers "$RAFTQ_BROKERS" --queues work:8 --svcd 127.0.0.1:7400 "${wtls[@]}" \
     --log-level warn >>"$dir/workerd.log" 2>&1 &
   PIDS+=($!)
 }

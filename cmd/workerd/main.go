@@ -32,6 +32,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -47,12 +48,14 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
+	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/discovery"
 	"github.com/raftq/raftq/discovery/etcdresolver"
 	"github.com/raftq/raftq/internal/config"
 	"github.com/raftq/raftq/results"
 	"github.com/raftq/raftq/worker"
 	"github.com/raftq/raftq/workerd"
+	"google.golang.org/grpc"
 )
 
 // defaultBroker is dialled when neither brokers nor etcd.endpoints is set
@@ -164,6 +167,10 @@ func keys() []config.Key {
 			Check: func(v any) error { return discovery.ValidatePrefix(v.(string)) }},
 		{Name: "etcd.username", Flag: "etcd-username", Kind: config.String, Usage: "etcd user"},
 		{Name: "etcd.password", Flag: "etcd-password", Kind: config.String, Secret: true, Usage: "etcd password"},
+		{Name: "tls.ca", Flag: "tls-ca", Kind: config.String, Usage: "CA certificate (PEM) that signs the brokers' and svcd's certificates: TLS on when set"},
+		{Name: "tls.cert", Flag: "tls-cert", Kind: config.String, Usage: "client certificate (PEM) for mutual TLS"},
+		{Name: "tls.key", Flag: "tls-key", Kind: config.String, Usage: "client key (PEM) for mutual TLS"},
+		{Name: "auth.token", Flag: "auth-token", Kind: config.String, Secret: true, Usage: "bearer token sent to brokers and svcd (needs TLS)"},
 		{Name: "etcd.dial_timeout", Flag: "etcd-dial-timeout", Kind: config.Duration, Default: 5 * time.Second, Check: positive, Usage: "etcd connection timeout"},
 	}
 }
@@ -191,6 +198,10 @@ type settings struct {
 	// recording.
 	svcd string
 	etcd etcdSettings
+	// tls and token secure the broker and svcd connections (nil/empty:
+	// plaintext, no token).
+	tls   *tls.Config
+	token string
 }
 
 type etcdSettings struct {
@@ -241,6 +252,26 @@ func toSettings(l *config.Loader, v *config.Values) (settings, error) {
 			password:    v.String("etcd.password"),
 			dialTimeout: v.Duration("etcd.dial_timeout"),
 		},
+	}
+	if ca, cert, key := v.String("tls.ca"), v.String("tls.cert"), v.String("tls.key"); ca != "" || cert != "" || key != "" {
+		if ca == "" {
+			return s, l.Errorf("tls.ca", "required when tls.cert or tls.key is set")
+		}
+		if (cert == "") != (key == "") {
+			return s, l.Errorf("tls.cert", "tls.cert and tls.key go together")
+		}
+		tc, err := client.LoadTLS(ca, cert, key)
+		if err != nil {
+			return s, l.Errorf("tls.ca", "%v", err)
+		}
+		s.tls = tc
+		s.cfg.ClientOptions.TLS = tc
+	}
+	if s.token = v.String("auth.token"); s.token != "" {
+		if s.tls == nil {
+			return s, l.Errorf("auth.token", "needs TLS (tls.ca): a bearer token is never sent in plaintext")
+		}
+		s.cfg.ClientOptions.Token = s.token
 	}
 	if len(s.etcd.endpoints) == 0 && (s.etcd.username != "" || s.etcd.password != "") {
 		return s, l.Errorf("etcd.endpoints", "required when etcd credentials are set")
@@ -325,11 +356,18 @@ func serve(ctx context.Context, s settings, stderr io.Writer) error {
 
 	var rc *results.Client
 	var err error
+	var secure []grpc.DialOption
+	if s.tls != nil {
+		secure = append(secure, results.WithTLS(s.tls))
+	}
+	if s.token != "" {
+		secure = append(secure, results.WithToken(s.token))
+	}
 	switch {
 	case s.svcd != "":
-		rc, err = results.Dial(s.svcd)
+		rc, err = results.Dial(s.svcd, secure...)
 	case s.svcdFromEtcd():
-		rc, err = results.DialTarget(etcdresolver.SvcdTarget(s.etcd.prefix), etcdresolver.SvcdDialOptions(ecli)...)
+		rc, err = results.DialTarget(etcdresolver.SvcdTarget(s.etcd.prefix), append(secure, etcdresolver.SvcdDialOptions(ecli)...)...)
 	}
 	if err != nil {
 		return fmt.Errorf("svcd: %w", err)
