@@ -93,24 +93,24 @@ docker-test:
 JEPSEN_FLAGS ?=
 .PHONY: jepsen-build jepsen jepsen-short jepsen-bug
 jepsen-build:
-	$(GO) build -tags jepsen -o $(BIN)/jepsen/brokerd ./cmd/brokerd
-	$(GO) build -o $(BIN)/jepsen/svcd ./cmd/svcd
-	$(GO) build -o $(BIN)/jepsen/workerd ./cmd/workerd
-	$(GO) build -o $(BIN)/jepsen/jepsen ./cmd/jepsen
+	$(GO) build -tags jepsen -o $(BIN)/chaos/brokerd ./cmd/brokerd
+	$(GO) build -o $(BIN)/chaos/svcd ./cmd/svcd
+	$(GO) build -o $(BIN)/chaos/workerd ./cmd/workerd
+	$(GO) build -o $(BIN)/chaos/jepsen ./cmd/jepsen
 
 jepsen: jepsen-build
 	./scripts/jepsen-deps.sh
-	./$(BIN)/jepsen/jepsen run --nodes 3 --schedule random --time-limit 6m --workerd 2 $(JEPSEN_FLAGS)
-	./$(BIN)/jepsen/jepsen run --nodes 5 --schedule random --time-limit 6m --workerd 2 $(JEPSEN_FLAGS)
+	./$(BIN)/chaos/jepsen run --nodes 3 --schedule random --time-limit 6m --workerd 2 $(JEPSEN_FLAGS)
+	./$(BIN)/chaos/jepsen run --nodes 5 --schedule random --time-limit 6m --workerd 2 $(JEPSEN_FLAGS)
 
 jepsen-short: jepsen-build
 	./scripts/jepsen-deps.sh
-	./$(BIN)/jepsen/jepsen run --nodes 3 --schedule short --quiet 5s --fault 6s --rest 3s --drain 90s --workerd 2 $(JEPSEN_FLAGS)
+	./$(BIN)/chaos/jepsen run --nodes 3 --schedule short --quiet 5s --fault 6s --rest 3s --drain 90s --workerd 2 $(JEPSEN_FLAGS)
 
 jepsen-bug:
 	$(GO) build -tags jepsen,jepsenbug -o $(BIN)/jepsen-bug/brokerd ./cmd/brokerd
 	$(GO) build -o $(BIN)/jepsen-bug/svcd ./cmd/svcd
-	$(GO) build -o $(BIN)/jepsen/jepsen ./cmd/jepsen
+	$(GO) build -o $(BIN)/chaos/jepsen ./cmd/jepsen
 	./scripts/jepsen-deps.sh
-	./$(BIN)/jepsen/jepsen run --bin $(BIN)/jepsen-bug --bug stale-ack --nodes 3 --nemesis none --quiet 0s --time-limit 25s --zombie 0.05 --work 300ms --drain 30s --expect-invalid fencing $(JEPSEN_FLAGS)
-	./$(BIN)/jepsen/jepsen run --bin $(BIN)/jepsen-bug --bug early-enqueue-ack --nodes 3 --nemesis kill/leader --quiet 3s --fault 3s --rest 3s --time-limit 20s --drain 30s --expect-invalid queue $(JEPSEN_FLAGS)
+	./$(BIN)/chaos/jepsen run --bin $(BIN)/jepsen-bug --bug stale-ack --nodes 3 --nemesis none --quiet 0s --time-limit 25s --zombie 0.05 --work 300ms --drain 30s --expect-invalid fencing $(JEPSEN_FLAGS)
+	./$(BIN)/chaos/jepsen run --bin $(BIN)/jepsen-bug --bug early-enqueue-ack --nodes 3 --nemesis kill/leader --quiet 3s --fault 3s --rest 3s --time-limit 20s --drain 30s --expect-invalid queue $(JEPSEN_FLAGS)
