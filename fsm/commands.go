@@ -429,18 +429,7 @@ func (a *applier) redrive(now int64, b *fsmpb.Redrive) Result {
 	if queue == "" {
 		return Result{Err: fmt.Errorf("%w: redrive needs a queue or job ids", ErrInvalid)}
 	}
-	limit := int(b.GetLimit())
-	if limit <= 0 {
-		limit = defaultRedriveLimit
-	}
-	var ids []string
-	a.st.byState.AscendGreaterOrEqual(stateKey{queue: queue, state: StateDead}, func(k stateKey) bool {
-		if k.queue != queue || k.state != StateDead {
-			return false
-		}
-		ids = append(ids, k.id)
-		return len(ids) < limit
-	})
+	ids := a.deadIDs(queue, b.GetLimit())
 	items := make([]ItemResult, len(ids))
 	for i, id := range ids {
 		items[i] = a.revive(now, a.st.job(id))
@@ -541,7 +530,22 @@ func (a *applier) deleteDead(b *fsmpb.DeleteDead) Result {
 	if queue == "" {
 		return Result{Err: fmt.Errorf("%w: dead-letter purge needs a queue or job ids", ErrInvalid)}
 	}
-	limit := int(b.GetLimit())
+	ids := a.deadIDs(queue, b.GetLimit())
+	items := make([]ItemResult, len(ids))
+	for i, id := range ids {
+		a.st.remove(a.st.job(id))
+		items[i] = ItemResult{JobID: id}
+	}
+	if len(ids) > 0 {
+		a.dirty = true
+	}
+	return Result{Items: items}
+}
+
+// deadIDs lists up to limit (default defaultRedriveLimit) dead jobs of
+// queue in id order, for the by-queue forms of Redrive and DeleteDead.
+func (a *applier) deadIDs(queue string, limit32 int32) []string {
+	limit := int(limit32)
 	if limit <= 0 {
 		limit = defaultRedriveLimit
 	}
@@ -553,13 +557,5 @@ func (a *applier) deleteDead(b *fsmpb.DeleteDead) Result {
 		ids = append(ids, k.id)
 		return len(ids) < limit
 	})
-	items := make([]ItemResult, len(ids))
-	for i, id := range ids {
-		a.st.remove(a.st.job(id))
-		items[i] = ItemResult{JobID: id}
-	}
-	if len(ids) > 0 {
-		a.dirty = true
-	}
-	return Result{Items: items}
+	return ids
 }
