@@ -92,43 +92,38 @@ func enqueueCmd(g *globals) *cobra.Command {
 		Use:   "enqueue",
 		Short: "Enqueue a job (or --count copies in one atomic batch); prints the job ids",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := g.client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			ctx, cancel := g.ctx()
-			defer cancel()
-			var specs []*raftqv1.JobSpec
-			for i := 0; i < count; i++ {
-				s := proto.Clone(&spec).(*raftqv1.JobSpec)
-				s.Payload = []byte(payload)
-				if key != "" {
-					s.IdempotencyKey = key
-					if count > 1 {
-						s.IdempotencyKey = key + "-" + strconv.Itoa(i)
+			return g.run(cmd, func(ctx context.Context, cl *client.Client, _ *printer) error {
+				var specs []*raftqv1.JobSpec
+				for i := 0; i < count; i++ {
+					s := proto.Clone(&spec).(*raftqv1.JobSpec)
+					s.Payload = []byte(payload)
+					if key != "" {
+						s.IdempotencyKey = key
+						if count > 1 {
+							s.IdempotencyKey = key + "-" + strconv.Itoa(i)
+						}
+					}
+					if delay > 0 {
+						s.Delay = durationpb.New(delay)
+					}
+					if lease > 0 {
+						s.LeaseDuration = durationpb.New(lease)
+					}
+					specs = append(specs, s)
+				}
+				res, err := cl.Enqueue(ctx, specs...)
+				if err != nil {
+					return err
+				}
+				for _, r := range res {
+					if r.Duplicate {
+						fmt.Println(r.JobId, "(duplicate of an earlier enqueue)")
+					} else {
+						fmt.Println(r.JobId)
 					}
 				}
-				if delay > 0 {
-					s.Delay = durationpb.New(delay)
-				}
-				if lease > 0 {
-					s.LeaseDuration = durationpb.New(lease)
-				}
-				specs = append(specs, s)
-			}
-			res, err := cl.Enqueue(ctx, specs...)
-			if err != nil {
-				return err
-			}
-			for _, r := range res {
-				if r.Duplicate {
-					fmt.Println(r.JobId, "(duplicate of an earlier enqueue)")
-				} else {
-					fmt.Println(r.JobId)
-				}
-			}
-			return nil
+				return nil
+			})
 		},
 	}
 	f := cmd.Flags()
@@ -151,23 +146,18 @@ func getCmd(g *globals) *cobra.Command {
 		Short: "Show a job (linearizable read unless --stale)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := g.client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			ctx, cancel := g.ctx()
-			defer cancel()
-			c := raftqv1.Consistency_CONSISTENCY_LINEARIZABLE
-			if stale {
-				c = raftqv1.Consistency_CONSISTENCY_STALE
-			}
-			j, err := cl.GetJob(ctx, args[0], c)
-			if err != nil {
-				return err
-			}
-			printProto(j)
-			return nil
+			return g.run(cmd, func(ctx context.Context, cl *client.Client, _ *printer) error {
+				c := raftqv1.Consistency_CONSISTENCY_LINEARIZABLE
+				if stale {
+					c = raftqv1.Consistency_CONSISTENCY_STALE
+				}
+				j, err := cl.GetJob(ctx, args[0], c)
+				if err != nil {
+					return err
+				}
+				printProto(j)
+				return nil
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&stale, "stale", false, "read from whichever broker answers, possibly stale")
@@ -229,14 +219,9 @@ func ackCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("lease token %q: %w", args[1], err)
 			}
-			cl, err := g.client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			ctx, cancel := g.ctx()
-			defer cancel()
-			return cl.Ack(ctx, args[0], tok)
+			return g.run(cmd, func(ctx context.Context, cl *client.Client, _ *printer) error {
+				return cl.Ack(ctx, args[0], tok)
+			})
 		},
 	}
 }
@@ -247,19 +232,14 @@ func cancelCmd(g *globals) *cobra.Command {
 		Short: "Cancel a job",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := g.client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			ctx, cancel := g.ctx()
-			defer cancel()
-			st, err := cl.CancelJob(ctx, args[0])
-			if err != nil {
-				return err
-			}
-			fmt.Println(st)
-			return nil
+			return g.run(cmd, func(ctx context.Context, cl *client.Client, _ *printer) error {
+				st, err := cl.CancelJob(ctx, args[0])
+				if err != nil {
+					return err
+				}
+				fmt.Println(st)
+				return nil
+			})
 		},
 	}
 }
@@ -269,22 +249,17 @@ func statsCmd(g *globals) *cobra.Command {
 		Use:   "stats [QUEUE...]",
 		Short: "Job counts per state for each queue",
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cl, err := g.client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			ctx, cancel := g.ctx()
-			defer cancel()
-			qs, err := cl.QueueStats(ctx, args...)
-			if err != nil {
-				return err
-			}
-			fmt.Printf("%-24s %6s %10s %10s %10s %10s %10s %10s\n", "QUEUE", "PAUSED", "SCHEDULED", "READY", "LEASED", "SUCCEEDED", "DEAD", "CANCELLED")
-			for _, q := range qs {
-				fmt.Printf("%-24s %6v %10d %10d %10d %10d %10d %10d\n", q.Queue, q.Paused, q.Scheduled, q.Ready, q.Leased, q.Succeeded, q.Dead, q.Cancelled)
-			}
-			return nil
+			return g.run(cmd, func(ctx context.Context, cl *client.Client, _ *printer) error {
+				qs, err := cl.QueueStats(ctx, args...)
+				if err != nil {
+					return err
+				}
+				fmt.Printf("%-24s %6s %10s %10s %10s %10s %10s %10s\n", "QUEUE", "PAUSED", "SCHEDULED", "READY", "LEASED", "SUCCEEDED", "DEAD", "CANCELLED")
+				for _, q := range qs {
+					fmt.Printf("%-24s %6v %10d %10d %10d %10d %10d %10d\n", q.Queue, q.Paused, q.Scheduled, q.Ready, q.Leased, q.Succeeded, q.Dead, q.Cancelled)
+				}
+				return nil
+			})
 		},
 	}
 }
