@@ -2,6 +2,12 @@
 # (for `proto`) protoc installed; .ci/run installs what CI needs.
 SHELL := /bin/bash
 GO ?= go
+# Every target builds with go1.26.11 (the standard library fixes govulncheck
+# needs); the go command fetches it from the module proxy once per machine.
+# Go's own default here is GOTOOLCHAIN=local, which ignores go.mod's
+# toolchain line, so it is exported for every recipe and script.
+GOTOOLCHAIN := go1.26.11
+export GOTOOLCHAIN
 BIN := bin
 PROTOC_GEN_GO_VERSION := v1.36.12
 PROTOC_GEN_GO_GRPC_VERSION := v1.6.0

@@ -2,6 +2,8 @@ module github.com/raftq/raftq
 
 go 1.26.0
 
+toolchain go1.26.11
+
 require (
 	github.com/anishathalye/porcupine v1.3.1
 	github.com/chromedp/chromedp v0.23.0

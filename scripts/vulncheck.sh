@@ -9,9 +9,10 @@
 # once per version. Idempotent; later runs reuse the database.
 #
 # Exit status: 1 when the code calls a vulnerable function of a module we
-# require (fix: `go get module@fixed`); standard-library findings need a
-# newer Go toolchain, so they are printed as warnings unless
-# RAFTQ_VULNCHECK_STDLIB=fail. When the tools or the database cannot be
+# require (fix: `go get module@fixed`), and likewise when it reaches a
+# vulnerable function of the standard library (fix: a newer toolchain line
+# in go.mod and the Makefile); RAFTQ_VULNCHECK_STDLIB=warn turns the latter
+# into warnings. When the tools or the database cannot be
 # obtained (no module proxy), it prints SKIPPED with the reason and exits 0.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +20,7 @@ root=$PWD
 VULN_VERSION=${VULN_VERSION:-v1.9.0}
 VULNDB_VERSION=${VULNDB_VERSION:-v0.0.0-20261105234957-e22db6528018}
 dbroot=${RAFTQ_VULNDB_DIR:-$root/tmp/vulndb}
-stdlib=${RAFTQ_VULNCHECK_STDLIB:-warn}
+stdlib=${RAFTQ_VULNCHECK_STDLIB:-fail}
 
 skip() { echo "vulncheck: SKIPPED: $*" >&2; exit 0; }
 command -v jq >/dev/null || skip "jq is not installed (apt-get install jq)"
@@ -59,7 +60,7 @@ status=0
 if [ -n "$std" ]; then
   echo "vulncheck: the standard library of $(go env GOVERSION) has vulnerabilities this code reaches (fix: a newer Go toolchain):"
   printf '%s\n' "$std" | awk -F'\t' '{printf "  %s  fixed in go%s\n", $1, substr($3, 2)}'
-  if [ "$stdlib" = fail ]; then status=1; else echo "vulncheck: (warnings only: RAFTQ_VULNCHECK_STDLIB=fail makes them errors)"; fi
+  if [ "$stdlib" = fail ]; then status=1; else echo "vulncheck: (warnings only, as RAFTQ_VULNCHECK_STDLIB=warn asks)"; fi
 fi
 if [ -n "$mods" ]; then
   echo "vulncheck: FAILED: required modules have vulnerabilities this code reaches:"
