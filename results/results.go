@@ -84,6 +84,9 @@ var (
 	ErrStaleToken = errors.New("stale lease token")
 	// ErrNotFound: no result is stored for the job.
 	ErrNotFound = errors.New("result not found")
+	// ErrUnknownJob: svcd verified the result with the brokers and they
+	// know no such job, so no lease on it can be held. Do not ack.
+	ErrUnknownJob = errors.New("job unknown to the broker")
 	// ErrInvalidArgument: svcd refused the request as malformed (missing
 	// job id, output over the limit, bad status, ...); nothing was written.
 	ErrInvalidArgument = errors.New("invalid argument")
@@ -348,6 +351,8 @@ func convertErr(err error) error {
 	switch {
 	case e.Reason == raftqv1.ErrorDetail_STALE_TOKEN.String():
 		e.kind = ErrStaleToken
+	case st.Code() == codes.FailedPrecondition && e.Reason == raftqv1.ErrorDetail_NOT_FOUND.String():
+		e.kind = ErrUnknownJob
 	case st.Code() == codes.NotFound:
 		e.kind = ErrNotFound
 	case st.Code() == codes.InvalidArgument:

@@ -12,8 +12,12 @@ import (
 // ResultsRecorder stores each attempt's outcome in svcd, fenced by the
 // job's lease token, before the worker acks or nacks. svcd keeps one result
 // per job: a stale token is refused (the worker then drops the attempt
-// without acking: someone else holds the job), and a job an earlier lease
-// already completed is reported so the worker acks instead of retrying.
+// without acking: someone else holds the job), as is a job the broker no
+// longer knows, and a job an earlier lease already completed is reported
+// so the worker acks instead of retrying. Any other error (svcd or the
+// broker it verifies with unreachable, a refusal) is retried by the worker
+// until its settle timeout, then the ack becomes a nack: never an ack
+// without a stored result.
 type ResultsRecorder struct {
 	// Client is a dialled results client.
 	Client *results.Client
@@ -48,7 +52,10 @@ func (r ResultsRecorder) Record(ctx context.Context, o worker.Outcome) (bool, er
 		FinishedAt: o.FinishedAt,
 	})
 	if errors.Is(err, results.ErrStaleToken) {
-		return false, fmt.Errorf("%w: svcd holds a newer lease's result: %v", worker.ErrLeaseLost, err)
+		return false, fmt.Errorf("%w: svcd holds a newer lease's result, or the broker a newer lease: %v", worker.ErrLeaseLost, err)
+	}
+	if errors.Is(err, results.ErrUnknownJob) {
+		return false, fmt.Errorf("%w: %v", worker.ErrLeaseLost, err)
 	}
 	if err != nil {
 		return false, err

@@ -52,9 +52,9 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 			err = a.Check(r.Context(), p, auth.Access{Roles: auth.RoleAdmin})
 		}
 		// A browser resends Basic credentials on its own, also on a
-		// request another site makes it send: writes with them must come
-		// from the dashboard's own pages.
-		if _, _, basic := r.BasicAuth(); err == nil && basic && r.Method != http.MethodGet && r.Method != http.MethodHead && !sameOrigin(r) {
+		// request another site makes it send ("Origin: null" included):
+		// writes with them must come from the dashboard's own pages.
+		if _, _, basic := r.BasicAuth(); err == nil && basic && auth.CrossSite(r) {
 			writeError(w, r, newErr(http.StatusForbidden, CodeForbidden, "cross-site request refused"))
 			a.AuditHTTP(r, p, "", http.StatusForbidden)
 			return

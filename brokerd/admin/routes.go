@@ -4,7 +4,6 @@ import (
 	"context"
 	_ "embed"
 	"net/http"
-	"net/url"
 	"strconv"
 	"time"
 
@@ -159,18 +158,4 @@ func (m *httpMetrics) middleware(next http.Handler) http.Handler {
 		m.requests.WithLabelValues(route, r.Method, strconv.Itoa(code)).Inc()
 		m.duration.WithLabelValues(route, r.Method).Observe(time.Since(start).Seconds())
 	})
-}
-
-// sameOrigin refuses state-changing form posts from other sites (the
-// dashboard's redrive button is a plain form): a browser sends Origin on
-// cross-site POSTs, and Sec-Fetch-Site when it knows.
-func sameOrigin(r *http.Request) bool {
-	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
-		return false
-	}
-	if o := r.Header.Get("Origin"); o != "" && o != "null" {
-		u, err := url.Parse(o)
-		return err == nil && u.Host == r.Host
-	}
-	return true
 }

@@ -13,6 +13,8 @@ import (
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/raftq/raftq/internal/auth"
+
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
 
@@ -132,7 +134,7 @@ func (s *Server) uiDead(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) uiRedrive(w http.ResponseWriter, r *http.Request) {
-	if !sameOrigin(r) {
+	if auth.CrossSite(r) { // the redrive button is a plain form
 		s.renderError(w, r, newErr(http.StatusForbidden, CodeForbidden, "cross-site form post refused"))
 		return
 	}

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/raftq/raftq/internal/auth"
 	"github.com/raftq/raftq/internal/tlsutil"
+	"github.com/raftq/raftq/svcd/brokercheck"
 	"github.com/raftq/raftq/svcd/service"
 	"github.com/raftq/raftq/svcd/store"
 	"github.com/raftq/raftq/svcd/transport"
@@ -72,8 +73,29 @@ type Config struct {
 	// endpoints authorize each call by role and queue. Its JobQueue is
 	// set by the server (the stored result's queue).
 	Auth auth.Config
+	// Brokers is how every result is verified with the brokers before it
+	// is stored (svcd/brokercheck): the job's queue and lease token come
+	// from the broker, not the caller. Required unless Brokers.Disabled.
+	Brokers BrokerCheck
 
 	Logger log.Logger
+}
+
+// BrokerCheck configures result verification with the brokers.
+type BrokerCheck struct {
+	// Disabled stores results on the caller's word (queue and lease
+	// token unchecked): only for a svcd whose writers are all trusted,
+	// such as tests and tools that run svcd without brokers. A svcd with
+	// neither Addrs nor Disabled does not start.
+	Disabled bool
+	// Addrs are the brokers' gRPC addresses, or one resolver target with
+	// DialOptions (etcd discovery). TLS, when svcd has it, is svcd's own
+	// CA and certificate.
+	Addrs       []string
+	DialOptions []grpc.DialOption
+	// Timeout bounds one verification (default brokercheck.DefaultTimeout);
+	// past it the write is refused UNAVAILABLE and the worker retries.
+	Timeout time.Duration
 }
 
 // Defaults returns the settings `svcd` runs with when given no flags.
@@ -95,9 +117,10 @@ const ServiceName = "raftq.v1.Results"
 
 // Server is a running svcd.
 type Server struct {
-	cfg    Config
-	logger log.Logger
-	store  *store.Store
+	cfg     Config
+	logger  log.Logger
+	store   *store.Store
+	checker *brokercheck.Checker // nil: verification disabled
 
 	grpcLis, httpLis net.Listener
 	grpcSrv          *grpc.Server
@@ -168,12 +191,20 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		}
 		opts.Limiter = rate.NewLimiter(rate.Limit(cfg.RateLimit), burst)
 	}
-	svc := service.New(st, service.Config{MaxOutputBytes: cfg.MaxOutputBytes})
 	sec, err := newSecurity(cfg, st, lg)
 	if err != nil {
 		st.Close()
 		return nil, err
 	}
+	svcCfg := service.Config{MaxOutputBytes: cfg.MaxOutputBytes}
+	if s.checker, err = newChecker(cfg.Brokers, sec); err != nil {
+		st.Close()
+		return nil, err
+	}
+	if s.checker != nil {
+		svcCfg.Verifier = s.checker
+	}
+	svc := service.New(st, svcCfg)
 	opts.Auth = sec.auth
 	eps := service.MakeEndpoints(svc, opts)
 
@@ -195,12 +226,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 
 	// 4. Listeners last, so a failure above leaves no port bound.
 	if s.grpcLis, err = net.Listen("tcp", cfg.ListenGRPC); err != nil {
-		st.Close()
+		s.closeBackends()
 		return nil, fmt.Errorf("listen grpc %s: %w", cfg.ListenGRPC, err)
 	}
 	if s.httpLis, err = net.Listen("tcp", cfg.ListenHTTP); err != nil {
 		s.grpcLis.Close()
-		st.Close()
+		s.closeBackends()
 		return nil, fmt.Errorf("listen http %s: %w", cfg.ListenHTTP, err)
 	}
 	if sec.tls != nil {
@@ -334,10 +365,35 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		if s.started.Load() {
 			<-s.readyDone
 		}
-		s.shutdownErr = errors.Join(httpErr, s.store.Close())
+		s.shutdownErr = errors.Join(httpErr, s.closeBackends())
 		_ = level.Info(s.logger).Log("msg", "shutdown complete", "err", s.shutdownErr)
 	})
 	return s.shutdownErr
+}
+
+// closeBackends closes what requests use: the broker connections and the
+// database.
+func (s *Server) closeBackends() error {
+	var err error
+	if s.checker != nil {
+		err = s.checker.Close()
+	}
+	return errors.Join(err, s.store.Close())
+}
+
+// newChecker is the result verifier cfg asks for (nil when disabled).
+func newChecker(cfg BrokerCheck, sec *security) (*brokercheck.Checker, error) {
+	if cfg.Disabled {
+		return nil, nil
+	}
+	if len(cfg.Addrs) == 0 {
+		return nil, errors.New("broker verification: no brokers configured (set the brokers to verify results with, or disable verification explicitly for a svcd whose writers are all trusted)")
+	}
+	bc := brokercheck.Config{Brokers: cfg.Addrs, DialOptions: cfg.DialOptions, Auth: sec.auth, Timeout: cfg.Timeout}
+	if sec.tls != nil {
+		bc.TLS = sec.tls.ClientTLSConfig()
+	}
+	return brokercheck.New(bc)
 }
 
 // gormWriter sends GORM's slow-query and error lines to the Go kit logger.

@@ -18,6 +18,13 @@ var (
 	ErrInvalidArgument = errors.New("invalid argument")
 	// ErrTooLarge: a field is over its size limit (also ErrInvalidArgument).
 	ErrTooLarge = errors.New("too large")
+	// ErrUnknownJob: the broker has no job with the result's id, so no
+	// lease for it can exist; nothing was written.
+	ErrUnknownJob = errors.New("unknown job")
+	// ErrBrokerUnavailable: the broker could not be asked about the job
+	// (no leader, unreachable, timed out); nothing was written, the
+	// worker retries.
+	ErrBrokerUnavailable = errors.New("broker unavailable")
 )
 
 // Violation is one problem with a request field.
@@ -82,6 +89,11 @@ const (
 	// KindPermissionDenied: the caller's roles or queues do not allow the
 	// call; nothing was read or written.
 	KindPermissionDenied Kind = "permission_denied"
+	// KindUnknownJob: the broker knows no such job (ErrUnknownJob).
+	KindUnknownJob Kind = "unknown_job"
+	// KindBrokerUnavailable: the result could not be verified with the
+	// broker (ErrBrokerUnavailable).
+	KindBrokerUnavailable Kind = "broker_unavailable"
 )
 
 // KindOf classifies err.
@@ -97,6 +109,10 @@ func KindOf(err error) Kind {
 		return KindStaleToken
 	case errors.Is(err, store.ErrNotFound):
 		return KindNotFound
+	case errors.Is(err, ErrUnknownJob):
+		return KindUnknownJob
+	case errors.Is(err, ErrBrokerUnavailable):
+		return KindBrokerUnavailable
 	case errors.Is(err, auth.ErrUnauthenticated):
 		return KindUnauthenticated
 	case errors.Is(err, auth.ErrPermissionDenied):

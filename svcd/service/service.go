@@ -56,6 +56,20 @@ type Config struct {
 	// Now defaults finished_at when a worker leaves it out; default
 	// time.Now.
 	Now func() time.Time
+	// Verifier, when set, checks every valid result against the broker's
+	// record of its job before anything is written (svcd/brokercheck):
+	// the job's queue and lease token come from the broker, not from the
+	// caller. Nil trusts the caller (standalone svcd, tests).
+	Verifier Verifier
+}
+
+// Verifier checks a validated result against the broker's record of its
+// job. A nil error lets the write through to the fencing rules; an error
+// refuses it with nothing written: ErrUnknownJob, an auth permission
+// refusal, store.ErrStaleToken, an *InvalidError (the queue is not the
+// job's), or ErrBrokerUnavailable (the worker retries).
+type Verifier interface {
+	VerifyResult(ctx context.Context, r store.Result) error
 }
 
 // Limits on identifiers: they are keys and filter values, not payloads.
@@ -100,6 +114,11 @@ func New(st Store, cfg Config) Service {
 func (s *service) StoreResult(ctx context.Context, r store.Result) (store.StoreReply, error) {
 	if err := s.validate(&r); err != nil {
 		return store.StoreReply{}, err
+	}
+	if s.cfg.Verifier != nil {
+		if err := s.cfg.Verifier.VerifyResult(ctx, r); err != nil {
+			return store.StoreReply{}, err
+		}
 	}
 	return s.st.StoreResult(ctx, r)
 }

@@ -34,6 +34,10 @@ var statusOf = map[service.Kind]mapping{
 	service.KindInternal:         {codes.Internal, raftqv1.ErrorDetail_REASON_UNSPECIFIED, http.StatusInternalServerError, "internal error"},
 	service.KindUnauthenticated:  {codes.Unauthenticated, raftqv1.ErrorDetail_REASON_UNSPECIFIED, http.StatusUnauthorized, ""},
 	service.KindPermissionDenied: {codes.PermissionDenied, raftqv1.ErrorDetail_REASON_UNSPECIFIED, http.StatusForbidden, ""},
+	// A result for a job the broker does not know: no lease can exist,
+	// the worker must not ack (409 like a stale token).
+	service.KindUnknownJob:        {codes.FailedPrecondition, raftqv1.ErrorDetail_NOT_FOUND, http.StatusConflict, ""},
+	service.KindBrokerUnavailable: {codes.Unavailable, raftqv1.ErrorDetail_REASON_UNSPECIFIED, http.StatusServiceUnavailable, "broker unavailable to verify the result, retry later"},
 }
 
 func mappingFor(err error) (service.Kind, mapping, string) {

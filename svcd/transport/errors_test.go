@@ -13,7 +13,8 @@ func TestEveryKindMapped(t *testing.T) {
 	kinds := []service.Kind{
 		service.KindInvalidArgument, service.KindTooLarge, service.KindStaleToken, service.KindNotFound,
 		service.KindRateLimited, service.KindUnavailable, service.KindCanceled, service.KindDeadlineExceeded,
-		service.KindInternal,
+		service.KindInternal, service.KindUnauthenticated, service.KindPermissionDenied,
+		service.KindUnknownJob, service.KindBrokerUnavailable,
 	}
 	for _, k := range kinds {
 		m, ok := statusOf[k]
