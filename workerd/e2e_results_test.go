@@ -27,8 +27,11 @@ func TestEveryJobHasExactlyOneResultInSvcd(t *testing.T) {
 	svcdtest.Each(t, func(t *testing.T, b svcdtest.Backend) {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
+		// svcd verifies every result with the cluster's leader.
+		c := testcluster.New(t, 3, nil)
 		srv, err := server.New(ctx, server.Config{ListenGRPC: "127.0.0.1:0", ListenHTTP: "127.0.0.1:0",
-			DB: b.Driver, DSN: b.DSN, DataDir: b.DataDir, ReadyInterval: 50 * time.Millisecond})
+			DB: b.Driver, DSN: b.DSN, DataDir: b.DataDir, ReadyInterval: 50 * time.Millisecond,
+			Brokers: server.BrokerCheck{Addrs: c.Addrs()}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -44,7 +47,6 @@ func TestEveryJobHasExactlyOneResultInSvcd(t *testing.T) {
 		}
 		defer rc.Close()
 
-		c := testcluster.New(t, 3, nil)
 		cl := c.Client()
 		const n = 1000
 		want := map[string]string{}

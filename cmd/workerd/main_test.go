@@ -14,6 +14,7 @@ import (
 
 	"github.com/raftq/raftq/brokerd"
 	"github.com/raftq/raftq/discovery"
+	"github.com/raftq/raftq/discovery/etcdresolver"
 	"github.com/raftq/raftq/internal/etcdtest"
 	"github.com/raftq/raftq/internal/testcluster"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
@@ -116,8 +117,11 @@ func TestOnlyEtcd(t *testing.T) {
 		cfg.Etcd = brokerd.EtcdConfig{Endpoints: etcd.Endpoints(), Prefix: prefix}
 	})
 
+	// svcd verifies every result with the brokers it finds through etcd
+	// too.
 	srv, err := server.New(ctx, server.Config{ListenGRPC: "127.0.0.1:0", ListenHTTP: "127.0.0.1:0",
-		DB: "sqlite", DataDir: t.TempDir(), ReadyInterval: 50 * time.Millisecond})
+		DB: "sqlite", DataDir: t.TempDir(), ReadyInterval: 50 * time.Millisecond,
+		Brokers: server.BrokerCheck{Addrs: []string{etcdresolver.BrokersTarget(prefix)}, DialOptions: etcdresolver.BrokerDialOptions(cli)}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ func TestMetricsPassPromtool(t *testing.T) {
 	b := svcdtest.SQLite(t)
 	s, err := server.New(context.Background(), server.Config{
 		ListenGRPC: "127.0.0.1:0", ListenHTTP: "127.0.0.1:0", DB: b.Driver, DataDir: b.DataDir,
+		Brokers: server.BrokerCheck{Disabled: true},
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -47,6 +47,8 @@ func TestTLSAndAuth(t *testing.T) {
 		ReadyInterval: 50 * time.Millisecond,
 		TLS:           tlsutil.Files{CA: pki.CAFile(), Cert: pki.CertFile("svcd"), Key: pki.KeyFile("svcd")},
 		Auth:          auth.Config{TokensFile: tokens},
+		// svcd's own checks; the brokers' are in svcd/brokercheck.
+		Brokers: server.BrokerCheck{Disabled: true},
 	}
 	s := startServer(t, cfg)
 	tlsCfg, err := client.LoadTLS(pki.CAFile(), "", "")
@@ -166,5 +168,59 @@ func TestAuthNeedsTLS(t *testing.T) {
 		DataDir: filepath.Join(dir, "db"), Auth: auth.Config{TokensFile: tokens}})
 	if err == nil || !strings.Contains(err.Error(), "needs TLS") {
 		t.Fatalf("auth without TLS: %v", err)
+	}
+}
+
+// TestCrossSiteWriteRefused: a page on another site can make a browser
+// POST a "text/plain" body to svcd without a CORS preflight; svcd refuses
+// such writes 403 whatever the credentials (here auth is off, the
+// weakest case): a foreign Origin, "Origin: null", Sec-Fetch-Site
+// cross-site or same-site. Nothing is stored. The same body without
+// browser headers (curl, SDKs), or from svcd's own origin, is stored.
+func TestCrossSiteWriteRefused(t *testing.T) {
+	s := startServer(t, server.Config{ListenGRPC: "127.0.0.1:0", ListenHTTP: "127.0.0.1:0", DB: "sqlite", DataDir: t.TempDir(),
+		Brokers: server.BrokerCheck{Disabled: true}})
+	post := func(job string, hdr ...string) int {
+		t.Helper()
+		body := `{"job_id":"` + job + `","queue":"q","lease_token":1,"status":"succeeded"}`
+		req, _ := http.NewRequest("POST", "http://"+s.HTTPAddr()+"/v1/results", strings.NewReader(body))
+		req.Header.Set("Content-Type", "text/plain")
+		for i := 0; i+1 < len(hdr); i += 2 {
+			req.Header.Set(hdr[i], hdr[i+1])
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode == http.StatusForbidden && !strings.Contains(string(b), "cross-site") {
+			t.Errorf("403 without the reason: %s", b)
+		}
+		return resp.StatusCode
+	}
+	ctx := context.Background()
+	for i, hdr := range [][]string{
+		{"Origin", "http://evil.example"},
+		{"Origin", "null"},
+		{"Sec-Fetch-Site", "cross-site"},
+		{"Sec-Fetch-Site", "same-site", "Origin", "http://other." + s.HTTPAddr()},
+	} {
+		job := fmt.Sprintf("x%d", i)
+		if code := post(job, hdr...); code != http.StatusForbidden {
+			t.Errorf("cross-site POST %v: %d, want 403", hdr, code)
+		}
+		if _, err := s.Store().GetResult(ctx, job); err == nil {
+			t.Errorf("cross-site POST %v stored a result", hdr)
+		}
+	}
+	for i, hdr := range [][]string{nil, {"Origin", "http://" + s.HTTPAddr()}, {"Sec-Fetch-Site", "same-origin"}} {
+		job := fmt.Sprintf("ok%d", i)
+		if code := post(job, hdr...); code != http.StatusOK {
+			t.Errorf("POST %v: %d, want 200", hdr, code)
+		}
+		if _, err := s.Store().GetResult(ctx, job); err != nil {
+			t.Errorf("POST %v: %v", hdr, err)
+		}
 	}
 }

@@ -63,7 +63,7 @@ func NewHTTPHandler(eps service.Endpoints, cfg HTTPConfig) http.Handler {
 	}
 
 	r := chi.NewRouter()
-	r.Use(middleware.Recoverer, authenticate(cfg.Auth))
+	r.Use(middleware.Recoverer, refuseCrossSite, authenticate(cfg.Auth))
 	r.Get("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 	})
@@ -389,7 +389,24 @@ func authenticate(a *auth.Authorizer) func(http.Handler) http.Handler {
 				encodeHTTPError(r.Context(), err, w)
 				return
 			}
-			next.ServeHTTP(w, r.WithContext(auth.NewContext(r.Context(), p)))
+			ctx := auth.NewContext(r.Context(), p)
+			if tok, ok := auth.TokenFromHTTP(r); ok {
+				// The broker verification of a StoreResult asks the
+				// broker as the caller (svcd/brokercheck).
+				ctx = auth.WithToken(ctx, tok)
+			}
+			next.ServeHTTP(w, r.WithContext(ctx))
 		})
 	}
+}
+
+// refuseCrossSite answers 403 to a write another site's page made a
+// browser send (auth.CrossSite: Sec-Fetch-Site, or an Origin that is not
+// this host, "null" included), with auth on or off: svcd serves no pages,
+// so no browser write to it is legitimate, and a cross-origin "text/plain"
+// POST needs no CORS preflight. Tools and SDKs send neither header.
+func refuseCrossSite(next http.Handler) http.Handler {
+	return auth.RefuseCrossSite(next, func(w http.ResponseWriter, r *http.Request) {
+		encodeHTTPError(r.Context(), &auth.Error{Kind: auth.ErrPermissionDenied, Msg: "cross-site request refused"}, w)
+	})
 }
