@@ -167,8 +167,8 @@ func (n *Node) hadState() bool {
 
 func (n *Node) openRaft() error {
 	cfg := n.cfg
-	if err := os.MkdirAll(filepath.Join(cfg.DataDir, "snapshots"), 0o750); err != nil {
-		return fmt.Errorf("data dir: %w", err)
+	if err := privateDataDir(cfg.DataDir); err != nil {
+		return err
 	}
 	// fsync stays on (NoSync false): an OK answered before a majority has
 	// the entry on disk would be a lie after a power cut.

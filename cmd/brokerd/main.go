@@ -49,6 +49,9 @@ import (
 )
 
 func main() {
+	// Every file brokerd creates (Raft log, snapshots, FSM, restore
+	// spools) is its user's only, whatever umask it was started with.
+	syscall.Umask(0o077)
 	tuneGC()
 	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -173,5 +174,28 @@ func TestRealProcessesSigtermSigkillRestart(t *testing.T) {
 			t.Fatalf("nodes did not converge: %v", hashes)
 		}
 		time.Sleep(100 * time.Millisecond)
+	}
+	// Every data file and dir is brokerd's user's only, whatever the
+	// umask it was started with (this test's is usually 022).
+	for _, p := range procs {
+		if fi, err := os.Stat(filepath.Join(p.dir, "raft.db")); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s raft.db: %v %v", p.id, fi, err)
+		}
+		err := filepath.WalkDir(p.dir, func(path string, d fs.DirEntry, err error) error {
+			if err != nil {
+				return err
+			}
+			fi, err := d.Info()
+			if err != nil {
+				return err
+			}
+			if want := os.FileMode(0o600); d.IsDir() && fi.Mode().Perm() != 0o700 || !d.IsDir() && fi.Mode().Perm() != want {
+				t.Errorf("%s: mode %v", path, fi.Mode().Perm())
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -26,6 +27,8 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		"log.level (flag --log-level":                   {"--log-level", "loud"},
 		"unexpected [\"extra\"]":                        {"extra"},
 		"shutdown_timeout (flag --shutdown-timeout, en": {"--config", writeYAML(t, "shutdown_timeout: 10\n")},
+		"brokers (flag --brokers, env RAFTQ_BROKERS)":   {"--data-dir", t.TempDir()},
+		"verify.timeout (flag --verify-timeout":         {"--verify-timeout", "-1s"},
 	}
 	for want, args := range cases {
 		err := run(context.Background(), args)
@@ -49,7 +52,7 @@ func writeYAML(t *testing.T, body string) string {
 func TestConfigCommandRedacts(t *testing.T) {
 	t.Setenv("RAFTQ_DB_DSN", "host=db user=raftq password=s3cret dbname=raftq")
 	var out, errb bytes.Buffer
-	code := printConfig([]string{"--db", "postgres", "--config", writeYAML(t, "rate:\n  limit: 50\n")}, &out, &errb)
+	code := printConfig([]string{"--db", "postgres", "--brokers", "127.0.0.1:7101", "--config", writeYAML(t, "rate:\n  limit: 50\n")}, &out, &errb)
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
@@ -64,6 +67,25 @@ func TestConfigCommandRedacts(t *testing.T) {
 	}
 	if code := printConfig([]string{"--db", "mysql"}, &out, &errb); code != 2 {
 		t.Fatalf("invalid config: exit %d", code)
+	}
+}
+
+// Result verification: on by default with the brokers given, or found
+// through etcd; off only when asked for explicitly.
+func TestBrokersConfig(t *testing.T) {
+	for _, c := range []struct {
+		args     []string
+		disabled bool
+		addrs    []string
+	}{
+		{[]string{"--brokers", "127.0.0.1:7101,127.0.0.1:7102"}, false, []string{"127.0.0.1:7101", "127.0.0.1:7102"}},
+		{[]string{"--etcd", "http://127.0.0.1:2379"}, false, nil}, // resolved through etcd at start
+		{[]string{"--verify-brokers=false"}, true, nil},
+	} {
+		_, s, err := load(c.args, io.Discard)
+		if err != nil || s.srv.Brokers.Disabled != c.disabled || strings.Join(s.srv.Brokers.Addrs, ",") != strings.Join(c.addrs, ",") {
+			t.Errorf("%v: %v %+v", c.args, err, s.srv.Brokers)
+		}
 	}
 }
 

@@ -9,6 +9,12 @@
 // configuration with the DSN's password and other secrets redacted. An
 // invalid setting is reported with its key and reason, exit status 2.
 //
+// Every result is verified with the brokers before it is stored (the
+// job's queue and lease token come from the broker leader, not from the
+// writer: svcd/brokercheck): --brokers host:port,... or, without it, the
+// brokers registered in etcd. svcd does not start without brokers unless
+// --verify-brokers=false (a svcd whose writers are all trusted).
+//
 // With --etcd, svcd registers its gRPC address under
 // "<prefix>/svcd/<id>" with a lease it keeps alive, so workers find it
 // through etcd (discovery/etcdresolver, round-robin over instances); the
@@ -35,11 +41,17 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/raftq/raftq/discovery"
+	"github.com/raftq/raftq/discovery/etcdresolver"
 	"github.com/raftq/raftq/internal/config"
+	"github.com/raftq/raftq/svcd/brokercheck"
 	"github.com/raftq/raftq/svcd/server"
 )
 
 func main() {
+	// Every file svcd creates (the SQLite database, WAL and shared
+	// memory, anything later) is its user's only, whatever umask it was
+	// started with.
+	syscall.Umask(0o077)
 	if len(os.Args) > 1 && os.Args[1] == "config" {
 		os.Exit(printConfig(os.Args[2:], os.Stdout, os.Stderr))
 	}
@@ -128,7 +140,13 @@ func keys() []config.Key {
 				return nil
 			}},
 		{Name: "grpc.advertise", Flag: "grpc-advertise", Kind: config.String, Usage: "gRPC address registered in etcd (default: the bound address, with the host name for a wildcard host)"},
-		{Name: "etcd.endpoints", Flag: "etcd", Kind: config.List, Usage: "etcd endpoints: register this instance for discovery"},
+		{Name: "brokers", Flag: "brokers", Kind: config.List,
+			Usage: "broker gRPC addresses host:port,... every result is verified with (when empty: found through etcd with etcd.endpoints)"},
+		{Name: "verify.brokers", Flag: "verify-brokers", Kind: config.Bool, Default: true,
+			Usage: "verify every result's queue and lease token with the brokers (false: trust the writers' claims; only for a svcd whose writers are all trusted)"},
+		{Name: "verify.timeout", Flag: "verify-timeout", Kind: config.Duration, Default: brokercheck.DefaultTimeout, Check: nonNeg,
+			Usage: "how long one verification may wait for a broker leader before the write is refused UNAVAILABLE (0: default)"},
+		{Name: "etcd.endpoints", Flag: "etcd", Kind: config.List, Usage: "etcd endpoints: register this instance for discovery (and find the brokers when brokers is empty)"},
 		{Name: "etcd.prefix", Flag: "etcd-prefix", Kind: config.String, Default: discovery.DefaultPrefix, Usage: "cluster prefix of the etcd keys",
 			Check: func(v any) error { return discovery.ValidatePrefix(v.(string)) }},
 		{Name: "etcd.username", Flag: "etcd-username", Kind: config.String, Usage: "etcd user"},
@@ -186,6 +204,7 @@ func load(args []string, errOut io.Writer) (*config.Values, settings, error) {
 	cfg.RateLimit = v.Float("rate.limit")
 	cfg.RateBurst = v.Int("rate.burst")
 	cfg.ShutdownTimeout = v.Duration("shutdown_timeout")
+	cfg.Brokers = server.BrokerCheck{Disabled: !v.Bool("verify.brokers"), Addrs: v.List("brokers"), Timeout: v.Duration("verify.timeout")}
 	lvl, _ := parseLevel(v.String("log.level"))
 	s := settings{
 		srv: cfg, level: lvl, id: v.String("instance.id"), adv: v.String("grpc.advertise"),
@@ -198,6 +217,9 @@ func load(args []string, errOut io.Writer) (*config.Values, settings, error) {
 	}
 	if cfg.DB == "sqlite" && cfg.DataDir == "" {
 		errs = append(errs, l.Errorf("db.data_dir", "required with db.driver sqlite"))
+	}
+	if !cfg.Brokers.Disabled && len(cfg.Brokers.Addrs) == 0 && len(s.etcd) == 0 {
+		errs = append(errs, l.Errorf("brokers", "svcd verifies every result with the brokers: set brokers (or etcd.endpoints to find them), or verify.brokers=false for a svcd whose writers are all trusted"))
 	}
 	errs = append(errs, applySecurity(l, v, &s)...)
 	if len(errs) > 0 {
@@ -231,7 +253,8 @@ func printConfig(args []string, stdout, stderr io.Writer) int {
 }
 
 // run loads the configuration and runs svcd until a signal. Order: the
-// server (database, listeners), then the etcd registration; at shutdown the
+// etcd client (when configured), the server (database, broker
+// verification, listeners), then the etcd registration; at shutdown the
 // registration is revoked first, so clients stop picking this instance
 // before it stops answering.
 func run(ctx context.Context, args []string) error {
@@ -246,6 +269,22 @@ func run(ctx context.Context, args []string) error {
 	sigCtx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
 
+	// etcd first (it connects lazily): the brokers results are verified
+	// with may be found through it.
+	var cli *clientv3.Client
+	if len(s.etcd) > 0 {
+		if cli, err = clientv3.New(clientv3.Config{Endpoints: s.etcd, DialTimeout: s.dial, Username: s.user, Password: s.password, TLS: s.etcdTLS, Logger: zap.NewNop()}); err != nil {
+			return fmt.Errorf("etcd: %w", err)
+		}
+		defer cli.Close()
+		if !s.srv.Brokers.Disabled && len(s.srv.Brokers.Addrs) == 0 {
+			s.srv.Brokers.Addrs = []string{etcdresolver.BrokersTarget(s.prefix)}
+			s.srv.Brokers.DialOptions = etcdresolver.BrokerDialOptions(cli)
+		}
+	}
+	if s.srv.Brokers.Disabled {
+		_ = level.Warn(logger).Log("msg", "results are not verified with the brokers (verify.brokers=false): any worker token may store any job's result")
+	}
 	srv, err := server.New(sigCtx, s.srv)
 	if err != nil {
 		_ = level.Error(logger).Log("msg", "start failed", "err", err)
@@ -254,19 +293,15 @@ func run(ctx context.Context, args []string) error {
 	srvCtx, cancelSrv := context.WithCancel(context.Background())
 	defer cancelSrv()
 	var reg *discovery.Registration
-	var cli *clientv3.Client
-	if len(s.etcd) > 0 {
-		cli, err = clientv3.New(clientv3.Config{Endpoints: s.etcd, DialTimeout: s.dial, Username: s.user, Password: s.password, TLS: s.etcdTLS, Logger: zap.NewNop()})
-		if err == nil {
-			addr := advertised(s.adv, srv.GRPCAddr())
-			id := s.id
-			if id == "" {
-				id = "svcd-" + strings.NewReplacer(":", "-", "[", "", "]", "").Replace(addr)
-			}
-			reg, err = discovery.Register(cli, s.prefix, discovery.ServiceSvcd, discovery.Instance{
-				ID: id, Addr: addr, Meta: map[string]string{discovery.MetaHTTPAddr: advertised("", srv.HTTPAddr())},
-			}, discovery.RegisterOptions{TTL: s.ttl})
+	if cli != nil {
+		addr := advertised(s.adv, srv.GRPCAddr())
+		id := s.id
+		if id == "" {
+			id = "svcd-" + strings.NewReplacer(":", "-", "[", "", "]", "").Replace(addr)
 		}
+		reg, err = discovery.Register(cli, s.prefix, discovery.ServiceSvcd, discovery.Instance{
+			ID: id, Addr: addr, Meta: map[string]string{discovery.MetaHTTPAddr: advertised("", srv.HTTPAddr())},
+		}, discovery.RegisterOptions{TTL: s.ttl})
 		if err != nil {
 			sctx, c := context.WithTimeout(context.Background(), 5*time.Second)
 			_ = srv.Shutdown(sctx)
@@ -284,11 +319,7 @@ func run(ctx context.Context, args []string) error {
 		}
 		cancelSrv()
 	}()
-	err = srv.Run(srvCtx)
-	if cli != nil {
-		cli.Close()
-	}
-	return err
+	return srv.Run(srvCtx)
 }
 
 // advertised is the address others dial: adv if set, else bound, with a

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -40,9 +41,12 @@ func freeAddr(t *testing.T) string {
 // SIGTERM and expects a clean exit after an orderly shutdown.
 func TestSIGTERM(t *testing.T) {
 	grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
+	dataDir := filepath.Join(t.TempDir(), "svcd")
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	// A broker that is nowhere: svcd starts (it dials lazily) and
+	// verifies results with it.
 	cmd.Env = append(os.Environ(), childEnv+"=1",
-		"SVCD_TEST_ARGS=--listen-grpc "+grpcAddr+" --listen-http "+httpAddr+" --data-dir "+t.TempDir())
+		"SVCD_TEST_ARGS=--listen-grpc "+grpcAddr+" --listen-http "+httpAddr+" --data-dir "+dataDir+" --brokers "+freeAddr(t))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -66,6 +70,12 @@ func TestSIGTERM(t *testing.T) {
 		cmd.Process.Kill()
 		t.Fatalf("svcd never became ready; stderr:\n%s", stderr.String())
 	}
+	// The database, its WAL and shared memory are svcd's user's only,
+	// whatever the umask of whoever started it.
+	wantMode(t, dataDir, 0o700)
+	for _, f := range []string{"svcd.db", "svcd.db-wal", "svcd.db-shm"} {
+		wantMode(t, filepath.Join(dataDir, f), 0o600)
+	}
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
@@ -82,6 +92,18 @@ func TestSIGTERM(t *testing.T) {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("log lacks %q:\n%s", want, stderr.String())
 		}
+	}
+}
+
+// wantMode fails unless path exists with exactly mode's permission bits.
+func wantMode(t *testing.T, path string, mode os.FileMode) {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fi.Mode().Perm() != mode {
+		t.Errorf("%s: mode %v, want %v", path, fi.Mode().Perm(), mode)
 	}
 }
 

@@ -38,7 +38,7 @@ func TestSecurityConfig(t *testing.T) {
 			t.Errorf("%v: %v, want a configuration error containing %q", c.args, err, c.want)
 		}
 	}
-	_, s, err := load(append([]string{"--auth-tokens-file", tokens, "--tls-require-client-cert"}, tlsArgs...), io.Discard)
+	_, s, err := load(append([]string{"--auth-tokens-file", tokens, "--tls-require-client-cert", "--brokers", "127.0.0.1:7101"}, tlsArgs...), io.Discard)
 	if err != nil || s.srv.TLS.Cert != pki.CertFile("svcd") || !s.srv.RequireClientCert || s.srv.Auth.TokensFile != tokens {
 		t.Fatalf("good settings: %v %+v", err, s.srv)
 	}

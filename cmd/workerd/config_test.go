@@ -41,6 +41,14 @@ func writeYAML(t *testing.T, body string) string {
 // flag and variable) and the reason, and nothing started (no log line: the
 // logger does not exist yet).
 func TestConfigErrorsNameTheKey(t *testing.T) {
+	tmp := t.TempDir()
+	writeFile := func(t *testing.T, name, body string) string {
+		p := filepath.Join(tmp, name)
+		if err := os.WriteFile(p, []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
 	cases := []struct {
 		name string
 		args []string
@@ -67,6 +75,16 @@ func TestConfigErrorsNameTheKey(t *testing.T) {
 		{name: "etcd dial timeout", args: []string{"--etcd", "http://127.0.0.1:1", "--etcd-dial-timeout", "0"},
 			want: "etcd.dial_timeout (flag --etcd-dial-timeout, env RAFTQ_ETCD_DIAL_TIMEOUT): must be positive"},
 		{name: "token without TLS", env: map[string]string{"RAFTQ_AUTH_TOKEN": "t0ken"},
+			want: "auth.token (flag --auth-token, env RAFTQ_AUTH_TOKEN): needs TLS (tls.ca)"},
+		{name: "missing token file", args: []string{"--token-file", "/nonexistent/worker.token"},
+			want: "auth.token_file (flag --token-file, env RAFTQ_AUTH_TOKEN_FILE): open /nonexistent/worker.token"},
+		{name: "empty token file", args: []string{"--token-file", writeFile(t, "empty.token", " \n")},
+			want: "auth.token_file (flag --token-file, env RAFTQ_AUTH_TOKEN_FILE): " + filepath.Join(tmp, "empty.token") + " is empty"},
+		{name: "token file with two words", args: []string{"--token-file", writeFile(t, "two.token", "a b\n")},
+			want: "auth.token_file (flag --token-file, env RAFTQ_AUTH_TOKEN_FILE): " + filepath.Join(tmp, "two.token") + " holds more than one word"},
+		{name: "token and token file", args: []string{"--token-file", writeFile(t, "one.token", "t0ken\n")}, env: map[string]string{"RAFTQ_AUTH_TOKEN": "t0ken"},
+			want: "auth.token_file (flag --token-file, env RAFTQ_AUTH_TOKEN_FILE): set auth.token_file or auth.token, not both"},
+		{name: "token file without TLS", args: []string{"--token-file", writeFile(t, "one.token", "t0ken\n")},
 			want: "auth.token (flag --auth-token, env RAFTQ_AUTH_TOKEN): needs TLS (tls.ca)"},
 		{name: "client cert without CA", args: []string{"--tls-cert", "c.pem", "--tls-key", "k.pem"},
 			want: "tls.ca (flag --tls-ca, env RAFTQ_TLS_CA): required when tls.cert or tls.key is set"},

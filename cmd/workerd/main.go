@@ -170,7 +170,10 @@ func keys() []config.Key {
 		{Name: "tls.ca", Flag: "tls-ca", Kind: config.String, Usage: "CA certificate (PEM) that signs the brokers' and svcd's certificates: TLS on when set"},
 		{Name: "tls.cert", Flag: "tls-cert", Kind: config.String, Usage: "client certificate (PEM) for mutual TLS"},
 		{Name: "tls.key", Flag: "tls-key", Kind: config.String, Usage: "client key (PEM) for mutual TLS"},
-		{Name: "auth.token", Flag: "auth-token", Kind: config.String, Secret: true, Usage: "bearer token sent to brokers and svcd (needs TLS)"},
+		{Name: "auth.token_file", Flag: "token-file", Kind: config.String,
+			Usage: "file holding the bearer token sent to brokers and svcd (needs TLS; surrounding whitespace ignored)"},
+		{Name: "auth.token", Flag: "auth-token", Kind: config.String, Secret: true,
+			Usage: "bearer token sent to brokers and svcd (needs TLS); as a flag other local users see it in ps: prefer --token-file"},
 		{Name: "etcd.dial_timeout", Flag: "etcd-dial-timeout", Kind: config.Duration, Default: 5 * time.Second, Check: positive, Usage: "etcd connection timeout"},
 	}
 }
@@ -202,6 +205,27 @@ type settings struct {
 	// plaintext, no token).
 	tls   *tls.Config
 	token string
+	// warnings are logged once the logger exists.
+	warnings []string
+}
+
+// readTokenFile reads a bearer token from a file (what a secret mount or
+// `make certs` writes): one token, surrounding whitespace ignored. A
+// missing, unreadable or empty file, or one with several words, is an
+// error naming the file.
+func readTokenFile(path string) (string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	tok := strings.TrimSpace(string(b))
+	switch {
+	case tok == "":
+		return "", fmt.Errorf("%s is empty", path)
+	case strings.ContainsAny(tok, " \t\r\n"):
+		return "", fmt.Errorf("%s holds more than one word; want the token alone", path)
+	}
+	return tok, nil
 }
 
 type etcdSettings struct {
@@ -267,7 +291,21 @@ func toSettings(l *config.Loader, v *config.Values) (settings, error) {
 		s.tls = tc
 		s.cfg.ClientOptions.TLS = tc
 	}
-	if s.token = v.String("auth.token"); s.token != "" {
+	s.token = v.String("auth.token")
+	if v.Source("auth.token") == config.FromFlag {
+		s.warnings = append(s.warnings, "auth.token was given on the command line, where other local users can read it (ps, /proc): use --token-file")
+	}
+	if f := v.String("auth.token_file"); f != "" {
+		if s.token != "" {
+			return s, l.Errorf("auth.token_file", "set auth.token_file or auth.token, not both")
+		}
+		tok, err := readTokenFile(f)
+		if err != nil {
+			return s, l.Errorf("auth.token_file", "%v", err)
+		}
+		s.token = tok
+	}
+	if s.token != "" {
 		if s.tls == nil {
 			return s, l.Errorf("auth.token", "needs TLS (tls.ca): a bearer token is never sent in plaintext")
 		}
@@ -328,6 +366,9 @@ func runConfig(args []string, stdout, stderr io.Writer) int {
 // closes its broker client, then the results client and etcd close.
 func serve(ctx context.Context, s settings, stderr io.Writer) error {
 	log := slog.New(slog.NewJSONHandler(stderr, &slog.HandlerOptions{Level: s.level}))
+	for _, w := range s.warnings {
+		log.Warn(w)
+	}
 	cfg := s.cfg
 	cfg.Logger = log
 	cfg.Brokers = s.brokers

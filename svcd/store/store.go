@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math"
 	"os"
 	"path/filepath"
@@ -162,6 +163,25 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 	return s, nil
 }
 
+// privateDB makes the SQLite database readable by svcd's user only: the
+// file is created 0600 before SQLite opens it (SQLite gives the -wal and
+// -shm files the database file's permissions), and an existing database,
+// WAL and shared-memory file made by an older svcd are tightened to 0600.
+// Results hold job outputs: not for other local users.
+func privateDB(path string) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return fmt.Errorf("sqlite database: %w", err)
+	}
+	f.Close()
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Chmod(p, 0o600); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("sqlite database: %w", err)
+		}
+	}
+	return nil
+}
+
 // sqliteDSN builds the SQLite connection string: WAL (readers do not block
 // the writer), a busy timeout (another process holding the lock is waited
 // for), foreign keys on, and BEGIN IMMEDIATE for transactions so a write
@@ -174,13 +194,18 @@ func sqliteDSN(cfg Config) (string, error) {
 		if dir == "" {
 			dir = "."
 		}
-		if err := os.MkdirAll(dir, 0o755); err != nil {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return "", fmt.Errorf("create data dir: %w", err)
 		}
 		path = filepath.Join(dir, "svcd.db")
 	}
 	if strings.Contains(path, "?") {
 		return "", fmt.Errorf("sqlite path %q: give a plain file path, svcd sets the pragmas", path)
+	}
+	if path != ":memory:" && !strings.HasPrefix(path, "file:") {
+		if err := privateDB(path); err != nil {
+			return "", err
+		}
 	}
 	busy := cfg.BusyTimeout
 	if busy <= 0 {
