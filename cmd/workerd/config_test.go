@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/raftq/raftq/internal/certgen"
 	"github.com/raftq/raftq/internal/config"
 	"github.com/raftq/raftq/worker"
 	"github.com/raftq/raftq/workerd"
@@ -305,5 +306,39 @@ func TestConfigCommand(t *testing.T) {
 		if code := run(context.Background(), args, &out, &errb); code != 0 || !strings.Contains(errb.String(), "--etcd-prefix") {
 			t.Errorf("%v: exit %d, want 0 and the usage:\n%s", args, code, errb.String())
 		}
+	}
+}
+
+// --auth-token keeps working but warns (other users see it in ps); the
+// same token from the environment or a --token-file does not warn, and
+// the file's token is what is sent.
+func TestTokenSources(t *testing.T) {
+	cleanEnv(t)
+	dir := t.TempDir()
+	pki, err := certgen.NewDev(filepath.Join(dir, "pki"), "test CA", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(dir, "worker.token")
+	if err := os.WriteFile(file, []byte("  t0ken\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ca := []string{"--tls-ca", pki.CAFile()}
+	_, s, err := load(newLoader(), append(ca, "--auth-token", "t0ken"))
+	if err != nil || s.token != "t0ken" || len(s.warnings) != 1 || !strings.Contains(s.warnings[0], "ps") {
+		t.Errorf("--auth-token: %v %q %q", err, s.token, s.warnings)
+	}
+	_, s, err = load(newLoader(), append(ca, "--token-file", file))
+	if err != nil || s.token != "t0ken" || s.cfg.ClientOptions.Token != "t0ken" || len(s.warnings) != 0 {
+		t.Errorf("--token-file: %v %q %q", err, s.token, s.warnings)
+	}
+	t.Setenv("RAFTQ_AUTH_TOKEN_FILE", file)
+	if _, s, err = load(newLoader(), ca); err != nil || s.token != "t0ken" {
+		t.Errorf("RAFTQ_AUTH_TOKEN_FILE: %v %q", err, s.token)
+	}
+	t.Setenv("RAFTQ_AUTH_TOKEN_FILE", "")
+	t.Setenv("RAFTQ_AUTH_TOKEN", "t0ken")
+	if _, s, err = load(newLoader(), ca); err != nil || s.token != "t0ken" || len(s.warnings) != 0 {
+		t.Errorf("RAFTQ_AUTH_TOKEN: %v %q %q", err, s.token, s.warnings)
 	}
 }

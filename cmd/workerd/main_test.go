@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync"
 	"syscall"
@@ -13,10 +14,14 @@ import (
 	"time"
 
 	"github.com/raftq/raftq/brokerd"
+	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/discovery"
 	"github.com/raftq/raftq/discovery/etcdresolver"
+	"github.com/raftq/raftq/internal/auth"
+	"github.com/raftq/raftq/internal/certgen"
 	"github.com/raftq/raftq/internal/etcdtest"
 	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/tlsutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"github.com/raftq/raftq/results"
 	"github.com/raftq/raftq/svcd/server"
@@ -201,5 +206,91 @@ func TestOnlyEtcd(t *testing.T) {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("log lacks %s:\n%s", want, stderr.String())
 		}
+	}
+}
+
+// A real workerd reads its bearer token from --token-file (with a
+// trailing newline, as `make certs` and secret mounts write it) and works
+// a secure cluster (TLS, auth on) and a secure svcd that verifies every
+// result with the brokers as that worker; nothing warns about a token on
+// the command line.
+func TestTokenFile(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	dir := t.TempDir()
+	pki, err := certgen.NewDev(filepath.Join(dir, "pki"), "test CA", []string{"n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tokens := filepath.Join(dir, "tokens.yaml")
+	if err := os.WriteFile(tokens, []byte(fmt.Sprintf("tokens:\n  - {name: runner, sha256: %s, roles: [worker], queues: [default]}\n  - {name: ops, sha256: %s, roles: [admin]}\n",
+		auth.HashToken("worker-secret"), auth.HashToken("admin-secret"))), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	tokenFile := filepath.Join(dir, "worker.token")
+	if err := os.WriteFile(tokenFile, []byte("worker-secret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	c := testcluster.New(t, 1, func(cfg *brokerd.Config) {
+		cfg.TLS = brokerd.TLSConfig{Files: tlsutil.Files{CA: pki.CAFile(), Cert: pki.CertFile("node.n1"), Key: pki.KeyFile("node.n1")}}
+		cfg.Auth = auth.Config{TokensFile: tokens, NodeNames: []string{"node.*"}}
+	})
+	srv, err := server.New(ctx, server.Config{ListenGRPC: "127.0.0.1:0", ListenHTTP: "127.0.0.1:0", DB: "sqlite", DataDir: filepath.Join(dir, "svcd"),
+		TLS:     tlsutil.Files{CA: pki.CAFile(), Cert: pki.CertFile("svcd"), Key: pki.KeyFile("svcd")},
+		Auth:    auth.Config{TokensFile: tokens},
+		Brokers: server.BrokerCheck{Addrs: c.Addrs()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Start()
+	defer srv.Shutdown(context.Background())
+	tlsCfg, err := client.LoadTLS(pki.CAFile(), "", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl, err := client.New(c.Addrs(), client.Options{TLS: tlsCfg, Token: "admin-secret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	const n = 5
+	var ids []string
+	for i := 0; i < n; i++ {
+		id, _, err := cl.EnqueueOne(ctx, "default", "echo", []byte(fmt.Sprint(i)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+
+	cmd, stderr := child(t, "--brokers", strings.Join(c.Addrs(), ","), "--svcd", srv.GRPCAddr(), "--queues", "default:2",
+		"--tls-ca", pki.CAFile(), "--token-file", tokenFile, "--poll-wait", "1s")
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	for {
+		qs, err := cl.QueueStats(ctx, "default")
+		if err != nil {
+			t.Fatalf("queue stats: %v; workerd log:\n%s", err, stderr.String())
+		}
+		if len(qs) == 1 && qs[0].Succeeded == n {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("workerd exited: %v; log:\n%s", err, stderr.String())
+		case <-ctx.Done():
+			t.Fatalf("jobs not all done (%v); workerd log:\n%s", qs, stderr.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	for _, id := range ids {
+		if r, err := srv.Store().GetResult(ctx, id); err != nil || r.Queue != "default" {
+			t.Errorf("result of %s: %+v %v", id, r, err)
+		}
+	}
+	_ = cmd.Process.Signal(syscall.SIGTERM)
+	<-done
+	if strings.Contains(stderr.String(), "command line") {
+		t.Errorf("token-file run warned about a command-line token:\n%s", stderr.String())
 	}
 }
