@@ -8,7 +8,7 @@ dir=$(mktemp -d /tmp/raftq-bench.XXXXXX)
 trap 'stop_cluster; rm -rf "$dir"' EXIT
 start_cluster "$dir" 7300 7400
 d=${BENCH_DURATION:-10s}
-b="./bin/brokerctl bench --duration $d --payload ${BENCH_PAYLOAD:-256}"
+b="ctl bench --duration $d --payload ${BENCH_PAYLOAD:-256}"
 $b enqueue --producers 1 --batch 1 --clients 1
 $b enqueue --producers 64 --batch 1
 $b enqueue --producers 8 --batch 100

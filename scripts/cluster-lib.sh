@@ -43,18 +43,28 @@ stop_etcd() {
 
 # RAFTQ_TLS=1: TLS and auth on. tls_setup makes (or renews) the dev PKI
 # and tokens in ${RAFTQ_CERTS:-tmp/certs} with bin/raftq-certs and exports
-# what brokerctl reads (RAFTQ_TLS_CA, RAFTQ_AUTH_TOKEN: the admin token)
-# and brokerd's node names; node_tls_args N and svcd_tls_args print the
-# daemons' flags.
+# the CA brokerctl reads (RAFTQ_TLS_CA) and brokerd's node names;
+# node_tls_args N and svcd_tls_args print the daemons' flags. The admin
+# token is never exported: brokerd, svcd and workerd (which runs job
+# code) must not inherit it; ctl runs brokerctl with it in brokerctl's
+# own environment only.
 tls_on() { [ "${RAFTQ_TLS:-0}" = 1 ]; }
 tls_setup() {
   tls_on || return 0
   RAFTQ_CERTS=${RAFTQ_CERTS:-tmp/certs}
   ./bin/raftq-certs --dir "$RAFTQ_CERTS" --nodes n1,n2,n3 >/dev/null
   export RAFTQ_TLS_CA="$RAFTQ_CERTS/ca.crt"
-  RAFTQ_AUTH_TOKEN=$(cat "$RAFTQ_CERTS/tokens/admin.token")
-  export RAFTQ_AUTH_TOKEN
   export RAFTQ_AUTH_NODE_NAMES='node.*' # brokerd's auth.node_names (a glob: not a flag here)
+}
+# ctl ARGS...: brokerctl as the admin (with RAFTQ_TLS=1: the admin token
+# from its file, in this one process's environment, never on its command
+# line).
+ctl() {
+  if tls_on; then
+    RAFTQ_AUTH_TOKEN=$(cat "$RAFTQ_CERTS/tokens/admin.token") ./bin/brokerctl "$@"
+  else
+    ./bin/brokerctl "$@"
+  fi
 }
 node_tls_args() {
   tls_on || return 0
@@ -96,7 +106,7 @@ start_cluster() {
   # Wait until a leader answers a linearizable read.
   local t
   for t in $(seq 1 100); do
-    if ./bin/brokerctl --brokers "$BROKERS" --timeout 2s stats >/dev/null 2>&1; then
+    if ctl --brokers "$BROKERS" --timeout 2s stats >/dev/null 2>&1; then
       return 0
     fi
     sleep 0.2
@@ -105,17 +115,20 @@ start_cluster() {
   return 1
 }
 
-# start_services DIR: svcd on SQLite (gRPC 127.0.0.1:7400, HTTP 7401) and one
-# workerd on queue "work" that stores every outcome in svcd.
+# start_services DIR: svcd on SQLite (gRPC 127.0.0.1:7400, HTTP 7401),
+# verifying every result with the brokers (RAFTQ_BROKERS, from
+# start_cluster), and one workerd on queue "work" that stores every
+# outcome in svcd. With RAFTQ_TLS=1 workerd reads the worker token from
+# its file (--token-file): no token on a command line, where ps shows it.
 start_services() {
   local dir=$1
   # shellcheck disable=SC2046
   ./bin/svcd --data-dir "$dir/svcd" --listen-grpc 127.0.0.1:7400 --listen-http 127.0.0.1:7401 $(svcd_tls_args) \
-    --log-level warn >>"$dir/svcd.log" 2>&1 &
+    --brokers "$RAFTQ_BROKERS" --log-level warn >>"$dir/svcd.log" 2>&1 &
   PIDS+=($!)
   local wtls=()
   if tls_on; then
-    wtls=(--tls-ca "$RAFTQ_CERTS/ca.crt" --auth-token "$(cat "$RAFTQ_CERTS/tokens/worker.token")")
+    wtls=(--tls-ca "$RAFTQ_CERTS/ca.crt" --token-file "$RAFTQ_CERTS/tokens/worker.token")
   fi
   ./bin/workerd --brokers "$RAFTQ_BROKERS" --queues work:8 --svcd 127.0.0.1:7400 "${wtls[@]}" \
     --log-level warn >>"$dir/workerd.log" 2>&1 &

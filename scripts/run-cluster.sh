@@ -6,6 +6,9 @@
 # from disk with its jobs. Ctrl-C stops every node cleanly, then etcd.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Data dirs, databases and logs are this user's only (0600 files, 0700
+# dirs): job payloads and results are not for other local users.
+umask 077
 . scripts/cluster-lib.sh
 dir=${RAFTQ_RUN_DIR:-tmp/run}
 trap 'echo; echo "stopping..."; stop_cluster; stop_etcd; exit 0' INT TERM
@@ -19,7 +22,8 @@ raftq is running: 3 brokerd nodes on loopback (data in $dir, logs in $dir/n*.log
   n2  gRPC 127.0.0.1:7102  raft 127.0.0.1:7202
   n3  gRPC 127.0.0.1:7103  raft 127.0.0.1:7203
   etcd    $RAFTQ_ETCD_ENDPOINTS (registry, leader hint, live config)
-  svcd    gRPC 127.0.0.1:7400, HTTP 127.0.0.1:7401 (results, SQLite in $dir/svcd)
+  svcd    gRPC 127.0.0.1:7400, HTTP 127.0.0.1:7401 (results, SQLite in $dir/svcd; each result's
+          queue and lease token verified with the broker leader before it is stored)
   workerd queue "work" (echo, sleep, sha256, flaky, fail), results stored in svcd
   dashboard http://127.0.0.1:7111/ui/ (admin API on 7111-7113)
 
@@ -43,7 +47,12 @@ Every URL above is https, and brokerctl needs, in another shell:
   (producer and worker tokens: $RAFTQ_CERTS/tokens/producer.token, worker.token)
   curl --cacert $RAFTQ_TLS_CA -H "Authorization: Bearer \$RAFTQ_AUTH_TOKEN" https://127.0.0.1:7111/v1/queues
   dashboard https://127.0.0.1:7111/ui/ (any user name, the admin token as password; trust $RAFTQ_TLS_CA)
+  curl --cacert $RAFTQ_TLS_CA -H "Authorization: Bearer \$(cat $RAFTQ_CERTS/tokens/producer.token)" https://127.0.0.1:7401/v1/results/JOB_ID
+Secrets: workerd reads its worker token from $RAFTQ_CERTS/tokens/worker.token (--token-file);
+no daemon gets the admin token (not in any command line or environment). Data, databases and
+logs under $dir are 0600/0700. Browser writes from other sites (Origin null included) are
+refused by the admin API and svcd.
 TXT
 fi
-./bin/brokerctl status || true
+ctl status || true
 wait
