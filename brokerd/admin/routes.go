@@ -21,7 +21,9 @@ var openAPI []byte
 
 func (s *Server) routes() http.Handler {
 	r := chi.NewRouter()
-	r.Use(s.requestIDs, s.recoverer, s.httpm.middleware, s.authenticate)
+	// Cross-site writes are refused after authentication, so a refused
+	// admin write is still audited, and with auth off too.
+	r.Use(s.requestIDs, s.recoverer, s.httpm.middleware, s.authenticate, refuseCrossSite)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, newErr(http.StatusNotFound, CodeNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path))
 	})

@@ -117,7 +117,7 @@ func TestProfilerAndMetricsServed(t *testing.T) {
 // cross-site; the same write from the dashboard's own origin, or with a
 // bearer token and no browser headers, reaches the handler (here: a node
 // that is nowhere, so not 403). The dashboard's form post refuses
-// "Origin: null" too.
+// "Origin: null" too, and with auth off every cross-site write is refused.
 func TestCrossSiteWritesRefused(t *testing.T) {
 	dir := t.TempDir()
 	tokens := filepath.Join(dir, "tokens.yaml")
@@ -154,5 +154,14 @@ func TestCrossSiteWritesRefused(t *testing.T) {
 	r := call(t, "POST", u+"/ui/queues/q/dead/redrive", "", "Authorization", basic, "Origin", "null", "Content-Type", "application/x-www-form-urlencoded")
 	if r.status != http.StatusForbidden {
 		t.Fatalf("form post with Origin: null: %s", r)
+	}
+
+	// Auth off (plain make run): any page could pause a loopback broker's
+	// queue with a text/plain POST that needs no preflight.
+	open := start(t, admin.Config{Node: &fakeNode{f: fsm.New()}, RequestTimeout: 2 * time.Second})
+	for _, hdr := range [][]string{{"Origin", "null"}, {"Origin", "http://evil.example"}, {"Sec-Fetch-Site", "cross-site"}} {
+		if r := call(t, "POST", open+"/v1/queues/q/pause", "", hdr[0], hdr[1], "Content-Type", "text/plain"); r.status != http.StatusForbidden {
+			t.Errorf("auth off, POST with %s: %s: want 403", hdr, r)
+		}
 	}
 }
