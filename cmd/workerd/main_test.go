@@ -161,22 +161,7 @@ func TestOnlyEtcd(t *testing.T) {
 	cmd, stderr := child(t, "--etcd", etcd.Endpoint())
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	for {
-		qs, err := cl.QueueStats(ctx, "default")
-		if err != nil {
-			t.Fatalf("queue stats: %v; workerd log:\n%s", err, stderr.String())
-		}
-		if len(qs) == 1 && qs[0].Succeeded == n {
-			break
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("workerd exited: %v; log:\n%s", err, stderr.String())
-		case <-ctx.Done():
-			t.Fatalf("jobs not all done (%v); workerd log:\n%s", qs, stderr.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	waitSucceeded(t, ctx, cl, n, done, stderr)
 
 	// Every outcome is in the svcd workerd found through etcd.
 	rc, err := results.Dial(srv.GRPCAddr())
@@ -205,6 +190,28 @@ func TestOnlyEtcd(t *testing.T) {
 	for _, want := range []string{`"msg":"discovery through etcd"`, `"brokers":["etcd:///raftq/brokers"]`} {
 		if !strings.Contains(stderr.String(), want) {
 			t.Errorf("log lacks %s:\n%s", want, stderr.String())
+		}
+	}
+}
+
+// waitSucceeded waits until n jobs of queue "default" succeeded, failing
+// if the workerd child exits first (done) or ctx ends.
+func waitSucceeded(t *testing.T, ctx context.Context, cl *client.Client, n int64, done <-chan error, stderr *syncBuffer) {
+	t.Helper()
+	for {
+		qs, err := cl.QueueStats(ctx, "default")
+		if err != nil {
+			t.Fatalf("queue stats: %v; workerd log:\n%s", err, stderr.String())
+		}
+		if len(qs) == 1 && qs[0].Succeeded == n {
+			return
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("workerd exited: %v; log:\n%s", err, stderr.String())
+		case <-ctx.Done():
+			t.Fatalf("jobs not all done (%v); workerd log:\n%s", qs, stderr.String())
+		case <-time.After(50 * time.Millisecond):
 		}
 	}
 }
@@ -267,22 +274,7 @@ func TestTokenFile(t *testing.T) {
 		"--tls-ca", pki.CAFile(), "--token-file", tokenFile, "--poll-wait", "1s")
 	done := make(chan error, 1)
 	go func() { done <- cmd.Wait() }()
-	for {
-		qs, err := cl.QueueStats(ctx, "default")
-		if err != nil {
-			t.Fatalf("queue stats: %v; workerd log:\n%s", err, stderr.String())
-		}
-		if len(qs) == 1 && qs[0].Succeeded == n {
-			break
-		}
-		select {
-		case err := <-done:
-			t.Fatalf("workerd exited: %v; log:\n%s", err, stderr.String())
-		case <-ctx.Done():
-			t.Fatalf("jobs not all done (%v); workerd log:\n%s", qs, stderr.String())
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
+	waitSucceeded(t, ctx, cl, n, done, stderr)
 	for _, id := range ids {
 		if r, err := srv.Store().GetResult(ctx, id); err != nil || r.Queue != "default" {
 			t.Errorf("result of %s: %+v %v", id, r, err)
