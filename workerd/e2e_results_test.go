@@ -3,10 +3,13 @@ package workerd_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"testing"
 	"time"
+
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/raftq/raftq/internal/testcluster"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
@@ -141,4 +144,66 @@ func TestEveryJobHasExactlyOneResultInSvcd(t *testing.T) {
 			}
 		}
 	})
+}
+
+// What svcd's verification with the broker means for the worker: a job
+// the broker does not know and a replaced lease are ErrLeaseLost (drop,
+// never ack); a broker svcd cannot reach is any other error (the worker
+// retries until its settle timeout, then nacks instead of acking), and
+// nothing is stored in either case.
+func TestRecorderWithVerification(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c := testcluster.New(t, 1, nil)
+	start := func(brokers []string) *results.Client {
+		srv, err := server.New(ctx, server.Config{ListenGRPC: "127.0.0.1:0", ListenHTTP: "127.0.0.1:0", DB: "sqlite", DataDir: t.TempDir(),
+			Brokers: server.BrokerCheck{Addrs: brokers, Timeout: 500 * time.Millisecond}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.Start()
+		t.Cleanup(func() { srv.Shutdown(context.Background()) })
+		rc, err := results.Dial(srv.GRPCAddr())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { rc.Close() })
+		return rc
+	}
+	rc := start(c.Addrs())
+	rec := workerd.ResultsRecorder{Client: rc}
+	cl := c.Client()
+	id, _, err := cl.EnqueueOne(ctx, "rec", "echo", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs, err := cl.Fetch(ctx, &raftqv1.FetchRequest{Queues: []string{"rec"}, MaxJobs: 1, MaxWait: durationpb.New(10 * time.Second)})
+	if err != nil || len(jobs) != 1 {
+		t.Fatalf("fetch: %v %v", jobs, err)
+	}
+	o := worker.Outcome{JobID: id, Queue: "rec", Type: "echo", LeaseToken: jobs[0].GetLeaseToken(), Status: worker.StatusSucceeded, FinishedAt: time.Now()}
+
+	unknown := o
+	unknown.JobID = "no-such-job"
+	if _, err := rec.Record(ctx, unknown); !errors.Is(err, worker.ErrLeaseLost) {
+		t.Fatalf("unknown job: %v, want ErrLeaseLost", err)
+	}
+	stale := o
+	stale.LeaseToken--
+	if _, err := rec.Record(ctx, stale); !errors.Is(err, worker.ErrLeaseLost) {
+		t.Fatalf("older token: %v, want ErrLeaseLost", err)
+	}
+	if _, err := rc.GetResult(ctx, id); !errors.Is(err, results.ErrNotFound) {
+		t.Fatalf("refused writes stored something: %v", err)
+	}
+
+	down := workerd.ResultsRecorder{Client: start([]string{"127.0.0.1:1"})}
+	short, scancel := context.WithTimeout(ctx, 5*time.Second)
+	defer scancel()
+	if _, err := down.Record(short, o); err == nil || errors.Is(err, worker.ErrLeaseLost) {
+		t.Fatalf("broker unreachable: %v, want a retryable error", err)
+	}
+	if already, err := rec.Record(ctx, o); err != nil || already {
+		t.Fatalf("the current lease's result: %v %v", already, err)
+	}
 }
