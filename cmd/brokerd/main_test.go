@@ -3,8 +3,8 @@ package main_test
 import (
 	"context"
 	"fmt"
-	"net"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"

@@ -238,10 +238,7 @@ func TestTokenFile(t *testing.T) {
 	if err := os.WriteFile(tokenFile, []byte("worker-secret\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c := testcluster.New(t, 1, func(cfg *brokerd.Config) {
-		cfg.TLS = brokerd.TLSConfig{Files: tlsutil.Files{CA: pki.CAFile(), Cert: pki.CertFile("node.n1"), Key: pki.KeyFile("node.n1")}}
-		cfg.Auth = auth.Config{TokensFile: tokens, NodeNames: []string{"node.*"}}
-	})
+	c := testcluster.New(t, 1, testcluster.Secure(pki, tokens))
 	srv, err := server.New(ctx, server.Config{ListenGRPC: "127.0.0.1:0", ListenHTTP: "127.0.0.1:0", DB: "sqlite", DataDir: filepath.Join(dir, "svcd"),
 		TLS:     tlsutil.Files{CA: pki.CAFile(), Cert: pki.CertFile("svcd"), Key: pki.KeyFile("svcd")},
 		Auth:    auth.Config{TokensFile: tokens},

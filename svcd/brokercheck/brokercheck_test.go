@@ -20,7 +20,6 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/raftq/raftq/brokerd"
 	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/internal/auth"
 	"github.com/raftq/raftq/internal/certgen"
@@ -67,11 +66,7 @@ func newEnv(t *testing.T) *env {
 `, auth.HashToken(ordersWorker), auth.HashToken(billingWorker), auth.HashToken(ordersReader), auth.HashToken(adminToken))), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	c := testcluster.New(t, 3, func(cfg *brokerd.Config) {
-		name := "node." + cfg.NodeID
-		cfg.TLS = brokerd.TLSConfig{Files: tlsutil.Files{CA: pki.CAFile(), Cert: pki.CertFile(name), Key: pki.KeyFile(name)}}
-		cfg.Auth = auth.Config{TokensFile: tokens, NodeNames: []string{"node.*"}}
-	})
+	c := testcluster.New(t, 3, testcluster.Secure(pki, tokens))
 	srv, err := server.New(context.Background(), server.Config{
 		ListenGRPC: "127.0.0.1:0", ListenHTTP: "127.0.0.1:0", DB: "sqlite", DataDir: filepath.Join(dir, "svcd"),
 		ReadyInterval: 50 * time.Millisecond,
