@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/raftq/raftq/internal/auth"
+	"github.com/raftq/raftq/internal/limits"
 	"github.com/raftq/raftq/internal/tlsutil"
 )
 
@@ -77,6 +78,26 @@ type Limits struct {
 	// MaxConcurrentStreams caps the calls in flight on one connection (0:
 	// unbounded); see limits.GRPC.
 	MaxConcurrentStreams uint32
+
+	// Caps on what callers hold at once (0: no cap), so no caller, and
+	// not all together, can take a node's memory. A call over a cap is
+	// RESOURCE_EXHAUSTED naming the cap's key and changes nothing.
+	// Per-principal caps apply with auth on (public calls, such as health
+	// Watch, share the budget of limits.Anonymous).
+	//
+	// MaxWaitersPerPrincipal and MaxWaiters cap parked Fetches per
+	// principal and on the node (forwarded calls are counted on the node
+	// the client called, like MaxWaitersPerConn).
+	MaxWaitersPerPrincipal int
+	MaxWaiters             int
+	// MaxStreamsPerPrincipal and MaxStreams cap streaming calls (health
+	// Watch, Snapshot, Restore, reflection).
+	MaxStreamsPerPrincipal int
+	MaxStreams             int
+	// MaxConns and MaxConnsPerIP cap the gRPC API's open connections; a
+	// connection over them is closed when accepted.
+	MaxConns      int
+	MaxConnsPerIP int
 }
 
 // TLSConfig secures a node's network traffic. With Files set, Raft runs
@@ -189,10 +210,19 @@ func DefaultConfig() Config {
 			MaxIdempotencyKey: 256,
 			MaxDedupWindow:    7 * 24 * time.Hour,
 			MaxDelay:          365 * 24 * time.Hour,
-			MaxWaitersPerConn: 1024,
 			MaxRequestTime:    time.Minute,
 			MaxRestoreBytes:   4 << 30,
+
+			MaxWaitersPerConn:      limits.DefaultMaxWaitersPerConn,
+			MaxWaitersPerPrincipal: limits.DefaultMaxWaitersPerPrincipal,
+			MaxWaiters:             limits.DefaultMaxWaiters,
+			MaxStreamsPerPrincipal: limits.DefaultMaxStreamsPerPrincipal,
+			MaxStreams:             limits.DefaultMaxStreams,
+			MaxConns:               limits.DefaultMaxConns,
+			MaxConnsPerIP:          limits.DefaultMaxConnsPerIP,
 		},
+		// Used only when auth is on (a tokens file or JWT key).
+		Auth: auth.Config{RateLimit: limits.DefaultRatePerPrincipal, RateBurst: limits.DefaultRateBurst},
 		Retention: 24 * time.Hour,
 	}
 }
@@ -242,6 +272,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Limits.MaxWaitersPerConn < 0 || c.Limits.MaxRequestTime < 0 || c.Limits.MaxRestoreBytes < 0 {
 		errs = append(errs, errors.New("limits: waiters per connection, request time and restore size must not be negative"))
+	}
+	if min(c.Limits.MaxWaitersPerPrincipal, c.Limits.MaxWaiters, c.Limits.MaxStreamsPerPrincipal, c.Limits.MaxStreams, c.Limits.MaxConns, c.Limits.MaxConnsPerIP) < 0 {
+		errs = append(errs, errors.New("limits: waiter, stream and connection caps must not be negative"))
 	}
 	if c.TLS.Enabled() {
 		if err := c.TLS.Validate(); err != nil {

@@ -73,6 +73,7 @@ type Node struct {
 	auth    *auth.Authorizer // tokens, roles, rate limits, audit; nil without auth (security.go)
 	layer   *raftlayer.Layer // Raft's mutual-TLS stream layer; nil without TLS
 	waiters *limits.PerConn  // parked Fetches per client connection
+	caps    *caps            // per-principal and per-node caps (security.go)
 
 	notifyCh chan bool
 	closing  chan struct{}
@@ -280,6 +281,7 @@ func (n *Node) serve() error {
 	if err != nil {
 		return fmt.Errorf("grpc listen %s: %w", n.cfg.GRPCAddr, err)
 	}
+	lis = n.limitListener(lis)
 	n.lis = lis
 	if n.cfg.GRPCAdvertise == "" {
 		n.cfg.GRPCAdvertise = lis.Addr().String()

@@ -3,8 +3,12 @@ package brokerd
 import (
 	"context"
 	"crypto/tls"
+	"log/slog"
+	"net"
+	"os"
 	"time"
 
+	"golang.org/x/time/rate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -19,10 +23,30 @@ import (
 // node: what the gRPC server enforces, and how the node calls others
 // (forwarding, joining, its admin API) as itself or as its caller.
 
+// caps are the node's counted resource caps (internal/limits), beyond
+// the per-connection waiter cap.
+type caps struct {
+	waitersPerPrincipal, waiters *limits.Cap
+	streamsPerPrincipal, streams *limits.Cap
+	conns, connsPerIP            *limits.Cap
+}
+
+func newCaps(l Limits) *caps {
+	return &caps{
+		waitersPerPrincipal: limits.NewCap(l.MaxWaitersPerPrincipal, "parked Fetches per principal", "limits.max_waiters_per_principal"),
+		waiters:             limits.NewCap(l.MaxWaiters, "parked Fetches on this node", "limits.max_waiters"),
+		streamsPerPrincipal: limits.NewCap(l.MaxStreamsPerPrincipal, "streams per principal", "limits.max_streams_per_principal"),
+		streams:             limits.NewCap(l.MaxStreams, "streams on this node", "limits.max_streams"),
+		conns:               limits.NewCap(l.MaxConns, "connections on this node", "limits.max_conns"),
+		connsPerIP:          limits.NewCap(l.MaxConnsPerIP, "connections per remote IP", "limits.max_conns_per_ip"),
+	}
+}
+
 // openSecurity loads the TLS material and the authorizer (nothing when
-// they are off) and the per-connection waiter cap.
+// they are off), the audit sink, and the resource caps.
 func (n *Node) openSecurity() error {
 	n.waiters = limits.NewPerConn(n.cfg.Limits.MaxWaitersPerConn)
+	n.caps = newCaps(n.cfg.Limits)
 	if n.cfg.TLS.Enabled() {
 		src, err := tlsutil.Load(n.cfg.TLS.Files, n.log)
 		if err != nil {
@@ -33,6 +57,12 @@ func (n *Node) openSecurity() error {
 	ac := n.cfg.Auth
 	ac.Logger = n.log.With("component", "auth")
 	ac.JobQueue = n.jobQueue
+	if ac.Enabled() {
+		if ac.Audit == nil {
+			ac.Audit = auth.NewAuditLog(os.Stderr, auth.AuditLimits{})
+		}
+		ac.Audit = ac.Audit.With(slog.String("node", n.cfg.NodeID))
+	}
 	a, err := auth.New(ac)
 	if err != nil {
 		return err
@@ -53,13 +83,37 @@ func (n *Node) jobQueue(_ context.Context, id string) (string, bool, error) {
 	return j.Queue, true, nil
 }
 
-// grpcSecurity are the gRPC server's credentials and auth options.
+// grpcSecurity are the gRPC server's credentials and auth options, then
+// the stream caps (after auth, which names the principal).
 func (n *Node) grpcSecurity() []grpc.ServerOption {
 	var opts []grpc.ServerOption
 	if n.tls != nil {
 		opts = append(opts, grpc.Creds(n.tls.ServerCredentials(n.clientAuth())))
 	}
-	return append(opts, n.auth.ServerOptions(auth.BrokerRules)...)
+	opts = append(opts, n.auth.ServerOptions(auth.BrokerRules)...)
+	return append(opts, grpc.ChainStreamInterceptor(limits.Streams(n.caps.streams, n.caps.streamsPerPrincipal, n.capPrincipal)))
+}
+
+// capPrincipal is the name a call counts under for per-principal caps:
+// its principal, or limits.Anonymous for public calls. With auth off there
+// are no principals and no per-principal caps.
+func (n *Node) capPrincipal(ctx context.Context) (string, bool) {
+	if n.auth == nil {
+		return "", false
+	}
+	if p, ok := auth.FromContext(ctx); ok {
+		return p.Name, true
+	}
+	return limits.Anonymous, true
+}
+
+// limitListener caps the gRPC API's connections (limits.max_conns,
+// limits.max_conns_per_ip); refusals are logged at most once a second.
+func (n *Node) limitListener(l net.Listener) net.Listener {
+	every := rate.Sometimes{Interval: time.Second}
+	return limits.LimitListener(l, n.caps.conns, n.caps.connsPerIP, func(remote net.Addr, err error) {
+		every.Do(func() { n.log.Warn("connection refused", "remote", remote.String(), "err", err) })
+	})
 }
 
 // clientAuth is what the API listeners ask of client certificates.
@@ -93,15 +147,20 @@ func (n *Node) requestDeadline(method string, req any) time.Duration {
 	return d
 }
 
-// acquireWaiter takes a long-poll slot for the caller's connection.
-// Calls forwarded by another node are exempt (it forwards all its clients
-// over one connection, and counted them on their own connections); with
-// auth on, only a verified node may claim that.
+// acquireWaiter takes a long-poll slot for the caller's connection, its
+// principal and this node. Calls forwarded by another node are exempt (it
+// forwards all its clients over one connection, and counted them on their
+// own connections, principals and node); with auth on, only a verified
+// node may claim that.
 func (n *Node) acquireWaiter(ctx context.Context) (func(), error) {
 	if wasForwarded(ctx) && (n.auth == nil || n.auth.PeerIsNode(ctx)) {
 		return func() {}, nil
 	}
-	return n.waiters.Acquire(ctx)
+	slots := []limits.Slot{n.waiters.Slot(ctx), {Cap: n.caps.waiters}}
+	if name, ok := n.capPrincipal(ctx); ok {
+		slots = append(slots, limits.Slot{Cap: n.caps.waitersPerPrincipal, Key: name})
+	}
+	return limits.AcquireAll(slots...)
 }
 
 // peerCredentials are the transport credentials for calls to other

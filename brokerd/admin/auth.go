@@ -6,6 +6,7 @@ import (
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/raftq/raftq/internal/auth"
 )
@@ -68,15 +69,17 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 				w.Header().Set("WWW-Authenticate", auth.BasicRealm)
 			}
 			writeError(w, r, err)
-			if audited(r) {
-				a.AuditHTTP(r, p, "", auth.HTTPStatus(err))
-			}
+			// Every refusal is audited (the sink rate limits them).
+			a.AuditHTTP(r, p, "", auth.HTTPStatus(err), err)
 			return
 		}
 		ctx := auth.NewContext(r.Context(), p)
 		if tok, ok := auth.TokenFromHTTP(r); ok {
 			ctx = auth.WithToken(ctx, tok)
 		}
+		// This request is audited here (or is a read): the gRPC calls it
+		// makes, over the node's certificate, are not audited again.
+		ctx = metadata.AppendToOutgoingContext(ctx, auth.RelayedKey, "admin-http")
 		r = r.WithContext(ctx)
 		if !audited(r) {
 			next.ServeHTTP(w, r)
@@ -92,6 +95,6 @@ func (s *Server) authenticate(next http.Handler) http.Handler {
 		if code == 0 {
 			code = http.StatusOK
 		}
-		a.AuditHTTP(r, p, route, code)
+		a.AuditHTTP(r, p, route, code, nil)
 	})
 }

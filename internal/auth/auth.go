@@ -11,7 +11,8 @@
 // method's role and queues against the request: grpc.go) and HTTP (the
 // admin API and svcd: http.go). Refusals are Unauthenticated or
 // PermissionDenied and happen before any handler runs, so a refused call
-// changes nothing. Admin actions are written to the audit log (audit.go).
+// changes nothing. Admin actions and refusals are written to the audit
+// sink (audit.go), whatever the log level.
 //
 // Token lists and keys are files re-read when they change
 // (internal/filewatch): adding or revoking a token needs no restart.
@@ -28,6 +29,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"path"
 	"sort"
 	"strings"
@@ -172,7 +174,11 @@ type Config struct {
 	// jobs pass: the call itself then answers NOT_FOUND. An error (the
 	// lookup failed) refuses the call with that error: never fail open.
 	JobQueue func(ctx context.Context, jobID string) (queue string, ok bool, err error)
-	// Logger receives audit lines and refusals (default slog.Default()).
+	// Audit receives the audit lines: admin actions and refusals (default:
+	// standard error). The caller closes it.
+	Audit *AuditLog
+	// Logger receives errors reading the token and key files (default
+	// slog.Default()).
 	Logger *slog.Logger
 	// Now is the clock JWTs are checked against (default time.Now).
 	Now func() time.Time
@@ -224,6 +230,7 @@ func (c Config) Validate() error {
 type Authorizer struct {
 	cfg    Config
 	log    *slog.Logger
+	audit  *AuditLog
 	tokens *filewatch.Set[tokenTable] // nil without a tokens file
 	jwt    *jwtVerifier               // nil without JWT
 	limits *limiters                  // nil without a rate limit
@@ -245,7 +252,10 @@ func New(c Config) (*Authorizer, error) {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
-	a := &Authorizer{cfg: c, log: c.Logger}
+	if c.Audit == nil {
+		c.Audit = NewAuditLog(os.Stderr, AuditLimits{})
+	}
+	a := &Authorizer{cfg: c, log: c.Logger, audit: c.Audit}
 	if c.TokensFile != "" {
 		set, err := filewatch.New([]string{c.TokensFile}, func(d [][]byte) (tokenTable, error) {
 			return ParseTokens(d[0])

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -69,13 +70,29 @@ func writeFile(t *testing.T, dir, name, content string) string {
 	return p
 }
 
-// logBuf collects log lines.
-type logBuf struct{ bytes.Buffer }
+// logBuf collects log and audit lines.
+type logBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *logBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *logBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
 
 func newAuthorizer(t *testing.T, c Config) (*Authorizer, *logBuf) {
 	t.Helper()
 	var lb logBuf
 	c.Logger = slog.New(slog.NewTextHandler(&lb, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	c.Audit = NewAuditLog(&lb, AuditLimits{})
 	a, err := New(c)
 	if err != nil {
 		t.Fatal(err)
@@ -387,8 +404,9 @@ func TestGRPCEnforcement(t *testing.T) {
 	admin := dial("", adminToken)
 	_, err = raftqv1.NewAdminClient(admin).PauseQueue(ctx, &raftqv1.PauseQueueRequest{Queue: "orders.eu"})
 	expect("admin pausing", err, codes.OK)
-	if !strings.Contains(logs.String(), `msg=audit principal=token:ops method=/raftq.v1.Admin/PauseQueue code=OK`) ||
-		!strings.Contains(logs.String(), `msg=audit principal=token:runner method=/raftq.v1.Admin/PauseQueue code=PermissionDenied`) {
+	if !strings.Contains(logs.String(), `"msg":"audit","principal":"token:ops","method":"/raftq.v1.Admin/PauseQueue","outcome":"ok","code":"OK"`) ||
+		!strings.Contains(logs.String(), `"msg":"audit","principal":"token:runner","method":"/raftq.v1.Admin/PauseQueue","outcome":"refused","code":"PermissionDenied"`) ||
+		!strings.Contains(logs.String(), `"msg":"audit","principal":"(unauthenticated)","method":"/raftq.v1.Broker/Enqueue","outcome":"refused","code":"Unauthenticated"`) {
 		t.Fatalf("audit lines missing:\n%s", logs.String())
 	}
 	// Rate limit: burst 10 per principal, then ResourceExhausted; other

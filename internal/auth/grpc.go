@@ -30,7 +30,8 @@ type Rule struct {
 	Roles Roles
 	// Scope extracts the queues and jobs a request touches (nil: none).
 	Scope func(req any) Access
-	// Audit writes an audit line for every call, refused ones included.
+	// Audit writes an audit line for every call (refusals of every
+	// method are written anyway).
 	Audit bool
 }
 
@@ -191,7 +192,7 @@ func (a *Authorizer) tap(rules Rules) tap.ServerInHandle {
 			err = a.Allow(p)
 		}
 		if err != nil {
-			a.refused(ctx, r, p, info.FullMethodName, nil, err)
+			a.refused(ctx, p, info.FullMethodName, nil, err)
 			return ctx, err
 		}
 		return NewContext(ctx, p), nil
@@ -225,7 +226,7 @@ func (a *Authorizer) unary(rules Rules) grpc.UnaryServerInterceptor {
 		start := time.Now()
 		p, err := a.authorize(ctx, r, req)
 		if err != nil {
-			a.refused(ctx, r, p, info.FullMethod, req, err)
+			a.refused(ctx, p, info.FullMethod, req, err)
 			return nil, err
 		}
 		resp, err := handler(NewContext(ctx, p), req)
@@ -247,7 +248,7 @@ func (a *Authorizer) stream(rules Rules) grpc.StreamServerInterceptor {
 		// Streams are checked on role alone: their requests arrive later.
 		p, err := a.authorize(ctx, Rule{Roles: r.Roles}, nil)
 		if err != nil {
-			a.refused(ctx, r, p, info.FullMethod, nil, err)
+			a.refused(ctx, p, info.FullMethod, nil, err)
 			return err
 		}
 		err = handler(srv, &principalStream{ServerStream: ss, ctx: NewContext(ctx, p)})
