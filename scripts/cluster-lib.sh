@@ -44,10 +44,12 @@ stop_etcd() {
 # RAFTQ_TLS=1: TLS and auth on. tls_setup makes (or renews) the dev PKI
 # and tokens in ${RAFTQ_CERTS:-tmp/certs} with bin/raftq-certs and exports
 # the CA brokerctl reads (RAFTQ_TLS_CA) and brokerd's node names;
-# node_tls_args N and svcd_tls_args print the daemons' flags. The admin
-# token is never exported: brokerd, svcd and workerd (which runs job
-# code) must not inherit it; ctl runs brokerctl with it in brokerctl's
-# own environment only.
+# node_tls_args N DIR and svcd_tls_args DIR print the daemons' flags
+# (each daemon writes its audit lines, JSON, to its own DIR/*.audit.log
+# whatever the log level; a principal gets at most 1000 requests a second
+# per node). The admin token is never exported: brokerd, svcd and
+# workerd (which runs job code) must not inherit it; ctl runs brokerctl
+# with it in brokerctl's own environment only.
 tls_on() { [ "${RAFTQ_TLS:-0}" = 1 ]; }
 tls_setup() {
   tls_on || return 0
@@ -69,12 +71,14 @@ ctl() {
 node_tls_args() {
   tls_on || return 0
   local c=$RAFTQ_CERTS
-  echo --tls-ca "$c/ca.crt" --tls-cert "$c/node.n$1.crt" --tls-key "$c/node.n$1.key" --auth-tokens-file "$c/tokens.yaml"
+  echo --tls-ca "$c/ca.crt" --tls-cert "$c/node.n$1.crt" --tls-key "$c/node.n$1.key" --auth-tokens-file "$c/tokens.yaml" \
+    --audit-file "$2/n$1.audit.log" --auth-rate-limit 1000 --auth-rate-burst 2000
 }
 svcd_tls_args() {
   tls_on || return 0
   local c=$RAFTQ_CERTS
-  echo --tls-ca "$c/ca.crt" --tls-cert "$c/svcd.crt" --tls-key "$c/svcd.key" --auth-tokens-file "$c/tokens.yaml"
+  echo --tls-ca "$c/ca.crt" --tls-cert "$c/svcd.crt" --tls-key "$c/svcd.key" --auth-tokens-file "$c/tokens.yaml" \
+    --audit-file "$1/svcd.audit.log" --auth-rate-limit 1000 --auth-rate-burst 2000
 }
 
 # start_cluster DIR GRPC_BASE RAFT_BASE: nodes n1..n3 listen on
@@ -94,7 +98,7 @@ start_cluster() {
   tls_setup
   for i in 1 2 3; do
     # shellcheck disable=SC2046 # the flags are words without spaces
-    ./bin/brokerd --id "n$i" --data-dir "$dir/n$i" $(node_tls_args "$i") \
+    ./bin/brokerd --id "n$i" --data-dir "$dir/n$i" $(node_tls_args "$i" "$dir") \
       --grpc-addr "127.0.0.1:$((gbase + i))" --raft-addr "127.0.0.1:$((rbase + i))" \
       --admin-addr "127.0.0.1:$((gbase + 10 + i))" ${RAFTQ_SVCD:+--svcd-addr "$RAFTQ_SVCD"} \
       --bootstrap-expect 3 "${boot[@]}" --log-level "${RAFTQ_LOG_LEVEL:-warn}" \
@@ -123,7 +127,7 @@ start_cluster() {
 start_services() {
   local dir=$1
   # shellcheck disable=SC2046
-  ./bin/svcd --data-dir "$dir/svcd" --listen-grpc 127.0.0.1:7400 --listen-http 127.0.0.1:7401 $(svcd_tls_args) \
+  ./bin/svcd --data-dir "$dir/svcd" --listen-grpc 127.0.0.1:7400 --listen-http 127.0.0.1:7401 $(svcd_tls_args "$dir") \
     --brokers "$RAFTQ_BROKERS" --log-level warn >>"$dir/svcd.log" 2>&1 &
   PIDS+=($!)
   local wtls=()

@@ -42,6 +42,8 @@ if tls_on; then
   cat <<TXT
 
 RAFTQ_TLS=1: TLS everywhere (Raft mutual TLS) and auth on; certificates and tokens in $RAFTQ_CERTS.
+Audit lines (JSON: admin actions, refused calls; any log level) in $dir/n*.audit.log and $dir/svcd.audit.log;
+each principal may make 1000 requests/s per node, park 1024 Fetches and hold 256 streams (limits.* keys).
 Every URL above is https, and brokerctl needs, in another shell:
   export RAFTQ_TLS_CA=$RAFTQ_TLS_CA RAFTQ_AUTH_TOKEN=\$(cat $RAFTQ_CERTS/tokens/admin.token)
   (producer and worker tokens: $RAFTQ_CERTS/tokens/producer.token, worker.token)

@@ -3,12 +3,14 @@ package main
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"strings"
 	"time"
 
 	"github.com/raftq/raftq/brokerd"
 	"github.com/raftq/raftq/discovery"
+	"github.com/raftq/raftq/internal/auth"
 	"github.com/raftq/raftq/internal/config"
 	"github.com/raftq/raftq/internal/liveconfig"
 )
@@ -154,6 +156,7 @@ func toConfig(l *config.Loader, v *config.Values) (brokerd.Config, extra, error)
 		debugAddr:        v.String("debug.addr"),
 		leaveOnTerminate: v.Bool("leave_on_terminate"),
 		shutdownTimeout:  v.Duration("shutdown_timeout"),
+		openAudit:        func(w io.Writer) (*auth.AuditLog, error) { return auth.OpenAuditFromConfig(v, w) },
 	}
 
 	errs := secErrs

@@ -45,6 +45,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/raftq/raftq/brokerd"
+	"github.com/raftq/raftq/internal/auth"
 	"github.com/raftq/raftq/internal/config"
 )
 
@@ -140,6 +141,8 @@ type extra struct {
 	debugAddr        string
 	leaveOnTerminate bool
 	shutdownTimeout  time.Duration
+	// openAudit opens the audit sink (audit.* keys); w is standard error.
+	openAudit func(w io.Writer) (*auth.AuditLog, error)
 }
 
 func load(l *config.Loader, args []string) (brokerd.Config, extra, error) {
@@ -156,6 +159,15 @@ func load(l *config.Loader, args []string) (brokerd.Config, extra, error) {
 // serve runs a node until SIGTERM or SIGINT.
 func serve(cfg brokerd.Config, x extra, stderr io.Writer) int {
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	if cfg.Auth.Enabled() && x.openAudit != nil {
+		a, err := x.openAudit(stderr)
+		if err != nil {
+			fmt.Fprintf(stderr, "brokerd: audit.file: %v\n", err)
+			return 1
+		}
+		defer a.Close()
+		cfg.Auth.Audit = a
+	}
 	// Start order: the node (stores, Raft, gRPC, etcd registration, admin
 	// API), then the debug server. Shutdown is the reverse: the debug
 	// server dies with the process; the node leaves (if asked) and closes.

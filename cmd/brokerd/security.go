@@ -7,6 +7,7 @@ import (
 	"github.com/raftq/raftq/brokerd"
 	"github.com/raftq/raftq/internal/auth"
 	"github.com/raftq/raftq/internal/config"
+	"github.com/raftq/raftq/internal/limits"
 	"github.com/raftq/raftq/internal/tlsutil"
 )
 
@@ -31,7 +32,7 @@ func securityKeys() []config.Key {
 		}
 		return nil
 	}
-	return []config.Key{
+	return append([]config.Key{
 		{Name: "tls.ca", Flag: "tls-ca", Kind: config.String, Usage: "CA certificate(s) (PEM) peers and clients are verified against; setting tls.* turns TLS on for Raft (mutual), gRPC and admin HTTP"},
 		{Name: "tls.cert", Flag: "tls-cert", Kind: config.String, Usage: "this node's certificate (PEM), re-read when it changes"},
 		{Name: "tls.key", Flag: "tls-key", Kind: config.String, Usage: "this node's private key (PEM), re-read when it changes"},
@@ -45,8 +46,9 @@ func securityKeys() []config.Key {
 		{Name: "auth.jwt.audience", Flag: "auth-jwt-audience", Kind: config.String, Usage: "required aud of JWTs"},
 		{Name: "auth.node_names", Flag: "auth-node-names", Kind: config.List,
 			Usage: "certificate common names (glob patterns) of the cluster's nodes, e.g. node.*: they may join without a token"},
-		{Name: "auth.rate_limit", Flag: "auth-rate-limit", Kind: config.Float, Default: 0.0, Check: nonNeg, Usage: "requests per second per principal (0: unlimited)"},
-		{Name: "auth.rate_burst", Flag: "auth-rate-burst", Kind: config.Int, Default: 0, Check: nonNeg, Usage: "per-principal burst (0: the rate)"},
+		{Name: "auth.rate_limit", Flag: "auth-rate-limit", Kind: config.Float, Default: limits.DefaultRatePerPrincipal, Check: nonNeg,
+			Usage: "requests per second per principal on this node, with auth on (0: unlimited)"},
+		{Name: "auth.rate_burst", Flag: "auth-rate-burst", Kind: config.Int, Default: limits.DefaultRateBurst, Check: nonNeg, Usage: "per-principal burst (0: the rate)"},
 		{Name: "etcd.tls.ca", Flag: "etcd-tls-ca", Kind: config.String, Usage: "CA (PEM) etcd's server certificates are verified against (https endpoints)"},
 		{Name: "etcd.tls.cert", Flag: "etcd-tls-cert", Kind: config.String, Usage: "client certificate (PEM) presented to etcd"},
 		{Name: "etcd.tls.key", Flag: "etcd-tls-key", Kind: config.String, Usage: "client key (PEM) presented to etcd"},
@@ -54,7 +56,19 @@ func securityKeys() []config.Key {
 			Usage: "Fetch long polls one client connection may have parked (0: unlimited)"},
 		{Name: "limits.max_request_time", Flag: "max-request-time", Kind: config.Duration, Default: def.MaxRequestTime, Check: nonNeg,
 			Usage: "longest a call may run (a Fetch may wait its max_wait on top; 0: no cap)"},
-	}
+		{Name: "limits.max_waiters_per_principal", Flag: "max-waiters-per-principal", Kind: config.Int, Default: def.MaxWaitersPerPrincipal, Check: nonNeg,
+			Usage: "Fetch long polls one principal may have parked on this node, with auth on (0: unlimited)"},
+		{Name: "limits.max_waiters", Flag: "max-waiters", Kind: config.Int, Default: def.MaxWaiters, Check: nonNeg,
+			Usage: "Fetch long polls parked on this node in all (0: unlimited)"},
+		{Name: "limits.max_streams_per_principal", Flag: "max-streams-per-principal", Kind: config.Int, Default: def.MaxStreamsPerPrincipal, Check: nonNeg,
+			Usage: "streaming calls (health Watch, snapshot, restore) one principal may have open, with auth on; unauthenticated callers share one budget (0: unlimited)"},
+		{Name: "limits.max_streams", Flag: "max-streams", Kind: config.Int, Default: def.MaxStreams, Check: nonNeg,
+			Usage: "streaming calls open on this node in all (0: unlimited)"},
+		{Name: "limits.max_conns", Flag: "max-conns", Kind: config.Int, Default: def.MaxConns, Check: nonNeg,
+			Usage: "gRPC connections open on this node (more are closed when accepted; 0: unlimited)"},
+		{Name: "limits.max_conns_per_ip", Flag: "max-conns-per-ip", Kind: config.Int, Default: def.MaxConnsPerIP, Check: nonNeg,
+			Usage: "gRPC connections open from one remote IP (0: unlimited)"},
+	}, auth.AuditKeys()...)
 }
 
 // applySecurity maps the security keys onto cfg, loading the TLS files
@@ -120,5 +134,11 @@ func applySecurity(l *config.Loader, v *config.Values, cfg *brokerd.Config) []er
 	}
 	cfg.Limits.MaxWaitersPerConn = v.Int("limits.max_waiters_per_conn")
 	cfg.Limits.MaxRequestTime = v.Duration("limits.max_request_time")
+	cfg.Limits.MaxWaitersPerPrincipal = v.Int("limits.max_waiters_per_principal")
+	cfg.Limits.MaxWaiters = v.Int("limits.max_waiters")
+	cfg.Limits.MaxStreamsPerPrincipal = v.Int("limits.max_streams_per_principal")
+	cfg.Limits.MaxStreams = v.Int("limits.max_streams")
+	cfg.Limits.MaxConns = v.Int("limits.max_conns")
+	cfg.Limits.MaxConnsPerIP = v.Int("limits.max_conns_per_ip")
 	return errs
 }

@@ -42,6 +42,7 @@ import (
 
 	"github.com/raftq/raftq/discovery"
 	"github.com/raftq/raftq/discovery/etcdresolver"
+	"github.com/raftq/raftq/internal/auth"
 	"github.com/raftq/raftq/internal/config"
 	"github.com/raftq/raftq/svcd/brokercheck"
 	"github.com/raftq/raftq/svcd/server"
@@ -258,9 +259,19 @@ func printConfig(args []string, stdout, stderr io.Writer) int {
 // registration is revoked first, so clients stop picking this instance
 // before it stops answering.
 func run(ctx context.Context, args []string) error {
-	_, s, err := load(args, os.Stderr)
+	v, s, err := load(args, os.Stderr)
 	if err != nil {
 		return err
+	}
+	if s.srv.Auth.Enabled() {
+		// Audit lines (refused calls, admin reads of /metrics) go to their
+		// own sink, whatever the log level.
+		a, err := auth.OpenAuditFromConfig(v, os.Stderr)
+		if err != nil {
+			return fmt.Errorf("audit.file: %w", err)
+		}
+		defer a.Close()
+		s.srv.Auth.Audit = a
 	}
 	logger := log.NewLogfmtLogger(log.NewSyncWriter(os.Stderr))
 	logger = log.With(level.NewFilter(logger, s.level), "ts", log.DefaultTimestampUTC, "svc", "svcd")

@@ -5,6 +5,7 @@ import (
 
 	"github.com/raftq/raftq/internal/auth"
 	"github.com/raftq/raftq/internal/config"
+	"github.com/raftq/raftq/internal/limits"
 	"github.com/raftq/raftq/internal/tlsutil"
 )
 
@@ -24,7 +25,7 @@ func securityKeys() []config.Key {
 		}
 		return nil
 	}
-	return []config.Key{
+	return append([]config.Key{
 		{Name: "tls.ca", Flag: "tls-ca", Kind: config.String, Usage: "CA certificate(s) (PEM) client certificates are verified against; setting tls.* serves gRPC and HTTP over TLS"},
 		{Name: "tls.cert", Flag: "tls-cert", Kind: config.String, Usage: "svcd's certificate (PEM), re-read when it changes"},
 		{Name: "tls.key", Flag: "tls-key", Kind: config.String, Usage: "svcd's private key (PEM), re-read when it changes"},
@@ -35,12 +36,13 @@ func securityKeys() []config.Key {
 		{Name: "auth.jwt.rs256_public_key_file", Flag: "auth-jwt-public-key-file", Kind: config.String, Usage: "PEM file of the RSA public key RS256 JWTs are verified with"},
 		{Name: "auth.jwt.issuer", Flag: "auth-jwt-issuer", Kind: config.String, Usage: "required iss of JWTs"},
 		{Name: "auth.jwt.audience", Flag: "auth-jwt-audience", Kind: config.String, Usage: "required aud of JWTs"},
-		{Name: "auth.rate_limit", Flag: "auth-rate-limit", Kind: config.Float, Default: 0.0, Check: nonNeg, Usage: "requests per second per principal (0: unlimited)"},
-		{Name: "auth.rate_burst", Flag: "auth-rate-burst", Kind: config.Int, Default: 0, Check: nonNeg, Usage: "per-principal burst (0: the rate)"},
+		{Name: "auth.rate_limit", Flag: "auth-rate-limit", Kind: config.Float, Default: limits.DefaultRatePerPrincipal, Check: nonNeg,
+			Usage: "requests per second per principal, with auth on (0: unlimited)"},
+		{Name: "auth.rate_burst", Flag: "auth-rate-burst", Kind: config.Int, Default: limits.DefaultRateBurst, Check: nonNeg, Usage: "per-principal burst (0: the rate)"},
 		{Name: "etcd.tls.ca", Flag: "etcd-tls-ca", Kind: config.String, Usage: "CA (PEM) etcd's server certificates are verified against (https endpoints)"},
 		{Name: "etcd.tls.cert", Flag: "etcd-tls-cert", Kind: config.String, Usage: "client certificate (PEM) presented to etcd"},
 		{Name: "etcd.tls.key", Flag: "etcd-tls-key", Kind: config.String, Usage: "client key (PEM) presented to etcd"},
-	}
+	}, auth.AuditKeys()...)
 }
 
 // applySecurity maps the keys onto the settings, loading the files once
