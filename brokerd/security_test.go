@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -65,13 +66,21 @@ func (s *syncBuf) String() string {
 // secure is a 3-node cluster with TLS everywhere and auth on, and what
 // its tests need to talk to it.
 type secure struct {
-	c    *testcluster.Cluster
-	pki  *certgen.Dev
-	logs *syncBuf
-	ca   *x509.CertPool
+	c     *testcluster.Cluster
+	pki   *certgen.Dev
+	logs  *syncBuf
+	audit *syncBuf // every node's audit lines (JSON)
+	ca    *x509.CertPool
 }
 
 func newSecureCluster(t *testing.T) *secure {
+	t.Helper()
+	return newSecureClusterWith(t, 3, auth.AuditLimits{}, nil)
+}
+
+// newSecureClusterWith is newSecureCluster with n nodes, the audit
+// sink's limits, and tune applied to each node's configuration last.
+func newSecureClusterWith(t *testing.T, n int, audit auth.AuditLimits, tune func(*brokerd.Config)) *secure {
 	t.Helper()
 	dir := t.TempDir()
 	pki, err := certgen.NewDev(filepath.Join(dir, "pki"), "cluster CA", []string{"n1", "n2", "n3"})
@@ -87,14 +96,20 @@ func newSecureCluster(t *testing.T) *secure {
 	if err := os.WriteFile(tokensFile, []byte(tokens), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := &secure{pki: pki, logs: &syncBuf{}}
-	logger := slog.New(slog.NewTextHandler(s.logs, nil))
-	s.c = testcluster.New(t, 3, func(cfg *brokerd.Config) {
+	s := &secure{pki: pki, logs: &syncBuf{}, audit: &syncBuf{}}
+	// The log level is warn, as in make run: audit lines do not depend on it.
+	logger := slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	sink := auth.NewAuditLog(s.audit, audit)
+	s.c = testcluster.New(t, n, func(cfg *brokerd.Config) {
 		name := "node." + cfg.NodeID
 		cfg.TLS = brokerd.TLSConfig{Files: tlsutil.Files{CA: pki.CAFile(), Cert: pki.CertFile(name), Key: pki.KeyFile(name)}}
-		cfg.Auth = auth.Config{TokensFile: tokensFile, NodeNames: []string{"node.*"}}
+		// The defaults (the secure profile's rate limit) stay.
+		cfg.Auth.TokensFile, cfg.Auth.NodeNames, cfg.Auth.Audit = tokensFile, []string{"node.*"}, sink
 		cfg.AdminAddr = "127.0.0.1:0"
 		cfg.Logger = logger
+		if tune != nil {
+			tune(cfg)
+		}
 	})
 	s.ca = x509.NewCertPool()
 	s.ca.AppendCertsFromPEM(pki.CA.CertPEM)
@@ -214,9 +229,11 @@ func TestSecureClusterAuth(t *testing.T) {
 	if err := admin.PauseQueue(ctx, "billing"); err != nil {
 		t.Fatalf("admin pause: %v", err)
 	}
-	wantAudit(t, s.logs, "principal=token:ops method=/raftq.v1.Admin/PauseQueue code=OK")
-	wantAudit(t, s.logs, "principal=token:runner method=/raftq.v1.Admin/PauseQueue code=PermissionDenied")
-	wantAudit(t, s.logs, "principal=node:node."+f.ID()+" method=/raftq.v1.Cluster/Join code=OK")
+	wantAudit(t, s, map[string]any{"principal": "token:ops", "method": "/raftq.v1.Admin/PauseQueue", "code": "OK", "queue": "billing", "outcome": "ok"})
+	wantAudit(t, s, map[string]any{"principal": "token:runner", "method": "/raftq.v1.Admin/PauseQueue", "code": "PermissionDenied", "outcome": "refused"})
+	wantAudit(t, s, map[string]any{"principal": "node:node." + f.ID(), "method": "/raftq.v1.Cluster/Join", "code": "OK"})
+	// Refusals of ordinary calls are audit lines too.
+	wantAudit(t, s, map[string]any{"principal": "(unauthenticated)", "method": "/raftq.v1.Broker/Enqueue", "code": "Unauthenticated"})
 
 	t.Run("admin HTTP", func(t *testing.T) { testAdminHTTP(t, s, f) })
 	t.Run("plaintext to TLS ports", func(t *testing.T) { testPlaintext(t, s, f) })
@@ -267,22 +284,39 @@ func testAdminHTTP(t *testing.T, s *secure, f *brokerd.Node) {
 	} else {
 		resp.Body.Close()
 	}
-	// Audited twice: by the admin API, and by the leader's gRPC API the
-	// follower forwarded the call to, as the admin.
-	wantAudit(t, s.logs, "node="+f.ID()+" component=auth principal=token:ops http=\"POST /v1/queues/{queue}/resume\"")
-	wantAudit(t, s.logs, "principal=token:ops method=/raftq.v1.Admin/ResumeQueue code=OK peer=")
-	wantAudit(t, s.logs, "forwarded_by="+f.ID()+" queue=billing")
+	// Audited once, by the admin API that took the request: not again by
+	// the gRPC API it relayed the call to, nor by the leader.
+	wantAudit(t, s, map[string]any{"node": f.ID(), "principal": "token:ops", "http": "POST /v1/queues/{queue}/resume", "status": "200", "outcome": "ok"})
+	if n := len(findAudit(s, map[string]any{"method": "/raftq.v1.Admin/ResumeQueue"})); n != 0 {
+		t.Fatalf("the relayed ResumeQueue was audited again (%d lines):\n%s", n, s.audit.String())
+	}
 }
 
-// wantAudit fails unless an audit line contains want.
-func wantAudit(t *testing.T, logs *syncBuf, want string) {
-	t.Helper()
-	for _, line := range strings.Split(logs.String(), "\n") {
-		if strings.Contains(line, "msg=audit") && strings.Contains(line, want) {
-			return
+// findAudit returns the audit lines holding every field of want.
+func findAudit(s *secure, want map[string]any) []map[string]any {
+	var out []map[string]any
+	for _, line := range strings.Split(s.audit.String(), "\n") {
+		var m map[string]any
+		if json.Unmarshal([]byte(line), &m) != nil || m["msg"] != auth.AuditMessage {
+			continue
+		}
+		ok := true
+		for k, v := range want {
+			ok = ok && m[k] == v
+		}
+		if ok {
+			out = append(out, m)
 		}
 	}
-	t.Fatalf("no audit line contains %q:\n%s", want, logs.String())
+	return out
+}
+
+// wantAudit fails unless an audit line holds every field of want.
+func wantAudit(t *testing.T, s *secure, want map[string]any) {
+	t.Helper()
+	if len(findAudit(s, want)) == 0 {
+		t.Fatalf("no audit line holds %v:\n%s", want, s.audit.String())
+	}
 }
 
 func testPlaintext(t *testing.T, s *secure, f *brokerd.Node) {
