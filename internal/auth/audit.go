@@ -186,8 +186,13 @@ func (c *auditCore) summaryLocked() {
 }
 
 // relayed reports whether a call was forwarded or relayed by a verified
-// node, which audited it itself.
-func (a *Authorizer) relayed(ctx context.Context) bool {
+// node on behalf of a caller, which that node audited. A node's own calls
+// (its principal is the node: announcing itself with Join, leaving with
+// Remove) are audited where they arrive.
+func (a *Authorizer) relayed(ctx context.Context, p *Principal) bool {
+	if p != nil && p.Has(RoleNode) {
+		return false
+	}
 	md, _ := metadata.FromIncomingContext(ctx)
 	if len(md.Get(forwardedKey)) == 0 && len(md.Get(RelayedKey)) == 0 {
 		return false
@@ -198,7 +203,7 @@ func (a *Authorizer) relayed(ctx context.Context) bool {
 // auditCall writes the audit line of one gRPC call (err nil: it
 // succeeded; took is zero for a call refused before it ran).
 func (a *Authorizer) auditCall(ctx context.Context, p *Principal, method string, req any, err error, took time.Duration) {
-	if a.relayed(ctx) {
+	if a.relayed(ctx, p) {
 		return
 	}
 	refusal := IsAuthError(err)
@@ -214,6 +219,9 @@ func (a *Authorizer) auditCall(ctx context.Context, p *Principal, method string,
 	md, _ := metadata.FromIncomingContext(ctx)
 	if v := md.Get("x-request-id"); len(v) == 1 && len(v[0]) <= 128 {
 		attrs = append(attrs, slog.String("request_id", v[0]))
+	}
+	if v := md.Get(forwardedKey); len(v) == 1 && len(v[0]) <= 128 {
+		attrs = append(attrs, slog.String("forwarded_by", v[0]))
 	}
 	attrs = append(attrs, target(req)...)
 	if err != nil {
