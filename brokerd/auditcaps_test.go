@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 
 	"github.com/raftq/raftq/brokerd"
 	"github.com/raftq/raftq/internal/auth"
+	"github.com/raftq/raftq/internal/limits"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
 
@@ -282,3 +285,51 @@ func TestResourceCaps(t *testing.T) {
 	}
 }
 
+
+// TestSecureProfileRateLimit: with auth on and no rate configured, a
+// principal gets the default rate (limits.DefaultRatePerPrincipal with
+// its burst): a client calling as fast as it can is refused with
+// RESOURCE_EXHAUSTED before it has made more calls than the bucket can
+// have allowed, and another principal is not affected.
+func TestSecureProfileRateLimit(t *testing.T) {
+	s := newSecureClusterWith(t, 1, auth.AuditLimits{}, nil)
+	n := s.c.WaitLeader(30 * time.Second)
+	def := brokerd.DefaultConfig().Auth
+	if def.RateLimit != limits.DefaultRatePerPrincipal || def.RateBurst != limits.DefaultRateBurst || def.RateLimit <= 0 {
+		t.Fatalf("default rate %v/s burst %d, want limits' defaults", def.RateLimit, def.RateBurst)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 120*time.Second)
+	defer cancel()
+	producer := raftqv1.NewBrokerClient(s.dialAs(t, n.GRPCAddr(), producerTok, ""))
+	get := &raftqv1.GetJobRequest{JobId: "01a243a8-36ae-7b71-9f58-8ab4654c8224", Consistency: raftqv1.Consistency_CONSISTENCY_STALE}
+	start := time.Now()
+	var sent atomic.Int64
+	var limited atomic.Value
+	var wg sync.WaitGroup
+	for g := 0; g < 8; g++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// The bucket allows at most burst + rate × elapsed calls: a
+			// client past that bound without a refusal was not limited.
+			for limited.Load() == nil && ctx.Err() == nil &&
+				float64(sent.Load()) <= float64(def.RateBurst)+def.RateLimit*time.Since(start).Seconds()+100 {
+				sent.Add(1)
+				if _, err := producer.GetJob(ctx, get); status.Code(err) == codes.ResourceExhausted {
+					limited.Store(err)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	err, _ := limited.Load().(error)
+	if err == nil {
+		t.Fatalf("%d calls in %s and none refused: no default rate limit", sent.Load(), time.Since(start))
+	}
+	if !strings.Contains(err.Error(), "token:ingest") {
+		t.Fatalf("the refusal does not name the principal: %v", err)
+	}
+	if _, err := raftqv1.NewBrokerClient(s.dialAs(t, n.GRPCAddr(), workerTok, "")).GetJob(ctx, get); status.Code(err) != codes.NotFound {
+		t.Fatalf("another principal: %v, want NotFound", err)
+	}
+}

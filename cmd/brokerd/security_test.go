@@ -9,6 +9,7 @@ import (
 
 	"github.com/raftq/raftq/internal/auth"
 	"github.com/raftq/raftq/internal/certgen"
+	"github.com/raftq/raftq/internal/limits"
 )
 
 // Bad TLS and auth settings are refused before anything starts, each
@@ -45,6 +46,10 @@ func TestSecurityConfig(t *testing.T) {
 		{[]string{"--auth-rate-limit", "-1"}, "auth.rate_limit"},
 		{[]string{"--etcd", "https://127.0.0.1:2379", "--etcd-tls-ca", filepath.Join(dir, "none.crt")}, "etcd.tls.ca"},
 		{[]string{"--max-waiters-per-conn", "-1"}, "limits.max_waiters_per_conn"},
+		{[]string{"--max-waiters-per-principal", "-1"}, "limits.max_waiters_per_principal"},
+		{[]string{"--max-streams", "-1"}, "limits.max_streams"},
+		{[]string{"--max-conns-per-ip", "-1"}, "limits.max_conns_per_ip"},
+		{[]string{"--audit-refusals-per-sec", "0"}, "audit.refusals_per_sec"},
 	}
 	for _, c := range cases {
 		// `brokerd config` loads and checks exactly what the daemon does,
@@ -75,5 +80,29 @@ func TestSecurityConfig(t *testing.T) {
 	var out, errb bytes.Buffer
 	if code := runConfig(args, &out, &errb); code != 0 || !strings.Contains(out.String(), "require_client_cert: false") || !strings.Contains(out.String(), "tokens_file: "+tokens) {
 		t.Fatalf("brokerd config: %d\n%s%s", code, out.String(), errb.String())
+	}
+
+	// The secure profile as make run starts it (no rate flags): the
+	// default per-principal rate limit and the caps apply, and audit
+	// lines go to audit.file.
+	auditFile := filepath.Join(dir, "n1.audit.log")
+	cfg, x, err := load(newLoader(), append(append(append([]string{}, base...), tlsArgs...), "--auth-tokens-file", tokens, "--auth-node-names", "node.*", "--audit-file", auditFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Auth.RateLimit != limits.DefaultRatePerPrincipal || cfg.Auth.RateBurst != limits.DefaultRateBurst ||
+		cfg.Limits.MaxWaitersPerPrincipal != limits.DefaultMaxWaitersPerPrincipal || cfg.Limits.MaxStreams != limits.DefaultMaxStreams ||
+		cfg.Limits.MaxConnsPerIP != limits.DefaultMaxConnsPerIP {
+		t.Fatalf("secure profile defaults not applied: %+v %+v", cfg.Auth, cfg.Limits)
+	}
+	a, err := x.openAudit(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(auditFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("audit.file not opened 0600: %v %v", fi, err)
 	}
 }
