@@ -241,7 +241,10 @@ func TestResourceCaps(t *testing.T) {
 		t.Fatalf("another principal's fetch: %v %v", jobs, err)
 	}
 	hash = n.FSM().Hash() // the admin's lease changed it
-	go func() { _, err := admin.Fetch(parked, &raftqv1.FetchRequest{Queues: []string{"idle"}, MaxJobs: 1, MaxWait: durationpb.New(time.Minute)}); done <- err }()
+	go func() {
+		_, err := admin.Fetch(parked, &raftqv1.FetchRequest{Queues: []string{"idle"}, MaxJobs: 1, MaxWait: durationpb.New(time.Minute)})
+		done <- err
+	}()
 	waitUntil(t, "three parked fetches", func() bool { return brokerd.WaitersInFlight(n) == 3 })
 	_, err = admin.Fetch(ctx, park)
 	wantCap("a fourth parked fetch on the node", err, "limits.max_waiters")
@@ -284,7 +287,6 @@ func TestResourceCaps(t *testing.T) {
 		t.Fatalf("after the polls ended: %v", err)
 	}
 }
-
 
 // TestSecureProfileRateLimit: with auth on and no rate configured, a
 // principal gets the default rate (limits.DefaultRatePerPrincipal with

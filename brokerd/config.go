@@ -222,7 +222,7 @@ func DefaultConfig() Config {
 			MaxConnsPerIP:          limits.DefaultMaxConnsPerIP,
 		},
 		// Used only when auth is on (a tokens file or JWT key).
-		Auth: auth.Config{RateLimit: limits.DefaultRatePerPrincipal, RateBurst: limits.DefaultRateBurst},
+		Auth:      auth.Config{RateLimit: limits.DefaultRatePerPrincipal, RateBurst: limits.DefaultRateBurst},
 		Retention: 24 * time.Hour,
 	}
 }
