@@ -8,7 +8,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/raftq/raftq/internal/auth"
 	"github.com/raftq/raftq/internal/certgen"
+	"github.com/raftq/raftq/internal/limits"
 )
 
 func TestSecurityConfig(t *testing.T) {
@@ -31,6 +33,7 @@ func TestSecurityConfig(t *testing.T) {
 		{[]string{"--tls-ca", pki.CAFile(), "--tls-cert", pki.CertFile("svcd"), "--tls-key", pki.KeyFile("client")}, "private key does not match"},
 		{append([]string{"--auth-tokens-file", filepath.Join(dir, "none")}, tlsArgs...), "auth.tokens_file"},
 		{[]string{"--tls-require-client-cert"}, "tls.require_client_cert"},
+		{[]string{"--audit-refusal-burst", "-1"}, "audit.refusal_burst"},
 	} {
 		_, _, err := load(c.args, io.Discard)
 		var ce configError
@@ -41,5 +44,22 @@ func TestSecurityConfig(t *testing.T) {
 	_, s, err := load(append([]string{"--auth-tokens-file", tokens, "--tls-require-client-cert", "--brokers", "127.0.0.1:7101"}, tlsArgs...), io.Discard)
 	if err != nil || s.srv.TLS.Cert != pki.CertFile("svcd") || !s.srv.RequireClientCert || s.srv.Auth.TokensFile != tokens {
 		t.Fatalf("good settings: %v %+v", err, s.srv)
+	}
+	// The secure profile's default rate limit, and the audit file.
+	if s.srv.Auth.RateLimit != limits.DefaultRatePerPrincipal || s.srv.Auth.RateBurst != limits.DefaultRateBurst {
+		t.Fatalf("default rate limit not applied: %+v", s.srv.Auth)
+	}
+	auditFile := filepath.Join(dir, "svcd.audit.log")
+	v, _, err := load(append([]string{"--auth-tokens-file", tokens, "--audit-file", auditFile}, tlsArgs...), io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, err := auth.OpenAuditFromConfig(v, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.Close()
+	if _, err := os.Stat(auditFile); err != nil {
+		t.Fatalf("audit.file not opened: %v", err)
 	}
 }
