@@ -86,7 +86,9 @@ func TestAuditEveryAdminActionOnce(t *testing.T) {
 		_, err := cluster.Join(ctx, &raftqv1.JoinRequest{NodeId: f.ID(), RaftAddr: f.RaftAddr(), GrpcAddr: f.GRPCAddr()})
 		return err
 	})
-	once("gRPC Remove", grpcCall("/raftq.v1.Cluster/Remove"), func() error {
+	ghostRPC := grpcCall("/raftq.v1.Cluster/Remove")
+	ghostRPC["outcome"], ghostRPC["code"], ghostRPC["node_id"] = "failed", "NotFound", "ghost"
+	once("gRPC Remove", ghostRPC, func() error {
 		_, err := cluster.Remove(ctx, &raftqv1.RemoveRequest{NodeId: "ghost"})
 		if status.Code(err) == codes.NotFound { // audited all the same
 			return nil
@@ -139,16 +141,23 @@ func TestAuditEveryAdminActionOnce(t *testing.T) {
 		}
 		return nil
 	}
-	httpCall := func(route string) map[string]any { return map[string]any{"http": route, "node": leader.ID()} }
+	httpCall := func(route string) map[string]any { return map[string]any{"http": route, "node": leader.ID(), "outcome": "ok"} }
 	once("HTTP join", httpCall("POST /v1/cluster/members"), func() error {
 		return do("POST", "/v1/cluster/members", fmt.Sprintf(`{"node_id":%q,"raft_addr":%q,"grpc_addr":%q}`, leader.ID(), leader.RaftAddr(), leader.GRPCAddr()))
 	})
-	once("HTTP remove", httpCall("DELETE /v1/cluster/members/{node}"), func() error { return do("DELETE", "/v1/cluster/members/ghost", "") })
+	ghost := httpCall("DELETE /v1/cluster/members/{node}")
+	ghost["outcome"], ghost["status"] = "failed", "404"
+	once("HTTP remove", ghost, func() error { return do("DELETE", "/v1/cluster/members/ghost", "") })
 	once("HTTP pause", httpCall("POST /v1/queues/{queue}/pause"), func() error { return do("POST", "/v1/queues/billing/pause", "") })
 	once("HTTP snapshot", httpCall("GET /v1/cluster/snapshot"), func() error { return do("GET", "/v1/cluster/snapshot", "") })
 	once("HTTP transfer", httpCall("POST /v1/cluster/transfer-leadership"), func() error {
 		return do("POST", "/v1/cluster/transfer-leadership", fmt.Sprintf(`{"node_id":%q}`, leader.ID()))
 	})
+	for _, m := range findAudit(s, map[string]any{"http": "POST /v1/queues/{queue}/pause"}) {
+		if id, _ := m["request_id"].(string); id == "" {
+			t.Fatalf("an HTTP audit line without the request id the API gave the request: %v", m)
+		}
+	}
 	if strings.Contains(s.logs.String(), "msg=audit") {
 		t.Fatal("audit lines went to the log instead of the audit sink")
 	}

@@ -83,6 +83,7 @@ func (s *Server) requestIDs(next http.Handler) http.Handler {
 			id = newRequestID()
 		}
 		w.Header().Set("X-Request-Id", id)
+		r.Header.Set("X-Request-Id", id) // what the audit line records
 		ctx := context.WithValue(r.Context(), requestIDKey, id)
 		ctx = metadata.AppendToOutgoingContext(ctx, "x-request-id", id)
 		next.ServeHTTP(w, r.WithContext(ctx))
