@@ -387,6 +387,7 @@ func authenticate(a *auth.Authorizer) func(http.Handler) http.Handler {
 					w.Header().Set("WWW-Authenticate", auth.BasicRealm)
 				}
 				encodeHTTPError(r.Context(), err, w)
+				a.AuditHTTP(r, p, "", auth.HTTPStatus(err), err) // rate limited by the sink
 				return
 			}
 			ctx := auth.NewContext(r.Context(), p)
