@@ -141,7 +141,9 @@ func TestAuditEveryAdminActionOnce(t *testing.T) {
 		}
 		return nil
 	}
-	httpCall := func(route string) map[string]any { return map[string]any{"http": route, "node": leader.ID(), "outcome": "ok"} }
+	httpCall := func(route string) map[string]any {
+		return map[string]any{"http": route, "node": leader.ID(), "outcome": "ok"}
+	}
 	once("HTTP join", httpCall("POST /v1/cluster/members"), func() error {
 		return do("POST", "/v1/cluster/members", fmt.Sprintf(`{"node_id":%q,"raft_addr":%q,"grpc_addr":%q}`, leader.ID(), leader.RaftAddr(), leader.GRPCAddr()))
 	})
