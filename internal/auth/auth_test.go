@@ -14,9 +14,9 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -70,34 +70,33 @@ func writeFile(t *testing.T, dir, name, content string) string {
 	return p
 }
 
-// logBuf collects log and audit lines.
+// logBuf collects the log lines and, after them, the audit file's.
 type logBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	bytes.Buffer
+	audit string // the audit file
 }
 
-func (l *logBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
+// String is the log, then the audit lines.
 func (l *logBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	b, _ := os.ReadFile(l.audit)
+	return l.Buffer.String() + string(b)
 }
 
 func newAuthorizer(t *testing.T, c Config) (*Authorizer, *logBuf) {
 	t.Helper()
-	var lb logBuf
-	c.Logger = slog.New(slog.NewTextHandler(&lb, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	c.Audit = NewAuditLog(&lb, AuditLimits{})
+	lb := &logBuf{audit: filepath.Join(t.TempDir(), "audit.log")}
+	c.Logger = slog.New(slog.NewTextHandler(&lb.Buffer, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	audit, err := OpenAuditLog(lb.audit, AuditLimits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { audit.Close() })
+	c.Audit = audit
 	a, err := New(c)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return a, &lb
+	return a, lb
 }
 
 func TestParseTokensRefusesBadFiles(t *testing.T) {

@@ -1,14 +1,12 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -23,24 +21,6 @@ import (
 	"github.com/raftq/raftq/svcd/server"
 )
 
-// lockedBuf is an audit sink's file in memory.
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // TestRefusalsAudited: svcd writes a refused gRPC call and a refused HTTP
 // request to its audit sink, one line each, naming what was refused.
 func TestRefusalsAudited(t *testing.T) {
@@ -53,12 +33,18 @@ func TestRefusalsAudited(t *testing.T) {
 	if err := os.WriteFile(tokens, []byte("tokens:\n  - {name: ops, sha256: "+auth.HashToken("a")+", roles: [admin]}\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	sink := &lockedBuf{}
+	auditFile := filepath.Join(dir, "audit.log")
+	sink, err := auth.OpenAuditLog(auditFile, auth.AuditLimits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sink.Close()
 	s := startServer(t, server.Config{
 		ListenGRPC: "127.0.0.1:0", ListenHTTP: "127.0.0.1:0", DB: "sqlite", DataDir: filepath.Join(dir, "db"),
 		ReadyInterval: 50 * time.Millisecond,
 		TLS:           tlsutil.Files{CA: pki.CAFile(), Cert: pki.CertFile("svcd"), Key: pki.KeyFile("svcd")},
-		Auth:          auth.Config{TokensFile: tokens, Audit: auth.NewAuditLog(sink, auth.AuditLimits{})},
+		Auth:          auth.Config{TokensFile: tokens, Audit: sink},
+		Brokers:       server.BrokerCheck{Disabled: true}, // refused before any result is looked at
 	})
 	tlsCfg, err := client.LoadTLS(pki.CAFile(), "", "")
 	if err != nil {
@@ -81,10 +67,14 @@ func TestRefusalsAudited(t *testing.T) {
 	}
 	io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	lines := strings.Split(strings.TrimSpace(sink.String()), "\n")
+	data, err := os.ReadFile(auditFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(data)), "\n")
 	if len(lines) != 2 ||
 		!strings.Contains(lines[0], `"msg":"audit","principal":"(unauthenticated)","method":"/raftq.v1.Results/GetResult","outcome":"refused"`) ||
 		!strings.Contains(lines[1], `"msg":"audit","principal":"(unauthenticated)","http":"GET ","path":"/v1/results/j1","outcome":"refused","status":"401"`) {
-		t.Fatalf("want one refusal line per call:\n%s", sink.String())
+		t.Fatalf("want one refusal line per call:\n%s", data)
 	}
 }
