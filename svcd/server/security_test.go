@@ -27,7 +27,7 @@ import (
 // TestTLSAndAuth: svcd with TLS and auth: no token is Unauthenticated, a
 // wrong role or queue is PermissionDenied and writes nothing (a worker
 // cannot overwrite another queue's result by claiming its own queue),
-// both APIs speak only TLS, probes stay open.
+// both APIs speak only TLS, probes stay open, refusals are audited.
 func TestTLSAndAuth(t *testing.T) {
 	dir := t.TempDir()
 	pki, err := certgen.NewDev(filepath.Join(dir, "pki"), "test CA", nil)
@@ -42,11 +42,17 @@ func TestTLSAndAuth(t *testing.T) {
 `, auth.HashToken("w"), auth.HashToken("p"), auth.HashToken("a"))), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	auditFile := filepath.Join(dir, "audit.log")
+	audit, err := auth.OpenAuditLog(auditFile, auth.AuditLimits{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer audit.Close()
 	cfg := server.Config{
 		ListenGRPC: "127.0.0.1:0", ListenHTTP: "127.0.0.1:0", DB: "sqlite", DataDir: filepath.Join(dir, "db"),
 		ReadyInterval: 50 * time.Millisecond,
 		TLS:           tlsutil.Files{CA: pki.CAFile(), Cert: pki.CertFile("svcd"), Key: pki.KeyFile("svcd")},
-		Auth:          auth.Config{TokensFile: tokens},
+		Auth:          auth.Config{TokensFile: tokens, Audit: audit},
 		// svcd's own checks; the brokers' are in svcd/brokercheck.
 		Brokers: server.BrokerCheck{Disabled: true},
 	}
@@ -139,6 +145,20 @@ func TestTLSAndAuth(t *testing.T) {
 	} {
 		if got := get(c.path, c.token); got != c.want {
 			t.Errorf("GET %s with %q: %d, want %d", c.path, c.token, got, c.want)
+		}
+	}
+	// Refusals, gRPC and HTTP, are audit lines in svcd's own sink.
+	data, err := os.ReadFile(auditFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		`"msg":"audit","principal":"(unauthenticated)","method":"/raftq.v1.Results/StoreResult","outcome":"refused"`,
+		`"msg":"audit","principal":"(unauthenticated)","http":"GET ","path":"/v1/results/j1","outcome":"refused","status":"401"`,
+		`"msg":"audit","principal":"token:runner","http":"GET ","path":"/metrics","outcome":"refused","status":"403"`,
+	} {
+		if !strings.Contains(string(data), want) {
+			t.Errorf("no audit line holds %s:\n%s", want, data)
 		}
 	}
 	if resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + s.HTTPAddr() + "/healthz"); err == nil {
