@@ -50,7 +50,7 @@ func TestSecurityConfig(t *testing.T) {
 		t.Fatalf("default rate limit not applied: %+v", s.srv.Auth)
 	}
 	auditFile := filepath.Join(dir, "svcd.audit.log")
-	v, _, err := load(append([]string{"--auth-tokens-file", tokens, "--audit-file", auditFile}, tlsArgs...), io.Discard)
+	v, _, err := load(append([]string{"--auth-tokens-file", tokens, "--audit-file", auditFile, "--brokers", "127.0.0.1:7101"}, tlsArgs...), io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
