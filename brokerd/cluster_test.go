@@ -283,8 +283,16 @@ func TestJoinCatchesUpBySnapshot(t *testing.T) {
 	}
 	m := c.Add()
 	waitFor(t, 60*time.Second, func() bool { return m.Node.FSM().Len() == 10000 })
-	snapIdx, _ := strconv.ParseUint(m.Node.Raft().Stats()["last_snapshot_index"], 10, 64)
-	if snapIdx == 0 {
+	// Raft records the installed snapshot only after the FSM's Restore
+	// returns, so the stat may trail the job count by a moment.
+	installed := func() bool {
+		snapIdx, _ := strconv.ParseUint(m.Node.Raft().Stats()["last_snapshot_index"], 10, 64)
+		return snapIdx > 0
+	}
+	for deadline := time.Now().Add(10 * time.Second); !installed() && time.Now().Before(deadline); {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if !installed() {
 		t.Fatalf("new node caught up without installing a snapshot: %v", m.Node.Raft().Stats())
 	}
 	c.WaitConverged(30 * time.Second)
