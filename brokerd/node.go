@@ -202,10 +202,24 @@ func (n *Node) openRaft() error {
 		}
 	}
 	var trans *raft.NetworkTransport
+	// started is Raft once NewRaft returned: the layer's dialer reads the
+	// configuration through it (Raft's goroutines may dial before n.raft
+	// is set, hence the atomic).
+	var started atomic.Pointer[raft.Raft]
 	if n.tls != nil {
-		// Mutual TLS: only peers with a certificate from the cluster's
-		// CA can send or receive Raft traffic.
-		layer, err := raftlayer.Listen(cfg.RaftAddr, cfg.RaftAdvertise, n.tls, n.log)
+		// Mutual TLS: only peers with a node certificate from the
+		// cluster's CA (auth.node_names, the node URI) can send or receive
+		// Raft traffic, and the peer dialled must be the node the Raft
+		// configuration places at that address.
+		layer, err := raftlayer.Listen(cfg.RaftAddr, cfg.RaftAdvertise, raftlayer.Config{
+			TLS: n.tls, LocalID: cfg.NodeID, NodeNames: cfg.Auth.NodeNames, Logger: n.log,
+			PeerID: func(addr raft.ServerAddress) (raft.ServerID, bool) {
+				if r := started.Load(); r != nil {
+					return serverAt(r.GetConfiguration().Configuration(), addr)
+				}
+				return "", false
+			},
+		})
 		if err != nil {
 			return fmt.Errorf("raft transport on %s: %w", cfg.RaftAddr, err)
 		}
@@ -272,8 +286,19 @@ func (n *Node) openRaft() error {
 		return fmt.Errorf("start raft: %w", err)
 	}
 	n.raft = r
+	started.Store(r)
 	n.prop = proposer.New(r, proposer.Options{Clock: n.clock})
 	return nil
+}
+
+// serverAt is the id of the server at addr in c.
+func serverAt(c raft.Configuration, addr raft.ServerAddress) (raft.ServerID, bool) {
+	for _, s := range c.Servers {
+		if s.Address == addr {
+			return s.ID, true
+		}
+	}
+	return "", false
 }
 
 func (n *Node) serve() error {

@@ -384,7 +384,7 @@ func testRotation(t *testing.T, s *secure, f *brokerd.Node) {
 	adminCfg := &tls.Config{RootCAs: s.ca, ServerName: "127.0.0.1"}
 	raftCfg := src.ClientConfig("127.0.0.1", raftlayer.ALPN)
 	before := [3]string{serial(t, f.GRPCAddr(), grpcCfg), serial(t, f.AdminAddr(), adminCfg), serial(t, f.RaftAddr(), raftCfg)}
-	if err := s.pki.Write(name, certgen.LocalOptions(name, true, true)); err != nil {
+	if err := s.pki.Write(name, certgen.NodeOptions(strings.TrimPrefix(name, "node."))); err != nil {
 		t.Fatal(err)
 	}
 	after := [3]string{serial(t, f.GRPCAddr(), grpcCfg), serial(t, f.AdminAddr(), adminCfg), serial(t, f.RaftAddr(), raftCfg)}

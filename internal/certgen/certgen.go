@@ -1,7 +1,8 @@
 // Package certgen makes a small development PKI: a certificate authority
 // and the certificates it signs for raftq's nodes (server and client use,
-// so one certificate serves a node's listeners and its calls to peers) and
-// clients. `make certs` (cmd/raftq-certs) and the security tests use it;
+// so one certificate serves a node's listeners and its calls to peers,
+// plus the node URI raftq://node/<id> only node certificates carry: the
+// Raft transport accepts nothing else), svcd, etcd and clients. `make certs` (cmd/raftq-certs) and the security tests use it;
 // production certificates come from the operator's own CA.
 //
 // Keys are ECDSA P-256, serial numbers 128 random bits, and every
@@ -21,9 +22,13 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"time"
+
+	"github.com/raftq/raftq/internal/nodeid"
 )
 
 // CA is a certificate authority that can issue certificates.
@@ -123,6 +128,10 @@ type Options struct {
 	// against the address it dialled.
 	DNSNames []string
 	IPs      []net.IP
+	// NodeID, when set, makes this a node certificate: it gets the URI
+	// SAN raftq://node/<NodeID> (package nodeid), which only node
+	// certificates carry and the Raft transport requires.
+	NodeID string
 	// Server and Client choose the extended key usages; a node's
 	// certificate has both (it serves, and it calls its peers).
 	Server, Client bool
@@ -162,6 +171,12 @@ func (ca *CA) Issue(o Options) (certPEM, keyPEM []byte, err error) {
 		DNSNames:     o.DNSNames,
 		IPAddresses:  o.IPs,
 	}
+	if o.NodeID != "" {
+		if !nodeid.ValidID(o.NodeID) {
+			return nil, nil, fmt.Errorf("certgen: node id %q is not valid in a node URI", o.NodeID)
+		}
+		tmpl.URIs = []*url.URL{nodeid.URI(o.NodeID)}
+	}
 	if o.Server {
 		tmpl.ExtKeyUsage = append(tmpl.ExtKeyUsage, x509.ExtKeyUsageServerAuth)
 	}
@@ -183,10 +198,18 @@ func (ca *CA) Issue(o Options) (certPEM, keyPEM []byte, err error) {
 }
 
 // Node issues a node certificate (server and client use) for CN
-// "node.<id>", valid for localhost, 127.0.0.1, ::1 and the given hosts
-// (IP literals become IP SANs).
+// "node.<id>" and URI raftq://node/<id>, valid for localhost, 127.0.0.1,
+// ::1 and the given hosts (IP literals become IP SANs).
 func (ca *CA) Node(id string, hosts ...string) (certPEM, keyPEM []byte, err error) {
-	return ca.Issue(LocalOptions("node."+id, true, true, hosts...))
+	return ca.Issue(NodeOptions(id, hosts...))
+}
+
+// NodeOptions is Options for node id's certificate: CN node.<id>, its
+// node URI, server and client use, loopback and hosts.
+func NodeOptions(id string, hosts ...string) Options {
+	o := LocalOptions("node."+id, true, true, hosts...)
+	o.NodeID = id
+	return o
 }
 
 // LocalOptions is Options for cn valid on loopback (localhost, 127.0.0.1,
@@ -256,15 +279,29 @@ func newSerial() (*big.Int, error) {
 	return rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 128))
 }
 
-// Dev is a development PKI on disk: ca.crt and ca.key, and <name>.crt and
-// <name>.key for every certificate issued through it.
+// Dev is a development PKI on disk: ca.crt (what everyone trusts) and
+// <name>.crt and <name>.key for every certificate issued through it in
+// Dir; the CA's key apart, in Dir/ca/ca.key (directory 0700, file 0600),
+// so handing a node its files never hands it the CA key.
 type Dev struct {
 	Dir string
 	CA  *CA
 }
 
+// Node is one node of a development PKI: its id and the host names or
+// IPs its certificate is valid for besides loopback (its own SANs).
+type Node struct {
+	ID    string
+	Hosts []string
+}
+
 // CAFile is the CA certificate every party trusts.
 func (d *Dev) CAFile() string { return filepath.Join(d.Dir, "ca.crt") }
+
+// CAKeyFile is the CA's private key, in its own directory.
+func (d *Dev) CAKeyFile() string { return caKeyFile(d.Dir) }
+
+func caKeyFile(dir string) string { return filepath.Join(dir, "ca", "ca.key") }
 
 // CertFile is the certificate written under name.
 func (d *Dev) CertFile(name string) string { return filepath.Join(d.Dir, name+".crt") }
@@ -281,42 +318,102 @@ func (d *Dev) Write(name string, o Options) error {
 	return WriteFiles(d.Dir, name, c, k)
 }
 
-// NewDev creates a CA named caName in dir (replacing any there), then for
-// every node id a node certificate "node.<id>" (CN node.<id>, server and
-// client use), a "svcd" server certificate and a "client" client
-// certificate, all valid on loopback and the extra hosts.
-func NewDev(dir, caName string, nodeIDs []string, hosts ...string) (*Dev, error) {
+// CreateDev makes a new CA named caName in dir (replacing any there) and
+// writes its certificate and, apart, its key.
+func CreateDev(dir, caName string) (*Dev, error) {
 	ca, err := NewCA(caName, 5*365*24*time.Hour)
 	if err != nil {
 		return nil, err
 	}
-	if err := WriteFiles(dir, "ca", ca.CertPEM, ca.KeyPEM); err != nil {
+	if err := WriteFiles(dir, "ca", ca.CertPEM, nil); err != nil {
 		return nil, err
 	}
-	d := &Dev{Dir: dir, CA: ca}
-	return d, d.issueDefaults(nodeIDs, hosts)
+	if err := os.MkdirAll(filepath.Dir(caKeyFile(dir)), 0o700); err != nil {
+		return nil, err
+	}
+	if err := WriteAtomic(caKeyFile(dir), ca.KeyPEM, 0o600); err != nil {
+		return nil, err
+	}
+	return &Dev{Dir: dir, CA: ca}, nil
 }
 
-// OpenDev reuses the CA already in dir (ca.crt, ca.key) and issues the
-// same certificates as NewDev: re-running `make certs` renews the leaf
-// certificates without changing what everyone trusts.
-func OpenDev(dir string, nodeIDs []string, hosts ...string) (*Dev, error) {
-	ca, err := LoadCA(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"))
+// HasCA reports whether dir holds a development CA's key (in ca/, or in
+// the older layout next to the other keys).
+func HasCA(dir string) bool {
+	for _, p := range []string{caKeyFile(dir), filepath.Join(dir, "ca.key")} {
+		if _, err := os.Stat(p); err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// LoadDev opens the CA in dir. A CA key left next to the node keys by an
+// older raftq-certs is moved into ca/ first.
+func LoadDev(dir string) (*Dev, error) {
+	old := filepath.Join(dir, "ca.key")
+	if _, err := os.Stat(caKeyFile(dir)); errors.Is(err, os.ErrNotExist) {
+		if _, err := os.Stat(old); err == nil {
+			if err := os.MkdirAll(filepath.Dir(caKeyFile(dir)), 0o700); err != nil {
+				return nil, err
+			}
+			if err := os.Rename(old, caKeyFile(dir)); err != nil {
+				return nil, err
+			}
+		}
+	}
+	ca, err := LoadCA(filepath.Join(dir, "ca.crt"), caKeyFile(dir))
 	if err != nil {
 		return nil, err
 	}
-	d := &Dev{Dir: dir, CA: ca}
-	return d, d.issueDefaults(nodeIDs, hosts)
+	return &Dev{Dir: dir, CA: ca}, nil
 }
 
-func (d *Dev) issueDefaults(nodeIDs, hosts []string) error {
-	for _, id := range nodeIDs {
-		if err := d.Write("node."+id, LocalOptions("node."+id, true, true, hosts...)); err != nil {
+// NewDev creates a CA named caName in dir (replacing any there), then for
+// every node id a node certificate "node.<id>", a "svcd" certificate, an
+// "etcd" certificate (etcd's server, and etcd's gateway calling itself)
+// and a "client" client certificate, all valid on loopback and the extra
+// hosts.
+func NewDev(dir, caName string, nodeIDs []string, hosts ...string) (*Dev, error) {
+	d, err := CreateDev(dir, caName)
+	if err != nil {
+		return nil, err
+	}
+	return d, d.IssueDefaults(nodes(nodeIDs), hosts)
+}
+
+// OpenDev reuses the CA already in dir and issues the same certificates
+// as NewDev: re-running `make certs` renews the leaf certificates without
+// changing what everyone trusts.
+func OpenDev(dir string, nodeIDs []string, hosts ...string) (*Dev, error) {
+	d, err := LoadDev(dir)
+	if err != nil {
+		return nil, err
+	}
+	return d, d.IssueDefaults(nodes(nodeIDs), hosts)
+}
+
+func nodes(ids []string) []Node {
+	out := make([]Node, len(ids))
+	for i, id := range ids {
+		out[i] = Node{ID: id}
+	}
+	return out
+}
+
+// IssueDefaults writes node.<id> for every node (its own hosts, then
+// hosts), svcd, etcd (server and client use, valid on hosts) and client
+// (client use only). Only node certificates carry a node URI.
+func (d *Dev) IssueDefaults(nodes []Node, hosts []string) error {
+	for _, n := range nodes {
+		if err := d.Write("node."+n.ID, NodeOptions(n.ID, append(slices.Clone(n.Hosts), hosts...)...)); err != nil {
 			return err
 		}
 	}
-	if err := d.Write("svcd", LocalOptions("svcd", true, true, hosts...)); err != nil {
-		return err
+	for _, name := range []string{"svcd", "etcd"} {
+		if err := d.Write(name, LocalOptions(name, true, true, hosts...)); err != nil {
+			return err
+		}
 	}
 	return d.Write("client", Options{CommonName: "client", Client: true})
 }

@@ -1,9 +1,22 @@
 // Package raftlayer carries hashicorp/raft's traffic over mutual TLS: a
-// raft.StreamLayer whose listener accepts only peers that present a
+// raft.StreamLayer whose listener accepts only peers that present a node
 // certificate signed by the cluster's CA, and whose dialer presents this
-// node's certificate and verifies the peer's against the same CA and the
-// address dialled. A node without the cluster's certificate can neither
-// send Raft messages (votes, entries, snapshots) nor receive them.
+// node's certificate and verifies the peer's against the same CA, the
+// address dialled and the node that address belongs to. A node
+// certificate carries the URI SAN raftq://node/<id> (package nodeid) and
+// a name in auth.node_names; client and svcd certificates from the same
+// CA carry no node URI, so they can neither send Raft messages (votes,
+// entries, TimeoutNow, snapshots) nor receive them.
+//
+// Accepting, the layer knows only that the peer is some node: Raft's
+// messages name their sender inside the stream, which hashicorp/raft's
+// transport reads without a hook. Dialling, it knows whom it meant to
+// reach (Config.PeerID, from the Raft configuration), so a node
+// certificate for another id at that address is refused.
+//
+// Refusals are counted (Refused) and logged at most once per
+// RefusalLogInterval with the number left out, so a peer hammering the
+// port cannot flood the log.
 //
 // Certificates come from a tlsutil.Source, re-read at every handshake, so
 // rotating them on disk needs no restart. Use it with
@@ -17,12 +30,14 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
 
+	"github.com/raftq/raftq/internal/nodeid"
 	"github.com/raftq/raftq/internal/tlsutil"
 )
 
@@ -34,34 +49,83 @@ const ALPN = "raftq-raft/1"
 // and stays silent is dropped instead of holding a connection forever.
 const HandshakeTimeout = 10 * time.Second
 
+// RefusalLogInterval is the least time between two refusal log lines;
+// refusals in between are counted and reported with the next line.
+const RefusalLogInterval = 10 * time.Second
+
+// Config is what a Layer checks peers with.
+type Config struct {
+	// TLS is this node's material: its certificate (a node certificate)
+	// and the CA peers are verified against. Required.
+	TLS *tlsutil.Source
+	// LocalID, when set, is this node's Raft server id: Listen refuses to
+	// start with a certificate for another node.
+	LocalID string
+	// NodeNames are path.Match patterns (auth.node_names); a peer's
+	// certificate common name or node URI must match one. Empty: any node
+	// certificate of the CA.
+	NodeNames []string
+	// PeerID, when set, names the node expected at an address (from the
+	// Raft configuration); a dialled peer must hold that node's
+	// certificate. Unknown addresses (ok false) accept any node.
+	PeerID func(raft.ServerAddress) (id raft.ServerID, ok bool)
+	// Logger receives refusals (default slog.Default()).
+	Logger *slog.Logger
+	// LogInterval is the least time between two refusal log lines
+	// (default RefusalLogInterval).
+	LogInterval time.Duration
+}
+
 // Layer is a raft.StreamLayer over mutual TLS.
 type Layer struct {
 	ln       net.Listener
 	adv      net.Addr
-	src      *tlsutil.Source
+	cfg      Config
 	log      *slog.Logger
 	server   *tls.Config
 	refused  atomic.Uint64
 	closeMu  sync.Once
 	closeErr error
+
+	logMu      sync.Mutex
+	lastLog    time.Time
+	suppressed uint64
 }
+
+// PeerError is a handshake refused because the other side's certificate,
+// though signed by the CA, is not the node certificate expected.
+type PeerError struct{ Err error }
+
+func (e *PeerError) Error() string { return "raftlayer: " + e.Err.Error() }
+func (e *PeerError) Unwrap() error { return e.Err }
 
 // Listen binds addr for Raft traffic. advertise, when set, is the address
 // peers dial (host:port); otherwise the bound address, which must then be
-// a specific IP (peers cannot dial 0.0.0.0). src must hold a certificate.
-func Listen(addr, advertise string, src *tlsutil.Source, logger *slog.Logger) (*Layer, error) {
+// a specific IP (peers cannot dial 0.0.0.0). cfg.TLS must hold a node
+// certificate (for cfg.LocalID when set).
+func Listen(addr, advertise string, cfg Config) (*Layer, error) {
+	src := cfg.TLS
 	if src == nil || src.Certificate() == nil {
 		return nil, errors.New("raftlayer: TLS for Raft needs this node's certificate and key")
 	}
-	if logger == nil {
-		logger = slog.Default()
+	if cert := src.Certificate(); cert.Leaf != nil {
+		if _, err := nodeid.Check(cert.Leaf, cfg.NodeNames, cfg.LocalID); err != nil {
+			return nil, fmt.Errorf("raftlayer: this node's own certificate %s: %w", src.Files().Cert, err)
+		}
 	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	if cfg.LogInterval <= 0 {
+		cfg.LogInterval = RefusalLogInterval
+	}
+	cfg.NodeNames = slices.Clone(cfg.NodeNames)
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, err
 	}
-	l := &Layer{ln: ln, src: src, log: logger,
-		server: src.ServerConfig(tls.RequireAndVerifyClientCert, ALPN)}
+	l := &Layer{ln: ln, cfg: cfg, log: cfg.Logger}
+	l.server = l.serverConfig(src.ServerConfig(tls.RequireAndVerifyClientCert, ALPN))
 	if advertise != "" {
 		a, err := net.ResolveTCPAddr("tcp", advertise)
 		if err != nil {
@@ -76,6 +140,33 @@ func Listen(addr, advertise string, src *tlsutil.Source, logger *slog.Logger) (*
 		return nil, fmt.Errorf("raftlayer: local bind address %s is not advertisable: set an advertise address", l.Addr())
 	}
 	return l, nil
+}
+
+// serverConfig adds the node check to base: the handshake of a peer
+// whose verified certificate is not a node's fails with a TLS alert.
+func (l *Layer) serverConfig(base *tls.Config) *tls.Config {
+	cfg := base.Clone()
+	cfg.GetConfigForClient = func(hello *tls.ClientHelloInfo) (*tls.Config, error) {
+		c, err := base.GetConfigForClient(hello)
+		if err != nil || c == nil {
+			return c, err
+		}
+		c.VerifyConnection = l.verify("")
+		return c, nil
+	}
+	return cfg
+}
+
+// verify is a tls.Config.VerifyConnection that accepts only a node
+// certificate (for node want, when set). It runs after the chain has
+// been verified against the CA.
+func (l *Layer) verify(want raft.ServerID) func(tls.ConnectionState) error {
+	return func(cs tls.ConnectionState) error {
+		if _, err := nodeid.Check(tlsutil.PeerCertificate(cs), l.cfg.NodeNames, string(want)); err != nil {
+			return &PeerError{Err: err}
+		}
+		return nil
+	}
 }
 
 // Accept waits for the next connection. The TLS handshake happens on the
@@ -107,7 +198,8 @@ func (l *Layer) Addr() net.Addr {
 
 // Dial connects to a peer and completes the TLS handshake within timeout:
 // this node's certificate is presented and the peer's must be signed by
-// the CA and valid for the host in address.
+// the CA, valid for the host in address, and a node certificate — for
+// the node the Raft configuration places at address, when it names one.
 func (l *Layer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	host, _, err := net.SplitHostPort(string(address))
 	if err != nil {
@@ -115,17 +207,41 @@ func (l *Layer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Con
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	d := tls.Dialer{NetDialer: &net.Dialer{}, Config: l.src.ClientConfig(host, ALPN)}
+	var want raft.ServerID
+	if l.cfg.PeerID != nil {
+		want, _ = l.cfg.PeerID(address)
+	}
+	cfg := l.cfg.TLS.ClientConfig(host, ALPN)
+	cfg.VerifyConnection = l.verify(want)
+	d := tls.Dialer{NetDialer: &net.Dialer{}, Config: cfg}
 	c, err := d.DialContext(ctx, "tcp", string(address))
 	if err != nil {
 		var re *tls.CertificateVerificationError
-		if errors.As(err, &re) {
-			l.refused.Add(1)
-			l.log.Warn("raft: refused peer certificate", "peer", address, "err", err)
+		var pe *PeerError
+		if errors.As(err, &re) || errors.As(err, &pe) {
+			l.refusal("raft: refused peer certificate", "peer", address, "expected_node", want, "err", err)
 		}
 		return nil, err
 	}
 	return c, nil
+}
+
+// refusal counts a refused handshake and logs it, at most once per
+// Config.LogInterval: the line says how many were left out since the
+// last one.
+func (l *Layer) refusal(msg string, args ...any) {
+	l.refused.Add(1)
+	now := time.Now()
+	l.logMu.Lock()
+	if !l.lastLog.IsZero() && now.Sub(l.lastLog) < l.cfg.LogInterval {
+		l.suppressed++
+		l.logMu.Unlock()
+		return
+	}
+	left := l.suppressed
+	l.lastLog, l.suppressed = now, 0
+	l.logMu.Unlock()
+	l.log.Warn(msg, append(args, "refused_total", l.refused.Load(), "not_logged_since_last", left)...)
 }
 
 // Refused counts the handshakes this layer turned down because the other
@@ -146,8 +262,7 @@ func (c *serverConn) handshake() error {
 		ctx, cancel := context.WithTimeout(context.Background(), HandshakeTimeout)
 		defer cancel()
 		if c.err = c.Conn.HandshakeContext(ctx); c.err != nil {
-			c.l.refused.Add(1)
-			c.l.log.Warn("raft: refused incoming connection", "peer", c.RemoteAddr(), "err", c.err)
+			c.l.refusal("raft: refused incoming connection", "peer", c.RemoteAddr(), "err", c.err)
 			_ = c.Conn.Close()
 		}
 	})

@@ -1,9 +1,12 @@
 package raftlayer
 
 import (
+	"bytes"
+	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -37,7 +40,7 @@ func dev(t *testing.T) *certgen.Dev {
 // transport is a real hashicorp/raft NetworkTransport over a Layer.
 func transport(t *testing.T, src *tlsutil.Source) (*Layer, *raft.NetworkTransport) {
 	t.Helper()
-	l, err := Listen("127.0.0.1:0", "", src, quiet)
+	l, err := Listen("127.0.0.1:0", "", Config{TLS: src, NodeNames: []string{"node.*"}, Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -153,7 +156,7 @@ func TestRotationWithoutRestart(t *testing.T) {
 	answer(b)
 	la, _ := transport(t, source(t, d, "node.n1"))
 	first := peerSerial(t, la, lb)
-	if err := d.Write("node.n2", certgen.LocalOptions("node.n2", true, true)); err != nil {
+	if err := d.Write("node.n2", certgen.NodeOptions("n2")); err != nil {
 		t.Fatal(err)
 	}
 	if second := peerSerial(t, la, lb); second == first {
@@ -173,15 +176,98 @@ func peerSerial(t *testing.T, from, to *Layer) string {
 
 func TestListenNeedsAdvertisableAddress(t *testing.T) {
 	d := dev(t)
-	if _, err := Listen("0.0.0.0:0", "", source(t, d, "node.n1"), quiet); err == nil {
+	if _, err := Listen("0.0.0.0:0", "", Config{TLS: source(t, d, "node.n1"), Logger: quiet}); err == nil {
 		t.Fatal("a wildcard bind without an advertise address was accepted")
 	}
 	noCert, err := tlsutil.Load(tlsutil.Files{CA: d.CAFile()}, quiet)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := Listen("127.0.0.1:0", "", noCert, quiet); err == nil {
+	if _, err := Listen("127.0.0.1:0", "", Config{TLS: noCert, Logger: quiet}); err == nil {
 		t.Fatal("a layer without a certificate was accepted")
 	}
+	// A node must not serve Raft with a certificate that is not a node's,
+	// nor with another node's.
+	if _, err := Listen("127.0.0.1:0", "", Config{TLS: source(t, d, "svcd"), Logger: quiet}); err == nil {
+		t.Fatal("a layer with the svcd certificate was accepted")
+	}
+	if _, err := Listen("127.0.0.1:0", "", Config{TLS: source(t, d, "node.n2"), LocalID: "n1", Logger: quiet}); err == nil {
+		t.Fatal("node n1 started its Raft layer with node n2's certificate")
+	}
 	var _ net.Listener = (*Layer)(nil)
+}
+
+// TestOnlyNodeCertificatesSpeakRaft: certificates signed by the cluster's
+// CA that are not node certificates (the SDK's client.crt, svcd.crt) are
+// refused by the listener, and a node certificate whose node URI matches
+// no node name pattern too; every refusal is counted, none reaches Raft,
+// and the log holds one line for them all.
+func TestOnlyNodeCertificatesSpeakRaft(t *testing.T) {
+	d := dev(t)
+	if err := d.Write("node.x9", func() certgen.Options { o := certgen.NodeOptions("x9"); o.CommonName = "intruder"; return o }()); err != nil {
+		t.Fatal(err)
+	}
+	var logs bytes.Buffer
+	l, err := Listen("127.0.0.1:0", "", Config{TLS: source(t, d, "node.n1"), NodeNames: []string{"node.*"},
+		Logger: slog.New(slog.NewTextHandler(&logs, nil)), LogInterval: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: l, MaxPool: 2, Timeout: 5 * time.Second,
+		Logger: hclog.New(&hclog.LoggerOptions{Output: io.Discard})})
+	t.Cleanup(func() { tr.Close() })
+	got := answer(tr)
+	for i, name := range []string{"client", "svcd", "node.x9"} {
+		// A raw Raft client: plain TLS with the certificate, Raft's
+		// framing on top (an AppendEntries).
+		conn, err := tls.Dial("tcp", l.Addr().String(), source(t, d, name).ClientConfig("127.0.0.1", ALPN))
+		if err == nil {
+			_, _ = conn.Write([]byte{1, 0x80}) // rpcAppendEntries, an empty msgpack map
+			_, err = conn.Read(make([]byte, 1))
+			conn.Close()
+		}
+		if err == nil {
+			t.Fatalf("%s: the listener answered", name)
+		}
+		if n := l.Refused(); n != uint64(i+1) {
+			t.Fatalf("%s: %d refusals counted, want %d (err %v)", name, n, i+1, err)
+		}
+	}
+	select {
+	case <-got:
+		t.Fatal("Raft received an RPC from a certificate that is not a node's")
+	default:
+	}
+	if n := strings.Count(logs.String(), "refused incoming connection"); n != 1 {
+		t.Fatalf("%d refusal log lines for 3 refusals within the interval, want 1:\n%s", n, logs.String())
+	}
+}
+
+// TestDialChecksTheNodeAtTheAddress: the dialer refuses a peer whose
+// node certificate is for another node than the Raft configuration
+// places at that address, and accepts the right one.
+func TestDialChecksTheNodeAtTheAddress(t *testing.T) {
+	d := dev(t)
+	_, b := transport(t, source(t, d, "node.n3")) // listens with n3's certificate
+	answer(b)
+	peers := map[raft.ServerAddress]raft.ServerID{}
+	l, err := Listen("127.0.0.1:0", "", Config{TLS: source(t, d, "node.n1"), NodeNames: []string{"node.*"}, Logger: quiet,
+		PeerID: func(a raft.ServerAddress) (raft.ServerID, bool) { id, ok := peers[a]; return id, ok }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	peers[b.LocalAddr()] = "n2" // the configuration says n2 lives there
+	if c, err := l.Dial(b.LocalAddr(), 5*time.Second); err == nil {
+		c.Close()
+		t.Fatal("dialled n2's address and accepted node n3's certificate")
+	} else if !strings.Contains(err.Error(), "node n3") || l.Refused() != 1 {
+		t.Fatalf("refusal %v (%d counted) does not name the node", err, l.Refused())
+	}
+	peers[b.LocalAddr()] = "n3"
+	c, err := l.Dial(b.LocalAddr(), 5*time.Second)
+	if err != nil {
+		t.Fatalf("dialling n3 at its address: %v", err)
+	}
+	c.Close()
 }
