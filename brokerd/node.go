@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -218,6 +219,14 @@ func (n *Node) openRaft() error {
 					return serverAt(r.GetConfiguration().Configuration(), addr)
 				}
 				return "", false
+			},
+			Member: func(id raft.ServerID) bool {
+				r := started.Load()
+				if r == nil {
+					return true // Raft is not running yet: it reads nothing
+				}
+				c := r.GetConfiguration().Configuration()
+				return len(c.Servers) == 0 || slices.ContainsFunc(c.Servers, func(s raft.Server) bool { return s.ID == id })
 			},
 		})
 		if err != nil {

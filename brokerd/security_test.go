@@ -13,11 +13,13 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
@@ -542,5 +544,137 @@ func TestWaitersPerConnection(t *testing.T) {
 	waitUntil(t, "the slot to come back", func() bool { return brokerd.WaitersInFlight(n) == 0 })
 	if _, err := one.Fetch(ctx, quick); err != nil {
 		t.Fatalf("after the first poll ended: %v", err)
+	}
+}
+
+// rawLayer is a raft.StreamLayer that dials with whatever TLS
+// configuration it is given and checks nothing: what someone holding a
+// certificate of the cluster's CA runs to speak Raft to a broker.
+type rawLayer struct {
+	net.Listener
+	cfg *tls.Config
+}
+
+func (r rawLayer) Dial(a raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: r.cfg}
+	return d.Dial("tcp", string(a))
+}
+
+// rawRaft is a Raft transport over rawLayer presenting the PKI's
+// certificate name.
+func rawRaft(t *testing.T, s *secure, name string) *raft.NetworkTransport {
+	t.Helper()
+	src, err := tlsutil.Load(tlsutil.Files{CA: s.pki.CAFile(), Cert: s.pki.CertFile(name), Key: s.pki.KeyFile(name)}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream: rawLayer{Listener: ln, cfg: src.ClientConfig("127.0.0.1", raftlayer.ALPN)}, MaxPool: 1, Timeout: 5 * time.Second,
+		Logger: hclog.New(&hclog.LoggerOptions{Output: io.Discard}),
+	})
+	t.Cleanup(func() { tr.Close() })
+	return tr
+}
+
+// TestOnlyNodesSpeakRaft: the SDK's client certificate, svcd's and a node
+// certificate for a node that is not a member are all signed by the
+// cluster's CA, yet none of them can send TimeoutNow, RequestVote or
+// AppendEntries to a broker; and a node certificate for another id at
+// the address of a member being added is refused by the leader. The
+// leader, its term and the data stay as they were, and the cluster keeps
+// committing.
+func TestOnlyNodesSpeakRaft(t *testing.T) {
+	s := newSecureCluster(t)
+	leader := s.c.WaitLeader(30 * time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cl := s.client(t, producerTok)
+	if _, err := cl.Enqueue(ctx, spec("orders.eu")); err != nil {
+		t.Fatal(err)
+	}
+	s.c.WaitConverged(20 * time.Second)
+	f := s.follower()
+	term, hash := leader.Raft().CurrentTerm(), dumpState(leader)
+	if err := s.pki.Write("node.n9", certgen.NodeOptions("n9")); err != nil {
+		t.Fatal(err)
+	}
+	hdr := func(id string) raft.RPCHeader {
+		return raft.RPCHeader{ProtocolVersion: raft.ProtocolVersionMax, ID: []byte(id), Addr: []byte(leader.RaftAddr())}
+	}
+	for _, name := range []string{"client", "svcd", "node.n9"} {
+		tr := rawRaft(t, s, name)
+		// TimeoutNow to a follower makes it start an election at once: the
+		// leadership transfer a client certificate must not trigger.
+		var tn raft.TimeoutNowResponse
+		if err := tr.TimeoutNow(raft.ServerID(f.ID()), raft.ServerAddress(f.RaftAddr()), &raft.TimeoutNowRequest{RPCHeader: hdr(string(leader.ID()))}, &tn); err == nil {
+			t.Fatalf("%s: follower %s answered TimeoutNow", name, f.ID())
+		}
+		var vote raft.RequestVoteResponse
+		if err := tr.RequestVote(raft.ServerID(leader.ID()), raft.ServerAddress(leader.RaftAddr()), &raft.RequestVoteRequest{
+			RPCHeader: hdr("n1"), Term: term + 100, LastLogIndex: 1 << 40, LastLogTerm: term + 100,
+		}, &vote); err == nil {
+			t.Fatalf("%s: the leader answered RequestVote", name)
+		}
+		var ae raft.AppendEntriesResponse
+		if err := tr.AppendEntries(raft.ServerID(f.ID()), raft.ServerAddress(f.RaftAddr()), &raft.AppendEntriesRequest{
+			RPCHeader: hdr(string(leader.ID())), Term: term, PrevLogEntry: 0,
+			Entries: []*raft.Log{{Index: 1 << 30, Term: term, Type: raft.LogCommand, Data: []byte("forged")}},
+		}, &ae); err == nil {
+			t.Fatalf("%s: follower %s answered AppendEntries", name, f.ID())
+		}
+	}
+	if l := s.c.WaitLeader(30 * time.Second); l.ID() != leader.ID() || leader.Raft().CurrentTerm() != term {
+		t.Fatalf("leadership moved: leader %s term %d, was %s term %d", l.ID(), leader.Raft().CurrentTerm(), leader.ID(), term)
+	}
+	for _, n := range s.c.Up() {
+		if got := dumpState(n); !reflect.DeepEqual(got, hash) {
+			t.Fatalf("node %s: state changed by the refused RPCs", n.ID())
+		}
+	}
+
+	// A member is added at an address where a listener holds node n9's
+	// certificate: the leader expects node n4 there and refuses it.
+	rogue, err := raftlayer.Listen("127.0.0.1:0", "", raftlayer.Config{TLS: func() *tlsutil.Source {
+		src, err := tlsutil.Load(tlsutil.Files{CA: s.pki.CAFile(), Cert: s.pki.CertFile("node.n9"), Key: s.pki.KeyFile("node.n9")}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return src
+	}(), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rogueTr := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: rogue, MaxPool: 1, Timeout: 5 * time.Second,
+		Logger: hclog.New(&hclog.LoggerOptions{Output: io.Discard})})
+	defer rogueTr.Close()
+	received := make(chan raft.RPC, 16)
+	go func() {
+		for rpc := range rogueTr.Consumer() {
+			received <- rpc
+			rpc.Respond(nil, fmt.Errorf("rogue"))
+		}
+	}()
+	refused := brokerd.RaftRefused(leader)
+	if err := leader.Raft().AddVoter("n4", raft.ServerAddress(rogue.Addr().String()), 0, 10*time.Second).Error(); err != nil {
+		t.Fatalf("AddVoter: %v", err)
+	}
+	waitUntil(t, "the leader to refuse n9's certificate at n4's address", func() bool { return brokerd.RaftRefused(leader) > refused })
+	if _, err := cl.Enqueue(ctx, spec("orders.eu")); err != nil {
+		t.Fatalf("the cluster stopped committing: %v", err)
+	}
+	if err := leader.Raft().RemoveServer("n4", 0, 10*time.Second).Error(); err != nil {
+		t.Fatalf("RemoveServer: %v", err)
+	}
+	select {
+	case rpc := <-received:
+		t.Fatalf("the leader sent %T to a listener holding another node's certificate", rpc.Command)
+	default:
+	}
+	if l := s.c.WaitLeader(30 * time.Second); l.ID() != leader.ID() || leader.Raft().CurrentTerm() != term {
+		t.Fatalf("leadership moved: leader %s term %d, was %s term %d", l.ID(), leader.Raft().CurrentTerm(), leader.ID(), term)
 	}
 }

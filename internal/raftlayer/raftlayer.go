@@ -8,11 +8,14 @@
 // CA carry no node URI, so they can neither send Raft messages (votes,
 // entries, TimeoutNow, snapshots) nor receive them.
 //
-// Accepting, the layer knows only that the peer is some node: Raft's
-// messages name their sender inside the stream, which hashicorp/raft's
-// transport reads without a hook. Dialling, it knows whom it meant to
-// reach (Config.PeerID, from the Raft configuration), so a node
-// certificate for another id at that address is refused.
+// Accepting, the peer's node certificate must name a member of the Raft
+// configuration (Config.Member): a certificate issued for a node that is
+// not (or no longer) in the cluster cannot speak. Which member a message
+// claims to come from is inside Raft's stream, which hashicorp/raft's
+// transport reads without a hook, so it is not tied to the certificate.
+// Dialling, the layer knows whom it meant to reach (Config.PeerID, from
+// the Raft configuration), so a node certificate for another id at that
+// address is refused.
 //
 // Refusals are counted (Refused) and logged at most once per
 // RefusalLogInterval with the number left out, so a peer hammering the
@@ -28,6 +31,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"slices"
@@ -69,6 +73,11 @@ type Config struct {
 	// Raft configuration); a dialled peer must hold that node's
 	// certificate. Unknown addresses (ok false) accept any node.
 	PeerID func(raft.ServerAddress) (id raft.ServerID, ok bool)
+	// Member, when set, says whether an accepted peer's node id may speak
+	// Raft to this node: a member of its Raft configuration (a fresh node
+	// with no configuration yet accepts any node: the leader adding it).
+	// A node certificate that names no member is refused.
+	Member func(raft.ServerID) bool
 	// Logger receives refusals (default slog.Default()).
 	Logger *slog.Logger
 	// LogInterval is the least time between two refusal log lines
@@ -162,8 +171,12 @@ func (l *Layer) serverConfig(base *tls.Config) *tls.Config {
 // been verified against the CA.
 func (l *Layer) verify(want raft.ServerID) func(tls.ConnectionState) error {
 	return func(cs tls.ConnectionState) error {
-		if _, err := nodeid.Check(tlsutil.PeerCertificate(cs), l.cfg.NodeNames, string(want)); err != nil {
+		id, err := nodeid.Check(tlsutil.PeerCertificate(cs), l.cfg.NodeNames, string(want))
+		if err != nil {
 			return &PeerError{Err: err}
+		}
+		if want == "" && l.cfg.Member != nil && !l.cfg.Member(raft.ServerID(id)) {
+			return &PeerError{Err: fmt.Errorf("node %s is not a member of this node's Raft configuration", id)}
 		}
 		return nil
 	}
@@ -269,9 +282,12 @@ func (c *serverConn) handshake() error {
 	return c.err
 }
 
+// Read reports a refused handshake as io.EOF: hashicorp/raft logs every
+// other read error at ERROR, one line per attempt, and the refusal has
+// been counted and logged (rate-limited) already.
 func (c *serverConn) Read(p []byte) (int, error) {
 	if err := c.handshake(); err != nil {
-		return 0, err
+		return 0, io.EOF
 	}
 	return c.Conn.Read(p)
 }

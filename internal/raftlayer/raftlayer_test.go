@@ -271,3 +271,30 @@ func TestDialChecksTheNodeAtTheAddress(t *testing.T) {
 	}
 	c.Close()
 }
+
+// TestAcceptOnlyMembers: with Member set, a node certificate for a node
+// that is not a member is refused by the listener; a member's passes.
+func TestAcceptOnlyMembers(t *testing.T) {
+	d := dev(t)
+	l, err := Listen("127.0.0.1:0", "", Config{TLS: source(t, d, "node.n1"), NodeNames: []string{"node.*"}, Logger: quiet,
+		Member: func(id raft.ServerID) bool { return id == "n2" }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: l, MaxPool: 2, Timeout: 5 * time.Second,
+		Logger: hclog.New(&hclog.LoggerOptions{Output: io.Discard})})
+	t.Cleanup(func() { tr.Close() })
+	got := answer(tr)
+	_, n3 := transport(t, source(t, d, "node.n3"))
+	if _, err := appendEntries(n3, tr.LocalAddr()); err == nil {
+		t.Fatal("a node that is not a member sent AppendEntries")
+	}
+	if l.Refused() != 1 {
+		t.Fatalf("%d refusals counted, want 1", l.Refused())
+	}
+	_, n2 := transport(t, source(t, d, "node.n2"))
+	if resp, err := appendEntries(n2, tr.LocalAddr()); err != nil || !resp.Success {
+		t.Fatalf("a member's AppendEntries: %+v, %v", resp, err)
+	}
+	<-got
+}
