@@ -1,14 +1,19 @@
 // Command raftq-certs writes a development PKI and bearer tokens for a
 // local raftq with TLS and auth on (`make certs`, `RAFTQ_TLS=1 make run`):
 //
-//	raftq-certs --dir tmp/certs --nodes n1,n2,n3 [--hosts h1,10.0.0.5] [--new-ca]
+//	raftq-certs --dir tmp/certs --nodes n1,n2=b2.example/10.0.0.2,n3 [--hosts h1,10.0.0.5] [--new-ca]
 //
-// Into --dir it writes ca.crt and ca.key (a CA made once and reused, so
-// re-running renews the other certificates without changing what everyone
-// trusts; --new-ca replaces it), node.<id>.crt/.key for each node (CN
-// node.<id>, server and client use: brokers match it with
-// --auth-node-names 'node.*'), svcd.crt/.key, client.crt/.key (client
-// use), and, once, three random tokens: tokens/admin.token,
+// Into --dir it writes ca.crt (a CA made once and reused, so re-running
+// renews the other certificates without changing what everyone trusts;
+// --new-ca replaces it) and the CA's key apart in ca/ca.key (directory
+// 0700: hand a node the files in --dir, never ca/). Then, for each node,
+// node.<id>.crt/.key: CN node.<id> (brokers match it with
+// --auth-node-names 'node.*'), server and client use, and the URI SAN
+// raftq://node/<id> that only node certificates carry (the Raft
+// transport accepts nothing else), valid for the node's own hosts (after
+// '=', separated by '/') besides loopback and --hosts. Then svcd.crt/.key,
+// etcd.crt/.key (raftq-etcd's server certificate), client.crt/.key
+// (client use), and, once, three random tokens: tokens/admin.token,
 // tokens/producer.token and tokens/worker.token (queues "*"), with their
 // SHA-256 hashes in tokens.yaml (--auth-tokens-file). Every certificate
 // is valid for localhost, 127.0.0.1, ::1 and --hosts. Keys and tokens are
@@ -32,6 +37,7 @@ import (
 
 	"github.com/raftq/raftq/internal/auth"
 	"github.com/raftq/raftq/internal/certgen"
+	"github.com/raftq/raftq/internal/nodeid"
 )
 
 func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
@@ -40,7 +46,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("raftq-certs", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dir := fs.String("dir", "tmp/certs", "directory to write into")
-	nodes := fs.String("nodes", "n1,n2,n3", "node ids, comma-separated: one certificate node.<id> each")
+	nodes := fs.String("nodes", "n1,n2,n3", "node ids, comma-separated: one certificate node.<id> each; id=host/host adds that node's own host names or IPs")
 	hosts := fs.String("hosts", "", "extra host names or IPs every certificate is valid for, comma-separated")
 	newCA := fs.Bool("new-ca", false, "make a new CA even if --dir has one")
 	if err := fs.Parse(args); err != nil {
@@ -50,20 +56,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "raftq-certs: unexpected %q\n", fs.Args())
 		return 2
 	}
-	ids, extra := split(*nodes), split(*hosts)
-	for _, id := range ids {
-		if strings.ContainsAny(id, "/ =") {
-			fmt.Fprintf(stderr, "raftq-certs: node id %q must not contain '/', ' ' or '='\n", id)
-			return 2
-		}
+	ns, err := parseNodes(*nodes)
+	if err != nil {
+		fmt.Fprintln(stderr, "raftq-certs:", err)
+		return 2
 	}
 	var d *certgen.Dev
-	var err error
-	_, statErr := os.Stat(filepath.Join(*dir, "ca.key"))
-	if *newCA || errors.Is(statErr, os.ErrNotExist) {
-		d, err = certgen.NewDev(*dir, "raftq development CA", ids, extra...)
+	if *newCA || !certgen.HasCA(*dir) {
+		d, err = certgen.CreateDev(*dir, "raftq development CA")
 	} else {
-		d, err = certgen.OpenDev(*dir, ids, extra...)
+		d, err = certgen.LoadDev(*dir)
+	}
+	if err == nil {
+		err = d.IssueDefaults(ns, split(*hosts))
 	}
 	if err == nil {
 		err = writeTokens(*dir)
@@ -72,8 +77,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "raftq-certs:", err)
 		return 1
 	}
-	fmt.Fprintf(stdout, "CA %s; certificates for %s, svcd and client; tokens in %s\n",
-		d.CAFile(), strings.Join(ids, ", "), filepath.Join(*dir, "tokens"))
+	ids := make([]string, len(ns))
+	for i, n := range ns {
+		ids[i] = n.ID
+	}
+	fmt.Fprintf(stdout, "CA %s (key %s); certificates for %s, svcd, etcd and client; tokens in %s\n",
+		d.CAFile(), d.CAKeyFile(), strings.Join(ids, ", "), filepath.Join(*dir, "tokens"))
 	return 0
 }
 
@@ -108,6 +117,30 @@ func writeTokens(dir string) error {
 		fmt.Fprintf(&b, "  - name: dev-%s\n    sha256: %s\n    roles: %s\n    queues: %s\n", r.name, auth.HashToken(strings.TrimSpace(string(tok))), r.roles, r.queues)
 	}
 	return certgen.WriteAtomic(filepath.Join(dir, "tokens.yaml"), []byte(b.String()), 0o600)
+}
+
+// parseNodes reads --nodes: id or id=host/host, comma-separated.
+func parseNodes(s string) ([]certgen.Node, error) {
+	var out []certgen.Node
+	seen := map[string]bool{}
+	for _, p := range split(s) {
+		id, hosts, _ := strings.Cut(p, "=")
+		if !nodeid.ValidID(id) {
+			return nil, fmt.Errorf("node id %q must not be empty nor contain '/', ' ', '=', ',', '?', '#' or '%%'", id)
+		}
+		if seen[id] {
+			return nil, fmt.Errorf("node id %q given twice", id)
+		}
+		seen[id] = true
+		n := certgen.Node{ID: id}
+		for _, h := range strings.Split(hosts, "/") {
+			if h = strings.TrimSpace(h); h != "" {
+				n.Hosts = append(n.Hosts, h)
+			}
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 func split(s string) []string {

@@ -14,7 +14,7 @@ func TestIssueAndReload(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, err := LoadCA(d.CAFile(), d.KeyFile("ca"))
+	ca, err := LoadCA(d.CAFile(), d.CAKeyFile())
 	if err != nil || !ca.Cert.Equal(d.CA.Cert) {
 		t.Fatalf("LoadCA: %v", err)
 	}
