@@ -1,12 +1,19 @@
 package brokerd
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
+	"encoding/hex"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"sync"
@@ -22,6 +29,7 @@ import (
 	"github.com/raftq/raftq/discovery"
 	"github.com/raftq/raftq/internal/dispatch"
 	"github.com/raftq/raftq/internal/liveconfig"
+	"github.com/raftq/raftq/internal/nodeid"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
 
@@ -83,12 +91,112 @@ func (e EtcdConfig) validate() error {
 // "<prefix>/bootstrap/cluster": the identity and initial voters of the
 // cluster. Every listed voter bootstraps Raft with exactly these servers
 // (identical bootstraps form one cluster); everyone else joins.
+//
+// With TLS on, the record names the cluster's CA (CA, the SHA-256 of its
+// certificates): a node refuses a record written for another CA, so a
+// record copied from another cluster (or written by anyone but a node of
+// this one) cannot make it bootstrap. It also refuses a record that
+// fails ClusterRecord.Validate.
 type ClusterRecord struct {
 	ClusterID string `json:"cluster_id"`
 	Voters    []Peer `json:"voters"`
 	// By is the node that won the bootstrap election.
 	By        string    `json:"by"`
 	CreatedAt time.Time `json:"created_at"`
+	// CA is caFingerprint of the winner's CA file ("" without TLS).
+	CA string `json:"ca_sha256,omitempty"`
+}
+
+// maxRecordVoters bounds a record's voters: a Raft cluster of more
+// initial voters is no deployment raftq supports.
+const maxRecordVoters = 15
+
+// Validate reports what makes rec unusable: no cluster id, no voters or
+// too many, a voter without a valid id or host:port, a voter id or
+// address listed twice, or a winner (By) that is not a voter.
+func (rec ClusterRecord) Validate() error {
+	if rec.ClusterID == "" || len(rec.ClusterID) > 64 {
+		return errors.New("cluster_id: missing or longer than 64 bytes")
+	}
+	if len(rec.Voters) == 0 || len(rec.Voters) > maxRecordVoters {
+		return fmt.Errorf("voters: %d listed, want 1 to %d", len(rec.Voters), maxRecordVoters)
+	}
+	ids, addrs := map[string]bool{}, map[string]bool{}
+	for _, v := range rec.Voters {
+		if !nodeid.ValidID(v.ID) || len(v.ID) > 128 {
+			return fmt.Errorf("voter id %q is not a valid node id", v.ID)
+		}
+		if host, port, err := net.SplitHostPort(v.RaftAddr); err != nil || host == "" || port == "" {
+			return fmt.Errorf("voter %s: raft address %q is not host:port", v.ID, v.RaftAddr)
+		}
+		if ids[v.ID] || addrs[v.RaftAddr] {
+			return fmt.Errorf("voter %s (%s) listed twice", v.ID, v.RaftAddr)
+		}
+		ids[v.ID], addrs[v.RaftAddr] = true, true
+	}
+	if !ids[rec.By] {
+		return fmt.Errorf("by: %q is not one of the voters", rec.By)
+	}
+	return nil
+}
+
+// checkRecord refuses a record this node must not act on: invalid, for
+// another CA, naming this node at another Raft address, or (bootstrapping
+// with bootstrap.expect) with another number of voters.
+func (n *Node) checkRecord(rec ClusterRecord) error {
+	if err := rec.Validate(); err != nil {
+		return err
+	}
+	voter := false
+	for _, v := range rec.Voters {
+		if v.ID == n.cfg.NodeID {
+			voter = true
+			if v.RaftAddr != n.raftAddr() {
+				return fmt.Errorf("names this node (%s) at raft address %s, but it listens at %s", v.ID, v.RaftAddr, n.raftAddr())
+			}
+		}
+	}
+	own := n.caFingerprint()
+	switch {
+	case rec.CA != "" && rec.CA != own:
+		return fmt.Errorf("written for another cluster: its CA is %.16s…, this node's %.16s…", rec.CA, own)
+	case voter && rec.CA != own:
+		// Bootstrapping on a record without the CA would let whoever can
+		// write etcd choose this node's first configuration.
+		return errors.New("has no ca_sha256 but this node runs TLS: refusing to bootstrap from it")
+	case voter && n.cfg.BootstrapExpect > 0 && len(rec.Voters) != n.cfg.BootstrapExpect:
+		return fmt.Errorf("lists %d voters, bootstrap.expect is %d", len(rec.Voters), n.cfg.BootstrapExpect)
+	}
+	return nil
+}
+
+// caFingerprint is the hex SHA-256 of the DER certificates in the CA file
+// (sorted, so a reordered bundle is the same CA), or "" without TLS or
+// when the file cannot be read (TLS would not have started then).
+func (n *Node) caFingerprint() string {
+	if n.tls == nil {
+		return ""
+	}
+	raw, err := os.ReadFile(n.tls.Files().CA)
+	if err != nil {
+		return ""
+	}
+	var ders [][]byte
+	for {
+		var b *pem.Block
+		if b, raw = pem.Decode(raw); b == nil {
+			break
+		}
+		if b.Type == "CERTIFICATE" {
+			ders = append(ders, b.Bytes)
+		}
+	}
+	slices.SortFunc(ders, bytes.Compare)
+	h := sha256.New()
+	for _, d := range ders {
+		h.Write(d)
+	}
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // ClusterKey is where the ClusterRecord of prefix lives.
@@ -355,6 +463,7 @@ func (n *Node) leaderHintLoop() {
 // nodes not named join through the registered brokers.
 func (n *Node) etcdBootstrap() {
 	e := n.etcd
+	refused := ""
 	for e.ctx.Err() == nil {
 		rec, ok, err := n.readCluster()
 		if err != nil {
@@ -362,6 +471,16 @@ func (n *Node) etcdBootstrap() {
 			continue
 		}
 		if ok {
+			if err := n.checkRecord(rec); err != nil {
+				// Logged once per record seen; the node waits for a record
+				// it can trust (an operator deletes or fixes this one).
+				if refused != rec.ClusterID+"|"+err.Error() {
+					refused = rec.ClusterID + "|" + err.Error()
+					n.log.Error("refusing the cluster record in etcd", "key", ClusterKey(e.prefix), "cluster", rec.ClusterID, "err", err)
+				}
+				n.sleep(time.Second)
+				continue
+			}
 			n.adoptCluster(rec)
 			return
 		}
@@ -512,7 +631,7 @@ func (n *Node) campaignAndDecide() error {
 			n.sleep(100 * time.Millisecond)
 			continue
 		}
-		rec := ClusterRecord{ClusterID: newClusterID(), Voters: voters, By: n.cfg.NodeID, CreatedAt: time.Now().UTC()}
+		rec := ClusterRecord{ClusterID: newClusterID(), Voters: voters, By: n.cfg.NodeID, CreatedAt: time.Now().UTC(), CA: n.caFingerprint()}
 		b, _ := json.Marshal(rec)
 		key := ClusterKey(e.prefix)
 		tctx, tcancel := context.WithTimeout(ctx, 5*time.Second)

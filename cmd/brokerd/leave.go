@@ -50,7 +50,11 @@ func runLeave(args []string, stdout, stderr io.Writer) int {
 			Endpoints: v.List("etcd.endpoints"), DialTimeout: v.Duration("etcd.dial_timeout"),
 			Username: v.String("etcd.username"), Password: v.String("etcd.password"), Logger: zap.NewNop(),
 		}
-		if f := (tlsutil.Files{CA: v.String("etcd.tls.ca"), Cert: v.String("etcd.tls.cert"), Key: v.String("etcd.tls.key")}); f.Enabled() {
+		f, err := etcdTLSFiles(l, v)
+		if err != nil {
+			return usageError(stderr, err)
+		}
+		if f.Enabled() {
 			src, err := tlsutil.Load(f, nil)
 			if err != nil {
 				fmt.Fprintln(stderr, "brokerd leave: etcd tls:", err)

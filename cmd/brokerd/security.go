@@ -49,9 +49,9 @@ func securityKeys() []config.Key {
 		{Name: "auth.rate_limit", Flag: "auth-rate-limit", Kind: config.Float, Default: limits.DefaultRatePerPrincipal, Check: nonNeg,
 			Usage: "requests per second per principal on this node, with auth on (0: unlimited)"},
 		{Name: "auth.rate_burst", Flag: "auth-rate-burst", Kind: config.Int, Default: limits.DefaultRateBurst, Check: nonNeg, Usage: "per-principal burst (0: the rate)"},
-		{Name: "etcd.tls.ca", Flag: "etcd-tls-ca", Kind: config.String, Usage: "CA (PEM) etcd's server certificates are verified against (https endpoints)"},
-		{Name: "etcd.tls.cert", Flag: "etcd-tls-cert", Kind: config.String, Usage: "client certificate (PEM) presented to etcd"},
-		{Name: "etcd.tls.key", Flag: "etcd-tls-key", Kind: config.String, Usage: "client key (PEM) presented to etcd"},
+		{Name: "etcd.tls.ca", Flag: "etcd-tls-ca", Kind: config.String, Usage: "CA (PEM) etcd's server certificates are verified against (https endpoints; default with TLS on: tls.ca)"},
+		{Name: "etcd.tls.cert", Flag: "etcd-tls-cert", Kind: config.String, Usage: "client certificate (PEM) presented to etcd (default with TLS on: tls.cert)"},
+		{Name: "etcd.tls.key", Flag: "etcd-tls-key", Kind: config.String, Usage: "client key (PEM) presented to etcd (default with TLS on: tls.key)"},
 		{Name: "limits.max_waiters_per_conn", Flag: "max-waiters-per-conn", Kind: config.Int, Default: def.MaxWaitersPerConn, Check: nonNeg,
 			Usage: "Fetch long polls one client connection may have parked (0: unlimited)"},
 		{Name: "limits.max_request_time", Flag: "max-request-time", Kind: config.Duration, Default: def.MaxRequestTime, Check: nonNeg,
@@ -69,6 +69,19 @@ func securityKeys() []config.Key {
 		{Name: "limits.max_conns_per_ip", Flag: "max-conns-per-ip", Kind: config.Int, Default: def.MaxConnsPerIP, Check: nonNeg,
 			Usage: "gRPC connections open from one remote IP (0: unlimited)"},
 	}, auth.AuditKeys()...)
+}
+
+// etcdTLSFiles are the TLS files brokerd uses as an etcd client:
+// etcd.tls.*, else, with TLS on, the node's own (tls.*); and the error
+// of an etcd endpoint that is not https:// while TLS is on.
+func etcdTLSFiles(l *config.Loader, v *config.Values) (tlsutil.Files, error) {
+	own := tlsutil.Files{CA: v.String("tls.ca"), Cert: v.String("tls.cert"), Key: v.String("tls.key")}
+	f := tlsutil.Files{CA: v.String("etcd.tls.ca"), Cert: v.String("etcd.tls.cert"), Key: v.String("etcd.tls.key")}
+	eps := v.List("etcd.endpoints")
+	if !f.Enabled() && own.Enabled() && len(eps) > 0 {
+		f = own // the node's own certificate is its etcd client certificate too
+	}
+	return f, l.CheckEtcdEndpoints("etcd.endpoints", eps, own.Enabled() || f.Enabled())
 }
 
 // applySecurity maps the security keys onto cfg, loading the TLS files
@@ -123,7 +136,10 @@ func applySecurity(l *config.Loader, v *config.Values, cfg *brokerd.Config) []er
 			errs = append(errs, l.Errorf("auth.node_names", "required with auth on: the certificate common names of the cluster's nodes (e.g. node.*)"))
 		}
 	}
-	etcdTLS := tlsutil.Files{CA: v.String("etcd.tls.ca"), Cert: v.String("etcd.tls.cert"), Key: v.String("etcd.tls.key")}
+	etcdTLS, err := etcdTLSFiles(l, v)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	if etcdTLS.Enabled() {
 		src, err := tlsutil.Load(etcdTLS, nil)
 		if err != nil {

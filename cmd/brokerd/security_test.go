@@ -50,6 +50,10 @@ func TestSecurityConfig(t *testing.T) {
 		{[]string{"--max-streams", "-1"}, "limits.max_streams"},
 		{[]string{"--max-conns-per-ip", "-1"}, "limits.max_conns_per_ip"},
 		{[]string{"--audit-refusals-per-sec", "0"}, "audit.refusals_per_sec"},
+		// TLS on: etcd only over https (live config, registrations and the
+		// bootstrap record must not cross the network in clear).
+		{append([]string{"--etcd", "http://127.0.0.1:2379"}, tlsArgs...), `etcd.endpoints (flag --etcd, env RAFTQ_ETCD_ENDPOINTS): "http://127.0.0.1:2379" is not an https:// URL, and TLS is on`},
+		{[]string{"--etcd", "127.0.0.1:2379", "--etcd-tls-ca", pki.CAFile()}, `etcd.endpoints (flag --etcd, env RAFTQ_ETCD_ENDPOINTS): "127.0.0.1:2379" is not an https:// URL`},
 	}
 	for _, c := range cases {
 		// `brokerd config` loads and checks exactly what the daemon does,
@@ -62,8 +66,19 @@ func TestSecurityConfig(t *testing.T) {
 			t.Errorf("%v: stderr lacks %q:\n%s", c.args, c.want, errb.String())
 		}
 	}
+	// The daemon itself refuses to start on it, with the same line.
+	var out, errb bytes.Buffer
+	if code := run(append(append([]string{"--etcd", "http://127.0.0.1:2379"}, base...), tlsArgs...), &out, &errb); code != 2 ||
+		!strings.Contains(errb.String(), `etcd.endpoints (flag --etcd, env RAFTQ_ETCD_ENDPOINTS): "http://127.0.0.1:2379" is not an https:// URL`) {
+		t.Fatalf("brokerd with TLS and an http etcd endpoint: exit %d\n%s", code, errb.String())
+	}
 	if _, err := os.Stat(data); !os.IsNotExist(err) {
 		t.Fatalf("invalid configuration created the data dir: %v", err)
+	}
+	// With TLS on and no etcd.tls.*, the node's own certificate is its
+	// etcd client certificate.
+	if cfg, _, err := load(newLoader(), append(append([]string{"--etcd", "https://127.0.0.1:2379"}, base...), tlsArgs...)); err != nil || cfg.Etcd.TLS == nil {
+		t.Fatalf("https etcd with TLS on: %v, etcd TLS %v", err, cfg.Etcd.TLS)
 	}
 
 	// A good configuration maps onto brokerd.Config, and `brokerd config`
@@ -77,7 +92,8 @@ func TestSecurityConfig(t *testing.T) {
 	if cfg.TLS.Cert != pki.CertFile("node.n1") || cfg.Auth.TokensFile != tokens || cfg.Auth.NodeNames[0] != "node.*" || cfg.Auth.RateLimit != 50 || cfg.Limits.MaxWaitersPerConn != 1024 {
 		t.Fatalf("config not mapped: %+v %+v", cfg.TLS, cfg.Auth)
 	}
-	var out, errb bytes.Buffer
+	out.Reset()
+	errb.Reset()
 	if code := runConfig(args, &out, &errb); code != 0 || !strings.Contains(out.String(), "require_client_cert: false") || !strings.Contains(out.String(), "tokens_file: "+tokens) {
 		t.Fatalf("brokerd config: %d\n%s%s", code, out.String(), errb.String())
 	}

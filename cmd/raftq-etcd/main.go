@@ -14,16 +14,34 @@
 //	  --listen-peer http://0.0.0.0:2380 --advertise-peer http://e1:2380 \
 //	  --initial-cluster e1=http://e1:2380,e2=http://e2:2380,e3=http://e3:2380
 //
-// Addresses may be given as URLs or as host:port (http is assumed). The
-// flags are stable: scripts and compose files depend on them. SIGTERM or
-// SIGINT stops the server cleanly (etcd closes its WAL and backend).
+// Addresses may be given as URLs or as host:port (http is assumed, or
+// https with --cert-file). The flags are stable: scripts and compose files
+// depend on them. SIGTERM or SIGINT stops the server cleanly (etcd closes
+// its WAL and backend).
 //
-// It is not a replacement for a production etcd deployment: no TLS, no
-// auth, no tuning beyond what the flags expose.
+// Secured (what `RAFTQ_TLS=1 make run` starts):
+//
+//	raftq-etcd --data-dir data/etcd --cert-file etcd.crt --key-file etcd.key \
+//	  --trusted-ca-file ca.crt --client-cert-allowed-cn node.n1,node.n2,node.n3,svcd,admin \
+//	  --listen-client https://127.0.0.1:7379 --listen-peer https://127.0.0.1:7380
+//
+// With --cert-file, etcd serves clients over TLS only and requires a
+// client certificate signed by --trusted-ca-file (mutual TLS): a caller
+// without one can neither read nor write a key. --client-cert-allowed-cn
+// narrows that to certificates with the listed common names (this
+// server's own is added: etcd's gateway calls the server with it). The
+// peer port uses the same certificate and client-certificate auth when
+// its URLs are https, and http URLs are refused: etcd would otherwise
+// serve them in clear next to the TLS ones.
+//
+// It is not a replacement for a production etcd deployment: no RBAC, no
+// tuning beyond what the flags expose.
 package main
 
 import (
 	"errors"
+	"crypto/x509"
+	"encoding/pem"
 	"flag"
 	"fmt"
 	"net/url"
@@ -33,6 +51,7 @@ import (
 	"syscall"
 	"time"
 
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
 )
 
@@ -53,7 +72,14 @@ type options struct {
 	clusterToken    string
 	logLevel        string
 	readyTimeout    time.Duration
+	certFile        string
+	keyFile         string
+	trustedCA       string
+	allowedCNs      string
 }
+
+// secure reports whether TLS is asked for.
+func (o *options) secure() bool { return o.certFile != "" || o.keyFile != "" || o.trustedCA != "" }
 
 func parseFlags(args []string) (*options, error) {
 	o := &options{}
@@ -68,6 +94,10 @@ func parseFlags(args []string) (*options, error) {
 	fs.StringVar(&o.clusterState, "initial-cluster-state", "new", "new (bootstrap) or existing (join a running cluster)")
 	fs.StringVar(&o.clusterToken, "initial-cluster-token", "raftq-etcd", "token that keeps separate clusters apart at bootstrap")
 	fs.StringVar(&o.logLevel, "log-level", "warn", "debug, info, warn or error")
+	fs.StringVar(&o.certFile, "cert-file", "", "server certificate (PEM): serve clients (and https peers) over TLS only")
+	fs.StringVar(&o.keyFile, "key-file", "", "private key (PEM) of --cert-file")
+	fs.StringVar(&o.trustedCA, "trusted-ca-file", "", "CA (PEM) client certificates must be signed by: with --cert-file, every client must present one")
+	fs.StringVar(&o.allowedCNs, "client-cert-allowed-cn", "", "common names, comma-separated, a client certificate must have one of (default: any from --trusted-ca-file)")
 	fs.DurationVar(&o.readyTimeout, "ready-timeout", 5*time.Minute, "give up if the server is not ready (joined its cluster) within this")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -78,11 +108,23 @@ func parseFlags(args []string) (*options, error) {
 	if o.dataDir == "" {
 		return nil, errors.New("--data-dir is required")
 	}
+	if o.secure() && (o.certFile == "" || o.keyFile == "" || o.trustedCA == "") {
+		return nil, errors.New("--cert-file, --key-file and --trusted-ca-file go together: TLS without client-certificate auth would let anyone change raftq's live config")
+	}
+	if o.allowedCNs != "" && !o.secure() {
+		return nil, errors.New("--client-cert-allowed-cn needs --cert-file, --key-file and --trusted-ca-file")
+	}
 	return o, nil
 }
 
-// parseURLs reads a comma-separated list of URLs or host:port pairs.
-func parseURLs(flagName, s string) ([]url.URL, error) {
+// parseURLs reads a comma-separated list of URLs or host:port pairs
+// (scheme http, or https when secure); with secure, http URLs are
+// refused.
+func parseURLs(flagName, s string, secure bool) ([]url.URL, error) {
+	scheme := "http://"
+	if secure {
+		scheme = "https://"
+	}
 	var out []url.URL
 	for _, part := range strings.Split(s, ",") {
 		part = strings.TrimSpace(part)
@@ -90,7 +132,7 @@ func parseURLs(flagName, s string) ([]url.URL, error) {
 			continue
 		}
 		if !strings.Contains(part, "://") {
-			part = "http://" + part
+			part = scheme + part
 		}
 		u, err := url.Parse(part)
 		if err != nil {
@@ -98,6 +140,9 @@ func parseURLs(flagName, s string) ([]url.URL, error) {
 		}
 		if u.Host == "" {
 			return nil, fmt.Errorf("--%s: %q has no host:port", flagName, part)
+		}
+		if secure && u.Scheme != "https" {
+			return nil, fmt.Errorf("--%s: %q is not https while TLS is on (--cert-file)", flagName, part)
 		}
 		out = append(out, *u)
 	}
@@ -122,23 +167,30 @@ func (o *options) config() (*embed.Config, error) {
 		return nil, fmt.Errorf("--initial-cluster-state: want new or existing, got %q", o.clusterState)
 	}
 	var err error
-	if cfg.ListenClientUrls, err = parseURLs("listen-client", o.listenClient); err != nil {
+	if cfg.ListenClientUrls, err = parseURLs("listen-client", o.listenClient, o.secure()); err != nil {
 		return nil, err
 	}
-	if cfg.ListenPeerUrls, err = parseURLs("listen-peer", o.listenPeer); err != nil {
+	if cfg.ListenPeerUrls, err = parseURLs("listen-peer", o.listenPeer, o.secure()); err != nil {
 		return nil, err
 	}
 	cfg.AdvertiseClientUrls = cfg.ListenClientUrls
 	if o.advertiseClient != "" {
-		if cfg.AdvertiseClientUrls, err = parseURLs("advertise-client", o.advertiseClient); err != nil {
+		if cfg.AdvertiseClientUrls, err = parseURLs("advertise-client", o.advertiseClient, o.secure()); err != nil {
 			return nil, err
 		}
 	}
 	cfg.AdvertisePeerUrls = cfg.ListenPeerUrls
 	if o.advertisePeer != "" {
-		if cfg.AdvertisePeerUrls, err = parseURLs("advertise-peer", o.advertisePeer); err != nil {
+		if cfg.AdvertisePeerUrls, err = parseURLs("advertise-peer", o.advertisePeer, o.secure()); err != nil {
 			return nil, err
 		}
+	}
+	if o.secure() {
+		tlsInfo, err := o.tlsInfo()
+		if err != nil {
+			return nil, err
+		}
+		cfg.ClientTLSInfo, cfg.PeerTLSInfo = tlsInfo, tlsInfo
 	}
 	if o.initialCluster != "" {
 		cfg.InitialCluster = o.initialCluster
@@ -149,6 +201,36 @@ func (o *options) config() (*embed.Config, error) {
 		return nil, err
 	}
 	return cfg, nil
+}
+
+// tlsInfo is the TLS of the client and peer ports: this certificate,
+// client certificates required and verified against the CA, and, with
+// --client-cert-allowed-cn, only those names (and this server's own).
+func (o *options) tlsInfo() (transport.TLSInfo, error) {
+	info := transport.TLSInfo{CertFile: o.certFile, KeyFile: o.keyFile, TrustedCAFile: o.trustedCA, ClientCertAuth: true}
+	if o.allowedCNs == "" {
+		return info, nil
+	}
+	raw, err := os.ReadFile(o.certFile)
+	if err != nil {
+		return info, fmt.Errorf("--cert-file: %w", err)
+	}
+	b, _ := pem.Decode(raw)
+	if b == nil {
+		return info, fmt.Errorf("--cert-file %s: no PEM certificate", o.certFile)
+	}
+	own, err := x509.ParseCertificate(b.Bytes)
+	if err != nil {
+		return info, fmt.Errorf("--cert-file %s: %w", o.certFile, err)
+	}
+	// etcd's HTTP gateway and its peer client present this certificate.
+	info.AllowedCNs = append(info.AllowedCNs, own.Subject.CommonName)
+	for _, cn := range strings.Split(o.allowedCNs, ",") {
+		if cn = strings.TrimSpace(cn); cn != "" && cn != own.Subject.CommonName {
+			info.AllowedCNs = append(info.AllowedCNs, cn)
+		}
+	}
+	return info, nil
 }
 
 func run(args []string) int {

@@ -39,9 +39,9 @@ func securityKeys() []config.Key {
 		{Name: "auth.rate_limit", Flag: "auth-rate-limit", Kind: config.Float, Default: limits.DefaultRatePerPrincipal, Check: nonNeg,
 			Usage: "requests per second per principal, with auth on (0: unlimited)"},
 		{Name: "auth.rate_burst", Flag: "auth-rate-burst", Kind: config.Int, Default: limits.DefaultRateBurst, Check: nonNeg, Usage: "per-principal burst (0: the rate)"},
-		{Name: "etcd.tls.ca", Flag: "etcd-tls-ca", Kind: config.String, Usage: "CA (PEM) etcd's server certificates are verified against (https endpoints)"},
-		{Name: "etcd.tls.cert", Flag: "etcd-tls-cert", Kind: config.String, Usage: "client certificate (PEM) presented to etcd"},
-		{Name: "etcd.tls.key", Flag: "etcd-tls-key", Kind: config.String, Usage: "client key (PEM) presented to etcd"},
+		{Name: "etcd.tls.ca", Flag: "etcd-tls-ca", Kind: config.String, Usage: "CA (PEM) etcd's server certificates are verified against (https endpoints; default with TLS on: tls.ca)"},
+		{Name: "etcd.tls.cert", Flag: "etcd-tls-cert", Kind: config.String, Usage: "client certificate (PEM) presented to etcd (default with TLS on: tls.cert)"},
+		{Name: "etcd.tls.key", Flag: "etcd-tls-key", Kind: config.String, Usage: "client key (PEM) presented to etcd (default with TLS on: tls.key)"},
 	}, auth.AuditKeys()...)
 }
 
@@ -83,7 +83,15 @@ func applySecurity(l *config.Loader, v *config.Values, s *settings) []error {
 			errs = append(errs, l.Errorf("tls.cert", "auth needs TLS: tokens must not cross the network in clear"))
 		}
 	}
-	if f := (tlsutil.Files{CA: v.String("etcd.tls.ca"), Cert: v.String("etcd.tls.cert"), Key: v.String("etcd.tls.key")}); f.Enabled() {
+	f := tlsutil.Files{CA: v.String("etcd.tls.ca"), Cert: v.String("etcd.tls.cert"), Key: v.String("etcd.tls.key")}
+	if !f.Enabled() && s.srv.TLS.Enabled() && len(s.etcd) > 0 {
+		// svcd's own certificate is its etcd client certificate too.
+		f = s.srv.TLS
+	}
+	if err := l.CheckEtcdEndpoints("etcd.endpoints", s.etcd, s.srv.TLS.Enabled() || f.Enabled()); err != nil {
+		errs = append(errs, err)
+	}
+	if f.Enabled() {
 		src, err := tlsutil.Load(f, nil)
 		if err != nil {
 			errs = append(errs, l.Errorf("etcd.tls.ca", "%v", err))

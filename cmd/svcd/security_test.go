@@ -34,12 +34,16 @@ func TestSecurityConfig(t *testing.T) {
 		{append([]string{"--auth-tokens-file", filepath.Join(dir, "none")}, tlsArgs...), "auth.tokens_file"},
 		{[]string{"--tls-require-client-cert"}, "tls.require_client_cert"},
 		{[]string{"--audit-refusal-burst", "-1"}, "audit.refusal_burst"},
+		{append([]string{"--etcd", "http://127.0.0.1:2379"}, tlsArgs...), `etcd.endpoints (flag --etcd, env RAFTQ_ETCD_ENDPOINTS): "http://127.0.0.1:2379" is not an https:// URL, and TLS is on`},
 	} {
 		_, _, err := load(c.args, io.Discard)
 		var ce configError
 		if !errors.As(err, &ce) || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%v: %v, want a configuration error containing %q", c.args, err, c.want)
 		}
+	}
+	if _, s, err := load(append([]string{"--etcd", "https://127.0.0.1:2379"}, tlsArgs...), io.Discard); err != nil || s.etcdTLS == nil {
+		t.Fatalf("https etcd with TLS on: %v (svcd's own certificate is its etcd client certificate)", err)
 	}
 	_, s, err := load(append([]string{"--auth-tokens-file", tokens, "--tls-require-client-cert", "--brokers", "127.0.0.1:7101"}, tlsArgs...), io.Discard)
 	if err != nil || s.srv.TLS.Cert != pki.CertFile("svcd") || !s.srv.RequireClientCert || s.srv.Auth.TokensFile != tokens {

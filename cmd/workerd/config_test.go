@@ -342,3 +342,21 @@ func TestTokenSources(t *testing.T) {
 		t.Errorf("RAFTQ_AUTH_TOKEN: %v %q %q", err, s.token, s.warnings)
 	}
 }
+
+// TestEtcdNeedsHTTPSWithTLS: with TLS on, workerd refuses an http://
+// etcd endpoint (exit 2, naming the key) instead of reading the brokers'
+// registrations in clear.
+func TestEtcdNeedsHTTPSWithTLS(t *testing.T) {
+	cleanEnv(t)
+	pki, err := certgen.NewDev(t.TempDir(), "test CA", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	var out, errb bytes.Buffer
+	if code := run(ctx, []string{"--tls-ca", pki.CAFile(), "--etcd", "http://127.0.0.1:2379"}, &out, &errb); code != 2 ||
+		!strings.Contains(errb.String(), `etcd.endpoints (flag --etcd, env RAFTQ_ETCD_ENDPOINTS): "http://127.0.0.1:2379" is not an https:// URL, and TLS is on`) {
+		t.Fatalf("exit %d, stderr:\n%s", code, errb.String())
+	}
+}

@@ -162,7 +162,7 @@ func keys() []config.Key {
 		{Name: "svcd.addr", Flag: "svcd", Kind: config.String,
 			Usage: "results service (svcd) gRPC address: each attempt's outcome is stored there before the ack (when empty: found through etcd with etcd.endpoints, else not recorded)"},
 		{Name: "etcd.endpoints", Flag: "etcd", Kind: config.List,
-			Usage: "etcd endpoints (http://host:port,...): find the brokers and svcd registered there"},
+			Usage: "etcd endpoints (http://host:port,...; https:// only, and over tls.*, when TLS is on): find the brokers and svcd registered there"},
 		{Name: "etcd.prefix", Flag: "etcd-prefix", Kind: config.String, Default: discovery.DefaultPrefix, Usage: "cluster prefix of the etcd keys (the brokers' --etcd-prefix)",
 			Check: func(v any) error { return discovery.ValidatePrefix(v.(string)) }},
 		{Name: "etcd.username", Flag: "etcd-username", Kind: config.String, Usage: "etcd user"},
@@ -314,6 +314,11 @@ func toSettings(l *config.Loader, v *config.Values) (settings, error) {
 	if len(s.etcd.endpoints) == 0 && (s.etcd.username != "" || s.etcd.password != "") {
 		return s, l.Errorf("etcd.endpoints", "required when etcd credentials are set")
 	}
+	// With TLS on, etcd is reached over TLS with workerd's own TLS
+	// settings (its certificate, when set, is its etcd client certificate).
+	if err := l.CheckEtcdEndpoints("etcd.endpoints", s.etcd.endpoints, s.tls != nil); err != nil {
+		return s, err
+	}
 	return s, nil
 }
 
@@ -380,7 +385,7 @@ func serve(ctx context.Context, s settings, stderr io.Writer) error {
 		// does not stop the daemon (the resolver keeps retrying).
 		ecli, err = clientv3.New(clientv3.Config{
 			Endpoints: s.etcd.endpoints, DialTimeout: s.etcd.dialTimeout,
-			Username: s.etcd.username, Password: s.etcd.password, Logger: zap.NewNop(),
+			Username: s.etcd.username, Password: s.etcd.password, TLS: s.tls, Logger: zap.NewNop(),
 		})
 		if err != nil {
 			return fmt.Errorf("etcd: %w", err)

@@ -204,3 +204,22 @@ func TestRedactDSN(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckEtcdEndpoints: with TLS on, only https:// endpoints pass, and
+// the error names the key, its flag and environment variable.
+func TestCheckEtcdEndpoints(t *testing.T) {
+	l := New("test", []Key{{Name: "etcd.endpoints", Flag: "etcd", Kind: List}})
+	if err := l.CheckEtcdEndpoints("etcd.endpoints", []string{"http://127.0.0.1:2379"}, false); err != nil {
+		t.Fatalf("plaintext profile: %v", err)
+	}
+	if err := l.CheckEtcdEndpoints("etcd.endpoints", []string{"https://a:2379", "https://b:2379"}, true); err != nil {
+		t.Fatalf("https: %v", err)
+	}
+	for _, bad := range []string{"http://127.0.0.1:2379", "127.0.0.1:2379", "unix:///tmp/etcd", "https://"} {
+		err := l.CheckEtcdEndpoints("etcd.endpoints", []string{"https://ok:1", bad}, true)
+		var ce *Error
+		if !errors.As(err, &ce) || ce.Key != "etcd.endpoints" || !strings.Contains(err.Error(), "--etcd") || !strings.Contains(err.Error(), "RAFTQ_ETCD_ENDPOINTS") {
+			t.Errorf("%q: %v", bad, err)
+		}
+	}
+}
