@@ -29,7 +29,9 @@
 // client certificate signed by --trusted-ca-file (mutual TLS): a caller
 // without one can neither read nor write a key. --client-cert-allowed-cn
 // narrows that to certificates with the listed common names (this
-// server's own is added: etcd's gateway calls the server with it). The
+// server's own is added: its peer client presents it) and turns etcd's
+// HTTP/JSON gateway off (etcd's gateway cannot pass that check; raftq
+// and etcdctl speak gRPC). The
 // peer port uses the same certificate and client-certificate auth when
 // its URLs are https, and http URLs are refused: etcd would otherwise
 // serve them in clear next to the TLS ones.
@@ -39,9 +41,9 @@
 package main
 
 import (
-	"errors"
 	"crypto/x509"
 	"encoding/pem"
+	"errors"
 	"flag"
 	"fmt"
 	"net/url"
@@ -191,6 +193,13 @@ func (o *options) config() (*embed.Config, error) {
 			return nil, err
 		}
 		cfg.ClientTLSInfo, cfg.PeerTLSInfo = tlsInfo, tlsInfo
+		if len(tlsInfo.AllowedCNs) > 0 {
+			// etcd's JSON gateway calls the server with InsecureSkipVerify
+			// and the server's own TLS settings, so the allowed-CN check
+			// (run on the server's certificate, with no verified chain)
+			// always fails it. raftq speaks gRPC only: the gateway goes.
+			cfg.EnableGRPCGateway = false
+		}
 	}
 	if o.initialCluster != "" {
 		cfg.InitialCluster = o.initialCluster

@@ -53,6 +53,11 @@ func TestFlagsToConfig(t *testing.T) {
 		{"--data-dir", "d", "--listen-client", ","},
 		{"--data-dir", "d", "--initial-cluster-state", "maybe"},
 		{"--data-dir", "d", "extra"},
+		// TLS only with client-certificate auth, and then no http URL.
+		{"--data-dir", "d", "--cert-file", "c", "--key-file", "k"},
+		{"--data-dir", "d", "--client-cert-allowed-cn", "node.n1"},
+		{"--data-dir", "d", "--cert-file", "c", "--key-file", "k", "--trusted-ca-file", "ca", "--listen-client", "http://127.0.0.1:2379"},
+		{"--data-dir", "d", "--cert-file", "c", "--key-file", "k", "--trusted-ca-file", "ca", "--listen-peer", "http://127.0.0.1:2380"},
 	} {
 		o, err := parseFlags(bad)
 		if err == nil {
@@ -64,14 +69,11 @@ func TestFlagsToConfig(t *testing.T) {
 	}
 }
 
-// TestServes starts a real single-member etcd from the flags and checks it
-// answers /health, then closes it.
-func TestServes(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts etcd")
-	}
-	client, peer := freePort(t), freePort(t)
-	o, err := parseFlags([]string{"--name", "t", "--data-dir", t.TempDir(), "--listen-client", client, "--listen-peer", peer})
+// start runs a real etcd configured by args (the command's flags) until
+// the test ends.
+func start(t *testing.T, args ...string) *embed.Etcd {
+	t.Helper()
+	o, err := parseFlags(args)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -83,12 +85,23 @@ func TestServes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer e.Close()
+	t.Cleanup(e.Close)
 	select {
 	case <-e.Server.ReadyNotify():
 	case <-time.After(time.Minute):
 		t.Fatal("etcd not ready")
 	}
+	return e
+}
+
+// TestServes starts a real single-member etcd from the flags and checks it
+// answers /health, then closes it.
+func TestServes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd")
+	}
+	client, peer := freePort(t), freePort(t)
+	start(t, "--name", "t", "--data-dir", t.TempDir(), "--listen-client", client, "--listen-peer", peer)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+client+"/health", nil)
