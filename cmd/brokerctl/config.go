@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 	"github.com/raftq/raftq/brokerd"
 	"github.com/raftq/raftq/discovery"
 	"github.com/raftq/raftq/internal/liveconfig"
+	"github.com/raftq/raftq/internal/tlsutil"
 )
 
 // configCmd is `brokerctl config`: the cluster's live settings in etcd
@@ -41,9 +43,21 @@ func configCmd(g *globals) *cobra.Command {
 	}
 	cmd.PersistentFlags().StringVar(&endpoints, "etcd", defEP, "etcd endpoints, comma-separated (env RAFTQ_ETCD_ENDPOINTS)")
 	cmd.PersistentFlags().StringVar(&prefix, "etcd-prefix", defPrefix, "cluster prefix (env RAFTQ_ETCD_PREFIX)")
+	var etcdTLS tlsutil.Files
+	cmd.PersistentFlags().StringVar(&etcdTLS.CA, "etcd-tls-ca", os.Getenv("RAFTQ_ETCD_TLS_CA"), "CA (PEM) etcd's certificate is verified against: TLS to etcd, https endpoints only (env RAFTQ_ETCD_TLS_CA)")
+	cmd.PersistentFlags().StringVar(&etcdTLS.Cert, "etcd-tls-cert", os.Getenv("RAFTQ_ETCD_TLS_CERT"), "client certificate (PEM) presented to etcd (env RAFTQ_ETCD_TLS_CERT)")
+	cmd.PersistentFlags().StringVar(&etcdTLS.Key, "etcd-tls-key", os.Getenv("RAFTQ_ETCD_TLS_KEY"), "client key (PEM) presented to etcd (env RAFTQ_ETCD_TLS_KEY)")
 	etcd := func() (*clientv3.Client, error) {
 		if err := discovery.ValidatePrefix(prefix); err != nil {
 			return nil, err
+		}
+		var tc *tls.Config
+		if etcdTLS.Enabled() {
+			src, err := tlsutil.Load(etcdTLS, nil)
+			if err != nil {
+				return nil, fmt.Errorf("--etcd-tls-*: %w", err)
+			}
+			tc = src.ClientTLSConfig()
 		}
 		var eps []string
 		for _, e := range strings.Split(endpoints, ",") {
@@ -54,7 +68,12 @@ func configCmd(g *globals) *cobra.Command {
 		if len(eps) == 0 {
 			return nil, errors.New("--etcd: no endpoint")
 		}
-		return clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+		for _, ep := range eps {
+			if tc != nil && !strings.HasPrefix(ep, "https://") {
+				return nil, fmt.Errorf("--etcd: %q is not https:// and --etcd-tls-* is set: the live config would go in clear", ep)
+			}
+		}
+		return clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, TLS: tc, Logger: zap.NewNop()})
 	}
 
 	show := &cobra.Command{

@@ -13,7 +13,8 @@
 // transport accepts nothing else), valid for the node's own hosts (after
 // '=', separated by '/') besides loopback and --hosts. Then svcd.crt/.key,
 // etcd.crt/.key (raftq-etcd's server certificate), client.crt/.key
-// (client use), and, once, three random tokens: tokens/admin.token,
+// (the SDK's, client use) and admin.crt/.key (the operator's brokerctl
+// calls to etcd, client use), and, once, three random tokens: tokens/admin.token,
 // tokens/producer.token and tokens/worker.token (queues "*"), with their
 // SHA-256 hashes in tokens.yaml (--auth-tokens-file). Every certificate
 // is valid for localhost, 127.0.0.1, ::1 and --hosts. Keys and tokens are
@@ -81,7 +82,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	for i, n := range ns {
 		ids[i] = n.ID
 	}
-	fmt.Fprintf(stdout, "CA %s (key %s); certificates for %s, svcd, etcd and client; tokens in %s\n",
+	fmt.Fprintf(stdout, "CA %s (key %s); certificates for %s, svcd, etcd, client and admin; tokens in %s\n",
 		d.CAFile(), d.CAKeyFile(), strings.Join(ids, ", "), filepath.Join(*dir, "tokens"))
 	return 0
 }

@@ -371,9 +371,8 @@ func LoadDev(dir string) (*Dev, error) {
 
 // NewDev creates a CA named caName in dir (replacing any there), then for
 // every node id a node certificate "node.<id>", a "svcd" certificate, an
-// "etcd" certificate (etcd's server, and etcd's gateway calling itself)
-// and a "client" client certificate, all valid on loopback and the extra
-// hosts.
+// "etcd" certificate (etcd's server and peer), and "client" and "admin"
+// client certificates, all valid on loopback and the extra hosts.
 func NewDev(dir, caName string, nodeIDs []string, hosts ...string) (*Dev, error) {
 	d, err := CreateDev(dir, caName)
 	if err != nil {
@@ -402,8 +401,9 @@ func nodes(ids []string) []Node {
 }
 
 // IssueDefaults writes node.<id> for every node (its own hosts, then
-// hosts), svcd, etcd (server and client use, valid on hosts) and client
-// (client use only). Only node certificates carry a node URI.
+// hosts), svcd, etcd (server and client use, valid on hosts), client (the
+// SDK's, client use only) and admin (client use only: the operator's, for
+// brokerctl's calls to etcd). Only node certificates carry a node URI.
 func (d *Dev) IssueDefaults(nodes []Node, hosts []string) error {
 	for _, n := range nodes {
 		if err := d.Write("node."+n.ID, NodeOptions(n.ID, append(slices.Clone(n.Hosts), hosts...)...)); err != nil {
@@ -415,5 +415,10 @@ func (d *Dev) IssueDefaults(nodes []Node, hosts []string) error {
 			return err
 		}
 	}
-	return d.Write("client", Options{CommonName: "client", Client: true})
+	for _, name := range []string{"client", "admin"} {
+		if err := d.Write(name, Options{CommonName: name, Client: true}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
