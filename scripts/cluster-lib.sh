@@ -11,20 +11,32 @@
 # start_etcd DIR CLIENT_PORT PEER_PORT: unless RAFTQ_ETCD_ENDPOINTS is
 # already set, start an embedded etcd (bin/raftq-etcd) with its data in
 # DIR/etcd and export RAFTQ_ETCD_ENDPOINTS. Idempotent per shell.
+# RAFTQ_TLS=1: etcd serves https only and requires a client certificate
+# of the dev CA named node.n1-3, svcd or admin (its JSON gateway is off);
+# the daemons use their own certificates, brokerctl the admin one
+# (etcd_ctl_args prints its flags).
 start_etcd() {
-  local dir=$1 cport=$2 pport=$3 t
+  local dir=$1 cport=$2 pport=$3 t scheme=http
+  local sec=()
   ETCD_PID=""
   if [ -n "${RAFTQ_ETCD_ENDPOINTS:-}" ]; then
     return 0
   fi
   mkdir -p "$dir"
-  ./bin/raftq-etcd --name raftq-dev --data-dir "$dir/etcd" \
-    --listen-client "http://127.0.0.1:$cport" --listen-peer "http://127.0.0.1:$pport" \
+  if tls_on; then
+    tls_setup
+    scheme=https
+    sec=(--cert-file "$RAFTQ_CERTS/etcd.crt" --key-file "$RAFTQ_CERTS/etcd.key" --trusted-ca-file "$RAFTQ_CERTS/ca.crt"
+      --client-cert-allowed-cn node.n1,node.n2,node.n3,svcd,admin)
+  fi
+  ./bin/raftq-etcd --name raftq-dev --data-dir "$dir/etcd" "${sec[@]}" \
+    --listen-client "$scheme://127.0.0.1:$cport" --listen-peer "$scheme://127.0.0.1:$pport" \
     >>"$dir/etcd.log" 2>&1 &
   ETCD_PID=$!
-  export RAFTQ_ETCD_ENDPOINTS="http://127.0.0.1:$cport"
+  export RAFTQ_ETCD_ENDPOINTS="$scheme://127.0.0.1:$cport"
   for t in $(seq 1 50); do
-    if ./bin/brokerctl config show --etcd "$RAFTQ_ETCD_ENDPOINTS" --timeout 2s >/dev/null 2>&1; then
+    # shellcheck disable=SC2046 # the flags are words without spaces
+    if ./bin/brokerctl config show --etcd "$RAFTQ_ETCD_ENDPOINTS" $(etcd_ctl_args) --timeout 2s >/dev/null 2>&1; then
       return 0
     fi
     sleep 0.2
@@ -53,6 +65,8 @@ stop_etcd() {
 tls_on() { [ "${RAFTQ_TLS:-0}" = 1 ]; }
 tls_setup() {
   tls_on || return 0
+  [ -z "${RAFTQ_TLS_READY:-}" ] || return 0 # once per shell (start_etcd, start_cluster)
+  RAFTQ_TLS_READY=1
   RAFTQ_CERTS=${RAFTQ_CERTS:-tmp/certs}
   ./bin/raftq-certs --dir "$RAFTQ_CERTS" --nodes n1,n2,n3 >/dev/null
   export RAFTQ_TLS_CA="$RAFTQ_CERTS/ca.crt"
@@ -67,6 +81,15 @@ ctl() {
   else
     ./bin/brokerctl "$@"
   fi
+}
+# etcd_ctl_args: brokerctl's flags for the secure etcd (the admin
+# certificate); nothing without RAFTQ_TLS=1. Not exported as
+# RAFTQ_ETCD_TLS_*: brokerd and svcd read those names too, and they
+# present their own certificates to etcd.
+etcd_ctl_args() {
+  tls_on || return 0
+  local c=$RAFTQ_CERTS
+  echo --etcd-tls-ca "$c/ca.crt" --etcd-tls-cert "$c/admin.crt" --etcd-tls-key "$c/admin.key"
 }
 node_tls_args() {
   tls_on || return 0

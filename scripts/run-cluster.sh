@@ -47,6 +47,7 @@ each principal may make 1000 requests/s per node, park 1024 Fetches and hold 256
 Every URL above is https, and brokerctl needs, in another shell:
   export RAFTQ_TLS_CA=$RAFTQ_TLS_CA RAFTQ_AUTH_TOKEN=\$(cat $RAFTQ_CERTS/tokens/admin.token)
   (producer and worker tokens: $RAFTQ_CERTS/tokens/producer.token, worker.token)
+  export RAFTQ_ETCD_TLS_CA=$RAFTQ_TLS_CA RAFTQ_ETCD_TLS_CERT=$RAFTQ_CERTS/admin.crt RAFTQ_ETCD_TLS_KEY=$RAFTQ_CERTS/admin.key   # brokerctl config
   curl --cacert $RAFTQ_TLS_CA -H "Authorization: Bearer \$RAFTQ_AUTH_TOKEN" https://127.0.0.1:7111/v1/queues
   dashboard https://127.0.0.1:7111/ui/ (any user name, the admin token as password; trust $RAFTQ_TLS_CA)
   curl --cacert $RAFTQ_TLS_CA -H "Authorization: Bearer \$(cat $RAFTQ_CERTS/tokens/producer.token)" https://127.0.0.1:7401/v1/results/JOB_ID
@@ -54,6 +55,11 @@ Secrets: workerd reads its worker token from $RAFTQ_CERTS/tokens/worker.token (-
 no daemon gets the admin token (not in any command line or environment). Data, databases and
 logs under $dir are 0600/0700. Browser writes from other sites (Origin null included) are
 refused by the admin API and svcd.
+Raft (7201-7203) takes only node certificates (URI raftq://node/<id>, CN node.*, the id at that address);
+  client.crt, svcd.crt and a node certificate of a non-member are refused at the handshake.
+etcd ($RAFTQ_ETCD_ENDPOINTS) is https only and needs a client certificate of this CA named node.n1-3, svcd
+  or admin (live config, registrations, leader hint, bootstrap record); its JSON gateway is off. The CA key
+  is in $RAFTQ_CERTS/ca/, apart from the node keys.
 TXT
 fi
 ctl status || true
