@@ -3,6 +3,7 @@ package brokerd_test
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -676,5 +677,104 @@ func TestOnlyNodesSpeakRaft(t *testing.T) {
 	}
 	if l := s.c.WaitLeader(30 * time.Second); l.ID() != leader.ID() || leader.Raft().CurrentTerm() != term {
 		t.Fatalf("leadership moved: leader %s term %d, was %s term %d", l.ID(), leader.Raft().CurrentTerm(), leader.ID(), term)
+	}
+}
+
+// TestBootstrapRecordTiedToCluster: a fresh node bootstrapping through
+// etcd refuses a cluster record written for another CA and one placing it
+// at another Raft address (it neither bootstraps nor joins, and says so
+// once); given a record for its CA and address, it bootstraps.
+func TestBootstrapRecordTiedToCluster(t *testing.T) {
+	e := etcdtest.New(t)
+	cli := e.Client()
+	prefix := e.Prefix("record")
+	dir := t.TempDir()
+	pki, err := certgen.NewDev(filepath.Join(dir, "pki"), "cluster CA", []string{"n1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	other, err := certgen.NewCA("another cluster's CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fingerprint := func(c *x509.Certificate) string { return fmt.Sprintf("%x", sha256.Sum256(c.Raw)) }
+	raftAddr := freeTCP(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	put := func(rec brokerd.ClusterRecord) {
+		t.Helper()
+		b, _ := json.Marshal(rec)
+		if _, err := cli.Put(ctx, brokerd.ClusterKey(prefix), string(b)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rec := brokerd.ClusterRecord{ClusterID: "forged", Voters: []brokerd.Peer{{ID: "n1", RaftAddr: raftAddr}}, By: "n1", CA: fingerprint(other.Cert)}
+	put(rec)
+
+	logs := &syncBuf{}
+	cfg := brokerd.DefaultConfig()
+	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.GRPCAddr = "n1", filepath.Join(dir, "n1"), raftAddr, freeTCP(t)
+	cfg.BootstrapExpect = 1
+	cfg.TLS = brokerd.TLSConfig{Files: tlsutil.Files{CA: pki.CAFile(), Cert: pki.CertFile("node.n1"), Key: pki.KeyFile("node.n1")}}
+	cfg.Etcd = brokerd.EtcdConfig{Client: cli, Prefix: prefix, LeaseTTL: 2 * time.Second}
+	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
+	n, err := brokerd.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Kill()
+	servers := func() int {
+		f := n.Raft().GetConfiguration()
+		if f.Error() != nil {
+			t.Fatal(f.Error())
+		}
+		return len(f.Configuration().Servers)
+	}
+	waitUntil(t, "the record of another CA to be refused", func() bool { return strings.Contains(logs.String(), "written for another cluster") })
+	if servers() != 0 {
+		t.Fatal("the node bootstrapped from a record of another CA")
+	}
+	rec.CA = fingerprint(pki.CA.Cert)
+	rec.Voters[0].RaftAddr = "127.0.0.1:1"
+	put(rec)
+	waitUntil(t, "the record placing n1 elsewhere to be refused", func() bool { return strings.Contains(logs.String(), "at raft address 127.0.0.1:1") })
+	if servers() != 0 {
+		t.Fatal("the node bootstrapped from a record naming it at another address")
+	}
+	if c := strings.Count(logs.String(), "refusing the cluster record"); c != 2 {
+		t.Fatalf("%d refusal lines for 2 records, want one each:\n%s", c, logs.String())
+	}
+	rec.Voters[0].RaftAddr = raftAddr
+	put(rec)
+	waitUntil(t, "the node to bootstrap from its cluster's record", func() bool { return n.IsLeaderReady() })
+}
+
+// TestClusterRecordValidate: what makes a cluster record unusable.
+func TestClusterRecordValidate(t *testing.T) {
+	good := func() brokerd.ClusterRecord {
+		return brokerd.ClusterRecord{ClusterID: "c1", By: "n1", Voters: []brokerd.Peer{{ID: "n1", RaftAddr: "10.0.0.1:7201"}, {ID: "n2", RaftAddr: "10.0.0.2:7201"}}}
+	}
+	if err := good().Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for name, mut := range map[string]func(*brokerd.ClusterRecord){
+		"no cluster id":     func(r *brokerd.ClusterRecord) { r.ClusterID = "" },
+		"no voters":         func(r *brokerd.ClusterRecord) { r.Voters = nil },
+		"bad voter id":      func(r *brokerd.ClusterRecord) { r.Voters[1].ID = "a/b" },
+		"bad address":       func(r *brokerd.ClusterRecord) { r.Voters[1].RaftAddr = "nohost" },
+		"duplicate id":      func(r *brokerd.ClusterRecord) { r.Voters[1].ID = "n1" },
+		"duplicate address": func(r *brokerd.ClusterRecord) { r.Voters[1].RaftAddr = "10.0.0.1:7201" },
+		"winner not voter":  func(r *brokerd.ClusterRecord) { r.By = "n9" },
+		"too many voters": func(r *brokerd.ClusterRecord) {
+			for i := 3; i <= 16; i++ {
+				r.Voters = append(r.Voters, brokerd.Peer{ID: fmt.Sprintf("n%d", i), RaftAddr: fmt.Sprintf("10.0.0.%d:7201", i)})
+			}
+		},
+	} {
+		r := good()
+		mut(&r)
+		if err := r.Validate(); err == nil {
+			t.Errorf("%s: accepted", name)
+		}
 	}
 }
