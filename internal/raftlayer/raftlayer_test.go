@@ -37,10 +37,18 @@ func dev(t *testing.T) *certgen.Dev {
 	return d
 }
 
-// transport is a real hashicorp/raft NetworkTransport over a Layer.
+// transport is a real hashicorp/raft NetworkTransport over a Layer for
+// node certificates (node.*).
 func transport(t *testing.T, src *tlsutil.Source) (*Layer, *raft.NetworkTransport) {
 	t.Helper()
-	l, err := Listen("127.0.0.1:0", "", Config{TLS: src, NodeNames: []string{"node.*"}, Logger: quiet})
+	return transportWith(t, Config{TLS: src, NodeNames: []string{"node.*"}, Logger: quiet})
+}
+
+// transportWith is a real hashicorp/raft NetworkTransport over a Layer
+// configured with cfg.
+func transportWith(t *testing.T, cfg Config) (*Layer, *raft.NetworkTransport) {
+	t.Helper()
+	l, err := Listen("127.0.0.1:0", "", cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,14 +216,8 @@ func TestOnlyNodeCertificatesSpeakRaft(t *testing.T) {
 		t.Fatal(err)
 	}
 	var logs bytes.Buffer
-	l, err := Listen("127.0.0.1:0", "", Config{TLS: source(t, d, "node.n1"), NodeNames: []string{"node.*"},
+	l, tr := transportWith(t, Config{TLS: source(t, d, "node.n1"), NodeNames: []string{"node.*"},
 		Logger: slog.New(slog.NewTextHandler(&logs, nil)), LogInterval: time.Hour})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: l, MaxPool: 2, Timeout: 5 * time.Second,
-		Logger: hclog.New(&hclog.LoggerOptions{Output: io.Discard})})
-	t.Cleanup(func() { tr.Close() })
 	got := answer(tr)
 	for i, name := range []string{"client", "svcd", "node.x9"} {
 		// A raw Raft client: plain TLS with the certificate, Raft's
@@ -276,14 +278,8 @@ func TestDialChecksTheNodeAtTheAddress(t *testing.T) {
 // that is not a member is refused by the listener; a member's passes.
 func TestAcceptOnlyMembers(t *testing.T) {
 	d := dev(t)
-	l, err := Listen("127.0.0.1:0", "", Config{TLS: source(t, d, "node.n1"), NodeNames: []string{"node.*"}, Logger: quiet,
+	l, tr := transportWith(t, Config{TLS: source(t, d, "node.n1"), NodeNames: []string{"node.*"}, Logger: quiet,
 		Member: func(id raft.ServerID) bool { return id == "n2" }})
-	if err != nil {
-		t.Fatal(err)
-	}
-	tr := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: l, MaxPool: 2, Timeout: 5 * time.Second,
-		Logger: hclog.New(&hclog.LoggerOptions{Output: io.Discard})})
-	t.Cleanup(func() { tr.Close() })
 	got := answer(tr)
 	_, n3 := transport(t, source(t, d, "node.n3"))
 	if _, err := appendEntries(n3, tr.LocalAddr()); err == nil {
