@@ -38,6 +38,7 @@ import (
 	yaml "go.yaml.in/yaml/v3"
 
 	"github.com/raftq/raftq/internal/filewatch"
+	"github.com/raftq/raftq/internal/nodeid"
 )
 
 // Roles is a set of roles.
@@ -160,10 +161,11 @@ type Config struct {
 	TokensFile string
 	// JWT verifies bearer tokens that are JWTs.
 	JWT JWTConfig
-	// NodeNames are path.Match patterns of the common names of the
-	// certificates brokers present to each other ("node.*"): a caller
-	// whose verified client certificate matches, and which sends no
-	// token, is a node (role node).
+	// NodeNames are path.Match patterns of the common names (or node
+	// URIs) of the certificates brokers present to each other ("node.*"):
+	// a caller whose verified client certificate is a node certificate
+	// (package nodeid: it also carries the node URI) that matches, and
+	// which sends no token, is a node (role node).
 	NodeNames []string
 	// RateLimit is each principal's sustained requests per second (0: no
 	// limit); RateBurst its bucket (default: RateLimit, at least 1).
@@ -408,18 +410,16 @@ func (a *Authorizer) Verify(token string) (*Principal, error) {
 }
 
 // nodePrincipal is the principal of a caller whose verified client
-// certificate names a node, or nil.
+// certificate is a node certificate (the node URI, and a name in
+// NodeNames: the same test the Raft transport applies), or nil.
 func (a *Authorizer) nodePrincipal(cert *x509.Certificate) *Principal {
-	if cert == nil {
+	if cert == nil || len(a.cfg.NodeNames) == 0 {
 		return nil
 	}
-	cn := cert.Subject.CommonName
-	for _, p := range a.cfg.NodeNames {
-		if ok, _ := path.Match(p, cn); ok && cn != "" {
-			return &Principal{Name: "node:" + cn, Roles: RoleNode}
-		}
+	if _, err := nodeid.Check(cert, a.cfg.NodeNames, ""); err != nil {
+		return nil
 	}
-	return nil
+	return &Principal{Name: "node:" + cert.Subject.CommonName, Roles: RoleNode}
 }
 
 // Access is what one call needs.

@@ -383,6 +383,12 @@ func TestGRPCEnforcement(t *testing.T) {
 	}
 	expect("no token", enqueue(anon, "orders.eu"), codes.Unauthenticated)
 	expect("client cert that is not a node, no token", enqueue(dial("client", ""), "orders.eu"), codes.Unauthenticated)
+	// Named like a node but without the node URI only node certificates
+	// carry: not a node either (a node would be PermissionDenied here).
+	if err := pki.Write("lookalike", certgen.LocalOptions("node.n9", false, true)); err != nil {
+		t.Fatal(err)
+	}
+	expect("node-like name without the node URI, no token", enqueue(dial("lookalike", ""), "orders.eu"), codes.Unauthenticated)
 	expect("bad token", enqueue(dial("", "tok-wrong"), "orders.eu"), codes.Unauthenticated)
 	producer := dial("", producerToken)
 	expect("producer, own queue", enqueue(producer, "orders.eu"), codes.OK)
