@@ -57,7 +57,7 @@ lint:
 	$(GO) vet ./...
 	./scripts/vulncheck.sh
 
-# certs writes a development CA, node/svcd/client certificates and bearer
+# certs writes a development CA (its key apart in ca/), node/svcd/etcd/client/admin certificates and bearer
 # tokens into $(CERTS_DIR) (cmd/raftq-certs); RAFTQ_TLS=1 make run uses them.
 CERTS_DIR ?= tmp/certs
 .PHONY: certs fuzz-short vulncheck
