@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -125,12 +126,19 @@ func TestForeignCertificateRefused(t *testing.T) {
 	}
 }
 
-func waitRefused(t *testing.T, l *Layer) {
+// waitRefused waits until l has counted at least want refusals (at
+// least one when want is omitted): the listener counts after its side of
+// the handshake returns, which may be after the peer saw the alert.
+func waitRefused(t *testing.T, l *Layer, want ...uint64) {
 	t.Helper()
+	n := uint64(1)
+	if len(want) > 0 {
+		n = want[0]
+	}
 	deadline := time.Now().Add(10 * time.Second)
-	for l.Refused() == 0 {
+	for l.Refused() < n {
 		if time.Now().After(deadline) {
-			t.Fatal("the refusal was never counted")
+			t.Fatalf("%d refusals counted, want %d", l.Refused(), n)
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
@@ -215,9 +223,9 @@ func TestOnlyNodeCertificatesSpeakRaft(t *testing.T) {
 	if err := d.Write("node.x9", func() certgen.Options { o := certgen.NodeOptions("x9"); o.CommonName = "intruder"; return o }()); err != nil {
 		t.Fatal(err)
 	}
-	var logs bytes.Buffer
+	logs := &lockedBuf{}
 	l, tr := transportWith(t, Config{TLS: source(t, d, "node.n1"), NodeNames: []string{"node.*"},
-		Logger: slog.New(slog.NewTextHandler(&logs, nil)), LogInterval: time.Hour})
+		Logger: slog.New(slog.NewTextHandler(logs, nil)), LogInterval: time.Hour})
 	got := answer(tr)
 	for i, name := range []string{"client", "svcd", "node.x9"} {
 		// A raw Raft client: plain TLS with the certificate, Raft's
@@ -231,6 +239,7 @@ func TestOnlyNodeCertificatesSpeakRaft(t *testing.T) {
 		if err == nil {
 			t.Fatalf("%s: the listener answered", name)
 		}
+		waitRefused(t, l, uint64(i+1))
 		if n := l.Refused(); n != uint64(i+1) {
 			t.Fatalf("%s: %d refusals counted, want %d (err %v)", name, n, i+1, err)
 		}
@@ -239,6 +248,11 @@ func TestOnlyNodeCertificatesSpeakRaft(t *testing.T) {
 	case <-got:
 		t.Fatal("Raft received an RPC from a certificate that is not a node's")
 	default:
+	}
+	// The first refusal's line may still be on its way: wait for it, then
+	// there must be no other (the interval is an hour).
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(logs.String(), "refused incoming connection") && time.Now().Before(deadline); {
+		time.Sleep(5 * time.Millisecond)
 	}
 	if n := strings.Count(logs.String(), "refused incoming connection"); n != 1 {
 		t.Fatalf("%d refusal log lines for 3 refusals within the interval, want 1:\n%s", n, logs.String())
@@ -285,6 +299,7 @@ func TestAcceptOnlyMembers(t *testing.T) {
 	if _, err := appendEntries(n3, tr.LocalAddr()); err == nil {
 		t.Fatal("a node that is not a member sent AppendEntries")
 	}
+	waitRefused(t, l, 1)
 	if l.Refused() != 1 {
 		t.Fatalf("%d refusals counted, want 1", l.Refused())
 	}
@@ -293,4 +308,23 @@ func TestAcceptOnlyMembers(t *testing.T) {
 		t.Fatalf("a member's AppendEntries: %+v, %v", resp, err)
 	}
 	<-got
+}
+
+// lockedBuf is a log sink the layer's goroutines write while the test
+// reads it.
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
