@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/raftq/raftq/discovery"
+	"github.com/raftq/raftq/internal/certgen"
 	"github.com/raftq/raftq/internal/etcdtest"
 	"github.com/raftq/raftq/internal/liveconfig"
 )
@@ -98,5 +99,32 @@ func TestConfigSetShowUnset(t *testing.T) {
 	}
 	if r, _ := cli.Get(ctx, liveconfig.LogLevelKey(p)); len(r.Kvs) != 0 {
 		t.Fatal("unset left the log level")
+	}
+}
+
+// TestConfigOverTLS: `brokerctl config` reaches an etcd that requires
+// client certificates with --etcd-tls-*, refuses an http:// endpoint when
+// they are set, and without a certificate writes nothing.
+func TestConfigOverTLS(t *testing.T) {
+	pki, err := certgen.NewDev(t.TempDir(), "test CA", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := etcdtest.NewTLS(t, etcdtest.TLSFiles{CA: pki.CAFile(), Cert: pki.CertFile("etcd"), Key: pki.KeyFile("etcd")})
+	p := s.Prefix("ctl")
+	tlsArgs := []string{"--etcd-tls-ca", pki.CAFile(), "--etcd-tls-cert", pki.CertFile("admin"), "--etcd-tls-key", pki.KeyFile("admin")}
+	set := func(endpoint string, extra ...string) (string, error) {
+		return ctl(t, "", append(append([]string{"config", "--etcd", endpoint, "--etcd-prefix", p, "--timeout", "3s"}, extra...),
+			"set", "queue", "emails", "--max-in-flight", "4")...)
+	}
+	if out, err := set(s.Endpoint(), tlsArgs...); err != nil {
+		t.Fatalf("with the admin certificate: %v\n%s", err, out)
+	}
+	plain := strings.Replace(s.Endpoint(), "https://", "http://", 1)
+	if out, err := set(plain, tlsArgs...); err == nil || !strings.Contains(err.Error(), "is not https://") {
+		t.Fatalf("an http endpoint with --etcd-tls-*: %v\n%s", err, out)
+	}
+	if _, err := set(s.Endpoint(), "--etcd-tls-ca", pki.CAFile()); err == nil {
+		t.Fatal("a put without a client certificate succeeded")
 	}
 }
