@@ -16,8 +16,14 @@ PROTO_FILES := $(shell find proto -name '*.proto')
 
 .PHONY: build test test-short proto proto-check run bench lint fmt clean tools
 
+# Every binary's --version: the release from git describe and the commit
+# (internal/version falls back to Go's build info without them).
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)
+LDFLAGS := -X github.com/raftq/raftq/internal/version.Version=$(VERSION) -X github.com/raftq/raftq/internal/version.Commit=$(COMMIT)
+
 build:
-	$(GO) build -o $(BIN)/ ./cmd/...
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/ ./cmd/...
 
 tools:
 	GOFLAGS=-mod=mod $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)

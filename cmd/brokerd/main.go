@@ -47,9 +47,14 @@ import (
 	"github.com/raftq/raftq/brokerd"
 	"github.com/raftq/raftq/internal/auth"
 	"github.com/raftq/raftq/internal/config"
+	"github.com/raftq/raftq/internal/version"
 )
 
 func main() {
+	if version.Requested(os.Args[1:]) {
+		version.Print(os.Stdout, "brokerd")
+		return
+	}
 	// Every file brokerd creates (Raft log, snapshots, FSM, restore
 	// spools) is its user's only, whatever umask it was started with.
 	syscall.Umask(0o077)

@@ -29,6 +29,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/raftq/raftq/internal/version"
 	"github.com/raftq/raftq/jepsen/checker"
 	"github.com/raftq/raftq/jepsen/control"
 	"github.com/raftq/raftq/jepsen/history"
@@ -39,6 +40,10 @@ import (
 )
 
 func main() {
+	if version.Requested(os.Args[1:]) {
+		version.Print(os.Stdout, "jepsen")
+		return
+	}
 	if len(os.Args) < 2 {
 		fmt.Fprintln(os.Stderr, "usage: jepsen run [flags] | jepsen check <run dir>")
 		os.Exit(2)

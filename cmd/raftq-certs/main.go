@@ -39,9 +39,16 @@ import (
 	"github.com/raftq/raftq/internal/auth"
 	"github.com/raftq/raftq/internal/certgen"
 	"github.com/raftq/raftq/internal/nodeid"
+	"github.com/raftq/raftq/internal/version"
 )
 
-func main() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) }
+func main() {
+	if version.Requested(os.Args[1:]) {
+		version.Print(os.Stdout, "raftq-certs")
+		return
+	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
 
 func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("raftq-certs", flag.ContinueOnError)

@@ -55,9 +55,15 @@ import (
 
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 	"go.etcd.io/etcd/server/v3/embed"
+
+	"github.com/raftq/raftq/internal/version"
 )
 
 func main() {
+	if version.Requested(os.Args[1:]) {
+		version.Print(os.Stdout, "raftq-etcd")
+		return
+	}
 	os.Exit(run(os.Args[1:]))
 }
 

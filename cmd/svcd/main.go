@@ -44,11 +44,16 @@ import (
 	"github.com/raftq/raftq/discovery/etcdresolver"
 	"github.com/raftq/raftq/internal/auth"
 	"github.com/raftq/raftq/internal/config"
+	"github.com/raftq/raftq/internal/version"
 	"github.com/raftq/raftq/svcd/brokercheck"
 	"github.com/raftq/raftq/svcd/server"
 )
 
 func main() {
+	if version.Requested(os.Args[1:]) {
+		version.Print(os.Stdout, "svcd")
+		return
+	}
 	// Every file svcd creates (the SQLite database, WAL and shared
 	// memory, anything later) is its user's only, whatever umask it was
 	// started with.

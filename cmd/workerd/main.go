@@ -52,6 +52,7 @@ import (
 	"github.com/raftq/raftq/discovery"
 	"github.com/raftq/raftq/discovery/etcdresolver"
 	"github.com/raftq/raftq/internal/config"
+	"github.com/raftq/raftq/internal/version"
 	"github.com/raftq/raftq/results"
 	"github.com/raftq/raftq/worker"
 	"github.com/raftq/raftq/workerd"
@@ -63,6 +64,10 @@ import (
 const defaultBroker = "127.0.0.1:7001"
 
 func main() {
+	if version.Requested(os.Args[1:]) {
+		version.Print(os.Stdout, "workerd")
+		return
+	}
 	// Signals are caught from the start, so a SIGTERM during start-up is a
 	// graceful stop too.
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, syscall.SIGINT)
