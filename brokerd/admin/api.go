@@ -525,6 +525,12 @@ func (s *Server) attempts(r *http.Request, id string) ([]Attempt, error) {
 		}
 		return nil, newErr(http.StatusBadGateway, CodeUnavailable, err.Error())
 	}
+	return AttemptsFromResults(as), nil
+}
+
+// AttemptsFromResults converts svcd's attempt history to the API's shape
+// (brokerctl attempts prints the same JSON).
+func AttemptsFromResults(as []results.Attempt) []Attempt {
 	out := []Attempt{}
 	tp := func(t time.Time) *time.Time {
 		if t.IsZero() {
@@ -536,7 +542,7 @@ func (s *Server) attempts(r *http.Request, id string) ([]Attempt, error) {
 		out = append(out, Attempt{LeaseToken: a.LeaseToken, WorkerID: a.WorkerID, Attempt: a.Attempt, Status: string(a.Status),
 			Outcome: a.Outcome.String(), Error: a.Error, StartedAt: tp(a.StartedAt), FinishedAt: tp(a.FinishedAt), RecordedAt: tp(a.RecordedAt)})
 	}
-	return out, nil
+	return out
 }
 
 func (s *Server) getAttempts(w http.ResponseWriter, r *http.Request) {

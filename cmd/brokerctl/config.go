@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -35,7 +36,7 @@ func configCmd(g *globals) *cobra.Command {
 	}
 	defEP := os.Getenv("RAFTQ_ETCD_ENDPOINTS")
 	if defEP == "" {
-		defEP = "http://127.0.0.1:2379"
+		defEP = "http://127.0.0.1:7379" // make run's etcd (scripts/run-cluster.sh)
 	}
 	defPrefix := os.Getenv("RAFTQ_ETCD_PREFIX")
 	if defPrefix == "" {
@@ -130,8 +131,12 @@ func configCmd(g *globals) *cobra.Command {
 			defer cli.Close()
 			ctx, cancel := g.ctx()
 			defer cancel()
-			_, err = cli.Put(ctx, liveconfig.LogLevelKey(prefix), strings.ToLower(args[0]))
-			return err
+			lvl := strings.ToLower(args[0])
+			if _, err = cli.Put(ctx, liveconfig.LogLevelKey(prefix), lvl); err != nil {
+				return err
+			}
+			b, _ := json.Marshal(lvl)
+			return printSetting(g, cmd.OutOrStdout(), liveconfig.LogLevelKey(prefix), b)
 		},
 	}
 	set := &cobra.Command{Use: "set", Short: "Change a live setting"}
@@ -163,12 +168,31 @@ func configCmd(g *globals) *cobra.Command {
 			defer cli.Close()
 			ctx, cancel := g.ctx()
 			defer cancel()
-			_, err = cli.Delete(ctx, key)
-			return err
+			r, err := cli.Delete(ctx, key)
+			if err != nil {
+				return err
+			}
+			p, err := g.printer(cmd.OutOrStdout())
+			if err != nil {
+				return err
+			}
+			return p.kv(map[string]any{"key": key, "deleted": r.Deleted > 0}, [][2]string{{"KEY", key}, {"DELETED", strconv.FormatBool(r.Deleted > 0)}})
 		},
 	}
 	cmd.AddCommand(show, set, unset)
 	return cmd
+}
+
+// printSetting reports a setting written: `KEY = VALUE`, or with -o json
+// {"key": ..., "value": ...}.
+func printSetting(g *globals, w io.Writer, key string, value []byte) error {
+	if g.output == "json" {
+		b, _ := json.MarshalIndent(map[string]any{"key": key, "value": json.RawMessage(value)}, "", "  ")
+		_, err := fmt.Fprintln(w, string(b))
+		return err
+	}
+	_, err := fmt.Fprintf(w, "%s = %s\n", key, value)
+	return err
 }
 
 // queueFlags are the QueueConfig fields as flags.
@@ -261,8 +285,7 @@ func updateQueueConfig(g *globals, w io.Writer, etcd func() (*clientv3.Client, e
 			return err
 		}
 		if t.Succeeded {
-			fmt.Fprintf(w, "%s = %s\n", key, b)
-			return nil
+			return printSetting(g, w, key, b)
 		}
 	}
 }

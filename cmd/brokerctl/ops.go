@@ -42,6 +42,9 @@ func (g *globals) withBroker(ctx context.Context, call func(*grpc.ClientConn) er
 	var last error
 	tried := map[string]bool{}
 	queue := g.addrs()
+	if err := g.reachable(queue); err != nil {
+		return err
+	}
 	for len(queue) > 0 {
 		addr := queue[0]
 		queue = queue[1:]
@@ -225,6 +228,9 @@ func queuesCmd(g *globals) *cobra.Command {
 		Use: "list [QUEUE...]", Short: "Depth per state, pause flag and oldest ready age of each queue",
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.run(cmd, func(ctx context.Context, cl *client.Client, p *printer) error {
+				if err := knownQueues(ctx, cl, args...); err != nil {
+					return err
+				}
 				qs, err := cl.QueueStats(ctx, args...)
 				if err != nil {
 					return err
@@ -246,10 +252,16 @@ func queuesCmd(g *globals) *cobra.Command {
 		},
 	}
 	pause := func(use, short string, paused bool) *cobra.Command {
-		return &cobra.Command{
+		var create bool
+		c := &cobra.Command{
 			Use: use + " QUEUE", Short: short, Args: cobra.ExactArgs(1),
 			RunE: func(cmd *cobra.Command, args []string) error {
 				return g.run(cmd, func(ctx context.Context, cl *client.Client, p *printer) error {
+					if !create {
+						if err := knownQueues(ctx, cl, args[0]); err != nil {
+							return fmt.Errorf("%w (--create to %s it anyway)", err, use)
+						}
+					}
 					var err error
 					if paused {
 						err = cl.PauseQueue(ctx, args[0])
@@ -263,9 +275,34 @@ func queuesCmd(g *globals) *cobra.Command {
 				})
 			},
 		}
+		c.Flags().BoolVar(&create, "create", false, "the queue may be new (a typo would otherwise "+use+" a queue nobody uses)")
+		return c
 	}
 	cmd.AddCommand(list, pause("pause", "Stop leasing from a queue (enqueues still accepted)", true), pause("resume", "Resume leasing from a queue", false))
 	return cmd
+}
+
+// knownQueues refuses queue names the cluster has never seen (no job,
+// never paused): the broker answers zeros for any name, so a typo would
+// look like an empty queue, and pausing it would create it.
+func knownQueues(ctx context.Context, cl *client.Client, names ...string) error {
+	if len(names) == 0 {
+		return nil
+	}
+	all, err := cl.QueueStats(ctx)
+	if err != nil {
+		return err
+	}
+	known := map[string]bool{}
+	for _, q := range all {
+		known[q.Queue] = true
+	}
+	for _, n := range names {
+		if !known[n] {
+			return fmt.Errorf("unknown queue %q (no job was ever enqueued to it)", n)
+		}
+	}
+	return nil
 }
 
 func i64(n int64) string { return strconv.FormatInt(n, 10) }

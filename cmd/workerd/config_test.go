@@ -293,7 +293,7 @@ func TestConfigCommand(t *testing.T) {
 
 	out.Reset()
 	if code := run(context.Background(), []string{"config"}, &out, &errb); code != 0 ||
-		!strings.Contains(out.String(), "# brokers not set, nor etcd.endpoints: dialling 127.0.0.1:7001") ||
+		!strings.Contains(out.String(), "# brokers not set, nor etcd.endpoints: dialling 127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103") ||
 		!strings.Contains(out.String(), "# svcd.addr not set, nor etcd.endpoints: outcomes are not recorded") {
 		t.Errorf("without etcd: exit %d\n%s", code, out.String())
 	}

@@ -7,7 +7,7 @@
 // It logs JSON lines to stderr; each attempt's start is a line with
 // msg "job started", job_id and lease_token.
 //
-//	workerd --brokers 127.0.0.1:7001,127.0.0.1:7002 --queues default:8,slow:2 --metrics-addr :9102
+//	workerd --brokers 127.0.0.1:7101,127.0.0.1:7102 --queues default:8,slow:2 --metrics-addr :9102
 //
 // or, finding the brokers and the results service through etcd:
 //
@@ -18,7 +18,7 @@
 // following leader changes), and an svcd not given through the svcd
 // registrations (round-robin over the instances); every attempt's outcome
 // is then stored in svcd before the ack. Without etcd and without
-// --brokers, workerd dials 127.0.0.1:7001; without --svcd, outcomes are not
+// --brokers, workerd dials make run's brokers (127.0.0.1:7101-7103); without --svcd, outcomes are not
 // recorded.
 //
 // Settings come from defaults < a YAML file (--config) < RAFTQ_*
@@ -59,9 +59,9 @@ import (
 	"google.golang.org/grpc"
 )
 
-// defaultBroker is dialled when neither brokers nor etcd.endpoints is set
-// (the default of the --brokers flag before etcd discovery existed).
-const defaultBroker = "127.0.0.1:7001"
+// defaultBroker is dialled when neither brokers nor etcd.endpoints is set:
+// the brokers `make run` starts (scripts/run-cluster.sh).
+const defaultBroker = "127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103"
 
 func main() {
 	if version.Requested(os.Args[1:]) {
@@ -402,7 +402,7 @@ func serve(ctx context.Context, s settings, stderr io.Writer) error {
 		cfg.Brokers = []string{etcdresolver.BrokersTarget(s.etcd.prefix)}
 		cfg.ClientOptions.DialOptions = append(cfg.ClientOptions.DialOptions, etcdresolver.BrokerDialOptions(ecli)...)
 	case len(cfg.Brokers) == 0:
-		cfg.Brokers = []string{defaultBroker}
+		cfg.Brokers = strings.Split(defaultBroker, ",")
 	}
 
 	var rc *results.Client
