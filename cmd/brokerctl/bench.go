@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"io"
 	"os"
 	"runtime"
 	"sort"
@@ -42,16 +43,19 @@ func (l *latencies) pct(p float64) float64 {
 	return float64(l.d[i].Microseconds()) / 1000
 }
 
-func emit(m map[string]any) {
+// emit prints one figure as a JSON line, whatever -o says: bench output
+// is for scripts and for comparing runs.
+func emit(w io.Writer, m map[string]any) {
 	m["cores"] = runtime.NumCPU()
 	b, _ := json.Marshal(m)
-	fmt.Println(string(b))
+	fmt.Fprintln(w, string(b))
 }
 
 type benchOpts struct {
 	producers, batch, workers, fetchBatch, payload, clients int
 	duration                                                time.Duration
 	queue                                                   string
+	out                                                     io.Writer // the command's stdout
 }
 
 func benchCmd(g *globals) *cobra.Command {
@@ -67,6 +71,7 @@ func benchCmd(g *globals) *cobra.Command {
            enqueue-to-fetch latency.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			o.out = cmd.OutOrStdout()
 			if o.queue == "" {
 				o.queue = fmt.Sprintf("bench-%d", time.Now().UnixNano())
 			}
@@ -155,7 +160,7 @@ func benchEnqueue(clients []*client.Client, o *benchOpts) error {
 	close(stop)
 	wg.Wait()
 	el := time.Since(start).Seconds()
-	emit(map[string]any{
+	emit(o.out, map[string]any{
 		"figure": "durable_enqueue", "producers": o.producers, "batch": o.batch, "payload_bytes": o.payload,
 		"jobs": jobs.Load(), "errors": errs.Load(), "seconds": round(el),
 		"jobs_per_sec": round(float64(jobs.Load()) / el),
@@ -228,7 +233,7 @@ func benchE2E(clients []*client.Client, o *benchOpts) error {
 	total := time.Since(start).Seconds()
 	close(done)
 	wwg.Wait()
-	emit(map[string]any{
+	emit(o.out, map[string]any{
 		"figure": "end_to_end", "producers": o.producers, "batch": o.batch, "workers": o.workers, "fetch_batch": o.fetchBatch,
 		"payload_bytes": o.payload, "enqueued": enqueued.Load(), "acked": acked.Load(), "enqueue_errors": errs.Load(), "ack_errors": ackErrs.Load(),
 		"acked_per_sec_while_producing": round(float64(ackedInWindow) / window),
