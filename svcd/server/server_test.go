@@ -1,11 +1,13 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +24,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/mem"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 )
@@ -228,7 +231,8 @@ func TestBadInputHTTP(t *testing.T) {
 			{"unknown field", with("colour", "red"), 400, "body"},
 			{"wrong type", with("lease_token", "seven"), 400, "body"},
 			{"negative token", with("lease_token", -1), 400, "body"},
-			{"bad base64 output", with("output", "!!"), 400, "body"},
+			{"bad base64 output", with("output", "!!"), 400, "output"},
+			{"unknown output encoding", with("output_encoding", "hex"), 400, "output_encoding"},
 			{"missing job id", with("job_id", nil), 400, "job_id"},
 			{"invalid status", with("status", "done"), 400, "status"},
 			{"NUL in job id", with("job_id", "a\x00b"), 400, "job_id"},
@@ -278,7 +282,7 @@ func TestHTTPReads(t *testing.T) {
 		}
 
 		code, m := httpDo(t, "GET", base+"/v1/results/job%2F03", "")
-		if code != 200 || m["status"] != "succeeded" || m["output"] != "b2s=" || m["lease_token"] != 2.0 {
+		if code != 200 || m["status"] != "succeeded" || m["output"] != "ok" || m["output_encoding"] != "text" || m["lease_token"] != 2.0 {
 			t.Fatalf("get: %d %v", code, m)
 		}
 		code, m = httpDo(t, "GET", base+"/v1/results/job%2F03/attempts", "")
@@ -433,5 +437,69 @@ func TestRateLimit(t *testing.T) {
 	}
 	if code, _ := httpDo(t, "GET", "http://"+s.HTTPAddr()+"/v1/results/j0", ""); code != http.StatusTooManyRequests {
 		t.Fatalf("HTTP over the rate: %d, want 429", code)
+	}
+}
+
+// TestHTTPOutputEncoding: a UTF-8 output reads back as its text, other
+// bytes as base64 flagged output_encoding "base64"; both forms round-trip
+// through a write, and a text write is stored byte for byte.
+func TestHTTPOutputEncoding(t *testing.T) {
+	s := startServer(t, configFor(svcdtest.SQLite(t)))
+	base := "http://" + s.HTTPAddr() + "/v1/results"
+	for i, tc := range []struct {
+		name, body  string
+		stored      []byte
+		output, enc string
+	}{
+		{"base64 text (old clients)", `"output":"aGVsbG8="`, []byte("hello"), "hello", "text"},
+		{"text", `"output":"héllo\n{\"a\":1}","output_encoding":"text"`, []byte("héllo\n{\"a\":1}"), "héllo\n{\"a\":1}", "text"},
+		{"binary", `"output":"/wD+","output_encoding":"base64"`, []byte{0xff, 0x00, 0xfe}, "/wD+", "base64"},
+		{"no output", `"status":"succeeded"`, nil, "", ""},
+	} {
+		id := fmt.Sprintf("enc-%d", i)
+		body := fmt.Sprintf(`{"job_id":%q,"queue":"q","lease_token":1,"status":"succeeded",%s}`, id, strings.Replace(tc.body, `"status":"succeeded"`, `"error":""`, 1))
+		if code, m := httpDo(t, "POST", base, body); code != 200 {
+			t.Fatalf("%s: store %d %v", tc.name, code, m)
+		}
+		r, err := s.Store().GetResult(context.Background(), id)
+		if err != nil || !bytes.Equal(r.Output, tc.stored) {
+			t.Fatalf("%s: stored %q %v, want %q", tc.name, r.Output, err, tc.stored)
+		}
+		code, m := httpDo(t, "GET", base+"/"+id, "")
+		got, _ := m["output"].(string)
+		enc, _ := m["output_encoding"].(string)
+		if code != 200 || got != tc.output || enc != tc.enc {
+			t.Fatalf("%s: read output %q encoding %q, want %q %q", tc.name, got, enc, tc.output, tc.enc)
+		}
+	}
+}
+
+// TestGRPCReflection: grpcurl-style clients can list svcd's services.
+func TestGRPCReflection(t *testing.T) {
+	s := startServer(t, configFor(svcdtest.SQLite(t)))
+	cc, err := grpc.NewClient(s.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	stream, err := reflectionpb.NewServerReflectionClient(cc).ServerReflectionInfo(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, sv := range resp.GetListServicesResponse().GetService() {
+		names = append(names, sv.GetName())
+	}
+	if !slices.Contains(names, "raftq.v1.Results") {
+		t.Fatalf("reflection lists %v, want raftq.v1.Results", names)
 	}
 }

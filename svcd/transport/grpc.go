@@ -22,6 +22,7 @@ import (
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/reflection"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/protoadapt"
@@ -63,6 +64,10 @@ func NewGRPCServer(eps service.Endpoints, hs *health.Server, cfg GRPCConfig) *gr
 	}, cfg.ServerOptions...)...)
 	raftqv1.RegisterResultsServer(srv, NewResultsServer(eps, logger))
 	healthpb.RegisterHealthServer(srv, hs)
+	// Reflection lets grpcurl and other generic clients list and call the
+	// service without the .proto files (admins only under auth, as on
+	// brokerd: the rules' default).
+	reflection.Register(srv)
 	return srv
 }
 

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 	"github.com/go-chi/chi/v5/middleware"
@@ -97,22 +99,27 @@ func NewHTTPHandler(eps service.Endpoints, cfg HTTPConfig) http.Handler {
 	return r
 }
 
-// JSONResult is a result on the HTTP API. Output is base64 (encoding/json's
-// []byte), times RFC 3339.
+// JSONResult is a result on the HTTP API, times RFC 3339. Output is the
+// text itself when it is valid UTF-8 (output_encoding "text"), else
+// base64 (output_encoding "base64"): people and scripts read most
+// outputs as they are, and any bytes still round-trip. On a write an
+// absent output_encoding means base64, as before the field existed.
 type JSONResult struct {
-	JobID      string     `json:"job_id"`
-	Queue      string     `json:"queue"`
-	Type       string     `json:"type"`
-	LeaseToken uint64     `json:"lease_token"`
-	WorkerID   string     `json:"worker_id"`
-	Attempt    int32      `json:"attempt"`
-	Status     string     `json:"status"`
-	Output     []byte     `json:"output,omitempty"`
-	Error      string     `json:"error,omitempty"`
-	StartedAt  *time.Time `json:"started_at,omitempty"`
-	FinishedAt *time.Time `json:"finished_at,omitempty"`
-	CreatedAt  *time.Time `json:"created_at,omitempty"`
-	UpdatedAt  *time.Time `json:"updated_at,omitempty"`
+	JobID      string `json:"job_id"`
+	Queue      string `json:"queue"`
+	Type       string `json:"type"`
+	LeaseToken uint64 `json:"lease_token"`
+	WorkerID   string `json:"worker_id"`
+	Attempt    int32  `json:"attempt"`
+	Status     string `json:"status"`
+	Output     string `json:"output,omitempty"`
+	// OutputEncoding is "text" or "base64" (set whenever output is).
+	OutputEncoding string     `json:"output_encoding,omitempty"`
+	Error          string     `json:"error,omitempty"`
+	StartedAt      *time.Time `json:"started_at,omitempty"`
+	FinishedAt     *time.Time `json:"finished_at,omitempty"`
+	CreatedAt      *time.Time `json:"created_at,omitempty"`
+	UpdatedAt      *time.Time `json:"updated_at,omitempty"`
 }
 
 // JSONAttempt is one history entry on the HTTP API.
@@ -154,11 +161,49 @@ func timeVal(t *time.Time) time.Time {
 	return *t
 }
 
+// The output encodings of JSONResult.
+const (
+	OutputText   = "text"
+	OutputBase64 = "base64"
+)
+
+// encodeOutput is an output as JSON text: itself when valid UTF-8, else
+// base64.
+func encodeOutput(b []byte) (string, string) {
+	switch {
+	case len(b) == 0:
+		return "", ""
+	case utf8.Valid(b):
+		return string(b), OutputText
+	}
+	return base64.StdEncoding.EncodeToString(b), OutputBase64
+}
+
+// decodeOutput reverses encodeOutput; no encoding means base64 (the API's
+// only form before output_encoding).
+func decodeOutput(s, enc string) ([]byte, error) {
+	switch enc {
+	case OutputText:
+		return []byte(s), nil
+	case "", OutputBase64:
+		if s == "" {
+			return nil, nil
+		}
+		b, err := base64.StdEncoding.DecodeString(s)
+		if err != nil {
+			return nil, invalid("output", "is not valid base64 (set output_encoding to \"text\" to send text): "+err.Error())
+		}
+		return b, nil
+	}
+	return nil, invalid("output_encoding", fmt.Sprintf("is %q: want \"text\" or \"base64\"", enc))
+}
+
 func resultToJSON(r store.Result) JSONResult {
+	out, enc := encodeOutput(r.Output)
 	return JSONResult{
 		JobID: r.JobID, Queue: r.Queue, Type: r.Type, LeaseToken: r.LeaseToken,
 		WorkerID: r.WorkerID, Attempt: r.Attempt, Status: string(r.Status),
-		Output: r.Output, Error: r.Error,
+		Output: out, OutputEncoding: enc, Error: r.Error,
 		StartedAt: timePtr(r.StartedAt), FinishedAt: timePtr(r.FinishedAt),
 		CreatedAt: timePtr(r.CreatedAt), UpdatedAt: timePtr(r.UpdatedAt),
 	}
@@ -184,10 +229,14 @@ func decodeHTTPStore(maxBody int64) kithttp.DecodeRequestFunc {
 		if _, err := dec.Token(); err != io.EOF {
 			return nil, invalid("body", "has data after the JSON object")
 		}
+		output, err := decodeOutput(in.Output, in.OutputEncoding)
+		if err != nil {
+			return nil, err
+		}
 		return service.StoreResultRequest{Result: store.Result{
 			JobID: in.JobID, Queue: in.Queue, Type: in.Type, LeaseToken: in.LeaseToken,
 			WorkerID: in.WorkerID, Attempt: in.Attempt, Status: store.Status(in.Status),
-			Output: in.Output, Error: in.Error,
+			Output: output, Error: in.Error,
 			StartedAt: timeVal(in.StartedAt), FinishedAt: timeVal(in.FinishedAt),
 		}}, nil
 	}
