@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"sort"
 	"strconv"
@@ -73,6 +74,17 @@ func configCmd(g *globals) *cobra.Command {
 			if tc != nil && !strings.HasPrefix(ep, "https://") {
 				return nil, fmt.Errorf("--etcd: %q is not https:// and --etcd-tls-* is set: the live config would go in clear", ep)
 			}
+		}
+		var hosts []string
+		for _, ep := range eps {
+			if u, err := url.Parse(ep); err == nil && u.Host != "" {
+				hosts = append(hosts, u.Host)
+			} else {
+				hosts = append(hosts, ep)
+			}
+		}
+		if err := g.reachable("etcd endpoint", hosts); err != nil {
+			return nil, err
 		}
 		return clientv3.New(clientv3.Config{Endpoints: eps, DialTimeout: 5 * time.Second, TLS: tc, Logger: zap.NewNop()})
 	}

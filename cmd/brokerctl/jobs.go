@@ -357,8 +357,8 @@ func attemptsCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			if err := g.reachable([]string{svcd}); err != nil {
-				return fmt.Errorf("svcd: %w", err)
+			if err := g.reachable("svcd", []string{svcd}); err != nil {
+				return err
 			}
 			o, err := g.clientOptions()
 			if err != nil {

@@ -10,7 +10,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -72,7 +71,7 @@ const defaultBrokers = "127.0.0.1:7101,127.0.0.1:7102,127.0.0.1:7103"
 
 func (g *globals) client() (*client.Client, error) {
 	addrs := g.addrs()
-	if err := g.reachable(addrs); err != nil {
+	if err := g.reachable("broker", addrs); err != nil {
 		return nil, err
 	}
 	opts, err := g.clientOptions()
@@ -87,9 +86,9 @@ func (g *globals) client() (*client.Client, error) {
 // command's whole --timeout ran out and say only "context deadline
 // exceeded". One reachable address is enough (the client finds the
 // leader from there).
-func (g *globals) reachable(addrs []string) error {
+func (g *globals) reachable(what string, addrs []string) error {
 	if len(addrs) == 0 {
-		return errors.New("no broker addresses (--brokers or RAFTQ_BROKERS)")
+		return fmt.Errorf("no %s addresses", what)
 	}
 	var why []string
 	for _, a := range addrs {
@@ -100,8 +99,8 @@ func (g *globals) reachable(addrs []string) error {
 		}
 		why = append(why, err.Error())
 	}
-	return fmt.Errorf("cannot reach any broker within %s (is the cluster running? `make run` starts one): %s",
-		g.dialTimeout, strings.Join(why, "; "))
+	return fmt.Errorf("cannot reach any %s within %s (is the cluster running? `make run` starts one): %s",
+		what, g.dialTimeout, strings.Join(why, "; "))
 }
 
 func (g *globals) ctx() (context.Context, context.CancelFunc) {

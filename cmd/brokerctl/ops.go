@@ -42,7 +42,7 @@ func (g *globals) withBroker(ctx context.Context, call func(*grpc.ClientConn) er
 	var last error
 	tried := map[string]bool{}
 	queue := g.addrs()
-	if err := g.reachable(queue); err != nil {
+	if err := g.reachable("broker", queue); err != nil {
 		return err
 	}
 	for len(queue) > 0 {
