@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"slices"
 	"testing"
 	"time"
 
@@ -118,6 +119,19 @@ func TestTLSAndAuth(t *testing.T) {
 	}
 	if _, err := producer.GetResult(ctx, "nope"); !errors.Is(err, results.ErrNotFound) {
 		t.Fatalf("unknown job: %v, want not found", err)
+	}
+
+	// Reflection: admins only.
+	for tok, want := range map[string]codes.Code{"a": codes.OK, "p": codes.PermissionDenied} {
+		cc, err := grpc.NewClient(s.GRPCAddr(), results.WithTLS(tlsCfg), results.WithToken(tok))
+		if err != nil {
+			t.Fatal(err)
+		}
+		names, err := listServices(ctx, cc)
+		cc.Close()
+		if code(err) != want || (want == codes.OK && !slices.Contains(names, "raftq.v1.Results")) {
+			t.Errorf("reflection with token %q: %v %v, want %v", tok, names, err, want)
+		}
 	}
 
 	// HTTP: TLS only, tokens required, probes open, /metrics for admins.

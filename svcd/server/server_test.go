@@ -474,6 +474,26 @@ func TestHTTPOutputEncoding(t *testing.T) {
 	}
 }
 
+// listServices asks the reflection service which services cc serves.
+func listServices(ctx context.Context, cc *grpc.ClientConn) ([]string, error) {
+	stream, err := reflectionpb.NewServerReflectionClient(cc).ServerReflectionInfo(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
+		return nil, err
+	}
+	resp, err := stream.Recv()
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, sv := range resp.GetListServicesResponse().GetService() {
+		names = append(names, sv.GetName())
+	}
+	return names, nil
+}
+
 // TestGRPCReflection: grpcurl-style clients can list svcd's services.
 func TestGRPCReflection(t *testing.T) {
 	s := startServer(t, configFor(svcdtest.SQLite(t)))
@@ -484,22 +504,8 @@ func TestGRPCReflection(t *testing.T) {
 	defer cc.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	stream, err := reflectionpb.NewServerReflectionClient(cc).ServerReflectionInfo(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stream.Send(&reflectionpb.ServerReflectionRequest{MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{}}); err != nil {
-		t.Fatal(err)
-	}
-	resp, err := stream.Recv()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, sv := range resp.GetListServicesResponse().GetService() {
-		names = append(names, sv.GetName())
-	}
-	if !slices.Contains(names, "raftq.v1.Results") {
-		t.Fatalf("reflection lists %v, want raftq.v1.Results", names)
+	names, err := listServices(ctx, cc)
+	if err != nil || !slices.Contains(names, "raftq.v1.Results") {
+		t.Fatalf("reflection lists %v (%v), want raftq.v1.Results", names, err)
 	}
 }
