@@ -355,6 +355,8 @@ func TestRefusals(t *testing.T) {
 		{[]string{"enqueue", "--payload", "a", "--payload-file", "-"}, "not both"},
 		{[]string{"queues", "pause", "nosuch"}, `unknown queue "nosuch"`},
 		{[]string{"queues", "list", "nosuch"}, `unknown queue "nosuch"`},
+		{[]string{"jobs", "list", "--queue", "nosuch"}, `unknown queue "nosuch"`},
+		{[]string{"dlq", "list", "nosuch"}, `unknown queue "nosuch"`},
 		{[]string{"nack", "id", "notanumber"}, "lease token"},
 	} {
 		_, err := ctlIn(t, "", append([]string{"--brokers", b}, tc.args...)...)

@@ -199,6 +199,9 @@ func jobsCmd(g *globals) *cobra.Command {
 				return err
 			}
 			return g.run(cmd, func(ctx context.Context, cl *client.Client, p *printer) error {
+				if err := knownQueues(ctx, cl, queue); err != nil {
+					return err
+				}
 				resp, err := cl.ListJobs(ctx, &raftqv1.ListJobsRequest{Queue: queue, State: st, Limit: limit, After: after, Consistency: consistencyFlag(lstale)})
 				if err != nil {
 					return err
@@ -317,6 +320,9 @@ func dlqCmd(g *globals) *cobra.Command {
 		Use: "list QUEUE", Short: "List a queue's dead jobs", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.run(cmd, func(ctx context.Context, cl *client.Client, p *printer) error {
+				if err := knownQueues(ctx, cl, args[0]); err != nil {
+					return err
+				}
 				resp, err := cl.ListJobs(ctx, &raftqv1.ListJobsRequest{Queue: args[0], State: raftqv1.JobState_JOB_STATE_DEAD, Limit: limit, After: after})
 				if err != nil {
 					return err
