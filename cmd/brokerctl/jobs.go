@@ -187,41 +187,32 @@ func fetchCmd(g *globals) *cobra.Command {
 			if err := nonNegative("wait", wait); err != nil {
 				return err
 			}
-			p, err := g.printer(cmd.OutOrStdout())
-			if err != nil {
-				return err
-			}
-			cl, err := g.client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			ctx, cancel := context.WithTimeout(context.Background(), g.timeout+wait)
-			defer cancel()
-			jobs, err := cl.Fetch(ctx, &raftqv1.FetchRequest{Queues: queues, MaxJobs: max, MaxWait: durationpb.New(wait), WorkerId: worker})
-			if err != nil {
-				return err
-			}
-			out := Fetched{Jobs: []admin.Job{}}
-			var rows [][]string
-			for _, j := range jobs {
-				v := admin.JobFromProto(j)
-				state := v.State
-				if ack {
-					if err := cl.Ack(ctx, j.Id, j.LeaseToken); err != nil {
-						return fmt.Errorf("ack %s: %w", j.Id, err)
-					}
-					out.Acked = append(out.Acked, j.Id)
-					state = "succeeded"
+			return g.runFor(cmd, wait, func(ctx context.Context, cl *client.Client, p *printer) error {
+				jobs, err := cl.Fetch(ctx, &raftqv1.FetchRequest{Queues: queues, MaxJobs: max, MaxWait: durationpb.New(wait), WorkerId: worker})
+				if err != nil {
+					return err
 				}
-				out.Jobs = append(out.Jobs, v)
-				rows = append(rows, []string{v.ID, v.Queue, v.Type, state, strconv.FormatUint(v.LeaseToken, 10), fmt.Sprintf("%d/%d", v.Attempts, v.MaxAttempts), payloadText(v.Payload)})
-			}
-			if len(jobs) == 0 && !p.json {
-				fmt.Fprintln(cmd.ErrOrStderr(), "no job ready within", wait)
-				return nil
-			}
-			return p.print(out, []string{"ID", "QUEUE", "TYPE", "STATE", "LEASE TOKEN", "ATTEMPTS", "PAYLOAD"}, rows)
+				out := Fetched{Jobs: []admin.Job{}}
+				var rows [][]string
+				for _, j := range jobs {
+					v := admin.JobFromProto(j)
+					state := v.State
+					if ack {
+						if err := cl.Ack(ctx, j.Id, j.LeaseToken); err != nil {
+							return fmt.Errorf("ack %s: %w", j.Id, err)
+						}
+						out.Acked = append(out.Acked, j.Id)
+						state = "succeeded"
+					}
+					out.Jobs = append(out.Jobs, v)
+					rows = append(rows, []string{v.ID, v.Queue, v.Type, state, strconv.FormatUint(v.LeaseToken, 10), fmt.Sprintf("%d/%d", v.Attempts, v.MaxAttempts), payloadText(v.Payload)})
+				}
+				if len(jobs) == 0 && !p.json {
+					fmt.Fprintln(cmd.ErrOrStderr(), "no job ready within", wait)
+					return nil
+				}
+				return p.print(out, []string{"ID", "QUEUE", "TYPE", "STATE", "LEASE TOKEN", "ATTEMPTS", "PAYLOAD"}, rows)
+			})
 		},
 	}
 	f := cmd.Flags()

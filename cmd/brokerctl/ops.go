@@ -84,6 +84,11 @@ func (g *globals) withBroker(ctx context.Context, call func(*grpc.ClientConn) er
 }
 
 func (g *globals) run(cmd *cobra.Command, fn func(ctx context.Context, cl *client.Client, p *printer) error) error {
+	return g.runFor(cmd, 0, fn)
+}
+
+// runFor is run with extra time beyond --timeout (a long-poll's wait).
+func (g *globals) runFor(cmd *cobra.Command, extra time.Duration, fn func(ctx context.Context, cl *client.Client, p *printer) error) error {
 	p, err := g.printer(cmd.OutOrStdout())
 	if err != nil {
 		return err
@@ -93,7 +98,7 @@ func (g *globals) run(cmd *cobra.Command, fn func(ctx context.Context, cl *clien
 		return err
 	}
 	defer cl.Close()
-	ctx, cancel := g.ctx()
+	ctx, cancel := context.WithTimeout(context.Background(), g.timeout+extra)
 	defer cancel()
 	return fn(ctx, cl, p)
 }

@@ -4,6 +4,8 @@
 package configtest
 
 import (
+	"bytes"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -45,6 +47,18 @@ func leaves(prefix string, n *yaml.Node, out *[]string) {
 		}
 		leaves(k, n.Content[i+1], out)
 	}
+}
+
+// CheckExample runs a daemon's `config` subcommand (run, given --config
+// FILE) on docs/examples/name and checks it with CheckReported.
+func CheckExample(t testing.TB, name string, run func(args []string, stdout, stderr io.Writer) int) {
+	t.Helper()
+	file := Example(t, name)
+	var out, errb bytes.Buffer
+	if code := run([]string{"--config", file}, &out, &errb); code != 0 {
+		t.Fatalf("config --config %s: exit %d: %s", file, code, errb.String())
+	}
+	CheckReported(t, file, out.String())
 }
 
 // CheckReported fails unless output (the `config` subcommand's, run with
