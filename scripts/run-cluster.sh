@@ -32,8 +32,8 @@ Try, in another shell (brokerctl finds the leader by itself):
   ./bin/brokerctl fetch --queue default --ack          # lease it yourself, print it, ack it
   ./bin/brokerctl enqueue --queue work --type sha256 --payload hello   # workerd runs this one
   curl -s 127.0.0.1:7401/v1/results/JOB_ID             # its result in svcd
-  ./bin/brokerctl stats
-  ./bin/brokerctl status
+  ./bin/brokerctl queues list
+  ./bin/brokerctl cluster status
   ./bin/brokerctl config set queue default --max-in-flight 4 --rate 50 --etcd $RAFTQ_ETCD_ENDPOINTS
   ./bin/brokerctl config show --etcd $RAFTQ_ETCD_ENDPOINTS         # live settings, brokers, leader
 Ctrl-C stops the cluster.
