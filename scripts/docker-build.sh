@@ -31,7 +31,10 @@ for n in "${names[@]}"; do
   pkgs+=("./cmd/$n")
 done
 echo "docker-build: go build (static) ${pkgs[*]}"
-CGO_ENABLED=0 "$GO" build -trimpath -ldflags="-s -w" -o "$out/bin/" "${pkgs[@]}"
+# --version: the same stamp as make build (internal/version).
+vpkg=github.com/raftq/raftq/internal/version
+stamp="-X $vpkg.Version=$(git describe --tags --always --dirty 2>/dev/null) -X $vpkg.Commit=$(git rev-parse HEAD 2>/dev/null)"
+CGO_ENABLED=0 "$GO" build -trimpath -ldflags="-s -w $stamp" -o "$out/bin/" "${pkgs[@]}"
 
 for n in "${names[@]}"; do
   ctx="$out/$n"
