@@ -22,7 +22,6 @@ import (
 	"github.com/raftq/raftq/internal/testcluster"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"github.com/raftq/raftq/results"
-	"github.com/raftq/raftq/svcd/server"
 	"github.com/raftq/raftq/svcd/svcdtest"
 )
 
@@ -85,20 +84,7 @@ func TestGRPCurlRecipes(t *testing.T) {
 		t.Fatalf("found %d grpcurl recipes in operations.md: the parser or the doc changed", len(rs))
 	}
 	c := testcluster.New(t, 3, nil)
-	be := svcdtest.SQLite(t)
-	sv, err := server.New(context.Background(), server.Config{
-		ListenGRPC: "127.0.0.1:0", ListenHTTP: "127.0.0.1:0", DB: be.Driver, DSN: be.DSN, DataDir: be.DataDir,
-		Brokers: server.BrokerCheck{Disabled: true},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sv.Start()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		sv.Shutdown(ctx)
-	})
+	sv := svcdtest.Start(t, svcdtest.SQLite(t))
 	addrs := map[string]string{"127.0.0.1:7101": c.Addrs()[1], "127.0.0.1:7400": sv.GRPCAddr()}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

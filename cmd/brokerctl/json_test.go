@@ -20,7 +20,6 @@ import (
 	"github.com/raftq/raftq/internal/etcdtest"
 	"github.com/raftq/raftq/internal/testcluster"
 	"github.com/raftq/raftq/results"
-	"github.com/raftq/raftq/svcd/server"
 	"github.com/raftq/raftq/svcd/svcdtest"
 )
 
@@ -61,20 +60,7 @@ func TestEveryCommandPrintsJSON(t *testing.T) {
 	b := strings.Join(c.Addrs(), ",")
 	etcd := etcdtest.New(t)
 	prefix := etcd.Prefix("ctljson")
-	be := svcdtest.SQLite(t)
-	sv, err := server.New(context.Background(), server.Config{
-		ListenGRPC: "127.0.0.1:0", ListenHTTP: "127.0.0.1:0", DB: be.Driver, DSN: be.DSN, DataDir: be.DataDir,
-		Brokers: server.BrokerCheck{Disabled: true},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	sv.Start()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		sv.Shutdown(ctx)
-	})
+	sv := svcdtest.Start(t, svcdtest.SQLite(t))
 
 	ran := map[string]bool{}
 	// run executes one command with -o json and decodes its stdout into v

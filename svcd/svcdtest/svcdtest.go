@@ -22,6 +22,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/raftq/raftq/svcd/server"
 )
 
 // DefaultPostgresDSN is the server scripts/pg-start.sh sets up.
@@ -169,4 +171,25 @@ func redact(dsn string) string {
 		}
 	}
 	return strings.Join(fields, " ")
+}
+
+// Start runs a svcd on backend b on loopback ports, without broker
+// verification (the test stores results for jobs it made itself), shut
+// down at cleanup.
+func Start(t testing.TB, b Backend) *server.Server {
+	t.Helper()
+	s, err := server.New(context.Background(), server.Config{
+		ListenGRPC: "127.0.0.1:0", ListenHTTP: "127.0.0.1:0", DB: b.Driver, DSN: b.DSN, DataDir: b.DataDir,
+		Brokers: server.BrokerCheck{Disabled: true},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Start()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		s.Shutdown(ctx)
+	})
+	return s
 }
