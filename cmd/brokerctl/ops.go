@@ -567,6 +567,13 @@ func snapshotCmd(g *globals) *cobra.Command {
 			defer cl.Close()
 			ctx, cancel := g.ctx()
 			defer cancel()
+			// A linearizable read first: only a leader that has applied
+			// every acknowledged write (its Barrier done) answers it. A
+			// leader elected a moment ago may not have yet, and the Snapshot
+			// RPC streams whatever its FSM holds.
+			if _, err := cl.QueueStats(ctx); err != nil {
+				return err
+			}
 			// The leader holds the freshest state: ask any broker who leads.
 			leader := ""
 			for _, a := range g.addrs() {
