@@ -105,10 +105,10 @@ docker-test:
 JEPSEN_FLAGS ?=
 .PHONY: jepsen-build jepsen jepsen-short jepsen-bug
 jepsen-build:
-	$(GO) build -tags jepsen -o $(BIN)/chaos/brokerd ./cmd/brokerd
-	$(GO) build -o $(BIN)/chaos/svcd ./cmd/svcd
-	$(GO) build -o $(BIN)/chaos/workerd ./cmd/workerd
-	$(GO) build -o $(BIN)/chaos/jepsen ./cmd/jepsen
+	$(GO) build -ldflags '$(LDFLAGS)' -tags jepsen -o $(BIN)/chaos/brokerd ./cmd/brokerd
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/chaos/svcd ./cmd/svcd
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/chaos/workerd ./cmd/workerd
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/chaos/jepsen ./cmd/jepsen
 
 jepsen: jepsen-build
 	./scripts/jepsen-deps.sh
@@ -120,9 +120,9 @@ jepsen-short: jepsen-build
 	./$(BIN)/chaos/jepsen run --nodes 3 --schedule short --quiet 5s --fault 6s --rest 3s --drain 90s --workerd 2 $(JEPSEN_FLAGS)
 
 jepsen-bug:
-	$(GO) build -tags jepsen,jepsenbug -o $(BIN)/jepsen-bug/brokerd ./cmd/brokerd
-	$(GO) build -o $(BIN)/jepsen-bug/svcd ./cmd/svcd
-	$(GO) build -o $(BIN)/chaos/jepsen ./cmd/jepsen
+	$(GO) build -ldflags '$(LDFLAGS)' -tags jepsen,jepsenbug -o $(BIN)/jepsen-bug/brokerd ./cmd/brokerd
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/jepsen-bug/svcd ./cmd/svcd
+	$(GO) build -ldflags '$(LDFLAGS)' -o $(BIN)/chaos/jepsen ./cmd/jepsen
 	./scripts/jepsen-deps.sh
 	./$(BIN)/chaos/jepsen run --bin $(BIN)/jepsen-bug --bug stale-ack --nodes 3 --nemesis none --quiet 0s --time-limit 25s --zombie 0.05 --work 300ms --drain 30s --expect-invalid fencing $(JEPSEN_FLAGS)
 	./$(BIN)/chaos/jepsen run --bin $(BIN)/jepsen-bug --bug early-enqueue-ack --nodes 3 --nemesis kill/leader --quiet 3s --fault 3s --rest 3s --time-limit 20s --drain 30s --expect-invalid queue $(JEPSEN_FLAGS)
