@@ -31,7 +31,7 @@ func ExampleParseQueues() {
 func ExampleDaemon() {
 	qs, _ := workerd.ParseQueues("default:8")
 	d, err := workerd.New(workerd.Config{
-		Brokers:     []string{"127.0.0.1:7001", "127.0.0.1:7002", "127.0.0.1:7003"},
+		Brokers:     []string{"127.0.0.1:7101", "127.0.0.1:7102", "127.0.0.1:7103"},
 		Queues:      qs,
 		MetricsAddr: ":9102",
 	})
