@@ -13,9 +13,9 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/raftq/raftq/internal/apierr"
 	"github.com/raftq/raftq/internal/testcluster"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
+	"github.com/raftq/raftq/raftqerr"
 )
 
 // Bad input gets a clear error and changes nothing: the state hash is the
@@ -134,8 +134,8 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 		for _, tc := range cases {
 			t.Run(role+"/"+m.ID+"/"+tc.name, func(t *testing.T) {
 				err := tc.call(b)
-				if status.Code(err) != tc.code || apierr.Reason(err) != tc.reason || !strings.Contains(status.Convert(err).Message(), tc.msg) {
-					t.Fatalf("got %v (reason %v), want %v %v containing %q", err, apierr.Reason(err), tc.code, tc.reason, tc.msg)
+				if status.Code(err) != tc.code || raftqerr.Reason(err) != tc.reason || !strings.Contains(status.Convert(err).Message(), tc.msg) {
+					t.Fatalf("got %v (reason %v), want %v %v containing %q", err, raftqerr.Reason(err), tc.code, tc.reason, tc.msg)
 				}
 			})
 		}

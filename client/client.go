@@ -30,10 +30,10 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
-	"github.com/raftq/raftq/internal/apierr"
-	"github.com/raftq/raftq/internal/auth"
+	"github.com/raftq/raftq/internal/bearer"
 	"github.com/raftq/raftq/internal/tlsutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
+	"github.com/raftq/raftq/raftqerr"
 )
 
 // ErrClosed is returned by calls made after Close.
@@ -134,7 +134,7 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 	}
 	base := []grpc.DialOption{}
 	if c.opts.Token != "" {
-		base = append(base, grpc.WithPerRPCCredentials(auth.TokenCredentials{Token: c.opts.Token}))
+		base = append(base, grpc.WithPerRPCCredentials(bearer.Credentials{Token: c.opts.Token}))
 	}
 	opts := append(append(base,
 		grpc.WithChainUnaryInterceptor(c.learnLeader(addr)),
@@ -368,10 +368,8 @@ func classify(err error) (retry bool, leaderHint string) {
 	}
 	switch st.Code() {
 	case codes.Unavailable:
-		if d := apierr.Detail(err); d != nil {
-			return true, d.LeaderAddr
-		}
-		return true, ""
+		_, hint := raftqerr.LeaderHint(err)
+		return true, hint
 	case codes.Canceled, codes.DeadlineExceeded:
 		return false, ""
 	}
@@ -379,14 +377,12 @@ func classify(err error) (retry bool, leaderHint string) {
 }
 
 // IsIndeterminate reports whether err means the call may or may not have
-// taken effect.
-func IsIndeterminate(err error) bool {
-	return apierr.Reason(err) == raftqv1.ErrorDetail_INDETERMINATE
-}
+// taken effect (raftqerr.IsIndeterminate).
+func IsIndeterminate(err error) bool { return raftqerr.IsIndeterminate(err) }
 
 // Reason returns the broker's ErrorDetail reason for err (NOT_FOUND,
-// STALE_TOKEN, ...), or REASON_UNSPECIFIED.
-func Reason(err error) raftqv1.ErrorDetail_Reason { return apierr.Reason(err) }
+// STALE_TOKEN, ...), or REASON_UNSPECIFIED (raftqerr.Reason).
+func Reason(err error) raftqv1.ErrorDetail_Reason { return raftqerr.Reason(err) }
 
 // Enqueue adds jobs atomically and returns one result per job. Jobs without
 // an idempotency key get a fresh one, so that this call's own retries never

@@ -18,8 +18,9 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/raftq/raftq/internal/auth"
+	"github.com/raftq/raftq/internal/bearer"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
+	"github.com/raftq/raftq/raftqerr"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -252,7 +253,7 @@ func WithTLS(cfg *tls.Config) grpc.DialOption {
 // every call (svcd's auth). It needs WithTLS: the token never crosses a
 // network in clear.
 func WithToken(token string) grpc.DialOption {
-	return grpc.WithPerRPCCredentials(auth.TokenCredentials{Token: token})
+	return grpc.WithPerRPCCredentials(bearer.Credentials{Token: token})
 }
 
 // StoreResult stores r, the outcome of the worker's attempt under lease
@@ -343,10 +344,8 @@ func convertErr(err error) error {
 		return err
 	}
 	e := &Error{Code: st.Code(), Message: st.Message()}
-	for _, d := range st.Details() {
-		if ed, ok := d.(*raftqv1.ErrorDetail); ok {
-			e.Reason = ed.GetReason().String()
-		}
+	if d := raftqerr.Detail(err); d != nil {
+		e.Reason = d.GetReason().String()
 	}
 	switch {
 	case e.Reason == raftqv1.ErrorDetail_STALE_TOKEN.String():

@@ -12,9 +12,9 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/raftq/raftq/internal/apierr"
 	"github.com/raftq/raftq/internal/auth"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
+	"github.com/raftq/raftq/raftqerr"
 )
 
 // Error codes of the error shape. Clients switch on these, not on
@@ -93,7 +93,7 @@ func toAPIError(err error) *apiError {
 		return &apiError{http.StatusInternalServerError, ErrorInfo{Code: CodeInternal, Message: err.Error()}}
 	}
 	info := ErrorInfo{Message: st.Message()}
-	d := apierr.Detail(err)
+	d := raftqerr.Detail(err)
 	switch {
 	case d != nil && d.Reason == raftqv1.ErrorDetail_NOT_LEADER:
 		info.Code, info.LeaderID, info.LeaderAddr = CodeNotLeader, d.LeaderId, d.LeaderAddr

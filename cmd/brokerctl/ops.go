@@ -20,6 +20,7 @@ import (
 	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/fsm"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
+	"github.com/raftq/raftq/raftqerr"
 )
 
 // The operator's commands: jobs, queues, dead letters, cluster membership
@@ -63,18 +64,8 @@ func (g *globals) withBroker(ctx context.Context, call func(*grpc.ClientConn) er
 			return err
 		}
 		last = err
-		if d := client.Reason(err); d == raftqv1.ErrorDetail_NOT_LEADER {
-			var hint string
-			if st, ok := status.FromError(err); ok {
-				for _, det := range st.Details() {
-					if ed, ok := det.(*raftqv1.ErrorDetail); ok {
-						hint = ed.LeaderAddr
-					}
-				}
-			}
-			if hint != "" {
-				queue = append([]string{hint}, queue...)
-			}
+		if _, hint := raftqerr.LeaderHint(err); hint != "" {
+			queue = append([]string{hint}, queue...)
 		}
 	}
 	if last == nil {

@@ -9,7 +9,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/raftq/raftq/client"
-	"github.com/raftq/raftq/internal/auth"
+	"github.com/raftq/raftq/internal/bearer"
 )
 
 // securityFlags are how brokerctl reaches a cluster with TLS and auth on:
@@ -50,7 +50,7 @@ func (g *globals) dial(addr string) (*grpc.ClientConn, error) {
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20))}
 	if o.Token != "" {
-		opts = append(opts, grpc.WithPerRPCCredentials(auth.TokenCredentials{Token: o.Token}))
+		opts = append(opts, grpc.WithPerRPCCredentials(bearer.Credentials{Token: o.Token}))
 	}
 	return grpc.NewClient(addr, opts...)
 }

@@ -14,10 +14,10 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	"github.com/raftq/raftq/discovery"
-	"github.com/raftq/raftq/internal/apierr"
 	"github.com/raftq/raftq/internal/config"
 	"github.com/raftq/raftq/internal/tlsutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
+	"github.com/raftq/raftq/raftqerr"
 )
 
 // runLeave is `brokerd leave`: remove a node from the cluster's voters. It
@@ -121,7 +121,7 @@ func removeVoter(ctx context.Context, creds credentials.TransportCredentials, ad
 				return nil
 			}
 			last = fmt.Errorf("%s: %w", addr, err)
-			if d := apierr.Detail(err); d != nil {
+			if d := raftqerr.Detail(err); d != nil {
 				switch d.Reason {
 				case raftqv1.ErrorDetail_NOT_FOUND, raftqv1.ErrorDetail_WRONG_STATE, raftqv1.ErrorDetail_INVALID_ARGUMENT:
 					return last // definite: retrying cannot help

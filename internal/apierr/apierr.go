@@ -1,7 +1,10 @@
-// Package apierr is the one place where raftq errors become gRPC statuses
-// and back. Every non-OK status raftq returns carries a raftq.v1.ErrorDetail
-// so clients can tell a definite refusal from an indeterminate outcome and
-// find the leader without parsing messages.
+// Package apierr is the server side of raftq's error contract: the one
+// place where internal errors (FSM sentinels, Raft and context errors)
+// become gRPC statuses. Every non-OK status a broker returns carries a
+// raftq.v1.ErrorDetail so clients can tell a definite refusal from an
+// indeterminate outcome and find the leader without parsing messages; the
+// detail itself, and how clients read it, is the public package raftqerr,
+// which links none of the server code this package needs.
 package apierr
 
 import (
@@ -14,6 +17,7 @@ import (
 
 	"github.com/raftq/raftq/fsm"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
+	"github.com/raftq/raftq/raftqerr"
 )
 
 // Sentinel errors of the broker layer, above the FSM's own.
@@ -29,31 +33,15 @@ var (
 	ErrTooLarge = errors.New("request too large")
 )
 
-// New builds a status with an ErrorDetail attached.
+// New builds a status with an ErrorDetail attached (raftqerr.New; here
+// too so server code builds and maps statuses through one package).
 func New(code codes.Code, reason raftqv1.ErrorDetail_Reason, msg string) error {
-	return withDetail(status.New(code, msg), &raftqv1.ErrorDetail{Reason: reason})
+	return raftqerr.New(code, reason, msg)
 }
 
 // NotLeader builds the not-leader status with the leader's address when it
-// is known, so clients go straight there.
-func NotLeader(leaderID, leaderAddr string) error {
-	msg := "not the leader"
-	if leaderAddr != "" {
-		msg += "; leader is " + leaderID + " at " + leaderAddr
-	} else {
-		msg += "; no leader known"
-	}
-	return withDetail(status.New(codes.Unavailable, msg), &raftqv1.ErrorDetail{
-		Reason: raftqv1.ErrorDetail_NOT_LEADER, LeaderId: leaderID, LeaderAddr: leaderAddr,
-	})
-}
-
-func withDetail(st *status.Status, d *raftqv1.ErrorDetail) error {
-	if ds, err := st.WithDetails(d); err == nil {
-		return ds.Err()
-	}
-	return st.Err()
-}
+// is known, so clients go straight there (raftqerr.NotLeader).
+func NotLeader(leaderID, leaderAddr string) error { return raftqerr.NotLeader(leaderID, leaderAddr) }
 
 // FromError maps an internal error (FSM sentinels, raft errors, context
 // errors) to a gRPC status error with details. Errors that already are
@@ -106,27 +94,4 @@ func RaftApplyError(err error) error {
 	// ErrLeadershipLost, ErrRaftShutdown and anything unexpected: the entry
 	// may be in the log and may still commit.
 	return errors.Join(ErrIndeterminate, err)
-}
-
-// Detail extracts the ErrorDetail of a status error; nil when there is none.
-func Detail(err error) *raftqv1.ErrorDetail {
-	st, ok := status.FromError(err)
-	if !ok {
-		return nil
-	}
-	for _, d := range st.Details() {
-		if ed, ok := d.(*raftqv1.ErrorDetail); ok {
-			return ed
-		}
-	}
-	return nil
-}
-
-// Reason returns the ErrorDetail reason of a status error, or
-// REASON_UNSPECIFIED.
-func Reason(err error) raftqv1.ErrorDetail_Reason {
-	if d := Detail(err); d != nil {
-		return d.Reason
-	}
-	return raftqv1.ErrorDetail_REASON_UNSPECIFIED
 }

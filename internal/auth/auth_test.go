@@ -29,6 +29,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/raftq/raftq/internal/bearer"
 	"github.com/raftq/raftq/internal/certgen"
 	"github.com/raftq/raftq/internal/tlsutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
@@ -356,7 +357,7 @@ func TestGRPCEnforcement(t *testing.T) {
 	dial := func(cert, token string) *grpc.ClientConn {
 		opts := []grpc.DialOption{grpc.WithTransportCredentials(srcFor(cert).ClientCredentials())}
 		if token != "" {
-			opts = append(opts, grpc.WithPerRPCCredentials(TokenCredentials{Token: token}))
+			opts = append(opts, grpc.WithPerRPCCredentials(bearer.Credentials{Token: token}))
 		}
 		cc, err := grpc.NewClient(ln.Addr().String(), opts...)
 		if err != nil {
@@ -428,7 +429,7 @@ func TestGRPCEnforcement(t *testing.T) {
 
 	// Plaintext to the TLS port fails.
 	plain, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithPerRPCCredentials(TokenCredentials{Token: adminToken, Insecure: true}))
+		grpc.WithPerRPCCredentials(bearer.Credentials{Token: adminToken, Insecure: true}))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -455,7 +456,7 @@ func TestTokenNeedsTransportSecurity(t *testing.T) {
 	go srv.Serve(ln)
 	defer srv.Stop()
 	cc, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
-		grpc.WithPerRPCCredentials(TokenCredentials{Token: "secret"}))
+		grpc.WithPerRPCCredentials(bearer.Credentials{Token: "secret"}))
 	if err == nil {
 		defer cc.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

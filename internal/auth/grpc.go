@@ -3,7 +3,6 @@ package auth
 import (
 	"context"
 	"crypto/x509"
-	"strings"
 	"time"
 
 	"google.golang.org/grpc"
@@ -13,13 +12,14 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/tap"
 
+	"github.com/raftq/raftq/internal/bearer"
 	"github.com/raftq/raftq/internal/tlsutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
 
 // AuthorizationKey is the metadata key (and HTTP header, lower-cased)
-// that carries "Bearer <token>".
-const AuthorizationKey = "authorization"
+// that carries "Bearer <token>" (internal/bearer sends it).
+const AuthorizationKey = bearer.MetadataKey
 
 // Rule is what one gRPC method needs.
 type Rule struct {
@@ -147,7 +147,7 @@ func (a *Authorizer) Authenticate(ctx context.Context) (*Principal, error) {
 		return nil, unauthenticated("more than one authorization header")
 	}
 	if len(vals) == 1 {
-		tok, ok := bearer(vals[0])
+		tok, ok := bearer.Parse(vals[0])
 		if !ok {
 			return nil, unauthenticated(`authorization must be "Bearer <token>"`)
 		}
@@ -157,15 +157,6 @@ func (a *Authorizer) Authenticate(ctx context.Context) (*Principal, error) {
 		return p, nil
 	}
 	return nil, unauthenticated("missing bearer token")
-}
-
-func bearer(h string) (string, bool) {
-	scheme, tok, ok := strings.Cut(strings.TrimSpace(h), " ")
-	if !ok || !strings.EqualFold(scheme, "bearer") {
-		return "", false
-	}
-	tok = strings.TrimSpace(tok)
-	return tok, tok != ""
 }
 
 func peerCert(ctx context.Context) *x509.Certificate {
@@ -282,23 +273,6 @@ func ForwardContext(ctx context.Context) context.Context {
 func WithToken(ctx context.Context, token string) context.Context {
 	return metadata.AppendToOutgoingContext(ctx, AuthorizationKey, "Bearer "+token)
 }
-
-// TokenCredentials are gRPC per-RPC credentials sending a bearer token
-// with every call. They refuse to send it over a connection without
-// transport security unless Insecure is set (never do that across a
-// network: the token is the caller's whole identity).
-type TokenCredentials struct {
-	Token    string
-	Insecure bool
-}
-
-// GetRequestMetadata is the authorization header.
-func (t TokenCredentials) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{AuthorizationKey: "Bearer " + t.Token}, nil
-}
-
-// RequireTransportSecurity is true unless Insecure.
-func (t TokenCredentials) RequireTransportSecurity() bool { return !t.Insecure }
 
 // Code is the gRPC code of err (for audit lines).
 func code(err error) string { return status.Code(err).String() }

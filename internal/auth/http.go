@@ -4,6 +4,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/raftq/raftq/internal/bearer"
 	"github.com/raftq/raftq/internal/tlsutil"
 )
 
@@ -20,7 +21,7 @@ func TokenFromHTTP(r *http.Request) (string, bool) {
 	if len(h) != 1 {
 		return "", false
 	}
-	if tok, ok := bearer(h[0]); ok {
+	if tok, ok := bearer.Parse(h[0]); ok {
 		return tok, true
 	}
 	if _, pass, ok := r.BasicAuth(); ok && pass != "" {

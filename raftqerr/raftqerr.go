@@ -1,0 +1,84 @@
+// Package raftqerr is raftq's error contract on the wire, shared by the
+// brokers that write it and the SDKs (client, worker, results) that read
+// it. Every non-OK status a broker returns carries a raftq.v1.ErrorDetail:
+// its Reason tells a definite refusal (NOT_FOUND, WRONG_STATE, ...) from an
+// INDETERMINATE outcome (the call may or may not have taken effect, so only
+// an idempotent retry is safe), and a NOT_LEADER answer names the leader so
+// a client goes straight there.
+//
+// The package imports only gRPC and the API types: an SDK that uses it
+// links no server code (no Raft, no FSM, no storage). The server-side
+// mapping of internal errors to these statuses lives in internal/apierr.
+package raftqerr
+
+import (
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
+)
+
+// New builds a status error of code with an ErrorDetail of reason.
+func New(code codes.Code, reason raftqv1.ErrorDetail_Reason, msg string) error {
+	return withDetail(status.New(code, msg), &raftqv1.ErrorDetail{Reason: reason})
+}
+
+// NotLeader builds the not-leader answer (UNAVAILABLE, reason NOT_LEADER)
+// with the leader's id and address when they are known, so clients go
+// straight there. Definite: nothing happened.
+func NotLeader(leaderID, leaderAddr string) error {
+	msg := "not the leader"
+	if leaderAddr != "" {
+		msg += "; leader is " + leaderID + " at " + leaderAddr
+	} else {
+		msg += "; no leader known"
+	}
+	return withDetail(status.New(codes.Unavailable, msg), &raftqv1.ErrorDetail{
+		Reason: raftqv1.ErrorDetail_NOT_LEADER, LeaderId: leaderID, LeaderAddr: leaderAddr,
+	})
+}
+
+func withDetail(st *status.Status, d *raftqv1.ErrorDetail) error {
+	if ds, err := st.WithDetails(d); err == nil {
+		return ds.Err()
+	}
+	return st.Err()
+}
+
+// Detail extracts the ErrorDetail of a status error; nil when err is not a
+// status or carries none (a transport error, or an answer from something
+// other than a broker).
+func Detail(err error) *raftqv1.ErrorDetail {
+	st, ok := status.FromError(err)
+	if !ok {
+		return nil
+	}
+	for _, d := range st.Details() {
+		if ed, ok := d.(*raftqv1.ErrorDetail); ok {
+			return ed
+		}
+	}
+	return nil
+}
+
+// Reason returns the ErrorDetail reason of err, or REASON_UNSPECIFIED.
+func Reason(err error) raftqv1.ErrorDetail_Reason {
+	return Detail(err).GetReason()
+}
+
+// IsIndeterminate reports whether err means the call may or may not have
+// taken effect: retry it only with what makes it idempotent (the same
+// idempotency key, the same lease token, the same job id).
+func IsIndeterminate(err error) bool {
+	return Reason(err) == raftqv1.ErrorDetail_INDETERMINATE
+}
+
+// LeaderHint returns the leader a NOT_LEADER answer names: its node id and
+// gRPC address, both empty when err names none.
+func LeaderHint(err error) (id, addr string) {
+	d := Detail(err)
+	if d.GetReason() != raftqv1.ErrorDetail_NOT_LEADER {
+		return "", ""
+	}
+	return d.GetLeaderId(), d.GetLeaderAddr()
+}
