@@ -64,10 +64,21 @@ func wasForwarded(ctx context.Context) bool {
 	return ok && len(md.Get(forwardedKey)) > 0
 }
 
-// forward runs call against the leader's connection, or explains why it
-// cannot: NOT_LEADER with the leader's address (when forwarding is off, the
-// call was already forwarded once, or the leader's address is unknown).
+// forward runs a write against the leader's connection, or explains why
+// it cannot (see forwardRead). A leader answer without an ErrorDetail (a
+// lost connection, a deadline) may have followed a commit, so the caller
+// gets INDETERMINATE rather than a bare status it might take as definite.
 func forward[T any](ctx context.Context, n *Node, call func(context.Context, *grpc.ClientConn) (T, error)) (T, error) {
+	out, err := forwardRead(ctx, n, call)
+	return out, apierr.ForwardedWrite(err)
+}
+
+// forwardRead runs call against the leader's connection, or explains why
+// it cannot: NOT_LEADER with the leader's address (when forwarding is off,
+// the call was already forwarded once, or the leader's address is
+// unknown). The leader's answer passes through as it is: a read changes
+// nothing, so whatever went wrong, it is safe to retry.
+func forwardRead[T any](ctx context.Context, n *Node, call func(context.Context, *grpc.ClientConn) (T, error)) (T, error) {
 	var zero T
 	id, addr := n.leader()
 	if addr == "" || addr == n.cfg.GRPCAdvertise || !n.cfg.Forward || wasForwarded(ctx) {

@@ -187,7 +187,7 @@ func (s *adminService) PurgeDead(ctx context.Context, req *raftqv1.PurgeDeadRequ
 	}
 	out := &raftqv1.PurgeDeadResponse{}
 	for _, it := range res.Items {
-		if it.Err != nil {
+		if it.Err != nil && !n.purgeApplied(it) {
 			// Listed jobs: every refusal is reported (the others were
 			// purged in the same entry, so the answer names them too).
 			return out, apierr.FromError(fmt.Errorf("job %s: %w", it.JobID, it.Err))
@@ -358,7 +358,7 @@ func (n *Node) forwardRestore(ctx context.Context, in grpc.ClientStreamingServer
 	}
 	resp, err := out.CloseAndRecv()
 	if err != nil {
-		return err
+		return apierr.ForwardedWrite(err) // the leader may have restored
 	}
 	return in.SendAndClose(resp)
 }

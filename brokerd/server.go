@@ -232,7 +232,7 @@ func (s *brokerService) GetJob(ctx context.Context, req *raftqv1.GetJobRequest) 
 	}
 	if req.Consistency != raftqv1.Consistency_CONSISTENCY_STALE {
 		if !n.isLeader() {
-			return forward(ctx, n, func(ctx context.Context, c *grpc.ClientConn) (*raftqv1.GetJobResponse, error) {
+			return forwardRead(ctx, n, func(ctx context.Context, c *grpc.ClientConn) (*raftqv1.GetJobResponse, error) {
 				return raftqv1.NewBrokerClient(c).GetJob(ctx, req)
 			})
 		}
@@ -265,7 +265,7 @@ func (s *brokerService) CancelJob(ctx context.Context, req *raftqv1.CancelJobReq
 		return nil, err
 	}
 	it, err := single(res)
-	if err != nil {
+	if err != nil && !cancelApplied(it) {
 		return nil, err
 	}
 	return &raftqv1.CancelJobResponse{State: raftqv1.JobState(it.Job.State)}, nil
@@ -278,7 +278,7 @@ func (s *brokerService) QueueStats(ctx context.Context, req *raftqv1.QueueStatsR
 	}
 	if req.Consistency != raftqv1.Consistency_CONSISTENCY_STALE {
 		if !n.isLeader() {
-			return forward(ctx, n, func(ctx context.Context, c *grpc.ClientConn) (*raftqv1.QueueStatsResponse, error) {
+			return forwardRead(ctx, n, func(ctx context.Context, c *grpc.ClientConn) (*raftqv1.QueueStatsResponse, error) {
 				return raftqv1.NewBrokerClient(c).QueueStats(ctx, req)
 			})
 		}
@@ -363,7 +363,7 @@ func (s *adminService) Redrive(ctx context.Context, req *raftqv1.RedriveRequest)
 	}
 	out := &raftqv1.RedriveResponse{}
 	for _, it := range res.Items {
-		if it.Err != nil {
+		if it.Err != nil && !redriveApplied(it) {
 			if len(req.JobIds) > 0 {
 				return out, apierr.FromError(fmt.Errorf("job %s: %w", it.JobID, it.Err))
 			}
@@ -382,7 +382,7 @@ func (s *adminService) ListJobs(ctx context.Context, req *raftqv1.ListJobsReques
 	}
 	if req.Consistency != raftqv1.Consistency_CONSISTENCY_STALE {
 		if !n.isLeader() {
-			return forward(ctx, n, func(ctx context.Context, c *grpc.ClientConn) (*raftqv1.ListJobsResponse, error) {
+			return forwardRead(ctx, n, func(ctx context.Context, c *grpc.ClientConn) (*raftqv1.ListJobsResponse, error) {
 				return raftqv1.NewAdminClient(c).ListJobs(ctx, req)
 			})
 		}

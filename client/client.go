@@ -8,8 +8,8 @@
 // until the call's context ends. Every call is retried only when retrying
 // is safe: Enqueue carries an idempotency key on every job (the client makes
 // one when the caller did not), so a retry after an indeterminate outcome
-// returns the first job instead of creating a second; Ack of a job already
-// acked with the same token succeeds.
+// returns the first job instead of creating a second; Ack, Nack, CancelJob,
+// and Redrive of a job whose first try already took effect succeed.
 package client
 
 import (

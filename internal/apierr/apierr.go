@@ -95,3 +95,27 @@ func RaftApplyError(err error) error {
 	// may be in the log and may still commit.
 	return errors.Join(ErrIndeterminate, err)
 }
+
+// ForwardedWrite classifies a leader's answer to a write a follower
+// forwarded. An answer with an ErrorDetail is the leader's own, definite or
+// not, and passes through. So does a bare refusal whose code says the
+// leader turned the call away before running it (authentication, limits,
+// a malformed call). Anything else without a detail — UNAVAILABLE,
+// DEADLINE_EXCEEDED, CANCELED, INTERNAL, a broken connection — may have
+// come after the leader committed the write, so the caller learns it as
+// INDETERMINATE and retries only what is safe to retry.
+func ForwardedWrite(err error) error {
+	if err == nil || raftqerr.Detail(err) != nil {
+		return err
+	}
+	if st, ok := status.FromError(err); ok {
+		switch st.Code() {
+		case codes.InvalidArgument, codes.NotFound, codes.AlreadyExists, codes.PermissionDenied,
+			codes.ResourceExhausted, codes.FailedPrecondition, codes.OutOfRange,
+			codes.Unimplemented, codes.Unauthenticated:
+			return err
+		}
+	}
+	return New(codes.Unavailable, raftqv1.ErrorDetail_INDETERMINATE,
+		"outcome indeterminate: the leader's answer to the forwarded write was lost: "+status.Convert(err).Message())
+}
