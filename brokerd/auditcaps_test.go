@@ -22,6 +22,7 @@ import (
 
 	"github.com/raftq/raftq/brokerd"
 	"github.com/raftq/raftq/internal/auth"
+	"github.com/raftq/raftq/internal/bearer"
 	"github.com/raftq/raftq/internal/limits"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
@@ -33,7 +34,7 @@ func (s *secure) dialAs(t *testing.T, addr, token, local string) *grpc.ClientCon
 	t.Helper()
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: s.ca}))}
 	if token != "" {
-		opts = append(opts, grpc.WithPerRPCCredentials(auth.TokenCredentials{Token: token}))
+		opts = append(opts, grpc.WithPerRPCCredentials(bearer.Credentials{Token: token}))
 	}
 	if local != "" {
 		d := net.Dialer{LocalAddr: &net.TCPAddr{IP: net.ParseIP(local)}}

@@ -10,18 +10,13 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
-	bberrors "go.etcd.io/bbolt/errors"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -169,33 +164,11 @@ func (n *Node) hadState() bool {
 
 func (n *Node) openRaft() error {
 	cfg := n.cfg
-	if err := privateDataDir(cfg.DataDir); err != nil {
+	store, snaps, hlog, err := openStores(cfg.DataDir, cfg.NodeID)
+	if err != nil {
 		return err
 	}
-	// fsync stays on (NoSync false): an OK answered before a majority has
-	// the entry on disk would be a lie after a power cut.
-	dbPath := filepath.Join(cfg.DataDir, "raft.db")
-	store, err := raftboltdb.New(raftboltdb.Options{Path: dbPath, BoltOptions: &bbolt.Options{
-		// bbolt locks the file; without a timeout a second brokerd on the
-		// same data dir would hang instead of saying so.
-		Timeout: 2 * time.Second,
-		// The freelist is rebuilt on open instead of being written on every
-		// commit: fewer pages per fsync on the hot path (as etcd does).
-		NoFreelistSync: true,
-		FreelistType:   bbolt.FreelistMapType,
-	}})
-	if errors.Is(err, bberrors.ErrTimeout) {
-		return fmt.Errorf("open raft log %s: locked by another process (is another brokerd using this data dir?)", dbPath)
-	}
-	if err != nil {
-		return fmt.Errorf("open raft log %s: %w", dbPath, err)
-	}
 	n.store = store
-	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft." + cfg.NodeID, Level: hclog.Warn, Output: os.Stderr})
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(cfg.DataDir, "snapshots"), 2, hlog)
-	if err != nil {
-		return fmt.Errorf("snapshot store: %w", err)
-	}
 	var adv net.Addr
 	if cfg.RaftAdvertise != "" {
 		if adv, err = net.ResolveTCPAddr("tcp", cfg.RaftAdvertise); err != nil {

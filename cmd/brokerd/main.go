@@ -23,6 +23,10 @@
 //	brokerd config [flags]       print the effective configuration
 //	brokerd leave --id n3 [--brokers a,b | --etcd …]
 //	                             remove node n3 from the cluster's voters
+//	brokerd recover --id n1 --data-dir … [--members n1=host:port,…]
+//	                             with the node stopped, after its cluster lost
+//	                             its quorum for good: make members (default:
+//	                             n1 alone) its voters, so it starts and leads
 //
 // SIGTERM or SIGINT shuts the node down cleanly (with --leave-on-terminate
 // it first leaves the cluster).
@@ -85,6 +89,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return runConfig(args[1:], stdout, stderr)
 		case "leave":
 			return runLeave(args[1:], stdout, stderr)
+		case "recover":
+			return runRecover(args[1:], stdout, stderr)
 		}
 	}
 	l := newLoader()
@@ -156,7 +162,7 @@ func load(l *config.Loader, args []string) (brokerd.Config, extra, error) {
 		return brokerd.Config{}, extra{}, err
 	}
 	if rest := l.FlagSet().Args(); len(rest) > 0 {
-		return brokerd.Config{}, extra{}, &config.Error{Key: "arguments", Reason: fmt.Sprintf("unexpected %q (subcommands: config, leave)", rest)}
+		return brokerd.Config{}, extra{}, &config.Error{Key: "arguments", Reason: fmt.Sprintf("unexpected %q (subcommands: config, leave, recover)", rest)}
 	}
 	return toConfig(l, v)
 }

@@ -157,24 +157,7 @@ func TestRealProcessesSigtermSigkillRestart(t *testing.T) {
 		}
 	}
 	// Every node converges on the same state.
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		hashes := map[string]bool{}
-		for _, p := range procs {
-			if st, err := cl.Status(ctx, p.grpc); err == nil {
-				hashes[st.StateHash] = true
-			} else {
-				hashes["unreachable"] = true
-			}
-		}
-		if len(hashes) == 1 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("nodes did not converge: %v", hashes)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	waitConverged(t, ctx, cl, procs)
 	// Every data file and dir is brokerd's user's only, whatever the
 	// umask it was started with (this test's is usually 022).
 	for _, p := range procs {
