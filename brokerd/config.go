@@ -227,7 +227,8 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate reports the first thing wrong with c, naming the setting.
+// Validate reports everything wrong with c, one error per problem (joined),
+// each naming the setting; nil when c can open a node.
 func (c *Config) Validate() error {
 	var errs []error
 	if c.NodeID == "" {

@@ -67,7 +67,8 @@ func wasForwarded(ctx context.Context) bool {
 // forward runs a write against the leader's connection, or explains why
 // it cannot (see forwardRead). A leader answer without an ErrorDetail (a
 // lost connection, a deadline) may have followed a commit, so the caller
-// gets INDETERMINATE rather than a bare status it might take as definite.
+// gets INDETERMINATE rather than a bare status it might take as definite
+// (G6).
 func forward[T any](ctx context.Context, n *Node, call func(context.Context, *grpc.ClientConn) (T, error)) (T, error) {
 	out, err := forwardRead(ctx, n, call)
 	return out, apierr.ForwardedWrite(err)

@@ -6,12 +6,13 @@ import (
 	"github.com/raftq/raftq/fsm"
 )
 
-// A client retries a write after an INDETERMINATE answer (a lost
-// connection, a leader change mid-apply), and the retry may find its own
-// first try committed. For the writes below that is not a refusal: the job
-// already shows what the caller asked for, so the retry answers success,
-// as a repeated Ack does (see Ack and Nack in server.go). Each check reads
-// the job as the refusing FSM entry saw it (the item's Job).
+// Guarantee G6 (README): a client retries a write after an INDETERMINATE
+// answer (a lost connection, a leader change mid-apply), and the retry may
+// find its own first try committed. For the writes below that is not a
+// refusal: the job already shows what the caller asked for, so the retry
+// answers success, as a repeated Ack does (see Ack and Nack in server.go).
+// Each check reads the job as the refusing FSM entry saw it (the item's
+// Job).
 
 // cancelApplied reports whether a refused cancel found the job already
 // cancelled, or with its cancel requested (a leased job, possibly finished

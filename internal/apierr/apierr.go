@@ -4,7 +4,8 @@
 // raftq.v1.ErrorDetail so clients can tell a definite refusal from an
 // indeterminate outcome and find the leader without parsing messages; the
 // detail itself, and how clients read it, is the public package raftqerr,
-// which links none of the server code this package needs.
+// which links none of the server code this package needs. Together they
+// are guarantee G6 (README): every error is definite or INDETERMINATE.
 package apierr
 
 import (

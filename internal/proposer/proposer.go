@@ -117,8 +117,11 @@ func New(r Applier, opts Options) *Proposer {
 	return p
 }
 
-// Submit queues cmd and calls done exactly once with its outcome, from
-// another goroutine. The command's now is stamped at proposal time.
+// Submit queues cmd and calls done exactly once with its outcome: from the
+// proposer's own goroutines once the entry carrying cmd completes (or
+// cannot be proposed), or at once on the caller's goroutine when the
+// proposer is stopped. done must not block: it holds up every later
+// answer. The command's now is stamped at proposal time.
 func (p *Proposer) Submit(cmd *fsmpb.Command, done func(Response)) {
 	r := &request{cmd: cmd, size: proto.Size(cmd), done: done}
 	select {

@@ -10,7 +10,7 @@ type NodeState struct {
 	Err          string `json:"error,omitempty"`
 }
 
-// Divergence checks that, after healing, every member node applied the same
+// Divergence checks G8: after healing, every member node applied the same
 // log to the same state: equal applied indexes and equal FSM hashes. A
 // member that cannot be asked is a failure too: nothing is known of it.
 func Divergence(nodes []NodeState) Result {

@@ -85,7 +85,7 @@ func stepJob(st jobState, in jobInput, out jobOutput) []jobState {
 }
 
 // Linearizable checks each job's history (enqueue, leases, acks and
-// linearizable GetJob reads) with porcupine, one partition per job. An
+// linearizable GetJob reads) with porcupine, one partition per job (G7). An
 // Illegal result fails, and so does Unknown (porcupine ran out of time):
 // a check that did not finish proved nothing. perJob bounds the time spent
 // on one job.

@@ -7,7 +7,9 @@ import (
 	"github.com/raftq/raftq/jepsen/history"
 )
 
-// Queue is Jepsen's total-queue checker over multisets of values:
+// Queue is Jepsen's total-queue checker over multisets of values, for
+// guarantees G1 and G2 (nothing acknowledged is lost) and G6 (a definite
+// failure did nothing):
 // attempts are enqueue invocations, enqueues those answered OK, dequeues the
 // values fetched (by in-harness workers, or, for the workerd queue, the
 // values of svcd's succeeded rows: see BlackBoxDequeues). lost = enqueued but never dequeued; unexpected = dequeued

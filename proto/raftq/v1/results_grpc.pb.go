@@ -1,7 +1,7 @@
 // The gRPC API of svcd, the results service: workers store each job's
 // outcome here and producers read it back. svcd is the system of record for
 // outcomes: it keeps exactly one result per job and fences writes with the
-// job's lease token (guarantee G4 in the design).
+// job's lease token (guarantee G4 in the README).
 //
 // Compatibility: field numbers and enum values are never reused or renumbered;
 // new fields are added with new numbers.
