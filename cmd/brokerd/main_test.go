@@ -60,6 +60,31 @@ func (p *proc) start(t *testing.T, bin string) {
 	t.Cleanup(func() { _ = p.cmd.Process.Kill() })
 }
 
+// newProc is a node slot n<i> with its own ports and data dir below dir.
+func newProc(t *testing.T, dir string, i int) *proc {
+	id := fmt.Sprintf("n%d", i)
+	return &proc{id: id, grpc: freePort(t), raft: freePort(t), dir: filepath.Join(dir, id)}
+}
+
+// startCluster starts n nodes n1..n<n> that bootstrap one cluster, and
+// returns them with their gRPC addresses.
+func startCluster(t *testing.T, bin, dir string, n int) ([]*proc, []string) {
+	var procs []*proc
+	var peers, addrs []string
+	for i := 1; i <= n; i++ {
+		p := newProc(t, dir, i)
+		procs = append(procs, p)
+		peers = append(peers, p.id+"="+p.raft)
+	}
+	for _, p := range procs {
+		p.args = []string{"--id", p.id, "--data-dir", p.dir, "--grpc-addr", p.grpc, "--raft-addr", p.raft,
+			"--bootstrap-expect", fmt.Sprint(n), "--peers", strings.Join(peers, ","), "--log-level", "info"}
+		p.start(t, bin)
+		addrs = append(addrs, p.grpc)
+	}
+	return procs, addrs
+}
+
 // Real processes: a SIGTERMed leader hands over leadership and exits 0; a
 // SIGKILLed node restarts from its data dir without bootstrapping again;
 // nothing acknowledged is lost along the way.
@@ -69,20 +94,7 @@ func TestRealProcessesSigtermSigkillRestart(t *testing.T) {
 	}
 	bin := buildBrokerd(t)
 	dir := t.TempDir()
-	var procs []*proc
-	var peers []string
-	for i := 1; i <= 3; i++ {
-		p := &proc{id: fmt.Sprintf("n%d", i), grpc: freePort(t), raft: freePort(t), dir: filepath.Join(dir, fmt.Sprintf("n%d", i))}
-		procs = append(procs, p)
-		peers = append(peers, p.id+"="+p.raft)
-	}
-	var addrs []string
-	for _, p := range procs {
-		p.args = []string{"--id", p.id, "--data-dir", p.dir, "--grpc-addr", p.grpc, "--raft-addr", p.raft,
-			"--bootstrap-expect", "3", "--peers", strings.Join(peers, ","), "--log-level", "info"}
-		p.start(t, bin)
-		addrs = append(addrs, p.grpc)
-	}
+	procs, addrs := startCluster(t, bin, dir, 3)
 	cl, err := client.New(addrs, client.Options{})
 	if err != nil {
 		t.Fatal(err)

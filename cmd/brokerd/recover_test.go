@@ -2,10 +2,8 @@ package main_test
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -26,23 +24,7 @@ func TestRecoverLostQuorum(t *testing.T) {
 	}
 	bin := buildBrokerd(t)
 	dir := t.TempDir()
-	newProc := func(id string) *proc {
-		return &proc{id: id, grpc: freePort(t), raft: freePort(t), dir: filepath.Join(dir, id)}
-	}
-	var procs []*proc
-	var peers []string
-	for i := 1; i <= 3; i++ {
-		p := newProc(fmt.Sprintf("n%d", i))
-		procs = append(procs, p)
-		peers = append(peers, p.id+"="+p.raft)
-	}
-	var addrs []string
-	for _, p := range procs {
-		p.args = []string{"--id", p.id, "--data-dir", p.dir, "--grpc-addr", p.grpc, "--raft-addr", p.raft,
-			"--bootstrap-expect", "3", "--peers", strings.Join(peers, ","), "--log-level", "info"}
-		p.start(t, bin)
-		addrs = append(addrs, p.grpc)
-	}
+	procs, addrs := startCluster(t, bin, dir, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	cl, err := client.New(addrs, client.Options{})
@@ -106,7 +88,7 @@ func TestRecoverLostQuorum(t *testing.T) {
 	}
 
 	// Two fresh nodes join the survivor.
-	fresh := []*proc{newProc("n4"), newProc("n5")}
+	fresh := []*proc{newProc(t, dir, 4), newProc(t, dir, 5)}
 	for _, p := range fresh {
 		p.args = []string{"--id", p.id, "--data-dir", p.dir, "--grpc-addr", p.grpc, "--raft-addr", p.raft,
 			"--join", survivor.grpc, "--log-level", "info"}
