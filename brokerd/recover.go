@@ -81,6 +81,10 @@ func Recover(dataDir, nodeID string, members []Peer) (Recovered, error) {
 	if !self {
 		return Recovered{}, fmt.Errorf("recover: the members must include this node (%s)", nodeID)
 	}
+	// A wrong directory must stay untouched, not gain an empty store.
+	if _, err := os.Stat(filepath.Join(dataDir, "raft.db")); err != nil {
+		return Recovered{}, fmt.Errorf("recover: no Raft state in %s: %w", dataDir, err)
+	}
 	store, snaps, hlog, err := openStores(dataDir, nodeID)
 	if err != nil {
 		return Recovered{}, fmt.Errorf("recover: %w", err)
