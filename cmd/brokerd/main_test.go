@@ -60,6 +60,16 @@ func (p *proc) start(t *testing.T, bin string) {
 	t.Cleanup(func() { _ = p.cmd.Process.Kill() })
 }
 
+// realProcesses skips the test in -short mode; otherwise it builds brokerd
+// and gives a directory for the nodes' data dirs and logs.
+func realProcesses(t *testing.T) (bin, dir string) {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("builds and runs real processes")
+	}
+	return buildBrokerd(t), t.TempDir()
+}
+
 // newProc is a node slot n<i> with its own ports and data dir below dir.
 func newProc(t *testing.T, dir string, i int) *proc {
 	id := fmt.Sprintf("n%d", i)
@@ -89,11 +99,7 @@ func startCluster(t *testing.T, bin, dir string, n int) ([]*proc, []string) {
 // SIGKILLed node restarts from its data dir without bootstrapping again;
 // nothing acknowledged is lost along the way.
 func TestRealProcessesSigtermSigkillRestart(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs real processes")
-	}
-	bin := buildBrokerd(t)
-	dir := t.TempDir()
+	bin, dir := realProcesses(t)
 	procs, addrs := startCluster(t, bin, dir, 3)
 	cl, err := client.New(addrs, client.Options{})
 	if err != nil {

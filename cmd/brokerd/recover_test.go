@@ -19,11 +19,7 @@ import (
 // job the survivor had is there and fetchable, and the new cluster takes
 // writes and converges.
 func TestRecoverLostQuorum(t *testing.T) {
-	if testing.Short() {
-		t.Skip("builds and runs real processes")
-	}
-	bin := buildBrokerd(t)
-	dir := t.TempDir()
+	bin, dir := realProcesses(t)
 	procs, addrs := startCluster(t, bin, dir, 3)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
