@@ -14,6 +14,23 @@ const defaultRedriveLimit = 1000
 // leaseExpiredError is the LastError of a job whose lease ran out.
 const leaseExpiredError = "lease expired"
 
+// maxKeyPart bounds a job id, queue name, idempotency key and node id in
+// Apply and Restore. It is structural, not configuration: bbolt refuses
+// keys over 32 KiB, and the longest composite key (expiry, escaped queue,
+// idempotency key) must stay under that on every node alike. The API's
+// limits are far smaller.
+const maxKeyPart = 8192
+
+// checkKeySizes refuses names too long to be store keys.
+func checkKeySizes(parts ...string) error {
+	for _, p := range parts {
+		if len(p) > maxKeyPart {
+			return fmt.Errorf("%w: a name of %d bytes (at most %d)", ErrInvalid, len(p), maxKeyPart)
+		}
+	}
+	return nil
+}
+
 // applier applies the commands of one log entry.
 type applier struct {
 	st    *state
@@ -94,8 +111,12 @@ func (a *applier) enqueue(now int64, b *fsmpb.Enqueue) Result {
 			items[i].Err = fmt.Errorf("%w: enqueue item %d: id, queue and type are required", ErrInvalid, i)
 			continue
 		}
+		if err := checkKeySizes(id, queue, key); err != nil {
+			items[i].Err = fmt.Errorf("enqueue item %d: %w", i, err)
+			continue
+		}
 		if key != "" {
-			if e, ok := a.st.idem.Get(idemEntry{queue: queue, key: key}); ok && e.expires > now {
+			if e, ok := a.st.idemGet(queue, key); ok && e.expires > now {
 				items[i] = ItemResult{JobID: e.jobID, Duplicate: true}
 				if j := a.st.job(e.jobID); j != nil {
 					items[i].Job = copyJob(j)
@@ -315,14 +336,7 @@ func (a *applier) nack(now int64, b *fsmpb.Nack) Result {
 
 func (a *applier) expire(now int64, b *fsmpb.ExpireLeases) Result {
 	limit := int(b.GetLimit())
-	var ids []string
-	a.st.leases.Ascend(func(k timeKey) bool {
-		if k.t > now {
-			return false
-		}
-		ids = append(ids, k.id)
-		return limit <= 0 || len(ids) < limit
-	})
+	ids := timeIDs(a.st.leases, func(t int64) bool { return t <= now }, limit)
 	items := make([]ItemResult, 0, len(ids))
 	for _, id := range ids {
 		j := a.st.job(id)
@@ -339,14 +353,7 @@ func (a *applier) expire(now int64, b *fsmpb.ExpireLeases) Result {
 
 func (a *applier) promote(now int64, b *fsmpb.Promote) Result {
 	limit := int(b.GetLimit())
-	var ids []string
-	a.st.scheduled.Ascend(func(k timeKey) bool {
-		if k.t > now {
-			return false
-		}
-		ids = append(ids, k.id)
-		return limit <= 0 || len(ids) < limit
-	})
+	ids := timeIDs(a.st.sched, func(t int64) bool { return t <= now }, limit)
 	items := make([]ItemResult, 0, len(ids))
 	for _, id := range ids {
 		j := a.st.job(id)
@@ -397,12 +404,15 @@ func (a *applier) setPaused(b *fsmpb.QueueRef, paused bool) Result {
 	if name == "" {
 		return Result{Err: fmt.Errorf("%w: queue name is required", ErrInvalid)}
 	}
+	if err := checkKeySizes(name); err != nil {
+		return Result{Err: err}
+	}
 	q, ok := a.st.queue(name)
 	if ok && q.paused == paused {
 		return Result{}
 	}
-	q.name, q.paused = name, paused
-	a.st.queues.ReplaceOrInsert(q)
+	q.paused = paused
+	a.st.setQueue(q)
 	a.dirty = true
 	return Result{}
 }
@@ -455,14 +465,7 @@ func (a *applier) revive(now int64, j *Job) ItemResult {
 func (a *applier) purge(now int64, b *fsmpb.Purge) Result {
 	limit := int(b.GetLimit())
 	before := b.GetBefore()
-	var ids []string
-	a.st.terminal.Ascend(func(k timeKey) bool {
-		if k.t >= before {
-			return false
-		}
-		ids = append(ids, k.id)
-		return limit <= 0 || len(ids) < limit
-	})
+	ids := timeIDs(a.st.term, func(t int64) bool { return t < before }, limit)
 	items := make([]ItemResult, len(ids))
 	for i, id := range ids {
 		a.st.remove(a.st.job(id))
@@ -472,17 +475,8 @@ func (a *applier) purge(now int64, b *fsmpb.Purge) Result {
 		a.dirty = true
 	}
 	// Idempotency keys whose window has closed, under the same limit.
-	var keys []idemExpKey
-	a.st.idemExp.Ascend(func(k idemExpKey) bool {
-		if k.expires > now {
-			return false
-		}
-		keys = append(keys, k)
-		return limit <= 0 || len(keys) < limit
-	})
-	for _, k := range keys {
-		a.st.idemExp.Delete(k)
-		a.st.idem.Delete(idemEntry{queue: k.queue, key: k.key})
+	for _, k := range a.st.expiredIdem(now, limit) {
+		a.st.deleteIdem(k.expires, k.queue, k.key)
 		a.dirty = true
 	}
 	return Result{Items: items}
@@ -493,10 +487,13 @@ func (a *applier) setNode(b *fsmpb.NodeMeta) Result {
 	if n.NodeID == "" {
 		return Result{Err: fmt.Errorf("%w: node id is required", ErrInvalid)}
 	}
-	if old, ok := a.st.nodes.Get(n); ok && old == n {
+	if err := checkKeySizes(n.NodeID); err != nil {
+		return Result{Err: err}
+	}
+	if old, ok := a.st.node(n.NodeID); ok && old == n {
 		return Result{}
 	}
-	a.st.nodes.ReplaceOrInsert(n)
+	a.st.setNode(n)
 	a.dirty = true
 	return Result{}
 }
@@ -549,13 +546,5 @@ func (a *applier) deadIDs(queue string, limit32 int32) []string {
 	if limit <= 0 {
 		limit = defaultRedriveLimit
 	}
-	var ids []string
-	a.st.byState.AscendGreaterOrEqual(stateKey{queue: queue, state: StateDead}, func(k stateKey) bool {
-		if k.queue != queue || k.state != StateDead {
-			return false
-		}
-		ids = append(ids, k.id)
-		return len(ids) < limit
-	})
-	return ids
+	return a.st.stateIDs(queue, StateDead, "", limit)
 }

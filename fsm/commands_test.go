@@ -977,7 +977,9 @@ func TestPurge(t *testing.T) {
 		}, run: func(h *harness) Result {
 			return h.one(cmdPurge(t0+10*sec, 0, 0))
 		}, check: func(t *testing.T, h *harness, r Result) {
-			if n := h.f.st.idem.Len(); n != 1 {
+			var n int
+			h.f.view(func(st *state) { n = keyN(st.idem) })
+			if n != 1 {
 				t.Fatalf("%d idempotency entries, want 1", n)
 			}
 			if h.f.Len() != 2 {

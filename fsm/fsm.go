@@ -7,24 +7,36 @@
 package fsm
 
 import (
+	"bytes"
 	"context"
 	"fmt"
-	"math"
+	"slices"
 	"sync"
 	"sync/atomic"
 
-	"github.com/google/btree"
 	"github.com/hashicorp/raft"
+	"go.etcd.io/bbolt"
 )
 
 // FSM is the job queue state machine. It implements raft.BatchingFSM; its
 // read methods are safe to call concurrently with Apply and serve the
 // leader's dispatcher and the read APIs.
+//
+// The state lives in a bbolt store (store.go): Apply writes one
+// transaction per entry or batch, together with the applied index, and
+// reads run in their own read transactions, so they never wait for Apply.
 type FSM struct {
-	mu sync.RWMutex
-	st *state
+	// wmu serializes the writers: Apply, ApplyBatch and Restore.
+	wmu sync.Mutex
+	// mu guards db, which Restore swaps; readers and Apply hold it shared.
+	mu   sync.RWMutex
+	db   *bbolt.DB
+	path string // the store file; "" for an anonymous store (New)
+	opts Options
+	ref  *dbRef // closes an anonymous store once the FSM is garbage
 
-	// lastIndex is written under mu and read without it.
+	// lastIndex mirrors the store's applied index; written after each
+	// commit, read without locks.
 	lastIndex atomic.Uint64
 
 	// sigMu guards the two signal channels. They are created lazily, so an
@@ -36,53 +48,62 @@ type FSM struct {
 
 var _ raft.BatchingFSM = (*FSM)(nil)
 
-// New returns an empty FSM, as a node starts before Raft restores a
-// snapshot and replays the log into it.
-func New() *FSM {
-	return &FSM{st: newState()}
-}
-
 // Apply applies one committed log entry. For a LogCommand it returns
 // []Result, one per command of the entry, in order; for other log types,
 // and for an entry at or below LastIndex (already applied: logs may be
 // replayed after a restart), it returns nil.
 //
-// Apply panics on an entry it cannot decode: an undecodable committed entry
-// is a bug that must stop the node, because skipping it would make this node
-// diverge from the others.
+// Apply panics on an entry it cannot decode, and on a store write that
+// fails: skipping a committed entry would make this node diverge from the
+// others, so it stops instead.
 func (f *FSM) Apply(l *raft.Log) interface{} {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	changed := false
-	r := f.applyLocked(l, &changed)
-	f.signal(changed)
-	return r
+	return f.ApplyBatch([]*raft.Log{l})[0]
 }
 
-// ApplyBatch applies consecutive committed entries under one lock
-// acquisition and returns one Apply result per entry. It makes the FSM a
-// raft.BatchingFSM, so Raft hands over everything one fsync committed.
+// ApplyBatch applies consecutive committed entries in one store
+// transaction, which also records the last applied index, and returns one
+// Apply result per entry. It makes the FSM a raft.BatchingFSM, so Raft
+// hands over everything one fsync committed.
 func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	out := make([]interface{}, len(logs))
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.wmu.Lock()
+	defer f.wmu.Unlock()
+	f.mu.RLock()
+	defer f.mu.RUnlock()
 	changed := false
-	// Signal even if a later entry panics: the earlier ones were applied.
-	defer func() { f.signal(changed) }()
-	for i, l := range logs {
-		out[i] = f.applyLocked(l, &changed)
+	last := f.lastIndex.Load()
+	err := f.db.Update(func(tx *bbolt.Tx) error {
+		st, err := newState(tx)
+		if err != nil {
+			return err
+		}
+		for i, l := range logs {
+			out[i] = applyOne(st, l, &changed)
+		}
+		if st.applied == last {
+			// Nothing new (a replay): leave the store untouched.
+			return nil
+		}
+		st.flush()
+		last = st.applied
+		return nil
+	})
+	if err != nil {
+		panic(fmt.Sprintf("fsm: cannot apply raft log entries to the store %s: %v; stopping", f.describe(), err))
 	}
+	f.lastIndex.Store(last)
+	f.signal(changed)
 	return out
 }
 
-func (f *FSM) applyLocked(l *raft.Log, changed *bool) interface{} {
-	if l == nil || l.Index <= f.lastIndex.Load() {
+func applyOne(st *state, l *raft.Log, changed *bool) interface{} {
+	if l == nil || l.Index <= st.applied {
 		return nil
 	}
 	if l.Type != raft.LogCommand {
 		// Configuration entries change no state, but count as applied so
 		// that WaitApplied on their index returns.
-		f.lastIndex.Store(l.Index)
+		st.setApplied(l.Index)
 		return nil
 	}
 	e, err := Decode(l.Data)
@@ -91,12 +112,12 @@ func (f *FSM) applyLocked(l *raft.Log, changed *bool) interface{} {
 			"an undecodable committed entry means this node cannot follow the log, stopping",
 			l.Index, l.Term, len(l.Data), err))
 	}
-	a := applier{st: f.st, index: l.Index}
+	a := applier{st: st, index: l.Index}
 	res := make([]Result, len(e.Commands))
 	for i, c := range e.Commands {
 		res[i] = a.command(c)
 	}
-	f.lastIndex.Store(l.Index)
+	st.setApplied(l.Index)
 	if a.dirty {
 		*changed = true
 	}
@@ -166,12 +187,28 @@ func copyJob(j *Job) *Job {
 	return &c
 }
 
-// Get returns a copy of the job with this id. Callers may keep and modify
-// it; the FSM's own copy never changes.
-func (f *FSM) Get(id string) (Job, bool) {
+// view runs fn on a read-only view of the state. A read that finds bytes
+// this package never wrote (a damaged store) panics with storeCorrupt.
+func (f *FSM) view(fn func(st *state)) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	j := f.st.job(id)
+	err := f.db.View(func(tx *bbolt.Tx) error {
+		st, err := newState(tx)
+		if err != nil {
+			return err
+		}
+		fn(st)
+		return nil
+	})
+	if err != nil {
+		panic(corrupt("%s: %v", f.describe(), err))
+	}
+}
+
+// Get returns a copy of the job with this id, payload read from the store.
+func (f *FSM) Get(id string) (Job, bool) {
+	var j *Job
+	f.view(func(st *state) { j = st.job(id) })
 	if j == nil {
 		return Job{}, false
 	}
@@ -180,32 +217,47 @@ func (f *FSM) Get(id string) (Job, bool) {
 
 // Len is the number of jobs held, in any state.
 func (f *FSM) Len() int {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	return f.st.jobs.Len()
+	// The sum of the queues' counts: O(queues), where counting the jobs
+	// bucket would read every page of it.
+	var n int64
+	f.view(func(st *state) {
+		_ = st.queues.ForEach(func(k, v []byte) error {
+			for _, c := range decodeQueue(string(k), v).counts {
+				n += c
+			}
+			return nil
+		})
+	})
+	return int(n)
 }
 
 // ReadyJobs lists up to max (all when max <= 0) ready job ids of queue in
 // dispatch order: priority descending, then FIFO. Ids for which skip (may
 // be nil) returns true are passed over, so the dispatcher can leave out jobs
 // it has already proposed to lease. It returns nil for a paused queue.
-// skip runs under the FSM's read lock: it must not call back into the FSM.
+// skip runs inside a store read transaction: it must not call back into
+// the FSM.
 func (f *FSM) ReadyJobs(queue string, max int, skip func(id string) bool) []string {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	if f.st.paused(queue) {
-		return nil
-	}
 	var out []string
-	f.st.ready.AscendGreaterOrEqual(readyKey{queue: queue, prio: math.MaxInt32}, func(k readyKey) bool {
-		if k.queue != queue {
-			return false
+	f.view(func(st *state) {
+		if st.paused(queue) {
+			return
 		}
-		if skip != nil && skip(k.id) {
-			return true
+		prefix := appendStr(nil, queue)
+		c := st.ready.Cursor()
+		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+			if len(k) < len(prefix)+12 {
+				panic(corrupt("ready key %x", k))
+			}
+			id := string(k[len(prefix)+12:])
+			if skip != nil && skip(id) {
+				continue
+			}
+			out = append(out, id)
+			if max > 0 && len(out) >= max {
+				return
+			}
 		}
-		out = append(out, k.id)
-		return max <= 0 || len(out) < max
 	})
 	return out
 }
@@ -215,14 +267,12 @@ func (f *FSM) ReadyJobs(queue string, max int, skip func(id string) bool) []stri
 // lease (ExpireLeases). ok is false when no job waits for time. The leader
 // sleeps until then.
 func (f *FSM) NextWakeup() (at int64, ok bool) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	if k, has := f.st.scheduled.Min(); has {
-		at, ok = k.t, true
-	}
-	if k, has := f.st.leases.Min(); has && (!ok || k.t < at) {
-		at, ok = k.t, true
-	}
+	f.view(func(st *state) {
+		at, ok = minTime(st.sched)
+		if t, has := minTime(st.leases); has && (!ok || t < at) {
+			at, ok = t, true
+		}
+	})
 	return at, ok
 }
 
@@ -231,54 +281,44 @@ func (f *FSM) NextWakeup() (at int64, ok bool) {
 // never seen is reported with zero counts. Counts are kept incrementally,
 // so Stats costs O(log n) per queue.
 func (f *FSM) Stats(queues []string) []QueueStats {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
 	var out []QueueStats
-	add := func(q queueRec) {
-		qs := QueueStats{Queue: q.name, Paused: q.paused, Counts: q.counts}
-		// The first ready job of the queue in creation order is the oldest.
-		f.st.readyAge.AscendGreaterOrEqual(ageKey{queue: q.name, created: math.MinInt64}, func(k ageKey) bool {
-			if k.queue == q.name {
-				qs.OldestReadyCreatedAt = k.created
+	f.view(func(st *state) {
+		add := func(q queueRec) {
+			qs := QueueStats{Queue: q.name, Paused: q.paused, Counts: q.counts}
+			// The first ready job of the queue in creation order is the oldest.
+			prefix := appendStr(nil, q.name)
+			if k, _ := st.age.Cursor().Seek(prefix); bytes.HasPrefix(k, prefix) && len(k) >= len(prefix)+8 {
+				qs.OldestReadyCreatedAt = readI64(k[len(prefix):])
 			}
-			return false
-		})
-		out = append(out, qs)
-	}
-	if len(queues) == 0 {
-		f.st.queues.Ascend(func(q queueRec) bool { add(q); return true })
-		return out
-	}
-	names := btree.NewG(8, func(a, b string) bool { return a < b })
-	for _, n := range queues {
-		names.ReplaceOrInsert(n)
-	}
-	names.Ascend(func(n string) bool {
-		q, _ := f.st.queue(n)
-		q.name = n
-		add(q)
-		return true
+			out = append(out, qs)
+		}
+		if len(queues) == 0 {
+			_ = st.queues.ForEach(func(k, v []byte) error {
+				add(decodeQueue(string(k), v))
+				return nil
+			})
+			return
+		}
+		names := slices.Clone(queues)
+		slices.Sort(names)
+		for _, n := range slices.Compact(names) {
+			q, _ := st.queue(n)
+			add(q)
+		}
 	})
 	return out
 }
 
 // List returns copies of queue's jobs in state, ordered by id, with ids
 // greater than after (pagination), at most limit (all when limit <= 0).
-func (f *FSM) List(queue string, state State, after string, limit int) []Job {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
+func (f *FSM) List(queue string, inState State, after string, limit int) []Job {
 	var out []Job
-	f.st.byState.AscendGreaterOrEqual(stateKey{queue: queue, state: state, id: after}, func(k stateKey) bool {
-		if k.queue != queue || k.state != state {
-			return false
+	f.view(func(st *state) {
+		for _, id := range st.stateIDs(queue, inState, after, limit) {
+			if j := st.job(id); j != nil {
+				out = append(out, *j)
+			}
 		}
-		if k.id == after {
-			return true
-		}
-		if j := f.st.job(k.id); j != nil {
-			out = append(out, *j)
-		}
-		return limit <= 0 || len(out) < limit
 	})
 	return out
 }
@@ -286,9 +326,13 @@ func (f *FSM) List(queue string, state State, after string, limit int) []Job {
 // Nodes returns every node's addresses sorted by node id, so any node can
 // tell a client where the leader serves.
 func (f *FSM) Nodes() []NodeMeta {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	out := make([]NodeMeta, 0, f.st.nodes.Len())
-	f.st.nodes.Ascend(func(n NodeMeta) bool { out = append(out, n); return true })
+	out := []NodeMeta{}
+	f.view(func(st *state) {
+		_ = st.nodes.ForEach(func(k, _ []byte) error {
+			n, _ := st.node(string(k))
+			out = append(out, n)
+			return nil
+		})
+	})
 	return out
 }

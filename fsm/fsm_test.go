@@ -487,7 +487,8 @@ func TestSnapshotConcurrentWithApply(t *testing.T) {
 func TestHashCoversEveryField(t *testing.T) {
 	h := busyHarness(t)
 	base := h.f.Hash()
-	orig := h.f.st.job("l")
+	var orig *Job
+	h.f.view(func(st *state) { orig = st.job("l") })
 	jt := reflect.TypeOf(Job{})
 	for i := 0; i < jt.NumField(); i++ {
 		c := *orig
@@ -506,43 +507,59 @@ func TestHashCoversEveryField(t *testing.T) {
 		default:
 			t.Fatalf("field %s of kind %s not covered by this test", jt.Field(i).Name, v.Kind())
 		}
-		h.f.st.jobs.ReplaceOrInsert(jobEntry{id: c.ID, job: &c})
+		h.f.update(t, func(st *state) {
+			st.must(st.jobs.Delete([]byte(orig.ID))) // a changed ID is another key
+			st.must(st.jobs.Put([]byte(c.ID), encodeJob(&c)))
+		})
 		if h.f.Hash() == base {
 			t.Errorf("Hash ignores Job.%s", jt.Field(i).Name)
 		}
-		h.f.st.jobs.Delete(jobEntry{id: c.ID}) // a changed ID is another key
-		h.f.st.jobs.ReplaceOrInsert(jobEntry{id: orig.ID, job: orig})
+		h.f.update(t, func(st *state) {
+			st.must(st.jobs.Delete([]byte(c.ID)))
+			st.must(st.jobs.Put([]byte(orig.ID), encodeJob(orig)))
+		})
 		if h.f.Hash() != base {
 			t.Fatalf("putting the job back after changing %s did not restore the hash", jt.Field(i).Name)
 		}
 	}
+	firstIdem := func(st *state) idemEntry {
+		k, _ := st.idem.Cursor().First()
+		q, key, _ := cutStr(k)
+		e, _ := st.idemGet(q, string(key))
+		return e
+	}
+	putIdem := func(st *state, e idemEntry) {
+		st.must(st.idem.Put(idemKey(e.queue, e.key), append(appendI64(nil, e.expires), e.jobID...)))
+	}
 	changes := map[string]func(st *state){
-		"seq": func(st *state) { st.seq++ },
+		"seq": func(st *state) { st.nextSeq() },
 		"queue paused": func(st *state) {
 			q, _ := st.queue("q")
 			q.paused = !q.paused
-			st.queues.ReplaceOrInsert(q)
+			st.setQueue(q)
 		},
 		"queue count": func(st *state) { st.count("q", StateReady, 1) },
 		"idempotency expiry": func(st *state) {
-			e, _ := st.idem.Min()
+			e := firstIdem(st)
 			e.expires++
-			st.idem.ReplaceOrInsert(e)
+			putIdem(st, e)
 		},
 		"idempotency job": func(st *state) {
-			e, _ := st.idem.Min()
+			e := firstIdem(st)
 			e.jobID += "x"
-			st.idem.ReplaceOrInsert(e)
+			putIdem(st, e)
 		},
 		"node address": func(st *state) {
-			n, _ := st.nodes.Min()
+			k, _ := st.nodes.Cursor().First()
+			n, _ := st.node(string(k))
 			n.RaftAddr += "x"
-			st.nodes.ReplaceOrInsert(n)
+			st.setNode(n)
 		},
+		"an index entry": func(st *state) { st.must(st.leases.Put(timeKey(1, "nope"), nil)) },
 	}
 	for name, change := range changes {
 		hh := busyHarness(t)
-		change(hh.f.st)
+		hh.f.update(t, change)
 		if hh.f.Hash() == base {
 			t.Errorf("Hash ignores %s", name)
 		}

@@ -10,6 +10,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	"github.com/raftq/raftq/fsm/fsmpb"
+	"go.etcd.io/bbolt"
 )
 
 // t0 is the tests' epoch: a realistic unix-ns time.
@@ -260,22 +261,30 @@ func checkInvariants(t testing.TB, f *FSM) {
 	}
 }
 
-func invariantErr(f *FSM) error {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	st := f.st
+// eachJob calls fn for every stored job in id order.
+func eachJob(st *state, fn func(j *Job) error) error {
+	return st.jobs.ForEach(func(k, v []byte) error {
+		j := decodeJob(v)
+		if string(k) != j.ID {
+			return fmt.Errorf("jobs bucket key %q holds job %q", k, j.ID)
+		}
+		return fn(j)
+	})
+}
+
+func keyN(b interface{ Stats() bbolt.BucketStats }) int { return b.Stats().KeyN }
+
+func invariantErr(f *FSM) (err error) {
+	f.view(func(st *state) { err = stateInvariantErr(st) })
+	return err
+}
+
+func stateInvariantErr(st *state) error {
 	counts := map[string]*[7]int64{}
 	var nReady, nSched, nLeased, nTerm int
-	var err error
-	st.jobs.Ascend(func(e jobEntry) bool {
-		j := e.job
-		if e.id != j.ID {
-			err = fmt.Errorf("jobs tree key %q holds job %q", e.id, j.ID)
-			return false
-		}
+	err := eachJob(st, func(j *Job) error {
 		if j.State < StateScheduled || j.State > StateCancelled {
-			err = fmt.Errorf("job %q in state %d", j.ID, j.State)
-			return false
+			return fmt.Errorf("job %q in state %d", j.ID, j.State)
 		}
 		c := counts[j.Queue]
 		if c == nil {
@@ -283,28 +292,19 @@ func invariantErr(f *FSM) error {
 			counts[j.Queue] = c
 		}
 		c[j.State]++
-		if !st.byState.Has(stateOf(j)) {
-			err = fmt.Errorf("job %q missing from state index", j.ID)
-			return false
+		if st.byState.Get(stateKey(j.Queue, j.State, j.ID)) == nil {
+			return fmt.Errorf("job %q missing from state index", j.ID)
 		}
-		check := func(name string, in, want bool) bool {
-			if in != want {
-				err = fmt.Errorf("job %q (%s): in %s index = %v", j.ID, j.State, name, in)
-				return false
+		for _, ix := range []struct {
+			name string
+			b    *bbolt.Bucket
+			of   indexOf
+		}{{"ready", st.ready, readyOf}, {"ready-age", st.age, ageOf}, {"scheduled", st.sched, scheduledOf},
+			{"lease", st.leases, leaseOf}, {"terminal", st.term, terminalOf}} {
+			k, want := ix.of(j)
+			if in := ix.b.Get(k) != nil; in != want {
+				return fmt.Errorf("job %q (%s): in %s index = %v", j.ID, j.State, ix.name, in)
 			}
-			return true
-		}
-		rk, _ := readyOf(j)
-		ak, _ := ageOf(j)
-		sk, _ := scheduledOf(j)
-		lk, _ := leaseOf(j)
-		tk, _ := terminalOf(j)
-		if !check("ready", st.ready.Has(rk), j.State == StateReady) ||
-			!check("ready-age", st.readyAge.Has(ak), j.State == StateReady) ||
-			!check("scheduled", st.scheduled.Has(sk), j.State == StateScheduled) ||
-			!check("lease", st.leases.Has(lk), j.State == StateLeased) ||
-			!check("terminal", st.terminal.Has(tk), j.State.Terminal()) {
-			return false
 		}
 		switch {
 		case j.State == StateReady:
@@ -316,28 +316,28 @@ func invariantErr(f *FSM) error {
 		case j.State.Terminal():
 			nTerm++
 		}
-		return true
+		return nil
 	})
 	if err != nil {
 		return err
 	}
-	if st.ready.Len() != nReady || st.readyAge.Len() != nReady || st.scheduled.Len() != nSched ||
-		st.leases.Len() != nLeased || st.terminal.Len() != nTerm || st.byState.Len() != st.jobs.Len() {
+	if keyN(st.ready) != nReady || keyN(st.age) != nReady || keyN(st.sched) != nSched ||
+		keyN(st.leases) != nLeased || keyN(st.term) != nTerm || keyN(st.byState) != keyN(st.jobs) {
 		return fmt.Errorf("index sizes ready=%d age=%d sched=%d leases=%d term=%d bystate=%d; want %d %d %d %d %d %d",
-			st.ready.Len(), st.readyAge.Len(), st.scheduled.Len(), st.leases.Len(), st.terminal.Len(), st.byState.Len(),
-			nReady, nReady, nSched, nLeased, nTerm, st.jobs.Len())
+			keyN(st.ready), keyN(st.age), keyN(st.sched), keyN(st.leases), keyN(st.term), keyN(st.byState),
+			nReady, nReady, nSched, nLeased, nTerm, keyN(st.jobs))
 	}
-	st.queues.Ascend(func(q queueRec) bool {
+	err = st.queues.ForEach(func(k, v []byte) error {
+		q := decodeQueue(string(k), v)
 		var want [7]int64
 		if c := counts[q.name]; c != nil {
 			want = *c
 		}
 		if q.counts != want {
-			err = fmt.Errorf("queue %q counts %v, recount %v", q.name, q.counts, want)
-			return false
+			return fmt.Errorf("queue %q counts %v, recount %v", q.name, q.counts, want)
 		}
 		delete(counts, q.name)
-		return true
+		return nil
 	})
 	if err != nil {
 		return err
@@ -345,15 +345,36 @@ func invariantErr(f *FSM) error {
 	for q := range counts {
 		return fmt.Errorf("queue %q has jobs but no record", q)
 	}
-	if st.idem.Len() != st.idemExp.Len() {
-		return fmt.Errorf("idempotency %d entries, expiry index %d", st.idem.Len(), st.idemExp.Len())
+	if keyN(st.idem) != keyN(st.idemExp) {
+		return fmt.Errorf("idempotency %d entries, expiry index %d", keyN(st.idem), keyN(st.idemExp))
 	}
-	st.idem.Ascend(func(e idemEntry) bool {
-		if !st.idemExp.Has(idemExpKey{expires: e.expires, queue: e.queue, key: e.key}) {
-			err = fmt.Errorf("idempotency %q/%q missing from expiry index", e.queue, e.key)
-			return false
+	return st.idem.ForEach(func(k, _ []byte) error {
+		q, key, ok := cutStr(k)
+		if !ok {
+			return fmt.Errorf("idempotency key %x", k)
 		}
-		return true
+		e, _ := st.idemGet(q, string(key))
+		if st.idemExp.Get(idemExpKeyOf(e.expires, e.queue, e.key)) == nil {
+			return fmt.Errorf("idempotency %q/%q missing from expiry index", e.queue, e.key)
+		}
+		return nil
 	})
-	return err
+}
+
+// update runs fn in a store write transaction behind the FSM's back, for
+// tests that damage or inspect the state directly.
+func (f *FSM) update(t testing.TB, fn func(st *state)) {
+	t.Helper()
+	err := f.db.Update(func(tx *bbolt.Tx) error {
+		st, err := newState(tx)
+		if err != nil {
+			return err
+		}
+		fn(st)
+		st.flush()
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 }

@@ -216,29 +216,24 @@ type history struct {
 	succeeded map[string]bool
 }
 
-func (hs *history) check(f *FSM) error {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	var err error
-	f.st.jobs.Ascend(func(e jobEntry) bool {
-		j := e.job
-		if j.LeaseToken < hs.tokens[j.ID] {
-			err = fmt.Errorf("job %q token went from %d to %d", j.ID, hs.tokens[j.ID], j.LeaseToken)
-			return false
-		}
-		hs.tokens[j.ID] = j.LeaseToken
-		if j.State == StateLeased && j.LeaseToken == 0 {
-			err = fmt.Errorf("leased job %q has no token", j.ID)
-			return false
-		}
-		if hs.succeeded[j.ID] && j.State != StateSucceeded {
-			err = fmt.Errorf("job %q succeeded, now %s", j.ID, j.State)
-			return false
-		}
-		if j.State == StateSucceeded {
-			hs.succeeded[j.ID] = true
-		}
-		return true
+func (hs *history) check(f *FSM) (err error) {
+	f.view(func(st *state) {
+		err = eachJob(st, func(j *Job) error {
+			if j.LeaseToken < hs.tokens[j.ID] {
+				return fmt.Errorf("job %q token went from %d to %d", j.ID, hs.tokens[j.ID], j.LeaseToken)
+			}
+			hs.tokens[j.ID] = j.LeaseToken
+			if j.State == StateLeased && j.LeaseToken == 0 {
+				return fmt.Errorf("leased job %q has no token", j.ID)
+			}
+			if hs.succeeded[j.ID] && j.State != StateSucceeded {
+				return fmt.Errorf("job %q succeeded, now %s", j.ID, j.State)
+			}
+			if j.State == StateSucceeded {
+				hs.succeeded[j.ID] = true
+			}
+			return nil
+		})
 	})
 	return err
 }

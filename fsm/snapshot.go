@@ -7,8 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 
 	"github.com/hashicorp/raft"
+	"go.etcd.io/bbolt"
 	"github.com/raftq/raftq/fsm/fsmpb"
 	"google.golang.org/protobuf/proto"
 )
@@ -24,21 +27,35 @@ const maxSnapshotRecord = 1 << 30
 // errSnapshot is wrapped by every Restore error about the stream itself.
 var errSnapshot = errors.New("fsm: bad snapshot")
 
-// Snapshot captures the state for Raft. It only clones the copy-on-write
-// trees under the lock (O(number of trees)); the returned snapshot reads
-// its frozen view in Persist while Apply goes on changing the live trees.
+// Snapshot captures the state for Raft: it first makes the store durable
+// (fdatasync; commits are not synced one by one), because Raft compacts its
+// log up to the snapshot's index once the snapshot is persisted, and then
+// opens a read transaction, a consistent view that Persist streams while
+// Apply goes on. Raft calls Snapshot between Apply calls, so the view is
+// exactly the state at the snapshot's index.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return &snapshot{st: f.st.clone(), lastIndex: f.lastIndex.Load()}, nil
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if err := f.db.Sync(); err != nil {
+		return nil, fmt.Errorf("fsm: sync store %s before snapshot: %w", f.describe(), err)
+	}
+	tx, err := f.db.Begin(false)
+	if err != nil {
+		return nil, fmt.Errorf("fsm: snapshot read transaction: %w", err)
+	}
+	st, err := newState(tx)
+	if err != nil {
+		_ = tx.Rollback()
+		return nil, fmt.Errorf("fsm: snapshot: %w", err)
+	}
+	return &snapshot{st: st}, nil
 }
 
 type snapshot struct {
-	st        *state
-	lastIndex uint64
+	st *state
 }
 
-// Persist streams the frozen state to sink: a uvarint-length-prefixed
+// Persist streams the view to sink: a uvarint-length-prefixed
 // fsmpb.SnapshotHeader, then one length-prefixed fsmpb.SnapshotRecord per
 // job, queue, idempotency entry and node, each kind in key order.
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
@@ -49,8 +66,8 @@ func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 	return sink.Close()
 }
 
-// Release is a no-op: the frozen trees are garbage once unreferenced.
-func (s *snapshot) Release() {}
+// Release ends the read transaction, letting bbolt reuse the pages it kept.
+func (s *snapshot) Release() { _ = s.st.tx.Rollback() }
 
 type recordWriter struct {
 	w   *bufio.Writer
@@ -74,46 +91,47 @@ func (r *recordWriter) write(m proto.Message) error {
 
 func (s *snapshot) writeTo(w io.Writer) error {
 	rw := &recordWriter{w: bufio.NewWriterSize(w, 256<<10)}
-	if err := rw.write(&fsmpb.SnapshotHeader{Version: SnapshotVersion, LastIndex: s.lastIndex, Seq: s.st.seq}); err != nil {
+	st := s.st
+	if err := rw.write(&fsmpb.SnapshotHeader{Version: SnapshotVersion, LastIndex: st.applied, Seq: st.seq}); err != nil {
 		return err
 	}
-	var err error
 	rec := &fsmpb.SnapshotRecord{}
 	jr := &fsmpb.JobRecord{}
-	jobBody := &fsmpb.SnapshotRecord_Job{Job: jr}
-	s.st.jobs.Ascend(func(e jobEntry) bool {
-		jobToRecord(jr, e.job)
-		rec.Record = jobBody
-		err = rw.write(rec)
-		return err == nil
-	})
-	if err != nil {
+	rec.Record = &fsmpb.SnapshotRecord_Job{Job: jr}
+	if err := st.jobs.ForEach(func(_, v []byte) error {
+		// Unmarshal copies out of the memory map; the record is reused.
+		if err := proto.Unmarshal(v, jr); err != nil {
+			return corrupt("job record: %v", err)
+		}
+		return rw.write(rec)
+	}); err != nil {
 		return err
 	}
-	s.st.queues.Ascend(func(q queueRec) bool {
+	if err := st.queues.ForEach(func(k, v []byte) error {
+		q := decodeQueue(string(k), v)
 		rec.Record = &fsmpb.SnapshotRecord_Queue{Queue: &fsmpb.QueueRecord{Name: q.name, Paused: q.paused}}
-		err = rw.write(rec)
-		return err == nil
-	})
-	if err != nil {
+		return rw.write(rec)
+	}); err != nil {
 		return err
 	}
-	s.st.idem.Ascend(func(e idemEntry) bool {
+	if err := st.idem.ForEach(func(k, _ []byte) error {
+		q, key, ok := cutStr(k)
+		if !ok {
+			return corrupt("idempotency key %x", k)
+		}
+		e, _ := st.idemGet(q, string(key))
 		rec.Record = &fsmpb.SnapshotRecord_Idempotency{Idempotency: &fsmpb.IdempotencyRecord{
 			Queue: e.queue, Key: e.key, JobId: e.jobID, ExpiresAt: e.expires}}
-		err = rw.write(rec)
-		return err == nil
-	})
-	if err != nil {
+		return rw.write(rec)
+	}); err != nil {
 		return err
 	}
-	s.st.nodes.Ascend(func(n NodeMeta) bool {
+	if err := st.nodes.ForEach(func(k, _ []byte) error {
+		n, _ := st.node(string(k))
 		rec.Record = &fsmpb.SnapshotRecord_Node{Node: &fsmpb.NodeMeta{
 			NodeId: n.NodeID, GrpcAddr: n.GRPCAddr, RaftAddr: n.RaftAddr}}
-		err = rw.write(rec)
-		return err == nil
-	})
-	if err != nil {
+		return rw.write(rec)
+	}); err != nil {
 		return err
 	}
 	return rw.w.Flush()
@@ -175,20 +193,62 @@ func recordToJob(r *fsmpb.JobRecord) *Job {
 	}
 }
 
+// restoreSuffix names the temporary store a Restore fills before it
+// renames it over the store.
+const restoreSuffix = ".restore"
+
+// restoreBatch is how many snapshot records go into one store transaction:
+// bbolt keeps a transaction's dirty pages in memory until it commits.
+const restoreBatch = 4096
+
 // Restore replaces the state with the snapshot read from rc, and closes rc.
-// It decodes into brand new trees, rebuilding every index and count, and
-// swaps them in only when the whole stream was valid: on error the FSM is
-// untouched.
+// It fills a brand new store file (rebuilding every index and count), and
+// only when the whole stream was valid makes it durable and renames it over
+// the store: on error the FSM is untouched.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
-	st, last, err := readSnapshot(rc)
+	f.wmu.Lock()
+	defer f.wmu.Unlock()
+	var db *bbolt.DB
+	var err error
+	tmp := f.path + restoreSuffix
+	if f.path == "" {
+		db, err = openAnon()
+	} else {
+		_ = os.Remove(tmp)
+		db, err = openDB(tmp, f.opts.InitialMmapSize)
+	}
 	if err != nil {
+		return fmt.Errorf("fsm: restore: new store: %w", err)
+	}
+	last, err := readSnapshot(rc, db)
+	if err == nil && f.path != "" {
+		err = db.Sync()
+		if err == nil {
+			err = os.Rename(tmp, f.path)
+		}
+		if err == nil {
+			err = syncDir(filepath.Dir(f.path))
+		}
+	}
+	if err != nil {
+		_ = db.Close()
+		if f.path != "" {
+			_ = os.Remove(tmp)
+		}
 		return fmt.Errorf("fsm: restore: %w", err)
 	}
 	f.mu.Lock()
-	f.st = st
+	old := f.db
+	f.db = db
+	if f.ref != nil {
+		f.ref.db = db
+	}
 	f.lastIndex.Store(last)
 	f.mu.Unlock()
+	// Closing waits for the old store's snapshots to be released, which may
+	// be persisting on another goroutine: do not make Raft wait for them.
+	go old.Close()
 	f.signal(true)
 	return nil
 }
@@ -220,43 +280,60 @@ func (r *recordReader) next() ([]byte, error) {
 	return r.buf.Bytes(), nil
 }
 
-func readSnapshot(r io.Reader) (*state, uint64, error) {
+// readSnapshot fills the empty store db from the stream, validating as it
+// goes, and returns the snapshot's index.
+func readSnapshot(r io.Reader, db *bbolt.DB) (uint64, error) {
 	rr := &recordReader{r: bufio.NewReaderSize(r, 256<<10)}
 	b, err := rr.next()
 	if err == io.EOF {
-		return nil, 0, fmt.Errorf("%w: empty stream, no header", errSnapshot)
+		return 0, fmt.Errorf("%w: empty stream, no header", errSnapshot)
 	}
 	if err != nil {
-		return nil, 0, err
+		return 0, err
 	}
 	hdr := &fsmpb.SnapshotHeader{}
 	if err := proto.Unmarshal(b, hdr); err != nil {
-		return nil, 0, fmt.Errorf("%w: header: %v", errSnapshot, err)
+		return 0, fmt.Errorf("%w: header: %v", errSnapshot, err)
 	}
 	if hdr.GetVersion() != SnapshotVersion {
-		return nil, 0, fmt.Errorf("%w: version %d, want %d", errSnapshot, hdr.GetVersion(), SnapshotVersion)
+		return 0, fmt.Errorf("%w: version %d, want %d", errSnapshot, hdr.GetVersion(), SnapshotVersion)
 	}
-	st := newState()
-	st.seq = hdr.GetSeq()
 	seenQueue := map[string]bool{}
 	rec := &fsmpb.SnapshotRecord{}
-	for i := 1; ; i++ {
-		b, err := rr.next()
-		if err == io.EOF {
-			break
-		}
+	done := false
+	for i := 1; !done; {
+		err := db.Update(func(tx *bbolt.Tx) error {
+			st, err := newState(tx)
+			if err != nil {
+				return err
+			}
+			for n := 0; n < restoreBatch; n, i = n+1, i+1 {
+				b, err := rr.next()
+				if err == io.EOF {
+					done = true
+					st.seq = hdr.GetSeq()
+					st.setApplied(hdr.GetLastIndex())
+					st.flush()
+					return nil
+				}
+				if err != nil {
+					return err
+				}
+				proto.Reset(rec)
+				if err := proto.Unmarshal(b, rec); err != nil {
+					return fmt.Errorf("%w: record %d: %v", errSnapshot, i, err)
+				}
+				if err := restoreRecord(st, rec, seenQueue); err != nil {
+					return fmt.Errorf("%w: record %d: %v", errSnapshot, i, err)
+				}
+			}
+			return nil
+		})
 		if err != nil {
-			return nil, 0, err
-		}
-		proto.Reset(rec)
-		if err := proto.Unmarshal(b, rec); err != nil {
-			return nil, 0, fmt.Errorf("%w: record %d: %v", errSnapshot, i, err)
-		}
-		if err := restoreRecord(st, rec, seenQueue); err != nil {
-			return nil, 0, fmt.Errorf("%w: record %d: %v", errSnapshot, i, err)
+			return 0, err
 		}
 	}
-	return st, hdr.GetLastIndex(), nil
+	return hdr.GetLastIndex(), nil
 }
 
 func restoreRecord(st *state, rec *fsmpb.SnapshotRecord, seenQueue map[string]bool) error {
@@ -266,10 +343,13 @@ func restoreRecord(st *state, rec *fsmpb.SnapshotRecord, seenQueue map[string]bo
 		if j.ID == "" || j.Queue == "" {
 			return errors.New("job without id or queue")
 		}
+		if err := checkKeySizes(j.ID, j.Queue, j.IdempotencyKey); err != nil {
+			return err
+		}
 		if j.State < StateScheduled || j.State > StateCancelled {
 			return fmt.Errorf("job %q in unknown state %d", j.ID, j.State)
 		}
-		if st.job(j.ID) != nil {
+		if st.jobs.Get([]byte(j.ID)) != nil {
 			return fmt.Errorf("job %q twice", j.ID)
 		}
 		st.put(nil, j)
@@ -278,26 +358,38 @@ func restoreRecord(st *state, rec *fsmpb.SnapshotRecord, seenQueue map[string]bo
 		if name == "" || seenQueue[name] {
 			return fmt.Errorf("queue %q empty or twice", name)
 		}
+		if err := checkKeySizes(name); err != nil {
+			return err
+		}
 		seenQueue[name] = true
 		q := st.ensureQueue(name)
 		q.paused = r.Queue.GetPaused()
-		st.queues.ReplaceOrInsert(q)
+		st.setQueue(q)
 	case *fsmpb.SnapshotRecord_Idempotency:
 		e := idemEntry{queue: r.Idempotency.GetQueue(), key: r.Idempotency.GetKey(),
 			jobID: r.Idempotency.GetJobId(), expires: r.Idempotency.GetExpiresAt()}
 		if e.queue == "" || e.key == "" {
 			return errors.New("idempotency entry without queue or key")
 		}
-		if st.idem.Has(e) {
+		if err := checkKeySizes(e.queue, e.key); err != nil {
+			return err
+		}
+		if _, ok := st.idemGet(e.queue, e.key); ok {
 			return fmt.Errorf("idempotency key %q/%q twice", e.queue, e.key)
 		}
 		st.setIdem(e)
 	case *fsmpb.SnapshotRecord_Node:
 		n := NodeMeta{NodeID: r.Node.GetNodeId(), GRPCAddr: r.Node.GetGrpcAddr(), RaftAddr: r.Node.GetRaftAddr()}
-		if n.NodeID == "" || st.nodes.Has(n) {
+		if n.NodeID == "" {
 			return fmt.Errorf("node %q empty or twice", n.NodeID)
 		}
-		st.nodes.ReplaceOrInsert(n)
+		if err := checkKeySizes(n.NodeID); err != nil {
+			return err
+		}
+		if _, ok := st.node(n.NodeID); ok {
+			return fmt.Errorf("node %q empty or twice", n.NodeID)
+		}
+		st.setNode(n)
 	default:
 		return errors.New("record of unknown kind")
 	}

@@ -1,51 +1,119 @@
 package fsm
 
 import (
-	"strings"
+	"bytes"
+	"encoding/binary"
+	"fmt"
+	"hash/crc32"
 
-	"github.com/google/btree"
+	"github.com/raftq/raftq/fsm/fsmpb"
+	"go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
 )
 
-// btreeDegree is the fan-out of every tree. 32 keeps trees shallow (4 levels
-// hold millions of items) while copy-on-write after a snapshot copies nodes
-// of a few KiB at most.
-const btreeDegree = 32
+// Bucket names. Each bucket replaces one of the former in-memory trees; the
+// composite keys are encoded so that bbolt's byte order is the trees' order
+// (see keys below and DESIGN.md).
+var (
+	bJobs     = []byte("jobs")      // id → fsmpb.JobRecord
+	bReady    = []byte("ready")     // (queue, −priority, seq, id)
+	bAge      = []byte("ready_age") // (queue, created_at, id)
+	bSched    = []byte("scheduled") // (run_at, id) of SCHEDULED jobs
+	bLeases   = []byte("leases")    // (lease deadline, id) of LEASED jobs
+	bTerminal = []byte("terminal")  // (finished_at, id) of terminal jobs
+	bByState  = []byte("by_state")  // (queue, state, id)
+	bIdem     = []byte("idem")      // (queue, key) → (expires_at, job id)
+	bIdemExp  = []byte("idem_exp")  // (expires_at, queue, key)
+	bQueues   = []byte("queues")    // name → paused, counts per state
+	bNodes    = []byte("nodes")     // node id → fsmpb.NodeMeta
+	bMeta     = []byte("meta")      // metaKey → applied index, seq, checksum
+)
 
-// jobEntry is the jobs tree item. The id is kept beside the pointer so that a
-// lookup key is a stack value (no allocation per Get).
-type jobEntry struct {
-	id  string
-	job *Job
+// stateBuckets are the buckets Hash covers, in hash order. meta is left out:
+// it holds the applied index, which replicas may reach at different
+// entries; seq is hashed on its own.
+var stateBuckets = [][]byte{bJobs, bReady, bAge, bSched, bLeases, bTerminal, bByState, bIdem, bIdemExp, bQueues, bNodes}
+
+// metaKey holds applied index (8 bytes), seq (8) and the CRC-32C of those
+// 16 bytes (4): bbolt checksums its own meta pages but not our values, and
+// this record decides which log entries are replayed.
+var metaKey = []byte("state")
+
+// Order-preserving key encoding. A string inside a composite key has every
+// 0x00 escaped as 0x00 0xFF and ends with 0x00 0x01, so ("a", x) sorts
+// before ("a\x00", y) and before ("ab", z) as Go's string comparison does.
+// The last component (always a job id or an idempotency key) is raw.
+// Signed integers have their sign bit flipped, so they sort as numbers.
+
+func appendStr(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if s[i] == 0 {
+			b = append(b, 0, 0xFF)
+		} else {
+			b = append(b, s[i])
+		}
+	}
+	return append(b, 0, 1)
 }
 
-// readyKey orders ready jobs for dispatch: queue, priority descending, Seq
-// ascending (FIFO); id only breaks ties a corrupt snapshot could create.
-type readyKey struct {
-	queue string
-	prio  int32
-	seq   uint64
-	id    string
+// cutStr decodes a string written by appendStr and returns the rest.
+func cutStr(b []byte) (string, []byte, bool) {
+	var out []byte
+	for i := 0; i < len(b); i++ {
+		if b[i] != 0 {
+			out = append(out, b[i])
+			continue
+		}
+		if i+1 >= len(b) {
+			return "", nil, false
+		}
+		switch b[i+1] {
+		case 0xFF:
+			out = append(out, 0)
+			i++
+		case 1:
+			return string(out), b[i+2:], true
+		default:
+			return "", nil, false
+		}
+	}
+	return "", nil, false
 }
 
-// ageKey orders ready jobs of a queue by creation time, for
-// QueueStats.OldestReadyCreatedAt.
-type ageKey struct {
-	queue   string
-	created int64
-	id      string
+func appendI64(b []byte, v int64) []byte { return binary.BigEndian.AppendUint64(b, uint64(v)^(1<<63)) }
+func appendI32(b []byte, v int32) []byte { return binary.BigEndian.AppendUint32(b, uint32(v)^(1<<31)) }
+func readI64(b []byte) int64             { return int64(binary.BigEndian.Uint64(b) ^ (1 << 63)) }
+
+func readyKeyOf(j *Job) []byte {
+	b := appendStr(make([]byte, 0, len(j.Queue)+len(j.ID)+16), j.Queue)
+	// Priority descending: the complement of the ascending encoding.
+	b = binary.BigEndian.AppendUint32(b, ^(uint32(j.Priority) ^ (1 << 31)))
+	b = binary.BigEndian.AppendUint64(b, j.Seq)
+	return append(b, j.ID...)
 }
 
-// timeKey orders jobs by a time (run_at, lease deadline, finished_at).
-type timeKey struct {
-	t  int64
-	id string
+func ageKeyOf(j *Job) []byte {
+	b := appendStr(make([]byte, 0, len(j.Queue)+len(j.ID)+12), j.Queue)
+	b = appendI64(b, j.CreatedAt)
+	return append(b, j.ID...)
 }
 
-// stateKey is the (queue, state, id) index behind List and Redrive.
-type stateKey struct {
-	queue string
-	state State
-	id    string
+func timeKey(t int64, id string) []byte {
+	return append(appendI64(make([]byte, 0, 8+len(id)), t), id...)
+}
+
+func stateKey(queue string, st State, id string) []byte {
+	b := appendI32(appendStr(make([]byte, 0, len(queue)+len(id)+6), queue), int32(st))
+	return append(b, id...)
+}
+
+func idemKey(queue, key string) []byte {
+	return append(appendStr(make([]byte, 0, len(queue)+len(key)+2), queue), key...)
+}
+
+func idemExpKeyOf(expires int64, queue, key string) []byte {
+	b := appendStr(appendI64(make([]byte, 0, len(queue)+len(key)+10), expires), queue)
+	return append(b, key...)
 }
 
 // idemEntry maps (queue, key) to the job enqueued with that key.
@@ -56,200 +124,191 @@ type idemEntry struct {
 	expires int64
 }
 
-// idemExpKey orders idempotency entries by expiry for Purge.
-type idemExpKey struct {
-	expires int64
-	queue   string
-	key     string
-}
-
-// queueRec is a queue's record. Stored by value, so a snapshot's clone of
-// the tree never sees later count changes.
+// queueRec is a queue's record: paused, then the count of its jobs per
+// state.
 type queueRec struct {
 	name   string
 	paused bool
 	counts [7]int64
 }
 
-func lessJob(a, b jobEntry) bool { return a.id < b.id }
-
-func lessReady(a, b readyKey) bool {
-	if c := strings.Compare(a.queue, b.queue); c != 0 {
-		return c < 0
+func encodeQueue(q queueRec) []byte {
+	b := make([]byte, 1, 1+8*len(q.counts))
+	if q.paused {
+		b[0] = 1
 	}
-	if a.prio != b.prio {
-		return a.prio > b.prio
+	for _, c := range q.counts {
+		b = appendI64(b, c)
 	}
-	if a.seq != b.seq {
-		return a.seq < b.seq
-	}
-	return a.id < b.id
+	return b
 }
 
-func lessAge(a, b ageKey) bool {
-	if c := strings.Compare(a.queue, b.queue); c != 0 {
-		return c < 0
+func decodeQueue(name string, v []byte) queueRec {
+	q := queueRec{name: name}
+	if len(v) != 1+8*len(q.counts) || v[0] > 1 {
+		panic(corrupt("queue %q record of %d bytes", name, len(v)))
 	}
-	if a.created != b.created {
-		return a.created < b.created
+	q.paused = v[0] == 1
+	for i := range q.counts {
+		q.counts[i] = readI64(v[1+8*i:])
 	}
-	return a.id < b.id
+	return q
 }
 
-func lessTime(a, b timeKey) bool {
-	if a.t != b.t {
-		return a.t < b.t
-	}
-	return a.id < b.id
+// storeCorrupt is the panic value of a state read that finds bytes this
+// package never writes: the store file is damaged, and serving or applying
+// anything from it would disagree with the log.
+type storeCorrupt struct{ msg string }
+
+func (e storeCorrupt) Error() string { return "fsm: store corrupt: " + e.msg }
+
+func corrupt(format string, args ...any) storeCorrupt {
+	return storeCorrupt{msg: fmt.Sprintf(format, args...)}
 }
 
-func lessState(a, b stateKey) bool {
-	if c := strings.Compare(a.queue, b.queue); c != 0 {
-		return c < 0
-	}
-	if a.state != b.state {
-		return a.state < b.state
-	}
-	return a.id < b.id
-}
-
-func lessIdem(a, b idemEntry) bool {
-	if c := strings.Compare(a.queue, b.queue); c != 0 {
-		return c < 0
-	}
-	return a.key < b.key
-}
-
-func lessIdemExp(a, b idemExpKey) bool {
-	if a.expires != b.expires {
-		return a.expires < b.expires
-	}
-	if c := strings.Compare(a.queue, b.queue); c != 0 {
-		return c < 0
-	}
-	return a.key < b.key
-}
-
-func lessQueue(a, b queueRec) bool { return a.name < b.name }
-
-func lessNode(a, b NodeMeta) bool { return a.NodeID < b.NodeID }
-
-// state is everything Apply changes. Every field is a copy-on-write tree (or
-// a scalar), so clone is O(1) and a clone is an immutable view that Persist
-// and Hash can read without the FSM lock while Apply mutates the original.
+// state is the FSM's state seen through one bbolt transaction: read-only
+// for the read API, Persist and Hash; read-write for Apply and Restore.
+// Its methods mirror the former trees' operations, so the applier's logic
+// (commands.go) did not change with the move to disk.
 type state struct {
-	jobs      *btree.BTreeG[jobEntry]
-	ready     *btree.BTreeG[readyKey]
-	readyAge  *btree.BTreeG[ageKey]
-	scheduled *btree.BTreeG[timeKey] // (run_at, id) of SCHEDULED jobs
-	leases    *btree.BTreeG[timeKey] // (lease deadline, id) of LEASED jobs
-	terminal  *btree.BTreeG[timeKey] // (finished_at, id) of terminal jobs
-	byState   *btree.BTreeG[stateKey]
-	idem      *btree.BTreeG[idemEntry]
-	idemExp   *btree.BTreeG[idemExpKey]
-	queues    *btree.BTreeG[queueRec]
-	nodes     *btree.BTreeG[NodeMeta]
-	seq       uint64
+	tx                                                                    *bbolt.Tx
+	jobs, ready, age, sched, leases, term, byState, idem, idemExp, queues *bbolt.Bucket
+	nodes, meta                                                           *bbolt.Bucket
+	applied, seq                                                          uint64
+	metaDirty                                                             bool
 }
 
-func newState() *state {
-	return &state{
-		jobs:      btree.NewG(btreeDegree, lessJob),
-		ready:     btree.NewG(btreeDegree, lessReady),
-		readyAge:  btree.NewG(btreeDegree, lessAge),
-		scheduled: btree.NewG(btreeDegree, lessTime),
-		leases:    btree.NewG(btreeDegree, lessTime),
-		terminal:  btree.NewG(btreeDegree, lessTime),
-		byState:   btree.NewG(btreeDegree, lessState),
-		idem:      btree.NewG(btreeDegree, lessIdem),
-		idemExp:   btree.NewG(btreeDegree, lessIdemExp),
-		queues:    btree.NewG(btreeDegree, lessQueue),
-		nodes:     btree.NewG(btreeDegree, lessNode),
+// createBuckets makes every bucket of an empty store (a no-op otherwise).
+func createBuckets(tx *bbolt.Tx) error {
+	for _, name := range append([][]byte{bMeta}, stateBuckets...) {
+		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func newState(tx *bbolt.Tx) (*state, error) {
+	s := &state{tx: tx}
+	for _, p := range []struct {
+		b    **bbolt.Bucket
+		name []byte
+	}{{&s.jobs, bJobs}, {&s.ready, bReady}, {&s.age, bAge}, {&s.sched, bSched}, {&s.leases, bLeases},
+		{&s.term, bTerminal}, {&s.byState, bByState}, {&s.idem, bIdem}, {&s.idemExp, bIdemExp},
+		{&s.queues, bQueues}, {&s.nodes, bNodes}, {&s.meta, bMeta}} {
+		if *p.b = tx.Bucket(p.name); *p.b == nil {
+			return nil, fmt.Errorf("bucket %q missing", p.name)
+		}
+	}
+	if v := s.meta.Get(metaKey); v != nil {
+		if len(v) != 20 || binary.BigEndian.Uint32(v[16:]) != crc32.Checksum(v[:16], castagnoli) {
+			return nil, fmt.Errorf("applied-index record fails its checksum")
+		}
+		s.applied, s.seq = binary.BigEndian.Uint64(v), binary.BigEndian.Uint64(v[8:])
+	}
+	return s, nil
+}
+
+// setApplied records the log index this transaction brings the store to.
+func (s *state) setApplied(i uint64) {
+	s.applied = i
+	s.metaDirty = true
+}
+
+// flush writes the meta record if this transaction changed it.
+func (s *state) flush() {
+	if !s.metaDirty {
+		return
+	}
+	v := binary.BigEndian.AppendUint64(make([]byte, 0, 20), s.applied)
+	v = binary.BigEndian.AppendUint64(v, s.seq)
+	v = binary.BigEndian.AppendUint32(v, crc32.Checksum(v, castagnoli))
+	s.must(s.meta.Put(metaKey, v))
+	s.metaDirty = false
+}
+
+// must turns a store write error into a panic: the entry is committed, so
+// a node that cannot write it must stop rather than diverge. bbolt rolls
+// the transaction back as the panic unwinds.
+func (s *state) must(err error) {
+	if err != nil {
+		panic(fmt.Errorf("fsm: store write failed: %w", err))
 	}
 }
 
-// clone returns a lazily copied view of s. Must be called with the FSM lock
-// held; afterwards s and the clone may be used from different goroutines.
-func (s *state) clone() *state {
-	return &state{
-		jobs:      s.jobs.Clone(),
-		ready:     s.ready.Clone(),
-		readyAge:  s.readyAge.Clone(),
-		scheduled: s.scheduled.Clone(),
-		leases:    s.leases.Clone(),
-		terminal:  s.terminal.Clone(),
-		byState:   s.byState.Clone(),
-		idem:      s.idem.Clone(),
-		idemExp:   s.idemExp.Clone(),
-		queues:    s.queues.Clone(),
-		nodes:     s.nodes.Clone(),
-		seq:       s.seq,
+func decodeJob(v []byte) *Job {
+	jr := &fsmpb.JobRecord{}
+	if err := proto.Unmarshal(v, jr); err != nil {
+		panic(corrupt("job record: %v", err))
 	}
+	return recordToJob(jr)
 }
 
+func encodeJob(j *Job) []byte {
+	jr := &fsmpb.JobRecord{}
+	jobToRecord(jr, j)
+	b, err := marshalOpts.Marshal(jr)
+	if err != nil {
+		panic(fmt.Errorf("fsm: marshal job %q: %w", j.ID, err))
+	}
+	return b
+}
+
+// job returns a fresh copy of the job with this id, or nil.
 func (s *state) job(id string) *Job {
-	e, ok := s.jobs.Get(jobEntry{id: id})
-	if !ok {
+	v := s.jobs.Get([]byte(id))
+	if v == nil {
 		return nil
 	}
-	return e.job
+	return decodeJob(v)
 }
 
 func (s *state) queue(name string) (queueRec, bool) {
-	return s.queues.Get(queueRec{name: name})
+	v := s.queues.Get([]byte(name))
+	if v == nil {
+		return queueRec{name: name}, false
+	}
+	return decodeQueue(name, v), true
 }
+
+func (s *state) setQueue(q queueRec) { s.must(s.queues.Put([]byte(q.name), encodeQueue(q))) }
 
 // ensureQueue creates the queue record if it does not exist yet.
 func (s *state) ensureQueue(name string) queueRec {
-	q, ok := s.queues.Get(queueRec{name: name})
+	q, ok := s.queue(name)
 	if !ok {
-		q = queueRec{name: name}
-		s.queues.ReplaceOrInsert(q)
+		s.setQueue(q)
 	}
 	return q
 }
 
 func (s *state) paused(queue string) bool {
-	q, _ := s.queues.Get(queueRec{name: queue})
+	q, _ := s.queue(queue)
 	return q.paused
 }
 
 func (s *state) nextSeq() uint64 {
 	s.seq++
+	s.metaDirty = true
 	return s.seq
 }
 
 // Index membership by state. A job is in exactly the indexes its state
 // calls for; put and remove keep that true.
+type indexOf func(*Job) ([]byte, bool)
 
-func readyOf(j *Job) (readyKey, bool) {
-	return readyKey{queue: j.Queue, prio: j.Priority, seq: j.Seq, id: j.ID}, j.State == StateReady
+func readyOf(j *Job) ([]byte, bool) { return readyKeyOf(j), j.State == StateReady }
+func ageOf(j *Job) ([]byte, bool)   { return ageKeyOf(j), j.State == StateReady }
+func scheduledOf(j *Job) ([]byte, bool) {
+	return timeKey(j.RunAt, j.ID), j.State == StateScheduled
 }
+func leaseOf(j *Job) ([]byte, bool)    { return timeKey(j.LeaseDeadline, j.ID), j.State == StateLeased }
+func terminalOf(j *Job) ([]byte, bool) { return timeKey(j.FinishedAt, j.ID), j.State.Terminal() }
 
-func ageOf(j *Job) (ageKey, bool) {
-	return ageKey{queue: j.Queue, created: j.CreatedAt, id: j.ID}, j.State == StateReady
-}
-
-func scheduledOf(j *Job) (timeKey, bool) {
-	return timeKey{t: j.RunAt, id: j.ID}, j.State == StateScheduled
-}
-
-func leaseOf(j *Job) (timeKey, bool) {
-	return timeKey{t: j.LeaseDeadline, id: j.ID}, j.State == StateLeased
-}
-
-func terminalOf(j *Job) (timeKey, bool) {
-	return timeKey{t: j.FinishedAt, id: j.ID}, j.State.Terminal()
-}
-
-func stateOf(j *Job) stateKey {
-	return stateKey{queue: j.Queue, state: j.State, id: j.ID}
-}
-
-// reindex moves one index entry from old to nu, touching the tree only when
-// the key or the membership changed.
-func reindex[K comparable](t *btree.BTreeG[K], of func(*Job) (K, bool), old, nu *Job) {
-	var ok, nk K
+// reindex moves one index entry from old to nu, touching the bucket only
+// when the key or the membership changed.
+func (s *state) reindex(b *bbolt.Bucket, of indexOf, old, nu *Job) {
+	var ok, nk []byte
 	var oin, nin bool
 	if old != nil {
 		ok, oin = of(old)
@@ -257,63 +316,169 @@ func reindex[K comparable](t *btree.BTreeG[K], of func(*Job) (K, bool), old, nu 
 	if nu != nil {
 		nk, nin = of(nu)
 	}
-	if oin && nin && ok == nk {
+	if oin && nin && bytes.Equal(ok, nk) {
 		return
 	}
 	if oin {
-		t.Delete(ok)
+		s.must(b.Delete(ok))
 	}
 	if nin {
-		t.ReplaceOrInsert(nk)
+		s.must(b.Put(nk, nil))
 	}
 }
 
-// put stores nu (a fresh copy, never modified afterwards) in place of old
-// (nil for a new job) and brings every index and count up to date.
+// put stores nu in place of old (nil for a new job) and brings every index
+// and count up to date.
 func (s *state) put(old, nu *Job) {
-	s.jobs.ReplaceOrInsert(jobEntry{id: nu.ID, job: nu})
+	s.must(s.jobs.Put([]byte(nu.ID), encodeJob(nu)))
 	s.index(old, nu)
 }
 
-// remove deletes j from the jobs tree and every index.
+// remove deletes j and its index entries.
 func (s *state) remove(j *Job) {
-	s.jobs.Delete(jobEntry{id: j.ID})
+	s.must(s.jobs.Delete([]byte(j.ID)))
 	s.index(j, nil)
 }
 
 func (s *state) index(old, nu *Job) {
-	reindex(s.ready, readyOf, old, nu)
-	reindex(s.readyAge, ageOf, old, nu)
-	reindex(s.scheduled, scheduledOf, old, nu)
-	reindex(s.leases, leaseOf, old, nu)
-	reindex(s.terminal, terminalOf, old, nu)
+	s.reindex(s.ready, readyOf, old, nu)
+	s.reindex(s.age, ageOf, old, nu)
+	s.reindex(s.sched, scheduledOf, old, nu)
+	s.reindex(s.leases, leaseOf, old, nu)
+	s.reindex(s.term, terminalOf, old, nu)
 	if old == nil || nu == nil || old.State != nu.State || old.Queue != nu.Queue {
 		if old != nil {
-			s.byState.Delete(stateOf(old))
+			s.must(s.byState.Delete(stateKey(old.Queue, old.State, old.ID)))
 			s.count(old.Queue, old.State, -1)
 		}
 		if nu != nil {
-			s.byState.ReplaceOrInsert(stateOf(nu))
+			s.must(s.byState.Put(stateKey(nu.Queue, nu.State, nu.ID), nil))
 			s.count(nu.Queue, nu.State, +1)
 		}
 	}
 }
 
 func (s *state) count(queue string, st State, d int64) {
-	q, ok := s.queues.Get(queueRec{name: queue})
-	if !ok {
-		q = queueRec{name: queue}
-	}
+	q, _ := s.queue(queue)
 	if st >= 0 && int(st) < len(q.counts) {
 		q.counts[st] += d
 	}
-	s.queues.ReplaceOrInsert(q)
+	s.setQueue(q)
+}
+
+func (s *state) idemGet(queue, key string) (idemEntry, bool) {
+	v := s.idem.Get(idemKey(queue, key))
+	if v == nil {
+		return idemEntry{}, false
+	}
+	if len(v) < 8 {
+		panic(corrupt("idempotency record %q/%q of %d bytes", queue, key, len(v)))
+	}
+	return idemEntry{queue: queue, key: key, expires: readI64(v), jobID: string(v[8:])}, true
 }
 
 // setIdem records (queue, key) → id until expires, replacing an older entry.
 func (s *state) setIdem(e idemEntry) {
-	if old, ok := s.idem.ReplaceOrInsert(e); ok {
-		s.idemExp.Delete(idemExpKey{expires: old.expires, queue: old.queue, key: old.key})
+	if old, ok := s.idemGet(e.queue, e.key); ok {
+		s.must(s.idemExp.Delete(idemExpKeyOf(old.expires, old.queue, old.key)))
 	}
-	s.idemExp.ReplaceOrInsert(idemExpKey{expires: e.expires, queue: e.queue, key: e.key})
+	s.must(s.idem.Put(idemKey(e.queue, e.key), append(appendI64(nil, e.expires), e.jobID...)))
+	s.must(s.idemExp.Put(idemExpKeyOf(e.expires, e.queue, e.key), nil))
+}
+
+// deleteIdem removes an idempotency entry and its expiry index entry.
+func (s *state) deleteIdem(expires int64, queue, key string) {
+	s.must(s.idemExp.Delete(idemExpKeyOf(expires, queue, key)))
+	s.must(s.idem.Delete(idemKey(queue, key)))
+}
+
+// timeIDs lists, in key order, the ids of a (time, id) index whose time
+// passes keep, at most limit (all when limit <= 0).
+func timeIDs(b *bbolt.Bucket, keep func(t int64) bool, limit int) []string {
+	var ids []string
+	c := b.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if len(k) < 8 {
+			panic(corrupt("time index key of %d bytes", len(k)))
+		}
+		if !keep(readI64(k)) {
+			break
+		}
+		ids = append(ids, string(k[8:]))
+		if limit > 0 && len(ids) >= limit {
+			break
+		}
+	}
+	return ids
+}
+
+// minTime is the smallest time of a (time, id) index.
+func minTime(b *bbolt.Bucket) (int64, bool) {
+	k, _ := b.Cursor().First()
+	if len(k) < 8 {
+		return 0, false
+	}
+	return readI64(k), true
+}
+
+// expiredIdem lists up to limit idempotency entries (all when limit <= 0)
+// whose expiry is at or before now, in expiry order.
+func (s *state) expiredIdem(now int64, limit int) []idemEntry {
+	var out []idemEntry
+	c := s.idemExp.Cursor()
+	for k, _ := c.First(); k != nil; k, _ = c.Next() {
+		if len(k) < 8 {
+			panic(corrupt("idempotency expiry key of %d bytes", len(k)))
+		}
+		exp := readI64(k)
+		if exp > now {
+			break
+		}
+		q, rest, ok := cutStr(k[8:])
+		if !ok {
+			panic(corrupt("idempotency expiry key %x", k))
+		}
+		out = append(out, idemEntry{queue: q, key: string(rest), expires: exp})
+		if limit > 0 && len(out) >= limit {
+			break
+		}
+	}
+	return out
+}
+
+// stateIDs lists queue's job ids in state, in id order, with ids greater
+// than after, at most limit (all when limit <= 0).
+func (s *state) stateIDs(queue string, st State, after string, limit int) []string {
+	prefix := stateKey(queue, st, "")
+	var ids []string
+	c := s.byState.Cursor()
+	for k, _ := c.Seek(append(prefix[:len(prefix):len(prefix)], after...)); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		id := string(k[len(prefix):])
+		if id == after {
+			continue
+		}
+		ids = append(ids, id)
+		if limit > 0 && len(ids) >= limit {
+			break
+		}
+	}
+	return ids
+}
+
+func (s *state) node(id string) (NodeMeta, bool) {
+	v := s.nodes.Get([]byte(id))
+	if v == nil {
+		return NodeMeta{}, false
+	}
+	m := &fsmpb.NodeMeta{}
+	if err := proto.Unmarshal(v, m); err != nil {
+		panic(corrupt("node record %q: %v", id, err))
+	}
+	return NodeMeta{NodeID: m.GetNodeId(), GRPCAddr: m.GetGrpcAddr(), RaftAddr: m.GetRaftAddr()}, true
+}
+
+func (s *state) setNode(n NodeMeta) {
+	v, err := marshalOpts.Marshal(&fsmpb.NodeMeta{NodeId: n.NodeID, GrpcAddr: n.GRPCAddr, RaftAddr: n.RaftAddr})
+	s.must(err)
+	s.must(s.nodes.Put([]byte(n.NodeID), v))
 }
