@@ -105,9 +105,12 @@ func Open(cfg Config) (*Node, error) {
 		cfg:      cfg,
 		log:      cfg.Logger.With("node", cfg.NodeID),
 		clock:    cfg.Clock,
-		fsm:      fsm.New(),
 		notifyCh: make(chan bool, 16),
 		closing:  make(chan struct{}),
+	}
+	// The FSM's store first: everything else reads it.
+	if err := n.openFSM(); err != nil {
+		return nil, err
 	}
 	// Metrics first: the Raft metrics bridge must be installed before Raft
 	// starts, and serve() instruments the gRPC server.
@@ -115,11 +118,13 @@ func Open(cfg Config) (*Node, error) {
 	// TLS material and the authorizer before anything listens: Raft's
 	// transport and the gRPC server are built with them (security.go).
 	if err := n.openSecurity(); err != nil {
+		n.closeStores()
 		return nil, err
 	}
 	// etcd before Raft: live config must be in place before this node can
 	// lead (the dispatcher reads its limits). It never waits for etcd.
 	if err := n.openEtcd(); err != nil {
+		n.closeStores()
 		return nil, err
 	}
 	if err := n.openRaft(); err != nil {
@@ -245,6 +250,14 @@ func (n *Node) openRaft() error {
 	if err != nil {
 		return err
 	}
+	// The FSM keeps its state on disk with the index it was applied up to,
+	// so Raft must not restore a snapshot into it at start: it replays
+	// only the entries after the store's index. A store behind the latest
+	// snapshot gets that snapshot first (reconcileFSM).
+	rc.NoSnapshotRestoreOnStart = true
+	if err := n.reconcileFSM(logs, snaps); err != nil {
+		return err
+	}
 	existing, err := raft.HasExistingState(logs, store, snaps)
 	if err != nil {
 		return fmt.Errorf("read raft state: %w", err)
@@ -281,6 +294,70 @@ func serverAt(c raft.Configuration, addr raft.ServerAddress) (raft.ServerID, boo
 		}
 	}
 	return "", false
+}
+
+// fsmFile is the FSM's store in the data dir.
+const fsmFile = "fsm.db"
+
+// openFSM opens the FSM's store in the data dir. A store that cannot be
+// trusted stops the node with an error that names the file and says what
+// to do; it is never silently replaced by an empty one.
+func (n *Node) openFSM() error {
+	if err := os.MkdirAll(n.cfg.DataDir, 0o750); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	f, err := fsm.Open(filepath.Join(n.cfg.DataDir, fsmFile), fsm.Options{})
+	if err != nil {
+		return err
+	}
+	n.fsm = f
+	return nil
+}
+
+// reconcileFSM makes the FSM's store agree with the Raft log before Raft
+// starts. Raft will replay the entries after the latest snapshot's index,
+// and the store skips those it already holds. A store behind that
+// snapshot (a crash before the store reached the disk, a deleted fsm.db,
+// or a data dir from before the store existed) may need entries the log
+// has compacted away, so the snapshot is restored into it first. A store
+// ahead of everything this node's log holds belongs to another log and is
+// refused.
+func (n *Node) reconcileFSM(logs raft.LogStore, snaps raft.SnapshotStore) error {
+	applied := n.fsm.LastIndex()
+	metas, err := snaps.List()
+	if err != nil {
+		return fmt.Errorf("snapshot store: %w", err)
+	}
+	lastLog, err := logs.LastIndex()
+	if err != nil {
+		return fmt.Errorf("read raft log: %w", err)
+	}
+	var snapIndex uint64
+	if len(metas) > 0 {
+		snapIndex = metas[0].Index
+	}
+	if applied > max(lastLog, snapIndex) {
+		return fmt.Errorf("fsm store %s is at log index %d, but this node's Raft log and snapshots end at %d: "+
+			"it was not written from this log; delete it and restart (the node then rebuilds it from its snapshot and log)",
+			n.fsm.Path(), applied, max(lastLog, snapIndex))
+	}
+	if snapIndex <= applied {
+		if applied > 0 {
+			n.log.Info("fsm store reopened", "applied_index", applied, "snapshot_index", snapIndex)
+		}
+		return nil
+	}
+	start := time.Now()
+	_, rc, err := snaps.Open(metas[0].ID)
+	if err != nil {
+		return fmt.Errorf("open snapshot %s to rebuild the fsm store (at index %d): %w", metas[0].ID, applied, err)
+	}
+	if err := n.fsm.Restore(rc); err != nil {
+		return fmt.Errorf("restore snapshot %s into the fsm store %s: %w", metas[0].ID, n.fsm.Path(), err)
+	}
+	n.log.Warn("fsm store was behind the latest snapshot; restored it", "store_index", applied,
+		"snapshot", metas[0].ID, "snapshot_index", snapIndex, "took", time.Since(start))
+	return nil
 }
 
 func (n *Node) serve() error {
@@ -637,6 +714,11 @@ func (n *Node) shutdown(graceful bool) error {
 }
 
 func (n *Node) closeStores() {
+	if n.fsm != nil {
+		if err := n.fsm.Close(); err != nil {
+			n.log.Error("close fsm store", "path", n.fsm.Path(), "err", err)
+		}
+	}
 	if n.store != nil {
 		_ = n.store.Close()
 	}

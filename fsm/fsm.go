@@ -189,9 +189,13 @@ func copyJob(j *Job) *Job {
 
 // view runs fn on a read-only view of the state. A read that finds bytes
 // this package never wrote (a damaged store) panics with storeCorrupt.
+// After Close, fn is not called: reads of a closed FSM find nothing.
 func (f *FSM) view(fn func(st *state)) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
+	if f.db == nil {
+		return
+	}
 	err := f.db.View(func(tx *bbolt.Tx) error {
 		st, err := newState(tx)
 		if err != nil {

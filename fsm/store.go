@@ -1,7 +1,10 @@
 package fsm
 
 import (
+	"encoding/binary"
 	"errors"
+	"hash/fnv"
+	"io"
 	"fmt"
 	"os"
 	"runtime"
@@ -72,6 +75,9 @@ func Open(path string, opts Options) (*FSM, error) {
 	}
 	// A restore that crashed before its rename leaves its temp file.
 	_ = os.Remove(path + restoreSuffix)
+	if err := checkFileSize(path); err != nil {
+		return nil, fmt.Errorf("%w: %s: %v; delete it and restart: the node restores its latest snapshot and replays the Raft log (or rejoins from its peers)", ErrStoreCorrupt, path, err)
+	}
 	db, err := openDB(path, opts.InitialMmapSize)
 	switch {
 	case errors.Is(err, bberrors.ErrTimeout):
@@ -166,3 +172,58 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
+
+// checkFileSize refuses a store file shorter than its own meta page says
+// (a truncated copy, a torn write at the end): bbolt would map the missing
+// pages and the first read of one would kill the process with SIGBUS
+// instead of an error. It reads bbolt's two meta pages (layout of bbolt
+// v1: a 16-byte page header, then magic, version, page size, flags, root,
+// freelist, high-water page id, txid and an FNV-64a checksum) and trusts
+// the valid one with the higher txid. A file without a valid meta page is
+// left for bbolt to refuse; a missing or empty file is a new store.
+func checkFileSize(path string) error {
+	fh, err := os.Open(path)
+	if os.IsNotExist(err) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	fi, err := fh.Stat()
+	if err != nil || fi.Size() == 0 {
+		return err
+	}
+	type meta struct{ pageSize, pgid, txid uint64 }
+	read := func(off int64) (meta, bool) {
+		var b [80]byte
+		if _, err := fh.ReadAt(b[:], off); err != nil && !errors.Is(err, io.EOF) {
+			return meta{}, false
+		}
+		m := b[16:]
+		h := fnv.New64a()
+		h.Write(m[:56])
+		if binary.LittleEndian.Uint32(m) != 0xED0CDAED || binary.LittleEndian.Uint64(m[56:]) != h.Sum64() {
+			return meta{}, false
+		}
+		return meta{pageSize: uint64(binary.LittleEndian.Uint32(m[8:])), pgid: binary.LittleEndian.Uint64(m[40:]),
+			txid: binary.LittleEndian.Uint64(m[48:])}, true
+	}
+	m0, ok0 := read(0)
+	ps := int64(os.Getpagesize())
+	if ok0 {
+		ps = int64(m0.pageSize)
+	}
+	m1, ok1 := read(ps)
+	best, ok := m0, ok0
+	if ok1 && (!ok0 || m1.txid > m0.txid) {
+		best, ok = m1, true
+	}
+	if !ok {
+		return nil
+	}
+	if need := best.pgid * best.pageSize; uint64(fi.Size()) < need {
+		return fmt.Errorf("truncated: the file is %d bytes, its meta page needs %d", fi.Size(), need)
+	}
+	return nil
+}

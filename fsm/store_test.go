@@ -1,0 +1,259 @@
+package fsm
+
+import (
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/raft"
+	"github.com/raftq/raftq/fsm/fsmpb"
+	"go.etcd.io/bbolt"
+)
+
+// njs makes n new jobs named prefix-start … prefix-(start+n-1) in queue q.
+func njs(prefix string, start, n int) []*fsmpb.NewJob {
+	out := make([]*fsmpb.NewJob, n)
+	for i := range out {
+		out[i] = nj(fmt.Sprintf("%s-%06d", prefix, start+i), "q")
+		out[i].Payload = make([]byte, 256)
+	}
+	return out
+}
+
+// openFile opens a file-backed FSM in a test dir, closed at cleanup.
+func openFile(t testing.TB, path string) *FSM {
+	t.Helper()
+	f, err := Open(path, Options{InitialMmapSize: 1 << 30})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = f.Close() })
+	return f
+}
+
+// busyFileHarness is busyHarness on a store file.
+func busyFileHarness(t *testing.T, path string) *harness {
+	t.Helper()
+	h := busyHarness(t)
+	f := openFile(t, path)
+	if err := restoreBytes(f, snapshotBytes(t, h.f)); err != nil {
+		t.Fatal(err)
+	}
+	h.f = f
+	return h
+}
+
+// dumpStore copies every key and value of every bucket, meta included.
+func dumpStore(t testing.TB, f *FSM) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	f.view(func(st *state) {
+		_ = st.tx.ForEach(func(name []byte, b *bbolt.Bucket) error {
+			return b.ForEach(func(k, v []byte) error {
+				out[string(name)+"/"+string(k)] = string(v)
+				return nil
+			})
+		})
+	})
+	return out
+}
+
+// A store reopened after Close holds the same state and applied index, and
+// entries at or below that index are skipped: the restart path that lets
+// Raft replay only what follows the store.
+func TestStoreReopenKeepsStateAndIndex(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fsm.db")
+	h := busyFileHarness(t, path)
+	h.index = h.f.LastIndex()
+	h.one(cmdEnqueue(t0+2*sec, nj("after", "q")))
+	hash, idx := h.f.Hash(), h.f.LastIndex()
+	if err := h.f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	f := openFile(t, path)
+	if f.LastIndex() != idx || f.Hash() != hash {
+		t.Fatalf("reopened store at %d hash %s, want %d %s", f.LastIndex(), f.Hash(), idx, hash)
+	}
+	checkInvariants(t, f)
+	if r := f.Apply(&raft.Log{Index: idx, Type: raft.LogCommand, Data: entry(cmdEnqueue(t0, nj("again", "q")))}); r != nil || f.Hash() != hash {
+		t.Fatalf("replayed entry %d was applied again: %v", idx, r)
+	}
+	f.Apply(&raft.Log{Index: idx + 1, Type: raft.LogCommand, Data: entry(cmdEnqueue(t0, nj("new", "q")))})
+	if _, ok := f.Get("new"); !ok || f.LastIndex() != idx+1 {
+		t.Fatal("the entry after the store's index was not applied")
+	}
+}
+
+// A store file that cannot be trusted is refused with ErrStoreCorrupt and
+// an error naming the file and what to do; nothing is served from it.
+func TestStoreCorruptFileRefused(t *testing.T) {
+	damage := map[string]func(t *testing.T, path string){
+		"truncated": func(t *testing.T, path string) {
+			// The file has room to grow past its data; 64 KiB cuts into
+			// the ~600 KiB of jobs.
+			if err := os.Truncate(path, 64<<10); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"meta pages overwritten": func(t *testing.T, path string) {
+			fh, err := os.OpenFile(path, os.O_WRONLY, 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer fh.Close()
+			junk := make([]byte, 16<<10)
+			for i := range junk {
+				junk[i] = byte(i*7 + 3)
+			}
+			if _, err := fh.WriteAt(junk, 0); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"not a store": func(t *testing.T, path string) {
+			if err := os.WriteFile(path, []byte(strings.Repeat("not bbolt ", 2000)), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		},
+		"applied-index record damaged": func(t *testing.T, path string) {
+			db, err := bbolt.Open(path, 0o600, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer db.Close()
+			if err := db.Update(func(tx *bbolt.Tx) error {
+				v := append([]byte(nil), tx.Bucket(bMeta).Get(metaKey)...)
+				v[3] ^= 1 // the index, not the checksum
+				return tx.Bucket(bMeta).Put(metaKey, v)
+			}); err != nil {
+				t.Fatal(err)
+			}
+		},
+	}
+	for name, fn := range damage {
+		t.Run(name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "fsm.db")
+			h := busyFileHarness(t, path)
+			// Enough jobs that the file spans many pages.
+			for i := 0; i < 20; i++ {
+				h.index = h.f.LastIndex()
+				h.one(cmdEnqueue(t0, njs("bulk", i*100, 100)...))
+			}
+			if err := h.f.Close(); err != nil {
+				t.Fatal(err)
+			}
+			fn(t, path)
+			f, err := Open(path, Options{InitialMmapSize: 1 << 30})
+			if err == nil {
+				f.Close()
+				t.Fatal("damaged store opened")
+			}
+			if !errors.Is(err, ErrStoreCorrupt) || !strings.Contains(err.Error(), path) || !strings.Contains(err.Error(), "delete it") {
+				t.Fatalf("error does not say which file and what to do: %v", err)
+			}
+		})
+	}
+}
+
+// Restore into a file store replaces the file atomically: the restored
+// state survives a reopen, and a corrupt snapshot leaves the file as it was.
+func TestStoreRestoreReplacesFile(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "fsm.db")
+	src := busyHarness(t)
+	snap := snapshotBytes(t, src.f)
+	f := openFile(t, path)
+	f.Apply(&raft.Log{Index: 1, Type: raft.LogCommand, Data: entry(cmdEnqueue(t0, nj("old", "q")))})
+	before := f.Hash()
+	if err := restoreBytes(f, snap[:len(snap)-3]); err == nil {
+		t.Fatal("truncated snapshot restored")
+	}
+	if f.Hash() != before || f.LastIndex() != 1 {
+		t.Fatal("a failed restore changed the store")
+	}
+	if _, err := os.Stat(path + restoreSuffix); !os.IsNotExist(err) {
+		t.Fatalf("failed restore left its temp file: %v", err)
+	}
+	if err := restoreBytes(f, snap); err != nil {
+		t.Fatal(err)
+	}
+	if f.Hash() != src.f.Hash() || f.LastIndex() != src.f.LastIndex() {
+		t.Fatal("restored store differs from the source")
+	}
+	if _, ok := f.Get("old"); ok {
+		t.Fatal("restore kept a job of the old store")
+	}
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	g := openFile(t, path)
+	if g.Hash() != src.f.Hash() || g.LastIndex() != src.f.LastIndex() {
+		t.Fatal("restored state did not survive a reopen")
+	}
+	checkInvariants(t, g)
+}
+
+// A snapshot taken before more entries were applied still persists the
+// state as of the snapshot, while Apply went on in between (the read
+// transaction does not block the writer), and syncing first makes it safe
+// for Raft to compact its log.
+func TestStoreSnapshotIsConsistentWhileApplying(t *testing.T) {
+	h := busyFileHarness(t, filepath.Join(t.TempDir(), "fsm.db"))
+	h.index = h.f.LastIndex()
+	want := h.f.Hash()
+	s, err := h.f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 50; i++ {
+		h.one(cmdEnqueue(t0, njs("later", i*50, 50)...))
+	}
+	var sink memSink
+	if err := s.Persist(&sink); err != nil {
+		t.Fatal(err)
+	}
+	s.Release()
+	g := New()
+	if err := restoreBytes(g, sink.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	if g.Hash() != want {
+		t.Fatal("snapshot saw entries applied after it was taken")
+	}
+}
+
+// Two replicas, one on a file store applying entry by entry and one on an
+// anonymous store applying in batches, end with byte-identical store
+// contents (applied index included) for random command streams.
+func TestPropertyStoresIdentical(t *testing.T) {
+	for seed := uint64(1); seed <= 10; seed++ {
+		a := &harness{t: t, f: openFile(t, filepath.Join(t.TempDir(), fmt.Sprintf("a%d.db", seed)))}
+		b := New()
+		g := &gen{r: rand.New(rand.NewPCG(seed, 0x5707e)), f: a.f, now: t0}
+		var batch []*raft.Log
+		for i := 0; i < 200; i++ {
+			a.index++
+			l := &raft.Log{Index: a.index, Term: 1, Type: raft.LogCommand, Data: g.entry()}
+			a.f.Apply(l)
+			batch = append(batch, l)
+			if len(batch) == 7 {
+				b.ApplyBatch(batch)
+				batch = nil
+			}
+		}
+		b.ApplyBatch(batch)
+		da, db := dumpStore(t, a.f), dumpStore(t, b)
+		if len(da) != len(db) {
+			t.Fatalf("seed %d: %d keys vs %d", seed, len(da), len(db))
+		}
+		for k, v := range da {
+			if db[k] != v {
+				t.Fatalf("seed %d: key %q differs", seed, k)
+			}
+		}
+		checkInvariants(t, a.f)
+	}
+}
