@@ -11,8 +11,8 @@ import (
 	"path/filepath"
 
 	"github.com/hashicorp/raft"
-	"go.etcd.io/bbolt"
 	"github.com/raftq/raftq/fsm/fsmpb"
+	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 )
 

@@ -3,9 +3,9 @@ package fsm
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"hash/fnv"
 	"io"
-	"fmt"
 	"os"
 	"runtime"
 	"time"
@@ -171,7 +171,6 @@ func syncDir(dir string) error {
 	defer d.Close()
 	return d.Sync()
 }
-
 
 // checkFileSize refuses a store file shorter than its own meta page says
 // (a truncated copy, a torn write at the end): bbolt would map the missing
