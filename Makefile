@@ -14,7 +14,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
 PROTO_FILES := $(shell find proto -name '*.proto')
 
-.PHONY: build test test-short proto proto-check run bench lint fmt clean tools
+.PHONY: build test test-short proto proto-check run bench bench-backlog lint fmt clean tools
 
 # Every binary's --version: the release from git describe and the commit
 # (internal/version falls back to Go's build info without them).
@@ -57,6 +57,11 @@ run: build
 bench: build
 	$(GO) test -run '^$$' -bench . -benchmem ./fsm/
 	./scripts/bench.sh
+
+# bench-backlog fills a fresh 3-node cluster to BACKLOG_JOBS (default 1M)
+# queued jobs and prints enqueue rate, RSS per node and restart times.
+bench-backlog: build
+	./scripts/bench-backlog.sh
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || (gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'); exit 1)

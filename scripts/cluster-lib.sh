@@ -119,14 +119,10 @@ start_cluster() {
     boot=() # the peers are found through etcd (RAFTQ_ETCD_ENDPOINTS)
   fi
   tls_setup
+  NODE_ARGS=("$dir" "$gbase" "$rbase" "${boot[@]}")
   for i in 1 2 3; do
-    # shellcheck disable=SC2046 # the flags are words without spaces
-    ./bin/brokerd --id "n$i" --data-dir "$dir/n$i" $(node_tls_args "$i" "$dir") \
-      --grpc-addr "127.0.0.1:$((gbase + i))" --raft-addr "127.0.0.1:$((rbase + i))" \
-      --admin-addr "127.0.0.1:$((gbase + 10 + i))" ${RAFTQ_SVCD:+--svcd-addr "$RAFTQ_SVCD"} \
-      --bootstrap-expect 3 "${boot[@]}" --log-level "${RAFTQ_LOG_LEVEL:-warn}" \
-      >>"$dir/n$i.log" 2>&1 &
-    PIDS+=($!)
+    start_node "$i"
+    PIDS+=("$NODE_PID")
     BROKERS="${BROKERS:+$BROKERS,}127.0.0.1:$((gbase + i))"
   done
   export RAFTQ_BROKERS=$BROKERS
@@ -160,6 +156,22 @@ start_services() {
   ./bin/workerd --brokers "$RAFTQ_BROKERS" --queues work:8 --svcd 127.0.0.1:7400 "${wtls[@]}" \
     --log-level warn >>"$dir/workerd.log" 2>&1 &
   PIDS+=($!)
+}
+
+# start_node I: start node nI of the cluster start_cluster made (again,
+# after a kill: it restarts from its data dir); sets NODE_PID. The brokerd
+# binary is ${RAFTQ_BIN:-./bin}/brokerd, so a benchmark can run another
+# build.
+start_node() {
+  local i=$1 dir=${NODE_ARGS[0]} gbase=${NODE_ARGS[1]} rbase=${NODE_ARGS[2]}
+  local boot=("${NODE_ARGS[@]:3}")
+  # shellcheck disable=SC2046 # the flags are words without spaces
+  "${RAFTQ_BIN:-./bin}/brokerd" --id "n$i" --data-dir "$dir/n$i" $(node_tls_args "$i" "$dir") \
+    --grpc-addr "127.0.0.1:$((gbase + i))" --raft-addr "127.0.0.1:$((rbase + i))" \
+    --admin-addr "127.0.0.1:$((gbase + 10 + i))" ${RAFTQ_SVCD:+--svcd-addr "$RAFTQ_SVCD"} \
+    --bootstrap-expect 3 "${boot[@]}" --log-level "${RAFTQ_LOG_LEVEL:-warn}" \
+    >>"$dir/n$i.log" 2>&1 &
+  NODE_PID=$!
 }
 
 stop_cluster() {

@@ -53,6 +53,7 @@ func emit(w io.Writer, m map[string]any) {
 
 type benchOpts struct {
 	producers, batch, workers, fetchBatch, payload, clients int
+	jobs                                                    int64 // enqueue: stop after this many (0: run for duration)
 	duration                                                time.Duration
 	queue                                                   string
 	out                                                     io.Writer // the command's stdout
@@ -101,6 +102,7 @@ func benchCmd(g *globals) *cobra.Command {
 	f.IntVar(&o.payload, "payload", 256, "payload bytes")
 	f.IntVar(&o.clients, "clients", 4, "client connections to spread goroutines over")
 	f.DurationVar(&o.duration, "duration", 10*time.Second, "how long to produce")
+	f.Int64Var(&o.jobs, "jobs", 0, "enqueue: stop once this many jobs are enqueued, or after --duration (fills a backlog)")
 	f.StringVar(&o.queue, "queue", "", "queue to use (default: a fresh one)")
 	return cmd
 }
@@ -143,7 +145,9 @@ func produce(clients []*client.Client, o *benchOpts, stop <-chan struct{}, lat *
 					continue
 				}
 				lat.add(time.Since(start))
-				jobs.Add(int64(o.batch))
+				if n := jobs.Add(int64(o.batch)); o.jobs > 0 && n >= o.jobs {
+					return
+				}
 			}
 		}(p)
 	}
@@ -156,9 +160,14 @@ func benchEnqueue(clients []*client.Client, o *benchOpts) error {
 	stop := make(chan struct{})
 	start := time.Now()
 	wg := produce(clients, o, stop, &lat, &jobs, &errs)
-	time.Sleep(o.duration)
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-time.After(o.duration):
+	case <-done: // --jobs reached
+	}
 	close(stop)
-	wg.Wait()
+	<-done
 	el := time.Since(start).Seconds()
 	emit(o.out, map[string]any{
 		"figure": "durable_enqueue", "producers": o.producers, "batch": o.batch, "payload_bytes": o.payload,

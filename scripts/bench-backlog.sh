@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# make bench-backlog: a fresh 3-node cluster on loopback filled to
+# BACKLOG_JOBS (default 1,000,000) queued 256-byte jobs with batched enqueue
+# (8 producers x 100). Prints one JSON line with the enqueue rate into an
+# empty queue and at the backlog, RSS per node (VmRSS and RssAnon from
+# /proc), data dir size, and restart-to-serving of a SIGKILLed follower and
+# of the SIGKILLed leader (from the new process's start until its FSM has
+# applied everything it had before the kill, read from /metrics).
+# RAFTQ_BIN picks the brokerd build (default ./bin), to compare two builds.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/cluster-lib.sh
+N=${BACKLOG_JOBS:-1000000}
+sample=${BACKLOG_SAMPLE:-5s}
+gbase=7500
+dir=$(mktemp -d /tmp/raftq-backlog.XXXXXX)
+trap 'stop_cluster; rm -rf "$dir"' EXIT
+start_cluster "$dir" "$gbase" 7600
+b=(./bin/brokerctl bench enqueue --producers 8 --batch 100 --payload 256 --queue backlog)
+
+metric() { # metric I NAME: a gauge of node nI
+  curl -sf "http://127.0.0.1:$((gbase + 10 + $1))/metrics" | awk -v m="$2" '$1 == m {print $2; exit}'
+}
+rss() { # rss I FIELD: kB
+  awk -v f="$2:" '$1 == f {print $2}' "/proc/${PIDS[$(($1 - 1))]}/status"
+}
+node_json() {
+  local i out=""
+  for i in 1 2 3; do
+    out="$out${out:+,}\"n$i\":{\"vmrss_mb\":$(($(rss "$i" VmRSS) / 1024)),\"rssanon_mb\":$(($(rss "$i" RssAnon) / 1024)),\"dir_mb\":$(du -sm "$dir/n$i" | cut -f1)}"
+  done
+  echo "{$out}"
+}
+# restart I: SIGKILL node nI, start it again, print seconds until its FSM
+# is back at the applied index it had.
+restart() {
+  local i=$1 want t0 got
+  want=$(metric "$i" raftq_fsm_applied_index)
+  kill -KILL "${PIDS[$((i - 1))]}"
+  wait "${PIDS[$((i - 1))]}" 2>/dev/null || true
+  t0=$(date +%s.%N)
+  start_node "$i"
+  PIDS[$((i - 1))]=$NODE_PID
+  while :; do
+    got=$(metric "$i" raftq_fsm_applied_index || true)
+    if [ -n "$got" ] && awk -v g="$got" -v w="$want" 'BEGIN{exit !(g+0 >= w+0)}'; then break; fi
+    sleep 0.05
+  done
+  echo "$(date +%s.%N) - $t0" | bc
+}
+leader() {
+  local i
+  for i in 1 2 3; do
+    if [ "$(metric "$i" raftq_leader_ready || true)" = 1 ]; then echo "$i"; return; fi
+  done
+}
+
+rate0=$("${b[@]}" --duration "$sample" | jq .jobs_per_sec)
+start=$(date +%s)
+"${b[@]}" --duration 24h --jobs "$N" >/dev/null
+fill_s=$(($(date +%s) - start))
+rateN=$("${b[@]}" --duration "$sample" | jq .jobs_per_sec)
+sleep 2
+nodes=$(node_json)
+l=$(leader)
+f=$((l % 3 + 1))
+follower_s=$(restart "$f")
+sleep 2
+leader_s=$(restart "$l")
+echo "{\"figure\":\"backlog\",\"build\":\"${RAFTQ_BIN:-./bin}\",\"queued\":$N,\"fill_seconds\":$fill_s,\"enqueue_per_sec_empty\":$rate0,\"enqueue_per_sec_at_backlog\":$rateN,\"nodes\":$nodes,\"restart_follower_s\":$follower_s,\"restart_leader_s\":$leader_s}"
