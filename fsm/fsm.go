@@ -9,10 +9,13 @@ package fsm
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
+	"syscall"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"go.etcd.io/bbolt"
@@ -38,6 +41,8 @@ type FSM struct {
 	// lastIndex mirrors the store's applied index; written after each
 	// commit, read without locks.
 	lastIndex atomic.Uint64
+	// writeErr is the error of a store write being retried (disk full).
+	writeErr atomic.Pointer[error]
 
 	// sigMu guards the two signal channels. They are created lazily, so an
 	// Apply with nobody waiting allocates nothing for them.
@@ -64,15 +69,51 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 // transaction, which also records the last applied index, and returns one
 // Apply result per entry. It makes the FSM a raft.BatchingFSM, so Raft
 // hands over everything one fsync committed.
+//
+// A transaction that fails because the disk is full (ENOSPC, EDQUOT) is
+// rolled back and retried, with WriteError reporting it meanwhile, until
+// space returns: the node stops applying but keeps running, and resumes by
+// itself. Any other store failure panics (the node stops).
 func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
-	out := make([]interface{}, len(logs))
 	f.wmu.Lock()
 	defer f.wmu.Unlock()
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	changed := false
-	last := f.lastIndex.Load()
-	err := f.db.Update(func(tx *bbolt.Tx) error {
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		out, changed, last, err := f.applyTx(logs)
+		if err == nil {
+			f.writeErr.Store(nil)
+			f.lastIndex.Store(last)
+			f.signal(changed)
+			return out
+		}
+		if !errors.Is(err, syscall.ENOSPC) && !errors.Is(err, syscall.EDQUOT) {
+			panic(fmt.Sprintf("fsm: cannot apply raft log entries to the store %s: %v; stopping", f.describe(), err))
+		}
+		werr := fmt.Errorf("fsm store %s: %w", f.describe(), err)
+		f.writeErr.Store(&werr)
+		sleep(wait)
+	}
+}
+
+// sleep is time.Sleep, replaced in tests.
+var sleep = time.Sleep
+
+// applyTx applies logs in one write transaction. A storeWriteError panic
+// (a failed Put) comes back as the error; the transaction is rolled back.
+func (f *FSM) applyTx(logs []*raft.Log) (out []interface{}, changed bool, last uint64, err error) {
+	out = make([]interface{}, len(logs))
+	last = f.lastIndex.Load()
+	defer func() {
+		if r := recover(); r != nil {
+			we, ok := r.(storeWriteError)
+			if !ok {
+				panic(r)
+			}
+			err = we
+		}
+	}()
+	err = f.db.Update(func(tx *bbolt.Tx) error {
 		st, err := newState(tx)
 		if err != nil {
 			return err
@@ -86,14 +127,22 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		}
 		st.flush()
 		last = st.applied
-		return nil
+		return beforeCommit()
 	})
-	if err != nil {
-		panic(fmt.Sprintf("fsm: cannot apply raft log entries to the store %s: %v; stopping", f.describe(), err))
+	return out, changed, last, err
+}
+
+// beforeCommit runs before each Apply transaction commits; tests inject
+// store failures through it.
+var beforeCommit = func() error { return nil }
+
+// WriteError is the store write error that keeps Apply waiting (a full
+// disk), or nil when the store is writable. brokerd reports it.
+func (f *FSM) WriteError() error {
+	if p := f.writeErr.Load(); p != nil {
+		return *p
 	}
-	f.lastIndex.Store(last)
-	f.signal(changed)
-	return out
+	return nil
 }
 
 func applyOne(st *state, l *raft.Log, changed *bool) interface{} {

@@ -227,12 +227,19 @@ func (s *state) flush() {
 	s.metaDirty = false
 }
 
-// must turns a store write error into a panic: the entry is committed, so
-// a node that cannot write it must stop rather than diverge. bbolt rolls
-// the transaction back as the panic unwinds.
+// storeWriteError is the panic value of a failed store write: the entry is
+// committed, so it cannot be skipped. bbolt rolls the transaction back as
+// the panic unwinds; ApplyBatch retries a full disk and stops the node on
+// anything else.
+type storeWriteError struct{ err error }
+
+func (e storeWriteError) Error() string { return "fsm: store write failed: " + e.err.Error() }
+func (e storeWriteError) Unwrap() error { return e.err }
+
+// must turns a store write error into a storeWriteError panic.
 func (s *state) must(err error) {
 	if err != nil {
-		panic(fmt.Errorf("fsm: store write failed: %w", err))
+		panic(storeWriteError{err})
 	}
 }
 

@@ -7,7 +7,9 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/raftq/raftq/fsm/fsmpb"
@@ -255,5 +257,55 @@ func TestPropertyStoresIdentical(t *testing.T) {
 			}
 		}
 		checkInvariants(t, a.f)
+	}
+}
+
+// A store write that fails because the disk is full is rolled back and
+// retried until space returns, reported by WriteError meanwhile; the entry
+// is then applied exactly once, as on a replica that never ran out. Any
+// other write failure stops the node (panic) and changes nothing.
+func TestApplyWaitsOutFullDisk(t *testing.T) {
+	h := busyFileHarness(t, filepath.Join(t.TempDir(), "fsm.db"))
+	ref := busyHarness(t)
+	h.index = h.f.LastIndex()
+	ref.index = h.index
+	fails := 3
+	var seen []error
+	beforeCommit = func() error {
+		if fails > 0 {
+			fails--
+			return &os.PathError{Op: "write", Path: "fsm.db", Err: syscall.ENOSPC}
+		}
+		return nil
+	}
+	sleep = func(time.Duration) { seen = append(seen, h.f.WriteError()) }
+	t.Cleanup(func() { beforeCommit = func() error { return nil }; sleep = time.Sleep })
+	r := h.one(cmdEnqueue(t0, nj("full", "q")))
+	ref.one(cmdEnqueue(t0, nj("full", "q")))
+	if r.Items[0].Err != nil || len(seen) != 3 {
+		t.Fatalf("result %v after %d retries", r.Items[0].Err, len(seen))
+	}
+	for _, err := range seen {
+		if !errors.Is(err, syscall.ENOSPC) || !strings.Contains(err.Error(), h.f.Path()) {
+			t.Fatalf("WriteError while the disk was full: %v", err)
+		}
+	}
+	if h.f.WriteError() != nil || h.f.Hash() != ref.f.Hash() || h.f.LastIndex() != ref.f.LastIndex() {
+		t.Fatal("state after the retries differs from a replica that never failed")
+	}
+	checkInvariants(t, h.f)
+
+	before, idx := h.f.Hash(), h.f.LastIndex()
+	beforeCommit = func() error { return errors.New("input/output error") }
+	func() {
+		defer func() {
+			if recover() == nil {
+				t.Fatal("an I/O error did not stop Apply")
+			}
+		}()
+		h.one(cmdEnqueue(t0, nj("io", "q")))
+	}()
+	if h.f.Hash() != before || h.f.LastIndex() != idx {
+		t.Fatal("a failed Apply changed the store")
 	}
 }
