@@ -19,7 +19,7 @@ start_cluster "$dir" "$gbase" 7600
 b=(./bin/brokerctl bench enqueue --producers 8 --batch 100 --payload 256 --queue backlog)
 
 metric() { # metric I NAME: a gauge of node nI
-  curl -sf "http://127.0.0.1:$((gbase + 10 + $1))/metrics" | awk -v m="$2" '$1 == m {print $2; exit}'
+  curl -sf "http://127.0.0.1:$((gbase + 10 + $1))/metrics" | awk -v m="$2" '$1 == m {v = $2} END {print v}'
 }
 rss() { # rss I FIELD: kB
   awk -v f="$2:" '$1 == f {print $2}' "/proc/${PIDS[$(($1 - 1))]}/status"
@@ -31,8 +31,9 @@ node_json() {
   done
   echo "{$out}"
 }
-# restart I: SIGKILL node nI, start it again, print seconds until its FSM
-# is back at the applied index it had.
+# restart I: SIGKILL node nI, start it again (PIDS keeps the new process,
+# so it runs in this shell, not in $(...)), and set RESTART_S to the
+# seconds until its FSM is back at the applied index it had.
 restart() {
   local i=$1 want t0 got
   want=$(metric "$i" raftq_fsm_applied_index)
@@ -46,7 +47,7 @@ restart() {
     if [ -n "$got" ] && awk -v g="$got" -v w="$want" 'BEGIN{exit !(g+0 >= w+0)}'; then break; fi
     sleep 0.05
   done
-  echo "$(date +%s.%N) - $t0" | bc
+  RESTART_S=$(echo "$(date +%s.%N) - $t0" | bc)
 }
 leader() {
   local i
@@ -55,16 +56,19 @@ leader() {
   done
 }
 
-rate0=$("${b[@]}" --duration "$sample" | jq .jobs_per_sec)
+first=$("${b[@]}" --duration "$sample")
+rate0=$(jq .jobs_per_sec <<<"$first")
 start=$(date +%s)
-"${b[@]}" --duration 24h --jobs "$N" >/dev/null
+"${b[@]}" --duration 24h --jobs "$((N - $(jq .jobs <<<"$first")))" >/dev/null
 fill_s=$(($(date +%s) - start))
 rateN=$("${b[@]}" --duration "$sample" | jq .jobs_per_sec)
 sleep 2
 nodes=$(node_json)
 l=$(leader)
 f=$((l % 3 + 1))
-follower_s=$(restart "$f")
+restart "$f"
+follower_s=$RESTART_S
 sleep 2
-leader_s=$(restart "$l")
+restart "$l"
+leader_s=$RESTART_S
 echo "{\"figure\":\"backlog\",\"build\":\"${RAFTQ_BIN:-./bin}\",\"queued\":$N,\"fill_seconds\":$fill_s,\"enqueue_per_sec_empty\":$rate0,\"enqueue_per_sec_at_backlog\":$rateN,\"nodes\":$nodes,\"restart_follower_s\":$follower_s,\"restart_leader_s\":$leader_s}"
