@@ -69,6 +69,19 @@ func follower(t *testing.T, c *testcluster.Cluster) *testcluster.Member {
 	return nil
 }
 
+// loadedCluster starts 3 nodes, enqueues n jobs into queue "a" and waits
+// until every node holds them; it returns the cluster, a client, the test's
+// context, the agreed state hash and a follower.
+func loadedCluster(t *testing.T, tune func(*brokerd.Config), n int) (*testcluster.Cluster, *client.Client, context.Context, string, *testcluster.Member) {
+	t.Helper()
+	c := testcluster.New(t, 3, tune)
+	cl := c.Client()
+	ctx := ctxT(t, 120*time.Second)
+	enqueueBatches(t, ctx, cl, "a", n)
+	hash := c.WaitConverged(30 * time.Second)
+	return c, cl, ctx, hash, follower(t, c)
+}
+
 func snapshotNode(t *testing.T, n *brokerd.Node) uint64 {
 	t.Helper()
 	if err := n.Raft().Snapshot().Error(); err != nil {
@@ -157,12 +170,7 @@ func TestRestartServesFromStore(t *testing.T) {
 func TestStoreBehindSnapshotIsRestored(t *testing.T) {
 	for _, mode := range []string{"older fsm.db", "no fsm.db"} {
 		t.Run(mode, func(t *testing.T) {
-			c := testcluster.New(t, 3, compacting)
-			cl := c.Client()
-			ctx := ctxT(t, 120*time.Second)
-			enqueueBatches(t, ctx, cl, "a", 100)
-			c.WaitConverged(30 * time.Second)
-			f := follower(t, c)
+			c, cl, ctx, _, f := loadedCluster(t, compacting, 100)
 			store := filepath.Join(f.Dir, "fsm.db")
 			old := filepath.Join(t.TempDir(), "old.db")
 			c.Kill(f.ID)
@@ -203,12 +211,7 @@ func TestStoreBehindSnapshotIsRestored(t *testing.T) {
 // file and what to do; once the operator deletes it, the node rebuilds the
 // store from its log and rejoins with the cluster's state.
 func TestCorruptStoreRefusesToStart(t *testing.T) {
-	c := testcluster.New(t, 3, nil)
-	cl := c.Client()
-	ctx := ctxT(t, 120*time.Second)
-	enqueueBatches(t, ctx, cl, "a", 1000)
-	want := c.WaitConverged(30 * time.Second)
-	f := follower(t, c)
+	c, _, _, want, f := loadedCluster(t, nil, 1000)
 	c.Kill(f.ID)
 	store := filepath.Join(f.Dir, "fsm.db")
 	if err := os.Truncate(store, 64<<10); err != nil {
@@ -237,12 +240,7 @@ func TestCorruptStoreRefusesToStart(t *testing.T) {
 // A node that was down while the cluster compacted its log gets the
 // leader's snapshot installed over its old, consistent store.
 func TestSnapshotInstallReplacesOldStore(t *testing.T) {
-	c := testcluster.New(t, 3, compacting)
-	cl := c.Client()
-	ctx := ctxT(t, 120*time.Second)
-	enqueueBatches(t, ctx, cl, "a", 100)
-	c.WaitConverged(30 * time.Second)
-	f := follower(t, c)
+	c, cl, ctx, _, f := loadedCluster(t, compacting, 100)
 	c.Kill(f.ID)
 	enqueueBatches(t, ctx, cl, "a", 1000)
 	leaseAndAck(t, ctx, cl, "a", 20)
