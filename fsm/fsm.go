@@ -1,9 +1,10 @@
 // Package fsm is raftq's replicated state machine: the job queue that every
 // broker node rebuilds by applying the same Raft log.
 //
-// Apply is deterministic: it reads no clock, randomness, map order or I/O.
-// Time, job ids and lease tokens come in the commands (stamped by the
-// leader) or from the log index. See DESIGN.md.
+// Apply is deterministic: it reads no clock, randomness, map order or I/O
+// outside its own store (a bbolt file, written one transaction per entry
+// batch with the applied index). Time, job ids and lease tokens come in the
+// commands (stamped by the leader) or from the log index. See DESIGN.md.
 package fsm
 
 import (

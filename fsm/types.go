@@ -46,9 +46,9 @@ func (s State) String() string {
 	return fmt.Sprintf("state(%d)", int32(s))
 }
 
-// Job is one job as the FSM holds it. Jobs stored in the FSM are immutable:
-// every change copies the Job and stores the copy, because snapshots share
-// the pointers of the state they captured. Callers get copies.
+// Job is one job as the FSM holds it. The store keeps it encoded (an
+// fsmpb.JobRecord); every read decodes a fresh copy, so callers may keep and
+// modify what they get.
 //
 // Times are unix nanoseconds stamped by the leader; durations are
 // nanoseconds.
@@ -56,7 +56,7 @@ type Job struct {
 	ID              string
 	Queue           string
 	Type            string
-	Payload         []byte // shared, never modified
+	Payload         []byte
 	Priority        int32
 	State           State
 	Attempts        int32
