@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/raftq/raftq/fsm/fsmpb"
 	"go.etcd.io/bbolt"
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -75,17 +76,25 @@ type recordWriter struct {
 	lb  [binary.MaxVarintLen64]byte // here, not on the stack: Write makes it escape
 }
 
+// snapshotJobField is the number of SnapshotRecord's job field.
+const snapshotJobField protowire.Number = 1
+
 func (r *recordWriter) write(m proto.Message) error {
 	b, err := marshalOpts.MarshalAppend(r.buf[:0], m)
 	if err != nil {
 		return err
 	}
 	r.buf = b
+	return r.writeRaw(b)
+}
+
+// writeRaw writes one length-prefixed record of already marshalled bytes.
+func (r *recordWriter) writeRaw(b []byte) error {
 	n := binary.PutUvarint(r.lb[:], uint64(len(b)))
 	if _, err := r.w.Write(r.lb[:n]); err != nil {
 		return err
 	}
-	_, err = r.w.Write(b)
+	_, err := r.w.Write(b)
 	return err
 }
 
@@ -96,14 +105,14 @@ func (s *snapshot) writeTo(w io.Writer) error {
 		return err
 	}
 	rec := &fsmpb.SnapshotRecord{}
-	jr := &fsmpb.JobRecord{}
-	rec.Record = &fsmpb.SnapshotRecord_Job{Job: jr}
+	// A job's stored bytes are its deterministically marshalled JobRecord,
+	// so its SnapshotRecord is those bytes behind the tag of field 1 (job):
+	// byte for byte what marshalling the record would give, without
+	// decoding and re-encoding a million jobs.
 	if err := st.jobs.ForEach(func(_, v []byte) error {
-		// Unmarshal copies out of the memory map; the record is reused.
-		if err := proto.Unmarshal(v, jr); err != nil {
-			return corrupt("job record: %v", err)
-		}
-		return rw.write(rec)
+		b := protowire.AppendTag(rw.buf[:0], snapshotJobField, protowire.BytesType)
+		rw.buf = protowire.AppendBytes(b, v)
+		return rw.writeRaw(rw.buf)
 	}); err != nil {
 		return err
 	}

@@ -1,8 +1,11 @@
 package fsm
 
 import (
+	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -14,6 +17,7 @@ import (
 	"github.com/hashicorp/raft"
 	"github.com/raftq/raftq/fsm/fsmpb"
 	"go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
 )
 
 // njs makes n new jobs named prefix-start … prefix-(start+n-1) in queue q.
@@ -307,5 +311,46 @@ func TestApplyWaitsOutFullDisk(t *testing.T) {
 	}()
 	if h.f.Hash() != before || h.f.LastIndex() != idx {
 		t.Fatal("a failed Apply changed the store")
+	}
+}
+
+// Persist writes a job's stored bytes behind the record's tag instead of
+// decoding and re-marshalling it; the stream must be byte for byte what
+// marshalling each SnapshotRecord gives, so old and new nodes exchange
+// snapshots.
+func TestSnapshotRawJobsEqualMarshalled(t *testing.T) {
+	h := busyHarness(t)
+	got := snapshotBytes(t, h.f)
+	rr := &recordReader{r: bufio.NewReader(bytes.NewReader(got))}
+	var want bytes.Buffer
+	rw := &recordWriter{w: bufio.NewWriter(&want)}
+	jobs := 0
+	for {
+		b, err := rr.next()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		var m proto.Message = &fsmpb.SnapshotRecord{}
+		if want.Len() == 0 && rw.w.Buffered() == 0 {
+			m = &fsmpb.SnapshotHeader{}
+		}
+		if err := proto.Unmarshal(b, m); err != nil {
+			t.Fatal(err)
+		}
+		if r, ok := m.(*fsmpb.SnapshotRecord); ok && r.GetJob() != nil {
+			jobs++
+		}
+		if err := rw.write(m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := rw.w.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if jobs != h.f.Len() || !bytes.Equal(got, want.Bytes()) {
+		t.Fatalf("%d job records of %d; persisted stream differs from the marshalled records", jobs, h.f.Len())
 	}
 }

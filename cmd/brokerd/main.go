@@ -74,9 +74,19 @@ func main() {
 // override it as usual.
 const defaultGCPercent = 400
 
+// defaultMemoryLimit is brokerd's soft heap limit when GOMEMLIMIT is not
+// set. With the jobs on disk (fsm.db) the live heap is small, and 5× of it
+// is what GOGC 400 would let the heap grow to; the limit makes the collector
+// run earlier instead, so RSS stays bounded whatever the backlog. Measured
+// with make bench-backlog (1M queued jobs): see fsm/DESIGN.md.
+const defaultMemoryLimit = 512 << 20
+
 func tuneGC() {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(defaultGCPercent)
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		debug.SetMemoryLimit(defaultMemoryLimit)
 	}
 }
 
