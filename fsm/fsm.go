@@ -44,6 +44,12 @@ type FSM struct {
 	lastIndex atomic.Uint64
 	// writeErr is the error of a store write being retried (disk full).
 	writeErr atomic.Pointer[error]
+	// gen counts committed changes (Apply, Restore); the cached hash is
+	// that of generation hashGen.
+	gen     atomic.Uint64
+	hashMu  sync.Mutex
+	hashGen uint64
+	hashSum string
 
 	// sigMu guards the two signal channels. They are created lazily, so an
 	// Apply with nobody waiting allocates nothing for them.
@@ -84,6 +90,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		out, changed, last, err := f.applyTx(logs)
 		if err == nil {
 			f.writeErr.Store(nil)
+			f.gen.Add(1)
 			f.lastIndex.Store(last)
 			f.signal(changed)
 			return out

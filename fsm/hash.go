@@ -15,10 +15,22 @@ import (
 // compare them to detect divergence, including in an index.
 //
 // It reads one store read transaction, so it does not hold up Apply.
+//
+// Hashing reads the whole store, so the result is kept until the next
+// Apply or Restore, and concurrent callers share one computation: Status
+// answers (which carry it, and which clients call to find the leader)
+// cost one pass per state, not one per call.
 func (f *FSM) Hash() string {
+	f.hashMu.Lock()
+	defer f.hashMu.Unlock()
+	gen := f.gen.Load()
+	if f.hashGen == gen && f.hashSum != "" {
+		return f.hashSum
+	}
 	sum := sha256.New()
 	f.view(func(st *state) { hashState(sum, st) })
-	return hex.EncodeToString(sum.Sum(nil))
+	f.hashGen, f.hashSum = gen, hex.EncodeToString(sum.Sum(nil))
+	return f.hashSum
 }
 
 func hashState(sum hash.Hash, st *state) {

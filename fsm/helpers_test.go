@@ -377,4 +377,5 @@ func (f *FSM) update(t testing.TB, fn func(st *state)) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	f.gen.Add(1) // the cached hash is stale
 }

@@ -254,6 +254,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 		f.ref.db = db
 	}
 	f.lastIndex.Store(last)
+	f.gen.Add(1)
 	f.mu.Unlock()
 	// Closing waits for the old store's snapshots to be released, which may
 	// be persisting on another goroutine: do not make Raft wait for them.
