@@ -303,8 +303,8 @@ const fsmFile = "fsm.db"
 // trusted stops the node with an error that names the file and says what
 // to do; it is never silently replaced by an empty one.
 func (n *Node) openFSM() error {
-	if err := os.MkdirAll(n.cfg.DataDir, 0o750); err != nil {
-		return fmt.Errorf("data dir: %w", err)
+	if err := privateDataDir(n.cfg.DataDir); err != nil {
+		return err
 	}
 	f, err := fsm.Open(filepath.Join(n.cfg.DataDir, fsmFile), fsm.Options{})
 	if err != nil {
