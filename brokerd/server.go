@@ -455,7 +455,7 @@ func (s *clusterService) Remove(ctx context.Context, req *raftqv1.RemoveRequest)
 	return &raftqv1.RemoveResponse{}, nil
 }
 
-func (s *clusterService) Status(ctx context.Context, _ *raftqv1.StatusRequest) (*raftqv1.StatusResponse, error) {
+func (s *clusterService) Status(ctx context.Context, req *raftqv1.StatusRequest) (*raftqv1.StatusResponse, error) {
 	n := s.n
 	id, addr := n.leader()
 	out := &raftqv1.StatusResponse{
@@ -465,7 +465,11 @@ func (s *clusterService) Status(ctx context.Context, _ *raftqv1.StatusRequest) (
 		LeaderAddr:   addr,
 		CommitIndex:  n.raft.CommitIndex(),
 		AppliedIndex: n.fsm.LastIndex(),
-		StateHash:    n.fsm.Hash(),
+	}
+	// Only when asked: hashing reads the whole store, and clients call
+	// Status to find the leader.
+	if req.GetWithHash() {
+		out.StateHash = n.fsm.Hash()
 	}
 	fmt.Sscan(n.raft.Stats()["term"], &out.Term)
 	metas := map[string]string{}

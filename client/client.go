@@ -395,7 +395,16 @@ func Reason(err error) raftqv1.ErrorDetail_Reason { return raftqerr.Reason(err) 
 func (c *Client) Enqueue(ctx context.Context, jobs ...*raftqv1.JobSpec) ([]*raftqv1.EnqueueResult, error) {
 	for _, j := range jobs {
 		if j != nil && j.IdempotencyKey == "" {
-			j.IdempotencyKey = "auto-" + uuid.NewString()
+			// Time-ordered (UUIDv7), not random: the broker's store keeps
+			// keys in a B+tree ordered by key, and keys that arrive in
+			// order are appended to its last page, where random ones would
+			// dirty (and rewrite) a random page per job, a cost that grows
+			// with the number of keys remembered.
+			id, err := uuid.NewV7()
+			if err != nil {
+				return nil, err
+			}
+			j.IdempotencyKey = "auto-" + id.String()
 		}
 	}
 	req := &raftqv1.EnqueueRequest{Jobs: jobs}
@@ -541,11 +550,24 @@ func (c *Client) ListJobs(ctx context.Context, req *raftqv1.ListJobsRequest) (*r
 	return resp, err
 }
 
-// Status asks one broker (by address) for its view of the cluster.
+// Status asks one broker (by address) for its view of the cluster, without
+// the state hash (StateHash is empty): finding the leader needs no hash, and
+// hashing reads the broker's whole store.
 func (c *Client) Status(ctx context.Context, addr string) (*raftqv1.StatusResponse, error) {
+	return c.status(ctx, addr, &raftqv1.StatusRequest{})
+}
+
+// StatusWithHash is Status with the hash of the broker's FSM state, to
+// compare replicas. It costs the broker a read of its whole store (about a
+// second per million jobs) each time its state has changed.
+func (c *Client) StatusWithHash(ctx context.Context, addr string) (*raftqv1.StatusResponse, error) {
+	return c.status(ctx, addr, &raftqv1.StatusRequest{WithHash: true})
+}
+
+func (c *Client) status(ctx context.Context, addr string, req *raftqv1.StatusRequest) (*raftqv1.StatusResponse, error) {
 	cc, err := c.conn(addr)
 	if err != nil {
 		return nil, err
 	}
-	return raftqv1.NewClusterClient(cc).Status(ctx, &raftqv1.StatusRequest{})
+	return raftqv1.NewClusterClient(cc).Status(ctx, req)
 }

@@ -221,7 +221,7 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 // ---- cluster ----
 
 func (s *Server) clusterView(r *http.Request) (Cluster, error) {
-	st, err := s.cluster.Status(r.Context(), &raftqv1.StatusRequest{})
+	st, err := s.cluster.Status(r.Context(), &raftqv1.StatusRequest{WithHash: true})
 	if err != nil {
 		return Cluster{}, err
 	}

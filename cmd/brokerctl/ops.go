@@ -438,7 +438,7 @@ func clusterCmd(g *globals) *cobra.Command {
 				var rows [][]string
 				for _, a := range g.addrs() {
 					sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-					st, err := cl.Status(sctx, a)
+					st, err := cl.StatusWithHash(sctx, a)
 					cancel()
 					if err != nil {
 						views = append(views, view{Addr: a, Error: err.Error()})

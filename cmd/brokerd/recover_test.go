@@ -156,7 +156,7 @@ func waitConverged(t *testing.T, ctx context.Context, cl *client.Client, procs [
 	for ctx.Err() == nil {
 		hashes := map[string]bool{}
 		for _, p := range procs {
-			if st, err := cl.Status(ctx, p.grpc); err == nil {
+			if st, err := cl.StatusWithHash(ctx, p.grpc); err == nil {
 				hashes[st.StateHash] = true
 			} else {
 				hashes["unreachable"] = true

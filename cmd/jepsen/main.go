@@ -351,7 +351,7 @@ func finalStates(cl *control.Cluster, env *nemesis.Env, log *slog.Logger) []chec
 			s := checker.NodeState{Node: id}
 			if n == nil {
 				s.Err = "unknown node"
-			} else if st, err := cl.Status(ctx, n); err != nil {
+			} else if st, err := cl.StatusWithHash(ctx, n); err != nil {
 				s.Err = err.Error()
 			} else {
 				s.AppliedIndex, s.Hash = st.AppliedIndex, st.StateHash

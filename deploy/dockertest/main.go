@@ -471,7 +471,7 @@ func restartAndConverge(ctx context.Context, c *config, cl *client.Client, victi
 		var view []string
 		for id, addr := range c.brokers {
 			cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			st, err := cl.Status(cctx, addr)
+			st, err := cl.StatusWithHash(cctx, addr)
 			cancel()
 			if err != nil {
 				view = append(view, id+"=down")

@@ -326,8 +326,18 @@ func (c *Cluster) conn(addr string) (*grpc.ClientConn, error) {
 	return cc, nil
 }
 
-// Status asks n for its view of the cluster (state hash included).
+// Status asks n for its view of the cluster (without the state hash).
 func (c *Cluster) Status(ctx context.Context, n *Node) (*raftqv1.StatusResponse, error) {
+	return c.status(ctx, n, &raftqv1.StatusRequest{})
+}
+
+// StatusWithHash is Status with the node's state hash, to compare replicas
+// (the broker hashes only when asked: it reads its whole store).
+func (c *Cluster) StatusWithHash(ctx context.Context, n *Node) (*raftqv1.StatusResponse, error) {
+	return c.status(ctx, n, &raftqv1.StatusRequest{WithHash: true})
+}
+
+func (c *Cluster) status(ctx context.Context, n *Node, req *raftqv1.StatusRequest) (*raftqv1.StatusResponse, error) {
 	if !n.Running() {
 		return nil, errors.New("not running")
 	}
@@ -340,7 +350,7 @@ func (c *Cluster) Status(ctx context.Context, n *Node) (*raftqv1.StatusResponse,
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Second)
 	defer cancel()
-	return raftqv1.NewClusterClient(cc).Status(ctx, &raftqv1.StatusRequest{})
+	return raftqv1.NewClusterClient(cc).Status(ctx, req)
 }
 
 // Leader returns the node that claims leadership in the highest term, or

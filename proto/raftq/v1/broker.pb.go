@@ -2164,7 +2164,11 @@ func (*RemoveResponse) Descriptor() ([]byte, []int) {
 }
 
 type StatusRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Fill StatusResponse.state_hash. Hashing reads this node's whole store
+	// (about a second per million jobs), so it is done only when asked:
+	// clients call Status to find the leader and need no hash.
+	WithHash      bool `protobuf:"varint,1,opt,name=with_hash,json=withHash,proto3" json:"with_hash,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2197,6 +2201,13 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
 	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *StatusRequest) GetWithHash() bool {
+	if x != nil {
+		return x.WithHash
+	}
+	return false
 }
 
 type Member struct {
@@ -2287,6 +2298,7 @@ type StatusResponse struct {
 	AppliedIndex uint64    `protobuf:"varint,7,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
 	Members      []*Member `protobuf:"bytes,8,rep,name=members,proto3" json:"members,omitempty"`
 	// Hash of this node's FSM state: equal on nodes that applied the same log.
+	// Empty unless the request set with_hash.
 	StateHash     string `protobuf:"bytes,9,opt,name=state_hash,json=stateHash,proto3" json:"state_hash,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2981,8 +2993,9 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\fJoinResponse\"(\n" +
 	"\rRemoveRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\x10\n" +
-	"\x0eRemoveResponse\"\x0f\n" +
-	"\rStatusRequest\"\x89\x01\n" +
+	"\x0eRemoveResponse\",\n" +
+	"\rStatusRequest\x12\x1b\n" +
+	"\twith_hash\x18\x01 \x01(\bR\bwithHash\"\x89\x01\n" +
 	"\x06Member\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x1b\n" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x1b\n" +
