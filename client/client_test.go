@@ -2,10 +2,12 @@ package client_test
 
 import (
 	"context"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -138,5 +140,49 @@ func TestClosedClient(t *testing.T) {
 	cl.Close()
 	if _, _, err := cl.EnqueueOne(ctxT(t, time.Minute), "q", "t", nil); err != client.ErrClosed {
 		t.Fatalf("enqueue on a closed client: %v", err)
+	}
+}
+
+// Keys Enqueue makes are UUIDv7, increasing across a batch and across
+// calls: the broker's store keeps idempotency keys in key order, and keys
+// arriving in order are appended instead of dirtying a random page each.
+// Status leaves the state hash out (it costs the broker a full read of its
+// store) and StatusWithHash carries the node's FSM hash.
+func TestAutoKeysTimeOrderedAndStatusHashOnRequest(t *testing.T) {
+	c := testcluster.New(t, 1, nil)
+	cl := c.Client()
+	ctx := ctxT(t, time.Minute)
+	var keys []string
+	for range 3 {
+		specs := []*raftqv1.JobSpec{{Queue: "k", Type: "t"}, {Queue: "k", Type: "t"}, {Queue: "k", Type: "t"}}
+		if _, err := cl.Enqueue(ctx, specs...); err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range specs {
+			keys = append(keys, s.IdempotencyKey)
+		}
+	}
+	for i, k := range keys {
+		rest, ok := strings.CutPrefix(k, "auto-")
+		id, err := uuid.Parse(rest)
+		if !ok || err != nil || id.Version() != 7 {
+			t.Fatalf("key %q: not auto-<UUIDv7> (%v)", k, err)
+		}
+		if i > 0 && k <= keys[i-1] {
+			t.Fatalf("key %d %q does not sort after %q", i, k, keys[i-1])
+		}
+	}
+
+	addr := c.Members()[0].GRPCAddr
+	st, err := cl.Status(ctx, addr)
+	if err != nil || st.StateHash != "" || st.AppliedIndex == 0 {
+		t.Fatalf("Status: %v, %v; want no hash", st, err)
+	}
+	st, err = cl.StatusWithHash(ctx, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := c.Leader().FSM().Hash(); st.StateHash != want {
+		t.Fatalf("StatusWithHash hash %q, FSM's %q", st.StateHash, want)
 	}
 }
