@@ -59,7 +59,10 @@ leader() {
 first=$("${b[@]}" --duration "$sample")
 rate0=$(jq .jobs_per_sec <<<"$first")
 start=$(date +%s)
-"${b[@]}" --duration 24h --jobs "$((N - $(jq .jobs <<<"$first")))" >/dev/null
+left=$((N - $(jq .jobs <<<"$first")))
+if [ "$left" -gt 0 ]; then # the first sample may already have queued N
+  "${b[@]}" --duration 24h --jobs "$left" >/dev/null
+fi
 fill_s=$(($(date +%s) - start))
 rateN=$("${b[@]}" --duration "$sample" | jq .jobs_per_sec)
 sleep 2
