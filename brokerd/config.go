@@ -65,6 +65,10 @@ type Limits struct {
 	MaxDedupWindow    time.Duration
 	MaxDelay          time.Duration
 
+	// MaxSettleItems caps the items of one AckBatch, NackBatch or
+	// ExtendLeaseBatch: they all go into one Raft entry.
+	MaxSettleItems int
+
 	// MaxWaitersPerConn caps the Fetch long polls one client connection
 	// may have parked (forwarded calls from other nodes are exempt: a
 	// follower forwards all its clients over one connection).
@@ -212,6 +216,7 @@ func DefaultConfig() Config {
 			MaxDelay:          365 * 24 * time.Hour,
 			MaxRequestTime:    time.Minute,
 			MaxRestoreBytes:   4 << 30,
+			MaxSettleItems:    1000,
 
 			MaxWaitersPerConn:      limits.DefaultMaxWaitersPerConn,
 			MaxWaitersPerPrincipal: limits.DefaultMaxWaitersPerPrincipal,
@@ -268,8 +273,8 @@ func (c *Config) Validate() error {
 		c.Defaults.MaxBackoff < c.Defaults.InitialBackoff || c.Defaults.DedupWindow < 0 {
 		errs = append(errs, errors.New("defaults: lease duration and max attempts must be positive, back-offs ordered"))
 	}
-	if c.Limits.MaxPayloadBytes <= 0 || c.Limits.MaxBatchJobs <= 0 || c.Limits.MaxFetchJobs <= 0 {
-		errs = append(errs, errors.New("limits: payload, batch and fetch limits must be positive"))
+	if c.Limits.MaxPayloadBytes <= 0 || c.Limits.MaxBatchJobs <= 0 || c.Limits.MaxFetchJobs <= 0 || c.Limits.MaxSettleItems <= 0 {
+		errs = append(errs, errors.New("limits: payload, batch, fetch and settle-batch limits must be positive"))
 	}
 	if c.Limits.MaxWaitersPerConn < 0 || c.Limits.MaxRequestTime < 0 || c.Limits.MaxRestoreBytes < 0 {
 		errs = append(errs, errors.New("limits: waiters per connection, request time and restore size must not be negative"))

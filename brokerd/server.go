@@ -35,11 +35,19 @@ func (n *Node) propose(ctx context.Context, cmd *fsmpb.Command) (fsm.Result, err
 
 // single returns the only item of a one-item command's result.
 func single(res fsm.Result) (fsm.ItemResult, error) {
+	it, err := only(res)
+	if err != nil {
+		return it, err
+	}
+	return it, apierr.FromError(it.Err)
+}
+
+// only is single leaving the item's own error to the caller.
+func only(res fsm.Result) (fsm.ItemResult, error) {
 	if len(res.Items) != 1 {
 		return fsm.ItemResult{}, apierr.FromError(fmt.Errorf("fsm returned %d items for one", len(res.Items)))
 	}
-	it := res.Items[0]
-	return it, apierr.FromError(it.Err)
+	return res.Items[0], nil
 }
 
 type brokerService struct {
@@ -137,21 +145,15 @@ func (s *brokerService) ExtendLease(ctx context.Context, req *raftqv1.ExtendLeas
 	if err != nil {
 		return nil, apierr.FromError(err)
 	}
-	res, err := n.propose(ctx, &fsmpb.Command{
-		Type: fsmpb.CommandType_COMMAND_TYPE_EXTEND_LEASE,
-		Body: &fsmpb.Command_ExtendLease{ExtendLease: &fsmpb.ExtendLease{Items: []*fsmpb.LeaseRef{ref}}},
-	})
+	res, err := n.propose(ctx, extendCommand([]*fsmpb.LeaseRef{ref}))
 	if err != nil {
 		return nil, err
 	}
-	it, err := single(res)
+	it, err := only(res)
 	if err != nil {
 		return nil, err
 	}
-	return &raftqv1.ExtendLeaseResponse{
-		LeaseDeadline:   timestamppb.New(time.Unix(0, it.Job.LeaseDeadline)),
-		CancelRequested: it.Job.CancelRequested,
-	}, nil
+	return extendOutcome(it)
 }
 
 func (s *brokerService) Ack(ctx context.Context, req *raftqv1.AckRequest) (*raftqv1.AckResponse, error) {
@@ -166,22 +168,15 @@ func (s *brokerService) Ack(ctx context.Context, req *raftqv1.AckRequest) (*raft
 		return nil, apierr.FromError(err)
 	}
 	ref.Token = n.bugAckToken(req.JobId, ref.Token) // seeded bug only with the jepsenbug tag
-	res, err := n.propose(ctx, &fsmpb.Command{
-		Type: fsmpb.CommandType_COMMAND_TYPE_ACK,
-		Body: &fsmpb.Command_Ack{Ack: &fsmpb.Ack{Items: []*fsmpb.LeaseRef{ref}}},
-	})
+	res, err := n.propose(ctx, ackCommand([]*fsmpb.LeaseRef{ref}))
 	if err != nil {
 		return nil, err
 	}
-	it := res.Items
-	if len(it) == 1 && errors.Is(it[0].Err, fsm.ErrWrongState) {
-		// An ack retried after an indeterminate answer finds its own
-		// earlier ack committed: same token, succeeded. That is success.
-		if j, ok := n.fsm.Get(req.JobId); ok && j.State == fsm.StateSucceeded && j.LeaseToken == req.LeaseToken {
-			return &raftqv1.AckResponse{}, nil
-		}
+	it, err := only(res)
+	if err != nil {
+		return nil, err
 	}
-	if _, err := single(res); err != nil {
+	if err := n.ackOutcome(req, it); err != nil {
 		return nil, err
 	}
 	return &raftqv1.AckResponse{}, nil
@@ -198,31 +193,15 @@ func (s *brokerService) Nack(ctx context.Context, req *raftqv1.NackRequest) (*ra
 	if err != nil {
 		return nil, apierr.FromError(err)
 	}
-	res, err := n.propose(ctx, &fsmpb.Command{
-		Type: fsmpb.CommandType_COMMAND_TYPE_NACK,
-		Body: &fsmpb.Command_Nack{Nack: &fsmpb.Nack{Items: []*fsmpb.NackItem{item}}},
-	})
+	res, err := n.propose(ctx, nackCommand([]*fsmpb.NackItem{item}))
 	if err != nil {
 		return nil, err
 	}
-	it, err := single(res)
+	it, err := only(res)
 	if err != nil {
-		// A nack retried after an indeterminate answer finds its lease
-		// already ended by its own first try (same token, no longer
-		// leased). The lease is over either way and nobody else holds the
-		// job under this token: answer with the job's state, like Ack.
-		j, ok := n.fsm.Get(req.JobId)
-		if !ok || j.LeaseToken != req.LeaseToken || j.State == fsm.StateLeased ||
-			!(errors.Is(it.Err, fsm.ErrStaleToken) || errors.Is(it.Err, fsm.ErrWrongState)) {
-			return nil, err
-		}
-		it.Job = &j
+		return nil, err
 	}
-	out := &raftqv1.NackResponse{State: raftqv1.JobState(it.Job.State)}
-	if it.Job.State == fsm.StateScheduled || it.Job.State == fsm.StateReady {
-		out.RunAt = timestamppb.New(time.Unix(0, it.Job.RunAt))
-	}
-	return out, nil
+	return n.nackOutcome(req, it)
 }
 
 func (s *brokerService) GetJob(ctx context.Context, req *raftqv1.GetJobRequest) (*raftqv1.GetJobResponse, error) {

@@ -54,6 +54,8 @@ var retrySafe = map[string]string{
 	"/raftq.v1.Broker/Fetch":               "a lease whose answer is lost expires; the job is leased again",
 	"/raftq.v1.Broker/Ack":                 "an ack of a job already acked with the same token succeeds",
 	"/raftq.v1.Broker/ExtendLease":         "extending the same lease twice is harmless",
+	"/raftq.v1.Broker/AckBatch":            "per item as Ack",
+	"/raftq.v1.Broker/ExtendLeaseBatch":    "per item as ExtendLease",
 	"/raftq.v1.Broker/GetJob":              "read",
 	"/raftq.v1.Broker/QueueStats":          "read",
 	"/raftq.v1.Results/StoreResult":        "fenced by (job, token): a repeat is answered DUPLICATE",
@@ -62,6 +64,7 @@ var retrySafe = map[string]string{
 	"/raftq.v1.Results/ListAttempts":       "read",
 	"/raftq.v1.Cluster/Status":             "", // a read, but operators call it by hand
 	"/raftq.v1.Broker/Nack":                "",
+	"/raftq.v1.Broker/NackBatch":           "",
 	"/raftq.v1.Broker/CancelJob":           "",
 	"/raftq.v1.Admin/PauseQueue":           "",
 	"/raftq.v1.Admin/ResumeQueue":          "",

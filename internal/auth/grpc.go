@@ -94,6 +94,12 @@ var BrokerRules = merge(common, Rules{
 	"/raftq.v1.Broker/Nack": {Roles: RoleWorker, Scope: func(req any) Access {
 		return jobs(req.(*raftqv1.NackRequest).GetJobId())
 	}},
+	// The batch settle calls check each item's job in the handler
+	// (brokerd/batch.go), with the same rule as the single calls, so that
+	// one refused item is answered on its own instead of failing the rest.
+	"/raftq.v1.Broker/AckBatch":         {Roles: RoleWorker},
+	"/raftq.v1.Broker/NackBatch":        {Roles: RoleWorker},
+	"/raftq.v1.Broker/ExtendLeaseBatch": {Roles: RoleWorker},
 	"/raftq.v1.Broker/GetJob": {Roles: RoleProducer | RoleWorker, Scope: func(req any) Access {
 		return jobs(req.(*raftqv1.GetJobRequest).GetJobId())
 	}},

@@ -2850,6 +2850,487 @@ func (x *RestoreResponse) GetJobs() int64 {
 	return 0
 }
 
+// ItemError is the refusal of one item of a batch call: the gRPC code,
+// message and ErrorDetail the single call would have failed with. Unset
+// on an item that succeeded.
+type ItemError struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A google.golang.org/grpc/codes value (never OK).
+	Code          int32        `protobuf:"varint,1,opt,name=code,proto3" json:"code,omitempty"`
+	Message       string       `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	Detail        *ErrorDetail `protobuf:"bytes,3,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ItemError) Reset() {
+	*x = ItemError{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ItemError) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ItemError) ProtoMessage() {}
+
+func (x *ItemError) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ItemError.ProtoReflect.Descriptor instead.
+func (*ItemError) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *ItemError) GetCode() int32 {
+	if x != nil {
+		return x.Code
+	}
+	return 0
+}
+
+func (x *ItemError) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+func (x *ItemError) GetDetail() *ErrorDetail {
+	if x != nil {
+		return x.Detail
+	}
+	return nil
+}
+
+type AckBatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Items         []*AckRequest          `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckBatchRequest) Reset() {
+	*x = AckBatchRequest{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckBatchRequest) ProtoMessage() {}
+
+func (x *AckBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckBatchRequest.ProtoReflect.Descriptor instead.
+func (*AckBatchRequest) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *AckBatchRequest) GetItems() []*AckRequest {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+type AckBatchResult struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Error         *ItemError             `protobuf:"bytes,1,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckBatchResult) Reset() {
+	*x = AckBatchResult{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckBatchResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckBatchResult) ProtoMessage() {}
+
+func (x *AckBatchResult) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckBatchResult.ProtoReflect.Descriptor instead.
+func (*AckBatchResult) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *AckBatchResult) GetError() *ItemError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+type AckBatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per requested item, in request order.
+	Results       []*AckBatchResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckBatchResponse) Reset() {
+	*x = AckBatchResponse{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckBatchResponse) ProtoMessage() {}
+
+func (x *AckBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckBatchResponse.ProtoReflect.Descriptor instead.
+func (*AckBatchResponse) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *AckBatchResponse) GetResults() []*AckBatchResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+type NackBatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Items         []*NackRequest         `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NackBatchRequest) Reset() {
+	*x = NackBatchRequest{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NackBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NackBatchRequest) ProtoMessage() {}
+
+func (x *NackBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NackBatchRequest.ProtoReflect.Descriptor instead.
+func (*NackBatchRequest) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *NackBatchRequest) GetItems() []*NackRequest {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+type NackBatchResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Set when error is not.
+	Response      *NackResponse `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
+	Error         *ItemError    `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NackBatchResult) Reset() {
+	*x = NackBatchResult{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NackBatchResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NackBatchResult) ProtoMessage() {}
+
+func (x *NackBatchResult) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NackBatchResult.ProtoReflect.Descriptor instead.
+func (*NackBatchResult) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *NackBatchResult) GetResponse() *NackResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *NackBatchResult) GetError() *ItemError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+type NackBatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per requested item, in request order.
+	Results       []*NackBatchResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NackBatchResponse) Reset() {
+	*x = NackBatchResponse{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NackBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NackBatchResponse) ProtoMessage() {}
+
+func (x *NackBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NackBatchResponse.ProtoReflect.Descriptor instead.
+func (*NackBatchResponse) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *NackBatchResponse) GetResults() []*NackBatchResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
+type ExtendLeaseBatchRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Items         []*ExtendLeaseRequest  `protobuf:"bytes,1,rep,name=items,proto3" json:"items,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExtendLeaseBatchRequest) Reset() {
+	*x = ExtendLeaseBatchRequest{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExtendLeaseBatchRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExtendLeaseBatchRequest) ProtoMessage() {}
+
+func (x *ExtendLeaseBatchRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExtendLeaseBatchRequest.ProtoReflect.Descriptor instead.
+func (*ExtendLeaseBatchRequest) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *ExtendLeaseBatchRequest) GetItems() []*ExtendLeaseRequest {
+	if x != nil {
+		return x.Items
+	}
+	return nil
+}
+
+type ExtendLeaseBatchResult struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Set when error is not.
+	Response      *ExtendLeaseResponse `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
+	Error         *ItemError           `protobuf:"bytes,2,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExtendLeaseBatchResult) Reset() {
+	*x = ExtendLeaseBatchResult{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExtendLeaseBatchResult) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExtendLeaseBatchResult) ProtoMessage() {}
+
+func (x *ExtendLeaseBatchResult) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExtendLeaseBatchResult.ProtoReflect.Descriptor instead.
+func (*ExtendLeaseBatchResult) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *ExtendLeaseBatchResult) GetResponse() *ExtendLeaseResponse {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *ExtendLeaseBatchResult) GetError() *ItemError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
+type ExtendLeaseBatchResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// One per requested item, in request order.
+	Results       []*ExtendLeaseBatchResult `protobuf:"bytes,1,rep,name=results,proto3" json:"results,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExtendLeaseBatchResponse) Reset() {
+	*x = ExtendLeaseBatchResponse{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExtendLeaseBatchResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExtendLeaseBatchResponse) ProtoMessage() {}
+
+func (x *ExtendLeaseBatchResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExtendLeaseBatchResponse.ProtoReflect.Descriptor instead.
+func (*ExtendLeaseBatchResponse) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *ExtendLeaseBatchResponse) GetResults() []*ExtendLeaseBatchResult {
+	if x != nil {
+		return x.Results
+	}
+	return nil
+}
+
 var File_raftq_v1_broker_proto protoreflect.FileDescriptor
 
 const file_raftq_v1_broker_proto_rawDesc = "" +
@@ -3048,7 +3529,31 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\x04data\x18\x01 \x01(\fR\x04data\";\n" +
 	"\x0fRestoreResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x12\n" +
-	"\x04jobs\x18\x02 \x01(\x03R\x04jobs*\xaf\x01\n" +
+	"\x04jobs\x18\x02 \x01(\x03R\x04jobs\"h\n" +
+	"\tItemError\x12\x12\n" +
+	"\x04code\x18\x01 \x01(\x05R\x04code\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\x12-\n" +
+	"\x06detail\x18\x03 \x01(\v2\x15.raftq.v1.ErrorDetailR\x06detail\"=\n" +
+	"\x0fAckBatchRequest\x12*\n" +
+	"\x05items\x18\x01 \x03(\v2\x14.raftq.v1.AckRequestR\x05items\";\n" +
+	"\x0eAckBatchResult\x12)\n" +
+	"\x05error\x18\x01 \x01(\v2\x13.raftq.v1.ItemErrorR\x05error\"F\n" +
+	"\x10AckBatchResponse\x122\n" +
+	"\aresults\x18\x01 \x03(\v2\x18.raftq.v1.AckBatchResultR\aresults\"?\n" +
+	"\x10NackBatchRequest\x12+\n" +
+	"\x05items\x18\x01 \x03(\v2\x15.raftq.v1.NackRequestR\x05items\"p\n" +
+	"\x0fNackBatchResult\x122\n" +
+	"\bresponse\x18\x01 \x01(\v2\x16.raftq.v1.NackResponseR\bresponse\x12)\n" +
+	"\x05error\x18\x02 \x01(\v2\x13.raftq.v1.ItemErrorR\x05error\"H\n" +
+	"\x11NackBatchResponse\x123\n" +
+	"\aresults\x18\x01 \x03(\v2\x19.raftq.v1.NackBatchResultR\aresults\"M\n" +
+	"\x17ExtendLeaseBatchRequest\x122\n" +
+	"\x05items\x18\x01 \x03(\v2\x1c.raftq.v1.ExtendLeaseRequestR\x05items\"~\n" +
+	"\x16ExtendLeaseBatchResult\x129\n" +
+	"\bresponse\x18\x01 \x01(\v2\x1d.raftq.v1.ExtendLeaseResponseR\bresponse\x12)\n" +
+	"\x05error\x18\x02 \x01(\v2\x13.raftq.v1.ItemErrorR\x05error\"V\n" +
+	"\x18ExtendLeaseBatchResponse\x12:\n" +
+	"\aresults\x18\x01 \x03(\v2 .raftq.v1.ExtendLeaseBatchResultR\aresults*\xaf\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13JOB_STATE_SCHEDULED\x10\x01\x12\x13\n" +
@@ -3060,7 +3565,7 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\vConsistency\x12\x1b\n" +
 	"\x17CONSISTENCY_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CONSISTENCY_LINEARIZABLE\x10\x01\x12\x15\n" +
-	"\x11CONSISTENCY_STALE\x10\x022\x85\x04\n" +
+	"\x11CONSISTENCY_STALE\x10\x022\xe9\x05\n" +
 	"\x06Broker\x12>\n" +
 	"\aEnqueue\x12\x18.raftq.v1.EnqueueRequest\x1a\x19.raftq.v1.EnqueueResponse\x128\n" +
 	"\x05Fetch\x12\x16.raftq.v1.FetchRequest\x1a\x17.raftq.v1.FetchResponse\x12J\n" +
@@ -3070,7 +3575,10 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\x06GetJob\x12\x17.raftq.v1.GetJobRequest\x1a\x18.raftq.v1.GetJobResponse\x12D\n" +
 	"\tCancelJob\x12\x1a.raftq.v1.CancelJobRequest\x1a\x1b.raftq.v1.CancelJobResponse\x12G\n" +
 	"\n" +
-	"QueueStats\x12\x1b.raftq.v1.QueueStatsRequest\x1a\x1c.raftq.v1.QueueStatsResponse2\xe5\x02\n" +
+	"QueueStats\x12\x1b.raftq.v1.QueueStatsRequest\x1a\x1c.raftq.v1.QueueStatsResponse\x12A\n" +
+	"\bAckBatch\x12\x19.raftq.v1.AckBatchRequest\x1a\x1a.raftq.v1.AckBatchResponse\x12D\n" +
+	"\tNackBatch\x12\x1a.raftq.v1.NackBatchRequest\x1a\x1b.raftq.v1.NackBatchResponse\x12Y\n" +
+	"\x10ExtendLeaseBatch\x12!.raftq.v1.ExtendLeaseBatchRequest\x1a\".raftq.v1.ExtendLeaseBatchResponse2\xe5\x02\n" +
 	"\x05Admin\x12G\n" +
 	"\n" +
 	"PauseQueue\x12\x1b.raftq.v1.PauseQueueRequest\x1a\x1c.raftq.v1.PauseQueueResponse\x12J\n" +
@@ -3099,7 +3607,7 @@ func file_raftq_v1_broker_proto_rawDescGZIP() []byte {
 }
 
 var file_raftq_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_raftq_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 45)
+var file_raftq_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
 var file_raftq_v1_broker_proto_goTypes = []any{
 	(JobState)(0),                      // 0: raftq.v1.JobState
 	(Consistency)(0),                   // 1: raftq.v1.Consistency
@@ -3149,89 +3657,117 @@ var file_raftq_v1_broker_proto_goTypes = []any{
 	(*SnapshotChunk)(nil),              // 45: raftq.v1.SnapshotChunk
 	(*RestoreChunk)(nil),               // 46: raftq.v1.RestoreChunk
 	(*RestoreResponse)(nil),            // 47: raftq.v1.RestoreResponse
-	(*durationpb.Duration)(nil),        // 48: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 49: google.protobuf.Timestamp
+	(*ItemError)(nil),                  // 48: raftq.v1.ItemError
+	(*AckBatchRequest)(nil),            // 49: raftq.v1.AckBatchRequest
+	(*AckBatchResult)(nil),             // 50: raftq.v1.AckBatchResult
+	(*AckBatchResponse)(nil),           // 51: raftq.v1.AckBatchResponse
+	(*NackBatchRequest)(nil),           // 52: raftq.v1.NackBatchRequest
+	(*NackBatchResult)(nil),            // 53: raftq.v1.NackBatchResult
+	(*NackBatchResponse)(nil),          // 54: raftq.v1.NackBatchResponse
+	(*ExtendLeaseBatchRequest)(nil),    // 55: raftq.v1.ExtendLeaseBatchRequest
+	(*ExtendLeaseBatchResult)(nil),     // 56: raftq.v1.ExtendLeaseBatchResult
+	(*ExtendLeaseBatchResponse)(nil),   // 57: raftq.v1.ExtendLeaseBatchResponse
+	(*durationpb.Duration)(nil),        // 58: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 59: google.protobuf.Timestamp
 }
 var file_raftq_v1_broker_proto_depIdxs = []int32{
-	48, // 0: raftq.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
-	48, // 1: raftq.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
-	48, // 2: raftq.v1.JobSpec.delay:type_name -> google.protobuf.Duration
-	49, // 3: raftq.v1.JobSpec.run_at:type_name -> google.protobuf.Timestamp
-	48, // 4: raftq.v1.JobSpec.lease_duration:type_name -> google.protobuf.Duration
-	48, // 5: raftq.v1.JobSpec.dedup_window:type_name -> google.protobuf.Duration
+	58, // 0: raftq.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
+	58, // 1: raftq.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
+	58, // 2: raftq.v1.JobSpec.delay:type_name -> google.protobuf.Duration
+	59, // 3: raftq.v1.JobSpec.run_at:type_name -> google.protobuf.Timestamp
+	58, // 4: raftq.v1.JobSpec.lease_duration:type_name -> google.protobuf.Duration
+	58, // 5: raftq.v1.JobSpec.dedup_window:type_name -> google.protobuf.Duration
 	3,  // 6: raftq.v1.JobSpec.retry:type_name -> raftq.v1.RetryPolicy
 	0,  // 7: raftq.v1.Job.state:type_name -> raftq.v1.JobState
-	48, // 8: raftq.v1.Job.lease_duration:type_name -> google.protobuf.Duration
+	58, // 8: raftq.v1.Job.lease_duration:type_name -> google.protobuf.Duration
 	3,  // 9: raftq.v1.Job.retry:type_name -> raftq.v1.RetryPolicy
-	49, // 10: raftq.v1.Job.run_at:type_name -> google.protobuf.Timestamp
-	49, // 11: raftq.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	49, // 12: raftq.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	49, // 13: raftq.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
-	49, // 14: raftq.v1.Job.lease_deadline:type_name -> google.protobuf.Timestamp
+	59, // 10: raftq.v1.Job.run_at:type_name -> google.protobuf.Timestamp
+	59, // 11: raftq.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	59, // 12: raftq.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	59, // 13: raftq.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	59, // 14: raftq.v1.Job.lease_deadline:type_name -> google.protobuf.Timestamp
 	4,  // 15: raftq.v1.EnqueueRequest.jobs:type_name -> raftq.v1.JobSpec
 	7,  // 16: raftq.v1.EnqueueResponse.results:type_name -> raftq.v1.EnqueueResult
-	48, // 17: raftq.v1.FetchRequest.max_wait:type_name -> google.protobuf.Duration
-	48, // 18: raftq.v1.FetchRequest.lease_duration:type_name -> google.protobuf.Duration
+	58, // 17: raftq.v1.FetchRequest.max_wait:type_name -> google.protobuf.Duration
+	58, // 18: raftq.v1.FetchRequest.lease_duration:type_name -> google.protobuf.Duration
 	5,  // 19: raftq.v1.FetchResponse.jobs:type_name -> raftq.v1.Job
-	48, // 20: raftq.v1.ExtendLeaseRequest.extend_by:type_name -> google.protobuf.Duration
-	49, // 21: raftq.v1.ExtendLeaseResponse.lease_deadline:type_name -> google.protobuf.Timestamp
-	48, // 22: raftq.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
+	58, // 20: raftq.v1.ExtendLeaseRequest.extend_by:type_name -> google.protobuf.Duration
+	59, // 21: raftq.v1.ExtendLeaseResponse.lease_deadline:type_name -> google.protobuf.Timestamp
+	58, // 22: raftq.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
 	0,  // 23: raftq.v1.NackResponse.state:type_name -> raftq.v1.JobState
-	49, // 24: raftq.v1.NackResponse.run_at:type_name -> google.protobuf.Timestamp
+	59, // 24: raftq.v1.NackResponse.run_at:type_name -> google.protobuf.Timestamp
 	1,  // 25: raftq.v1.GetJobRequest.consistency:type_name -> raftq.v1.Consistency
 	5,  // 26: raftq.v1.GetJobResponse.job:type_name -> raftq.v1.Job
 	0,  // 27: raftq.v1.CancelJobResponse.state:type_name -> raftq.v1.JobState
 	1,  // 28: raftq.v1.QueueStatsRequest.consistency:type_name -> raftq.v1.Consistency
-	49, // 29: raftq.v1.QueueStats.oldest_ready_at:type_name -> google.protobuf.Timestamp
+	59, // 29: raftq.v1.QueueStats.oldest_ready_at:type_name -> google.protobuf.Timestamp
 	22, // 30: raftq.v1.QueueStatsResponse.queues:type_name -> raftq.v1.QueueStats
 	0,  // 31: raftq.v1.ListJobsRequest.state:type_name -> raftq.v1.JobState
 	1,  // 32: raftq.v1.ListJobsRequest.consistency:type_name -> raftq.v1.Consistency
 	5,  // 33: raftq.v1.ListJobsResponse.jobs:type_name -> raftq.v1.Job
 	37, // 34: raftq.v1.StatusResponse.members:type_name -> raftq.v1.Member
 	2,  // 35: raftq.v1.ErrorDetail.reason:type_name -> raftq.v1.ErrorDetail.Reason
-	6,  // 36: raftq.v1.Broker.Enqueue:input_type -> raftq.v1.EnqueueRequest
-	9,  // 37: raftq.v1.Broker.Fetch:input_type -> raftq.v1.FetchRequest
-	11, // 38: raftq.v1.Broker.ExtendLease:input_type -> raftq.v1.ExtendLeaseRequest
-	13, // 39: raftq.v1.Broker.Ack:input_type -> raftq.v1.AckRequest
-	15, // 40: raftq.v1.Broker.Nack:input_type -> raftq.v1.NackRequest
-	17, // 41: raftq.v1.Broker.GetJob:input_type -> raftq.v1.GetJobRequest
-	19, // 42: raftq.v1.Broker.CancelJob:input_type -> raftq.v1.CancelJobRequest
-	21, // 43: raftq.v1.Broker.QueueStats:input_type -> raftq.v1.QueueStatsRequest
-	24, // 44: raftq.v1.Admin.PauseQueue:input_type -> raftq.v1.PauseQueueRequest
-	26, // 45: raftq.v1.Admin.ResumeQueue:input_type -> raftq.v1.ResumeQueueRequest
-	28, // 46: raftq.v1.Admin.Redrive:input_type -> raftq.v1.RedriveRequest
-	30, // 47: raftq.v1.Admin.ListJobs:input_type -> raftq.v1.ListJobsRequest
-	40, // 48: raftq.v1.Admin.PurgeDead:input_type -> raftq.v1.PurgeDeadRequest
-	32, // 49: raftq.v1.Cluster.Join:input_type -> raftq.v1.JoinRequest
-	34, // 50: raftq.v1.Cluster.Remove:input_type -> raftq.v1.RemoveRequest
-	36, // 51: raftq.v1.Cluster.Status:input_type -> raftq.v1.StatusRequest
-	42, // 52: raftq.v1.Cluster.TransferLeadership:input_type -> raftq.v1.TransferLeadershipRequest
-	44, // 53: raftq.v1.Cluster.Snapshot:input_type -> raftq.v1.SnapshotRequest
-	46, // 54: raftq.v1.Cluster.Restore:input_type -> raftq.v1.RestoreChunk
-	8,  // 55: raftq.v1.Broker.Enqueue:output_type -> raftq.v1.EnqueueResponse
-	10, // 56: raftq.v1.Broker.Fetch:output_type -> raftq.v1.FetchResponse
-	12, // 57: raftq.v1.Broker.ExtendLease:output_type -> raftq.v1.ExtendLeaseResponse
-	14, // 58: raftq.v1.Broker.Ack:output_type -> raftq.v1.AckResponse
-	16, // 59: raftq.v1.Broker.Nack:output_type -> raftq.v1.NackResponse
-	18, // 60: raftq.v1.Broker.GetJob:output_type -> raftq.v1.GetJobResponse
-	20, // 61: raftq.v1.Broker.CancelJob:output_type -> raftq.v1.CancelJobResponse
-	23, // 62: raftq.v1.Broker.QueueStats:output_type -> raftq.v1.QueueStatsResponse
-	25, // 63: raftq.v1.Admin.PauseQueue:output_type -> raftq.v1.PauseQueueResponse
-	27, // 64: raftq.v1.Admin.ResumeQueue:output_type -> raftq.v1.ResumeQueueResponse
-	29, // 65: raftq.v1.Admin.Redrive:output_type -> raftq.v1.RedriveResponse
-	31, // 66: raftq.v1.Admin.ListJobs:output_type -> raftq.v1.ListJobsResponse
-	41, // 67: raftq.v1.Admin.PurgeDead:output_type -> raftq.v1.PurgeDeadResponse
-	33, // 68: raftq.v1.Cluster.Join:output_type -> raftq.v1.JoinResponse
-	35, // 69: raftq.v1.Cluster.Remove:output_type -> raftq.v1.RemoveResponse
-	38, // 70: raftq.v1.Cluster.Status:output_type -> raftq.v1.StatusResponse
-	43, // 71: raftq.v1.Cluster.TransferLeadership:output_type -> raftq.v1.TransferLeadershipResponse
-	45, // 72: raftq.v1.Cluster.Snapshot:output_type -> raftq.v1.SnapshotChunk
-	47, // 73: raftq.v1.Cluster.Restore:output_type -> raftq.v1.RestoreResponse
-	55, // [55:74] is the sub-list for method output_type
-	36, // [36:55] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	39, // 36: raftq.v1.ItemError.detail:type_name -> raftq.v1.ErrorDetail
+	13, // 37: raftq.v1.AckBatchRequest.items:type_name -> raftq.v1.AckRequest
+	48, // 38: raftq.v1.AckBatchResult.error:type_name -> raftq.v1.ItemError
+	50, // 39: raftq.v1.AckBatchResponse.results:type_name -> raftq.v1.AckBatchResult
+	15, // 40: raftq.v1.NackBatchRequest.items:type_name -> raftq.v1.NackRequest
+	16, // 41: raftq.v1.NackBatchResult.response:type_name -> raftq.v1.NackResponse
+	48, // 42: raftq.v1.NackBatchResult.error:type_name -> raftq.v1.ItemError
+	53, // 43: raftq.v1.NackBatchResponse.results:type_name -> raftq.v1.NackBatchResult
+	11, // 44: raftq.v1.ExtendLeaseBatchRequest.items:type_name -> raftq.v1.ExtendLeaseRequest
+	12, // 45: raftq.v1.ExtendLeaseBatchResult.response:type_name -> raftq.v1.ExtendLeaseResponse
+	48, // 46: raftq.v1.ExtendLeaseBatchResult.error:type_name -> raftq.v1.ItemError
+	56, // 47: raftq.v1.ExtendLeaseBatchResponse.results:type_name -> raftq.v1.ExtendLeaseBatchResult
+	6,  // 48: raftq.v1.Broker.Enqueue:input_type -> raftq.v1.EnqueueRequest
+	9,  // 49: raftq.v1.Broker.Fetch:input_type -> raftq.v1.FetchRequest
+	11, // 50: raftq.v1.Broker.ExtendLease:input_type -> raftq.v1.ExtendLeaseRequest
+	13, // 51: raftq.v1.Broker.Ack:input_type -> raftq.v1.AckRequest
+	15, // 52: raftq.v1.Broker.Nack:input_type -> raftq.v1.NackRequest
+	17, // 53: raftq.v1.Broker.GetJob:input_type -> raftq.v1.GetJobRequest
+	19, // 54: raftq.v1.Broker.CancelJob:input_type -> raftq.v1.CancelJobRequest
+	21, // 55: raftq.v1.Broker.QueueStats:input_type -> raftq.v1.QueueStatsRequest
+	49, // 56: raftq.v1.Broker.AckBatch:input_type -> raftq.v1.AckBatchRequest
+	52, // 57: raftq.v1.Broker.NackBatch:input_type -> raftq.v1.NackBatchRequest
+	55, // 58: raftq.v1.Broker.ExtendLeaseBatch:input_type -> raftq.v1.ExtendLeaseBatchRequest
+	24, // 59: raftq.v1.Admin.PauseQueue:input_type -> raftq.v1.PauseQueueRequest
+	26, // 60: raftq.v1.Admin.ResumeQueue:input_type -> raftq.v1.ResumeQueueRequest
+	28, // 61: raftq.v1.Admin.Redrive:input_type -> raftq.v1.RedriveRequest
+	30, // 62: raftq.v1.Admin.ListJobs:input_type -> raftq.v1.ListJobsRequest
+	40, // 63: raftq.v1.Admin.PurgeDead:input_type -> raftq.v1.PurgeDeadRequest
+	32, // 64: raftq.v1.Cluster.Join:input_type -> raftq.v1.JoinRequest
+	34, // 65: raftq.v1.Cluster.Remove:input_type -> raftq.v1.RemoveRequest
+	36, // 66: raftq.v1.Cluster.Status:input_type -> raftq.v1.StatusRequest
+	42, // 67: raftq.v1.Cluster.TransferLeadership:input_type -> raftq.v1.TransferLeadershipRequest
+	44, // 68: raftq.v1.Cluster.Snapshot:input_type -> raftq.v1.SnapshotRequest
+	46, // 69: raftq.v1.Cluster.Restore:input_type -> raftq.v1.RestoreChunk
+	8,  // 70: raftq.v1.Broker.Enqueue:output_type -> raftq.v1.EnqueueResponse
+	10, // 71: raftq.v1.Broker.Fetch:output_type -> raftq.v1.FetchResponse
+	12, // 72: raftq.v1.Broker.ExtendLease:output_type -> raftq.v1.ExtendLeaseResponse
+	14, // 73: raftq.v1.Broker.Ack:output_type -> raftq.v1.AckResponse
+	16, // 74: raftq.v1.Broker.Nack:output_type -> raftq.v1.NackResponse
+	18, // 75: raftq.v1.Broker.GetJob:output_type -> raftq.v1.GetJobResponse
+	20, // 76: raftq.v1.Broker.CancelJob:output_type -> raftq.v1.CancelJobResponse
+	23, // 77: raftq.v1.Broker.QueueStats:output_type -> raftq.v1.QueueStatsResponse
+	51, // 78: raftq.v1.Broker.AckBatch:output_type -> raftq.v1.AckBatchResponse
+	54, // 79: raftq.v1.Broker.NackBatch:output_type -> raftq.v1.NackBatchResponse
+	57, // 80: raftq.v1.Broker.ExtendLeaseBatch:output_type -> raftq.v1.ExtendLeaseBatchResponse
+	25, // 81: raftq.v1.Admin.PauseQueue:output_type -> raftq.v1.PauseQueueResponse
+	27, // 82: raftq.v1.Admin.ResumeQueue:output_type -> raftq.v1.ResumeQueueResponse
+	29, // 83: raftq.v1.Admin.Redrive:output_type -> raftq.v1.RedriveResponse
+	31, // 84: raftq.v1.Admin.ListJobs:output_type -> raftq.v1.ListJobsResponse
+	41, // 85: raftq.v1.Admin.PurgeDead:output_type -> raftq.v1.PurgeDeadResponse
+	33, // 86: raftq.v1.Cluster.Join:output_type -> raftq.v1.JoinResponse
+	35, // 87: raftq.v1.Cluster.Remove:output_type -> raftq.v1.RemoveResponse
+	38, // 88: raftq.v1.Cluster.Status:output_type -> raftq.v1.StatusResponse
+	43, // 89: raftq.v1.Cluster.TransferLeadership:output_type -> raftq.v1.TransferLeadershipResponse
+	45, // 90: raftq.v1.Cluster.Snapshot:output_type -> raftq.v1.SnapshotChunk
+	47, // 91: raftq.v1.Cluster.Restore:output_type -> raftq.v1.RestoreResponse
+	70, // [70:92] is the sub-list for method output_type
+	48, // [48:70] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_raftq_v1_broker_proto_init() }
@@ -3245,7 +3781,7 @@ func file_raftq_v1_broker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftq_v1_broker_proto_rawDesc), len(file_raftq_v1_broker_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   45,
+			NumMessages:   55,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

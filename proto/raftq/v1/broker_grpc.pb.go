@@ -25,14 +25,17 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	Broker_Enqueue_FullMethodName     = "/raftq.v1.Broker/Enqueue"
-	Broker_Fetch_FullMethodName       = "/raftq.v1.Broker/Fetch"
-	Broker_ExtendLease_FullMethodName = "/raftq.v1.Broker/ExtendLease"
-	Broker_Ack_FullMethodName         = "/raftq.v1.Broker/Ack"
-	Broker_Nack_FullMethodName        = "/raftq.v1.Broker/Nack"
-	Broker_GetJob_FullMethodName      = "/raftq.v1.Broker/GetJob"
-	Broker_CancelJob_FullMethodName   = "/raftq.v1.Broker/CancelJob"
-	Broker_QueueStats_FullMethodName  = "/raftq.v1.Broker/QueueStats"
+	Broker_Enqueue_FullMethodName          = "/raftq.v1.Broker/Enqueue"
+	Broker_Fetch_FullMethodName            = "/raftq.v1.Broker/Fetch"
+	Broker_ExtendLease_FullMethodName      = "/raftq.v1.Broker/ExtendLease"
+	Broker_Ack_FullMethodName              = "/raftq.v1.Broker/Ack"
+	Broker_Nack_FullMethodName             = "/raftq.v1.Broker/Nack"
+	Broker_GetJob_FullMethodName           = "/raftq.v1.Broker/GetJob"
+	Broker_CancelJob_FullMethodName        = "/raftq.v1.Broker/CancelJob"
+	Broker_QueueStats_FullMethodName       = "/raftq.v1.Broker/QueueStats"
+	Broker_AckBatch_FullMethodName         = "/raftq.v1.Broker/AckBatch"
+	Broker_NackBatch_FullMethodName        = "/raftq.v1.Broker/NackBatch"
+	Broker_ExtendLeaseBatch_FullMethodName = "/raftq.v1.Broker/ExtendLeaseBatch"
 )
 
 // BrokerClient is the client API for Broker service.
@@ -65,6 +68,18 @@ type BrokerClient interface {
 	CancelJob(ctx context.Context, in *CancelJobRequest, opts ...grpc.CallOption) (*CancelJobResponse, error)
 	// QueueStats returns job counts per state for each queue.
 	QueueStats(ctx context.Context, in *QueueStatsRequest, opts ...grpc.CallOption) (*QueueStatsResponse, error)
+	// AckBatch acks many leased jobs in one call and one Raft entry. Each
+	// item is answered on its own, with the error the single Ack would give
+	// (STALE_TOKEN, WRONG_STATE, NOT_FOUND, PermissionDenied, ...); one
+	// item's refusal does not stop the others. The call as a whole fails
+	// only when it could not be applied (NOT_LEADER, INDETERMINATE: retry it,
+	// acks are idempotent per token) or is over the item limit.
+	AckBatch(ctx context.Context, in *AckBatchRequest, opts ...grpc.CallOption) (*AckBatchResponse, error)
+	// NackBatch is Nack for many jobs, answered per item like AckBatch.
+	NackBatch(ctx context.Context, in *NackBatchRequest, opts ...grpc.CallOption) (*NackBatchResponse, error)
+	// ExtendLeaseBatch is ExtendLease for many jobs, answered per item like
+	// AckBatch.
+	ExtendLeaseBatch(ctx context.Context, in *ExtendLeaseBatchRequest, opts ...grpc.CallOption) (*ExtendLeaseBatchResponse, error)
 }
 
 type brokerClient struct {
@@ -155,6 +170,36 @@ func (c *brokerClient) QueueStats(ctx context.Context, in *QueueStatsRequest, op
 	return out, nil
 }
 
+func (c *brokerClient) AckBatch(ctx context.Context, in *AckBatchRequest, opts ...grpc.CallOption) (*AckBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AckBatchResponse)
+	err := c.cc.Invoke(ctx, Broker_AckBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brokerClient) NackBatch(ctx context.Context, in *NackBatchRequest, opts ...grpc.CallOption) (*NackBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(NackBatchResponse)
+	err := c.cc.Invoke(ctx, Broker_NackBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *brokerClient) ExtendLeaseBatch(ctx context.Context, in *ExtendLeaseBatchRequest, opts ...grpc.CallOption) (*ExtendLeaseBatchResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExtendLeaseBatchResponse)
+	err := c.cc.Invoke(ctx, Broker_ExtendLeaseBatch_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // BrokerServer is the server API for Broker service.
 // All implementations must embed UnimplementedBrokerServer
 // for forward compatibility.
@@ -185,6 +230,18 @@ type BrokerServer interface {
 	CancelJob(context.Context, *CancelJobRequest) (*CancelJobResponse, error)
 	// QueueStats returns job counts per state for each queue.
 	QueueStats(context.Context, *QueueStatsRequest) (*QueueStatsResponse, error)
+	// AckBatch acks many leased jobs in one call and one Raft entry. Each
+	// item is answered on its own, with the error the single Ack would give
+	// (STALE_TOKEN, WRONG_STATE, NOT_FOUND, PermissionDenied, ...); one
+	// item's refusal does not stop the others. The call as a whole fails
+	// only when it could not be applied (NOT_LEADER, INDETERMINATE: retry it,
+	// acks are idempotent per token) or is over the item limit.
+	AckBatch(context.Context, *AckBatchRequest) (*AckBatchResponse, error)
+	// NackBatch is Nack for many jobs, answered per item like AckBatch.
+	NackBatch(context.Context, *NackBatchRequest) (*NackBatchResponse, error)
+	// ExtendLeaseBatch is ExtendLease for many jobs, answered per item like
+	// AckBatch.
+	ExtendLeaseBatch(context.Context, *ExtendLeaseBatchRequest) (*ExtendLeaseBatchResponse, error)
 	mustEmbedUnimplementedBrokerServer()
 }
 
@@ -218,6 +275,15 @@ func (UnimplementedBrokerServer) CancelJob(context.Context, *CancelJobRequest) (
 }
 func (UnimplementedBrokerServer) QueueStats(context.Context, *QueueStatsRequest) (*QueueStatsResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method QueueStats not implemented")
+}
+func (UnimplementedBrokerServer) AckBatch(context.Context, *AckBatchRequest) (*AckBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AckBatch not implemented")
+}
+func (UnimplementedBrokerServer) NackBatch(context.Context, *NackBatchRequest) (*NackBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method NackBatch not implemented")
+}
+func (UnimplementedBrokerServer) ExtendLeaseBatch(context.Context, *ExtendLeaseBatchRequest) (*ExtendLeaseBatchResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ExtendLeaseBatch not implemented")
 }
 func (UnimplementedBrokerServer) mustEmbedUnimplementedBrokerServer() {}
 func (UnimplementedBrokerServer) testEmbeddedByValue()                {}
@@ -384,6 +450,60 @@ func _Broker_QueueStats_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Broker_AckBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AckBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerServer).AckBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Broker_AckBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerServer).AckBatch(ctx, req.(*AckBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Broker_NackBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(NackBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerServer).NackBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Broker_NackBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerServer).NackBatch(ctx, req.(*NackBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Broker_ExtendLeaseBatch_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExtendLeaseBatchRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(BrokerServer).ExtendLeaseBatch(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Broker_ExtendLeaseBatch_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(BrokerServer).ExtendLeaseBatch(ctx, req.(*ExtendLeaseBatchRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Broker_ServiceDesc is the grpc.ServiceDesc for Broker service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -422,6 +542,18 @@ var Broker_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "QueueStats",
 			Handler:    _Broker_QueueStats_Handler,
+		},
+		{
+			MethodName: "AckBatch",
+			Handler:    _Broker_AckBatch_Handler,
+		},
+		{
+			MethodName: "NackBatch",
+			Handler:    _Broker_NackBatch_Handler,
+		},
+		{
+			MethodName: "ExtendLeaseBatch",
+			Handler:    _Broker_ExtendLeaseBatch_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
