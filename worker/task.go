@@ -173,7 +173,7 @@ func (t *task) settle(herr error, started time.Time, dur time.Duration) {
 	ctx, cancel := context.WithTimeout(t.base, w.opts.SettleTimeout)
 	defer cancel()
 	if v.ack {
-		err := w.c.Ack(ctx, job.ID, job.LeaseToken)
+		_, err := w.settle.acks.do(ctx, &raftqv1.AckRequest{JobId: job.ID, LeaseToken: job.LeaseToken})
 		switch {
 		case err == nil:
 			s.Action = ActionAcked
@@ -195,7 +195,7 @@ func (t *task) settle(herr error, started time.Time, dur time.Duration) {
 	if v.retryAfter != nil {
 		req.RetryAfter = durationpb.New(*v.retryAfter)
 	}
-	resp, err := w.c.Nack(ctx, req)
+	resp, err := w.settle.nacks.do(ctx, req)
 	switch {
 	case err == nil:
 		s.Action, s.State = ActionNacked, resp.GetState()
@@ -331,7 +331,7 @@ func (t *task) keep() {
 		case <-ext.C:
 			sent := time.Now()
 			ctx, cancel := context.WithTimeout(t.base, callTimeout)
-			resp, err := w.c.ExtendLease(ctx, &raftqv1.ExtendLeaseRequest{JobId: job.ID, LeaseToken: job.LeaseToken, ExtendBy: extendBy})
+			resp, err := w.settle.extends.do(ctx, &raftqv1.ExtendLeaseRequest{JobId: job.ID, LeaseToken: job.LeaseToken, ExtendBy: extendBy})
 			cancel()
 			switch {
 			case err == nil:

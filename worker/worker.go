@@ -95,6 +95,9 @@ type Worker struct {
 	opts Options
 	log  *slog.Logger
 	m    *metrics
+	// settle coalesces the acks, nacks and lease extensions of
+	// concurrent jobs into batch calls (coalesce.go).
+	settle *settlers
 
 	mu       sync.RWMutex
 	handlers map[string]Handler
@@ -140,6 +143,7 @@ func New(c *client.Client, opts Options) *Worker {
 		opts:     opts,
 		log:      opts.Logger.With("worker_id", opts.WorkerID),
 		m:        newMetrics(opts.Registerer),
+		settle:   newSettlers(c),
 		handlers: map[string]Handler{},
 		tasks:    map[*task]struct{}{},
 	}
