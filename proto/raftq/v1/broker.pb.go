@@ -3331,6 +3331,123 @@ func (x *ExtendLeaseBatchResponse) GetResults() []*ExtendLeaseBatchResult {
 	return nil
 }
 
+type EnqueueStreamRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Chosen by the producer, non-zero, and not reused while its answer is
+	// outstanding; echoed in the answer.
+	Seq           uint64   `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	Job           *JobSpec `protobuf:"bytes,2,opt,name=job,proto3" json:"job,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnqueueStreamRequest) Reset() {
+	*x = EnqueueStreamRequest{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnqueueStreamRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnqueueStreamRequest) ProtoMessage() {}
+
+func (x *EnqueueStreamRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnqueueStreamRequest.ProtoReflect.Descriptor instead.
+func (*EnqueueStreamRequest) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *EnqueueStreamRequest) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *EnqueueStreamRequest) GetJob() *JobSpec {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
+type EnqueueStreamResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Seq   uint64                 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// Set when the job committed (or was a duplicate of one that did).
+	Result *EnqueueResult `protobuf:"bytes,2,opt,name=result,proto3" json:"result,omitempty"`
+	// Set when it did not: the error Enqueue would have returned, e.g.
+	// INVALID_ARGUMENT (definite), NOT_LEADER (definite) or INDETERMINATE.
+	Error         *ItemError `protobuf:"bytes,3,opt,name=error,proto3" json:"error,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *EnqueueStreamResponse) Reset() {
+	*x = EnqueueStreamResponse{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[56]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *EnqueueStreamResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*EnqueueStreamResponse) ProtoMessage() {}
+
+func (x *EnqueueStreamResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[56]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use EnqueueStreamResponse.ProtoReflect.Descriptor instead.
+func (*EnqueueStreamResponse) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{56}
+}
+
+func (x *EnqueueStreamResponse) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *EnqueueStreamResponse) GetResult() *EnqueueResult {
+	if x != nil {
+		return x.Result
+	}
+	return nil
+}
+
+func (x *EnqueueStreamResponse) GetError() *ItemError {
+	if x != nil {
+		return x.Error
+	}
+	return nil
+}
+
 var File_raftq_v1_broker_proto protoreflect.FileDescriptor
 
 const file_raftq_v1_broker_proto_rawDesc = "" +
@@ -3553,7 +3670,14 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\bresponse\x18\x01 \x01(\v2\x1d.raftq.v1.ExtendLeaseResponseR\bresponse\x12)\n" +
 	"\x05error\x18\x02 \x01(\v2\x13.raftq.v1.ItemErrorR\x05error\"V\n" +
 	"\x18ExtendLeaseBatchResponse\x12:\n" +
-	"\aresults\x18\x01 \x03(\v2 .raftq.v1.ExtendLeaseBatchResultR\aresults*\xaf\x01\n" +
+	"\aresults\x18\x01 \x03(\v2 .raftq.v1.ExtendLeaseBatchResultR\aresults\"M\n" +
+	"\x14EnqueueStreamRequest\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12#\n" +
+	"\x03job\x18\x02 \x01(\v2\x11.raftq.v1.JobSpecR\x03job\"\x85\x01\n" +
+	"\x15EnqueueStreamResponse\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12/\n" +
+	"\x06result\x18\x02 \x01(\v2\x17.raftq.v1.EnqueueResultR\x06result\x12)\n" +
+	"\x05error\x18\x03 \x01(\v2\x13.raftq.v1.ItemErrorR\x05error*\xaf\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13JOB_STATE_SCHEDULED\x10\x01\x12\x13\n" +
@@ -3565,7 +3689,7 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\vConsistency\x12\x1b\n" +
 	"\x17CONSISTENCY_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CONSISTENCY_LINEARIZABLE\x10\x01\x12\x15\n" +
-	"\x11CONSISTENCY_STALE\x10\x022\xe9\x05\n" +
+	"\x11CONSISTENCY_STALE\x10\x022\xbf\x06\n" +
 	"\x06Broker\x12>\n" +
 	"\aEnqueue\x12\x18.raftq.v1.EnqueueRequest\x1a\x19.raftq.v1.EnqueueResponse\x128\n" +
 	"\x05Fetch\x12\x16.raftq.v1.FetchRequest\x1a\x17.raftq.v1.FetchResponse\x12J\n" +
@@ -3578,7 +3702,8 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"QueueStats\x12\x1b.raftq.v1.QueueStatsRequest\x1a\x1c.raftq.v1.QueueStatsResponse\x12A\n" +
 	"\bAckBatch\x12\x19.raftq.v1.AckBatchRequest\x1a\x1a.raftq.v1.AckBatchResponse\x12D\n" +
 	"\tNackBatch\x12\x1a.raftq.v1.NackBatchRequest\x1a\x1b.raftq.v1.NackBatchResponse\x12Y\n" +
-	"\x10ExtendLeaseBatch\x12!.raftq.v1.ExtendLeaseBatchRequest\x1a\".raftq.v1.ExtendLeaseBatchResponse2\xe5\x02\n" +
+	"\x10ExtendLeaseBatch\x12!.raftq.v1.ExtendLeaseBatchRequest\x1a\".raftq.v1.ExtendLeaseBatchResponse\x12T\n" +
+	"\rEnqueueStream\x12\x1e.raftq.v1.EnqueueStreamRequest\x1a\x1f.raftq.v1.EnqueueStreamResponse(\x010\x012\xe5\x02\n" +
 	"\x05Admin\x12G\n" +
 	"\n" +
 	"PauseQueue\x12\x1b.raftq.v1.PauseQueueRequest\x1a\x1c.raftq.v1.PauseQueueResponse\x12J\n" +
@@ -3607,7 +3732,7 @@ func file_raftq_v1_broker_proto_rawDescGZIP() []byte {
 }
 
 var file_raftq_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_raftq_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 55)
+var file_raftq_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
 var file_raftq_v1_broker_proto_goTypes = []any{
 	(JobState)(0),                      // 0: raftq.v1.JobState
 	(Consistency)(0),                   // 1: raftq.v1.Consistency
@@ -3667,40 +3792,42 @@ var file_raftq_v1_broker_proto_goTypes = []any{
 	(*ExtendLeaseBatchRequest)(nil),    // 55: raftq.v1.ExtendLeaseBatchRequest
 	(*ExtendLeaseBatchResult)(nil),     // 56: raftq.v1.ExtendLeaseBatchResult
 	(*ExtendLeaseBatchResponse)(nil),   // 57: raftq.v1.ExtendLeaseBatchResponse
-	(*durationpb.Duration)(nil),        // 58: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 59: google.protobuf.Timestamp
+	(*EnqueueStreamRequest)(nil),       // 58: raftq.v1.EnqueueStreamRequest
+	(*EnqueueStreamResponse)(nil),      // 59: raftq.v1.EnqueueStreamResponse
+	(*durationpb.Duration)(nil),        // 60: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 61: google.protobuf.Timestamp
 }
 var file_raftq_v1_broker_proto_depIdxs = []int32{
-	58, // 0: raftq.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
-	58, // 1: raftq.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
-	58, // 2: raftq.v1.JobSpec.delay:type_name -> google.protobuf.Duration
-	59, // 3: raftq.v1.JobSpec.run_at:type_name -> google.protobuf.Timestamp
-	58, // 4: raftq.v1.JobSpec.lease_duration:type_name -> google.protobuf.Duration
-	58, // 5: raftq.v1.JobSpec.dedup_window:type_name -> google.protobuf.Duration
+	60, // 0: raftq.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
+	60, // 1: raftq.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
+	60, // 2: raftq.v1.JobSpec.delay:type_name -> google.protobuf.Duration
+	61, // 3: raftq.v1.JobSpec.run_at:type_name -> google.protobuf.Timestamp
+	60, // 4: raftq.v1.JobSpec.lease_duration:type_name -> google.protobuf.Duration
+	60, // 5: raftq.v1.JobSpec.dedup_window:type_name -> google.protobuf.Duration
 	3,  // 6: raftq.v1.JobSpec.retry:type_name -> raftq.v1.RetryPolicy
 	0,  // 7: raftq.v1.Job.state:type_name -> raftq.v1.JobState
-	58, // 8: raftq.v1.Job.lease_duration:type_name -> google.protobuf.Duration
+	60, // 8: raftq.v1.Job.lease_duration:type_name -> google.protobuf.Duration
 	3,  // 9: raftq.v1.Job.retry:type_name -> raftq.v1.RetryPolicy
-	59, // 10: raftq.v1.Job.run_at:type_name -> google.protobuf.Timestamp
-	59, // 11: raftq.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	59, // 12: raftq.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	59, // 13: raftq.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
-	59, // 14: raftq.v1.Job.lease_deadline:type_name -> google.protobuf.Timestamp
+	61, // 10: raftq.v1.Job.run_at:type_name -> google.protobuf.Timestamp
+	61, // 11: raftq.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	61, // 12: raftq.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	61, // 13: raftq.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	61, // 14: raftq.v1.Job.lease_deadline:type_name -> google.protobuf.Timestamp
 	4,  // 15: raftq.v1.EnqueueRequest.jobs:type_name -> raftq.v1.JobSpec
 	7,  // 16: raftq.v1.EnqueueResponse.results:type_name -> raftq.v1.EnqueueResult
-	58, // 17: raftq.v1.FetchRequest.max_wait:type_name -> google.protobuf.Duration
-	58, // 18: raftq.v1.FetchRequest.lease_duration:type_name -> google.protobuf.Duration
+	60, // 17: raftq.v1.FetchRequest.max_wait:type_name -> google.protobuf.Duration
+	60, // 18: raftq.v1.FetchRequest.lease_duration:type_name -> google.protobuf.Duration
 	5,  // 19: raftq.v1.FetchResponse.jobs:type_name -> raftq.v1.Job
-	58, // 20: raftq.v1.ExtendLeaseRequest.extend_by:type_name -> google.protobuf.Duration
-	59, // 21: raftq.v1.ExtendLeaseResponse.lease_deadline:type_name -> google.protobuf.Timestamp
-	58, // 22: raftq.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
+	60, // 20: raftq.v1.ExtendLeaseRequest.extend_by:type_name -> google.protobuf.Duration
+	61, // 21: raftq.v1.ExtendLeaseResponse.lease_deadline:type_name -> google.protobuf.Timestamp
+	60, // 22: raftq.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
 	0,  // 23: raftq.v1.NackResponse.state:type_name -> raftq.v1.JobState
-	59, // 24: raftq.v1.NackResponse.run_at:type_name -> google.protobuf.Timestamp
+	61, // 24: raftq.v1.NackResponse.run_at:type_name -> google.protobuf.Timestamp
 	1,  // 25: raftq.v1.GetJobRequest.consistency:type_name -> raftq.v1.Consistency
 	5,  // 26: raftq.v1.GetJobResponse.job:type_name -> raftq.v1.Job
 	0,  // 27: raftq.v1.CancelJobResponse.state:type_name -> raftq.v1.JobState
 	1,  // 28: raftq.v1.QueueStatsRequest.consistency:type_name -> raftq.v1.Consistency
-	59, // 29: raftq.v1.QueueStats.oldest_ready_at:type_name -> google.protobuf.Timestamp
+	61, // 29: raftq.v1.QueueStats.oldest_ready_at:type_name -> google.protobuf.Timestamp
 	22, // 30: raftq.v1.QueueStatsResponse.queues:type_name -> raftq.v1.QueueStats
 	0,  // 31: raftq.v1.ListJobsRequest.state:type_name -> raftq.v1.JobState
 	1,  // 32: raftq.v1.ListJobsRequest.consistency:type_name -> raftq.v1.Consistency
@@ -3719,55 +3846,60 @@ var file_raftq_v1_broker_proto_depIdxs = []int32{
 	12, // 45: raftq.v1.ExtendLeaseBatchResult.response:type_name -> raftq.v1.ExtendLeaseResponse
 	48, // 46: raftq.v1.ExtendLeaseBatchResult.error:type_name -> raftq.v1.ItemError
 	56, // 47: raftq.v1.ExtendLeaseBatchResponse.results:type_name -> raftq.v1.ExtendLeaseBatchResult
-	6,  // 48: raftq.v1.Broker.Enqueue:input_type -> raftq.v1.EnqueueRequest
-	9,  // 49: raftq.v1.Broker.Fetch:input_type -> raftq.v1.FetchRequest
-	11, // 50: raftq.v1.Broker.ExtendLease:input_type -> raftq.v1.ExtendLeaseRequest
-	13, // 51: raftq.v1.Broker.Ack:input_type -> raftq.v1.AckRequest
-	15, // 52: raftq.v1.Broker.Nack:input_type -> raftq.v1.NackRequest
-	17, // 53: raftq.v1.Broker.GetJob:input_type -> raftq.v1.GetJobRequest
-	19, // 54: raftq.v1.Broker.CancelJob:input_type -> raftq.v1.CancelJobRequest
-	21, // 55: raftq.v1.Broker.QueueStats:input_type -> raftq.v1.QueueStatsRequest
-	49, // 56: raftq.v1.Broker.AckBatch:input_type -> raftq.v1.AckBatchRequest
-	52, // 57: raftq.v1.Broker.NackBatch:input_type -> raftq.v1.NackBatchRequest
-	55, // 58: raftq.v1.Broker.ExtendLeaseBatch:input_type -> raftq.v1.ExtendLeaseBatchRequest
-	24, // 59: raftq.v1.Admin.PauseQueue:input_type -> raftq.v1.PauseQueueRequest
-	26, // 60: raftq.v1.Admin.ResumeQueue:input_type -> raftq.v1.ResumeQueueRequest
-	28, // 61: raftq.v1.Admin.Redrive:input_type -> raftq.v1.RedriveRequest
-	30, // 62: raftq.v1.Admin.ListJobs:input_type -> raftq.v1.ListJobsRequest
-	40, // 63: raftq.v1.Admin.PurgeDead:input_type -> raftq.v1.PurgeDeadRequest
-	32, // 64: raftq.v1.Cluster.Join:input_type -> raftq.v1.JoinRequest
-	34, // 65: raftq.v1.Cluster.Remove:input_type -> raftq.v1.RemoveRequest
-	36, // 66: raftq.v1.Cluster.Status:input_type -> raftq.v1.StatusRequest
-	42, // 67: raftq.v1.Cluster.TransferLeadership:input_type -> raftq.v1.TransferLeadershipRequest
-	44, // 68: raftq.v1.Cluster.Snapshot:input_type -> raftq.v1.SnapshotRequest
-	46, // 69: raftq.v1.Cluster.Restore:input_type -> raftq.v1.RestoreChunk
-	8,  // 70: raftq.v1.Broker.Enqueue:output_type -> raftq.v1.EnqueueResponse
-	10, // 71: raftq.v1.Broker.Fetch:output_type -> raftq.v1.FetchResponse
-	12, // 72: raftq.v1.Broker.ExtendLease:output_type -> raftq.v1.ExtendLeaseResponse
-	14, // 73: raftq.v1.Broker.Ack:output_type -> raftq.v1.AckResponse
-	16, // 74: raftq.v1.Broker.Nack:output_type -> raftq.v1.NackResponse
-	18, // 75: raftq.v1.Broker.GetJob:output_type -> raftq.v1.GetJobResponse
-	20, // 76: raftq.v1.Broker.CancelJob:output_type -> raftq.v1.CancelJobResponse
-	23, // 77: raftq.v1.Broker.QueueStats:output_type -> raftq.v1.QueueStatsResponse
-	51, // 78: raftq.v1.Broker.AckBatch:output_type -> raftq.v1.AckBatchResponse
-	54, // 79: raftq.v1.Broker.NackBatch:output_type -> raftq.v1.NackBatchResponse
-	57, // 80: raftq.v1.Broker.ExtendLeaseBatch:output_type -> raftq.v1.ExtendLeaseBatchResponse
-	25, // 81: raftq.v1.Admin.PauseQueue:output_type -> raftq.v1.PauseQueueResponse
-	27, // 82: raftq.v1.Admin.ResumeQueue:output_type -> raftq.v1.ResumeQueueResponse
-	29, // 83: raftq.v1.Admin.Redrive:output_type -> raftq.v1.RedriveResponse
-	31, // 84: raftq.v1.Admin.ListJobs:output_type -> raftq.v1.ListJobsResponse
-	41, // 85: raftq.v1.Admin.PurgeDead:output_type -> raftq.v1.PurgeDeadResponse
-	33, // 86: raftq.v1.Cluster.Join:output_type -> raftq.v1.JoinResponse
-	35, // 87: raftq.v1.Cluster.Remove:output_type -> raftq.v1.RemoveResponse
-	38, // 88: raftq.v1.Cluster.Status:output_type -> raftq.v1.StatusResponse
-	43, // 89: raftq.v1.Cluster.TransferLeadership:output_type -> raftq.v1.TransferLeadershipResponse
-	45, // 90: raftq.v1.Cluster.Snapshot:output_type -> raftq.v1.SnapshotChunk
-	47, // 91: raftq.v1.Cluster.Restore:output_type -> raftq.v1.RestoreResponse
-	70, // [70:92] is the sub-list for method output_type
-	48, // [48:70] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	4,  // 48: raftq.v1.EnqueueStreamRequest.job:type_name -> raftq.v1.JobSpec
+	7,  // 49: raftq.v1.EnqueueStreamResponse.result:type_name -> raftq.v1.EnqueueResult
+	48, // 50: raftq.v1.EnqueueStreamResponse.error:type_name -> raftq.v1.ItemError
+	6,  // 51: raftq.v1.Broker.Enqueue:input_type -> raftq.v1.EnqueueRequest
+	9,  // 52: raftq.v1.Broker.Fetch:input_type -> raftq.v1.FetchRequest
+	11, // 53: raftq.v1.Broker.ExtendLease:input_type -> raftq.v1.ExtendLeaseRequest
+	13, // 54: raftq.v1.Broker.Ack:input_type -> raftq.v1.AckRequest
+	15, // 55: raftq.v1.Broker.Nack:input_type -> raftq.v1.NackRequest
+	17, // 56: raftq.v1.Broker.GetJob:input_type -> raftq.v1.GetJobRequest
+	19, // 57: raftq.v1.Broker.CancelJob:input_type -> raftq.v1.CancelJobRequest
+	21, // 58: raftq.v1.Broker.QueueStats:input_type -> raftq.v1.QueueStatsRequest
+	49, // 59: raftq.v1.Broker.AckBatch:input_type -> raftq.v1.AckBatchRequest
+	52, // 60: raftq.v1.Broker.NackBatch:input_type -> raftq.v1.NackBatchRequest
+	55, // 61: raftq.v1.Broker.ExtendLeaseBatch:input_type -> raftq.v1.ExtendLeaseBatchRequest
+	58, // 62: raftq.v1.Broker.EnqueueStream:input_type -> raftq.v1.EnqueueStreamRequest
+	24, // 63: raftq.v1.Admin.PauseQueue:input_type -> raftq.v1.PauseQueueRequest
+	26, // 64: raftq.v1.Admin.ResumeQueue:input_type -> raftq.v1.ResumeQueueRequest
+	28, // 65: raftq.v1.Admin.Redrive:input_type -> raftq.v1.RedriveRequest
+	30, // 66: raftq.v1.Admin.ListJobs:input_type -> raftq.v1.ListJobsRequest
+	40, // 67: raftq.v1.Admin.PurgeDead:input_type -> raftq.v1.PurgeDeadRequest
+	32, // 68: raftq.v1.Cluster.Join:input_type -> raftq.v1.JoinRequest
+	34, // 69: raftq.v1.Cluster.Remove:input_type -> raftq.v1.RemoveRequest
+	36, // 70: raftq.v1.Cluster.Status:input_type -> raftq.v1.StatusRequest
+	42, // 71: raftq.v1.Cluster.TransferLeadership:input_type -> raftq.v1.TransferLeadershipRequest
+	44, // 72: raftq.v1.Cluster.Snapshot:input_type -> raftq.v1.SnapshotRequest
+	46, // 73: raftq.v1.Cluster.Restore:input_type -> raftq.v1.RestoreChunk
+	8,  // 74: raftq.v1.Broker.Enqueue:output_type -> raftq.v1.EnqueueResponse
+	10, // 75: raftq.v1.Broker.Fetch:output_type -> raftq.v1.FetchResponse
+	12, // 76: raftq.v1.Broker.ExtendLease:output_type -> raftq.v1.ExtendLeaseResponse
+	14, // 77: raftq.v1.Broker.Ack:output_type -> raftq.v1.AckResponse
+	16, // 78: raftq.v1.Broker.Nack:output_type -> raftq.v1.NackResponse
+	18, // 79: raftq.v1.Broker.GetJob:output_type -> raftq.v1.GetJobResponse
+	20, // 80: raftq.v1.Broker.CancelJob:output_type -> raftq.v1.CancelJobResponse
+	23, // 81: raftq.v1.Broker.QueueStats:output_type -> raftq.v1.QueueStatsResponse
+	51, // 82: raftq.v1.Broker.AckBatch:output_type -> raftq.v1.AckBatchResponse
+	54, // 83: raftq.v1.Broker.NackBatch:output_type -> raftq.v1.NackBatchResponse
+	57, // 84: raftq.v1.Broker.ExtendLeaseBatch:output_type -> raftq.v1.ExtendLeaseBatchResponse
+	59, // 85: raftq.v1.Broker.EnqueueStream:output_type -> raftq.v1.EnqueueStreamResponse
+	25, // 86: raftq.v1.Admin.PauseQueue:output_type -> raftq.v1.PauseQueueResponse
+	27, // 87: raftq.v1.Admin.ResumeQueue:output_type -> raftq.v1.ResumeQueueResponse
+	29, // 88: raftq.v1.Admin.Redrive:output_type -> raftq.v1.RedriveResponse
+	31, // 89: raftq.v1.Admin.ListJobs:output_type -> raftq.v1.ListJobsResponse
+	41, // 90: raftq.v1.Admin.PurgeDead:output_type -> raftq.v1.PurgeDeadResponse
+	33, // 91: raftq.v1.Cluster.Join:output_type -> raftq.v1.JoinResponse
+	35, // 92: raftq.v1.Cluster.Remove:output_type -> raftq.v1.RemoveResponse
+	38, // 93: raftq.v1.Cluster.Status:output_type -> raftq.v1.StatusResponse
+	43, // 94: raftq.v1.Cluster.TransferLeadership:output_type -> raftq.v1.TransferLeadershipResponse
+	45, // 95: raftq.v1.Cluster.Snapshot:output_type -> raftq.v1.SnapshotChunk
+	47, // 96: raftq.v1.Cluster.Restore:output_type -> raftq.v1.RestoreResponse
+	74, // [74:97] is the sub-list for method output_type
+	51, // [51:74] is the sub-list for method input_type
+	51, // [51:51] is the sub-list for extension type_name
+	51, // [51:51] is the sub-list for extension extendee
+	0,  // [0:51] is the sub-list for field type_name
 }
 
 func init() { file_raftq_v1_broker_proto_init() }
@@ -3781,7 +3913,7 @@ func file_raftq_v1_broker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftq_v1_broker_proto_rawDesc), len(file_raftq_v1_broker_proto_rawDesc)),
 			NumEnums:      3,
-			NumMessages:   55,
+			NumMessages:   57,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

@@ -36,6 +36,7 @@ const (
 	Broker_AckBatch_FullMethodName         = "/raftq.v1.Broker/AckBatch"
 	Broker_NackBatch_FullMethodName        = "/raftq.v1.Broker/NackBatch"
 	Broker_ExtendLeaseBatch_FullMethodName = "/raftq.v1.Broker/ExtendLeaseBatch"
+	Broker_EnqueueStream_FullMethodName    = "/raftq.v1.Broker/EnqueueStream"
 )
 
 // BrokerClient is the client API for Broker service.
@@ -80,6 +81,17 @@ type BrokerClient interface {
 	// ExtendLeaseBatch is ExtendLease for many jobs, answered per item like
 	// AckBatch.
 	ExtendLeaseBatch(ctx context.Context, in *ExtendLeaseBatchRequest, opts ...grpc.CallOption) (*ExtendLeaseBatchResponse, error)
+	// EnqueueStream is pipelined produce: the producer sends jobs without
+	// waiting and receives each job's durable outcome as it commits, in any
+	// order, matched by seq. Every outcome is definite (the job committed, or
+	// nothing happened) or INDETERMINATE, as for Enqueue; a job's idempotency
+	// key makes a retry safe. The leader reads at most its window of
+	// unanswered jobs and stops reading while it is full (back-pressure
+	// through the transport). A follower refuses the stream with NOT_LEADER
+	// naming the leader. A frame that cannot be answered on its own (no seq,
+	// a seq still in flight) ends the stream with InvalidArgument; a bad job
+	// is refused in its own answer.
+	EnqueueStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[EnqueueStreamRequest, EnqueueStreamResponse], error)
 }
 
 type brokerClient struct {
@@ -200,6 +212,19 @@ func (c *brokerClient) ExtendLeaseBatch(ctx context.Context, in *ExtendLeaseBatc
 	return out, nil
 }
 
+func (c *brokerClient) EnqueueStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[EnqueueStreamRequest, EnqueueStreamResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Broker_ServiceDesc.Streams[0], Broker_EnqueueStream_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[EnqueueStreamRequest, EnqueueStreamResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Broker_EnqueueStreamClient = grpc.BidiStreamingClient[EnqueueStreamRequest, EnqueueStreamResponse]
+
 // BrokerServer is the server API for Broker service.
 // All implementations must embed UnimplementedBrokerServer
 // for forward compatibility.
@@ -242,6 +267,17 @@ type BrokerServer interface {
 	// ExtendLeaseBatch is ExtendLease for many jobs, answered per item like
 	// AckBatch.
 	ExtendLeaseBatch(context.Context, *ExtendLeaseBatchRequest) (*ExtendLeaseBatchResponse, error)
+	// EnqueueStream is pipelined produce: the producer sends jobs without
+	// waiting and receives each job's durable outcome as it commits, in any
+	// order, matched by seq. Every outcome is definite (the job committed, or
+	// nothing happened) or INDETERMINATE, as for Enqueue; a job's idempotency
+	// key makes a retry safe. The leader reads at most its window of
+	// unanswered jobs and stops reading while it is full (back-pressure
+	// through the transport). A follower refuses the stream with NOT_LEADER
+	// naming the leader. A frame that cannot be answered on its own (no seq,
+	// a seq still in flight) ends the stream with InvalidArgument; a bad job
+	// is refused in its own answer.
+	EnqueueStream(grpc.BidiStreamingServer[EnqueueStreamRequest, EnqueueStreamResponse]) error
 	mustEmbedUnimplementedBrokerServer()
 }
 
@@ -284,6 +320,9 @@ func (UnimplementedBrokerServer) NackBatch(context.Context, *NackBatchRequest) (
 }
 func (UnimplementedBrokerServer) ExtendLeaseBatch(context.Context, *ExtendLeaseBatchRequest) (*ExtendLeaseBatchResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ExtendLeaseBatch not implemented")
+}
+func (UnimplementedBrokerServer) EnqueueStream(grpc.BidiStreamingServer[EnqueueStreamRequest, EnqueueStreamResponse]) error {
+	return status.Error(codes.Unimplemented, "method EnqueueStream not implemented")
 }
 func (UnimplementedBrokerServer) mustEmbedUnimplementedBrokerServer() {}
 func (UnimplementedBrokerServer) testEmbeddedByValue()                {}
@@ -504,6 +543,13 @@ func _Broker_ExtendLeaseBatch_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Broker_EnqueueStream_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(BrokerServer).EnqueueStream(&grpc.GenericServerStream[EnqueueStreamRequest, EnqueueStreamResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Broker_EnqueueStreamServer = grpc.BidiStreamingServer[EnqueueStreamRequest, EnqueueStreamResponse]
+
 // Broker_ServiceDesc is the grpc.ServiceDesc for Broker service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -556,7 +602,14 @@ var Broker_ServiceDesc = grpc.ServiceDesc{
 			Handler:    _Broker_ExtendLeaseBatch_Handler,
 		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "EnqueueStream",
+			Handler:       _Broker_EnqueueStream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+	},
 	Metadata: "raftq/v1/broker.proto",
 }
 
