@@ -68,6 +68,9 @@ type Limits struct {
 	// MaxSettleItems caps the items of one AckBatch, NackBatch or
 	// ExtendLeaseBatch: they all go into one Raft entry.
 	MaxSettleItems int
+	// MaxStreamWindow caps the jobs of one EnqueueStream that are read
+	// but not yet answered; the leader stops reading while it is full.
+	MaxStreamWindow int
 
 	// MaxWaitersPerConn caps the Fetch long polls one client connection
 	// may have parked (forwarded calls from other nodes are exempt: a
@@ -217,6 +220,7 @@ func DefaultConfig() Config {
 			MaxRequestTime:    time.Minute,
 			MaxRestoreBytes:   4 << 30,
 			MaxSettleItems:    1000,
+			MaxStreamWindow:   256,
 
 			MaxWaitersPerConn:      limits.DefaultMaxWaitersPerConn,
 			MaxWaitersPerPrincipal: limits.DefaultMaxWaitersPerPrincipal,
@@ -273,8 +277,8 @@ func (c *Config) Validate() error {
 		c.Defaults.MaxBackoff < c.Defaults.InitialBackoff || c.Defaults.DedupWindow < 0 {
 		errs = append(errs, errors.New("defaults: lease duration and max attempts must be positive, back-offs ordered"))
 	}
-	if c.Limits.MaxPayloadBytes <= 0 || c.Limits.MaxBatchJobs <= 0 || c.Limits.MaxFetchJobs <= 0 || c.Limits.MaxSettleItems <= 0 {
-		errs = append(errs, errors.New("limits: payload, batch, fetch and settle-batch limits must be positive"))
+	if c.Limits.MaxPayloadBytes <= 0 || c.Limits.MaxBatchJobs <= 0 || c.Limits.MaxFetchJobs <= 0 || c.Limits.MaxSettleItems <= 0 || c.Limits.MaxStreamWindow <= 0 {
+		errs = append(errs, errors.New("limits: payload, batch, fetch, settle-batch and stream-window limits must be positive"))
 	}
 	if c.Limits.MaxWaitersPerConn < 0 || c.Limits.MaxRequestTime < 0 || c.Limits.MaxRestoreBytes < 0 {
 		errs = append(errs, errors.New("limits: waiters per connection, request time and restore size must not be negative"))

@@ -62,6 +62,11 @@ func (s *brokerService) Enqueue(ctx context.Context, req *raftqv1.EnqueueRequest
 			return raftqv1.NewBrokerClient(c).Enqueue(ctx, req)
 		})
 	}
+	return n.enqueue(ctx, req)
+}
+
+// enqueue is Enqueue on the leader (also each job of an EnqueueStream).
+func (n *Node) enqueue(ctx context.Context, req *raftqv1.EnqueueRequest) (*raftqv1.EnqueueResponse, error) {
 	jobs, err := n.newJobs(req, n.clock())
 	if err != nil {
 		return nil, apierr.FromError(err)

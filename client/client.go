@@ -55,6 +55,9 @@ type Options struct {
 	// LoadTLS builds one from files. Without it, connections are
 	// plaintext.
 	TLS *tls.Config
+	// StreamWindow caps the EnqueueOne calls awaiting their answer on one
+	// EnqueueStream (default 256); more wait for a free place.
+	StreamWindow int
 	// Token, when set, is sent as the bearer token of every call (the
 	// brokers' auth); it needs TLS, so it never crosses a network in
 	// clear.
@@ -86,6 +89,8 @@ type Client struct {
 	closed bool
 
 	probing atomic.Bool
+	// prod pipelines EnqueueOne calls onto streams (stream.go).
+	prod producer
 }
 
 // New returns a client for the brokers at addrs (host:port of their gRPC
@@ -111,6 +116,7 @@ func (c *Client) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closed = true
+	c.closeStreams()
 	var errs []error
 	for a, cc := range c.conns {
 		errs = append(errs, cc.Close())
@@ -393,19 +399,8 @@ func Reason(err error) raftqv1.ErrorDetail_Reason { return raftqerr.Reason(err) 
 // context) with the same specs still gets the first job back, never a
 // second one: pass the same *JobSpec values again.
 func (c *Client) Enqueue(ctx context.Context, jobs ...*raftqv1.JobSpec) ([]*raftqv1.EnqueueResult, error) {
-	for _, j := range jobs {
-		if j != nil && j.IdempotencyKey == "" {
-			// Time-ordered (UUIDv7), not random: the broker's store keeps
-			// keys in a B+tree ordered by key, and keys that arrive in
-			// order are appended to its last page, where random ones would
-			// dirty (and rewrite) a random page per job, a cost that grows
-			// with the number of keys remembered.
-			id, err := uuid.NewV7()
-			if err != nil {
-				return nil, err
-			}
-			j.IdempotencyKey = "auto-" + id.String()
-		}
+	if err := withKeys(jobs); err != nil {
+		return nil, err
 	}
 	req := &raftqv1.EnqueueRequest{Jobs: jobs}
 	// Every job carries a key, so a proxy may retry this call on
@@ -420,6 +415,24 @@ func (c *Client) Enqueue(ctx context.Context, jobs ...*raftqv1.JobSpec) ([]*raft
 		return nil, err
 	}
 	return resp.Results, nil
+}
+
+// withKeys gives every job without an idempotency key a fresh one.
+// Time-ordered (UUIDv7), not random: the broker's store keeps keys in a
+// B+tree ordered by key, and keys that arrive in order are appended to its
+// last page, where random ones would dirty (and rewrite) a random page per
+// job, a cost that grows with the number of keys remembered.
+func withKeys(jobs []*raftqv1.JobSpec) error {
+	for _, j := range jobs {
+		if j != nil && j.IdempotencyKey == "" {
+			id, err := uuid.NewV7()
+			if err != nil {
+				return err
+			}
+			j.IdempotencyKey = "auto-" + id.String()
+		}
+	}
+	return nil
 }
 
 // Fetch long-polls for up to req.MaxJobs jobs. An empty answer means

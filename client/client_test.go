@@ -55,10 +55,12 @@ func TestEnqueueLostResponseYieldsOneJob(t *testing.T) {
 	defer cl.Close()
 	ctx := ctxT(t, time.Minute)
 
-	id, dup, err := cl.EnqueueOne(ctx, "lost", "echo", []byte("once"))
+	// Enqueue (unary; EnqueueOne streams, see stream_test.go).
+	res, err := cl.Enqueue(ctx, client.NewJob("lost", "echo", []byte("once")))
 	if err != nil {
 		t.Fatal(err)
 	}
+	id, dup := res[0].JobId, res[0].Duplicate
 	if reached.Load() != 3 || !dup {
 		t.Fatalf("enqueue reached the broker %d times (want 3: two lost answers, one kept), duplicate=%v", reached.Load(), dup)
 	}
@@ -85,7 +87,7 @@ func TestEnqueueLostResponseYieldsOneJob(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		specs = append(specs, client.NewJob("lost-batch", "echo", nil))
 	}
-	res, err := clB.Enqueue(ctx, specs...)
+	res, err = clB.Enqueue(ctx, specs...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,7 +2,6 @@ package client
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -72,16 +71,22 @@ func WithRetry(initial, max time.Duration) JobOption {
 	}
 }
 
-// EnqueueOne enqueues a single job and returns its id. It is Enqueue for
-// the common case; duplicate reports that the idempotency key had already
-// created the job (the id is that first job's).
+// EnqueueOne enqueues a single job and returns its id; duplicate reports
+// that the idempotency key had already created the job (the id is that
+// first job's). Concurrent EnqueueOne calls share one EnqueueStream to the
+// leader: each job is sent at once without waiting for the others, and the
+// broker commits the jobs in flight together. The outcome is as for
+// Enqueue: definite, or IsIndeterminate; the job always carries an
+// idempotency key (a fresh one unless given), and the client's own
+// retries reuse it, so they never create a second job.
 func (c *Client) EnqueueOne(ctx context.Context, queue, typ string, payload []byte, opts ...JobOption) (id string, duplicate bool, err error) {
-	res, err := c.Enqueue(ctx, NewJob(queue, typ, payload, opts...))
+	spec := NewJob(queue, typ, payload, opts...)
+	if err := withKeys([]*raftqv1.JobSpec{spec}); err != nil {
+		return "", false, err
+	}
+	res, err := c.enqueueStreamed(ctx, spec)
 	if err != nil {
 		return "", false, err
 	}
-	if len(res) != 1 {
-		return "", false, fmt.Errorf("client: broker answered %d results for one job", len(res))
-	}
-	return res[0].JobId, res[0].Duplicate, nil
+	return res.GetJobId(), res.GetDuplicate(), nil
 }

@@ -82,6 +82,9 @@ var BrokerRules = merge(common, Rules{
 		}
 		return a
 	}},
+	// A stream is checked on role when it opens; each job's queue is
+	// checked as it arrives (brokerd/stream.go).
+	"/raftq.v1.Broker/EnqueueStream": {Roles: RoleProducer},
 	"/raftq.v1.Broker/Fetch": {Roles: RoleWorker, Scope: func(req any) Access {
 		return Access{Queues: req.(*raftqv1.FetchRequest).GetQueues()}
 	}},
