@@ -104,7 +104,9 @@ func (s *brokerService) EnqueueStream(st raftqv1.Broker_EnqueueStreamServer) err
 				answer(seq, nil, apierr.NotLeader(id, addr))
 				return apierr.NotLeader(id, addr)
 			}
-			if n.auth != nil {
+			// A job without a valid queue name is refused by enqueue
+			// (InvalidArgument) before its queue could be authorized.
+			if n.auth != nil && validateQueue(req.GetJob().GetQueue()) == nil {
 				if err := n.auth.Check(ctx, p, auth.Access{Queues: []string{req.GetJob().GetQueue()}}); err != nil {
 					answer(seq, nil, err)
 					continue
