@@ -57,6 +57,10 @@ type benchOpts struct {
 	duration                                                time.Duration
 	queue                                                   string
 	out                                                     io.Writer // the command's stdout
+	// stream sends single jobs with EnqueueOne (pipelined over
+	// EnqueueStream) instead of Enqueue; ackBatch acks each fetched batch
+	// with one AckBatch call instead of one Ack per job.
+	stream, ackBatch bool
 }
 
 func benchCmd(g *globals) *cobra.Command {
@@ -69,10 +73,16 @@ func benchCmd(g *globals) *cobra.Command {
   enqueue: producers enqueue batches of --batch jobs as fast as each answer comes back.
   e2e:     producers enqueue while --workers fetch up to --fetch-batch jobs and ack each one
            (acks are durable: each waits for its Raft commit); reports acked jobs/s and the
-           enqueue-to-fetch latency.`,
+           enqueue-to-fetch latency.
+
+  --stream (with --batch 1) produces with EnqueueOne, pipelined over the client's
+  EnqueueStream; --ack-batch acks each fetched batch with one AckBatch call.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.out = cmd.OutOrStdout()
+			if o.stream && o.batch != 1 {
+				return fmt.Errorf("--stream sends single jobs: use --batch 1")
+			}
 			if o.queue == "" {
 				o.queue = fmt.Sprintf("bench-%d", time.Now().UnixNano())
 			}
@@ -104,6 +114,8 @@ func benchCmd(g *globals) *cobra.Command {
 	f.DurationVar(&o.duration, "duration", 10*time.Second, "how long to produce")
 	f.Int64Var(&o.jobs, "jobs", 0, "enqueue: stop once this many jobs are enqueued, or after --duration (fills a backlog)")
 	f.StringVar(&o.queue, "queue", "", "queue to use (default: a fresh one)")
+	f.BoolVar(&o.stream, "stream", false, "produce single jobs over EnqueueStream (EnqueueOne; needs --batch 1)")
+	f.BoolVar(&o.ackBatch, "ack-batch", false, "ack each fetched batch with one AckBatch call (e2e)")
 	return cmd
 }
 
@@ -136,7 +148,13 @@ func produce(clients []*client.Client, o *benchOpts, stop <-chan struct{}, lat *
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				start := time.Now()
-				_, err := cl.Enqueue(ctx, specs...)
+				var err error
+				if o.stream {
+					s := specs[0]
+					_, _, err = cl.EnqueueOne(ctx, s.Queue, s.Type, s.Payload)
+				} else {
+					_, err = cl.Enqueue(ctx, specs...)
+				}
 				cancel()
 				if err != nil {
 					errs.Add(1)
@@ -172,7 +190,7 @@ func benchEnqueue(clients []*client.Client, o *benchOpts) error {
 	emit(o.out, map[string]any{
 		"figure": "durable_enqueue", "producers": o.producers, "batch": o.batch, "payload_bytes": o.payload,
 		"jobs": jobs.Load(), "errors": errs.Load(), "seconds": round(el),
-		"jobs_per_sec": round(float64(jobs.Load()) / el),
+		"jobs_per_sec": round(float64(jobs.Load()) / el), "stream": o.stream,
 		"call_p50_ms":  lat.pct(0.50), "call_p99_ms": lat.pct(0.99),
 	})
 	return nil
@@ -207,11 +225,21 @@ func benchE2E(clients []*client.Client, o *benchOpts) error {
 					continue
 				}
 				now := time.Now()
-				var awg sync.WaitGroup
 				for _, j := range jobs {
 					if len(j.Payload) >= 8 {
 						e2eLat.add(now.Sub(time.Unix(0, int64(binary.BigEndian.Uint64(j.Payload)))))
 					}
+				}
+				if o.ackBatch {
+					if len(jobs) > 0 {
+						n, failed := ackBatch(cl, jobs)
+						acked.Add(n)
+						ackErrs.Add(failed)
+					}
+					continue
+				}
+				var awg sync.WaitGroup
+				for _, j := range jobs {
 					awg.Add(1)
 					go func(j *raftqv1.Job) {
 						defer awg.Done()
@@ -248,9 +276,34 @@ func benchE2E(clients []*client.Client, o *benchOpts) error {
 		"acked_per_sec_while_producing": round(float64(ackedInWindow) / window),
 		"acked_per_sec_overall":         round(float64(acked.Load()) / total),
 		"enqueue_to_fetch_p50_ms":       e2eLat.pct(0.50), "enqueue_to_fetch_p99_ms": e2eLat.pct(0.99),
-		"enqueue_call_p50_ms": enqLat.pct(0.50),
+		"enqueue_call_p50_ms": enqLat.pct(0.50), "stream": o.stream, "ack_batch": o.ackBatch,
 	})
 	return nil
+}
+
+// ackBatch acks jobs with one AckBatch call and counts the acked and
+// the refused ones.
+func ackBatch(cl *client.Client, jobs []*raftqv1.Job) (acked, failed int64) {
+	items := make([]*raftqv1.AckRequest, len(jobs))
+	for i, j := range jobs {
+		items[i] = &raftqv1.AckRequest{JobId: j.Id, LeaseToken: j.LeaseToken}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	errs, err := cl.AckBatch(ctx, items)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "ack batch:", err)
+		return 0, int64(len(jobs))
+	}
+	for _, e := range errs {
+		if e != nil {
+			fmt.Fprintln(os.Stderr, "ack:", e)
+			failed++
+			continue
+		}
+		acked++
+	}
+	return acked, failed
 }
 
 func round(f float64) float64 { return float64(int64(f*10)) / 10 }
