@@ -191,7 +191,7 @@ func benchEnqueue(clients []*client.Client, o *benchOpts) error {
 		"figure": "durable_enqueue", "producers": o.producers, "batch": o.batch, "payload_bytes": o.payload,
 		"jobs": jobs.Load(), "errors": errs.Load(), "seconds": round(el),
 		"jobs_per_sec": round(float64(jobs.Load()) / el), "stream": o.stream,
-		"call_p50_ms":  lat.pct(0.50), "call_p99_ms": lat.pct(0.99),
+		"call_p50_ms": lat.pct(0.50), "call_p99_ms": lat.pct(0.99),
 	})
 	return nil
 }
