@@ -10,6 +10,11 @@
 // one when the caller did not), so a retry after an indeterminate outcome
 // returns the first job instead of creating a second; Ack, Nack, CancelJob,
 // and Redrive of a job whose first try already took effect succeed.
+//
+// EnqueueOne pipelines: concurrent calls share one EnqueueStream to the
+// leader (stream.go), each job sent at once and answered as it commits.
+// AckBatch, NackBatch and ExtendBatch settle many jobs in one call
+// (batch.go); the worker SDK coalesces its settles into them.
 package client
 
 import (
