@@ -54,36 +54,68 @@ type streamOutcome struct {
 
 // streamFor returns cc's open stream, opening one if there is none (or
 // the last one ended). ok is false when the broker does not know
-// EnqueueStream.
-func (c *Client) streamFor(cc *grpc.ClientConn) (s *pstream, ok bool, err error) {
+// EnqueueStream. Opening waits for the connection, but no longer than
+// ctx.
+func (c *Client) streamFor(ctx context.Context, cc *grpc.ClientConn) (s *pstream, ok bool, err error) {
 	p := &c.prod
 	p.mu.Lock()
-	defer p.mu.Unlock()
 	if p.unimplemented[cc] {
+		p.mu.Unlock()
 		return nil, false, nil
 	}
 	if s := p.streams[cc]; s != nil && s.alive() {
+		p.mu.Unlock()
 		return s, true, nil
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	// Every job carries an idempotency key, as for Enqueue.
-	ctx = metadata.AppendToOutgoingContext(ctx, idempotentHeader, "1")
-	st, err := raftqv1.NewBrokerClient(cc).EnqueueStream(ctx)
-	if err != nil {
-		cancel()
+	p.mu.Unlock()
+	if s, err = c.openStream(ctx, cc); err != nil {
 		return nil, false, err
 	}
-	window := c.opts.StreamWindow
-	if window <= 0 {
-		window = defaultStreamWindow
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if cur := p.streams[cc]; cur != nil && cur.alive() {
+		s.cancel() // another call opened one meanwhile
+		return cur, true, nil
 	}
-	s = &pstream{cancel: cancel, stream: st, slots: make(chan struct{}, window), waiting: map[uint64]chan streamOutcome{}}
 	if p.streams == nil {
 		p.streams = map[*grpc.ClientConn]*pstream{}
 	}
 	p.streams[cc] = s
 	go s.receive()
 	return s, true, nil
+}
+
+// openStream opens an EnqueueStream on cc. The stream lives until it
+// ends or the client closes, not with ctx, which only bounds the wait.
+func (c *Client) openStream(ctx context.Context, cc *grpc.ClientConn) (*pstream, error) {
+	sctx, cancel := context.WithCancel(context.Background())
+	// Every job carries an idempotency key, as for Enqueue.
+	sctx = metadata.AppendToOutgoingContext(sctx, idempotentHeader, "1")
+	type opened struct {
+		st  raftqv1.Broker_EnqueueStreamClient
+		err error
+	}
+	ch := make(chan opened, 1)
+	go func() {
+		st, err := raftqv1.NewBrokerClient(cc).EnqueueStream(sctx)
+		ch <- opened{st, err}
+	}()
+	var o opened
+	select {
+	case o = <-ch:
+	case <-ctx.Done():
+		cancel() // ends the open, or the stream it opened
+		return nil, ctx.Err()
+	}
+	if o.err != nil {
+		cancel()
+		return nil, o.err
+	}
+	window := c.opts.StreamWindow
+	if window <= 0 {
+		window = defaultStreamWindow
+	}
+	return &pstream{cancel: cancel, stream: o.st, slots: make(chan struct{}, window), waiting: map[uint64]chan streamOutcome{}}, nil
 }
 
 // markUnimplemented remembers a broker without EnqueueStream.
@@ -221,7 +253,7 @@ func (s *pstream) enqueue(ctx context.Context, spec *raftqv1.JobSpec) (*raftqv1.
 func (c *Client) enqueueStreamed(ctx context.Context, spec *raftqv1.JobSpec) (*raftqv1.EnqueueResult, error) {
 	var res *raftqv1.EnqueueResult
 	err := c.do(ctx, 0, func(ctx context.Context, cc *grpc.ClientConn) error {
-		s, ok, err := c.streamFor(cc)
+		s, ok, err := c.streamFor(ctx, cc)
 		if err != nil {
 			return err
 		}
