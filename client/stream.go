@@ -249,7 +249,8 @@ func (s *pstream) enqueue(ctx context.Context, spec *raftqv1.JobSpec) (*raftqv1.
 // enqueueStreamed is EnqueueOne's path: the job goes on the connection's
 // stream, with the client's usual leader following and retries (a retry
 // carries the same idempotency key, so it never creates a second job).
-// Brokers without EnqueueStream get a plain Enqueue.
+// Brokers without EnqueueStream, or refusing another stream (their stream
+// caps), get a plain Enqueue.
 func (c *Client) enqueueStreamed(ctx context.Context, spec *raftqv1.JobSpec) (*raftqv1.EnqueueResult, error) {
 	var res *raftqv1.EnqueueResult
 	err := c.do(ctx, 0, func(ctx context.Context, cc *grpc.ClientConn) error {
@@ -259,10 +260,15 @@ func (c *Client) enqueueStreamed(ctx context.Context, spec *raftqv1.JobSpec) (*r
 		}
 		if ok {
 			res, err = s.enqueue(ctx, spec)
-			if status.Code(err) != codes.Unimplemented {
+			switch {
+			case status.Code(err) == codes.Unimplemented:
+				c.markUnimplemented(cc)
+			case status.Code(err) == codes.ResourceExhausted && apierr.Detail(err) == nil:
+				// The broker's stream cap refused the stream before
+				// reading the job: send it on its own.
+			default:
 				return err
 			}
-			c.markUnimplemented(cc)
 		}
 		resp, err := raftqv1.NewBrokerClient(cc).Enqueue(ctx, &raftqv1.EnqueueRequest{Jobs: []*raftqv1.JobSpec{spec}})
 		if err == nil {
