@@ -98,7 +98,9 @@ type Limits struct {
 	MaxWaitersPerPrincipal int
 	MaxWaiters             int
 	// MaxStreamsPerPrincipal and MaxStreams cap streaming calls (health
-	// Watch, Snapshot, Restore, reflection, EnqueueStream: the Go client keeps one per broker connection and falls back to Enqueue when refused).
+	// Watch, Snapshot, Restore, reflection, EnqueueStream: the Go client
+	// keeps one per broker connection and falls back to Enqueue when
+	// refused).
 	MaxStreamsPerPrincipal int
 	MaxStreams             int
 	// MaxConns and MaxConnsPerIP cap the gRPC API's open connections; a
