@@ -13,3 +13,7 @@ $b enqueue --producers 1 --batch 1 --clients 1
 $b enqueue --producers 64 --batch 1
 $b enqueue --producers 8 --batch 100
 $b e2e --producers 16 --batch 10 --workers 8 --fetch-batch 64
+# The pipelined paths: single jobs over EnqueueStream, and one AckBatch per
+# fetched batch (compare with the two lines above them).
+$b enqueue --producers 64 --batch 1 --stream
+$b e2e --producers 16 --batch 10 --workers 8 --fetch-batch 64 --ack-batch
