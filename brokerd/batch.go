@@ -130,10 +130,6 @@ func extendOutcome(it fsm.ItemResult) (*raftqv1.ExtendLeaseResponse, error) {
 	}, nil
 }
 
-func enqueueCommand(jobs []*fsmpb.NewJob) *fsmpb.Command {
-	return &fsmpb.Command{Type: fsmpb.CommandType_COMMAND_TYPE_ENQUEUE, Body: &fsmpb.Command_Enqueue{Enqueue: &fsmpb.Enqueue{Jobs: jobs}}}
-}
-
 func ackCommand(refs []*fsmpb.LeaseRef) *fsmpb.Command {
 	return &fsmpb.Command{Type: fsmpb.CommandType_COMMAND_TYPE_ACK, Body: &fsmpb.Command_Ack{Ack: &fsmpb.Ack{Items: refs}}}
 }

@@ -74,7 +74,10 @@ func (n *Node) enqueue(ctx context.Context, req *raftqv1.EnqueueRequest) (*raftq
 	if out, ok := n.bugEarlyEnqueue(jobs); ok { // seeded bug only with the jepsenbug tag
 		return out, nil
 	}
-	res, err := n.propose(ctx, enqueueCommand(jobs))
+	res, err := n.propose(ctx, &fsmpb.Command{
+		Type: fsmpb.CommandType_COMMAND_TYPE_ENQUEUE,
+		Body: &fsmpb.Command_Enqueue{Enqueue: &fsmpb.Enqueue{Jobs: jobs}},
+	})
 	if err != nil {
 		return nil, err
 	}
