@@ -1,6 +1,7 @@
 package brokerd
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -39,12 +40,58 @@ func (s *brokerService) EnqueueStream(st raftqv1.Broker_EnqueueStreamServer) err
 			return status.Error(codes.Unauthenticated, "no principal")
 		}
 	}
-	window := n.cfg.Limits.MaxStreamWindow
+	return streamPipeline(ctx, st, n.cfg.Limits.MaxStreamWindow, func(req *raftqv1.EnqueueStreamRequest, answer func(*raftqv1.EnqueueResult, error)) error {
+		if !n.isLeader() {
+			// Leadership moved: this job and the rest go to the new
+			// leader; nothing of them was proposed here.
+			id, addr := n.leader()
+			answer(nil, apierr.NotLeader(id, addr))
+			return apierr.NotLeader(id, addr)
+		}
+		// A job without a valid queue name is refused by enqueue
+		// (InvalidArgument) before its queue could be authorized.
+		if n.auth != nil && validateQueue(req.GetJob().GetQueue()) == nil {
+			if err := n.auth.Check(ctx, p, auth.Access{Queues: []string{req.GetJob().GetQueue()}}); err != nil {
+				answer(nil, err)
+				return nil
+			}
+		}
+		go func() {
+			res, err := n.enqueue(ctx, &raftqv1.EnqueueRequest{Jobs: []*raftqv1.JobSpec{req.GetJob()}})
+			if err != nil {
+				answer(nil, err)
+				return
+			}
+			answer(res.Results[0], nil)
+		}()
+		return nil
+	})
+}
+
+// enqueueStream is the part of the EnqueueStream server stream the
+// pipeline uses (a fake in its unit test).
+type enqueueStream interface {
+	Recv() (*raftqv1.EnqueueStreamRequest, error)
+	Send(*raftqv1.EnqueueStreamResponse) error
+}
+
+// streamPipeline reads frames while fewer than window are unanswered and
+// gives each to handle with its answer function, which must be called
+// exactly once, now or later from any goroutine. A non-nil error from
+// handle ends the reading (after its frame is answered). One goroutine
+// sends the answers as they come; streamPipeline returns when the reading
+// has ended and every frame read is answered: nil when the producer
+// closed its side, else why the stream ends. A frame without seq, or with
+// the seq of one still unanswered, ends the stream with InvalidArgument.
+func streamPipeline(ctx context.Context, st enqueueStream, window int,
+	handle func(req *raftqv1.EnqueueStreamRequest, answer func(*raftqv1.EnqueueResult, error)) error,
+) error {
 	slots := make(chan struct{}, window)
 	// Never blocks: at most window answers are owed at once.
 	out := make(chan *raftqv1.EnqueueStreamResponse, window)
 	var mu sync.Mutex
 	inFlight := map[uint64]bool{}
+	var owed sync.WaitGroup
 
 	sendDone := make(chan error, 1)
 	go func() {
@@ -61,10 +108,6 @@ func (s *brokerService) EnqueueStream(st raftqv1.Broker_EnqueueStreamServer) err
 		sendDone <- sendErr
 	}()
 
-	var jobs sync.WaitGroup
-	answer := func(seq uint64, res *raftqv1.EnqueueResult, err error) {
-		out <- &raftqv1.EnqueueStreamResponse{Seq: seq, Result: res, Error: itemError(err)}
-	}
 	readErr := func() error {
 		for {
 			select {
@@ -97,34 +140,20 @@ func (s *brokerService) EnqueueStream(st raftqv1.Broker_EnqueueStreamServer) err
 				return apierr.New(codes.InvalidArgument, raftqv1.ErrorDetail_INVALID_ARGUMENT,
 					fmt.Sprintf("enqueue stream: seq %d is still in flight", seq))
 			}
-			if !n.isLeader() {
-				// Leadership moved: this job and the rest go to the new
-				// leader; nothing of them was proposed here.
-				id, addr := n.leader()
-				answer(seq, nil, apierr.NotLeader(id, addr))
-				return apierr.NotLeader(id, addr)
+			owed.Add(1)
+			var once sync.Once
+			answer := func(res *raftqv1.EnqueueResult, err error) {
+				once.Do(func() {
+					out <- &raftqv1.EnqueueStreamResponse{Seq: seq, Result: res, Error: itemError(err)}
+					owed.Done()
+				})
 			}
-			// A job without a valid queue name is refused by enqueue
-			// (InvalidArgument) before its queue could be authorized.
-			if n.auth != nil && validateQueue(req.GetJob().GetQueue()) == nil {
-				if err := n.auth.Check(ctx, p, auth.Access{Queues: []string{req.GetJob().GetQueue()}}); err != nil {
-					answer(seq, nil, err)
-					continue
-				}
+			if err := handle(req, answer); err != nil {
+				return err
 			}
-			jobs.Add(1)
-			go func() {
-				defer jobs.Done()
-				res, err := n.enqueue(ctx, &raftqv1.EnqueueRequest{Jobs: []*raftqv1.JobSpec{req.GetJob()}})
-				if err != nil {
-					answer(seq, nil, err)
-					return
-				}
-				answer(seq, res.Results[0], nil)
-			}()
 		}
 	}()
-	jobs.Wait()
+	owed.Wait()
 	close(out)
 	if err := <-sendDone; readErr == nil {
 		readErr = err
