@@ -48,6 +48,14 @@ func (s *brokerService) EnqueueStream(st raftqv1.Broker_EnqueueStreamServer) err
 			answer(nil, apierr.NotLeader(id, addr))
 			return apierr.NotLeader(id, addr)
 		}
+		// Each job is a request for the caller's rate limit, as each
+		// EnqueueOne was (the stream's opening took one too).
+		if n.auth != nil {
+			if err := n.auth.Allow(p); err != nil {
+				answer(nil, err)
+				return nil
+			}
+		}
 		// A job without a valid queue name is refused by enqueue
 		// (InvalidArgument) before its queue could be authorized.
 		if n.auth != nil && validateQueue(req.GetJob().GetQueue()) == nil {
