@@ -65,6 +65,18 @@ func batch[Resp any, R itemResult](ctx context.Context, c *Client, n int,
 	return rs, errs, nil
 }
 
+// responses are the answers of batch results (nil for a refused item).
+func responses[T any, R interface{ GetResponse() T }](rs []R) []T {
+	if rs == nil {
+		return nil
+	}
+	out := make([]T, len(rs))
+	for i, r := range rs {
+		out[i] = r.GetResponse()
+	}
+	return out
+}
+
 // AckBatch acks many leased jobs in one call and one Raft entry. errs has
 // one entry per item, in order: nil when that job was acked.
 func (c *Client) AckBatch(ctx context.Context, items []*raftqv1.AckRequest) (errs []error, err error) {
@@ -82,14 +94,7 @@ func (c *Client) NackBatch(ctx context.Context, items []*raftqv1.NackRequest) ([
 	rs, errs, err := batch(ctx, c, len(items), func(ctx context.Context, b raftqv1.BrokerClient) (*raftqv1.NackBatchResponse, error) {
 		return b.NackBatch(ctx, req)
 	}, (*raftqv1.NackBatchResponse).GetResults)
-	if err != nil {
-		return nil, nil, err
-	}
-	out := make([]*raftqv1.NackResponse, len(rs))
-	for i, r := range rs {
-		out[i] = r.GetResponse()
-	}
-	return out, errs, nil
+	return responses(rs), errs, err
 }
 
 // ExtendBatch extends many leases in one call and one Raft entry. For each
@@ -100,12 +105,5 @@ func (c *Client) ExtendBatch(ctx context.Context, items []*raftqv1.ExtendLeaseRe
 	rs, errs, err := batch(ctx, c, len(items), func(ctx context.Context, b raftqv1.BrokerClient) (*raftqv1.ExtendLeaseBatchResponse, error) {
 		return b.ExtendLeaseBatch(ctx, req)
 	}, (*raftqv1.ExtendLeaseBatchResponse).GetResults)
-	if err != nil {
-		return nil, nil, err
-	}
-	out := make([]*raftqv1.ExtendLeaseResponse, len(rs))
-	for i, r := range rs {
-		out[i] = r.GetResponse()
-	}
-	return out, errs, nil
+	return responses(rs), errs, err
 }
