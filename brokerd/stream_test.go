@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
+	"github.com/raftq/raftq/brokerd"
 	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/internal/apierr"
 	"github.com/raftq/raftq/internal/auth"
@@ -112,4 +113,49 @@ func TestEnqueueStreamFrames(t *testing.T) {
 	}
 	_, err = wst.Recv()
 	wantCode(t, "worker opening an enqueue stream", err, codes.PermissionDenied)
+}
+
+// Each job on a stream takes one request from the producer's rate limit,
+// as each EnqueueOne call did: over it, that job is refused
+// RESOURCE_EXHAUSTED on its own and the stream goes on.
+func TestEnqueueStreamRateLimitPerJob(t *testing.T) {
+	s := newSecureClusterWith(t, 3, auth.AuditLimits{}, func(cfg *brokerd.Config) {
+		cfg.Auth.RateLimit, cfg.Auth.RateBurst = 0.001, 3 // no refill during the test
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	st, err := s.rawBroker(t, s.c.Leader().GRPCAddr(), producerTok).EnqueueStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The opening takes one request: two jobs pass, the rest are refused.
+	for seq := uint64(1); seq <= 5; seq++ {
+		if err := st.Send(&raftqv1.EnqueueStreamRequest{Seq: seq, Job: spec("orders.eu")}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	ok, limited := 0, 0
+	for {
+		r, err := st.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		switch got := client.ItemErr(r.Error); status.Code(got) {
+		case codes.OK:
+			ok++
+		case codes.ResourceExhausted:
+			limited++
+		default:
+			t.Fatalf("frame %d: %v", r.Seq, got)
+		}
+	}
+	if ok != 2 || limited != 3 {
+		t.Fatalf("%d jobs accepted and %d rate limited; want 2 and 3", ok, limited)
+	}
 }
