@@ -28,7 +28,7 @@ import (
 // settleBatch is the shared part of the batch calls: per-item checks, one
 // proposal, results mapped back to request order. errs[i] is item i's
 // refusal as a gRPC status; res[i] is its FSM result when errs[i] is nil.
-func settleBatch[Req, Item any](ctx context.Context, n *Node, reqs []Req,
+func settleBatch[Req, Item any](ctx context.Context, n *Node, method string, reqs []Req,
 	check func(Req) (id string, item Item, err error),
 	command func([]Item) *fsmpb.Command,
 ) (res []fsm.ItemResult, errs []error, err error) {
@@ -52,7 +52,9 @@ func settleBatch[Req, Item any](ctx context.Context, n *Node, reqs []Req,
 		if err == nil && n.auth != nil {
 			// The single calls' rule (auth.BrokerRules): the job's queue
 			// must be one the caller may use.
-			err = n.auth.Check(ctx, p, auth.Access{Jobs: []string{id}})
+			if err = n.auth.Check(ctx, p, auth.Access{Jobs: []string{id}}); err != nil {
+				n.auth.RefusedItem(ctx, p, method, r, err)
+			}
 		}
 		if err != nil {
 			errs[i] = apierr.FromError(err)
@@ -153,7 +155,7 @@ func (s *brokerService) AckBatch(ctx context.Context, req *raftqv1.AckBatchReque
 			return raftqv1.NewBrokerClient(c).AckBatch(ctx, req)
 		})
 	}
-	res, errs, err := settleBatch(ctx, n, req.Items, func(r *raftqv1.AckRequest) (string, *fsmpb.LeaseRef, error) {
+	res, errs, err := settleBatch(ctx, n, raftqv1.Broker_AckBatch_FullMethodName, req.Items, func(r *raftqv1.AckRequest) (string, *fsmpb.LeaseRef, error) {
 		ref, err := validateAck(r)
 		if err == nil {
 			ref.Token = n.bugAckToken(r.JobId, ref.Token) // seeded bug only with the jepsenbug tag
@@ -181,7 +183,7 @@ func (s *brokerService) NackBatch(ctx context.Context, req *raftqv1.NackBatchReq
 			return raftqv1.NewBrokerClient(c).NackBatch(ctx, req)
 		})
 	}
-	res, errs, err := settleBatch(ctx, n, req.Items, func(r *raftqv1.NackRequest) (string, *fsmpb.NackItem, error) {
+	res, errs, err := settleBatch(ctx, n, raftqv1.Broker_NackBatch_FullMethodName, req.Items, func(r *raftqv1.NackRequest) (string, *fsmpb.NackItem, error) {
 		item, err := validateNack(n.cfg.Limits, r)
 		return r.GetJobId(), item, err
 	}, nackCommand)
@@ -208,7 +210,7 @@ func (s *brokerService) ExtendLeaseBatch(ctx context.Context, req *raftqv1.Exten
 			return raftqv1.NewBrokerClient(c).ExtendLeaseBatch(ctx, req)
 		})
 	}
-	res, errs, err := settleBatch(ctx, n, req.Items, func(r *raftqv1.ExtendLeaseRequest) (string, *fsmpb.LeaseRef, error) {
+	res, errs, err := settleBatch(ctx, n, raftqv1.Broker_ExtendLeaseBatch_FullMethodName, req.Items, func(r *raftqv1.ExtendLeaseRequest) (string, *fsmpb.LeaseRef, error) {
 		ref, err := validateExtend(n.cfg.Limits, r)
 		return r.GetJobId(), ref, err
 	}, extendCommand)

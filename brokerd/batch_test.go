@@ -94,6 +94,12 @@ func TestSettleBatchesAnswerEachItem(t *testing.T) {
 	if after := s.c.WaitConverged(20 * time.Second); after != before {
 		t.Fatal("a batch of refused items changed the state")
 	}
+	// The refused item is audited, by the leader (the follower checked
+	// the role only).
+	if lines := findAudit(s, map[string]any{"method": raftqv1.Broker_AckBatch_FullMethodName, "outcome": "refused",
+		"principal": "token:runner", "job_id": bill.Id, "code": "PermissionDenied"}); len(lines) != 2 {
+		t.Fatalf("%d audit lines for the two refused items of another queue, want 2:\n%s", len(lines), s.audit.String())
+	}
 
 	// Over the limit: refused whole, even its valid items stay leased.
 	over := make([]*raftqv1.AckRequest, brokerd.DefaultConfig().Limits.MaxSettleItems+1)

@@ -52,6 +52,7 @@ func (s *brokerService) EnqueueStream(st raftqv1.Broker_EnqueueStreamServer) err
 		// EnqueueOne was (the stream's opening took one too).
 		if n.auth != nil {
 			if err := n.auth.Allow(p); err != nil {
+				n.auth.RefusedItem(ctx, p, raftqv1.Broker_EnqueueStream_FullMethodName, req.GetJob(), err)
 				answer(nil, err)
 				return nil
 			}
@@ -60,6 +61,7 @@ func (s *brokerService) EnqueueStream(st raftqv1.Broker_EnqueueStreamServer) err
 		// (InvalidArgument) before its queue could be authorized.
 		if n.auth != nil && validateQueue(req.GetJob().GetQueue()) == nil {
 			if err := n.auth.Check(ctx, p, auth.Access{Queues: []string{req.GetJob().GetQueue()}}); err != nil {
+				n.auth.RefusedItem(ctx, p, raftqv1.Broker_EnqueueStream_FullMethodName, req.GetJob(), err)
 				answer(nil, err)
 				return nil
 			}

@@ -76,6 +76,10 @@ func TestEnqueueStreamFrames(t *testing.T) {
 	if after := s.c.WaitConverged(20 * time.Second); after != before {
 		t.Fatal("refused frames changed the state")
 	}
+	if lines := findAudit(s, map[string]any{"method": raftqv1.Broker_EnqueueStream_FullMethodName, "outcome": "refused",
+		"principal": "token:ingest", "queue": "billing"}); len(lines) != 1 {
+		t.Fatalf("%d audit lines for the refused job, want 1:\n%s", len(lines), s.audit.String())
+	}
 
 	// A good job, then a frame without seq: the job is answered, then the
 	// stream ends with InvalidArgument.

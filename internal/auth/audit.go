@@ -206,6 +206,22 @@ func (a *Authorizer) auditCall(ctx context.Context, p *Principal, method string,
 	if a.relayed(ctx, p) {
 		return
 	}
+	a.writeCall(ctx, p, method, req, err, took)
+}
+
+// RefusedItem audits the refusal of one item of a call that is checked
+// item by item in its handler (a batch settle's job, an EnqueueStream
+// job): a refusal line like a refused call's, rate limited with them.
+// Written even on a call a follower forwarded: the follower checked the
+// call's role only, so it could not have audited the item.
+func (a *Authorizer) RefusedItem(ctx context.Context, p *Principal, method string, item any, err error) {
+	if a == nil || !IsAuthError(err) {
+		return
+	}
+	a.writeCall(ctx, p, method, item, err, 0)
+}
+
+func (a *Authorizer) writeCall(ctx context.Context, p *Principal, method string, req any, err error, took time.Duration) {
 	refusal := IsAuthError(err)
 	attrs := []slog.Attr{
 		slog.String("principal", name(p)),
@@ -309,6 +325,15 @@ func target(req any) []slog.Attr {
 		return []slog.Attr{slog.String("node_id", r.GetNodeId())}
 	case *raftqv1.TransferLeadershipRequest:
 		return []slog.Attr{slog.String("node_id", r.GetNodeId())}
+	// Items of batch settles and of EnqueueStream (RefusedItem).
+	case *raftqv1.AckRequest:
+		return []slog.Attr{slog.String("job_id", r.GetJobId())}
+	case *raftqv1.NackRequest:
+		return []slog.Attr{slog.String("job_id", r.GetJobId())}
+	case *raftqv1.ExtendLeaseRequest:
+		return []slog.Attr{slog.String("job_id", r.GetJobId())}
+	case *raftqv1.JobSpec:
+		return []slog.Attr{slog.String("queue", r.GetQueue())}
 	}
 	return nil
 }
