@@ -40,7 +40,8 @@ func (s *brokerService) EnqueueStream(st raftqv1.Broker_EnqueueStreamServer) err
 			return status.Error(codes.Unauthenticated, "no principal")
 		}
 	}
-	return streamPipeline(ctx, st, n.cfg.Limits.MaxStreamWindow, func(req *raftqv1.EnqueueStreamRequest, answer func(*raftqv1.EnqueueResult, error)) error {
+	stopErr := func() error { id, addr := n.leader(); return apierr.NotLeader(id, addr) }
+	return streamPipeline(ctx, st, n.cfg.Limits.MaxStreamWindow, n.closing, stopErr, func(req *raftqv1.EnqueueStreamRequest, answer func(*raftqv1.EnqueueResult, error)) error {
 		if !n.isLeader() {
 			// Leadership moved: this job and the rest go to the new
 			// leader; nothing of them was proposed here.
@@ -93,7 +94,12 @@ type enqueueStream interface {
 // has ended and every frame read is answered: nil when the producer
 // closed its side, else why the stream ends. A frame without seq, or with
 // the seq of one still unanswered, ends the stream with InvalidArgument.
-func streamPipeline(ctx context.Context, st enqueueStream, window int,
+//
+// When stop closes, the reading ends with stopErr(): a frame the receiver
+// read but had not handed over is dropped unprocessed (so the producer's
+// reading of the stream's end as definite holds). That is how an idle
+// stream ends at shutdown instead of holding the server.
+func streamPipeline(ctx context.Context, st enqueueStream, window int, stop <-chan struct{}, stopErr func() error,
 	handle func(req *raftqv1.EnqueueStreamRequest, answer func(*raftqv1.EnqueueResult, error)) error,
 ) error {
 	slots := make(chan struct{}, window)
@@ -118,14 +124,44 @@ func streamPipeline(ctx context.Context, st enqueueStream, window int,
 		sendDone <- sendErr
 	}()
 
-	readErr := func() error {
+	// The receiver takes a slot before each Recv (a full window stops the
+	// reading) and hands the frame over; it ends after an error frame or
+	// when the reading ends (quit), dropping a frame it could not hand over.
+	type frame struct {
+		req *raftqv1.EnqueueStreamRequest
+		err error
+	}
+	frames, quit := make(chan frame), make(chan struct{})
+	go func() {
 		for {
 			select {
 			case slots <- struct{}{}:
+			case <-quit:
+				return
+			}
+			req, err := st.Recv()
+			select {
+			case frames <- frame{req, err}:
+			case <-quit:
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+
+	readErr := func() error {
+		for {
+			var f frame
+			select {
+			case f = <-frames:
+			case <-stop:
+				return stopErr()
 			case <-ctx.Done():
 				return ctx.Err()
 			}
-			req, err := st.Recv()
+			req, err := f.req, f.err
 			if errors.Is(err, io.EOF) {
 				<-slots
 				return nil // the producer is done: answer what is owed, then end
@@ -163,6 +199,7 @@ func streamPipeline(ctx context.Context, st enqueueStream, window int,
 			}
 		}
 	}()
+	close(quit)
 	owed.Wait()
 	close(out)
 	if err := <-sendDone; readErr == nil {
