@@ -15,15 +15,15 @@ import (
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
 
-// EnqueueStream is pipelined produce. The handler's goroutine reads frames
+// EnqueueStream is pipelined produce (streamPipeline): frames are read
 // while fewer than Limits.MaxStreamWindow jobs are unanswered (so a full
 // window stops the reading, and the transport's flow control pushes back
 // on the producer); each job is proposed on its own goroutine through the
 // proposer, which group-commits the jobs in flight into shared Raft
 // entries; one sender goroutine writes the answers as they come. Every
-// job read is answered before the stream ends, so a job the producer sent
-// and got no answer for was never read: definite. A job's answer is the
-// one Enqueue would give for it alone.
+// job handled is answered before the stream ends, so a job the producer
+// sent and got no answer for was never proposed: definite. A job's answer
+// is the one Enqueue would give for it alone.
 func (s *brokerService) EnqueueStream(st raftqv1.Broker_EnqueueStreamServer) error {
 	n := s.n
 	ctx := st.Context()
