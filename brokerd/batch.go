@@ -16,6 +16,7 @@ import (
 	"github.com/raftq/raftq/internal/apierr"
 	"github.com/raftq/raftq/internal/auth"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
+	"github.com/raftq/raftq/raftqerr"
 )
 
 // The batch settle calls (AckBatch, NackBatch, ExtendLeaseBatch) carry many
@@ -84,7 +85,7 @@ func itemError(err error) *raftqv1.ItemError {
 		return nil
 	}
 	st := status.Convert(err)
-	return &raftqv1.ItemError{Code: int32(st.Code()), Message: st.Message(), Detail: apierr.Detail(err)}
+	return &raftqv1.ItemError{Code: int32(st.Code()), Message: st.Message(), Detail: raftqerr.Detail(err)}
 }
 
 // ackOutcome is the answer to one ack whose command ran: success, the

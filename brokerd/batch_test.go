@@ -2,20 +2,17 @@ package brokerd_test
 
 import (
 	"context"
-	"crypto/tls"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/raftq/raftq/brokerd"
 	"github.com/raftq/raftq/client"
-	"github.com/raftq/raftq/internal/auth"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
 
@@ -59,14 +56,7 @@ func TestSettleBatchesAnswerEachItem(t *testing.T) {
 
 	// The worker's raw connection to a follower, to see the forwarding.
 	f := s.follower()
-	conn, err := grpc.NewClient(f.GRPCAddr(),
-		grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: s.ca})),
-		grpc.WithPerRPCCredentials(auth.TokenCredentials{Token: workerTok}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	viaFollower := raftqv1.NewBrokerClient(conn)
+	viaFollower := raftqv1.NewBrokerClient(s.dialAs(t, f.GRPCAddr(), workerTok, ""))
 
 	refused := []*raftqv1.AckRequest{
 		{JobId: b.Id, LeaseToken: b.LeaseToken + 1},   // stale token

@@ -10,7 +10,7 @@ import (
 // answer (a lost connection, a leader change mid-apply), and the retry may
 // find its own first try committed. For the writes below that is not a
 // refusal: the job already shows what the caller asked for, so the retry
-// answers success, as a repeated Ack does (see Ack and Nack in server.go).
+// answers success, as a repeated Ack does (ackOutcome and nackOutcome in batch.go).
 // Each check reads the job as the refusing FSM entry saw it (the item's
 // Job).
 

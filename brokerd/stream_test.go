@@ -2,34 +2,24 @@ package brokerd_test
 
 import (
 	"context"
-	"crypto/tls"
 	"io"
 	"testing"
 	"time"
 
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
 	"github.com/raftq/raftq/brokerd"
 	"github.com/raftq/raftq/client"
-	"github.com/raftq/raftq/internal/apierr"
 	"github.com/raftq/raftq/internal/auth"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
+	"github.com/raftq/raftq/raftqerr"
 )
 
 // rawBroker is a Broker client on one address with a bearer token.
 func (s *secure) rawBroker(t *testing.T, addr, token string) raftqv1.BrokerClient {
 	t.Helper()
-	conn, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{RootCAs: s.ca})),
-		grpc.WithPerRPCCredentials(auth.TokenCredentials{Token: token}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return raftqv1.NewBrokerClient(conn)
+	return raftqv1.NewBrokerClient(s.dialAs(t, addr, token, ""))
 }
 
 // TestEnqueueStreamFrames: on the leader, with auth on, a stream's jobs
@@ -106,7 +96,7 @@ func TestEnqueueStreamFrames(t *testing.T) {
 	}
 	_, err = fst.Recv()
 	wantCode(t, "stream to a follower", err, codes.Unavailable)
-	if d := apierr.Detail(err); d.GetReason() != raftqv1.ErrorDetail_NOT_LEADER || d.GetLeaderAddr() != leader.GRPCAddr() {
+	if d := raftqerr.Detail(err); d.GetReason() != raftqv1.ErrorDetail_NOT_LEADER || d.GetLeaderAddr() != leader.GRPCAddr() {
 		t.Fatalf("follower's refusal names %v, want NOT_LEADER at %s", d, leader.GRPCAddr())
 	}
 

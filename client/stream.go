@@ -263,7 +263,7 @@ func (c *Client) enqueueStreamed(ctx context.Context, spec *raftqv1.JobSpec) (*r
 			switch {
 			case status.Code(err) == codes.Unimplemented:
 				c.markUnimplemented(cc)
-			case status.Code(err) == codes.ResourceExhausted && apierr.Detail(err) == nil && !s.alive():
+			case status.Code(err) == codes.ResourceExhausted && raftqerr.Detail(err) == nil && !s.alive():
 				// The broker's stream cap refused the stream before
 				// reading the job: send it on its own.
 			default:
