@@ -66,6 +66,7 @@ bench-backlog: build
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || (gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'); exit 1)
 	$(GO) vet ./...
+	$(GO) vet -tags jepsen,jepsenbug ./...
 	./scripts/vulncheck.sh
 
 # certs writes a development CA (its key apart in ca/), node/svcd/etcd/client/admin certificates and bearer

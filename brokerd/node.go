@@ -437,7 +437,19 @@ func (n *Node) becomeLeader() {
 			if ctx.Err() != nil {
 				return
 			}
-			err := n.raft.Barrier(10 * time.Second).Error()
+			// Wait for the barrier without blocking shutdown: a barrier
+			// queued for the FSM when Raft shuts down may never be
+			// answered, and shutdown waits for this goroutine (a Kill
+			// once hung here). The waiting goroutine ends with Raft.
+			f := n.raft.Barrier(10 * time.Second)
+			errc := make(chan error, 1)
+			go func() { errc <- f.Error() }()
+			var err error
+			select {
+			case err = <-errc:
+			case <-ctx.Done():
+				return
+			}
 			if err == nil {
 				break
 			}
