@@ -9,7 +9,6 @@ package etcdtest
 import (
 	"context"
 	"fmt"
-	"net"
 	"net/url"
 	"sync"
 	"testing"
@@ -19,6 +18,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.etcd.io/etcd/server/v3/embed"
 	"go.uber.org/zap"
+
+	"github.com/raftq/raftq/internal/freeport"
 )
 
 // Server is one single-member etcd cluster.
@@ -72,13 +73,14 @@ func New(t testing.TB) *Server {
 	return s
 }
 
+// freeAddr returns a port that stays free while the server is stopped for a
+// restart (see internal/freeport).
 func freeAddr(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := freeport.Addr()
 	if err != nil {
-		t.Fatalf("free port: %v", err)
+		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return a
 }
 
 // Start starts the server (again, after Stop) on the same ports and data

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sync"
@@ -18,6 +17,7 @@ import (
 
 	"github.com/raftq/raftq/brokerd"
 	"github.com/raftq/raftq/client"
+	"github.com/raftq/raftq/internal/freeport"
 )
 
 // Cluster is a set of in-process broker nodes.
@@ -39,13 +39,14 @@ type Member struct {
 	Node     *brokerd.Node // nil while down
 }
 
+// freeAddr returns a port no outgoing connection can take while its node is
+// down for a restart (see internal/freeport).
 func freeAddr(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := freeport.Addr()
 	if err != nil {
-		t.Fatalf("free port: %v", err)
+		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return a
 }
 
 // Logger is quiet unless RAFTQ_TEST_LOG is set.

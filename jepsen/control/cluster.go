@@ -26,6 +26,8 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
+
+	"github.com/raftq/raftq/internal/freeport"
 )
 
 // Options describe the cluster to run.
@@ -446,14 +448,9 @@ func (c *Cluster) StartSvcd() error {
 	return errors.New("svcd did not start listening; see svcd/svcd.log")
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
+// freePort returns a port below the ephemeral range, so that no outgoing
+// connection takes it while its process is killed and restarted.
+func freePort() (int, error) { return freeport.Port() }
 
 // Shutdown stops every process and removes the network. Nodes are killed:
 // the run is over and their data dirs stay for inspection.
