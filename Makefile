@@ -14,7 +14,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
 PROTO_FILES := $(shell find proto -name '*.proto')
 
-.PHONY: build test test-short proto proto-check run bench bench-backlog lint fmt clean tools
+.PHONY: build test test-short proto proto-check run node-kill node-restart bench bench-backlog lint fmt clean tools
 
 # Every binary's --version: the release from git describe and the commit
 # (internal/version falls back to Go's build info without them).
@@ -52,6 +52,14 @@ test-short:
 # run starts a local 3-node cluster on loopback (Ctrl-C stops it).
 run: build
 	./scripts/run-cluster.sh
+
+# node-kill / node-restart N=I: SIGKILL node nI of the running `make run`
+# cluster, or start it again from its data dir (from another shell).
+node-kill:
+	./scripts/run-cluster.sh kill $(N)
+
+node-restart:
+	./scripts/run-cluster.sh restart $(N)
 
 # bench starts a 3-node cluster on loopback and prints one JSON line per figure.
 bench: build

@@ -1,6 +1,9 @@
 # Shared by run-cluster.sh and bench.sh: start and stop a local 3-node
 # brokerd cluster on loopback. Source it; needs bin/brokerd (and
-# bin/raftq-etcd, bin/brokerctl for start_etcd).
+# bin/raftq-etcd, bin/brokerctl for start_etcd). The binaries come from
+# ${RAFTQ_RUN_BIN:-./bin}; brokerd alone from ${RAFTQ_BIN:-that}, so a
+# benchmark can run another build of it.
+RUN_BIN=${RAFTQ_RUN_BIN:-./bin}
 #
 # etcd: when RAFTQ_ETCD_ENDPOINTS is set (by start_etcd, or by the caller
 # for an etcd of their own), brokerd reads it from the environment and
@@ -29,14 +32,14 @@ start_etcd() {
     sec=(--cert-file "$RAFTQ_CERTS/etcd.crt" --key-file "$RAFTQ_CERTS/etcd.key" --trusted-ca-file "$RAFTQ_CERTS/ca.crt"
       --client-cert-allowed-cn node.n1,node.n2,node.n3,svcd,admin)
   fi
-  ./bin/raftq-etcd --name raftq-dev --data-dir "$dir/etcd" "${sec[@]}" \
+  "$RUN_BIN/raftq-etcd" --name raftq-dev --data-dir "$dir/etcd" "${sec[@]}" \
     --listen-client "$scheme://127.0.0.1:$cport" --listen-peer "$scheme://127.0.0.1:$pport" \
     >>"$dir/etcd.log" 2>&1 &
   ETCD_PID=$!
   export RAFTQ_ETCD_ENDPOINTS="$scheme://127.0.0.1:$cport"
   for t in $(seq 1 50); do
     # shellcheck disable=SC2046 # the flags are words without spaces
-    if ./bin/brokerctl config show --etcd "$RAFTQ_ETCD_ENDPOINTS" $(etcd_ctl_args) --timeout 2s >/dev/null 2>&1; then
+    if "$RUN_BIN/brokerctl" config show --etcd "$RAFTQ_ETCD_ENDPOINTS" $(etcd_ctl_args) --timeout 2s >/dev/null 2>&1; then
       return 0
     fi
     sleep 0.2
@@ -68,7 +71,7 @@ tls_setup() {
   [ -z "${RAFTQ_TLS_READY:-}" ] || return 0 # once per shell (start_etcd, start_cluster)
   RAFTQ_TLS_READY=1
   RAFTQ_CERTS=${RAFTQ_CERTS:-tmp/certs}
-  ./bin/raftq-certs --dir "$RAFTQ_CERTS" --nodes n1,n2,n3 >/dev/null
+  "$RUN_BIN/raftq-certs" --dir "$RAFTQ_CERTS" --nodes n1,n2,n3 >/dev/null
   export RAFTQ_TLS_CA="$RAFTQ_CERTS/ca.crt"
   export RAFTQ_AUTH_NODE_NAMES='node.*' # brokerd's auth.node_names (a glob: not a flag here)
 }
@@ -77,9 +80,9 @@ tls_setup() {
 # line).
 ctl() {
   if tls_on; then
-    RAFTQ_AUTH_TOKEN=$(cat "$RAFTQ_CERTS/tokens/admin.token") ./bin/brokerctl "$@"
+    RAFTQ_AUTH_TOKEN=$(cat "$RAFTQ_CERTS/tokens/admin.token") "$RUN_BIN/brokerctl" "$@"
   else
-    ./bin/brokerctl "$@"
+    "$RUN_BIN/brokerctl" "$@"
   fi
 }
 # etcd_ctl_args: brokerctl's flags for the secure etcd (the admin
@@ -146,14 +149,14 @@ start_cluster() {
 start_services() {
   local dir=$1
   # shellcheck disable=SC2046
-  ./bin/svcd --data-dir "$dir/svcd" --listen-grpc 127.0.0.1:7400 --listen-http 127.0.0.1:7401 $(svcd_tls_args "$dir") \
+  "$RUN_BIN/svcd" --data-dir "$dir/svcd" --listen-grpc 127.0.0.1:7400 --listen-http 127.0.0.1:7401 $(svcd_tls_args "$dir") \
     --brokers "$RAFTQ_BROKERS" --log-level warn >>"$dir/svcd.log" 2>&1 &
   PIDS+=($!)
   local wtls=()
   if tls_on; then
     wtls=(--tls-ca "$RAFTQ_CERTS/ca.crt" --token-file "$RAFTQ_CERTS/tokens/worker.token")
   fi
-  ./bin/workerd --brokers "$RAFTQ_BROKERS" --queues work:8 --svcd 127.0.0.1:7400 "${wtls[@]}" \
+  "$RUN_BIN/workerd" --brokers "$RAFTQ_BROKERS" --queues work:8 --svcd 127.0.0.1:7400 "${wtls[@]}" \
     --log-level warn >>"$dir/workerd.log" 2>&1 &
   PIDS+=($!)
 }
@@ -162,20 +165,40 @@ start_services() {
 # after a kill: it restarts from its data dir); sets NODE_PID. The brokerd
 # binary is ${RAFTQ_BIN:-./bin}/brokerd, so a benchmark can run another
 # build.
+# The node's pid goes to DIR/nI.pid, where `run-cluster.sh kill|restart I`
+# and the make-run supervisor find it.
 start_node() {
   local i=$1 dir=${NODE_ARGS[0]} gbase=${NODE_ARGS[1]} rbase=${NODE_ARGS[2]}
   local boot=("${NODE_ARGS[@]:3}")
   # shellcheck disable=SC2046 # the flags are words without spaces
-  "${RAFTQ_BIN:-./bin}/brokerd" --id "n$i" --data-dir "$dir/n$i" $(node_tls_args "$i" "$dir") \
+  "${RAFTQ_BIN:-$RUN_BIN}/brokerd" --id "n$i" --data-dir "$dir/n$i" $(node_tls_args "$i" "$dir") \
     --grpc-addr "127.0.0.1:$((gbase + i))" --raft-addr "127.0.0.1:$((rbase + i))" \
     --admin-addr "127.0.0.1:$((gbase + 10 + i))" ${RAFTQ_SVCD:+--svcd-addr "$RAFTQ_SVCD"} \
     --bootstrap-expect 3 "${boot[@]}" --log-level "${RAFTQ_LOG_LEVEL:-warn}" \
     >>"$dir/n$i.log" 2>&1 &
   NODE_PID=$!
+  echo "$NODE_PID" >"$dir/n$i.pid"
 }
 
-stop_cluster() {
+# node_pid I: the pid of node nI of the cluster in NODE_ARGS[0], if it runs.
+node_pid() {
   local p
-  for p in "${PIDS[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  p=$(cat "${NODE_ARGS[0]}/n$1.pid" 2>/dev/null) || return 1
+  [ -n "$p" ] && kill -0 "$p" 2>/dev/null && echo "$p"
+}
+
+# stop_cluster: SIGTERM every process started here and every node
+# restarted from another shell (`run-cluster.sh restart`, not our child:
+# waited for by polling), then wait for all of them.
+stop_cluster() {
+  local p i t others=()
+  for i in 1 2 3; do
+    if p=$(node_pid "$i"); then others+=("$p"); fi
+  done
+  for p in "${PIDS[@]}" "${others[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
   for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
+  for p in "${others[@]}"; do
+    for t in $(seq 1 150); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+  done
+  rm -f "${NODE_ARGS[0]}"/n[123].pid
 }
