@@ -181,7 +181,9 @@ type Config struct {
 	// Retention is how long terminal jobs are kept before purge.
 	Retention time.Duration
 
-	// Raft timing; zero takes hashicorp/raft's defaults.
+	// Raft timing; zero takes DefaultHeartbeatTimeout,
+	// DefaultElectionTimeout and a leader lease of
+	// min(DefaultLeaderLeaseTimeout, heartbeat timeout).
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
 	LeaderLeaseTimeout time.Duration

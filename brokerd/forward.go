@@ -3,8 +3,12 @@ package brokerd
 import (
 	"context"
 	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/raftq/raftq/internal/apierr"
@@ -50,6 +54,33 @@ func (f *forwarder) conn(addr string) (*grpc.ClientConn, error) {
 	return c, nil
 }
 
+// reachable reports whether c is connected, or connects within a short
+// bound: on loopback or a LAN a refused or reset connection shows within
+// milliseconds, and a leader that takes longer to accept a connection is
+// treated as gone (the caller then waits for a new leader, or forwards
+// anyway once the wait ends).
+func (f *forwarder) reachable(ctx context.Context, c *grpc.ClientConn) bool {
+	st := c.GetState()
+	if st == connectivity.Ready {
+		return true
+	}
+	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	c.Connect()
+	for {
+		st = c.GetState()
+		switch st {
+		case connectivity.Ready:
+			return true
+		case connectivity.TransientFailure, connectivity.Shutdown:
+			return false
+		}
+		if !c.WaitForStateChange(ctx, st) {
+			return false
+		}
+	}
+}
+
 func (f *forwarder) close() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -82,6 +113,9 @@ func forward[T any](ctx context.Context, n *Node, call func(context.Context, *gr
 func forwardRead[T any](ctx context.Context, n *Node, call func(context.Context, *grpc.ClientConn) (T, error)) (T, error) {
 	var zero T
 	id, addr := n.leader()
+	if n.cfg.Forward && !wasForwarded(ctx) && (addr == "" || n.leaderSuspect()) {
+		id, addr = n.awaitLeader(ctx, id, false)
+	}
 	if addr == "" || addr == n.cfg.GRPCAdvertise || !n.cfg.Forward || wasForwarded(ctx) {
 		if addr == n.cfg.GRPCAdvertise {
 			// Raft still names us but we are not (or no longer) leading.
@@ -93,6 +127,19 @@ func forwardRead[T any](ctx context.Context, n *Node, call func(context.Context,
 	if err != nil {
 		return zero, apierr.NotLeader(id, addr)
 	}
+	if !n.fwd.reachable(ctx, c) {
+		// The leader this node knows cannot be reached (it died a moment
+		// ago and the heartbeats have not been missed yet, or it is cut
+		// off). Nothing was sent, so waiting for the next leader and
+		// forwarding there is safe.
+		if nid, naddr := n.awaitLeader(ctx, id, true); naddr != "" && naddr != addr && naddr != n.cfg.GRPCAdvertise {
+			if nc, err := n.fwd.conn(naddr); err == nil {
+				id, addr, c = nid, naddr, nc
+			}
+		} else if naddr == n.cfg.GRPCAdvertise {
+			return zero, apierr.NotLeader(nid, naddr)
+		}
+	}
 	// Tell the client who leads, so its next call skips this hop.
 	_ = grpc.SetHeader(ctx, metadata.Pairs(LeaderHeader, addr))
 	// The leader authorizes the original caller, not this node: pass its
@@ -100,6 +147,71 @@ func forwardRead[T any](ctx context.Context, n *Node, call func(context.Context,
 	ctx = auth.ForwardContext(ctx)
 	ctx = metadata.AppendToOutgoingContext(ctx, forwardedKey, n.cfg.NodeID)
 	return call(ctx, c)
+}
+
+// awaitLeader waits, around an election, until this node knows a leader
+// it can forward to: one other than suspect (the leader it last knew, which
+// has gone quiet), or suspect again if its heartbeats resume. It waits for
+// up to leaderWait and never past the call's own deadline (less a margin
+// to answer in). Without it a follower answers NOT_LEADER with no hint
+// while there is no leader, or forwards to a dead leader and fails, and
+// the client backs off exponentially: measured, that cost another ~1 s
+// after the election had ended. Held here instead, the call goes to the
+// new leader as soon as the follower hears from it (its first heartbeat).
+// Nothing has been sent to the suspect leader, so waiting adds no
+// indeterminacy. It returns the leader known when the wait ends.
+//
+// With mustChange the suspect leader is known to be unreachable: only
+// another leader ends the wait.
+func (n *Node) awaitLeader(ctx context.Context, suspect string, mustChange bool) (id, addr string) {
+	wait := n.leaderWait()
+	if dl, ok := ctx.Deadline(); ok {
+		if left := time.Until(dl) - 100*time.Millisecond; left < wait {
+			wait = left
+		}
+	}
+	if wait <= 0 {
+		return n.leader()
+	}
+	deadline := time.NewTimer(wait)
+	defer deadline.Stop()
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return n.leader()
+		case <-deadline.C:
+			return n.leader()
+		case <-tick.C:
+			if n.raft.State() == raft.Shutdown {
+				return n.leader()
+			}
+			id, addr = n.leader()
+			if addr != "" && (id != suspect || (!mustChange && !n.leaderSuspect())) {
+				return id, addr
+			}
+		}
+	}
+}
+
+// leaderSuspect reports whether this follower has missed its leader's
+// heartbeats for a while. A leader sends them every tenth of the
+// heartbeat timeout; a quarter of it without contact (two and a half
+// missed) means the leader is most likely gone and an election is coming.
+func (n *Node) leaderSuspect() bool {
+	if n.raft.State() != raft.Follower {
+		return false
+	}
+	return time.Since(n.raft.LastContact()) > n.raft.ReloadableConfig().HeartbeatTimeout/4
+}
+
+// leaderWait is how long a call may wait for an election: a follower
+// notices a dead leader within two heartbeat timeouts and a vote takes up
+// to two election timeouts (hashicorp/raft randomizes both in [t, 2t)).
+func (n *Node) leaderWait() time.Duration {
+	rc := n.raft.ReloadableConfig()
+	return 2*rc.HeartbeatTimeout + 2*rc.ElectionTimeout
 }
 
 // join forwards a Join to the leader.

@@ -17,3 +17,6 @@ $b e2e --producers 16 --batch 10 --workers 8 --fetch-batch 64
 # fetched batch (compare with the two lines above them).
 $b enqueue --producers 64 --batch 1 --stream
 $b e2e --producers 16 --batch 10 --workers 8 --fetch-batch 64 --ack-batch
+# Failover: a client's wait from a leader's SIGKILL to its next durable
+# enqueue, over FAILOVER_KILLS (default 6) kills, on a cluster of its own.
+scripts/bench-failover.sh

@@ -107,7 +107,7 @@ svcd_tls_args() {
     --audit-file "$1/svcd.audit.log" --auth-rate-limit 1000 --auth-rate-burst 2000
 }
 
-# start_cluster DIR GRPC_BASE RAFT_BASE: nodes n1..n3 listen on
+# start_cluster DIR GRPC_BASE RAFT_BASE [BROKERD_FLAGS...]: nodes n1..n3 listen on
 # GRPC_BASE+i (gRPC), GRPC_BASE+10+i (admin HTTP and dashboard) and
 # RAFT_BASE+i; with RAFTQ_SVCD set they show job histories from that svcd. A DIR that already holds data restarts from
 # disk (brokerd ignores --bootstrap-expect then).
@@ -122,7 +122,7 @@ start_cluster() {
     boot=() # the peers are found through etcd (RAFTQ_ETCD_ENDPOINTS)
   fi
   tls_setup
-  NODE_ARGS=("$dir" "$gbase" "$rbase" "${boot[@]}")
+  NODE_ARGS=("$dir" "$gbase" "$rbase" "${boot[@]}" "${@:4}") # then extra brokerd flags
   for i in 1 2 3; do
     start_node "$i"
     PIDS+=("$NODE_PID")
