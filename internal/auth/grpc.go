@@ -85,6 +85,10 @@ var BrokerRules = merge(common, Rules{
 	// A stream is checked on role when it opens; each job's queue is
 	// checked as it arrives (brokerd/stream.go).
 	"/raftq.v1.Broker/EnqueueStream": {Roles: RoleProducer},
+	// Consume is Fetch as a stream: its role is checked when it opens,
+	// the queues of its open frame as that frame arrives
+	// (brokerd/consume.go).
+	"/raftq.v1.Broker/Consume": {Roles: RoleWorker},
 	"/raftq.v1.Broker/Fetch": {Roles: RoleWorker, Scope: func(req any) Access {
 		return Access{Queues: req.(*raftqv1.FetchRequest).GetQueues()}
 	}},

@@ -219,6 +219,60 @@ func (ErrorDetail_Reason) EnumDescriptor() ([]byte, []int) {
 	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{36, 0}
 }
 
+type ConsumeNotice_Kind int32
+
+const (
+	ConsumeNotice_KIND_UNSPECIFIED ConsumeNotice_Kind = 0
+	// CancelJob was called: stop and nack the job (as ExtendLease's
+	// cancel_requested).
+	ConsumeNotice_KIND_CANCEL_REQUESTED ConsumeNotice_Kind = 1
+	// The lease is no longer this worker's (it expired, or the job left
+	// the leased state other than by this worker's settle): stop and do
+	// not settle.
+	ConsumeNotice_KIND_LEASE_LOST ConsumeNotice_Kind = 2
+)
+
+// Enum value maps for ConsumeNotice_Kind.
+var (
+	ConsumeNotice_Kind_name = map[int32]string{
+		0: "KIND_UNSPECIFIED",
+		1: "KIND_CANCEL_REQUESTED",
+		2: "KIND_LEASE_LOST",
+	}
+	ConsumeNotice_Kind_value = map[string]int32{
+		"KIND_UNSPECIFIED":      0,
+		"KIND_CANCEL_REQUESTED": 1,
+		"KIND_LEASE_LOST":       2,
+	}
+)
+
+func (x ConsumeNotice_Kind) Enum() *ConsumeNotice_Kind {
+	p := new(ConsumeNotice_Kind)
+	*p = x
+	return p
+}
+
+func (x ConsumeNotice_Kind) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ConsumeNotice_Kind) Descriptor() protoreflect.EnumDescriptor {
+	return file_raftq_v1_broker_proto_enumTypes[3].Descriptor()
+}
+
+func (ConsumeNotice_Kind) Type() protoreflect.EnumType {
+	return &file_raftq_v1_broker_proto_enumTypes[3]
+}
+
+func (x ConsumeNotice_Kind) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ConsumeNotice_Kind.Descriptor instead.
+func (ConsumeNotice_Kind) EnumDescriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{60, 0}
+}
+
 // RetryPolicy is exponential back-off: initial * 2^(attempt-1), capped at
 // max, with a jitter derived from the job id (never random).
 type RetryPolicy struct {
@@ -3448,6 +3502,371 @@ func (x *EnqueueStreamResponse) GetError() *ItemError {
 	return nil
 }
 
+// ConsumeOpen is a Consume stream's first frame: what a Fetch would name.
+type ConsumeOpen struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Queues in preference order.
+	Queues   []string `protobuf:"bytes,1,rep,name=queues,proto3" json:"queues,omitempty"`
+	WorkerId string   `protobuf:"bytes,2,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
+	// Overrides the jobs' own lease duration when set.
+	LeaseDuration *durationpb.Duration `protobuf:"bytes,3,opt,name=lease_duration,json=leaseDuration,proto3" json:"lease_duration,omitempty"`
+	// Credit granted with the open (optional): as a first credit frame.
+	Credit        int32 `protobuf:"varint,4,opt,name=credit,proto3" json:"credit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsumeOpen) Reset() {
+	*x = ConsumeOpen{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[57]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsumeOpen) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsumeOpen) ProtoMessage() {}
+
+func (x *ConsumeOpen) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[57]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsumeOpen.ProtoReflect.Descriptor instead.
+func (*ConsumeOpen) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{57}
+}
+
+func (x *ConsumeOpen) GetQueues() []string {
+	if x != nil {
+		return x.Queues
+	}
+	return nil
+}
+
+func (x *ConsumeOpen) GetWorkerId() string {
+	if x != nil {
+		return x.WorkerId
+	}
+	return ""
+}
+
+func (x *ConsumeOpen) GetLeaseDuration() *durationpb.Duration {
+	if x != nil {
+		return x.LeaseDuration
+	}
+	return nil
+}
+
+func (x *ConsumeOpen) GetCredit() int32 {
+	if x != nil {
+		return x.Credit
+	}
+	return 0
+}
+
+type ConsumeRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Frame:
+	//
+	//	*ConsumeRequest_Open
+	//	*ConsumeRequest_Credit
+	Frame         isConsumeRequest_Frame `protobuf_oneof:"frame"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsumeRequest) Reset() {
+	*x = ConsumeRequest{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[58]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsumeRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsumeRequest) ProtoMessage() {}
+
+func (x *ConsumeRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[58]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsumeRequest.ProtoReflect.Descriptor instead.
+func (*ConsumeRequest) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{58}
+}
+
+func (x *ConsumeRequest) GetFrame() isConsumeRequest_Frame {
+	if x != nil {
+		return x.Frame
+	}
+	return nil
+}
+
+func (x *ConsumeRequest) GetOpen() *ConsumeOpen {
+	if x != nil {
+		if x, ok := x.Frame.(*ConsumeRequest_Open); ok {
+			return x.Open
+		}
+	}
+	return nil
+}
+
+func (x *ConsumeRequest) GetCredit() int32 {
+	if x != nil {
+		if x, ok := x.Frame.(*ConsumeRequest_Credit); ok {
+			return x.Credit
+		}
+	}
+	return 0
+}
+
+type isConsumeRequest_Frame interface {
+	isConsumeRequest_Frame()
+}
+
+type ConsumeRequest_Open struct {
+	Open *ConsumeOpen `protobuf:"bytes,1,opt,name=open,proto3,oneof"`
+}
+
+type ConsumeRequest_Credit struct {
+	// How many more jobs the worker can take (at least 1); adds to the
+	// credit left. The credit left is capped by the broker's
+	// limits.max_fetch_jobs.
+	Credit int32 `protobuf:"varint,2,opt,name=credit,proto3,oneof"`
+}
+
+func (*ConsumeRequest_Open) isConsumeRequest_Frame() {}
+
+func (*ConsumeRequest_Credit) isConsumeRequest_Frame() {}
+
+// ConsumeOpened accepts the open frame.
+type ConsumeOpened struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The most credit the stream may hold at once.
+	MaxCredit     int32 `protobuf:"varint,1,opt,name=max_credit,json=maxCredit,proto3" json:"max_credit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsumeOpened) Reset() {
+	*x = ConsumeOpened{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[59]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsumeOpened) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsumeOpened) ProtoMessage() {}
+
+func (x *ConsumeOpened) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[59]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsumeOpened.ProtoReflect.Descriptor instead.
+func (*ConsumeOpened) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{59}
+}
+
+func (x *ConsumeOpened) GetMaxCredit() int32 {
+	if x != nil {
+		return x.MaxCredit
+	}
+	return 0
+}
+
+// ConsumeNotice tells the worker to stop working on a job leased on the
+// stream: its lease with lease_token was cancelled or has ended.
+type ConsumeNotice struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	JobId         string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	LeaseToken    uint64                 `protobuf:"varint,2,opt,name=lease_token,json=leaseToken,proto3" json:"lease_token,omitempty"`
+	Kind          ConsumeNotice_Kind     `protobuf:"varint,3,opt,name=kind,proto3,enum=raftq.v1.ConsumeNotice_Kind" json:"kind,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsumeNotice) Reset() {
+	*x = ConsumeNotice{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[60]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsumeNotice) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsumeNotice) ProtoMessage() {}
+
+func (x *ConsumeNotice) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[60]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsumeNotice.ProtoReflect.Descriptor instead.
+func (*ConsumeNotice) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{60}
+}
+
+func (x *ConsumeNotice) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *ConsumeNotice) GetLeaseToken() uint64 {
+	if x != nil {
+		return x.LeaseToken
+	}
+	return 0
+}
+
+func (x *ConsumeNotice) GetKind() ConsumeNotice_Kind {
+	if x != nil {
+		return x.Kind
+	}
+	return ConsumeNotice_KIND_UNSPECIFIED
+}
+
+type ConsumeResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Types that are valid to be assigned to Frame:
+	//
+	//	*ConsumeResponse_Opened
+	//	*ConsumeResponse_Job
+	//	*ConsumeResponse_Notice
+	Frame         isConsumeResponse_Frame `protobuf_oneof:"frame"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConsumeResponse) Reset() {
+	*x = ConsumeResponse{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[61]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConsumeResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConsumeResponse) ProtoMessage() {}
+
+func (x *ConsumeResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[61]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConsumeResponse.ProtoReflect.Descriptor instead.
+func (*ConsumeResponse) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{61}
+}
+
+func (x *ConsumeResponse) GetFrame() isConsumeResponse_Frame {
+	if x != nil {
+		return x.Frame
+	}
+	return nil
+}
+
+func (x *ConsumeResponse) GetOpened() *ConsumeOpened {
+	if x != nil {
+		if x, ok := x.Frame.(*ConsumeResponse_Opened); ok {
+			return x.Opened
+		}
+	}
+	return nil
+}
+
+func (x *ConsumeResponse) GetJob() *Job {
+	if x != nil {
+		if x, ok := x.Frame.(*ConsumeResponse_Job); ok {
+			return x.Job
+		}
+	}
+	return nil
+}
+
+func (x *ConsumeResponse) GetNotice() *ConsumeNotice {
+	if x != nil {
+		if x, ok := x.Frame.(*ConsumeResponse_Notice); ok {
+			return x.Notice
+		}
+	}
+	return nil
+}
+
+type isConsumeResponse_Frame interface {
+	isConsumeResponse_Frame()
+}
+
+type ConsumeResponse_Opened struct {
+	Opened *ConsumeOpened `protobuf:"bytes,1,opt,name=opened,proto3,oneof"`
+}
+
+type ConsumeResponse_Job struct {
+	// A leased job, with lease_token and lease_deadline set; uses one
+	// credit.
+	Job *Job `protobuf:"bytes,2,opt,name=job,proto3,oneof"`
+}
+
+type ConsumeResponse_Notice struct {
+	Notice *ConsumeNotice `protobuf:"bytes,3,opt,name=notice,proto3,oneof"`
+}
+
+func (*ConsumeResponse_Opened) isConsumeResponse_Frame() {}
+
+func (*ConsumeResponse_Job) isConsumeResponse_Frame() {}
+
+func (*ConsumeResponse_Notice) isConsumeResponse_Frame() {}
+
 var File_raftq_v1_broker_proto protoreflect.FileDescriptor
 
 const file_raftq_v1_broker_proto_rawDesc = "" +
@@ -3677,7 +4096,33 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\x15EnqueueStreamResponse\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12/\n" +
 	"\x06result\x18\x02 \x01(\v2\x17.raftq.v1.EnqueueResultR\x06result\x12)\n" +
-	"\x05error\x18\x03 \x01(\v2\x13.raftq.v1.ItemErrorR\x05error*\xaf\x01\n" +
+	"\x05error\x18\x03 \x01(\v2\x13.raftq.v1.ItemErrorR\x05error\"\x9c\x01\n" +
+	"\vConsumeOpen\x12\x16\n" +
+	"\x06queues\x18\x01 \x03(\tR\x06queues\x12\x1b\n" +
+	"\tworker_id\x18\x02 \x01(\tR\bworkerId\x12@\n" +
+	"\x0elease_duration\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\rleaseDuration\x12\x16\n" +
+	"\x06credit\x18\x04 \x01(\x05R\x06credit\"`\n" +
+	"\x0eConsumeRequest\x12+\n" +
+	"\x04open\x18\x01 \x01(\v2\x15.raftq.v1.ConsumeOpenH\x00R\x04open\x12\x18\n" +
+	"\x06credit\x18\x02 \x01(\x05H\x00R\x06creditB\a\n" +
+	"\x05frame\".\n" +
+	"\rConsumeOpened\x12\x1d\n" +
+	"\n" +
+	"max_credit\x18\x01 \x01(\x05R\tmaxCredit\"\xc7\x01\n" +
+	"\rConsumeNotice\x12\x15\n" +
+	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1f\n" +
+	"\vlease_token\x18\x02 \x01(\x04R\n" +
+	"leaseToken\x120\n" +
+	"\x04kind\x18\x03 \x01(\x0e2\x1c.raftq.v1.ConsumeNotice.KindR\x04kind\"L\n" +
+	"\x04Kind\x12\x14\n" +
+	"\x10KIND_UNSPECIFIED\x10\x00\x12\x19\n" +
+	"\x15KIND_CANCEL_REQUESTED\x10\x01\x12\x13\n" +
+	"\x0fKIND_LEASE_LOST\x10\x02\"\xa3\x01\n" +
+	"\x0fConsumeResponse\x121\n" +
+	"\x06opened\x18\x01 \x01(\v2\x17.raftq.v1.ConsumeOpenedH\x00R\x06opened\x12!\n" +
+	"\x03job\x18\x02 \x01(\v2\r.raftq.v1.JobH\x00R\x03job\x121\n" +
+	"\x06notice\x18\x03 \x01(\v2\x17.raftq.v1.ConsumeNoticeH\x00R\x06noticeB\a\n" +
+	"\x05frame*\xaf\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13JOB_STATE_SCHEDULED\x10\x01\x12\x13\n" +
@@ -3689,7 +4134,7 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\vConsistency\x12\x1b\n" +
 	"\x17CONSISTENCY_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CONSISTENCY_LINEARIZABLE\x10\x01\x12\x15\n" +
-	"\x11CONSISTENCY_STALE\x10\x022\xbf\x06\n" +
+	"\x11CONSISTENCY_STALE\x10\x022\x83\a\n" +
 	"\x06Broker\x12>\n" +
 	"\aEnqueue\x12\x18.raftq.v1.EnqueueRequest\x1a\x19.raftq.v1.EnqueueResponse\x128\n" +
 	"\x05Fetch\x12\x16.raftq.v1.FetchRequest\x1a\x17.raftq.v1.FetchResponse\x12J\n" +
@@ -3703,7 +4148,8 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\bAckBatch\x12\x19.raftq.v1.AckBatchRequest\x1a\x1a.raftq.v1.AckBatchResponse\x12D\n" +
 	"\tNackBatch\x12\x1a.raftq.v1.NackBatchRequest\x1a\x1b.raftq.v1.NackBatchResponse\x12Y\n" +
 	"\x10ExtendLeaseBatch\x12!.raftq.v1.ExtendLeaseBatchRequest\x1a\".raftq.v1.ExtendLeaseBatchResponse\x12T\n" +
-	"\rEnqueueStream\x12\x1e.raftq.v1.EnqueueStreamRequest\x1a\x1f.raftq.v1.EnqueueStreamResponse(\x010\x012\xe5\x02\n" +
+	"\rEnqueueStream\x12\x1e.raftq.v1.EnqueueStreamRequest\x1a\x1f.raftq.v1.EnqueueStreamResponse(\x010\x01\x12B\n" +
+	"\aConsume\x12\x18.raftq.v1.ConsumeRequest\x1a\x19.raftq.v1.ConsumeResponse(\x010\x012\xe5\x02\n" +
 	"\x05Admin\x12G\n" +
 	"\n" +
 	"PauseQueue\x12\x1b.raftq.v1.PauseQueueRequest\x1a\x1c.raftq.v1.PauseQueueResponse\x12J\n" +
@@ -3731,175 +4177,189 @@ func file_raftq_v1_broker_proto_rawDescGZIP() []byte {
 	return file_raftq_v1_broker_proto_rawDescData
 }
 
-var file_raftq_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 3)
-var file_raftq_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 57)
+var file_raftq_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_raftq_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
 var file_raftq_v1_broker_proto_goTypes = []any{
 	(JobState)(0),                      // 0: raftq.v1.JobState
 	(Consistency)(0),                   // 1: raftq.v1.Consistency
 	(ErrorDetail_Reason)(0),            // 2: raftq.v1.ErrorDetail.Reason
-	(*RetryPolicy)(nil),                // 3: raftq.v1.RetryPolicy
-	(*JobSpec)(nil),                    // 4: raftq.v1.JobSpec
-	(*Job)(nil),                        // 5: raftq.v1.Job
-	(*EnqueueRequest)(nil),             // 6: raftq.v1.EnqueueRequest
-	(*EnqueueResult)(nil),              // 7: raftq.v1.EnqueueResult
-	(*EnqueueResponse)(nil),            // 8: raftq.v1.EnqueueResponse
-	(*FetchRequest)(nil),               // 9: raftq.v1.FetchRequest
-	(*FetchResponse)(nil),              // 10: raftq.v1.FetchResponse
-	(*ExtendLeaseRequest)(nil),         // 11: raftq.v1.ExtendLeaseRequest
-	(*ExtendLeaseResponse)(nil),        // 12: raftq.v1.ExtendLeaseResponse
-	(*AckRequest)(nil),                 // 13: raftq.v1.AckRequest
-	(*AckResponse)(nil),                // 14: raftq.v1.AckResponse
-	(*NackRequest)(nil),                // 15: raftq.v1.NackRequest
-	(*NackResponse)(nil),               // 16: raftq.v1.NackResponse
-	(*GetJobRequest)(nil),              // 17: raftq.v1.GetJobRequest
-	(*GetJobResponse)(nil),             // 18: raftq.v1.GetJobResponse
-	(*CancelJobRequest)(nil),           // 19: raftq.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),          // 20: raftq.v1.CancelJobResponse
-	(*QueueStatsRequest)(nil),          // 21: raftq.v1.QueueStatsRequest
-	(*QueueStats)(nil),                 // 22: raftq.v1.QueueStats
-	(*QueueStatsResponse)(nil),         // 23: raftq.v1.QueueStatsResponse
-	(*PauseQueueRequest)(nil),          // 24: raftq.v1.PauseQueueRequest
-	(*PauseQueueResponse)(nil),         // 25: raftq.v1.PauseQueueResponse
-	(*ResumeQueueRequest)(nil),         // 26: raftq.v1.ResumeQueueRequest
-	(*ResumeQueueResponse)(nil),        // 27: raftq.v1.ResumeQueueResponse
-	(*RedriveRequest)(nil),             // 28: raftq.v1.RedriveRequest
-	(*RedriveResponse)(nil),            // 29: raftq.v1.RedriveResponse
-	(*ListJobsRequest)(nil),            // 30: raftq.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),           // 31: raftq.v1.ListJobsResponse
-	(*JoinRequest)(nil),                // 32: raftq.v1.JoinRequest
-	(*JoinResponse)(nil),               // 33: raftq.v1.JoinResponse
-	(*RemoveRequest)(nil),              // 34: raftq.v1.RemoveRequest
-	(*RemoveResponse)(nil),             // 35: raftq.v1.RemoveResponse
-	(*StatusRequest)(nil),              // 36: raftq.v1.StatusRequest
-	(*Member)(nil),                     // 37: raftq.v1.Member
-	(*StatusResponse)(nil),             // 38: raftq.v1.StatusResponse
-	(*ErrorDetail)(nil),                // 39: raftq.v1.ErrorDetail
-	(*PurgeDeadRequest)(nil),           // 40: raftq.v1.PurgeDeadRequest
-	(*PurgeDeadResponse)(nil),          // 41: raftq.v1.PurgeDeadResponse
-	(*TransferLeadershipRequest)(nil),  // 42: raftq.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 43: raftq.v1.TransferLeadershipResponse
-	(*SnapshotRequest)(nil),            // 44: raftq.v1.SnapshotRequest
-	(*SnapshotChunk)(nil),              // 45: raftq.v1.SnapshotChunk
-	(*RestoreChunk)(nil),               // 46: raftq.v1.RestoreChunk
-	(*RestoreResponse)(nil),            // 47: raftq.v1.RestoreResponse
-	(*ItemError)(nil),                  // 48: raftq.v1.ItemError
-	(*AckBatchRequest)(nil),            // 49: raftq.v1.AckBatchRequest
-	(*AckBatchResult)(nil),             // 50: raftq.v1.AckBatchResult
-	(*AckBatchResponse)(nil),           // 51: raftq.v1.AckBatchResponse
-	(*NackBatchRequest)(nil),           // 52: raftq.v1.NackBatchRequest
-	(*NackBatchResult)(nil),            // 53: raftq.v1.NackBatchResult
-	(*NackBatchResponse)(nil),          // 54: raftq.v1.NackBatchResponse
-	(*ExtendLeaseBatchRequest)(nil),    // 55: raftq.v1.ExtendLeaseBatchRequest
-	(*ExtendLeaseBatchResult)(nil),     // 56: raftq.v1.ExtendLeaseBatchResult
-	(*ExtendLeaseBatchResponse)(nil),   // 57: raftq.v1.ExtendLeaseBatchResponse
-	(*EnqueueStreamRequest)(nil),       // 58: raftq.v1.EnqueueStreamRequest
-	(*EnqueueStreamResponse)(nil),      // 59: raftq.v1.EnqueueStreamResponse
-	(*durationpb.Duration)(nil),        // 60: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 61: google.protobuf.Timestamp
+	(ConsumeNotice_Kind)(0),            // 3: raftq.v1.ConsumeNotice.Kind
+	(*RetryPolicy)(nil),                // 4: raftq.v1.RetryPolicy
+	(*JobSpec)(nil),                    // 5: raftq.v1.JobSpec
+	(*Job)(nil),                        // 6: raftq.v1.Job
+	(*EnqueueRequest)(nil),             // 7: raftq.v1.EnqueueRequest
+	(*EnqueueResult)(nil),              // 8: raftq.v1.EnqueueResult
+	(*EnqueueResponse)(nil),            // 9: raftq.v1.EnqueueResponse
+	(*FetchRequest)(nil),               // 10: raftq.v1.FetchRequest
+	(*FetchResponse)(nil),              // 11: raftq.v1.FetchResponse
+	(*ExtendLeaseRequest)(nil),         // 12: raftq.v1.ExtendLeaseRequest
+	(*ExtendLeaseResponse)(nil),        // 13: raftq.v1.ExtendLeaseResponse
+	(*AckRequest)(nil),                 // 14: raftq.v1.AckRequest
+	(*AckResponse)(nil),                // 15: raftq.v1.AckResponse
+	(*NackRequest)(nil),                // 16: raftq.v1.NackRequest
+	(*NackResponse)(nil),               // 17: raftq.v1.NackResponse
+	(*GetJobRequest)(nil),              // 18: raftq.v1.GetJobRequest
+	(*GetJobResponse)(nil),             // 19: raftq.v1.GetJobResponse
+	(*CancelJobRequest)(nil),           // 20: raftq.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),          // 21: raftq.v1.CancelJobResponse
+	(*QueueStatsRequest)(nil),          // 22: raftq.v1.QueueStatsRequest
+	(*QueueStats)(nil),                 // 23: raftq.v1.QueueStats
+	(*QueueStatsResponse)(nil),         // 24: raftq.v1.QueueStatsResponse
+	(*PauseQueueRequest)(nil),          // 25: raftq.v1.PauseQueueRequest
+	(*PauseQueueResponse)(nil),         // 26: raftq.v1.PauseQueueResponse
+	(*ResumeQueueRequest)(nil),         // 27: raftq.v1.ResumeQueueRequest
+	(*ResumeQueueResponse)(nil),        // 28: raftq.v1.ResumeQueueResponse
+	(*RedriveRequest)(nil),             // 29: raftq.v1.RedriveRequest
+	(*RedriveResponse)(nil),            // 30: raftq.v1.RedriveResponse
+	(*ListJobsRequest)(nil),            // 31: raftq.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),           // 32: raftq.v1.ListJobsResponse
+	(*JoinRequest)(nil),                // 33: raftq.v1.JoinRequest
+	(*JoinResponse)(nil),               // 34: raftq.v1.JoinResponse
+	(*RemoveRequest)(nil),              // 35: raftq.v1.RemoveRequest
+	(*RemoveResponse)(nil),             // 36: raftq.v1.RemoveResponse
+	(*StatusRequest)(nil),              // 37: raftq.v1.StatusRequest
+	(*Member)(nil),                     // 38: raftq.v1.Member
+	(*StatusResponse)(nil),             // 39: raftq.v1.StatusResponse
+	(*ErrorDetail)(nil),                // 40: raftq.v1.ErrorDetail
+	(*PurgeDeadRequest)(nil),           // 41: raftq.v1.PurgeDeadRequest
+	(*PurgeDeadResponse)(nil),          // 42: raftq.v1.PurgeDeadResponse
+	(*TransferLeadershipRequest)(nil),  // 43: raftq.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 44: raftq.v1.TransferLeadershipResponse
+	(*SnapshotRequest)(nil),            // 45: raftq.v1.SnapshotRequest
+	(*SnapshotChunk)(nil),              // 46: raftq.v1.SnapshotChunk
+	(*RestoreChunk)(nil),               // 47: raftq.v1.RestoreChunk
+	(*RestoreResponse)(nil),            // 48: raftq.v1.RestoreResponse
+	(*ItemError)(nil),                  // 49: raftq.v1.ItemError
+	(*AckBatchRequest)(nil),            // 50: raftq.v1.AckBatchRequest
+	(*AckBatchResult)(nil),             // 51: raftq.v1.AckBatchResult
+	(*AckBatchResponse)(nil),           // 52: raftq.v1.AckBatchResponse
+	(*NackBatchRequest)(nil),           // 53: raftq.v1.NackBatchRequest
+	(*NackBatchResult)(nil),            // 54: raftq.v1.NackBatchResult
+	(*NackBatchResponse)(nil),          // 55: raftq.v1.NackBatchResponse
+	(*ExtendLeaseBatchRequest)(nil),    // 56: raftq.v1.ExtendLeaseBatchRequest
+	(*ExtendLeaseBatchResult)(nil),     // 57: raftq.v1.ExtendLeaseBatchResult
+	(*ExtendLeaseBatchResponse)(nil),   // 58: raftq.v1.ExtendLeaseBatchResponse
+	(*EnqueueStreamRequest)(nil),       // 59: raftq.v1.EnqueueStreamRequest
+	(*EnqueueStreamResponse)(nil),      // 60: raftq.v1.EnqueueStreamResponse
+	(*ConsumeOpen)(nil),                // 61: raftq.v1.ConsumeOpen
+	(*ConsumeRequest)(nil),             // 62: raftq.v1.ConsumeRequest
+	(*ConsumeOpened)(nil),              // 63: raftq.v1.ConsumeOpened
+	(*ConsumeNotice)(nil),              // 64: raftq.v1.ConsumeNotice
+	(*ConsumeResponse)(nil),            // 65: raftq.v1.ConsumeResponse
+	(*durationpb.Duration)(nil),        // 66: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 67: google.protobuf.Timestamp
 }
 var file_raftq_v1_broker_proto_depIdxs = []int32{
-	60, // 0: raftq.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
-	60, // 1: raftq.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
-	60, // 2: raftq.v1.JobSpec.delay:type_name -> google.protobuf.Duration
-	61, // 3: raftq.v1.JobSpec.run_at:type_name -> google.protobuf.Timestamp
-	60, // 4: raftq.v1.JobSpec.lease_duration:type_name -> google.protobuf.Duration
-	60, // 5: raftq.v1.JobSpec.dedup_window:type_name -> google.protobuf.Duration
-	3,  // 6: raftq.v1.JobSpec.retry:type_name -> raftq.v1.RetryPolicy
+	66, // 0: raftq.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
+	66, // 1: raftq.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
+	66, // 2: raftq.v1.JobSpec.delay:type_name -> google.protobuf.Duration
+	67, // 3: raftq.v1.JobSpec.run_at:type_name -> google.protobuf.Timestamp
+	66, // 4: raftq.v1.JobSpec.lease_duration:type_name -> google.protobuf.Duration
+	66, // 5: raftq.v1.JobSpec.dedup_window:type_name -> google.protobuf.Duration
+	4,  // 6: raftq.v1.JobSpec.retry:type_name -> raftq.v1.RetryPolicy
 	0,  // 7: raftq.v1.Job.state:type_name -> raftq.v1.JobState
-	60, // 8: raftq.v1.Job.lease_duration:type_name -> google.protobuf.Duration
-	3,  // 9: raftq.v1.Job.retry:type_name -> raftq.v1.RetryPolicy
-	61, // 10: raftq.v1.Job.run_at:type_name -> google.protobuf.Timestamp
-	61, // 11: raftq.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	61, // 12: raftq.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	61, // 13: raftq.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
-	61, // 14: raftq.v1.Job.lease_deadline:type_name -> google.protobuf.Timestamp
-	4,  // 15: raftq.v1.EnqueueRequest.jobs:type_name -> raftq.v1.JobSpec
-	7,  // 16: raftq.v1.EnqueueResponse.results:type_name -> raftq.v1.EnqueueResult
-	60, // 17: raftq.v1.FetchRequest.max_wait:type_name -> google.protobuf.Duration
-	60, // 18: raftq.v1.FetchRequest.lease_duration:type_name -> google.protobuf.Duration
-	5,  // 19: raftq.v1.FetchResponse.jobs:type_name -> raftq.v1.Job
-	60, // 20: raftq.v1.ExtendLeaseRequest.extend_by:type_name -> google.protobuf.Duration
-	61, // 21: raftq.v1.ExtendLeaseResponse.lease_deadline:type_name -> google.protobuf.Timestamp
-	60, // 22: raftq.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
+	66, // 8: raftq.v1.Job.lease_duration:type_name -> google.protobuf.Duration
+	4,  // 9: raftq.v1.Job.retry:type_name -> raftq.v1.RetryPolicy
+	67, // 10: raftq.v1.Job.run_at:type_name -> google.protobuf.Timestamp
+	67, // 11: raftq.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	67, // 12: raftq.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	67, // 13: raftq.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	67, // 14: raftq.v1.Job.lease_deadline:type_name -> google.protobuf.Timestamp
+	5,  // 15: raftq.v1.EnqueueRequest.jobs:type_name -> raftq.v1.JobSpec
+	8,  // 16: raftq.v1.EnqueueResponse.results:type_name -> raftq.v1.EnqueueResult
+	66, // 17: raftq.v1.FetchRequest.max_wait:type_name -> google.protobuf.Duration
+	66, // 18: raftq.v1.FetchRequest.lease_duration:type_name -> google.protobuf.Duration
+	6,  // 19: raftq.v1.FetchResponse.jobs:type_name -> raftq.v1.Job
+	66, // 20: raftq.v1.ExtendLeaseRequest.extend_by:type_name -> google.protobuf.Duration
+	67, // 21: raftq.v1.ExtendLeaseResponse.lease_deadline:type_name -> google.protobuf.Timestamp
+	66, // 22: raftq.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
 	0,  // 23: raftq.v1.NackResponse.state:type_name -> raftq.v1.JobState
-	61, // 24: raftq.v1.NackResponse.run_at:type_name -> google.protobuf.Timestamp
+	67, // 24: raftq.v1.NackResponse.run_at:type_name -> google.protobuf.Timestamp
 	1,  // 25: raftq.v1.GetJobRequest.consistency:type_name -> raftq.v1.Consistency
-	5,  // 26: raftq.v1.GetJobResponse.job:type_name -> raftq.v1.Job
+	6,  // 26: raftq.v1.GetJobResponse.job:type_name -> raftq.v1.Job
 	0,  // 27: raftq.v1.CancelJobResponse.state:type_name -> raftq.v1.JobState
 	1,  // 28: raftq.v1.QueueStatsRequest.consistency:type_name -> raftq.v1.Consistency
-	61, // 29: raftq.v1.QueueStats.oldest_ready_at:type_name -> google.protobuf.Timestamp
-	22, // 30: raftq.v1.QueueStatsResponse.queues:type_name -> raftq.v1.QueueStats
+	67, // 29: raftq.v1.QueueStats.oldest_ready_at:type_name -> google.protobuf.Timestamp
+	23, // 30: raftq.v1.QueueStatsResponse.queues:type_name -> raftq.v1.QueueStats
 	0,  // 31: raftq.v1.ListJobsRequest.state:type_name -> raftq.v1.JobState
 	1,  // 32: raftq.v1.ListJobsRequest.consistency:type_name -> raftq.v1.Consistency
-	5,  // 33: raftq.v1.ListJobsResponse.jobs:type_name -> raftq.v1.Job
-	37, // 34: raftq.v1.StatusResponse.members:type_name -> raftq.v1.Member
+	6,  // 33: raftq.v1.ListJobsResponse.jobs:type_name -> raftq.v1.Job
+	38, // 34: raftq.v1.StatusResponse.members:type_name -> raftq.v1.Member
 	2,  // 35: raftq.v1.ErrorDetail.reason:type_name -> raftq.v1.ErrorDetail.Reason
-	39, // 36: raftq.v1.ItemError.detail:type_name -> raftq.v1.ErrorDetail
-	13, // 37: raftq.v1.AckBatchRequest.items:type_name -> raftq.v1.AckRequest
-	48, // 38: raftq.v1.AckBatchResult.error:type_name -> raftq.v1.ItemError
-	50, // 39: raftq.v1.AckBatchResponse.results:type_name -> raftq.v1.AckBatchResult
-	15, // 40: raftq.v1.NackBatchRequest.items:type_name -> raftq.v1.NackRequest
-	16, // 41: raftq.v1.NackBatchResult.response:type_name -> raftq.v1.NackResponse
-	48, // 42: raftq.v1.NackBatchResult.error:type_name -> raftq.v1.ItemError
-	53, // 43: raftq.v1.NackBatchResponse.results:type_name -> raftq.v1.NackBatchResult
-	11, // 44: raftq.v1.ExtendLeaseBatchRequest.items:type_name -> raftq.v1.ExtendLeaseRequest
-	12, // 45: raftq.v1.ExtendLeaseBatchResult.response:type_name -> raftq.v1.ExtendLeaseResponse
-	48, // 46: raftq.v1.ExtendLeaseBatchResult.error:type_name -> raftq.v1.ItemError
-	56, // 47: raftq.v1.ExtendLeaseBatchResponse.results:type_name -> raftq.v1.ExtendLeaseBatchResult
-	4,  // 48: raftq.v1.EnqueueStreamRequest.job:type_name -> raftq.v1.JobSpec
-	7,  // 49: raftq.v1.EnqueueStreamResponse.result:type_name -> raftq.v1.EnqueueResult
-	48, // 50: raftq.v1.EnqueueStreamResponse.error:type_name -> raftq.v1.ItemError
-	6,  // 51: raftq.v1.Broker.Enqueue:input_type -> raftq.v1.EnqueueRequest
-	9,  // 52: raftq.v1.Broker.Fetch:input_type -> raftq.v1.FetchRequest
-	11, // 53: raftq.v1.Broker.ExtendLease:input_type -> raftq.v1.ExtendLeaseRequest
-	13, // 54: raftq.v1.Broker.Ack:input_type -> raftq.v1.AckRequest
-	15, // 55: raftq.v1.Broker.Nack:input_type -> raftq.v1.NackRequest
-	17, // 56: raftq.v1.Broker.GetJob:input_type -> raftq.v1.GetJobRequest
-	19, // 57: raftq.v1.Broker.CancelJob:input_type -> raftq.v1.CancelJobRequest
-	21, // 58: raftq.v1.Broker.QueueStats:input_type -> raftq.v1.QueueStatsRequest
-	49, // 59: raftq.v1.Broker.AckBatch:input_type -> raftq.v1.AckBatchRequest
-	52, // 60: raftq.v1.Broker.NackBatch:input_type -> raftq.v1.NackBatchRequest
-	55, // 61: raftq.v1.Broker.ExtendLeaseBatch:input_type -> raftq.v1.ExtendLeaseBatchRequest
-	58, // 62: raftq.v1.Broker.EnqueueStream:input_type -> raftq.v1.EnqueueStreamRequest
-	24, // 63: raftq.v1.Admin.PauseQueue:input_type -> raftq.v1.PauseQueueRequest
-	26, // 64: raftq.v1.Admin.ResumeQueue:input_type -> raftq.v1.ResumeQueueRequest
-	28, // 65: raftq.v1.Admin.Redrive:input_type -> raftq.v1.RedriveRequest
-	30, // 66: raftq.v1.Admin.ListJobs:input_type -> raftq.v1.ListJobsRequest
-	40, // 67: raftq.v1.Admin.PurgeDead:input_type -> raftq.v1.PurgeDeadRequest
-	32, // 68: raftq.v1.Cluster.Join:input_type -> raftq.v1.JoinRequest
-	34, // 69: raftq.v1.Cluster.Remove:input_type -> raftq.v1.RemoveRequest
-	36, // 70: raftq.v1.Cluster.Status:input_type -> raftq.v1.StatusRequest
-	42, // 71: raftq.v1.Cluster.TransferLeadership:input_type -> raftq.v1.TransferLeadershipRequest
-	44, // 72: raftq.v1.Cluster.Snapshot:input_type -> raftq.v1.SnapshotRequest
-	46, // 73: raftq.v1.Cluster.Restore:input_type -> raftq.v1.RestoreChunk
-	8,  // 74: raftq.v1.Broker.Enqueue:output_type -> raftq.v1.EnqueueResponse
-	10, // 75: raftq.v1.Broker.Fetch:output_type -> raftq.v1.FetchResponse
-	12, // 76: raftq.v1.Broker.ExtendLease:output_type -> raftq.v1.ExtendLeaseResponse
-	14, // 77: raftq.v1.Broker.Ack:output_type -> raftq.v1.AckResponse
-	16, // 78: raftq.v1.Broker.Nack:output_type -> raftq.v1.NackResponse
-	18, // 79: raftq.v1.Broker.GetJob:output_type -> raftq.v1.GetJobResponse
-	20, // 80: raftq.v1.Broker.CancelJob:output_type -> raftq.v1.CancelJobResponse
-	23, // 81: raftq.v1.Broker.QueueStats:output_type -> raftq.v1.QueueStatsResponse
-	51, // 82: raftq.v1.Broker.AckBatch:output_type -> raftq.v1.AckBatchResponse
-	54, // 83: raftq.v1.Broker.NackBatch:output_type -> raftq.v1.NackBatchResponse
-	57, // 84: raftq.v1.Broker.ExtendLeaseBatch:output_type -> raftq.v1.ExtendLeaseBatchResponse
-	59, // 85: raftq.v1.Broker.EnqueueStream:output_type -> raftq.v1.EnqueueStreamResponse
-	25, // 86: raftq.v1.Admin.PauseQueue:output_type -> raftq.v1.PauseQueueResponse
-	27, // 87: raftq.v1.Admin.ResumeQueue:output_type -> raftq.v1.ResumeQueueResponse
-	29, // 88: raftq.v1.Admin.Redrive:output_type -> raftq.v1.RedriveResponse
-	31, // 89: raftq.v1.Admin.ListJobs:output_type -> raftq.v1.ListJobsResponse
-	41, // 90: raftq.v1.Admin.PurgeDead:output_type -> raftq.v1.PurgeDeadResponse
-	33, // 91: raftq.v1.Cluster.Join:output_type -> raftq.v1.JoinResponse
-	35, // 92: raftq.v1.Cluster.Remove:output_type -> raftq.v1.RemoveResponse
-	38, // 93: raftq.v1.Cluster.Status:output_type -> raftq.v1.StatusResponse
-	43, // 94: raftq.v1.Cluster.TransferLeadership:output_type -> raftq.v1.TransferLeadershipResponse
-	45, // 95: raftq.v1.Cluster.Snapshot:output_type -> raftq.v1.SnapshotChunk
-	47, // 96: raftq.v1.Cluster.Restore:output_type -> raftq.v1.RestoreResponse
-	74, // [74:97] is the sub-list for method output_type
-	51, // [51:74] is the sub-list for method input_type
-	51, // [51:51] is the sub-list for extension type_name
-	51, // [51:51] is the sub-list for extension extendee
-	0,  // [0:51] is the sub-list for field type_name
+	40, // 36: raftq.v1.ItemError.detail:type_name -> raftq.v1.ErrorDetail
+	14, // 37: raftq.v1.AckBatchRequest.items:type_name -> raftq.v1.AckRequest
+	49, // 38: raftq.v1.AckBatchResult.error:type_name -> raftq.v1.ItemError
+	51, // 39: raftq.v1.AckBatchResponse.results:type_name -> raftq.v1.AckBatchResult
+	16, // 40: raftq.v1.NackBatchRequest.items:type_name -> raftq.v1.NackRequest
+	17, // 41: raftq.v1.NackBatchResult.response:type_name -> raftq.v1.NackResponse
+	49, // 42: raftq.v1.NackBatchResult.error:type_name -> raftq.v1.ItemError
+	54, // 43: raftq.v1.NackBatchResponse.results:type_name -> raftq.v1.NackBatchResult
+	12, // 44: raftq.v1.ExtendLeaseBatchRequest.items:type_name -> raftq.v1.ExtendLeaseRequest
+	13, // 45: raftq.v1.ExtendLeaseBatchResult.response:type_name -> raftq.v1.ExtendLeaseResponse
+	49, // 46: raftq.v1.ExtendLeaseBatchResult.error:type_name -> raftq.v1.ItemError
+	57, // 47: raftq.v1.ExtendLeaseBatchResponse.results:type_name -> raftq.v1.ExtendLeaseBatchResult
+	5,  // 48: raftq.v1.EnqueueStreamRequest.job:type_name -> raftq.v1.JobSpec
+	8,  // 49: raftq.v1.EnqueueStreamResponse.result:type_name -> raftq.v1.EnqueueResult
+	49, // 50: raftq.v1.EnqueueStreamResponse.error:type_name -> raftq.v1.ItemError
+	66, // 51: raftq.v1.ConsumeOpen.lease_duration:type_name -> google.protobuf.Duration
+	61, // 52: raftq.v1.ConsumeRequest.open:type_name -> raftq.v1.ConsumeOpen
+	3,  // 53: raftq.v1.ConsumeNotice.kind:type_name -> raftq.v1.ConsumeNotice.Kind
+	63, // 54: raftq.v1.ConsumeResponse.opened:type_name -> raftq.v1.ConsumeOpened
+	6,  // 55: raftq.v1.ConsumeResponse.job:type_name -> raftq.v1.Job
+	64, // 56: raftq.v1.ConsumeResponse.notice:type_name -> raftq.v1.ConsumeNotice
+	7,  // 57: raftq.v1.Broker.Enqueue:input_type -> raftq.v1.EnqueueRequest
+	10, // 58: raftq.v1.Broker.Fetch:input_type -> raftq.v1.FetchRequest
+	12, // 59: raftq.v1.Broker.ExtendLease:input_type -> raftq.v1.ExtendLeaseRequest
+	14, // 60: raftq.v1.Broker.Ack:input_type -> raftq.v1.AckRequest
+	16, // 61: raftq.v1.Broker.Nack:input_type -> raftq.v1.NackRequest
+	18, // 62: raftq.v1.Broker.GetJob:input_type -> raftq.v1.GetJobRequest
+	20, // 63: raftq.v1.Broker.CancelJob:input_type -> raftq.v1.CancelJobRequest
+	22, // 64: raftq.v1.Broker.QueueStats:input_type -> raftq.v1.QueueStatsRequest
+	50, // 65: raftq.v1.Broker.AckBatch:input_type -> raftq.v1.AckBatchRequest
+	53, // 66: raftq.v1.Broker.NackBatch:input_type -> raftq.v1.NackBatchRequest
+	56, // 67: raftq.v1.Broker.ExtendLeaseBatch:input_type -> raftq.v1.ExtendLeaseBatchRequest
+	59, // 68: raftq.v1.Broker.EnqueueStream:input_type -> raftq.v1.EnqueueStreamRequest
+	62, // 69: raftq.v1.Broker.Consume:input_type -> raftq.v1.ConsumeRequest
+	25, // 70: raftq.v1.Admin.PauseQueue:input_type -> raftq.v1.PauseQueueRequest
+	27, // 71: raftq.v1.Admin.ResumeQueue:input_type -> raftq.v1.ResumeQueueRequest
+	29, // 72: raftq.v1.Admin.Redrive:input_type -> raftq.v1.RedriveRequest
+	31, // 73: raftq.v1.Admin.ListJobs:input_type -> raftq.v1.ListJobsRequest
+	41, // 74: raftq.v1.Admin.PurgeDead:input_type -> raftq.v1.PurgeDeadRequest
+	33, // 75: raftq.v1.Cluster.Join:input_type -> raftq.v1.JoinRequest
+	35, // 76: raftq.v1.Cluster.Remove:input_type -> raftq.v1.RemoveRequest
+	37, // 77: raftq.v1.Cluster.Status:input_type -> raftq.v1.StatusRequest
+	43, // 78: raftq.v1.Cluster.TransferLeadership:input_type -> raftq.v1.TransferLeadershipRequest
+	45, // 79: raftq.v1.Cluster.Snapshot:input_type -> raftq.v1.SnapshotRequest
+	47, // 80: raftq.v1.Cluster.Restore:input_type -> raftq.v1.RestoreChunk
+	9,  // 81: raftq.v1.Broker.Enqueue:output_type -> raftq.v1.EnqueueResponse
+	11, // 82: raftq.v1.Broker.Fetch:output_type -> raftq.v1.FetchResponse
+	13, // 83: raftq.v1.Broker.ExtendLease:output_type -> raftq.v1.ExtendLeaseResponse
+	15, // 84: raftq.v1.Broker.Ack:output_type -> raftq.v1.AckResponse
+	17, // 85: raftq.v1.Broker.Nack:output_type -> raftq.v1.NackResponse
+	19, // 86: raftq.v1.Broker.GetJob:output_type -> raftq.v1.GetJobResponse
+	21, // 87: raftq.v1.Broker.CancelJob:output_type -> raftq.v1.CancelJobResponse
+	24, // 88: raftq.v1.Broker.QueueStats:output_type -> raftq.v1.QueueStatsResponse
+	52, // 89: raftq.v1.Broker.AckBatch:output_type -> raftq.v1.AckBatchResponse
+	55, // 90: raftq.v1.Broker.NackBatch:output_type -> raftq.v1.NackBatchResponse
+	58, // 91: raftq.v1.Broker.ExtendLeaseBatch:output_type -> raftq.v1.ExtendLeaseBatchResponse
+	60, // 92: raftq.v1.Broker.EnqueueStream:output_type -> raftq.v1.EnqueueStreamResponse
+	65, // 93: raftq.v1.Broker.Consume:output_type -> raftq.v1.ConsumeResponse
+	26, // 94: raftq.v1.Admin.PauseQueue:output_type -> raftq.v1.PauseQueueResponse
+	28, // 95: raftq.v1.Admin.ResumeQueue:output_type -> raftq.v1.ResumeQueueResponse
+	30, // 96: raftq.v1.Admin.Redrive:output_type -> raftq.v1.RedriveResponse
+	32, // 97: raftq.v1.Admin.ListJobs:output_type -> raftq.v1.ListJobsResponse
+	42, // 98: raftq.v1.Admin.PurgeDead:output_type -> raftq.v1.PurgeDeadResponse
+	34, // 99: raftq.v1.Cluster.Join:output_type -> raftq.v1.JoinResponse
+	36, // 100: raftq.v1.Cluster.Remove:output_type -> raftq.v1.RemoveResponse
+	39, // 101: raftq.v1.Cluster.Status:output_type -> raftq.v1.StatusResponse
+	44, // 102: raftq.v1.Cluster.TransferLeadership:output_type -> raftq.v1.TransferLeadershipResponse
+	46, // 103: raftq.v1.Cluster.Snapshot:output_type -> raftq.v1.SnapshotChunk
+	48, // 104: raftq.v1.Cluster.Restore:output_type -> raftq.v1.RestoreResponse
+	81, // [81:105] is the sub-list for method output_type
+	57, // [57:81] is the sub-list for method input_type
+	57, // [57:57] is the sub-list for extension type_name
+	57, // [57:57] is the sub-list for extension extendee
+	0,  // [0:57] is the sub-list for field type_name
 }
 
 func init() { file_raftq_v1_broker_proto_init() }
@@ -3907,13 +4367,22 @@ func file_raftq_v1_broker_proto_init() {
 	if File_raftq_v1_broker_proto != nil {
 		return
 	}
+	file_raftq_v1_broker_proto_msgTypes[58].OneofWrappers = []any{
+		(*ConsumeRequest_Open)(nil),
+		(*ConsumeRequest_Credit)(nil),
+	}
+	file_raftq_v1_broker_proto_msgTypes[61].OneofWrappers = []any{
+		(*ConsumeResponse_Opened)(nil),
+		(*ConsumeResponse_Job)(nil),
+		(*ConsumeResponse_Notice)(nil),
+	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftq_v1_broker_proto_rawDesc), len(file_raftq_v1_broker_proto_rawDesc)),
-			NumEnums:      3,
-			NumMessages:   57,
+			NumEnums:      4,
+			NumMessages:   62,
 			NumExtensions: 0,
 			NumServices:   3,
 		},

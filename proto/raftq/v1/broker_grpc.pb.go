@@ -37,6 +37,7 @@ const (
 	Broker_NackBatch_FullMethodName        = "/raftq.v1.Broker/NackBatch"
 	Broker_ExtendLeaseBatch_FullMethodName = "/raftq.v1.Broker/ExtendLeaseBatch"
 	Broker_EnqueueStream_FullMethodName    = "/raftq.v1.Broker/EnqueueStream"
+	Broker_Consume_FullMethodName          = "/raftq.v1.Broker/Consume"
 )
 
 // BrokerClient is the client API for Broker service.
@@ -92,6 +93,22 @@ type BrokerClient interface {
 	// a seq still in flight) ends the stream with InvalidArgument; a bad job
 	// is refused in its own answer.
 	EnqueueStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[EnqueueStreamRequest, EnqueueStreamResponse], error)
+	// Consume is streaming fetch. The worker's first frame is open (the
+	// queues and the rest of what Fetch takes); the leader answers it with
+	// opened, or ends the stream (NOT_LEADER naming the leader on a follower,
+	// InvalidArgument for a bad open, PermissionDenied). The worker then
+	// sends credit frames, each granting that many more jobs; the leader
+	// pushes leased jobs (as Fetch returns them) while credit is left, never
+	// more than granted, and pushes a cancel notice for a job leased on this
+	// stream that is cancelled or whose lease ends before the worker settles
+	// it. Settling stays on Ack/Nack/ExtendLease (and their batches): lease
+	// tokens are checked exactly as for Fetch. A job pushed on a stream that
+	// breaks is not lost: its lease expires and it is delivered again. When
+	// the leader loses leadership the stream ends with NOT_LEADER; when the
+	// worker closes its side, the leader pushes what it already leased and
+	// ends the stream OK. A bad frame (no open first, a second open, credit
+	// < 1, credit over the limit) ends the stream with InvalidArgument.
+	Consume(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ConsumeRequest, ConsumeResponse], error)
 }
 
 type brokerClient struct {
@@ -225,6 +242,19 @@ func (c *brokerClient) EnqueueStream(ctx context.Context, opts ...grpc.CallOptio
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Broker_EnqueueStreamClient = grpc.BidiStreamingClient[EnqueueStreamRequest, EnqueueStreamResponse]
 
+func (c *brokerClient) Consume(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ConsumeRequest, ConsumeResponse], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Broker_ServiceDesc.Streams[1], Broker_Consume_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[ConsumeRequest, ConsumeResponse]{ClientStream: stream}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Broker_ConsumeClient = grpc.BidiStreamingClient[ConsumeRequest, ConsumeResponse]
+
 // BrokerServer is the server API for Broker service.
 // All implementations must embed UnimplementedBrokerServer
 // for forward compatibility.
@@ -278,6 +308,22 @@ type BrokerServer interface {
 	// a seq still in flight) ends the stream with InvalidArgument; a bad job
 	// is refused in its own answer.
 	EnqueueStream(grpc.BidiStreamingServer[EnqueueStreamRequest, EnqueueStreamResponse]) error
+	// Consume is streaming fetch. The worker's first frame is open (the
+	// queues and the rest of what Fetch takes); the leader answers it with
+	// opened, or ends the stream (NOT_LEADER naming the leader on a follower,
+	// InvalidArgument for a bad open, PermissionDenied). The worker then
+	// sends credit frames, each granting that many more jobs; the leader
+	// pushes leased jobs (as Fetch returns them) while credit is left, never
+	// more than granted, and pushes a cancel notice for a job leased on this
+	// stream that is cancelled or whose lease ends before the worker settles
+	// it. Settling stays on Ack/Nack/ExtendLease (and their batches): lease
+	// tokens are checked exactly as for Fetch. A job pushed on a stream that
+	// breaks is not lost: its lease expires and it is delivered again. When
+	// the leader loses leadership the stream ends with NOT_LEADER; when the
+	// worker closes its side, the leader pushes what it already leased and
+	// ends the stream OK. A bad frame (no open first, a second open, credit
+	// < 1, credit over the limit) ends the stream with InvalidArgument.
+	Consume(grpc.BidiStreamingServer[ConsumeRequest, ConsumeResponse]) error
 	mustEmbedUnimplementedBrokerServer()
 }
 
@@ -323,6 +369,9 @@ func (UnimplementedBrokerServer) ExtendLeaseBatch(context.Context, *ExtendLeaseB
 }
 func (UnimplementedBrokerServer) EnqueueStream(grpc.BidiStreamingServer[EnqueueStreamRequest, EnqueueStreamResponse]) error {
 	return status.Error(codes.Unimplemented, "method EnqueueStream not implemented")
+}
+func (UnimplementedBrokerServer) Consume(grpc.BidiStreamingServer[ConsumeRequest, ConsumeResponse]) error {
+	return status.Error(codes.Unimplemented, "method Consume not implemented")
 }
 func (UnimplementedBrokerServer) mustEmbedUnimplementedBrokerServer() {}
 func (UnimplementedBrokerServer) testEmbeddedByValue()                {}
@@ -550,6 +599,13 @@ func _Broker_EnqueueStream_Handler(srv interface{}, stream grpc.ServerStream) er
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type Broker_EnqueueStreamServer = grpc.BidiStreamingServer[EnqueueStreamRequest, EnqueueStreamResponse]
 
+func _Broker_Consume_Handler(srv interface{}, stream grpc.ServerStream) error {
+	return srv.(BrokerServer).Consume(&grpc.GenericServerStream[ConsumeRequest, ConsumeResponse]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Broker_ConsumeServer = grpc.BidiStreamingServer[ConsumeRequest, ConsumeResponse]
+
 // Broker_ServiceDesc is the grpc.ServiceDesc for Broker service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -606,6 +662,12 @@ var Broker_ServiceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "EnqueueStream",
 			Handler:       _Broker_EnqueueStream_Handler,
+			ServerStreams: true,
+			ClientStreams: true,
+		},
+		{
+			StreamName:    "Consume",
+			Handler:       _Broker_Consume_Handler,
 			ServerStreams: true,
 			ClientStreams: true,
 		},
