@@ -17,8 +17,19 @@ import (
 // The broker leader is killed while 4 workers drain 10,000 jobs: every job
 // completes, none is acked twice (a job may run twice: a fetch answer lost
 // with the leader strands its jobs until their lease expires), and each
-// worker's SDK found the new leader by itself.
+// worker's SDK found the new leader by itself. Both ways of taking jobs:
+// Consume streams (the default; they end with the leader and are opened
+// again on the new one) and Fetch long polls.
 func TestLeaderKilledWhileDraining(t *testing.T) {
+	for _, mode := range []struct {
+		name     string
+		useFetch bool
+	}{{"consume", false}, {"fetch", true}} {
+		t.Run(mode.name, func(t *testing.T) { testLeaderKilledWhileDraining(t, mode.useFetch) })
+	}
+}
+
+func testLeaderKilledWhileDraining(t *testing.T, useFetch bool) {
 	const (
 		total   = 10000
 		workers = 4
@@ -55,6 +66,7 @@ func TestLeaderKilledWhileDraining(t *testing.T) {
 			Queues:   []worker.QueueConfig{{Name: queue, Concurrency: 16}},
 			WorkerID: fmt.Sprintf("w%d", i),
 			PollWait: 2 * time.Second,
+			UseFetch: useFetch,
 			Logger:   testLogger(),
 			OnSettle: func(job *worker.Job, s worker.Settlement) {
 				if s.Action != worker.ActionAcked {

@@ -38,6 +38,8 @@ type task struct {
 	settleSlots chan struct{}
 	holdsSettle bool // only the settling goroutine touches it
 	base        context.Context
+	// sess is the Consume stream the job came on, nil for a fetched job.
+	sess *session
 
 	ctx      context.Context
 	cancelFn context.CancelCauseFunc
@@ -309,11 +311,26 @@ func (t *task) keep() {
 	defer ext.Stop()
 	dl := time.NewTimer(time.Until(t.deadline))
 	defer dl.Stop()
+	// Poll the cancel flag, unless the job's Consume stream pushes it:
+	// then only from when the stream ends.
 	var pollC <-chan time.Time
-	if p := w.opts.CancelPoll; p > 0 && p < every {
-		tk := time.NewTicker(p)
-		defer tk.Stop()
-		pollC = tk.C
+	var sessEnded <-chan struct{}
+	var tk *time.Ticker
+	defer func() {
+		if tk != nil {
+			tk.Stop()
+		}
+	}()
+	startPoll := func() {
+		if p := w.opts.CancelPoll; p > 0 && p < every {
+			tk = time.NewTicker(p)
+			pollC = tk.C
+		}
+	}
+	if t.sess != nil {
+		sessEnded = t.sess.ended
+	} else {
+		startPoll()
 	}
 	var extendBy *durationpb.Duration
 	if w.opts.LeaseDuration > 0 {
@@ -323,6 +340,9 @@ func (t *task) keep() {
 		select {
 		case <-t.stopKeep:
 			return
+		case <-sessEnded:
+			sessEnded = nil
+			startPoll()
 		case <-dl.C:
 			if !t.lost.Load() {
 				w.log.Warn("lease deadline passed without an extension; cancelling the handler", "job_id", job.ID)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -49,8 +50,15 @@ type Options struct {
 	// lease extensions (default 500ms, so a cancel reaches the handler
 	// within a second; negative disables: cancellation is then
 	// seen on the next extension, at a third of the lease). Reads are
-	// stale reads on the broker the client talks to: no Raft write.
+	// stale reads on the broker the client talks to: no Raft write. Jobs
+	// received on a Consume stream are not polled while their stream
+	// lives: the broker pushes their cancels; they are polled from when
+	// the stream ends.
 	CancelPoll time.Duration
+	// UseFetch makes the worker long-poll with Fetch instead of opening a
+	// Consume stream per queue. By default the worker consumes, and falls
+	// back to Fetch by itself on a broker without Consume.
+	UseFetch bool
 	// ShutdownTimeout is how long in-flight jobs may run on after Run's
 	// context is cancelled (default 30s). Then their contexts are cancelled
 	// with ErrShutdown and, after a one-second grace, the jobs are nacked
@@ -98,6 +106,10 @@ type Worker struct {
 	// settle coalesces the acks, nacks and lease extensions of
 	// concurrent jobs into batch calls (coalesce.go).
 	settle *settlers
+
+	// noConsume is set when a broker answered Consume with
+	// UNIMPLEMENTED: every queue fetches from then on.
+	noConsume atomic.Bool
 
 	mu       sync.RWMutex
 	handlers map[string]Handler
@@ -229,7 +241,7 @@ func (w *Worker) Run(ctx context.Context) error {
 		fetchers.Add(1)
 		go func() {
 			defer fetchers.Done()
-			w.fetchLoop(ctx, base, q)
+			w.queueLoop(ctx, base, q)
 		}()
 	}
 	<-ctx.Done()
@@ -311,15 +323,27 @@ func (w *Worker) snapshot() []*task {
 	return out
 }
 
-// fetchLoop leases jobs of one queue whenever it has free slots. A run
-// slot is taken before the fetch and given back when the handler returns;
-// the job then holds a settle slot while its outcome is recorded and acked.
-// So at most Concurrency handlers run, the next job's fetch overlaps the
+// queueLoop leases jobs of one queue whenever it has free slots: on a
+// Consume stream (consume.go), or with Fetch when asked to or when the
+// broker has no Consume. A run slot is taken before a job is asked for
+// (a fetch, or a credit) and given back when the handler returns; the job
+// then holds a settle slot while its outcome is recorded and acked. So at
+// most Concurrency handlers run, the next job's fetch overlaps the
 // previous job's ack (which is what makes concurrency 1 fast), and at most
 // 2*Concurrency leases are held.
-func (w *Worker) fetchLoop(ctx, base context.Context, q QueueConfig) {
+func (w *Worker) queueLoop(ctx, base context.Context, q QueueConfig) {
 	slots := make(chan struct{}, q.Concurrency)
 	settleSlots := make(chan struct{}, q.Concurrency)
+	if !w.opts.UseFetch && !w.noConsume.Load() {
+		if !w.consumeLoop(ctx, base, q, slots, settleSlots) {
+			return
+		}
+	}
+	w.fetchLoop(ctx, base, q, slots, settleSlots)
+}
+
+// fetchLoop is queueLoop with Fetch long polls.
+func (w *Worker) fetchLoop(ctx, base context.Context, q QueueConfig, slots, settleSlots chan struct{}) {
 	batch := w.opts.FetchBatch
 	if batch <= 0 || batch > q.Concurrency {
 		batch = q.Concurrency
@@ -374,7 +398,7 @@ func (w *Worker) fetchLoop(ctx, base context.Context, q QueueConfig) {
 			if i < n {
 				slot = slots
 			}
-			w.start(base, pj, recvAt, slot, settleSlots, stopping || i >= n)
+			w.start(base, pj, recvAt, slot, settleSlots, stopping || i >= n, nil)
 		}
 	}
 }
@@ -410,7 +434,10 @@ func (w *Worker) fetch(ctx, base context.Context, queue string, n int) ([]*raftq
 
 // start tracks a leased job and runs it, or, when the worker is stopping
 // (or the broker sent more jobs than asked), gives it straight back.
-func (w *Worker) start(base context.Context, pj *raftqv1.Job, recvAt time.Time, slot, settleSlots chan struct{}, giveBack bool) {
+//
+// sess is the Consume stream the job came on (nil: a Fetch): while it
+// lives the broker pushes the job's cancel, so the keeper does not poll.
+func (w *Worker) start(base context.Context, pj *raftqv1.Job, recvAt time.Time, slot, settleSlots chan struct{}, giveBack bool, sess *session) {
 	job := jobFromProto(pj, w.opts.WorkerID, w.opts.LeaseDuration)
 	if job.LeaseDuration <= 0 {
 		job.LeaseDuration = 30 * time.Second // the broker always sets it; be safe
@@ -421,6 +448,7 @@ func (w *Worker) start(base context.Context, pj *raftqv1.Job, recvAt time.Time, 
 		slot:        slot,
 		settleSlots: settleSlots,
 		base:        base,
+		sess:        sess,
 		stopKeep:    make(chan struct{}),
 		deadline:    recvAt.Add(job.LeaseDuration),
 	}

@@ -112,7 +112,9 @@ func TestLeaseExtendedForLongJob(t *testing.T) {
 // CancelJob of a running job cancels the handler's context with
 // ErrJobCancelled; the worker nacks it and the broker finishes it as
 // cancelled. The latency is logged (the design target is under a second:
-// Options.CancelPoll), not asserted.
+// Options.CancelPoll), not asserted. This is the Fetch path, where the
+// worker polls the cancel flag; TestConsumeCancelNotice is the Consume
+// path's.
 func TestCancelRunningJob(t *testing.T) {
 	c := testcluster.New(t, 3, nil)
 	cl := newClient(t, c)
@@ -121,7 +123,7 @@ func TestCancelRunningJob(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := worker.New(cl, worker.Options{Queues: []worker.QueueConfig{{Name: "cancel"}}, Logger: testLogger()})
+	w := worker.New(cl, worker.Options{Queues: []worker.QueueConfig{{Name: "cancel"}}, UseFetch: true, Logger: testLogger()})
 	started := make(chan struct{})
 	stopped := make(chan error, 1)
 	w.Handle("block", func(ctx context.Context, job *worker.Job) error {

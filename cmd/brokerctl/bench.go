@@ -61,6 +61,9 @@ type benchOpts struct {
 	// EnqueueStream) instead of Enqueue; ackBatch acks each fetched batch
 	// with one AckBatch call instead of one Ack per job.
 	stream, ackBatch bool
+	// consume makes each e2e worker take jobs from a Consume stream
+	// holding --fetch-batch credit instead of Fetch long polls.
+	consume bool
 }
 
 func benchCmd(g *globals) *cobra.Command {
@@ -76,7 +79,9 @@ func benchCmd(g *globals) *cobra.Command {
            enqueue-to-fetch latency.
 
   --stream (with --batch 1) produces with EnqueueOne, pipelined over the client's
-  EnqueueStream; --ack-batch acks each fetched batch with one AckBatch call.`,
+  EnqueueStream; --ack-batch acks each fetched batch with one AckBatch call.
+  --consume (e2e) has each worker take jobs from a Consume stream with --fetch-batch
+  credit, granting a credit back for each job it acked, instead of Fetch long polls.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.out = cmd.OutOrStdout()
@@ -116,6 +121,7 @@ func benchCmd(g *globals) *cobra.Command {
 	f.StringVar(&o.queue, "queue", "", "queue to use (default: a fresh one)")
 	f.BoolVar(&o.stream, "stream", false, "produce single jobs over EnqueueStream (EnqueueOne; needs --batch 1)")
 	f.BoolVar(&o.ackBatch, "ack-batch", false, "ack each fetched batch with one AckBatch call (e2e)")
+	f.BoolVar(&o.consume, "consume", false, "workers take jobs from Consume streams instead of Fetch (e2e)")
 	return cmd
 }
 
@@ -209,6 +215,10 @@ func benchE2E(clients []*client.Client, o *benchOpts) error {
 		go func(w int) {
 			defer wwg.Done()
 			cl := clients[w%len(clients)]
+			if o.consume {
+				benchConsumer(cl, o, w, done, &e2eLat, &acked, &ackErrs)
+				return
+			}
 			for {
 				select {
 				case <-done:
@@ -238,22 +248,7 @@ func benchE2E(clients []*client.Client, o *benchOpts) error {
 					}
 					continue
 				}
-				var awg sync.WaitGroup
-				for _, j := range jobs {
-					awg.Add(1)
-					go func(j *raftqv1.Job) {
-						defer awg.Done()
-						ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-						defer cancel()
-						if err := cl.Ack(ctx, j.Id, j.LeaseToken); err != nil {
-							ackErrs.Add(1)
-							fmt.Fprintln(os.Stderr, "ack:", err)
-							return
-						}
-						acked.Add(1)
-					}(j)
-				}
-				awg.Wait()
+				ackEach(cl, jobs, &acked, &ackErrs)
 			}
 		}(w)
 	}
@@ -276,9 +271,121 @@ func benchE2E(clients []*client.Client, o *benchOpts) error {
 		"acked_per_sec_while_producing": round(float64(ackedInWindow) / window),
 		"acked_per_sec_overall":         round(float64(acked.Load()) / total),
 		"enqueue_to_fetch_p50_ms":       e2eLat.pct(0.50), "enqueue_to_fetch_p99_ms": e2eLat.pct(0.99),
-		"enqueue_call_p50_ms": enqLat.pct(0.50), "stream": o.stream, "ack_batch": o.ackBatch,
+		"enqueue_call_p50_ms": enqLat.pct(0.50), "stream": o.stream, "ack_batch": o.ackBatch, "consume": o.consume,
 	})
 	return nil
+}
+
+// ackEach acks jobs with one Ack call each, all at once.
+func ackEach(cl *client.Client, jobs []*raftqv1.Job, acked, ackErrs *atomic.Int64) {
+	var awg sync.WaitGroup
+	for _, j := range jobs {
+		awg.Add(1)
+		go func(j *raftqv1.Job) {
+			defer awg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := cl.Ack(ctx, j.Id, j.LeaseToken); err != nil {
+				ackErrs.Add(1)
+				fmt.Fprintln(os.Stderr, "ack:", err)
+				return
+			}
+			acked.Add(1)
+		}(j)
+	}
+	awg.Wait()
+}
+
+// benchConsumer is one e2e worker on Consume streams: the stream holds
+// --fetch-batch credit; the jobs that arrived together are acked together
+// (one AckBatch with --ack-batch) and their credit granted back. A stream
+// that ends (a leader change) is opened again.
+func benchConsumer(cl *client.Client, o *benchOpts, w int, done <-chan struct{}, e2eLat *latencies, acked, ackErrs *atomic.Int64) {
+	dctx := contextFromDone(done)
+	for {
+		select {
+		case <-done:
+			return
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 35*time.Second)
+		s, err := cl.Consume(ctx, &raftqv1.ConsumeOpen{Queues: []string{o.queue}, WorkerId: fmt.Sprintf("bench-%d", w), Credit: int32(o.fetchBatch)})
+		cancel()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "consume:", err)
+			time.Sleep(10 * time.Millisecond)
+			continue
+		}
+		jobs := make(chan *raftqv1.Job, o.fetchBatch)
+		ended := make(chan error, 1)
+		go func() {
+			defer close(jobs)
+			for {
+				r, err := s.Recv()
+				if err != nil {
+					ended <- err
+					return
+				}
+				if j := r.GetJob(); j != nil {
+					jobs <- j // never blocks: at most the credit is pushed
+				}
+			}
+		}()
+		stop := context.AfterFunc(dctx, s.Close)
+		for j := range jobs {
+			batch := []*raftqv1.Job{j}
+		more:
+			for len(batch) < o.fetchBatch {
+				select {
+				case j, ok := <-jobs:
+					if !ok {
+						break more
+					}
+					batch = append(batch, j)
+				default:
+					break more
+				}
+			}
+			now := time.Now()
+			for _, j := range batch {
+				if len(j.Payload) >= 8 {
+					e2eLat.add(now.Sub(time.Unix(0, int64(binary.BigEndian.Uint64(j.Payload)))))
+				}
+			}
+			if o.ackBatch {
+				n, failed := ackBatch(cl, batch)
+				acked.Add(n)
+				ackErrs.Add(failed)
+			} else {
+				ackEach(cl, batch, acked, ackErrs)
+			}
+			_ = s.Credit(int32(len(batch))) // a broken stream says why in Recv
+		}
+		stop()
+		s.Close()
+		if err := <-ended; err != nil && !isDone(done) {
+			fmt.Fprintln(os.Stderr, "consume stream ended:", err)
+		}
+	}
+}
+
+// contextFromDone is a context cancelled when done closes.
+func contextFromDone(done <-chan struct{}) context.Context {
+	ctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		<-done
+		cancel()
+	}()
+	return ctx
+}
+
+func isDone(done <-chan struct{}) bool {
+	select {
+	case <-done:
+		return true
+	default:
+		return false
+	}
 }
 
 // ackBatch acks jobs with one AckBatch call and counts the acked and
