@@ -25,8 +25,13 @@ const (
 	consumeWait = 30 * time.Second
 	// consumeWatchEvery is the least time between two looks at the jobs
 	// a stream leased, for cancel notices: a busy FSM changes thousands
-	// of times a second, and each look reads every tracked job.
-	consumeWatchEvery = 25 * time.Millisecond
+	// of times a second, and each look reads every tracked job. It is
+	// also the most a cancel notice waits for that.
+	consumeWatchEvery = 100 * time.Millisecond
+	// consumeFlush is how long a stream that ends with an error (a lost
+	// leadership) waits for the frames already queued to be sent, so a
+	// reading worker gets the jobs leased for it before the end.
+	consumeFlush = time.Second
 	// consumeLeaderCheck is how often an idle stream checks that this node
 	// still leads (a stream with a parked fetch learns it at once, from
 	// the dispatcher stopping).
@@ -169,13 +174,22 @@ func (c *consumer) run(ctx context.Context) error {
 	}()
 	finish := func(err error) error {
 		close(out)
+		// Let the frames queued reach the worker before the end status.
+		// A clean end waits for all of them: the worker closed its side
+		// and reads until the end. An error end waits a little: the
+		// worker may have stopped reading.
+		var flush <-chan time.Time
+		if err != nil {
+			t := time.NewTimer(consumeFlush)
+			defer t.Stop()
+			flush = t.C
+		}
+		select {
+		case <-sent:
+		case <-ctx.Done():
+		case <-flush:
+		}
 		if err == nil {
-			// A clean end: the worker is reading (it closed its side and
-			// waits for the stream's end), so every job pushed reaches it.
-			select {
-			case <-sent:
-			case <-ctx.Done():
-			}
 			select {
 			case err = <-sendErr:
 			default:
@@ -343,6 +357,11 @@ func (c *consumer) frame(req *raftqv1.ConsumeRequest) error {
 // consumer that does not read), but not past the stream's end or a lost
 // leadership.
 func (c *consumer) push(ctx context.Context, out chan<- *raftqv1.ConsumeResponse, sendErr <-chan error, f *raftqv1.ConsumeResponse) error {
+	select {
+	case out <- f:
+		return nil
+	default:
+	}
 	tick := time.NewTicker(consumeLeaderCheck)
 	defer tick.Stop()
 	for {

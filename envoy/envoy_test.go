@@ -66,6 +66,7 @@ var retrySafe = map[string]string{
 	"/raftq.v1.Broker/Nack":                "",
 	"/raftq.v1.Broker/NackBatch":           "",
 	"/raftq.v1.Broker/EnqueueStream":       "", // a stream; the client retries its jobs by key
+	"/raftq.v1.Broker/Consume":             "", // a stream; a job pushed on a broken one comes back at lease expiry
 	"/raftq.v1.Broker/CancelJob":           "",
 	"/raftq.v1.Admin/PauseQueue":           "",
 	"/raftq.v1.Admin/ResumeQueue":          "",

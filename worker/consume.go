@@ -28,8 +28,9 @@ type session struct {
 // lost its leadership, the broker went away) the loop opens the next one,
 // where the client says the leader now is; the credit of the old stream
 // goes with it, and the jobs it pushed run on, settled as usual.
-// It returns true when the broker does not know Consume (the caller then
-// fetches), false when ctx ends.
+// It returns true when the broker does not know Consume or refuses the
+// stream by its stream caps (the caller then fetches), false when ctx
+// ends.
 func (w *Worker) consumeLoop(ctx, base context.Context, q QueueConfig, slots, settleSlots chan struct{}) bool {
 	backoff := minFetchBackoff
 	for ctx.Err() == nil {
@@ -42,6 +43,13 @@ func (w *Worker) consumeLoop(ctx, base context.Context, q QueueConfig, slots, se
 			if status.Code(err) == codes.Unimplemented {
 				w.log.Info("the broker has no Consume; fetching instead", "queue", q.Name)
 				w.noConsume.Store(true)
+				return true
+			}
+			if status.Code(err) == codes.ResourceExhausted && raftqerr.Detail(err) == nil {
+				// The broker's stream caps (limits.max_streams*) refused
+				// another stream: this queue long-polls instead, which
+				// those caps do not count.
+				w.log.Warn("the broker refused another stream; this queue fetches instead", "queue", q.Name, "err", err)
 				return true
 			}
 			if ctx.Err() != nil {

@@ -5,12 +5,16 @@
 //
 // What the worker does for you:
 //
-//   - Fetch: one long-poll loop per queue, asking for at most as many jobs
-//     as the queue has free slots (Options.Queues[i].Concurrency), up to
-//     Options.FetchBatch per call. No job waits in a local buffer while its
-//     lease runs out.
+//   - Consume: one stream per queue to the leader, granting as much credit
+//     as the queue has free slots (Options.Queues[i].Concurrency); the
+//     broker pushes leased jobs up to the credit, and pushes the cancel (or
+//     the loss of the lease) of a job it pushed. A broker without Consume,
+//     or Options.UseFetch, gets Fetch instead: one long-poll loop per
+//     queue, asking for at most as many jobs as free slots, up to
+//     Options.FetchBatch per call. Either way no job waits in a local
+//     buffer while its lease runs out.
 //   - Lease keeping: while a handler runs, its lease is extended at a third
-//     of the lease duration, and the job's cancel flag is read every
+//     of the lease duration, and a fetched job's cancel flag is read every
 //     Options.CancelPoll. The handler's context is cancelled when the broker
 //     refuses the lease (ErrLeaseLost), the job is cancelled
 //     (ErrJobCancelled), the lease deadline passes with no extension
