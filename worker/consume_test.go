@@ -13,6 +13,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
+	"github.com/raftq/raftq/brokerd"
 	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/internal/testcluster"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
@@ -205,4 +206,39 @@ func TestConsumeKeepsToConcurrency(t *testing.T) {
 		t.Fatalf("%d handlers ran at once and %d jobs were leased at once; concurrency %d", maxRunning.Load(), maxLeased, conc)
 	}
 	t.Logf("at most %d handlers ran and %d jobs were leased at once", maxRunning.Load(), maxLeased)
+}
+
+// A broker whose stream cap (limits.max_streams) refuses a queue's
+// Consume stream gets Fetch long polls for that queue; the other queue
+// keeps its stream, and every job of both is acked.
+func TestConsumeStreamCapFallsBackToFetch(t *testing.T) {
+	c := testcluster.New(t, 3, func(cfg *brokerd.Config) { cfg.Limits.MaxStreams = 1 })
+	prod := newClient(t, c)
+	ctx := ctxT(t, 2*time.Minute)
+	var calls methodCounter
+	var acked atomic.Int64
+	w := worker.New(countingClient(t, c, &calls), worker.Options{
+		Queues:   []worker.QueueConfig{{Name: "a"}, {Name: "b"}},
+		PollWait: time.Second,
+		Logger:   testLogger(),
+		OnSettle: func(_ *worker.Job, s worker.Settlement) {
+			if s.Action == worker.ActionAcked {
+				acked.Add(1)
+			}
+		},
+	})
+	w.Handle("t", func(context.Context, *worker.Job) error { return nil })
+	r := start(t, w)
+	var specs []*raftqv1.JobSpec
+	for i := 0; i < 10; i++ {
+		specs = append(specs, client.NewJob("a", "t", nil), client.NewJob("b", "t", nil))
+	}
+	if _, err := prod.Enqueue(ctx, specs...); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, time.Minute, "every job acked", func() bool { return acked.Load() == 20 })
+	r.stop(t)
+	if calls.get("Consume") < 2 || calls.get("Fetch") == 0 {
+		t.Fatalf("calls %v: want both queues to try Consume and one to fetch", calls.n)
+	}
 }
