@@ -38,6 +38,9 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// PollWait is the long-poll wait of one fetch (default 30s).
 	PollWait time.Duration
+	// UseFetch long-polls with Fetch instead of the default Consume
+	// streams (worker.Options.UseFetch).
+	UseFetch bool
 	// LeaseDuration overrides the jobs' lease duration when set.
 	LeaseDuration time.Duration
 	// MetricsAddr, when set, serves /metrics there (":9102", or
@@ -145,6 +148,7 @@ func New(cfg Config) (*Daemon, error) {
 		Queues:          cfg.Queues,
 		WorkerID:        cfg.WorkerID,
 		PollWait:        cfg.PollWait,
+		UseFetch:        cfg.UseFetch,
 		LeaseDuration:   cfg.LeaseDuration,
 		ShutdownTimeout: cfg.ShutdownTimeout,
 		Recorder:        cfg.Recorder,

@@ -155,6 +155,7 @@ func keys() []config.Key {
 			Usage: "how long in-flight jobs may finish after SIGTERM (0: 30s)"},
 		{Name: "poll_wait", Flag: "poll-wait", Kind: config.Duration, Default: 30 * time.Second, Check: nonNeg, Usage: "long-poll wait of one fetch (0: 30s)"},
 		{Name: "lease_duration", Flag: "lease-duration", Kind: config.Duration, Check: nonNeg, Usage: "override the jobs' lease duration (0 keeps theirs)"},
+		{Name: "use_fetch", Flag: "use-fetch", Kind: config.Bool, Usage: "long-poll with Fetch instead of Consume streams (a broker without Consume gets Fetch anyway)"},
 		{Name: "metrics.addr", Flag: "metrics-addr", Kind: config.String, Usage: "serve Prometheus /metrics on this host:port (empty: off)",
 			Check: func(v any) error {
 				if _, _, err := net.SplitHostPort(v.(string)); err != nil {
@@ -269,6 +270,7 @@ func toSettings(l *config.Loader, v *config.Values) (settings, error) {
 			ShutdownTimeout: v.Duration("shutdown_timeout"),
 			PollWait:        v.Duration("poll_wait"),
 			LeaseDuration:   v.Duration("lease_duration"),
+			UseFetch:        v.Bool("use_fetch"),
 			MetricsAddr:     v.String("metrics.addr"),
 		},
 		level:   lvl,
