@@ -133,6 +133,16 @@ func bodyMatches(c *fsmpb.Command) bool {
 		return c.GetSetNode() != nil
 	case fsmpb.CommandType_COMMAND_TYPE_DELETE_DEAD:
 		return c.GetDeleteDead() != nil
+	case fsmpb.CommandType_COMMAND_TYPE_PUT_SCHEDULE:
+		return c.GetPutSchedule() != nil
+	case fsmpb.CommandType_COMMAND_TYPE_PAUSE_SCHEDULE:
+		return c.GetPauseSchedule() != nil
+	case fsmpb.CommandType_COMMAND_TYPE_RESUME_SCHEDULE:
+		return c.GetResumeSchedule() != nil
+	case fsmpb.CommandType_COMMAND_TYPE_DELETE_SCHEDULE:
+		return c.GetDeleteSchedule() != nil
+	case fsmpb.CommandType_COMMAND_TYPE_FIRE_SCHEDULE:
+		return c.GetFireSchedule() != nil
 	}
 	return false
 }

@@ -69,6 +69,16 @@ func (a *applier) command(c *fsmpb.Command) Result {
 		return a.setNode(c.GetSetNode())
 	case fsmpb.CommandType_COMMAND_TYPE_DELETE_DEAD:
 		return a.deleteDead(c.GetDeleteDead())
+	case fsmpb.CommandType_COMMAND_TYPE_PUT_SCHEDULE:
+		return a.putSchedule(now, c.GetPutSchedule())
+	case fsmpb.CommandType_COMMAND_TYPE_PAUSE_SCHEDULE:
+		return a.setSchedulePaused(now, c.GetPauseSchedule(), true)
+	case fsmpb.CommandType_COMMAND_TYPE_RESUME_SCHEDULE:
+		return a.setSchedulePaused(now, c.GetResumeSchedule(), false)
+	case fsmpb.CommandType_COMMAND_TYPE_DELETE_SCHEDULE:
+		return a.deleteSchedule(c.GetDeleteSchedule())
+	case fsmpb.CommandType_COMMAND_TYPE_FIRE_SCHEDULE:
+		return a.fireSchedule(now, c.GetFireSchedule())
 	}
 	// Decode refuses unknown types; reaching here is a bug in this file.
 	panic(fmt.Sprintf("fsm: no handler for command type %v", c.GetType()))

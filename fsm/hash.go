@@ -60,5 +60,6 @@ func hashState(sum hash.Hash, st *state) {
 		})
 		buf = append(buf, 0)
 	}
+	hashSchedules(st, put, func(b byte) { buf = append(buf, b) })
 	sum.Write(buf)
 }

@@ -58,7 +58,7 @@ type snapshot struct {
 
 // Persist streams the view to sink: a uvarint-length-prefixed
 // fsmpb.SnapshotHeader, then one length-prefixed fsmpb.SnapshotRecord per
-// job, queue, idempotency entry and node, each kind in key order.
+// job, queue, idempotency entry, node and schedule, each kind in key order.
 func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 	if err := s.writeTo(sink); err != nil {
 		_ = sink.Cancel()
@@ -143,6 +143,9 @@ func (s *snapshot) writeTo(w io.Writer) error {
 	}); err != nil {
 		return err
 	}
+	if err := writeSchedules(st, rw); err != nil {
+		return err
+	}
 	return rw.w.Flush()
 }
 
@@ -171,6 +174,8 @@ func jobToRecord(r *fsmpb.JobRecord, j *Job) {
 		LeasedBy:        j.LeasedBy,
 		CancelRequested: j.CancelRequested,
 		Seq:             j.Seq,
+		Schedule:        j.ScheduleName,
+		ScheduleTick:    j.ScheduleTick,
 	}
 }
 
@@ -199,6 +204,8 @@ func recordToJob(r *fsmpb.JobRecord) *Job {
 		LeasedBy:        r.GetLeasedBy(),
 		CancelRequested: r.GetCancelRequested(),
 		Seq:             r.GetSeq(),
+		ScheduleName:    r.GetSchedule(),
+		ScheduleTick:    r.GetScheduleTick(),
 	}
 }
 
@@ -400,6 +407,8 @@ func restoreRecord(st *state, rec *fsmpb.SnapshotRecord, seenQueue map[string]bo
 			return fmt.Errorf("node %q empty or twice", n.NodeID)
 		}
 		st.setNode(n)
+	case *fsmpb.SnapshotRecord_Schedule:
+		return restoreSchedule(st, r.Schedule)
 	default:
 		return errors.New("record of unknown kind")
 	}

@@ -15,18 +15,19 @@ import (
 // composite keys are encoded so that bbolt's byte order is the trees' order
 // (see keys below and DESIGN.md).
 var (
-	bJobs     = []byte("jobs")      // id → fsmpb.JobRecord
-	bReady    = []byte("ready")     // (queue, −priority, seq, id)
-	bAge      = []byte("ready_age") // (queue, created_at, id)
-	bSched    = []byte("scheduled") // (run_at, id) of SCHEDULED jobs
-	bLeases   = []byte("leases")    // (lease deadline, id) of LEASED jobs
-	bTerminal = []byte("terminal")  // (finished_at, id) of terminal jobs
-	bByState  = []byte("by_state")  // (queue, state, id)
-	bIdem     = []byte("idem")      // (queue, key) → (expires_at, job id)
-	bIdemExp  = []byte("idem_exp")  // (expires_at, queue, key)
-	bQueues   = []byte("queues")    // name → paused, counts per state
-	bNodes    = []byte("nodes")     // node id → fsmpb.NodeMeta
-	bMeta     = []byte("meta")      // metaKey → applied index, seq, checksum
+	bJobs      = []byte("jobs")      // id → fsmpb.JobRecord
+	bReady     = []byte("ready")     // (queue, −priority, seq, id)
+	bAge       = []byte("ready_age") // (queue, created_at, id)
+	bSched     = []byte("scheduled") // (run_at, id) of SCHEDULED jobs
+	bLeases    = []byte("leases")    // (lease deadline, id) of LEASED jobs
+	bTerminal  = []byte("terminal")  // (finished_at, id) of terminal jobs
+	bByState   = []byte("by_state")  // (queue, state, id)
+	bIdem      = []byte("idem")      // (queue, key) → (expires_at, job id)
+	bIdemExp   = []byte("idem_exp")  // (expires_at, queue, key)
+	bQueues    = []byte("queues")    // name → paused, counts per state
+	bNodes     = []byte("nodes")     // node id → fsmpb.NodeMeta
+	bSchedules = []byte("schedules") // name → fsmpb.ScheduleRecord
+	bMeta      = []byte("meta")      // metaKey → applied index, seq, checksum
 )
 
 // stateBuckets are the buckets Hash covers, in hash order. meta is left out:
@@ -173,14 +174,14 @@ func corrupt(format string, args ...any) storeCorrupt {
 type state struct {
 	tx                                                                    *bbolt.Tx
 	jobs, ready, age, sched, leases, term, byState, idem, idemExp, queues *bbolt.Bucket
-	nodes, meta                                                           *bbolt.Bucket
+	nodes, meta, schedules                                                *bbolt.Bucket
 	applied, seq                                                          uint64
 	metaDirty                                                             bool
 }
 
 // createBuckets makes every bucket of an empty store (a no-op otherwise).
 func createBuckets(tx *bbolt.Tx) error {
-	for _, name := range append([][]byte{bMeta}, stateBuckets...) {
+	for _, name := range append([][]byte{bMeta, bSchedules}, stateBuckets...) {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return err
 		}
@@ -198,7 +199,7 @@ func newState(tx *bbolt.Tx) (*state, error) {
 		name []byte
 	}{{&s.jobs, bJobs}, {&s.ready, bReady}, {&s.age, bAge}, {&s.sched, bSched}, {&s.leases, bLeases},
 		{&s.term, bTerminal}, {&s.byState, bByState}, {&s.idem, bIdem}, {&s.idemExp, bIdemExp},
-		{&s.queues, bQueues}, {&s.nodes, bNodes}, {&s.meta, bMeta}} {
+		{&s.queues, bQueues}, {&s.nodes, bNodes}, {&s.meta, bMeta}, {&s.schedules, bSchedules}} {
 		if *p.b = tx.Bucket(p.name); *p.b == nil {
 			return nil, fmt.Errorf("bucket %q missing", p.name)
 		}

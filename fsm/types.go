@@ -78,6 +78,10 @@ type Job struct {
 	// Seq orders ready jobs of equal priority (FIFO). Assigned by Apply each
 	// time the job becomes ready.
 	Seq uint64
+	// ScheduleName and ScheduleTick name the schedule and tick (unix ns)
+	// that created the job; empty and 0 for enqueued jobs.
+	ScheduleName string
+	ScheduleTick int64
 }
 
 // Sentinel errors returned (wrapped, per item) as business refusals in
@@ -122,6 +126,11 @@ type Result struct {
 	Items []ItemResult
 	// Err is a refusal of the whole command (e.g. ErrInvalid).
 	Err error
+	// Schedule is the schedule after a PutSchedule, PauseSchedule or
+	// ResumeSchedule.
+	Schedule *Schedule
+	// Fire is what a FireSchedule did (nil when refused).
+	Fire *FireOutcome
 }
 
 // QueueStats counts a queue's jobs per state.

@@ -30,21 +30,26 @@ const (
 type CommandType int32
 
 const (
-	CommandType_COMMAND_TYPE_UNSPECIFIED   CommandType = 0
-	CommandType_COMMAND_TYPE_ENQUEUE       CommandType = 1
-	CommandType_COMMAND_TYPE_LEASE         CommandType = 2
-	CommandType_COMMAND_TYPE_EXTEND_LEASE  CommandType = 3
-	CommandType_COMMAND_TYPE_ACK           CommandType = 4
-	CommandType_COMMAND_TYPE_NACK          CommandType = 5
-	CommandType_COMMAND_TYPE_EXPIRE_LEASES CommandType = 6
-	CommandType_COMMAND_TYPE_PROMOTE       CommandType = 7
-	CommandType_COMMAND_TYPE_CANCEL        CommandType = 8
-	CommandType_COMMAND_TYPE_PAUSE_QUEUE   CommandType = 9
-	CommandType_COMMAND_TYPE_RESUME_QUEUE  CommandType = 10
-	CommandType_COMMAND_TYPE_REDRIVE       CommandType = 11
-	CommandType_COMMAND_TYPE_PURGE         CommandType = 12
-	CommandType_COMMAND_TYPE_SET_NODE      CommandType = 13
-	CommandType_COMMAND_TYPE_DELETE_DEAD   CommandType = 14
+	CommandType_COMMAND_TYPE_UNSPECIFIED     CommandType = 0
+	CommandType_COMMAND_TYPE_ENQUEUE         CommandType = 1
+	CommandType_COMMAND_TYPE_LEASE           CommandType = 2
+	CommandType_COMMAND_TYPE_EXTEND_LEASE    CommandType = 3
+	CommandType_COMMAND_TYPE_ACK             CommandType = 4
+	CommandType_COMMAND_TYPE_NACK            CommandType = 5
+	CommandType_COMMAND_TYPE_EXPIRE_LEASES   CommandType = 6
+	CommandType_COMMAND_TYPE_PROMOTE         CommandType = 7
+	CommandType_COMMAND_TYPE_CANCEL          CommandType = 8
+	CommandType_COMMAND_TYPE_PAUSE_QUEUE     CommandType = 9
+	CommandType_COMMAND_TYPE_RESUME_QUEUE    CommandType = 10
+	CommandType_COMMAND_TYPE_REDRIVE         CommandType = 11
+	CommandType_COMMAND_TYPE_PURGE           CommandType = 12
+	CommandType_COMMAND_TYPE_SET_NODE        CommandType = 13
+	CommandType_COMMAND_TYPE_DELETE_DEAD     CommandType = 14
+	CommandType_COMMAND_TYPE_PUT_SCHEDULE    CommandType = 15
+	CommandType_COMMAND_TYPE_PAUSE_SCHEDULE  CommandType = 16
+	CommandType_COMMAND_TYPE_RESUME_SCHEDULE CommandType = 17
+	CommandType_COMMAND_TYPE_DELETE_SCHEDULE CommandType = 18
+	CommandType_COMMAND_TYPE_FIRE_SCHEDULE   CommandType = 19
 )
 
 // Enum value maps for CommandType.
@@ -65,23 +70,33 @@ var (
 		12: "COMMAND_TYPE_PURGE",
 		13: "COMMAND_TYPE_SET_NODE",
 		14: "COMMAND_TYPE_DELETE_DEAD",
+		15: "COMMAND_TYPE_PUT_SCHEDULE",
+		16: "COMMAND_TYPE_PAUSE_SCHEDULE",
+		17: "COMMAND_TYPE_RESUME_SCHEDULE",
+		18: "COMMAND_TYPE_DELETE_SCHEDULE",
+		19: "COMMAND_TYPE_FIRE_SCHEDULE",
 	}
 	CommandType_value = map[string]int32{
-		"COMMAND_TYPE_UNSPECIFIED":   0,
-		"COMMAND_TYPE_ENQUEUE":       1,
-		"COMMAND_TYPE_LEASE":         2,
-		"COMMAND_TYPE_EXTEND_LEASE":  3,
-		"COMMAND_TYPE_ACK":           4,
-		"COMMAND_TYPE_NACK":          5,
-		"COMMAND_TYPE_EXPIRE_LEASES": 6,
-		"COMMAND_TYPE_PROMOTE":       7,
-		"COMMAND_TYPE_CANCEL":        8,
-		"COMMAND_TYPE_PAUSE_QUEUE":   9,
-		"COMMAND_TYPE_RESUME_QUEUE":  10,
-		"COMMAND_TYPE_REDRIVE":       11,
-		"COMMAND_TYPE_PURGE":         12,
-		"COMMAND_TYPE_SET_NODE":      13,
-		"COMMAND_TYPE_DELETE_DEAD":   14,
+		"COMMAND_TYPE_UNSPECIFIED":     0,
+		"COMMAND_TYPE_ENQUEUE":         1,
+		"COMMAND_TYPE_LEASE":           2,
+		"COMMAND_TYPE_EXTEND_LEASE":    3,
+		"COMMAND_TYPE_ACK":             4,
+		"COMMAND_TYPE_NACK":            5,
+		"COMMAND_TYPE_EXPIRE_LEASES":   6,
+		"COMMAND_TYPE_PROMOTE":         7,
+		"COMMAND_TYPE_CANCEL":          8,
+		"COMMAND_TYPE_PAUSE_QUEUE":     9,
+		"COMMAND_TYPE_RESUME_QUEUE":    10,
+		"COMMAND_TYPE_REDRIVE":         11,
+		"COMMAND_TYPE_PURGE":           12,
+		"COMMAND_TYPE_SET_NODE":        13,
+		"COMMAND_TYPE_DELETE_DEAD":     14,
+		"COMMAND_TYPE_PUT_SCHEDULE":    15,
+		"COMMAND_TYPE_PAUSE_SCHEDULE":  16,
+		"COMMAND_TYPE_RESUME_SCHEDULE": 17,
+		"COMMAND_TYPE_DELETE_SCHEDULE": 18,
+		"COMMAND_TYPE_FIRE_SCHEDULE":   19,
 	}
 )
 
@@ -189,6 +204,11 @@ type Command struct {
 	//	*Command_Purge
 	//	*Command_SetNode
 	//	*Command_DeleteDead
+	//	*Command_PutSchedule
+	//	*Command_PauseSchedule
+	//	*Command_ResumeSchedule
+	//	*Command_DeleteSchedule
+	//	*Command_FireSchedule
 	Body          isCommand_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -371,6 +391,51 @@ func (x *Command) GetDeleteDead() *DeleteDead {
 	return nil
 }
 
+func (x *Command) GetPutSchedule() *ScheduleSpec {
+	if x != nil {
+		if x, ok := x.Body.(*Command_PutSchedule); ok {
+			return x.PutSchedule
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetPauseSchedule() *ScheduleRef {
+	if x != nil {
+		if x, ok := x.Body.(*Command_PauseSchedule); ok {
+			return x.PauseSchedule
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetResumeSchedule() *ScheduleRef {
+	if x != nil {
+		if x, ok := x.Body.(*Command_ResumeSchedule); ok {
+			return x.ResumeSchedule
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteSchedule() *ScheduleRef {
+	if x != nil {
+		if x, ok := x.Body.(*Command_DeleteSchedule); ok {
+			return x.DeleteSchedule
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetFireSchedule() *FireSchedule {
+	if x != nil {
+		if x, ok := x.Body.(*Command_FireSchedule); ok {
+			return x.FireSchedule
+		}
+	}
+	return nil
+}
+
 type isCommand_Body interface {
 	isCommand_Body()
 }
@@ -431,6 +496,26 @@ type Command_DeleteDead struct {
 	DeleteDead *DeleteDead `protobuf:"bytes,23,opt,name=delete_dead,json=deleteDead,proto3,oneof"`
 }
 
+type Command_PutSchedule struct {
+	PutSchedule *ScheduleSpec `protobuf:"bytes,24,opt,name=put_schedule,json=putSchedule,proto3,oneof"`
+}
+
+type Command_PauseSchedule struct {
+	PauseSchedule *ScheduleRef `protobuf:"bytes,25,opt,name=pause_schedule,json=pauseSchedule,proto3,oneof"`
+}
+
+type Command_ResumeSchedule struct {
+	ResumeSchedule *ScheduleRef `protobuf:"bytes,26,opt,name=resume_schedule,json=resumeSchedule,proto3,oneof"`
+}
+
+type Command_DeleteSchedule struct {
+	DeleteSchedule *ScheduleRef `protobuf:"bytes,27,opt,name=delete_schedule,json=deleteSchedule,proto3,oneof"`
+}
+
+type Command_FireSchedule struct {
+	FireSchedule *FireSchedule `protobuf:"bytes,28,opt,name=fire_schedule,json=fireSchedule,proto3,oneof"`
+}
+
 func (*Command_Enqueue) isCommand_Body() {}
 
 func (*Command_Lease) isCommand_Body() {}
@@ -458,6 +543,16 @@ func (*Command_Purge) isCommand_Body() {}
 func (*Command_SetNode) isCommand_Body() {}
 
 func (*Command_DeleteDead) isCommand_Body() {}
+
+func (*Command_PutSchedule) isCommand_Body() {}
+
+func (*Command_PauseSchedule) isCommand_Body() {}
+
+func (*Command_ResumeSchedule) isCommand_Body() {}
+
+func (*Command_DeleteSchedule) isCommand_Body() {}
+
+func (*Command_FireSchedule) isCommand_Body() {}
 
 // NewJob is a job as the leader stamped it: id chosen, defaults filled in,
 // times absolute.
@@ -1530,7 +1625,11 @@ type JobRecord struct {
 	LeasedBy        string                 `protobuf:"bytes,21,opt,name=leased_by,json=leasedBy,proto3" json:"leased_by,omitempty"`
 	CancelRequested bool                   `protobuf:"varint,22,opt,name=cancel_requested,json=cancelRequested,proto3" json:"cancel_requested,omitempty"`
 	// FIFO sequence among ready jobs.
-	Seq           uint64 `protobuf:"varint,23,opt,name=seq,proto3" json:"seq,omitempty"`
+	Seq uint64 `protobuf:"varint,23,opt,name=seq,proto3" json:"seq,omitempty"`
+	// The schedule that fired this job and the tick it fired for (unix ns);
+	// empty and zero for jobs enqueued by producers.
+	Schedule      string `protobuf:"bytes,24,opt,name=schedule,proto3" json:"schedule,omitempty"`
+	ScheduleTick  int64  `protobuf:"varint,25,opt,name=schedule_tick,json=scheduleTick,proto3" json:"schedule_tick,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1726,6 +1825,20 @@ func (x *JobRecord) GetSeq() uint64 {
 	return 0
 }
 
+func (x *JobRecord) GetSchedule() string {
+	if x != nil {
+		return x.Schedule
+	}
+	return ""
+}
+
+func (x *JobRecord) GetScheduleTick() int64 {
+	if x != nil {
+		return x.ScheduleTick
+	}
+	return 0
+}
+
 type QueueRecord struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1846,6 +1959,372 @@ func (x *IdempotencyRecord) GetExpiresAt() int64 {
 	return 0
 }
 
+// ScheduleSpec is what an operator sets on a schedule (PutSchedule), as the
+// leader validated it. Apply never parses spec or loads time_zone: both
+// are read by the leader only, which computes tick times and carries them
+// in FireSchedule.
+type ScheduleSpec struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Name  string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The jobs' template: queue, type, payload, priority, max_attempts,
+	// lease_duration, initial_backoff, max_backoff, dedup_window (id, run_at
+	// and idempotency_key unset).
+	Job *NewJob `protobuf:"bytes,2,opt,name=job,proto3" json:"job,omitempty"`
+	// A cron expression (robfig/cron/v3 standard parser: 5 fields or a
+	// descriptor such as @hourly or @every 30s); empty when interval is set.
+	Cron string `protobuf:"bytes,3,opt,name=cron,proto3" json:"cron,omitempty"`
+	// A fixed interval in ns, ticks at anchor + k*interval; 0 with cron.
+	Interval int64 `protobuf:"varint,4,opt,name=interval,proto3" json:"interval,omitempty"`
+	// IANA time zone name for cron ("" = UTC).
+	TimeZone string `protobuf:"bytes,5,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	// Upper bound of the delay added to each tick's run_at, ns.
+	Jitter int64 `protobuf:"varint,6,opt,name=jitter,proto3" json:"jitter,omitempty"`
+	// fsm.Overlap*: 0 skip while the last job is not terminal, 1 allow,
+	// 2 cancel the last job.
+	Overlap int32 `protobuf:"varint,7,opt,name=overlap,proto3" json:"overlap,omitempty"`
+	// Missed ticks fired after an outage (most recent first kept); 0 skips
+	// them all.
+	CatchUp       int32 `protobuf:"varint,8,opt,name=catch_up,json=catchUp,proto3" json:"catch_up,omitempty"`
+	Paused        bool  `protobuf:"varint,9,opt,name=paused,proto3" json:"paused,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScheduleSpec) Reset() {
+	*x = ScheduleSpec{}
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScheduleSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScheduleSpec) ProtoMessage() {}
+
+func (x *ScheduleSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScheduleSpec.ProtoReflect.Descriptor instead.
+func (*ScheduleSpec) Descriptor() ([]byte, []int) {
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *ScheduleSpec) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ScheduleSpec) GetJob() *NewJob {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
+func (x *ScheduleSpec) GetCron() string {
+	if x != nil {
+		return x.Cron
+	}
+	return ""
+}
+
+func (x *ScheduleSpec) GetInterval() int64 {
+	if x != nil {
+		return x.Interval
+	}
+	return 0
+}
+
+func (x *ScheduleSpec) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
+	}
+	return ""
+}
+
+func (x *ScheduleSpec) GetJitter() int64 {
+	if x != nil {
+		return x.Jitter
+	}
+	return 0
+}
+
+func (x *ScheduleSpec) GetOverlap() int32 {
+	if x != nil {
+		return x.Overlap
+	}
+	return 0
+}
+
+func (x *ScheduleSpec) GetCatchUp() int32 {
+	if x != nil {
+		return x.CatchUp
+	}
+	return 0
+}
+
+func (x *ScheduleSpec) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+// ScheduleRecord is a schedule with its firing state, as stored and in
+// snapshots.
+type ScheduleRecord struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Spec  *ScheduleSpec          `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	// Log index of the PutSchedule that set spec: a FireSchedule computed
+	// for another version is refused.
+	Version uint64 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	// Ticks at or before anchor never fire (set to now on create, update
+	// and resume).
+	Anchor int64 `protobuf:"varint,3,opt,name=anchor,proto3" json:"anchor,omitempty"`
+	// The last tick fired (or skipped for overlap), unix ns.
+	LastTick int64 `protobuf:"varint,4,opt,name=last_tick,json=lastTick,proto3" json:"last_tick,omitempty"`
+	// The job created by the last fired tick.
+	LastJobId     string `protobuf:"bytes,5,opt,name=last_job_id,json=lastJobId,proto3" json:"last_job_id,omitempty"`
+	Fired         int64  `protobuf:"varint,6,opt,name=fired,proto3" json:"fired,omitempty"`
+	Skipped       int64  `protobuf:"varint,7,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	CreatedAt     int64  `protobuf:"varint,8,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt     int64  `protobuf:"varint,9,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScheduleRecord) Reset() {
+	*x = ScheduleRecord{}
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScheduleRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScheduleRecord) ProtoMessage() {}
+
+func (x *ScheduleRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScheduleRecord.ProtoReflect.Descriptor instead.
+func (*ScheduleRecord) Descriptor() ([]byte, []int) {
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ScheduleRecord) GetSpec() *ScheduleSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *ScheduleRecord) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *ScheduleRecord) GetAnchor() int64 {
+	if x != nil {
+		return x.Anchor
+	}
+	return 0
+}
+
+func (x *ScheduleRecord) GetLastTick() int64 {
+	if x != nil {
+		return x.LastTick
+	}
+	return 0
+}
+
+func (x *ScheduleRecord) GetLastJobId() string {
+	if x != nil {
+		return x.LastJobId
+	}
+	return ""
+}
+
+func (x *ScheduleRecord) GetFired() int64 {
+	if x != nil {
+		return x.Fired
+	}
+	return 0
+}
+
+func (x *ScheduleRecord) GetSkipped() int64 {
+	if x != nil {
+		return x.Skipped
+	}
+	return 0
+}
+
+func (x *ScheduleRecord) GetCreatedAt() int64 {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return 0
+}
+
+func (x *ScheduleRecord) GetUpdatedAt() int64 {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return 0
+}
+
+type ScheduleRef struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScheduleRef) Reset() {
+	*x = ScheduleRef{}
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScheduleRef) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScheduleRef) ProtoMessage() {}
+
+func (x *ScheduleRef) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScheduleRef.ProtoReflect.Descriptor instead.
+func (*ScheduleRef) Descriptor() ([]byte, []int) {
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *ScheduleRef) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// FireSchedule is one tick of one schedule, computed by the leader. It
+// creates job only if tick is after the schedule's last tick and anchor
+// and version matches, so a tick proposed twice (a leader change) fires
+// once.
+type FireSchedule struct {
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Version uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	Tick    int64                  `protobuf:"varint,3,opt,name=tick,proto3" json:"tick,omitempty"`
+	// The job, with id and run_at (tick + jitter) chosen by the leader.
+	Job *NewJob `protobuf:"bytes,4,opt,name=job,proto3" json:"job,omitempty"`
+	// Missed ticks the leader dropped before this one (missed-tick policy).
+	SkippedTicks  int64 `protobuf:"varint,5,opt,name=skipped_ticks,json=skippedTicks,proto3" json:"skipped_ticks,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FireSchedule) Reset() {
+	*x = FireSchedule{}
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FireSchedule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FireSchedule) ProtoMessage() {}
+
+func (x *FireSchedule) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FireSchedule.ProtoReflect.Descriptor instead.
+func (*FireSchedule) Descriptor() ([]byte, []int) {
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *FireSchedule) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *FireSchedule) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *FireSchedule) GetTick() int64 {
+	if x != nil {
+		return x.Tick
+	}
+	return 0
+}
+
+func (x *FireSchedule) GetJob() *NewJob {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
+func (x *FireSchedule) GetSkippedTicks() int64 {
+	if x != nil {
+		return x.SkippedTicks
+	}
+	return 0
+}
+
 // SnapshotRecord is one type-tagged record after the header.
 type SnapshotRecord struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1855,6 +2334,7 @@ type SnapshotRecord struct {
 	//	*SnapshotRecord_Queue
 	//	*SnapshotRecord_Idempotency
 	//	*SnapshotRecord_Node
+	//	*SnapshotRecord_Schedule
 	Record        isSnapshotRecord_Record `protobuf_oneof:"record"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -1862,7 +2342,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1874,7 +2354,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1887,7 +2367,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
@@ -1933,6 +2413,15 @@ func (x *SnapshotRecord) GetNode() *NodeMeta {
 	return nil
 }
 
+func (x *SnapshotRecord) GetSchedule() *ScheduleRecord {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_Schedule); ok {
+			return x.Schedule
+		}
+	}
+	return nil
+}
+
 type isSnapshotRecord_Record interface {
 	isSnapshotRecord_Record()
 }
@@ -1953,6 +2442,10 @@ type SnapshotRecord_Node struct {
 	Node *NodeMeta `protobuf:"bytes,4,opt,name=node,proto3,oneof"`
 }
 
+type SnapshotRecord_Schedule struct {
+	Schedule *ScheduleRecord `protobuf:"bytes,5,opt,name=schedule,proto3,oneof"`
+}
+
 func (*SnapshotRecord_Job) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Queue) isSnapshotRecord_Record() {}
@@ -1961,6 +2454,8 @@ func (*SnapshotRecord_Idempotency) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Node) isSnapshotRecord_Record() {}
 
+func (*SnapshotRecord_Schedule) isSnapshotRecord_Record() {}
+
 var File_raftq_fsm_v1_fsm_proto protoreflect.FileDescriptor
 
 const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
@@ -1968,7 +2463,7 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x16raftq/fsm/v1/fsm.proto\x12\fraftq.fsm.v1\"T\n" +
 	"\x05Entry\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x121\n" +
-	"\bcommands\x18\x02 \x03(\v2\x15.raftq.fsm.v1.CommandR\bcommands\"\xb3\x06\n" +
+	"\bcommands\x18\x02 \x03(\v2\x15.raftq.fsm.v1.CommandR\bcommands\"\x87\t\n" +
 	"\aCommand\x12-\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x19.raftq.fsm.v1.CommandTypeR\x04type\x12\x10\n" +
 	"\x03now\x18\x02 \x01(\x03R\x03now\x121\n" +
@@ -1988,7 +2483,12 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x05purge\x18\x15 \x01(\v2\x13.raftq.fsm.v1.PurgeH\x00R\x05purge\x123\n" +
 	"\bset_node\x18\x16 \x01(\v2\x16.raftq.fsm.v1.NodeMetaH\x00R\asetNode\x12;\n" +
 	"\vdelete_dead\x18\x17 \x01(\v2\x18.raftq.fsm.v1.DeleteDeadH\x00R\n" +
-	"deleteDeadB\x06\n" +
+	"deleteDead\x12?\n" +
+	"\fput_schedule\x18\x18 \x01(\v2\x1a.raftq.fsm.v1.ScheduleSpecH\x00R\vputSchedule\x12B\n" +
+	"\x0epause_schedule\x18\x19 \x01(\v2\x19.raftq.fsm.v1.ScheduleRefH\x00R\rpauseSchedule\x12D\n" +
+	"\x0fresume_schedule\x18\x1a \x01(\v2\x19.raftq.fsm.v1.ScheduleRefH\x00R\x0eresumeSchedule\x12D\n" +
+	"\x0fdelete_schedule\x18\x1b \x01(\v2\x19.raftq.fsm.v1.ScheduleRefH\x00R\x0edeleteSchedule\x12A\n" +
+	"\rfire_schedule\x18\x1c \x01(\v2\x1a.raftq.fsm.v1.FireScheduleH\x00R\ffireScheduleB\x06\n" +
 	"\x04body\"\xef\x02\n" +
 	"\x06NewJob\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
@@ -2059,7 +2559,7 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1d\n" +
 	"\n" +
 	"last_index\x18\x02 \x01(\x04R\tlastIndex\x12\x10\n" +
-	"\x03seq\x18\x03 \x01(\x04R\x03seq\"\xc4\x05\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq\"\x85\x06\n" +
 	"\tJobRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x12\n" +
@@ -2090,7 +2590,9 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x0elease_deadline\x18\x14 \x01(\x03R\rleaseDeadline\x12\x1b\n" +
 	"\tleased_by\x18\x15 \x01(\tR\bleasedBy\x12)\n" +
 	"\x10cancel_requested\x18\x16 \x01(\bR\x0fcancelRequested\x12\x10\n" +
-	"\x03seq\x18\x17 \x01(\x04R\x03seq\"9\n" +
+	"\x03seq\x18\x17 \x01(\x04R\x03seq\x12\x1a\n" +
+	"\bschedule\x18\x18 \x01(\tR\bschedule\x12#\n" +
+	"\rschedule_tick\x18\x19 \x01(\x03R\fscheduleTick\"9\n" +
 	"\vQueueRecord\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06paused\x18\x02 \x01(\bR\x06paused\"q\n" +
@@ -2099,13 +2601,44 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x03key\x18\x02 \x01(\tR\x03key\x12\x15\n" +
 	"\x06job_id\x18\x03 \x01(\tR\x05jobId\x12\x1d\n" +
 	"\n" +
-	"expires_at\x18\x04 \x01(\x03R\texpiresAt\"\xed\x01\n" +
+	"expires_at\x18\x04 \x01(\x03R\texpiresAt\"\xfc\x01\n" +
+	"\fScheduleSpec\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12&\n" +
+	"\x03job\x18\x02 \x01(\v2\x14.raftq.fsm.v1.NewJobR\x03job\x12\x12\n" +
+	"\x04cron\x18\x03 \x01(\tR\x04cron\x12\x1a\n" +
+	"\binterval\x18\x04 \x01(\x03R\binterval\x12\x1b\n" +
+	"\ttime_zone\x18\x05 \x01(\tR\btimeZone\x12\x16\n" +
+	"\x06jitter\x18\x06 \x01(\x03R\x06jitter\x12\x18\n" +
+	"\aoverlap\x18\a \x01(\x05R\aoverlap\x12\x19\n" +
+	"\bcatch_up\x18\b \x01(\x05R\acatchUp\x12\x16\n" +
+	"\x06paused\x18\t \x01(\bR\x06paused\"\x9d\x02\n" +
+	"\x0eScheduleRecord\x12.\n" +
+	"\x04spec\x18\x01 \x01(\v2\x1a.raftq.fsm.v1.ScheduleSpecR\x04spec\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x16\n" +
+	"\x06anchor\x18\x03 \x01(\x03R\x06anchor\x12\x1b\n" +
+	"\tlast_tick\x18\x04 \x01(\x03R\blastTick\x12\x1e\n" +
+	"\vlast_job_id\x18\x05 \x01(\tR\tlastJobId\x12\x14\n" +
+	"\x05fired\x18\x06 \x01(\x03R\x05fired\x12\x18\n" +
+	"\askipped\x18\a \x01(\x03R\askipped\x12\x1d\n" +
+	"\n" +
+	"created_at\x18\b \x01(\x03R\tcreatedAt\x12\x1d\n" +
+	"\n" +
+	"updated_at\x18\t \x01(\x03R\tupdatedAt\"!\n" +
+	"\vScheduleRef\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x9d\x01\n" +
+	"\fFireSchedule\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x12\n" +
+	"\x04tick\x18\x03 \x01(\x03R\x04tick\x12&\n" +
+	"\x03job\x18\x04 \x01(\v2\x14.raftq.fsm.v1.NewJobR\x03job\x12#\n" +
+	"\rskipped_ticks\x18\x05 \x01(\x03R\fskippedTicks\"\xa9\x02\n" +
 	"\x0eSnapshotRecord\x12+\n" +
 	"\x03job\x18\x01 \x01(\v2\x17.raftq.fsm.v1.JobRecordH\x00R\x03job\x121\n" +
 	"\x05queue\x18\x02 \x01(\v2\x19.raftq.fsm.v1.QueueRecordH\x00R\x05queue\x12C\n" +
 	"\vidempotency\x18\x03 \x01(\v2\x1f.raftq.fsm.v1.IdempotencyRecordH\x00R\vidempotency\x12,\n" +
-	"\x04node\x18\x04 \x01(\v2\x16.raftq.fsm.v1.NodeMetaH\x00R\x04nodeB\b\n" +
-	"\x06record*\xa4\x03\n" +
+	"\x04node\x18\x04 \x01(\v2\x16.raftq.fsm.v1.NodeMetaH\x00R\x04node\x12:\n" +
+	"\bschedule\x18\x05 \x01(\v2\x1c.raftq.fsm.v1.ScheduleRecordH\x00R\bscheduleB\b\n" +
+	"\x06record*\xc8\x04\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14COMMAND_TYPE_ENQUEUE\x10\x01\x12\x16\n" +
@@ -2122,7 +2655,12 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x14COMMAND_TYPE_REDRIVE\x10\v\x12\x16\n" +
 	"\x12COMMAND_TYPE_PURGE\x10\f\x12\x19\n" +
 	"\x15COMMAND_TYPE_SET_NODE\x10\r\x12\x1c\n" +
-	"\x18COMMAND_TYPE_DELETE_DEAD\x10\x0eB(Z&github.com/raftq/raftq/fsm/fsmpb;fsmpbb\x06proto3"
+	"\x18COMMAND_TYPE_DELETE_DEAD\x10\x0e\x12\x1d\n" +
+	"\x19COMMAND_TYPE_PUT_SCHEDULE\x10\x0f\x12\x1f\n" +
+	"\x1bCOMMAND_TYPE_PAUSE_SCHEDULE\x10\x10\x12 \n" +
+	"\x1cCOMMAND_TYPE_RESUME_SCHEDULE\x10\x11\x12 \n" +
+	"\x1cCOMMAND_TYPE_DELETE_SCHEDULE\x10\x12\x12\x1e\n" +
+	"\x1aCOMMAND_TYPE_FIRE_SCHEDULE\x10\x13B(Z&github.com/raftq/raftq/fsm/fsmpb;fsmpbb\x06proto3"
 
 var (
 	file_raftq_fsm_v1_fsm_proto_rawDescOnce sync.Once
@@ -2137,7 +2675,7 @@ func file_raftq_fsm_v1_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_raftq_fsm_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_raftq_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 24)
+var file_raftq_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_raftq_fsm_v1_fsm_proto_goTypes = []any{
 	(CommandType)(0),          // 0: raftq.fsm.v1.CommandType
 	(*Entry)(nil),             // 1: raftq.fsm.v1.Entry
@@ -2163,7 +2701,11 @@ var file_raftq_fsm_v1_fsm_proto_goTypes = []any{
 	(*JobRecord)(nil),         // 21: raftq.fsm.v1.JobRecord
 	(*QueueRecord)(nil),       // 22: raftq.fsm.v1.QueueRecord
 	(*IdempotencyRecord)(nil), // 23: raftq.fsm.v1.IdempotencyRecord
-	(*SnapshotRecord)(nil),    // 24: raftq.fsm.v1.SnapshotRecord
+	(*ScheduleSpec)(nil),      // 24: raftq.fsm.v1.ScheduleSpec
+	(*ScheduleRecord)(nil),    // 25: raftq.fsm.v1.ScheduleRecord
+	(*ScheduleRef)(nil),       // 26: raftq.fsm.v1.ScheduleRef
+	(*FireSchedule)(nil),      // 27: raftq.fsm.v1.FireSchedule
+	(*SnapshotRecord)(nil),    // 28: raftq.fsm.v1.SnapshotRecord
 }
 var file_raftq_fsm_v1_fsm_proto_depIdxs = []int32{
 	2,  // 0: raftq.fsm.v1.Entry.commands:type_name -> raftq.fsm.v1.Command
@@ -2182,20 +2724,29 @@ var file_raftq_fsm_v1_fsm_proto_depIdxs = []int32{
 	17, // 13: raftq.fsm.v1.Command.purge:type_name -> raftq.fsm.v1.Purge
 	18, // 14: raftq.fsm.v1.Command.set_node:type_name -> raftq.fsm.v1.NodeMeta
 	19, // 15: raftq.fsm.v1.Command.delete_dead:type_name -> raftq.fsm.v1.DeleteDead
-	3,  // 16: raftq.fsm.v1.Enqueue.jobs:type_name -> raftq.fsm.v1.NewJob
-	5,  // 17: raftq.fsm.v1.Lease.items:type_name -> raftq.fsm.v1.LeaseItem
-	7,  // 18: raftq.fsm.v1.ExtendLease.items:type_name -> raftq.fsm.v1.LeaseRef
-	7,  // 19: raftq.fsm.v1.Ack.items:type_name -> raftq.fsm.v1.LeaseRef
-	10, // 20: raftq.fsm.v1.Nack.items:type_name -> raftq.fsm.v1.NackItem
-	21, // 21: raftq.fsm.v1.SnapshotRecord.job:type_name -> raftq.fsm.v1.JobRecord
-	22, // 22: raftq.fsm.v1.SnapshotRecord.queue:type_name -> raftq.fsm.v1.QueueRecord
-	23, // 23: raftq.fsm.v1.SnapshotRecord.idempotency:type_name -> raftq.fsm.v1.IdempotencyRecord
-	18, // 24: raftq.fsm.v1.SnapshotRecord.node:type_name -> raftq.fsm.v1.NodeMeta
-	25, // [25:25] is the sub-list for method output_type
-	25, // [25:25] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	24, // 16: raftq.fsm.v1.Command.put_schedule:type_name -> raftq.fsm.v1.ScheduleSpec
+	26, // 17: raftq.fsm.v1.Command.pause_schedule:type_name -> raftq.fsm.v1.ScheduleRef
+	26, // 18: raftq.fsm.v1.Command.resume_schedule:type_name -> raftq.fsm.v1.ScheduleRef
+	26, // 19: raftq.fsm.v1.Command.delete_schedule:type_name -> raftq.fsm.v1.ScheduleRef
+	27, // 20: raftq.fsm.v1.Command.fire_schedule:type_name -> raftq.fsm.v1.FireSchedule
+	3,  // 21: raftq.fsm.v1.Enqueue.jobs:type_name -> raftq.fsm.v1.NewJob
+	5,  // 22: raftq.fsm.v1.Lease.items:type_name -> raftq.fsm.v1.LeaseItem
+	7,  // 23: raftq.fsm.v1.ExtendLease.items:type_name -> raftq.fsm.v1.LeaseRef
+	7,  // 24: raftq.fsm.v1.Ack.items:type_name -> raftq.fsm.v1.LeaseRef
+	10, // 25: raftq.fsm.v1.Nack.items:type_name -> raftq.fsm.v1.NackItem
+	3,  // 26: raftq.fsm.v1.ScheduleSpec.job:type_name -> raftq.fsm.v1.NewJob
+	24, // 27: raftq.fsm.v1.ScheduleRecord.spec:type_name -> raftq.fsm.v1.ScheduleSpec
+	3,  // 28: raftq.fsm.v1.FireSchedule.job:type_name -> raftq.fsm.v1.NewJob
+	21, // 29: raftq.fsm.v1.SnapshotRecord.job:type_name -> raftq.fsm.v1.JobRecord
+	22, // 30: raftq.fsm.v1.SnapshotRecord.queue:type_name -> raftq.fsm.v1.QueueRecord
+	23, // 31: raftq.fsm.v1.SnapshotRecord.idempotency:type_name -> raftq.fsm.v1.IdempotencyRecord
+	18, // 32: raftq.fsm.v1.SnapshotRecord.node:type_name -> raftq.fsm.v1.NodeMeta
+	25, // 33: raftq.fsm.v1.SnapshotRecord.schedule:type_name -> raftq.fsm.v1.ScheduleRecord
+	34, // [34:34] is the sub-list for method output_type
+	34, // [34:34] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_raftq_fsm_v1_fsm_proto_init() }
@@ -2218,12 +2769,18 @@ func file_raftq_fsm_v1_fsm_proto_init() {
 		(*Command_Purge)(nil),
 		(*Command_SetNode)(nil),
 		(*Command_DeleteDead)(nil),
+		(*Command_PutSchedule)(nil),
+		(*Command_PauseSchedule)(nil),
+		(*Command_ResumeSchedule)(nil),
+		(*Command_DeleteSchedule)(nil),
+		(*Command_FireSchedule)(nil),
 	}
-	file_raftq_fsm_v1_fsm_proto_msgTypes[23].OneofWrappers = []any{
+	file_raftq_fsm_v1_fsm_proto_msgTypes[27].OneofWrappers = []any{
 		(*SnapshotRecord_Job)(nil),
 		(*SnapshotRecord_Queue)(nil),
 		(*SnapshotRecord_Idempotency)(nil),
 		(*SnapshotRecord_Node)(nil),
+		(*SnapshotRecord_Schedule)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -2231,7 +2788,7 @@ func file_raftq_fsm_v1_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftq_fsm_v1_fsm_proto_rawDesc), len(file_raftq_fsm_v1_fsm_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   24,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
