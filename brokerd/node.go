@@ -62,9 +62,10 @@ type Node struct {
 	lis    net.Listener
 	fwd    *forwarder
 
-	metrics *nodeMetrics  // Prometheus registry and instruments (metrics.go)
-	admin   *admin.Server // admin HTTP API and dashboard; nil without AdminAddr (ops.go)
-	etcd    *etcdState    // registration, leader hint, live config, bootstrap; nil without Etcd (etcd.go)
+	metrics *nodeMetrics     // Prometheus registry and instruments (metrics.go)
+	schedm  *scheduleMetrics // periodic schedules' tick counters (schedule.go)
+	admin   *admin.Server    // admin HTTP API and dashboard; nil without AdminAddr (ops.go)
+	etcd    *etcdState       // registration, leader hint, live config, bootstrap; nil without Etcd (etcd.go)
 
 	tls     *tlsutil.Source  // TLS material, re-read on change; nil without TLS (security.go)
 	auth    *auth.Authorizer // tokens, roles, rate limits, audit; nil without auth (security.go)
@@ -116,6 +117,7 @@ func Open(cfg Config) (*Node, error) {
 	// Metrics first: the Raft metrics bridge must be installed before Raft
 	// starts, and serve() instruments the gRPC server.
 	n.metrics = newNodeMetrics(n)
+	n.schedm = newScheduleMetrics(n.metrics.reg)
 	// TLS material and the authorizer before anything listens: Raft's
 	// transport and the gRPC server are built with them (security.go).
 	if err := n.openSecurity(); err != nil {
@@ -386,6 +388,7 @@ func (n *Node) serve() error {
 	raftqv1.RegisterBrokerServer(n.grpc, &brokerService{n: n})
 	raftqv1.RegisterAdminServer(n.grpc, &adminService{n: n})
 	raftqv1.RegisterClusterServer(n.grpc, &clusterService{n: n})
+	raftqv1.RegisterSchedulesServer(n.grpc, &scheduleService{n: n})
 	n.metrics.grpc.InitializeMetrics(n.grpc)
 	go func() {
 		if err := n.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
@@ -463,6 +466,7 @@ func (n *Node) becomeLeader() {
 		n.disp = dispatch.New(n.fsm, countingProposer{n.prop, n.metrics}, dispatch.Options{Clock: n.clock, Retention: n.cfg.Retention, Limits: n.dispatchLimits()})
 		n.leaderReady.Store(true)
 		n.health.SetServingStatus(LeaderHealthService, healthpb.HealthCheckResponse_SERVING)
+		n.startScheduler(ctx) // periodic schedules (schedule.go); ends with ctx
 		n.mu.Unlock()
 		n.log.Info("leader ready", "term", n.raft.Stats()["term"])
 	}()

@@ -506,5 +506,7 @@ func jobToProto(j *fsm.Job) *raftqv1.Job {
 		LeaseDeadline:   ts(j.LeaseDeadline),
 		LeasedBy:        j.LeasedBy,
 		CancelRequested: j.CancelRequested,
+		Schedule:        j.ScheduleName,
+		ScheduleTick:    ts(j.ScheduleTick),
 	}
 }

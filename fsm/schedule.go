@@ -47,7 +47,9 @@ type Schedule struct {
 func (s *Schedule) After() int64 { return max(s.Anchor, s.LastTick) }
 
 // FireOutcome says what a FireSchedule command did; it is the Result's
-// Fire field.
+// Fire field. A FireSchedule without a job records its tick (and the
+// skipped ticks before it) as skipped: the leader's missed-tick policy
+// dropped them.
 type FireOutcome struct {
 	// Schedule is the schedule after the command.
 	Schedule *Schedule
@@ -215,7 +217,18 @@ func (a *applier) fireSchedule(now int64, b *fsmpb.FireSchedule) Result {
 			ErrStaleTick, b.GetName(), b.GetTick(), b.GetVersion(), sc.Version, sc.LastTick, sc.Anchor)}
 	case sc.Spec.GetPaused():
 		return Result{Err: fmt.Errorf("%w: schedule %q is paused", ErrWrongState, b.GetName())}
-	case nj.GetId() == "" || nj.GetQueue() == "" || nj.GetType() == "" || b.GetSkippedTicks() < 0:
+	case b.GetSkippedTicks() < 0:
+		return Result{Err: fmt.Errorf("%w: fire of %q: negative skipped ticks", ErrInvalid, b.GetName())}
+	case nj == nil:
+		// The leader gives up ticks its missed-tick policy drops: they
+		// are counted, and never fire later.
+		sc.LastTick = b.GetTick()
+		sc.Skipped += b.GetSkippedTicks() + 1
+		sc.UpdatedAt = now
+		a.st.setSchedule(sc)
+		a.dirty = true
+		return Result{Fire: &FireOutcome{Schedule: copySchedule(sc)}}
+	case nj.GetId() == "" || nj.GetQueue() == "" || nj.GetType() == "":
 		return Result{Err: fmt.Errorf("%w: fire of %q: job id, queue and type are required", ErrInvalid, b.GetName())}
 	case checkKeySizes(nj.GetId(), nj.GetQueue(), nj.GetIdempotencyKey()) != nil:
 		return Result{Err: checkKeySizes(nj.GetId(), nj.GetQueue(), nj.GetIdempotencyKey())}

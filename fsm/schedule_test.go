@@ -276,3 +276,20 @@ func TestHashWithoutSchedulesUnchanged(t *testing.T) {
 		t.Fatal("hash of a store without schedules changed")
 	}
 }
+
+// TestFireWithoutJobSkips: the leader's missed-tick policy records dropped
+// ticks; they never fire afterwards.
+func TestFireWithoutJobSkips(t *testing.T) {
+	h := newHarness(t)
+	v := putSched(h, spec("s", OverlapAllow))
+	c := cmdFire(t0+10*sec, "s", v, t0+5*sec, "")
+	c.GetFireSchedule().Job, c.GetFireSchedule().SkippedTicks = nil, 4
+	r := h.one(c)
+	if r.Err != nil || r.Fire.Job != nil || r.Fire.Schedule.Skipped != 5 || r.Fire.Schedule.LastTick != t0+5*sec {
+		t.Fatalf("skip: %+v", r.Fire)
+	}
+	wantIs(t, h.one(cmdFire(t0+10*sec, "s", v, t0+3*sec, "j1")).Err, ErrStaleTick)
+	if h.f.Len() != 0 {
+		t.Fatal("a skipped tick created a job")
+	}
+}

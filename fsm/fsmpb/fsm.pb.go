@@ -2253,6 +2253,8 @@ type FireSchedule struct {
 	Version uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
 	Tick    int64                  `protobuf:"varint,3,opt,name=tick,proto3" json:"tick,omitempty"`
 	// The job, with id and run_at (tick + jitter) chosen by the leader.
+	// Unset: the tick is recorded as skipped (missed-tick policy) and never
+	// fires.
 	Job *NewJob `protobuf:"bytes,4,opt,name=job,proto3" json:"job,omitempty"`
 	// Missed ticks the leader dropped before this one (missed-tick policy).
 	SkippedTicks  int64 `protobuf:"varint,5,opt,name=skipped_ticks,json=skippedTicks,proto3" json:"skipped_ticks,omitempty"`

@@ -323,6 +323,14 @@ func target(req any) []slog.Attr {
 		return []slog.Attr{slog.String("node_id", r.GetNodeId()), slog.String("raft_addr", r.GetRaftAddr()), slog.String("grpc_addr", r.GetGrpcAddr())}
 	case *raftqv1.RemoveRequest:
 		return []slog.Attr{slog.String("node_id", r.GetNodeId())}
+	case *raftqv1.PutScheduleRequest:
+		return []slog.Attr{slog.String("schedule", r.GetSchedule().GetName()), slog.String("queue", r.GetSchedule().GetJob().GetQueue())}
+	case *raftqv1.PauseScheduleRequest:
+		return []slog.Attr{slog.String("schedule", r.GetName())}
+	case *raftqv1.ResumeScheduleRequest:
+		return []slog.Attr{slog.String("schedule", r.GetName())}
+	case *raftqv1.DeleteScheduleRequest:
+		return []slog.Attr{slog.String("schedule", r.GetName())}
 	case *raftqv1.TransferLeadershipRequest:
 		return []slog.Attr{slog.String("node_id", r.GetNodeId())}
 	// Items of batch settles and of EnqueueStream (RefusedItem).

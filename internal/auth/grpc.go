@@ -120,7 +120,11 @@ var BrokerRules = merge(common, Rules{
 	"/raftq.v1.Cluster/Status": {Roles: RoleProducer | RoleWorker | RoleAdmin | RoleNode},
 	// A read the dashboard makes on every page: admin only, not audited.
 	"/raftq.v1.Admin/ListJobs": {Roles: RoleAdmin},
-	"/raftq.v1.Cluster/Join":   {Roles: RoleNode | RoleAdmin, Audit: true},
+	// Schedule reads, for the CLI and dashboard: admin only, not audited
+	// (Put, Pause, Resume and Delete are admin only and audited).
+	"/raftq.v1.Schedules/GetSchedule":   {Roles: RoleAdmin},
+	"/raftq.v1.Schedules/ListSchedules": {Roles: RoleAdmin},
+	"/raftq.v1.Cluster/Join":            {Roles: RoleNode | RoleAdmin, Audit: true},
 	// A node leaving (--leave-on-terminate, `brokerd leave`) removes
 	// itself with its own certificate.
 	"/raftq.v1.Cluster/Remove": {Roles: RoleNode | RoleAdmin, Audit: true},

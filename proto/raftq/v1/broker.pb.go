@@ -149,6 +149,60 @@ func (Consistency) EnumDescriptor() ([]byte, []int) {
 	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{1}
 }
 
+// OverlapPolicy says what a tick does while the job of the previous tick
+// is not terminal.
+type OverlapPolicy int32
+
+const (
+	// The default: the tick is skipped (counted in skipped).
+	OverlapPolicy_OVERLAP_POLICY_SKIP OverlapPolicy = 0
+	// The tick creates its job anyway.
+	OverlapPolicy_OVERLAP_POLICY_ALLOW OverlapPolicy = 1
+	// The previous job is cancelled and the tick creates its job.
+	OverlapPolicy_OVERLAP_POLICY_CANCEL_PREVIOUS OverlapPolicy = 2
+)
+
+// Enum value maps for OverlapPolicy.
+var (
+	OverlapPolicy_name = map[int32]string{
+		0: "OVERLAP_POLICY_SKIP",
+		1: "OVERLAP_POLICY_ALLOW",
+		2: "OVERLAP_POLICY_CANCEL_PREVIOUS",
+	}
+	OverlapPolicy_value = map[string]int32{
+		"OVERLAP_POLICY_SKIP":            0,
+		"OVERLAP_POLICY_ALLOW":           1,
+		"OVERLAP_POLICY_CANCEL_PREVIOUS": 2,
+	}
+)
+
+func (x OverlapPolicy) Enum() *OverlapPolicy {
+	p := new(OverlapPolicy)
+	*p = x
+	return p
+}
+
+func (x OverlapPolicy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (OverlapPolicy) Descriptor() protoreflect.EnumDescriptor {
+	return file_raftq_v1_broker_proto_enumTypes[2].Descriptor()
+}
+
+func (OverlapPolicy) Type() protoreflect.EnumType {
+	return &file_raftq_v1_broker_proto_enumTypes[2]
+}
+
+func (x OverlapPolicy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use OverlapPolicy.Descriptor instead.
+func (OverlapPolicy) EnumDescriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{2}
+}
+
 type ErrorDetail_Reason int32
 
 const (
@@ -203,11 +257,11 @@ func (x ErrorDetail_Reason) String() string {
 }
 
 func (ErrorDetail_Reason) Descriptor() protoreflect.EnumDescriptor {
-	return file_raftq_v1_broker_proto_enumTypes[2].Descriptor()
+	return file_raftq_v1_broker_proto_enumTypes[3].Descriptor()
 }
 
 func (ErrorDetail_Reason) Type() protoreflect.EnumType {
-	return &file_raftq_v1_broker_proto_enumTypes[2]
+	return &file_raftq_v1_broker_proto_enumTypes[3]
 }
 
 func (x ErrorDetail_Reason) Number() protoreflect.EnumNumber {
@@ -257,11 +311,11 @@ func (x ConsumeNotice_Kind) String() string {
 }
 
 func (ConsumeNotice_Kind) Descriptor() protoreflect.EnumDescriptor {
-	return file_raftq_v1_broker_proto_enumTypes[3].Descriptor()
+	return file_raftq_v1_broker_proto_enumTypes[4].Descriptor()
 }
 
 func (ConsumeNotice_Kind) Type() protoreflect.EnumType {
-	return &file_raftq_v1_broker_proto_enumTypes[3]
+	return &file_raftq_v1_broker_proto_enumTypes[4]
 }
 
 func (x ConsumeNotice_Kind) Number() protoreflect.EnumNumber {
@@ -482,8 +536,12 @@ type Job struct {
 	LeaseDeadline   *timestamppb.Timestamp `protobuf:"bytes,18,opt,name=lease_deadline,json=leaseDeadline,proto3" json:"lease_deadline,omitempty"`
 	LeasedBy        string                 `protobuf:"bytes,19,opt,name=leased_by,json=leasedBy,proto3" json:"leased_by,omitempty"`
 	CancelRequested bool                   `protobuf:"varint,20,opt,name=cancel_requested,json=cancelRequested,proto3" json:"cancel_requested,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// The schedule that created this job and the tick it was created for
+	// (unset for jobs enqueued by producers).
+	Schedule      string                 `protobuf:"bytes,21,opt,name=schedule,proto3" json:"schedule,omitempty"`
+	ScheduleTick  *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=schedule_tick,json=scheduleTick,proto3" json:"schedule_tick,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -654,6 +712,20 @@ func (x *Job) GetCancelRequested() bool {
 		return x.CancelRequested
 	}
 	return false
+}
+
+func (x *Job) GetSchedule() string {
+	if x != nil {
+		return x.Schedule
+	}
+	return ""
+}
+
+func (x *Job) GetScheduleTick() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ScheduleTick
+	}
+	return nil
 }
 
 type EnqueueRequest struct {
@@ -3867,6 +3939,770 @@ func (*ConsumeResponse_Job) isConsumeResponse_Frame() {}
 
 func (*ConsumeResponse_Notice) isConsumeResponse_Frame() {}
 
+// ScheduleSpec defines a schedule. Exactly one of cron and interval.
+type ScheduleSpec struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Unique id: [A-Za-z0-9._:-], like queue names.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// The job each tick creates; delay, run_at and idempotency_key must be
+	// unset (a tick's job is unique by (schedule, tick) already).
+	Job *JobSpec `protobuf:"bytes,2,opt,name=job,proto3" json:"job,omitempty"`
+	// Cron expression: 5 fields (minute hour dom month dow) or a descriptor
+	// (@hourly, @daily, @every 30s, ...).
+	Cron string `protobuf:"bytes,3,opt,name=cron,proto3" json:"cron,omitempty"`
+	// Fixed interval between ticks (at least 1s).
+	Interval *durationpb.Duration `protobuf:"bytes,4,opt,name=interval,proto3" json:"interval,omitempty"`
+	// IANA time zone the cron expression is read in; empty is UTC.
+	TimeZone string `protobuf:"bytes,5,opt,name=time_zone,json=timeZone,proto3" json:"time_zone,omitempty"`
+	// Each tick's job runs at tick + a delay in [0, jitter).
+	Jitter  *durationpb.Duration `protobuf:"bytes,6,opt,name=jitter,proto3" json:"jitter,omitempty"`
+	Overlap OverlapPolicy        `protobuf:"varint,7,opt,name=overlap,proto3,enum=raftq.v1.OverlapPolicy" json:"overlap,omitempty"`
+	// After an outage (no leader, or the schedule's leader busy), at most
+	// this many missed ticks are fired, the most recent ones; 0 skips every
+	// missed tick. The latest due tick always fires.
+	CatchUp       int32 `protobuf:"varint,8,opt,name=catch_up,json=catchUp,proto3" json:"catch_up,omitempty"`
+	Paused        bool  `protobuf:"varint,9,opt,name=paused,proto3" json:"paused,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScheduleSpec) Reset() {
+	*x = ScheduleSpec{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[62]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScheduleSpec) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScheduleSpec) ProtoMessage() {}
+
+func (x *ScheduleSpec) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[62]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScheduleSpec.ProtoReflect.Descriptor instead.
+func (*ScheduleSpec) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{62}
+}
+
+func (x *ScheduleSpec) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ScheduleSpec) GetJob() *JobSpec {
+	if x != nil {
+		return x.Job
+	}
+	return nil
+}
+
+func (x *ScheduleSpec) GetCron() string {
+	if x != nil {
+		return x.Cron
+	}
+	return ""
+}
+
+func (x *ScheduleSpec) GetInterval() *durationpb.Duration {
+	if x != nil {
+		return x.Interval
+	}
+	return nil
+}
+
+func (x *ScheduleSpec) GetTimeZone() string {
+	if x != nil {
+		return x.TimeZone
+	}
+	return ""
+}
+
+func (x *ScheduleSpec) GetJitter() *durationpb.Duration {
+	if x != nil {
+		return x.Jitter
+	}
+	return nil
+}
+
+func (x *ScheduleSpec) GetOverlap() OverlapPolicy {
+	if x != nil {
+		return x.Overlap
+	}
+	return OverlapPolicy_OVERLAP_POLICY_SKIP
+}
+
+func (x *ScheduleSpec) GetCatchUp() int32 {
+	if x != nil {
+		return x.CatchUp
+	}
+	return 0
+}
+
+func (x *ScheduleSpec) GetPaused() bool {
+	if x != nil {
+		return x.Paused
+	}
+	return false
+}
+
+// Schedule is a schedule's definition and firing state.
+type Schedule struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Spec  *ScheduleSpec          `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	// The last tick fired (or skipped for overlap); unset before the first.
+	LastTick  *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=last_tick,json=lastTick,proto3" json:"last_tick,omitempty"`
+	LastJobId string                 `protobuf:"bytes,3,opt,name=last_job_id,json=lastJobId,proto3" json:"last_job_id,omitempty"`
+	// The next tick the leader will fire (unset when paused).
+	NextTick *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=next_tick,json=nextTick,proto3" json:"next_tick,omitempty"`
+	// Ticks that created a job, and ticks skipped (overlap or missed-tick
+	// policy).
+	Fired         int64                  `protobuf:"varint,5,opt,name=fired,proto3" json:"fired,omitempty"`
+	Skipped       int64                  `protobuf:"varint,6,opt,name=skipped,proto3" json:"skipped,omitempty"`
+	CreatedAt     *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Schedule) Reset() {
+	*x = Schedule{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[63]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Schedule) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Schedule) ProtoMessage() {}
+
+func (x *Schedule) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[63]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Schedule.ProtoReflect.Descriptor instead.
+func (*Schedule) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{63}
+}
+
+func (x *Schedule) GetSpec() *ScheduleSpec {
+	if x != nil {
+		return x.Spec
+	}
+	return nil
+}
+
+func (x *Schedule) GetLastTick() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastTick
+	}
+	return nil
+}
+
+func (x *Schedule) GetLastJobId() string {
+	if x != nil {
+		return x.LastJobId
+	}
+	return ""
+}
+
+func (x *Schedule) GetNextTick() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextTick
+	}
+	return nil
+}
+
+func (x *Schedule) GetFired() int64 {
+	if x != nil {
+		return x.Fired
+	}
+	return 0
+}
+
+func (x *Schedule) GetSkipped() int64 {
+	if x != nil {
+		return x.Skipped
+	}
+	return 0
+}
+
+func (x *Schedule) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *Schedule) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+type PutScheduleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Schedule      *ScheduleSpec          `protobuf:"bytes,1,opt,name=schedule,proto3" json:"schedule,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutScheduleRequest) Reset() {
+	*x = PutScheduleRequest{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[64]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutScheduleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutScheduleRequest) ProtoMessage() {}
+
+func (x *PutScheduleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[64]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutScheduleRequest.ProtoReflect.Descriptor instead.
+func (*PutScheduleRequest) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{64}
+}
+
+func (x *PutScheduleRequest) GetSchedule() *ScheduleSpec {
+	if x != nil {
+		return x.Schedule
+	}
+	return nil
+}
+
+type PutScheduleResponse struct {
+	state    protoimpl.MessageState `protogen:"open.v1"`
+	Schedule *Schedule              `protobuf:"bytes,1,opt,name=schedule,proto3" json:"schedule,omitempty"`
+	// False when the schedule existed with the same definition (nothing
+	// changed).
+	Changed       bool `protobuf:"varint,2,opt,name=changed,proto3" json:"changed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutScheduleResponse) Reset() {
+	*x = PutScheduleResponse{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[65]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutScheduleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutScheduleResponse) ProtoMessage() {}
+
+func (x *PutScheduleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[65]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutScheduleResponse.ProtoReflect.Descriptor instead.
+func (*PutScheduleResponse) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{65}
+}
+
+func (x *PutScheduleResponse) GetSchedule() *Schedule {
+	if x != nil {
+		return x.Schedule
+	}
+	return nil
+}
+
+func (x *PutScheduleResponse) GetChanged() bool {
+	if x != nil {
+		return x.Changed
+	}
+	return false
+}
+
+type GetScheduleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Consistency   Consistency            `protobuf:"varint,2,opt,name=consistency,proto3,enum=raftq.v1.Consistency" json:"consistency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetScheduleRequest) Reset() {
+	*x = GetScheduleRequest{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[66]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetScheduleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetScheduleRequest) ProtoMessage() {}
+
+func (x *GetScheduleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[66]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetScheduleRequest.ProtoReflect.Descriptor instead.
+func (*GetScheduleRequest) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{66}
+}
+
+func (x *GetScheduleRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GetScheduleRequest) GetConsistency() Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return Consistency_CONSISTENCY_UNSPECIFIED
+}
+
+type GetScheduleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Schedule      *Schedule              `protobuf:"bytes,1,opt,name=schedule,proto3" json:"schedule,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetScheduleResponse) Reset() {
+	*x = GetScheduleResponse{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[67]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetScheduleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetScheduleResponse) ProtoMessage() {}
+
+func (x *GetScheduleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[67]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetScheduleResponse.ProtoReflect.Descriptor instead.
+func (*GetScheduleResponse) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{67}
+}
+
+func (x *GetScheduleResponse) GetSchedule() *Schedule {
+	if x != nil {
+		return x.Schedule
+	}
+	return nil
+}
+
+type ListSchedulesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Consistency   Consistency            `protobuf:"varint,1,opt,name=consistency,proto3,enum=raftq.v1.Consistency" json:"consistency,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSchedulesRequest) Reset() {
+	*x = ListSchedulesRequest{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[68]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSchedulesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSchedulesRequest) ProtoMessage() {}
+
+func (x *ListSchedulesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[68]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSchedulesRequest.ProtoReflect.Descriptor instead.
+func (*ListSchedulesRequest) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{68}
+}
+
+func (x *ListSchedulesRequest) GetConsistency() Consistency {
+	if x != nil {
+		return x.Consistency
+	}
+	return Consistency_CONSISTENCY_UNSPECIFIED
+}
+
+type ListSchedulesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Sorted by name.
+	Schedules     []*Schedule `protobuf:"bytes,1,rep,name=schedules,proto3" json:"schedules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListSchedulesResponse) Reset() {
+	*x = ListSchedulesResponse{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[69]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListSchedulesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListSchedulesResponse) ProtoMessage() {}
+
+func (x *ListSchedulesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[69]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListSchedulesResponse.ProtoReflect.Descriptor instead.
+func (*ListSchedulesResponse) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{69}
+}
+
+func (x *ListSchedulesResponse) GetSchedules() []*Schedule {
+	if x != nil {
+		return x.Schedules
+	}
+	return nil
+}
+
+type PauseScheduleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PauseScheduleRequest) Reset() {
+	*x = PauseScheduleRequest{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[70]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PauseScheduleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PauseScheduleRequest) ProtoMessage() {}
+
+func (x *PauseScheduleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[70]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PauseScheduleRequest.ProtoReflect.Descriptor instead.
+func (*PauseScheduleRequest) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{70}
+}
+
+func (x *PauseScheduleRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type PauseScheduleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Schedule      *Schedule              `protobuf:"bytes,1,opt,name=schedule,proto3" json:"schedule,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PauseScheduleResponse) Reset() {
+	*x = PauseScheduleResponse{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[71]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PauseScheduleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PauseScheduleResponse) ProtoMessage() {}
+
+func (x *PauseScheduleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[71]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PauseScheduleResponse.ProtoReflect.Descriptor instead.
+func (*PauseScheduleResponse) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{71}
+}
+
+func (x *PauseScheduleResponse) GetSchedule() *Schedule {
+	if x != nil {
+		return x.Schedule
+	}
+	return nil
+}
+
+type ResumeScheduleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeScheduleRequest) Reset() {
+	*x = ResumeScheduleRequest{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[72]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeScheduleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeScheduleRequest) ProtoMessage() {}
+
+func (x *ResumeScheduleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[72]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeScheduleRequest.ProtoReflect.Descriptor instead.
+func (*ResumeScheduleRequest) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{72}
+}
+
+func (x *ResumeScheduleRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type ResumeScheduleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Schedule      *Schedule              `protobuf:"bytes,1,opt,name=schedule,proto3" json:"schedule,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeScheduleResponse) Reset() {
+	*x = ResumeScheduleResponse{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[73]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeScheduleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeScheduleResponse) ProtoMessage() {}
+
+func (x *ResumeScheduleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[73]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeScheduleResponse.ProtoReflect.Descriptor instead.
+func (*ResumeScheduleResponse) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{73}
+}
+
+func (x *ResumeScheduleResponse) GetSchedule() *Schedule {
+	if x != nil {
+		return x.Schedule
+	}
+	return nil
+}
+
+type DeleteScheduleRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteScheduleRequest) Reset() {
+	*x = DeleteScheduleRequest{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[74]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteScheduleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteScheduleRequest) ProtoMessage() {}
+
+func (x *DeleteScheduleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[74]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteScheduleRequest.ProtoReflect.Descriptor instead.
+func (*DeleteScheduleRequest) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{74}
+}
+
+func (x *DeleteScheduleRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteScheduleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteScheduleResponse) Reset() {
+	*x = DeleteScheduleResponse{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[75]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteScheduleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteScheduleResponse) ProtoMessage() {}
+
+func (x *DeleteScheduleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[75]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteScheduleResponse.ProtoReflect.Descriptor instead.
+func (*DeleteScheduleResponse) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{75}
+}
+
 var File_raftq_v1_broker_proto protoreflect.FileDescriptor
 
 const file_raftq_v1_broker_proto_rawDesc = "" +
@@ -3888,7 +4724,7 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\x0fidempotency_key\x18\t \x01(\tR\x0eidempotencyKey\x12<\n" +
 	"\fdedup_window\x18\n" +
 	" \x01(\v2\x19.google.protobuf.DurationR\vdedupWindow\x12+\n" +
-	"\x05retry\x18\v \x01(\v2\x15.raftq.v1.RetryPolicyR\x05retry\"\xa7\x06\n" +
+	"\x05retry\x18\v \x01(\v2\x15.raftq.v1.RetryPolicyR\x05retry\"\x84\a\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x12\n" +
@@ -3915,7 +4751,9 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"leaseToken\x12A\n" +
 	"\x0elease_deadline\x18\x12 \x01(\v2\x1a.google.protobuf.TimestampR\rleaseDeadline\x12\x1b\n" +
 	"\tleased_by\x18\x13 \x01(\tR\bleasedBy\x12)\n" +
-	"\x10cancel_requested\x18\x14 \x01(\bR\x0fcancelRequested\"7\n" +
+	"\x10cancel_requested\x18\x14 \x01(\bR\x0fcancelRequested\x12\x1a\n" +
+	"\bschedule\x18\x15 \x01(\tR\bschedule\x12?\n" +
+	"\rschedule_tick\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\fscheduleTick\"7\n" +
 	"\x0eEnqueueRequest\x12%\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x11.raftq.v1.JobSpecR\x04jobs\"D\n" +
 	"\rEnqueueResult\x12\x15\n" +
@@ -4122,7 +4960,53 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\x06opened\x18\x01 \x01(\v2\x17.raftq.v1.ConsumeOpenedH\x00R\x06opened\x12!\n" +
 	"\x03job\x18\x02 \x01(\v2\r.raftq.v1.JobH\x00R\x03job\x121\n" +
 	"\x06notice\x18\x03 \x01(\v2\x17.raftq.v1.ConsumeNoticeH\x00R\x06noticeB\a\n" +
-	"\x05frame*\xaf\x01\n" +
+	"\x05frame\"\xc8\x02\n" +
+	"\fScheduleSpec\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12#\n" +
+	"\x03job\x18\x02 \x01(\v2\x11.raftq.v1.JobSpecR\x03job\x12\x12\n" +
+	"\x04cron\x18\x03 \x01(\tR\x04cron\x125\n" +
+	"\binterval\x18\x04 \x01(\v2\x19.google.protobuf.DurationR\binterval\x12\x1b\n" +
+	"\ttime_zone\x18\x05 \x01(\tR\btimeZone\x121\n" +
+	"\x06jitter\x18\x06 \x01(\v2\x19.google.protobuf.DurationR\x06jitter\x121\n" +
+	"\aoverlap\x18\a \x01(\x0e2\x17.raftq.v1.OverlapPolicyR\aoverlap\x12\x19\n" +
+	"\bcatch_up\x18\b \x01(\x05R\acatchUp\x12\x16\n" +
+	"\x06paused\x18\t \x01(\bR\x06paused\"\xee\x02\n" +
+	"\bSchedule\x12*\n" +
+	"\x04spec\x18\x01 \x01(\v2\x16.raftq.v1.ScheduleSpecR\x04spec\x127\n" +
+	"\tlast_tick\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\blastTick\x12\x1e\n" +
+	"\vlast_job_id\x18\x03 \x01(\tR\tlastJobId\x127\n" +
+	"\tnext_tick\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\bnextTick\x12\x14\n" +
+	"\x05fired\x18\x05 \x01(\x03R\x05fired\x12\x18\n" +
+	"\askipped\x18\x06 \x01(\x03R\askipped\x129\n" +
+	"\n" +
+	"created_at\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x129\n" +
+	"\n" +
+	"updated_at\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"H\n" +
+	"\x12PutScheduleRequest\x122\n" +
+	"\bschedule\x18\x01 \x01(\v2\x16.raftq.v1.ScheduleSpecR\bschedule\"_\n" +
+	"\x13PutScheduleResponse\x12.\n" +
+	"\bschedule\x18\x01 \x01(\v2\x12.raftq.v1.ScheduleR\bschedule\x12\x18\n" +
+	"\achanged\x18\x02 \x01(\bR\achanged\"a\n" +
+	"\x12GetScheduleRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x127\n" +
+	"\vconsistency\x18\x02 \x01(\x0e2\x15.raftq.v1.ConsistencyR\vconsistency\"E\n" +
+	"\x13GetScheduleResponse\x12.\n" +
+	"\bschedule\x18\x01 \x01(\v2\x12.raftq.v1.ScheduleR\bschedule\"O\n" +
+	"\x14ListSchedulesRequest\x127\n" +
+	"\vconsistency\x18\x01 \x01(\x0e2\x15.raftq.v1.ConsistencyR\vconsistency\"I\n" +
+	"\x15ListSchedulesResponse\x120\n" +
+	"\tschedules\x18\x01 \x03(\v2\x12.raftq.v1.ScheduleR\tschedules\"*\n" +
+	"\x14PauseScheduleRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"G\n" +
+	"\x15PauseScheduleResponse\x12.\n" +
+	"\bschedule\x18\x01 \x01(\v2\x12.raftq.v1.ScheduleR\bschedule\"+\n" +
+	"\x15ResumeScheduleRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"H\n" +
+	"\x16ResumeScheduleResponse\x12.\n" +
+	"\bschedule\x18\x01 \x01(\v2\x12.raftq.v1.ScheduleR\bschedule\"+\n" +
+	"\x15DeleteScheduleRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x18\n" +
+	"\x16DeleteScheduleResponse*\xaf\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13JOB_STATE_SCHEDULED\x10\x01\x12\x13\n" +
@@ -4134,7 +5018,11 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\vConsistency\x12\x1b\n" +
 	"\x17CONSISTENCY_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CONSISTENCY_LINEARIZABLE\x10\x01\x12\x15\n" +
-	"\x11CONSISTENCY_STALE\x10\x022\x83\a\n" +
+	"\x11CONSISTENCY_STALE\x10\x02*f\n" +
+	"\rOverlapPolicy\x12\x17\n" +
+	"\x13OVERLAP_POLICY_SKIP\x10\x00\x12\x18\n" +
+	"\x14OVERLAP_POLICY_ALLOW\x10\x01\x12\"\n" +
+	"\x1eOVERLAP_POLICY_CANCEL_PREVIOUS\x10\x022\x83\a\n" +
 	"\x06Broker\x12>\n" +
 	"\aEnqueue\x12\x18.raftq.v1.EnqueueRequest\x1a\x19.raftq.v1.EnqueueResponse\x128\n" +
 	"\x05Fetch\x12\x16.raftq.v1.FetchRequest\x1a\x17.raftq.v1.FetchResponse\x12J\n" +
@@ -4163,7 +5051,14 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\x06Status\x12\x17.raftq.v1.StatusRequest\x1a\x18.raftq.v1.StatusResponse\x12_\n" +
 	"\x12TransferLeadership\x12#.raftq.v1.TransferLeadershipRequest\x1a$.raftq.v1.TransferLeadershipResponse\x12@\n" +
 	"\bSnapshot\x12\x19.raftq.v1.SnapshotRequest\x1a\x17.raftq.v1.SnapshotChunk0\x01\x12>\n" +
-	"\aRestore\x12\x16.raftq.v1.RestoreChunk\x1a\x19.raftq.v1.RestoreResponse(\x01B/Z-github.com/raftq/raftq/proto/raftq/v1;raftqv1b\x06proto3"
+	"\aRestore\x12\x16.raftq.v1.RestoreChunk\x1a\x19.raftq.v1.RestoreResponse(\x012\xf1\x03\n" +
+	"\tSchedules\x12J\n" +
+	"\vPutSchedule\x12\x1c.raftq.v1.PutScheduleRequest\x1a\x1d.raftq.v1.PutScheduleResponse\x12J\n" +
+	"\vGetSchedule\x12\x1c.raftq.v1.GetScheduleRequest\x1a\x1d.raftq.v1.GetScheduleResponse\x12P\n" +
+	"\rListSchedules\x12\x1e.raftq.v1.ListSchedulesRequest\x1a\x1f.raftq.v1.ListSchedulesResponse\x12P\n" +
+	"\rPauseSchedule\x12\x1e.raftq.v1.PauseScheduleRequest\x1a\x1f.raftq.v1.PauseScheduleResponse\x12S\n" +
+	"\x0eResumeSchedule\x12\x1f.raftq.v1.ResumeScheduleRequest\x1a .raftq.v1.ResumeScheduleResponse\x12S\n" +
+	"\x0eDeleteSchedule\x12\x1f.raftq.v1.DeleteScheduleRequest\x1a .raftq.v1.DeleteScheduleResponseB/Z-github.com/raftq/raftq/proto/raftq/v1;raftqv1b\x06proto3"
 
 var (
 	file_raftq_v1_broker_proto_rawDescOnce sync.Once
@@ -4177,189 +5072,234 @@ func file_raftq_v1_broker_proto_rawDescGZIP() []byte {
 	return file_raftq_v1_broker_proto_rawDescData
 }
 
-var file_raftq_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
-var file_raftq_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 62)
+var file_raftq_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
+var file_raftq_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 76)
 var file_raftq_v1_broker_proto_goTypes = []any{
 	(JobState)(0),                      // 0: raftq.v1.JobState
 	(Consistency)(0),                   // 1: raftq.v1.Consistency
-	(ErrorDetail_Reason)(0),            // 2: raftq.v1.ErrorDetail.Reason
-	(ConsumeNotice_Kind)(0),            // 3: raftq.v1.ConsumeNotice.Kind
-	(*RetryPolicy)(nil),                // 4: raftq.v1.RetryPolicy
-	(*JobSpec)(nil),                    // 5: raftq.v1.JobSpec
-	(*Job)(nil),                        // 6: raftq.v1.Job
-	(*EnqueueRequest)(nil),             // 7: raftq.v1.EnqueueRequest
-	(*EnqueueResult)(nil),              // 8: raftq.v1.EnqueueResult
-	(*EnqueueResponse)(nil),            // 9: raftq.v1.EnqueueResponse
-	(*FetchRequest)(nil),               // 10: raftq.v1.FetchRequest
-	(*FetchResponse)(nil),              // 11: raftq.v1.FetchResponse
-	(*ExtendLeaseRequest)(nil),         // 12: raftq.v1.ExtendLeaseRequest
-	(*ExtendLeaseResponse)(nil),        // 13: raftq.v1.ExtendLeaseResponse
-	(*AckRequest)(nil),                 // 14: raftq.v1.AckRequest
-	(*AckResponse)(nil),                // 15: raftq.v1.AckResponse
-	(*NackRequest)(nil),                // 16: raftq.v1.NackRequest
-	(*NackResponse)(nil),               // 17: raftq.v1.NackResponse
-	(*GetJobRequest)(nil),              // 18: raftq.v1.GetJobRequest
-	(*GetJobResponse)(nil),             // 19: raftq.v1.GetJobResponse
-	(*CancelJobRequest)(nil),           // 20: raftq.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),          // 21: raftq.v1.CancelJobResponse
-	(*QueueStatsRequest)(nil),          // 22: raftq.v1.QueueStatsRequest
-	(*QueueStats)(nil),                 // 23: raftq.v1.QueueStats
-	(*QueueStatsResponse)(nil),         // 24: raftq.v1.QueueStatsResponse
-	(*PauseQueueRequest)(nil),          // 25: raftq.v1.PauseQueueRequest
-	(*PauseQueueResponse)(nil),         // 26: raftq.v1.PauseQueueResponse
-	(*ResumeQueueRequest)(nil),         // 27: raftq.v1.ResumeQueueRequest
-	(*ResumeQueueResponse)(nil),        // 28: raftq.v1.ResumeQueueResponse
-	(*RedriveRequest)(nil),             // 29: raftq.v1.RedriveRequest
-	(*RedriveResponse)(nil),            // 30: raftq.v1.RedriveResponse
-	(*ListJobsRequest)(nil),            // 31: raftq.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),           // 32: raftq.v1.ListJobsResponse
-	(*JoinRequest)(nil),                // 33: raftq.v1.JoinRequest
-	(*JoinResponse)(nil),               // 34: raftq.v1.JoinResponse
-	(*RemoveRequest)(nil),              // 35: raftq.v1.RemoveRequest
-	(*RemoveResponse)(nil),             // 36: raftq.v1.RemoveResponse
-	(*StatusRequest)(nil),              // 37: raftq.v1.StatusRequest
-	(*Member)(nil),                     // 38: raftq.v1.Member
-	(*StatusResponse)(nil),             // 39: raftq.v1.StatusResponse
-	(*ErrorDetail)(nil),                // 40: raftq.v1.ErrorDetail
-	(*PurgeDeadRequest)(nil),           // 41: raftq.v1.PurgeDeadRequest
-	(*PurgeDeadResponse)(nil),          // 42: raftq.v1.PurgeDeadResponse
-	(*TransferLeadershipRequest)(nil),  // 43: raftq.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 44: raftq.v1.TransferLeadershipResponse
-	(*SnapshotRequest)(nil),            // 45: raftq.v1.SnapshotRequest
-	(*SnapshotChunk)(nil),              // 46: raftq.v1.SnapshotChunk
-	(*RestoreChunk)(nil),               // 47: raftq.v1.RestoreChunk
-	(*RestoreResponse)(nil),            // 48: raftq.v1.RestoreResponse
-	(*ItemError)(nil),                  // 49: raftq.v1.ItemError
-	(*AckBatchRequest)(nil),            // 50: raftq.v1.AckBatchRequest
-	(*AckBatchResult)(nil),             // 51: raftq.v1.AckBatchResult
-	(*AckBatchResponse)(nil),           // 52: raftq.v1.AckBatchResponse
-	(*NackBatchRequest)(nil),           // 53: raftq.v1.NackBatchRequest
-	(*NackBatchResult)(nil),            // 54: raftq.v1.NackBatchResult
-	(*NackBatchResponse)(nil),          // 55: raftq.v1.NackBatchResponse
-	(*ExtendLeaseBatchRequest)(nil),    // 56: raftq.v1.ExtendLeaseBatchRequest
-	(*ExtendLeaseBatchResult)(nil),     // 57: raftq.v1.ExtendLeaseBatchResult
-	(*ExtendLeaseBatchResponse)(nil),   // 58: raftq.v1.ExtendLeaseBatchResponse
-	(*EnqueueStreamRequest)(nil),       // 59: raftq.v1.EnqueueStreamRequest
-	(*EnqueueStreamResponse)(nil),      // 60: raftq.v1.EnqueueStreamResponse
-	(*ConsumeOpen)(nil),                // 61: raftq.v1.ConsumeOpen
-	(*ConsumeRequest)(nil),             // 62: raftq.v1.ConsumeRequest
-	(*ConsumeOpened)(nil),              // 63: raftq.v1.ConsumeOpened
-	(*ConsumeNotice)(nil),              // 64: raftq.v1.ConsumeNotice
-	(*ConsumeResponse)(nil),            // 65: raftq.v1.ConsumeResponse
-	(*durationpb.Duration)(nil),        // 66: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 67: google.protobuf.Timestamp
+	(OverlapPolicy)(0),                 // 2: raftq.v1.OverlapPolicy
+	(ErrorDetail_Reason)(0),            // 3: raftq.v1.ErrorDetail.Reason
+	(ConsumeNotice_Kind)(0),            // 4: raftq.v1.ConsumeNotice.Kind
+	(*RetryPolicy)(nil),                // 5: raftq.v1.RetryPolicy
+	(*JobSpec)(nil),                    // 6: raftq.v1.JobSpec
+	(*Job)(nil),                        // 7: raftq.v1.Job
+	(*EnqueueRequest)(nil),             // 8: raftq.v1.EnqueueRequest
+	(*EnqueueResult)(nil),              // 9: raftq.v1.EnqueueResult
+	(*EnqueueResponse)(nil),            // 10: raftq.v1.EnqueueResponse
+	(*FetchRequest)(nil),               // 11: raftq.v1.FetchRequest
+	(*FetchResponse)(nil),              // 12: raftq.v1.FetchResponse
+	(*ExtendLeaseRequest)(nil),         // 13: raftq.v1.ExtendLeaseRequest
+	(*ExtendLeaseResponse)(nil),        // 14: raftq.v1.ExtendLeaseResponse
+	(*AckRequest)(nil),                 // 15: raftq.v1.AckRequest
+	(*AckResponse)(nil),                // 16: raftq.v1.AckResponse
+	(*NackRequest)(nil),                // 17: raftq.v1.NackRequest
+	(*NackResponse)(nil),               // 18: raftq.v1.NackResponse
+	(*GetJobRequest)(nil),              // 19: raftq.v1.GetJobRequest
+	(*GetJobResponse)(nil),             // 20: raftq.v1.GetJobResponse
+	(*CancelJobRequest)(nil),           // 21: raftq.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),          // 22: raftq.v1.CancelJobResponse
+	(*QueueStatsRequest)(nil),          // 23: raftq.v1.QueueStatsRequest
+	(*QueueStats)(nil),                 // 24: raftq.v1.QueueStats
+	(*QueueStatsResponse)(nil),         // 25: raftq.v1.QueueStatsResponse
+	(*PauseQueueRequest)(nil),          // 26: raftq.v1.PauseQueueRequest
+	(*PauseQueueResponse)(nil),         // 27: raftq.v1.PauseQueueResponse
+	(*ResumeQueueRequest)(nil),         // 28: raftq.v1.ResumeQueueRequest
+	(*ResumeQueueResponse)(nil),        // 29: raftq.v1.ResumeQueueResponse
+	(*RedriveRequest)(nil),             // 30: raftq.v1.RedriveRequest
+	(*RedriveResponse)(nil),            // 31: raftq.v1.RedriveResponse
+	(*ListJobsRequest)(nil),            // 32: raftq.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),           // 33: raftq.v1.ListJobsResponse
+	(*JoinRequest)(nil),                // 34: raftq.v1.JoinRequest
+	(*JoinResponse)(nil),               // 35: raftq.v1.JoinResponse
+	(*RemoveRequest)(nil),              // 36: raftq.v1.RemoveRequest
+	(*RemoveResponse)(nil),             // 37: raftq.v1.RemoveResponse
+	(*StatusRequest)(nil),              // 38: raftq.v1.StatusRequest
+	(*Member)(nil),                     // 39: raftq.v1.Member
+	(*StatusResponse)(nil),             // 40: raftq.v1.StatusResponse
+	(*ErrorDetail)(nil),                // 41: raftq.v1.ErrorDetail
+	(*PurgeDeadRequest)(nil),           // 42: raftq.v1.PurgeDeadRequest
+	(*PurgeDeadResponse)(nil),          // 43: raftq.v1.PurgeDeadResponse
+	(*TransferLeadershipRequest)(nil),  // 44: raftq.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 45: raftq.v1.TransferLeadershipResponse
+	(*SnapshotRequest)(nil),            // 46: raftq.v1.SnapshotRequest
+	(*SnapshotChunk)(nil),              // 47: raftq.v1.SnapshotChunk
+	(*RestoreChunk)(nil),               // 48: raftq.v1.RestoreChunk
+	(*RestoreResponse)(nil),            // 49: raftq.v1.RestoreResponse
+	(*ItemError)(nil),                  // 50: raftq.v1.ItemError
+	(*AckBatchRequest)(nil),            // 51: raftq.v1.AckBatchRequest
+	(*AckBatchResult)(nil),             // 52: raftq.v1.AckBatchResult
+	(*AckBatchResponse)(nil),           // 53: raftq.v1.AckBatchResponse
+	(*NackBatchRequest)(nil),           // 54: raftq.v1.NackBatchRequest
+	(*NackBatchResult)(nil),            // 55: raftq.v1.NackBatchResult
+	(*NackBatchResponse)(nil),          // 56: raftq.v1.NackBatchResponse
+	(*ExtendLeaseBatchRequest)(nil),    // 57: raftq.v1.ExtendLeaseBatchRequest
+	(*ExtendLeaseBatchResult)(nil),     // 58: raftq.v1.ExtendLeaseBatchResult
+	(*ExtendLeaseBatchResponse)(nil),   // 59: raftq.v1.ExtendLeaseBatchResponse
+	(*EnqueueStreamRequest)(nil),       // 60: raftq.v1.EnqueueStreamRequest
+	(*EnqueueStreamResponse)(nil),      // 61: raftq.v1.EnqueueStreamResponse
+	(*ConsumeOpen)(nil),                // 62: raftq.v1.ConsumeOpen
+	(*ConsumeRequest)(nil),             // 63: raftq.v1.ConsumeRequest
+	(*ConsumeOpened)(nil),              // 64: raftq.v1.ConsumeOpened
+	(*ConsumeNotice)(nil),              // 65: raftq.v1.ConsumeNotice
+	(*ConsumeResponse)(nil),            // 66: raftq.v1.ConsumeResponse
+	(*ScheduleSpec)(nil),               // 67: raftq.v1.ScheduleSpec
+	(*Schedule)(nil),                   // 68: raftq.v1.Schedule
+	(*PutScheduleRequest)(nil),         // 69: raftq.v1.PutScheduleRequest
+	(*PutScheduleResponse)(nil),        // 70: raftq.v1.PutScheduleResponse
+	(*GetScheduleRequest)(nil),         // 71: raftq.v1.GetScheduleRequest
+	(*GetScheduleResponse)(nil),        // 72: raftq.v1.GetScheduleResponse
+	(*ListSchedulesRequest)(nil),       // 73: raftq.v1.ListSchedulesRequest
+	(*ListSchedulesResponse)(nil),      // 74: raftq.v1.ListSchedulesResponse
+	(*PauseScheduleRequest)(nil),       // 75: raftq.v1.PauseScheduleRequest
+	(*PauseScheduleResponse)(nil),      // 76: raftq.v1.PauseScheduleResponse
+	(*ResumeScheduleRequest)(nil),      // 77: raftq.v1.ResumeScheduleRequest
+	(*ResumeScheduleResponse)(nil),     // 78: raftq.v1.ResumeScheduleResponse
+	(*DeleteScheduleRequest)(nil),      // 79: raftq.v1.DeleteScheduleRequest
+	(*DeleteScheduleResponse)(nil),     // 80: raftq.v1.DeleteScheduleResponse
+	(*durationpb.Duration)(nil),        // 81: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 82: google.protobuf.Timestamp
 }
 var file_raftq_v1_broker_proto_depIdxs = []int32{
-	66, // 0: raftq.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
-	66, // 1: raftq.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
-	66, // 2: raftq.v1.JobSpec.delay:type_name -> google.protobuf.Duration
-	67, // 3: raftq.v1.JobSpec.run_at:type_name -> google.protobuf.Timestamp
-	66, // 4: raftq.v1.JobSpec.lease_duration:type_name -> google.protobuf.Duration
-	66, // 5: raftq.v1.JobSpec.dedup_window:type_name -> google.protobuf.Duration
-	4,  // 6: raftq.v1.JobSpec.retry:type_name -> raftq.v1.RetryPolicy
-	0,  // 7: raftq.v1.Job.state:type_name -> raftq.v1.JobState
-	66, // 8: raftq.v1.Job.lease_duration:type_name -> google.protobuf.Duration
-	4,  // 9: raftq.v1.Job.retry:type_name -> raftq.v1.RetryPolicy
-	67, // 10: raftq.v1.Job.run_at:type_name -> google.protobuf.Timestamp
-	67, // 11: raftq.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	67, // 12: raftq.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	67, // 13: raftq.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
-	67, // 14: raftq.v1.Job.lease_deadline:type_name -> google.protobuf.Timestamp
-	5,  // 15: raftq.v1.EnqueueRequest.jobs:type_name -> raftq.v1.JobSpec
-	8,  // 16: raftq.v1.EnqueueResponse.results:type_name -> raftq.v1.EnqueueResult
-	66, // 17: raftq.v1.FetchRequest.max_wait:type_name -> google.protobuf.Duration
-	66, // 18: raftq.v1.FetchRequest.lease_duration:type_name -> google.protobuf.Duration
-	6,  // 19: raftq.v1.FetchResponse.jobs:type_name -> raftq.v1.Job
-	66, // 20: raftq.v1.ExtendLeaseRequest.extend_by:type_name -> google.protobuf.Duration
-	67, // 21: raftq.v1.ExtendLeaseResponse.lease_deadline:type_name -> google.protobuf.Timestamp
-	66, // 22: raftq.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
-	0,  // 23: raftq.v1.NackResponse.state:type_name -> raftq.v1.JobState
-	67, // 24: raftq.v1.NackResponse.run_at:type_name -> google.protobuf.Timestamp
-	1,  // 25: raftq.v1.GetJobRequest.consistency:type_name -> raftq.v1.Consistency
-	6,  // 26: raftq.v1.GetJobResponse.job:type_name -> raftq.v1.Job
-	0,  // 27: raftq.v1.CancelJobResponse.state:type_name -> raftq.v1.JobState
-	1,  // 28: raftq.v1.QueueStatsRequest.consistency:type_name -> raftq.v1.Consistency
-	67, // 29: raftq.v1.QueueStats.oldest_ready_at:type_name -> google.protobuf.Timestamp
-	23, // 30: raftq.v1.QueueStatsResponse.queues:type_name -> raftq.v1.QueueStats
-	0,  // 31: raftq.v1.ListJobsRequest.state:type_name -> raftq.v1.JobState
-	1,  // 32: raftq.v1.ListJobsRequest.consistency:type_name -> raftq.v1.Consistency
-	6,  // 33: raftq.v1.ListJobsResponse.jobs:type_name -> raftq.v1.Job
-	38, // 34: raftq.v1.StatusResponse.members:type_name -> raftq.v1.Member
-	2,  // 35: raftq.v1.ErrorDetail.reason:type_name -> raftq.v1.ErrorDetail.Reason
-	40, // 36: raftq.v1.ItemError.detail:type_name -> raftq.v1.ErrorDetail
-	14, // 37: raftq.v1.AckBatchRequest.items:type_name -> raftq.v1.AckRequest
-	49, // 38: raftq.v1.AckBatchResult.error:type_name -> raftq.v1.ItemError
-	51, // 39: raftq.v1.AckBatchResponse.results:type_name -> raftq.v1.AckBatchResult
-	16, // 40: raftq.v1.NackBatchRequest.items:type_name -> raftq.v1.NackRequest
-	17, // 41: raftq.v1.NackBatchResult.response:type_name -> raftq.v1.NackResponse
-	49, // 42: raftq.v1.NackBatchResult.error:type_name -> raftq.v1.ItemError
-	54, // 43: raftq.v1.NackBatchResponse.results:type_name -> raftq.v1.NackBatchResult
-	12, // 44: raftq.v1.ExtendLeaseBatchRequest.items:type_name -> raftq.v1.ExtendLeaseRequest
-	13, // 45: raftq.v1.ExtendLeaseBatchResult.response:type_name -> raftq.v1.ExtendLeaseResponse
-	49, // 46: raftq.v1.ExtendLeaseBatchResult.error:type_name -> raftq.v1.ItemError
-	57, // 47: raftq.v1.ExtendLeaseBatchResponse.results:type_name -> raftq.v1.ExtendLeaseBatchResult
-	5,  // 48: raftq.v1.EnqueueStreamRequest.job:type_name -> raftq.v1.JobSpec
-	8,  // 49: raftq.v1.EnqueueStreamResponse.result:type_name -> raftq.v1.EnqueueResult
-	49, // 50: raftq.v1.EnqueueStreamResponse.error:type_name -> raftq.v1.ItemError
-	66, // 51: raftq.v1.ConsumeOpen.lease_duration:type_name -> google.protobuf.Duration
-	61, // 52: raftq.v1.ConsumeRequest.open:type_name -> raftq.v1.ConsumeOpen
-	3,  // 53: raftq.v1.ConsumeNotice.kind:type_name -> raftq.v1.ConsumeNotice.Kind
-	63, // 54: raftq.v1.ConsumeResponse.opened:type_name -> raftq.v1.ConsumeOpened
-	6,  // 55: raftq.v1.ConsumeResponse.job:type_name -> raftq.v1.Job
-	64, // 56: raftq.v1.ConsumeResponse.notice:type_name -> raftq.v1.ConsumeNotice
-	7,  // 57: raftq.v1.Broker.Enqueue:input_type -> raftq.v1.EnqueueRequest
-	10, // 58: raftq.v1.Broker.Fetch:input_type -> raftq.v1.FetchRequest
-	12, // 59: raftq.v1.Broker.ExtendLease:input_type -> raftq.v1.ExtendLeaseRequest
-	14, // 60: raftq.v1.Broker.Ack:input_type -> raftq.v1.AckRequest
-	16, // 61: raftq.v1.Broker.Nack:input_type -> raftq.v1.NackRequest
-	18, // 62: raftq.v1.Broker.GetJob:input_type -> raftq.v1.GetJobRequest
-	20, // 63: raftq.v1.Broker.CancelJob:input_type -> raftq.v1.CancelJobRequest
-	22, // 64: raftq.v1.Broker.QueueStats:input_type -> raftq.v1.QueueStatsRequest
-	50, // 65: raftq.v1.Broker.AckBatch:input_type -> raftq.v1.AckBatchRequest
-	53, // 66: raftq.v1.Broker.NackBatch:input_type -> raftq.v1.NackBatchRequest
-	56, // 67: raftq.v1.Broker.ExtendLeaseBatch:input_type -> raftq.v1.ExtendLeaseBatchRequest
-	59, // 68: raftq.v1.Broker.EnqueueStream:input_type -> raftq.v1.EnqueueStreamRequest
-	62, // 69: raftq.v1.Broker.Consume:input_type -> raftq.v1.ConsumeRequest
-	25, // 70: raftq.v1.Admin.PauseQueue:input_type -> raftq.v1.PauseQueueRequest
-	27, // 71: raftq.v1.Admin.ResumeQueue:input_type -> raftq.v1.ResumeQueueRequest
-	29, // 72: raftq.v1.Admin.Redrive:input_type -> raftq.v1.RedriveRequest
-	31, // 73: raftq.v1.Admin.ListJobs:input_type -> raftq.v1.ListJobsRequest
-	41, // 74: raftq.v1.Admin.PurgeDead:input_type -> raftq.v1.PurgeDeadRequest
-	33, // 75: raftq.v1.Cluster.Join:input_type -> raftq.v1.JoinRequest
-	35, // 76: raftq.v1.Cluster.Remove:input_type -> raftq.v1.RemoveRequest
-	37, // 77: raftq.v1.Cluster.Status:input_type -> raftq.v1.StatusRequest
-	43, // 78: raftq.v1.Cluster.TransferLeadership:input_type -> raftq.v1.TransferLeadershipRequest
-	45, // 79: raftq.v1.Cluster.Snapshot:input_type -> raftq.v1.SnapshotRequest
-	47, // 80: raftq.v1.Cluster.Restore:input_type -> raftq.v1.RestoreChunk
-	9,  // 81: raftq.v1.Broker.Enqueue:output_type -> raftq.v1.EnqueueResponse
-	11, // 82: raftq.v1.Broker.Fetch:output_type -> raftq.v1.FetchResponse
-	13, // 83: raftq.v1.Broker.ExtendLease:output_type -> raftq.v1.ExtendLeaseResponse
-	15, // 84: raftq.v1.Broker.Ack:output_type -> raftq.v1.AckResponse
-	17, // 85: raftq.v1.Broker.Nack:output_type -> raftq.v1.NackResponse
-	19, // 86: raftq.v1.Broker.GetJob:output_type -> raftq.v1.GetJobResponse
-	21, // 87: raftq.v1.Broker.CancelJob:output_type -> raftq.v1.CancelJobResponse
-	24, // 88: raftq.v1.Broker.QueueStats:output_type -> raftq.v1.QueueStatsResponse
-	52, // 89: raftq.v1.Broker.AckBatch:output_type -> raftq.v1.AckBatchResponse
-	55, // 90: raftq.v1.Broker.NackBatch:output_type -> raftq.v1.NackBatchResponse
-	58, // 91: raftq.v1.Broker.ExtendLeaseBatch:output_type -> raftq.v1.ExtendLeaseBatchResponse
-	60, // 92: raftq.v1.Broker.EnqueueStream:output_type -> raftq.v1.EnqueueStreamResponse
-	65, // 93: raftq.v1.Broker.Consume:output_type -> raftq.v1.ConsumeResponse
-	26, // 94: raftq.v1.Admin.PauseQueue:output_type -> raftq.v1.PauseQueueResponse
-	28, // 95: raftq.v1.Admin.ResumeQueue:output_type -> raftq.v1.ResumeQueueResponse
-	30, // 96: raftq.v1.Admin.Redrive:output_type -> raftq.v1.RedriveResponse
-	32, // 97: raftq.v1.Admin.ListJobs:output_type -> raftq.v1.ListJobsResponse
-	42, // 98: raftq.v1.Admin.PurgeDead:output_type -> raftq.v1.PurgeDeadResponse
-	34, // 99: raftq.v1.Cluster.Join:output_type -> raftq.v1.JoinResponse
-	36, // 100: raftq.v1.Cluster.Remove:output_type -> raftq.v1.RemoveResponse
-	39, // 101: raftq.v1.Cluster.Status:output_type -> raftq.v1.StatusResponse
-	44, // 102: raftq.v1.Cluster.TransferLeadership:output_type -> raftq.v1.TransferLeadershipResponse
-	46, // 103: raftq.v1.Cluster.Snapshot:output_type -> raftq.v1.SnapshotChunk
-	48, // 104: raftq.v1.Cluster.Restore:output_type -> raftq.v1.RestoreResponse
-	81, // [81:105] is the sub-list for method output_type
-	57, // [57:81] is the sub-list for method input_type
-	57, // [57:57] is the sub-list for extension type_name
-	57, // [57:57] is the sub-list for extension extendee
-	0,  // [0:57] is the sub-list for field type_name
+	81,  // 0: raftq.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
+	81,  // 1: raftq.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
+	81,  // 2: raftq.v1.JobSpec.delay:type_name -> google.protobuf.Duration
+	82,  // 3: raftq.v1.JobSpec.run_at:type_name -> google.protobuf.Timestamp
+	81,  // 4: raftq.v1.JobSpec.lease_duration:type_name -> google.protobuf.Duration
+	81,  // 5: raftq.v1.JobSpec.dedup_window:type_name -> google.protobuf.Duration
+	5,   // 6: raftq.v1.JobSpec.retry:type_name -> raftq.v1.RetryPolicy
+	0,   // 7: raftq.v1.Job.state:type_name -> raftq.v1.JobState
+	81,  // 8: raftq.v1.Job.lease_duration:type_name -> google.protobuf.Duration
+	5,   // 9: raftq.v1.Job.retry:type_name -> raftq.v1.RetryPolicy
+	82,  // 10: raftq.v1.Job.run_at:type_name -> google.protobuf.Timestamp
+	82,  // 11: raftq.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	82,  // 12: raftq.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	82,  // 13: raftq.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	82,  // 14: raftq.v1.Job.lease_deadline:type_name -> google.protobuf.Timestamp
+	82,  // 15: raftq.v1.Job.schedule_tick:type_name -> google.protobuf.Timestamp
+	6,   // 16: raftq.v1.EnqueueRequest.jobs:type_name -> raftq.v1.JobSpec
+	9,   // 17: raftq.v1.EnqueueResponse.results:type_name -> raftq.v1.EnqueueResult
+	81,  // 18: raftq.v1.FetchRequest.max_wait:type_name -> google.protobuf.Duration
+	81,  // 19: raftq.v1.FetchRequest.lease_duration:type_name -> google.protobuf.Duration
+	7,   // 20: raftq.v1.FetchResponse.jobs:type_name -> raftq.v1.Job
+	81,  // 21: raftq.v1.ExtendLeaseRequest.extend_by:type_name -> google.protobuf.Duration
+	82,  // 22: raftq.v1.ExtendLeaseResponse.lease_deadline:type_name -> google.protobuf.Timestamp
+	81,  // 23: raftq.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
+	0,   // 24: raftq.v1.NackResponse.state:type_name -> raftq.v1.JobState
+	82,  // 25: raftq.v1.NackResponse.run_at:type_name -> google.protobuf.Timestamp
+	1,   // 26: raftq.v1.GetJobRequest.consistency:type_name -> raftq.v1.Consistency
+	7,   // 27: raftq.v1.GetJobResponse.job:type_name -> raftq.v1.Job
+	0,   // 28: raftq.v1.CancelJobResponse.state:type_name -> raftq.v1.JobState
+	1,   // 29: raftq.v1.QueueStatsRequest.consistency:type_name -> raftq.v1.Consistency
+	82,  // 30: raftq.v1.QueueStats.oldest_ready_at:type_name -> google.protobuf.Timestamp
+	24,  // 31: raftq.v1.QueueStatsResponse.queues:type_name -> raftq.v1.QueueStats
+	0,   // 32: raftq.v1.ListJobsRequest.state:type_name -> raftq.v1.JobState
+	1,   // 33: raftq.v1.ListJobsRequest.consistency:type_name -> raftq.v1.Consistency
+	7,   // 34: raftq.v1.ListJobsResponse.jobs:type_name -> raftq.v1.Job
+	39,  // 35: raftq.v1.StatusResponse.members:type_name -> raftq.v1.Member
+	3,   // 36: raftq.v1.ErrorDetail.reason:type_name -> raftq.v1.ErrorDetail.Reason
+	41,  // 37: raftq.v1.ItemError.detail:type_name -> raftq.v1.ErrorDetail
+	15,  // 38: raftq.v1.AckBatchRequest.items:type_name -> raftq.v1.AckRequest
+	50,  // 39: raftq.v1.AckBatchResult.error:type_name -> raftq.v1.ItemError
+	52,  // 40: raftq.v1.AckBatchResponse.results:type_name -> raftq.v1.AckBatchResult
+	17,  // 41: raftq.v1.NackBatchRequest.items:type_name -> raftq.v1.NackRequest
+	18,  // 42: raftq.v1.NackBatchResult.response:type_name -> raftq.v1.NackResponse
+	50,  // 43: raftq.v1.NackBatchResult.error:type_name -> raftq.v1.ItemError
+	55,  // 44: raftq.v1.NackBatchResponse.results:type_name -> raftq.v1.NackBatchResult
+	13,  // 45: raftq.v1.ExtendLeaseBatchRequest.items:type_name -> raftq.v1.ExtendLeaseRequest
+	14,  // 46: raftq.v1.ExtendLeaseBatchResult.response:type_name -> raftq.v1.ExtendLeaseResponse
+	50,  // 47: raftq.v1.ExtendLeaseBatchResult.error:type_name -> raftq.v1.ItemError
+	58,  // 48: raftq.v1.ExtendLeaseBatchResponse.results:type_name -> raftq.v1.ExtendLeaseBatchResult
+	6,   // 49: raftq.v1.EnqueueStreamRequest.job:type_name -> raftq.v1.JobSpec
+	9,   // 50: raftq.v1.EnqueueStreamResponse.result:type_name -> raftq.v1.EnqueueResult
+	50,  // 51: raftq.v1.EnqueueStreamResponse.error:type_name -> raftq.v1.ItemError
+	81,  // 52: raftq.v1.ConsumeOpen.lease_duration:type_name -> google.protobuf.Duration
+	62,  // 53: raftq.v1.ConsumeRequest.open:type_name -> raftq.v1.ConsumeOpen
+	4,   // 54: raftq.v1.ConsumeNotice.kind:type_name -> raftq.v1.ConsumeNotice.Kind
+	64,  // 55: raftq.v1.ConsumeResponse.opened:type_name -> raftq.v1.ConsumeOpened
+	7,   // 56: raftq.v1.ConsumeResponse.job:type_name -> raftq.v1.Job
+	65,  // 57: raftq.v1.ConsumeResponse.notice:type_name -> raftq.v1.ConsumeNotice
+	6,   // 58: raftq.v1.ScheduleSpec.job:type_name -> raftq.v1.JobSpec
+	81,  // 59: raftq.v1.ScheduleSpec.interval:type_name -> google.protobuf.Duration
+	81,  // 60: raftq.v1.ScheduleSpec.jitter:type_name -> google.protobuf.Duration
+	2,   // 61: raftq.v1.ScheduleSpec.overlap:type_name -> raftq.v1.OverlapPolicy
+	67,  // 62: raftq.v1.Schedule.spec:type_name -> raftq.v1.ScheduleSpec
+	82,  // 63: raftq.v1.Schedule.last_tick:type_name -> google.protobuf.Timestamp
+	82,  // 64: raftq.v1.Schedule.next_tick:type_name -> google.protobuf.Timestamp
+	82,  // 65: raftq.v1.Schedule.created_at:type_name -> google.protobuf.Timestamp
+	82,  // 66: raftq.v1.Schedule.updated_at:type_name -> google.protobuf.Timestamp
+	67,  // 67: raftq.v1.PutScheduleRequest.schedule:type_name -> raftq.v1.ScheduleSpec
+	68,  // 68: raftq.v1.PutScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	1,   // 69: raftq.v1.GetScheduleRequest.consistency:type_name -> raftq.v1.Consistency
+	68,  // 70: raftq.v1.GetScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	1,   // 71: raftq.v1.ListSchedulesRequest.consistency:type_name -> raftq.v1.Consistency
+	68,  // 72: raftq.v1.ListSchedulesResponse.schedules:type_name -> raftq.v1.Schedule
+	68,  // 73: raftq.v1.PauseScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	68,  // 74: raftq.v1.ResumeScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	8,   // 75: raftq.v1.Broker.Enqueue:input_type -> raftq.v1.EnqueueRequest
+	11,  // 76: raftq.v1.Broker.Fetch:input_type -> raftq.v1.FetchRequest
+	13,  // 77: raftq.v1.Broker.ExtendLease:input_type -> raftq.v1.ExtendLeaseRequest
+	15,  // 78: raftq.v1.Broker.Ack:input_type -> raftq.v1.AckRequest
+	17,  // 79: raftq.v1.Broker.Nack:input_type -> raftq.v1.NackRequest
+	19,  // 80: raftq.v1.Broker.GetJob:input_type -> raftq.v1.GetJobRequest
+	21,  // 81: raftq.v1.Broker.CancelJob:input_type -> raftq.v1.CancelJobRequest
+	23,  // 82: raftq.v1.Broker.QueueStats:input_type -> raftq.v1.QueueStatsRequest
+	51,  // 83: raftq.v1.Broker.AckBatch:input_type -> raftq.v1.AckBatchRequest
+	54,  // 84: raftq.v1.Broker.NackBatch:input_type -> raftq.v1.NackBatchRequest
+	57,  // 85: raftq.v1.Broker.ExtendLeaseBatch:input_type -> raftq.v1.ExtendLeaseBatchRequest
+	60,  // 86: raftq.v1.Broker.EnqueueStream:input_type -> raftq.v1.EnqueueStreamRequest
+	63,  // 87: raftq.v1.Broker.Consume:input_type -> raftq.v1.ConsumeRequest
+	26,  // 88: raftq.v1.Admin.PauseQueue:input_type -> raftq.v1.PauseQueueRequest
+	28,  // 89: raftq.v1.Admin.ResumeQueue:input_type -> raftq.v1.ResumeQueueRequest
+	30,  // 90: raftq.v1.Admin.Redrive:input_type -> raftq.v1.RedriveRequest
+	32,  // 91: raftq.v1.Admin.ListJobs:input_type -> raftq.v1.ListJobsRequest
+	42,  // 92: raftq.v1.Admin.PurgeDead:input_type -> raftq.v1.PurgeDeadRequest
+	34,  // 93: raftq.v1.Cluster.Join:input_type -> raftq.v1.JoinRequest
+	36,  // 94: raftq.v1.Cluster.Remove:input_type -> raftq.v1.RemoveRequest
+	38,  // 95: raftq.v1.Cluster.Status:input_type -> raftq.v1.StatusRequest
+	44,  // 96: raftq.v1.Cluster.TransferLeadership:input_type -> raftq.v1.TransferLeadershipRequest
+	46,  // 97: raftq.v1.Cluster.Snapshot:input_type -> raftq.v1.SnapshotRequest
+	48,  // 98: raftq.v1.Cluster.Restore:input_type -> raftq.v1.RestoreChunk
+	69,  // 99: raftq.v1.Schedules.PutSchedule:input_type -> raftq.v1.PutScheduleRequest
+	71,  // 100: raftq.v1.Schedules.GetSchedule:input_type -> raftq.v1.GetScheduleRequest
+	73,  // 101: raftq.v1.Schedules.ListSchedules:input_type -> raftq.v1.ListSchedulesRequest
+	75,  // 102: raftq.v1.Schedules.PauseSchedule:input_type -> raftq.v1.PauseScheduleRequest
+	77,  // 103: raftq.v1.Schedules.ResumeSchedule:input_type -> raftq.v1.ResumeScheduleRequest
+	79,  // 104: raftq.v1.Schedules.DeleteSchedule:input_type -> raftq.v1.DeleteScheduleRequest
+	10,  // 105: raftq.v1.Broker.Enqueue:output_type -> raftq.v1.EnqueueResponse
+	12,  // 106: raftq.v1.Broker.Fetch:output_type -> raftq.v1.FetchResponse
+	14,  // 107: raftq.v1.Broker.ExtendLease:output_type -> raftq.v1.ExtendLeaseResponse
+	16,  // 108: raftq.v1.Broker.Ack:output_type -> raftq.v1.AckResponse
+	18,  // 109: raftq.v1.Broker.Nack:output_type -> raftq.v1.NackResponse
+	20,  // 110: raftq.v1.Broker.GetJob:output_type -> raftq.v1.GetJobResponse
+	22,  // 111: raftq.v1.Broker.CancelJob:output_type -> raftq.v1.CancelJobResponse
+	25,  // 112: raftq.v1.Broker.QueueStats:output_type -> raftq.v1.QueueStatsResponse
+	53,  // 113: raftq.v1.Broker.AckBatch:output_type -> raftq.v1.AckBatchResponse
+	56,  // 114: raftq.v1.Broker.NackBatch:output_type -> raftq.v1.NackBatchResponse
+	59,  // 115: raftq.v1.Broker.ExtendLeaseBatch:output_type -> raftq.v1.ExtendLeaseBatchResponse
+	61,  // 116: raftq.v1.Broker.EnqueueStream:output_type -> raftq.v1.EnqueueStreamResponse
+	66,  // 117: raftq.v1.Broker.Consume:output_type -> raftq.v1.ConsumeResponse
+	27,  // 118: raftq.v1.Admin.PauseQueue:output_type -> raftq.v1.PauseQueueResponse
+	29,  // 119: raftq.v1.Admin.ResumeQueue:output_type -> raftq.v1.ResumeQueueResponse
+	31,  // 120: raftq.v1.Admin.Redrive:output_type -> raftq.v1.RedriveResponse
+	33,  // 121: raftq.v1.Admin.ListJobs:output_type -> raftq.v1.ListJobsResponse
+	43,  // 122: raftq.v1.Admin.PurgeDead:output_type -> raftq.v1.PurgeDeadResponse
+	35,  // 123: raftq.v1.Cluster.Join:output_type -> raftq.v1.JoinResponse
+	37,  // 124: raftq.v1.Cluster.Remove:output_type -> raftq.v1.RemoveResponse
+	40,  // 125: raftq.v1.Cluster.Status:output_type -> raftq.v1.StatusResponse
+	45,  // 126: raftq.v1.Cluster.TransferLeadership:output_type -> raftq.v1.TransferLeadershipResponse
+	47,  // 127: raftq.v1.Cluster.Snapshot:output_type -> raftq.v1.SnapshotChunk
+	49,  // 128: raftq.v1.Cluster.Restore:output_type -> raftq.v1.RestoreResponse
+	70,  // 129: raftq.v1.Schedules.PutSchedule:output_type -> raftq.v1.PutScheduleResponse
+	72,  // 130: raftq.v1.Schedules.GetSchedule:output_type -> raftq.v1.GetScheduleResponse
+	74,  // 131: raftq.v1.Schedules.ListSchedules:output_type -> raftq.v1.ListSchedulesResponse
+	76,  // 132: raftq.v1.Schedules.PauseSchedule:output_type -> raftq.v1.PauseScheduleResponse
+	78,  // 133: raftq.v1.Schedules.ResumeSchedule:output_type -> raftq.v1.ResumeScheduleResponse
+	80,  // 134: raftq.v1.Schedules.DeleteSchedule:output_type -> raftq.v1.DeleteScheduleResponse
+	105, // [105:135] is the sub-list for method output_type
+	75,  // [75:105] is the sub-list for method input_type
+	75,  // [75:75] is the sub-list for extension type_name
+	75,  // [75:75] is the sub-list for extension extendee
+	0,   // [0:75] is the sub-list for field type_name
 }
 
 func init() { file_raftq_v1_broker_proto_init() }
@@ -4381,10 +5321,10 @@ func file_raftq_v1_broker_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftq_v1_broker_proto_rawDesc), len(file_raftq_v1_broker_proto_rawDesc)),
-			NumEnums:      4,
-			NumMessages:   62,
+			NumEnums:      5,
+			NumMessages:   76,
 			NumExtensions: 0,
-			NumServices:   3,
+			NumServices:   4,
 		},
 		GoTypes:           file_raftq_v1_broker_proto_goTypes,
 		DependencyIndexes: file_raftq_v1_broker_proto_depIdxs,
