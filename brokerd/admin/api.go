@@ -41,6 +41,9 @@ type Job struct {
 	LeaseDeadline        *time.Time `json:"lease_deadline,omitempty"`
 	LeasedBy             string     `json:"leased_by,omitempty"`
 	CancelRequested      bool       `json:"cancel_requested,omitempty"`
+	// The schedule and tick that created the job (schedule.go).
+	Schedule     string     `json:"schedule,omitempty"`
+	ScheduleTick *time.Time `json:"schedule_tick,omitempty"`
 }
 
 func stateName(s raftqv1.JobState) string { return fsm.State(s).String() }
@@ -88,6 +91,9 @@ func JobFromProto(j *raftqv1.Job) Job {
 	}
 	if j.LeaseDeadline != nil {
 		out.LeaseDeadline = ts(j.LeaseDeadline)
+	}
+	if j.ScheduleTick != nil {
+		out.Schedule, out.ScheduleTick = j.Schedule, ts(j.ScheduleTick)
 	}
 	return out
 }

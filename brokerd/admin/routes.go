@@ -67,6 +67,9 @@ func (s *Server) routes() http.Handler {
 		r.Get("/v1/jobs/{id}/attempts", s.getAttempts)
 		r.Post("/v1/jobs/{id}/cancel", s.cancelJob)
 
+		r.Get("/v1/schedules", s.listSchedules)
+		r.Get("/v1/schedules/{name}", s.getSchedule)
+
 		s.uiRoutes(r)
 	})
 	r.Handle("/ui/static/*", http.StripPrefix("/ui/", http.FileServerFS(staticFS)))

@@ -251,6 +251,41 @@ func TestEveryCommandPrintsJSON(t *testing.T) {
 		t.Fatalf("resume: %+v", paused)
 	}
 
+	// schedules: put, get, list, pause, resume, apply (twice: the second
+	// changes nothing), delete.
+	var scheds struct {
+		Schedules []struct {
+			Name     string `json:"name"`
+			Paused   bool   `json:"paused"`
+			Action   string `json:"action"`
+			TimeZone string `json:"time_zone"`
+		} `json:"schedules"`
+	}
+	run(&scheds, "", "schedules", "put", "nightly", "--queue", "js", "--type", "t", "--cron", "30 2 * * *", "--tz", "Europe/Paris", "--overlap", "allow")
+	run(&scheds, "", "schedules", "get", "nightly")
+	if len(scheds.Schedules) != 1 || scheds.Schedules[0].TimeZone != "Europe/Paris" {
+		t.Fatalf("schedules get: %+v", scheds)
+	}
+	run(&scheds, "", "schedules", "pause", "nightly")
+	if !scheds.Schedules[0].Paused {
+		t.Fatalf("schedules pause: %+v", scheds)
+	}
+	run(&scheds, "", "schedules", "resume", "nightly")
+	file := "schedules:\n  - name: hourly\n    cron: \"@hourly\"\n    catch_up: 2\n    job: {queue: js, type: t, payload: hi}\n"
+	run(&scheds, file, "schedules", "apply", "-f", "-", "--prune")
+	if len(scheds.Schedules) != 2 || scheds.Schedules[0].Action != "created" || scheds.Schedules[1].Action != "deleted" {
+		t.Fatalf("schedules apply: %+v", scheds)
+	}
+	run(&scheds, file, "schedules", "apply", "-f", "-")
+	if len(scheds.Schedules) != 1 || scheds.Schedules[0].Action != "unchanged" {
+		t.Fatalf("schedules apply again: %+v", scheds)
+	}
+	run(&scheds, "", "schedules", "list")
+	if len(scheds.Schedules) != 1 || scheds.Schedules[0].Name != "hourly" {
+		t.Fatalf("schedules list: %+v", scheds)
+	}
+	run(nil, "", "schedules", "delete", "hourly")
+
 	// cluster and snapshots.
 	var views []struct {
 		Addr string `json:"addr"`

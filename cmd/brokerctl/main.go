@@ -130,7 +130,7 @@ func rootCmd() *cobra.Command {
 	// Jobs (jobs.go), then the operator's commands (ops.go) and live
 	// settings in etcd (config.go).
 	root.AddCommand(enqueueCmd(g), fetchCmd(g), ackCmd(g), nackCmd(g), extendCmd(g), attemptsCmd(g), benchCmd(g))
-	root.AddCommand(jobsCmd(g), queuesCmd(g), dlqCmd(g), clusterCmd(g), snapshotCmd(g), configCmd(g))
+	root.AddCommand(jobsCmd(g), queuesCmd(g), dlqCmd(g), schedulesCmd(g), clusterCmd(g), snapshotCmd(g), configCmd(g))
 	root.AddCommand(aliases(g)...)
 	return root
 }
