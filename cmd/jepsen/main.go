@@ -235,6 +235,14 @@ func run(o options, faults []nemesis.Fault) (bool, []checker.Result, error) {
 			}
 		}
 	}
+	// The cron workload: one @every 1s schedule through every fault
+	// (checker.Cron).
+	cronCtx, cronCancel := context.WithTimeout(ctx, 60*time.Second)
+	firstTick, err := workload.SetupCron(cronCtx, cl.Addrs())
+	cronCancel()
+	if err != nil {
+		return false, nil, err
+	}
 	w := workload.New(wcfg, rec, cl.Addrs(), cl.SvcdAddr)
 	if err := w.Start(); err != nil {
 		return false, nil, err
@@ -268,6 +276,7 @@ func run(o options, faults []nemesis.Fault) (bool, []checker.Result, error) {
 	w.Stop()
 	log.Info("drained", "remaining", remaining)
 
+	cron := workload.ReadCron(cl.Addrs(), firstTick, 60*time.Second)
 	states := finalStates(cl, env, log)
 	rows, rowErr := readRows(cl.SvcdAddr)
 	if rowErr != nil {
@@ -276,6 +285,7 @@ func run(o options, faults []nemesis.Fault) (bool, []checker.Result, error) {
 	_ = rec.Close()
 	writeJSON(filepath.Join(dir, "nodes.json"), states)
 	writeJSON(filepath.Join(dir, "rows.json"), rows)
+	writeJSON(filepath.Join(dir, "cron.json"), cron)
 
 	ops := rec.Ops()
 	r := &report.Run{
@@ -290,7 +300,7 @@ func run(o options, faults []nemesis.Fault) (bool, []checker.Result, error) {
 	if remaining > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("the drain ended with %d values enqueued OK not known to be done", remaining))
 	}
-	valid, results := check(ops, rows, states, r, workEnd)
+	valid, results := check(ops, rows, states, cron, r, workEnd)
 	if err := report.WriteJSON(dir, r); err != nil {
 		log.Warn("results.json", "err", err)
 	}
@@ -311,7 +321,7 @@ const (
 )
 
 // check runs every checker and fills r.
-func check(ops []history.Op, rows []checker.Row, states []checker.NodeState, r *report.Run, workEnd int64) (bool, []checker.Result) {
+func check(ops []history.Op, rows []checker.Row, states []checker.NodeState, cron *checker.CronState, r *report.Run, workEnd int64) (bool, []checker.Result) {
 	var end int64
 	for _, op := range ops {
 		end = max(end, op.End)
@@ -323,6 +333,7 @@ func check(ops []history.Op, rows []checker.Row, states []checker.NodeState, r *
 		checker.Fencing(ops, checker.RowsExcept(rows, workerdQueue)),
 		checker.Linearizable(ops, 5*time.Second),
 		checker.Divergence(states),
+		checker.Cron(cron),
 	}
 	r.Valid = true
 	for _, c := range r.Checkers {
@@ -431,6 +442,10 @@ func checkCmd(args []string) int {
 	if err := readJSON(filepath.Join(dir, "nodes.json"), &states); err != nil && !errors.Is(err, os.ErrNotExist) {
 		fmt.Fprintln(os.Stderr, "jepsen: nodes.json:", err)
 	}
+	var cron *checker.CronState
+	if err := readJSON(filepath.Join(dir, "cron.json"), &cron); err != nil && !errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintln(os.Stderr, "jepsen: cron.json:", err)
+	}
 	var end int64
 	for _, op := range ops {
 		if op.Kind == history.Enqueue && op.End > end {
@@ -438,7 +453,7 @@ func checkCmd(args []string) int {
 		}
 	}
 	r := &report.Run{Name: filepath.Base(dir)}
-	valid, _ := check(ops, rows, states, r, end)
+	valid, _ := check(ops, rows, states, cron, r, end)
 	fmt.Print(report.Summary(r))
 	if !valid {
 		return 1
