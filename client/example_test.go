@@ -6,6 +6,8 @@ import (
 	"log"
 	"time"
 
+	"google.golang.org/protobuf/types/known/durationpb"
+
 	"github.com/raftq/raftq/client"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
@@ -83,4 +85,42 @@ func ExampleNewJob() {
 		client.WithIdempotencyKey("monthly-2026-10"))
 	fmt.Println(spec.Queue, spec.Type, spec.MaxAttempts, spec.Retry.InitialBackoff.AsDuration(), spec.IdempotencyKey)
 	// Output: reports monthly 3 1s monthly-2026-10
+}
+
+// A periodic job: every night at 02:30 Paris time, one "nightly" job in
+// the reports queue, started within a minute of the tick (jitter), never
+// two at once (the previous run still going makes the tick skip), and
+// after an outage at most one missed night caught up. The cluster fires
+// each tick as one Raft command keyed by (schedule, tick), so a leader
+// change never duplicates or loses a night. Putting the same spec again
+// changes nothing, so this runs safely at every deploy.
+func ExampleClient_PutSchedule() {
+	c, err := client.New([]string{"127.0.0.1:7001"}, client.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	spec := client.CronSchedule("nightly-report", "30 2 * * *",
+		client.NewJob("reports", "nightly", nil, client.WithMaxAttempts(3)))
+	spec.TimeZone = "Europe/Paris"
+	spec.Jitter = durationpb.New(time.Minute)
+	spec.Overlap = raftqv1.OverlapPolicy_OVERLAP_POLICY_SKIP
+	spec.CatchUp = 1
+	s, changed, err := c.PutSchedule(ctx, spec)
+	if err != nil {
+		log.Fatal(err) // a bad cron expression or time zone is InvalidArgument
+	}
+	fmt.Println("changed:", changed, "next tick:", s.NextTick.AsTime())
+
+	// Each job names its schedule and tick.
+	if s.LastJobId != "" {
+		job, err := c.GetJob(ctx, s.LastJobId, 0)
+		if err != nil {
+			log.Fatal(err)
+		}
+		fmt.Println(job.Schedule, job.ScheduleTick.AsTime())
+	}
 }
