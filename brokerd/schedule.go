@@ -294,11 +294,13 @@ func (n *Node) runScheduler(ctx context.Context) {
 		changed := n.fsm.Changed()
 		now := n.clock()
 		wake := now.Add(scheduleRecheck)
+		seen := map[string]bool{}
 		for _, sc := range n.fsm.Schedules() {
+			name := sc.Spec.GetName()
+			seen[name] = true
 			if sc.Spec.GetPaused() {
 				continue
 			}
-			name := sc.Spec.GetName()
 			tk := tickers[name]
 			if tk == nil || versions[name] != sc.Version || tk.anchor.UnixNano() != sc.Anchor {
 				var err error
@@ -321,6 +323,12 @@ func (n *Node) runScheduler(ctx context.Context) {
 			}
 			if nx := tk.next(after); !nx.IsZero() && nx.Before(wake) {
 				wake = nx
+			}
+		}
+		for name := range tickers { // deleted schedules
+			if !seen[name] {
+				delete(tickers, name)
+				delete(versions, name)
 			}
 		}
 		d := time.Until(wake)

@@ -256,3 +256,34 @@ func TestScheduleAPI(t *testing.T) {
 func containsFold(s, sub string) bool {
 	return strings.Contains(strings.ToLower(s), strings.ToLower(sub))
 }
+
+// With auth on, only admins manage or read schedules; a refused call
+// changes nothing; an admin's put through a follower is audited on the
+// leader with the schedule's name.
+func TestScheduleAuth(t *testing.T) {
+	s := newSecureCluster(t)
+	ctx := ctxT(t, 60*time.Second)
+	f := s.follower()
+	producer, worker, adm := s.client(t, producerTok, f.GRPCAddr()), s.client(t, workerTok, f.GRPCAddr()), s.client(t, adminTok, f.GRPCAddr())
+	hash := s.c.WaitConverged(20 * time.Second)
+	sp := client.CronSchedule("orders-hourly", "@hourly", spec("orders.eu"))
+	_, _, err := producer.PutSchedule(ctx, sp)
+	wantCode(t, "producer putting a schedule", err, codes.PermissionDenied)
+	_, err = worker.ListSchedules(ctx, 0)
+	wantCode(t, "worker listing schedules", err, codes.PermissionDenied)
+	_, err = producer.PauseSchedule(ctx, "orders-hourly")
+	wantCode(t, "producer pausing a schedule", err, codes.PermissionDenied)
+	for _, n := range s.c.Up() {
+		if n.FSM().Hash() != hash {
+			t.Fatalf("a refused call changed %s's state", n.ID())
+		}
+	}
+	if _, _, err := adm.PutSchedule(ctx, sp); err != nil {
+		t.Fatalf("admin put through a follower: %v", err)
+	}
+	if list, err := adm.ListSchedules(ctx, 0); err != nil || len(list) != 1 {
+		t.Fatalf("admin list: %v %v", list, err)
+	}
+	wantAudit(t, s, map[string]any{"principal": "token:ops", "method": "/raftq.v1.Schedules/PutSchedule", "code": "OK", "schedule": "orders-hourly", "outcome": "ok"})
+	wantAudit(t, s, map[string]any{"principal": "token:ingest", "method": "/raftq.v1.Schedules/PutSchedule", "code": "PermissionDenied", "outcome": "refused"})
+}

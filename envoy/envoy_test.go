@@ -78,14 +78,23 @@ var retrySafe = map[string]string{
 	"/raftq.v1.Cluster/TransferLeadership": "",
 	"/raftq.v1.Cluster/Snapshot":           "", // a stream
 	"/raftq.v1.Cluster/Restore":            "", // a stream
+	// PutSchedule, Pause and Resume are idempotent, but like the other
+	// admin calls they are not retried on UNAVAILABLE: the client retries.
+	"/raftq.v1.Schedules/PutSchedule":    "",
+	"/raftq.v1.Schedules/GetSchedule":    "",
+	"/raftq.v1.Schedules/ListSchedules":  "",
+	"/raftq.v1.Schedules/PauseSchedule":  "",
+	"/raftq.v1.Schedules/ResumeSchedule": "",
+	"/raftq.v1.Schedules/DeleteSchedule": "",
 }
 
 // clusterFor is where each service's RPCs must go.
 var clusterFor = map[string]string{
-	"raftq.v1.Broker":  "brokerd",
-	"raftq.v1.Admin":   "brokerd",
-	"raftq.v1.Cluster": "brokerd",
-	"raftq.v1.Results": "svcd",
+	"raftq.v1.Broker":    "brokerd",
+	"raftq.v1.Admin":     "brokerd",
+	"raftq.v1.Cluster":   "brokerd",
+	"raftq.v1.Schedules": "brokerd",
+	"raftq.v1.Results":   "svcd",
 }
 
 // configFiles returns every Envoy config in this directory.
