@@ -331,7 +331,7 @@ func (n *Node) runScheduler(ctx context.Context) {
 				delete(versions, name)
 			}
 		}
-		d := time.Until(wake)
+		d := wake.Sub(n.clock())
 		if d <= 0 {
 			continue
 		}
