@@ -226,8 +226,10 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 
 // ---- cluster ----
 
-func (s *Server) clusterView(r *http.Request) (Cluster, error) {
-	st, err := s.cluster.Status(r.Context(), &raftqv1.StatusRequest{WithHash: true})
+// clusterView is the cluster as this node sees it; withHash adds the state
+// hash, which reads the whole store (the dashboard does without).
+func (s *Server) clusterView(r *http.Request, withHash bool) (Cluster, error) {
+	st, err := s.cluster.Status(r.Context(), &raftqv1.StatusRequest{WithHash: withHash})
 	if err != nil {
 		return Cluster{}, err
 	}
@@ -243,7 +245,7 @@ func (s *Server) clusterView(r *http.Request) (Cluster, error) {
 }
 
 func (s *Server) getCluster(w http.ResponseWriter, r *http.Request) {
-	c, err := s.clusterView(r)
+	c, err := s.clusterView(r, true)
 	if err != nil {
 		writeError(w, r, err)
 		return

@@ -19,13 +19,17 @@ type rateSampler struct {
 	f        *fsm.FSM
 	interval time.Duration
 	window   time.Duration
+	// observe, when set, sees every sample's stats (the dashboard's
+	// history ring).
+	observe func(time.Time, []fsm.QueueStats)
 
 	mu      sync.Mutex
 	samples []rateSample // oldest first, spanning at most window
 
-	quit chan struct{}
-	done chan struct{}
-	once sync.Once
+	started bool // start ran: stop waits for the loop only then (New's error paths stop an unstarted sampler)
+	quit    chan struct{}
+	done    chan struct{}
+	once    sync.Once
 }
 
 type rateSample struct {
@@ -49,6 +53,7 @@ func newRateSampler(f *fsm.FSM, interval, window time.Duration) *rateSampler {
 }
 
 func (r *rateSampler) start() {
+	r.started = true
 	r.sample(time.Now())
 	go func() {
 		defer close(r.done)
@@ -68,7 +73,9 @@ func (r *rateSampler) start() {
 func (r *rateSampler) stop() {
 	r.once.Do(func() {
 		close(r.quit)
-		<-r.done
+		if r.started {
+			<-r.done
+		}
 	})
 }
 
@@ -88,7 +95,11 @@ func totalsOf(stats []fsm.QueueStats) map[string]queueTotals {
 }
 
 func (r *rateSampler) sample(now time.Time) {
-	s := rateSample{at: now, totals: totalsOf(r.f.Stats(nil))}
+	stats := r.f.Stats(nil)
+	s := rateSample{at: now, totals: totalsOf(stats)}
+	if r.observe != nil {
+		r.observe(now, stats)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.samples = append(r.samples, s)

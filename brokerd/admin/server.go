@@ -100,6 +100,8 @@ type Server struct {
 	cluster raftqv1.ClusterClient
 	results *results.Client
 	rates   *rateSampler
+	hist    *history
+	probe   *prober
 	httpm   *httpMetrics
 
 	closeOnce sync.Once
@@ -141,6 +143,11 @@ func New(cfg Config) (*Server, error) {
 		rates: newRateSampler(cfg.Node.FSM(), 2*time.Second, time.Minute),
 		httpm: newHTTPMetrics(),
 	}
+	// The dashboard's charts: 450 samples of the rate sampler's 2 s tick
+	// are the last 15 minutes.
+	s.hist = newHistory(cfg.Metrics, 450)
+	s.rates.observe = s.hist.observe
+	s.probe = newProber(s, 2*time.Second)
 	if cfg.SvcdAddr != "" {
 		if s.results, err = results.Dial(cfg.SvcdAddr, grpc.WithTransportCredentials(cfg.Credentials)); err != nil {
 			conn.Close()
@@ -174,6 +181,7 @@ func New(cfg Config) (*Server, error) {
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
 	}
 	s.rates.start()
+	s.probe.start()
 	go func() {
 		if err := s.http.Serve(lis); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			s.log.Error("admin serve", "err", err)
@@ -206,6 +214,7 @@ func (s *Server) Close() error {
 func (s *Server) closeClients() {
 	s.closeOnce.Do(func() {
 		s.rates.stop()
+		s.probe.stop()
 		_ = s.conn.Close()
 		if s.results != nil {
 			_ = s.results.Close()

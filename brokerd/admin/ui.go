@@ -3,23 +3,33 @@ package admin
 import (
 	"bytes"
 	"embed"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
 	"fmt"
 	"html/template"
 	"io/fs"
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-chi/chi/v5"
 
+	"github.com/raftq/raftq/fsm"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
+	"github.com/raftq/raftq/results"
 )
 
-// The dashboard is server-rendered html/template pages with embedded CSS
-// and one small script (live queue depths); no build step, no external
-// assets. Its one write, redrive, is a plain form post, so it works without
-// JavaScript too.
+// The dashboard is server-rendered html/template pages with embedded CSS,
+// inline SVG charts drawn on the server (svg.go) and one small script
+// (static/live.js: live numbers, chart refresh); no build step, no
+// external assets. Every action is a plain form post answered with a
+// redirect (post/redirect/get), so it works without JavaScript; the
+// destructive ones (purge, cancel) first answer with a confirmation page
+// whose form carries confirm=yes.
 
 //go:embed templates/*.html
 var templateFS embed.FS
@@ -31,13 +41,46 @@ var staticFS, _ = fs.Sub(staticRoot, ".")
 
 var pages = map[string]*template.Template{}
 
+// payloadShown caps the bytes of a payload or result the job page shows.
+const payloadShown = 64 << 10
+
+// Blob is a payload or result output as the job page shows it: text when
+// it is UTF-8, else base64 and a hex dump of the start.
+type Blob struct {
+	Size      int
+	Text      string
+	Base64    string
+	Hex       string
+	Truncated bool
+	Binary    bool
+}
+
+func blobOf(b []byte) Blob {
+	out := Blob{Size: len(b)}
+	if len(b) > payloadShown {
+		b, out.Truncated = b[:payloadShown], true
+	}
+	if utf8.Valid(b) {
+		out.Text = string(b)
+		return out
+	}
+	out.Binary = true
+	out.Base64 = base64.StdEncoding.EncodeToString(b)
+	h := b
+	if len(h) > 1024 {
+		h = h[:1024]
+	}
+	out.Hex = hex.Dump(h)
+	return out
+}
+
 func init() {
 	funcs := template.FuncMap{
 		"ago": func(t *time.Time) string {
 			if t == nil {
 				return ""
 			}
-			return time.Since(*t).Round(time.Second).String() + " ago"
+			return agoString(time.Since(*t))
 		},
 		"stamp": func(t *time.Time) string {
 			if t == nil {
@@ -45,66 +88,188 @@ func init() {
 			}
 			return t.UTC().Format("2006-01-02 15:04:05Z")
 		},
-		"secs": func(f float64) string { return (time.Duration(f * float64(time.Second))).Round(time.Second).String() },
-		"rate": func(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) },
-		"payload": func(b []byte) string {
-			if len(b) > 4096 {
-				b = b[:4096]
-			}
-			return string(bytes.ToValidUTF8(b, []byte("\uFFFD")))
-		},
-		"pathesc": url.PathEscape,
+		"secs":     func(f float64) string { return (time.Duration(f * float64(time.Second))).Round(time.Second).String() },
+		"rate":     func(f float64) string { return strconv.FormatFloat(f, 'f', 1, 64) },
+		"blob":     blobOf,
+		"chart":    svgChart,
+		"pathesc":  url.PathEscape,
+		"queryesc": url.QueryEscape,
+		"states":   func() []string { return uiStates },
+		"terminal": func(state string) bool { return state == "succeeded" || state == "dead" || state == "cancelled" },
 	}
-	for _, name := range []string{"cluster", "queues", "dead", "job", "error"} {
+	for _, name := range []string{"overview", "queues", "queue", "dead", "jobs", "job", "confirm", "error"} {
 		pages[name] = template.Must(template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html"))
 	}
+}
+
+var uiStates = []string{"scheduled", "ready", "leased", "succeeded", "dead", "cancelled"}
+
+func agoString(d time.Duration) string {
+	switch {
+	case d < time.Second:
+		return "just now"
+	case d < time.Minute:
+		return fmt.Sprintf("%ds ago", int(d.Seconds()))
+	case d < time.Hour:
+		return fmt.Sprintf("%dm%02ds ago", int(d.Minutes()), int(d.Seconds())%60)
+	}
+	return d.Round(time.Minute).String() + " ago"
 }
 
 type pageData struct {
 	Title  string
 	Node   string
 	Active string
+	Notice string
 	Data   any
 }
 
-func (s *Server) render(w http.ResponseWriter, status int, page, title, active string, data any) {
+// notices are the messages a redirect after an action may ask for (by
+// key, so a link cannot make the page say anything else).
+var notices = map[string]string{
+	"paused":    "Queue paused: workers get no more of its jobs until it is resumed.",
+	"resumed":   "Queue resumed.",
+	"cancelled": "Cancel requested: the job is cancelled (a running attempt is told to stop).",
+}
+
+func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, page, title, active string, data any) {
 	var buf bytes.Buffer
-	if err := pages[page].Execute(&buf, pageData{Title: title, Node: s.cfg.Node.ID(), Active: active, Data: data}); err != nil {
+	notice := notices[r.URL.Query().Get("done")]
+	if n := r.URL.Query().Get("redriven"); n != "" {
+		if k, err := strconv.Atoi(n); err == nil {
+			notice = fmt.Sprintf("Redrove %d job(s): they are ready again with fresh attempts.", k)
+		}
+	}
+	if n := r.URL.Query().Get("purged"); n != "" {
+		if k, err := strconv.Atoi(n); err == nil {
+			notice = fmt.Sprintf("Purged %d dead job(s) for good.", k)
+		}
+	}
+	if err := pages[page].Execute(&buf, pageData{Title: title, Node: s.cfg.Node.ID(), Active: active, Notice: notice, Data: data}); err != nil {
 		s.log.Error("render", "page", page, "err", err)
 		http.Error(w, "template error", http.StatusInternalServerError)
 		return
 	}
+	setPageHeaders(w)
+	w.WriteHeader(status)
+	_, _ = w.Write(buf.Bytes())
+}
+
+func setPageHeaders(w http.ResponseWriter) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.Header().Set("Content-Security-Policy", "default-src 'self'; style-src 'self'; script-src 'self'; frame-ancestors 'none'")
-	w.WriteHeader(status)
-	_, _ = w.Write(buf.Bytes())
 }
 
 func (s *Server) renderError(w http.ResponseWriter, r *http.Request, err error) {
 	ae := toAPIError(err)
 	info := ae.info
 	info.RequestID = requestID(r.Context())
-	s.render(w, ae.status, "error", "Error", "", info)
+	s.render(w, r, ae.status, "error", "Error", "", info)
 }
 
 func (s *Server) uiRoutes(r chi.Router) {
 	r.Get("/ui", func(w http.ResponseWriter, r *http.Request) { http.Redirect(w, r, "/ui/", http.StatusFound) })
-	r.Get("/ui/", s.uiCluster)
+	r.Get("/ui/", s.uiOverview)
+	r.Get("/ui/live/overview", s.uiOverviewLive)
+	r.Get("/ui/live/queues/{queue}", s.uiQueueLive)
 	r.Get("/ui/queues", s.uiQueues)
+	r.Get("/ui/queues/{queue}", s.uiQueue)
+	r.Post("/ui/queues/{queue}/pause", s.uiPause)
+	r.Post("/ui/queues/{queue}/resume", s.uiResume)
 	r.Get("/ui/queues/{queue}/dead", s.uiDead)
 	r.Post("/ui/queues/{queue}/dead/redrive", s.uiRedrive)
+	r.Post("/ui/queues/{queue}/dead/purge", s.uiPurge)
+	r.Get("/ui/jobs", s.uiJobs)
 	r.Get("/ui/jobs/{id}", s.uiJob)
+	r.Post("/ui/jobs/{id}/cancel", s.uiCancel)
 }
 
-func (s *Server) uiCluster(w http.ResponseWriter, r *http.Request) {
-	c, err := s.clusterView(r)
+// ---- overview ----
+
+type overviewPage struct {
+	Cluster   Cluster
+	Nodes     []NodeHealth
+	Probed    time.Time
+	Up, Total int
+	Queues    []Queue
+	Totals    map[string]int64
+	Charts    []Chart
+	RaftLast  string // this node's raft last_contact (follower: to the leader)
+}
+
+func (s *Server) overview(r *http.Request) (overviewPage, error) {
+	c, err := s.clusterView(r, false)
+	if err != nil {
+		return overviewPage{}, err
+	}
+	qs, err := s.queues(r)
+	if err != nil {
+		return overviewPage{}, err
+	}
+	p := overviewPage{Cluster: c, Queues: qs, Totals: map[string]int64{}, RaftLast: c.Raft["last_contact"]}
+	for _, q := range qs {
+		for k, v := range q.Counts {
+			p.Totals[k] += v
+		}
+	}
+	p.Nodes, p.Probed = s.nodeHealth(c)
+	for _, n := range p.Nodes {
+		p.Total++
+		if n.Status == "up" {
+			p.Up++
+		}
+	}
+	ss := s.hist.samples()
+	p.Charts = []Chart{throughput(ss, ""), latency(ss, ""), depth(ss, "")}
+	return p, nil
+}
+
+// nodeHealth is the prober's view, or, before its first probe, the
+// configuration with every member unknown.
+func (s *Server) nodeHealth(c Cluster) ([]NodeHealth, time.Time) {
+	nodes, at := s.probe.nodes()
+	if len(nodes) > 0 {
+		return nodes, at
+	}
+	for _, m := range c.Members {
+		nodes = append(nodes, NodeHealth{NodeID: m.NodeID, GRPCAddr: m.GRPCAddr, RaftAddr: m.RaftAddr, Voter: m.Voter, Leader: m.Leader, Status: "unknown", Self: m.NodeID == c.NodeID})
+	}
+	return nodes, at
+}
+
+func (s *Server) uiOverview(w http.ResponseWriter, r *http.Request) {
+	p, err := s.overview(r)
 	if err != nil {
 		s.renderError(w, r, err)
 		return
 	}
-	s.render(w, http.StatusOK, "cluster", "Cluster", "cluster", c)
+	s.render(w, r, http.StatusOK, "overview", "Overview", "overview", p)
 }
+
+// uiOverviewLive is the overview's changing part alone (cards, charts,
+// nodes), which live.js swaps in every few seconds.
+func (s *Server) uiOverviewLive(w http.ResponseWriter, r *http.Request) {
+	p, err := s.overview(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	s.fragment(w, "overview", "live", p)
+}
+
+func (s *Server) fragment(w http.ResponseWriter, page, name string, data any) {
+	var buf bytes.Buffer
+	if err := pages[page].ExecuteTemplate(&buf, name, data); err != nil {
+		s.log.Error("render", "page", page, "fragment", name, "err", err)
+		http.Error(w, "template error", http.StatusInternalServerError)
+		return
+	}
+	setPageHeaders(w)
+	_, _ = w.Write(buf.Bytes())
+}
+
+// ---- queues ----
 
 func (s *Server) uiQueues(w http.ResponseWriter, r *http.Request) {
 	qs, err := s.queues(r)
@@ -112,13 +277,106 @@ func (s *Server) uiQueues(w http.ResponseWriter, r *http.Request) {
 		s.renderError(w, r, err)
 		return
 	}
-	s.render(w, http.StatusOK, "queues", "Queues", "queues", qs)
+	s.render(w, r, http.StatusOK, "queues", "Queues", "queues", qs)
 }
 
+type queuePage struct {
+	Queue  Queue
+	Charts []Chart
+}
+
+// knownQueue reads one queue, or NOT_FOUND when the cluster has never
+// seen it (the gRPC API reports unknown queues as empty ones).
+func (s *Server) knownQueue(r *http.Request, name string) (Queue, error) {
+	qs, err := s.queues(r)
+	if err != nil {
+		return Queue{}, err
+	}
+	for _, q := range qs {
+		if q.Name == name {
+			return q, nil
+		}
+	}
+	return Queue{}, newErr(http.StatusNotFound, CodeNotFound, fmt.Sprintf("no queue named %q: a queue exists once a job is enqueued to it", name))
+}
+
+func (s *Server) queuePage(r *http.Request) (queuePage, error) {
+	name := chi.URLParam(r, "queue")
+	q, err := s.knownQueue(r, name)
+	if err != nil {
+		return queuePage{}, err
+	}
+	ss := s.hist.samples()
+	return queuePage{Queue: q, Charts: []Chart{throughput(ss, name), depth(ss, name), latency(ss, name)}}, nil
+}
+
+func (s *Server) uiQueue(w http.ResponseWriter, r *http.Request) {
+	p, err := s.queuePage(r)
+	if err != nil {
+		s.renderError(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "queue", "Queue "+p.Queue.Name, "queues", p)
+}
+
+func (s *Server) uiQueueLive(w http.ResponseWriter, r *http.Request) {
+	p, err := s.queuePage(r)
+	if err != nil {
+		writeError(w, r, err)
+		return
+	}
+	s.fragment(w, "queue", "live", p)
+}
+
+// form parses a dashboard form post within the body limit. A form post
+// from another site never gets here (refuseCrossSite).
+func (s *Server) form(w http.ResponseWriter, r *http.Request) error {
+	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+	if err := r.ParseForm(); err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return mbe
+		}
+		return invalid("bad form: " + err.Error())
+	}
+	return nil
+}
+
+func (s *Server) uiPause(w http.ResponseWriter, r *http.Request)  { s.uiPauseResume(w, r, true) }
+func (s *Server) uiResume(w http.ResponseWriter, r *http.Request) { s.uiPauseResume(w, r, false) }
+
+func (s *Server) uiPauseResume(w http.ResponseWriter, r *http.Request, pause bool) {
+	if err := s.form(w, r); err != nil {
+		s.renderError(w, r, err)
+		return
+	}
+	q := chi.URLParam(r, "queue")
+	// Pausing an unknown queue would create it: refuse, as the page that
+	// offers the button only exists for known queues.
+	if _, err := s.knownQueue(r, q); err != nil {
+		s.renderError(w, r, err)
+		return
+	}
+	var err error
+	done := "resumed"
+	if pause {
+		_, err = s.admin.PauseQueue(r.Context(), &raftqv1.PauseQueueRequest{Queue: q})
+		done = "paused"
+	} else {
+		_, err = s.admin.ResumeQueue(r.Context(), &raftqv1.ResumeQueueRequest{Queue: q})
+	}
+	if err != nil {
+		s.renderError(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/ui/queues/"+url.PathEscape(q)+"?done="+done, http.StatusSeeOther)
+}
+
+// ---- dead letters ----
+
 type deadPage struct {
-	Queue    string
-	Page     JobPage
-	Redriven string
+	Queue string
+	Page  JobPage
 }
 
 func (s *Server) uiDead(w http.ResponseWriter, r *http.Request) {
@@ -128,14 +386,29 @@ func (s *Server) uiDead(w http.ResponseWriter, r *http.Request) {
 		s.renderError(w, r, err)
 		return
 	}
-	s.render(w, http.StatusOK, "dead", "Dead letters of "+q, "queues", deadPage{Queue: q, Page: page, Redriven: r.URL.Query().Get("redriven")})
+	s.render(w, r, http.StatusOK, "dead", "Dead letters of "+q, "queues", deadPage{Queue: q, Page: page})
+}
+
+// back is where an action returns: the form's "return" when it is a
+// dashboard path (never another site), else def.
+func back(r *http.Request, def string) string {
+	p := r.PostForm.Get("return")
+	if strings.HasPrefix(p, "/ui/") && !strings.HasPrefix(p, "//") && !strings.ContainsAny(p, "\\\r\n") {
+		return p
+	}
+	return def
+}
+
+func withParam(path, k, v string) string {
+	if strings.Contains(path, "?") {
+		return path + "&" + k + "=" + url.QueryEscape(v)
+	}
+	return path + "?" + k + "=" + url.QueryEscape(v)
 }
 
 func (s *Server) uiRedrive(w http.ResponseWriter, r *http.Request) {
-	// A form post from another site never gets here (refuseCrossSite).
-	r.Body = http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
-	if err := r.ParseForm(); err != nil {
-		s.renderError(w, r, invalid("bad form: "+err.Error()))
+	if err := s.form(w, r); err != nil {
+		s.renderError(w, r, err)
 		return
 	}
 	q := chi.URLParam(r, "queue")
@@ -150,14 +423,184 @@ func (s *Server) uiRedrive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Post/redirect/get: a reload does not redrive again.
-	http.Redirect(w, r, fmt.Sprintf("/ui/queues/%s/dead?redriven=%d", url.PathEscape(q), len(resp.JobIds)), http.StatusSeeOther)
+	to := back(r, "/ui/queues/"+url.PathEscape(q)+"/dead")
+	http.Redirect(w, r, withParam(to, "redriven", strconv.Itoa(len(resp.JobIds))), http.StatusSeeOther)
+}
+
+// confirmPage asks before a destructive action: its form posts the same
+// fields again with confirm=yes.
+type confirmPage struct {
+	Question string
+	Action   string
+	Fields   [][2]string
+	Button   string
+	Cancel   string
+}
+
+func (s *Server) confirm(w http.ResponseWriter, r *http.Request, question, button, cancel string) bool {
+	if r.PostForm.Get("confirm") == "yes" {
+		return true
+	}
+	var fields [][2]string
+	for k, vs := range r.PostForm {
+		if k == "confirm" {
+			continue
+		}
+		for _, v := range vs {
+			fields = append(fields, [2]string{k, v})
+		}
+	}
+	s.render(w, r, http.StatusOK, "confirm", "Confirm", "", confirmPage{Question: question, Action: r.URL.Path, Fields: fields, Button: button, Cancel: cancel})
+	return false
+}
+
+func (s *Server) uiPurge(w http.ResponseWriter, r *http.Request) {
+	if err := s.form(w, r); err != nil {
+		s.renderError(w, r, err)
+		return
+	}
+	q := chi.URLParam(r, "queue")
+	ids := r.PostForm["job_id"]
+	all := r.PostForm.Get("all") != ""
+	if len(ids) == 0 && !all {
+		s.renderError(w, r, invalid("choose dead jobs to purge, or all"))
+		return
+	}
+	what := fmt.Sprintf("%d dead job(s)", len(ids))
+	if all {
+		what = "every dead job (up to 1000)"
+	}
+	if !s.confirm(w, r, fmt.Sprintf("Purge %s of queue %q? They are deleted for good and cannot be redriven.", what, q), "Purge", "/ui/queues/"+url.PathEscape(q)) {
+		return
+	}
+	resp, err := s.admin.PurgeDead(r.Context(), &raftqv1.PurgeDeadRequest{Queue: q, JobIds: ids})
+	if err != nil {
+		s.renderError(w, r, err)
+		return
+	}
+	to := back(r, "/ui/queues/"+url.PathEscape(q))
+	http.Redirect(w, r, withParam(to, "purged", strconv.Itoa(len(resp.JobIds))), http.StatusSeeOther)
+}
+
+// ---- jobs ----
+
+// jobsPage is the job browser: one queue or all, one state or all, an
+// optional type, a page of at most Limit jobs.
+type jobsPage struct {
+	Queue, State, Type string
+	Queues             []string
+	Jobs               []Job
+	NextAfter          string
+	// Scanned is how many jobs were read to fill the page (the type
+	// filter reads past jobs of other types, up to scanLimit).
+	Scanned   int
+	Truncated bool
+}
+
+const (
+	browseLimit = 50
+	scanLimit   = 5000
+)
+
+func (s *Server) uiJobs(w http.ResponseWriter, r *http.Request) {
+	qv := r.URL.Query()
+	if id := strings.TrimSpace(qv.Get("id")); id != "" {
+		http.Redirect(w, r, "/ui/jobs/"+url.PathEscape(id), http.StatusSeeOther)
+		return
+	}
+	p := jobsPage{Queue: qv.Get("queue"), State: qv.Get("state"), Type: qv.Get("type"), Jobs: []Job{}}
+	var states []raftqv1.JobState
+	if p.State != "" {
+		st, err := parseState(p.State)
+		if err != nil {
+			s.renderError(w, r, err)
+			return
+		}
+		states = []raftqv1.JobState{st}
+	} else {
+		for st := fsm.StateScheduled; st <= fsm.StateCancelled; st++ {
+			states = append(states, raftqv1.JobState(st))
+		}
+	}
+	qs, err := s.queues(r)
+	if err != nil {
+		s.renderError(w, r, err)
+		return
+	}
+	for _, q := range qs {
+		p.Queues = append(p.Queues, q.Name)
+	}
+	names := p.Queues
+	if p.Queue != "" {
+		names = []string{p.Queue}
+	}
+	c, err := consistency(r)
+	if err != nil {
+		s.renderError(w, r, err)
+		return
+	}
+	// Pagination continues one queue and state; across several, the page
+	// shows the first browseLimit found.
+	single := len(names) == 1 && len(states) == 1
+	after := ""
+	if single {
+		after = qv.Get("after")
+	}
+fill:
+	for _, q := range names {
+		for _, st := range states {
+			cur := after
+			for {
+				resp, err := s.admin.ListJobs(r.Context(), &raftqv1.ListJobsRequest{Queue: q, State: st, Limit: 500, After: cur, Consistency: c})
+				if err != nil {
+					s.renderError(w, r, err)
+					return
+				}
+				for _, j := range resp.Jobs {
+					p.Scanned++
+					if p.Type == "" || j.Type == p.Type {
+						p.Jobs = append(p.Jobs, JobFromProto(j))
+						if len(p.Jobs) == browseLimit {
+							if single {
+								p.NextAfter = j.Id
+							} else {
+								p.Truncated = true
+							}
+							break fill
+						}
+					}
+				}
+				if resp.NextAfter == "" {
+					break
+				}
+				if p.Scanned >= scanLimit {
+					p.Truncated = true
+					break fill
+				}
+				cur = resp.NextAfter
+			}
+		}
+	}
+	s.render(w, r, http.StatusOK, "jobs", "Jobs", "jobs", p)
 }
 
 type jobPage struct {
 	Job         Job
 	Attempts    []Attempt
 	AttemptsErr string
+	Result      *ResultView
+	ResultErr   string
 	HasResults  bool
+}
+
+// ResultView is the job's result as svcd stores it.
+type ResultView struct {
+	Status     string
+	WorkerID   string
+	Attempt    int32
+	Error      string
+	Output     Blob
+	FinishedAt *time.Time
 }
 
 func (s *Server) uiJob(w http.ResponseWriter, r *http.Request) {
@@ -172,6 +615,34 @@ func (s *Server) uiJob(w http.ResponseWriter, r *http.Request) {
 		if p.Attempts, err = s.attempts(r, id); err != nil {
 			p.AttemptsErr = err.Error()
 		}
+		res, err := s.results.GetResult(r.Context(), id)
+		switch {
+		case err == nil:
+			ft := res.FinishedAt
+			p.Result = &ResultView{Status: string(res.Status), WorkerID: res.WorkerID, Attempt: res.Attempt, Error: res.Error, Output: blobOf(res.Output)}
+			if !ft.IsZero() {
+				p.Result.FinishedAt = &ft
+			}
+		case errors.Is(err, results.ErrNotFound):
+		default:
+			p.ResultErr = err.Error()
+		}
 	}
-	s.render(w, http.StatusOK, "job", "Job "+id, "queues", p)
+	s.render(w, r, http.StatusOK, "job", "Job "+id, "jobs", p)
+}
+
+func (s *Server) uiCancel(w http.ResponseWriter, r *http.Request) {
+	if err := s.form(w, r); err != nil {
+		s.renderError(w, r, err)
+		return
+	}
+	id := chi.URLParam(r, "id")
+	if !s.confirm(w, r, fmt.Sprintf("Cancel job %s? It will not run again; a worker running it is told to stop.", id), "Cancel job", "/ui/jobs/"+url.PathEscape(id)) {
+		return
+	}
+	if _, err := s.broker.CancelJob(r.Context(), &raftqv1.CancelJobRequest{JobId: id}); err != nil {
+		s.renderError(w, r, err)
+		return
+	}
+	http.Redirect(w, r, "/ui/jobs/"+url.PathEscape(id)+"?done=cancelled", http.StatusSeeOther)
 }

@@ -41,3 +41,25 @@
   setInterval(tick, 2000);
   tick();
 })();
+
+// Live fragments: an element with data-refresh names a dashboard URL that
+// renders its inside (the overview's cards, charts and nodes, a queue's
+// depths and charts); every 3 s it is fetched and swapped in. A failed
+// fetch (the node went away) leaves the last view and marks it stale.
+(function () {
+  var boxes = document.querySelectorAll("[data-refresh]");
+  if (!boxes.length) return;
+  function tick() {
+    boxes.forEach(function (box) {
+      fetch(box.getAttribute("data-refresh"), { headers: { Accept: "text/html" } })
+        .then(function (r) { if (!r.ok) throw new Error(r.status); return r.text(); })
+        .then(function (html) {
+          box.innerHTML = html;
+          box.classList.remove("stale");
+          box.setAttribute("data-updated", String(Date.now()));
+        })
+        .catch(function () { box.classList.add("stale"); });
+    });
+  }
+  setInterval(tick, 3000);
+})();
