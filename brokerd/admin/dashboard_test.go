@@ -316,6 +316,10 @@ func TestDashboardPages(t *testing.T) {
 	if bad := get(t, ui+"/jobs?state=bogus"); bad.status != 400 {
 		t.Fatalf("bad state filter: %d", bad.status)
 	}
+	mustContain(t, "created within", get(t, ui+"/jobs?queue=reports&within=1h"), f.pdf, f.done)
+	if bad := get(t, ui+"/jobs?within=-5m"); bad.status != 400 {
+		t.Fatalf("bad within filter: %d", bad.status)
+	}
 
 	// Job pages: text payload, binary payload, result and attempts.
 	mustContain(t, "text job", get(t, ui+"/jobs/"+f.pdf), `<pre class="text">quarterly pdf</pre>`, `id="cancel"`)
@@ -421,6 +425,27 @@ func TestDashboardPages(t *testing.T) {
 		t.Fatalf("nodes after kill: %v", st)
 	}
 	mustContain(t, "node down", down, `id="nodes-up"><span class="badge down">2 / 3</span>`, ">DOWN<")
+	h := call(t, "GET", strings.TrimSuffix(ui, "/ui")+"/v1/cluster/health", "")
+	want(t, h, 200, "")
+	for _, n := range h.body["nodes"].([]any) {
+		n := n.(map[string]any)
+		if wantSt := map[bool]string{true: "down", false: "up"}[n["node_id"] == victim]; n["status"] != wantSt {
+			t.Fatalf("health API: %s is %v, want %s: %s", n["node_id"], n["status"], wantSt, h)
+		}
+	}
+
+	// Quorum lost: the overview still renders, from this node's own state,
+	// and says so.
+	for _, n := range f.c.Up() {
+		if n.ID() != self {
+			f.c.Kill(n.ID())
+		}
+	}
+	lost := waitPage(t, ui+"/", 30*time.Second, func(p page) bool {
+		st := nodeStatus(p.body)
+		return strings.Contains(p.body, `id="stale"`) && st[self] == "up" && len(st) == 3 && strings.Count(p.body, `data-status="down"`) == 2
+	})
+	mustContain(t, "quorum lost", lost, `href="/ui/queues/reports"`)
 }
 
 // TestDashboardInChromium drives a follower's dashboard in a real headless

@@ -48,6 +48,7 @@ func (s *Server) routes() http.Handler {
 	r.Group(func(r chi.Router) {
 		r.Use(s.timeout)
 		r.Get("/v1/cluster", s.getCluster)
+		r.Get("/v1/cluster/health", s.getHealth)
 		r.Post("/v1/cluster/members", s.addMember)
 		r.Delete("/v1/cluster/members/{node}", s.removeMember)
 		r.Post("/v1/cluster/transfer-leadership", s.transferLeadership)

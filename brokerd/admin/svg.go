@@ -85,7 +85,11 @@ func svgChart(c Chart) template.HTML {
 		for _, s := range c.Series {
 			var seg []string
 			flush := func() {
-				if len(seg) > 0 {
+				switch {
+				case len(seg) == 1: // a lone sample between gaps: a dot
+					xy := strings.SplitN(seg[0], ",", 2)
+					fmt.Fprintf(&b, `<circle class="dot %s" cx="%s" cy="%s" r="2.5"/>`, s.Class, xy[0], xy[1])
+				case len(seg) > 1:
 					fmt.Fprintf(&b, `<polyline class="line %s" points="%s"/>`, s.Class, strings.Join(seg, " "))
 				}
 				seg = seg[:0]

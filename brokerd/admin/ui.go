@@ -2,6 +2,7 @@ package admin
 
 import (
 	"bytes"
+	"context"
 	"embed"
 	"encoding/base64"
 	"encoding/hex"
@@ -95,12 +96,16 @@ func init() {
 		"pathesc":  url.PathEscape,
 		"queryesc": url.QueryEscape,
 		"states":   func() []string { return uiStates },
+		"withins":  func() [][2]string { return uiWithins },
 		"terminal": func(state string) bool { return state == "succeeded" || state == "dead" || state == "cancelled" },
 	}
 	for _, name := range []string{"overview", "queues", "queue", "dead", "jobs", "job", "confirm", "error"} {
 		pages[name] = template.Must(template.New("layout.html").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/"+name+".html"))
 	}
 }
+
+// uiWithins are the job browser's "created within" choices.
+var uiWithins = [][2]string{{"5m", "5 minutes"}, {"1h", "hour"}, {"24h", "day"}, {"168h", "week"}}
 
 var uiStates = []string{"scheduled", "ready", "leased", "succeeded", "dead", "cancelled"}
 
@@ -188,6 +193,9 @@ func (s *Server) uiRoutes(r chi.Router) {
 // ---- overview ----
 
 type overviewPage struct {
+	// Stale, when set, says why the counts are this node's own (stale)
+	// state: the linearizable read through the leader failed.
+	Stale     string
 	Cluster   Cluster
 	Nodes     []NodeHealth
 	Probed    time.Time
@@ -203,11 +211,11 @@ func (s *Server) overview(r *http.Request) (overviewPage, error) {
 	if err != nil {
 		return overviewPage{}, err
 	}
-	qs, err := s.queues(r)
+	qs, stale, err := s.uiQueueStats(r)
 	if err != nil {
 		return overviewPage{}, err
 	}
-	p := overviewPage{Cluster: c, Queues: qs, Totals: map[string]int64{}, RaftLast: c.Raft["last_contact"]}
+	p := overviewPage{Stale: stale, Cluster: c, Queues: qs, Totals: map[string]int64{}, RaftLast: c.Raft["last_contact"]}
 	for _, q := range qs {
 		for k, v := range q.Counts {
 			p.Totals[k] += v
@@ -223,6 +231,37 @@ func (s *Server) overview(r *http.Request) (overviewPage, error) {
 	ss := s.hist.samples()
 	p.Charts = []Chart{throughput(ss, ""), latency(ss, ""), depth(ss, "")}
 	return p, nil
+}
+
+// leaderWait bounds the dashboard's linearizable reads: without a leader
+// (quorum lost, election running) an overview that waits for the request
+// timeout shows nothing when the operator needs it most.
+const leaderWait = 3 * time.Second
+
+// uiQueueStats reads every queue linearizably (unless the page asked for
+// ?consistency=stale) and, when that fails within leaderWait, from this
+// node's own state, saying why.
+func (s *Server) uiQueueStats(r *http.Request) ([]Queue, string, error) {
+	c, err := consistency(r)
+	if err != nil {
+		return nil, "", err
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), leaderWait)
+	defer cancel()
+	qs, err := s.broker.QueueStats(ctx, &raftqv1.QueueStatsRequest{Consistency: c})
+	stale := ""
+	if err != nil && c != raftqv1.Consistency_CONSISTENCY_STALE && r.Context().Err() == nil {
+		stale = toAPIError(err).info.Message
+		qs, err = s.broker.QueueStats(r.Context(), &raftqv1.QueueStatsRequest{Consistency: raftqv1.Consistency_CONSISTENCY_STALE})
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	out := []Queue{}
+	for _, q := range qs.Queues {
+		out = append(out, s.queueJSON(q))
+	}
+	return out, stale, nil
 }
 
 // nodeHealth is the prober's view, or, before its first probe, the
@@ -267,6 +306,16 @@ func (s *Server) fragment(w http.ResponseWriter, page, name string, data any) {
 	}
 	setPageHeaders(w)
 	_, _ = w.Write(buf.Bytes())
+}
+
+// getHealth serves the prober's view: GET /v1/cluster/health.
+func (s *Server) getHealth(w http.ResponseWriter, r *http.Request) {
+	nodes, at := s.probe.nodes()
+	body := map[string]any{"node_id": s.cfg.Node.ID(), "nodes": nodes}
+	if !at.IsZero() {
+		body["probed_at"] = at.UTC()
+	}
+	writeJSON(w, http.StatusOK, body)
 }
 
 // ---- queues ----
@@ -487,10 +536,11 @@ func (s *Server) uiPurge(w http.ResponseWriter, r *http.Request) {
 // jobsPage is the job browser: one queue or all, one state or all, an
 // optional type, a page of at most Limit jobs.
 type jobsPage struct {
-	Queue, State, Type string
-	Queues             []string
-	Jobs               []Job
-	NextAfter          string
+	// Within keeps jobs created in the last duration ("1h"; "" = any).
+	Queue, State, Type, Within string
+	Queues                     []string
+	Jobs                       []Job
+	NextAfter                  string
 	// Scanned is how many jobs were read to fill the page (the type
 	// filter reads past jobs of other types, up to scanLimit).
 	Scanned   int
@@ -508,7 +558,16 @@ func (s *Server) uiJobs(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/ui/jobs/"+url.PathEscape(id), http.StatusSeeOther)
 		return
 	}
-	p := jobsPage{Queue: qv.Get("queue"), State: qv.Get("state"), Type: qv.Get("type"), Jobs: []Job{}}
+	p := jobsPage{Queue: qv.Get("queue"), State: qv.Get("state"), Type: qv.Get("type"), Within: qv.Get("within"), Jobs: []Job{}}
+	var since time.Time
+	if p.Within != "" {
+		d, err := time.ParseDuration(p.Within)
+		if err != nil || d <= 0 {
+			s.renderError(w, r, invalid(fmt.Sprintf("within %q: want a positive duration such as 15m or 24h", p.Within)))
+			return
+		}
+		since = time.Now().Add(-d)
+	}
 	var states []raftqv1.JobState
 	if p.State != "" {
 		st, err := parseState(p.State)
@@ -558,7 +617,7 @@ fill:
 				}
 				for _, j := range resp.Jobs {
 					p.Scanned++
-					if p.Type == "" || j.Type == p.Type {
+					if (p.Type == "" || j.Type == p.Type) && (since.IsZero() || !j.CreatedAt.AsTime().Before(since)) {
 						p.Jobs = append(p.Jobs, JobFromProto(j))
 						if len(p.Jobs) == browseLimit {
 							if single {
