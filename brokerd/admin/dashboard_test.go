@@ -150,6 +150,10 @@ func newFixture(t *testing.T) *fixture {
 		t.Fatal(err)
 	}
 	f.pdf, f.csv, f.binary = res[0].JobId, res[1].JobId, res[2].JobId
+	if _, _, err := f.cl.PutSchedule(ctx, &raftqv1.ScheduleSpec{Name: "nightly", Job: &raftqv1.JobSpec{Queue: "reports", Type: "nightly"},
+		Interval: durationpb.New(24 * time.Hour)}); err != nil {
+		t.Fatal(err)
+	}
 	f.ui = base(follower(f.c)) + "/ui"
 	return f
 }
@@ -302,6 +306,25 @@ func TestDashboardPages(t *testing.T) {
 		t.Fatalf("queue fragment: %d %s", l.status, l.body)
 	}
 
+	// Schedules of the queue: pause and resume one; an unknown one is 404.
+	mustContain(t, "schedules", get(t, ui+"/queues/reports"), `data-schedule="nightly"`, "every 24h0m0s", `action="/ui/schedules/nightly/pause"`)
+	if p := post(t, ui+"/schedules/nightly/pause", nil); p.status != 303 || p.location != "/ui/queues/reports?done=schedule-paused" {
+		t.Fatalf("pause schedule: %d %q %s", p.status, p.location, p.body)
+	}
+	if sc, err := cl.GetSchedule(ctxT(t, 10*time.Second), "nightly", raftqv1.Consistency_CONSISTENCY_LINEARIZABLE); err != nil || !sc.GetSpec().GetPaused() {
+		t.Fatalf("schedule after pause: %v %v", sc, err)
+	}
+	mustContain(t, "paused schedule", get(t, ui+"/queues/reports?done=schedule-paused"), "Schedule paused", `action="/ui/schedules/nightly/resume"`)
+	if p := post(t, ui+"/schedules/nightly/resume", nil); p.status != 303 {
+		t.Fatalf("resume schedule: %d %s", p.status, p.body)
+	}
+	if sc, err := cl.GetSchedule(ctxT(t, 10*time.Second), "nightly", raftqv1.Consistency_CONSISTENCY_LINEARIZABLE); err != nil || sc.GetSpec().GetPaused() {
+		t.Fatalf("schedule after resume: %v %v", sc, err)
+	}
+	if p := post(t, ui+"/schedules/nope/pause", nil); p.status != 404 {
+		t.Fatalf("pause unknown schedule: %d", p.status)
+	}
+
 	// Job browser: filters and search by id.
 	jb := get(t, ui+"/jobs?queue=reports&state=ready&type=csv")
 	mustContain(t, "job browser", jb, `data-job="`+f.csv+`"`, `data-job="`+f.binary+`"`)
@@ -450,7 +473,7 @@ func TestDashboardPages(t *testing.T) {
 
 // TestDashboardInChromium drives a follower's dashboard in a real headless
 // Chromium and clicks through every action: the overview (charts and
-// nodes), a queue (pause, resume), the job browser (filter, search by
+// nodes), a queue (pause, resume, pause its schedule), the job browser (filter, search by
 // id), a job (result, attempts, redrive; cancel and purge through their
 // confirmation pages), and the overview again after a node is killed.
 // Screenshots of each go to the test's artifacts.
@@ -535,6 +558,11 @@ func TestDashboardInChromium(t *testing.T) {
 	click("resume", "#resume", "#pause")
 	if queueStats(t, cl, "reports").Paused {
 		t.Fatal("resume click did not resume")
+	}
+	// The queue's schedule: Pause.
+	click("pause schedule", `tr[data-schedule="nightly"] .schedule-pause`, `tr[data-schedule="nightly"] .schedule-resume`)
+	if sc, err := cl.GetSchedule(ctxT(t, 10*time.Second), "nightly", raftqv1.Consistency_CONSISTENCY_LINEARIZABLE); err != nil || !sc.GetSpec().GetPaused() {
+		t.Fatalf("schedule after pause click: %v %v", sc, err)
 	}
 	screenshot("queue.png")
 

@@ -132,9 +132,11 @@ type pageData struct {
 // notices are the messages a redirect after an action may ask for (by
 // key, so a link cannot make the page say anything else).
 var notices = map[string]string{
-	"paused":    "Queue paused: workers get no more of its jobs until it is resumed.",
-	"resumed":   "Queue resumed.",
-	"cancelled": "Cancel requested: the job is cancelled (a running attempt is told to stop).",
+	"paused":           "Queue paused: workers get no more of its jobs until it is resumed.",
+	"resumed":          "Queue resumed.",
+	"cancelled":        "Cancel requested: the job is cancelled (a running attempt is told to stop).",
+	"schedule-paused":  "Schedule paused: its ticks do not fire until it is resumed.",
+	"schedule-resumed": "Schedule resumed: it fires from its next tick.",
 }
 
 func (s *Server) render(w http.ResponseWriter, r *http.Request, status int, page, title, active string, data any) {
@@ -185,6 +187,8 @@ func (s *Server) uiRoutes(r chi.Router) {
 	r.Get("/ui/queues/{queue}/dead", s.uiDead)
 	r.Post("/ui/queues/{queue}/dead/redrive", s.uiRedrive)
 	r.Post("/ui/queues/{queue}/dead/purge", s.uiPurge)
+	r.Post("/ui/schedules/{name}/pause", s.uiSchedulePause)
+	r.Post("/ui/schedules/{name}/resume", s.uiScheduleResume)
 	r.Get("/ui/jobs", s.uiJobs)
 	r.Get("/ui/jobs/{id}", s.uiJob)
 	r.Post("/ui/jobs/{id}/cancel", s.uiCancel)
@@ -332,6 +336,11 @@ func (s *Server) uiQueues(w http.ResponseWriter, r *http.Request) {
 type queuePage struct {
 	Queue  Queue
 	Charts []Chart
+	// Schedules are the periodic schedules that enqueue into this queue;
+	// SchedulesErr says why they could not be read (the page shows the
+	// rest).
+	Schedules    []Schedule
+	SchedulesErr string
 }
 
 // knownQueue reads one queue, or NOT_FOUND when the cluster has never
@@ -356,7 +365,19 @@ func (s *Server) queuePage(r *http.Request) (queuePage, error) {
 		return queuePage{}, err
 	}
 	ss := s.hist.samples()
-	return queuePage{Queue: q, Charts: []Chart{throughput(ss, name), depth(ss, name), latency(ss, name)}}, nil
+	p := queuePage{Queue: q, Charts: []Chart{throughput(ss, name), depth(ss, name), latency(ss, name)}}
+	c, _ := consistency(r) // valid: knownQueue checked it
+	resp, err := raftqv1.NewSchedulesClient(s.conn).ListSchedules(r.Context(), &raftqv1.ListSchedulesRequest{Consistency: c})
+	if err != nil {
+		p.SchedulesErr = toAPIError(err).info.Message
+		return p, nil
+	}
+	for _, sc := range resp.Schedules {
+		if sc.GetSpec().GetJob().GetQueue() == name {
+			p.Schedules = append(p.Schedules, ScheduleFromProto(sc))
+		}
+	}
+	return p, nil
 }
 
 func (s *Server) uiQueue(w http.ResponseWriter, r *http.Request) {
@@ -418,6 +439,42 @@ func (s *Server) uiPauseResume(w http.ResponseWriter, r *http.Request, pause boo
 		s.renderError(w, r, err)
 		return
 	}
+	http.Redirect(w, r, "/ui/queues/"+url.PathEscape(q)+"?done="+done, http.StatusSeeOther)
+}
+
+func (s *Server) uiSchedulePause(w http.ResponseWriter, r *http.Request) {
+	s.uiSchedulePauseResume(w, r, true)
+}
+
+func (s *Server) uiScheduleResume(w http.ResponseWriter, r *http.Request) {
+	s.uiSchedulePauseResume(w, r, false)
+}
+
+// uiSchedulePauseResume pauses or resumes a schedule (an unknown one is
+// the API's 404) and returns to its queue's page.
+func (s *Server) uiSchedulePauseResume(w http.ResponseWriter, r *http.Request, pause bool) {
+	if err := s.form(w, r); err != nil {
+		s.renderError(w, r, err)
+		return
+	}
+	name := chi.URLParam(r, "name")
+	sc := raftqv1.NewSchedulesClient(s.conn)
+	var (
+		resp interface{ GetSchedule() *raftqv1.Schedule }
+		err  error
+	)
+	done := "schedule-resumed"
+	if pause {
+		resp, err = sc.PauseSchedule(r.Context(), &raftqv1.PauseScheduleRequest{Name: name})
+		done = "schedule-paused"
+	} else {
+		resp, err = sc.ResumeSchedule(r.Context(), &raftqv1.ResumeScheduleRequest{Name: name})
+	}
+	if err != nil {
+		s.renderError(w, r, err)
+		return
+	}
+	q := resp.GetSchedule().GetSpec().GetJob().GetQueue()
 	http.Redirect(w, r, "/ui/queues/"+url.PathEscape(q)+"?done="+done, http.StatusSeeOther)
 }
 
