@@ -302,6 +302,9 @@ func TestDashboardPages(t *testing.T) {
 	if nf := get(t, ui+"/queues/no-such-queue"); nf.status != 404 || !strings.Contains(nf.body, "NOT_FOUND") || !strings.Contains(nf.body, "<html") {
 		t.Fatalf("unknown queue page: %d %s", nf.status, nf.body)
 	}
+	if nf := get(t, ui+"/no/such/page"); nf.status != 404 || !strings.Contains(nf.body, "<html") {
+		t.Fatalf("unknown dashboard path: %d %s", nf.status, nf.body)
+	}
 	if l := get(t, ui+"/live/queues/reports"); l.status != 200 || !strings.Contains(l.body, `data-state="ready"`) {
 		t.Fatalf("queue fragment: %d %s", l.status, l.body)
 	}

@@ -5,6 +5,7 @@ import (
 	_ "embed"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -25,7 +26,12 @@ func (s *Server) routes() http.Handler {
 	// admin write is still audited, and with auth off too.
 	r.Use(s.requestIDs, s.recoverer, s.httpm.middleware, s.authenticate, refuseCrossSite)
 	r.NotFound(func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, r, newErr(http.StatusNotFound, CodeNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path))
+		err := newErr(http.StatusNotFound, CodeNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path)
+		if strings.HasPrefix(r.URL.Path, "/ui/") && r.Method == http.MethodGet && s.cfg.Node != nil {
+			s.renderError(w, r, err) // a mistyped dashboard link gets a page
+			return
+		}
+		writeError(w, r, err)
 	})
 	r.MethodNotAllowed(func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, newErr(http.StatusMethodNotAllowed, CodeMethodNotAllowed, r.Method+" is not allowed on "+r.URL.Path))
