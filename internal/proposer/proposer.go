@@ -47,6 +47,12 @@ type Options struct {
 	Clock func() time.Time
 	// QueueSize is the request queue's capacity (default 4096).
 	QueueSize int
+	// Gate, when set, is asked about each command before it is queued; an
+	// error refuses the command at once with that error (definite: nothing
+	// was proposed). brokerd refuses writes this way while the node cannot
+	// write to its data dir (a full disk), so a write fails at once
+	// instead of waiting out its deadline behind a log that cannot grow.
+	Gate func(*fsmpb.Command) error
 }
 
 // Response is the outcome of one proposed command.
@@ -120,16 +126,23 @@ func New(r Applier, opts Options) *Proposer {
 // Submit queues cmd and calls done exactly once with its outcome: from the
 // proposer's own goroutines once the entry carrying cmd completes (or
 // cannot be proposed), or at once on the caller's goroutine when the
-// proposer is stopped. done must not block: it holds up every later
-// answer. The command's now is stamped at proposal time.
+// proposer is stopped or the Gate refuses cmd. done must not block: it
+// holds up every later answer. The command's now is stamped at proposal
+// time.
 func (p *Proposer) Submit(cmd *fsmpb.Command, done func(Response)) {
-	r := &request{cmd: cmd, size: proto.Size(cmd), done: done}
 	select {
 	case <-p.stop:
 		done(Response{Err: apierr.ErrNotLeader})
 		return
 	default:
 	}
+	if p.opts.Gate != nil {
+		if err := p.opts.Gate(cmd); err != nil {
+			done(Response{Err: err})
+			return
+		}
+	}
+	r := &request{cmd: cmd, size: proto.Size(cmd), done: done}
 	select {
 	case p.reqs <- r:
 	case <-p.stop:

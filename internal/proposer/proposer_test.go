@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -157,5 +158,35 @@ func waitUntil(t *testing.T, cond func() bool) {
 			t.Fatal("condition not met")
 		}
 		time.Sleep(time.Millisecond)
+	}
+}
+
+// A command the Gate refuses is answered at once with the Gate's error and
+// never reaches Raft; once the Gate lets commands through, they commit.
+func TestGateRefusesBeforeProposing(t *testing.T) {
+	r := &fakeRaft{f: fsm.New(), release: make(chan struct{})}
+	close(r.release)
+	full := errors.New("disk full")
+	var refuse atomic.Bool
+	refuse.Store(true)
+	p := proposer.New(r, proposer.Options{Gate: func(*fsmpb.Command) error {
+		if refuse.Load() {
+			return full
+		}
+		return nil
+	}})
+	defer p.Stop()
+	if res := p.Propose(context.Background(), enqueueCmd("a")); !errors.Is(res.Err, full) {
+		t.Fatalf("refused command: %+v", res)
+	}
+	r.mu.Lock()
+	n := len(r.entries)
+	r.mu.Unlock()
+	if n != 0 || r.f.Len() != 0 {
+		t.Fatalf("a refused command reached raft: %d entries, %d jobs", n, r.f.Len())
+	}
+	refuse.Store(false)
+	if res := p.Propose(context.Background(), enqueueCmd("b")); res.Err != nil || r.f.Len() != 1 {
+		t.Fatalf("after the gate opened: %+v, %d jobs", res, r.f.Len())
 	}
 }
