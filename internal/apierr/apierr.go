@@ -32,6 +32,13 @@ var (
 	ErrInvalid = errors.New("invalid request")
 	// ErrTooLarge is a request over a size limit.
 	ErrTooLarge = errors.New("request too large")
+	// ErrDiskFull is a write refused because the node cannot write to its
+	// data dir (free space below its reserve, or ENOSPC/EDQUOT from its
+	// Raft log or FSM store). Definite: nothing was proposed. The error
+	// wrapping it names the node and the path; a leader in that state
+	// hands leadership to a peer that can write, so a retry soon after may
+	// succeed.
+	ErrDiskFull = errors.New("disk full")
 )
 
 // New builds a status with an ErrorDetail attached (raftqerr.New; here
@@ -68,6 +75,10 @@ func FromError(err error) error {
 		return New(codes.InvalidArgument, raftqv1.ErrorDetail_INVALID_ARGUMENT, msg)
 	case errors.Is(err, ErrTooLarge):
 		return New(codes.ResourceExhausted, raftqv1.ErrorDetail_TOO_LARGE, msg)
+	case errors.Is(err, ErrDiskFull):
+		// No reason of its own in ErrorDetail (that would be a new enum
+		// value); the detail still marks it as the broker's definite answer.
+		return New(codes.ResourceExhausted, raftqv1.ErrorDetail_REASON_UNSPECIFIED, msg)
 	case errors.Is(err, ErrIndeterminate):
 		return New(codes.Unavailable, raftqv1.ErrorDetail_INDETERMINATE, msg)
 	case errors.Is(err, ErrNotLeader), errors.Is(err, raft.ErrNotLeader),
