@@ -60,6 +60,15 @@ func Logger() *slog.Logger {
 // New bootstraps an n-node cluster and waits for a ready leader.
 func New(t testing.TB, n int, tune func(*brokerd.Config)) *Cluster {
 	t.Helper()
+	return NewIn(t, n, nil, tune)
+}
+
+// NewIn is New with each member's data dir chosen by dir (called with the
+// member's id, n1, n2, ...): a test may put a node on a filesystem of its
+// own, such as a small tmpfs it fills. A nil dir puts every member under
+// the test's temporary directory, as New does.
+func NewIn(t testing.TB, n int, dir func(id string) string, tune func(*brokerd.Config)) *Cluster {
+	t.Helper()
 	c := &Cluster{t: t, dir: t.TempDir(), Tune: tune}
 	var peers []brokerd.Peer
 	for i := 0; i < n; i++ {
@@ -69,6 +78,9 @@ func New(t testing.TB, n int, tune func(*brokerd.Config)) *Cluster {
 			GRPCAddr: freeAddr(t),
 		}
 		m.Dir = filepath.Join(c.dir, m.ID)
+		if dir != nil {
+			m.Dir = dir(m.ID)
+		}
 		c.nodes = append(c.nodes, m)
 		peers = append(peers, brokerd.Peer{ID: m.ID, RaftAddr: m.RaftAddr})
 	}
