@@ -182,6 +182,16 @@ type Config struct {
 	// Retention is how long terminal jobs are kept before purge.
 	Retention time.Duration
 
+	// DiskMinFreeBytes is the free space kept in reserve on the data
+	// dir's filesystem (disk.min_free_bytes; default
+	// DefaultDiskMinFreeBytes). Below it the node refuses writes with
+	// RESOURCE_EXHAUSTED and a leader hands leadership to a peer that can
+	// write (diskspace.go); 0 keeps no reserve, so only failing writes
+	// count. DiskCheckInterval is how often free space is checked
+	// (default DefaultDiskCheckInterval).
+	DiskMinFreeBytes  int64
+	DiskCheckInterval time.Duration
+
 	// Raft timing; zero takes DefaultHeartbeatTimeout,
 	// DefaultElectionTimeout and a leader lease of
 	// min(DefaultLeaderLeaseTimeout, heartbeat timeout).
@@ -236,8 +246,9 @@ func DefaultConfig() Config {
 			MaxConnsPerIP:          limits.DefaultMaxConnsPerIP,
 		},
 		// Used only when auth is on (a tokens file or JWT key).
-		Auth:      auth.Config{RateLimit: limits.DefaultRatePerPrincipal, RateBurst: limits.DefaultRateBurst},
-		Retention: 24 * time.Hour,
+		Auth:             auth.Config{RateLimit: limits.DefaultRatePerPrincipal, RateBurst: limits.DefaultRateBurst},
+		Retention:        24 * time.Hour,
+		DiskMinFreeBytes: DefaultDiskMinFreeBytes,
 	}
 }
 
@@ -290,6 +301,9 @@ func (c *Config) Validate() error {
 	}
 	if min(c.Limits.MaxWaitersPerPrincipal, c.Limits.MaxWaiters, c.Limits.MaxStreamsPerPrincipal, c.Limits.MaxStreams, c.Limits.MaxConns, c.Limits.MaxConnsPerIP) < 0 {
 		errs = append(errs, errors.New("limits: waiter, stream and connection caps must not be negative"))
+	}
+	if c.DiskMinFreeBytes < 0 || c.DiskCheckInterval < 0 {
+		errs = append(errs, errors.New("disk: min free bytes and check interval must not be negative"))
 	}
 	if c.TLS.Enabled() {
 		if err := c.TLS.Validate(); err != nil {

@@ -66,6 +66,7 @@ type Node struct {
 	schedm  *scheduleMetrics // periodic schedules' tick counters (schedule.go)
 	admin   *admin.Server    // admin HTTP API and dashboard; nil without AdminAddr (ops.go)
 	etcd    *etcdState       // registration, leader hint, live config, bootstrap; nil without Etcd (etcd.go)
+	disk    *diskMonitor     // free space of the data dir; refuses writes when full (diskspace.go)
 
 	tls     *tlsutil.Source  // TLS material, re-read on change; nil without TLS (security.go)
 	auth    *auth.Authorizer // tokens, roles, rate limits, audit; nil without auth (security.go)
@@ -118,6 +119,9 @@ func Open(cfg Config) (*Node, error) {
 	// starts, and serve() instruments the gRPC server.
 	n.metrics = newNodeMetrics(n)
 	n.schedm = newScheduleMetrics(n.metrics.reg)
+	// Free space before Raft: its stores report their write errors to it,
+	// and a node starting on a full disk refuses writes from the start.
+	n.disk = newDiskMonitor(n)
 	// TLS material and the authorizer before anything listens: Raft's
 	// transport and the gRPC server are built with them (security.go).
 	if err := n.openSecurity(); err != nil {
@@ -141,6 +145,7 @@ func Open(cfg Config) (*Node, error) {
 		n.closeStores()
 		return nil, err
 	}
+	n.startDisk()
 	n.wg.Add(2)
 	go n.watchLeadership()
 	go n.announce()
@@ -214,9 +219,11 @@ func (n *Node) openRaft() error {
 			return fmt.Errorf("raft transport on %s: %w", cfg.RaftAddr, err)
 		}
 		n.layer = layer
-		trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: layer, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog})
+		trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: layer, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog,
+			MaxRPCsInFlight: raftRPCsInFlight})
 	} else {
-		trans, err = raft.NewTCPTransportWithLogger(cfg.RaftAddr, adv, 3, 10*time.Second, hlog)
+		trans, err = raft.NewTCPTransportWithConfig(cfg.RaftAddr, adv, &raft.NetworkTransportConfig{MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog,
+			MaxRPCsInFlight: raftRPCsInFlight})
 		if err != nil {
 			return fmt.Errorf("raft transport on %s: %w", cfg.RaftAddr, err)
 		}
@@ -241,7 +248,10 @@ func (n *Node) openRaft() error {
 	if cfg.TrailingLogs > 0 {
 		rc.TrailingLogs = cfg.TrailingLogs
 	}
-	logs, err := raft.NewLogCache(1024, store)
+	// Raft writes raft.db through watchedStore, so the disk monitor sees
+	// ENOSPC before LogCache turns errors into strings.
+	watched := n.disk.watchStore(store)
+	logs, err := raft.NewLogCache(1024, watched)
 	if err != nil {
 		return err
 	}
@@ -271,15 +281,26 @@ func (n *Node) openRaft() error {
 	} else if existing {
 		n.log.Info("restarting from existing raft state", "dir", cfg.DataDir)
 	}
-	r, err := raft.NewRaft(rc, n.raftFSM(), logs, store, snaps, trans)
+	r, err := raft.NewRaft(rc, n.raftFSM(), logs, watched, snaps, trans)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
 	n.raft = r
 	started.Store(r)
-	n.prop = proposer.New(r, proposer.Options{Clock: n.clock})
+	n.prop = proposer.New(r, proposer.Options{Clock: n.clock, Gate: n.disk.gate})
 	return nil
 }
+
+// raftRPCsInFlight turns hashicorp/raft's pipelined replication off (1:
+// one AppendEntries at a time per follower). With pipelining, a follower
+// that answers an append with failure (its log store refused the write: a
+// full disk) can deadlock the leader's replication to it for good —
+// pipelineDecode returns, decodeResponses blocks on doneCh, the send loop
+// blocks on inprogressCh (hashicorp/raft#612; Grafana Pyroscope turned it
+// off for the same hang) — and the follower never catches up once space
+// returns. hashicorp/raft measured pipelining to gain little with batching
+// (hashicorp/raft#541); our entries are batched by the proposer.
+const raftRPCsInFlight = 1
 
 // serverAt is the id of the server at addr in c.
 func serverAt(c raft.Configuration, addr raft.ServerAddress) (raft.ServerID, bool) {
@@ -463,7 +484,7 @@ func (n *Node) becomeLeader() {
 			n.mu.Unlock()
 			return
 		}
-		n.disp = dispatch.New(n.fsm, countingProposer{n.prop, n.metrics}, dispatch.Options{Clock: n.clock, Retention: n.cfg.Retention, Limits: n.dispatchLimits()})
+		n.disp = dispatch.New(n.fsm, diskGatedProposer{n.disk, countingProposer{n.prop, n.metrics}}, dispatch.Options{Clock: n.clock, Retention: n.cfg.Retention, Limits: n.dispatchLimits()})
 		n.leaderReady.Store(true)
 		n.health.SetServingStatus(LeaderHealthService, healthpb.HealthCheckResponse_SERVING)
 		n.startScheduler(ctx) // periodic schedules (schedule.go); ends with ctx

@@ -102,8 +102,14 @@ func (n *Node) Ready() error {
 }
 
 // RaftStats is hashicorp/raft's own description of this node (state,
-// term, indexes, last contact, configuration).
-func (n *Node) RaftStats() map[string]string { return n.raft.Stats() }
+// term, indexes, last contact, configuration), with the data dir's free
+// space (disk_free_bytes, disk_min_free_bytes, disk_full and, while full,
+// disk_full_reason: diskspace.go).
+func (n *Node) RaftStats() map[string]string {
+	s := n.raft.Stats()
+	n.disk.stats(s)
+	return s
+}
 
 // WriteSnapshot writes a point-in-time copy of this node's FSM state to w
 // in the FSM snapshot format (what Restore reads). Capture is O(1) and

@@ -101,6 +101,8 @@ func keys() []config.Key {
 			Usage: "on SIGTERM, leave the cluster's voters before shutting down"},
 		{Name: "shutdown_timeout", Flag: "shutdown-timeout", Kind: config.Duration, Default: 30 * time.Second, Check: positive,
 			Usage: "give up a clean shutdown after this long"},
+		{Name: "disk.min_free_bytes", Flag: "disk-min-free-bytes", Kind: config.Int, Default: int(def.DiskMinFreeBytes), Check: nonNeg,
+			Usage: "free space kept in reserve on the data dir's filesystem: below it the node refuses writes (RESOURCE_EXHAUSTED) and a leader hands over; 0: only failing writes count"},
 		{Name: "raft.heartbeat_timeout", Flag: "raft-heartbeat-timeout", Kind: config.Duration, Check: nonNeg, Usage: "Raft heartbeat timeout: a follower that hears nothing from its leader this long starts an election (0: 500ms; raise it across a WAN)"},
 		{Name: "raft.election_timeout", Flag: "raft-election-timeout", Kind: config.Duration, Check: nonNeg, Usage: "Raft election timeout (0: 500ms)"},
 		{Name: "raft.leader_lease_timeout", Flag: "raft-leader-lease-timeout", Kind: config.Duration, Check: nonNeg, Usage: "Raft leader lease timeout (0: 500ms, at most the heartbeat timeout)"},
@@ -126,6 +128,7 @@ func toConfig(l *config.Loader, v *config.Values) (brokerd.Config, extra, error)
 	cfg.Join = v.List("join")
 	cfg.Forward = v.Bool("forward")
 	cfg.Retention = v.Duration("retention")
+	cfg.DiskMinFreeBytes = int64(v.Int("disk.min_free_bytes"))
 	cfg.Defaults.LeaseDuration = v.Duration("defaults.lease_duration")
 	cfg.Defaults.MaxAttempts = int32(v.Int("defaults.max_attempts"))
 	cfg.Defaults.InitialBackoff = v.Duration("defaults.initial_backoff")
