@@ -44,6 +44,11 @@ type FSM struct {
 	lastIndex atomic.Uint64
 	// writeErr is the error of a store write being retried (disk full).
 	writeErr atomic.Pointer[error]
+	// giveUp is closed by StopWaitingForSpace; gaveUp is set once an
+	// Apply gave up, and from then on nothing is written (no gaps).
+	giveUpOnce sync.Once
+	giveUp     chan struct{}
+	gaveUp     atomic.Bool
 	// gen counts committed changes (Apply, Restore); the cached hash is
 	// that of generation hashGen.
 	gen     atomic.Uint64
@@ -80,13 +85,17 @@ func (f *FSM) Apply(l *raft.Log) interface{} {
 // A transaction that fails because the disk is full (ENOSPC, EDQUOT) is
 // rolled back and retried, with WriteError reporting it meanwhile, until
 // space returns: the node stops applying but keeps running, and resumes by
-// itself. Any other store failure panics (the node stops).
+// itself. Any other store failure panics (the node stops). After
+// StopWaitingForSpace, a wait gives up instead (see there).
 func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	f.wmu.Lock()
 	defer f.wmu.Unlock()
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	for wait := 10 * time.Millisecond; ; wait = min(2*wait, time.Second) {
+		if f.gaveUp.Load() {
+			return make([]interface{}, len(logs))
+		}
 		out, changed, last, err := f.applyTx(logs)
 		if err == nil {
 			f.writeErr.Store(nil)
@@ -100,12 +109,54 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		}
 		werr := fmt.Errorf("fsm store %s: %w", f.describe(), err)
 		f.writeErr.Store(&werr)
-		sleep(wait)
+		giveUp := f.giveUpCh()
+		select {
+		case <-giveUp:
+			f.gaveUp.Store(true)
+			return make([]interface{}, len(logs))
+		default:
+		}
+		sleep(wait, giveUp)
 	}
 }
 
-// sleep is time.Sleep, replaced in tests.
-var sleep = time.Sleep
+// StopWaitingForSpace is for shutting a node down while its disk is full:
+// an Apply waiting for space returns at once without applying (nil
+// results, which callers take as an unknown outcome), and so does every
+// later Apply, so the store stays exactly the state after the last entry
+// it applied and the next start replays the rest from the Raft log.
+// Snapshot refuses from then on: a snapshot labelled with Raft's index
+// would hold the older state. Without a full disk it changes nothing.
+// Raft's shutdown waits for its FSM goroutine, so without this a node on
+// a full disk could not stop.
+func (f *FSM) StopWaitingForSpace() {
+	ch := f.giveUpCh()
+	f.giveUpOnce.Do(func() { close(ch) })
+}
+
+func (f *FSM) giveUpCh() chan struct{} {
+	f.sigMu.Lock()
+	defer f.sigMu.Unlock()
+	if f.giveUp == nil {
+		f.giveUp = make(chan struct{})
+	}
+	return f.giveUp
+}
+
+// errGaveUp refuses a snapshot of a store that gave up applying.
+var errGaveUp = errors.New("fsm: the store gave up applying for lack of disk space (node stopping); no snapshot")
+
+// sleep waits d or until stop closes; replaced in tests.
+var sleep = pause
+
+func pause(d time.Duration, stop <-chan struct{}) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-stop:
+	}
+}
 
 // applyTx applies logs in one write transaction. A storeWriteError panic
 // (a failed Put) comes back as the error; the transaction is rolled back.

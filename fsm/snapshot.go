@@ -35,6 +35,9 @@ var errSnapshot = errors.New("fsm: bad snapshot")
 // Apply goes on. Raft calls Snapshot between Apply calls, so the view is
 // exactly the state at the snapshot's index.
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	if f.gaveUp.Load() {
+		return nil, errGaveUp
+	}
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if err := f.db.Sync(); err != nil {

@@ -282,8 +282,8 @@ func TestApplyWaitsOutFullDisk(t *testing.T) {
 		}
 		return nil
 	}
-	sleep = func(time.Duration) { seen = append(seen, h.f.WriteError()) }
-	t.Cleanup(func() { beforeCommit = func() error { return nil }; sleep = time.Sleep })
+	sleep = func(time.Duration, <-chan struct{}) { seen = append(seen, h.f.WriteError()) }
+	t.Cleanup(func() { beforeCommit = func() error { return nil }; sleep = pause })
 	r := h.one(cmdEnqueue(t0, nj("full", "q")))
 	ref.one(cmdEnqueue(t0, nj("full", "q")))
 	if r.Items[0].Err != nil || len(seen) != 3 {
@@ -352,5 +352,40 @@ func TestSnapshotRawJobsEqualMarshalled(t *testing.T) {
 	}
 	if jobs != h.f.Len() || !bytes.Equal(got, want.Bytes()) {
 		t.Fatalf("%d job records of %d; persisted stream differs from the marshalled records", jobs, h.f.Len())
+	}
+}
+
+// A node stopping while its disk is full: the waiting Apply gives up
+// without writing, later ones write nothing either (no gap in the
+// store), and no snapshot is taken; the store is the state after the last
+// entry it applied, for the log to replay at the next start.
+func TestStopWaitingForSpaceGivesUp(t *testing.T) {
+	h := busyFileHarness(t, filepath.Join(t.TempDir(), "fsm.db"))
+	h.index = h.f.LastIndex()
+	index, hash := h.f.LastIndex(), h.f.Hash()
+	beforeCommit = func() error { return &os.PathError{Op: "write", Path: "fsm.db", Err: syscall.ENOSPC} }
+	waits := 0
+	sleep = func(time.Duration, <-chan struct{}) {
+		if waits++; waits == 2 {
+			h.f.StopWaitingForSpace()
+		}
+	}
+	t.Cleanup(func() { beforeCommit = func() error { return nil }; sleep = pause })
+	apply := func(id string) interface{} {
+		h.index++
+		return h.f.Apply(&raft.Log{Index: h.index, Term: 1, Type: raft.LogCommand, Data: entry(cmdEnqueue(t0, nj(id, "q")))})
+	}
+	if r := apply("a"); r != nil || waits != 2 {
+		t.Fatalf("gave up with %#v after %d waits", r, waits)
+	}
+	beforeCommit = func() error { return nil } // space is back, too late
+	if r := apply("b"); r != nil {
+		t.Fatalf("an Apply after giving up applied: %#v", r)
+	}
+	if h.f.LastIndex() != index || h.f.Hash() != hash {
+		t.Fatal("the store changed after giving up")
+	}
+	if _, err := h.f.Snapshot(); !errors.Is(err, errGaveUp) {
+		t.Fatalf("snapshot after giving up: %v", err)
 	}
 }
