@@ -732,6 +732,10 @@ func (n *Node) shutdown(graceful bool) error {
 	} else {
 		n.grpc.Stop()
 	}
+	// An FSM waiting for disk space would hold the proposer's and Raft's
+	// shutdown forever: make it give up (fsm.StopWaitingForSpace; the log
+	// replays what it did not apply at the next start).
+	n.fsm.StopWaitingForSpace()
 	n.prop.Stop()
 	err := n.raft.Shutdown().Error()
 	n.wg.Wait()
