@@ -168,6 +168,7 @@ func TestDiskFullRefusesWritesAtOnce(t *testing.T) {
 	if took > 5*time.Second {
 		t.Fatalf("refusal took %s: it should not wait for a deadline", took)
 	}
+	t.Logf("refused in %s: %s", took, msg)
 	if err := cl.Ack(ctx, ids[0], 1); status.Code(err) != codes.ResourceExhausted {
 		t.Fatalf("ack on a full disk: %v", err)
 	}
@@ -237,6 +238,7 @@ func TestDiskFullLeaderHandsOver(t *testing.T) {
 	if took > 5*time.Second {
 		t.Fatalf("write to the full leader took %s (%v)", took, err)
 	}
+	t.Logf("write sent to the full leader: %v after %s", err, took)
 
 	waitDisk(t, 15*time.Second, "leadership moves off the full node", func() bool {
 		l := c.Leader()
