@@ -10,8 +10,10 @@ package fsm
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -344,34 +346,232 @@ func (f *FSM) Len() int {
 }
 
 // ReadyJobs lists up to max (all when max <= 0) ready job ids of queue in
-// dispatch order: priority descending, then FIFO. Ids for which skip (may
-// be nil) returns true are passed over, so the dispatcher can leave out jobs
-// it has already proposed to lease. It returns nil for a paused queue.
-// skip runs inside a store read transaction: it must not call back into
-// the FSM.
+// dispatch order (PickReady's, without key caps): priority descending,
+// then round-robin across concurrency keys, FIFO within a key. Ids for
+// which skip (may be nil) returns true are passed over, so the dispatcher
+// can leave out jobs it has already proposed to lease. It returns nil for
+// a paused queue. skip runs inside a store read transaction: it must not
+// call back into the FSM.
 func (f *FSM) ReadyJobs(queue string, max int, skip func(id string) bool) []string {
 	var out []string
+	for _, r := range f.PickReady(queue, ReadyPick{Max: max, Skip: skip}) {
+		out = append(out, r.ID)
+	}
+	return out
+}
+
+// ReadyPick is what PickReady is asked for.
+type ReadyPick struct {
+	// Max jobs at most (all when <= 0).
+	Max int
+	// After is the concurrency key served last in this queue: at each
+	// priority the rotation resumes with the next key after it (jobs
+	// without a key form the group "", which sorts first).
+	After string
+	// Skip (may be nil) passes over ids, as for ReadyJobs.
+	Skip func(id string) bool
+	// KeyCap caps the leased jobs of each key (0: no cap): a key with
+	// KeyCap jobs leased, plus InFlight(key) being leased, gets none.
+	// Jobs without a key are not capped.
+	KeyCap int
+	// InFlight (may be nil) is how many of key's jobs are being leased
+	// but not yet committed.
+	InFlight func(key string) int
+}
+
+// ReadyJob is one job PickReady chose.
+type ReadyJob struct {
+	ID  string
+	Key string // its concurrency key, "" for none
+}
+
+// PickReady chooses up to p.Max ready jobs of queue for dispatch, fairly:
+// strictly by priority (higher first); within a priority, round-robin
+// across concurrency keys (one job per key per round, starting after
+// p.After, the jobs without a key counting as one key ""); FIFO within
+// (queue, priority, key). A key at p.KeyCap is passed over. The head of
+// each key is one seek in the ready_key index, so one key's 10,000 ready
+// jobs cost nothing to the others. It returns nil for a paused queue.
+func (f *FSM) PickReady(queue string, p ReadyPick) []ReadyJob {
+	var out []ReadyJob
 	f.view(func(st *state) {
 		if st.paused(queue) {
 			return
 		}
-		prefix := appendStr(nil, queue)
-		c := st.ready.Cursor()
-		for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
-			if len(k) < len(prefix)+12 {
-				panic(corrupt("ready key %x", k))
-			}
-			id := string(k[len(prefix)+12:])
-			if skip != nil && skip(id) {
-				continue
-			}
-			out = append(out, id)
-			if max > 0 && len(out) >= max {
+		qp := appendStr(nil, queue)
+		var prev []byte // the last priority level served (4 bytes)
+		for p.Max <= 0 || len(out) < p.Max {
+			lvl, ok := nextLevel(st, qp, prev)
+			if !ok {
 				return
 			}
+			out = pickLevel(st, queue, append(qp[:len(qp):len(qp)], lvl...), p, out)
+			prev = lvl
 		}
 	})
 	return out
+}
+
+// nextLevel finds the next priority level of queue (key prefix qp) after
+// prev (nil: the highest) that holds ready jobs, keyed or not.
+func nextLevel(st *state, qp, prev []byte) ([]byte, bool) {
+	seek := qp
+	if prev != nil {
+		n := binary.BigEndian.Uint32(prev)
+		if n == math.MaxUint32 {
+			return nil, false
+		}
+		seek = binary.BigEndian.AppendUint32(qp[:len(qp):len(qp)], n+1)
+	}
+	var best []byte
+	for _, b := range []*bbolt.Bucket{st.ready, st.readyKey} {
+		k, _ := b.Cursor().Seek(seek)
+		if k == nil || !bytes.HasPrefix(k, qp) || len(k) < len(qp)+4 {
+			continue
+		}
+		if l := k[len(qp) : len(qp)+4]; best == nil || bytes.Compare(l, best) < 0 {
+			best = append([]byte(nil), l...)
+		}
+	}
+	return best, best != nil
+}
+
+// keyGroup is one key's jobs at one priority level during a pick.
+type keyGroup struct {
+	key    string
+	b      *bbolt.Bucket
+	prefix []byte // every entry of the group starts with it; seq and id follow
+	pos    []byte // where the next candidate is sought
+	room   int    // jobs it may still take; < 0: unlimited
+}
+
+// take returns the group's next job not skipped, or false when it has
+// none (or no room) left.
+func (g *keyGroup) take(skip func(string) bool) (string, bool) {
+	if g.room == 0 {
+		return "", false
+	}
+	c := g.b.Cursor()
+	for k, _ := c.Seek(g.pos); k != nil && bytes.HasPrefix(k, g.prefix); k, _ = c.Next() {
+		if len(k) < len(g.prefix)+8 {
+			panic(corrupt("ready key %x", k))
+		}
+		id := string(k[len(g.prefix)+8:])
+		if skip != nil && skip(id) {
+			continue
+		}
+		g.pos = append(append(g.pos[:0], k...), 0)
+		if g.room > 0 {
+			g.room--
+		}
+		return id, true
+	}
+	g.room = 0
+	return "", false
+}
+
+// pickLevel appends to out the jobs chosen at one priority level (key
+// prefix lp), round-robin across its keys.
+func pickLevel(st *state, queue string, lp []byte, p ReadyPick, out []ReadyJob) []ReadyJob {
+	full := func() bool { return p.Max > 0 && len(out) >= p.Max }
+	newGroup := func(key string) *keyGroup {
+		g := &keyGroup{key: key, b: st.ready, prefix: lp, room: -1}
+		if key != "" {
+			g.b, g.prefix = st.readyKey, appendStr(lp[:len(lp):len(lp)], key)
+			if p.KeyCap > 0 {
+				g.room = p.KeyCap - st.leasedOfKey(queue, key, p.KeyCap)
+				if p.InFlight != nil {
+					g.room -= p.InFlight(key)
+				}
+				if g.room < 0 {
+					g.room = 0
+				}
+			}
+		}
+		g.pos = append([]byte(nil), g.prefix...)
+		return g
+	}
+	// Round one walks the keys in rotation order, from the one after
+	// p.After: keyed groups above it, the unkeyed group, then keyed groups
+	// up to it. Later rounds walk the groups that still have jobs.
+	var live []*keyGroup
+	visit := func(g *keyGroup) {
+		if id, ok := g.take(p.Skip); ok {
+			out = append(out, ReadyJob{ID: id, Key: g.key})
+			live = append(live, g)
+		}
+	}
+	keyed := func(from []byte, upTo *string) {
+		c := st.readyKey.Cursor()
+		for k, _ := c.Seek(from); k != nil && bytes.HasPrefix(k, lp) && !full(); k, _ = c.Seek(from) {
+			key, _, ok := cutStr(k[len(lp):])
+			if !ok {
+				panic(corrupt("ready_key key %x", k))
+			}
+			if upTo != nil && key > *upTo {
+				return
+			}
+			visit(newGroup(key))
+			from = pastKey(lp, key)
+		}
+	}
+	if p.After != "" {
+		keyed(pastKey(lp, p.After), nil)
+	} else {
+		keyed(lp, nil)
+	}
+	if !full() {
+		visit(newGroup(""))
+	}
+	if p.After != "" && !full() {
+		keyed(lp, &p.After)
+	}
+	for len(live) > 0 && !full() {
+		kept := live[:0]
+		for _, g := range live {
+			if full() {
+				break
+			}
+			if id, ok := g.take(p.Skip); ok {
+				out = append(out, ReadyJob{ID: id, Key: g.key})
+				kept = append(kept, g)
+			}
+		}
+		live = kept
+	}
+	return out
+}
+
+// pastKey is the smallest ready_key key after every entry of key at level
+// lp (appendStr ends a string with 0x00 0x01; 0x00 0x02 sorts after all
+// of them and before any longer key).
+func pastKey(lp []byte, key string) []byte {
+	b := appendStr(lp[:len(lp):len(lp)], key)
+	b[len(b)-1] = 2
+	return b
+}
+
+// LeasedOfKey is how many of queue's jobs with concurrency key are leased
+// (the dispatcher's per-key cap counts them).
+func (f *FSM) LeasedOfKey(queue, key string) int {
+	var n int
+	f.view(func(st *state) { n = st.leasedOfKey(queue, key, 0) })
+	return n
+}
+
+// leasedOfKey counts the leased jobs of (queue, key), stopping at limit
+// (all when limit <= 0): a cap only needs to know it is reached.
+func (s *state) leasedOfKey(queue, key string, limit int) int {
+	prefix := leasedKeyPrefix(queue, key)
+	n := 0
+	c := s.leasedKey.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		n++
+		if limit > 0 && n >= limit {
+			break
+		}
+	}
+	return n
 }
 
 // NextWakeup is the earliest time at which a command would change state by

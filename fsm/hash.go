@@ -5,6 +5,8 @@ import (
 	"encoding/binary"
 	"encoding/hex"
 	"hash"
+
+	"go.etcd.io/bbolt"
 )
 
 // Hash returns the hex SHA-256 of the store's contents: the seq counter,
@@ -61,5 +63,24 @@ func hashState(sum hash.Hash, st *state) {
 		buf = append(buf, 0)
 	}
 	hashSchedules(st, put, func(b byte) { buf = append(buf, b) })
+	// The concurrency-key indexes, like schedules, only when they hold
+	// something: a store without keyed jobs hashes as before keys existed.
+	hashIfAny(bReadyKey, st.readyKey, put, func(c byte) { buf = append(buf, c) })
+	hashIfAny(bLeasedKey, st.leasedKey, put, func(c byte) { buf = append(buf, c) })
 	sum.Write(buf)
+}
+
+// hashIfAny hashes bucket b's name and pairs when it is not empty.
+func hashIfAny(name []byte, b *bbolt.Bucket, put func([]byte), mark func(byte)) {
+	if k, _ := b.Cursor().First(); k == nil {
+		return
+	}
+	put(name)
+	_ = b.ForEach(func(k, v []byte) error {
+		mark(1)
+		put(k)
+		put(v)
+		return nil
+	})
+	mark(0)
 }

@@ -281,7 +281,7 @@ func invariantErr(f *FSM) (err error) {
 
 func stateInvariantErr(st *state) error {
 	counts := map[string]*[7]int64{}
-	var nReady, nSched, nLeased, nTerm int
+	var nReady, nSched, nLeased, nTerm, nReadyKeyed, nLeasedKeyed int
 	err := eachJob(st, func(j *Job) error {
 		if j.State < StateScheduled || j.State > StateCancelled {
 			return fmt.Errorf("job %q in state %d", j.ID, j.State)
@@ -300,19 +300,25 @@ func stateInvariantErr(st *state) error {
 			b    *bbolt.Bucket
 			of   indexOf
 		}{{"ready", st.ready, readyOf}, {"ready-age", st.age, ageOf}, {"scheduled", st.sched, scheduledOf},
-			{"lease", st.leases, leaseOf}, {"terminal", st.term, terminalOf}} {
+			{"lease", st.leases, leaseOf}, {"terminal", st.term, terminalOf},
+			{"ready-key", st.readyKey, readyKeyedOf}, {"leased-key", st.leasedKey, leasedKeyedOf}} {
 			k, want := ix.of(j)
 			if in := ix.b.Get(k) != nil; in != want {
 				return fmt.Errorf("job %q (%s): in %s index = %v", j.ID, j.State, ix.name, in)
 			}
 		}
 		switch {
+		case j.State == StateReady && j.ConcurrencyKey != "":
+			nReadyKeyed++
 		case j.State == StateReady:
 			nReady++
 		case j.State == StateScheduled:
 			nSched++
 		case j.State == StateLeased:
 			nLeased++
+			if j.ConcurrencyKey != "" {
+				nLeasedKeyed++
+			}
 		case j.State.Terminal():
 			nTerm++
 		}
@@ -321,7 +327,10 @@ func stateInvariantErr(st *state) error {
 	if err != nil {
 		return err
 	}
-	if keyN(st.ready) != nReady || keyN(st.age) != nReady || keyN(st.sched) != nSched ||
+	if keyN(st.readyKey) != nReadyKeyed || keyN(st.leasedKey) != nLeasedKeyed {
+		return fmt.Errorf("key indexes ready=%d leased=%d; want %d %d", keyN(st.readyKey), keyN(st.leasedKey), nReadyKeyed, nLeasedKeyed)
+	}
+	if keyN(st.ready) != nReady || keyN(st.age) != nReady+nReadyKeyed || keyN(st.sched) != nSched ||
 		keyN(st.leases) != nLeased || keyN(st.term) != nTerm || keyN(st.byState) != keyN(st.jobs) {
 		return fmt.Errorf("index sizes ready=%d age=%d sched=%d leases=%d term=%d bystate=%d; want %d %d %d %d %d %d",
 			keyN(st.ready), keyN(st.age), keyN(st.sched), keyN(st.leases), keyN(st.term), keyN(st.byState),

@@ -230,8 +230,8 @@ func (a *applier) fireSchedule(now int64, b *fsmpb.FireSchedule) Result {
 		return Result{Fire: &FireOutcome{Schedule: copySchedule(sc)}}
 	case nj.GetId() == "" || nj.GetQueue() == "" || nj.GetType() == "":
 		return Result{Err: fmt.Errorf("%w: fire of %q: job id, queue and type are required", ErrInvalid, b.GetName())}
-	case checkKeySizes(nj.GetId(), nj.GetQueue(), nj.GetIdempotencyKey()) != nil:
-		return Result{Err: checkKeySizes(nj.GetId(), nj.GetQueue(), nj.GetIdempotencyKey())}
+	case checkKeySizes(nj.GetId(), nj.GetQueue(), nj.GetIdempotencyKey(), nj.GetConcurrencyKey()) != nil:
+		return Result{Err: checkKeySizes(nj.GetId(), nj.GetQueue(), nj.GetIdempotencyKey(), nj.GetConcurrencyKey())}
 	case a.st.job(nj.GetId()) != nil:
 		return Result{Err: fmt.Errorf("%w: %q", ErrDuplicateID, nj.GetId())}
 	}
@@ -263,7 +263,8 @@ func (a *applier) fireSchedule(now int64, b *fsmpb.FireSchedule) Result {
 			Priority: nj.GetPriority(), MaxAttempts: nj.GetMaxAttempts(), LeaseDuration: nj.GetLeaseDuration(),
 			InitialBackoff: nj.GetInitialBackoff(), MaxBackoff: nj.GetMaxBackoff(),
 			IdempotencyKey: nj.GetIdempotencyKey(), DedupWindow: nj.GetDedupWindow(),
-			RunAt: nj.GetRunAt(), CreatedAt: now, UpdatedAt: now,
+			ConcurrencyKey: nj.GetConcurrencyKey(),
+			RunAt:          nj.GetRunAt(), CreatedAt: now, UpdatedAt: now,
 			ScheduleName: sc.Spec.GetName(), ScheduleTick: b.GetTick(),
 		}
 		if j.RunAt <= now {

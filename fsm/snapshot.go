@@ -179,6 +179,7 @@ func jobToRecord(r *fsmpb.JobRecord, j *Job) {
 		Seq:             j.Seq,
 		Schedule:        j.ScheduleName,
 		ScheduleTick:    j.ScheduleTick,
+		ConcurrencyKey:  j.ConcurrencyKey,
 	}
 }
 
@@ -196,6 +197,7 @@ func recordToJob(r *fsmpb.JobRecord) *Job {
 		InitialBackoff:  r.GetInitialBackoff(),
 		MaxBackoff:      r.GetMaxBackoff(),
 		IdempotencyKey:  r.GetIdempotencyKey(),
+		ConcurrencyKey:  r.GetConcurrencyKey(),
 		DedupWindow:     r.GetDedupWindow(),
 		LastError:       r.GetLastError(),
 		RunAt:           r.GetRunAt(),
@@ -363,7 +365,7 @@ func restoreRecord(st *state, rec *fsmpb.SnapshotRecord, seenQueue map[string]bo
 		if j.ID == "" || j.Queue == "" {
 			return errors.New("job without id or queue")
 		}
-		if err := checkKeySizes(j.ID, j.Queue, j.IdempotencyKey); err != nil {
+		if err := checkKeySizes(j.ID, j.Queue, j.IdempotencyKey, j.ConcurrencyKey); err != nil {
 			return err
 		}
 		if j.State < StateScheduled || j.State > StateCancelled {

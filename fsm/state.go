@@ -15,19 +15,21 @@ import (
 // composite keys are encoded so that bbolt's byte order is the trees' order
 // (see keys below and DESIGN.md).
 var (
-	bJobs      = []byte("jobs")      // id → fsmpb.JobRecord
-	bReady     = []byte("ready")     // (queue, −priority, seq, id)
-	bAge       = []byte("ready_age") // (queue, created_at, id)
-	bSched     = []byte("scheduled") // (run_at, id) of SCHEDULED jobs
-	bLeases    = []byte("leases")    // (lease deadline, id) of LEASED jobs
-	bTerminal  = []byte("terminal")  // (finished_at, id) of terminal jobs
-	bByState   = []byte("by_state")  // (queue, state, id)
-	bIdem      = []byte("idem")      // (queue, key) → (expires_at, job id)
-	bIdemExp   = []byte("idem_exp")  // (expires_at, queue, key)
-	bQueues    = []byte("queues")    // name → paused, counts per state
-	bNodes     = []byte("nodes")     // node id → fsmpb.NodeMeta
-	bSchedules = []byte("schedules") // name → fsmpb.ScheduleRecord
-	bMeta      = []byte("meta")      // metaKey → applied index, seq, checksum
+	bJobs      = []byte("jobs")       // id → fsmpb.JobRecord
+	bReady     = []byte("ready")      // (queue, −priority, seq, id) of READY jobs without a key
+	bReadyKey  = []byte("ready_key")  // (queue, −priority, key, seq, id) of READY jobs with a key
+	bLeasedKey = []byte("leased_key") // (queue, key, id) of LEASED jobs with a key
+	bAge       = []byte("ready_age")  // (queue, created_at, id)
+	bSched     = []byte("scheduled")  // (run_at, id) of SCHEDULED jobs
+	bLeases    = []byte("leases")     // (lease deadline, id) of LEASED jobs
+	bTerminal  = []byte("terminal")   // (finished_at, id) of terminal jobs
+	bByState   = []byte("by_state")   // (queue, state, id)
+	bIdem      = []byte("idem")       // (queue, key) → (expires_at, job id)
+	bIdemExp   = []byte("idem_exp")   // (expires_at, queue, key)
+	bQueues    = []byte("queues")     // name → paused, counts per state
+	bNodes     = []byte("nodes")      // node id → fsmpb.NodeMeta
+	bSchedules = []byte("schedules")  // name → fsmpb.ScheduleRecord
+	bMeta      = []byte("meta")       // metaKey → applied index, seq, checksum
 )
 
 // stateBuckets are the buckets Hash covers, in hash order. meta is left out:
@@ -91,6 +93,27 @@ func readyKeyOf(j *Job) []byte {
 	b = binary.BigEndian.AppendUint32(b, ^(uint32(j.Priority) ^ (1 << 31)))
 	b = binary.BigEndian.AppendUint64(b, j.Seq)
 	return append(b, j.ID...)
+}
+
+// readyPrefix is the start of every ready (and ready_key) key of queue at
+// priority prio.
+func readyPrefix(queue string, prio int32) []byte {
+	b := appendStr(make([]byte, 0, len(queue)+8), queue)
+	return binary.BigEndian.AppendUint32(b, ^(uint32(prio) ^ (1 << 31)))
+}
+
+// readyKeyKeyOf is j's key in ready_key: FIFO within (queue, priority,
+// concurrency key), each key's jobs contiguous so the dispatcher finds the
+// head of every key with one seek.
+func readyKeyKeyOf(j *Job) []byte {
+	b := appendStr(readyPrefix(j.Queue, j.Priority), j.ConcurrencyKey)
+	b = binary.BigEndian.AppendUint64(b, j.Seq)
+	return append(b, j.ID...)
+}
+
+// leasedKeyPrefix is the start of every leased_key key of (queue, key).
+func leasedKeyPrefix(queue, key string) []byte {
+	return appendStr(appendStr(make([]byte, 0, len(queue)+len(key)+4), queue), key)
 }
 
 func ageKeyOf(j *Job) []byte {
@@ -174,14 +197,14 @@ func corrupt(format string, args ...any) storeCorrupt {
 type state struct {
 	tx                                                                    *bbolt.Tx
 	jobs, ready, age, sched, leases, term, byState, idem, idemExp, queues *bbolt.Bucket
-	nodes, meta, schedules                                                *bbolt.Bucket
+	nodes, meta, schedules, readyKey, leasedKey                           *bbolt.Bucket
 	applied, seq                                                          uint64
 	metaDirty                                                             bool
 }
 
 // createBuckets makes every bucket of an empty store (a no-op otherwise).
 func createBuckets(tx *bbolt.Tx) error {
-	for _, name := range append([][]byte{bMeta, bSchedules}, stateBuckets...) {
+	for _, name := range append([][]byte{bMeta, bSchedules, bReadyKey, bLeasedKey}, stateBuckets...) {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return err
 		}
@@ -199,7 +222,8 @@ func newState(tx *bbolt.Tx) (*state, error) {
 		name []byte
 	}{{&s.jobs, bJobs}, {&s.ready, bReady}, {&s.age, bAge}, {&s.sched, bSched}, {&s.leases, bLeases},
 		{&s.term, bTerminal}, {&s.byState, bByState}, {&s.idem, bIdem}, {&s.idemExp, bIdemExp},
-		{&s.queues, bQueues}, {&s.nodes, bNodes}, {&s.meta, bMeta}, {&s.schedules, bSchedules}} {
+		{&s.queues, bQueues}, {&s.nodes, bNodes}, {&s.meta, bMeta}, {&s.schedules, bSchedules},
+		{&s.readyKey, bReadyKey}, {&s.leasedKey, bLeasedKey}} {
 		if *p.b = tx.Bucket(p.name); *p.b == nil {
 			return nil, fmt.Errorf("bucket %q missing", p.name)
 		}
@@ -312,8 +336,16 @@ func (s *state) nextSeq() uint64 {
 // calls for; put and remove keep that true.
 type indexOf func(*Job) ([]byte, bool)
 
-func readyOf(j *Job) ([]byte, bool) { return readyKeyOf(j), j.State == StateReady }
-func ageOf(j *Job) ([]byte, bool)   { return ageKeyOf(j), j.State == StateReady }
+func readyOf(j *Job) ([]byte, bool) {
+	return readyKeyOf(j), j.State == StateReady && j.ConcurrencyKey == ""
+}
+func readyKeyedOf(j *Job) ([]byte, bool) {
+	return readyKeyKeyOf(j), j.State == StateReady && j.ConcurrencyKey != ""
+}
+func leasedKeyedOf(j *Job) ([]byte, bool) {
+	return append(leasedKeyPrefix(j.Queue, j.ConcurrencyKey), j.ID...), j.State == StateLeased && j.ConcurrencyKey != ""
+}
+func ageOf(j *Job) ([]byte, bool) { return ageKeyOf(j), j.State == StateReady }
 func scheduledOf(j *Job) ([]byte, bool) {
 	return timeKey(j.RunAt, j.ID), j.State == StateScheduled
 }
@@ -357,6 +389,8 @@ func (s *state) remove(j *Job) {
 
 func (s *state) index(old, nu *Job) {
 	s.reindex(s.ready, readyOf, old, nu)
+	s.reindex(s.readyKey, readyKeyedOf, old, nu)
+	s.reindex(s.leasedKey, leasedKeyedOf, old, nu)
 	s.reindex(s.age, ageOf, old, nu)
 	s.reindex(s.sched, scheduledOf, old, nu)
 	s.reindex(s.leases, leaseOf, old, nu)

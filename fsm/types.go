@@ -82,6 +82,10 @@ type Job struct {
 	// that created the job; empty and 0 for enqueued jobs.
 	ScheduleName string
 	ScheduleTick int64
+	// ConcurrencyKey groups the job with others of its queue for fair
+	// dispatch and the per-key lease cap (a tenant, a customer id); empty:
+	// no key.
+	ConcurrencyKey string
 }
 
 // Sentinel errors returned (wrapped, per item) as business refusals in

@@ -571,6 +571,9 @@ type NewJob struct {
 	MaxBackoff     int64  `protobuf:"varint,10,opt,name=max_backoff,json=maxBackoff,proto3" json:"max_backoff,omitempty"`
 	IdempotencyKey string `protobuf:"bytes,11,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	DedupWindow    int64  `protobuf:"varint,12,opt,name=dedup_window,json=dedupWindow,proto3" json:"dedup_window,omitempty"`
+	// Fair dispatch and the per-key lease cap group jobs by this key (a
+	// tenant, a customer); empty: no key.
+	ConcurrencyKey string `protobuf:"bytes,13,opt,name=concurrency_key,json=concurrencyKey,proto3" json:"concurrency_key,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -687,6 +690,13 @@ func (x *NewJob) GetDedupWindow() int64 {
 		return x.DedupWindow
 	}
 	return 0
+}
+
+func (x *NewJob) GetConcurrencyKey() string {
+	if x != nil {
+		return x.ConcurrencyKey
+	}
+	return ""
 }
 
 type Enqueue struct {
@@ -1628,10 +1638,12 @@ type JobRecord struct {
 	Seq uint64 `protobuf:"varint,23,opt,name=seq,proto3" json:"seq,omitempty"`
 	// The schedule that fired this job and the tick it fired for (unix ns);
 	// empty and zero for jobs enqueued by producers.
-	Schedule      string `protobuf:"bytes,24,opt,name=schedule,proto3" json:"schedule,omitempty"`
-	ScheduleTick  int64  `protobuf:"varint,25,opt,name=schedule_tick,json=scheduleTick,proto3" json:"schedule_tick,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Schedule     string `protobuf:"bytes,24,opt,name=schedule,proto3" json:"schedule,omitempty"`
+	ScheduleTick int64  `protobuf:"varint,25,opt,name=schedule_tick,json=scheduleTick,proto3" json:"schedule_tick,omitempty"`
+	// The job's concurrency key (NewJob.concurrency_key); empty: none.
+	ConcurrencyKey string `protobuf:"bytes,26,opt,name=concurrency_key,json=concurrencyKey,proto3" json:"concurrency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *JobRecord) Reset() {
@@ -1837,6 +1849,13 @@ func (x *JobRecord) GetScheduleTick() int64 {
 		return x.ScheduleTick
 	}
 	return 0
+}
+
+func (x *JobRecord) GetConcurrencyKey() string {
+	if x != nil {
+		return x.ConcurrencyKey
+	}
+	return ""
 }
 
 type QueueRecord struct {
@@ -2491,7 +2510,7 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x0fresume_schedule\x18\x1a \x01(\v2\x19.raftq.fsm.v1.ScheduleRefH\x00R\x0eresumeSchedule\x12D\n" +
 	"\x0fdelete_schedule\x18\x1b \x01(\v2\x19.raftq.fsm.v1.ScheduleRefH\x00R\x0edeleteSchedule\x12A\n" +
 	"\rfire_schedule\x18\x1c \x01(\v2\x1a.raftq.fsm.v1.FireScheduleH\x00R\ffireScheduleB\x06\n" +
-	"\x04body\"\xef\x02\n" +
+	"\x04body\"\x98\x03\n" +
 	"\x06NewJob\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x12\n" +
@@ -2506,7 +2525,8 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	" \x01(\x03R\n" +
 	"maxBackoff\x12'\n" +
 	"\x0fidempotency_key\x18\v \x01(\tR\x0eidempotencyKey\x12!\n" +
-	"\fdedup_window\x18\f \x01(\x03R\vdedupWindow\"3\n" +
+	"\fdedup_window\x18\f \x01(\x03R\vdedupWindow\x12'\n" +
+	"\x0fconcurrency_key\x18\r \x01(\tR\x0econcurrencyKey\"3\n" +
 	"\aEnqueue\x12(\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x14.raftq.fsm.v1.NewJobR\x04jobs\"I\n" +
 	"\tLeaseItem\x12\x15\n" +
@@ -2561,7 +2581,7 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1d\n" +
 	"\n" +
 	"last_index\x18\x02 \x01(\x04R\tlastIndex\x12\x10\n" +
-	"\x03seq\x18\x03 \x01(\x04R\x03seq\"\x85\x06\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq\"\xae\x06\n" +
 	"\tJobRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x12\n" +
@@ -2594,7 +2614,8 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x10cancel_requested\x18\x16 \x01(\bR\x0fcancelRequested\x12\x10\n" +
 	"\x03seq\x18\x17 \x01(\x04R\x03seq\x12\x1a\n" +
 	"\bschedule\x18\x18 \x01(\tR\bschedule\x12#\n" +
-	"\rschedule_tick\x18\x19 \x01(\x03R\fscheduleTick\"9\n" +
+	"\rschedule_tick\x18\x19 \x01(\x03R\fscheduleTick\x12'\n" +
+	"\x0fconcurrency_key\x18\x1a \x01(\tR\x0econcurrencyKey\"9\n" +
 	"\vQueueRecord\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06paused\x18\x02 \x01(\bR\x06paused\"q\n" +

@@ -400,6 +400,11 @@ type JobSpec struct {
 	IdempotencyKey string               `protobuf:"bytes,9,opt,name=idempotency_key,json=idempotencyKey,proto3" json:"idempotency_key,omitempty"`
 	DedupWindow    *durationpb.Duration `protobuf:"bytes,10,opt,name=dedup_window,json=dedupWindow,proto3" json:"dedup_window,omitempty"`
 	Retry          *RetryPolicy         `protobuf:"bytes,11,opt,name=retry,proto3" json:"retry,omitempty"`
+	// Groups the job with others of the same key (a tenant, a customer id)
+	// for fair dispatch: the dispatcher serves a queue's keys round-robin, and
+	// the queue's max_in_flight_per_key caps the leased jobs of each key. At
+	// most 256 bytes of printable UTF-8; empty: no key.
+	ConcurrencyKey string `protobuf:"bytes,12,opt,name=concurrency_key,json=concurrencyKey,proto3" json:"concurrency_key,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -511,6 +516,13 @@ func (x *JobSpec) GetRetry() *RetryPolicy {
 	return nil
 }
 
+func (x *JobSpec) GetConcurrencyKey() string {
+	if x != nil {
+		return x.ConcurrencyKey
+	}
+	return ""
+}
+
 // Job is the full state of one job.
 type Job struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -538,10 +550,12 @@ type Job struct {
 	CancelRequested bool                   `protobuf:"varint,20,opt,name=cancel_requested,json=cancelRequested,proto3" json:"cancel_requested,omitempty"`
 	// The schedule that created this job and the tick it was created for
 	// (unset for jobs enqueued by producers).
-	Schedule      string                 `protobuf:"bytes,21,opt,name=schedule,proto3" json:"schedule,omitempty"`
-	ScheduleTick  *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=schedule_tick,json=scheduleTick,proto3" json:"schedule_tick,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Schedule     string                 `protobuf:"bytes,21,opt,name=schedule,proto3" json:"schedule,omitempty"`
+	ScheduleTick *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=schedule_tick,json=scheduleTick,proto3" json:"schedule_tick,omitempty"`
+	// The job's concurrency key (JobSpec.concurrency_key); empty: none.
+	ConcurrencyKey string `protobuf:"bytes,23,opt,name=concurrency_key,json=concurrencyKey,proto3" json:"concurrency_key,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -726,6 +740,13 @@ func (x *Job) GetScheduleTick() *timestamppb.Timestamp {
 		return x.ScheduleTick
 	}
 	return nil
+}
+
+func (x *Job) GetConcurrencyKey() string {
+	if x != nil {
+		return x.ConcurrencyKey
+	}
+	return ""
 }
 
 type EnqueueRequest struct {
@@ -4711,7 +4732,7 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\vRetryPolicy\x12B\n" +
 	"\x0finitial_backoff\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x0einitialBackoff\x12:\n" +
 	"\vmax_backoff\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"maxBackoff\"\xc6\x03\n" +
+	"maxBackoff\"\xef\x03\n" +
 	"\aJobSpec\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x18\n" +
@@ -4724,7 +4745,8 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\x0fidempotency_key\x18\t \x01(\tR\x0eidempotencyKey\x12<\n" +
 	"\fdedup_window\x18\n" +
 	" \x01(\v2\x19.google.protobuf.DurationR\vdedupWindow\x12+\n" +
-	"\x05retry\x18\v \x01(\v2\x15.raftq.v1.RetryPolicyR\x05retry\"\x84\a\n" +
+	"\x05retry\x18\v \x01(\v2\x15.raftq.v1.RetryPolicyR\x05retry\x12'\n" +
+	"\x0fconcurrency_key\x18\f \x01(\tR\x0econcurrencyKey\"\xad\a\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x12\n" +
@@ -4753,7 +4775,8 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\tleased_by\x18\x13 \x01(\tR\bleasedBy\x12)\n" +
 	"\x10cancel_requested\x18\x14 \x01(\bR\x0fcancelRequested\x12\x1a\n" +
 	"\bschedule\x18\x15 \x01(\tR\bschedule\x12?\n" +
-	"\rschedule_tick\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\fscheduleTick\"7\n" +
+	"\rschedule_tick\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\fscheduleTick\x12'\n" +
+	"\x0fconcurrency_key\x18\x17 \x01(\tR\x0econcurrencyKey\"7\n" +
 	"\x0eEnqueueRequest\x12%\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x11.raftq.v1.JobSpecR\x04jobs\"D\n" +
 	"\rEnqueueResult\x12\x15\n" +
