@@ -12,6 +12,14 @@
 // fetches, FSM change signals, lease outcomes and timers are events on its
 // loop. Jobs proposed for a lease but not yet committed are "in flight" and
 // skipped by later matches, so two waiters never race for the same job.
+//
+// Fair dispatch: a queue's ready jobs are picked by fsm.PickReady,
+// strictly by priority, then round-robin across concurrency keys (jobs
+// without a key form one more key), resuming after the key the queue served
+// last; FIFO holds within (queue, priority, key), not across keys. A
+// queue's MaxInFlightPerKey caps each key's leased jobs, counted from the
+// FSM's leased-by-key index plus this dispatcher's in-flight leases: a new
+// leader recomputes it from FSM state.
 package dispatch
 
 import (
@@ -33,6 +41,9 @@ import (
 type FSM interface {
 	Changed() <-chan struct{}
 	ReadyJobs(queue string, max int, skip func(id string) bool) []string
+	// PickReady picks ready jobs fairly across concurrency keys, within a
+	// per-key cap.
+	PickReady(queue string, p fsm.ReadyPick) []fsm.ReadyJob
 	NextWakeup() (int64, bool)
 	// Stats gives the queues' job counts; the dispatcher reads the leased
 	// count of queues that have a concurrency cap.
@@ -49,6 +60,10 @@ type QueueLimit struct {
 	// second, with a bucket of Burst (default: the rate, at least 1).
 	RatePerSec float64
 	Burst      int
+	// MaxInFlightPerKey caps the leased jobs of each concurrency key of
+	// the queue (committed leases plus leases being proposed); jobs
+	// without a key are not capped by it.
+	MaxInFlightPerKey int
 }
 
 // Limits supplies each queue's limits (live configuration). Changed
@@ -128,13 +143,18 @@ type Dispatcher struct {
 
 	// Owned by the loop goroutine.
 	waiters     []*waiter
-	inflight    map[string]string // job id → queue, leases being proposed
-	inflightQ   map[string]int    // queue → jobs in inflight
+	inflight    map[string]queueKey // job id → its queue and key, leases being proposed
+	inflightQ   map[string]int      // queue → jobs in inflight
+	inflightK   map[queueKey]int    // (queue, key) → jobs in inflight
+	lastKey     map[string]string   // queue → the concurrency key served last
 	limiters    map[string]*rate.Limiter
 	nextToken   time.Time // when a rate-limited queue with ready jobs gets a token
 	tickPending bool
 	nextPurge   time.Time
 }
+
+// queueKey is a (queue, concurrency key) pair.
+type queueKey struct{ queue, key string }
 
 // New starts a dispatcher.
 func New(f FSM, p Proposer, opts Options) *Dispatcher {
@@ -159,8 +179,10 @@ func New(f FSM, p Proposer, opts Options) *Dispatcher {
 		tickDone:  make(chan struct{}, 1),
 		stop:      make(chan struct{}),
 		stopped:   make(chan struct{}),
-		inflight:  make(map[string]string),
+		inflight:  make(map[string]queueKey),
 		inflightQ: make(map[string]int),
+		inflightK: make(map[queueKey]int),
+		lastKey:   make(map[string]string),
 		limiters:  make(map[string]*rate.Limiter),
 	}
 	d.nextPurge = opts.Clock().Add(opts.PurgeInterval)
@@ -278,15 +300,25 @@ func (d *Dispatcher) match() {
 			if room > 0 && want > room {
 				want = room
 			}
-			got := d.fsm.ReadyJobs(q, want, skip)
+			var keyCap int
+			if d.opts.Limits != nil {
+				keyCap = d.opts.Limits.QueueLimit(q).MaxInFlightPerKey
+			}
+			got := d.fsm.PickReady(q, fsm.ReadyPick{Max: want, After: d.lastKey[q], Skip: skip, KeyCap: keyCap,
+				InFlight: func(key string) int { return d.inflightK[queueKey{q, key}] }})
 			if lim != nil && len(got) > 0 {
 				lim.AllowN(now, len(got))
 			}
-			for _, id := range got {
-				d.inflight[id] = q
+			for _, r := range got {
+				qk := queueKey{q, r.Key}
+				d.inflight[r.ID] = qk
 				d.inflightQ[q]++
+				d.inflightK[qk]++
+				ids = append(ids, r.ID)
 			}
-			ids = append(ids, got...)
+			if len(got) > 0 {
+				d.lastKey[q] = got[len(got)-1].Key
+			}
 		}
 		if len(ids) == 0 {
 			continue
@@ -317,9 +349,12 @@ func (d *Dispatcher) match() {
 // that were leased; if none were (all taken by a cancel, say), it waits on.
 func (d *Dispatcher) leased(o leaseOutcome) {
 	for _, id := range o.ids {
-		if q, ok := d.inflight[id]; ok {
-			if d.inflightQ[q]--; d.inflightQ[q] <= 0 {
-				delete(d.inflightQ, q)
+		if qk, ok := d.inflight[id]; ok {
+			if d.inflightQ[qk.queue]--; d.inflightQ[qk.queue] <= 0 {
+				delete(d.inflightQ, qk.queue)
+			}
+			if d.inflightK[qk]--; d.inflightK[qk] <= 0 {
+				delete(d.inflightK, qk)
 			}
 		}
 		delete(d.inflight, id)

@@ -1,0 +1,176 @@
+package dispatch_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/raftq/raftq/fsm"
+	"github.com/raftq/raftq/fsm/fsmpb"
+	"github.com/raftq/raftq/internal/dispatch"
+	"github.com/raftq/raftq/internal/proposer"
+)
+
+// enqueueKeyed enqueues n ready jobs of queue with concurrency key key.
+func enqueueKeyed(p *direct, queue, key string, n int, at time.Time) {
+	var jobs []*fsmpb.NewJob
+	for i := range n {
+		jobs = append(jobs, &fsmpb.NewJob{Id: fmt.Sprintf("%s-%s-%05d", queue, key, i), Queue: queue, Type: "t",
+			RunAt: at.UnixNano(), MaxAttempts: 5, LeaseDuration: int64(time.Hour), InitialBackoff: int64(time.Second),
+			MaxBackoff: int64(time.Minute), ConcurrencyKey: key})
+	}
+	done := make(chan struct{})
+	p.Submit(&fsmpb.Command{Type: fsmpb.CommandType_COMMAND_TYPE_ENQUEUE,
+		Body: &fsmpb.Command_Enqueue{Enqueue: &fsmpb.Enqueue{Jobs: jobs}}}, func(proposer.Response) { close(done) })
+	<-done
+}
+
+func keysLeased(p *direct, q string, keys ...string) map[string]int {
+	out := map[string]int{}
+	for _, k := range keys {
+		out[k] = p.f.LeasedOfKey(q, k)
+	}
+	return out
+}
+
+// One key with 10,000 ready jobs, enqueued first, cannot starve nine keys
+// of 10 each: the first fetch of 10 serves all ten keys, and after three
+// fetches of 10 each small key has had its share (3 jobs).
+func TestFairDispatchAcrossKeys(t *testing.T) {
+	d, p, clk := setup(t)
+	enqueueKeyed(p, "q", "big", 10000, clk.Now())
+	var small []string
+	for k := range 9 {
+		small = append(small, fmt.Sprintf("small-%d", k))
+		enqueueKeyed(p, "q", small[k], 10, clk.Now())
+	}
+	served := map[string]int{}
+	for f := range 3 {
+		jobs, err := d.Fetch(context.Background(), dispatch.FetchRequest{Queues: []string{"q"}, Max: 10, WorkerID: "w"})
+		if err != nil || len(jobs) != 10 {
+			t.Fatalf("fetch %d: %d jobs, %v", f, len(jobs), err)
+		}
+		keys := map[string]bool{}
+		for _, j := range jobs {
+			served[j.ConcurrencyKey]++
+			keys[j.ConcurrencyKey] = true
+		}
+		if len(keys) != 10 {
+			t.Fatalf("fetch %d served %d keys, want all 10: %v", f, len(keys), keys)
+		}
+	}
+	for _, k := range small {
+		if served[k] != 3 {
+			t.Fatalf("key %s served %d times in 3 fetches: %v", k, served[k], served)
+		}
+	}
+	// FIFO within a key: big's jobs came in enqueue order.
+	for i, want := range []string{"q-big-00000", "q-big-00001", "q-big-00002"} {
+		if j, ok := p.f.Get(want); !ok || j.State != fsm.StateLeased {
+			t.Fatalf("big job %d (%s) not leased", i, want)
+		}
+	}
+	if j, ok := p.f.Get("q-big-00003"); !ok || j.State != fsm.StateReady {
+		t.Fatal("big's fourth job leased out of order")
+	}
+}
+
+// The per-key cap holds across many concurrent fetches (counting leases
+// still being proposed) while other keys flow; raising it live lets more
+// of the key's jobs out at once.
+func TestPerKeyCapConcurrentAndLiveRaise(t *testing.T) {
+	d, p, clk, lim := setupLimits(t)
+	lim.set("q", dispatch.QueueLimit{MaxInFlightPerKey: 2})
+	keys := []string{"a", "b", "c"}
+	for _, k := range keys {
+		enqueueKeyed(p, "q", k, 50, clk.Now())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var held []fsm.Job
+	for range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for ctx.Err() == nil {
+				jobs, _ := d.Fetch(ctx, dispatch.FetchRequest{Queues: []string{"q"}, Max: 3, Wait: time.Hour, WorkerID: "w"})
+				mu.Lock()
+				held = append(held, jobs...)
+				mu.Unlock()
+			}
+		}()
+	}
+	acked := map[string]int{}
+	deadline := time.Now().Add(20 * time.Second)
+	for total := 0; total < 60 && time.Now().Before(deadline); {
+		for k, n := range keysLeased(p, "q", keys...) {
+			if n > 2 {
+				cancel()
+				wg.Wait()
+				t.Fatalf("key %s has %d leased, cap 2", k, n)
+			}
+		}
+		mu.Lock()
+		var j *fsm.Job
+		if len(held) > 0 {
+			j = &held[0]
+			held = held[1:]
+		}
+		mu.Unlock()
+		if j == nil {
+			time.Sleep(time.Millisecond)
+			continue
+		}
+		ack(t, p, *j)
+		acked[j.ConcurrencyKey]++
+		total++
+	}
+	cancel()
+	wg.Wait()
+	for _, k := range keys {
+		if acked[k] < 10 {
+			t.Fatalf("key %s: only %d jobs flowed under the cap: %v", k, acked[k], acked)
+		}
+	}
+}
+
+// Raising the per-key cap live (etcd) wakes a parked fetch at once.
+func TestPerKeyCapRaisedLive(t *testing.T) {
+	d, p, clk, lim := setupLimits(t)
+	lim.set("q", dispatch.QueueLimit{MaxInFlightPerKey: 2})
+	keys := []string{"a", "b", "c"}
+	for _, k := range keys {
+		enqueueKeyed(p, "q", k, 50, clk.Now())
+	}
+	jobs, err := d.Fetch(context.Background(), dispatch.FetchRequest{Queues: []string{"q"}, Max: 30, WorkerID: "w"})
+	if err != nil || len(jobs) != 6 {
+		t.Fatalf("first fetch: %d jobs (want 2 per key), %v", len(jobs), err)
+	}
+	got := make(chan []fsm.Job, 1)
+	go func() {
+		j, _ := d.Fetch(context.Background(), dispatch.FetchRequest{Queues: []string{"q"}, Max: 30, Wait: time.Hour, WorkerID: "x"})
+		got <- j
+	}()
+	select {
+	case j := <-got:
+		t.Fatalf("fetch at the cap got %d jobs", len(j))
+	case <-time.After(200 * time.Millisecond):
+	}
+	lim.set("q", dispatch.QueueLimit{MaxInFlightPerKey: 5})
+	select {
+	case j := <-got:
+		if len(j) != 9 {
+			t.Fatalf("after raising the cap to 5: %d jobs, want 9 (3 per key)", len(j))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("raising the cap did not wake the parked fetch")
+	}
+	for k, n := range keysLeased(p, "q", keys...) {
+		if n != 5 {
+			t.Fatalf("key %s: %d leased, want 5", k, n)
+		}
+	}
+}
