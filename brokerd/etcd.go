@@ -383,7 +383,8 @@ type liveLimits struct{ w *liveconfig.Watcher }
 
 func (l liveLimits) QueueLimit(q string) dispatch.QueueLimit {
 	c := l.w.Queue(q)
-	return dispatch.QueueLimit{MaxInFlight: c.MaxInFlight, RatePerSec: c.RatePerSec, Burst: c.Burst}
+	return dispatch.QueueLimit{MaxInFlight: c.MaxInFlight, RatePerSec: c.RatePerSec, Burst: c.Burst,
+		MaxInFlightPerKey: c.MaxInFlightPerKey}
 }
 
 func (l liveLimits) Changed() <-chan struct{} { return l.w.Changed() }

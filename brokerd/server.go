@@ -508,5 +508,6 @@ func jobToProto(j *fsm.Job) *raftqv1.Job {
 		CancelRequested: j.CancelRequested,
 		Schedule:        j.ScheduleName,
 		ScheduleTick:    ts(j.ScheduleTick),
+		ConcurrencyKey:  j.ConcurrencyKey,
 	}
 }

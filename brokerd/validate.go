@@ -5,6 +5,8 @@ import (
 	"net"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/types/known/durationpb"
@@ -97,6 +99,9 @@ func validateEnqueue(lim Limits, defaults func(queue string) Defaults, req *raft
 		if len(s.IdempotencyKey) > lim.MaxIdempotencyKey {
 			return nil, bad(fmt.Errorf("%w: idempotency_key longer than %d bytes", apierr.ErrInvalid, lim.MaxIdempotencyKey))
 		}
+		if err := checkConcurrencyKey(s.ConcurrencyKey, lim.MaxIdempotencyKey); err != nil {
+			return nil, bad(err)
+		}
 		if s.MaxAttempts < 0 || s.MaxAttempts > lim.MaxAttempts {
 			return nil, bad(fmt.Errorf("%w: max_attempts %d outside 0..%d", apierr.ErrInvalid, s.MaxAttempts, lim.MaxAttempts))
 		}
@@ -163,9 +168,28 @@ func validateEnqueue(lim Limits, defaults func(queue string) Defaults, req *raft
 			MaxBackoff:     int64(maxB),
 			IdempotencyKey: s.IdempotencyKey,
 			DedupWindow:    int64(dedup),
+			ConcurrencyKey: s.ConcurrencyKey,
 		})
 	}
 	return out, nil
+}
+
+// checkConcurrencyKey refuses a concurrency key longer than max bytes
+// (the idempotency key's limit) or not printable UTF-8: keys show up in
+// the CLI, the dashboard and logs.
+func checkConcurrencyKey(key string, max int) error {
+	if len(key) > max {
+		return fmt.Errorf("%w: concurrency_key longer than %d bytes", apierr.ErrInvalid, max)
+	}
+	if !utf8.ValidString(key) {
+		return fmt.Errorf("%w: concurrency_key is not valid UTF-8", apierr.ErrInvalid)
+	}
+	for _, r := range key {
+		if !unicode.IsPrint(r) {
+			return fmt.Errorf("%w: concurrency_key has a non-printable character %U", apierr.ErrInvalid, r)
+		}
+	}
+	return nil
 }
 
 // durationOr returns d, or def when d is unset or zero.

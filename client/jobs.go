@@ -58,6 +58,16 @@ func WithIdempotencyKey(key string) JobOption {
 	return func(s *raftqv1.JobSpec) { s.IdempotencyKey = key }
 }
 
+// WithConcurrencyKey groups the job with others of the same key (a tenant,
+// a customer id): the broker dispatches a queue's keys round-robin, so one
+// busy key cannot starve the others, and the queue's live setting
+// max_in_flight_per_key caps the leased jobs of each key across all
+// workers. Jobs of one key keep FIFO order within a priority. At most 256
+// bytes of printable UTF-8.
+func WithConcurrencyKey(key string) JobOption {
+	return func(s *raftqv1.JobSpec) { s.ConcurrencyKey = key }
+}
+
 // WithDedupWindow sets how long the idempotency key is remembered.
 func WithDedupWindow(d time.Duration) JobOption {
 	return func(s *raftqv1.JobSpec) { s.DedupWindow = durationpb.New(d) }

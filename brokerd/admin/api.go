@@ -32,6 +32,7 @@ type Job struct {
 	MaxAttempts          int32      `json:"max_attempts"`
 	LeaseDurationSeconds float64    `json:"lease_duration_seconds"`
 	IdempotencyKey       string     `json:"idempotency_key,omitempty"`
+	ConcurrencyKey       string     `json:"concurrency_key,omitempty"`
 	LastError            string     `json:"last_error,omitempty"`
 	RunAt                *time.Time `json:"run_at,omitempty"`
 	CreatedAt            *time.Time `json:"created_at,omitempty"`
@@ -74,7 +75,7 @@ func JobFromProto(j *raftqv1.Job) Job {
 		ID: j.Id, Queue: j.Queue, Type: j.Type, State: stateName(j.State), Payload: j.Payload,
 		Priority: j.Priority, Attempts: j.Attempts, MaxAttempts: j.MaxAttempts,
 		LeaseDurationSeconds: j.LeaseDuration.AsDuration().Seconds(),
-		IdempotencyKey:       j.IdempotencyKey, LastError: j.LastError,
+		IdempotencyKey:       j.IdempotencyKey, LastError: j.LastError, ConcurrencyKey: j.ConcurrencyKey,
 		LeaseToken: j.LeaseToken, LeasedBy: j.LeasedBy, CancelRequested: j.CancelRequested,
 	}
 	if j.RunAt != nil {

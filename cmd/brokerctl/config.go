@@ -211,7 +211,7 @@ func printSetting(g *globals, w io.Writer, key string, value []byte) error {
 type queueFlags struct {
 	lease, initial, maxB time.Duration
 	attempts, inflight   int
-	burst                int
+	burst, perKey        int
 	rate                 float64
 }
 
@@ -223,6 +223,7 @@ func (q *queueFlags) add(f *pflag.FlagSet) {
 	f.IntVar(&q.inflight, "max-in-flight", 0, "cap on the queue's leased jobs across all workers (0: none)")
 	f.Float64Var(&q.rate, "rate", 0, "leases per second (0: unlimited)")
 	f.IntVar(&q.burst, "burst", 0, "rate limiter bucket (0: the rate)")
+	f.IntVar(&q.perKey, "max-in-flight-per-key", 0, "cap on each concurrency key's leased jobs across all workers (0: none)")
 }
 
 // updateQueueConfig changes the flags given in the QueueConfig at key,
@@ -231,12 +232,12 @@ func updateQueueConfig(g *globals, w io.Writer, etcd func() (*clientv3.Client, e
 	given := 0
 	fs.Visit(func(f *pflag.Flag) {
 		switch f.Name {
-		case "lease-duration", "max-attempts", "initial-backoff", "max-backoff", "max-in-flight", "rate", "burst":
+		case "lease-duration", "max-attempts", "initial-backoff", "max-backoff", "max-in-flight", "rate", "burst", "max-in-flight-per-key":
 			given++
 		}
 	})
 	if given == 0 {
-		return errors.New("nothing to set: give at least one of --lease-duration, --max-attempts, --initial-backoff, --max-backoff, --max-in-flight, --rate, --burst")
+		return errors.New("nothing to set: give at least one of --lease-duration, --max-attempts, --initial-backoff, --max-backoff, --max-in-flight, --max-in-flight-per-key, --rate, --burst")
 	}
 	cli, err := etcd()
 	if err != nil {
@@ -277,6 +278,8 @@ func updateQueueConfig(g *globals, w io.Writer, etcd func() (*clientv3.Client, e
 				}
 			case "burst":
 				c.Burst = q.burst
+			case "max-in-flight-per-key":
+				c.MaxInFlightPerKey = q.perKey
 			}
 		})
 		if err := c.Validate(); err != nil {

@@ -43,15 +43,17 @@ func TestConfigSetShowUnset(t *testing.T) {
 	qk := liveconfig.QueueKey(p, "emails")
 
 	ctlOK(t, "", etcdArgs("set", "queue", "emails", "--max-in-flight", "4", "--rate", "10", "--lease-duration", "45s")...)
-	ctlOK(t, "", etcdArgs("set", "queue", "emails", "--max-attempts", "3")...)
+	ctlOK(t, "", etcdArgs("set", "queue", "emails", "--max-attempts", "3", "--max-in-flight-per-key", "2")...)
 	c, ok := stored(qk)
-	want := liveconfig.QueueConfig{MaxInFlight: 4, RatePerSec: 10, LeaseDuration: liveconfig.Duration(45 * time.Second), MaxAttempts: 3}
+	want := liveconfig.QueueConfig{MaxInFlight: 4, RatePerSec: 10, LeaseDuration: liveconfig.Duration(45 * time.Second), MaxAttempts: 3,
+		MaxInFlightPerKey: 2}
 	if !ok || c != want {
 		t.Fatalf("stored %+v, want %+v", c, want)
 	}
 	// Refused, and the stored value is untouched.
 	for _, bad := range [][]string{
 		{"set", "queue", "emails", "--max-in-flight", "-1"},
+		{"set", "queue", "emails", "--max-in-flight-per-key", "-1"},
 		{"set", "queue", "emails", "--lease-duration", "24h"},
 		{"set", "queue", "emails", "--initial-backoff", "1h", "--max-backoff", "1m"},
 		{"set", "queue", "bad name"},

@@ -150,6 +150,7 @@ func enqueueCmd(g *globals) *cobra.Command {
 	f.Int32Var(&spec.MaxAttempts, "max-attempts", 0, "attempts before dead-lettering (0: broker default)")
 	f.DurationVar(&lease, "lease", 0, "lease duration (0: broker default)")
 	f.StringVar(&key, "key", "", "idempotency key")
+	f.StringVar(&spec.ConcurrencyKey, "concurrency-key", "", "concurrency key (tenant, customer id): fair dispatch across keys and the queue's max_in_flight_per_key")
 	f.DurationVar(&dedup, "dedup-window", 0, "how long --key deduplicates (0: broker default)")
 	f.DurationVar(&backoffInitial, "backoff-initial", 0, "first retry back-off after a failure (0: queue default)")
 	f.DurationVar(&backoffMax, "backoff-max", 0, "longest retry back-off (0: queue default)")

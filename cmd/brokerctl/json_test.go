@@ -107,6 +107,7 @@ func TestEveryCommandPrintsJSON(t *testing.T) {
 		Queue      string `json:"queue"`
 		LeaseToken uint64 `json:"lease_token"`
 		Payload    []byte `json:"payload"`
+		ConcKey    string `json:"concurrency_key"`
 	}
 	var enq struct {
 		Jobs []struct {
@@ -123,13 +124,13 @@ func TestEveryCommandPrintsJSON(t *testing.T) {
 
 	// enqueue: payload from stdin, back-off, dedup window, run-at.
 	run(&enq, "from stdin", "enqueue", "--queue", "js", "--type", "t", "--payload-file", "-", "--key", "k1", "--dedup-window", "1h",
-		"--backoff-initial", "1s", "--backoff-max", "1m", "--max-attempts", "1")
+		"--concurrency-key", "tenant-7", "--backoff-initial", "1s", "--backoff-max", "1m", "--max-attempts", "1")
 	if len(enq.Jobs) != 1 || enq.Jobs[0].Duplicate {
 		t.Fatalf("enqueue: %+v", enq)
 	}
 	first := enq.Jobs[0].ID
 	run(&one, "", "jobs", "get", first)
-	if one.ID != first || one.State != "ready" || string(one.Payload) != "from stdin" {
+	if one.ID != first || one.State != "ready" || string(one.Payload) != "from stdin" || one.ConcKey != "tenant-7" {
 		t.Fatalf("jobs get: %+v", one)
 	}
 	run(&one, "", "get", first)

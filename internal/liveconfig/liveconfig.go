@@ -73,6 +73,10 @@ type QueueConfig struct {
 	// second; Burst is the bucket (default: the rate, at least 1).
 	RatePerSec float64 `json:"rate_per_sec,omitempty"`
 	Burst      int     `json:"burst,omitempty"`
+	// MaxInFlightPerKey caps the leased jobs of each concurrency key of
+	// the queue, across all workers (0: no cap). Jobs without a key are
+	// not capped by it.
+	MaxInFlightPerKey int `json:"max_in_flight_per_key,omitempty"`
 }
 
 // Merge returns c with every unset field taken from under.
@@ -95,6 +99,9 @@ func (c QueueConfig) Merge(under QueueConfig) QueueConfig {
 	if c.RatePerSec == 0 {
 		c.RatePerSec, c.Burst = under.RatePerSec, under.Burst
 	}
+	if c.MaxInFlightPerKey == 0 {
+		c.MaxInFlightPerKey = under.MaxInFlightPerKey
+	}
 	return c
 }
 
@@ -113,6 +120,8 @@ func (c QueueConfig) Validate() error {
 		return errors.New("max_backoff: must be at least initial_backoff")
 	case c.MaxInFlight < 0:
 		return errors.New("max_in_flight: must not be negative")
+	case c.MaxInFlightPerKey < 0:
+		return errors.New("max_in_flight_per_key: must not be negative (0 means no cap)")
 	case c.RatePerSec < 0 || c.RatePerSec > 1e6:
 		return errors.New("rate_per_sec: must be between 0 and 1000000")
 	case c.Burst < 0:

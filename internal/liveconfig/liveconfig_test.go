@@ -28,6 +28,7 @@ func TestParseQueueConfig(t *testing.T) {
 		`{"lease_duration":"45s","max_attempts":3,"initial_backoff":"1s","max_backoff":"1m","max_in_flight":2,"rate_per_sec":5,"burst":10}`: {
 			LeaseDuration: liveconfig.Duration(45 * time.Second), MaxAttempts: 3, InitialBackoff: liveconfig.Duration(time.Second),
 			MaxBackoff: liveconfig.Duration(time.Minute), MaxInFlight: 2, RatePerSec: 5, Burst: 10},
+		`{"max_in_flight_per_key":3}`: {MaxInFlightPerKey: 3},
 	}
 	for in, want := range good {
 		got, err := liveconfig.ParseQueueConfig([]byte(in))
@@ -39,6 +40,7 @@ func TestParseQueueConfig(t *testing.T) {
 		`{"lease_duration":30}`:                             "duration",
 		`{"lease_duration":"soon"}`:                         "duration",
 		`{"max_in_flight":-1}`:                              "max_in_flight",
+		`{"max_in_flight_per_key":-1}`:                      "max_in_flight_per_key: must not be negative",
 		`{"max_inflight":1}`:                                "unknown field",
 		`{"initial_backoff":"1m","max_backoff":"1s"}`:       "max_backoff",
 		`{"burst":3}`:                                       "burst: needs rate_per_sec",
@@ -69,10 +71,10 @@ func TestParseQueueConfig(t *testing.T) {
 }
 
 func TestMerge(t *testing.T) {
-	def := liveconfig.QueueConfig{LeaseDuration: 5, MaxAttempts: 2, MaxInFlight: 9, RatePerSec: 1, Burst: 1}
+	def := liveconfig.QueueConfig{LeaseDuration: 5, MaxAttempts: 2, MaxInFlight: 9, RatePerSec: 1, Burst: 1, MaxInFlightPerKey: 4}
 	q := liveconfig.QueueConfig{MaxAttempts: 7, RatePerSec: 3}
 	got := q.Merge(def)
-	want := liveconfig.QueueConfig{LeaseDuration: 5, MaxAttempts: 7, MaxInFlight: 9, RatePerSec: 3}
+	want := liveconfig.QueueConfig{LeaseDuration: 5, MaxAttempts: 7, MaxInFlight: 9, RatePerSec: 3, MaxInFlightPerKey: 4}
 	if got != want {
 		t.Fatalf("merge: %+v, want %+v", got, want)
 	}
