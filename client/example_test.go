@@ -87,6 +87,18 @@ func ExampleNewJob() {
 	// Output: reports monthly 3 1s monthly-2026-10
 }
 
+// Fair queuing per tenant: each job carries its tenant as concurrency
+// key. The broker's dispatcher serves the queue's keys round-robin, so a
+// tenant that enqueued 10,000 jobs does not delay another's 10, and with
+// `brokerctl config set queue exports --max-in-flight-per-key 2` no tenant
+// has more than 2 jobs running at once across all workers.
+func ExampleWithConcurrencyKey() {
+	spec := client.NewJob("exports", "csv", []byte("report-42"),
+		client.WithConcurrencyKey("tenant-acme"))
+	fmt.Println(spec.Queue, spec.ConcurrencyKey)
+	// Output: exports tenant-acme
+}
+
 // A periodic job: every night at 02:30 Paris time, one "nightly" job in
 // the reports queue, started within a minute of the tick (jitter), never
 // two at once (the previous run still going makes the tick skip), and
