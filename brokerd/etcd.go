@@ -384,7 +384,7 @@ type liveLimits struct{ w *liveconfig.Watcher }
 func (l liveLimits) QueueLimit(q string) dispatch.QueueLimit {
 	c := l.w.Queue(q)
 	return dispatch.QueueLimit{MaxInFlight: c.MaxInFlight, RatePerSec: c.RatePerSec, Burst: c.Burst,
-		MaxInFlightPerKey: c.MaxInFlightPerKey}
+		MaxInFlightPerKey: c.MaxInFlightPerKey, RatePerKey: c.RatePerKey}
 }
 
 func (l liveLimits) Changed() <-chan struct{} { return l.w.Changed() }

@@ -377,6 +377,10 @@ type ReadyPick struct {
 	// InFlight (may be nil) is how many of key's jobs are being leased
 	// but not yet committed.
 	InFlight func(key string) int
+	// KeyRoom (may be nil) bounds further how many of key's jobs may be
+	// picked now (a rate per key); < 0: no bound. It is asked once per
+	// key that has ready jobs, and never for the jobs without a key.
+	KeyRoom func(key string) int
 }
 
 // ReadyJob is one job PickReady chose.
@@ -485,6 +489,11 @@ func pickLevel(st *state, queue string, lp []byte, p ReadyPick, out []ReadyJob) 
 				}
 				if g.room < 0 {
 					g.room = 0
+				}
+			}
+			if p.KeyRoom != nil && g.room != 0 {
+				if r := p.KeyRoom(key); r >= 0 && (g.room < 0 || r < g.room) {
+					g.room = r
 				}
 			}
 		}

@@ -212,7 +212,7 @@ type queueFlags struct {
 	lease, initial, maxB time.Duration
 	attempts, inflight   int
 	burst, perKey        int
-	rate                 float64
+	rate, ratePerKey     float64
 }
 
 func (q *queueFlags) add(f *pflag.FlagSet) {
@@ -224,6 +224,7 @@ func (q *queueFlags) add(f *pflag.FlagSet) {
 	f.Float64Var(&q.rate, "rate", 0, "leases per second (0: unlimited)")
 	f.IntVar(&q.burst, "burst", 0, "rate limiter bucket (0: the rate)")
 	f.IntVar(&q.perKey, "max-in-flight-per-key", 0, "cap on each concurrency key's leased jobs across all workers (0: none)")
+	f.Float64Var(&q.ratePerKey, "rate-per-key", 0, "leases per second of each concurrency key (0: unlimited)")
 }
 
 // updateQueueConfig changes the flags given in the QueueConfig at key,
@@ -232,12 +233,12 @@ func updateQueueConfig(g *globals, w io.Writer, etcd func() (*clientv3.Client, e
 	given := 0
 	fs.Visit(func(f *pflag.Flag) {
 		switch f.Name {
-		case "lease-duration", "max-attempts", "initial-backoff", "max-backoff", "max-in-flight", "rate", "burst", "max-in-flight-per-key":
+		case "lease-duration", "max-attempts", "initial-backoff", "max-backoff", "max-in-flight", "rate", "burst", "max-in-flight-per-key", "rate-per-key":
 			given++
 		}
 	})
 	if given == 0 {
-		return errors.New("nothing to set: give at least one of --lease-duration, --max-attempts, --initial-backoff, --max-backoff, --max-in-flight, --max-in-flight-per-key, --rate, --burst")
+		return errors.New("nothing to set: give at least one of --lease-duration, --max-attempts, --initial-backoff, --max-backoff, --max-in-flight, --max-in-flight-per-key, --rate, --rate-per-key, --burst")
 	}
 	cli, err := etcd()
 	if err != nil {
@@ -280,6 +281,8 @@ func updateQueueConfig(g *globals, w io.Writer, etcd func() (*clientv3.Client, e
 				c.Burst = q.burst
 			case "max-in-flight-per-key":
 				c.MaxInFlightPerKey = q.perKey
+			case "rate-per-key":
+				c.RatePerKey = q.ratePerKey
 			}
 		})
 		if err := c.Validate(); err != nil {

@@ -43,10 +43,10 @@ func TestConfigSetShowUnset(t *testing.T) {
 	qk := liveconfig.QueueKey(p, "emails")
 
 	ctlOK(t, "", etcdArgs("set", "queue", "emails", "--max-in-flight", "4", "--rate", "10", "--lease-duration", "45s")...)
-	ctlOK(t, "", etcdArgs("set", "queue", "emails", "--max-attempts", "3", "--max-in-flight-per-key", "2")...)
+	ctlOK(t, "", etcdArgs("set", "queue", "emails", "--max-attempts", "3", "--max-in-flight-per-key", "2", "--rate-per-key", "1.5")...)
 	c, ok := stored(qk)
 	want := liveconfig.QueueConfig{MaxInFlight: 4, RatePerSec: 10, LeaseDuration: liveconfig.Duration(45 * time.Second), MaxAttempts: 3,
-		MaxInFlightPerKey: 2}
+		MaxInFlightPerKey: 2, RatePerKey: 1.5}
 	if !ok || c != want {
 		t.Fatalf("stored %+v, want %+v", c, want)
 	}

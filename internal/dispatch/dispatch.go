@@ -19,7 +19,8 @@
 // last; FIFO holds within (queue, priority, key), not across keys. A
 // queue's MaxInFlightPerKey caps each key's leased jobs, counted from the
 // FSM's leased-by-key index plus this dispatcher's in-flight leases: a new
-// leader recomputes it from FSM state.
+// leader recomputes it from FSM state. RatePerKey gives each key a token
+// bucket on the leader's clock (a new leader starts them full).
 package dispatch
 
 import (
@@ -64,6 +65,10 @@ type QueueLimit struct {
 	// the queue (committed leases plus leases being proposed); jobs
 	// without a key are not capped by it.
 	MaxInFlightPerKey int
+	// RatePerKey limits how many jobs of each concurrency key are leased
+	// per second (0: unlimited), with a bucket of the rate (at least 1).
+	// Jobs without a key are not limited by it.
+	RatePerKey float64
 }
 
 // Limits supplies each queue's limits (live configuration). Changed
@@ -148,7 +153,8 @@ type Dispatcher struct {
 	inflightK   map[queueKey]int    // (queue, key) → jobs in inflight
 	lastKey     map[string]string   // queue → the concurrency key served last
 	limiters    map[string]*rate.Limiter
-	nextToken   time.Time // when a rate-limited queue with ready jobs gets a token
+	keyLim      map[queueKey]*rate.Limiter // per-key rate limiters
+	nextToken   time.Time                  // when a rate-limited queue with ready jobs gets a token
 	tickPending bool
 	nextPurge   time.Time
 }
@@ -184,6 +190,7 @@ func New(f FSM, p Proposer, opts Options) *Dispatcher {
 		inflightK: make(map[queueKey]int),
 		lastKey:   make(map[string]string),
 		limiters:  make(map[string]*rate.Limiter),
+		keyLim:    make(map[queueKey]*rate.Limiter),
 	}
 	d.nextPurge = opts.Clock().Add(opts.PurgeInterval)
 	go d.loop()
@@ -300,17 +307,24 @@ func (d *Dispatcher) match() {
 			if room > 0 && want > room {
 				want = room
 			}
-			var keyCap int
+			var ql QueueLimit
 			if d.opts.Limits != nil {
-				keyCap = d.opts.Limits.QueueLimit(q).MaxInFlightPerKey
+				ql = d.opts.Limits.QueueLimit(q)
 			}
-			got := d.fsm.PickReady(q, fsm.ReadyPick{Max: want, After: d.lastKey[q], Skip: skip, KeyCap: keyCap,
-				InFlight: func(key string) int { return d.inflightK[queueKey{q, key}] }})
+			pick := fsm.ReadyPick{Max: want, After: d.lastKey[q], Skip: skip, KeyCap: ql.MaxInFlightPerKey,
+				InFlight: func(key string) int { return d.inflightK[queueKey{q, key}] }}
+			if ql.RatePerKey > 0 {
+				pick.KeyRoom = func(key string) int { return d.keyRoom(queueKey{q, key}, ql.RatePerKey, now) }
+			}
+			got := d.fsm.PickReady(q, pick)
 			if lim != nil && len(got) > 0 {
 				lim.AllowN(now, len(got))
 			}
 			for _, r := range got {
 				qk := queueKey{q, r.Key}
+				if kl := d.keyLim[qk]; kl != nil && ql.RatePerKey > 0 && r.Key != "" {
+					kl.AllowN(now, 1)
+				}
 				d.inflight[r.ID] = qk
 				d.inflightQ[q]++
 				d.inflightK[qk]++
@@ -440,6 +454,40 @@ func (d *Dispatcher) room(q string, now time.Time, skip func(string) bool) (int,
 	return room, lim
 }
 
+// keyRoom is how many jobs of (queue, key) its rate allows now: the whole
+// tokens in its bucket. A key with no token (it has ready jobs: PickReady
+// only asks for those) sets nextToken, so the loop wakes when one is due.
+func (d *Dispatcher) keyRoom(qk queueKey, perSec float64, now time.Time) int {
+	burst := int(math.Max(1, math.Ceil(perSec)))
+	lim, ok := d.keyLim[qk]
+	if !ok {
+		lim = rate.NewLimiter(rate.Limit(perSec), burst)
+		d.keyLim[qk] = lim
+	} else if lim.Limit() != rate.Limit(perSec) || lim.Burst() != burst {
+		lim.SetLimitAt(now, rate.Limit(perSec))
+		lim.SetBurstAt(now, burst)
+	}
+	tokens := lim.TokensAt(now)
+	if tokens < 1 {
+		at := now.Add(time.Duration((1 - tokens) / perSec * float64(time.Second)))
+		if d.nextToken.IsZero() || at.Before(d.nextToken) {
+			d.nextToken = at
+		}
+		return 0
+	}
+	return int(math.Floor(tokens))
+}
+
+// pruneKeyLimiters forgets per-key limiters whose bucket is full again: a
+// new one would behave the same, and tenants come and go.
+func (d *Dispatcher) pruneKeyLimiters(now time.Time) {
+	for qk, lim := range d.keyLim {
+		if lim.TokensAt(now) >= float64(lim.Burst()) {
+			delete(d.keyLim, qk)
+		}
+	}
+}
+
 // answer hands r to w's caller, or, when the caller has left (its lease
 // committed after it gave up), hands the jobs back so they are not
 // stranded until their leases expire.
@@ -501,6 +549,7 @@ func (d *Dispatcher) maybeTick() {
 	}
 	if !now.Before(d.nextPurge) {
 		d.nextPurge = now.Add(d.opts.PurgeInterval)
+		d.pruneKeyLimiters(now)
 		cmds = append(cmds, &fsmpb.Command{Type: fsmpb.CommandType_COMMAND_TYPE_PURGE,
 			Body: &fsmpb.Command_Purge{Purge: &fsmpb.Purge{
 				Before: now.Add(-d.opts.Retention).UnixNano(), Limit: d.opts.TickLimit}}})

@@ -174,3 +174,52 @@ func TestPerKeyCapRaisedLive(t *testing.T) {
 		}
 	}
 }
+
+// The rate per key, on the leader's injected clock: each key gets its
+// bucket (2 at 2/s) at once, then one job per 1/rate; one key without
+// tokens does not hold back another, nor the jobs without a key; a parked
+// fetch is woken when a key's next token is due.
+func TestRatePerKey(t *testing.T) {
+	d, p, clk, lim := setupLimits(t)
+	lim.set("q", dispatch.QueueLimit{RatePerKey: 2})
+	enqueueKeyed(p, "q", "a", 20, clk.Now())
+	fetch := func(max int) map[string]int {
+		t.Helper()
+		jobs, err := d.Fetch(context.Background(), dispatch.FetchRequest{Queues: []string{"q"}, Max: max, WorkerID: "w"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]int{}
+		for _, j := range jobs {
+			out[j.ConcurrencyKey]++
+		}
+		return out
+	}
+	if got := fetch(10); got["a"] != 2 || len(got) != 1 {
+		t.Fatalf("burst: %v, want a:2", got)
+	}
+	enqueueKeyed(p, "q", "b", 20, clk.Now())
+	enqueue(p, "q", 3, clk.Now(), time.Hour) // no key: not limited
+	if got := fetch(10); got["a"] != 0 || got["b"] != 2 || got[""] != 3 {
+		t.Fatalf("a empty, b fresh: %v, want b:2 and the 3 unkeyed", got)
+	}
+	clk.Add(time.Second) // two tokens each at 2/s
+	if got := fetch(10); got["a"] != 2 || got["b"] != 2 {
+		t.Fatalf("after 1s: %v, want 2 each", got)
+	}
+	got := make(chan []fsm.Job, 1)
+	go func() {
+		j, _ := d.Fetch(context.Background(), dispatch.FetchRequest{Queues: []string{"q"}, Max: 10, Wait: time.Hour, WorkerID: "b"})
+		got <- j
+	}()
+	time.Sleep(50 * time.Millisecond)
+	clk.Add(500 * time.Millisecond)
+	select {
+	case j := <-got:
+		if len(j) != 2 {
+			t.Fatalf("after 0.5s at 2/s: %d jobs, want 1 per key", len(j))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("parked fetch not woken by a key's rate limiter")
+	}
+}

@@ -77,6 +77,10 @@ type QueueConfig struct {
 	// the queue, across all workers (0: no cap). Jobs without a key are
 	// not capped by it.
 	MaxInFlightPerKey int `json:"max_in_flight_per_key,omitempty"`
+	// RatePerKey limits how many jobs of each concurrency key of the
+	// queue are leased per second (0: unlimited; bucket: the rate, at
+	// least 1).
+	RatePerKey float64 `json:"rate_per_key,omitempty"`
 }
 
 // Merge returns c with every unset field taken from under.
@@ -102,6 +106,9 @@ func (c QueueConfig) Merge(under QueueConfig) QueueConfig {
 	if c.MaxInFlightPerKey == 0 {
 		c.MaxInFlightPerKey = under.MaxInFlightPerKey
 	}
+	if c.RatePerKey == 0 {
+		c.RatePerKey = under.RatePerKey
+	}
 	return c
 }
 
@@ -122,6 +129,8 @@ func (c QueueConfig) Validate() error {
 		return errors.New("max_in_flight: must not be negative")
 	case c.MaxInFlightPerKey < 0:
 		return errors.New("max_in_flight_per_key: must not be negative (0 means no cap)")
+	case c.RatePerKey < 0 || c.RatePerKey > 1e6:
+		return errors.New("rate_per_key: must be between 0 and 1000000")
 	case c.RatePerSec < 0 || c.RatePerSec > 1e6:
 		return errors.New("rate_per_sec: must be between 0 and 1000000")
 	case c.Burst < 0:

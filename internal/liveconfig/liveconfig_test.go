@@ -28,7 +28,7 @@ func TestParseQueueConfig(t *testing.T) {
 		`{"lease_duration":"45s","max_attempts":3,"initial_backoff":"1s","max_backoff":"1m","max_in_flight":2,"rate_per_sec":5,"burst":10}`: {
 			LeaseDuration: liveconfig.Duration(45 * time.Second), MaxAttempts: 3, InitialBackoff: liveconfig.Duration(time.Second),
 			MaxBackoff: liveconfig.Duration(time.Minute), MaxInFlight: 2, RatePerSec: 5, Burst: 10},
-		`{"max_in_flight_per_key":3}`: {MaxInFlightPerKey: 3},
+		`{"max_in_flight_per_key":3,"rate_per_key":0.5}`: {MaxInFlightPerKey: 3, RatePerKey: 0.5},
 	}
 	for in, want := range good {
 		got, err := liveconfig.ParseQueueConfig([]byte(in))
@@ -41,6 +41,7 @@ func TestParseQueueConfig(t *testing.T) {
 		`{"lease_duration":"soon"}`:                         "duration",
 		`{"max_in_flight":-1}`:                              "max_in_flight",
 		`{"max_in_flight_per_key":-1}`:                      "max_in_flight_per_key: must not be negative",
+		`{"rate_per_key":-1}`:                               "rate_per_key",
 		`{"max_inflight":1}`:                                "unknown field",
 		`{"initial_backoff":"1m","max_backoff":"1s"}`:       "max_backoff",
 		`{"burst":3}`:                                       "burst: needs rate_per_sec",
