@@ -108,6 +108,9 @@ func (g *gen) command() *fsmpb.Command {
 				j.IdempotencyKey = fmt.Sprintf("k%d", g.r.IntN(10))
 				j.DedupWindow = int64(g.r.IntN(20)) * sec
 			}
+			if g.chance(0.4) {
+				j.ConcurrencyKey = fmt.Sprintf("c%d", g.r.IntN(3))
+			}
 			if g.chance(0.02) {
 				j.Type = "" // invalid
 			}
