@@ -109,10 +109,10 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		if derr != nil {
 			return nil, derr
 		}
-		if s.w, err = gorm.Open(sqlite.Open(dsn), gcfg()); err != nil {
+		if s.w, err = openSQLite(ctx, dsn, gcfg, cfg.BusyTimeout); err != nil {
 			return nil, fmt.Errorf("open sqlite: %w", err)
 		}
-		if s.r, err = gorm.Open(sqlite.Open(dsn), gcfg()); err != nil {
+		if s.r, err = openSQLite(ctx, dsn, gcfg, cfg.BusyTimeout); err != nil {
 			s.closePools()
 			return nil, fmt.Errorf("open sqlite: %w", err)
 		}
@@ -221,6 +221,40 @@ func sqliteDSN(cfg Config) (string, error) {
 	}
 	return fmt.Sprintf("%s?_pragma=busy_timeout(%d)&_pragma=journal_mode(WAL)&_pragma=synchronous(%s)&_pragma=foreign_keys(1)&_txlock=immediate",
 		path, busy.Milliseconds(), sync), nil
+}
+
+// openSQLite opens the database, retrying while it is locked. Switching
+// a fresh file to WAL (the DSN's journal_mode pragma) needs an exclusive
+// lock, and SQLite answers SQLITE_BUSY at once there instead of calling the
+// busy handler, so several processes starting together on a new database
+// (TestMigrationsIdempotent) could fail to open it. The retry is bounded by
+// the busy timeout, like every other wait for the lock.
+func openSQLite(ctx context.Context, dsn string, gcfg func() *gorm.Config, busy time.Duration) (*gorm.DB, error) {
+	if busy <= 0 {
+		busy = 5 * time.Second
+	}
+	deadline := time.Now().Add(busy)
+	wait := 5 * time.Millisecond
+	for {
+		db, err := gorm.Open(sqlite.Open(dsn), gcfg())
+		if err == nil || !isSQLiteBusy(err) || time.Now().After(deadline) {
+			return db, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(wait):
+		}
+		if wait < 200*time.Millisecond {
+			wait *= 2
+		}
+	}
+}
+
+// isSQLiteBusy reports whether err is SQLite's "database is locked".
+func isSQLiteBusy(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "SQLITE_BUSY") || strings.Contains(msg, "database is locked")
 }
 
 func (s *Store) setPool(db *gorm.DB, open, idle int, cfg Config) error {
