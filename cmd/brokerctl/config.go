@@ -19,8 +19,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
-	"github.com/raftq/raftq/brokerd"
 	"github.com/raftq/raftq/discovery"
+	"github.com/raftq/raftq/internal/limits"
 	"github.com/raftq/raftq/internal/liveconfig"
 	"github.com/raftq/raftq/internal/tlsutil"
 )
@@ -290,12 +290,8 @@ func updateQueueConfig(g *globals, w io.Writer, etcd func() (*clientv3.Client, e
 		}
 		// The brokers' default limits; a broker configured otherwise
 		// refuses (and logs) what its own limits do not allow.
-		lim := brokerd.DefaultConfig().Limits
-		if d := time.Duration(c.LeaseDuration); d != 0 && (d < lim.MinLeaseDuration || d > lim.MaxLeaseDuration) {
-			return fmt.Errorf("refused: lease_duration: must be between %s and %s", lim.MinLeaseDuration, lim.MaxLeaseDuration)
-		}
-		if c.MaxAttempts > lim.MaxAttempts {
-			return fmt.Errorf("refused: max_attempts: must be at most %d", lim.MaxAttempts)
+		if err := limits.DefaultBroker().CheckQueueDefaults(time.Duration(c.LeaseDuration), c.MaxAttempts); err != nil {
+			return fmt.Errorf("refused: %w", err)
 		}
 		b, _ := json.Marshal(c)
 		t, err := cli.Txn(ctx).If(cmp).Then(clientv3.OpPut(key, string(b))).Commit()
