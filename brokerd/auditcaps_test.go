@@ -126,7 +126,7 @@ func TestAuditEveryAdminActionOnce(t *testing.T) {
 	// The same over HTTP, through a node that now follows (the old leader).
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.ca}}}
 	do := func(method, path, body string) error {
-		req, _ := http.NewRequest(method, "https://"+leader.AdminAddr()+path, strings.NewReader(body))
+		req, _ := http.NewRequest(method, "https://"+s.c.AdminAddr(leader)+path, strings.NewReader(body))
 		req.Header.Set("Authorization", "Bearer "+adminTok)
 		if body != "" {
 			req.Header.Set("Content-Type", "application/json")

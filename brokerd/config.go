@@ -49,66 +49,10 @@ type Defaults struct {
 	DedupWindow    time.Duration
 }
 
-// Limits bound what one request may ask for. They are enforced by the API
-// on the leader before anything is proposed; the FSM does not enforce them,
-// since nodes configured differently must still apply the log identically.
-type Limits struct {
-	MaxPayloadBytes   int
-	MaxBatchJobs      int
-	MaxBatchBytes     int
-	MaxFetchJobs      int
-	MaxFetchWait      time.Duration
-	MaxLeaseDuration  time.Duration
-	MinLeaseDuration  time.Duration
-	MaxAttempts       int32
-	MaxIdempotencyKey int
-	MaxDedupWindow    time.Duration
-	MaxDelay          time.Duration
-
-	// MaxSettleItems caps the items of one AckBatch, NackBatch or
-	// ExtendLeaseBatch: they all go into one Raft entry.
-	MaxSettleItems int
-	// MaxStreamWindow caps the jobs of one EnqueueStream that are read
-	// but not yet answered; the leader stops reading while it is full.
-	MaxStreamWindow int
-
-	// MaxWaitersPerConn caps the Fetch long polls one client connection
-	// may have parked (forwarded calls from other nodes are exempt: a
-	// follower forwards all its clients over one connection).
-	MaxWaitersPerConn int
-	// MaxRequestTime caps how long a unary call may run (a Fetch may wait
-	// MaxFetchWait on top): no request holds the server forever.
-	MaxRequestTime time.Duration
-	// MaxRestoreBytes caps a backup uploaded through Cluster.Restore (it
-	// is spooled to the data dir first).
-	MaxRestoreBytes int64
-	// MaxConcurrentStreams caps the calls in flight on one connection (0:
-	// unbounded); see limits.GRPC.
-	MaxConcurrentStreams uint32
-
-	// Caps on what callers hold at once (0: no cap), so no caller, and
-	// not all together, can take a node's memory. A call over a cap is
-	// RESOURCE_EXHAUSTED naming the cap's key and changes nothing.
-	// Per-principal caps apply with auth on (public calls, such as health
-	// Watch, share the budget of limits.Anonymous).
-	//
-	// MaxWaitersPerPrincipal and MaxWaiters cap parked Fetches per
-	// principal and on the node (forwarded calls are counted on the node
-	// the client called, like MaxWaitersPerConn).
-	MaxWaitersPerPrincipal int
-	MaxWaiters             int
-	// MaxStreamsPerPrincipal and MaxStreams cap streaming calls (health
-	// Watch, Snapshot, Restore, reflection, EnqueueStream: the Go client
-	// keeps one per broker connection and falls back to Enqueue when
-	// refused; Consume: the worker SDK keeps one per queue and falls back
-	// to Fetch when refused).
-	MaxStreamsPerPrincipal int
-	MaxStreams             int
-	// MaxConns and MaxConnsPerIP cap the gRPC API's open connections; a
-	// connection over them is closed when accepted.
-	MaxConns      int
-	MaxConnsPerIP int
-}
+// Limits bound what one request may ask for, and what callers may hold
+// at once (internal/limits.Broker, where its defaults live, so that tools
+// such as brokerctl read them without linking the node).
+type Limits = limits.Broker
 
 // TLSConfig secures a node's network traffic. With Files set, Raft runs
 // over mutual TLS (internal/raftlayer: only peers with a certificate from
@@ -141,6 +85,8 @@ type Config struct {
 
 	// BootstrapExpect with Peers bootstraps a new cluster of exactly those
 	// peers (this node among them) when the data dir holds no Raft state.
+	// (Bootstrap through etcd, without Peers, is brokerd/daemon's: the
+	// node itself then starts with no configuration and waits.)
 	BootstrapExpect int
 	Peers           []Peer
 	// Join lists gRPC addresses of existing members to join through when
@@ -151,20 +97,11 @@ type Config struct {
 	// answering NOT_LEADER with its address.
 	Forward bool
 
-	// AdminAddr is the admin HTTP API and dashboard listen address (key
-	// admin.addr, flag --admin-addr); empty serves none. Port 0 picks one.
-	AdminAddr string
-	// SvcdAddr is the results service's gRPC address; when set, the
-	// dashboard and admin API show each job's attempt history from it.
-	SvcdAddr string
-
-	// Etcd, when it has endpoints, registers the node in etcd, keeps the
-	// leader hint, applies live config, and lets BootstrapExpect without
-	// Peers form the cluster through etcd (etcd.go). Not on the data path.
-	Etcd EtcdConfig
-	// LogLevel, when set, is the level the node's Logger filters on; live
-	// config's log_level changes it at run time.
-	LogLevel *slog.LevelVar
+	// Queues, when set, supplies per-queue job defaults and dispatch
+	// limits that change at run time (live configuration in etcd, wired
+	// by brokerd/daemon). Nil: Defaults for every queue, no per-queue
+	// limits. It must be ready before Open: a node may lead at once.
+	Queues QueueSettings
 
 	// TLS, when its files are set, encrypts and authenticates Raft, gRPC
 	// and admin HTTP traffic (off by default).
@@ -220,31 +157,7 @@ func DefaultConfig() Config {
 			MaxBackoff:     10 * time.Minute,
 			DedupWindow:    24 * time.Hour,
 		},
-		Limits: Limits{
-			MaxPayloadBytes:   1 << 20,
-			MaxBatchJobs:      1000,
-			MaxBatchBytes:     8 << 20,
-			MaxFetchJobs:      1000,
-			MaxFetchWait:      5 * time.Minute,
-			MaxLeaseDuration:  12 * time.Hour,
-			MinLeaseDuration:  100 * time.Millisecond,
-			MaxAttempts:       1000,
-			MaxIdempotencyKey: 256,
-			MaxDedupWindow:    7 * 24 * time.Hour,
-			MaxDelay:          365 * 24 * time.Hour,
-			MaxRequestTime:    time.Minute,
-			MaxRestoreBytes:   4 << 30,
-			MaxSettleItems:    1000,
-			MaxStreamWindow:   256,
-
-			MaxWaitersPerConn:      limits.DefaultMaxWaitersPerConn,
-			MaxWaitersPerPrincipal: limits.DefaultMaxWaitersPerPrincipal,
-			MaxWaiters:             limits.DefaultMaxWaiters,
-			MaxStreamsPerPrincipal: limits.DefaultMaxStreamsPerPrincipal,
-			MaxStreams:             limits.DefaultMaxStreams,
-			MaxConns:               limits.DefaultMaxConns,
-			MaxConnsPerIP:          limits.DefaultMaxConnsPerIP,
-		},
+		Limits: limits.DefaultBroker(),
 		// Used only when auth is on (a tokens file or JWT key).
 		Auth:             auth.Config{RateLimit: limits.DefaultRatePerPrincipal, RateBurst: limits.DefaultRateBurst},
 		Retention:        24 * time.Hour,
@@ -271,11 +184,7 @@ func (c *Config) Validate() error {
 	if c.BootstrapExpect < 0 {
 		errs = append(errs, errors.New("bootstrap-expect: must not be negative"))
 	}
-	if err := c.Etcd.validate(); err != nil {
-		errs = append(errs, err)
-	}
-	// With etcd and no static peers, the peers are found through etcd.
-	if c.BootstrapExpect > 0 && (len(c.Peers) > 0 || !c.Etcd.enabled()) {
+	if c.BootstrapExpect > 0 {
 		if len(c.Peers) != c.BootstrapExpect {
 			errs = append(errs, fmt.Errorf("peers: bootstrap-expect is %d but %d peers are listed", c.BootstrapExpect, len(c.Peers)))
 		}

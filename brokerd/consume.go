@@ -323,7 +323,7 @@ func (c *consumer) run(ctx context.Context) error {
 			if !n.isLeader() {
 				return finish(c.notLeader())
 			}
-		case <-n.closing:
+		case <-n.ctx.Done():
 			return finish(c.notLeader())
 		case err := <-sendErr:
 			return finish(err)
@@ -372,7 +372,7 @@ func (c *consumer) push(ctx context.Context, out chan<- *raftqv1.ConsumeResponse
 			return err
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-c.n.closing:
+		case <-c.n.ctx.Done():
 			return c.notLeader()
 		case <-tick.C:
 			if !c.n.isLeader() {

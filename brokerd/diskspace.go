@@ -113,7 +113,7 @@ func (d *diskMonitor) loop() {
 	defer t.Stop()
 	for {
 		select {
-		case <-d.n.closing:
+		case <-d.n.ctx.Done():
 			return
 		case <-t.C:
 		case <-d.kick:
@@ -278,7 +278,7 @@ func (d *diskMonitor) writablePeer() (raft.ServerID, raft.ServerAddress, bool) {
 		if err != nil {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		ctx, cancel := context.WithTimeout(n.ctx, time.Second)
 		resp, err := healthpb.NewHealthClient(c).Check(ctx, &healthpb.HealthCheckRequest{Service: DiskHealthService})
 		cancel()
 		switch {

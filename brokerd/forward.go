@@ -45,7 +45,7 @@ func (f *forwarder) conn(addr string) (*grpc.ClientConn, error) {
 	// TLS with this node's certificate when TLS is on: the leader knows
 	// the call comes from a node (and whose caller it carries).
 	c, err := grpc.NewClient(addr,
-		grpc.WithTransportCredentials(f.n.peerCredentials()),
+		grpc.WithTransportCredentials(f.n.PeerCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
 	if err != nil {
 		return nil, err

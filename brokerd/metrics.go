@@ -92,7 +92,7 @@ func (m *nodeMetrics) watchRaft(n *Node) {
 				if lo, ok := o.Data.(raft.LeaderObservation); ok && lo.LeaderID != "" {
 					m.leaderChanges.Inc()
 				}
-			case <-n.closing:
+			case <-n.ctx.Done():
 				n.raft.DeregisterObserver(m.observer)
 				return
 			}

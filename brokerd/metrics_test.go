@@ -61,7 +61,7 @@ func sampleValue(t dto.MetricType, m *dto.Metric) float64 {
 // the leader's counters, queue depths and Raft gauges, then runs
 // `promtool check metrics` on every node's /metrics.
 func TestMetrics(t *testing.T) {
-	c := testcluster.New(t, 3, func(cfg *brokerd.Config) { cfg.AdminAddr = "127.0.0.1:0" })
+	c := testcluster.New(t, 3, nil, testcluster.Admin)
 	cl := c.Client()
 	ctx := ctxT(t, 60*time.Second)
 	const q = "metrics-q"
@@ -174,6 +174,6 @@ func TestMetrics(t *testing.T) {
 		}
 	}
 	for _, n := range c.Up() {
-		promcheck.CheckURL(t, "http://"+n.AdminAddr()+"/metrics")
+		promcheck.CheckURL(t, "http://"+c.AdminAddr(n)+"/metrics")
 	}
 }

@@ -1,7 +1,8 @@
 // Package brokerd is one raftq broker node: Raft (hashicorp/raft over TCP,
 // raft-boltdb/v2 with fsync, file snapshots) around the job-queue FSM, the
 // leader-only dispatcher, and the gRPC API. cmd/brokerd wraps it in a
-// process; tests run several in one process over loopback TCP.
+// process, with the admin HTTP API and etcd around it (brokerd/daemon);
+// tests run several in one process over loopback TCP.
 package brokerd
 
 import (
@@ -24,9 +25,7 @@ import (
 	"google.golang.org/grpc/keepalive"
 	"google.golang.org/grpc/reflection"
 
-	"github.com/raftq/raftq/brokerd/admin"
 	"github.com/raftq/raftq/fsm"
-	"github.com/raftq/raftq/fsm/fsmpb"
 	"github.com/raftq/raftq/internal/apierr"
 	"github.com/raftq/raftq/internal/auth"
 	"github.com/raftq/raftq/internal/dispatch"
@@ -64,8 +63,6 @@ type Node struct {
 
 	metrics *nodeMetrics     // Prometheus registry and instruments (metrics.go)
 	schedm  *scheduleMetrics // periodic schedules' tick counters (schedule.go)
-	admin   *admin.Server    // admin HTTP API and dashboard; nil without AdminAddr (ops.go)
-	etcd    *etcdState       // registration, leader hint, live config, bootstrap; nil without Etcd (etcd.go)
 	disk    *diskMonitor     // free space of the data dir; refuses writes when full (diskspace.go)
 
 	tls     *tlsutil.Source  // TLS material, re-read on change; nil without TLS (security.go)
@@ -75,17 +72,23 @@ type Node struct {
 	caps    *caps            // per-principal and per-node caps (security.go)
 
 	notifyCh chan bool
-	closing  chan struct{}
+	// ctx is the node's life: Close and Kill cancel it first, and every
+	// background loop, and every call a loop makes, derives from it, so
+	// shutdown never waits on a peer. wg counts those loops.
+	ctx      context.Context
+	cancel   context.CancelFunc
+	shutOnce sync.Once
+	shutErr  error
 	wg       sync.WaitGroup
 
 	mu           sync.Mutex
 	disp         *dispatch.Dispatcher
 	leaderCancel context.CancelFunc
 	leaderReady  atomic.Bool
-	closed       atomic.Bool
 
 	// announceMu serializes announce's Join with Leave: once leaving is
-	// set, no announce can (re-)add this node after its removal (etcd.go).
+	// set, no announce can (re-)add this node after its removal
+	// (membership.go).
 	announceMu sync.Mutex
 	leaving    bool
 }
@@ -109,8 +112,8 @@ func Open(cfg Config) (*Node, error) {
 		log:      cfg.Logger.With("node", cfg.NodeID),
 		clock:    cfg.Clock,
 		notifyCh: make(chan bool, 16),
-		closing:  make(chan struct{}),
 	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
 	// The FSM's store first: everything else reads it.
 	if err := n.openFSM(); err != nil {
 		return nil, err
@@ -125,22 +128,17 @@ func Open(cfg Config) (*Node, error) {
 	// TLS material and the authorizer before anything listens: Raft's
 	// transport and the gRPC server are built with them (security.go).
 	if err := n.openSecurity(); err != nil {
-		n.closeStores()
-		return nil, err
-	}
-	// etcd before Raft: live config must be in place before this node can
-	// lead (the dispatcher reads its limits). It never waits for etcd.
-	if err := n.openEtcd(); err != nil {
+		n.cancel()
 		n.closeStores()
 		return nil, err
 	}
 	if err := n.openRaft(); err != nil {
-		n.stopEtcd(false)
+		n.cancel()
 		n.closeStores()
 		return nil, err
 	}
 	if err := n.serve(); err != nil {
-		n.stopEtcd(false)
+		n.cancel()
 		n.raft.Shutdown()
 		n.closeStores()
 		return nil, err
@@ -149,30 +147,12 @@ func Open(cfg Config) (*Node, error) {
 	n.wg.Add(2)
 	go n.watchLeadership()
 	go n.announce()
-	if len(cfg.Join) > 0 && !n.hadState() {
+	if len(cfg.Join) > 0 && !n.HasState() {
 		n.wg.Add(1)
 		go n.joinLoop()
 	}
-	// Registration, leader hint, and bootstrap or join through etcd, once
-	// the addresses are known.
-	if err := n.startEtcd(); err != nil {
-		_ = n.shutdown(false)
-		return nil, err
-	}
 	n.metrics.watchRaft(n)
-	// The admin HTTP API last: it calls this node's gRPC API and reads Raft.
-	if err := n.startAdmin(); err != nil {
-		_ = n.shutdown(false)
-		return nil, err
-	}
 	return n, nil
-}
-
-func (n *Node) hadState() bool {
-	// After openRaft the configuration is known; a fresh, non-bootstrapped
-	// node has none.
-	f := n.raft.GetConfiguration()
-	return f.Error() == nil && len(f.Configuration().Servers) > 0
 }
 
 func (n *Node) openRaft() error {
@@ -431,7 +411,7 @@ func (n *Node) watchLeadership() {
 			if isLeader {
 				n.becomeLeader()
 			}
-		case <-n.closing:
+		case <-n.ctx.Done():
 			n.stepDown()
 			return
 		}
@@ -439,7 +419,7 @@ func (n *Node) watchLeadership() {
 }
 
 func (n *Node) becomeLeader() {
-	ctx, cancel := context.WithCancel(context.Background())
+	ctx, cancel := context.WithCancel(n.ctx)
 	n.mu.Lock()
 	n.leaderCancel = cancel
 	n.mu.Unlock()
@@ -531,110 +511,6 @@ func (n *Node) dispatcher(ctx context.Context, wait time.Duration) (*dispatch.Di
 	}
 }
 
-// announce makes sure the FSM maps this node's Raft id to its gRPC address,
-// so every node can tell clients where the leader serves. The leader writes
-// its own entry; a follower asks the leader through Cluster.Join.
-func (n *Node) announce() {
-	defer n.wg.Done()
-	t := time.NewTicker(200 * time.Millisecond)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.closing:
-			return
-		case <-t.C:
-		}
-		if n.metaCurrent() {
-			continue
-		}
-		n.announceMu.Lock()
-		if n.leaving {
-			n.announceMu.Unlock()
-			continue
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		req := &raftqv1.JoinRequest{NodeId: n.cfg.NodeID, RaftAddr: n.raftAddr(), GrpcAddr: n.cfg.GRPCAdvertise}
-		var err error
-		if n.leaderReady.Load() {
-			err = n.join(ctx, req)
-		} else if n.raft.State() == raft.Follower {
-			_, err = n.fwd.join(ctx, req)
-		}
-		cancel()
-		n.announceMu.Unlock()
-		if err != nil {
-			n.log.Debug("announce", "err", err)
-		}
-	}
-}
-
-func (n *Node) metaCurrent() bool {
-	for _, m := range n.fsm.Nodes() {
-		if m.NodeID == n.cfg.NodeID {
-			return m.GRPCAddr == n.cfg.GRPCAdvertise && m.RaftAddr == n.raftAddr()
-		}
-	}
-	return false
-}
-
-func (n *Node) raftAddr() string { return string(n.trans.LocalAddr()) }
-
-// joinLoop asks the listed members to add this fresh node until one does.
-func (n *Node) joinLoop() {
-	defer n.wg.Done()
-	req := &raftqv1.JoinRequest{NodeId: n.cfg.NodeID, RaftAddr: n.raftAddr(), GrpcAddr: n.cfg.GRPCAdvertise}
-	backoff := 100 * time.Millisecond
-	for {
-		for _, addr := range n.cfg.Join {
-			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			err := n.fwd.joinVia(ctx, addr, req)
-			cancel()
-			if err == nil {
-				n.log.Info("joined cluster", "via", addr)
-				return
-			}
-			n.log.Warn("join failed", "via", addr, "err", err)
-		}
-		select {
-		case <-n.closing:
-			return
-		case <-time.After(backoff):
-		}
-		if backoff < 2*time.Second {
-			backoff *= 2
-		}
-	}
-}
-
-// join adds (or re-addresses) a voter and records its gRPC address. Leader
-// only.
-func (n *Node) join(ctx context.Context, req *raftqv1.JoinRequest) error {
-	cf := n.raft.GetConfiguration()
-	if err := cf.Error(); err != nil {
-		return err
-	}
-	present := false
-	for _, s := range cf.Configuration().Servers {
-		if s.ID == raft.ServerID(req.NodeId) && s.Address == raft.ServerAddress(req.RaftAddr) && s.Suffrage == raft.Voter {
-			present = true
-		}
-	}
-	if !present {
-		if err := n.raft.AddVoter(raft.ServerID(req.NodeId), raft.ServerAddress(req.RaftAddr), 0, 10*time.Second).Error(); err != nil {
-			return apierr.RaftApplyError(err)
-		}
-		n.log.Info("added voter", "id", req.NodeId, "raft", req.RaftAddr)
-	}
-	r := n.prop.Propose(ctx, &fsmpb.Command{
-		Type: fsmpb.CommandType_COMMAND_TYPE_SET_NODE,
-		Body: &fsmpb.Command_SetNode{SetNode: &fsmpb.NodeMeta{NodeId: req.NodeId, GrpcAddr: req.GrpcAddr, RaftAddr: req.RaftAddr}},
-	})
-	if r.Err != nil {
-		return r.Err
-	}
-	return r.Result.Err
-}
-
 // leader returns the leader's id and gRPC address as this node knows them.
 func (n *Node) leader() (id, grpcAddr string) {
 	_, lid := n.raft.LeaderWithID()
@@ -706,20 +582,22 @@ func (n *Node) Close() error { return n.shutdown(true) }
 // processes.
 func (n *Node) Kill() error { return n.shutdown(false) }
 
+// shutdown runs once; later calls return the first one's error.
 func (n *Node) shutdown(graceful bool) error {
-	if !n.closed.CompareAndSwap(false, true) {
-		return nil
-	}
-	// The admin API started last, so it stops first (it calls the gRPC API).
-	n.stopAdmin(graceful)
-	// Deregister next, so resolvers stop sending clients here.
-	n.stopEtcd(graceful)
+	n.shutOnce.Do(func() { n.shutErr = n.stop(graceful) })
+	return n.shutErr
+}
+
+func (n *Node) stop(graceful bool) error {
+	// Every background loop ends now, and any call it has in flight to
+	// another node (announce, join) is cancelled: nothing below waits on
+	// an unreachable peer. Parked fetches get NOT_LEADER (stepDown).
+	n.cancel()
 	if graceful && n.raft.State() == raft.Leader && n.otherVoters() > 0 {
 		if err := n.raft.LeadershipTransfer().Error(); err != nil {
 			n.log.Warn("leadership transfer before shutdown failed", "err", err)
 		}
 	}
-	close(n.closing)
 	n.stepDown()
 	if graceful {
 		done := make(chan struct{})

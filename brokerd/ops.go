@@ -15,7 +15,6 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 
-	"github.com/raftq/raftq/brokerd/admin"
 	"github.com/raftq/raftq/fsm"
 	"github.com/raftq/raftq/fsm/fsmpb"
 	"github.com/raftq/raftq/internal/apierr"
@@ -24,53 +23,8 @@ import (
 )
 
 // This file holds what operators need from a node beyond the data path:
-// the accessors the admin HTTP API uses, and the gRPC calls behind
+// the accessors the admin HTTP API (brokerd/admin) uses, and the gRPC calls behind
 // leadership transfer, backup (snapshot) and restore, and dead-letter purge.
-
-// startAdmin starts the admin HTTP API when AdminAddr is set.
-func (n *Node) startAdmin() error {
-	if n.cfg.AdminAddr == "" {
-		return nil
-	}
-	s, err := admin.New(admin.Config{
-		Addr:        n.cfg.AdminAddr,
-		Node:        n,
-		Metrics:     n.metrics.reg,
-		SvcdAddr:    n.cfg.SvcdAddr,
-		Logger:      n.log,
-		TLS:         n.serverTLS("http/1.1"),
-		Credentials: n.peerCredentials(),
-		Auth:        n.auth,
-	})
-	if err != nil {
-		return err
-	}
-	n.admin = s
-	return nil
-}
-
-// stopAdmin stops the admin API: gracefully (in-flight requests finish,
-// up to 5s) or at once.
-func (n *Node) stopAdmin(graceful bool) {
-	if n.admin == nil {
-		return
-	}
-	if !graceful {
-		_ = n.admin.Close()
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	_ = n.admin.Shutdown(ctx)
-}
-
-// AdminAddr is the bound admin HTTP address ("" when the admin API is off).
-func (n *Node) AdminAddr() string {
-	if n.admin == nil {
-		return ""
-	}
-	return n.admin.Addr()
-}
 
 // Metrics is the node's Prometheus registry (what /metrics serves), for
 // embedding processes and tests.
@@ -79,7 +33,7 @@ func (n *Node) Metrics() prometheus.Gatherer { return n.metrics.reg }
 // Ready reports why the node cannot serve, or nil: it must be a member of
 // the Raft configuration and know a leader (followers forward to it).
 func (n *Node) Ready() error {
-	if n.closed.Load() {
+	if n.ctx.Err() != nil {
 		return errors.New("shutting down")
 	}
 	cf := n.raft.GetConfiguration()

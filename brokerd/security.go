@@ -163,21 +163,27 @@ func (n *Node) acquireWaiter(ctx context.Context) (func(), error) {
 	return limits.AcquireAll(slots...)
 }
 
-// peerCredentials are the transport credentials for calls to other
-// nodes and to this node's own API: TLS with this node's certificate
-// (re-read at every handshake), or plaintext when TLS is off.
-func (n *Node) peerCredentials() credentials.TransportCredentials {
+// PeerCredentials are the transport credentials for calls to other
+// nodes and to this node's own API (the admin HTTP API's calls): TLS with
+// this node's certificate (re-read at every handshake), or plaintext when
+// TLS is off.
+func (n *Node) PeerCredentials() credentials.TransportCredentials {
 	if n.tls != nil {
 		return n.tls.ClientCredentials()
 	}
 	return insecure.NewCredentials()
 }
 
-// serverTLS is the node's TLS server configuration for other listeners
-// (the admin HTTP API), or nil without TLS.
-func (n *Node) serverTLS(nextProtos ...string) *tls.Config {
+// ServerTLS is the node's TLS server configuration for other listeners
+// (the admin HTTP API), with the gRPC API's client certificate policy, or
+// nil without TLS.
+func (n *Node) ServerTLS(nextProtos ...string) *tls.Config {
 	if n.tls == nil {
 		return nil
 	}
 	return n.tls.ServerConfig(n.clientAuth(), nextProtos...)
 }
+
+// Authorizer is the node's authorizer (tokens, roles, rate limits, audit)
+// for other listeners (the admin HTTP API), or nil with auth off.
+func (n *Node) Authorizer() *auth.Authorizer { return n.auth }

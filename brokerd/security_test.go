@@ -3,7 +3,6 @@ package brokerd_test
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -22,8 +21,6 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
@@ -32,10 +29,8 @@ import (
 
 	"github.com/raftq/raftq/brokerd"
 	"github.com/raftq/raftq/client"
-	"github.com/raftq/raftq/discovery"
 	"github.com/raftq/raftq/internal/auth"
 	"github.com/raftq/raftq/internal/certgen"
-	"github.com/raftq/raftq/internal/etcdtest"
 	"github.com/raftq/raftq/internal/raftlayer"
 	"github.com/raftq/raftq/internal/testcluster"
 	"github.com/raftq/raftq/internal/tlsutil"
@@ -108,12 +103,11 @@ func newSecureClusterWith(t *testing.T, n int, audit auth.AuditLimits, tune func
 		cfg.TLS = brokerd.TLSConfig{Files: tlsutil.Files{CA: pki.CAFile(), Cert: pki.CertFile(name), Key: pki.KeyFile(name)}}
 		// The defaults (the secure profile's rate limit) stay.
 		cfg.Auth.TokensFile, cfg.Auth.NodeNames, cfg.Auth.Audit = tokensFile, []string{"node.*"}, sink
-		cfg.AdminAddr = "127.0.0.1:0"
 		cfg.Logger = logger
 		if tune != nil {
 			tune(cfg)
 		}
-	})
+	}, testcluster.Admin)
 	s.ca = x509.NewCertPool()
 	s.ca.AppendCertsFromPEM(pki.CA.CertPEM)
 	return s
@@ -245,7 +239,7 @@ func TestSecureClusterAuth(t *testing.T) {
 
 func testAdminHTTP(t *testing.T, s *secure, f *brokerd.Node) {
 	hc := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: s.ca}}}
-	base := "https://" + f.AdminAddr()
+	base := "https://" + s.c.AdminAddr(f)
 	do := func(method, path, token string) (int, string) {
 		t.Helper()
 		req, _ := http.NewRequest(method, base+path, nil)
@@ -333,7 +327,7 @@ func testPlaintext(t *testing.T, s *secure, f *brokerd.Node) {
 	if _, err := plain.Status(ctx, f.GRPCAddr()); err == nil {
 		t.Fatal("plaintext gRPC to a TLS port answered")
 	}
-	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + f.AdminAddr() + "/healthz")
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + s.c.AdminAddr(f) + "/healthz")
 	if err == nil {
 		resp.Body.Close()
 		if resp.StatusCode == 200 {
@@ -386,11 +380,11 @@ func testRotation(t *testing.T, s *secure, f *brokerd.Node) {
 	grpcCfg := &tls.Config{RootCAs: s.ca, ServerName: "127.0.0.1", NextProtos: []string{"h2"}}
 	adminCfg := &tls.Config{RootCAs: s.ca, ServerName: "127.0.0.1"}
 	raftCfg := src.ClientConfig("127.0.0.1", raftlayer.ALPN)
-	before := [3]string{serial(t, f.GRPCAddr(), grpcCfg), serial(t, f.AdminAddr(), adminCfg), serial(t, f.RaftAddr(), raftCfg)}
+	before := [3]string{serial(t, f.GRPCAddr(), grpcCfg), serial(t, s.c.AdminAddr(f), adminCfg), serial(t, f.RaftAddr(), raftCfg)}
 	if err := s.pki.Write(name, certgen.NodeOptions(strings.TrimPrefix(name, "node."))); err != nil {
 		t.Fatal(err)
 	}
-	after := [3]string{serial(t, f.GRPCAddr(), grpcCfg), serial(t, f.AdminAddr(), adminCfg), serial(t, f.RaftAddr(), raftCfg)}
+	after := [3]string{serial(t, f.GRPCAddr(), grpcCfg), serial(t, s.c.AdminAddr(f), adminCfg), serial(t, f.RaftAddr(), raftCfg)}
 	for i, port := range []string{"gRPC", "admin HTTP", "Raft"} {
 		if before[i] != before[0] || after[i] != after[0] || after[i] == before[i] {
 			t.Fatalf("%s port: serial %s before, %s after the rotation (want one certificate before, a new one after)", port, before[i], after[i])
@@ -472,42 +466,6 @@ func TestForeignCertificateCannotJoin(t *testing.T) {
 	}
 	if err := leader.Raft().RemoveServer("rogue", 0, 10*time.Second).Error(); err != nil {
 		t.Fatalf("RemoveServer: %v", err)
-	}
-}
-
-// TestEtcdOverTLS: a node configured with etcd TLS registers in an etcd
-// that serves only TLS and requires client certificates; a client
-// without a certificate gets nothing from it.
-func TestEtcdOverTLS(t *testing.T) {
-	dir := t.TempDir()
-	pki, err := certgen.NewDev(filepath.Join(dir, "pki"), "test CA", []string{"n1", "etcd"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	e := etcdtest.NewTLS(t, etcdtest.TLSFiles{CA: pki.CAFile(), Cert: pki.CertFile("node.etcd"), Key: pki.KeyFile("node.etcd")})
-	src, err := tlsutil.Load(tlsutil.Files{CA: pki.CAFile(), Cert: pki.CertFile("node.n1"), Key: pki.KeyFile("node.n1")}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	prefix := e.Prefix("tls")
-	c := testcluster.New(t, 1, func(cfg *brokerd.Config) {
-		cfg.Etcd = brokerd.EtcdConfig{Endpoints: e.Endpoints(), Prefix: prefix, TLS: src.ClientTLSConfig()}
-	})
-	e.WaitKey(e.Client(), discovery.InstanceKey(prefix, discovery.ServiceBrokers, "n1"), true, 30*time.Second)
-	_ = c
-
-	noCert, err := tlsutil.Load(tlsutil.Files{CA: pki.CAFile()}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cli, err := clientv3.New(clientv3.Config{Endpoints: e.Endpoints(), DialTimeout: 2 * time.Second, TLS: noCert.ClientTLSConfig(), Logger: zap.NewNop()})
-	if err == nil {
-		defer cli.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		if _, err := cli.Get(ctx, prefix, clientv3.WithPrefix()); err == nil {
-			t.Fatal("etcd answered a client without a certificate")
-		}
 	}
 }
 
@@ -677,104 +635,5 @@ func TestOnlyNodesSpeakRaft(t *testing.T) {
 	}
 	if l := s.c.WaitLeader(30 * time.Second); l.ID() != leader.ID() || leader.Raft().CurrentTerm() != term {
 		t.Fatalf("leadership moved: leader %s term %d, was %s term %d", l.ID(), leader.Raft().CurrentTerm(), leader.ID(), term)
-	}
-}
-
-// TestBootstrapRecordTiedToCluster: a fresh node bootstrapping through
-// etcd refuses a cluster record written for another CA and one placing it
-// at another Raft address (it neither bootstraps nor joins, and says so
-// once); given a record for its CA and address, it bootstraps.
-func TestBootstrapRecordTiedToCluster(t *testing.T) {
-	e := etcdtest.New(t)
-	cli := e.Client()
-	prefix := e.Prefix("record")
-	dir := t.TempDir()
-	pki, err := certgen.NewDev(filepath.Join(dir, "pki"), "cluster CA", []string{"n1"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	other, err := certgen.NewCA("another cluster's CA", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	fingerprint := func(c *x509.Certificate) string { return fmt.Sprintf("%x", sha256.Sum256(c.Raw)) }
-	raftAddr := freeTCP(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	put := func(rec brokerd.ClusterRecord) {
-		t.Helper()
-		b, _ := json.Marshal(rec)
-		if _, err := cli.Put(ctx, brokerd.ClusterKey(prefix), string(b)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	rec := brokerd.ClusterRecord{ClusterID: "forged", Voters: []brokerd.Peer{{ID: "n1", RaftAddr: raftAddr}}, By: "n1", CA: fingerprint(other.Cert)}
-	put(rec)
-
-	logs := &syncBuf{}
-	cfg := brokerd.DefaultConfig()
-	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.GRPCAddr = "n1", filepath.Join(dir, "n1"), raftAddr, freeTCP(t)
-	cfg.BootstrapExpect = 1
-	cfg.TLS = brokerd.TLSConfig{Files: tlsutil.Files{CA: pki.CAFile(), Cert: pki.CertFile("node.n1"), Key: pki.KeyFile("node.n1")}}
-	cfg.Etcd = brokerd.EtcdConfig{Client: cli, Prefix: prefix, LeaseTTL: 2 * time.Second}
-	cfg.Logger = slog.New(slog.NewTextHandler(logs, nil))
-	n, err := brokerd.Open(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n.Kill()
-	servers := func() int {
-		f := n.Raft().GetConfiguration()
-		if f.Error() != nil {
-			t.Fatal(f.Error())
-		}
-		return len(f.Configuration().Servers)
-	}
-	waitUntil(t, "the record of another CA to be refused", func() bool { return strings.Contains(logs.String(), "written for another cluster") })
-	if servers() != 0 {
-		t.Fatal("the node bootstrapped from a record of another CA")
-	}
-	rec.CA = fingerprint(pki.CA.Cert)
-	rec.Voters[0].RaftAddr = "127.0.0.1:1"
-	put(rec)
-	waitUntil(t, "the record placing n1 elsewhere to be refused", func() bool { return strings.Contains(logs.String(), "at raft address 127.0.0.1:1") })
-	if servers() != 0 {
-		t.Fatal("the node bootstrapped from a record naming it at another address")
-	}
-	if c := strings.Count(logs.String(), "refusing the cluster record"); c != 2 {
-		t.Fatalf("%d refusal lines for 2 records, want one each:\n%s", c, logs.String())
-	}
-	rec.Voters[0].RaftAddr = raftAddr
-	put(rec)
-	waitUntil(t, "the node to bootstrap from its cluster's record", func() bool { return n.IsLeaderReady() })
-}
-
-// TestClusterRecordValidate: what makes a cluster record unusable.
-func TestClusterRecordValidate(t *testing.T) {
-	good := func() brokerd.ClusterRecord {
-		return brokerd.ClusterRecord{ClusterID: "c1", By: "n1", Voters: []brokerd.Peer{{ID: "n1", RaftAddr: "10.0.0.1:7201"}, {ID: "n2", RaftAddr: "10.0.0.2:7201"}}}
-	}
-	if err := good().Validate(); err != nil {
-		t.Fatal(err)
-	}
-	for name, mut := range map[string]func(*brokerd.ClusterRecord){
-		"no cluster id":     func(r *brokerd.ClusterRecord) { r.ClusterID = "" },
-		"no voters":         func(r *brokerd.ClusterRecord) { r.Voters = nil },
-		"bad voter id":      func(r *brokerd.ClusterRecord) { r.Voters[1].ID = "a/b" },
-		"bad address":       func(r *brokerd.ClusterRecord) { r.Voters[1].RaftAddr = "nohost" },
-		"duplicate id":      func(r *brokerd.ClusterRecord) { r.Voters[1].ID = "n1" },
-		"duplicate address": func(r *brokerd.ClusterRecord) { r.Voters[1].RaftAddr = "10.0.0.1:7201" },
-		"winner not voter":  func(r *brokerd.ClusterRecord) { r.By = "n9" },
-		"too many voters": func(r *brokerd.ClusterRecord) {
-			for i := 3; i <= 16; i++ {
-				r.Voters = append(r.Voters, brokerd.Peer{ID: fmt.Sprintf("n%d", i), RaftAddr: fmt.Sprintf("10.0.0.%d:7201", i)})
-			}
-		},
-	} {
-		r := good()
-		mut(&r)
-		if err := r.Validate(); err == nil {
-			t.Errorf("%s: accepted", name)
-		}
 	}
 }

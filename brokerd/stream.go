@@ -41,7 +41,7 @@ func (s *brokerService) EnqueueStream(st raftqv1.Broker_EnqueueStreamServer) err
 		}
 	}
 	stopErr := func() error { id, addr := n.leader(); return apierr.NotLeader(id, addr) }
-	return streamPipeline(ctx, st, n.cfg.Limits.MaxStreamWindow, n.closing, stopErr, func(req *raftqv1.EnqueueStreamRequest, answer func(*raftqv1.EnqueueResult, error)) error {
+	return streamPipeline(ctx, st, n.cfg.Limits.MaxStreamWindow, n.ctx.Done(), stopErr, func(req *raftqv1.EnqueueStreamRequest, answer func(*raftqv1.EnqueueResult, error)) error {
 		if !n.isLeader() {
 			// Leadership moved: this job and the rest go to the new
 			// leader; nothing of them was proposed here.

@@ -62,7 +62,7 @@ func checkJobID(id string) error {
 // defaults and absolute times are chosen here, on the leader, so Apply has
 // nothing left to decide.
 func (n *Node) newJobs(req *raftqv1.EnqueueRequest, now time.Time) ([]*fsmpb.NewJob, error) {
-	// The node's defaults, or live config's for the queue (etcd.go).
+	// The node's defaults, or live config's for the queue (Config.Queues).
 	return validateEnqueue(n.cfg.Limits, n.queueDefaults, req, now)
 }
 

@@ -25,9 +25,6 @@ func ctxT(t *testing.T, d time.Duration) context.Context {
 	return ctx
 }
 
-// withAdmin turns on every node's admin API on a free port.
-func withAdmin(cfg *brokerd.Config) { cfg.AdminAddr = "127.0.0.1:0" }
-
 type reply struct {
 	status int
 	header http.Header
@@ -98,7 +95,8 @@ func follower(c *testcluster.Cluster) *brokerd.Node {
 	return nil
 }
 
-func base(n *brokerd.Node) string { return "http://" + n.AdminAddr() }
+// base is node n's admin API URL.
+func base(c *testcluster.Cluster, n *brokerd.Node) string { return "http://" + c.AdminAddr(n) }
 
 // deadJobs enqueues n jobs with one attempt each and fails them, returning
 // their ids.
@@ -141,17 +139,17 @@ func jobState(t *testing.T, cl *client.Client, id string) raftqv1.JobState {
 // through a follower wherever the call is a write (it must be forwarded),
 // including the refusals.
 func TestAdminAPI(t *testing.T) {
-	c := testcluster.New(t, 3, withAdmin)
+	c := testcluster.New(t, 3, nil, testcluster.Admin)
 	cl := c.Client()
 	ctx := ctxT(t, 2*time.Minute)
 	l := c.WaitLeader(10 * time.Second)
 	f := follower(c)
-	fb := base(f)
+	fb := base(c, f)
 
 	t.Run("health", func(t *testing.T) {
 		for _, n := range c.Up() {
-			want(t, call(t, "GET", base(n)+"/healthz", ""), 200, "")
-			r := call(t, "GET", base(n)+"/readyz", "")
+			want(t, call(t, "GET", base(c, n)+"/healthz", ""), 200, "")
+			r := call(t, "GET", base(c, n)+"/readyz", "")
 			want(t, r, 200, "")
 			if r.body["node_id"] != n.ID() {
 				t.Fatalf("readyz %s", r)
@@ -338,7 +336,7 @@ func TestAdminAPI(t *testing.T) {
 			t.Fatal(err)
 		}
 		before := res[0].JobId
-		r := call(t, "GET", base(c.WaitLeader(10*time.Second))+"/v1/cluster/snapshot", "")
+		r := call(t, "GET", base(c, c.WaitLeader(10*time.Second))+"/v1/cluster/snapshot", "")
 		if r.status != 200 || len(r.raw) == 0 || r.header.Get("X-Raftq-Applied-Index") == "" {
 			t.Fatalf("snapshot: %d %v", r.status, r.header)
 		}
@@ -421,9 +419,9 @@ func TestAdminAPI(t *testing.T) {
 				via = n
 			}
 		}
-		want(t, call(t, "POST", base(via)+"/v1/cluster/transfer-leadership", `{"node_id": "nope"}`), 404, "NOT_FOUND")
-		want(t, call(t, "POST", base(via)+"/v1/cluster/transfer-leadership", `{"node_id": "`+old.ID()+`"}`), 409, "WRONG_STATE")
-		r := call(t, "POST", base(via)+"/v1/cluster/transfer-leadership", `{"node_id": "`+target.ID()+`"}`)
+		want(t, call(t, "POST", base(c, via)+"/v1/cluster/transfer-leadership", `{"node_id": "nope"}`), 404, "NOT_FOUND")
+		want(t, call(t, "POST", base(c, via)+"/v1/cluster/transfer-leadership", `{"node_id": "`+old.ID()+`"}`), 409, "WRONG_STATE")
+		r := call(t, "POST", base(c, via)+"/v1/cluster/transfer-leadership", `{"node_id": "`+target.ID()+`"}`)
 		want(t, r, 200, "")
 		if r.body["leader_id"] != target.ID() {
 			t.Fatalf("transfer: %s, want %s", r, target.ID())
@@ -447,11 +445,11 @@ func freeAddr(t *testing.T) string {
 // TestAdminRemoveLastMemberRefused: a cluster of one refuses to remove its
 // only voter (and to hand leadership to nobody), and stays up.
 func TestAdminRemoveLastMemberRefused(t *testing.T) {
-	c := testcluster.New(t, 1, withAdmin)
+	c := testcluster.New(t, 1, nil, testcluster.Admin)
 	n := c.WaitLeader(10 * time.Second)
-	want(t, call(t, "DELETE", base(n)+"/v1/cluster/members/"+n.ID(), ""), 409, "WRONG_STATE")
-	want(t, call(t, "POST", base(n)+"/v1/cluster/transfer-leadership", ""), 409, "WRONG_STATE")
-	want(t, call(t, "GET", base(n)+"/readyz", ""), 200, "")
+	want(t, call(t, "DELETE", base(c, n)+"/v1/cluster/members/"+n.ID(), ""), 409, "WRONG_STATE")
+	want(t, call(t, "POST", base(c, n)+"/v1/cluster/transfer-leadership", ""), 409, "WRONG_STATE")
+	want(t, call(t, "GET", base(c, n)+"/readyz", ""), 200, "")
 	if !n.IsLeaderReady() {
 		t.Fatal("node stopped leading")
 	}

@@ -13,7 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftq/raftq/brokerd"
 	"github.com/raftq/raftq/internal/auth"
 	"github.com/raftq/raftq/internal/certgen"
 	"github.com/raftq/raftq/internal/testcluster"
@@ -36,10 +35,7 @@ func TestDashboardSecure(t *testing.T) {
 		t.Fatal(err)
 	}
 	secure := testcluster.Secure(pki, tokens)
-	c := testcluster.New(t, 3, func(cfg *brokerd.Config) {
-		secure(cfg)
-		cfg.AdminAddr = "127.0.0.1:0"
-	})
+	c := testcluster.New(t, 3, secure, testcluster.Admin)
 	caPEM, err := os.ReadFile(pki.CAFile())
 	if err != nil {
 		t.Fatal(err)
@@ -49,7 +45,7 @@ func TestDashboardSecure(t *testing.T) {
 	hc := &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
 	c.WaitLeader(10 * time.Second)
-	host := follower(c).AdminAddr()
+	host := c.AdminAddr(follower(c))
 	base := "https://" + host
 	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("ops:admin-token"))
 	do := func(method, path, authz string, form url.Values, hdr ...string) page {
@@ -131,7 +127,7 @@ func TestDashboardSecure(t *testing.T) {
 	// A killed node shows as DOWN.
 	var victim string
 	for _, n := range c.Up() {
-		if n.AdminAddr() != host {
+		if c.AdminAddr(n) != host {
 			victim = n.ID()
 			break
 		}

@@ -18,7 +18,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/raftq/raftq/brokerd"
+	"github.com/raftq/raftq/brokerd/daemon"
 	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/internal/testcluster"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
@@ -99,10 +99,7 @@ func newFixture(t *testing.T) *fixture {
 		_ = svcd.Shutdown(ctx)
 	})
 	f := &fixture{}
-	f.c = testcluster.New(t, 3, func(cfg *brokerd.Config) {
-		cfg.AdminAddr = "127.0.0.1:0"
-		cfg.SvcdAddr = svcd.GRPCAddr()
-	})
+	f.c = testcluster.New(t, 3, nil, testcluster.Admin, func(cfg *daemon.Config) { cfg.SvcdAddr = svcd.GRPCAddr() })
 	f.cl = f.c.Client()
 	f.dead = deadJobs(t, f.cl, "emails", 3)
 	ctx := ctxT(t, 30*time.Second)
@@ -154,7 +151,7 @@ func newFixture(t *testing.T) *fixture {
 		Interval: durationpb.New(24 * time.Hour)}); err != nil {
 		t.Fatal(err)
 	}
-	f.ui = base(follower(f.c)) + "/ui"
+	f.ui = base(f.c, follower(f.c)) + "/ui"
 	return f
 }
 

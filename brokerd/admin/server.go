@@ -37,8 +37,9 @@ import (
 )
 
 // Node is what the admin API needs from its broker node beyond the gRPC
-// API; *brokerd.Node implements it. (An interface, because brokerd starts
-// this package and so cannot be imported by it.)
+// API; *brokerd.Node implements it, and brokerd/daemon passes one. (An
+// interface: it is all the API reads of a node, and the timeout and
+// readiness tests serve a fake node whose gRPC API is nowhere.)
 type Node interface {
 	// ID is the node's Raft server id.
 	ID() string

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/raftq/raftq/brokerd"
+	"github.com/raftq/raftq/brokerd/daemon"
+	"github.com/raftq/raftq/brokerd/etcdnode"
 	"github.com/raftq/raftq/discovery"
 	"github.com/raftq/raftq/internal/auth"
 	"github.com/raftq/raftq/internal/config"
@@ -19,7 +21,7 @@ import (
 // key with '_' for '.' is its environment variable), its flag (names kept
 // from before Viper: scripts depend on them), default and check.
 func keys() []config.Key {
-	def := brokerd.DefaultConfig()
+	def := daemon.DefaultConfig()
 	nonNeg := func(v any) error {
 		switch x := v.(type) {
 		case int:
@@ -114,10 +116,10 @@ func keys() []config.Key {
 
 func newLoader() *config.Loader { return config.New("brokerd", keys()) }
 
-// toConfig maps loaded values onto brokerd.Config and checks what involves
+// toConfig maps loaded values onto daemon.Config and checks what involves
 // several keys, naming the key to change.
-func toConfig(l *config.Loader, v *config.Values) (brokerd.Config, extra, error) {
-	cfg := brokerd.DefaultConfig()
+func toConfig(l *config.Loader, v *config.Values) (daemon.Config, extra, error) {
+	cfg := daemon.DefaultConfig()
 	cfg.NodeID = v.String("node.id")
 	cfg.DataDir = v.String("node.data_dir")
 	cfg.RaftAddr = v.String("raft.addr")
@@ -137,7 +139,7 @@ func toConfig(l *config.Loader, v *config.Values) (brokerd.Config, extra, error)
 	cfg.Limits.MaxPayloadBytes = v.Int("limits.max_payload_bytes")
 	cfg.AdminAddr = v.String("admin.addr")
 	cfg.SvcdAddr = v.String("svcd.addr")
-	cfg.Etcd = brokerd.EtcdConfig{
+	cfg.Etcd = etcdnode.Config{
 		Endpoints:   v.List("etcd.endpoints"),
 		Prefix:      v.String("etcd.prefix"),
 		Username:    v.String("etcd.username"),

@@ -48,7 +48,7 @@ import (
 
 	"github.com/spf13/pflag"
 
-	"github.com/raftq/raftq/brokerd"
+	"github.com/raftq/raftq/brokerd/daemon"
 	"github.com/raftq/raftq/internal/auth"
 	"github.com/raftq/raftq/internal/config"
 	"github.com/raftq/raftq/internal/version"
@@ -157,7 +157,7 @@ func runConfig(args []string, stdout, stderr io.Writer) int {
 	return 0
 }
 
-// extra is what the process needs beyond brokerd.Config.
+// extra is what the process needs beyond daemon.Config.
 type extra struct {
 	debugAddr        string
 	leaveOnTerminate bool
@@ -166,19 +166,19 @@ type extra struct {
 	openAudit func(w io.Writer) (*auth.AuditLog, error)
 }
 
-func load(l *config.Loader, args []string) (brokerd.Config, extra, error) {
+func load(l *config.Loader, args []string) (daemon.Config, extra, error) {
 	v, err := l.Load(args)
 	if err != nil {
-		return brokerd.Config{}, extra{}, err
+		return daemon.Config{}, extra{}, err
 	}
 	if rest := l.FlagSet().Args(); len(rest) > 0 {
-		return brokerd.Config{}, extra{}, &config.Error{Key: "arguments", Reason: fmt.Sprintf("unexpected %q (subcommands: config, leave, recover)", rest)}
+		return daemon.Config{}, extra{}, &config.Error{Key: "arguments", Reason: fmt.Sprintf("unexpected %q (subcommands: config, leave, recover)", rest)}
 	}
 	return toConfig(l, v)
 }
 
 // serve runs a node until SIGTERM or SIGINT.
-func serve(cfg brokerd.Config, x extra, stderr io.Writer) int {
+func serve(cfg daemon.Config, x extra, stderr io.Writer) int {
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
 	if cfg.Auth.Enabled() && x.openAudit != nil {
 		a, err := x.openAudit(stderr)
@@ -189,10 +189,12 @@ func serve(cfg brokerd.Config, x extra, stderr io.Writer) int {
 		defer a.Close()
 		cfg.Auth.Audit = a
 	}
-	// Start order: the node (stores, Raft, gRPC, etcd registration, admin
-	// API), then the debug server. Shutdown is the reverse: the debug
-	// server dies with the process; the node leaves (if asked) and closes.
-	node, err := brokerd.Open(cfg)
+	// Start order (brokerd/daemon): etcd's client and live config, the
+	// node (stores, Raft, gRPC), etcd registration and bootstrap, the
+	// admin API; then the debug server. Shutdown is the reverse: the debug
+	// server dies with the process; the node leaves (if asked), and the
+	// daemon closes.
+	d, err := daemon.Open(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "brokerd: %v\n", err)
 		return 1
@@ -201,7 +203,7 @@ func serve(cfg brokerd.Config, x extra, stderr io.Writer) int {
 		// net/http/pprof registers on the default mux.
 		go func() { cfg.Logger.Error("debug server", "err", http.ListenAndServe(x.debugAddr, nil)) }()
 	}
-	cfg.Logger.Info("brokerd serving", "id", cfg.NodeID, "grpc", node.GRPCAddr(), "raft", node.RaftAddr(), "data", cfg.DataDir,
+	cfg.Logger.Info("brokerd serving", "id", cfg.NodeID, "grpc", d.Node.GRPCAddr(), "raft", d.Node.RaftAddr(), "data", cfg.DataDir,
 		"etcd", len(cfg.Etcd.Endpoints) > 0)
 
 	sig := make(chan os.Signal, 1)
@@ -214,12 +216,12 @@ func serve(cfg brokerd.Config, x extra, stderr io.Writer) int {
 			// Leave first, while this node can still reach the leader: the
 			// cluster then does not count a stopped node against quorum.
 			ctx, cancel := context.WithTimeout(context.Background(), x.shutdownTimeout/2)
-			if err := node.Leave(ctx); err != nil {
+			if err := d.Node.Leave(ctx); err != nil {
 				cfg.Logger.Error("leave on terminate failed; shutting down anyway", "err", err)
 			}
 			cancel()
 		}
-		done <- node.Close()
+		done <- d.Close()
 	}()
 	select {
 	case err := <-done:

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/raftq/raftq/brokerd"
+	"github.com/raftq/raftq/brokerd/daemon"
 	"github.com/raftq/raftq/internal/auth"
 	"github.com/raftq/raftq/internal/config"
 	"github.com/raftq/raftq/internal/limits"
@@ -14,7 +15,7 @@ import (
 // securityKeys are brokerd's TLS, auth and API limit settings. All are
 // off by default; see SECURITY.md.
 func securityKeys() []config.Key {
-	def := brokerd.DefaultConfig().Limits
+	def := limits.DefaultBroker()
 	nonNeg := func(v any) error {
 		switch x := v.(type) {
 		case int:
@@ -87,7 +88,7 @@ func etcdTLSFiles(l *config.Loader, v *config.Values) (tlsutil.Files, error) {
 // applySecurity maps the security keys onto cfg, loading the TLS files
 // and the authorizer once so a missing or bad file is reported here,
 // with its key, before anything starts.
-func applySecurity(l *config.Loader, v *config.Values, cfg *brokerd.Config) []error {
+func applySecurity(l *config.Loader, v *config.Values, cfg *daemon.Config) []error {
 	var errs []error
 	cfg.TLS = brokerd.TLSConfig{
 		Files:             tlsutil.Files{CA: v.String("tls.ca"), Cert: v.String("tls.cert"), Key: v.String("tls.key")},

@@ -14,7 +14,8 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
-	"github.com/raftq/raftq/brokerd"
+	"github.com/raftq/raftq/brokerd/daemon"
+	"github.com/raftq/raftq/brokerd/etcdnode"
 	"github.com/raftq/raftq/internal/certgen"
 	"github.com/raftq/raftq/internal/liveconfig"
 	"github.com/raftq/raftq/internal/testcluster"
@@ -55,8 +56,8 @@ func TestSecureEtcdRefusesUnauthenticatedWrites(t *testing.T) {
 		return s
 	}
 	const prefix = "raftq"
-	c := testcluster.New(t, 3, func(cfg *brokerd.Config) {
-		cfg.Etcd = brokerd.EtcdConfig{Endpoints: []string{endpoint}, Prefix: prefix, TLS: src("node." + cfg.NodeID).ClientTLSConfig()}
+	c := testcluster.New(t, 3, nil, func(cfg *daemon.Config) {
+		cfg.Etcd = etcdnode.Config{Endpoints: []string{endpoint}, Prefix: prefix, TLS: src("node." + cfg.NodeID).ClientTLSConfig()}
 	})
 	admin, err := clientv3.New(clientv3.Config{Endpoints: []string{endpoint}, DialTimeout: 5 * time.Second, TLS: src("node.n1").ClientTLSConfig(), Logger: zap.NewNop()})
 	if err != nil {
@@ -71,7 +72,7 @@ func TestSecureEtcdRefusesUnauthenticatedWrites(t *testing.T) {
 	}
 	applied := func() bool {
 		for _, n := range c.Up() {
-			if lc := n.LiveConfig(); lc == nil || lc.Queue("orders").MaxInFlight != 5 {
+			if lc := c.Daemon(n).LiveConfig(); lc == nil || lc.Queue("orders").MaxInFlight != 5 {
 				return false
 			}
 		}
@@ -152,13 +153,13 @@ func TestSecureEtcdRefusesUnauthenticatedWrites(t *testing.T) {
 	// Once the brokers have seen the probe, written after the refused
 	// attempts, any change those made would have reached them; none did.
 	for _, n := range c.Up() {
-		for n.LiveConfig().Queue("probe").MaxInFlight != 2 {
+		for c.Daemon(n).LiveConfig().Queue("probe").MaxInFlight != 2 {
 			if ctx.Err() != nil {
 				t.Fatalf("broker %s never saw the probe", n.ID())
 			}
 			time.Sleep(20 * time.Millisecond)
 		}
-		if got := n.LiveConfig().Queue("orders"); got.MaxInFlight != 5 || got.RatePerSec != 0 {
+		if got := c.Daemon(n).LiveConfig().Queue("orders"); got.MaxInFlight != 5 || got.RatePerSec != 0 {
 			t.Fatalf("broker %s: live config for orders is %+v", n.ID(), got)
 		}
 	}

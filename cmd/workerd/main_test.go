@@ -13,7 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/raftq/raftq/brokerd"
+	"github.com/raftq/raftq/brokerd/daemon"
+	"github.com/raftq/raftq/brokerd/etcdnode"
 	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/discovery"
 	"github.com/raftq/raftq/discovery/etcdresolver"
@@ -118,8 +119,8 @@ func TestOnlyEtcd(t *testing.T) {
 	// The default prefix: workerd gets no --etcd-prefix.
 	prefix := discovery.DefaultPrefix
 
-	c := testcluster.New(t, 3, func(cfg *brokerd.Config) {
-		cfg.Etcd = brokerd.EtcdConfig{Endpoints: etcd.Endpoints(), Prefix: prefix}
+	c := testcluster.New(t, 3, nil, func(cfg *daemon.Config) {
+		cfg.Etcd = etcdnode.Config{Endpoints: etcd.Endpoints(), Prefix: prefix}
 	})
 
 	// svcd verifies every result with the brokers it finds through etcd

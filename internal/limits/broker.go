@@ -57,7 +57,8 @@ type Broker struct {
 	// MaxStreamsPerPrincipal and MaxStreams cap streaming calls (health
 	// Watch, Snapshot, Restore, reflection, EnqueueStream: the Go client
 	// keeps one per broker connection and falls back to Enqueue when
-	// refused).
+	// refused; Consume: the worker SDK keeps one per queue and falls back
+	// to Fetch when refused).
 	MaxStreamsPerPrincipal int
 	MaxStreams             int
 	// MaxConns and MaxConnsPerIP cap the gRPC API's open connections; a

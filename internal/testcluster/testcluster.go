@@ -1,7 +1,8 @@
 // Package testcluster runs real brokerd nodes in one process for tests:
 // real Raft over loopback TCP, raft-boltdb files in temporary directories,
-// real gRPC servers. Nodes can be killed, restarted from their data dirs,
-// and added.
+// real gRPC servers, assembled as cmd/brokerd assembles them
+// (brokerd/daemon: the admin HTTP API and etcd when configured). Nodes can
+// be killed, restarted from their data dirs, and added.
 package testcluster
 
 import (
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/raftq/raftq/brokerd"
+	"github.com/raftq/raftq/brokerd/daemon"
 	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/internal/freeport"
 )
@@ -28,6 +30,9 @@ type Cluster struct {
 	nodes []*Member
 	// Tune, when set, adjusts every node's config before it opens.
 	Tune func(*brokerd.Config)
+	// Process adjusts what every node's process serves around the node
+	// (daemon.Config: the admin API, etcd), after Tune.
+	Process []func(*daemon.Config)
 }
 
 // Member is one node slot: its identity and addresses survive restarts.
@@ -37,6 +42,9 @@ type Member struct {
 	RaftAddr string
 	GRPCAddr string
 	Node     *brokerd.Node // nil while down
+	// Daemon is the process around Node (its admin API, etcd agent); nil
+	// while down.
+	Daemon *daemon.Daemon
 }
 
 // freeAddr returns a port no outgoing connection can take while its node is
@@ -57,19 +65,21 @@ func Logger() *slog.Logger {
 	return slog.New(slog.NewTextHandler(io.Discard, nil))
 }
 
-// New bootstraps an n-node cluster and waits for a ready leader.
-func New(t testing.TB, n int, tune func(*brokerd.Config)) *Cluster {
+// New bootstraps an n-node cluster and waits for a ready leader. tune
+// adjusts each node's configuration, process what each process serves
+// around it (Admin, an etcd config).
+func New(t testing.TB, n int, tune func(*brokerd.Config), process ...func(*daemon.Config)) *Cluster {
 	t.Helper()
-	return NewIn(t, n, nil, tune)
+	return NewIn(t, n, nil, tune, process...)
 }
 
 // NewIn is New with each member's data dir chosen by dir (called with the
 // member's id, n1, n2, ...): a test may put a node on a filesystem of its
 // own, such as a small tmpfs it fills. A nil dir puts every member under
 // the test's temporary directory, as New does.
-func NewIn(t testing.TB, n int, dir func(id string) string, tune func(*brokerd.Config)) *Cluster {
+func NewIn(t testing.TB, n int, dir func(id string) string, tune func(*brokerd.Config), process ...func(*daemon.Config)) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, dir: t.TempDir(), Tune: tune}
+	c := &Cluster{t: t, dir: t.TempDir(), Tune: tune, Process: process}
 	var peers []brokerd.Peer
 	for i := 0; i < n; i++ {
 		m := &Member{
@@ -117,26 +127,32 @@ func (c *Cluster) WaitAnnounced(timeout time.Duration) {
 	c.t.Fatalf("nodes did not announce their addresses within %s", timeout)
 }
 
-func (c *Cluster) config(m *Member) brokerd.Config {
-	cfg := brokerd.DefaultConfig()
+// Admin serves each node's admin HTTP API on a free port (a Process).
+func Admin(cfg *daemon.Config) { cfg.AdminAddr = "127.0.0.1:0" }
+
+func (c *Cluster) config(m *Member) daemon.Config {
+	cfg := daemon.DefaultConfig()
 	cfg.NodeID = m.ID
 	cfg.DataDir = m.Dir
 	cfg.RaftAddr = m.RaftAddr
 	cfg.GRPCAddr = m.GRPCAddr
 	cfg.Logger = Logger()
 	if c.Tune != nil {
-		c.Tune(&cfg)
+		c.Tune(&cfg.Config)
+	}
+	for _, p := range c.Process {
+		p(&cfg)
 	}
 	return cfg
 }
 
-func (c *Cluster) open(m *Member, cfg brokerd.Config) {
+func (c *Cluster) open(m *Member, cfg daemon.Config) {
 	c.t.Helper()
-	var node *brokerd.Node
+	var d *daemon.Daemon
 	var err error
 	// The OS may hold a just-closed port for a moment.
 	for i := 0; i < 50; i++ {
-		node, err = brokerd.Open(cfg)
+		d, err = daemon.Open(cfg)
 		if err == nil {
 			break
 		}
@@ -146,8 +162,30 @@ func (c *Cluster) open(m *Member, cfg brokerd.Config) {
 		c.t.Fatalf("open %s: %v", m.ID, err)
 	}
 	c.mu.Lock()
-	m.Node = node
+	m.Node, m.Daemon = d.Node, d
 	c.mu.Unlock()
+}
+
+// Daemon returns the process around node n (nil when it is not one of
+// the cluster's running nodes).
+func (c *Cluster) Daemon(n *brokerd.Node) *daemon.Daemon {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, m := range c.nodes {
+		if m.Node == n && n != nil {
+			return m.Daemon
+		}
+	}
+	return nil
+}
+
+// AdminAddr is node n's admin HTTP address ("" without the Admin process
+// option).
+func (c *Cluster) AdminAddr(n *brokerd.Node) string {
+	if d := c.Daemon(n); d != nil {
+		return d.AdminAddr()
+	}
+	return ""
 }
 
 // Members returns every slot.
@@ -218,11 +256,11 @@ func (c *Cluster) Kill(id string) {
 	c.t.Helper()
 	m := c.Member(id)
 	c.mu.Lock()
-	n := m.Node
-	m.Node = nil
+	d := m.Daemon
+	m.Node, m.Daemon = nil, nil
 	c.mu.Unlock()
-	if n != nil {
-		_ = n.Kill()
+	if d != nil {
+		_ = d.Kill()
 	}
 }
 
@@ -304,11 +342,11 @@ func (c *Cluster) WaitConverged(timeout time.Duration) string {
 func (c *Cluster) Close() {
 	for _, m := range c.Members() {
 		c.mu.Lock()
-		n := m.Node
-		m.Node = nil
+		d := m.Daemon
+		m.Node, m.Daemon = nil, nil
 		c.mu.Unlock()
-		if n != nil {
-			_ = n.Kill()
+		if d != nil {
+			_ = d.Kill()
 		}
 	}
 }

@@ -1,4 +1,4 @@
-package brokerd_test
+package daemon_test
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package brokerd_test
+package daemon_test
 
 import (
 	"context"
@@ -22,6 +22,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/raftq/raftq/brokerd"
+	"github.com/raftq/raftq/brokerd/daemon"
+	"github.com/raftq/raftq/brokerd/etcdnode"
 	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/discovery"
 	"github.com/raftq/raftq/discovery/etcdresolver"
@@ -47,7 +49,7 @@ type ecluster struct {
 type enode struct {
 	id, dir, raftAddr, grpcAddr string
 	level                       *slog.LevelVar
-	node                        *brokerd.Node
+	node                        *daemon.Daemon
 }
 
 func freeTCP(t *testing.T) string {
@@ -65,14 +67,14 @@ func newECluster(t *testing.T, s *etcdtest.Server, cli *clientv3.Client) *eclust
 	return c
 }
 
-func (c *ecluster) config(m *enode, expect int) brokerd.Config {
-	cfg := brokerd.DefaultConfig()
+func (c *ecluster) config(m *enode, expect int) daemon.Config {
+	cfg := daemon.DefaultConfig()
 	cfg.NodeID = m.id
 	cfg.DataDir = m.dir
 	cfg.RaftAddr = m.raftAddr
 	cfg.GRPCAddr = m.grpcAddr
 	cfg.BootstrapExpect = expect
-	cfg.Etcd = brokerd.EtcdConfig{Client: c.cli, Prefix: c.prefix, LeaseTTL: 2 * time.Second}
+	cfg.Etcd = etcdnode.Config{Client: c.cli, Prefix: c.prefix, LeaseTTL: 2 * time.Second}
 	cfg.LogLevel = m.level
 	cfg.Logger = testcluster.Logger()
 	// Quick elections: the bootstrap race runs many times.
@@ -84,7 +86,7 @@ func (c *ecluster) config(m *enode, expect int) brokerd.Config {
 
 // start opens node id (fresh, or again from its data dir) with the same
 // flags every node gets: etcd and --bootstrap-expect.
-func (c *ecluster) start(id string, expect int) *brokerd.Node {
+func (c *ecluster) start(id string, expect int) *daemon.Daemon {
 	c.t.Helper()
 	c.mu.Lock()
 	m, ok := c.nodes[id]
@@ -93,10 +95,10 @@ func (c *ecluster) start(id string, expect int) *brokerd.Node {
 		c.nodes[id] = m
 	}
 	c.mu.Unlock()
-	var n *brokerd.Node
+	var n *daemon.Daemon
 	var err error
 	for i := 0; i < 50; i++ { // a just-closed port may be held a moment
-		if n, err = brokerd.Open(c.config(m, expect)); err == nil {
+		if n, err = daemon.Open(c.config(m, expect)); err == nil {
 			break
 		}
 		time.Sleep(100 * time.Millisecond)
@@ -125,7 +127,7 @@ func (c *ecluster) startAll(ids []string, expect int) {
 	wg.Wait()
 }
 
-func (c *ecluster) node(id string) *brokerd.Node {
+func (c *ecluster) node(id string) *daemon.Daemon {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if m := c.nodes[id]; m != nil {
@@ -134,10 +136,10 @@ func (c *ecluster) node(id string) *brokerd.Node {
 	return nil
 }
 
-func (c *ecluster) up() []*brokerd.Node {
+func (c *ecluster) up() []*daemon.Daemon {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	var out []*brokerd.Node
+	var out []*daemon.Daemon
 	for _, m := range c.nodes {
 		if m.node != nil {
 			out = append(out, m.node)
@@ -175,7 +177,7 @@ func (c *ecluster) killAll() {
 	}
 }
 
-func (c *ecluster) leader() *brokerd.Node {
+func (c *ecluster) leader() *daemon.Daemon {
 	for _, n := range c.up() {
 		if n.IsLeaderReady() {
 			return n
@@ -192,7 +194,7 @@ func (c *ecluster) addrs() []string {
 	return out
 }
 
-func voters(n *brokerd.Node) []string {
+func voters(n *daemon.Daemon) []string {
 	f := n.Raft().GetConfiguration()
 	if f.Error() != nil {
 		return nil
@@ -210,7 +212,7 @@ func voters(n *brokerd.Node) []string {
 // waitOneCluster waits until every running node is in one cluster whose
 // voters are exactly want, with one leader every node agrees on, and
 // fails the test with what it saw otherwise.
-func (c *ecluster) waitOneCluster(want []string, timeout time.Duration) *brokerd.Node {
+func (c *ecluster) waitOneCluster(want []string, timeout time.Duration) *daemon.Daemon {
 	c.t.Helper()
 	sort.Strings(want)
 	deadline := time.Now().Add(timeout)
@@ -249,18 +251,18 @@ func (c *ecluster) client() *client.Client {
 	return cl
 }
 
-func (c *ecluster) clusterRecord() (brokerd.ClusterRecord, int64) {
+func (c *ecluster) clusterRecord() (etcdnode.ClusterRecord, int64) {
 	c.t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	g, err := c.cli.Get(ctx, brokerd.ClusterKey(c.prefix))
+	g, err := c.cli.Get(ctx, etcdnode.ClusterKey(c.prefix))
 	if err != nil {
 		c.t.Fatal(err)
 	}
 	if len(g.Kvs) == 0 {
-		return brokerd.ClusterRecord{}, 0
+		return etcdnode.ClusterRecord{}, 0
 	}
-	var rec brokerd.ClusterRecord
+	var rec etcdnode.ClusterRecord
 	if err := json.Unmarshal(g.Kvs[0].Value, &rec); err != nil {
 		c.t.Fatal(err)
 	}
@@ -369,7 +371,7 @@ func TestEtcdJoinLeaveRestart(t *testing.T) {
 	// Graceful leave of a follower, then of the leader.
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	var follower *brokerd.Node
+	var follower *daemon.Daemon
 	for _, n := range c.up() {
 		if !n.IsLeaderReady() {
 			follower = n
@@ -419,7 +421,7 @@ func TestEtcdJoinLeaveRestart(t *testing.T) {
 	for _, id := range rest {
 		c.stop(id, false)
 	}
-	if _, err := cli.Delete(ctx, brokerd.ClusterKey(c.prefix)); err != nil {
+	if _, err := cli.Delete(ctx, etcdnode.ClusterKey(c.prefix)); err != nil {
 		t.Fatal(err)
 	}
 	for _, id := range rest {
@@ -805,17 +807,17 @@ func TestEtcdResolverFollowsLeaderChange(t *testing.T) {
 // etcd is not on the data path.
 func TestEtcdUnreachableAtStart(t *testing.T) {
 	dead := "http://" + freeTCP(t) // nothing listens there
-	cfg := brokerd.DefaultConfig()
+	cfg := daemon.DefaultConfig()
 	cfg.NodeID = "solo"
 	cfg.DataDir = t.TempDir()
 	cfg.RaftAddr = freeTCP(t)
 	cfg.GRPCAddr = freeTCP(t)
 	cfg.BootstrapExpect = 1
 	cfg.Peers = []brokerd.Peer{{ID: "solo", RaftAddr: cfg.RaftAddr}}
-	cfg.Etcd = brokerd.EtcdConfig{Endpoints: []string{dead}, DialTimeout: time.Second}
+	cfg.Etcd = etcdnode.Config{Endpoints: []string{dead}, DialTimeout: time.Second}
 	cfg.Logger = testcluster.Logger()
 	t0 := time.Now()
-	n, err := brokerd.Open(cfg)
+	n, err := daemon.Open(cfg)
 	if err != nil {
 		t.Fatalf("open with etcd down: %v", err)
 	}
@@ -830,4 +832,8 @@ func TestEtcdUnreachableAtStart(t *testing.T) {
 	if n.EtcdRegistered() {
 		t.Fatal("registered with no etcd")
 	}
+}
+
+func fetchReq(q string, max int32, wait time.Duration, worker string) *raftqv1.FetchRequest {
+	return &raftqv1.FetchRequest{Queues: []string{q}, MaxJobs: max, MaxWait: durationpb.New(wait), WorkerId: worker}
 }
