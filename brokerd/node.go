@@ -72,9 +72,10 @@ type Node struct {
 	caps    *caps            // per-principal and per-node caps (security.go)
 
 	notifyCh chan bool
-	// ctx is the node's life: Close and Kill cancel it first, and every
-	// background loop, and every call a loop makes, derives from it, so
-	// shutdown never waits on a peer. wg counts those loops.
+	// ctx is the node's life: Close and Kill cancel it (Close after a
+	// leader's leadership transfer), and every background loop, and every
+	// call a loop makes, derives from it, so shutdown never waits on a
+	// peer. wg counts those loops.
 	ctx      context.Context
 	cancel   context.CancelFunc
 	shutOnce sync.Once
@@ -589,15 +590,19 @@ func (n *Node) shutdown(graceful bool) error {
 }
 
 func (n *Node) stop(graceful bool) error {
-	// Every background loop ends now, and any call it has in flight to
-	// another node (announce, join) is cancelled: nothing below waits on
-	// an unreachable peer. Parked fetches get NOT_LEADER (stepDown).
-	n.cancel()
+	// A leader hands over first (Raft bounds the transfer), while its
+	// streams still run: the NOT_LEADER they end with then names the new
+	// leader.
 	if graceful && n.raft.State() == raft.Leader && n.otherVoters() > 0 {
 		if err := n.raft.LeadershipTransfer().Error(); err != nil {
 			n.log.Warn("leadership transfer before shutdown failed", "err", err)
 		}
 	}
+	// Every background loop and stream ends now, and any call a loop has
+	// in flight to another node (announce, join) is cancelled: nothing
+	// below waits on an unreachable peer. Parked fetches get NOT_LEADER
+	// (stepDown).
+	n.cancel()
 	n.stepDown()
 	if graceful {
 		done := make(chan struct{})
