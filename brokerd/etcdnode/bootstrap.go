@@ -151,7 +151,7 @@ func electionKey(prefix string) string     { return prefix + "/bootstrap/electio
 func doneKey(prefix, nodeID string) string { return prefix + "/bootstrap/done/" + nodeID }
 
 // etcdBootstrap forms the cluster with the other fresh nodes (see
-// DESIGN.md): one node wins an etcd election, waits for BootstrapExpect
+// DESIGN.md): one node wins an etcd election, waits for Bootstrap.Expect
 // registered brokers, and writes the ClusterRecord in a transaction that
 // fails if one exists (or if it no longer leads the election). Every voter
 // named in the record then bootstraps Raft with exactly those servers;
@@ -352,7 +352,7 @@ var errExistingCluster = errors.New("registered brokers already form a cluster")
 
 // bootstrapVoters picks the initial voters among the registered brokers
 // that answer and are still fresh (no Raft configuration): this node, then
-// the others by id, BootstrapExpect in all. A registered broker that is
+// the others by id, Bootstrap.Expect in all. A registered broker that is
 // already a member means a cluster exists without a record (etcd data
 // lost, or the record deleted): errExistingCluster, never a second one.
 func (e *Agent) bootstrapVoters(ctx context.Context) ([]brokerd.Peer, error) {
