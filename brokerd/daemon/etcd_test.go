@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"sort"
@@ -28,6 +27,7 @@ import (
 	"github.com/raftq/raftq/discovery"
 	"github.com/raftq/raftq/discovery/etcdresolver"
 	"github.com/raftq/raftq/internal/etcdtest"
+	"github.com/raftq/raftq/internal/freeport"
 	"github.com/raftq/raftq/internal/liveconfig"
 	"github.com/raftq/raftq/internal/testcluster"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
@@ -52,13 +52,16 @@ type enode struct {
 	node                        *daemon.Daemon
 }
 
+// freeTCP is a loopback address below the ephemeral range (internal/
+// freeport): a node restarted on it cannot find it taken by an outgoing
+// connection ("bind: address already in use" failed TestEtcdBootstrapRace
+// once with a port from 127.0.0.1:0).
 func freeTCP(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	a, err := freeport.Addr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return a
 }
 
 func newECluster(t *testing.T, s *etcdtest.Server, cli *clientv3.Client) *ecluster {
