@@ -102,6 +102,9 @@ func validateEnqueue(lim Limits, defaults func(queue string) Defaults, req *raft
 		if err := checkConcurrencyKey(s.ConcurrencyKey, lim.MaxIdempotencyKey); err != nil {
 			return nil, bad(err)
 		}
+		if len(s.TraceParent) > maxTraceField || len(s.TraceState) > maxTraceField {
+			return nil, bad(fmt.Errorf("%w: trace_parent and trace_state take at most %d bytes each", apierr.ErrInvalid, maxTraceField))
+		}
 		if s.MaxAttempts < 0 || s.MaxAttempts > lim.MaxAttempts {
 			return nil, bad(fmt.Errorf("%w: max_attempts %d outside 0..%d", apierr.ErrInvalid, s.MaxAttempts, lim.MaxAttempts))
 		}
@@ -169,10 +172,17 @@ func validateEnqueue(lim Limits, defaults func(queue string) Defaults, req *raft
 			IdempotencyKey: s.IdempotencyKey,
 			DedupWindow:    int64(dedup),
 			ConcurrencyKey: s.ConcurrencyKey,
+			TraceParent:    s.TraceParent,
+			TraceState:     s.TraceState,
 		})
 	}
 	return out, nil
 }
+
+// maxTraceField bounds JobSpec.trace_parent and trace_state: a W3C
+// traceparent is 55 bytes and tracestate is capped at 512 by the spec, so
+// anything longer is not a trace context and would only bloat the job.
+const maxTraceField = 512
 
 // checkConcurrencyKey refuses a concurrency key longer than max bytes
 // (the idempotency key's limit) or not printable UTF-8: keys show up in

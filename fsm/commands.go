@@ -121,7 +121,7 @@ func (a *applier) enqueue(now int64, b *fsmpb.Enqueue) Result {
 			items[i].Err = fmt.Errorf("%w: enqueue item %d: id, queue and type are required", ErrInvalid, i)
 			continue
 		}
-		if err := checkKeySizes(id, queue, key, nj.GetConcurrencyKey()); err != nil {
+		if err := checkKeySizes(id, queue, key, nj.GetConcurrencyKey(), nj.GetTraceParent(), nj.GetTraceState()); err != nil {
 			items[i].Err = fmt.Errorf("enqueue item %d: %w", i, err)
 			continue
 		}
@@ -150,6 +150,8 @@ func (a *applier) enqueue(now int64, b *fsmpb.Enqueue) Result {
 			MaxBackoff:     nj.GetMaxBackoff(),
 			IdempotencyKey: key,
 			ConcurrencyKey: nj.GetConcurrencyKey(),
+			TraceParent:    nj.GetTraceParent(),
+			TraceState:     nj.GetTraceState(),
 			DedupWindow:    nj.GetDedupWindow(),
 			RunAt:          nj.GetRunAt(),
 			CreatedAt:      now,

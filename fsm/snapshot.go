@@ -180,6 +180,8 @@ func jobToRecord(r *fsmpb.JobRecord, j *Job) {
 		Schedule:        j.ScheduleName,
 		ScheduleTick:    j.ScheduleTick,
 		ConcurrencyKey:  j.ConcurrencyKey,
+		TraceParent:     j.TraceParent,
+		TraceState:      j.TraceState,
 	}
 }
 
@@ -198,6 +200,8 @@ func recordToJob(r *fsmpb.JobRecord) *Job {
 		MaxBackoff:      r.GetMaxBackoff(),
 		IdempotencyKey:  r.GetIdempotencyKey(),
 		ConcurrencyKey:  r.GetConcurrencyKey(),
+		TraceParent:     r.GetTraceParent(),
+		TraceState:      r.GetTraceState(),
 		DedupWindow:     r.GetDedupWindow(),
 		LastError:       r.GetLastError(),
 		RunAt:           r.GetRunAt(),

@@ -86,6 +86,11 @@ type Job struct {
 	// dispatch and the per-key lease cap (a tenant, a customer id); empty:
 	// no key.
 	ConcurrencyKey string
+	// TraceParent and TraceState are the producer's W3C trace context,
+	// stored so the worker that leases the job continues the producer's
+	// trace; empty: untraced.
+	TraceParent string
+	TraceState  string
 }
 
 // Sentinel errors returned (wrapped, per item) as business refusals in

@@ -574,8 +574,11 @@ type NewJob struct {
 	// Fair dispatch and the per-key lease cap group jobs by this key (a
 	// tenant, a customer); empty: no key.
 	ConcurrencyKey string `protobuf:"bytes,13,opt,name=concurrency_key,json=concurrencyKey,proto3" json:"concurrency_key,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The producer's W3C trace context; empty: untraced.
+	TraceParent   string `protobuf:"bytes,14,opt,name=trace_parent,json=traceParent,proto3" json:"trace_parent,omitempty"`
+	TraceState    string `protobuf:"bytes,15,opt,name=trace_state,json=traceState,proto3" json:"trace_state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *NewJob) Reset() {
@@ -695,6 +698,20 @@ func (x *NewJob) GetDedupWindow() int64 {
 func (x *NewJob) GetConcurrencyKey() string {
 	if x != nil {
 		return x.ConcurrencyKey
+	}
+	return ""
+}
+
+func (x *NewJob) GetTraceParent() string {
+	if x != nil {
+		return x.TraceParent
+	}
+	return ""
+}
+
+func (x *NewJob) GetTraceState() string {
+	if x != nil {
+		return x.TraceState
 	}
 	return ""
 }
@@ -1642,8 +1659,13 @@ type JobRecord struct {
 	ScheduleTick int64  `protobuf:"varint,25,opt,name=schedule_tick,json=scheduleTick,proto3" json:"schedule_tick,omitempty"`
 	// The job's concurrency key (NewJob.concurrency_key); empty: none.
 	ConcurrencyKey string `protobuf:"bytes,26,opt,name=concurrency_key,json=concurrencyKey,proto3" json:"concurrency_key,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The producer's W3C trace context (NewJob.trace_parent/trace_state);
+	// empty: untraced. Unset fields encode to nothing, so untraced jobs
+	// store and hash as before the fields existed.
+	TraceParent   string `protobuf:"bytes,27,opt,name=trace_parent,json=traceParent,proto3" json:"trace_parent,omitempty"`
+	TraceState    string `protobuf:"bytes,28,opt,name=trace_state,json=traceState,proto3" json:"trace_state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobRecord) Reset() {
@@ -1854,6 +1876,20 @@ func (x *JobRecord) GetScheduleTick() int64 {
 func (x *JobRecord) GetConcurrencyKey() string {
 	if x != nil {
 		return x.ConcurrencyKey
+	}
+	return ""
+}
+
+func (x *JobRecord) GetTraceParent() string {
+	if x != nil {
+		return x.TraceParent
+	}
+	return ""
+}
+
+func (x *JobRecord) GetTraceState() string {
+	if x != nil {
+		return x.TraceState
 	}
 	return ""
 }
@@ -2510,7 +2546,7 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x0fresume_schedule\x18\x1a \x01(\v2\x19.raftq.fsm.v1.ScheduleRefH\x00R\x0eresumeSchedule\x12D\n" +
 	"\x0fdelete_schedule\x18\x1b \x01(\v2\x19.raftq.fsm.v1.ScheduleRefH\x00R\x0edeleteSchedule\x12A\n" +
 	"\rfire_schedule\x18\x1c \x01(\v2\x1a.raftq.fsm.v1.FireScheduleH\x00R\ffireScheduleB\x06\n" +
-	"\x04body\"\x98\x03\n" +
+	"\x04body\"\xdc\x03\n" +
 	"\x06NewJob\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x12\n" +
@@ -2526,7 +2562,10 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"maxBackoff\x12'\n" +
 	"\x0fidempotency_key\x18\v \x01(\tR\x0eidempotencyKey\x12!\n" +
 	"\fdedup_window\x18\f \x01(\x03R\vdedupWindow\x12'\n" +
-	"\x0fconcurrency_key\x18\r \x01(\tR\x0econcurrencyKey\"3\n" +
+	"\x0fconcurrency_key\x18\r \x01(\tR\x0econcurrencyKey\x12!\n" +
+	"\ftrace_parent\x18\x0e \x01(\tR\vtraceParent\x12\x1f\n" +
+	"\vtrace_state\x18\x0f \x01(\tR\n" +
+	"traceState\"3\n" +
 	"\aEnqueue\x12(\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x14.raftq.fsm.v1.NewJobR\x04jobs\"I\n" +
 	"\tLeaseItem\x12\x15\n" +
@@ -2581,7 +2620,7 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1d\n" +
 	"\n" +
 	"last_index\x18\x02 \x01(\x04R\tlastIndex\x12\x10\n" +
-	"\x03seq\x18\x03 \x01(\x04R\x03seq\"\xae\x06\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq\"\xf2\x06\n" +
 	"\tJobRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x12\n" +
@@ -2615,7 +2654,10 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x03seq\x18\x17 \x01(\x04R\x03seq\x12\x1a\n" +
 	"\bschedule\x18\x18 \x01(\tR\bschedule\x12#\n" +
 	"\rschedule_tick\x18\x19 \x01(\x03R\fscheduleTick\x12'\n" +
-	"\x0fconcurrency_key\x18\x1a \x01(\tR\x0econcurrencyKey\"9\n" +
+	"\x0fconcurrency_key\x18\x1a \x01(\tR\x0econcurrencyKey\x12!\n" +
+	"\ftrace_parent\x18\x1b \x01(\tR\vtraceParent\x12\x1f\n" +
+	"\vtrace_state\x18\x1c \x01(\tR\n" +
+	"traceState\"9\n" +
 	"\vQueueRecord\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06paused\x18\x02 \x01(\bR\x06paused\"q\n" +

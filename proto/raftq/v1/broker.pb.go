@@ -405,8 +405,14 @@ type JobSpec struct {
 	// the queue's max_in_flight_per_key caps the leased jobs of each key. At
 	// most 256 bytes of printable UTF-8; empty: no key.
 	ConcurrencyKey string `protobuf:"bytes,12,opt,name=concurrency_key,json=concurrencyKey,proto3" json:"concurrency_key,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// W3C trace context (the traceparent and tracestate headers) of the
+	// producer's enqueue span, set by the SDK when tracing is on. The broker
+	// stores it with the job and hands it to the worker, which continues the
+	// trace. Empty: untraced. At most 512 bytes each.
+	TraceParent   string `protobuf:"bytes,13,opt,name=trace_parent,json=traceParent,proto3" json:"trace_parent,omitempty"`
+	TraceState    string `protobuf:"bytes,14,opt,name=trace_state,json=traceState,proto3" json:"trace_state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *JobSpec) Reset() {
@@ -523,6 +529,20 @@ func (x *JobSpec) GetConcurrencyKey() string {
 	return ""
 }
 
+func (x *JobSpec) GetTraceParent() string {
+	if x != nil {
+		return x.TraceParent
+	}
+	return ""
+}
+
+func (x *JobSpec) GetTraceState() string {
+	if x != nil {
+		return x.TraceState
+	}
+	return ""
+}
+
 // Job is the full state of one job.
 type Job struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -554,8 +574,12 @@ type Job struct {
 	ScheduleTick *timestamppb.Timestamp `protobuf:"bytes,22,opt,name=schedule_tick,json=scheduleTick,proto3" json:"schedule_tick,omitempty"`
 	// The job's concurrency key (JobSpec.concurrency_key); empty: none.
 	ConcurrencyKey string `protobuf:"bytes,23,opt,name=concurrency_key,json=concurrencyKey,proto3" json:"concurrency_key,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The producer's W3C trace context (JobSpec.trace_parent/trace_state);
+	// empty: untraced.
+	TraceParent   string `protobuf:"bytes,24,opt,name=trace_parent,json=traceParent,proto3" json:"trace_parent,omitempty"`
+	TraceState    string `protobuf:"bytes,25,opt,name=trace_state,json=traceState,proto3" json:"trace_state,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -745,6 +769,20 @@ func (x *Job) GetScheduleTick() *timestamppb.Timestamp {
 func (x *Job) GetConcurrencyKey() string {
 	if x != nil {
 		return x.ConcurrencyKey
+	}
+	return ""
+}
+
+func (x *Job) GetTraceParent() string {
+	if x != nil {
+		return x.TraceParent
+	}
+	return ""
+}
+
+func (x *Job) GetTraceState() string {
+	if x != nil {
+		return x.TraceState
 	}
 	return ""
 }
@@ -4732,7 +4770,7 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\vRetryPolicy\x12B\n" +
 	"\x0finitial_backoff\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x0einitialBackoff\x12:\n" +
 	"\vmax_backoff\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"maxBackoff\"\xef\x03\n" +
+	"maxBackoff\"\xb3\x04\n" +
 	"\aJobSpec\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x18\n" +
@@ -4746,7 +4784,10 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\fdedup_window\x18\n" +
 	" \x01(\v2\x19.google.protobuf.DurationR\vdedupWindow\x12+\n" +
 	"\x05retry\x18\v \x01(\v2\x15.raftq.v1.RetryPolicyR\x05retry\x12'\n" +
-	"\x0fconcurrency_key\x18\f \x01(\tR\x0econcurrencyKey\"\xad\a\n" +
+	"\x0fconcurrency_key\x18\f \x01(\tR\x0econcurrencyKey\x12!\n" +
+	"\ftrace_parent\x18\r \x01(\tR\vtraceParent\x12\x1f\n" +
+	"\vtrace_state\x18\x0e \x01(\tR\n" +
+	"traceState\"\xf1\a\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x12\n" +
@@ -4776,7 +4817,10 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\x10cancel_requested\x18\x14 \x01(\bR\x0fcancelRequested\x12\x1a\n" +
 	"\bschedule\x18\x15 \x01(\tR\bschedule\x12?\n" +
 	"\rschedule_tick\x18\x16 \x01(\v2\x1a.google.protobuf.TimestampR\fscheduleTick\x12'\n" +
-	"\x0fconcurrency_key\x18\x17 \x01(\tR\x0econcurrencyKey\"7\n" +
+	"\x0fconcurrency_key\x18\x17 \x01(\tR\x0econcurrencyKey\x12!\n" +
+	"\ftrace_parent\x18\x18 \x01(\tR\vtraceParent\x12\x1f\n" +
+	"\vtrace_state\x18\x19 \x01(\tR\n" +
+	"traceState\"7\n" +
 	"\x0eEnqueueRequest\x12%\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x11.raftq.v1.JobSpecR\x04jobs\"D\n" +
 	"\rEnqueueResult\x12\x15\n" +
