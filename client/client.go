@@ -29,6 +29,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -40,6 +42,7 @@ import (
 
 	"github.com/raftq/raftq/internal/bearer"
 	"github.com/raftq/raftq/internal/tlsutil"
+	"github.com/raftq/raftq/internal/tracectx"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"github.com/raftq/raftq/raftqerr"
 )
@@ -70,6 +73,10 @@ type Options struct {
 	// brokers' auth); it needs TLS, so it never crosses a network in
 	// clear.
 	Token string
+	// TracerProvider makes Enqueue's producer spans and puts their trace
+	// context in the jobs (default: otel's global provider, a no-op unless
+	// the program set one; with a no-op provider jobs carry no trace).
+	TracerProvider trace.TracerProvider
 }
 
 // LoadTLS is a TLS configuration for Options.TLS (and results.WithTLS)
@@ -151,7 +158,9 @@ func (c *Client) conn(addr string) (*grpc.ClientConn, error) {
 		base = append(base, grpc.WithPerRPCCredentials(bearer.Credentials{Token: c.opts.Token}))
 	}
 	opts := append(append(base,
-		grpc.WithChainUnaryInterceptor(c.learnLeader(addr)),
+		// The caller's span context goes with each call (a no-op when
+		// tracing is off), so the broker's spans join the caller's trace.
+		grpc.WithChainUnaryInterceptor(c.learnLeader(addr), tracectx.UnaryClientInterceptor()),
 		grpc.WithTransportCredentials(creds),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)),
 		grpc.WithKeepaliveParams(keepalive.ClientParameters{Time: 10 * time.Second, Timeout: 5 * time.Second, PermitWithoutStream: true}),
@@ -406,16 +415,18 @@ func Reason(err error) raftqv1.ErrorDetail_Reason { return raftqerr.Reason(err) 
 // Enqueue that failed (an IsIndeterminate error, or a timeout of its own
 // context) with the same specs still gets the first job back, never a
 // second one: pass the same *JobSpec values again.
-func (c *Client) Enqueue(ctx context.Context, jobs ...*raftqv1.JobSpec) ([]*raftqv1.EnqueueResult, error) {
+func (c *Client) Enqueue(ctx context.Context, jobs ...*raftqv1.JobSpec) (_ []*raftqv1.EnqueueResult, err error) {
 	if err := withKeys(jobs); err != nil {
 		return nil, err
 	}
+	ctx, span := c.startEnqueueSpan(ctx, jobs)
+	defer func() { endSpan(span, err) }()
 	req := &raftqv1.EnqueueRequest{Jobs: jobs}
 	// Every job carries a key, so a proxy may retry this call on
 	// UNAVAILABLE (envoy/envoy.yaml retries Enqueue only with this header).
 	ctx = metadata.AppendToOutgoingContext(ctx, idempotentHeader, "1")
 	var resp *raftqv1.EnqueueResponse
-	err := c.do(ctx, 0, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+	err = c.do(ctx, 0, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 		resp, err = raftqv1.NewBrokerClient(cc).Enqueue(ctx, req)
 		return err
 	})

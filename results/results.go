@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/raftq/raftq/internal/bearer"
+	"github.com/raftq/raftq/internal/tracectx"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"github.com/raftq/raftq/raftqerr"
 	"google.golang.org/grpc"
@@ -209,6 +210,9 @@ func Dial(addr string, opts ...grpc.DialOption) (*Client, error) {
 	base := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultServiceConfig(retryConfig),
+		// The caller's span (the worker's store-result span) goes with
+		// the call, so svcd's span joins the job's trace.
+		grpc.WithChainUnaryInterceptor(tracectx.UnaryClientInterceptor()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)),
 	}
 	conn, err := grpc.NewClient(addr, append(base, opts...)...)
@@ -230,6 +234,7 @@ func DialTarget(target string, opts ...grpc.DialOption) (*Client, error) {
 	base := []grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)),
+		grpc.WithChainUnaryInterceptor(tracectx.UnaryClientInterceptor()),
 	}
 	all := append(append(base, opts...), grpc.WithDefaultServiceConfig(roundRobinConfig))
 	conn, err := grpc.NewClient(target, all...)
