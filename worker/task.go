@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/raftq/raftq/client"
@@ -43,6 +45,9 @@ type task struct {
 
 	ctx      context.Context
 	cancelFn context.CancelCauseFunc
+	// span is the attempt's "raftq.run" span, ended in done; the store
+	// result and ack spans are its children.
+	span     trace.Span
 	stopKeep chan struct{}
 	ran      bool // the handler was started
 
@@ -175,7 +180,9 @@ func (t *task) settle(herr error, started time.Time, dur time.Duration) {
 	ctx, cancel := context.WithTimeout(t.base, w.opts.SettleTimeout)
 	defer cancel()
 	if v.ack {
+		_, span := t.childSpan(ctx, "raftq.ack", trace.SpanKindClient)
 		_, err := w.settle.acks.do(ctx, &raftqv1.AckRequest{JobId: job.ID, LeaseToken: job.LeaseToken})
+		endSpan(span, err)
 		switch {
 		case err == nil:
 			s.Action = ActionAcked
@@ -197,7 +204,9 @@ func (t *task) settle(herr error, started time.Time, dur time.Duration) {
 	if v.retryAfter != nil {
 		req.RetryAfter = durationpb.New(*v.retryAfter)
 	}
+	_, span := t.childSpan(ctx, "raftq.nack", trace.SpanKindClient)
 	resp, err := w.settle.nacks.do(ctx, req)
+	endSpan(span, err)
 	switch {
 	case err == nil:
 		s.Action, s.State = ActionNacked, resp.GetState()
@@ -233,9 +242,13 @@ func (t *task) record(v verdict, herr error, started time.Time) verdict {
 	}
 	ctx, cancel := context.WithTimeout(t.base, w.opts.SettleTimeout)
 	defer cancel()
+	ctx, span := t.childSpan(ctx, "raftq.store_result", trace.SpanKindClient)
+	var lastErr error
+	defer func() { endSpan(span, lastErr) }()
 	backoff := 50 * time.Millisecond
 	for {
 		already, err := w.opts.Recorder.Record(ctx, o)
+		lastErr = err
 		if err == nil {
 			if already && !v.ack {
 				return verdict{status: StatusSucceeded, ack: true, label: "succeeded"}

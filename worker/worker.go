@@ -12,6 +12,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -79,6 +81,14 @@ type Options struct {
 	// nacked or dropped), from the goroutine that settled it. It is the
 	// hook for audit logs and tests; keep it fast.
 	OnSettle func(job *Job, s Settlement)
+	// TracerProvider makes the worker's spans: one consumer span per
+	// attempt ("raftq.run"), child of the producer's span whose context the
+	// job carries, and under it "raftq.store_result" and "raftq.ack" (or
+	// "raftq.nack"). The handler's context carries the run span, so spans
+	// the handler starts, and calls it makes through instrumented clients,
+	// join the job's trace. Default: otel's global provider (a no-op unless
+	// the program set one).
+	TracerProvider trace.TracerProvider
 }
 
 const (
@@ -452,7 +462,7 @@ func (w *Worker) start(base context.Context, pj *raftqv1.Job, recvAt time.Time, 
 		stopKeep:    make(chan struct{}),
 		deadline:    recvAt.Add(job.LeaseDuration),
 	}
-	t.ctx, t.cancelFn = context.WithCancelCause(base)
+	t.ctx, t.cancelFn = context.WithCancelCause(t.startSpan(base, pj))
 	w.mu.Lock()
 	w.tasks[t] = struct{}{}
 	w.taskWG.Add(1)
@@ -472,6 +482,7 @@ func (w *Worker) start(base context.Context, pj *raftqv1.Job, recvAt time.Time, 
 
 // done is called once per task when its settlement is over.
 func (w *Worker) done(t *task) {
+	defer t.span.End()
 	close(t.stopKeep)
 	t.cancel(context.Canceled)
 	t.releaseRunSlot()
