@@ -241,6 +241,7 @@ func (c *consumer) run(ctx context.Context) error {
 			if len(jobs) > 0 {
 				failpoint("lease-before-reply") // jepsen crash point; no-op otherwise
 			}
+			traceLeases(fctx, jobs, req.WorkerID)
 			select {
 			case fetched <- consumeFetched{jobs, err}:
 			case <-ctx.Done():

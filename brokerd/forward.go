@@ -13,6 +13,7 @@ import (
 
 	"github.com/raftq/raftq/internal/apierr"
 	"github.com/raftq/raftq/internal/auth"
+	"github.com/raftq/raftq/internal/tracectx"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
 
@@ -146,6 +147,8 @@ func forwardRead[T any](ctx context.Context, n *Node, call func(context.Context,
 	// token on.
 	ctx = auth.ForwardContext(ctx)
 	ctx = metadata.AppendToOutgoingContext(ctx, forwardedKey, n.cfg.NodeID)
+	// And its trace context, so the leader's spans join the caller's trace.
+	ctx = tracectx.Outgoing(tracectx.Incoming(ctx))
 	return call(ctx, c)
 }
 

@@ -74,6 +74,12 @@ func (n *Node) enqueue(ctx context.Context, req *raftqv1.EnqueueRequest) (*raftq
 	if out, ok := n.bugEarlyEnqueue(jobs); ok { // seeded bug only with the jepsenbug tag
 		return out, nil
 	}
+	queue := ""
+	if len(jobs) > 0 {
+		queue = jobs[0].GetQueue()
+	}
+	ctx, span := startEnqueueSpan(ctx, queue, len(jobs))
+	defer span.End()
 	res, err := n.propose(ctx, &fsmpb.Command{
 		Type: fsmpb.CommandType_COMMAND_TYPE_ENQUEUE,
 		Body: &fsmpb.Command_Enqueue{Enqueue: &fsmpb.Enqueue{Jobs: jobs}},
@@ -132,6 +138,7 @@ func (s *brokerService) Fetch(ctx context.Context, req *raftqv1.FetchRequest) (*
 		}
 		return nil, apierr.FromError(err)
 	}
+	traceLeases(ctx, jobs, req.WorkerId)
 	out := &raftqv1.FetchResponse{Jobs: make([]*raftqv1.Job, len(jobs))}
 	for i := range jobs {
 		out.Jobs[i] = jobToProto(&jobs[i])
@@ -509,5 +516,7 @@ func jobToProto(j *fsm.Job) *raftqv1.Job {
 		Schedule:        j.ScheduleName,
 		ScheduleTick:    ts(j.ScheduleTick),
 		ConcurrencyKey:  j.ConcurrencyKey,
+		TraceParent:     j.TraceParent,
+		TraceState:      j.TraceState,
 	}
 }

@@ -11,9 +11,11 @@ import (
 	kitgrpc "github.com/go-kit/kit/transport/grpc"
 	"github.com/go-kit/log"
 	"github.com/go-kit/log/level"
+	"github.com/raftq/raftq/internal/tracectx"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"github.com/raftq/raftq/svcd/service"
 	"github.com/raftq/raftq/svcd/store"
+	"go.opentelemetry.io/otel"
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -57,6 +59,10 @@ func NewGRPCServer(eps service.Endpoints, hs *health.Server, cfg GRPCConfig) *gr
 		grpc.MaxRecvMsgSize(cfg.MaxOutputBytes + 1<<20),
 		grpc.ChainUnaryInterceptor(
 			recoverInterceptor(logger),
+			// A span per call, child of the worker's store-result span
+			// when the call carries one; otel's global provider, set by
+			// cmd/svcd when tracing is configured (a no-op otherwise).
+			tracectx.UnaryServerInterceptor(otel.Tracer("github.com/raftq/raftq/svcd")),
 			codec.unaryInterceptor,
 			kitgrpc.Interceptor,
 		),
