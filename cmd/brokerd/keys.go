@@ -15,6 +15,7 @@ import (
 	"github.com/raftq/raftq/internal/auth"
 	"github.com/raftq/raftq/internal/config"
 	"github.com/raftq/raftq/internal/liveconfig"
+	"github.com/raftq/raftq/internal/tracing"
 )
 
 // keys are every brokerd setting: its key (YAML path; RAFTQ_ + upper-cased
@@ -111,7 +112,7 @@ func keys() []config.Key {
 		{Name: "raft.snapshot_threshold", Flag: "raft-snapshot-threshold", Kind: config.Int, Check: nonNeg, Usage: "log entries between snapshots (0: 8192)"},
 		{Name: "raft.snapshot_interval", Flag: "raft-snapshot-interval", Kind: config.Duration, Check: nonNeg, Usage: "how often to check for a snapshot (0: 2m)"},
 		{Name: "raft.trailing_logs", Flag: "raft-trailing-logs", Kind: config.Int, Check: nonNeg, Usage: "log entries kept after a snapshot (0: 10240)"},
-	}, securityKeys()...)
+	}, append(securityKeys(), tracing.Keys()...)...)
 }
 
 func newLoader() *config.Loader { return config.New("brokerd", keys()) }
@@ -162,6 +163,7 @@ func toConfig(l *config.Loader, v *config.Values) (daemon.Config, extra, error) 
 		leaveOnTerminate: v.Bool("leave_on_terminate"),
 		shutdownTimeout:  v.Duration("shutdown_timeout"),
 		openAudit:        func(w io.Writer) (*auth.AuditLog, error) { return auth.OpenAuditFromConfig(v, w) },
+		tracing:          tracing.FromValues(v, "brokerd"),
 	}
 
 	errs := secErrs

@@ -51,6 +51,7 @@ import (
 	"github.com/raftq/raftq/brokerd/daemon"
 	"github.com/raftq/raftq/internal/auth"
 	"github.com/raftq/raftq/internal/config"
+	"github.com/raftq/raftq/internal/tracing"
 	"github.com/raftq/raftq/internal/version"
 )
 
@@ -162,6 +163,8 @@ type extra struct {
 	debugAddr        string
 	leaveOnTerminate bool
 	shutdownTimeout  time.Duration
+	// tracing is the OpenTelemetry setup (tracing.* keys; off by default).
+	tracing tracing.Config
 	// openAudit opens the audit sink (audit.* keys); w is standard error.
 	openAudit func(w io.Writer) (*auth.AuditLog, error)
 }
@@ -188,6 +191,21 @@ func serve(cfg daemon.Config, x extra, stderr io.Writer) int {
 		}
 		defer a.Close()
 		cfg.Auth.Audit = a
+	}
+	// Tracing before the node, whose handlers take otel's global provider;
+	// stopped last, so the last spans are flushed.
+	stopTracing, err := tracing.Start(context.Background(), x.tracing)
+	if err != nil {
+		fmt.Fprintf(stderr, "brokerd: %v\n", err)
+		return 1
+	}
+	defer func() {
+		if err := stopTracing(); err != nil {
+			cfg.Logger.Warn("tracing: flushing spans at shutdown", "err", err)
+		}
+	}()
+	if x.tracing.OTLPEndpoint != "" {
+		cfg.Logger.Info("tracing on", "otlp_endpoint", x.tracing.OTLPEndpoint)
 	}
 	// Start order (brokerd/daemon): etcd's client and live config, the
 	// node (stores, Raft, gRPC), etcd registration and bootstrap, the

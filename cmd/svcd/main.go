@@ -44,6 +44,7 @@ import (
 	"github.com/raftq/raftq/discovery/etcdresolver"
 	"github.com/raftq/raftq/internal/auth"
 	"github.com/raftq/raftq/internal/config"
+	"github.com/raftq/raftq/internal/tracing"
 	"github.com/raftq/raftq/internal/version"
 	"github.com/raftq/raftq/svcd/brokercheck"
 	"github.com/raftq/raftq/svcd/server"
@@ -165,7 +166,7 @@ func keys() []config.Key {
 				}
 				return nil
 			}},
-	}, securityKeys()...)
+	}, append(securityKeys(), tracing.Keys()...)...)
 }
 
 // settings is everything run needs: the server's Config and the
@@ -284,6 +285,23 @@ func run(ctx context.Context, args []string) error {
 
 	sigCtx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
 	defer stop()
+
+	// Tracing (off unless tracing.otlp_endpoint is set) before the server,
+	// whose interceptor takes otel's global provider; stopped last, so the
+	// last calls' spans are flushed.
+	tc := tracing.FromValues(v, "svcd")
+	stopTracing, err := tracing.Start(ctx, tc)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := stopTracing(); err != nil {
+			_ = level.Warn(logger).Log("msg", "tracing: flushing spans at shutdown", "err", err)
+		}
+	}()
+	if tc.OTLPEndpoint != "" {
+		_ = level.Info(logger).Log("msg", "tracing on", "otlp_endpoint", tc.OTLPEndpoint)
+	}
 
 	// etcd first (it connects lazily): the brokers results are verified
 	// with may be found through it.

@@ -52,6 +52,7 @@ import (
 	"github.com/raftq/raftq/discovery"
 	"github.com/raftq/raftq/discovery/etcdresolver"
 	"github.com/raftq/raftq/internal/config"
+	"github.com/raftq/raftq/internal/tracing"
 	"github.com/raftq/raftq/internal/version"
 	"github.com/raftq/raftq/results"
 	"github.com/raftq/raftq/worker"
@@ -144,7 +145,7 @@ func keys() []config.Key {
 		}
 		return nil
 	}
-	return []config.Key{
+	return append([]config.Key{
 		{Name: "brokers", Flag: "brokers", Kind: config.List,
 			Usage: "broker gRPC addresses host:port,... (when empty: found through etcd with etcd.endpoints, else " + defaultBroker + ")"},
 		{Name: "queues", Flag: "queues", Kind: config.List, Default: []string{"default:4"}, Required: true,
@@ -181,7 +182,7 @@ func keys() []config.Key {
 		{Name: "auth.token", Flag: "auth-token", Kind: config.String, Secret: true,
 			Usage: "bearer token sent to brokers and svcd (needs TLS); as a flag other local users see it in ps: prefer --token-file"},
 		{Name: "etcd.dial_timeout", Flag: "etcd-dial-timeout", Kind: config.Duration, Default: 5 * time.Second, Check: positive, Usage: "etcd connection timeout"},
-	}
+	}, tracing.Keys()...)
 }
 
 func newLoader() *config.Loader { return config.New("workerd", keys()) }
@@ -200,6 +201,8 @@ type settings struct {
 	// Logger, which serve fills (they may need etcd).
 	cfg   workerd.Config
 	level slog.Level
+	// tracing is the OpenTelemetry setup (tracing.* keys; off by default).
+	tracing tracing.Config
 	// brokers are the given broker addresses; empty means etcd (when
 	// set) or defaultBroker.
 	brokers []string
@@ -264,6 +267,7 @@ func toSettings(l *config.Loader, v *config.Values) (settings, error) {
 	qs, _ := workerd.ParseQueues(strings.Join(v.List("queues"), ",")) // checked by its key
 	lvl, _ := parseLevel(v.String("log.level"))
 	s := settings{
+		tracing: tracing.FromValues(v, "workerd"),
 		cfg: workerd.Config{
 			Queues:          qs,
 			WorkerID:        v.String("worker.id"),
@@ -384,6 +388,20 @@ func serve(ctx context.Context, s settings, stderr io.Writer) error {
 	cfg := s.cfg
 	cfg.Logger = log
 	cfg.Brokers = s.brokers
+	// Tracing first and stopped last, so the spans of the final acks are
+	// flushed. The worker takes otel's global provider, which Start sets.
+	stopTracing, err := tracing.Start(ctx, s.tracing)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err := stopTracing(); err != nil {
+			log.Warn("tracing: flushing spans at shutdown", "err", err)
+		}
+	}()
+	if s.tracing.OTLPEndpoint != "" {
+		log.Info("tracing on", "otlp_endpoint", s.tracing.OTLPEndpoint)
+	}
 
 	var ecli *clientv3.Client
 	if s.brokersFromEtcd() || s.svcdFromEtcd() {
@@ -408,7 +426,6 @@ func serve(ctx context.Context, s settings, stderr io.Writer) error {
 	}
 
 	var rc *results.Client
-	var err error
 	var secure []grpc.DialOption
 	if s.tls != nil {
 		secure = append(secure, results.WithTLS(s.tls))
