@@ -70,6 +70,10 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 			_, err := b.Enqueue(ctx, &raftqv1.EnqueueRequest{Jobs: []*raftqv1.JobSpec{{Queue: "q", Type: "t", Delay: durationpb.New(time.Second), RunAt: leased[0].CreatedAt}}})
 			return err
 		}, codes.InvalidArgument, raftqv1.ErrorDetail_INVALID_ARGUMENT, "mutually exclusive"},
+		{"oversized trace context", func(b raftqv1.BrokerClient) error {
+			_, err := b.Enqueue(ctx, &raftqv1.EnqueueRequest{Jobs: []*raftqv1.JobSpec{{Queue: "q", Type: "t", TraceParent: strings.Repeat("0", 513)}}})
+			return err
+		}, codes.InvalidArgument, raftqv1.ErrorDetail_INVALID_ARGUMENT, "trace_parent"},
 		{"negative max attempts", func(b raftqv1.BrokerClient) error {
 			_, err := b.Enqueue(ctx, &raftqv1.EnqueueRequest{Jobs: []*raftqv1.JobSpec{{Queue: "q", Type: "t", MaxAttempts: -1}}})
 			return err

@@ -94,7 +94,11 @@ func (c *Client) EnqueueOne(ctx context.Context, queue, typ string, payload []by
 	if err := withKeys([]*raftqv1.JobSpec{spec}); err != nil {
 		return "", false, err
 	}
+	// The producer span covers the wait on the stream; the job carries
+	// its context (the stream's own calls are not per job).
+	ctx, span := c.startEnqueueSpan(ctx, []*raftqv1.JobSpec{spec})
 	res, err := c.enqueueStreamed(ctx, spec)
+	endSpan(span, err)
 	if err != nil {
 		return "", false, err
 	}

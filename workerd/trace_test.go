@@ -185,3 +185,35 @@ func names(spans []sdktrace.ReadOnlySpan) []string {
 	}
 	return out
 }
+
+// EnqueueOne (the streamed path) puts the producer span's context in the
+// job too, and the broker stores it.
+func TestEnqueueOneCarriesTrace(t *testing.T) {
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	defer tp.Shutdown(context.Background())
+	c := testcluster.New(t, 1, nil)
+	cl, err := client.New(c.Addrs(), client.Options{TracerProvider: tp})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	id, _, err := cl.EnqueueOne(ctx, "one", "echo", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	j, err := cl.GetJob(ctx, id, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spans := rec.Ended()
+	if len(spans) != 1 || spans[0].Name() != "raftq.enqueue one" {
+		t.Fatalf("spans %v", names(spans))
+	}
+	want := "00-" + spans[0].SpanContext().TraceID().String() + "-" + spans[0].SpanContext().SpanID().String() + "-01"
+	if j.TraceParent != want {
+		t.Fatalf("stored traceparent %q, want %q", j.TraceParent, want)
+	}
+}
