@@ -74,11 +74,11 @@ func (n *Node) enqueue(ctx context.Context, req *raftqv1.EnqueueRequest) (*raftq
 	if out, ok := n.bugEarlyEnqueue(jobs); ok { // seeded bug only with the jepsenbug tag
 		return out, nil
 	}
-	queue := ""
+	var first *fsmpb.NewJob
 	if len(jobs) > 0 {
-		queue = jobs[0].GetQueue()
+		first = jobs[0]
 	}
-	ctx, span := startEnqueueSpan(ctx, queue, len(jobs))
+	ctx, span := startEnqueueSpan(ctx, first.GetQueue(), len(jobs), first.GetTraceParent(), first.GetTraceState())
 	defer span.End()
 	res, err := n.propose(ctx, &fsmpb.Command{
 		Type: fsmpb.CommandType_COMMAND_TYPE_ENQUEUE,

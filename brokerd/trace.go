@@ -17,9 +17,15 @@ import (
 func tracer() trace.Tracer { return otel.Tracer("github.com/raftq/raftq/brokerd") }
 
 // startEnqueueSpan starts the leader's span for one Enqueue, child of the
-// producer's span that the call carries in its metadata.
-func startEnqueueSpan(ctx context.Context, queue string, n int) (context.Context, trace.Span) {
-	return tracer().Start(tracectx.Incoming(ctx), "raftq.broker.enqueue "+queue,
+// producer's span that the call carries in its metadata or, failing that
+// (a job of an EnqueueStream, whose metadata is the stream's), in the
+// first job's trace fields.
+func startEnqueueSpan(ctx context.Context, queue string, n int, parent, state string) (context.Context, trace.Span) {
+	pctx := tracectx.Incoming(ctx)
+	if !trace.SpanContextFromContext(pctx).IsValid() {
+		pctx = tracectx.WithRemote(ctx, parent, state)
+	}
+	return tracer().Start(pctx, "raftq.broker.enqueue "+queue,
 		trace.WithSpanKind(trace.SpanKindServer),
 		trace.WithAttributes(attribute.String("messaging.destination.name", queue), attribute.Int("messaging.batch.message_count", n)))
 }

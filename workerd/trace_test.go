@@ -187,11 +187,14 @@ func names(spans []sdktrace.ReadOnlySpan) []string {
 }
 
 // EnqueueOne (the streamed path) puts the producer span's context in the
-// job too, and the broker stores it.
+// job too, the broker stores it, and the broker's span joins the trace.
 func TestEnqueueOneCarriesTrace(t *testing.T) {
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
 	defer tp.Shutdown(context.Background())
+	prev := otel.GetTracerProvider()
+	otel.SetTracerProvider(tp)
+	defer otel.SetTracerProvider(prev)
 	c := testcluster.New(t, 1, nil)
 	cl, err := client.New(c.Addrs(), client.Options{TracerProvider: tp})
 	if err != nil {
@@ -208,12 +211,25 @@ func TestEnqueueOneCarriesTrace(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	spans := rec.Ended()
-	if len(spans) != 1 || spans[0].Name() != "raftq.enqueue one" {
-		t.Fatalf("spans %v", names(spans))
+	var prod, broker sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		switch s.Name() {
+		case "raftq.enqueue one":
+			prod = s
+		case "raftq.broker.enqueue one":
+			broker = s
+		}
 	}
-	want := "00-" + spans[0].SpanContext().TraceID().String() + "-" + spans[0].SpanContext().SpanID().String() + "-01"
+	if prod == nil || broker == nil {
+		t.Fatalf("spans %v", names(rec.Ended()))
+	}
+	want := "00-" + prod.SpanContext().TraceID().String() + "-" + prod.SpanContext().SpanID().String() + "-01"
 	if j.TraceParent != want {
 		t.Fatalf("stored traceparent %q, want %q", j.TraceParent, want)
+	}
+	// The stream's metadata is not the job's: the broker's span takes its
+	// parent from the job.
+	if broker.Parent().SpanID() != prod.SpanContext().SpanID() || broker.SpanContext().TraceID() != prod.SpanContext().TraceID() {
+		t.Fatalf("broker span parent %s, want the producer span %s", broker.Parent().SpanID(), prod.SpanContext().SpanID())
 	}
 }
