@@ -18,8 +18,10 @@ import (
 	"github.com/chromedp/chromedp"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/raftq/raftq/brokerd"
 	"github.com/raftq/raftq/brokerd/daemon"
 	"github.com/raftq/raftq/client"
+	"github.com/raftq/raftq/internal/dispatch"
 	"github.com/raftq/raftq/internal/testcluster"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"github.com/raftq/raftq/results"
@@ -84,6 +86,15 @@ type fixture struct {
 	pdf, csv, binary, done string
 }
 
+// staticQueues are fixed live queue settings (brokerd.QueueSettings).
+type staticQueues map[string]dispatch.QueueLimit
+
+func (q staticQueues) QueueDefaults(_ string, configured brokerd.Defaults) brokerd.Defaults {
+	return configured
+}
+func (q staticQueues) QueueLimit(name string) dispatch.QueueLimit { return q[name] }
+func (q staticQueues) Changed() <-chan struct{}                   { return nil }
+
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	b := svcdtest.SQLite(t)
@@ -99,7 +110,12 @@ func newFixture(t *testing.T) *fixture {
 		_ = svcd.Shutdown(ctx)
 	})
 	f := &fixture{}
-	f.c = testcluster.New(t, 3, nil, testcluster.Admin, func(cfg *daemon.Config) { cfg.SvcdAddr = svcd.GRPCAddr() })
+	// Live queue limits, as etcd's queue settings would give them: the
+	// queue pages show them.
+	live := func(cfg *brokerd.Config) {
+		cfg.Queues = staticQueues{"emails": {MaxInFlight: 100, RatePerSec: 1000, Burst: 100, MaxInFlightPerKey: 5}}
+	}
+	f.c = testcluster.New(t, 3, live, testcluster.Admin, func(cfg *daemon.Config) { cfg.SvcdAddr = svcd.GRPCAddr() })
 	f.cl = f.c.Client()
 	f.dead = deadJobs(t, f.cl, "emails", 3)
 	ctx := ctxT(t, 30*time.Second)
@@ -295,7 +311,9 @@ func TestDashboardPages(t *testing.T) {
 	if q.status != 200 {
 		t.Fatalf("queue page: %d %s", q.status, q.body)
 	}
-	mustContain(t, "queue page", q, `data-state="dead"`, `state=dead">3</a>`, `id="pause"`, `id="purge-all"`, `id="redrive-all"`, `data-title="Throughput"`)
+	mustContain(t, "queue page", q, `data-state="dead"`, `state=dead">3</a>`, `id="pause"`, `id="purge-all"`, `id="redrive-all"`, `data-title="Throughput"`,
+		`id="limits"`, `<div class="value">100</div>`, `1000/s (burst 100)`, `5 in flight`)
+	mustContain(t, "queue page without limits", get(t, ui+"/queues/reports"), `id="limits"`, `<div class="value">unlimited</div>`)
 	if nf := get(t, ui+"/queues/no-such-queue"); nf.status != 404 || !strings.Contains(nf.body, "NOT_FOUND") || !strings.Contains(nf.body, "<html") {
 		t.Fatalf("unknown queue page: %d %s", nf.status, nf.body)
 	}

@@ -32,6 +32,7 @@ import (
 
 	"github.com/raftq/raftq/fsm"
 	"github.com/raftq/raftq/internal/auth"
+	"github.com/raftq/raftq/internal/dispatch"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"github.com/raftq/raftq/results"
 )
@@ -81,6 +82,9 @@ type Config struct {
 	// Credentials secure the server's gRPC calls to its node and to svcd
 	// (default plaintext): with TLS on, the node's own certificate.
 	Credentials credentials.TransportCredentials
+	// Limits, when set, are the live per-queue dispatch limits (etcd's
+	// queue settings) the queue pages show; nil shows none configured.
+	Limits dispatch.Limits
 	// Auth, when set, requires the admin role of every request except
 	// /, /healthz, /readyz, /openapi.yaml and the dashboard's static
 	// files (see auth.go). The caller's token goes on with the gRPC calls

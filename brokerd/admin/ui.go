@@ -20,6 +20,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/raftq/raftq/fsm"
+	"github.com/raftq/raftq/internal/dispatch"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"github.com/raftq/raftq/results"
 )
@@ -341,6 +342,10 @@ type queuePage struct {
 	// rest).
 	Schedules    []Schedule
 	SchedulesErr string
+	// Limit is the queue's live dispatch limits (zero fields: unlimited);
+	// LimitsKnown is false when the node has no live configuration.
+	Limit       dispatch.QueueLimit
+	LimitsKnown bool
 }
 
 // knownQueue reads one queue, or NOT_FOUND when the cluster has never
@@ -366,6 +371,9 @@ func (s *Server) queuePage(r *http.Request) (queuePage, error) {
 	}
 	ss := s.hist.samples()
 	p := queuePage{Queue: q, Charts: []Chart{throughput(ss, name), depth(ss, name), latency(ss, name)}}
+	if s.cfg.Limits != nil {
+		p.Limit, p.LimitsKnown = s.cfg.Limits.QueueLimit(name), true
+	}
 	c, _ := consistency(r) // valid: knownQueue checked it
 	resp, err := raftqv1.NewSchedulesClient(s.conn).ListSchedules(r.Context(), &raftqv1.ListSchedulesRequest{Consistency: c})
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/raftq/raftq/brokerd"
 	"github.com/raftq/raftq/brokerd/admin"
 	"github.com/raftq/raftq/brokerd/etcdnode"
+	"github.com/raftq/raftq/internal/dispatch"
 	"github.com/raftq/raftq/internal/liveconfig"
 )
 
@@ -90,6 +91,9 @@ type Daemon struct {
 	cfg   Config
 	admin *admin.Server   // nil without AdminAddr
 	etcd  *etcdnode.Agent // nil without Etcd
+	// queues are the node's live queue settings (nil without them): the
+	// admin API's queue pages show their limits.
+	queues brokerd.QueueSettings
 
 	stopOnce sync.Once
 	stopErr  error
@@ -122,6 +126,7 @@ func Open(cfg Config) (*Daemon, error) {
 		d.etcd = a
 		nc.Queues = a.Queues()
 	}
+	d.queues = nc.Queues
 	n, err := brokerd.Open(nc)
 	if err != nil {
 		if d.etcd != nil {
@@ -163,6 +168,7 @@ func (d *Daemon) start() error {
 			TLS:         n.ServerTLS("http/1.1"),
 			Credentials: n.PeerCredentials(),
 			Auth:        n.Authorizer(),
+			Limits:      d.limits(),
 		})
 		if err != nil {
 			return err
@@ -170,6 +176,15 @@ func (d *Daemon) start() error {
 		d.admin = s
 	}
 	return nil
+}
+
+// limits returns the live queue limits for the admin API, as an untyped
+// nil without live settings (a typed nil would look configured).
+func (d *Daemon) limits() dispatch.Limits {
+	if d.queues == nil {
+		return nil
+	}
+	return d.queues
 }
 
 // Close shuts the daemon down gracefully: the admin API first (in-flight
