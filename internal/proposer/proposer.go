@@ -147,6 +147,20 @@ func (p *Proposer) Submit(cmd *fsmpb.Command, done func(Response)) {
 	case p.reqs <- r:
 	case <-p.stop:
 		done(Response{Err: apierr.ErrNotLeader})
+		return
+	}
+	// With stop closed and room in the queue, select may have picked the
+	// send: collect may already have failed the queue and returned, and
+	// nobody would answer r. Once collect is gone (done is closed after
+	// it), fail whatever is left. A request is received from the channel
+	// once, by collect or by one of these, so each is answered once.
+	select {
+	case <-p.stop:
+		go func() {
+			<-p.done
+			p.failQueued()
+		}()
+	default:
 	}
 }
 

@@ -190,3 +190,50 @@ func TestGateRefusesBeforeProposing(t *testing.T) {
 		t.Fatalf("after the gate opened: %+v, %d jobs", res, r.f.Len())
 	}
 }
+
+// doneFuture is an ApplyFuture that has already failed.
+type doneFuture struct{}
+
+func (doneFuture) Error() error          { return raft.ErrNotLeader }
+func (doneFuture) Response() interface{} { return nil }
+func (doneFuture) Index() uint64         { return 0 }
+
+type failingRaft struct{}
+
+func (failingRaft) Apply([]byte, time.Duration) raft.ApplyFuture { return doneFuture{} }
+
+// Every Submit gets its answer exactly once, also when it races Stop: a
+// request that lands in the queue after the proposer stopped draining it
+// is failed (ErrNotLeader) rather than left unanswered. Submit's last
+// select may pick the send over a closed stop channel; before the fix such
+// a request's done was never called, and a caller without a deadline
+// waited forever.
+func TestSubmitRacingStopIsAnsweredOnce(t *testing.T) {
+	for round := 0; round < 300; round++ {
+		p := proposer.New(failingRaft{}, proposer.Options{})
+		const n = 32
+		var calls [n]atomic.Int32
+		var wg sync.WaitGroup
+		start := make(chan struct{})
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				p.Submit(enqueueCmd("j"), func(proposer.Response) { calls[i].Add(1) })
+			}()
+		}
+		close(start)
+		p.Stop()
+		wg.Wait()
+		deadline := time.Now().Add(2 * time.Second)
+		for i := 0; i < n; i++ {
+			for calls[i].Load() == 0 && time.Now().Before(deadline) {
+				time.Sleep(time.Millisecond)
+			}
+			if got := calls[i].Load(); got != 1 {
+				t.Fatalf("round %d: request %d answered %d times, want once", round, i, got)
+			}
+		}
+	}
+}
