@@ -13,6 +13,7 @@ import (
 
 	"github.com/raftq/raftq/internal/certgen"
 	"github.com/raftq/raftq/internal/config"
+	"github.com/raftq/raftq/internal/tracing"
 	"github.com/raftq/raftq/worker"
 	"github.com/raftq/raftq/workerd"
 )
@@ -208,6 +209,8 @@ func TestOldFlagsKeepWorking(t *testing.T) {
 		},
 		level: slog.LevelDebug, brokers: []string{"a:1", "b:2"}, svcd: "svcd:7400",
 		etcd: etcdSettings{prefix: "raftq", dialTimeout: 5 * time.Second},
+		// Tracing off (no endpoint), named for when it is on.
+		tracing: tracing.Config{ServiceName: "workerd"},
 	}
 	if !reflect.DeepEqual(s, want) {
 		t.Errorf("settings\n %+v\nwant\n %+v", s, want)
