@@ -518,5 +518,15 @@ func jobToProto(j *fsm.Job) *raftqv1.Job {
 		ConcurrencyKey:  j.ConcurrencyKey,
 		TraceParent:     j.TraceParent,
 		TraceState:      j.TraceState,
+		Progress:        progressToProto(j),
 	}
+}
+
+// progressToProto is the job's reported progress, or nil when its current
+// attempt reported none.
+func progressToProto(j *fsm.Job) *raftqv1.Progress {
+	if !j.HasProgress {
+		return nil
+	}
+	return &raftqv1.Progress{Fraction: j.Progress, Message: j.ProgressMessage}
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/google/uuid"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/raftq/raftq/fsm"
 	"github.com/raftq/raftq/fsm/fsmpb"
 	"github.com/raftq/raftq/internal/apierr"
 	"github.com/raftq/raftq/internal/dispatch"
@@ -281,6 +282,15 @@ func validateExtend(lim Limits, req *raftqv1.ExtendLeaseRequest) (*fsmpb.LeaseRe
 			return nil, fmt.Errorf("%w: extend_by must be between %s and %s", apierr.ErrInvalid, lim.MinLeaseDuration, lim.MaxLeaseDuration)
 		}
 		ref.Duration = int64(d)
+	}
+	if p := req.GetProgress(); p != nil {
+		if f := p.GetFraction(); !(f >= 0 && f <= 1) {
+			return nil, fmt.Errorf("%w: progress.fraction must be from 0 to 1, got %v", apierr.ErrInvalid, f)
+		}
+		if n := len(p.GetMessage()); n > fsm.MaxProgressMessage {
+			return nil, fmt.Errorf("%w: progress.message is %d bytes (at most %d)", apierr.ErrInvalid, n, fsm.MaxProgressMessage)
+		}
+		ref.SetProgress, ref.Progress, ref.ProgressMessage = true, p.GetFraction(), p.GetMessage()
 	}
 	return ref, nil
 }

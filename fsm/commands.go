@@ -202,6 +202,7 @@ func (a *applier) lease(now int64, b *fsmpb.Lease) Result {
 		}
 		nu.LeaseToken = token
 		nu.LeasedBy = b.GetWorkerId()
+		nu.HasProgress, nu.Progress, nu.ProgressMessage = false, 0, "" // a new attempt
 		d := it.GetLeaseDuration()
 		if d <= 0 {
 			d = j.LeaseDuration
@@ -244,9 +245,34 @@ func (a *applier) leaseTarget(id string, token uint64) (*Job, ItemResult, bool) 
 	return j, ItemResult{}, true
 }
 
+// MaxProgressMessage is the longest progress note a job keeps, in bytes:
+// progress is a status line, not a log, and it is replicated and stored
+// with the job on every report.
+const MaxProgressMessage = 256
+
+// checkProgress refuses progress outside 0..1 (NaN included) or with an
+// overlong note. brokerd checks the same first; Apply checks again so a
+// bad command can never be stored, whoever proposed it.
+func checkProgress(it *fsmpb.LeaseRef) error {
+	if !it.GetSetProgress() {
+		return nil
+	}
+	if p := it.GetProgress(); !(p >= 0 && p <= 1) {
+		return fmt.Errorf("%w: progress %v is not a fraction from 0 to 1", ErrInvalid, p)
+	}
+	if n := len(it.GetProgressMessage()); n > MaxProgressMessage {
+		return fmt.Errorf("%w: a progress message of %d bytes (at most %d)", ErrInvalid, n, MaxProgressMessage)
+	}
+	return nil
+}
+
 func (a *applier) extend(now int64, b *fsmpb.ExtendLease) Result {
 	items := make([]ItemResult, len(b.GetItems()))
 	for i, it := range b.GetItems() {
+		if err := checkProgress(it); err != nil {
+			items[i] = ItemResult{JobID: it.GetJobId(), Err: err}
+			continue
+		}
 		j, r, ok := a.leaseTarget(it.GetJobId(), it.GetToken())
 		if !ok {
 			items[i] = r
@@ -259,6 +285,9 @@ func (a *applier) extend(now int64, b *fsmpb.ExtendLease) Result {
 		}
 		nu.LeaseDeadline = satAdd(now, d)
 		nu.UpdatedAt = now
+		if it.GetSetProgress() {
+			nu.HasProgress, nu.Progress, nu.ProgressMessage = true, it.GetProgress(), it.GetProgressMessage()
+		}
 		a.put(j, nu)
 		items[i] = ItemResult{JobID: nu.ID, Job: copyJob(nu)}
 	}

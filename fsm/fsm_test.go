@@ -500,6 +500,8 @@ func TestHashCoversEveryField(t *testing.T) {
 			v.SetInt(v.Int() + 1)
 		case reflect.Uint64:
 			v.SetUint(v.Uint() + 1)
+		case reflect.Float64:
+			v.SetFloat(v.Float() + 0.5)
 		case reflect.Bool:
 			v.SetBool(!v.Bool())
 		case reflect.Slice:

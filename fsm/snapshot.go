@@ -182,6 +182,9 @@ func jobToRecord(r *fsmpb.JobRecord, j *Job) {
 		ConcurrencyKey:  j.ConcurrencyKey,
 		TraceParent:     j.TraceParent,
 		TraceState:      j.TraceState,
+		HasProgress:     j.HasProgress,
+		Progress:        j.Progress,
+		ProgressMessage: j.ProgressMessage,
 	}
 }
 
@@ -202,6 +205,9 @@ func recordToJob(r *fsmpb.JobRecord) *Job {
 		ConcurrencyKey:  r.GetConcurrencyKey(),
 		TraceParent:     r.GetTraceParent(),
 		TraceState:      r.GetTraceState(),
+		HasProgress:     r.GetHasProgress(),
+		Progress:        r.GetProgress(),
+		ProgressMessage: r.GetProgressMessage(),
 		DedupWindow:     r.GetDedupWindow(),
 		LastError:       r.GetLastError(),
 		RunAt:           r.GetRunAt(),

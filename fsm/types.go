@@ -91,6 +91,13 @@ type Job struct {
 	// trace; empty: untraced.
 	TraceParent string
 	TraceState  string
+	// HasProgress, Progress (a fraction 0..1) and ProgressMessage are the
+	// current attempt's progress as its worker last reported it with a
+	// lease extension; a new lease clears them, so they never describe an
+	// older attempt.
+	HasProgress     bool
+	Progress        float64
+	ProgressMessage string
 }
 
 // Sentinel errors returned (wrapped, per item) as business refusals in

@@ -2,6 +2,8 @@ package worker
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
 
@@ -49,6 +51,34 @@ type Job struct {
 
 	mu     sync.Mutex
 	output []byte
+	// report sends a lease extension carrying progress; set by the worker
+	// that leased the job (nil for a Job built elsewhere, e.g. in a test).
+	report func(ctx context.Context, p *raftqv1.Progress) error
+}
+
+// MaxProgressMessage is the longest progress message the broker accepts,
+// in bytes.
+const MaxProgressMessage = 256
+
+// Progress reports how far this attempt has got: fraction from 0 to 1
+// (0.42 is 42%) and a short message (at most MaxProgressMessage bytes).
+// It is sent at once as a lease extension (so it also extends the lease),
+// fenced by the attempt's lease token: once the lease is lost the broker
+// refuses it, Progress returns the error, and the handler's ctx is
+// cancelled as for a failed keep-alive. GetJob, brokerctl get and the
+// dashboard show the last report until the job is leased again. Report at
+// a human pace (every few seconds at most): each report is one Raft entry.
+func (j *Job) Progress(ctx context.Context, fraction float64, message string) error {
+	if !(fraction >= 0 && fraction <= 1) {
+		return fmt.Errorf("worker: progress %v is not a fraction from 0 to 1", fraction)
+	}
+	if len(message) > MaxProgressMessage {
+		return fmt.Errorf("worker: progress message of %d bytes (at most %d)", len(message), MaxProgressMessage)
+	}
+	if j.report == nil {
+		return errors.New("worker: progress needs a job leased by a Worker")
+	}
+	return j.report(ctx, &raftqv1.Progress{Fraction: fraction, Message: message})
 }
 
 // SetOutput stores the attempt's output, which the worker hands to its

@@ -309,6 +309,27 @@ func (t *task) markCancelled() {
 	}
 }
 
+// reportProgress sends one lease extension carrying p (Job.Progress). A
+// refused lease ends the attempt as a refused keep-alive would, and a
+// cancel flag in the answer cancels the handler.
+func (t *task) reportProgress(ctx context.Context, p *raftqv1.Progress) error {
+	req := &raftqv1.ExtendLeaseRequest{JobId: t.job.ID, LeaseToken: t.job.LeaseToken, Progress: p}
+	if d := t.w.opts.LeaseDuration; d > 0 {
+		req.ExtendBy = durationpb.New(d)
+	}
+	resp, err := t.w.settle.extends.do(ctx, req)
+	switch {
+	case err == nil:
+		if resp.GetCancelRequested() {
+			t.markCancelled()
+		}
+		return nil
+	case leaseGone(err):
+		t.markLost(err)
+	}
+	return err
+}
+
 // keep extends the lease at a third of its duration until the task is
 // settled, polls the job's cancel flag in between, and cancels the handler
 // when the broker refuses the lease or the lease deadline passes with no

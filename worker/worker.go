@@ -462,6 +462,7 @@ func (w *Worker) start(base context.Context, pj *raftqv1.Job, recvAt time.Time, 
 		stopKeep:    make(chan struct{}),
 		deadline:    recvAt.Add(job.LeaseDuration),
 	}
+	job.report = t.reportProgress
 	t.ctx, t.cancelFn = context.WithCancelCause(t.startSpan(base, pj))
 	w.mu.Lock()
 	w.tasks[t] = struct{}{}

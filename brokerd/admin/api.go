@@ -45,6 +45,28 @@ type Job struct {
 	// The schedule and tick that created the job (schedule.go).
 	Schedule     string     `json:"schedule,omitempty"`
 	ScheduleTick *time.Time `json:"schedule_tick,omitempty"`
+	// The current attempt's progress as its worker last reported it.
+	Progress *Progress `json:"progress,omitempty"`
+}
+
+// Progress is a worker's report on an attempt (Job.Progress in the worker
+// SDK): a fraction from 0 to 1 and a short message.
+type Progress struct {
+	Fraction float64 `json:"fraction"`
+	Message  string  `json:"message,omitempty"`
+}
+
+// Text is the progress as people read it: "42% page 3 of 7".
+func (p *Progress) Text() string {
+	s := strconv.FormatFloat(p.Fraction*100, 'f', -1, 64)
+	if i := strings.IndexByte(s, '.'); i >= 0 && len(s) > i+2 {
+		s = s[:i+2] // one decimal is enough for people
+	}
+	s += "%"
+	if p.Message != "" {
+		s += " " + p.Message
+	}
+	return s
 }
 
 func stateName(s raftqv1.JobState) string { return fsm.State(s).String() }
@@ -92,6 +114,9 @@ func JobFromProto(j *raftqv1.Job) Job {
 	}
 	if j.LeaseDeadline != nil {
 		out.LeaseDeadline = ts(j.LeaseDeadline)
+	}
+	if p := j.GetProgress(); p != nil {
+		out.Progress = &Progress{Fraction: p.GetFraction(), Message: p.GetMessage()}
 	}
 	if j.ScheduleTick != nil {
 		out.Schedule, out.ScheduleTick = j.Schedule, ts(j.ScheduleTick)

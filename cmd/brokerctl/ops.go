@@ -103,12 +103,16 @@ func ts(t *time.Time) string {
 
 func printJob(p *printer, j *raftqv1.Job) error {
 	v := admin.JobFromProto(j)
+	progress := ""
+	if v.Progress != nil {
+		progress = v.Progress.Text()
+	}
 	return p.kv(v, [][2]string{
 		{"ID", v.ID}, {"QUEUE", v.Queue}, {"TYPE", v.Type}, {"STATE", v.State}, {"CONCURRENCY KEY", v.ConcurrencyKey},
 		{"ATTEMPTS", fmt.Sprintf("%d/%d", v.Attempts, v.MaxAttempts)}, {"PRIORITY", strconv.Itoa(int(v.Priority))},
 		{"CREATED", ts(v.CreatedAt)}, {"UPDATED", ts(v.UpdatedAt)}, {"RUN AT", ts(v.RunAt)}, {"FINISHED", ts(v.FinishedAt)},
 		{"LEASE TOKEN", strconv.FormatUint(v.LeaseToken, 10)}, {"LEASED BY", v.LeasedBy}, {"LEASE DEADLINE", ts(v.LeaseDeadline)},
-		{"LAST ERROR", v.LastError}, {"PAYLOAD", fmt.Sprintf("%d bytes", len(v.Payload))},
+		{"PROGRESS", progress}, {"LAST ERROR", v.LastError}, {"PAYLOAD", fmt.Sprintf("%d bytes", len(v.Payload))},
 	})
 }
 

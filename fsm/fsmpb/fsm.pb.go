@@ -872,9 +872,14 @@ type LeaseRef struct {
 	JobId string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	Token uint64                 `protobuf:"varint,2,opt,name=token,proto3" json:"token,omitempty"`
 	// ns, for ExtendLease; zero means the job's lease duration.
-	Duration      int64 `protobuf:"varint,3,opt,name=duration,proto3" json:"duration,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Duration int64 `protobuf:"varint,3,opt,name=duration,proto3" json:"duration,omitempty"`
+	// For ExtendLease: when set_progress, progress (a fraction 0..1) and
+	// progress_message replace the job's reported progress.
+	SetProgress     bool    `protobuf:"varint,4,opt,name=set_progress,json=setProgress,proto3" json:"set_progress,omitempty"`
+	Progress        float64 `protobuf:"fixed64,5,opt,name=progress,proto3" json:"progress,omitempty"`
+	ProgressMessage string  `protobuf:"bytes,6,opt,name=progress_message,json=progressMessage,proto3" json:"progress_message,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *LeaseRef) Reset() {
@@ -926,6 +931,27 @@ func (x *LeaseRef) GetDuration() int64 {
 		return x.Duration
 	}
 	return 0
+}
+
+func (x *LeaseRef) GetSetProgress() bool {
+	if x != nil {
+		return x.SetProgress
+	}
+	return false
+}
+
+func (x *LeaseRef) GetProgress() float64 {
+	if x != nil {
+		return x.Progress
+	}
+	return 0
+}
+
+func (x *LeaseRef) GetProgressMessage() string {
+	if x != nil {
+		return x.ProgressMessage
+	}
+	return ""
 }
 
 type ExtendLease struct {
@@ -1662,10 +1688,16 @@ type JobRecord struct {
 	// The producer's W3C trace context (NewJob.trace_parent/trace_state);
 	// empty: untraced. Unset fields encode to nothing, so untraced jobs
 	// store and hash as before the fields existed.
-	TraceParent   string `protobuf:"bytes,27,opt,name=trace_parent,json=traceParent,proto3" json:"trace_parent,omitempty"`
-	TraceState    string `protobuf:"bytes,28,opt,name=trace_state,json=traceState,proto3" json:"trace_state,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	TraceParent string `protobuf:"bytes,27,opt,name=trace_parent,json=traceParent,proto3" json:"trace_parent,omitempty"`
+	TraceState  string `protobuf:"bytes,28,opt,name=trace_state,json=traceState,proto3" json:"trace_state,omitempty"`
+	// The current attempt's reported progress (a fraction 0..1 and a note);
+	// has_progress says whether any was reported. Unset fields encode to
+	// nothing, so jobs without progress store and hash as before.
+	HasProgress     bool    `protobuf:"varint,29,opt,name=has_progress,json=hasProgress,proto3" json:"has_progress,omitempty"`
+	Progress        float64 `protobuf:"fixed64,30,opt,name=progress,proto3" json:"progress,omitempty"`
+	ProgressMessage string  `protobuf:"bytes,31,opt,name=progress_message,json=progressMessage,proto3" json:"progress_message,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *JobRecord) Reset() {
@@ -1890,6 +1922,27 @@ func (x *JobRecord) GetTraceParent() string {
 func (x *JobRecord) GetTraceState() string {
 	if x != nil {
 		return x.TraceState
+	}
+	return ""
+}
+
+func (x *JobRecord) GetHasProgress() bool {
+	if x != nil {
+		return x.HasProgress
+	}
+	return false
+}
+
+func (x *JobRecord) GetProgress() float64 {
+	if x != nil {
+		return x.Progress
+	}
+	return 0
+}
+
+func (x *JobRecord) GetProgressMessage() string {
+	if x != nil {
+		return x.ProgressMessage
 	}
 	return ""
 }
@@ -2573,11 +2626,14 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x0elease_duration\x18\x02 \x01(\x03R\rleaseDuration\"S\n" +
 	"\x05Lease\x12\x1b\n" +
 	"\tworker_id\x18\x01 \x01(\tR\bworkerId\x12-\n" +
-	"\x05items\x18\x02 \x03(\v2\x17.raftq.fsm.v1.LeaseItemR\x05items\"S\n" +
+	"\x05items\x18\x02 \x03(\v2\x17.raftq.fsm.v1.LeaseItemR\x05items\"\xbd\x01\n" +
 	"\bLeaseRef\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x14\n" +
 	"\x05token\x18\x02 \x01(\x04R\x05token\x12\x1a\n" +
-	"\bduration\x18\x03 \x01(\x03R\bduration\";\n" +
+	"\bduration\x18\x03 \x01(\x03R\bduration\x12!\n" +
+	"\fset_progress\x18\x04 \x01(\bR\vsetProgress\x12\x1a\n" +
+	"\bprogress\x18\x05 \x01(\x01R\bprogress\x12)\n" +
+	"\x10progress_message\x18\x06 \x01(\tR\x0fprogressMessage\";\n" +
 	"\vExtendLease\x12,\n" +
 	"\x05items\x18\x01 \x03(\v2\x16.raftq.fsm.v1.LeaseRefR\x05items\"3\n" +
 	"\x03Ack\x12,\n" +
@@ -2620,7 +2676,7 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1d\n" +
 	"\n" +
 	"last_index\x18\x02 \x01(\x04R\tlastIndex\x12\x10\n" +
-	"\x03seq\x18\x03 \x01(\x04R\x03seq\"\xf2\x06\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq\"\xdc\a\n" +
 	"\tJobRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x12\n" +
@@ -2657,7 +2713,10 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x0fconcurrency_key\x18\x1a \x01(\tR\x0econcurrencyKey\x12!\n" +
 	"\ftrace_parent\x18\x1b \x01(\tR\vtraceParent\x12\x1f\n" +
 	"\vtrace_state\x18\x1c \x01(\tR\n" +
-	"traceState\"9\n" +
+	"traceState\x12!\n" +
+	"\fhas_progress\x18\x1d \x01(\bR\vhasProgress\x12\x1a\n" +
+	"\bprogress\x18\x1e \x01(\x01R\bprogress\x12)\n" +
+	"\x10progress_message\x18\x1f \x01(\tR\x0fprogressMessage\"9\n" +
 	"\vQueueRecord\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06paused\x18\x02 \x01(\bR\x06paused\"q\n" +

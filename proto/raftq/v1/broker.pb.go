@@ -270,7 +270,7 @@ func (x ErrorDetail_Reason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ErrorDetail_Reason.Descriptor instead.
 func (ErrorDetail_Reason) EnumDescriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{36, 0}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{37, 0}
 }
 
 type ConsumeNotice_Kind int32
@@ -324,7 +324,7 @@ func (x ConsumeNotice_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ConsumeNotice_Kind.Descriptor instead.
 func (ConsumeNotice_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{60, 0}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{61, 0}
 }
 
 // RetryPolicy is exponential back-off: initial * 2^(attempt-1), capped at
@@ -576,8 +576,12 @@ type Job struct {
 	ConcurrencyKey string `protobuf:"bytes,23,opt,name=concurrency_key,json=concurrencyKey,proto3" json:"concurrency_key,omitempty"`
 	// The producer's W3C trace context (JobSpec.trace_parent/trace_state);
 	// empty: untraced.
-	TraceParent   string `protobuf:"bytes,24,opt,name=trace_parent,json=traceParent,proto3" json:"trace_parent,omitempty"`
-	TraceState    string `protobuf:"bytes,25,opt,name=trace_state,json=traceState,proto3" json:"trace_state,omitempty"`
+	TraceParent string `protobuf:"bytes,24,opt,name=trace_parent,json=traceParent,proto3" json:"trace_parent,omitempty"`
+	TraceState  string `protobuf:"bytes,25,opt,name=trace_state,json=traceState,proto3" json:"trace_state,omitempty"`
+	// The current (or last) attempt's progress, as its worker last reported
+	// it with a lease extension; unset when none was reported. A new attempt
+	// starts without progress.
+	Progress      *Progress `protobuf:"bytes,26,opt,name=progress,proto3" json:"progress,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -787,6 +791,68 @@ func (x *Job) GetTraceState() string {
 	return ""
 }
 
+func (x *Job) GetProgress() *Progress {
+	if x != nil {
+		return x.Progress
+	}
+	return nil
+}
+
+// Progress is how far a worker says an attempt has got.
+type Progress struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// A fraction from 0 to 1 (0.42 is 42%).
+	Fraction float64 `protobuf:"fixed64,1,opt,name=fraction,proto3" json:"fraction,omitempty"`
+	// A short human-readable note (at most 256 bytes), e.g. "page 3 of 7".
+	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Progress) Reset() {
+	*x = Progress{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Progress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Progress) ProtoMessage() {}
+
+func (x *Progress) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Progress.ProtoReflect.Descriptor instead.
+func (*Progress) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *Progress) GetFraction() float64 {
+	if x != nil {
+		return x.Fraction
+	}
+	return 0
+}
+
+func (x *Progress) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
 type EnqueueRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Jobs          []*JobSpec             `protobuf:"bytes,1,rep,name=jobs,proto3" json:"jobs,omitempty"`
@@ -796,7 +862,7 @@ type EnqueueRequest struct {
 
 func (x *EnqueueRequest) Reset() {
 	*x = EnqueueRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[3]
+	mi := &file_raftq_v1_broker_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -808,7 +874,7 @@ func (x *EnqueueRequest) String() string {
 func (*EnqueueRequest) ProtoMessage() {}
 
 func (x *EnqueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[3]
+	mi := &file_raftq_v1_broker_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -821,7 +887,7 @@ func (x *EnqueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueRequest.ProtoReflect.Descriptor instead.
 func (*EnqueueRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{3}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *EnqueueRequest) GetJobs() []*JobSpec {
@@ -842,7 +908,7 @@ type EnqueueResult struct {
 
 func (x *EnqueueResult) Reset() {
 	*x = EnqueueResult{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[4]
+	mi := &file_raftq_v1_broker_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -854,7 +920,7 @@ func (x *EnqueueResult) String() string {
 func (*EnqueueResult) ProtoMessage() {}
 
 func (x *EnqueueResult) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[4]
+	mi := &file_raftq_v1_broker_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -867,7 +933,7 @@ func (x *EnqueueResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueResult.ProtoReflect.Descriptor instead.
 func (*EnqueueResult) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{4}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *EnqueueResult) GetJobId() string {
@@ -894,7 +960,7 @@ type EnqueueResponse struct {
 
 func (x *EnqueueResponse) Reset() {
 	*x = EnqueueResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[5]
+	mi := &file_raftq_v1_broker_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -906,7 +972,7 @@ func (x *EnqueueResponse) String() string {
 func (*EnqueueResponse) ProtoMessage() {}
 
 func (x *EnqueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[5]
+	mi := &file_raftq_v1_broker_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -919,7 +985,7 @@ func (x *EnqueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueResponse.ProtoReflect.Descriptor instead.
 func (*EnqueueResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{5}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *EnqueueResponse) GetResults() []*EnqueueResult {
@@ -945,7 +1011,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[6]
+	mi := &file_raftq_v1_broker_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -957,7 +1023,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[6]
+	mi := &file_raftq_v1_broker_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -970,7 +1036,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{6}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *FetchRequest) GetQueues() []string {
@@ -1019,7 +1085,7 @@ type FetchResponse struct {
 
 func (x *FetchResponse) Reset() {
 	*x = FetchResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[7]
+	mi := &file_raftq_v1_broker_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1031,7 +1097,7 @@ func (x *FetchResponse) String() string {
 func (*FetchResponse) ProtoMessage() {}
 
 func (x *FetchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[7]
+	mi := &file_raftq_v1_broker_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1044,7 +1110,7 @@ func (x *FetchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
 func (*FetchResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{7}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *FetchResponse) GetJobs() []*Job {
@@ -1059,14 +1125,17 @@ type ExtendLeaseRequest struct {
 	JobId      string                 `protobuf:"bytes,1,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
 	LeaseToken uint64                 `protobuf:"varint,2,opt,name=lease_token,json=leaseToken,proto3" json:"lease_token,omitempty"`
 	// Defaults to the job's lease duration.
-	ExtendBy      *durationpb.Duration `protobuf:"bytes,3,opt,name=extend_by,json=extendBy,proto3" json:"extend_by,omitempty"`
+	ExtendBy *durationpb.Duration `protobuf:"bytes,3,opt,name=extend_by,json=extendBy,proto3" json:"extend_by,omitempty"`
+	// Optional: the attempt's progress, stored on the job when the extension
+	// is accepted (fenced by lease_token like the extension itself).
+	Progress      *Progress `protobuf:"bytes,4,opt,name=progress,proto3" json:"progress,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *ExtendLeaseRequest) Reset() {
 	*x = ExtendLeaseRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[8]
+	mi := &file_raftq_v1_broker_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1078,7 +1147,7 @@ func (x *ExtendLeaseRequest) String() string {
 func (*ExtendLeaseRequest) ProtoMessage() {}
 
 func (x *ExtendLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[8]
+	mi := &file_raftq_v1_broker_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1091,7 +1160,7 @@ func (x *ExtendLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLeaseRequest.ProtoReflect.Descriptor instead.
 func (*ExtendLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{8}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *ExtendLeaseRequest) GetJobId() string {
@@ -1115,6 +1184,13 @@ func (x *ExtendLeaseRequest) GetExtendBy() *durationpb.Duration {
 	return nil
 }
 
+func (x *ExtendLeaseRequest) GetProgress() *Progress {
+	if x != nil {
+		return x.Progress
+	}
+	return nil
+}
+
 type ExtendLeaseResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	LeaseDeadline *timestamppb.Timestamp `protobuf:"bytes,1,opt,name=lease_deadline,json=leaseDeadline,proto3" json:"lease_deadline,omitempty"`
@@ -1126,7 +1202,7 @@ type ExtendLeaseResponse struct {
 
 func (x *ExtendLeaseResponse) Reset() {
 	*x = ExtendLeaseResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[9]
+	mi := &file_raftq_v1_broker_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1138,7 +1214,7 @@ func (x *ExtendLeaseResponse) String() string {
 func (*ExtendLeaseResponse) ProtoMessage() {}
 
 func (x *ExtendLeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[9]
+	mi := &file_raftq_v1_broker_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1151,7 +1227,7 @@ func (x *ExtendLeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLeaseResponse.ProtoReflect.Descriptor instead.
 func (*ExtendLeaseResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{9}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ExtendLeaseResponse) GetLeaseDeadline() *timestamppb.Timestamp {
@@ -1178,7 +1254,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[10]
+	mi := &file_raftq_v1_broker_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1190,7 +1266,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[10]
+	mi := &file_raftq_v1_broker_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1203,7 +1279,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{10}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *AckRequest) GetJobId() string {
@@ -1228,7 +1304,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[11]
+	mi := &file_raftq_v1_broker_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1240,7 +1316,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[11]
+	mi := &file_raftq_v1_broker_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1253,7 +1329,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{11}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{12}
 }
 
 type NackRequest struct {
@@ -1271,7 +1347,7 @@ type NackRequest struct {
 
 func (x *NackRequest) Reset() {
 	*x = NackRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[12]
+	mi := &file_raftq_v1_broker_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1283,7 +1359,7 @@ func (x *NackRequest) String() string {
 func (*NackRequest) ProtoMessage() {}
 
 func (x *NackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[12]
+	mi := &file_raftq_v1_broker_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1296,7 +1372,7 @@ func (x *NackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackRequest.ProtoReflect.Descriptor instead.
 func (*NackRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{12}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *NackRequest) GetJobId() string {
@@ -1344,7 +1420,7 @@ type NackResponse struct {
 
 func (x *NackResponse) Reset() {
 	*x = NackResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[13]
+	mi := &file_raftq_v1_broker_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1356,7 +1432,7 @@ func (x *NackResponse) String() string {
 func (*NackResponse) ProtoMessage() {}
 
 func (x *NackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[13]
+	mi := &file_raftq_v1_broker_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1369,7 +1445,7 @@ func (x *NackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackResponse.ProtoReflect.Descriptor instead.
 func (*NackResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{13}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *NackResponse) GetState() JobState {
@@ -1396,7 +1472,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[14]
+	mi := &file_raftq_v1_broker_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1408,7 +1484,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[14]
+	mi := &file_raftq_v1_broker_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1421,7 +1497,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{14}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetJobRequest) GetJobId() string {
@@ -1447,7 +1523,7 @@ type GetJobResponse struct {
 
 func (x *GetJobResponse) Reset() {
 	*x = GetJobResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[15]
+	mi := &file_raftq_v1_broker_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1459,7 +1535,7 @@ func (x *GetJobResponse) String() string {
 func (*GetJobResponse) ProtoMessage() {}
 
 func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[15]
+	mi := &file_raftq_v1_broker_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1472,7 +1548,7 @@ func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
 func (*GetJobResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{15}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetJobResponse) GetJob() *Job {
@@ -1491,7 +1567,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[16]
+	mi := &file_raftq_v1_broker_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1503,7 +1579,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[16]
+	mi := &file_raftq_v1_broker_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1516,7 +1592,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{16}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *CancelJobRequest) GetJobId() string {
@@ -1536,7 +1612,7 @@ type CancelJobResponse struct {
 
 func (x *CancelJobResponse) Reset() {
 	*x = CancelJobResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[17]
+	mi := &file_raftq_v1_broker_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1548,7 +1624,7 @@ func (x *CancelJobResponse) String() string {
 func (*CancelJobResponse) ProtoMessage() {}
 
 func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[17]
+	mi := &file_raftq_v1_broker_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1561,7 +1637,7 @@ func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
 func (*CancelJobResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{17}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *CancelJobResponse) GetState() JobState {
@@ -1582,7 +1658,7 @@ type QueueStatsRequest struct {
 
 func (x *QueueStatsRequest) Reset() {
 	*x = QueueStatsRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[18]
+	mi := &file_raftq_v1_broker_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1594,7 +1670,7 @@ func (x *QueueStatsRequest) String() string {
 func (*QueueStatsRequest) ProtoMessage() {}
 
 func (x *QueueStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[18]
+	mi := &file_raftq_v1_broker_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1607,7 +1683,7 @@ func (x *QueueStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueStatsRequest.ProtoReflect.Descriptor instead.
 func (*QueueStatsRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{18}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *QueueStatsRequest) GetQueues() []string {
@@ -1642,7 +1718,7 @@ type QueueStats struct {
 
 func (x *QueueStats) Reset() {
 	*x = QueueStats{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[19]
+	mi := &file_raftq_v1_broker_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1654,7 +1730,7 @@ func (x *QueueStats) String() string {
 func (*QueueStats) ProtoMessage() {}
 
 func (x *QueueStats) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[19]
+	mi := &file_raftq_v1_broker_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1667,7 +1743,7 @@ func (x *QueueStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueStats.ProtoReflect.Descriptor instead.
 func (*QueueStats) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{19}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *QueueStats) GetQueue() string {
@@ -1742,7 +1818,7 @@ type QueueStatsResponse struct {
 
 func (x *QueueStatsResponse) Reset() {
 	*x = QueueStatsResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[20]
+	mi := &file_raftq_v1_broker_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1754,7 +1830,7 @@ func (x *QueueStatsResponse) String() string {
 func (*QueueStatsResponse) ProtoMessage() {}
 
 func (x *QueueStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[20]
+	mi := &file_raftq_v1_broker_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1767,7 +1843,7 @@ func (x *QueueStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueStatsResponse.ProtoReflect.Descriptor instead.
 func (*QueueStatsResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{20}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *QueueStatsResponse) GetQueues() []*QueueStats {
@@ -1786,7 +1862,7 @@ type PauseQueueRequest struct {
 
 func (x *PauseQueueRequest) Reset() {
 	*x = PauseQueueRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[21]
+	mi := &file_raftq_v1_broker_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1798,7 +1874,7 @@ func (x *PauseQueueRequest) String() string {
 func (*PauseQueueRequest) ProtoMessage() {}
 
 func (x *PauseQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[21]
+	mi := &file_raftq_v1_broker_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1811,7 +1887,7 @@ func (x *PauseQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseQueueRequest.ProtoReflect.Descriptor instead.
 func (*PauseQueueRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{21}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *PauseQueueRequest) GetQueue() string {
@@ -1829,7 +1905,7 @@ type PauseQueueResponse struct {
 
 func (x *PauseQueueResponse) Reset() {
 	*x = PauseQueueResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[22]
+	mi := &file_raftq_v1_broker_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1841,7 +1917,7 @@ func (x *PauseQueueResponse) String() string {
 func (*PauseQueueResponse) ProtoMessage() {}
 
 func (x *PauseQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[22]
+	mi := &file_raftq_v1_broker_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1854,7 +1930,7 @@ func (x *PauseQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseQueueResponse.ProtoReflect.Descriptor instead.
 func (*PauseQueueResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{22}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{23}
 }
 
 type ResumeQueueRequest struct {
@@ -1866,7 +1942,7 @@ type ResumeQueueRequest struct {
 
 func (x *ResumeQueueRequest) Reset() {
 	*x = ResumeQueueRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[23]
+	mi := &file_raftq_v1_broker_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1878,7 +1954,7 @@ func (x *ResumeQueueRequest) String() string {
 func (*ResumeQueueRequest) ProtoMessage() {}
 
 func (x *ResumeQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[23]
+	mi := &file_raftq_v1_broker_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1891,7 +1967,7 @@ func (x *ResumeQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeQueueRequest.ProtoReflect.Descriptor instead.
 func (*ResumeQueueRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{23}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ResumeQueueRequest) GetQueue() string {
@@ -1909,7 +1985,7 @@ type ResumeQueueResponse struct {
 
 func (x *ResumeQueueResponse) Reset() {
 	*x = ResumeQueueResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[24]
+	mi := &file_raftq_v1_broker_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1921,7 +1997,7 @@ func (x *ResumeQueueResponse) String() string {
 func (*ResumeQueueResponse) ProtoMessage() {}
 
 func (x *ResumeQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[24]
+	mi := &file_raftq_v1_broker_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1934,7 +2010,7 @@ func (x *ResumeQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeQueueResponse.ProtoReflect.Descriptor instead.
 func (*ResumeQueueResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{24}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{25}
 }
 
 type RedriveRequest struct {
@@ -1950,7 +2026,7 @@ type RedriveRequest struct {
 
 func (x *RedriveRequest) Reset() {
 	*x = RedriveRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[25]
+	mi := &file_raftq_v1_broker_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1962,7 +2038,7 @@ func (x *RedriveRequest) String() string {
 func (*RedriveRequest) ProtoMessage() {}
 
 func (x *RedriveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[25]
+	mi := &file_raftq_v1_broker_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1975,7 +2051,7 @@ func (x *RedriveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveRequest.ProtoReflect.Descriptor instead.
 func (*RedriveRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{25}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *RedriveRequest) GetQueue() string {
@@ -2008,7 +2084,7 @@ type RedriveResponse struct {
 
 func (x *RedriveResponse) Reset() {
 	*x = RedriveResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[26]
+	mi := &file_raftq_v1_broker_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2020,7 +2096,7 @@ func (x *RedriveResponse) String() string {
 func (*RedriveResponse) ProtoMessage() {}
 
 func (x *RedriveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[26]
+	mi := &file_raftq_v1_broker_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2033,7 +2109,7 @@ func (x *RedriveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveResponse.ProtoReflect.Descriptor instead.
 func (*RedriveResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{26}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *RedriveResponse) GetJobIds() []string {
@@ -2057,7 +2133,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[27]
+	mi := &file_raftq_v1_broker_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2069,7 +2145,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[27]
+	mi := &file_raftq_v1_broker_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2082,7 +2158,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{27}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListJobsRequest) GetQueue() string {
@@ -2130,7 +2206,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[28]
+	mi := &file_raftq_v1_broker_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2142,7 +2218,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[28]
+	mi := &file_raftq_v1_broker_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2155,7 +2231,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{28}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -2183,7 +2259,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[29]
+	mi := &file_raftq_v1_broker_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2195,7 +2271,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[29]
+	mi := &file_raftq_v1_broker_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2208,7 +2284,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{29}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *JoinRequest) GetNodeId() string {
@@ -2240,7 +2316,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[30]
+	mi := &file_raftq_v1_broker_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2252,7 +2328,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[30]
+	mi := &file_raftq_v1_broker_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2265,7 +2341,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{30}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{31}
 }
 
 type RemoveRequest struct {
@@ -2277,7 +2353,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[31]
+	mi := &file_raftq_v1_broker_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2289,7 +2365,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[31]
+	mi := &file_raftq_v1_broker_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2302,7 +2378,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{31}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *RemoveRequest) GetNodeId() string {
@@ -2320,7 +2396,7 @@ type RemoveResponse struct {
 
 func (x *RemoveResponse) Reset() {
 	*x = RemoveResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[32]
+	mi := &file_raftq_v1_broker_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2332,7 +2408,7 @@ func (x *RemoveResponse) String() string {
 func (*RemoveResponse) ProtoMessage() {}
 
 func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[32]
+	mi := &file_raftq_v1_broker_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2345,7 +2421,7 @@ func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveResponse.ProtoReflect.Descriptor instead.
 func (*RemoveResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{32}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{33}
 }
 
 type StatusRequest struct {
@@ -2360,7 +2436,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[33]
+	mi := &file_raftq_v1_broker_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2372,7 +2448,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[33]
+	mi := &file_raftq_v1_broker_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2385,7 +2461,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{33}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *StatusRequest) GetWithHash() bool {
@@ -2408,7 +2484,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[34]
+	mi := &file_raftq_v1_broker_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2420,7 +2496,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[34]
+	mi := &file_raftq_v1_broker_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2433,7 +2509,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{34}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *Member) GetNodeId() string {
@@ -2491,7 +2567,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[35]
+	mi := &file_raftq_v1_broker_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2503,7 +2579,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[35]
+	mi := &file_raftq_v1_broker_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2516,7 +2592,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{35}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *StatusResponse) GetNodeId() string {
@@ -2595,7 +2671,7 @@ type ErrorDetail struct {
 
 func (x *ErrorDetail) Reset() {
 	*x = ErrorDetail{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[36]
+	mi := &file_raftq_v1_broker_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2607,7 +2683,7 @@ func (x *ErrorDetail) String() string {
 func (*ErrorDetail) ProtoMessage() {}
 
 func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[36]
+	mi := &file_raftq_v1_broker_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2620,7 +2696,7 @@ func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorDetail.ProtoReflect.Descriptor instead.
 func (*ErrorDetail) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{36}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ErrorDetail) GetReason() ErrorDetail_Reason {
@@ -2657,7 +2733,7 @@ type PurgeDeadRequest struct {
 
 func (x *PurgeDeadRequest) Reset() {
 	*x = PurgeDeadRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[37]
+	mi := &file_raftq_v1_broker_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2669,7 +2745,7 @@ func (x *PurgeDeadRequest) String() string {
 func (*PurgeDeadRequest) ProtoMessage() {}
 
 func (x *PurgeDeadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[37]
+	mi := &file_raftq_v1_broker_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2682,7 +2758,7 @@ func (x *PurgeDeadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeDeadRequest.ProtoReflect.Descriptor instead.
 func (*PurgeDeadRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{37}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *PurgeDeadRequest) GetQueue() string {
@@ -2715,7 +2791,7 @@ type PurgeDeadResponse struct {
 
 func (x *PurgeDeadResponse) Reset() {
 	*x = PurgeDeadResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[38]
+	mi := &file_raftq_v1_broker_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2727,7 +2803,7 @@ func (x *PurgeDeadResponse) String() string {
 func (*PurgeDeadResponse) ProtoMessage() {}
 
 func (x *PurgeDeadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[38]
+	mi := &file_raftq_v1_broker_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2740,7 +2816,7 @@ func (x *PurgeDeadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeDeadResponse.ProtoReflect.Descriptor instead.
 func (*PurgeDeadResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{38}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *PurgeDeadResponse) GetJobIds() []string {
@@ -2760,7 +2836,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[39]
+	mi := &file_raftq_v1_broker_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2772,7 +2848,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[39]
+	mi := &file_raftq_v1_broker_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2785,7 +2861,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{39}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *TransferLeadershipRequest) GetNodeId() string {
@@ -2804,7 +2880,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[40]
+	mi := &file_raftq_v1_broker_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2816,7 +2892,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[40]
+	mi := &file_raftq_v1_broker_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2829,7 +2905,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{40}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *TransferLeadershipResponse) GetNewLeaderId() string {
@@ -2847,7 +2923,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[41]
+	mi := &file_raftq_v1_broker_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2859,7 +2935,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[41]
+	mi := &file_raftq_v1_broker_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2872,7 +2948,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{41}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{42}
 }
 
 type SnapshotChunk struct {
@@ -2888,7 +2964,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[42]
+	mi := &file_raftq_v1_broker_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2900,7 +2976,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[42]
+	mi := &file_raftq_v1_broker_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2913,7 +2989,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{42}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -2946,7 +3022,7 @@ type RestoreChunk struct {
 
 func (x *RestoreChunk) Reset() {
 	*x = RestoreChunk{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[43]
+	mi := &file_raftq_v1_broker_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2958,7 +3034,7 @@ func (x *RestoreChunk) String() string {
 func (*RestoreChunk) ProtoMessage() {}
 
 func (x *RestoreChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[43]
+	mi := &file_raftq_v1_broker_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2971,7 +3047,7 @@ func (x *RestoreChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreChunk.ProtoReflect.Descriptor instead.
 func (*RestoreChunk) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{43}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RestoreChunk) GetData() []byte {
@@ -2993,7 +3069,7 @@ type RestoreResponse struct {
 
 func (x *RestoreResponse) Reset() {
 	*x = RestoreResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[44]
+	mi := &file_raftq_v1_broker_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3005,7 +3081,7 @@ func (x *RestoreResponse) String() string {
 func (*RestoreResponse) ProtoMessage() {}
 
 func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[44]
+	mi := &file_raftq_v1_broker_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3018,7 +3094,7 @@ func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreResponse.ProtoReflect.Descriptor instead.
 func (*RestoreResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{44}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RestoreResponse) GetIndex() uint64 {
@@ -3050,7 +3126,7 @@ type ItemError struct {
 
 func (x *ItemError) Reset() {
 	*x = ItemError{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[45]
+	mi := &file_raftq_v1_broker_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3062,7 +3138,7 @@ func (x *ItemError) String() string {
 func (*ItemError) ProtoMessage() {}
 
 func (x *ItemError) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[45]
+	mi := &file_raftq_v1_broker_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3075,7 +3151,7 @@ func (x *ItemError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ItemError.ProtoReflect.Descriptor instead.
 func (*ItemError) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{45}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *ItemError) GetCode() int32 {
@@ -3108,7 +3184,7 @@ type AckBatchRequest struct {
 
 func (x *AckBatchRequest) Reset() {
 	*x = AckBatchRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[46]
+	mi := &file_raftq_v1_broker_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3120,7 +3196,7 @@ func (x *AckBatchRequest) String() string {
 func (*AckBatchRequest) ProtoMessage() {}
 
 func (x *AckBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[46]
+	mi := &file_raftq_v1_broker_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3133,7 +3209,7 @@ func (x *AckBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckBatchRequest.ProtoReflect.Descriptor instead.
 func (*AckBatchRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{46}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *AckBatchRequest) GetItems() []*AckRequest {
@@ -3152,7 +3228,7 @@ type AckBatchResult struct {
 
 func (x *AckBatchResult) Reset() {
 	*x = AckBatchResult{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[47]
+	mi := &file_raftq_v1_broker_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3164,7 +3240,7 @@ func (x *AckBatchResult) String() string {
 func (*AckBatchResult) ProtoMessage() {}
 
 func (x *AckBatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[47]
+	mi := &file_raftq_v1_broker_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3177,7 +3253,7 @@ func (x *AckBatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckBatchResult.ProtoReflect.Descriptor instead.
 func (*AckBatchResult) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{47}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *AckBatchResult) GetError() *ItemError {
@@ -3197,7 +3273,7 @@ type AckBatchResponse struct {
 
 func (x *AckBatchResponse) Reset() {
 	*x = AckBatchResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[48]
+	mi := &file_raftq_v1_broker_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3209,7 +3285,7 @@ func (x *AckBatchResponse) String() string {
 func (*AckBatchResponse) ProtoMessage() {}
 
 func (x *AckBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[48]
+	mi := &file_raftq_v1_broker_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3222,7 +3298,7 @@ func (x *AckBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckBatchResponse.ProtoReflect.Descriptor instead.
 func (*AckBatchResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{48}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *AckBatchResponse) GetResults() []*AckBatchResult {
@@ -3241,7 +3317,7 @@ type NackBatchRequest struct {
 
 func (x *NackBatchRequest) Reset() {
 	*x = NackBatchRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[49]
+	mi := &file_raftq_v1_broker_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3253,7 +3329,7 @@ func (x *NackBatchRequest) String() string {
 func (*NackBatchRequest) ProtoMessage() {}
 
 func (x *NackBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[49]
+	mi := &file_raftq_v1_broker_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3266,7 +3342,7 @@ func (x *NackBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackBatchRequest.ProtoReflect.Descriptor instead.
 func (*NackBatchRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{49}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *NackBatchRequest) GetItems() []*NackRequest {
@@ -3287,7 +3363,7 @@ type NackBatchResult struct {
 
 func (x *NackBatchResult) Reset() {
 	*x = NackBatchResult{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[50]
+	mi := &file_raftq_v1_broker_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3299,7 +3375,7 @@ func (x *NackBatchResult) String() string {
 func (*NackBatchResult) ProtoMessage() {}
 
 func (x *NackBatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[50]
+	mi := &file_raftq_v1_broker_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3312,7 +3388,7 @@ func (x *NackBatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackBatchResult.ProtoReflect.Descriptor instead.
 func (*NackBatchResult) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{50}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *NackBatchResult) GetResponse() *NackResponse {
@@ -3339,7 +3415,7 @@ type NackBatchResponse struct {
 
 func (x *NackBatchResponse) Reset() {
 	*x = NackBatchResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[51]
+	mi := &file_raftq_v1_broker_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3351,7 +3427,7 @@ func (x *NackBatchResponse) String() string {
 func (*NackBatchResponse) ProtoMessage() {}
 
 func (x *NackBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[51]
+	mi := &file_raftq_v1_broker_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3364,7 +3440,7 @@ func (x *NackBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackBatchResponse.ProtoReflect.Descriptor instead.
 func (*NackBatchResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{51}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *NackBatchResponse) GetResults() []*NackBatchResult {
@@ -3383,7 +3459,7 @@ type ExtendLeaseBatchRequest struct {
 
 func (x *ExtendLeaseBatchRequest) Reset() {
 	*x = ExtendLeaseBatchRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[52]
+	mi := &file_raftq_v1_broker_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3395,7 +3471,7 @@ func (x *ExtendLeaseBatchRequest) String() string {
 func (*ExtendLeaseBatchRequest) ProtoMessage() {}
 
 func (x *ExtendLeaseBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[52]
+	mi := &file_raftq_v1_broker_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3408,7 +3484,7 @@ func (x *ExtendLeaseBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLeaseBatchRequest.ProtoReflect.Descriptor instead.
 func (*ExtendLeaseBatchRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{52}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *ExtendLeaseBatchRequest) GetItems() []*ExtendLeaseRequest {
@@ -3429,7 +3505,7 @@ type ExtendLeaseBatchResult struct {
 
 func (x *ExtendLeaseBatchResult) Reset() {
 	*x = ExtendLeaseBatchResult{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[53]
+	mi := &file_raftq_v1_broker_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3441,7 +3517,7 @@ func (x *ExtendLeaseBatchResult) String() string {
 func (*ExtendLeaseBatchResult) ProtoMessage() {}
 
 func (x *ExtendLeaseBatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[53]
+	mi := &file_raftq_v1_broker_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3454,7 +3530,7 @@ func (x *ExtendLeaseBatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLeaseBatchResult.ProtoReflect.Descriptor instead.
 func (*ExtendLeaseBatchResult) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{53}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ExtendLeaseBatchResult) GetResponse() *ExtendLeaseResponse {
@@ -3481,7 +3557,7 @@ type ExtendLeaseBatchResponse struct {
 
 func (x *ExtendLeaseBatchResponse) Reset() {
 	*x = ExtendLeaseBatchResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[54]
+	mi := &file_raftq_v1_broker_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3493,7 +3569,7 @@ func (x *ExtendLeaseBatchResponse) String() string {
 func (*ExtendLeaseBatchResponse) ProtoMessage() {}
 
 func (x *ExtendLeaseBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[54]
+	mi := &file_raftq_v1_broker_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3506,7 +3582,7 @@ func (x *ExtendLeaseBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLeaseBatchResponse.ProtoReflect.Descriptor instead.
 func (*ExtendLeaseBatchResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{54}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ExtendLeaseBatchResponse) GetResults() []*ExtendLeaseBatchResult {
@@ -3528,7 +3604,7 @@ type EnqueueStreamRequest struct {
 
 func (x *EnqueueStreamRequest) Reset() {
 	*x = EnqueueStreamRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[55]
+	mi := &file_raftq_v1_broker_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3540,7 +3616,7 @@ func (x *EnqueueStreamRequest) String() string {
 func (*EnqueueStreamRequest) ProtoMessage() {}
 
 func (x *EnqueueStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[55]
+	mi := &file_raftq_v1_broker_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3553,7 +3629,7 @@ func (x *EnqueueStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueStreamRequest.ProtoReflect.Descriptor instead.
 func (*EnqueueStreamRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{55}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *EnqueueStreamRequest) GetSeq() uint64 {
@@ -3584,7 +3660,7 @@ type EnqueueStreamResponse struct {
 
 func (x *EnqueueStreamResponse) Reset() {
 	*x = EnqueueStreamResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[56]
+	mi := &file_raftq_v1_broker_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3596,7 +3672,7 @@ func (x *EnqueueStreamResponse) String() string {
 func (*EnqueueStreamResponse) ProtoMessage() {}
 
 func (x *EnqueueStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[56]
+	mi := &file_raftq_v1_broker_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3609,7 +3685,7 @@ func (x *EnqueueStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueStreamResponse.ProtoReflect.Descriptor instead.
 func (*EnqueueStreamResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{56}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *EnqueueStreamResponse) GetSeq() uint64 {
@@ -3649,7 +3725,7 @@ type ConsumeOpen struct {
 
 func (x *ConsumeOpen) Reset() {
 	*x = ConsumeOpen{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[57]
+	mi := &file_raftq_v1_broker_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3661,7 +3737,7 @@ func (x *ConsumeOpen) String() string {
 func (*ConsumeOpen) ProtoMessage() {}
 
 func (x *ConsumeOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[57]
+	mi := &file_raftq_v1_broker_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3674,7 +3750,7 @@ func (x *ConsumeOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeOpen.ProtoReflect.Descriptor instead.
 func (*ConsumeOpen) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{57}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ConsumeOpen) GetQueues() []string {
@@ -3718,7 +3794,7 @@ type ConsumeRequest struct {
 
 func (x *ConsumeRequest) Reset() {
 	*x = ConsumeRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[58]
+	mi := &file_raftq_v1_broker_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3730,7 +3806,7 @@ func (x *ConsumeRequest) String() string {
 func (*ConsumeRequest) ProtoMessage() {}
 
 func (x *ConsumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[58]
+	mi := &file_raftq_v1_broker_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3743,7 +3819,7 @@ func (x *ConsumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeRequest.ProtoReflect.Descriptor instead.
 func (*ConsumeRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{58}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ConsumeRequest) GetFrame() isConsumeRequest_Frame {
@@ -3801,7 +3877,7 @@ type ConsumeOpened struct {
 
 func (x *ConsumeOpened) Reset() {
 	*x = ConsumeOpened{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[59]
+	mi := &file_raftq_v1_broker_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3813,7 +3889,7 @@ func (x *ConsumeOpened) String() string {
 func (*ConsumeOpened) ProtoMessage() {}
 
 func (x *ConsumeOpened) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[59]
+	mi := &file_raftq_v1_broker_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3826,7 +3902,7 @@ func (x *ConsumeOpened) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeOpened.ProtoReflect.Descriptor instead.
 func (*ConsumeOpened) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{59}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ConsumeOpened) GetMaxCredit() int32 {
@@ -3849,7 +3925,7 @@ type ConsumeNotice struct {
 
 func (x *ConsumeNotice) Reset() {
 	*x = ConsumeNotice{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[60]
+	mi := &file_raftq_v1_broker_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3861,7 +3937,7 @@ func (x *ConsumeNotice) String() string {
 func (*ConsumeNotice) ProtoMessage() {}
 
 func (x *ConsumeNotice) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[60]
+	mi := &file_raftq_v1_broker_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3874,7 +3950,7 @@ func (x *ConsumeNotice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeNotice.ProtoReflect.Descriptor instead.
 func (*ConsumeNotice) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{60}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ConsumeNotice) GetJobId() string {
@@ -3912,7 +3988,7 @@ type ConsumeResponse struct {
 
 func (x *ConsumeResponse) Reset() {
 	*x = ConsumeResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[61]
+	mi := &file_raftq_v1_broker_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3924,7 +4000,7 @@ func (x *ConsumeResponse) String() string {
 func (*ConsumeResponse) ProtoMessage() {}
 
 func (x *ConsumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[61]
+	mi := &file_raftq_v1_broker_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3937,7 +4013,7 @@ func (x *ConsumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeResponse.ProtoReflect.Descriptor instead.
 func (*ConsumeResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{61}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ConsumeResponse) GetFrame() isConsumeResponse_Frame {
@@ -4027,7 +4103,7 @@ type ScheduleSpec struct {
 
 func (x *ScheduleSpec) Reset() {
 	*x = ScheduleSpec{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[62]
+	mi := &file_raftq_v1_broker_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4039,7 +4115,7 @@ func (x *ScheduleSpec) String() string {
 func (*ScheduleSpec) ProtoMessage() {}
 
 func (x *ScheduleSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[62]
+	mi := &file_raftq_v1_broker_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4052,7 +4128,7 @@ func (x *ScheduleSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleSpec.ProtoReflect.Descriptor instead.
 func (*ScheduleSpec) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{62}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ScheduleSpec) GetName() string {
@@ -4139,7 +4215,7 @@ type Schedule struct {
 
 func (x *Schedule) Reset() {
 	*x = Schedule{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[63]
+	mi := &file_raftq_v1_broker_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4151,7 +4227,7 @@ func (x *Schedule) String() string {
 func (*Schedule) ProtoMessage() {}
 
 func (x *Schedule) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[63]
+	mi := &file_raftq_v1_broker_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4164,7 +4240,7 @@ func (x *Schedule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Schedule.ProtoReflect.Descriptor instead.
 func (*Schedule) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{63}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *Schedule) GetSpec() *ScheduleSpec {
@@ -4232,7 +4308,7 @@ type PutScheduleRequest struct {
 
 func (x *PutScheduleRequest) Reset() {
 	*x = PutScheduleRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[64]
+	mi := &file_raftq_v1_broker_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4244,7 +4320,7 @@ func (x *PutScheduleRequest) String() string {
 func (*PutScheduleRequest) ProtoMessage() {}
 
 func (x *PutScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[64]
+	mi := &file_raftq_v1_broker_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4257,7 +4333,7 @@ func (x *PutScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutScheduleRequest.ProtoReflect.Descriptor instead.
 func (*PutScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{64}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *PutScheduleRequest) GetSchedule() *ScheduleSpec {
@@ -4279,7 +4355,7 @@ type PutScheduleResponse struct {
 
 func (x *PutScheduleResponse) Reset() {
 	*x = PutScheduleResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[65]
+	mi := &file_raftq_v1_broker_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4291,7 +4367,7 @@ func (x *PutScheduleResponse) String() string {
 func (*PutScheduleResponse) ProtoMessage() {}
 
 func (x *PutScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[65]
+	mi := &file_raftq_v1_broker_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4304,7 +4380,7 @@ func (x *PutScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutScheduleResponse.ProtoReflect.Descriptor instead.
 func (*PutScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{65}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *PutScheduleResponse) GetSchedule() *Schedule {
@@ -4331,7 +4407,7 @@ type GetScheduleRequest struct {
 
 func (x *GetScheduleRequest) Reset() {
 	*x = GetScheduleRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[66]
+	mi := &file_raftq_v1_broker_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4343,7 +4419,7 @@ func (x *GetScheduleRequest) String() string {
 func (*GetScheduleRequest) ProtoMessage() {}
 
 func (x *GetScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[66]
+	mi := &file_raftq_v1_broker_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4356,7 +4432,7 @@ func (x *GetScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetScheduleRequest.ProtoReflect.Descriptor instead.
 func (*GetScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{66}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *GetScheduleRequest) GetName() string {
@@ -4382,7 +4458,7 @@ type GetScheduleResponse struct {
 
 func (x *GetScheduleResponse) Reset() {
 	*x = GetScheduleResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[67]
+	mi := &file_raftq_v1_broker_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4394,7 +4470,7 @@ func (x *GetScheduleResponse) String() string {
 func (*GetScheduleResponse) ProtoMessage() {}
 
 func (x *GetScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[67]
+	mi := &file_raftq_v1_broker_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4407,7 +4483,7 @@ func (x *GetScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetScheduleResponse.ProtoReflect.Descriptor instead.
 func (*GetScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{67}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *GetScheduleResponse) GetSchedule() *Schedule {
@@ -4426,7 +4502,7 @@ type ListSchedulesRequest struct {
 
 func (x *ListSchedulesRequest) Reset() {
 	*x = ListSchedulesRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[68]
+	mi := &file_raftq_v1_broker_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4438,7 +4514,7 @@ func (x *ListSchedulesRequest) String() string {
 func (*ListSchedulesRequest) ProtoMessage() {}
 
 func (x *ListSchedulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[68]
+	mi := &file_raftq_v1_broker_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4451,7 +4527,7 @@ func (x *ListSchedulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSchedulesRequest.ProtoReflect.Descriptor instead.
 func (*ListSchedulesRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{68}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ListSchedulesRequest) GetConsistency() Consistency {
@@ -4471,7 +4547,7 @@ type ListSchedulesResponse struct {
 
 func (x *ListSchedulesResponse) Reset() {
 	*x = ListSchedulesResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[69]
+	mi := &file_raftq_v1_broker_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4483,7 +4559,7 @@ func (x *ListSchedulesResponse) String() string {
 func (*ListSchedulesResponse) ProtoMessage() {}
 
 func (x *ListSchedulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[69]
+	mi := &file_raftq_v1_broker_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4496,7 +4572,7 @@ func (x *ListSchedulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSchedulesResponse.ProtoReflect.Descriptor instead.
 func (*ListSchedulesResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{69}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ListSchedulesResponse) GetSchedules() []*Schedule {
@@ -4515,7 +4591,7 @@ type PauseScheduleRequest struct {
 
 func (x *PauseScheduleRequest) Reset() {
 	*x = PauseScheduleRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[70]
+	mi := &file_raftq_v1_broker_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4527,7 +4603,7 @@ func (x *PauseScheduleRequest) String() string {
 func (*PauseScheduleRequest) ProtoMessage() {}
 
 func (x *PauseScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[70]
+	mi := &file_raftq_v1_broker_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4540,7 +4616,7 @@ func (x *PauseScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseScheduleRequest.ProtoReflect.Descriptor instead.
 func (*PauseScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{70}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *PauseScheduleRequest) GetName() string {
@@ -4559,7 +4635,7 @@ type PauseScheduleResponse struct {
 
 func (x *PauseScheduleResponse) Reset() {
 	*x = PauseScheduleResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[71]
+	mi := &file_raftq_v1_broker_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4571,7 +4647,7 @@ func (x *PauseScheduleResponse) String() string {
 func (*PauseScheduleResponse) ProtoMessage() {}
 
 func (x *PauseScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[71]
+	mi := &file_raftq_v1_broker_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4584,7 +4660,7 @@ func (x *PauseScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseScheduleResponse.ProtoReflect.Descriptor instead.
 func (*PauseScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{71}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *PauseScheduleResponse) GetSchedule() *Schedule {
@@ -4603,7 +4679,7 @@ type ResumeScheduleRequest struct {
 
 func (x *ResumeScheduleRequest) Reset() {
 	*x = ResumeScheduleRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[72]
+	mi := &file_raftq_v1_broker_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4615,7 +4691,7 @@ func (x *ResumeScheduleRequest) String() string {
 func (*ResumeScheduleRequest) ProtoMessage() {}
 
 func (x *ResumeScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[72]
+	mi := &file_raftq_v1_broker_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4628,7 +4704,7 @@ func (x *ResumeScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeScheduleRequest.ProtoReflect.Descriptor instead.
 func (*ResumeScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{72}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ResumeScheduleRequest) GetName() string {
@@ -4647,7 +4723,7 @@ type ResumeScheduleResponse struct {
 
 func (x *ResumeScheduleResponse) Reset() {
 	*x = ResumeScheduleResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[73]
+	mi := &file_raftq_v1_broker_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4659,7 +4735,7 @@ func (x *ResumeScheduleResponse) String() string {
 func (*ResumeScheduleResponse) ProtoMessage() {}
 
 func (x *ResumeScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[73]
+	mi := &file_raftq_v1_broker_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4672,7 +4748,7 @@ func (x *ResumeScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeScheduleResponse.ProtoReflect.Descriptor instead.
 func (*ResumeScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{73}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ResumeScheduleResponse) GetSchedule() *Schedule {
@@ -4691,7 +4767,7 @@ type DeleteScheduleRequest struct {
 
 func (x *DeleteScheduleRequest) Reset() {
 	*x = DeleteScheduleRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[74]
+	mi := &file_raftq_v1_broker_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4703,7 +4779,7 @@ func (x *DeleteScheduleRequest) String() string {
 func (*DeleteScheduleRequest) ProtoMessage() {}
 
 func (x *DeleteScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[74]
+	mi := &file_raftq_v1_broker_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4716,7 +4792,7 @@ func (x *DeleteScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteScheduleRequest.ProtoReflect.Descriptor instead.
 func (*DeleteScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{74}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *DeleteScheduleRequest) GetName() string {
@@ -4734,7 +4810,7 @@ type DeleteScheduleResponse struct {
 
 func (x *DeleteScheduleResponse) Reset() {
 	*x = DeleteScheduleResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[75]
+	mi := &file_raftq_v1_broker_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4746,7 +4822,7 @@ func (x *DeleteScheduleResponse) String() string {
 func (*DeleteScheduleResponse) ProtoMessage() {}
 
 func (x *DeleteScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[75]
+	mi := &file_raftq_v1_broker_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4759,7 +4835,7 @@ func (x *DeleteScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteScheduleResponse.ProtoReflect.Descriptor instead.
 func (*DeleteScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{75}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{76}
 }
 
 var File_raftq_v1_broker_proto protoreflect.FileDescriptor
@@ -4787,7 +4863,7 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\x0fconcurrency_key\x18\f \x01(\tR\x0econcurrencyKey\x12!\n" +
 	"\ftrace_parent\x18\r \x01(\tR\vtraceParent\x12\x1f\n" +
 	"\vtrace_state\x18\x0e \x01(\tR\n" +
-	"traceState\"\xf1\a\n" +
+	"traceState\"\xa1\b\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x12\n" +
@@ -4820,7 +4896,11 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\x0fconcurrency_key\x18\x17 \x01(\tR\x0econcurrencyKey\x12!\n" +
 	"\ftrace_parent\x18\x18 \x01(\tR\vtraceParent\x12\x1f\n" +
 	"\vtrace_state\x18\x19 \x01(\tR\n" +
-	"traceState\"7\n" +
+	"traceState\x12.\n" +
+	"\bprogress\x18\x1a \x01(\v2\x12.raftq.v1.ProgressR\bprogress\"@\n" +
+	"\bProgress\x12\x1a\n" +
+	"\bfraction\x18\x01 \x01(\x01R\bfraction\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"7\n" +
 	"\x0eEnqueueRequest\x12%\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x11.raftq.v1.JobSpecR\x04jobs\"D\n" +
 	"\rEnqueueResult\x12\x15\n" +
@@ -4835,12 +4915,13 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\tworker_id\x18\x04 \x01(\tR\bworkerId\x12@\n" +
 	"\x0elease_duration\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\rleaseDuration\"2\n" +
 	"\rFetchResponse\x12!\n" +
-	"\x04jobs\x18\x01 \x03(\v2\r.raftq.v1.JobR\x04jobs\"\x84\x01\n" +
+	"\x04jobs\x18\x01 \x03(\v2\r.raftq.v1.JobR\x04jobs\"\xb4\x01\n" +
 	"\x12ExtendLeaseRequest\x12\x15\n" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1f\n" +
 	"\vlease_token\x18\x02 \x01(\x04R\n" +
 	"leaseToken\x126\n" +
-	"\textend_by\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\bextendBy\"\x83\x01\n" +
+	"\textend_by\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\bextendBy\x12.\n" +
+	"\bprogress\x18\x04 \x01(\v2\x12.raftq.v1.ProgressR\bprogress\"\x83\x01\n" +
 	"\x13ExtendLeaseResponse\x12A\n" +
 	"\x0elease_deadline\x18\x01 \x01(\v2\x1a.google.protobuf.TimestampR\rleaseDeadline\x12)\n" +
 	"\x10cancel_requested\x18\x02 \x01(\bR\x0fcancelRequested\"D\n" +
@@ -5140,7 +5221,7 @@ func file_raftq_v1_broker_proto_rawDescGZIP() []byte {
 }
 
 var file_raftq_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_raftq_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 76)
+var file_raftq_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 77)
 var file_raftq_v1_broker_proto_goTypes = []any{
 	(JobState)(0),                      // 0: raftq.v1.JobState
 	(Consistency)(0),                   // 1: raftq.v1.Consistency
@@ -5150,223 +5231,226 @@ var file_raftq_v1_broker_proto_goTypes = []any{
 	(*RetryPolicy)(nil),                // 5: raftq.v1.RetryPolicy
 	(*JobSpec)(nil),                    // 6: raftq.v1.JobSpec
 	(*Job)(nil),                        // 7: raftq.v1.Job
-	(*EnqueueRequest)(nil),             // 8: raftq.v1.EnqueueRequest
-	(*EnqueueResult)(nil),              // 9: raftq.v1.EnqueueResult
-	(*EnqueueResponse)(nil),            // 10: raftq.v1.EnqueueResponse
-	(*FetchRequest)(nil),               // 11: raftq.v1.FetchRequest
-	(*FetchResponse)(nil),              // 12: raftq.v1.FetchResponse
-	(*ExtendLeaseRequest)(nil),         // 13: raftq.v1.ExtendLeaseRequest
-	(*ExtendLeaseResponse)(nil),        // 14: raftq.v1.ExtendLeaseResponse
-	(*AckRequest)(nil),                 // 15: raftq.v1.AckRequest
-	(*AckResponse)(nil),                // 16: raftq.v1.AckResponse
-	(*NackRequest)(nil),                // 17: raftq.v1.NackRequest
-	(*NackResponse)(nil),               // 18: raftq.v1.NackResponse
-	(*GetJobRequest)(nil),              // 19: raftq.v1.GetJobRequest
-	(*GetJobResponse)(nil),             // 20: raftq.v1.GetJobResponse
-	(*CancelJobRequest)(nil),           // 21: raftq.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),          // 22: raftq.v1.CancelJobResponse
-	(*QueueStatsRequest)(nil),          // 23: raftq.v1.QueueStatsRequest
-	(*QueueStats)(nil),                 // 24: raftq.v1.QueueStats
-	(*QueueStatsResponse)(nil),         // 25: raftq.v1.QueueStatsResponse
-	(*PauseQueueRequest)(nil),          // 26: raftq.v1.PauseQueueRequest
-	(*PauseQueueResponse)(nil),         // 27: raftq.v1.PauseQueueResponse
-	(*ResumeQueueRequest)(nil),         // 28: raftq.v1.ResumeQueueRequest
-	(*ResumeQueueResponse)(nil),        // 29: raftq.v1.ResumeQueueResponse
-	(*RedriveRequest)(nil),             // 30: raftq.v1.RedriveRequest
-	(*RedriveResponse)(nil),            // 31: raftq.v1.RedriveResponse
-	(*ListJobsRequest)(nil),            // 32: raftq.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),           // 33: raftq.v1.ListJobsResponse
-	(*JoinRequest)(nil),                // 34: raftq.v1.JoinRequest
-	(*JoinResponse)(nil),               // 35: raftq.v1.JoinResponse
-	(*RemoveRequest)(nil),              // 36: raftq.v1.RemoveRequest
-	(*RemoveResponse)(nil),             // 37: raftq.v1.RemoveResponse
-	(*StatusRequest)(nil),              // 38: raftq.v1.StatusRequest
-	(*Member)(nil),                     // 39: raftq.v1.Member
-	(*StatusResponse)(nil),             // 40: raftq.v1.StatusResponse
-	(*ErrorDetail)(nil),                // 41: raftq.v1.ErrorDetail
-	(*PurgeDeadRequest)(nil),           // 42: raftq.v1.PurgeDeadRequest
-	(*PurgeDeadResponse)(nil),          // 43: raftq.v1.PurgeDeadResponse
-	(*TransferLeadershipRequest)(nil),  // 44: raftq.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 45: raftq.v1.TransferLeadershipResponse
-	(*SnapshotRequest)(nil),            // 46: raftq.v1.SnapshotRequest
-	(*SnapshotChunk)(nil),              // 47: raftq.v1.SnapshotChunk
-	(*RestoreChunk)(nil),               // 48: raftq.v1.RestoreChunk
-	(*RestoreResponse)(nil),            // 49: raftq.v1.RestoreResponse
-	(*ItemError)(nil),                  // 50: raftq.v1.ItemError
-	(*AckBatchRequest)(nil),            // 51: raftq.v1.AckBatchRequest
-	(*AckBatchResult)(nil),             // 52: raftq.v1.AckBatchResult
-	(*AckBatchResponse)(nil),           // 53: raftq.v1.AckBatchResponse
-	(*NackBatchRequest)(nil),           // 54: raftq.v1.NackBatchRequest
-	(*NackBatchResult)(nil),            // 55: raftq.v1.NackBatchResult
-	(*NackBatchResponse)(nil),          // 56: raftq.v1.NackBatchResponse
-	(*ExtendLeaseBatchRequest)(nil),    // 57: raftq.v1.ExtendLeaseBatchRequest
-	(*ExtendLeaseBatchResult)(nil),     // 58: raftq.v1.ExtendLeaseBatchResult
-	(*ExtendLeaseBatchResponse)(nil),   // 59: raftq.v1.ExtendLeaseBatchResponse
-	(*EnqueueStreamRequest)(nil),       // 60: raftq.v1.EnqueueStreamRequest
-	(*EnqueueStreamResponse)(nil),      // 61: raftq.v1.EnqueueStreamResponse
-	(*ConsumeOpen)(nil),                // 62: raftq.v1.ConsumeOpen
-	(*ConsumeRequest)(nil),             // 63: raftq.v1.ConsumeRequest
-	(*ConsumeOpened)(nil),              // 64: raftq.v1.ConsumeOpened
-	(*ConsumeNotice)(nil),              // 65: raftq.v1.ConsumeNotice
-	(*ConsumeResponse)(nil),            // 66: raftq.v1.ConsumeResponse
-	(*ScheduleSpec)(nil),               // 67: raftq.v1.ScheduleSpec
-	(*Schedule)(nil),                   // 68: raftq.v1.Schedule
-	(*PutScheduleRequest)(nil),         // 69: raftq.v1.PutScheduleRequest
-	(*PutScheduleResponse)(nil),        // 70: raftq.v1.PutScheduleResponse
-	(*GetScheduleRequest)(nil),         // 71: raftq.v1.GetScheduleRequest
-	(*GetScheduleResponse)(nil),        // 72: raftq.v1.GetScheduleResponse
-	(*ListSchedulesRequest)(nil),       // 73: raftq.v1.ListSchedulesRequest
-	(*ListSchedulesResponse)(nil),      // 74: raftq.v1.ListSchedulesResponse
-	(*PauseScheduleRequest)(nil),       // 75: raftq.v1.PauseScheduleRequest
-	(*PauseScheduleResponse)(nil),      // 76: raftq.v1.PauseScheduleResponse
-	(*ResumeScheduleRequest)(nil),      // 77: raftq.v1.ResumeScheduleRequest
-	(*ResumeScheduleResponse)(nil),     // 78: raftq.v1.ResumeScheduleResponse
-	(*DeleteScheduleRequest)(nil),      // 79: raftq.v1.DeleteScheduleRequest
-	(*DeleteScheduleResponse)(nil),     // 80: raftq.v1.DeleteScheduleResponse
-	(*durationpb.Duration)(nil),        // 81: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 82: google.protobuf.Timestamp
+	(*Progress)(nil),                   // 8: raftq.v1.Progress
+	(*EnqueueRequest)(nil),             // 9: raftq.v1.EnqueueRequest
+	(*EnqueueResult)(nil),              // 10: raftq.v1.EnqueueResult
+	(*EnqueueResponse)(nil),            // 11: raftq.v1.EnqueueResponse
+	(*FetchRequest)(nil),               // 12: raftq.v1.FetchRequest
+	(*FetchResponse)(nil),              // 13: raftq.v1.FetchResponse
+	(*ExtendLeaseRequest)(nil),         // 14: raftq.v1.ExtendLeaseRequest
+	(*ExtendLeaseResponse)(nil),        // 15: raftq.v1.ExtendLeaseResponse
+	(*AckRequest)(nil),                 // 16: raftq.v1.AckRequest
+	(*AckResponse)(nil),                // 17: raftq.v1.AckResponse
+	(*NackRequest)(nil),                // 18: raftq.v1.NackRequest
+	(*NackResponse)(nil),               // 19: raftq.v1.NackResponse
+	(*GetJobRequest)(nil),              // 20: raftq.v1.GetJobRequest
+	(*GetJobResponse)(nil),             // 21: raftq.v1.GetJobResponse
+	(*CancelJobRequest)(nil),           // 22: raftq.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),          // 23: raftq.v1.CancelJobResponse
+	(*QueueStatsRequest)(nil),          // 24: raftq.v1.QueueStatsRequest
+	(*QueueStats)(nil),                 // 25: raftq.v1.QueueStats
+	(*QueueStatsResponse)(nil),         // 26: raftq.v1.QueueStatsResponse
+	(*PauseQueueRequest)(nil),          // 27: raftq.v1.PauseQueueRequest
+	(*PauseQueueResponse)(nil),         // 28: raftq.v1.PauseQueueResponse
+	(*ResumeQueueRequest)(nil),         // 29: raftq.v1.ResumeQueueRequest
+	(*ResumeQueueResponse)(nil),        // 30: raftq.v1.ResumeQueueResponse
+	(*RedriveRequest)(nil),             // 31: raftq.v1.RedriveRequest
+	(*RedriveResponse)(nil),            // 32: raftq.v1.RedriveResponse
+	(*ListJobsRequest)(nil),            // 33: raftq.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),           // 34: raftq.v1.ListJobsResponse
+	(*JoinRequest)(nil),                // 35: raftq.v1.JoinRequest
+	(*JoinResponse)(nil),               // 36: raftq.v1.JoinResponse
+	(*RemoveRequest)(nil),              // 37: raftq.v1.RemoveRequest
+	(*RemoveResponse)(nil),             // 38: raftq.v1.RemoveResponse
+	(*StatusRequest)(nil),              // 39: raftq.v1.StatusRequest
+	(*Member)(nil),                     // 40: raftq.v1.Member
+	(*StatusResponse)(nil),             // 41: raftq.v1.StatusResponse
+	(*ErrorDetail)(nil),                // 42: raftq.v1.ErrorDetail
+	(*PurgeDeadRequest)(nil),           // 43: raftq.v1.PurgeDeadRequest
+	(*PurgeDeadResponse)(nil),          // 44: raftq.v1.PurgeDeadResponse
+	(*TransferLeadershipRequest)(nil),  // 45: raftq.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 46: raftq.v1.TransferLeadershipResponse
+	(*SnapshotRequest)(nil),            // 47: raftq.v1.SnapshotRequest
+	(*SnapshotChunk)(nil),              // 48: raftq.v1.SnapshotChunk
+	(*RestoreChunk)(nil),               // 49: raftq.v1.RestoreChunk
+	(*RestoreResponse)(nil),            // 50: raftq.v1.RestoreResponse
+	(*ItemError)(nil),                  // 51: raftq.v1.ItemError
+	(*AckBatchRequest)(nil),            // 52: raftq.v1.AckBatchRequest
+	(*AckBatchResult)(nil),             // 53: raftq.v1.AckBatchResult
+	(*AckBatchResponse)(nil),           // 54: raftq.v1.AckBatchResponse
+	(*NackBatchRequest)(nil),           // 55: raftq.v1.NackBatchRequest
+	(*NackBatchResult)(nil),            // 56: raftq.v1.NackBatchResult
+	(*NackBatchResponse)(nil),          // 57: raftq.v1.NackBatchResponse
+	(*ExtendLeaseBatchRequest)(nil),    // 58: raftq.v1.ExtendLeaseBatchRequest
+	(*ExtendLeaseBatchResult)(nil),     // 59: raftq.v1.ExtendLeaseBatchResult
+	(*ExtendLeaseBatchResponse)(nil),   // 60: raftq.v1.ExtendLeaseBatchResponse
+	(*EnqueueStreamRequest)(nil),       // 61: raftq.v1.EnqueueStreamRequest
+	(*EnqueueStreamResponse)(nil),      // 62: raftq.v1.EnqueueStreamResponse
+	(*ConsumeOpen)(nil),                // 63: raftq.v1.ConsumeOpen
+	(*ConsumeRequest)(nil),             // 64: raftq.v1.ConsumeRequest
+	(*ConsumeOpened)(nil),              // 65: raftq.v1.ConsumeOpened
+	(*ConsumeNotice)(nil),              // 66: raftq.v1.ConsumeNotice
+	(*ConsumeResponse)(nil),            // 67: raftq.v1.ConsumeResponse
+	(*ScheduleSpec)(nil),               // 68: raftq.v1.ScheduleSpec
+	(*Schedule)(nil),                   // 69: raftq.v1.Schedule
+	(*PutScheduleRequest)(nil),         // 70: raftq.v1.PutScheduleRequest
+	(*PutScheduleResponse)(nil),        // 71: raftq.v1.PutScheduleResponse
+	(*GetScheduleRequest)(nil),         // 72: raftq.v1.GetScheduleRequest
+	(*GetScheduleResponse)(nil),        // 73: raftq.v1.GetScheduleResponse
+	(*ListSchedulesRequest)(nil),       // 74: raftq.v1.ListSchedulesRequest
+	(*ListSchedulesResponse)(nil),      // 75: raftq.v1.ListSchedulesResponse
+	(*PauseScheduleRequest)(nil),       // 76: raftq.v1.PauseScheduleRequest
+	(*PauseScheduleResponse)(nil),      // 77: raftq.v1.PauseScheduleResponse
+	(*ResumeScheduleRequest)(nil),      // 78: raftq.v1.ResumeScheduleRequest
+	(*ResumeScheduleResponse)(nil),     // 79: raftq.v1.ResumeScheduleResponse
+	(*DeleteScheduleRequest)(nil),      // 80: raftq.v1.DeleteScheduleRequest
+	(*DeleteScheduleResponse)(nil),     // 81: raftq.v1.DeleteScheduleResponse
+	(*durationpb.Duration)(nil),        // 82: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 83: google.protobuf.Timestamp
 }
 var file_raftq_v1_broker_proto_depIdxs = []int32{
-	81,  // 0: raftq.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
-	81,  // 1: raftq.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
-	81,  // 2: raftq.v1.JobSpec.delay:type_name -> google.protobuf.Duration
-	82,  // 3: raftq.v1.JobSpec.run_at:type_name -> google.protobuf.Timestamp
-	81,  // 4: raftq.v1.JobSpec.lease_duration:type_name -> google.protobuf.Duration
-	81,  // 5: raftq.v1.JobSpec.dedup_window:type_name -> google.protobuf.Duration
+	82,  // 0: raftq.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
+	82,  // 1: raftq.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
+	82,  // 2: raftq.v1.JobSpec.delay:type_name -> google.protobuf.Duration
+	83,  // 3: raftq.v1.JobSpec.run_at:type_name -> google.protobuf.Timestamp
+	82,  // 4: raftq.v1.JobSpec.lease_duration:type_name -> google.protobuf.Duration
+	82,  // 5: raftq.v1.JobSpec.dedup_window:type_name -> google.protobuf.Duration
 	5,   // 6: raftq.v1.JobSpec.retry:type_name -> raftq.v1.RetryPolicy
 	0,   // 7: raftq.v1.Job.state:type_name -> raftq.v1.JobState
-	81,  // 8: raftq.v1.Job.lease_duration:type_name -> google.protobuf.Duration
+	82,  // 8: raftq.v1.Job.lease_duration:type_name -> google.protobuf.Duration
 	5,   // 9: raftq.v1.Job.retry:type_name -> raftq.v1.RetryPolicy
-	82,  // 10: raftq.v1.Job.run_at:type_name -> google.protobuf.Timestamp
-	82,  // 11: raftq.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	82,  // 12: raftq.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	82,  // 13: raftq.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
-	82,  // 14: raftq.v1.Job.lease_deadline:type_name -> google.protobuf.Timestamp
-	82,  // 15: raftq.v1.Job.schedule_tick:type_name -> google.protobuf.Timestamp
-	6,   // 16: raftq.v1.EnqueueRequest.jobs:type_name -> raftq.v1.JobSpec
-	9,   // 17: raftq.v1.EnqueueResponse.results:type_name -> raftq.v1.EnqueueResult
-	81,  // 18: raftq.v1.FetchRequest.max_wait:type_name -> google.protobuf.Duration
-	81,  // 19: raftq.v1.FetchRequest.lease_duration:type_name -> google.protobuf.Duration
-	7,   // 20: raftq.v1.FetchResponse.jobs:type_name -> raftq.v1.Job
-	81,  // 21: raftq.v1.ExtendLeaseRequest.extend_by:type_name -> google.protobuf.Duration
-	82,  // 22: raftq.v1.ExtendLeaseResponse.lease_deadline:type_name -> google.protobuf.Timestamp
-	81,  // 23: raftq.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
-	0,   // 24: raftq.v1.NackResponse.state:type_name -> raftq.v1.JobState
-	82,  // 25: raftq.v1.NackResponse.run_at:type_name -> google.protobuf.Timestamp
-	1,   // 26: raftq.v1.GetJobRequest.consistency:type_name -> raftq.v1.Consistency
-	7,   // 27: raftq.v1.GetJobResponse.job:type_name -> raftq.v1.Job
-	0,   // 28: raftq.v1.CancelJobResponse.state:type_name -> raftq.v1.JobState
-	1,   // 29: raftq.v1.QueueStatsRequest.consistency:type_name -> raftq.v1.Consistency
-	82,  // 30: raftq.v1.QueueStats.oldest_ready_at:type_name -> google.protobuf.Timestamp
-	24,  // 31: raftq.v1.QueueStatsResponse.queues:type_name -> raftq.v1.QueueStats
-	0,   // 32: raftq.v1.ListJobsRequest.state:type_name -> raftq.v1.JobState
-	1,   // 33: raftq.v1.ListJobsRequest.consistency:type_name -> raftq.v1.Consistency
-	7,   // 34: raftq.v1.ListJobsResponse.jobs:type_name -> raftq.v1.Job
-	39,  // 35: raftq.v1.StatusResponse.members:type_name -> raftq.v1.Member
-	3,   // 36: raftq.v1.ErrorDetail.reason:type_name -> raftq.v1.ErrorDetail.Reason
-	41,  // 37: raftq.v1.ItemError.detail:type_name -> raftq.v1.ErrorDetail
-	15,  // 38: raftq.v1.AckBatchRequest.items:type_name -> raftq.v1.AckRequest
-	50,  // 39: raftq.v1.AckBatchResult.error:type_name -> raftq.v1.ItemError
-	52,  // 40: raftq.v1.AckBatchResponse.results:type_name -> raftq.v1.AckBatchResult
-	17,  // 41: raftq.v1.NackBatchRequest.items:type_name -> raftq.v1.NackRequest
-	18,  // 42: raftq.v1.NackBatchResult.response:type_name -> raftq.v1.NackResponse
-	50,  // 43: raftq.v1.NackBatchResult.error:type_name -> raftq.v1.ItemError
-	55,  // 44: raftq.v1.NackBatchResponse.results:type_name -> raftq.v1.NackBatchResult
-	13,  // 45: raftq.v1.ExtendLeaseBatchRequest.items:type_name -> raftq.v1.ExtendLeaseRequest
-	14,  // 46: raftq.v1.ExtendLeaseBatchResult.response:type_name -> raftq.v1.ExtendLeaseResponse
-	50,  // 47: raftq.v1.ExtendLeaseBatchResult.error:type_name -> raftq.v1.ItemError
-	58,  // 48: raftq.v1.ExtendLeaseBatchResponse.results:type_name -> raftq.v1.ExtendLeaseBatchResult
-	6,   // 49: raftq.v1.EnqueueStreamRequest.job:type_name -> raftq.v1.JobSpec
-	9,   // 50: raftq.v1.EnqueueStreamResponse.result:type_name -> raftq.v1.EnqueueResult
-	50,  // 51: raftq.v1.EnqueueStreamResponse.error:type_name -> raftq.v1.ItemError
-	81,  // 52: raftq.v1.ConsumeOpen.lease_duration:type_name -> google.protobuf.Duration
-	62,  // 53: raftq.v1.ConsumeRequest.open:type_name -> raftq.v1.ConsumeOpen
-	4,   // 54: raftq.v1.ConsumeNotice.kind:type_name -> raftq.v1.ConsumeNotice.Kind
-	64,  // 55: raftq.v1.ConsumeResponse.opened:type_name -> raftq.v1.ConsumeOpened
-	7,   // 56: raftq.v1.ConsumeResponse.job:type_name -> raftq.v1.Job
-	65,  // 57: raftq.v1.ConsumeResponse.notice:type_name -> raftq.v1.ConsumeNotice
-	6,   // 58: raftq.v1.ScheduleSpec.job:type_name -> raftq.v1.JobSpec
-	81,  // 59: raftq.v1.ScheduleSpec.interval:type_name -> google.protobuf.Duration
-	81,  // 60: raftq.v1.ScheduleSpec.jitter:type_name -> google.protobuf.Duration
-	2,   // 61: raftq.v1.ScheduleSpec.overlap:type_name -> raftq.v1.OverlapPolicy
-	67,  // 62: raftq.v1.Schedule.spec:type_name -> raftq.v1.ScheduleSpec
-	82,  // 63: raftq.v1.Schedule.last_tick:type_name -> google.protobuf.Timestamp
-	82,  // 64: raftq.v1.Schedule.next_tick:type_name -> google.protobuf.Timestamp
-	82,  // 65: raftq.v1.Schedule.created_at:type_name -> google.protobuf.Timestamp
-	82,  // 66: raftq.v1.Schedule.updated_at:type_name -> google.protobuf.Timestamp
-	67,  // 67: raftq.v1.PutScheduleRequest.schedule:type_name -> raftq.v1.ScheduleSpec
-	68,  // 68: raftq.v1.PutScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	1,   // 69: raftq.v1.GetScheduleRequest.consistency:type_name -> raftq.v1.Consistency
-	68,  // 70: raftq.v1.GetScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	1,   // 71: raftq.v1.ListSchedulesRequest.consistency:type_name -> raftq.v1.Consistency
-	68,  // 72: raftq.v1.ListSchedulesResponse.schedules:type_name -> raftq.v1.Schedule
-	68,  // 73: raftq.v1.PauseScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	68,  // 74: raftq.v1.ResumeScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	8,   // 75: raftq.v1.Broker.Enqueue:input_type -> raftq.v1.EnqueueRequest
-	11,  // 76: raftq.v1.Broker.Fetch:input_type -> raftq.v1.FetchRequest
-	13,  // 77: raftq.v1.Broker.ExtendLease:input_type -> raftq.v1.ExtendLeaseRequest
-	15,  // 78: raftq.v1.Broker.Ack:input_type -> raftq.v1.AckRequest
-	17,  // 79: raftq.v1.Broker.Nack:input_type -> raftq.v1.NackRequest
-	19,  // 80: raftq.v1.Broker.GetJob:input_type -> raftq.v1.GetJobRequest
-	21,  // 81: raftq.v1.Broker.CancelJob:input_type -> raftq.v1.CancelJobRequest
-	23,  // 82: raftq.v1.Broker.QueueStats:input_type -> raftq.v1.QueueStatsRequest
-	51,  // 83: raftq.v1.Broker.AckBatch:input_type -> raftq.v1.AckBatchRequest
-	54,  // 84: raftq.v1.Broker.NackBatch:input_type -> raftq.v1.NackBatchRequest
-	57,  // 85: raftq.v1.Broker.ExtendLeaseBatch:input_type -> raftq.v1.ExtendLeaseBatchRequest
-	60,  // 86: raftq.v1.Broker.EnqueueStream:input_type -> raftq.v1.EnqueueStreamRequest
-	63,  // 87: raftq.v1.Broker.Consume:input_type -> raftq.v1.ConsumeRequest
-	26,  // 88: raftq.v1.Admin.PauseQueue:input_type -> raftq.v1.PauseQueueRequest
-	28,  // 89: raftq.v1.Admin.ResumeQueue:input_type -> raftq.v1.ResumeQueueRequest
-	30,  // 90: raftq.v1.Admin.Redrive:input_type -> raftq.v1.RedriveRequest
-	32,  // 91: raftq.v1.Admin.ListJobs:input_type -> raftq.v1.ListJobsRequest
-	42,  // 92: raftq.v1.Admin.PurgeDead:input_type -> raftq.v1.PurgeDeadRequest
-	34,  // 93: raftq.v1.Cluster.Join:input_type -> raftq.v1.JoinRequest
-	36,  // 94: raftq.v1.Cluster.Remove:input_type -> raftq.v1.RemoveRequest
-	38,  // 95: raftq.v1.Cluster.Status:input_type -> raftq.v1.StatusRequest
-	44,  // 96: raftq.v1.Cluster.TransferLeadership:input_type -> raftq.v1.TransferLeadershipRequest
-	46,  // 97: raftq.v1.Cluster.Snapshot:input_type -> raftq.v1.SnapshotRequest
-	48,  // 98: raftq.v1.Cluster.Restore:input_type -> raftq.v1.RestoreChunk
-	69,  // 99: raftq.v1.Schedules.PutSchedule:input_type -> raftq.v1.PutScheduleRequest
-	71,  // 100: raftq.v1.Schedules.GetSchedule:input_type -> raftq.v1.GetScheduleRequest
-	73,  // 101: raftq.v1.Schedules.ListSchedules:input_type -> raftq.v1.ListSchedulesRequest
-	75,  // 102: raftq.v1.Schedules.PauseSchedule:input_type -> raftq.v1.PauseScheduleRequest
-	77,  // 103: raftq.v1.Schedules.ResumeSchedule:input_type -> raftq.v1.ResumeScheduleRequest
-	79,  // 104: raftq.v1.Schedules.DeleteSchedule:input_type -> raftq.v1.DeleteScheduleRequest
-	10,  // 105: raftq.v1.Broker.Enqueue:output_type -> raftq.v1.EnqueueResponse
-	12,  // 106: raftq.v1.Broker.Fetch:output_type -> raftq.v1.FetchResponse
-	14,  // 107: raftq.v1.Broker.ExtendLease:output_type -> raftq.v1.ExtendLeaseResponse
-	16,  // 108: raftq.v1.Broker.Ack:output_type -> raftq.v1.AckResponse
-	18,  // 109: raftq.v1.Broker.Nack:output_type -> raftq.v1.NackResponse
-	20,  // 110: raftq.v1.Broker.GetJob:output_type -> raftq.v1.GetJobResponse
-	22,  // 111: raftq.v1.Broker.CancelJob:output_type -> raftq.v1.CancelJobResponse
-	25,  // 112: raftq.v1.Broker.QueueStats:output_type -> raftq.v1.QueueStatsResponse
-	53,  // 113: raftq.v1.Broker.AckBatch:output_type -> raftq.v1.AckBatchResponse
-	56,  // 114: raftq.v1.Broker.NackBatch:output_type -> raftq.v1.NackBatchResponse
-	59,  // 115: raftq.v1.Broker.ExtendLeaseBatch:output_type -> raftq.v1.ExtendLeaseBatchResponse
-	61,  // 116: raftq.v1.Broker.EnqueueStream:output_type -> raftq.v1.EnqueueStreamResponse
-	66,  // 117: raftq.v1.Broker.Consume:output_type -> raftq.v1.ConsumeResponse
-	27,  // 118: raftq.v1.Admin.PauseQueue:output_type -> raftq.v1.PauseQueueResponse
-	29,  // 119: raftq.v1.Admin.ResumeQueue:output_type -> raftq.v1.ResumeQueueResponse
-	31,  // 120: raftq.v1.Admin.Redrive:output_type -> raftq.v1.RedriveResponse
-	33,  // 121: raftq.v1.Admin.ListJobs:output_type -> raftq.v1.ListJobsResponse
-	43,  // 122: raftq.v1.Admin.PurgeDead:output_type -> raftq.v1.PurgeDeadResponse
-	35,  // 123: raftq.v1.Cluster.Join:output_type -> raftq.v1.JoinResponse
-	37,  // 124: raftq.v1.Cluster.Remove:output_type -> raftq.v1.RemoveResponse
-	40,  // 125: raftq.v1.Cluster.Status:output_type -> raftq.v1.StatusResponse
-	45,  // 126: raftq.v1.Cluster.TransferLeadership:output_type -> raftq.v1.TransferLeadershipResponse
-	47,  // 127: raftq.v1.Cluster.Snapshot:output_type -> raftq.v1.SnapshotChunk
-	49,  // 128: raftq.v1.Cluster.Restore:output_type -> raftq.v1.RestoreResponse
-	70,  // 129: raftq.v1.Schedules.PutSchedule:output_type -> raftq.v1.PutScheduleResponse
-	72,  // 130: raftq.v1.Schedules.GetSchedule:output_type -> raftq.v1.GetScheduleResponse
-	74,  // 131: raftq.v1.Schedules.ListSchedules:output_type -> raftq.v1.ListSchedulesResponse
-	76,  // 132: raftq.v1.Schedules.PauseSchedule:output_type -> raftq.v1.PauseScheduleResponse
-	78,  // 133: raftq.v1.Schedules.ResumeSchedule:output_type -> raftq.v1.ResumeScheduleResponse
-	80,  // 134: raftq.v1.Schedules.DeleteSchedule:output_type -> raftq.v1.DeleteScheduleResponse
-	105, // [105:135] is the sub-list for method output_type
-	75,  // [75:105] is the sub-list for method input_type
-	75,  // [75:75] is the sub-list for extension type_name
-	75,  // [75:75] is the sub-list for extension extendee
-	0,   // [0:75] is the sub-list for field type_name
+	83,  // 10: raftq.v1.Job.run_at:type_name -> google.protobuf.Timestamp
+	83,  // 11: raftq.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	83,  // 12: raftq.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	83,  // 13: raftq.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	83,  // 14: raftq.v1.Job.lease_deadline:type_name -> google.protobuf.Timestamp
+	83,  // 15: raftq.v1.Job.schedule_tick:type_name -> google.protobuf.Timestamp
+	8,   // 16: raftq.v1.Job.progress:type_name -> raftq.v1.Progress
+	6,   // 17: raftq.v1.EnqueueRequest.jobs:type_name -> raftq.v1.JobSpec
+	10,  // 18: raftq.v1.EnqueueResponse.results:type_name -> raftq.v1.EnqueueResult
+	82,  // 19: raftq.v1.FetchRequest.max_wait:type_name -> google.protobuf.Duration
+	82,  // 20: raftq.v1.FetchRequest.lease_duration:type_name -> google.protobuf.Duration
+	7,   // 21: raftq.v1.FetchResponse.jobs:type_name -> raftq.v1.Job
+	82,  // 22: raftq.v1.ExtendLeaseRequest.extend_by:type_name -> google.protobuf.Duration
+	8,   // 23: raftq.v1.ExtendLeaseRequest.progress:type_name -> raftq.v1.Progress
+	83,  // 24: raftq.v1.ExtendLeaseResponse.lease_deadline:type_name -> google.protobuf.Timestamp
+	82,  // 25: raftq.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
+	0,   // 26: raftq.v1.NackResponse.state:type_name -> raftq.v1.JobState
+	83,  // 27: raftq.v1.NackResponse.run_at:type_name -> google.protobuf.Timestamp
+	1,   // 28: raftq.v1.GetJobRequest.consistency:type_name -> raftq.v1.Consistency
+	7,   // 29: raftq.v1.GetJobResponse.job:type_name -> raftq.v1.Job
+	0,   // 30: raftq.v1.CancelJobResponse.state:type_name -> raftq.v1.JobState
+	1,   // 31: raftq.v1.QueueStatsRequest.consistency:type_name -> raftq.v1.Consistency
+	83,  // 32: raftq.v1.QueueStats.oldest_ready_at:type_name -> google.protobuf.Timestamp
+	25,  // 33: raftq.v1.QueueStatsResponse.queues:type_name -> raftq.v1.QueueStats
+	0,   // 34: raftq.v1.ListJobsRequest.state:type_name -> raftq.v1.JobState
+	1,   // 35: raftq.v1.ListJobsRequest.consistency:type_name -> raftq.v1.Consistency
+	7,   // 36: raftq.v1.ListJobsResponse.jobs:type_name -> raftq.v1.Job
+	40,  // 37: raftq.v1.StatusResponse.members:type_name -> raftq.v1.Member
+	3,   // 38: raftq.v1.ErrorDetail.reason:type_name -> raftq.v1.ErrorDetail.Reason
+	42,  // 39: raftq.v1.ItemError.detail:type_name -> raftq.v1.ErrorDetail
+	16,  // 40: raftq.v1.AckBatchRequest.items:type_name -> raftq.v1.AckRequest
+	51,  // 41: raftq.v1.AckBatchResult.error:type_name -> raftq.v1.ItemError
+	53,  // 42: raftq.v1.AckBatchResponse.results:type_name -> raftq.v1.AckBatchResult
+	18,  // 43: raftq.v1.NackBatchRequest.items:type_name -> raftq.v1.NackRequest
+	19,  // 44: raftq.v1.NackBatchResult.response:type_name -> raftq.v1.NackResponse
+	51,  // 45: raftq.v1.NackBatchResult.error:type_name -> raftq.v1.ItemError
+	56,  // 46: raftq.v1.NackBatchResponse.results:type_name -> raftq.v1.NackBatchResult
+	14,  // 47: raftq.v1.ExtendLeaseBatchRequest.items:type_name -> raftq.v1.ExtendLeaseRequest
+	15,  // 48: raftq.v1.ExtendLeaseBatchResult.response:type_name -> raftq.v1.ExtendLeaseResponse
+	51,  // 49: raftq.v1.ExtendLeaseBatchResult.error:type_name -> raftq.v1.ItemError
+	59,  // 50: raftq.v1.ExtendLeaseBatchResponse.results:type_name -> raftq.v1.ExtendLeaseBatchResult
+	6,   // 51: raftq.v1.EnqueueStreamRequest.job:type_name -> raftq.v1.JobSpec
+	10,  // 52: raftq.v1.EnqueueStreamResponse.result:type_name -> raftq.v1.EnqueueResult
+	51,  // 53: raftq.v1.EnqueueStreamResponse.error:type_name -> raftq.v1.ItemError
+	82,  // 54: raftq.v1.ConsumeOpen.lease_duration:type_name -> google.protobuf.Duration
+	63,  // 55: raftq.v1.ConsumeRequest.open:type_name -> raftq.v1.ConsumeOpen
+	4,   // 56: raftq.v1.ConsumeNotice.kind:type_name -> raftq.v1.ConsumeNotice.Kind
+	65,  // 57: raftq.v1.ConsumeResponse.opened:type_name -> raftq.v1.ConsumeOpened
+	7,   // 58: raftq.v1.ConsumeResponse.job:type_name -> raftq.v1.Job
+	66,  // 59: raftq.v1.ConsumeResponse.notice:type_name -> raftq.v1.ConsumeNotice
+	6,   // 60: raftq.v1.ScheduleSpec.job:type_name -> raftq.v1.JobSpec
+	82,  // 61: raftq.v1.ScheduleSpec.interval:type_name -> google.protobuf.Duration
+	82,  // 62: raftq.v1.ScheduleSpec.jitter:type_name -> google.protobuf.Duration
+	2,   // 63: raftq.v1.ScheduleSpec.overlap:type_name -> raftq.v1.OverlapPolicy
+	68,  // 64: raftq.v1.Schedule.spec:type_name -> raftq.v1.ScheduleSpec
+	83,  // 65: raftq.v1.Schedule.last_tick:type_name -> google.protobuf.Timestamp
+	83,  // 66: raftq.v1.Schedule.next_tick:type_name -> google.protobuf.Timestamp
+	83,  // 67: raftq.v1.Schedule.created_at:type_name -> google.protobuf.Timestamp
+	83,  // 68: raftq.v1.Schedule.updated_at:type_name -> google.protobuf.Timestamp
+	68,  // 69: raftq.v1.PutScheduleRequest.schedule:type_name -> raftq.v1.ScheduleSpec
+	69,  // 70: raftq.v1.PutScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	1,   // 71: raftq.v1.GetScheduleRequest.consistency:type_name -> raftq.v1.Consistency
+	69,  // 72: raftq.v1.GetScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	1,   // 73: raftq.v1.ListSchedulesRequest.consistency:type_name -> raftq.v1.Consistency
+	69,  // 74: raftq.v1.ListSchedulesResponse.schedules:type_name -> raftq.v1.Schedule
+	69,  // 75: raftq.v1.PauseScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	69,  // 76: raftq.v1.ResumeScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	9,   // 77: raftq.v1.Broker.Enqueue:input_type -> raftq.v1.EnqueueRequest
+	12,  // 78: raftq.v1.Broker.Fetch:input_type -> raftq.v1.FetchRequest
+	14,  // 79: raftq.v1.Broker.ExtendLease:input_type -> raftq.v1.ExtendLeaseRequest
+	16,  // 80: raftq.v1.Broker.Ack:input_type -> raftq.v1.AckRequest
+	18,  // 81: raftq.v1.Broker.Nack:input_type -> raftq.v1.NackRequest
+	20,  // 82: raftq.v1.Broker.GetJob:input_type -> raftq.v1.GetJobRequest
+	22,  // 83: raftq.v1.Broker.CancelJob:input_type -> raftq.v1.CancelJobRequest
+	24,  // 84: raftq.v1.Broker.QueueStats:input_type -> raftq.v1.QueueStatsRequest
+	52,  // 85: raftq.v1.Broker.AckBatch:input_type -> raftq.v1.AckBatchRequest
+	55,  // 86: raftq.v1.Broker.NackBatch:input_type -> raftq.v1.NackBatchRequest
+	58,  // 87: raftq.v1.Broker.ExtendLeaseBatch:input_type -> raftq.v1.ExtendLeaseBatchRequest
+	61,  // 88: raftq.v1.Broker.EnqueueStream:input_type -> raftq.v1.EnqueueStreamRequest
+	64,  // 89: raftq.v1.Broker.Consume:input_type -> raftq.v1.ConsumeRequest
+	27,  // 90: raftq.v1.Admin.PauseQueue:input_type -> raftq.v1.PauseQueueRequest
+	29,  // 91: raftq.v1.Admin.ResumeQueue:input_type -> raftq.v1.ResumeQueueRequest
+	31,  // 92: raftq.v1.Admin.Redrive:input_type -> raftq.v1.RedriveRequest
+	33,  // 93: raftq.v1.Admin.ListJobs:input_type -> raftq.v1.ListJobsRequest
+	43,  // 94: raftq.v1.Admin.PurgeDead:input_type -> raftq.v1.PurgeDeadRequest
+	35,  // 95: raftq.v1.Cluster.Join:input_type -> raftq.v1.JoinRequest
+	37,  // 96: raftq.v1.Cluster.Remove:input_type -> raftq.v1.RemoveRequest
+	39,  // 97: raftq.v1.Cluster.Status:input_type -> raftq.v1.StatusRequest
+	45,  // 98: raftq.v1.Cluster.TransferLeadership:input_type -> raftq.v1.TransferLeadershipRequest
+	47,  // 99: raftq.v1.Cluster.Snapshot:input_type -> raftq.v1.SnapshotRequest
+	49,  // 100: raftq.v1.Cluster.Restore:input_type -> raftq.v1.RestoreChunk
+	70,  // 101: raftq.v1.Schedules.PutSchedule:input_type -> raftq.v1.PutScheduleRequest
+	72,  // 102: raftq.v1.Schedules.GetSchedule:input_type -> raftq.v1.GetScheduleRequest
+	74,  // 103: raftq.v1.Schedules.ListSchedules:input_type -> raftq.v1.ListSchedulesRequest
+	76,  // 104: raftq.v1.Schedules.PauseSchedule:input_type -> raftq.v1.PauseScheduleRequest
+	78,  // 105: raftq.v1.Schedules.ResumeSchedule:input_type -> raftq.v1.ResumeScheduleRequest
+	80,  // 106: raftq.v1.Schedules.DeleteSchedule:input_type -> raftq.v1.DeleteScheduleRequest
+	11,  // 107: raftq.v1.Broker.Enqueue:output_type -> raftq.v1.EnqueueResponse
+	13,  // 108: raftq.v1.Broker.Fetch:output_type -> raftq.v1.FetchResponse
+	15,  // 109: raftq.v1.Broker.ExtendLease:output_type -> raftq.v1.ExtendLeaseResponse
+	17,  // 110: raftq.v1.Broker.Ack:output_type -> raftq.v1.AckResponse
+	19,  // 111: raftq.v1.Broker.Nack:output_type -> raftq.v1.NackResponse
+	21,  // 112: raftq.v1.Broker.GetJob:output_type -> raftq.v1.GetJobResponse
+	23,  // 113: raftq.v1.Broker.CancelJob:output_type -> raftq.v1.CancelJobResponse
+	26,  // 114: raftq.v1.Broker.QueueStats:output_type -> raftq.v1.QueueStatsResponse
+	54,  // 115: raftq.v1.Broker.AckBatch:output_type -> raftq.v1.AckBatchResponse
+	57,  // 116: raftq.v1.Broker.NackBatch:output_type -> raftq.v1.NackBatchResponse
+	60,  // 117: raftq.v1.Broker.ExtendLeaseBatch:output_type -> raftq.v1.ExtendLeaseBatchResponse
+	62,  // 118: raftq.v1.Broker.EnqueueStream:output_type -> raftq.v1.EnqueueStreamResponse
+	67,  // 119: raftq.v1.Broker.Consume:output_type -> raftq.v1.ConsumeResponse
+	28,  // 120: raftq.v1.Admin.PauseQueue:output_type -> raftq.v1.PauseQueueResponse
+	30,  // 121: raftq.v1.Admin.ResumeQueue:output_type -> raftq.v1.ResumeQueueResponse
+	32,  // 122: raftq.v1.Admin.Redrive:output_type -> raftq.v1.RedriveResponse
+	34,  // 123: raftq.v1.Admin.ListJobs:output_type -> raftq.v1.ListJobsResponse
+	44,  // 124: raftq.v1.Admin.PurgeDead:output_type -> raftq.v1.PurgeDeadResponse
+	36,  // 125: raftq.v1.Cluster.Join:output_type -> raftq.v1.JoinResponse
+	38,  // 126: raftq.v1.Cluster.Remove:output_type -> raftq.v1.RemoveResponse
+	41,  // 127: raftq.v1.Cluster.Status:output_type -> raftq.v1.StatusResponse
+	46,  // 128: raftq.v1.Cluster.TransferLeadership:output_type -> raftq.v1.TransferLeadershipResponse
+	48,  // 129: raftq.v1.Cluster.Snapshot:output_type -> raftq.v1.SnapshotChunk
+	50,  // 130: raftq.v1.Cluster.Restore:output_type -> raftq.v1.RestoreResponse
+	71,  // 131: raftq.v1.Schedules.PutSchedule:output_type -> raftq.v1.PutScheduleResponse
+	73,  // 132: raftq.v1.Schedules.GetSchedule:output_type -> raftq.v1.GetScheduleResponse
+	75,  // 133: raftq.v1.Schedules.ListSchedules:output_type -> raftq.v1.ListSchedulesResponse
+	77,  // 134: raftq.v1.Schedules.PauseSchedule:output_type -> raftq.v1.PauseScheduleResponse
+	79,  // 135: raftq.v1.Schedules.ResumeSchedule:output_type -> raftq.v1.ResumeScheduleResponse
+	81,  // 136: raftq.v1.Schedules.DeleteSchedule:output_type -> raftq.v1.DeleteScheduleResponse
+	107, // [107:137] is the sub-list for method output_type
+	77,  // [77:107] is the sub-list for method input_type
+	77,  // [77:77] is the sub-list for extension type_name
+	77,  // [77:77] is the sub-list for extension extendee
+	0,   // [0:77] is the sub-list for field type_name
 }
 
 func init() { file_raftq_v1_broker_proto_init() }
@@ -5374,11 +5458,11 @@ func file_raftq_v1_broker_proto_init() {
 	if File_raftq_v1_broker_proto != nil {
 		return
 	}
-	file_raftq_v1_broker_proto_msgTypes[58].OneofWrappers = []any{
+	file_raftq_v1_broker_proto_msgTypes[59].OneofWrappers = []any{
 		(*ConsumeRequest_Open)(nil),
 		(*ConsumeRequest_Credit)(nil),
 	}
-	file_raftq_v1_broker_proto_msgTypes[61].OneofWrappers = []any{
+	file_raftq_v1_broker_proto_msgTypes[62].OneofWrappers = []any{
 		(*ConsumeResponse_Opened)(nil),
 		(*ConsumeResponse_Job)(nil),
 		(*ConsumeResponse_Notice)(nil),
@@ -5389,7 +5473,7 @@ func file_raftq_v1_broker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftq_v1_broker_proto_rawDesc), len(file_raftq_v1_broker_proto_rawDesc)),
 			NumEnums:      5,
-			NumMessages:   76,
+			NumMessages:   77,
 			NumExtensions: 0,
 			NumServices:   4,
 		},
