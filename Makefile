@@ -14,7 +14,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
 PROTO_FILES := $(shell find proto -name '*.proto')
 
-.PHONY: build test test-short proto proto-check run node-kill node-restart bench bench-backlog lint fmt clean tools
+.PHONY: build test test-short proto proto-check api-doc run node-kill node-restart bench bench-backlog lint fmt clean tools
 
 # Every binary's --version: the release from git describe and the commit
 # (internal/version falls back to Go's build info without them).
@@ -29,12 +29,18 @@ tools:
 	GOFLAGS=-mod=mod $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	GOFLAGS=-mod=mod $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
 
-# proto regenerates the Go code from proto/ (committed; CI checks for drift).
+# proto regenerates the Go code from proto/ (committed; CI checks for drift);
+# run make api-doc after it when proto comments changed.
 proto:
 	PATH="$(GOBIN_DIR):$$PATH" protoc -I proto \
 	  --go_out=. --go_opt=module=github.com/raftq/raftq \
 	  --go-grpc_out=. --go-grpc_opt=module=github.com/raftq/raftq \
 	  $(PROTO_FILES)
+
+# api-doc writes docs/api.md, the gRPC API reference, from the proto
+# comments (docs/apidoc_test.go; make test fails when it is stale).
+api-doc:
+	RAFTQ_UPDATE_API_DOC=1 $(GO) test -count=1 -run TestAPIDocIsCurrent ./docs/
 
 # proto-check fails when the committed generated code differs from what
 # `make proto` produces.
