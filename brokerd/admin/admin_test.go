@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"strings"
 	"testing"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/raftq/raftq/brokerd"
 	"github.com/raftq/raftq/client"
+	"github.com/raftq/raftq/internal/freeport"
 	"github.com/raftq/raftq/internal/testcluster"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
@@ -376,7 +376,7 @@ func TestAdminAPI(t *testing.T) {
 		// operator through a follower's admin API.
 		cfg := brokerd.DefaultConfig()
 		cfg.NodeID, cfg.DataDir = "n9", t.TempDir()
-		cfg.RaftAddr, cfg.GRPCAddr = freeAddr(t), freeAddr(t)
+		cfg.RaftAddr, cfg.GRPCAddr = freeport.T(t), freeport.T(t)
 		cfg.Logger = testcluster.Logger()
 		n9, err := brokerd.Open(cfg)
 		if err != nil {
@@ -430,16 +430,6 @@ func TestAdminAPI(t *testing.T) {
 			t.Fatalf("leader is %s", l.ID())
 		}
 	})
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // TestAdminRemoveLastMemberRefused: a cluster of one refuses to remove its

@@ -52,18 +52,6 @@ type enode struct {
 	node                        *daemon.Daemon
 }
 
-// freeTCP is a loopback address below the ephemeral range (internal/
-// freeport): a node restarted on it cannot find it taken by an outgoing
-// connection ("bind: address already in use" failed TestEtcdBootstrapRace
-// once with a port from 127.0.0.1:0).
-func freeTCP(t *testing.T) string {
-	a, err := freeport.Addr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
-}
-
 func newECluster(t *testing.T, s *etcdtest.Server, cli *clientv3.Client) *ecluster {
 	c := &ecluster{t: t, etcd: s, cli: cli, prefix: s.Prefix("cluster"), dir: t.TempDir(), nodes: map[string]*enode{}}
 	t.Cleanup(c.killAll)
@@ -94,7 +82,7 @@ func (c *ecluster) start(id string, expect int) *daemon.Daemon {
 	c.mu.Lock()
 	m, ok := c.nodes[id]
 	if !ok {
-		m = &enode{id: id, dir: filepath.Join(c.dir, id), raftAddr: freeTCP(c.t), grpcAddr: freeTCP(c.t), level: new(slog.LevelVar)}
+		m = &enode{id: id, dir: filepath.Join(c.dir, id), raftAddr: freeport.T(c.t), grpcAddr: freeport.T(c.t), level: new(slog.LevelVar)}
 		c.nodes[id] = m
 	}
 	c.mu.Unlock()
@@ -120,7 +108,7 @@ func (c *ecluster) startAll(ids []string, expect int) {
 	var wg sync.WaitGroup
 	for _, id := range ids {
 		c.mu.Lock()
-		c.nodes[id] = &enode{id: id, dir: filepath.Join(c.dir, id), raftAddr: freeTCP(c.t), grpcAddr: freeTCP(c.t), level: new(slog.LevelVar)}
+		c.nodes[id] = &enode{id: id, dir: filepath.Join(c.dir, id), raftAddr: freeport.T(c.t), grpcAddr: freeport.T(c.t), level: new(slog.LevelVar)}
 		c.mu.Unlock()
 	}
 	for _, id := range ids {
@@ -809,12 +797,12 @@ func TestEtcdResolverFollowsLeaderChange(t *testing.T) {
 // A node whose etcd is unreachable starts and serves jobs all the same:
 // etcd is not on the data path.
 func TestEtcdUnreachableAtStart(t *testing.T) {
-	dead := "http://" + freeTCP(t) // nothing listens there
+	dead := "http://" + freeport.T(t) // nothing listens there
 	cfg := daemon.DefaultConfig()
 	cfg.NodeID = "solo"
 	cfg.DataDir = t.TempDir()
-	cfg.RaftAddr = freeTCP(t)
-	cfg.GRPCAddr = freeTCP(t)
+	cfg.RaftAddr = freeport.T(t)
+	cfg.GRPCAddr = freeport.T(t)
 	cfg.BootstrapExpect = 1
 	cfg.Peers = []brokerd.Peer{{ID: "solo", RaftAddr: cfg.RaftAddr}}
 	cfg.Etcd = etcdnode.Config{Endpoints: []string{dead}, DialTimeout: time.Second}

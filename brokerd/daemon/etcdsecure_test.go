@@ -23,6 +23,7 @@ import (
 	"github.com/raftq/raftq/discovery"
 	"github.com/raftq/raftq/internal/certgen"
 	"github.com/raftq/raftq/internal/etcdtest"
+	"github.com/raftq/raftq/internal/freeport"
 	"github.com/raftq/raftq/internal/testcluster"
 	"github.com/raftq/raftq/internal/tlsutil"
 )
@@ -113,7 +114,7 @@ func TestBootstrapRecordTiedToCluster(t *testing.T) {
 		t.Fatal(err)
 	}
 	fingerprint := func(c *x509.Certificate) string { return fmt.Sprintf("%x", sha256.Sum256(c.Raw)) }
-	raftAddr := freeTCP(t)
+	raftAddr := freeport.T(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	put := func(rec etcdnode.ClusterRecord) {
@@ -128,7 +129,7 @@ func TestBootstrapRecordTiedToCluster(t *testing.T) {
 
 	logs := &syncBuf{}
 	cfg := daemon.DefaultConfig()
-	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.GRPCAddr = "n1", filepath.Join(dir, "n1"), raftAddr, freeTCP(t)
+	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.GRPCAddr = "n1", filepath.Join(dir, "n1"), raftAddr, freeport.T(t)
 	cfg.BootstrapExpect = 1
 	cfg.TLS = brokerd.TLSConfig{Files: tlsutil.Files{CA: pki.CAFile(), Cert: pki.CertFile("node.n1"), Key: pki.KeyFile("node.n1")}}
 	cfg.Etcd = etcdnode.Config{Client: cli, Prefix: prefix, LeaseTTL: 2 * time.Second}

@@ -50,8 +50,8 @@ func NewTLS(t testing.TB, f TLSFiles) *Server {
 	s := &Server{
 		t:         t,
 		dir:       t.TempDir(),
-		clientURL: url.URL{Scheme: "https", Host: freeAddr(t)},
-		peerURL:   url.URL{Scheme: "http", Host: freeAddr(t)},
+		clientURL: url.URL{Scheme: "https", Host: freeport.T(t)},
+		peerURL:   url.URL{Scheme: "http", Host: freeport.T(t)},
 		tls:       &f,
 	}
 	s.Start()
@@ -65,22 +65,12 @@ func New(t testing.TB) *Server {
 	s := &Server{
 		t:         t,
 		dir:       t.TempDir(),
-		clientURL: url.URL{Scheme: "http", Host: freeAddr(t)},
-		peerURL:   url.URL{Scheme: "http", Host: freeAddr(t)},
+		clientURL: url.URL{Scheme: "http", Host: freeport.T(t)},
+		peerURL:   url.URL{Scheme: "http", Host: freeport.T(t)},
 	}
 	s.Start()
 	t.Cleanup(s.Stop)
 	return s
-}
-
-// freeAddr returns a port that stays free while the server is stopped for a
-// restart (see internal/freeport).
-func freeAddr(t testing.TB) string {
-	a, err := freeport.Addr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
 }
 
 // Start starts the server (again, after Stop) on the same ports and data

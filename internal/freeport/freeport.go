@@ -20,6 +20,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"testing"
 )
 
 // low is the first port handed out: above the ports daemons are usually
@@ -82,4 +83,15 @@ func Addr() (string, error) {
 		return "", err
 	}
 	return net.JoinHostPort("127.0.0.1", strconv.Itoa(p)), nil
+}
+
+// T is Addr for tests and test fixtures: it fails tb when no port can be
+// had.
+func T(tb testing.TB) string {
+	tb.Helper()
+	a, err := Addr()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return a
 }

@@ -47,16 +47,6 @@ type Member struct {
 	Daemon *daemon.Daemon
 }
 
-// freeAddr returns a port no outgoing connection can take while its node is
-// down for a restart (see internal/freeport).
-func freeAddr(t testing.TB) string {
-	a, err := freeport.Addr()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return a
-}
-
 // Logger is quiet unless RAFTQ_TEST_LOG is set.
 func Logger() *slog.Logger {
 	if os.Getenv("RAFTQ_TEST_LOG") != "" {
@@ -84,8 +74,8 @@ func NewIn(t testing.TB, n int, dir func(id string) string, tune func(*brokerd.C
 	for i := 0; i < n; i++ {
 		m := &Member{
 			ID:       fmt.Sprintf("n%d", i+1),
-			RaftAddr: freeAddr(t),
-			GRPCAddr: freeAddr(t),
+			RaftAddr: freeport.T(t),
+			GRPCAddr: freeport.T(t),
 		}
 		m.Dir = filepath.Join(c.dir, m.ID)
 		if dir != nil {
@@ -276,7 +266,7 @@ func (c *Cluster) Restart(id string) *brokerd.Node {
 func (c *Cluster) Add() *Member {
 	c.t.Helper()
 	c.mu.Lock()
-	m := &Member{ID: fmt.Sprintf("n%d", len(c.nodes)+1), RaftAddr: freeAddr(c.t), GRPCAddr: freeAddr(c.t)}
+	m := &Member{ID: fmt.Sprintf("n%d", len(c.nodes)+1), RaftAddr: freeport.T(c.t), GRPCAddr: freeport.T(c.t)}
 	m.Dir = filepath.Join(c.dir, m.ID)
 	var join []string
 	for _, o := range c.nodes {
