@@ -71,13 +71,25 @@ func (s *snapshot) Persist(sink raft.SnapshotSink) error {
 }
 
 // Release ends the read transaction, letting bbolt reuse the pages it kept.
-func (s *snapshot) Release() { _ = s.st.tx.Rollback() }
+// The pages Persist read leave the node's RSS first (dropResident).
+func (s *snapshot) Release() {
+	dropResident(s.st.tx, s.st.tx.Size())
+	_ = s.st.tx.Rollback()
+}
 
 type recordWriter struct {
 	w   *bufio.Writer
 	buf []byte
 	lb  [binary.MaxVarintLen64]byte // here, not on the stack: Write makes it escape
+	// written counts bytes since the last drop; tx is the view read.
+	written int64
+	tx      *bbolt.Tx
 }
+
+// dropEvery is how many snapshot bytes Persist streams between drops of
+// the store's resident pages, so a snapshot of a large store does not
+// raise the node's RSS by the store's size while it runs.
+const dropEvery = 64 << 20
 
 // snapshotJobField is the number of SnapshotRecord's job field.
 const snapshotJobField protowire.Number = 1
@@ -93,6 +105,10 @@ func (r *recordWriter) write(m proto.Message) error {
 
 // writeRaw writes one length-prefixed record of already marshalled bytes.
 func (r *recordWriter) writeRaw(b []byte) error {
+	if r.written += int64(len(b)); r.written >= dropEvery && r.tx != nil {
+		r.written = 0
+		dropResident(r.tx, r.tx.Size())
+	}
 	n := binary.PutUvarint(r.lb[:], uint64(len(b)))
 	if _, err := r.w.Write(r.lb[:n]); err != nil {
 		return err
@@ -102,8 +118,8 @@ func (r *recordWriter) writeRaw(b []byte) error {
 }
 
 func (s *snapshot) writeTo(w io.Writer) error {
-	rw := &recordWriter{w: bufio.NewWriterSize(w, 256<<10)}
 	st := s.st
+	rw := &recordWriter{w: bufio.NewWriterSize(w, 256<<10), tx: st.tx}
 	if err := rw.write(&fsmpb.SnapshotHeader{Version: SnapshotVersion, LastIndex: st.applied, Seq: st.seq}); err != nil {
 		return err
 	}

@@ -1,0 +1,97 @@
+//go:build linux
+
+package fsm
+
+import (
+	"bufio"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/hashicorp/raft"
+)
+
+// mappedRSS is how many bytes of the mapping of path are resident in this
+// process (the Rss lines of /proc/self/smaps for that file).
+func mappedRSS(t *testing.T, path string) int64 {
+	t.Helper()
+	f, err := os.Open("/proc/self/smaps")
+	if err != nil {
+		t.Skipf("no smaps: %v", err)
+	}
+	defer f.Close()
+	var total int64
+	in := false
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		fields := strings.Fields(line)
+		if len(fields) >= 5 && strings.Contains(fields[0], "-") && !strings.HasSuffix(fields[0], ":") {
+			in = len(fields) >= 6 && fields[len(fields)-1] == path
+			continue
+		}
+		if in && len(fields) == 3 && fields[0] == "Rss:" {
+			kb, _ := strconv.ParseInt(fields[1], 10, 64)
+			total += kb << 10
+		}
+	}
+	return total
+}
+
+// Reading the whole store (a hash, a snapshot) leaves none of it resident
+// in the process: the node's RSS does not grow to the size of its store
+// file because a snapshot read every page.
+func TestWholeStoreReadsLeaveNoResidentPages(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fsm.db")
+	f := openFile(t, path)
+	index := uint64(1)
+	for i := 0; i < 40000; i += 500 {
+		jobs := njs("job", i, 500)
+		for _, j := range jobs {
+			j.Payload = make([]byte, 1024)
+		}
+		f.Apply(&raft.Log{Index: index, Type: raft.LogCommand, Data: entry(cmdEnqueue(t0, jobs...))})
+		index++
+	}
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	size := fi.Size()
+	// Touch every page the way a reader does, so there is something to drop.
+	before := mappedRSS(t, path)
+	_ = dumpStore(t, f)
+	touched := mappedRSS(t, path)
+	if touched < size/2 {
+		t.Fatalf("reading the store left %d of %d bytes resident: nothing to test", touched, size)
+	}
+	t.Logf("store %d bytes; resident before %d, after a full read %d", size, before, touched)
+
+	_ = f.Hash()
+	if got := mappedRSS(t, path); got > size/10 {
+		t.Fatalf("after Hash %d of %d store bytes stay resident", got, size)
+	}
+	_ = dumpStore(t, f)
+	snap, err := f.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	sink := &memSink{}
+	if err := snap.Persist(sink); err != nil {
+		t.Fatal(err)
+	}
+	snap.Release()
+	if got := mappedRSS(t, path); got > size/10 {
+		t.Fatalf("after a snapshot %d of %d store bytes stay resident", got, size)
+	}
+	// The pages come back on the next read with the same bytes.
+	g := New()
+	if err := restoreBytes(g, sink.Bytes()); err != nil {
+		t.Fatal(err)
+	}
+	if g.Hash() != f.Hash() {
+		t.Fatal("store read after the drop differs from its snapshot")
+	}
+}
