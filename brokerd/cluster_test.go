@@ -259,6 +259,7 @@ func TestJoinCatchesUpBySnapshot(t *testing.T) {
 	c := testcluster.New(t, 3, func(cfg *brokerd.Config) {
 		cfg.TrailingLogs = 10
 		cfg.SnapshotThreshold = 1 << 40 // only the explicit snapshot below
+		brokerd.SmallWALSegments(cfg)   // a WAL is compacted by whole segments
 	})
 	cl := c.Client()
 	ctx := ctxT(t, 120*time.Second)

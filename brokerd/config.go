@@ -138,6 +138,13 @@ type Config struct {
 	SnapshotThreshold  uint64
 	SnapshotInterval   time.Duration
 	TrailingLogs       uint64
+	// LogStore is the Raft log's kind: LogStoreWAL, LogStoreBolt or
+	// LogStoreAuto (empty: keep the data dir's, a WAL for a new one).
+	LogStore string
+	// WALSegmentSize is the size of a WAL log's segment files in bytes (0:
+	// 64 MiB; at least MinWALSegmentSize). Each is preallocated and Raft
+	// frees log space by whole segments: smaller ones compact sooner.
+	WALSegmentSize int
 
 	// Clock is the node's clock (default time.Now); tests inject offsets.
 	Clock func() time.Time
@@ -183,6 +190,12 @@ func (c *Config) Validate() error {
 	}
 	if c.BootstrapExpect < 0 {
 		errs = append(errs, errors.New("bootstrap-expect: must not be negative"))
+	}
+	if c.LogStore != LogStoreAuto && c.LogStore != LogStoreWAL && c.LogStore != LogStoreBolt {
+		errs = append(errs, fmt.Errorf("raft log store %q: want %q or %q (or empty: keep the data dir's, wal for a new one)", c.LogStore, LogStoreWAL, LogStoreBolt))
+	}
+	if c.WALSegmentSize != 0 && c.WALSegmentSize < MinWALSegmentSize {
+		errs = append(errs, fmt.Errorf("wal segment size %d: want 0 (64 MiB) or at least %d bytes", c.WALSegmentSize, MinWALSegmentSize))
 	}
 	if c.BootstrapExpect > 0 {
 		if len(c.Peers) != c.BootstrapExpect {

@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -321,18 +320,18 @@ func (d *diskMonitor) storeWrote() {
 	}
 }
 
-// watchedStore is the Raft log and stable store (raft.db) as Raft sees it:
+// watchedStore is the Raft log and stable store (logstore.go) as Raft sees it:
 // its write errors reach the disk monitor. It sits under raft's LogCache,
 // which flattens errors into strings, so this is the last place where
 // ENOSPC can be told apart.
 type watchedStore struct {
-	*raftboltdb.BoltStore
+	logStore
 	d    *diskMonitor
 	path string
 }
 
-func (d *diskMonitor) watchStore(s *raftboltdb.BoltStore) *watchedStore {
-	return &watchedStore{BoltStore: s, d: d, path: filepath.Join(d.dir, "raft.db")}
+func (d *diskMonitor) watchStore(s logStore, path string) *watchedStore {
+	return &watchedStore{logStore: s, d: d, path: path}
 }
 
 func (w *watchedStore) wrote(err error) error {
@@ -355,23 +354,31 @@ func (w *watchedStore) appended(err error) error {
 	return err
 }
 
+// IsMonotonic implements raft.MonotonicLogStore for a store that is (the
+// WAL): Raft then empties the log when it installs a snapshot, since such
+// a store cannot append after a gap. Embedding the interface would hide it.
+func (w *watchedStore) IsMonotonic() bool {
+	m, ok := w.logStore.(raft.MonotonicLogStore)
+	return ok && m.IsMonotonic()
+}
+
 // StoreLog implements raft.LogStore.
-func (w *watchedStore) StoreLog(l *raft.Log) error { return w.appended(w.BoltStore.StoreLog(l)) }
+func (w *watchedStore) StoreLog(l *raft.Log) error { return w.appended(w.logStore.StoreLog(l)) }
 
 // StoreLogs implements raft.LogStore.
-func (w *watchedStore) StoreLogs(l []*raft.Log) error { return w.appended(w.BoltStore.StoreLogs(l)) }
+func (w *watchedStore) StoreLogs(l []*raft.Log) error { return w.appended(w.logStore.StoreLogs(l)) }
 
 // DeleteRange implements raft.LogStore.
 func (w *watchedStore) DeleteRange(lo, hi uint64) error {
-	return w.wrote(w.BoltStore.DeleteRange(lo, hi))
+	return w.wrote(w.logStore.DeleteRange(lo, hi))
 }
 
 // Set implements raft.StableStore.
-func (w *watchedStore) Set(k, v []byte) error { return w.wrote(w.BoltStore.Set(k, v)) }
+func (w *watchedStore) Set(k, v []byte) error { return w.wrote(w.logStore.Set(k, v)) }
 
 // SetUint64 implements raft.StableStore.
 func (w *watchedStore) SetUint64(k []byte, v uint64) error {
-	return w.wrote(w.BoltStore.SetUint64(k, v))
+	return w.wrote(w.logStore.SetUint64(k, v))
 }
 
 // diskGatedProposer is the dispatcher's proposer while the disk may be

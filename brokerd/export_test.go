@@ -17,3 +17,10 @@ func RaftTransport(n *Node) *raft.NetworkTransport { return n.trans }
 
 // WaitersInFlight is how many Fetch long polls hold a per-connection slot.
 func WaitersInFlight(n *Node) int { return n.waiters.InFlight() }
+
+// SmallWALSegments gives a node 64 KiB WAL segments, so a test's small log
+// spans many segments and Raft compacts it like a big one.
+func SmallWALSegments(cfg *Config) { cfg.WALSegmentSize = MinWALSegmentSize }
+
+// ChooseLogStore is chooseLogStore, for the data dir kind table.
+var ChooseLogStore = chooseLogStore

@@ -18,7 +18,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
@@ -54,7 +53,7 @@ type Node struct {
 	fsm    *fsm.FSM
 	raft   *raft.Raft
 	trans  *raft.NetworkTransport
-	store  *raftboltdb.BoltStore
+	store  logStore
 	prop   *proposer.Proposer
 	health *health.Server
 	grpc   *grpc.Server
@@ -158,7 +157,7 @@ func Open(cfg Config) (*Node, error) {
 
 func (n *Node) openRaft() error {
 	cfg := n.cfg
-	store, snaps, hlog, err := openStores(cfg.DataDir, cfg.NodeID)
+	store, logPath, snaps, hlog, err := openStores(cfg.DataDir, cfg.NodeID, cfg.LogStore, cfg.WALSegmentSize)
 	if err != nil {
 		return err
 	}
@@ -229,9 +228,9 @@ func (n *Node) openRaft() error {
 	if cfg.TrailingLogs > 0 {
 		rc.TrailingLogs = cfg.TrailingLogs
 	}
-	// Raft writes raft.db through watchedStore, so the disk monitor sees
+	// Raft writes its log through watchedStore, so the disk monitor sees
 	// ENOSPC before LogCache turns errors into strings.
-	watched := n.disk.watchStore(store)
+	watched := n.disk.watchStore(store, logPath)
 	logs, err := raft.NewLogCache(1024, watched)
 	if err != nil {
 		return err

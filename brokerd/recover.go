@@ -5,49 +5,37 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
-	"go.etcd.io/bbolt"
-	bberrors "go.etcd.io/bbolt/errors"
 
 	"github.com/raftq/raftq/fsm"
 )
 
 // openStores opens what a node keeps in its data dir: the Raft log and
-// stable store (raft-boltdb, raft.db) and the snapshot store (snapshots/).
-// Open and Recover both use it, so they always agree on the layout.
-func openStores(dataDir, nodeID string) (*raftboltdb.BoltStore, *raft.FileSnapshotStore, hclog.Logger, error) {
+// stable store (logstore.go: raft-wal in raft-wal/ or raft-boltdb in
+// raft.db, per kind and what the dir holds) and the snapshot store
+// (snapshots/). Open and Recover both use it, so they always agree on the
+// layout. It returns the log's path for error messages.
+func openStores(dataDir, nodeID, kind string, segmentSize int) (logStore, string, *raft.FileSnapshotStore, hclog.Logger, error) {
 	if err := privateDataDir(dataDir); err != nil {
-		return nil, nil, nil, err
+		return nil, "", nil, nil, err
 	}
-	// fsync stays on (NoSync false): an OK answered before a majority has
-	// the entry on disk would be a lie after a power cut.
-	dbPath := filepath.Join(dataDir, "raft.db")
-	store, err := raftboltdb.New(raftboltdb.Options{Path: dbPath, BoltOptions: &bbolt.Options{
-		// bbolt locks the file; without a timeout a second brokerd on the
-		// same data dir would hang instead of saying so.
-		Timeout: 2 * time.Second,
-		// The freelist is rebuilt on open instead of being written on every
-		// commit: fewer pages per fsync on the hot path (as etcd does).
-		NoFreelistSync: true,
-		FreelistType:   bbolt.FreelistMapType,
-	}})
-	if errors.Is(err, bberrors.ErrTimeout) {
-		return nil, nil, nil, fmt.Errorf("open raft log %s: locked by another process (is another brokerd using this data dir?)", dbPath)
-	}
+	kind, err := chooseLogStore(dataDir, kind)
 	if err != nil {
-		return nil, nil, nil, fmt.Errorf("open raft log %s: %w", dbPath, err)
+		return nil, "", nil, nil, err
 	}
 	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft." + nodeID, Level: hclog.Warn, Output: os.Stderr})
+	store, path, err := openLogStore(dataDir, kind, segmentSize, hlog)
+	if err != nil {
+		return nil, "", nil, nil, err
+	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(filepath.Join(dataDir, "snapshots"), 2, hlog)
 	if err != nil {
 		_ = store.Close()
-		return nil, nil, nil, fmt.Errorf("snapshot store: %w", err)
+		return nil, "", nil, nil, fmt.Errorf("snapshot store: %w", err)
 	}
-	return store, snaps, hlog, nil
+	return store, path, snaps, hlog, nil
 }
 
 // Recovered describes what Recover did.
@@ -82,10 +70,12 @@ func Recover(dataDir, nodeID string, members []Peer) (Recovered, error) {
 		return Recovered{}, fmt.Errorf("recover: the members must include this node (%s)", nodeID)
 	}
 	// A wrong directory must stay untouched, not gain an empty store.
-	if _, err := os.Stat(filepath.Join(dataDir, "raft.db")); err != nil {
-		return Recovered{}, fmt.Errorf("recover: no Raft state in %s: %w", dataDir, err)
+	_, errBolt := os.Stat(filepath.Join(dataDir, boltLogFile))
+	_, errWAL := os.Stat(filepath.Join(dataDir, walLogDir))
+	if errBolt != nil && errWAL != nil {
+		return Recovered{}, fmt.Errorf("recover: no Raft state in %s: %w", dataDir, errBolt)
 	}
-	store, snaps, hlog, err := openStores(dataDir, nodeID)
+	store, _, snaps, hlog, err := openStores(dataDir, nodeID, LogStoreAuto, 0)
 	if err != nil {
 		return Recovered{}, fmt.Errorf("recover: %w", err)
 	}

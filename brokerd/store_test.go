@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/raftq/raftq/brokerd"
@@ -20,10 +21,12 @@ import (
 )
 
 // compacting makes Raft keep only 10 entries behind a snapshot, and take
-// snapshots only when a test asks.
+// snapshots only when a test asks; small WAL segments, since a WAL is
+// compacted by whole segments.
 func compacting(cfg *brokerd.Config) {
 	cfg.TrailingLogs = 10
 	cfg.SnapshotThreshold = 1 << 40
+	brokerd.SmallWALSegments(cfg)
 }
 
 // enqueueBatches enqueues n jobs of 256 bytes into queue q, in batches of 100.
@@ -238,9 +241,20 @@ func TestCorruptStoreRefusesToStart(t *testing.T) {
 }
 
 // A node that was down while the cluster compacted its log gets the
-// leader's snapshot installed over its old, consistent store.
+// leader's snapshot installed over its old, consistent store, whichever
+// log store the nodes keep (a WAL compacts whole segments: small ones
+// here, so this small log is compacted at all).
 func TestSnapshotInstallReplacesOldStore(t *testing.T) {
-	c, cl, ctx, _, f := loadedCluster(t, compacting, 100)
+	for _, kind := range []string{brokerd.LogStoreWAL, brokerd.LogStoreBolt} {
+		t.Run(kind, func(t *testing.T) { testSnapshotInstallReplacesOldStore(t, kind) })
+	}
+}
+
+func testSnapshotInstallReplacesOldStore(t *testing.T, kind string) {
+	c, cl, ctx, _, f := loadedCluster(t, func(cfg *brokerd.Config) {
+		compacting(cfg)
+		cfg.LogStore = kind
+	}, 100)
 	c.Kill(f.ID)
 	enqueueBatches(t, ctx, cl, "a", 1000)
 	leaseAndAck(t, ctx, cl, "a", 20)
@@ -255,5 +269,78 @@ func TestSnapshotInstallReplacesOldStore(t *testing.T) {
 	}
 	if n.FSM().Hash() != want || n.FSM().Len() != 1110 {
 		t.Fatalf("node holds %d jobs after the install", n.FSM().Len())
+	}
+}
+
+// A replica whose store diverged without failing to decode (here an index
+// entry lost from by_state while the node was down: the job record itself
+// is intact) is caught by the state hash: at the same applied index its
+// hash differs from the others', in the Status answer operators read with
+// `brokerctl cluster status`.
+func TestDivergedStoreShowsInHash(t *testing.T) {
+	c, cl, ctx, _, f := loadedCluster(t, nil, 200)
+	c.Kill(f.ID)
+	db, err := bbolt.Open(filepath.Join(f.Dir, "fsm.db"), 0o600, &bbolt.Options{Timeout: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.Update(func(tx *bbolt.Tx) error {
+		b := tx.Bucket([]byte("by_state"))
+		if b == nil {
+			return fmt.Errorf("no by_state bucket")
+		}
+		k, _ := b.Cursor().First()
+		if k == nil {
+			return fmt.Errorf("by_state is empty")
+		}
+		return b.Delete(append([]byte(nil), k...))
+	}); err != nil {
+		t.Fatal(err)
+	}
+	db.Close()
+	n := c.Restart(f.ID)
+	enqueueBatches(t, ctx, cl, "b", 10)
+
+	// Read every node at one applied index (the leader's ticks may move
+	// it between reads: then read again).
+	var hashes map[string]string
+	for try := 0; ; try++ {
+		l := c.WaitLeader(30 * time.Second)
+		idx := l.FSM().LastIndex()
+		hashes = map[string]string{}
+		same := true
+		for _, m := range c.Members() {
+			wctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+			err := m.Node.FSM().WaitApplied(wctx, idx)
+			cancel()
+			if err != nil {
+				t.Fatal(err)
+			}
+			same = same && m.Node.FSM().LastIndex() == idx
+			hashes[m.ID] = m.Node.FSM().Hash()
+		}
+		if same {
+			break
+		}
+		if try == 50 {
+			t.Fatal("nodes never at one index")
+		}
+	}
+	// Operators see the same hash in Status (brokerctl cluster status).
+	if st, err := cl.StatusWithHash(ctx, f.GRPCAddr); err != nil || st.StateHash != n.FSM().Hash() {
+		t.Fatalf("status of %s: %v, hash %q vs FSM %q", f.ID, err, st.GetStateHash(), n.FSM().Hash())
+	}
+	var healthy []string
+	for id, h := range hashes {
+		if id == f.ID {
+			continue
+		}
+		if h == hashes[f.ID] {
+			t.Fatalf("diverged node %s has the same hash as %s: %s", f.ID, id, h)
+		}
+		healthy = append(healthy, h)
+	}
+	if len(healthy) != 2 || healthy[0] != healthy[1] {
+		t.Fatalf("healthy nodes disagree: %v", hashes)
 	}
 }

@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # make bench: start a fresh 3-node cluster on loopback and print one JSON
-# line per figure. BENCH_DURATION (default 10s) sets each run's length.
+# line per figure. BENCH_DURATION (default 10s) sets each run's length;
+# BENCH_BROKERD_FLAGS go to every brokerd (e.g. "--raft-log-store bolt" to
+# compare the two Raft log stores).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/cluster-lib.sh
 dir=$(mktemp -d /tmp/raftq-bench.XXXXXX)
 trap 'stop_cluster; rm -rf "$dir"' EXIT
-start_cluster "$dir" 7300 7400
+start_cluster "$dir" 7300 7400 ${BENCH_BROKERD_FLAGS:-}
 d=${BENCH_DURATION:-10s}
 b="ctl bench --duration $d --payload ${BENCH_PAYLOAD:-256}"
 $b enqueue --producers 1 --batch 1 --clients 1

@@ -44,6 +44,7 @@ func TestInvalidConfigExit2(t *testing.T) {
 		{args: []string{"--id", "n1", "--data-dir", dir, "--log-level", "loud"}, want: []string{"log.level", "want debug, info, warn or error"}},
 		{args: []string{"--id", "n1", "--data-dir", dir, "--etcd-lease-ttl", "1s"}, want: []string{"etcd.lease_ttl", "at least 2s"}},
 		{args: []string{"--id", "n1", "--data-dir", dir, "stray"}, want: []string{"unexpected [\"stray\"]"}},
+		{args: []string{"--id", "n1", "--data-dir", dir, "--raft-log-store", "rocks"}, want: []string{"raft.log_store", `want "wal" or "bolt"`}},
 		{args: []string{"--id", "a/b", "--data-dir", dir}, want: []string{"node.id", "must not contain"}},
 		{args: []string{"--id", "n1", "--data-dir", dir, "--default-initial-backoff", "1h", "--default-max-backoff", "1m"},
 			want: []string{"defaults.max_backoff (flag --default-max-backoff, env RAFTQ_DEFAULTS_MAX_BACKOFF): must be at least defaults.initial_backoff (1h0m0s)"}},

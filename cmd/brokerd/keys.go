@@ -112,6 +112,20 @@ func keys() []config.Key {
 		{Name: "raft.snapshot_threshold", Flag: "raft-snapshot-threshold", Kind: config.Int, Check: nonNeg, Usage: "log entries between snapshots (0: 8192)"},
 		{Name: "raft.snapshot_interval", Flag: "raft-snapshot-interval", Kind: config.Duration, Check: nonNeg, Usage: "how often to check for a snapshot (0: 2m)"},
 		{Name: "raft.trailing_logs", Flag: "raft-trailing-logs", Kind: config.Int, Check: nonNeg, Usage: "log entries kept after a snapshot (0: 10240)"},
+		{Name: "raft.log_store", Flag: "raft-log-store", Kind: config.String, Check: func(v any) error {
+			switch v.(string) {
+			case brokerd.LogStoreAuto, brokerd.LogStoreWAL, brokerd.LogStoreBolt:
+				return nil
+			}
+			return fmt.Errorf("want %q or %q (or empty)", brokerd.LogStoreWAL, brokerd.LogStoreBolt)
+		},
+			Usage: "Raft log store: wal (raft-wal segment files) or bolt (raft-boltdb raft.db); empty keeps the data dir's, wal for a new one. A data dir keeps its kind: switching is refused"},
+		{Name: "raft.wal_segment_size", Flag: "raft-wal-segment-size", Kind: config.Int, Check: func(v any) error {
+			if n := v.(int); n != 0 && n < brokerd.MinWALSegmentSize {
+				return fmt.Errorf("want 0 (64 MiB) or at least %d bytes", brokerd.MinWALSegmentSize)
+			}
+			return nil
+		}, Usage: "size of a WAL log segment file in bytes, preallocated; Raft frees log space by whole segments (0: 64 MiB)"},
 	}, append(securityKeys(), tracing.Keys()...)...)
 }
 
@@ -154,6 +168,8 @@ func toConfig(l *config.Loader, v *config.Values) (daemon.Config, extra, error) 
 	cfg.SnapshotThreshold = uint64(v.Int("raft.snapshot_threshold"))
 	cfg.SnapshotInterval = v.Duration("raft.snapshot_interval")
 	cfg.TrailingLogs = uint64(v.Int("raft.trailing_logs"))
+	cfg.LogStore = v.String("raft.log_store")
+	cfg.WALSegmentSize = v.Int("raft.wal_segment_size")
 	secErrs := applySecurity(l, v, &cfg)
 	lvl, _ := liveconfig.ParseLogLevel(v.String("log.level"))
 	cfg.LogLevel = new(slog.LevelVar)

@@ -179,8 +179,8 @@ func TestRealProcessesSigtermSigkillRestart(t *testing.T) {
 	// Every data file and dir is brokerd's user's only, whatever the
 	// umask it was started with (this test's is usually 022).
 	for _, p := range procs {
-		if fi, err := os.Stat(filepath.Join(p.dir, "raft.db")); err != nil || fi.Mode().Perm() != 0o600 {
-			t.Errorf("%s raft.db: %v %v", p.id, fi, err)
+		if fi, err := os.Stat(filepath.Join(p.dir, "raft-wal", "wal-meta.db")); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("%s raft-wal/wal-meta.db: %v %v", p.id, fi, err)
 		}
 		err := filepath.WalkDir(p.dir, func(path string, d fs.DirEntry, err error) error {
 			if err != nil {

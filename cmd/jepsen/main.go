@@ -187,7 +187,11 @@ func run(o options, faults []nemesis.Fault) (bool, []checker.Result, error) {
 		}
 	}
 	log.Info("jepsen run", "dir", dir, "nodes", o.nodes, "seed", o.seed, "schedule", o.schedule, "faults", len(faults), "bug", o.bug)
-	nodeEnv := []string{"RAFTQ_JEPSEN_SNAPSHOT_THRESHOLD=512", "RAFTQ_JEPSEN_SNAPSHOT_INTERVAL=3s", "RAFTQ_JEPSEN_TRAILING_LOGS=256"}
+	// 1 MiB WAL segments: Raft compacts a WAL by whole segments, so with
+	// the 64 MiB default a run's log would never be compacted and lagging
+	// nodes would never be sent a snapshot.
+	nodeEnv := []string{"RAFTQ_JEPSEN_SNAPSHOT_THRESHOLD=512", "RAFTQ_JEPSEN_SNAPSHOT_INTERVAL=3s", "RAFTQ_JEPSEN_TRAILING_LOGS=256",
+		"RAFTQ_RAFT_WAL_SEGMENT_SIZE=1048576"}
 	if o.bug != "" {
 		nodeEnv = append(nodeEnv, "RAFTQ_JEPSEN_BUG="+o.bug)
 	}

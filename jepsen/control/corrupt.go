@@ -3,10 +3,10 @@ package control
 import (
 	"fmt"
 	"math/rand"
-	"path/filepath"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+
+	"github.com/raftq/raftq/brokerd"
 )
 
 // FlipLogBit flips one bit in the data of one of the last command entries
@@ -17,7 +17,12 @@ func (c *Cluster) FlipLogBit(n *Node, rng *rand.Rand) (string, error) {
 	if n.Running() {
 		return "", fmt.Errorf("flip %s: still running", n.ID)
 	}
-	store, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(n.DataDir, "raft.db")})
+	return flipLogBit(n.DataDir, rng)
+}
+
+// flipLogBit is FlipLogBit on the log in data dir dir.
+func flipLogBit(dir string, rng *rand.Rand) (string, error) {
+	store, err := brokerd.OpenRaftLog(dir)
 	if err != nil {
 		return "", err
 	}
@@ -41,7 +46,20 @@ func (c *Cluster) FlipLogBit(n *Node, rng *rand.Rand) (string, error) {
 		pos := len(l.Data)/4 + rng.Intn(len(l.Data)/2)
 		bit := byte(1) << uint(rng.Intn(8))
 		l.Data[pos] ^= bit
-		if err := store.StoreLog(&l); err != nil {
+		// A WAL only appends: cut the log back to the entry and write it
+		// and everything after it again (the same for bolt).
+		rest := []*raft.Log{&l}
+		for j := i + 1; j <= last; j++ {
+			var e raft.Log
+			if err := store.GetLog(j, &e); err != nil {
+				return "", err
+			}
+			rest = append(rest, &e)
+		}
+		if err := store.DeleteRange(i, last); err != nil {
+			return "", err
+		}
+		if err := store.StoreLogs(rest); err != nil {
 			return "", err
 		}
 		return fmt.Sprintf("flipped bit %#x of byte %d/%d of entry %d (log %d..%d)", bit, pos, len(l.Data), i, first, last), nil
