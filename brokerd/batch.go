@@ -158,9 +158,6 @@ func (s *brokerService) AckBatch(ctx context.Context, req *raftqv1.AckBatchReque
 	}
 	res, errs, err := settleBatch(ctx, n, raftqv1.Broker_AckBatch_FullMethodName, req.Items, func(r *raftqv1.AckRequest) (string, *fsmpb.LeaseRef, error) {
 		ref, err := validateAck(r)
-		if err == nil {
-			ref.Token = n.bugAckToken(r.JobId, ref.Token) // seeded bug only with the jepsenbug tag
-		}
 		return r.GetJobId(), ref, err
 	}, ackCommand)
 	if err != nil {

@@ -146,8 +146,9 @@ type Config struct {
 	// frees log space by whole segments: smaller ones compact sooner.
 	WALSegmentSize int
 
-	// Clock is the node's clock (default time.Now); tests inject offsets.
-	Clock func() time.Time
+	// Testing holds test-only hooks (crash points, an FSM wrapper, the
+	// clock, seeded-bug interceptors); nil in production (testing.go).
+	Testing *Testing
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
 }

@@ -239,7 +239,7 @@ func (c *consumer) run(ctx context.Context) error {
 			req.Max, req.Wait = max, min(consumeWait, n.cfg.Limits.MaxFetchWait)
 			jobs, err := c.d.Fetch(fctx, req)
 			if len(jobs) > 0 {
-				failpoint("lease-before-reply") // jepsen crash point; no-op otherwise
+				n.crash(CrashLeaseBeforeReply)
 			}
 			traceLeases(fctx, jobs, req.WorkerID)
 			select {

@@ -71,12 +71,13 @@ type diskMonitor struct {
 	// storeErr is the last ENOSPC/EDQUOT of the Raft stores, kept until a
 	// store write or a probe write succeeds.
 	storeErr atomic.Pointer[error]
-	// handing is set while a leadership hand-off runs.
-	handing atomic.Bool
 	// warnedNoPeer keeps "no peer can take over" to one line per episode.
 	warnedNoPeer atomic.Bool
 	// kick asks the loop for a check now (a store write just failed).
 	kick chan struct{}
+	// refused tells the leader's hand-off duty that a check found the
+	// data dir full.
+	refused chan struct{}
 }
 
 // newDiskMonitor checks the data dir once, so a node that starts on a full
@@ -89,6 +90,7 @@ func newDiskMonitor(n *Node) *diskMonitor {
 		min:      n.cfg.DiskMinFreeBytes,
 		interval: n.cfg.DiskCheckInterval,
 		kick:     make(chan struct{}, 1),
+		refused:  make(chan struct{}, 1),
 	}
 	if d.interval <= 0 {
 		d.interval = DefaultDiskCheckInterval
@@ -198,7 +200,10 @@ func (d *diskMonitor) check() {
 		d.n.log.Warn("data dir full; refusing writes (a leader hands leadership to a peer that can write)",
 			"dir", d.dir, "free_bytes", free, "min_free_bytes", d.min, "why", strings.Join(why, "; "))
 	}
-	d.maybeHandOff()
+	select { // a leader hands off (handOffLoop)
+	case d.refused <- struct{}{}:
+	default:
+	}
 }
 
 // publish sets DiskHealthService (once gRPC serves).
@@ -225,40 +230,51 @@ func (d *diskMonitor) gate(*fsmpb.Command) error {
 // full reports whether the node refuses writes for lack of space.
 func (d *diskMonitor) full() bool { return d.refusal.Load() != nil }
 
-// maybeHandOff starts a leadership transfer to a voter that reports it can
-// write, unless one is running. With no such voter (a cluster of one, or
+// handOffLoop is the leader's disk hand-off duty (leadership.go): after
+// each check that finds the data dir full it hands leadership to a voter
+// that reports it can write. With no such voter (a cluster of one, or
 // every peer full) the node stays leader and goes on refusing writes: a
 // leader that cannot write still serves reads, and none would do better.
-func (d *diskMonitor) maybeHandOff() {
+// A leader already full when its term starts hands off at once.
+func (d *diskMonitor) handOffLoop(ctx context.Context) {
 	n := d.n
-	if n.raft == nil || n.raft.State() != raft.Leader || n.otherVoters() == 0 || !d.handing.CompareAndSwap(false, true) {
+	for {
+		if d.full() && n.otherVoters() > 0 {
+			d.handOff(ctx)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.refused:
+		}
+	}
+}
+
+// handOff makes one attempt (retried at the next check).
+func (d *diskMonitor) handOff(ctx context.Context) {
+	n := d.n
+	id, addr, ok := d.writablePeer(ctx)
+	if !ok {
+		if ctx.Err() == nil && d.warnedNoPeer.CompareAndSwap(false, true) {
+			n.log.Warn("data dir full, but no peer reports it can write; staying leader and refusing writes")
+		}
 		return
 	}
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		defer d.handing.Store(false)
-		id, addr, ok := d.writablePeer()
-		if !ok {
-			if d.warnedNoPeer.CompareAndSwap(false, true) {
-				n.log.Warn("data dir full, but no peer reports it can write; staying leader and refusing writes")
-			}
-			return
-		}
-		start := time.Now()
-		if err := n.raft.LeadershipTransferToServer(id, addr).Error(); err != nil {
+	start := time.Now()
+	if err := waitFuture(ctx, n.raft.LeadershipTransferToServer(id, addr)); err != nil {
+		if ctx.Err() == nil {
 			n.log.Warn("data dir full; leadership transfer failed (retried at the next check)", "to", id, "err", err)
-			return
 		}
-		n.log.Warn("data dir full; handed leadership over", "to", id, "took", time.Since(start))
-	}()
+		return
+	}
+	n.log.Warn("data dir full; handed leadership over", "to", id, "took", time.Since(start))
 }
 
 // writablePeer picks a voter other than this node whose DiskHealthService
 // is SERVING (asked over the forwarding connection, a second at most per
 // peer). A peer that does not know the service (a node from before it) is
 // taken when no peer says SERVING.
-func (d *diskMonitor) writablePeer() (raft.ServerID, raft.ServerAddress, bool) {
+func (d *diskMonitor) writablePeer(ctx context.Context) (raft.ServerID, raft.ServerAddress, bool) {
 	n := d.n
 	cf := n.raft.GetConfiguration()
 	if cf.Error() != nil {
@@ -277,8 +293,8 @@ func (d *diskMonitor) writablePeer() (raft.ServerID, raft.ServerAddress, bool) {
 		if err != nil {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(n.ctx, time.Second)
-		resp, err := healthpb.NewHealthClient(c).Check(ctx, &healthpb.HealthCheckRequest{Service: DiskHealthService})
+		cctx, cancel := context.WithTimeout(ctx, time.Second)
+		resp, err := healthpb.NewHealthClient(c).Check(cctx, &healthpb.HealthCheckRequest{Service: DiskHealthService})
 		cancel()
 		switch {
 		case err == nil && resp.GetStatus() == healthpb.HealthCheckResponse_SERVING:

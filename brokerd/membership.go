@@ -68,7 +68,7 @@ func (n *Node) announce() {
 		ctx, cancel := context.WithTimeout(n.ctx, 3*time.Second)
 		req := n.joinRequest()
 		var err error
-		if n.leaderReady.Load() {
+		if n.lead.ready.Load() {
 			err = n.join(ctx, req)
 		} else if n.raft.State() == raft.Follower {
 			_, err = n.fwd.join(ctx, req)

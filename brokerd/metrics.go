@@ -230,7 +230,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	gauge(descFSMIndex, float64(n.fsm.LastIndex()))
 	gauge(descFSMJobs, float64(n.fsm.Len()))
-	gauge(descLeaderReady, b2f(n.leaderReady.Load()))
+	gauge(descLeaderReady, b2f(n.lead.ready.Load()))
 	if n.raft == nil {
 		return
 	}

@@ -81,10 +81,13 @@ type Node struct {
 	shutErr  error
 	wg       sync.WaitGroup
 
-	mu           sync.Mutex
-	disp         *dispatch.Dispatcher
-	leaderCancel context.CancelFunc
-	leaderReady  atomic.Bool
+	// lead runs the leader duties (dispatcher, scheduler, disk hand-off,
+	// leader health, AddLeaderDuty's) for each term (leadership.go).
+	lead *leadership
+	rfsm raft.FSM // the FSM as Raft sees it (Testing.WrapFSM)
+
+	mu   sync.Mutex
+	disp *dispatch.Dispatcher // the term's dispatcher; nil while not leader ready
 
 	// announceMu serializes announce's Join with Leave: once leaving is
 	// set, no announce can (re-)add this node after its removal
@@ -100,17 +103,17 @@ func Open(cfg Config) (*Node, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Clock == nil {
-		cfg.Clock = time.Now
-	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	applyTestHooks(&cfg) // no-op unless built with the jepsen tag
+	clock := time.Now
+	if cfg.Testing != nil && cfg.Testing.Clock != nil {
+		clock = cfg.Testing.Clock
+	}
 	n := &Node{
 		cfg:      cfg,
 		log:      cfg.Logger.With("node", cfg.NodeID),
-		clock:    cfg.Clock,
+		clock:    clock,
 		notifyCh: make(chan bool, 16),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
@@ -125,6 +128,7 @@ func Open(cfg Config) (*Node, error) {
 	// Free space before Raft: its stores report their write errors to it,
 	// and a node starting on a full disk refuses writes from the start.
 	n.disk = newDiskMonitor(n)
+	n.lead = newLeadership(n)
 	// TLS material and the authorizer before anything listens: Raft's
 	// transport and the gRPC server are built with them (security.go).
 	if err := n.openSecurity(); err != nil {
@@ -145,7 +149,7 @@ func Open(cfg Config) (*Node, error) {
 	}
 	n.startDisk()
 	n.wg.Add(2)
-	go n.watchLeadership()
+	go n.lead.watch()
 	go n.announce()
 	if len(cfg.Join) > 0 && !n.HasState() {
 		n.wg.Add(1)
@@ -261,7 +265,8 @@ func (n *Node) openRaft() error {
 	} else if existing {
 		n.log.Info("restarting from existing raft state", "dir", cfg.DataDir)
 	}
-	r, err := raft.NewRaft(rc, n.raftFSM(), logs, watched, snaps, trans)
+	n.rfsm = n.raftFSM()
+	r, err := raft.NewRaft(rc, n.rfsm, logs, watched, snaps, trans)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
@@ -379,6 +384,7 @@ func (n *Node) serve() error {
 	opts = append(opts, n.grpcLimits()...)
 	opts = append(opts, n.grpcSecurity()...)
 	opts = append(opts, grpc.ChainUnaryInterceptor(limits.Deadline(n.requestDeadline)))
+	opts = append(opts, n.testingInterceptors()...) // none in production
 	n.grpc = grpc.NewServer(opts...)
 	n.health = health.NewServer()
 	n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
@@ -397,96 +403,6 @@ func (n *Node) serve() error {
 		}
 	}()
 	return nil
-}
-
-// watchLeadership starts leader duties when this node wins an election and
-// stops them when it loses. NotifyCh must be drained or Raft blocks; a
-// true after a true means leadership was lost and won again in between.
-func (n *Node) watchLeadership() {
-	defer n.wg.Done()
-	for {
-		select {
-		case isLeader := <-n.notifyCh:
-			n.stepDown()
-			if isLeader {
-				n.becomeLeader()
-			}
-		case <-n.ctx.Done():
-			n.stepDown()
-			return
-		}
-	}
-}
-
-func (n *Node) becomeLeader() {
-	ctx, cancel := context.WithCancel(n.ctx)
-	n.mu.Lock()
-	n.leaderCancel = cancel
-	n.mu.Unlock()
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		// Barrier: the FSM must hold every entry committed by earlier
-		// leaders before the dispatcher picks jobs from it or reads are
-		// served from it.
-		for {
-			if ctx.Err() != nil {
-				return
-			}
-			// Wait for the barrier without blocking shutdown: a barrier
-			// queued for the FSM when Raft shuts down may never be
-			// answered, and shutdown waits for this goroutine (a Kill
-			// once hung here). The waiting goroutine ends with Raft.
-			f := n.raft.Barrier(10 * time.Second)
-			errc := make(chan error, 1)
-			go func() { errc <- f.Error() }()
-			var err error
-			select {
-			case err = <-errc:
-			case <-ctx.Done():
-				return
-			}
-			if err == nil {
-				break
-			}
-			if n.raft.State() != raft.Leader {
-				return
-			}
-			n.log.Warn("barrier failed; retrying", "err", err)
-			select {
-			case <-ctx.Done():
-				return
-			case <-time.After(100 * time.Millisecond):
-			}
-		}
-		n.mu.Lock()
-		if ctx.Err() != nil {
-			n.mu.Unlock()
-			return
-		}
-		n.disp = dispatch.New(n.fsm, diskGatedProposer{n.disk, countingProposer{n.prop, n.metrics}}, dispatch.Options{Clock: n.clock, Retention: n.cfg.Retention, Limits: n.dispatchLimits()})
-		n.leaderReady.Store(true)
-		n.health.SetServingStatus(LeaderHealthService, healthpb.HealthCheckResponse_SERVING)
-		n.startScheduler(ctx) // periodic schedules (schedule.go); ends with ctx
-		n.mu.Unlock()
-		n.log.Info("leader ready", "term", n.raft.Stats()["term"])
-	}()
-}
-
-func (n *Node) stepDown() {
-	n.mu.Lock()
-	if n.leaderCancel != nil {
-		n.leaderCancel()
-		n.leaderCancel = nil
-	}
-	n.leaderReady.Store(false)
-	d := n.disp
-	n.disp = nil
-	n.health.SetServingStatus(LeaderHealthService, healthpb.HealthCheckResponse_NOT_SERVING)
-	n.mu.Unlock()
-	if d != nil {
-		d.Stop()
-	}
 }
 
 // dispatcher returns the current term's dispatcher, waiting up to wait for
@@ -541,7 +457,7 @@ func (n *Node) isLeader() bool { return n.raft.State() == raft.Leader }
 // quorum. (Waiting on CommitIndex instead would hang: barrier and no-op
 // entries advance it without ever reaching the FSM.)
 func (n *Node) readBarrier(ctx context.Context) error {
-	if !n.leaderReady.Load() {
+	if !n.lead.ready.Load() {
 		return apierr.ErrNotLeader
 	}
 	if err := n.raft.VerifyLeader().Error(); err != nil {
@@ -566,8 +482,8 @@ func (n *Node) GRPCAddr() string { return n.cfg.GRPCAdvertise }
 func (n *Node) RaftAddr() string { return n.raftAddr() }
 
 // IsLeaderReady reports whether this node leads and has finished its
-// leadership set-up (Barrier, dispatcher).
-func (n *Node) IsLeaderReady() bool { return n.leaderReady.Load() }
+// leadership set-up (Barrier, then every built-in leader duty).
+func (n *Node) IsLeaderReady() bool { return n.lead.ready.Load() }
 
 // Close shuts the node down gracefully: a leader first hands leadership to
 // a peer so the cluster does not wait an election timeout, parked fetches
@@ -599,10 +515,10 @@ func (n *Node) stop(graceful bool) error {
 	}
 	// Every background loop and stream ends now, and any call a loop has
 	// in flight to another node (announce, join) is cancelled: nothing
-	// below waits on an unreachable peer. Parked fetches get NOT_LEADER
-	// (stepDown).
+	// below waits on an unreachable peer. The leader duties are revoked
+	// (parked fetches get NOT_LEADER) before gRPC drains.
 	n.cancel()
-	n.stepDown()
+	n.lead.revoke()
 	if graceful {
 		done := make(chan struct{})
 		go func() { n.grpc.GracefulStop(); close(done) }()
@@ -618,6 +534,9 @@ func (n *Node) stop(graceful bool) error {
 	// shutdown forever: make it give up (fsm.StopWaitingForSpace; the log
 	// replays what it did not apply at the next start).
 	n.fsm.StopWaitingForSpace()
+	if s, ok := n.rfsm.(interface{ StopWaitingForSpace() }); ok {
+		s.StopWaitingForSpace() // a Testing.WrapFSM wrapper
+	}
 	n.prop.Stop()
 	err := n.raft.Shutdown().Error()
 	n.wg.Wait()

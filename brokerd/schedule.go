@@ -273,18 +273,9 @@ func newScheduleMetrics(reg *prometheus.Registry) *scheduleMetrics {
 	return m
 }
 
-// startScheduler runs the scheduler loop for one term of leadership; it
-// ends with ctx (stepDown).
-func (n *Node) startScheduler(ctx context.Context) {
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		n.runScheduler(ctx)
-	}()
-}
-
-// runScheduler wakes at the next due tick of any schedule (or when the
-// state changes), fires what is due, and sleeps again.
+// runScheduler is the leader's scheduler duty (leadership.go): it wakes at
+// the next due tick of any schedule (or when the state changes), fires
+// what is due, and sleeps again, until the term's ctx ends.
 func (n *Node) runScheduler(ctx context.Context) {
 	m := n.schedm
 	tickers := map[string]*ticker{} // by name; rebuilt when the version changes

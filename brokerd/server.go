@@ -26,7 +26,7 @@ func (n *Node) propose(ctx context.Context, cmd *fsmpb.Command) (fsm.Result, err
 	if r.Err != nil {
 		return fsm.Result{}, apierr.FromError(r.Err)
 	}
-	failpoint("commit-before-reply") // jepsen crash point; no-op otherwise
+	n.crash(CrashCommitBeforeReply)
 	if r.Result.Err != nil {
 		return r.Result, apierr.FromError(r.Result.Err)
 	}
@@ -70,9 +70,6 @@ func (n *Node) enqueue(ctx context.Context, req *raftqv1.EnqueueRequest) (*raftq
 	jobs, err := n.newJobs(req, n.clock())
 	if err != nil {
 		return nil, apierr.FromError(err)
-	}
-	if out, ok := n.bugEarlyEnqueue(jobs); ok { // seeded bug only with the jepsenbug tag
-		return out, nil
 	}
 	var first *fsmpb.NewJob
 	if len(jobs) > 0 {
@@ -129,7 +126,7 @@ func (s *brokerService) Fetch(ctx context.Context, req *raftqv1.FetchRequest) (*
 	}
 	jobs, err := d.Fetch(ctx, fr)
 	if len(jobs) > 0 {
-		failpoint("lease-before-reply") // jepsen crash point; no-op otherwise
+		n.crash(CrashLeaseBeforeReply)
 	}
 	if err != nil {
 		if errors.Is(err, apierr.ErrNotLeader) {
@@ -179,7 +176,6 @@ func (s *brokerService) Ack(ctx context.Context, req *raftqv1.AckRequest) (*raft
 	if err != nil {
 		return nil, apierr.FromError(err)
 	}
-	ref.Token = n.bugAckToken(req.JobId, ref.Token) // seeded bug only with the jepsenbug tag
 	res, err := n.propose(ctx, ackCommand([]*fsmpb.LeaseRef{ref}))
 	if err != nil {
 		return nil, err
@@ -402,7 +398,7 @@ func (s *clusterService) Join(ctx context.Context, req *raftqv1.JoinRequest) (*r
 	if err := validateJoin(req); err != nil {
 		return nil, apierr.FromError(err)
 	}
-	if !n.leaderReady.Load() {
+	if !n.lead.ready.Load() {
 		return n.fwd.join(ctx, req)
 	}
 	if err := n.join(ctx, req); err != nil {

@@ -97,10 +97,12 @@ type Agent struct {
 
 	// ctx is the agent's life: Stop cancels it, and every loop and etcd
 	// call derives from it. wg counts the loops.
-	ctx     context.Context
-	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	stopped bool
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+	// removeHint removes the leader-hint duty from the node (Stop).
+	removeHint func()
+	stopped    bool
 }
 
 // Options are what an Agent needs from the node's configuration.
@@ -195,8 +197,7 @@ func (e *Agent) Start(n *brokerd.Node, boot Bootstrap) error {
 		return err
 	}
 	e.reg = reg
-	e.wg.Add(1)
-	go e.leaderHintLoop()
+	e.removeHint = n.AddLeaderDuty("etcd leader hint", e.leaderHint)
 	if !n.HasState() && !boot.Static {
 		e.wg.Add(1)
 		go func() {
@@ -220,6 +221,9 @@ func (e *Agent) Stop(graceful bool) {
 	}
 	e.stopped = true
 	e.cancel()
+	if e.removeHint != nil {
+		e.removeHint() // the hint duty ends (its etcd calls end with e.ctx)
+	}
 	if e.reg != nil {
 		if graceful {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -286,49 +290,53 @@ func (e *Agent) Registered() bool {
 	return l != 0
 }
 
-// leaderHintLoop keeps "<prefix>/leader/brokers" naming this node while it
-// is the ready leader, written with the registration's lease so that it
-// vanishes with the node; a leader that steps down removes it. It re-checks
-// every 2s, so a hint lost while etcd was away comes back.
-func (e *Agent) leaderHintLoop() {
-	defer e.wg.Done()
+// leaderHint is a leader duty of the node (brokerd.Node.AddLeaderDuty):
+// for as long as this node's term lasts it keeps "<prefix>/leader/brokers"
+// naming this node, written with the registration's lease so that it
+// vanishes with the node, and re-written every 2s or when the lease
+// changes (a hint lost while etcd was away comes back). When the term
+// ends it removes the hint (one try, bounded by 2s and by the agent's
+// life; a hint left behind names an older term, which readers and the
+// next leader's write see, and goes with the lease).
+func (e *Agent) leaderHint(termCtx context.Context) {
+	ctx, cancel := context.WithCancel(termCtx)
+	defer cancel()
+	defer context.AfterFunc(e.ctx, cancel)()
 	t := time.NewTicker(100 * time.Millisecond)
 	defer t.Stop()
-	var wasLeader bool
+	var written bool
 	var lastLease clientv3.LeaseID
 	var lastCheck time.Time
 	for {
-		select {
-		case <-e.ctx.Done():
-			return
-		case <-t.C:
-		}
-		ready := e.n.IsLeaderReady()
 		lease, _ := e.reg.Lease()
-		switch {
-		case ready && lease != 0 && (!wasLeader || lease != lastLease || time.Since(lastCheck) > 2*time.Second):
-			var term uint64
-			term, _ = strconv.ParseUint(e.n.Raft().Stats()["term"], 10, 64)
-			ctx, cancel := context.WithTimeout(e.ctx, 2*time.Second)
-			ok, err := discovery.PutLeader(ctx, e.cli, e.prefix, discovery.ServiceBrokers, discovery.Leader{
+		if lease != 0 && (!written || lease != lastLease || time.Since(lastCheck) > 2*time.Second) {
+			term, _ := strconv.ParseUint(e.n.Raft().Stats()["term"], 10, 64)
+			pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+			ok, err := discovery.PutLeader(pctx, e.cli, e.prefix, discovery.ServiceBrokers, discovery.Leader{
 				NodeID: e.n.ID(), GRPCAddr: e.n.GRPCAddr(), RaftAddr: e.n.RaftAddr(), Term: term,
 			}, lease)
-			cancel()
-			if err != nil {
+			pcancel()
+			switch {
+			case err != nil:
 				e.log.Debug("leader hint not written", "err", err)
-				continue
+			default:
+				if !ok {
+					e.log.Debug("leader hint names a newer term; not overwriting")
+				}
+				written, lastLease, lastCheck = true, lease, time.Now()
 			}
-			if !ok {
-				e.log.Debug("leader hint names a newer term; not overwriting")
+		}
+		select {
+		case <-ctx.Done():
+			if written {
+				dctx, dcancel := context.WithTimeout(e.ctx, 2*time.Second)
+				if err := discovery.DeleteLeader(dctx, e.cli, e.prefix, discovery.ServiceBrokers, e.n.ID()); err != nil {
+					e.log.Debug("leader hint not removed", "err", err)
+				}
+				dcancel()
 			}
-			wasLeader, lastLease, lastCheck = true, lease, time.Now()
-		case !ready && wasLeader:
-			ctx, cancel := context.WithTimeout(e.ctx, 2*time.Second)
-			err := discovery.DeleteLeader(ctx, e.cli, e.prefix, discovery.ServiceBrokers, e.n.ID())
-			cancel()
-			if err == nil {
-				wasLeader = false
-			}
+			return
+		case <-t.C:
 		}
 	}
 }

@@ -183,6 +183,7 @@ func load(l *config.Loader, args []string) (daemon.Config, extra, error) {
 // serve runs a node until SIGTERM or SIGINT.
 func serve(cfg daemon.Config, x extra, stderr io.Writer) int {
 	cfg.Logger = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: cfg.LogLevel}))
+	testHooks(&cfg.Config) // the jepsen build's (testhooks_jepsen.go); nothing otherwise
 	if cfg.Auth.Enabled() && x.openAudit != nil {
 		a, err := x.openAudit(stderr)
 		if err != nil {

@@ -1,0 +1,117 @@
+// Package seededbug holds the jepsen harness's seeded bugs: broker
+// misbehaviour that its checkers must catch, so that CI can show they
+// fail when the broker is broken (make jepsen-bug; jepsen/DESIGN.md lists
+// them). Each bug is a gRPC unary interceptor that a node runs innermost
+// (brokerd.Testing.UnaryInterceptors): nothing in the broker's handlers
+// knows about them. Only the jepsen,jepsenbug build of cmd/brokerd links
+// this package (cmd/brokerd/bugs_jepsen.go), by RAFTQ_JEPSEN_BUG.
+package seededbug
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/grpc"
+
+	"github.com/raftq/raftq/fsm"
+	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
+)
+
+// The seeded bugs, by the names RAFTQ_JEPSEN_BUG and jepsen --bug use.
+const (
+	// StaleAck: Ack swaps a stale token for the current lease's (the
+	// fencing checker must catch it).
+	StaleAck = "stale-ack"
+	// EarlyEnqueueAck: Enqueue answers OK before anything is committed
+	// (the queue checker must catch it).
+	EarlyEnqueueAck = "early-enqueue-ack"
+)
+
+// EarlyAckDelay is how long EarlyEnqueueAck waits before it runs the
+// Enqueue it has already answered.
+const EarlyAckDelay = 300 * time.Millisecond
+
+// Interceptors returns the interceptors for the comma-separated bug
+// names in list; fsmOf returns the node's FSM (read by StaleAck; it is
+// called per request, so it may be bound after the node opened). An
+// unknown name is an error.
+func Interceptors(list string, fsmOf func() *fsm.FSM) ([]grpc.UnaryServerInterceptor, error) {
+	var out []grpc.UnaryServerInterceptor
+	for _, b := range strings.Split(list, ",") {
+		switch b = strings.TrimSpace(b); b {
+		case "":
+		case StaleAck:
+			out = append(out, StaleAckInterceptor(fsmOf))
+		case EarlyEnqueueAck:
+			out = append(out, EarlyEnqueueAckInterceptor())
+		default:
+			return nil, fmt.Errorf("seeded bug %q: unknown (known: %s, %s)", b, StaleAck, EarlyEnqueueAck)
+		}
+	}
+	return out, nil
+}
+
+// StaleAckInterceptor accepts an ack with a stale token while another
+// worker holds the job's newer lease, by swapping in the current token
+// before the handler proposes it (the "lease released without checking
+// it was still valid" bug), for Ack and each item of AckBatch.
+func StaleAckInterceptor(fsmOf func() *fsm.FSM) grpc.UnaryServerInterceptor {
+	swap := func(id string, token uint64) uint64 {
+		f := fsmOf()
+		if f == nil {
+			return token
+		}
+		if j, ok := f.Get(id); ok && j.State == fsm.StateLeased && j.LeaseToken != token {
+			return j.LeaseToken
+		}
+		return token
+	}
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		switch r := req.(type) {
+		case *raftqv1.AckRequest:
+			r.LeaseToken = swap(r.JobId, r.LeaseToken)
+		case *raftqv1.AckBatchRequest:
+			for _, it := range r.Items {
+				if it != nil {
+					it.LeaseToken = swap(it.JobId, it.LeaseToken)
+				}
+			}
+		}
+		return handler(ctx, req)
+	}
+}
+
+// EarlyEnqueueAckInterceptor answers an Enqueue OK at once, with job ids
+// of its own, and runs the real Enqueue EarlyAckDelay later in the
+// background (the "ack before fsync" bug): jobs in flight when the leader
+// dies or steps down are lost although their producers were told OK. The
+// jobs that do get created carry the ids the node gives them, not the
+// answered ones; the queue checker follows jobs by payload value, so it
+// reports exactly the lost ones.
+func EarlyEnqueueAckInterceptor() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		r, ok := req.(*raftqv1.EnqueueRequest)
+		if !ok || info.FullMethod != raftqv1.Broker_Enqueue_FullMethodName {
+			return handler(ctx, req)
+		}
+		out := &raftqv1.EnqueueResponse{Results: make([]*raftqv1.EnqueueResult, len(r.Jobs))}
+		for i := range r.Jobs {
+			id, err := uuid.NewV7()
+			if err != nil {
+				return handler(ctx, req)
+			}
+			out.Results[i] = &raftqv1.EnqueueResult{JobId: id.String()}
+		}
+		bg := context.WithoutCancel(ctx) // the caller's identity, not its deadline
+		go func() {
+			time.Sleep(EarlyAckDelay)
+			cctx, cancel := context.WithTimeout(bg, 10*time.Second)
+			defer cancel()
+			_, _ = handler(cctx, req)
+		}()
+		return out, nil
+	}
+}
