@@ -24,3 +24,7 @@ func SmallWALSegments(cfg *Config) { cfg.WALSegmentSize = MinWALSegmentSize }
 
 // ChooseLogStore is chooseLogStore, for the data dir kind table.
 var ChooseLogStore = chooseLogStore
+
+// LeaderDuties names the leader duties n runs now, in establish order
+// (none while it does not lead).
+func LeaderDuties(n *Node) []string { return n.lead.running() }
