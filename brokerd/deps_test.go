@@ -8,7 +8,8 @@ import (
 
 // TestNodeLinksNoProcessCode: the node library links none of what a
 // process serves around it (brokerd/daemon assembles those), and brokerctl
-// does not link the node for its default limits (internal/limits).
+// does not link the node for its default limits (internal/limits), and a
+// production brokerd links no seeded bug.
 func TestNodeLinksNoProcessCode(t *testing.T) {
 	if _, err := exec.LookPath("go"); err != nil {
 		t.Skip("no go command")
@@ -19,6 +20,8 @@ func TestNodeLinksNoProcessCode(t *testing.T) {
 			"github.com/raftq/raftq/brokerd/daemon", "github.com/raftq/raftq/results", "github.com/raftq/raftq/internal/liveconfig",
 			"go.etcd.io/etcd/client/...",
 		},
+		// Seeded bugs are linked only by the jepsen,jepsenbug build.
+		"github.com/raftq/raftq/cmd/brokerd": {"github.com/raftq/raftq/internal/seededbug"},
 		"github.com/raftq/raftq/cmd/brokerctl": {
 			"github.com/raftq/raftq/brokerd", "github.com/raftq/raftq/brokerd/daemon", "github.com/raftq/raftq/brokerd/etcdnode",
 		},
