@@ -303,7 +303,12 @@ func (l *leadership) add(d *duty) (remove func()) {
 			l.mu.Unlock()
 			if mine != nil {
 				mine.stop()
+				return
 			}
+			// Not in the current term: a revoke may be stopping it right
+			// now; wait for that to finish, so it runs no more on return.
+			l.revokeMu.Lock()
+			l.revokeMu.Unlock() //nolint:staticcheck // a barrier, not a critical section
 		})
 	}
 }
