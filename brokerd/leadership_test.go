@@ -1,6 +1,7 @@
 package brokerd_test
 
 import (
+	"context"
 	"slices"
 	"sync"
 	"testing"
@@ -234,5 +235,68 @@ func TestLeadershipCloseDuringEstablish(t *testing.T) {
 		}
 		waitFor(t, 30*time.Second, func() bool { l := c.Leader(); return l != nil && l != stuck })
 		break
+	}
+}
+
+// A duty added with AddLeaderDuty (as etcdnode adds the leader hint) runs
+// on the ready leader only — started at once when added during a term,
+// moved with leadership, its context ended on the old leader before the
+// revoke returns — and stops for good when removed.
+func TestAddLeaderDutyFollowsLeadership(t *testing.T) {
+	c := testcluster.New(t, 3, nil)
+	leader := c.WaitLeader(30 * time.Second)
+	var mu sync.Mutex
+	running := map[string]int{}
+	var removes []func()
+	for _, n := range c.Up() {
+		id := n.ID()
+		removes = append(removes, n.AddLeaderDuty("probe", func(ctx context.Context) {
+			mu.Lock()
+			running[id]++
+			mu.Unlock()
+			<-ctx.Done()
+			mu.Lock()
+			running[id]--
+			mu.Unlock()
+		}))
+	}
+	only := func(id string) bool {
+		mu.Lock()
+		defer mu.Unlock()
+		for k, v := range running {
+			if (k == id && v != 1) || (k != id && v != 0) {
+				return false
+			}
+		}
+		return running[id] == 1
+	}
+	waitFor(t, 10*time.Second, func() bool { return only(leader.ID()) })
+	if d := brokerd.LeaderDuties(leader); len(d) == 0 || d[len(d)-1] != "probe" {
+		t.Fatalf("leader duties %q: want the added duty last", d)
+	}
+	for i := 0; i < 3; i++ {
+		old := leader.ID()
+		if err := leader.Raft().LeadershipTransfer().Error(); err != nil {
+			t.Fatal(err)
+		}
+		waitFor(t, 30*time.Second, func() bool {
+			l := c.Leader()
+			return l != nil && l.ID() != old && only(l.ID())
+		})
+		leader = c.Leader()
+	}
+	for _, r := range removes {
+		r()
+		r() // idempotent
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	for id, v := range running {
+		if v != 0 {
+			t.Fatalf("%s still runs the removed duty (%d)", id, v)
+		}
+	}
+	if d := brokerd.LeaderDuties(leader); slices.Contains(d, "probe") {
+		t.Fatalf("removed duty still listed: %q", d)
 	}
 }
