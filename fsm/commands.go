@@ -79,6 +79,11 @@ func (a *applier) command(c *fsmpb.Command) Result {
 		return a.deleteSchedule(c.GetDeleteSchedule())
 	case fsmpb.CommandType_COMMAND_TYPE_FIRE_SCHEDULE:
 		return a.fireSchedule(now, c.GetFireSchedule())
+	case fsmpb.CommandType_COMMAND_TYPE_CHECK_HASH:
+		// No state changes: the FSM hashes the state as of this entry
+		// once it is committed (check.go).
+		a.st.checkAt = a.index
+		return Result{}
 	}
 	// Decode refuses unknown types; reaching here is a bug in this file.
 	panic(fmt.Sprintf("fsm: no handler for command type %v", c.GetType()))

@@ -57,6 +57,8 @@ type FSM struct {
 	hashMu  sync.Mutex
 	hashGen uint64
 	hashSum string
+	// check is the last consistency check (check.go).
+	check checkResult
 
 	// sigMu guards the two signal channels. They are created lazily, so an
 	// Apply with nobody waiting allocates nothing for them.
@@ -94,17 +96,29 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	defer f.wmu.Unlock()
 	f.mu.RLock()
 	defer f.mu.RUnlock()
+	var done []interface{}
 	for wait := 10 * time.Millisecond; ; wait = min(2*wait, time.Second) {
 		if f.gaveUp.Load() {
-			return make([]interface{}, len(logs))
+			return append(done, make([]interface{}, len(logs))...)
 		}
-		out, changed, last, err := f.applyTx(logs)
+		out, changed, last, checkAt, err := f.applyTx(logs)
 		if err == nil {
 			f.writeErr.Store(nil)
 			f.gen.Add(1)
 			f.lastIndex.Store(last)
 			f.signal(changed)
-			return out
+			done = append(done, out...)
+			if checkAt != 0 {
+				// The transaction ended at a check entry: hash that state,
+				// then apply the rest of the batch.
+				f.startCheck(checkAt)
+			}
+			if len(out) == len(logs) {
+				return done
+			}
+			logs = logs[len(out):]
+			wait = 10 * time.Millisecond
+			continue
 		}
 		if !errors.Is(err, syscall.ENOSPC) && !errors.Is(err, syscall.EDQUOT) {
 			panic(fmt.Sprintf("fsm: cannot apply raft log entries to the store %s: %v; stopping", f.describe(), err))
@@ -115,7 +129,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		select {
 		case <-giveUp:
 			f.gaveUp.Store(true)
-			return make([]interface{}, len(logs))
+			return append(done, make([]interface{}, len(logs))...)
 		default:
 		}
 		sleep(wait, giveUp)
@@ -160,10 +174,12 @@ func pause(d time.Duration, stop <-chan struct{}) {
 	}
 }
 
-// applyTx applies logs in one write transaction. A storeWriteError panic
-// (a failed Put) comes back as the error; the transaction is rolled back.
-func (f *FSM) applyTx(logs []*raft.Log) (out []interface{}, changed bool, last uint64, err error) {
-	out = make([]interface{}, len(logs))
+// applyTx applies logs in one write transaction, ending it after an entry
+// that asks for a consistency check (checkAt: its index; out then holds
+// the results of the entries applied). A storeWriteError panic (a failed
+// Put) comes back as the error; the transaction is rolled back.
+func (f *FSM) applyTx(logs []*raft.Log) (out []interface{}, changed bool, last, checkAt uint64, err error) {
+	out = make([]interface{}, 0, len(logs))
 	last = f.lastIndex.Load()
 	defer func() {
 		if r := recover(); r != nil {
@@ -179,8 +195,14 @@ func (f *FSM) applyTx(logs []*raft.Log) (out []interface{}, changed bool, last u
 		if err != nil {
 			return err
 		}
-		for i, l := range logs {
-			out[i] = applyOne(st, l, &changed)
+		out = out[:0]
+		checkAt = 0
+		for _, l := range logs {
+			out = append(out, applyOne(st, l, &changed))
+			if st.checkAt != 0 {
+				checkAt = st.checkAt
+				break
+			}
 		}
 		if st.applied == last {
 			// Nothing new (a replay): leave the store untouched.
@@ -190,7 +212,7 @@ func (f *FSM) applyTx(logs []*raft.Log) (out []interface{}, changed bool, last u
 		last = st.applied
 		return beforeCommit()
 	})
-	return out, changed, last, err
+	return out, changed, last, checkAt, err
 }
 
 // beforeCommit runs before each Apply transaction commits; tests inject

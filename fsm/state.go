@@ -200,6 +200,9 @@ type state struct {
 	nodes, meta, schedules, readyKey, leasedKey                           *bbolt.Bucket
 	applied, seq                                                          uint64
 	metaDirty                                                             bool
+	// checkAt is the index of an entry applied in this transaction that
+	// asked for a consistency check (0: none); the transaction ends there.
+	checkAt uint64
 }
 
 // createBuckets makes every bucket of an empty store (a no-op otherwise).

@@ -50,6 +50,9 @@ const (
 	CommandType_COMMAND_TYPE_RESUME_SCHEDULE CommandType = 17
 	CommandType_COMMAND_TYPE_DELETE_SCHEDULE CommandType = 18
 	CommandType_COMMAND_TYPE_FIRE_SCHEDULE   CommandType = 19
+	// The leader's consistency check: every node hashes its state as of this
+	// entry (changing nothing) and reports the hash in Status.
+	CommandType_COMMAND_TYPE_CHECK_HASH CommandType = 30
 )
 
 // Enum value maps for CommandType.
@@ -75,6 +78,7 @@ var (
 		17: "COMMAND_TYPE_RESUME_SCHEDULE",
 		18: "COMMAND_TYPE_DELETE_SCHEDULE",
 		19: "COMMAND_TYPE_FIRE_SCHEDULE",
+		30: "COMMAND_TYPE_CHECK_HASH",
 	}
 	CommandType_value = map[string]int32{
 		"COMMAND_TYPE_UNSPECIFIED":     0,
@@ -97,6 +101,7 @@ var (
 		"COMMAND_TYPE_RESUME_SCHEDULE": 17,
 		"COMMAND_TYPE_DELETE_SCHEDULE": 18,
 		"COMMAND_TYPE_FIRE_SCHEDULE":   19,
+		"COMMAND_TYPE_CHECK_HASH":      30,
 	}
 )
 
@@ -209,6 +214,7 @@ type Command struct {
 	//	*Command_ResumeSchedule
 	//	*Command_DeleteSchedule
 	//	*Command_FireSchedule
+	//	*Command_CheckHash
 	Body          isCommand_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -436,6 +442,15 @@ func (x *Command) GetFireSchedule() *FireSchedule {
 	return nil
 }
 
+func (x *Command) GetCheckHash() *CheckHash {
+	if x != nil {
+		if x, ok := x.Body.(*Command_CheckHash); ok {
+			return x.CheckHash
+		}
+	}
+	return nil
+}
+
 type isCommand_Body interface {
 	isCommand_Body()
 }
@@ -516,6 +531,10 @@ type Command_FireSchedule struct {
 	FireSchedule *FireSchedule `protobuf:"bytes,28,opt,name=fire_schedule,json=fireSchedule,proto3,oneof"`
 }
 
+type Command_CheckHash struct {
+	CheckHash *CheckHash `protobuf:"bytes,60,opt,name=check_hash,json=checkHash,proto3,oneof"`
+}
+
 func (*Command_Enqueue) isCommand_Body() {}
 
 func (*Command_Lease) isCommand_Body() {}
@@ -553,6 +572,8 @@ func (*Command_ResumeSchedule) isCommand_Body() {}
 func (*Command_DeleteSchedule) isCommand_Body() {}
 
 func (*Command_FireSchedule) isCommand_Body() {}
+
+func (*Command_CheckHash) isCommand_Body() {}
 
 // NewJob is a job as the leader stamped it: id chosen, defaults filled in,
 // times absolute.
@@ -2351,6 +2372,44 @@ func (x *ScheduleRef) GetName() string {
 	return ""
 }
 
+// CheckHash asks every node to hash its state as of this entry. It has no
+// fields and changes no state.
+type CheckHash struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckHash) Reset() {
+	*x = CheckHash{}
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckHash) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckHash) ProtoMessage() {}
+
+func (x *CheckHash) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckHash.ProtoReflect.Descriptor instead.
+func (*CheckHash) Descriptor() ([]byte, []int) {
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
+}
+
 // FireSchedule is one tick of one schedule, computed by the leader. It
 // creates job only if tick is after the schedule's last tick and anchor
 // and version matches, so a tick proposed twice (a leader change) fires
@@ -2372,7 +2431,7 @@ type FireSchedule struct {
 
 func (x *FireSchedule) Reset() {
 	*x = FireSchedule{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2384,7 +2443,7 @@ func (x *FireSchedule) String() string {
 func (*FireSchedule) ProtoMessage() {}
 
 func (x *FireSchedule) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2397,7 +2456,7 @@ func (x *FireSchedule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FireSchedule.ProtoReflect.Descriptor instead.
 func (*FireSchedule) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *FireSchedule) GetName() string {
@@ -2452,7 +2511,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2464,7 +2523,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2477,7 +2536,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
@@ -2573,7 +2632,7 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x16raftq/fsm/v1/fsm.proto\x12\fraftq.fsm.v1\"T\n" +
 	"\x05Entry\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x121\n" +
-	"\bcommands\x18\x02 \x03(\v2\x15.raftq.fsm.v1.CommandR\bcommands\"\x87\t\n" +
+	"\bcommands\x18\x02 \x03(\v2\x15.raftq.fsm.v1.CommandR\bcommands\"\xc1\t\n" +
 	"\aCommand\x12-\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x19.raftq.fsm.v1.CommandTypeR\x04type\x12\x10\n" +
 	"\x03now\x18\x02 \x01(\x03R\x03now\x121\n" +
@@ -2598,7 +2657,9 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x0epause_schedule\x18\x19 \x01(\v2\x19.raftq.fsm.v1.ScheduleRefH\x00R\rpauseSchedule\x12D\n" +
 	"\x0fresume_schedule\x18\x1a \x01(\v2\x19.raftq.fsm.v1.ScheduleRefH\x00R\x0eresumeSchedule\x12D\n" +
 	"\x0fdelete_schedule\x18\x1b \x01(\v2\x19.raftq.fsm.v1.ScheduleRefH\x00R\x0edeleteSchedule\x12A\n" +
-	"\rfire_schedule\x18\x1c \x01(\v2\x1a.raftq.fsm.v1.FireScheduleH\x00R\ffireScheduleB\x06\n" +
+	"\rfire_schedule\x18\x1c \x01(\v2\x1a.raftq.fsm.v1.FireScheduleH\x00R\ffireSchedule\x128\n" +
+	"\n" +
+	"check_hash\x18< \x01(\v2\x17.raftq.fsm.v1.CheckHashH\x00R\tcheckHashB\x06\n" +
 	"\x04body\"\xdc\x03\n" +
 	"\x06NewJob\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
@@ -2749,7 +2810,8 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\n" +
 	"updated_at\x18\t \x01(\x03R\tupdatedAt\"!\n" +
 	"\vScheduleRef\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04name\"\x9d\x01\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\v\n" +
+	"\tCheckHash\"\x9d\x01\n" +
 	"\fFireSchedule\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x12\n" +
@@ -2762,7 +2824,7 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\vidempotency\x18\x03 \x01(\v2\x1f.raftq.fsm.v1.IdempotencyRecordH\x00R\vidempotency\x12,\n" +
 	"\x04node\x18\x04 \x01(\v2\x16.raftq.fsm.v1.NodeMetaH\x00R\x04node\x12:\n" +
 	"\bschedule\x18\x05 \x01(\v2\x1c.raftq.fsm.v1.ScheduleRecordH\x00R\bscheduleB\b\n" +
-	"\x06record*\xc8\x04\n" +
+	"\x06record*\xe5\x04\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14COMMAND_TYPE_ENQUEUE\x10\x01\x12\x16\n" +
@@ -2784,7 +2846,8 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x1bCOMMAND_TYPE_PAUSE_SCHEDULE\x10\x10\x12 \n" +
 	"\x1cCOMMAND_TYPE_RESUME_SCHEDULE\x10\x11\x12 \n" +
 	"\x1cCOMMAND_TYPE_DELETE_SCHEDULE\x10\x12\x12\x1e\n" +
-	"\x1aCOMMAND_TYPE_FIRE_SCHEDULE\x10\x13B(Z&github.com/raftq/raftq/fsm/fsmpb;fsmpbb\x06proto3"
+	"\x1aCOMMAND_TYPE_FIRE_SCHEDULE\x10\x13\x12\x1b\n" +
+	"\x17COMMAND_TYPE_CHECK_HASH\x10\x1eB(Z&github.com/raftq/raftq/fsm/fsmpb;fsmpbb\x06proto3"
 
 var (
 	file_raftq_fsm_v1_fsm_proto_rawDescOnce sync.Once
@@ -2799,7 +2862,7 @@ func file_raftq_fsm_v1_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_raftq_fsm_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_raftq_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
+var file_raftq_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
 var file_raftq_fsm_v1_fsm_proto_goTypes = []any{
 	(CommandType)(0),          // 0: raftq.fsm.v1.CommandType
 	(*Entry)(nil),             // 1: raftq.fsm.v1.Entry
@@ -2828,8 +2891,9 @@ var file_raftq_fsm_v1_fsm_proto_goTypes = []any{
 	(*ScheduleSpec)(nil),      // 24: raftq.fsm.v1.ScheduleSpec
 	(*ScheduleRecord)(nil),    // 25: raftq.fsm.v1.ScheduleRecord
 	(*ScheduleRef)(nil),       // 26: raftq.fsm.v1.ScheduleRef
-	(*FireSchedule)(nil),      // 27: raftq.fsm.v1.FireSchedule
-	(*SnapshotRecord)(nil),    // 28: raftq.fsm.v1.SnapshotRecord
+	(*CheckHash)(nil),         // 27: raftq.fsm.v1.CheckHash
+	(*FireSchedule)(nil),      // 28: raftq.fsm.v1.FireSchedule
+	(*SnapshotRecord)(nil),    // 29: raftq.fsm.v1.SnapshotRecord
 }
 var file_raftq_fsm_v1_fsm_proto_depIdxs = []int32{
 	2,  // 0: raftq.fsm.v1.Entry.commands:type_name -> raftq.fsm.v1.Command
@@ -2852,25 +2916,26 @@ var file_raftq_fsm_v1_fsm_proto_depIdxs = []int32{
 	26, // 17: raftq.fsm.v1.Command.pause_schedule:type_name -> raftq.fsm.v1.ScheduleRef
 	26, // 18: raftq.fsm.v1.Command.resume_schedule:type_name -> raftq.fsm.v1.ScheduleRef
 	26, // 19: raftq.fsm.v1.Command.delete_schedule:type_name -> raftq.fsm.v1.ScheduleRef
-	27, // 20: raftq.fsm.v1.Command.fire_schedule:type_name -> raftq.fsm.v1.FireSchedule
-	3,  // 21: raftq.fsm.v1.Enqueue.jobs:type_name -> raftq.fsm.v1.NewJob
-	5,  // 22: raftq.fsm.v1.Lease.items:type_name -> raftq.fsm.v1.LeaseItem
-	7,  // 23: raftq.fsm.v1.ExtendLease.items:type_name -> raftq.fsm.v1.LeaseRef
-	7,  // 24: raftq.fsm.v1.Ack.items:type_name -> raftq.fsm.v1.LeaseRef
-	10, // 25: raftq.fsm.v1.Nack.items:type_name -> raftq.fsm.v1.NackItem
-	3,  // 26: raftq.fsm.v1.ScheduleSpec.job:type_name -> raftq.fsm.v1.NewJob
-	24, // 27: raftq.fsm.v1.ScheduleRecord.spec:type_name -> raftq.fsm.v1.ScheduleSpec
-	3,  // 28: raftq.fsm.v1.FireSchedule.job:type_name -> raftq.fsm.v1.NewJob
-	21, // 29: raftq.fsm.v1.SnapshotRecord.job:type_name -> raftq.fsm.v1.JobRecord
-	22, // 30: raftq.fsm.v1.SnapshotRecord.queue:type_name -> raftq.fsm.v1.QueueRecord
-	23, // 31: raftq.fsm.v1.SnapshotRecord.idempotency:type_name -> raftq.fsm.v1.IdempotencyRecord
-	18, // 32: raftq.fsm.v1.SnapshotRecord.node:type_name -> raftq.fsm.v1.NodeMeta
-	25, // 33: raftq.fsm.v1.SnapshotRecord.schedule:type_name -> raftq.fsm.v1.ScheduleRecord
-	34, // [34:34] is the sub-list for method output_type
-	34, // [34:34] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	28, // 20: raftq.fsm.v1.Command.fire_schedule:type_name -> raftq.fsm.v1.FireSchedule
+	27, // 21: raftq.fsm.v1.Command.check_hash:type_name -> raftq.fsm.v1.CheckHash
+	3,  // 22: raftq.fsm.v1.Enqueue.jobs:type_name -> raftq.fsm.v1.NewJob
+	5,  // 23: raftq.fsm.v1.Lease.items:type_name -> raftq.fsm.v1.LeaseItem
+	7,  // 24: raftq.fsm.v1.ExtendLease.items:type_name -> raftq.fsm.v1.LeaseRef
+	7,  // 25: raftq.fsm.v1.Ack.items:type_name -> raftq.fsm.v1.LeaseRef
+	10, // 26: raftq.fsm.v1.Nack.items:type_name -> raftq.fsm.v1.NackItem
+	3,  // 27: raftq.fsm.v1.ScheduleSpec.job:type_name -> raftq.fsm.v1.NewJob
+	24, // 28: raftq.fsm.v1.ScheduleRecord.spec:type_name -> raftq.fsm.v1.ScheduleSpec
+	3,  // 29: raftq.fsm.v1.FireSchedule.job:type_name -> raftq.fsm.v1.NewJob
+	21, // 30: raftq.fsm.v1.SnapshotRecord.job:type_name -> raftq.fsm.v1.JobRecord
+	22, // 31: raftq.fsm.v1.SnapshotRecord.queue:type_name -> raftq.fsm.v1.QueueRecord
+	23, // 32: raftq.fsm.v1.SnapshotRecord.idempotency:type_name -> raftq.fsm.v1.IdempotencyRecord
+	18, // 33: raftq.fsm.v1.SnapshotRecord.node:type_name -> raftq.fsm.v1.NodeMeta
+	25, // 34: raftq.fsm.v1.SnapshotRecord.schedule:type_name -> raftq.fsm.v1.ScheduleRecord
+	35, // [35:35] is the sub-list for method output_type
+	35, // [35:35] is the sub-list for method input_type
+	35, // [35:35] is the sub-list for extension type_name
+	35, // [35:35] is the sub-list for extension extendee
+	0,  // [0:35] is the sub-list for field type_name
 }
 
 func init() { file_raftq_fsm_v1_fsm_proto_init() }
@@ -2898,8 +2963,9 @@ func file_raftq_fsm_v1_fsm_proto_init() {
 		(*Command_ResumeSchedule)(nil),
 		(*Command_DeleteSchedule)(nil),
 		(*Command_FireSchedule)(nil),
+		(*Command_CheckHash)(nil),
 	}
-	file_raftq_fsm_v1_fsm_proto_msgTypes[27].OneofWrappers = []any{
+	file_raftq_fsm_v1_fsm_proto_msgTypes[28].OneofWrappers = []any{
 		(*SnapshotRecord_Job)(nil),
 		(*SnapshotRecord_Queue)(nil),
 		(*SnapshotRecord_Idempotency)(nil),
@@ -2912,7 +2978,7 @@ func file_raftq_fsm_v1_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftq_fsm_v1_fsm_proto_rawDesc), len(file_raftq_fsm_v1_fsm_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   28,
+			NumMessages:   29,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -2560,9 +2560,17 @@ type StatusResponse struct {
 	Members      []*Member `protobuf:"bytes,8,rep,name=members,proto3" json:"members,omitempty"`
 	// Hash of this node's FSM state: equal on nodes that applied the same log.
 	// Empty unless the request set with_hash.
-	StateHash     string `protobuf:"bytes,9,opt,name=state_hash,json=stateHash,proto3" json:"state_hash,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	StateHash string `protobuf:"bytes,9,opt,name=state_hash,json=stateHash,proto3" json:"state_hash,omitempty"`
+	// The latest consistency check this node finished: the hash of its state
+	// as of log index check_index (0: none yet). The leader proposes checks
+	// and compares these across nodes at equal indexes.
+	CheckIndex uint64 `protobuf:"varint,10,opt,name=check_index,json=checkIndex,proto3" json:"check_index,omitempty"`
+	CheckHash  string `protobuf:"bytes,11,opt,name=check_hash,json=checkHash,proto3" json:"check_hash,omitempty"`
+	// This node applies consistency checks (older nodes leave it false and
+	// would stop on one, so the leader proposes none until all say true).
+	CheckSupported bool `protobuf:"varint,12,opt,name=check_supported,json=checkSupported,proto3" json:"check_supported,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -2656,6 +2664,27 @@ func (x *StatusResponse) GetStateHash() string {
 		return x.StateHash
 	}
 	return ""
+}
+
+func (x *StatusResponse) GetCheckIndex() uint64 {
+	if x != nil {
+		return x.CheckIndex
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetCheckHash() string {
+	if x != nil {
+		return x.CheckHash
+	}
+	return ""
+}
+
+func (x *StatusResponse) GetCheckSupported() bool {
+	if x != nil {
+		return x.CheckSupported
+	}
+	return false
 }
 
 // ErrorDetail travels in the details of every non-OK gRPC status.
@@ -5004,7 +5033,7 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x1b\n" +
 	"\tgrpc_addr\x18\x03 \x01(\tR\bgrpcAddr\x12\x14\n" +
 	"\x05voter\x18\x04 \x01(\bR\x05voter\x12\x16\n" +
-	"\x06leader\x18\x05 \x01(\bR\x06leader\"\xa4\x02\n" +
+	"\x06leader\x18\x05 \x01(\bR\x06leader\"\x8d\x03\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1b\n" +
@@ -5016,7 +5045,13 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\rapplied_index\x18\a \x01(\x04R\fappliedIndex\x12*\n" +
 	"\amembers\x18\b \x03(\v2\x10.raftq.v1.MemberR\amembers\x12\x1d\n" +
 	"\n" +
-	"state_hash\x18\t \x01(\tR\tstateHash\"\x9d\x02\n" +
+	"state_hash\x18\t \x01(\tR\tstateHash\x12\x1f\n" +
+	"\vcheck_index\x18\n" +
+	" \x01(\x04R\n" +
+	"checkIndex\x12\x1d\n" +
+	"\n" +
+	"check_hash\x18\v \x01(\tR\tcheckHash\x12'\n" +
+	"\x0fcheck_supported\x18\f \x01(\bR\x0echeckSupported\"\x9d\x02\n" +
 	"\vErrorDetail\x124\n" +
 	"\x06reason\x18\x01 \x01(\x0e2\x1c.raftq.v1.ErrorDetail.ReasonR\x06reason\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\tR\bleaderId\x12\x1f\n" +
