@@ -138,6 +138,10 @@ type Config struct {
 	SnapshotThreshold  uint64
 	SnapshotInterval   time.Duration
 	TrailingLogs       uint64
+	// ConsistencyCheckInterval is how often a leader has every node hash
+	// its state at one log index and compares the hashes (consistency.go);
+	// 0: DefaultConsistencyCheckInterval, negative: never.
+	ConsistencyCheckInterval time.Duration
 	// LogStore is the Raft log's kind: LogStoreWAL, LogStoreBolt or
 	// LogStoreAuto (empty: keep the data dir's, a WAL for a new one).
 	LogStore string

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	gometrics "github.com/hashicorp/go-metrics/compat"
 	"github.com/hashicorp/raft"
 	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/grpc/codes"
@@ -381,8 +382,16 @@ func (w *watchedStore) IsMonotonic() bool {
 // StoreLog implements raft.LogStore.
 func (w *watchedStore) StoreLog(l *raft.Log) error { return w.appended(w.logStore.StoreLog(l)) }
 
-// StoreLogs implements raft.LogStore.
-func (w *watchedStore) StoreLogs(l []*raft.Log) error { return w.appended(w.logStore.StoreLogs(l)) }
+// StoreLogs implements raft.LogStore. It reports the append's time and
+// size under the same go-metrics keys whichever store is below
+// (internal/metrics maps them to raftq_raft_log_store_*).
+func (w *watchedStore) StoreLogs(l []*raft.Log) error {
+	start := time.Now()
+	err := w.logStore.StoreLogs(l)
+	gometrics.MeasureSince([]string{"raftq", "logstore", "storeLogs"}, start)
+	gometrics.AddSample([]string{"raftq", "logstore", "logsPerBatch"}, float32(len(l)))
+	return w.appended(err)
+}
 
 // DeleteRange implements raft.LogStore.
 func (w *watchedStore) DeleteRange(lo, hi uint64) error {

@@ -94,6 +94,7 @@ func newLeadership(n *Node) *leadership {
 		{name: "dispatcher", establish: n.startDispatcher, revoke: n.stopDispatcher},
 		{name: "scheduler", run: n.runScheduler},
 		{name: "disk hand-off", run: n.disk.handOffLoop},
+		{name: "consistency check", run: n.runConsistencyCheck},
 		{name: "leader health", establish: l.serveHealth, revoke: l.stopHealth},
 	}
 	return l

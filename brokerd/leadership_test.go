@@ -104,7 +104,7 @@ func owners(t *testing.T, c *testcluster.Cluster) []string {
 			continue
 		}
 		out = append(out, n.ID())
-		if want := []string{"dispatcher", "scheduler", "disk hand-off", "leader health"}; len(d) == len(want) && !slices.Equal(d, want) {
+		if want := []string{"dispatcher", "scheduler", "disk hand-off", "consistency check", "leader health"}; len(d) == len(want) && !slices.Equal(d, want) {
 			t.Errorf("%s runs duties %q, want %q", n.ID(), d, want)
 		}
 	}

@@ -35,6 +35,8 @@ type nodeMetrics struct {
 	redriven      *prometheus.CounterVec
 	purgedDead    *prometheus.CounterVec
 	leaderChanges prometheus.Counter
+	checks        *prometheus.CounterVec
+	divergent     prometheus.Gauge
 
 	observer *raft.Observer
 	obsCh    chan raft.Observation
@@ -65,9 +67,13 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 			"Dead jobs deleted by a dead-letter purge, by queue; counted by the leader.", "queue"),
 		leaderChanges: prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "raft_leader_changes_total",
 			Help: "Times this node saw the cluster's leader change to a new known leader."}),
+		checks: counter("consistency_checks_total",
+			"Consistency checks this node ran as leader, by result: ok, divergent (some node's state hash differs), incomplete (some node reported none in time).", "result"),
+		divergent: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: metricsNamespace, Name: "consistency_divergent_nodes",
+			Help: "Nodes whose state hash differed from the others' in the last consistency check this node ran as leader (0: all agreed)."}),
 	}
 	m.reg.MustRegister(m.grpc, m.enqueued, m.leased, m.succeeded, m.retries, m.leaseExpiries,
-		m.deadLettered, m.redriven, m.purgedDead, m.leaderChanges,
+		m.deadLettered, m.redriven, m.purgedDead, m.leaderChanges, m.checks, m.divergent,
 		// The bridge must exist before raft.NewRaft so that no sample is lost.
 		imetrics.Raft(metricsNamespace),
 		&nodeCollector{n: n})
@@ -255,4 +261,10 @@ func b2f(b bool) float64 {
 		return 1
 	}
 	return 0
+}
+
+// consistency records one consistency check's result.
+func (m *nodeMetrics) consistency(result string, divergent int) {
+	m.checks.WithLabelValues(result).Inc()
+	m.divergent.Set(float64(divergent))
 }

@@ -84,6 +84,8 @@ type Node struct {
 	// lead runs the leader duties (dispatcher, scheduler, disk hand-off,
 	// leader health, AddLeaderDuty's) for each term (leadership.go).
 	lead *leadership
+	// checks is the last consistency check run as leader.
+	checks consistency
 	rfsm raft.FSM // the FSM as Raft sees it (Testing.WrapFSM)
 
 	mu   sync.Mutex

@@ -458,6 +458,8 @@ func (s *clusterService) Status(ctx context.Context, req *raftqv1.StatusRequest)
 	if req.GetWithHash() {
 		out.StateHash = n.fsm.Hash()
 	}
+	out.CheckIndex, out.CheckHash = n.fsm.LastCheck()
+	out.CheckSupported = true
 	fmt.Sscan(n.raft.Stats()["term"], &out.Term)
 	metas := map[string]string{}
 	for _, m := range n.fsm.Nodes() {

@@ -112,6 +112,8 @@ func keys() []config.Key {
 		{Name: "raft.snapshot_threshold", Flag: "raft-snapshot-threshold", Kind: config.Int, Check: nonNeg, Usage: "log entries between snapshots (0: 8192)"},
 		{Name: "raft.snapshot_interval", Flag: "raft-snapshot-interval", Kind: config.Duration, Check: nonNeg, Usage: "how often to check for a snapshot (0: 2m)"},
 		{Name: "raft.trailing_logs", Flag: "raft-trailing-logs", Kind: config.Int, Check: nonNeg, Usage: "log entries kept after a snapshot (0: 10240)"},
+		{Name: "consistency_check.interval", Flag: "consistency-check-interval", Kind: config.Duration, Default: brokerd.DefaultConsistencyCheckInterval,
+			Usage: "how often the leader has every node hash its state at one log index and compares the hashes (a divergent node is logged at ERROR and counted in raftq_consistency_divergent_nodes); negative: never"},
 		{Name: "raft.log_store", Flag: "raft-log-store", Kind: config.String, Check: func(v any) error {
 			switch v.(string) {
 			case brokerd.LogStoreAuto, brokerd.LogStoreWAL, brokerd.LogStoreBolt:
@@ -169,6 +171,7 @@ func toConfig(l *config.Loader, v *config.Values) (daemon.Config, extra, error) 
 	cfg.SnapshotInterval = v.Duration("raft.snapshot_interval")
 	cfg.TrailingLogs = uint64(v.Int("raft.trailing_logs"))
 	cfg.LogStore = v.String("raft.log_store")
+	cfg.ConsistencyCheckInterval = v.Duration("consistency_check.interval")
 	cfg.WALSegmentSize = v.Int("raft.wal_segment_size")
 	secErrs := applySecurity(l, v, &cfg)
 	lvl, _ := liveconfig.ParseLogLevel(v.String("log.level"))

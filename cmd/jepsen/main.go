@@ -191,7 +191,9 @@ func run(o options, faults []nemesis.Fault) (bool, []checker.Result, error) {
 	// the 64 MiB default a run's log would never be compacted and lagging
 	// nodes would never be sent a snapshot.
 	nodeEnv := []string{"RAFTQ_JEPSEN_SNAPSHOT_THRESHOLD=512", "RAFTQ_JEPSEN_SNAPSHOT_INTERVAL=3s", "RAFTQ_JEPSEN_TRAILING_LOGS=256",
-		"RAFTQ_RAFT_WAL_SEGMENT_SIZE=1048576"}
+		"RAFTQ_RAFT_WAL_SEGMENT_SIZE=1048576",
+		// Consistency checks during the run, under every fault.
+		"RAFTQ_CONSISTENCY_CHECK_INTERVAL=10s"}
 	if o.bug != "" {
 		nodeEnv = append(nodeEnv, "RAFTQ_JEPSEN_BUG="+o.bug)
 	}

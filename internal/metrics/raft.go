@@ -9,7 +9,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// hashicorp/raft and raft-boltdb report through go-metrics' process-wide
+// hashicorp/raft and brokerd's Raft log store (brokerd/diskspace.go's
+// watchedStore, the same keys for raft-wal and raft-boltdb) report through go-metrics' process-wide
 // global sink (github.com/hashicorp/go-metrics/compat, which is
 // armon/go-metrics unless built with the hashicorpmetrics tag). RaftBridge
 // installs one sink there that feeds a fixed table of Prometheus metrics,
@@ -44,11 +45,11 @@ const ms = 0.001
 var raftTable = []raftMetric{
 	{key: "raft.commitTime", name: "raft_commit_seconds", kind: kindHistogram, scale: ms,
 		help: "Leader: time from a log entry's dispatch to its commit by a quorum (includes the followers' fsync)."},
-	{key: "raft.boltdb.storeLogs", name: "raft_log_store_seconds", kind: kindHistogram, scale: ms,
-		help: "Time to append a batch of entries to the bolt log, including its fsync (leader and followers)."},
-	{key: "raft.boltdb.logsPerBatch", name: "raft_log_store_batch_entries", kind: kindHistogram, scale: 1,
+	{key: "raftq.logstore.storeLogs", name: "raft_log_store_seconds", kind: kindHistogram, scale: ms,
+		help: "Time to append a batch of entries to the Raft log (WAL or bolt), including its fsync (leader and followers)."},
+	{key: "raftq.logstore.logsPerBatch", name: "raft_log_store_batch_entries", kind: kindHistogram, scale: 1,
 		buckets: prometheus.ExponentialBuckets(1, 2, 12),
-		help:    "Entries written per bolt log append (one fsync each)."},
+		help:    "Entries written per Raft log append (one fsync each)."},
 	{key: "raft.leader.dispatchLog", name: "raft_leader_dispatch_seconds", kind: kindHistogram, scale: ms,
 		help: "Leader: time to write new entries to its own log before replicating them."},
 	{key: "raft.fsm.applyBatch", name: "raft_fsm_apply_seconds", kind: kindHistogram, scale: ms,
