@@ -86,7 +86,7 @@ type Node struct {
 	lead *leadership
 	// checks is the last consistency check run as leader.
 	checks consistency
-	rfsm raft.FSM // the FSM as Raft sees it (Testing.WrapFSM)
+	rfsm   raft.FSM // the FSM as Raft sees it (Testing.WrapFSM)
 
 	mu   sync.Mutex
 	disp *dispatch.Dispatcher // the term's dispatcher; nil while not leader ready
