@@ -143,6 +143,8 @@ func bodyMatches(c *fsmpb.Command) bool {
 		return c.GetDeleteSchedule() != nil
 	case fsmpb.CommandType_COMMAND_TYPE_FIRE_SCHEDULE:
 		return c.GetFireSchedule() != nil
+	case fsmpb.CommandType_COMMAND_TYPE_EXPIRE_TIMEOUTS:
+		return c.GetExpireTimeouts() != nil
 	case fsmpb.CommandType_COMMAND_TYPE_CHECK_HASH:
 		return c.GetCheckHash() != nil
 	}

@@ -79,6 +79,8 @@ func (a *applier) command(c *fsmpb.Command) Result {
 		return a.deleteSchedule(c.GetDeleteSchedule())
 	case fsmpb.CommandType_COMMAND_TYPE_FIRE_SCHEDULE:
 		return a.fireSchedule(now, c.GetFireSchedule())
+	case fsmpb.CommandType_COMMAND_TYPE_EXPIRE_TIMEOUTS:
+		return a.expireTimeouts(now, c.GetExpireTimeouts())
 	case fsmpb.CommandType_COMMAND_TYPE_CHECK_HASH:
 		// No state changes: the FSM hashes the state as of this entry
 		// once it is committed (check.go).
@@ -117,7 +119,81 @@ func notFound(id string) ItemResult {
 	return ItemResult{JobID: id, Err: fmt.Errorf("%w: %q", ErrNotFound, id)}
 }
 
+// checkNewJobOptions refuses timeouts and unique modes Apply cannot
+// honour. brokerd checks the same (with clearer limits) first.
+func checkNewJobOptions(nj *fsmpb.NewJob) error {
+	switch {
+	case nj.GetStartDeadline() < 0:
+		return fmt.Errorf("%w: negative start_deadline", ErrInvalid)
+	case nj.GetStartToClose() < 0:
+		return fmt.Errorf("%w: negative start_to_close", ErrInvalid)
+	case nj.GetStartToClose() > 0 && nj.GetStartToClose() < nj.GetLeaseDuration():
+		return fmt.Errorf("%w: start_to_close %d ns is shorter than the lease duration %d ns", ErrInvalid, nj.GetStartToClose(), nj.GetLeaseDuration())
+	case nj.GetUniqueMode() < UniqueReturnExisting || nj.GetUniqueMode() > UniqueDebounce:
+		return fmt.Errorf("%w: unique_mode %d", ErrInvalid, nj.GetUniqueMode())
+	}
+	return nil
+}
+
+// uniqueConflict finds the first item of an Enqueue refused by a unique
+// key in UniqueReject mode, following the order the items apply in (an
+// earlier item of the batch can hold the key a later one names), so
+// that such an Enqueue is refused as a whole before anything changes.
+func (a *applier) uniqueConflict(now int64, jobs []*fsmpb.NewJob) error {
+	type qk struct{ queue, key string }
+	claimed := map[qk]string{}
+	idem := map[qk]bool{}
+	for i, nj := range jobs {
+		q, ik, uk := nj.GetQueue(), nj.GetIdempotencyKey(), nj.GetUniqueKey()
+		if ik != "" {
+			if e, ok := a.st.idemGet(q, ik); (ok && e.expires > now) || idem[qk{q, ik}] {
+				continue // a duplicate: creates nothing
+			}
+		}
+		if uk == "" {
+			continue
+		}
+		holder, held := claimed[qk{q, uk}]
+		if !held {
+			holder, held = a.st.uniqueHolder(q, uk)
+		}
+		if held {
+			if nj.GetUniqueMode() == UniqueReject {
+				return &UniqueConflictError{Item: i, Queue: q, Key: uk, JobID: holder}
+			}
+			continue
+		}
+		claimed[qk{q, uk}] = nj.GetId()
+		if ik != "" && satAdd(now, nj.GetDedupWindow()) > now {
+			idem[qk{q, ik}] = true
+		}
+	}
+	return nil
+}
+
+// debounce moves h, a still-scheduled job holding the unique key nj
+// names, to nj's run_at and payload. Its schedule-to-start deadline keeps
+// its distance from when the job is due.
+func (a *applier) debounce(now int64, h *Job, nj *fsmpb.NewJob) *Job {
+	nu := copyJob(h)
+	nu.RunAt = nj.GetRunAt()
+	nu.Payload = nj.GetPayload()
+	nu.UpdatedAt = now
+	if h.StartDeadline > 0 {
+		nu.StartDeadline = satAdd(max(nu.RunAt, now), h.StartDeadline-max(h.RunAt, h.CreatedAt))
+	}
+	if nu.RunAt <= now {
+		nu.State = StateReady
+		nu.Seq = a.st.nextSeq()
+	}
+	a.put(h, nu)
+	return nu
+}
+
 func (a *applier) enqueue(now int64, b *fsmpb.Enqueue) Result {
+	if err := a.uniqueConflict(now, b.GetJobs()); err != nil {
+		return Result{Err: err}
+	}
 	items := make([]ItemResult, len(b.GetJobs()))
 	for i, nj := range b.GetJobs() {
 		id, queue, key := nj.GetId(), nj.GetQueue(), nj.GetIdempotencyKey()
@@ -126,7 +202,11 @@ func (a *applier) enqueue(now int64, b *fsmpb.Enqueue) Result {
 			items[i].Err = fmt.Errorf("%w: enqueue item %d: id, queue and type are required", ErrInvalid, i)
 			continue
 		}
-		if err := checkKeySizes(id, queue, key, nj.GetConcurrencyKey(), nj.GetTraceParent(), nj.GetTraceState()); err != nil {
+		if err := checkKeySizes(id, queue, key, nj.GetConcurrencyKey(), nj.GetTraceParent(), nj.GetTraceState(), nj.GetUniqueKey()); err != nil {
+			items[i].Err = fmt.Errorf("enqueue item %d: %w", i, err)
+			continue
+		}
+		if err := checkNewJobOptions(nj); err != nil {
 			items[i].Err = fmt.Errorf("enqueue item %d: %w", i, err)
 			continue
 		}
@@ -136,6 +216,22 @@ func (a *applier) enqueue(now int64, b *fsmpb.Enqueue) Result {
 				if j := a.st.job(e.jobID); j != nil {
 					items[i].Job = copyJob(j)
 				}
+				continue
+			}
+		}
+		if uk := nj.GetUniqueKey(); uk != "" {
+			if hid, held := a.st.uniqueHolder(queue, uk); held {
+				h := a.st.job(hid)
+				if h == nil {
+					panic(corrupt("unique key %q/%q held by missing job %q", queue, uk, hid))
+				}
+				// UniqueReject was refused before anything applied.
+				items[i] = ItemResult{JobID: hid, Duplicate: true}
+				if nj.GetUniqueMode() == UniqueDebounce && h.State == StateScheduled && h.Attempts == 0 {
+					h = a.debounce(now, h, nj)
+					items[i].Debounced = true
+				}
+				items[i].Job = copyJob(h)
 				continue
 			}
 		}
@@ -161,6 +257,9 @@ func (a *applier) enqueue(now int64, b *fsmpb.Enqueue) Result {
 			RunAt:          nj.GetRunAt(),
 			CreatedAt:      now,
 			UpdatedAt:      now,
+			StartDeadline:  nj.GetStartDeadline(),
+			StartToClose:   nj.GetStartToClose(),
+			UniqueKey:      nj.GetUniqueKey(),
 		}
 		if j.RunAt <= now {
 			j.State = StateReady
@@ -213,6 +312,9 @@ func (a *applier) lease(now int64, b *fsmpb.Lease) Result {
 			d = j.LeaseDuration
 		}
 		nu.LeaseDeadline = satAdd(now, d)
+		if j.StartToClose > 0 {
+			nu.AttemptDeadline = satAdd(now, j.StartToClose)
+		}
 		nu.UpdatedAt = now
 		a.put(j, nu)
 		items[i] = ItemResult{JobID: nu.ID, Job: copyJob(nu)}
@@ -325,6 +427,7 @@ func endLease(nu *Job, now int64, lastError string, permanent bool) bool {
 	nu.LastError = lastError
 	nu.LeasedBy = ""
 	nu.LeaseDeadline = 0
+	nu.AttemptDeadline = 0
 	nu.UpdatedAt = now
 	switch {
 	case nu.CancelRequested:
@@ -349,7 +452,7 @@ func (a *applier) nack(now int64, b *fsmpb.Nack) Result {
 		nu := copyJob(j)
 		if it.GetRelease() {
 			// The lease never reached a worker: undo its attempt.
-			nu.LeasedBy, nu.LeaseDeadline, nu.UpdatedAt = "", 0, now
+			nu.LeasedBy, nu.LeaseDeadline, nu.AttemptDeadline, nu.UpdatedAt = "", 0, 0, now
 			if nu.Attempts > 0 {
 				nu.Attempts--
 			}
@@ -367,16 +470,52 @@ func (a *applier) nack(now int64, b *fsmpb.Nack) Result {
 			if delay < 0 {
 				delay = Backoff(nu)
 			}
-			if delay == 0 {
-				nu.State = StateReady
-				nu.Seq = a.st.nextSeq()
-			} else {
-				nu.State = StateScheduled
-				nu.RunAt = satAdd(now, delay)
-			}
+			a.retryAfter(now, nu, delay)
 		}
 		a.put(j, nu)
 		items[i] = ItemResult{JobID: nu.ID, Job: copyJob(nu)}
+	}
+	return Result{Items: items}
+}
+
+// retryAfter makes a job whose attempt failed ready again after delay.
+func (a *applier) retryAfter(now int64, nu *Job, delay int64) {
+	if delay == 0 {
+		nu.State = StateReady
+		nu.Seq = a.st.nextSeq()
+	} else {
+		nu.State = StateScheduled
+		nu.RunAt = satAdd(now, delay)
+	}
+}
+
+// expireTimeouts ends, up to limit each, the jobs whose schedule-to-start
+// deadline passed before any lease (dead: they can no longer start in
+// time) and the leased jobs whose attempt ran past its start-to-close
+// deadline (the attempt fails as a nack would: the lease ends, its token
+// goes stale, and the job is retried after its back-off or dead-lettered
+// when out of attempts, or cancelled when a cancel was asked for).
+func (a *applier) expireTimeouts(now int64, b *fsmpb.ExpireTimeouts) Result {
+	limit := int(b.GetLimit())
+	due := func(t int64) bool { return t <= now }
+	var items []ItemResult
+	for _, id := range timeIDs(a.st.toStart, due, limit) {
+		j := a.st.job(id)
+		nu := copyJob(j)
+		nu.State = StateDead
+		nu.LastError = ScheduleToStartError
+		nu.FinishedAt, nu.UpdatedAt = now, now
+		a.put(j, nu)
+		items = append(items, ItemResult{JobID: id, Job: copyJob(nu)})
+	}
+	for _, id := range timeIDs(a.st.toClose, due, limit) {
+		j := a.st.job(id)
+		nu := copyJob(j)
+		if !endLease(nu, now, StartToCloseError, false) {
+			a.retryAfter(now, nu, Backoff(nu))
+		}
+		a.put(j, nu)
+		items = append(items, ItemResult{JobID: id, Job: copyJob(nu)})
 	}
 	return Result{Items: items}
 }
@@ -497,8 +636,18 @@ func (a *applier) redrive(now int64, b *fsmpb.Redrive) Result {
 // revive moves a dead job back to ready with fresh attempts. LastError
 // stays so the operator still sees why it died; LeaseToken stays because
 // tokens only grow.
+//
+// A job whose unique key another job now holds stays dead (a wrong-state
+// refusal): reviving it would make two jobs hold one key. Its
+// schedule-to-start deadline is dropped: the operator asked for it to run.
 func (a *applier) revive(now int64, j *Job) ItemResult {
+	if j.UniqueKey != "" {
+		if h, held := a.st.uniqueHolder(j.Queue, j.UniqueKey); held && h != j.ID {
+			return found(j, fmt.Errorf("%w: redrive of %q: its unique key %q is held by job %s", ErrWrongState, j.ID, j.UniqueKey, h))
+		}
+	}
 	nu := copyJob(j)
+	nu.StartDeadline = 0
 	nu.State = StateReady
 	nu.Attempts = 0
 	nu.FinishedAt = 0

@@ -606,13 +606,28 @@ func (s *state) leasedOfKey(queue, key string, limit int) int {
 }
 
 // NextWakeup is the earliest time at which a command would change state by
-// itself: the run_at of a scheduled job (Promote) or the deadline of a
-// lease (ExpireLeases). ok is false when no job waits for time. The leader
-// sleeps until then.
+// itself: the run_at of a scheduled job (Promote), the deadline of a
+// lease (ExpireLeases) or a timeout (ExpireTimeouts). ok is false when no
+// job waits for time. The leader sleeps until then.
 func (f *FSM) NextWakeup() (at int64, ok bool) {
 	f.view(func(st *state) {
 		at, ok = minTime(st.sched)
-		if t, has := minTime(st.leases); has && (!ok || t < at) {
+		for _, b := range []*bbolt.Bucket{st.leases, st.toStart, st.toClose} {
+			if t, has := minTime(b); has && (!ok || t < at) {
+				at, ok = t, true
+			}
+		}
+	})
+	return at, ok
+}
+
+// NextTimeout is the earliest schedule-to-start or start-to-close
+// deadline; ok is false when no job has one pending. The leader proposes
+// ExpireTimeouts once it has passed.
+func (f *FSM) NextTimeout() (at int64, ok bool) {
+	f.view(func(st *state) {
+		at, ok = minTime(st.toStart)
+		if t, has := minTime(st.toClose); has && (!ok || t < at) {
 			at, ok = t, true
 		}
 	})

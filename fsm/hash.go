@@ -70,6 +70,10 @@ func hashState(sum hash.Hash, st *state) {
 	// something: a store without keyed jobs hashes as before keys existed.
 	hashIfAny(bReadyKey, st.readyKey, put, func(c byte) { buf = append(buf, c) })
 	hashIfAny(bLeasedKey, st.leasedKey, put, func(c byte) { buf = append(buf, c) })
+	// So are the timeout and uniqueness indexes.
+	hashIfAny(bToStart, st.toStart, put, func(c byte) { buf = append(buf, c) })
+	hashIfAny(bToClose, st.toClose, put, func(c byte) { buf = append(buf, c) })
+	hashIfAny(bUnique, st.unique, put, func(c byte) { buf = append(buf, c) })
 	sum.Write(buf)
 }
 

@@ -201,6 +201,10 @@ func jobToRecord(r *fsmpb.JobRecord, j *Job) {
 		HasProgress:     j.HasProgress,
 		Progress:        j.Progress,
 		ProgressMessage: j.ProgressMessage,
+		StartDeadline:   j.StartDeadline,
+		StartToClose:    j.StartToClose,
+		AttemptDeadline: j.AttemptDeadline,
+		UniqueKey:       j.UniqueKey,
 	}
 }
 
@@ -237,6 +241,10 @@ func recordToJob(r *fsmpb.JobRecord) *Job {
 		Seq:             r.GetSeq(),
 		ScheduleName:    r.GetSchedule(),
 		ScheduleTick:    r.GetScheduleTick(),
+		StartDeadline:   r.GetStartDeadline(),
+		StartToClose:    r.GetStartToClose(),
+		AttemptDeadline: r.GetAttemptDeadline(),
+		UniqueKey:       r.GetUniqueKey(),
 	}
 }
 
@@ -391,14 +399,22 @@ func restoreRecord(st *state, rec *fsmpb.SnapshotRecord, seenQueue map[string]bo
 		if j.ID == "" || j.Queue == "" {
 			return errors.New("job without id or queue")
 		}
-		if err := checkKeySizes(j.ID, j.Queue, j.IdempotencyKey, j.ConcurrencyKey); err != nil {
+		if err := checkKeySizes(j.ID, j.Queue, j.IdempotencyKey, j.ConcurrencyKey, j.UniqueKey); err != nil {
 			return err
+		}
+		if j.StartToClose < 0 {
+			return fmt.Errorf("job %q with a negative start_to_close", j.ID)
 		}
 		if j.State < StateScheduled || j.State > StateCancelled {
 			return fmt.Errorf("job %q in unknown state %d", j.ID, j.State)
 		}
 		if st.jobs.Get([]byte(j.ID)) != nil {
 			return fmt.Errorf("job %q twice", j.ID)
+		}
+		if _, ok := uniqueOf(j); ok {
+			if holder, held := st.uniqueHolder(j.Queue, j.UniqueKey); held {
+				return fmt.Errorf("jobs %q and %q both hold unique key %q of queue %q", holder, j.ID, j.UniqueKey, j.Queue)
+			}
 		}
 		st.put(nil, j)
 	case *fsmpb.SnapshotRecord_Queue:

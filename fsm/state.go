@@ -30,6 +30,11 @@ var (
 	bNodes     = []byte("nodes")      // node id → fsmpb.NodeMeta
 	bSchedules = []byte("schedules")  // name → fsmpb.ScheduleRecord
 	bMeta      = []byte("meta")       // metaKey → applied index, seq, checksum
+	// Timeouts and uniqueness (prefixed tmo_/uq_ so other features'
+	// buckets cannot clash).
+	bToStart = []byte("tmo_start") // (start deadline, id) of never-leased SCHEDULED/READY jobs with one
+	bToClose = []byte("tmo_close") // (attempt deadline, id) of LEASED jobs with a start_to_close
+	bUnique  = []byte("uq_active") // (queue, unique key) → id of the non-terminal job holding it
 )
 
 // stateBuckets are the buckets Hash covers, in hash order. meta is left out:
@@ -198,6 +203,7 @@ type state struct {
 	tx                                                                    *bbolt.Tx
 	jobs, ready, age, sched, leases, term, byState, idem, idemExp, queues *bbolt.Bucket
 	nodes, meta, schedules, readyKey, leasedKey                           *bbolt.Bucket
+	toStart, toClose, unique                                              *bbolt.Bucket
 	applied, seq                                                          uint64
 	metaDirty                                                             bool
 	// checkAt is the index of an entry applied in this transaction that
@@ -207,7 +213,7 @@ type state struct {
 
 // createBuckets makes every bucket of an empty store (a no-op otherwise).
 func createBuckets(tx *bbolt.Tx) error {
-	for _, name := range append([][]byte{bMeta, bSchedules, bReadyKey, bLeasedKey}, stateBuckets...) {
+	for _, name := range append([][]byte{bMeta, bSchedules, bReadyKey, bLeasedKey, bToStart, bToClose, bUnique}, stateBuckets...) {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return err
 		}
@@ -226,7 +232,8 @@ func newState(tx *bbolt.Tx) (*state, error) {
 	}{{&s.jobs, bJobs}, {&s.ready, bReady}, {&s.age, bAge}, {&s.sched, bSched}, {&s.leases, bLeases},
 		{&s.term, bTerminal}, {&s.byState, bByState}, {&s.idem, bIdem}, {&s.idemExp, bIdemExp},
 		{&s.queues, bQueues}, {&s.nodes, bNodes}, {&s.meta, bMeta}, {&s.schedules, bSchedules},
-		{&s.readyKey, bReadyKey}, {&s.leasedKey, bLeasedKey}} {
+		{&s.readyKey, bReadyKey}, {&s.leasedKey, bLeasedKey},
+		{&s.toStart, bToStart}, {&s.toClose, bToClose}, {&s.unique, bUnique}} {
 		if *p.b = tx.Bucket(p.name); *p.b == nil {
 			return nil, fmt.Errorf("bucket %q missing", p.name)
 		}
@@ -355,6 +362,55 @@ func scheduledOf(j *Job) ([]byte, bool) {
 func leaseOf(j *Job) ([]byte, bool)    { return timeKey(j.LeaseDeadline, j.ID), j.State == StateLeased }
 func terminalOf(j *Job) ([]byte, bool) { return timeKey(j.FinishedAt, j.ID), j.State.Terminal() }
 
+// toStartOf: a job waits for its schedule-to-start deadline while it was
+// never leased (a released lease undoes its attempt, so it counts as never
+// leased) and is scheduled or ready.
+func toStartOf(j *Job) ([]byte, bool) {
+	return timeKey(j.StartDeadline, j.ID),
+		j.StartDeadline > 0 && j.Attempts == 0 && (j.State == StateScheduled || j.State == StateReady)
+}
+
+// toCloseOf: a leased job waits for its attempt's start-to-close deadline.
+func toCloseOf(j *Job) ([]byte, bool) {
+	return timeKey(j.AttemptDeadline, j.ID), j.State == StateLeased && j.AttemptDeadline > 0
+}
+
+// uniqueOf is j's key in uq_active and whether j holds it: a job with a
+// unique key holds it until it is terminal.
+func uniqueOf(j *Job) ([]byte, bool) {
+	return idemKey(j.Queue, j.UniqueKey), j.UniqueKey != "" && !j.State.Terminal()
+}
+
+// uniqueHolder is the id of the job holding (queue, key), if any.
+func (s *state) uniqueHolder(queue, key string) (string, bool) {
+	v := s.unique.Get(idemKey(queue, key))
+	if v == nil {
+		return "", false
+	}
+	return string(v), true
+}
+
+// reindexUnique keeps uq_active (whose values are job ids) up to date.
+func (s *state) reindexUnique(old, nu *Job) {
+	var ok, nk []byte
+	var oin, nin bool
+	if old != nil {
+		ok, oin = uniqueOf(old)
+	}
+	if nu != nil {
+		nk, nin = uniqueOf(nu)
+	}
+	if oin && nin && bytes.Equal(ok, nk) {
+		return
+	}
+	if oin {
+		s.must(s.unique.Delete(ok))
+	}
+	if nin {
+		s.must(s.unique.Put(nk, []byte(nu.ID)))
+	}
+}
+
 // reindex moves one index entry from old to nu, touching the bucket only
 // when the key or the membership changed.
 func (s *state) reindex(b *bbolt.Bucket, of indexOf, old, nu *Job) {
@@ -398,6 +454,9 @@ func (s *state) index(old, nu *Job) {
 	s.reindex(s.sched, scheduledOf, old, nu)
 	s.reindex(s.leases, leaseOf, old, nu)
 	s.reindex(s.term, terminalOf, old, nu)
+	s.reindex(s.toStart, toStartOf, old, nu)
+	s.reindex(s.toClose, toCloseOf, old, nu)
+	s.reindexUnique(old, nu)
 	if old == nil || nu == nil || old.State != nu.State || old.Queue != nu.Queue {
 		if old != nil {
 			s.must(s.byState.Delete(stateKey(old.Queue, old.State, old.ID)))

@@ -98,7 +98,40 @@ type Job struct {
 	HasProgress     bool
 	Progress        float64
 	ProgressMessage string
+	// StartDeadline is the schedule-to-start deadline: a job not leased
+	// for the first time by then goes dead (ExpireTimeouts). 0: none.
+	StartDeadline int64
+	// StartToClose bounds one attempt, from its lease, however often the
+	// lease is extended; AttemptDeadline is the current attempt's bound
+	// (set by Lease). 0: none.
+	StartToClose    int64
+	AttemptDeadline int64
+	// UniqueKey, while the job is not terminal, keeps other enqueues with
+	// the same key in its queue from creating a job (uniqueness by state).
+	UniqueKey string
 }
+
+// Unique modes (NewJob.unique_mode): what an enqueue does when its unique
+// key is held by a job that is not terminal.
+const (
+	// UniqueReturnExisting answers with the existing job (Duplicate).
+	UniqueReturnExisting int32 = 0
+	// UniqueReject refuses the whole Enqueue with ErrUniqueConflict.
+	UniqueReject int32 = 1
+	// UniqueDebounce replaces a still-scheduled, never leased existing
+	// job's run_at and payload; otherwise as UniqueReturnExisting.
+	UniqueDebounce int32 = 2
+)
+
+// LastError values of jobs ended by ExpireTimeouts.
+const (
+	// ScheduleToStartError: the job was not leased before its
+	// schedule-to-start deadline, and is dead.
+	ScheduleToStartError = "schedule-to-start timeout"
+	// StartToCloseError: the attempt ran past its start-to-close
+	// deadline, and was failed.
+	StartToCloseError = "start-to-close timeout"
+)
 
 // Sentinel errors returned (wrapped, per item) as business refusals in
 // Apply results. Callers map them to API errors with errors.Is.
@@ -118,7 +151,27 @@ var (
 	ErrInvalid = errors.New("invalid command")
 	// ErrDuplicateID: an enqueue used a job id that already exists.
 	ErrDuplicateID = errors.New("duplicate job id")
+	// ErrUniqueConflict: an enqueue in UniqueReject mode named a unique key
+	// held by a job that is not terminal. The refusal is a
+	// *UniqueConflictError carrying that job's id.
+	ErrUniqueConflict = errors.New("unique key held by a job that is not terminal")
 )
+
+// UniqueConflictError is the refusal of an Enqueue whose unique key is
+// held (UniqueReject mode); errors.Is(err, ErrUniqueConflict) holds.
+type UniqueConflictError struct {
+	// Item is the refused item's index in the Enqueue.
+	Item int
+	// Queue, Key and JobID name the key and the job holding it.
+	Queue, Key, JobID string
+}
+
+func (e *UniqueConflictError) Error() string {
+	return fmt.Sprintf("%v: enqueue item %d: unique key %q of queue %q is held by job %s", ErrUniqueConflict, e.Item, e.Key, e.Queue, e.JobID)
+}
+
+// Unwrap makes errors.Is(err, ErrUniqueConflict) hold.
+func (e *UniqueConflictError) Unwrap() error { return ErrUniqueConflict }
 
 // ItemResult is the outcome of one item of a command (one job).
 type ItemResult struct {
@@ -128,8 +181,12 @@ type ItemResult struct {
 	// Job is the job's state after the command (a copy), when it exists.
 	Job *Job
 	// Duplicate is set by Enqueue when an idempotency key matched an
-	// earlier job; JobID and Job are then the earlier job's.
+	// earlier job, or a unique key a job that is not terminal; JobID and
+	// Job are then that job's.
 	Duplicate bool
+	// Debounced is set with Duplicate when the enqueue (UniqueDebounce)
+	// replaced the existing scheduled job's run_at and payload.
+	Debounced bool
 }
 
 // Result is the outcome of one Command of an Entry. Apply returns

@@ -50,6 +50,7 @@ const (
 	CommandType_COMMAND_TYPE_RESUME_SCHEDULE CommandType = 17
 	CommandType_COMMAND_TYPE_DELETE_SCHEDULE CommandType = 18
 	CommandType_COMMAND_TYPE_FIRE_SCHEDULE   CommandType = 19
+	CommandType_COMMAND_TYPE_EXPIRE_TIMEOUTS CommandType = 20
 	// The leader's consistency check: every node hashes its state as of this
 	// entry (changing nothing) and reports the hash in Status.
 	CommandType_COMMAND_TYPE_CHECK_HASH CommandType = 30
@@ -78,6 +79,7 @@ var (
 		17: "COMMAND_TYPE_RESUME_SCHEDULE",
 		18: "COMMAND_TYPE_DELETE_SCHEDULE",
 		19: "COMMAND_TYPE_FIRE_SCHEDULE",
+		20: "COMMAND_TYPE_EXPIRE_TIMEOUTS",
 		30: "COMMAND_TYPE_CHECK_HASH",
 	}
 	CommandType_value = map[string]int32{
@@ -101,6 +103,7 @@ var (
 		"COMMAND_TYPE_RESUME_SCHEDULE": 17,
 		"COMMAND_TYPE_DELETE_SCHEDULE": 18,
 		"COMMAND_TYPE_FIRE_SCHEDULE":   19,
+		"COMMAND_TYPE_EXPIRE_TIMEOUTS": 20,
 		"COMMAND_TYPE_CHECK_HASH":      30,
 	}
 )
@@ -214,6 +217,7 @@ type Command struct {
 	//	*Command_ResumeSchedule
 	//	*Command_DeleteSchedule
 	//	*Command_FireSchedule
+	//	*Command_ExpireTimeouts
 	//	*Command_CheckHash
 	Body          isCommand_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
@@ -442,6 +446,15 @@ func (x *Command) GetFireSchedule() *FireSchedule {
 	return nil
 }
 
+func (x *Command) GetExpireTimeouts() *ExpireTimeouts {
+	if x != nil {
+		if x, ok := x.Body.(*Command_ExpireTimeouts); ok {
+			return x.ExpireTimeouts
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetCheckHash() *CheckHash {
 	if x != nil {
 		if x, ok := x.Body.(*Command_CheckHash); ok {
@@ -531,6 +544,10 @@ type Command_FireSchedule struct {
 	FireSchedule *FireSchedule `protobuf:"bytes,28,opt,name=fire_schedule,json=fireSchedule,proto3,oneof"`
 }
 
+type Command_ExpireTimeouts struct {
+	ExpireTimeouts *ExpireTimeouts `protobuf:"bytes,40,opt,name=expire_timeouts,json=expireTimeouts,proto3,oneof"`
+}
+
 type Command_CheckHash struct {
 	CheckHash *CheckHash `protobuf:"bytes,60,opt,name=check_hash,json=checkHash,proto3,oneof"`
 }
@@ -573,6 +590,8 @@ func (*Command_DeleteSchedule) isCommand_Body() {}
 
 func (*Command_FireSchedule) isCommand_Body() {}
 
+func (*Command_ExpireTimeouts) isCommand_Body() {}
+
 func (*Command_CheckHash) isCommand_Body() {}
 
 // NewJob is a job as the leader stamped it: id chosen, defaults filled in,
@@ -596,8 +615,23 @@ type NewJob struct {
 	// tenant, a customer); empty: no key.
 	ConcurrencyKey string `protobuf:"bytes,13,opt,name=concurrency_key,json=concurrencyKey,proto3" json:"concurrency_key,omitempty"`
 	// The producer's W3C trace context; empty: untraced.
-	TraceParent   string `protobuf:"bytes,14,opt,name=trace_parent,json=traceParent,proto3" json:"trace_parent,omitempty"`
-	TraceState    string `protobuf:"bytes,15,opt,name=trace_state,json=traceState,proto3" json:"trace_state,omitempty"`
+	TraceParent string `protobuf:"bytes,14,opt,name=trace_parent,json=traceParent,proto3" json:"trace_parent,omitempty"`
+	TraceState  string `protobuf:"bytes,15,opt,name=trace_state,json=traceState,proto3" json:"trace_state,omitempty"`
+	// Schedule-to-start deadline (unix ns, absolute: the later of enqueue
+	// time and run_at, plus the producer's timeout): a job never leased by
+	// then goes dead. 0: none.
+	StartDeadline int64 `protobuf:"varint,16,opt,name=start_deadline,json=startDeadline,proto3" json:"start_deadline,omitempty"`
+	// Start-to-close timeout in ns: an attempt running longer than this
+	// since its lease is failed, however often its lease was extended. 0:
+	// none.
+	StartToClose int64 `protobuf:"varint,17,opt,name=start_to_close,json=startToClose,proto3" json:"start_to_close,omitempty"`
+	// Uniqueness by state: while a job of the queue with this key is not
+	// terminal, another enqueue with the key does not create a job (see
+	// unique_mode). Empty: none.
+	UniqueKey string `protobuf:"bytes,18,opt,name=unique_key,json=uniqueKey,proto3" json:"unique_key,omitempty"`
+	// fsm.UniqueMode*: 0 return the existing job, 1 refuse the enqueue, 2
+	// debounce (replace a still-scheduled job's run_at and payload).
+	UniqueMode    int32 `protobuf:"varint,19,opt,name=unique_mode,json=uniqueMode,proto3" json:"unique_mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -735,6 +769,34 @@ func (x *NewJob) GetTraceState() string {
 		return x.TraceState
 	}
 	return ""
+}
+
+func (x *NewJob) GetStartDeadline() int64 {
+	if x != nil {
+		return x.StartDeadline
+	}
+	return 0
+}
+
+func (x *NewJob) GetStartToClose() int64 {
+	if x != nil {
+		return x.StartToClose
+	}
+	return 0
+}
+
+func (x *NewJob) GetUniqueKey() string {
+	if x != nil {
+		return x.UniqueKey
+	}
+	return ""
+}
+
+func (x *NewJob) GetUniqueMode() int32 {
+	if x != nil {
+		return x.UniqueMode
+	}
+	return 0
 }
 
 type Enqueue struct {
@@ -1240,6 +1302,53 @@ func (x *ExpireLeases) GetLimit() int32 {
 	return 0
 }
 
+// ExpireTimeouts ends jobs whose schedule-to-start deadline (never leased)
+// or start-to-close deadline (current attempt) is <= now: the first go
+// dead, the second fail their attempt (retry or dead-letter per policy).
+type ExpireTimeouts struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Limit         int32                  `protobuf:"varint,1,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExpireTimeouts) Reset() {
+	*x = ExpireTimeouts{}
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExpireTimeouts) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExpireTimeouts) ProtoMessage() {}
+
+func (x *ExpireTimeouts) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExpireTimeouts.ProtoReflect.Descriptor instead.
+func (*ExpireTimeouts) Descriptor() ([]byte, []int) {
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ExpireTimeouts) GetLimit() int32 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
 // Promote moves scheduled jobs whose run_at is <= now to ready.
 type Promote struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1250,7 +1359,7 @@ type Promote struct {
 
 func (x *Promote) Reset() {
 	*x = Promote{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[12]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1262,7 +1371,7 @@ func (x *Promote) String() string {
 func (*Promote) ProtoMessage() {}
 
 func (x *Promote) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[12]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1275,7 +1384,7 @@ func (x *Promote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Promote.ProtoReflect.Descriptor instead.
 func (*Promote) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{12}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Promote) GetLimit() int32 {
@@ -1294,7 +1403,7 @@ type Cancel struct {
 
 func (x *Cancel) Reset() {
 	*x = Cancel{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[13]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1306,7 +1415,7 @@ func (x *Cancel) String() string {
 func (*Cancel) ProtoMessage() {}
 
 func (x *Cancel) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[13]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1319,7 +1428,7 @@ func (x *Cancel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cancel.ProtoReflect.Descriptor instead.
 func (*Cancel) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{13}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Cancel) GetJobIds() []string {
@@ -1338,7 +1447,7 @@ type QueueRef struct {
 
 func (x *QueueRef) Reset() {
 	*x = QueueRef{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[14]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1350,7 +1459,7 @@ func (x *QueueRef) String() string {
 func (*QueueRef) ProtoMessage() {}
 
 func (x *QueueRef) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[14]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1363,7 +1472,7 @@ func (x *QueueRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueRef.ProtoReflect.Descriptor instead.
 func (*QueueRef) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{14}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *QueueRef) GetQueue() string {
@@ -1384,7 +1493,7 @@ type Redrive struct {
 
 func (x *Redrive) Reset() {
 	*x = Redrive{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[15]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1396,7 +1505,7 @@ func (x *Redrive) String() string {
 func (*Redrive) ProtoMessage() {}
 
 func (x *Redrive) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[15]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1409,7 +1518,7 @@ func (x *Redrive) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Redrive.ProtoReflect.Descriptor instead.
 func (*Redrive) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{15}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Redrive) GetQueue() string {
@@ -1445,7 +1554,7 @@ type Purge struct {
 
 func (x *Purge) Reset() {
 	*x = Purge{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[16]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1457,7 +1566,7 @@ func (x *Purge) String() string {
 func (*Purge) ProtoMessage() {}
 
 func (x *Purge) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[16]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1470,7 +1579,7 @@ func (x *Purge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Purge.ProtoReflect.Descriptor instead.
 func (*Purge) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{16}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Purge) GetBefore() int64 {
@@ -1500,7 +1609,7 @@ type NodeMeta struct {
 
 func (x *NodeMeta) Reset() {
 	*x = NodeMeta{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[17]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1512,7 +1621,7 @@ func (x *NodeMeta) String() string {
 func (*NodeMeta) ProtoMessage() {}
 
 func (x *NodeMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[17]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1525,7 +1634,7 @@ func (x *NodeMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeMeta.ProtoReflect.Descriptor instead.
 func (*NodeMeta) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{17}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *NodeMeta) GetNodeId() string {
@@ -1563,7 +1672,7 @@ type DeleteDead struct {
 
 func (x *DeleteDead) Reset() {
 	*x = DeleteDead{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[18]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1575,7 +1684,7 @@ func (x *DeleteDead) String() string {
 func (*DeleteDead) ProtoMessage() {}
 
 func (x *DeleteDead) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[18]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1588,7 +1697,7 @@ func (x *DeleteDead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteDead.ProtoReflect.Descriptor instead.
 func (*DeleteDead) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{18}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *DeleteDead) GetQueue() string {
@@ -1624,7 +1733,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[19]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1636,7 +1745,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[19]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1649,7 +1758,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{19}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *SnapshotHeader) GetVersion() uint32 {
@@ -1717,13 +1826,21 @@ type JobRecord struct {
 	HasProgress     bool    `protobuf:"varint,29,opt,name=has_progress,json=hasProgress,proto3" json:"has_progress,omitempty"`
 	Progress        float64 `protobuf:"fixed64,30,opt,name=progress,proto3" json:"progress,omitempty"`
 	ProgressMessage string  `protobuf:"bytes,31,opt,name=progress_message,json=progressMessage,proto3" json:"progress_message,omitempty"`
+	// NewJob.start_deadline, start_to_close and unique_key. attempt_deadline
+	// is the current attempt's start-to-close deadline (lease time +
+	// start_to_close), set by each lease. Unset fields encode to nothing, so
+	// jobs without them store and hash as before.
+	StartDeadline   int64  `protobuf:"varint,32,opt,name=start_deadline,json=startDeadline,proto3" json:"start_deadline,omitempty"`
+	StartToClose    int64  `protobuf:"varint,33,opt,name=start_to_close,json=startToClose,proto3" json:"start_to_close,omitempty"`
+	AttemptDeadline int64  `protobuf:"varint,34,opt,name=attempt_deadline,json=attemptDeadline,proto3" json:"attempt_deadline,omitempty"`
+	UniqueKey       string `protobuf:"bytes,35,opt,name=unique_key,json=uniqueKey,proto3" json:"unique_key,omitempty"`
 	unknownFields   protoimpl.UnknownFields
 	sizeCache       protoimpl.SizeCache
 }
 
 func (x *JobRecord) Reset() {
 	*x = JobRecord{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[20]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1735,7 +1852,7 @@ func (x *JobRecord) String() string {
 func (*JobRecord) ProtoMessage() {}
 
 func (x *JobRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[20]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1748,7 +1865,7 @@ func (x *JobRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobRecord.ProtoReflect.Descriptor instead.
 func (*JobRecord) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{20}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *JobRecord) GetId() string {
@@ -1968,6 +2085,34 @@ func (x *JobRecord) GetProgressMessage() string {
 	return ""
 }
 
+func (x *JobRecord) GetStartDeadline() int64 {
+	if x != nil {
+		return x.StartDeadline
+	}
+	return 0
+}
+
+func (x *JobRecord) GetStartToClose() int64 {
+	if x != nil {
+		return x.StartToClose
+	}
+	return 0
+}
+
+func (x *JobRecord) GetAttemptDeadline() int64 {
+	if x != nil {
+		return x.AttemptDeadline
+	}
+	return 0
+}
+
+func (x *JobRecord) GetUniqueKey() string {
+	if x != nil {
+		return x.UniqueKey
+	}
+	return ""
+}
+
 type QueueRecord struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1978,7 +2123,7 @@ type QueueRecord struct {
 
 func (x *QueueRecord) Reset() {
 	*x = QueueRecord{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[21]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1990,7 +2135,7 @@ func (x *QueueRecord) String() string {
 func (*QueueRecord) ProtoMessage() {}
 
 func (x *QueueRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[21]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2003,7 +2148,7 @@ func (x *QueueRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueRecord.ProtoReflect.Descriptor instead.
 func (*QueueRecord) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{21}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *QueueRecord) GetName() string {
@@ -2032,7 +2177,7 @@ type IdempotencyRecord struct {
 
 func (x *IdempotencyRecord) Reset() {
 	*x = IdempotencyRecord{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[22]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2044,7 +2189,7 @@ func (x *IdempotencyRecord) String() string {
 func (*IdempotencyRecord) ProtoMessage() {}
 
 func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[22]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2057,7 +2202,7 @@ func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdempotencyRecord.ProtoReflect.Descriptor instead.
 func (*IdempotencyRecord) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{22}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *IdempotencyRecord) GetQueue() string {
@@ -2121,7 +2266,7 @@ type ScheduleSpec struct {
 
 func (x *ScheduleSpec) Reset() {
 	*x = ScheduleSpec{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2133,7 +2278,7 @@ func (x *ScheduleSpec) String() string {
 func (*ScheduleSpec) ProtoMessage() {}
 
 func (x *ScheduleSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2146,7 +2291,7 @@ func (x *ScheduleSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleSpec.ProtoReflect.Descriptor instead.
 func (*ScheduleSpec) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ScheduleSpec) GetName() string {
@@ -2237,7 +2382,7 @@ type ScheduleRecord struct {
 
 func (x *ScheduleRecord) Reset() {
 	*x = ScheduleRecord{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[24]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2249,7 +2394,7 @@ func (x *ScheduleRecord) String() string {
 func (*ScheduleRecord) ProtoMessage() {}
 
 func (x *ScheduleRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[24]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2262,7 +2407,7 @@ func (x *ScheduleRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleRecord.ProtoReflect.Descriptor instead.
 func (*ScheduleRecord) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ScheduleRecord) GetSpec() *ScheduleSpec {
@@ -2337,7 +2482,7 @@ type ScheduleRef struct {
 
 func (x *ScheduleRef) Reset() {
 	*x = ScheduleRef{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2349,7 +2494,7 @@ func (x *ScheduleRef) String() string {
 func (*ScheduleRef) ProtoMessage() {}
 
 func (x *ScheduleRef) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2362,7 +2507,7 @@ func (x *ScheduleRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleRef.ProtoReflect.Descriptor instead.
 func (*ScheduleRef) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ScheduleRef) GetName() string {
@@ -2382,7 +2527,7 @@ type CheckHash struct {
 
 func (x *CheckHash) Reset() {
 	*x = CheckHash{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2394,7 +2539,7 @@ func (x *CheckHash) String() string {
 func (*CheckHash) ProtoMessage() {}
 
 func (x *CheckHash) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2407,7 +2552,7 @@ func (x *CheckHash) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckHash.ProtoReflect.Descriptor instead.
 func (*CheckHash) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
 }
 
 // FireSchedule is one tick of one schedule, computed by the leader. It
@@ -2431,7 +2576,7 @@ type FireSchedule struct {
 
 func (x *FireSchedule) Reset() {
 	*x = FireSchedule{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2443,7 +2588,7 @@ func (x *FireSchedule) String() string {
 func (*FireSchedule) ProtoMessage() {}
 
 func (x *FireSchedule) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2456,7 +2601,7 @@ func (x *FireSchedule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FireSchedule.ProtoReflect.Descriptor instead.
 func (*FireSchedule) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *FireSchedule) GetName() string {
@@ -2511,7 +2656,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[28]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2523,7 +2668,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[28]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2536,7 +2681,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{28}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
@@ -2632,7 +2777,8 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x16raftq/fsm/v1/fsm.proto\x12\fraftq.fsm.v1\"T\n" +
 	"\x05Entry\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x121\n" +
-	"\bcommands\x18\x02 \x03(\v2\x15.raftq.fsm.v1.CommandR\bcommands\"\xc1\t\n" +
+	"\bcommands\x18\x02 \x03(\v2\x15.raftq.fsm.v1.CommandR\bcommands\"\x8a\n" +
+	"\n" +
 	"\aCommand\x12-\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x19.raftq.fsm.v1.CommandTypeR\x04type\x12\x10\n" +
 	"\x03now\x18\x02 \x01(\x03R\x03now\x121\n" +
@@ -2657,10 +2803,11 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x0epause_schedule\x18\x19 \x01(\v2\x19.raftq.fsm.v1.ScheduleRefH\x00R\rpauseSchedule\x12D\n" +
 	"\x0fresume_schedule\x18\x1a \x01(\v2\x19.raftq.fsm.v1.ScheduleRefH\x00R\x0eresumeSchedule\x12D\n" +
 	"\x0fdelete_schedule\x18\x1b \x01(\v2\x19.raftq.fsm.v1.ScheduleRefH\x00R\x0edeleteSchedule\x12A\n" +
-	"\rfire_schedule\x18\x1c \x01(\v2\x1a.raftq.fsm.v1.FireScheduleH\x00R\ffireSchedule\x128\n" +
+	"\rfire_schedule\x18\x1c \x01(\v2\x1a.raftq.fsm.v1.FireScheduleH\x00R\ffireSchedule\x12G\n" +
+	"\x0fexpire_timeouts\x18( \x01(\v2\x1c.raftq.fsm.v1.ExpireTimeoutsH\x00R\x0eexpireTimeouts\x128\n" +
 	"\n" +
 	"check_hash\x18< \x01(\v2\x17.raftq.fsm.v1.CheckHashH\x00R\tcheckHashB\x06\n" +
-	"\x04body\"\xdc\x03\n" +
+	"\x04body\"\xe9\x04\n" +
 	"\x06NewJob\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x12\n" +
@@ -2679,7 +2826,13 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x0fconcurrency_key\x18\r \x01(\tR\x0econcurrencyKey\x12!\n" +
 	"\ftrace_parent\x18\x0e \x01(\tR\vtraceParent\x12\x1f\n" +
 	"\vtrace_state\x18\x0f \x01(\tR\n" +
-	"traceState\"3\n" +
+	"traceState\x12%\n" +
+	"\x0estart_deadline\x18\x10 \x01(\x03R\rstartDeadline\x12$\n" +
+	"\x0estart_to_close\x18\x11 \x01(\x03R\fstartToClose\x12\x1d\n" +
+	"\n" +
+	"unique_key\x18\x12 \x01(\tR\tuniqueKey\x12\x1f\n" +
+	"\vunique_mode\x18\x13 \x01(\x05R\n" +
+	"uniqueMode\"3\n" +
 	"\aEnqueue\x12(\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x14.raftq.fsm.v1.NewJobR\x04jobs\"I\n" +
 	"\tLeaseItem\x12\x15\n" +
@@ -2710,6 +2863,8 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x04Nack\x12,\n" +
 	"\x05items\x18\x01 \x03(\v2\x16.raftq.fsm.v1.NackItemR\x05items\"$\n" +
 	"\fExpireLeases\x12\x14\n" +
+	"\x05limit\x18\x01 \x01(\x05R\x05limit\"&\n" +
+	"\x0eExpireTimeouts\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\x05R\x05limit\"\x1f\n" +
 	"\aPromote\x12\x14\n" +
 	"\x05limit\x18\x01 \x01(\x05R\x05limit\"!\n" +
@@ -2737,7 +2892,7 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1d\n" +
 	"\n" +
 	"last_index\x18\x02 \x01(\x04R\tlastIndex\x12\x10\n" +
-	"\x03seq\x18\x03 \x01(\x04R\x03seq\"\xdc\a\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq\"\xf3\b\n" +
 	"\tJobRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x12\n" +
@@ -2777,7 +2932,12 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"traceState\x12!\n" +
 	"\fhas_progress\x18\x1d \x01(\bR\vhasProgress\x12\x1a\n" +
 	"\bprogress\x18\x1e \x01(\x01R\bprogress\x12)\n" +
-	"\x10progress_message\x18\x1f \x01(\tR\x0fprogressMessage\"9\n" +
+	"\x10progress_message\x18\x1f \x01(\tR\x0fprogressMessage\x12%\n" +
+	"\x0estart_deadline\x18  \x01(\x03R\rstartDeadline\x12$\n" +
+	"\x0estart_to_close\x18! \x01(\x03R\fstartToClose\x12)\n" +
+	"\x10attempt_deadline\x18\" \x01(\x03R\x0fattemptDeadline\x12\x1d\n" +
+	"\n" +
+	"unique_key\x18# \x01(\tR\tuniqueKey\"9\n" +
 	"\vQueueRecord\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06paused\x18\x02 \x01(\bR\x06paused\"q\n" +
@@ -2824,7 +2984,7 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\vidempotency\x18\x03 \x01(\v2\x1f.raftq.fsm.v1.IdempotencyRecordH\x00R\vidempotency\x12,\n" +
 	"\x04node\x18\x04 \x01(\v2\x16.raftq.fsm.v1.NodeMetaH\x00R\x04node\x12:\n" +
 	"\bschedule\x18\x05 \x01(\v2\x1c.raftq.fsm.v1.ScheduleRecordH\x00R\bscheduleB\b\n" +
-	"\x06record*\xe5\x04\n" +
+	"\x06record*\x87\x05\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14COMMAND_TYPE_ENQUEUE\x10\x01\x12\x16\n" +
@@ -2846,7 +3006,8 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x1bCOMMAND_TYPE_PAUSE_SCHEDULE\x10\x10\x12 \n" +
 	"\x1cCOMMAND_TYPE_RESUME_SCHEDULE\x10\x11\x12 \n" +
 	"\x1cCOMMAND_TYPE_DELETE_SCHEDULE\x10\x12\x12\x1e\n" +
-	"\x1aCOMMAND_TYPE_FIRE_SCHEDULE\x10\x13\x12\x1b\n" +
+	"\x1aCOMMAND_TYPE_FIRE_SCHEDULE\x10\x13\x12 \n" +
+	"\x1cCOMMAND_TYPE_EXPIRE_TIMEOUTS\x10\x14\x12\x1b\n" +
 	"\x17COMMAND_TYPE_CHECK_HASH\x10\x1eB(Z&github.com/raftq/raftq/fsm/fsmpb;fsmpbb\x06proto3"
 
 var (
@@ -2862,7 +3023,7 @@ func file_raftq_fsm_v1_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_raftq_fsm_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_raftq_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_raftq_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_raftq_fsm_v1_fsm_proto_goTypes = []any{
 	(CommandType)(0),          // 0: raftq.fsm.v1.CommandType
 	(*Entry)(nil),             // 1: raftq.fsm.v1.Entry
@@ -2877,23 +3038,24 @@ var file_raftq_fsm_v1_fsm_proto_goTypes = []any{
 	(*NackItem)(nil),          // 10: raftq.fsm.v1.NackItem
 	(*Nack)(nil),              // 11: raftq.fsm.v1.Nack
 	(*ExpireLeases)(nil),      // 12: raftq.fsm.v1.ExpireLeases
-	(*Promote)(nil),           // 13: raftq.fsm.v1.Promote
-	(*Cancel)(nil),            // 14: raftq.fsm.v1.Cancel
-	(*QueueRef)(nil),          // 15: raftq.fsm.v1.QueueRef
-	(*Redrive)(nil),           // 16: raftq.fsm.v1.Redrive
-	(*Purge)(nil),             // 17: raftq.fsm.v1.Purge
-	(*NodeMeta)(nil),          // 18: raftq.fsm.v1.NodeMeta
-	(*DeleteDead)(nil),        // 19: raftq.fsm.v1.DeleteDead
-	(*SnapshotHeader)(nil),    // 20: raftq.fsm.v1.SnapshotHeader
-	(*JobRecord)(nil),         // 21: raftq.fsm.v1.JobRecord
-	(*QueueRecord)(nil),       // 22: raftq.fsm.v1.QueueRecord
-	(*IdempotencyRecord)(nil), // 23: raftq.fsm.v1.IdempotencyRecord
-	(*ScheduleSpec)(nil),      // 24: raftq.fsm.v1.ScheduleSpec
-	(*ScheduleRecord)(nil),    // 25: raftq.fsm.v1.ScheduleRecord
-	(*ScheduleRef)(nil),       // 26: raftq.fsm.v1.ScheduleRef
-	(*CheckHash)(nil),         // 27: raftq.fsm.v1.CheckHash
-	(*FireSchedule)(nil),      // 28: raftq.fsm.v1.FireSchedule
-	(*SnapshotRecord)(nil),    // 29: raftq.fsm.v1.SnapshotRecord
+	(*ExpireTimeouts)(nil),    // 13: raftq.fsm.v1.ExpireTimeouts
+	(*Promote)(nil),           // 14: raftq.fsm.v1.Promote
+	(*Cancel)(nil),            // 15: raftq.fsm.v1.Cancel
+	(*QueueRef)(nil),          // 16: raftq.fsm.v1.QueueRef
+	(*Redrive)(nil),           // 17: raftq.fsm.v1.Redrive
+	(*Purge)(nil),             // 18: raftq.fsm.v1.Purge
+	(*NodeMeta)(nil),          // 19: raftq.fsm.v1.NodeMeta
+	(*DeleteDead)(nil),        // 20: raftq.fsm.v1.DeleteDead
+	(*SnapshotHeader)(nil),    // 21: raftq.fsm.v1.SnapshotHeader
+	(*JobRecord)(nil),         // 22: raftq.fsm.v1.JobRecord
+	(*QueueRecord)(nil),       // 23: raftq.fsm.v1.QueueRecord
+	(*IdempotencyRecord)(nil), // 24: raftq.fsm.v1.IdempotencyRecord
+	(*ScheduleSpec)(nil),      // 25: raftq.fsm.v1.ScheduleSpec
+	(*ScheduleRecord)(nil),    // 26: raftq.fsm.v1.ScheduleRecord
+	(*ScheduleRef)(nil),       // 27: raftq.fsm.v1.ScheduleRef
+	(*CheckHash)(nil),         // 28: raftq.fsm.v1.CheckHash
+	(*FireSchedule)(nil),      // 29: raftq.fsm.v1.FireSchedule
+	(*SnapshotRecord)(nil),    // 30: raftq.fsm.v1.SnapshotRecord
 }
 var file_raftq_fsm_v1_fsm_proto_depIdxs = []int32{
 	2,  // 0: raftq.fsm.v1.Entry.commands:type_name -> raftq.fsm.v1.Command
@@ -2904,38 +3066,39 @@ var file_raftq_fsm_v1_fsm_proto_depIdxs = []int32{
 	9,  // 5: raftq.fsm.v1.Command.ack:type_name -> raftq.fsm.v1.Ack
 	11, // 6: raftq.fsm.v1.Command.nack:type_name -> raftq.fsm.v1.Nack
 	12, // 7: raftq.fsm.v1.Command.expire_leases:type_name -> raftq.fsm.v1.ExpireLeases
-	13, // 8: raftq.fsm.v1.Command.promote:type_name -> raftq.fsm.v1.Promote
-	14, // 9: raftq.fsm.v1.Command.cancel:type_name -> raftq.fsm.v1.Cancel
-	15, // 10: raftq.fsm.v1.Command.pause_queue:type_name -> raftq.fsm.v1.QueueRef
-	15, // 11: raftq.fsm.v1.Command.resume_queue:type_name -> raftq.fsm.v1.QueueRef
-	16, // 12: raftq.fsm.v1.Command.redrive:type_name -> raftq.fsm.v1.Redrive
-	17, // 13: raftq.fsm.v1.Command.purge:type_name -> raftq.fsm.v1.Purge
-	18, // 14: raftq.fsm.v1.Command.set_node:type_name -> raftq.fsm.v1.NodeMeta
-	19, // 15: raftq.fsm.v1.Command.delete_dead:type_name -> raftq.fsm.v1.DeleteDead
-	24, // 16: raftq.fsm.v1.Command.put_schedule:type_name -> raftq.fsm.v1.ScheduleSpec
-	26, // 17: raftq.fsm.v1.Command.pause_schedule:type_name -> raftq.fsm.v1.ScheduleRef
-	26, // 18: raftq.fsm.v1.Command.resume_schedule:type_name -> raftq.fsm.v1.ScheduleRef
-	26, // 19: raftq.fsm.v1.Command.delete_schedule:type_name -> raftq.fsm.v1.ScheduleRef
-	28, // 20: raftq.fsm.v1.Command.fire_schedule:type_name -> raftq.fsm.v1.FireSchedule
-	27, // 21: raftq.fsm.v1.Command.check_hash:type_name -> raftq.fsm.v1.CheckHash
-	3,  // 22: raftq.fsm.v1.Enqueue.jobs:type_name -> raftq.fsm.v1.NewJob
-	5,  // 23: raftq.fsm.v1.Lease.items:type_name -> raftq.fsm.v1.LeaseItem
-	7,  // 24: raftq.fsm.v1.ExtendLease.items:type_name -> raftq.fsm.v1.LeaseRef
-	7,  // 25: raftq.fsm.v1.Ack.items:type_name -> raftq.fsm.v1.LeaseRef
-	10, // 26: raftq.fsm.v1.Nack.items:type_name -> raftq.fsm.v1.NackItem
-	3,  // 27: raftq.fsm.v1.ScheduleSpec.job:type_name -> raftq.fsm.v1.NewJob
-	24, // 28: raftq.fsm.v1.ScheduleRecord.spec:type_name -> raftq.fsm.v1.ScheduleSpec
-	3,  // 29: raftq.fsm.v1.FireSchedule.job:type_name -> raftq.fsm.v1.NewJob
-	21, // 30: raftq.fsm.v1.SnapshotRecord.job:type_name -> raftq.fsm.v1.JobRecord
-	22, // 31: raftq.fsm.v1.SnapshotRecord.queue:type_name -> raftq.fsm.v1.QueueRecord
-	23, // 32: raftq.fsm.v1.SnapshotRecord.idempotency:type_name -> raftq.fsm.v1.IdempotencyRecord
-	18, // 33: raftq.fsm.v1.SnapshotRecord.node:type_name -> raftq.fsm.v1.NodeMeta
-	25, // 34: raftq.fsm.v1.SnapshotRecord.schedule:type_name -> raftq.fsm.v1.ScheduleRecord
-	35, // [35:35] is the sub-list for method output_type
-	35, // [35:35] is the sub-list for method input_type
-	35, // [35:35] is the sub-list for extension type_name
-	35, // [35:35] is the sub-list for extension extendee
-	0,  // [0:35] is the sub-list for field type_name
+	14, // 8: raftq.fsm.v1.Command.promote:type_name -> raftq.fsm.v1.Promote
+	15, // 9: raftq.fsm.v1.Command.cancel:type_name -> raftq.fsm.v1.Cancel
+	16, // 10: raftq.fsm.v1.Command.pause_queue:type_name -> raftq.fsm.v1.QueueRef
+	16, // 11: raftq.fsm.v1.Command.resume_queue:type_name -> raftq.fsm.v1.QueueRef
+	17, // 12: raftq.fsm.v1.Command.redrive:type_name -> raftq.fsm.v1.Redrive
+	18, // 13: raftq.fsm.v1.Command.purge:type_name -> raftq.fsm.v1.Purge
+	19, // 14: raftq.fsm.v1.Command.set_node:type_name -> raftq.fsm.v1.NodeMeta
+	20, // 15: raftq.fsm.v1.Command.delete_dead:type_name -> raftq.fsm.v1.DeleteDead
+	25, // 16: raftq.fsm.v1.Command.put_schedule:type_name -> raftq.fsm.v1.ScheduleSpec
+	27, // 17: raftq.fsm.v1.Command.pause_schedule:type_name -> raftq.fsm.v1.ScheduleRef
+	27, // 18: raftq.fsm.v1.Command.resume_schedule:type_name -> raftq.fsm.v1.ScheduleRef
+	27, // 19: raftq.fsm.v1.Command.delete_schedule:type_name -> raftq.fsm.v1.ScheduleRef
+	29, // 20: raftq.fsm.v1.Command.fire_schedule:type_name -> raftq.fsm.v1.FireSchedule
+	13, // 21: raftq.fsm.v1.Command.expire_timeouts:type_name -> raftq.fsm.v1.ExpireTimeouts
+	28, // 22: raftq.fsm.v1.Command.check_hash:type_name -> raftq.fsm.v1.CheckHash
+	3,  // 23: raftq.fsm.v1.Enqueue.jobs:type_name -> raftq.fsm.v1.NewJob
+	5,  // 24: raftq.fsm.v1.Lease.items:type_name -> raftq.fsm.v1.LeaseItem
+	7,  // 25: raftq.fsm.v1.ExtendLease.items:type_name -> raftq.fsm.v1.LeaseRef
+	7,  // 26: raftq.fsm.v1.Ack.items:type_name -> raftq.fsm.v1.LeaseRef
+	10, // 27: raftq.fsm.v1.Nack.items:type_name -> raftq.fsm.v1.NackItem
+	3,  // 28: raftq.fsm.v1.ScheduleSpec.job:type_name -> raftq.fsm.v1.NewJob
+	25, // 29: raftq.fsm.v1.ScheduleRecord.spec:type_name -> raftq.fsm.v1.ScheduleSpec
+	3,  // 30: raftq.fsm.v1.FireSchedule.job:type_name -> raftq.fsm.v1.NewJob
+	22, // 31: raftq.fsm.v1.SnapshotRecord.job:type_name -> raftq.fsm.v1.JobRecord
+	23, // 32: raftq.fsm.v1.SnapshotRecord.queue:type_name -> raftq.fsm.v1.QueueRecord
+	24, // 33: raftq.fsm.v1.SnapshotRecord.idempotency:type_name -> raftq.fsm.v1.IdempotencyRecord
+	19, // 34: raftq.fsm.v1.SnapshotRecord.node:type_name -> raftq.fsm.v1.NodeMeta
+	26, // 35: raftq.fsm.v1.SnapshotRecord.schedule:type_name -> raftq.fsm.v1.ScheduleRecord
+	36, // [36:36] is the sub-list for method output_type
+	36, // [36:36] is the sub-list for method input_type
+	36, // [36:36] is the sub-list for extension type_name
+	36, // [36:36] is the sub-list for extension extendee
+	0,  // [0:36] is the sub-list for field type_name
 }
 
 func init() { file_raftq_fsm_v1_fsm_proto_init() }
@@ -2963,9 +3126,10 @@ func file_raftq_fsm_v1_fsm_proto_init() {
 		(*Command_ResumeSchedule)(nil),
 		(*Command_DeleteSchedule)(nil),
 		(*Command_FireSchedule)(nil),
+		(*Command_ExpireTimeouts)(nil),
 		(*Command_CheckHash)(nil),
 	}
-	file_raftq_fsm_v1_fsm_proto_msgTypes[28].OneofWrappers = []any{
+	file_raftq_fsm_v1_fsm_proto_msgTypes[29].OneofWrappers = []any{
 		(*SnapshotRecord_Job)(nil),
 		(*SnapshotRecord_Queue)(nil),
 		(*SnapshotRecord_Idempotency)(nil),
@@ -2978,7 +3142,7 @@ func file_raftq_fsm_v1_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftq_fsm_v1_fsm_proto_rawDesc), len(file_raftq_fsm_v1_fsm_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   29,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -149,6 +149,67 @@ func (Consistency) EnumDescriptor() ([]byte, []int) {
 	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{1}
 }
 
+// UniqueMode is what an enqueue does when its unique_key is held by a job
+// that is not terminal.
+type UniqueMode int32
+
+const (
+	// As RETURN_EXISTING.
+	UniqueMode_UNIQUE_MODE_UNSPECIFIED UniqueMode = 0
+	// Answer with the existing job's id and duplicate = true.
+	UniqueMode_UNIQUE_MODE_RETURN_EXISTING UniqueMode = 1
+	// Refuse the whole request with ALREADY_EXISTS; the status carries a
+	// google.rpc.ResourceInfo whose resource_name is the existing job's id.
+	UniqueMode_UNIQUE_MODE_REJECT UniqueMode = 2
+	// Debounce: when the existing job is still scheduled (delayed, never
+	// leased), replace its run_at and payload with this request's and
+	// answer with its id and duplicate = true; otherwise as RETURN_EXISTING.
+	UniqueMode_UNIQUE_MODE_DEBOUNCE UniqueMode = 3
+)
+
+// Enum value maps for UniqueMode.
+var (
+	UniqueMode_name = map[int32]string{
+		0: "UNIQUE_MODE_UNSPECIFIED",
+		1: "UNIQUE_MODE_RETURN_EXISTING",
+		2: "UNIQUE_MODE_REJECT",
+		3: "UNIQUE_MODE_DEBOUNCE",
+	}
+	UniqueMode_value = map[string]int32{
+		"UNIQUE_MODE_UNSPECIFIED":     0,
+		"UNIQUE_MODE_RETURN_EXISTING": 1,
+		"UNIQUE_MODE_REJECT":          2,
+		"UNIQUE_MODE_DEBOUNCE":        3,
+	}
+)
+
+func (x UniqueMode) Enum() *UniqueMode {
+	p := new(UniqueMode)
+	*p = x
+	return p
+}
+
+func (x UniqueMode) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (UniqueMode) Descriptor() protoreflect.EnumDescriptor {
+	return file_raftq_v1_broker_proto_enumTypes[2].Descriptor()
+}
+
+func (UniqueMode) Type() protoreflect.EnumType {
+	return &file_raftq_v1_broker_proto_enumTypes[2]
+}
+
+func (x UniqueMode) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use UniqueMode.Descriptor instead.
+func (UniqueMode) EnumDescriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{2}
+}
+
 // OverlapPolicy says what a tick does while the job of the previous tick
 // is not terminal.
 type OverlapPolicy int32
@@ -187,11 +248,11 @@ func (x OverlapPolicy) String() string {
 }
 
 func (OverlapPolicy) Descriptor() protoreflect.EnumDescriptor {
-	return file_raftq_v1_broker_proto_enumTypes[2].Descriptor()
+	return file_raftq_v1_broker_proto_enumTypes[3].Descriptor()
 }
 
 func (OverlapPolicy) Type() protoreflect.EnumType {
-	return &file_raftq_v1_broker_proto_enumTypes[2]
+	return &file_raftq_v1_broker_proto_enumTypes[3]
 }
 
 func (x OverlapPolicy) Number() protoreflect.EnumNumber {
@@ -200,7 +261,7 @@ func (x OverlapPolicy) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OverlapPolicy.Descriptor instead.
 func (OverlapPolicy) EnumDescriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{2}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{3}
 }
 
 type ErrorDetail_Reason int32
@@ -257,11 +318,11 @@ func (x ErrorDetail_Reason) String() string {
 }
 
 func (ErrorDetail_Reason) Descriptor() protoreflect.EnumDescriptor {
-	return file_raftq_v1_broker_proto_enumTypes[3].Descriptor()
+	return file_raftq_v1_broker_proto_enumTypes[4].Descriptor()
 }
 
 func (ErrorDetail_Reason) Type() protoreflect.EnumType {
-	return &file_raftq_v1_broker_proto_enumTypes[3]
+	return &file_raftq_v1_broker_proto_enumTypes[4]
 }
 
 func (x ErrorDetail_Reason) Number() protoreflect.EnumNumber {
@@ -311,11 +372,11 @@ func (x ConsumeNotice_Kind) String() string {
 }
 
 func (ConsumeNotice_Kind) Descriptor() protoreflect.EnumDescriptor {
-	return file_raftq_v1_broker_proto_enumTypes[4].Descriptor()
+	return file_raftq_v1_broker_proto_enumTypes[5].Descriptor()
 }
 
 func (ConsumeNotice_Kind) Type() protoreflect.EnumType {
-	return &file_raftq_v1_broker_proto_enumTypes[4]
+	return &file_raftq_v1_broker_proto_enumTypes[5]
 }
 
 func (x ConsumeNotice_Kind) Number() protoreflect.EnumNumber {
@@ -409,8 +470,26 @@ type JobSpec struct {
 	// producer's enqueue span, set by the SDK when tracing is on. The broker
 	// stores it with the job and hands it to the worker, which continues the
 	// trace. Empty: untraced. At most 512 bytes each.
-	TraceParent   string `protobuf:"bytes,13,opt,name=trace_parent,json=traceParent,proto3" json:"trace_parent,omitempty"`
-	TraceState    string `protobuf:"bytes,14,opt,name=trace_state,json=traceState,proto3" json:"trace_state,omitempty"`
+	TraceParent string `protobuf:"bytes,13,opt,name=trace_parent,json=traceParent,proto3" json:"trace_parent,omitempty"`
+	TraceState  string `protobuf:"bytes,14,opt,name=trace_state,json=traceState,proto3" json:"trace_state,omitempty"`
+	// Schedule-to-start timeout: a job not leased for the first time within
+	// this long after it is due (enqueue time, or its delay/run_at when
+	// later) goes dead with last_error "schedule-to-start timeout". Unset:
+	// no timeout.
+	ScheduleToStart *durationpb.Duration `protobuf:"bytes,15,opt,name=schedule_to_start,json=scheduleToStart,proto3" json:"schedule_to_start,omitempty"`
+	// Start-to-close timeout: an attempt still running this long after its
+	// lease began is failed (the lease is revoked, the worker's token goes
+	// stale, and the job is retried or dead-lettered per its retry policy)
+	// even if its lease keeps being extended. At least the job's lease
+	// duration. Unset: no timeout.
+	StartToClose *durationpb.Duration `protobuf:"bytes,16,opt,name=start_to_close,json=startToClose,proto3" json:"start_to_close,omitempty"`
+	// Uniqueness by state: while a job of the queue with this key is not
+	// terminal (scheduled, ready or leased), an enqueue with the same key
+	// does not create another job; unique_mode says what it does instead.
+	// Unlike idempotency_key there is no window: the key is free again as
+	// soon as its job ends. At most 256 bytes.
+	UniqueKey     string     `protobuf:"bytes,17,opt,name=unique_key,json=uniqueKey,proto3" json:"unique_key,omitempty"`
+	UniqueMode    UniqueMode `protobuf:"varint,18,opt,name=unique_mode,json=uniqueMode,proto3,enum=raftq.v1.UniqueMode" json:"unique_mode,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -543,6 +622,34 @@ func (x *JobSpec) GetTraceState() string {
 	return ""
 }
 
+func (x *JobSpec) GetScheduleToStart() *durationpb.Duration {
+	if x != nil {
+		return x.ScheduleToStart
+	}
+	return nil
+}
+
+func (x *JobSpec) GetStartToClose() *durationpb.Duration {
+	if x != nil {
+		return x.StartToClose
+	}
+	return nil
+}
+
+func (x *JobSpec) GetUniqueKey() string {
+	if x != nil {
+		return x.UniqueKey
+	}
+	return ""
+}
+
+func (x *JobSpec) GetUniqueMode() UniqueMode {
+	if x != nil {
+		return x.UniqueMode
+	}
+	return UniqueMode_UNIQUE_MODE_UNSPECIFIED
+}
+
 // Job is the full state of one job.
 type Job struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -581,7 +688,16 @@ type Job struct {
 	// The current (or last) attempt's progress, as its worker last reported
 	// it with a lease extension; unset when none was reported. A new attempt
 	// starts without progress.
-	Progress      *Progress `protobuf:"bytes,26,opt,name=progress,proto3" json:"progress,omitempty"`
+	Progress *Progress `protobuf:"bytes,26,opt,name=progress,proto3" json:"progress,omitempty"`
+	// The schedule-to-start deadline (unset: none, or the job was leased).
+	StartDeadline *timestamppb.Timestamp `protobuf:"bytes,30,opt,name=start_deadline,json=startDeadline,proto3" json:"start_deadline,omitempty"`
+	// JobSpec.start_to_close (unset: none).
+	StartToClose *durationpb.Duration `protobuf:"bytes,31,opt,name=start_to_close,json=startToClose,proto3" json:"start_to_close,omitempty"`
+	// When the current attempt is failed by start_to_close (leased jobs
+	// with a start_to_close only).
+	AttemptDeadline *timestamppb.Timestamp `protobuf:"bytes,32,opt,name=attempt_deadline,json=attemptDeadline,proto3" json:"attempt_deadline,omitempty"`
+	// JobSpec.unique_key.
+	UniqueKey     string `protobuf:"bytes,33,opt,name=unique_key,json=uniqueKey,proto3" json:"unique_key,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -798,6 +914,34 @@ func (x *Job) GetProgress() *Progress {
 	return nil
 }
 
+func (x *Job) GetStartDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartDeadline
+	}
+	return nil
+}
+
+func (x *Job) GetStartToClose() *durationpb.Duration {
+	if x != nil {
+		return x.StartToClose
+	}
+	return nil
+}
+
+func (x *Job) GetAttemptDeadline() *timestamppb.Timestamp {
+	if x != nil {
+		return x.AttemptDeadline
+	}
+	return nil
+}
+
+func (x *Job) GetUniqueKey() string {
+	if x != nil {
+		return x.UniqueKey
+	}
+	return ""
+}
+
 // Progress is how far a worker says an attempt has got.
 type Progress struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -997,7 +1141,8 @@ func (x *EnqueueResponse) GetResults() []*EnqueueResult {
 
 type FetchRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// Queues in preference order.
+	// Queues in preference order (strict: a queue is served only when the
+	// ones before it have nothing ready), unless queue_weights is set.
 	Queues  []string `protobuf:"bytes,1,rep,name=queues,proto3" json:"queues,omitempty"`
 	MaxJobs int32    `protobuf:"varint,2,opt,name=max_jobs,json=maxJobs,proto3" json:"max_jobs,omitempty"`
 	// How long to wait for a job; zero answers at once.
@@ -1005,6 +1150,13 @@ type FetchRequest struct {
 	WorkerId string               `protobuf:"bytes,4,opt,name=worker_id,json=workerId,proto3" json:"worker_id,omitempty"`
 	// Overrides the jobs' own lease duration when set.
 	LeaseDuration *durationpb.Duration `protobuf:"bytes,5,opt,name=lease_duration,json=leaseDuration,proto3" json:"lease_duration,omitempty"`
+	// Weighted selection instead of strict preference (asynq's weighted
+	// priority): each job slot goes to a queue picked in proportion to its
+	// weight (1..1000) among the queues with jobs ready, by a smooth
+	// weighted round-robin on the leader, so with weights 3 and 1 and both
+	// queues full, three jobs in four come from the first. Every queue in
+	// queues needs a weight; queues may be left empty to take the map's.
+	QueueWeights  map[string]int32 `protobuf:"bytes,20,rep,name=queue_weights,json=queueWeights,proto3" json:"queue_weights,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1070,6 +1222,13 @@ func (x *FetchRequest) GetWorkerId() string {
 func (x *FetchRequest) GetLeaseDuration() *durationpb.Duration {
 	if x != nil {
 		return x.LeaseDuration
+	}
+	return nil
+}
+
+func (x *FetchRequest) GetQueueWeights() map[string]int32 {
+	if x != nil {
+		return x.QueueWeights
 	}
 	return nil
 }
@@ -3747,7 +3906,9 @@ type ConsumeOpen struct {
 	// Overrides the jobs' own lease duration when set.
 	LeaseDuration *durationpb.Duration `protobuf:"bytes,3,opt,name=lease_duration,json=leaseDuration,proto3" json:"lease_duration,omitempty"`
 	// Credit granted with the open (optional): as a first credit frame.
-	Credit        int32 `protobuf:"varint,4,opt,name=credit,proto3" json:"credit,omitempty"`
+	Credit int32 `protobuf:"varint,4,opt,name=credit,proto3" json:"credit,omitempty"`
+	// Weighted selection across queues, as FetchRequest.queue_weights.
+	QueueWeights  map[string]int32 `protobuf:"bytes,20,rep,name=queue_weights,json=queueWeights,proto3" json:"queue_weights,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3808,6 +3969,13 @@ func (x *ConsumeOpen) GetCredit() int32 {
 		return x.Credit
 	}
 	return 0
+}
+
+func (x *ConsumeOpen) GetQueueWeights() map[string]int32 {
+	if x != nil {
+		return x.QueueWeights
+	}
+	return nil
 }
 
 type ConsumeRequest struct {
@@ -4875,7 +5043,7 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\vRetryPolicy\x12B\n" +
 	"\x0finitial_backoff\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x0einitialBackoff\x12:\n" +
 	"\vmax_backoff\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"maxBackoff\"\xb3\x04\n" +
+	"maxBackoff\"\x91\x06\n" +
 	"\aJobSpec\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x18\n" +
@@ -4892,7 +5060,14 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\x0fconcurrency_key\x18\f \x01(\tR\x0econcurrencyKey\x12!\n" +
 	"\ftrace_parent\x18\r \x01(\tR\vtraceParent\x12\x1f\n" +
 	"\vtrace_state\x18\x0e \x01(\tR\n" +
-	"traceState\"\xa1\b\n" +
+	"traceState\x12E\n" +
+	"\x11schedule_to_start\x18\x0f \x01(\v2\x19.google.protobuf.DurationR\x0fscheduleToStart\x12?\n" +
+	"\x0estart_to_close\x18\x10 \x01(\v2\x19.google.protobuf.DurationR\fstartToClose\x12\x1d\n" +
+	"\n" +
+	"unique_key\x18\x11 \x01(\tR\tuniqueKey\x125\n" +
+	"\vunique_mode\x18\x12 \x01(\x0e2\x14.raftq.v1.UniqueModeR\n" +
+	"uniqueMode\"\x8b\n" +
+	"\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x12\n" +
@@ -4926,7 +5101,12 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\ftrace_parent\x18\x18 \x01(\tR\vtraceParent\x12\x1f\n" +
 	"\vtrace_state\x18\x19 \x01(\tR\n" +
 	"traceState\x12.\n" +
-	"\bprogress\x18\x1a \x01(\v2\x12.raftq.v1.ProgressR\bprogress\"@\n" +
+	"\bprogress\x18\x1a \x01(\v2\x12.raftq.v1.ProgressR\bprogress\x12A\n" +
+	"\x0estart_deadline\x18\x1e \x01(\v2\x1a.google.protobuf.TimestampR\rstartDeadline\x12?\n" +
+	"\x0estart_to_close\x18\x1f \x01(\v2\x19.google.protobuf.DurationR\fstartToClose\x12E\n" +
+	"\x10attempt_deadline\x18  \x01(\v2\x1a.google.protobuf.TimestampR\x0fattemptDeadline\x12\x1d\n" +
+	"\n" +
+	"unique_key\x18! \x01(\tR\tuniqueKey\"@\n" +
 	"\bProgress\x12\x1a\n" +
 	"\bfraction\x18\x01 \x01(\x01R\bfraction\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"7\n" +
@@ -4936,13 +5116,17 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\x06job_id\x18\x01 \x01(\tR\x05jobId\x12\x1c\n" +
 	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"D\n" +
 	"\x0fEnqueueResponse\x121\n" +
-	"\aresults\x18\x01 \x03(\v2\x17.raftq.v1.EnqueueResultR\aresults\"\xd6\x01\n" +
+	"\aresults\x18\x01 \x03(\v2\x17.raftq.v1.EnqueueResultR\aresults\"\xe6\x02\n" +
 	"\fFetchRequest\x12\x16\n" +
 	"\x06queues\x18\x01 \x03(\tR\x06queues\x12\x19\n" +
 	"\bmax_jobs\x18\x02 \x01(\x05R\amaxJobs\x124\n" +
 	"\bmax_wait\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\amaxWait\x12\x1b\n" +
 	"\tworker_id\x18\x04 \x01(\tR\bworkerId\x12@\n" +
-	"\x0elease_duration\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\rleaseDuration\"2\n" +
+	"\x0elease_duration\x18\x05 \x01(\v2\x19.google.protobuf.DurationR\rleaseDuration\x12M\n" +
+	"\rqueue_weights\x18\x14 \x03(\v2(.raftq.v1.FetchRequest.QueueWeightsEntryR\fqueueWeights\x1a?\n" +
+	"\x11QueueWeightsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"2\n" +
 	"\rFetchResponse\x12!\n" +
 	"\x04jobs\x18\x01 \x03(\v2\r.raftq.v1.JobR\x04jobs\"\xb4\x01\n" +
 	"\x12ExtendLeaseRequest\x12\x15\n" +
@@ -5117,12 +5301,16 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\x15EnqueueStreamResponse\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12/\n" +
 	"\x06result\x18\x02 \x01(\v2\x17.raftq.v1.EnqueueResultR\x06result\x12)\n" +
-	"\x05error\x18\x03 \x01(\v2\x13.raftq.v1.ItemErrorR\x05error\"\x9c\x01\n" +
+	"\x05error\x18\x03 \x01(\v2\x13.raftq.v1.ItemErrorR\x05error\"\xab\x02\n" +
 	"\vConsumeOpen\x12\x16\n" +
 	"\x06queues\x18\x01 \x03(\tR\x06queues\x12\x1b\n" +
 	"\tworker_id\x18\x02 \x01(\tR\bworkerId\x12@\n" +
 	"\x0elease_duration\x18\x03 \x01(\v2\x19.google.protobuf.DurationR\rleaseDuration\x12\x16\n" +
-	"\x06credit\x18\x04 \x01(\x05R\x06credit\"`\n" +
+	"\x06credit\x18\x04 \x01(\x05R\x06credit\x12L\n" +
+	"\rqueue_weights\x18\x14 \x03(\v2'.raftq.v1.ConsumeOpen.QueueWeightsEntryR\fqueueWeights\x1a?\n" +
+	"\x11QueueWeightsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x05R\x05value:\x028\x01\"`\n" +
 	"\x0eConsumeRequest\x12+\n" +
 	"\x04open\x18\x01 \x01(\v2\x15.raftq.v1.ConsumeOpenH\x00R\x04open\x12\x18\n" +
 	"\x06credit\x18\x02 \x01(\x05H\x00R\x06creditB\a\n" +
@@ -5201,7 +5389,13 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\vConsistency\x12\x1b\n" +
 	"\x17CONSISTENCY_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CONSISTENCY_LINEARIZABLE\x10\x01\x12\x15\n" +
-	"\x11CONSISTENCY_STALE\x10\x02*f\n" +
+	"\x11CONSISTENCY_STALE\x10\x02*|\n" +
+	"\n" +
+	"UniqueMode\x12\x1b\n" +
+	"\x17UNIQUE_MODE_UNSPECIFIED\x10\x00\x12\x1f\n" +
+	"\x1bUNIQUE_MODE_RETURN_EXISTING\x10\x01\x12\x16\n" +
+	"\x12UNIQUE_MODE_REJECT\x10\x02\x12\x18\n" +
+	"\x14UNIQUE_MODE_DEBOUNCE\x10\x03*f\n" +
 	"\rOverlapPolicy\x12\x17\n" +
 	"\x13OVERLAP_POLICY_SKIP\x10\x00\x12\x18\n" +
 	"\x14OVERLAP_POLICY_ALLOW\x10\x01\x12\"\n" +
@@ -5255,237 +5449,248 @@ func file_raftq_v1_broker_proto_rawDescGZIP() []byte {
 	return file_raftq_v1_broker_proto_rawDescData
 }
 
-var file_raftq_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
-var file_raftq_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 77)
+var file_raftq_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_raftq_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 79)
 var file_raftq_v1_broker_proto_goTypes = []any{
 	(JobState)(0),                      // 0: raftq.v1.JobState
 	(Consistency)(0),                   // 1: raftq.v1.Consistency
-	(OverlapPolicy)(0),                 // 2: raftq.v1.OverlapPolicy
-	(ErrorDetail_Reason)(0),            // 3: raftq.v1.ErrorDetail.Reason
-	(ConsumeNotice_Kind)(0),            // 4: raftq.v1.ConsumeNotice.Kind
-	(*RetryPolicy)(nil),                // 5: raftq.v1.RetryPolicy
-	(*JobSpec)(nil),                    // 6: raftq.v1.JobSpec
-	(*Job)(nil),                        // 7: raftq.v1.Job
-	(*Progress)(nil),                   // 8: raftq.v1.Progress
-	(*EnqueueRequest)(nil),             // 9: raftq.v1.EnqueueRequest
-	(*EnqueueResult)(nil),              // 10: raftq.v1.EnqueueResult
-	(*EnqueueResponse)(nil),            // 11: raftq.v1.EnqueueResponse
-	(*FetchRequest)(nil),               // 12: raftq.v1.FetchRequest
-	(*FetchResponse)(nil),              // 13: raftq.v1.FetchResponse
-	(*ExtendLeaseRequest)(nil),         // 14: raftq.v1.ExtendLeaseRequest
-	(*ExtendLeaseResponse)(nil),        // 15: raftq.v1.ExtendLeaseResponse
-	(*AckRequest)(nil),                 // 16: raftq.v1.AckRequest
-	(*AckResponse)(nil),                // 17: raftq.v1.AckResponse
-	(*NackRequest)(nil),                // 18: raftq.v1.NackRequest
-	(*NackResponse)(nil),               // 19: raftq.v1.NackResponse
-	(*GetJobRequest)(nil),              // 20: raftq.v1.GetJobRequest
-	(*GetJobResponse)(nil),             // 21: raftq.v1.GetJobResponse
-	(*CancelJobRequest)(nil),           // 22: raftq.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),          // 23: raftq.v1.CancelJobResponse
-	(*QueueStatsRequest)(nil),          // 24: raftq.v1.QueueStatsRequest
-	(*QueueStats)(nil),                 // 25: raftq.v1.QueueStats
-	(*QueueStatsResponse)(nil),         // 26: raftq.v1.QueueStatsResponse
-	(*PauseQueueRequest)(nil),          // 27: raftq.v1.PauseQueueRequest
-	(*PauseQueueResponse)(nil),         // 28: raftq.v1.PauseQueueResponse
-	(*ResumeQueueRequest)(nil),         // 29: raftq.v1.ResumeQueueRequest
-	(*ResumeQueueResponse)(nil),        // 30: raftq.v1.ResumeQueueResponse
-	(*RedriveRequest)(nil),             // 31: raftq.v1.RedriveRequest
-	(*RedriveResponse)(nil),            // 32: raftq.v1.RedriveResponse
-	(*ListJobsRequest)(nil),            // 33: raftq.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),           // 34: raftq.v1.ListJobsResponse
-	(*JoinRequest)(nil),                // 35: raftq.v1.JoinRequest
-	(*JoinResponse)(nil),               // 36: raftq.v1.JoinResponse
-	(*RemoveRequest)(nil),              // 37: raftq.v1.RemoveRequest
-	(*RemoveResponse)(nil),             // 38: raftq.v1.RemoveResponse
-	(*StatusRequest)(nil),              // 39: raftq.v1.StatusRequest
-	(*Member)(nil),                     // 40: raftq.v1.Member
-	(*StatusResponse)(nil),             // 41: raftq.v1.StatusResponse
-	(*ErrorDetail)(nil),                // 42: raftq.v1.ErrorDetail
-	(*PurgeDeadRequest)(nil),           // 43: raftq.v1.PurgeDeadRequest
-	(*PurgeDeadResponse)(nil),          // 44: raftq.v1.PurgeDeadResponse
-	(*TransferLeadershipRequest)(nil),  // 45: raftq.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 46: raftq.v1.TransferLeadershipResponse
-	(*SnapshotRequest)(nil),            // 47: raftq.v1.SnapshotRequest
-	(*SnapshotChunk)(nil),              // 48: raftq.v1.SnapshotChunk
-	(*RestoreChunk)(nil),               // 49: raftq.v1.RestoreChunk
-	(*RestoreResponse)(nil),            // 50: raftq.v1.RestoreResponse
-	(*ItemError)(nil),                  // 51: raftq.v1.ItemError
-	(*AckBatchRequest)(nil),            // 52: raftq.v1.AckBatchRequest
-	(*AckBatchResult)(nil),             // 53: raftq.v1.AckBatchResult
-	(*AckBatchResponse)(nil),           // 54: raftq.v1.AckBatchResponse
-	(*NackBatchRequest)(nil),           // 55: raftq.v1.NackBatchRequest
-	(*NackBatchResult)(nil),            // 56: raftq.v1.NackBatchResult
-	(*NackBatchResponse)(nil),          // 57: raftq.v1.NackBatchResponse
-	(*ExtendLeaseBatchRequest)(nil),    // 58: raftq.v1.ExtendLeaseBatchRequest
-	(*ExtendLeaseBatchResult)(nil),     // 59: raftq.v1.ExtendLeaseBatchResult
-	(*ExtendLeaseBatchResponse)(nil),   // 60: raftq.v1.ExtendLeaseBatchResponse
-	(*EnqueueStreamRequest)(nil),       // 61: raftq.v1.EnqueueStreamRequest
-	(*EnqueueStreamResponse)(nil),      // 62: raftq.v1.EnqueueStreamResponse
-	(*ConsumeOpen)(nil),                // 63: raftq.v1.ConsumeOpen
-	(*ConsumeRequest)(nil),             // 64: raftq.v1.ConsumeRequest
-	(*ConsumeOpened)(nil),              // 65: raftq.v1.ConsumeOpened
-	(*ConsumeNotice)(nil),              // 66: raftq.v1.ConsumeNotice
-	(*ConsumeResponse)(nil),            // 67: raftq.v1.ConsumeResponse
-	(*ScheduleSpec)(nil),               // 68: raftq.v1.ScheduleSpec
-	(*Schedule)(nil),                   // 69: raftq.v1.Schedule
-	(*PutScheduleRequest)(nil),         // 70: raftq.v1.PutScheduleRequest
-	(*PutScheduleResponse)(nil),        // 71: raftq.v1.PutScheduleResponse
-	(*GetScheduleRequest)(nil),         // 72: raftq.v1.GetScheduleRequest
-	(*GetScheduleResponse)(nil),        // 73: raftq.v1.GetScheduleResponse
-	(*ListSchedulesRequest)(nil),       // 74: raftq.v1.ListSchedulesRequest
-	(*ListSchedulesResponse)(nil),      // 75: raftq.v1.ListSchedulesResponse
-	(*PauseScheduleRequest)(nil),       // 76: raftq.v1.PauseScheduleRequest
-	(*PauseScheduleResponse)(nil),      // 77: raftq.v1.PauseScheduleResponse
-	(*ResumeScheduleRequest)(nil),      // 78: raftq.v1.ResumeScheduleRequest
-	(*ResumeScheduleResponse)(nil),     // 79: raftq.v1.ResumeScheduleResponse
-	(*DeleteScheduleRequest)(nil),      // 80: raftq.v1.DeleteScheduleRequest
-	(*DeleteScheduleResponse)(nil),     // 81: raftq.v1.DeleteScheduleResponse
-	(*durationpb.Duration)(nil),        // 82: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 83: google.protobuf.Timestamp
+	(UniqueMode)(0),                    // 2: raftq.v1.UniqueMode
+	(OverlapPolicy)(0),                 // 3: raftq.v1.OverlapPolicy
+	(ErrorDetail_Reason)(0),            // 4: raftq.v1.ErrorDetail.Reason
+	(ConsumeNotice_Kind)(0),            // 5: raftq.v1.ConsumeNotice.Kind
+	(*RetryPolicy)(nil),                // 6: raftq.v1.RetryPolicy
+	(*JobSpec)(nil),                    // 7: raftq.v1.JobSpec
+	(*Job)(nil),                        // 8: raftq.v1.Job
+	(*Progress)(nil),                   // 9: raftq.v1.Progress
+	(*EnqueueRequest)(nil),             // 10: raftq.v1.EnqueueRequest
+	(*EnqueueResult)(nil),              // 11: raftq.v1.EnqueueResult
+	(*EnqueueResponse)(nil),            // 12: raftq.v1.EnqueueResponse
+	(*FetchRequest)(nil),               // 13: raftq.v1.FetchRequest
+	(*FetchResponse)(nil),              // 14: raftq.v1.FetchResponse
+	(*ExtendLeaseRequest)(nil),         // 15: raftq.v1.ExtendLeaseRequest
+	(*ExtendLeaseResponse)(nil),        // 16: raftq.v1.ExtendLeaseResponse
+	(*AckRequest)(nil),                 // 17: raftq.v1.AckRequest
+	(*AckResponse)(nil),                // 18: raftq.v1.AckResponse
+	(*NackRequest)(nil),                // 19: raftq.v1.NackRequest
+	(*NackResponse)(nil),               // 20: raftq.v1.NackResponse
+	(*GetJobRequest)(nil),              // 21: raftq.v1.GetJobRequest
+	(*GetJobResponse)(nil),             // 22: raftq.v1.GetJobResponse
+	(*CancelJobRequest)(nil),           // 23: raftq.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),          // 24: raftq.v1.CancelJobResponse
+	(*QueueStatsRequest)(nil),          // 25: raftq.v1.QueueStatsRequest
+	(*QueueStats)(nil),                 // 26: raftq.v1.QueueStats
+	(*QueueStatsResponse)(nil),         // 27: raftq.v1.QueueStatsResponse
+	(*PauseQueueRequest)(nil),          // 28: raftq.v1.PauseQueueRequest
+	(*PauseQueueResponse)(nil),         // 29: raftq.v1.PauseQueueResponse
+	(*ResumeQueueRequest)(nil),         // 30: raftq.v1.ResumeQueueRequest
+	(*ResumeQueueResponse)(nil),        // 31: raftq.v1.ResumeQueueResponse
+	(*RedriveRequest)(nil),             // 32: raftq.v1.RedriveRequest
+	(*RedriveResponse)(nil),            // 33: raftq.v1.RedriveResponse
+	(*ListJobsRequest)(nil),            // 34: raftq.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),           // 35: raftq.v1.ListJobsResponse
+	(*JoinRequest)(nil),                // 36: raftq.v1.JoinRequest
+	(*JoinResponse)(nil),               // 37: raftq.v1.JoinResponse
+	(*RemoveRequest)(nil),              // 38: raftq.v1.RemoveRequest
+	(*RemoveResponse)(nil),             // 39: raftq.v1.RemoveResponse
+	(*StatusRequest)(nil),              // 40: raftq.v1.StatusRequest
+	(*Member)(nil),                     // 41: raftq.v1.Member
+	(*StatusResponse)(nil),             // 42: raftq.v1.StatusResponse
+	(*ErrorDetail)(nil),                // 43: raftq.v1.ErrorDetail
+	(*PurgeDeadRequest)(nil),           // 44: raftq.v1.PurgeDeadRequest
+	(*PurgeDeadResponse)(nil),          // 45: raftq.v1.PurgeDeadResponse
+	(*TransferLeadershipRequest)(nil),  // 46: raftq.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 47: raftq.v1.TransferLeadershipResponse
+	(*SnapshotRequest)(nil),            // 48: raftq.v1.SnapshotRequest
+	(*SnapshotChunk)(nil),              // 49: raftq.v1.SnapshotChunk
+	(*RestoreChunk)(nil),               // 50: raftq.v1.RestoreChunk
+	(*RestoreResponse)(nil),            // 51: raftq.v1.RestoreResponse
+	(*ItemError)(nil),                  // 52: raftq.v1.ItemError
+	(*AckBatchRequest)(nil),            // 53: raftq.v1.AckBatchRequest
+	(*AckBatchResult)(nil),             // 54: raftq.v1.AckBatchResult
+	(*AckBatchResponse)(nil),           // 55: raftq.v1.AckBatchResponse
+	(*NackBatchRequest)(nil),           // 56: raftq.v1.NackBatchRequest
+	(*NackBatchResult)(nil),            // 57: raftq.v1.NackBatchResult
+	(*NackBatchResponse)(nil),          // 58: raftq.v1.NackBatchResponse
+	(*ExtendLeaseBatchRequest)(nil),    // 59: raftq.v1.ExtendLeaseBatchRequest
+	(*ExtendLeaseBatchResult)(nil),     // 60: raftq.v1.ExtendLeaseBatchResult
+	(*ExtendLeaseBatchResponse)(nil),   // 61: raftq.v1.ExtendLeaseBatchResponse
+	(*EnqueueStreamRequest)(nil),       // 62: raftq.v1.EnqueueStreamRequest
+	(*EnqueueStreamResponse)(nil),      // 63: raftq.v1.EnqueueStreamResponse
+	(*ConsumeOpen)(nil),                // 64: raftq.v1.ConsumeOpen
+	(*ConsumeRequest)(nil),             // 65: raftq.v1.ConsumeRequest
+	(*ConsumeOpened)(nil),              // 66: raftq.v1.ConsumeOpened
+	(*ConsumeNotice)(nil),              // 67: raftq.v1.ConsumeNotice
+	(*ConsumeResponse)(nil),            // 68: raftq.v1.ConsumeResponse
+	(*ScheduleSpec)(nil),               // 69: raftq.v1.ScheduleSpec
+	(*Schedule)(nil),                   // 70: raftq.v1.Schedule
+	(*PutScheduleRequest)(nil),         // 71: raftq.v1.PutScheduleRequest
+	(*PutScheduleResponse)(nil),        // 72: raftq.v1.PutScheduleResponse
+	(*GetScheduleRequest)(nil),         // 73: raftq.v1.GetScheduleRequest
+	(*GetScheduleResponse)(nil),        // 74: raftq.v1.GetScheduleResponse
+	(*ListSchedulesRequest)(nil),       // 75: raftq.v1.ListSchedulesRequest
+	(*ListSchedulesResponse)(nil),      // 76: raftq.v1.ListSchedulesResponse
+	(*PauseScheduleRequest)(nil),       // 77: raftq.v1.PauseScheduleRequest
+	(*PauseScheduleResponse)(nil),      // 78: raftq.v1.PauseScheduleResponse
+	(*ResumeScheduleRequest)(nil),      // 79: raftq.v1.ResumeScheduleRequest
+	(*ResumeScheduleResponse)(nil),     // 80: raftq.v1.ResumeScheduleResponse
+	(*DeleteScheduleRequest)(nil),      // 81: raftq.v1.DeleteScheduleRequest
+	(*DeleteScheduleResponse)(nil),     // 82: raftq.v1.DeleteScheduleResponse
+	nil,                                // 83: raftq.v1.FetchRequest.QueueWeightsEntry
+	nil,                                // 84: raftq.v1.ConsumeOpen.QueueWeightsEntry
+	(*durationpb.Duration)(nil),        // 85: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 86: google.protobuf.Timestamp
 }
 var file_raftq_v1_broker_proto_depIdxs = []int32{
-	82,  // 0: raftq.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
-	82,  // 1: raftq.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
-	82,  // 2: raftq.v1.JobSpec.delay:type_name -> google.protobuf.Duration
-	83,  // 3: raftq.v1.JobSpec.run_at:type_name -> google.protobuf.Timestamp
-	82,  // 4: raftq.v1.JobSpec.lease_duration:type_name -> google.protobuf.Duration
-	82,  // 5: raftq.v1.JobSpec.dedup_window:type_name -> google.protobuf.Duration
-	5,   // 6: raftq.v1.JobSpec.retry:type_name -> raftq.v1.RetryPolicy
-	0,   // 7: raftq.v1.Job.state:type_name -> raftq.v1.JobState
-	82,  // 8: raftq.v1.Job.lease_duration:type_name -> google.protobuf.Duration
-	5,   // 9: raftq.v1.Job.retry:type_name -> raftq.v1.RetryPolicy
-	83,  // 10: raftq.v1.Job.run_at:type_name -> google.protobuf.Timestamp
-	83,  // 11: raftq.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	83,  // 12: raftq.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	83,  // 13: raftq.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
-	83,  // 14: raftq.v1.Job.lease_deadline:type_name -> google.protobuf.Timestamp
-	83,  // 15: raftq.v1.Job.schedule_tick:type_name -> google.protobuf.Timestamp
-	8,   // 16: raftq.v1.Job.progress:type_name -> raftq.v1.Progress
-	6,   // 17: raftq.v1.EnqueueRequest.jobs:type_name -> raftq.v1.JobSpec
-	10,  // 18: raftq.v1.EnqueueResponse.results:type_name -> raftq.v1.EnqueueResult
-	82,  // 19: raftq.v1.FetchRequest.max_wait:type_name -> google.protobuf.Duration
-	82,  // 20: raftq.v1.FetchRequest.lease_duration:type_name -> google.protobuf.Duration
-	7,   // 21: raftq.v1.FetchResponse.jobs:type_name -> raftq.v1.Job
-	82,  // 22: raftq.v1.ExtendLeaseRequest.extend_by:type_name -> google.protobuf.Duration
-	8,   // 23: raftq.v1.ExtendLeaseRequest.progress:type_name -> raftq.v1.Progress
-	83,  // 24: raftq.v1.ExtendLeaseResponse.lease_deadline:type_name -> google.protobuf.Timestamp
-	82,  // 25: raftq.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
-	0,   // 26: raftq.v1.NackResponse.state:type_name -> raftq.v1.JobState
-	83,  // 27: raftq.v1.NackResponse.run_at:type_name -> google.protobuf.Timestamp
-	1,   // 28: raftq.v1.GetJobRequest.consistency:type_name -> raftq.v1.Consistency
-	7,   // 29: raftq.v1.GetJobResponse.job:type_name -> raftq.v1.Job
-	0,   // 30: raftq.v1.CancelJobResponse.state:type_name -> raftq.v1.JobState
-	1,   // 31: raftq.v1.QueueStatsRequest.consistency:type_name -> raftq.v1.Consistency
-	83,  // 32: raftq.v1.QueueStats.oldest_ready_at:type_name -> google.protobuf.Timestamp
-	25,  // 33: raftq.v1.QueueStatsResponse.queues:type_name -> raftq.v1.QueueStats
-	0,   // 34: raftq.v1.ListJobsRequest.state:type_name -> raftq.v1.JobState
-	1,   // 35: raftq.v1.ListJobsRequest.consistency:type_name -> raftq.v1.Consistency
-	7,   // 36: raftq.v1.ListJobsResponse.jobs:type_name -> raftq.v1.Job
-	40,  // 37: raftq.v1.StatusResponse.members:type_name -> raftq.v1.Member
-	3,   // 38: raftq.v1.ErrorDetail.reason:type_name -> raftq.v1.ErrorDetail.Reason
-	42,  // 39: raftq.v1.ItemError.detail:type_name -> raftq.v1.ErrorDetail
-	16,  // 40: raftq.v1.AckBatchRequest.items:type_name -> raftq.v1.AckRequest
-	51,  // 41: raftq.v1.AckBatchResult.error:type_name -> raftq.v1.ItemError
-	53,  // 42: raftq.v1.AckBatchResponse.results:type_name -> raftq.v1.AckBatchResult
-	18,  // 43: raftq.v1.NackBatchRequest.items:type_name -> raftq.v1.NackRequest
-	19,  // 44: raftq.v1.NackBatchResult.response:type_name -> raftq.v1.NackResponse
-	51,  // 45: raftq.v1.NackBatchResult.error:type_name -> raftq.v1.ItemError
-	56,  // 46: raftq.v1.NackBatchResponse.results:type_name -> raftq.v1.NackBatchResult
-	14,  // 47: raftq.v1.ExtendLeaseBatchRequest.items:type_name -> raftq.v1.ExtendLeaseRequest
-	15,  // 48: raftq.v1.ExtendLeaseBatchResult.response:type_name -> raftq.v1.ExtendLeaseResponse
-	51,  // 49: raftq.v1.ExtendLeaseBatchResult.error:type_name -> raftq.v1.ItemError
-	59,  // 50: raftq.v1.ExtendLeaseBatchResponse.results:type_name -> raftq.v1.ExtendLeaseBatchResult
-	6,   // 51: raftq.v1.EnqueueStreamRequest.job:type_name -> raftq.v1.JobSpec
-	10,  // 52: raftq.v1.EnqueueStreamResponse.result:type_name -> raftq.v1.EnqueueResult
-	51,  // 53: raftq.v1.EnqueueStreamResponse.error:type_name -> raftq.v1.ItemError
-	82,  // 54: raftq.v1.ConsumeOpen.lease_duration:type_name -> google.protobuf.Duration
-	63,  // 55: raftq.v1.ConsumeRequest.open:type_name -> raftq.v1.ConsumeOpen
-	4,   // 56: raftq.v1.ConsumeNotice.kind:type_name -> raftq.v1.ConsumeNotice.Kind
-	65,  // 57: raftq.v1.ConsumeResponse.opened:type_name -> raftq.v1.ConsumeOpened
-	7,   // 58: raftq.v1.ConsumeResponse.job:type_name -> raftq.v1.Job
-	66,  // 59: raftq.v1.ConsumeResponse.notice:type_name -> raftq.v1.ConsumeNotice
-	6,   // 60: raftq.v1.ScheduleSpec.job:type_name -> raftq.v1.JobSpec
-	82,  // 61: raftq.v1.ScheduleSpec.interval:type_name -> google.protobuf.Duration
-	82,  // 62: raftq.v1.ScheduleSpec.jitter:type_name -> google.protobuf.Duration
-	2,   // 63: raftq.v1.ScheduleSpec.overlap:type_name -> raftq.v1.OverlapPolicy
-	68,  // 64: raftq.v1.Schedule.spec:type_name -> raftq.v1.ScheduleSpec
-	83,  // 65: raftq.v1.Schedule.last_tick:type_name -> google.protobuf.Timestamp
-	83,  // 66: raftq.v1.Schedule.next_tick:type_name -> google.protobuf.Timestamp
-	83,  // 67: raftq.v1.Schedule.created_at:type_name -> google.protobuf.Timestamp
-	83,  // 68: raftq.v1.Schedule.updated_at:type_name -> google.protobuf.Timestamp
-	68,  // 69: raftq.v1.PutScheduleRequest.schedule:type_name -> raftq.v1.ScheduleSpec
-	69,  // 70: raftq.v1.PutScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	1,   // 71: raftq.v1.GetScheduleRequest.consistency:type_name -> raftq.v1.Consistency
-	69,  // 72: raftq.v1.GetScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	1,   // 73: raftq.v1.ListSchedulesRequest.consistency:type_name -> raftq.v1.Consistency
-	69,  // 74: raftq.v1.ListSchedulesResponse.schedules:type_name -> raftq.v1.Schedule
-	69,  // 75: raftq.v1.PauseScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	69,  // 76: raftq.v1.ResumeScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	9,   // 77: raftq.v1.Broker.Enqueue:input_type -> raftq.v1.EnqueueRequest
-	12,  // 78: raftq.v1.Broker.Fetch:input_type -> raftq.v1.FetchRequest
-	14,  // 79: raftq.v1.Broker.ExtendLease:input_type -> raftq.v1.ExtendLeaseRequest
-	16,  // 80: raftq.v1.Broker.Ack:input_type -> raftq.v1.AckRequest
-	18,  // 81: raftq.v1.Broker.Nack:input_type -> raftq.v1.NackRequest
-	20,  // 82: raftq.v1.Broker.GetJob:input_type -> raftq.v1.GetJobRequest
-	22,  // 83: raftq.v1.Broker.CancelJob:input_type -> raftq.v1.CancelJobRequest
-	24,  // 84: raftq.v1.Broker.QueueStats:input_type -> raftq.v1.QueueStatsRequest
-	52,  // 85: raftq.v1.Broker.AckBatch:input_type -> raftq.v1.AckBatchRequest
-	55,  // 86: raftq.v1.Broker.NackBatch:input_type -> raftq.v1.NackBatchRequest
-	58,  // 87: raftq.v1.Broker.ExtendLeaseBatch:input_type -> raftq.v1.ExtendLeaseBatchRequest
-	61,  // 88: raftq.v1.Broker.EnqueueStream:input_type -> raftq.v1.EnqueueStreamRequest
-	64,  // 89: raftq.v1.Broker.Consume:input_type -> raftq.v1.ConsumeRequest
-	27,  // 90: raftq.v1.Admin.PauseQueue:input_type -> raftq.v1.PauseQueueRequest
-	29,  // 91: raftq.v1.Admin.ResumeQueue:input_type -> raftq.v1.ResumeQueueRequest
-	31,  // 92: raftq.v1.Admin.Redrive:input_type -> raftq.v1.RedriveRequest
-	33,  // 93: raftq.v1.Admin.ListJobs:input_type -> raftq.v1.ListJobsRequest
-	43,  // 94: raftq.v1.Admin.PurgeDead:input_type -> raftq.v1.PurgeDeadRequest
-	35,  // 95: raftq.v1.Cluster.Join:input_type -> raftq.v1.JoinRequest
-	37,  // 96: raftq.v1.Cluster.Remove:input_type -> raftq.v1.RemoveRequest
-	39,  // 97: raftq.v1.Cluster.Status:input_type -> raftq.v1.StatusRequest
-	45,  // 98: raftq.v1.Cluster.TransferLeadership:input_type -> raftq.v1.TransferLeadershipRequest
-	47,  // 99: raftq.v1.Cluster.Snapshot:input_type -> raftq.v1.SnapshotRequest
-	49,  // 100: raftq.v1.Cluster.Restore:input_type -> raftq.v1.RestoreChunk
-	70,  // 101: raftq.v1.Schedules.PutSchedule:input_type -> raftq.v1.PutScheduleRequest
-	72,  // 102: raftq.v1.Schedules.GetSchedule:input_type -> raftq.v1.GetScheduleRequest
-	74,  // 103: raftq.v1.Schedules.ListSchedules:input_type -> raftq.v1.ListSchedulesRequest
-	76,  // 104: raftq.v1.Schedules.PauseSchedule:input_type -> raftq.v1.PauseScheduleRequest
-	78,  // 105: raftq.v1.Schedules.ResumeSchedule:input_type -> raftq.v1.ResumeScheduleRequest
-	80,  // 106: raftq.v1.Schedules.DeleteSchedule:input_type -> raftq.v1.DeleteScheduleRequest
-	11,  // 107: raftq.v1.Broker.Enqueue:output_type -> raftq.v1.EnqueueResponse
-	13,  // 108: raftq.v1.Broker.Fetch:output_type -> raftq.v1.FetchResponse
-	15,  // 109: raftq.v1.Broker.ExtendLease:output_type -> raftq.v1.ExtendLeaseResponse
-	17,  // 110: raftq.v1.Broker.Ack:output_type -> raftq.v1.AckResponse
-	19,  // 111: raftq.v1.Broker.Nack:output_type -> raftq.v1.NackResponse
-	21,  // 112: raftq.v1.Broker.GetJob:output_type -> raftq.v1.GetJobResponse
-	23,  // 113: raftq.v1.Broker.CancelJob:output_type -> raftq.v1.CancelJobResponse
-	26,  // 114: raftq.v1.Broker.QueueStats:output_type -> raftq.v1.QueueStatsResponse
-	54,  // 115: raftq.v1.Broker.AckBatch:output_type -> raftq.v1.AckBatchResponse
-	57,  // 116: raftq.v1.Broker.NackBatch:output_type -> raftq.v1.NackBatchResponse
-	60,  // 117: raftq.v1.Broker.ExtendLeaseBatch:output_type -> raftq.v1.ExtendLeaseBatchResponse
-	62,  // 118: raftq.v1.Broker.EnqueueStream:output_type -> raftq.v1.EnqueueStreamResponse
-	67,  // 119: raftq.v1.Broker.Consume:output_type -> raftq.v1.ConsumeResponse
-	28,  // 120: raftq.v1.Admin.PauseQueue:output_type -> raftq.v1.PauseQueueResponse
-	30,  // 121: raftq.v1.Admin.ResumeQueue:output_type -> raftq.v1.ResumeQueueResponse
-	32,  // 122: raftq.v1.Admin.Redrive:output_type -> raftq.v1.RedriveResponse
-	34,  // 123: raftq.v1.Admin.ListJobs:output_type -> raftq.v1.ListJobsResponse
-	44,  // 124: raftq.v1.Admin.PurgeDead:output_type -> raftq.v1.PurgeDeadResponse
-	36,  // 125: raftq.v1.Cluster.Join:output_type -> raftq.v1.JoinResponse
-	38,  // 126: raftq.v1.Cluster.Remove:output_type -> raftq.v1.RemoveResponse
-	41,  // 127: raftq.v1.Cluster.Status:output_type -> raftq.v1.StatusResponse
-	46,  // 128: raftq.v1.Cluster.TransferLeadership:output_type -> raftq.v1.TransferLeadershipResponse
-	48,  // 129: raftq.v1.Cluster.Snapshot:output_type -> raftq.v1.SnapshotChunk
-	50,  // 130: raftq.v1.Cluster.Restore:output_type -> raftq.v1.RestoreResponse
-	71,  // 131: raftq.v1.Schedules.PutSchedule:output_type -> raftq.v1.PutScheduleResponse
-	73,  // 132: raftq.v1.Schedules.GetSchedule:output_type -> raftq.v1.GetScheduleResponse
-	75,  // 133: raftq.v1.Schedules.ListSchedules:output_type -> raftq.v1.ListSchedulesResponse
-	77,  // 134: raftq.v1.Schedules.PauseSchedule:output_type -> raftq.v1.PauseScheduleResponse
-	79,  // 135: raftq.v1.Schedules.ResumeSchedule:output_type -> raftq.v1.ResumeScheduleResponse
-	81,  // 136: raftq.v1.Schedules.DeleteSchedule:output_type -> raftq.v1.DeleteScheduleResponse
-	107, // [107:137] is the sub-list for method output_type
-	77,  // [77:107] is the sub-list for method input_type
-	77,  // [77:77] is the sub-list for extension type_name
-	77,  // [77:77] is the sub-list for extension extendee
-	0,   // [0:77] is the sub-list for field type_name
+	85,  // 0: raftq.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
+	85,  // 1: raftq.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
+	85,  // 2: raftq.v1.JobSpec.delay:type_name -> google.protobuf.Duration
+	86,  // 3: raftq.v1.JobSpec.run_at:type_name -> google.protobuf.Timestamp
+	85,  // 4: raftq.v1.JobSpec.lease_duration:type_name -> google.protobuf.Duration
+	85,  // 5: raftq.v1.JobSpec.dedup_window:type_name -> google.protobuf.Duration
+	6,   // 6: raftq.v1.JobSpec.retry:type_name -> raftq.v1.RetryPolicy
+	85,  // 7: raftq.v1.JobSpec.schedule_to_start:type_name -> google.protobuf.Duration
+	85,  // 8: raftq.v1.JobSpec.start_to_close:type_name -> google.protobuf.Duration
+	2,   // 9: raftq.v1.JobSpec.unique_mode:type_name -> raftq.v1.UniqueMode
+	0,   // 10: raftq.v1.Job.state:type_name -> raftq.v1.JobState
+	85,  // 11: raftq.v1.Job.lease_duration:type_name -> google.protobuf.Duration
+	6,   // 12: raftq.v1.Job.retry:type_name -> raftq.v1.RetryPolicy
+	86,  // 13: raftq.v1.Job.run_at:type_name -> google.protobuf.Timestamp
+	86,  // 14: raftq.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	86,  // 15: raftq.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	86,  // 16: raftq.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	86,  // 17: raftq.v1.Job.lease_deadline:type_name -> google.protobuf.Timestamp
+	86,  // 18: raftq.v1.Job.schedule_tick:type_name -> google.protobuf.Timestamp
+	9,   // 19: raftq.v1.Job.progress:type_name -> raftq.v1.Progress
+	86,  // 20: raftq.v1.Job.start_deadline:type_name -> google.protobuf.Timestamp
+	85,  // 21: raftq.v1.Job.start_to_close:type_name -> google.protobuf.Duration
+	86,  // 22: raftq.v1.Job.attempt_deadline:type_name -> google.protobuf.Timestamp
+	7,   // 23: raftq.v1.EnqueueRequest.jobs:type_name -> raftq.v1.JobSpec
+	11,  // 24: raftq.v1.EnqueueResponse.results:type_name -> raftq.v1.EnqueueResult
+	85,  // 25: raftq.v1.FetchRequest.max_wait:type_name -> google.protobuf.Duration
+	85,  // 26: raftq.v1.FetchRequest.lease_duration:type_name -> google.protobuf.Duration
+	83,  // 27: raftq.v1.FetchRequest.queue_weights:type_name -> raftq.v1.FetchRequest.QueueWeightsEntry
+	8,   // 28: raftq.v1.FetchResponse.jobs:type_name -> raftq.v1.Job
+	85,  // 29: raftq.v1.ExtendLeaseRequest.extend_by:type_name -> google.protobuf.Duration
+	9,   // 30: raftq.v1.ExtendLeaseRequest.progress:type_name -> raftq.v1.Progress
+	86,  // 31: raftq.v1.ExtendLeaseResponse.lease_deadline:type_name -> google.protobuf.Timestamp
+	85,  // 32: raftq.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
+	0,   // 33: raftq.v1.NackResponse.state:type_name -> raftq.v1.JobState
+	86,  // 34: raftq.v1.NackResponse.run_at:type_name -> google.protobuf.Timestamp
+	1,   // 35: raftq.v1.GetJobRequest.consistency:type_name -> raftq.v1.Consistency
+	8,   // 36: raftq.v1.GetJobResponse.job:type_name -> raftq.v1.Job
+	0,   // 37: raftq.v1.CancelJobResponse.state:type_name -> raftq.v1.JobState
+	1,   // 38: raftq.v1.QueueStatsRequest.consistency:type_name -> raftq.v1.Consistency
+	86,  // 39: raftq.v1.QueueStats.oldest_ready_at:type_name -> google.protobuf.Timestamp
+	26,  // 40: raftq.v1.QueueStatsResponse.queues:type_name -> raftq.v1.QueueStats
+	0,   // 41: raftq.v1.ListJobsRequest.state:type_name -> raftq.v1.JobState
+	1,   // 42: raftq.v1.ListJobsRequest.consistency:type_name -> raftq.v1.Consistency
+	8,   // 43: raftq.v1.ListJobsResponse.jobs:type_name -> raftq.v1.Job
+	41,  // 44: raftq.v1.StatusResponse.members:type_name -> raftq.v1.Member
+	4,   // 45: raftq.v1.ErrorDetail.reason:type_name -> raftq.v1.ErrorDetail.Reason
+	43,  // 46: raftq.v1.ItemError.detail:type_name -> raftq.v1.ErrorDetail
+	17,  // 47: raftq.v1.AckBatchRequest.items:type_name -> raftq.v1.AckRequest
+	52,  // 48: raftq.v1.AckBatchResult.error:type_name -> raftq.v1.ItemError
+	54,  // 49: raftq.v1.AckBatchResponse.results:type_name -> raftq.v1.AckBatchResult
+	19,  // 50: raftq.v1.NackBatchRequest.items:type_name -> raftq.v1.NackRequest
+	20,  // 51: raftq.v1.NackBatchResult.response:type_name -> raftq.v1.NackResponse
+	52,  // 52: raftq.v1.NackBatchResult.error:type_name -> raftq.v1.ItemError
+	57,  // 53: raftq.v1.NackBatchResponse.results:type_name -> raftq.v1.NackBatchResult
+	15,  // 54: raftq.v1.ExtendLeaseBatchRequest.items:type_name -> raftq.v1.ExtendLeaseRequest
+	16,  // 55: raftq.v1.ExtendLeaseBatchResult.response:type_name -> raftq.v1.ExtendLeaseResponse
+	52,  // 56: raftq.v1.ExtendLeaseBatchResult.error:type_name -> raftq.v1.ItemError
+	60,  // 57: raftq.v1.ExtendLeaseBatchResponse.results:type_name -> raftq.v1.ExtendLeaseBatchResult
+	7,   // 58: raftq.v1.EnqueueStreamRequest.job:type_name -> raftq.v1.JobSpec
+	11,  // 59: raftq.v1.EnqueueStreamResponse.result:type_name -> raftq.v1.EnqueueResult
+	52,  // 60: raftq.v1.EnqueueStreamResponse.error:type_name -> raftq.v1.ItemError
+	85,  // 61: raftq.v1.ConsumeOpen.lease_duration:type_name -> google.protobuf.Duration
+	84,  // 62: raftq.v1.ConsumeOpen.queue_weights:type_name -> raftq.v1.ConsumeOpen.QueueWeightsEntry
+	64,  // 63: raftq.v1.ConsumeRequest.open:type_name -> raftq.v1.ConsumeOpen
+	5,   // 64: raftq.v1.ConsumeNotice.kind:type_name -> raftq.v1.ConsumeNotice.Kind
+	66,  // 65: raftq.v1.ConsumeResponse.opened:type_name -> raftq.v1.ConsumeOpened
+	8,   // 66: raftq.v1.ConsumeResponse.job:type_name -> raftq.v1.Job
+	67,  // 67: raftq.v1.ConsumeResponse.notice:type_name -> raftq.v1.ConsumeNotice
+	7,   // 68: raftq.v1.ScheduleSpec.job:type_name -> raftq.v1.JobSpec
+	85,  // 69: raftq.v1.ScheduleSpec.interval:type_name -> google.protobuf.Duration
+	85,  // 70: raftq.v1.ScheduleSpec.jitter:type_name -> google.protobuf.Duration
+	3,   // 71: raftq.v1.ScheduleSpec.overlap:type_name -> raftq.v1.OverlapPolicy
+	69,  // 72: raftq.v1.Schedule.spec:type_name -> raftq.v1.ScheduleSpec
+	86,  // 73: raftq.v1.Schedule.last_tick:type_name -> google.protobuf.Timestamp
+	86,  // 74: raftq.v1.Schedule.next_tick:type_name -> google.protobuf.Timestamp
+	86,  // 75: raftq.v1.Schedule.created_at:type_name -> google.protobuf.Timestamp
+	86,  // 76: raftq.v1.Schedule.updated_at:type_name -> google.protobuf.Timestamp
+	69,  // 77: raftq.v1.PutScheduleRequest.schedule:type_name -> raftq.v1.ScheduleSpec
+	70,  // 78: raftq.v1.PutScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	1,   // 79: raftq.v1.GetScheduleRequest.consistency:type_name -> raftq.v1.Consistency
+	70,  // 80: raftq.v1.GetScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	1,   // 81: raftq.v1.ListSchedulesRequest.consistency:type_name -> raftq.v1.Consistency
+	70,  // 82: raftq.v1.ListSchedulesResponse.schedules:type_name -> raftq.v1.Schedule
+	70,  // 83: raftq.v1.PauseScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	70,  // 84: raftq.v1.ResumeScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	10,  // 85: raftq.v1.Broker.Enqueue:input_type -> raftq.v1.EnqueueRequest
+	13,  // 86: raftq.v1.Broker.Fetch:input_type -> raftq.v1.FetchRequest
+	15,  // 87: raftq.v1.Broker.ExtendLease:input_type -> raftq.v1.ExtendLeaseRequest
+	17,  // 88: raftq.v1.Broker.Ack:input_type -> raftq.v1.AckRequest
+	19,  // 89: raftq.v1.Broker.Nack:input_type -> raftq.v1.NackRequest
+	21,  // 90: raftq.v1.Broker.GetJob:input_type -> raftq.v1.GetJobRequest
+	23,  // 91: raftq.v1.Broker.CancelJob:input_type -> raftq.v1.CancelJobRequest
+	25,  // 92: raftq.v1.Broker.QueueStats:input_type -> raftq.v1.QueueStatsRequest
+	53,  // 93: raftq.v1.Broker.AckBatch:input_type -> raftq.v1.AckBatchRequest
+	56,  // 94: raftq.v1.Broker.NackBatch:input_type -> raftq.v1.NackBatchRequest
+	59,  // 95: raftq.v1.Broker.ExtendLeaseBatch:input_type -> raftq.v1.ExtendLeaseBatchRequest
+	62,  // 96: raftq.v1.Broker.EnqueueStream:input_type -> raftq.v1.EnqueueStreamRequest
+	65,  // 97: raftq.v1.Broker.Consume:input_type -> raftq.v1.ConsumeRequest
+	28,  // 98: raftq.v1.Admin.PauseQueue:input_type -> raftq.v1.PauseQueueRequest
+	30,  // 99: raftq.v1.Admin.ResumeQueue:input_type -> raftq.v1.ResumeQueueRequest
+	32,  // 100: raftq.v1.Admin.Redrive:input_type -> raftq.v1.RedriveRequest
+	34,  // 101: raftq.v1.Admin.ListJobs:input_type -> raftq.v1.ListJobsRequest
+	44,  // 102: raftq.v1.Admin.PurgeDead:input_type -> raftq.v1.PurgeDeadRequest
+	36,  // 103: raftq.v1.Cluster.Join:input_type -> raftq.v1.JoinRequest
+	38,  // 104: raftq.v1.Cluster.Remove:input_type -> raftq.v1.RemoveRequest
+	40,  // 105: raftq.v1.Cluster.Status:input_type -> raftq.v1.StatusRequest
+	46,  // 106: raftq.v1.Cluster.TransferLeadership:input_type -> raftq.v1.TransferLeadershipRequest
+	48,  // 107: raftq.v1.Cluster.Snapshot:input_type -> raftq.v1.SnapshotRequest
+	50,  // 108: raftq.v1.Cluster.Restore:input_type -> raftq.v1.RestoreChunk
+	71,  // 109: raftq.v1.Schedules.PutSchedule:input_type -> raftq.v1.PutScheduleRequest
+	73,  // 110: raftq.v1.Schedules.GetSchedule:input_type -> raftq.v1.GetScheduleRequest
+	75,  // 111: raftq.v1.Schedules.ListSchedules:input_type -> raftq.v1.ListSchedulesRequest
+	77,  // 112: raftq.v1.Schedules.PauseSchedule:input_type -> raftq.v1.PauseScheduleRequest
+	79,  // 113: raftq.v1.Schedules.ResumeSchedule:input_type -> raftq.v1.ResumeScheduleRequest
+	81,  // 114: raftq.v1.Schedules.DeleteSchedule:input_type -> raftq.v1.DeleteScheduleRequest
+	12,  // 115: raftq.v1.Broker.Enqueue:output_type -> raftq.v1.EnqueueResponse
+	14,  // 116: raftq.v1.Broker.Fetch:output_type -> raftq.v1.FetchResponse
+	16,  // 117: raftq.v1.Broker.ExtendLease:output_type -> raftq.v1.ExtendLeaseResponse
+	18,  // 118: raftq.v1.Broker.Ack:output_type -> raftq.v1.AckResponse
+	20,  // 119: raftq.v1.Broker.Nack:output_type -> raftq.v1.NackResponse
+	22,  // 120: raftq.v1.Broker.GetJob:output_type -> raftq.v1.GetJobResponse
+	24,  // 121: raftq.v1.Broker.CancelJob:output_type -> raftq.v1.CancelJobResponse
+	27,  // 122: raftq.v1.Broker.QueueStats:output_type -> raftq.v1.QueueStatsResponse
+	55,  // 123: raftq.v1.Broker.AckBatch:output_type -> raftq.v1.AckBatchResponse
+	58,  // 124: raftq.v1.Broker.NackBatch:output_type -> raftq.v1.NackBatchResponse
+	61,  // 125: raftq.v1.Broker.ExtendLeaseBatch:output_type -> raftq.v1.ExtendLeaseBatchResponse
+	63,  // 126: raftq.v1.Broker.EnqueueStream:output_type -> raftq.v1.EnqueueStreamResponse
+	68,  // 127: raftq.v1.Broker.Consume:output_type -> raftq.v1.ConsumeResponse
+	29,  // 128: raftq.v1.Admin.PauseQueue:output_type -> raftq.v1.PauseQueueResponse
+	31,  // 129: raftq.v1.Admin.ResumeQueue:output_type -> raftq.v1.ResumeQueueResponse
+	33,  // 130: raftq.v1.Admin.Redrive:output_type -> raftq.v1.RedriveResponse
+	35,  // 131: raftq.v1.Admin.ListJobs:output_type -> raftq.v1.ListJobsResponse
+	45,  // 132: raftq.v1.Admin.PurgeDead:output_type -> raftq.v1.PurgeDeadResponse
+	37,  // 133: raftq.v1.Cluster.Join:output_type -> raftq.v1.JoinResponse
+	39,  // 134: raftq.v1.Cluster.Remove:output_type -> raftq.v1.RemoveResponse
+	42,  // 135: raftq.v1.Cluster.Status:output_type -> raftq.v1.StatusResponse
+	47,  // 136: raftq.v1.Cluster.TransferLeadership:output_type -> raftq.v1.TransferLeadershipResponse
+	49,  // 137: raftq.v1.Cluster.Snapshot:output_type -> raftq.v1.SnapshotChunk
+	51,  // 138: raftq.v1.Cluster.Restore:output_type -> raftq.v1.RestoreResponse
+	72,  // 139: raftq.v1.Schedules.PutSchedule:output_type -> raftq.v1.PutScheduleResponse
+	74,  // 140: raftq.v1.Schedules.GetSchedule:output_type -> raftq.v1.GetScheduleResponse
+	76,  // 141: raftq.v1.Schedules.ListSchedules:output_type -> raftq.v1.ListSchedulesResponse
+	78,  // 142: raftq.v1.Schedules.PauseSchedule:output_type -> raftq.v1.PauseScheduleResponse
+	80,  // 143: raftq.v1.Schedules.ResumeSchedule:output_type -> raftq.v1.ResumeScheduleResponse
+	82,  // 144: raftq.v1.Schedules.DeleteSchedule:output_type -> raftq.v1.DeleteScheduleResponse
+	115, // [115:145] is the sub-list for method output_type
+	85,  // [85:115] is the sub-list for method input_type
+	85,  // [85:85] is the sub-list for extension type_name
+	85,  // [85:85] is the sub-list for extension extendee
+	0,   // [0:85] is the sub-list for field type_name
 }
 
 func init() { file_raftq_v1_broker_proto_init() }
@@ -5507,8 +5712,8 @@ func file_raftq_v1_broker_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftq_v1_broker_proto_rawDesc), len(file_raftq_v1_broker_proto_rawDesc)),
-			NumEnums:      5,
-			NumMessages:   77,
+			NumEnums:      6,
+			NumMessages:   79,
 			NumExtensions: 0,
 			NumServices:   4,
 		},
