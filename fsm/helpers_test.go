@@ -282,6 +282,7 @@ func invariantErr(f *FSM) (err error) {
 func stateInvariantErr(st *state) error {
 	counts := map[string]*[7]int64{}
 	var nReady, nSched, nLeased, nTerm, nReadyKeyed, nLeasedKeyed int
+	var nToStart, nToClose, nUnique int
 	err := eachJob(st, func(j *Job) error {
 		if j.State < StateScheduled || j.State > StateCancelled {
 			return fmt.Errorf("job %q in state %d", j.ID, j.State)
@@ -301,10 +302,23 @@ func stateInvariantErr(st *state) error {
 			of   indexOf
 		}{{"ready", st.ready, readyOf}, {"ready-age", st.age, ageOf}, {"scheduled", st.sched, scheduledOf},
 			{"lease", st.leases, leaseOf}, {"terminal", st.term, terminalOf},
-			{"ready-key", st.readyKey, readyKeyedOf}, {"leased-key", st.leasedKey, leasedKeyedOf}} {
+			{"ready-key", st.readyKey, readyKeyedOf}, {"leased-key", st.leasedKey, leasedKeyedOf},
+			{"to-start", st.toStart, toStartOf}, {"to-close", st.toClose, toCloseOf}} {
 			k, want := ix.of(j)
 			if in := ix.b.Get(k) != nil; in != want {
 				return fmt.Errorf("job %q (%s): in %s index = %v", j.ID, j.State, ix.name, in)
+			}
+		}
+		if _, in := toStartOf(j); in {
+			nToStart++
+		}
+		if _, in := toCloseOf(j); in {
+			nToClose++
+		}
+		if k, in := uniqueOf(j); in {
+			nUnique++
+			if v := st.unique.Get(k); string(v) != j.ID {
+				return fmt.Errorf("job %q holds unique key %q but the index names %q", j.ID, j.UniqueKey, v)
 			}
 		}
 		switch {
@@ -326,6 +340,9 @@ func stateInvariantErr(st *state) error {
 	})
 	if err != nil {
 		return err
+	}
+	if keyN(st.toStart) != nToStart || keyN(st.toClose) != nToClose || keyN(st.unique) != nUnique {
+		return fmt.Errorf("timeout/unique indexes %d %d %d; want %d %d %d", keyN(st.toStart), keyN(st.toClose), keyN(st.unique), nToStart, nToClose, nUnique)
 	}
 	if keyN(st.readyKey) != nReadyKeyed || keyN(st.leasedKey) != nLeasedKeyed {
 		return fmt.Errorf("key indexes ready=%d leased=%d; want %d %d", keyN(st.readyKey), keyN(st.leasedKey), nReadyKeyed, nLeasedKeyed)
