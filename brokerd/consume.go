@@ -115,7 +115,8 @@ func consumeInvalid(msg string) error {
 // validateConsumeOpen checks an open frame as the Fetch it stands for and
 // its initial credit.
 func validateConsumeOpen(lim Limits, open *raftqv1.ConsumeOpen) (dispatch.FetchRequest, error) {
-	fr, err := validateFetch(lim, &raftqv1.FetchRequest{Queues: open.GetQueues(), WorkerId: open.GetWorkerId(), LeaseDuration: open.GetLeaseDuration()})
+	fr, err := validateFetch(lim, &raftqv1.FetchRequest{Queues: open.GetQueues(), WorkerId: open.GetWorkerId(),
+		LeaseDuration: open.GetLeaseDuration(), QueueWeights: open.GetQueueWeights()})
 	if err != nil {
 		return fr, err
 	}
@@ -397,12 +398,14 @@ func (c *consumer) watch(ctx context.Context, out chan<- *raftqv1.ConsumeRespons
 			}
 			tl.cancelPushed = true
 			kind = raftqv1.ConsumeNotice_KIND_CANCEL_REQUESTED
-		case ok && j.LeaseToken == tl.token && (j.State == fsm.StateSucceeded || j.LastError != leaseExpiredError):
+		case ok && j.LeaseToken == tl.token && (j.State == fsm.StateSucceeded ||
+			(j.LastError != leaseExpiredError && j.LastError != fsm.StartToCloseError)):
 			// Acked or nacked by the lease's holder: nothing to tell.
 			delete(c.tracked, id)
 			continue
 		default:
-			// Expired, leased again, or gone.
+			// Expired (the lease, or the attempt's start-to-close),
+			// leased again, or gone.
 			delete(c.tracked, id)
 			kind = raftqv1.ConsumeNotice_KIND_LEASE_LOST
 		}

@@ -419,7 +419,8 @@ type diskGatedProposer struct {
 // Submit implements dispatch.Proposer.
 func (g diskGatedProposer) Submit(cmd *fsmpb.Command, done func(proposer.Response)) {
 	switch cmd.GetType() {
-	case fsmpb.CommandType_COMMAND_TYPE_PROMOTE, fsmpb.CommandType_COMMAND_TYPE_EXPIRE_LEASES, fsmpb.CommandType_COMMAND_TYPE_PURGE:
+	case fsmpb.CommandType_COMMAND_TYPE_PROMOTE, fsmpb.CommandType_COMMAND_TYPE_EXPIRE_LEASES, fsmpb.CommandType_COMMAND_TYPE_PURGE,
+		fsmpb.CommandType_COMMAND_TYPE_EXPIRE_TIMEOUTS:
 		if err := g.d.gate(cmd); err != nil {
 			time.AfterFunc(g.d.interval, func() { done(proposer.Response{Err: err}) })
 			return

@@ -31,6 +31,7 @@ type nodeMetrics struct {
 	succeeded     *prometheus.CounterVec
 	retries       *prometheus.CounterVec
 	leaseExpiries *prometheus.CounterVec
+	timeouts      *prometheus.CounterVec
 	deadLettered  *prometheus.CounterVec
 	redriven      *prometheus.CounterVec
 	purgedDead    *prometheus.CounterVec
@@ -59,8 +60,10 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 			"Failed attempts that will run again, by queue and reason (nack, lease_expired); counted by the leader.", "queue", "reason"),
 		leaseExpiries: counter("lease_expiries_total",
 			"Leases that ran out before the worker acked or nacked, by queue; counted by the leader.", "queue"),
+		timeouts: counter("job_timeouts_total",
+			"Jobs ended by a timeout, by queue and kind (schedule_to_start: never started, now dead; start_to_close: an attempt failed); counted by the leader.", "queue", "kind"),
 		deadLettered: counter("jobs_dead_lettered_total",
-			"Jobs moved to the dead-letter set, by queue and reason (attempts_exhausted, permanent, lease_expired); counted by the leader.", "queue", "reason"),
+			"Jobs moved to the dead-letter set, by queue and reason (attempts_exhausted, permanent, lease_expired, schedule_to_start, start_to_close); counted by the leader.", "queue", "reason"),
 		redriven: counter("jobs_redriven_total",
 			"Dead jobs moved back to ready by a redrive, by queue; counted by the leader.", "queue"),
 		purgedDead: counter("jobs_dead_purged_total",
@@ -72,7 +75,7 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 		divergent: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: metricsNamespace, Name: "consistency_divergent_nodes",
 			Help: "Nodes whose state hash differed from the others' in the last consistency check this node ran as leader (0: all agreed)."}),
 	}
-	m.reg.MustRegister(m.grpc, m.enqueued, m.leased, m.succeeded, m.retries, m.leaseExpiries,
+	m.reg.MustRegister(m.grpc, m.enqueued, m.leased, m.succeeded, m.retries, m.leaseExpiries, m.timeouts,
 		m.deadLettered, m.redriven, m.purgedDead, m.leaderChanges, m.checks, m.divergent,
 		// The bridge must exist before raft.NewRaft so that no sample is lost.
 		imetrics.Raft(metricsNamespace),
@@ -137,6 +140,13 @@ func (m *nodeMetrics) observe(cmd *fsmpb.Command, r proposer.Response) {
 		case fsmpb.CommandType_COMMAND_TYPE_EXPIRE_LEASES:
 			m.leaseExpiries.WithLabelValues(queue).Inc()
 			m.ended(it.Job, "lease_expired", "lease_expired")
+		case fsmpb.CommandType_COMMAND_TYPE_EXPIRE_TIMEOUTS:
+			kind := "start_to_close"
+			if it.Job != nil && it.Job.LastError == fsm.ScheduleToStartError {
+				kind = "schedule_to_start"
+			}
+			m.timeouts.WithLabelValues(queue, kind).Inc()
+			m.ended(it.Job, kind, kind)
 		case fsmpb.CommandType_COMMAND_TYPE_REDRIVE:
 			m.redriven.WithLabelValues(queue).Inc()
 		case fsmpb.CommandType_COMMAND_TYPE_DELETE_DEAD:

@@ -517,7 +517,37 @@ func jobToProto(j *fsm.Job) *raftqv1.Job {
 		TraceParent:     j.TraceParent,
 		TraceState:      j.TraceState,
 		Progress:        progressToProto(j),
+		StartDeadline:   ts(startDeadline(j)),
+		StartToClose:    durOrNil(j.StartToClose),
+		AttemptDeadline: ts(attemptDeadline(j)),
+		UniqueKey:       j.UniqueKey,
 	}
+}
+
+// startDeadline is the job's schedule-to-start deadline while it still
+// applies (never leased, not terminal); 0 otherwise.
+func startDeadline(j *fsm.Job) int64 {
+	if j.Attempts > 0 || j.State == fsm.StateLeased || j.State.Terminal() {
+		return 0
+	}
+	return j.StartDeadline
+}
+
+// attemptDeadline is the leased job's start-to-close deadline; 0 when it
+// is not leased.
+func attemptDeadline(j *fsm.Job) int64 {
+	if j.State != fsm.StateLeased {
+		return 0
+	}
+	return j.AttemptDeadline
+}
+
+// durOrNil is d as a Duration, nil for 0.
+func durOrNil(d int64) *durationpb.Duration {
+	if d == 0 {
+		return nil
+	}
+	return durationpb.New(time.Duration(d))
 }
 
 // progressToProto is the job's reported progress, or nil when its current

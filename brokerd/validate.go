@@ -2,7 +2,9 @@ package brokerd
 
 import (
 	"fmt"
+	"maps"
 	"net"
+	"slices"
 	"strings"
 	"time"
 	"unicode"
@@ -155,6 +157,14 @@ func validateEnqueue(lim Limits, defaults func(queue string) Defaults, req *raft
 		if attempts == 0 {
 			attempts = def.MaxAttempts
 		}
+		startDeadline, stc, err := checkTimeouts(lim, s, lease, now, runAt)
+		if err != nil {
+			return nil, bad(err)
+		}
+		uniqueMode, err := checkUnique(lim, s)
+		if err != nil {
+			return nil, bad(err)
+		}
 		id, err := uuid.NewV7()
 		if err != nil {
 			return nil, err
@@ -175,9 +185,68 @@ func validateEnqueue(lim Limits, defaults func(queue string) Defaults, req *raft
 			ConcurrencyKey: s.ConcurrencyKey,
 			TraceParent:    s.TraceParent,
 			TraceState:     s.TraceState,
+			StartDeadline:  startDeadline,
+			StartToClose:   int64(stc),
+			UniqueKey:      s.UniqueKey,
+			UniqueMode:     uniqueMode,
 		})
 	}
 	return out, nil
+}
+
+// checkTimeouts validates a job's schedule_to_start and start_to_close
+// and returns the absolute start deadline (0: none; counted from when the
+// job is due, now or its run_at) and the start-to-close duration (0: none).
+// A start_to_close shorter than the lease would fail attempts before their
+// first lease extension is due, which is a mistake, not a timeout.
+func checkTimeouts(lim Limits, s *raftqv1.JobSpec, lease time.Duration, now, runAt time.Time) (int64, time.Duration, error) {
+	var deadline int64
+	if d := s.ScheduleToStart; d != nil {
+		if err := d.CheckValid(); err != nil || d.AsDuration() < 0 || d.AsDuration() > lim.MaxDelay {
+			return 0, 0, fmt.Errorf("%w: schedule_to_start must be between 0 and %s", apierr.ErrInvalid, lim.MaxDelay)
+		}
+		if d.AsDuration() > 0 {
+			due := now
+			if runAt.After(now) {
+				due = runAt
+			}
+			deadline = due.Add(d.AsDuration()).UnixNano()
+		}
+	}
+	var stc time.Duration
+	if d := s.StartToClose; d != nil {
+		if err := d.CheckValid(); err != nil || d.AsDuration() < 0 || d.AsDuration() > lim.MaxDelay {
+			return 0, 0, fmt.Errorf("%w: start_to_close must be between 0 and %s", apierr.ErrInvalid, lim.MaxDelay)
+		}
+		stc = d.AsDuration()
+		if stc > 0 && stc < lease {
+			return 0, 0, fmt.Errorf("%w: start_to_close %s is shorter than the job's lease duration %s", apierr.ErrInvalid, stc, lease)
+		}
+	}
+	return deadline, stc, nil
+}
+
+// checkUnique validates a job's unique key and mode and returns the FSM's
+// mode (fsm.Unique*).
+func checkUnique(lim Limits, s *raftqv1.JobSpec) (int32, error) {
+	if s.UniqueKey == "" {
+		if s.UniqueMode != raftqv1.UniqueMode_UNIQUE_MODE_UNSPECIFIED {
+			return 0, fmt.Errorf("%w: unique_mode needs a unique_key", apierr.ErrInvalid)
+		}
+		return 0, nil
+	}
+	if err := checkPrintableKey("unique_key", s.UniqueKey, lim.MaxIdempotencyKey); err != nil {
+		return 0, err
+	}
+	switch s.UniqueMode {
+	case raftqv1.UniqueMode_UNIQUE_MODE_UNSPECIFIED, raftqv1.UniqueMode_UNIQUE_MODE_RETURN_EXISTING:
+		return fsm.UniqueReturnExisting, nil
+	case raftqv1.UniqueMode_UNIQUE_MODE_REJECT:
+		return fsm.UniqueReject, nil
+	case raftqv1.UniqueMode_UNIQUE_MODE_DEBOUNCE:
+		return fsm.UniqueDebounce, nil
+	}
+	return 0, fmt.Errorf("%w: unknown unique_mode %d", apierr.ErrInvalid, s.UniqueMode)
 }
 
 // maxTraceField bounds JobSpec.trace_parent and trace_state: a W3C
@@ -189,15 +258,21 @@ const maxTraceField = 512
 // (the idempotency key's limit) or not printable UTF-8: keys show up in
 // the CLI, the dashboard and logs.
 func checkConcurrencyKey(key string, max int) error {
+	return checkPrintableKey("concurrency_key", key, max)
+}
+
+// checkPrintableKey refuses a key field longer than max bytes or not
+// printable UTF-8.
+func checkPrintableKey(field, key string, max int) error {
 	if len(key) > max {
-		return fmt.Errorf("%w: concurrency_key longer than %d bytes", apierr.ErrInvalid, max)
+		return fmt.Errorf("%w: %s longer than %d bytes", apierr.ErrInvalid, field, max)
 	}
 	if !utf8.ValidString(key) {
-		return fmt.Errorf("%w: concurrency_key is not valid UTF-8", apierr.ErrInvalid)
+		return fmt.Errorf("%w: %s is not valid UTF-8", apierr.ErrInvalid, field)
 	}
 	for _, r := range key {
 		if !unicode.IsPrint(r) {
-			return fmt.Errorf("%w: concurrency_key has a non-printable character %U", apierr.ErrInvalid, r)
+			return fmt.Errorf("%w: %s has a non-printable character %U", apierr.ErrInvalid, field, r)
 		}
 	}
 	return nil
@@ -221,17 +296,39 @@ func durationOr(d *durationpb.Duration, def time.Duration) (time.Duration, error
 // request (queues deduplicated, max_jobs defaulted to 1).
 func validateFetch(lim Limits, req *raftqv1.FetchRequest) (dispatch.FetchRequest, error) {
 	fr := dispatch.FetchRequest{Max: int(req.MaxJobs), WorkerID: req.WorkerId}
-	if len(req.Queues) == 0 || len(req.Queues) > maxFetchQueues {
+	queues := req.Queues
+	if len(queues) == 0 && len(req.QueueWeights) > 0 {
+		queues = slices.Sorted(maps.Keys(req.QueueWeights))
+	}
+	if len(queues) == 0 || len(queues) > maxFetchQueues {
 		return fr, fmt.Errorf("%w: fetch needs 1 to %d queues", apierr.ErrInvalid, maxFetchQueues)
 	}
 	seen := map[string]bool{}
-	for _, q := range req.Queues {
+	for _, q := range queues {
 		if err := checkName("queue", q); err != nil {
 			return fr, err
 		}
 		if !seen[q] {
 			seen[q] = true
 			fr.Queues = append(fr.Queues, q)
+		}
+	}
+	if len(req.QueueWeights) > 0 {
+		fr.Weights = make([]int, len(fr.Queues))
+		for i, q := range fr.Queues {
+			w, ok := req.QueueWeights[q]
+			if !ok {
+				return fr, fmt.Errorf("%w: queue_weights has no weight for queue %q", apierr.ErrInvalid, q)
+			}
+			if w < 1 || w > maxQueueWeight {
+				return fr, fmt.Errorf("%w: queue_weights[%q] is %d, must be between 1 and %d", apierr.ErrInvalid, q, w, maxQueueWeight)
+			}
+			fr.Weights[i] = int(w)
+		}
+		for q := range req.QueueWeights {
+			if !seen[q] {
+				return fr, fmt.Errorf("%w: queue_weights names %q, which is not among the queues", apierr.ErrInvalid, q)
+			}
 		}
 	}
 	if fr.Max == 0 {
@@ -258,6 +355,10 @@ func validateFetch(lim Limits, req *raftqv1.FetchRequest) (dispatch.FetchRequest
 	}
 	return fr, nil
 }
+
+// maxQueueWeight bounds a FetchRequest.queue_weights weight: ratios
+// beyond 1000:1 are strict preference in all but name.
+const maxQueueWeight = 1000
 
 func leaseRef(id string, token uint64) (*fsmpb.LeaseRef, error) {
 	if err := checkJobID(id); err != nil {

@@ -12,8 +12,10 @@
 package raftqerr
 
 import (
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
 
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
@@ -38,11 +40,40 @@ func NotLeader(leaderID, leaderAddr string) error {
 	})
 }
 
-func withDetail(st *status.Status, d *raftqv1.ErrorDetail) error {
-	if ds, err := st.WithDetails(d); err == nil {
+func withDetail(st *status.Status, d ...protoadapt.MessageV1) error {
+	if ds, err := st.WithDetails(d...); err == nil {
 		return ds.Err()
 	}
 	return st.Err()
+}
+
+// JobResourceType is the google.rpc.ResourceInfo resource_type of the
+// existing job an ALREADY_EXISTS answer names.
+const JobResourceType = "raftq.v1.Job"
+
+// UniqueConflict builds the refusal of an enqueue whose unique key is held
+// by a job that is not terminal (UNIQUE_MODE_REJECT): ALREADY_EXISTS with
+// the ErrorDetail and a google.rpc.ResourceInfo naming that job's id
+// (ExistingJobID reads it). Definite: nothing was enqueued.
+func UniqueConflict(msg, jobID string) error {
+	return withDetail(status.New(codes.AlreadyExists, msg),
+		&raftqv1.ErrorDetail{Reason: raftqv1.ErrorDetail_INVALID_ARGUMENT},
+		&errdetails.ResourceInfo{ResourceType: JobResourceType, ResourceName: jobID, Description: "holds the unique key"})
+}
+
+// ExistingJobID is the id of the job an ALREADY_EXISTS answer names (a
+// unique key's holder), "" when err names none.
+func ExistingJobID(err error) string {
+	st, ok := status.FromError(err)
+	if !ok || st.Code() != codes.AlreadyExists {
+		return ""
+	}
+	for _, d := range st.Details() {
+		if ri, ok := d.(*errdetails.ResourceInfo); ok && ri.GetResourceType() == JobResourceType {
+			return ri.GetResourceName()
+		}
+	}
+	return ""
 }
 
 // Detail extracts the ErrorDetail of a status error; nil when err is not a

@@ -69,6 +69,13 @@ func FromError(err error) error {
 		return New(codes.FailedPrecondition, raftqv1.ErrorDetail_STALE_TOKEN, msg)
 	case errors.Is(err, fsm.ErrWrongState), errors.Is(err, fsm.ErrQueuePaused):
 		return New(codes.FailedPrecondition, raftqv1.ErrorDetail_WRONG_STATE, msg)
+	case errors.Is(err, fsm.ErrUniqueConflict):
+		var ue *fsm.UniqueConflictError
+		id := ""
+		if errors.As(err, &ue) {
+			id = ue.JobID
+		}
+		return raftqerr.UniqueConflict(msg, id)
 	case errors.Is(err, fsm.ErrDuplicateID):
 		return New(codes.AlreadyExists, raftqv1.ErrorDetail_INVALID_ARGUMENT, msg)
 	case errors.Is(err, ErrInvalid), errors.Is(err, fsm.ErrInvalid):

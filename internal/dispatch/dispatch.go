@@ -25,6 +25,7 @@ package dispatch
 
 import (
 	"context"
+	"fmt"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -46,6 +47,9 @@ type FSM interface {
 	// per-key cap.
 	PickReady(queue string, p fsm.ReadyPick) []fsm.ReadyJob
 	NextWakeup() (int64, bool)
+	// NextTimeout is the earliest schedule-to-start or start-to-close
+	// deadline (ExpireTimeouts).
+	NextTimeout() (int64, bool)
 	// Stats gives the queues' job counts; the dispatcher reads the leased
 	// count of queues that have a concurrency cap.
 	Stats(queues []string) []fsm.QueueStats
@@ -108,6 +112,10 @@ type FetchRequest struct {
 	Wait          time.Duration
 	WorkerID      string
 	LeaseDuration time.Duration
+	// Weights, when set (one per queue, each at least 1), ask for weighted
+	// selection instead of strict preference: each job slot goes to a
+	// queue with jobs ready, picked by smooth weighted round-robin.
+	Weights []int
 }
 
 type waiter struct {
@@ -157,7 +165,15 @@ type Dispatcher struct {
 	nextToken   time.Time                  // when a rate-limited queue with ready jobs gets a token
 	tickPending bool
 	nextPurge   time.Time
+	// wrr is the smooth weighted round-robin state of each weighted queue
+	// set (keyed by queues and weights), shared by the fetches that name
+	// it, so the proportion holds across small fetches and workers.
+	wrr map[string][]int
 }
+
+// maxWRRSets bounds wrr; past it the states start over (a proportion is
+// only approximate for a moment).
+const maxWRRSets = 1024
 
 // queueKey is a (queue, concurrency key) pair.
 type queueKey struct{ queue, key string }
@@ -191,6 +207,7 @@ func New(f FSM, p Proposer, opts Options) *Dispatcher {
 		lastKey:   make(map[string]string),
 		limiters:  make(map[string]*rate.Limiter),
 		keyLim:    make(map[queueKey]*rate.Limiter),
+		wrr:       make(map[string][]int),
 	}
 	d.nextPurge = opts.Clock().Add(opts.PurgeInterval)
 	go d.loop()
@@ -295,14 +312,10 @@ func (d *Dispatcher) match() {
 			continue
 		}
 		var ids []string
-		for _, q := range w.req.Queues {
-			if len(ids) >= w.req.Max {
-				break
-			}
-			want := w.req.Max - len(ids)
+		take := func(q string, want int) int {
 			room, lim := d.room(q, now, skip)
 			if room == 0 {
-				continue
+				return 0
 			}
 			if room > 0 && want > room {
 				want = room
@@ -333,6 +346,17 @@ func (d *Dispatcher) match() {
 			if len(got) > 0 {
 				d.lastKey[q] = got[len(got)-1].Key
 			}
+			return len(got)
+		}
+		if len(w.req.Weights) == len(w.req.Queues) && len(w.req.Weights) > 0 {
+			d.weighted(w.req, take)
+		} else {
+			for _, q := range w.req.Queues {
+				if len(ids) >= w.req.Max {
+					break
+				}
+				take(q, w.req.Max-len(ids))
+			}
 		}
 		if len(ids) == 0 {
 			continue
@@ -356,6 +380,55 @@ func (d *Dispatcher) match() {
 				}
 			}()
 		})
+	}
+}
+
+// weighted fills a fetch one job at a time, each from the queue smooth
+// weighted round-robin (nginx's) picks among the queues that still have
+// jobs to give: every queue's current weight grows by its weight, the
+// largest is picked and loses the sum. Over any run of picks with the
+// same queues available, each queue gets its share of jobs within one.
+// The state is the dispatcher's, not the FSM's: it only orders leases.
+func (d *Dispatcher) weighted(req FetchRequest, take func(q string, want int) int) {
+	key := fmt.Sprint(req.Queues, req.Weights)
+	cur, ok := d.wrr[key]
+	if !ok {
+		if len(d.wrr) >= maxWRRSets {
+			clear(d.wrr)
+		}
+		cur = make([]int, len(req.Queues))
+		d.wrr[key] = cur
+	}
+	empty := make([]bool, len(req.Queues))
+	for n := 0; n < req.Max; {
+		best, total := -1, 0
+		for i, wt := range req.Weights {
+			if empty[i] {
+				continue
+			}
+			cur[i] += wt
+			total += wt
+			if best < 0 || cur[i] > cur[best] {
+				best = i
+			}
+		}
+		if best < 0 {
+			return
+		}
+		cur[best] -= total
+		if take(req.Queues[best], 1) == 0 {
+			// Nothing to give now: out of this fetch's rotation, with its
+			// turn handed back so an empty queue does not lose its share.
+			cur[best] += total - req.Weights[best]
+			empty[best] = true
+			for i := range cur {
+				if i != best && !empty[i] {
+					cur[i] -= req.Weights[i]
+				}
+			}
+			continue
+		}
+		n++
 	}
 }
 
@@ -546,6 +619,10 @@ func (d *Dispatcher) maybeTick() {
 				Body: &fsmpb.Command_Promote{Promote: &fsmpb.Promote{Limit: d.opts.TickLimit}}},
 			&fsmpb.Command{Type: fsmpb.CommandType_COMMAND_TYPE_EXPIRE_LEASES,
 				Body: &fsmpb.Command_ExpireLeases{ExpireLeases: &fsmpb.ExpireLeases{Limit: d.opts.TickLimit}}})
+		if at, ok := d.fsm.NextTimeout(); ok && at <= now.UnixNano() {
+			cmds = append(cmds, &fsmpb.Command{Type: fsmpb.CommandType_COMMAND_TYPE_EXPIRE_TIMEOUTS,
+				Body: &fsmpb.Command_ExpireTimeouts{ExpireTimeouts: &fsmpb.ExpireTimeouts{Limit: d.opts.TickLimit}}})
+		}
 	}
 	if !now.Before(d.nextPurge) {
 		d.nextPurge = now.Add(d.opts.PurgeInterval)
