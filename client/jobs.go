@@ -68,6 +68,51 @@ func WithConcurrencyKey(key string) JobOption {
 	return func(s *raftqv1.JobSpec) { s.ConcurrencyKey = key }
 }
 
+// WithScheduleToStart gives the job a schedule-to-start timeout: if no
+// worker has leased it within d of when it is due (now, or its delay or
+// run_at), it goes dead with last_error "schedule-to-start timeout"
+// instead of running late.
+func WithScheduleToStart(d time.Duration) JobOption {
+	return func(s *raftqv1.JobSpec) { s.ScheduleToStart = durationpb.New(d) }
+}
+
+// WithStartToClose gives the job a start-to-close timeout: an attempt
+// still running d after its lease began is failed by the broker (its
+// worker loses the lease; the job is retried or dead-lettered as for a
+// failed attempt), even while the worker keeps extending the lease. d must
+// be at least the job's lease duration.
+func WithStartToClose(d time.Duration) JobOption {
+	return func(s *raftqv1.JobSpec) { s.StartToClose = durationpb.New(d) }
+}
+
+// UniqueMode is what an enqueue does when its unique key is held by a job
+// of the queue that is not terminal (WithUniqueKey).
+type UniqueMode = raftqv1.UniqueMode
+
+// The unique modes.
+const (
+	// UniqueReturnExisting answers with the existing job's id and
+	// duplicate = true (the default).
+	UniqueReturnExisting = raftqv1.UniqueMode_UNIQUE_MODE_RETURN_EXISTING
+	// UniqueReject refuses the enqueue with ALREADY_EXISTS;
+	// raftqerr.ExistingJobID(err) names the existing job.
+	UniqueReject = raftqv1.UniqueMode_UNIQUE_MODE_REJECT
+	// UniqueDebounce moves a still-scheduled existing job to this
+	// enqueue's run time and payload (a debounce: the last of a burst
+	// wins, once); an existing job that is ready or running is returned
+	// as with UniqueReturnExisting.
+	UniqueDebounce = raftqv1.UniqueMode_UNIQUE_MODE_DEBOUNCE
+)
+
+// WithUniqueKey makes the job unique by state: while a job of the same
+// queue with this key is scheduled, ready or running, another enqueue
+// with it creates nothing and does what mode says. Unlike
+// WithIdempotencyKey there is no window: the key is free again the moment
+// its job succeeds, dies or is cancelled.
+func WithUniqueKey(key string, mode UniqueMode) JobOption {
+	return func(s *raftqv1.JobSpec) { s.UniqueKey, s.UniqueMode = key, mode }
+}
+
 // WithDedupWindow sets how long the idempotency key is remembered.
 func WithDedupWindow(d time.Duration) JobOption {
 	return func(s *raftqv1.JobSpec) { s.DedupWindow = durationpb.New(d) }

@@ -34,7 +34,8 @@ type session struct {
 func (w *Worker) consumeLoop(ctx, base context.Context, q QueueConfig, slots, settleSlots chan struct{}) bool {
 	backoff := minFetchBackoff
 	for ctx.Err() == nil {
-		open := &raftqv1.ConsumeOpen{Queues: []string{q.Name}, WorkerId: w.opts.WorkerID}
+		queues, weights := q.fetchTarget()
+		open := &raftqv1.ConsumeOpen{Queues: queues, QueueWeights: weights, WorkerId: w.opts.WorkerID}
 		if w.opts.LeaseDuration > 0 {
 			open.LeaseDuration = durationpb.New(w.opts.LeaseDuration)
 		}

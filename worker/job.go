@@ -48,6 +48,11 @@ type Job struct {
 	CreatedAt time.Time
 	// WorkerID is the id of the worker running the attempt.
 	WorkerID string
+	// AttemptDeadline is when the broker fails this attempt by the job's
+	// start-to-close timeout, however often the lease is extended (the
+	// broker's clock; zero: no such timeout). Past it the lease is lost:
+	// the handler's context is cancelled and the outcome is not settled.
+	AttemptDeadline time.Time
 
 	mu     sync.Mutex
 	output []byte
@@ -116,6 +121,9 @@ func jobFromProto(p *raftqv1.Job, workerID string, leaseOverride time.Duration) 
 	}
 	if p.GetCreatedAt() != nil {
 		j.CreatedAt = p.GetCreatedAt().AsTime()
+	}
+	if p.GetAttemptDeadline() != nil {
+		j.AttemptDeadline = p.GetAttemptDeadline().AsTime()
 	}
 	return j
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -28,6 +29,30 @@ type QueueConfig struct {
 	Name string
 	// Concurrency is how many of the queue's jobs run at once (default 1).
 	Concurrency int
+	// Weights, when set, make this entry a pool of Concurrency slots
+	// working several queues with weighted selection (asynq's weighted
+	// priority) instead of one queue: the broker picks each job's queue in
+	// proportion to its weight (1..1000) among the named queues that have
+	// jobs ready, so with {"critical": 3, "low": 1} and both full, three
+	// jobs in four are critical ones, yet low is never starved. Name then
+	// only labels the pool in logs and metrics. Without Weights, queues
+	// are strictly separate: each entry fetches only its own.
+	Weights map[string]int
+}
+
+// fetchTarget is the queues and weights a QueueConfig's fetches name.
+func (q QueueConfig) fetchTarget() ([]string, map[string]int32) {
+	if len(q.Weights) == 0 {
+		return []string{q.Name}, nil
+	}
+	names := make([]string, 0, len(q.Weights))
+	ws := make(map[string]int32, len(q.Weights))
+	for n, wt := range q.Weights {
+		names = append(names, n)
+		ws[n] = int32(wt)
+	}
+	sort.Strings(names)
+	return names, ws
 }
 
 // Options configure a Worker. Zero values take the documented defaults.
@@ -307,6 +332,11 @@ func (w *Worker) validate() error {
 			return fmt.Errorf("worker: queue %q listed twice", q.Name)
 		}
 		seen[q.Name] = true
+		for n, wt := range q.Weights {
+			if n == "" || wt < 1 || wt > 1000 {
+				return fmt.Errorf("worker: pool %q: weight %d for queue %q (a queue name and a weight from 1 to 1000 are needed)", q.Name, wt, n)
+			}
+		}
 	}
 	w.mu.RLock()
 	n := len(w.handlers)
@@ -375,7 +405,7 @@ func (w *Worker) fetchLoop(ctx, base context.Context, q QueueConfig, slots, sett
 				break grab
 			}
 		}
-		jobs, recvAt, err := w.fetch(ctx, base, q.Name, n)
+		jobs, recvAt, err := w.fetch(ctx, base, q, n)
 		for i := len(jobs); i < n; i++ {
 			<-slots
 		}
@@ -416,7 +446,7 @@ func (w *Worker) fetchLoop(ctx, base context.Context, q QueueConfig, slots, sett
 // fetch long-polls for up to n jobs. It does not use ctx for the call:
 // when ctx ends, the fetch gets fetchDrainGrace to come back with the jobs
 // it may be leasing right now before it is cancelled.
-func (w *Worker) fetch(ctx, base context.Context, queue string, n int) ([]*raftqv1.Job, time.Time, error) {
+func (w *Worker) fetch(ctx, base context.Context, q QueueConfig, n int) ([]*raftqv1.Job, time.Time, error) {
 	fctx, cancel := context.WithCancel(base)
 	defer cancel()
 	stop := context.AfterFunc(ctx, func() {
@@ -429,11 +459,13 @@ func (w *Worker) fetch(ctx, base context.Context, queue string, n int) ([]*raftq
 		}
 	})
 	defer stop()
+	queues, weights := q.fetchTarget()
 	req := &raftqv1.FetchRequest{
-		Queues:   []string{queue},
-		MaxJobs:  int32(n),
-		MaxWait:  durationpb.New(w.opts.PollWait),
-		WorkerId: w.opts.WorkerID,
+		Queues:       queues,
+		QueueWeights: weights,
+		MaxJobs:      int32(n),
+		MaxWait:      durationpb.New(w.opts.PollWait),
+		WorkerId:     w.opts.WorkerID,
 	}
 	if w.opts.LeaseDuration > 0 {
 		req.LeaseDuration = durationpb.New(w.opts.LeaseDuration)

@@ -61,7 +61,11 @@ type Config struct {
 }
 
 // ParseQueues reads "q1:8,q2:2" (name:concurrency; a bare name means
-// concurrency 1), the --queues flag.
+// concurrency 1), the --queues flag. An entry of weighted queues joined by
+// "|", as in "critical=6|default=3|low=1:10", is one pool of that many
+// slots fetching the queues with weighted selection (worker.QueueConfig
+// Weights; each weight 1..1000), labelled in logs and metrics by the
+// entry as written.
 func ParseQueues(s string) ([]worker.QueueConfig, error) {
 	var out []worker.QueueConfig
 	seen := map[string]bool{}
@@ -74,6 +78,13 @@ func ParseQueues(s string) ([]worker.QueueConfig, error) {
 		q := worker.QueueConfig{Name: strings.TrimSpace(name), Concurrency: 1}
 		if q.Name == "" {
 			return nil, fmt.Errorf("queue %q: empty name", part)
+		}
+		if strings.ContainsAny(q.Name, "|=") {
+			ws, err := parseWeights(q.Name)
+			if err != nil {
+				return nil, fmt.Errorf("queue %q: %w", part, err)
+			}
+			q.Weights = ws
 		}
 		if hasConc {
 			n, err := strconv.Atoi(strings.TrimSpace(conc))
@@ -92,6 +103,24 @@ func ParseQueues(s string) ([]worker.QueueConfig, error) {
 		return nil, errors.New("no queues given")
 	}
 	return out, nil
+}
+
+// parseWeights reads "a=3|b=1" into a weighted pool's weights.
+func parseWeights(s string) (map[string]int, error) {
+	ws := map[string]int{}
+	for _, item := range strings.Split(s, "|") {
+		name, w, ok := strings.Cut(strings.TrimSpace(item), "=")
+		name = strings.TrimSpace(name)
+		n, err := strconv.Atoi(strings.TrimSpace(w))
+		if !ok || name == "" || err != nil || n < 1 || n > 1000 {
+			return nil, fmt.Errorf("weighted queue %q: want name=weight with a weight from 1 to 1000", item)
+		}
+		if _, dup := ws[name]; dup {
+			return nil, fmt.Errorf("weighted queue %q listed twice", name)
+		}
+		ws[name] = n
+	}
+	return ws, nil
 }
 
 // LogStarts is a middleware that logs each attempt's start with its job id

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -120,15 +121,20 @@ func TestParseQueues(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []worker.QueueConfig{{Name: "q1", Concurrency: 8}, {Name: "q2", Concurrency: 1}, {Name: "q3", Concurrency: 2}}
-	if len(qs) != len(want) {
-		t.Fatalf("got %v", qs)
+	if !reflect.DeepEqual(qs, want) {
+		t.Fatalf("got %v, want %v", qs, want)
 	}
-	for i := range want {
-		if qs[i] != want[i] {
-			t.Fatalf("got %v, want %v", qs, want)
-		}
+	// A weighted pool: one entry, its queues joined by "|".
+	qs, err = workerd.ParseQueues("critical=3|low=1:4,other")
+	if err != nil {
+		t.Fatal(err)
 	}
-	for _, bad := range []string{"", "q:0", "q:x", ":3", "q,q"} {
+	want = []worker.QueueConfig{{Name: "critical=3|low=1", Concurrency: 4, Weights: map[string]int{"critical": 3, "low": 1}},
+		{Name: "other", Concurrency: 1}}
+	if !reflect.DeepEqual(qs, want) {
+		t.Fatalf("got %+v, want %+v", qs, want)
+	}
+	for _, bad := range []string{"", "q:0", "q:x", ":3", "q,q", "a=0|b=1", "a=3|b", "a=1|a=2", "=1|b=2", "a=1001"} {
 		if _, err := workerd.ParseQueues(bad); err == nil {
 			t.Errorf("ParseQueues(%q) accepted", bad)
 		}
