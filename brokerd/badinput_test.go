@@ -36,7 +36,20 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 		t.Fatal(leased, err)
 	}
 	token := leased[0].LeaseToken
+	// A job holding a unique key, for the refused duplicate below.
+	held, err := cl.Enqueue(ctx, &raftqv1.JobSpec{Queue: "q", Type: "t", UniqueKey: "u1", Delay: durationpb.New(time.Hour)})
+	if err != nil {
+		t.Fatal(err)
+	}
 	before := c.WaitConverged(10 * time.Second)
+	enq := func(b raftqv1.BrokerClient, s *raftqv1.JobSpec) error {
+		_, err := b.Enqueue(ctx, &raftqv1.EnqueueRequest{Jobs: []*raftqv1.JobSpec{{Queue: "q", Type: "t"}, s}})
+		return err
+	}
+	fetchW := func(b raftqv1.BrokerClient, queues []string, w map[string]int32) error {
+		_, err := b.Fetch(ctx, &raftqv1.FetchRequest{Queues: queues, QueueWeights: w})
+		return err
+	}
 
 	huge := make([]byte, (1<<20)+1)
 	cases := []struct {
@@ -118,6 +131,39 @@ func TestBadInputIsRefusedAndChangesNothing(t *testing.T) {
 			_, err := b.Fetch(ctx, &raftqv1.FetchRequest{Queues: []string{"q"}, MaxJobs: 1 << 20})
 			return err
 		}, codes.InvalidArgument, raftqv1.ErrorDetail_INVALID_ARGUMENT, "max_jobs"},
+		{"negative schedule_to_start", func(b raftqv1.BrokerClient) error {
+			return enq(b, &raftqv1.JobSpec{Queue: "q", Type: "t", ScheduleToStart: durationpb.New(-time.Second)})
+		}, codes.InvalidArgument, raftqv1.ErrorDetail_INVALID_ARGUMENT, "job 1: invalid request: schedule_to_start must be between 0 and"},
+		{"negative start_to_close", func(b raftqv1.BrokerClient) error {
+			return enq(b, &raftqv1.JobSpec{Queue: "q", Type: "t", StartToClose: durationpb.New(-time.Second)})
+		}, codes.InvalidArgument, raftqv1.ErrorDetail_INVALID_ARGUMENT, "start_to_close must be between 0 and"},
+		{"start_to_close shorter than the lease", func(b raftqv1.BrokerClient) error {
+			return enq(b, &raftqv1.JobSpec{Queue: "q", Type: "t", LeaseDuration: durationpb.New(time.Minute), StartToClose: durationpb.New(30 * time.Second)})
+		}, codes.InvalidArgument, raftqv1.ErrorDetail_INVALID_ARGUMENT, "start_to_close 30s is shorter than the job's lease duration 1m0s"},
+		{"unique_mode without unique_key", func(b raftqv1.BrokerClient) error {
+			return enq(b, &raftqv1.JobSpec{Queue: "q", Type: "t", UniqueMode: raftqv1.UniqueMode_UNIQUE_MODE_REJECT})
+		}, codes.InvalidArgument, raftqv1.ErrorDetail_INVALID_ARGUMENT, "unique_mode needs a unique_key"},
+		{"unknown unique_mode", func(b raftqv1.BrokerClient) error {
+			return enq(b, &raftqv1.JobSpec{Queue: "q", Type: "t", UniqueKey: "k", UniqueMode: 9})
+		}, codes.InvalidArgument, raftqv1.ErrorDetail_INVALID_ARGUMENT, "unknown unique_mode 9"},
+		{"non-printable unique_key", func(b raftqv1.BrokerClient) error {
+			return enq(b, &raftqv1.JobSpec{Queue: "q", Type: "t", UniqueKey: "a\x00b"})
+		}, codes.InvalidArgument, raftqv1.ErrorDetail_INVALID_ARGUMENT, "unique_key has a non-printable character"},
+		{"unique key held (reject) refuses the whole batch", func(b raftqv1.BrokerClient) error {
+			return enq(b, &raftqv1.JobSpec{Queue: "q", Type: "t", UniqueKey: "u1", UniqueMode: raftqv1.UniqueMode_UNIQUE_MODE_REJECT})
+		}, codes.AlreadyExists, raftqv1.ErrorDetail_INVALID_ARGUMENT, "is held by job " + held[0].JobId},
+		{"queue weight 0", func(b raftqv1.BrokerClient) error {
+			return fetchW(b, []string{"a", "b"}, map[string]int32{"a": 0, "b": 1})
+		}, codes.InvalidArgument, raftqv1.ErrorDetail_INVALID_ARGUMENT, `queue_weights["a"] is 0, must be between 1 and 1000`},
+		{"queue weight over 1000", func(b raftqv1.BrokerClient) error {
+			return fetchW(b, nil, map[string]int32{"a": 1001})
+		}, codes.InvalidArgument, raftqv1.ErrorDetail_INVALID_ARGUMENT, `queue_weights["a"] is 1001`},
+		{"queue without a weight", func(b raftqv1.BrokerClient) error {
+			return fetchW(b, []string{"a", "b"}, map[string]int32{"a": 1})
+		}, codes.InvalidArgument, raftqv1.ErrorDetail_INVALID_ARGUMENT, `no weight for queue "b"`},
+		{"weight for a queue not fetched", func(b raftqv1.BrokerClient) error {
+			return fetchW(b, []string{"a"}, map[string]int32{"a": 1, "c": 2})
+		}, codes.InvalidArgument, raftqv1.ErrorDetail_INVALID_ARGUMENT, `names "c", which is not among the queues`},
 		{"stats of invalid queue", func(b raftqv1.BrokerClient) error {
 			_, err := b.QueueStats(ctx, &raftqv1.QueueStatsRequest{Queues: []string{"../etc"}})
 			return err
