@@ -47,6 +47,15 @@ type Job struct {
 	ScheduleTick *time.Time `json:"schedule_tick,omitempty"`
 	// The current attempt's progress as its worker last reported it.
 	Progress *Progress `json:"progress,omitempty"`
+	// Timeouts: the schedule-to-start deadline (while the job was never
+	// leased), the start-to-close bound of each attempt and the current
+	// attempt's deadline by it (while leased).
+	StartDeadline       *time.Time `json:"start_deadline,omitempty"`
+	StartToCloseSeconds float64    `json:"start_to_close_seconds,omitempty"`
+	AttemptDeadline     *time.Time `json:"attempt_deadline,omitempty"`
+	// UniqueKey keeps other jobs with the key out of the queue while this
+	// one is not terminal.
+	UniqueKey string `json:"unique_key,omitempty"`
 }
 
 // Progress is a worker's report on an attempt (Job.Progress in the worker
@@ -121,6 +130,14 @@ func JobFromProto(j *raftqv1.Job) Job {
 	if j.ScheduleTick != nil {
 		out.Schedule, out.ScheduleTick = j.Schedule, ts(j.ScheduleTick)
 	}
+	if j.StartDeadline != nil {
+		out.StartDeadline = ts(j.StartDeadline)
+	}
+	if j.AttemptDeadline != nil {
+		out.AttemptDeadline = ts(j.AttemptDeadline)
+	}
+	out.StartToCloseSeconds = j.GetStartToClose().AsDuration().Seconds()
+	out.UniqueKey = j.UniqueKey
 	return out
 }
 

@@ -107,8 +107,13 @@ func printJob(p *printer, j *raftqv1.Job) error {
 	if v.Progress != nil {
 		progress = v.Progress.Text()
 	}
+	stc := ""
+	if v.StartToCloseSeconds > 0 {
+		stc = (time.Duration(v.StartToCloseSeconds * float64(time.Second))).String()
+	}
 	return p.kv(v, [][2]string{
 		{"ID", v.ID}, {"QUEUE", v.Queue}, {"TYPE", v.Type}, {"STATE", v.State}, {"CONCURRENCY KEY", v.ConcurrencyKey},
+		{"UNIQUE KEY", v.UniqueKey}, {"START BY", ts(v.StartDeadline)}, {"START TO CLOSE", stc}, {"ATTEMPT DEADLINE", ts(v.AttemptDeadline)},
 		{"ATTEMPTS", fmt.Sprintf("%d/%d", v.Attempts, v.MaxAttempts)}, {"PRIORITY", strconv.Itoa(int(v.Priority))},
 		{"CREATED", ts(v.CreatedAt)}, {"UPDATED", ts(v.UpdatedAt)}, {"RUN AT", ts(v.RunAt)}, {"FINISHED", ts(v.FinishedAt)},
 		{"LEASE TOKEN", strconv.FormatUint(v.LeaseToken, 10)}, {"LEASED BY", v.LeasedBy}, {"LEASE DEADLINE", ts(v.LeaseDeadline)},
