@@ -10,6 +10,7 @@ import (
 
 	"github.com/raftq/raftq/client"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
+	"github.com/raftq/raftq/raftqerr"
 )
 
 // Enqueue one job with options, then read it back and cancel it. The
@@ -134,5 +135,54 @@ func ExampleClient_PutSchedule() {
 			log.Fatal(err)
 		}
 		fmt.Println(job.Schedule, job.ScheduleTick.AsTime())
+	}
+}
+
+// Timeouts: an order confirmation is useless after ten minutes, so if no
+// worker has started it by then it goes dead ("schedule-to-start
+// timeout") instead of running late; and an attempt may take two minutes
+// at most, even if its worker is stuck and keeps extending its 30 s
+// lease: the broker then fails the attempt (the worker loses the lease)
+// and the job is retried after its back-off, or dead-lettered on its last
+// attempt. start_to_close must be at least the lease duration.
+func ExampleWithStartToClose() {
+	spec := client.NewJob("orders", "confirm", []byte("order-7"),
+		client.WithLeaseDuration(30*time.Second),
+		client.WithScheduleToStart(10*time.Minute),
+		client.WithStartToClose(2*time.Minute),
+		client.WithMaxAttempts(3))
+	fmt.Println(spec.ScheduleToStart.AsDuration(), spec.StartToClose.AsDuration())
+	// Output: 10m0s 2m0s
+}
+
+// Uniqueness by state: at most one "rebuild-index" job per tenant is
+// queued or running at a time. While one is, enqueueing another returns
+// its id (duplicate = true); once it has finished, the key is free again.
+// UniqueReject refuses instead, and UniqueDebounce moves a still-delayed
+// job to the new run time and payload, so a burst of edits triggers one
+// rebuild a minute after the last of them.
+func ExampleWithUniqueKey() {
+	c, err := client.New([]string{"127.0.0.1:7001"}, client.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+
+	// Debounce: each edit pushes the pending rebuild a minute further.
+	id, pending, err := c.EnqueueOne(ctx, "search", "rebuild-index", []byte("tenant-acme"),
+		client.WithUniqueKey("rebuild/tenant-acme", client.UniqueDebounce),
+		client.WithDelay(time.Minute))
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("rebuild", id, "was already pending:", pending)
+
+	// Reject: ALREADY_EXISTS names the job holding the key.
+	_, err = c.Enqueue(ctx, client.NewJob("search", "rebuild-index", nil,
+		client.WithUniqueKey("rebuild/tenant-acme", client.UniqueReject)))
+	if existing := raftqerr.ExistingJobID(err); existing != "" {
+		fmt.Println("already queued or running:", existing)
 	}
 }

@@ -99,3 +99,37 @@ func ExampleWorker_Use() {
 		}
 	})
 }
+
+// Weighted queues (asynq's weighted priority): one pool of 10 slots
+// working three queues, where each job's queue is picked by the broker in
+// proportion to its weight among the queues with jobs ready: with all
+// three full, 6 critical jobs run for every 3 default and 1 low, yet low
+// is never starved. Without Weights each entry works only its own queue
+// (a strict split of slots). workerd: --queues 'critical=6|default=3|low=1:10'.
+func ExampleQueueConfig_weights() {
+	c, err := client.New([]string{"127.0.0.1:7001"}, client.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	w := worker.New(c, worker.Options{
+		Queues: []worker.QueueConfig{{
+			Name:        "main", // labels the pool in logs and metrics
+			Concurrency: 10,
+			Weights:     map[string]int{"critical": 6, "default": 3, "low": 1},
+		}},
+	})
+	w.Handle("work", func(ctx context.Context, job *worker.Job) error {
+		// job.Queue says which of the three it came from. A job with a
+		// start-to-close timeout shows the broker's bound for this attempt:
+		if !job.AttemptDeadline.IsZero() {
+			slog.Info("must finish by", "deadline", job.AttemptDeadline)
+		}
+		return nil
+	})
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := w.Run(ctx); err != nil {
+		log.Fatal(err)
+	}
+}
