@@ -59,18 +59,38 @@ func nonNegative(name string, d time.Duration) error {
 
 func enqueueCmd(g *globals) *cobra.Command {
 	var spec raftqv1.JobSpec
-	var payload, payloadFile, key, runAt string
-	var delay, lease, dedup, backoffInitial, backoffMax time.Duration
+	var payload, payloadFile, key, runAt, uniqueMode string
+	var delay, lease, dedup, backoffInitial, backoffMax, s2s, s2c time.Duration
 	var count int
 	cmd := &cobra.Command{
 		Use:   "enqueue",
 		Short: "Enqueue a job (or --count copies in one atomic batch); prints the job ids",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			for name, d := range map[string]time.Duration{"delay": delay, "lease": lease, "dedup-window": dedup, "backoff-initial": backoffInitial, "backoff-max": backoffMax} {
+			for name, d := range map[string]time.Duration{"delay": delay, "lease": lease, "dedup-window": dedup, "backoff-initial": backoffInitial, "backoff-max": backoffMax,
+				"schedule-to-start": s2s, "start-to-close": s2c} {
 				if err := nonNegative(name, d); err != nil {
 					return err
 				}
+			}
+			switch uniqueMode {
+			case "", "return":
+				spec.UniqueMode = raftqv1.UniqueMode_UNIQUE_MODE_UNSPECIFIED
+			case "reject":
+				spec.UniqueMode = raftqv1.UniqueMode_UNIQUE_MODE_REJECT
+			case "debounce":
+				spec.UniqueMode = raftqv1.UniqueMode_UNIQUE_MODE_DEBOUNCE
+			default:
+				return fmt.Errorf("--unique-mode %q: want return, reject or debounce", uniqueMode)
+			}
+			if uniqueMode != "" && spec.UniqueKey == "" {
+				return errors.New("--unique-mode needs --unique-key")
+			}
+			if s2s > 0 {
+				spec.ScheduleToStart = durationpb.New(s2s)
+			}
+			if s2c > 0 {
+				spec.StartToClose = durationpb.New(s2c)
 			}
 			if count < 1 {
 				return fmt.Errorf("--count %d: must be at least 1", count)
@@ -152,6 +172,10 @@ func enqueueCmd(g *globals) *cobra.Command {
 	f.StringVar(&key, "key", "", "idempotency key")
 	f.StringVar(&spec.ConcurrencyKey, "concurrency-key", "", "concurrency key (tenant, customer id): fair dispatch across keys and the queue's max_in_flight_per_key")
 	f.DurationVar(&dedup, "dedup-window", 0, "how long --key deduplicates (0: broker default)")
+	f.DurationVar(&s2s, "schedule-to-start", 0, "dead if no worker has started the job within this long after it is due (0: no timeout)")
+	f.DurationVar(&s2c, "start-to-close", 0, "fail an attempt still running this long after its lease began, even if extended (0: no timeout; at least --lease)")
+	f.StringVar(&spec.UniqueKey, "unique-key", "", "unique key: no second job with it in the queue while one is not terminal")
+	f.StringVar(&uniqueMode, "unique-mode", "", "when --unique-key is held: return (the existing job, default), reject (ALREADY_EXISTS) or debounce (move a delayed job to this run time and payload)")
 	f.DurationVar(&backoffInitial, "backoff-initial", 0, "first retry back-off after a failure (0: queue default)")
 	f.DurationVar(&backoffMax, "backoff-max", 0, "longest retry back-off (0: queue default)")
 	f.IntVar(&count, "count", 1, "number of jobs")
@@ -176,6 +200,7 @@ func payloadText(b []byte) string {
 
 func fetchCmd(g *globals) *cobra.Command {
 	var queues []string
+	var weights map[string]int
 	var max int32
 	var wait time.Duration
 	var ack bool
@@ -189,7 +214,17 @@ func fetchCmd(g *globals) *cobra.Command {
 				return err
 			}
 			return g.runFor(cmd, wait, func(ctx context.Context, cl *client.Client, p *printer) error {
-				jobs, err := cl.Fetch(ctx, &raftqv1.FetchRequest{Queues: queues, MaxJobs: max, MaxWait: durationpb.New(wait), WorkerId: worker})
+				req := &raftqv1.FetchRequest{Queues: queues, MaxJobs: max, MaxWait: durationpb.New(wait), WorkerId: worker}
+				if len(weights) > 0 {
+					req.QueueWeights = map[string]int32{}
+					for q, w := range weights {
+						req.QueueWeights[q] = int32(w)
+					}
+					if !cmd.Flags().Changed("queue") {
+						req.Queues = nil // the weights name the queues
+					}
+				}
+				jobs, err := cl.Fetch(ctx, req)
 				if err != nil {
 					return err
 				}
@@ -218,6 +253,7 @@ func fetchCmd(g *globals) *cobra.Command {
 	}
 	f := cmd.Flags()
 	f.StringSliceVar(&queues, "queue", []string{"default"}, "queues in preference order (repeat or comma-separate)")
+	f.StringToIntVar(&weights, "weights", nil, "weighted selection instead of preference order, e.g. critical=3,low=1 (names the queues unless --queue is given)")
 	f.Int32Var(&max, "max", 1, "most jobs to lease")
 	f.DurationVar(&wait, "wait", 5*time.Second, "how long to wait for a job")
 	f.BoolVar(&ack, "ack", false, "acknowledge each fetched job")
