@@ -111,6 +111,16 @@ func (g *gen) command() *fsmpb.Command {
 			if g.chance(0.4) {
 				j.ConcurrencyKey = fmt.Sprintf("c%d", g.r.IntN(3))
 			}
+			if g.chance(0.15) {
+				j.StartDeadline = now + int64(g.r.IntN(15))*sec
+			}
+			if g.chance(0.15) {
+				j.StartToClose = j.LeaseDuration + int64(g.r.IntN(20))*sec
+			}
+			if g.chance(0.2) {
+				j.UniqueKey = fmt.Sprintf("u%d", g.r.IntN(4))
+				j.UniqueMode = int32(g.r.IntN(3))
+			}
 			if g.chance(0.02) {
 				j.Type = "" // invalid
 			}
@@ -165,6 +175,9 @@ func (g *gen) command() *fsmpb.Command {
 		}
 		return cmdNack(now, items...)
 	case k < 81:
+		if g.chance(0.4) {
+			return cmdExpireTimeouts(now, int32(g.r.IntN(4)))
+		}
 		return cmdExpire(now, int32(g.r.IntN(4)))
 	case k < 87:
 		return cmdPromote(now, int32(g.r.IntN(4)))
