@@ -115,6 +115,25 @@ func TestMetrics(t *testing.T) {
 	if _, err := cl.Redrive(ctx, q, []string{j2.Id}, 0); err != nil {
 		t.Fatal(err)
 	}
+	// A job in another queue misses its schedule-to-start timeout.
+	const tq = "metrics-timeout"
+	late, err := cl.Enqueue(ctx, &raftqv1.JobSpec{Queue: tq, Type: "t", ScheduleToStart: durationpb.New(100 * time.Millisecond)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		got, err := cl.GetJob(ctx, late[0].JobId, raftqv1.Consistency_CONSISTENCY_LINEARIZABLE)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.State == raftqv1.JobState_JOB_STATE_DEAD {
+			break
+		}
+		if ctx.Err() != nil {
+			t.Fatal("schedule-to-start timeout never fired")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 
 	l := c.WaitLeader(10 * time.Second)
 	want := []struct {
@@ -130,6 +149,8 @@ func TestMetrics(t *testing.T) {
 		{"raftq_lease_expiries_total", map[string]string{"queue": q}, 1},
 		{"raftq_jobs_dead_lettered_total", map[string]string{"queue": q, "reason": "permanent"}, 1},
 		{"raftq_jobs_redriven_total", map[string]string{"queue": q}, 1},
+		{"raftq_job_timeouts_total", map[string]string{"queue": tq, "kind": "schedule_to_start"}, 1},
+		{"raftq_jobs_dead_lettered_total", map[string]string{"queue": tq, "reason": "schedule_to_start"}, 1},
 		{"raftq_queue_jobs", map[string]string{"queue": q, "state": "ready"}, 3},
 		{"raftq_queue_jobs", map[string]string{"queue": q, "state": "succeeded"}, 1},
 		{"raftq_raft_state", map[string]string{"state": "leader"}, 1},
