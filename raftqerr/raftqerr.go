@@ -12,6 +12,8 @@
 package raftqerr
 
 import (
+	"strings"
+
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -62,7 +64,10 @@ func UniqueConflict(msg, jobID string) error {
 }
 
 // ExistingJobID is the id of the job an ALREADY_EXISTS answer names (a
-// unique key's holder), "" when err names none.
+// unique key's holder), "" when err names none. It reads the ResourceInfo
+// detail, or, for an answer that carries only the ErrorDetail (an
+// EnqueueStream item's ItemError, as EnqueueOne returns it), the id the
+// broker's message ends with ("... is held by job ID").
 func ExistingJobID(err error) string {
 	st, ok := status.FromError(err)
 	if !ok || st.Code() != codes.AlreadyExists {
@@ -73,8 +78,16 @@ func ExistingJobID(err error) string {
 			return ri.GetResourceName()
 		}
 	}
+	if i := strings.LastIndex(st.Message(), heldByJob); i >= 0 {
+		id, _, _ := strings.Cut(st.Message()[i+len(heldByJob):], " ")
+		return id
+	}
 	return ""
 }
+
+// heldByJob precedes the holder's id in a unique-key refusal's message
+// (fsm.UniqueConflictError).
+const heldByJob = " is held by job "
 
 // Detail extracts the ErrorDetail of a status error; nil when err is not a
 // status or carries none (a transport error, or an answer from something

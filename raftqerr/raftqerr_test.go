@@ -35,3 +35,23 @@ func TestContractRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// ExistingJobID reads the holder of a unique key from the ResourceInfo
+// detail, or from the message when only the ErrorDetail survived (an
+// EnqueueStream item), and from nothing else.
+func TestExistingJobID(t *testing.T) {
+	err := raftqerr.UniqueConflict(`fsm: enqueue item 0: unique key "k" of queue "q" is held by job 0190-abc`, "0190-abc")
+	if got := raftqerr.ExistingJobID(err); got != "0190-abc" {
+		t.Fatalf("from the detail: %q", got)
+	}
+	stripped := raftqerr.New(codes.AlreadyExists, raftqv1.ErrorDetail_INVALID_ARGUMENT, status.Convert(err).Message())
+	if got := raftqerr.ExistingJobID(stripped); got != "0190-abc" {
+		t.Fatalf("from the message: %q", got)
+	}
+	for _, other := range []error{nil, raftqerr.New(codes.NotFound, raftqv1.ErrorDetail_NOT_FOUND, "is held by job x"),
+		raftqerr.New(codes.AlreadyExists, raftqv1.ErrorDetail_INVALID_ARGUMENT, "duplicate job id")} {
+		if got := raftqerr.ExistingJobID(other); got != "" {
+			t.Errorf("ExistingJobID(%v) = %q", other, got)
+		}
+	}
+}

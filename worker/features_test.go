@@ -123,6 +123,11 @@ func TestUniqueKeyByState(t *testing.T) {
 	if status.Code(err) != codes.AlreadyExists || raftqerr.ExistingJobID(err) != first {
 		t.Fatalf("reject: %v (existing %q), want ALREADY_EXISTS naming %s", err, raftqerr.ExistingJobID(err), first)
 	}
+	// EnqueueOne (over EnqueueStream) names the holder too.
+	_, _, err = cl.EnqueueOne(ctx, "uq", "t", nil, client.WithUniqueKey("report-42", client.UniqueReject))
+	if status.Code(err) != codes.AlreadyExists || raftqerr.ExistingJobID(err) != first {
+		t.Fatalf("reject over the stream: %v (existing %q), want ALREADY_EXISTS naming %s", err, raftqerr.ExistingJobID(err), first)
+	}
 	if after := c.WaitConverged(10 * time.Second); after != before {
 		t.Fatal("a refused enqueue changed the state")
 	}

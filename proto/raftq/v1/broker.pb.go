@@ -159,7 +159,9 @@ const (
 	// Answer with the existing job's id and duplicate = true.
 	UniqueMode_UNIQUE_MODE_RETURN_EXISTING UniqueMode = 1
 	// Refuse the whole request with ALREADY_EXISTS; the status carries a
-	// google.rpc.ResourceInfo whose resource_name is the existing job's id.
+	// google.rpc.ResourceInfo whose resource_name is the existing job's id,
+	// and its message ends with "is held by job <id>" (the only form an
+	// EnqueueStream ItemError keeps).
 	UniqueMode_UNIQUE_MODE_REJECT UniqueMode = 2
 	// Debounce: when the existing job is still scheduled (delayed, never
 	// leased), replace its run_at and payload with this request's and
