@@ -57,7 +57,7 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 		succeeded: counter("jobs_succeeded_total",
 			"Jobs acked as succeeded, by queue; counted by the leader.", "queue"),
 		retries: counter("job_retries_total",
-			"Failed attempts that will run again, by queue and reason (nack, lease_expired); counted by the leader.", "queue", "reason"),
+			"Failed attempts that will run again, by queue and reason (nack, lease_expired, start_to_close); counted by the leader.", "queue", "reason"),
 		leaseExpiries: counter("lease_expiries_total",
 			"Leases that ran out before the worker acked or nacked, by queue; counted by the leader.", "queue"),
 		timeouts: counter("job_timeouts_total",

@@ -397,6 +397,9 @@ func TestGRPCEnforcement(t *testing.T) {
 	_, err = raftqv1.NewBrokerClient(producer).Fetch(ctx, &raftqv1.FetchRequest{Queues: []string{"orders.eu"}})
 	expect("producer fetching", err, codes.PermissionDenied)
 	worker := dial("", workerToken)
+	// queue_weights names queues on its own: they are checked like queues.
+	_, err = raftqv1.NewBrokerClient(worker).Fetch(ctx, &raftqv1.FetchRequest{QueueWeights: map[string]int32{"orders.eu": 3, "billing": 1}})
+	expect("worker fetching another queue by weight", err, codes.PermissionDenied)
 	_, err = raftqv1.NewBrokerClient(worker).Ack(ctx, &raftqv1.AckRequest{JobId: "j1", LeaseToken: 1})
 	expect("worker acking a job of another queue", err, codes.PermissionDenied)
 	_, err = raftqv1.NewAdminClient(worker).PauseQueue(ctx, &raftqv1.PauseQueueRequest{Queue: "orders.eu"})

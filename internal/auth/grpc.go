@@ -3,6 +3,8 @@ package auth
 import (
 	"context"
 	"crypto/x509"
+	"maps"
+	"slices"
 	"time"
 
 	"google.golang.org/grpc"
@@ -90,7 +92,13 @@ var BrokerRules = merge(common, Rules{
 	// (brokerd/consume.go).
 	"/raftq.v1.Broker/Consume": {Roles: RoleWorker},
 	"/raftq.v1.Broker/Fetch": {Roles: RoleWorker, Scope: func(req any) Access {
-		return Access{Queues: req.(*raftqv1.FetchRequest).GetQueues()}
+		// queue_weights may name the queues on its own: check those too.
+		r := req.(*raftqv1.FetchRequest)
+		qs := slices.Clone(r.GetQueues())
+		for _, q := range slices.Sorted(maps.Keys(r.GetQueueWeights())) {
+			qs = append(qs, q)
+		}
+		return Access{Queues: qs}
 	}},
 	"/raftq.v1.Broker/ExtendLease": {Roles: RoleWorker, Scope: func(req any) Access {
 		return jobs(req.(*raftqv1.ExtendLeaseRequest).GetJobId())
