@@ -13,6 +13,11 @@
 //
 //	workerd --etcd http://10.0.0.9:2379 --queues default:8
 //
+// A pool of slots over several queues picked by weight (the broker's
+// weighted selection; 6:3:1 here) is one entry joined by "|":
+//
+//	workerd --queues 'critical=6|default=3|low=1:10'
+//
 // With etcd endpoints set, brokers not given are found through the
 // brokers' registrations (discovery/etcdresolver: the leader first,
 // following leader changes), and an svcd not given through the svcd
@@ -149,7 +154,7 @@ func keys() []config.Key {
 		{Name: "brokers", Flag: "brokers", Kind: config.List,
 			Usage: "broker gRPC addresses host:port,... (when empty: found through etcd with etcd.endpoints, else " + defaultBroker + ")"},
 		{Name: "queues", Flag: "queues", Kind: config.List, Default: []string{"default:4"}, Required: true,
-			Usage: "queues to work as name:concurrency, comma-separated",
+			Usage: "queues to work as name:concurrency, comma-separated; a|b weighted pool as a=3|b=1:concurrency",
 			Check: func(v any) error { _, err := workerd.ParseQueues(strings.Join(v.([]string), ",")); return err }},
 		{Name: "worker.id", Flag: "worker-id", Kind: config.String, Usage: "worker id shown as the jobs' leased_by (default host-pid-random)"},
 		{Name: "shutdown_timeout", Flag: "shutdown-timeout", Kind: config.Duration, Default: 30 * time.Second, Check: nonNeg,
