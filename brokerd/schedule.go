@@ -75,6 +75,9 @@ func validateSchedule(lim Limits, defaults func(queue string) Defaults, s *raftq
 	if s.Job.Delay != nil || s.Job.RunAt != nil || s.Job.IdempotencyKey != "" {
 		return nil, bad("job.delay, job.run_at and job.idempotency_key must be unset (each tick's job is unique by (schedule, tick))")
 	}
+	if s.Job.UniqueKey != "" || s.Job.UniqueMode != raftqv1.UniqueMode_UNIQUE_MODE_UNSPECIFIED || s.Job.ScheduleToStart != nil {
+		return nil, bad("job.unique_key, job.unique_mode and job.schedule_to_start are not supported in a schedule's job (the overlap policy keeps one tick's job at a time; job.start_to_close is)")
+	}
 	jobs, err := validateEnqueue(lim, defaults, &raftqv1.EnqueueRequest{Jobs: []*raftqv1.JobSpec{s.Job}}, now)
 	if err != nil {
 		return nil, fmt.Errorf("schedule %q: %w", s.Name, err)

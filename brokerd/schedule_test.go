@@ -189,6 +189,12 @@ func TestScheduleAPI(t *testing.T) {
 		"idempotency_key must": {Name: "s", Cron: "@hourly", Job: client.NewJob("q", "t", nil, client.WithIdempotencyKey("k"))},
 		"TZ= prefix":           client.CronSchedule("s", "CRON_TZ=UTC 0 * * * *", job()),
 		"overlap policy":       {Name: "s", Cron: "@hourly", Overlap: 9, Job: job()},
+		"unique_key, job.unique_mode and job.schedule_to_start are not supported": {Name: "s", Cron: "@hourly",
+			Job: client.NewJob("q", "t", nil, client.WithUniqueKey("u", client.UniqueReject))},
+		"job.schedule_to_start are not supported": {Name: "s", Cron: "@hourly",
+			Job: client.NewJob("q", "t", nil, client.WithScheduleToStart(time.Minute))},
+		"start_to_close 1s is shorter": {Name: "s", Cron: "@hourly",
+			Job: client.NewJob("q", "t", nil, client.WithLeaseDuration(time.Minute), client.WithStartToClose(time.Second))},
 	} {
 		_, _, err := cl.PutSchedule(ctx, spec)
 		if status.Code(err) != codes.InvalidArgument || !containsFold(status.Convert(err).Message(), name) {

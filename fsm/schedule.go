@@ -234,6 +234,8 @@ func (a *applier) fireSchedule(now int64, b *fsmpb.FireSchedule) Result {
 		return Result{Err: checkKeySizes(nj.GetId(), nj.GetQueue(), nj.GetIdempotencyKey(), nj.GetConcurrencyKey())}
 	case a.st.job(nj.GetId()) != nil:
 		return Result{Err: fmt.Errorf("%w: %q", ErrDuplicateID, nj.GetId())}
+	case checkNewJobOptions(nj) != nil:
+		return Result{Err: fmt.Errorf("fire of %q: %w", b.GetName(), checkNewJobOptions(nj))}
 	}
 	out := &FireOutcome{}
 	sc.LastTick = b.GetTick()
@@ -264,7 +266,11 @@ func (a *applier) fireSchedule(now int64, b *fsmpb.FireSchedule) Result {
 			InitialBackoff: nj.GetInitialBackoff(), MaxBackoff: nj.GetMaxBackoff(),
 			IdempotencyKey: nj.GetIdempotencyKey(), DedupWindow: nj.GetDedupWindow(),
 			ConcurrencyKey: nj.GetConcurrencyKey(),
-			RunAt:          nj.GetRunAt(), CreatedAt: now, UpdatedAt: now,
+			// Start-to-close applies to each tick's job; a start deadline
+			// and a unique key do not (brokerd refuses them in a
+			// schedule's job: the overlap policy plays that part).
+			StartToClose: nj.GetStartToClose(),
+			RunAt:        nj.GetRunAt(), CreatedAt: now, UpdatedAt: now,
 			ScheduleName: sc.Spec.GetName(), ScheduleTick: b.GetTick(),
 		}
 		if j.RunAt <= now {

@@ -399,3 +399,27 @@ func TestNoNewOptionsHashAsBefore(t *testing.T) {
 }
 
 func has(h *harness, id string) bool { _, ok := h.f.Get(id); return ok }
+
+// A schedule's job keeps its template's start_to_close (the leader copies
+// the template into FireSchedule); a fire whose job has a bad one is
+// refused and changes nothing.
+func TestFiredJobKeepsStartToClose(t *testing.T) {
+	h := newHarness(t)
+	v := putSched(h, spec("s", OverlapAllow))
+	fire := cmdFire(t0+sec, "s", v, t0+sec, "j1")
+	fire.GetFireSchedule().Job.LeaseDuration, fire.GetFireSchedule().Job.StartToClose = 10*sec, 5*sec
+	before := h.f.Hash()
+	wantIs(t, h.one(fire).Err, ErrInvalid)
+	if h.f.Hash() != before {
+		t.Fatal("refused fire changed the state")
+	}
+	fire = cmdFire(t0+sec, "s", v, t0+sec, "j1")
+	fire.GetFireSchedule().Job.LeaseDuration, fire.GetFireSchedule().Job.StartToClose = 10*sec, 20*sec
+	if r := h.one(fire); r.Err != nil || r.Fire.Job == nil {
+		t.Fatalf("fire: %+v", r)
+	}
+	lease(h, t0+2*sec, "j1")
+	if j := h.get("j1"); j.StartToClose != 20*sec || j.AttemptDeadline != t0+22*sec {
+		t.Fatalf("fired job %+v", j)
+	}
+}
