@@ -24,7 +24,7 @@ func TestConsumeStartToCloseIsLeaseLost(t *testing.T) {
 	cl := c.Client()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	consumeEnqueue(t, ctx, cl, "stc", 1, client.WithLeaseDuration(300*time.Millisecond), client.WithStartToClose(time.Second))
+	consumeEnqueue(t, ctx, cl, "stc", 1, client.WithLeaseDuration(2*time.Second), client.WithStartToClose(3*time.Second))
 	bc := plainBroker(t, c.Leader().GRPCAddr())
 	st, err := consumeFirst(t, ctx, bc, openFrame(&raftqv1.ConsumeOpen{Queues: []string{"stc"}, WorkerId: "w", Credit: 1}))
 	if err != nil {
@@ -34,7 +34,8 @@ func TestConsumeStartToCloseIsLeaseLost(t *testing.T) {
 	if j == nil || j.GetAttemptDeadline() == nil {
 		t.Fatalf("pushed job %v, want one with an attempt deadline", j)
 	}
-	// Keep the lease alive well past the attempt deadline.
+	// Keep the lease alive well past the attempt deadline (extended 8
+	// times a lease, so a slow machine does not let it expire first).
 	stopExtending := make(chan struct{})
 	extended := make(chan error, 1)
 	go func() {
@@ -43,7 +44,7 @@ func TestConsumeStartToCloseIsLeaseLost(t *testing.T) {
 			case <-stopExtending:
 				extended <- nil
 				return
-			case <-time.After(100 * time.Millisecond):
+			case <-time.After(250 * time.Millisecond):
 			}
 			if _, err := cl.ExtendLease(ctx, &raftqv1.ExtendLeaseRequest{JobId: j.Id, LeaseToken: j.LeaseToken}); err != nil {
 				extended <- err
