@@ -28,8 +28,8 @@ func TestStartToCloseFailsALiveAttempt(t *testing.T) {
 		c := testcluster.New(t, 3, nil)
 		cl := newClient(t, c)
 		ctx := ctxT(t, 2*time.Minute)
-		id, _, err := cl.EnqueueOne(ctx, "stc", "hang", nil, client.WithLeaseDuration(300*time.Millisecond),
-			client.WithStartToClose(time.Second), client.WithMaxAttempts(2), client.WithRetry(10*time.Millisecond, 10*time.Millisecond))
+		id, _, err := cl.EnqueueOne(ctx, "stc", "hang", nil, client.WithLeaseDuration(time.Second),
+			client.WithStartToClose(2*time.Second), client.WithMaxAttempts(2), client.WithRetry(10*time.Millisecond, 10*time.Millisecond))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -43,7 +43,7 @@ func TestStartToCloseFailsALiveAttempt(t *testing.T) {
 			mu.Lock()
 			deadlines = append(deadlines, job.AttemptDeadline)
 			mu.Unlock()
-			if j := getJob(t, cl, id); j.GetAttemptDeadline() == nil || j.GetStartToClose().AsDuration() != time.Second {
+			if j := getJob(t, cl, id); j.GetAttemptDeadline() == nil || j.GetStartToClose().AsDuration() != 2*time.Second {
 				t.Errorf("GetJob of a running job: attempt deadline %v start_to_close %v", j.GetAttemptDeadline(), j.GetStartToClose())
 			}
 			<-ctx.Done() // keeps the lease extended until the broker fails the attempt

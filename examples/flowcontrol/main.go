@@ -86,8 +86,8 @@ func timeouts(ctx context.Context, c *client.Client, p string) error {
 	}
 	fmt.Printf("schedule-to-start: %s, %q\n", stateName(j.State), j.LastError)
 
-	stuck, _, err := c.EnqueueOne(ctx, p+"-stuck", "hang", nil, client.WithLeaseDuration(300*time.Millisecond),
-		client.WithStartToClose(time.Second), client.WithMaxAttempts(1))
+	stuck, _, err := c.EnqueueOne(ctx, p+"-stuck", "hang", nil, client.WithLeaseDuration(time.Second),
+		client.WithStartToClose(2*time.Second), client.WithMaxAttempts(1))
 	if err != nil {
 		return err
 	}
