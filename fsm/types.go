@@ -166,6 +166,8 @@ type UniqueConflictError struct {
 	Queue, Key, JobID string
 }
 
+// Error names the item, the key and the job holding it; brokerd passes it
+// on, and raftqerr.ExistingJobID reads the id from its end.
 func (e *UniqueConflictError) Error() string {
 	return fmt.Sprintf("%v: enqueue item %d: unique key %q of queue %q is held by job %s", ErrUniqueConflict, e.Item, e.Key, e.Queue, e.JobID)
 }
