@@ -8,191 +8,31 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/go-chi/chi/v5"
 
-	"github.com/raftq/raftq/fsm"
+	"github.com/raftq/raftq/internal/adminapi"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"github.com/raftq/raftq/results"
 )
 
-// ---- JSON shapes ----
-
-// Job is a job as the API shows it. Times are RFC 3339, durations seconds.
-type Job struct {
-	ID                   string     `json:"id"`
-	Queue                string     `json:"queue"`
-	Type                 string     `json:"type"`
-	State                string     `json:"state"`
-	Payload              []byte     `json:"payload"` // base64
-	Priority             int32      `json:"priority"`
-	Attempts             int32      `json:"attempts"`
-	MaxAttempts          int32      `json:"max_attempts"`
-	LeaseDurationSeconds float64    `json:"lease_duration_seconds"`
-	IdempotencyKey       string     `json:"idempotency_key,omitempty"`
-	ConcurrencyKey       string     `json:"concurrency_key,omitempty"`
-	LastError            string     `json:"last_error,omitempty"`
-	RunAt                *time.Time `json:"run_at,omitempty"`
-	CreatedAt            *time.Time `json:"created_at,omitempty"`
-	UpdatedAt            *time.Time `json:"updated_at,omitempty"`
-	FinishedAt           *time.Time `json:"finished_at,omitempty"`
-	LeaseToken           uint64     `json:"lease_token,omitempty"`
-	LeaseDeadline        *time.Time `json:"lease_deadline,omitempty"`
-	LeasedBy             string     `json:"leased_by,omitempty"`
-	CancelRequested      bool       `json:"cancel_requested,omitempty"`
-	// The schedule and tick that created the job (schedule.go).
-	Schedule     string     `json:"schedule,omitempty"`
-	ScheduleTick *time.Time `json:"schedule_tick,omitempty"`
-	// The current attempt's progress as its worker last reported it.
-	Progress *Progress `json:"progress,omitempty"`
-	// Timeouts: the schedule-to-start deadline (while the job was never
-	// leased), the start-to-close bound of each attempt and the current
-	// attempt's deadline by it (while leased).
-	StartDeadline       *time.Time `json:"start_deadline,omitempty"`
-	StartToCloseSeconds float64    `json:"start_to_close_seconds,omitempty"`
-	AttemptDeadline     *time.Time `json:"attempt_deadline,omitempty"`
-	// UniqueKey keeps other jobs with the key out of the queue while this
-	// one is not terminal.
-	UniqueKey string `json:"unique_key,omitempty"`
-}
-
-// Progress is a worker's report on an attempt (Job.Progress in the worker
-// SDK): a fraction from 0 to 1 and a short message.
-type Progress struct {
-	Fraction float64 `json:"fraction"`
-	Message  string  `json:"message,omitempty"`
-}
-
-// Text is the progress as people read it: "42% page 3 of 7".
-func (p *Progress) Text() string {
-	s := strconv.FormatFloat(p.Fraction*100, 'f', -1, 64)
-	if i := strings.IndexByte(s, '.'); i >= 0 && len(s) > i+2 {
-		s = s[:i+2] // one decimal is enough for people
-	}
-	s += "%"
-	if p.Message != "" {
-		s += " " + p.Message
-	}
-	return s
-}
-
-func stateName(s raftqv1.JobState) string { return fsm.State(s).String() }
+// The JSON shapes and their conversions from the gRPC API are
+// internal/adminapi's, shared with brokerctl -o json.
 
 func parseState(s string) (raftqv1.JobState, error) {
-	for st := fsm.StateScheduled; st <= fsm.StateCancelled; st++ {
-		if st.String() == strings.ToLower(s) {
-			return raftqv1.JobState(st), nil
-		}
+	st, ok := adminapi.ParseState(s)
+	if !ok {
+		return 0, invalid(fmt.Sprintf("state %q: want scheduled, ready, leased, succeeded, dead or cancelled", s))
 	}
-	return 0, invalid(fmt.Sprintf("state %q: want scheduled, ready, leased, succeeded, dead or cancelled", s))
+	return st, nil
 }
 
-// JobFromProto converts the gRPC API's job into the admin API's JSON shape
-// (brokerctl -o json prints the same shape).
-func JobFromProto(j *raftqv1.Job) Job {
-	ts := func(t interface {
-		IsValid() bool
-		AsTime() time.Time
-	}) *time.Time {
-		if t == nil || !t.IsValid() {
-			return nil
-		}
-		v := t.AsTime()
-		return &v
-	}
-	out := Job{
-		ID: j.Id, Queue: j.Queue, Type: j.Type, State: stateName(j.State), Payload: j.Payload,
-		Priority: j.Priority, Attempts: j.Attempts, MaxAttempts: j.MaxAttempts,
-		LeaseDurationSeconds: j.LeaseDuration.AsDuration().Seconds(),
-		IdempotencyKey:       j.IdempotencyKey, LastError: j.LastError, ConcurrencyKey: j.ConcurrencyKey,
-		LeaseToken: j.LeaseToken, LeasedBy: j.LeasedBy, CancelRequested: j.CancelRequested,
-	}
-	if j.RunAt != nil {
-		out.RunAt = ts(j.RunAt)
-	}
-	if j.CreatedAt != nil {
-		out.CreatedAt = ts(j.CreatedAt)
-	}
-	if j.UpdatedAt != nil {
-		out.UpdatedAt = ts(j.UpdatedAt)
-	}
-	if j.FinishedAt != nil {
-		out.FinishedAt = ts(j.FinishedAt)
-	}
-	if j.LeaseDeadline != nil {
-		out.LeaseDeadline = ts(j.LeaseDeadline)
-	}
-	if p := j.GetProgress(); p != nil {
-		out.Progress = &Progress{Fraction: p.GetFraction(), Message: p.GetMessage()}
-	}
-	if j.ScheduleTick != nil {
-		out.Schedule, out.ScheduleTick = j.Schedule, ts(j.ScheduleTick)
-	}
-	if j.StartDeadline != nil {
-		out.StartDeadline = ts(j.StartDeadline)
-	}
-	if j.AttemptDeadline != nil {
-		out.AttemptDeadline = ts(j.AttemptDeadline)
-	}
-	out.StartToCloseSeconds = j.GetStartToClose().AsDuration().Seconds()
-	out.UniqueKey = j.UniqueKey
-	return out
-}
-
-// Queue is one queue's depth per state, pause flag, oldest ready age and
-// estimated rates.
-type Queue struct {
-	Name                  string           `json:"name"`
-	Paused                bool             `json:"paused"`
-	Counts                map[string]int64 `json:"counts"`
-	OldestReadyAgeSeconds float64          `json:"oldest_ready_age_seconds"`
-	// Rates are the admin server's estimate (absent from brokerctl's output).
-	Rates *Rates `json:"rates,omitempty"`
-}
-
-// QueueFromProto converts the gRPC API's queue stats into the admin API's
-// JSON shape, without rates (the admin server estimates those itself).
-func QueueFromProto(q *raftqv1.QueueStats) Queue {
-	out := Queue{Name: q.Queue, Paused: q.Paused, Counts: map[string]int64{
-		"scheduled": q.Scheduled, "ready": q.Ready, "leased": q.Leased,
-		"succeeded": q.Succeeded, "dead": q.Dead, "cancelled": q.Cancelled,
-	}}
-	if q.OldestReadyAt != nil && q.OldestReadyAt.IsValid() {
-		out.OldestReadyAgeSeconds = max(0, time.Since(q.OldestReadyAt.AsTime()).Seconds())
-	}
-	return out
-}
-
-func (s *Server) queueJSON(q *raftqv1.QueueStats) Queue {
-	out := QueueFromProto(q)
+func (s *Server) queueJSON(q *raftqv1.QueueStats) adminapi.Queue {
+	out := adminapi.QueueFromProto(q)
 	r := s.rates.rates(q.Queue)
 	out.Rates = &r
 	return out
-}
-
-// Member is one server of the Raft configuration.
-type Member struct {
-	NodeID   string `json:"node_id"`
-	RaftAddr string `json:"raft_addr"`
-	GRPCAddr string `json:"grpc_addr,omitempty"`
-	Voter    bool   `json:"voter"`
-	Leader   bool   `json:"leader"`
-}
-
-// Cluster is the cluster as the answering node sees it.
-type Cluster struct {
-	NodeID       string            `json:"node_id"`
-	State        string            `json:"state"`
-	LeaderID     string            `json:"leader_id"`
-	LeaderAddr   string            `json:"leader_addr"`
-	Term         uint64            `json:"term"`
-	CommitIndex  uint64            `json:"commit_index"`
-	AppliedIndex uint64            `json:"applied_index"`
-	StateHash    string            `json:"state_hash"`
-	Members      []Member          `json:"members"`
-	Raft         map[string]string `json:"raft"`
 }
 
 // ---- helpers ----
@@ -271,19 +111,13 @@ func (s *Server) readyz(w http.ResponseWriter, r *http.Request) {
 
 // clusterView is the cluster as this node sees it; withHash adds the state
 // hash, which reads the whole store (the dashboard does without).
-func (s *Server) clusterView(r *http.Request, withHash bool) (Cluster, error) {
+func (s *Server) clusterView(r *http.Request, withHash bool) (adminapi.Cluster, error) {
 	st, err := s.cluster.Status(r.Context(), &raftqv1.StatusRequest{WithHash: withHash})
 	if err != nil {
-		return Cluster{}, err
+		return adminapi.Cluster{}, err
 	}
-	out := Cluster{
-		NodeID: st.NodeId, State: st.State, LeaderID: st.LeaderId, LeaderAddr: st.LeaderAddr, Term: st.Term,
-		CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, StateHash: st.StateHash,
-		Members: []Member{}, Raft: s.cfg.Node.RaftStats(),
-	}
-	for _, m := range st.Members {
-		out.Members = append(out.Members, Member{NodeID: m.NodeId, RaftAddr: m.RaftAddr, GRPCAddr: m.GrpcAddr, Voter: m.Voter, Leader: m.Leader})
-	}
+	out := adminapi.ClusterFromProto(st)
+	out.Raft = s.cfg.Node.RaftStats()
 	return out, nil
 }
 
@@ -405,7 +239,7 @@ func (s *Server) restore(w http.ResponseWriter, r *http.Request) {
 
 // ---- queues ----
 
-func (s *Server) queues(r *http.Request, names ...string) ([]Queue, error) {
+func (s *Server) queues(r *http.Request, names ...string) ([]adminapi.Queue, error) {
 	c, err := consistency(r)
 	if err != nil {
 		return nil, err
@@ -414,7 +248,7 @@ func (s *Server) queues(r *http.Request, names ...string) ([]Queue, error) {
 	if err != nil {
 		return nil, err
 	}
-	out := []Queue{}
+	out := []adminapi.Queue{}
 	for _, q := range qs.Queues {
 		out = append(out, s.queueJSON(q))
 	}
@@ -465,30 +299,24 @@ func (s *Server) resumeQueue(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"queue": q, "paused": false})
 }
 
-// JobPage is one page of a listing; next_after continues it.
-type JobPage struct {
-	Jobs      []Job  `json:"jobs"`
-	NextAfter string `json:"next_after,omitempty"`
-}
-
-func (s *Server) list(r *http.Request, queue string, state raftqv1.JobState) (JobPage, error) {
+func (s *Server) list(r *http.Request, queue string, state raftqv1.JobState) (adminapi.JobPage, error) {
 	c, err := consistency(r)
 	if err != nil {
-		return JobPage{}, err
+		return adminapi.JobPage{}, err
 	}
 	limit, err := intParam(r, "limit", 100, 1, 1000)
 	if err != nil {
-		return JobPage{}, err
+		return adminapi.JobPage{}, err
 	}
 	resp, err := s.admin.ListJobs(r.Context(), &raftqv1.ListJobsRequest{
 		Queue: queue, State: state, Limit: int32(limit), After: r.URL.Query().Get("after"), Consistency: c,
 	})
 	if err != nil {
-		return JobPage{}, err
+		return adminapi.JobPage{}, err
 	}
-	out := JobPage{Jobs: []Job{}, NextAfter: resp.NextAfter}
+	out := adminapi.JobPage{Jobs: []adminapi.Job{}, NextAfter: resp.NextAfter}
 	for _, j := range resp.Jobs {
-		out.Jobs = append(out.Jobs, JobFromProto(j))
+		out.Jobs = append(out.Jobs, adminapi.JobFromProto(j))
 	}
 	return out, nil
 }
@@ -532,7 +360,7 @@ func (s *Server) getJob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, JobFromProto(j))
+	writeJSON(w, http.StatusOK, adminapi.JobFromProto(j))
 }
 
 func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) {
@@ -546,23 +374,10 @@ func (s *Server) cancelJob(w http.ResponseWriter, r *http.Request) {
 		writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"id": id, "state": stateName(resp.State)})
+	writeJSON(w, http.StatusOK, map[string]string{"id": id, "state": adminapi.StateName(resp.State)})
 }
 
-// Attempt is one attempt of a job as svcd recorded it.
-type Attempt struct {
-	LeaseToken uint64     `json:"lease_token"`
-	WorkerID   string     `json:"worker_id"`
-	Attempt    int32      `json:"attempt"`
-	Status     string     `json:"status"`
-	Outcome    string     `json:"outcome"`
-	Error      string     `json:"error,omitempty"`
-	StartedAt  *time.Time `json:"started_at,omitempty"`
-	FinishedAt *time.Time `json:"finished_at,omitempty"`
-	RecordedAt *time.Time `json:"recorded_at,omitempty"`
-}
-
-func (s *Server) attempts(r *http.Request, id string) ([]Attempt, error) {
+func (s *Server) attempts(r *http.Request, id string) ([]adminapi.Attempt, error) {
 	if s.results == nil {
 		return nil, newErr(http.StatusNotImplemented, CodeNotConfigured, "no results service configured (brokerd svcd address)")
 	}
@@ -570,30 +385,13 @@ func (s *Server) attempts(r *http.Request, id string) ([]Attempt, error) {
 	if err != nil {
 		switch {
 		case errors.Is(err, results.ErrNotFound):
-			return []Attempt{}, nil
+			return []adminapi.Attempt{}, nil
 		case errors.Is(err, results.ErrInvalidArgument):
 			return nil, invalid(err.Error())
 		}
 		return nil, newErr(http.StatusBadGateway, CodeUnavailable, err.Error())
 	}
-	return AttemptsFromResults(as), nil
-}
-
-// AttemptsFromResults converts svcd's attempt history to the API's shape
-// (brokerctl attempts prints the same JSON).
-func AttemptsFromResults(as []results.Attempt) []Attempt {
-	out := []Attempt{}
-	tp := func(t time.Time) *time.Time {
-		if t.IsZero() {
-			return nil
-		}
-		return &t
-	}
-	for _, a := range as {
-		out = append(out, Attempt{LeaseToken: a.LeaseToken, WorkerID: a.WorkerID, Attempt: a.Attempt, Status: string(a.Status),
-			Outcome: a.Outcome.String(), Error: a.Error, StartedAt: tp(a.StartedAt), FinishedAt: tp(a.FinishedAt), RecordedAt: tp(a.RecordedAt)})
-	}
-	return out
+	return adminapi.AttemptsFromResults(as), nil
 }
 
 func (s *Server) getAttempts(w http.ResponseWriter, r *http.Request) {
@@ -624,10 +422,10 @@ func (s *Server) getDead(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if j.Queue != q || j.State != raftqv1.JobState_JOB_STATE_DEAD {
-		writeError(w, r, newErr(http.StatusNotFound, CodeNotFound, fmt.Sprintf("job %s is not a dead letter of queue %s (it is %s in %s)", id, q, stateName(j.State), j.Queue)))
+		writeError(w, r, newErr(http.StatusNotFound, CodeNotFound, fmt.Sprintf("job %s is not a dead letter of queue %s (it is %s in %s)", id, q, adminapi.StateName(j.State), j.Queue)))
 		return
 	}
-	writeJSON(w, http.StatusOK, JobFromProto(j))
+	writeJSON(w, http.StatusOK, adminapi.JobFromProto(j))
 }
 
 // dlqRequest selects dead jobs: the listed ones, or up to limit of the

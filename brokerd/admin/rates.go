@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/raftq/raftq/fsm"
+	"github.com/raftq/raftq/internal/adminapi"
 )
 
 // rateSampler estimates per-queue enqueue and completion rates from the
@@ -38,15 +39,6 @@ type rateSample struct {
 }
 
 type queueTotals struct{ all, terminal int64 }
-
-// Rates are one queue's estimated rates in jobs per second.
-type Rates struct {
-	EnqueuedPerSecond  float64 `json:"enqueued_per_second"`
-	CompletedPerSecond float64 `json:"completed_per_second"`
-	// WindowSeconds is the time the estimate spans (0: not enough samples
-	// yet, the rates are 0).
-	WindowSeconds float64 `json:"window_seconds"`
-}
 
 func newRateSampler(f *fsm.FSM, interval, window time.Duration) *rateSampler {
 	return &rateSampler{f: f, interval: interval, window: window, quit: make(chan struct{}), done: make(chan struct{})}
@@ -110,21 +102,21 @@ func (r *rateSampler) sample(now time.Time) {
 }
 
 // rates compares the current counts with the oldest sample kept.
-func (r *rateSampler) rates(queue string) Rates {
+func (r *rateSampler) rates(queue string) adminapi.Rates {
 	current := r.f.Stats([]string{queue})
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.samples) == 0 {
-		return Rates{}
+		return adminapi.Rates{}
 	}
 	old := r.samples[0]
 	dt := time.Since(old.at).Seconds()
 	if dt < r.interval.Seconds()/2 {
-		return Rates{}
+		return adminapi.Rates{}
 	}
 	now := totalsOf(current)[queue]
 	then := old.totals[queue]
-	return Rates{
+	return adminapi.Rates{
 		EnqueuedPerSecond:  max(0, float64(now.all-then.all)/dt),
 		CompletedPerSecond: max(0, float64(now.terminal-then.terminal)/dt),
 		WindowSeconds:      dt,

@@ -20,6 +20,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/raftq/raftq/fsm"
+	"github.com/raftq/raftq/internal/adminapi"
 	"github.com/raftq/raftq/internal/dispatch"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"github.com/raftq/raftq/results"
@@ -201,11 +202,11 @@ type overviewPage struct {
 	// Stale, when set, says why the counts are this node's own (stale)
 	// state: the linearizable read through the leader failed.
 	Stale     string
-	Cluster   Cluster
+	Cluster   adminapi.Cluster
 	Nodes     []NodeHealth
 	Probed    time.Time
 	Up, Total int
-	Queues    []Queue
+	Queues    []adminapi.Queue
 	Totals    map[string]int64
 	Charts    []Chart
 	RaftLast  string // this node's raft last_contact (follower: to the leader)
@@ -246,7 +247,7 @@ const leaderWait = 3 * time.Second
 // uiQueueStats reads every queue linearizably (unless the page asked for
 // ?consistency=stale) and, when that fails within leaderWait, from this
 // node's own state, saying why.
-func (s *Server) uiQueueStats(r *http.Request) ([]Queue, string, error) {
+func (s *Server) uiQueueStats(r *http.Request) ([]adminapi.Queue, string, error) {
 	c, err := consistency(r)
 	if err != nil {
 		return nil, "", err
@@ -262,7 +263,7 @@ func (s *Server) uiQueueStats(r *http.Request) ([]Queue, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	out := []Queue{}
+	out := []adminapi.Queue{}
 	for _, q := range qs.Queues {
 		out = append(out, s.queueJSON(q))
 	}
@@ -271,7 +272,7 @@ func (s *Server) uiQueueStats(r *http.Request) ([]Queue, string, error) {
 
 // nodeHealth is the prober's view, or, before its first probe, the
 // configuration with every member unknown.
-func (s *Server) nodeHealth(c Cluster) ([]NodeHealth, time.Time) {
+func (s *Server) nodeHealth(c adminapi.Cluster) ([]NodeHealth, time.Time) {
 	nodes, at := s.probe.nodes()
 	if len(nodes) > 0 {
 		return nodes, at
@@ -335,12 +336,12 @@ func (s *Server) uiQueues(w http.ResponseWriter, r *http.Request) {
 }
 
 type queuePage struct {
-	Queue  Queue
+	Queue  adminapi.Queue
 	Charts []Chart
 	// Schedules are the periodic schedules that enqueue into this queue;
 	// SchedulesErr says why they could not be read (the page shows the
 	// rest).
-	Schedules    []Schedule
+	Schedules    []adminapi.Schedule
 	SchedulesErr string
 	// Limit is the queue's live dispatch limits (zero fields: unlimited);
 	// LimitsKnown is false when the node has no live configuration.
@@ -350,17 +351,17 @@ type queuePage struct {
 
 // knownQueue reads one queue, or NOT_FOUND when the cluster has never
 // seen it (the gRPC API reports unknown queues as empty ones).
-func (s *Server) knownQueue(r *http.Request, name string) (Queue, error) {
+func (s *Server) knownQueue(r *http.Request, name string) (adminapi.Queue, error) {
 	qs, err := s.queues(r)
 	if err != nil {
-		return Queue{}, err
+		return adminapi.Queue{}, err
 	}
 	for _, q := range qs {
 		if q.Name == name {
 			return q, nil
 		}
 	}
-	return Queue{}, newErr(http.StatusNotFound, CodeNotFound, fmt.Sprintf("no queue named %q: a queue exists once a job is enqueued to it", name))
+	return adminapi.Queue{}, newErr(http.StatusNotFound, CodeNotFound, fmt.Sprintf("no queue named %q: a queue exists once a job is enqueued to it", name))
 }
 
 func (s *Server) queuePage(r *http.Request) (queuePage, error) {
@@ -382,7 +383,7 @@ func (s *Server) queuePage(r *http.Request) (queuePage, error) {
 	}
 	for _, sc := range resp.Schedules {
 		if sc.GetSpec().GetJob().GetQueue() == name {
-			p.Schedules = append(p.Schedules, ScheduleFromProto(sc))
+			p.Schedules = append(p.Schedules, adminapi.ScheduleFromProto(sc))
 		}
 	}
 	return p, nil
@@ -490,7 +491,7 @@ func (s *Server) uiSchedulePauseResume(w http.ResponseWriter, r *http.Request, p
 
 type deadPage struct {
 	Queue string
-	Page  JobPage
+	Page  adminapi.JobPage
 }
 
 func (s *Server) uiDead(w http.ResponseWriter, r *http.Request) {
@@ -604,7 +605,7 @@ type jobsPage struct {
 	// Within keeps jobs created in the last duration ("1h"; "" = any).
 	Queue, State, Type, Within string
 	Queues                     []string
-	Jobs                       []Job
+	Jobs                       []adminapi.Job
 	NextAfter                  string
 	// Scanned is how many jobs were read to fill the page (the type
 	// filter reads past jobs of other types, up to scanLimit).
@@ -623,7 +624,7 @@ func (s *Server) uiJobs(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, "/ui/jobs/"+url.PathEscape(id), http.StatusSeeOther)
 		return
 	}
-	p := jobsPage{Queue: qv.Get("queue"), State: qv.Get("state"), Type: qv.Get("type"), Within: qv.Get("within"), Jobs: []Job{}}
+	p := jobsPage{Queue: qv.Get("queue"), State: qv.Get("state"), Type: qv.Get("type"), Within: qv.Get("within"), Jobs: []adminapi.Job{}}
 	var since time.Time
 	if p.Within != "" {
 		d, err := time.ParseDuration(p.Within)
@@ -683,7 +684,7 @@ fill:
 				for _, j := range resp.Jobs {
 					p.Scanned++
 					if (p.Type == "" || j.Type == p.Type) && (since.IsZero() || !j.CreatedAt.AsTime().Before(since)) {
-						p.Jobs = append(p.Jobs, JobFromProto(j))
+						p.Jobs = append(p.Jobs, adminapi.JobFromProto(j))
 						if len(p.Jobs) == browseLimit {
 							if single {
 								p.NextAfter = j.Id
@@ -709,8 +710,8 @@ fill:
 }
 
 type jobPage struct {
-	Job         Job
-	Attempts    []Attempt
+	Job         adminapi.Job
+	Attempts    []adminapi.Attempt
 	AttemptsErr string
 	Result      *ResultView
 	ResultErr   string
@@ -734,7 +735,7 @@ func (s *Server) uiJob(w http.ResponseWriter, r *http.Request) {
 		s.renderError(w, r, err)
 		return
 	}
-	p := jobPage{Job: JobFromProto(j), HasResults: s.results != nil}
+	p := jobPage{Job: adminapi.JobFromProto(j), HasResults: s.results != nil}
 	if s.results != nil {
 		if p.Attempts, err = s.attempts(r, id); err != nil {
 			p.AttemptsErr = err.Error()

@@ -16,9 +16,8 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	"github.com/raftq/raftq/brokerd/admin"
 	"github.com/raftq/raftq/client"
-	"github.com/raftq/raftq/fsm"
+	"github.com/raftq/raftq/internal/adminapi"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"github.com/raftq/raftq/results"
 )
@@ -185,8 +184,8 @@ func enqueueCmd(g *globals) *cobra.Command {
 // Fetched is what fetch prints (JSON): the leased jobs, and with --ack the
 // ids it acknowledged.
 type Fetched struct {
-	Jobs  []admin.Job `json:"jobs"`
-	Acked []string    `json:"acked,omitempty"`
+	Jobs  []adminapi.Job `json:"jobs"`
+	Acked []string       `json:"acked,omitempty"`
 }
 
 // payloadText shows a payload in a table: the text when it is UTF-8,
@@ -228,10 +227,10 @@ func fetchCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				out := Fetched{Jobs: []admin.Job{}}
+				out := Fetched{Jobs: []adminapi.Job{}}
 				var rows [][]string
 				for _, j := range jobs {
-					v := admin.JobFromProto(j)
+					v := adminapi.JobFromProto(j)
 					state := v.State
 					if ack {
 						if err := cl.Ack(ctx, j.Id, j.LeaseToken); err != nil {
@@ -319,7 +318,7 @@ func nackCmd(g *globals) *cobra.Command {
 					ID    string     `json:"id"`
 					State string     `json:"state"`
 					RunAt *time.Time `json:"run_at,omitempty"`
-				}{ID: id, State: fsm.State(resp.State).String()}
+				}{ID: id, State: adminapi.StateName(resp.State)}
 				if resp.RunAt != nil {
 					t := resp.RunAt.AsTime()
 					out.RunAt = &t
@@ -410,7 +409,7 @@ func attemptsCmd(g *globals) *cobra.Command {
 			if err != nil && !errors.Is(err, results.ErrNotFound) {
 				return err
 			}
-			out := admin.AttemptsFromResults(as)
+			out := adminapi.AttemptsFromResults(as)
 			var rows [][]string
 			for _, a := range out {
 				rows = append(rows, []string{strconv.Itoa(int(a.Attempt)), a.WorkerID, strconv.FormatUint(a.LeaseToken, 10), a.Status, a.Outcome, ts(a.StartedAt), ts(a.FinishedAt), oneLine(a.Error, 50)})

@@ -4,7 +4,8 @@
 //
 // It finds the leader by itself from any broker addresses given with
 // --brokers (or RAFTQ_BROKERS). Every command prints a table by default
-// and JSON with -o json, in the admin HTTP API's shapes (brokerd/admin).
+// and JSON with -o json, in the admin HTTP API's shapes (internal/adminapi;
+// brokerctl links no broker code, TestLinksNoServerCode).
 package main
 
 import (

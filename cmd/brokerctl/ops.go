@@ -16,9 +16,8 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
-	"github.com/raftq/raftq/brokerd/admin"
 	"github.com/raftq/raftq/client"
-	"github.com/raftq/raftq/fsm"
+	"github.com/raftq/raftq/internal/adminapi"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"github.com/raftq/raftq/raftqerr"
 )
@@ -102,7 +101,7 @@ func ts(t *time.Time) string {
 }
 
 func printJob(p *printer, j *raftqv1.Job) error {
-	v := admin.JobFromProto(j)
+	v := adminapi.JobFromProto(j)
 	progress := ""
 	if v.Progress != nil {
 		progress = v.Progress.Text()
@@ -122,10 +121,10 @@ func printJob(p *printer, j *raftqv1.Job) error {
 }
 
 func printJobs(p *printer, jobs []*raftqv1.Job, next string) error {
-	page := admin.JobPage{Jobs: []admin.Job{}, NextAfter: next}
+	page := adminapi.JobPage{Jobs: []adminapi.Job{}, NextAfter: next}
 	var rows [][]string
 	for _, j := range jobs {
-		v := admin.JobFromProto(j)
+		v := adminapi.JobFromProto(j)
 		page.Jobs = append(page.Jobs, v)
 		rows = append(rows, []string{v.ID, v.Type, v.State, fmt.Sprintf("%d/%d", v.Attempts, v.MaxAttempts), ts(v.UpdatedAt), oneLine(v.LastError, 60)})
 	}
@@ -154,10 +153,8 @@ func consistencyFlag(stale bool) raftqv1.Consistency {
 }
 
 func parseState(s string) (raftqv1.JobState, error) {
-	for st := fsm.StateScheduled; st <= fsm.StateCancelled; st++ {
-		if st.String() == strings.ToLower(s) {
-			return raftqv1.JobState(st), nil
-		}
+	if st, ok := adminapi.ParseState(s); ok {
+		return st, nil
 	}
 	return 0, fmt.Errorf("state %q: want scheduled, ready, leased, succeeded, dead or cancelled", s)
 }
@@ -188,7 +185,7 @@ func jobsCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				state := fsm.State(st).String()
+				state := adminapi.StateName(st)
 				return p.kv(map[string]string{"id": args[0], "state": state}, [][2]string{{"ID", args[0]}, {"STATE", state}})
 			})
 		},
@@ -243,10 +240,10 @@ func queuesCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
-				out := []admin.Queue{}
+				out := []adminapi.Queue{}
 				var rows [][]string
 				for _, q := range qs {
-					v := admin.QueueFromProto(q)
+					v := adminapi.QueueFromProto(q)
 					out = append(out, v)
 					age := "-"
 					if q.Ready > 0 {
@@ -347,7 +344,7 @@ func dlqCmd(g *globals) *cobra.Command {
 					return err
 				}
 				if j.Queue != args[0] || j.State != raftqv1.JobState_JOB_STATE_DEAD {
-					return fmt.Errorf("job %s is not a dead letter of %s (it is %s in %s)", j.Id, args[0], fsm.State(j.State), j.Queue)
+					return fmt.Errorf("job %s is not a dead letter of %s (it is %s in %s)", j.Id, args[0], adminapi.StateName(j.State), j.Queue)
 				}
 				return printJob(p, j)
 			})
@@ -439,9 +436,9 @@ func clusterCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.run(cmd, func(ctx context.Context, cl *client.Client, p *printer) error {
 				type view struct {
-					Addr  string         `json:"addr"`
-					Error string         `json:"error,omitempty"`
-					Node  *admin.Cluster `json:"node,omitempty"`
+					Addr  string            `json:"addr"`
+					Error string            `json:"error,omitempty"`
+					Node  *adminapi.Cluster `json:"node,omitempty"`
 				}
 				var views []view
 				var rows [][]string
@@ -454,12 +451,8 @@ func clusterCmd(g *globals) *cobra.Command {
 						rows = append(rows, []string{a, "unreachable", "", "", "", "", "", ""})
 						continue
 					}
-					c := &admin.Cluster{NodeID: st.NodeId, State: st.State, LeaderID: st.LeaderId, LeaderAddr: st.LeaderAddr, Term: st.Term,
-						CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, StateHash: st.StateHash, Members: []admin.Member{}}
-					for _, m := range st.Members {
-						c.Members = append(c.Members, admin.Member{NodeID: m.NodeId, RaftAddr: m.RaftAddr, GRPCAddr: m.GrpcAddr, Voter: m.Voter, Leader: m.Leader})
-					}
-					views = append(views, view{Addr: a, Node: c})
+					c := adminapi.ClusterFromProto(st)
+					views = append(views, view{Addr: a, Node: &c})
 					hash := st.StateHash
 					if len(hash) > 12 {
 						hash = hash[:12]
@@ -487,10 +480,9 @@ func clusterCmd(g *globals) *cobra.Command {
 			}); err != nil {
 				return err
 			}
-			out := []admin.Member{}
+			out := adminapi.MembersFromProto(st.Members)
 			var rows [][]string
 			for _, m := range st.Members {
-				out = append(out, admin.Member{NodeID: m.NodeId, RaftAddr: m.RaftAddr, GRPCAddr: m.GrpcAddr, Voter: m.Voter, Leader: m.Leader})
 				rows = append(rows, []string{m.NodeId, strconv.FormatBool(m.Leader), strconv.FormatBool(m.Voter), m.RaftAddr, m.GrpcAddr})
 			}
 			return p.print(map[string]any{"members": out}, []string{"NODE", "LEADER", "VOTER", "RAFT ADDR", "GRPC ADDR"}, rows)

@@ -14,8 +14,8 @@ import (
 	"go.yaml.in/yaml/v3"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/raftq/raftq/brokerd/admin"
 	"github.com/raftq/raftq/client"
+	"github.com/raftq/raftq/internal/adminapi"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
 
@@ -24,10 +24,10 @@ import (
 func schedulesCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "schedules", Short: "Periodic jobs: cron or interval schedules fired exactly once per tick"}
 	show := func(p *printer, ss ...*raftqv1.Schedule) error {
-		out := []admin.Schedule{}
+		out := []adminapi.Schedule{}
 		var rows [][]string
 		for _, s := range ss {
-			v := admin.ScheduleFromProto(s)
+			v := adminapi.ScheduleFromProto(s)
 			out = append(out, v)
 			when := v.Cron
 			if when == "" {
@@ -182,7 +182,7 @@ func (f *scheduleFlags) spec(cmd *cobra.Command, name string) (*raftqv1.Schedule
 func parseOverlap(s string) (raftqv1.OverlapPolicy, error) {
 	for v := range raftqv1.OverlapPolicy_name {
 		p := raftqv1.OverlapPolicy(v)
-		if admin.OverlapName(p) == strings.ToLower(s) {
+		if adminapi.OverlapName(p) == strings.ToLower(s) {
 			return p, nil
 		}
 	}
