@@ -11,6 +11,9 @@
 // returns the first job instead of creating a second; Ack, Nack, CancelJob,
 // and Redrive of a job whose first try already took effect succeed.
 //
+// Do gives the same retry to gRPC calls the client has no method for (the
+// Admin and Cluster services); brokerctl runs its operator commands on it.
+//
 // EnqueueOne pipelines: concurrent calls share one EnqueueStream to the
 // leader (stream.go), each job sent at once and answered as it commits.
 // AckBatch, NackBatch and ExtendBatch settle many jobs in one call
@@ -326,6 +329,24 @@ func (c *Client) Leader() string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.leader
+}
+
+// Do runs call with the retry every method of the client uses, for the
+// gRPC calls it has no method for (the Admin and Cluster services: purge,
+// membership, leadership transfer, restore). call gets a connection to the
+// broker the client believes leads; Do follows NOT_LEADER hints, skips
+// brokers that do not answer, backs off, and stops when call succeeds,
+// fails definitely, or ctx ends (without a deadline of its own, after
+// Options.CallTimeout).
+//
+// call may run more than once: an UNAVAILABLE answer, INDETERMINATE ones
+// included, runs it again. So it must be safe to repeat: a read, or a
+// write whose retry finds its own effect (CancelJob, Redrive and PurgeDead
+// by id answer success then, as Ack does); IsIndeterminate tells the
+// caller that a failed write may have taken effect. brokerctl's operator
+// commands are built on it.
+func (c *Client) Do(ctx context.Context, call func(ctx context.Context, cc *grpc.ClientConn) error) error {
+	return c.do(ctx, 0, call)
 }
 
 // do runs call against the cluster, following leader hints and skipping

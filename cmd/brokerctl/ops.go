@@ -13,18 +13,16 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/status"
 
 	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/internal/adminapi"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
-	"github.com/raftq/raftq/raftqerr"
 )
 
 // The operator's commands: jobs, queues, dead letters, cluster membership
-// and leadership, backups. Calls the Go client lacks go to any reachable
-// broker over plain gRPC; brokers forward writes to the leader themselves.
+// and leadership, backups. Calls the Go client has no method for go
+// through its Do, with the same leader-following retry as every other
+// call; brokers forward writes to the leader themselves.
 
 func (g *globals) addrs() []string {
 	var out []string
@@ -34,43 +32,6 @@ func (g *globals) addrs() []string {
 		}
 	}
 	return out
-}
-
-// withBroker runs call against the first broker that answers, following a
-// NOT_LEADER hint once.
-func (g *globals) withBroker(ctx context.Context, call func(*grpc.ClientConn) error) error {
-	var last error
-	tried := map[string]bool{}
-	queue := g.addrs()
-	if err := g.reachable("broker", queue); err != nil {
-		return err
-	}
-	for len(queue) > 0 {
-		addr := queue[0]
-		queue = queue[1:]
-		if tried[addr] {
-			continue
-		}
-		tried[addr] = true
-		cc, err := g.dial(addr)
-		if err != nil {
-			last = err
-			continue
-		}
-		err = call(cc)
-		cc.Close()
-		if err == nil || status.Code(err) != codes.Unavailable {
-			return err
-		}
-		last = err
-		if _, hint := raftqerr.LeaderHint(err); hint != "" {
-			queue = append([]string{hint}, queue...)
-		}
-	}
-	if last == nil {
-		last = errors.New("no broker addresses (--brokers)")
-	}
-	return fmt.Errorf("no broker could do it: %w", last)
 }
 
 func (g *globals) run(cmd *cobra.Command, fn func(ctx context.Context, cl *client.Client, p *printer) error) error {
@@ -405,21 +366,17 @@ func dlqCmd(g *globals) *cobra.Command {
 			if err := checkSel(args[1:], pAll); err != nil {
 				return err
 			}
-			p, err := g.printer(cmd.OutOrStdout())
-			if err != nil {
-				return err
-			}
-			ctx, cancel := g.ctx()
-			defer cancel()
-			var resp *raftqv1.PurgeDeadResponse
-			err = g.withBroker(ctx, func(cc *grpc.ClientConn) (err error) {
-				resp, err = raftqv1.NewAdminClient(cc).PurgeDead(ctx, &raftqv1.PurgeDeadRequest{Queue: args[0], JobIds: args[1:], Limit: pLimit})
-				return err
+			return g.run(cmd, func(ctx context.Context, cl *client.Client, p *printer) error {
+				var resp *raftqv1.PurgeDeadResponse
+				err := cl.Do(ctx, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+					resp, err = raftqv1.NewAdminClient(cc).PurgeDead(ctx, &raftqv1.PurgeDeadRequest{Queue: args[0], JobIds: args[1:], Limit: pLimit})
+					return err
+				})
+				if err != nil {
+					return err
+				}
+				return printIDs(p, "purged", resp.JobIds)
 			})
-			if err != nil {
-				return err
-			}
-			return printIDs(p, "purged", resp.JobIds)
 		},
 	}
 	selection(purge, &pAll, &pLimit)
@@ -467,51 +424,42 @@ func clusterCmd(g *globals) *cobra.Command {
 	members := &cobra.Command{
 		Use: "members", Short: "The Raft configuration, as the first reachable broker knows it", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := g.printer(cmd.OutOrStdout())
-			if err != nil {
-				return err
-			}
-			ctx, cancel := g.ctx()
-			defer cancel()
-			var st *raftqv1.StatusResponse
-			if err := g.withBroker(ctx, func(cc *grpc.ClientConn) (err error) {
-				st, err = raftqv1.NewClusterClient(cc).Status(ctx, &raftqv1.StatusRequest{})
-				return err
-			}); err != nil {
-				return err
-			}
-			out := adminapi.MembersFromProto(st.Members)
-			var rows [][]string
-			for _, m := range st.Members {
-				rows = append(rows, []string{m.NodeId, strconv.FormatBool(m.Leader), strconv.FormatBool(m.Voter), m.RaftAddr, m.GrpcAddr})
-			}
-			return p.print(map[string]any{"members": out}, []string{"NODE", "LEADER", "VOTER", "RAFT ADDR", "GRPC ADDR"}, rows)
+			return g.run(cmd, func(ctx context.Context, cl *client.Client, p *printer) error {
+				var st *raftqv1.StatusResponse
+				if err := cl.Do(ctx, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+					st, err = raftqv1.NewClusterClient(cc).Status(ctx, &raftqv1.StatusRequest{})
+					return err
+				}); err != nil {
+					return err
+				}
+				var rows [][]string
+				for _, m := range st.Members {
+					rows = append(rows, []string{m.NodeId, strconv.FormatBool(m.Leader), strconv.FormatBool(m.Voter), m.RaftAddr, m.GrpcAddr})
+				}
+				return p.print(map[string]any{"members": adminapi.MembersFromProto(st.Members)}, []string{"NODE", "LEADER", "VOTER", "RAFT ADDR", "GRPC ADDR"}, rows)
+			})
 		},
 	}
 	simple := func(use, short string, args cobra.PositionalArgs, call func(ctx context.Context, cc *grpc.ClientConn, args []string) (map[string]string, error)) *cobra.Command {
 		return &cobra.Command{
 			Use: use, Short: short, Args: args,
 			RunE: func(cmd *cobra.Command, a []string) error {
-				p, err := g.printer(cmd.OutOrStdout())
-				if err != nil {
-					return err
-				}
-				ctx, cancel := g.ctx()
-				defer cancel()
-				var out map[string]string
-				if err := g.withBroker(ctx, func(cc *grpc.ClientConn) (err error) {
-					out, err = call(ctx, cc, a)
-					return err
-				}); err != nil {
-					return err
-				}
-				var pairs [][2]string
-				for _, k := range []string{"added", "removed", "leader_id"} {
-					if v, ok := out[k]; ok {
-						pairs = append(pairs, [2]string{strings.ToUpper(strings.ReplaceAll(k, "_", " ")), v})
+				return g.run(cmd, func(ctx context.Context, cl *client.Client, p *printer) error {
+					var out map[string]string
+					if err := cl.Do(ctx, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+						out, err = call(ctx, cc, a)
+						return err
+					}); err != nil {
+						return err
 					}
-				}
-				return p.kv(out, pairs)
+					var pairs [][2]string
+					for _, k := range []string{"added", "removed", "leader_id"} {
+						if v, ok := out[k]; ok {
+							pairs = append(pairs, [2]string{strings.ToUpper(strings.ReplaceAll(k, "_", " ")), v})
+						}
+					}
+					return p.kv(out, pairs)
+				})
 			},
 		}
 	}
@@ -636,49 +584,53 @@ func snapshotCmd(g *globals) *cobra.Command {
 			if !yes {
 				return errors.New("restore replaces every job in the cluster: add --yes")
 			}
-			p, err := g.printer(cmd.OutOrStdout())
-			if err != nil {
-				return err
-			}
-			ctx, cancel := g.ctx()
-			defer cancel()
-			var resp *raftqv1.RestoreResponse
-			err = g.withBroker(ctx, func(cc *grpc.ClientConn) error {
-				f, err := os.Open(args[0])
-				if err != nil {
-					return err
-				}
-				defer f.Close()
-				stream, err := raftqv1.NewClusterClient(cc).Restore(ctx)
-				if err != nil {
-					return err
-				}
-				buf := make([]byte, 256<<10)
-				for {
-					n, rerr := f.Read(buf)
-					if n > 0 {
-						if err := stream.Send(&raftqv1.RestoreChunk{Data: append([]byte(nil), buf[:n]...)}); err != nil {
-							break // the answer says why
-						}
-					}
-					if rerr == io.EOF {
-						break
-					}
-					if rerr != nil {
-						return rerr
-					}
-				}
-				resp, err = stream.CloseAndRecv()
-				return err
+			return g.run(cmd, func(ctx context.Context, cl *client.Client, p *printer) error {
+				return restoreBackup(ctx, cl, p, args[0])
 			})
-			if err != nil {
-				return err
-			}
-			return p.kv(map[string]any{"index": resp.Index, "jobs": resp.Jobs},
-				[][2]string{{"RESTORED AT INDEX", strconv.FormatUint(resp.Index, 10)}, {"JOBS", i64(resp.Jobs)}})
 		},
 	}
 	restore.Flags().BoolVar(&yes, "yes", false, "confirm that every job written since the backup may be lost")
 	cmd.AddCommand(save, restore)
 	return cmd
+}
+
+// restoreBackup streams the backup in file to the cluster (a follower pipes the
+// stream to its leader). A try that fails UNAVAILABLE starts again from
+// the file's first byte: the leader replaces its state only once the whole
+// stream has arrived.
+func restoreBackup(ctx context.Context, cl *client.Client, p *printer, file string) error {
+	var resp *raftqv1.RestoreResponse
+	err := cl.Do(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
+		f, err := os.Open(file)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		stream, err := raftqv1.NewClusterClient(cc).Restore(ctx)
+		if err != nil {
+			return err
+		}
+		buf := make([]byte, 256<<10)
+		for {
+			n, rerr := f.Read(buf)
+			if n > 0 {
+				if err := stream.Send(&raftqv1.RestoreChunk{Data: append([]byte(nil), buf[:n]...)}); err != nil {
+					break // the answer says why
+				}
+			}
+			if rerr == io.EOF {
+				break
+			}
+			if rerr != nil {
+				return rerr
+			}
+		}
+		resp, err = stream.CloseAndRecv()
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	return p.kv(map[string]any{"index": resp.Index, "jobs": resp.Jobs},
+		[][2]string{{"RESTORED AT INDEX", strconv.FormatUint(resp.Index, 10)}, {"JOBS", i64(resp.Jobs)}})
 }
