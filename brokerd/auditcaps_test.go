@@ -24,6 +24,7 @@ import (
 	"github.com/raftq/raftq/internal/auth"
 	"github.com/raftq/raftq/internal/bearer"
 	"github.com/raftq/raftq/internal/limits"
+	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
 
@@ -73,7 +74,7 @@ func TestAuditEveryAdminActionOnce(t *testing.T) {
 		if err := action(); err != nil {
 			t.Fatalf("%s: %v", what, err)
 		}
-		waitUntil(t, what+"'s audit line", func() bool { return len(findAudit(s, want)) > 0 })
+		testutil.WaitFor(t, 30*time.Second, what+"'s audit line", func() bool { return len(findAudit(s, want)) > 0 })
 		if got := len(findAudit(s, map[string]any{})) - before; got != 1 || len(findAudit(s, want)) != 1 {
 			t.Fatalf("%s: %d new audit lines, want exactly one holding %v:\n%s", what, got, want, s.audit.String())
 		}
@@ -120,7 +121,7 @@ func TestAuditEveryAdminActionOnce(t *testing.T) {
 		_, err := viaLeader.TransferLeadership(ctx, &raftqv1.TransferLeadershipRequest{NodeId: f.ID()})
 		return err
 	})
-	waitUntil(t, "the follower to lead", f.IsLeaderReady)
+	testutil.WaitFor(t, 30*time.Second, "the follower to lead", f.IsLeaderReady)
 	s.c.WaitConverged(20 * time.Second)
 
 	// The same over HTTP, through a node that now follows (the old leader).
@@ -191,7 +192,7 @@ func TestAuditRefusalFloodCapped(t *testing.T) {
 		}
 		return t
 	}
-	waitUntil(t, "the summary line", func() bool { return suppressed() == flood-burst })
+	testutil.WaitFor(t, 30*time.Second, "the summary line", func() bool { return suppressed() == flood-burst })
 	if got := len(findAudit(s, refusals)); got != burst {
 		t.Fatalf("%d refusal lines written, want the burst (%d):\n%s", got, burst, s.audit.String())
 	}
@@ -241,7 +242,7 @@ func TestResourceCaps(t *testing.T) {
 	for i := 0; i < 2; i++ {
 		go func() { _, err := worker.Fetch(parked, park); done <- err }()
 	}
-	waitUntil(t, "two parked fetches", func() bool { return brokerd.WaitersInFlight(n) == 2 })
+	testutil.WaitFor(t, 30*time.Second, "two parked fetches", func() bool { return brokerd.WaitersInFlight(n) == 2 })
 	hash := n.FSM().Hash()
 	_, err := worker.Fetch(ctx, park)
 	wantCap("the worker's third parked fetch", err, "limits.max_waiters_per_principal")
@@ -257,7 +258,7 @@ func TestResourceCaps(t *testing.T) {
 		_, err := admin.Fetch(parked, &raftqv1.FetchRequest{Queues: []string{"idle"}, MaxJobs: 1, MaxWait: durationpb.New(time.Minute)})
 		done <- err
 	}()
-	waitUntil(t, "three parked fetches", func() bool { return brokerd.WaitersInFlight(n) == 3 })
+	testutil.WaitFor(t, 30*time.Second, "three parked fetches", func() bool { return brokerd.WaitersInFlight(n) == 3 })
 	_, err = admin.Fetch(ctx, park)
 	wantCap("a fourth parked fetch on the node", err, "limits.max_waiters")
 
@@ -286,7 +287,7 @@ func TestResourceCaps(t *testing.T) {
 	wantCode(t, "a third connection from one IP", err, codes.Unavailable)
 	// The listener logs the refusal as it closes the connection, which the
 	// client may see first: wait for the line rather than read it at once.
-	waitUntil(t, "the refused connection logged with its cap", func() bool {
+	testutil.WaitFor(t, 30*time.Second, "the refused connection logged with its cap", func() bool {
 		return strings.Contains(s.logs.String(), "limits.max_conns_per_ip")
 	})
 	if h := n.FSM().Hash(); h != hash {
@@ -296,7 +297,7 @@ func TestResourceCaps(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		<-done
 	}
-	waitUntil(t, "the slots to come back", func() bool { return brokerd.WaitersInFlight(n) == 0 })
+	testutil.WaitFor(t, 30*time.Second, "the slots to come back", func() bool { return brokerd.WaitersInFlight(n) == 0 })
 	if _, err := worker.Fetch(ctx, &raftqv1.FetchRequest{Queues: []string{"orders.idle"}, MaxJobs: 1}); err != nil {
 		t.Fatalf("after the polls ended: %v", err)
 	}

@@ -16,19 +16,14 @@ import (
 	"github.com/raftq/raftq/brokerd"
 	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
-
-func ctxT(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 func TestEnqueueFetchAck(t *testing.T) {
 	c := testcluster.New(t, 3, nil)
 	cl := c.Client()
-	ctx := ctxT(t, 30*time.Second)
+	ctx := testutil.Context(t, 30*time.Second)
 	res, err := cl.Enqueue(ctx, &raftqv1.JobSpec{Queue: "q", Type: "echo", Payload: []byte("hi")})
 	if err != nil {
 		t.Fatal(err)
@@ -66,7 +61,7 @@ func TestLeaderKilledDuringEnqueueStream(t *testing.T) {
 		t.Run(fmt.Sprintf("nodes=%d", n), func(t *testing.T) {
 			c := testcluster.New(t, n, nil)
 			cl := c.Client()
-			ctx := ctxT(t, 90*time.Second)
+			ctx := testutil.Context(t, 90*time.Second)
 
 			var mu sync.Mutex
 			acked := map[string]bool{}
@@ -94,7 +89,7 @@ func TestLeaderKilledDuringEnqueueStream(t *testing.T) {
 					}
 				}(p)
 			}
-			waitFor(t, 20*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= 200 })
+			testutil.WaitFor(t, 20*time.Second, "200 acknowledged enqueues", func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= 200 })
 			old := c.Leader()
 			c.Kill(old.ID())
 			newLeader := c.WaitLeader(30 * time.Second)
@@ -104,7 +99,7 @@ func TestLeaderKilledDuringEnqueueStream(t *testing.T) {
 			mu.Lock()
 			before := len(acked)
 			mu.Unlock()
-			waitFor(t, 30*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= before+200 })
+			testutil.WaitFor(t, 30*time.Second, "200 more under the new leader", func() bool { mu.Lock(); defer mu.Unlock(); return len(acked) >= before+200 })
 			close(stop)
 			wg.Wait()
 
@@ -136,23 +131,12 @@ func TestLeaderKilledDuringEnqueueStream(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s", d)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // (b) A leased job whose worker vanishes is redelivered after its lease
 // expires, with a greater token; the old token's ack is refused.
 func TestLeaseExpiryRedeliversWithGreaterToken(t *testing.T) {
 	c := testcluster.New(t, 3, nil)
 	cl := c.Client()
-	ctx := ctxT(t, 30*time.Second)
+	ctx := testutil.Context(t, 30*time.Second)
 	res, err := cl.Enqueue(ctx, &raftqv1.JobSpec{Queue: "q", Type: "t", LeaseDuration: durationpb.New(300 * time.Millisecond)})
 	if err != nil {
 		t.Fatal(err)
@@ -200,7 +184,7 @@ func TestLeaseExpiryRedeliversWithGreaterToken(t *testing.T) {
 func TestFullClusterRestartKeepsState(t *testing.T) {
 	c := testcluster.New(t, 3, nil)
 	cl := c.Client()
-	ctx := ctxT(t, 60*time.Second)
+	ctx := testutil.Context(t, 60*time.Second)
 	var specs []*raftqv1.JobSpec
 	for i := 0; i < 300; i++ {
 		specs = append(specs, &raftqv1.JobSpec{Queue: fmt.Sprintf("q%d", i%3), Type: "t", Payload: []byte{byte(i)},
@@ -262,7 +246,7 @@ func TestJoinCatchesUpBySnapshot(t *testing.T) {
 		brokerd.SmallWALSegments(cfg)   // a WAL is compacted by whole segments
 	})
 	cl := c.Client()
-	ctx := ctxT(t, 120*time.Second)
+	ctx := testutil.Context(t, 120*time.Second)
 	for b := 0; b < 100; b++ {
 		var specs []*raftqv1.JobSpec
 		for i := 0; i < 100; i++ {
@@ -283,7 +267,7 @@ func TestJoinCatchesUpBySnapshot(t *testing.T) {
 		t.Fatal("leader has no snapshot")
 	}
 	m := c.Add()
-	waitFor(t, 60*time.Second, func() bool { return m.Node.FSM().Len() == 10000 })
+	testutil.WaitFor(t, 60*time.Second, "the new member to hold the 10000 jobs", func() bool { return m.Node.FSM().Len() == 10000 })
 	// Raft records the installed snapshot only after the FSM's Restore
 	// returns, so the stat may trail the job count by a moment.
 	installed := func() bool {
@@ -310,7 +294,7 @@ func TestJoinCatchesUpBySnapshot(t *testing.T) {
 func TestDeadLetterAndRedrive(t *testing.T) {
 	c := testcluster.New(t, 3, nil)
 	cl := c.Client()
-	ctx := ctxT(t, 30*time.Second)
+	ctx := testutil.Context(t, 30*time.Second)
 	res, err := cl.Enqueue(ctx, &raftqv1.JobSpec{Queue: "dlq", Type: "t", MaxAttempts: 3,
 		Retry: &raftqv1.RetryPolicy{InitialBackoff: durationpb.New(20 * time.Millisecond), MaxBackoff: durationpb.New(40 * time.Millisecond)}})
 	if err != nil {
@@ -360,7 +344,7 @@ func TestDeadLetterAndRedrive(t *testing.T) {
 func TestLongPollWakesAndFailsOver(t *testing.T) {
 	c := testcluster.New(t, 3, nil)
 	cl := c.Client()
-	ctx := ctxT(t, 90*time.Second)
+	ctx := testutil.Context(t, 90*time.Second)
 
 	type got struct {
 		jobs []*raftqv1.Job
@@ -413,7 +397,7 @@ func TestDataDirInUseIsRefused(t *testing.T) {
 	cfg := brokerd.DefaultConfig()
 	cfg.NodeID, cfg.DataDir = m.ID, m.Dir
 	cfg.RaftAddr, cfg.GRPCAddr = "127.0.0.1:0", "127.0.0.1:0"
-	cfg.Logger = testcluster.Logger()
+	cfg.Logger = testutil.Logger(t)
 	n, err := brokerd.Open(cfg)
 	if err == nil {
 		n.Kill()
@@ -429,7 +413,7 @@ func TestDataDirInUseIsRefused(t *testing.T) {
 func TestAckAndNackRetriesAreIdempotent(t *testing.T) {
 	c := testcluster.New(t, 3, nil)
 	cl := c.Client()
-	ctx := ctxT(t, 30*time.Second)
+	ctx := testutil.Context(t, 30*time.Second)
 	if _, err := cl.Enqueue(ctx, &raftqv1.JobSpec{Queue: "r", Type: "t", Retry: &raftqv1.RetryPolicy{InitialBackoff: durationpb.New(time.Hour), MaxBackoff: durationpb.New(time.Hour)}}); err != nil {
 		t.Fatal(err)
 	}
@@ -470,7 +454,7 @@ func TestForwardedCallTellsClientTheLeader(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ctx := ctxT(t, 10*time.Second)
+	ctx := testutil.Context(t, 10*time.Second)
 	if _, err := cl.QueueStats(ctx); err != nil {
 		t.Fatal(err)
 	}

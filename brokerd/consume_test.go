@@ -14,6 +14,7 @@ import (
 
 	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"github.com/raftq/raftq/raftqerr"
 )
@@ -301,7 +302,7 @@ func TestConsumeCreditAndNotices(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitUntil(t, "50 jobs leased for the stream", func() bool { l, _ := leasedCount(t, ctx, cl, "bp"); return l == 50 })
+	testutil.WaitFor(t, 30*time.Second, "50 jobs leased for the stream", func() bool { l, _ := leasedCount(t, ctx, cl, "bp"); return l == 50 })
 	time.Sleep(500 * time.Millisecond)
 	if l, r := leasedCount(t, ctx, cl, "bp"); l != 50 || r != 150 {
 		t.Fatalf("%d leased, %d ready for a stream with credit 50 that does not read; want 50 and 150", l, r)

@@ -18,6 +18,7 @@ import (
 	"github.com/raftq/raftq/brokerd"
 	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"github.com/raftq/raftq/raftqerr"
 )
@@ -136,7 +137,7 @@ func TestDiskFullRefusesWritesAtOnce(t *testing.T) {
 	c := testcluster.NewIn(t, 1, func(string) string { return dir }, diskTune)
 	n := c.Leader()
 	cl := c.Client()
-	ctx := ctxT(t, time.Minute)
+	ctx := testutil.Context(t, time.Minute)
 	ids := enqueueDisk(t, ctx, cl, 0, 5)
 	if full, why := n.DiskFull(); full || gauge(t, n, "raftq_disk_full") != 0 {
 		t.Fatalf("full before the filler: %s", why)
@@ -209,7 +210,7 @@ func TestDiskFullLeaderHandsOver(t *testing.T) {
 	dirs, mounts := mountEach(t)
 	c := testcluster.NewIn(t, 3, func(id string) string { return dirs[id] }, diskTune)
 	cl := c.Client()
-	ctx := ctxT(t, 2*time.Minute)
+	ctx := testutil.Context(t, 2*time.Minute)
 	ids := enqueueDisk(t, ctx, cl, 0, 20)
 	c.WaitConverged(30 * time.Second)
 
@@ -286,7 +287,7 @@ func TestDiskFullFollowerCatchesUp(t *testing.T) {
 	dirs, mounts := mountEach(t)
 	c := testcluster.NewIn(t, 3, func(id string) string { return dirs[id] }, diskTune)
 	cl := c.Client()
-	ctx := ctxT(t, 2*time.Minute)
+	ctx := testutil.Context(t, 2*time.Minute)
 	enqueueDisk(t, ctx, cl, 0, 10)
 	leader := c.Leader()
 	var f *brokerd.Node

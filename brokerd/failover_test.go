@@ -10,6 +10,7 @@ import (
 
 	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"github.com/raftq/raftq/raftqerr"
 )
@@ -22,7 +23,7 @@ import (
 // the job exists exactly once.
 func TestFollowerHoldsWriteThroughElection(t *testing.T) {
 	c := testcluster.New(t, 3, nil)
-	ctx := ctxT(t, time.Minute)
+	ctx := testutil.Context(t, time.Minute)
 	leader := c.WaitLeader(30 * time.Second)
 	var follower *testcluster.Member
 	for _, m := range c.Members() {

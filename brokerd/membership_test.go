@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/raftq/raftq/brokerd"
-	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/testutil"
 )
 
 // silentListener accepts TCP connections and never says a word: a gRPC
@@ -59,13 +59,13 @@ func TestCloseWithUnreachableJoin(t *testing.T) {
 	cfg.NodeID, cfg.DataDir = "lonely", filepath.Join(t.TempDir(), "data")
 	cfg.RaftAddr, cfg.GRPCAddr = "127.0.0.1:0", "127.0.0.1:0"
 	cfg.Join = []string{a1, a2}
-	cfg.Logger = testcluster.Logger()
+	cfg.Logger = testutil.Logger(t)
 	n, err := brokerd.Open(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	// The join loop is in its first attempt, blocked on a1.
-	waitUntil(t, "the join loop to dial the silent member", func() bool { return acc1.Load() > 0 })
+	testutil.WaitFor(t, 30*time.Second, "the join loop to dial the silent member", func() bool { return acc1.Load() > 0 })
 	time.Sleep(200 * time.Millisecond)
 	if n.HasState() {
 		t.Fatal("a node that joined nothing has a Raft configuration")

@@ -11,6 +11,7 @@ import (
 	"github.com/raftq/raftq/brokerd"
 	"github.com/raftq/raftq/internal/promcheck"
 	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
 
@@ -63,7 +64,7 @@ func sampleValue(t dto.MetricType, m *dto.Metric) float64 {
 func TestMetrics(t *testing.T) {
 	c := testcluster.New(t, 3, nil, testcluster.Admin)
 	cl := c.Client()
-	ctx := ctxT(t, 60*time.Second)
+	ctx := testutil.Context(t, 60*time.Second)
 	const q = "metrics-q"
 	spec := func() *raftqv1.JobSpec {
 		return &raftqv1.JobSpec{Queue: q, Type: "t", MaxAttempts: 2, Retry: &raftqv1.RetryPolicy{InitialBackoff: durationpb.New(0)}}

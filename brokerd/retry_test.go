@@ -18,6 +18,7 @@ import (
 	"github.com/raftq/raftq/brokerd"
 	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"github.com/raftq/raftq/raftqerr"
 )
@@ -112,7 +113,7 @@ func TestForwardedWriteWithLostAnswerIsIndeterminate(t *testing.T) {
 		}
 		cfg.GRPCAdvertise = proxies[cfg.NodeID].addr
 	})
-	ctx := ctxT(t, time.Minute)
+	ctx := testutil.Context(t, time.Minute)
 	var leader *answerDropper
 	var follower string
 	for _, m := range c.Members() {
@@ -194,7 +195,7 @@ func loseFirstAnswer(reached *atomic.Int32, methods ...string) grpc.DialOption {
 // as one call leaves it. Calls the job never saw are still refused.
 func TestRetriedCancelRedrivePurgeSucceed(t *testing.T) {
 	c := testcluster.New(t, 3, nil)
-	ctx := ctxT(t, time.Minute)
+	ctx := testutil.Context(t, time.Minute)
 	cl := c.Client()
 	var follower string
 	for _, m := range c.Members() {

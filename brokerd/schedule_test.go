@@ -1,6 +1,7 @@
 package brokerd_test
 
 import (
+	"fmt"
 	"sort"
 	"strings"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/fsm"
 	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
 
@@ -43,7 +45,7 @@ func scheduledTicks(t *testing.T, f *fsm.FSM, queue, schedule string) []int64 {
 // firedBy waits until the schedule has fired at least n ticks.
 func firedBy(t *testing.T, c *testcluster.Cluster, name string, n int64, within time.Duration) {
 	t.Helper()
-	waitFor(t, within, func() bool {
+	testutil.WaitFor(t, within, fmt.Sprintf("schedule %s to fire %d ticks", name, n), func() bool {
 		l := c.Leader()
 		if l == nil {
 			return false
@@ -60,7 +62,7 @@ func firedBy(t *testing.T, c *testcluster.Cluster, name string, n int64, within 
 func TestScheduleExactlyOncePerTickAcrossLeaderKills(t *testing.T) {
 	c := testcluster.New(t, 3, nil)
 	cl := c.Client()
-	ctx := ctxT(t, 120*time.Second)
+	ctx := testutil.Context(t, 120*time.Second)
 	spec := client.CronSchedule("tick", "@every 1s", client.NewJob("cron", "beat", []byte("x")))
 	spec.Overlap = raftqv1.OverlapPolicy_OVERLAP_POLICY_ALLOW
 	spec.CatchUp = 10
@@ -106,7 +108,7 @@ func TestScheduleMissedTicksAfterOutage(t *testing.T) {
 	defer brokerd.SetScheduleGrace(time.Second)()
 	c := testcluster.New(t, 3, nil)
 	cl := c.Client()
-	ctx := ctxT(t, 120*time.Second)
+	ctx := testutil.Context(t, 120*time.Second)
 	spec := client.CronSchedule("beat", "@every 1s", client.NewJob("cron", "beat", nil))
 	spec.Overlap = raftqv1.OverlapPolicy_OVERLAP_POLICY_ALLOW
 	spec.CatchUp = 2
@@ -125,7 +127,7 @@ func TestScheduleMissedTicksAfterOutage(t *testing.T) {
 		c.Restart(id)
 	}
 	c.WaitLeader(30 * time.Second)
-	waitFor(t, 30*time.Second, func() bool {
+	testutil.WaitFor(t, 30*time.Second, "the ticks missed while down to be skipped", func() bool {
 		l := c.Leader()
 		if l == nil {
 			return false
@@ -169,7 +171,7 @@ func TestScheduleMissedTicksAfterOutage(t *testing.T) {
 func TestScheduleAPI(t *testing.T) {
 	c := testcluster.New(t, 3, nil)
 	cl := c.Client()
-	ctx := ctxT(t, 60*time.Second)
+	ctx := testutil.Context(t, 60*time.Second)
 	job := func() *raftqv1.JobSpec { return client.NewJob("q", "t", nil) }
 	before := c.WaitConverged(10 * time.Second)
 	for name, spec := range map[string]*raftqv1.ScheduleSpec{
@@ -268,7 +270,7 @@ func containsFold(s, sub string) bool {
 // leader with the schedule's name.
 func TestScheduleAuth(t *testing.T) {
 	s := newSecureCluster(t)
-	ctx := ctxT(t, 60*time.Second)
+	ctx := testutil.Context(t, 60*time.Second)
 	f := s.follower()
 	producer, worker, adm := s.client(t, producerTok, f.GRPCAddr()), s.client(t, workerTok, f.GRPCAddr()), s.client(t, adminTok, f.GRPCAddr())
 	hash := s.c.WaitConverged(20 * time.Second)

@@ -33,6 +33,7 @@ import (
 	"github.com/raftq/raftq/internal/certgen"
 	"github.com/raftq/raftq/internal/raftlayer"
 	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/testutil"
 	"github.com/raftq/raftq/internal/tlsutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
@@ -347,18 +348,7 @@ func testPlaintext(t *testing.T, s *secure, f *brokerd.Node) {
 	}, &out); err == nil {
 		t.Fatal("a plaintext RequestVote was answered")
 	}
-	waitUntil(t, "the Raft listener to count the refusal", func() bool { return brokerd.RaftRefused(f) > before })
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	testutil.WaitFor(t, 30*time.Second, "the Raft listener to count the refusal", func() bool { return brokerd.RaftRefused(f) > before })
 }
 
 func serial(t *testing.T, addr string, cfg *tls.Config) string {
@@ -425,7 +415,7 @@ func TestForeignCertificateCannotJoin(t *testing.T) {
 	}
 	defer rogue.Kill()
 	// Its join attempts fail on the TLS handshake, to every member.
-	waitUntil(t, "the rogue's join attempts to fail", func() bool { return strings.Count(logs.String(), "join failed") >= 3 })
+	testutil.WaitFor(t, 30*time.Second, "the rogue's join attempts to fail", func() bool { return strings.Count(logs.String(), "join failed") >= 3 })
 	if !strings.Contains(logs.String(), "certificate") {
 		t.Fatalf("join failures do not name the certificate:\n%s", logs.String())
 	}
@@ -455,7 +445,7 @@ func TestForeignCertificateCannotJoin(t *testing.T) {
 	if err := leader.Raft().AddVoter("rogue", raft.ServerAddress(rogue.RaftAddr()), 0, 10*time.Second).Error(); err != nil {
 		t.Fatalf("AddVoter: %v", err)
 	}
-	waitUntil(t, "the leader to refuse the rogue's certificate", func() bool { return brokerd.RaftRefused(leader) > refused })
+	testutil.WaitFor(t, 30*time.Second, "the leader to refuse the rogue's certificate", func() bool { return brokerd.RaftRefused(leader) > refused })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := s.client(t, producerTok).Enqueue(ctx, spec("orders.eu")); err != nil {
@@ -491,7 +481,7 @@ func TestWaitersPerConnection(t *testing.T) {
 	parked, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { _, err := one.Fetch(parked, poll); done <- err }()
-	waitUntil(t, "the first poll to park", func() bool { return brokerd.WaitersInFlight(n) == 1 })
+	testutil.WaitFor(t, 30*time.Second, "the first poll to park", func() bool { return brokerd.WaitersInFlight(n) == 1 })
 	_, err := one.Fetch(ctx, poll)
 	wantCode(t, "a second poll on the same connection", err, codes.ResourceExhausted)
 	quick := &raftqv1.FetchRequest{Queues: []string{"idle"}, MaxJobs: 1}
@@ -500,7 +490,7 @@ func TestWaitersPerConnection(t *testing.T) {
 	}
 	stop()
 	<-done
-	waitUntil(t, "the slot to come back", func() bool { return brokerd.WaitersInFlight(n) == 0 })
+	testutil.WaitFor(t, 30*time.Second, "the slot to come back", func() bool { return brokerd.WaitersInFlight(n) == 0 })
 	if _, err := one.Fetch(ctx, quick); err != nil {
 		t.Fatalf("after the first poll ended: %v", err)
 	}
@@ -533,7 +523,7 @@ func rawRaft(t *testing.T, s *secure, name string) *raft.NetworkTransport {
 	}
 	tr := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: rawLayer{Listener: ln, cfg: src.ClientConfig("127.0.0.1", raftlayer.ALPN)}, MaxPool: 1, Timeout: 5 * time.Second,
-		Logger: hclog.New(&hclog.LoggerOptions{Output: io.Discard}),
+		Logger: hclog.New(&hclog.LoggerOptions{Output: testutil.LogWriter(t)}),
 	})
 	t.Cleanup(func() { tr.Close() })
 	return tr
@@ -608,7 +598,7 @@ func TestOnlyNodesSpeakRaft(t *testing.T) {
 		t.Fatal(err)
 	}
 	rogueTr := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: rogue, MaxPool: 1, Timeout: 5 * time.Second,
-		Logger: hclog.New(&hclog.LoggerOptions{Output: io.Discard})})
+		Logger: hclog.New(&hclog.LoggerOptions{Output: testutil.LogWriter(t)})})
 	defer rogueTr.Close()
 	received := make(chan raft.RPC, 16)
 	go func() {
@@ -621,7 +611,7 @@ func TestOnlyNodesSpeakRaft(t *testing.T) {
 	if err := leader.Raft().AddVoter("n4", raft.ServerAddress(rogue.Addr().String()), 0, 10*time.Second).Error(); err != nil {
 		t.Fatalf("AddVoter: %v", err)
 	}
-	waitUntil(t, "the leader to refuse n9's certificate at n4's address", func() bool { return brokerd.RaftRefused(leader) > refused })
+	testutil.WaitFor(t, 30*time.Second, "the leader to refuse n9's certificate at n4's address", func() bool { return brokerd.RaftRefused(leader) > refused })
 	if _, err := cl.Enqueue(ctx, spec("orders.eu")); err != nil {
 		t.Fatalf("the cluster stopped committing: %v", err)
 	}

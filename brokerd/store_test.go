@@ -17,6 +17,7 @@ import (
 	"github.com/raftq/raftq/brokerd"
 	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
 
@@ -79,7 +80,7 @@ func loadedCluster(t *testing.T, tune func(*brokerd.Config), n int) (*testcluste
 	t.Helper()
 	c := testcluster.New(t, 3, tune)
 	cl := c.Client()
-	ctx := ctxT(t, 120*time.Second)
+	ctx := testutil.Context(t, 120*time.Second)
 	enqueueBatches(t, ctx, cl, "a", n)
 	hash := c.WaitConverged(30 * time.Second)
 	return c, cl, ctx, hash, follower(t, c)
@@ -122,7 +123,7 @@ func TestRestartServesFromStore(t *testing.T) {
 		t.Run(fmt.Sprintf("snapshot=%v", withSnapshot), func(t *testing.T) {
 			c := testcluster.New(t, 3, compacting)
 			cl := c.Client()
-			ctx := ctxT(t, 120*time.Second)
+			ctx := testutil.Context(t, 120*time.Second)
 			enqueueBatches(t, ctx, cl, "a", 300)
 			leaseAndAck(t, ctx, cl, "a", 20)
 			if err := cl.PauseQueue(ctx, "b"); err != nil {
@@ -222,7 +223,7 @@ func TestCorruptStoreRefusesToStart(t *testing.T) {
 	}
 	cfg := brokerd.DefaultConfig()
 	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.GRPCAddr = f.ID, f.Dir, f.RaftAddr, f.GRPCAddr
-	cfg.Logger = testcluster.Logger()
+	cfg.Logger = testutil.Logger(t)
 	n, err := brokerd.Open(cfg)
 	if err == nil {
 		_ = n.Kill()

@@ -14,14 +14,9 @@ import (
 
 	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
-
-func ctxT(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 // dropResponses lets Enqueue calls reach the broker and then loses the
 // first n answers, returning Unavailable instead: what a producer sees when
@@ -53,7 +48,7 @@ func TestEnqueueLostResponseYieldsOneJob(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ctx := ctxT(t, time.Minute)
+	ctx := testutil.Context(t, time.Minute)
 
 	// Enqueue (unary; EnqueueOne streams, see stream_test.go).
 	res, err := cl.Enqueue(ctx, client.NewJob("lost", "echo", []byte("once")))
@@ -140,7 +135,7 @@ func TestClosedClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	cl.Close()
-	if _, _, err := cl.EnqueueOne(ctxT(t, time.Minute), "q", "t", nil); err != client.ErrClosed {
+	if _, _, err := cl.EnqueueOne(testutil.Context(t, time.Minute), "q", "t", nil); err != client.ErrClosed {
 		t.Fatalf("enqueue on a closed client: %v", err)
 	}
 }
@@ -153,7 +148,7 @@ func TestClosedClient(t *testing.T) {
 func TestAutoKeysTimeOrderedAndStatusHashOnRequest(t *testing.T) {
 	c := testcluster.New(t, 1, nil)
 	cl := c.Client()
-	ctx := ctxT(t, time.Minute)
+	ctx := testutil.Context(t, time.Minute)
 	var keys []string
 	for range 3 {
 		specs := []*raftqv1.JobSpec{{Queue: "k", Type: "t"}, {Queue: "k", Type: "t"}, {Queue: "k", Type: "t"}}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
 
@@ -17,7 +18,7 @@ import (
 func TestConsumeFollowsLeaderHint(t *testing.T) {
 	c := testcluster.New(t, 3, nil)
 	c.WaitAnnounced(20 * time.Second)
-	ctx := ctxT(t, time.Minute)
+	ctx := testutil.Context(t, time.Minute)
 	leader := c.Leader()
 	var follower string
 	for _, n := range c.Up() {

@@ -11,6 +11,7 @@ import (
 
 	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"github.com/raftq/raftq/raftqerr"
 )
@@ -34,7 +35,7 @@ func TestDoFollowsLeaderAndRetriesOnlyUnavailable(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ctx := ctxT(t, 30*time.Second)
+	ctx := testutil.Context(t, 30*time.Second)
 
 	// A call only a leader does: a follower answers NOT_LEADER naming it,
 	// as brokers do for what they do not forward.

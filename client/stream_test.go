@@ -13,6 +13,7 @@ import (
 
 	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
 
@@ -74,7 +75,7 @@ func TestStreamedEnqueueSurvivesLeaderKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cl.Close()
-	ctx := ctxT(t, 3*time.Minute)
+	ctx := testutil.Context(t, 3*time.Minute)
 
 	const producers = 16
 	var mu sync.Mutex
@@ -111,14 +112,14 @@ func TestStreamedEnqueueSurvivesLeaderKill(t *testing.T) {
 		}()
 	}
 	acked := func() int { mu.Lock(); defer mu.Unlock(); return len(ids) }
-	waitFor(t, time.Minute, func() bool { return acked() >= 300 })
+	testutil.WaitFor(t, time.Minute, "300 acknowledged enqueues", func() bool { return acked() >= 300 })
 	old := c.Leader()
 	c.Kill(old.ID())
 	if nl := c.WaitLeader(30 * time.Second); nl.ID() == old.ID() {
 		t.Fatal("same leader after kill")
 	}
 	before := acked()
-	waitFor(t, time.Minute, func() bool { return acked() >= before+300 })
+	testutil.WaitFor(t, time.Minute, "300 more under the new leader", func() bool { return acked() >= before+300 })
 	close(stop)
 	wg.Wait()
 
@@ -159,16 +160,5 @@ func TestStreamedEnqueueSurvivesLeaderKill(t *testing.T) {
 	}
 	if len(st) != 1 || st[0].Ready != int64(len(keys)) {
 		t.Fatalf("queue holds %v; want exactly one job per key (%d)", st, len(keys))
-	}
-}
-
-func waitFor(t *testing.T, d time.Duration, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s", d)
-		}
-		time.Sleep(20 * time.Millisecond)
 	}
 }

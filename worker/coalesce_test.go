@@ -12,6 +12,7 @@ import (
 
 	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"github.com/raftq/raftq/worker"
 )
@@ -51,7 +52,7 @@ func TestConcurrentAcksAreCoalesced(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { cl.Close() })
-	ctx := ctxT(t, 2*time.Minute)
+	ctx := testutil.Context(t, 2*time.Minute)
 	var ids []string
 	for i := range n {
 		id, _, err := cl.EnqueueOne(ctx, "coalesce", "job", []byte(fmt.Sprint(i)))
@@ -61,7 +62,7 @@ func TestConcurrentAcksAreCoalesced(t *testing.T) {
 		ids = append(ids, id)
 	}
 	var log settleLog
-	w := worker.New(cl, worker.Options{Queues: []worker.QueueConfig{{Name: "coalesce", Concurrency: n}}, Logger: testLogger(), OnSettle: log.add})
+	w := worker.New(cl, worker.Options{Queues: []worker.QueueConfig{{Name: "coalesce", Concurrency: n}}, Logger: testutil.Logger(t), OnSettle: log.add})
 	allStarted := make(chan struct{})
 	var started, returned atomic.Int32
 	w.Handle("job", func(ctx context.Context, job *worker.Job) error {
@@ -78,9 +79,9 @@ func TestConcurrentAcksAreCoalesced(t *testing.T) {
 	})
 	r := start(t, w)
 	for _, id := range ids {
-		waitState(t, cl, id, raftqv1.JobState_JOB_STATE_SUCCEEDED)
+		testcluster.WaitJobState(t, cl, id, raftqv1.JobState_JOB_STATE_SUCCEEDED)
 	}
-	waitFor(t, time.Minute, "every job settled", func() bool { return log.count(worker.ActionAcked) == n })
+	testutil.WaitFor(t, time.Minute, "every job settled", func() bool { return log.count(worker.ActionAcked) == n })
 	r.stop(t)
 	calls := counter.acks.Load() + counter.ackBatches.Load()
 	t.Logf("%d jobs acked in %d AckBatch calls and %d Ack calls", n, counter.ackBatches.Load(), counter.acks.Load())

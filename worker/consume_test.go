@@ -16,6 +16,7 @@ import (
 	"github.com/raftq/raftq/brokerd"
 	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"github.com/raftq/raftq/worker"
 )
@@ -76,13 +77,13 @@ func countingClient(t *testing.T, c *testcluster.Cluster, cc *methodCounter) *cl
 func TestConsumeCancelNotice(t *testing.T) {
 	c := testcluster.New(t, 3, nil)
 	prod := newClient(t, c)
-	ctx := ctxT(t, 2*time.Minute)
+	ctx := testutil.Context(t, 2*time.Minute)
 	id, _, err := prod.EnqueueOne(ctx, "cancel", "block", nil, client.WithLeaseDuration(time.Minute))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var calls methodCounter
-	w := worker.New(countingClient(t, c, &calls), worker.Options{Queues: []worker.QueueConfig{{Name: "cancel"}}, Logger: testLogger()})
+	w := worker.New(countingClient(t, c, &calls), worker.Options{Queues: []worker.QueueConfig{{Name: "cancel"}}, Logger: testutil.Logger(t)})
 	started := make(chan struct{})
 	stopped := make(chan error, 1)
 	w.Handle("block", func(ctx context.Context, job *worker.Job) error {
@@ -111,7 +112,7 @@ func TestConsumeCancelNotice(t *testing.T) {
 	if n := calls.get("GetJob") + calls.get("ExtendLease") + calls.get("ExtendLeaseBatch"); n != 0 {
 		t.Fatalf("calls %v: the cancel came by polling, not from the stream", calls.n)
 	}
-	waitState(t, prod, id, raftqv1.JobState_JOB_STATE_CANCELLED)
+	testcluster.WaitJobState(t, prod, id, raftqv1.JobState_JOB_STATE_CANCELLED)
 	r.stop(t)
 }
 
@@ -120,13 +121,13 @@ func TestConsumeCancelNotice(t *testing.T) {
 func TestConsumeFallsBackToFetch(t *testing.T) {
 	c := testcluster.New(t, 3, nil)
 	prod := newClient(t, c)
-	ctx := ctxT(t, 2*time.Minute)
+	ctx := testutil.Context(t, 2*time.Minute)
 	calls := methodCounter{refuse: map[string]bool{"Consume": true}}
 	var acked atomic.Int64
 	w := worker.New(countingClient(t, c, &calls), worker.Options{
 		Queues:   []worker.QueueConfig{{Name: "old", Concurrency: 2}, {Name: "old2"}},
 		PollWait: time.Second,
-		Logger:   testLogger(),
+		Logger:   testutil.Logger(t),
 		OnSettle: func(_ *worker.Job, s worker.Settlement) {
 			if s.Action == worker.ActionAcked {
 				acked.Add(1)
@@ -144,7 +145,7 @@ func TestConsumeFallsBackToFetch(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	waitFor(t, time.Minute, "every job acked", func() bool { return acked.Load() == 20 })
+	testutil.WaitFor(t, time.Minute, "every job acked", func() bool { return acked.Load() == 20 })
 	r.stop(t)
 	if calls.get("Fetch") == 0 || calls.get("Consume") == 0 || calls.get("Consume") > 2 {
 		t.Fatalf("calls %v: want Consume tried once per queue at most, then Fetch", calls.n)
@@ -158,7 +159,7 @@ func TestConsumeKeepsToConcurrency(t *testing.T) {
 	const conc, total = 3, 60
 	c := testcluster.New(t, 3, nil)
 	prod := newClient(t, c)
-	ctx := ctxT(t, 2*time.Minute)
+	ctx := testutil.Context(t, 2*time.Minute)
 	specs := make([]*raftqv1.JobSpec, total)
 	for i := range specs {
 		specs[i] = client.NewJob("conc", "t", nil)
@@ -169,7 +170,7 @@ func TestConsumeKeepsToConcurrency(t *testing.T) {
 	var running, maxRunning, acked atomic.Int64
 	w := worker.New(newClient(t, c), worker.Options{
 		Queues: []worker.QueueConfig{{Name: "conc", Concurrency: conc}},
-		Logger: testLogger(),
+		Logger: testutil.Logger(t),
 		OnSettle: func(_ *worker.Job, s worker.Settlement) {
 			if s.Action == worker.ActionAcked {
 				acked.Add(1)
@@ -214,13 +215,13 @@ func TestConsumeKeepsToConcurrency(t *testing.T) {
 func TestConsumeStreamCapFallsBackToFetch(t *testing.T) {
 	c := testcluster.New(t, 3, func(cfg *brokerd.Config) { cfg.Limits.MaxStreams = 1 })
 	prod := newClient(t, c)
-	ctx := ctxT(t, 2*time.Minute)
+	ctx := testutil.Context(t, 2*time.Minute)
 	var calls methodCounter
 	var acked atomic.Int64
 	w := worker.New(countingClient(t, c, &calls), worker.Options{
 		Queues:   []worker.QueueConfig{{Name: "a"}, {Name: "b"}},
 		PollWait: time.Second,
-		Logger:   testLogger(),
+		Logger:   testutil.Logger(t),
 		OnSettle: func(_ *worker.Job, s worker.Settlement) {
 			if s.Action == worker.ActionAcked {
 				acked.Add(1)
@@ -236,7 +237,7 @@ func TestConsumeStreamCapFallsBackToFetch(t *testing.T) {
 	if _, err := prod.Enqueue(ctx, specs...); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, time.Minute, "every job acked", func() bool { return acked.Load() == 20 })
+	testutil.WaitFor(t, time.Minute, "every job acked", func() bool { return acked.Load() == 20 })
 	r.stop(t)
 	if calls.get("Consume") < 2 || calls.get("Fetch") == 0 {
 		t.Fatalf("calls %v: want both queues to try Consume and one to fetch", calls.n)

@@ -10,6 +10,7 @@ import (
 
 	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"github.com/raftq/raftq/worker"
 )
@@ -37,7 +38,7 @@ func testLeaderKilledWhileDraining(t *testing.T, useFetch bool) {
 	)
 	c := testcluster.New(t, 3, nil)
 	prod := newClient(t, c)
-	ctx := ctxT(t, 3*time.Minute)
+	ctx := testutil.Context(t, 3*time.Minute)
 	for b := 0; b < total/1000; b++ {
 		var specs []*raftqv1.JobSpec
 		for i := 0; i < 1000; i++ {
@@ -67,7 +68,7 @@ func testLeaderKilledWhileDraining(t *testing.T, useFetch bool) {
 			WorkerID: fmt.Sprintf("w%d", i),
 			PollWait: 2 * time.Second,
 			UseFetch: useFetch,
-			Logger:   testLogger(),
+			Logger:   testutil.Logger(t),
 			OnSettle: func(job *worker.Job, s worker.Settlement) {
 				if s.Action != worker.ActionAcked {
 					return
@@ -90,7 +91,7 @@ func testLeaderKilledWhileDraining(t *testing.T, useFetch bool) {
 		rs = append(rs, start(t, w))
 	}
 
-	waitFor(t, 2*time.Minute, "a quarter of the jobs acked", func() bool { return acked.Load() >= total/4 })
+	testutil.WaitFor(t, 2*time.Minute, "a quarter of the jobs acked", func() bool { return acked.Load() >= total/4 })
 	old := c.Leader()
 	killedAt.Store(time.Now().UnixNano())
 	c.Kill(old.ID())
@@ -98,7 +99,7 @@ func testLeaderKilledWhileDraining(t *testing.T, useFetch bool) {
 	nl := c.WaitLeader(30 * time.Second)
 	t.Logf("new leader %s", nl.ID())
 
-	waitFor(t, 2*time.Minute, "every job acked", func() bool { return acked.Load() >= total })
+	testutil.WaitFor(t, 2*time.Minute, "every job acked", func() bool { return acked.Load() >= total })
 	for _, r := range rs {
 		r.stop(t)
 	}
@@ -130,7 +131,7 @@ func testLeaderKilledWhileDraining(t *testing.T, useFetch bool) {
 		}
 		// Followers forward calls, so a client may briefly talk to one; its
 		// leader probe then moves it to the real leader.
-		waitFor(t, 30*time.Second, fmt.Sprintf("worker %d's client to follow the new leader", i), func() bool {
+		testutil.WaitFor(t, 30*time.Second, fmt.Sprintf("worker %d's client to follow the new leader", i), func() bool {
 			return cl.Leader() == nl.GRPCAddr()
 		})
 		t.Logf("worker %d: %d acks after the kill", i, acksAfterKill[i].Load())
@@ -142,12 +143,12 @@ func testLeaderKilledWhileDraining(t *testing.T, useFetch bool) {
 func TestWorkerResumesAfterQuorumLoss(t *testing.T) {
 	c := testcluster.New(t, 3, nil)
 	prod := newClient(t, c)
-	ctx := ctxT(t, 3*time.Minute)
+	ctx := testutil.Context(t, 3*time.Minute)
 	var acked atomic.Int64
 	w := worker.New(newClient(t, c), worker.Options{
 		Queues:   []worker.QueueConfig{{Name: "q", Concurrency: 4}},
 		PollWait: time.Second,
-		Logger:   testLogger(),
+		Logger:   testutil.Logger(t),
 		OnSettle: func(_ *worker.Job, s worker.Settlement) {
 			if s.Action == worker.ActionAcked {
 				acked.Add(1)
@@ -166,7 +167,7 @@ func TestWorkerResumesAfterQuorumLoss(t *testing.T) {
 		}
 	}
 	enqueue(50)
-	waitFor(t, time.Minute, "first jobs acked", func() bool { return acked.Load() == 50 })
+	testutil.WaitFor(t, time.Minute, "first jobs acked", func() bool { return acked.Load() == 50 })
 
 	leader := c.Leader().ID()
 	down := []string{leader}
@@ -184,6 +185,6 @@ func TestWorkerResumesAfterQuorumLoss(t *testing.T) {
 	}
 	c.WaitLeader(30 * time.Second)
 	enqueue(50)
-	waitFor(t, time.Minute, "jobs enqueued after the outage acked", func() bool { return acked.Load() == 100 })
+	testutil.WaitFor(t, time.Minute, "jobs enqueued after the outage acked", func() bool { return acked.Load() == 100 })
 	r.stop(t)
 }

@@ -2,44 +2,16 @@ package worker_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
-	"os"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"github.com/raftq/raftq/worker"
 )
-
-func ctxT(t testing.TB, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-func testLogger() *slog.Logger {
-	if os.Getenv("RAFTQ_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
-// waitFor polls cond until it holds; the timeout is a hang guard, not a
-// performance assertion.
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
 
 // running is a worker started in the background.
 type running struct {
@@ -91,20 +63,10 @@ func newClient(t testing.TB, c *testcluster.Cluster) *client.Client {
 
 func getJob(t testing.TB, cl *client.Client, id string) *raftqv1.Job {
 	t.Helper()
-	j, err := cl.GetJob(ctxT(t, 30*time.Second), id, 0)
+	j, err := cl.GetJob(testutil.Context(t, 30*time.Second), id, 0)
 	if err != nil {
 		t.Fatalf("GetJob %s: %v", id, err)
 	}
-	return j
-}
-
-func waitState(t testing.TB, cl *client.Client, id string, st raftqv1.JobState) *raftqv1.Job {
-	t.Helper()
-	var j *raftqv1.Job
-	waitFor(t, 60*time.Second, "job "+id+" in state "+st.String(), func() bool {
-		j = getJob(t, cl, id)
-		return j.State == st
-	})
 	return j
 }
 

@@ -12,6 +12,7 @@ import (
 
 	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"github.com/raftq/raftq/worker"
 )
@@ -23,12 +24,12 @@ import (
 func TestProgressVisibleThroughGetJob(t *testing.T) {
 	c := testcluster.New(t, 1, nil)
 	cl := newClient(t, c)
-	ctx := ctxT(t, 2*time.Minute)
+	ctx := testutil.Context(t, 2*time.Minute)
 	id, _, err := cl.EnqueueOne(ctx, "prog", "slow", nil, client.WithLeaseDuration(time.Minute), client.WithMaxAttempts(2))
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := worker.New(cl, worker.Options{Queues: []worker.QueueConfig{{Name: "prog"}}, Logger: testLogger()})
+	w := worker.New(cl, worker.Options{Queues: []worker.QueueConfig{{Name: "prog"}}, Logger: testutil.Logger(t)})
 	reported := make(chan *worker.Job, 1)
 	release := make(chan error)
 	w.Handle("slow", func(ctx context.Context, job *worker.Job) error {
@@ -80,6 +81,6 @@ func TestProgressVisibleThroughGetJob(t *testing.T) {
 		t.Fatalf("stale report stored %v", p)
 	}
 	release <- nil
-	waitState(t, cl, id, raftqv1.JobState_JOB_STATE_SUCCEEDED)
+	testcluster.WaitJobState(t, cl, id, raftqv1.JobState_JOB_STATE_SUCCEEDED)
 	r.stop(t)
 }

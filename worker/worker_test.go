@@ -11,6 +11,7 @@ import (
 
 	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"github.com/raftq/raftq/worker"
 )
@@ -20,13 +21,13 @@ import (
 func TestPanicIsRedelivered(t *testing.T) {
 	c := testcluster.New(t, 3, nil)
 	cl := newClient(t, c)
-	ctx := ctxT(t, 2*time.Minute)
+	ctx := testutil.Context(t, 2*time.Minute)
 	id, _, err := cl.EnqueueOne(ctx, "panics", "boom", nil, client.WithRetry(50*time.Millisecond, 100*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
 	}
 	var log settleLog
-	w := worker.New(cl, worker.Options{Queues: []worker.QueueConfig{{Name: "panics", Concurrency: 2}}, Logger: testLogger(), OnSettle: log.add})
+	w := worker.New(cl, worker.Options{Queues: []worker.QueueConfig{{Name: "panics", Concurrency: 2}}, Logger: testutil.Logger(t), OnSettle: log.add})
 	var runs atomic.Int32
 	w.Handle("boom", func(ctx context.Context, job *worker.Job) error {
 		if runs.Add(1) == 1 {
@@ -35,7 +36,7 @@ func TestPanicIsRedelivered(t *testing.T) {
 		return nil
 	})
 	r := start(t, w)
-	j := waitState(t, cl, id, raftqv1.JobState_JOB_STATE_SUCCEEDED)
+	j := testcluster.WaitJobState(t, cl, id, raftqv1.JobState_JOB_STATE_SUCCEEDED)
 	r.stop(t)
 	if j.Attempts != 2 || runs.Load() != 2 {
 		t.Fatalf("attempts %d, runs %d; want 2 and 2", j.Attempts, runs.Load())
@@ -54,19 +55,19 @@ func TestPanicIsRedelivered(t *testing.T) {
 func TestPermanentErrorGoesDead(t *testing.T) {
 	c := testcluster.New(t, 3, nil)
 	cl := newClient(t, c)
-	ctx := ctxT(t, 2*time.Minute)
+	ctx := testutil.Context(t, 2*time.Minute)
 	id, _, err := cl.EnqueueOne(ctx, "perm", "bad", []byte("x"), client.WithMaxAttempts(10))
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := worker.New(cl, worker.Options{Queues: []worker.QueueConfig{{Name: "perm"}}, Logger: testLogger()})
+	w := worker.New(cl, worker.Options{Queues: []worker.QueueConfig{{Name: "perm"}}, Logger: testutil.Logger(t)})
 	var runs atomic.Int32
 	w.Handle("bad", func(ctx context.Context, job *worker.Job) error {
 		runs.Add(1)
 		return worker.Permanent(errors.New("payload is malformed"))
 	})
 	r := start(t, w)
-	j := waitState(t, cl, id, raftqv1.JobState_JOB_STATE_DEAD)
+	j := testcluster.WaitJobState(t, cl, id, raftqv1.JobState_JOB_STATE_DEAD)
 	r.stop(t)
 	if j.Attempts != 1 || runs.Load() != 1 || !strings.Contains(j.LastError, "payload is malformed") {
 		t.Fatalf("dead job: attempts %d runs %d last error %q", j.Attempts, runs.Load(), j.LastError)
@@ -78,14 +79,14 @@ func TestPermanentErrorGoesDead(t *testing.T) {
 func TestLeaseExtendedForLongJob(t *testing.T) {
 	c := testcluster.New(t, 3, nil)
 	cl := newClient(t, c)
-	ctx := ctxT(t, 2*time.Minute)
+	ctx := testutil.Context(t, 2*time.Minute)
 	const lease = time.Second
 	id, _, err := cl.EnqueueOne(ctx, "long", "slow", nil, client.WithLeaseDuration(lease))
 	if err != nil {
 		t.Fatal(err)
 	}
 	reg := newRegistry()
-	w := worker.New(cl, worker.Options{Queues: []worker.QueueConfig{{Name: "long"}}, Logger: testLogger(), Registerer: reg})
+	w := worker.New(cl, worker.Options{Queues: []worker.QueueConfig{{Name: "long"}}, Logger: testutil.Logger(t), Registerer: reg})
 	var runs atomic.Int32
 	var causes []error
 	w.Handle("slow", func(ctx context.Context, job *worker.Job) error {
@@ -99,7 +100,7 @@ func TestLeaseExtendedForLongJob(t *testing.T) {
 		}
 	})
 	r := start(t, w)
-	j := waitState(t, cl, id, raftqv1.JobState_JOB_STATE_SUCCEEDED)
+	j := testcluster.WaitJobState(t, cl, id, raftqv1.JobState_JOB_STATE_SUCCEEDED)
 	r.stop(t)
 	if j.Attempts != 1 || runs.Load() != 1 {
 		t.Fatalf("attempts %d runs %d (causes %v); the lease should have been extended", j.Attempts, runs.Load(), causes)
@@ -118,12 +119,12 @@ func TestLeaseExtendedForLongJob(t *testing.T) {
 func TestCancelRunningJob(t *testing.T) {
 	c := testcluster.New(t, 3, nil)
 	cl := newClient(t, c)
-	ctx := ctxT(t, 2*time.Minute)
+	ctx := testutil.Context(t, 2*time.Minute)
 	id, _, err := cl.EnqueueOne(ctx, "cancel", "block", nil, client.WithLeaseDuration(30*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := worker.New(cl, worker.Options{Queues: []worker.QueueConfig{{Name: "cancel"}}, UseFetch: true, Logger: testLogger()})
+	w := worker.New(cl, worker.Options{Queues: []worker.QueueConfig{{Name: "cancel"}}, UseFetch: true, Logger: testutil.Logger(t)})
 	started := make(chan struct{})
 	stopped := make(chan error, 1)
 	w.Handle("block", func(ctx context.Context, job *worker.Job) error {
@@ -148,7 +149,7 @@ func TestCancelRunningJob(t *testing.T) {
 	case <-time.After(30 * time.Second):
 		t.Fatal("handler context never cancelled")
 	}
-	waitState(t, cl, id, raftqv1.JobState_JOB_STATE_CANCELLED)
+	testcluster.WaitJobState(t, cl, id, raftqv1.JobState_JOB_STATE_CANCELLED)
 	r.stop(t)
 }
 
@@ -157,7 +158,7 @@ func TestCancelRunningJob(t *testing.T) {
 func TestRetryAfterAndUnknownType(t *testing.T) {
 	c := testcluster.New(t, 3, nil)
 	cl := newClient(t, c)
-	ctx := ctxT(t, 2*time.Minute)
+	ctx := testutil.Context(t, 2*time.Minute)
 	id, _, err := cl.EnqueueOne(ctx, "ra", "later", nil, client.WithRetry(time.Hour, time.Hour))
 	if err != nil {
 		t.Fatal(err)
@@ -166,7 +167,7 @@ func TestRetryAfterAndUnknownType(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := worker.New(cl, worker.Options{Queues: []worker.QueueConfig{{Name: "ra", Concurrency: 2}}, Logger: testLogger()})
+	w := worker.New(cl, worker.Options{Queues: []worker.QueueConfig{{Name: "ra", Concurrency: 2}}, Logger: testutil.Logger(t)})
 	var runs atomic.Int32
 	w.Handle("later", func(ctx context.Context, job *worker.Job) error {
 		if runs.Add(1) == 1 {
@@ -177,8 +178,8 @@ func TestRetryAfterAndUnknownType(t *testing.T) {
 	r := start(t, w)
 	// With the job's own back-off of an hour, only RetryAfter can bring it
 	// back this soon.
-	waitState(t, cl, id, raftqv1.JobState_JOB_STATE_SUCCEEDED)
-	u := waitState(t, cl, unknown, raftqv1.JobState_JOB_STATE_SCHEDULED)
+	testcluster.WaitJobState(t, cl, id, raftqv1.JobState_JOB_STATE_SUCCEEDED)
+	u := testcluster.WaitJobState(t, cl, unknown, raftqv1.JobState_JOB_STATE_SCHEDULED)
 	r.stop(t)
 	if !strings.Contains(u.LastError, "no handler registered") {
 		t.Fatalf("unknown type's last error: %q", u.LastError)
@@ -190,7 +191,7 @@ func TestRetryAfterAndUnknownType(t *testing.T) {
 func TestRecorderBeforeSettle(t *testing.T) {
 	c := testcluster.New(t, 3, nil)
 	cl := newClient(t, c)
-	ctx := ctxT(t, 2*time.Minute)
+	ctx := testutil.Context(t, 2*time.Minute)
 	okID, _, err := cl.EnqueueOne(ctx, "rec", "ok", []byte("hello"))
 	if err != nil {
 		t.Fatal(err)
@@ -216,15 +217,15 @@ func TestRecorderBeforeSettle(t *testing.T) {
 		// Pretend an earlier lease of the failing job stored a success.
 		return o.JobID == dupID, nil
 	})
-	w := worker.New(cl, worker.Options{Queues: []worker.QueueConfig{{Name: "rec", Concurrency: 2}}, Logger: testLogger(), Recorder: rec, WorkerID: "rec-worker"})
+	w := worker.New(cl, worker.Options{Queues: []worker.QueueConfig{{Name: "rec", Concurrency: 2}}, Logger: testutil.Logger(t), Recorder: rec, WorkerID: "rec-worker"})
 	w.Handle("ok", func(ctx context.Context, job *worker.Job) error {
 		job.SetOutput(append([]byte("out:"), job.Payload...))
 		return nil
 	})
 	w.Handle("fails", func(ctx context.Context, job *worker.Job) error { return errors.New("nope") })
 	r := start(t, w)
-	okJob := waitState(t, cl, okID, raftqv1.JobState_JOB_STATE_SUCCEEDED)
-	waitState(t, cl, dupID, raftqv1.JobState_JOB_STATE_SUCCEEDED)
+	okJob := testcluster.WaitJobState(t, cl, okID, raftqv1.JobState_JOB_STATE_SUCCEEDED)
+	testcluster.WaitJobState(t, cl, dupID, raftqv1.JobState_JOB_STATE_SUCCEEDED)
 	r.stop(t)
 	mu.Lock()
 	defer mu.Unlock()
@@ -244,7 +245,7 @@ func TestRecorderBeforeSettle(t *testing.T) {
 func TestGracefulShutdownUnderLoad(t *testing.T) {
 	c := testcluster.New(t, 3, nil)
 	cl := newClient(t, c)
-	ctx := ctxT(t, 2*time.Minute)
+	ctx := testutil.Context(t, 2*time.Minute)
 	var specs []*raftqv1.JobSpec
 	for i := 0; i < 300; i++ {
 		typ := "quick"
@@ -262,7 +263,7 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 	var log settleLog
 	w := worker.New(cl, worker.Options{
 		Queues:          []worker.QueueConfig{{Name: "drain", Concurrency: 16}},
-		Logger:          testLogger(),
+		Logger:          testutil.Logger(t),
 		ShutdownTimeout: 300 * time.Millisecond,
 		OnSettle:        log.add,
 	})
@@ -287,7 +288,7 @@ func TestGracefulShutdownUnderLoad(t *testing.T) {
 		return nil
 	})
 	r := start(t, w)
-	waitFor(t, 60*time.Second, "some jobs run", func() bool { return ran.Load() >= 50 })
+	testutil.WaitFor(t, 60*time.Second, "some jobs run", func() bool { return ran.Load() >= 50 })
 	r.stop(t)
 	stats, err := cl.QueueStats(ctx, "drain")
 	if err != nil || len(stats) != 1 {

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"github.com/raftq/raftq/results"
 	"github.com/raftq/raftq/svcd/server"
@@ -68,7 +69,7 @@ func TestEveryJobHasExactlyOneResultInSvcd(t *testing.T) {
 		}
 
 		d, err := workerd.New(workerd.Config{Brokers: c.Addrs(), Queues: []worker.QueueConfig{{Name: "e2e", Concurrency: 16}},
-			Recorder: workerd.ResultsRecorder{Client: rc}, Logger: testcluster.Logger()})
+			Recorder: workerd.ResultsRecorder{Client: rc}, Logger: testutil.Logger(t)})
 		if err != nil {
 			t.Fatal(err)
 		}

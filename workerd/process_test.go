@@ -18,6 +18,7 @@ import (
 
 	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
 
@@ -92,7 +93,7 @@ func startWorkerd(t *testing.T, bin string, args ...string) *proc {
 func (p *proc) started(t *testing.T, id string) uint64 {
 	t.Helper()
 	var token uint64
-	waitFor(t, 60*time.Second, "workerd to log the start of "+id, func() bool {
+	testutil.WaitFor(t, 60*time.Second, "workerd to log the start of "+id, func() bool {
 		p.mu.Lock()
 		defer p.mu.Unlock()
 		for _, m := range p.lines {
@@ -117,7 +118,7 @@ func TestKilledWorkerdLosesJob(t *testing.T) {
 	bin := buildWorkerd(t, t.TempDir())
 	c := testcluster.New(t, 3, nil)
 	cl := c.Client()
-	ctx := ctxT(t, 2*time.Minute)
+	ctx := testutil.Context(t, 2*time.Minute)
 	brokers := strings.Join(c.Addrs(), ",")
 	id, _, err := cl.EnqueueOne(ctx, "kill", "sleep", []byte("3s"), client.WithLeaseDuration(2*time.Second))
 	if err != nil {
@@ -149,7 +150,7 @@ func TestKilledWorkerdLosesJob(t *testing.T) {
 	if client.Reason(err) != raftqv1.ErrorDetail_STALE_TOKEN || status.Code(err) != codes.FailedPrecondition {
 		t.Fatalf("late ack with the old token while the job is re-leased: %v, want FailedPrecondition STALE_TOKEN", err)
 	}
-	j = waitState(t, cl, id, raftqv1.JobState_JOB_STATE_SUCCEEDED)
+	j = testcluster.WaitJobState(t, cl, id, raftqv1.JobState_JOB_STATE_SUCCEEDED)
 	if j.Attempts != 2 || j.LeasedBy != "rescuer" || j.LeaseToken != newToken {
 		t.Fatalf("job after the rescue: attempts %d leased_by %q token %d", j.Attempts, j.LeasedBy, j.LeaseToken)
 	}
@@ -178,7 +179,7 @@ func TestWorkerdSIGTERMLeavesNothingLeased(t *testing.T) {
 	bin := buildWorkerd(t, t.TempDir())
 	c := testcluster.New(t, 3, nil)
 	cl := c.Client()
-	ctx := ctxT(t, 2*time.Minute)
+	ctx := testutil.Context(t, 2*time.Minute)
 	var ids []string
 	for i := 0; i < 4; i++ {
 		id, _, err := cl.EnqueueOne(ctx, "term", "sleep", []byte("1m"))

@@ -13,6 +13,7 @@ import (
 
 	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"github.com/raftq/raftq/results"
 	"github.com/raftq/raftq/svcd/server"
@@ -77,7 +78,7 @@ func TestOneTraceSpansProducerWorkerSvcd(t *testing.T) {
 
 	acked := make(chan struct{}, 1)
 	w := worker.New(cl, worker.Options{Queues: []worker.QueueConfig{{Name: "traced", Concurrency: 1}},
-		Recorder: workerd.ResultsRecorder{Client: rc}, Logger: testcluster.Logger(), TracerProvider: tp,
+		Recorder: workerd.ResultsRecorder{Client: rc}, Logger: testutil.Logger(t), TracerProvider: tp,
 		OnSettle: func(j *worker.Job, s worker.Settlement) {
 			if j.ID == jobID && s.Action == worker.ActionAcked {
 				acked <- struct{}{}

@@ -5,10 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"io"
-	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"reflect"
 	"strings"
 	"sync"
@@ -17,55 +15,18 @@ import (
 
 	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"github.com/raftq/raftq/worker"
 	"github.com/raftq/raftq/workerd"
 )
-
-func ctxT(t testing.TB, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-func testLogger() *slog.Logger {
-	if os.Getenv("RAFTQ_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
-func waitFor(t testing.TB, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
-func waitState(t testing.TB, cl *client.Client, id string, st raftqv1.JobState) *raftqv1.Job {
-	t.Helper()
-	var j *raftqv1.Job
-	waitFor(t, 60*time.Second, "job "+id+" in state "+st.String(), func() bool {
-		var err error
-		j, err = cl.GetJob(ctxT(t, 10*time.Second), id, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return j.State == st
-	})
-	return j
-}
 
 // runDaemon starts an in-process workerd and returns a stop function that
 // shuts it down gracefully.
 func runDaemon(t testing.TB, cfg workerd.Config) (*workerd.Daemon, func()) {
 	t.Helper()
 	if cfg.Logger == nil {
-		cfg.Logger = testLogger()
+		cfg.Logger = testutil.Logger(t)
 	}
 	d, err := workerd.New(cfg)
 	if err != nil {
@@ -161,7 +122,7 @@ func TestFlakyFailures(t *testing.T) {
 func TestBuiltins(t *testing.T) {
 	c := testcluster.New(t, 3, nil)
 	cl := c.Client()
-	ctx := ctxT(t, 2*time.Minute)
+	ctx := testutil.Context(t, 2*time.Minute)
 	const initial = 200 * time.Millisecond
 	enq := func(typ, payload string, opts ...client.JobOption) string {
 		id, _, err := cl.EnqueueOne(ctx, "builtins", typ, []byte(payload), opts...)
@@ -190,11 +151,11 @@ func TestBuiltins(t *testing.T) {
 		Recorder:    rec,
 		MetricsAddr: metricsAddr,
 	})
-	waitState(t, cl, echo, raftqv1.JobState_JOB_STATE_SUCCEEDED)
-	waitState(t, cl, sum, raftqv1.JobState_JOB_STATE_SUCCEEDED)
-	waitState(t, cl, sleep, raftqv1.JobState_JOB_STATE_SUCCEEDED)
-	fj := waitState(t, cl, fail, raftqv1.JobState_JOB_STATE_DEAD)
-	flj := waitState(t, cl, flaky, raftqv1.JobState_JOB_STATE_SUCCEEDED)
+	testcluster.WaitJobState(t, cl, echo, raftqv1.JobState_JOB_STATE_SUCCEEDED)
+	testcluster.WaitJobState(t, cl, sum, raftqv1.JobState_JOB_STATE_SUCCEEDED)
+	testcluster.WaitJobState(t, cl, sleep, raftqv1.JobState_JOB_STATE_SUCCEEDED)
+	fj := testcluster.WaitJobState(t, cl, fail, raftqv1.JobState_JOB_STATE_DEAD)
+	flj := testcluster.WaitJobState(t, cl, flaky, raftqv1.JobState_JOB_STATE_SUCCEEDED)
 
 	resp, err := http.Get("http://" + metricsAddr + "/metrics")
 	if err != nil {

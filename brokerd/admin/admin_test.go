@@ -1,7 +1,6 @@
 package admin_test
 
 import (
-	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -16,14 +15,9 @@ import (
 	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/internal/freeport"
 	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
-
-func ctxT(t *testing.T, d time.Duration) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 type reply struct {
 	status int
@@ -102,7 +96,7 @@ func base(c *testcluster.Cluster, n *brokerd.Node) string { return "http://" + c
 // their ids.
 func deadJobs(t *testing.T, cl *client.Client, queue string, n int) []string {
 	t.Helper()
-	ctx := ctxT(t, 30*time.Second)
+	ctx := testutil.Context(t, 30*time.Second)
 	var specs []*raftqv1.JobSpec
 	for i := 0; i < n; i++ {
 		specs = append(specs, &raftqv1.JobSpec{Queue: queue, Type: "t", MaxAttempts: 1, Payload: []byte(fmt.Sprintf("job %d", i))})
@@ -128,7 +122,7 @@ func deadJobs(t *testing.T, cl *client.Client, queue string, n int) []string {
 
 func jobState(t *testing.T, cl *client.Client, id string) raftqv1.JobState {
 	t.Helper()
-	j, err := cl.GetJob(ctxT(t, 10*time.Second), id, raftqv1.Consistency_CONSISTENCY_LINEARIZABLE)
+	j, err := cl.GetJob(testutil.Context(t, 10*time.Second), id, raftqv1.Consistency_CONSISTENCY_LINEARIZABLE)
 	if err != nil {
 		t.Fatalf("get %s: %v", id, err)
 	}
@@ -141,7 +135,7 @@ func jobState(t *testing.T, cl *client.Client, id string) raftqv1.JobState {
 func TestAdminAPI(t *testing.T) {
 	c := testcluster.New(t, 3, nil, testcluster.Admin)
 	cl := c.Client()
-	ctx := ctxT(t, 2*time.Minute)
+	ctx := testutil.Context(t, 2*time.Minute)
 	l := c.WaitLeader(10 * time.Second)
 	f := follower(c)
 	fb := base(c, f)
@@ -377,7 +371,7 @@ func TestAdminAPI(t *testing.T) {
 		cfg := brokerd.DefaultConfig()
 		cfg.NodeID, cfg.DataDir = "n9", t.TempDir()
 		cfg.RaftAddr, cfg.GRPCAddr = freeport.T(t), freeport.T(t)
-		cfg.Logger = testcluster.Logger()
+		cfg.Logger = testutil.Logger(t)
 		n9, err := brokerd.Open(cfg)
 		if err != nil {
 			t.Fatal(err)

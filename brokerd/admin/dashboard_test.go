@@ -23,6 +23,7 @@ import (
 	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/internal/dispatch"
 	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"github.com/raftq/raftq/results"
 	"github.com/raftq/raftq/svcd/server"
@@ -118,7 +119,7 @@ func newFixture(t *testing.T) *fixture {
 	f.c = testcluster.New(t, 3, live, testcluster.Admin, func(cfg *daemon.Config) { cfg.SvcdAddr = svcd.GRPCAddr() })
 	f.cl = f.c.Client()
 	f.dead = deadJobs(t, f.cl, "emails", 3)
-	ctx := ctxT(t, 30*time.Second)
+	ctx := testutil.Context(t, 30*time.Second)
 
 	rc, err := results.Dial(svcd.GRPCAddr())
 	if err != nil {
@@ -223,7 +224,7 @@ func mustContain(t *testing.T, what string, p page, subs ...string) {
 
 func queueStats(t *testing.T, cl *client.Client, q string) *raftqv1.QueueStats {
 	t.Helper()
-	qs, err := cl.QueueStats(ctxT(t, 10*time.Second), q)
+	qs, err := cl.QueueStats(testutil.Context(t, 10*time.Second), q)
 	if err != nil || len(qs) != 1 {
 		t.Fatalf("queue stats %s: %v %v", q, qs, err)
 	}
@@ -232,7 +233,7 @@ func queueStats(t *testing.T, cl *client.Client, q string) *raftqv1.QueueStats {
 
 func queueNames(t *testing.T, cl *client.Client) []string {
 	t.Helper()
-	qs, err := cl.QueueStats(ctxT(t, 10*time.Second))
+	qs, err := cl.QueueStats(testutil.Context(t, 10*time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -329,14 +330,14 @@ func TestDashboardPages(t *testing.T) {
 	if p := post(t, ui+"/schedules/nightly/pause", nil); p.status != 303 || p.location != "/ui/queues/reports?done=schedule-paused" {
 		t.Fatalf("pause schedule: %d %q %s", p.status, p.location, p.body)
 	}
-	if sc, err := cl.GetSchedule(ctxT(t, 10*time.Second), "nightly", raftqv1.Consistency_CONSISTENCY_LINEARIZABLE); err != nil || !sc.GetSpec().GetPaused() {
+	if sc, err := cl.GetSchedule(testutil.Context(t, 10*time.Second), "nightly", raftqv1.Consistency_CONSISTENCY_LINEARIZABLE); err != nil || !sc.GetSpec().GetPaused() {
 		t.Fatalf("schedule after pause: %v %v", sc, err)
 	}
 	mustContain(t, "paused schedule", get(t, ui+"/queues/reports?done=schedule-paused"), "Schedule paused", `action="/ui/schedules/nightly/resume"`)
 	if p := post(t, ui+"/schedules/nightly/resume", nil); p.status != 303 {
 		t.Fatalf("resume schedule: %d %s", p.status, p.body)
 	}
-	if sc, err := cl.GetSchedule(ctxT(t, 10*time.Second), "nightly", raftqv1.Consistency_CONSISTENCY_LINEARIZABLE); err != nil || sc.GetSpec().GetPaused() {
+	if sc, err := cl.GetSchedule(testutil.Context(t, 10*time.Second), "nightly", raftqv1.Consistency_CONSISTENCY_LINEARIZABLE); err != nil || sc.GetSpec().GetPaused() {
 		t.Fatalf("schedule after resume: %v %v", sc, err)
 	}
 	if p := post(t, ui+"/schedules/nope/pause", nil); p.status != 404 {
@@ -445,7 +446,7 @@ func TestDashboardPages(t *testing.T) {
 	if p := post(t, ui+"/queues/emails/dead/purge", url.Values{"job_id": {f.dead[2]}, "confirm": {"yes"}}); p.status != 303 || p.location != "/ui/queues/emails?purged=1" {
 		t.Fatalf("purge: %d %q %s", p.status, p.location, p.body)
 	}
-	if _, err := cl.GetJob(ctxT(t, 10*time.Second), f.dead[2], raftqv1.Consistency_CONSISTENCY_LINEARIZABLE); err == nil {
+	if _, err := cl.GetJob(testutil.Context(t, 10*time.Second), f.dead[2], raftqv1.Consistency_CONSISTENCY_LINEARIZABLE); err == nil {
 		t.Fatal("purged job still there")
 	}
 	mustContain(t, "after purge", get(t, ui+"/queues/emails?purged=1"), "Purged 1 dead job(s)", `state=dead">0</a>`)
@@ -579,7 +580,7 @@ func TestDashboardInChromium(t *testing.T) {
 	}
 	// The queue's schedule: Pause.
 	click("pause schedule", `tr[data-schedule="nightly"] .schedule-pause`, `tr[data-schedule="nightly"] .schedule-resume`)
-	if sc, err := cl.GetSchedule(ctxT(t, 10*time.Second), "nightly", raftqv1.Consistency_CONSISTENCY_LINEARIZABLE); err != nil || !sc.GetSpec().GetPaused() {
+	if sc, err := cl.GetSchedule(testutil.Context(t, 10*time.Second), "nightly", raftqv1.Consistency_CONSISTENCY_LINEARIZABLE); err != nil || !sc.GetSpec().GetPaused() {
 		t.Fatalf("schedule after pause click: %v %v", sc, err)
 	}
 	screenshot("queue.png")
@@ -648,7 +649,7 @@ func TestDashboardInChromium(t *testing.T) {
 	if got := text("#notice"); !strings.Contains(got, "Purged 1 dead job") {
 		t.Fatalf("notice %q", got)
 	}
-	if _, err := cl.GetJob(ctxT(t, 10*time.Second), f.dead[1], raftqv1.Consistency_CONSISTENCY_LINEARIZABLE); err == nil {
+	if _, err := cl.GetJob(testutil.Context(t, 10*time.Second), f.dead[1], raftqv1.Consistency_CONSISTENCY_LINEARIZABLE); err == nil {
 		t.Fatal("purged job still there")
 	}
 	if n := eval(`String(document.querySelectorAll("#dead tbody tr").length)`); n != "1" {

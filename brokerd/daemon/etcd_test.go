@@ -29,7 +29,7 @@ import (
 	"github.com/raftq/raftq/internal/etcdtest"
 	"github.com/raftq/raftq/internal/freeport"
 	"github.com/raftq/raftq/internal/liveconfig"
-	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
 
@@ -44,6 +44,7 @@ type ecluster struct {
 
 	mu    sync.Mutex
 	nodes map[string]*enode
+	log   *slog.Logger // through t.Log, made before the cleanup that kills the nodes
 }
 
 type enode struct {
@@ -53,7 +54,7 @@ type enode struct {
 }
 
 func newECluster(t *testing.T, s *etcdtest.Server, cli *clientv3.Client) *ecluster {
-	c := &ecluster{t: t, etcd: s, cli: cli, prefix: s.Prefix("cluster"), dir: t.TempDir(), nodes: map[string]*enode{}}
+	c := &ecluster{t: t, etcd: s, cli: cli, prefix: s.Prefix("cluster"), dir: t.TempDir(), nodes: map[string]*enode{}, log: testutil.Logger(t)}
 	t.Cleanup(c.killAll)
 	return c
 }
@@ -67,7 +68,7 @@ func (c *ecluster) config(m *enode, expect int) daemon.Config {
 	cfg.BootstrapExpect = expect
 	cfg.Etcd = etcdnode.Config{Client: c.cli, Prefix: c.prefix, LeaseTTL: 2 * time.Second}
 	cfg.LogLevel = m.level
-	cfg.Logger = testcluster.Logger()
+	cfg.Logger = c.log.With("node", m.id)
 	// Quick elections: the bootstrap race runs many times.
 	cfg.HeartbeatTimeout = 300 * time.Millisecond
 	cfg.ElectionTimeout = 300 * time.Millisecond
@@ -806,7 +807,7 @@ func TestEtcdUnreachableAtStart(t *testing.T) {
 	cfg.BootstrapExpect = 1
 	cfg.Peers = []brokerd.Peer{{ID: "solo", RaftAddr: cfg.RaftAddr}}
 	cfg.Etcd = etcdnode.Config{Endpoints: []string{dead}, DialTimeout: time.Second}
-	cfg.Logger = testcluster.Logger()
+	cfg.Logger = testutil.Logger(t)
 	t0 := time.Now()
 	n, err := daemon.Open(cfg)
 	if err != nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/raftq/raftq/internal/etcdtest"
 	"github.com/raftq/raftq/internal/freeport"
 	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/testutil"
 	"github.com/raftq/raftq/internal/tlsutil"
 )
 
@@ -47,17 +48,6 @@ func (s *syncBuf) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
-}
-
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // TestEtcdOverTLS: a node configured with etcd TLS registers in an etcd
@@ -146,14 +136,14 @@ func TestBootstrapRecordTiedToCluster(t *testing.T) {
 		}
 		return len(f.Configuration().Servers)
 	}
-	waitUntil(t, "the record of another CA to be refused", func() bool { return strings.Contains(logs.String(), "written for another cluster") })
+	testutil.WaitFor(t, 30*time.Second, "the record of another CA to be refused", func() bool { return strings.Contains(logs.String(), "written for another cluster") })
 	if servers() != 0 {
 		t.Fatal("the node bootstrapped from a record of another CA")
 	}
 	rec.CA = fingerprint(pki.CA.Cert)
 	rec.Voters[0].RaftAddr = "127.0.0.1:1"
 	put(rec)
-	waitUntil(t, "the record placing n1 elsewhere to be refused", func() bool { return strings.Contains(logs.String(), "at raft address 127.0.0.1:1") })
+	testutil.WaitFor(t, 30*time.Second, "the record placing n1 elsewhere to be refused", func() bool { return strings.Contains(logs.String(), "at raft address 127.0.0.1:1") })
 	if servers() != 0 {
 		t.Fatal("the node bootstrapped from a record naming it at another address")
 	}
@@ -162,5 +152,5 @@ func TestBootstrapRecordTiedToCluster(t *testing.T) {
 	}
 	rec.Voters[0].RaftAddr = raftAddr
 	put(rec)
-	waitUntil(t, "the node to bootstrap from its cluster's record", func() bool { return n.IsLeaderReady() })
+	testutil.WaitFor(t, 30*time.Second, "the node to bootstrap from its cluster's record", func() bool { return n.IsLeaderReady() })
 }

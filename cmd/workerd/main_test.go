@@ -22,6 +22,7 @@ import (
 	"github.com/raftq/raftq/internal/certgen"
 	"github.com/raftq/raftq/internal/etcdtest"
 	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/testutil"
 	"github.com/raftq/raftq/internal/tlsutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"github.com/raftq/raftq/results"
@@ -138,7 +139,7 @@ func TestOnlyEtcd(t *testing.T) {
 		_ = srv.Shutdown(sctx)
 	}()
 	reg, err := discovery.Register(cli, prefix, discovery.ServiceSvcd, discovery.Instance{ID: "s1", Addr: srv.GRPCAddr()},
-		discovery.RegisterOptions{Logger: testcluster.Logger()})
+		discovery.RegisterOptions{Logger: testutil.Logger(t)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/raftq/raftq/fsm/fsmpb"
 	"github.com/raftq/raftq/internal/dispatch"
 	"github.com/raftq/raftq/internal/proposer"
+	"github.com/raftq/raftq/internal/testutil"
 )
 
 // clock is a manual clock; the dispatcher's timers still run on real time,
@@ -165,14 +166,9 @@ func TestConcurrentWaitersNeverShareAJob(t *testing.T) {
 
 func TestParkedFetchWakesOnEnqueueAndPreferenceOrder(t *testing.T) {
 	d, p, clk := setup(t)
-	ch := make(chan []fsm.Job, 1)
-	go func() {
-		jobs, _ := d.Fetch(context.Background(), dispatch.FetchRequest{Queues: []string{"hi", "lo"}, Max: 10, Wait: time.Minute})
-		ch <- jobs
-	}()
-	time.Sleep(50 * time.Millisecond)
+	f := park(d, dispatch.FetchRequest{Queues: []string{"hi", "lo"}, Max: 10, Wait: time.Minute})
 	lo := enqueue(p, "lo", 1, clk.Now(), time.Hour)
-	jobs := <-ch
+	jobs := f.woken(t, "an enqueue")
 	if len(jobs) != 1 || jobs[0].ID != lo[0] {
 		t.Fatalf("woken with %v", jobs)
 	}
@@ -271,13 +267,13 @@ func TestAbandonedFetchReleasesItsJobs(t *testing.T) {
 		_, err := d.Fetch(ctx, dispatch.FetchRequest{Queues: []string{"q"}, Max: 1, Wait: time.Hour})
 		errc <- err
 	}()
-	waitFor(t, func() bool { j, _ := p.f.Get(ids[0]); return j.State == fsm.StateLeased })
+	testutil.WaitFor(t, 10*time.Second, "the job to be leased", func() bool { j, _ := p.f.Get(ids[0]); return j.State == fsm.StateLeased })
 	cancel()
 	if err := <-errc; err == nil {
 		t.Fatal("abandoned fetch returned no error")
 	}
 	close(p.gate)
-	waitFor(t, func() bool { j, _ := p.f.Get(ids[0]); return j.State == fsm.StateReady })
+	testutil.WaitFor(t, 10*time.Second, "the abandoned lease to be released", func() bool { j, _ := p.f.Get(ids[0]); return j.State == fsm.StateReady })
 	j, _ := p.f.Get(ids[0])
 	if j.Attempts != 0 || j.LeasedBy != "" {
 		t.Fatalf("released job %+v", j)
@@ -289,13 +285,41 @@ func TestAbandonedFetchReleasesItsJobs(t *testing.T) {
 	}
 }
 
-func waitFor(t *testing.T, cond func() bool) {
+// parked is a Fetch waiting in the background for its answer.
+type parked chan []fsm.Job
+
+// park starts a Fetch that waits (req.Wait) and gives it a moment to park
+// before the test does what should, or should not, wake it.
+func park(d *dispatch.Dispatcher, req dispatch.FetchRequest) parked {
+	ch := make(parked, 1)
+	go func() {
+		j, _ := d.Fetch(context.Background(), req)
+		ch <- j
+	}()
+	time.Sleep(50 * time.Millisecond)
+	return ch
+}
+
+// asleep fails t when the fetch answers within 200 ms: nothing that
+// happened should have woken it.
+func (p parked) asleep(t *testing.T) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met")
-		}
-		time.Sleep(time.Millisecond)
+	select {
+	case j := <-p:
+		t.Fatalf("parked fetch answered with %v, yet nothing should have woken it", j)
+	case <-time.After(200 * time.Millisecond):
+	}
+}
+
+// woken is the fetch's answer once by has woken it (the timeout is a hang
+// guard, not a timing assertion).
+func (p parked) woken(t *testing.T, by string) []fsm.Job {
+	t.Helper()
+	select {
+	case j := <-p:
+		return j
+	case <-time.After(10 * time.Second):
+		t.Fatalf("parked fetch not woken by %s", by)
+		return nil
 	}
 }

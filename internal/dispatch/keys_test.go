@@ -149,24 +149,11 @@ func TestPerKeyCapRaisedLive(t *testing.T) {
 	if err != nil || len(jobs) != 6 {
 		t.Fatalf("first fetch: %d jobs (want 2 per key), %v", len(jobs), err)
 	}
-	got := make(chan []fsm.Job, 1)
-	go func() {
-		j, _ := d.Fetch(context.Background(), dispatch.FetchRequest{Queues: []string{"q"}, Max: 30, Wait: time.Hour, WorkerID: "x"})
-		got <- j
-	}()
-	select {
-	case j := <-got:
-		t.Fatalf("fetch at the cap got %d jobs", len(j))
-	case <-time.After(200 * time.Millisecond):
-	}
+	f := park(d, dispatch.FetchRequest{Queues: []string{"q"}, Max: 30, Wait: time.Hour, WorkerID: "x"})
+	f.asleep(t) // at the cap
 	lim.set("q", dispatch.QueueLimit{MaxInFlightPerKey: 5})
-	select {
-	case j := <-got:
-		if len(j) != 9 {
-			t.Fatalf("after raising the cap to 5: %d jobs, want 9 (3 per key)", len(j))
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("raising the cap did not wake the parked fetch")
+	if j := f.woken(t, "raising the cap"); len(j) != 9 {
+		t.Fatalf("after raising the cap to 5: %d jobs, want 9 (3 per key)", len(j))
 	}
 	for k, n := range keysLeased(p, "q", keys...) {
 		if n != 5 {
@@ -207,19 +194,9 @@ func TestRatePerKey(t *testing.T) {
 	if got := fetch(10); got["a"] != 2 || got["b"] != 2 {
 		t.Fatalf("after 1s: %v, want 2 each", got)
 	}
-	got := make(chan []fsm.Job, 1)
-	go func() {
-		j, _ := d.Fetch(context.Background(), dispatch.FetchRequest{Queues: []string{"q"}, Max: 10, Wait: time.Hour, WorkerID: "b"})
-		got <- j
-	}()
-	time.Sleep(50 * time.Millisecond)
+	f := park(d, dispatch.FetchRequest{Queues: []string{"q"}, Max: 10, Wait: time.Hour, WorkerID: "b"})
 	clk.Add(500 * time.Millisecond)
-	select {
-	case j := <-got:
-		if len(j) != 2 {
-			t.Fatalf("after 0.5s at 2/s: %d jobs, want 1 per key", len(j))
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("parked fetch not woken by a key's rate limiter")
+	if j := f.woken(t, "a key's rate limiter"); len(j) != 2 {
+		t.Fatalf("after 0.5s at 2/s: %d jobs, want 1 per key", len(j))
 	}
 }

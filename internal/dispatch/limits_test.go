@@ -90,37 +90,20 @@ func TestConcurrencyCap(t *testing.T) {
 		t.Fatalf("%d leased in capped queue, cap 2", n)
 	}
 	// Parked: waits while at the cap, wakes when an ack frees a slot.
-	got := make(chan []fsm.Job, 1)
-	go func() {
-		j, _ := d.Fetch(context.Background(), dispatch.FetchRequest{Queues: []string{"capped"}, Max: 5, Wait: time.Hour, WorkerID: "c"})
-		got <- j
-	}()
-	select {
-	case j := <-got:
-		t.Fatalf("fetch at the cap got %v", j)
-	case <-time.After(200 * time.Millisecond):
-	}
+	f := park(d, dispatch.FetchRequest{Queues: []string{"capped"}, Max: 5, Wait: time.Hour, WorkerID: "c"})
+	f.asleep(t) // at the cap
 	ack(t, p, jobs[0])
-	if j := <-got; len(j) != 1 {
+	if j := f.woken(t, "an ack"); len(j) != 1 {
 		t.Fatalf("after one ack: %d jobs, want 1", len(j))
 	}
 	if n := leasedCount(p, "capped"); n != 2 {
 		t.Fatalf("%d leased after the ack and refill, cap 2", n)
 	}
 	// Raising the cap takes effect without any other event.
-	go func() {
-		j, _ := d.Fetch(context.Background(), dispatch.FetchRequest{Queues: []string{"capped"}, Max: 10, Wait: time.Hour, WorkerID: "d"})
-		got <- j
-	}()
-	time.Sleep(50 * time.Millisecond)
+	f = park(d, dispatch.FetchRequest{Queues: []string{"capped"}, Max: 10, Wait: time.Hour, WorkerID: "d"})
 	lim.set("capped", dispatch.QueueLimit{MaxInFlight: 5})
-	select {
-	case j := <-got:
-		if len(j) != 3 {
-			t.Fatalf("after raising the cap to 5: %d more jobs, want 3", len(j))
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("raising the cap did not wake the parked fetch")
+	if j := f.woken(t, "raising the cap"); len(j) != 3 {
+		t.Fatalf("after raising the cap to 5: %d more jobs, want 3", len(j))
 	}
 }
 
@@ -196,20 +179,10 @@ func TestRateLimit(t *testing.T) {
 	}
 	// A parked fetch is woken when the next token is due: the clock moves
 	// while the fetch waits, and the dispatcher's timer notices.
-	got := make(chan []fsm.Job, 1)
-	go func() {
-		j, _ := d.Fetch(context.Background(), dispatch.FetchRequest{Queues: []string{"slow"}, Max: 10, Wait: time.Hour, WorkerID: "b"})
-		got <- j
-	}()
-	time.Sleep(50 * time.Millisecond)
+	f := park(d, dispatch.FetchRequest{Queues: []string{"slow"}, Max: 10, Wait: time.Hour, WorkerID: "b"})
 	clk.Add(500 * time.Millisecond)
-	select {
-	case j := <-got:
-		if len(j) != 1 {
-			t.Fatalf("after 0.5s at 2/s: %d jobs, want 1", len(j))
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("parked fetch not woken by the rate limiter")
+	if j := f.woken(t, "the rate limiter"); len(j) != 1 {
+		t.Fatalf("after 0.5s at 2/s: %d jobs, want 1", len(j))
 	}
 	// Removing the limit lets everything through.
 	lim.set("slow", dispatch.QueueLimit{})

@@ -14,6 +14,7 @@ import (
 	"github.com/raftq/raftq/fsm/fsmpb"
 	"github.com/raftq/raftq/internal/apierr"
 	"github.com/raftq/raftq/internal/proposer"
+	"github.com/raftq/raftq/internal/testutil"
 )
 
 // future is a raft.ApplyFuture completed by the fake.
@@ -84,7 +85,7 @@ func TestRequestsShareEntriesWhileWindowIsFull(t *testing.T) {
 		}(i)
 	}
 	// Let every request queue up behind the first entry, then release.
-	waitUntil(t, func() bool { r.mu.Lock(); defer r.mu.Unlock(); return len(r.entries) >= 1 })
+	testutil.WaitFor(t, 10*time.Second, "an entry to reach Raft", func() bool { r.mu.Lock(); defer r.mu.Unlock(); return len(r.entries) >= 1 })
 	time.Sleep(100 * time.Millisecond)
 	close(r.release)
 	wg.Wait()
@@ -134,7 +135,7 @@ func TestStopFailsQueuedRequestsDefinitely(t *testing.T) {
 	p := proposer.New(r, proposer.Options{MaxInFlight: 1})
 	first := make(chan proposer.Response, 1)
 	p.Submit(enqueueCmd("a"), func(res proposer.Response) { first <- res })
-	waitUntil(t, func() bool { r.mu.Lock(); defer r.mu.Unlock(); return len(r.entries) == 1 })
+	testutil.WaitFor(t, 10*time.Second, "one entry to reach Raft", func() bool { r.mu.Lock(); defer r.mu.Unlock(); return len(r.entries) == 1 })
 	queued := make(chan proposer.Response, 1)
 	p.Submit(enqueueCmd("b"), func(res proposer.Response) { queued <- res })
 	go func() { time.Sleep(50 * time.Millisecond); close(r.release) }()
@@ -147,17 +148,6 @@ func TestStopFailsQueuedRequestsDefinitely(t *testing.T) {
 	}
 	if r.f.Len() != 1 {
 		t.Fatalf("fsm has %d jobs, want 1", r.f.Len())
-	}
-}
-
-func waitUntil(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met")
-		}
-		time.Sleep(time.Millisecond)
 	}
 }
 

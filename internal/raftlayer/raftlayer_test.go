@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/raftq/raftq/internal/certgen"
+	"github.com/raftq/raftq/internal/testutil"
 	"github.com/raftq/raftq/internal/tlsutil"
 )
 
@@ -55,7 +56,7 @@ func transportWith(t *testing.T, cfg Config) (*Layer, *raft.NetworkTransport) {
 	}
 	tr := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream: l, MaxPool: 2, Timeout: 5 * time.Second,
-		Logger: hclog.New(&hclog.LoggerOptions{Output: io.Discard}),
+		Logger: hclog.New(&hclog.LoggerOptions{Output: testutil.LogWriter(t)}),
 	})
 	t.Cleanup(func() { tr.Close() })
 	return l, tr

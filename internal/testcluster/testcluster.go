@@ -8,9 +8,7 @@ package testcluster
 import (
 	"context"
 	"fmt"
-	"io"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -20,6 +18,8 @@ import (
 	"github.com/raftq/raftq/brokerd/daemon"
 	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/internal/freeport"
+	"github.com/raftq/raftq/internal/testutil"
+	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
 
 // Cluster is a set of in-process broker nodes.
@@ -28,6 +28,10 @@ type Cluster struct {
 	dir   string
 	mu    sync.Mutex
 	nodes []*Member
+	// log is every node's logger, through t.Log (testutil.Logger): made
+	// before the cleanup that closes the nodes, so what they log while
+	// closing still shows.
+	log *slog.Logger
 	// Tune, when set, adjusts every node's config before it opens.
 	Tune func(*brokerd.Config)
 	// Process adjusts what every node's process serves around the node
@@ -47,14 +51,6 @@ type Member struct {
 	Daemon *daemon.Daemon
 }
 
-// Logger is quiet unless RAFTQ_TEST_LOG is set.
-func Logger() *slog.Logger {
-	if os.Getenv("RAFTQ_TEST_LOG") != "" {
-		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
-	}
-	return slog.New(slog.NewTextHandler(io.Discard, nil))
-}
-
 // New bootstraps an n-node cluster and waits for a ready leader. tune
 // adjusts each node's configuration, process what each process serves
 // around it (Admin, an etcd config).
@@ -69,7 +65,7 @@ func New(t testing.TB, n int, tune func(*brokerd.Config), process ...func(*daemo
 // the test's temporary directory, as New does.
 func NewIn(t testing.TB, n int, dir func(id string) string, tune func(*brokerd.Config), process ...func(*daemon.Config)) *Cluster {
 	t.Helper()
-	c := &Cluster{t: t, dir: t.TempDir(), Tune: tune, Process: process}
+	c := &Cluster{t: t, dir: t.TempDir(), Tune: tune, Process: process, log: testutil.Logger(t)}
 	var peers []brokerd.Peer
 	for i := 0; i < n; i++ {
 		m := &Member{
@@ -126,7 +122,7 @@ func (c *Cluster) config(m *Member) daemon.Config {
 	cfg.DataDir = m.Dir
 	cfg.RaftAddr = m.RaftAddr
 	cfg.GRPCAddr = m.GRPCAddr
-	cfg.Logger = Logger()
+	cfg.Logger = c.log.With("node", m.ID)
 	if c.Tune != nil {
 		c.Tune(&cfg.Config)
 	}
@@ -290,6 +286,23 @@ func (c *Cluster) Client() *client.Client {
 	}
 	c.t.Cleanup(func() { cl.Close() })
 	return cl
+}
+
+// WaitJobState polls job id through cl until it is in state st, and
+// returns it; a failed read fails t. The minute is a hang guard.
+func WaitJobState(t testing.TB, cl *client.Client, id string, st raftqv1.JobState) *raftqv1.Job {
+	t.Helper()
+	var j *raftqv1.Job
+	testutil.WaitFor(t, time.Minute, "job "+id+" in state "+st.String(), func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		var err error
+		if j, err = cl.GetJob(ctx, id, raftqv1.Consistency_CONSISTENCY_LINEARIZABLE); err != nil {
+			t.Fatalf("GetJob %s: %v", id, err)
+		}
+		return j.State == st
+	})
+	return j
 }
 
 // WaitConverged waits until every running node has applied at least what
