@@ -1,7 +1,6 @@
 package brokerd_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -15,7 +14,6 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -44,31 +42,13 @@ const (
 	adminTok    = "admin-token"
 )
 
-// syncBuf is a log sink several nodes write to.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // secure is a 3-node cluster with TLS everywhere and auth on, and what
 // its tests need to talk to it.
 type secure struct {
 	c     *testcluster.Cluster
 	pki   *certgen.Dev
-	logs  *syncBuf
-	audit *syncBuf // every node's audit lines (JSON)
+	logs  *testutil.Buffer
+	audit *testutil.Buffer // every node's audit lines (JSON)
 	ca    *x509.CertPool
 }
 
@@ -95,7 +75,7 @@ func newSecureClusterWith(t *testing.T, n int, audit auth.AuditLimits, tune func
 	if err := os.WriteFile(tokensFile, []byte(tokens), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s := &secure{pki: pki, logs: &syncBuf{}, audit: &syncBuf{}}
+	s := &secure{pki: pki, logs: &testutil.Buffer{}, audit: &testutil.Buffer{}}
 	// The log level is warn, as in make run: audit lines do not depend on it.
 	logger := slog.New(slog.NewTextHandler(s.logs, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	sink := auth.NewAuditLog(s.audit, audit)
@@ -401,7 +381,7 @@ func TestForeignCertificateCannotJoin(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &syncBuf{}
+	logs := &testutil.Buffer{}
 	cfg := brokerd.DefaultConfig()
 	cfg.NodeID = "rogue"
 	cfg.DataDir = filepath.Join(dir, "data")

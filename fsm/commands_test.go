@@ -873,15 +873,8 @@ func TestPauseResume(t *testing.T) {
 }
 
 func TestRedrive(t *testing.T) {
-	dead := func(h *harness, ids ...string) {
-		enqueue(h, ids...)
-		for _, id := range ids {
-			tk := lease(h, t0, id)
-			h.one(cmdNack(t0+sec, &fsmpb.NackItem{JobId: id, Token: tk, Error: "bad", Permanent: true}))
-		}
-	}
 	runCases(t, []cmdCase{
-		{name: "listed", setup: func(h *harness) { dead(h, "a", "b") }, run: func(h *harness) Result {
+		{name: "listed", setup: func(h *harness) { killJobs(h, "a", "b") }, run: func(h *harness) Result {
 			return h.one(cmdRedrive(t0+2*sec, "", 0, "a"))
 		}, check: func(t *testing.T, h *harness, r Result) {
 			j := h.wantState("a", StateReady)
@@ -904,10 +897,10 @@ func TestRedrive(t *testing.T) {
 		{name: "listed unknown", err: ErrNotFound, run: func(h *harness) Result {
 			return h.one(cmdRedrive(t0, "", 0, "a"))
 		}},
-		{name: "listed in another queue", err: ErrNotFound, setup: func(h *harness) { dead(h, "a") }, run: func(h *harness) Result {
+		{name: "listed in another queue", err: ErrNotFound, setup: func(h *harness) { killJobs(h, "a") }, run: func(h *harness) Result {
 			return h.one(cmdRedrive(t0, "other", 0, "a"))
 		}, check: func(t *testing.T, h *harness, r Result) { h.wantState("a", StateDead) }},
-		{name: "by queue in id order with limit", setup: func(h *harness) { dead(h, "c", "a", "b") }, run: func(h *harness) Result {
+		{name: "by queue in id order with limit", setup: func(h *harness) { killJobs(h, "c", "a", "b") }, run: func(h *harness) Result {
 			return h.one(cmdRedrive(t0+2*sec, "q", 2))
 		}, check: func(t *testing.T, h *harness, r Result) {
 			if got := []string{r.Items[0].JobID, r.Items[1].JobID}; len(r.Items) != 2 || !eq(got, []string{"a", "b"}) {
@@ -916,7 +909,7 @@ func TestRedrive(t *testing.T) {
 			h.wantState("c", StateDead)
 			h.wantCounts("q", map[State]int64{StateReady: 2, StateDead: 1})
 		}},
-		{name: "by queue default limit", setup: func(h *harness) { dead(h, "c", "a", "b") }, run: func(h *harness) Result {
+		{name: "by queue default limit", setup: func(h *harness) { killJobs(h, "c", "a", "b") }, run: func(h *harness) Result {
 			return h.one(cmdRedrive(t0+2*sec, "q", 0))
 		}, check: func(t *testing.T, h *harness, r Result) {
 			if len(r.Items) != 3 {

@@ -12,15 +12,8 @@ func cmdDeleteDead(now int64, queue string, limit int32, ids ...string) *fsmpb.C
 }
 
 func TestDeleteDead(t *testing.T) {
-	dead := func(h *harness, ids ...string) {
-		enqueue(h, ids...)
-		for _, id := range ids {
-			tk := lease(h, t0, id)
-			h.one(cmdNack(t0+sec, &fsmpb.NackItem{JobId: id, Token: tk, Error: "bad", Permanent: true}))
-		}
-	}
 	runCases(t, []cmdCase{
-		{name: "listed", setup: func(h *harness) { dead(h, "a", "b") }, run: func(h *harness) Result {
+		{name: "listed", setup: func(h *harness) { killJobs(h, "a", "b") }, run: func(h *harness) Result {
 			return h.one(cmdDeleteDead(t0+2*sec, "", 0, "a"))
 		}, check: func(t *testing.T, h *harness, r Result) {
 			if len(r.Items) != 1 || r.Items[0].JobID != "a" {
@@ -34,7 +27,7 @@ func TestDeleteDead(t *testing.T) {
 				t.Fatalf("List dead %v", got)
 			}
 		}},
-		{name: "listed in its queue", setup: func(h *harness) { dead(h, "a") }, run: func(h *harness) Result {
+		{name: "listed in its queue", setup: func(h *harness) { killJobs(h, "a") }, run: func(h *harness) Result {
 			return h.one(cmdDeleteDead(t0, "q", 0, "a"))
 		}, check: func(t *testing.T, h *harness, r Result) { h.wantCounts("q", map[State]int64{}) }},
 		{name: "listed not dead", err: ErrWrongState, setup: func(h *harness) { enqueue(h, "a") }, run: func(h *harness) Result {
@@ -43,10 +36,10 @@ func TestDeleteDead(t *testing.T) {
 		{name: "listed unknown", err: ErrNotFound, run: func(h *harness) Result {
 			return h.one(cmdDeleteDead(t0, "", 0, "a"))
 		}},
-		{name: "listed in another queue", err: ErrNotFound, setup: func(h *harness) { dead(h, "a") }, run: func(h *harness) Result {
+		{name: "listed in another queue", err: ErrNotFound, setup: func(h *harness) { killJobs(h, "a") }, run: func(h *harness) Result {
 			return h.one(cmdDeleteDead(t0, "other", 0, "a"))
 		}, check: func(t *testing.T, h *harness, r Result) { h.wantState("a", StateDead) }},
-		{name: "one refusal leaves the others", err: ErrNotFound, setup: func(h *harness) { dead(h, "a", "b") }, run: func(h *harness) Result {
+		{name: "one refusal leaves the others", err: ErrNotFound, setup: func(h *harness) { killJobs(h, "a", "b") }, run: func(h *harness) Result {
 			return h.one(cmdDeleteDead(t0, "", 0, "zz", "a", "b"))
 		}, check: func(t *testing.T, h *harness, r Result) {
 			if len(r.Items) != 3 || r.Items[1].Err != nil || r.Items[2].Err != nil {
@@ -56,7 +49,7 @@ func TestDeleteDead(t *testing.T) {
 				t.Fatalf("%d jobs left", h.f.Len())
 			}
 		}},
-		{name: "by queue in id order with limit", setup: func(h *harness) { dead(h, "c", "a", "b") }, run: func(h *harness) Result {
+		{name: "by queue in id order with limit", setup: func(h *harness) { killJobs(h, "c", "a", "b") }, run: func(h *harness) Result {
 			return h.one(cmdDeleteDead(t0+2*sec, "q", 2))
 		}, check: func(t *testing.T, h *harness, r Result) {
 			if got := []string{r.Items[0].JobID, r.Items[1].JobID}; len(r.Items) != 2 || !eq(got, []string{"a", "b"}) {
@@ -65,7 +58,7 @@ func TestDeleteDead(t *testing.T) {
 			h.wantState("c", StateDead)
 			h.wantCounts("q", map[State]int64{StateDead: 1})
 		}},
-		{name: "by queue leaves other states", setup: func(h *harness) { dead(h, "a"); enqueue(h, "b") }, run: func(h *harness) Result {
+		{name: "by queue leaves other states", setup: func(h *harness) { killJobs(h, "a"); enqueue(h, "b") }, run: func(h *harness) Result {
 			return h.one(cmdDeleteDead(t0+2*sec, "q", 0))
 		}, check: func(t *testing.T, h *harness, r Result) {
 			if len(r.Items) != 1 || r.Items[0].JobID != "a" {

@@ -405,3 +405,13 @@ func (f *FSM) update(t testing.TB, fn func(st *state)) {
 	}
 	f.gen.Add(1) // the cached hash is stale
 }
+
+// killJobs enqueues jobs ids and makes them dead: leased at t0, nacked
+// permanently with error "bad" at t0+1s.
+func killJobs(h *harness, ids ...string) {
+	enqueue(h, ids...)
+	for _, id := range ids {
+		tk := lease(h, t0, id)
+		h.one(cmdNack(t0+sec, &fsmpb.NackItem{JobId: id, Token: tk, Error: "bad", Permanent: true}))
+	}
+}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/raftq/raftq/results"
-	"github.com/raftq/raftq/svcd/server"
 	"github.com/raftq/raftq/svcd/svcdtest"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -17,26 +16,7 @@ import (
 
 func startClient(t *testing.T, b svcdtest.Backend) *results.Client {
 	t.Helper()
-	s, err := server.New(context.Background(), server.Config{
-		ListenGRPC: "127.0.0.1:0", ListenHTTP: "127.0.0.1:0",
-		DB: b.Driver, DSN: b.DSN, DataDir: b.DataDir,
-		Brokers: server.BrokerCheck{Disabled: true}, // the client alone
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-	})
-	c, err := results.Dial(s.GRPCAddr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
+	return svcdtest.Dial(t, svcdtest.Start(t, b)) // no broker verification: the client alone
 }
 
 var t0 = time.Date(2026, 3, 4, 5, 6, 7, 0, time.UTC)

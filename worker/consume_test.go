@@ -2,7 +2,6 @@ package worker_test
 
 import (
 	"context"
-	"errors"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -84,28 +83,14 @@ func TestConsumeCancelNotice(t *testing.T) {
 	}
 	var calls methodCounter
 	w := worker.New(countingClient(t, c, &calls), worker.Options{Queues: []worker.QueueConfig{{Name: "cancel"}}, Logger: testutil.Logger(t)})
-	started := make(chan struct{})
-	stopped := make(chan error, 1)
-	w.Handle("block", func(ctx context.Context, job *worker.Job) error {
-		close(started)
-		<-ctx.Done()
-		stopped <- context.Cause(ctx)
-		return ctx.Err()
-	})
+	b := blocker(w)
 	r := start(t, w)
-	<-started
+	<-b.started
 	time.Sleep(time.Second) // two CancelPoll periods: a fetched job would have polled twice
 	if _, err := prod.CancelJob(ctx, id); err != nil {
 		t.Fatal(err)
 	}
-	select {
-	case cause := <-stopped:
-		if !errors.Is(cause, worker.ErrJobCancelled) {
-			t.Fatalf("cause %v, want ErrJobCancelled", cause)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("handler context never cancelled")
-	}
+	b.cancelled(t)
 	if calls.get("Consume") == 0 || calls.get("Fetch") != 0 {
 		t.Fatalf("calls %v: want Consume and no Fetch", calls.n)
 	}
@@ -128,11 +113,7 @@ func TestConsumeFallsBackToFetch(t *testing.T) {
 		Queues:   []worker.QueueConfig{{Name: "old", Concurrency: 2}, {Name: "old2"}},
 		PollWait: time.Second,
 		Logger:   testutil.Logger(t),
-		OnSettle: func(_ *worker.Job, s worker.Settlement) {
-			if s.Action == worker.ActionAcked {
-				acked.Add(1)
-			}
-		},
+		OnSettle: countAcked(&acked),
 	})
 	w.Handle("t", func(context.Context, *worker.Job) error { return nil })
 	r := start(t, w)
@@ -169,13 +150,9 @@ func TestConsumeKeepsToConcurrency(t *testing.T) {
 	}
 	var running, maxRunning, acked atomic.Int64
 	w := worker.New(newClient(t, c), worker.Options{
-		Queues: []worker.QueueConfig{{Name: "conc", Concurrency: conc}},
-		Logger: testutil.Logger(t),
-		OnSettle: func(_ *worker.Job, s worker.Settlement) {
-			if s.Action == worker.ActionAcked {
-				acked.Add(1)
-			}
-		},
+		Queues:   []worker.QueueConfig{{Name: "conc", Concurrency: conc}},
+		Logger:   testutil.Logger(t),
+		OnSettle: countAcked(&acked),
 	})
 	w.Handle("t", func(context.Context, *worker.Job) error {
 		n := running.Add(1)
@@ -222,11 +199,7 @@ func TestConsumeStreamCapFallsBackToFetch(t *testing.T) {
 		Queues:   []worker.QueueConfig{{Name: "a"}, {Name: "b"}},
 		PollWait: time.Second,
 		Logger:   testutil.Logger(t),
-		OnSettle: func(_ *worker.Job, s worker.Settlement) {
-			if s.Action == worker.ActionAcked {
-				acked.Add(1)
-			}
-		},
+		OnSettle: countAcked(&acked),
 	})
 	w.Handle("t", func(context.Context, *worker.Job) error { return nil })
 	r := start(t, w)

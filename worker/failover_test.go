@@ -149,11 +149,7 @@ func TestWorkerResumesAfterQuorumLoss(t *testing.T) {
 		Queues:   []worker.QueueConfig{{Name: "q", Concurrency: 4}},
 		PollWait: time.Second,
 		Logger:   testutil.Logger(t),
-		OnSettle: func(_ *worker.Job, s worker.Settlement) {
-			if s.Action == worker.ActionAcked {
-				acked.Add(1)
-			}
-		},
+		OnSettle: countAcked(&acked),
 	})
 	w.Handle("t", func(context.Context, *worker.Job) error { return nil })
 	r := start(t, w)

@@ -2,7 +2,9 @@ package worker_test
 
 import (
 	"context"
+	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -97,4 +99,47 @@ func (l *settleLog) count(action worker.Action) int {
 		}
 	}
 	return n
+}
+
+// countAcked is an OnSettle that counts the acked settlements in n.
+func countAcked(n *atomic.Int64) func(*worker.Job, worker.Settlement) {
+	return func(_ *worker.Job, s worker.Settlement) {
+		if s.Action == worker.ActionAcked {
+			n.Add(1)
+		}
+	}
+}
+
+// blocking is a "block" handler (blocker) that holds its job until the
+// job's context ends: started is closed when it begins, stopped gets the
+// context's cause (why the worker stopped the handler).
+type blocking struct {
+	started <-chan struct{}
+	stopped <-chan error
+}
+
+func blocker(w *worker.Worker) blocking {
+	begun := make(chan struct{})
+	cause := make(chan error, 1)
+	w.Handle("block", func(ctx context.Context, job *worker.Job) error {
+		close(begun)
+		<-ctx.Done()
+		cause <- context.Cause(ctx)
+		return ctx.Err()
+	})
+	return blocking{started: begun, stopped: cause}
+}
+
+// cancelled fails t unless the handler's context ends because its job was
+// cancelled (the 30 s are a hang guard).
+func (b blocking) cancelled(t testing.TB) {
+	t.Helper()
+	select {
+	case cause := <-b.stopped:
+		if !errors.Is(cause, worker.ErrJobCancelled) {
+			t.Fatalf("cause %v, want ErrJobCancelled", cause)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("handler context never cancelled")
+	}
 }

@@ -33,23 +33,9 @@ func TestEveryJobHasExactlyOneResultInSvcd(t *testing.T) {
 		defer cancel()
 		// svcd verifies every result with the cluster's leader.
 		c := testcluster.New(t, 3, nil)
-		srv, err := server.New(ctx, server.Config{ListenGRPC: "127.0.0.1:0", ListenHTTP: "127.0.0.1:0",
-			DB: b.Driver, DSN: b.DSN, DataDir: b.DataDir, ReadyInterval: 50 * time.Millisecond,
+		srv := svcdtest.StartWith(t, server.Config{DB: b.Driver, DSN: b.DSN, DataDir: b.DataDir, ReadyInterval: 50 * time.Millisecond,
 			Brokers: server.BrokerCheck{Addrs: c.Addrs()}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv.Start()
-		defer func() {
-			sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-			defer scancel()
-			srv.Shutdown(sctx)
-		}()
-		rc, err := results.Dial(srv.GRPCAddr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rc.Close()
+		rc := svcdtest.Dial(t, srv)
 
 		cl := c.Client()
 		const n = 1000
@@ -157,19 +143,8 @@ func TestRecorderWithVerification(t *testing.T) {
 	defer cancel()
 	c := testcluster.New(t, 1, nil)
 	start := func(brokers []string) *results.Client {
-		srv, err := server.New(ctx, server.Config{ListenGRPC: "127.0.0.1:0", ListenHTTP: "127.0.0.1:0", DB: "sqlite", DataDir: t.TempDir(),
-			Brokers: server.BrokerCheck{Addrs: brokers, Timeout: 500 * time.Millisecond}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		srv.Start()
-		t.Cleanup(func() { srv.Shutdown(context.Background()) })
-		rc, err := results.Dial(srv.GRPCAddr())
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { rc.Close() })
-		return rc
+		return svcdtest.Dial(t, svcdtest.StartWith(t, server.Config{DB: "sqlite", DataDir: t.TempDir(),
+			Brokers: server.BrokerCheck{Addrs: brokers, Timeout: 500 * time.Millisecond}}))
 	}
 	rc := start(c.Addrs())
 	rec := workerd.ResultsRecorder{Client: rc}

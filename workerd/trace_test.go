@@ -15,7 +15,6 @@ import (
 	"github.com/raftq/raftq/internal/testcluster"
 	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
-	"github.com/raftq/raftq/results"
 	"github.com/raftq/raftq/svcd/server"
 	"github.com/raftq/raftq/svcd/svcdtest"
 	"github.com/raftq/raftq/worker"
@@ -43,23 +42,9 @@ func TestOneTraceSpansProducerWorkerSvcd(t *testing.T) {
 	defer cancel()
 	c := testcluster.New(t, 3, nil)
 	b := svcdtest.SQLite(t)
-	srv, err := server.New(ctx, server.Config{ListenGRPC: "127.0.0.1:0", ListenHTTP: "127.0.0.1:0",
-		DB: b.Driver, DSN: b.DSN, DataDir: b.DataDir, ReadyInterval: 50 * time.Millisecond,
+	srv := svcdtest.StartWith(t, server.Config{DB: b.Driver, DSN: b.DSN, DataDir: b.DataDir, ReadyInterval: 50 * time.Millisecond,
 		Brokers: server.BrokerCheck{Addrs: c.Addrs()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	defer func() {
-		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer scancel()
-		srv.Shutdown(sctx)
-	}()
-	rc, err := results.Dial(srv.GRPCAddr())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rc.Close()
+	rc := svcdtest.Dial(t, srv)
 
 	cl, err := client.New(c.Addrs(), client.Options{TracerProvider: tp})
 	if err != nil {

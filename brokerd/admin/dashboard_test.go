@@ -183,13 +183,11 @@ var noRedirect = &http.Client{Timeout: 60 * time.Second, CheckRedirect: func(*ht
 
 func get(t *testing.T, u string) page {
 	t.Helper()
-	resp, err := noRedirect.Get(u)
+	req, err := http.NewRequest("GET", u, nil)
 	if err != nil {
-		t.Fatalf("GET %s: %v", u, err)
+		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return page{resp.StatusCode, resp.Header.Get("Location"), string(b)}
+	return send(t, req)
 }
 
 // post sends a dashboard form as a browser on the same site would
@@ -204,9 +202,16 @@ func post(t *testing.T, u string, form url.Values, hdr ...string) page {
 	for i := 0; i+1 < len(hdr); i += 2 {
 		req.Header.Set(hdr[i], hdr[i+1])
 	}
+	return send(t, req)
+}
+
+// send makes req without following redirects (the dashboard answers
+// forms with one).
+func send(t *testing.T, req *http.Request) page {
+	t.Helper()
 	resp, err := noRedirect.Do(req)
 	if err != nil {
-		t.Fatalf("POST %s: %v", u, err)
+		t.Fatalf("%s %s: %v", req.Method, req.URL, err)
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)

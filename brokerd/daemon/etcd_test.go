@@ -105,6 +105,18 @@ func (c *ecluster) start(id string, expect int) *daemon.Daemon {
 }
 
 // startAll opens the nodes at the same moment, to race them.
+// startThree starts nodes n1, n2 and n3, which find each other through a
+// fresh etcd and bootstrap one cluster, and waits for it; it returns the
+// cluster, the ids and the leader.
+func startThree(t *testing.T) (*ecluster, []string, *daemon.Daemon) {
+	t.Helper()
+	s := etcdtest.New(t)
+	c := newECluster(t, s, s.Client())
+	ids := []string{"n1", "n2", "n3"}
+	c.startAll(ids, 3)
+	return c, ids, c.waitOneCluster(ids, 30*time.Second)
+}
+
 func (c *ecluster) startAll(ids []string, expect int) {
 	var wg sync.WaitGroup
 	for _, id := range ids {
@@ -448,12 +460,8 @@ func TestEtcdJoinLeaveRestart(t *testing.T) {
 // defaults change, a bad value is refused while the old one stays, and
 // the log level follows.
 func TestEtcdLiveConfig(t *testing.T) {
-	s := etcdtest.New(t)
-	cli := s.Client()
-	c := newECluster(t, s, cli)
-	ids := []string{"n1", "n2", "n3"}
-	c.startAll(ids, 3)
-	c.waitOneCluster(ids, 30*time.Second)
+	c, _, _ := startThree(t)
+	cli := c.cli
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 
@@ -596,12 +604,8 @@ func TestEtcdDownUnderLoad(t *testing.T) {
 	if testing.Short() {
 		outage = 5 * time.Second
 	}
-	s := etcdtest.New(t)
-	cli := s.Client()
-	c := newECluster(t, s, cli)
-	ids := []string{"n1", "n2", "n3"}
-	c.startAll(ids, 3)
-	c.waitOneCluster(ids, 30*time.Second)
+	c, ids, _ := startThree(t)
+	s, cli := c.etcd, c.cli
 	cl := c.client()
 	ctx, cancel := context.WithTimeout(context.Background(), outage+120*time.Second)
 	defer cancel()
@@ -722,12 +726,8 @@ func TestEtcdDownUnderLoad(t *testing.T) {
 // A worker whose client knows only the etcd resolver target keeps working
 // across a leader crash, with no help.
 func TestEtcdResolverFollowsLeaderChange(t *testing.T) {
-	s := etcdtest.New(t)
-	cli := s.Client()
-	c := newECluster(t, s, cli)
-	ids := []string{"n1", "n2", "n3"}
-	c.startAll(ids, 3)
-	l := c.waitOneCluster(ids, 30*time.Second)
+	c, ids, l := startThree(t)
+	s, cli := c.etcd, c.cli
 	s.WaitKey(cli, discovery.LeaderKey(c.prefix, discovery.ServiceBrokers), true, 10*time.Second)
 
 	// The one-line hook: the etcd target instead of static addresses.

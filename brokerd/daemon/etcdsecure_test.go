@@ -1,7 +1,6 @@
 package daemon_test
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
@@ -10,7 +9,6 @@ import (
 	"log/slog"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -31,24 +29,6 @@ import (
 
 // The etcd half of the security tests (brokerd/security_test.go has the
 // node's): etcd over TLS, and a bootstrap record tied to the cluster's CA.
-
-// syncBuf is a log sink several goroutines write to.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestEtcdOverTLS: a node configured with etcd TLS registers in an etcd
 // that serves only TLS and requires client certificates; a client
@@ -117,7 +97,7 @@ func TestBootstrapRecordTiedToCluster(t *testing.T) {
 	rec := etcdnode.ClusterRecord{ClusterID: "forged", Voters: []brokerd.Peer{{ID: "n1", RaftAddr: raftAddr}}, By: "n1", CA: fingerprint(other.Cert)}
 	put(rec)
 
-	logs := &syncBuf{}
+	logs := &testutil.Buffer{}
 	cfg := daemon.DefaultConfig()
 	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.GRPCAddr = "n1", filepath.Join(dir, "n1"), raftAddr, freeport.T(t)
 	cfg.BootstrapExpect = 1

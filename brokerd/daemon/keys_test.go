@@ -10,7 +10,6 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/raftq/raftq/client"
-	"github.com/raftq/raftq/internal/etcdtest"
 	"github.com/raftq/raftq/internal/liveconfig"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
@@ -19,12 +18,8 @@ import (
 // new leader's dispatcher counts each key's leased jobs from FSM state, so
 // jobs leased under the old leader still count. Bad keys are refused.
 func TestEtcdConcurrencyKeyCapSurvivesLeaderChange(t *testing.T) {
-	s := etcdtest.New(t)
-	cli := s.Client()
-	c := newECluster(t, s, cli)
-	ids := []string{"n1", "n2", "n3"}
-	c.startAll(ids, 3)
-	c.waitOneCluster(ids, 30*time.Second)
+	c, _, _ := startThree(t)
+	cli := c.cli
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
 	if _, err := cli.Put(ctx, liveconfig.QueueKey(c.prefix, "tenants"), `{"max_in_flight_per_key":2}`); err != nil {

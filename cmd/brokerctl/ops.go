@@ -496,85 +496,9 @@ func snapshotCmd(g *globals) *cobra.Command {
 	save := &cobra.Command{
 		Use: "save FILE", Short: "Save a backup of the leader's state to FILE", Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			p, err := g.printer(cmd.OutOrStdout())
-			if err != nil {
-				return err
-			}
-			cl, err := g.client()
-			if err != nil {
-				return err
-			}
-			defer cl.Close()
-			ctx, cancel := g.ctx()
-			defer cancel()
-			// A linearizable read first: only a leader that has applied
-			// every acknowledged write (its Barrier done) answers it. A
-			// leader elected a moment ago may not have yet, and the Snapshot
-			// RPC streams whatever its FSM holds.
-			if _, err := cl.QueueStats(ctx); err != nil {
-				return err
-			}
-			// The leader holds the freshest state: ask any broker who leads.
-			leader := ""
-			for _, a := range g.addrs() {
-				sctx, c := context.WithTimeout(ctx, 3*time.Second)
-				st, err := cl.Status(sctx, a)
-				c()
-				if err == nil && st.LeaderAddr != "" {
-					leader = st.LeaderAddr
-					break
-				}
-			}
-			if leader == "" {
-				return errors.New("no broker knows a leader")
-			}
-			cc, err := g.dial(leader)
-			if err != nil {
-				return err
-			}
-			defer cc.Close()
-			stream, err := raftqv1.NewClusterClient(cc).Snapshot(ctx, &raftqv1.SnapshotRequest{})
-			if err != nil {
-				return err
-			}
-			tmp, err := os.CreateTemp(filepath.Dir(args[0]), filepath.Base(args[0])+".*.partial")
-			if err != nil {
-				return err
-			}
-			defer os.Remove(tmp.Name())
-			var n int64
-			var index uint64
-			var node string
-			for {
-				c, err := stream.Recv()
-				if err == io.EOF {
-					break
-				}
-				if err != nil {
-					tmp.Close()
-					return err
-				}
-				if c.NodeId != "" {
-					index, node = c.AppliedIndex, c.NodeId
-				}
-				if _, err := tmp.Write(c.Data); err != nil {
-					tmp.Close()
-					return err
-				}
-				n += int64(len(c.Data))
-			}
-			if err := tmp.Sync(); err != nil {
-				tmp.Close()
-				return err
-			}
-			if err := tmp.Close(); err != nil {
-				return err
-			}
-			if err := os.Rename(tmp.Name(), args[0]); err != nil {
-				return err
-			}
-			out := map[string]any{"file": args[0], "bytes": n, "applied_index": index, "node_id": node}
-			return p.kv(out, [][2]string{{"FILE", args[0]}, {"BYTES", i64(n)}, {"APPLIED INDEX", strconv.FormatUint(index, 10)}, {"FROM", node}})
+			return g.run(cmd, func(ctx context.Context, cl *client.Client, p *printer) error {
+				return saveBackup(ctx, g, cl, p, args[0])
+			})
 		},
 	}
 	var yes bool
@@ -592,6 +516,79 @@ func snapshotCmd(g *globals) *cobra.Command {
 	restore.Flags().BoolVar(&yes, "yes", false, "confirm that every job written since the backup may be lost")
 	cmd.AddCommand(save, restore)
 	return cmd
+}
+
+// saveBackup streams the leader's state into file (through a temporary
+// file, renamed when complete and synced).
+func saveBackup(ctx context.Context, g *globals, cl *client.Client, p *printer, file string) error {
+	// A linearizable read first: only a leader that has applied
+	// every acknowledged write (its Barrier done) answers it. A
+	// leader elected a moment ago may not have yet, and the Snapshot
+	// RPC streams whatever its FSM holds.
+	if _, err := cl.QueueStats(ctx); err != nil {
+		return err
+	}
+	// The leader holds the freshest state: ask any broker who leads.
+	leader := ""
+	for _, a := range g.addrs() {
+		sctx, c := context.WithTimeout(ctx, 3*time.Second)
+		st, err := cl.Status(sctx, a)
+		c()
+		if err == nil && st.LeaderAddr != "" {
+			leader = st.LeaderAddr
+			break
+		}
+	}
+	if leader == "" {
+		return errors.New("no broker knows a leader")
+	}
+	cc, err := g.dial(leader)
+	if err != nil {
+		return err
+	}
+	defer cc.Close()
+	stream, err := raftqv1.NewClusterClient(cc).Snapshot(ctx, &raftqv1.SnapshotRequest{})
+	if err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(file), filepath.Base(file)+".*.partial")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	var n int64
+	var index uint64
+	var node string
+	for {
+		c, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			tmp.Close()
+			return err
+		}
+		if c.NodeId != "" {
+			index, node = c.AppliedIndex, c.NodeId
+		}
+		if _, err := tmp.Write(c.Data); err != nil {
+			tmp.Close()
+			return err
+		}
+		n += int64(len(c.Data))
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return err
+	}
+	if err := tmp.Close(); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp.Name(), file); err != nil {
+		return err
+	}
+	out := map[string]any{"file": file, "bytes": n, "applied_index": index, "node_id": node}
+	return p.kv(out, [][2]string{{"FILE", file}, {"BYTES", i64(n)}, {"APPLIED INDEX", strconv.FormatUint(index, 10)}, {"FROM", node}})
 }
 
 // restoreBackup streams the backup in file to the cluster (a follower pipes the

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -15,6 +14,8 @@ import (
 
 	"github.com/raftq/raftq/discovery"
 	"github.com/raftq/raftq/internal/etcdtest"
+	"github.com/raftq/raftq/internal/freeport"
+	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
@@ -107,22 +108,11 @@ func TestConfigCommand(t *testing.T) {
 	}
 }
 
-// TestHelperProcess is not a test: the process tests run this test binary
-// as brokerd through it.
-func TestHelperProcess(t *testing.T) {
-	if os.Getenv("BROKERD_HELPER") != "1" {
-		t.Skip("helper process for the process tests")
-	}
-	os.Exit(run(strings.Fields(os.Getenv("BROKERD_ARGS")), os.Stdout, os.Stderr))
-}
-
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
+// TestMain runs brokerd instead of the tests in a process that
+// testutil.Child started: the process tests' brokers.
+func TestMain(m *testing.M) {
+	testutil.RunChild("brokerd", func() { os.Exit(run(os.Args[1:], os.Stdout, os.Stderr)) })
+	os.Exit(m.Run())
 }
 
 type brokerProc struct {
@@ -164,13 +154,12 @@ func TestProcessesBootstrapAndLeave(t *testing.T) {
 	dir := t.TempDir()
 	var procs []*brokerProc
 	for i := 1; i <= 3; i++ {
-		p := &brokerProc{id: fmt.Sprintf("n%d", i), grpc: freeAddr(t), log: &bytes.Buffer{}, done: make(chan error, 1)}
-		args := []string{"--id", p.id, "--data-dir", filepath.Join(dir, p.id), "--grpc-addr", p.grpc, "--raft-addr", freeAddr(t),
+		p := &brokerProc{id: fmt.Sprintf("n%d", i), grpc: freeport.T(t), log: &bytes.Buffer{}, done: make(chan error, 1)}
+		args := []string{"--id", p.id, "--data-dir", filepath.Join(dir, p.id), "--grpc-addr", p.grpc, "--raft-addr", freeport.T(t),
 			"--etcd", s.Endpoint(), "--etcd-prefix", prefix, "--etcd-lease-ttl", "2s", "--bootstrap-expect", "3",
 			"--leave-on-terminate", "--raft-heartbeat-timeout", "300ms", "--raft-election-timeout", "300ms",
 			"--raft-leader-lease-timeout", "150ms", "--log-level", "info"}
-		p.cmd = exec.Command(os.Args[0], "-test.run=^TestHelperProcess$")
-		p.cmd.Env = append(os.Environ(), "BROKERD_HELPER=1", "BROKERD_ARGS="+strings.Join(args, " "))
+		p.cmd = testutil.Child("brokerd", args...)
 		p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 		if err := p.cmd.Start(); err != nil {
 			t.Fatal(err)

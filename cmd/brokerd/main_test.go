@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io/fs"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/raftq/raftq/client"
+	"github.com/raftq/raftq/internal/freeport"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
 
@@ -26,15 +26,6 @@ func buildBrokerd(t *testing.T) string {
 		t.Fatalf("build brokerd: %v\n%s", err, out)
 	}
 	return bin
-}
-
-func freePort(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 type proc struct {
@@ -73,7 +64,7 @@ func realProcesses(t *testing.T) (bin, dir string) {
 // newProc is a node slot n<i> with its own ports and data dir below dir.
 func newProc(t *testing.T, dir string, i int) *proc {
 	id := fmt.Sprintf("n%d", i)
-	return &proc{id: id, grpc: freePort(t), raft: freePort(t), dir: filepath.Join(dir, id)}
+	return &proc{id: id, grpc: freeport.T(t), raft: freeport.T(t), dir: filepath.Join(dir, id)}
 }
 
 // startCluster starts n nodes n1..n<n> that bootstrap one cluster, and

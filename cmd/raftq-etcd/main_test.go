@@ -2,23 +2,14 @@ package main
 
 import (
 	"context"
-	"net"
 	"net/http"
 	"testing"
 	"time"
 
 	"go.etcd.io/etcd/server/v3/embed"
-)
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+	"github.com/raftq/raftq/internal/freeport"
+)
 
 func TestFlagsToConfig(t *testing.T) {
 	o, err := parseFlags([]string{
@@ -100,7 +91,7 @@ func TestServes(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts etcd")
 	}
-	client, peer := freePort(t), freePort(t)
+	client, peer := freeport.T(t), freeport.T(t)
 	start(t, "--name", "t", "--data-dir", t.TempDir(), "--listen-client", client, "--listen-peer", peer)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()

@@ -17,6 +17,7 @@ import (
 	"github.com/raftq/raftq/brokerd/daemon"
 	"github.com/raftq/raftq/brokerd/etcdnode"
 	"github.com/raftq/raftq/internal/certgen"
+	"github.com/raftq/raftq/internal/freeport"
 	"github.com/raftq/raftq/internal/liveconfig"
 	"github.com/raftq/raftq/internal/testcluster"
 	"github.com/raftq/raftq/internal/tlsutil"
@@ -42,7 +43,7 @@ func TestSecureEtcdRefusesUnauthenticatedWrites(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	client, peer := freePort(t), freePort(t)
+	client, peer := freeport.T(t), freeport.T(t)
 	start(t, "--name", "secure", "--data-dir", filepath.Join(dir, "etcd"),
 		"--cert-file", pki.CertFile("etcd"), "--key-file", pki.KeyFile("etcd"), "--trusted-ca-file", pki.CAFile(),
 		"--client-cert-allowed-cn", "node.n1,node.n2,node.n3,svcd",

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -15,6 +14,8 @@ import (
 
 	"github.com/raftq/raftq/discovery"
 	"github.com/raftq/raftq/internal/etcdtest"
+	"github.com/raftq/raftq/internal/freeport"
+	"github.com/raftq/raftq/internal/testutil"
 )
 
 // Invalid settings are configuration errors (exit 2) naming the key.
@@ -94,10 +95,9 @@ func TestBrokersConfig(t *testing.T) {
 func TestEtcdRegistration(t *testing.T) {
 	s := etcdtest.New(t)
 	prefix := s.Prefix("svcd")
-	grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), childEnv+"=1", "SVCD_TEST_ARGS=--listen-grpc "+grpcAddr+" --listen-http "+httpAddr+
-		" --data-dir "+t.TempDir()+" --etcd "+s.Endpoint()+" --etcd-prefix "+prefix+" --id s1 --etcd-lease-ttl 2s")
+	grpcAddr, httpAddr := freeport.T(t), freeport.T(t)
+	cmd := testutil.Child("svcd", "--listen-grpc", grpcAddr, "--listen-http", httpAddr,
+		"--data-dir", t.TempDir(), "--etcd", s.Endpoint(), "--etcd-prefix", prefix, "--id", "s1", "--etcd-lease-ttl", "2s")
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {

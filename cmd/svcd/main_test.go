@@ -3,50 +3,33 @@ package main
 import (
 	"bytes"
 	"context"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/raftq/raftq/internal/freeport"
+	"github.com/raftq/raftq/internal/testutil"
 )
 
-// When set, the test binary runs svcd's main instead of the tests: the
-// cheapest way to get a real svcd process without building another binary.
-const childEnv = "SVCD_TEST_RUN_MAIN"
-
+// TestMain runs svcd's main instead of the tests in a process that
+// testutil.Child started: a real svcd process without another binary.
 func TestMain(m *testing.M) {
-	if os.Getenv(childEnv) == "1" {
-		os.Args = append([]string{"svcd"}, strings.Fields(os.Getenv("SVCD_TEST_ARGS"))...)
-		main()
-		os.Exit(0)
-	}
+	testutil.RunChild("svcd", main)
 	os.Exit(m.Run())
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // TestSIGTERM runs svcd as a process, waits until it is ready, sends
 // SIGTERM and expects a clean exit after an orderly shutdown.
 func TestSIGTERM(t *testing.T) {
-	grpcAddr, httpAddr := freeAddr(t), freeAddr(t)
+	grpcAddr, httpAddr := freeport.T(t), freeport.T(t)
 	dataDir := filepath.Join(t.TempDir(), "svcd")
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	// A broker that is nowhere: svcd starts (it dials lazily) and
 	// verifies results with it.
-	cmd.Env = append(os.Environ(), childEnv+"=1",
-		"SVCD_TEST_ARGS=--listen-grpc "+grpcAddr+" --listen-http "+httpAddr+" --data-dir "+dataDir+" --brokers "+freeAddr(t))
+	cmd := testutil.Child("svcd", "--listen-grpc", grpcAddr, "--listen-http", httpAddr, "--data-dir", dataDir, "--brokers", freeport.T(t))
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {

@@ -1,14 +1,12 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -27,52 +25,22 @@ import (
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"github.com/raftq/raftq/results"
 	"github.com/raftq/raftq/svcd/server"
+	"github.com/raftq/raftq/svcd/svcdtest"
 )
 
-// When set, the test binary runs workerd's main instead of the tests: the
-// cheapest way to get a real workerd process without building another
-// binary.
-const childEnv = "WORKERD_TEST_RUN_MAIN"
-
+// TestMain runs workerd's main instead of the tests in a process that
+// testutil.Child started: a real workerd process without another binary.
 func TestMain(m *testing.M) {
-	if os.Getenv(childEnv) == "1" {
-		os.Args = append([]string{"workerd"}, strings.Fields(os.Getenv("WORKERD_TEST_ARGS"))...)
-		main()
-		os.Exit(0)
-	}
+	testutil.RunChild("workerd", main)
 	os.Exit(m.Run())
-}
-
-// syncBuffer is a bytes.Buffer safe to read while the child writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 // child starts workerd with args as a process whose environment has no
 // RAFTQ_* variable of the developer's: it sees exactly args.
-func child(t *testing.T, args ...string) (*exec.Cmd, *syncBuffer) {
+func child(t *testing.T, args ...string) (*exec.Cmd, *testutil.Buffer) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "RAFTQ_") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, childEnv+"=1", "WORKERD_TEST_ARGS="+strings.Join(args, " "))
-	stderr := &syncBuffer{}
+	cmd := testutil.Child("workerd", args...)
+	stderr := &testutil.Buffer{}
 	cmd.Stderr = stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -126,18 +94,8 @@ func TestOnlyEtcd(t *testing.T) {
 
 	// svcd verifies every result with the brokers it finds through etcd
 	// too.
-	srv, err := server.New(ctx, server.Config{ListenGRPC: "127.0.0.1:0", ListenHTTP: "127.0.0.1:0",
-		DB: "sqlite", DataDir: t.TempDir(), ReadyInterval: 50 * time.Millisecond,
+	srv := svcdtest.StartWith(t, server.Config{DB: "sqlite", DataDir: t.TempDir(), ReadyInterval: 50 * time.Millisecond,
 		Brokers: server.BrokerCheck{Addrs: []string{etcdresolver.BrokersTarget(prefix)}, DialOptions: etcdresolver.BrokerDialOptions(cli)}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	defer func() {
-		sctx, scancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer scancel()
-		_ = srv.Shutdown(sctx)
-	}()
 	reg, err := discovery.Register(cli, prefix, discovery.ServiceSvcd, discovery.Instance{ID: "s1", Addr: srv.GRPCAddr()},
 		discovery.RegisterOptions{Logger: testutil.Logger(t)})
 	if err != nil {
@@ -198,7 +156,7 @@ func TestOnlyEtcd(t *testing.T) {
 
 // waitSucceeded waits until n jobs of queue "default" succeeded, failing
 // if the workerd child exits first (done) or ctx ends.
-func waitSucceeded(t *testing.T, ctx context.Context, cl *client.Client, n int64, done <-chan error, stderr *syncBuffer) {
+func waitSucceeded(t *testing.T, ctx context.Context, cl *client.Client, n int64, done <-chan error, stderr *testutil.Buffer) {
 	t.Helper()
 	for {
 		qs, err := cl.QueueStats(ctx, "default")
@@ -241,15 +199,10 @@ func TestTokenFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := testcluster.New(t, 1, testcluster.Secure(pki, tokens))
-	srv, err := server.New(ctx, server.Config{ListenGRPC: "127.0.0.1:0", ListenHTTP: "127.0.0.1:0", DB: "sqlite", DataDir: filepath.Join(dir, "svcd"),
+	srv := svcdtest.StartWith(t, server.Config{DB: "sqlite", DataDir: filepath.Join(dir, "svcd"),
 		TLS:     tlsutil.Files{CA: pki.CAFile(), Cert: pki.CertFile("svcd"), Key: pki.KeyFile("svcd")},
 		Auth:    auth.Config{TokensFile: tokens},
 		Brokers: server.BrokerCheck{Addrs: c.Addrs()}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv.Start()
-	defer srv.Shutdown(context.Background())
 	tlsCfg, err := client.LoadTLS(pki.CAFile(), "", "")
 	if err != nil {
 		t.Fatal(err)

@@ -3,7 +3,6 @@ package dispatch_test
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
@@ -87,49 +86,14 @@ func TestPerKeyCapConcurrentAndLiveRaise(t *testing.T) {
 	for _, k := range keys {
 		enqueueKeyed(p, "q", k, 50, clk.Now())
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var held []fsm.Job
-	for range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				jobs, _ := d.Fetch(ctx, dispatch.FetchRequest{Queues: []string{"q"}, Max: 3, Wait: time.Hour, WorkerID: "w"})
-				mu.Lock()
-				held = append(held, jobs...)
-				mu.Unlock()
-			}
-		}()
-	}
-	acked := map[string]int{}
-	deadline := time.Now().Add(20 * time.Second)
-	for total := 0; total < 60 && time.Now().Before(deadline); {
+	acked := flowUnderCap(t, d, p, 8, 3, 60, func() string {
 		for k, n := range keysLeased(p, "q", keys...) {
 			if n > 2 {
-				cancel()
-				wg.Wait()
-				t.Fatalf("key %s has %d leased, cap 2", k, n)
+				return fmt.Sprintf("key %s has %d leased, cap 2", k, n)
 			}
 		}
-		mu.Lock()
-		var j *fsm.Job
-		if len(held) > 0 {
-			j = &held[0]
-			held = held[1:]
-		}
-		mu.Unlock()
-		if j == nil {
-			time.Sleep(time.Millisecond)
-			continue
-		}
-		ack(t, p, *j)
-		acked[j.ConcurrencyKey]++
-		total++
-	}
-	cancel()
-	wg.Wait()
+		return ""
+	})
 	for _, k := range keys {
 		if acked[k] < 10 {
 			t.Fatalf("key %s: only %d jobs flowed under the cap: %v", k, acked[k], acked)

@@ -2,6 +2,7 @@ package dispatch_test
 
 import (
 	"context"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -113,28 +114,46 @@ func TestConcurrencyCapUnderConcurrentFetches(t *testing.T) {
 	d, p, clk, lim := setupLimits(t)
 	lim.set("q", dispatch.QueueLimit{MaxInFlight: 3})
 	enqueue(p, "q", 100, clk.Now(), time.Hour)
+	acked := flowUnderCap(t, d, p, 10, 2, 30, func() string {
+		if n := leasedCount(p, "q"); n > 3 {
+			return fmt.Sprintf("%d jobs leased, cap 3", n)
+		}
+		return ""
+	})
+	if acked[""] < 30 {
+		t.Fatalf("only %d jobs flowed under the cap", acked[""])
+	}
+}
+
+// flowUnderCap runs fetchers concurrent long polls for up to max jobs
+// each of queue q, and acks what they get one job at a time until want
+// are acked or 20 s have passed. Before every ack it asks over whether a
+// cap is exceeded, and fails t with its answer if so. It returns the
+// acked jobs per concurrency key.
+func flowUnderCap(t *testing.T, d *dispatch.Dispatcher, p *direct, fetchers, max, want int, over func() string) map[string]int {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
 	var mu sync.Mutex
 	var held []fsm.Job
-	for w := 0; w < 10; w++ {
+	for range fetchers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for ctx.Err() == nil {
-				jobs, _ := d.Fetch(ctx, dispatch.FetchRequest{Queues: []string{"q"}, Max: 2, Wait: time.Hour, WorkerID: "w"})
+				jobs, _ := d.Fetch(ctx, dispatch.FetchRequest{Queues: []string{"q"}, Max: max, Wait: time.Hour, WorkerID: "w"})
 				mu.Lock()
 				held = append(held, jobs...)
 				mu.Unlock()
 			}
 		}()
 	}
-	acked := 0
+	acked := map[string]int{}
 	deadline := time.Now().Add(20 * time.Second)
-	for acked < 30 && time.Now().Before(deadline) {
-		if n := leasedCount(p, "q"); n > 3 {
-			t.Fatalf("%d jobs leased, cap 3", n)
+	for total := 0; total < want && time.Now().Before(deadline); {
+		if why := over(); why != "" {
+			t.Fatal(why)
 		}
 		mu.Lock()
 		var j *fsm.Job
@@ -148,13 +167,10 @@ func TestConcurrencyCapUnderConcurrentFetches(t *testing.T) {
 			continue
 		}
 		ack(t, p, *j)
-		acked++
+		acked[j.ConcurrencyKey]++
+		total++
 	}
-	cancel()
-	wg.Wait()
-	if acked < 30 {
-		t.Fatalf("only %d jobs flowed under the cap", acked)
-	}
+	return acked
 }
 
 // The rate limit bounds leases per second of the leader's clock: a burst

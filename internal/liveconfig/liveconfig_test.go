@@ -1,7 +1,6 @@
 package liveconfig_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -12,15 +11,8 @@ import (
 
 	"github.com/raftq/raftq/internal/etcdtest"
 	"github.com/raftq/raftq/internal/liveconfig"
+	"github.com/raftq/raftq/internal/testutil"
 )
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) { s.mu.Lock(); defer s.mu.Unlock(); return s.b.Write(p) }
-func (s *syncBuf) String() string              { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func TestParseQueueConfig(t *testing.T) {
 	good := map[string]liveconfig.QueueConfig{
@@ -116,7 +108,7 @@ func TestWatcher(t *testing.T) {
 	put(liveconfig.QueueKey(p, "emails"), `{"max_in_flight":2}`)
 	put(liveconfig.QueueKey(p, "bad name!"), `{"max_in_flight":2}`)
 
-	var logs syncBuf
+	var logs testutil.Buffer
 	var mu sync.Mutex
 	var levels []string
 	w := liveconfig.Start(c, p, liveconfig.Options{
@@ -188,7 +180,7 @@ func TestWatcherSurvivesEtcdRestart(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	c.Put(ctx, liveconfig.QueueKey(p, "q"), `{"max_in_flight":3}`)
-	w := liveconfig.Start(c, p, liveconfig.Options{Logger: slog.New(slog.NewTextHandler(&syncBuf{}, nil))})
+	w := liveconfig.Start(c, p, liveconfig.Options{Logger: slog.New(slog.NewTextHandler(&testutil.Buffer{}, nil))})
 	defer w.Close()
 	waitSnap(t, w, "initial", func(s *liveconfig.Snapshot) bool { return s.Queue("q").MaxInFlight == 3 })
 	s.Stop()

@@ -1,13 +1,11 @@
 package raftlayer
 
 import (
-	"bytes"
 	"crypto/tls"
 	"io"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -224,7 +222,7 @@ func TestOnlyNodeCertificatesSpeakRaft(t *testing.T) {
 	if err := d.Write("node.x9", func() certgen.Options { o := certgen.NodeOptions("x9"); o.CommonName = "intruder"; return o }()); err != nil {
 		t.Fatal(err)
 	}
-	logs := &lockedBuf{}
+	logs := &testutil.Buffer{}
 	l, tr := transportWith(t, Config{TLS: source(t, d, "node.n1"), NodeNames: []string{"node.*"},
 		Logger: slog.New(slog.NewTextHandler(logs, nil)), LogInterval: time.Hour})
 	got := answer(tr)
@@ -309,23 +307,4 @@ func TestAcceptOnlyMembers(t *testing.T) {
 		t.Fatalf("a member's AppendEntries: %+v, %v", resp, err)
 	}
 	<-got
-}
-
-// lockedBuf is a log sink the layer's goroutines write while the test
-// reads it.
-type lockedBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuf) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuf) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

@@ -25,7 +25,7 @@ func BenchmarkGRPCStoreResult(b *testing.B) {
 			} else {
 				be = svcdtest.Postgres(b)
 			}
-			s := startServer(b, configFor(be))
+			s := svcdtest.StartWith(b, configFor(be))
 			cl := raftqv1.NewResultsClient(dial(b, s.GRPCAddr()))
 			var next atomic.Int64
 			output := make([]byte, 256)

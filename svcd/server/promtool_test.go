@@ -8,7 +8,6 @@ import (
 
 	"github.com/raftq/raftq/internal/promcheck"
 	"github.com/raftq/raftq/results"
-	"github.com/raftq/raftq/svcd/server"
 	"github.com/raftq/raftq/svcd/svcdtest"
 )
 
@@ -17,19 +16,7 @@ import (
 // metrics` on its /metrics.
 func TestMetricsPassPromtool(t *testing.T) {
 	b := svcdtest.SQLite(t)
-	s, err := server.New(context.Background(), server.Config{
-		ListenGRPC: "127.0.0.1:0", ListenHTTP: "127.0.0.1:0", DB: b.Driver, DataDir: b.DataDir,
-		Brokers: server.BrokerCheck{Disabled: true},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = s.Shutdown(ctx)
-	})
+	s := svcdtest.Start(t, b)
 	rc, err := results.Dial(s.GRPCAddr())
 	if err != nil {
 		t.Fatal(err)

@@ -23,6 +23,7 @@ import (
 	"github.com/raftq/raftq/internal/tlsutil"
 	"github.com/raftq/raftq/results"
 	"github.com/raftq/raftq/svcd/server"
+	"github.com/raftq/raftq/svcd/svcdtest"
 )
 
 // TestTLSAndAuth: svcd with TLS and auth: no token is Unauthenticated, a
@@ -57,7 +58,7 @@ func TestTLSAndAuth(t *testing.T) {
 		// svcd's own checks; the brokers' are in svcd/brokercheck.
 		Brokers: server.BrokerCheck{Disabled: true},
 	}
-	s := startServer(t, cfg)
+	s := svcdtest.StartWith(t, cfg)
 	tlsCfg, err := client.LoadTLS(pki.CAFile(), "", "")
 	if err != nil {
 		t.Fatal(err)
@@ -212,7 +213,7 @@ func TestAuthNeedsTLS(t *testing.T) {
 // cross-site or same-site. Nothing is stored. The same body without
 // browser headers (curl, SDKs), or from svcd's own origin, is stored.
 func TestCrossSiteWriteRefused(t *testing.T) {
-	s := startServer(t, server.Config{ListenGRPC: "127.0.0.1:0", ListenHTTP: "127.0.0.1:0", DB: "sqlite", DataDir: t.TempDir(),
+	s := svcdtest.StartWith(t, server.Config{ListenGRPC: "127.0.0.1:0", ListenHTTP: "127.0.0.1:0", DB: "sqlite", DataDir: t.TempDir(),
 		Brokers: server.BrokerCheck{Disabled: true}})
 	post := func(job string, hdr ...string) int {
 		t.Helper()

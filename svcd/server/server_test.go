@@ -42,21 +42,6 @@ func configFor(b svcdtest.Backend) server.Config {
 	}
 }
 
-func startServer(t testing.TB, cfg server.Config) *server.Server {
-	t.Helper()
-	s, err := server.New(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.Start()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		s.Shutdown(ctx)
-	})
-	return s
-}
-
 func dial(t testing.TB, addr string) *grpc.ClientConn {
 	t.Helper()
 	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()),
@@ -104,7 +89,7 @@ func (rawCodec) Name() string { return "proto" }
 // reason and the offending fields, and writes nothing.
 func TestBadInputGRPC(t *testing.T) {
 	svcdtest.Each(t, func(t *testing.T, b svcdtest.Backend) {
-		s := startServer(t, configFor(b))
+		s := svcdtest.StartWith(t, configFor(b))
 		conn := dial(t, s.GRPCAddr())
 		cl := raftqv1.NewResultsClient(conn)
 		ctx := context.Background()
@@ -203,7 +188,7 @@ func httpDo(t *testing.T, method, url, body string) (int, map[string]any) {
 // write nothing.
 func TestBadInputHTTP(t *testing.T) {
 	svcdtest.Each(t, func(t *testing.T, b svcdtest.Backend) {
-		s := startServer(t, configFor(b))
+		s := svcdtest.StartWith(t, configFor(b))
 		url := "http://" + s.HTTPAddr() + "/v1/results"
 		good := map[string]any{"job_id": "j", "queue": "q", "lease_token": 1, "status": "succeeded", "output": "aGk="}
 		with := func(k string, v any) string {
@@ -264,7 +249,7 @@ func TestBadInputHTTP(t *testing.T) {
 // filtered listing, and the error answers.
 func TestHTTPReads(t *testing.T) {
 	svcdtest.Each(t, func(t *testing.T, b svcdtest.Backend) {
-		s := startServer(t, configFor(b))
+		s := svcdtest.StartWith(t, configFor(b))
 		base := "http://" + s.HTTPAddr()
 		t0 := time.Date(2026, 5, 1, 0, 0, 0, 0, time.UTC)
 		for i := 0; i < 25; i++ {
@@ -332,7 +317,7 @@ func TestHTTPReads(t *testing.T) {
 // TestReadiness: /readyz and the gRPC health service follow the database.
 func TestReadiness(t *testing.T) {
 	svcdtest.Each(t, func(t *testing.T, b svcdtest.Backend) {
-		s := startServer(t, configFor(b))
+		s := svcdtest.StartWith(t, configFor(b))
 		hc := healthpb.NewHealthClient(dial(t, s.GRPCAddr()))
 		check := func() healthpb.HealthCheckResponse_ServingStatus {
 			r, err := hc.Check(context.Background(), &healthpb.HealthCheckRequest{Service: server.ServiceName})
@@ -422,7 +407,7 @@ func TestGracefulShutdown(t *testing.T) {
 func TestRateLimit(t *testing.T) {
 	cfg := configFor(svcdtest.SQLite(t))
 	cfg.RateLimit, cfg.RateBurst = 0.001, 2
-	s := startServer(t, cfg)
+	s := svcdtest.StartWith(t, cfg)
 	cl := raftqv1.NewResultsClient(dial(t, s.GRPCAddr()))
 	for i := 0; i < 2; i++ {
 		r := goodPB()
@@ -444,7 +429,7 @@ func TestRateLimit(t *testing.T) {
 // bytes as base64 flagged output_encoding "base64"; both forms round-trip
 // through a write, and a text write is stored byte for byte.
 func TestHTTPOutputEncoding(t *testing.T) {
-	s := startServer(t, configFor(svcdtest.SQLite(t)))
+	s := svcdtest.StartWith(t, configFor(svcdtest.SQLite(t)))
 	base := "http://" + s.HTTPAddr() + "/v1/results"
 	for i, tc := range []struct {
 		name, body  string
@@ -496,7 +481,7 @@ func listServices(ctx context.Context, cc *grpc.ClientConn) ([]string, error) {
 
 // TestGRPCReflection: grpcurl-style clients can list svcd's services.
 func TestGRPCReflection(t *testing.T) {
-	s := startServer(t, configFor(svcdtest.SQLite(t)))
+	s := svcdtest.StartWith(t, configFor(svcdtest.SQLite(t)))
 	cc, err := grpc.NewClient(s.GRPCAddr(), grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatal(err)

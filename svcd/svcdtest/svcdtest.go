@@ -23,6 +23,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/raftq/raftq/results"
 	"github.com/raftq/raftq/svcd/server"
 )
 
@@ -178,10 +179,22 @@ func redact(dsn string) string {
 // down at cleanup.
 func Start(t testing.TB, b Backend) *server.Server {
 	t.Helper()
-	s, err := server.New(context.Background(), server.Config{
-		ListenGRPC: "127.0.0.1:0", ListenHTTP: "127.0.0.1:0", DB: b.Driver, DSN: b.DSN, DataDir: b.DataDir,
-		Brokers: server.BrokerCheck{Disabled: true},
-	})
+	return StartWith(t, server.Config{DB: b.Driver, DSN: b.DSN, DataDir: b.DataDir, Brokers: server.BrokerCheck{Disabled: true}})
+}
+
+// StartWith runs a svcd configured by cfg (listening on free loopback
+// ports unless cfg names its own, with the server's other defaults), shut
+// down at cleanup: for tests that verify results with a real cluster
+// (cfg.Brokers) or serve TLS and auth.
+func StartWith(t testing.TB, cfg server.Config) *server.Server {
+	t.Helper()
+	if cfg.ListenGRPC == "" {
+		cfg.ListenGRPC = "127.0.0.1:0"
+	}
+	if cfg.ListenHTTP == "" {
+		cfg.ListenHTTP = "127.0.0.1:0"
+	}
+	s, err := server.New(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -192,4 +205,15 @@ func Start(t testing.TB, b Backend) *server.Server {
 		s.Shutdown(ctx)
 	})
 	return s
+}
+
+// Dial is a results client of s (plain gRPC), closed at cleanup.
+func Dial(t testing.TB, s *server.Server) *results.Client {
+	t.Helper()
+	rc, err := results.Dial(s.GRPCAddr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rc.Close() })
+	return rc
 }
