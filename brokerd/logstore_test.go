@@ -9,6 +9,7 @@ import (
 
 	"github.com/raftq/raftq/brokerd"
 	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/testutil"
 )
 
 // A data dir keeps the kind of Raft log it was made with: an empty one
@@ -69,7 +70,7 @@ func TestLogStoreKindPerDataDir(t *testing.T) {
 func TestBoltDataDirRestartsOnBolt(t *testing.T) {
 	c := testcluster.New(t, 3, func(cfg *brokerd.Config) { cfg.LogStore = brokerd.LogStoreBolt })
 	cl := c.Client()
-	ctx := ctxT(t, 60*time.Second)
+	ctx := testutil.Context(t, 60*time.Second)
 	enqueueBatches(t, ctx, cl, "a", 300)
 	want := c.WaitConverged(30 * time.Second)
 	f := follower(t, c)
@@ -77,7 +78,7 @@ func TestBoltDataDirRestartsOnBolt(t *testing.T) {
 
 	cfg := brokerd.DefaultConfig()
 	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.GRPCAddr = f.ID, f.Dir, f.RaftAddr, f.GRPCAddr
-	cfg.Logger = testcluster.Logger()
+	cfg.Logger = testutil.Logger(t)
 	cfg.LogStore = brokerd.LogStoreWAL
 	if n, err := brokerd.Open(cfg); err == nil {
 		_ = n.Kill()
