@@ -3,6 +3,11 @@
 // real gRPC servers, assembled as cmd/brokerd assembles them
 // (brokerd/daemon: the admin HTTP API and etcd when configured). Nodes can
 // be killed, restarted from their data dirs, and added.
+//
+// Nodes log through t.Log (testutil.Logger): a failing test shows what its
+// cluster logged, a passing one nothing; RAFTQ_TEST_LOG=1 adds debug lines.
+// (Raft's own warnings still go to stderr: brokerd gives hashicorp/raft an
+// hclog logger of its own.)
 package testcluster
 
 import (
