@@ -2,6 +2,7 @@ package brokerd_test
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -12,6 +13,7 @@ import (
 	"github.com/raftq/raftq/brokerd"
 	"github.com/raftq/raftq/fsm"
 	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
 
@@ -117,7 +119,7 @@ func owners(t *testing.T, c *testcluster.Cluster) []string {
 // Jobs enqueued across the moves are all there once.
 func TestLeadershipTransferOneOwnerOfDuties(t *testing.T) {
 	c := testcluster.New(t, 3, nil)
-	ctx := ctxT(t, 2*time.Minute)
+	ctx := testutil.Context(t, 2*time.Minute)
 	cl := c.Client()
 	leader := c.WaitLeader(30 * time.Second)
 	for i := 0; i < 6; i++ {
@@ -125,7 +127,7 @@ func TestLeadershipTransferOneOwnerOfDuties(t *testing.T) {
 		if err := leader.Raft().LeadershipTransfer().Error(); err != nil {
 			t.Fatalf("transfer %d: %v", i, err)
 		}
-		waitFor(t, 30*time.Second, func() bool {
+		testutil.WaitFor(t, 30*time.Second, fmt.Sprintf("transfer %d to elect another leader", i), func() bool {
 			l := c.Leader()
 			if l == nil || l.ID() == old {
 				return false
@@ -158,7 +160,7 @@ func TestLeadershipTransferOneOwnerOfDuties(t *testing.T) {
 // moves again it catches up like any follower.
 func TestLeadershipEstablishFailureStepsDown(t *testing.T) {
 	c, gates := gatedCluster(t, time.Second)
-	ctx := ctxT(t, 2*time.Minute)
+	ctx := testutil.Context(t, 2*time.Minute)
 	leader := c.WaitLeader(30 * time.Second)
 	var stuck *brokerd.Node
 	for _, n := range c.Up() {
@@ -173,7 +175,7 @@ func TestLeadershipEstablishFailureStepsDown(t *testing.T) {
 	}
 	// It leads (Raft) without being ready, then gives leadership away.
 	sawLead := false
-	waitFor(t, 30*time.Second, func() bool {
+	testutil.WaitFor(t, 30*time.Second, "the stuck node to lead and give leadership away", func() bool {
 		if stuck.IsLeaderReady() || len(brokerd.LeaderDuties(stuck)) > 0 {
 			t.Fatalf("%s became leader ready with a stuck FSM", stuck.ID())
 		}
@@ -211,7 +213,7 @@ func TestLeadershipCloseDuringEstablish(t *testing.T) {
 	if err := leader.Raft().LeadershipTransferToServer(raft.ServerID(stuck.ID()), raft.ServerAddress(stuck.RaftAddr())).Error(); err != nil {
 		t.Fatalf("transfer to %s: %v", stuck.ID(), err)
 	}
-	waitFor(t, 30*time.Second, func() bool { return stuck.Raft().State() == raft.Leader })
+	testutil.WaitFor(t, 30*time.Second, "the stuck node to lead", func() bool { return stuck.Raft().State() == raft.Leader })
 	if stuck.IsLeaderReady() {
 		t.Fatalf("%s ready with a stuck FSM", stuck.ID())
 	}
@@ -233,7 +235,7 @@ func TestLeadershipCloseDuringEstablish(t *testing.T) {
 		if n == stuck {
 			continue
 		}
-		waitFor(t, 30*time.Second, func() bool { l := c.Leader(); return l != nil && l != stuck })
+		testutil.WaitFor(t, 30*time.Second, "another node to lead", func() bool { l := c.Leader(); return l != nil && l != stuck })
 		break
 	}
 }
@@ -270,7 +272,7 @@ func TestAddLeaderDutyFollowsLeadership(t *testing.T) {
 		}
 		return running[id] == 1
 	}
-	waitFor(t, 10*time.Second, func() bool { return only(leader.ID()) })
+	testutil.WaitFor(t, 10*time.Second, "the duties on the leader only", func() bool { return only(leader.ID()) })
 	if d := brokerd.LeaderDuties(leader); len(d) == 0 || d[len(d)-1] != "probe" {
 		t.Fatalf("leader duties %q: want the added duty last", d)
 	}
@@ -279,7 +281,7 @@ func TestAddLeaderDutyFollowsLeadership(t *testing.T) {
 		if err := leader.Raft().LeadershipTransfer().Error(); err != nil {
 			t.Fatal(err)
 		}
-		waitFor(t, 30*time.Second, func() bool {
+		testutil.WaitFor(t, 30*time.Second, "the duties to move to the new leader only", func() bool {
 			l := c.Leader()
 			return l != nil && l.ID() != old && only(l.ID())
 		})

@@ -1,7 +1,6 @@
 package seededbug_test
 
 import (
-	"context"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/raftq/raftq/fsm"
 	"github.com/raftq/raftq/internal/seededbug"
 	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
 
@@ -35,19 +35,13 @@ func withBugs(t *testing.T, list string) func(*brokerd.Config) {
 	}
 }
 
-func ctxT(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	t.Cleanup(cancel)
-	return ctx
-}
-
 // staleAck leases a job, lets the lease run out, leases it again, and
 // acks with the first (stale) token: the ack's error.
 func staleAck(t *testing.T, tune func(*brokerd.Config)) error {
 	c := testcluster.New(t, 1, tune)
 	c.WaitLeader(30 * time.Second)
 	cl := c.Client()
-	ctx := ctxT(t)
+	ctx := testutil.Context(t, time.Minute)
 	if _, err := cl.Enqueue(ctx, &raftqv1.JobSpec{Queue: "q", Type: "t", LeaseDuration: durationpb.New(300 * time.Millisecond)}); err != nil {
 		t.Fatal(err)
 	}
@@ -84,7 +78,7 @@ func TestEarlyEnqueueAckAnswersBeforeCommit(t *testing.T) {
 	c := testcluster.New(t, 1, withBugs(t, seededbug.EarlyEnqueueAck))
 	leader := c.WaitLeader(30 * time.Second)
 	cl := c.Client()
-	ctx := ctxT(t)
+	ctx := testutil.Context(t, time.Minute)
 	res, err := cl.Enqueue(ctx, &raftqv1.JobSpec{Queue: "q", Type: "t", Payload: []byte("v")})
 	if err != nil || len(res) != 1 || res[0].JobId == "" {
 		t.Fatalf("enqueue: %v %v", res, err)
