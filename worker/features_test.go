@@ -13,6 +13,7 @@ import (
 
 	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"github.com/raftq/raftq/raftqerr"
 	"github.com/raftq/raftq/worker"
@@ -27,14 +28,14 @@ func TestStartToCloseFailsALiveAttempt(t *testing.T) {
 	for _, useFetch := range []bool{false, true} {
 		c := testcluster.New(t, 3, nil)
 		cl := newClient(t, c)
-		ctx := ctxT(t, 2*time.Minute)
+		ctx := testutil.Context(t, 2*time.Minute)
 		id, _, err := cl.EnqueueOne(ctx, "stc", "hang", nil, client.WithLeaseDuration(time.Second),
 			client.WithStartToClose(2*time.Second), client.WithMaxAttempts(2), client.WithRetry(10*time.Millisecond, 10*time.Millisecond))
 		if err != nil {
 			t.Fatal(err)
 		}
 		var log settleLog
-		w := worker.New(cl, worker.Options{Queues: []worker.QueueConfig{{Name: "stc"}}, Logger: testLogger(),
+		w := worker.New(cl, worker.Options{Queues: []worker.QueueConfig{{Name: "stc"}}, Logger: testutil.Logger(t),
 			UseFetch: useFetch, OnSettle: log.add})
 		var mu sync.Mutex
 		var causes []error
@@ -53,7 +54,7 @@ func TestStartToCloseFailsALiveAttempt(t *testing.T) {
 			return ctx.Err()
 		})
 		r := start(t, w)
-		j := waitState(t, cl, id, raftqv1.JobState_JOB_STATE_DEAD)
+		j := testcluster.WaitJobState(t, cl, id, raftqv1.JobState_JOB_STATE_DEAD)
 		r.stop(t)
 		if j.LastError != "start-to-close timeout" || j.Attempts != 2 {
 			t.Fatalf("useFetch %v: dead job %+v", useFetch, j)
@@ -75,7 +76,7 @@ func TestStartToCloseFailsALiveAttempt(t *testing.T) {
 func TestScheduleToStartKillsUnstartedJob(t *testing.T) {
 	c := testcluster.New(t, 3, nil)
 	cl := newClient(t, c)
-	ctx := ctxT(t, time.Minute)
+	ctx := testutil.Context(t, time.Minute)
 	late, _, err := cl.EnqueueOne(ctx, "s2s", "t", nil, client.WithScheduleToStart(500*time.Millisecond))
 	if err != nil {
 		t.Fatal(err)
@@ -83,7 +84,7 @@ func TestScheduleToStartKillsUnstartedJob(t *testing.T) {
 	if j := getJob(t, cl, late); j.GetStartDeadline() == nil {
 		t.Fatal("GetJob shows no start deadline")
 	}
-	j := waitState(t, cl, late, raftqv1.JobState_JOB_STATE_DEAD)
+	j := testcluster.WaitJobState(t, cl, late, raftqv1.JobState_JOB_STATE_DEAD)
 	if j.LastError != "schedule-to-start timeout" || j.Attempts != 0 {
 		t.Fatalf("job %+v", j)
 	}
@@ -109,7 +110,7 @@ func TestScheduleToStartKillsUnstartedJob(t *testing.T) {
 func TestUniqueKeyByState(t *testing.T) {
 	c := testcluster.New(t, 3, nil)
 	cl := newClient(t, c)
-	ctx := ctxT(t, time.Minute)
+	ctx := testutil.Context(t, time.Minute)
 	first, dup, err := cl.EnqueueOne(ctx, "uq", "t", []byte("v1"), client.WithUniqueKey("report-42", client.UniqueDebounce), client.WithDelay(time.Hour))
 	if err != nil || dup {
 		t.Fatal(err, dup)
@@ -156,7 +157,7 @@ func TestUniqueKeyByState(t *testing.T) {
 func TestWorkerWeightedPool(t *testing.T) {
 	c := testcluster.New(t, 1, nil)
 	cl := newClient(t, c)
-	ctx := ctxT(t, 2*time.Minute)
+	ctx := testutil.Context(t, 2*time.Minute)
 	var specs []*raftqv1.JobSpec
 	for i := 0; i < 200; i++ {
 		specs = append(specs, client.NewJob("heavy", "t", nil), client.NewJob("light", "t", nil))
@@ -167,7 +168,7 @@ func TestWorkerWeightedPool(t *testing.T) {
 	var mu sync.Mutex
 	counts := map[string]int{}
 	done := make(chan struct{})
-	w := worker.New(cl, worker.Options{Logger: testLogger(),
+	w := worker.New(cl, worker.Options{Logger: testutil.Logger(t),
 		Queues: []worker.QueueConfig{{Name: "pool", Concurrency: 1, Weights: map[string]int{"heavy": 3, "light": 1}}}})
 	w.Handle("t", func(ctx context.Context, job *worker.Job) error {
 		mu.Lock()

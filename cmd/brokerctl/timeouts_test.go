@@ -5,7 +5,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/raftq/raftq/brokerd/admin"
+	"github.com/raftq/raftq/internal/adminapi"
 	"github.com/raftq/raftq/internal/testcluster"
 )
 
@@ -33,7 +33,7 @@ func TestCtlTimeoutsUniqueAndWeights(t *testing.T) {
 	}
 	id := enq.Jobs[0].ID
 	out, err = ctl("jobs", "get", id)
-	var j admin.Job
+	var j adminapi.Job
 	if err != nil || json.Unmarshal([]byte(out), &j) != nil {
 		t.Fatal(err, out)
 	}
