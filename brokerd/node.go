@@ -163,7 +163,7 @@ func Open(cfg Config) (*Node, error) {
 
 func (n *Node) openRaft() error {
 	cfg := n.cfg
-	store, logPath, snaps, hlog, err := openStores(cfg.DataDir, cfg.NodeID, cfg.LogStore, cfg.WALSegmentSize)
+	store, logPath, snaps, hlog, err := openStores(cfg.DataDir, cfg.NodeID, cfg.LogStore, cfg.WALSegmentSize, n.log)
 	if err != nil {
 		return err
 	}

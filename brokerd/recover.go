@@ -3,8 +3,10 @@ package brokerd
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
@@ -17,7 +19,10 @@ import (
 // raft.db, per kind and what the dir holds) and the snapshot store
 // (snapshots/). Open and Recover both use it, so they always agree on the
 // layout. It returns the log's path for error messages.
-func openStores(dataDir, nodeID, kind string, segmentSize int) (logStore, string, *raft.FileSnapshotStore, hclog.Logger, error) {
+//
+// Raft's and the stores' own log lines (hclog, warnings and up) go to
+// logger: a daemon's log and a test's t.Log alike, not straight to stderr.
+func openStores(dataDir, nodeID, kind string, segmentSize int, logger *slog.Logger) (logStore, string, *raft.FileSnapshotStore, hclog.Logger, error) {
 	if err := privateDataDir(dataDir); err != nil {
 		return nil, "", nil, nil, err
 	}
@@ -25,7 +30,7 @@ func openStores(dataDir, nodeID, kind string, segmentSize int) (logStore, string
 	if err != nil {
 		return nil, "", nil, nil, err
 	}
-	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft." + nodeID, Level: hclog.Warn, Output: os.Stderr})
+	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft." + nodeID, Level: hclog.Warn, Output: slogWriter{logger}, DisableTime: true})
 	store, path, err := openLogStore(dataDir, kind, segmentSize, hlog)
 	if err != nil {
 		return nil, "", nil, nil, err
@@ -75,7 +80,7 @@ func Recover(dataDir, nodeID string, members []Peer) (Recovered, error) {
 	if errBolt != nil && errWAL != nil {
 		return Recovered{}, fmt.Errorf("recover: no Raft state in %s: %w", dataDir, errBolt)
 	}
-	store, _, snaps, hlog, err := openStores(dataDir, nodeID, LogStoreAuto, 0)
+	store, _, snaps, hlog, err := openStores(dataDir, nodeID, LogStoreAuto, 0, slog.Default())
 	if err != nil {
 		return Recovered{}, fmt.Errorf("recover: %w", err)
 	}
@@ -96,4 +101,17 @@ func Recover(dataDir, nodeID string, members []Peer) (Recovered, error) {
 		return Recovered{}, fmt.Errorf("recover: the recovered snapshot is missing: %v", err)
 	}
 	return Recovered{Index: list[0].Index, Members: members}, nil
+}
+
+// slogWriter carries hclog's formatted lines into a slog logger at WARN
+// (hclog here only passes warnings and errors), one record per line.
+type slogWriter struct{ l *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	for _, line := range strings.Split(strings.TrimRight(string(p), "\n"), "\n") {
+		if line != "" {
+			w.l.Warn(line, "component", "raft")
+		}
+	}
+	return len(p), nil
 }
