@@ -123,7 +123,7 @@ func (m *nodeMetrics) observe(cmd *fsmpb.Command, r proposer.Response) {
 			queue = it.Job.Queue
 		}
 		switch cmd.GetType() {
-		case fsmpb.CommandType_COMMAND_TYPE_ENQUEUE:
+		case fsmpb.CommandType_COMMAND_TYPE_ENQUEUE, fsmpb.CommandType_COMMAND_TYPE_ENQUEUE_WORKFLOW:
 			if !it.Duplicate && it.Job != nil {
 				m.enqueued.WithLabelValues(queue).Inc()
 			}
@@ -234,7 +234,7 @@ func (c *nodeCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	now := n.clock()
 	for _, q := range n.fsm.Stats(nil) {
-		for s := fsm.StateScheduled; s <= fsm.StateCancelled; s++ {
+		for s := fsm.StateScheduled; s < fsm.NumStates; s++ {
 			gauge(descQueueJobs, float64(q.Counts[s]), q.Queue, s.String())
 		}
 		gauge(descQueuePaused, b2f(q.Paused), q.Queue)

@@ -26,7 +26,7 @@ func scheduledTicks(t *testing.T, f *fsm.FSM, queue, schedule string) []int64 {
 	t.Helper()
 	seen := map[int64]string{}
 	var ticks []int64
-	for st := fsm.StateScheduled; st <= fsm.StateCancelled; st++ {
+	for st := fsm.StateScheduled; st < fsm.NumStates; st++ {
 		for _, j := range f.List(queue, st, "", 0) {
 			if j.ScheduleName != schedule {
 				continue

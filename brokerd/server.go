@@ -71,17 +71,32 @@ func (n *Node) enqueue(ctx context.Context, req *raftqv1.EnqueueRequest) (*raftq
 	if err != nil {
 		return nil, apierr.FromError(err)
 	}
+	workflow, err := linkWorkflow(req, jobs)
+	if err != nil {
+		return nil, apierr.FromError(err)
+	}
 	var first *fsmpb.NewJob
 	if len(jobs) > 0 {
 		first = jobs[0]
 	}
 	ctx, span := startEnqueueSpan(ctx, first.GetQueue(), len(jobs), first.GetTraceParent(), first.GetTraceState())
 	defer span.End()
-	res, err := n.propose(ctx, &fsmpb.Command{
+	cmd := &fsmpb.Command{
 		Type: fsmpb.CommandType_COMMAND_TYPE_ENQUEUE,
 		Body: &fsmpb.Command_Enqueue{Enqueue: &fsmpb.Enqueue{Jobs: jobs}},
-	})
+	}
+	if workflow {
+		// All or nothing, parents resolved inside the batch.
+		cmd = &fsmpb.Command{
+			Type: fsmpb.CommandType_COMMAND_TYPE_ENQUEUE_WORKFLOW,
+			Body: &fsmpb.Command_EnqueueWorkflow{EnqueueWorkflow: &fsmpb.Enqueue{Jobs: jobs}},
+		}
+	}
+	res, err := n.propose(ctx, cmd)
 	if err != nil {
+		if workflow && res.Err != nil {
+			return nil, apierr.FromError(explainIDs(res.Err, req, jobs))
+		}
 		return nil, err
 	}
 	if len(res.Items) != len(jobs) {
@@ -90,7 +105,7 @@ func (n *Node) enqueue(ctx context.Context, req *raftqv1.EnqueueRequest) (*raftq
 	out := &raftqv1.EnqueueResponse{Results: make([]*raftqv1.EnqueueResult, len(jobs))}
 	for i, it := range res.Items {
 		if it.Err != nil {
-			return nil, apierr.FromError(fmt.Errorf("job %d: %w", i, it.Err))
+			return nil, apierr.FromError(fmt.Errorf("job %d: %w", i, explainIDs(it.Err, req, jobs)))
 		}
 		out.Results[i] = &raftqv1.EnqueueResult{JobId: it.JobID, Duplicate: it.Duplicate}
 	}
@@ -231,7 +246,9 @@ func (s *brokerService) GetJob(ctx context.Context, req *raftqv1.GetJobRequest) 
 	if !ok {
 		return nil, apierr.FromError(fmt.Errorf("%w: %s", fsm.ErrNotFound, req.JobId))
 	}
-	return &raftqv1.GetJobResponse{Job: jobToProto(&j)}, nil
+	pj := jobToProto(&j)
+	pj.Dependants = n.fsm.Dependants(j.ID, maxDependantsShown)
+	return &raftqv1.GetJobResponse{Job: pj}, nil
 }
 
 func (s *brokerService) CancelJob(ctx context.Context, req *raftqv1.CancelJobRequest) (*raftqv1.CancelJobResponse, error) {
@@ -284,6 +301,7 @@ func (s *brokerService) QueueStats(ctx context.Context, req *raftqv1.QueueStatsR
 			Succeeded: st.Counts[fsm.StateSucceeded],
 			Dead:      st.Counts[fsm.StateDead],
 			Cancelled: st.Counts[fsm.StateCancelled],
+			Waiting:   st.Counts[fsm.StateWaiting],
 		}
 		if st.OldestReadyCreatedAt != 0 {
 			qs.OldestReadyAt = timestamppb.New(time.Unix(0, st.OldestReadyCreatedAt))
@@ -501,26 +519,30 @@ func jobToProto(j *fsm.Job) *raftqv1.Job {
 			InitialBackoff: durationpb.New(time.Duration(j.InitialBackoff)),
 			MaxBackoff:     durationpb.New(time.Duration(j.MaxBackoff)),
 		},
-		IdempotencyKey:  j.IdempotencyKey,
-		LastError:       j.LastError,
-		RunAt:           ts(j.RunAt),
-		CreatedAt:       ts(j.CreatedAt),
-		UpdatedAt:       ts(j.UpdatedAt),
-		FinishedAt:      ts(j.FinishedAt),
-		LeaseToken:      j.LeaseToken,
-		LeaseDeadline:   ts(j.LeaseDeadline),
-		LeasedBy:        j.LeasedBy,
-		CancelRequested: j.CancelRequested,
-		Schedule:        j.ScheduleName,
-		ScheduleTick:    ts(j.ScheduleTick),
-		ConcurrencyKey:  j.ConcurrencyKey,
-		TraceParent:     j.TraceParent,
-		TraceState:      j.TraceState,
-		Progress:        progressToProto(j),
-		StartDeadline:   ts(startDeadline(j)),
-		StartToClose:    durOrNil(j.StartToClose),
-		AttemptDeadline: ts(attemptDeadline(j)),
-		UniqueKey:       j.UniqueKey,
+		IdempotencyKey:   j.IdempotencyKey,
+		LastError:        j.LastError,
+		RunAt:            ts(j.RunAt),
+		CreatedAt:        ts(j.CreatedAt),
+		UpdatedAt:        ts(j.UpdatedAt),
+		FinishedAt:       ts(j.FinishedAt),
+		LeaseToken:       j.LeaseToken,
+		LeaseDeadline:    ts(j.LeaseDeadline),
+		LeasedBy:         j.LeasedBy,
+		CancelRequested:  j.CancelRequested,
+		Schedule:         j.ScheduleName,
+		ScheduleTick:     ts(j.ScheduleTick),
+		ConcurrencyKey:   j.ConcurrencyKey,
+		TraceParent:      j.TraceParent,
+		TraceState:       j.TraceState,
+		Progress:         progressToProto(j),
+		StartDeadline:    ts(startDeadline(j)),
+		StartToClose:     durOrNil(j.StartToClose),
+		AttemptDeadline:  ts(attemptDeadline(j)),
+		UniqueKey:        j.UniqueKey,
+		Parents:          j.Parents,
+		DependencyPolicy: raftqv1.DependencyPolicy(j.DependencyPolicy),
+		WaitingOn:        j.WaitingOn,
+		ParentFailed:     j.ParentFailed,
 	}
 }
 
@@ -549,6 +571,9 @@ func durOrNil(d int64) *durationpb.Duration {
 	}
 	return durationpb.New(time.Duration(d))
 }
+
+// maxDependantsShown bounds Job.dependants in a GetJob answer.
+const maxDependantsShown = 1000
 
 // progressToProto is the job's reported progress, or nil when its current
 // attempt reported none.

@@ -470,7 +470,7 @@ func validateListJobs(req *raftqv1.ListJobsRequest) (int, error) {
 	if err := checkName("queue", req.Queue); err != nil {
 		return 0, err
 	}
-	if req.State <= raftqv1.JobState_JOB_STATE_UNSPECIFIED || req.State > raftqv1.JobState_JOB_STATE_CANCELLED {
+	if req.State <= raftqv1.JobState_JOB_STATE_UNSPECIFIED || req.State > raftqv1.JobState_JOB_STATE_WAITING {
 		return 0, fmt.Errorf("%w: state is required", apierr.ErrInvalid)
 	}
 	if len(req.After) > maxJobIDBytes {

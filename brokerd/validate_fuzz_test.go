@@ -2,6 +2,7 @@ package brokerd
 
 import (
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/raftq/raftq/fsm"
 	"github.com/raftq/raftq/internal/apierr"
 	"github.com/raftq/raftq/internal/limits"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
@@ -116,6 +118,14 @@ func validateOne(t *testing.T, lim Limits, defaults func(string) Defaults, now t
 		}
 		if total > lim.MaxBatchBytes {
 			t.Fatalf("accepted %d payload bytes in one batch", total)
+		}
+		if _, err := linkWorkflow(r, jobs); err != nil {
+			return err
+		}
+		for _, j := range jobs {
+			if len(j.DependsOn) > fsm.MaxParents || slices.Contains(j.DependsOn, j.Id) {
+				t.Fatalf("accepted a job with parents %v", j.DependsOn)
+			}
 		}
 	case *raftqv1.FetchRequest:
 		fr, err := validateFetch(lim, r)

@@ -186,3 +186,49 @@ func ExampleWithUniqueKey() {
 		fmt.Println("already queued or running:", existing)
 	}
 }
+
+// A workflow: fetch → {resize, thumbnail} → publish, submitted in one
+// atomic Enqueue. publish waits (JOB_STATE_WAITING) until both its parents
+// succeeded; if either ends dead, publish is cancelled. Jobs of one call
+// refer to each other by name; a cycle or an unknown name refuses the whole
+// call with InvalidArgument and creates nothing.
+func ExampleDependsOnNames() {
+	specs := []*raftqv1.JobSpec{
+		client.NewJob("media", "fetch", []byte("s3://in/cat.jpg"), client.WithName("fetch")),
+		client.NewJob("media", "resize", nil, client.WithName("resize"), client.DependsOnNames("fetch")),
+		client.NewJob("media", "thumbnail", nil, client.WithName("thumb"), client.DependsOnNames("fetch")),
+		client.NewJob("media", "publish", nil, client.DependsOnNames("resize", "thumb")),
+	}
+	// c.Enqueue(ctx, specs...) returns the four ids in this order.
+	fmt.Println(specs[3].DependsOnNames)
+	// Output: [resize thumb]
+}
+
+// A chain: each step waits for the one before; a failure cancels the rest.
+func ExampleChain() {
+	steps := client.Chain(
+		client.NewJob("etl", "extract", nil),
+		client.NewJob("etl", "transform", nil),
+		client.NewJob("etl", "load", nil),
+	)
+	// c.Enqueue(ctx, steps...)
+	fmt.Println(steps[1].DependsOnNames, steps[2].DependsOnNames)
+	// Output: [chain-0] [chain-1]
+}
+
+// A batch with callbacks: "report" runs once every part succeeded (it is
+// cancelled if one fails), "cleanup" once every part has finished,
+// whatever the outcome (its worker sees Job.ParentFailed).
+func ExampleBatch() {
+	b := &client.Batch{Name: "import",
+		Jobs: []*raftqv1.JobSpec{
+			client.NewJob("import", "part", []byte("1")),
+			client.NewJob("import", "part", []byte("2")),
+		},
+		OnSuccess:  []*raftqv1.JobSpec{client.NewJob("import", "report", nil)},
+		OnComplete: []*raftqv1.JobSpec{client.NewJob("import", "cleanup", nil)},
+	}
+	specs := b.Specs() // c.Enqueue(ctx, specs...)
+	fmt.Println(len(specs), specs[2].DependsOnNames, specs[3].DependencyPolicy)
+	// Output: 4 [import/0 import/1] DEPENDENCY_POLICY_RUN_ANYWAY
+}

@@ -137,6 +137,8 @@ func bodyMatches(c *fsmpb.Command) bool {
 		return c.GetPutSchedule() != nil
 	case fsmpb.CommandType_COMMAND_TYPE_PAUSE_SCHEDULE:
 		return c.GetPauseSchedule() != nil
+	case fsmpb.CommandType_COMMAND_TYPE_ENQUEUE_WORKFLOW:
+		return c.GetEnqueueWorkflow() != nil
 	case fsmpb.CommandType_COMMAND_TYPE_RESUME_SCHEDULE:
 		return c.GetResumeSchedule() != nil
 	case fsmpb.CommandType_COMMAND_TYPE_DELETE_SCHEDULE:

@@ -86,15 +86,22 @@ func (a *applier) command(c *fsmpb.Command) Result {
 		// once it is committed (check.go).
 		a.st.checkAt = a.index
 		return Result{}
+	case fsmpb.CommandType_COMMAND_TYPE_ENQUEUE_WORKFLOW:
+		return a.enqueueWorkflow(now, c.GetEnqueueWorkflow())
 	}
 	// Decode refuses unknown types; reaching here is a bug in this file.
 	panic(fmt.Sprintf("fsm: no handler for command type %v", c.GetType()))
 }
 
-// put stores nu in place of old and marks the entry as changing state.
+// put stores nu in place of old and marks the entry as changing state. A
+// job that becomes terminal here settles the jobs waiting on it
+// (workflows), whichever command ended it.
 func (a *applier) put(old, nu *Job) {
 	a.st.put(old, nu)
 	a.dirty = true
+	if nu.State.Terminal() && old != nil && !old.State.Terminal() {
+		a.resolveDependants(nu.UpdatedAt, nu)
+	}
 }
 
 // satAdd adds a duration to a time, saturating instead of wrapping, so a
@@ -239,40 +246,11 @@ func (a *applier) enqueue(now int64, b *fsmpb.Enqueue) Result {
 			items[i].Err = fmt.Errorf("%w: %q", ErrDuplicateID, id)
 			continue
 		}
-		j := &Job{
-			ID:             id,
-			Queue:          queue,
-			Type:           nj.GetType(),
-			Payload:        nj.GetPayload(),
-			Priority:       nj.GetPriority(),
-			MaxAttempts:    nj.GetMaxAttempts(),
-			LeaseDuration:  nj.GetLeaseDuration(),
-			InitialBackoff: nj.GetInitialBackoff(),
-			MaxBackoff:     nj.GetMaxBackoff(),
-			IdempotencyKey: key,
-			ConcurrencyKey: nj.GetConcurrencyKey(),
-			TraceParent:    nj.GetTraceParent(),
-			TraceState:     nj.GetTraceState(),
-			DedupWindow:    nj.GetDedupWindow(),
-			RunAt:          nj.GetRunAt(),
-			CreatedAt:      now,
-			UpdatedAt:      now,
-			StartDeadline:  nj.GetStartDeadline(),
-			StartToClose:   nj.GetStartToClose(),
-			UniqueKey:      nj.GetUniqueKey(),
+		if err := a.checkExistingParents(nj); err != nil {
+			items[i].Err = err
+			continue
 		}
-		if j.RunAt <= now {
-			j.State = StateReady
-			j.Seq = a.st.nextSeq()
-		} else {
-			j.State = StateScheduled
-		}
-		a.put(nil, j)
-		if key != "" {
-			if exp := satAdd(now, j.DedupWindow); exp > now {
-				a.st.setIdem(idemEntry{queue: queue, key: key, jobID: id, expires: exp})
-			}
-		}
+		j := a.createJob(now, nj, nj.GetDependsOn())
 		items[i].Job = copyJob(j)
 	}
 	return Result{Items: items}
@@ -578,6 +556,7 @@ func (a *applier) cancel(now int64, b *fsmpb.Cancel) Result {
 		} else {
 			nu.State = StateCancelled
 			nu.FinishedAt = now
+			nu.WaitingOn = nil // a waiting job waits no more
 		}
 		a.put(j, nu)
 		items[i] = ItemResult{JobID: id, Job: copyJob(nu)}

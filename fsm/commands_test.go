@@ -832,7 +832,7 @@ func TestPauseResume(t *testing.T) {
 			return h.one(cmdPause(t0, "fresh"))
 		}, check: func(t *testing.T, h *harness, r Result) {
 			st := h.f.Stats(nil)
-			if len(st) != 1 || st[0].Queue != "fresh" || !st[0].Paused || st[0].Counts != [7]int64{} {
+			if len(st) != 1 || st[0].Queue != "fresh" || !st[0].Paused || st[0].Counts != [NumStates]int64{} {
 				t.Fatalf("Stats %+v", st)
 			}
 		}},
@@ -957,7 +957,7 @@ func TestPurge(t *testing.T) {
 			h.one(cmdCancel(t0+4*sec, "live"))
 			return h.one(cmdPurge(t0+10*sec, t0+10*sec, 0))
 		}, check: func(t *testing.T, h *harness, r Result) {
-			if st := h.f.Stats(nil); len(st) != 1 || st[0].Counts != [7]int64{} || h.f.Len() != 0 {
+			if st := h.f.Stats(nil); len(st) != 1 || st[0].Counts != [NumStates]int64{} || h.f.Len() != 0 {
 				t.Fatalf("Stats %+v", st)
 			}
 		}},

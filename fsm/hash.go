@@ -74,6 +74,9 @@ func hashState(sum hash.Hash, st *state) {
 	hashIfAny(bToStart, st.toStart, put, func(c byte) { buf = append(buf, c) })
 	hashIfAny(bToClose, st.toClose, put, func(c byte) { buf = append(buf, c) })
 	hashIfAny(bUnique, st.unique, put, func(c byte) { buf = append(buf, c) })
+	// The workflow indexes likewise: without dependencies, as before.
+	hashIfAny(bDepChildren, st.depChildren, put, func(c byte) { buf = append(buf, c) })
+	hashIfAny(bDepWaiting, st.depWaiting, put, func(c byte) { buf = append(buf, c) })
 	sum.Write(buf)
 }
 

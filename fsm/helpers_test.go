@@ -76,7 +76,7 @@ func (h *harness) wantState(id string, s State) Job {
 	return j
 }
 
-func (h *harness) counts(queue string) [7]int64 {
+func (h *harness) counts(queue string) [NumStates]int64 {
 	h.t.Helper()
 	st := h.f.Stats([]string{queue})
 	if len(st) != 1 {
@@ -88,7 +88,7 @@ func (h *harness) counts(queue string) [7]int64 {
 // wantCounts checks a queue's counts, given as state → count (others 0).
 func (h *harness) wantCounts(queue string, want map[State]int64) {
 	h.t.Helper()
-	var w [7]int64
+	var w [NumStates]int64
 	for s, n := range want {
 		w[s] = n
 	}
@@ -142,6 +142,11 @@ func nj(id, queue string) *fsmpb.NewJob {
 func cmdEnqueue(now int64, jobs ...*fsmpb.NewJob) *fsmpb.Command {
 	return &fsmpb.Command{Type: fsmpb.CommandType_COMMAND_TYPE_ENQUEUE, Now: now,
 		Body: &fsmpb.Command_Enqueue{Enqueue: &fsmpb.Enqueue{Jobs: jobs}}}
+}
+
+func cmdWorkflow(now int64, jobs ...*fsmpb.NewJob) *fsmpb.Command {
+	return &fsmpb.Command{Type: fsmpb.CommandType_COMMAND_TYPE_ENQUEUE_WORKFLOW, Now: now,
+		Body: &fsmpb.Command_EnqueueWorkflow{EnqueueWorkflow: &fsmpb.Enqueue{Jobs: jobs}}}
 }
 
 func cmdLease(now int64, worker string, ids ...string) *fsmpb.Command {
@@ -280,16 +285,21 @@ func invariantErr(f *FSM) (err error) {
 }
 
 func stateInvariantErr(st *state) error {
-	counts := map[string]*[7]int64{}
-	var nReady, nSched, nLeased, nTerm, nReadyKeyed, nLeasedKeyed int
+	counts := map[string]*[NumStates]int64{}
+	var nReady, nSched, nLeased, nTerm, nReadyKeyed, nLeasedKeyed, nChildEdges, nWaitEdges int
 	var nToStart, nToClose, nUnique int
 	err := eachJob(st, func(j *Job) error {
-		if j.State < StateScheduled || j.State > StateCancelled {
+		if j.State < StateScheduled || j.State >= NumStates {
 			return fmt.Errorf("job %q in state %d", j.ID, j.State)
 		}
+		if err := depInvariantErr(st, j); err != nil {
+			return err
+		}
+		nChildEdges += len(j.Parents)
+		nWaitEdges += len(j.WaitingOn)
 		c := counts[j.Queue]
 		if c == nil {
-			c = new([7]int64)
+			c = new([NumStates]int64)
 			counts[j.Queue] = c
 		}
 		c[j.State]++
@@ -344,6 +354,9 @@ func stateInvariantErr(st *state) error {
 	if keyN(st.toStart) != nToStart || keyN(st.toClose) != nToClose || keyN(st.unique) != nUnique {
 		return fmt.Errorf("timeout/unique indexes %d %d %d; want %d %d %d", keyN(st.toStart), keyN(st.toClose), keyN(st.unique), nToStart, nToClose, nUnique)
 	}
+	if keyN(st.depChildren) != nChildEdges || keyN(st.depWaiting) != nWaitEdges {
+		return fmt.Errorf("dependency indexes children=%d waiting=%d; want %d %d", keyN(st.depChildren), keyN(st.depWaiting), nChildEdges, nWaitEdges)
+	}
 	if keyN(st.readyKey) != nReadyKeyed || keyN(st.leasedKey) != nLeasedKeyed {
 		return fmt.Errorf("key indexes ready=%d leased=%d; want %d %d", keyN(st.readyKey), keyN(st.leasedKey), nReadyKeyed, nLeasedKeyed)
 	}
@@ -355,7 +368,7 @@ func stateInvariantErr(st *state) error {
 	}
 	err = st.queues.ForEach(func(k, v []byte) error {
 		q := decodeQueue(string(k), v)
-		var want [7]int64
+		var want [NumStates]int64
 		if c := counts[q.name]; c != nil {
 			want = *c
 		}
@@ -414,4 +427,37 @@ func killJobs(h *harness, ids ...string) {
 		tk := lease(h, t0, id)
 		h.one(cmdNack(t0+sec, &fsmpb.NackItem{JobId: id, Token: tk, Error: "bad", Permanent: true}))
 	}
+}
+
+// depInvariantErr checks one job's workflow fields against its state and
+// the dependency indexes: a job waits exactly while it has parents to wait
+// on, never on a terminal or missing parent, and every edge is indexed.
+func depInvariantErr(st *state, j *Job) error {
+	if (j.State == StateWaiting) != (len(j.WaitingOn) > 0) {
+		return fmt.Errorf("job %q is %s waiting on %v", j.ID, j.State, j.WaitingOn)
+	}
+	if len(j.Parents) == 0 && (j.ParentFailed || j.DependencyPolicy != 0) {
+		return fmt.Errorf("job %q without parents has dependency fields", j.ID)
+	}
+	for _, p := range j.Parents {
+		if !hasKey(st.depChildren, depKey(p, j.ID)) {
+			return fmt.Errorf("edge %q → %q missing from dep_children", p, j.ID)
+		}
+	}
+	for _, p := range j.WaitingOn {
+		if !containsStr(j.Parents, p) {
+			return fmt.Errorf("job %q waits on %q, not a parent", j.ID, p)
+		}
+		if !hasKey(st.depWaiting, depKey(p, j.ID)) {
+			return fmt.Errorf("edge %q → %q missing from dep_waiting", p, j.ID)
+		}
+		pj := st.job(p)
+		if pj == nil || pj.State.Terminal() {
+			return fmt.Errorf("job %q waits on %q, which is gone or terminal", j.ID, p)
+		}
+	}
+	if j.ParentFailed && j.DependencyPolicy == DepPolicyCancel && j.State != StateCancelled {
+		return fmt.Errorf("job %q: a parent failed under the cancel policy, yet it is %s", j.ID, j.State)
+	}
+	return nil
 }

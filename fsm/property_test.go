@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -124,8 +125,22 @@ func (g *gen) command() *fsmpb.Command {
 			if g.chance(0.02) {
 				j.Type = "" // invalid
 			}
+			if g.chance(0.3) {
+				g.parents(j, jobs)
+			}
 			g.ids = append(g.ids, id)
 			jobs = append(jobs, j)
+		}
+		if g.chance(0.4) {
+			if g.chance(0.05) && len(jobs) > 1 {
+				// A cycle: the first job depends on the last.
+				jobs[0].DependsOn = append(jobs[0].DependsOn, jobs[len(jobs)-1].Id)
+			}
+			// A workflow: later jobs of the batch may be parents too.
+			if len(jobs) > 1 && g.chance(0.3) && !slices.Contains(jobs[0].DependsOn, jobs[1].Id) {
+				jobs[0].DependsOn = append(jobs[0].DependsOn, jobs[1].Id)
+			}
+			return cmdWorkflow(now, jobs...)
 		}
 		return cmdEnqueue(now, jobs...)
 	case k < 45:
@@ -208,6 +223,33 @@ func (g *gen) command() *fsmpb.Command {
 	}
 }
 
+// parents gives j one to three parents: recent jobs (which may be in any
+// state, purged or unknown) or earlier jobs of its batch, now and then
+// itself or a duplicate (both refused).
+func (g *gen) parents(j *fsmpb.NewJob, batch []*fsmpb.NewJob) {
+	for n := 1 + g.r.IntN(3); n > 0; n-- {
+		var p string
+		switch {
+		case len(batch) > 0 && g.chance(0.4):
+			p = batch[g.r.IntN(len(batch))].Id
+		case len(g.ids) > 0:
+			p = g.ids[max(0, len(g.ids)-1-g.r.IntN(20))]
+		default:
+			p = g.anyID()
+		}
+		if g.chance(0.02) {
+			p = j.Id // self-dependency
+		}
+		if slices.Contains(j.DependsOn, p) && !g.chance(0.05) {
+			continue
+		}
+		j.DependsOn = append(j.DependsOn, p)
+	}
+	if g.chance(0.4) {
+		j.DependencyPolicy = DepPolicyRunAnyway
+	}
+}
+
 // entry advances the clock and returns one encoded entry of 1–4 commands.
 func (g *gen) entry() []byte {
 	switch {
@@ -247,6 +289,15 @@ func (hs *history) check(f *FSM) (err error) {
 			}
 			if j.State == StateSucceeded {
 				hs.succeeded[j.ID] = true
+			}
+			// A job that ran under the cancel policy did so after every
+			// parent succeeded (and succeeded is final).
+			if j.Attempts > 0 && len(j.Parents) > 0 && j.DependencyPolicy == DepPolicyCancel {
+				for _, p := range j.Parents {
+					if pj := st.job(p); pj != nil && pj.State != StateSucceeded {
+						return fmt.Errorf("job %q ran (%d attempts) while parent %q is %s", j.ID, j.Attempts, p, pj.State)
+					}
+				}
 			}
 			return nil
 		})
@@ -369,7 +420,7 @@ func TestPropertyCoversStates(t *testing.T) {
 			}
 		}
 	}
-	for s := StateScheduled; s <= StateCancelled; s++ {
+	for s := StateScheduled; s < NumStates; s++ {
 		if !seen[s] {
 			t.Errorf("generator never reached %s", s)
 		}

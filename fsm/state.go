@@ -35,6 +35,10 @@ var (
 	bToStart = []byte("tmo_start") // (start deadline, id) of never-leased SCHEDULED/READY jobs with one
 	bToClose = []byte("tmo_close") // (attempt deadline, id) of LEASED jobs with a start_to_close
 	bUnique  = []byte("uq_active") // (queue, unique key) → id of the non-terminal job holding it
+	// Workflows: (parent, child) for every parent of every job, and for
+	// every parent a WAITING job still waits on.
+	bDepChildren = []byte("dep_children")
+	bDepWaiting  = []byte("dep_waiting")
 )
 
 // stateBuckets are the buckets Hash covers, in hash order. meta is left out:
@@ -158,15 +162,25 @@ type idemEntry struct {
 type queueRec struct {
 	name   string
 	paused bool
-	counts [7]int64
+	counts [NumStates]int64
 }
 
+// oldQueueCounts is how many counts a queue record held before the
+// waiting state: a record whose waiting count is zero is written in that
+// length, so stores without workflows hold (and hash) the bytes they
+// held before.
+const oldQueueCounts = 7
+
 func encodeQueue(q queueRec) []byte {
-	b := make([]byte, 1, 1+8*len(q.counts))
+	n := len(q.counts)
+	if q.counts[StateWaiting] == 0 {
+		n = oldQueueCounts
+	}
+	b := make([]byte, 1, 1+8*n)
 	if q.paused {
 		b[0] = 1
 	}
-	for _, c := range q.counts {
+	for _, c := range q.counts[:n] {
 		b = appendI64(b, c)
 	}
 	return b
@@ -174,11 +188,12 @@ func encodeQueue(q queueRec) []byte {
 
 func decodeQueue(name string, v []byte) queueRec {
 	q := queueRec{name: name}
-	if len(v) != 1+8*len(q.counts) || v[0] > 1 {
+	n := (len(v) - 1) / 8
+	if (n != len(q.counts) && n != oldQueueCounts) || len(v) != 1+8*n || v[0] > 1 {
 		panic(corrupt("queue %q record of %d bytes", name, len(v)))
 	}
 	q.paused = v[0] == 1
-	for i := range q.counts {
+	for i := 0; i < n; i++ {
 		q.counts[i] = readI64(v[1+8*i:])
 	}
 	return q
@@ -204,6 +219,7 @@ type state struct {
 	jobs, ready, age, sched, leases, term, byState, idem, idemExp, queues *bbolt.Bucket
 	nodes, meta, schedules, readyKey, leasedKey                           *bbolt.Bucket
 	toStart, toClose, unique                                              *bbolt.Bucket
+	depChildren, depWaiting                                               *bbolt.Bucket
 	applied, seq                                                          uint64
 	metaDirty                                                             bool
 	// checkAt is the index of an entry applied in this transaction that
@@ -213,7 +229,7 @@ type state struct {
 
 // createBuckets makes every bucket of an empty store (a no-op otherwise).
 func createBuckets(tx *bbolt.Tx) error {
-	for _, name := range append([][]byte{bMeta, bSchedules, bReadyKey, bLeasedKey, bToStart, bToClose, bUnique}, stateBuckets...) {
+	for _, name := range append([][]byte{bMeta, bSchedules, bReadyKey, bLeasedKey, bToStart, bToClose, bUnique, bDepChildren, bDepWaiting}, stateBuckets...) {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return err
 		}
@@ -233,7 +249,8 @@ func newState(tx *bbolt.Tx) (*state, error) {
 		{&s.term, bTerminal}, {&s.byState, bByState}, {&s.idem, bIdem}, {&s.idemExp, bIdemExp},
 		{&s.queues, bQueues}, {&s.nodes, bNodes}, {&s.meta, bMeta}, {&s.schedules, bSchedules},
 		{&s.readyKey, bReadyKey}, {&s.leasedKey, bLeasedKey},
-		{&s.toStart, bToStart}, {&s.toClose, bToClose}, {&s.unique, bUnique}} {
+		{&s.toStart, bToStart}, {&s.toClose, bToClose}, {&s.unique, bUnique},
+		{&s.depChildren, bDepChildren}, {&s.depWaiting, bDepWaiting}} {
 		if *p.b = tx.Bucket(p.name); *p.b == nil {
 			return nil, fmt.Errorf("bucket %q missing", p.name)
 		}
@@ -447,6 +464,8 @@ func (s *state) remove(j *Job) {
 }
 
 func (s *state) index(old, nu *Job) {
+	s.reindexEdges(s.depChildren, childEdges, old, nu)
+	s.reindexEdges(s.depWaiting, waitingEdges, old, nu)
 	s.reindex(s.ready, readyOf, old, nu)
 	s.reindex(s.readyKey, readyKeyedOf, old, nu)
 	s.reindex(s.leasedKey, leasedKeyedOf, old, nu)
@@ -592,4 +611,72 @@ func (s *state) setNode(n NodeMeta) {
 	v, err := marshalOpts.Marshal(&fsmpb.NodeMeta{NodeId: n.NodeID, GrpcAddr: n.GRPCAddr, RaftAddr: n.RaftAddr})
 	s.must(err)
 	s.must(s.nodes.Put([]byte(n.NodeID), v))
+}
+
+// depKey is the key of edge parent → child in dep_children and
+// dep_waiting: every child of one parent is one prefix scan.
+func depKey(parent, child string) []byte {
+	return append(appendStr(make([]byte, 0, len(parent)+len(child)+2), parent), child...)
+}
+
+// edgesOf lists the parents a job has an edge from in one dependency index.
+type edgesOf func(*Job) []string
+
+// childEdges: every parent of every job (dep_children).
+func childEdges(j *Job) []string { return j.Parents }
+
+// waitingEdges: the parents a WAITING job still waits on (dep_waiting).
+func waitingEdges(j *Job) []string {
+	if j.State != StateWaiting {
+		return nil
+	}
+	return j.WaitingOn
+}
+
+// reindexEdges brings one dependency index from old's edges to nu's.
+func (s *state) reindexEdges(b *bbolt.Bucket, of edgesOf, old, nu *Job) {
+	var op, np []string
+	if old != nil {
+		op = of(old)
+	}
+	if nu != nil {
+		np = of(nu)
+	}
+	if len(op) == 0 && len(np) == 0 {
+		return
+	}
+	for _, p := range op {
+		if nu == nil || !containsStr(np, p) {
+			s.must(b.Delete(depKey(p, old.ID)))
+		}
+	}
+	for _, p := range np {
+		if old == nil || !containsStr(op, p) {
+			s.must(b.Put(depKey(p, nu.ID), nil))
+		}
+	}
+}
+
+func containsStr(list []string, s string) bool {
+	for _, x := range list {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// children lists, in id order, the jobs with an edge from parent in one
+// dependency index, at most limit (all when limit <= 0).
+func children(b *bbolt.Bucket, parent string, limit int) []string {
+	prefix := appendStr(nil, parent)
+	var ids []string
+	c := b.Cursor()
+	for k, _ := c.Seek(prefix); k != nil && bytes.HasPrefix(k, prefix); k, _ = c.Next() {
+		ids = append(ids, string(k[len(prefix):]))
+		if limit > 0 && len(ids) >= limit {
+			break
+		}
+	}
+	return ids
 }

@@ -18,7 +18,14 @@ const (
 	StateSucceeded   State = 4
 	StateDead        State = 5
 	StateCancelled   State = 6
+	// StateWaiting: blocked until the job's parents are terminal
+	// (workflows); it then becomes ready or scheduled, or cancelled.
+	StateWaiting State = 7
 )
+
+// NumStates bounds the State values: per-state counts are indexed by State
+// in arrays of this length.
+const NumStates = 8
 
 // Terminal reports whether no command moves a job out of this state except
 // Redrive (for Dead) and Purge.
@@ -42,6 +49,8 @@ func (s State) String() string {
 		return "dead"
 	case StateCancelled:
 		return "cancelled"
+	case StateWaiting:
+		return "waiting"
 	}
 	return fmt.Sprintf("state(%d)", int32(s))
 }
@@ -109,6 +118,15 @@ type Job struct {
 	// UniqueKey, while the job is not terminal, keeps other enqueues with
 	// the same key in its queue from creating a job (uniqueness by state).
 	UniqueKey string
+	// Parents are the jobs this one depends on (workflows) and
+	// DependencyPolicy what a parent that ends dead or cancelled does to it
+	// (DepPolicy*). WaitingOn is the parents not yet terminal, in Parents'
+	// order; the job is StateWaiting while it is not empty. ParentFailed
+	// records that a parent ended dead or cancelled.
+	Parents          []string
+	DependencyPolicy int32
+	WaitingOn        []string
+	ParentFailed     bool
 }
 
 // Unique modes (NewJob.unique_mode): what an enqueue does when its unique
@@ -132,6 +150,21 @@ const (
 	// deadline, and was failed.
 	StartToCloseError = "start-to-close timeout"
 )
+
+// Dependency policies (Job.DependencyPolicy, NewJob.dependency_policy).
+const (
+	// DepPolicyCancel cancels the job when a parent ends dead or cancelled
+	// (the default); its own dependants follow, in cascade.
+	DepPolicyCancel int32 = 0
+	// DepPolicyRunAnyway runs the job once every parent is terminal,
+	// whatever their outcome.
+	DepPolicyRunAnyway int32 = 1
+)
+
+// MaxParents is the most parents a job may have. It is structural, like
+// maxKeyPart, not configuration: every node applies the same bound, and it
+// keeps one job's record and its resolution bounded.
+const MaxParents = 64
 
 // Sentinel errors returned (wrapped, per item) as business refusals in
 // Apply results. Callers map them to API errors with errors.Is.
@@ -212,8 +245,8 @@ type Result struct {
 type QueueStats struct {
 	Queue                string
 	Paused               bool
-	Counts               [7]int64 // indexed by State
-	OldestReadyCreatedAt int64    // 0 when no job is ready
+	Counts               [NumStates]int64 // indexed by State
+	OldestReadyCreatedAt int64            // 0 when no job is ready
 }
 
 // NodeMeta maps a Raft server id to its client-facing addresses.

@@ -297,6 +297,25 @@ func (c *Client) GetResult(ctx context.Context, jobID string) (Result, error) {
 	return resultFromPB(resp.GetResult()), nil
 }
 
+// ParentResults reads the results of a workflow job's parents (worker
+// Job.Parents, or client.Client.Parents) by job id. A parent without a
+// stored result (it stored none, or its result expired) is left out of the
+// map; any other error ends the call.
+func (c *Client) ParentResults(ctx context.Context, parents []string) (map[string]Result, error) {
+	out := make(map[string]Result, len(parents))
+	for _, id := range parents {
+		r, err := c.GetResult(ctx, id)
+		if errors.Is(err, ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("result of parent %s: %w", id, err)
+		}
+		out[id] = r
+	}
+	return out, nil
+}
+
 // ListResults reads one page of results in (finished_at, job_id) order.
 func (c *Client) ListResults(ctx context.Context, o ListOptions) (Page, error) {
 	resp, err := c.rpc.ListResults(ctx, &raftqv1.ListResultsRequest{

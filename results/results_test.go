@@ -160,3 +160,29 @@ func TestUnavailable(t *testing.T) {
 		t.Fatalf("err = %v, want ErrUnavailable", err)
 	}
 }
+
+// TestParentResults: a workflow child reads its parents' results by id;
+// a parent without a stored result is left out, not an error.
+func TestParentResults(t *testing.T) {
+	svcdtest.Each(t, func(t *testing.T, b svcdtest.Backend) {
+		c := startClient(t, b)
+		ctx := context.Background()
+		for _, id := range []string{"p1", "p2"} {
+			r := result(id, 1, results.StatusSucceeded)
+			r.Output = []byte("out-" + id)
+			if _, err := c.StoreResult(ctx, r); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, err := c.ParentResults(ctx, []string{"p1", "none", "p2"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(got) != 2 || string(got["p1"].Output) != "out-p1" || string(got["p2"].Output) != "out-p2" {
+			t.Fatalf("ParentResults = %+v", got)
+		}
+		if got, err := c.ParentResults(ctx, nil); err != nil || len(got) != 0 {
+			t.Fatalf("no parents: %v %v", got, err)
+		}
+	})
+}

@@ -53,6 +53,12 @@ type Job struct {
 	// broker's clock; zero: no such timeout). Past it the lease is lost:
 	// the handler's context is cancelled and the outcome is not settled.
 	AttemptDeadline time.Time
+	// Parents are the jobs this one depended on (workflows), all succeeded
+	// unless ParentFailed (possible only under the run-anyway policy).
+	// Read their results from the results service:
+	// results.Client.ParentResults(ctx, job.Parents).
+	Parents      []string
+	ParentFailed bool
 
 	mu     sync.Mutex
 	output []byte
@@ -115,6 +121,8 @@ func jobFromProto(p *raftqv1.Job, workerID string, leaseOverride time.Duration) 
 		LeaseDuration: p.GetLeaseDuration().AsDuration(),
 		LastError:     p.GetLastError(),
 		WorkerID:      workerID,
+		Parents:       p.GetParents(),
+		ParentFailed:  p.GetParentFailed(),
 	}
 	if leaseOverride > 0 {
 		j.LeaseDuration = leaseOverride

@@ -23,7 +23,7 @@ import (
 func parseState(s string) (raftqv1.JobState, error) {
 	st, ok := adminapi.ParseState(s)
 	if !ok {
-		return 0, invalid(fmt.Sprintf("state %q: want scheduled, ready, leased, succeeded, dead or cancelled", s))
+		return 0, invalid(fmt.Sprintf("state %q: want scheduled, ready, leased, succeeded, dead, cancelled or waiting", s))
 	}
 	return st, nil
 }

@@ -678,3 +678,26 @@ func TestDashboardInChromium(t *testing.T) {
 	}
 	screenshot("node-down.png")
 }
+
+// TestDashboardWorkflowJob: a waiting job's page shows its parents (with
+// the policy), what it waits on, and the parent's page its dependants;
+// the queues page counts waiting jobs.
+func TestDashboardWorkflowJob(t *testing.T) {
+	f := newFixture(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	res, err := f.cl.Enqueue(ctx, client.NewJob("flows", "child", nil, client.DependsOn(f.pdf), client.RunAnyway()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	child := res[0].JobId
+	mustContain(t, "waiting job", waitPage(t, f.ui+"/jobs/"+child, 10*time.Second, func(p page) bool {
+		return strings.Contains(p.body, `id="waiting-on"`)
+	}), `id="parents"`, f.pdf, "run_anyway", `id="waiting-on"`, "waiting")
+	mustContain(t, "parent job", waitPage(t, f.ui+"/jobs/"+f.pdf, 10*time.Second, func(p page) bool {
+		return strings.Contains(p.body, child)
+	}), `id="dependants"`, child)
+	waitPage(t, f.ui+"/queues", 10*time.Second, func(p page) bool {
+		return strings.Contains(p.body, `data-field="waiting">1<`)
+	})
+}

@@ -33,8 +33,8 @@ const histQueues = 200
 type histSample struct {
 	at time.Time
 	// total is the sum over every queue; queues the per-queue counts.
-	total  [7]int64
-	queues map[string][7]int64
+	total  [fsm.NumStates]int64
+	queues map[string][fsm.NumStates]int64
 	// oldestReady is the age in seconds of the oldest ready job of any
 	// queue (per queue in oldestByQueue).
 	oldestReady   float64
@@ -62,7 +62,7 @@ func newHistory(g prometheus.Gatherer, size int) *history {
 }
 
 func (h *history) observe(now time.Time, stats []fsm.QueueStats) {
-	s := histSample{at: now, queues: map[string][7]int64{}, oldestByQueue: map[string]float64{}}
+	s := histSample{at: now, queues: map[string][fsm.NumStates]int64{}, oldestByQueue: map[string]float64{}}
 	sort.Slice(stats, func(i, j int) bool { return stats[i].Queue < stats[j].Queue })
 	for i, q := range stats {
 		for st, c := range q.Counts {
@@ -151,7 +151,7 @@ type Chart struct {
 }
 
 // countsOf picks the counts of one queue ("" = all queues).
-func (s histSample) countsOf(queue string) ([7]int64, bool) {
+func (s histSample) countsOf(queue string) ([fsm.NumStates]int64, bool) {
 	if queue == "" {
 		return s.total, true
 	}

@@ -15,8 +15,8 @@ import (
 func TestHistoryRates(t *testing.T) {
 	h := newHistory(nil, 3)
 	t0 := time.Unix(1000, 0)
-	counts := func(ready, succeeded, dead int64) [7]int64 {
-		var c [7]int64
+	counts := func(ready, succeeded, dead int64) [fsm.NumStates]int64 {
+		var c [fsm.NumStates]int64
 		c[fsm.StateReady], c[fsm.StateSucceeded], c[fsm.StateDead] = ready, succeeded, dead
 		return c
 	}

@@ -643,7 +643,7 @@ func (s *Server) uiJobs(w http.ResponseWriter, r *http.Request) {
 		}
 		states = []raftqv1.JobState{st}
 	} else {
-		for st := fsm.StateScheduled; st <= fsm.StateCancelled; st++ {
+		for st := fsm.StateScheduled; st < fsm.NumStates; st++ {
 			states = append(states, raftqv1.JobState(st))
 		}
 	}

@@ -61,6 +61,8 @@ func enqueueCmd(g *globals) *cobra.Command {
 	var payload, payloadFile, key, runAt, uniqueMode string
 	var delay, lease, dedup, backoffInitial, backoffMax, s2s, s2c time.Duration
 	var count int
+	var dependsOn []string
+	var runAnyway, chain bool
 	cmd := &cobra.Command{
 		Use:   "enqueue",
 		Short: "Enqueue a job (or --count copies in one atomic batch); prints the job ids",
@@ -142,7 +144,14 @@ func enqueueCmd(g *globals) *cobra.Command {
 							s.Retry.MaxBackoff = durationpb.New(backoffMax)
 						}
 					}
+					s.DependsOn = dependsOn
+					if runAnyway {
+						s.DependencyPolicy = raftqv1.DependencyPolicy_DEPENDENCY_POLICY_RUN_ANYWAY
+					}
 					specs = append(specs, s)
+				}
+				if chain {
+					specs = client.Chain(specs...)
 				}
 				res, err := cl.Enqueue(ctx, specs...)
 				if err != nil {
@@ -178,6 +187,9 @@ func enqueueCmd(g *globals) *cobra.Command {
 	f.DurationVar(&backoffInitial, "backoff-initial", 0, "first retry back-off after a failure (0: queue default)")
 	f.DurationVar(&backoffMax, "backoff-max", 0, "longest retry back-off (0: queue default)")
 	f.IntVar(&count, "count", 1, "number of jobs")
+	f.StringSliceVar(&dependsOn, "depends-on", nil, "job ids this job waits for: it runs once they all succeeded (repeat or comma-separate)")
+	f.BoolVar(&runAnyway, "run-anyway", false, "with --depends-on: run once every parent finished, even if one failed (default: cancel the job)")
+	f.BoolVar(&chain, "chain", false, "with --count: each job waits for the one before it (a chain, submitted atomically)")
 	return cmd
 }
 

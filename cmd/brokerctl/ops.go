@@ -71,14 +71,27 @@ func printJob(p *printer, j *raftqv1.Job) error {
 	if v.StartToCloseSeconds > 0 {
 		stc = (time.Duration(v.StartToCloseSeconds * float64(time.Second))).String()
 	}
-	return p.kv(v, [][2]string{
+	pairs := [][2]string{
 		{"ID", v.ID}, {"QUEUE", v.Queue}, {"TYPE", v.Type}, {"STATE", v.State}, {"CONCURRENCY KEY", v.ConcurrencyKey},
 		{"UNIQUE KEY", v.UniqueKey}, {"START BY", ts(v.StartDeadline)}, {"START TO CLOSE", stc}, {"ATTEMPT DEADLINE", ts(v.AttemptDeadline)},
 		{"ATTEMPTS", fmt.Sprintf("%d/%d", v.Attempts, v.MaxAttempts)}, {"PRIORITY", strconv.Itoa(int(v.Priority))},
 		{"CREATED", ts(v.CreatedAt)}, {"UPDATED", ts(v.UpdatedAt)}, {"RUN AT", ts(v.RunAt)}, {"FINISHED", ts(v.FinishedAt)},
 		{"LEASE TOKEN", strconv.FormatUint(v.LeaseToken, 10)}, {"LEASED BY", v.LeasedBy}, {"LEASE DEADLINE", ts(v.LeaseDeadline)},
 		{"PROGRESS", progress}, {"LAST ERROR", v.LastError}, {"PAYLOAD", fmt.Sprintf("%d bytes", len(v.Payload))},
-	})
+	}
+	// Workflow rows only for jobs in a workflow, so other jobs print as
+	// before.
+	if len(v.Parents) > 0 {
+		parents := strings.Join(v.Parents, ", ") + " (" + v.DependencyPolicy
+		if v.ParentFailed {
+			parents += "; a parent failed"
+		}
+		pairs = append(pairs, [2]string{"PARENTS", parents + ")"}, [2]string{"WAITING ON", strings.Join(v.WaitingOn, ", ")})
+	}
+	if len(v.Dependants) > 0 {
+		pairs = append(pairs, [2]string{"DEPENDANTS", strings.Join(v.Dependants, ", ")})
+	}
+	return p.kv(v, pairs)
 }
 
 func printJobs(p *printer, jobs []*raftqv1.Job, next string) error {
@@ -117,7 +130,7 @@ func parseState(s string) (raftqv1.JobState, error) {
 	if st, ok := adminapi.ParseState(s); ok {
 		return st, nil
 	}
-	return 0, fmt.Errorf("state %q: want scheduled, ready, leased, succeeded, dead or cancelled", s)
+	return 0, fmt.Errorf("state %q: want scheduled, ready, leased, succeeded, dead, cancelled or waiting", s)
 }
 
 // ---- jobs ----

@@ -104,7 +104,7 @@ func runCmd(args []string) int {
 	fs.StringVar(&o.subnet, "subnet", "198.18.0", "first three octets of the nodes' /24 (exists only inside the harness's namespaces)")
 	fs.IntVar(&o.workerd, "workerd", 0, "workerd processes (bin/chaos/workerd) working a second queue of echo jobs; 0: none")
 	fs.Float64Var(&o.workerdShare, "workerd-share", 0.25, "share of the values enqueued to the workerd queue")
-	fs.StringVar(&o.bug, "bug", "", "seeded bugs brokerd (built with -tags jepsen,jepsenbug) runs with: stale-ack, early-enqueue-ack")
+	fs.StringVar(&o.bug, "bug", "", "seeded bugs brokerd (built with -tags jepsen,jepsenbug) runs with: stale-ack, early-enqueue-ack, workflow-ignore-deps")
 	fs.StringVar(&o.expectInvalid, "expect-invalid", "", "exit 0 only if this checker is invalid (for the seeded-bug build)")
 	if err := fs.Parse(args); err != nil {
 		return 2
@@ -253,6 +253,12 @@ func run(o options, faults []nemesis.Fault) (bool, []checker.Result, error) {
 	if err := w.Start(); err != nil {
 		return false, nil, err
 	}
+	// The workflow workload: small DAGs submitted atomically and worked
+	// through every fault (checker.Workflow).
+	wf, err := workload.StartWorkflows(cl.Addrs(), o.seed)
+	if err != nil {
+		return false, nil, err
+	}
 	self, err := os.Executable()
 	if err != nil {
 		return false, nil, err
@@ -275,6 +281,7 @@ func run(o options, faults []nemesis.Fault) (bool, []checker.Result, error) {
 		log.Warn("no leader after healing", "err", err)
 	}
 	workEnd := rec.Now()
+	wf.Stop()
 	w.StopProducers()
 	w.Calm()
 	log.Info("draining", "pending", w.Pending())
@@ -283,6 +290,7 @@ func run(o options, faults []nemesis.Fault) (bool, []checker.Result, error) {
 	log.Info("drained", "remaining", remaining)
 
 	cron := workload.ReadCron(cl.Addrs(), firstTick, 60*time.Second)
+	wfState := wf.Read(60 * time.Second)
 	states := finalStates(cl, env, log)
 	rows, rowErr := readRows(cl.SvcdAddr)
 	if rowErr != nil {
@@ -292,6 +300,7 @@ func run(o options, faults []nemesis.Fault) (bool, []checker.Result, error) {
 	writeJSON(filepath.Join(dir, "nodes.json"), states)
 	writeJSON(filepath.Join(dir, "rows.json"), rows)
 	writeJSON(filepath.Join(dir, "cron.json"), cron)
+	writeJSON(filepath.Join(dir, "workflow.json"), wfState)
 
 	ops := rec.Ops()
 	r := &report.Run{
@@ -306,7 +315,7 @@ func run(o options, faults []nemesis.Fault) (bool, []checker.Result, error) {
 	if remaining > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("the drain ended with %d values enqueued OK not known to be done", remaining))
 	}
-	valid, results := check(ops, rows, states, cron, r, workEnd)
+	valid, results := check(ops, rows, states, cron, wfState, r, workEnd)
 	if err := report.WriteJSON(dir, r); err != nil {
 		log.Warn("results.json", "err", err)
 	}
@@ -327,7 +336,7 @@ const (
 )
 
 // check runs every checker and fills r.
-func check(ops []history.Op, rows []checker.Row, states []checker.NodeState, cron *checker.CronState, r *report.Run, workEnd int64) (bool, []checker.Result) {
+func check(ops []history.Op, rows []checker.Row, states []checker.NodeState, cron *checker.CronState, wf *checker.WorkflowState, r *report.Run, workEnd int64) (bool, []checker.Result) {
 	var end int64
 	for _, op := range ops {
 		end = max(end, op.End)
@@ -340,6 +349,7 @@ func check(ops []history.Op, rows []checker.Row, states []checker.NodeState, cro
 		checker.Linearizable(ops, 5*time.Second),
 		checker.Divergence(states),
 		checker.Cron(cron),
+		checker.Workflow(wf),
 	}
 	r.Valid = true
 	for _, c := range r.Checkers {
@@ -452,6 +462,10 @@ func checkCmd(args []string) int {
 	if err := readJSON(filepath.Join(dir, "cron.json"), &cron); err != nil && !errors.Is(err, os.ErrNotExist) {
 		fmt.Fprintln(os.Stderr, "jepsen: cron.json:", err)
 	}
+	var wf *checker.WorkflowState
+	if err := readJSON(filepath.Join(dir, "workflow.json"), &wf); err != nil && !errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintln(os.Stderr, "jepsen: workflow.json:", err)
+	}
 	var end int64
 	for _, op := range ops {
 		if op.Kind == history.Enqueue && op.End > end {
@@ -459,7 +473,7 @@ func checkCmd(args []string) int {
 		}
 	}
 	r := &report.Run{Name: filepath.Base(dir)}
-	valid, _ := check(ops, rows, states, cron, r, end)
+	valid, _ := check(ops, rows, states, cron, wf, r, end)
 	fmt.Print(report.Summary(r))
 	if !valid {
 		return 1

@@ -54,6 +54,9 @@ const (
 	// The leader's consistency check: every node hashes its state as of this
 	// entry (changing nothing) and reports the hash in Status.
 	CommandType_COMMAND_TYPE_CHECK_HASH CommandType = 30
+	// An Enqueue applied all or nothing, with dependencies resolved inside
+	// the batch (a workflow); body enqueue_workflow.
+	CommandType_COMMAND_TYPE_ENQUEUE_WORKFLOW CommandType = 25
 )
 
 // Enum value maps for CommandType.
@@ -81,30 +84,32 @@ var (
 		19: "COMMAND_TYPE_FIRE_SCHEDULE",
 		20: "COMMAND_TYPE_EXPIRE_TIMEOUTS",
 		30: "COMMAND_TYPE_CHECK_HASH",
+		25: "COMMAND_TYPE_ENQUEUE_WORKFLOW",
 	}
 	CommandType_value = map[string]int32{
-		"COMMAND_TYPE_UNSPECIFIED":     0,
-		"COMMAND_TYPE_ENQUEUE":         1,
-		"COMMAND_TYPE_LEASE":           2,
-		"COMMAND_TYPE_EXTEND_LEASE":    3,
-		"COMMAND_TYPE_ACK":             4,
-		"COMMAND_TYPE_NACK":            5,
-		"COMMAND_TYPE_EXPIRE_LEASES":   6,
-		"COMMAND_TYPE_PROMOTE":         7,
-		"COMMAND_TYPE_CANCEL":          8,
-		"COMMAND_TYPE_PAUSE_QUEUE":     9,
-		"COMMAND_TYPE_RESUME_QUEUE":    10,
-		"COMMAND_TYPE_REDRIVE":         11,
-		"COMMAND_TYPE_PURGE":           12,
-		"COMMAND_TYPE_SET_NODE":        13,
-		"COMMAND_TYPE_DELETE_DEAD":     14,
-		"COMMAND_TYPE_PUT_SCHEDULE":    15,
-		"COMMAND_TYPE_PAUSE_SCHEDULE":  16,
-		"COMMAND_TYPE_RESUME_SCHEDULE": 17,
-		"COMMAND_TYPE_DELETE_SCHEDULE": 18,
-		"COMMAND_TYPE_FIRE_SCHEDULE":   19,
-		"COMMAND_TYPE_EXPIRE_TIMEOUTS": 20,
-		"COMMAND_TYPE_CHECK_HASH":      30,
+		"COMMAND_TYPE_UNSPECIFIED":      0,
+		"COMMAND_TYPE_ENQUEUE":          1,
+		"COMMAND_TYPE_LEASE":            2,
+		"COMMAND_TYPE_EXTEND_LEASE":     3,
+		"COMMAND_TYPE_ACK":              4,
+		"COMMAND_TYPE_NACK":             5,
+		"COMMAND_TYPE_EXPIRE_LEASES":    6,
+		"COMMAND_TYPE_PROMOTE":          7,
+		"COMMAND_TYPE_CANCEL":           8,
+		"COMMAND_TYPE_PAUSE_QUEUE":      9,
+		"COMMAND_TYPE_RESUME_QUEUE":     10,
+		"COMMAND_TYPE_REDRIVE":          11,
+		"COMMAND_TYPE_PURGE":            12,
+		"COMMAND_TYPE_SET_NODE":         13,
+		"COMMAND_TYPE_DELETE_DEAD":      14,
+		"COMMAND_TYPE_PUT_SCHEDULE":     15,
+		"COMMAND_TYPE_PAUSE_SCHEDULE":   16,
+		"COMMAND_TYPE_RESUME_SCHEDULE":  17,
+		"COMMAND_TYPE_DELETE_SCHEDULE":  18,
+		"COMMAND_TYPE_FIRE_SCHEDULE":    19,
+		"COMMAND_TYPE_EXPIRE_TIMEOUTS":  20,
+		"COMMAND_TYPE_CHECK_HASH":       30,
+		"COMMAND_TYPE_ENQUEUE_WORKFLOW": 25,
 	}
 )
 
@@ -219,6 +224,7 @@ type Command struct {
 	//	*Command_FireSchedule
 	//	*Command_ExpireTimeouts
 	//	*Command_CheckHash
+	//	*Command_EnqueueWorkflow
 	Body          isCommand_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -464,6 +470,15 @@ func (x *Command) GetCheckHash() *CheckHash {
 	return nil
 }
 
+func (x *Command) GetEnqueueWorkflow() *Enqueue {
+	if x != nil {
+		if x, ok := x.Body.(*Command_EnqueueWorkflow); ok {
+			return x.EnqueueWorkflow
+		}
+	}
+	return nil
+}
+
 type isCommand_Body interface {
 	isCommand_Body()
 }
@@ -552,6 +567,10 @@ type Command_CheckHash struct {
 	CheckHash *CheckHash `protobuf:"bytes,60,opt,name=check_hash,json=checkHash,proto3,oneof"`
 }
 
+type Command_EnqueueWorkflow struct {
+	EnqueueWorkflow *Enqueue `protobuf:"bytes,50,opt,name=enqueue_workflow,json=enqueueWorkflow,proto3,oneof"`
+}
+
 func (*Command_Enqueue) isCommand_Body() {}
 
 func (*Command_Lease) isCommand_Body() {}
@@ -594,6 +613,8 @@ func (*Command_ExpireTimeouts) isCommand_Body() {}
 
 func (*Command_CheckHash) isCommand_Body() {}
 
+func (*Command_EnqueueWorkflow) isCommand_Body() {}
+
 // NewJob is a job as the leader stamped it: id chosen, defaults filled in,
 // times absolute.
 type NewJob struct {
@@ -631,9 +652,17 @@ type NewJob struct {
 	UniqueKey string `protobuf:"bytes,18,opt,name=unique_key,json=uniqueKey,proto3" json:"unique_key,omitempty"`
 	// fsm.UniqueMode*: 0 return the existing job, 1 refuse the enqueue, 2
 	// debounce (replace a still-scheduled job's run_at and payload).
-	UniqueMode    int32 `protobuf:"varint,19,opt,name=unique_mode,json=uniqueMode,proto3" json:"unique_mode,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	UniqueMode int32 `protobuf:"varint,19,opt,name=unique_mode,json=uniqueMode,proto3" json:"unique_mode,omitempty"`
+	// Jobs that must finish before this one may run: ids of existing jobs or
+	// of jobs earlier or later in the same EnqueueWorkflow. At most
+	// fsm.MaxParents, no duplicates, not the job itself.
+	DependsOn []string `protobuf:"bytes,23,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
+	// What a parent ending dead or cancelled does to this job: 0 cancels it
+	// (and, through it, its own dependants), 1 runs it anyway once every
+	// parent is terminal (fsm.DepPolicy*).
+	DependencyPolicy int32 `protobuf:"varint,24,opt,name=dependency_policy,json=dependencyPolicy,proto3" json:"dependency_policy,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *NewJob) Reset() {
@@ -795,6 +824,20 @@ func (x *NewJob) GetUniqueKey() string {
 func (x *NewJob) GetUniqueMode() int32 {
 	if x != nil {
 		return x.UniqueMode
+	}
+	return 0
+}
+
+func (x *NewJob) GetDependsOn() []string {
+	if x != nil {
+		return x.DependsOn
+	}
+	return nil
+}
+
+func (x *NewJob) GetDependencyPolicy() int32 {
+	if x != nil {
+		return x.DependencyPolicy
 	}
 	return 0
 }
@@ -1834,8 +1877,16 @@ type JobRecord struct {
 	StartToClose    int64  `protobuf:"varint,33,opt,name=start_to_close,json=startToClose,proto3" json:"start_to_close,omitempty"`
 	AttemptDeadline int64  `protobuf:"varint,34,opt,name=attempt_deadline,json=attemptDeadline,proto3" json:"attempt_deadline,omitempty"`
 	UniqueKey       string `protobuf:"bytes,35,opt,name=unique_key,json=uniqueKey,proto3" json:"unique_key,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// Workflows: the job's parents (NewJob.depends_on) and policy; the
+	// parents it still waits for (not yet terminal when it was created or
+	// since), and whether a parent ended dead or cancelled. Unset for jobs
+	// without parents, so they store and hash as before.
+	Parents          []string `protobuf:"bytes,40,rep,name=parents,proto3" json:"parents,omitempty"`
+	DependencyPolicy int32    `protobuf:"varint,41,opt,name=dependency_policy,json=dependencyPolicy,proto3" json:"dependency_policy,omitempty"`
+	WaitingOn        []string `protobuf:"bytes,42,rep,name=waiting_on,json=waitingOn,proto3" json:"waiting_on,omitempty"`
+	ParentFailed     bool     `protobuf:"varint,43,opt,name=parent_failed,json=parentFailed,proto3" json:"parent_failed,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *JobRecord) Reset() {
@@ -2111,6 +2162,34 @@ func (x *JobRecord) GetUniqueKey() string {
 		return x.UniqueKey
 	}
 	return ""
+}
+
+func (x *JobRecord) GetParents() []string {
+	if x != nil {
+		return x.Parents
+	}
+	return nil
+}
+
+func (x *JobRecord) GetDependencyPolicy() int32 {
+	if x != nil {
+		return x.DependencyPolicy
+	}
+	return 0
+}
+
+func (x *JobRecord) GetWaitingOn() []string {
+	if x != nil {
+		return x.WaitingOn
+	}
+	return nil
+}
+
+func (x *JobRecord) GetParentFailed() bool {
+	if x != nil {
+		return x.ParentFailed
+	}
+	return false
 }
 
 type QueueRecord struct {
@@ -2777,7 +2856,7 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x16raftq/fsm/v1/fsm.proto\x12\fraftq.fsm.v1\"T\n" +
 	"\x05Entry\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x121\n" +
-	"\bcommands\x18\x02 \x03(\v2\x15.raftq.fsm.v1.CommandR\bcommands\"\x8a\n" +
+	"\bcommands\x18\x02 \x03(\v2\x15.raftq.fsm.v1.CommandR\bcommands\"\xce\n" +
 	"\n" +
 	"\aCommand\x12-\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x19.raftq.fsm.v1.CommandTypeR\x04type\x12\x10\n" +
@@ -2806,8 +2885,9 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\rfire_schedule\x18\x1c \x01(\v2\x1a.raftq.fsm.v1.FireScheduleH\x00R\ffireSchedule\x12G\n" +
 	"\x0fexpire_timeouts\x18( \x01(\v2\x1c.raftq.fsm.v1.ExpireTimeoutsH\x00R\x0eexpireTimeouts\x128\n" +
 	"\n" +
-	"check_hash\x18< \x01(\v2\x17.raftq.fsm.v1.CheckHashH\x00R\tcheckHashB\x06\n" +
-	"\x04body\"\xe9\x04\n" +
+	"check_hash\x18< \x01(\v2\x17.raftq.fsm.v1.CheckHashH\x00R\tcheckHash\x12B\n" +
+	"\x10enqueue_workflow\x182 \x01(\v2\x15.raftq.fsm.v1.EnqueueH\x00R\x0fenqueueWorkflowB\x06\n" +
+	"\x04body\"\xb5\x05\n" +
 	"\x06NewJob\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x12\n" +
@@ -2832,7 +2912,10 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\n" +
 	"unique_key\x18\x12 \x01(\tR\tuniqueKey\x12\x1f\n" +
 	"\vunique_mode\x18\x13 \x01(\x05R\n" +
-	"uniqueMode\"3\n" +
+	"uniqueMode\x12\x1d\n" +
+	"\n" +
+	"depends_on\x18\x17 \x03(\tR\tdependsOn\x12+\n" +
+	"\x11dependency_policy\x18\x18 \x01(\x05R\x10dependencyPolicy\"3\n" +
 	"\aEnqueue\x12(\n" +
 	"\x04jobs\x18\x01 \x03(\v2\x14.raftq.fsm.v1.NewJobR\x04jobs\"I\n" +
 	"\tLeaseItem\x12\x15\n" +
@@ -2892,7 +2975,7 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12\x1d\n" +
 	"\n" +
 	"last_index\x18\x02 \x01(\x04R\tlastIndex\x12\x10\n" +
-	"\x03seq\x18\x03 \x01(\x04R\x03seq\"\xf3\b\n" +
+	"\x03seq\x18\x03 \x01(\x04R\x03seq\"\xfe\t\n" +
 	"\tJobRecord\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x12\n" +
@@ -2937,7 +3020,12 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x0estart_to_close\x18! \x01(\x03R\fstartToClose\x12)\n" +
 	"\x10attempt_deadline\x18\" \x01(\x03R\x0fattemptDeadline\x12\x1d\n" +
 	"\n" +
-	"unique_key\x18# \x01(\tR\tuniqueKey\"9\n" +
+	"unique_key\x18# \x01(\tR\tuniqueKey\x12\x18\n" +
+	"\aparents\x18( \x03(\tR\aparents\x12+\n" +
+	"\x11dependency_policy\x18) \x01(\x05R\x10dependencyPolicy\x12\x1d\n" +
+	"\n" +
+	"waiting_on\x18* \x03(\tR\twaitingOn\x12#\n" +
+	"\rparent_failed\x18+ \x01(\bR\fparentFailed\"9\n" +
 	"\vQueueRecord\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06paused\x18\x02 \x01(\bR\x06paused\"q\n" +
@@ -2984,7 +3072,7 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\vidempotency\x18\x03 \x01(\v2\x1f.raftq.fsm.v1.IdempotencyRecordH\x00R\vidempotency\x12,\n" +
 	"\x04node\x18\x04 \x01(\v2\x16.raftq.fsm.v1.NodeMetaH\x00R\x04node\x12:\n" +
 	"\bschedule\x18\x05 \x01(\v2\x1c.raftq.fsm.v1.ScheduleRecordH\x00R\bscheduleB\b\n" +
-	"\x06record*\x87\x05\n" +
+	"\x06record*\xaa\x05\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14COMMAND_TYPE_ENQUEUE\x10\x01\x12\x16\n" +
@@ -3008,7 +3096,8 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x1cCOMMAND_TYPE_DELETE_SCHEDULE\x10\x12\x12\x1e\n" +
 	"\x1aCOMMAND_TYPE_FIRE_SCHEDULE\x10\x13\x12 \n" +
 	"\x1cCOMMAND_TYPE_EXPIRE_TIMEOUTS\x10\x14\x12\x1b\n" +
-	"\x17COMMAND_TYPE_CHECK_HASH\x10\x1eB(Z&github.com/raftq/raftq/fsm/fsmpb;fsmpbb\x06proto3"
+	"\x17COMMAND_TYPE_CHECK_HASH\x10\x1e\x12!\n" +
+	"\x1dCOMMAND_TYPE_ENQUEUE_WORKFLOW\x10\x19B(Z&github.com/raftq/raftq/fsm/fsmpb;fsmpbb\x06proto3"
 
 var (
 	file_raftq_fsm_v1_fsm_proto_rawDescOnce sync.Once
@@ -3081,24 +3170,25 @@ var file_raftq_fsm_v1_fsm_proto_depIdxs = []int32{
 	29, // 20: raftq.fsm.v1.Command.fire_schedule:type_name -> raftq.fsm.v1.FireSchedule
 	13, // 21: raftq.fsm.v1.Command.expire_timeouts:type_name -> raftq.fsm.v1.ExpireTimeouts
 	28, // 22: raftq.fsm.v1.Command.check_hash:type_name -> raftq.fsm.v1.CheckHash
-	3,  // 23: raftq.fsm.v1.Enqueue.jobs:type_name -> raftq.fsm.v1.NewJob
-	5,  // 24: raftq.fsm.v1.Lease.items:type_name -> raftq.fsm.v1.LeaseItem
-	7,  // 25: raftq.fsm.v1.ExtendLease.items:type_name -> raftq.fsm.v1.LeaseRef
-	7,  // 26: raftq.fsm.v1.Ack.items:type_name -> raftq.fsm.v1.LeaseRef
-	10, // 27: raftq.fsm.v1.Nack.items:type_name -> raftq.fsm.v1.NackItem
-	3,  // 28: raftq.fsm.v1.ScheduleSpec.job:type_name -> raftq.fsm.v1.NewJob
-	25, // 29: raftq.fsm.v1.ScheduleRecord.spec:type_name -> raftq.fsm.v1.ScheduleSpec
-	3,  // 30: raftq.fsm.v1.FireSchedule.job:type_name -> raftq.fsm.v1.NewJob
-	22, // 31: raftq.fsm.v1.SnapshotRecord.job:type_name -> raftq.fsm.v1.JobRecord
-	23, // 32: raftq.fsm.v1.SnapshotRecord.queue:type_name -> raftq.fsm.v1.QueueRecord
-	24, // 33: raftq.fsm.v1.SnapshotRecord.idempotency:type_name -> raftq.fsm.v1.IdempotencyRecord
-	19, // 34: raftq.fsm.v1.SnapshotRecord.node:type_name -> raftq.fsm.v1.NodeMeta
-	26, // 35: raftq.fsm.v1.SnapshotRecord.schedule:type_name -> raftq.fsm.v1.ScheduleRecord
-	36, // [36:36] is the sub-list for method output_type
-	36, // [36:36] is the sub-list for method input_type
-	36, // [36:36] is the sub-list for extension type_name
-	36, // [36:36] is the sub-list for extension extendee
-	0,  // [0:36] is the sub-list for field type_name
+	4,  // 23: raftq.fsm.v1.Command.enqueue_workflow:type_name -> raftq.fsm.v1.Enqueue
+	3,  // 24: raftq.fsm.v1.Enqueue.jobs:type_name -> raftq.fsm.v1.NewJob
+	5,  // 25: raftq.fsm.v1.Lease.items:type_name -> raftq.fsm.v1.LeaseItem
+	7,  // 26: raftq.fsm.v1.ExtendLease.items:type_name -> raftq.fsm.v1.LeaseRef
+	7,  // 27: raftq.fsm.v1.Ack.items:type_name -> raftq.fsm.v1.LeaseRef
+	10, // 28: raftq.fsm.v1.Nack.items:type_name -> raftq.fsm.v1.NackItem
+	3,  // 29: raftq.fsm.v1.ScheduleSpec.job:type_name -> raftq.fsm.v1.NewJob
+	25, // 30: raftq.fsm.v1.ScheduleRecord.spec:type_name -> raftq.fsm.v1.ScheduleSpec
+	3,  // 31: raftq.fsm.v1.FireSchedule.job:type_name -> raftq.fsm.v1.NewJob
+	22, // 32: raftq.fsm.v1.SnapshotRecord.job:type_name -> raftq.fsm.v1.JobRecord
+	23, // 33: raftq.fsm.v1.SnapshotRecord.queue:type_name -> raftq.fsm.v1.QueueRecord
+	24, // 34: raftq.fsm.v1.SnapshotRecord.idempotency:type_name -> raftq.fsm.v1.IdempotencyRecord
+	19, // 35: raftq.fsm.v1.SnapshotRecord.node:type_name -> raftq.fsm.v1.NodeMeta
+	26, // 36: raftq.fsm.v1.SnapshotRecord.schedule:type_name -> raftq.fsm.v1.ScheduleRecord
+	37, // [37:37] is the sub-list for method output_type
+	37, // [37:37] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_raftq_fsm_v1_fsm_proto_init() }
@@ -3128,6 +3218,7 @@ func file_raftq_fsm_v1_fsm_proto_init() {
 		(*Command_FireSchedule)(nil),
 		(*Command_ExpireTimeouts)(nil),
 		(*Command_CheckHash)(nil),
+		(*Command_EnqueueWorkflow)(nil),
 	}
 	file_raftq_fsm_v1_fsm_proto_msgTypes[29].OneofWrappers = []any{
 		(*SnapshotRecord_Job)(nil),

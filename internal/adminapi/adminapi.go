@@ -61,6 +61,14 @@ type Job struct {
 	// UniqueKey keeps other jobs with the key out of the queue while this
 	// one is not terminal.
 	UniqueKey string `json:"unique_key,omitempty"`
+	// Workflows: the parents, the policy ("cancel" or "run_anyway"), the
+	// parents still waited on, whether a parent failed, and (GetJob only)
+	// the jobs depending on this one.
+	Parents          []string `json:"parents,omitempty"`
+	DependencyPolicy string   `json:"dependency_policy,omitempty"`
+	WaitingOn        []string `json:"waiting_on,omitempty"`
+	ParentFailed     bool     `json:"parent_failed,omitempty"`
+	Dependants       []string `json:"dependants,omitempty"`
 }
 
 // Progress is a worker's report on an attempt (Job.Progress in the worker
@@ -84,10 +92,11 @@ func (p *Progress) Text() string {
 }
 
 // States are the job states in the order of their enum values, scheduled
-// to cancelled: the order brokerctl and the dashboard list them in.
+// to waiting: the order brokerctl and the dashboard list them in.
 var States = []raftqv1.JobState{
 	raftqv1.JobState_JOB_STATE_SCHEDULED, raftqv1.JobState_JOB_STATE_READY, raftqv1.JobState_JOB_STATE_LEASED,
 	raftqv1.JobState_JOB_STATE_SUCCEEDED, raftqv1.JobState_JOB_STATE_DEAD, raftqv1.JobState_JOB_STATE_CANCELLED,
+	raftqv1.JobState_JOB_STATE_WAITING,
 }
 
 // StateName is a job state's lower-case name (ready, dead, ...), the same
@@ -106,6 +115,8 @@ func StateName(s raftqv1.JobState) string {
 		return "dead"
 	case raftqv1.JobState_JOB_STATE_CANCELLED:
 		return "cancelled"
+	case raftqv1.JobState_JOB_STATE_WAITING:
+		return "waiting"
 	}
 	return fmt.Sprintf("state(%d)", int32(s))
 }
@@ -150,6 +161,14 @@ func JobFromProto(j *raftqv1.Job) Job {
 	out.StartDeadline, out.AttemptDeadline = timeOf(j.StartDeadline), timeOf(j.AttemptDeadline)
 	out.StartToCloseSeconds = j.GetStartToClose().AsDuration().Seconds()
 	out.UniqueKey = j.UniqueKey
+	if len(j.Parents) > 0 {
+		out.Parents, out.WaitingOn, out.ParentFailed = j.Parents, j.WaitingOn, j.ParentFailed
+		out.DependencyPolicy = "cancel"
+		if j.DependencyPolicy == raftqv1.DependencyPolicy_DEPENDENCY_POLICY_RUN_ANYWAY {
+			out.DependencyPolicy = "run_anyway"
+		}
+	}
+	out.Dependants = j.Dependants
 	return out
 }
 
@@ -185,6 +204,7 @@ func QueueFromProto(q *raftqv1.QueueStats) Queue {
 	out := Queue{Name: q.Queue, Paused: q.Paused, Counts: map[string]int64{
 		"scheduled": q.Scheduled, "ready": q.Ready, "leased": q.Leased,
 		"succeeded": q.Succeeded, "dead": q.Dead, "cancelled": q.Cancelled,
+		"waiting": q.Waiting,
 	}}
 	if q.OldestReadyAt != nil && q.OldestReadyAt.IsValid() {
 		out.OldestReadyAgeSeconds = max(0, time.Since(q.OldestReadyAt.AsTime()).Seconds())

@@ -36,13 +36,13 @@ func TestJobProgress(t *testing.T) {
 // fsm.State.String before this package spelled them out), for every state
 // and for a value neither knows.
 func TestStateNamesAreTheFSMs(t *testing.T) {
-	for s := raftqv1.JobState(-1); s <= raftqv1.JobState_JOB_STATE_CANCELLED+1; s++ {
+	for s := raftqv1.JobState(-1); s <= raftqv1.JobState_JOB_STATE_WAITING+1; s++ {
 		if got, want := StateName(s), fsm.State(s).String(); got != want {
 			t.Errorf("StateName(%d) = %q, fsm says %q", s, got, want)
 		}
 	}
-	if len(States) != int(fsm.StateCancelled-fsm.StateScheduled)+1 {
-		t.Fatalf("States has %d states, the FSM %d", len(States), fsm.StateCancelled-fsm.StateScheduled+1)
+	if len(States) != int(fsm.NumStates-fsm.StateScheduled) {
+		t.Fatalf("States has %d states, the FSM %d", len(States), fsm.NumStates-fsm.StateScheduled)
 	}
 	for i, s := range States {
 		if fsm.State(s) != fsm.StateScheduled+fsm.State(i) {

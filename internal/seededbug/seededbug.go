@@ -28,6 +28,10 @@ const (
 	// EarlyEnqueueAck: Enqueue answers OK before anything is committed
 	// (the queue checker must catch it).
 	EarlyEnqueueAck = "early-enqueue-ack"
+	// WorkflowIgnoreDeps: Enqueue drops every job's parents, so a
+	// workflow's children run at once (the workflow checker must catch
+	// it).
+	WorkflowIgnoreDeps = "workflow-ignore-deps"
 )
 
 // EarlyAckDelay is how long EarlyEnqueueAck waits before it runs the
@@ -47,8 +51,10 @@ func Interceptors(list string, fsmOf func() *fsm.FSM) ([]grpc.UnaryServerInterce
 			out = append(out, StaleAckInterceptor(fsmOf))
 		case EarlyEnqueueAck:
 			out = append(out, EarlyEnqueueAckInterceptor())
+		case WorkflowIgnoreDeps:
+			out = append(out, WorkflowIgnoreDepsInterceptor())
 		default:
-			return nil, fmt.Errorf("seeded bug %q: unknown (known: %s, %s)", b, StaleAck, EarlyEnqueueAck)
+			return nil, fmt.Errorf("seeded bug %q: unknown (known: %s, %s, %s)", b, StaleAck, EarlyEnqueueAck, WorkflowIgnoreDeps)
 		}
 	}
 	return out, nil
@@ -113,5 +119,23 @@ func EarlyEnqueueAckInterceptor() grpc.UnaryServerInterceptor {
 			_, _ = handler(cctx, req)
 		}()
 		return out, nil
+	}
+}
+
+// WorkflowIgnoreDepsInterceptor drops the parents (depends_on and
+// depends_on_names) of every job of an Enqueue before the handler sees
+// them (the "dependencies not enforced" bug): a workflow's jobs are all
+// ready at once, children running before their parents succeeded, or
+// after they failed. The workflow checker must catch it.
+func WorkflowIgnoreDepsInterceptor() grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (any, error) {
+		if r, ok := req.(*raftqv1.EnqueueRequest); ok && info.FullMethod == raftqv1.Broker_Enqueue_FullMethodName {
+			for _, j := range r.Jobs {
+				if j != nil {
+					j.DependsOn, j.DependsOnNames = nil, nil
+				}
+			}
+		}
+		return handler(ctx, req)
 	}
 }

@@ -89,7 +89,7 @@ func readCron(ctx context.Context, cl *client.Client, st *checker.CronState) err
 	if s.LastTick != nil {
 		st.LastTick = s.LastTick.AsTime().UnixNano()
 	}
-	for state := raftqv1.JobState_JOB_STATE_SCHEDULED; state <= raftqv1.JobState_JOB_STATE_CANCELLED; state++ {
+	for state := raftqv1.JobState_JOB_STATE_SCHEDULED; state <= raftqv1.JobState_JOB_STATE_WAITING; state++ {
 		after := ""
 		for {
 			page, err := cl.ListJobs(ctx, &raftqv1.ListJobsRequest{Queue: CronQueue, State: state, After: after, Limit: 1000})

@@ -26,7 +26,7 @@
         body.queues.forEach(function (q) {
           var row = table.querySelector('tr[data-queue="' + CSS.escape(q.name) + '"]');
           if (!row) return;
-          ["scheduled", "ready", "leased", "succeeded", "dead", "cancelled"].forEach(function (k) {
+          ["scheduled", "waiting", "ready", "leased", "succeeded", "dead", "cancelled"].forEach(function (k) {
             set(row, k, String(q.counts[k]));
           });
           set(row, "paused", q.paused ? "paused" : "no");

@@ -44,6 +44,9 @@ const (
 	// Attempts exhausted or failed permanently: the dead-letter set.
 	JobState_JOB_STATE_DEAD      JobState = 5
 	JobState_JOB_STATE_CANCELLED JobState = 6
+	// Blocked until its parents (Job.parents) are terminal: it runs once all
+	// succeeded (or, under DEPENDENCY_POLICY_RUN_ANYWAY, once all ended).
+	JobState_JOB_STATE_WAITING JobState = 7
 )
 
 // Enum value maps for JobState.
@@ -56,6 +59,7 @@ var (
 		4: "JOB_STATE_SUCCEEDED",
 		5: "JOB_STATE_DEAD",
 		6: "JOB_STATE_CANCELLED",
+		7: "JOB_STATE_WAITING",
 	}
 	JobState_value = map[string]int32{
 		"JOB_STATE_UNSPECIFIED": 0,
@@ -65,6 +69,7 @@ var (
 		"JOB_STATE_SUCCEEDED":   4,
 		"JOB_STATE_DEAD":        5,
 		"JOB_STATE_CANCELLED":   6,
+		"JOB_STATE_WAITING":     7,
 	}
 )
 
@@ -93,6 +98,58 @@ func (x JobState) Number() protoreflect.EnumNumber {
 // Deprecated: Use JobState.Descriptor instead.
 func (JobState) EnumDescriptor() ([]byte, []int) {
 	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{0}
+}
+
+// DependencyPolicy says what a parent ending dead or cancelled does to a
+// job that depends on it.
+type DependencyPolicy int32
+
+const (
+	// The default: the job is cancelled (with last_error naming the parent),
+	// and so, in cascade, are the jobs depending on it.
+	DependencyPolicy_DEPENDENCY_POLICY_CANCEL DependencyPolicy = 0
+	// The job runs anyway once every parent is terminal, whatever the
+	// outcome (an on-complete callback).
+	DependencyPolicy_DEPENDENCY_POLICY_RUN_ANYWAY DependencyPolicy = 1
+)
+
+// Enum value maps for DependencyPolicy.
+var (
+	DependencyPolicy_name = map[int32]string{
+		0: "DEPENDENCY_POLICY_CANCEL",
+		1: "DEPENDENCY_POLICY_RUN_ANYWAY",
+	}
+	DependencyPolicy_value = map[string]int32{
+		"DEPENDENCY_POLICY_CANCEL":     0,
+		"DEPENDENCY_POLICY_RUN_ANYWAY": 1,
+	}
+)
+
+func (x DependencyPolicy) Enum() *DependencyPolicy {
+	p := new(DependencyPolicy)
+	*p = x
+	return p
+}
+
+func (x DependencyPolicy) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (DependencyPolicy) Descriptor() protoreflect.EnumDescriptor {
+	return file_raftq_v1_broker_proto_enumTypes[1].Descriptor()
+}
+
+func (DependencyPolicy) Type() protoreflect.EnumType {
+	return &file_raftq_v1_broker_proto_enumTypes[1]
+}
+
+func (x DependencyPolicy) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use DependencyPolicy.Descriptor instead.
+func (DependencyPolicy) EnumDescriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{1}
 }
 
 // Consistency chooses how fresh a read must be.
@@ -133,11 +190,11 @@ func (x Consistency) String() string {
 }
 
 func (Consistency) Descriptor() protoreflect.EnumDescriptor {
-	return file_raftq_v1_broker_proto_enumTypes[1].Descriptor()
+	return file_raftq_v1_broker_proto_enumTypes[2].Descriptor()
 }
 
 func (Consistency) Type() protoreflect.EnumType {
-	return &file_raftq_v1_broker_proto_enumTypes[1]
+	return &file_raftq_v1_broker_proto_enumTypes[2]
 }
 
 func (x Consistency) Number() protoreflect.EnumNumber {
@@ -146,7 +203,7 @@ func (x Consistency) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Consistency.Descriptor instead.
 func (Consistency) EnumDescriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{1}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{2}
 }
 
 // UniqueMode is what an enqueue does when its unique_key is held by a job
@@ -196,11 +253,11 @@ func (x UniqueMode) String() string {
 }
 
 func (UniqueMode) Descriptor() protoreflect.EnumDescriptor {
-	return file_raftq_v1_broker_proto_enumTypes[2].Descriptor()
+	return file_raftq_v1_broker_proto_enumTypes[3].Descriptor()
 }
 
 func (UniqueMode) Type() protoreflect.EnumType {
-	return &file_raftq_v1_broker_proto_enumTypes[2]
+	return &file_raftq_v1_broker_proto_enumTypes[3]
 }
 
 func (x UniqueMode) Number() protoreflect.EnumNumber {
@@ -209,7 +266,7 @@ func (x UniqueMode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use UniqueMode.Descriptor instead.
 func (UniqueMode) EnumDescriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{2}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{3}
 }
 
 // OverlapPolicy says what a tick does while the job of the previous tick
@@ -250,11 +307,11 @@ func (x OverlapPolicy) String() string {
 }
 
 func (OverlapPolicy) Descriptor() protoreflect.EnumDescriptor {
-	return file_raftq_v1_broker_proto_enumTypes[3].Descriptor()
+	return file_raftq_v1_broker_proto_enumTypes[4].Descriptor()
 }
 
 func (OverlapPolicy) Type() protoreflect.EnumType {
-	return &file_raftq_v1_broker_proto_enumTypes[3]
+	return &file_raftq_v1_broker_proto_enumTypes[4]
 }
 
 func (x OverlapPolicy) Number() protoreflect.EnumNumber {
@@ -263,7 +320,7 @@ func (x OverlapPolicy) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use OverlapPolicy.Descriptor instead.
 func (OverlapPolicy) EnumDescriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{3}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{4}
 }
 
 type ErrorDetail_Reason int32
@@ -320,11 +377,11 @@ func (x ErrorDetail_Reason) String() string {
 }
 
 func (ErrorDetail_Reason) Descriptor() protoreflect.EnumDescriptor {
-	return file_raftq_v1_broker_proto_enumTypes[4].Descriptor()
+	return file_raftq_v1_broker_proto_enumTypes[5].Descriptor()
 }
 
 func (ErrorDetail_Reason) Type() protoreflect.EnumType {
-	return &file_raftq_v1_broker_proto_enumTypes[4]
+	return &file_raftq_v1_broker_proto_enumTypes[5]
 }
 
 func (x ErrorDetail_Reason) Number() protoreflect.EnumNumber {
@@ -374,11 +431,11 @@ func (x ConsumeNotice_Kind) String() string {
 }
 
 func (ConsumeNotice_Kind) Descriptor() protoreflect.EnumDescriptor {
-	return file_raftq_v1_broker_proto_enumTypes[5].Descriptor()
+	return file_raftq_v1_broker_proto_enumTypes[6].Descriptor()
 }
 
 func (ConsumeNotice_Kind) Type() protoreflect.EnumType {
-	return &file_raftq_v1_broker_proto_enumTypes[5]
+	return &file_raftq_v1_broker_proto_enumTypes[6]
 }
 
 func (x ConsumeNotice_Kind) Number() protoreflect.EnumNumber {
@@ -490,10 +547,24 @@ type JobSpec struct {
 	// does not create another job; unique_mode says what it does instead.
 	// Unlike idempotency_key there is no window: the key is free again as
 	// soon as its job ends. At most 256 bytes.
-	UniqueKey     string     `protobuf:"bytes,17,opt,name=unique_key,json=uniqueKey,proto3" json:"unique_key,omitempty"`
-	UniqueMode    UniqueMode `protobuf:"varint,18,opt,name=unique_mode,json=uniqueMode,proto3,enum=raftq.v1.UniqueMode" json:"unique_mode,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	UniqueKey  string     `protobuf:"bytes,17,opt,name=unique_key,json=uniqueKey,proto3" json:"unique_key,omitempty"`
+	UniqueMode UniqueMode `protobuf:"varint,18,opt,name=unique_mode,json=uniqueMode,proto3,enum=raftq.v1.UniqueMode" json:"unique_mode,omitempty"`
+	// Workflows. depends_on: ids of existing jobs this one waits for; it is
+	// created waiting (JOB_STATE_WAITING) and becomes ready once every
+	// parent succeeded. depends_on_names: parents in the same request, by
+	// their name. name: this job's name within the request (unique, at most
+	// 128 bytes), for other jobs' depends_on_names. A request in which any
+	// job has a name or a parent is a workflow and is applied atomically:
+	// an unknown parent (never existed or already purged), a cycle, a job
+	// depending on itself, a duplicate parent or more than 64 parents
+	// refuses the whole request with InvalidArgument naming the job, and
+	// nothing is created. Parents already terminal count at once.
+	DependsOn        []string         `protobuf:"bytes,20,rep,name=depends_on,json=dependsOn,proto3" json:"depends_on,omitempty"`
+	DependsOnNames   []string         `protobuf:"bytes,21,rep,name=depends_on_names,json=dependsOnNames,proto3" json:"depends_on_names,omitempty"`
+	Name             string           `protobuf:"bytes,22,opt,name=name,proto3" json:"name,omitempty"`
+	DependencyPolicy DependencyPolicy `protobuf:"varint,23,opt,name=dependency_policy,json=dependencyPolicy,proto3,enum=raftq.v1.DependencyPolicy" json:"dependency_policy,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *JobSpec) Reset() {
@@ -652,6 +723,34 @@ func (x *JobSpec) GetUniqueMode() UniqueMode {
 	return UniqueMode_UNIQUE_MODE_UNSPECIFIED
 }
 
+func (x *JobSpec) GetDependsOn() []string {
+	if x != nil {
+		return x.DependsOn
+	}
+	return nil
+}
+
+func (x *JobSpec) GetDependsOnNames() []string {
+	if x != nil {
+		return x.DependsOnNames
+	}
+	return nil
+}
+
+func (x *JobSpec) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *JobSpec) GetDependencyPolicy() DependencyPolicy {
+	if x != nil {
+		return x.DependencyPolicy
+	}
+	return DependencyPolicy_DEPENDENCY_POLICY_CANCEL
+}
+
 // Job is the full state of one job.
 type Job struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -699,9 +798,18 @@ type Job struct {
 	// with a start_to_close only).
 	AttemptDeadline *timestamppb.Timestamp `protobuf:"bytes,32,opt,name=attempt_deadline,json=attemptDeadline,proto3" json:"attempt_deadline,omitempty"`
 	// JobSpec.unique_key.
-	UniqueKey     string `protobuf:"bytes,33,opt,name=unique_key,json=uniqueKey,proto3" json:"unique_key,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	UniqueKey string `protobuf:"bytes,33,opt,name=unique_key,json=uniqueKey,proto3" json:"unique_key,omitempty"`
+	// Workflows: the job's parents and its policy; waiting_on is the parents
+	// not yet terminal (the job is JOB_STATE_WAITING while it is not empty);
+	// parent_failed is set once a parent ended dead or cancelled. dependants
+	// lists the jobs depending on this one (GetJob only, at most 1000).
+	Parents          []string         `protobuf:"bytes,40,rep,name=parents,proto3" json:"parents,omitempty"`
+	DependencyPolicy DependencyPolicy `protobuf:"varint,41,opt,name=dependency_policy,json=dependencyPolicy,proto3,enum=raftq.v1.DependencyPolicy" json:"dependency_policy,omitempty"`
+	WaitingOn        []string         `protobuf:"bytes,42,rep,name=waiting_on,json=waitingOn,proto3" json:"waiting_on,omitempty"`
+	ParentFailed     bool             `protobuf:"varint,43,opt,name=parent_failed,json=parentFailed,proto3" json:"parent_failed,omitempty"`
+	Dependants       []string         `protobuf:"bytes,44,rep,name=dependants,proto3" json:"dependants,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Job) Reset() {
@@ -942,6 +1050,41 @@ func (x *Job) GetUniqueKey() string {
 		return x.UniqueKey
 	}
 	return ""
+}
+
+func (x *Job) GetParents() []string {
+	if x != nil {
+		return x.Parents
+	}
+	return nil
+}
+
+func (x *Job) GetDependencyPolicy() DependencyPolicy {
+	if x != nil {
+		return x.DependencyPolicy
+	}
+	return DependencyPolicy_DEPENDENCY_POLICY_CANCEL
+}
+
+func (x *Job) GetWaitingOn() []string {
+	if x != nil {
+		return x.WaitingOn
+	}
+	return nil
+}
+
+func (x *Job) GetParentFailed() bool {
+	if x != nil {
+		return x.ParentFailed
+	}
+	return false
+}
+
+func (x *Job) GetDependants() []string {
+	if x != nil {
+		return x.Dependants
+	}
+	return nil
 }
 
 // Progress is how far a worker says an attempt has got.
@@ -1873,6 +2016,8 @@ type QueueStats struct {
 	Cancelled int64                  `protobuf:"varint,8,opt,name=cancelled,proto3" json:"cancelled,omitempty"`
 	// Creation time of the oldest ready job; unset when none is ready.
 	OldestReadyAt *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=oldest_ready_at,json=oldestReadyAt,proto3" json:"oldest_ready_at,omitempty"`
+	// Jobs waiting for their parents (workflows).
+	Waiting       int64 `protobuf:"varint,40,opt,name=waiting,proto3" json:"waiting,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1968,6 +2113,13 @@ func (x *QueueStats) GetOldestReadyAt() *timestamppb.Timestamp {
 		return x.OldestReadyAt
 	}
 	return nil
+}
+
+func (x *QueueStats) GetWaiting() int64 {
+	if x != nil {
+		return x.Waiting
+	}
+	return 0
 }
 
 type QueueStatsResponse struct {
@@ -5045,7 +5197,7 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\vRetryPolicy\x12B\n" +
 	"\x0finitial_backoff\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x0einitialBackoff\x12:\n" +
 	"\vmax_backoff\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\n" +
-	"maxBackoff\"\x91\x06\n" +
+	"maxBackoff\"\xb7\a\n" +
 	"\aJobSpec\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x12\n" +
 	"\x04type\x18\x02 \x01(\tR\x04type\x12\x18\n" +
@@ -5068,8 +5220,12 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\n" +
 	"unique_key\x18\x11 \x01(\tR\tuniqueKey\x125\n" +
 	"\vunique_mode\x18\x12 \x01(\x0e2\x14.raftq.v1.UniqueModeR\n" +
-	"uniqueMode\"\x8b\n" +
+	"uniqueMode\x12\x1d\n" +
 	"\n" +
+	"depends_on\x18\x14 \x03(\tR\tdependsOn\x12(\n" +
+	"\x10depends_on_names\x18\x15 \x03(\tR\x0edependsOnNames\x12\x12\n" +
+	"\x04name\x18\x16 \x01(\tR\x04name\x12G\n" +
+	"\x11dependency_policy\x18\x17 \x01(\x0e2\x1a.raftq.v1.DependencyPolicyR\x10dependencyPolicy\"\xd2\v\n" +
 	"\x03Job\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x12\n" +
@@ -5108,7 +5264,15 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\x0estart_to_close\x18\x1f \x01(\v2\x19.google.protobuf.DurationR\fstartToClose\x12E\n" +
 	"\x10attempt_deadline\x18  \x01(\v2\x1a.google.protobuf.TimestampR\x0fattemptDeadline\x12\x1d\n" +
 	"\n" +
-	"unique_key\x18! \x01(\tR\tuniqueKey\"@\n" +
+	"unique_key\x18! \x01(\tR\tuniqueKey\x12\x18\n" +
+	"\aparents\x18( \x03(\tR\aparents\x12G\n" +
+	"\x11dependency_policy\x18) \x01(\x0e2\x1a.raftq.v1.DependencyPolicyR\x10dependencyPolicy\x12\x1d\n" +
+	"\n" +
+	"waiting_on\x18* \x03(\tR\twaitingOn\x12#\n" +
+	"\rparent_failed\x18+ \x01(\bR\fparentFailed\x12\x1e\n" +
+	"\n" +
+	"dependants\x18, \x03(\tR\n" +
+	"dependants\"@\n" +
 	"\bProgress\x12\x1a\n" +
 	"\bfraction\x18\x01 \x01(\x01R\bfraction\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"7\n" +
@@ -5168,7 +5332,7 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\x05state\x18\x01 \x01(\x0e2\x12.raftq.v1.JobStateR\x05state\"d\n" +
 	"\x11QueueStatsRequest\x12\x16\n" +
 	"\x06queues\x18\x01 \x03(\tR\x06queues\x127\n" +
-	"\vconsistency\x18\x02 \x01(\x0e2\x15.raftq.v1.ConsistencyR\vconsistency\"\x9a\x02\n" +
+	"\vconsistency\x18\x02 \x01(\x0e2\x15.raftq.v1.ConsistencyR\vconsistency\"\xb4\x02\n" +
 	"\n" +
 	"QueueStats\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x16\n" +
@@ -5179,7 +5343,8 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\tsucceeded\x18\x06 \x01(\x03R\tsucceeded\x12\x12\n" +
 	"\x04dead\x18\a \x01(\x03R\x04dead\x12\x1c\n" +
 	"\tcancelled\x18\b \x01(\x03R\tcancelled\x12B\n" +
-	"\x0foldest_ready_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\roldestReadyAt\"B\n" +
+	"\x0foldest_ready_at\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\roldestReadyAt\x12\x18\n" +
+	"\awaiting\x18( \x01(\x03R\awaiting\"B\n" +
 	"\x12QueueStatsResponse\x12,\n" +
 	"\x06queues\x18\x01 \x03(\v2\x14.raftq.v1.QueueStatsR\x06queues\")\n" +
 	"\x11PauseQueueRequest\x12\x14\n" +
@@ -5379,7 +5544,7 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\bschedule\x18\x01 \x01(\v2\x12.raftq.v1.ScheduleR\bschedule\"+\n" +
 	"\x15DeleteScheduleRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x18\n" +
-	"\x16DeleteScheduleResponse*\xaf\x01\n" +
+	"\x16DeleteScheduleResponse*\xc6\x01\n" +
 	"\bJobState\x12\x19\n" +
 	"\x15JOB_STATE_UNSPECIFIED\x10\x00\x12\x17\n" +
 	"\x13JOB_STATE_SCHEDULED\x10\x01\x12\x13\n" +
@@ -5387,7 +5552,11 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\x10JOB_STATE_LEASED\x10\x03\x12\x17\n" +
 	"\x13JOB_STATE_SUCCEEDED\x10\x04\x12\x12\n" +
 	"\x0eJOB_STATE_DEAD\x10\x05\x12\x17\n" +
-	"\x13JOB_STATE_CANCELLED\x10\x06*_\n" +
+	"\x13JOB_STATE_CANCELLED\x10\x06\x12\x15\n" +
+	"\x11JOB_STATE_WAITING\x10\a*R\n" +
+	"\x10DependencyPolicy\x12\x1c\n" +
+	"\x18DEPENDENCY_POLICY_CANCEL\x10\x00\x12 \n" +
+	"\x1cDEPENDENCY_POLICY_RUN_ANYWAY\x10\x01*_\n" +
 	"\vConsistency\x12\x1b\n" +
 	"\x17CONSISTENCY_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CONSISTENCY_LINEARIZABLE\x10\x01\x12\x15\n" +
@@ -5451,248 +5620,251 @@ func file_raftq_v1_broker_proto_rawDescGZIP() []byte {
 	return file_raftq_v1_broker_proto_rawDescData
 }
 
-var file_raftq_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 6)
+var file_raftq_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
 var file_raftq_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 79)
 var file_raftq_v1_broker_proto_goTypes = []any{
 	(JobState)(0),                      // 0: raftq.v1.JobState
-	(Consistency)(0),                   // 1: raftq.v1.Consistency
-	(UniqueMode)(0),                    // 2: raftq.v1.UniqueMode
-	(OverlapPolicy)(0),                 // 3: raftq.v1.OverlapPolicy
-	(ErrorDetail_Reason)(0),            // 4: raftq.v1.ErrorDetail.Reason
-	(ConsumeNotice_Kind)(0),            // 5: raftq.v1.ConsumeNotice.Kind
-	(*RetryPolicy)(nil),                // 6: raftq.v1.RetryPolicy
-	(*JobSpec)(nil),                    // 7: raftq.v1.JobSpec
-	(*Job)(nil),                        // 8: raftq.v1.Job
-	(*Progress)(nil),                   // 9: raftq.v1.Progress
-	(*EnqueueRequest)(nil),             // 10: raftq.v1.EnqueueRequest
-	(*EnqueueResult)(nil),              // 11: raftq.v1.EnqueueResult
-	(*EnqueueResponse)(nil),            // 12: raftq.v1.EnqueueResponse
-	(*FetchRequest)(nil),               // 13: raftq.v1.FetchRequest
-	(*FetchResponse)(nil),              // 14: raftq.v1.FetchResponse
-	(*ExtendLeaseRequest)(nil),         // 15: raftq.v1.ExtendLeaseRequest
-	(*ExtendLeaseResponse)(nil),        // 16: raftq.v1.ExtendLeaseResponse
-	(*AckRequest)(nil),                 // 17: raftq.v1.AckRequest
-	(*AckResponse)(nil),                // 18: raftq.v1.AckResponse
-	(*NackRequest)(nil),                // 19: raftq.v1.NackRequest
-	(*NackResponse)(nil),               // 20: raftq.v1.NackResponse
-	(*GetJobRequest)(nil),              // 21: raftq.v1.GetJobRequest
-	(*GetJobResponse)(nil),             // 22: raftq.v1.GetJobResponse
-	(*CancelJobRequest)(nil),           // 23: raftq.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),          // 24: raftq.v1.CancelJobResponse
-	(*QueueStatsRequest)(nil),          // 25: raftq.v1.QueueStatsRequest
-	(*QueueStats)(nil),                 // 26: raftq.v1.QueueStats
-	(*QueueStatsResponse)(nil),         // 27: raftq.v1.QueueStatsResponse
-	(*PauseQueueRequest)(nil),          // 28: raftq.v1.PauseQueueRequest
-	(*PauseQueueResponse)(nil),         // 29: raftq.v1.PauseQueueResponse
-	(*ResumeQueueRequest)(nil),         // 30: raftq.v1.ResumeQueueRequest
-	(*ResumeQueueResponse)(nil),        // 31: raftq.v1.ResumeQueueResponse
-	(*RedriveRequest)(nil),             // 32: raftq.v1.RedriveRequest
-	(*RedriveResponse)(nil),            // 33: raftq.v1.RedriveResponse
-	(*ListJobsRequest)(nil),            // 34: raftq.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),           // 35: raftq.v1.ListJobsResponse
-	(*JoinRequest)(nil),                // 36: raftq.v1.JoinRequest
-	(*JoinResponse)(nil),               // 37: raftq.v1.JoinResponse
-	(*RemoveRequest)(nil),              // 38: raftq.v1.RemoveRequest
-	(*RemoveResponse)(nil),             // 39: raftq.v1.RemoveResponse
-	(*StatusRequest)(nil),              // 40: raftq.v1.StatusRequest
-	(*Member)(nil),                     // 41: raftq.v1.Member
-	(*StatusResponse)(nil),             // 42: raftq.v1.StatusResponse
-	(*ErrorDetail)(nil),                // 43: raftq.v1.ErrorDetail
-	(*PurgeDeadRequest)(nil),           // 44: raftq.v1.PurgeDeadRequest
-	(*PurgeDeadResponse)(nil),          // 45: raftq.v1.PurgeDeadResponse
-	(*TransferLeadershipRequest)(nil),  // 46: raftq.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 47: raftq.v1.TransferLeadershipResponse
-	(*SnapshotRequest)(nil),            // 48: raftq.v1.SnapshotRequest
-	(*SnapshotChunk)(nil),              // 49: raftq.v1.SnapshotChunk
-	(*RestoreChunk)(nil),               // 50: raftq.v1.RestoreChunk
-	(*RestoreResponse)(nil),            // 51: raftq.v1.RestoreResponse
-	(*ItemError)(nil),                  // 52: raftq.v1.ItemError
-	(*AckBatchRequest)(nil),            // 53: raftq.v1.AckBatchRequest
-	(*AckBatchResult)(nil),             // 54: raftq.v1.AckBatchResult
-	(*AckBatchResponse)(nil),           // 55: raftq.v1.AckBatchResponse
-	(*NackBatchRequest)(nil),           // 56: raftq.v1.NackBatchRequest
-	(*NackBatchResult)(nil),            // 57: raftq.v1.NackBatchResult
-	(*NackBatchResponse)(nil),          // 58: raftq.v1.NackBatchResponse
-	(*ExtendLeaseBatchRequest)(nil),    // 59: raftq.v1.ExtendLeaseBatchRequest
-	(*ExtendLeaseBatchResult)(nil),     // 60: raftq.v1.ExtendLeaseBatchResult
-	(*ExtendLeaseBatchResponse)(nil),   // 61: raftq.v1.ExtendLeaseBatchResponse
-	(*EnqueueStreamRequest)(nil),       // 62: raftq.v1.EnqueueStreamRequest
-	(*EnqueueStreamResponse)(nil),      // 63: raftq.v1.EnqueueStreamResponse
-	(*ConsumeOpen)(nil),                // 64: raftq.v1.ConsumeOpen
-	(*ConsumeRequest)(nil),             // 65: raftq.v1.ConsumeRequest
-	(*ConsumeOpened)(nil),              // 66: raftq.v1.ConsumeOpened
-	(*ConsumeNotice)(nil),              // 67: raftq.v1.ConsumeNotice
-	(*ConsumeResponse)(nil),            // 68: raftq.v1.ConsumeResponse
-	(*ScheduleSpec)(nil),               // 69: raftq.v1.ScheduleSpec
-	(*Schedule)(nil),                   // 70: raftq.v1.Schedule
-	(*PutScheduleRequest)(nil),         // 71: raftq.v1.PutScheduleRequest
-	(*PutScheduleResponse)(nil),        // 72: raftq.v1.PutScheduleResponse
-	(*GetScheduleRequest)(nil),         // 73: raftq.v1.GetScheduleRequest
-	(*GetScheduleResponse)(nil),        // 74: raftq.v1.GetScheduleResponse
-	(*ListSchedulesRequest)(nil),       // 75: raftq.v1.ListSchedulesRequest
-	(*ListSchedulesResponse)(nil),      // 76: raftq.v1.ListSchedulesResponse
-	(*PauseScheduleRequest)(nil),       // 77: raftq.v1.PauseScheduleRequest
-	(*PauseScheduleResponse)(nil),      // 78: raftq.v1.PauseScheduleResponse
-	(*ResumeScheduleRequest)(nil),      // 79: raftq.v1.ResumeScheduleRequest
-	(*ResumeScheduleResponse)(nil),     // 80: raftq.v1.ResumeScheduleResponse
-	(*DeleteScheduleRequest)(nil),      // 81: raftq.v1.DeleteScheduleRequest
-	(*DeleteScheduleResponse)(nil),     // 82: raftq.v1.DeleteScheduleResponse
-	nil,                                // 83: raftq.v1.FetchRequest.QueueWeightsEntry
-	nil,                                // 84: raftq.v1.ConsumeOpen.QueueWeightsEntry
-	(*durationpb.Duration)(nil),        // 85: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 86: google.protobuf.Timestamp
+	(DependencyPolicy)(0),              // 1: raftq.v1.DependencyPolicy
+	(Consistency)(0),                   // 2: raftq.v1.Consistency
+	(UniqueMode)(0),                    // 3: raftq.v1.UniqueMode
+	(OverlapPolicy)(0),                 // 4: raftq.v1.OverlapPolicy
+	(ErrorDetail_Reason)(0),            // 5: raftq.v1.ErrorDetail.Reason
+	(ConsumeNotice_Kind)(0),            // 6: raftq.v1.ConsumeNotice.Kind
+	(*RetryPolicy)(nil),                // 7: raftq.v1.RetryPolicy
+	(*JobSpec)(nil),                    // 8: raftq.v1.JobSpec
+	(*Job)(nil),                        // 9: raftq.v1.Job
+	(*Progress)(nil),                   // 10: raftq.v1.Progress
+	(*EnqueueRequest)(nil),             // 11: raftq.v1.EnqueueRequest
+	(*EnqueueResult)(nil),              // 12: raftq.v1.EnqueueResult
+	(*EnqueueResponse)(nil),            // 13: raftq.v1.EnqueueResponse
+	(*FetchRequest)(nil),               // 14: raftq.v1.FetchRequest
+	(*FetchResponse)(nil),              // 15: raftq.v1.FetchResponse
+	(*ExtendLeaseRequest)(nil),         // 16: raftq.v1.ExtendLeaseRequest
+	(*ExtendLeaseResponse)(nil),        // 17: raftq.v1.ExtendLeaseResponse
+	(*AckRequest)(nil),                 // 18: raftq.v1.AckRequest
+	(*AckResponse)(nil),                // 19: raftq.v1.AckResponse
+	(*NackRequest)(nil),                // 20: raftq.v1.NackRequest
+	(*NackResponse)(nil),               // 21: raftq.v1.NackResponse
+	(*GetJobRequest)(nil),              // 22: raftq.v1.GetJobRequest
+	(*GetJobResponse)(nil),             // 23: raftq.v1.GetJobResponse
+	(*CancelJobRequest)(nil),           // 24: raftq.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),          // 25: raftq.v1.CancelJobResponse
+	(*QueueStatsRequest)(nil),          // 26: raftq.v1.QueueStatsRequest
+	(*QueueStats)(nil),                 // 27: raftq.v1.QueueStats
+	(*QueueStatsResponse)(nil),         // 28: raftq.v1.QueueStatsResponse
+	(*PauseQueueRequest)(nil),          // 29: raftq.v1.PauseQueueRequest
+	(*PauseQueueResponse)(nil),         // 30: raftq.v1.PauseQueueResponse
+	(*ResumeQueueRequest)(nil),         // 31: raftq.v1.ResumeQueueRequest
+	(*ResumeQueueResponse)(nil),        // 32: raftq.v1.ResumeQueueResponse
+	(*RedriveRequest)(nil),             // 33: raftq.v1.RedriveRequest
+	(*RedriveResponse)(nil),            // 34: raftq.v1.RedriveResponse
+	(*ListJobsRequest)(nil),            // 35: raftq.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),           // 36: raftq.v1.ListJobsResponse
+	(*JoinRequest)(nil),                // 37: raftq.v1.JoinRequest
+	(*JoinResponse)(nil),               // 38: raftq.v1.JoinResponse
+	(*RemoveRequest)(nil),              // 39: raftq.v1.RemoveRequest
+	(*RemoveResponse)(nil),             // 40: raftq.v1.RemoveResponse
+	(*StatusRequest)(nil),              // 41: raftq.v1.StatusRequest
+	(*Member)(nil),                     // 42: raftq.v1.Member
+	(*StatusResponse)(nil),             // 43: raftq.v1.StatusResponse
+	(*ErrorDetail)(nil),                // 44: raftq.v1.ErrorDetail
+	(*PurgeDeadRequest)(nil),           // 45: raftq.v1.PurgeDeadRequest
+	(*PurgeDeadResponse)(nil),          // 46: raftq.v1.PurgeDeadResponse
+	(*TransferLeadershipRequest)(nil),  // 47: raftq.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 48: raftq.v1.TransferLeadershipResponse
+	(*SnapshotRequest)(nil),            // 49: raftq.v1.SnapshotRequest
+	(*SnapshotChunk)(nil),              // 50: raftq.v1.SnapshotChunk
+	(*RestoreChunk)(nil),               // 51: raftq.v1.RestoreChunk
+	(*RestoreResponse)(nil),            // 52: raftq.v1.RestoreResponse
+	(*ItemError)(nil),                  // 53: raftq.v1.ItemError
+	(*AckBatchRequest)(nil),            // 54: raftq.v1.AckBatchRequest
+	(*AckBatchResult)(nil),             // 55: raftq.v1.AckBatchResult
+	(*AckBatchResponse)(nil),           // 56: raftq.v1.AckBatchResponse
+	(*NackBatchRequest)(nil),           // 57: raftq.v1.NackBatchRequest
+	(*NackBatchResult)(nil),            // 58: raftq.v1.NackBatchResult
+	(*NackBatchResponse)(nil),          // 59: raftq.v1.NackBatchResponse
+	(*ExtendLeaseBatchRequest)(nil),    // 60: raftq.v1.ExtendLeaseBatchRequest
+	(*ExtendLeaseBatchResult)(nil),     // 61: raftq.v1.ExtendLeaseBatchResult
+	(*ExtendLeaseBatchResponse)(nil),   // 62: raftq.v1.ExtendLeaseBatchResponse
+	(*EnqueueStreamRequest)(nil),       // 63: raftq.v1.EnqueueStreamRequest
+	(*EnqueueStreamResponse)(nil),      // 64: raftq.v1.EnqueueStreamResponse
+	(*ConsumeOpen)(nil),                // 65: raftq.v1.ConsumeOpen
+	(*ConsumeRequest)(nil),             // 66: raftq.v1.ConsumeRequest
+	(*ConsumeOpened)(nil),              // 67: raftq.v1.ConsumeOpened
+	(*ConsumeNotice)(nil),              // 68: raftq.v1.ConsumeNotice
+	(*ConsumeResponse)(nil),            // 69: raftq.v1.ConsumeResponse
+	(*ScheduleSpec)(nil),               // 70: raftq.v1.ScheduleSpec
+	(*Schedule)(nil),                   // 71: raftq.v1.Schedule
+	(*PutScheduleRequest)(nil),         // 72: raftq.v1.PutScheduleRequest
+	(*PutScheduleResponse)(nil),        // 73: raftq.v1.PutScheduleResponse
+	(*GetScheduleRequest)(nil),         // 74: raftq.v1.GetScheduleRequest
+	(*GetScheduleResponse)(nil),        // 75: raftq.v1.GetScheduleResponse
+	(*ListSchedulesRequest)(nil),       // 76: raftq.v1.ListSchedulesRequest
+	(*ListSchedulesResponse)(nil),      // 77: raftq.v1.ListSchedulesResponse
+	(*PauseScheduleRequest)(nil),       // 78: raftq.v1.PauseScheduleRequest
+	(*PauseScheduleResponse)(nil),      // 79: raftq.v1.PauseScheduleResponse
+	(*ResumeScheduleRequest)(nil),      // 80: raftq.v1.ResumeScheduleRequest
+	(*ResumeScheduleResponse)(nil),     // 81: raftq.v1.ResumeScheduleResponse
+	(*DeleteScheduleRequest)(nil),      // 82: raftq.v1.DeleteScheduleRequest
+	(*DeleteScheduleResponse)(nil),     // 83: raftq.v1.DeleteScheduleResponse
+	nil,                                // 84: raftq.v1.FetchRequest.QueueWeightsEntry
+	nil,                                // 85: raftq.v1.ConsumeOpen.QueueWeightsEntry
+	(*durationpb.Duration)(nil),        // 86: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 87: google.protobuf.Timestamp
 }
 var file_raftq_v1_broker_proto_depIdxs = []int32{
-	85,  // 0: raftq.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
-	85,  // 1: raftq.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
-	85,  // 2: raftq.v1.JobSpec.delay:type_name -> google.protobuf.Duration
-	86,  // 3: raftq.v1.JobSpec.run_at:type_name -> google.protobuf.Timestamp
-	85,  // 4: raftq.v1.JobSpec.lease_duration:type_name -> google.protobuf.Duration
-	85,  // 5: raftq.v1.JobSpec.dedup_window:type_name -> google.protobuf.Duration
-	6,   // 6: raftq.v1.JobSpec.retry:type_name -> raftq.v1.RetryPolicy
-	85,  // 7: raftq.v1.JobSpec.schedule_to_start:type_name -> google.protobuf.Duration
-	85,  // 8: raftq.v1.JobSpec.start_to_close:type_name -> google.protobuf.Duration
-	2,   // 9: raftq.v1.JobSpec.unique_mode:type_name -> raftq.v1.UniqueMode
-	0,   // 10: raftq.v1.Job.state:type_name -> raftq.v1.JobState
-	85,  // 11: raftq.v1.Job.lease_duration:type_name -> google.protobuf.Duration
-	6,   // 12: raftq.v1.Job.retry:type_name -> raftq.v1.RetryPolicy
-	86,  // 13: raftq.v1.Job.run_at:type_name -> google.protobuf.Timestamp
-	86,  // 14: raftq.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	86,  // 15: raftq.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	86,  // 16: raftq.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
-	86,  // 17: raftq.v1.Job.lease_deadline:type_name -> google.protobuf.Timestamp
-	86,  // 18: raftq.v1.Job.schedule_tick:type_name -> google.protobuf.Timestamp
-	9,   // 19: raftq.v1.Job.progress:type_name -> raftq.v1.Progress
-	86,  // 20: raftq.v1.Job.start_deadline:type_name -> google.protobuf.Timestamp
-	85,  // 21: raftq.v1.Job.start_to_close:type_name -> google.protobuf.Duration
-	86,  // 22: raftq.v1.Job.attempt_deadline:type_name -> google.protobuf.Timestamp
-	7,   // 23: raftq.v1.EnqueueRequest.jobs:type_name -> raftq.v1.JobSpec
-	11,  // 24: raftq.v1.EnqueueResponse.results:type_name -> raftq.v1.EnqueueResult
-	85,  // 25: raftq.v1.FetchRequest.max_wait:type_name -> google.protobuf.Duration
-	85,  // 26: raftq.v1.FetchRequest.lease_duration:type_name -> google.protobuf.Duration
-	83,  // 27: raftq.v1.FetchRequest.queue_weights:type_name -> raftq.v1.FetchRequest.QueueWeightsEntry
-	8,   // 28: raftq.v1.FetchResponse.jobs:type_name -> raftq.v1.Job
-	85,  // 29: raftq.v1.ExtendLeaseRequest.extend_by:type_name -> google.protobuf.Duration
-	9,   // 30: raftq.v1.ExtendLeaseRequest.progress:type_name -> raftq.v1.Progress
-	86,  // 31: raftq.v1.ExtendLeaseResponse.lease_deadline:type_name -> google.protobuf.Timestamp
-	85,  // 32: raftq.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
-	0,   // 33: raftq.v1.NackResponse.state:type_name -> raftq.v1.JobState
-	86,  // 34: raftq.v1.NackResponse.run_at:type_name -> google.protobuf.Timestamp
-	1,   // 35: raftq.v1.GetJobRequest.consistency:type_name -> raftq.v1.Consistency
-	8,   // 36: raftq.v1.GetJobResponse.job:type_name -> raftq.v1.Job
-	0,   // 37: raftq.v1.CancelJobResponse.state:type_name -> raftq.v1.JobState
-	1,   // 38: raftq.v1.QueueStatsRequest.consistency:type_name -> raftq.v1.Consistency
-	86,  // 39: raftq.v1.QueueStats.oldest_ready_at:type_name -> google.protobuf.Timestamp
-	26,  // 40: raftq.v1.QueueStatsResponse.queues:type_name -> raftq.v1.QueueStats
-	0,   // 41: raftq.v1.ListJobsRequest.state:type_name -> raftq.v1.JobState
-	1,   // 42: raftq.v1.ListJobsRequest.consistency:type_name -> raftq.v1.Consistency
-	8,   // 43: raftq.v1.ListJobsResponse.jobs:type_name -> raftq.v1.Job
-	41,  // 44: raftq.v1.StatusResponse.members:type_name -> raftq.v1.Member
-	4,   // 45: raftq.v1.ErrorDetail.reason:type_name -> raftq.v1.ErrorDetail.Reason
-	43,  // 46: raftq.v1.ItemError.detail:type_name -> raftq.v1.ErrorDetail
-	17,  // 47: raftq.v1.AckBatchRequest.items:type_name -> raftq.v1.AckRequest
-	52,  // 48: raftq.v1.AckBatchResult.error:type_name -> raftq.v1.ItemError
-	54,  // 49: raftq.v1.AckBatchResponse.results:type_name -> raftq.v1.AckBatchResult
-	19,  // 50: raftq.v1.NackBatchRequest.items:type_name -> raftq.v1.NackRequest
-	20,  // 51: raftq.v1.NackBatchResult.response:type_name -> raftq.v1.NackResponse
-	52,  // 52: raftq.v1.NackBatchResult.error:type_name -> raftq.v1.ItemError
-	57,  // 53: raftq.v1.NackBatchResponse.results:type_name -> raftq.v1.NackBatchResult
-	15,  // 54: raftq.v1.ExtendLeaseBatchRequest.items:type_name -> raftq.v1.ExtendLeaseRequest
-	16,  // 55: raftq.v1.ExtendLeaseBatchResult.response:type_name -> raftq.v1.ExtendLeaseResponse
-	52,  // 56: raftq.v1.ExtendLeaseBatchResult.error:type_name -> raftq.v1.ItemError
-	60,  // 57: raftq.v1.ExtendLeaseBatchResponse.results:type_name -> raftq.v1.ExtendLeaseBatchResult
-	7,   // 58: raftq.v1.EnqueueStreamRequest.job:type_name -> raftq.v1.JobSpec
-	11,  // 59: raftq.v1.EnqueueStreamResponse.result:type_name -> raftq.v1.EnqueueResult
-	52,  // 60: raftq.v1.EnqueueStreamResponse.error:type_name -> raftq.v1.ItemError
-	85,  // 61: raftq.v1.ConsumeOpen.lease_duration:type_name -> google.protobuf.Duration
-	84,  // 62: raftq.v1.ConsumeOpen.queue_weights:type_name -> raftq.v1.ConsumeOpen.QueueWeightsEntry
-	64,  // 63: raftq.v1.ConsumeRequest.open:type_name -> raftq.v1.ConsumeOpen
-	5,   // 64: raftq.v1.ConsumeNotice.kind:type_name -> raftq.v1.ConsumeNotice.Kind
-	66,  // 65: raftq.v1.ConsumeResponse.opened:type_name -> raftq.v1.ConsumeOpened
-	8,   // 66: raftq.v1.ConsumeResponse.job:type_name -> raftq.v1.Job
-	67,  // 67: raftq.v1.ConsumeResponse.notice:type_name -> raftq.v1.ConsumeNotice
-	7,   // 68: raftq.v1.ScheduleSpec.job:type_name -> raftq.v1.JobSpec
-	85,  // 69: raftq.v1.ScheduleSpec.interval:type_name -> google.protobuf.Duration
-	85,  // 70: raftq.v1.ScheduleSpec.jitter:type_name -> google.protobuf.Duration
-	3,   // 71: raftq.v1.ScheduleSpec.overlap:type_name -> raftq.v1.OverlapPolicy
-	69,  // 72: raftq.v1.Schedule.spec:type_name -> raftq.v1.ScheduleSpec
-	86,  // 73: raftq.v1.Schedule.last_tick:type_name -> google.protobuf.Timestamp
-	86,  // 74: raftq.v1.Schedule.next_tick:type_name -> google.protobuf.Timestamp
-	86,  // 75: raftq.v1.Schedule.created_at:type_name -> google.protobuf.Timestamp
-	86,  // 76: raftq.v1.Schedule.updated_at:type_name -> google.protobuf.Timestamp
-	69,  // 77: raftq.v1.PutScheduleRequest.schedule:type_name -> raftq.v1.ScheduleSpec
-	70,  // 78: raftq.v1.PutScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	1,   // 79: raftq.v1.GetScheduleRequest.consistency:type_name -> raftq.v1.Consistency
-	70,  // 80: raftq.v1.GetScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	1,   // 81: raftq.v1.ListSchedulesRequest.consistency:type_name -> raftq.v1.Consistency
-	70,  // 82: raftq.v1.ListSchedulesResponse.schedules:type_name -> raftq.v1.Schedule
-	70,  // 83: raftq.v1.PauseScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	70,  // 84: raftq.v1.ResumeScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	10,  // 85: raftq.v1.Broker.Enqueue:input_type -> raftq.v1.EnqueueRequest
-	13,  // 86: raftq.v1.Broker.Fetch:input_type -> raftq.v1.FetchRequest
-	15,  // 87: raftq.v1.Broker.ExtendLease:input_type -> raftq.v1.ExtendLeaseRequest
-	17,  // 88: raftq.v1.Broker.Ack:input_type -> raftq.v1.AckRequest
-	19,  // 89: raftq.v1.Broker.Nack:input_type -> raftq.v1.NackRequest
-	21,  // 90: raftq.v1.Broker.GetJob:input_type -> raftq.v1.GetJobRequest
-	23,  // 91: raftq.v1.Broker.CancelJob:input_type -> raftq.v1.CancelJobRequest
-	25,  // 92: raftq.v1.Broker.QueueStats:input_type -> raftq.v1.QueueStatsRequest
-	53,  // 93: raftq.v1.Broker.AckBatch:input_type -> raftq.v1.AckBatchRequest
-	56,  // 94: raftq.v1.Broker.NackBatch:input_type -> raftq.v1.NackBatchRequest
-	59,  // 95: raftq.v1.Broker.ExtendLeaseBatch:input_type -> raftq.v1.ExtendLeaseBatchRequest
-	62,  // 96: raftq.v1.Broker.EnqueueStream:input_type -> raftq.v1.EnqueueStreamRequest
-	65,  // 97: raftq.v1.Broker.Consume:input_type -> raftq.v1.ConsumeRequest
-	28,  // 98: raftq.v1.Admin.PauseQueue:input_type -> raftq.v1.PauseQueueRequest
-	30,  // 99: raftq.v1.Admin.ResumeQueue:input_type -> raftq.v1.ResumeQueueRequest
-	32,  // 100: raftq.v1.Admin.Redrive:input_type -> raftq.v1.RedriveRequest
-	34,  // 101: raftq.v1.Admin.ListJobs:input_type -> raftq.v1.ListJobsRequest
-	44,  // 102: raftq.v1.Admin.PurgeDead:input_type -> raftq.v1.PurgeDeadRequest
-	36,  // 103: raftq.v1.Cluster.Join:input_type -> raftq.v1.JoinRequest
-	38,  // 104: raftq.v1.Cluster.Remove:input_type -> raftq.v1.RemoveRequest
-	40,  // 105: raftq.v1.Cluster.Status:input_type -> raftq.v1.StatusRequest
-	46,  // 106: raftq.v1.Cluster.TransferLeadership:input_type -> raftq.v1.TransferLeadershipRequest
-	48,  // 107: raftq.v1.Cluster.Snapshot:input_type -> raftq.v1.SnapshotRequest
-	50,  // 108: raftq.v1.Cluster.Restore:input_type -> raftq.v1.RestoreChunk
-	71,  // 109: raftq.v1.Schedules.PutSchedule:input_type -> raftq.v1.PutScheduleRequest
-	73,  // 110: raftq.v1.Schedules.GetSchedule:input_type -> raftq.v1.GetScheduleRequest
-	75,  // 111: raftq.v1.Schedules.ListSchedules:input_type -> raftq.v1.ListSchedulesRequest
-	77,  // 112: raftq.v1.Schedules.PauseSchedule:input_type -> raftq.v1.PauseScheduleRequest
-	79,  // 113: raftq.v1.Schedules.ResumeSchedule:input_type -> raftq.v1.ResumeScheduleRequest
-	81,  // 114: raftq.v1.Schedules.DeleteSchedule:input_type -> raftq.v1.DeleteScheduleRequest
-	12,  // 115: raftq.v1.Broker.Enqueue:output_type -> raftq.v1.EnqueueResponse
-	14,  // 116: raftq.v1.Broker.Fetch:output_type -> raftq.v1.FetchResponse
-	16,  // 117: raftq.v1.Broker.ExtendLease:output_type -> raftq.v1.ExtendLeaseResponse
-	18,  // 118: raftq.v1.Broker.Ack:output_type -> raftq.v1.AckResponse
-	20,  // 119: raftq.v1.Broker.Nack:output_type -> raftq.v1.NackResponse
-	22,  // 120: raftq.v1.Broker.GetJob:output_type -> raftq.v1.GetJobResponse
-	24,  // 121: raftq.v1.Broker.CancelJob:output_type -> raftq.v1.CancelJobResponse
-	27,  // 122: raftq.v1.Broker.QueueStats:output_type -> raftq.v1.QueueStatsResponse
-	55,  // 123: raftq.v1.Broker.AckBatch:output_type -> raftq.v1.AckBatchResponse
-	58,  // 124: raftq.v1.Broker.NackBatch:output_type -> raftq.v1.NackBatchResponse
-	61,  // 125: raftq.v1.Broker.ExtendLeaseBatch:output_type -> raftq.v1.ExtendLeaseBatchResponse
-	63,  // 126: raftq.v1.Broker.EnqueueStream:output_type -> raftq.v1.EnqueueStreamResponse
-	68,  // 127: raftq.v1.Broker.Consume:output_type -> raftq.v1.ConsumeResponse
-	29,  // 128: raftq.v1.Admin.PauseQueue:output_type -> raftq.v1.PauseQueueResponse
-	31,  // 129: raftq.v1.Admin.ResumeQueue:output_type -> raftq.v1.ResumeQueueResponse
-	33,  // 130: raftq.v1.Admin.Redrive:output_type -> raftq.v1.RedriveResponse
-	35,  // 131: raftq.v1.Admin.ListJobs:output_type -> raftq.v1.ListJobsResponse
-	45,  // 132: raftq.v1.Admin.PurgeDead:output_type -> raftq.v1.PurgeDeadResponse
-	37,  // 133: raftq.v1.Cluster.Join:output_type -> raftq.v1.JoinResponse
-	39,  // 134: raftq.v1.Cluster.Remove:output_type -> raftq.v1.RemoveResponse
-	42,  // 135: raftq.v1.Cluster.Status:output_type -> raftq.v1.StatusResponse
-	47,  // 136: raftq.v1.Cluster.TransferLeadership:output_type -> raftq.v1.TransferLeadershipResponse
-	49,  // 137: raftq.v1.Cluster.Snapshot:output_type -> raftq.v1.SnapshotChunk
-	51,  // 138: raftq.v1.Cluster.Restore:output_type -> raftq.v1.RestoreResponse
-	72,  // 139: raftq.v1.Schedules.PutSchedule:output_type -> raftq.v1.PutScheduleResponse
-	74,  // 140: raftq.v1.Schedules.GetSchedule:output_type -> raftq.v1.GetScheduleResponse
-	76,  // 141: raftq.v1.Schedules.ListSchedules:output_type -> raftq.v1.ListSchedulesResponse
-	78,  // 142: raftq.v1.Schedules.PauseSchedule:output_type -> raftq.v1.PauseScheduleResponse
-	80,  // 143: raftq.v1.Schedules.ResumeSchedule:output_type -> raftq.v1.ResumeScheduleResponse
-	82,  // 144: raftq.v1.Schedules.DeleteSchedule:output_type -> raftq.v1.DeleteScheduleResponse
-	115, // [115:145] is the sub-list for method output_type
-	85,  // [85:115] is the sub-list for method input_type
-	85,  // [85:85] is the sub-list for extension type_name
-	85,  // [85:85] is the sub-list for extension extendee
-	0,   // [0:85] is the sub-list for field type_name
+	86,  // 0: raftq.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
+	86,  // 1: raftq.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
+	86,  // 2: raftq.v1.JobSpec.delay:type_name -> google.protobuf.Duration
+	87,  // 3: raftq.v1.JobSpec.run_at:type_name -> google.protobuf.Timestamp
+	86,  // 4: raftq.v1.JobSpec.lease_duration:type_name -> google.protobuf.Duration
+	86,  // 5: raftq.v1.JobSpec.dedup_window:type_name -> google.protobuf.Duration
+	7,   // 6: raftq.v1.JobSpec.retry:type_name -> raftq.v1.RetryPolicy
+	86,  // 7: raftq.v1.JobSpec.schedule_to_start:type_name -> google.protobuf.Duration
+	86,  // 8: raftq.v1.JobSpec.start_to_close:type_name -> google.protobuf.Duration
+	3,   // 9: raftq.v1.JobSpec.unique_mode:type_name -> raftq.v1.UniqueMode
+	1,   // 10: raftq.v1.JobSpec.dependency_policy:type_name -> raftq.v1.DependencyPolicy
+	0,   // 11: raftq.v1.Job.state:type_name -> raftq.v1.JobState
+	86,  // 12: raftq.v1.Job.lease_duration:type_name -> google.protobuf.Duration
+	7,   // 13: raftq.v1.Job.retry:type_name -> raftq.v1.RetryPolicy
+	87,  // 14: raftq.v1.Job.run_at:type_name -> google.protobuf.Timestamp
+	87,  // 15: raftq.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	87,  // 16: raftq.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	87,  // 17: raftq.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	87,  // 18: raftq.v1.Job.lease_deadline:type_name -> google.protobuf.Timestamp
+	87,  // 19: raftq.v1.Job.schedule_tick:type_name -> google.protobuf.Timestamp
+	10,  // 20: raftq.v1.Job.progress:type_name -> raftq.v1.Progress
+	87,  // 21: raftq.v1.Job.start_deadline:type_name -> google.protobuf.Timestamp
+	86,  // 22: raftq.v1.Job.start_to_close:type_name -> google.protobuf.Duration
+	87,  // 23: raftq.v1.Job.attempt_deadline:type_name -> google.protobuf.Timestamp
+	1,   // 24: raftq.v1.Job.dependency_policy:type_name -> raftq.v1.DependencyPolicy
+	8,   // 25: raftq.v1.EnqueueRequest.jobs:type_name -> raftq.v1.JobSpec
+	12,  // 26: raftq.v1.EnqueueResponse.results:type_name -> raftq.v1.EnqueueResult
+	86,  // 27: raftq.v1.FetchRequest.max_wait:type_name -> google.protobuf.Duration
+	86,  // 28: raftq.v1.FetchRequest.lease_duration:type_name -> google.protobuf.Duration
+	84,  // 29: raftq.v1.FetchRequest.queue_weights:type_name -> raftq.v1.FetchRequest.QueueWeightsEntry
+	9,   // 30: raftq.v1.FetchResponse.jobs:type_name -> raftq.v1.Job
+	86,  // 31: raftq.v1.ExtendLeaseRequest.extend_by:type_name -> google.protobuf.Duration
+	10,  // 32: raftq.v1.ExtendLeaseRequest.progress:type_name -> raftq.v1.Progress
+	87,  // 33: raftq.v1.ExtendLeaseResponse.lease_deadline:type_name -> google.protobuf.Timestamp
+	86,  // 34: raftq.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
+	0,   // 35: raftq.v1.NackResponse.state:type_name -> raftq.v1.JobState
+	87,  // 36: raftq.v1.NackResponse.run_at:type_name -> google.protobuf.Timestamp
+	2,   // 37: raftq.v1.GetJobRequest.consistency:type_name -> raftq.v1.Consistency
+	9,   // 38: raftq.v1.GetJobResponse.job:type_name -> raftq.v1.Job
+	0,   // 39: raftq.v1.CancelJobResponse.state:type_name -> raftq.v1.JobState
+	2,   // 40: raftq.v1.QueueStatsRequest.consistency:type_name -> raftq.v1.Consistency
+	87,  // 41: raftq.v1.QueueStats.oldest_ready_at:type_name -> google.protobuf.Timestamp
+	27,  // 42: raftq.v1.QueueStatsResponse.queues:type_name -> raftq.v1.QueueStats
+	0,   // 43: raftq.v1.ListJobsRequest.state:type_name -> raftq.v1.JobState
+	2,   // 44: raftq.v1.ListJobsRequest.consistency:type_name -> raftq.v1.Consistency
+	9,   // 45: raftq.v1.ListJobsResponse.jobs:type_name -> raftq.v1.Job
+	42,  // 46: raftq.v1.StatusResponse.members:type_name -> raftq.v1.Member
+	5,   // 47: raftq.v1.ErrorDetail.reason:type_name -> raftq.v1.ErrorDetail.Reason
+	44,  // 48: raftq.v1.ItemError.detail:type_name -> raftq.v1.ErrorDetail
+	18,  // 49: raftq.v1.AckBatchRequest.items:type_name -> raftq.v1.AckRequest
+	53,  // 50: raftq.v1.AckBatchResult.error:type_name -> raftq.v1.ItemError
+	55,  // 51: raftq.v1.AckBatchResponse.results:type_name -> raftq.v1.AckBatchResult
+	20,  // 52: raftq.v1.NackBatchRequest.items:type_name -> raftq.v1.NackRequest
+	21,  // 53: raftq.v1.NackBatchResult.response:type_name -> raftq.v1.NackResponse
+	53,  // 54: raftq.v1.NackBatchResult.error:type_name -> raftq.v1.ItemError
+	58,  // 55: raftq.v1.NackBatchResponse.results:type_name -> raftq.v1.NackBatchResult
+	16,  // 56: raftq.v1.ExtendLeaseBatchRequest.items:type_name -> raftq.v1.ExtendLeaseRequest
+	17,  // 57: raftq.v1.ExtendLeaseBatchResult.response:type_name -> raftq.v1.ExtendLeaseResponse
+	53,  // 58: raftq.v1.ExtendLeaseBatchResult.error:type_name -> raftq.v1.ItemError
+	61,  // 59: raftq.v1.ExtendLeaseBatchResponse.results:type_name -> raftq.v1.ExtendLeaseBatchResult
+	8,   // 60: raftq.v1.EnqueueStreamRequest.job:type_name -> raftq.v1.JobSpec
+	12,  // 61: raftq.v1.EnqueueStreamResponse.result:type_name -> raftq.v1.EnqueueResult
+	53,  // 62: raftq.v1.EnqueueStreamResponse.error:type_name -> raftq.v1.ItemError
+	86,  // 63: raftq.v1.ConsumeOpen.lease_duration:type_name -> google.protobuf.Duration
+	85,  // 64: raftq.v1.ConsumeOpen.queue_weights:type_name -> raftq.v1.ConsumeOpen.QueueWeightsEntry
+	65,  // 65: raftq.v1.ConsumeRequest.open:type_name -> raftq.v1.ConsumeOpen
+	6,   // 66: raftq.v1.ConsumeNotice.kind:type_name -> raftq.v1.ConsumeNotice.Kind
+	67,  // 67: raftq.v1.ConsumeResponse.opened:type_name -> raftq.v1.ConsumeOpened
+	9,   // 68: raftq.v1.ConsumeResponse.job:type_name -> raftq.v1.Job
+	68,  // 69: raftq.v1.ConsumeResponse.notice:type_name -> raftq.v1.ConsumeNotice
+	8,   // 70: raftq.v1.ScheduleSpec.job:type_name -> raftq.v1.JobSpec
+	86,  // 71: raftq.v1.ScheduleSpec.interval:type_name -> google.protobuf.Duration
+	86,  // 72: raftq.v1.ScheduleSpec.jitter:type_name -> google.protobuf.Duration
+	4,   // 73: raftq.v1.ScheduleSpec.overlap:type_name -> raftq.v1.OverlapPolicy
+	70,  // 74: raftq.v1.Schedule.spec:type_name -> raftq.v1.ScheduleSpec
+	87,  // 75: raftq.v1.Schedule.last_tick:type_name -> google.protobuf.Timestamp
+	87,  // 76: raftq.v1.Schedule.next_tick:type_name -> google.protobuf.Timestamp
+	87,  // 77: raftq.v1.Schedule.created_at:type_name -> google.protobuf.Timestamp
+	87,  // 78: raftq.v1.Schedule.updated_at:type_name -> google.protobuf.Timestamp
+	70,  // 79: raftq.v1.PutScheduleRequest.schedule:type_name -> raftq.v1.ScheduleSpec
+	71,  // 80: raftq.v1.PutScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	2,   // 81: raftq.v1.GetScheduleRequest.consistency:type_name -> raftq.v1.Consistency
+	71,  // 82: raftq.v1.GetScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	2,   // 83: raftq.v1.ListSchedulesRequest.consistency:type_name -> raftq.v1.Consistency
+	71,  // 84: raftq.v1.ListSchedulesResponse.schedules:type_name -> raftq.v1.Schedule
+	71,  // 85: raftq.v1.PauseScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	71,  // 86: raftq.v1.ResumeScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	11,  // 87: raftq.v1.Broker.Enqueue:input_type -> raftq.v1.EnqueueRequest
+	14,  // 88: raftq.v1.Broker.Fetch:input_type -> raftq.v1.FetchRequest
+	16,  // 89: raftq.v1.Broker.ExtendLease:input_type -> raftq.v1.ExtendLeaseRequest
+	18,  // 90: raftq.v1.Broker.Ack:input_type -> raftq.v1.AckRequest
+	20,  // 91: raftq.v1.Broker.Nack:input_type -> raftq.v1.NackRequest
+	22,  // 92: raftq.v1.Broker.GetJob:input_type -> raftq.v1.GetJobRequest
+	24,  // 93: raftq.v1.Broker.CancelJob:input_type -> raftq.v1.CancelJobRequest
+	26,  // 94: raftq.v1.Broker.QueueStats:input_type -> raftq.v1.QueueStatsRequest
+	54,  // 95: raftq.v1.Broker.AckBatch:input_type -> raftq.v1.AckBatchRequest
+	57,  // 96: raftq.v1.Broker.NackBatch:input_type -> raftq.v1.NackBatchRequest
+	60,  // 97: raftq.v1.Broker.ExtendLeaseBatch:input_type -> raftq.v1.ExtendLeaseBatchRequest
+	63,  // 98: raftq.v1.Broker.EnqueueStream:input_type -> raftq.v1.EnqueueStreamRequest
+	66,  // 99: raftq.v1.Broker.Consume:input_type -> raftq.v1.ConsumeRequest
+	29,  // 100: raftq.v1.Admin.PauseQueue:input_type -> raftq.v1.PauseQueueRequest
+	31,  // 101: raftq.v1.Admin.ResumeQueue:input_type -> raftq.v1.ResumeQueueRequest
+	33,  // 102: raftq.v1.Admin.Redrive:input_type -> raftq.v1.RedriveRequest
+	35,  // 103: raftq.v1.Admin.ListJobs:input_type -> raftq.v1.ListJobsRequest
+	45,  // 104: raftq.v1.Admin.PurgeDead:input_type -> raftq.v1.PurgeDeadRequest
+	37,  // 105: raftq.v1.Cluster.Join:input_type -> raftq.v1.JoinRequest
+	39,  // 106: raftq.v1.Cluster.Remove:input_type -> raftq.v1.RemoveRequest
+	41,  // 107: raftq.v1.Cluster.Status:input_type -> raftq.v1.StatusRequest
+	47,  // 108: raftq.v1.Cluster.TransferLeadership:input_type -> raftq.v1.TransferLeadershipRequest
+	49,  // 109: raftq.v1.Cluster.Snapshot:input_type -> raftq.v1.SnapshotRequest
+	51,  // 110: raftq.v1.Cluster.Restore:input_type -> raftq.v1.RestoreChunk
+	72,  // 111: raftq.v1.Schedules.PutSchedule:input_type -> raftq.v1.PutScheduleRequest
+	74,  // 112: raftq.v1.Schedules.GetSchedule:input_type -> raftq.v1.GetScheduleRequest
+	76,  // 113: raftq.v1.Schedules.ListSchedules:input_type -> raftq.v1.ListSchedulesRequest
+	78,  // 114: raftq.v1.Schedules.PauseSchedule:input_type -> raftq.v1.PauseScheduleRequest
+	80,  // 115: raftq.v1.Schedules.ResumeSchedule:input_type -> raftq.v1.ResumeScheduleRequest
+	82,  // 116: raftq.v1.Schedules.DeleteSchedule:input_type -> raftq.v1.DeleteScheduleRequest
+	13,  // 117: raftq.v1.Broker.Enqueue:output_type -> raftq.v1.EnqueueResponse
+	15,  // 118: raftq.v1.Broker.Fetch:output_type -> raftq.v1.FetchResponse
+	17,  // 119: raftq.v1.Broker.ExtendLease:output_type -> raftq.v1.ExtendLeaseResponse
+	19,  // 120: raftq.v1.Broker.Ack:output_type -> raftq.v1.AckResponse
+	21,  // 121: raftq.v1.Broker.Nack:output_type -> raftq.v1.NackResponse
+	23,  // 122: raftq.v1.Broker.GetJob:output_type -> raftq.v1.GetJobResponse
+	25,  // 123: raftq.v1.Broker.CancelJob:output_type -> raftq.v1.CancelJobResponse
+	28,  // 124: raftq.v1.Broker.QueueStats:output_type -> raftq.v1.QueueStatsResponse
+	56,  // 125: raftq.v1.Broker.AckBatch:output_type -> raftq.v1.AckBatchResponse
+	59,  // 126: raftq.v1.Broker.NackBatch:output_type -> raftq.v1.NackBatchResponse
+	62,  // 127: raftq.v1.Broker.ExtendLeaseBatch:output_type -> raftq.v1.ExtendLeaseBatchResponse
+	64,  // 128: raftq.v1.Broker.EnqueueStream:output_type -> raftq.v1.EnqueueStreamResponse
+	69,  // 129: raftq.v1.Broker.Consume:output_type -> raftq.v1.ConsumeResponse
+	30,  // 130: raftq.v1.Admin.PauseQueue:output_type -> raftq.v1.PauseQueueResponse
+	32,  // 131: raftq.v1.Admin.ResumeQueue:output_type -> raftq.v1.ResumeQueueResponse
+	34,  // 132: raftq.v1.Admin.Redrive:output_type -> raftq.v1.RedriveResponse
+	36,  // 133: raftq.v1.Admin.ListJobs:output_type -> raftq.v1.ListJobsResponse
+	46,  // 134: raftq.v1.Admin.PurgeDead:output_type -> raftq.v1.PurgeDeadResponse
+	38,  // 135: raftq.v1.Cluster.Join:output_type -> raftq.v1.JoinResponse
+	40,  // 136: raftq.v1.Cluster.Remove:output_type -> raftq.v1.RemoveResponse
+	43,  // 137: raftq.v1.Cluster.Status:output_type -> raftq.v1.StatusResponse
+	48,  // 138: raftq.v1.Cluster.TransferLeadership:output_type -> raftq.v1.TransferLeadershipResponse
+	50,  // 139: raftq.v1.Cluster.Snapshot:output_type -> raftq.v1.SnapshotChunk
+	52,  // 140: raftq.v1.Cluster.Restore:output_type -> raftq.v1.RestoreResponse
+	73,  // 141: raftq.v1.Schedules.PutSchedule:output_type -> raftq.v1.PutScheduleResponse
+	75,  // 142: raftq.v1.Schedules.GetSchedule:output_type -> raftq.v1.GetScheduleResponse
+	77,  // 143: raftq.v1.Schedules.ListSchedules:output_type -> raftq.v1.ListSchedulesResponse
+	79,  // 144: raftq.v1.Schedules.PauseSchedule:output_type -> raftq.v1.PauseScheduleResponse
+	81,  // 145: raftq.v1.Schedules.ResumeSchedule:output_type -> raftq.v1.ResumeScheduleResponse
+	83,  // 146: raftq.v1.Schedules.DeleteSchedule:output_type -> raftq.v1.DeleteScheduleResponse
+	117, // [117:147] is the sub-list for method output_type
+	87,  // [87:117] is the sub-list for method input_type
+	87,  // [87:87] is the sub-list for extension type_name
+	87,  // [87:87] is the sub-list for extension extendee
+	0,   // [0:87] is the sub-list for field type_name
 }
 
 func init() { file_raftq_v1_broker_proto_init() }
@@ -5714,7 +5886,7 @@ func file_raftq_v1_broker_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftq_v1_broker_proto_rawDesc), len(file_raftq_v1_broker_proto_rawDesc)),
-			NumEnums:      6,
+			NumEnums:      7,
 			NumMessages:   79,
 			NumExtensions: 0,
 			NumServices:   4,
