@@ -133,3 +133,35 @@ func ExampleQueueConfig_weights() {
 		log.Fatal(err)
 	}
 }
+
+// Progress: a handler reports how far its attempt has got, fenced by its
+// lease token like an extension. GetJob, `brokerctl get` and the dashboard
+// show the last report; the next attempt starts without one. Each report is
+// one Raft entry, so report every few seconds, not per item.
+func ExampleJob_Progress() {
+	c, err := client.New([]string{"127.0.0.1:7001"}, client.Options{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	w := worker.New(c, worker.Options{Queues: []worker.QueueConfig{{Name: "reports", Concurrency: 2}}})
+	w.Handle("render", func(ctx context.Context, job *worker.Job) error {
+		const pages = 7
+		last := time.Now()
+		for p := 1; p <= pages; p++ {
+			// ... render page p ...
+			if time.Since(last) > 5*time.Second || p == pages {
+				if err := job.Progress(ctx, float64(p)/pages, fmt.Sprintf("page %d of %d", p, pages)); err != nil {
+					return err // the lease is gone: another attempt owns the job
+				}
+				last = time.Now()
+			}
+		}
+		return nil
+	})
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	if err := w.Run(ctx); err != nil {
+		log.Fatal(err)
+	}
+}
