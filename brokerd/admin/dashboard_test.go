@@ -686,14 +686,14 @@ func TestDashboardWorkflowJob(t *testing.T) {
 	f := newFixture(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	res, err := f.cl.Enqueue(ctx, client.NewJob("flows", "child", nil, client.DependsOn(f.pdf), client.RunAnyway()))
+	res, err := f.cl.Enqueue(ctx, client.NewJob("flows", "child", nil, client.DependsOn(f.pdf), client.RunAnyway(), client.WithConcurrencyKey("tenant-7")))
 	if err != nil {
 		t.Fatal(err)
 	}
 	child := res[0].JobId
 	mustContain(t, "waiting job", waitPage(t, f.ui+"/jobs/"+child, 10*time.Second, func(p page) bool {
 		return strings.Contains(p.body, `id="waiting-on"`)
-	}), `id="parents"`, f.pdf, "run_anyway", `id="waiting-on"`, "waiting")
+	}), `id="parents"`, f.pdf, "run_anyway", `id="waiting-on"`, "waiting", `id="concurrency-key">tenant-7<`)
 	mustContain(t, "parent job", waitPage(t, f.ui+"/jobs/"+f.pdf, 10*time.Second, func(p page) bool {
 		return strings.Contains(p.body, child)
 	}), `id="dependants"`, child)
