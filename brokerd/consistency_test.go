@@ -1,13 +1,9 @@
 package brokerd_test
 
 import (
-	"fmt"
-	"path/filepath"
 	"slices"
 	"testing"
 	"time"
-
-	"go.etcd.io/bbolt"
 
 	"github.com/raftq/raftq/brokerd"
 )
@@ -46,21 +42,7 @@ func TestConsistencyCheckFindsDivergedNode(t *testing.T) {
 	}
 
 	c.Kill(f.ID)
-	db, err := bbolt.Open(filepath.Join(f.Dir, "fsm.db"), 0o600, &bbolt.Options{Timeout: time.Second})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := db.Update(func(tx *bbolt.Tx) error {
-		b := tx.Bucket([]byte("by_state"))
-		k, _ := b.Cursor().First()
-		if k == nil {
-			return fmt.Errorf("by_state is empty")
-		}
-		return b.Delete(append([]byte(nil), k...))
-	}); err != nil {
-		t.Fatal(err)
-	}
-	db.Close()
+	loseIndexEntry(t, f.Dir)
 	c.Restart(f.ID)
 	enqueueBatches(t, ctx, cl, "b", 10)
 
