@@ -23,7 +23,9 @@
 //
 // Certificates come from a tlsutil.Source, re-read at every handshake, so
 // rotating them on disk needs no restart. Use it with
-// raft.NewNetworkTransportWithConfig.
+// raft.NewNetworkTransportWithConfig. Listen binds a port of the layer's
+// own; New runs on a listener and dialer given to it, such as one Raft
+// group's share of a port several groups use (package raftmux).
 package raftlayer
 
 import (
@@ -89,6 +91,7 @@ type Config struct {
 type Layer struct {
 	ln       net.Listener
 	adv      net.Addr
+	dial     func(address string, timeout time.Duration) (net.Conn, error)
 	cfg      Config
 	log      *slog.Logger
 	server   *tls.Config
@@ -113,13 +116,75 @@ func (e *PeerError) Unwrap() error { return e.Err }
 // a specific IP (peers cannot dial 0.0.0.0). cfg.TLS must hold a node
 // certificate (for cfg.LocalID when set).
 func Listen(addr, advertise string, cfg Config) (*Layer, error) {
+	// The certificate is checked before binding, so a node with the wrong
+	// one fails without having held the port.
+	if err := checkConfig(&cfg); err != nil {
+		return nil, err
+	}
+	var adv net.Addr
+	if advertise != "" {
+		a, err := net.ResolveTCPAddr("tcp", advertise)
+		if err != nil {
+			return nil, fmt.Errorf("raftlayer: advertise %q: %w", advertise, err)
+		}
+		adv = a
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	l, err := New(ln, adv, nil, cfg)
+	if err != nil {
+		ln.Close()
+		return nil, err
+	}
+	return l, nil
+}
+
+// New is a Layer on a listener and dialer the caller provides instead of
+// its own port: a listener shared with other Raft groups (package
+// raftmux), whose connections arrive here after the shared port has
+// routed them, and a dial function that reaches the matching listener on
+// the peer (raftmux.Dialer). The TLS handshake runs over what dial
+// returns, so whatever dial writes first (a routing header) goes before
+// it in the clear; authentication is this layer's alone, with every check
+// Listen's layer makes.
+//
+// advertise, when set, is the address peers dial; otherwise ln.Addr(),
+// which must then be a specific IP. dial nil dials plain TCP. The Layer
+// owns ln once New succeeds (Close closes it); on error ln is left to the
+// caller.
+func New(ln net.Listener, advertise net.Addr, dial func(address string, timeout time.Duration) (net.Conn, error), cfg Config) (*Layer, error) {
+	if ln == nil {
+		return nil, errors.New("raftlayer: no listener")
+	}
+	if err := checkConfig(&cfg); err != nil {
+		return nil, err
+	}
+	if dial == nil {
+		dial = func(address string, timeout time.Duration) (net.Conn, error) {
+			return net.DialTimeout("tcp", address, timeout)
+		}
+	}
+	l := &Layer{ln: ln, adv: advertise, dial: dial, cfg: cfg, log: cfg.Logger}
+	l.server = l.serverConfig(cfg.TLS.ServerConfig(tls.RequireAndVerifyClientCert, ALPN))
+	addrT, ok := l.Addr().(*net.TCPAddr)
+	if !ok || addrT.IP == nil || addrT.IP.IsUnspecified() {
+		return nil, fmt.Errorf("raftlayer: local bind address %s is not advertisable: set an advertise address", l.Addr())
+	}
+	return l, nil
+}
+
+// checkConfig refuses a configuration without this node's own node
+// certificate and fills in the defaults.
+func checkConfig(cfg *Config) error {
 	src := cfg.TLS
 	if src == nil || src.Certificate() == nil {
-		return nil, errors.New("raftlayer: TLS for Raft needs this node's certificate and key")
+		return errors.New("raftlayer: TLS for Raft needs this node's certificate and key")
 	}
 	if cert := src.Certificate(); cert.Leaf != nil {
 		if _, err := nodeid.Check(cert.Leaf, cfg.NodeNames, cfg.LocalID); err != nil {
-			return nil, fmt.Errorf("raftlayer: this node's own certificate %s: %w", src.Files().Cert, err)
+			return fmt.Errorf("raftlayer: this node's own certificate %s: %w", src.Files().Cert, err)
 		}
 	}
 	if cfg.Logger == nil {
@@ -129,26 +194,7 @@ func Listen(addr, advertise string, cfg Config) (*Layer, error) {
 		cfg.LogInterval = RefusalLogInterval
 	}
 	cfg.NodeNames = slices.Clone(cfg.NodeNames)
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	l := &Layer{ln: ln, cfg: cfg, log: cfg.Logger}
-	l.server = l.serverConfig(src.ServerConfig(tls.RequireAndVerifyClientCert, ALPN))
-	if advertise != "" {
-		a, err := net.ResolveTCPAddr("tcp", advertise)
-		if err != nil {
-			ln.Close()
-			return nil, fmt.Errorf("raftlayer: advertise %q: %w", advertise, err)
-		}
-		l.adv = a
-	}
-	addrT, ok := l.Addr().(*net.TCPAddr)
-	if !ok || addrT.IP == nil || addrT.IP.IsUnspecified() {
-		ln.Close()
-		return nil, fmt.Errorf("raftlayer: local bind address %s is not advertisable: set an advertise address", l.Addr())
-	}
-	return l, nil
+	return nil
 }
 
 // serverConfig adds the node check to base: the handshake of a peer
@@ -209,10 +255,11 @@ func (l *Layer) Addr() net.Addr {
 	return l.ln.Addr()
 }
 
-// Dial connects to a peer and completes the TLS handshake within timeout:
-// this node's certificate is presented and the peer's must be signed by
-// the CA, valid for the host in address, and a node certificate — for
-// the node the Raft configuration places at address, when it names one.
+// Dial connects to a peer (through the dial function given to New, if
+// any) and completes the TLS handshake within timeout: this node's
+// certificate is presented and the peer's must be signed by the CA, valid
+// for the host in address, and a node certificate — for the node the
+// Raft configuration places at address, when it names one.
 func (l *Layer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	host, _, err := net.SplitHostPort(string(address))
 	if err != nil {
@@ -226,9 +273,14 @@ func (l *Layer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Con
 	}
 	cfg := l.cfg.TLS.ClientConfig(host, ALPN)
 	cfg.VerifyConnection = l.verify(want)
-	d := tls.Dialer{NetDialer: &net.Dialer{}, Config: cfg}
-	c, err := d.DialContext(ctx, "tcp", string(address))
+	raw, err := l.dial(string(address), timeout)
 	if err != nil {
+		return nil, err
+	}
+	// One timeout for both: what is left of it bounds the handshake.
+	c := tls.Client(raw, cfg)
+	if err := c.HandshakeContext(ctx); err != nil {
+		raw.Close()
 		var re *tls.CertificateVerificationError
 		var pe *PeerError
 		if errors.As(err, &re) || errors.As(err, &pe) {

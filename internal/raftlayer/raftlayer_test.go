@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -307,4 +308,71 @@ func TestAcceptOnlyMembers(t *testing.T) {
 		t.Fatalf("a member's AppendEntries: %+v, %v", resp, err)
 	}
 	<-got
+}
+
+// TestNewOnGivenListenerAndDialer: a Layer built on a listener it did not
+// bind dials through the function it was given (here one that counts and
+// then dials TCP) and checks certificates as Listen's does; New refuses
+// a missing listener and an unadvertisable one without an advertise
+// address, and leaves a refused listener open for its owner.
+func TestNewOnGivenListenerAndDialer(t *testing.T) {
+	d := dev(t)
+	_, b := transport(t, source(t, d, "node.n2"))
+	answer(b)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var dials atomic.Int32
+	l, err := New(ln, nil, func(address string, timeout time.Duration) (net.Conn, error) {
+		dials.Add(1)
+		return net.DialTimeout("tcp", address, timeout)
+	}, Config{TLS: source(t, d, "node.n1"), NodeNames: []string{"node.*"}, Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	c, err := l.Dial(b.LocalAddr(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if dials.Load() != 1 {
+		t.Fatalf("the given dial function ran %d times, want 1", dials.Load())
+	}
+	// The same dialer against a peer of another CA: refused and counted.
+	_, rogue := transport(t, source(t, dev(t), "node.n3"))
+	if c, err := l.Dial(rogue.LocalAddr(), 5*time.Second); err == nil {
+		c.Close()
+		t.Fatal("dialled a node of another CA")
+	}
+	if l.Refused() != 1 || dials.Load() != 2 {
+		t.Fatalf("%d refusals after %d dials, want 1 after 2", l.Refused(), dials.Load())
+	}
+
+	if _, err := New(nil, nil, nil, Config{TLS: source(t, d, "node.n1"), Logger: quiet}); err == nil {
+		t.Fatal("a layer without a listener")
+	}
+	wild, err := net.Listen("tcp", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer wild.Close()
+	if _, err := New(wild, nil, nil, Config{TLS: source(t, d, "node.n1"), Logger: quiet}); err == nil {
+		t.Fatal("a wildcard listener without an advertise address was accepted")
+	}
+	adv := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: wild.Addr().(*net.TCPAddr).Port}
+	wl, err := New(wild, adv, nil, Config{TLS: source(t, d, "node.n1"), Logger: quiet})
+	if err != nil {
+		t.Fatalf("the same listener with an advertise address: %v (was it closed by the refusal?)", err)
+	}
+	if wl.Addr().String() != adv.String() {
+		t.Fatalf("Addr %s, want the advertised %s", wl.Addr(), adv)
+	}
+	// wl has no dial function: it dials TCP itself.
+	c, err = wl.Dial(b.LocalAddr(), 5*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
 }
