@@ -58,11 +58,11 @@
 // One snapshot serves every client: the cache keys snapshots by a node hash
 // that maps every node to the same key, so one Update reaches all of them,
 // whatever node id their bootstrap names. A snapshot's version is a hash of
-// its resources, not a counter, so two brokerd processes serving the same
-// routes publish the same version and a client that reconnects to another
-// control plane with a different view always gets a fresh answer (a counter
-// restarting at 1 could match the version the client already holds and
-// leave it on stale routes).
+// its resources, not a counter: the same routes have the same version on
+// every broker and across restarts, so a version in a client's log or
+// Envoy's config dump names the routes it holds. (A client that moves to
+// another control plane gets that one's routes whatever version it names:
+// the cache answers the first request on every new stream.)
 //
 // # Dependencies
 //

@@ -534,8 +534,8 @@ func consistent(res map[resourcev3.Type][]types.Resource) error {
 }
 
 // versionOf hashes the resources: equal routes give equal versions on
-// every control plane, different ones different versions (see the package
-// doc for why not a counter).
+// every control plane and across restarts, different ones different
+// versions.
 func versionOf(res map[resourcev3.Type][]types.Resource) (string, error) {
 	h := sha256.New()
 	for _, typ := range slices.Sorted(maps.Keys(res)) {

@@ -283,10 +283,10 @@ func version(t *testing.T, s *Server) string {
 	return snap.GetVersion(resourcev3.ListenerType)
 }
 
-// TestUpdateVersions: equal routes give equal versions (so another control
-// plane with the same view does not make reconnecting clients re-apply
-// anything, and a repeated Update is a no-op), different routes different
-// ones, whatever the order the map was filled in.
+// TestUpdateVersions: equal routes give equal versions, on another
+// control plane too and whatever order the map was filled in (a version
+// names the routes), a repeated Update is a no-op, and different routes
+// give a different version.
 func TestUpdateVersions(t *testing.T) {
 	s1, s2 := New(nil, Options{}), New(nil, Options{})
 	if version(t, s1) != version(t, s2) {
@@ -347,4 +347,48 @@ func TestLinksNoXDSClient(t *testing.T) {
 		"golang.org/x/oauth2/...",
 		"github.com/spiffe/go-spiffe/v2/...",
 	})
+}
+
+// TestReconnectToAnotherControlPlane: a client whose control plane goes
+// away and comes back as another process with other routes (another broker
+// behind the same address, or a restarted one) gets those routes, although
+// both servers published the same number of snapshots and the client
+// resumes naming the version it holds.
+func TestReconnectToAnotherControlPlane(t *testing.T) {
+	ctx := testutil.Context(t, 2*time.Minute)
+	b := startBackends(t, 2)
+	s1, s2 := New(testutil.Logger(t), Options{}), New(testutil.Logger(t), Options{})
+	if err := s1.Update(Routes{Leaders: map[uint32]string{0: b[0]}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := s2.Update(Routes{Leaders: map[uint32]string{0: b[1]}}); err != nil {
+		t.Fatal(err)
+	}
+
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := lis.Addr().String()
+	g1 := grpc.NewServer()
+	s1.Register(g1)
+	go g1.Serve(lis)
+	t.Cleanup(g1.Stop)
+
+	cc := dialXDS(t, addr, "client")
+	waitRoute(t, ctx, cc, "", b[0])
+
+	// The first control plane goes; the second takes its address.
+	g1.Stop()
+	var lis2 net.Listener
+	testutil.WaitFor(t, wait, "the control plane's address free again", func() bool {
+		lis2, err = net.Listen("tcp", addr)
+		return err == nil
+	})
+	g2 := grpc.NewServer()
+	s2.Register(g2)
+	go g2.Serve(lis2)
+	t.Cleanup(g2.Stop)
+
+	waitRoute(t, ctx, cc, "", b[1])
 }
