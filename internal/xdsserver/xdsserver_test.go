@@ -99,15 +99,21 @@ func call(ctx context.Context, cc *grpc.ClientConn, group string) (string, error
 	return p.Addr.String(), nil
 }
 
-// waitRoute polls until calls with group's header reach want.
+// waitRoute polls until calls with group's header reach want, and names
+// the last answer if they never do.
 func waitRoute(t *testing.T, ctx context.Context, cc *grpc.ClientConn, group, want string) {
 	t.Helper()
-	var got string
-	var err error
-	testutil.WaitFor(t, wait, fmt.Sprintf("group %q routed to %s (last: %s, %v)", group, want, got, err), func() bool {
-		got, err = call(ctx, cc, group)
-		return err == nil && got == want
-	})
+	deadline := time.Now().Add(wait)
+	for {
+		got, err := call(ctx, cc, group)
+		if err == nil && got == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("group %q not routed to %s after %s: last call reached %q, %v", group, want, wait, got, err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // waitUnavailable polls until calls with group's header fail UNAVAILABLE.
