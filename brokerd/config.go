@@ -9,6 +9,7 @@ import (
 
 	"github.com/raftq/raftq/internal/auth"
 	"github.com/raftq/raftq/internal/limits"
+	"github.com/raftq/raftq/internal/placement"
 	"github.com/raftq/raftq/internal/tlsutil"
 )
 
@@ -150,6 +151,21 @@ type Config struct {
 	// frees log space by whole segments: smaller ones compact sooner.
 	WALSegmentSize int
 
+	// Groups is how many Raft groups the cluster runs (0 or 1: one, as
+	// before groups existed; at most placement.MaxGroups). Every node runs
+	// every group, each with its own log, store, snapshots and leader, on
+	// the node's one Raft port and one gRPC port; queues are placed on
+	// groups by internal/placement (host.go). Every node of a cluster must
+	// be started with the same count, and a data dir keeps the count it
+	// was made with.
+	Groups int
+
+	// group is the Raft group this Node runs (0 for the host); host, set
+	// on the other groups' Nodes, is the Node that serves their gRPC and
+	// owns the shared Raft port (host.go).
+	group uint32
+	host  *Node
+
 	// Testing holds test-only hooks (crash points, an FSM wrapper, the
 	// clock, seeded-bug interceptors); nil in production (testing.go).
 	Testing *Testing
@@ -192,6 +208,9 @@ func (c *Config) Validate() error {
 	}
 	if c.GRPCAddr == "" {
 		errs = append(errs, errors.New("grpc addr: required"))
+	}
+	if c.Groups < 0 || c.Groups > placement.MaxGroups {
+		errs = append(errs, fmt.Errorf("groups %d: want 1 to %d (0: 1)", c.Groups, placement.MaxGroups))
 	}
 	if c.BootstrapExpect < 0 {
 		errs = append(errs, errors.New("bootstrap-expect: must not be negative"))

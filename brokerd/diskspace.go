@@ -98,7 +98,7 @@ func newDiskMonitor(n *Node) *diskMonitor {
 	}
 	d.free.Store(-1)
 	d.check()
-	n.metrics.reg.MustRegister(diskCollector{d})
+	n.metrics.per.MustRegister(diskCollector{d})
 	return d
 }
 

@@ -2,6 +2,8 @@ package brokerd
 
 import (
 	"context"
+	"io"
+	"strconv"
 	"sync"
 	"time"
 
@@ -25,6 +27,11 @@ const forwardedKey = "raftq-forwarded"
 // forwarded: the leader's gRPC address. Clients switch to it.
 const LeaderHeader = "raftq-leader-addr"
 
+// GroupLeaderHeader is LeaderHeader for a cluster of several groups:
+// "<group>=<address>", the leader of the forwarded call's group. Clients
+// send that group's calls there (client/routes.go).
+const GroupLeaderHeader = "raftq-group-leader"
+
 // forwarder sends calls that need the leader to the leader, over cached
 // client connections keyed by address.
 type forwarder struct {
@@ -45,9 +52,25 @@ func (f *forwarder) conn(addr string) (*grpc.ClientConn, error) {
 	}
 	// TLS with this node's certificate when TLS is on: the leader knows
 	// the call comes from a node (and whose caller it carries).
-	c, err := grpc.NewClient(addr,
+	opts := []grpc.DialOption{
 		grpc.WithTransportCredentials(f.n.PeerCredentials()),
-		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)))
+		grpc.WithDefaultCallOptions(grpc.MaxCallRecvMsgSize(64<<20), grpc.MaxCallSendMsgSize(64<<20)),
+	}
+	// With several groups every node serves them all on one port: each
+	// call a group's node makes to a peer (forwarding, announce, status
+	// and disk polls) names its group, so the peer's router hands it to
+	// the same group (host.go).
+	if f.n.cfg.Groups > 1 {
+		g := strconv.FormatUint(uint64(f.n.cfg.group), 10)
+		opts = append(opts,
+			grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, o ...grpc.CallOption) error {
+				return invoker(withGroup(ctx, g), method, req, reply, cc, o...)
+			}),
+			grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, o ...grpc.CallOption) (grpc.ClientStream, error) {
+				return streamer(withGroup(ctx, g), desc, cc, method, o...)
+			}))
+	}
+	c, err := grpc.NewClient(addr, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -141,8 +164,14 @@ func forwardRead[T any](ctx context.Context, n *Node, call func(context.Context,
 			return zero, apierr.NotLeader(nid, naddr)
 		}
 	}
-	// Tell the client who leads, so its next call skips this hop.
-	_ = grpc.SetHeader(ctx, metadata.Pairs(LeaderHeader, addr))
+	// Tell the client who leads, so its next call skips this hop. Not
+	// with several groups: that node leads this call's group only, and a
+	// client that moved all its calls there would bounce between leaders.
+	if !n.multi() {
+		_ = grpc.SetHeader(ctx, metadata.Pairs(LeaderHeader, addr))
+	} else {
+		_ = grpc.SetHeader(ctx, metadata.Pairs(GroupLeaderHeader, strconv.FormatUint(uint64(n.cfg.group), 10)+"="+addr))
+	}
 	// The leader authorizes the original caller, not this node: pass its
 	// token on.
 	ctx = auth.ForwardContext(ctx)
@@ -232,4 +261,60 @@ func (f *forwarder) joinVia(ctx context.Context, addr string, req *raftqv1.JoinR
 	}
 	_, err = raftqv1.NewClusterClient(c).Join(ctx, req)
 	return err
+}
+
+// leaderStream opens call's stream on the group's leader with the
+// caller's credentials and trace, when this node knows another node leads
+// (ok false: serve it here, where it answers as a follower does).
+func leaderStream[S any](ctx context.Context, n *Node, call func(context.Context, *grpc.ClientConn) (S, error)) (s S, ok bool, err error) {
+	if n.lead.ready.Load() || wasForwarded(ctx) || !n.cfg.Forward {
+		return s, false, nil
+	}
+	_, addr := n.leader()
+	if addr == "" || addr == n.cfg.GRPCAdvertise {
+		return s, false, nil
+	}
+	c, err := n.fwd.conn(addr)
+	if err != nil {
+		return s, false, nil
+	}
+	ctx = auth.ForwardContext(ctx)
+	ctx = metadata.AppendToOutgoingContext(ctx, forwardedKey, n.cfg.NodeID)
+	ctx = tracectx.Outgoing(tracectx.Incoming(ctx))
+	s, err = call(ctx, c)
+	return s, err == nil, err
+}
+
+// relay pumps a stream between a caller (recv, send) and the leader's
+// stream cs until either ends. The leader's end decides the outcome: its
+// status passes through, and a broken connection ends the caller's stream
+// with that error, so whatever the caller had outstanding is as
+// indeterminate as on a broken direct stream.
+func relay[Req, Resp any](recv func() (*Req, error), send func(*Resp) error, cs grpc.BidiStreamingClient[Req, Resp]) error {
+	go func() {
+		for {
+			m, err := recv()
+			if err != nil {
+				// The caller closed (io.EOF) or went away; the leader
+				// sees the close, or the cancelled context.
+				_ = cs.CloseSend()
+				return
+			}
+			if err := cs.Send(m); err != nil {
+				return // cs.Recv below reports why
+			}
+		}
+	}()
+	for {
+		m, err := cs.Recv()
+		if err == io.EOF {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := send(m); err != nil {
+			return err
+		}
+	}
 }

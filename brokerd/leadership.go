@@ -331,7 +331,9 @@ func (l *leadership) running() []string {
 // serveHealth is the last built-in duty: the node now serves as leader.
 func (l *leadership) serveHealth(context.Context) error {
 	l.ready.Store(true)
-	l.n.health.SetServingStatus(LeaderHealthService, healthpb.HealthCheckResponse_SERVING)
+	for _, name := range l.n.leaderHealthNames() {
+		l.n.health.SetServingStatus(name, healthpb.HealthCheckResponse_SERVING)
+	}
 	return nil
 }
 
@@ -339,7 +341,9 @@ func (l *leadership) serveHealth(context.Context) error {
 // the node as the leader before its duties stop.
 func (l *leadership) stopHealth() {
 	l.ready.Store(false)
-	l.n.health.SetServingStatus(LeaderHealthService, healthpb.HealthCheckResponse_NOT_SERVING)
+	for _, name := range l.n.leaderHealthNames() {
+		l.n.health.SetServingStatus(name, healthpb.HealthCheckResponse_NOT_SERVING)
+	}
 }
 
 // startDispatcher is the dispatcher duty's establish.

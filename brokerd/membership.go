@@ -32,7 +32,16 @@ func (n *Node) HasState() bool {
 // its cluster (Cluster.Join, forwarded to the leader), with the node's
 // own credentials. Bootstrap through etcd joins with it.
 func (n *Node) JoinVia(ctx context.Context, addr string) error {
-	return n.fwd.joinVia(ctx, addr, n.joinRequest())
+	if len(n.groups) == 0 {
+		return n.fwd.joinVia(ctx, addr, n.joinRequest())
+	}
+	// A host joins each of its groups (each call names its group).
+	for _, gn := range n.groups {
+		if err := gn.fwd.joinVia(ctx, addr, gn.joinRequest()); err != nil {
+			return fmt.Errorf("group %d: %w", gn.cfg.group, err)
+		}
+	}
+	return nil
 }
 
 // PeerConn is a connection to another node's gRPC API at addr, with the

@@ -25,6 +25,9 @@ const metricsNamespace = "raftq"
 type nodeMetrics struct {
 	reg  *prometheus.Registry
 	grpc *imetrics.GRPCServer
+	// per registers the group's own metrics: reg itself with one group,
+	// reg with a constant group label when the node runs several (host.go).
+	per prometheus.Registerer
 
 	enqueued      *prometheus.CounterVec
 	leased        *prometheus.CounterVec
@@ -75,10 +78,21 @@ func newNodeMetrics(n *Node) *nodeMetrics {
 		divergent: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: metricsNamespace, Name: "consistency_divergent_nodes",
 			Help: "Nodes whose state hash differed from the others' in the last consistency check this node ran as leader (0: all agreed)."}),
 	}
-	m.reg.MustRegister(m.grpc, m.enqueued, m.leased, m.succeeded, m.retries, m.leaseExpiries, m.timeouts,
-		m.deadLettered, m.redriven, m.purgedDead, m.leaderChanges, m.checks, m.divergent,
+	m.per = m.reg
+	if n.multi() {
+		m.per = prometheus.WrapRegistererWith(prometheus.Labels{"group": strconv.FormatUint(uint64(n.cfg.group), 10)}, m.reg)
+	}
+	if n.cfg.host != nil {
+		// Another group of a host: the host's registry has the process,
+		// gRPC and Raft-library metrics; this one only the group's.
+		m.reg = prometheus.NewRegistry()
+		m.per = prometheus.WrapRegistererWith(prometheus.Labels{"group": strconv.FormatUint(uint64(n.cfg.group), 10)}, m.reg)
+	} else {
 		// The bridge must exist before raft.NewRaft so that no sample is lost.
-		imetrics.Raft(metricsNamespace),
+		m.reg.MustRegister(m.grpc, imetrics.Raft(metricsNamespace))
+	}
+	m.per.MustRegister(m.enqueued, m.leased, m.succeeded, m.retries, m.leaseExpiries, m.timeouts,
+		m.deadLettered, m.redriven, m.purgedDead, m.leaderChanges, m.checks, m.divergent,
 		&nodeCollector{n: n})
 	return m
 }

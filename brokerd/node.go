@@ -31,6 +31,7 @@ import (
 	"github.com/raftq/raftq/internal/limits"
 	"github.com/raftq/raftq/internal/proposer"
 	"github.com/raftq/raftq/internal/raftlayer"
+	"github.com/raftq/raftq/internal/raftmux"
 	"github.com/raftq/raftq/internal/tlsutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
@@ -69,6 +70,12 @@ type Node struct {
 	layer   *raftlayer.Layer // Raft's mutual-TLS stream layer; nil without TLS
 	waiters *limits.PerConn  // parked Fetches per client connection
 	caps    *caps            // per-principal and per-node caps (security.go)
+
+	// groups are the Nodes of this host's Raft groups, in group order
+	// ([0] is the host itself); nil with one group. mux is the Raft port
+	// they share (host.go); nil with one group.
+	groups []*Node
+	mux    *raftmux.Mux
 
 	notifyCh chan bool
 	// ctx is the node's life: Close and Kill cancel it (Close after a
@@ -119,6 +126,9 @@ func Open(cfg Config) (*Node, error) {
 		notifyCh: make(chan bool, 16),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	if err := checkGroupCount(cfg.DataDir, cfg.Groups); err != nil {
+		return nil, err
+	}
 	// The FSM's store first: everything else reads it.
 	if err := n.openFSM(); err != nil {
 		return nil, err
@@ -126,7 +136,7 @@ func Open(cfg Config) (*Node, error) {
 	// Metrics first: the Raft metrics bridge must be installed before Raft
 	// starts, and serve() instruments the gRPC server.
 	n.metrics = newNodeMetrics(n)
-	n.schedm = newScheduleMetrics(n.metrics.reg)
+	n.schedm = newScheduleMetrics(n.metrics.per)
 	// Free space before Raft: its stores report their write errors to it,
 	// and a node starting on a full disk refuses writes from the start.
 	n.disk = newDiskMonitor(n)
@@ -138,21 +148,44 @@ func Open(cfg Config) (*Node, error) {
 		n.closeStores()
 		return nil, err
 	}
+	if n.multi() {
+		if err := n.openMux(); err != nil {
+			n.cancel()
+			n.closeStores()
+			return nil, err
+		}
+	}
 	if err := n.openRaft(); err != nil {
 		n.cancel()
 		n.closeStores()
+		n.closeMux()
 		return nil, err
 	}
-	if err := n.serve(); err != nil {
+	if err := n.listen(); err != nil {
 		n.cancel()
 		n.raft.Shutdown()
 		n.closeStores()
+		n.closeMux()
 		return nil, err
 	}
+	if n.multi() {
+		// The other groups before the server starts: it routes to them.
+		if err := n.openGroups(); err != nil {
+			n.grpc = nil
+			_ = n.lis.Close()
+			_ = n.Kill()
+			return nil, err
+		}
+	}
+	n.serve()
 	n.startDisk()
 	n.wg.Add(2)
 	go n.lead.watch()
 	go n.announce()
+	if n.multi() {
+		n.wg.Add(1)
+		go n.balanceLeaders()
+	}
 	if len(cfg.Join) > 0 && !n.HasState() {
 		n.wg.Add(1)
 		go n.joinLoop()
@@ -184,7 +217,7 @@ func (n *Node) openRaft() error {
 		// cluster's CA (auth.node_names, the node URI) can send or receive
 		// Raft traffic, and the peer dialled must be the node the Raft
 		// configuration places at that address.
-		layer, err := raftlayer.Listen(cfg.RaftAddr, cfg.RaftAdvertise, raftlayer.Config{
+		lcfg := raftlayer.Config{
 			TLS: n.tls, LocalID: cfg.NodeID, NodeNames: cfg.Auth.NodeNames, Logger: n.log,
 			PeerID: func(addr raft.ServerAddress) (raft.ServerID, bool) {
 				if r := started.Load(); r != nil {
@@ -200,11 +233,34 @@ func (n *Node) openRaft() error {
 				c := r.GetConfiguration().Configuration()
 				return len(c.Servers) == 0 || slices.ContainsFunc(c.Servers, func(s raft.Server) bool { return s.ID == id })
 			},
-		})
+		}
+		var layer *raftlayer.Layer
+		if n.mux != nil {
+			// Several groups: TLS over this group's connections of the
+			// shared port (the header that picks the group goes first,
+			// in clear; it selects, it does not authenticate).
+			ln, lerr := n.mux.Listener(cfg.group)
+			if lerr != nil {
+				return lerr
+			}
+			g := cfg.group
+			layer, err = raftlayer.New(ln, n.mux.Addr(), func(address string, timeout time.Duration) (net.Conn, error) {
+				return raftmux.Dial(address, g, timeout)
+			}, lcfg)
+		} else {
+			layer, err = raftlayer.Listen(cfg.RaftAddr, cfg.RaftAdvertise, lcfg)
+		}
 		if err != nil {
 			return fmt.Errorf("raft transport on %s: %w", cfg.RaftAddr, err)
 		}
 		n.layer = layer
+		trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: layer, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog,
+			MaxRPCsInFlight: raftRPCsInFlight})
+	} else if n.mux != nil {
+		layer, err := n.mux.StreamLayer(cfg.group)
+		if err != nil {
+			return err
+		}
 		trans = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{Stream: layer, MaxPool: 3, Timeout: 10 * time.Second, Logger: hlog,
 			MaxRPCsInFlight: raftRPCsInFlight})
 	} else {
@@ -363,7 +419,9 @@ func (n *Node) reconcileFSM(logs raft.LogStore, snaps raft.SnapshotStore) error 
 	return nil
 }
 
-func (n *Node) serve() error {
+// listen binds the gRPC port and makes the health service (a host's other
+// groups share both).
+func (n *Node) listen() error {
 	lis, err := net.Listen("tcp", n.cfg.GRPCAddr)
 	if err != nil {
 		return fmt.Errorf("grpc listen %s: %w", n.cfg.GRPCAddr, err)
@@ -374,6 +432,19 @@ func (n *Node) serve() error {
 		n.cfg.GRPCAdvertise = lis.Addr().String()
 	}
 	n.fwd = newForwarder(n)
+	n.health = health.NewServer()
+	n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	n.health.SetServingStatus(BrokerHealthService, healthpb.HealthCheckResponse_SERVING)
+	n.health.SetServingStatus(LeaderHealthService, healthpb.HealthCheckResponse_NOT_SERVING)
+	for g := 0; n.multi() && g < n.cfg.Groups; g++ {
+		n.health.SetServingStatus(GroupLeaderHealthService(uint32(g)), healthpb.HealthCheckResponse_NOT_SERVING)
+	}
+	return nil
+}
+
+// serve starts the gRPC server on the port listen bound.
+func (n *Node) serve() {
+	lis := n.lis
 	// Interceptors run in order: metrics (they count refusals too), auth
 	// (security.go; its tap has already authenticated and rate limited
 	// the caller before the request was read), then the deadline cap.
@@ -388,23 +459,27 @@ func (n *Node) serve() error {
 	opts = append(opts, grpc.ChainUnaryInterceptor(limits.Deadline(n.requestDeadline)))
 	opts = append(opts, n.testingInterceptors()...) // none in production
 	n.grpc = grpc.NewServer(opts...)
-	n.health = health.NewServer()
-	n.health.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
-	n.health.SetServingStatus(BrokerHealthService, healthpb.HealthCheckResponse_SERVING)
-	n.health.SetServingStatus(LeaderHealthService, healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(n.grpc, n.health)
 	reflection.Register(n.grpc)
-	raftqv1.RegisterBrokerServer(n.grpc, &brokerService{n: n})
-	raftqv1.RegisterAdminServer(n.grpc, &adminService{n: n})
-	raftqv1.RegisterClusterServer(n.grpc, &clusterService{n: n})
-	raftqv1.RegisterSchedulesServer(n.grpc, &scheduleService{n: n})
+	if n.multi() {
+		// Each call goes to the group it is for (router.go).
+		r := &router{h: n}
+		raftqv1.RegisterBrokerServer(n.grpc, &brokerRouter{brokerService: &brokerService{n: n}, r: r})
+		raftqv1.RegisterAdminServer(n.grpc, &adminRouter{adminService: &adminService{n: n}, r: r})
+		raftqv1.RegisterClusterServer(n.grpc, &clusterRouter{clusterService: &clusterService{n: n}, r: r})
+		raftqv1.RegisterSchedulesServer(n.grpc, &scheduleRouter{scheduleService: &scheduleService{n: n}, r: r})
+	} else {
+		raftqv1.RegisterBrokerServer(n.grpc, &brokerService{n: n})
+		raftqv1.RegisterAdminServer(n.grpc, &adminService{n: n})
+		raftqv1.RegisterClusterServer(n.grpc, &clusterService{n: n})
+		raftqv1.RegisterSchedulesServer(n.grpc, &scheduleService{n: n})
+	}
 	n.metrics.grpc.InitializeMetrics(n.grpc)
 	go func() {
 		if err := n.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			n.log.Error("grpc serve", "err", err)
 		}
 	}()
-	return nil
 }
 
 // dispatcher returns the current term's dispatcher, waiting up to wait for
@@ -507,6 +582,35 @@ func (n *Node) shutdown(graceful bool) error {
 }
 
 func (n *Node) stop(graceful bool) error {
+	// A host stops its other groups first (each hands its leadership on
+	// while the host's gRPC server still answers for it), and its shared
+	// Raft port last.
+	var gerr error
+	for i := len(n.groups) - 1; i > 0; i-- {
+		if n.groups[i] == nil {
+			continue
+		}
+		if err := n.groups[i].shutdown(graceful); err != nil && gerr == nil {
+			gerr = fmt.Errorf("group %d: %w", i, err)
+		}
+	}
+	err := n.stopGroup(graceful)
+	n.closeMux()
+	if err == nil {
+		err = gerr
+	}
+	return err
+}
+
+// closeMux closes a host's shared Raft port.
+func (n *Node) closeMux() {
+	if n.mux != nil && n.cfg.host == nil {
+		_ = n.mux.Close()
+	}
+}
+
+// stopGroup stops this Node's own group.
+func (n *Node) stopGroup(graceful bool) error {
 	// A leader hands over first (Raft bounds the transfer), while its
 	// streams still run: the NOT_LEADER they end with then names the new
 	// leader.
@@ -521,7 +625,9 @@ func (n *Node) stop(graceful bool) error {
 	// (parked fetches get NOT_LEADER) before gRPC drains.
 	n.cancel()
 	n.lead.revoke()
-	if graceful {
+	if n.grpc == nil {
+		// A group of a host: the host's server is stopped by the host.
+	} else if graceful {
 		done := make(chan struct{})
 		go func() { n.grpc.GracefulStop(); close(done) }()
 		select {

@@ -28,7 +28,20 @@ import (
 
 // Metrics is the node's Prometheus registry (what /metrics serves), for
 // embedding processes and tests.
-func (n *Node) Metrics() prometheus.Gatherer { return n.metrics.reg }
+func (n *Node) Metrics() prometheus.Gatherer {
+	if len(n.groups) == 0 {
+		return n.metrics.reg
+	}
+	// A host: its own registry and every other group's (each series of a
+	// group's carries its group label).
+	gs := prometheus.Gatherers{n.metrics.reg}
+	for _, g := range n.groups[1:] {
+		if g != nil {
+			gs = append(gs, g.metrics.reg)
+		}
+	}
+	return gs
+}
 
 // Ready reports why the node cannot serve, or nil: it must be a member of
 // the Raft configuration and know a leader (followers forward to it).

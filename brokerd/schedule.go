@@ -264,7 +264,7 @@ type scheduleMetrics struct {
 	skipped *prometheus.CounterVec
 }
 
-func newScheduleMetrics(reg *prometheus.Registry) *scheduleMetrics {
+func newScheduleMetrics(reg prometheus.Registerer) *scheduleMetrics {
 	m := &scheduleMetrics{
 		fired: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "schedule_ticks_fired_total",
 			Help: "Schedule ticks that created a job, by schedule; counted by the leader that proposed them."}, []string{"schedule"}),

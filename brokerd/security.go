@@ -15,6 +15,7 @@ import (
 
 	"github.com/raftq/raftq/internal/auth"
 	"github.com/raftq/raftq/internal/limits"
+	"github.com/raftq/raftq/internal/placement"
 	"github.com/raftq/raftq/internal/tlsutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
@@ -76,7 +77,17 @@ func (n *Node) openSecurity() error {
 // the leader's; a job this node has not seen yet passes here and is
 // checked again by the leader the call is forwarded to.
 func (n *Node) jobQueue(_ context.Context, id string) (string, bool, error) {
-	j, ok := n.fsm.Get(id)
+	f := n.fsm
+	if len(n.groups) > 0 {
+		// A host authorizes calls for all its groups: the job is in the
+		// group its id names.
+		g, err := placement.Job(id, n.cfg.Groups)
+		if err != nil {
+			return "", false, nil
+		}
+		f = n.groups[g].fsm
+	}
+	j, ok := f.Get(id)
 	if !ok {
 		return "", false, nil
 	}

@@ -478,23 +478,32 @@ func (s *clusterService) Status(ctx context.Context, req *raftqv1.StatusRequest)
 	}
 	out.CheckIndex, out.CheckHash = n.fsm.LastCheck()
 	out.CheckSupported = true
+	out.GroupCount = uint32(max(n.cfg.Groups, 1))
 	fmt.Sscan(n.raft.Stats()["term"], &out.Term)
+	out.Members = n.members(id)
+	return out, nil
+}
+
+// members lists the group's Raft configuration with each member's gRPC
+// address (leaderID marks the leader).
+func (n *Node) members(leaderID string) []*raftqv1.Member {
+	var out []*raftqv1.Member
 	metas := map[string]string{}
 	for _, m := range n.fsm.Nodes() {
 		metas[m.NodeID] = m.GRPCAddr
 	}
 	if cf := n.raft.GetConfiguration(); cf.Error() == nil {
 		for _, srv := range cf.Configuration().Servers {
-			out.Members = append(out.Members, &raftqv1.Member{
+			out = append(out, &raftqv1.Member{
 				NodeId:   string(srv.ID),
 				RaftAddr: string(srv.Address),
 				GrpcAddr: metas[string(srv.ID)],
 				Voter:    srv.Suffrage == raft.Voter,
-				Leader:   string(srv.ID) == id,
+				Leader:   string(srv.ID) == leaderID,
 			})
 		}
 	}
-	return out, nil
+	return out
 }
 
 // jobToProto converts an FSM job to its API form.

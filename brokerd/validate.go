@@ -18,6 +18,7 @@ import (
 	"github.com/raftq/raftq/internal/apierr"
 	"github.com/raftq/raftq/internal/dispatch"
 	"github.com/raftq/raftq/internal/limits"
+	"github.com/raftq/raftq/internal/placement"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
 
@@ -66,7 +67,20 @@ func checkJobID(id string) error {
 // nothing left to decide.
 func (n *Node) newJobs(req *raftqv1.EnqueueRequest, now time.Time) ([]*fsmpb.NewJob, error) {
 	// The node's defaults, or live config's for the queue (Config.Queues).
-	return validateEnqueue(n.cfg.Limits, n.queueDefaults, req, now)
+	jobs, err := validateEnqueue(n.cfg.Limits, n.queueDefaults, req, now)
+	if err != nil || !n.multi() {
+		return jobs, err
+	}
+	// Several groups: every job must be for a queue of this group, and
+	// its id names the group, so that any node routes calls about the job
+	// (Ack, GetJob, ...) without a lookup.
+	for _, j := range jobs {
+		if err := n.ownsQueue(j.GetQueue()); err != nil {
+			return nil, err
+		}
+		j.Id = placement.JobID(j.GetId(), n.cfg.group)
+	}
+	return jobs, nil
 }
 
 // validateEnqueue checks an Enqueue request against lim and stamps its

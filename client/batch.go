@@ -81,6 +81,11 @@ func responses[T any, R interface{ GetResponse() T }](rs []R) []T {
 // one entry per item, in order: nil when that job was acked.
 func (c *Client) AckBatch(ctx context.Context, items []*raftqv1.AckRequest) (errs []error, err error) {
 	req := &raftqv1.AckBatchRequest{Items: items}
+	if len(items) > 0 {
+		// Routed by the first job: a batch over several groups is split
+		// by the broker that takes it.
+		ctx = withJobRoute(ctx, items[0].GetJobId())
+	}
 	_, errs, err = batch(ctx, c, len(items), func(ctx context.Context, b raftqv1.BrokerClient) (*raftqv1.AckBatchResponse, error) {
 		return b.AckBatch(ctx, req)
 	}, (*raftqv1.AckBatchResponse).GetResults)
@@ -91,6 +96,9 @@ func (c *Client) AckBatch(ctx context.Context, items []*raftqv1.AckRequest) (err
 // For each item, in order, either its answer or its error is set.
 func (c *Client) NackBatch(ctx context.Context, items []*raftqv1.NackRequest) ([]*raftqv1.NackResponse, []error, error) {
 	req := &raftqv1.NackBatchRequest{Items: items}
+	if len(items) > 0 {
+		ctx = withJobRoute(ctx, items[0].GetJobId())
+	}
 	rs, errs, err := batch(ctx, c, len(items), func(ctx context.Context, b raftqv1.BrokerClient) (*raftqv1.NackBatchResponse, error) {
 		return b.NackBatch(ctx, req)
 	}, (*raftqv1.NackBatchResponse).GetResults)
@@ -102,6 +110,9 @@ func (c *Client) NackBatch(ctx context.Context, items []*raftqv1.NackRequest) ([
 // error is set.
 func (c *Client) ExtendBatch(ctx context.Context, items []*raftqv1.ExtendLeaseRequest) ([]*raftqv1.ExtendLeaseResponse, []error, error) {
 	req := &raftqv1.ExtendLeaseBatchRequest{Items: items}
+	if len(items) > 0 {
+		ctx = withJobRoute(ctx, items[0].GetJobId())
+	}
 	rs, errs, err := batch(ctx, c, len(items), func(ctx context.Context, b raftqv1.BrokerClient) (*raftqv1.ExtendLeaseBatchResponse, error) {
 		return b.ExtendLeaseBatch(ctx, req)
 	}, (*raftqv1.ExtendLeaseBatchResponse).GetResults)

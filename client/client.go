@@ -107,6 +107,10 @@ type Client struct {
 	closed bool
 
 	probing atomic.Bool
+	// routes is the route map of a cluster of several Raft groups (nil
+	// until learned; routes.go), routeState its refresh bookkeeping.
+	routes atomic.Pointer[routes]
+	routeState
 	// prod pipelines EnqueueOne calls onto streams (stream.go).
 	prod producer
 }
@@ -221,6 +225,7 @@ func (c *Client) probeLeader() {
 			if err != nil {
 				continue
 			}
+			c.learnRoutes(st)
 			if st.GetState() == "Leader" {
 				return
 			}
@@ -256,6 +261,9 @@ func (c *Client) learnLeader(addr string) grpc.UnaryClientInterceptor {
 	return func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
 		var md metadata.MD
 		err := invoker(ctx, method, req, reply, cc, append(opts, grpc.Header(&md))...)
+		if v := md.Get(groupLeaderHeader); len(v) == 1 {
+			c.learnGroupLeader(v[0])
+		}
 		if v := md.Get(leaderHeader); len(v) == 1 && v[0] != "" && v[0] != addr {
 			c.mu.Lock()
 			if c.leader == "" || c.leader == addr {
@@ -361,12 +369,24 @@ func (c *Client) do(ctx context.Context, extra time.Duration, call func(context.
 	backoff := c.opts.MinBackoff
 	var last error
 	for attempt := 0; ; attempt++ {
-		addr, guessed := c.target()
+		// A call about a queue or job of a cluster of several groups goes
+		// to its group's leader when the client knows it (routes.go).
+		g, routed := c.groupOf(ctx)
+		addr, guessed := "", false
+		if routed {
+			addr = c.groupLeader(g)
+		}
+		direct := addr != ""
+		if !direct {
+			addr, guessed = c.target()
+		}
 		cc, err := c.conn(addr)
 		if err == nil {
 			err = call(ctx, cc)
 			if err == nil {
-				c.adopt(addr)
+				if !direct {
+					c.adopt(addr)
+				}
 				if guessed {
 					c.probeLeader()
 				}
@@ -381,9 +401,14 @@ func (c *Client) do(ctx context.Context, extra time.Duration, call func(context.
 		if !retry {
 			return err
 		}
-		if hint != "" && hint != addr {
+		switch {
+		case routed && hint != "" && hint != addr:
+			c.setGroupLeader(g, hint)
+		case direct:
+			c.setGroupLeader(g, "")
+		case hint != "" && hint != addr:
 			c.setLeader(hint)
-		} else {
+		default:
 			c.failed(addr)
 		}
 		// Go straight to a named leader once; back off otherwise.
@@ -446,6 +471,9 @@ func (c *Client) Enqueue(ctx context.Context, jobs ...*raftqv1.JobSpec) (_ []*ra
 	// Every job carries a key, so a proxy may retry this call on
 	// UNAVAILABLE (envoy/envoy.yaml retries Enqueue only with this header).
 	ctx = metadata.AppendToOutgoingContext(ctx, idempotentHeader, "1")
+	if len(jobs) > 0 && jobs[0] != nil {
+		ctx = withQueueRoute(ctx, jobs[0].GetQueue())
+	}
 	var resp *raftqv1.EnqueueResponse
 	err = c.do(ctx, 0, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 		resp, err = raftqv1.NewBrokerClient(cc).Enqueue(ctx, req)
@@ -479,6 +507,9 @@ func withKeys(jobs []*raftqv1.JobSpec) error {
 // max_wait passed with nothing ready.
 func (c *Client) Fetch(ctx context.Context, req *raftqv1.FetchRequest) ([]*raftqv1.Job, error) {
 	var resp *raftqv1.FetchResponse
+	if len(req.GetQueues()) > 0 {
+		ctx = withQueueRoute(ctx, req.GetQueues()[0])
+	}
 	err := c.do(ctx, req.GetMaxWait().AsDuration(), func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 		resp, err = raftqv1.NewBrokerClient(cc).Fetch(ctx, req)
 		return err
@@ -493,6 +524,7 @@ func (c *Client) Fetch(ctx context.Context, req *raftqv1.FetchRequest) ([]*raftq
 // cancelled.
 func (c *Client) ExtendLease(ctx context.Context, req *raftqv1.ExtendLeaseRequest) (*raftqv1.ExtendLeaseResponse, error) {
 	var resp *raftqv1.ExtendLeaseResponse
+	ctx = withJobRoute(ctx, req.GetJobId())
 	err := c.do(ctx, 0, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 		resp, err = raftqv1.NewBrokerClient(cc).ExtendLease(ctx, req)
 		return err
@@ -503,6 +535,7 @@ func (c *Client) ExtendLease(ctx context.Context, req *raftqv1.ExtendLeaseReques
 // Ack marks a leased job succeeded.
 func (c *Client) Ack(ctx context.Context, jobID string, token uint64) error {
 	req := &raftqv1.AckRequest{JobId: jobID, LeaseToken: token}
+	ctx = withJobRoute(ctx, jobID)
 	return c.do(ctx, 0, func(ctx context.Context, cc *grpc.ClientConn) error {
 		_, err := raftqv1.NewBrokerClient(cc).Ack(ctx, req)
 		return err
@@ -512,6 +545,7 @@ func (c *Client) Ack(ctx context.Context, jobID string, token uint64) error {
 // Nack reports a failed attempt.
 func (c *Client) Nack(ctx context.Context, req *raftqv1.NackRequest) (*raftqv1.NackResponse, error) {
 	var resp *raftqv1.NackResponse
+	ctx = withJobRoute(ctx, req.GetJobId())
 	err := c.do(ctx, 0, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 		resp, err = raftqv1.NewBrokerClient(cc).Nack(ctx, req)
 		return err
@@ -523,6 +557,7 @@ func (c *Client) Nack(ctx context.Context, req *raftqv1.NackRequest) (*raftqv1.N
 func (c *Client) GetJob(ctx context.Context, jobID string, consistency raftqv1.Consistency) (*raftqv1.Job, error) {
 	req := &raftqv1.GetJobRequest{JobId: jobID, Consistency: consistency}
 	var resp *raftqv1.GetJobResponse
+	ctx = withJobRoute(ctx, jobID)
 	err := c.do(ctx, 0, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 		resp, err = raftqv1.NewBrokerClient(cc).GetJob(ctx, req)
 		return err
@@ -538,6 +573,7 @@ func (c *Client) GetJob(ctx context.Context, jobID string, consistency raftqv1.C
 func (c *Client) CancelJob(ctx context.Context, jobID string) (raftqv1.JobState, error) {
 	req := &raftqv1.CancelJobRequest{JobId: jobID}
 	var resp *raftqv1.CancelJobResponse
+	ctx = withJobRoute(ctx, jobID)
 	err := c.do(ctx, 0, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
 		resp, err = raftqv1.NewBrokerClient(cc).CancelJob(ctx, req)
 		return err

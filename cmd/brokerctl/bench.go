@@ -17,6 +17,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/raftq/raftq/client"
+	"github.com/raftq/raftq/internal/placement"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
 
@@ -56,6 +57,12 @@ type benchOpts struct {
 	jobs                                                    int64 // enqueue: stop after this many (0: run for duration)
 	duration                                                time.Duration
 	queue                                                   string
+	// queues spreads producers and workers round robin over this many
+	// queues (names: queue, then queue-1, ...; see benchQueues).
+	queues int
+	names  []string
+	// groups is the cluster's Raft group count, as its Status says.
+	groups int
 	out                                                     io.Writer // the command's stdout
 	// stream sends single jobs with EnqueueOne (pipelined over
 	// EnqueueStream) instead of Enqueue; ackBatch acks each fetched batch
@@ -100,6 +107,9 @@ func benchCmd(g *globals) *cobra.Command {
 				defer cl.Close()
 				clients = append(clients, cl)
 			}
+			if err := benchQueues(clients[0], o); err != nil {
+				return err
+			}
 			switch args[0] {
 			case "enqueue":
 				return benchEnqueue(clients, o)
@@ -119,6 +129,7 @@ func benchCmd(g *globals) *cobra.Command {
 	f.DurationVar(&o.duration, "duration", 10*time.Second, "how long to produce")
 	f.Int64Var(&o.jobs, "jobs", 0, "enqueue: stop once this many jobs are enqueued, or after --duration (fills a backlog)")
 	f.StringVar(&o.queue, "queue", "", "queue to use (default: a fresh one)")
+	f.IntVar(&o.queues, "queues", 1, "queues to spread producers and workers over, round robin; on a cluster of several Raft groups, queue i is chosen in group i mod the group count")
 	f.BoolVar(&o.stream, "stream", false, "produce single jobs over EnqueueStream (EnqueueOne; needs --batch 1)")
 	f.BoolVar(&o.ackBatch, "ack-batch", false, "ack each fetched batch with one AckBatch call (e2e)")
 	f.BoolVar(&o.consume, "consume", false, "workers take jobs from Consume streams instead of Fetch (e2e)")
@@ -150,7 +161,7 @@ func produce(clients []*client.Client, o *benchOpts, stop <-chan struct{}, lat *
 				}
 				specs := make([]*raftqv1.JobSpec, o.batch)
 				for i := range specs {
-					specs[i] = &raftqv1.JobSpec{Queue: o.queue, Type: "bench", Payload: payload(o.payload)}
+					specs[i] = &raftqv1.JobSpec{Queue: o.names[p%len(o.names)], Type: "bench", Payload: payload(o.payload)}
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				start := time.Now()
@@ -198,6 +209,7 @@ func benchEnqueue(clients []*client.Client, o *benchOpts) error {
 		"jobs": jobs.Load(), "errors": errs.Load(), "seconds": round(el),
 		"jobs_per_sec": round(float64(jobs.Load()) / el), "stream": o.stream,
 		"call_p50_ms": lat.pct(0.50), "call_p99_ms": lat.pct(0.99),
+		"queues": len(o.names), "groups": o.groups,
 	})
 	return nil
 }
@@ -226,7 +238,7 @@ func benchE2E(clients []*client.Client, o *benchOpts) error {
 				default:
 				}
 				ctx, cancel := context.WithTimeout(context.Background(), 35*time.Second)
-				jobs, err := cl.Fetch(ctx, &raftqv1.FetchRequest{Queues: []string{o.queue}, MaxJobs: int32(o.fetchBatch),
+				jobs, err := cl.Fetch(ctx, &raftqv1.FetchRequest{Queues: []string{o.names[w%len(o.names)]}, MaxJobs: int32(o.fetchBatch),
 					MaxWait: durationpb.New(200 * time.Millisecond), WorkerId: fmt.Sprintf("bench-%d", w)})
 				cancel()
 				if err != nil {
@@ -272,6 +284,7 @@ func benchE2E(clients []*client.Client, o *benchOpts) error {
 		"acked_per_sec_overall":         round(float64(acked.Load()) / total),
 		"enqueue_to_fetch_p50_ms":       e2eLat.pct(0.50), "enqueue_to_fetch_p99_ms": e2eLat.pct(0.99),
 		"enqueue_call_p50_ms": enqLat.pct(0.50), "stream": o.stream, "ack_batch": o.ackBatch, "consume": o.consume,
+		"queues": len(o.names), "groups": o.groups,
 	})
 	return nil
 }
@@ -309,7 +322,7 @@ func benchConsumer(cl *client.Client, o *benchOpts, w int, done <-chan struct{},
 		default:
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 35*time.Second)
-		s, err := cl.Consume(ctx, &raftqv1.ConsumeOpen{Queues: []string{o.queue}, WorkerId: fmt.Sprintf("bench-%d", w), Credit: int32(o.fetchBatch)})
+		s, err := cl.Consume(ctx, &raftqv1.ConsumeOpen{Queues: []string{o.names[w%len(o.names)]}, WorkerId: fmt.Sprintf("bench-%d", w), Credit: int32(o.fetchBatch)})
 		cancel()
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "consume:", err)
@@ -414,3 +427,35 @@ func ackBatch(cl *client.Client, jobs []*raftqv1.Job) (acked, failed int64) {
 }
 
 func round(f float64) float64 { return float64(int64(f*10)) / 10 }
+
+// benchQueues names the queues a bench spreads its load over. On a
+// cluster of several Raft groups it picks names so that queue i is in
+// group i mod the group count: the load then reaches every group evenly
+// (names are placed by hash, so consecutive names would not).
+func benchQueues(cl *client.Client, o *benchOpts) error {
+	if o.queues < 1 {
+		return fmt.Errorf("--queues %d: want at least 1", o.queues)
+	}
+	o.groups = 1
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	for _, addr := range cl.Addrs() {
+		if st, err := cl.Status(ctx, addr); err == nil {
+			o.groups = max(1, int(st.GetGroupCount()))
+			break
+		}
+	}
+	o.names = nil
+	for i, k := 0, 0; len(o.names) < o.queues; k++ {
+		name := o.queue
+		if k > 0 {
+			name = fmt.Sprintf("%s-%d", o.queue, k)
+		}
+		if o.groups > 1 && int(placement.Queue(name, o.groups)) != i%o.groups {
+			continue
+		}
+		o.names = append(o.names, name)
+		i++
+	}
+	return nil
+}

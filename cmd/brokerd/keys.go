@@ -15,6 +15,7 @@ import (
 	"github.com/raftq/raftq/internal/auth"
 	"github.com/raftq/raftq/internal/config"
 	"github.com/raftq/raftq/internal/liveconfig"
+	"github.com/raftq/raftq/internal/placement"
 	"github.com/raftq/raftq/internal/tracing"
 )
 
@@ -114,6 +115,12 @@ func keys() []config.Key {
 		{Name: "raft.trailing_logs", Flag: "raft-trailing-logs", Kind: config.Int, Check: nonNeg, Usage: "log entries kept after a snapshot (0: 10240)"},
 		{Name: "consistency_check.interval", Flag: "consistency-check-interval", Kind: config.Duration, Default: brokerd.DefaultConsistencyCheckInterval,
 			Usage: "how often the leader has every node hash its state at one log index and compares the hashes (a divergent node is logged at ERROR and counted in raftq_consistency_divergent_nodes); negative: never"},
+		{Name: "groups", Flag: "groups", Kind: config.Int, Default: 1, Check: func(v any) error {
+			if n := v.(int); n < 1 || n > placement.MaxGroups {
+				return fmt.Errorf("want 1 to %d", placement.MaxGroups)
+			}
+			return nil
+		}, Usage: "Raft groups the cluster runs (every node runs all of them on its one Raft and gRPC port; queues are spread over them by name). Every node must have the same count; a data dir keeps the count it was made with"},
 		{Name: "raft.log_store", Flag: "raft-log-store", Kind: config.String, Check: func(v any) error {
 			switch v.(string) {
 			case brokerd.LogStoreAuto, brokerd.LogStoreWAL, brokerd.LogStoreBolt:
@@ -171,6 +178,7 @@ func toConfig(l *config.Loader, v *config.Values) (daemon.Config, extra, error) 
 	cfg.SnapshotInterval = v.Duration("raft.snapshot_interval")
 	cfg.TrailingLogs = uint64(v.Int("raft.trailing_logs"))
 	cfg.LogStore = v.String("raft.log_store")
+	cfg.Groups = v.Int("groups")
 	cfg.ConsistencyCheckInterval = v.Duration("consistency_check.interval")
 	cfg.WALSegmentSize = v.Int("raft.wal_segment_size")
 	secErrs := applySecurity(l, v, &cfg)

@@ -390,7 +390,7 @@ func (x ErrorDetail_Reason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ErrorDetail_Reason.Descriptor instead.
 func (ErrorDetail_Reason) EnumDescriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{37, 0}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{38, 0}
 }
 
 type ConsumeNotice_Kind int32
@@ -444,7 +444,7 @@ func (x ConsumeNotice_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ConsumeNotice_Kind.Descriptor instead.
 func (ConsumeNotice_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{61, 0}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{62, 0}
 }
 
 // RetryPolicy is exponential back-off: initial * 2^(attempt-1), capped at
@@ -2882,8 +2882,16 @@ type StatusResponse struct {
 	// This node applies consistency checks (older nodes leave it false and
 	// would stop on one, so the leader proposes none until all say true).
 	CheckSupported bool `protobuf:"varint,12,opt,name=check_supported,json=checkSupported,proto3" json:"check_supported,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// How many Raft groups the cluster runs (0 or 1: one). With several,
+	// a queue lives in the group internal/placement computes from its name
+	// and the count, and a job id of group g > 0 ends in ".g<g>".
+	GroupCount uint32 `protobuf:"varint,13,opt,name=group_count,json=groupCount,proto3" json:"group_count,omitempty"`
+	// Each group's leader as this node knows it (only with several groups,
+	// and only when the call names no group): where a client sends a
+	// group's calls directly. The fields above are then group 0's.
+	Groups        []*GroupStatus `protobuf:"bytes,14,rep,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *StatusResponse) Reset() {
@@ -3000,6 +3008,114 @@ func (x *StatusResponse) GetCheckSupported() bool {
 	return false
 }
 
+func (x *StatusResponse) GetGroupCount() uint32 {
+	if x != nil {
+		return x.GroupCount
+	}
+	return 0
+}
+
+func (x *StatusResponse) GetGroups() []*GroupStatus {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+// GroupStatus is one Raft group as a node sees it.
+type GroupStatus struct {
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Group      uint32                 `protobuf:"varint,1,opt,name=group,proto3" json:"group,omitempty"`
+	LeaderId   string                 `protobuf:"bytes,2,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	LeaderAddr string                 `protobuf:"bytes,3,opt,name=leader_addr,json=leaderAddr,proto3" json:"leader_addr,omitempty"`
+	// This node's Raft state in the group (Leader, Follower, ...).
+	State         string    `protobuf:"bytes,4,opt,name=state,proto3" json:"state,omitempty"`
+	Term          uint64    `protobuf:"varint,5,opt,name=term,proto3" json:"term,omitempty"`
+	AppliedIndex  uint64    `protobuf:"varint,6,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
+	Members       []*Member `protobuf:"bytes,7,rep,name=members,proto3" json:"members,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupStatus) Reset() {
+	*x = GroupStatus{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupStatus) ProtoMessage() {}
+
+func (x *GroupStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupStatus.ProtoReflect.Descriptor instead.
+func (*GroupStatus) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *GroupStatus) GetGroup() uint32 {
+	if x != nil {
+		return x.Group
+	}
+	return 0
+}
+
+func (x *GroupStatus) GetLeaderId() string {
+	if x != nil {
+		return x.LeaderId
+	}
+	return ""
+}
+
+func (x *GroupStatus) GetLeaderAddr() string {
+	if x != nil {
+		return x.LeaderAddr
+	}
+	return ""
+}
+
+func (x *GroupStatus) GetState() string {
+	if x != nil {
+		return x.State
+	}
+	return ""
+}
+
+func (x *GroupStatus) GetTerm() uint64 {
+	if x != nil {
+		return x.Term
+	}
+	return 0
+}
+
+func (x *GroupStatus) GetAppliedIndex() uint64 {
+	if x != nil {
+		return x.AppliedIndex
+	}
+	return 0
+}
+
+func (x *GroupStatus) GetMembers() []*Member {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
 // ErrorDetail travels in the details of every non-OK gRPC status.
 type ErrorDetail struct {
 	state    protoimpl.MessageState `protogen:"open.v1"`
@@ -3013,7 +3129,7 @@ type ErrorDetail struct {
 
 func (x *ErrorDetail) Reset() {
 	*x = ErrorDetail{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[37]
+	mi := &file_raftq_v1_broker_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3025,7 +3141,7 @@ func (x *ErrorDetail) String() string {
 func (*ErrorDetail) ProtoMessage() {}
 
 func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[37]
+	mi := &file_raftq_v1_broker_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3038,7 +3154,7 @@ func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorDetail.ProtoReflect.Descriptor instead.
 func (*ErrorDetail) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{37}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ErrorDetail) GetReason() ErrorDetail_Reason {
@@ -3075,7 +3191,7 @@ type PurgeDeadRequest struct {
 
 func (x *PurgeDeadRequest) Reset() {
 	*x = PurgeDeadRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[38]
+	mi := &file_raftq_v1_broker_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3087,7 +3203,7 @@ func (x *PurgeDeadRequest) String() string {
 func (*PurgeDeadRequest) ProtoMessage() {}
 
 func (x *PurgeDeadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[38]
+	mi := &file_raftq_v1_broker_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3100,7 +3216,7 @@ func (x *PurgeDeadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeDeadRequest.ProtoReflect.Descriptor instead.
 func (*PurgeDeadRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{38}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *PurgeDeadRequest) GetQueue() string {
@@ -3133,7 +3249,7 @@ type PurgeDeadResponse struct {
 
 func (x *PurgeDeadResponse) Reset() {
 	*x = PurgeDeadResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[39]
+	mi := &file_raftq_v1_broker_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3145,7 +3261,7 @@ func (x *PurgeDeadResponse) String() string {
 func (*PurgeDeadResponse) ProtoMessage() {}
 
 func (x *PurgeDeadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[39]
+	mi := &file_raftq_v1_broker_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3158,7 +3274,7 @@ func (x *PurgeDeadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeDeadResponse.ProtoReflect.Descriptor instead.
 func (*PurgeDeadResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{39}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *PurgeDeadResponse) GetJobIds() []string {
@@ -3178,7 +3294,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[40]
+	mi := &file_raftq_v1_broker_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3190,7 +3306,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[40]
+	mi := &file_raftq_v1_broker_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3203,7 +3319,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{40}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *TransferLeadershipRequest) GetNodeId() string {
@@ -3222,7 +3338,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[41]
+	mi := &file_raftq_v1_broker_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3234,7 +3350,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[41]
+	mi := &file_raftq_v1_broker_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3247,7 +3363,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{41}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *TransferLeadershipResponse) GetNewLeaderId() string {
@@ -3265,7 +3381,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[42]
+	mi := &file_raftq_v1_broker_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3277,7 +3393,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[42]
+	mi := &file_raftq_v1_broker_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3290,7 +3406,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{42}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{43}
 }
 
 type SnapshotChunk struct {
@@ -3306,7 +3422,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[43]
+	mi := &file_raftq_v1_broker_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3318,7 +3434,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[43]
+	mi := &file_raftq_v1_broker_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3331,7 +3447,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{43}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -3364,7 +3480,7 @@ type RestoreChunk struct {
 
 func (x *RestoreChunk) Reset() {
 	*x = RestoreChunk{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[44]
+	mi := &file_raftq_v1_broker_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3376,7 +3492,7 @@ func (x *RestoreChunk) String() string {
 func (*RestoreChunk) ProtoMessage() {}
 
 func (x *RestoreChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[44]
+	mi := &file_raftq_v1_broker_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3389,7 +3505,7 @@ func (x *RestoreChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreChunk.ProtoReflect.Descriptor instead.
 func (*RestoreChunk) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{44}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *RestoreChunk) GetData() []byte {
@@ -3411,7 +3527,7 @@ type RestoreResponse struct {
 
 func (x *RestoreResponse) Reset() {
 	*x = RestoreResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[45]
+	mi := &file_raftq_v1_broker_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3423,7 +3539,7 @@ func (x *RestoreResponse) String() string {
 func (*RestoreResponse) ProtoMessage() {}
 
 func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[45]
+	mi := &file_raftq_v1_broker_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3436,7 +3552,7 @@ func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreResponse.ProtoReflect.Descriptor instead.
 func (*RestoreResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{45}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RestoreResponse) GetIndex() uint64 {
@@ -3468,7 +3584,7 @@ type ItemError struct {
 
 func (x *ItemError) Reset() {
 	*x = ItemError{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[46]
+	mi := &file_raftq_v1_broker_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3480,7 +3596,7 @@ func (x *ItemError) String() string {
 func (*ItemError) ProtoMessage() {}
 
 func (x *ItemError) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[46]
+	mi := &file_raftq_v1_broker_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3493,7 +3609,7 @@ func (x *ItemError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ItemError.ProtoReflect.Descriptor instead.
 func (*ItemError) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{46}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *ItemError) GetCode() int32 {
@@ -3526,7 +3642,7 @@ type AckBatchRequest struct {
 
 func (x *AckBatchRequest) Reset() {
 	*x = AckBatchRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[47]
+	mi := &file_raftq_v1_broker_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3538,7 +3654,7 @@ func (x *AckBatchRequest) String() string {
 func (*AckBatchRequest) ProtoMessage() {}
 
 func (x *AckBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[47]
+	mi := &file_raftq_v1_broker_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3551,7 +3667,7 @@ func (x *AckBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckBatchRequest.ProtoReflect.Descriptor instead.
 func (*AckBatchRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{47}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *AckBatchRequest) GetItems() []*AckRequest {
@@ -3570,7 +3686,7 @@ type AckBatchResult struct {
 
 func (x *AckBatchResult) Reset() {
 	*x = AckBatchResult{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[48]
+	mi := &file_raftq_v1_broker_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3582,7 +3698,7 @@ func (x *AckBatchResult) String() string {
 func (*AckBatchResult) ProtoMessage() {}
 
 func (x *AckBatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[48]
+	mi := &file_raftq_v1_broker_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3595,7 +3711,7 @@ func (x *AckBatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckBatchResult.ProtoReflect.Descriptor instead.
 func (*AckBatchResult) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{48}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *AckBatchResult) GetError() *ItemError {
@@ -3615,7 +3731,7 @@ type AckBatchResponse struct {
 
 func (x *AckBatchResponse) Reset() {
 	*x = AckBatchResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[49]
+	mi := &file_raftq_v1_broker_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3627,7 +3743,7 @@ func (x *AckBatchResponse) String() string {
 func (*AckBatchResponse) ProtoMessage() {}
 
 func (x *AckBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[49]
+	mi := &file_raftq_v1_broker_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3640,7 +3756,7 @@ func (x *AckBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckBatchResponse.ProtoReflect.Descriptor instead.
 func (*AckBatchResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{49}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *AckBatchResponse) GetResults() []*AckBatchResult {
@@ -3659,7 +3775,7 @@ type NackBatchRequest struct {
 
 func (x *NackBatchRequest) Reset() {
 	*x = NackBatchRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[50]
+	mi := &file_raftq_v1_broker_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3671,7 +3787,7 @@ func (x *NackBatchRequest) String() string {
 func (*NackBatchRequest) ProtoMessage() {}
 
 func (x *NackBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[50]
+	mi := &file_raftq_v1_broker_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3684,7 +3800,7 @@ func (x *NackBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackBatchRequest.ProtoReflect.Descriptor instead.
 func (*NackBatchRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{50}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *NackBatchRequest) GetItems() []*NackRequest {
@@ -3705,7 +3821,7 @@ type NackBatchResult struct {
 
 func (x *NackBatchResult) Reset() {
 	*x = NackBatchResult{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[51]
+	mi := &file_raftq_v1_broker_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3717,7 +3833,7 @@ func (x *NackBatchResult) String() string {
 func (*NackBatchResult) ProtoMessage() {}
 
 func (x *NackBatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[51]
+	mi := &file_raftq_v1_broker_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3730,7 +3846,7 @@ func (x *NackBatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackBatchResult.ProtoReflect.Descriptor instead.
 func (*NackBatchResult) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{51}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *NackBatchResult) GetResponse() *NackResponse {
@@ -3757,7 +3873,7 @@ type NackBatchResponse struct {
 
 func (x *NackBatchResponse) Reset() {
 	*x = NackBatchResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[52]
+	mi := &file_raftq_v1_broker_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3769,7 +3885,7 @@ func (x *NackBatchResponse) String() string {
 func (*NackBatchResponse) ProtoMessage() {}
 
 func (x *NackBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[52]
+	mi := &file_raftq_v1_broker_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3782,7 +3898,7 @@ func (x *NackBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackBatchResponse.ProtoReflect.Descriptor instead.
 func (*NackBatchResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{52}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *NackBatchResponse) GetResults() []*NackBatchResult {
@@ -3801,7 +3917,7 @@ type ExtendLeaseBatchRequest struct {
 
 func (x *ExtendLeaseBatchRequest) Reset() {
 	*x = ExtendLeaseBatchRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[53]
+	mi := &file_raftq_v1_broker_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3813,7 +3929,7 @@ func (x *ExtendLeaseBatchRequest) String() string {
 func (*ExtendLeaseBatchRequest) ProtoMessage() {}
 
 func (x *ExtendLeaseBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[53]
+	mi := &file_raftq_v1_broker_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3826,7 +3942,7 @@ func (x *ExtendLeaseBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLeaseBatchRequest.ProtoReflect.Descriptor instead.
 func (*ExtendLeaseBatchRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{53}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ExtendLeaseBatchRequest) GetItems() []*ExtendLeaseRequest {
@@ -3847,7 +3963,7 @@ type ExtendLeaseBatchResult struct {
 
 func (x *ExtendLeaseBatchResult) Reset() {
 	*x = ExtendLeaseBatchResult{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[54]
+	mi := &file_raftq_v1_broker_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3859,7 +3975,7 @@ func (x *ExtendLeaseBatchResult) String() string {
 func (*ExtendLeaseBatchResult) ProtoMessage() {}
 
 func (x *ExtendLeaseBatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[54]
+	mi := &file_raftq_v1_broker_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3872,7 +3988,7 @@ func (x *ExtendLeaseBatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLeaseBatchResult.ProtoReflect.Descriptor instead.
 func (*ExtendLeaseBatchResult) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{54}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *ExtendLeaseBatchResult) GetResponse() *ExtendLeaseResponse {
@@ -3899,7 +4015,7 @@ type ExtendLeaseBatchResponse struct {
 
 func (x *ExtendLeaseBatchResponse) Reset() {
 	*x = ExtendLeaseBatchResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[55]
+	mi := &file_raftq_v1_broker_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3911,7 +4027,7 @@ func (x *ExtendLeaseBatchResponse) String() string {
 func (*ExtendLeaseBatchResponse) ProtoMessage() {}
 
 func (x *ExtendLeaseBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[55]
+	mi := &file_raftq_v1_broker_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3924,7 +4040,7 @@ func (x *ExtendLeaseBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLeaseBatchResponse.ProtoReflect.Descriptor instead.
 func (*ExtendLeaseBatchResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{55}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ExtendLeaseBatchResponse) GetResults() []*ExtendLeaseBatchResult {
@@ -3946,7 +4062,7 @@ type EnqueueStreamRequest struct {
 
 func (x *EnqueueStreamRequest) Reset() {
 	*x = EnqueueStreamRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[56]
+	mi := &file_raftq_v1_broker_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3958,7 +4074,7 @@ func (x *EnqueueStreamRequest) String() string {
 func (*EnqueueStreamRequest) ProtoMessage() {}
 
 func (x *EnqueueStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[56]
+	mi := &file_raftq_v1_broker_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3971,7 +4087,7 @@ func (x *EnqueueStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueStreamRequest.ProtoReflect.Descriptor instead.
 func (*EnqueueStreamRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{56}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *EnqueueStreamRequest) GetSeq() uint64 {
@@ -4002,7 +4118,7 @@ type EnqueueStreamResponse struct {
 
 func (x *EnqueueStreamResponse) Reset() {
 	*x = EnqueueStreamResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[57]
+	mi := &file_raftq_v1_broker_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4014,7 +4130,7 @@ func (x *EnqueueStreamResponse) String() string {
 func (*EnqueueStreamResponse) ProtoMessage() {}
 
 func (x *EnqueueStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[57]
+	mi := &file_raftq_v1_broker_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4027,7 +4143,7 @@ func (x *EnqueueStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueStreamResponse.ProtoReflect.Descriptor instead.
 func (*EnqueueStreamResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{57}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *EnqueueStreamResponse) GetSeq() uint64 {
@@ -4069,7 +4185,7 @@ type ConsumeOpen struct {
 
 func (x *ConsumeOpen) Reset() {
 	*x = ConsumeOpen{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[58]
+	mi := &file_raftq_v1_broker_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4081,7 +4197,7 @@ func (x *ConsumeOpen) String() string {
 func (*ConsumeOpen) ProtoMessage() {}
 
 func (x *ConsumeOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[58]
+	mi := &file_raftq_v1_broker_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4094,7 +4210,7 @@ func (x *ConsumeOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeOpen.ProtoReflect.Descriptor instead.
 func (*ConsumeOpen) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{58}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ConsumeOpen) GetQueues() []string {
@@ -4145,7 +4261,7 @@ type ConsumeRequest struct {
 
 func (x *ConsumeRequest) Reset() {
 	*x = ConsumeRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[59]
+	mi := &file_raftq_v1_broker_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4157,7 +4273,7 @@ func (x *ConsumeRequest) String() string {
 func (*ConsumeRequest) ProtoMessage() {}
 
 func (x *ConsumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[59]
+	mi := &file_raftq_v1_broker_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4170,7 +4286,7 @@ func (x *ConsumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeRequest.ProtoReflect.Descriptor instead.
 func (*ConsumeRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{59}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *ConsumeRequest) GetFrame() isConsumeRequest_Frame {
@@ -4228,7 +4344,7 @@ type ConsumeOpened struct {
 
 func (x *ConsumeOpened) Reset() {
 	*x = ConsumeOpened{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[60]
+	mi := &file_raftq_v1_broker_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4240,7 +4356,7 @@ func (x *ConsumeOpened) String() string {
 func (*ConsumeOpened) ProtoMessage() {}
 
 func (x *ConsumeOpened) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[60]
+	mi := &file_raftq_v1_broker_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4253,7 +4369,7 @@ func (x *ConsumeOpened) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeOpened.ProtoReflect.Descriptor instead.
 func (*ConsumeOpened) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{60}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ConsumeOpened) GetMaxCredit() int32 {
@@ -4276,7 +4392,7 @@ type ConsumeNotice struct {
 
 func (x *ConsumeNotice) Reset() {
 	*x = ConsumeNotice{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[61]
+	mi := &file_raftq_v1_broker_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4288,7 +4404,7 @@ func (x *ConsumeNotice) String() string {
 func (*ConsumeNotice) ProtoMessage() {}
 
 func (x *ConsumeNotice) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[61]
+	mi := &file_raftq_v1_broker_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4301,7 +4417,7 @@ func (x *ConsumeNotice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeNotice.ProtoReflect.Descriptor instead.
 func (*ConsumeNotice) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{61}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ConsumeNotice) GetJobId() string {
@@ -4339,7 +4455,7 @@ type ConsumeResponse struct {
 
 func (x *ConsumeResponse) Reset() {
 	*x = ConsumeResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[62]
+	mi := &file_raftq_v1_broker_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4351,7 +4467,7 @@ func (x *ConsumeResponse) String() string {
 func (*ConsumeResponse) ProtoMessage() {}
 
 func (x *ConsumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[62]
+	mi := &file_raftq_v1_broker_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4364,7 +4480,7 @@ func (x *ConsumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeResponse.ProtoReflect.Descriptor instead.
 func (*ConsumeResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{62}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ConsumeResponse) GetFrame() isConsumeResponse_Frame {
@@ -4454,7 +4570,7 @@ type ScheduleSpec struct {
 
 func (x *ScheduleSpec) Reset() {
 	*x = ScheduleSpec{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[63]
+	mi := &file_raftq_v1_broker_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4466,7 +4582,7 @@ func (x *ScheduleSpec) String() string {
 func (*ScheduleSpec) ProtoMessage() {}
 
 func (x *ScheduleSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[63]
+	mi := &file_raftq_v1_broker_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4479,7 +4595,7 @@ func (x *ScheduleSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleSpec.ProtoReflect.Descriptor instead.
 func (*ScheduleSpec) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{63}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ScheduleSpec) GetName() string {
@@ -4566,7 +4682,7 @@ type Schedule struct {
 
 func (x *Schedule) Reset() {
 	*x = Schedule{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[64]
+	mi := &file_raftq_v1_broker_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4578,7 +4694,7 @@ func (x *Schedule) String() string {
 func (*Schedule) ProtoMessage() {}
 
 func (x *Schedule) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[64]
+	mi := &file_raftq_v1_broker_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4591,7 +4707,7 @@ func (x *Schedule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Schedule.ProtoReflect.Descriptor instead.
 func (*Schedule) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{64}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *Schedule) GetSpec() *ScheduleSpec {
@@ -4659,7 +4775,7 @@ type PutScheduleRequest struct {
 
 func (x *PutScheduleRequest) Reset() {
 	*x = PutScheduleRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[65]
+	mi := &file_raftq_v1_broker_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4671,7 +4787,7 @@ func (x *PutScheduleRequest) String() string {
 func (*PutScheduleRequest) ProtoMessage() {}
 
 func (x *PutScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[65]
+	mi := &file_raftq_v1_broker_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4684,7 +4800,7 @@ func (x *PutScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutScheduleRequest.ProtoReflect.Descriptor instead.
 func (*PutScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{65}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *PutScheduleRequest) GetSchedule() *ScheduleSpec {
@@ -4706,7 +4822,7 @@ type PutScheduleResponse struct {
 
 func (x *PutScheduleResponse) Reset() {
 	*x = PutScheduleResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[66]
+	mi := &file_raftq_v1_broker_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4718,7 +4834,7 @@ func (x *PutScheduleResponse) String() string {
 func (*PutScheduleResponse) ProtoMessage() {}
 
 func (x *PutScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[66]
+	mi := &file_raftq_v1_broker_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4731,7 +4847,7 @@ func (x *PutScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutScheduleResponse.ProtoReflect.Descriptor instead.
 func (*PutScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{66}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *PutScheduleResponse) GetSchedule() *Schedule {
@@ -4758,7 +4874,7 @@ type GetScheduleRequest struct {
 
 func (x *GetScheduleRequest) Reset() {
 	*x = GetScheduleRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[67]
+	mi := &file_raftq_v1_broker_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4770,7 +4886,7 @@ func (x *GetScheduleRequest) String() string {
 func (*GetScheduleRequest) ProtoMessage() {}
 
 func (x *GetScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[67]
+	mi := &file_raftq_v1_broker_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4783,7 +4899,7 @@ func (x *GetScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetScheduleRequest.ProtoReflect.Descriptor instead.
 func (*GetScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{67}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *GetScheduleRequest) GetName() string {
@@ -4809,7 +4925,7 @@ type GetScheduleResponse struct {
 
 func (x *GetScheduleResponse) Reset() {
 	*x = GetScheduleResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[68]
+	mi := &file_raftq_v1_broker_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4821,7 +4937,7 @@ func (x *GetScheduleResponse) String() string {
 func (*GetScheduleResponse) ProtoMessage() {}
 
 func (x *GetScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[68]
+	mi := &file_raftq_v1_broker_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4834,7 +4950,7 @@ func (x *GetScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetScheduleResponse.ProtoReflect.Descriptor instead.
 func (*GetScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{68}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *GetScheduleResponse) GetSchedule() *Schedule {
@@ -4853,7 +4969,7 @@ type ListSchedulesRequest struct {
 
 func (x *ListSchedulesRequest) Reset() {
 	*x = ListSchedulesRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[69]
+	mi := &file_raftq_v1_broker_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4865,7 +4981,7 @@ func (x *ListSchedulesRequest) String() string {
 func (*ListSchedulesRequest) ProtoMessage() {}
 
 func (x *ListSchedulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[69]
+	mi := &file_raftq_v1_broker_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4878,7 +4994,7 @@ func (x *ListSchedulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSchedulesRequest.ProtoReflect.Descriptor instead.
 func (*ListSchedulesRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{69}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ListSchedulesRequest) GetConsistency() Consistency {
@@ -4898,7 +5014,7 @@ type ListSchedulesResponse struct {
 
 func (x *ListSchedulesResponse) Reset() {
 	*x = ListSchedulesResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[70]
+	mi := &file_raftq_v1_broker_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4910,7 +5026,7 @@ func (x *ListSchedulesResponse) String() string {
 func (*ListSchedulesResponse) ProtoMessage() {}
 
 func (x *ListSchedulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[70]
+	mi := &file_raftq_v1_broker_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4923,7 +5039,7 @@ func (x *ListSchedulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSchedulesResponse.ProtoReflect.Descriptor instead.
 func (*ListSchedulesResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{70}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ListSchedulesResponse) GetSchedules() []*Schedule {
@@ -4942,7 +5058,7 @@ type PauseScheduleRequest struct {
 
 func (x *PauseScheduleRequest) Reset() {
 	*x = PauseScheduleRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[71]
+	mi := &file_raftq_v1_broker_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4954,7 +5070,7 @@ func (x *PauseScheduleRequest) String() string {
 func (*PauseScheduleRequest) ProtoMessage() {}
 
 func (x *PauseScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[71]
+	mi := &file_raftq_v1_broker_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4967,7 +5083,7 @@ func (x *PauseScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseScheduleRequest.ProtoReflect.Descriptor instead.
 func (*PauseScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{71}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *PauseScheduleRequest) GetName() string {
@@ -4986,7 +5102,7 @@ type PauseScheduleResponse struct {
 
 func (x *PauseScheduleResponse) Reset() {
 	*x = PauseScheduleResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[72]
+	mi := &file_raftq_v1_broker_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4998,7 +5114,7 @@ func (x *PauseScheduleResponse) String() string {
 func (*PauseScheduleResponse) ProtoMessage() {}
 
 func (x *PauseScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[72]
+	mi := &file_raftq_v1_broker_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5011,7 +5127,7 @@ func (x *PauseScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseScheduleResponse.ProtoReflect.Descriptor instead.
 func (*PauseScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{72}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *PauseScheduleResponse) GetSchedule() *Schedule {
@@ -5030,7 +5146,7 @@ type ResumeScheduleRequest struct {
 
 func (x *ResumeScheduleRequest) Reset() {
 	*x = ResumeScheduleRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[73]
+	mi := &file_raftq_v1_broker_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5042,7 +5158,7 @@ func (x *ResumeScheduleRequest) String() string {
 func (*ResumeScheduleRequest) ProtoMessage() {}
 
 func (x *ResumeScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[73]
+	mi := &file_raftq_v1_broker_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5055,7 +5171,7 @@ func (x *ResumeScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeScheduleRequest.ProtoReflect.Descriptor instead.
 func (*ResumeScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{73}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ResumeScheduleRequest) GetName() string {
@@ -5074,7 +5190,7 @@ type ResumeScheduleResponse struct {
 
 func (x *ResumeScheduleResponse) Reset() {
 	*x = ResumeScheduleResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[74]
+	mi := &file_raftq_v1_broker_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5086,7 +5202,7 @@ func (x *ResumeScheduleResponse) String() string {
 func (*ResumeScheduleResponse) ProtoMessage() {}
 
 func (x *ResumeScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[74]
+	mi := &file_raftq_v1_broker_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5099,7 +5215,7 @@ func (x *ResumeScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeScheduleResponse.ProtoReflect.Descriptor instead.
 func (*ResumeScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{74}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *ResumeScheduleResponse) GetSchedule() *Schedule {
@@ -5118,7 +5234,7 @@ type DeleteScheduleRequest struct {
 
 func (x *DeleteScheduleRequest) Reset() {
 	*x = DeleteScheduleRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[75]
+	mi := &file_raftq_v1_broker_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5130,7 +5246,7 @@ func (x *DeleteScheduleRequest) String() string {
 func (*DeleteScheduleRequest) ProtoMessage() {}
 
 func (x *DeleteScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[75]
+	mi := &file_raftq_v1_broker_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5143,7 +5259,7 @@ func (x *DeleteScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteScheduleRequest.ProtoReflect.Descriptor instead.
 func (*DeleteScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{75}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *DeleteScheduleRequest) GetName() string {
@@ -5161,7 +5277,7 @@ type DeleteScheduleResponse struct {
 
 func (x *DeleteScheduleResponse) Reset() {
 	*x = DeleteScheduleResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[76]
+	mi := &file_raftq_v1_broker_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5173,7 +5289,7 @@ func (x *DeleteScheduleResponse) String() string {
 func (*DeleteScheduleResponse) ProtoMessage() {}
 
 func (x *DeleteScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[76]
+	mi := &file_raftq_v1_broker_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5186,7 +5302,7 @@ func (x *DeleteScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteScheduleResponse.ProtoReflect.Descriptor instead.
 func (*DeleteScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{76}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{77}
 }
 
 var File_raftq_v1_broker_proto protoreflect.FileDescriptor
@@ -5384,7 +5500,7 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x1b\n" +
 	"\tgrpc_addr\x18\x03 \x01(\tR\bgrpcAddr\x12\x14\n" +
 	"\x05voter\x18\x04 \x01(\bR\x05voter\x12\x16\n" +
-	"\x06leader\x18\x05 \x01(\bR\x06leader\"\x8d\x03\n" +
+	"\x06leader\x18\x05 \x01(\bR\x06leader\"\xdd\x03\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1b\n" +
@@ -5402,7 +5518,19 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"checkIndex\x12\x1d\n" +
 	"\n" +
 	"check_hash\x18\v \x01(\tR\tcheckHash\x12'\n" +
-	"\x0fcheck_supported\x18\f \x01(\bR\x0echeckSupported\"\x9d\x02\n" +
+	"\x0fcheck_supported\x18\f \x01(\bR\x0echeckSupported\x12\x1f\n" +
+	"\vgroup_count\x18\r \x01(\rR\n" +
+	"groupCount\x12-\n" +
+	"\x06groups\x18\x0e \x03(\v2\x15.raftq.v1.GroupStatusR\x06groups\"\xdc\x01\n" +
+	"\vGroupStatus\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\rR\x05group\x12\x1b\n" +
+	"\tleader_id\x18\x02 \x01(\tR\bleaderId\x12\x1f\n" +
+	"\vleader_addr\x18\x03 \x01(\tR\n" +
+	"leaderAddr\x12\x14\n" +
+	"\x05state\x18\x04 \x01(\tR\x05state\x12\x12\n" +
+	"\x04term\x18\x05 \x01(\x04R\x04term\x12#\n" +
+	"\rapplied_index\x18\x06 \x01(\x04R\fappliedIndex\x12*\n" +
+	"\amembers\x18\a \x03(\v2\x10.raftq.v1.MemberR\amembers\"\x9d\x02\n" +
 	"\vErrorDetail\x124\n" +
 	"\x06reason\x18\x01 \x01(\x0e2\x1c.raftq.v1.ErrorDetail.ReasonR\x06reason\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\tR\bleaderId\x12\x1f\n" +
@@ -5621,7 +5749,7 @@ func file_raftq_v1_broker_proto_rawDescGZIP() []byte {
 }
 
 var file_raftq_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_raftq_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 79)
+var file_raftq_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 80)
 var file_raftq_v1_broker_proto_goTypes = []any{
 	(JobState)(0),                      // 0: raftq.v1.JobState
 	(DependencyPolicy)(0),              // 1: raftq.v1.DependencyPolicy
@@ -5667,204 +5795,207 @@ var file_raftq_v1_broker_proto_goTypes = []any{
 	(*StatusRequest)(nil),              // 41: raftq.v1.StatusRequest
 	(*Member)(nil),                     // 42: raftq.v1.Member
 	(*StatusResponse)(nil),             // 43: raftq.v1.StatusResponse
-	(*ErrorDetail)(nil),                // 44: raftq.v1.ErrorDetail
-	(*PurgeDeadRequest)(nil),           // 45: raftq.v1.PurgeDeadRequest
-	(*PurgeDeadResponse)(nil),          // 46: raftq.v1.PurgeDeadResponse
-	(*TransferLeadershipRequest)(nil),  // 47: raftq.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 48: raftq.v1.TransferLeadershipResponse
-	(*SnapshotRequest)(nil),            // 49: raftq.v1.SnapshotRequest
-	(*SnapshotChunk)(nil),              // 50: raftq.v1.SnapshotChunk
-	(*RestoreChunk)(nil),               // 51: raftq.v1.RestoreChunk
-	(*RestoreResponse)(nil),            // 52: raftq.v1.RestoreResponse
-	(*ItemError)(nil),                  // 53: raftq.v1.ItemError
-	(*AckBatchRequest)(nil),            // 54: raftq.v1.AckBatchRequest
-	(*AckBatchResult)(nil),             // 55: raftq.v1.AckBatchResult
-	(*AckBatchResponse)(nil),           // 56: raftq.v1.AckBatchResponse
-	(*NackBatchRequest)(nil),           // 57: raftq.v1.NackBatchRequest
-	(*NackBatchResult)(nil),            // 58: raftq.v1.NackBatchResult
-	(*NackBatchResponse)(nil),          // 59: raftq.v1.NackBatchResponse
-	(*ExtendLeaseBatchRequest)(nil),    // 60: raftq.v1.ExtendLeaseBatchRequest
-	(*ExtendLeaseBatchResult)(nil),     // 61: raftq.v1.ExtendLeaseBatchResult
-	(*ExtendLeaseBatchResponse)(nil),   // 62: raftq.v1.ExtendLeaseBatchResponse
-	(*EnqueueStreamRequest)(nil),       // 63: raftq.v1.EnqueueStreamRequest
-	(*EnqueueStreamResponse)(nil),      // 64: raftq.v1.EnqueueStreamResponse
-	(*ConsumeOpen)(nil),                // 65: raftq.v1.ConsumeOpen
-	(*ConsumeRequest)(nil),             // 66: raftq.v1.ConsumeRequest
-	(*ConsumeOpened)(nil),              // 67: raftq.v1.ConsumeOpened
-	(*ConsumeNotice)(nil),              // 68: raftq.v1.ConsumeNotice
-	(*ConsumeResponse)(nil),            // 69: raftq.v1.ConsumeResponse
-	(*ScheduleSpec)(nil),               // 70: raftq.v1.ScheduleSpec
-	(*Schedule)(nil),                   // 71: raftq.v1.Schedule
-	(*PutScheduleRequest)(nil),         // 72: raftq.v1.PutScheduleRequest
-	(*PutScheduleResponse)(nil),        // 73: raftq.v1.PutScheduleResponse
-	(*GetScheduleRequest)(nil),         // 74: raftq.v1.GetScheduleRequest
-	(*GetScheduleResponse)(nil),        // 75: raftq.v1.GetScheduleResponse
-	(*ListSchedulesRequest)(nil),       // 76: raftq.v1.ListSchedulesRequest
-	(*ListSchedulesResponse)(nil),      // 77: raftq.v1.ListSchedulesResponse
-	(*PauseScheduleRequest)(nil),       // 78: raftq.v1.PauseScheduleRequest
-	(*PauseScheduleResponse)(nil),      // 79: raftq.v1.PauseScheduleResponse
-	(*ResumeScheduleRequest)(nil),      // 80: raftq.v1.ResumeScheduleRequest
-	(*ResumeScheduleResponse)(nil),     // 81: raftq.v1.ResumeScheduleResponse
-	(*DeleteScheduleRequest)(nil),      // 82: raftq.v1.DeleteScheduleRequest
-	(*DeleteScheduleResponse)(nil),     // 83: raftq.v1.DeleteScheduleResponse
-	nil,                                // 84: raftq.v1.FetchRequest.QueueWeightsEntry
-	nil,                                // 85: raftq.v1.ConsumeOpen.QueueWeightsEntry
-	(*durationpb.Duration)(nil),        // 86: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 87: google.protobuf.Timestamp
+	(*GroupStatus)(nil),                // 44: raftq.v1.GroupStatus
+	(*ErrorDetail)(nil),                // 45: raftq.v1.ErrorDetail
+	(*PurgeDeadRequest)(nil),           // 46: raftq.v1.PurgeDeadRequest
+	(*PurgeDeadResponse)(nil),          // 47: raftq.v1.PurgeDeadResponse
+	(*TransferLeadershipRequest)(nil),  // 48: raftq.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 49: raftq.v1.TransferLeadershipResponse
+	(*SnapshotRequest)(nil),            // 50: raftq.v1.SnapshotRequest
+	(*SnapshotChunk)(nil),              // 51: raftq.v1.SnapshotChunk
+	(*RestoreChunk)(nil),               // 52: raftq.v1.RestoreChunk
+	(*RestoreResponse)(nil),            // 53: raftq.v1.RestoreResponse
+	(*ItemError)(nil),                  // 54: raftq.v1.ItemError
+	(*AckBatchRequest)(nil),            // 55: raftq.v1.AckBatchRequest
+	(*AckBatchResult)(nil),             // 56: raftq.v1.AckBatchResult
+	(*AckBatchResponse)(nil),           // 57: raftq.v1.AckBatchResponse
+	(*NackBatchRequest)(nil),           // 58: raftq.v1.NackBatchRequest
+	(*NackBatchResult)(nil),            // 59: raftq.v1.NackBatchResult
+	(*NackBatchResponse)(nil),          // 60: raftq.v1.NackBatchResponse
+	(*ExtendLeaseBatchRequest)(nil),    // 61: raftq.v1.ExtendLeaseBatchRequest
+	(*ExtendLeaseBatchResult)(nil),     // 62: raftq.v1.ExtendLeaseBatchResult
+	(*ExtendLeaseBatchResponse)(nil),   // 63: raftq.v1.ExtendLeaseBatchResponse
+	(*EnqueueStreamRequest)(nil),       // 64: raftq.v1.EnqueueStreamRequest
+	(*EnqueueStreamResponse)(nil),      // 65: raftq.v1.EnqueueStreamResponse
+	(*ConsumeOpen)(nil),                // 66: raftq.v1.ConsumeOpen
+	(*ConsumeRequest)(nil),             // 67: raftq.v1.ConsumeRequest
+	(*ConsumeOpened)(nil),              // 68: raftq.v1.ConsumeOpened
+	(*ConsumeNotice)(nil),              // 69: raftq.v1.ConsumeNotice
+	(*ConsumeResponse)(nil),            // 70: raftq.v1.ConsumeResponse
+	(*ScheduleSpec)(nil),               // 71: raftq.v1.ScheduleSpec
+	(*Schedule)(nil),                   // 72: raftq.v1.Schedule
+	(*PutScheduleRequest)(nil),         // 73: raftq.v1.PutScheduleRequest
+	(*PutScheduleResponse)(nil),        // 74: raftq.v1.PutScheduleResponse
+	(*GetScheduleRequest)(nil),         // 75: raftq.v1.GetScheduleRequest
+	(*GetScheduleResponse)(nil),        // 76: raftq.v1.GetScheduleResponse
+	(*ListSchedulesRequest)(nil),       // 77: raftq.v1.ListSchedulesRequest
+	(*ListSchedulesResponse)(nil),      // 78: raftq.v1.ListSchedulesResponse
+	(*PauseScheduleRequest)(nil),       // 79: raftq.v1.PauseScheduleRequest
+	(*PauseScheduleResponse)(nil),      // 80: raftq.v1.PauseScheduleResponse
+	(*ResumeScheduleRequest)(nil),      // 81: raftq.v1.ResumeScheduleRequest
+	(*ResumeScheduleResponse)(nil),     // 82: raftq.v1.ResumeScheduleResponse
+	(*DeleteScheduleRequest)(nil),      // 83: raftq.v1.DeleteScheduleRequest
+	(*DeleteScheduleResponse)(nil),     // 84: raftq.v1.DeleteScheduleResponse
+	nil,                                // 85: raftq.v1.FetchRequest.QueueWeightsEntry
+	nil,                                // 86: raftq.v1.ConsumeOpen.QueueWeightsEntry
+	(*durationpb.Duration)(nil),        // 87: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 88: google.protobuf.Timestamp
 }
 var file_raftq_v1_broker_proto_depIdxs = []int32{
-	86,  // 0: raftq.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
-	86,  // 1: raftq.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
-	86,  // 2: raftq.v1.JobSpec.delay:type_name -> google.protobuf.Duration
-	87,  // 3: raftq.v1.JobSpec.run_at:type_name -> google.protobuf.Timestamp
-	86,  // 4: raftq.v1.JobSpec.lease_duration:type_name -> google.protobuf.Duration
-	86,  // 5: raftq.v1.JobSpec.dedup_window:type_name -> google.protobuf.Duration
+	87,  // 0: raftq.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
+	87,  // 1: raftq.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
+	87,  // 2: raftq.v1.JobSpec.delay:type_name -> google.protobuf.Duration
+	88,  // 3: raftq.v1.JobSpec.run_at:type_name -> google.protobuf.Timestamp
+	87,  // 4: raftq.v1.JobSpec.lease_duration:type_name -> google.protobuf.Duration
+	87,  // 5: raftq.v1.JobSpec.dedup_window:type_name -> google.protobuf.Duration
 	7,   // 6: raftq.v1.JobSpec.retry:type_name -> raftq.v1.RetryPolicy
-	86,  // 7: raftq.v1.JobSpec.schedule_to_start:type_name -> google.protobuf.Duration
-	86,  // 8: raftq.v1.JobSpec.start_to_close:type_name -> google.protobuf.Duration
+	87,  // 7: raftq.v1.JobSpec.schedule_to_start:type_name -> google.protobuf.Duration
+	87,  // 8: raftq.v1.JobSpec.start_to_close:type_name -> google.protobuf.Duration
 	3,   // 9: raftq.v1.JobSpec.unique_mode:type_name -> raftq.v1.UniqueMode
 	1,   // 10: raftq.v1.JobSpec.dependency_policy:type_name -> raftq.v1.DependencyPolicy
 	0,   // 11: raftq.v1.Job.state:type_name -> raftq.v1.JobState
-	86,  // 12: raftq.v1.Job.lease_duration:type_name -> google.protobuf.Duration
+	87,  // 12: raftq.v1.Job.lease_duration:type_name -> google.protobuf.Duration
 	7,   // 13: raftq.v1.Job.retry:type_name -> raftq.v1.RetryPolicy
-	87,  // 14: raftq.v1.Job.run_at:type_name -> google.protobuf.Timestamp
-	87,  // 15: raftq.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	87,  // 16: raftq.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	87,  // 17: raftq.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
-	87,  // 18: raftq.v1.Job.lease_deadline:type_name -> google.protobuf.Timestamp
-	87,  // 19: raftq.v1.Job.schedule_tick:type_name -> google.protobuf.Timestamp
+	88,  // 14: raftq.v1.Job.run_at:type_name -> google.protobuf.Timestamp
+	88,  // 15: raftq.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	88,  // 16: raftq.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	88,  // 17: raftq.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	88,  // 18: raftq.v1.Job.lease_deadline:type_name -> google.protobuf.Timestamp
+	88,  // 19: raftq.v1.Job.schedule_tick:type_name -> google.protobuf.Timestamp
 	10,  // 20: raftq.v1.Job.progress:type_name -> raftq.v1.Progress
-	87,  // 21: raftq.v1.Job.start_deadline:type_name -> google.protobuf.Timestamp
-	86,  // 22: raftq.v1.Job.start_to_close:type_name -> google.protobuf.Duration
-	87,  // 23: raftq.v1.Job.attempt_deadline:type_name -> google.protobuf.Timestamp
+	88,  // 21: raftq.v1.Job.start_deadline:type_name -> google.protobuf.Timestamp
+	87,  // 22: raftq.v1.Job.start_to_close:type_name -> google.protobuf.Duration
+	88,  // 23: raftq.v1.Job.attempt_deadline:type_name -> google.protobuf.Timestamp
 	1,   // 24: raftq.v1.Job.dependency_policy:type_name -> raftq.v1.DependencyPolicy
 	8,   // 25: raftq.v1.EnqueueRequest.jobs:type_name -> raftq.v1.JobSpec
 	12,  // 26: raftq.v1.EnqueueResponse.results:type_name -> raftq.v1.EnqueueResult
-	86,  // 27: raftq.v1.FetchRequest.max_wait:type_name -> google.protobuf.Duration
-	86,  // 28: raftq.v1.FetchRequest.lease_duration:type_name -> google.protobuf.Duration
-	84,  // 29: raftq.v1.FetchRequest.queue_weights:type_name -> raftq.v1.FetchRequest.QueueWeightsEntry
+	87,  // 27: raftq.v1.FetchRequest.max_wait:type_name -> google.protobuf.Duration
+	87,  // 28: raftq.v1.FetchRequest.lease_duration:type_name -> google.protobuf.Duration
+	85,  // 29: raftq.v1.FetchRequest.queue_weights:type_name -> raftq.v1.FetchRequest.QueueWeightsEntry
 	9,   // 30: raftq.v1.FetchResponse.jobs:type_name -> raftq.v1.Job
-	86,  // 31: raftq.v1.ExtendLeaseRequest.extend_by:type_name -> google.protobuf.Duration
+	87,  // 31: raftq.v1.ExtendLeaseRequest.extend_by:type_name -> google.protobuf.Duration
 	10,  // 32: raftq.v1.ExtendLeaseRequest.progress:type_name -> raftq.v1.Progress
-	87,  // 33: raftq.v1.ExtendLeaseResponse.lease_deadline:type_name -> google.protobuf.Timestamp
-	86,  // 34: raftq.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
+	88,  // 33: raftq.v1.ExtendLeaseResponse.lease_deadline:type_name -> google.protobuf.Timestamp
+	87,  // 34: raftq.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
 	0,   // 35: raftq.v1.NackResponse.state:type_name -> raftq.v1.JobState
-	87,  // 36: raftq.v1.NackResponse.run_at:type_name -> google.protobuf.Timestamp
+	88,  // 36: raftq.v1.NackResponse.run_at:type_name -> google.protobuf.Timestamp
 	2,   // 37: raftq.v1.GetJobRequest.consistency:type_name -> raftq.v1.Consistency
 	9,   // 38: raftq.v1.GetJobResponse.job:type_name -> raftq.v1.Job
 	0,   // 39: raftq.v1.CancelJobResponse.state:type_name -> raftq.v1.JobState
 	2,   // 40: raftq.v1.QueueStatsRequest.consistency:type_name -> raftq.v1.Consistency
-	87,  // 41: raftq.v1.QueueStats.oldest_ready_at:type_name -> google.protobuf.Timestamp
+	88,  // 41: raftq.v1.QueueStats.oldest_ready_at:type_name -> google.protobuf.Timestamp
 	27,  // 42: raftq.v1.QueueStatsResponse.queues:type_name -> raftq.v1.QueueStats
 	0,   // 43: raftq.v1.ListJobsRequest.state:type_name -> raftq.v1.JobState
 	2,   // 44: raftq.v1.ListJobsRequest.consistency:type_name -> raftq.v1.Consistency
 	9,   // 45: raftq.v1.ListJobsResponse.jobs:type_name -> raftq.v1.Job
 	42,  // 46: raftq.v1.StatusResponse.members:type_name -> raftq.v1.Member
-	5,   // 47: raftq.v1.ErrorDetail.reason:type_name -> raftq.v1.ErrorDetail.Reason
-	44,  // 48: raftq.v1.ItemError.detail:type_name -> raftq.v1.ErrorDetail
-	18,  // 49: raftq.v1.AckBatchRequest.items:type_name -> raftq.v1.AckRequest
-	53,  // 50: raftq.v1.AckBatchResult.error:type_name -> raftq.v1.ItemError
-	55,  // 51: raftq.v1.AckBatchResponse.results:type_name -> raftq.v1.AckBatchResult
-	20,  // 52: raftq.v1.NackBatchRequest.items:type_name -> raftq.v1.NackRequest
-	21,  // 53: raftq.v1.NackBatchResult.response:type_name -> raftq.v1.NackResponse
-	53,  // 54: raftq.v1.NackBatchResult.error:type_name -> raftq.v1.ItemError
-	58,  // 55: raftq.v1.NackBatchResponse.results:type_name -> raftq.v1.NackBatchResult
-	16,  // 56: raftq.v1.ExtendLeaseBatchRequest.items:type_name -> raftq.v1.ExtendLeaseRequest
-	17,  // 57: raftq.v1.ExtendLeaseBatchResult.response:type_name -> raftq.v1.ExtendLeaseResponse
-	53,  // 58: raftq.v1.ExtendLeaseBatchResult.error:type_name -> raftq.v1.ItemError
-	61,  // 59: raftq.v1.ExtendLeaseBatchResponse.results:type_name -> raftq.v1.ExtendLeaseBatchResult
-	8,   // 60: raftq.v1.EnqueueStreamRequest.job:type_name -> raftq.v1.JobSpec
-	12,  // 61: raftq.v1.EnqueueStreamResponse.result:type_name -> raftq.v1.EnqueueResult
-	53,  // 62: raftq.v1.EnqueueStreamResponse.error:type_name -> raftq.v1.ItemError
-	86,  // 63: raftq.v1.ConsumeOpen.lease_duration:type_name -> google.protobuf.Duration
-	85,  // 64: raftq.v1.ConsumeOpen.queue_weights:type_name -> raftq.v1.ConsumeOpen.QueueWeightsEntry
-	65,  // 65: raftq.v1.ConsumeRequest.open:type_name -> raftq.v1.ConsumeOpen
-	6,   // 66: raftq.v1.ConsumeNotice.kind:type_name -> raftq.v1.ConsumeNotice.Kind
-	67,  // 67: raftq.v1.ConsumeResponse.opened:type_name -> raftq.v1.ConsumeOpened
-	9,   // 68: raftq.v1.ConsumeResponse.job:type_name -> raftq.v1.Job
-	68,  // 69: raftq.v1.ConsumeResponse.notice:type_name -> raftq.v1.ConsumeNotice
-	8,   // 70: raftq.v1.ScheduleSpec.job:type_name -> raftq.v1.JobSpec
-	86,  // 71: raftq.v1.ScheduleSpec.interval:type_name -> google.protobuf.Duration
-	86,  // 72: raftq.v1.ScheduleSpec.jitter:type_name -> google.protobuf.Duration
-	4,   // 73: raftq.v1.ScheduleSpec.overlap:type_name -> raftq.v1.OverlapPolicy
-	70,  // 74: raftq.v1.Schedule.spec:type_name -> raftq.v1.ScheduleSpec
-	87,  // 75: raftq.v1.Schedule.last_tick:type_name -> google.protobuf.Timestamp
-	87,  // 76: raftq.v1.Schedule.next_tick:type_name -> google.protobuf.Timestamp
-	87,  // 77: raftq.v1.Schedule.created_at:type_name -> google.protobuf.Timestamp
-	87,  // 78: raftq.v1.Schedule.updated_at:type_name -> google.protobuf.Timestamp
-	70,  // 79: raftq.v1.PutScheduleRequest.schedule:type_name -> raftq.v1.ScheduleSpec
-	71,  // 80: raftq.v1.PutScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	2,   // 81: raftq.v1.GetScheduleRequest.consistency:type_name -> raftq.v1.Consistency
-	71,  // 82: raftq.v1.GetScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	2,   // 83: raftq.v1.ListSchedulesRequest.consistency:type_name -> raftq.v1.Consistency
-	71,  // 84: raftq.v1.ListSchedulesResponse.schedules:type_name -> raftq.v1.Schedule
-	71,  // 85: raftq.v1.PauseScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	71,  // 86: raftq.v1.ResumeScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	11,  // 87: raftq.v1.Broker.Enqueue:input_type -> raftq.v1.EnqueueRequest
-	14,  // 88: raftq.v1.Broker.Fetch:input_type -> raftq.v1.FetchRequest
-	16,  // 89: raftq.v1.Broker.ExtendLease:input_type -> raftq.v1.ExtendLeaseRequest
-	18,  // 90: raftq.v1.Broker.Ack:input_type -> raftq.v1.AckRequest
-	20,  // 91: raftq.v1.Broker.Nack:input_type -> raftq.v1.NackRequest
-	22,  // 92: raftq.v1.Broker.GetJob:input_type -> raftq.v1.GetJobRequest
-	24,  // 93: raftq.v1.Broker.CancelJob:input_type -> raftq.v1.CancelJobRequest
-	26,  // 94: raftq.v1.Broker.QueueStats:input_type -> raftq.v1.QueueStatsRequest
-	54,  // 95: raftq.v1.Broker.AckBatch:input_type -> raftq.v1.AckBatchRequest
-	57,  // 96: raftq.v1.Broker.NackBatch:input_type -> raftq.v1.NackBatchRequest
-	60,  // 97: raftq.v1.Broker.ExtendLeaseBatch:input_type -> raftq.v1.ExtendLeaseBatchRequest
-	63,  // 98: raftq.v1.Broker.EnqueueStream:input_type -> raftq.v1.EnqueueStreamRequest
-	66,  // 99: raftq.v1.Broker.Consume:input_type -> raftq.v1.ConsumeRequest
-	29,  // 100: raftq.v1.Admin.PauseQueue:input_type -> raftq.v1.PauseQueueRequest
-	31,  // 101: raftq.v1.Admin.ResumeQueue:input_type -> raftq.v1.ResumeQueueRequest
-	33,  // 102: raftq.v1.Admin.Redrive:input_type -> raftq.v1.RedriveRequest
-	35,  // 103: raftq.v1.Admin.ListJobs:input_type -> raftq.v1.ListJobsRequest
-	45,  // 104: raftq.v1.Admin.PurgeDead:input_type -> raftq.v1.PurgeDeadRequest
-	37,  // 105: raftq.v1.Cluster.Join:input_type -> raftq.v1.JoinRequest
-	39,  // 106: raftq.v1.Cluster.Remove:input_type -> raftq.v1.RemoveRequest
-	41,  // 107: raftq.v1.Cluster.Status:input_type -> raftq.v1.StatusRequest
-	47,  // 108: raftq.v1.Cluster.TransferLeadership:input_type -> raftq.v1.TransferLeadershipRequest
-	49,  // 109: raftq.v1.Cluster.Snapshot:input_type -> raftq.v1.SnapshotRequest
-	51,  // 110: raftq.v1.Cluster.Restore:input_type -> raftq.v1.RestoreChunk
-	72,  // 111: raftq.v1.Schedules.PutSchedule:input_type -> raftq.v1.PutScheduleRequest
-	74,  // 112: raftq.v1.Schedules.GetSchedule:input_type -> raftq.v1.GetScheduleRequest
-	76,  // 113: raftq.v1.Schedules.ListSchedules:input_type -> raftq.v1.ListSchedulesRequest
-	78,  // 114: raftq.v1.Schedules.PauseSchedule:input_type -> raftq.v1.PauseScheduleRequest
-	80,  // 115: raftq.v1.Schedules.ResumeSchedule:input_type -> raftq.v1.ResumeScheduleRequest
-	82,  // 116: raftq.v1.Schedules.DeleteSchedule:input_type -> raftq.v1.DeleteScheduleRequest
-	13,  // 117: raftq.v1.Broker.Enqueue:output_type -> raftq.v1.EnqueueResponse
-	15,  // 118: raftq.v1.Broker.Fetch:output_type -> raftq.v1.FetchResponse
-	17,  // 119: raftq.v1.Broker.ExtendLease:output_type -> raftq.v1.ExtendLeaseResponse
-	19,  // 120: raftq.v1.Broker.Ack:output_type -> raftq.v1.AckResponse
-	21,  // 121: raftq.v1.Broker.Nack:output_type -> raftq.v1.NackResponse
-	23,  // 122: raftq.v1.Broker.GetJob:output_type -> raftq.v1.GetJobResponse
-	25,  // 123: raftq.v1.Broker.CancelJob:output_type -> raftq.v1.CancelJobResponse
-	28,  // 124: raftq.v1.Broker.QueueStats:output_type -> raftq.v1.QueueStatsResponse
-	56,  // 125: raftq.v1.Broker.AckBatch:output_type -> raftq.v1.AckBatchResponse
-	59,  // 126: raftq.v1.Broker.NackBatch:output_type -> raftq.v1.NackBatchResponse
-	62,  // 127: raftq.v1.Broker.ExtendLeaseBatch:output_type -> raftq.v1.ExtendLeaseBatchResponse
-	64,  // 128: raftq.v1.Broker.EnqueueStream:output_type -> raftq.v1.EnqueueStreamResponse
-	69,  // 129: raftq.v1.Broker.Consume:output_type -> raftq.v1.ConsumeResponse
-	30,  // 130: raftq.v1.Admin.PauseQueue:output_type -> raftq.v1.PauseQueueResponse
-	32,  // 131: raftq.v1.Admin.ResumeQueue:output_type -> raftq.v1.ResumeQueueResponse
-	34,  // 132: raftq.v1.Admin.Redrive:output_type -> raftq.v1.RedriveResponse
-	36,  // 133: raftq.v1.Admin.ListJobs:output_type -> raftq.v1.ListJobsResponse
-	46,  // 134: raftq.v1.Admin.PurgeDead:output_type -> raftq.v1.PurgeDeadResponse
-	38,  // 135: raftq.v1.Cluster.Join:output_type -> raftq.v1.JoinResponse
-	40,  // 136: raftq.v1.Cluster.Remove:output_type -> raftq.v1.RemoveResponse
-	43,  // 137: raftq.v1.Cluster.Status:output_type -> raftq.v1.StatusResponse
-	48,  // 138: raftq.v1.Cluster.TransferLeadership:output_type -> raftq.v1.TransferLeadershipResponse
-	50,  // 139: raftq.v1.Cluster.Snapshot:output_type -> raftq.v1.SnapshotChunk
-	52,  // 140: raftq.v1.Cluster.Restore:output_type -> raftq.v1.RestoreResponse
-	73,  // 141: raftq.v1.Schedules.PutSchedule:output_type -> raftq.v1.PutScheduleResponse
-	75,  // 142: raftq.v1.Schedules.GetSchedule:output_type -> raftq.v1.GetScheduleResponse
-	77,  // 143: raftq.v1.Schedules.ListSchedules:output_type -> raftq.v1.ListSchedulesResponse
-	79,  // 144: raftq.v1.Schedules.PauseSchedule:output_type -> raftq.v1.PauseScheduleResponse
-	81,  // 145: raftq.v1.Schedules.ResumeSchedule:output_type -> raftq.v1.ResumeScheduleResponse
-	83,  // 146: raftq.v1.Schedules.DeleteSchedule:output_type -> raftq.v1.DeleteScheduleResponse
-	117, // [117:147] is the sub-list for method output_type
-	87,  // [87:117] is the sub-list for method input_type
-	87,  // [87:87] is the sub-list for extension type_name
-	87,  // [87:87] is the sub-list for extension extendee
-	0,   // [0:87] is the sub-list for field type_name
+	44,  // 47: raftq.v1.StatusResponse.groups:type_name -> raftq.v1.GroupStatus
+	42,  // 48: raftq.v1.GroupStatus.members:type_name -> raftq.v1.Member
+	5,   // 49: raftq.v1.ErrorDetail.reason:type_name -> raftq.v1.ErrorDetail.Reason
+	45,  // 50: raftq.v1.ItemError.detail:type_name -> raftq.v1.ErrorDetail
+	18,  // 51: raftq.v1.AckBatchRequest.items:type_name -> raftq.v1.AckRequest
+	54,  // 52: raftq.v1.AckBatchResult.error:type_name -> raftq.v1.ItemError
+	56,  // 53: raftq.v1.AckBatchResponse.results:type_name -> raftq.v1.AckBatchResult
+	20,  // 54: raftq.v1.NackBatchRequest.items:type_name -> raftq.v1.NackRequest
+	21,  // 55: raftq.v1.NackBatchResult.response:type_name -> raftq.v1.NackResponse
+	54,  // 56: raftq.v1.NackBatchResult.error:type_name -> raftq.v1.ItemError
+	59,  // 57: raftq.v1.NackBatchResponse.results:type_name -> raftq.v1.NackBatchResult
+	16,  // 58: raftq.v1.ExtendLeaseBatchRequest.items:type_name -> raftq.v1.ExtendLeaseRequest
+	17,  // 59: raftq.v1.ExtendLeaseBatchResult.response:type_name -> raftq.v1.ExtendLeaseResponse
+	54,  // 60: raftq.v1.ExtendLeaseBatchResult.error:type_name -> raftq.v1.ItemError
+	62,  // 61: raftq.v1.ExtendLeaseBatchResponse.results:type_name -> raftq.v1.ExtendLeaseBatchResult
+	8,   // 62: raftq.v1.EnqueueStreamRequest.job:type_name -> raftq.v1.JobSpec
+	12,  // 63: raftq.v1.EnqueueStreamResponse.result:type_name -> raftq.v1.EnqueueResult
+	54,  // 64: raftq.v1.EnqueueStreamResponse.error:type_name -> raftq.v1.ItemError
+	87,  // 65: raftq.v1.ConsumeOpen.lease_duration:type_name -> google.protobuf.Duration
+	86,  // 66: raftq.v1.ConsumeOpen.queue_weights:type_name -> raftq.v1.ConsumeOpen.QueueWeightsEntry
+	66,  // 67: raftq.v1.ConsumeRequest.open:type_name -> raftq.v1.ConsumeOpen
+	6,   // 68: raftq.v1.ConsumeNotice.kind:type_name -> raftq.v1.ConsumeNotice.Kind
+	68,  // 69: raftq.v1.ConsumeResponse.opened:type_name -> raftq.v1.ConsumeOpened
+	9,   // 70: raftq.v1.ConsumeResponse.job:type_name -> raftq.v1.Job
+	69,  // 71: raftq.v1.ConsumeResponse.notice:type_name -> raftq.v1.ConsumeNotice
+	8,   // 72: raftq.v1.ScheduleSpec.job:type_name -> raftq.v1.JobSpec
+	87,  // 73: raftq.v1.ScheduleSpec.interval:type_name -> google.protobuf.Duration
+	87,  // 74: raftq.v1.ScheduleSpec.jitter:type_name -> google.protobuf.Duration
+	4,   // 75: raftq.v1.ScheduleSpec.overlap:type_name -> raftq.v1.OverlapPolicy
+	71,  // 76: raftq.v1.Schedule.spec:type_name -> raftq.v1.ScheduleSpec
+	88,  // 77: raftq.v1.Schedule.last_tick:type_name -> google.protobuf.Timestamp
+	88,  // 78: raftq.v1.Schedule.next_tick:type_name -> google.protobuf.Timestamp
+	88,  // 79: raftq.v1.Schedule.created_at:type_name -> google.protobuf.Timestamp
+	88,  // 80: raftq.v1.Schedule.updated_at:type_name -> google.protobuf.Timestamp
+	71,  // 81: raftq.v1.PutScheduleRequest.schedule:type_name -> raftq.v1.ScheduleSpec
+	72,  // 82: raftq.v1.PutScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	2,   // 83: raftq.v1.GetScheduleRequest.consistency:type_name -> raftq.v1.Consistency
+	72,  // 84: raftq.v1.GetScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	2,   // 85: raftq.v1.ListSchedulesRequest.consistency:type_name -> raftq.v1.Consistency
+	72,  // 86: raftq.v1.ListSchedulesResponse.schedules:type_name -> raftq.v1.Schedule
+	72,  // 87: raftq.v1.PauseScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	72,  // 88: raftq.v1.ResumeScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	11,  // 89: raftq.v1.Broker.Enqueue:input_type -> raftq.v1.EnqueueRequest
+	14,  // 90: raftq.v1.Broker.Fetch:input_type -> raftq.v1.FetchRequest
+	16,  // 91: raftq.v1.Broker.ExtendLease:input_type -> raftq.v1.ExtendLeaseRequest
+	18,  // 92: raftq.v1.Broker.Ack:input_type -> raftq.v1.AckRequest
+	20,  // 93: raftq.v1.Broker.Nack:input_type -> raftq.v1.NackRequest
+	22,  // 94: raftq.v1.Broker.GetJob:input_type -> raftq.v1.GetJobRequest
+	24,  // 95: raftq.v1.Broker.CancelJob:input_type -> raftq.v1.CancelJobRequest
+	26,  // 96: raftq.v1.Broker.QueueStats:input_type -> raftq.v1.QueueStatsRequest
+	55,  // 97: raftq.v1.Broker.AckBatch:input_type -> raftq.v1.AckBatchRequest
+	58,  // 98: raftq.v1.Broker.NackBatch:input_type -> raftq.v1.NackBatchRequest
+	61,  // 99: raftq.v1.Broker.ExtendLeaseBatch:input_type -> raftq.v1.ExtendLeaseBatchRequest
+	64,  // 100: raftq.v1.Broker.EnqueueStream:input_type -> raftq.v1.EnqueueStreamRequest
+	67,  // 101: raftq.v1.Broker.Consume:input_type -> raftq.v1.ConsumeRequest
+	29,  // 102: raftq.v1.Admin.PauseQueue:input_type -> raftq.v1.PauseQueueRequest
+	31,  // 103: raftq.v1.Admin.ResumeQueue:input_type -> raftq.v1.ResumeQueueRequest
+	33,  // 104: raftq.v1.Admin.Redrive:input_type -> raftq.v1.RedriveRequest
+	35,  // 105: raftq.v1.Admin.ListJobs:input_type -> raftq.v1.ListJobsRequest
+	46,  // 106: raftq.v1.Admin.PurgeDead:input_type -> raftq.v1.PurgeDeadRequest
+	37,  // 107: raftq.v1.Cluster.Join:input_type -> raftq.v1.JoinRequest
+	39,  // 108: raftq.v1.Cluster.Remove:input_type -> raftq.v1.RemoveRequest
+	41,  // 109: raftq.v1.Cluster.Status:input_type -> raftq.v1.StatusRequest
+	48,  // 110: raftq.v1.Cluster.TransferLeadership:input_type -> raftq.v1.TransferLeadershipRequest
+	50,  // 111: raftq.v1.Cluster.Snapshot:input_type -> raftq.v1.SnapshotRequest
+	52,  // 112: raftq.v1.Cluster.Restore:input_type -> raftq.v1.RestoreChunk
+	73,  // 113: raftq.v1.Schedules.PutSchedule:input_type -> raftq.v1.PutScheduleRequest
+	75,  // 114: raftq.v1.Schedules.GetSchedule:input_type -> raftq.v1.GetScheduleRequest
+	77,  // 115: raftq.v1.Schedules.ListSchedules:input_type -> raftq.v1.ListSchedulesRequest
+	79,  // 116: raftq.v1.Schedules.PauseSchedule:input_type -> raftq.v1.PauseScheduleRequest
+	81,  // 117: raftq.v1.Schedules.ResumeSchedule:input_type -> raftq.v1.ResumeScheduleRequest
+	83,  // 118: raftq.v1.Schedules.DeleteSchedule:input_type -> raftq.v1.DeleteScheduleRequest
+	13,  // 119: raftq.v1.Broker.Enqueue:output_type -> raftq.v1.EnqueueResponse
+	15,  // 120: raftq.v1.Broker.Fetch:output_type -> raftq.v1.FetchResponse
+	17,  // 121: raftq.v1.Broker.ExtendLease:output_type -> raftq.v1.ExtendLeaseResponse
+	19,  // 122: raftq.v1.Broker.Ack:output_type -> raftq.v1.AckResponse
+	21,  // 123: raftq.v1.Broker.Nack:output_type -> raftq.v1.NackResponse
+	23,  // 124: raftq.v1.Broker.GetJob:output_type -> raftq.v1.GetJobResponse
+	25,  // 125: raftq.v1.Broker.CancelJob:output_type -> raftq.v1.CancelJobResponse
+	28,  // 126: raftq.v1.Broker.QueueStats:output_type -> raftq.v1.QueueStatsResponse
+	57,  // 127: raftq.v1.Broker.AckBatch:output_type -> raftq.v1.AckBatchResponse
+	60,  // 128: raftq.v1.Broker.NackBatch:output_type -> raftq.v1.NackBatchResponse
+	63,  // 129: raftq.v1.Broker.ExtendLeaseBatch:output_type -> raftq.v1.ExtendLeaseBatchResponse
+	65,  // 130: raftq.v1.Broker.EnqueueStream:output_type -> raftq.v1.EnqueueStreamResponse
+	70,  // 131: raftq.v1.Broker.Consume:output_type -> raftq.v1.ConsumeResponse
+	30,  // 132: raftq.v1.Admin.PauseQueue:output_type -> raftq.v1.PauseQueueResponse
+	32,  // 133: raftq.v1.Admin.ResumeQueue:output_type -> raftq.v1.ResumeQueueResponse
+	34,  // 134: raftq.v1.Admin.Redrive:output_type -> raftq.v1.RedriveResponse
+	36,  // 135: raftq.v1.Admin.ListJobs:output_type -> raftq.v1.ListJobsResponse
+	47,  // 136: raftq.v1.Admin.PurgeDead:output_type -> raftq.v1.PurgeDeadResponse
+	38,  // 137: raftq.v1.Cluster.Join:output_type -> raftq.v1.JoinResponse
+	40,  // 138: raftq.v1.Cluster.Remove:output_type -> raftq.v1.RemoveResponse
+	43,  // 139: raftq.v1.Cluster.Status:output_type -> raftq.v1.StatusResponse
+	49,  // 140: raftq.v1.Cluster.TransferLeadership:output_type -> raftq.v1.TransferLeadershipResponse
+	51,  // 141: raftq.v1.Cluster.Snapshot:output_type -> raftq.v1.SnapshotChunk
+	53,  // 142: raftq.v1.Cluster.Restore:output_type -> raftq.v1.RestoreResponse
+	74,  // 143: raftq.v1.Schedules.PutSchedule:output_type -> raftq.v1.PutScheduleResponse
+	76,  // 144: raftq.v1.Schedules.GetSchedule:output_type -> raftq.v1.GetScheduleResponse
+	78,  // 145: raftq.v1.Schedules.ListSchedules:output_type -> raftq.v1.ListSchedulesResponse
+	80,  // 146: raftq.v1.Schedules.PauseSchedule:output_type -> raftq.v1.PauseScheduleResponse
+	82,  // 147: raftq.v1.Schedules.ResumeSchedule:output_type -> raftq.v1.ResumeScheduleResponse
+	84,  // 148: raftq.v1.Schedules.DeleteSchedule:output_type -> raftq.v1.DeleteScheduleResponse
+	119, // [119:149] is the sub-list for method output_type
+	89,  // [89:119] is the sub-list for method input_type
+	89,  // [89:89] is the sub-list for extension type_name
+	89,  // [89:89] is the sub-list for extension extendee
+	0,   // [0:89] is the sub-list for field type_name
 }
 
 func init() { file_raftq_v1_broker_proto_init() }
@@ -5872,11 +6003,11 @@ func file_raftq_v1_broker_proto_init() {
 	if File_raftq_v1_broker_proto != nil {
 		return
 	}
-	file_raftq_v1_broker_proto_msgTypes[59].OneofWrappers = []any{
+	file_raftq_v1_broker_proto_msgTypes[60].OneofWrappers = []any{
 		(*ConsumeRequest_Open)(nil),
 		(*ConsumeRequest_Credit)(nil),
 	}
-	file_raftq_v1_broker_proto_msgTypes[62].OneofWrappers = []any{
+	file_raftq_v1_broker_proto_msgTypes[63].OneofWrappers = []any{
 		(*ConsumeResponse_Opened)(nil),
 		(*ConsumeResponse_Job)(nil),
 		(*ConsumeResponse_Notice)(nil),
@@ -5887,7 +6018,7 @@ func file_raftq_v1_broker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftq_v1_broker_proto_rawDesc), len(file_raftq_v1_broker_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   79,
+			NumMessages:   80,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -1,0 +1,419 @@
+package brokerd_test
+
+import (
+	"fmt"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/raftq/raftq/brokerd"
+	"github.com/raftq/raftq/internal/placement"
+	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/testutil"
+	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
+)
+
+// groupsCluster starts 3 nodes running groups Raft groups each and waits
+// for every group to have a ready leader that knows every node's address.
+func groupsCluster(t *testing.T, groups int) *testcluster.Cluster {
+	t.Helper()
+	c := testcluster.New(t, 3, func(cfg *brokerd.Config) { cfg.Groups = groups })
+	waitGroupLeaders(t, c, groups)
+	return c
+}
+
+func waitGroupLeaders(t *testing.T, c *testcluster.Cluster, groups int) {
+	t.Helper()
+	testutil.WaitFor(t, 30*time.Second, "every group has a ready leader known to every node", func() bool {
+		up := c.Up()
+		for g := 0; g < groups; g++ {
+			ready := 0
+			for _, n := range up {
+				gn := n.Groups()[g]
+				if gn.IsLeaderReady() {
+					ready++
+				}
+				if len(gn.FSM().Nodes()) < len(up) {
+					return false
+				}
+			}
+			if ready != 1 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// queuesPerGroup names one queue placed in each group.
+func queuesPerGroup(groups int) []string {
+	out := make([]string, groups)
+	found := 0
+	for i := 0; found < groups; i++ {
+		q := fmt.Sprintf("q%d", i)
+		if g := placement.Queue(q, groups); out[g] == "" {
+			out[g] = q
+			found++
+		}
+	}
+	return out
+}
+
+// dial is a plain connection to one node: what a client without any
+// routing of its own sees.
+func dial(t *testing.T, addr string) raftqv1.BrokerClient {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return raftqv1.NewBrokerClient(cc)
+}
+
+// Every node serves every queue, whichever group holds it and whoever
+// leads that group: a job enqueued through one node is stored only in its
+// queue's group (on every replica), fetched and acked through another
+// node, and its id names its group.
+func TestGroupsEveryNodeServesEveryQueue(t *testing.T) {
+	const groups = 3
+	c := groupsCluster(t, groups)
+	ctx := testutil.Context(t, 60*time.Second)
+	qs := queuesPerGroup(groups)
+	addrs := c.Addrs()
+	for g, q := range qs {
+		for i, addr := range addrs {
+			in := dial(t, addr)
+			res, err := in.Enqueue(ctx, &raftqv1.EnqueueRequest{Jobs: []*raftqv1.JobSpec{{Queue: q, Type: "t", Payload: []byte(addr)}}})
+			if err != nil {
+				t.Fatalf("enqueue %s (group %d) via %s: %v", q, g, addr, err)
+			}
+			id := res.Results[0].JobId
+			if got, err := placement.Job(id, groups); err != nil || got != uint32(g) {
+				t.Fatalf("job id %q names group %d (%v), its queue is in group %d", id, got, err, g)
+			}
+			// Fetched and acked through the next node.
+			out := dial(t, addrs[(i+1)%len(addrs)])
+			f, err := out.Fetch(ctx, &raftqv1.FetchRequest{Queues: []string{q}, MaxJobs: 1, MaxWait: durationpb.New(5 * time.Second), WorkerId: "w"})
+			if err != nil || len(f.Jobs) != 1 || f.Jobs[0].Id != id || string(f.Jobs[0].Payload) != addr {
+				t.Fatalf("fetch %s via %s: %v %v (want %s)", q, addrs[(i+1)%len(addrs)], f, err, id)
+			}
+			if _, err := out.Ack(ctx, &raftqv1.AckRequest{JobId: id, LeaseToken: f.Jobs[0].LeaseToken}); err != nil {
+				t.Fatalf("ack %s: %v", id, err)
+			}
+			j, err := dial(t, addrs[(i+2)%len(addrs)]).GetJob(ctx, &raftqv1.GetJobRequest{JobId: id, Consistency: raftqv1.Consistency_CONSISTENCY_LINEARIZABLE})
+			if err != nil || j.Job.State != raftqv1.JobState_JOB_STATE_SUCCEEDED {
+				t.Fatalf("job %s after ack: %v %v", id, j, err)
+			}
+			// Stored in its group only, on every replica.
+			testutil.WaitFor(t, 10*time.Second, "every replica of group "+fmt.Sprint(g)+" has the job", func() bool {
+				for _, n := range c.Up() {
+					for og, gn := range n.Groups() {
+						_, ok := gn.FSM().Get(id)
+						if ok != (og == g) {
+							return false
+						}
+					}
+				}
+				return true
+			})
+		}
+	}
+	// QueueStats without queues lists every group's queues.
+	st, err := dial(t, addrs[0]).QueueStats(ctx, &raftqv1.QueueStatsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, s := range st.Queues {
+		names = append(names, s.Queue)
+		if s.Succeeded != int64(len(addrs)) {
+			t.Errorf("queue %s: %d succeeded, want %d", s.Queue, s.Succeeded, len(addrs))
+		}
+	}
+	if len(names) != groups {
+		t.Fatalf("QueueStats listed %v, want the %d queues %v", names, groups, qs)
+	}
+	// Status names every group's leader, and each is the ready one.
+	s, err := raftqv1.NewClusterClient(mustConn(t, addrs[1])).Status(ctx, &raftqv1.StatusRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.GroupCount != groups || len(s.Groups) != groups {
+		t.Fatalf("status: group_count %d, %d groups", s.GroupCount, len(s.Groups))
+	}
+	for _, gs := range s.Groups {
+		var leader *brokerd.Node
+		for _, n := range c.Up() {
+			if n.Groups()[gs.Group].IsLeaderReady() {
+				leader = n
+			}
+		}
+		if leader == nil || gs.LeaderId != leader.ID() || gs.LeaderAddr != leader.GRPCAddr() || len(gs.Members) != 3 {
+			t.Fatalf("status of group %d: %v (ready leader %v)", gs.Group, gs, leader)
+		}
+	}
+}
+
+func mustConn(t *testing.T, addr string) *grpc.ClientConn {
+	t.Helper()
+	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	return cc
+}
+
+// Calls that would put a job where its queue's workers never look, or
+// that one group cannot answer, are refused with a clear error and change
+// nothing; batches whose items are independent are split by group.
+func TestGroupsRoutingRefusalsAndSplits(t *testing.T) {
+	const groups = 2
+	c := groupsCluster(t, groups)
+	ctx := testutil.Context(t, 60*time.Second)
+	qs := queuesPerGroup(groups)
+	b := dial(t, c.Addrs()[0])
+
+	// A group header that does not hold the queue.
+	wrong := metadata.AppendToOutgoingContext(ctx, placement.Header, "1")
+	if qs[1] == "" || placement.Queue(qs[0], groups) != 0 {
+		t.Fatal("queues not placed as expected")
+	}
+	_, err := b.Enqueue(wrong, &raftqv1.EnqueueRequest{Jobs: []*raftqv1.JobSpec{{Queue: qs[0], Type: "t"}}})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "group 0") {
+		t.Fatalf("enqueue to the wrong group: %v", err)
+	}
+	// A header naming no group of the cluster.
+	_, err = b.Enqueue(metadata.AppendToOutgoingContext(ctx, placement.Header, "7"), &raftqv1.EnqueueRequest{Jobs: []*raftqv1.JobSpec{{Queue: qs[0], Type: "t"}}})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("enqueue to group 7: %v", err)
+	}
+	// One Enqueue (one Raft entry) for queues of two groups.
+	_, err = b.Enqueue(ctx, &raftqv1.EnqueueRequest{Jobs: []*raftqv1.JobSpec{{Queue: qs[0], Type: "t"}, {Queue: qs[1], Type: "t"}}})
+	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "different Raft groups") {
+		t.Fatalf("enqueue across groups: %v", err)
+	}
+	// A Fetch over queues of two groups.
+	_, err = b.Fetch(ctx, &raftqv1.FetchRequest{Queues: qs, MaxJobs: 1, WorkerId: "w"})
+	if status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("fetch across groups: %v", err)
+	}
+	for _, n := range c.Up() {
+		for g, gn := range n.Groups() {
+			if st := gn.FSM().Stats(nil); len(st) != 0 {
+				t.Fatalf("refused calls left state in group %d: %v", g, st)
+			}
+		}
+	}
+
+	// An enqueue stream mixing the groups' queues: every outcome is
+	// answered, each job in its queue's group.
+	es, err := b.EnqueueStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const perQueue = 20
+	for i := 0; i < perQueue*groups; i++ {
+		if err := es.Send(&raftqv1.EnqueueStreamRequest{Seq: uint64(i + 1), Job: &raftqv1.JobSpec{Queue: qs[i%groups], Type: "t"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := es.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	ids := map[uint64]string{}
+	for {
+		r, err := es.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r.Error != nil {
+			t.Fatalf("seq %d: %v", r.Seq, r.Error)
+		}
+		ids[r.Seq] = r.Result.JobId
+	}
+	if len(ids) != perQueue*groups {
+		t.Fatalf("%d outcomes for %d jobs", len(ids), perQueue*groups)
+	}
+	for seq, id := range ids {
+		if g, _ := placement.Job(id, groups); g != uint32((seq-1)%groups) {
+			t.Fatalf("seq %d (queue %s) got job %s of group %d", seq, qs[(seq-1)%groups], id, g)
+		}
+	}
+
+	// One AckBatch settling leases of both groups, with one stale token
+	// and one id of no group: each item answered on its own.
+	var items []*raftqv1.AckRequest
+	for _, q := range qs {
+		f, err := b.Fetch(ctx, &raftqv1.FetchRequest{Queues: []string{q}, MaxJobs: 2, MaxWait: durationpb.New(5 * time.Second), WorkerId: "w"})
+		if err != nil || len(f.Jobs) != 2 {
+			t.Fatalf("fetch %s: %v %v", q, f, err)
+		}
+		items = append(items, &raftqv1.AckRequest{JobId: f.Jobs[0].Id, LeaseToken: f.Jobs[0].LeaseToken},
+			&raftqv1.AckRequest{JobId: f.Jobs[1].Id, LeaseToken: f.Jobs[1].LeaseToken + 100})
+	}
+	items = append(items, &raftqv1.AckRequest{JobId: "x.g9", LeaseToken: 1})
+	ab, err := b.AckBatch(ctx, &raftqv1.AckBatchRequest{Items: items})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(ab.Results) != len(items) {
+		t.Fatalf("%d results for %d items", len(ab.Results), len(items))
+	}
+	for i, r := range ab.Results {
+		switch {
+		case i == len(items)-1:
+			if r.Error.GetDetail().GetReason() != raftqv1.ErrorDetail_INVALID_ARGUMENT {
+				t.Errorf("item %d (no group): %v", i, r.Error)
+			}
+		case i%2 == 0:
+			if r.Error != nil {
+				t.Errorf("item %d (valid): %v", i, r.Error)
+			}
+		default:
+			if r.Error.GetDetail().GetReason() != raftqv1.ErrorDetail_STALE_TOKEN {
+				t.Errorf("item %d (stale token): %v", i, r.Error)
+			}
+		}
+	}
+}
+
+// A group's leader dies: that group elects another and serves again
+// through every surviving node, no acknowledged job of any group is lost,
+// and the other groups never stop.
+func TestGroupsLeaderKilled(t *testing.T) {
+	const groups = 2
+	c := groupsCluster(t, groups)
+	ctx := testutil.Context(t, 90*time.Second)
+	qs := queuesPerGroup(groups)
+	cl := c.Client()
+	acked := map[string]string{}
+	enqueue := func(round int) {
+		for _, q := range qs {
+			res, err := cl.Enqueue(ctx, &raftqv1.JobSpec{Queue: q, Type: "t", IdempotencyKey: fmt.Sprintf("%s-%d", q, round)})
+			if err != nil {
+				t.Fatalf("enqueue %s round %d: %v", q, round, err)
+			}
+			acked[res[0].JobId] = q
+		}
+	}
+	for i := 0; i < 5; i++ {
+		enqueue(i)
+	}
+	var victim string
+	for _, n := range c.Up() {
+		if n.Groups()[1].IsLeaderReady() {
+			victim = n.ID()
+		}
+	}
+	c.Kill(victim)
+	for i := 5; i < 10; i++ {
+		enqueue(i)
+	}
+	waitGroupLeaders(t, c, groups)
+	for id, q := range acked {
+		j, err := cl.GetJob(ctx, id, raftqv1.Consistency_CONSISTENCY_LINEARIZABLE)
+		if err != nil || j.Queue != q || j.State != raftqv1.JobState_JOB_STATE_READY {
+			t.Fatalf("acked job %s of %s after the kill: %v %v", id, q, j, err)
+		}
+	}
+	c.Restart(victim)
+	waitGroupLeaders(t, c, groups)
+	testutil.WaitFor(t, 20*time.Second, "the restarted node holds every job", func() bool {
+		n := c.Member(victim).Node
+		for id := range acked {
+			g, _ := placement.Job(id, groups)
+			if _, ok := n.Groups()[g].FSM().Get(id); !ok {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// A data dir keeps the group count it was made with.
+func TestGroupCountKeptByDataDir(t *testing.T) {
+	c := testcluster.New(t, 1, func(cfg *brokerd.Config) { cfg.Groups = 2 })
+	m := c.Members()[0]
+	c.Kill(m.ID)
+	cfg := brokerd.DefaultConfig()
+	cfg.NodeID, cfg.DataDir, cfg.RaftAddr, cfg.GRPCAddr = m.ID, m.Dir, m.RaftAddr, m.GRPCAddr
+	cfg.Logger = testutil.Logger(t)
+	for _, groups := range []int{1, 3} {
+		cfg.Groups = groups
+		n, err := brokerd.Open(cfg)
+		if err == nil {
+			n.Close()
+			t.Fatalf("a data dir made with 2 groups opened with %d", groups)
+		}
+		if !strings.Contains(err.Error(), "made with 2 groups") {
+			t.Fatalf("groups %d: %v", groups, err)
+		}
+	}
+	cfg.Groups = 2
+	n, err := brokerd.Open(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close()
+	if len(n.Groups()) != 2 {
+		t.Fatalf("%d groups", len(n.Groups()))
+	}
+}
+
+// Raft elects whoever times out first, so one node may lead every group;
+// the hosts hand leaderships on until each node leads its share, and keep
+// it so after a leader dies and comes back.
+func TestGroupsLeadersBalance(t *testing.T) {
+	const groups = 3
+	c := groupsCluster(t, groups)
+	balanced := func() bool {
+		per := map[string]int{}
+		for _, n := range c.Up() {
+			for _, gn := range n.Groups() {
+				if gn.IsLeaderReady() {
+					per[n.ID()]++
+				}
+			}
+		}
+		if len(per) != len(c.Up()) {
+			return false
+		}
+		for _, k := range per {
+			if k != groups/len(c.Up()) {
+				return false
+			}
+		}
+		return true
+	}
+	testutil.WaitFor(t, 30*time.Second, "each node leads one group", balanced)
+	victim := c.Up()[0].ID()
+	c.Kill(victim)
+	testutil.WaitFor(t, 30*time.Second, "the two survivors lead every group, neither more than two", func() bool {
+		per := map[string]int{}
+		total := 0
+		for _, n := range c.Up() {
+			for _, gn := range n.Groups() {
+				if gn.IsLeaderReady() {
+					per[n.ID()]++
+					total++
+				}
+			}
+		}
+		return total == groups && per[c.Up()[0].ID()] <= 2 && per[c.Up()[1].ID()] <= 2
+	})
+	c.Restart(victim)
+	testutil.WaitFor(t, 30*time.Second, "each node leads one group again", balanced)
+}

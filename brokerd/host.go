@@ -1,0 +1,334 @@
+package brokerd
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"google.golang.org/grpc/metadata"
+
+	"github.com/raftq/raftq/internal/apierr"
+	"github.com/raftq/raftq/internal/placement"
+	"github.com/raftq/raftq/internal/raftmux"
+	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
+)
+
+// Several Raft groups on one node (Config.Groups > 1).
+//
+// The Node that Open returns is the host and runs group 0. It owns what a
+// process has once: the Raft port (a raftmux.Mux: each group's Raft
+// traffic on its own connections, selected by a header before TLS), the
+// gRPC server with its interceptors, health service, caps and TLS
+// material. Every other group is a Node of its own — its own Raft, log,
+// FSM store, snapshots, proposer and leader duties, in DataDir/groups/<g>
+// — that serves no port: the host's gRPC services route each call to the
+// group it is for (router.go), and the group's own handler then answers
+// it, or forwards it to that group's leader with the group named in the
+// placement.Header metadata.
+
+// groupsDir holds the data dirs of groups 1 and up under a node's data dir
+// (group 0's stays the data dir itself, so a node's data dir from before
+// groups existed is its group 0).
+const groupsDir = "groups"
+
+// groupCountFile records the group count a data dir was made with.
+const groupCountFile = "groups.count"
+
+// Groups returns the Nodes of this node's Raft groups, in group order
+// (just this Node when it runs one group).
+func (n *Node) Groups() []*Node {
+	if len(n.groups) == 0 {
+		return []*Node{n}
+	}
+	return n.groups
+}
+
+// Group is the Raft group this Node runs.
+func (n *Node) Group() uint32 { return n.cfg.group }
+
+// multi reports whether this node runs more than one group.
+func (n *Node) multi() bool { return n.cfg.Groups > 1 }
+
+// checkGroupCount refuses a data dir made with another group count: its
+// queues' jobs are in the groups that count placed them in.
+func checkGroupCount(dir string, groups int) error {
+	if groups < 1 {
+		groups = 1
+	}
+	path := filepath.Join(dir, groupCountFile)
+	b, err := os.ReadFile(path)
+	switch {
+	case os.IsNotExist(err):
+		// A data dir with a store but no record was made before groups
+		// existed: one group.
+		if _, serr := os.Stat(filepath.Join(dir, "fsm.db")); serr == nil && groups != 1 {
+			return fmt.Errorf("data dir %s was made with 1 group, not %d: a cluster keeps its group count (start with groups: 1)", dir, groups)
+		}
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return err
+		}
+		return os.WriteFile(path, []byte(strconv.Itoa(groups)+"\n"), 0o600)
+	case err != nil:
+		return err
+	}
+	was, perr := strconv.Atoi(string(trimNL(b)))
+	if perr != nil {
+		return fmt.Errorf("%s: %q is not a group count: restore it or delete the data dir", path, b)
+	}
+	if was != groups {
+		return fmt.Errorf("data dir %s was made with %d groups, not %d: a cluster keeps its group count (start with groups: %d)", dir, was, groups, was)
+	}
+	return nil
+}
+
+func trimNL(b []byte) []byte {
+	for len(b) > 0 && (b[len(b)-1] == '\n' || b[len(b)-1] == '\r' || b[len(b)-1] == ' ') {
+		b = b[:len(b)-1]
+	}
+	return b
+}
+
+// openMux binds the shared Raft port for a host of several groups.
+func (n *Node) openMux() error {
+	m, err := raftmux.Listen(n.cfg.RaftAddr, n.cfg.RaftAdvertise, n.log)
+	if err != nil {
+		return fmt.Errorf("raft transport on %s: %w", n.cfg.RaftAddr, err)
+	}
+	n.mux = m
+	return nil
+}
+
+// openGroups starts groups 1 and up on a host whose group 0 is running.
+func (n *Node) openGroups() error {
+	n.groups = make([]*Node, n.cfg.Groups)
+	n.groups[0] = n
+	for g := 1; g < n.cfg.Groups; g++ {
+		gn, err := n.openGroup(uint32(g))
+		if err != nil {
+			return fmt.Errorf("group %d: %w", g, err)
+		}
+		n.groups[g] = gn
+	}
+	return nil
+}
+
+// openGroup opens one group's Node: the stores and Raft of its own, the
+// host's TLS material, authorizer, caps, health service and gRPC address.
+func (n *Node) openGroup(g uint32) (*Node, error) {
+	cfg := n.cfg
+	cfg.group = g
+	cfg.host = n
+	cfg.DataDir = filepath.Join(n.cfg.DataDir, groupsDir, strconv.FormatUint(uint64(g), 10))
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return nil, err
+	}
+	gn := &Node{
+		cfg:      cfg,
+		log:      n.log.With("group", g),
+		clock:    n.clock,
+		notifyCh: make(chan bool, 16),
+		mux:      n.mux,
+	}
+	gn.ctx, gn.cancel = context.WithCancel(context.Background())
+	if err := gn.openFSM(); err != nil {
+		return nil, err
+	}
+	gn.metrics = newNodeMetrics(gn)
+	gn.schedm = newScheduleMetrics(gn.metrics.per)
+	gn.disk = newDiskMonitor(gn)
+	gn.lead = newLeadership(gn)
+	gn.tls, gn.auth, gn.waiters, gn.caps = n.tls, n.auth, n.waiters, n.caps
+	if err := gn.openRaft(); err != nil {
+		gn.cancel()
+		gn.closeStores()
+		return nil, err
+	}
+	gn.health = n.health
+	gn.fwd = newForwarder(gn)
+	gn.startDisk()
+	gn.wg.Add(2)
+	go gn.lead.watch()
+	go gn.announce()
+	if len(cfg.Join) > 0 && !gn.HasState() {
+		gn.wg.Add(1)
+		go gn.joinLoop()
+	}
+	gn.metrics.watchRaft(gn)
+	return gn, nil
+}
+
+// groupNode is the Node of group g on this host.
+func (n *Node) groupNode(g uint32) *Node {
+	if int(g) < len(n.groups) {
+		return n.groups[g]
+	}
+	return n
+}
+
+// queueGroup is the group that holds queue.
+func (n *Node) queueGroup(queue string) uint32 { return placement.Queue(queue, n.cfg.Groups) }
+
+// ownsQueue refuses a queue that another group holds: a call routed to the
+// wrong group (a stale or forged group header) must not put a job where
+// the queue's workers never look.
+func (n *Node) ownsQueue(queue string) error {
+	if !n.multi() {
+		return nil
+	}
+	if g := n.queueGroup(queue); g != n.cfg.group {
+		return fmt.Errorf("%w: queue %q is in group %d, not group %d (send the call without %s, or to group %d)",
+			apierr.ErrInvalid, queue, g, n.cfg.group, placement.Header, g)
+	}
+	return nil
+}
+
+// headerGroup reads the group a call names in its metadata, if any.
+func (n *Node) headerGroup(ctx context.Context) (uint32, bool, error) {
+	md, ok := metadata.FromIncomingContext(ctx)
+	if !ok {
+		return 0, false, nil
+	}
+	v := md.Get(placement.Header)
+	if len(v) == 0 {
+		return 0, false, nil
+	}
+	g, err := placement.Parse(v[0], n.cfg.Groups)
+	if err != nil {
+		return 0, false, fmt.Errorf("%w: %v", apierr.ErrInvalid, err)
+	}
+	return g, true, nil
+}
+
+// withGroup names group g (decimal) in ctx's outgoing metadata, replacing
+// any group named before.
+func withGroup(ctx context.Context, g string) context.Context {
+	md, _ := metadata.FromOutgoingContext(ctx)
+	md = md.Copy()
+	md.Set(placement.Header, g)
+	return metadata.NewOutgoingContext(ctx, md)
+}
+
+// GroupLeaderHealthService is the health service name that only the ready
+// leader of group g reports SERVING, on a node running several groups:
+// what Envoy's static config health-checks per group. Group 0's leader
+// also reports LeaderHealthService, as a one-group node does.
+func GroupLeaderHealthService(g uint32) string {
+	return LeaderHealthService + "." + strconv.FormatUint(uint64(g), 10)
+}
+
+// leaderHealthNames are the health service names this group's leadership
+// sets.
+func (n *Node) leaderHealthNames() []string {
+	if !n.multi() {
+		return []string{LeaderHealthService}
+	}
+	if n.cfg.group == 0 {
+		return []string{LeaderHealthService, GroupLeaderHealthService(0)}
+	}
+	return []string{GroupLeaderHealthService(n.cfg.group)}
+}
+
+// groupStatus is every group's leader and state as this host sees them.
+func (n *Node) groupStatus() []*raftqv1.GroupStatus {
+	out := make([]*raftqv1.GroupStatus, 0, len(n.groups))
+	for g, gn := range n.groups {
+		id, addr := gn.leader()
+		st := &raftqv1.GroupStatus{
+			Group: uint32(g), LeaderId: id, LeaderAddr: addr,
+			State: gn.raft.State().String(), AppliedIndex: gn.fsm.LastIndex(),
+			Members: gn.members(id),
+		}
+		fmt.Sscan(gn.raft.Stats()["term"], &st.Term)
+		out = append(out, st)
+	}
+	return out
+}
+
+// balanceInterval is how often a host checks that it leads no more than
+// its share of the groups.
+const balanceInterval = 2 * time.Second
+
+// balanceLeaders spreads group leaderships over the nodes: Raft elects
+// whoever times out first, so one node often ends up leading every group
+// and doing all the cluster's work. Every balanceInterval, a host that
+// leads more than its share (the group count over the voters, rounded
+// up) hands one of its groups to the voter leading the fewest, through
+// Raft's leadership transfer. One transfer per round per node, so the
+// cluster settles without moving a leadership twice at once; a node that
+// was just handed one keeps it (it is below its share).
+func (n *Node) balanceLeaders() {
+	defer n.wg.Done()
+	t := time.NewTicker(balanceInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		n.balanceOnce()
+	}
+}
+
+// balanceOnce makes at most one leadership transfer; it reports whether
+// it made one.
+func (n *Node) balanceOnce() bool {
+	led := map[string]int{}
+	var mine []*Node
+	voters := map[string]raft.ServerAddress{}
+	for _, gn := range n.groups {
+		id, _ := gn.leader()
+		if id == "" {
+			return false // an election is under way: look again later
+		}
+		led[id]++
+		if id == n.cfg.NodeID && gn.lead.ready.Load() {
+			mine = append(mine, gn)
+		}
+	}
+	cf := n.raft.GetConfiguration()
+	if cf.Error() != nil {
+		return false
+	}
+	for _, s := range cf.Configuration().Servers {
+		if s.Suffrage == raft.Voter {
+			voters[string(s.ID)] = s.Address
+		}
+	}
+	if len(voters) < 2 {
+		return false
+	}
+	share := (len(n.groups) + len(voters) - 1) / len(voters)
+	if len(mine) <= share {
+		return false
+	}
+	// The voter leading the fewest groups (ties: the smallest id, so
+	// every node picks the same one).
+	ids := make([]string, 0, len(voters))
+	for id := range voters {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	to := ""
+	for _, id := range ids {
+		if id != n.cfg.NodeID && (to == "" || led[id] < led[to]) {
+			to = id
+		}
+	}
+	if to == "" || led[to]+1 > share {
+		return false
+	}
+	gn := mine[len(mine)-1]
+	n.log.Info("handing a group's leadership to balance leaders", "group", gn.cfg.group, "to", to, "leading", len(mine), "share", share)
+	if err := gn.raft.LeadershipTransferToServer(raft.ServerID(to), voters[to]).Error(); err != nil {
+		n.log.Warn("leadership transfer for balance failed", "group", gn.cfg.group, "to", to, "err", err)
+		return false
+	}
+	return true
+}

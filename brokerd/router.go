@@ -1,0 +1,788 @@
+package brokerd
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/raftq/raftq/internal/apierr"
+	"github.com/raftq/raftq/internal/placement"
+	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
+)
+
+// The router is what a host of several groups (host.go) serves instead of
+// one group's services: every call goes to the Node of the group it is
+// for, which answers it as a one-group node would (forwarding to that
+// group's leader when it is not). The group is the one the call names in
+// placement.Header (forwarded calls and group-aware clients set it), or
+// else the one its queue is placed in or its job id names. A call about
+// queues or jobs of several groups is split where its items are
+// independent (batch settles, listings, enqueue streams) and refused
+// where one answer must come from one group (a Fetch, a Consume, an
+// Enqueue request, which is applied as one entry).
+
+// router picks groups for the host h.
+type router struct{ h *Node }
+
+// node returns the Node of group g.
+func (r *router) node(g uint32) *Node { return r.h.groupNode(g) }
+
+// named is the group the call names in its metadata, if any.
+func (r *router) named(ctx context.Context) (*Node, bool, error) {
+	g, ok, err := r.h.headerGroup(ctx)
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	return r.node(g), true, nil
+}
+
+// forQueues is the one group holding every queue (the named group, when
+// the call names one; group 0 for no queue at all).
+func (r *router) forQueues(ctx context.Context, queues ...string) (*Node, error) {
+	if n, ok, err := r.named(ctx); ok || err != nil {
+		return n, err
+	}
+	if len(queues) == 0 {
+		return r.node(0), nil
+	}
+	g := r.h.queueGroup(queues[0])
+	for _, q := range queues[1:] {
+		if o := r.h.queueGroup(q); o != g {
+			return nil, fmt.Errorf("%w: queues %q (group %d) and %q (group %d) are in different Raft groups: make one call per group",
+				apierr.ErrInvalid, queues[0], g, q, o)
+		}
+	}
+	return r.node(g), nil
+}
+
+// forJob is the group a job id names.
+func (r *router) forJob(ctx context.Context, id string) (*Node, error) {
+	if n, ok, err := r.named(ctx); ok || err != nil {
+		return n, err
+	}
+	g, err := placement.Job(id, r.h.cfg.Groups)
+	if err != nil {
+		return nil, fmt.Errorf("%w: job_id %q: %v", apierr.ErrInvalid, id, err)
+	}
+	return r.node(g), nil
+}
+
+// fail turns a routing error into the status the API answers with.
+func fail[T any](err error) (T, error) {
+	var zero T
+	return zero, toStatus(err)
+}
+
+// brokerRouter serves the Broker service of a host.
+type brokerRouter struct {
+	*brokerService
+	r *router
+}
+
+func svc(n *Node) *brokerService { return &brokerService{n: n} }
+
+// Enqueue goes to the group of its jobs' queues: one request is one Raft
+// entry (a workflow is atomic), so it cannot span groups.
+func (b *brokerRouter) Enqueue(ctx context.Context, req *raftqv1.EnqueueRequest) (*raftqv1.EnqueueResponse, error) {
+	qs := make([]string, 0, len(req.GetJobs()))
+	for _, j := range req.GetJobs() {
+		qs = append(qs, j.GetQueue())
+	}
+	n, err := b.r.forQueues(ctx, qs...)
+	if err != nil {
+		return fail[*raftqv1.EnqueueResponse](err)
+	}
+	return svc(n).Enqueue(ctx, req)
+}
+
+// Fetch waits on one group's dispatcher: its queues must share a group.
+func (b *brokerRouter) Fetch(ctx context.Context, req *raftqv1.FetchRequest) (*raftqv1.FetchResponse, error) {
+	qs := slices.Clone(req.GetQueues())
+	for q := range req.GetQueueWeights() {
+		qs = append(qs, q)
+	}
+	n, err := b.r.forQueues(ctx, qs...)
+	if err != nil {
+		return fail[*raftqv1.FetchResponse](err)
+	}
+	return svc(n).Fetch(ctx, req)
+}
+
+// ExtendLease goes to the job's group.
+func (b *brokerRouter) ExtendLease(ctx context.Context, req *raftqv1.ExtendLeaseRequest) (*raftqv1.ExtendLeaseResponse, error) {
+	n, err := b.r.forJob(ctx, req.GetJobId())
+	if err != nil {
+		return fail[*raftqv1.ExtendLeaseResponse](err)
+	}
+	return svc(n).ExtendLease(ctx, req)
+}
+
+// Ack goes to the job's group.
+func (b *brokerRouter) Ack(ctx context.Context, req *raftqv1.AckRequest) (*raftqv1.AckResponse, error) {
+	n, err := b.r.forJob(ctx, req.GetJobId())
+	if err != nil {
+		return fail[*raftqv1.AckResponse](err)
+	}
+	return svc(n).Ack(ctx, req)
+}
+
+// Nack goes to the job's group.
+func (b *brokerRouter) Nack(ctx context.Context, req *raftqv1.NackRequest) (*raftqv1.NackResponse, error) {
+	n, err := b.r.forJob(ctx, req.GetJobId())
+	if err != nil {
+		return fail[*raftqv1.NackResponse](err)
+	}
+	return svc(n).Nack(ctx, req)
+}
+
+// GetJob goes to the job's group.
+func (b *brokerRouter) GetJob(ctx context.Context, req *raftqv1.GetJobRequest) (*raftqv1.GetJobResponse, error) {
+	n, err := b.r.forJob(ctx, req.GetJobId())
+	if err != nil {
+		return fail[*raftqv1.GetJobResponse](err)
+	}
+	return svc(n).GetJob(ctx, req)
+}
+
+// CancelJob goes to the job's group.
+func (b *brokerRouter) CancelJob(ctx context.Context, req *raftqv1.CancelJobRequest) (*raftqv1.CancelJobResponse, error) {
+	n, err := b.r.forJob(ctx, req.GetJobId())
+	if err != nil {
+		return fail[*raftqv1.CancelJobResponse](err)
+	}
+	return svc(n).CancelJob(ctx, req)
+}
+
+// QueueStats asks each group for its queues; with no queue named, every
+// group for all of its queues, merged in name order.
+func (b *brokerRouter) QueueStats(ctx context.Context, req *raftqv1.QueueStatsRequest) (*raftqv1.QueueStatsResponse, error) {
+	if n, ok, err := b.r.named(ctx); ok || err != nil {
+		if err != nil {
+			return fail[*raftqv1.QueueStatsResponse](err)
+		}
+		return svc(n).QueueStats(ctx, req)
+	}
+	parts := map[uint32][]string{}
+	if len(req.GetQueues()) == 0 {
+		for g := range b.r.h.cfg.Groups {
+			parts[uint32(g)] = nil
+		}
+	}
+	for _, q := range req.GetQueues() {
+		g := b.r.h.queueGroup(q)
+		parts[g] = append(parts[g], q)
+	}
+	out := &raftqv1.QueueStatsResponse{}
+	for _, g := range sortedKeys(parts) {
+		sub := &raftqv1.QueueStatsRequest{Queues: parts[g], Consistency: req.GetConsistency()}
+		res, err := svc(b.r.node(g)).QueueStats(ctx, sub)
+		if err != nil {
+			return nil, err
+		}
+		out.Queues = append(out.Queues, res.GetQueues()...)
+	}
+	slices.SortFunc(out.Queues, func(a, b *raftqv1.QueueStats) int { return cmp.Compare(a.GetQueue(), b.GetQueue()) })
+	return out, nil
+}
+
+// splitByJob runs items of a batch settle in their jobs' groups, one call
+// per group, and puts each answer back at its item's place. An item whose
+// id names no group is answered with its own error.
+func splitByJob[Item, Res any](ctx context.Context, r *router, items []Item, id func(Item) string,
+	call func(*Node, []Item) ([]Res, error), refused func(error) Res) ([]Res, error) {
+	if n, ok, err := r.named(ctx); ok || err != nil {
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		return call(n, items)
+	}
+	out := make([]Res, len(items))
+	where := map[uint32][]int{}
+	for i, it := range items {
+		g, err := placement.Job(id(it), r.h.cfg.Groups)
+		if err != nil {
+			out[i] = refused(toStatus(fmt.Errorf("%w: job_id %q: %v", apierr.ErrInvalid, id(it), err)))
+			continue
+		}
+		where[g] = append(where[g], i)
+	}
+	if len(where) == 1 && len(where[sortedKeys(where)[0]]) == len(items) {
+		return call(r.node(sortedKeys(where)[0]), items)
+	}
+	for _, g := range sortedKeys(where) {
+		idx := where[g]
+		sub := make([]Item, len(idx))
+		for k, i := range idx {
+			sub[k] = items[i]
+		}
+		res, err := call(r.node(g), sub)
+		if err != nil {
+			// This group could not take them (NOT_LEADER, INDETERMINATE):
+			// each of its items says so; the other groups' stand.
+			for _, i := range idx {
+				out[i] = refused(toStatus(err))
+			}
+			continue
+		}
+		for k, i := range idx {
+			out[i] = res[k]
+		}
+	}
+	return out, nil
+}
+
+// AckBatch settles each item in its job's group.
+func (b *brokerRouter) AckBatch(ctx context.Context, req *raftqv1.AckBatchRequest) (*raftqv1.AckBatchResponse, error) {
+	res, err := splitByJob(ctx, b.r, req.GetItems(), (*raftqv1.AckRequest).GetJobId,
+		func(n *Node, items []*raftqv1.AckRequest) ([]*raftqv1.AckBatchResult, error) {
+			out, err := svc(n).AckBatch(ctx, &raftqv1.AckBatchRequest{Items: items})
+			return out.GetResults(), err
+		},
+		func(err error) *raftqv1.AckBatchResult { return &raftqv1.AckBatchResult{Error: itemError(err)} })
+	if err != nil {
+		return nil, err
+	}
+	return &raftqv1.AckBatchResponse{Results: res}, nil
+}
+
+// NackBatch settles each item in its job's group.
+func (b *brokerRouter) NackBatch(ctx context.Context, req *raftqv1.NackBatchRequest) (*raftqv1.NackBatchResponse, error) {
+	res, err := splitByJob(ctx, b.r, req.GetItems(), (*raftqv1.NackRequest).GetJobId,
+		func(n *Node, items []*raftqv1.NackRequest) ([]*raftqv1.NackBatchResult, error) {
+			out, err := svc(n).NackBatch(ctx, &raftqv1.NackBatchRequest{Items: items})
+			return out.GetResults(), err
+		},
+		func(err error) *raftqv1.NackBatchResult { return &raftqv1.NackBatchResult{Error: itemError(err)} })
+	if err != nil {
+		return nil, err
+	}
+	return &raftqv1.NackBatchResponse{Results: res}, nil
+}
+
+// ExtendLeaseBatch extends each item in its job's group.
+func (b *brokerRouter) ExtendLeaseBatch(ctx context.Context, req *raftqv1.ExtendLeaseBatchRequest) (*raftqv1.ExtendLeaseBatchResponse, error) {
+	res, err := splitByJob(ctx, b.r, req.GetItems(), (*raftqv1.ExtendLeaseRequest).GetJobId,
+		func(n *Node, items []*raftqv1.ExtendLeaseRequest) ([]*raftqv1.ExtendLeaseBatchResult, error) {
+			out, err := svc(n).ExtendLeaseBatch(ctx, &raftqv1.ExtendLeaseBatchRequest{Items: items})
+			return out.GetResults(), err
+		},
+		func(err error) *raftqv1.ExtendLeaseBatchResult {
+			return &raftqv1.ExtendLeaseBatchResult{Error: itemError(err)}
+		})
+	if err != nil {
+		return nil, err
+	}
+	return &raftqv1.ExtendLeaseBatchResponse{Results: res}, nil
+}
+
+// Consume serves a stream from one group: the queues of its open frame
+// (or the group its metadata names) pick it.
+func (b *brokerRouter) Consume(st grpc.BidiStreamingServer[raftqv1.ConsumeRequest, raftqv1.ConsumeResponse]) error {
+	ctx := st.Context()
+	if n, ok, err := b.r.named(ctx); ok || err != nil {
+		if err != nil {
+			return toStatus(err)
+		}
+		return consumeIn(n, st)
+	}
+	first, err := st.Recv()
+	if err != nil {
+		return err
+	}
+	open := first.GetOpen()
+	qs := slices.Clone(open.GetQueues())
+	for q := range open.GetQueueWeights() {
+		qs = append(qs, q)
+	}
+	n, err := b.r.forQueues(ctx, qs...)
+	if err != nil {
+		return toStatus(err)
+	}
+	return consumeIn(n, &peeked[raftqv1.ConsumeRequest, raftqv1.ConsumeResponse]{BidiStreamingServer: st, first: first})
+}
+
+// consumeIn serves a Consume stream for group n: here when this node leads
+// the group, else relayed to the group's leader (a one-group follower
+// answers NOT_LEADER and the client moves, but a node leads only some
+// groups, so a client cannot simply move).
+func consumeIn(n *Node, st grpc.BidiStreamingServer[raftqv1.ConsumeRequest, raftqv1.ConsumeResponse]) error {
+	cs, ok, err := leaderStream(st.Context(), n, func(ctx context.Context, c *grpc.ClientConn) (grpc.BidiStreamingClient[raftqv1.ConsumeRequest, raftqv1.ConsumeResponse], error) {
+		return raftqv1.NewBrokerClient(c).Consume(ctx)
+	})
+	if err != nil {
+		return toStatus(err)
+	}
+	if !ok {
+		return svc(n).Consume(st)
+	}
+	return relay(st.Recv, st.Send, cs)
+}
+
+// enqueueStreamIn serves one group's part of an enqueue stream: here when
+// this node leads the group, else relayed to its leader.
+func enqueueStreamIn(n *Node, st grpc.BidiStreamingServer[raftqv1.EnqueueStreamRequest, raftqv1.EnqueueStreamResponse]) error {
+	cs, ok, err := leaderStream(st.Context(), n, func(ctx context.Context, c *grpc.ClientConn) (grpc.BidiStreamingClient[raftqv1.EnqueueStreamRequest, raftqv1.EnqueueStreamResponse], error) {
+		return raftqv1.NewBrokerClient(c).EnqueueStream(ctx)
+	})
+	if err != nil {
+		return toStatus(err)
+	}
+	if !ok {
+		return svc(n).EnqueueStream(st)
+	}
+	return relay(st.Recv, st.Send, cs)
+}
+
+// peeked is a stream whose first message the router has already read.
+type peeked[Req, Resp any] struct {
+	grpc.BidiStreamingServer[Req, Resp]
+	first *Req
+}
+
+func (p *peeked[Req, Resp]) Recv() (*Req, error) {
+	if f := p.first; f != nil {
+		p.first = nil
+		return f, nil
+	}
+	return p.BidiStreamingServer.Recv()
+}
+
+// EnqueueStream hands each job to its queue's group: every group the
+// stream reaches gets a stream of its own (its own window of outcomes
+// outstanding), fed in the order the jobs arrive; their outcomes go back
+// on the one stream, matched by seq as always. The stream ends when the
+// producer closes it and every group has answered, or with the first
+// group's error.
+func (b *brokerRouter) EnqueueStream(st grpc.BidiStreamingServer[raftqv1.EnqueueStreamRequest, raftqv1.EnqueueStreamResponse]) error {
+	ctx := st.Context()
+	if n, ok, err := b.r.named(ctx); ok || err != nil {
+		if err != nil {
+			return toStatus(err)
+		}
+		return enqueueStreamIn(n, st)
+	}
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	var (
+		sendMu sync.Mutex
+		wg     sync.WaitGroup
+		subs   = map[uint32]*subStream{}
+		errMu  sync.Mutex
+		first  error
+	)
+	setErr := func(err error) {
+		errMu.Lock()
+		if first == nil && err != nil {
+			first = err
+			cancel(err)
+		}
+		errMu.Unlock()
+	}
+	send := func(m *raftqv1.EnqueueStreamResponse) error {
+		sendMu.Lock()
+		defer sendMu.Unlock()
+		return st.Send(m)
+	}
+	sub := func(g uint32) *subStream {
+		if s, ok := subs[g]; ok {
+			return s
+		}
+		s := &subStream{BidiStreamingServer: st, ctx: ctx, in: make(chan *raftqv1.EnqueueStreamRequest), send: send}
+		subs[g] = s
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := enqueueStreamIn(b.r.node(g), s); err != nil {
+				setErr(err)
+			}
+		}()
+		return s
+	}
+	recvErr := func() error {
+		for {
+			m, err := st.Recv()
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+			// A message without a job goes to group 0, which refuses it
+			// as a one-group node does.
+			g := uint32(0)
+			if j := m.GetJob(); j != nil {
+				g = b.r.h.queueGroup(j.GetQueue())
+			}
+			select {
+			case sub(g).in <- m:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+	}()
+	for _, s := range subs {
+		close(s.in)
+	}
+	if recvErr != nil {
+		setErr(recvErr)
+	}
+	wg.Wait()
+	return first
+}
+
+// subStream is one group's part of a routed enqueue stream.
+type subStream struct {
+	grpc.BidiStreamingServer[raftqv1.EnqueueStreamRequest, raftqv1.EnqueueStreamResponse]
+	ctx  context.Context
+	in   chan *raftqv1.EnqueueStreamRequest
+	send func(*raftqv1.EnqueueStreamResponse) error
+}
+
+func (s *subStream) Context() context.Context { return s.ctx }
+
+func (s *subStream) Recv() (*raftqv1.EnqueueStreamRequest, error) {
+	select {
+	case m, ok := <-s.in:
+		if !ok {
+			return nil, io.EOF
+		}
+		return m, nil
+	case <-s.ctx.Done():
+		return nil, context.Cause(s.ctx)
+	}
+}
+
+func (s *subStream) Send(m *raftqv1.EnqueueStreamResponse) error { return s.send(m) }
+
+// adminRouter serves the Admin service of a host.
+type adminRouter struct {
+	*adminService
+	r *router
+}
+
+func admin(n *Node) *adminService { return &adminService{n: n} }
+
+// PauseQueue goes to the queue's group.
+func (a *adminRouter) PauseQueue(ctx context.Context, req *raftqv1.PauseQueueRequest) (*raftqv1.PauseQueueResponse, error) {
+	n, err := a.r.forQueues(ctx, req.GetQueue())
+	if err != nil {
+		return fail[*raftqv1.PauseQueueResponse](err)
+	}
+	return admin(n).PauseQueue(ctx, req)
+}
+
+// ResumeQueue goes to the queue's group.
+func (a *adminRouter) ResumeQueue(ctx context.Context, req *raftqv1.ResumeQueueRequest) (*raftqv1.ResumeQueueResponse, error) {
+	n, err := a.r.forQueues(ctx, req.GetQueue())
+	if err != nil {
+		return fail[*raftqv1.ResumeQueueResponse](err)
+	}
+	return admin(n).ResumeQueue(ctx, req)
+}
+
+// jobsByGroup splits job ids by the group they name.
+func (r *router) jobsByGroup(ids []string) (map[uint32][]string, error) {
+	out := map[uint32][]string{}
+	for _, id := range ids {
+		g, err := placement.Job(id, r.h.cfg.Groups)
+		if err != nil {
+			return nil, fmt.Errorf("%w: job_id %q: %v", apierr.ErrInvalid, id, err)
+		}
+		out[g] = append(out[g], id)
+	}
+	return out, nil
+}
+
+// deadCall routes Redrive and PurgeDead: by queue when one is named, else
+// each listed job to its group, the answers joined.
+func deadCall(ctx context.Context, r *router, queue string, ids []string, call func(*Node, []string) ([]string, error)) ([]string, error) {
+	if n, ok, err := r.named(ctx); ok || err != nil || queue != "" {
+		if err == nil && !ok {
+			n, err = r.forQueues(ctx, queue)
+		}
+		if err != nil {
+			return nil, toStatus(err)
+		}
+		return call(n, ids)
+	}
+	parts, err := r.jobsByGroup(ids)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	if len(parts) == 0 {
+		return call(r.node(0), ids)
+	}
+	var out []string
+	for _, g := range sortedKeys(parts) {
+		res, err := call(r.node(g), parts[g])
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, res...)
+	}
+	return out, nil
+}
+
+// Redrive goes to the queue's group, or each job's.
+func (a *adminRouter) Redrive(ctx context.Context, req *raftqv1.RedriveRequest) (*raftqv1.RedriveResponse, error) {
+	ids, err := deadCall(ctx, a.r, req.GetQueue(), req.GetJobIds(), func(n *Node, ids []string) ([]string, error) {
+		res, err := admin(n).Redrive(ctx, &raftqv1.RedriveRequest{Queue: req.GetQueue(), JobIds: ids, Limit: req.GetLimit()})
+		return res.GetJobIds(), err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &raftqv1.RedriveResponse{JobIds: ids}, nil
+}
+
+// PurgeDead goes to the queue's group, or each job's.
+func (a *adminRouter) PurgeDead(ctx context.Context, req *raftqv1.PurgeDeadRequest) (*raftqv1.PurgeDeadResponse, error) {
+	ids, err := deadCall(ctx, a.r, req.GetQueue(), req.GetJobIds(), func(n *Node, ids []string) ([]string, error) {
+		res, err := admin(n).PurgeDead(ctx, &raftqv1.PurgeDeadRequest{Queue: req.GetQueue(), JobIds: ids, Limit: req.GetLimit()})
+		return res.GetJobIds(), err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &raftqv1.PurgeDeadResponse{JobIds: ids}, nil
+}
+
+// ListJobs lists one queue's group; without a queue, every group's jobs
+// merged in id order (each group's page starts after the same id, so
+// paging with next_after works across groups).
+func (a *adminRouter) ListJobs(ctx context.Context, req *raftqv1.ListJobsRequest) (*raftqv1.ListJobsResponse, error) {
+	if n, ok, err := a.r.named(ctx); ok || err != nil || req.GetQueue() != "" {
+		if err == nil && !ok {
+			n, err = a.r.forQueues(ctx, req.GetQueue())
+		}
+		if err != nil {
+			return fail[*raftqv1.ListJobsResponse](err)
+		}
+		return admin(n).ListJobs(ctx, req)
+	}
+	var all []*raftqv1.Job
+	more := false
+	for _, gn := range a.r.h.groups {
+		res, err := admin(gn).ListJobs(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, res.GetJobs()...)
+		more = more || res.GetNextAfter() != ""
+	}
+	slices.SortFunc(all, func(x, y *raftqv1.Job) int { return cmp.Compare(x.GetId(), y.GetId()) })
+	out := &raftqv1.ListJobsResponse{Jobs: all}
+	if lim := int(req.GetLimit()); lim > 0 && len(all) > lim {
+		out.Jobs, more = all[:lim], true
+	}
+	if more && len(out.Jobs) > 0 {
+		out.NextAfter = out.Jobs[len(out.Jobs)-1].GetId()
+	}
+	return out, nil
+}
+
+// clusterRouter serves the Cluster service of a host.
+type clusterRouter struct {
+	*clusterService
+	r *router
+}
+
+func cluster(n *Node) *clusterService { return &clusterService{n: n} }
+
+// everyGroup runs call on the named group, or on every group in order.
+func (r *router) everyGroup(ctx context.Context, call func(*Node) error) error {
+	if n, ok, err := r.named(ctx); ok || err != nil {
+		if err != nil {
+			return toStatus(err)
+		}
+		return call(n)
+	}
+	for _, gn := range r.h.groups {
+		if err := call(gn); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Join adds a node to every group (a peer's group announcing its address
+// names its group: only that one).
+func (c *clusterRouter) Join(ctx context.Context, req *raftqv1.JoinRequest) (*raftqv1.JoinResponse, error) {
+	err := c.r.everyGroup(ctx, func(n *Node) error {
+		_, err := cluster(n).Join(ctx, req)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &raftqv1.JoinResponse{}, nil
+}
+
+// Remove takes a node out of every group.
+func (c *clusterRouter) Remove(ctx context.Context, req *raftqv1.RemoveRequest) (*raftqv1.RemoveResponse, error) {
+	err := c.r.everyGroup(ctx, func(n *Node) error {
+		_, err := cluster(n).Remove(ctx, req)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &raftqv1.RemoveResponse{}, nil
+}
+
+// Status answers for the named group, or group 0 with every group's
+// leader (StatusResponse.groups).
+func (c *clusterRouter) Status(ctx context.Context, req *raftqv1.StatusRequest) (*raftqv1.StatusResponse, error) {
+	n, ok, err := c.r.named(ctx)
+	if err != nil {
+		return fail[*raftqv1.StatusResponse](err)
+	}
+	if ok {
+		return cluster(n).Status(ctx, req)
+	}
+	res, err := cluster(c.r.h).Status(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	res.Groups = c.r.h.groupStatus()
+	return res, nil
+}
+
+// TransferLeadership moves the named group's leadership (group 0's
+// without a name).
+func (c *clusterRouter) TransferLeadership(ctx context.Context, req *raftqv1.TransferLeadershipRequest) (*raftqv1.TransferLeadershipResponse, error) {
+	n, err := c.r.forQueues(ctx)
+	if err != nil {
+		return fail[*raftqv1.TransferLeadershipResponse](err)
+	}
+	return cluster(n).TransferLeadership(ctx, req)
+}
+
+// Snapshot streams the named group's state (group 0's without a name).
+func (c *clusterRouter) Snapshot(req *raftqv1.SnapshotRequest, st grpc.ServerStreamingServer[raftqv1.SnapshotChunk]) error {
+	n, err := c.r.forQueues(st.Context())
+	if err != nil {
+		return toStatus(err)
+	}
+	return cluster(n).Snapshot(req, st)
+}
+
+// Restore restores the named group (group 0 without a name).
+func (c *clusterRouter) Restore(st grpc.ClientStreamingServer[raftqv1.RestoreChunk, raftqv1.RestoreResponse]) error {
+	n, err := c.r.forQueues(st.Context())
+	if err != nil {
+		return toStatus(err)
+	}
+	return cluster(n).Restore(st)
+}
+
+// scheduleRouter serves the Schedules service of a host: a schedule lives
+// in the group of the queue its jobs go to (that group's leader fires it
+// into its own store).
+type scheduleRouter struct {
+	*scheduleService
+	r *router
+}
+
+func sched(n *Node) *scheduleService { return &scheduleService{n: n} }
+
+// PutSchedule goes to the group of the schedule's queue.
+func (s *scheduleRouter) PutSchedule(ctx context.Context, req *raftqv1.PutScheduleRequest) (*raftqv1.PutScheduleResponse, error) {
+	n, err := s.r.forQueues(ctx, req.GetSchedule().GetJob().GetQueue())
+	if err != nil {
+		return fail[*raftqv1.PutScheduleResponse](err)
+	}
+	// Names are unique in the cluster: a schedule moved to a queue of
+	// another group would otherwise fire from both.
+	name := req.GetSchedule().GetName()
+	for _, gn := range s.r.h.groups {
+		if gn == n {
+			continue
+		}
+		if old, ok := gn.fsm.Schedule(name); ok {
+			return fail[*raftqv1.PutScheduleResponse](fmt.Errorf("%w: schedule %q exists in group %d (its jobs go to queue %q, of that group): delete it before putting it on queue %q",
+				apierr.ErrInvalid, name, gn.cfg.group, old.Spec.GetJob().GetQueue(), req.GetSchedule().GetJob().GetQueue()))
+		}
+	}
+	return sched(n).PutSchedule(ctx, req)
+}
+
+// byName runs call in the group that holds the named schedule: each group
+// in turn until one does not answer NOT_FOUND.
+func byName[T any](ctx context.Context, r *router, call func(*Node) (T, error)) (T, error) {
+	if n, ok, err := r.named(ctx); ok || err != nil {
+		if err != nil {
+			return fail[T](err)
+		}
+		return call(n)
+	}
+	var (
+		out T
+		err error
+	)
+	for _, gn := range r.h.groups {
+		out, err = call(gn)
+		if !isNotFound(err) {
+			return out, err
+		}
+	}
+	return out, err
+}
+
+// GetSchedule finds the schedule's group.
+func (s *scheduleRouter) GetSchedule(ctx context.Context, req *raftqv1.GetScheduleRequest) (*raftqv1.GetScheduleResponse, error) {
+	return byName(ctx, s.r, func(n *Node) (*raftqv1.GetScheduleResponse, error) { return sched(n).GetSchedule(ctx, req) })
+}
+
+// PauseSchedule finds the schedule's group.
+func (s *scheduleRouter) PauseSchedule(ctx context.Context, req *raftqv1.PauseScheduleRequest) (*raftqv1.PauseScheduleResponse, error) {
+	return byName(ctx, s.r, func(n *Node) (*raftqv1.PauseScheduleResponse, error) { return sched(n).PauseSchedule(ctx, req) })
+}
+
+// ResumeSchedule finds the schedule's group.
+func (s *scheduleRouter) ResumeSchedule(ctx context.Context, req *raftqv1.ResumeScheduleRequest) (*raftqv1.ResumeScheduleResponse, error) {
+	return byName(ctx, s.r, func(n *Node) (*raftqv1.ResumeScheduleResponse, error) { return sched(n).ResumeSchedule(ctx, req) })
+}
+
+// DeleteSchedule finds the schedule's group.
+func (s *scheduleRouter) DeleteSchedule(ctx context.Context, req *raftqv1.DeleteScheduleRequest) (*raftqv1.DeleteScheduleResponse, error) {
+	return byName(ctx, s.r, func(n *Node) (*raftqv1.DeleteScheduleResponse, error) { return sched(n).DeleteSchedule(ctx, req) })
+}
+
+// ListSchedules lists every group's schedules, in name order.
+func (s *scheduleRouter) ListSchedules(ctx context.Context, req *raftqv1.ListSchedulesRequest) (*raftqv1.ListSchedulesResponse, error) {
+	out := &raftqv1.ListSchedulesResponse{}
+	err := s.r.everyGroup(ctx, func(n *Node) error {
+		res, err := sched(n).ListSchedules(ctx, req)
+		out.Schedules = append(out.Schedules, res.GetSchedules()...)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(out.Schedules, func(a, b *raftqv1.Schedule) int { return cmp.Compare(a.GetSpec().GetName(), b.GetSpec().GetName()) })
+	return out, nil
+}
+
+func sortedKeys[V any](m map[uint32]V) []uint32 {
+	ks := make([]uint32, 0, len(m))
+	for k := range m {
+		ks = append(ks, k)
+	}
+	slices.Sort(ks)
+	return ks
+}
+
+// toStatus is the API status of a routing error.
+func toStatus(err error) error { return apierr.FromError(err) }
+
+// isNotFound reports a NOT_FOUND answer.
+func isNotFound(err error) bool { return status.Code(err) == codes.NotFound }

@@ -1,0 +1,178 @@
+package client
+
+import (
+	"context"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/raftq/raftq/internal/placement"
+	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
+)
+
+// Routing to Raft groups. A cluster may run several Raft groups, each
+// with its own leader (brokerd's --groups). Any broker serves any call,
+// forwarding it to the leader of the group it is for, but that costs a
+// hop; so the client keeps a route map — the group count and each group's
+// leader, read from a broker's Status — and sends a call about a queue or
+// a job straight to its group's leader. The group of a queue and of a job
+// id is computed (internal/placement), not looked up. The map is learned
+// in the background after the first call, corrected by NOT_LEADER hints,
+// and read again when a group's leader stops answering. Calls that name
+// no queue or job go where they always went: the leader of group 0.
+
+// routes is the client's route map: leaders[g] is group g's leader ("":
+// unknown). nil or one group: no routing.
+type routes struct {
+	leaders []string
+}
+
+// routeKey carries a call's routing key in its context.
+type routeKey struct{}
+
+// route is what a call is about: a queue, or a job id.
+type route struct {
+	queue, job string
+}
+
+func withQueueRoute(ctx context.Context, queue string) context.Context {
+	if queue == "" {
+		return ctx
+	}
+	return context.WithValue(ctx, routeKey{}, route{queue: queue})
+}
+
+func withJobRoute(ctx context.Context, id string) context.Context {
+	if id == "" {
+		return ctx
+	}
+	return context.WithValue(ctx, routeKey{}, route{job: id})
+}
+
+// groupOf is the group ctx's call is for, when the cluster has several
+// and the call names a queue or job.
+func (c *Client) groupOf(ctx context.Context) (int, bool) {
+	rt := c.routes.Load()
+	if rt == nil || len(rt.leaders) < 2 {
+		return 0, false
+	}
+	r, ok := ctx.Value(routeKey{}).(route)
+	if !ok {
+		return 0, false
+	}
+	if r.queue != "" {
+		return int(placement.Queue(r.queue, len(rt.leaders))), true
+	}
+	g, err := placement.Job(r.job, len(rt.leaders))
+	if err != nil {
+		return 0, false
+	}
+	return int(g), true
+}
+
+// groupLeader is group g's leader as the client knows it ("": unknown).
+func (c *Client) groupLeader(g int) string {
+	if rt := c.routes.Load(); rt != nil && g < len(rt.leaders) {
+		return rt.leaders[g]
+	}
+	return ""
+}
+
+// setGroupLeader records addr as group g's leader ("" forgets it, and
+// has the map read again).
+func (c *Client) setGroupLeader(g int, addr string) {
+	for {
+		old := c.routes.Load()
+		if old == nil || g >= len(old.leaders) || old.leaders[g] == addr {
+			break
+		}
+		nu := &routes{leaders: slices.Clone(old.leaders)}
+		nu.leaders[g] = addr
+		if c.routes.CompareAndSwap(old, nu) {
+			break
+		}
+	}
+	if addr == "" {
+		c.refreshRoutes()
+	} else {
+		c.mu.Lock()
+		if !containsAddr(c.addrs, addr) {
+			c.addrs = append(c.addrs, addr)
+		}
+		c.mu.Unlock()
+	}
+}
+
+// learnRoutes takes the route map from a broker's Status.
+func (c *Client) learnRoutes(st *raftqv1.StatusResponse) {
+	if st.GetGroupCount() < 2 || len(st.GetGroups()) != int(st.GetGroupCount()) {
+		return
+	}
+	nu := &routes{leaders: make([]string, st.GetGroupCount())}
+	for _, g := range st.GetGroups() {
+		if int(g.GetGroup()) < len(nu.leaders) {
+			nu.leaders[g.GetGroup()] = g.GetLeaderAddr()
+		}
+	}
+	c.routes.Store(nu)
+}
+
+// refreshRoutes reads the route map again from a broker, in the
+// background, at most one read at a time and one per routeRefreshGap.
+func (c *Client) refreshRoutes() {
+	c.routeMu.Lock()
+	if c.routeBusy || time.Since(c.routeAt) < routeRefreshGap {
+		c.routeMu.Unlock()
+		return
+	}
+	c.routeBusy, c.routeAt = true, time.Now()
+	c.routeMu.Unlock()
+	go func() {
+		defer func() {
+			c.routeMu.Lock()
+			c.routeBusy = false
+			c.routeMu.Unlock()
+		}()
+		for _, addr := range c.Addrs() {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			st, err := c.Status(ctx, addr)
+			cancel()
+			if err == nil {
+				c.learnRoutes(st)
+				return
+			}
+		}
+	}()
+}
+
+// routeRefreshGap spaces the route map's reads: after an election every
+// call to the old leader fails at once, and one read serves them all.
+const routeRefreshGap = 200 * time.Millisecond
+
+// routeState is the Client's routing bookkeeping.
+type routeState struct {
+	routeMu   sync.Mutex
+	routeBusy bool
+	routeAt   time.Time
+}
+
+// groupLeaderHeader is brokerd.GroupLeaderHeader: "<group>=<address>",
+// set by a broker that forwarded a call to its group's leader.
+const groupLeaderHeader = "raftq-group-leader"
+
+// learnGroupLeader takes a group's leader from a forwarding broker's
+// header, so that the group's next calls skip the hop.
+func (c *Client) learnGroupLeader(v string) {
+	gs, addr, ok := strings.Cut(v, "=")
+	g, err := strconv.Atoi(gs)
+	if !ok || err != nil || addr == "" {
+		return
+	}
+	if rt := c.routes.Load(); rt == nil || g < 0 || g >= len(rt.leaders) {
+		// No map yet: the first probe reads one.
+		return
+	}
+	c.setGroupLeader(g, addr)
+}
