@@ -63,7 +63,7 @@ type benchOpts struct {
 	names  []string
 	// groups is the cluster's Raft group count, as its Status says.
 	groups int
-	out                                                     io.Writer // the command's stdout
+	out    io.Writer // the command's stdout
 	// stream sends single jobs with EnqueueOne (pipelined over
 	// EnqueueStream) instead of Enqueue; ackBatch acks each fetched batch
 	// with one AckBatch call instead of one Ack per job.
