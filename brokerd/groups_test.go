@@ -417,3 +417,53 @@ func TestGroupsLeadersBalance(t *testing.T) {
 	c.Restart(victim)
 	testutil.WaitFor(t, 30*time.Second, "each node leads one group again", balanced)
 }
+
+// A Consume stream opened on a node that does not lead its queue's group
+// is relayed to that group's leader: the worker gets the group's jobs and
+// its cancel notices through the node it connected to.
+func TestGroupsConsumeThroughAnyNode(t *testing.T) {
+	const groups = 3
+	c := groupsCluster(t, groups)
+	ctx := testutil.Context(t, 60*time.Second)
+	qs := queuesPerGroup(groups)
+	for g, q := range qs {
+		// A node that is not group g's leader.
+		var via *brokerd.Node
+		for _, n := range c.Up() {
+			if !n.Groups()[g].IsLeaderReady() {
+				via = n
+				break
+			}
+		}
+		b := dial(t, via.GRPCAddr())
+		st, err := b.Consume(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.Send(&raftqv1.ConsumeRequest{Frame: &raftqv1.ConsumeRequest_Open{Open: &raftqv1.ConsumeOpen{Queues: []string{q}, WorkerId: "w", Credit: 2}}}); err != nil {
+			t.Fatal(err)
+		}
+		if m, err := st.Recv(); err != nil || m.GetOpened() == nil {
+			t.Fatalf("group %d via %s: open answered %v %v", g, via.ID(), m, err)
+		}
+		res, err := b.Enqueue(ctx, &raftqv1.EnqueueRequest{Jobs: []*raftqv1.JobSpec{{Queue: q, Type: "t"}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := res.Results[0].JobId
+		m, err := st.Recv()
+		if err != nil || m.GetJob().GetId() != id {
+			t.Fatalf("group %d via %s: pushed %v %v, want job %s", g, via.ID(), m, err, id)
+		}
+		if _, err := b.CancelJob(ctx, &raftqv1.CancelJobRequest{JobId: id}); err != nil {
+			t.Fatal(err)
+		}
+		m, err = st.Recv()
+		if err != nil || m.GetNotice().GetJobId() != id {
+			t.Fatalf("group %d via %s: after cancel %v %v", g, via.ID(), m, err)
+		}
+		if err := st.CloseSend(); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
