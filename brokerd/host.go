@@ -332,3 +332,18 @@ func (n *Node) balanceOnce() bool {
 	}
 	return true
 }
+
+// BootstrapCluster bootstraps every Raft group of this node with the
+// configuration c (bootstrap through etcd; --peers bootstraps in Open). A
+// group that already has state answers raft.ErrCantBootstrap, as a
+// one-group node's Raft does; the first error is returned, after every
+// group was tried.
+func (n *Node) BootstrapCluster(c raft.Configuration) error {
+	var first error
+	for _, gn := range n.Groups() {
+		if err := gn.raft.BootstrapCluster(c).Error(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}

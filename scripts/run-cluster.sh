@@ -75,7 +75,15 @@ esac
 trap 'echo; echo "stopping..."; stop_cluster; stop_etcd; rm -f "$dir/run.env"; exit 0' INT TERM
 start_etcd "$dir" 7379 7380
 export RAFTQ_SVCD=127.0.0.1:7400
-start_cluster "$dir" 7100 7200
+# Raft groups: what the data dir was made with (a cluster keeps its
+# count), else RAFTQ_GROUPS, else 3 — queues spread over three leaders.
+groups=${RAFTQ_GROUPS:-3}
+if [ -f "$dir/n1/groups.count" ]; then
+  groups=$(cat "$dir/n1/groups.count")
+elif [ -e "$dir/n1/fsm.db" ]; then
+  groups=1
+fi
+start_cluster "$dir" 7100 7200 --groups "$groups"
 start_services "$dir"
 # What `kill`/`restart` from another shell need to start a node exactly as
 # this run did (no secrets: tokens stay in their files).
@@ -88,7 +96,7 @@ start_services "$dir"
   echo "RUN_BIN=$(printf %q "$RUN_BIN")"
 } >"$dir/run.env"
 cat <<TXT
-raftq is running: 3 brokerd nodes on loopback (data in $dir, logs in $dir/n*.log)
+raftq is running: 3 brokerd nodes on loopback, $groups Raft groups (data in $dir, logs in $dir/n*.log)
   n1  gRPC 127.0.0.1:7101  raft 127.0.0.1:7201
   n2  gRPC 127.0.0.1:7102  raft 127.0.0.1:7202
   n3  gRPC 127.0.0.1:7103  raft 127.0.0.1:7203

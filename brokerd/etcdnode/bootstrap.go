@@ -251,7 +251,7 @@ func (e *Agent) adoptCluster(rec ClusterRecord) {
 	for _, p := range rec.Voters {
 		servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.RaftAddr)})
 	}
-	err := e.n.Raft().BootstrapCluster(raft.Configuration{Servers: servers}).Error()
+	err := e.n.BootstrapCluster(raft.Configuration{Servers: servers})
 	switch {
 	case err == nil:
 		e.log.Info("bootstrapped new cluster", "peers", len(servers), "cluster", rec.ClusterID, "via", "etcd")
