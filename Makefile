@@ -14,7 +14,7 @@ PROTOC_GEN_GO_GRPC_VERSION := v1.6.0
 GOBIN_DIR := $(shell $(GO) env GOPATH)/bin
 PROTO_FILES := $(shell find proto -name '*.proto')
 
-.PHONY: build test test-short proto proto-check api-doc run node-kill node-restart bench bench-backlog lint fmt clean tools
+.PHONY: build test test-short proto proto-check api-doc run node-kill node-restart bench bench-backlog bench-groups lint fmt clean tools
 
 # Every binary's --version: the release from git describe and the commit
 # (internal/version falls back to Go's build info without them).
@@ -77,6 +77,11 @@ bench: build
 # queued jobs and prints enqueue rate, RSS per node and restart times.
 bench-backlog: build
 	./scripts/bench-backlog.sh
+
+# bench-groups: throughput of one cluster with 1, 2 and 4 Raft groups, in
+# alternating rounds (docs/scale-out.md).
+bench-groups: build
+	./scripts/bench-groups.sh
 
 lint:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'))" || (gofmt -l $$(git ls-files '*.go' | grep -v '\.pb\.go$$'); exit 1)
