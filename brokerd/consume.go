@@ -56,7 +56,7 @@ func (s *brokerService) Consume(st raftqv1.Broker_ConsumeServer) error {
 	n := s.n
 	if !n.isLeader() {
 		id, addr := n.leader()
-		return apierr.NotLeader(id, addr)
+		return n.notLeader(id, addr)
 	}
 	ctx, cancel := context.WithCancel(st.Context())
 	defer cancel()
@@ -94,7 +94,7 @@ func (s *brokerService) Consume(st raftqv1.Broker_ConsumeServer) error {
 	if err != nil {
 		if errors.Is(err, apierr.ErrNotLeader) {
 			id, addr := n.leader()
-			return apierr.NotLeader(id, addr)
+			return n.notLeader(id, addr)
 		}
 		return apierr.FromError(err)
 	}
@@ -421,5 +421,5 @@ func (c *consumer) watch(ctx context.Context, out chan<- *raftqv1.ConsumeRespons
 // worker reconnects to the leader it names.
 func (c *consumer) notLeader() error {
 	id, addr := c.n.leader()
-	return apierr.NotLeader(id, addr)
+	return c.n.notLeader(id, addr)
 }

@@ -143,13 +143,13 @@ func forwardRead[T any](ctx context.Context, n *Node, call func(context.Context,
 	if addr == "" || addr == n.cfg.GRPCAdvertise || !n.cfg.Forward || wasForwarded(ctx) {
 		if addr == n.cfg.GRPCAdvertise {
 			// Raft still names us but we are not (or no longer) leading.
-			return zero, apierr.NotLeader("", "")
+			return zero, n.notLeader("", "")
 		}
-		return zero, apierr.NotLeader(id, addr)
+		return zero, n.notLeader(id, addr)
 	}
 	c, err := n.fwd.conn(addr)
 	if err != nil {
-		return zero, apierr.NotLeader(id, addr)
+		return zero, n.notLeader(id, addr)
 	}
 	if !n.fwd.reachable(ctx, c) {
 		// The leader this node knows cannot be reached (it died a moment
@@ -161,7 +161,7 @@ func forwardRead[T any](ctx context.Context, n *Node, call func(context.Context,
 				id, addr, c = nid, naddr, nc
 			}
 		} else if naddr == n.cfg.GRPCAdvertise {
-			return zero, apierr.NotLeader(nid, naddr)
+			return zero, n.notLeader(nid, naddr)
 		}
 	}
 	// Tell the client who leads, so its next call skips this hop. Not

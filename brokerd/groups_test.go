@@ -19,6 +19,7 @@ import (
 	"github.com/raftq/raftq/internal/testcluster"
 	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
+	"github.com/raftq/raftq/raftqerr"
 )
 
 // groupsCluster starts 3 nodes running groups Raft groups each and waits
@@ -465,5 +466,29 @@ func TestGroupsConsumeThroughAnyNode(t *testing.T) {
 		if err := st.CloseSend(); err != nil {
 			t.Fatal(err)
 		}
+	}
+}
+
+// A node that will not forward a call (here: one already forwarded once,
+// which is never forwarded again) answers NOT_LEADER naming the leader of
+// the call's group, and the group.
+func TestGroupsNotLeaderNamesTheGroup(t *testing.T) {
+	const groups = 2
+	c := groupsCluster(t, groups)
+	ctx := metadata.AppendToOutgoingContext(testutil.Context(t, 30*time.Second), "raftq-forwarded", "test")
+	q := queuesPerGroup(groups)[1]
+	var leader, other *brokerd.Node
+	for _, n := range c.Up() {
+		if n.Groups()[1].IsLeaderReady() {
+			leader = n
+		} else {
+			other = n
+		}
+	}
+	_, err := dial(t, other.GRPCAddr()).Enqueue(ctx, &raftqv1.EnqueueRequest{Jobs: []*raftqv1.JobSpec{{Queue: q, Type: "t"}}})
+	d := raftqerr.Detail(err)
+	if status.Code(err) != codes.Unavailable || d.GetReason() != raftqv1.ErrorDetail_NOT_LEADER ||
+		d.GetGroup() != 1 || d.GetLeaderAddr() != leader.GRPCAddr() || !strings.Contains(err.Error(), "group 1") {
+		t.Fatalf("enqueue to group 1 via a follower of it: %v (detail %v; leader %s)", err, d, leader.GRPCAddr())
 	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/raftq/raftq/internal/placement"
 	"github.com/raftq/raftq/internal/raftmux"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
+	"github.com/raftq/raftq/raftqerr"
 )
 
 // Several Raft groups on one node (Config.Groups > 1).
@@ -346,4 +347,14 @@ func (n *Node) BootstrapCluster(c raft.Configuration) error {
 		}
 	}
 	return first
+}
+
+// notLeader is the NOT_LEADER answer naming this group's leader; with
+// several groups it names the group too, so a client learns whose leader
+// it is.
+func (n *Node) notLeader(id, addr string) error {
+	if !n.multi() {
+		return apierr.NotLeader(id, addr)
+	}
+	return raftqerr.NotLeaderOfGroup(n.cfg.group, id, addr)
 }

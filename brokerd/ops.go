@@ -304,11 +304,11 @@ func (s *clusterService) Restore(stream grpc.ClientStreamingServer[raftqv1.Resto
 func (n *Node) forwardRestore(ctx context.Context, in grpc.ClientStreamingServer[raftqv1.RestoreChunk, raftqv1.RestoreResponse]) error {
 	id, addr := n.leader()
 	if addr == "" || addr == n.cfg.GRPCAdvertise || !n.cfg.Forward || wasForwarded(ctx) {
-		return apierr.NotLeader(id, addr)
+		return n.notLeader(id, addr)
 	}
 	c, err := n.fwd.conn(addr)
 	if err != nil {
-		return apierr.NotLeader(id, addr)
+		return n.notLeader(id, addr)
 	}
 	ctx = auth.ForwardContext(ctx)
 	ctx = metadata.AppendToOutgoingContext(ctx, forwardedKey, n.cfg.NodeID)

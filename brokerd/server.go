@@ -146,7 +146,7 @@ func (s *brokerService) Fetch(ctx context.Context, req *raftqv1.FetchRequest) (*
 	if err != nil {
 		if errors.Is(err, apierr.ErrNotLeader) {
 			id, addr := n.leader()
-			return nil, apierr.NotLeader(id, addr)
+			return nil, n.notLeader(id, addr)
 		}
 		return nil, apierr.FromError(err)
 	}

@@ -31,7 +31,7 @@ func (s *brokerService) EnqueueStream(st raftqv1.Broker_EnqueueStreamServer) err
 		// Forwarding a stream would hold a follower's goroutines for the
 		// stream's life; the producer goes to the leader instead.
 		id, addr := n.leader()
-		return apierr.NotLeader(id, addr)
+		return n.notLeader(id, addr)
 	}
 	var p *auth.Principal
 	if n.auth != nil {
@@ -40,14 +40,14 @@ func (s *brokerService) EnqueueStream(st raftqv1.Broker_EnqueueStreamServer) err
 			return status.Error(codes.Unauthenticated, "no principal")
 		}
 	}
-	stopErr := func() error { id, addr := n.leader(); return apierr.NotLeader(id, addr) }
+	stopErr := func() error { id, addr := n.leader(); return n.notLeader(id, addr) }
 	return streamPipeline(ctx, st, n.cfg.Limits.MaxStreamWindow, n.ctx.Done(), stopErr, func(req *raftqv1.EnqueueStreamRequest, answer func(*raftqv1.EnqueueResult, error)) error {
 		if !n.isLeader() {
 			// Leadership moved: this job and the rest go to the new
 			// leader; nothing of them was proposed here.
 			id, addr := n.leader()
-			answer(nil, apierr.NotLeader(id, addr))
-			return apierr.NotLeader(id, addr)
+			answer(nil, n.notLeader(id, addr))
+			return n.notLeader(id, addr)
 		}
 		// Each job is a request for the caller's rate limit, as each
 		// EnqueueOne was (the stream's opening took one too).

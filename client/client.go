@@ -404,6 +404,11 @@ func (c *Client) do(ctx context.Context, extra time.Duration, call func(context.
 		switch {
 		case routed && hint != "" && hint != addr:
 			c.setGroupLeader(g, hint)
+		case hint != "" && hint != addr && raftqerr.Detail(err).GetGroup() > 0:
+			// The leader of another group than group 0, whose leader
+			// the client's unrouted calls go to.
+			c.setGroupLeader(int(raftqerr.Detail(err).GetGroup()), hint)
+			c.failed(addr)
 		case direct:
 			c.setGroupLeader(g, "")
 		case hint != "" && hint != addr:

@@ -12,6 +12,7 @@
 package raftqerr
 
 import (
+	"strconv"
 	"strings"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
@@ -39,6 +40,20 @@ func NotLeader(leaderID, leaderAddr string) error {
 	}
 	return withDetail(status.New(codes.Unavailable, msg), &raftqv1.ErrorDetail{
 		Reason: raftqv1.ErrorDetail_NOT_LEADER, LeaderId: leaderID, LeaderAddr: leaderAddr,
+	})
+}
+
+// NotLeaderOfGroup is NotLeader for Raft group g of a cluster of several:
+// the leader named leads that group (other groups may have other leaders).
+func NotLeaderOfGroup(g uint32, leaderID, leaderAddr string) error {
+	msg := "group " + strconv.FormatUint(uint64(g), 10) + ": not the leader"
+	if leaderAddr != "" {
+		msg += "; leader is " + leaderID + " at " + leaderAddr
+	} else {
+		msg += "; no leader known"
+	}
+	return withDetail(status.New(codes.Unavailable, msg), &raftqv1.ErrorDetail{
+		Reason: raftqv1.ErrorDetail_NOT_LEADER, LeaderId: leaderID, LeaderAddr: leaderAddr, Group: g,
 	})
 }
 

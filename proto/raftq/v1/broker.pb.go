@@ -3122,7 +3122,11 @@ type ErrorDetail struct {
 	Reason   ErrorDetail_Reason     `protobuf:"varint,1,opt,name=reason,proto3,enum=raftq.v1.ErrorDetail_Reason" json:"reason,omitempty"`
 	LeaderId string                 `protobuf:"bytes,2,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
 	// The leader's gRPC address.
-	LeaderAddr    string `protobuf:"bytes,3,opt,name=leader_addr,json=leaderAddr,proto3" json:"leader_addr,omitempty"`
+	LeaderAddr string `protobuf:"bytes,3,opt,name=leader_addr,json=leaderAddr,proto3" json:"leader_addr,omitempty"`
+	// With several Raft groups: the group whose leader leader_id and
+	// leader_addr name (NOT_LEADER). Unset (0) is group 0, or a cluster of
+	// one group.
+	Group         uint32 `protobuf:"varint,4,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3176,6 +3180,13 @@ func (x *ErrorDetail) GetLeaderAddr() string {
 		return x.LeaderAddr
 	}
 	return ""
+}
+
+func (x *ErrorDetail) GetGroup() uint32 {
+	if x != nil {
+		return x.Group
+	}
+	return 0
 }
 
 type PurgeDeadRequest struct {
@@ -5530,12 +5541,13 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\x05state\x18\x04 \x01(\tR\x05state\x12\x12\n" +
 	"\x04term\x18\x05 \x01(\x04R\x04term\x12#\n" +
 	"\rapplied_index\x18\x06 \x01(\x04R\fappliedIndex\x12*\n" +
-	"\amembers\x18\a \x03(\v2\x10.raftq.v1.MemberR\amembers\"\x9d\x02\n" +
+	"\amembers\x18\a \x03(\v2\x10.raftq.v1.MemberR\amembers\"\xb3\x02\n" +
 	"\vErrorDetail\x124\n" +
 	"\x06reason\x18\x01 \x01(\x0e2\x1c.raftq.v1.ErrorDetail.ReasonR\x06reason\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\tR\bleaderId\x12\x1f\n" +
 	"\vleader_addr\x18\x03 \x01(\tR\n" +
-	"leaderAddr\"\x99\x01\n" +
+	"leaderAddr\x12\x14\n" +
+	"\x05group\x18\x04 \x01(\rR\x05group\"\x99\x01\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
