@@ -6,7 +6,9 @@
 # /proc), data dir size, and restart-to-serving of a SIGKILLed follower and
 # of the SIGKILLed leader (from the new process's start until its FSM has
 # applied everything it had before the kill, read from /metrics).
-# RAFTQ_BIN picks the brokerd build (default ./bin), to compare two builds.
+# RAFTQ_BIN picks the brokerd build (default ./bin), to compare two builds;
+# BACKLOG_BROKERD_FLAGS go to every brokerd (e.g. "--raft-snapshot-threshold
+# 65536" to compare snapshot settings).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/cluster-lib.sh
@@ -15,7 +17,8 @@ sample=${BACKLOG_SAMPLE:-5s}
 gbase=7500
 dir=$(mktemp -d /tmp/raftq-backlog.XXXXXX)
 trap 'stop_cluster; rm -rf "$dir"' EXIT
-start_cluster "$dir" "$gbase" 7600
+# shellcheck disable=SC2086 # the flags are words
+start_cluster "$dir" "$gbase" 7600 ${BACKLOG_BROKERD_FLAGS:-}
 b=(./bin/brokerctl bench enqueue --producers 8 --batch 100 --payload 256 --queue backlog)
 
 metric() { # metric I NAME: a gauge of node nI
