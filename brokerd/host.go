@@ -50,6 +50,9 @@ func (n *Node) Groups() []*Node {
 	return n.groups
 }
 
+// GroupCount is how many Raft groups the cluster runs (1 without groups).
+func (n *Node) GroupCount() int { return max(n.cfg.Groups, 1) }
+
 // Group is the Raft group this Node runs.
 func (n *Node) Group() uint32 { return n.cfg.group }
 

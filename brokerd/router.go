@@ -666,22 +666,39 @@ func (c *clusterRouter) TransferLeadership(ctx context.Context, req *raftqv1.Tra
 	return cluster(n).TransferLeadership(ctx, req)
 }
 
-// Snapshot streams the named group's state (group 0's without a name).
+// Snapshot streams the named group's state. Without a name it is
+// refused: one group's state is not a backup of the cluster, and an
+// operator who took it for one would lose every other group's jobs.
 func (c *clusterRouter) Snapshot(req *raftqv1.SnapshotRequest, st grpc.ServerStreamingServer[raftqv1.SnapshotChunk]) error {
-	n, err := c.r.forQueues(st.Context())
+	n, err := c.r.wholeGroup(st.Context(), "back up")
 	if err != nil {
 		return toStatus(err)
 	}
 	return cluster(n).Snapshot(req, st)
 }
 
-// Restore restores the named group (group 0 without a name).
+// Restore restores the named group; without a name it is refused, as
+// Snapshot is.
 func (c *clusterRouter) Restore(st grpc.ClientStreamingServer[raftqv1.RestoreChunk, raftqv1.RestoreResponse]) error {
-	n, err := c.r.forQueues(st.Context())
+	n, err := c.r.wholeGroup(st.Context(), "restore")
 	if err != nil {
 		return toStatus(err)
 	}
 	return cluster(n).Restore(st)
+}
+
+// wholeGroup is the group a call about a group's whole state names; it
+// must name one.
+func (r *router) wholeGroup(ctx context.Context, what string) (*Node, error) {
+	n, ok, err := r.named(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: this cluster runs %d Raft groups: %s each group, naming it in the %s header (brokerctl snapshot save and restore do, one file per group)",
+			apierr.ErrInvalid, r.h.cfg.Groups, what, placement.Header)
+	}
+	return n, nil
 }
 
 // scheduleRouter serves the Schedules service of a host: a schedule lives

@@ -178,6 +178,14 @@ func (s *Server) transferLeadership(w http.ResponseWriter, r *http.Request) {
 
 // snapshot streams this node's FSM state as a backup file.
 func (s *Server) snapshot(w http.ResponseWriter, r *http.Request) {
+	// One group's state is not a backup of a cluster of several: refuse
+	// before the download starts, rather than hand out a file that would
+	// lose every other group's jobs on restore.
+	if gc, ok := s.cfg.Node.(interface{ GroupCount() int }); ok && gc.GroupCount() > 1 {
+		writeError(w, r, &apiError{http.StatusConflict, ErrorInfo{Code: CodeWrongState,
+			Message: fmt.Sprintf("this cluster runs %d Raft groups: back it up with brokerctl snapshot save (one file per group)", gc.GroupCount())}})
+		return
+	}
 	w.Header().Set("Content-Type", "application/octet-stream")
 	w.Header().Set("Content-Disposition", fmt.Sprintf(`attachment; filename="raftq-%s-%s.snap"`, s.cfg.Node.ID(), time.Now().UTC().Format("20060102T150405Z")))
 	w.Header().Set("X-Raftq-Node-Id", s.cfg.Node.ID())

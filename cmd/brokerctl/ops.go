@@ -13,8 +13,10 @@ import (
 
 	"github.com/spf13/cobra"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/raftq/raftq/client"
+	"github.com/raftq/raftq/internal/placement"
 	"github.com/raftq/raftq/internal/adminapi"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
@@ -532,7 +534,9 @@ func snapshotCmd(g *globals) *cobra.Command {
 }
 
 // saveBackup streams the leader's state into file (through a temporary
-// file, renamed when complete and synced).
+// file, renamed when complete and synced). A cluster of several Raft
+// groups is saved one file per group: file for group 0, file.g<G> for
+// group G, each from its group's leader.
 func saveBackup(ctx context.Context, g *globals, cl *client.Client, p *printer, file string) error {
 	// A linearizable read first: only a leader that has applied
 	// every acknowledged write (its Barrier done) answers it. A
@@ -542,31 +546,77 @@ func saveBackup(ctx context.Context, g *globals, cl *client.Client, p *printer, 
 		return err
 	}
 	// The leader holds the freshest state: ask any broker who leads.
-	leader := ""
+	var st *raftqv1.StatusResponse
 	for _, a := range g.addrs() {
 		sctx, c := context.WithTimeout(ctx, 3*time.Second)
-		st, err := cl.Status(sctx, a)
+		s, err := cl.Status(sctx, a)
 		c()
-		if err == nil && st.LeaderAddr != "" {
-			leader = st.LeaderAddr
+		if err == nil && s.LeaderAddr != "" {
+			st = s
 			break
 		}
 	}
-	if leader == "" {
+	if st == nil {
 		return errors.New("no broker knows a leader")
 	}
+	if st.GetGroupCount() < 2 {
+		out, err := saveGroup(ctx, g, st.LeaderAddr, -1, file)
+		if err != nil {
+			return err
+		}
+		return p.kv(out, [][2]string{{"FILE", file}, {"BYTES", i64(out["bytes"].(int64))},
+			{"APPLIED INDEX", strconv.FormatUint(out["applied_index"].(uint64), 10)}, {"FROM", out["node_id"].(string)}})
+	}
+	var outs []map[string]any
+	var rows [][]string
+	for _, gs := range st.GetGroups() {
+		if gs.LeaderAddr == "" {
+			return fmt.Errorf("group %d has no leader known to %s: try again", gs.Group, st.NodeId)
+		}
+		f := groupFile(file, gs.Group)
+		out, err := saveGroup(ctx, g, gs.LeaderAddr, int(gs.Group), f)
+		if err != nil {
+			return fmt.Errorf("group %d: %w", gs.Group, err)
+		}
+		out["group"] = gs.Group
+		outs = append(outs, out)
+		rows = append(rows, []string{strconv.FormatUint(uint64(gs.Group), 10), f, i64(out["bytes"].(int64)),
+			strconv.FormatUint(out["applied_index"].(uint64), 10), out["node_id"].(string)})
+	}
+	return p.print(outs, []string{"GROUP", "FILE", "BYTES", "APPLIED INDEX", "FROM"}, rows)
+}
+
+// groupFile is the backup file of Raft group grp: file itself for group 0.
+func groupFile(file string, grp uint32) string {
+	if grp == 0 {
+		return file
+	}
+	return fmt.Sprintf("%s.g%d", file, grp)
+}
+
+// groupHeader names Raft group grp in ctx's call metadata (none for -1).
+func groupHeader(ctx context.Context, grp int) context.Context {
+	if grp < 0 {
+		return ctx
+	}
+	return metadata.AppendToOutgoingContext(ctx, placement.Header, strconv.Itoa(grp))
+}
+
+// saveGroup streams one group's state (grp -1: the only group) from the
+// broker at leader into file.
+func saveGroup(ctx context.Context, g *globals, leader string, grp int, file string) (map[string]any, error) {
 	cc, err := g.dial(leader)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer cc.Close()
-	stream, err := raftqv1.NewClusterClient(cc).Snapshot(ctx, &raftqv1.SnapshotRequest{})
+	stream, err := raftqv1.NewClusterClient(cc).Snapshot(groupHeader(ctx, grp), &raftqv1.SnapshotRequest{})
 	if err != nil {
-		return err
+		return nil, err
 	}
 	tmp, err := os.CreateTemp(filepath.Dir(file), filepath.Base(file)+".*.partial")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer os.Remove(tmp.Name())
 	var n int64
@@ -579,29 +629,28 @@ func saveBackup(ctx context.Context, g *globals, cl *client.Client, p *printer, 
 		}
 		if err != nil {
 			tmp.Close()
-			return err
+			return nil, err
 		}
 		if c.NodeId != "" {
 			index, node = c.AppliedIndex, c.NodeId
 		}
 		if _, err := tmp.Write(c.Data); err != nil {
 			tmp.Close()
-			return err
+			return nil, err
 		}
 		n += int64(len(c.Data))
 	}
 	if err := tmp.Sync(); err != nil {
 		tmp.Close()
-		return err
+		return nil, err
 	}
 	if err := tmp.Close(); err != nil {
-		return err
+		return nil, err
 	}
 	if err := os.Rename(tmp.Name(), file); err != nil {
-		return err
+		return nil, err
 	}
-	out := map[string]any{"file": file, "bytes": n, "applied_index": index, "node_id": node}
-	return p.kv(out, [][2]string{{"FILE", file}, {"BYTES", i64(n)}, {"APPLIED INDEX", strconv.FormatUint(index, 10)}, {"FROM", node}})
+	return map[string]any{"file": file, "bytes": n, "applied_index": index, "node_id": node}, nil
 }
 
 // restoreBackup streams the backup in file to the cluster (a follower pipes the
@@ -609,8 +658,52 @@ func saveBackup(ctx context.Context, g *globals, cl *client.Client, p *printer, 
 // the file's first byte: the leader replaces its state only once the whole
 // stream has arrived.
 func restoreBackup(ctx context.Context, cl *client.Client, p *printer, file string) error {
+	groups := 1
+	for _, a := range cl.Addrs() {
+		sctx, c := context.WithTimeout(ctx, 3*time.Second)
+		st, err := cl.Status(sctx, a)
+		c()
+		if err == nil {
+			groups = max(1, int(st.GetGroupCount()))
+			break
+		}
+	}
+	if groups == 1 {
+		resp, err := restoreGroup(ctx, cl, -1, file)
+		if err != nil {
+			return err
+		}
+		return p.kv(map[string]any{"index": resp.Index, "jobs": resp.Jobs},
+			[][2]string{{"RESTORED AT INDEX", strconv.FormatUint(resp.Index, 10)}, {"JOBS", i64(resp.Jobs)}})
+	}
+	// Several groups: every group's file must be there before any
+	// group's state is replaced.
+	for grp := 0; grp < groups; grp++ {
+		if _, err := os.Stat(groupFile(file, uint32(grp))); err != nil {
+			return fmt.Errorf("the cluster runs %d Raft groups and a backup of it is one file per group: %w (nothing was restored)", groups, err)
+		}
+	}
+	if _, err := os.Stat(groupFile(file, uint32(groups))); err == nil {
+		return fmt.Errorf("%s exists: this backup has more groups than the cluster's %d (nothing was restored)", groupFile(file, uint32(groups)), groups)
+	}
+	var outs []map[string]any
+	var rows [][]string
+	for grp := 0; grp < groups; grp++ {
+		f := groupFile(file, uint32(grp))
+		resp, err := restoreGroup(ctx, cl, grp, f)
+		if err != nil {
+			return fmt.Errorf("group %d (groups before it were restored): %w", grp, err)
+		}
+		outs = append(outs, map[string]any{"group": grp, "file": f, "index": resp.Index, "jobs": resp.Jobs})
+		rows = append(rows, []string{strconv.Itoa(grp), f, strconv.FormatUint(resp.Index, 10), i64(resp.Jobs)})
+	}
+	return p.print(outs, []string{"GROUP", "FILE", "RESTORED AT INDEX", "JOBS"}, rows)
+}
+
+// restoreGroup restores one group (grp -1: the only group) from file.
+func restoreGroup(ctx context.Context, cl *client.Client, grp int, file string) (*raftqv1.RestoreResponse, error) {
 	var resp *raftqv1.RestoreResponse
-	err := cl.Do(ctx, func(ctx context.Context, cc *grpc.ClientConn) error {
+	err := cl.Do(groupHeader(ctx, grp), func(ctx context.Context, cc *grpc.ClientConn) error {
 		f, err := os.Open(file)
 		if err != nil {
 			return err
@@ -639,8 +732,7 @@ func restoreBackup(ctx context.Context, cl *client.Client, p *printer, file stri
 		return err
 	})
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return p.kv(map[string]any{"index": resp.Index, "jobs": resp.Jobs},
-		[][2]string{{"RESTORED AT INDEX", strconv.FormatUint(resp.Index, 10)}, {"JOBS", i64(resp.Jobs)}})
+	return resp, nil
 }
