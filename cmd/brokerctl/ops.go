@@ -16,8 +16,8 @@ import (
 	"google.golang.org/grpc/metadata"
 
 	"github.com/raftq/raftq/client"
-	"github.com/raftq/raftq/internal/placement"
 	"github.com/raftq/raftq/internal/adminapi"
+	"github.com/raftq/raftq/internal/placement"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
 
