@@ -42,6 +42,9 @@ type ecluster struct {
 	prefix string
 	dir    string
 
+	// groups is every node's Raft group count (0: one).
+	groups int
+
 	mu    sync.Mutex
 	nodes map[string]*enode
 	log   *slog.Logger // through t.Log, made before the cleanup that kills the nodes
@@ -66,6 +69,7 @@ func (c *ecluster) config(m *enode, expect int) daemon.Config {
 	cfg.RaftAddr = m.raftAddr
 	cfg.GRPCAddr = m.grpcAddr
 	cfg.BootstrapExpect = expect
+	cfg.Groups = c.groups
 	cfg.Etcd = etcdnode.Config{Client: c.cli, Prefix: c.prefix, LeaseTTL: 2 * time.Second}
 	cfg.LogLevel = m.level
 	cfg.Logger = c.log.With("node", m.id)
