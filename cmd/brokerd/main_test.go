@@ -12,8 +12,11 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/grpc/metadata"
+
 	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/internal/freeport"
+	"github.com/raftq/raftq/internal/placement"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
 
@@ -69,7 +72,7 @@ func newProc(t *testing.T, dir string, i int) *proc {
 
 // startCluster starts n nodes n1..n<n> that bootstrap one cluster, and
 // returns them with their gRPC addresses.
-func startCluster(t *testing.T, bin, dir string, n int) ([]*proc, []string) {
+func startCluster(t *testing.T, bin, dir string, n int, extra ...string) ([]*proc, []string) {
 	var procs []*proc
 	var peers, addrs []string
 	for i := 1; i <= n; i++ {
@@ -80,6 +83,7 @@ func startCluster(t *testing.T, bin, dir string, n int) ([]*proc, []string) {
 	for _, p := range procs {
 		p.args = []string{"--id", p.id, "--data-dir", p.dir, "--grpc-addr", p.grpc, "--raft-addr", p.raft,
 			"--bootstrap-expect", fmt.Sprint(n), "--peers", strings.Join(peers, ","), "--log-level", "info"}
+		p.args = append(p.args, extra...)
 		p.start(t, bin)
 		addrs = append(addrs, p.grpc)
 	}
@@ -88,10 +92,17 @@ func startCluster(t *testing.T, bin, dir string, n int) ([]*proc, []string) {
 
 // Real processes: a SIGTERMed leader hands over leadership and exits 0; a
 // SIGKILLed node restarts from its data dir without bootstrapping again;
-// nothing acknowledged is lost along the way.
+// nothing acknowledged is lost along the way. With one Raft group and
+// with three (every group's leader, replicas and data files alike).
 func TestRealProcessesSigtermSigkillRestart(t *testing.T) {
-	bin, dir := realProcesses(t)
-	procs, addrs := startCluster(t, bin, dir, 3)
+	bin, _ := realProcesses(t)
+	for _, groups := range []int{1, 3} {
+		t.Run(fmt.Sprintf("groups=%d", groups), func(t *testing.T) { realProcessesRestart(t, bin, t.TempDir(), groups) })
+	}
+}
+
+func realProcessesRestart(t *testing.T, bin, dir string, groups int) {
+	procs, addrs := startCluster(t, bin, dir, 3, "--groups", fmt.Sprint(groups))
 	cl, err := client.New(addrs, client.Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -103,7 +114,8 @@ func TestRealProcessesSigtermSigkillRestart(t *testing.T) {
 	var ids []string
 	enqueue := func(n int) {
 		for i := 0; i < n; i++ {
-			res, err := cl.Enqueue(ctx, &raftqv1.JobSpec{Queue: "q", Type: "t", Payload: []byte{byte(i)}})
+			// Queues q0, q1, ...: with groups, spread over them.
+			res, err := cl.Enqueue(ctx, &raftqv1.JobSpec{Queue: fmt.Sprintf("q%d", i%6), Type: "t", Payload: []byte{byte(i)}})
 			if err != nil {
 				t.Fatalf("enqueue: %v", err)
 			}
@@ -161,12 +173,18 @@ func TestRealProcessesSigtermSigkillRestart(t *testing.T) {
 	// Restarted nodes said they restarted from disk, never bootstrapped twice.
 	for _, p := range []*proc{l, victim} {
 		b, _ := os.ReadFile(p.dir + ".log")
-		if strings.Count(string(b), "bootstrapped new cluster") != 1 || !strings.Contains(string(b), "restarting from existing raft state") {
-			t.Fatalf("%s log does not show one bootstrap then a restart from disk:\n%s", p.id, b)
+		if strings.Count(string(b), "bootstrapped new cluster") != groups || strings.Count(string(b), "restarting from existing raft state") != groups {
+			t.Fatalf("%s log does not show one bootstrap then a restart from disk for each of %d groups:\n%s", p.id, groups, b)
 		}
 	}
-	// Every node converges on the same state.
-	waitConverged(t, ctx, cl, procs)
+	// Every node converges on the same state, in every group.
+	for g := 0; g < groups; g++ {
+		gctx := ctx
+		if groups > 1 {
+			gctx = metadata.AppendToOutgoingContext(ctx, placement.Header, fmt.Sprint(g))
+		}
+		waitConverged(t, gctx, cl, procs)
+	}
 	// Every data file and dir is brokerd's user's only, whatever the
 	// umask it was started with (this test's is usually 022).
 	for _, p := range procs {
