@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -11,7 +12,10 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
 
 	"github.com/raftq/raftq/internal/apierr"
 	"github.com/raftq/raftq/internal/placement"
@@ -360,4 +364,60 @@ func (n *Node) notLeader(id, addr string) error {
 		return apierr.NotLeader(id, addr)
 	}
 	return raftqerr.NotLeaderOfGroup(n.cfg.group, id, addr)
+}
+
+// routeWatchInterval is how often a WatchRoutes stream looks for a change
+// of leaders or members: a client learns a new leader within it (an
+// election itself takes a few hundred milliseconds).
+const routeWatchInterval = 50 * time.Millisecond
+
+// routes is where each group's calls go, as this node knows it.
+func (n *Node) routes() *raftqv1.Routes {
+	out := &raftqv1.Routes{GroupCount: uint32(n.GroupCount())}
+	for _, gn := range n.Groups() {
+		id, addr := gn.leader()
+		out.Groups = append(out.Groups, &raftqv1.GroupStatus{
+			Group: gn.cfg.group, LeaderId: id, LeaderAddr: addr,
+			State: gn.raft.State().String(), Members: gn.members(id),
+		})
+	}
+	return out
+}
+
+// routesKey is what a route watcher must be told about when it changes.
+func routesKey(r *raftqv1.Routes) string {
+	var b strings.Builder
+	for _, g := range r.GetGroups() {
+		fmt.Fprintf(&b, "%d=%s@%s[", g.GetGroup(), g.GetLeaderId(), g.GetLeaderAddr())
+		for _, m := range g.GetMembers() {
+			fmt.Fprintf(&b, "%s@%s/%v,", m.GetNodeId(), m.GetGrpcAddr(), m.GetVoter())
+		}
+		b.WriteString("]")
+	}
+	return b.String()
+}
+
+// WatchRoutes sends the routes now and on every change until the caller
+// goes away or the node shuts down.
+func (s *clusterService) WatchRoutes(_ *raftqv1.WatchRoutesRequest, st grpc.ServerStreamingServer[raftqv1.Routes]) error {
+	n := s.n
+	t := time.NewTicker(routeWatchInterval)
+	defer t.Stop()
+	last := ""
+	for {
+		r := n.routes()
+		if k := routesKey(r); k != last {
+			if err := st.Send(r); err != nil {
+				return err
+			}
+			last = k
+		}
+		select {
+		case <-st.Context().Done():
+			return st.Context().Err()
+		case <-n.ctx.Done():
+			return status.Error(codes.Unavailable, "node shutting down")
+		case <-t.C:
+		}
+	}
 }

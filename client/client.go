@@ -130,7 +130,9 @@ func New(addrs []string, opts Options) (*Client, error) {
 	if opts.CallTimeout <= 0 {
 		opts.CallTimeout = 30 * time.Second
 	}
-	return &Client{addrs: append([]string(nil), addrs...), opts: opts, conns: map[string]*grpc.ClientConn{}}, nil
+	c := &Client{addrs: append([]string(nil), addrs...), opts: opts, conns: map[string]*grpc.ClientConn{}}
+	c.closing, c.stopWatches = context.WithCancel(context.Background())
+	return c, nil
 }
 
 // Close closes every connection.
@@ -138,6 +140,7 @@ func (c *Client) Close() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.closed = true
+	c.stopWatches()
 	c.closeStreams()
 	var errs []error
 	for a, cc := range c.conns {

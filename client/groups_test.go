@@ -123,4 +123,18 @@ func TestClientRoutesToGroupLeaders(t *testing.T) {
 		return l != "" && l != old
 	})
 	testutil.WaitFor(t, 10*time.Second, "the client follows group 1's new leader", direct)
+
+	// Group 2's leader dies while the client makes no call: its route
+	// watch tells it who leads group 2 now.
+	old = leaderOf(2)
+	for _, n := range c.Up() {
+		if n.GRPCAddr() == old {
+			c.Kill(n.ID())
+		}
+	}
+	testutil.WaitFor(t, 20*time.Second, "the client's map names group 2's new leader without a call", func() bool {
+		l := leaderOf(2)
+		gl := cl.GroupLeaders()
+		return l != "" && l != old && len(gl) == groups && gl[2] == l
+	})
 }

@@ -107,16 +107,105 @@ func (c *Client) setGroupLeader(g int, addr string) {
 
 // learnRoutes takes the route map from a broker's Status.
 func (c *Client) learnRoutes(st *raftqv1.StatusResponse) {
-	if st.GetGroupCount() < 2 || len(st.GetGroups()) != int(st.GetGroupCount()) {
+	c.takeRoutes(st.GetGroupCount(), st.GetGroups())
+}
+
+// takeRoutes installs a route map of count groups; the first map of a
+// cluster of several groups starts the watch that keeps it current.
+func (c *Client) takeRoutes(count uint32, groups []*raftqv1.GroupStatus) {
+	if count < 2 || len(groups) != int(count) {
 		return
 	}
-	nu := &routes{leaders: make([]string, st.GetGroupCount())}
-	for _, g := range st.GetGroups() {
+	nu := &routes{leaders: make([]string, count)}
+	for _, g := range groups {
 		if int(g.GetGroup()) < len(nu.leaders) {
 			nu.leaders[g.GetGroup()] = g.GetLeaderAddr()
 		}
 	}
 	c.routes.Store(nu)
+	c.watchOnce.Do(func() { go c.watchRoutes() })
+}
+
+// GroupLeaders returns the gRPC address of each Raft group's leader as the
+// client knows it ("" for a group whose leader it does not know), or nil
+// for a cluster of one group (or before the client has learned the map).
+func (c *Client) GroupLeaders() []string {
+	if rt := c.routes.Load(); rt != nil {
+		return slices.Clone(rt.leaders)
+	}
+	return nil
+}
+
+// watchRoutes keeps the route map current with a WatchRoutes stream from
+// any broker, so the client learns a group's new leader when it is elected
+// rather than on its next failed or forwarded call. A broken stream is
+// opened again on the next broker, after a back-off; the loop ends with
+// the client.
+func (c *Client) watchRoutes() {
+	backoff := c.opts.MinBackoff
+	for i := 0; ; i++ {
+		if c.isClosed() {
+			return
+		}
+		addrs := c.Addrs()
+		addr := addrs[i%len(addrs)]
+		if err := c.watchFrom(addr); err == nil {
+			backoff = c.opts.MinBackoff // it ran; start over quickly
+		}
+		if c.sleepUnlessClosed(backoff) {
+			return
+		}
+		if backoff *= 2; backoff > c.opts.MaxBackoff {
+			backoff = c.opts.MaxBackoff
+		}
+	}
+}
+
+// watchFrom reads one WatchRoutes stream from addr until it breaks; nil
+// when it delivered at least one map.
+func (c *Client) watchFrom(addr string) error {
+	cc, err := c.conn(addr)
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	stop := context.AfterFunc(c.closing, cancel)
+	defer stop()
+	st, err := raftqv1.NewClusterClient(cc).WatchRoutes(ctx, &raftqv1.WatchRoutesRequest{})
+	if err != nil {
+		return err
+	}
+	got := false
+	for {
+		r, err := st.Recv()
+		if err != nil {
+			if got {
+				return nil
+			}
+			return err
+		}
+		got = true
+		c.takeRoutes(r.GetGroupCount(), r.GetGroups())
+	}
+}
+
+func (c *Client) isClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// sleepUnlessClosed waits d; true when the client closed meanwhile.
+func (c *Client) sleepUnlessClosed(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-c.closing.Done():
+		return true
+	case <-t.C:
+		return false
+	}
 }
 
 // refreshRoutes reads the route map again from a broker, in the
@@ -156,6 +245,11 @@ type routeState struct {
 	routeMu   sync.Mutex
 	routeBusy bool
 	routeAt   time.Time
+	// watchOnce starts the route watch; closing ends it (Close cancels
+	// it).
+	watchOnce   sync.Once
+	closing     context.Context
+	stopWatches context.CancelFunc
 }
 
 // groupLeaderHeader is brokerd.GroupLeaderHeader: "<group>=<address>",

@@ -126,6 +126,8 @@ var BrokerRules = merge(common, Rules{
 		return Access{Queues: qs, AllQueues: len(qs) == 0}
 	}},
 	"/raftq.v1.Cluster/Status": {Roles: RoleProducer | RoleWorker | RoleAdmin | RoleNode},
+	// Where each group's leader is: what Status says, kept up to date.
+	"/raftq.v1.Cluster/WatchRoutes": {Roles: RoleProducer | RoleWorker | RoleAdmin | RoleNode},
 	// A read the dashboard makes on every page: admin only, not audited.
 	"/raftq.v1.Admin/ListJobs": {Roles: RoleAdmin},
 	// Schedule reads, for the CLI and dashboard: admin only, not audited

@@ -390,7 +390,7 @@ func (x ErrorDetail_Reason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ErrorDetail_Reason.Descriptor instead.
 func (ErrorDetail_Reason) EnumDescriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{38, 0}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{40, 0}
 }
 
 type ConsumeNotice_Kind int32
@@ -444,7 +444,7 @@ func (x ConsumeNotice_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ConsumeNotice_Kind.Descriptor instead.
 func (ConsumeNotice_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{62, 0}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{64, 0}
 }
 
 // RetryPolicy is exponential back-off: initial * 2^(attempt-1), capped at
@@ -3022,6 +3022,96 @@ func (x *StatusResponse) GetGroups() []*GroupStatus {
 	return nil
 }
 
+type WatchRoutesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *WatchRoutesRequest) Reset() {
+	*x = WatchRoutesRequest{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *WatchRoutesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*WatchRoutesRequest) ProtoMessage() {}
+
+func (x *WatchRoutesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use WatchRoutesRequest.ProtoReflect.Descriptor instead.
+func (*WatchRoutesRequest) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{37}
+}
+
+// Routes is where each Raft group's calls go. term and applied_index of its
+// groups are left unset: they change on every write, routes do not.
+type Routes struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	GroupCount    uint32                 `protobuf:"varint,1,opt,name=group_count,json=groupCount,proto3" json:"group_count,omitempty"`
+	Groups        []*GroupStatus         `protobuf:"bytes,2,rep,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Routes) Reset() {
+	*x = Routes{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Routes) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Routes) ProtoMessage() {}
+
+func (x *Routes) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Routes.ProtoReflect.Descriptor instead.
+func (*Routes) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *Routes) GetGroupCount() uint32 {
+	if x != nil {
+		return x.GroupCount
+	}
+	return 0
+}
+
+func (x *Routes) GetGroups() []*GroupStatus {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
 // GroupStatus is one Raft group as a node sees it.
 type GroupStatus struct {
 	state      protoimpl.MessageState `protogen:"open.v1"`
@@ -3039,7 +3129,7 @@ type GroupStatus struct {
 
 func (x *GroupStatus) Reset() {
 	*x = GroupStatus{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[37]
+	mi := &file_raftq_v1_broker_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3051,7 +3141,7 @@ func (x *GroupStatus) String() string {
 func (*GroupStatus) ProtoMessage() {}
 
 func (x *GroupStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[37]
+	mi := &file_raftq_v1_broker_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3064,7 +3154,7 @@ func (x *GroupStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupStatus.ProtoReflect.Descriptor instead.
 func (*GroupStatus) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{37}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GroupStatus) GetGroup() uint32 {
@@ -3133,7 +3223,7 @@ type ErrorDetail struct {
 
 func (x *ErrorDetail) Reset() {
 	*x = ErrorDetail{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[38]
+	mi := &file_raftq_v1_broker_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3145,7 +3235,7 @@ func (x *ErrorDetail) String() string {
 func (*ErrorDetail) ProtoMessage() {}
 
 func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[38]
+	mi := &file_raftq_v1_broker_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3158,7 +3248,7 @@ func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorDetail.ProtoReflect.Descriptor instead.
 func (*ErrorDetail) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{38}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ErrorDetail) GetReason() ErrorDetail_Reason {
@@ -3202,7 +3292,7 @@ type PurgeDeadRequest struct {
 
 func (x *PurgeDeadRequest) Reset() {
 	*x = PurgeDeadRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[39]
+	mi := &file_raftq_v1_broker_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3214,7 +3304,7 @@ func (x *PurgeDeadRequest) String() string {
 func (*PurgeDeadRequest) ProtoMessage() {}
 
 func (x *PurgeDeadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[39]
+	mi := &file_raftq_v1_broker_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3227,7 +3317,7 @@ func (x *PurgeDeadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeDeadRequest.ProtoReflect.Descriptor instead.
 func (*PurgeDeadRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{39}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *PurgeDeadRequest) GetQueue() string {
@@ -3260,7 +3350,7 @@ type PurgeDeadResponse struct {
 
 func (x *PurgeDeadResponse) Reset() {
 	*x = PurgeDeadResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[40]
+	mi := &file_raftq_v1_broker_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3272,7 +3362,7 @@ func (x *PurgeDeadResponse) String() string {
 func (*PurgeDeadResponse) ProtoMessage() {}
 
 func (x *PurgeDeadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[40]
+	mi := &file_raftq_v1_broker_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3285,7 +3375,7 @@ func (x *PurgeDeadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeDeadResponse.ProtoReflect.Descriptor instead.
 func (*PurgeDeadResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{40}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *PurgeDeadResponse) GetJobIds() []string {
@@ -3305,7 +3395,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[41]
+	mi := &file_raftq_v1_broker_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3317,7 +3407,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[41]
+	mi := &file_raftq_v1_broker_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3330,7 +3420,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{41}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *TransferLeadershipRequest) GetNodeId() string {
@@ -3349,7 +3439,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[42]
+	mi := &file_raftq_v1_broker_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3361,7 +3451,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[42]
+	mi := &file_raftq_v1_broker_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3374,7 +3464,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{42}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *TransferLeadershipResponse) GetNewLeaderId() string {
@@ -3392,7 +3482,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[43]
+	mi := &file_raftq_v1_broker_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3404,7 +3494,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[43]
+	mi := &file_raftq_v1_broker_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3417,7 +3507,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{43}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{45}
 }
 
 type SnapshotChunk struct {
@@ -3433,7 +3523,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[44]
+	mi := &file_raftq_v1_broker_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3445,7 +3535,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[44]
+	mi := &file_raftq_v1_broker_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3458,7 +3548,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{44}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -3491,7 +3581,7 @@ type RestoreChunk struct {
 
 func (x *RestoreChunk) Reset() {
 	*x = RestoreChunk{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[45]
+	mi := &file_raftq_v1_broker_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3503,7 +3593,7 @@ func (x *RestoreChunk) String() string {
 func (*RestoreChunk) ProtoMessage() {}
 
 func (x *RestoreChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[45]
+	mi := &file_raftq_v1_broker_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3516,7 +3606,7 @@ func (x *RestoreChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreChunk.ProtoReflect.Descriptor instead.
 func (*RestoreChunk) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{45}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *RestoreChunk) GetData() []byte {
@@ -3538,7 +3628,7 @@ type RestoreResponse struct {
 
 func (x *RestoreResponse) Reset() {
 	*x = RestoreResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[46]
+	mi := &file_raftq_v1_broker_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3550,7 +3640,7 @@ func (x *RestoreResponse) String() string {
 func (*RestoreResponse) ProtoMessage() {}
 
 func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[46]
+	mi := &file_raftq_v1_broker_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3563,7 +3653,7 @@ func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreResponse.ProtoReflect.Descriptor instead.
 func (*RestoreResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{46}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RestoreResponse) GetIndex() uint64 {
@@ -3595,7 +3685,7 @@ type ItemError struct {
 
 func (x *ItemError) Reset() {
 	*x = ItemError{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[47]
+	mi := &file_raftq_v1_broker_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3607,7 +3697,7 @@ func (x *ItemError) String() string {
 func (*ItemError) ProtoMessage() {}
 
 func (x *ItemError) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[47]
+	mi := &file_raftq_v1_broker_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3620,7 +3710,7 @@ func (x *ItemError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ItemError.ProtoReflect.Descriptor instead.
 func (*ItemError) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{47}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *ItemError) GetCode() int32 {
@@ -3653,7 +3743,7 @@ type AckBatchRequest struct {
 
 func (x *AckBatchRequest) Reset() {
 	*x = AckBatchRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[48]
+	mi := &file_raftq_v1_broker_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3665,7 +3755,7 @@ func (x *AckBatchRequest) String() string {
 func (*AckBatchRequest) ProtoMessage() {}
 
 func (x *AckBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[48]
+	mi := &file_raftq_v1_broker_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3678,7 +3768,7 @@ func (x *AckBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckBatchRequest.ProtoReflect.Descriptor instead.
 func (*AckBatchRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{48}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *AckBatchRequest) GetItems() []*AckRequest {
@@ -3697,7 +3787,7 @@ type AckBatchResult struct {
 
 func (x *AckBatchResult) Reset() {
 	*x = AckBatchResult{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[49]
+	mi := &file_raftq_v1_broker_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3709,7 +3799,7 @@ func (x *AckBatchResult) String() string {
 func (*AckBatchResult) ProtoMessage() {}
 
 func (x *AckBatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[49]
+	mi := &file_raftq_v1_broker_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3722,7 +3812,7 @@ func (x *AckBatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckBatchResult.ProtoReflect.Descriptor instead.
 func (*AckBatchResult) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{49}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *AckBatchResult) GetError() *ItemError {
@@ -3742,7 +3832,7 @@ type AckBatchResponse struct {
 
 func (x *AckBatchResponse) Reset() {
 	*x = AckBatchResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[50]
+	mi := &file_raftq_v1_broker_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3754,7 +3844,7 @@ func (x *AckBatchResponse) String() string {
 func (*AckBatchResponse) ProtoMessage() {}
 
 func (x *AckBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[50]
+	mi := &file_raftq_v1_broker_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3767,7 +3857,7 @@ func (x *AckBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckBatchResponse.ProtoReflect.Descriptor instead.
 func (*AckBatchResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{50}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *AckBatchResponse) GetResults() []*AckBatchResult {
@@ -3786,7 +3876,7 @@ type NackBatchRequest struct {
 
 func (x *NackBatchRequest) Reset() {
 	*x = NackBatchRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[51]
+	mi := &file_raftq_v1_broker_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3798,7 +3888,7 @@ func (x *NackBatchRequest) String() string {
 func (*NackBatchRequest) ProtoMessage() {}
 
 func (x *NackBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[51]
+	mi := &file_raftq_v1_broker_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3811,7 +3901,7 @@ func (x *NackBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackBatchRequest.ProtoReflect.Descriptor instead.
 func (*NackBatchRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{51}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *NackBatchRequest) GetItems() []*NackRequest {
@@ -3832,7 +3922,7 @@ type NackBatchResult struct {
 
 func (x *NackBatchResult) Reset() {
 	*x = NackBatchResult{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[52]
+	mi := &file_raftq_v1_broker_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3844,7 +3934,7 @@ func (x *NackBatchResult) String() string {
 func (*NackBatchResult) ProtoMessage() {}
 
 func (x *NackBatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[52]
+	mi := &file_raftq_v1_broker_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3857,7 +3947,7 @@ func (x *NackBatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackBatchResult.ProtoReflect.Descriptor instead.
 func (*NackBatchResult) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{52}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *NackBatchResult) GetResponse() *NackResponse {
@@ -3884,7 +3974,7 @@ type NackBatchResponse struct {
 
 func (x *NackBatchResponse) Reset() {
 	*x = NackBatchResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[53]
+	mi := &file_raftq_v1_broker_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3896,7 +3986,7 @@ func (x *NackBatchResponse) String() string {
 func (*NackBatchResponse) ProtoMessage() {}
 
 func (x *NackBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[53]
+	mi := &file_raftq_v1_broker_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3909,7 +3999,7 @@ func (x *NackBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackBatchResponse.ProtoReflect.Descriptor instead.
 func (*NackBatchResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{53}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *NackBatchResponse) GetResults() []*NackBatchResult {
@@ -3928,7 +4018,7 @@ type ExtendLeaseBatchRequest struct {
 
 func (x *ExtendLeaseBatchRequest) Reset() {
 	*x = ExtendLeaseBatchRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[54]
+	mi := &file_raftq_v1_broker_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3940,7 +4030,7 @@ func (x *ExtendLeaseBatchRequest) String() string {
 func (*ExtendLeaseBatchRequest) ProtoMessage() {}
 
 func (x *ExtendLeaseBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[54]
+	mi := &file_raftq_v1_broker_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3953,7 +4043,7 @@ func (x *ExtendLeaseBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLeaseBatchRequest.ProtoReflect.Descriptor instead.
 func (*ExtendLeaseBatchRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{54}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ExtendLeaseBatchRequest) GetItems() []*ExtendLeaseRequest {
@@ -3974,7 +4064,7 @@ type ExtendLeaseBatchResult struct {
 
 func (x *ExtendLeaseBatchResult) Reset() {
 	*x = ExtendLeaseBatchResult{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[55]
+	mi := &file_raftq_v1_broker_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3986,7 +4076,7 @@ func (x *ExtendLeaseBatchResult) String() string {
 func (*ExtendLeaseBatchResult) ProtoMessage() {}
 
 func (x *ExtendLeaseBatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[55]
+	mi := &file_raftq_v1_broker_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3999,7 +4089,7 @@ func (x *ExtendLeaseBatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLeaseBatchResult.ProtoReflect.Descriptor instead.
 func (*ExtendLeaseBatchResult) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{55}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *ExtendLeaseBatchResult) GetResponse() *ExtendLeaseResponse {
@@ -4026,7 +4116,7 @@ type ExtendLeaseBatchResponse struct {
 
 func (x *ExtendLeaseBatchResponse) Reset() {
 	*x = ExtendLeaseBatchResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[56]
+	mi := &file_raftq_v1_broker_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4038,7 +4128,7 @@ func (x *ExtendLeaseBatchResponse) String() string {
 func (*ExtendLeaseBatchResponse) ProtoMessage() {}
 
 func (x *ExtendLeaseBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[56]
+	mi := &file_raftq_v1_broker_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4051,7 +4141,7 @@ func (x *ExtendLeaseBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLeaseBatchResponse.ProtoReflect.Descriptor instead.
 func (*ExtendLeaseBatchResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{56}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *ExtendLeaseBatchResponse) GetResults() []*ExtendLeaseBatchResult {
@@ -4073,7 +4163,7 @@ type EnqueueStreamRequest struct {
 
 func (x *EnqueueStreamRequest) Reset() {
 	*x = EnqueueStreamRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[57]
+	mi := &file_raftq_v1_broker_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4085,7 +4175,7 @@ func (x *EnqueueStreamRequest) String() string {
 func (*EnqueueStreamRequest) ProtoMessage() {}
 
 func (x *EnqueueStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[57]
+	mi := &file_raftq_v1_broker_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4098,7 +4188,7 @@ func (x *EnqueueStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueStreamRequest.ProtoReflect.Descriptor instead.
 func (*EnqueueStreamRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{57}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *EnqueueStreamRequest) GetSeq() uint64 {
@@ -4129,7 +4219,7 @@ type EnqueueStreamResponse struct {
 
 func (x *EnqueueStreamResponse) Reset() {
 	*x = EnqueueStreamResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[58]
+	mi := &file_raftq_v1_broker_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4141,7 +4231,7 @@ func (x *EnqueueStreamResponse) String() string {
 func (*EnqueueStreamResponse) ProtoMessage() {}
 
 func (x *EnqueueStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[58]
+	mi := &file_raftq_v1_broker_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4154,7 +4244,7 @@ func (x *EnqueueStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueStreamResponse.ProtoReflect.Descriptor instead.
 func (*EnqueueStreamResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{58}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *EnqueueStreamResponse) GetSeq() uint64 {
@@ -4196,7 +4286,7 @@ type ConsumeOpen struct {
 
 func (x *ConsumeOpen) Reset() {
 	*x = ConsumeOpen{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[59]
+	mi := &file_raftq_v1_broker_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4208,7 +4298,7 @@ func (x *ConsumeOpen) String() string {
 func (*ConsumeOpen) ProtoMessage() {}
 
 func (x *ConsumeOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[59]
+	mi := &file_raftq_v1_broker_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4221,7 +4311,7 @@ func (x *ConsumeOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeOpen.ProtoReflect.Descriptor instead.
 func (*ConsumeOpen) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{59}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ConsumeOpen) GetQueues() []string {
@@ -4272,7 +4362,7 @@ type ConsumeRequest struct {
 
 func (x *ConsumeRequest) Reset() {
 	*x = ConsumeRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[60]
+	mi := &file_raftq_v1_broker_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4284,7 +4374,7 @@ func (x *ConsumeRequest) String() string {
 func (*ConsumeRequest) ProtoMessage() {}
 
 func (x *ConsumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[60]
+	mi := &file_raftq_v1_broker_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4297,7 +4387,7 @@ func (x *ConsumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeRequest.ProtoReflect.Descriptor instead.
 func (*ConsumeRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{60}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *ConsumeRequest) GetFrame() isConsumeRequest_Frame {
@@ -4355,7 +4445,7 @@ type ConsumeOpened struct {
 
 func (x *ConsumeOpened) Reset() {
 	*x = ConsumeOpened{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[61]
+	mi := &file_raftq_v1_broker_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4367,7 +4457,7 @@ func (x *ConsumeOpened) String() string {
 func (*ConsumeOpened) ProtoMessage() {}
 
 func (x *ConsumeOpened) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[61]
+	mi := &file_raftq_v1_broker_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4380,7 +4470,7 @@ func (x *ConsumeOpened) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeOpened.ProtoReflect.Descriptor instead.
 func (*ConsumeOpened) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{61}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ConsumeOpened) GetMaxCredit() int32 {
@@ -4403,7 +4493,7 @@ type ConsumeNotice struct {
 
 func (x *ConsumeNotice) Reset() {
 	*x = ConsumeNotice{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[62]
+	mi := &file_raftq_v1_broker_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4415,7 +4505,7 @@ func (x *ConsumeNotice) String() string {
 func (*ConsumeNotice) ProtoMessage() {}
 
 func (x *ConsumeNotice) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[62]
+	mi := &file_raftq_v1_broker_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4428,7 +4518,7 @@ func (x *ConsumeNotice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeNotice.ProtoReflect.Descriptor instead.
 func (*ConsumeNotice) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{62}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *ConsumeNotice) GetJobId() string {
@@ -4466,7 +4556,7 @@ type ConsumeResponse struct {
 
 func (x *ConsumeResponse) Reset() {
 	*x = ConsumeResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[63]
+	mi := &file_raftq_v1_broker_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4478,7 +4568,7 @@ func (x *ConsumeResponse) String() string {
 func (*ConsumeResponse) ProtoMessage() {}
 
 func (x *ConsumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[63]
+	mi := &file_raftq_v1_broker_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4491,7 +4581,7 @@ func (x *ConsumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeResponse.ProtoReflect.Descriptor instead.
 func (*ConsumeResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{63}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ConsumeResponse) GetFrame() isConsumeResponse_Frame {
@@ -4581,7 +4671,7 @@ type ScheduleSpec struct {
 
 func (x *ScheduleSpec) Reset() {
 	*x = ScheduleSpec{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[64]
+	mi := &file_raftq_v1_broker_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4593,7 +4683,7 @@ func (x *ScheduleSpec) String() string {
 func (*ScheduleSpec) ProtoMessage() {}
 
 func (x *ScheduleSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[64]
+	mi := &file_raftq_v1_broker_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4606,7 +4696,7 @@ func (x *ScheduleSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleSpec.ProtoReflect.Descriptor instead.
 func (*ScheduleSpec) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{64}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ScheduleSpec) GetName() string {
@@ -4693,7 +4783,7 @@ type Schedule struct {
 
 func (x *Schedule) Reset() {
 	*x = Schedule{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[65]
+	mi := &file_raftq_v1_broker_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4705,7 +4795,7 @@ func (x *Schedule) String() string {
 func (*Schedule) ProtoMessage() {}
 
 func (x *Schedule) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[65]
+	mi := &file_raftq_v1_broker_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4718,7 +4808,7 @@ func (x *Schedule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Schedule.ProtoReflect.Descriptor instead.
 func (*Schedule) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{65}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *Schedule) GetSpec() *ScheduleSpec {
@@ -4786,7 +4876,7 @@ type PutScheduleRequest struct {
 
 func (x *PutScheduleRequest) Reset() {
 	*x = PutScheduleRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[66]
+	mi := &file_raftq_v1_broker_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4798,7 +4888,7 @@ func (x *PutScheduleRequest) String() string {
 func (*PutScheduleRequest) ProtoMessage() {}
 
 func (x *PutScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[66]
+	mi := &file_raftq_v1_broker_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4811,7 +4901,7 @@ func (x *PutScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutScheduleRequest.ProtoReflect.Descriptor instead.
 func (*PutScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{66}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *PutScheduleRequest) GetSchedule() *ScheduleSpec {
@@ -4833,7 +4923,7 @@ type PutScheduleResponse struct {
 
 func (x *PutScheduleResponse) Reset() {
 	*x = PutScheduleResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[67]
+	mi := &file_raftq_v1_broker_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4845,7 +4935,7 @@ func (x *PutScheduleResponse) String() string {
 func (*PutScheduleResponse) ProtoMessage() {}
 
 func (x *PutScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[67]
+	mi := &file_raftq_v1_broker_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4858,7 +4948,7 @@ func (x *PutScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutScheduleResponse.ProtoReflect.Descriptor instead.
 func (*PutScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{67}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *PutScheduleResponse) GetSchedule() *Schedule {
@@ -4885,7 +4975,7 @@ type GetScheduleRequest struct {
 
 func (x *GetScheduleRequest) Reset() {
 	*x = GetScheduleRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[68]
+	mi := &file_raftq_v1_broker_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4897,7 +4987,7 @@ func (x *GetScheduleRequest) String() string {
 func (*GetScheduleRequest) ProtoMessage() {}
 
 func (x *GetScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[68]
+	mi := &file_raftq_v1_broker_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4910,7 +5000,7 @@ func (x *GetScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetScheduleRequest.ProtoReflect.Descriptor instead.
 func (*GetScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{68}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *GetScheduleRequest) GetName() string {
@@ -4936,7 +5026,7 @@ type GetScheduleResponse struct {
 
 func (x *GetScheduleResponse) Reset() {
 	*x = GetScheduleResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[69]
+	mi := &file_raftq_v1_broker_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4948,7 +5038,7 @@ func (x *GetScheduleResponse) String() string {
 func (*GetScheduleResponse) ProtoMessage() {}
 
 func (x *GetScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[69]
+	mi := &file_raftq_v1_broker_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4961,7 +5051,7 @@ func (x *GetScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetScheduleResponse.ProtoReflect.Descriptor instead.
 func (*GetScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{69}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *GetScheduleResponse) GetSchedule() *Schedule {
@@ -4980,7 +5070,7 @@ type ListSchedulesRequest struct {
 
 func (x *ListSchedulesRequest) Reset() {
 	*x = ListSchedulesRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[70]
+	mi := &file_raftq_v1_broker_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4992,7 +5082,7 @@ func (x *ListSchedulesRequest) String() string {
 func (*ListSchedulesRequest) ProtoMessage() {}
 
 func (x *ListSchedulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[70]
+	mi := &file_raftq_v1_broker_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5005,7 +5095,7 @@ func (x *ListSchedulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSchedulesRequest.ProtoReflect.Descriptor instead.
 func (*ListSchedulesRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{70}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ListSchedulesRequest) GetConsistency() Consistency {
@@ -5025,7 +5115,7 @@ type ListSchedulesResponse struct {
 
 func (x *ListSchedulesResponse) Reset() {
 	*x = ListSchedulesResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[71]
+	mi := &file_raftq_v1_broker_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5037,7 +5127,7 @@ func (x *ListSchedulesResponse) String() string {
 func (*ListSchedulesResponse) ProtoMessage() {}
 
 func (x *ListSchedulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[71]
+	mi := &file_raftq_v1_broker_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5050,7 +5140,7 @@ func (x *ListSchedulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSchedulesResponse.ProtoReflect.Descriptor instead.
 func (*ListSchedulesResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{71}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ListSchedulesResponse) GetSchedules() []*Schedule {
@@ -5069,7 +5159,7 @@ type PauseScheduleRequest struct {
 
 func (x *PauseScheduleRequest) Reset() {
 	*x = PauseScheduleRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[72]
+	mi := &file_raftq_v1_broker_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5081,7 +5171,7 @@ func (x *PauseScheduleRequest) String() string {
 func (*PauseScheduleRequest) ProtoMessage() {}
 
 func (x *PauseScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[72]
+	mi := &file_raftq_v1_broker_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5094,7 +5184,7 @@ func (x *PauseScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseScheduleRequest.ProtoReflect.Descriptor instead.
 func (*PauseScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{72}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *PauseScheduleRequest) GetName() string {
@@ -5113,7 +5203,7 @@ type PauseScheduleResponse struct {
 
 func (x *PauseScheduleResponse) Reset() {
 	*x = PauseScheduleResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[73]
+	mi := &file_raftq_v1_broker_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5125,7 +5215,7 @@ func (x *PauseScheduleResponse) String() string {
 func (*PauseScheduleResponse) ProtoMessage() {}
 
 func (x *PauseScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[73]
+	mi := &file_raftq_v1_broker_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5138,7 +5228,7 @@ func (x *PauseScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseScheduleResponse.ProtoReflect.Descriptor instead.
 func (*PauseScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{73}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *PauseScheduleResponse) GetSchedule() *Schedule {
@@ -5157,7 +5247,7 @@ type ResumeScheduleRequest struct {
 
 func (x *ResumeScheduleRequest) Reset() {
 	*x = ResumeScheduleRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[74]
+	mi := &file_raftq_v1_broker_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5169,7 +5259,7 @@ func (x *ResumeScheduleRequest) String() string {
 func (*ResumeScheduleRequest) ProtoMessage() {}
 
 func (x *ResumeScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[74]
+	mi := &file_raftq_v1_broker_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5182,7 +5272,7 @@ func (x *ResumeScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeScheduleRequest.ProtoReflect.Descriptor instead.
 func (*ResumeScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{74}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *ResumeScheduleRequest) GetName() string {
@@ -5201,7 +5291,7 @@ type ResumeScheduleResponse struct {
 
 func (x *ResumeScheduleResponse) Reset() {
 	*x = ResumeScheduleResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[75]
+	mi := &file_raftq_v1_broker_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5213,7 +5303,7 @@ func (x *ResumeScheduleResponse) String() string {
 func (*ResumeScheduleResponse) ProtoMessage() {}
 
 func (x *ResumeScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[75]
+	mi := &file_raftq_v1_broker_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5226,7 +5316,7 @@ func (x *ResumeScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeScheduleResponse.ProtoReflect.Descriptor instead.
 func (*ResumeScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{75}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *ResumeScheduleResponse) GetSchedule() *Schedule {
@@ -5245,7 +5335,7 @@ type DeleteScheduleRequest struct {
 
 func (x *DeleteScheduleRequest) Reset() {
 	*x = DeleteScheduleRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[76]
+	mi := &file_raftq_v1_broker_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5257,7 +5347,7 @@ func (x *DeleteScheduleRequest) String() string {
 func (*DeleteScheduleRequest) ProtoMessage() {}
 
 func (x *DeleteScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[76]
+	mi := &file_raftq_v1_broker_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5270,7 +5360,7 @@ func (x *DeleteScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteScheduleRequest.ProtoReflect.Descriptor instead.
 func (*DeleteScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{76}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *DeleteScheduleRequest) GetName() string {
@@ -5288,7 +5378,7 @@ type DeleteScheduleResponse struct {
 
 func (x *DeleteScheduleResponse) Reset() {
 	*x = DeleteScheduleResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[77]
+	mi := &file_raftq_v1_broker_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5300,7 +5390,7 @@ func (x *DeleteScheduleResponse) String() string {
 func (*DeleteScheduleResponse) ProtoMessage() {}
 
 func (x *DeleteScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[77]
+	mi := &file_raftq_v1_broker_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5313,7 +5403,7 @@ func (x *DeleteScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteScheduleResponse.ProtoReflect.Descriptor instead.
 func (*DeleteScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{77}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{79}
 }
 
 var File_raftq_v1_broker_proto protoreflect.FileDescriptor
@@ -5532,7 +5622,12 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\x0fcheck_supported\x18\f \x01(\bR\x0echeckSupported\x12\x1f\n" +
 	"\vgroup_count\x18\r \x01(\rR\n" +
 	"groupCount\x12-\n" +
-	"\x06groups\x18\x0e \x03(\v2\x15.raftq.v1.GroupStatusR\x06groups\"\xdc\x01\n" +
+	"\x06groups\x18\x0e \x03(\v2\x15.raftq.v1.GroupStatusR\x06groups\"\x14\n" +
+	"\x12WatchRoutesRequest\"X\n" +
+	"\x06Routes\x12\x1f\n" +
+	"\vgroup_count\x18\x01 \x01(\rR\n" +
+	"groupCount\x12-\n" +
+	"\x06groups\x18\x02 \x03(\v2\x15.raftq.v1.GroupStatusR\x06groups\"\xdc\x01\n" +
 	"\vGroupStatus\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\rR\x05group\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\tR\bleaderId\x12\x1f\n" +
@@ -5732,11 +5827,12 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\vResumeQueue\x12\x1c.raftq.v1.ResumeQueueRequest\x1a\x1d.raftq.v1.ResumeQueueResponse\x12>\n" +
 	"\aRedrive\x12\x18.raftq.v1.RedriveRequest\x1a\x19.raftq.v1.RedriveResponse\x12A\n" +
 	"\bListJobs\x12\x19.raftq.v1.ListJobsRequest\x1a\x1a.raftq.v1.ListJobsResponse\x12D\n" +
-	"\tPurgeDead\x12\x1a.raftq.v1.PurgeDeadRequest\x1a\x1b.raftq.v1.PurgeDeadResponse2\x9d\x03\n" +
+	"\tPurgeDead\x12\x1a.raftq.v1.PurgeDeadRequest\x1a\x1b.raftq.v1.PurgeDeadResponse2\xde\x03\n" +
 	"\aCluster\x125\n" +
 	"\x04Join\x12\x15.raftq.v1.JoinRequest\x1a\x16.raftq.v1.JoinResponse\x12;\n" +
 	"\x06Remove\x12\x17.raftq.v1.RemoveRequest\x1a\x18.raftq.v1.RemoveResponse\x12;\n" +
-	"\x06Status\x12\x17.raftq.v1.StatusRequest\x1a\x18.raftq.v1.StatusResponse\x12_\n" +
+	"\x06Status\x12\x17.raftq.v1.StatusRequest\x1a\x18.raftq.v1.StatusResponse\x12?\n" +
+	"\vWatchRoutes\x12\x1c.raftq.v1.WatchRoutesRequest\x1a\x10.raftq.v1.Routes0\x01\x12_\n" +
 	"\x12TransferLeadership\x12#.raftq.v1.TransferLeadershipRequest\x1a$.raftq.v1.TransferLeadershipResponse\x12@\n" +
 	"\bSnapshot\x12\x19.raftq.v1.SnapshotRequest\x1a\x17.raftq.v1.SnapshotChunk0\x01\x12>\n" +
 	"\aRestore\x12\x16.raftq.v1.RestoreChunk\x1a\x19.raftq.v1.RestoreResponse(\x012\xf1\x03\n" +
@@ -5761,7 +5857,7 @@ func file_raftq_v1_broker_proto_rawDescGZIP() []byte {
 }
 
 var file_raftq_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_raftq_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 80)
+var file_raftq_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 82)
 var file_raftq_v1_broker_proto_goTypes = []any{
 	(JobState)(0),                      // 0: raftq.v1.JobState
 	(DependencyPolicy)(0),              // 1: raftq.v1.DependencyPolicy
@@ -5807,207 +5903,212 @@ var file_raftq_v1_broker_proto_goTypes = []any{
 	(*StatusRequest)(nil),              // 41: raftq.v1.StatusRequest
 	(*Member)(nil),                     // 42: raftq.v1.Member
 	(*StatusResponse)(nil),             // 43: raftq.v1.StatusResponse
-	(*GroupStatus)(nil),                // 44: raftq.v1.GroupStatus
-	(*ErrorDetail)(nil),                // 45: raftq.v1.ErrorDetail
-	(*PurgeDeadRequest)(nil),           // 46: raftq.v1.PurgeDeadRequest
-	(*PurgeDeadResponse)(nil),          // 47: raftq.v1.PurgeDeadResponse
-	(*TransferLeadershipRequest)(nil),  // 48: raftq.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 49: raftq.v1.TransferLeadershipResponse
-	(*SnapshotRequest)(nil),            // 50: raftq.v1.SnapshotRequest
-	(*SnapshotChunk)(nil),              // 51: raftq.v1.SnapshotChunk
-	(*RestoreChunk)(nil),               // 52: raftq.v1.RestoreChunk
-	(*RestoreResponse)(nil),            // 53: raftq.v1.RestoreResponse
-	(*ItemError)(nil),                  // 54: raftq.v1.ItemError
-	(*AckBatchRequest)(nil),            // 55: raftq.v1.AckBatchRequest
-	(*AckBatchResult)(nil),             // 56: raftq.v1.AckBatchResult
-	(*AckBatchResponse)(nil),           // 57: raftq.v1.AckBatchResponse
-	(*NackBatchRequest)(nil),           // 58: raftq.v1.NackBatchRequest
-	(*NackBatchResult)(nil),            // 59: raftq.v1.NackBatchResult
-	(*NackBatchResponse)(nil),          // 60: raftq.v1.NackBatchResponse
-	(*ExtendLeaseBatchRequest)(nil),    // 61: raftq.v1.ExtendLeaseBatchRequest
-	(*ExtendLeaseBatchResult)(nil),     // 62: raftq.v1.ExtendLeaseBatchResult
-	(*ExtendLeaseBatchResponse)(nil),   // 63: raftq.v1.ExtendLeaseBatchResponse
-	(*EnqueueStreamRequest)(nil),       // 64: raftq.v1.EnqueueStreamRequest
-	(*EnqueueStreamResponse)(nil),      // 65: raftq.v1.EnqueueStreamResponse
-	(*ConsumeOpen)(nil),                // 66: raftq.v1.ConsumeOpen
-	(*ConsumeRequest)(nil),             // 67: raftq.v1.ConsumeRequest
-	(*ConsumeOpened)(nil),              // 68: raftq.v1.ConsumeOpened
-	(*ConsumeNotice)(nil),              // 69: raftq.v1.ConsumeNotice
-	(*ConsumeResponse)(nil),            // 70: raftq.v1.ConsumeResponse
-	(*ScheduleSpec)(nil),               // 71: raftq.v1.ScheduleSpec
-	(*Schedule)(nil),                   // 72: raftq.v1.Schedule
-	(*PutScheduleRequest)(nil),         // 73: raftq.v1.PutScheduleRequest
-	(*PutScheduleResponse)(nil),        // 74: raftq.v1.PutScheduleResponse
-	(*GetScheduleRequest)(nil),         // 75: raftq.v1.GetScheduleRequest
-	(*GetScheduleResponse)(nil),        // 76: raftq.v1.GetScheduleResponse
-	(*ListSchedulesRequest)(nil),       // 77: raftq.v1.ListSchedulesRequest
-	(*ListSchedulesResponse)(nil),      // 78: raftq.v1.ListSchedulesResponse
-	(*PauseScheduleRequest)(nil),       // 79: raftq.v1.PauseScheduleRequest
-	(*PauseScheduleResponse)(nil),      // 80: raftq.v1.PauseScheduleResponse
-	(*ResumeScheduleRequest)(nil),      // 81: raftq.v1.ResumeScheduleRequest
-	(*ResumeScheduleResponse)(nil),     // 82: raftq.v1.ResumeScheduleResponse
-	(*DeleteScheduleRequest)(nil),      // 83: raftq.v1.DeleteScheduleRequest
-	(*DeleteScheduleResponse)(nil),     // 84: raftq.v1.DeleteScheduleResponse
-	nil,                                // 85: raftq.v1.FetchRequest.QueueWeightsEntry
-	nil,                                // 86: raftq.v1.ConsumeOpen.QueueWeightsEntry
-	(*durationpb.Duration)(nil),        // 87: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 88: google.protobuf.Timestamp
+	(*WatchRoutesRequest)(nil),         // 44: raftq.v1.WatchRoutesRequest
+	(*Routes)(nil),                     // 45: raftq.v1.Routes
+	(*GroupStatus)(nil),                // 46: raftq.v1.GroupStatus
+	(*ErrorDetail)(nil),                // 47: raftq.v1.ErrorDetail
+	(*PurgeDeadRequest)(nil),           // 48: raftq.v1.PurgeDeadRequest
+	(*PurgeDeadResponse)(nil),          // 49: raftq.v1.PurgeDeadResponse
+	(*TransferLeadershipRequest)(nil),  // 50: raftq.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 51: raftq.v1.TransferLeadershipResponse
+	(*SnapshotRequest)(nil),            // 52: raftq.v1.SnapshotRequest
+	(*SnapshotChunk)(nil),              // 53: raftq.v1.SnapshotChunk
+	(*RestoreChunk)(nil),               // 54: raftq.v1.RestoreChunk
+	(*RestoreResponse)(nil),            // 55: raftq.v1.RestoreResponse
+	(*ItemError)(nil),                  // 56: raftq.v1.ItemError
+	(*AckBatchRequest)(nil),            // 57: raftq.v1.AckBatchRequest
+	(*AckBatchResult)(nil),             // 58: raftq.v1.AckBatchResult
+	(*AckBatchResponse)(nil),           // 59: raftq.v1.AckBatchResponse
+	(*NackBatchRequest)(nil),           // 60: raftq.v1.NackBatchRequest
+	(*NackBatchResult)(nil),            // 61: raftq.v1.NackBatchResult
+	(*NackBatchResponse)(nil),          // 62: raftq.v1.NackBatchResponse
+	(*ExtendLeaseBatchRequest)(nil),    // 63: raftq.v1.ExtendLeaseBatchRequest
+	(*ExtendLeaseBatchResult)(nil),     // 64: raftq.v1.ExtendLeaseBatchResult
+	(*ExtendLeaseBatchResponse)(nil),   // 65: raftq.v1.ExtendLeaseBatchResponse
+	(*EnqueueStreamRequest)(nil),       // 66: raftq.v1.EnqueueStreamRequest
+	(*EnqueueStreamResponse)(nil),      // 67: raftq.v1.EnqueueStreamResponse
+	(*ConsumeOpen)(nil),                // 68: raftq.v1.ConsumeOpen
+	(*ConsumeRequest)(nil),             // 69: raftq.v1.ConsumeRequest
+	(*ConsumeOpened)(nil),              // 70: raftq.v1.ConsumeOpened
+	(*ConsumeNotice)(nil),              // 71: raftq.v1.ConsumeNotice
+	(*ConsumeResponse)(nil),            // 72: raftq.v1.ConsumeResponse
+	(*ScheduleSpec)(nil),               // 73: raftq.v1.ScheduleSpec
+	(*Schedule)(nil),                   // 74: raftq.v1.Schedule
+	(*PutScheduleRequest)(nil),         // 75: raftq.v1.PutScheduleRequest
+	(*PutScheduleResponse)(nil),        // 76: raftq.v1.PutScheduleResponse
+	(*GetScheduleRequest)(nil),         // 77: raftq.v1.GetScheduleRequest
+	(*GetScheduleResponse)(nil),        // 78: raftq.v1.GetScheduleResponse
+	(*ListSchedulesRequest)(nil),       // 79: raftq.v1.ListSchedulesRequest
+	(*ListSchedulesResponse)(nil),      // 80: raftq.v1.ListSchedulesResponse
+	(*PauseScheduleRequest)(nil),       // 81: raftq.v1.PauseScheduleRequest
+	(*PauseScheduleResponse)(nil),      // 82: raftq.v1.PauseScheduleResponse
+	(*ResumeScheduleRequest)(nil),      // 83: raftq.v1.ResumeScheduleRequest
+	(*ResumeScheduleResponse)(nil),     // 84: raftq.v1.ResumeScheduleResponse
+	(*DeleteScheduleRequest)(nil),      // 85: raftq.v1.DeleteScheduleRequest
+	(*DeleteScheduleResponse)(nil),     // 86: raftq.v1.DeleteScheduleResponse
+	nil,                                // 87: raftq.v1.FetchRequest.QueueWeightsEntry
+	nil,                                // 88: raftq.v1.ConsumeOpen.QueueWeightsEntry
+	(*durationpb.Duration)(nil),        // 89: google.protobuf.Duration
+	(*timestamppb.Timestamp)(nil),      // 90: google.protobuf.Timestamp
 }
 var file_raftq_v1_broker_proto_depIdxs = []int32{
-	87,  // 0: raftq.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
-	87,  // 1: raftq.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
-	87,  // 2: raftq.v1.JobSpec.delay:type_name -> google.protobuf.Duration
-	88,  // 3: raftq.v1.JobSpec.run_at:type_name -> google.protobuf.Timestamp
-	87,  // 4: raftq.v1.JobSpec.lease_duration:type_name -> google.protobuf.Duration
-	87,  // 5: raftq.v1.JobSpec.dedup_window:type_name -> google.protobuf.Duration
+	89,  // 0: raftq.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
+	89,  // 1: raftq.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
+	89,  // 2: raftq.v1.JobSpec.delay:type_name -> google.protobuf.Duration
+	90,  // 3: raftq.v1.JobSpec.run_at:type_name -> google.protobuf.Timestamp
+	89,  // 4: raftq.v1.JobSpec.lease_duration:type_name -> google.protobuf.Duration
+	89,  // 5: raftq.v1.JobSpec.dedup_window:type_name -> google.protobuf.Duration
 	7,   // 6: raftq.v1.JobSpec.retry:type_name -> raftq.v1.RetryPolicy
-	87,  // 7: raftq.v1.JobSpec.schedule_to_start:type_name -> google.protobuf.Duration
-	87,  // 8: raftq.v1.JobSpec.start_to_close:type_name -> google.protobuf.Duration
+	89,  // 7: raftq.v1.JobSpec.schedule_to_start:type_name -> google.protobuf.Duration
+	89,  // 8: raftq.v1.JobSpec.start_to_close:type_name -> google.protobuf.Duration
 	3,   // 9: raftq.v1.JobSpec.unique_mode:type_name -> raftq.v1.UniqueMode
 	1,   // 10: raftq.v1.JobSpec.dependency_policy:type_name -> raftq.v1.DependencyPolicy
 	0,   // 11: raftq.v1.Job.state:type_name -> raftq.v1.JobState
-	87,  // 12: raftq.v1.Job.lease_duration:type_name -> google.protobuf.Duration
+	89,  // 12: raftq.v1.Job.lease_duration:type_name -> google.protobuf.Duration
 	7,   // 13: raftq.v1.Job.retry:type_name -> raftq.v1.RetryPolicy
-	88,  // 14: raftq.v1.Job.run_at:type_name -> google.protobuf.Timestamp
-	88,  // 15: raftq.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	88,  // 16: raftq.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	88,  // 17: raftq.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
-	88,  // 18: raftq.v1.Job.lease_deadline:type_name -> google.protobuf.Timestamp
-	88,  // 19: raftq.v1.Job.schedule_tick:type_name -> google.protobuf.Timestamp
+	90,  // 14: raftq.v1.Job.run_at:type_name -> google.protobuf.Timestamp
+	90,  // 15: raftq.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	90,  // 16: raftq.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	90,  // 17: raftq.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	90,  // 18: raftq.v1.Job.lease_deadline:type_name -> google.protobuf.Timestamp
+	90,  // 19: raftq.v1.Job.schedule_tick:type_name -> google.protobuf.Timestamp
 	10,  // 20: raftq.v1.Job.progress:type_name -> raftq.v1.Progress
-	88,  // 21: raftq.v1.Job.start_deadline:type_name -> google.protobuf.Timestamp
-	87,  // 22: raftq.v1.Job.start_to_close:type_name -> google.protobuf.Duration
-	88,  // 23: raftq.v1.Job.attempt_deadline:type_name -> google.protobuf.Timestamp
+	90,  // 21: raftq.v1.Job.start_deadline:type_name -> google.protobuf.Timestamp
+	89,  // 22: raftq.v1.Job.start_to_close:type_name -> google.protobuf.Duration
+	90,  // 23: raftq.v1.Job.attempt_deadline:type_name -> google.protobuf.Timestamp
 	1,   // 24: raftq.v1.Job.dependency_policy:type_name -> raftq.v1.DependencyPolicy
 	8,   // 25: raftq.v1.EnqueueRequest.jobs:type_name -> raftq.v1.JobSpec
 	12,  // 26: raftq.v1.EnqueueResponse.results:type_name -> raftq.v1.EnqueueResult
-	87,  // 27: raftq.v1.FetchRequest.max_wait:type_name -> google.protobuf.Duration
-	87,  // 28: raftq.v1.FetchRequest.lease_duration:type_name -> google.protobuf.Duration
-	85,  // 29: raftq.v1.FetchRequest.queue_weights:type_name -> raftq.v1.FetchRequest.QueueWeightsEntry
+	89,  // 27: raftq.v1.FetchRequest.max_wait:type_name -> google.protobuf.Duration
+	89,  // 28: raftq.v1.FetchRequest.lease_duration:type_name -> google.protobuf.Duration
+	87,  // 29: raftq.v1.FetchRequest.queue_weights:type_name -> raftq.v1.FetchRequest.QueueWeightsEntry
 	9,   // 30: raftq.v1.FetchResponse.jobs:type_name -> raftq.v1.Job
-	87,  // 31: raftq.v1.ExtendLeaseRequest.extend_by:type_name -> google.protobuf.Duration
+	89,  // 31: raftq.v1.ExtendLeaseRequest.extend_by:type_name -> google.protobuf.Duration
 	10,  // 32: raftq.v1.ExtendLeaseRequest.progress:type_name -> raftq.v1.Progress
-	88,  // 33: raftq.v1.ExtendLeaseResponse.lease_deadline:type_name -> google.protobuf.Timestamp
-	87,  // 34: raftq.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
+	90,  // 33: raftq.v1.ExtendLeaseResponse.lease_deadline:type_name -> google.protobuf.Timestamp
+	89,  // 34: raftq.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
 	0,   // 35: raftq.v1.NackResponse.state:type_name -> raftq.v1.JobState
-	88,  // 36: raftq.v1.NackResponse.run_at:type_name -> google.protobuf.Timestamp
+	90,  // 36: raftq.v1.NackResponse.run_at:type_name -> google.protobuf.Timestamp
 	2,   // 37: raftq.v1.GetJobRequest.consistency:type_name -> raftq.v1.Consistency
 	9,   // 38: raftq.v1.GetJobResponse.job:type_name -> raftq.v1.Job
 	0,   // 39: raftq.v1.CancelJobResponse.state:type_name -> raftq.v1.JobState
 	2,   // 40: raftq.v1.QueueStatsRequest.consistency:type_name -> raftq.v1.Consistency
-	88,  // 41: raftq.v1.QueueStats.oldest_ready_at:type_name -> google.protobuf.Timestamp
+	90,  // 41: raftq.v1.QueueStats.oldest_ready_at:type_name -> google.protobuf.Timestamp
 	27,  // 42: raftq.v1.QueueStatsResponse.queues:type_name -> raftq.v1.QueueStats
 	0,   // 43: raftq.v1.ListJobsRequest.state:type_name -> raftq.v1.JobState
 	2,   // 44: raftq.v1.ListJobsRequest.consistency:type_name -> raftq.v1.Consistency
 	9,   // 45: raftq.v1.ListJobsResponse.jobs:type_name -> raftq.v1.Job
 	42,  // 46: raftq.v1.StatusResponse.members:type_name -> raftq.v1.Member
-	44,  // 47: raftq.v1.StatusResponse.groups:type_name -> raftq.v1.GroupStatus
-	42,  // 48: raftq.v1.GroupStatus.members:type_name -> raftq.v1.Member
-	5,   // 49: raftq.v1.ErrorDetail.reason:type_name -> raftq.v1.ErrorDetail.Reason
-	45,  // 50: raftq.v1.ItemError.detail:type_name -> raftq.v1.ErrorDetail
-	18,  // 51: raftq.v1.AckBatchRequest.items:type_name -> raftq.v1.AckRequest
-	54,  // 52: raftq.v1.AckBatchResult.error:type_name -> raftq.v1.ItemError
-	56,  // 53: raftq.v1.AckBatchResponse.results:type_name -> raftq.v1.AckBatchResult
-	20,  // 54: raftq.v1.NackBatchRequest.items:type_name -> raftq.v1.NackRequest
-	21,  // 55: raftq.v1.NackBatchResult.response:type_name -> raftq.v1.NackResponse
-	54,  // 56: raftq.v1.NackBatchResult.error:type_name -> raftq.v1.ItemError
-	59,  // 57: raftq.v1.NackBatchResponse.results:type_name -> raftq.v1.NackBatchResult
-	16,  // 58: raftq.v1.ExtendLeaseBatchRequest.items:type_name -> raftq.v1.ExtendLeaseRequest
-	17,  // 59: raftq.v1.ExtendLeaseBatchResult.response:type_name -> raftq.v1.ExtendLeaseResponse
-	54,  // 60: raftq.v1.ExtendLeaseBatchResult.error:type_name -> raftq.v1.ItemError
-	62,  // 61: raftq.v1.ExtendLeaseBatchResponse.results:type_name -> raftq.v1.ExtendLeaseBatchResult
-	8,   // 62: raftq.v1.EnqueueStreamRequest.job:type_name -> raftq.v1.JobSpec
-	12,  // 63: raftq.v1.EnqueueStreamResponse.result:type_name -> raftq.v1.EnqueueResult
-	54,  // 64: raftq.v1.EnqueueStreamResponse.error:type_name -> raftq.v1.ItemError
-	87,  // 65: raftq.v1.ConsumeOpen.lease_duration:type_name -> google.protobuf.Duration
-	86,  // 66: raftq.v1.ConsumeOpen.queue_weights:type_name -> raftq.v1.ConsumeOpen.QueueWeightsEntry
-	66,  // 67: raftq.v1.ConsumeRequest.open:type_name -> raftq.v1.ConsumeOpen
-	6,   // 68: raftq.v1.ConsumeNotice.kind:type_name -> raftq.v1.ConsumeNotice.Kind
-	68,  // 69: raftq.v1.ConsumeResponse.opened:type_name -> raftq.v1.ConsumeOpened
-	9,   // 70: raftq.v1.ConsumeResponse.job:type_name -> raftq.v1.Job
-	69,  // 71: raftq.v1.ConsumeResponse.notice:type_name -> raftq.v1.ConsumeNotice
-	8,   // 72: raftq.v1.ScheduleSpec.job:type_name -> raftq.v1.JobSpec
-	87,  // 73: raftq.v1.ScheduleSpec.interval:type_name -> google.protobuf.Duration
-	87,  // 74: raftq.v1.ScheduleSpec.jitter:type_name -> google.protobuf.Duration
-	4,   // 75: raftq.v1.ScheduleSpec.overlap:type_name -> raftq.v1.OverlapPolicy
-	71,  // 76: raftq.v1.Schedule.spec:type_name -> raftq.v1.ScheduleSpec
-	88,  // 77: raftq.v1.Schedule.last_tick:type_name -> google.protobuf.Timestamp
-	88,  // 78: raftq.v1.Schedule.next_tick:type_name -> google.protobuf.Timestamp
-	88,  // 79: raftq.v1.Schedule.created_at:type_name -> google.protobuf.Timestamp
-	88,  // 80: raftq.v1.Schedule.updated_at:type_name -> google.protobuf.Timestamp
-	71,  // 81: raftq.v1.PutScheduleRequest.schedule:type_name -> raftq.v1.ScheduleSpec
-	72,  // 82: raftq.v1.PutScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	2,   // 83: raftq.v1.GetScheduleRequest.consistency:type_name -> raftq.v1.Consistency
-	72,  // 84: raftq.v1.GetScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	2,   // 85: raftq.v1.ListSchedulesRequest.consistency:type_name -> raftq.v1.Consistency
-	72,  // 86: raftq.v1.ListSchedulesResponse.schedules:type_name -> raftq.v1.Schedule
-	72,  // 87: raftq.v1.PauseScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	72,  // 88: raftq.v1.ResumeScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	11,  // 89: raftq.v1.Broker.Enqueue:input_type -> raftq.v1.EnqueueRequest
-	14,  // 90: raftq.v1.Broker.Fetch:input_type -> raftq.v1.FetchRequest
-	16,  // 91: raftq.v1.Broker.ExtendLease:input_type -> raftq.v1.ExtendLeaseRequest
-	18,  // 92: raftq.v1.Broker.Ack:input_type -> raftq.v1.AckRequest
-	20,  // 93: raftq.v1.Broker.Nack:input_type -> raftq.v1.NackRequest
-	22,  // 94: raftq.v1.Broker.GetJob:input_type -> raftq.v1.GetJobRequest
-	24,  // 95: raftq.v1.Broker.CancelJob:input_type -> raftq.v1.CancelJobRequest
-	26,  // 96: raftq.v1.Broker.QueueStats:input_type -> raftq.v1.QueueStatsRequest
-	55,  // 97: raftq.v1.Broker.AckBatch:input_type -> raftq.v1.AckBatchRequest
-	58,  // 98: raftq.v1.Broker.NackBatch:input_type -> raftq.v1.NackBatchRequest
-	61,  // 99: raftq.v1.Broker.ExtendLeaseBatch:input_type -> raftq.v1.ExtendLeaseBatchRequest
-	64,  // 100: raftq.v1.Broker.EnqueueStream:input_type -> raftq.v1.EnqueueStreamRequest
-	67,  // 101: raftq.v1.Broker.Consume:input_type -> raftq.v1.ConsumeRequest
-	29,  // 102: raftq.v1.Admin.PauseQueue:input_type -> raftq.v1.PauseQueueRequest
-	31,  // 103: raftq.v1.Admin.ResumeQueue:input_type -> raftq.v1.ResumeQueueRequest
-	33,  // 104: raftq.v1.Admin.Redrive:input_type -> raftq.v1.RedriveRequest
-	35,  // 105: raftq.v1.Admin.ListJobs:input_type -> raftq.v1.ListJobsRequest
-	46,  // 106: raftq.v1.Admin.PurgeDead:input_type -> raftq.v1.PurgeDeadRequest
-	37,  // 107: raftq.v1.Cluster.Join:input_type -> raftq.v1.JoinRequest
-	39,  // 108: raftq.v1.Cluster.Remove:input_type -> raftq.v1.RemoveRequest
-	41,  // 109: raftq.v1.Cluster.Status:input_type -> raftq.v1.StatusRequest
-	48,  // 110: raftq.v1.Cluster.TransferLeadership:input_type -> raftq.v1.TransferLeadershipRequest
-	50,  // 111: raftq.v1.Cluster.Snapshot:input_type -> raftq.v1.SnapshotRequest
-	52,  // 112: raftq.v1.Cluster.Restore:input_type -> raftq.v1.RestoreChunk
-	73,  // 113: raftq.v1.Schedules.PutSchedule:input_type -> raftq.v1.PutScheduleRequest
-	75,  // 114: raftq.v1.Schedules.GetSchedule:input_type -> raftq.v1.GetScheduleRequest
-	77,  // 115: raftq.v1.Schedules.ListSchedules:input_type -> raftq.v1.ListSchedulesRequest
-	79,  // 116: raftq.v1.Schedules.PauseSchedule:input_type -> raftq.v1.PauseScheduleRequest
-	81,  // 117: raftq.v1.Schedules.ResumeSchedule:input_type -> raftq.v1.ResumeScheduleRequest
-	83,  // 118: raftq.v1.Schedules.DeleteSchedule:input_type -> raftq.v1.DeleteScheduleRequest
-	13,  // 119: raftq.v1.Broker.Enqueue:output_type -> raftq.v1.EnqueueResponse
-	15,  // 120: raftq.v1.Broker.Fetch:output_type -> raftq.v1.FetchResponse
-	17,  // 121: raftq.v1.Broker.ExtendLease:output_type -> raftq.v1.ExtendLeaseResponse
-	19,  // 122: raftq.v1.Broker.Ack:output_type -> raftq.v1.AckResponse
-	21,  // 123: raftq.v1.Broker.Nack:output_type -> raftq.v1.NackResponse
-	23,  // 124: raftq.v1.Broker.GetJob:output_type -> raftq.v1.GetJobResponse
-	25,  // 125: raftq.v1.Broker.CancelJob:output_type -> raftq.v1.CancelJobResponse
-	28,  // 126: raftq.v1.Broker.QueueStats:output_type -> raftq.v1.QueueStatsResponse
-	57,  // 127: raftq.v1.Broker.AckBatch:output_type -> raftq.v1.AckBatchResponse
-	60,  // 128: raftq.v1.Broker.NackBatch:output_type -> raftq.v1.NackBatchResponse
-	63,  // 129: raftq.v1.Broker.ExtendLeaseBatch:output_type -> raftq.v1.ExtendLeaseBatchResponse
-	65,  // 130: raftq.v1.Broker.EnqueueStream:output_type -> raftq.v1.EnqueueStreamResponse
-	70,  // 131: raftq.v1.Broker.Consume:output_type -> raftq.v1.ConsumeResponse
-	30,  // 132: raftq.v1.Admin.PauseQueue:output_type -> raftq.v1.PauseQueueResponse
-	32,  // 133: raftq.v1.Admin.ResumeQueue:output_type -> raftq.v1.ResumeQueueResponse
-	34,  // 134: raftq.v1.Admin.Redrive:output_type -> raftq.v1.RedriveResponse
-	36,  // 135: raftq.v1.Admin.ListJobs:output_type -> raftq.v1.ListJobsResponse
-	47,  // 136: raftq.v1.Admin.PurgeDead:output_type -> raftq.v1.PurgeDeadResponse
-	38,  // 137: raftq.v1.Cluster.Join:output_type -> raftq.v1.JoinResponse
-	40,  // 138: raftq.v1.Cluster.Remove:output_type -> raftq.v1.RemoveResponse
-	43,  // 139: raftq.v1.Cluster.Status:output_type -> raftq.v1.StatusResponse
-	49,  // 140: raftq.v1.Cluster.TransferLeadership:output_type -> raftq.v1.TransferLeadershipResponse
-	51,  // 141: raftq.v1.Cluster.Snapshot:output_type -> raftq.v1.SnapshotChunk
-	53,  // 142: raftq.v1.Cluster.Restore:output_type -> raftq.v1.RestoreResponse
-	74,  // 143: raftq.v1.Schedules.PutSchedule:output_type -> raftq.v1.PutScheduleResponse
-	76,  // 144: raftq.v1.Schedules.GetSchedule:output_type -> raftq.v1.GetScheduleResponse
-	78,  // 145: raftq.v1.Schedules.ListSchedules:output_type -> raftq.v1.ListSchedulesResponse
-	80,  // 146: raftq.v1.Schedules.PauseSchedule:output_type -> raftq.v1.PauseScheduleResponse
-	82,  // 147: raftq.v1.Schedules.ResumeSchedule:output_type -> raftq.v1.ResumeScheduleResponse
-	84,  // 148: raftq.v1.Schedules.DeleteSchedule:output_type -> raftq.v1.DeleteScheduleResponse
-	119, // [119:149] is the sub-list for method output_type
-	89,  // [89:119] is the sub-list for method input_type
-	89,  // [89:89] is the sub-list for extension type_name
-	89,  // [89:89] is the sub-list for extension extendee
-	0,   // [0:89] is the sub-list for field type_name
+	46,  // 47: raftq.v1.StatusResponse.groups:type_name -> raftq.v1.GroupStatus
+	46,  // 48: raftq.v1.Routes.groups:type_name -> raftq.v1.GroupStatus
+	42,  // 49: raftq.v1.GroupStatus.members:type_name -> raftq.v1.Member
+	5,   // 50: raftq.v1.ErrorDetail.reason:type_name -> raftq.v1.ErrorDetail.Reason
+	47,  // 51: raftq.v1.ItemError.detail:type_name -> raftq.v1.ErrorDetail
+	18,  // 52: raftq.v1.AckBatchRequest.items:type_name -> raftq.v1.AckRequest
+	56,  // 53: raftq.v1.AckBatchResult.error:type_name -> raftq.v1.ItemError
+	58,  // 54: raftq.v1.AckBatchResponse.results:type_name -> raftq.v1.AckBatchResult
+	20,  // 55: raftq.v1.NackBatchRequest.items:type_name -> raftq.v1.NackRequest
+	21,  // 56: raftq.v1.NackBatchResult.response:type_name -> raftq.v1.NackResponse
+	56,  // 57: raftq.v1.NackBatchResult.error:type_name -> raftq.v1.ItemError
+	61,  // 58: raftq.v1.NackBatchResponse.results:type_name -> raftq.v1.NackBatchResult
+	16,  // 59: raftq.v1.ExtendLeaseBatchRequest.items:type_name -> raftq.v1.ExtendLeaseRequest
+	17,  // 60: raftq.v1.ExtendLeaseBatchResult.response:type_name -> raftq.v1.ExtendLeaseResponse
+	56,  // 61: raftq.v1.ExtendLeaseBatchResult.error:type_name -> raftq.v1.ItemError
+	64,  // 62: raftq.v1.ExtendLeaseBatchResponse.results:type_name -> raftq.v1.ExtendLeaseBatchResult
+	8,   // 63: raftq.v1.EnqueueStreamRequest.job:type_name -> raftq.v1.JobSpec
+	12,  // 64: raftq.v1.EnqueueStreamResponse.result:type_name -> raftq.v1.EnqueueResult
+	56,  // 65: raftq.v1.EnqueueStreamResponse.error:type_name -> raftq.v1.ItemError
+	89,  // 66: raftq.v1.ConsumeOpen.lease_duration:type_name -> google.protobuf.Duration
+	88,  // 67: raftq.v1.ConsumeOpen.queue_weights:type_name -> raftq.v1.ConsumeOpen.QueueWeightsEntry
+	68,  // 68: raftq.v1.ConsumeRequest.open:type_name -> raftq.v1.ConsumeOpen
+	6,   // 69: raftq.v1.ConsumeNotice.kind:type_name -> raftq.v1.ConsumeNotice.Kind
+	70,  // 70: raftq.v1.ConsumeResponse.opened:type_name -> raftq.v1.ConsumeOpened
+	9,   // 71: raftq.v1.ConsumeResponse.job:type_name -> raftq.v1.Job
+	71,  // 72: raftq.v1.ConsumeResponse.notice:type_name -> raftq.v1.ConsumeNotice
+	8,   // 73: raftq.v1.ScheduleSpec.job:type_name -> raftq.v1.JobSpec
+	89,  // 74: raftq.v1.ScheduleSpec.interval:type_name -> google.protobuf.Duration
+	89,  // 75: raftq.v1.ScheduleSpec.jitter:type_name -> google.protobuf.Duration
+	4,   // 76: raftq.v1.ScheduleSpec.overlap:type_name -> raftq.v1.OverlapPolicy
+	73,  // 77: raftq.v1.Schedule.spec:type_name -> raftq.v1.ScheduleSpec
+	90,  // 78: raftq.v1.Schedule.last_tick:type_name -> google.protobuf.Timestamp
+	90,  // 79: raftq.v1.Schedule.next_tick:type_name -> google.protobuf.Timestamp
+	90,  // 80: raftq.v1.Schedule.created_at:type_name -> google.protobuf.Timestamp
+	90,  // 81: raftq.v1.Schedule.updated_at:type_name -> google.protobuf.Timestamp
+	73,  // 82: raftq.v1.PutScheduleRequest.schedule:type_name -> raftq.v1.ScheduleSpec
+	74,  // 83: raftq.v1.PutScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	2,   // 84: raftq.v1.GetScheduleRequest.consistency:type_name -> raftq.v1.Consistency
+	74,  // 85: raftq.v1.GetScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	2,   // 86: raftq.v1.ListSchedulesRequest.consistency:type_name -> raftq.v1.Consistency
+	74,  // 87: raftq.v1.ListSchedulesResponse.schedules:type_name -> raftq.v1.Schedule
+	74,  // 88: raftq.v1.PauseScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	74,  // 89: raftq.v1.ResumeScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	11,  // 90: raftq.v1.Broker.Enqueue:input_type -> raftq.v1.EnqueueRequest
+	14,  // 91: raftq.v1.Broker.Fetch:input_type -> raftq.v1.FetchRequest
+	16,  // 92: raftq.v1.Broker.ExtendLease:input_type -> raftq.v1.ExtendLeaseRequest
+	18,  // 93: raftq.v1.Broker.Ack:input_type -> raftq.v1.AckRequest
+	20,  // 94: raftq.v1.Broker.Nack:input_type -> raftq.v1.NackRequest
+	22,  // 95: raftq.v1.Broker.GetJob:input_type -> raftq.v1.GetJobRequest
+	24,  // 96: raftq.v1.Broker.CancelJob:input_type -> raftq.v1.CancelJobRequest
+	26,  // 97: raftq.v1.Broker.QueueStats:input_type -> raftq.v1.QueueStatsRequest
+	57,  // 98: raftq.v1.Broker.AckBatch:input_type -> raftq.v1.AckBatchRequest
+	60,  // 99: raftq.v1.Broker.NackBatch:input_type -> raftq.v1.NackBatchRequest
+	63,  // 100: raftq.v1.Broker.ExtendLeaseBatch:input_type -> raftq.v1.ExtendLeaseBatchRequest
+	66,  // 101: raftq.v1.Broker.EnqueueStream:input_type -> raftq.v1.EnqueueStreamRequest
+	69,  // 102: raftq.v1.Broker.Consume:input_type -> raftq.v1.ConsumeRequest
+	29,  // 103: raftq.v1.Admin.PauseQueue:input_type -> raftq.v1.PauseQueueRequest
+	31,  // 104: raftq.v1.Admin.ResumeQueue:input_type -> raftq.v1.ResumeQueueRequest
+	33,  // 105: raftq.v1.Admin.Redrive:input_type -> raftq.v1.RedriveRequest
+	35,  // 106: raftq.v1.Admin.ListJobs:input_type -> raftq.v1.ListJobsRequest
+	48,  // 107: raftq.v1.Admin.PurgeDead:input_type -> raftq.v1.PurgeDeadRequest
+	37,  // 108: raftq.v1.Cluster.Join:input_type -> raftq.v1.JoinRequest
+	39,  // 109: raftq.v1.Cluster.Remove:input_type -> raftq.v1.RemoveRequest
+	41,  // 110: raftq.v1.Cluster.Status:input_type -> raftq.v1.StatusRequest
+	44,  // 111: raftq.v1.Cluster.WatchRoutes:input_type -> raftq.v1.WatchRoutesRequest
+	50,  // 112: raftq.v1.Cluster.TransferLeadership:input_type -> raftq.v1.TransferLeadershipRequest
+	52,  // 113: raftq.v1.Cluster.Snapshot:input_type -> raftq.v1.SnapshotRequest
+	54,  // 114: raftq.v1.Cluster.Restore:input_type -> raftq.v1.RestoreChunk
+	75,  // 115: raftq.v1.Schedules.PutSchedule:input_type -> raftq.v1.PutScheduleRequest
+	77,  // 116: raftq.v1.Schedules.GetSchedule:input_type -> raftq.v1.GetScheduleRequest
+	79,  // 117: raftq.v1.Schedules.ListSchedules:input_type -> raftq.v1.ListSchedulesRequest
+	81,  // 118: raftq.v1.Schedules.PauseSchedule:input_type -> raftq.v1.PauseScheduleRequest
+	83,  // 119: raftq.v1.Schedules.ResumeSchedule:input_type -> raftq.v1.ResumeScheduleRequest
+	85,  // 120: raftq.v1.Schedules.DeleteSchedule:input_type -> raftq.v1.DeleteScheduleRequest
+	13,  // 121: raftq.v1.Broker.Enqueue:output_type -> raftq.v1.EnqueueResponse
+	15,  // 122: raftq.v1.Broker.Fetch:output_type -> raftq.v1.FetchResponse
+	17,  // 123: raftq.v1.Broker.ExtendLease:output_type -> raftq.v1.ExtendLeaseResponse
+	19,  // 124: raftq.v1.Broker.Ack:output_type -> raftq.v1.AckResponse
+	21,  // 125: raftq.v1.Broker.Nack:output_type -> raftq.v1.NackResponse
+	23,  // 126: raftq.v1.Broker.GetJob:output_type -> raftq.v1.GetJobResponse
+	25,  // 127: raftq.v1.Broker.CancelJob:output_type -> raftq.v1.CancelJobResponse
+	28,  // 128: raftq.v1.Broker.QueueStats:output_type -> raftq.v1.QueueStatsResponse
+	59,  // 129: raftq.v1.Broker.AckBatch:output_type -> raftq.v1.AckBatchResponse
+	62,  // 130: raftq.v1.Broker.NackBatch:output_type -> raftq.v1.NackBatchResponse
+	65,  // 131: raftq.v1.Broker.ExtendLeaseBatch:output_type -> raftq.v1.ExtendLeaseBatchResponse
+	67,  // 132: raftq.v1.Broker.EnqueueStream:output_type -> raftq.v1.EnqueueStreamResponse
+	72,  // 133: raftq.v1.Broker.Consume:output_type -> raftq.v1.ConsumeResponse
+	30,  // 134: raftq.v1.Admin.PauseQueue:output_type -> raftq.v1.PauseQueueResponse
+	32,  // 135: raftq.v1.Admin.ResumeQueue:output_type -> raftq.v1.ResumeQueueResponse
+	34,  // 136: raftq.v1.Admin.Redrive:output_type -> raftq.v1.RedriveResponse
+	36,  // 137: raftq.v1.Admin.ListJobs:output_type -> raftq.v1.ListJobsResponse
+	49,  // 138: raftq.v1.Admin.PurgeDead:output_type -> raftq.v1.PurgeDeadResponse
+	38,  // 139: raftq.v1.Cluster.Join:output_type -> raftq.v1.JoinResponse
+	40,  // 140: raftq.v1.Cluster.Remove:output_type -> raftq.v1.RemoveResponse
+	43,  // 141: raftq.v1.Cluster.Status:output_type -> raftq.v1.StatusResponse
+	45,  // 142: raftq.v1.Cluster.WatchRoutes:output_type -> raftq.v1.Routes
+	51,  // 143: raftq.v1.Cluster.TransferLeadership:output_type -> raftq.v1.TransferLeadershipResponse
+	53,  // 144: raftq.v1.Cluster.Snapshot:output_type -> raftq.v1.SnapshotChunk
+	55,  // 145: raftq.v1.Cluster.Restore:output_type -> raftq.v1.RestoreResponse
+	76,  // 146: raftq.v1.Schedules.PutSchedule:output_type -> raftq.v1.PutScheduleResponse
+	78,  // 147: raftq.v1.Schedules.GetSchedule:output_type -> raftq.v1.GetScheduleResponse
+	80,  // 148: raftq.v1.Schedules.ListSchedules:output_type -> raftq.v1.ListSchedulesResponse
+	82,  // 149: raftq.v1.Schedules.PauseSchedule:output_type -> raftq.v1.PauseScheduleResponse
+	84,  // 150: raftq.v1.Schedules.ResumeSchedule:output_type -> raftq.v1.ResumeScheduleResponse
+	86,  // 151: raftq.v1.Schedules.DeleteSchedule:output_type -> raftq.v1.DeleteScheduleResponse
+	121, // [121:152] is the sub-list for method output_type
+	90,  // [90:121] is the sub-list for method input_type
+	90,  // [90:90] is the sub-list for extension type_name
+	90,  // [90:90] is the sub-list for extension extendee
+	0,   // [0:90] is the sub-list for field type_name
 }
 
 func init() { file_raftq_v1_broker_proto_init() }
@@ -6015,11 +6116,11 @@ func file_raftq_v1_broker_proto_init() {
 	if File_raftq_v1_broker_proto != nil {
 		return
 	}
-	file_raftq_v1_broker_proto_msgTypes[60].OneofWrappers = []any{
+	file_raftq_v1_broker_proto_msgTypes[62].OneofWrappers = []any{
 		(*ConsumeRequest_Open)(nil),
 		(*ConsumeRequest_Credit)(nil),
 	}
-	file_raftq_v1_broker_proto_msgTypes[63].OneofWrappers = []any{
+	file_raftq_v1_broker_proto_msgTypes[65].OneofWrappers = []any{
 		(*ConsumeResponse_Opened)(nil),
 		(*ConsumeResponse_Job)(nil),
 		(*ConsumeResponse_Notice)(nil),
@@ -6030,7 +6131,7 @@ func file_raftq_v1_broker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftq_v1_broker_proto_rawDesc), len(file_raftq_v1_broker_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   80,
+			NumMessages:   82,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -951,6 +951,7 @@ const (
 	Cluster_Join_FullMethodName               = "/raftq.v1.Cluster/Join"
 	Cluster_Remove_FullMethodName             = "/raftq.v1.Cluster/Remove"
 	Cluster_Status_FullMethodName             = "/raftq.v1.Cluster/Status"
+	Cluster_WatchRoutes_FullMethodName        = "/raftq.v1.Cluster/WatchRoutes"
 	Cluster_TransferLeadership_FullMethodName = "/raftq.v1.Cluster/TransferLeadership"
 	Cluster_Snapshot_FullMethodName           = "/raftq.v1.Cluster/Snapshot"
 	Cluster_Restore_FullMethodName            = "/raftq.v1.Cluster/Restore"
@@ -969,6 +970,11 @@ type ClusterClient interface {
 	Remove(ctx context.Context, in *RemoveRequest, opts ...grpc.CallOption) (*RemoveResponse, error)
 	// Status describes this node and the cluster as this node sees it.
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
+	// WatchRoutes streams the cluster's routes: the Raft group count and each
+	// group's leader and members, at once and again whenever a group's leader
+	// or members change (checked every 50 ms). The Go client keeps its route
+	// map with it; it works on a cluster of one group too.
+	WatchRoutes(ctx context.Context, in *WatchRoutesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Routes], error)
 	// TransferLeadership asks the leader to hand leadership to node_id (or to
 	// the most up-to-date follower when empty) and waits for it.
 	TransferLeadership(ctx context.Context, in *TransferLeadershipRequest, opts ...grpc.CallOption) (*TransferLeadershipResponse, error)
@@ -1019,6 +1025,25 @@ func (c *clusterClient) Status(ctx context.Context, in *StatusRequest, opts ...g
 	return out, nil
 }
 
+func (c *clusterClient) WatchRoutes(ctx context.Context, in *WatchRoutesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Routes], error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	stream, err := c.cc.NewStream(ctx, &Cluster_ServiceDesc.Streams[0], Cluster_WatchRoutes_FullMethodName, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &grpc.GenericClientStream[WatchRoutesRequest, Routes]{ClientStream: stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Cluster_WatchRoutesClient = grpc.ServerStreamingClient[Routes]
+
 func (c *clusterClient) TransferLeadership(ctx context.Context, in *TransferLeadershipRequest, opts ...grpc.CallOption) (*TransferLeadershipResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(TransferLeadershipResponse)
@@ -1031,7 +1056,7 @@ func (c *clusterClient) TransferLeadership(ctx context.Context, in *TransferLead
 
 func (c *clusterClient) Snapshot(ctx context.Context, in *SnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SnapshotChunk], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Cluster_ServiceDesc.Streams[0], Cluster_Snapshot_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Cluster_ServiceDesc.Streams[1], Cluster_Snapshot_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -1050,7 +1075,7 @@ type Cluster_SnapshotClient = grpc.ServerStreamingClient[SnapshotChunk]
 
 func (c *clusterClient) Restore(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[RestoreChunk, RestoreResponse], error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
-	stream, err := c.cc.NewStream(ctx, &Cluster_ServiceDesc.Streams[1], Cluster_Restore_FullMethodName, cOpts...)
+	stream, err := c.cc.NewStream(ctx, &Cluster_ServiceDesc.Streams[2], Cluster_Restore_FullMethodName, cOpts...)
 	if err != nil {
 		return nil, err
 	}
@@ -1074,6 +1099,11 @@ type ClusterServer interface {
 	Remove(context.Context, *RemoveRequest) (*RemoveResponse, error)
 	// Status describes this node and the cluster as this node sees it.
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
+	// WatchRoutes streams the cluster's routes: the Raft group count and each
+	// group's leader and members, at once and again whenever a group's leader
+	// or members change (checked every 50 ms). The Go client keeps its route
+	// map with it; it works on a cluster of one group too.
+	WatchRoutes(*WatchRoutesRequest, grpc.ServerStreamingServer[Routes]) error
 	// TransferLeadership asks the leader to hand leadership to node_id (or to
 	// the most up-to-date follower when empty) and waits for it.
 	TransferLeadership(context.Context, *TransferLeadershipRequest) (*TransferLeadershipResponse, error)
@@ -1102,6 +1132,9 @@ func (UnimplementedClusterServer) Remove(context.Context, *RemoveRequest) (*Remo
 }
 func (UnimplementedClusterServer) Status(context.Context, *StatusRequest) (*StatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Status not implemented")
+}
+func (UnimplementedClusterServer) WatchRoutes(*WatchRoutesRequest, grpc.ServerStreamingServer[Routes]) error {
+	return status.Error(codes.Unimplemented, "method WatchRoutes not implemented")
 }
 func (UnimplementedClusterServer) TransferLeadership(context.Context, *TransferLeadershipRequest) (*TransferLeadershipResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method TransferLeadership not implemented")
@@ -1187,6 +1220,17 @@ func _Cluster_Status_Handler(srv interface{}, ctx context.Context, dec func(inte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Cluster_WatchRoutes_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchRoutesRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ClusterServer).WatchRoutes(m, &grpc.GenericServerStream[WatchRoutesRequest, Routes]{ServerStream: stream})
+}
+
+// This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
+type Cluster_WatchRoutesServer = grpc.ServerStreamingServer[Routes]
+
 func _Cluster_TransferLeadership_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(TransferLeadershipRequest)
 	if err := dec(in); err != nil {
@@ -1248,6 +1292,11 @@ var Cluster_ServiceDesc = grpc.ServiceDesc{
 		},
 	},
 	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchRoutes",
+			Handler:       _Cluster_WatchRoutes_Handler,
+			ServerStreams: true,
+		},
 		{
 			StreamName:    "Snapshot",
 			Handler:       _Cluster_Snapshot_Handler,
