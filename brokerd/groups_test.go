@@ -31,42 +31,13 @@ func groupsCluster(t *testing.T, groups int) *testcluster.Cluster {
 	return c
 }
 
-func waitGroupLeaders(t *testing.T, c *testcluster.Cluster, groups int) {
+func waitGroupLeaders(t *testing.T, c *testcluster.Cluster, _ int) {
 	t.Helper()
-	testutil.WaitFor(t, 30*time.Second, "every group has a ready leader known to every node", func() bool {
-		up := c.Up()
-		for g := 0; g < groups; g++ {
-			ready := 0
-			for _, n := range up {
-				gn := n.Groups()[g]
-				if gn.IsLeaderReady() {
-					ready++
-				}
-				if len(gn.FSM().Nodes()) < len(up) {
-					return false
-				}
-			}
-			if ready != 1 {
-				return false
-			}
-		}
-		return true
-	})
+	c.WaitGroupLeaders(30 * time.Second)
 }
 
 // queuesPerGroup names one queue placed in each group.
-func queuesPerGroup(groups int) []string {
-	out := make([]string, groups)
-	found := 0
-	for i := 0; found < groups; i++ {
-		q := fmt.Sprintf("q%d", i)
-		if g := placement.Queue(q, groups); out[g] == "" {
-			out[g] = q
-			found++
-		}
-	}
-	return out
-}
+func queuesPerGroup(groups int) []string { return placement.QueuesPerGroup("q", groups) }
 
 // dial is a plain connection to one node: what a client without any
 // routing of its own sees.

@@ -2,7 +2,6 @@ package client_test
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -24,10 +23,8 @@ func TestClientRoutesToGroupLeaders(t *testing.T) {
 	const groups = 3
 	c := testcluster.New(t, 3, func(cfg *brokerd.Config) { cfg.Groups = groups })
 	leaderOf := func(g int) string {
-		for _, n := range c.Up() {
-			if n.Groups()[g].IsLeaderReady() {
-				return n.GRPCAddr()
-			}
+		if n := c.GroupLeader(g); n != nil {
+			return n.GRPCAddr()
 		}
 		return ""
 	}
@@ -44,14 +41,7 @@ func TestClientRoutesToGroupLeaders(t *testing.T) {
 		}
 		return true
 	})
-	qs := make([]string, groups)
-	for i, found := 0, 0; found < groups; i++ {
-		q := fmt.Sprintf("q%d", i)
-		if g := placement.Queue(q, groups); qs[g] == "" {
-			qs[g] = q
-			found++
-		}
-	}
+	qs := placement.QueuesPerGroup("q", groups)
 	// Where each call went: the broker address per queue (Enqueue) and
 	// per job (Ack).
 	var mu sync.Mutex

@@ -445,17 +445,19 @@ func benchQueues(cl *client.Client, o *benchOpts) error {
 			break
 		}
 	}
+	// Queue i in group i mod the group count (one list per round of
+	// groups, each list's names distinct).
 	o.names = nil
-	for i, k := 0, 0; len(o.names) < o.queues; k++ {
-		name := o.queue
-		if k > 0 {
-			name = fmt.Sprintf("%s-%d", o.queue, k)
+	for round := 0; len(o.names) < o.queues; round++ {
+		prefix := o.queue
+		if round > 0 {
+			prefix = fmt.Sprintf("%s-r%d", o.queue, round)
 		}
-		if o.groups > 1 && int(placement.Queue(name, o.groups)) != i%o.groups {
-			continue
+		for _, q := range placement.QueuesPerGroup(prefix, o.groups) {
+			if len(o.names) < o.queues {
+				o.names = append(o.names, q)
+			}
 		}
-		o.names = append(o.names, name)
-		i++
 	}
 	return nil
 }

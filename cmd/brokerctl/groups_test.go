@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -23,30 +22,12 @@ import (
 func TestSnapshotOfEveryGroup(t *testing.T) {
 	const groups = 3
 	c := testcluster.New(t, 3, func(cfg *brokerd.Config) { cfg.Groups = groups })
-	testutil.WaitFor(t, 30*time.Second, "every group has a ready leader", func() bool {
-		for g := 0; g < groups; g++ {
-			ready := false
-			for _, n := range c.Up() {
-				ready = ready || n.Groups()[g].IsLeaderReady()
-			}
-			if !ready {
-				return false
-			}
-		}
-		return true
-	})
+	c.WaitGroupLeaders(30 * time.Second)
 	b := strings.Join(c.Addrs(), ",")
 	cl := c.Client()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	qs := make([]string, groups)
-	for i, found := 0, 0; found < groups; i++ {
-		q := fmt.Sprintf("q%d", i)
-		if g := placement.Queue(q, groups); qs[g] == "" {
-			qs[g] = q
-			found++
-		}
-	}
+	qs := placement.QueuesPerGroup("q", groups)
 	// Group g's queue holds g+1 jobs.
 	for g, q := range qs {
 		for i := 0; i <= g; i++ {

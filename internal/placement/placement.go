@@ -91,3 +91,24 @@ func Check(g uint64, groups int) (uint32, error) {
 	}
 	return uint32(g), nil
 }
+
+// QueuesPerGroup names, for a cluster of groups groups, one queue in each
+// group: prefix, prefix-1, prefix-2, ... — the first name found in each
+// group, in group order. Benchmarks, tests and the fault harness use it
+// to load every group alike (names are placed by hash, so consecutive
+// names would not).
+func QueuesPerGroup(prefix string, groups int) []string {
+	groups = max(groups, 1)
+	out := make([]string, groups)
+	for k, found := 0, 0; found < groups; k++ {
+		name := prefix
+		if k > 0 {
+			name = prefix + "-" + strconv.Itoa(k)
+		}
+		if g := Queue(name, groups); out[g] == "" {
+			out[g] = name
+			found++
+		}
+	}
+	return out
+}

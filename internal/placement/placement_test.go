@@ -89,3 +89,17 @@ func TestParseHeader(t *testing.T) {
 		}
 	}
 }
+
+func TestQueuesPerGroup(t *testing.T) {
+	for _, groups := range []int{0, 1, 3, 8} {
+		qs := QueuesPerGroup("q", groups)
+		if len(qs) != max(groups, 1) {
+			t.Fatalf("groups %d: %v", groups, qs)
+		}
+		for g, q := range qs {
+			if Queue(q, groups) != uint32(g) {
+				t.Fatalf("groups %d: %q is in group %d, listed for %d", groups, q, Queue(q, groups), g)
+			}
+		}
+	}
+}

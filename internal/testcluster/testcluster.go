@@ -232,6 +232,45 @@ func (c *Cluster) WaitLeader(timeout time.Duration) *brokerd.Node {
 	return nil
 }
 
+// WaitGroupLeaders waits until each Raft group of the running nodes has
+// exactly one ready leader, and every node of every group knows every
+// running node's address (followers forward to their group's leader).
+func (c *Cluster) WaitGroupLeaders(timeout time.Duration) {
+	c.t.Helper()
+	testutil.WaitFor(c.t, timeout, "every group has one ready leader known to every node", func() bool {
+		up := c.Up()
+		if len(up) == 0 {
+			return false
+		}
+		for g := range up[0].Groups() {
+			ready := 0
+			for _, n := range up {
+				gn := n.Groups()[g]
+				if gn.IsLeaderReady() {
+					ready++
+				}
+				if len(gn.FSM().Nodes()) < len(up) {
+					return false
+				}
+			}
+			if ready != 1 {
+				return false
+			}
+		}
+		return true
+	})
+}
+
+// GroupLeader returns the running node that leads group g (ready), or nil.
+func (c *Cluster) GroupLeader(g int) *brokerd.Node {
+	for _, n := range c.Up() {
+		if gs := n.Groups(); g < len(gs) && gs[g].IsLeaderReady() {
+			return n
+		}
+	}
+	return nil
+}
+
 // Member returns the slot of node id.
 func (c *Cluster) Member(id string) *Member {
 	for _, m := range c.Members() {
