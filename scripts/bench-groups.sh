@@ -24,6 +24,7 @@ for r in $(seq 1 "$rounds"); do
     b="ctl bench --duration $d --payload ${BENCH_PAYLOAD:-256} --queues $queues"
     {
       $b enqueue --producers 64 --batch 1
+      $b enqueue --producers 256 --batch 1
       $b enqueue --producers 8 --batch 100
       $b e2e --producers 16 --batch 10 --workers 8 --fetch-batch 64
     } | while read -r line; do echo "{\"round\":$r,\"groups_flag\":$g,${line#\{}"; done | tee -a "$out"
