@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
 	"github.com/hashicorp/go-hclog"
@@ -50,6 +51,9 @@ type Recovered struct {
 	Index uint64
 	// Members is the configuration the node now starts with.
 	Members []Peer
+	// GroupIndexes is Index for each Raft group, in group order, on a
+	// node that runs several (Index is group 0's); nil with one group.
+	GroupIndexes []uint64
 }
 
 // Recover rewrites the Raft configuration of a stopped node to members,
@@ -74,15 +78,59 @@ func Recover(dataDir, nodeID string, members []Peer) (Recovered, error) {
 	if !self {
 		return Recovered{}, fmt.Errorf("recover: the members must include this node (%s)", nodeID)
 	}
+	groups, err := dirGroupCount(dataDir)
+	if err != nil {
+		return Recovered{}, fmt.Errorf("recover: %w", err)
+	}
+	idx, err := recoverGroup(dataDir, nodeID, members, conf)
+	if err != nil {
+		return Recovered{}, fmt.Errorf("recover: %w", err)
+	}
+	if groups == 1 {
+		return Recovered{Index: idx, Members: members}, nil
+	}
+	// Every group of a node that runs several lost the same quorum: each
+	// is recovered to the same members (they share the Raft port).
+	out := Recovered{Index: idx, Members: members, GroupIndexes: []uint64{idx}}
+	for g := 1; g < groups; g++ {
+		gi, err := recoverGroup(filepath.Join(dataDir, groupsDir, strconv.Itoa(g)), nodeID, members, conf)
+		if err != nil {
+			return Recovered{}, fmt.Errorf("group %d (groups before it were recovered; run recover again): %w", g, err)
+		}
+		out.GroupIndexes = append(out.GroupIndexes, gi)
+	}
+	return out, nil
+}
+
+// dirGroupCount is the group count a data dir was made with (1 when it
+// records none).
+func dirGroupCount(dataDir string) (int, error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, groupCountFile))
+	if os.IsNotExist(err) {
+		return 1, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	n, err := strconv.Atoi(string(trimNL(b)))
+	if err != nil || n < 1 {
+		return 0, fmt.Errorf("%s: %q is not a group count", filepath.Join(dataDir, groupCountFile), b)
+	}
+	return n, nil
+}
+
+// recoverGroup recovers the Raft group whose data dir is dataDir and
+// returns the index of its recovered snapshot.
+func recoverGroup(dataDir, nodeID string, members []Peer, conf raft.Configuration) (uint64, error) {
 	// A wrong directory must stay untouched, not gain an empty store.
 	_, errBolt := os.Stat(filepath.Join(dataDir, boltLogFile))
 	_, errWAL := os.Stat(filepath.Join(dataDir, walLogDir))
 	if errBolt != nil && errWAL != nil {
-		return Recovered{}, fmt.Errorf("recover: no Raft state in %s: %w", dataDir, errBolt)
+		return 0, fmt.Errorf("no Raft state in %s: %w", dataDir, errBolt)
 	}
 	store, _, snaps, hlog, err := openStores(dataDir, nodeID, LogStoreAuto, 0, slog.Default())
 	if err != nil {
-		return Recovered{}, fmt.Errorf("recover: %w", err)
+		return 0, err
 	}
 	defer store.Close()
 	rc := raft.DefaultConfig()
@@ -93,14 +141,14 @@ func Recover(dataDir, nodeID string, members []Peer) (Recovered, error) {
 	// transport would write too) without listening anywhere.
 	_, trans := raft.NewInmemTransport(raft.ServerAddress(members[0].RaftAddr))
 	if err := raft.RecoverCluster(rc, fsm.New(), store, store, snaps, trans, conf); err != nil {
-		return Recovered{}, fmt.Errorf("recover: %w", err)
+		return 0, err
 	}
 	// The log is compacted away: the new snapshot is the state.
 	list, err := snaps.List()
 	if err != nil || len(list) == 0 {
-		return Recovered{}, fmt.Errorf("recover: the recovered snapshot is missing: %v", err)
+		return 0, fmt.Errorf("the recovered snapshot is missing: %v", err)
 	}
-	return Recovered{Index: list[0].Index, Members: members}, nil
+	return list[0].Index, nil
 }
 
 // slogWriter carries hclog's formatted lines into a slog logger at WARN
