@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -160,6 +162,21 @@ type Config struct {
 	// was made with.
 	Groups int
 
+	// XDS serves Envoy's aggregated discovery service (ADS, xDS v3) on the
+	// gRPC port: Envoy and proxyless gRPC clients (xds:///raftq) learn
+	// every group's leader from it the moment this node does, and route a
+	// call by its placement.Header (xds.go). Off by default: the static
+	// Envoy configuration with leader health checks needs nothing here.
+	// With auth on, any authenticated principal may read it.
+	XDS bool
+	// XDSIPOnly publishes only leaders whose gRPC address is an IP address
+	// (a leader advertising a host name is published without an endpoint,
+	// and logged), as Envoy needs: it does not resolve names in EDS and
+	// would reject the whole update. Proxyless gRPC clients resolve names
+	// and need not set it. Requires XDS; this node's own GRPCAdvertise, if
+	// set, must then be an IP address.
+	XDSIPOnly bool
+
 	// group is the Raft group this Node runs (0 for the host); host, set
 	// on the other groups' Nodes, is the Node that serves their gRPC and
 	// owns the shared Raft port (host.go).
@@ -211,6 +228,16 @@ func (c *Config) Validate() error {
 	}
 	if c.Groups < 0 || c.Groups > placement.MaxGroups {
 		errs = append(errs, fmt.Errorf("groups %d: want 1 to %d (0: 1)", c.Groups, placement.MaxGroups))
+	}
+	if c.XDSIPOnly && !c.XDS {
+		errs = append(errs, errors.New("xds ip only: requires xds"))
+	}
+	if c.XDSIPOnly && c.GRPCAdvertise != "" {
+		if host, _, err := net.SplitHostPort(c.GRPCAdvertise); err == nil {
+			if _, err := netip.ParseAddr(host); err != nil {
+				errs = append(errs, fmt.Errorf("grpc advertise %q: xds ip only needs an IP address (Envoy does not resolve names in EDS)", c.GRPCAdvertise))
+			}
+		}
 	}
 	if c.BootstrapExpect < 0 {
 		errs = append(errs, errors.New("bootstrap-expect: must not be negative"))

@@ -474,6 +474,7 @@ func (n *Node) serve() {
 		raftqv1.RegisterClusterServer(n.grpc, &clusterService{n: n})
 		raftqv1.RegisterSchedulesServer(n.grpc, &scheduleService{n: n})
 	}
+	n.serveXDS() // nothing unless Config.XDS (xds.go)
 	n.metrics.grpc.InitializeMetrics(n.grpc)
 	go func() {
 		if err := n.grpc.Serve(lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {

@@ -4,7 +4,9 @@
 // Envoy's bootstrap proto (go-control-plane), run its validation, and check
 // the properties README.md promises against the broker's own code: the
 // leader-only health service, fetch timeouts longer than the longest
-// long-poll, and retries only on RPCs that are safe to repeat. A second test
+// long-poll, and retries only on RPCs that are safe to repeat;
+// groups/envoy-groups.yaml, the per-group example, is checked the same way
+// against brokerd.GroupLeaderHealthService. A second test
 // checks, on a real in-process cluster, that brokerd reports the leader-only
 // health status on exactly the leader across a leader change.
 package envoy

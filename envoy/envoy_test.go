@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -36,6 +37,7 @@ import (
 	_ "github.com/envoyproxy/go-control-plane/envoy/extensions/resource_monitors/downstream_connections/v3"
 
 	"github.com/raftq/raftq/brokerd"
+	"github.com/raftq/raftq/internal/placement"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	svcdserver "github.com/raftq/raftq/svcd/server"
 )
@@ -511,5 +513,109 @@ func TestAdminAndTLS(t *testing.T) {
 				t.Errorf("TLS: minimum version %v, want TLSv1_2 or later", v)
 			}
 		})
+	}
+}
+
+// TestGroupsExample checks groups/envoy-groups.yaml, the static per-group
+// fallback README.md describes: valid for Envoy; a call naming group g in
+// placement.Header reaches a cluster health-checked for group g's
+// leader-only service (brokerd.GroupLeaderHealthService), for every group
+// the file has a cluster for; a call naming any other group reaches no
+// broker; a call without the header reaches group 0's leader; and what
+// envoy.yaml promises for the leader cluster (panic threshold 0, HTTP/2,
+// long-polls not cut, retries only where nothing reached a broker) holds
+// for every group's cluster and route.
+func TestGroupsExample(t *testing.T) {
+	const file = "groups/envoy-groups.yaml"
+	b := load(t, file)
+	_, _, hcm := grpcListener(t, b)
+	maxWait := brokerd.DefaultConfig().Limits.MaxFetchWait
+	if d := hcm.GetStreamIdleTimeout(); !longerThan(d, maxWait) {
+		t.Errorf("stream_idle_timeout %v must be longer than MaxFetchWait %s", d, maxWait)
+	}
+	// service is the leader-only health service each cluster checks.
+	service := map[string]string{}
+	for name, c := range clusters(b) {
+		if len(c.GetHealthChecks()) != 1 || c.GetHealthChecks()[0].GetGrpcHealthCheck() == nil {
+			t.Fatalf("%s: want one gRPC health check", name)
+		}
+		service[name] = c.GetHealthChecks()[0].GetGrpcHealthCheck().GetServiceName()
+		if p := c.GetCommonLbConfig().GetHealthyPanicThreshold(); p == nil || p.GetValue() != 0 {
+			t.Errorf("%s: healthy_panic_threshold must be 0, got %v", name, p)
+		}
+		po := c.GetTypedExtensionProtocolOptions()["envoy.extensions.upstreams.http.v3.HttpProtocolOptions"]
+		if po == nil || unpack(t, po, &upstreamhttpv3.HttpProtocolOptions{}).GetExplicitHttpConfig().GetHttp2ProtocolOptions() == nil {
+			t.Errorf("%s: upstream is not HTTP/2", name)
+		}
+	}
+	routes := hcm.GetRouteConfig().GetVirtualHosts()[0].GetRoutes()
+	// route is the first route a call to path with header value v (none
+	// when v is "") takes, as Envoy picks them.
+	route := func(path, v string) *routev3.Route {
+		for _, r := range routes {
+			m := r.GetMatch()
+			ok := m.GetGrpc() != nil && strings.HasPrefix(path, m.GetPrefix())
+			for _, h := range m.GetHeaders() {
+				if h.GetName() != placement.Header {
+					t.Fatalf("route %v: header %q: this test knows only %s", m, h.GetName(), placement.Header)
+				}
+				switch {
+				case h.GetPresentMatch():
+					ok = ok && v != ""
+				case h.GetStringMatch().GetExact() != "":
+					ok = ok && v == h.GetStringMatch().GetExact()
+				default:
+					t.Fatalf("route %v: header match kind not understood by this test", m)
+				}
+			}
+			if ok {
+				return r
+			}
+		}
+		return nil
+	}
+	groups := len(service)
+	for m := range methods() {
+		if strings.HasPrefix(m, "/raftq.v1.Results/") {
+			continue // svcd: envoy.yaml's routes, not this example's
+		}
+		for g := range groups + 1 {
+			v := strconv.Itoa(g)
+			r := route(m, v)
+			if g == groups {
+				// A group the file has no cluster for.
+				if r == nil || r.GetRoute() != nil {
+					t.Errorf("%s with %s=%s: routed to %q, want a direct answer (no group holds it)", m, placement.Header, v, r.GetRoute().GetCluster())
+				}
+				continue
+			}
+			if r == nil {
+				t.Fatalf("%s with %s=%s: no route", m, placement.Header, v)
+			}
+			if got, want := service[r.GetRoute().GetCluster()], brokerd.GroupLeaderHealthService(uint32(g)); got != want {
+				t.Errorf("%s with %s=%s: cluster %q checks %q, want %q", m, placement.Header, v, r.GetRoute().GetCluster(), got, want)
+			}
+		}
+		r := route(m, "")
+		if r == nil {
+			t.Fatalf("%s without the header: no route", m)
+		}
+		if got := service[r.GetRoute().GetCluster()]; got != brokerd.GroupLeaderHealthService(0) && got != brokerd.LeaderHealthService {
+			t.Errorf("%s without the header: cluster %q checks %q, want group 0's leader", m, r.GetRoute().GetCluster(), got)
+		}
+	}
+	for _, r := range routes {
+		a := r.GetRoute()
+		if a == nil {
+			continue
+		}
+		if d := a.GetTimeout(); d == nil || (d.AsDuration() != 0 && !longerThan(d, maxWait)) {
+			t.Errorf("route %v: timeout %v would cut long-polls", r.GetMatch(), d)
+		}
+		for _, c := range strings.Split(a.GetRetryPolicy().GetRetryOn(), ",") {
+			if c = strings.TrimSpace(c); c != "connect-failure" && c != "refused-stream" {
+				t.Errorf("route %v: retry_on %q may repeat a write", r.GetMatch(), c)
+			}
+		}
 	}
 }

@@ -47,6 +47,9 @@ func TestInvalidConfigExit2(t *testing.T) {
 		{args: []string{"--id", "n1", "--data-dir", dir, "stray"}, want: []string{"unexpected [\"stray\"]"}},
 		{args: []string{"--id", "n1", "--data-dir", dir, "--raft-log-store", "rocks"}, want: []string{"raft.log_store", `want "wal" or "bolt"`}},
 		{args: []string{"--id", "a/b", "--data-dir", dir}, want: []string{"node.id", "must not contain"}},
+		{args: []string{"--id", "n1", "--data-dir", dir, "--xds-ip-only"}, want: []string{"xds.ip_only (flag --xds-ip-only, env RAFTQ_XDS_IP_ONLY): requires xds.enabled"}},
+		{args: []string{"--id", "n1", "--data-dir", dir, "--xds", "--xds-ip-only", "--grpc-advertise", "brokerd1:7101"},
+			want: []string{`grpc advertise "brokerd1:7101": xds ip only needs an IP address`}},
 		{args: []string{"--id", "n1", "--data-dir", dir, "--default-initial-backoff", "1h", "--default-max-backoff", "1m"},
 			want: []string{"defaults.max_backoff (flag --default-max-backoff, env RAFTQ_DEFAULTS_MAX_BACKOFF): must be at least defaults.initial_backoff (1h0m0s)"}},
 	}

@@ -121,6 +121,10 @@ func keys() []config.Key {
 			}
 			return nil
 		}, Usage: "Raft groups the cluster runs (every node runs all of them on its one Raft and gRPC port; queues are spread over them by name). Every node must have the same count; a data dir keeps the count it was made with"},
+		{Name: "xds.enabled", Flag: "xds", Kind: config.Bool, Default: false,
+			Usage: "serve Envoy's xDS (ADS) on the gRPC port: Envoy and proxyless gRPC clients (xds:///raftq) learn each Raft group's leader the moment it changes and route calls by their raftq-group header (envoy/README.md); with auth on, any authenticated principal may read it"},
+		{Name: "xds.ip_only", Flag: "xds-ip-only", Kind: config.Bool, Default: false,
+			Usage: "publish over xDS only leaders advertising an IP address, as Envoy needs (it does not resolve names from xDS); a leader advertising a host name is published without an endpoint. Requires xds.enabled"},
 		{Name: "raft.log_store", Flag: "raft-log-store", Kind: config.String, Check: func(v any) error {
 			switch v.(string) {
 			case brokerd.LogStoreAuto, brokerd.LogStoreWAL, brokerd.LogStoreBolt:
@@ -179,6 +183,8 @@ func toConfig(l *config.Loader, v *config.Values) (daemon.Config, extra, error) 
 	cfg.TrailingLogs = uint64(v.Int("raft.trailing_logs"))
 	cfg.LogStore = v.String("raft.log_store")
 	cfg.Groups = v.Int("groups")
+	cfg.XDS = v.Bool("xds.enabled")
+	cfg.XDSIPOnly = v.Bool("xds.ip_only")
 	cfg.ConsistencyCheckInterval = v.Duration("consistency_check.interval")
 	cfg.WALSegmentSize = v.Int("raft.wal_segment_size")
 	secErrs := applySecurity(l, v, &cfg)
@@ -220,6 +226,9 @@ func toConfig(l *config.Loader, v *config.Values) (daemon.Config, extra, error) 
 	}
 	if cfg.Defaults.MaxBackoff < cfg.Defaults.InitialBackoff {
 		errs = append(errs, l.Errorf("defaults.max_backoff", "must be at least defaults.initial_backoff (%s)", cfg.Defaults.InitialBackoff))
+	}
+	if cfg.XDSIPOnly && !cfg.XDS {
+		errs = append(errs, l.Errorf("xds.ip_only", "requires xds.enabled"))
 	}
 	if len(cfg.Etcd.Endpoints) == 0 && (v.Source("etcd.username") != config.FromDefault || v.Source("etcd.password") != config.FromDefault) {
 		errs = append(errs, l.Errorf("etcd.endpoints", "required when etcd credentials are set"))

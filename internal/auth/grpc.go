@@ -72,10 +72,10 @@ func jobs(ids ...string) Access { return Access{Jobs: ids} }
 // BrokerRules is brokerd's table: producers enqueue, read and cancel jobs
 // of their queues; workers fetch from their queues and settle (and read)
 // the jobs they leased; Cluster.Status is open to every principal (clients
-// use it to find the leader); Join and Remove (a node leaving) are for
-// nodes and admins; everything else (the Admin service, leadership
-// transfer, backup, restore, reflection) is for admins. Membership and
-// admin calls are audited.
+// use it to find the leader), and so is xDS's ADS (the same leaders);
+// Join and Remove (a node leaving) are for nodes and admins; everything
+// else (the Admin service, leadership transfer, backup, restore,
+// reflection) is for admins. Membership and admin calls are audited.
 var BrokerRules = merge(common, Rules{
 	"/raftq.v1.Broker/Enqueue": {Roles: RoleProducer, Scope: func(req any) Access {
 		var a Access
@@ -128,6 +128,13 @@ var BrokerRules = merge(common, Rules{
 	"/raftq.v1.Cluster/Status": {Roles: RoleProducer | RoleWorker | RoleAdmin | RoleNode},
 	// Where each group's leader is: what Status says, kept up to date.
 	"/raftq.v1.Cluster/WatchRoutes": {Roles: RoleProducer | RoleWorker | RoleAdmin | RoleNode},
+	// xDS (brokerd --xds): the leaders' addresses, as Cluster.Status
+	// tells them, so any authenticated principal (Envoy with a token or a
+	// node certificate, a proxyless client with its own token) may read
+	// them; unauthenticated callers may not map the cluster. Both forms
+	// of ADS are listed, as the server registers both.
+	"/envoy.service.discovery.v3.AggregatedDiscoveryService/StreamAggregatedResources": {},
+	"/envoy.service.discovery.v3.AggregatedDiscoveryService/DeltaAggregatedResources":  {},
 	// A read the dashboard makes on every page: admin only, not audited.
 	"/raftq.v1.Admin/ListJobs": {Roles: RoleAdmin},
 	// Schedule reads, for the CLI and dashboard: admin only, not audited

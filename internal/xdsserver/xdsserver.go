@@ -132,6 +132,7 @@ type Server struct {
 	opts  Options
 	cache cachev3.SnapshotCache
 	xds   serverv3.Server
+	stop  context.CancelFunc // ends every stream (Stop)
 
 	mu   sync.Mutex // serializes Update: snapshots go out in call order
 	last Routes     // last published
@@ -174,7 +175,9 @@ func New(logger *slog.Logger, opts Options) *Server {
 		// one version instead of a partial set.
 		cache: cachev3.NewSnapshotCache(true, allNodes{}, slogAdapter(logger)),
 	}
-	s.xds = serverv3.NewServer(context.Background(), s.cache, serverv3.CallbackFuncs{
+	var ctx context.Context
+	ctx, s.stop = context.WithCancel(context.Background())
+	s.xds = serverv3.NewServer(ctx, s.cache, serverv3.CallbackFuncs{
 		StreamRequestFunc: s.onRequest,
 		StreamClosedFunc:  s.onStreamClosed,
 	})
@@ -191,6 +194,13 @@ func New(logger *slog.Logger, opts Options) *Server {
 func (s *Server) Register(g *grpc.Server) {
 	discoveryv3.RegisterAggregatedDiscoveryServiceServer(g, s.xds)
 }
+
+// Stop ends every open stream, now and from then on. A stream otherwise
+// lasts as long as its client: the gRPC server's GracefulStop would wait
+// for it forever. Clients keep the routes they hold and reconnect (to
+// another control plane, if their bootstrap names one). Safe to call more
+// than once.
+func (s *Server) Stop() { s.stop() }
 
 // Update publishes r as a new snapshot to every connected client at once
 // (and to clients that connect later). It refuses a malformed address with

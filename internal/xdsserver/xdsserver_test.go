@@ -3,6 +3,7 @@ package xdsserver
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"strconv"
 	"strings"
@@ -19,6 +20,8 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/xds"
 
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	discoveryv3 "github.com/envoyproxy/go-control-plane/envoy/service/discovery/v3"
 	resourcev3 "github.com/envoyproxy/go-control-plane/pkg/resource/v3"
 
 	"github.com/raftq/raftq/internal/testutil"
@@ -397,4 +400,39 @@ func TestReconnectToAnotherControlPlane(t *testing.T) {
 	t.Cleanup(g2.Stop)
 
 	waitRoute(t, ctx, cc, "", b[1])
+}
+
+// TestStopEndsStreams: Stop ends an open stream cleanly (the client reads
+// io.EOF, not a cut connection), and a stream opened afterwards ends at
+// once, so a gRPC server's GracefulStop need not wait for its clients.
+func TestStopEndsStreams(t *testing.T) {
+	ctx := testutil.Context(t, time.Minute)
+	s := New(testutil.Logger(t), Options{})
+	cc, err := grpc.NewClient(startControlPlane(t, s), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	open := func() discoveryv3.AggregatedDiscoveryService_StreamAggregatedResourcesClient {
+		stream, err := discoveryv3.NewAggregatedDiscoveryServiceClient(cc).StreamAggregatedResources(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := stream.Send(&discoveryv3.DiscoveryRequest{Node: &corev3.Node{Id: "stop"}, TypeUrl: resourcev3.ListenerType, ResourceNames: []string{DefaultName}}); err != nil && err != io.EOF {
+			t.Fatal(err)
+		}
+		return stream
+	}
+	stream := open()
+	if _, err := stream.Recv(); err != nil {
+		t.Fatal(err)
+	}
+	s.Stop()
+	if _, err := stream.Recv(); err != io.EOF {
+		t.Fatalf("open stream after Stop: %v, want io.EOF", err)
+	}
+	s.Stop() // twice is fine
+	if _, err := open().Recv(); err != io.EOF {
+		t.Fatalf("stream opened after Stop: %v, want io.EOF", err)
+	}
 }
