@@ -80,6 +80,7 @@ var retrySafe = map[string]string{
 	"/raftq.v1.Cluster/TransferLeadership": "",
 	"/raftq.v1.Cluster/Snapshot":           "", // a stream
 	"/raftq.v1.Cluster/Restore":            "", // a stream
+	"/raftq.v1.Cluster/WatchRoutes":        "", // a stream; the client opens another
 	// PutSchedule, Pause and Resume are idempotent, but like the other
 	// admin calls they are not retried on UNAVAILABLE: the client retries.
 	"/raftq.v1.Schedules/PutSchedule":    "",
