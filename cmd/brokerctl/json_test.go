@@ -242,6 +242,19 @@ func TestEveryCommandPrintsJSON(t *testing.T) {
 		t.Fatalf("queues list: %+v", qs)
 	}
 	run(&qs, "", "stats")
+	// One group: every queue is group 0's, led by the cluster's leader.
+	var placed struct {
+		GroupCount int `json:"group_count"`
+		Queues     []struct {
+			Queue    string `json:"queue"`
+			Group    int    `json:"group"`
+			LeaderID string `json:"leader_id"`
+		} `json:"queues"`
+	}
+	run(&placed, "", "queues", "group", "js")
+	if l := c.WaitLeader(10 * time.Second).ID(); placed.GroupCount != 1 || len(placed.Queues) != 1 || placed.Queues[0].Group != 0 || placed.Queues[0].LeaderID != l {
+		t.Fatalf("queues group: %+v (leader %s)", placed, l)
+	}
 	var paused struct {
 		Queue  string `json:"queue"`
 		Paused bool   `json:"paused"`
@@ -291,12 +304,14 @@ func TestEveryCommandPrintsJSON(t *testing.T) {
 	var views []struct {
 		Addr string `json:"addr"`
 		Node *struct {
-			State string `json:"state"`
+			State      string            `json:"state"`
+			GroupCount int               `json:"group_count"`
+			Groups     []json.RawMessage `json:"groups"`
 		} `json:"node"`
 	}
 	run(&views, "", "cluster", "status")
-	if len(views) != 3 || views[0].Node == nil {
-		t.Fatalf("cluster status: %+v", views)
+	if len(views) != 3 || views[0].Node == nil || views[0].Node.GroupCount != 1 || views[0].Node.Groups != nil {
+		t.Fatalf("cluster status: %+v (one group: group_count 1, no groups)", views)
 	}
 	run(&views, "", "status")
 	run(nil, "", "cluster", "members")

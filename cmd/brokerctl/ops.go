@@ -216,22 +216,73 @@ func queuesCmd(g *globals) *cobra.Command {
 				if err != nil {
 					return err
 				}
+				c, err := clusterStatus(ctx, cl)
+				if err != nil {
+					return err
+				}
+				// The group column only where there are groups, so a
+				// one-group cluster's table reads as it always did.
+				multi := c.GroupCount > 1
 				out := []adminapi.Queue{}
 				var rows [][]string
 				for _, q := range qs {
 					v := adminapi.QueueFromProto(q)
+					v.Group = c.QueueGroup(q.Queue)
 					out = append(out, v)
 					age := "-"
 					if q.Ready > 0 {
 						age = (time.Duration(v.OldestReadyAgeSeconds * float64(time.Second))).Round(time.Second).String()
 					}
-					rows = append(rows, []string{q.Queue, strconv.FormatBool(q.Paused), i64(q.Scheduled), i64(q.Ready), i64(q.Leased),
-						i64(q.Succeeded), i64(q.Dead), i64(q.Cancelled), age})
+					row := []string{q.Queue}
+					if multi {
+						row = append(row, strconv.FormatUint(uint64(v.Group), 10))
+					}
+					rows = append(rows, append(row, strconv.FormatBool(q.Paused), i64(q.Scheduled), i64(q.Ready), i64(q.Leased),
+						i64(q.Succeeded), i64(q.Dead), i64(q.Cancelled), age))
 				}
-				return p.print(map[string]any{"queues": out}, []string{"QUEUE", "PAUSED", "SCHEDULED", "READY", "LEASED", "SUCCEEDED", "DEAD", "CANCELLED", "OLDEST READY"}, rows)
+				header := []string{"QUEUE"}
+				if multi {
+					header = append(header, "GROUP")
+				}
+				header = append(header, "PAUSED", "SCHEDULED", "READY", "LEASED", "SUCCEEDED", "DEAD", "CANCELLED", "OLDEST READY")
+				return p.print(map[string]any{"queues": out}, header, rows)
 			})
 		},
 	}
+	var newQueue bool
+	group := &cobra.Command{
+		Use: "group QUEUE...", Short: "The Raft group holding each queue, and that group's leader", Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			for _, q := range args {
+				if strings.TrimSpace(q) == "" {
+					return errors.New("an empty queue name")
+				}
+			}
+			return g.run(cmd, func(ctx context.Context, cl *client.Client, p *printer) error {
+				// Placement is computed from the name, so a typo would get
+				// an answer too: refuse names the cluster has never seen
+				// unless asked where a new queue would go.
+				if !newQueue {
+					if err := knownQueues(ctx, cl, args...); err != nil {
+						return fmt.Errorf("%w (--new to ask where it would be created)", err)
+					}
+				}
+				c, err := clusterStatus(ctx, cl)
+				if err != nil {
+					return err
+				}
+				out := []adminapi.QueuePlacement{}
+				var rows [][]string
+				for _, q := range args {
+					pl := c.Placement(q)
+					out = append(out, pl)
+					rows = append(rows, []string{q, strconv.FormatUint(uint64(pl.Group), 10), orDash(pl.LeaderID), orDash(pl.LeaderAddr)})
+				}
+				return p.print(map[string]any{"group_count": c.GroupCount, "queues": out}, []string{"QUEUE", "GROUP", "LEADER", "LEADER ADDR"}, rows)
+			})
+		},
+	}
+	group.Flags().BoolVar(&newQueue, "new", false, "the queue may not exist yet: show the group it will be created in")
 	pause := func(use, short string, paused bool) *cobra.Command {
 		var create bool
 		c := &cobra.Command{
@@ -259,7 +310,7 @@ func queuesCmd(g *globals) *cobra.Command {
 		c.Flags().BoolVar(&create, "create", false, "the queue may be new (a typo would otherwise "+use+" a queue nobody uses)")
 		return c
 	}
-	cmd.AddCommand(list, pause("pause", "Stop leasing from a queue (enqueues still accepted)", true), pause("resume", "Resume leasing from a queue", false))
+	cmd.AddCommand(list, group, pause("pause", "Stop leasing from a queue (enqueues still accepted)", true), pause("resume", "Resume leasing from a queue", false))
 	return cmd
 }
 
@@ -287,6 +338,27 @@ func knownQueues(ctx context.Context, cl *client.Client, names ...string) error 
 }
 
 func i64(n int64) string { return strconv.FormatInt(n, 10) }
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+// clusterStatus is the cluster as the first broker the client reaches
+// sees it: a Status that names no group, so with several groups it has
+// every group's leader.
+func clusterStatus(ctx context.Context, cl *client.Client) (adminapi.Cluster, error) {
+	var st *raftqv1.StatusResponse
+	if err := cl.Do(ctx, func(ctx context.Context, cc *grpc.ClientConn) (err error) {
+		st, err = raftqv1.NewClusterClient(cc).Status(ctx, &raftqv1.StatusRequest{})
+		return err
+	}); err != nil {
+		return adminapi.Cluster{}, err
+	}
+	return adminapi.ClusterFromProto(st), nil
+}
 
 // ---- dead letters ----
 
@@ -404,7 +476,7 @@ func dlqCmd(g *globals) *cobra.Command {
 func clusterCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "cluster", Short: "Cluster status, membership and leadership"}
 	statusC := &cobra.Command{
-		Use: "status", Short: "Each broker's view: Raft state, leader, term, indexes, state hash", Args: cobra.NoArgs,
+		Use: "status", Short: "Each broker's view: Raft state, leader, term, indexes, state hash; and of every Raft group", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return g.run(cmd, func(ctx context.Context, cl *client.Client, p *printer) error {
 				type view struct {
@@ -413,7 +485,7 @@ func clusterCmd(g *globals) *cobra.Command {
 					Node  *adminapi.Cluster `json:"node,omitempty"`
 				}
 				var views []view
-				var rows [][]string
+				var rows, grows [][]string
 				for _, a := range g.addrs() {
 					sctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 					st, err := cl.StatusWithHash(sctx, a)
@@ -431,8 +503,19 @@ func clusterCmd(g *globals) *cobra.Command {
 					}
 					rows = append(rows, []string{a, st.NodeId, st.State, st.LeaderId, strconv.FormatUint(st.Term, 10),
 						strconv.FormatUint(st.CommitIndex, 10), strconv.FormatUint(st.AppliedIndex, 10), hash})
+					for _, gr := range c.Groups {
+						grows = append(grows, []string{st.NodeId, strconv.FormatUint(uint64(gr.Group), 10), gr.State, orDash(gr.LeaderID),
+							orDash(gr.LeaderAddr), strconv.FormatUint(gr.Term, 10), strconv.FormatUint(gr.AppliedIndex, 10), memberList(gr.Members)})
+					}
 				}
-				return p.print(views, []string{"ADDR", "NODE", "STATE", "LEADER", "TERM", "COMMIT", "APPLIED", "STATE HASH"}, rows)
+				if err := p.print(views, []string{"ADDR", "NODE", "STATE", "LEADER", "TERM", "COMMIT", "APPLIED", "STATE HASH"}, rows); err != nil || p.json || len(grows) == 0 {
+					// JSON: the groups are in each node's view.
+					return err
+				}
+				// Several Raft groups: the rows above are group 0's; each
+				// node's view of every group follows.
+				fmt.Fprintln(p.w)
+				return p.print(nil, []string{"NODE", "GROUP", "STATE", "LEADER", "LEADER ADDR", "TERM", "APPLIED", "MEMBERS"}, grows)
 			})
 		},
 	}
@@ -502,6 +585,23 @@ func clusterCmd(g *globals) *cobra.Command {
 		})
 	cmd.AddCommand(statusC, members, add, remove, transfer)
 	return cmd
+}
+
+// memberList is a group's members as a table cell: node ids, the leader
+// marked with a star, non-voters with "(non-voter)".
+func memberList(ms []adminapi.Member) string {
+	out := make([]string, 0, len(ms))
+	for _, m := range ms {
+		s := m.NodeID
+		if m.Leader {
+			s += "*"
+		}
+		if !m.Voter {
+			s += "(non-voter)"
+		}
+		out = append(out, s)
+	}
+	return strings.Join(out, ",")
 }
 
 // ---- snapshots ----

@@ -21,6 +21,7 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/raftq/raftq/internal/placement"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"github.com/raftq/raftq/results"
 )
@@ -185,6 +186,9 @@ type Queue struct {
 	Paused                bool             `json:"paused"`
 	Counts                map[string]int64 `json:"counts"`
 	OldestReadyAgeSeconds float64          `json:"oldest_ready_age_seconds"`
+	// Group is the Raft group that holds the queue (always 0 in a
+	// cluster of one group); Cluster.QueueGroup computes it.
+	Group uint32 `json:"group"`
 	// Rates are the admin server's estimate (absent from brokerctl's output).
 	Rates *Rates `json:"rates,omitempty"`
 }
@@ -231,6 +235,30 @@ func MembersFromProto(ms []*raftqv1.Member) []Member {
 	return out
 }
 
+// Group is one Raft group of a cluster running several (brokerd
+// --groups), as the answering node sees it.
+type Group struct {
+	Group      uint32 `json:"group"`
+	LeaderID   string `json:"leader_id"`
+	LeaderAddr string `json:"leader_addr"`
+	// State is the answering node's Raft state in the group (Leader,
+	// Follower, ...).
+	State        string   `json:"state"`
+	Term         uint64   `json:"term"`
+	AppliedIndex uint64   `json:"applied_index"`
+	Members      []Member `json:"members"`
+}
+
+// GroupsFromProto converts a Status answer's groups (never nil).
+func GroupsFromProto(gs []*raftqv1.GroupStatus) []Group {
+	out := []Group{}
+	for _, g := range gs {
+		out = append(out, Group{Group: g.Group, LeaderID: g.LeaderId, LeaderAddr: g.LeaderAddr, State: g.State,
+			Term: g.Term, AppliedIndex: g.AppliedIndex, Members: MembersFromProto(g.Members)})
+	}
+	return out
+}
+
 // Cluster is the cluster as the answering node sees it.
 type Cluster struct {
 	NodeID       string            `json:"node_id"`
@@ -243,16 +271,65 @@ type Cluster struct {
 	StateHash    string            `json:"state_hash"`
 	Members      []Member          `json:"members"`
 	Raft         map[string]string `json:"raft"`
+	// GroupCount is how many Raft groups the cluster runs (1: one).
+	// With several, the fields above are group 0's and Groups has each
+	// group; with one, Groups is absent.
+	GroupCount uint32  `json:"group_count"`
+	Groups     []Group `json:"groups,omitempty"`
 }
 
 // ClusterFromProto converts a Status answer; Raft (the node's own raft
 // statistics) is left for the admin server, which has the node at hand.
 func ClusterFromProto(st *raftqv1.StatusResponse) Cluster {
-	return Cluster{
+	c := Cluster{
 		NodeID: st.NodeId, State: st.State, LeaderID: st.LeaderId, LeaderAddr: st.LeaderAddr, Term: st.Term,
 		CommitIndex: st.CommitIndex, AppliedIndex: st.AppliedIndex, StateHash: st.StateHash,
 		Members: MembersFromProto(st.Members),
+		// A node from before groups leaves the count 0: one group.
+		GroupCount: max(st.GroupCount, 1),
 	}
+	if len(st.Groups) > 0 {
+		c.Groups = GroupsFromProto(st.Groups)
+	}
+	return c
+}
+
+// QueueGroup is the group that holds queue. Placement is computed from
+// the name and the group count (internal/placement), as brokers and the
+// SDK compute it, so it is also where a queue that has no job yet will
+// be created.
+func (c Cluster) QueueGroup(queue string) uint32 {
+	return placement.Queue(queue, int(c.GroupCount))
+}
+
+// GroupLeader is group g's leader as the answering node knows it (empty
+// when it knows none, or has no such group).
+func (c Cluster) GroupLeader(g uint32) (id, addr string) {
+	if c.GroupCount <= 1 && g == 0 {
+		return c.LeaderID, c.LeaderAddr
+	}
+	for _, gr := range c.Groups {
+		if gr.Group == g {
+			return gr.LeaderID, gr.LeaderAddr
+		}
+	}
+	return "", ""
+}
+
+// QueuePlacement is where a queue lives: its group and that group's
+// leader (brokerctl queues group).
+type QueuePlacement struct {
+	Queue      string `json:"queue"`
+	Group      uint32 `json:"group"`
+	LeaderID   string `json:"leader_id"`
+	LeaderAddr string `json:"leader_addr"`
+}
+
+// Placement is where queue lives in c.
+func (c Cluster) Placement(queue string) QueuePlacement {
+	g := c.QueueGroup(queue)
+	id, addr := c.GroupLeader(g)
+	return QueuePlacement{Queue: queue, Group: g, LeaderID: id, LeaderAddr: addr}
 }
 
 // Attempt is one attempt of a job as svcd recorded it.

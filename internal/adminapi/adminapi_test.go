@@ -1,10 +1,13 @@
 package adminapi
 
 import (
+	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/raftq/raftq/fsm"
+	"github.com/raftq/raftq/internal/placement"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
 
@@ -54,5 +57,50 @@ func TestStateNamesAreTheFSMs(t *testing.T) {
 	}
 	if _, ok := ParseState("finished"); ok {
 		t.Error("ParseState accepted a state that does not exist")
+	}
+}
+
+// A Status answer's groups reach the JSON shape; a queue's group is the
+// one placement computes from the answer's group count, and its leader
+// the one that answer names for that group. A one-group answer (or one
+// from a node before groups) shows group_count 1, no groups, and group
+// 0 led by the cluster's leader.
+func TestClusterGroups(t *testing.T) {
+	one := ClusterFromProto(&raftqv1.StatusResponse{LeaderId: "n1", LeaderAddr: "a1"})
+	b, err := json.Marshal(one)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if one.GroupCount != 1 || strings.Contains(string(b), `"groups"`) || !strings.Contains(string(b), `"group_count":1`) {
+		t.Fatalf("one group: %s", b)
+	}
+	if pl := one.Placement("any"); pl.Group != 0 || pl.LeaderID != "n1" || pl.LeaderAddr != "a1" {
+		t.Fatalf("one group: placement %+v", pl)
+	}
+
+	st := &raftqv1.StatusResponse{LeaderId: "n1", LeaderAddr: "a1", GroupCount: 3}
+	for g, l := range []string{"n1", "n2", "n3"} {
+		st.Groups = append(st.Groups, &raftqv1.GroupStatus{Group: uint32(g), LeaderId: l, LeaderAddr: "addr-" + l, State: "Follower",
+			Term: uint64(g + 2), AppliedIndex: uint64(10 * g), Members: []*raftqv1.Member{{NodeId: l, Voter: true, Leader: true}}})
+	}
+	c := ClusterFromProto(st)
+	if c.GroupCount != 3 || len(c.Groups) != 3 || c.Groups[2].Term != 4 || c.Groups[2].AppliedIndex != 20 || c.Groups[1].Members[0].NodeID != "n2" {
+		t.Fatalf("groups %+v", c.Groups)
+	}
+	seen := map[uint32]bool{}
+	for i := range 50 {
+		q := fmt.Sprintf("q%d", i)
+		pl := c.Placement(q)
+		want := placement.Queue(q, 3)
+		seen[want] = true
+		if pl.Queue != q || pl.Group != want || pl.LeaderID != st.Groups[want].LeaderId || pl.LeaderAddr != st.Groups[want].LeaderAddr {
+			t.Fatalf("placement of %s: %+v, want group %d", q, pl, want)
+		}
+	}
+	if len(seen) != 3 {
+		t.Fatalf("50 queues fell in groups %v only", seen)
+	}
+	if id, addr := c.GroupLeader(7); id != "" || addr != "" {
+		t.Fatalf("group 7 of 3: leader %q %q", id, addr)
 	}
 }
