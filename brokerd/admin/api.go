@@ -2,6 +2,7 @@ package admin
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"github.com/go-chi/chi/v5"
 
 	"github.com/raftq/raftq/internal/adminapi"
+	"github.com/raftq/raftq/internal/placement"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"github.com/raftq/raftq/results"
 )
@@ -28,11 +30,31 @@ func parseState(s string) (raftqv1.JobState, error) {
 	return st, nil
 }
 
-func (s *Server) queueJSON(q *raftqv1.QueueStats) adminapi.Queue {
+// queueJSON is a queue's JSON shape: its stats, its rates and the group
+// that holds it in a cluster of groups groups.
+func (s *Server) queueJSON(q *raftqv1.QueueStats, groups uint32) adminapi.Queue {
 	out := adminapi.QueueFromProto(q)
 	r := s.rates.rates(q.Queue)
 	out.Rates = &r
+	out.Group = placement.Queue(q.Queue, int(groups))
 	return out
+}
+
+// groupCount is the cluster's Raft group count, read from the node's
+// Status (answered locally, no leader needed) on first use and kept: a
+// cluster keeps its count for life (a data dir refuses another), so it
+// cannot change under a running server.
+func (s *Server) groupCount(ctx context.Context) (uint32, error) {
+	if n := s.groups.Load(); n > 0 {
+		return n, nil
+	}
+	st, err := s.cluster.Status(ctx, &raftqv1.StatusRequest{})
+	if err != nil {
+		return 0, err
+	}
+	n := max(st.GroupCount, 1)
+	s.groups.Store(n)
+	return n, nil
 }
 
 // ---- helpers ----
@@ -256,9 +278,13 @@ func (s *Server) queues(r *http.Request, names ...string) ([]adminapi.Queue, err
 	if err != nil {
 		return nil, err
 	}
+	groups, err := s.groupCount(r.Context())
+	if err != nil {
+		return nil, err
+	}
 	out := []adminapi.Queue{}
 	for _, q := range qs.Queues {
-		out = append(out, s.queueJSON(q))
+		out = append(out, s.queueJSON(q, groups))
 	}
 	return out, nil
 }

@@ -313,6 +313,10 @@ func TestDashboardPages(t *testing.T) {
 	// Queues list and one queue's page.
 	qs := get(t, ui+"/queues")
 	mustContain(t, "queues", qs, `<a href="/ui/queues/emails">emails</a>`)
+	// One Raft group: no groups table, no group column, as before groups.
+	if strings.Contains(ov.body, `id="groups"`) || strings.Contains(ov.body, "(group 0)") || strings.Contains(qs.body, "<th>Group</th>") {
+		t.Fatalf("one group, yet a groups table or column:\n%s\n%s", ov.body, qs.body)
+	}
 	q := get(t, ui+"/queues/emails")
 	if q.status != 200 {
 		t.Fatalf("queue page: %d %s", q.status, q.body)

@@ -22,6 +22,7 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-chi/chi/v5"
@@ -108,6 +109,9 @@ type Server struct {
 	hist    *history
 	probe   *prober
 	httpm   *httpMetrics
+
+	// groups is the cluster's Raft group count once read (groupCount).
+	groups atomic.Uint32
 
 	closeOnce sync.Once
 }

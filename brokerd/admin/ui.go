@@ -210,6 +210,17 @@ type overviewPage struct {
 	Totals    map[string]int64
 	Charts    []Chart
 	RaftLast  string // this node's raft last_contact (follower: to the leader)
+	// Groups are the cluster's Raft groups as this node sees them, with
+	// the queues each holds (none with one group).
+	Groups []groupRow
+}
+
+// groupRow is one Raft group on the overview.
+type groupRow struct {
+	Info adminapi.Group
+	// Queues are the known queues the group holds, in the order the
+	// queue table lists them.
+	Queues []string
 }
 
 func (s *Server) overview(r *http.Request) (overviewPage, error) {
@@ -226,6 +237,15 @@ func (s *Server) overview(r *http.Request) (overviewPage, error) {
 		for k, v := range q.Counts {
 			p.Totals[k] += v
 		}
+	}
+	for _, g := range c.Groups {
+		row := groupRow{Info: g}
+		for _, q := range qs {
+			if q.Group == g.Group {
+				row.Queues = append(row.Queues, q.Name)
+			}
+		}
+		p.Groups = append(p.Groups, row)
 	}
 	p.Nodes, p.Probed = s.nodeHealth(c)
 	for _, n := range p.Nodes {
@@ -263,9 +283,13 @@ func (s *Server) uiQueueStats(r *http.Request) ([]adminapi.Queue, string, error)
 	if err != nil {
 		return nil, "", err
 	}
+	groups, err := s.groupCount(r.Context())
+	if err != nil {
+		return nil, "", err
+	}
 	out := []adminapi.Queue{}
 	for _, q := range qs.Queues {
-		out = append(out, s.queueJSON(q))
+		out = append(out, s.queueJSON(q, groups))
 	}
 	return out, stale, nil
 }
@@ -332,7 +356,19 @@ func (s *Server) uiQueues(w http.ResponseWriter, r *http.Request) {
 		s.renderError(w, r, err)
 		return
 	}
-	s.render(w, r, http.StatusOK, "queues", "Queues", "queues", qs)
+	groups, err := s.groupCount(r.Context())
+	if err != nil {
+		s.renderError(w, r, err)
+		return
+	}
+	s.render(w, r, http.StatusOK, "queues", "Queues", "queues", queuesPage{Queues: qs, Groups: groups})
+}
+
+// queuesPage is the queue list; Groups is the cluster's Raft group count
+// (the group column shows only with several).
+type queuesPage struct {
+	Queues []adminapi.Queue
+	Groups uint32
 }
 
 type queuePage struct {

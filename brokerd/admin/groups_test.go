@@ -1,0 +1,167 @@
+package admin_test
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/raftq/raftq/brokerd"
+	"github.com/raftq/raftq/internal/adminapi"
+	"github.com/raftq/raftq/internal/placement"
+	"github.com/raftq/raftq/internal/testcluster"
+	"github.com/raftq/raftq/internal/testutil"
+	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
+)
+
+// groupRowRE reads the overview's Raft groups table: one row per group,
+// then the row's cells up to the next row.
+var groupRowRE = regexp.MustCompile(`(?s)<tr data-group="(\d+)" data-leader="([^"]*)" data-state="([^"]*)">(.*?)</tr>`)
+
+// TestGroupsAdminAndDashboard: on a 3-node cluster running 3 Raft
+// groups, a follower's admin API reports every group (its leader — the
+// node that really leads it —, this node's state in it, its members) and
+// each queue's group; its overview page shows the groups table with each
+// group's leader, state, members and the queues it holds, and its queues
+// page each queue's group.
+func TestGroupsAdminAndDashboard(t *testing.T) {
+	const groups = 3
+	c := testcluster.New(t, 3, func(cfg *brokerd.Config) { cfg.Groups = groups }, testcluster.Admin)
+	leaders := c.WaitGroupsSettled(t, 30*time.Second)
+	// The node that leads group 0 (the cluster's "leader"), so its view is
+	// a follower's in group 0 and a leader's in another.
+	var n *brokerd.Node
+	for _, m := range c.Up() {
+		if m.ID() != leaders[0].ID() {
+			n = m
+		}
+	}
+	u := base(c, n)
+
+	qs := make([]string, groups)
+	for i, found := 0, 0; found < groups; i++ {
+		q := fmt.Sprintf("aq%d", i)
+		if g := placement.Queue(q, groups); qs[g] == "" {
+			qs[g], found = q, found+1
+		}
+	}
+	cl := c.Client()
+	ctx := testutil.Context(t, 30*time.Second)
+	for g, q := range qs {
+		// Group g's queue gets g+1 jobs: a count read from the wrong
+		// group shows.
+		var specs []*raftqv1.JobSpec
+		for range g + 1 {
+			specs = append(specs, &raftqv1.JobSpec{Queue: q, Type: "t"})
+		}
+		if _, err := cl.Enqueue(ctx, specs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wantState := func(g int) string {
+		if leaders[g].ID() == n.ID() {
+			return "Leader"
+		}
+		return "Follower"
+	}
+
+	t.Run("api cluster", func(t *testing.T) {
+		r := call(t, "GET", u+"/v1/cluster", "")
+		want(t, r, 200, "")
+		var cv adminapi.Cluster
+		if err := json.Unmarshal(r.raw, &cv); err != nil {
+			t.Fatal(err)
+		}
+		if cv.NodeID != n.ID() || cv.GroupCount != groups || len(cv.Groups) != groups {
+			t.Fatalf("cluster: node %s, group_count %d, %d groups", cv.NodeID, cv.GroupCount, len(cv.Groups))
+		}
+		for g, gr := range cv.Groups {
+			if gr.Group != uint32(g) || gr.LeaderID != leaders[g].ID() || gr.LeaderAddr != leaders[g].GRPCAddr() || gr.State != wantState(g) {
+				t.Errorf("group %d: %+v, want leader %s at %s, state %s", g, gr, leaders[g].ID(), leaders[g].GRPCAddr(), wantState(g))
+			}
+			if len(gr.Members) != 3 || gr.Term < 1 {
+				t.Errorf("group %d: members %+v, term %d", g, gr.Members, gr.Term)
+			}
+		}
+	})
+
+	t.Run("api queues", func(t *testing.T) {
+		r := call(t, "GET", u+"/v1/queues", "")
+		want(t, r, 200, "")
+		var body struct {
+			Queues []adminapi.Queue `json:"queues"`
+		}
+		if err := json.Unmarshal(r.raw, &body); err != nil {
+			t.Fatal(err)
+		}
+		if len(body.Queues) != groups {
+			t.Fatalf("queues %+v", body.Queues)
+		}
+		for _, q := range body.Queues {
+			g := placement.Queue(q.Name, groups)
+			if q.Group != g || q.Counts["ready"] != int64(g)+1 {
+				t.Errorf("queue %+v, want group %d with %d ready", q, g, g+1)
+			}
+		}
+		r = call(t, "GET", u+"/v1/queues/"+qs[2], "")
+		want(t, r, 200, "")
+		var one adminapi.Queue
+		if err := json.Unmarshal(r.raw, &one); err != nil || one.Name != qs[2] || one.Group != 2 {
+			t.Errorf("queue %s: %v %s", qs[2], err, r.raw)
+		}
+	})
+
+	t.Run("overview", func(t *testing.T) {
+		p := get(t, u+"/ui/")
+		if p.status != 200 {
+			t.Fatalf("overview: %d %s", p.status, p.body)
+		}
+		mustContain(t, "overview", p, `<table id="groups">`, "Leader (group 0)")
+		rows := groupRowRE.FindAllStringSubmatch(p.body, -1)
+		if len(rows) != groups {
+			t.Fatalf("%d group rows, want %d:\n%s", len(rows), groups, p.body)
+		}
+		for g, row := range rows {
+			if row[1] != fmt.Sprint(g) || row[2] != leaders[g].ID() || row[3] != wantState(g) {
+				t.Errorf("group row %d: group %s leader %s state %s; want leader %s, state %s", g, row[1], row[2], row[3], leaders[g].ID(), wantState(g))
+			}
+			cells := row[4]
+			if !strings.Contains(cells, leaders[g].GRPCAddr()) {
+				t.Errorf("group %d row lacks its leader's address %s: %s", g, leaders[g].GRPCAddr(), cells)
+			}
+			for _, m := range c.Up() {
+				if !strings.Contains(cells, `data-member="`+m.ID()+`"`) {
+					t.Errorf("group %d row lacks member %s: %s", g, m.ID(), cells)
+				}
+			}
+			if !strings.Contains(cells, `data-member="`+leaders[g].ID()+`">`+leaders[g].ID()+` (leader)`) {
+				t.Errorf("group %d row does not mark %s as leader: %s", g, leaders[g].ID(), cells)
+			}
+			// Each group lists its own queue and no other.
+			for og, q := range qs {
+				if has := strings.Contains(cells, `href="/ui/queues/`+q+`"`); has != (og == g) {
+					t.Errorf("group %d row lists queue %s (group %d): %v\n%s", g, q, og, has, cells)
+				}
+			}
+		}
+		// The live fragment live.js swaps in has it too.
+		if l := get(t, u+"/ui/live/overview"); l.status != 200 || len(groupRowRE.FindAllString(l.body, -1)) != groups {
+			t.Errorf("live overview: %d\n%s", l.status, l.body)
+		}
+	})
+
+	t.Run("queues page", func(t *testing.T) {
+		p := get(t, u+"/ui/queues")
+		if p.status != 200 {
+			t.Fatalf("queues: %d %s", p.status, p.body)
+		}
+		mustContain(t, "queues", p, "<th>Group</th>")
+		for g, q := range qs {
+			mustContain(t, "queues", p, fmt.Sprintf(`<tr data-queue="%s">
+<td><a href="/ui/queues/%s">%s</a></td>
+<td data-field="group"><a href="/ui/#groups">%d</a></td>`, q, q, q, g))
+		}
+	})
+}
