@@ -23,7 +23,7 @@ var groupRowRE = regexp.MustCompile(`(?s)<tr data-group="(\d+)" data-leader="([^
 // TestGroupsAdminAndDashboard: on a 3-node cluster running 3 Raft
 // groups, a follower's admin API reports every group (its leader — the
 // node that really leads it —, this node's state in it, its members) and
-// each queue's group; its overview page shows the groups table with each
+// each queue's group and rates; its overview page shows the groups table with each
 // group's leader, state, members and the queues it holds, and its queues
 // page each queue's group.
 func TestGroupsAdminAndDashboard(t *testing.T) {
@@ -111,6 +111,26 @@ func TestGroupsAdminAndDashboard(t *testing.T) {
 		if err := json.Unmarshal(r.raw, &one); err != nil || one.Name != qs[2] || one.Group != 2 {
 			t.Errorf("queue %s: %v %s", qs[2], err, r.raw)
 		}
+	})
+
+	// Rates come from every group's state: a queue of group 2 is not
+	// idle because group 0 never saw it.
+	t.Run("rates", func(t *testing.T) {
+		testutil.WaitFor(t, 15*time.Second, "every queue's enqueue rate above 0", func() bool {
+			r := call(t, "GET", u+"/v1/queues", "")
+			var body struct {
+				Queues []adminapi.Queue `json:"queues"`
+			}
+			if r.status != 200 || json.Unmarshal(r.raw, &body) != nil || len(body.Queues) != groups {
+				return false
+			}
+			for _, q := range body.Queues {
+				if q.Rates == nil || q.Rates.EnqueuedPerSecond <= 0 {
+					return false
+				}
+			}
+			return true
+		})
 	})
 
 	t.Run("overview", func(t *testing.T) {

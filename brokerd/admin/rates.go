@@ -9,7 +9,7 @@ import (
 )
 
 // rateSampler estimates per-queue enqueue and completion rates from the
-// node's own FSM, sampled every interval and compared over window. It
+// node's own FSMs (one per Raft group), sampled every interval and compared over window. It
 // reads counts, which every node applies identically, so any node's admin
 // API answers the same without asking the leader. A job counts as enqueued
 // when it first appears and as completed when it turns terminal
@@ -17,7 +17,7 @@ import (
 // window holding a purge underestimates (never goes below zero). For exact
 // rates use Prometheus: rate(raftq_jobs_enqueued_total[1m]).
 type rateSampler struct {
-	f        *fsm.FSM
+	fs       []*fsm.FSM
 	interval time.Duration
 	window   time.Duration
 	// observe, when set, sees every sample's stats (the dashboard's
@@ -40,8 +40,8 @@ type rateSample struct {
 
 type queueTotals struct{ all, terminal int64 }
 
-func newRateSampler(f *fsm.FSM, interval, window time.Duration) *rateSampler {
-	return &rateSampler{f: f, interval: interval, window: window, quit: make(chan struct{}), done: make(chan struct{})}
+func newRateSampler(fs []*fsm.FSM, interval, window time.Duration) *rateSampler {
+	return &rateSampler{fs: fs, interval: interval, window: window, quit: make(chan struct{}), done: make(chan struct{})}
 }
 
 func (r *rateSampler) start() {
@@ -71,10 +71,24 @@ func (r *rateSampler) stop() {
 	})
 }
 
+// stats is every group's stats of queues (all queues: nil). A group
+// reports a queue it does not hold as empty, so a queue may appear once
+// per group: totalsOf sums them.
+func (r *rateSampler) stats(queues []string) []fsm.QueueStats {
+	if len(r.fs) == 1 {
+		return r.fs[0].Stats(queues)
+	}
+	var out []fsm.QueueStats
+	for _, f := range r.fs {
+		out = append(out, f.Stats(queues)...)
+	}
+	return out
+}
+
 func totalsOf(stats []fsm.QueueStats) map[string]queueTotals {
 	out := make(map[string]queueTotals, len(stats))
 	for _, q := range stats {
-		var t queueTotals
+		t := out[q.Queue]
 		for s, c := range q.Counts {
 			t.all += c
 			if fsm.State(s).Terminal() {
@@ -87,7 +101,7 @@ func totalsOf(stats []fsm.QueueStats) map[string]queueTotals {
 }
 
 func (r *rateSampler) sample(now time.Time) {
-	stats := r.f.Stats(nil)
+	stats := r.stats(nil)
 	s := rateSample{at: now, totals: totalsOf(stats)}
 	if r.observe != nil {
 		r.observe(now, stats)
@@ -103,7 +117,7 @@ func (r *rateSampler) sample(now time.Time) {
 
 // rates compares the current counts with the oldest sample kept.
 func (r *rateSampler) rates(queue string) adminapi.Rates {
-	current := r.f.Stats([]string{queue})
+	current := r.stats([]string{queue})
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if len(r.samples) == 0 {

@@ -83,6 +83,11 @@ type Config struct {
 	// Credentials secure the server's gRPC calls to its node and to svcd
 	// (default plaintext): with TLS on, the node's own certificate.
 	Credentials credentials.TransportCredentials
+	// FSMs, when the node runs several Raft groups, are every group's
+	// FSM (default: Node.FSM() alone). The queue rates and the charts read
+	// them all: each queue lives in one group, and group 0's state alone
+	// would show the other groups' queues idle.
+	FSMs []*fsm.FSM
 	// Limits, when set, are the live per-queue dispatch limits (etcd's
 	// queue settings) the queue pages show; nil shows none configured.
 	Limits dispatch.Limits
@@ -149,7 +154,7 @@ func New(cfg Config) (*Server, error) {
 	s := &Server{
 		cfg: cfg, log: cfg.Logger.With("component", "admin"), conn: conn,
 		broker: raftqv1.NewBrokerClient(conn), admin: raftqv1.NewAdminClient(conn), cluster: raftqv1.NewClusterClient(conn),
-		rates: newRateSampler(cfg.Node.FSM(), 2*time.Second, time.Minute),
+		rates: newRateSampler(fsms(cfg), 2*time.Second, time.Minute),
 		httpm: newHTTPMetrics(),
 	}
 	// The dashboard's charts: 450 samples of the rate sampler's 2 s tick
@@ -248,4 +253,12 @@ func Routes() []string {
 	})
 	sort.Strings(out)
 	return out
+}
+
+// fsms are the FSMs the rates and charts read: cfg.FSMs, or the node's.
+func fsms(cfg Config) []*fsm.FSM {
+	if len(cfg.FSMs) > 0 {
+		return cfg.FSMs
+	}
+	return []*fsm.FSM{cfg.Node.FSM()}
 }

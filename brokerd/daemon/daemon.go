@@ -19,6 +19,7 @@ import (
 	"github.com/raftq/raftq/brokerd"
 	"github.com/raftq/raftq/brokerd/admin"
 	"github.com/raftq/raftq/brokerd/etcdnode"
+	"github.com/raftq/raftq/fsm"
 	"github.com/raftq/raftq/internal/dispatch"
 	"github.com/raftq/raftq/internal/liveconfig"
 )
@@ -163,6 +164,7 @@ func (d *Daemon) start() error {
 			Addr:        cfg.AdminAddr,
 			Node:        n,
 			Metrics:     n.Metrics(),
+			FSMs:        groupFSMs(n),
 			SvcdAddr:    cfg.SvcdAddr,
 			Logger:      cfg.Logger.With("node", cfg.NodeID),
 			TLS:         n.ServerTLS("http/1.1"),
@@ -244,3 +246,13 @@ func (d *Daemon) LiveConfig() *liveconfig.Snapshot {
 // EtcdRegistered reports whether the node's registration is currently
 // written in etcd (under a live lease).
 func (d *Daemon) EtcdRegistered() bool { return d.etcd != nil && d.etcd.Registered() }
+
+// groupFSMs is the FSM of every Raft group n runs, in group order: the
+// admin server's queue rates and charts read them all.
+func groupFSMs(n *brokerd.Node) []*fsm.FSM {
+	var out []*fsm.FSM
+	for _, g := range n.Groups() {
+		out = append(out, g.FSM())
+	}
+	return out
+}
