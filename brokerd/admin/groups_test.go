@@ -1,12 +1,16 @@
 package admin_test
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chromedp/chromedp"
 
 	"github.com/raftq/raftq/brokerd"
 	"github.com/raftq/raftq/internal/adminapi"
@@ -27,39 +31,9 @@ var groupRowRE = regexp.MustCompile(`(?s)<tr data-group="(\d+)" data-leader="([^
 // group's leader, state, members and the queues it holds, and its queues
 // page each queue's group.
 func TestGroupsAdminAndDashboard(t *testing.T) {
-	const groups = 3
-	c := testcluster.New(t, 3, func(cfg *brokerd.Config) { cfg.Groups = groups }, testcluster.Admin)
-	leaders := c.WaitGroupsSettled(t, 30*time.Second)
-	// The node that leads group 0 (the cluster's "leader"), so its view is
-	// a follower's in group 0 and a leader's in another.
-	var n *brokerd.Node
-	for _, m := range c.Up() {
-		if m.ID() != leaders[0].ID() {
-			n = m
-		}
-	}
-	u := base(c, n)
-
-	qs := make([]string, groups)
-	for i, found := 0, 0; found < groups; i++ {
-		q := fmt.Sprintf("aq%d", i)
-		if g := placement.Queue(q, groups); qs[g] == "" {
-			qs[g], found = q, found+1
-		}
-	}
-	cl := c.Client()
-	ctx := testutil.Context(t, 30*time.Second)
-	for g, q := range qs {
-		// Group g's queue gets g+1 jobs: a count read from the wrong
-		// group shows.
-		var specs []*raftqv1.JobSpec
-		for range g + 1 {
-			specs = append(specs, &raftqv1.JobSpec{Queue: q, Type: "t"})
-		}
-		if _, err := cl.Enqueue(ctx, specs...); err != nil {
-			t.Fatal(err)
-		}
-	}
+	const groups = fixtureGroups
+	f := newGroupsFixture(t)
+	c, n, u, leaders, qs := f.c, f.n, f.u, f.leaders, f.qs
 	wantState := func(g int) string {
 		if leaders[g].ID() == n.ID() {
 			return "Leader"
@@ -184,4 +158,141 @@ func TestGroupsAdminAndDashboard(t *testing.T) {
 <td data-field="group"><a href="/ui/#groups">%d</a></td>`, q, q, q, g))
 		}
 	})
+}
+
+const fixtureGroups = 3
+
+// groupsFixture is a 3-node cluster running 3 Raft groups with every
+// admin server on, leaderships settled, and one queue per group holding
+// g+1 ready jobs (a count read from the wrong group shows).
+type groupsFixture struct {
+	c       *testcluster.Cluster
+	n       *brokerd.Node   // the node whose admin server is used: not group 0's leader
+	u       string          // its admin server, http://…
+	leaders []*brokerd.Node // each group's leader
+	qs      []string        // qs[g] is a queue of group g
+}
+
+func newGroupsFixture(t *testing.T) groupsFixture {
+	t.Helper()
+	const groups = fixtureGroups
+	c := testcluster.New(t, 3, func(cfg *brokerd.Config) { cfg.Groups = groups }, testcluster.Admin)
+	leaders := c.WaitGroupsSettled(t, 30*time.Second)
+	// A node that does not lead group 0 (the cluster's "leader"), so its
+	// view is a follower's in group 0 and a leader's in another.
+	var n *brokerd.Node
+	for _, m := range c.Up() {
+		if m.ID() != leaders[0].ID() {
+			n = m
+		}
+	}
+	u := base(c, n)
+
+	qs := make([]string, groups)
+	for i, found := 0, 0; found < groups; i++ {
+		q := fmt.Sprintf("aq%d", i)
+		if g := placement.Queue(q, groups); qs[g] == "" {
+			qs[g], found = q, found+1
+		}
+	}
+	cl := c.Client()
+	ctx := testutil.Context(t, 30*time.Second)
+	for g, q := range qs {
+		// Group g's queue gets g+1 jobs: a count read from the wrong
+		// group shows.
+		var specs []*raftqv1.JobSpec
+		for range g + 1 {
+			specs = append(specs, &raftqv1.JobSpec{Queue: q, Type: "t"})
+		}
+		if _, err := cl.Enqueue(ctx, specs...); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return groupsFixture{c: c, n: n, u: u, leaders: leaders, qs: qs}
+}
+
+// TestGroupsDashboardInChromium: in a browser, a 3-group cluster's
+// overview shows the Raft groups table, which stays whole when live.js
+// swaps the live part in; a queue named in it opens its page; the queues
+// page shows each queue's group. Screenshots go to the test's artifacts.
+func TestGroupsDashboardInChromium(t *testing.T) {
+	chromium := chromiumPath(t)
+	f := newGroupsFixture(t)
+	opts := append(chromedp.DefaultExecAllocatorOptions[:],
+		chromedp.ExecPath(chromium), chromedp.NoSandbox, chromedp.Headless, chromedp.DisableGPU,
+		chromedp.Flag("disable-dev-shm-usage", true), chromedp.WindowSize(1280, 900))
+	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	defer cancelAlloc()
+	bctx, cancelBrowser := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
+	defer cancelBrowser()
+	if err := chromedp.Do(bctx, chromedp.Navigate("about:blank")); err != nil {
+		t.Fatalf("start chromium: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(bctx, 90*time.Second)
+	defer cancel()
+	do := func(what string, steps ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		if err := chromedp.Do(ctx, steps...); err != nil {
+			t.Fatalf("%s: %v", what, err)
+		}
+	}
+	text := func(sel string) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Text(chromedp.CSS(sel)))
+		if err != nil {
+			t.Fatalf("text of %s: %v", sel, err)
+		}
+		return strings.TrimSpace(s)
+	}
+	eval := func(js string) string {
+		t.Helper()
+		s, err := chromedp.Run(ctx, chromedp.Evaluate[string](js))
+		if err != nil {
+			t.Fatalf("evaluate %s: %v", js, err)
+		}
+		return s
+	}
+	screenshot := func(name string) {
+		t.Helper()
+		shot, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+		if err != nil {
+			t.Fatalf("screenshot: %v", err)
+		}
+		saveArtifact(t, name, shot)
+	}
+	checkGroups := func(when string) {
+		t.Helper()
+		if n := eval(`String(document.querySelectorAll("#groups tbody tr[data-group]").length)`); n != strconv.Itoa(fixtureGroups) {
+			t.Fatalf("%s: %s group rows, want %d", when, n, fixtureGroups)
+		}
+		for g, l := range f.leaders {
+			row := fmt.Sprintf(`#groups tr[data-group="%d"]`, g)
+			if got := text(row + " td:nth-child(2)"); got != l.ID() {
+				t.Errorf("%s: group %d leader %q, want %s", when, g, got, l.ID())
+			}
+			if got := text(row + " td.queues"); got != f.qs[g] {
+				t.Errorf("%s: group %d queues %q, want %s", when, g, got, f.qs[g])
+			}
+		}
+	}
+
+	do("overview", chromedp.Navigate(f.u+"/ui/"), chromedp.WaitVisible(chromedp.CSS("#groups")))
+	checkGroups("overview")
+	do("overview refresh", chromedp.WaitReady(chromedp.CSS("#overview[data-updated]")))
+	checkGroups("overview after a live refresh")
+	screenshot("groups-overview.png")
+
+	q := f.qs[2]
+	do("queue link", chromedp.Click(chromedp.CSS(`#groups tr[data-group="2"] a[href="/ui/queues/`+q+`"]`)), chromedp.WaitVisible(chromedp.CSS("#depth")))
+	if loc := eval(`location.pathname`); loc != "/ui/queues/"+q {
+		t.Fatalf("queue link went to %s", loc)
+	}
+
+	do("queues", chromedp.Navigate(f.u+"/ui/queues"), chromedp.WaitReady(chromedp.CSS("#queues[data-updated]")))
+	for g, q := range f.qs {
+		if got := text(fmt.Sprintf(`tr[data-queue="%s"] td[data-field="group"]`, q)); got != strconv.Itoa(g) {
+			t.Errorf("queues page: %s in group %q, want %d", q, got, g)
+		}
+	}
+	screenshot("groups-queues.png")
 }
