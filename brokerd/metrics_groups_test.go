@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/raftq/raftq/brokerd"
+	"github.com/raftq/raftq/internal/placement"
 	"github.com/raftq/raftq/internal/promcheck"
 	"github.com/raftq/raftq/internal/testcluster"
 	"github.com/raftq/raftq/internal/testutil"
@@ -36,10 +37,10 @@ var perGroupFamilies = []string{
 func TestMetricsGroups(t *testing.T) {
 	const groups = 3
 	c := testcluster.New(t, 3, func(cfg *brokerd.Config) { cfg.Groups = groups }, testcluster.Admin)
-	waitGroupLeaders(t, c, groups)
+	c.WaitGroupLeaders(30 * time.Second)
 	cl := c.Client()
 	ctx := testutil.Context(t, 60*time.Second)
-	qs := queuesPerGroup(groups)
+	qs := placement.QueuesPerGroup("mq", groups)
 	// Group g's queue gets g+1 jobs, so a series read from the wrong
 	// group shows the wrong count.
 	for g, q := range qs {

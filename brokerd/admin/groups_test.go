@@ -177,7 +177,7 @@ func newGroupsFixture(t *testing.T) groupsFixture {
 	t.Helper()
 	const groups = fixtureGroups
 	c := testcluster.New(t, 3, func(cfg *brokerd.Config) { cfg.Groups = groups }, testcluster.Admin)
-	leaders := c.WaitGroupsSettled(t, 30*time.Second)
+	leaders := c.WaitGroupsSettled(30 * time.Second)
 	// A node that does not lead group 0 (the cluster's "leader"), so its
 	// view is a follower's in group 0 and a leader's in another.
 	var n *brokerd.Node
@@ -188,13 +188,7 @@ func newGroupsFixture(t *testing.T) groupsFixture {
 	}
 	u := base(c, n)
 
-	qs := make([]string, groups)
-	for i, found := 0, 0; found < groups; i++ {
-		q := fmt.Sprintf("aq%d", i)
-		if g := placement.Queue(q, groups); qs[g] == "" {
-			qs[g], found = q, found+1
-		}
-	}
+	qs := placement.QueuesPerGroup("aq", groups)
 	cl := c.Client()
 	ctx := testutil.Context(t, 30*time.Second)
 	for g, q := range qs {

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -25,7 +24,7 @@ import (
 func TestGroupsCommands(t *testing.T) {
 	const groups = 3
 	c := testcluster.New(t, 3, func(cfg *brokerd.Config) { cfg.Groups = groups })
-	leaders := c.WaitGroupsSettled(t, 30*time.Second)
+	leaders := c.WaitGroupsSettled(30 * time.Second)
 	b := strings.Join(c.Addrs(), ",")
 	byID := map[string]*brokerd.Node{}
 	for _, n := range c.Up() {
@@ -33,13 +32,7 @@ func TestGroupsCommands(t *testing.T) {
 	}
 
 	// One queue in each group, each with a job.
-	qs := make([]string, groups)
-	for i, found := 0, 0; found < groups; i++ {
-		q := fmt.Sprintf("gq%d", i)
-		if g := placement.Queue(q, groups); qs[g] == "" {
-			qs[g], found = q, found+1
-		}
-	}
+	qs := placement.QueuesPerGroup("gq", groups)
 	ctx := testutil.Context(t, 30*time.Second)
 	for _, q := range qs {
 		if _, err := c.Client().Enqueue(ctx, &raftqv1.JobSpec{Queue: q, Type: "t"}); err != nil {
