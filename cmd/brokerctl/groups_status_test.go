@@ -181,4 +181,20 @@ func TestGroupsCommands(t *testing.T) {
 			t.Errorf("row %q", lines[1])
 		}
 	})
+
+	// The last: it moves a leadership.
+	t.Run("cluster transfer --group", func(t *testing.T) {
+		old := c.GroupLeader(2)
+		var tr struct {
+			LeaderID string `json:"leader_id"`
+		}
+		ctlJSON(t, b, &tr, "cluster", "transfer", "--group", "2")
+		if tr.LeaderID == "" || tr.LeaderID == old.ID() {
+			t.Fatalf("transfer of group 2 from %s: %+v", old.ID(), tr)
+		}
+		// Group 2's leadership is what moved.
+		if n := c.GroupLeader(2); n != nil && n.ID() == old.ID() {
+			t.Fatalf("group 2 still led by %s", old.ID())
+		}
+	})
 }

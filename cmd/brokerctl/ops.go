@@ -571,8 +571,10 @@ func clusterCmd(g *globals) *cobra.Command {
 			_, err := raftqv1.NewClusterClient(cc).Remove(ctx, &raftqv1.RemoveRequest{NodeId: a[0]})
 			return map[string]string{"removed": a[0]}, err
 		})
-	transfer := simple("transfer [NODE_ID]", "Hand leadership to NODE_ID (or the most up-to-date follower)", cobra.MaximumNArgs(1),
+	group := -1
+	transfer := simple("transfer [NODE_ID]", "Hand leadership (of Raft group --group, default group 0) to NODE_ID (or the most up-to-date follower)", cobra.MaximumNArgs(1),
 		func(ctx context.Context, cc *grpc.ClientConn, a []string) (map[string]string, error) {
+			ctx = groupHeader(ctx, group)
 			req := &raftqv1.TransferLeadershipRequest{}
 			if len(a) == 1 {
 				req.NodeId = a[0]
@@ -583,6 +585,7 @@ func clusterCmd(g *globals) *cobra.Command {
 			}
 			return map[string]string{"leader_id": resp.NewLeaderId}, nil
 		})
+	transfer.Flags().IntVar(&group, "group", -1, "the Raft group whose leadership moves, on a cluster of several (default: group 0)")
 	cmd.AddCommand(statusC, members, add, remove, transfer)
 	return cmd
 }
