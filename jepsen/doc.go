@@ -10,8 +10,10 @@
 //   - nemesis: the faults and the schedule that injects them;
 //   - workload: producers, workers (with svcd results), zombies, readers;
 //   - checker: total-queue, ack durability, fencing, linearizability
-//     (porcupine) and divergence;
+//     (porcupine), divergence, and, on a cluster of several Raft groups
+//     (jepsen run --groups N), all of them again group by group;
 //   - report: the summary, results.json and index.html.
 //
-// cmd/jepsen is the CLI; make jepsen, jepsen-short and jepsen-bug run it.
+// cmd/jepsen is the CLI; make jepsen, jepsen-short, jepsen-groups and
+// jepsen-bug run it.
 package jepsen

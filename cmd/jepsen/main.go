@@ -7,6 +7,7 @@
 //
 //	jepsen run --nodes 3 --time-limit 5m --rate 60 --nemesis all --seed 7
 //	jepsen run --schedule short            # every fault once (make jepsen-short)
+//	jepsen run --groups 3 --schedule short # 3 Raft groups, one queue each (make jepsen-groups)
 //	jepsen run --expect-invalid fencing    # the seeded-bug build (make jepsen-bug)
 //	jepsen check jepsen/store/latest       # re-check a stored run
 //
@@ -25,10 +26,12 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
 
+	"github.com/raftq/raftq/internal/placement"
 	"github.com/raftq/raftq/internal/version"
 	"github.com/raftq/raftq/jepsen/checker"
 	"github.com/raftq/raftq/jepsen/control"
@@ -36,6 +39,7 @@ import (
 	"github.com/raftq/raftq/jepsen/nemesis"
 	"github.com/raftq/raftq/jepsen/report"
 	"github.com/raftq/raftq/jepsen/workload"
+	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"github.com/raftq/raftq/results"
 )
 
@@ -71,7 +75,7 @@ type options struct {
 	nemesis, schedule, store    string
 	bin, name, prefix, subnet   string
 	expectInvalid               string
-	mix, workerd                int
+	mix, workerd, groups        int
 	workerdShare                float64
 	bug                         string
 }
@@ -104,6 +108,7 @@ func runCmd(args []string) int {
 	fs.StringVar(&o.subnet, "subnet", "198.18.0", "first three octets of the nodes' /24 (exists only inside the harness's namespaces)")
 	fs.IntVar(&o.workerd, "workerd", 0, "workerd processes (bin/chaos/workerd) working a second queue of echo jobs; 0: none")
 	fs.Float64Var(&o.workerdShare, "workerd-share", 0.25, "share of the values enqueued to the workerd queue")
+	fs.IntVar(&o.groups, "groups", envGroups(), "Raft groups every brokerd runs (brokerd --groups); the harness's own queue becomes one queue per group (default: $RAFTQ_GROUPS, else 1)")
 	fs.StringVar(&o.bug, "bug", "", "seeded bugs brokerd (built with -tags jepsen,jepsenbug) runs with: stale-ack, early-enqueue-ack, workflow-ignore-deps")
 	fs.StringVar(&o.expectInvalid, "expect-invalid", "", "exit 0 only if this checker is invalid (for the seeded-bug build)")
 	if err := fs.Parse(args); err != nil {
@@ -111,6 +116,10 @@ func runCmd(args []string) int {
 	}
 	if o.nodes != 3 && o.nodes != 5 {
 		fmt.Fprintln(os.Stderr, "jepsen: --nodes must be 3 or 5")
+		return 2
+	}
+	if o.groups < 1 || o.groups > placement.MaxGroups {
+		fmt.Fprintf(os.Stderr, "jepsen: --groups %d: want 1 to %d\n", o.groups, placement.MaxGroups)
 		return 2
 	}
 	if o.seed == 0 {
@@ -162,6 +171,9 @@ func run(o options, faults []nemesis.Fault) (bool, []checker.Result, error) {
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
 	if o.name == "" {
 		o.name = fmt.Sprintf("%s-%dn-%s-%d", time.Now().Format("20060102T150405"), o.nodes, o.schedule, o.seed)
+		if o.groups > 1 {
+			o.name = fmt.Sprintf("%s-%dn%dg-%s-%d", time.Now().Format("20060102T150405"), o.nodes, o.groups, o.schedule, o.seed)
+		}
 	}
 	dir, err := filepath.Abs(filepath.Join(o.store, o.name))
 	if err != nil {
@@ -186,7 +198,8 @@ func run(o options, faults []nemesis.Fault) (bool, []checker.Result, error) {
 			return false, nil, fmt.Errorf("%s: %w (make jepsen-build builds it)", b, err)
 		}
 	}
-	log.Info("jepsen run", "dir", dir, "nodes", o.nodes, "seed", o.seed, "schedule", o.schedule, "faults", len(faults), "bug", o.bug)
+	queues := workload.Queues(mainQueue, o.groups)
+	log.Info("jepsen run", "dir", dir, "nodes", o.nodes, "groups", o.groups, "queues", queues, "seed", o.seed, "schedule", o.schedule, "faults", len(faults), "bug", o.bug)
 	// 1 MiB WAL segments: Raft compacts a WAL by whole segments, so with
 	// the 64 MiB default a run's log would never be compacted and lagging
 	// nodes would never be sent a snapshot.
@@ -207,7 +220,7 @@ func run(o options, faults []nemesis.Fault) (bool, []checker.Result, error) {
 		BrokerdBin: filepath.Join(bin, "brokerd"), SvcdBin: filepath.Join(bin, "svcd"), Dir: dir, Logger: log,
 		// Frequent snapshots and short trailing logs: crash points inside
 		// snapshot persist get hit, lagging nodes need InstallSnapshot.
-		Env: nodeEnv,
+		Env: nodeEnv, Groups: o.groups,
 	})
 	if err != nil {
 		return false, nil, err
@@ -229,7 +242,7 @@ func run(o options, faults []nemesis.Fault) (bool, []checker.Result, error) {
 
 	wcfg := workload.Config{
 		Producers: o.producers, Workers: o.workers, Readers: o.readers,
-		Rate: o.rate, ReadRate: o.readRate, Queue: mainQueue, Lease: o.lease, Work: o.work,
+		Rate: o.rate, ReadRate: o.readRate, Queues: queues, Groups: o.groups, Lease: o.lease, Work: o.work,
 		ZombieProb: o.zombie, Seed: o.seed,
 	}
 	if o.workerd > 0 {
@@ -264,7 +277,7 @@ func run(o options, faults []nemesis.Fault) (bool, []checker.Result, error) {
 		return false, nil, err
 	}
 	env := &nemesis.Env{C: cl, W: w, Rec: rec, Rng: rand.New(rand.NewSource(o.seed)), Log: log,
-		Active: cl.Nodes[:o.nodes], Spares: cl.Nodes[o.nodes:], Self: self}
+		Active: cl.Nodes[:o.nodes], Spares: cl.Nodes[o.nodes:], Self: self, Groups: o.groups}
 	sched := nemesis.Schedule{Quiet: o.quiet, Fault: o.fault, Rest: o.rest, Total: o.timeLimit, Sequential: o.schedule == "short", MaxMix: o.mix}
 	if len(faults) > 0 {
 		nemesis.Run(ctx, env, sched, faults)
@@ -291,7 +304,7 @@ func run(o options, faults []nemesis.Fault) (bool, []checker.Result, error) {
 
 	cron := workload.ReadCron(cl.Addrs(), firstTick, 60*time.Second)
 	wfState := wf.Read(60 * time.Second)
-	states := finalStates(cl, env, log)
+	states := finalStates(cl, o.groups, log)
 	rows, rowErr := readRows(cl.SvcdAddr)
 	if rowErr != nil {
 		log.Warn("reading svcd rows", "err", rowErr)
@@ -308,14 +321,14 @@ func run(o options, faults []nemesis.Fault) (bool, []checker.Result, error) {
 		Config: map[string]any{
 			"nodes": o.nodes, "seed": o.seed, "schedule": o.schedule, "nemesis": o.nemesis, "time_limit": o.timeLimit.String(),
 			"rate": o.rate, "producers": o.producers, "workers": o.workers, "readers": o.readers, "lease": o.lease.String(), "zombie": o.zombie,
-			"workerd": o.workerd, "bug": o.bug,
+			"workerd": o.workerd, "bug": o.bug, "groups": o.groups, "queues": queues,
 		},
 		Extra: map[string]any{"drain_remaining": remaining},
 	}
 	if remaining > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("the drain ended with %d values enqueued OK not known to be done", remaining))
 	}
-	valid, results := check(ops, rows, states, cron, wfState, r, workEnd)
+	valid, results := check(ops, rows, states, cron, wfState, r, workEnd, o.groups)
 	if err := report.WriteJSON(dir, r); err != nil {
 		log.Warn("results.json", "err", err)
 	}
@@ -335,8 +348,9 @@ const (
 	workerdQueue = "jepsen-wd"
 )
 
-// check runs every checker and fills r.
-func check(ops []history.Op, rows []checker.Row, states []checker.NodeState, cron *checker.CronState, wf *checker.WorkflowState, r *report.Run, workEnd int64) (bool, []checker.Result) {
+// check runs every checker and fills r; with several Raft groups, the
+// groups checker splits the history by group too.
+func check(ops []history.Op, rows []checker.Row, states []checker.NodeState, cron *checker.CronState, wf *checker.WorkflowState, r *report.Run, workEnd int64, groups int) (bool, []checker.Result) {
 	var end int64
 	for _, op := range ops {
 		end = max(end, op.End)
@@ -351,6 +365,9 @@ func check(ops []history.Op, rows []checker.Row, states []checker.NodeState, cro
 		checker.Cron(cron),
 		checker.Workflow(wf),
 	}
+	if groups > 1 {
+		r.Checkers = append(r.Checkers, checker.Groups(queueOps, rows, groups, workerdQueue, 5*time.Second))
+	}
 	r.Valid = true
 	for _, c := range r.Checkers {
 		r.Valid = r.Valid && c.Valid
@@ -360,9 +377,10 @@ func check(ops []history.Op, rows []checker.Row, states []checker.NodeState, cro
 	return r.Valid, r.Checkers
 }
 
-// finalStates waits (up to 30 s) for the members to agree on an applied
-// index and returns what each reported last.
-func finalStates(cl *control.Cluster, env *nemesis.Env, log *slog.Logger) []checker.NodeState {
+// finalStates waits (up to 30 s) for the members to agree, in every Raft
+// group, on an applied index and returns what each reported last (one
+// NodeState per member and group).
+func finalStates(cl *control.Cluster, groups int, log *slog.Logger) []checker.NodeState {
 	ctx := context.Background()
 	var out []checker.NodeState
 	for i := 0; i < 60; i++ {
@@ -373,28 +391,40 @@ func finalStates(cl *control.Cluster, env *nemesis.Env, log *slog.Logger) []chec
 		}
 		out = out[:0]
 		same := true
-		for _, id := range members {
-			n := cl.Node(id)
-			s := checker.NodeState{Node: id}
-			if n == nil {
-				s.Err = "unknown node"
-			} else if st, err := cl.StatusWithHash(ctx, n); err != nil {
-				s.Err = err.Error()
-			} else {
-				s.AppliedIndex, s.Hash = st.AppliedIndex, st.StateHash
+		for g := range max(groups, 1) {
+			first := len(out)
+			for _, id := range members {
+				n := cl.Node(id)
+				s := checker.NodeState{Node: id, Group: uint32(g)}
+				if n == nil {
+					s.Err = "unknown node"
+				} else if st, err := groupStatus(ctx, cl, n, g, groups); err != nil {
+					s.Err = err.Error()
+				} else {
+					s.AppliedIndex, s.Hash = st.AppliedIndex, st.StateHash
+				}
+				if s.Err != "" || (len(out) > first && (s.AppliedIndex != out[first].AppliedIndex || s.Hash != out[first].Hash)) {
+					same = false
+				}
+				out = append(out, s)
 			}
-			if len(out) > 0 && (s.Err != "" || s.AppliedIndex != out[0].AppliedIndex || s.Hash != out[0].Hash) {
-				same = false
-			}
-			out = append(out, s)
 		}
-		if same && len(out) > 0 && out[0].Err == "" {
+		if same && len(out) > 0 {
 			return out
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
 	log.Warn("members did not converge", "states", out)
 	return out
+}
+
+// groupStatus is n's status with its state hash for group g (the plain
+// status on a one-group cluster, as before groups).
+func groupStatus(ctx context.Context, cl *control.Cluster, n *control.Node, g, groups int) (*raftqv1.StatusResponse, error) {
+	if groups > 1 {
+		return cl.GroupStatusWithHash(ctx, n, uint32(g))
+	}
+	return cl.StatusWithHash(ctx, n)
 }
 
 // readRows reads every result row svcd holds.
@@ -472,8 +502,18 @@ func checkCmd(args []string) int {
 			end = op.End
 		}
 	}
+	// The group count the run was made with (results.json's config; runs
+	// from before groups have none: one group).
+	var stored struct {
+		Config struct {
+			Groups int `json:"groups"`
+		} `json:"config"`
+	}
+	if err := readJSON(filepath.Join(dir, "results.json"), &stored); err != nil && !errors.Is(err, os.ErrNotExist) {
+		fmt.Fprintln(os.Stderr, "jepsen: results.json:", err)
+	}
 	r := &report.Run{Name: filepath.Base(dir)}
-	valid, _ := check(ops, rows, states, cron, wf, r, end)
+	valid, _ := check(ops, rows, states, cron, wf, r, end, max(stored.Config.Groups, 1))
 	fmt.Print(report.Summary(r))
 	if !valid {
 		return 1
@@ -496,4 +536,20 @@ func delaydCmd(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// envGroups is --groups' default: RAFTQ_GROUPS (the variable brokerd
+// itself reads for its groups key), so one setting runs the whole harness
+// with several groups; 1 when unset or not a number (the flag's check
+// then reports a bad count).
+func envGroups() int {
+	v := os.Getenv("RAFTQ_GROUPS")
+	if v == "" {
+		return 1
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(v))
+	if err != nil {
+		return 0 // refused with the flag's message
+	}
+	return n
 }

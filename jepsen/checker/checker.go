@@ -24,6 +24,9 @@ type Result struct {
 	Failures []Failure `json:"failures,omitempty"`
 	// Notes are observations that do not make the history invalid.
 	Notes []string `json:"notes,omitempty"`
+	// PerGroup holds the counts of each Raft group (index: group), for
+	// the checker that splits the history by group (Groups).
+	PerGroup []map[string]int `json:"per_group,omitempty"`
 }
 
 // Failure is one violation and the operations that show it.
@@ -64,6 +67,12 @@ func (r Result) Summary() string {
 	fmt.Fprintf(&b, "%-13s %-7s", r.Name, verdict)
 	for _, k := range keys {
 		fmt.Fprintf(&b, " %s=%d", k, r.Counts[k])
+	}
+	for g, counts := range r.PerGroup {
+		fmt.Fprintf(&b, "\n    group %d:", g)
+		for _, k := range sortedKeys(counts) {
+			fmt.Fprintf(&b, " %s=%d", k, counts[k])
+		}
 	}
 	return b.String()
 }

@@ -1,6 +1,7 @@
 package checker
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -236,4 +237,99 @@ func TestValue(t *testing.T) {
 	if _, _, ok := ParseValue("x-1"); ok {
 		t.Fatal("parsed garbage")
 	}
+}
+
+// TestDuplicateJobIsInvalid: one value answered with two job ids was
+// created twice (the idempotency key failed); a redelivery of one job is
+// not a duplicate job.
+func TestDuplicateJobIsInvalid(t *testing.T) {
+	if q := Queue(good().ops); q.Counts["duplicate_jobs"] != 0 {
+		t.Fatalf("redelivery counted as a duplicate job: %v", q.Counts)
+	}
+	h := &b{}
+	h.add(enq("p0-0", "a"), 0, 10).add(fetch("a", "p0-0", 5), 11, 12).add(fetch("a2", "p0-0", 7), 13, 14)
+	wantInvalid(t, Queue(h.ops), "duplicate_jobs", "duplicate job")
+}
+
+// groupsGood is good() spread over three groups: group 0 has the good
+// history's jobs, groups 1 and 2 one job each, worked once.
+func groupsGood() *b {
+	h := good()
+	for g, id := range map[uint32]string{1: "c.g1", 2: "d.g2"} {
+		v := fmt.Sprintf("p1-%d", g)
+		e := enq(v, id)
+		e.Group = g
+		f := fetch(id, v, 3)
+		f.Group = g
+		h.add(e, 50, 51).add(f, 52, 53).add(store(id, 3, "stored"), 54, 55).add(ack(id, 3), 56, 57)
+	}
+	return h
+}
+
+func groupsRows() []Row {
+	return append(rows(), Row{JobID: "c.g1", Token: 3, Status: "succeeded"}, Row{JobID: "d.g2", Token: 3, Status: "succeeded"})
+}
+
+// TestGroupsChecker: a correct three-group history is valid with every
+// group's counts; a value lost in one group, a stale ack accepted in one
+// group, a job id of the wrong group and a group without load each fail,
+// and the failure names the group.
+func TestGroupsChecker(t *testing.T) {
+	r := Groups(groupsGood().ops, groupsRows(), 3, "", time.Second)
+	if !r.Valid {
+		t.Fatalf("correct history invalid: %+v", r.Failures)
+	}
+	if len(r.PerGroup) != 3 || r.PerGroup[0]["enqueued"] != 2 || r.PerGroup[1]["enqueued"] != 1 || r.PerGroup[2]["dequeued"] != 1 ||
+		r.PerGroup[0]["redelivered"] != 1 || r.Counts["redelivered"] != 1 {
+		t.Fatalf("per-group counts: %v (totals %v)", r.PerGroup, r.Counts)
+	}
+
+	// Group 2's value is enqueued OK, never fetched.
+	h := groupsGood()
+	lostV := history.Op{Kind: history.Enqueue, Value: "p2-0", JobID: "e.g2", Group: 2}
+	h.add(lostV, 60, 61)
+	r = Groups(h.ops, groupsRows(), 3, "", time.Second)
+	if r.Valid || r.Counts["lost"] != 1 || r.PerGroup[2]["lost"] != 1 || r.PerGroup[0]["lost"] != 0 {
+		t.Fatalf("lost value in group 2: valid=%v counts=%v per group=%v", r.Valid, r.Counts, r.PerGroup)
+	}
+	if !strings.Contains(r.Failures[0].Msg, "group 2 queue") {
+		t.Fatalf("failure does not name the group: %q", r.Failures[0].Msg)
+	}
+
+	// Group 1 accepts a zombie's stale ack after a newer lease.
+	h = groupsGood()
+	f := fetch("c.g1", "p1-1", 8)
+	f.Group = 1
+	h.add(f, 60, 61).add(ack("c.g1", 8), 62, 63)
+	h.ops[len(h.ops)-1].Token = 3 // acked with the old token, accepted
+	r = Groups(h.ops, groupsRows(), 3, "", time.Second)
+	if r.Valid || r.PerGroup[1]["fencing"] == 0 || r.PerGroup[0]["fencing"] != 0 || r.PerGroup[2]["fencing"] != 0 {
+		t.Fatalf("stale ack in group 1: valid=%v per group=%v", r.Valid, r.PerGroup)
+	}
+
+	// A fetch of group 1's queue handed a job of group 2.
+	h = groupsGood()
+	f = fetch("d.g2", "p1-2", 4)
+	f.Group = 1
+	h.add(f, 60, 61)
+	wantInvalid(t, Groups(h.ops, groupsRows(), 3, "", time.Second), "misplaced", "misplaced")
+
+	// Four groups, nothing enqueued to group 3.
+	wantInvalid(t, Groups(groupsGood().ops, groupsRows(), 4, "", time.Second), "idle_groups", "no value was enqueued")
+}
+
+// TestDivergencePerGroup: each group is compared on its own (groups have
+// different logs, so their indexes differ legitimately); a hash that
+// differs inside one group fails and names it.
+func TestDivergencePerGroup(t *testing.T) {
+	ok := []NodeState{
+		{Node: "n1", AppliedIndex: 9, Hash: "x"}, {Node: "n2", AppliedIndex: 9, Hash: "x"},
+		{Node: "n1", Group: 1, AppliedIndex: 4, Hash: "y"}, {Node: "n2", Group: 1, AppliedIndex: 4, Hash: "y"},
+	}
+	if r := Divergence(ok); !r.Valid || r.Counts["nodes"] != 2 || r.Counts["groups"] != 2 {
+		t.Fatalf("agreeing groups: valid=%v counts=%v %+v", r.Valid, r.Counts, r.Failures)
+	}
+	bad := append([]NodeState(nil), ok...)
+	bad[3].Hash = "z"
+	wantInvalid(t, Divergence(bad), "", "group 1: state hashes differ")
 }

@@ -27,7 +27,7 @@ func BlackBoxDequeues(rows []Row, queue string, at int64, next int) []history.Op
 			continue
 		}
 		out = append(out, history.Op{Index: next + len(out), Process: -2, Kind: history.Fetch, Status: history.OK,
-			Start: at, End: at, JobID: r.JobID, Token: r.Token, Value: r.Output, Queue: queue})
+			Start: at, End: at, JobID: r.JobID, Token: r.Token, Value: r.Output, Queue: queue, Group: JobGroup(r.JobID)})
 	}
 	return out
 }

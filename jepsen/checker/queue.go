@@ -19,6 +19,10 @@ import (
 // dequeued although its enqueue failed definitely is also invalid: the
 // error claimed nothing happened. lost-middle are lost values with a later
 // value of the same producer dequeued, the worst kind of loss.
+// duplicate_jobs are values that became more than one job (two job ids
+// answered or fetched for one value): each value is enqueued by one call
+// whose retries carry the same idempotency key, so a second job means the
+// broker created it twice (invalid; a redelivery of one job is not).
 func Queue(ops []history.Op) Result {
 	r := newResult("queue")
 	attempts := map[string]int{}
@@ -28,11 +32,22 @@ func Queue(ops []history.Op) Result {
 	enqOp := map[string]int{}
 	dequeued := map[string]int{}
 	deqOp := map[string]int{}
+	jobIDs := map[string]map[string]bool{}
+	jobOf := func(op history.Op) {
+		if op.JobID == "" || op.Status != history.OK {
+			return
+		}
+		if jobIDs[op.Value] == nil {
+			jobIDs[op.Value] = map[string]bool{}
+		}
+		jobIDs[op.Value][op.JobID] = true
+	}
 	for _, op := range ops {
 		switch {
 		case op.Kind == history.Enqueue:
 			attempts[op.Value]++
 			enqOp[op.Value] = op.Index
+			jobOf(op)
 			switch op.Status {
 			case history.OK:
 				okEnq[op.Value]++
@@ -46,6 +61,7 @@ func Queue(ops []history.Op) Result {
 				r.Counts["workerd_dequeued"]++
 			}
 			dequeued[op.Value]++
+			jobOf(op)
 			if _, ok := deqOp[op.Value]; !ok {
 				deqOp[op.Value] = op.Index
 			}
@@ -113,6 +129,14 @@ func Queue(ops []history.Op) Result {
 	r.Counts["duplicated"] = duplicated
 	r.Counts["recovered"] = recovered
 	r.Counts["failed_but_dequeued"] = failedDequeued
+	dupJobs := 0
+	for _, v := range sortedKeys(jobIDs) {
+		if ids := jobIDs[v]; len(ids) > 1 {
+			dupJobs++
+			r.fail(Failure{Msg: fmt.Sprintf("duplicate job: %s became %d jobs %v", v, len(ids), sortedKeys(ids)), Value: v, Ops: []int{enqOp[v]}})
+		}
+	}
+	r.Counts["duplicate_jobs"] = dupJobs
 	if duplicated > 0 {
 		r.Notes = append(r.Notes, fmt.Sprintf("%d values were delivered more than once (at-least-once redelivery after a lease ran out or a lost fetch answer)", duplicated))
 	}

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -24,10 +25,12 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 
 	"github.com/raftq/raftq/internal/freeport"
+	"github.com/raftq/raftq/internal/placement"
 )
 
 // Options describe the cluster to run.
@@ -47,6 +50,9 @@ type Options struct {
 	Dir string
 	// Env is added to every brokerd's environment.
 	Env []string
+	// Groups is the Raft group count every brokerd runs (--groups); 0 or
+	// 1: one group, and brokerd is started without the flag.
+	Groups int
 	// Logger receives what the harness does to nodes.
 	Logger *slog.Logger
 }
@@ -153,6 +159,11 @@ func (c *Cluster) Start(n *Node) error {
 	args := []string{"netns", "exec", n.NS, c.opts.BrokerdBin,
 		"--id", n.ID, "--data-dir", n.DataDir,
 		"--raft-addr", n.RaftAddr, "--grpc-addr", n.GRPCAddr, "--log-level", "info"}
+	if c.opts.Groups > 1 {
+		// Every node, wiped and spare ones included, must run the same
+		// count: a data dir refuses another one.
+		args = append(args, "--groups", fmt.Sprint(c.opts.Groups))
+	}
 	if n.join {
 		var others []string
 		for _, o := range c.Nodes {
@@ -339,6 +350,14 @@ func (c *Cluster) StatusWithHash(ctx context.Context, n *Node) (*raftqv1.StatusR
 	return c.status(ctx, n, &raftqv1.StatusRequest{WithHash: true})
 }
 
+// GroupStatusWithHash is StatusWithHash for Raft group g of a node
+// running several groups (the group named in the placement.Header
+// metadata: that group's applied index, state and hash).
+func (c *Cluster) GroupStatusWithHash(ctx context.Context, n *Node, g uint32) (*raftqv1.StatusResponse, error) {
+	ctx = metadata.AppendToOutgoingContext(ctx, placement.Header, strconv.FormatUint(uint64(g), 10))
+	return c.status(ctx, n, &raftqv1.StatusRequest{WithHash: true})
+}
+
 func (c *Cluster) status(ctx context.Context, n *Node, req *raftqv1.StatusRequest) (*raftqv1.StatusResponse, error) {
 	if !n.Running() {
 		return nil, errors.New("not running")
@@ -367,6 +386,31 @@ func (c *Cluster) Leader(ctx context.Context) *Node {
 		}
 	}
 	return best
+}
+
+// GroupLeaders returns the leader of each Raft group (index: group) of a
+// cluster running several groups: for each group, the node that claims
+// to lead it in the highest term, nil where none does. Every node reports
+// every group (StatusResponse.groups); a node's own state for a group is
+// what counts, as Leader does for one group.
+func (c *Cluster) GroupLeaders(ctx context.Context) []*Node {
+	out := make([]*Node, max(c.opts.Groups, 1))
+	terms := make([]uint64, len(out))
+	for _, n := range c.Nodes {
+		st, err := c.Status(ctx, n)
+		if err != nil {
+			continue
+		}
+		for _, g := range st.Groups {
+			if int(g.Group) < len(out) && g.State == "Leader" && (out[g.Group] == nil || g.Term >= terms[g.Group]) {
+				out[g.Group], terms[g.Group] = n, g.Term
+			}
+		}
+		if len(st.Groups) == 0 && st.State == "Leader" && (out[0] == nil || st.Term >= terms[0]) {
+			out[0], terms[0] = n, st.Term // one group: no per-group list
+		}
+	}
+	return out
 }
 
 // WaitLeader waits up to d for a leader.

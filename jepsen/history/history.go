@@ -64,6 +64,12 @@ type Op struct {
 	// queue, worked by in-harness workers).
 	Queue string `json:"queue,omitempty"`
 	JobID string `json:"job_id,omitempty"`
+	// Group is the Raft group of the queue the op was sent to
+	// (placement.Queue), recorded on enqueues and fetches of a cluster
+	// running several groups: an enqueue without a job id (failed or
+	// indeterminate) is counted in its queue's group, and a job id whose
+	// group differs from its queue's is a routing failure.
+	Group uint32 `json:"group,omitempty"`
 	Token uint64 `json:"token,omitempty"`
 	State string `json:"state,omitempty"`
 	// Dup: an enqueue answered with an earlier job (idempotency key).

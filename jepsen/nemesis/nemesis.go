@@ -34,6 +34,8 @@ type Env struct {
 	Spares []*control.Node
 	// Self is the jepsen binary, started as the packet delayer.
 	Self string
+	// Groups is the Raft group count the nodes run (0 or 1: one group).
+	Groups int
 }
 
 // Heal undoes one fault.
@@ -68,14 +70,51 @@ func ids(nodes []*control.Node) string {
 // leader is the active node that leads, or a random active node when none
 // does (the fault still hits someone).
 func (e *Env) leader(ctx context.Context) *control.Node {
-	if l := e.C.Leader(ctx); l != nil {
-		for _, a := range e.Active {
-			if a == l {
-				return l
+	n, _ := e.leaderNote(ctx)
+	return n
+}
+
+// leaderNote is leader and what it leads. With several Raft groups "the
+// leader" is per group: it is the leader of a random group (leaders are
+// balanced over the nodes, so each node leads about as many groups and
+// the draw moves leader faults around the groups), and the note names
+// every group the node leads, all of which the fault hits.
+func (e *Env) leaderNote(ctx context.Context) (*control.Node, string) {
+	if e.Groups > 1 {
+		leaders := e.C.GroupLeaders(ctx)
+		var cands []int
+		for g, l := range leaders {
+			if l != nil && e.active(l) {
+				cands = append(cands, g)
 			}
 		}
+		if len(cands) == 0 {
+			return e.Active[e.Rng.Intn(len(e.Active))], " (no group had a leader)"
+		}
+		l := leaders[cands[e.Rng.Intn(len(cands))]]
+		var led []string
+		for g, o := range leaders {
+			if o == l {
+				led = append(led, fmt.Sprint(g))
+			}
+		}
+		return l, " (leader of group " + strings.Join(led, ",") + ")"
 	}
-	return e.Active[e.Rng.Intn(len(e.Active))]
+	if l := e.C.Leader(ctx); l != nil {
+		if e.active(l) {
+			return l, ""
+		}
+	}
+	return e.Active[e.Rng.Intn(len(e.Active))], ""
+}
+
+func (e *Env) active(n *control.Node) bool {
+	for _, a := range e.Active {
+		if a == n {
+			return true
+		}
+	}
+	return false
 }
 
 func (e *Env) shuffled() []*control.Node {
@@ -86,19 +125,26 @@ func (e *Env) shuffled() []*control.Node {
 
 // targets picks the nodes a process fault hits.
 func (e *Env) targets(ctx context.Context, which string) []*control.Node {
+	ts, _ := e.targetsNote(ctx, which)
+	return ts
+}
+
+// targetsNote is targets and, for the leader, the groups it leads.
+func (e *Env) targetsNote(ctx context.Context, which string) ([]*control.Node, string) {
 	nodes := e.shuffled()
 	n := len(nodes)
 	switch which {
 	case "one":
-		return nodes[:1]
+		return nodes[:1], ""
 	case "leader":
-		return []*control.Node{e.leader(ctx)}
+		l, note := e.leaderNote(ctx)
+		return []*control.Node{l}, note
 	case "minority":
-		return nodes[:(n-1)/2]
+		return nodes[:(n-1)/2], ""
 	case "majority":
-		return nodes[:n/2+1]
+		return nodes[:n/2+1], ""
 	}
-	return nodes
+	return nodes, ""
 }
 
 // Families lists the fault families in the order the short schedule runs
@@ -236,7 +282,11 @@ func partitionGrudge(shape string, nodes []*control.Node, leader *control.Node) 
 func partition(shape string) func(context.Context, *Env) (string, Heal, error) {
 	return func(ctx context.Context, e *Env) (string, Heal, error) {
 		nodes := e.shuffled()
-		g, desc := partitionGrudge(shape, nodes, e.leader(ctx))
+		l, note := e.leaderNote(ctx)
+		g, desc := partitionGrudge(shape, nodes, l)
+		if shape == "isolate-leader" {
+			desc += note
+		}
 		heal := func(context.Context) error {
 			var errs []string
 			for _, n := range e.C.Nodes {
@@ -265,11 +315,11 @@ func partition(shape string) func(context.Context, *Env) (string, Heal, error) {
 
 func kill(which string) func(context.Context, *Env) (string, Heal, error) {
 	return func(ctx context.Context, e *Env) (string, Heal, error) {
-		ts := e.targets(ctx, which)
+		ts, note := e.targetsNote(ctx, which)
 		for _, n := range ts {
 			e.C.Kill(n)
 		}
-		return "killed " + ids(ts), func(context.Context) error {
+		return "killed " + ids(ts) + note, func(context.Context) error {
 			var errs []string
 			for _, n := range ts {
 				if err := e.C.Start(n); err != nil {
@@ -286,11 +336,11 @@ func kill(which string) func(context.Context, *Env) (string, Heal, error) {
 
 func pause(which string) func(context.Context, *Env) (string, Heal, error) {
 	return func(ctx context.Context, e *Env) (string, Heal, error) {
-		ts := e.targets(ctx, which)
+		ts, note := e.targetsNote(ctx, which)
 		for _, n := range ts {
 			e.C.Pause(n)
 		}
-		return "paused " + ids(ts), func(context.Context) error {
+		return "paused " + ids(ts) + note, func(context.Context) error {
 			for _, n := range ts {
 				e.C.Resume(n)
 			}
@@ -485,9 +535,12 @@ func crash(fp string) func(context.Context, *Env) (string, Heal, error) {
 			}, nil
 		}
 		var ts []*control.Node
+		note := ""
 		switch fp {
 		case "commit-before-reply", "lease-before-reply":
-			ts = []*control.Node{e.leader(ctx)}
+			var l *control.Node
+			l, note = e.leaderNote(ctx)
+			ts = []*control.Node{l}
 		case "snapshot-persist":
 			ts = e.Active
 		default:
@@ -511,7 +564,7 @@ func crash(fp string) func(context.Context, *Env) (string, Heal, error) {
 		for _, n := range ts {
 			_ = e.C.SetFailpoints(n)
 		}
-		desc := fmt.Sprintf("armed %s on %s; fired on [%s]", fp, ids(ts), ids(died))
+		desc := fmt.Sprintf("armed %s on %s%s; fired on [%s]", fp, ids(ts), note, ids(died))
 		return desc, func(context.Context) error {
 			for _, n := range ts {
 				if err := e.C.Start(n); err != nil {

@@ -23,6 +23,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/raftq/raftq/client"
+	"github.com/raftq/raftq/internal/placement"
 	"github.com/raftq/raftq/jepsen/checker"
 	"github.com/raftq/raftq/jepsen/history"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
@@ -36,7 +37,14 @@ type Config struct {
 	Rate float64
 	// ReadRate is GetJob calls per second per reader.
 	ReadRate float64
-	Queue    string
+	// Queues are the harness's own queues (at least one): producers spread
+	// their values over them in turn and worker w works Queues[w mod
+	// len]. On a cluster of several Raft groups they are chosen so that
+	// each lands in another group (Queues), so every group gets load.
+	Queues []string
+	// Groups is the cluster's Raft group count (0 or 1: one group); ops
+	// record their queue's group (history.Op.Group).
+	Groups int
 	// Lease is the lease duration workers ask for: short, so that jobs of
 	// crashed workers come back quickly.
 	Lease time.Duration
@@ -202,9 +210,9 @@ func (r *Runner) producer(ctx context.Context, p int) {
 			next = time.Now() // do not burst after a stall
 		}
 		value := checker.Value(p, seq)
-		queue, typ := r.cfg.Queue, "jepsen"
+		queue, typ, own := r.cfg.Queues[seq%len(r.cfg.Queues)], "jepsen", true
 		if r.cfg.WorkerdQueue != "" && rng.Float64() < r.cfg.WorkerdShare {
-			queue, typ = r.cfg.WorkerdQueue, "echo"
+			queue, typ, own = r.cfg.WorkerdQueue, "echo", false
 		}
 		spec := client.NewJob(queue, typ, []byte(value), client.WithMaxAttempts(1000))
 		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -212,8 +220,9 @@ func (r *Runner) producer(ctx context.Context, p int) {
 		res, err := cli.Enqueue(cctx, spec)
 		end := r.rec.Now()
 		cancel()
-		op := history.Op{Process: p, Kind: history.Enqueue, Status: classify(err), Start: start, End: end, Value: value, Error: errText(err)}
-		if queue != r.cfg.Queue {
+		op := history.Op{Process: p, Kind: history.Enqueue, Status: classify(err), Start: start, End: end, Value: value, Error: errText(err),
+			Group: placement.Queue(queue, r.cfg.Groups)}
+		if !own {
 			op.Queue = queue
 			if err == nil && len(res) == 1 {
 				op.JobID, op.Dup = res[0].JobId, res[0].Duplicate
@@ -249,11 +258,15 @@ func (r *Runner) worker(ctx context.Context, w int, res *results.Client) {
 	proc := 100 + w
 	rng := rand.New(rand.NewSource(r.cfg.Seed + int64(proc)))
 	wid := fmt.Sprintf("w%d", w)
+	// One queue per worker: a Fetch names queues of one group only (the
+	// broker refuses a Fetch across groups).
+	queue := r.cfg.Queues[w%len(r.cfg.Queues)]
+	group := placement.Queue(queue, r.cfg.Groups)
 	for ctx.Err() == nil {
 		cctx, cancel := context.WithTimeout(ctx, 6*time.Second)
 		start := r.rec.Now()
 		jobs, err := cli.Fetch(cctx, &raftqv1.FetchRequest{
-			Queues: []string{r.cfg.Queue}, MaxJobs: 1, WorkerId: wid,
+			Queues: []string{queue}, MaxJobs: 1, WorkerId: wid,
 			MaxWait: durationpb.New(time.Second), LeaseDuration: durationpb.New(r.cfg.Lease),
 		})
 		end := r.rec.Now()
@@ -262,7 +275,7 @@ func (r *Runner) worker(ctx context.Context, w int, res *results.Client) {
 			return
 		}
 		if err != nil {
-			r.rec.Add(history.Op{Process: proc, Kind: history.Fetch, Status: classify(err), Start: start, End: end, Error: errText(err)})
+			r.rec.Add(history.Op{Process: proc, Kind: history.Fetch, Status: classify(err), Start: start, End: end, Error: errText(err), Group: group})
 			time.Sleep(50 * time.Millisecond)
 			continue
 		}
@@ -271,7 +284,7 @@ func (r *Runner) worker(ctx context.Context, w int, res *results.Client) {
 		}
 		j := jobs[0]
 		r.rec.Add(history.Op{Process: proc, Kind: history.Fetch, Status: history.OK, Start: start, End: end,
-			JobID: j.Id, Token: j.LeaseToken, Value: string(j.Payload)})
+			JobID: j.Id, Token: j.LeaseToken, Value: string(j.Payload), Group: group})
 		if r.zombies.Load() && rng.Float64() < r.cfg.ZombieProb && r.zombieSlot() {
 			// The zombie holds the job on its own goroutine, so the
 			// worker goes on fetching (and may be the one that gets the
@@ -450,7 +463,7 @@ func (r *Runner) Drain(timeout time.Duration) int {
 	lastSweep := time.Now()
 	for time.Now().Before(deadline) {
 		if r.Pending() == 0 {
-			queues := []string{r.cfg.Queue}
+			queues := append([]string(nil), r.cfg.Queues...)
 			if r.cfg.WorkerdQueue != "" {
 				queues = append(queues, r.cfg.WorkerdQueue)
 			}
@@ -486,4 +499,26 @@ func (r *Runner) Drain(timeout time.Duration) int {
 		time.Sleep(500 * time.Millisecond)
 	}
 	return r.Pending()
+}
+
+// Queues names one queue per Raft group of a cluster of groups groups:
+// base, then base-1, base-2, … keeping the first name placement.Queue puts
+// in each group, in group order (queue i is in group i), as brokerctl
+// bench --queues picks them. With one group it is just base, the queue a
+// one-group run always used.
+func Queues(base string, groups int) []string {
+	groups = max(groups, 1)
+	out := make([]string, groups)
+	found := 0
+	for k := 0; found < groups; k++ {
+		name := base
+		if k > 0 {
+			name = fmt.Sprintf("%s-%d", base, k)
+		}
+		if g := placement.Queue(name, groups); out[g] == "" {
+			out[g] = name
+			found++
+		}
+	}
+	return out
 }
