@@ -198,7 +198,7 @@ func run(o options, faults []nemesis.Fault) (bool, []checker.Result, error) {
 			return false, nil, fmt.Errorf("%s: %w (make jepsen-build builds it)", b, err)
 		}
 	}
-	queues := workload.Queues(mainQueue, o.groups)
+	queues := placement.QueuesPerGroup(mainQueue, o.groups)
 	log.Info("jepsen run", "dir", dir, "nodes", o.nodes, "groups", o.groups, "queues", queues, "seed", o.seed, "schedule", o.schedule, "faults", len(faults), "bug", o.bug)
 	// 1 MiB WAL segments: Raft compacts a WAL by whole segments, so with
 	// the 64 MiB default a run's log would never be compacted and lagging

@@ -40,7 +40,8 @@ type Config struct {
 	// Queues are the harness's own queues (at least one): producers spread
 	// their values over them in turn and worker w works Queues[w mod
 	// len]. On a cluster of several Raft groups they are chosen so that
-	// each lands in another group (Queues), so every group gets load.
+	// each lands in another group (placement.QueuesPerGroup), so every
+	// group gets load.
 	Queues []string
 	// Groups is the cluster's Raft group count (0 or 1: one group); ops
 	// record their queue's group (history.Op.Group).
@@ -499,26 +500,4 @@ func (r *Runner) Drain(timeout time.Duration) int {
 		time.Sleep(500 * time.Millisecond)
 	}
 	return r.Pending()
-}
-
-// Queues names one queue per Raft group of a cluster of groups groups:
-// base, then base-1, base-2, … keeping the first name placement.Queue puts
-// in each group, in group order (queue i is in group i), as brokerctl
-// bench --queues picks them. With one group it is just base, the queue a
-// one-group run always used.
-func Queues(base string, groups int) []string {
-	groups = max(groups, 1)
-	out := make([]string, groups)
-	found := 0
-	for k := 0; found < groups; k++ {
-		name := base
-		if k > 0 {
-			name = fmt.Sprintf("%s-%d", base, k)
-		}
-		if g := placement.Queue(name, groups); out[g] == "" {
-			out[g] = name
-			found++
-		}
-	}
-	return out
 }

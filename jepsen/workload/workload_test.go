@@ -9,7 +9,6 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/raftq/raftq/internal/apierr"
-	"github.com/raftq/raftq/internal/placement"
 	"github.com/raftq/raftq/jepsen/history"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
@@ -34,31 +33,6 @@ func TestClassify(t *testing.T) {
 	for _, c := range cases {
 		if got := classify(c.err); got != c.want {
 			t.Errorf("classify(%v) = %s, want %s", c.err, got, c.want)
-		}
-	}
-}
-
-// TestQueuesCoverEveryGroup: the harness's queues must put load on every
-// group (a group without a queue would pass every checker untested), and
-// one group keeps the single queue older runs used.
-func TestQueuesCoverEveryGroup(t *testing.T) {
-	if got := Queues("jepsen", 1); len(got) != 1 || got[0] != "jepsen" {
-		t.Fatalf("Queues(jepsen, 1) = %v, want [jepsen]", got)
-	}
-	for _, n := range []int{2, 3, 5, 16} {
-		qs := Queues("jepsen", n)
-		if len(qs) != n {
-			t.Fatalf("%d groups: %d queues %v", n, len(qs), qs)
-		}
-		seen := map[string]bool{}
-		for g, q := range qs {
-			if got := placement.Queue(q, n); int(got) != g {
-				t.Errorf("%d groups: queue %q is in group %d, listed for group %d", n, q, got, g)
-			}
-			if seen[q] {
-				t.Errorf("%d groups: queue %q listed twice", n, q)
-			}
-			seen[q] = true
 		}
 	}
 }
