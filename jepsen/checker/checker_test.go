@@ -249,6 +249,13 @@ func TestDuplicateJobIsInvalid(t *testing.T) {
 	h := &b{}
 	h.add(enq("p0-0", "a"), 0, 10).add(fetch("a", "p0-0", 5), 11, 12).add(fetch("a2", "p0-0", 7), 13, 14)
 	wantInvalid(t, Queue(h.ops), "duplicate_jobs", "duplicate job")
+	// An enqueue answered with an id that was never fetched is not a
+	// second job (the seeded early-enqueue-ack bug answers ids of its own).
+	h = &b{}
+	h.add(enq("p0-0", "x"), 0, 10).add(fetch("a", "p0-0", 5), 11, 12)
+	if q := Queue(h.ops); q.Counts["duplicate_jobs"] != 0 {
+		t.Fatalf("answered id counted as a second job: %v", q.Counts)
+	}
 }
 
 // groupsGood is good() spread over three groups: group 0 has the good
