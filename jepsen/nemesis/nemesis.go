@@ -426,8 +426,9 @@ func netDelay(ctx context.Context, e *Env) (string, Heal, error) {
 func clock(leader bool) func(context.Context, *Env) (string, Heal, error) {
 	return func(ctx context.Context, e *Env) (string, Heal, error) {
 		n := e.Active[e.Rng.Intn(len(e.Active))]
+		note := ""
 		if leader {
-			n = e.leader(ctx)
+			n, note = e.leaderNote(ctx)
 		}
 		// Forward offsets stamp lease deadlines that far into the future
 		// for the next leader: a lease whose holder died then lasts the
@@ -435,7 +436,7 @@ func clock(leader bool) func(context.Context, *Env) (string, Heal, error) {
 		offsets := []time.Duration{-time.Minute, -10 * time.Second, -2 * time.Second, 2 * time.Second, 10 * time.Second, time.Minute}
 		d := offsets[e.Rng.Intn(len(offsets))]
 		err := e.C.SetClock(n, d)
-		return fmt.Sprintf("clock of %s offset by %s", n.ID, d), func(context.Context) error { return e.C.SetClock(n, 0) }, err
+		return fmt.Sprintf("clock of %s%s offset by %s", n.ID, note, d), func(context.Context) error { return e.C.SetClock(n, 0) }, err
 	}
 }
 
