@@ -18,6 +18,7 @@ import (
 	"github.com/raftq/raftq/internal/testcluster"
 	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
+	"github.com/raftq/raftq/raftqerr"
 )
 
 func TestEnqueueFetchAck(t *testing.T) {
@@ -460,5 +461,23 @@ func TestForwardedCallTellsClientTheLeader(t *testing.T) {
 	}
 	if got, want := cl.Leader(), c.Leader().GRPCAddr(); got != want {
 		t.Fatalf("client leader %q after a forwarded call, want %q", got, want)
+	}
+}
+
+// With forwarding off, followers still announce their addresses (their
+// Join goes to the leader whatever Forward says), and a client call to a
+// follower is answered NOT_LEADER with the leader's address, not forwarded.
+func TestForwardOffStillAnnounces(t *testing.T) {
+	c := testcluster.New(t, 3, func(cfg *brokerd.Config) { cfg.Forward = false }) // waits for every address
+	l := c.WaitLeader(10 * time.Second)
+	var f *brokerd.Node
+	for _, n := range c.Up() {
+		if n != l {
+			f = n
+		}
+	}
+	_, err := dial(t, f.GRPCAddr()).Enqueue(testutil.Context(t, 10*time.Second), &raftqv1.EnqueueRequest{Jobs: []*raftqv1.JobSpec{{Queue: "q", Type: "t"}}})
+	if d := raftqerr.Detail(err); d.GetReason() != raftqv1.ErrorDetail_NOT_LEADER || d.GetLeaderAddr() != l.GRPCAddr() {
+		t.Fatalf("enqueue at a follower with forwarding off: %v", err)
 	}
 }

@@ -97,7 +97,8 @@ type Config struct {
 	Join []string
 
 	// Forward makes followers forward client calls to the leader instead of
-	// answering NOT_LEADER with its address.
+	// answering NOT_LEADER with its address. Joins (a node's announce of
+	// its address, a new member's join) go to the leader either way.
 	Forward bool
 
 	// Queues, when set, supplies per-queue job defaults and dispatch

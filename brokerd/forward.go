@@ -137,10 +137,14 @@ func forward[T any](ctx context.Context, n *Node, call func(context.Context, *gr
 func forwardRead[T any](ctx context.Context, n *Node, call func(context.Context, *grpc.ClientConn) (T, error)) (T, error) {
 	var zero T
 	id, addr := n.leader()
-	if n.cfg.Forward && !wasForwarded(ctx) && (addr == "" || n.leaderSuspect()) {
+	// Config.Forward governs clients' calls; a node's own calls to its
+	// leader (announce, join) go there whatever it says, or a cluster with
+	// forwarding off would never learn its followers' addresses.
+	fwd := n.cfg.Forward || ownCall(ctx)
+	if fwd && !wasForwarded(ctx) && (addr == "" || n.leaderSuspect()) {
 		id, addr = n.awaitLeader(ctx, id, false)
 	}
-	if addr == "" || addr == n.cfg.GRPCAdvertise || !n.cfg.Forward || wasForwarded(ctx) {
+	if addr == "" || addr == n.cfg.GRPCAdvertise || !fwd || wasForwarded(ctx) {
 		if addr == n.cfg.GRPCAdvertise {
 			// Raft still names us but we are not (or no longer) leading.
 			return zero, n.notLeader("", "")
@@ -246,8 +250,15 @@ func (n *Node) leaderWait() time.Duration {
 	return 2*rc.HeartbeatTimeout + 2*rc.ElectionTimeout
 }
 
-// join forwards a Join to the leader.
+// ownCallKey marks a context of a call the node makes for itself.
+type ownCallKey struct{}
+
+// ownCall reports whether ctx is a call the node makes for itself.
+func ownCall(ctx context.Context) bool { return ctx.Value(ownCallKey{}) != nil }
+
+// join sends the node's own Join to the leader (forwarding on or off).
 func (f *forwarder) join(ctx context.Context, req *raftqv1.JoinRequest) (*raftqv1.JoinResponse, error) {
+	ctx = context.WithValue(ctx, ownCallKey{}, true)
 	return forward(ctx, f.n, func(ctx context.Context, c *grpc.ClientConn) (*raftqv1.JoinResponse, error) {
 		return raftqv1.NewClusterClient(c).Join(ctx, req)
 	})
