@@ -174,10 +174,10 @@ func TestGroupsRoutingRefusalsAndSplits(t *testing.T) {
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "different Raft groups") {
 		t.Fatalf("enqueue across groups: %v", err)
 	}
-	// A Fetch over queues of two groups.
-	_, err = b.Fetch(ctx, &raftqv1.FetchRequest{Queues: qs, MaxJobs: 1, WorkerId: "w"})
+	// A bad Fetch over queues of two groups is refused as a whole.
+	_, err = b.Fetch(ctx, &raftqv1.FetchRequest{Queues: qs, MaxJobs: 1, WorkerId: "w", QueueWeights: map[string]int32{qs[0]: 1}})
 	if status.Code(err) != codes.InvalidArgument {
-		t.Fatalf("fetch across groups: %v", err)
+		t.Fatalf("fetch across groups with a weight missing: %v", err)
 	}
 	for _, n := range c.Up() {
 		for g, gn := range n.Groups() {
@@ -461,5 +461,59 @@ func TestGroupsNotLeaderNamesTheGroup(t *testing.T) {
 	if status.Code(err) != codes.Unavailable || d.GetReason() != raftqv1.ErrorDetail_NOT_LEADER ||
 		d.GetGroup() != 1 || d.GetLeaderAddr() != leader.GRPCAddr() || !strings.Contains(err.Error(), "group 1") {
 		t.Fatalf("enqueue to group 1 via a follower of it: %v (detail %v; leader %s)", err, d, leader.GRPCAddr())
+	}
+}
+
+// A Fetch over queues of several groups (a worker pool whose queues hash
+// apart) takes what is ready in every group, up to max_jobs, and, with
+// nothing ready, waits for a job in any of them.
+func TestGroupsFetchAcrossGroups(t *testing.T) {
+	const groups = 3
+	c := groupsCluster(t, groups)
+	ctx := testutil.Context(t, 60*time.Second)
+	qs := queuesPerGroup(groups)
+	b := dial(t, c.Addrs()[0])
+	fetch := func(max int32, wait time.Duration) []*raftqv1.Job {
+		t.Helper()
+		f, err := b.Fetch(ctx, &raftqv1.FetchRequest{Queues: qs, MaxJobs: max, MaxWait: durationpb.New(wait), WorkerId: "pool",
+			QueueWeights: map[string]int32{qs[0]: 1, qs[1]: 2, qs[2]: 3}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f.Jobs
+	}
+	// Nothing ready: an empty answer once max_wait has passed.
+	if jobs := fetch(4, 300*time.Millisecond); len(jobs) != 0 {
+		t.Fatalf("empty queues answered %v", jobs)
+	}
+	// A job arriving in group 2 while the Fetch waits is handed over.
+	go func() {
+		time.Sleep(500 * time.Millisecond)
+		_, _ = b.Enqueue(ctx, &raftqv1.EnqueueRequest{Jobs: []*raftqv1.JobSpec{{Queue: qs[2], Type: "t"}}})
+	}()
+	jobs := fetch(4, 10*time.Second)
+	if len(jobs) != 1 || jobs[0].Queue != qs[2] {
+		t.Fatalf("waiting pool got %v", jobs)
+	}
+	// Two ready jobs in every group and max_jobs 4: four jobs, leased once
+	// each; the next Fetch takes the other two.
+	for _, q := range qs {
+		for i := 0; i < 2; i++ {
+			if _, err := b.Enqueue(ctx, &raftqv1.EnqueueRequest{Jobs: []*raftqv1.JobSpec{{Queue: q, Type: "t"}}}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	first := fetch(4, 0)
+	second := fetch(4, 0)
+	if len(first) != 4 || len(second) != 2 {
+		t.Fatalf("fetched %d then %d of 6 ready jobs (max 4)", len(first), len(second))
+	}
+	seen := map[string]bool{}
+	for _, j := range append(first, second...) {
+		if seen[j.Id] {
+			t.Fatalf("job %s leased twice", j.Id)
+		}
+		seen[j.Id] = true
 	}
 }

@@ -6,12 +6,17 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"slices"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/raftq/raftq/internal/apierr"
 	"github.com/raftq/raftq/internal/placement"
@@ -30,7 +35,11 @@ import (
 // Enqueue request, which is applied as one entry).
 
 // router picks groups for the host h.
-type router struct{ h *Node }
+type router struct {
+	h *Node
+	// rotate picks the first group of each Fetch over several groups.
+	rotate atomic.Uint64
+}
 
 // node returns the Node of group g.
 func (r *router) node(g uint32) *Node { return r.h.groupNode(g) }
@@ -103,17 +112,113 @@ func (b *brokerRouter) Enqueue(ctx context.Context, req *raftqv1.EnqueueRequest)
 	return svc(n).Enqueue(ctx, req)
 }
 
-// Fetch waits on one group's dispatcher: its queues must share a group.
+// Fetch waits on its queues' group's dispatcher. Queues of several groups
+// (a worker pool whose queues hash apart) are fetched by fetchAcross.
 func (b *brokerRouter) Fetch(ctx context.Context, req *raftqv1.FetchRequest) (*raftqv1.FetchResponse, error) {
-	qs := slices.Clone(req.GetQueues())
-	for q := range req.GetQueueWeights() {
-		qs = append(qs, q)
+	if n, ok, err := b.r.named(ctx); ok || err != nil {
+		if err != nil {
+			return fail[*raftqv1.FetchResponse](err)
+		}
+		return svc(n).Fetch(ctx, req)
 	}
-	n, err := b.r.forQueues(ctx, qs...)
-	if err != nil {
+	// The whole request is checked first: a bad one is refused before
+	// any group leases anything.
+	if _, err := validateFetch(b.r.h.cfg.Limits, req); err != nil {
 		return fail[*raftqv1.FetchResponse](err)
 	}
-	return svc(n).Fetch(ctx, req)
+	parts := b.r.splitFetch(req)
+	if len(parts) == 1 {
+		return svc(parts[0].n).Fetch(ctx, req)
+	}
+	return b.fetchAcross(ctx, req, parts)
+}
+
+// groupFetch is the part of a Fetch for one group's queues.
+type groupFetch struct {
+	n   *Node
+	req *raftqv1.FetchRequest
+}
+
+// splitFetch splits a Fetch by its queues' groups, keeping the queues'
+// order and their weights; groups in the order of their first queue.
+func (r *router) splitFetch(req *raftqv1.FetchRequest) []groupFetch {
+	qs := req.GetQueues()
+	if len(qs) == 0 {
+		qs = slices.Sorted(maps.Keys(req.GetQueueWeights()))
+	}
+	var parts []groupFetch
+	at := map[uint32]int{}
+	for _, q := range qs {
+		g := r.h.queueGroup(q)
+		i, ok := at[g]
+		if !ok {
+			i = len(parts)
+			at[g] = i
+			sub := proto.Clone(req).(*raftqv1.FetchRequest)
+			sub.Queues, sub.QueueWeights = nil, nil
+			parts = append(parts, groupFetch{n: r.node(g), req: sub})
+		}
+		p := parts[i].req
+		if !slices.Contains(p.Queues, q) {
+			p.Queues = append(p.Queues, q)
+		}
+		if w, ok := req.GetQueueWeights()[q]; ok {
+			if p.QueueWeights == nil {
+				p.QueueWeights = map[string]int32{}
+			}
+			p.QueueWeights[q] = w
+		}
+	}
+	return parts
+}
+
+// crossGroupSlice is how long a Fetch over several groups parks on one of
+// them before it looks at the others again: the most a job in another
+// group waits for such a worker beyond its arrival.
+const crossGroupSlice = 250 * time.Millisecond
+
+// fetchAcross serves a Fetch whose queues are in several groups. Each
+// round first takes what is ready in every group without waiting (up to
+// max_jobs in all), starting at a group that rotates from call to call so
+// that no group's queues are always served last; with nothing ready it
+// parks on one group for crossGroupSlice, then looks again, until
+// max_wait. Parking on all groups at once would be quicker but could
+// lease jobs in two groups for a worker that takes only one answer. Jobs
+// already leased are always returned, even if a later group fails.
+// Weights order queues within a group; across groups, the rotation does.
+func (b *brokerRouter) fetchAcross(ctx context.Context, req *raftqv1.FetchRequest, parts []groupFetch) (*raftqv1.FetchResponse, error) {
+	maxJobs := max(int(req.GetMaxJobs()), 1)
+	deadline := time.Now().Add(req.GetMaxWait().AsDuration())
+	start := int(b.r.rotate.Add(1) % uint64(len(parts)))
+	out := &raftqv1.FetchResponse{}
+	fetch := func(p groupFetch, wait time.Duration) error {
+		sub := proto.Clone(p.req).(*raftqv1.FetchRequest)
+		sub.MaxJobs = int32(maxJobs - len(out.Jobs))
+		sub.MaxWait = durationpb.New(wait)
+		res, err := svc(p.n).Fetch(ctx, sub)
+		out.Jobs = append(out.Jobs, res.GetJobs()...)
+		return err
+	}
+	for round := 0; ; round++ {
+		for k := range parts {
+			if err := fetch(parts[(start+k)%len(parts)], 0); err != nil && len(out.Jobs) == 0 {
+				return nil, err
+			}
+			if len(out.Jobs) >= maxJobs {
+				return out, nil
+			}
+		}
+		left := time.Until(deadline)
+		if len(out.Jobs) > 0 || left <= 0 || ctx.Err() != nil {
+			return out, nil
+		}
+		if err := fetch(parts[(start+round)%len(parts)], min(left, crossGroupSlice)); err != nil && len(out.Jobs) == 0 {
+			return nil, err
+		}
+		if len(out.Jobs) > 0 {
+			return out, nil
+		}
+	}
 }
 
 // ExtendLease goes to the job's group.

@@ -46,6 +46,13 @@ func (w *Worker) consumeLoop(ctx, base context.Context, q QueueConfig, slots, se
 				w.noConsume.Store(true)
 				return true
 			}
+			if status.Code(err) == codes.InvalidArgument {
+				// The broker will not stream these queues together (a
+				// pool whose queues are in different Raft groups): Fetch
+				// serves them; a request Fetch refuses too says why there.
+				w.log.Info("the broker refused a consume stream for these queues; fetching instead", "queue", q.Name, "err", err)
+				return true
+			}
 			if status.Code(err) == codes.ResourceExhausted && raftqerr.Detail(err) == nil {
 				// The broker's stream caps (limits.max_streams*) refused
 				// another stream: this queue long-polls instead, which
