@@ -22,35 +22,21 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
-	"google.golang.org/grpc/xds"
 
 	"github.com/raftq/raftq/brokerd"
 	"github.com/raftq/raftq/internal/auth"
 	"github.com/raftq/raftq/internal/placement"
 	"github.com/raftq/raftq/internal/testcluster"
 	"github.com/raftq/raftq/internal/testutil"
+	"github.com/raftq/raftq/internal/xdsserver/xdstest"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
 
 // dialXDS opens a channel to xds:///raftq through grpc-go's own xDS
-// client, bootstrapped to the control plane at cp (a broker's gRPC port),
-// as a proxyless client would be (internal/xdsserver's tests do the same).
+// client, bootstrapped to the control plane at cp (a broker's gRPC port).
 func dialXDS(t *testing.T, cp string) *grpc.ClientConn {
 	t.Helper()
-	bootstrap := fmt.Sprintf(`{
-		"xds_servers": [{"server_uri": %q, "channel_creds": [{"type": "insecure"}], "server_features": ["xds_v3"]}],
-		"node": {"id": "brokerd-test"}
-	}`, cp)
-	rb, err := xds.NewXDSResolverWithConfigForTesting([]byte(bootstrap))
-	if err != nil {
-		t.Fatal(err)
-	}
-	cc, err := grpc.NewClient("xds:///raftq", grpc.WithResolvers(rb), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	return cc
+	return xdstest.Dial(t, cp, "brokerd-test")
 }
 
 // xdsStatus calls Cluster.Status through cc with the group header set to
