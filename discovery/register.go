@@ -40,6 +40,10 @@ type Registration struct {
 	mu      sync.Mutex
 	lease   clientv3.LeaseID
 	changed chan struct{}
+	// granted is the newest lease granted, set before its Put: a Put cut
+	// short by Close may still have been applied, so Close revokes this one
+	// rather than only the lease the loop has finished registering with.
+	granted clientv3.LeaseID
 
 	stop chan struct{}
 	done chan struct{}
@@ -185,6 +189,9 @@ func (r *Registration) register() (clientv3.LeaseID, error) {
 	if err != nil {
 		return 0, fmt.Errorf("grant lease: %w", err)
 	}
+	r.mu.Lock()
+	r.granted = g.ID
+	r.mu.Unlock()
 	if _, err := r.cli.Put(ctx, r.key, r.value, clientv3.WithLease(g.ID)); err != nil {
 		return 0, fmt.Errorf("put %s: %w", r.key, err)
 	}
@@ -245,9 +252,11 @@ func (r *Registration) Close(ctx context.Context) error {
 		return nil
 	default:
 	}
-	lease, _ := r.Lease()
 	close(r.stop)
 	<-r.done
+	r.mu.Lock()
+	lease := r.granted
+	r.mu.Unlock()
 	if lease == 0 {
 		return nil
 	}

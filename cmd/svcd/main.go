@@ -348,7 +348,9 @@ func run(ctx context.Context, args []string) error {
 		<-sigCtx.Done()
 		if reg != nil {
 			rctx, c := context.WithTimeout(context.Background(), 2*time.Second)
-			_ = reg.Close(rctx)
+			if err := reg.Close(rctx); err != nil {
+				_ = level.Warn(logger).Log("msg", "etcd registration not revoked; it expires with its lease", "err", err)
+			}
 			c()
 		}
 		cancelSrv()
