@@ -293,7 +293,7 @@ func (n *Node) openRaft() error {
 	// Raft writes its log through watchedStore, so the disk monitor sees
 	// ENOSPC before LogCache turns errors into strings.
 	watched := n.disk.watchStore(store, logPath)
-	logs, err := raft.NewLogCache(1024, watched)
+	logs, err := newLogCache(watched)
 	if err != nil {
 		return err
 	}
