@@ -85,15 +85,20 @@ func benchCmd(g *globals) *cobra.Command {
            (acks are durable: each waits for its Raft commit); reports acked jobs/s and the
            enqueue-to-fetch latency.
 
-  --stream (with --batch 1) produces with EnqueueOne, pipelined over the client's
-  EnqueueStream; --ack-batch acks each fetched batch with one AckBatch call.
-  --consume (e2e) has each worker take jobs from a Consume stream with --fetch-batch
-  credit, granting a credit back for each job it acked, instead of Fetch long polls.`,
+  By default bench takes the paths the Go SDK takes: with --batch 1 producers call
+  EnqueueOne, pipelined over the client's EnqueueStream (--batch N sends atomic batches
+  with Enqueue); e2e workers take jobs from a Consume stream with --fetch-batch credit,
+  granting a credit back for each job acked, and ack each batch with one AckBatch call.
+  --stream=false sends single jobs with unary Enqueue calls; --consume=false has the
+  workers long-poll with Fetch; --ack-batch=false acks each job with its own Ack.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			o.out = cmd.OutOrStdout()
-			if o.stream && o.batch != 1 {
-				return fmt.Errorf("--stream sends single jobs: use --batch 1")
+			if o.batch != 1 {
+				if cmd.Flags().Changed("stream") && o.stream {
+					return fmt.Errorf("--stream sends single jobs: use --batch 1")
+				}
+				o.stream = false // a batch is one atomic Enqueue
 			}
 			if o.queue == "" {
 				o.queue = fmt.Sprintf("bench-%d", time.Now().UnixNano())
@@ -130,9 +135,12 @@ func benchCmd(g *globals) *cobra.Command {
 	f.Int64Var(&o.jobs, "jobs", 0, "enqueue: stop once this many jobs are enqueued, or after --duration (fills a backlog)")
 	f.StringVar(&o.queue, "queue", "", "queue to use (default: a fresh one)")
 	f.IntVar(&o.queues, "queues", 1, "queues to spread producers and workers over, round robin; on a cluster of several Raft groups, queue i is chosen in group i mod the group count")
-	f.BoolVar(&o.stream, "stream", false, "produce single jobs over EnqueueStream (EnqueueOne; needs --batch 1)")
-	f.BoolVar(&o.ackBatch, "ack-batch", false, "ack each fetched batch with one AckBatch call (e2e)")
-	f.BoolVar(&o.consume, "consume", false, "workers take jobs from Consume streams instead of Fetch (e2e)")
+	// The defaults are the SDK's own paths (EnqueueOne, the worker's
+	// Consume stream and coalesced AckBatch), so the figures are what an
+	// application built on the SDK gets; the older paths stay measurable.
+	f.BoolVar(&o.stream, "stream", true, "produce single jobs over EnqueueStream (EnqueueOne) when --batch is 1; false: unary Enqueue calls")
+	f.BoolVar(&o.ackBatch, "ack-batch", true, "ack each fetched batch with one AckBatch call (e2e); false: one Ack per job")
+	f.BoolVar(&o.consume, "consume", true, "workers take jobs from Consume streams (e2e); false: Fetch long polls")
 	return cmd
 }
 
