@@ -338,9 +338,9 @@ func (d *diskMonitor) storeWrote() {
 }
 
 // watchedStore is the Raft log and stable store (logstore.go) as Raft sees it:
-// its write errors reach the disk monitor. It sits under raft's LogCache,
-// which flattens errors into strings, so this is the last place where
-// ENOSPC can be told apart.
+// its write errors reach the disk monitor. It sits under the cache of
+// recent entries (logcache.go), at the store itself, where ENOSPC is
+// told apart before raft turns errors into strings.
 type watchedStore struct {
 	logStore
 	d    *diskMonitor

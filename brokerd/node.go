@@ -291,12 +291,10 @@ func (n *Node) openRaft() error {
 		rc.TrailingLogs = cfg.TrailingLogs
 	}
 	// Raft writes its log through watchedStore, so the disk monitor sees
-	// ENOSPC before LogCache turns errors into strings.
+	// each write's error as the store returned it (ENOSPC), under the
+	// in-memory cache of recent entries (logcache.go).
 	watched := n.disk.watchStore(store, logPath)
-	logs, err := newLogCache(watched)
-	if err != nil {
-		return err
-	}
+	logs := newLogCache(watched)
 	// The FSM keeps its state on disk with the index it was applied up to,
 	// so Raft must not restore a snapshot into it at start: it replays
 	// only the entries after the store's index. A store behind the latest

@@ -107,7 +107,7 @@ func waitXDSRoute(t *testing.T, ctx context.Context, c *testcluster.Cluster, cc 
 func TestXDSRoutesEachGroupToItsLeader(t *testing.T) {
 	const groups = 3
 	c := testcluster.New(t, 3, func(cfg *brokerd.Config) { cfg.Groups = groups; cfg.XDS = true })
-	waitGroupLeaders(t, c, groups)
+	c.WaitGroupsSettled(30 * time.Second)
 	ctx := testutil.Context(t, 2*time.Minute)
 
 	// The balancer (host.go) spreads the leaderships one per node; wait
