@@ -5,7 +5,10 @@
 # empty queue and at the backlog, RSS per node (VmRSS and RssAnon from
 # /proc), data dir size, and restart-to-serving of a SIGKILLed follower and
 # of the SIGKILLed leader (from the new process's start until its FSM has
-# applied everything it had before the kill, read from /metrics).
+# applied everything it had before the kill, read from /metrics), and the
+# time a new, empty 4th node takes from its start (--join) until its FSM has
+# applied what the leader had (a snapshot install when the log no longer
+# holds every entry; "new_node_snapshot" says whether one was installed).
 # RAFTQ_BIN picks the brokerd build (default ./bin), to compare two builds;
 # BACKLOG_BROKERD_FLAGS go to every brokerd (e.g. "--raft-snapshot-threshold
 # 65536" to compare snapshot settings).
@@ -77,4 +80,25 @@ follower_s=$RESTART_S
 sleep 2
 restart "$l"
 leader_s=$RESTART_S
-echo "{\"figure\":\"backlog\",\"build\":\"${RAFTQ_BIN:-./bin}\",\"queued\":$N,\"fill_seconds\":$fill_s,\"enqueue_per_sec_empty\":$rate0,\"enqueue_per_sec_at_backlog\":$rateN,\"nodes\":$nodes,\"restart_follower_s\":$follower_s,\"restart_leader_s\":$leader_s}"
+# join: a new empty node n4 joins through the others; NEW_S is the seconds
+# from its start until its FSM holds everything the leader had.
+l=$(leader)
+want=$(metric "$l" raftq_fsm_applied_index)
+t0=$(date +%s.%N)
+"${RAFTQ_BIN:-./bin}/brokerd" --id n4 --data-dir "$dir/n4" \
+  --grpc-addr "127.0.0.1:$((gbase + 4))" --raft-addr "127.0.0.1:7604" --admin-addr "127.0.0.1:$((gbase + 14))" \
+  --join "127.0.0.1:$((gbase + 1)),127.0.0.1:$((gbase + 2)),127.0.0.1:$((gbase + 3))" \
+  ${BACKLOG_BROKERD_FLAGS:-} --log-level warn >>"$dir/n4.log" 2>&1 &
+PIDS+=($!)
+new_s=null # stays null if n4 has not caught up within 10 minutes
+while [ $(($(date +%s) - ${t0%.*})) -lt 600 ]; do
+  got=$(metric 4 raftq_fsm_applied_index || true)
+  if [ -n "$got" ] && awk -v g="$got" -v w="$want" 'BEGIN{exit !(g+0 >= w+0)}'; then
+    new_s=$(echo "$(date +%s.%N) - $t0" | bc)
+    break
+  fi
+  sleep 0.1
+done
+new_snap=false
+if [ -n "$(ls -A "$dir/n4/snapshots" 2>/dev/null)" ]; then new_snap=true; fi
+echo "{\"figure\":\"backlog\",\"build\":\"${RAFTQ_BIN:-./bin}\",\"queued\":$N,\"fill_seconds\":$fill_s,\"enqueue_per_sec_empty\":$rate0,\"enqueue_per_sec_at_backlog\":$rateN,\"nodes\":$nodes,\"restart_follower_s\":$follower_s,\"restart_leader_s\":$leader_s,\"new_node_s\":$new_s,\"new_node_snapshot\":$new_snap}"
