@@ -277,7 +277,9 @@ func (n *Node) openRaft() error {
 	rc.Logger = hlog
 	rc.NotifyCh = n.notifyCh
 	rc.BatchApplyCh = true
-	rc.MaxAppendEntries = 256
+	// 64, not more: it sizes what a catching-up follower holds at once
+	// (brokerd/DESIGN.md, stores and Raft).
+	rc.MaxAppendEntries = 64
 	// A removed node must not go on as a cluster of one.
 	rc.ShutdownOnRemove = true
 	rc.HeartbeatTimeout, rc.ElectionTimeout, rc.LeaderLeaseTimeout = raftTimeouts(cfg)
