@@ -1,9 +1,12 @@
 package brokerd_test
 
 import (
+	"context"
 	"fmt"
 	"io"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -15,6 +18,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/raftq/raftq/brokerd"
+	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/internal/placement"
 	"github.com/raftq/raftq/internal/testcluster"
 	"github.com/raftq/raftq/internal/testutil"
@@ -513,5 +517,143 @@ func TestGroupsFetchAcrossGroups(t *testing.T) {
 			t.Fatalf("job %s leased twice", j.Id)
 		}
 		seen[j.Id] = true
+	}
+}
+
+// EnqueueOne calls (the SDK's enqueue stream, fanned out over the groups
+// by the node it reached) all finish while the groups' leaderships move
+// again and again. Each client here sends one group's jobs only, so when
+// that group's part of a routed stream fails, every frame the client has
+// outstanding was that group's: the node must end the stream then (the
+// client sends nothing more to wake its reading), so the waiting frames
+// get a definite answer and are retried.
+func TestGroupsEnqueueStreamSurvivesLeaderMoves(t *testing.T) {
+	const groups = 2
+	c := groupsCluster(t, groups)
+	qs := queuesPerGroup(groups)
+	clients := make([]*client.Client, groups)
+	for g := range clients {
+		clients[g] = c.Client()
+	}
+	ctx := testutil.Context(t, 90*time.Second)
+	stop := make(chan struct{})
+	errs := make(chan error, 256)
+	var done sync.WaitGroup
+	var calls atomic.Int64
+	for p := range 64 {
+		done.Add(1)
+		go func() {
+			defer done.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				cctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+				_, _, err := clients[p%groups].EnqueueOne(cctx, qs[p%groups], "t", nil, client.WithIdempotencyKey(fmt.Sprintf("mv-%d-%d", p, i)))
+				cancel()
+				if err != nil {
+					errs <- fmt.Errorf("producer %d call %d: %w", p, i, err)
+					return
+				}
+				calls.Add(1)
+			}
+		}()
+	}
+	for range 4 {
+		time.Sleep(time.Second)
+		for g := range groups {
+			if err := c.GroupLeader(g).Groups()[g].Raft().LeadershipTransfer().Error(); err != nil {
+				t.Logf("transfer group %d: %v", g, err)
+			}
+		}
+	}
+	time.Sleep(time.Second)
+	close(stop)
+	done.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if calls.Load() == 0 {
+		t.Fatal("no enqueue finished")
+	}
+}
+
+// A producer's enqueue stream outlives a leadership move of one of the
+// groups it feeds: the group's part ends (its jobs answered NOT_LEADER, to
+// be retried), and the group's next job opens a new part at the new
+// leader, on the same stream, while the other group's jobs go on.
+func TestGroupsEnqueueStreamOutlivesALeaderMove(t *testing.T) {
+	const groups = 2
+	c := groupsCluster(t, groups)
+	qs := queuesPerGroup(groups)
+	ctx := testutil.Context(t, 60*time.Second)
+	old := c.GroupLeader(1)
+	st, err := dial(t, old.GRPCAddr()).EnqueueStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	seq := uint64(0)
+	// enqueue sends one job and returns its answer; the stream ending
+	// instead fails the test.
+	enqueue := func(q string) *raftqv1.EnqueueStreamResponse {
+		t.Helper()
+		seq++
+		if err := st.Send(&raftqv1.EnqueueStreamRequest{Seq: seq, Job: &raftqv1.JobSpec{Queue: q, Type: "t"}}); err != nil {
+			t.Fatalf("send seq %d: %v", seq, err)
+		}
+		r, err := st.Recv()
+		if err != nil {
+			t.Fatalf("seq %d to %s: the stream ended: %v", seq, q, err)
+		}
+		if r.GetSeq() != seq {
+			t.Fatalf("answer to seq %d, want %d", r.GetSeq(), seq)
+		}
+		return r
+	}
+	for _, q := range qs {
+		if r := enqueue(q); r.GetError() != nil {
+			t.Fatalf("before the move, %s: %v", q, r.GetError())
+		}
+	}
+	if err := old.Groups()[1].Raft().LeadershipTransfer().Error(); err != nil {
+		t.Fatal(err)
+	}
+	testutil.WaitFor(t, 20*time.Second, "another node leads group 1", func() bool {
+		l := c.GroupLeader(1)
+		return l != nil && l != old
+	})
+	var moved, ids []string
+	for range 10 {
+		r := enqueue(qs[1])
+		if e := r.GetError(); e != nil {
+			if e.GetDetail().GetReason() != raftqv1.ErrorDetail_NOT_LEADER || e.GetDetail().GetGroup() != 1 {
+				t.Fatalf("group 1's job after the move: %v, want NOT_LEADER of group 1", e)
+			}
+			moved = append(moved, e.GetMessage())
+			continue
+		}
+		ids = append(ids, r.GetResult().GetJobId())
+		if r := enqueue(qs[0]); r.GetError() != nil {
+			t.Fatalf("group 0's job after group 1 moved: %v", r.GetError())
+		}
+		break
+	}
+	if len(ids) == 0 {
+		t.Fatalf("no job of group 1 accepted on the stream after the move (refusals: %v)", moved)
+	}
+	if err := st.CloseSend(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := st.Recv(); err != io.EOF {
+		t.Fatalf("after CloseSend: %v, want io.EOF", err)
+	}
+	cl := c.Client()
+	for _, id := range ids {
+		if j, err := cl.GetJob(ctx, id, raftqv1.Consistency_CONSISTENCY_LINEARIZABLE); err != nil || j.Queue != qs[1] {
+			t.Fatalf("job %s: %v %v", id, j, err)
+		}
 	}
 }

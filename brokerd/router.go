@@ -463,92 +463,229 @@ func (p *peeked[Req, Resp]) Recv() (*Req, error) {
 // EnqueueStream hands each job to its queue's group: every group the
 // stream reaches gets a stream of its own (its own window of outcomes
 // outstanding), fed in the order the jobs arrive; their outcomes go back
-// on the one stream, matched by seq as always. The stream ends when the
-// producer closes it and every group has answered, or with the first
-// group's error.
+// on the one stream, matched by seq as always.
+//
+// A group's part can end while the producer's stream goes on: its leader
+// moved, or its relay to the leader broke. The frames it was handed and
+// did not answer are then answered here, each with the error that ended
+// the part (definite when the group's handler ended it, for it answers
+// every frame it read first; INDETERMINATE when the cause may have come
+// after a commit, as for a forwarded write), and the group's next job
+// opens a new part, at its new leader. So a leadership move costs the
+// producer a retry of that group's jobs in flight, never a wait: the
+// producer may have nothing more to send, and a part that ended answers
+// nothing. The stream ends when the producer closes it and every part has
+// answered, or when this node shuts down (with NOT_LEADER: the frames
+// still unanswered were never handed to a group).
 func (b *brokerRouter) EnqueueStream(st grpc.BidiStreamingServer[raftqv1.EnqueueStreamRequest, raftqv1.EnqueueStreamResponse]) error {
-	ctx := st.Context()
-	if n, ok, err := b.r.named(ctx); ok || err != nil {
+	if n, ok, err := b.r.named(st.Context()); ok || err != nil {
 		if err != nil {
 			return toStatus(err)
 		}
 		return enqueueStreamIn(n, st)
 	}
-	ctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	var (
-		sendMu sync.Mutex
-		wg     sync.WaitGroup
-		subs   = map[uint32]*subStream{}
-		errMu  sync.Mutex
-		first  error
-	)
-	setErr := func(err error) {
-		errMu.Lock()
-		if first == nil && err != nil {
-			first = err
-			cancel(err)
-		}
-		errMu.Unlock()
+	rs := &routedStream{r: b.r, st: st, subs: map[uint32]*subStream{}, owed: map[uint64]*subStream{}}
+	return rs.run()
+}
+
+// routedStream is one producer's enqueue stream fanned out over groups.
+type routedStream struct {
+	r      *router
+	st     grpc.BidiStreamingServer[raftqv1.EnqueueStreamRequest, raftqv1.EnqueueStreamResponse]
+	sendMu sync.Mutex
+	wg     sync.WaitGroup // the parts' goroutines
+
+	mu   sync.Mutex
+	subs map[uint32]*subStream // each group's running part
+	// owed is every frame handed to a part and not yet answered, with its
+	// part: a seq is unique among them (the producer's own rule).
+	owed map[uint64]*subStream
+}
+
+// send writes one answer on the producer's stream.
+func (rs *routedStream) send(m *raftqv1.EnqueueStreamResponse) error {
+	rs.sendMu.Lock()
+	defer rs.sendMu.Unlock()
+	return rs.st.Send(m)
+}
+
+// run reads the producer's frames and hands each to its group's part
+// until the producer closes (nil), the stream breaks (its error) or the
+// host shuts down (NOT_LEADER), then waits for every part to answer what
+// it was handed.
+func (rs *routedStream) run() error {
+	ctx, cancel := context.WithCancel(rs.st.Context())
+	defer cancel()
+	type frame struct {
+		m   *raftqv1.EnqueueStreamRequest
+		err error
 	}
-	send := func(m *raftqv1.EnqueueStreamResponse) error {
-		sendMu.Lock()
-		defer sendMu.Unlock()
-		return st.Send(m)
-	}
-	sub := func(g uint32) *subStream {
-		if s, ok := subs[g]; ok {
-			return s
-		}
-		s := &subStream{BidiStreamingServer: st, ctx: ctx, in: make(chan *raftqv1.EnqueueStreamRequest), send: send}
-		subs[g] = s
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := enqueueStreamIn(b.r.node(g), s); err != nil {
-				setErr(err)
-			}
-		}()
-		return s
-	}
-	recvErr := func() error {
+	// The reader is a goroutine so that shutting down does not wait for
+	// a producer's next frame; one it read but could not hand over is
+	// dropped, which the definite NOT_LEADER end covers.
+	frames, quit := make(chan frame), make(chan struct{})
+	defer close(quit)
+	go func() {
 		for {
-			m, err := st.Recv()
-			if errors.Is(err, io.EOF) {
-				return nil
+			m, err := rs.st.Recv()
+			select {
+			case frames <- frame{m, err}:
+			case <-quit:
+				return
 			}
 			if err != nil {
-				return err
-			}
-			// A message without a job goes to group 0, which refuses it
-			// as a one-group node does.
-			g := uint32(0)
-			if j := m.GetJob(); j != nil {
-				g = b.r.h.queueGroup(j.GetQueue())
-			}
-			select {
-			case sub(g).in <- m:
-			case <-ctx.Done():
-				return nil
+				return
 			}
 		}
 	}()
-	for _, s := range subs {
-		close(s.in)
+	host := rs.r.h
+	// end stops the parts and waits until each has answered what it was
+	// handed; abort (the producer's stream broke) cancels them instead, as
+	// their answers can no longer be delivered.
+	end := func(err error, abort bool) error {
+		rs.mu.Lock()
+		for _, s := range rs.subs {
+			close(s.in)
+		}
+		rs.subs = map[uint32]*subStream{}
+		rs.mu.Unlock()
+		if abort {
+			cancel()
+		}
+		rs.wg.Wait()
+		return err
 	}
-	if recvErr != nil {
-		setErr(recvErr)
+	stopped := func() error { id, addr := host.leader(); return host.notLeader(id, addr) }
+	for {
+		var f frame
+		select {
+		case f = <-frames:
+		case <-host.ctx.Done():
+			return end(stopped(), false)
+		}
+		if errors.Is(f.err, io.EOF) {
+			return end(nil, false)
+		}
+		if f.err != nil {
+			return end(f.err, true)
+		}
+		m := f.m
+		seq := m.GetSeq()
+		rs.mu.Lock()
+		_, dup := rs.owed[seq]
+		rs.mu.Unlock()
+		switch {
+		case seq == 0:
+			return end(apierr.New(codes.InvalidArgument, raftqv1.ErrorDetail_INVALID_ARGUMENT, "enqueue stream: a frame without seq cannot be answered"), false)
+		case dup:
+			return end(apierr.New(codes.InvalidArgument, raftqv1.ErrorDetail_INVALID_ARGUMENT,
+				fmt.Sprintf("enqueue stream: seq %d is still in flight", seq)), false)
+		}
+		// A frame without a job goes to group 0, which refuses it as a
+		// one-group node does.
+		g := uint32(0)
+		if j := m.GetJob(); j != nil {
+			g = rs.r.h.queueGroup(j.GetQueue())
+		}
+		if err := rs.handOver(ctx, g, m, host.ctx.Done()); err != nil {
+			if errors.Is(err, errHostStopped) {
+				return end(stopped(), false)
+			}
+			return end(err, true)
+		}
 	}
-	wg.Wait()
-	return first
 }
 
-// subStream is one group's part of a routed enqueue stream.
+// errHostStopped is handOver's report that the host shut down first.
+var errHostStopped = errors.New("host stopped")
+
+// handOver gives frame m to group g's part, opening one if the group has
+// none running. The frame is owed by the part from before it is offered:
+// a part that ends before it takes the frame, or takes it only to drop it
+// (its handler's reader outlives the handler), answers it in finish with
+// its end error, which is as definite as the end itself, for the frame
+// was never proposed.
+func (rs *routedStream) handOver(ctx context.Context, g uint32, m *raftqv1.EnqueueStreamRequest, stop <-chan struct{}) error {
+	rs.mu.Lock()
+	s := rs.subs[g]
+	if s == nil {
+		s = rs.open(ctx, g)
+	}
+	rs.owed[m.GetSeq()] = s
+	rs.mu.Unlock()
+	select {
+	case s.in <- m:
+	case <-s.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-stop:
+		rs.mu.Lock()
+		if rs.owed[m.GetSeq()] == s {
+			delete(rs.owed, m.GetSeq()) // never handed over: the end covers it
+		}
+		rs.mu.Unlock()
+		return errHostStopped
+	}
+	return nil
+}
+
+// open starts group g's part (rs.mu held).
+func (rs *routedStream) open(ctx context.Context, g uint32) *subStream {
+	sctx, cancel := context.WithCancel(ctx)
+	s := &subStream{BidiStreamingServer: rs.st, ctx: sctx, rs: rs,
+		in: make(chan *raftqv1.EnqueueStreamRequest), done: make(chan struct{})}
+	rs.subs[g] = s
+	rs.wg.Add(1)
+	go func() {
+		defer rs.wg.Done()
+		err := enqueueStreamIn(rs.r.node(g), s)
+		rs.finish(g, s, err)
+		cancel() // a reader the handler left behind stops taking frames
+		close(s.done)
+	}()
+	return s
+}
+
+// finish answers what part s of group g was handed and did not answer,
+// with the error that ended it, and forgets the part so that the group's
+// next frame opens a new one.
+func (rs *routedStream) finish(g uint32, s *subStream, err error) {
+	if err == nil {
+		// Ended by the producer's close: everything handed over was
+		// answered. Anything else would be a broken promise, which the
+		// producer must not read as definite.
+		err = io.ErrUnexpectedEOF
+	}
+	ie := itemError(apierr.ForwardedWrite(toStatus(err)))
+	rs.mu.Lock()
+	if rs.subs[g] == s {
+		delete(rs.subs, g)
+	}
+	var unanswered []uint64
+	for seq, owner := range rs.owed {
+		if owner == s {
+			unanswered = append(unanswered, seq)
+			delete(rs.owed, seq)
+		}
+	}
+	rs.mu.Unlock()
+	slices.Sort(unanswered)
+	for _, seq := range unanswered {
+		if rs.send(&raftqv1.EnqueueStreamResponse{Seq: seq, Error: ie}) != nil {
+			return // the producer's stream broke: it learns nothing more
+		}
+	}
+}
+
+// subStream is one group's part of a routed enqueue stream: what the
+// group's handler sees as its stream.
 type subStream struct {
 	grpc.BidiStreamingServer[raftqv1.EnqueueStreamRequest, raftqv1.EnqueueStreamResponse]
 	ctx  context.Context
+	rs   *routedStream
 	in   chan *raftqv1.EnqueueStreamRequest
-	send func(*raftqv1.EnqueueStreamResponse) error
+	done chan struct{} // closed once finish has run
+	// ended is the error the part ended with, as an item's error (rs.mu).
 }
 
 func (s *subStream) Context() context.Context { return s.ctx }
@@ -561,11 +698,19 @@ func (s *subStream) Recv() (*raftqv1.EnqueueStreamRequest, error) {
 		}
 		return m, nil
 	case <-s.ctx.Done():
-		return nil, context.Cause(s.ctx)
+		return nil, s.ctx.Err()
 	}
 }
 
-func (s *subStream) Send(m *raftqv1.EnqueueStreamResponse) error { return s.send(m) }
+// Send passes the group's answer on, and marks its frame answered.
+func (s *subStream) Send(m *raftqv1.EnqueueStreamResponse) error {
+	s.rs.mu.Lock()
+	if s.rs.owed[m.GetSeq()] == s {
+		delete(s.rs.owed, m.GetSeq())
+	}
+	s.rs.mu.Unlock()
+	return s.rs.send(m)
+}
 
 // adminRouter serves the Admin service of a host.
 type adminRouter struct {
