@@ -4,6 +4,8 @@ package fsm
 
 import (
 	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -93,5 +95,50 @@ func TestWholeStoreReadsLeaveNoResidentPages(t *testing.T) {
 	}
 	if g.Hash() != f.Hash() {
 		t.Fatal("store read after the drop differs from its snapshot")
+	}
+}
+
+// Filling the store through Apply leaves at most about residentChurn of
+// it resident: the pages each write transaction read through the map are
+// dropped as the allocations add up (trimResident). Without the trim the
+// same fill leaves most of the store resident, which the first half
+// checks so that the second half means something.
+func TestApplyKeepsTheStoreFromStayingResident(t *testing.T) {
+	fill := func(churn int64) (resident, size int64) {
+		old := residentChurn
+		residentChurn = churn
+		defer func() { residentChurn = old }()
+		path := filepath.Join(t.TempDir(), "fsm.db")
+		f := openFile(t, path)
+		index := uint64(1)
+		// Many small transactions, as a broker applies them: each writes
+		// new copies of the pages it changes wherever the freelist has
+		// room, so over the fill the reads touch pages all over the file.
+		for i := 0; i < 30000; i += 20 {
+			jobs := njs("job", i, 20)
+			for k, j := range jobs {
+				j.Payload = make([]byte, 1024)
+				// Keys as producers make them (random).
+				sum := sha256.Sum256([]byte(strconv.Itoa(i + k)))
+				j.IdempotencyKey = hex.EncodeToString(sum[:16])
+			}
+			f.Apply(&raft.Log{Index: index, Type: raft.LogCommand, Data: entry(cmdEnqueue(t0, jobs...))})
+			index++
+		}
+		fi, err := os.Stat(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return mappedRSS(t, path), fi.Size()
+	}
+	untrimmed, size := fill(1 << 62)
+	if untrimmed < size/2 {
+		t.Fatalf("without the trim, %d of %d store bytes resident: nothing to test", untrimmed, size)
+	}
+	const churn = 4 << 20
+	trimmed, size := fill(churn)
+	t.Logf("store %d bytes; resident after the fill: %d untrimmed, %d trimmed every %d allocated", size, untrimmed, trimmed, churn)
+	if trimmed > 3*churn || trimmed > size/4 {
+		t.Fatalf("with a trim every %d bytes allocated, %d of %d store bytes stay resident", churn, trimmed, size)
 	}
 }

@@ -309,6 +309,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.lastIndex.Store(last)
 	f.gen.Add(1)
+	f.allocAtTrim = 0 // the new store counts its own allocations
 	f.mu.Unlock()
 	// Closing waits for the old store's snapshots to be released, which may
 	// be persisting on another goroutine: do not make Raft wait for them.
