@@ -42,21 +42,29 @@ func mappedRSS(t *testing.T, path string) int64 {
 	return total
 }
 
+// fillStore applies total jobs with 1 KiB payloads and random
+// idempotency keys (as producers make them) to f, per jobs an entry.
+func fillStore(f *FSM, total, per int) {
+	index := f.LastIndex() + 1
+	for i := 0; i < total; i += per {
+		jobs := njs("job", i, per)
+		for k, j := range jobs {
+			j.Payload = make([]byte, 1024)
+			sum := sha256.Sum256([]byte(strconv.Itoa(i + k)))
+			j.IdempotencyKey = hex.EncodeToString(sum[:16])
+		}
+		f.Apply(&raft.Log{Index: index, Type: raft.LogCommand, Data: entry(cmdEnqueue(t0, jobs...))})
+		index++
+	}
+}
+
 // Reading the whole store (a hash, a snapshot) leaves none of it resident
 // in the process: the node's RSS does not grow to the size of its store
 // file because a snapshot read every page.
 func TestWholeStoreReadsLeaveNoResidentPages(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "fsm.db")
 	f := openFile(t, path)
-	index := uint64(1)
-	for i := 0; i < 40000; i += 500 {
-		jobs := njs("job", i, 500)
-		for _, j := range jobs {
-			j.Payload = make([]byte, 1024)
-		}
-		f.Apply(&raft.Log{Index: index, Type: raft.LogCommand, Data: entry(cmdEnqueue(t0, jobs...))})
-		index++
-	}
+	fillStore(f, 40000, 500)
 	fi, err := os.Stat(path)
 	if err != nil {
 		t.Fatal(err)
@@ -110,21 +118,10 @@ func TestApplyKeepsTheStoreFromStayingResident(t *testing.T) {
 		defer func() { residentChurn = old }()
 		path := filepath.Join(t.TempDir(), "fsm.db")
 		f := openFile(t, path)
-		index := uint64(1)
 		// Many small transactions, as a broker applies them: each writes
 		// new copies of the pages it changes wherever the freelist has
 		// room, so over the fill the reads touch pages all over the file.
-		for i := 0; i < 30000; i += 20 {
-			jobs := njs("job", i, 20)
-			for k, j := range jobs {
-				j.Payload = make([]byte, 1024)
-				// Keys as producers make them (random).
-				sum := sha256.Sum256([]byte(strconv.Itoa(i + k)))
-				j.IdempotencyKey = hex.EncodeToString(sum[:16])
-			}
-			f.Apply(&raft.Log{Index: index, Type: raft.LogCommand, Data: entry(cmdEnqueue(t0, jobs...))})
-			index++
-		}
+		fillStore(f, 30000, 20)
 		fi, err := os.Stat(path)
 		if err != nil {
 			t.Fatal(err)

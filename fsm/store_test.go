@@ -3,6 +3,7 @@ package fsm
 import (
 	"bufio"
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -387,5 +388,71 @@ func TestStopWaitingForSpaceGivesUp(t *testing.T) {
 	}
 	if _, err := h.f.Snapshot(); !errors.Is(err, errGaveUp) {
 		t.Fatalf("snapshot after giving up: %v", err)
+	}
+}
+
+// metaFreelist reads the freelist page id that the newest valid bbolt meta
+// page of the store file at path records (pgidNoFreelist: none recorded).
+func metaFreelist(t *testing.T, path string) uint64 {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	page := os.Getpagesize()
+	var best, freelist uint64
+	for i := range 2 {
+		// A page header (16 bytes), then the meta: magic, version, page
+		// size, flags (4 bytes each), the root bucket (16), freelist,
+		// pgid and txid (8 each).
+		m := b[i*page+16:]
+		if binary.LittleEndian.Uint32(m[0:4]) != 0xED0CDAED {
+			continue
+		}
+		if txid := binary.LittleEndian.Uint64(m[48:56]); txid >= best {
+			best, freelist = txid, binary.LittleEndian.Uint64(m[32:40])
+		}
+	}
+	return freelist
+}
+
+const pgidNoFreelist = ^uint64(0)
+
+// A clean Close records bbolt's free page list, so that the next Open
+// reads it instead of walking the whole store to rebuild it; the first
+// commit after that drops the record again (a crash must rebuild), and the
+// state is the same throughout.
+func TestCloseRecordsTheFreelist(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "fsm.db")
+	f, err := Open(path, Options{InitialMmapSize: 1 << 26})
+	if err != nil {
+		t.Fatal(err)
+	}
+	index := uint64(1)
+	for i := 0; i < 2000; i += 50 {
+		f.Apply(&raft.Log{Index: index, Type: raft.LogCommand, Data: entry(cmdEnqueue(t0, njs("job", i, 50)...))})
+		index++
+	}
+	if got := metaFreelist(t, path); got != pgidNoFreelist {
+		t.Fatalf("while open, the meta records freelist page %d: commits should not write it", got)
+	}
+	hash, last := f.Hash(), f.LastIndex()
+	if err := f.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := metaFreelist(t, path); got == pgidNoFreelist {
+		t.Fatal("after Close no freelist is recorded: the next Open walks the whole store")
+	}
+	g, err := Open(path, Options{InitialMmapSize: 1 << 26})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if g.Hash() != hash || g.LastIndex() != last {
+		t.Fatalf("reopened: hash %s index %d, want %s %d", g.Hash(), g.LastIndex(), hash, last)
+	}
+	g.Apply(&raft.Log{Index: last + 1, Type: raft.LogCommand, Data: entry(cmdEnqueue(t0, njs("more", 0, 10)...))})
+	if got := metaFreelist(t, path); got != pgidNoFreelist {
+		t.Fatalf("after a commit the meta still records freelist page %d: a crash now would trust a stale list", got)
 	}
 }

@@ -5,7 +5,9 @@
 # empty queue and at the backlog, RSS per node (VmRSS and RssAnon from
 # /proc), data dir size, and restart-to-serving of a SIGKILLed follower and
 # of the SIGKILLed leader (from the new process's start until its FSM has
-# applied everything it had before the kill, read from /metrics), and the
+# applied everything it had before the kill, read from /metrics), of a
+# follower stopped with SIGTERM (a clean close records the store's free page
+# list, so its next open skips the walk of the whole store), and the
 # time a new, empty 4th node takes from its start (--join) until its FSM has
 # applied what the leader had (a snapshot install when the log no longer
 # holds every entry; "new_node_snapshot" says whether one was installed).
@@ -40,10 +42,10 @@ node_json() {
 # restart I: SIGKILL node nI, start it again (PIDS keeps the new process,
 # so it runs in this shell, not in $(...)), and set RESTART_S to the
 # seconds until its FSM is back at the applied index it had.
-restart() {
-  local i=$1 want t0 got
+restart() { # restart I [SIGNAL]: stop node nI with SIGNAL (default KILL), start it, time it
+  local i=$1 sig=${2:-KILL} want t0 got
   want=$(metric "$i" raftq_fsm_applied_index)
-  kill -KILL "${PIDS[$((i - 1))]}"
+  kill "-$sig" "${PIDS[$((i - 1))]}"
   wait "${PIDS[$((i - 1))]}" 2>/dev/null || true
   t0=$(date +%s.%N)
   start_node "$i"
@@ -80,6 +82,10 @@ follower_s=$RESTART_S
 sleep 2
 restart "$l"
 leader_s=$RESTART_S
+sleep 2
+l=$(leader)
+restart "$((l % 3 + 1))" TERM
+follower_term_s=$RESTART_S
 # join: a new empty node n4 joins through the others; NEW_S is the seconds
 # from its start until its FSM holds everything the leader had.
 l=$(leader)
@@ -101,4 +107,4 @@ while [ $(($(date +%s) - ${t0%.*})) -lt 600 ]; do
 done
 new_snap=false
 if [ -n "$(ls -A "$dir/n4/snapshots" 2>/dev/null)" ]; then new_snap=true; fi
-echo "{\"figure\":\"backlog\",\"build\":\"${RAFTQ_BIN:-./bin}\",\"queued\":$N,\"fill_seconds\":$fill_s,\"enqueue_per_sec_empty\":$rate0,\"enqueue_per_sec_at_backlog\":$rateN,\"nodes\":$nodes,\"restart_follower_s\":$follower_s,\"restart_leader_s\":$leader_s,\"new_node_s\":$new_s,\"new_node_snapshot\":$new_snap}"
+echo "{\"figure\":\"backlog\",\"build\":\"${RAFTQ_BIN:-./bin}\",\"queued\":$N,\"fill_seconds\":$fill_s,\"enqueue_per_sec_empty\":$rate0,\"enqueue_per_sec_at_backlog\":$rateN,\"nodes\":$nodes,\"restart_follower_s\":$follower_s,\"restart_leader_s\":$leader_s,\"restart_follower_sigterm_s\":$follower_term_s,\"new_node_s\":$new_s,\"new_node_snapshot\":$new_snap}"

@@ -21,12 +21,6 @@ func TestBenchE2EPaths(t *testing.T) {
 		{[]string{"--ack-batch=false"}, true, false},
 		{[]string{"--consume=false", "--ack-batch=false"}, false, false},
 	} {
-		args := append([]string{"--brokers", strings.Join(c.Addrs(), ","), "-o", "json", "bench", "e2e",
-			"--duration", "500ms", "--workers", "2", "--clients", "1", "--fetch-batch", "8"}, tc.extra...)
-		out, err := ctlIn(t, "", args...)
-		if err != nil {
-			t.Fatalf("bench e2e %v: %v\n%s", tc.extra, err, out)
-		}
 		var line struct {
 			Enqueued  int64 `json:"enqueued"`
 			Acked     int64 `json:"acked"`
@@ -35,9 +29,7 @@ func TestBenchE2EPaths(t *testing.T) {
 			AckBatch  bool  `json:"ack_batch"`
 			Stream    bool  `json:"stream"`
 		}
-		if err := json.Unmarshal([]byte(out), &line); err != nil {
-			t.Fatalf("%v: %s", err, out)
-		}
+		out := benchLine(t, c, append([]string{"e2e", "--duration", "500ms", "--workers", "2", "--clients", "1", "--fetch-batch", "8"}, tc.extra...), &line)
 		if line.Consume != tc.consume || line.AckBatch != tc.ackBatch || !line.Stream ||
 			line.Enqueued == 0 || line.Acked != line.Enqueued || line.AckErrors != 0 {
 			t.Fatalf("bench e2e %v: %s", tc.extra, out)
@@ -58,20 +50,12 @@ func TestBenchEnqueuePaths(t *testing.T) {
 		{[]string{"--stream=false"}, false},
 		{[]string{"--batch", "10"}, false},
 	} {
-		args := append([]string{"--brokers", strings.Join(c.Addrs(), ","), "-o", "json", "bench", "enqueue",
-			"--duration", "300ms", "--producers", "4", "--clients", "1"}, tc.extra...)
-		out, err := ctlIn(t, "", args...)
-		if err != nil {
-			t.Fatalf("bench enqueue %v: %v\n%s", tc.extra, err, out)
-		}
 		var line struct {
 			Jobs   int64 `json:"jobs"`
 			Errors int64 `json:"errors"`
 			Stream bool  `json:"stream"`
 		}
-		if err := json.Unmarshal([]byte(out), &line); err != nil {
-			t.Fatalf("%v: %s", err, out)
-		}
+		out := benchLine(t, c, append([]string{"enqueue", "--duration", "300ms", "--producers", "4", "--clients", "1"}, tc.extra...), &line)
 		if line.Stream != tc.stream || line.Jobs == 0 || line.Errors != 0 {
 			t.Fatalf("bench enqueue %v: %s", tc.extra, out)
 		}
@@ -79,4 +63,18 @@ func TestBenchEnqueuePaths(t *testing.T) {
 	if out, err := ctlIn(t, "", "--brokers", strings.Join(c.Addrs(), ","), "bench", "enqueue", "--stream", "--batch", "10", "--duration", "100ms"); err == nil || !strings.Contains(out+err.Error(), "--batch 1") {
 		t.Fatalf("--stream with --batch 10: %v %s", err, out)
 	}
+}
+
+// benchLine runs brokerctl bench with args against c, decodes its JSON
+// line into line and returns the line as printed.
+func benchLine(t *testing.T, c *testcluster.Cluster, args []string, line any) string {
+	t.Helper()
+	out, err := ctlIn(t, "", append([]string{"--brokers", strings.Join(c.Addrs(), ","), "-o", "json", "bench"}, args...)...)
+	if err != nil {
+		t.Fatalf("bench %v: %v\n%s", args, err, out)
+	}
+	if err := json.Unmarshal([]byte(out), line); err != nil {
+		t.Fatalf("bench %v: %v: %s", args, err, out)
+	}
+	return out
 }

@@ -218,7 +218,20 @@ func (r *Runner) producer(ctx context.Context, p int) {
 		spec := client.NewJob(queue, typ, []byte(value), client.WithMaxAttempts(1000))
 		cctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		start := r.rec.Now()
-		res, err := cli.Enqueue(cctx, spec)
+		var res []*raftqv1.EnqueueResult
+		var err error
+		if p%2 == 1 {
+			// Half the producers take the SDK's EnqueueOne path, a
+			// pipelined EnqueueStream (fanned out over the groups by the
+			// node it reaches), so faults hit that path too.
+			var id string
+			var dup bool
+			if id, dup, err = cli.EnqueueOne(cctx, queue, typ, []byte(value), client.WithMaxAttempts(1000)); err == nil {
+				res = []*raftqv1.EnqueueResult{{JobId: id, Duplicate: dup}}
+			}
+		} else {
+			res, err = cli.Enqueue(cctx, spec)
+		}
 		end := r.rec.Now()
 		cancel()
 		op := history.Op{Process: p, Kind: history.Enqueue, Status: classify(err), Start: start, End: end, Value: value, Error: errText(err),
