@@ -12,7 +12,9 @@
 # applied what the leader had (a snapshot install when the log no longer
 # holds every entry; "new_node_snapshot" says whether one was installed).
 # RAFTQ_BIN picks the brokerd build (default ./bin), to compare two builds;
-# BACKLOG_BROKERD_FLAGS go to every brokerd (e.g. "--raft-snapshot-threshold
+# BACKLOG_RESTARTS=0 stops after the rate and RSS at the backlog (the 10M
+# variant: BACKLOG_JOBS=10000000 BACKLOG_RESTARTS=0; a crash restart there
+# takes minutes). BACKLOG_BROKERD_FLAGS go to every brokerd (e.g. "--raft-snapshot-threshold
 # 65536" to compare snapshot settings).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -75,6 +77,12 @@ fill_s=$(($(date +%s) - start))
 rateN=$("${b[@]}" --duration "$sample" | jq .jobs_per_sec)
 sleep 2
 nodes=$(node_json)
+if [ "${BACKLOG_RESTARTS:-1}" = 0 ]; then
+  # The long variant's fill and rate only: a crash restart walks the whole
+  # store (bbolt's free page list; fsm/DESIGN.md), minutes at 10M jobs.
+  echo "{\"figure\":\"backlog\",\"build\":\"${RAFTQ_BIN:-./bin}\",\"queued\":$N,\"fill_seconds\":$fill_s,\"enqueue_per_sec_empty\":$rate0,\"enqueue_per_sec_at_backlog\":$rateN,\"nodes\":$nodes}"
+  exit 0
+fi
 l=$(leader)
 f=$((l % 3 + 1))
 restart "$f"
