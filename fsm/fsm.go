@@ -165,13 +165,7 @@ func (f *FSM) trimResident() {
 		return
 	}
 	f.allocAtTrim = alloc
-	// A read transaction holds bbolt's map in place while madvise runs.
-	tx, err := f.db.Begin(false)
-	if err != nil {
-		return
-	}
-	dropResident(tx, tx.Size())
-	_ = tx.Rollback()
+	dropAllResident(f.db)
 }
 
 // StopWaitingForSpace is for shutting a node down while its disk is full:

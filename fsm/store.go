@@ -68,10 +68,7 @@ func openDB(path string, mmap int) (*bbolt.DB, error) {
 	// page of the store: all of fsm.db was just read through the map (at
 	// 10M jobs, an 11.5 GB file resident after a restart). Nothing needs
 	// those pages resident now (resident_linux.go).
-	if tx, err := db.Begin(false); err == nil {
-		dropResident(tx, tx.Size())
-		_ = tx.Rollback()
-	}
+	dropAllResident(db)
 	return db, nil
 }
 
