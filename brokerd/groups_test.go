@@ -657,3 +657,49 @@ func TestGroupsEnqueueStreamOutlivesALeaderMove(t *testing.T) {
 		}
 	}
 }
+
+// A routed enqueue stream refuses a frame without seq with
+// InvalidArgument, but only after every job it had handed to a group is
+// answered: jobs of two groups sent just before it are both committed and
+// answered, then the stream ends.
+func TestGroupsEnqueueStreamRefusesFrameWithoutSeq(t *testing.T) {
+	const groups = 2
+	c := groupsCluster(t, groups)
+	qs := queuesPerGroup(groups)
+	ctx := testutil.Context(t, 30*time.Second)
+	st, err := dial(t, c.Up()[0].GRPCAddr()).EnqueueStream(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, q := range qs {
+		if err := st.Send(&raftqv1.EnqueueStreamRequest{Seq: uint64(i + 1), Job: &raftqv1.JobSpec{Queue: q, Type: "t"}}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := st.Send(&raftqv1.EnqueueStreamRequest{Job: &raftqv1.JobSpec{Queue: qs[0], Type: "t"}}); err != nil && err != io.EOF {
+		t.Fatal(err)
+	}
+	ids := map[uint64]string{}
+	for {
+		r, err := st.Recv()
+		if err != nil {
+			if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "without seq") {
+				t.Fatalf("the stream ended with %v, want InvalidArgument for the frame without seq", err)
+			}
+			break
+		}
+		if r.GetError() != nil {
+			t.Fatalf("seq %d: %v", r.GetSeq(), r.GetError())
+		}
+		ids[r.GetSeq()] = r.GetResult().GetJobId()
+	}
+	if len(ids) != groups {
+		t.Fatalf("answered before the end: %v, want seqs 1..%d", ids, groups)
+	}
+	cl := c.Client()
+	for seq, id := range ids {
+		if j, err := cl.GetJob(ctx, id, raftqv1.Consistency_CONSISTENCY_LINEARIZABLE); err != nil || j.Queue != qs[seq-1] {
+			t.Fatalf("job %s of seq %d: %v %v", id, seq, j, err)
+		}
+	}
+}
