@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
+	"github.com/raftq/raftq/fsm/fsmpb"
 	"github.com/raftq/raftq/internal/apierr"
 	"github.com/raftq/raftq/internal/placement"
 	"github.com/raftq/raftq/internal/raftmux"
@@ -179,22 +180,81 @@ func (n *Node) groupNode(g uint32) *Node {
 	return n
 }
 
-// queueGroup is the group that holds queue.
-func (n *Node) queueGroup(queue string) uint32 { return placement.Queue(queue, n.cfg.Groups) }
-
-// ownsQueue refuses a queue that another group holds: a call routed to the
-// wrong group (a stale or forged group header) must not put a job where
-// the queue's workers never look.
-func (n *Node) ownsQueue(queue string) error {
+// placementOf is queue's record in group 0's placement table, as this
+// node's replica of group 0 has it (nil: the queue lives where its name
+// hashes). See movequeue.go.
+func (n *Node) placementOf(queue string) *fsmpb.QueuePlacement {
 	if !n.multi() {
 		return nil
 	}
-	if g := n.queueGroup(queue); g != n.cfg.group {
-		return fmt.Errorf("%w: queue %q is in group %d, not group %d (send the call without %s, or to group %d)",
-			apierr.ErrInvalid, queue, g, n.cfg.group, placement.Header, g)
+	return n.hostNode().groupNode(0).fsm.Placements()[queue]
+}
+
+// hostNode is the host's Node (group 0's), which knows every group.
+func (n *Node) hostNode() *Node {
+	if n.cfg.host != nil {
+		return n.cfg.host
+	}
+	return n
+}
+
+// queueGroup is the group that takes queue's new jobs: its placement's
+// group when an operator placed (moved) it, else the group its name
+// hashes to.
+func (n *Node) queueGroup(queue string) uint32 {
+	if p := n.placementOf(queue); p != nil {
+		return p.GetGroup()
+	}
+	return placement.Queue(queue, n.cfg.Groups)
+}
+
+// queueGroups are the groups holding queue's jobs: its group, and while it
+// moves, the group it is leaving (whose jobs are served until none is
+// left).
+func (n *Node) queueGroups(queue string) []uint32 {
+	p := n.placementOf(queue)
+	switch {
+	case p == nil:
+		return []uint32{placement.Queue(queue, n.cfg.Groups)}
+	case p.GetPhase() != fsmpb.PlacementPhase_PLACEMENT_PHASE_NONE:
+		return []uint32{p.GetGroup(), p.GetFromGroup()}
+	}
+	return []uint32{p.GetGroup()}
+}
+
+// ownsQueue refuses a queue that another group holds: a call routed to the
+// wrong group (a stale or forged group header) must not put a job where
+// the queue's workers never look. The groups a queue may be sent to are
+// where its name hashes and those of its placement; the seal in a group it
+// moved away from (an FSM check, ordered with the enqueues) refuses what
+// no longer belongs there. A broker whose replica of group 0 has not yet
+// applied a move that the sender saw waits a little for it.
+func (n *Node) ownsQueue(ctx context.Context, queue string) error {
+	if !n.multi() {
+		return nil
+	}
+	ok := func() bool {
+		if placement.Queue(queue, n.cfg.Groups) == n.cfg.group {
+			return true
+		}
+		p := n.placementOf(queue)
+		return p != nil && (p.GetGroup() == n.cfg.group ||
+			(p.GetPhase() != fsmpb.PlacementPhase_PLACEMENT_PHASE_NONE && p.GetFromGroup() == n.cfg.group))
+	}
+	for wait := time.Now().Add(placementLag); !ok(); {
+		if time.Now().After(wait) || ctx.Err() != nil {
+			g := n.queueGroup(queue)
+			return fmt.Errorf("%w: queue %q is in group %d, not group %d (send the call without %s, or to group %d)",
+				apierr.ErrInvalid, queue, g, n.cfg.group, placement.Header, g)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	return nil
 }
+
+// placementLag is how long ownsQueue waits for this node's replica of
+// group 0 to apply a placement another broker routed by: a few heartbeats.
+const placementLag = 2 * time.Second
 
 // headerGroup reads the group a call names in its metadata, if any.
 func (n *Node) headerGroup(ctx context.Context) (uint32, bool, error) {

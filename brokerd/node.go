@@ -183,8 +183,9 @@ func Open(cfg Config) (*Node, error) {
 	go n.lead.watch()
 	go n.announce()
 	if n.multi() {
-		n.wg.Add(1)
+		n.wg.Add(2)
 		go n.balanceLeaders()
+		go n.driveMoves()
 	}
 	if len(cfg.Join) > 0 && !n.HasState() {
 		n.wg.Add(1)

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/raftq/raftq/fsm/fsmpb"
 	"github.com/raftq/raftq/internal/apierr"
 	"github.com/raftq/raftq/internal/placement"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
@@ -100,16 +101,44 @@ func svc(n *Node) *brokerService { return &brokerService{n: n} }
 
 // Enqueue goes to the group of its jobs' queues: one request is one Raft
 // entry (a workflow is atomic), so it cannot span groups.
+//
+// A queue moving between groups (movequeue.go) is served by
+// enqueueMoving; a group that refuses the jobs as moved (this node's
+// placement table was behind) gets them routed again by the table as it
+// is once caught up.
 func (b *brokerRouter) Enqueue(ctx context.Context, req *raftqv1.EnqueueRequest) (*raftqv1.EnqueueResponse, error) {
 	qs := make([]string, 0, len(req.GetJobs()))
 	for _, j := range req.GetJobs() {
 		qs = append(qs, j.GetQueue())
 	}
-	n, err := b.r.forQueues(ctx, qs...)
-	if err != nil {
-		return fail[*raftqv1.EnqueueResponse](err)
+	if _, named, _ := b.r.named(ctx); named {
+		n, err := b.r.forQueues(ctx, qs...)
+		if err != nil {
+			return fail[*raftqv1.EnqueueResponse](err)
+		}
+		return svc(n).Enqueue(ctx, req)
 	}
-	return svc(n).Enqueue(ctx, req)
+	for attempt := 0; ; attempt++ {
+		n, err := b.r.forQueues(ctx, qs...)
+		if err != nil {
+			return fail[*raftqv1.EnqueueResponse](err)
+		}
+		var res *raftqv1.EnqueueResponse
+		if p := b.r.h.placementOf(qs[0]); p != nil && p.GetPhase() != fsmpb.PlacementPhase_PLACEMENT_PHASE_NONE {
+			res, err = b.r.enqueueMoving(ctx, req, p)
+		} else {
+			res, err = svc(n).Enqueue(ctx, req)
+		}
+		to, moved := movedTo(err)
+		if !moved || attempt >= 20 {
+			return res, err
+		}
+		// Refused as moved, nothing written: wait for this node's
+		// placement table to show the move, then route again.
+		if err := b.r.h.awaitPlacement(ctx, qs[0], to); err != nil {
+			return nil, toStatus(err)
+		}
+	}
 }
 
 // Fetch waits on its queues' group's dispatcher. Queues of several groups
@@ -149,24 +178,26 @@ func (r *router) splitFetch(req *raftqv1.FetchRequest) []groupFetch {
 	var parts []groupFetch
 	at := map[uint32]int{}
 	for _, q := range qs {
-		g := r.h.queueGroup(q)
-		i, ok := at[g]
-		if !ok {
-			i = len(parts)
-			at[g] = i
-			sub := proto.Clone(req).(*raftqv1.FetchRequest)
-			sub.Queues, sub.QueueWeights = nil, nil
-			parts = append(parts, groupFetch{n: r.node(g), req: sub})
-		}
-		p := parts[i].req
-		if !slices.Contains(p.Queues, q) {
-			p.Queues = append(p.Queues, q)
-		}
-		if w, ok := req.GetQueueWeights()[q]; ok {
-			if p.QueueWeights == nil {
-				p.QueueWeights = map[string]int32{}
+		// A moving queue is fetched from both of its groups.
+		for _, g := range r.h.queueGroups(q) {
+			i, ok := at[g]
+			if !ok {
+				i = len(parts)
+				at[g] = i
+				sub := proto.Clone(req).(*raftqv1.FetchRequest)
+				sub.Queues, sub.QueueWeights = nil, nil
+				parts = append(parts, groupFetch{n: r.node(g), req: sub})
 			}
-			p.QueueWeights[q] = w
+			p := parts[i].req
+			if !slices.Contains(p.Queues, q) {
+				p.Queues = append(p.Queues, q)
+			}
+			if w, ok := req.GetQueueWeights()[q]; ok {
+				if p.QueueWeights == nil {
+					p.QueueWeights = map[string]int32{}
+				}
+				p.QueueWeights[q] = w
+			}
 		}
 	}
 	return parts
@@ -484,7 +515,8 @@ func (b *brokerRouter) EnqueueStream(st grpc.BidiStreamingServer[raftqv1.Enqueue
 		}
 		return enqueueStreamIn(n, st)
 	}
-	rs := &routedStream{r: b.r, st: st, subs: map[uint32]*subStream{}, owed: map[uint64]*subStream{}}
+	rs := &routedStream{r: b.r, st: st, subs: map[uint32]*subStream{}, owed: map[uint64]*subStream{},
+		frames: map[uint64]*raftqv1.EnqueueStreamRequest{}, unary: &subStream{}}
 	return rs.run()
 }
 
@@ -500,6 +532,12 @@ type routedStream struct {
 	// owed is every frame handed to a part and not yet answered, with its
 	// part: a seq is unique among them (the producer's own rule).
 	owed map[uint64]*subStream
+	// frames are the owed frames themselves, so that one a group refuses
+	// as moved (its queue moved away) can be routed again.
+	frames map[uint64]*raftqv1.EnqueueStreamRequest
+	// unary is the pseudo-part owing the frames of moving queues, which
+	// go through the router's Enqueue one by one (enqueueMoving).
+	unary *subStream
 }
 
 // send writes one answer on the producer's stream.
@@ -586,6 +624,13 @@ func (rs *routedStream) run() error {
 		g := uint32(0)
 		if j := m.GetJob(); j != nil {
 			g = rs.r.h.queueGroup(j.GetQueue())
+			if p := rs.r.h.placementOf(j.GetQueue()); p != nil && p.GetPhase() != fsmpb.PlacementPhase_PLACEMENT_PHASE_NONE {
+				rs.mu.Lock()
+				rs.owed[seq], rs.frames[seq] = rs.unary, m
+				rs.mu.Unlock()
+				rs.viaUnary(ctx, m)
+				continue
+			}
 		}
 		if err := rs.handOver(ctx, g, m, host.ctx.Done()); err != nil {
 			if errors.Is(err, errHostStopped) {
@@ -611,7 +656,7 @@ func (rs *routedStream) handOver(ctx context.Context, g uint32, m *raftqv1.Enque
 	if s == nil {
 		s = rs.open(ctx, g)
 	}
-	rs.owed[m.GetSeq()] = s
+	rs.owed[m.GetSeq()], rs.frames[m.GetSeq()] = s, m
 	rs.mu.Unlock()
 	select {
 	case s.in <- m:
@@ -622,6 +667,7 @@ func (rs *routedStream) handOver(ctx context.Context, g uint32, m *raftqv1.Enque
 		rs.mu.Lock()
 		if rs.owed[m.GetSeq()] == s {
 			delete(rs.owed, m.GetSeq()) // never handed over: the end covers it
+			delete(rs.frames, m.GetSeq())
 		}
 		rs.mu.Unlock()
 		return errHostStopped
@@ -666,6 +712,7 @@ func (rs *routedStream) finish(g uint32, s *subStream, err error) {
 		if owner == s {
 			unanswered = append(unanswered, seq)
 			delete(rs.owed, seq)
+			delete(rs.frames, seq)
 		}
 	}
 	rs.mu.Unlock()
@@ -702,14 +749,54 @@ func (s *subStream) Recv() (*raftqv1.EnqueueStreamRequest, error) {
 	}
 }
 
-// Send passes the group's answer on, and marks its frame answered.
+// Send passes the group's answer on, and marks its frame answered. A job
+// the group refused as moved (this node's placement table was behind)
+// is routed again instead, as the router's Enqueue would.
 func (s *subStream) Send(m *raftqv1.EnqueueStreamResponse) error {
-	s.rs.mu.Lock()
-	if s.rs.owed[m.GetSeq()] == s {
-		delete(s.rs.owed, m.GetSeq())
+	rs := s.rs
+	rs.mu.Lock()
+	var frame *raftqv1.EnqueueStreamRequest
+	if rs.owed[m.GetSeq()] == s {
+		frame = rs.frames[m.GetSeq()]
+		delete(rs.owed, m.GetSeq())
+		delete(rs.frames, m.GetSeq())
+		if m.GetError().GetDetail().GetReason() == raftqv1.ErrorDetail_QUEUE_MOVED && frame != nil {
+			rs.owed[m.GetSeq()], rs.frames[m.GetSeq()] = rs.unary, frame
+			rs.mu.Unlock()
+			rs.viaUnary(rs.st.Context(), frame)
+			return nil
+		}
 	}
-	s.rs.mu.Unlock()
-	return s.rs.send(m)
+	rs.mu.Unlock()
+	return rs.send(m)
+}
+
+// viaUnary enqueues frame m (owed by rs.unary) through the router's
+// Enqueue, which knows how to route a moving queue's jobs, and answers
+// it on the producer's stream.
+func (rs *routedStream) viaUnary(ctx context.Context, m *raftqv1.EnqueueStreamRequest) {
+	rs.wg.Add(1)
+	go func() {
+		defer rs.wg.Done()
+		b := &brokerRouter{brokerService: svc(rs.r.node(0)), r: rs.r}
+		res, err := b.Enqueue(ctx, &raftqv1.EnqueueRequest{Jobs: []*raftqv1.JobSpec{m.GetJob()}})
+		out := &raftqv1.EnqueueStreamResponse{Seq: m.GetSeq()}
+		switch {
+		case err != nil:
+			out.Error = itemError(apierr.ForwardedWrite(toStatus(err)))
+		case len(res.GetResults()) != 1:
+			out.Error = itemError(apierr.FromError(fmt.Errorf("%d results for one job", len(res.GetResults()))))
+		default:
+			out.Result = res.GetResults()[0]
+		}
+		rs.mu.Lock()
+		if rs.owed[m.GetSeq()] == rs.unary {
+			delete(rs.owed, m.GetSeq())
+			delete(rs.frames, m.GetSeq())
+		}
+		rs.mu.Unlock()
+		_ = rs.send(out)
+	}()
 }
 
 // adminRouter serves the Admin service of a host.
@@ -751,17 +838,28 @@ func (r *router) jobsByGroup(ids []string) (map[uint32][]string, error) {
 	return out, nil
 }
 
-// deadCall routes Redrive and PurgeDead: by queue when one is named, else
-// each listed job to its group, the answers joined.
+// deadCall routes Redrive and PurgeDead: listed jobs each to the group its
+// id names, else by queue (both groups of a moving queue), the answers
+// joined.
 func deadCall(ctx context.Context, r *router, queue string, ids []string, call func(*Node, []string) ([]string, error)) ([]string, error) {
-	if n, ok, err := r.named(ctx); ok || err != nil || queue != "" {
-		if err == nil && !ok {
-			n, err = r.forQueues(ctx, queue)
-		}
+	if n, ok, err := r.named(ctx); ok || err != nil {
 		if err != nil {
 			return nil, toStatus(err)
 		}
 		return call(n, ids)
+	}
+	if queue != "" && len(ids) == 0 {
+		// Both groups of a moving queue: the old one's dead jobs must be
+		// redriven or purged for the move to finish.
+		var out []string
+		for _, g := range r.h.queueGroups(queue) {
+			res, err := call(r.node(g), ids)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, res...)
+		}
+		return out, nil
 	}
 	parts, err := r.jobsByGroup(ids)
 	if err != nil {
@@ -809,18 +907,23 @@ func (a *adminRouter) PurgeDead(ctx context.Context, req *raftqv1.PurgeDeadReque
 // merged in id order (each group's page starts after the same id, so
 // paging with next_after works across groups).
 func (a *adminRouter) ListJobs(ctx context.Context, req *raftqv1.ListJobsRequest) (*raftqv1.ListJobsResponse, error) {
-	if n, ok, err := a.r.named(ctx); ok || err != nil || req.GetQueue() != "" {
-		if err == nil && !ok {
-			n, err = a.r.forQueues(ctx, req.GetQueue())
-		}
+	if n, ok, err := a.r.named(ctx); ok || err != nil {
 		if err != nil {
 			return fail[*raftqv1.ListJobsResponse](err)
 		}
 		return admin(n).ListJobs(ctx, req)
 	}
+	// A queue's group, or both of a moving queue's; else every group.
+	groups := a.r.h.groups
+	if q := req.GetQueue(); q != "" {
+		groups = nil
+		for _, g := range a.r.h.queueGroups(q) {
+			groups = append(groups, a.r.node(g))
+		}
+	}
 	var all []*raftqv1.Job
 	more := false
-	for _, gn := range a.r.h.groups {
+	for _, gn := range groups {
 		res, err := admin(gn).ListJobs(ctx, req)
 		if err != nil {
 			return nil, err

@@ -67,7 +67,7 @@ func (s *brokerService) Enqueue(ctx context.Context, req *raftqv1.EnqueueRequest
 
 // enqueue is Enqueue on the leader (also each job of an EnqueueStream).
 func (n *Node) enqueue(ctx context.Context, req *raftqv1.EnqueueRequest) (*raftqv1.EnqueueResponse, error) {
-	jobs, err := n.newJobs(req, n.clock())
+	jobs, err := n.newJobs(ctx, req, n.clock())
 	if err != nil {
 		return nil, apierr.FromError(err)
 	}

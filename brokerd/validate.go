@@ -1,6 +1,7 @@
 package brokerd
 
 import (
+	"context"
 	"fmt"
 	"maps"
 	"net"
@@ -65,7 +66,7 @@ func checkJobID(id string) error {
 // newJobs validates an Enqueue request and stamps it into FSM jobs: ids,
 // defaults and absolute times are chosen here, on the leader, so Apply has
 // nothing left to decide.
-func (n *Node) newJobs(req *raftqv1.EnqueueRequest, now time.Time) ([]*fsmpb.NewJob, error) {
+func (n *Node) newJobs(ctx context.Context, req *raftqv1.EnqueueRequest, now time.Time) ([]*fsmpb.NewJob, error) {
 	// The node's defaults, or live config's for the queue (Config.Queues).
 	jobs, err := validateEnqueue(n.cfg.Limits, n.queueDefaults, req, now)
 	if err != nil || !n.multi() {
@@ -75,7 +76,7 @@ func (n *Node) newJobs(req *raftqv1.EnqueueRequest, now time.Time) ([]*fsmpb.New
 	// its id names the group, so that any node routes calls about the job
 	// (Ack, GetJob, ...) without a lookup.
 	for _, j := range jobs {
-		if err := n.ownsQueue(j.GetQueue()); err != nil {
+		if err := n.ownsQueue(ctx, j.GetQueue()); err != nil {
 			return nil, err
 		}
 		j.Id = placement.JobID(j.GetId(), n.cfg.group)

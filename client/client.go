@@ -606,6 +606,32 @@ func (c *Client) QueueStats(ctx context.Context, queues ...string) ([]*raftqv1.Q
 	return resp.Queues, nil
 }
 
+// MoveQueue moves queue to Raft group toGroup of a cluster running
+// several (docs/scale-out.md, "Moving a queue"): new jobs go there at
+// once, and the jobs of its old group are served until none is left.
+// It returns the queue's placement as the move starts.
+func (c *Client) MoveQueue(ctx context.Context, queue string, toGroup uint32) (*raftqv1.Placement, error) {
+	var out *raftqv1.Placement
+	err := c.do(ctx, 0, func(ctx context.Context, cc *grpc.ClientConn) error {
+		res, err := raftqv1.NewAdminClient(cc).MoveQueue(ctx, &raftqv1.MoveQueueRequest{Queue: queue, ToGroup: toGroup})
+		out = res.GetPlacement()
+		return err
+	})
+	return out, err
+}
+
+// Placements lists the queues an operator moved, with the moves under
+// way; other queues live in the group their names hash to.
+func (c *Client) Placements(ctx context.Context) ([]*raftqv1.Placement, error) {
+	var out []*raftqv1.Placement
+	err := c.do(ctx, 0, func(ctx context.Context, cc *grpc.ClientConn) error {
+		res, err := raftqv1.NewAdminClient(cc).ListPlacements(ctx, &raftqv1.ListPlacementsRequest{})
+		out = res.GetPlacements()
+		return err
+	})
+	return out, err
+}
+
 // PauseQueue stops leasing from queue.
 func (c *Client) PauseQueue(ctx context.Context, queue string) error {
 	return c.do(ctx, 0, func(ctx context.Context, cc *grpc.ClientConn) error {

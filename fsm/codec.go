@@ -139,6 +139,12 @@ func bodyMatches(c *fsmpb.Command) bool {
 		return c.GetPauseSchedule() != nil
 	case fsmpb.CommandType_COMMAND_TYPE_ENQUEUE_WORKFLOW:
 		return c.GetEnqueueWorkflow() != nil
+	case fsmpb.CommandType_COMMAND_TYPE_PLACE_QUEUE:
+		return c.GetPlaceQueue() != nil
+	case fsmpb.CommandType_COMMAND_TYPE_SEAL_QUEUE:
+		return c.GetSealQueue() != nil
+	case fsmpb.CommandType_COMMAND_TYPE_IMPORT_KEYS:
+		return c.GetImportKeys() != nil
 	case fsmpb.CommandType_COMMAND_TYPE_RESUME_SCHEDULE:
 		return c.GetResumeSchedule() != nil
 	case fsmpb.CommandType_COMMAND_TYPE_DELETE_SCHEDULE:

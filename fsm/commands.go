@@ -88,6 +88,12 @@ func (a *applier) command(c *fsmpb.Command) Result {
 		return Result{}
 	case fsmpb.CommandType_COMMAND_TYPE_ENQUEUE_WORKFLOW:
 		return a.enqueueWorkflow(now, c.GetEnqueueWorkflow())
+	case fsmpb.CommandType_COMMAND_TYPE_PLACE_QUEUE:
+		return a.placeQueue(c.GetPlaceQueue())
+	case fsmpb.CommandType_COMMAND_TYPE_SEAL_QUEUE:
+		return a.sealQueue(c.GetSealQueue())
+	case fsmpb.CommandType_COMMAND_TYPE_IMPORT_KEYS:
+		return a.importKeys(now, c.GetImportKeys())
 	}
 	// Decode refuses unknown types; reaching here is a bug in this file.
 	panic(fmt.Sprintf("fsm: no handler for command type %v", c.GetType()))
@@ -241,6 +247,12 @@ func (a *applier) enqueue(now int64, b *fsmpb.Enqueue) Result {
 				items[i].Job = copyJob(h)
 				continue
 			}
+		}
+		// A queue that moved away takes no new job here; the keys above
+		// still answer duplicates, since the jobs they name are here.
+		if err := a.st.moved(queue); err != nil {
+			items[i].Err = err
+			continue
 		}
 		if a.st.job(id) != nil {
 			items[i].Err = fmt.Errorf("%w: %q", ErrDuplicateID, id)

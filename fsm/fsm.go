@@ -62,6 +62,8 @@ type FSM struct {
 	allocAtTrim int64
 	// check is the last consistency check (check.go).
 	check checkResult
+	// placeState caches group 0's placement table (placement.go).
+	placeState
 
 	// sigMu guards the two signal channels. They are created lazily, so an
 	// Apply with nobody waiting allocates nothing for them.
@@ -108,6 +110,10 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		if err == nil {
 			f.writeErr.Store(nil)
 			f.gen.Add(1)
+			if f.placeDirty {
+				f.placeDirty = false
+				f.placeGen.Add(1)
+			}
 			f.lastIndex.Store(last)
 			f.signal(changed)
 			f.trimResident()
@@ -235,6 +241,9 @@ func (f *FSM) applyTx(logs []*raft.Log) (out []interface{}, changed bool, last, 
 				checkAt = st.checkAt
 				break
 			}
+		}
+		if st.placeChanged {
+			f.placeDirty = true
 		}
 		if st.applied == last {
 			// Nothing new (a replay): leave the store untouched.

@@ -234,6 +234,10 @@ func (a *applier) fireSchedule(now int64, b *fsmpb.FireSchedule) Result {
 		return Result{Err: checkKeySizes(nj.GetId(), nj.GetQueue(), nj.GetIdempotencyKey(), nj.GetConcurrencyKey())}
 	case a.st.job(nj.GetId()) != nil:
 		return Result{Err: fmt.Errorf("%w: %q", ErrDuplicateID, nj.GetId())}
+	case a.st.moved(nj.GetQueue()) != nil:
+		// The queue moved away: its schedules move with it (brokerd), and
+		// a tick computed here before they did creates nothing.
+		return Result{Err: fmt.Errorf("fire of %q: %w", b.GetName(), a.st.moved(nj.GetQueue()))}
 	case checkNewJobOptions(nj) != nil:
 		return Result{Err: fmt.Errorf("fire of %q: %w", b.GetName(), checkNewJobOptions(nj))}
 	}

@@ -165,6 +165,9 @@ func (s *snapshot) writeTo(w io.Writer) error {
 	if err := writeSchedules(st, rw); err != nil {
 		return err
 	}
+	if err := writePlacement(st, rw); err != nil {
+		return err
+	}
 	return rw.w.Flush()
 }
 
@@ -309,6 +312,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	}
 	f.lastIndex.Store(last)
 	f.gen.Add(1)
+	f.placeGen.Add(1)
 	f.allocAtTrim = 0 // the new store counts its own allocations
 	f.mu.Unlock()
 	// Closing waits for the old store's snapshots to be released, which may
@@ -468,6 +472,8 @@ func restoreRecord(st *state, rec *fsmpb.SnapshotRecord, seenQueue map[string]bo
 		st.setNode(n)
 	case *fsmpb.SnapshotRecord_Schedule:
 		return restoreSchedule(st, r.Schedule)
+	case *fsmpb.SnapshotRecord_Placement, *fsmpb.SnapshotRecord_Seal:
+		return restorePlacement(st, rec)
 	default:
 		return errors.New("record of unknown kind")
 	}

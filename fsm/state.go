@@ -220,8 +220,11 @@ type state struct {
 	nodes, meta, schedules, readyKey, leasedKey                           *bbolt.Bucket
 	toStart, toClose, unique                                              *bbolt.Bucket
 	depChildren, depWaiting                                               *bbolt.Bucket
+	place                                                                 *bbolt.Bucket
 	applied, seq                                                          uint64
 	metaDirty                                                             bool
+	// placeChanged: a placement or seal record was written (placement.go).
+	placeChanged bool
 	// checkAt is the index of an entry applied in this transaction that
 	// asked for a consistency check (0: none); the transaction ends there.
 	checkAt uint64
@@ -229,7 +232,7 @@ type state struct {
 
 // createBuckets makes every bucket of an empty store (a no-op otherwise).
 func createBuckets(tx *bbolt.Tx) error {
-	for _, name := range append([][]byte{bMeta, bSchedules, bReadyKey, bLeasedKey, bToStart, bToClose, bUnique, bDepChildren, bDepWaiting}, stateBuckets...) {
+	for _, name := range append([][]byte{bMeta, bSchedules, bReadyKey, bLeasedKey, bToStart, bToClose, bUnique, bDepChildren, bDepWaiting, bPlace}, stateBuckets...) {
 		if _, err := tx.CreateBucketIfNotExists(name); err != nil {
 			return err
 		}
@@ -250,7 +253,7 @@ func newState(tx *bbolt.Tx) (*state, error) {
 		{&s.queues, bQueues}, {&s.nodes, bNodes}, {&s.meta, bMeta}, {&s.schedules, bSchedules},
 		{&s.readyKey, bReadyKey}, {&s.leasedKey, bLeasedKey},
 		{&s.toStart, bToStart}, {&s.toClose, bToClose}, {&s.unique, bUnique},
-		{&s.depChildren, bDepChildren}, {&s.depWaiting, bDepWaiting}} {
+		{&s.depChildren, bDepChildren}, {&s.depWaiting, bDepWaiting}, {&s.place, bPlace}} {
 		if *p.b = tx.Bucket(p.name); *p.b == nil {
 			return nil, fmt.Errorf("bucket %q missing", p.name)
 		}

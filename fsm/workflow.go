@@ -182,6 +182,11 @@ func (a *applier) enqueueWorkflow(now int64, b *fsmpb.Enqueue) Result {
 		if a.st.job(id) != nil {
 			return Result{Err: fmt.Errorf("%w: workflow job %q", ErrDuplicateID, id)}
 		}
+		// All or nothing: one job of a queue that moved away refuses the
+		// workflow (brokerd sends it again to the queue's new group).
+		if err := a.st.moved(queue); err != nil {
+			return Result{Err: fmt.Errorf("workflow job %q: %w", id, err)}
+		}
 	}
 	// Parents: in the batch, or existing. Then order the batch so every
 	// parent in it comes before its children (Kahn, by batch index).

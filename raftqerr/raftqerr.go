@@ -57,6 +57,24 @@ func NotLeaderOfGroup(g uint32, leaderID, leaderAddr string) error {
 	})
 }
 
+// QueueMoved is the answer to a new job sent to a Raft group its queue
+// moved away from (FAILED_PRECONDITION, reason QUEUE_MOVED, group: where
+// the queue takes new jobs now). Definite: nothing was written. Brokers
+// route such jobs on themselves; only a caller that named the old group
+// in the raftq-group header sees it.
+func QueueMoved(msg string, g uint32) error {
+	return withDetail(status.New(codes.FailedPrecondition, msg), &raftqv1.ErrorDetail{
+		Reason: raftqv1.ErrorDetail_QUEUE_MOVED, Group: g,
+	})
+}
+
+// IsQueueMoved reports whether err is a QueueMoved answer, and the group
+// it names.
+func IsQueueMoved(err error) (uint32, bool) {
+	d := Detail(err)
+	return d.GetGroup(), d.GetReason() == raftqv1.ErrorDetail_QUEUE_MOVED
+}
+
 func withDetail(st *status.Status, d ...protoadapt.MessageV1) error {
 	if ds, err := st.WithDetails(d...); err == nil {
 		return ds.Err()

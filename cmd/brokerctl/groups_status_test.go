@@ -1,6 +1,7 @@
 package main
 
 import (
+	"google.golang.org/protobuf/types/known/durationpb"
 	"strconv"
 	"strings"
 	"testing"
@@ -179,6 +180,56 @@ func TestGroupsCommands(t *testing.T) {
 		}
 		if f := strings.Fields(lines[1]); f[0] != qs[2] || f[1] != "2" {
 			t.Errorf("row %q", lines[1])
+		}
+	})
+
+	// `queues move` moves gq's group-0 queue to group 1; `queues
+	// placements` follows it to done (its one job is taken and acked so
+	// the old group drains); a typo or a bad group is refused.
+	t.Run("queues move", func(t *testing.T) {
+		q := qs[0]
+		if _, err := ctl(t, b, "queues", "move", "nosuch", "--to", "1"); err == nil {
+			t.Fatal("moving an unknown queue was not refused")
+		}
+		if _, err := ctl(t, b, "queues", "move", q, "--to", "7"); err == nil {
+			t.Fatal("moving to group 7 of 3 was not refused")
+		}
+		var mv struct {
+			Queue, Phase string
+			Group        uint32
+			FromGroup    uint32 `json:"from_group"`
+		}
+		ctlJSON(t, b, &mv, "queues", "move", q, "--to", "1")
+		if mv.Queue != q || mv.Group != 1 || mv.FromGroup != 0 || mv.Phase == "done" {
+			t.Fatalf("move answered %+v", mv)
+		}
+		js, err := c.Client().Fetch(ctx, &raftqv1.FetchRequest{Queues: []string{q}, MaxJobs: 1, MaxWait: durationpb.New(5 * time.Second), WorkerId: "w"})
+		if err != nil || len(js) != 1 {
+			t.Fatalf("fetch %v %v", js, err)
+		}
+		if err := c.Client().Ack(ctx, js[0].GetId(), js[0].GetLeaseToken()); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for {
+			var pl struct {
+				Placements []struct {
+					Queue, Phase string
+					Group        uint32
+				}
+			}
+			ctlJSON(t, b, &pl, "queues", "placements")
+			if len(pl.Placements) == 1 && pl.Placements[0].Queue == q && pl.Placements[0].Phase == "done" && pl.Placements[0].Group == 1 {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("placements %+v\n%s", pl, ctlOK(t, b, "queues", "placements"))
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		out := ctlOK(t, b, "queues", "placements")
+		if !strings.Contains(out, "LEFT IN FROM GROUP") || !strings.Contains(out, q) {
+			t.Fatalf("placements table:\n%s", out)
 		}
 	})
 

@@ -310,8 +310,63 @@ func queuesCmd(g *globals) *cobra.Command {
 		c.Flags().BoolVar(&create, "create", false, "the queue may be new (a typo would otherwise "+use+" a queue nobody uses)")
 		return c
 	}
-	cmd.AddCommand(list, group, pause("pause", "Stop leasing from a queue (enqueues still accepted)", true), pause("resume", "Resume leasing from a queue", false))
+	var to uint32
+	move := &cobra.Command{
+		Use: "move QUEUE --to GROUP", Short: "Move a queue to another Raft group (new jobs go there at once; the old group's are served until none is left)",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("to") {
+				return errors.New("--to GROUP is required")
+			}
+			return g.run(cmd, func(ctx context.Context, cl *client.Client, p *printer) error {
+				if err := knownQueues(ctx, cl, args[0]); err != nil {
+					return err
+				}
+				pl, err := cl.MoveQueue(ctx, args[0], to)
+				if err != nil {
+					return err
+				}
+				return p.kv(placementJSON(pl), placementKV(pl))
+			})
+		},
+	}
+	move.Flags().Uint32Var(&to, "to", 0, "the group to move the queue to")
+	placements := &cobra.Command{
+		Use: "placements", Short: "Queues moved by an operator, and the moves under way", Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return g.run(cmd, func(ctx context.Context, cl *client.Client, p *printer) error {
+				pls, err := cl.Placements(ctx)
+				if err != nil {
+					return err
+				}
+				out := []map[string]any{}
+				var rows [][]string
+				for _, pl := range pls {
+					out = append(out, placementJSON(pl))
+					from := "-"
+					if pl.GetPhase() != "done" {
+						from = strconv.FormatUint(uint64(pl.GetFromGroup()), 10)
+					}
+					rows = append(rows, []string{pl.GetQueue(), strconv.FormatUint(uint64(pl.GetGroup()), 10), from, pl.GetPhase(), i64(pl.GetLeftInFromGroup())})
+				}
+				return p.print(map[string]any{"placements": out}, []string{"QUEUE", "GROUP", "FROM GROUP", "PHASE", "LEFT IN FROM GROUP"}, rows)
+			})
+		},
+	}
+	cmd.AddCommand(list, group, move, placements, pause("pause", "Stop leasing from a queue (enqueues still accepted)", true), pause("resume", "Resume leasing from a queue", false))
 	return cmd
+}
+
+// placementJSON is a placement as brokerctl's JSON prints it.
+func placementJSON(pl *raftqv1.Placement) map[string]any {
+	return map[string]any{"queue": pl.GetQueue(), "group": pl.GetGroup(), "from_group": pl.GetFromGroup(),
+		"phase": pl.GetPhase(), "left_in_from_group": pl.GetLeftInFromGroup()}
+}
+
+// placementKV is a placement as brokerctl's table prints it.
+func placementKV(pl *raftqv1.Placement) [][2]string {
+	return [][2]string{{"QUEUE", pl.GetQueue()}, {"GROUP", strconv.FormatUint(uint64(pl.GetGroup()), 10)},
+		{"FROM GROUP", strconv.FormatUint(uint64(pl.GetFromGroup()), 10)}, {"PHASE", pl.GetPhase()}}
 }
 
 // knownQueues refuses queue names the cluster has never seen (no job,

@@ -57,6 +57,14 @@ const (
 	// An Enqueue applied all or nothing, with dependencies resolved inside
 	// the batch (a workflow); body enqueue_workflow.
 	CommandType_COMMAND_TYPE_ENQUEUE_WORKFLOW CommandType = 25
+	// Queue placement (scale-out). PLACE_QUEUE writes group 0's record of
+	// where a queue lives and how far its move has got; SEAL_QUEUE closes
+	// (or reopens) a queue to new jobs in the group it is applied in;
+	// IMPORT_KEYS copies a moved queue's live idempotency keys into its new
+	// group. Bodies place_queue, seal_queue, import_keys.
+	CommandType_COMMAND_TYPE_PLACE_QUEUE CommandType = 21
+	CommandType_COMMAND_TYPE_SEAL_QUEUE  CommandType = 22
+	CommandType_COMMAND_TYPE_IMPORT_KEYS CommandType = 23
 )
 
 // Enum value maps for CommandType.
@@ -85,6 +93,9 @@ var (
 		20: "COMMAND_TYPE_EXPIRE_TIMEOUTS",
 		30: "COMMAND_TYPE_CHECK_HASH",
 		25: "COMMAND_TYPE_ENQUEUE_WORKFLOW",
+		21: "COMMAND_TYPE_PLACE_QUEUE",
+		22: "COMMAND_TYPE_SEAL_QUEUE",
+		23: "COMMAND_TYPE_IMPORT_KEYS",
 	}
 	CommandType_value = map[string]int32{
 		"COMMAND_TYPE_UNSPECIFIED":      0,
@@ -110,6 +121,9 @@ var (
 		"COMMAND_TYPE_EXPIRE_TIMEOUTS":  20,
 		"COMMAND_TYPE_CHECK_HASH":       30,
 		"COMMAND_TYPE_ENQUEUE_WORKFLOW": 25,
+		"COMMAND_TYPE_PLACE_QUEUE":      21,
+		"COMMAND_TYPE_SEAL_QUEUE":       22,
+		"COMMAND_TYPE_IMPORT_KEYS":      23,
 	}
 )
 
@@ -138,6 +152,62 @@ func (x CommandType) Number() protoreflect.EnumNumber {
 // Deprecated: Use CommandType.Descriptor instead.
 func (CommandType) EnumDescriptor() ([]byte, []int) {
 	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{0}
+}
+
+// PlacementPhase is how far a queue's move between groups has got.
+type PlacementPhase int32
+
+const (
+	// No move: the queue lives in group.
+	PlacementPhase_PLACEMENT_PHASE_NONE PlacementPhase = 0
+	// Moving from from_group to group: new jobs are not yet taken by group
+	// until from_group has refused them (the seal); enqueues go to
+	// from_group first, and the jobs it refuses as moved go to group.
+	PlacementPhase_PLACEMENT_PHASE_SEALING PlacementPhase = 1
+	// from_group is sealed: new jobs go to group; from_group's jobs are
+	// still served until none is left (workers fetch from both).
+	PlacementPhase_PLACEMENT_PHASE_DRAINING PlacementPhase = 2
+)
+
+// Enum value maps for PlacementPhase.
+var (
+	PlacementPhase_name = map[int32]string{
+		0: "PLACEMENT_PHASE_NONE",
+		1: "PLACEMENT_PHASE_SEALING",
+		2: "PLACEMENT_PHASE_DRAINING",
+	}
+	PlacementPhase_value = map[string]int32{
+		"PLACEMENT_PHASE_NONE":     0,
+		"PLACEMENT_PHASE_SEALING":  1,
+		"PLACEMENT_PHASE_DRAINING": 2,
+	}
+)
+
+func (x PlacementPhase) Enum() *PlacementPhase {
+	p := new(PlacementPhase)
+	*p = x
+	return p
+}
+
+func (x PlacementPhase) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (PlacementPhase) Descriptor() protoreflect.EnumDescriptor {
+	return file_raftq_fsm_v1_fsm_proto_enumTypes[1].Descriptor()
+}
+
+func (PlacementPhase) Type() protoreflect.EnumType {
+	return &file_raftq_fsm_v1_fsm_proto_enumTypes[1]
+}
+
+func (x PlacementPhase) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use PlacementPhase.Descriptor instead.
+func (PlacementPhase) EnumDescriptor() ([]byte, []int) {
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{1}
 }
 
 // Entry is one Raft log entry: a group commit of many commands. Each command
@@ -225,6 +295,9 @@ type Command struct {
 	//	*Command_ExpireTimeouts
 	//	*Command_CheckHash
 	//	*Command_EnqueueWorkflow
+	//	*Command_PlaceQueue
+	//	*Command_SealQueue
+	//	*Command_ImportKeys
 	Body          isCommand_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -479,6 +552,33 @@ func (x *Command) GetEnqueueWorkflow() *Enqueue {
 	return nil
 }
 
+func (x *Command) GetPlaceQueue() *QueuePlacement {
+	if x != nil {
+		if x, ok := x.Body.(*Command_PlaceQueue); ok {
+			return x.PlaceQueue
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSealQueue() *SealQueue {
+	if x != nil {
+		if x, ok := x.Body.(*Command_SealQueue); ok {
+			return x.SealQueue
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetImportKeys() *ImportKeys {
+	if x != nil {
+		if x, ok := x.Body.(*Command_ImportKeys); ok {
+			return x.ImportKeys
+		}
+	}
+	return nil
+}
+
 type isCommand_Body interface {
 	isCommand_Body()
 }
@@ -571,6 +671,18 @@ type Command_EnqueueWorkflow struct {
 	EnqueueWorkflow *Enqueue `protobuf:"bytes,50,opt,name=enqueue_workflow,json=enqueueWorkflow,proto3,oneof"`
 }
 
+type Command_PlaceQueue struct {
+	PlaceQueue *QueuePlacement `protobuf:"bytes,29,opt,name=place_queue,json=placeQueue,proto3,oneof"`
+}
+
+type Command_SealQueue struct {
+	SealQueue *SealQueue `protobuf:"bytes,30,opt,name=seal_queue,json=sealQueue,proto3,oneof"`
+}
+
+type Command_ImportKeys struct {
+	ImportKeys *ImportKeys `protobuf:"bytes,31,opt,name=import_keys,json=importKeys,proto3,oneof"`
+}
+
 func (*Command_Enqueue) isCommand_Body() {}
 
 func (*Command_Lease) isCommand_Body() {}
@@ -614,6 +726,223 @@ func (*Command_ExpireTimeouts) isCommand_Body() {}
 func (*Command_CheckHash) isCommand_Body() {}
 
 func (*Command_EnqueueWorkflow) isCommand_Body() {}
+
+func (*Command_PlaceQueue) isCommand_Body() {}
+
+func (*Command_SealQueue) isCommand_Body() {}
+
+func (*Command_ImportKeys) isCommand_Body() {}
+
+// QueuePlacement is group 0's record of a queue placed by an operator (a
+// queue without one lives in the group its name hashes to). As a command
+// it is a compare-and-set: it applies only when the record's phase is
+// expect_phase (NONE for a queue without a record) and, for a move under
+// way, group and from_group match the record's.
+type QueuePlacement struct {
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Queue     string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	Group     uint32                 `protobuf:"varint,2,opt,name=group,proto3" json:"group,omitempty"`
+	FromGroup uint32                 `protobuf:"varint,3,opt,name=from_group,json=fromGroup,proto3" json:"from_group,omitempty"`
+	Phase     PlacementPhase         `protobuf:"varint,4,opt,name=phase,proto3,enum=raftq.fsm.v1.PlacementPhase" json:"phase,omitempty"`
+	// Command only: the phase the record must be in.
+	ExpectPhase PlacementPhase `protobuf:"varint,5,opt,name=expect_phase,json=expectPhase,proto3,enum=raftq.fsm.v1.PlacementPhase" json:"expect_phase,omitempty"`
+	// Record: the log index of the command that started the move.
+	Since         uint64 `protobuf:"varint,6,opt,name=since,proto3" json:"since,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *QueuePlacement) Reset() {
+	*x = QueuePlacement{}
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *QueuePlacement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*QueuePlacement) ProtoMessage() {}
+
+func (x *QueuePlacement) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use QueuePlacement.ProtoReflect.Descriptor instead.
+func (*QueuePlacement) Descriptor() ([]byte, []int) {
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *QueuePlacement) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *QueuePlacement) GetGroup() uint32 {
+	if x != nil {
+		return x.Group
+	}
+	return 0
+}
+
+func (x *QueuePlacement) GetFromGroup() uint32 {
+	if x != nil {
+		return x.FromGroup
+	}
+	return 0
+}
+
+func (x *QueuePlacement) GetPhase() PlacementPhase {
+	if x != nil {
+		return x.Phase
+	}
+	return PlacementPhase_PLACEMENT_PHASE_NONE
+}
+
+func (x *QueuePlacement) GetExpectPhase() PlacementPhase {
+	if x != nil {
+		return x.ExpectPhase
+	}
+	return PlacementPhase_PLACEMENT_PHASE_NONE
+}
+
+func (x *QueuePlacement) GetSince() uint64 {
+	if x != nil {
+		return x.Since
+	}
+	return 0
+}
+
+// SealQueue closes queue to new jobs in the group it is applied in (they
+// are refused as moved, naming to_group), or reopens it (sealed false). A
+// sealed queue's existing jobs are served as before; idempotency and
+// unique keys still answer duplicates.
+type SealQueue struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Queue         string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	Sealed        bool                   `protobuf:"varint,2,opt,name=sealed,proto3" json:"sealed,omitempty"`
+	ToGroup       uint32                 `protobuf:"varint,3,opt,name=to_group,json=toGroup,proto3" json:"to_group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SealQueue) Reset() {
+	*x = SealQueue{}
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SealQueue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SealQueue) ProtoMessage() {}
+
+func (x *SealQueue) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SealQueue.ProtoReflect.Descriptor instead.
+func (*SealQueue) Descriptor() ([]byte, []int) {
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *SealQueue) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *SealQueue) GetSealed() bool {
+	if x != nil {
+		return x.Sealed
+	}
+	return false
+}
+
+func (x *SealQueue) GetToGroup() uint32 {
+	if x != nil {
+		return x.ToGroup
+	}
+	return 0
+}
+
+// ImportKeys records idempotency keys of queue held in another group (the
+// one the queue moved from), so a retried enqueue still gets its first
+// job's id. A key the group already holds is kept; an expired one is
+// skipped.
+type ImportKeys struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Queue         string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	Keys          []*IdempotencyRecord   `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportKeys) Reset() {
+	*x = ImportKeys{}
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportKeys) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportKeys) ProtoMessage() {}
+
+func (x *ImportKeys) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportKeys.ProtoReflect.Descriptor instead.
+func (*ImportKeys) Descriptor() ([]byte, []int) {
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ImportKeys) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *ImportKeys) GetKeys() []*IdempotencyRecord {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
 
 // NewJob is a job as the leader stamped it: id chosen, defaults filled in,
 // times absolute.
@@ -667,7 +996,7 @@ type NewJob struct {
 
 func (x *NewJob) Reset() {
 	*x = NewJob{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[2]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -679,7 +1008,7 @@ func (x *NewJob) String() string {
 func (*NewJob) ProtoMessage() {}
 
 func (x *NewJob) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[2]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -692,7 +1021,7 @@ func (x *NewJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NewJob.ProtoReflect.Descriptor instead.
 func (*NewJob) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{2}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *NewJob) GetId() string {
@@ -851,7 +1180,7 @@ type Enqueue struct {
 
 func (x *Enqueue) Reset() {
 	*x = Enqueue{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[3]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -863,7 +1192,7 @@ func (x *Enqueue) String() string {
 func (*Enqueue) ProtoMessage() {}
 
 func (x *Enqueue) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[3]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -876,7 +1205,7 @@ func (x *Enqueue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Enqueue.ProtoReflect.Descriptor instead.
 func (*Enqueue) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{3}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Enqueue) GetJobs() []*NewJob {
@@ -897,7 +1226,7 @@ type LeaseItem struct {
 
 func (x *LeaseItem) Reset() {
 	*x = LeaseItem{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[4]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -909,7 +1238,7 @@ func (x *LeaseItem) String() string {
 func (*LeaseItem) ProtoMessage() {}
 
 func (x *LeaseItem) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[4]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -922,7 +1251,7 @@ func (x *LeaseItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseItem.ProtoReflect.Descriptor instead.
 func (*LeaseItem) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{4}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *LeaseItem) GetJobId() string {
@@ -951,7 +1280,7 @@ type Lease struct {
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[5]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -963,7 +1292,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[5]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -976,7 +1305,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{5}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Lease) GetWorkerId() string {
@@ -1010,7 +1339,7 @@ type LeaseRef struct {
 
 func (x *LeaseRef) Reset() {
 	*x = LeaseRef{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[6]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1022,7 +1351,7 @@ func (x *LeaseRef) String() string {
 func (*LeaseRef) ProtoMessage() {}
 
 func (x *LeaseRef) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[6]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1035,7 +1364,7 @@ func (x *LeaseRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRef.ProtoReflect.Descriptor instead.
 func (*LeaseRef) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{6}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *LeaseRef) GetJobId() string {
@@ -1089,7 +1418,7 @@ type ExtendLease struct {
 
 func (x *ExtendLease) Reset() {
 	*x = ExtendLease{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[7]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1101,7 +1430,7 @@ func (x *ExtendLease) String() string {
 func (*ExtendLease) ProtoMessage() {}
 
 func (x *ExtendLease) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[7]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1114,7 +1443,7 @@ func (x *ExtendLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLease.ProtoReflect.Descriptor instead.
 func (*ExtendLease) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{7}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ExtendLease) GetItems() []*LeaseRef {
@@ -1133,7 +1462,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[8]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1145,7 +1474,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[8]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1158,7 +1487,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{8}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Ack) GetItems() []*LeaseRef {
@@ -1186,7 +1515,7 @@ type NackItem struct {
 
 func (x *NackItem) Reset() {
 	*x = NackItem{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[9]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1198,7 +1527,7 @@ func (x *NackItem) String() string {
 func (*NackItem) ProtoMessage() {}
 
 func (x *NackItem) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[9]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1211,7 +1540,7 @@ func (x *NackItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackItem.ProtoReflect.Descriptor instead.
 func (*NackItem) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{9}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *NackItem) GetJobId() string {
@@ -1265,7 +1594,7 @@ type Nack struct {
 
 func (x *Nack) Reset() {
 	*x = Nack{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[10]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1277,7 +1606,7 @@ func (x *Nack) String() string {
 func (*Nack) ProtoMessage() {}
 
 func (x *Nack) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[10]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1290,7 +1619,7 @@ func (x *Nack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Nack.ProtoReflect.Descriptor instead.
 func (*Nack) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{10}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Nack) GetItems() []*NackItem {
@@ -1310,7 +1639,7 @@ type ExpireLeases struct {
 
 func (x *ExpireLeases) Reset() {
 	*x = ExpireLeases{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[11]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1322,7 +1651,7 @@ func (x *ExpireLeases) String() string {
 func (*ExpireLeases) ProtoMessage() {}
 
 func (x *ExpireLeases) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[11]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1335,7 +1664,7 @@ func (x *ExpireLeases) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireLeases.ProtoReflect.Descriptor instead.
 func (*ExpireLeases) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{11}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ExpireLeases) GetLimit() int32 {
@@ -1357,7 +1686,7 @@ type ExpireTimeouts struct {
 
 func (x *ExpireTimeouts) Reset() {
 	*x = ExpireTimeouts{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[12]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1369,7 +1698,7 @@ func (x *ExpireTimeouts) String() string {
 func (*ExpireTimeouts) ProtoMessage() {}
 
 func (x *ExpireTimeouts) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[12]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1382,7 +1711,7 @@ func (x *ExpireTimeouts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireTimeouts.ProtoReflect.Descriptor instead.
 func (*ExpireTimeouts) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{12}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ExpireTimeouts) GetLimit() int32 {
@@ -1402,7 +1731,7 @@ type Promote struct {
 
 func (x *Promote) Reset() {
 	*x = Promote{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[13]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1414,7 +1743,7 @@ func (x *Promote) String() string {
 func (*Promote) ProtoMessage() {}
 
 func (x *Promote) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[13]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1427,7 +1756,7 @@ func (x *Promote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Promote.ProtoReflect.Descriptor instead.
 func (*Promote) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{13}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Promote) GetLimit() int32 {
@@ -1446,7 +1775,7 @@ type Cancel struct {
 
 func (x *Cancel) Reset() {
 	*x = Cancel{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[14]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1458,7 +1787,7 @@ func (x *Cancel) String() string {
 func (*Cancel) ProtoMessage() {}
 
 func (x *Cancel) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[14]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1471,7 +1800,7 @@ func (x *Cancel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cancel.ProtoReflect.Descriptor instead.
 func (*Cancel) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{14}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Cancel) GetJobIds() []string {
@@ -1490,7 +1819,7 @@ type QueueRef struct {
 
 func (x *QueueRef) Reset() {
 	*x = QueueRef{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[15]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1502,7 +1831,7 @@ func (x *QueueRef) String() string {
 func (*QueueRef) ProtoMessage() {}
 
 func (x *QueueRef) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[15]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1515,7 +1844,7 @@ func (x *QueueRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueRef.ProtoReflect.Descriptor instead.
 func (*QueueRef) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{15}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *QueueRef) GetQueue() string {
@@ -1536,7 +1865,7 @@ type Redrive struct {
 
 func (x *Redrive) Reset() {
 	*x = Redrive{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[16]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1548,7 +1877,7 @@ func (x *Redrive) String() string {
 func (*Redrive) ProtoMessage() {}
 
 func (x *Redrive) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[16]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1561,7 +1890,7 @@ func (x *Redrive) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Redrive.ProtoReflect.Descriptor instead.
 func (*Redrive) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{16}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Redrive) GetQueue() string {
@@ -1597,7 +1926,7 @@ type Purge struct {
 
 func (x *Purge) Reset() {
 	*x = Purge{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[17]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1609,7 +1938,7 @@ func (x *Purge) String() string {
 func (*Purge) ProtoMessage() {}
 
 func (x *Purge) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[17]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1622,7 +1951,7 @@ func (x *Purge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Purge.ProtoReflect.Descriptor instead.
 func (*Purge) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{17}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Purge) GetBefore() int64 {
@@ -1652,7 +1981,7 @@ type NodeMeta struct {
 
 func (x *NodeMeta) Reset() {
 	*x = NodeMeta{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[18]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1664,7 +1993,7 @@ func (x *NodeMeta) String() string {
 func (*NodeMeta) ProtoMessage() {}
 
 func (x *NodeMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[18]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1677,7 +2006,7 @@ func (x *NodeMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeMeta.ProtoReflect.Descriptor instead.
 func (*NodeMeta) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{18}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *NodeMeta) GetNodeId() string {
@@ -1715,7 +2044,7 @@ type DeleteDead struct {
 
 func (x *DeleteDead) Reset() {
 	*x = DeleteDead{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[19]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1727,7 +2056,7 @@ func (x *DeleteDead) String() string {
 func (*DeleteDead) ProtoMessage() {}
 
 func (x *DeleteDead) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[19]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1740,7 +2069,7 @@ func (x *DeleteDead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteDead.ProtoReflect.Descriptor instead.
 func (*DeleteDead) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{19}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *DeleteDead) GetQueue() string {
@@ -1776,7 +2105,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[20]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1788,7 +2117,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[20]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1801,7 +2130,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{20}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *SnapshotHeader) GetVersion() uint32 {
@@ -1891,7 +2220,7 @@ type JobRecord struct {
 
 func (x *JobRecord) Reset() {
 	*x = JobRecord{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[21]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1903,7 +2232,7 @@ func (x *JobRecord) String() string {
 func (*JobRecord) ProtoMessage() {}
 
 func (x *JobRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[21]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1916,7 +2245,7 @@ func (x *JobRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobRecord.ProtoReflect.Descriptor instead.
 func (*JobRecord) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{21}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *JobRecord) GetId() string {
@@ -2202,7 +2531,7 @@ type QueueRecord struct {
 
 func (x *QueueRecord) Reset() {
 	*x = QueueRecord{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[22]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2214,7 +2543,7 @@ func (x *QueueRecord) String() string {
 func (*QueueRecord) ProtoMessage() {}
 
 func (x *QueueRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[22]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2227,7 +2556,7 @@ func (x *QueueRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueRecord.ProtoReflect.Descriptor instead.
 func (*QueueRecord) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{22}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *QueueRecord) GetName() string {
@@ -2256,7 +2585,7 @@ type IdempotencyRecord struct {
 
 func (x *IdempotencyRecord) Reset() {
 	*x = IdempotencyRecord{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2268,7 +2597,7 @@ func (x *IdempotencyRecord) String() string {
 func (*IdempotencyRecord) ProtoMessage() {}
 
 func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2281,7 +2610,7 @@ func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdempotencyRecord.ProtoReflect.Descriptor instead.
 func (*IdempotencyRecord) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *IdempotencyRecord) GetQueue() string {
@@ -2345,7 +2674,7 @@ type ScheduleSpec struct {
 
 func (x *ScheduleSpec) Reset() {
 	*x = ScheduleSpec{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[24]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2357,7 +2686,7 @@ func (x *ScheduleSpec) String() string {
 func (*ScheduleSpec) ProtoMessage() {}
 
 func (x *ScheduleSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[24]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2370,7 +2699,7 @@ func (x *ScheduleSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleSpec.ProtoReflect.Descriptor instead.
 func (*ScheduleSpec) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ScheduleSpec) GetName() string {
@@ -2461,7 +2790,7 @@ type ScheduleRecord struct {
 
 func (x *ScheduleRecord) Reset() {
 	*x = ScheduleRecord{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2473,7 +2802,7 @@ func (x *ScheduleRecord) String() string {
 func (*ScheduleRecord) ProtoMessage() {}
 
 func (x *ScheduleRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2486,7 +2815,7 @@ func (x *ScheduleRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleRecord.ProtoReflect.Descriptor instead.
 func (*ScheduleRecord) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ScheduleRecord) GetSpec() *ScheduleSpec {
@@ -2561,7 +2890,7 @@ type ScheduleRef struct {
 
 func (x *ScheduleRef) Reset() {
 	*x = ScheduleRef{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2573,7 +2902,7 @@ func (x *ScheduleRef) String() string {
 func (*ScheduleRef) ProtoMessage() {}
 
 func (x *ScheduleRef) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2586,7 +2915,7 @@ func (x *ScheduleRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleRef.ProtoReflect.Descriptor instead.
 func (*ScheduleRef) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ScheduleRef) GetName() string {
@@ -2606,7 +2935,7 @@ type CheckHash struct {
 
 func (x *CheckHash) Reset() {
 	*x = CheckHash{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2618,7 +2947,7 @@ func (x *CheckHash) String() string {
 func (*CheckHash) ProtoMessage() {}
 
 func (x *CheckHash) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2631,7 +2960,7 @@ func (x *CheckHash) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckHash.ProtoReflect.Descriptor instead.
 func (*CheckHash) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{30}
 }
 
 // FireSchedule is one tick of one schedule, computed by the leader. It
@@ -2655,7 +2984,7 @@ type FireSchedule struct {
 
 func (x *FireSchedule) Reset() {
 	*x = FireSchedule{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[28]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2667,7 +2996,7 @@ func (x *FireSchedule) String() string {
 func (*FireSchedule) ProtoMessage() {}
 
 func (x *FireSchedule) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[28]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2680,7 +3009,7 @@ func (x *FireSchedule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FireSchedule.ProtoReflect.Descriptor instead.
 func (*FireSchedule) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{28}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *FireSchedule) GetName() string {
@@ -2728,6 +3057,8 @@ type SnapshotRecord struct {
 	//	*SnapshotRecord_Idempotency
 	//	*SnapshotRecord_Node
 	//	*SnapshotRecord_Schedule
+	//	*SnapshotRecord_Placement
+	//	*SnapshotRecord_Seal
 	Record        isSnapshotRecord_Record `protobuf_oneof:"record"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -2735,7 +3066,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[29]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2747,7 +3078,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[29]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2760,7 +3091,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{29}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
@@ -2815,6 +3146,24 @@ func (x *SnapshotRecord) GetSchedule() *ScheduleRecord {
 	return nil
 }
 
+func (x *SnapshotRecord) GetPlacement() *QueuePlacement {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_Placement); ok {
+			return x.Placement
+		}
+	}
+	return nil
+}
+
+func (x *SnapshotRecord) GetSeal() *SealQueue {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_Seal); ok {
+			return x.Seal
+		}
+	}
+	return nil
+}
+
 type isSnapshotRecord_Record interface {
 	isSnapshotRecord_Record()
 }
@@ -2839,6 +3188,14 @@ type SnapshotRecord_Schedule struct {
 	Schedule *ScheduleRecord `protobuf:"bytes,5,opt,name=schedule,proto3,oneof"`
 }
 
+type SnapshotRecord_Placement struct {
+	Placement *QueuePlacement `protobuf:"bytes,6,opt,name=placement,proto3,oneof"`
+}
+
+type SnapshotRecord_Seal struct {
+	Seal *SealQueue `protobuf:"bytes,7,opt,name=seal,proto3,oneof"`
+}
+
 func (*SnapshotRecord_Job) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Queue) isSnapshotRecord_Record() {}
@@ -2849,6 +3206,10 @@ func (*SnapshotRecord_Node) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Schedule) isSnapshotRecord_Record() {}
 
+func (*SnapshotRecord_Placement) isSnapshotRecord_Record() {}
+
+func (*SnapshotRecord_Seal) isSnapshotRecord_Record() {}
+
 var File_raftq_fsm_v1_fsm_proto protoreflect.FileDescriptor
 
 const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
@@ -2856,8 +3217,7 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x16raftq/fsm/v1/fsm.proto\x12\fraftq.fsm.v1\"T\n" +
 	"\x05Entry\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x121\n" +
-	"\bcommands\x18\x02 \x03(\v2\x15.raftq.fsm.v1.CommandR\bcommands\"\xce\n" +
-	"\n" +
+	"\bcommands\x18\x02 \x03(\v2\x15.raftq.fsm.v1.CommandR\bcommands\"\x86\f\n" +
 	"\aCommand\x12-\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x19.raftq.fsm.v1.CommandTypeR\x04type\x12\x10\n" +
 	"\x03now\x18\x02 \x01(\x03R\x03now\x121\n" +
@@ -2886,8 +3246,30 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x0fexpire_timeouts\x18( \x01(\v2\x1c.raftq.fsm.v1.ExpireTimeoutsH\x00R\x0eexpireTimeouts\x128\n" +
 	"\n" +
 	"check_hash\x18< \x01(\v2\x17.raftq.fsm.v1.CheckHashH\x00R\tcheckHash\x12B\n" +
-	"\x10enqueue_workflow\x182 \x01(\v2\x15.raftq.fsm.v1.EnqueueH\x00R\x0fenqueueWorkflowB\x06\n" +
-	"\x04body\"\xb5\x05\n" +
+	"\x10enqueue_workflow\x182 \x01(\v2\x15.raftq.fsm.v1.EnqueueH\x00R\x0fenqueueWorkflow\x12?\n" +
+	"\vplace_queue\x18\x1d \x01(\v2\x1c.raftq.fsm.v1.QueuePlacementH\x00R\n" +
+	"placeQueue\x128\n" +
+	"\n" +
+	"seal_queue\x18\x1e \x01(\v2\x17.raftq.fsm.v1.SealQueueH\x00R\tsealQueue\x12;\n" +
+	"\vimport_keys\x18\x1f \x01(\v2\x18.raftq.fsm.v1.ImportKeysH\x00R\n" +
+	"importKeysB\x06\n" +
+	"\x04body\"\xe6\x01\n" +
+	"\x0eQueuePlacement\x12\x14\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\rR\x05group\x12\x1d\n" +
+	"\n" +
+	"from_group\x18\x03 \x01(\rR\tfromGroup\x122\n" +
+	"\x05phase\x18\x04 \x01(\x0e2\x1c.raftq.fsm.v1.PlacementPhaseR\x05phase\x12?\n" +
+	"\fexpect_phase\x18\x05 \x01(\x0e2\x1c.raftq.fsm.v1.PlacementPhaseR\vexpectPhase\x12\x14\n" +
+	"\x05since\x18\x06 \x01(\x04R\x05since\"T\n" +
+	"\tSealQueue\x12\x14\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x16\n" +
+	"\x06sealed\x18\x02 \x01(\bR\x06sealed\x12\x19\n" +
+	"\bto_group\x18\x03 \x01(\rR\atoGroup\"W\n" +
+	"\n" +
+	"ImportKeys\x12\x14\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\x123\n" +
+	"\x04keys\x18\x02 \x03(\v2\x1f.raftq.fsm.v1.IdempotencyRecordR\x04keys\"\xb5\x05\n" +
 	"\x06NewJob\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x12\n" +
@@ -3065,14 +3447,16 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x12\n" +
 	"\x04tick\x18\x03 \x01(\x03R\x04tick\x12&\n" +
 	"\x03job\x18\x04 \x01(\v2\x14.raftq.fsm.v1.NewJobR\x03job\x12#\n" +
-	"\rskipped_ticks\x18\x05 \x01(\x03R\fskippedTicks\"\xa9\x02\n" +
+	"\rskipped_ticks\x18\x05 \x01(\x03R\fskippedTicks\"\x96\x03\n" +
 	"\x0eSnapshotRecord\x12+\n" +
 	"\x03job\x18\x01 \x01(\v2\x17.raftq.fsm.v1.JobRecordH\x00R\x03job\x121\n" +
 	"\x05queue\x18\x02 \x01(\v2\x19.raftq.fsm.v1.QueueRecordH\x00R\x05queue\x12C\n" +
 	"\vidempotency\x18\x03 \x01(\v2\x1f.raftq.fsm.v1.IdempotencyRecordH\x00R\vidempotency\x12,\n" +
 	"\x04node\x18\x04 \x01(\v2\x16.raftq.fsm.v1.NodeMetaH\x00R\x04node\x12:\n" +
-	"\bschedule\x18\x05 \x01(\v2\x1c.raftq.fsm.v1.ScheduleRecordH\x00R\bscheduleB\b\n" +
-	"\x06record*\xaa\x05\n" +
+	"\bschedule\x18\x05 \x01(\v2\x1c.raftq.fsm.v1.ScheduleRecordH\x00R\bschedule\x12<\n" +
+	"\tplacement\x18\x06 \x01(\v2\x1c.raftq.fsm.v1.QueuePlacementH\x00R\tplacement\x12-\n" +
+	"\x04seal\x18\a \x01(\v2\x17.raftq.fsm.v1.SealQueueH\x00R\x04sealB\b\n" +
+	"\x06record*\x83\x06\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14COMMAND_TYPE_ENQUEUE\x10\x01\x12\x16\n" +
@@ -3097,7 +3481,14 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x1aCOMMAND_TYPE_FIRE_SCHEDULE\x10\x13\x12 \n" +
 	"\x1cCOMMAND_TYPE_EXPIRE_TIMEOUTS\x10\x14\x12\x1b\n" +
 	"\x17COMMAND_TYPE_CHECK_HASH\x10\x1e\x12!\n" +
-	"\x1dCOMMAND_TYPE_ENQUEUE_WORKFLOW\x10\x19B(Z&github.com/raftq/raftq/fsm/fsmpb;fsmpbb\x06proto3"
+	"\x1dCOMMAND_TYPE_ENQUEUE_WORKFLOW\x10\x19\x12\x1c\n" +
+	"\x18COMMAND_TYPE_PLACE_QUEUE\x10\x15\x12\x1b\n" +
+	"\x17COMMAND_TYPE_SEAL_QUEUE\x10\x16\x12\x1c\n" +
+	"\x18COMMAND_TYPE_IMPORT_KEYS\x10\x17*e\n" +
+	"\x0ePlacementPhase\x12\x18\n" +
+	"\x14PLACEMENT_PHASE_NONE\x10\x00\x12\x1b\n" +
+	"\x17PLACEMENT_PHASE_SEALING\x10\x01\x12\x1c\n" +
+	"\x18PLACEMENT_PHASE_DRAINING\x10\x02B(Z&github.com/raftq/raftq/fsm/fsmpb;fsmpbb\x06proto3"
 
 var (
 	file_raftq_fsm_v1_fsm_proto_rawDescOnce sync.Once
@@ -3111,84 +3502,96 @@ func file_raftq_fsm_v1_fsm_proto_rawDescGZIP() []byte {
 	return file_raftq_fsm_v1_fsm_proto_rawDescData
 }
 
-var file_raftq_fsm_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_raftq_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_raftq_fsm_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
+var file_raftq_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_raftq_fsm_v1_fsm_proto_goTypes = []any{
 	(CommandType)(0),          // 0: raftq.fsm.v1.CommandType
-	(*Entry)(nil),             // 1: raftq.fsm.v1.Entry
-	(*Command)(nil),           // 2: raftq.fsm.v1.Command
-	(*NewJob)(nil),            // 3: raftq.fsm.v1.NewJob
-	(*Enqueue)(nil),           // 4: raftq.fsm.v1.Enqueue
-	(*LeaseItem)(nil),         // 5: raftq.fsm.v1.LeaseItem
-	(*Lease)(nil),             // 6: raftq.fsm.v1.Lease
-	(*LeaseRef)(nil),          // 7: raftq.fsm.v1.LeaseRef
-	(*ExtendLease)(nil),       // 8: raftq.fsm.v1.ExtendLease
-	(*Ack)(nil),               // 9: raftq.fsm.v1.Ack
-	(*NackItem)(nil),          // 10: raftq.fsm.v1.NackItem
-	(*Nack)(nil),              // 11: raftq.fsm.v1.Nack
-	(*ExpireLeases)(nil),      // 12: raftq.fsm.v1.ExpireLeases
-	(*ExpireTimeouts)(nil),    // 13: raftq.fsm.v1.ExpireTimeouts
-	(*Promote)(nil),           // 14: raftq.fsm.v1.Promote
-	(*Cancel)(nil),            // 15: raftq.fsm.v1.Cancel
-	(*QueueRef)(nil),          // 16: raftq.fsm.v1.QueueRef
-	(*Redrive)(nil),           // 17: raftq.fsm.v1.Redrive
-	(*Purge)(nil),             // 18: raftq.fsm.v1.Purge
-	(*NodeMeta)(nil),          // 19: raftq.fsm.v1.NodeMeta
-	(*DeleteDead)(nil),        // 20: raftq.fsm.v1.DeleteDead
-	(*SnapshotHeader)(nil),    // 21: raftq.fsm.v1.SnapshotHeader
-	(*JobRecord)(nil),         // 22: raftq.fsm.v1.JobRecord
-	(*QueueRecord)(nil),       // 23: raftq.fsm.v1.QueueRecord
-	(*IdempotencyRecord)(nil), // 24: raftq.fsm.v1.IdempotencyRecord
-	(*ScheduleSpec)(nil),      // 25: raftq.fsm.v1.ScheduleSpec
-	(*ScheduleRecord)(nil),    // 26: raftq.fsm.v1.ScheduleRecord
-	(*ScheduleRef)(nil),       // 27: raftq.fsm.v1.ScheduleRef
-	(*CheckHash)(nil),         // 28: raftq.fsm.v1.CheckHash
-	(*FireSchedule)(nil),      // 29: raftq.fsm.v1.FireSchedule
-	(*SnapshotRecord)(nil),    // 30: raftq.fsm.v1.SnapshotRecord
+	(PlacementPhase)(0),       // 1: raftq.fsm.v1.PlacementPhase
+	(*Entry)(nil),             // 2: raftq.fsm.v1.Entry
+	(*Command)(nil),           // 3: raftq.fsm.v1.Command
+	(*QueuePlacement)(nil),    // 4: raftq.fsm.v1.QueuePlacement
+	(*SealQueue)(nil),         // 5: raftq.fsm.v1.SealQueue
+	(*ImportKeys)(nil),        // 6: raftq.fsm.v1.ImportKeys
+	(*NewJob)(nil),            // 7: raftq.fsm.v1.NewJob
+	(*Enqueue)(nil),           // 8: raftq.fsm.v1.Enqueue
+	(*LeaseItem)(nil),         // 9: raftq.fsm.v1.LeaseItem
+	(*Lease)(nil),             // 10: raftq.fsm.v1.Lease
+	(*LeaseRef)(nil),          // 11: raftq.fsm.v1.LeaseRef
+	(*ExtendLease)(nil),       // 12: raftq.fsm.v1.ExtendLease
+	(*Ack)(nil),               // 13: raftq.fsm.v1.Ack
+	(*NackItem)(nil),          // 14: raftq.fsm.v1.NackItem
+	(*Nack)(nil),              // 15: raftq.fsm.v1.Nack
+	(*ExpireLeases)(nil),      // 16: raftq.fsm.v1.ExpireLeases
+	(*ExpireTimeouts)(nil),    // 17: raftq.fsm.v1.ExpireTimeouts
+	(*Promote)(nil),           // 18: raftq.fsm.v1.Promote
+	(*Cancel)(nil),            // 19: raftq.fsm.v1.Cancel
+	(*QueueRef)(nil),          // 20: raftq.fsm.v1.QueueRef
+	(*Redrive)(nil),           // 21: raftq.fsm.v1.Redrive
+	(*Purge)(nil),             // 22: raftq.fsm.v1.Purge
+	(*NodeMeta)(nil),          // 23: raftq.fsm.v1.NodeMeta
+	(*DeleteDead)(nil),        // 24: raftq.fsm.v1.DeleteDead
+	(*SnapshotHeader)(nil),    // 25: raftq.fsm.v1.SnapshotHeader
+	(*JobRecord)(nil),         // 26: raftq.fsm.v1.JobRecord
+	(*QueueRecord)(nil),       // 27: raftq.fsm.v1.QueueRecord
+	(*IdempotencyRecord)(nil), // 28: raftq.fsm.v1.IdempotencyRecord
+	(*ScheduleSpec)(nil),      // 29: raftq.fsm.v1.ScheduleSpec
+	(*ScheduleRecord)(nil),    // 30: raftq.fsm.v1.ScheduleRecord
+	(*ScheduleRef)(nil),       // 31: raftq.fsm.v1.ScheduleRef
+	(*CheckHash)(nil),         // 32: raftq.fsm.v1.CheckHash
+	(*FireSchedule)(nil),      // 33: raftq.fsm.v1.FireSchedule
+	(*SnapshotRecord)(nil),    // 34: raftq.fsm.v1.SnapshotRecord
 }
 var file_raftq_fsm_v1_fsm_proto_depIdxs = []int32{
-	2,  // 0: raftq.fsm.v1.Entry.commands:type_name -> raftq.fsm.v1.Command
+	3,  // 0: raftq.fsm.v1.Entry.commands:type_name -> raftq.fsm.v1.Command
 	0,  // 1: raftq.fsm.v1.Command.type:type_name -> raftq.fsm.v1.CommandType
-	4,  // 2: raftq.fsm.v1.Command.enqueue:type_name -> raftq.fsm.v1.Enqueue
-	6,  // 3: raftq.fsm.v1.Command.lease:type_name -> raftq.fsm.v1.Lease
-	8,  // 4: raftq.fsm.v1.Command.extend_lease:type_name -> raftq.fsm.v1.ExtendLease
-	9,  // 5: raftq.fsm.v1.Command.ack:type_name -> raftq.fsm.v1.Ack
-	11, // 6: raftq.fsm.v1.Command.nack:type_name -> raftq.fsm.v1.Nack
-	12, // 7: raftq.fsm.v1.Command.expire_leases:type_name -> raftq.fsm.v1.ExpireLeases
-	14, // 8: raftq.fsm.v1.Command.promote:type_name -> raftq.fsm.v1.Promote
-	15, // 9: raftq.fsm.v1.Command.cancel:type_name -> raftq.fsm.v1.Cancel
-	16, // 10: raftq.fsm.v1.Command.pause_queue:type_name -> raftq.fsm.v1.QueueRef
-	16, // 11: raftq.fsm.v1.Command.resume_queue:type_name -> raftq.fsm.v1.QueueRef
-	17, // 12: raftq.fsm.v1.Command.redrive:type_name -> raftq.fsm.v1.Redrive
-	18, // 13: raftq.fsm.v1.Command.purge:type_name -> raftq.fsm.v1.Purge
-	19, // 14: raftq.fsm.v1.Command.set_node:type_name -> raftq.fsm.v1.NodeMeta
-	20, // 15: raftq.fsm.v1.Command.delete_dead:type_name -> raftq.fsm.v1.DeleteDead
-	25, // 16: raftq.fsm.v1.Command.put_schedule:type_name -> raftq.fsm.v1.ScheduleSpec
-	27, // 17: raftq.fsm.v1.Command.pause_schedule:type_name -> raftq.fsm.v1.ScheduleRef
-	27, // 18: raftq.fsm.v1.Command.resume_schedule:type_name -> raftq.fsm.v1.ScheduleRef
-	27, // 19: raftq.fsm.v1.Command.delete_schedule:type_name -> raftq.fsm.v1.ScheduleRef
-	29, // 20: raftq.fsm.v1.Command.fire_schedule:type_name -> raftq.fsm.v1.FireSchedule
-	13, // 21: raftq.fsm.v1.Command.expire_timeouts:type_name -> raftq.fsm.v1.ExpireTimeouts
-	28, // 22: raftq.fsm.v1.Command.check_hash:type_name -> raftq.fsm.v1.CheckHash
-	4,  // 23: raftq.fsm.v1.Command.enqueue_workflow:type_name -> raftq.fsm.v1.Enqueue
-	3,  // 24: raftq.fsm.v1.Enqueue.jobs:type_name -> raftq.fsm.v1.NewJob
-	5,  // 25: raftq.fsm.v1.Lease.items:type_name -> raftq.fsm.v1.LeaseItem
-	7,  // 26: raftq.fsm.v1.ExtendLease.items:type_name -> raftq.fsm.v1.LeaseRef
-	7,  // 27: raftq.fsm.v1.Ack.items:type_name -> raftq.fsm.v1.LeaseRef
-	10, // 28: raftq.fsm.v1.Nack.items:type_name -> raftq.fsm.v1.NackItem
-	3,  // 29: raftq.fsm.v1.ScheduleSpec.job:type_name -> raftq.fsm.v1.NewJob
-	25, // 30: raftq.fsm.v1.ScheduleRecord.spec:type_name -> raftq.fsm.v1.ScheduleSpec
-	3,  // 31: raftq.fsm.v1.FireSchedule.job:type_name -> raftq.fsm.v1.NewJob
-	22, // 32: raftq.fsm.v1.SnapshotRecord.job:type_name -> raftq.fsm.v1.JobRecord
-	23, // 33: raftq.fsm.v1.SnapshotRecord.queue:type_name -> raftq.fsm.v1.QueueRecord
-	24, // 34: raftq.fsm.v1.SnapshotRecord.idempotency:type_name -> raftq.fsm.v1.IdempotencyRecord
-	19, // 35: raftq.fsm.v1.SnapshotRecord.node:type_name -> raftq.fsm.v1.NodeMeta
-	26, // 36: raftq.fsm.v1.SnapshotRecord.schedule:type_name -> raftq.fsm.v1.ScheduleRecord
-	37, // [37:37] is the sub-list for method output_type
-	37, // [37:37] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	8,  // 2: raftq.fsm.v1.Command.enqueue:type_name -> raftq.fsm.v1.Enqueue
+	10, // 3: raftq.fsm.v1.Command.lease:type_name -> raftq.fsm.v1.Lease
+	12, // 4: raftq.fsm.v1.Command.extend_lease:type_name -> raftq.fsm.v1.ExtendLease
+	13, // 5: raftq.fsm.v1.Command.ack:type_name -> raftq.fsm.v1.Ack
+	15, // 6: raftq.fsm.v1.Command.nack:type_name -> raftq.fsm.v1.Nack
+	16, // 7: raftq.fsm.v1.Command.expire_leases:type_name -> raftq.fsm.v1.ExpireLeases
+	18, // 8: raftq.fsm.v1.Command.promote:type_name -> raftq.fsm.v1.Promote
+	19, // 9: raftq.fsm.v1.Command.cancel:type_name -> raftq.fsm.v1.Cancel
+	20, // 10: raftq.fsm.v1.Command.pause_queue:type_name -> raftq.fsm.v1.QueueRef
+	20, // 11: raftq.fsm.v1.Command.resume_queue:type_name -> raftq.fsm.v1.QueueRef
+	21, // 12: raftq.fsm.v1.Command.redrive:type_name -> raftq.fsm.v1.Redrive
+	22, // 13: raftq.fsm.v1.Command.purge:type_name -> raftq.fsm.v1.Purge
+	23, // 14: raftq.fsm.v1.Command.set_node:type_name -> raftq.fsm.v1.NodeMeta
+	24, // 15: raftq.fsm.v1.Command.delete_dead:type_name -> raftq.fsm.v1.DeleteDead
+	29, // 16: raftq.fsm.v1.Command.put_schedule:type_name -> raftq.fsm.v1.ScheduleSpec
+	31, // 17: raftq.fsm.v1.Command.pause_schedule:type_name -> raftq.fsm.v1.ScheduleRef
+	31, // 18: raftq.fsm.v1.Command.resume_schedule:type_name -> raftq.fsm.v1.ScheduleRef
+	31, // 19: raftq.fsm.v1.Command.delete_schedule:type_name -> raftq.fsm.v1.ScheduleRef
+	33, // 20: raftq.fsm.v1.Command.fire_schedule:type_name -> raftq.fsm.v1.FireSchedule
+	17, // 21: raftq.fsm.v1.Command.expire_timeouts:type_name -> raftq.fsm.v1.ExpireTimeouts
+	32, // 22: raftq.fsm.v1.Command.check_hash:type_name -> raftq.fsm.v1.CheckHash
+	8,  // 23: raftq.fsm.v1.Command.enqueue_workflow:type_name -> raftq.fsm.v1.Enqueue
+	4,  // 24: raftq.fsm.v1.Command.place_queue:type_name -> raftq.fsm.v1.QueuePlacement
+	5,  // 25: raftq.fsm.v1.Command.seal_queue:type_name -> raftq.fsm.v1.SealQueue
+	6,  // 26: raftq.fsm.v1.Command.import_keys:type_name -> raftq.fsm.v1.ImportKeys
+	1,  // 27: raftq.fsm.v1.QueuePlacement.phase:type_name -> raftq.fsm.v1.PlacementPhase
+	1,  // 28: raftq.fsm.v1.QueuePlacement.expect_phase:type_name -> raftq.fsm.v1.PlacementPhase
+	28, // 29: raftq.fsm.v1.ImportKeys.keys:type_name -> raftq.fsm.v1.IdempotencyRecord
+	7,  // 30: raftq.fsm.v1.Enqueue.jobs:type_name -> raftq.fsm.v1.NewJob
+	9,  // 31: raftq.fsm.v1.Lease.items:type_name -> raftq.fsm.v1.LeaseItem
+	11, // 32: raftq.fsm.v1.ExtendLease.items:type_name -> raftq.fsm.v1.LeaseRef
+	11, // 33: raftq.fsm.v1.Ack.items:type_name -> raftq.fsm.v1.LeaseRef
+	14, // 34: raftq.fsm.v1.Nack.items:type_name -> raftq.fsm.v1.NackItem
+	7,  // 35: raftq.fsm.v1.ScheduleSpec.job:type_name -> raftq.fsm.v1.NewJob
+	29, // 36: raftq.fsm.v1.ScheduleRecord.spec:type_name -> raftq.fsm.v1.ScheduleSpec
+	7,  // 37: raftq.fsm.v1.FireSchedule.job:type_name -> raftq.fsm.v1.NewJob
+	26, // 38: raftq.fsm.v1.SnapshotRecord.job:type_name -> raftq.fsm.v1.JobRecord
+	27, // 39: raftq.fsm.v1.SnapshotRecord.queue:type_name -> raftq.fsm.v1.QueueRecord
+	28, // 40: raftq.fsm.v1.SnapshotRecord.idempotency:type_name -> raftq.fsm.v1.IdempotencyRecord
+	23, // 41: raftq.fsm.v1.SnapshotRecord.node:type_name -> raftq.fsm.v1.NodeMeta
+	30, // 42: raftq.fsm.v1.SnapshotRecord.schedule:type_name -> raftq.fsm.v1.ScheduleRecord
+	4,  // 43: raftq.fsm.v1.SnapshotRecord.placement:type_name -> raftq.fsm.v1.QueuePlacement
+	5,  // 44: raftq.fsm.v1.SnapshotRecord.seal:type_name -> raftq.fsm.v1.SealQueue
+	45, // [45:45] is the sub-list for method output_type
+	45, // [45:45] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_raftq_fsm_v1_fsm_proto_init() }
@@ -3219,21 +3622,26 @@ func file_raftq_fsm_v1_fsm_proto_init() {
 		(*Command_ExpireTimeouts)(nil),
 		(*Command_CheckHash)(nil),
 		(*Command_EnqueueWorkflow)(nil),
+		(*Command_PlaceQueue)(nil),
+		(*Command_SealQueue)(nil),
+		(*Command_ImportKeys)(nil),
 	}
-	file_raftq_fsm_v1_fsm_proto_msgTypes[29].OneofWrappers = []any{
+	file_raftq_fsm_v1_fsm_proto_msgTypes[32].OneofWrappers = []any{
 		(*SnapshotRecord_Job)(nil),
 		(*SnapshotRecord_Queue)(nil),
 		(*SnapshotRecord_Idempotency)(nil),
 		(*SnapshotRecord_Node)(nil),
 		(*SnapshotRecord_Schedule)(nil),
+		(*SnapshotRecord_Placement)(nil),
+		(*SnapshotRecord_Seal)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftq_fsm_v1_fsm_proto_rawDesc), len(file_raftq_fsm_v1_fsm_proto_rawDesc)),
-			NumEnums:      1,
-			NumMessages:   30,
+			NumEnums:      2,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -76,6 +76,13 @@ func FromError(err error) error {
 			id = ue.JobID
 		}
 		return raftqerr.UniqueConflict(msg, id)
+	case errors.Is(err, fsm.ErrQueueMoved):
+		var me *fsm.MovedError
+		var to uint32
+		if errors.As(err, &me) {
+			to = me.To
+		}
+		return raftqerr.QueueMoved(msg, to)
 	case errors.Is(err, fsm.ErrDuplicateID):
 		return New(codes.AlreadyExists, raftqv1.ErrorDetail_INVALID_ARGUMENT, msg)
 	case errors.Is(err, ErrInvalid), errors.Is(err, fsm.ErrInvalid):

@@ -7,9 +7,10 @@
 //
 // The group count is fixed when a cluster is created (every node is
 // started with the same --groups, and a data dir refuses another count):
-// changing it would move queues whose jobs stay in their old group.
-// Recording placements in the first group instead, so that queues can
-// move and the count can grow, is the next step (docs/scale-out.md).
+// changing it would move queues whose jobs stay in their old group. A
+// queue an operator moved is the exception: group 0's placement table
+// (fsm/placement.go) says where it lives, and brokers consult it before
+// this hash (docs/scale-out.md, "Moving a queue").
 package placement
 
 import (

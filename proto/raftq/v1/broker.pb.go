@@ -340,6 +340,10 @@ const (
 	ErrorDetail_WRONG_STATE ErrorDetail_Reason = 6
 	// The request is over a size limit.
 	ErrorDetail_TOO_LARGE ErrorDetail_Reason = 7
+	// The queue moved to another Raft group (group names it); nothing was
+	// written. Brokers route such jobs on; a client that named the old
+	// group in raftq-group sends them again without it.
+	ErrorDetail_QUEUE_MOVED ErrorDetail_Reason = 8
 )
 
 // Enum value maps for ErrorDetail_Reason.
@@ -353,6 +357,7 @@ var (
 		5: "INVALID_ARGUMENT",
 		6: "WRONG_STATE",
 		7: "TOO_LARGE",
+		8: "QUEUE_MOVED",
 	}
 	ErrorDetail_Reason_value = map[string]int32{
 		"REASON_UNSPECIFIED": 0,
@@ -363,6 +368,7 @@ var (
 		"INVALID_ARGUMENT":   5,
 		"WRONG_STATE":        6,
 		"TOO_LARGE":          7,
+		"QUEUE_MOVED":        8,
 	}
 )
 
@@ -390,7 +396,7 @@ func (x ErrorDetail_Reason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ErrorDetail_Reason.Descriptor instead.
 func (ErrorDetail_Reason) EnumDescriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{40, 0}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{50, 0}
 }
 
 type ConsumeNotice_Kind int32
@@ -444,7 +450,513 @@ func (x ConsumeNotice_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ConsumeNotice_Kind.Descriptor instead.
 func (ConsumeNotice_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{64, 0}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{74, 0}
+}
+
+type ImportKeysRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Queue         string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	Keys          []*ImportedKey         `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportKeysRequest) Reset() {
+	*x = ImportKeysRequest{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportKeysRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportKeysRequest) ProtoMessage() {}
+
+func (x *ImportKeysRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportKeysRequest.ProtoReflect.Descriptor instead.
+func (*ImportKeysRequest) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ImportKeysRequest) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *ImportKeysRequest) GetKeys() []*ImportedKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+// ImportedKey is one idempotency key of a moved queue.
+type ImportedKey struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	JobId         string                 `protobuf:"bytes,2,opt,name=job_id,json=jobId,proto3" json:"job_id,omitempty"`
+	ExpiresAt     *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=expires_at,json=expiresAt,proto3" json:"expires_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportedKey) Reset() {
+	*x = ImportedKey{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportedKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportedKey) ProtoMessage() {}
+
+func (x *ImportedKey) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportedKey.ProtoReflect.Descriptor instead.
+func (*ImportedKey) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ImportedKey) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *ImportedKey) GetJobId() string {
+	if x != nil {
+		return x.JobId
+	}
+	return ""
+}
+
+func (x *ImportedKey) GetExpiresAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.ExpiresAt
+	}
+	return nil
+}
+
+type ImportKeysResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportKeysResponse) Reset() {
+	*x = ImportKeysResponse{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportKeysResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportKeysResponse) ProtoMessage() {}
+
+func (x *ImportKeysResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportKeysResponse.ProtoReflect.Descriptor instead.
+func (*ImportKeysResponse) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{2}
+}
+
+type SealQueueRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Queue         string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	Sealed        bool                   `protobuf:"varint,2,opt,name=sealed,proto3" json:"sealed,omitempty"`
+	ToGroup       uint32                 `protobuf:"varint,3,opt,name=to_group,json=toGroup,proto3" json:"to_group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SealQueueRequest) Reset() {
+	*x = SealQueueRequest{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SealQueueRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SealQueueRequest) ProtoMessage() {}
+
+func (x *SealQueueRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SealQueueRequest.ProtoReflect.Descriptor instead.
+func (*SealQueueRequest) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *SealQueueRequest) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *SealQueueRequest) GetSealed() bool {
+	if x != nil {
+		return x.Sealed
+	}
+	return false
+}
+
+func (x *SealQueueRequest) GetToGroup() uint32 {
+	if x != nil {
+		return x.ToGroup
+	}
+	return 0
+}
+
+type SealQueueResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SealQueueResponse) Reset() {
+	*x = SealQueueResponse{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SealQueueResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SealQueueResponse) ProtoMessage() {}
+
+func (x *SealQueueResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SealQueueResponse.ProtoReflect.Descriptor instead.
+func (*SealQueueResponse) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{4}
+}
+
+type MoveQueueRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Queue string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	// The group to move the queue to (0 to the cluster's group count - 1).
+	ToGroup       uint32 `protobuf:"varint,2,opt,name=to_group,json=toGroup,proto3" json:"to_group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MoveQueueRequest) Reset() {
+	*x = MoveQueueRequest{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MoveQueueRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MoveQueueRequest) ProtoMessage() {}
+
+func (x *MoveQueueRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MoveQueueRequest.ProtoReflect.Descriptor instead.
+func (*MoveQueueRequest) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *MoveQueueRequest) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *MoveQueueRequest) GetToGroup() uint32 {
+	if x != nil {
+		return x.ToGroup
+	}
+	return 0
+}
+
+type MoveQueueResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Placement     *Placement             `protobuf:"bytes,1,opt,name=placement,proto3" json:"placement,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MoveQueueResponse) Reset() {
+	*x = MoveQueueResponse{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MoveQueueResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MoveQueueResponse) ProtoMessage() {}
+
+func (x *MoveQueueResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MoveQueueResponse.ProtoReflect.Descriptor instead.
+func (*MoveQueueResponse) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *MoveQueueResponse) GetPlacement() *Placement {
+	if x != nil {
+		return x.Placement
+	}
+	return nil
+}
+
+type ListPlacementsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPlacementsRequest) Reset() {
+	*x = ListPlacementsRequest{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPlacementsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPlacementsRequest) ProtoMessage() {}
+
+func (x *ListPlacementsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPlacementsRequest.ProtoReflect.Descriptor instead.
+func (*ListPlacementsRequest) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{7}
+}
+
+type ListPlacementsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Placements    []*Placement           `protobuf:"bytes,1,rep,name=placements,proto3" json:"placements,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPlacementsResponse) Reset() {
+	*x = ListPlacementsResponse{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPlacementsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPlacementsResponse) ProtoMessage() {}
+
+func (x *ListPlacementsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPlacementsResponse.ProtoReflect.Descriptor instead.
+func (*ListPlacementsResponse) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *ListPlacementsResponse) GetPlacements() []*Placement {
+	if x != nil {
+		return x.Placements
+	}
+	return nil
+}
+
+// Placement is where a queue lives and how far its move has got.
+type Placement struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Queue string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	// The group that takes the queue's new jobs.
+	Group uint32 `protobuf:"varint,2,opt,name=group,proto3" json:"group,omitempty"`
+	// While moving: the group the queue is leaving.
+	FromGroup uint32 `protobuf:"varint,3,opt,name=from_group,json=fromGroup,proto3" json:"from_group,omitempty"`
+	// "sealing" (the old group is being closed to new jobs), "draining"
+	// (new jobs go to group; the old group's are still served), or "done".
+	Phase string `protobuf:"bytes,4,opt,name=phase,proto3" json:"phase,omitempty"`
+	// While draining: the jobs of the queue left in from_group (queued,
+	// scheduled, leased, waiting or dead); the move is done at 0. Dead jobs
+	// must be redriven or purged for it to finish.
+	LeftInFromGroup int64 `protobuf:"varint,5,opt,name=left_in_from_group,json=leftInFromGroup,proto3" json:"left_in_from_group,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *Placement) Reset() {
+	*x = Placement{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Placement) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Placement) ProtoMessage() {}
+
+func (x *Placement) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Placement.ProtoReflect.Descriptor instead.
+func (*Placement) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Placement) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *Placement) GetGroup() uint32 {
+	if x != nil {
+		return x.Group
+	}
+	return 0
+}
+
+func (x *Placement) GetFromGroup() uint32 {
+	if x != nil {
+		return x.FromGroup
+	}
+	return 0
+}
+
+func (x *Placement) GetPhase() string {
+	if x != nil {
+		return x.Phase
+	}
+	return ""
+}
+
+func (x *Placement) GetLeftInFromGroup() int64 {
+	if x != nil {
+		return x.LeftInFromGroup
+	}
+	return 0
 }
 
 // RetryPolicy is exponential back-off: initial * 2^(attempt-1), capped at
@@ -459,7 +971,7 @@ type RetryPolicy struct {
 
 func (x *RetryPolicy) Reset() {
 	*x = RetryPolicy{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[0]
+	mi := &file_raftq_v1_broker_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -471,7 +983,7 @@ func (x *RetryPolicy) String() string {
 func (*RetryPolicy) ProtoMessage() {}
 
 func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[0]
+	mi := &file_raftq_v1_broker_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -484,7 +996,7 @@ func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
 func (*RetryPolicy) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{0}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *RetryPolicy) GetInitialBackoff() *durationpb.Duration {
@@ -569,7 +1081,7 @@ type JobSpec struct {
 
 func (x *JobSpec) Reset() {
 	*x = JobSpec{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[1]
+	mi := &file_raftq_v1_broker_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -581,7 +1093,7 @@ func (x *JobSpec) String() string {
 func (*JobSpec) ProtoMessage() {}
 
 func (x *JobSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[1]
+	mi := &file_raftq_v1_broker_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -594,7 +1106,7 @@ func (x *JobSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobSpec.ProtoReflect.Descriptor instead.
 func (*JobSpec) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{1}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *JobSpec) GetQueue() string {
@@ -814,7 +1326,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[2]
+	mi := &file_raftq_v1_broker_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -826,7 +1338,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[2]
+	mi := &file_raftq_v1_broker_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -839,7 +1351,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{2}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Job) GetId() string {
@@ -1100,7 +1612,7 @@ type Progress struct {
 
 func (x *Progress) Reset() {
 	*x = Progress{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[3]
+	mi := &file_raftq_v1_broker_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1112,7 +1624,7 @@ func (x *Progress) String() string {
 func (*Progress) ProtoMessage() {}
 
 func (x *Progress) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[3]
+	mi := &file_raftq_v1_broker_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1125,7 +1637,7 @@ func (x *Progress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Progress.ProtoReflect.Descriptor instead.
 func (*Progress) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{3}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Progress) GetFraction() float64 {
@@ -1151,7 +1663,7 @@ type EnqueueRequest struct {
 
 func (x *EnqueueRequest) Reset() {
 	*x = EnqueueRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[4]
+	mi := &file_raftq_v1_broker_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1163,7 +1675,7 @@ func (x *EnqueueRequest) String() string {
 func (*EnqueueRequest) ProtoMessage() {}
 
 func (x *EnqueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[4]
+	mi := &file_raftq_v1_broker_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1176,7 +1688,7 @@ func (x *EnqueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueRequest.ProtoReflect.Descriptor instead.
 func (*EnqueueRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{4}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *EnqueueRequest) GetJobs() []*JobSpec {
@@ -1197,7 +1709,7 @@ type EnqueueResult struct {
 
 func (x *EnqueueResult) Reset() {
 	*x = EnqueueResult{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[5]
+	mi := &file_raftq_v1_broker_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1209,7 +1721,7 @@ func (x *EnqueueResult) String() string {
 func (*EnqueueResult) ProtoMessage() {}
 
 func (x *EnqueueResult) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[5]
+	mi := &file_raftq_v1_broker_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1222,7 +1734,7 @@ func (x *EnqueueResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueResult.ProtoReflect.Descriptor instead.
 func (*EnqueueResult) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{5}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *EnqueueResult) GetJobId() string {
@@ -1249,7 +1761,7 @@ type EnqueueResponse struct {
 
 func (x *EnqueueResponse) Reset() {
 	*x = EnqueueResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[6]
+	mi := &file_raftq_v1_broker_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1261,7 +1773,7 @@ func (x *EnqueueResponse) String() string {
 func (*EnqueueResponse) ProtoMessage() {}
 
 func (x *EnqueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[6]
+	mi := &file_raftq_v1_broker_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1274,7 +1786,7 @@ func (x *EnqueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueResponse.ProtoReflect.Descriptor instead.
 func (*EnqueueResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{6}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *EnqueueResponse) GetResults() []*EnqueueResult {
@@ -1308,7 +1820,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[7]
+	mi := &file_raftq_v1_broker_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1320,7 +1832,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[7]
+	mi := &file_raftq_v1_broker_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1333,7 +1845,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{7}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *FetchRequest) GetQueues() []string {
@@ -1389,7 +1901,7 @@ type FetchResponse struct {
 
 func (x *FetchResponse) Reset() {
 	*x = FetchResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[8]
+	mi := &file_raftq_v1_broker_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1401,7 +1913,7 @@ func (x *FetchResponse) String() string {
 func (*FetchResponse) ProtoMessage() {}
 
 func (x *FetchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[8]
+	mi := &file_raftq_v1_broker_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1414,7 +1926,7 @@ func (x *FetchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
 func (*FetchResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{8}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *FetchResponse) GetJobs() []*Job {
@@ -1439,7 +1951,7 @@ type ExtendLeaseRequest struct {
 
 func (x *ExtendLeaseRequest) Reset() {
 	*x = ExtendLeaseRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[9]
+	mi := &file_raftq_v1_broker_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1451,7 +1963,7 @@ func (x *ExtendLeaseRequest) String() string {
 func (*ExtendLeaseRequest) ProtoMessage() {}
 
 func (x *ExtendLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[9]
+	mi := &file_raftq_v1_broker_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1464,7 +1976,7 @@ func (x *ExtendLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLeaseRequest.ProtoReflect.Descriptor instead.
 func (*ExtendLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{9}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ExtendLeaseRequest) GetJobId() string {
@@ -1506,7 +2018,7 @@ type ExtendLeaseResponse struct {
 
 func (x *ExtendLeaseResponse) Reset() {
 	*x = ExtendLeaseResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[10]
+	mi := &file_raftq_v1_broker_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1518,7 +2030,7 @@ func (x *ExtendLeaseResponse) String() string {
 func (*ExtendLeaseResponse) ProtoMessage() {}
 
 func (x *ExtendLeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[10]
+	mi := &file_raftq_v1_broker_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1531,7 +2043,7 @@ func (x *ExtendLeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLeaseResponse.ProtoReflect.Descriptor instead.
 func (*ExtendLeaseResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{10}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *ExtendLeaseResponse) GetLeaseDeadline() *timestamppb.Timestamp {
@@ -1558,7 +2070,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[11]
+	mi := &file_raftq_v1_broker_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1570,7 +2082,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[11]
+	mi := &file_raftq_v1_broker_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1583,7 +2095,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{11}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *AckRequest) GetJobId() string {
@@ -1608,7 +2120,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[12]
+	mi := &file_raftq_v1_broker_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1620,7 +2132,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[12]
+	mi := &file_raftq_v1_broker_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1633,7 +2145,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{12}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{22}
 }
 
 type NackRequest struct {
@@ -1651,7 +2163,7 @@ type NackRequest struct {
 
 func (x *NackRequest) Reset() {
 	*x = NackRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[13]
+	mi := &file_raftq_v1_broker_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1663,7 +2175,7 @@ func (x *NackRequest) String() string {
 func (*NackRequest) ProtoMessage() {}
 
 func (x *NackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[13]
+	mi := &file_raftq_v1_broker_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1676,7 +2188,7 @@ func (x *NackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackRequest.ProtoReflect.Descriptor instead.
 func (*NackRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{13}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *NackRequest) GetJobId() string {
@@ -1724,7 +2236,7 @@ type NackResponse struct {
 
 func (x *NackResponse) Reset() {
 	*x = NackResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[14]
+	mi := &file_raftq_v1_broker_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1736,7 +2248,7 @@ func (x *NackResponse) String() string {
 func (*NackResponse) ProtoMessage() {}
 
 func (x *NackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[14]
+	mi := &file_raftq_v1_broker_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1749,7 +2261,7 @@ func (x *NackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackResponse.ProtoReflect.Descriptor instead.
 func (*NackResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{14}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *NackResponse) GetState() JobState {
@@ -1776,7 +2288,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[15]
+	mi := &file_raftq_v1_broker_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1788,7 +2300,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[15]
+	mi := &file_raftq_v1_broker_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1801,7 +2313,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{15}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *GetJobRequest) GetJobId() string {
@@ -1827,7 +2339,7 @@ type GetJobResponse struct {
 
 func (x *GetJobResponse) Reset() {
 	*x = GetJobResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[16]
+	mi := &file_raftq_v1_broker_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1839,7 +2351,7 @@ func (x *GetJobResponse) String() string {
 func (*GetJobResponse) ProtoMessage() {}
 
 func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[16]
+	mi := &file_raftq_v1_broker_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1852,7 +2364,7 @@ func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
 func (*GetJobResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{16}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GetJobResponse) GetJob() *Job {
@@ -1871,7 +2383,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[17]
+	mi := &file_raftq_v1_broker_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1883,7 +2395,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[17]
+	mi := &file_raftq_v1_broker_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1896,7 +2408,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{17}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *CancelJobRequest) GetJobId() string {
@@ -1916,7 +2428,7 @@ type CancelJobResponse struct {
 
 func (x *CancelJobResponse) Reset() {
 	*x = CancelJobResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[18]
+	mi := &file_raftq_v1_broker_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1928,7 +2440,7 @@ func (x *CancelJobResponse) String() string {
 func (*CancelJobResponse) ProtoMessage() {}
 
 func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[18]
+	mi := &file_raftq_v1_broker_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1941,7 +2453,7 @@ func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
 func (*CancelJobResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{18}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *CancelJobResponse) GetState() JobState {
@@ -1962,7 +2474,7 @@ type QueueStatsRequest struct {
 
 func (x *QueueStatsRequest) Reset() {
 	*x = QueueStatsRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[19]
+	mi := &file_raftq_v1_broker_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1974,7 +2486,7 @@ func (x *QueueStatsRequest) String() string {
 func (*QueueStatsRequest) ProtoMessage() {}
 
 func (x *QueueStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[19]
+	mi := &file_raftq_v1_broker_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1987,7 +2499,7 @@ func (x *QueueStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueStatsRequest.ProtoReflect.Descriptor instead.
 func (*QueueStatsRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{19}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *QueueStatsRequest) GetQueues() []string {
@@ -2024,7 +2536,7 @@ type QueueStats struct {
 
 func (x *QueueStats) Reset() {
 	*x = QueueStats{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[20]
+	mi := &file_raftq_v1_broker_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2036,7 +2548,7 @@ func (x *QueueStats) String() string {
 func (*QueueStats) ProtoMessage() {}
 
 func (x *QueueStats) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[20]
+	mi := &file_raftq_v1_broker_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2049,7 +2561,7 @@ func (x *QueueStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueStats.ProtoReflect.Descriptor instead.
 func (*QueueStats) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{20}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *QueueStats) GetQueue() string {
@@ -2131,7 +2643,7 @@ type QueueStatsResponse struct {
 
 func (x *QueueStatsResponse) Reset() {
 	*x = QueueStatsResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[21]
+	mi := &file_raftq_v1_broker_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2143,7 +2655,7 @@ func (x *QueueStatsResponse) String() string {
 func (*QueueStatsResponse) ProtoMessage() {}
 
 func (x *QueueStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[21]
+	mi := &file_raftq_v1_broker_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2156,7 +2668,7 @@ func (x *QueueStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueStatsResponse.ProtoReflect.Descriptor instead.
 func (*QueueStatsResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{21}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *QueueStatsResponse) GetQueues() []*QueueStats {
@@ -2175,7 +2687,7 @@ type PauseQueueRequest struct {
 
 func (x *PauseQueueRequest) Reset() {
 	*x = PauseQueueRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[22]
+	mi := &file_raftq_v1_broker_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2187,7 +2699,7 @@ func (x *PauseQueueRequest) String() string {
 func (*PauseQueueRequest) ProtoMessage() {}
 
 func (x *PauseQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[22]
+	mi := &file_raftq_v1_broker_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2200,7 +2712,7 @@ func (x *PauseQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseQueueRequest.ProtoReflect.Descriptor instead.
 func (*PauseQueueRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{22}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PauseQueueRequest) GetQueue() string {
@@ -2218,7 +2730,7 @@ type PauseQueueResponse struct {
 
 func (x *PauseQueueResponse) Reset() {
 	*x = PauseQueueResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[23]
+	mi := &file_raftq_v1_broker_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2230,7 +2742,7 @@ func (x *PauseQueueResponse) String() string {
 func (*PauseQueueResponse) ProtoMessage() {}
 
 func (x *PauseQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[23]
+	mi := &file_raftq_v1_broker_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2243,7 +2755,7 @@ func (x *PauseQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseQueueResponse.ProtoReflect.Descriptor instead.
 func (*PauseQueueResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{23}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{33}
 }
 
 type ResumeQueueRequest struct {
@@ -2255,7 +2767,7 @@ type ResumeQueueRequest struct {
 
 func (x *ResumeQueueRequest) Reset() {
 	*x = ResumeQueueRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[24]
+	mi := &file_raftq_v1_broker_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2267,7 +2779,7 @@ func (x *ResumeQueueRequest) String() string {
 func (*ResumeQueueRequest) ProtoMessage() {}
 
 func (x *ResumeQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[24]
+	mi := &file_raftq_v1_broker_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2280,7 +2792,7 @@ func (x *ResumeQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeQueueRequest.ProtoReflect.Descriptor instead.
 func (*ResumeQueueRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{24}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ResumeQueueRequest) GetQueue() string {
@@ -2298,7 +2810,7 @@ type ResumeQueueResponse struct {
 
 func (x *ResumeQueueResponse) Reset() {
 	*x = ResumeQueueResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[25]
+	mi := &file_raftq_v1_broker_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2310,7 +2822,7 @@ func (x *ResumeQueueResponse) String() string {
 func (*ResumeQueueResponse) ProtoMessage() {}
 
 func (x *ResumeQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[25]
+	mi := &file_raftq_v1_broker_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2323,7 +2835,7 @@ func (x *ResumeQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeQueueResponse.ProtoReflect.Descriptor instead.
 func (*ResumeQueueResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{25}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{35}
 }
 
 type RedriveRequest struct {
@@ -2339,7 +2851,7 @@ type RedriveRequest struct {
 
 func (x *RedriveRequest) Reset() {
 	*x = RedriveRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[26]
+	mi := &file_raftq_v1_broker_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2351,7 +2863,7 @@ func (x *RedriveRequest) String() string {
 func (*RedriveRequest) ProtoMessage() {}
 
 func (x *RedriveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[26]
+	mi := &file_raftq_v1_broker_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2364,7 +2876,7 @@ func (x *RedriveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveRequest.ProtoReflect.Descriptor instead.
 func (*RedriveRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{26}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *RedriveRequest) GetQueue() string {
@@ -2397,7 +2909,7 @@ type RedriveResponse struct {
 
 func (x *RedriveResponse) Reset() {
 	*x = RedriveResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[27]
+	mi := &file_raftq_v1_broker_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2409,7 +2921,7 @@ func (x *RedriveResponse) String() string {
 func (*RedriveResponse) ProtoMessage() {}
 
 func (x *RedriveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[27]
+	mi := &file_raftq_v1_broker_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2422,7 +2934,7 @@ func (x *RedriveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveResponse.ProtoReflect.Descriptor instead.
 func (*RedriveResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{27}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *RedriveResponse) GetJobIds() []string {
@@ -2446,7 +2958,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[28]
+	mi := &file_raftq_v1_broker_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2458,7 +2970,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[28]
+	mi := &file_raftq_v1_broker_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2471,7 +2983,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{28}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ListJobsRequest) GetQueue() string {
@@ -2519,7 +3031,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[29]
+	mi := &file_raftq_v1_broker_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2531,7 +3043,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[29]
+	mi := &file_raftq_v1_broker_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2544,7 +3056,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{29}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -2572,7 +3084,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[30]
+	mi := &file_raftq_v1_broker_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2584,7 +3096,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[30]
+	mi := &file_raftq_v1_broker_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2597,7 +3109,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{30}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *JoinRequest) GetNodeId() string {
@@ -2629,7 +3141,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[31]
+	mi := &file_raftq_v1_broker_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2641,7 +3153,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[31]
+	mi := &file_raftq_v1_broker_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2654,7 +3166,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{31}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{41}
 }
 
 type RemoveRequest struct {
@@ -2666,7 +3178,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[32]
+	mi := &file_raftq_v1_broker_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2678,7 +3190,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[32]
+	mi := &file_raftq_v1_broker_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2691,7 +3203,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{32}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RemoveRequest) GetNodeId() string {
@@ -2709,7 +3221,7 @@ type RemoveResponse struct {
 
 func (x *RemoveResponse) Reset() {
 	*x = RemoveResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[33]
+	mi := &file_raftq_v1_broker_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2721,7 +3233,7 @@ func (x *RemoveResponse) String() string {
 func (*RemoveResponse) ProtoMessage() {}
 
 func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[33]
+	mi := &file_raftq_v1_broker_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2734,7 +3246,7 @@ func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveResponse.ProtoReflect.Descriptor instead.
 func (*RemoveResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{33}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{43}
 }
 
 type StatusRequest struct {
@@ -2749,7 +3261,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[34]
+	mi := &file_raftq_v1_broker_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2761,7 +3273,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[34]
+	mi := &file_raftq_v1_broker_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2774,7 +3286,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{34}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *StatusRequest) GetWithHash() bool {
@@ -2797,7 +3309,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[35]
+	mi := &file_raftq_v1_broker_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2809,7 +3321,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[35]
+	mi := &file_raftq_v1_broker_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2822,7 +3334,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{35}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *Member) GetNodeId() string {
@@ -2896,7 +3408,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[36]
+	mi := &file_raftq_v1_broker_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2908,7 +3420,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[36]
+	mi := &file_raftq_v1_broker_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2921,7 +3433,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{36}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *StatusResponse) GetNodeId() string {
@@ -3030,7 +3542,7 @@ type WatchRoutesRequest struct {
 
 func (x *WatchRoutesRequest) Reset() {
 	*x = WatchRoutesRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[37]
+	mi := &file_raftq_v1_broker_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3042,7 +3554,7 @@ func (x *WatchRoutesRequest) String() string {
 func (*WatchRoutesRequest) ProtoMessage() {}
 
 func (x *WatchRoutesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[37]
+	mi := &file_raftq_v1_broker_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3055,7 +3567,7 @@ func (x *WatchRoutesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRoutesRequest.ProtoReflect.Descriptor instead.
 func (*WatchRoutesRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{37}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{47}
 }
 
 // Routes is where each Raft group's calls go. term and applied_index of its
@@ -3070,7 +3582,7 @@ type Routes struct {
 
 func (x *Routes) Reset() {
 	*x = Routes{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[38]
+	mi := &file_raftq_v1_broker_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3082,7 +3594,7 @@ func (x *Routes) String() string {
 func (*Routes) ProtoMessage() {}
 
 func (x *Routes) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[38]
+	mi := &file_raftq_v1_broker_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3095,7 +3607,7 @@ func (x *Routes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Routes.ProtoReflect.Descriptor instead.
 func (*Routes) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{38}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *Routes) GetGroupCount() uint32 {
@@ -3129,7 +3641,7 @@ type GroupStatus struct {
 
 func (x *GroupStatus) Reset() {
 	*x = GroupStatus{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[39]
+	mi := &file_raftq_v1_broker_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3141,7 +3653,7 @@ func (x *GroupStatus) String() string {
 func (*GroupStatus) ProtoMessage() {}
 
 func (x *GroupStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[39]
+	mi := &file_raftq_v1_broker_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3154,7 +3666,7 @@ func (x *GroupStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupStatus.ProtoReflect.Descriptor instead.
 func (*GroupStatus) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{39}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *GroupStatus) GetGroup() uint32 {
@@ -3223,7 +3735,7 @@ type ErrorDetail struct {
 
 func (x *ErrorDetail) Reset() {
 	*x = ErrorDetail{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[40]
+	mi := &file_raftq_v1_broker_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3235,7 +3747,7 @@ func (x *ErrorDetail) String() string {
 func (*ErrorDetail) ProtoMessage() {}
 
 func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[40]
+	mi := &file_raftq_v1_broker_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3248,7 +3760,7 @@ func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorDetail.ProtoReflect.Descriptor instead.
 func (*ErrorDetail) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{40}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *ErrorDetail) GetReason() ErrorDetail_Reason {
@@ -3292,7 +3804,7 @@ type PurgeDeadRequest struct {
 
 func (x *PurgeDeadRequest) Reset() {
 	*x = PurgeDeadRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[41]
+	mi := &file_raftq_v1_broker_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3304,7 +3816,7 @@ func (x *PurgeDeadRequest) String() string {
 func (*PurgeDeadRequest) ProtoMessage() {}
 
 func (x *PurgeDeadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[41]
+	mi := &file_raftq_v1_broker_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3317,7 +3829,7 @@ func (x *PurgeDeadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeDeadRequest.ProtoReflect.Descriptor instead.
 func (*PurgeDeadRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{41}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *PurgeDeadRequest) GetQueue() string {
@@ -3350,7 +3862,7 @@ type PurgeDeadResponse struct {
 
 func (x *PurgeDeadResponse) Reset() {
 	*x = PurgeDeadResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[42]
+	mi := &file_raftq_v1_broker_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3362,7 +3874,7 @@ func (x *PurgeDeadResponse) String() string {
 func (*PurgeDeadResponse) ProtoMessage() {}
 
 func (x *PurgeDeadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[42]
+	mi := &file_raftq_v1_broker_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3375,7 +3887,7 @@ func (x *PurgeDeadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeDeadResponse.ProtoReflect.Descriptor instead.
 func (*PurgeDeadResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{42}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *PurgeDeadResponse) GetJobIds() []string {
@@ -3395,7 +3907,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[43]
+	mi := &file_raftq_v1_broker_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3407,7 +3919,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[43]
+	mi := &file_raftq_v1_broker_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3420,7 +3932,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{43}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *TransferLeadershipRequest) GetNodeId() string {
@@ -3439,7 +3951,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[44]
+	mi := &file_raftq_v1_broker_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3451,7 +3963,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[44]
+	mi := &file_raftq_v1_broker_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3464,7 +3976,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{44}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *TransferLeadershipResponse) GetNewLeaderId() string {
@@ -3482,7 +3994,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[45]
+	mi := &file_raftq_v1_broker_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3494,7 +4006,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[45]
+	mi := &file_raftq_v1_broker_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3507,7 +4019,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{45}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{55}
 }
 
 type SnapshotChunk struct {
@@ -3523,7 +4035,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[46]
+	mi := &file_raftq_v1_broker_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3535,7 +4047,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[46]
+	mi := &file_raftq_v1_broker_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3548,7 +4060,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{46}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -3581,7 +4093,7 @@ type RestoreChunk struct {
 
 func (x *RestoreChunk) Reset() {
 	*x = RestoreChunk{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[47]
+	mi := &file_raftq_v1_broker_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3593,7 +4105,7 @@ func (x *RestoreChunk) String() string {
 func (*RestoreChunk) ProtoMessage() {}
 
 func (x *RestoreChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[47]
+	mi := &file_raftq_v1_broker_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3606,7 +4118,7 @@ func (x *RestoreChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreChunk.ProtoReflect.Descriptor instead.
 func (*RestoreChunk) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{47}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *RestoreChunk) GetData() []byte {
@@ -3628,7 +4140,7 @@ type RestoreResponse struct {
 
 func (x *RestoreResponse) Reset() {
 	*x = RestoreResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[48]
+	mi := &file_raftq_v1_broker_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3640,7 +4152,7 @@ func (x *RestoreResponse) String() string {
 func (*RestoreResponse) ProtoMessage() {}
 
 func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[48]
+	mi := &file_raftq_v1_broker_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3653,7 +4165,7 @@ func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreResponse.ProtoReflect.Descriptor instead.
 func (*RestoreResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{48}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *RestoreResponse) GetIndex() uint64 {
@@ -3685,7 +4197,7 @@ type ItemError struct {
 
 func (x *ItemError) Reset() {
 	*x = ItemError{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[49]
+	mi := &file_raftq_v1_broker_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3697,7 +4209,7 @@ func (x *ItemError) String() string {
 func (*ItemError) ProtoMessage() {}
 
 func (x *ItemError) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[49]
+	mi := &file_raftq_v1_broker_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3710,7 +4222,7 @@ func (x *ItemError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ItemError.ProtoReflect.Descriptor instead.
 func (*ItemError) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{49}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *ItemError) GetCode() int32 {
@@ -3743,7 +4255,7 @@ type AckBatchRequest struct {
 
 func (x *AckBatchRequest) Reset() {
 	*x = AckBatchRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[50]
+	mi := &file_raftq_v1_broker_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3755,7 +4267,7 @@ func (x *AckBatchRequest) String() string {
 func (*AckBatchRequest) ProtoMessage() {}
 
 func (x *AckBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[50]
+	mi := &file_raftq_v1_broker_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3768,7 +4280,7 @@ func (x *AckBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckBatchRequest.ProtoReflect.Descriptor instead.
 func (*AckBatchRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{50}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *AckBatchRequest) GetItems() []*AckRequest {
@@ -3787,7 +4299,7 @@ type AckBatchResult struct {
 
 func (x *AckBatchResult) Reset() {
 	*x = AckBatchResult{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[51]
+	mi := &file_raftq_v1_broker_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3799,7 +4311,7 @@ func (x *AckBatchResult) String() string {
 func (*AckBatchResult) ProtoMessage() {}
 
 func (x *AckBatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[51]
+	mi := &file_raftq_v1_broker_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3812,7 +4324,7 @@ func (x *AckBatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckBatchResult.ProtoReflect.Descriptor instead.
 func (*AckBatchResult) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{51}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *AckBatchResult) GetError() *ItemError {
@@ -3832,7 +4344,7 @@ type AckBatchResponse struct {
 
 func (x *AckBatchResponse) Reset() {
 	*x = AckBatchResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[52]
+	mi := &file_raftq_v1_broker_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3844,7 +4356,7 @@ func (x *AckBatchResponse) String() string {
 func (*AckBatchResponse) ProtoMessage() {}
 
 func (x *AckBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[52]
+	mi := &file_raftq_v1_broker_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3857,7 +4369,7 @@ func (x *AckBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckBatchResponse.ProtoReflect.Descriptor instead.
 func (*AckBatchResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{52}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *AckBatchResponse) GetResults() []*AckBatchResult {
@@ -3876,7 +4388,7 @@ type NackBatchRequest struct {
 
 func (x *NackBatchRequest) Reset() {
 	*x = NackBatchRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[53]
+	mi := &file_raftq_v1_broker_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3888,7 +4400,7 @@ func (x *NackBatchRequest) String() string {
 func (*NackBatchRequest) ProtoMessage() {}
 
 func (x *NackBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[53]
+	mi := &file_raftq_v1_broker_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3901,7 +4413,7 @@ func (x *NackBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackBatchRequest.ProtoReflect.Descriptor instead.
 func (*NackBatchRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{53}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *NackBatchRequest) GetItems() []*NackRequest {
@@ -3922,7 +4434,7 @@ type NackBatchResult struct {
 
 func (x *NackBatchResult) Reset() {
 	*x = NackBatchResult{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[54]
+	mi := &file_raftq_v1_broker_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3934,7 +4446,7 @@ func (x *NackBatchResult) String() string {
 func (*NackBatchResult) ProtoMessage() {}
 
 func (x *NackBatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[54]
+	mi := &file_raftq_v1_broker_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3947,7 +4459,7 @@ func (x *NackBatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackBatchResult.ProtoReflect.Descriptor instead.
 func (*NackBatchResult) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{54}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *NackBatchResult) GetResponse() *NackResponse {
@@ -3974,7 +4486,7 @@ type NackBatchResponse struct {
 
 func (x *NackBatchResponse) Reset() {
 	*x = NackBatchResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[55]
+	mi := &file_raftq_v1_broker_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3986,7 +4498,7 @@ func (x *NackBatchResponse) String() string {
 func (*NackBatchResponse) ProtoMessage() {}
 
 func (x *NackBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[55]
+	mi := &file_raftq_v1_broker_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3999,7 +4511,7 @@ func (x *NackBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackBatchResponse.ProtoReflect.Descriptor instead.
 func (*NackBatchResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{55}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *NackBatchResponse) GetResults() []*NackBatchResult {
@@ -4018,7 +4530,7 @@ type ExtendLeaseBatchRequest struct {
 
 func (x *ExtendLeaseBatchRequest) Reset() {
 	*x = ExtendLeaseBatchRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[56]
+	mi := &file_raftq_v1_broker_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4030,7 +4542,7 @@ func (x *ExtendLeaseBatchRequest) String() string {
 func (*ExtendLeaseBatchRequest) ProtoMessage() {}
 
 func (x *ExtendLeaseBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[56]
+	mi := &file_raftq_v1_broker_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4043,7 +4555,7 @@ func (x *ExtendLeaseBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLeaseBatchRequest.ProtoReflect.Descriptor instead.
 func (*ExtendLeaseBatchRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{56}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *ExtendLeaseBatchRequest) GetItems() []*ExtendLeaseRequest {
@@ -4064,7 +4576,7 @@ type ExtendLeaseBatchResult struct {
 
 func (x *ExtendLeaseBatchResult) Reset() {
 	*x = ExtendLeaseBatchResult{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[57]
+	mi := &file_raftq_v1_broker_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4076,7 +4588,7 @@ func (x *ExtendLeaseBatchResult) String() string {
 func (*ExtendLeaseBatchResult) ProtoMessage() {}
 
 func (x *ExtendLeaseBatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[57]
+	mi := &file_raftq_v1_broker_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4089,7 +4601,7 @@ func (x *ExtendLeaseBatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLeaseBatchResult.ProtoReflect.Descriptor instead.
 func (*ExtendLeaseBatchResult) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{57}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *ExtendLeaseBatchResult) GetResponse() *ExtendLeaseResponse {
@@ -4116,7 +4628,7 @@ type ExtendLeaseBatchResponse struct {
 
 func (x *ExtendLeaseBatchResponse) Reset() {
 	*x = ExtendLeaseBatchResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[58]
+	mi := &file_raftq_v1_broker_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4128,7 +4640,7 @@ func (x *ExtendLeaseBatchResponse) String() string {
 func (*ExtendLeaseBatchResponse) ProtoMessage() {}
 
 func (x *ExtendLeaseBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[58]
+	mi := &file_raftq_v1_broker_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4141,7 +4653,7 @@ func (x *ExtendLeaseBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLeaseBatchResponse.ProtoReflect.Descriptor instead.
 func (*ExtendLeaseBatchResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{58}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ExtendLeaseBatchResponse) GetResults() []*ExtendLeaseBatchResult {
@@ -4163,7 +4675,7 @@ type EnqueueStreamRequest struct {
 
 func (x *EnqueueStreamRequest) Reset() {
 	*x = EnqueueStreamRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[59]
+	mi := &file_raftq_v1_broker_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4175,7 +4687,7 @@ func (x *EnqueueStreamRequest) String() string {
 func (*EnqueueStreamRequest) ProtoMessage() {}
 
 func (x *EnqueueStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[59]
+	mi := &file_raftq_v1_broker_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4188,7 +4700,7 @@ func (x *EnqueueStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueStreamRequest.ProtoReflect.Descriptor instead.
 func (*EnqueueStreamRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{59}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *EnqueueStreamRequest) GetSeq() uint64 {
@@ -4219,7 +4731,7 @@ type EnqueueStreamResponse struct {
 
 func (x *EnqueueStreamResponse) Reset() {
 	*x = EnqueueStreamResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[60]
+	mi := &file_raftq_v1_broker_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4231,7 +4743,7 @@ func (x *EnqueueStreamResponse) String() string {
 func (*EnqueueStreamResponse) ProtoMessage() {}
 
 func (x *EnqueueStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[60]
+	mi := &file_raftq_v1_broker_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4244,7 +4756,7 @@ func (x *EnqueueStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueStreamResponse.ProtoReflect.Descriptor instead.
 func (*EnqueueStreamResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{60}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *EnqueueStreamResponse) GetSeq() uint64 {
@@ -4286,7 +4798,7 @@ type ConsumeOpen struct {
 
 func (x *ConsumeOpen) Reset() {
 	*x = ConsumeOpen{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[61]
+	mi := &file_raftq_v1_broker_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4298,7 +4810,7 @@ func (x *ConsumeOpen) String() string {
 func (*ConsumeOpen) ProtoMessage() {}
 
 func (x *ConsumeOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[61]
+	mi := &file_raftq_v1_broker_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4311,7 +4823,7 @@ func (x *ConsumeOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeOpen.ProtoReflect.Descriptor instead.
 func (*ConsumeOpen) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{61}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ConsumeOpen) GetQueues() []string {
@@ -4362,7 +4874,7 @@ type ConsumeRequest struct {
 
 func (x *ConsumeRequest) Reset() {
 	*x = ConsumeRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[62]
+	mi := &file_raftq_v1_broker_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4374,7 +4886,7 @@ func (x *ConsumeRequest) String() string {
 func (*ConsumeRequest) ProtoMessage() {}
 
 func (x *ConsumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[62]
+	mi := &file_raftq_v1_broker_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4387,7 +4899,7 @@ func (x *ConsumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeRequest.ProtoReflect.Descriptor instead.
 func (*ConsumeRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{62}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ConsumeRequest) GetFrame() isConsumeRequest_Frame {
@@ -4445,7 +4957,7 @@ type ConsumeOpened struct {
 
 func (x *ConsumeOpened) Reset() {
 	*x = ConsumeOpened{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[63]
+	mi := &file_raftq_v1_broker_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4457,7 +4969,7 @@ func (x *ConsumeOpened) String() string {
 func (*ConsumeOpened) ProtoMessage() {}
 
 func (x *ConsumeOpened) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[63]
+	mi := &file_raftq_v1_broker_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4470,7 +4982,7 @@ func (x *ConsumeOpened) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeOpened.ProtoReflect.Descriptor instead.
 func (*ConsumeOpened) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{63}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ConsumeOpened) GetMaxCredit() int32 {
@@ -4493,7 +5005,7 @@ type ConsumeNotice struct {
 
 func (x *ConsumeNotice) Reset() {
 	*x = ConsumeNotice{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[64]
+	mi := &file_raftq_v1_broker_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4505,7 +5017,7 @@ func (x *ConsumeNotice) String() string {
 func (*ConsumeNotice) ProtoMessage() {}
 
 func (x *ConsumeNotice) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[64]
+	mi := &file_raftq_v1_broker_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4518,7 +5030,7 @@ func (x *ConsumeNotice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeNotice.ProtoReflect.Descriptor instead.
 func (*ConsumeNotice) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{64}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ConsumeNotice) GetJobId() string {
@@ -4556,7 +5068,7 @@ type ConsumeResponse struct {
 
 func (x *ConsumeResponse) Reset() {
 	*x = ConsumeResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[65]
+	mi := &file_raftq_v1_broker_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4568,7 +5080,7 @@ func (x *ConsumeResponse) String() string {
 func (*ConsumeResponse) ProtoMessage() {}
 
 func (x *ConsumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[65]
+	mi := &file_raftq_v1_broker_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4581,7 +5093,7 @@ func (x *ConsumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeResponse.ProtoReflect.Descriptor instead.
 func (*ConsumeResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{65}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *ConsumeResponse) GetFrame() isConsumeResponse_Frame {
@@ -4671,7 +5183,7 @@ type ScheduleSpec struct {
 
 func (x *ScheduleSpec) Reset() {
 	*x = ScheduleSpec{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[66]
+	mi := &file_raftq_v1_broker_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4683,7 +5195,7 @@ func (x *ScheduleSpec) String() string {
 func (*ScheduleSpec) ProtoMessage() {}
 
 func (x *ScheduleSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[66]
+	mi := &file_raftq_v1_broker_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4696,7 +5208,7 @@ func (x *ScheduleSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleSpec.ProtoReflect.Descriptor instead.
 func (*ScheduleSpec) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{66}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *ScheduleSpec) GetName() string {
@@ -4783,7 +5295,7 @@ type Schedule struct {
 
 func (x *Schedule) Reset() {
 	*x = Schedule{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[67]
+	mi := &file_raftq_v1_broker_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4795,7 +5307,7 @@ func (x *Schedule) String() string {
 func (*Schedule) ProtoMessage() {}
 
 func (x *Schedule) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[67]
+	mi := &file_raftq_v1_broker_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4808,7 +5320,7 @@ func (x *Schedule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Schedule.ProtoReflect.Descriptor instead.
 func (*Schedule) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{67}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *Schedule) GetSpec() *ScheduleSpec {
@@ -4876,7 +5388,7 @@ type PutScheduleRequest struct {
 
 func (x *PutScheduleRequest) Reset() {
 	*x = PutScheduleRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[68]
+	mi := &file_raftq_v1_broker_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4888,7 +5400,7 @@ func (x *PutScheduleRequest) String() string {
 func (*PutScheduleRequest) ProtoMessage() {}
 
 func (x *PutScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[68]
+	mi := &file_raftq_v1_broker_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4901,7 +5413,7 @@ func (x *PutScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutScheduleRequest.ProtoReflect.Descriptor instead.
 func (*PutScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{68}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *PutScheduleRequest) GetSchedule() *ScheduleSpec {
@@ -4923,7 +5435,7 @@ type PutScheduleResponse struct {
 
 func (x *PutScheduleResponse) Reset() {
 	*x = PutScheduleResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[69]
+	mi := &file_raftq_v1_broker_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4935,7 +5447,7 @@ func (x *PutScheduleResponse) String() string {
 func (*PutScheduleResponse) ProtoMessage() {}
 
 func (x *PutScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[69]
+	mi := &file_raftq_v1_broker_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4948,7 +5460,7 @@ func (x *PutScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutScheduleResponse.ProtoReflect.Descriptor instead.
 func (*PutScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{69}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *PutScheduleResponse) GetSchedule() *Schedule {
@@ -4975,7 +5487,7 @@ type GetScheduleRequest struct {
 
 func (x *GetScheduleRequest) Reset() {
 	*x = GetScheduleRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[70]
+	mi := &file_raftq_v1_broker_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4987,7 +5499,7 @@ func (x *GetScheduleRequest) String() string {
 func (*GetScheduleRequest) ProtoMessage() {}
 
 func (x *GetScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[70]
+	mi := &file_raftq_v1_broker_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5000,7 +5512,7 @@ func (x *GetScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetScheduleRequest.ProtoReflect.Descriptor instead.
 func (*GetScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{70}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *GetScheduleRequest) GetName() string {
@@ -5026,7 +5538,7 @@ type GetScheduleResponse struct {
 
 func (x *GetScheduleResponse) Reset() {
 	*x = GetScheduleResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[71]
+	mi := &file_raftq_v1_broker_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5038,7 +5550,7 @@ func (x *GetScheduleResponse) String() string {
 func (*GetScheduleResponse) ProtoMessage() {}
 
 func (x *GetScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[71]
+	mi := &file_raftq_v1_broker_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5051,7 +5563,7 @@ func (x *GetScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetScheduleResponse.ProtoReflect.Descriptor instead.
 func (*GetScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{71}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *GetScheduleResponse) GetSchedule() *Schedule {
@@ -5070,7 +5582,7 @@ type ListSchedulesRequest struct {
 
 func (x *ListSchedulesRequest) Reset() {
 	*x = ListSchedulesRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[72]
+	mi := &file_raftq_v1_broker_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5082,7 +5594,7 @@ func (x *ListSchedulesRequest) String() string {
 func (*ListSchedulesRequest) ProtoMessage() {}
 
 func (x *ListSchedulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[72]
+	mi := &file_raftq_v1_broker_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5095,7 +5607,7 @@ func (x *ListSchedulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSchedulesRequest.ProtoReflect.Descriptor instead.
 func (*ListSchedulesRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{72}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *ListSchedulesRequest) GetConsistency() Consistency {
@@ -5115,7 +5627,7 @@ type ListSchedulesResponse struct {
 
 func (x *ListSchedulesResponse) Reset() {
 	*x = ListSchedulesResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[73]
+	mi := &file_raftq_v1_broker_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5127,7 +5639,7 @@ func (x *ListSchedulesResponse) String() string {
 func (*ListSchedulesResponse) ProtoMessage() {}
 
 func (x *ListSchedulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[73]
+	mi := &file_raftq_v1_broker_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5140,7 +5652,7 @@ func (x *ListSchedulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSchedulesResponse.ProtoReflect.Descriptor instead.
 func (*ListSchedulesResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{73}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *ListSchedulesResponse) GetSchedules() []*Schedule {
@@ -5159,7 +5671,7 @@ type PauseScheduleRequest struct {
 
 func (x *PauseScheduleRequest) Reset() {
 	*x = PauseScheduleRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[74]
+	mi := &file_raftq_v1_broker_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5171,7 +5683,7 @@ func (x *PauseScheduleRequest) String() string {
 func (*PauseScheduleRequest) ProtoMessage() {}
 
 func (x *PauseScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[74]
+	mi := &file_raftq_v1_broker_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5184,7 +5696,7 @@ func (x *PauseScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseScheduleRequest.ProtoReflect.Descriptor instead.
 func (*PauseScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{74}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *PauseScheduleRequest) GetName() string {
@@ -5203,7 +5715,7 @@ type PauseScheduleResponse struct {
 
 func (x *PauseScheduleResponse) Reset() {
 	*x = PauseScheduleResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[75]
+	mi := &file_raftq_v1_broker_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5215,7 +5727,7 @@ func (x *PauseScheduleResponse) String() string {
 func (*PauseScheduleResponse) ProtoMessage() {}
 
 func (x *PauseScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[75]
+	mi := &file_raftq_v1_broker_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5228,7 +5740,7 @@ func (x *PauseScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseScheduleResponse.ProtoReflect.Descriptor instead.
 func (*PauseScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{75}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *PauseScheduleResponse) GetSchedule() *Schedule {
@@ -5247,7 +5759,7 @@ type ResumeScheduleRequest struct {
 
 func (x *ResumeScheduleRequest) Reset() {
 	*x = ResumeScheduleRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[76]
+	mi := &file_raftq_v1_broker_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5259,7 +5771,7 @@ func (x *ResumeScheduleRequest) String() string {
 func (*ResumeScheduleRequest) ProtoMessage() {}
 
 func (x *ResumeScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[76]
+	mi := &file_raftq_v1_broker_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5272,7 +5784,7 @@ func (x *ResumeScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeScheduleRequest.ProtoReflect.Descriptor instead.
 func (*ResumeScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{76}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *ResumeScheduleRequest) GetName() string {
@@ -5291,7 +5803,7 @@ type ResumeScheduleResponse struct {
 
 func (x *ResumeScheduleResponse) Reset() {
 	*x = ResumeScheduleResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[77]
+	mi := &file_raftq_v1_broker_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5303,7 +5815,7 @@ func (x *ResumeScheduleResponse) String() string {
 func (*ResumeScheduleResponse) ProtoMessage() {}
 
 func (x *ResumeScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[77]
+	mi := &file_raftq_v1_broker_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5316,7 +5828,7 @@ func (x *ResumeScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeScheduleResponse.ProtoReflect.Descriptor instead.
 func (*ResumeScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{77}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *ResumeScheduleResponse) GetSchedule() *Schedule {
@@ -5335,7 +5847,7 @@ type DeleteScheduleRequest struct {
 
 func (x *DeleteScheduleRequest) Reset() {
 	*x = DeleteScheduleRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[78]
+	mi := &file_raftq_v1_broker_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5347,7 +5859,7 @@ func (x *DeleteScheduleRequest) String() string {
 func (*DeleteScheduleRequest) ProtoMessage() {}
 
 func (x *DeleteScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[78]
+	mi := &file_raftq_v1_broker_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5360,7 +5872,7 @@ func (x *DeleteScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteScheduleRequest.ProtoReflect.Descriptor instead.
 func (*DeleteScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{78}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *DeleteScheduleRequest) GetName() string {
@@ -5378,7 +5890,7 @@ type DeleteScheduleResponse struct {
 
 func (x *DeleteScheduleResponse) Reset() {
 	*x = DeleteScheduleResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[79]
+	mi := &file_raftq_v1_broker_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5390,7 +5902,7 @@ func (x *DeleteScheduleResponse) String() string {
 func (*DeleteScheduleResponse) ProtoMessage() {}
 
 func (x *DeleteScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[79]
+	mi := &file_raftq_v1_broker_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5403,14 +5915,45 @@ func (x *DeleteScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteScheduleResponse.ProtoReflect.Descriptor instead.
 func (*DeleteScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{79}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{89}
 }
 
 var File_raftq_v1_broker_proto protoreflect.FileDescriptor
 
 const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\n" +
-	"\x15raftq/v1/broker.proto\x12\braftq.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\x01\n" +
+	"\x15raftq/v1/broker.proto\x12\braftq.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"T\n" +
+	"\x11ImportKeysRequest\x12\x14\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\x12)\n" +
+	"\x04keys\x18\x02 \x03(\v2\x15.raftq.v1.ImportedKeyR\x04keys\"q\n" +
+	"\vImportedKey\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x15\n" +
+	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x129\n" +
+	"\n" +
+	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x14\n" +
+	"\x12ImportKeysResponse\"[\n" +
+	"\x10SealQueueRequest\x12\x14\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x16\n" +
+	"\x06sealed\x18\x02 \x01(\bR\x06sealed\x12\x19\n" +
+	"\bto_group\x18\x03 \x01(\rR\atoGroup\"\x13\n" +
+	"\x11SealQueueResponse\"C\n" +
+	"\x10MoveQueueRequest\x12\x14\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x19\n" +
+	"\bto_group\x18\x02 \x01(\rR\atoGroup\"F\n" +
+	"\x11MoveQueueResponse\x121\n" +
+	"\tplacement\x18\x01 \x01(\v2\x13.raftq.v1.PlacementR\tplacement\"\x17\n" +
+	"\x15ListPlacementsRequest\"M\n" +
+	"\x16ListPlacementsResponse\x123\n" +
+	"\n" +
+	"placements\x18\x01 \x03(\v2\x13.raftq.v1.PlacementR\n" +
+	"placements\"\x99\x01\n" +
+	"\tPlacement\x12\x14\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x14\n" +
+	"\x05group\x18\x02 \x01(\rR\x05group\x12\x1d\n" +
+	"\n" +
+	"from_group\x18\x03 \x01(\rR\tfromGroup\x12\x14\n" +
+	"\x05phase\x18\x04 \x01(\tR\x05phase\x12+\n" +
+	"\x12left_in_from_group\x18\x05 \x01(\x03R\x0fleftInFromGroup\"\x8d\x01\n" +
 	"\vRetryPolicy\x12B\n" +
 	"\x0finitial_backoff\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x0einitialBackoff\x12:\n" +
 	"\vmax_backoff\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\n" +
@@ -5636,13 +6179,13 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\x05state\x18\x04 \x01(\tR\x05state\x12\x12\n" +
 	"\x04term\x18\x05 \x01(\x04R\x04term\x12#\n" +
 	"\rapplied_index\x18\x06 \x01(\x04R\fappliedIndex\x12*\n" +
-	"\amembers\x18\a \x03(\v2\x10.raftq.v1.MemberR\amembers\"\xb3\x02\n" +
+	"\amembers\x18\a \x03(\v2\x10.raftq.v1.MemberR\amembers\"\xc4\x02\n" +
 	"\vErrorDetail\x124\n" +
 	"\x06reason\x18\x01 \x01(\x0e2\x1c.raftq.v1.ErrorDetail.ReasonR\x06reason\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\tR\bleaderId\x12\x1f\n" +
 	"\vleader_addr\x18\x03 \x01(\tR\n" +
 	"leaderAddr\x12\x14\n" +
-	"\x05group\x18\x04 \x01(\rR\x05group\"\x99\x01\n" +
+	"\x05group\x18\x04 \x01(\rR\x05group\"\xaa\x01\n" +
 	"\x06Reason\x12\x16\n" +
 	"\x12REASON_UNSPECIFIED\x10\x00\x12\x0e\n" +
 	"\n" +
@@ -5652,7 +6195,8 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\tNOT_FOUND\x10\x04\x12\x14\n" +
 	"\x10INVALID_ARGUMENT\x10\x05\x12\x0f\n" +
 	"\vWRONG_STATE\x10\x06\x12\r\n" +
-	"\tTOO_LARGE\x10\a\"W\n" +
+	"\tTOO_LARGE\x10\a\x12\x0f\n" +
+	"\vQUEUE_MOVED\x10\b\"W\n" +
 	"\x10PurgeDeadRequest\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x17\n" +
 	"\ajob_ids\x18\x02 \x03(\tR\x06jobIds\x12\x14\n" +
@@ -5820,14 +6364,19 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\tNackBatch\x12\x1a.raftq.v1.NackBatchRequest\x1a\x1b.raftq.v1.NackBatchResponse\x12Y\n" +
 	"\x10ExtendLeaseBatch\x12!.raftq.v1.ExtendLeaseBatchRequest\x1a\".raftq.v1.ExtendLeaseBatchResponse\x12T\n" +
 	"\rEnqueueStream\x12\x1e.raftq.v1.EnqueueStreamRequest\x1a\x1f.raftq.v1.EnqueueStreamResponse(\x010\x01\x12B\n" +
-	"\aConsume\x12\x18.raftq.v1.ConsumeRequest\x1a\x19.raftq.v1.ConsumeResponse(\x010\x012\xe5\x02\n" +
+	"\aConsume\x12\x18.raftq.v1.ConsumeRequest\x1a\x19.raftq.v1.ConsumeResponse(\x010\x012\x8f\x05\n" +
 	"\x05Admin\x12G\n" +
 	"\n" +
 	"PauseQueue\x12\x1b.raftq.v1.PauseQueueRequest\x1a\x1c.raftq.v1.PauseQueueResponse\x12J\n" +
 	"\vResumeQueue\x12\x1c.raftq.v1.ResumeQueueRequest\x1a\x1d.raftq.v1.ResumeQueueResponse\x12>\n" +
 	"\aRedrive\x12\x18.raftq.v1.RedriveRequest\x1a\x19.raftq.v1.RedriveResponse\x12A\n" +
 	"\bListJobs\x12\x19.raftq.v1.ListJobsRequest\x1a\x1a.raftq.v1.ListJobsResponse\x12D\n" +
-	"\tPurgeDead\x12\x1a.raftq.v1.PurgeDeadRequest\x1a\x1b.raftq.v1.PurgeDeadResponse2\xde\x03\n" +
+	"\tPurgeDead\x12\x1a.raftq.v1.PurgeDeadRequest\x1a\x1b.raftq.v1.PurgeDeadResponse\x12D\n" +
+	"\tMoveQueue\x12\x1a.raftq.v1.MoveQueueRequest\x1a\x1b.raftq.v1.MoveQueueResponse\x12S\n" +
+	"\x0eListPlacements\x12\x1f.raftq.v1.ListPlacementsRequest\x1a .raftq.v1.ListPlacementsResponse\x12D\n" +
+	"\tSealQueue\x12\x1a.raftq.v1.SealQueueRequest\x1a\x1b.raftq.v1.SealQueueResponse\x12G\n" +
+	"\n" +
+	"ImportKeys\x12\x1b.raftq.v1.ImportKeysRequest\x1a\x1c.raftq.v1.ImportKeysResponse2\xde\x03\n" +
 	"\aCluster\x125\n" +
 	"\x04Join\x12\x15.raftq.v1.JoinRequest\x1a\x16.raftq.v1.JoinResponse\x12;\n" +
 	"\x06Remove\x12\x17.raftq.v1.RemoveRequest\x1a\x18.raftq.v1.RemoveResponse\x12;\n" +
@@ -5857,7 +6406,7 @@ func file_raftq_v1_broker_proto_rawDescGZIP() []byte {
 }
 
 var file_raftq_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_raftq_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 82)
+var file_raftq_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 92)
 var file_raftq_v1_broker_proto_goTypes = []any{
 	(JobState)(0),                      // 0: raftq.v1.JobState
 	(DependencyPolicy)(0),              // 1: raftq.v1.DependencyPolicy
@@ -5866,249 +6415,271 @@ var file_raftq_v1_broker_proto_goTypes = []any{
 	(OverlapPolicy)(0),                 // 4: raftq.v1.OverlapPolicy
 	(ErrorDetail_Reason)(0),            // 5: raftq.v1.ErrorDetail.Reason
 	(ConsumeNotice_Kind)(0),            // 6: raftq.v1.ConsumeNotice.Kind
-	(*RetryPolicy)(nil),                // 7: raftq.v1.RetryPolicy
-	(*JobSpec)(nil),                    // 8: raftq.v1.JobSpec
-	(*Job)(nil),                        // 9: raftq.v1.Job
-	(*Progress)(nil),                   // 10: raftq.v1.Progress
-	(*EnqueueRequest)(nil),             // 11: raftq.v1.EnqueueRequest
-	(*EnqueueResult)(nil),              // 12: raftq.v1.EnqueueResult
-	(*EnqueueResponse)(nil),            // 13: raftq.v1.EnqueueResponse
-	(*FetchRequest)(nil),               // 14: raftq.v1.FetchRequest
-	(*FetchResponse)(nil),              // 15: raftq.v1.FetchResponse
-	(*ExtendLeaseRequest)(nil),         // 16: raftq.v1.ExtendLeaseRequest
-	(*ExtendLeaseResponse)(nil),        // 17: raftq.v1.ExtendLeaseResponse
-	(*AckRequest)(nil),                 // 18: raftq.v1.AckRequest
-	(*AckResponse)(nil),                // 19: raftq.v1.AckResponse
-	(*NackRequest)(nil),                // 20: raftq.v1.NackRequest
-	(*NackResponse)(nil),               // 21: raftq.v1.NackResponse
-	(*GetJobRequest)(nil),              // 22: raftq.v1.GetJobRequest
-	(*GetJobResponse)(nil),             // 23: raftq.v1.GetJobResponse
-	(*CancelJobRequest)(nil),           // 24: raftq.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),          // 25: raftq.v1.CancelJobResponse
-	(*QueueStatsRequest)(nil),          // 26: raftq.v1.QueueStatsRequest
-	(*QueueStats)(nil),                 // 27: raftq.v1.QueueStats
-	(*QueueStatsResponse)(nil),         // 28: raftq.v1.QueueStatsResponse
-	(*PauseQueueRequest)(nil),          // 29: raftq.v1.PauseQueueRequest
-	(*PauseQueueResponse)(nil),         // 30: raftq.v1.PauseQueueResponse
-	(*ResumeQueueRequest)(nil),         // 31: raftq.v1.ResumeQueueRequest
-	(*ResumeQueueResponse)(nil),        // 32: raftq.v1.ResumeQueueResponse
-	(*RedriveRequest)(nil),             // 33: raftq.v1.RedriveRequest
-	(*RedriveResponse)(nil),            // 34: raftq.v1.RedriveResponse
-	(*ListJobsRequest)(nil),            // 35: raftq.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),           // 36: raftq.v1.ListJobsResponse
-	(*JoinRequest)(nil),                // 37: raftq.v1.JoinRequest
-	(*JoinResponse)(nil),               // 38: raftq.v1.JoinResponse
-	(*RemoveRequest)(nil),              // 39: raftq.v1.RemoveRequest
-	(*RemoveResponse)(nil),             // 40: raftq.v1.RemoveResponse
-	(*StatusRequest)(nil),              // 41: raftq.v1.StatusRequest
-	(*Member)(nil),                     // 42: raftq.v1.Member
-	(*StatusResponse)(nil),             // 43: raftq.v1.StatusResponse
-	(*WatchRoutesRequest)(nil),         // 44: raftq.v1.WatchRoutesRequest
-	(*Routes)(nil),                     // 45: raftq.v1.Routes
-	(*GroupStatus)(nil),                // 46: raftq.v1.GroupStatus
-	(*ErrorDetail)(nil),                // 47: raftq.v1.ErrorDetail
-	(*PurgeDeadRequest)(nil),           // 48: raftq.v1.PurgeDeadRequest
-	(*PurgeDeadResponse)(nil),          // 49: raftq.v1.PurgeDeadResponse
-	(*TransferLeadershipRequest)(nil),  // 50: raftq.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 51: raftq.v1.TransferLeadershipResponse
-	(*SnapshotRequest)(nil),            // 52: raftq.v1.SnapshotRequest
-	(*SnapshotChunk)(nil),              // 53: raftq.v1.SnapshotChunk
-	(*RestoreChunk)(nil),               // 54: raftq.v1.RestoreChunk
-	(*RestoreResponse)(nil),            // 55: raftq.v1.RestoreResponse
-	(*ItemError)(nil),                  // 56: raftq.v1.ItemError
-	(*AckBatchRequest)(nil),            // 57: raftq.v1.AckBatchRequest
-	(*AckBatchResult)(nil),             // 58: raftq.v1.AckBatchResult
-	(*AckBatchResponse)(nil),           // 59: raftq.v1.AckBatchResponse
-	(*NackBatchRequest)(nil),           // 60: raftq.v1.NackBatchRequest
-	(*NackBatchResult)(nil),            // 61: raftq.v1.NackBatchResult
-	(*NackBatchResponse)(nil),          // 62: raftq.v1.NackBatchResponse
-	(*ExtendLeaseBatchRequest)(nil),    // 63: raftq.v1.ExtendLeaseBatchRequest
-	(*ExtendLeaseBatchResult)(nil),     // 64: raftq.v1.ExtendLeaseBatchResult
-	(*ExtendLeaseBatchResponse)(nil),   // 65: raftq.v1.ExtendLeaseBatchResponse
-	(*EnqueueStreamRequest)(nil),       // 66: raftq.v1.EnqueueStreamRequest
-	(*EnqueueStreamResponse)(nil),      // 67: raftq.v1.EnqueueStreamResponse
-	(*ConsumeOpen)(nil),                // 68: raftq.v1.ConsumeOpen
-	(*ConsumeRequest)(nil),             // 69: raftq.v1.ConsumeRequest
-	(*ConsumeOpened)(nil),              // 70: raftq.v1.ConsumeOpened
-	(*ConsumeNotice)(nil),              // 71: raftq.v1.ConsumeNotice
-	(*ConsumeResponse)(nil),            // 72: raftq.v1.ConsumeResponse
-	(*ScheduleSpec)(nil),               // 73: raftq.v1.ScheduleSpec
-	(*Schedule)(nil),                   // 74: raftq.v1.Schedule
-	(*PutScheduleRequest)(nil),         // 75: raftq.v1.PutScheduleRequest
-	(*PutScheduleResponse)(nil),        // 76: raftq.v1.PutScheduleResponse
-	(*GetScheduleRequest)(nil),         // 77: raftq.v1.GetScheduleRequest
-	(*GetScheduleResponse)(nil),        // 78: raftq.v1.GetScheduleResponse
-	(*ListSchedulesRequest)(nil),       // 79: raftq.v1.ListSchedulesRequest
-	(*ListSchedulesResponse)(nil),      // 80: raftq.v1.ListSchedulesResponse
-	(*PauseScheduleRequest)(nil),       // 81: raftq.v1.PauseScheduleRequest
-	(*PauseScheduleResponse)(nil),      // 82: raftq.v1.PauseScheduleResponse
-	(*ResumeScheduleRequest)(nil),      // 83: raftq.v1.ResumeScheduleRequest
-	(*ResumeScheduleResponse)(nil),     // 84: raftq.v1.ResumeScheduleResponse
-	(*DeleteScheduleRequest)(nil),      // 85: raftq.v1.DeleteScheduleRequest
-	(*DeleteScheduleResponse)(nil),     // 86: raftq.v1.DeleteScheduleResponse
-	nil,                                // 87: raftq.v1.FetchRequest.QueueWeightsEntry
-	nil,                                // 88: raftq.v1.ConsumeOpen.QueueWeightsEntry
-	(*durationpb.Duration)(nil),        // 89: google.protobuf.Duration
-	(*timestamppb.Timestamp)(nil),      // 90: google.protobuf.Timestamp
+	(*ImportKeysRequest)(nil),          // 7: raftq.v1.ImportKeysRequest
+	(*ImportedKey)(nil),                // 8: raftq.v1.ImportedKey
+	(*ImportKeysResponse)(nil),         // 9: raftq.v1.ImportKeysResponse
+	(*SealQueueRequest)(nil),           // 10: raftq.v1.SealQueueRequest
+	(*SealQueueResponse)(nil),          // 11: raftq.v1.SealQueueResponse
+	(*MoveQueueRequest)(nil),           // 12: raftq.v1.MoveQueueRequest
+	(*MoveQueueResponse)(nil),          // 13: raftq.v1.MoveQueueResponse
+	(*ListPlacementsRequest)(nil),      // 14: raftq.v1.ListPlacementsRequest
+	(*ListPlacementsResponse)(nil),     // 15: raftq.v1.ListPlacementsResponse
+	(*Placement)(nil),                  // 16: raftq.v1.Placement
+	(*RetryPolicy)(nil),                // 17: raftq.v1.RetryPolicy
+	(*JobSpec)(nil),                    // 18: raftq.v1.JobSpec
+	(*Job)(nil),                        // 19: raftq.v1.Job
+	(*Progress)(nil),                   // 20: raftq.v1.Progress
+	(*EnqueueRequest)(nil),             // 21: raftq.v1.EnqueueRequest
+	(*EnqueueResult)(nil),              // 22: raftq.v1.EnqueueResult
+	(*EnqueueResponse)(nil),            // 23: raftq.v1.EnqueueResponse
+	(*FetchRequest)(nil),               // 24: raftq.v1.FetchRequest
+	(*FetchResponse)(nil),              // 25: raftq.v1.FetchResponse
+	(*ExtendLeaseRequest)(nil),         // 26: raftq.v1.ExtendLeaseRequest
+	(*ExtendLeaseResponse)(nil),        // 27: raftq.v1.ExtendLeaseResponse
+	(*AckRequest)(nil),                 // 28: raftq.v1.AckRequest
+	(*AckResponse)(nil),                // 29: raftq.v1.AckResponse
+	(*NackRequest)(nil),                // 30: raftq.v1.NackRequest
+	(*NackResponse)(nil),               // 31: raftq.v1.NackResponse
+	(*GetJobRequest)(nil),              // 32: raftq.v1.GetJobRequest
+	(*GetJobResponse)(nil),             // 33: raftq.v1.GetJobResponse
+	(*CancelJobRequest)(nil),           // 34: raftq.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),          // 35: raftq.v1.CancelJobResponse
+	(*QueueStatsRequest)(nil),          // 36: raftq.v1.QueueStatsRequest
+	(*QueueStats)(nil),                 // 37: raftq.v1.QueueStats
+	(*QueueStatsResponse)(nil),         // 38: raftq.v1.QueueStatsResponse
+	(*PauseQueueRequest)(nil),          // 39: raftq.v1.PauseQueueRequest
+	(*PauseQueueResponse)(nil),         // 40: raftq.v1.PauseQueueResponse
+	(*ResumeQueueRequest)(nil),         // 41: raftq.v1.ResumeQueueRequest
+	(*ResumeQueueResponse)(nil),        // 42: raftq.v1.ResumeQueueResponse
+	(*RedriveRequest)(nil),             // 43: raftq.v1.RedriveRequest
+	(*RedriveResponse)(nil),            // 44: raftq.v1.RedriveResponse
+	(*ListJobsRequest)(nil),            // 45: raftq.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),           // 46: raftq.v1.ListJobsResponse
+	(*JoinRequest)(nil),                // 47: raftq.v1.JoinRequest
+	(*JoinResponse)(nil),               // 48: raftq.v1.JoinResponse
+	(*RemoveRequest)(nil),              // 49: raftq.v1.RemoveRequest
+	(*RemoveResponse)(nil),             // 50: raftq.v1.RemoveResponse
+	(*StatusRequest)(nil),              // 51: raftq.v1.StatusRequest
+	(*Member)(nil),                     // 52: raftq.v1.Member
+	(*StatusResponse)(nil),             // 53: raftq.v1.StatusResponse
+	(*WatchRoutesRequest)(nil),         // 54: raftq.v1.WatchRoutesRequest
+	(*Routes)(nil),                     // 55: raftq.v1.Routes
+	(*GroupStatus)(nil),                // 56: raftq.v1.GroupStatus
+	(*ErrorDetail)(nil),                // 57: raftq.v1.ErrorDetail
+	(*PurgeDeadRequest)(nil),           // 58: raftq.v1.PurgeDeadRequest
+	(*PurgeDeadResponse)(nil),          // 59: raftq.v1.PurgeDeadResponse
+	(*TransferLeadershipRequest)(nil),  // 60: raftq.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 61: raftq.v1.TransferLeadershipResponse
+	(*SnapshotRequest)(nil),            // 62: raftq.v1.SnapshotRequest
+	(*SnapshotChunk)(nil),              // 63: raftq.v1.SnapshotChunk
+	(*RestoreChunk)(nil),               // 64: raftq.v1.RestoreChunk
+	(*RestoreResponse)(nil),            // 65: raftq.v1.RestoreResponse
+	(*ItemError)(nil),                  // 66: raftq.v1.ItemError
+	(*AckBatchRequest)(nil),            // 67: raftq.v1.AckBatchRequest
+	(*AckBatchResult)(nil),             // 68: raftq.v1.AckBatchResult
+	(*AckBatchResponse)(nil),           // 69: raftq.v1.AckBatchResponse
+	(*NackBatchRequest)(nil),           // 70: raftq.v1.NackBatchRequest
+	(*NackBatchResult)(nil),            // 71: raftq.v1.NackBatchResult
+	(*NackBatchResponse)(nil),          // 72: raftq.v1.NackBatchResponse
+	(*ExtendLeaseBatchRequest)(nil),    // 73: raftq.v1.ExtendLeaseBatchRequest
+	(*ExtendLeaseBatchResult)(nil),     // 74: raftq.v1.ExtendLeaseBatchResult
+	(*ExtendLeaseBatchResponse)(nil),   // 75: raftq.v1.ExtendLeaseBatchResponse
+	(*EnqueueStreamRequest)(nil),       // 76: raftq.v1.EnqueueStreamRequest
+	(*EnqueueStreamResponse)(nil),      // 77: raftq.v1.EnqueueStreamResponse
+	(*ConsumeOpen)(nil),                // 78: raftq.v1.ConsumeOpen
+	(*ConsumeRequest)(nil),             // 79: raftq.v1.ConsumeRequest
+	(*ConsumeOpened)(nil),              // 80: raftq.v1.ConsumeOpened
+	(*ConsumeNotice)(nil),              // 81: raftq.v1.ConsumeNotice
+	(*ConsumeResponse)(nil),            // 82: raftq.v1.ConsumeResponse
+	(*ScheduleSpec)(nil),               // 83: raftq.v1.ScheduleSpec
+	(*Schedule)(nil),                   // 84: raftq.v1.Schedule
+	(*PutScheduleRequest)(nil),         // 85: raftq.v1.PutScheduleRequest
+	(*PutScheduleResponse)(nil),        // 86: raftq.v1.PutScheduleResponse
+	(*GetScheduleRequest)(nil),         // 87: raftq.v1.GetScheduleRequest
+	(*GetScheduleResponse)(nil),        // 88: raftq.v1.GetScheduleResponse
+	(*ListSchedulesRequest)(nil),       // 89: raftq.v1.ListSchedulesRequest
+	(*ListSchedulesResponse)(nil),      // 90: raftq.v1.ListSchedulesResponse
+	(*PauseScheduleRequest)(nil),       // 91: raftq.v1.PauseScheduleRequest
+	(*PauseScheduleResponse)(nil),      // 92: raftq.v1.PauseScheduleResponse
+	(*ResumeScheduleRequest)(nil),      // 93: raftq.v1.ResumeScheduleRequest
+	(*ResumeScheduleResponse)(nil),     // 94: raftq.v1.ResumeScheduleResponse
+	(*DeleteScheduleRequest)(nil),      // 95: raftq.v1.DeleteScheduleRequest
+	(*DeleteScheduleResponse)(nil),     // 96: raftq.v1.DeleteScheduleResponse
+	nil,                                // 97: raftq.v1.FetchRequest.QueueWeightsEntry
+	nil,                                // 98: raftq.v1.ConsumeOpen.QueueWeightsEntry
+	(*timestamppb.Timestamp)(nil),      // 99: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 100: google.protobuf.Duration
 }
 var file_raftq_v1_broker_proto_depIdxs = []int32{
-	89,  // 0: raftq.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
-	89,  // 1: raftq.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
-	89,  // 2: raftq.v1.JobSpec.delay:type_name -> google.protobuf.Duration
-	90,  // 3: raftq.v1.JobSpec.run_at:type_name -> google.protobuf.Timestamp
-	89,  // 4: raftq.v1.JobSpec.lease_duration:type_name -> google.protobuf.Duration
-	89,  // 5: raftq.v1.JobSpec.dedup_window:type_name -> google.protobuf.Duration
-	7,   // 6: raftq.v1.JobSpec.retry:type_name -> raftq.v1.RetryPolicy
-	89,  // 7: raftq.v1.JobSpec.schedule_to_start:type_name -> google.protobuf.Duration
-	89,  // 8: raftq.v1.JobSpec.start_to_close:type_name -> google.protobuf.Duration
-	3,   // 9: raftq.v1.JobSpec.unique_mode:type_name -> raftq.v1.UniqueMode
-	1,   // 10: raftq.v1.JobSpec.dependency_policy:type_name -> raftq.v1.DependencyPolicy
-	0,   // 11: raftq.v1.Job.state:type_name -> raftq.v1.JobState
-	89,  // 12: raftq.v1.Job.lease_duration:type_name -> google.protobuf.Duration
-	7,   // 13: raftq.v1.Job.retry:type_name -> raftq.v1.RetryPolicy
-	90,  // 14: raftq.v1.Job.run_at:type_name -> google.protobuf.Timestamp
-	90,  // 15: raftq.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	90,  // 16: raftq.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	90,  // 17: raftq.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
-	90,  // 18: raftq.v1.Job.lease_deadline:type_name -> google.protobuf.Timestamp
-	90,  // 19: raftq.v1.Job.schedule_tick:type_name -> google.protobuf.Timestamp
-	10,  // 20: raftq.v1.Job.progress:type_name -> raftq.v1.Progress
-	90,  // 21: raftq.v1.Job.start_deadline:type_name -> google.protobuf.Timestamp
-	89,  // 22: raftq.v1.Job.start_to_close:type_name -> google.protobuf.Duration
-	90,  // 23: raftq.v1.Job.attempt_deadline:type_name -> google.protobuf.Timestamp
-	1,   // 24: raftq.v1.Job.dependency_policy:type_name -> raftq.v1.DependencyPolicy
-	8,   // 25: raftq.v1.EnqueueRequest.jobs:type_name -> raftq.v1.JobSpec
-	12,  // 26: raftq.v1.EnqueueResponse.results:type_name -> raftq.v1.EnqueueResult
-	89,  // 27: raftq.v1.FetchRequest.max_wait:type_name -> google.protobuf.Duration
-	89,  // 28: raftq.v1.FetchRequest.lease_duration:type_name -> google.protobuf.Duration
-	87,  // 29: raftq.v1.FetchRequest.queue_weights:type_name -> raftq.v1.FetchRequest.QueueWeightsEntry
-	9,   // 30: raftq.v1.FetchResponse.jobs:type_name -> raftq.v1.Job
-	89,  // 31: raftq.v1.ExtendLeaseRequest.extend_by:type_name -> google.protobuf.Duration
-	10,  // 32: raftq.v1.ExtendLeaseRequest.progress:type_name -> raftq.v1.Progress
-	90,  // 33: raftq.v1.ExtendLeaseResponse.lease_deadline:type_name -> google.protobuf.Timestamp
-	89,  // 34: raftq.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
-	0,   // 35: raftq.v1.NackResponse.state:type_name -> raftq.v1.JobState
-	90,  // 36: raftq.v1.NackResponse.run_at:type_name -> google.protobuf.Timestamp
-	2,   // 37: raftq.v1.GetJobRequest.consistency:type_name -> raftq.v1.Consistency
-	9,   // 38: raftq.v1.GetJobResponse.job:type_name -> raftq.v1.Job
-	0,   // 39: raftq.v1.CancelJobResponse.state:type_name -> raftq.v1.JobState
-	2,   // 40: raftq.v1.QueueStatsRequest.consistency:type_name -> raftq.v1.Consistency
-	90,  // 41: raftq.v1.QueueStats.oldest_ready_at:type_name -> google.protobuf.Timestamp
-	27,  // 42: raftq.v1.QueueStatsResponse.queues:type_name -> raftq.v1.QueueStats
-	0,   // 43: raftq.v1.ListJobsRequest.state:type_name -> raftq.v1.JobState
-	2,   // 44: raftq.v1.ListJobsRequest.consistency:type_name -> raftq.v1.Consistency
-	9,   // 45: raftq.v1.ListJobsResponse.jobs:type_name -> raftq.v1.Job
-	42,  // 46: raftq.v1.StatusResponse.members:type_name -> raftq.v1.Member
-	46,  // 47: raftq.v1.StatusResponse.groups:type_name -> raftq.v1.GroupStatus
-	46,  // 48: raftq.v1.Routes.groups:type_name -> raftq.v1.GroupStatus
-	42,  // 49: raftq.v1.GroupStatus.members:type_name -> raftq.v1.Member
-	5,   // 50: raftq.v1.ErrorDetail.reason:type_name -> raftq.v1.ErrorDetail.Reason
-	47,  // 51: raftq.v1.ItemError.detail:type_name -> raftq.v1.ErrorDetail
-	18,  // 52: raftq.v1.AckBatchRequest.items:type_name -> raftq.v1.AckRequest
-	56,  // 53: raftq.v1.AckBatchResult.error:type_name -> raftq.v1.ItemError
-	58,  // 54: raftq.v1.AckBatchResponse.results:type_name -> raftq.v1.AckBatchResult
-	20,  // 55: raftq.v1.NackBatchRequest.items:type_name -> raftq.v1.NackRequest
-	21,  // 56: raftq.v1.NackBatchResult.response:type_name -> raftq.v1.NackResponse
-	56,  // 57: raftq.v1.NackBatchResult.error:type_name -> raftq.v1.ItemError
-	61,  // 58: raftq.v1.NackBatchResponse.results:type_name -> raftq.v1.NackBatchResult
-	16,  // 59: raftq.v1.ExtendLeaseBatchRequest.items:type_name -> raftq.v1.ExtendLeaseRequest
-	17,  // 60: raftq.v1.ExtendLeaseBatchResult.response:type_name -> raftq.v1.ExtendLeaseResponse
-	56,  // 61: raftq.v1.ExtendLeaseBatchResult.error:type_name -> raftq.v1.ItemError
-	64,  // 62: raftq.v1.ExtendLeaseBatchResponse.results:type_name -> raftq.v1.ExtendLeaseBatchResult
-	8,   // 63: raftq.v1.EnqueueStreamRequest.job:type_name -> raftq.v1.JobSpec
-	12,  // 64: raftq.v1.EnqueueStreamResponse.result:type_name -> raftq.v1.EnqueueResult
-	56,  // 65: raftq.v1.EnqueueStreamResponse.error:type_name -> raftq.v1.ItemError
-	89,  // 66: raftq.v1.ConsumeOpen.lease_duration:type_name -> google.protobuf.Duration
-	88,  // 67: raftq.v1.ConsumeOpen.queue_weights:type_name -> raftq.v1.ConsumeOpen.QueueWeightsEntry
-	68,  // 68: raftq.v1.ConsumeRequest.open:type_name -> raftq.v1.ConsumeOpen
-	6,   // 69: raftq.v1.ConsumeNotice.kind:type_name -> raftq.v1.ConsumeNotice.Kind
-	70,  // 70: raftq.v1.ConsumeResponse.opened:type_name -> raftq.v1.ConsumeOpened
-	9,   // 71: raftq.v1.ConsumeResponse.job:type_name -> raftq.v1.Job
-	71,  // 72: raftq.v1.ConsumeResponse.notice:type_name -> raftq.v1.ConsumeNotice
-	8,   // 73: raftq.v1.ScheduleSpec.job:type_name -> raftq.v1.JobSpec
-	89,  // 74: raftq.v1.ScheduleSpec.interval:type_name -> google.protobuf.Duration
-	89,  // 75: raftq.v1.ScheduleSpec.jitter:type_name -> google.protobuf.Duration
-	4,   // 76: raftq.v1.ScheduleSpec.overlap:type_name -> raftq.v1.OverlapPolicy
-	73,  // 77: raftq.v1.Schedule.spec:type_name -> raftq.v1.ScheduleSpec
-	90,  // 78: raftq.v1.Schedule.last_tick:type_name -> google.protobuf.Timestamp
-	90,  // 79: raftq.v1.Schedule.next_tick:type_name -> google.protobuf.Timestamp
-	90,  // 80: raftq.v1.Schedule.created_at:type_name -> google.protobuf.Timestamp
-	90,  // 81: raftq.v1.Schedule.updated_at:type_name -> google.protobuf.Timestamp
-	73,  // 82: raftq.v1.PutScheduleRequest.schedule:type_name -> raftq.v1.ScheduleSpec
-	74,  // 83: raftq.v1.PutScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	2,   // 84: raftq.v1.GetScheduleRequest.consistency:type_name -> raftq.v1.Consistency
-	74,  // 85: raftq.v1.GetScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	2,   // 86: raftq.v1.ListSchedulesRequest.consistency:type_name -> raftq.v1.Consistency
-	74,  // 87: raftq.v1.ListSchedulesResponse.schedules:type_name -> raftq.v1.Schedule
-	74,  // 88: raftq.v1.PauseScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	74,  // 89: raftq.v1.ResumeScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	11,  // 90: raftq.v1.Broker.Enqueue:input_type -> raftq.v1.EnqueueRequest
-	14,  // 91: raftq.v1.Broker.Fetch:input_type -> raftq.v1.FetchRequest
-	16,  // 92: raftq.v1.Broker.ExtendLease:input_type -> raftq.v1.ExtendLeaseRequest
-	18,  // 93: raftq.v1.Broker.Ack:input_type -> raftq.v1.AckRequest
-	20,  // 94: raftq.v1.Broker.Nack:input_type -> raftq.v1.NackRequest
-	22,  // 95: raftq.v1.Broker.GetJob:input_type -> raftq.v1.GetJobRequest
-	24,  // 96: raftq.v1.Broker.CancelJob:input_type -> raftq.v1.CancelJobRequest
-	26,  // 97: raftq.v1.Broker.QueueStats:input_type -> raftq.v1.QueueStatsRequest
-	57,  // 98: raftq.v1.Broker.AckBatch:input_type -> raftq.v1.AckBatchRequest
-	60,  // 99: raftq.v1.Broker.NackBatch:input_type -> raftq.v1.NackBatchRequest
-	63,  // 100: raftq.v1.Broker.ExtendLeaseBatch:input_type -> raftq.v1.ExtendLeaseBatchRequest
-	66,  // 101: raftq.v1.Broker.EnqueueStream:input_type -> raftq.v1.EnqueueStreamRequest
-	69,  // 102: raftq.v1.Broker.Consume:input_type -> raftq.v1.ConsumeRequest
-	29,  // 103: raftq.v1.Admin.PauseQueue:input_type -> raftq.v1.PauseQueueRequest
-	31,  // 104: raftq.v1.Admin.ResumeQueue:input_type -> raftq.v1.ResumeQueueRequest
-	33,  // 105: raftq.v1.Admin.Redrive:input_type -> raftq.v1.RedriveRequest
-	35,  // 106: raftq.v1.Admin.ListJobs:input_type -> raftq.v1.ListJobsRequest
-	48,  // 107: raftq.v1.Admin.PurgeDead:input_type -> raftq.v1.PurgeDeadRequest
-	37,  // 108: raftq.v1.Cluster.Join:input_type -> raftq.v1.JoinRequest
-	39,  // 109: raftq.v1.Cluster.Remove:input_type -> raftq.v1.RemoveRequest
-	41,  // 110: raftq.v1.Cluster.Status:input_type -> raftq.v1.StatusRequest
-	44,  // 111: raftq.v1.Cluster.WatchRoutes:input_type -> raftq.v1.WatchRoutesRequest
-	50,  // 112: raftq.v1.Cluster.TransferLeadership:input_type -> raftq.v1.TransferLeadershipRequest
-	52,  // 113: raftq.v1.Cluster.Snapshot:input_type -> raftq.v1.SnapshotRequest
-	54,  // 114: raftq.v1.Cluster.Restore:input_type -> raftq.v1.RestoreChunk
-	75,  // 115: raftq.v1.Schedules.PutSchedule:input_type -> raftq.v1.PutScheduleRequest
-	77,  // 116: raftq.v1.Schedules.GetSchedule:input_type -> raftq.v1.GetScheduleRequest
-	79,  // 117: raftq.v1.Schedules.ListSchedules:input_type -> raftq.v1.ListSchedulesRequest
-	81,  // 118: raftq.v1.Schedules.PauseSchedule:input_type -> raftq.v1.PauseScheduleRequest
-	83,  // 119: raftq.v1.Schedules.ResumeSchedule:input_type -> raftq.v1.ResumeScheduleRequest
-	85,  // 120: raftq.v1.Schedules.DeleteSchedule:input_type -> raftq.v1.DeleteScheduleRequest
-	13,  // 121: raftq.v1.Broker.Enqueue:output_type -> raftq.v1.EnqueueResponse
-	15,  // 122: raftq.v1.Broker.Fetch:output_type -> raftq.v1.FetchResponse
-	17,  // 123: raftq.v1.Broker.ExtendLease:output_type -> raftq.v1.ExtendLeaseResponse
-	19,  // 124: raftq.v1.Broker.Ack:output_type -> raftq.v1.AckResponse
-	21,  // 125: raftq.v1.Broker.Nack:output_type -> raftq.v1.NackResponse
-	23,  // 126: raftq.v1.Broker.GetJob:output_type -> raftq.v1.GetJobResponse
-	25,  // 127: raftq.v1.Broker.CancelJob:output_type -> raftq.v1.CancelJobResponse
-	28,  // 128: raftq.v1.Broker.QueueStats:output_type -> raftq.v1.QueueStatsResponse
-	59,  // 129: raftq.v1.Broker.AckBatch:output_type -> raftq.v1.AckBatchResponse
-	62,  // 130: raftq.v1.Broker.NackBatch:output_type -> raftq.v1.NackBatchResponse
-	65,  // 131: raftq.v1.Broker.ExtendLeaseBatch:output_type -> raftq.v1.ExtendLeaseBatchResponse
-	67,  // 132: raftq.v1.Broker.EnqueueStream:output_type -> raftq.v1.EnqueueStreamResponse
-	72,  // 133: raftq.v1.Broker.Consume:output_type -> raftq.v1.ConsumeResponse
-	30,  // 134: raftq.v1.Admin.PauseQueue:output_type -> raftq.v1.PauseQueueResponse
-	32,  // 135: raftq.v1.Admin.ResumeQueue:output_type -> raftq.v1.ResumeQueueResponse
-	34,  // 136: raftq.v1.Admin.Redrive:output_type -> raftq.v1.RedriveResponse
-	36,  // 137: raftq.v1.Admin.ListJobs:output_type -> raftq.v1.ListJobsResponse
-	49,  // 138: raftq.v1.Admin.PurgeDead:output_type -> raftq.v1.PurgeDeadResponse
-	38,  // 139: raftq.v1.Cluster.Join:output_type -> raftq.v1.JoinResponse
-	40,  // 140: raftq.v1.Cluster.Remove:output_type -> raftq.v1.RemoveResponse
-	43,  // 141: raftq.v1.Cluster.Status:output_type -> raftq.v1.StatusResponse
-	45,  // 142: raftq.v1.Cluster.WatchRoutes:output_type -> raftq.v1.Routes
-	51,  // 143: raftq.v1.Cluster.TransferLeadership:output_type -> raftq.v1.TransferLeadershipResponse
-	53,  // 144: raftq.v1.Cluster.Snapshot:output_type -> raftq.v1.SnapshotChunk
-	55,  // 145: raftq.v1.Cluster.Restore:output_type -> raftq.v1.RestoreResponse
-	76,  // 146: raftq.v1.Schedules.PutSchedule:output_type -> raftq.v1.PutScheduleResponse
-	78,  // 147: raftq.v1.Schedules.GetSchedule:output_type -> raftq.v1.GetScheduleResponse
-	80,  // 148: raftq.v1.Schedules.ListSchedules:output_type -> raftq.v1.ListSchedulesResponse
-	82,  // 149: raftq.v1.Schedules.PauseSchedule:output_type -> raftq.v1.PauseScheduleResponse
-	84,  // 150: raftq.v1.Schedules.ResumeSchedule:output_type -> raftq.v1.ResumeScheduleResponse
-	86,  // 151: raftq.v1.Schedules.DeleteSchedule:output_type -> raftq.v1.DeleteScheduleResponse
-	121, // [121:152] is the sub-list for method output_type
-	90,  // [90:121] is the sub-list for method input_type
-	90,  // [90:90] is the sub-list for extension type_name
-	90,  // [90:90] is the sub-list for extension extendee
-	0,   // [0:90] is the sub-list for field type_name
+	8,   // 0: raftq.v1.ImportKeysRequest.keys:type_name -> raftq.v1.ImportedKey
+	99,  // 1: raftq.v1.ImportedKey.expires_at:type_name -> google.protobuf.Timestamp
+	16,  // 2: raftq.v1.MoveQueueResponse.placement:type_name -> raftq.v1.Placement
+	16,  // 3: raftq.v1.ListPlacementsResponse.placements:type_name -> raftq.v1.Placement
+	100, // 4: raftq.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
+	100, // 5: raftq.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
+	100, // 6: raftq.v1.JobSpec.delay:type_name -> google.protobuf.Duration
+	99,  // 7: raftq.v1.JobSpec.run_at:type_name -> google.protobuf.Timestamp
+	100, // 8: raftq.v1.JobSpec.lease_duration:type_name -> google.protobuf.Duration
+	100, // 9: raftq.v1.JobSpec.dedup_window:type_name -> google.protobuf.Duration
+	17,  // 10: raftq.v1.JobSpec.retry:type_name -> raftq.v1.RetryPolicy
+	100, // 11: raftq.v1.JobSpec.schedule_to_start:type_name -> google.protobuf.Duration
+	100, // 12: raftq.v1.JobSpec.start_to_close:type_name -> google.protobuf.Duration
+	3,   // 13: raftq.v1.JobSpec.unique_mode:type_name -> raftq.v1.UniqueMode
+	1,   // 14: raftq.v1.JobSpec.dependency_policy:type_name -> raftq.v1.DependencyPolicy
+	0,   // 15: raftq.v1.Job.state:type_name -> raftq.v1.JobState
+	100, // 16: raftq.v1.Job.lease_duration:type_name -> google.protobuf.Duration
+	17,  // 17: raftq.v1.Job.retry:type_name -> raftq.v1.RetryPolicy
+	99,  // 18: raftq.v1.Job.run_at:type_name -> google.protobuf.Timestamp
+	99,  // 19: raftq.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	99,  // 20: raftq.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	99,  // 21: raftq.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	99,  // 22: raftq.v1.Job.lease_deadline:type_name -> google.protobuf.Timestamp
+	99,  // 23: raftq.v1.Job.schedule_tick:type_name -> google.protobuf.Timestamp
+	20,  // 24: raftq.v1.Job.progress:type_name -> raftq.v1.Progress
+	99,  // 25: raftq.v1.Job.start_deadline:type_name -> google.protobuf.Timestamp
+	100, // 26: raftq.v1.Job.start_to_close:type_name -> google.protobuf.Duration
+	99,  // 27: raftq.v1.Job.attempt_deadline:type_name -> google.protobuf.Timestamp
+	1,   // 28: raftq.v1.Job.dependency_policy:type_name -> raftq.v1.DependencyPolicy
+	18,  // 29: raftq.v1.EnqueueRequest.jobs:type_name -> raftq.v1.JobSpec
+	22,  // 30: raftq.v1.EnqueueResponse.results:type_name -> raftq.v1.EnqueueResult
+	100, // 31: raftq.v1.FetchRequest.max_wait:type_name -> google.protobuf.Duration
+	100, // 32: raftq.v1.FetchRequest.lease_duration:type_name -> google.protobuf.Duration
+	97,  // 33: raftq.v1.FetchRequest.queue_weights:type_name -> raftq.v1.FetchRequest.QueueWeightsEntry
+	19,  // 34: raftq.v1.FetchResponse.jobs:type_name -> raftq.v1.Job
+	100, // 35: raftq.v1.ExtendLeaseRequest.extend_by:type_name -> google.protobuf.Duration
+	20,  // 36: raftq.v1.ExtendLeaseRequest.progress:type_name -> raftq.v1.Progress
+	99,  // 37: raftq.v1.ExtendLeaseResponse.lease_deadline:type_name -> google.protobuf.Timestamp
+	100, // 38: raftq.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
+	0,   // 39: raftq.v1.NackResponse.state:type_name -> raftq.v1.JobState
+	99,  // 40: raftq.v1.NackResponse.run_at:type_name -> google.protobuf.Timestamp
+	2,   // 41: raftq.v1.GetJobRequest.consistency:type_name -> raftq.v1.Consistency
+	19,  // 42: raftq.v1.GetJobResponse.job:type_name -> raftq.v1.Job
+	0,   // 43: raftq.v1.CancelJobResponse.state:type_name -> raftq.v1.JobState
+	2,   // 44: raftq.v1.QueueStatsRequest.consistency:type_name -> raftq.v1.Consistency
+	99,  // 45: raftq.v1.QueueStats.oldest_ready_at:type_name -> google.protobuf.Timestamp
+	37,  // 46: raftq.v1.QueueStatsResponse.queues:type_name -> raftq.v1.QueueStats
+	0,   // 47: raftq.v1.ListJobsRequest.state:type_name -> raftq.v1.JobState
+	2,   // 48: raftq.v1.ListJobsRequest.consistency:type_name -> raftq.v1.Consistency
+	19,  // 49: raftq.v1.ListJobsResponse.jobs:type_name -> raftq.v1.Job
+	52,  // 50: raftq.v1.StatusResponse.members:type_name -> raftq.v1.Member
+	56,  // 51: raftq.v1.StatusResponse.groups:type_name -> raftq.v1.GroupStatus
+	56,  // 52: raftq.v1.Routes.groups:type_name -> raftq.v1.GroupStatus
+	52,  // 53: raftq.v1.GroupStatus.members:type_name -> raftq.v1.Member
+	5,   // 54: raftq.v1.ErrorDetail.reason:type_name -> raftq.v1.ErrorDetail.Reason
+	57,  // 55: raftq.v1.ItemError.detail:type_name -> raftq.v1.ErrorDetail
+	28,  // 56: raftq.v1.AckBatchRequest.items:type_name -> raftq.v1.AckRequest
+	66,  // 57: raftq.v1.AckBatchResult.error:type_name -> raftq.v1.ItemError
+	68,  // 58: raftq.v1.AckBatchResponse.results:type_name -> raftq.v1.AckBatchResult
+	30,  // 59: raftq.v1.NackBatchRequest.items:type_name -> raftq.v1.NackRequest
+	31,  // 60: raftq.v1.NackBatchResult.response:type_name -> raftq.v1.NackResponse
+	66,  // 61: raftq.v1.NackBatchResult.error:type_name -> raftq.v1.ItemError
+	71,  // 62: raftq.v1.NackBatchResponse.results:type_name -> raftq.v1.NackBatchResult
+	26,  // 63: raftq.v1.ExtendLeaseBatchRequest.items:type_name -> raftq.v1.ExtendLeaseRequest
+	27,  // 64: raftq.v1.ExtendLeaseBatchResult.response:type_name -> raftq.v1.ExtendLeaseResponse
+	66,  // 65: raftq.v1.ExtendLeaseBatchResult.error:type_name -> raftq.v1.ItemError
+	74,  // 66: raftq.v1.ExtendLeaseBatchResponse.results:type_name -> raftq.v1.ExtendLeaseBatchResult
+	18,  // 67: raftq.v1.EnqueueStreamRequest.job:type_name -> raftq.v1.JobSpec
+	22,  // 68: raftq.v1.EnqueueStreamResponse.result:type_name -> raftq.v1.EnqueueResult
+	66,  // 69: raftq.v1.EnqueueStreamResponse.error:type_name -> raftq.v1.ItemError
+	100, // 70: raftq.v1.ConsumeOpen.lease_duration:type_name -> google.protobuf.Duration
+	98,  // 71: raftq.v1.ConsumeOpen.queue_weights:type_name -> raftq.v1.ConsumeOpen.QueueWeightsEntry
+	78,  // 72: raftq.v1.ConsumeRequest.open:type_name -> raftq.v1.ConsumeOpen
+	6,   // 73: raftq.v1.ConsumeNotice.kind:type_name -> raftq.v1.ConsumeNotice.Kind
+	80,  // 74: raftq.v1.ConsumeResponse.opened:type_name -> raftq.v1.ConsumeOpened
+	19,  // 75: raftq.v1.ConsumeResponse.job:type_name -> raftq.v1.Job
+	81,  // 76: raftq.v1.ConsumeResponse.notice:type_name -> raftq.v1.ConsumeNotice
+	18,  // 77: raftq.v1.ScheduleSpec.job:type_name -> raftq.v1.JobSpec
+	100, // 78: raftq.v1.ScheduleSpec.interval:type_name -> google.protobuf.Duration
+	100, // 79: raftq.v1.ScheduleSpec.jitter:type_name -> google.protobuf.Duration
+	4,   // 80: raftq.v1.ScheduleSpec.overlap:type_name -> raftq.v1.OverlapPolicy
+	83,  // 81: raftq.v1.Schedule.spec:type_name -> raftq.v1.ScheduleSpec
+	99,  // 82: raftq.v1.Schedule.last_tick:type_name -> google.protobuf.Timestamp
+	99,  // 83: raftq.v1.Schedule.next_tick:type_name -> google.protobuf.Timestamp
+	99,  // 84: raftq.v1.Schedule.created_at:type_name -> google.protobuf.Timestamp
+	99,  // 85: raftq.v1.Schedule.updated_at:type_name -> google.protobuf.Timestamp
+	83,  // 86: raftq.v1.PutScheduleRequest.schedule:type_name -> raftq.v1.ScheduleSpec
+	84,  // 87: raftq.v1.PutScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	2,   // 88: raftq.v1.GetScheduleRequest.consistency:type_name -> raftq.v1.Consistency
+	84,  // 89: raftq.v1.GetScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	2,   // 90: raftq.v1.ListSchedulesRequest.consistency:type_name -> raftq.v1.Consistency
+	84,  // 91: raftq.v1.ListSchedulesResponse.schedules:type_name -> raftq.v1.Schedule
+	84,  // 92: raftq.v1.PauseScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	84,  // 93: raftq.v1.ResumeScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	21,  // 94: raftq.v1.Broker.Enqueue:input_type -> raftq.v1.EnqueueRequest
+	24,  // 95: raftq.v1.Broker.Fetch:input_type -> raftq.v1.FetchRequest
+	26,  // 96: raftq.v1.Broker.ExtendLease:input_type -> raftq.v1.ExtendLeaseRequest
+	28,  // 97: raftq.v1.Broker.Ack:input_type -> raftq.v1.AckRequest
+	30,  // 98: raftq.v1.Broker.Nack:input_type -> raftq.v1.NackRequest
+	32,  // 99: raftq.v1.Broker.GetJob:input_type -> raftq.v1.GetJobRequest
+	34,  // 100: raftq.v1.Broker.CancelJob:input_type -> raftq.v1.CancelJobRequest
+	36,  // 101: raftq.v1.Broker.QueueStats:input_type -> raftq.v1.QueueStatsRequest
+	67,  // 102: raftq.v1.Broker.AckBatch:input_type -> raftq.v1.AckBatchRequest
+	70,  // 103: raftq.v1.Broker.NackBatch:input_type -> raftq.v1.NackBatchRequest
+	73,  // 104: raftq.v1.Broker.ExtendLeaseBatch:input_type -> raftq.v1.ExtendLeaseBatchRequest
+	76,  // 105: raftq.v1.Broker.EnqueueStream:input_type -> raftq.v1.EnqueueStreamRequest
+	79,  // 106: raftq.v1.Broker.Consume:input_type -> raftq.v1.ConsumeRequest
+	39,  // 107: raftq.v1.Admin.PauseQueue:input_type -> raftq.v1.PauseQueueRequest
+	41,  // 108: raftq.v1.Admin.ResumeQueue:input_type -> raftq.v1.ResumeQueueRequest
+	43,  // 109: raftq.v1.Admin.Redrive:input_type -> raftq.v1.RedriveRequest
+	45,  // 110: raftq.v1.Admin.ListJobs:input_type -> raftq.v1.ListJobsRequest
+	58,  // 111: raftq.v1.Admin.PurgeDead:input_type -> raftq.v1.PurgeDeadRequest
+	12,  // 112: raftq.v1.Admin.MoveQueue:input_type -> raftq.v1.MoveQueueRequest
+	14,  // 113: raftq.v1.Admin.ListPlacements:input_type -> raftq.v1.ListPlacementsRequest
+	10,  // 114: raftq.v1.Admin.SealQueue:input_type -> raftq.v1.SealQueueRequest
+	7,   // 115: raftq.v1.Admin.ImportKeys:input_type -> raftq.v1.ImportKeysRequest
+	47,  // 116: raftq.v1.Cluster.Join:input_type -> raftq.v1.JoinRequest
+	49,  // 117: raftq.v1.Cluster.Remove:input_type -> raftq.v1.RemoveRequest
+	51,  // 118: raftq.v1.Cluster.Status:input_type -> raftq.v1.StatusRequest
+	54,  // 119: raftq.v1.Cluster.WatchRoutes:input_type -> raftq.v1.WatchRoutesRequest
+	60,  // 120: raftq.v1.Cluster.TransferLeadership:input_type -> raftq.v1.TransferLeadershipRequest
+	62,  // 121: raftq.v1.Cluster.Snapshot:input_type -> raftq.v1.SnapshotRequest
+	64,  // 122: raftq.v1.Cluster.Restore:input_type -> raftq.v1.RestoreChunk
+	85,  // 123: raftq.v1.Schedules.PutSchedule:input_type -> raftq.v1.PutScheduleRequest
+	87,  // 124: raftq.v1.Schedules.GetSchedule:input_type -> raftq.v1.GetScheduleRequest
+	89,  // 125: raftq.v1.Schedules.ListSchedules:input_type -> raftq.v1.ListSchedulesRequest
+	91,  // 126: raftq.v1.Schedules.PauseSchedule:input_type -> raftq.v1.PauseScheduleRequest
+	93,  // 127: raftq.v1.Schedules.ResumeSchedule:input_type -> raftq.v1.ResumeScheduleRequest
+	95,  // 128: raftq.v1.Schedules.DeleteSchedule:input_type -> raftq.v1.DeleteScheduleRequest
+	23,  // 129: raftq.v1.Broker.Enqueue:output_type -> raftq.v1.EnqueueResponse
+	25,  // 130: raftq.v1.Broker.Fetch:output_type -> raftq.v1.FetchResponse
+	27,  // 131: raftq.v1.Broker.ExtendLease:output_type -> raftq.v1.ExtendLeaseResponse
+	29,  // 132: raftq.v1.Broker.Ack:output_type -> raftq.v1.AckResponse
+	31,  // 133: raftq.v1.Broker.Nack:output_type -> raftq.v1.NackResponse
+	33,  // 134: raftq.v1.Broker.GetJob:output_type -> raftq.v1.GetJobResponse
+	35,  // 135: raftq.v1.Broker.CancelJob:output_type -> raftq.v1.CancelJobResponse
+	38,  // 136: raftq.v1.Broker.QueueStats:output_type -> raftq.v1.QueueStatsResponse
+	69,  // 137: raftq.v1.Broker.AckBatch:output_type -> raftq.v1.AckBatchResponse
+	72,  // 138: raftq.v1.Broker.NackBatch:output_type -> raftq.v1.NackBatchResponse
+	75,  // 139: raftq.v1.Broker.ExtendLeaseBatch:output_type -> raftq.v1.ExtendLeaseBatchResponse
+	77,  // 140: raftq.v1.Broker.EnqueueStream:output_type -> raftq.v1.EnqueueStreamResponse
+	82,  // 141: raftq.v1.Broker.Consume:output_type -> raftq.v1.ConsumeResponse
+	40,  // 142: raftq.v1.Admin.PauseQueue:output_type -> raftq.v1.PauseQueueResponse
+	42,  // 143: raftq.v1.Admin.ResumeQueue:output_type -> raftq.v1.ResumeQueueResponse
+	44,  // 144: raftq.v1.Admin.Redrive:output_type -> raftq.v1.RedriveResponse
+	46,  // 145: raftq.v1.Admin.ListJobs:output_type -> raftq.v1.ListJobsResponse
+	59,  // 146: raftq.v1.Admin.PurgeDead:output_type -> raftq.v1.PurgeDeadResponse
+	13,  // 147: raftq.v1.Admin.MoveQueue:output_type -> raftq.v1.MoveQueueResponse
+	15,  // 148: raftq.v1.Admin.ListPlacements:output_type -> raftq.v1.ListPlacementsResponse
+	11,  // 149: raftq.v1.Admin.SealQueue:output_type -> raftq.v1.SealQueueResponse
+	9,   // 150: raftq.v1.Admin.ImportKeys:output_type -> raftq.v1.ImportKeysResponse
+	48,  // 151: raftq.v1.Cluster.Join:output_type -> raftq.v1.JoinResponse
+	50,  // 152: raftq.v1.Cluster.Remove:output_type -> raftq.v1.RemoveResponse
+	53,  // 153: raftq.v1.Cluster.Status:output_type -> raftq.v1.StatusResponse
+	55,  // 154: raftq.v1.Cluster.WatchRoutes:output_type -> raftq.v1.Routes
+	61,  // 155: raftq.v1.Cluster.TransferLeadership:output_type -> raftq.v1.TransferLeadershipResponse
+	63,  // 156: raftq.v1.Cluster.Snapshot:output_type -> raftq.v1.SnapshotChunk
+	65,  // 157: raftq.v1.Cluster.Restore:output_type -> raftq.v1.RestoreResponse
+	86,  // 158: raftq.v1.Schedules.PutSchedule:output_type -> raftq.v1.PutScheduleResponse
+	88,  // 159: raftq.v1.Schedules.GetSchedule:output_type -> raftq.v1.GetScheduleResponse
+	90,  // 160: raftq.v1.Schedules.ListSchedules:output_type -> raftq.v1.ListSchedulesResponse
+	92,  // 161: raftq.v1.Schedules.PauseSchedule:output_type -> raftq.v1.PauseScheduleResponse
+	94,  // 162: raftq.v1.Schedules.ResumeSchedule:output_type -> raftq.v1.ResumeScheduleResponse
+	96,  // 163: raftq.v1.Schedules.DeleteSchedule:output_type -> raftq.v1.DeleteScheduleResponse
+	129, // [129:164] is the sub-list for method output_type
+	94,  // [94:129] is the sub-list for method input_type
+	94,  // [94:94] is the sub-list for extension type_name
+	94,  // [94:94] is the sub-list for extension extendee
+	0,   // [0:94] is the sub-list for field type_name
 }
 
 func init() { file_raftq_v1_broker_proto_init() }
@@ -6116,11 +6687,11 @@ func file_raftq_v1_broker_proto_init() {
 	if File_raftq_v1_broker_proto != nil {
 		return
 	}
-	file_raftq_v1_broker_proto_msgTypes[62].OneofWrappers = []any{
+	file_raftq_v1_broker_proto_msgTypes[72].OneofWrappers = []any{
 		(*ConsumeRequest_Open)(nil),
 		(*ConsumeRequest_Credit)(nil),
 	}
-	file_raftq_v1_broker_proto_msgTypes[65].OneofWrappers = []any{
+	file_raftq_v1_broker_proto_msgTypes[75].OneofWrappers = []any{
 		(*ConsumeResponse_Opened)(nil),
 		(*ConsumeResponse_Job)(nil),
 		(*ConsumeResponse_Notice)(nil),
@@ -6131,7 +6702,7 @@ func file_raftq_v1_broker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftq_v1_broker_proto_rawDesc), len(file_raftq_v1_broker_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   82,
+			NumMessages:   92,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -676,11 +676,15 @@ var Broker_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Admin_PauseQueue_FullMethodName  = "/raftq.v1.Admin/PauseQueue"
-	Admin_ResumeQueue_FullMethodName = "/raftq.v1.Admin/ResumeQueue"
-	Admin_Redrive_FullMethodName     = "/raftq.v1.Admin/Redrive"
-	Admin_ListJobs_FullMethodName    = "/raftq.v1.Admin/ListJobs"
-	Admin_PurgeDead_FullMethodName   = "/raftq.v1.Admin/PurgeDead"
+	Admin_PauseQueue_FullMethodName     = "/raftq.v1.Admin/PauseQueue"
+	Admin_ResumeQueue_FullMethodName    = "/raftq.v1.Admin/ResumeQueue"
+	Admin_Redrive_FullMethodName        = "/raftq.v1.Admin/Redrive"
+	Admin_ListJobs_FullMethodName       = "/raftq.v1.Admin/ListJobs"
+	Admin_PurgeDead_FullMethodName      = "/raftq.v1.Admin/PurgeDead"
+	Admin_MoveQueue_FullMethodName      = "/raftq.v1.Admin/MoveQueue"
+	Admin_ListPlacements_FullMethodName = "/raftq.v1.Admin/ListPlacements"
+	Admin_SealQueue_FullMethodName      = "/raftq.v1.Admin/SealQueue"
+	Admin_ImportKeys_FullMethodName     = "/raftq.v1.Admin/ImportKeys"
 )
 
 // AdminClient is the client API for Admin service.
@@ -701,6 +705,26 @@ type AdminClient interface {
 	// of a queue's dead jobs. Their idempotency keys stay until their windows
 	// end, so a producer's retry still gets the first (purged) job id.
 	PurgeDead(ctx context.Context, in *PurgeDeadRequest, opts ...grpc.CallOption) (*PurgeDeadResponse, error)
+	// MoveQueue moves a queue to another Raft group of a cluster running
+	// several (docs/scale-out.md, "Moving a queue"): its old group stops
+	// taking new jobs (a Raft entry there, so no job is accepted in both),
+	// new jobs go to the new group at once, and the old group's jobs are
+	// served until none is left; then the move is done. Jobs never move, so
+	// no job is ever served by two groups. One move per queue at a time.
+	MoveQueue(ctx context.Context, in *MoveQueueRequest, opts ...grpc.CallOption) (*MoveQueueResponse, error)
+	// ListPlacements lists the queues an operator placed (moved), with the
+	// state of moves under way; other queues live where their names hash.
+	ListPlacements(ctx context.Context, in *ListPlacementsRequest, opts ...grpc.CallOption) (*ListPlacementsResponse, error)
+	// SealQueue closes a queue to new jobs in the group the raftq-group
+	// header names (they are refused with QUEUE_MOVED naming to_group), or
+	// reopens it (sealed false). It is a step of MoveQueue, which brokers
+	// take on their own; an operator needs it only to repair a move by hand.
+	SealQueue(ctx context.Context, in *SealQueueRequest, opts ...grpc.CallOption) (*SealQueueResponse, error)
+	// ImportKeys records, in the group the raftq-group header names,
+	// idempotency keys of a queue that moved there, each naming its job in
+	// the old group, so a producer's retry still gets its first job. A step
+	// of MoveQueue (brokers take it on their own).
+	ImportKeys(ctx context.Context, in *ImportKeysRequest, opts ...grpc.CallOption) (*ImportKeysResponse, error)
 }
 
 type adminClient struct {
@@ -761,6 +785,46 @@ func (c *adminClient) PurgeDead(ctx context.Context, in *PurgeDeadRequest, opts 
 	return out, nil
 }
 
+func (c *adminClient) MoveQueue(ctx context.Context, in *MoveQueueRequest, opts ...grpc.CallOption) (*MoveQueueResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MoveQueueResponse)
+	err := c.cc.Invoke(ctx, Admin_MoveQueue_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) ListPlacements(ctx context.Context, in *ListPlacementsRequest, opts ...grpc.CallOption) (*ListPlacementsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPlacementsResponse)
+	err := c.cc.Invoke(ctx, Admin_ListPlacements_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) SealQueue(ctx context.Context, in *SealQueueRequest, opts ...grpc.CallOption) (*SealQueueResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SealQueueResponse)
+	err := c.cc.Invoke(ctx, Admin_SealQueue_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *adminClient) ImportKeys(ctx context.Context, in *ImportKeysRequest, opts ...grpc.CallOption) (*ImportKeysResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ImportKeysResponse)
+	err := c.cc.Invoke(ctx, Admin_ImportKeys_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -779,6 +843,26 @@ type AdminServer interface {
 	// of a queue's dead jobs. Their idempotency keys stay until their windows
 	// end, so a producer's retry still gets the first (purged) job id.
 	PurgeDead(context.Context, *PurgeDeadRequest) (*PurgeDeadResponse, error)
+	// MoveQueue moves a queue to another Raft group of a cluster running
+	// several (docs/scale-out.md, "Moving a queue"): its old group stops
+	// taking new jobs (a Raft entry there, so no job is accepted in both),
+	// new jobs go to the new group at once, and the old group's jobs are
+	// served until none is left; then the move is done. Jobs never move, so
+	// no job is ever served by two groups. One move per queue at a time.
+	MoveQueue(context.Context, *MoveQueueRequest) (*MoveQueueResponse, error)
+	// ListPlacements lists the queues an operator placed (moved), with the
+	// state of moves under way; other queues live where their names hash.
+	ListPlacements(context.Context, *ListPlacementsRequest) (*ListPlacementsResponse, error)
+	// SealQueue closes a queue to new jobs in the group the raftq-group
+	// header names (they are refused with QUEUE_MOVED naming to_group), or
+	// reopens it (sealed false). It is a step of MoveQueue, which brokers
+	// take on their own; an operator needs it only to repair a move by hand.
+	SealQueue(context.Context, *SealQueueRequest) (*SealQueueResponse, error)
+	// ImportKeys records, in the group the raftq-group header names,
+	// idempotency keys of a queue that moved there, each naming its job in
+	// the old group, so a producer's retry still gets its first job. A step
+	// of MoveQueue (brokers take it on their own).
+	ImportKeys(context.Context, *ImportKeysRequest) (*ImportKeysResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -803,6 +887,18 @@ func (UnimplementedAdminServer) ListJobs(context.Context, *ListJobsRequest) (*Li
 }
 func (UnimplementedAdminServer) PurgeDead(context.Context, *PurgeDeadRequest) (*PurgeDeadResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PurgeDead not implemented")
+}
+func (UnimplementedAdminServer) MoveQueue(context.Context, *MoveQueueRequest) (*MoveQueueResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method MoveQueue not implemented")
+}
+func (UnimplementedAdminServer) ListPlacements(context.Context, *ListPlacementsRequest) (*ListPlacementsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPlacements not implemented")
+}
+func (UnimplementedAdminServer) SealQueue(context.Context, *SealQueueRequest) (*SealQueueResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SealQueue not implemented")
+}
+func (UnimplementedAdminServer) ImportKeys(context.Context, *ImportKeysRequest) (*ImportKeysResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ImportKeys not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -915,6 +1011,78 @@ func _Admin_PurgeDead_Handler(srv interface{}, ctx context.Context, dec func(int
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_MoveQueue_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(MoveQueueRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).MoveQueue(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_MoveQueue_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).MoveQueue(ctx, req.(*MoveQueueRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_ListPlacements_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPlacementsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ListPlacements(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ListPlacements_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ListPlacements(ctx, req.(*ListPlacementsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_SealQueue_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SealQueueRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).SealQueue(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_SealQueue_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).SealQueue(ctx, req.(*SealQueueRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _Admin_ImportKeys_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ImportKeysRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ImportKeys(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ImportKeys_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ImportKeys(ctx, req.(*ImportKeysRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -941,6 +1109,22 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PurgeDead",
 			Handler:    _Admin_PurgeDead_Handler,
+		},
+		{
+			MethodName: "MoveQueue",
+			Handler:    _Admin_MoveQueue_Handler,
+		},
+		{
+			MethodName: "ListPlacements",
+			Handler:    _Admin_ListPlacements_Handler,
+		},
+		{
+			MethodName: "SealQueue",
+			Handler:    _Admin_SealQueue_Handler,
+		},
+		{
+			MethodName: "ImportKeys",
+			Handler:    _Admin_ImportKeys_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

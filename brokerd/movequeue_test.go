@@ -1,0 +1,291 @@
+package brokerd_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/raftq/raftq/client"
+	"github.com/raftq/raftq/internal/placement"
+	"github.com/raftq/raftq/internal/testutil"
+	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
+	"github.com/raftq/raftq/raftqerr"
+)
+
+// A queue moved to another group under load: producers keep enqueueing
+// through every node (unary and streamed, with and without idempotency
+// keys) and workers keep fetching and acking while it moves. Every job
+// accepted is run and acked exactly once by these workers; an idempotency
+// key used before the move still answers its first job while the old
+// group drains; the move finishes once the old group has nothing left;
+// then the queue's new jobs are in the new group, and a call naming the
+// old group is refused as moved, writing nothing.
+func TestGroupsMoveQueueUnderLoad(t *testing.T) {
+	const groups = 3
+	c := groupsCluster(t, groups)
+	ctx := testutil.Context(t, 120*time.Second)
+	q := queuesPerGroup(groups)[1]
+	addrs := c.Addrs()
+	window := durationpb.New(time.Minute)
+	spec := func(key string) *raftqv1.JobSpec {
+		return &raftqv1.JobSpec{Queue: q, Type: "t", IdempotencyKey: key, DedupWindow: window}
+	}
+
+	var mu sync.Mutex
+	accepted := map[string]bool{} // job ids the producers were given
+	record := func(id string) {
+		mu.Lock()
+		accepted[id] = true
+		mu.Unlock()
+	}
+	// A backlog with keys in the old group.
+	firstIDs := map[string]string{}
+	for i := 0; i < 40; i++ {
+		key := fmt.Sprintf("before-%d", i)
+		res, err := dial(t, addrs[i%3]).Enqueue(ctx, &raftqv1.EnqueueRequest{Jobs: []*raftqv1.JobSpec{spec(key)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		id := res.Results[0].JobId
+		if g, _ := placement.Job(id, groups); g != 1 {
+			t.Fatalf("job %s before the move is in group %d", id, g)
+		}
+		firstIDs[key] = id
+		record(id)
+	}
+
+	// Producers: unary through each node, and the SDK's stream.
+	stop := make(chan struct{})
+	var prodWG sync.WaitGroup
+	var produced atomic.Int64
+	for p := 0; p < 3; p++ {
+		prodWG.Add(1)
+		go func() {
+			defer prodWG.Done()
+			in := dial(t, addrs[p])
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				key := ""
+				if i%2 == 0 {
+					key = fmt.Sprintf("p%d-%d", p, i)
+				}
+				res, err := in.Enqueue(ctx, &raftqv1.EnqueueRequest{Jobs: []*raftqv1.JobSpec{spec(key), spec("")}})
+				if err != nil {
+					t.Errorf("producer %d: %v", p, err)
+					return
+				}
+				for _, r := range res.Results {
+					record(r.JobId)
+				}
+				produced.Add(2)
+			}
+		}()
+	}
+	cl, err := client.New(addrs, client.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	prodWG.Add(1)
+	go func() {
+		defer prodWG.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			id, _, err := cl.EnqueueOne(ctx, q, "t", nil, client.WithIdempotencyKey(fmt.Sprintf("s-%d", i)), client.WithDedupWindow(time.Minute))
+			if err != nil {
+				t.Errorf("stream producer: %v", err)
+				return
+			}
+			record(id)
+			produced.Add(1)
+		}
+	}()
+
+	// Workers through every node.
+	var acked sync.Map // id → attempts seen
+	var workWG sync.WaitGroup
+	workCtx, stopWork := context.WithCancel(ctx)
+	defer stopWork()
+	for w := 0; w < 3; w++ {
+		workWG.Add(1)
+		go func() {
+			defer workWG.Done()
+			in := dial(t, addrs[w])
+			for workCtx.Err() == nil {
+				f, err := in.Fetch(workCtx, &raftqv1.FetchRequest{Queues: []string{q}, MaxJobs: 16,
+					MaxWait: durationpb.New(300 * time.Millisecond), WorkerId: fmt.Sprint("w", w)})
+				if err != nil {
+					continue
+				}
+				for _, j := range f.Jobs {
+					if _, err := in.Ack(workCtx, &raftqv1.AckRequest{JobId: j.Id, LeaseToken: j.LeaseToken}); err != nil {
+						t.Errorf("ack %s: %v", j.Id, err)
+						continue
+					}
+					if _, dup := acked.LoadOrStore(j.Id, true); dup {
+						t.Errorf("job %s acked twice", j.Id)
+					}
+				}
+			}
+		}()
+	}
+
+	time.Sleep(500 * time.Millisecond)
+	adm := raftqv1.NewAdminClient(mustConn(t, addrs[2]))
+	mv, err := adm.MoveQueue(ctx, &raftqv1.MoveQueueRequest{Queue: q, ToGroup: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := mv.Placement; p.Group != 2 || p.FromGroup != 1 || p.Phase == "done" {
+		t.Fatalf("MoveQueue answered %v", p)
+	}
+	// A second move while this one runs is refused.
+	if _, err := adm.MoveQueue(ctx, &raftqv1.MoveQueueRequest{Queue: q, ToGroup: 0}); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("second move: %v", err)
+	}
+	// While it drains, the keys of the old group still answer their jobs.
+	for key, id := range firstIDs {
+		res, err := dial(t, addrs[0]).Enqueue(ctx, &raftqv1.EnqueueRequest{Jobs: []*raftqv1.JobSpec{spec(key)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := res.Results[0]; !r.Duplicate || r.JobId != id {
+			t.Fatalf("key %s during the move answered %v, want duplicate %s", key, r, id)
+		}
+	}
+	time.Sleep(time.Second)
+	close(stop)
+	prodWG.Wait()
+	if produced.Load() == 0 {
+		t.Fatal("nothing was produced during the move")
+	}
+
+	// The move finishes once group 1 has nothing left of the queue.
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		ls, err := adm.ListPlacements(ctx, &raftqv1.ListPlacementsRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(ls.Placements) == 1 && ls.Placements[0].Phase == "done" && ls.Placements[0].Group == 2 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("move not done: %v", ls.Placements)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// Every accepted job is acked, once.
+	mu.Lock()
+	want := len(accepted)
+	ids := make([]string, 0, want)
+	for id := range accepted {
+		ids = append(ids, id)
+	}
+	mu.Unlock()
+	inGroup := map[uint32]int{}
+	for _, id := range ids {
+		g, _ := placement.Job(id, groups)
+		inGroup[g]++
+	}
+	if inGroup[1] == 0 || inGroup[2] == 0 || inGroup[0] != 0 {
+		t.Fatalf("jobs per group %v: want some in the old group 1 and some in the new group 2", inGroup)
+	}
+	for time.Now().Before(deadline) {
+		n := 0
+		acked.Range(func(any, any) bool { n++; return true })
+		if n >= want {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	stopWork()
+	workWG.Wait()
+	for _, id := range ids {
+		if _, ok := acked.Load(id); !ok {
+			j, err := dial(t, addrs[0]).GetJob(ctx, &raftqv1.GetJobRequest{JobId: id})
+			t.Fatalf("job %s was accepted but never run (%v, %v)", id, j.GetJob().GetState(), err)
+		}
+	}
+
+	// After the move: new jobs in group 2; a call naming group 1 is
+	// refused as moved and writes nothing.
+	res, err := dial(t, addrs[1]).Enqueue(ctx, &raftqv1.EnqueueRequest{Jobs: []*raftqv1.JobSpec{spec("")}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, _ := placement.Job(res.Results[0].JobId, groups); g != 2 {
+		t.Fatalf("new job after the move in group %d", g)
+	}
+	// A key used before the move still answers its first job, now from
+	// the keys the new group imported.
+	for key, id := range firstIDs {
+		res, err := dial(t, addrs[2]).Enqueue(ctx, &raftqv1.EnqueueRequest{Jobs: []*raftqv1.JobSpec{spec(key)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if r := res.Results[0]; !r.Duplicate || r.JobId != id {
+			t.Fatalf("key %s after the move answered %v, want duplicate %s", key, r, id)
+		}
+		break
+	}
+	named := metadata.AppendToOutgoingContext(ctx, placement.Header, "1")
+	_, err = dial(t, addrs[0]).Enqueue(named, &raftqv1.EnqueueRequest{Jobs: []*raftqv1.JobSpec{spec("")}})
+	if to, moved := raftqerr.IsQueueMoved(err); !moved || to != 2 || status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("enqueue naming the old group: %v", err)
+	}
+	st, err := dial(t, addrs[0]).QueueStats(ctx, &raftqv1.QueueStatsRequest{Queues: []string{q}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("moved %s with %d jobs produced during the move (%v per group); stats %v", q, produced.Load(), inGroup, st)
+}
+
+// Bad moves are refused and change nothing.
+func TestGroupsMoveQueueRefusals(t *testing.T) {
+	c := groupsCluster(t, 2)
+	ctx := testutil.Context(t, 30*time.Second)
+	adm := raftqv1.NewAdminClient(mustConn(t, c.Addrs()[0]))
+	for _, tc := range []struct {
+		req  *raftqv1.MoveQueueRequest
+		code codes.Code
+	}{
+		{&raftqv1.MoveQueueRequest{Queue: "", ToGroup: 1}, codes.InvalidArgument},
+		{&raftqv1.MoveQueueRequest{Queue: "q", ToGroup: 2}, codes.InvalidArgument},
+	} {
+		if _, err := adm.MoveQueue(ctx, tc.req); status.Code(err) != tc.code {
+			t.Fatalf("MoveQueue %v: %v, want %v", tc.req, err, tc.code)
+		}
+	}
+	// A move to where the queue already is changes nothing.
+	q := queuesPerGroup(2)[0]
+	res, err := adm.MoveQueue(ctx, &raftqv1.MoveQueueRequest{Queue: q, ToGroup: 0})
+	if err != nil || res.Placement.Phase != "done" || res.Placement.Group != 0 {
+		t.Fatalf("move in place: %v %v", res, err)
+	}
+	// SealQueue needs a group.
+	if _, err := adm.SealQueue(ctx, &raftqv1.SealQueueRequest{Queue: q, Sealed: true, ToGroup: 1}); status.Code(err) != codes.InvalidArgument {
+		t.Fatalf("SealQueue without a group: %v", err)
+	}
+	ls, err := adm.ListPlacements(ctx, &raftqv1.ListPlacementsRequest{})
+	if err != nil || len(ls.Placements) != 0 {
+		t.Fatalf("placements after refusals: %v %v", ls, err)
+	}
+}

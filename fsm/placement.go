@@ -1,0 +1,298 @@
+package fsm
+
+import (
+	"fmt"
+	"sync/atomic"
+
+	"github.com/raftq/raftq/fsm/fsmpb"
+	"google.golang.org/protobuf/proto"
+)
+
+// Queue placement (scale-out, docs/scale-out.md "Moving a queue").
+//
+// Two kinds of record share the placement bucket, both keyed by queue:
+//
+//   - 'p' + queue → fsmpb.QueuePlacement: group 0's table of queues an
+//     operator placed, and how far each move has got. brokerd routes by it
+//     (a queue without a record lives where its name hashes).
+//   - 's' + queue → fsmpb.SealQueue: this group no longer takes new jobs
+//     of the queue (it moved away). The seal is what makes a move safe: it
+//     is an entry in the old group's own log, so every enqueue of the
+//     queue there is ordered before it (and created the job) or after it
+//     (and is refused as moved, writing nothing). No job is ever accepted
+//     in a group after its workers stop looking there.
+//
+// Both are plain state: Apply reads no placement from another group. The
+// commands carry the group numbers; Apply only checks structure and the
+// compare-and-set of a move's phase.
+
+// ErrQueueMoved is the refusal of a new job for a queue sealed in this
+// group; the error is a *MovedError naming the group it moved to.
+var ErrQueueMoved = fmt.Errorf("queue moved to another group")
+
+// MovedError is an enqueue refused because its queue is sealed here;
+// errors.Is(err, ErrQueueMoved) holds.
+type MovedError struct {
+	Queue string
+	To    uint32
+}
+
+func (e *MovedError) Error() string {
+	return fmt.Sprintf("%v: queue %q now takes new jobs in group %d", ErrQueueMoved, e.Queue, e.To)
+}
+
+// Unwrap makes errors.Is(err, ErrQueueMoved) hold.
+func (e *MovedError) Unwrap() error { return ErrQueueMoved }
+
+var bPlace = []byte("placement") // 'p'+queue → QueuePlacement; 's'+queue → SealQueue
+
+func placeKey(kind byte, queue string) []byte { return append([]byte{kind}, queue...) }
+
+// placement is queue's record in group 0's table.
+func (s *state) placement(queue string) (*fsmpb.QueuePlacement, bool) {
+	v := s.place.Get(placeKey('p', queue))
+	if v == nil {
+		return nil, false
+	}
+	p := &fsmpb.QueuePlacement{}
+	if err := proto.Unmarshal(v, p); err != nil {
+		panic(corrupt("placement of %q: %v", queue, err))
+	}
+	return p, true
+}
+
+// sealedTo is the group queue moved to, when it is sealed here.
+func (s *state) sealedTo(queue string) (uint32, bool) {
+	v := s.place.Get(placeKey('s', queue))
+	if v == nil {
+		return 0, false
+	}
+	r := &fsmpb.SealQueue{}
+	if err := proto.Unmarshal(v, r); err != nil {
+		panic(corrupt("seal of %q: %v", queue, err))
+	}
+	return r.GetToGroup(), r.GetSealed()
+}
+
+func (s *state) putRecord(kind byte, queue string, m proto.Message) {
+	v, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		panic(fmt.Sprintf("fsm: marshal %T: %v", m, err))
+	}
+	s.must(s.place.Put(placeKey(kind, queue), v))
+	s.placeChanged = true
+}
+
+// moved is the refusal of a new job of queue when it is sealed here.
+func (s *state) moved(queue string) error {
+	if to, ok := s.sealedTo(queue); ok {
+		return &MovedError{Queue: queue, To: to}
+	}
+	return nil
+}
+
+// placeQueue applies a QueuePlacement: a compare-and-set on the queue's
+// record, so a move advances one phase at a time and a stale or repeated
+// command (a new leader re-driving a move) changes nothing.
+func (a *applier) placeQueue(c *fsmpb.QueuePlacement) Result {
+	q := c.GetQueue()
+	if q == "" {
+		return Result{Err: fmt.Errorf("%w: placement without a queue", ErrInvalid)}
+	}
+	if err := checkKeySizes(q); err != nil {
+		return Result{Err: err}
+	}
+	cur, ok := a.st.placement(q)
+	phase := fsmpb.PlacementPhase_PLACEMENT_PHASE_NONE
+	if ok {
+		phase = cur.GetPhase()
+	}
+	if phase != c.GetExpectPhase() {
+		return Result{Err: fmt.Errorf("%w: placement of %q is %v, not %v", ErrWrongState, q, phase, c.GetExpectPhase())}
+	}
+	if phase != fsmpb.PlacementPhase_PLACEMENT_PHASE_NONE &&
+		(cur.GetGroup() != c.GetGroup() || cur.GetFromGroup() != c.GetFromGroup()) {
+		return Result{Err: fmt.Errorf("%w: %q is moving from group %d to %d, not from %d to %d",
+			ErrWrongState, q, cur.GetFromGroup(), cur.GetGroup(), c.GetFromGroup(), c.GetGroup())}
+	}
+	rec := &fsmpb.QueuePlacement{Queue: q, Group: c.GetGroup(), Phase: c.GetPhase()}
+	switch {
+	case c.GetPhase() == fsmpb.PlacementPhase_PLACEMENT_PHASE_NONE:
+		// Done: the queue lives in group.
+	case phase == fsmpb.PlacementPhase_PLACEMENT_PHASE_NONE:
+		if c.GetPhase() != fsmpb.PlacementPhase_PLACEMENT_PHASE_SEALING || c.GetFromGroup() == c.GetGroup() {
+			return Result{Err: fmt.Errorf("%w: a move of %q starts sealing another group", ErrInvalid, q)}
+		}
+		rec.FromGroup, rec.Since = c.GetFromGroup(), a.index
+	default:
+		rec.FromGroup, rec.Since = cur.GetFromGroup(), cur.GetSince()
+	}
+	a.st.putRecord('p', q, rec)
+	a.dirty = true
+	return Result{}
+}
+
+// sealQueue applies a SealQueue in this group.
+func (a *applier) sealQueue(c *fsmpb.SealQueue) Result {
+	q := c.GetQueue()
+	if q == "" {
+		return Result{Err: fmt.Errorf("%w: seal without a queue", ErrInvalid)}
+	}
+	if err := checkKeySizes(q); err != nil {
+		return Result{Err: err}
+	}
+	to, sealed := a.st.sealedTo(q)
+	if sealed == c.GetSealed() && (!sealed || to == c.GetToGroup()) {
+		return Result{}
+	}
+	if !c.GetSealed() {
+		a.st.must(a.st.place.Delete(placeKey('s', q)))
+		a.st.placeChanged = true
+	} else {
+		a.st.putRecord('s', q, &fsmpb.SealQueue{Queue: q, Sealed: true, ToGroup: c.GetToGroup()})
+	}
+	a.dirty = true
+	return Result{}
+}
+
+// importKeys applies an ImportKeys: idempotency keys of a queue that moved
+// here, pointing at jobs of the group it left.
+func (a *applier) importKeys(now int64, c *fsmpb.ImportKeys) Result {
+	q := c.GetQueue()
+	if q == "" {
+		return Result{Err: fmt.Errorf("%w: import without a queue", ErrInvalid)}
+	}
+	for i, k := range c.GetKeys() {
+		if k.GetKey() == "" || k.GetJobId() == "" || (k.GetQueue() != "" && k.GetQueue() != q) {
+			return Result{Err: fmt.Errorf("%w: imported key %d: key and job id are required, in queue %q", ErrInvalid, i, q)}
+		}
+		if err := checkKeySizes(q, k.GetKey(), k.GetJobId()); err != nil {
+			return Result{Err: err}
+		}
+	}
+	for _, k := range c.GetKeys() {
+		if k.GetExpiresAt() <= now {
+			continue
+		}
+		if _, held := a.st.idemGet(q, k.GetKey()); held {
+			continue
+		}
+		a.st.setIdem(idemEntry{queue: q, key: k.GetKey(), jobID: k.GetJobId(), expires: k.GetExpiresAt()})
+		a.dirty = true
+	}
+	return Result{}
+}
+
+// Placements is group 0's placement table: the queues an operator placed,
+// by name. Routing reads it on every call, so it is cached and read from
+// the store again only after a placement command or a Restore.
+func (f *FSM) Placements() map[string]*fsmpb.QueuePlacement {
+	g := f.placeGen.Load()
+	if c := f.placeCache.Load(); c != nil && c.gen == g {
+		return c.table
+	}
+	table := map[string]*fsmpb.QueuePlacement{}
+	f.view(func(st *state) {
+		c := st.place.Cursor()
+		for k, _ := c.Seek([]byte{'p'}); k != nil && k[0] == 'p'; k, _ = c.Next() {
+			if p, ok := st.placement(string(k[1:])); ok {
+				table[p.GetQueue()] = p
+			}
+		}
+	})
+	f.placeCache.Store(&placeCache{gen: g, table: table})
+	return table
+}
+
+// placeCache is a Placements answer and the placement generation it is of.
+type placeCache struct {
+	gen   uint64
+	table map[string]*fsmpb.QueuePlacement
+}
+
+// placeState is the FSM's placement cache: placeGen counts placement
+// changes (bumped after they commit), placeCache holds the last table.
+type placeState struct {
+	placeDirty bool // an Apply transaction wrote placement (wmu)
+	placeGen   atomic.Uint64
+	placeCache atomic.Pointer[placeCache]
+}
+
+// Sealed reports whether queue is sealed in this group, and to which group
+// it moved.
+func (f *FSM) Sealed(queue string) (to uint32, sealed bool) {
+	f.view(func(st *state) { to, sealed = st.sealedTo(queue) })
+	return to, sealed
+}
+
+// IdempotencyKeys lists queue's idempotency entries that expire after now,
+// at most limit (all when limit <= 0), in key order: what a queue that
+// moved away hands to its new group.
+func (f *FSM) IdempotencyKeys(queue string, now int64, limit int) []*fsmpb.IdempotencyRecord {
+	var out []*fsmpb.IdempotencyRecord
+	f.view(func(st *state) {
+		prefix := appendStr(nil, queue)
+		c := st.idem.Cursor()
+		for k, _ := c.Seek(prefix); k != nil && len(k) >= len(prefix) && string(k[:len(prefix)]) == string(prefix); k, _ = c.Next() {
+			e, ok := st.idemGet(queue, string(k[len(prefix):]))
+			if !ok || e.expires <= now {
+				continue
+			}
+			out = append(out, &fsmpb.IdempotencyRecord{Queue: queue, Key: e.key, JobId: e.jobID, ExpiresAt: e.expires})
+			if limit > 0 && len(out) >= limit {
+				return
+			}
+		}
+	})
+	return out
+}
+
+// writePlacement writes one snapshot record per placement and seal, in
+// key order.
+func writePlacement(st *state, rw *recordWriter) error {
+	return st.place.ForEach(func(k, v []byte) error {
+		rec := &fsmpb.SnapshotRecord{}
+		switch k[0] {
+		case 'p':
+			p := &fsmpb.QueuePlacement{}
+			if err := proto.Unmarshal(v, p); err != nil {
+				return corrupt("placement %q: %v", k, err)
+			}
+			rec.Record = &fsmpb.SnapshotRecord_Placement{Placement: p}
+		case 's':
+			r := &fsmpb.SealQueue{}
+			if err := proto.Unmarshal(v, r); err != nil {
+				return corrupt("seal %q: %v", k, err)
+			}
+			rec.Record = &fsmpb.SnapshotRecord_Seal{Seal: r}
+		default:
+			return corrupt("placement key %q", k)
+		}
+		return rw.write(rec)
+	})
+}
+
+// restorePlacement stores a snapshot's placement or seal record.
+func restorePlacement(st *state, rec *fsmpb.SnapshotRecord) error {
+	switch r := rec.GetRecord().(type) {
+	case *fsmpb.SnapshotRecord_Placement:
+		q := r.Placement.GetQueue()
+		if q == "" {
+			return fmt.Errorf("placement without a queue")
+		}
+		if _, ok := st.placement(q); ok {
+			return fmt.Errorf("placement of %q twice", q)
+		}
+		st.putRecord('p', q, r.Placement)
+	case *fsmpb.SnapshotRecord_Seal:
+		q := r.Seal.GetQueue()
+		if q == "" || !r.Seal.GetSealed() {
+			return fmt.Errorf("seal record without a queue or not sealed")
+		}
+		if _, ok := st.sealedTo(q); ok {
+			return fmt.Errorf("seal of %q twice", q)
+		}
+		st.putRecord('s', q, r.Seal)
+	}
+	return nil
+}
