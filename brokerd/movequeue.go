@@ -453,7 +453,9 @@ func (r *router) enqueueMoving(ctx context.Context, req *raftqv1.EnqueueRequest,
 
 // isWorkflow reports whether an Enqueue is a workflow (all or nothing).
 func isWorkflow(req *raftqv1.EnqueueRequest) bool {
-	return slices.ContainsFunc(req.GetJobs(), func(j *raftqv1.JobSpec) bool { return j.GetName() != "" || len(j.GetDependsOn()) > 0 || len(j.GetDependsOnNames()) > 0 })
+	return slices.ContainsFunc(req.GetJobs(), func(j *raftqv1.JobSpec) bool {
+		return j.GetName() != "" || len(j.GetDependsOn()) > 0 || len(j.GetDependsOnNames()) > 0
+	})
 }
 
 // awaitPlacement waits (up to placementLag) until this node's placement
