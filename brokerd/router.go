@@ -31,8 +31,8 @@ import (
 // placement.Header (forwarded calls and group-aware clients set it), or
 // else the one its queue is placed in or its job id names. A call about
 // queues or jobs of several groups is split where its items are
-// independent (batch settles, listings, enqueue streams) and refused
-// where one answer must come from one group (a Fetch, a Consume, an
+// independent (batch settles, listings, enqueue streams, consume
+// streams) and refused where one answer must come from one group (an
 // Enqueue request, which is applied as one entry).
 
 // router picks groups for the host h.
@@ -419,8 +419,10 @@ func (b *brokerRouter) ExtendLeaseBatch(ctx context.Context, req *raftqv1.Extend
 	return &raftqv1.ExtendLeaseBatchResponse{Results: res}, nil
 }
 
-// Consume serves a stream from one group: the queues of its open frame
-// (or the group its metadata names) pick it.
+// Consume serves a stream from the group of the queues of its open frame
+// (or the group its metadata names). An open frame naming queues of
+// several groups is served by consumeAcross: one part per group, merged
+// (consume_groups.go).
 func (b *brokerRouter) Consume(st grpc.BidiStreamingServer[raftqv1.ConsumeRequest, raftqv1.ConsumeResponse]) error {
 	ctx := st.Context()
 	if n, ok, err := b.r.named(ctx); ok || err != nil {
@@ -430,10 +432,23 @@ func (b *brokerRouter) Consume(st grpc.BidiStreamingServer[raftqv1.ConsumeReques
 		return consumeIn(n, st)
 	}
 	first, err := st.Recv()
+	if errors.Is(err, io.EOF) {
+		return consumeInvalid("the stream closed before its open frame")
+	}
 	if err != nil {
 		return err
 	}
 	open := first.GetOpen()
+	if open != nil {
+		// The whole open frame is checked here, before any group sees
+		// it, as the one-group server checks it.
+		if _, err := validateConsumeOpen(b.r.h.cfg.Limits, open); err != nil {
+			return toStatus(err)
+		}
+		if parts := b.r.splitConsume(open); len(parts) > 1 {
+			return b.consumeAcross(st, open, parts)
+		}
+	}
 	qs := slices.Clone(open.GetQueues())
 	for q := range open.GetQueueWeights() {
 		qs = append(qs, q)

@@ -28,7 +28,10 @@ type session struct {
 // lost its leadership, the broker went away) the loop opens the next one,
 // where the client says the leader now is; the credit of the old stream
 // goes with it, and the jobs it pushed run on, settled as usual.
-// It returns true when the broker does not know Consume or refuses the
+// A pool whose queues are in several Raft groups gets one stream too:
+// the broker merges the groups' jobs onto it, within the credit granted.
+// It returns true when the broker does not know Consume, refuses these
+// queues together (a broker from before that fan-in) or refuses the
 // stream by its stream caps (the caller then fetches), false when ctx
 // ends.
 func (w *Worker) consumeLoop(ctx, base context.Context, q QueueConfig, slots, settleSlots chan struct{}) bool {
@@ -47,9 +50,12 @@ func (w *Worker) consumeLoop(ctx, base context.Context, q QueueConfig, slots, se
 				return true
 			}
 			if status.Code(err) == codes.InvalidArgument {
-				// The broker will not stream these queues together (a
-				// pool whose queues are in different Raft groups): Fetch
-				// serves them; a request Fetch refuses too says why there.
+				// The broker will not stream these queues together: a
+				// broker from before Consume streams over several Raft
+				// groups, for a pool whose queues are in different
+				// groups (newer brokers fan such a stream out over the
+				// groups). Fetch serves them; a request Fetch refuses
+				// too says why there.
 				w.log.Info("the broker refused a consume stream for these queues; fetching instead", "queue", q.Name, "err", err)
 				return true
 			}

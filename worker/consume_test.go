@@ -28,6 +28,8 @@ type methodCounter struct {
 	// refuse makes these streaming methods fail with UNIMPLEMENTED before
 	// they reach the broker: how a broker without them answers.
 	refuse map[string]bool
+	// refuseCode, when set, is the code refused streams fail with instead.
+	refuseCode codes.Code
 }
 
 func (c *methodCounter) add(method string) {
@@ -54,7 +56,11 @@ func (c *methodCounter) options() []grpc.DialOption {
 		grpc.WithChainStreamInterceptor(func(ctx context.Context, desc *grpc.StreamDesc, cc *grpc.ClientConn, method string, streamer grpc.Streamer, opts ...grpc.CallOption) (grpc.ClientStream, error) {
 			c.add(method)
 			if c.refuse[method[strings.LastIndex(method, "/")+1:]] {
-				return nil, status.Error(codes.Unimplemented, "unknown method "+method)
+				code := codes.Unimplemented
+				if c.refuseCode != codes.OK {
+					code = c.refuseCode
+				}
+				return nil, status.Error(code, "refused "+method)
 			}
 			return streamer(ctx, desc, cc, method, opts...)
 		}),
