@@ -238,10 +238,7 @@ func (s *adminService) MoveQueue(ctx context.Context, req *raftqv1.MoveQueueRequ
 	if err := validateQueue(q); err != nil {
 		return nil, apierr.FromError(err)
 	}
-	if !n.multi() {
-		return nil, apierr.New(codes.FailedPrecondition, raftqv1.ErrorDetail_INVALID_ARGUMENT,
-			"this cluster runs one Raft group: there is nowhere to move a queue (brokerd --groups)")
-	}
+	// One group: only group 0 passes, and moving there changes nothing.
 	to, err := placement.Check(uint64(req.GetToGroup()), n.cfg.Groups)
 	if err != nil {
 		return nil, apierr.FromError(fmt.Errorf("%w: to_group: %v", apierr.ErrInvalid, err))

@@ -259,6 +259,22 @@ func TestEveryCommandPrintsJSON(t *testing.T) {
 		Queue  string `json:"queue"`
 		Paused bool   `json:"paused"`
 	}
+	// One group: a move to group 0 is where the queue is; no placements.
+	var moved struct {
+		Queue, Phase string
+		Group        int
+	}
+	run(&moved, "", "queues", "move", "js", "--to", "0")
+	if moved.Queue != "js" || moved.Group != 0 || moved.Phase != "done" {
+		t.Fatalf("queues move: %+v", moved)
+	}
+	var pls struct {
+		Placements []json.RawMessage `json:"placements"`
+	}
+	run(&pls, "", "queues", "placements")
+	if len(pls.Placements) != 0 {
+		t.Fatalf("queues placements: %+v", pls)
+	}
 	run(&paused, "", "queues", "pause", "js")
 	run(&paused, "", "queues", "resume", "js")
 	if paused.Paused {
