@@ -150,7 +150,8 @@ jepsen-short: jepsen-build
 
 # jepsen-groups: 3 nodes running 3 Raft groups (brokerd --groups 3), one
 # queue per group, every kill and partition once, a membership replace and
-# the two leader crash points (leader faults hit a random group's leader);
+# the two leader crash points (leader faults hit a random group's leader)
+# and a queue moved to another group under load (move/queue);
 # the groups checker fails on any group that lost a value, made a job
 # twice or accepted a stale ack. About 2.5 minutes; jepsen-short runs it
 # after the one-group run.
@@ -159,7 +160,7 @@ jepsen-groups: jepsen-build
 	./scripts/jepsen-deps.sh
 	$(MAKE) --no-print-directory jepsen-groups-run
 jepsen-groups-run:
-	./$(BIN)/chaos/jepsen run --nodes 3 --groups 3 --schedule short --nemesis kill,partition,membership,crash/commit-before-reply,crash/lease-before-reply --quiet 5s --fault 6s --rest 3s --drain 60s --workerd 2 $(JEPSEN_FLAGS)
+	./$(BIN)/chaos/jepsen run --nodes 3 --groups 3 --schedule short --nemesis kill,partition,membership,move,crash/commit-before-reply,crash/lease-before-reply --quiet 5s --fault 6s --rest 3s --drain 60s --workerd 2 $(JEPSEN_FLAGS)
 
 jepsen-bug:
 	$(GO) build -ldflags '$(LDFLAGS)' -tags jepsen,jepsenbug -o $(BIN)/jepsen-bug/brokerd ./cmd/brokerd

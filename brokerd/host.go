@@ -210,12 +210,14 @@ func (n *Node) queueGroup(queue string) uint32 {
 
 // queueGroups are the groups holding queue's jobs: its group, and while it
 // moves, the group it is leaving (whose jobs are served until none is
-// left).
+// left); a partitioned queue's partitions.
 func (n *Node) queueGroups(queue string) []uint32 {
 	p := n.placementOf(queue)
 	switch {
 	case p == nil:
 		return []uint32{placement.Queue(queue, n.cfg.Groups)}
+	case len(p.GetPartitions()) > 0:
+		return p.GetPartitions()
 	case p.GetPhase() != fsmpb.PlacementPhase_PLACEMENT_PHASE_NONE:
 		return []uint32{p.GetGroup(), p.GetFromGroup()}
 	}
@@ -238,7 +240,7 @@ func (n *Node) ownsQueue(ctx context.Context, queue string) error {
 			return true
 		}
 		p := n.placementOf(queue)
-		return p != nil && (p.GetGroup() == n.cfg.group ||
+		return p != nil && (p.GetGroup() == n.cfg.group || slices.Contains(p.GetPartitions(), n.cfg.group) ||
 			(p.GetPhase() != fsmpb.PlacementPhase_PLACEMENT_PHASE_NONE && p.GetFromGroup() == n.cfg.group))
 	}
 	for wait := time.Now().Add(placementLag); !ok(); {

@@ -247,6 +247,10 @@ func (s *adminService) MoveQueue(ctx context.Context, req *raftqv1.MoveQueueRequ
 		return nil, apierr.FromError(err)
 	}
 	cur := n.placementOf(q)
+	if len(cur.GetPartitions()) > 0 {
+		return nil, apierr.New(codes.FailedPrecondition, raftqv1.ErrorDetail_WRONG_STATE,
+			fmt.Sprintf("queue %q is partitioned over groups %v: a partitioned queue does not move", q, cur.GetPartitions()))
+	}
 	if cur != nil && cur.GetPhase() != fsmpb.PlacementPhase_PLACEMENT_PHASE_NONE {
 		return nil, apierr.New(codes.FailedPrecondition, raftqv1.ErrorDetail_WRONG_STATE,
 			fmt.Sprintf("queue %q is already moving from group %d to group %d (%s): one move at a time",
@@ -298,7 +302,7 @@ func (n *Node) placementView(queue string) *raftqv1.Placement {
 	if p == nil {
 		return &raftqv1.Placement{Queue: queue, Group: n.queueGroup(queue), Phase: "done"}
 	}
-	v := &raftqv1.Placement{Queue: queue, Group: p.GetGroup(), Phase: phaseName(p.GetPhase())}
+	v := &raftqv1.Placement{Queue: queue, Group: p.GetGroup(), Phase: phaseName(p.GetPhase()), Partitions: p.GetPartitions()}
 	if p.GetPhase() != fsmpb.PlacementPhase_PLACEMENT_PHASE_NONE {
 		v.FromGroup = p.GetFromGroup()
 		v.LeftInFromGroup, _ = n.leftInGroup(queue, p.GetFromGroup())

@@ -40,6 +40,9 @@ type router struct {
 	h *Node
 	// rotate picks the first group of each Fetch over several groups.
 	rotate atomic.Uint64
+	// spread deals a partitioned queue's jobs without a key to its
+	// partitions in turn.
+	spread atomic.Uint64
 }
 
 // node returns the Node of group g.
@@ -124,7 +127,9 @@ func (b *brokerRouter) Enqueue(ctx context.Context, req *raftqv1.EnqueueRequest)
 			return fail[*raftqv1.EnqueueResponse](err)
 		}
 		var res *raftqv1.EnqueueResponse
-		if p := b.r.h.placementOf(qs[0]); p != nil && p.GetPhase() != fsmpb.PlacementPhase_PLACEMENT_PHASE_NONE {
+		if p := b.r.h.placementOf(qs[0]); p != nil && len(p.GetPartitions()) > 0 {
+			res, err = b.r.enqueuePartitioned(ctx, req, p)
+		} else if p != nil && p.GetPhase() != fsmpb.PlacementPhase_PLACEMENT_PHASE_NONE {
 			res, err = b.r.enqueueMoving(ctx, req, p)
 		} else {
 			res, err = svc(n).Enqueue(ctx, req)
@@ -313,20 +318,46 @@ func (b *brokerRouter) QueueStats(ctx context.Context, req *raftqv1.QueueStatsRe
 		}
 	}
 	for _, q := range req.GetQueues() {
-		g := b.r.h.queueGroup(q)
-		parts[g] = append(parts[g], q)
+		// A moving or partitioned queue: every group holding its jobs.
+		for _, g := range b.r.h.queueGroups(q) {
+			parts[g] = append(parts[g], q)
+		}
 	}
 	out := &raftqv1.QueueStatsResponse{}
+	byName := map[string]*raftqv1.QueueStats{}
 	for _, g := range sortedKeys(parts) {
 		sub := &raftqv1.QueueStatsRequest{Queues: parts[g], Consistency: req.GetConsistency()}
 		res, err := svc(b.r.node(g)).QueueStats(ctx, sub)
 		if err != nil {
 			return nil, err
 		}
-		out.Queues = append(out.Queues, res.GetQueues()...)
+		for _, s := range res.GetQueues() {
+			if m := byName[s.GetQueue()]; m != nil {
+				addStats(m, s)
+				continue
+			}
+			byName[s.GetQueue()] = s
+			out.Queues = append(out.Queues, s)
+		}
 	}
 	slices.SortFunc(out.Queues, func(a, b *raftqv1.QueueStats) int { return cmp.Compare(a.GetQueue(), b.GetQueue()) })
 	return out, nil
+}
+
+// addStats adds one group's stats of a queue to another group's: counts
+// sum, paused if any group is, the oldest ready job is the older.
+func addStats(m, s *raftqv1.QueueStats) {
+	m.Paused = m.Paused || s.Paused
+	m.Scheduled += s.Scheduled
+	m.Ready += s.Ready
+	m.Leased += s.Leased
+	m.Succeeded += s.Succeeded
+	m.Dead += s.Dead
+	m.Cancelled += s.Cancelled
+	m.Waiting += s.Waiting
+	if s.OldestReadyAt != nil && (m.OldestReadyAt == nil || s.OldestReadyAt.AsTime().Before(m.OldestReadyAt.AsTime())) {
+		m.OldestReadyAt = s.OldestReadyAt
+	}
 }
 
 // splitByJob runs items of a batch settle in their jobs' groups, one call
@@ -639,7 +670,10 @@ func (rs *routedStream) run() error {
 		g := uint32(0)
 		if j := m.GetJob(); j != nil {
 			g = rs.r.h.queueGroup(j.GetQueue())
-			if p := rs.r.h.placementOf(j.GetQueue()); p != nil && p.GetPhase() != fsmpb.PlacementPhase_PLACEMENT_PHASE_NONE {
+			p := rs.r.h.placementOf(j.GetQueue())
+			if p != nil && len(p.GetPartitions()) > 0 {
+				g = rs.r.partitionOf(p, j)
+			} else if p != nil && p.GetPhase() != fsmpb.PlacementPhase_PLACEMENT_PHASE_NONE {
 				rs.mu.Lock()
 				rs.owed[seq], rs.frames[seq] = rs.unary, m
 				rs.mu.Unlock()
@@ -822,22 +856,47 @@ type adminRouter struct {
 
 func admin(n *Node) *adminService { return &adminService{n: n} }
 
-// PauseQueue goes to the queue's group.
+// PauseQueue goes to the queue's group (every group of a moving or
+// partitioned queue).
 func (a *adminRouter) PauseQueue(ctx context.Context, req *raftqv1.PauseQueueRequest) (*raftqv1.PauseQueueResponse, error) {
-	n, err := a.r.forQueues(ctx, req.GetQueue())
+	err := a.r.eachQueueGroup(ctx, req.GetQueue(), func(n *Node) error {
+		_, err := admin(n).PauseQueue(ctx, req)
+		return err
+	})
 	if err != nil {
-		return fail[*raftqv1.PauseQueueResponse](err)
+		return nil, err
 	}
-	return admin(n).PauseQueue(ctx, req)
+	return &raftqv1.PauseQueueResponse{}, nil
 }
 
-// ResumeQueue goes to the queue's group.
+// ResumeQueue goes to the queue's group (every group of a moving or
+// partitioned queue).
 func (a *adminRouter) ResumeQueue(ctx context.Context, req *raftqv1.ResumeQueueRequest) (*raftqv1.ResumeQueueResponse, error) {
-	n, err := a.r.forQueues(ctx, req.GetQueue())
+	err := a.r.eachQueueGroup(ctx, req.GetQueue(), func(n *Node) error {
+		_, err := admin(n).ResumeQueue(ctx, req)
+		return err
+	})
 	if err != nil {
-		return fail[*raftqv1.ResumeQueueResponse](err)
+		return nil, err
 	}
-	return admin(n).ResumeQueue(ctx, req)
+	return &raftqv1.ResumeQueueResponse{}, nil
+}
+
+// eachQueueGroup runs call on the named group, or on every group holding
+// queue's jobs, in order.
+func (r *router) eachQueueGroup(ctx context.Context, queue string, call func(*Node) error) error {
+	if n, ok, err := r.named(ctx); ok || err != nil {
+		if err != nil {
+			return toStatus(err)
+		}
+		return call(n)
+	}
+	for _, g := range r.h.queueGroups(queue) {
+		if err := call(r.node(g)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // jobsByGroup splits job ids by the group they name.

@@ -620,6 +620,20 @@ func (c *Client) MoveQueue(ctx context.Context, queue string, toGroup uint32) (*
 	return out, err
 }
 
+// PartitionQueue spreads queue over the given Raft groups, one partition
+// each (its own group is always one): jobs go to a partition by key, or
+// in turn, and workers take from all. Once per queue, before producers
+// use idempotency keys on it.
+func (c *Client) PartitionQueue(ctx context.Context, queue string, groups ...uint32) (*raftqv1.Placement, error) {
+	var out *raftqv1.Placement
+	err := c.do(ctx, 0, func(ctx context.Context, cc *grpc.ClientConn) error {
+		res, err := raftqv1.NewAdminClient(cc).PartitionQueue(ctx, &raftqv1.PartitionQueueRequest{Queue: queue, Groups: groups})
+		out = res.GetPlacement()
+		return err
+	})
+	return out, err
+}
+
 // Placements lists the queues an operator moved, with the moves under
 // way; other queues live in the group their names hash to.
 func (c *Client) Placements(ctx context.Context) ([]*raftqv1.Placement, error) {

@@ -103,6 +103,12 @@ func (a *applier) placeQueue(c *fsmpb.QueuePlacement) Result {
 		return Result{Err: err}
 	}
 	cur, ok := a.st.placement(q)
+	if ps := c.GetPartitions(); len(ps) > 0 {
+		return a.partitionQueue(c, cur, ok)
+	}
+	if ok && len(cur.GetPartitions()) > 0 {
+		return Result{Err: fmt.Errorf("%w: %q is partitioned over groups %v: it does not move", ErrWrongState, q, cur.GetPartitions())}
+	}
 	phase := fsmpb.PlacementPhase_PLACEMENT_PHASE_NONE
 	if ok {
 		phase = cur.GetPhase()
@@ -118,7 +124,11 @@ func (a *applier) placeQueue(c *fsmpb.QueuePlacement) Result {
 	rec := &fsmpb.QueuePlacement{Queue: q, Group: c.GetGroup(), Phase: c.GetPhase()}
 	switch {
 	case c.GetPhase() == fsmpb.PlacementPhase_PLACEMENT_PHASE_NONE:
-		// Done: the queue lives in group.
+		// Done: the queue lives in group. Only a move ends so; a queue is
+		// never simply declared elsewhere (its old group is not sealed).
+		if phase != fsmpb.PlacementPhase_PLACEMENT_PHASE_DRAINING {
+			return Result{Err: fmt.Errorf("%w: placement of %q ends only a move that is draining", ErrInvalid, q)}
+		}
 	case phase == fsmpb.PlacementPhase_PLACEMENT_PHASE_NONE:
 		if c.GetPhase() != fsmpb.PlacementPhase_PLACEMENT_PHASE_SEALING || c.GetFromGroup() == c.GetGroup() {
 			return Result{Err: fmt.Errorf("%w: a move of %q starts sealing another group", ErrInvalid, q)}
@@ -128,6 +138,31 @@ func (a *applier) placeQueue(c *fsmpb.QueuePlacement) Result {
 		rec.FromGroup, rec.Since = cur.GetFromGroup(), cur.GetSince()
 	}
 	a.st.putRecord('p', q, rec)
+	a.dirty = true
+	return Result{}
+}
+
+// partitionQueue applies a QueuePlacement with partitions: once, on a
+// queue without a record.
+func (a *applier) partitionQueue(c *fsmpb.QueuePlacement, cur *fsmpb.QueuePlacement, placed bool) Result {
+	q, ps := c.GetQueue(), c.GetPartitions()
+	if placed {
+		return Result{Err: fmt.Errorf("%w: %q is already placed (group %d, partitions %v)", ErrWrongState, q, cur.GetGroup(), cur.GetPartitions())}
+	}
+	if c.GetExpectPhase() != fsmpb.PlacementPhase_PLACEMENT_PHASE_NONE || c.GetPhase() != fsmpb.PlacementPhase_PLACEMENT_PHASE_NONE {
+		return Result{Err: fmt.Errorf("%w: a partitioned queue has no move phase", ErrInvalid)}
+	}
+	if len(ps) < 2 || ps[0] != c.GetGroup() {
+		return Result{Err: fmt.Errorf("%w: partitions of %q: at least two groups, its group first", ErrInvalid, q)}
+	}
+	for i, g := range ps {
+		for _, o := range ps[:i] {
+			if o == g {
+				return Result{Err: fmt.Errorf("%w: partitions of %q name group %d twice", ErrInvalid, q, g)}
+			}
+		}
+	}
+	a.st.putRecord('p', q, &fsmpb.QueuePlacement{Queue: q, Group: c.GetGroup(), Partitions: append([]uint32(nil), ps...), Since: a.index})
 	a.dirty = true
 	return Result{}
 }

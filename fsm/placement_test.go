@@ -240,3 +240,38 @@ func TestNoPlacementHashesAsBefore(t *testing.T) {
 		t.Fatal("a sealed then reopened queue hashes differently from one never sealed")
 	}
 }
+
+// A queue is partitioned once, over distinct groups with its group
+// first; it then neither moves nor is partitioned again.
+func TestPartitionQueue(t *testing.T) {
+	h := newHarness(t)
+	for _, bad := range []*fsmpb.QueuePlacement{
+		{Queue: "q", Group: 1, Partitions: []uint32{1}},
+		{Queue: "q", Group: 1, Partitions: []uint32{2, 1}},
+		{Queue: "q", Group: 1, Partitions: []uint32{1, 2, 1}},
+		{Queue: "q", Group: 1, Partitions: []uint32{1, 2}, Phase: phaseSealing},
+	} {
+		if r := h.one(cmdPlace(bad)); !errors.Is(r.Err, ErrInvalid) {
+			t.Fatalf("%v: %v", bad, r.Err)
+		}
+	}
+	// A queue is never declared elsewhere without a move.
+	if r := h.one(cmdPlace(&fsmpb.QueuePlacement{Queue: "q", Group: 2})); !errors.Is(r.Err, ErrInvalid) {
+		t.Fatalf("direct placement: %v", r.Err)
+	}
+	if len(h.f.Placements()) != 0 {
+		t.Fatal("a refused placement was written")
+	}
+	if r := h.one(cmdPlace(&fsmpb.QueuePlacement{Queue: "q", Group: 1, Partitions: []uint32{1, 0, 2}})); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if p := h.f.Placements()["q"]; len(p.GetPartitions()) != 3 || p.GetGroup() != 1 || p.GetPhase() != phaseNone {
+		t.Fatalf("partitioned: %v", p)
+	}
+	if r := h.one(cmdPlace(&fsmpb.QueuePlacement{Queue: "q", Group: 1, Partitions: []uint32{1, 2}})); !errors.Is(r.Err, ErrWrongState) {
+		t.Fatalf("partitioned twice: %v", r.Err)
+	}
+	if r := h.one(cmdPlace(&fsmpb.QueuePlacement{Queue: "q", Group: 2, FromGroup: 1, Phase: phaseSealing})); !errors.Is(r.Err, ErrWrongState) {
+		t.Fatalf("move of a partitioned queue: %v", r.Err)
+	}
+}

@@ -231,6 +231,22 @@ func TestGroupsCommands(t *testing.T) {
 		if !strings.Contains(out, "LEFT IN FROM GROUP") || !strings.Contains(out, q) {
 			t.Fatalf("placements table:\n%s", out)
 		}
+		// `queues partition` spreads a new queue over groups 1 and 2 (its
+		// own group added first).
+		var pt struct {
+			Queue      string
+			Partitions []uint32
+		}
+		ctlJSON(t, b, &pt, "queues", "partition", "spread", "--groups", "1,2")
+		if pt.Queue != "spread" || len(pt.Partitions) < 2 || pt.Partitions[0] != placement.Queue("spread", groups) {
+			t.Fatalf("partition answered %+v", pt)
+		}
+		if _, err := ctl(t, b, "queues", "partition", "spread", "--groups", "0,1"); err == nil {
+			t.Fatal("partitioning twice was not refused")
+		}
+		if out := ctlOK(t, b, "queues", "placements"); !strings.Contains(out, "spread") {
+			t.Fatalf("placements table without the partitioned queue:\n%s", out)
+		}
 	})
 
 	// The last: it moves a leadership.

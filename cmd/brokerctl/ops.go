@@ -331,6 +331,28 @@ func queuesCmd(g *globals) *cobra.Command {
 		},
 	}
 	move.Flags().Uint32Var(&to, "to", 0, "the group to move the queue to")
+	var parts []uint
+	partition := &cobra.Command{
+		Use: "partition QUEUE --groups G,G,...", Short: "Spread a queue over several Raft groups, one partition each (once, before producers use keys on it)",
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if len(parts) == 0 {
+				return errors.New("--groups is required")
+			}
+			gs := make([]uint32, len(parts))
+			for i, g := range parts {
+				gs[i] = uint32(g)
+			}
+			return g.run(cmd, func(ctx context.Context, cl *client.Client, p *printer) error {
+				pl, err := cl.PartitionQueue(ctx, args[0], gs...)
+				if err != nil {
+					return err
+				}
+				return p.kv(placementJSON(pl), placementKV(pl))
+			})
+		},
+	}
+	partition.Flags().UintSliceVar(&parts, "groups", nil, "the groups to hold a partition each (the queue's own group is added)")
 	placements := &cobra.Command{
 		Use: "placements", Short: "Queues moved by an operator, and the moves under way", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -347,26 +369,31 @@ func queuesCmd(g *globals) *cobra.Command {
 					if pl.GetPhase() != "done" {
 						from = strconv.FormatUint(uint64(pl.GetFromGroup()), 10)
 					}
-					rows = append(rows, []string{pl.GetQueue(), strconv.FormatUint(uint64(pl.GetGroup()), 10), from, pl.GetPhase(), i64(pl.GetLeftInFromGroup())})
+					partitions := "-"
+					if len(pl.GetPartitions()) > 0 {
+						partitions = fmt.Sprint(pl.GetPartitions())
+					}
+					rows = append(rows, []string{pl.GetQueue(), strconv.FormatUint(uint64(pl.GetGroup()), 10), from, pl.GetPhase(), i64(pl.GetLeftInFromGroup()), partitions})
 				}
-				return p.print(map[string]any{"placements": out}, []string{"QUEUE", "GROUP", "FROM GROUP", "PHASE", "LEFT IN FROM GROUP"}, rows)
+				return p.print(map[string]any{"placements": out}, []string{"QUEUE", "GROUP", "FROM GROUP", "PHASE", "LEFT IN FROM GROUP", "PARTITIONS"}, rows)
 			})
 		},
 	}
-	cmd.AddCommand(list, group, move, placements, pause("pause", "Stop leasing from a queue (enqueues still accepted)", true), pause("resume", "Resume leasing from a queue", false))
+	cmd.AddCommand(list, group, move, partition, placements, pause("pause", "Stop leasing from a queue (enqueues still accepted)", true), pause("resume", "Resume leasing from a queue", false))
 	return cmd
 }
 
 // placementJSON is a placement as brokerctl's JSON prints it.
 func placementJSON(pl *raftqv1.Placement) map[string]any {
 	return map[string]any{"queue": pl.GetQueue(), "group": pl.GetGroup(), "from_group": pl.GetFromGroup(),
-		"phase": pl.GetPhase(), "left_in_from_group": pl.GetLeftInFromGroup()}
+		"phase": pl.GetPhase(), "left_in_from_group": pl.GetLeftInFromGroup(), "partitions": pl.GetPartitions()}
 }
 
 // placementKV is a placement as brokerctl's table prints it.
 func placementKV(pl *raftqv1.Placement) [][2]string {
 	return [][2]string{{"QUEUE", pl.GetQueue()}, {"GROUP", strconv.FormatUint(uint64(pl.GetGroup()), 10)},
-		{"FROM GROUP", strconv.FormatUint(uint64(pl.GetFromGroup()), 10)}, {"PHASE", pl.GetPhase()}}
+		{"FROM GROUP", strconv.FormatUint(uint64(pl.GetFromGroup()), 10)}, {"PHASE", pl.GetPhase()},
+		{"PARTITIONS", fmt.Sprint(pl.GetPartitions())}}
 }
 
 // knownQueues refuses queue names the cluster has never seen (no job,

@@ -746,8 +746,13 @@ type QueuePlacement struct {
 	Phase     PlacementPhase         `protobuf:"varint,4,opt,name=phase,proto3,enum=raftq.fsm.v1.PlacementPhase" json:"phase,omitempty"`
 	// Command only: the phase the record must be in.
 	ExpectPhase PlacementPhase `protobuf:"varint,5,opt,name=expect_phase,json=expectPhase,proto3,enum=raftq.fsm.v1.PlacementPhase" json:"expect_phase,omitempty"`
-	// Record: the log index of the command that started the move.
-	Since         uint64 `protobuf:"varint,6,opt,name=since,proto3" json:"since,omitempty"`
+	// Record: the log index of the command that started the move (or
+	// partitioned the queue).
+	Since uint64 `protobuf:"varint,6,opt,name=since,proto3" json:"since,omitempty"`
+	// A partitioned queue: the groups holding its partitions (at least
+	// two, no group twice, group first); phase NONE. Set once, on a queue
+	// without a record; such a queue never moves.
+	Partitions    []uint32 `protobuf:"varint,7,rep,packed,name=partitions,proto3" json:"partitions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -822,6 +827,13 @@ func (x *QueuePlacement) GetSince() uint64 {
 		return x.Since
 	}
 	return 0
+}
+
+func (x *QueuePlacement) GetPartitions() []uint32 {
+	if x != nil {
+		return x.Partitions
+	}
+	return nil
 }
 
 // SealQueue closes queue to new jobs in the group it is applied in (they
@@ -3253,7 +3265,7 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"seal_queue\x18\x1e \x01(\v2\x17.raftq.fsm.v1.SealQueueH\x00R\tsealQueue\x12;\n" +
 	"\vimport_keys\x18\x1f \x01(\v2\x18.raftq.fsm.v1.ImportKeysH\x00R\n" +
 	"importKeysB\x06\n" +
-	"\x04body\"\xe6\x01\n" +
+	"\x04body\"\x86\x02\n" +
 	"\x0eQueuePlacement\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x14\n" +
 	"\x05group\x18\x02 \x01(\rR\x05group\x12\x1d\n" +
@@ -3261,7 +3273,10 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"from_group\x18\x03 \x01(\rR\tfromGroup\x122\n" +
 	"\x05phase\x18\x04 \x01(\x0e2\x1c.raftq.fsm.v1.PlacementPhaseR\x05phase\x12?\n" +
 	"\fexpect_phase\x18\x05 \x01(\x0e2\x1c.raftq.fsm.v1.PlacementPhaseR\vexpectPhase\x12\x14\n" +
-	"\x05since\x18\x06 \x01(\x04R\x05since\"T\n" +
+	"\x05since\x18\x06 \x01(\x04R\x05since\x12\x1e\n" +
+	"\n" +
+	"partitions\x18\a \x03(\rR\n" +
+	"partitions\"T\n" +
 	"\tSealQueue\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x16\n" +
 	"\x06sealed\x18\x02 \x01(\bR\x06sealed\x12\x19\n" +

@@ -321,6 +321,29 @@ func TestGroupsChecker(t *testing.T) {
 	h.add(f, 60, 61)
 	wantInvalid(t, Groups(h.ops, groupsRows(), 3, "", time.Second), "misplaced", "misplaced")
 
+	// Group 1's queue moved to group 2 (a move nemesis op): an enqueue
+	// and a fetch of it answered from group 2 after the move began are in
+	// place; one from group 0, or from group 2 before the move, is not.
+	moved := func() *b {
+		h := groupsGood()
+		h.add(history.Op{Process: -1, Kind: history.Nemesis, Family: "move", Group: 1, MoveTo: []uint32{2}}, 50, 50)
+		return h
+	}
+	h = moved()
+	e := history.Op{Kind: history.Enqueue, Value: "p1-9", JobID: "m.g2", Group: 1}
+	f = fetch("m.g2", "p1-9", 5)
+	f.Group = 1
+	h.add(e, 60, 61).add(f, 62, 63).add(ack("m.g2", 5), 64, 65)
+	if r := Groups(h.ops, append(groupsRows(), Row{JobID: "m.g2", Token: 5, Status: "succeeded"}), 3, "", time.Second); !r.Valid {
+		t.Fatalf("job of a moved queue in its new group: %+v", r.Failures)
+	}
+	h = moved()
+	h.add(history.Op{Kind: history.Enqueue, Value: "p1-9", JobID: "m.g2", Group: 1}, 40, 41)
+	wantInvalid(t, Groups(h.ops, groupsRows(), 3, "", time.Second), "misplaced", "misplaced")
+	h = moved()
+	h.add(history.Op{Kind: history.Enqueue, Value: "p1-9", JobID: "m", Group: 1}, 60, 61)
+	wantInvalid(t, Groups(h.ops, groupsRows(), 3, "", time.Second), "misplaced", "misplaced")
+
 	// Four groups, nothing enqueued to group 3.
 	wantInvalid(t, Groups(groupsGood().ops, groupsRows(), 4, "", time.Second), "idle_groups", "no value was enqueued")
 }

@@ -58,11 +58,13 @@ func Groups(ops []history.Op, rows []Row, groups int, workerdQueue string, perJo
 	groups = max(groups, 1)
 	parts := make([][]history.Op, groups)
 	misplaced := 0
+	moves := movesOf(ops)
 	for _, op := range ops {
 		if op.Kind == history.Nemesis {
 			continue
 		}
-		if op.JobID != "" && (op.Kind == history.Enqueue || op.Kind == history.Fetch) && JobGroup(op.JobID) != op.Group {
+		if op.JobID != "" && (op.Kind == history.Enqueue || op.Kind == history.Fetch) && JobGroup(op.JobID) != op.Group &&
+			!moves.allows(op.Group, JobGroup(op.JobID), op.End) {
 			misplaced++
 			r.fail(Failure{Msg: fmt.Sprintf("misplaced: %s of a queue in group %d got job %s of group %d", op.Kind, op.Group, op.JobID, JobGroup(op.JobID)),
 				JobID: op.JobID, Value: op.Value, Ops: []int{op.Index}})
@@ -133,4 +135,38 @@ func Groups(ops []history.Op, rows []Row, groups int, workerdQueue string, perJo
 	r.Counts["misplaced"] = misplaced
 	r.Counts["idle_groups"] = idle
 	return r
+}
+
+// queueMove is one move nemesis: the queue of hash group home was moved
+// to group to at start.
+type queueMove struct {
+	home, to uint32
+	start    int64
+}
+
+// queueMoves are a run's queue moves.
+type queueMoves []queueMove
+
+// movesOf collects the move nemesis ops of a history.
+func movesOf(ops []history.Op) queueMoves {
+	var out queueMoves
+	for _, op := range ops {
+		if op.Kind == history.Nemesis && op.Family == "move" && len(op.MoveTo) == 1 {
+			out = append(out, queueMove{home: op.Group, to: op.MoveTo[0], start: op.Start})
+		}
+	}
+	return out
+}
+
+// allows reports whether a job of group g is in place for an op on the
+// queue of hash group home that ended at end: the queue was moved to g
+// before then. A queue's jobs stay in every group it ever took jobs in
+// (jobs never move), so every earlier move counts.
+func (m queueMoves) allows(home, g uint32, end int64) bool {
+	for _, mv := range m {
+		if mv.home == home && mv.to == g && mv.start <= end {
+			return true
+		}
+	}
+	return false
 }

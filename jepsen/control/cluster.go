@@ -339,6 +339,9 @@ func (c *Cluster) conn(addr string) (*grpc.ClientConn, error) {
 	return cc, nil
 }
 
+// Conn is the harness's connection to n's gRPC port.
+func (c *Cluster) Conn(n *Node) (*grpc.ClientConn, error) { return c.conn(n.GRPCAddr) }
+
 // Status asks n for its view of the cluster (without the state hash).
 func (c *Cluster) Status(ctx context.Context, n *Node) (*raftqv1.StatusResponse, error) {
 	return c.status(ctx, n, &raftqv1.StatusRequest{})

@@ -76,6 +76,10 @@ type Op struct {
 	Dup bool `json:"dup,omitempty"`
 	// Zombie: an ack sent on purpose after the lease ran out.
 	Zombie bool `json:"zombie,omitempty"`
+	// MoveTo, on a nemesis op of family "move", is the group the queue
+	// whose hash group is Group was moved to (one element); from its
+	// Start, jobs of that queue may come from there too.
+	MoveTo []uint32 `json:"move_to,omitempty"`
 	// Family and Node describe nemesis intervals.
 	Family string `json:"family,omitempty"`
 	Node   string `json:"node,omitempty"`

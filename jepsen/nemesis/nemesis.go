@@ -149,7 +149,7 @@ func (e *Env) targetsNote(ctx context.Context, which string) ([]*control.Node, s
 
 // Families lists the fault families in the order the short schedule runs
 // them.
-var Families = []string{"partition", "kill", "pause", "net", "clock", "membership", "crash", "compound", "workerd"}
+var Families = []string{"partition", "kill", "pause", "net", "clock", "membership", "move", "crash", "compound", "workerd"}
 
 // All returns every fault.
 func All() []Fault {
@@ -170,6 +170,7 @@ func All() []Fault {
 		Fault{Family: "clock", Name: "offset-one", Inject: clock(false)},
 		Fault{Family: "membership", Name: "replace", Inject: membership},
 		Fault{Family: "compound", Name: "pause-kill", Exclusive: true, Inject: compound},
+		Fault{Family: "move", Name: "queue", Inject: moveQueue},
 	)
 	out = append(out,
 		Fault{Family: "workerd", Name: "kill-one", Inject: killWorkerd(false)},

@@ -92,6 +92,9 @@ func New(cfg Config, rec *history.Recorder, brokerAddrs []string, svcdAddr strin
 	return r
 }
 
+// Queues are the harness's own queues (Config.Queues).
+func (r *Runner) Queues() []string { return append([]string(nil), r.cfg.Queues...) }
+
 func (r *Runner) newClient() *client.Client {
 	c, err := client.New(r.addrs, client.Options{MinBackoff: 20 * time.Millisecond, MaxBackoff: 500 * time.Millisecond, CallTimeout: 10 * time.Second})
 	if err != nil {

@@ -396,7 +396,7 @@ func (x ErrorDetail_Reason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ErrorDetail_Reason.Descriptor instead.
 func (ErrorDetail_Reason) EnumDescriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{50, 0}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{52, 0}
 }
 
 type ConsumeNotice_Kind int32
@@ -450,7 +450,105 @@ func (x ConsumeNotice_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ConsumeNotice_Kind.Descriptor instead.
 func (ConsumeNotice_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{74, 0}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{76, 0}
+}
+
+type PartitionQueueRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Queue string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	// The groups to hold a partition each (at least two, each once); the
+	// queue's own group is added when missing.
+	Groups        []uint32 `protobuf:"varint,2,rep,packed,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartitionQueueRequest) Reset() {
+	*x = PartitionQueueRequest{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartitionQueueRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartitionQueueRequest) ProtoMessage() {}
+
+func (x *PartitionQueueRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartitionQueueRequest.ProtoReflect.Descriptor instead.
+func (*PartitionQueueRequest) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *PartitionQueueRequest) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *PartitionQueueRequest) GetGroups() []uint32 {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+type PartitionQueueResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Placement     *Placement             `protobuf:"bytes,1,opt,name=placement,proto3" json:"placement,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PartitionQueueResponse) Reset() {
+	*x = PartitionQueueResponse{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PartitionQueueResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PartitionQueueResponse) ProtoMessage() {}
+
+func (x *PartitionQueueResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PartitionQueueResponse.ProtoReflect.Descriptor instead.
+func (*PartitionQueueResponse) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *PartitionQueueResponse) GetPlacement() *Placement {
+	if x != nil {
+		return x.Placement
+	}
+	return nil
 }
 
 type ImportKeysRequest struct {
@@ -463,7 +561,7 @@ type ImportKeysRequest struct {
 
 func (x *ImportKeysRequest) Reset() {
 	*x = ImportKeysRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[0]
+	mi := &file_raftq_v1_broker_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -475,7 +573,7 @@ func (x *ImportKeysRequest) String() string {
 func (*ImportKeysRequest) ProtoMessage() {}
 
 func (x *ImportKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[0]
+	mi := &file_raftq_v1_broker_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -488,7 +586,7 @@ func (x *ImportKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportKeysRequest.ProtoReflect.Descriptor instead.
 func (*ImportKeysRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{0}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ImportKeysRequest) GetQueue() string {
@@ -517,7 +615,7 @@ type ImportedKey struct {
 
 func (x *ImportedKey) Reset() {
 	*x = ImportedKey{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[1]
+	mi := &file_raftq_v1_broker_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -529,7 +627,7 @@ func (x *ImportedKey) String() string {
 func (*ImportedKey) ProtoMessage() {}
 
 func (x *ImportedKey) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[1]
+	mi := &file_raftq_v1_broker_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -542,7 +640,7 @@ func (x *ImportedKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportedKey.ProtoReflect.Descriptor instead.
 func (*ImportedKey) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{1}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ImportedKey) GetKey() string {
@@ -574,7 +672,7 @@ type ImportKeysResponse struct {
 
 func (x *ImportKeysResponse) Reset() {
 	*x = ImportKeysResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[2]
+	mi := &file_raftq_v1_broker_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -586,7 +684,7 @@ func (x *ImportKeysResponse) String() string {
 func (*ImportKeysResponse) ProtoMessage() {}
 
 func (x *ImportKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[2]
+	mi := &file_raftq_v1_broker_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -599,7 +697,7 @@ func (x *ImportKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportKeysResponse.ProtoReflect.Descriptor instead.
 func (*ImportKeysResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{2}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{4}
 }
 
 type SealQueueRequest struct {
@@ -613,7 +711,7 @@ type SealQueueRequest struct {
 
 func (x *SealQueueRequest) Reset() {
 	*x = SealQueueRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[3]
+	mi := &file_raftq_v1_broker_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -625,7 +723,7 @@ func (x *SealQueueRequest) String() string {
 func (*SealQueueRequest) ProtoMessage() {}
 
 func (x *SealQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[3]
+	mi := &file_raftq_v1_broker_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -638,7 +736,7 @@ func (x *SealQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealQueueRequest.ProtoReflect.Descriptor instead.
 func (*SealQueueRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{3}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *SealQueueRequest) GetQueue() string {
@@ -670,7 +768,7 @@ type SealQueueResponse struct {
 
 func (x *SealQueueResponse) Reset() {
 	*x = SealQueueResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[4]
+	mi := &file_raftq_v1_broker_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -682,7 +780,7 @@ func (x *SealQueueResponse) String() string {
 func (*SealQueueResponse) ProtoMessage() {}
 
 func (x *SealQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[4]
+	mi := &file_raftq_v1_broker_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -695,7 +793,7 @@ func (x *SealQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealQueueResponse.ProtoReflect.Descriptor instead.
 func (*SealQueueResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{4}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{6}
 }
 
 type MoveQueueRequest struct {
@@ -709,7 +807,7 @@ type MoveQueueRequest struct {
 
 func (x *MoveQueueRequest) Reset() {
 	*x = MoveQueueRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[5]
+	mi := &file_raftq_v1_broker_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -721,7 +819,7 @@ func (x *MoveQueueRequest) String() string {
 func (*MoveQueueRequest) ProtoMessage() {}
 
 func (x *MoveQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[5]
+	mi := &file_raftq_v1_broker_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -734,7 +832,7 @@ func (x *MoveQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveQueueRequest.ProtoReflect.Descriptor instead.
 func (*MoveQueueRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{5}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *MoveQueueRequest) GetQueue() string {
@@ -760,7 +858,7 @@ type MoveQueueResponse struct {
 
 func (x *MoveQueueResponse) Reset() {
 	*x = MoveQueueResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[6]
+	mi := &file_raftq_v1_broker_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -772,7 +870,7 @@ func (x *MoveQueueResponse) String() string {
 func (*MoveQueueResponse) ProtoMessage() {}
 
 func (x *MoveQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[6]
+	mi := &file_raftq_v1_broker_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -785,7 +883,7 @@ func (x *MoveQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveQueueResponse.ProtoReflect.Descriptor instead.
 func (*MoveQueueResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{6}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *MoveQueueResponse) GetPlacement() *Placement {
@@ -803,7 +901,7 @@ type ListPlacementsRequest struct {
 
 func (x *ListPlacementsRequest) Reset() {
 	*x = ListPlacementsRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[7]
+	mi := &file_raftq_v1_broker_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -815,7 +913,7 @@ func (x *ListPlacementsRequest) String() string {
 func (*ListPlacementsRequest) ProtoMessage() {}
 
 func (x *ListPlacementsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[7]
+	mi := &file_raftq_v1_broker_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -828,7 +926,7 @@ func (x *ListPlacementsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPlacementsRequest.ProtoReflect.Descriptor instead.
 func (*ListPlacementsRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{7}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{9}
 }
 
 type ListPlacementsResponse struct {
@@ -840,7 +938,7 @@ type ListPlacementsResponse struct {
 
 func (x *ListPlacementsResponse) Reset() {
 	*x = ListPlacementsResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[8]
+	mi := &file_raftq_v1_broker_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -852,7 +950,7 @@ func (x *ListPlacementsResponse) String() string {
 func (*ListPlacementsResponse) ProtoMessage() {}
 
 func (x *ListPlacementsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[8]
+	mi := &file_raftq_v1_broker_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -865,7 +963,7 @@ func (x *ListPlacementsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPlacementsResponse.ProtoReflect.Descriptor instead.
 func (*ListPlacementsResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{8}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *ListPlacementsResponse) GetPlacements() []*Placement {
@@ -890,13 +988,16 @@ type Placement struct {
 	// scheduled, leased, waiting or dead); the move is done at 0. Dead jobs
 	// must be redriven or purged for it to finish.
 	LeftInFromGroup int64 `protobuf:"varint,5,opt,name=left_in_from_group,json=leftInFromGroup,proto3" json:"left_in_from_group,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// A partitioned queue: the groups holding its partitions (group is the
+	// first).
+	Partitions    []uint32 `protobuf:"varint,6,rep,packed,name=partitions,proto3" json:"partitions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[9]
+	mi := &file_raftq_v1_broker_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -908,7 +1009,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[9]
+	mi := &file_raftq_v1_broker_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -921,7 +1022,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{9}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Placement) GetQueue() string {
@@ -959,6 +1060,13 @@ func (x *Placement) GetLeftInFromGroup() int64 {
 	return 0
 }
 
+func (x *Placement) GetPartitions() []uint32 {
+	if x != nil {
+		return x.Partitions
+	}
+	return nil
+}
+
 // RetryPolicy is exponential back-off: initial * 2^(attempt-1), capped at
 // max, with a jitter derived from the job id (never random).
 type RetryPolicy struct {
@@ -971,7 +1079,7 @@ type RetryPolicy struct {
 
 func (x *RetryPolicy) Reset() {
 	*x = RetryPolicy{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[10]
+	mi := &file_raftq_v1_broker_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -983,7 +1091,7 @@ func (x *RetryPolicy) String() string {
 func (*RetryPolicy) ProtoMessage() {}
 
 func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[10]
+	mi := &file_raftq_v1_broker_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -996,7 +1104,7 @@ func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
 func (*RetryPolicy) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{10}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *RetryPolicy) GetInitialBackoff() *durationpb.Duration {
@@ -1081,7 +1189,7 @@ type JobSpec struct {
 
 func (x *JobSpec) Reset() {
 	*x = JobSpec{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[11]
+	mi := &file_raftq_v1_broker_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1093,7 +1201,7 @@ func (x *JobSpec) String() string {
 func (*JobSpec) ProtoMessage() {}
 
 func (x *JobSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[11]
+	mi := &file_raftq_v1_broker_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1106,7 +1214,7 @@ func (x *JobSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobSpec.ProtoReflect.Descriptor instead.
 func (*JobSpec) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{11}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *JobSpec) GetQueue() string {
@@ -1326,7 +1434,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[12]
+	mi := &file_raftq_v1_broker_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1338,7 +1446,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[12]
+	mi := &file_raftq_v1_broker_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1351,7 +1459,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{12}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Job) GetId() string {
@@ -1612,7 +1720,7 @@ type Progress struct {
 
 func (x *Progress) Reset() {
 	*x = Progress{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[13]
+	mi := &file_raftq_v1_broker_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1624,7 +1732,7 @@ func (x *Progress) String() string {
 func (*Progress) ProtoMessage() {}
 
 func (x *Progress) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[13]
+	mi := &file_raftq_v1_broker_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1637,7 +1745,7 @@ func (x *Progress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Progress.ProtoReflect.Descriptor instead.
 func (*Progress) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{13}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Progress) GetFraction() float64 {
@@ -1663,7 +1771,7 @@ type EnqueueRequest struct {
 
 func (x *EnqueueRequest) Reset() {
 	*x = EnqueueRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[14]
+	mi := &file_raftq_v1_broker_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1675,7 +1783,7 @@ func (x *EnqueueRequest) String() string {
 func (*EnqueueRequest) ProtoMessage() {}
 
 func (x *EnqueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[14]
+	mi := &file_raftq_v1_broker_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1688,7 +1796,7 @@ func (x *EnqueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueRequest.ProtoReflect.Descriptor instead.
 func (*EnqueueRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{14}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *EnqueueRequest) GetJobs() []*JobSpec {
@@ -1709,7 +1817,7 @@ type EnqueueResult struct {
 
 func (x *EnqueueResult) Reset() {
 	*x = EnqueueResult{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[15]
+	mi := &file_raftq_v1_broker_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1721,7 +1829,7 @@ func (x *EnqueueResult) String() string {
 func (*EnqueueResult) ProtoMessage() {}
 
 func (x *EnqueueResult) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[15]
+	mi := &file_raftq_v1_broker_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1734,7 +1842,7 @@ func (x *EnqueueResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueResult.ProtoReflect.Descriptor instead.
 func (*EnqueueResult) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{15}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *EnqueueResult) GetJobId() string {
@@ -1761,7 +1869,7 @@ type EnqueueResponse struct {
 
 func (x *EnqueueResponse) Reset() {
 	*x = EnqueueResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[16]
+	mi := &file_raftq_v1_broker_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1773,7 +1881,7 @@ func (x *EnqueueResponse) String() string {
 func (*EnqueueResponse) ProtoMessage() {}
 
 func (x *EnqueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[16]
+	mi := &file_raftq_v1_broker_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1786,7 +1894,7 @@ func (x *EnqueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueResponse.ProtoReflect.Descriptor instead.
 func (*EnqueueResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{16}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *EnqueueResponse) GetResults() []*EnqueueResult {
@@ -1820,7 +1928,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[17]
+	mi := &file_raftq_v1_broker_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1832,7 +1940,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[17]
+	mi := &file_raftq_v1_broker_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1845,7 +1953,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{17}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *FetchRequest) GetQueues() []string {
@@ -1901,7 +2009,7 @@ type FetchResponse struct {
 
 func (x *FetchResponse) Reset() {
 	*x = FetchResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[18]
+	mi := &file_raftq_v1_broker_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1913,7 +2021,7 @@ func (x *FetchResponse) String() string {
 func (*FetchResponse) ProtoMessage() {}
 
 func (x *FetchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[18]
+	mi := &file_raftq_v1_broker_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1926,7 +2034,7 @@ func (x *FetchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
 func (*FetchResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{18}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *FetchResponse) GetJobs() []*Job {
@@ -1951,7 +2059,7 @@ type ExtendLeaseRequest struct {
 
 func (x *ExtendLeaseRequest) Reset() {
 	*x = ExtendLeaseRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[19]
+	mi := &file_raftq_v1_broker_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1963,7 +2071,7 @@ func (x *ExtendLeaseRequest) String() string {
 func (*ExtendLeaseRequest) ProtoMessage() {}
 
 func (x *ExtendLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[19]
+	mi := &file_raftq_v1_broker_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1976,7 +2084,7 @@ func (x *ExtendLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLeaseRequest.ProtoReflect.Descriptor instead.
 func (*ExtendLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{19}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *ExtendLeaseRequest) GetJobId() string {
@@ -2018,7 +2126,7 @@ type ExtendLeaseResponse struct {
 
 func (x *ExtendLeaseResponse) Reset() {
 	*x = ExtendLeaseResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[20]
+	mi := &file_raftq_v1_broker_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2030,7 +2138,7 @@ func (x *ExtendLeaseResponse) String() string {
 func (*ExtendLeaseResponse) ProtoMessage() {}
 
 func (x *ExtendLeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[20]
+	mi := &file_raftq_v1_broker_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2043,7 +2151,7 @@ func (x *ExtendLeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLeaseResponse.ProtoReflect.Descriptor instead.
 func (*ExtendLeaseResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{20}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *ExtendLeaseResponse) GetLeaseDeadline() *timestamppb.Timestamp {
@@ -2070,7 +2178,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[21]
+	mi := &file_raftq_v1_broker_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2082,7 +2190,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[21]
+	mi := &file_raftq_v1_broker_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2095,7 +2203,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{21}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *AckRequest) GetJobId() string {
@@ -2120,7 +2228,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[22]
+	mi := &file_raftq_v1_broker_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2132,7 +2240,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[22]
+	mi := &file_raftq_v1_broker_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2145,7 +2253,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{22}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{24}
 }
 
 type NackRequest struct {
@@ -2163,7 +2271,7 @@ type NackRequest struct {
 
 func (x *NackRequest) Reset() {
 	*x = NackRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[23]
+	mi := &file_raftq_v1_broker_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2175,7 +2283,7 @@ func (x *NackRequest) String() string {
 func (*NackRequest) ProtoMessage() {}
 
 func (x *NackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[23]
+	mi := &file_raftq_v1_broker_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2188,7 +2296,7 @@ func (x *NackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackRequest.ProtoReflect.Descriptor instead.
 func (*NackRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{23}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *NackRequest) GetJobId() string {
@@ -2236,7 +2344,7 @@ type NackResponse struct {
 
 func (x *NackResponse) Reset() {
 	*x = NackResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[24]
+	mi := &file_raftq_v1_broker_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2248,7 +2356,7 @@ func (x *NackResponse) String() string {
 func (*NackResponse) ProtoMessage() {}
 
 func (x *NackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[24]
+	mi := &file_raftq_v1_broker_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2261,7 +2369,7 @@ func (x *NackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackResponse.ProtoReflect.Descriptor instead.
 func (*NackResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{24}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *NackResponse) GetState() JobState {
@@ -2288,7 +2396,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[25]
+	mi := &file_raftq_v1_broker_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2300,7 +2408,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[25]
+	mi := &file_raftq_v1_broker_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2313,7 +2421,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{25}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GetJobRequest) GetJobId() string {
@@ -2339,7 +2447,7 @@ type GetJobResponse struct {
 
 func (x *GetJobResponse) Reset() {
 	*x = GetJobResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[26]
+	mi := &file_raftq_v1_broker_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2351,7 +2459,7 @@ func (x *GetJobResponse) String() string {
 func (*GetJobResponse) ProtoMessage() {}
 
 func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[26]
+	mi := &file_raftq_v1_broker_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2364,7 +2472,7 @@ func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
 func (*GetJobResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{26}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *GetJobResponse) GetJob() *Job {
@@ -2383,7 +2491,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[27]
+	mi := &file_raftq_v1_broker_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2395,7 +2503,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[27]
+	mi := &file_raftq_v1_broker_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2408,7 +2516,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{27}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *CancelJobRequest) GetJobId() string {
@@ -2428,7 +2536,7 @@ type CancelJobResponse struct {
 
 func (x *CancelJobResponse) Reset() {
 	*x = CancelJobResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[28]
+	mi := &file_raftq_v1_broker_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2440,7 +2548,7 @@ func (x *CancelJobResponse) String() string {
 func (*CancelJobResponse) ProtoMessage() {}
 
 func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[28]
+	mi := &file_raftq_v1_broker_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2453,7 +2561,7 @@ func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
 func (*CancelJobResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{28}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *CancelJobResponse) GetState() JobState {
@@ -2474,7 +2582,7 @@ type QueueStatsRequest struct {
 
 func (x *QueueStatsRequest) Reset() {
 	*x = QueueStatsRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[29]
+	mi := &file_raftq_v1_broker_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2486,7 +2594,7 @@ func (x *QueueStatsRequest) String() string {
 func (*QueueStatsRequest) ProtoMessage() {}
 
 func (x *QueueStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[29]
+	mi := &file_raftq_v1_broker_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2499,7 +2607,7 @@ func (x *QueueStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueStatsRequest.ProtoReflect.Descriptor instead.
 func (*QueueStatsRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{29}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *QueueStatsRequest) GetQueues() []string {
@@ -2536,7 +2644,7 @@ type QueueStats struct {
 
 func (x *QueueStats) Reset() {
 	*x = QueueStats{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[30]
+	mi := &file_raftq_v1_broker_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2548,7 +2656,7 @@ func (x *QueueStats) String() string {
 func (*QueueStats) ProtoMessage() {}
 
 func (x *QueueStats) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[30]
+	mi := &file_raftq_v1_broker_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2561,7 +2669,7 @@ func (x *QueueStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueStats.ProtoReflect.Descriptor instead.
 func (*QueueStats) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{30}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *QueueStats) GetQueue() string {
@@ -2643,7 +2751,7 @@ type QueueStatsResponse struct {
 
 func (x *QueueStatsResponse) Reset() {
 	*x = QueueStatsResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[31]
+	mi := &file_raftq_v1_broker_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2655,7 +2763,7 @@ func (x *QueueStatsResponse) String() string {
 func (*QueueStatsResponse) ProtoMessage() {}
 
 func (x *QueueStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[31]
+	mi := &file_raftq_v1_broker_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2668,7 +2776,7 @@ func (x *QueueStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueStatsResponse.ProtoReflect.Descriptor instead.
 func (*QueueStatsResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{31}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *QueueStatsResponse) GetQueues() []*QueueStats {
@@ -2687,7 +2795,7 @@ type PauseQueueRequest struct {
 
 func (x *PauseQueueRequest) Reset() {
 	*x = PauseQueueRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[32]
+	mi := &file_raftq_v1_broker_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2699,7 +2807,7 @@ func (x *PauseQueueRequest) String() string {
 func (*PauseQueueRequest) ProtoMessage() {}
 
 func (x *PauseQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[32]
+	mi := &file_raftq_v1_broker_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2712,7 +2820,7 @@ func (x *PauseQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseQueueRequest.ProtoReflect.Descriptor instead.
 func (*PauseQueueRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{32}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *PauseQueueRequest) GetQueue() string {
@@ -2730,7 +2838,7 @@ type PauseQueueResponse struct {
 
 func (x *PauseQueueResponse) Reset() {
 	*x = PauseQueueResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[33]
+	mi := &file_raftq_v1_broker_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2742,7 +2850,7 @@ func (x *PauseQueueResponse) String() string {
 func (*PauseQueueResponse) ProtoMessage() {}
 
 func (x *PauseQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[33]
+	mi := &file_raftq_v1_broker_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2755,7 +2863,7 @@ func (x *PauseQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseQueueResponse.ProtoReflect.Descriptor instead.
 func (*PauseQueueResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{33}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{35}
 }
 
 type ResumeQueueRequest struct {
@@ -2767,7 +2875,7 @@ type ResumeQueueRequest struct {
 
 func (x *ResumeQueueRequest) Reset() {
 	*x = ResumeQueueRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[34]
+	mi := &file_raftq_v1_broker_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2779,7 +2887,7 @@ func (x *ResumeQueueRequest) String() string {
 func (*ResumeQueueRequest) ProtoMessage() {}
 
 func (x *ResumeQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[34]
+	mi := &file_raftq_v1_broker_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2792,7 +2900,7 @@ func (x *ResumeQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeQueueRequest.ProtoReflect.Descriptor instead.
 func (*ResumeQueueRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{34}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ResumeQueueRequest) GetQueue() string {
@@ -2810,7 +2918,7 @@ type ResumeQueueResponse struct {
 
 func (x *ResumeQueueResponse) Reset() {
 	*x = ResumeQueueResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[35]
+	mi := &file_raftq_v1_broker_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2822,7 +2930,7 @@ func (x *ResumeQueueResponse) String() string {
 func (*ResumeQueueResponse) ProtoMessage() {}
 
 func (x *ResumeQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[35]
+	mi := &file_raftq_v1_broker_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2835,7 +2943,7 @@ func (x *ResumeQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeQueueResponse.ProtoReflect.Descriptor instead.
 func (*ResumeQueueResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{35}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{37}
 }
 
 type RedriveRequest struct {
@@ -2851,7 +2959,7 @@ type RedriveRequest struct {
 
 func (x *RedriveRequest) Reset() {
 	*x = RedriveRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[36]
+	mi := &file_raftq_v1_broker_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2863,7 +2971,7 @@ func (x *RedriveRequest) String() string {
 func (*RedriveRequest) ProtoMessage() {}
 
 func (x *RedriveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[36]
+	mi := &file_raftq_v1_broker_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2876,7 +2984,7 @@ func (x *RedriveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveRequest.ProtoReflect.Descriptor instead.
 func (*RedriveRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{36}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *RedriveRequest) GetQueue() string {
@@ -2909,7 +3017,7 @@ type RedriveResponse struct {
 
 func (x *RedriveResponse) Reset() {
 	*x = RedriveResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[37]
+	mi := &file_raftq_v1_broker_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2921,7 +3029,7 @@ func (x *RedriveResponse) String() string {
 func (*RedriveResponse) ProtoMessage() {}
 
 func (x *RedriveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[37]
+	mi := &file_raftq_v1_broker_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2934,7 +3042,7 @@ func (x *RedriveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveResponse.ProtoReflect.Descriptor instead.
 func (*RedriveResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{37}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *RedriveResponse) GetJobIds() []string {
@@ -2958,7 +3066,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[38]
+	mi := &file_raftq_v1_broker_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2970,7 +3078,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[38]
+	mi := &file_raftq_v1_broker_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2983,7 +3091,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{38}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ListJobsRequest) GetQueue() string {
@@ -3031,7 +3139,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[39]
+	mi := &file_raftq_v1_broker_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3043,7 +3151,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[39]
+	mi := &file_raftq_v1_broker_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3056,7 +3164,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{39}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -3084,7 +3192,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[40]
+	mi := &file_raftq_v1_broker_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3096,7 +3204,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[40]
+	mi := &file_raftq_v1_broker_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3109,7 +3217,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{40}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *JoinRequest) GetNodeId() string {
@@ -3141,7 +3249,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[41]
+	mi := &file_raftq_v1_broker_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3153,7 +3261,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[41]
+	mi := &file_raftq_v1_broker_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3166,7 +3274,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{41}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{43}
 }
 
 type RemoveRequest struct {
@@ -3178,7 +3286,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[42]
+	mi := &file_raftq_v1_broker_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3190,7 +3298,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[42]
+	mi := &file_raftq_v1_broker_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3203,7 +3311,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{42}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *RemoveRequest) GetNodeId() string {
@@ -3221,7 +3329,7 @@ type RemoveResponse struct {
 
 func (x *RemoveResponse) Reset() {
 	*x = RemoveResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[43]
+	mi := &file_raftq_v1_broker_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3233,7 +3341,7 @@ func (x *RemoveResponse) String() string {
 func (*RemoveResponse) ProtoMessage() {}
 
 func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[43]
+	mi := &file_raftq_v1_broker_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3246,7 +3354,7 @@ func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveResponse.ProtoReflect.Descriptor instead.
 func (*RemoveResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{43}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{45}
 }
 
 type StatusRequest struct {
@@ -3261,7 +3369,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[44]
+	mi := &file_raftq_v1_broker_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3273,7 +3381,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[44]
+	mi := &file_raftq_v1_broker_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3286,7 +3394,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{44}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *StatusRequest) GetWithHash() bool {
@@ -3309,7 +3417,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[45]
+	mi := &file_raftq_v1_broker_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3321,7 +3429,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[45]
+	mi := &file_raftq_v1_broker_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3334,7 +3442,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{45}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{47}
 }
 
 func (x *Member) GetNodeId() string {
@@ -3408,7 +3516,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[46]
+	mi := &file_raftq_v1_broker_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3420,7 +3528,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[46]
+	mi := &file_raftq_v1_broker_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3433,7 +3541,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{46}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *StatusResponse) GetNodeId() string {
@@ -3542,7 +3650,7 @@ type WatchRoutesRequest struct {
 
 func (x *WatchRoutesRequest) Reset() {
 	*x = WatchRoutesRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[47]
+	mi := &file_raftq_v1_broker_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3554,7 +3662,7 @@ func (x *WatchRoutesRequest) String() string {
 func (*WatchRoutesRequest) ProtoMessage() {}
 
 func (x *WatchRoutesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[47]
+	mi := &file_raftq_v1_broker_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3567,7 +3675,7 @@ func (x *WatchRoutesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRoutesRequest.ProtoReflect.Descriptor instead.
 func (*WatchRoutesRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{47}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{49}
 }
 
 // Routes is where each Raft group's calls go. term and applied_index of its
@@ -3582,7 +3690,7 @@ type Routes struct {
 
 func (x *Routes) Reset() {
 	*x = Routes{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[48]
+	mi := &file_raftq_v1_broker_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3594,7 +3702,7 @@ func (x *Routes) String() string {
 func (*Routes) ProtoMessage() {}
 
 func (x *Routes) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[48]
+	mi := &file_raftq_v1_broker_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3607,7 +3715,7 @@ func (x *Routes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Routes.ProtoReflect.Descriptor instead.
 func (*Routes) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{48}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *Routes) GetGroupCount() uint32 {
@@ -3641,7 +3749,7 @@ type GroupStatus struct {
 
 func (x *GroupStatus) Reset() {
 	*x = GroupStatus{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[49]
+	mi := &file_raftq_v1_broker_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3653,7 +3761,7 @@ func (x *GroupStatus) String() string {
 func (*GroupStatus) ProtoMessage() {}
 
 func (x *GroupStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[49]
+	mi := &file_raftq_v1_broker_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3666,7 +3774,7 @@ func (x *GroupStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupStatus.ProtoReflect.Descriptor instead.
 func (*GroupStatus) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{49}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *GroupStatus) GetGroup() uint32 {
@@ -3735,7 +3843,7 @@ type ErrorDetail struct {
 
 func (x *ErrorDetail) Reset() {
 	*x = ErrorDetail{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[50]
+	mi := &file_raftq_v1_broker_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3747,7 +3855,7 @@ func (x *ErrorDetail) String() string {
 func (*ErrorDetail) ProtoMessage() {}
 
 func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[50]
+	mi := &file_raftq_v1_broker_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3760,7 +3868,7 @@ func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorDetail.ProtoReflect.Descriptor instead.
 func (*ErrorDetail) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{50}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *ErrorDetail) GetReason() ErrorDetail_Reason {
@@ -3804,7 +3912,7 @@ type PurgeDeadRequest struct {
 
 func (x *PurgeDeadRequest) Reset() {
 	*x = PurgeDeadRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[51]
+	mi := &file_raftq_v1_broker_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3816,7 +3924,7 @@ func (x *PurgeDeadRequest) String() string {
 func (*PurgeDeadRequest) ProtoMessage() {}
 
 func (x *PurgeDeadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[51]
+	mi := &file_raftq_v1_broker_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3829,7 +3937,7 @@ func (x *PurgeDeadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeDeadRequest.ProtoReflect.Descriptor instead.
 func (*PurgeDeadRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{51}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *PurgeDeadRequest) GetQueue() string {
@@ -3862,7 +3970,7 @@ type PurgeDeadResponse struct {
 
 func (x *PurgeDeadResponse) Reset() {
 	*x = PurgeDeadResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[52]
+	mi := &file_raftq_v1_broker_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3874,7 +3982,7 @@ func (x *PurgeDeadResponse) String() string {
 func (*PurgeDeadResponse) ProtoMessage() {}
 
 func (x *PurgeDeadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[52]
+	mi := &file_raftq_v1_broker_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3887,7 +3995,7 @@ func (x *PurgeDeadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeDeadResponse.ProtoReflect.Descriptor instead.
 func (*PurgeDeadResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{52}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *PurgeDeadResponse) GetJobIds() []string {
@@ -3907,7 +4015,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[53]
+	mi := &file_raftq_v1_broker_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3919,7 +4027,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[53]
+	mi := &file_raftq_v1_broker_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3932,7 +4040,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{53}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *TransferLeadershipRequest) GetNodeId() string {
@@ -3951,7 +4059,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[54]
+	mi := &file_raftq_v1_broker_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3963,7 +4071,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[54]
+	mi := &file_raftq_v1_broker_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3976,7 +4084,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{54}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *TransferLeadershipResponse) GetNewLeaderId() string {
@@ -3994,7 +4102,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[55]
+	mi := &file_raftq_v1_broker_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4006,7 +4114,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[55]
+	mi := &file_raftq_v1_broker_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4019,7 +4127,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{55}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{57}
 }
 
 type SnapshotChunk struct {
@@ -4035,7 +4143,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[56]
+	mi := &file_raftq_v1_broker_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4047,7 +4155,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[56]
+	mi := &file_raftq_v1_broker_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4060,7 +4168,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{56}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -4093,7 +4201,7 @@ type RestoreChunk struct {
 
 func (x *RestoreChunk) Reset() {
 	*x = RestoreChunk{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[57]
+	mi := &file_raftq_v1_broker_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4105,7 +4213,7 @@ func (x *RestoreChunk) String() string {
 func (*RestoreChunk) ProtoMessage() {}
 
 func (x *RestoreChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[57]
+	mi := &file_raftq_v1_broker_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4118,7 +4226,7 @@ func (x *RestoreChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreChunk.ProtoReflect.Descriptor instead.
 func (*RestoreChunk) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{57}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *RestoreChunk) GetData() []byte {
@@ -4140,7 +4248,7 @@ type RestoreResponse struct {
 
 func (x *RestoreResponse) Reset() {
 	*x = RestoreResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[58]
+	mi := &file_raftq_v1_broker_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4152,7 +4260,7 @@ func (x *RestoreResponse) String() string {
 func (*RestoreResponse) ProtoMessage() {}
 
 func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[58]
+	mi := &file_raftq_v1_broker_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4165,7 +4273,7 @@ func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreResponse.ProtoReflect.Descriptor instead.
 func (*RestoreResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{58}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *RestoreResponse) GetIndex() uint64 {
@@ -4197,7 +4305,7 @@ type ItemError struct {
 
 func (x *ItemError) Reset() {
 	*x = ItemError{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[59]
+	mi := &file_raftq_v1_broker_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4209,7 +4317,7 @@ func (x *ItemError) String() string {
 func (*ItemError) ProtoMessage() {}
 
 func (x *ItemError) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[59]
+	mi := &file_raftq_v1_broker_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4222,7 +4330,7 @@ func (x *ItemError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ItemError.ProtoReflect.Descriptor instead.
 func (*ItemError) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{59}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *ItemError) GetCode() int32 {
@@ -4255,7 +4363,7 @@ type AckBatchRequest struct {
 
 func (x *AckBatchRequest) Reset() {
 	*x = AckBatchRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[60]
+	mi := &file_raftq_v1_broker_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4267,7 +4375,7 @@ func (x *AckBatchRequest) String() string {
 func (*AckBatchRequest) ProtoMessage() {}
 
 func (x *AckBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[60]
+	mi := &file_raftq_v1_broker_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4280,7 +4388,7 @@ func (x *AckBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckBatchRequest.ProtoReflect.Descriptor instead.
 func (*AckBatchRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{60}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *AckBatchRequest) GetItems() []*AckRequest {
@@ -4299,7 +4407,7 @@ type AckBatchResult struct {
 
 func (x *AckBatchResult) Reset() {
 	*x = AckBatchResult{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[61]
+	mi := &file_raftq_v1_broker_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4311,7 +4419,7 @@ func (x *AckBatchResult) String() string {
 func (*AckBatchResult) ProtoMessage() {}
 
 func (x *AckBatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[61]
+	mi := &file_raftq_v1_broker_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4324,7 +4432,7 @@ func (x *AckBatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckBatchResult.ProtoReflect.Descriptor instead.
 func (*AckBatchResult) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{61}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *AckBatchResult) GetError() *ItemError {
@@ -4344,7 +4452,7 @@ type AckBatchResponse struct {
 
 func (x *AckBatchResponse) Reset() {
 	*x = AckBatchResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[62]
+	mi := &file_raftq_v1_broker_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4356,7 +4464,7 @@ func (x *AckBatchResponse) String() string {
 func (*AckBatchResponse) ProtoMessage() {}
 
 func (x *AckBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[62]
+	mi := &file_raftq_v1_broker_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4369,7 +4477,7 @@ func (x *AckBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckBatchResponse.ProtoReflect.Descriptor instead.
 func (*AckBatchResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{62}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *AckBatchResponse) GetResults() []*AckBatchResult {
@@ -4388,7 +4496,7 @@ type NackBatchRequest struct {
 
 func (x *NackBatchRequest) Reset() {
 	*x = NackBatchRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[63]
+	mi := &file_raftq_v1_broker_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4400,7 +4508,7 @@ func (x *NackBatchRequest) String() string {
 func (*NackBatchRequest) ProtoMessage() {}
 
 func (x *NackBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[63]
+	mi := &file_raftq_v1_broker_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4413,7 +4521,7 @@ func (x *NackBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackBatchRequest.ProtoReflect.Descriptor instead.
 func (*NackBatchRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{63}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *NackBatchRequest) GetItems() []*NackRequest {
@@ -4434,7 +4542,7 @@ type NackBatchResult struct {
 
 func (x *NackBatchResult) Reset() {
 	*x = NackBatchResult{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[64]
+	mi := &file_raftq_v1_broker_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4446,7 +4554,7 @@ func (x *NackBatchResult) String() string {
 func (*NackBatchResult) ProtoMessage() {}
 
 func (x *NackBatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[64]
+	mi := &file_raftq_v1_broker_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4459,7 +4567,7 @@ func (x *NackBatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackBatchResult.ProtoReflect.Descriptor instead.
 func (*NackBatchResult) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{64}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *NackBatchResult) GetResponse() *NackResponse {
@@ -4486,7 +4594,7 @@ type NackBatchResponse struct {
 
 func (x *NackBatchResponse) Reset() {
 	*x = NackBatchResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[65]
+	mi := &file_raftq_v1_broker_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4498,7 +4606,7 @@ func (x *NackBatchResponse) String() string {
 func (*NackBatchResponse) ProtoMessage() {}
 
 func (x *NackBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[65]
+	mi := &file_raftq_v1_broker_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4511,7 +4619,7 @@ func (x *NackBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackBatchResponse.ProtoReflect.Descriptor instead.
 func (*NackBatchResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{65}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *NackBatchResponse) GetResults() []*NackBatchResult {
@@ -4530,7 +4638,7 @@ type ExtendLeaseBatchRequest struct {
 
 func (x *ExtendLeaseBatchRequest) Reset() {
 	*x = ExtendLeaseBatchRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[66]
+	mi := &file_raftq_v1_broker_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4542,7 +4650,7 @@ func (x *ExtendLeaseBatchRequest) String() string {
 func (*ExtendLeaseBatchRequest) ProtoMessage() {}
 
 func (x *ExtendLeaseBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[66]
+	mi := &file_raftq_v1_broker_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4555,7 +4663,7 @@ func (x *ExtendLeaseBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLeaseBatchRequest.ProtoReflect.Descriptor instead.
 func (*ExtendLeaseBatchRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{66}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *ExtendLeaseBatchRequest) GetItems() []*ExtendLeaseRequest {
@@ -4576,7 +4684,7 @@ type ExtendLeaseBatchResult struct {
 
 func (x *ExtendLeaseBatchResult) Reset() {
 	*x = ExtendLeaseBatchResult{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[67]
+	mi := &file_raftq_v1_broker_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4588,7 +4696,7 @@ func (x *ExtendLeaseBatchResult) String() string {
 func (*ExtendLeaseBatchResult) ProtoMessage() {}
 
 func (x *ExtendLeaseBatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[67]
+	mi := &file_raftq_v1_broker_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4601,7 +4709,7 @@ func (x *ExtendLeaseBatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLeaseBatchResult.ProtoReflect.Descriptor instead.
 func (*ExtendLeaseBatchResult) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{67}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *ExtendLeaseBatchResult) GetResponse() *ExtendLeaseResponse {
@@ -4628,7 +4736,7 @@ type ExtendLeaseBatchResponse struct {
 
 func (x *ExtendLeaseBatchResponse) Reset() {
 	*x = ExtendLeaseBatchResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[68]
+	mi := &file_raftq_v1_broker_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4640,7 +4748,7 @@ func (x *ExtendLeaseBatchResponse) String() string {
 func (*ExtendLeaseBatchResponse) ProtoMessage() {}
 
 func (x *ExtendLeaseBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[68]
+	mi := &file_raftq_v1_broker_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4653,7 +4761,7 @@ func (x *ExtendLeaseBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLeaseBatchResponse.ProtoReflect.Descriptor instead.
 func (*ExtendLeaseBatchResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{68}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ExtendLeaseBatchResponse) GetResults() []*ExtendLeaseBatchResult {
@@ -4675,7 +4783,7 @@ type EnqueueStreamRequest struct {
 
 func (x *EnqueueStreamRequest) Reset() {
 	*x = EnqueueStreamRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[69]
+	mi := &file_raftq_v1_broker_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4687,7 +4795,7 @@ func (x *EnqueueStreamRequest) String() string {
 func (*EnqueueStreamRequest) ProtoMessage() {}
 
 func (x *EnqueueStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[69]
+	mi := &file_raftq_v1_broker_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4700,7 +4808,7 @@ func (x *EnqueueStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueStreamRequest.ProtoReflect.Descriptor instead.
 func (*EnqueueStreamRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{69}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *EnqueueStreamRequest) GetSeq() uint64 {
@@ -4731,7 +4839,7 @@ type EnqueueStreamResponse struct {
 
 func (x *EnqueueStreamResponse) Reset() {
 	*x = EnqueueStreamResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[70]
+	mi := &file_raftq_v1_broker_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4743,7 +4851,7 @@ func (x *EnqueueStreamResponse) String() string {
 func (*EnqueueStreamResponse) ProtoMessage() {}
 
 func (x *EnqueueStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[70]
+	mi := &file_raftq_v1_broker_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4756,7 +4864,7 @@ func (x *EnqueueStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueStreamResponse.ProtoReflect.Descriptor instead.
 func (*EnqueueStreamResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{70}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *EnqueueStreamResponse) GetSeq() uint64 {
@@ -4798,7 +4906,7 @@ type ConsumeOpen struct {
 
 func (x *ConsumeOpen) Reset() {
 	*x = ConsumeOpen{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[71]
+	mi := &file_raftq_v1_broker_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4810,7 +4918,7 @@ func (x *ConsumeOpen) String() string {
 func (*ConsumeOpen) ProtoMessage() {}
 
 func (x *ConsumeOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[71]
+	mi := &file_raftq_v1_broker_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4823,7 +4931,7 @@ func (x *ConsumeOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeOpen.ProtoReflect.Descriptor instead.
 func (*ConsumeOpen) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{71}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ConsumeOpen) GetQueues() []string {
@@ -4874,7 +4982,7 @@ type ConsumeRequest struct {
 
 func (x *ConsumeRequest) Reset() {
 	*x = ConsumeRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[72]
+	mi := &file_raftq_v1_broker_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4886,7 +4994,7 @@ func (x *ConsumeRequest) String() string {
 func (*ConsumeRequest) ProtoMessage() {}
 
 func (x *ConsumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[72]
+	mi := &file_raftq_v1_broker_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4899,7 +5007,7 @@ func (x *ConsumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeRequest.ProtoReflect.Descriptor instead.
 func (*ConsumeRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{72}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ConsumeRequest) GetFrame() isConsumeRequest_Frame {
@@ -4957,7 +5065,7 @@ type ConsumeOpened struct {
 
 func (x *ConsumeOpened) Reset() {
 	*x = ConsumeOpened{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[73]
+	mi := &file_raftq_v1_broker_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4969,7 +5077,7 @@ func (x *ConsumeOpened) String() string {
 func (*ConsumeOpened) ProtoMessage() {}
 
 func (x *ConsumeOpened) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[73]
+	mi := &file_raftq_v1_broker_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4982,7 +5090,7 @@ func (x *ConsumeOpened) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeOpened.ProtoReflect.Descriptor instead.
 func (*ConsumeOpened) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{73}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *ConsumeOpened) GetMaxCredit() int32 {
@@ -5005,7 +5113,7 @@ type ConsumeNotice struct {
 
 func (x *ConsumeNotice) Reset() {
 	*x = ConsumeNotice{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[74]
+	mi := &file_raftq_v1_broker_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5017,7 +5125,7 @@ func (x *ConsumeNotice) String() string {
 func (*ConsumeNotice) ProtoMessage() {}
 
 func (x *ConsumeNotice) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[74]
+	mi := &file_raftq_v1_broker_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5030,7 +5138,7 @@ func (x *ConsumeNotice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeNotice.ProtoReflect.Descriptor instead.
 func (*ConsumeNotice) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{74}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *ConsumeNotice) GetJobId() string {
@@ -5068,7 +5176,7 @@ type ConsumeResponse struct {
 
 func (x *ConsumeResponse) Reset() {
 	*x = ConsumeResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[75]
+	mi := &file_raftq_v1_broker_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5080,7 +5188,7 @@ func (x *ConsumeResponse) String() string {
 func (*ConsumeResponse) ProtoMessage() {}
 
 func (x *ConsumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[75]
+	mi := &file_raftq_v1_broker_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5093,7 +5201,7 @@ func (x *ConsumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeResponse.ProtoReflect.Descriptor instead.
 func (*ConsumeResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{75}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *ConsumeResponse) GetFrame() isConsumeResponse_Frame {
@@ -5183,7 +5291,7 @@ type ScheduleSpec struct {
 
 func (x *ScheduleSpec) Reset() {
 	*x = ScheduleSpec{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[76]
+	mi := &file_raftq_v1_broker_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5195,7 +5303,7 @@ func (x *ScheduleSpec) String() string {
 func (*ScheduleSpec) ProtoMessage() {}
 
 func (x *ScheduleSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[76]
+	mi := &file_raftq_v1_broker_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5208,7 +5316,7 @@ func (x *ScheduleSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleSpec.ProtoReflect.Descriptor instead.
 func (*ScheduleSpec) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{76}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *ScheduleSpec) GetName() string {
@@ -5295,7 +5403,7 @@ type Schedule struct {
 
 func (x *Schedule) Reset() {
 	*x = Schedule{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[77]
+	mi := &file_raftq_v1_broker_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5307,7 +5415,7 @@ func (x *Schedule) String() string {
 func (*Schedule) ProtoMessage() {}
 
 func (x *Schedule) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[77]
+	mi := &file_raftq_v1_broker_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5320,7 +5428,7 @@ func (x *Schedule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Schedule.ProtoReflect.Descriptor instead.
 func (*Schedule) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{77}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *Schedule) GetSpec() *ScheduleSpec {
@@ -5388,7 +5496,7 @@ type PutScheduleRequest struct {
 
 func (x *PutScheduleRequest) Reset() {
 	*x = PutScheduleRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[78]
+	mi := &file_raftq_v1_broker_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5400,7 +5508,7 @@ func (x *PutScheduleRequest) String() string {
 func (*PutScheduleRequest) ProtoMessage() {}
 
 func (x *PutScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[78]
+	mi := &file_raftq_v1_broker_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5413,7 +5521,7 @@ func (x *PutScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutScheduleRequest.ProtoReflect.Descriptor instead.
 func (*PutScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{78}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *PutScheduleRequest) GetSchedule() *ScheduleSpec {
@@ -5435,7 +5543,7 @@ type PutScheduleResponse struct {
 
 func (x *PutScheduleResponse) Reset() {
 	*x = PutScheduleResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[79]
+	mi := &file_raftq_v1_broker_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5447,7 +5555,7 @@ func (x *PutScheduleResponse) String() string {
 func (*PutScheduleResponse) ProtoMessage() {}
 
 func (x *PutScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[79]
+	mi := &file_raftq_v1_broker_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5460,7 +5568,7 @@ func (x *PutScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutScheduleResponse.ProtoReflect.Descriptor instead.
 func (*PutScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{79}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *PutScheduleResponse) GetSchedule() *Schedule {
@@ -5487,7 +5595,7 @@ type GetScheduleRequest struct {
 
 func (x *GetScheduleRequest) Reset() {
 	*x = GetScheduleRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[80]
+	mi := &file_raftq_v1_broker_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5499,7 +5607,7 @@ func (x *GetScheduleRequest) String() string {
 func (*GetScheduleRequest) ProtoMessage() {}
 
 func (x *GetScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[80]
+	mi := &file_raftq_v1_broker_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5512,7 +5620,7 @@ func (x *GetScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetScheduleRequest.ProtoReflect.Descriptor instead.
 func (*GetScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{80}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *GetScheduleRequest) GetName() string {
@@ -5538,7 +5646,7 @@ type GetScheduleResponse struct {
 
 func (x *GetScheduleResponse) Reset() {
 	*x = GetScheduleResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[81]
+	mi := &file_raftq_v1_broker_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5550,7 +5658,7 @@ func (x *GetScheduleResponse) String() string {
 func (*GetScheduleResponse) ProtoMessage() {}
 
 func (x *GetScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[81]
+	mi := &file_raftq_v1_broker_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5563,7 +5671,7 @@ func (x *GetScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetScheduleResponse.ProtoReflect.Descriptor instead.
 func (*GetScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{81}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *GetScheduleResponse) GetSchedule() *Schedule {
@@ -5582,7 +5690,7 @@ type ListSchedulesRequest struct {
 
 func (x *ListSchedulesRequest) Reset() {
 	*x = ListSchedulesRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[82]
+	mi := &file_raftq_v1_broker_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5594,7 +5702,7 @@ func (x *ListSchedulesRequest) String() string {
 func (*ListSchedulesRequest) ProtoMessage() {}
 
 func (x *ListSchedulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[82]
+	mi := &file_raftq_v1_broker_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5607,7 +5715,7 @@ func (x *ListSchedulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSchedulesRequest.ProtoReflect.Descriptor instead.
 func (*ListSchedulesRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{82}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *ListSchedulesRequest) GetConsistency() Consistency {
@@ -5627,7 +5735,7 @@ type ListSchedulesResponse struct {
 
 func (x *ListSchedulesResponse) Reset() {
 	*x = ListSchedulesResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[83]
+	mi := &file_raftq_v1_broker_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5639,7 +5747,7 @@ func (x *ListSchedulesResponse) String() string {
 func (*ListSchedulesResponse) ProtoMessage() {}
 
 func (x *ListSchedulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[83]
+	mi := &file_raftq_v1_broker_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5652,7 +5760,7 @@ func (x *ListSchedulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSchedulesResponse.ProtoReflect.Descriptor instead.
 func (*ListSchedulesResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{83}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *ListSchedulesResponse) GetSchedules() []*Schedule {
@@ -5671,7 +5779,7 @@ type PauseScheduleRequest struct {
 
 func (x *PauseScheduleRequest) Reset() {
 	*x = PauseScheduleRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[84]
+	mi := &file_raftq_v1_broker_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5683,7 +5791,7 @@ func (x *PauseScheduleRequest) String() string {
 func (*PauseScheduleRequest) ProtoMessage() {}
 
 func (x *PauseScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[84]
+	mi := &file_raftq_v1_broker_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5696,7 +5804,7 @@ func (x *PauseScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseScheduleRequest.ProtoReflect.Descriptor instead.
 func (*PauseScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{84}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *PauseScheduleRequest) GetName() string {
@@ -5715,7 +5823,7 @@ type PauseScheduleResponse struct {
 
 func (x *PauseScheduleResponse) Reset() {
 	*x = PauseScheduleResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[85]
+	mi := &file_raftq_v1_broker_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5727,7 +5835,7 @@ func (x *PauseScheduleResponse) String() string {
 func (*PauseScheduleResponse) ProtoMessage() {}
 
 func (x *PauseScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[85]
+	mi := &file_raftq_v1_broker_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5740,7 +5848,7 @@ func (x *PauseScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseScheduleResponse.ProtoReflect.Descriptor instead.
 func (*PauseScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{85}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *PauseScheduleResponse) GetSchedule() *Schedule {
@@ -5759,7 +5867,7 @@ type ResumeScheduleRequest struct {
 
 func (x *ResumeScheduleRequest) Reset() {
 	*x = ResumeScheduleRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[86]
+	mi := &file_raftq_v1_broker_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5771,7 +5879,7 @@ func (x *ResumeScheduleRequest) String() string {
 func (*ResumeScheduleRequest) ProtoMessage() {}
 
 func (x *ResumeScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[86]
+	mi := &file_raftq_v1_broker_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5784,7 +5892,7 @@ func (x *ResumeScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeScheduleRequest.ProtoReflect.Descriptor instead.
 func (*ResumeScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{86}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *ResumeScheduleRequest) GetName() string {
@@ -5803,7 +5911,7 @@ type ResumeScheduleResponse struct {
 
 func (x *ResumeScheduleResponse) Reset() {
 	*x = ResumeScheduleResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[87]
+	mi := &file_raftq_v1_broker_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5815,7 +5923,7 @@ func (x *ResumeScheduleResponse) String() string {
 func (*ResumeScheduleResponse) ProtoMessage() {}
 
 func (x *ResumeScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[87]
+	mi := &file_raftq_v1_broker_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5828,7 +5936,7 @@ func (x *ResumeScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeScheduleResponse.ProtoReflect.Descriptor instead.
 func (*ResumeScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{87}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *ResumeScheduleResponse) GetSchedule() *Schedule {
@@ -5847,7 +5955,7 @@ type DeleteScheduleRequest struct {
 
 func (x *DeleteScheduleRequest) Reset() {
 	*x = DeleteScheduleRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[88]
+	mi := &file_raftq_v1_broker_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5859,7 +5967,7 @@ func (x *DeleteScheduleRequest) String() string {
 func (*DeleteScheduleRequest) ProtoMessage() {}
 
 func (x *DeleteScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[88]
+	mi := &file_raftq_v1_broker_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5872,7 +5980,7 @@ func (x *DeleteScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteScheduleRequest.ProtoReflect.Descriptor instead.
 func (*DeleteScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{88}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *DeleteScheduleRequest) GetName() string {
@@ -5890,7 +5998,7 @@ type DeleteScheduleResponse struct {
 
 func (x *DeleteScheduleResponse) Reset() {
 	*x = DeleteScheduleResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[89]
+	mi := &file_raftq_v1_broker_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5902,7 +6010,7 @@ func (x *DeleteScheduleResponse) String() string {
 func (*DeleteScheduleResponse) ProtoMessage() {}
 
 func (x *DeleteScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[89]
+	mi := &file_raftq_v1_broker_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5915,14 +6023,19 @@ func (x *DeleteScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteScheduleResponse.ProtoReflect.Descriptor instead.
 func (*DeleteScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{89}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{91}
 }
 
 var File_raftq_v1_broker_proto protoreflect.FileDescriptor
 
 const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\n" +
-	"\x15raftq/v1/broker.proto\x12\braftq.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"T\n" +
+	"\x15raftq/v1/broker.proto\x12\braftq.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"E\n" +
+	"\x15PartitionQueueRequest\x12\x14\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x16\n" +
+	"\x06groups\x18\x02 \x03(\rR\x06groups\"K\n" +
+	"\x16PartitionQueueResponse\x121\n" +
+	"\tplacement\x18\x01 \x01(\v2\x13.raftq.v1.PlacementR\tplacement\"T\n" +
 	"\x11ImportKeysRequest\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12)\n" +
 	"\x04keys\x18\x02 \x03(\v2\x15.raftq.v1.ImportedKeyR\x04keys\"q\n" +
@@ -5946,14 +6059,17 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\x16ListPlacementsResponse\x123\n" +
 	"\n" +
 	"placements\x18\x01 \x03(\v2\x13.raftq.v1.PlacementR\n" +
-	"placements\"\x99\x01\n" +
+	"placements\"\xb9\x01\n" +
 	"\tPlacement\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x14\n" +
 	"\x05group\x18\x02 \x01(\rR\x05group\x12\x1d\n" +
 	"\n" +
 	"from_group\x18\x03 \x01(\rR\tfromGroup\x12\x14\n" +
 	"\x05phase\x18\x04 \x01(\tR\x05phase\x12+\n" +
-	"\x12left_in_from_group\x18\x05 \x01(\x03R\x0fleftInFromGroup\"\x8d\x01\n" +
+	"\x12left_in_from_group\x18\x05 \x01(\x03R\x0fleftInFromGroup\x12\x1e\n" +
+	"\n" +
+	"partitions\x18\x06 \x03(\rR\n" +
+	"partitions\"\x8d\x01\n" +
 	"\vRetryPolicy\x12B\n" +
 	"\x0finitial_backoff\x18\x01 \x01(\v2\x19.google.protobuf.DurationR\x0einitialBackoff\x12:\n" +
 	"\vmax_backoff\x18\x02 \x01(\v2\x19.google.protobuf.DurationR\n" +
@@ -6364,7 +6480,7 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\tNackBatch\x12\x1a.raftq.v1.NackBatchRequest\x1a\x1b.raftq.v1.NackBatchResponse\x12Y\n" +
 	"\x10ExtendLeaseBatch\x12!.raftq.v1.ExtendLeaseBatchRequest\x1a\".raftq.v1.ExtendLeaseBatchResponse\x12T\n" +
 	"\rEnqueueStream\x12\x1e.raftq.v1.EnqueueStreamRequest\x1a\x1f.raftq.v1.EnqueueStreamResponse(\x010\x01\x12B\n" +
-	"\aConsume\x12\x18.raftq.v1.ConsumeRequest\x1a\x19.raftq.v1.ConsumeResponse(\x010\x012\x8f\x05\n" +
+	"\aConsume\x12\x18.raftq.v1.ConsumeRequest\x1a\x19.raftq.v1.ConsumeResponse(\x010\x012\xe4\x05\n" +
 	"\x05Admin\x12G\n" +
 	"\n" +
 	"PauseQueue\x12\x1b.raftq.v1.PauseQueueRequest\x1a\x1c.raftq.v1.PauseQueueResponse\x12J\n" +
@@ -6376,7 +6492,8 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\x0eListPlacements\x12\x1f.raftq.v1.ListPlacementsRequest\x1a .raftq.v1.ListPlacementsResponse\x12D\n" +
 	"\tSealQueue\x12\x1a.raftq.v1.SealQueueRequest\x1a\x1b.raftq.v1.SealQueueResponse\x12G\n" +
 	"\n" +
-	"ImportKeys\x12\x1b.raftq.v1.ImportKeysRequest\x1a\x1c.raftq.v1.ImportKeysResponse2\xde\x03\n" +
+	"ImportKeys\x12\x1b.raftq.v1.ImportKeysRequest\x1a\x1c.raftq.v1.ImportKeysResponse\x12S\n" +
+	"\x0ePartitionQueue\x12\x1f.raftq.v1.PartitionQueueRequest\x1a .raftq.v1.PartitionQueueResponse2\xde\x03\n" +
 	"\aCluster\x125\n" +
 	"\x04Join\x12\x15.raftq.v1.JoinRequest\x1a\x16.raftq.v1.JoinResponse\x12;\n" +
 	"\x06Remove\x12\x17.raftq.v1.RemoveRequest\x1a\x18.raftq.v1.RemoveResponse\x12;\n" +
@@ -6406,7 +6523,7 @@ func file_raftq_v1_broker_proto_rawDescGZIP() []byte {
 }
 
 var file_raftq_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_raftq_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 92)
+var file_raftq_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 94)
 var file_raftq_v1_broker_proto_goTypes = []any{
 	(JobState)(0),                      // 0: raftq.v1.JobState
 	(DependencyPolicy)(0),              // 1: raftq.v1.DependencyPolicy
@@ -6415,271 +6532,276 @@ var file_raftq_v1_broker_proto_goTypes = []any{
 	(OverlapPolicy)(0),                 // 4: raftq.v1.OverlapPolicy
 	(ErrorDetail_Reason)(0),            // 5: raftq.v1.ErrorDetail.Reason
 	(ConsumeNotice_Kind)(0),            // 6: raftq.v1.ConsumeNotice.Kind
-	(*ImportKeysRequest)(nil),          // 7: raftq.v1.ImportKeysRequest
-	(*ImportedKey)(nil),                // 8: raftq.v1.ImportedKey
-	(*ImportKeysResponse)(nil),         // 9: raftq.v1.ImportKeysResponse
-	(*SealQueueRequest)(nil),           // 10: raftq.v1.SealQueueRequest
-	(*SealQueueResponse)(nil),          // 11: raftq.v1.SealQueueResponse
-	(*MoveQueueRequest)(nil),           // 12: raftq.v1.MoveQueueRequest
-	(*MoveQueueResponse)(nil),          // 13: raftq.v1.MoveQueueResponse
-	(*ListPlacementsRequest)(nil),      // 14: raftq.v1.ListPlacementsRequest
-	(*ListPlacementsResponse)(nil),     // 15: raftq.v1.ListPlacementsResponse
-	(*Placement)(nil),                  // 16: raftq.v1.Placement
-	(*RetryPolicy)(nil),                // 17: raftq.v1.RetryPolicy
-	(*JobSpec)(nil),                    // 18: raftq.v1.JobSpec
-	(*Job)(nil),                        // 19: raftq.v1.Job
-	(*Progress)(nil),                   // 20: raftq.v1.Progress
-	(*EnqueueRequest)(nil),             // 21: raftq.v1.EnqueueRequest
-	(*EnqueueResult)(nil),              // 22: raftq.v1.EnqueueResult
-	(*EnqueueResponse)(nil),            // 23: raftq.v1.EnqueueResponse
-	(*FetchRequest)(nil),               // 24: raftq.v1.FetchRequest
-	(*FetchResponse)(nil),              // 25: raftq.v1.FetchResponse
-	(*ExtendLeaseRequest)(nil),         // 26: raftq.v1.ExtendLeaseRequest
-	(*ExtendLeaseResponse)(nil),        // 27: raftq.v1.ExtendLeaseResponse
-	(*AckRequest)(nil),                 // 28: raftq.v1.AckRequest
-	(*AckResponse)(nil),                // 29: raftq.v1.AckResponse
-	(*NackRequest)(nil),                // 30: raftq.v1.NackRequest
-	(*NackResponse)(nil),               // 31: raftq.v1.NackResponse
-	(*GetJobRequest)(nil),              // 32: raftq.v1.GetJobRequest
-	(*GetJobResponse)(nil),             // 33: raftq.v1.GetJobResponse
-	(*CancelJobRequest)(nil),           // 34: raftq.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),          // 35: raftq.v1.CancelJobResponse
-	(*QueueStatsRequest)(nil),          // 36: raftq.v1.QueueStatsRequest
-	(*QueueStats)(nil),                 // 37: raftq.v1.QueueStats
-	(*QueueStatsResponse)(nil),         // 38: raftq.v1.QueueStatsResponse
-	(*PauseQueueRequest)(nil),          // 39: raftq.v1.PauseQueueRequest
-	(*PauseQueueResponse)(nil),         // 40: raftq.v1.PauseQueueResponse
-	(*ResumeQueueRequest)(nil),         // 41: raftq.v1.ResumeQueueRequest
-	(*ResumeQueueResponse)(nil),        // 42: raftq.v1.ResumeQueueResponse
-	(*RedriveRequest)(nil),             // 43: raftq.v1.RedriveRequest
-	(*RedriveResponse)(nil),            // 44: raftq.v1.RedriveResponse
-	(*ListJobsRequest)(nil),            // 45: raftq.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),           // 46: raftq.v1.ListJobsResponse
-	(*JoinRequest)(nil),                // 47: raftq.v1.JoinRequest
-	(*JoinResponse)(nil),               // 48: raftq.v1.JoinResponse
-	(*RemoveRequest)(nil),              // 49: raftq.v1.RemoveRequest
-	(*RemoveResponse)(nil),             // 50: raftq.v1.RemoveResponse
-	(*StatusRequest)(nil),              // 51: raftq.v1.StatusRequest
-	(*Member)(nil),                     // 52: raftq.v1.Member
-	(*StatusResponse)(nil),             // 53: raftq.v1.StatusResponse
-	(*WatchRoutesRequest)(nil),         // 54: raftq.v1.WatchRoutesRequest
-	(*Routes)(nil),                     // 55: raftq.v1.Routes
-	(*GroupStatus)(nil),                // 56: raftq.v1.GroupStatus
-	(*ErrorDetail)(nil),                // 57: raftq.v1.ErrorDetail
-	(*PurgeDeadRequest)(nil),           // 58: raftq.v1.PurgeDeadRequest
-	(*PurgeDeadResponse)(nil),          // 59: raftq.v1.PurgeDeadResponse
-	(*TransferLeadershipRequest)(nil),  // 60: raftq.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 61: raftq.v1.TransferLeadershipResponse
-	(*SnapshotRequest)(nil),            // 62: raftq.v1.SnapshotRequest
-	(*SnapshotChunk)(nil),              // 63: raftq.v1.SnapshotChunk
-	(*RestoreChunk)(nil),               // 64: raftq.v1.RestoreChunk
-	(*RestoreResponse)(nil),            // 65: raftq.v1.RestoreResponse
-	(*ItemError)(nil),                  // 66: raftq.v1.ItemError
-	(*AckBatchRequest)(nil),            // 67: raftq.v1.AckBatchRequest
-	(*AckBatchResult)(nil),             // 68: raftq.v1.AckBatchResult
-	(*AckBatchResponse)(nil),           // 69: raftq.v1.AckBatchResponse
-	(*NackBatchRequest)(nil),           // 70: raftq.v1.NackBatchRequest
-	(*NackBatchResult)(nil),            // 71: raftq.v1.NackBatchResult
-	(*NackBatchResponse)(nil),          // 72: raftq.v1.NackBatchResponse
-	(*ExtendLeaseBatchRequest)(nil),    // 73: raftq.v1.ExtendLeaseBatchRequest
-	(*ExtendLeaseBatchResult)(nil),     // 74: raftq.v1.ExtendLeaseBatchResult
-	(*ExtendLeaseBatchResponse)(nil),   // 75: raftq.v1.ExtendLeaseBatchResponse
-	(*EnqueueStreamRequest)(nil),       // 76: raftq.v1.EnqueueStreamRequest
-	(*EnqueueStreamResponse)(nil),      // 77: raftq.v1.EnqueueStreamResponse
-	(*ConsumeOpen)(nil),                // 78: raftq.v1.ConsumeOpen
-	(*ConsumeRequest)(nil),             // 79: raftq.v1.ConsumeRequest
-	(*ConsumeOpened)(nil),              // 80: raftq.v1.ConsumeOpened
-	(*ConsumeNotice)(nil),              // 81: raftq.v1.ConsumeNotice
-	(*ConsumeResponse)(nil),            // 82: raftq.v1.ConsumeResponse
-	(*ScheduleSpec)(nil),               // 83: raftq.v1.ScheduleSpec
-	(*Schedule)(nil),                   // 84: raftq.v1.Schedule
-	(*PutScheduleRequest)(nil),         // 85: raftq.v1.PutScheduleRequest
-	(*PutScheduleResponse)(nil),        // 86: raftq.v1.PutScheduleResponse
-	(*GetScheduleRequest)(nil),         // 87: raftq.v1.GetScheduleRequest
-	(*GetScheduleResponse)(nil),        // 88: raftq.v1.GetScheduleResponse
-	(*ListSchedulesRequest)(nil),       // 89: raftq.v1.ListSchedulesRequest
-	(*ListSchedulesResponse)(nil),      // 90: raftq.v1.ListSchedulesResponse
-	(*PauseScheduleRequest)(nil),       // 91: raftq.v1.PauseScheduleRequest
-	(*PauseScheduleResponse)(nil),      // 92: raftq.v1.PauseScheduleResponse
-	(*ResumeScheduleRequest)(nil),      // 93: raftq.v1.ResumeScheduleRequest
-	(*ResumeScheduleResponse)(nil),     // 94: raftq.v1.ResumeScheduleResponse
-	(*DeleteScheduleRequest)(nil),      // 95: raftq.v1.DeleteScheduleRequest
-	(*DeleteScheduleResponse)(nil),     // 96: raftq.v1.DeleteScheduleResponse
-	nil,                                // 97: raftq.v1.FetchRequest.QueueWeightsEntry
-	nil,                                // 98: raftq.v1.ConsumeOpen.QueueWeightsEntry
-	(*timestamppb.Timestamp)(nil),      // 99: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),        // 100: google.protobuf.Duration
+	(*PartitionQueueRequest)(nil),      // 7: raftq.v1.PartitionQueueRequest
+	(*PartitionQueueResponse)(nil),     // 8: raftq.v1.PartitionQueueResponse
+	(*ImportKeysRequest)(nil),          // 9: raftq.v1.ImportKeysRequest
+	(*ImportedKey)(nil),                // 10: raftq.v1.ImportedKey
+	(*ImportKeysResponse)(nil),         // 11: raftq.v1.ImportKeysResponse
+	(*SealQueueRequest)(nil),           // 12: raftq.v1.SealQueueRequest
+	(*SealQueueResponse)(nil),          // 13: raftq.v1.SealQueueResponse
+	(*MoveQueueRequest)(nil),           // 14: raftq.v1.MoveQueueRequest
+	(*MoveQueueResponse)(nil),          // 15: raftq.v1.MoveQueueResponse
+	(*ListPlacementsRequest)(nil),      // 16: raftq.v1.ListPlacementsRequest
+	(*ListPlacementsResponse)(nil),     // 17: raftq.v1.ListPlacementsResponse
+	(*Placement)(nil),                  // 18: raftq.v1.Placement
+	(*RetryPolicy)(nil),                // 19: raftq.v1.RetryPolicy
+	(*JobSpec)(nil),                    // 20: raftq.v1.JobSpec
+	(*Job)(nil),                        // 21: raftq.v1.Job
+	(*Progress)(nil),                   // 22: raftq.v1.Progress
+	(*EnqueueRequest)(nil),             // 23: raftq.v1.EnqueueRequest
+	(*EnqueueResult)(nil),              // 24: raftq.v1.EnqueueResult
+	(*EnqueueResponse)(nil),            // 25: raftq.v1.EnqueueResponse
+	(*FetchRequest)(nil),               // 26: raftq.v1.FetchRequest
+	(*FetchResponse)(nil),              // 27: raftq.v1.FetchResponse
+	(*ExtendLeaseRequest)(nil),         // 28: raftq.v1.ExtendLeaseRequest
+	(*ExtendLeaseResponse)(nil),        // 29: raftq.v1.ExtendLeaseResponse
+	(*AckRequest)(nil),                 // 30: raftq.v1.AckRequest
+	(*AckResponse)(nil),                // 31: raftq.v1.AckResponse
+	(*NackRequest)(nil),                // 32: raftq.v1.NackRequest
+	(*NackResponse)(nil),               // 33: raftq.v1.NackResponse
+	(*GetJobRequest)(nil),              // 34: raftq.v1.GetJobRequest
+	(*GetJobResponse)(nil),             // 35: raftq.v1.GetJobResponse
+	(*CancelJobRequest)(nil),           // 36: raftq.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),          // 37: raftq.v1.CancelJobResponse
+	(*QueueStatsRequest)(nil),          // 38: raftq.v1.QueueStatsRequest
+	(*QueueStats)(nil),                 // 39: raftq.v1.QueueStats
+	(*QueueStatsResponse)(nil),         // 40: raftq.v1.QueueStatsResponse
+	(*PauseQueueRequest)(nil),          // 41: raftq.v1.PauseQueueRequest
+	(*PauseQueueResponse)(nil),         // 42: raftq.v1.PauseQueueResponse
+	(*ResumeQueueRequest)(nil),         // 43: raftq.v1.ResumeQueueRequest
+	(*ResumeQueueResponse)(nil),        // 44: raftq.v1.ResumeQueueResponse
+	(*RedriveRequest)(nil),             // 45: raftq.v1.RedriveRequest
+	(*RedriveResponse)(nil),            // 46: raftq.v1.RedriveResponse
+	(*ListJobsRequest)(nil),            // 47: raftq.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),           // 48: raftq.v1.ListJobsResponse
+	(*JoinRequest)(nil),                // 49: raftq.v1.JoinRequest
+	(*JoinResponse)(nil),               // 50: raftq.v1.JoinResponse
+	(*RemoveRequest)(nil),              // 51: raftq.v1.RemoveRequest
+	(*RemoveResponse)(nil),             // 52: raftq.v1.RemoveResponse
+	(*StatusRequest)(nil),              // 53: raftq.v1.StatusRequest
+	(*Member)(nil),                     // 54: raftq.v1.Member
+	(*StatusResponse)(nil),             // 55: raftq.v1.StatusResponse
+	(*WatchRoutesRequest)(nil),         // 56: raftq.v1.WatchRoutesRequest
+	(*Routes)(nil),                     // 57: raftq.v1.Routes
+	(*GroupStatus)(nil),                // 58: raftq.v1.GroupStatus
+	(*ErrorDetail)(nil),                // 59: raftq.v1.ErrorDetail
+	(*PurgeDeadRequest)(nil),           // 60: raftq.v1.PurgeDeadRequest
+	(*PurgeDeadResponse)(nil),          // 61: raftq.v1.PurgeDeadResponse
+	(*TransferLeadershipRequest)(nil),  // 62: raftq.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 63: raftq.v1.TransferLeadershipResponse
+	(*SnapshotRequest)(nil),            // 64: raftq.v1.SnapshotRequest
+	(*SnapshotChunk)(nil),              // 65: raftq.v1.SnapshotChunk
+	(*RestoreChunk)(nil),               // 66: raftq.v1.RestoreChunk
+	(*RestoreResponse)(nil),            // 67: raftq.v1.RestoreResponse
+	(*ItemError)(nil),                  // 68: raftq.v1.ItemError
+	(*AckBatchRequest)(nil),            // 69: raftq.v1.AckBatchRequest
+	(*AckBatchResult)(nil),             // 70: raftq.v1.AckBatchResult
+	(*AckBatchResponse)(nil),           // 71: raftq.v1.AckBatchResponse
+	(*NackBatchRequest)(nil),           // 72: raftq.v1.NackBatchRequest
+	(*NackBatchResult)(nil),            // 73: raftq.v1.NackBatchResult
+	(*NackBatchResponse)(nil),          // 74: raftq.v1.NackBatchResponse
+	(*ExtendLeaseBatchRequest)(nil),    // 75: raftq.v1.ExtendLeaseBatchRequest
+	(*ExtendLeaseBatchResult)(nil),     // 76: raftq.v1.ExtendLeaseBatchResult
+	(*ExtendLeaseBatchResponse)(nil),   // 77: raftq.v1.ExtendLeaseBatchResponse
+	(*EnqueueStreamRequest)(nil),       // 78: raftq.v1.EnqueueStreamRequest
+	(*EnqueueStreamResponse)(nil),      // 79: raftq.v1.EnqueueStreamResponse
+	(*ConsumeOpen)(nil),                // 80: raftq.v1.ConsumeOpen
+	(*ConsumeRequest)(nil),             // 81: raftq.v1.ConsumeRequest
+	(*ConsumeOpened)(nil),              // 82: raftq.v1.ConsumeOpened
+	(*ConsumeNotice)(nil),              // 83: raftq.v1.ConsumeNotice
+	(*ConsumeResponse)(nil),            // 84: raftq.v1.ConsumeResponse
+	(*ScheduleSpec)(nil),               // 85: raftq.v1.ScheduleSpec
+	(*Schedule)(nil),                   // 86: raftq.v1.Schedule
+	(*PutScheduleRequest)(nil),         // 87: raftq.v1.PutScheduleRequest
+	(*PutScheduleResponse)(nil),        // 88: raftq.v1.PutScheduleResponse
+	(*GetScheduleRequest)(nil),         // 89: raftq.v1.GetScheduleRequest
+	(*GetScheduleResponse)(nil),        // 90: raftq.v1.GetScheduleResponse
+	(*ListSchedulesRequest)(nil),       // 91: raftq.v1.ListSchedulesRequest
+	(*ListSchedulesResponse)(nil),      // 92: raftq.v1.ListSchedulesResponse
+	(*PauseScheduleRequest)(nil),       // 93: raftq.v1.PauseScheduleRequest
+	(*PauseScheduleResponse)(nil),      // 94: raftq.v1.PauseScheduleResponse
+	(*ResumeScheduleRequest)(nil),      // 95: raftq.v1.ResumeScheduleRequest
+	(*ResumeScheduleResponse)(nil),     // 96: raftq.v1.ResumeScheduleResponse
+	(*DeleteScheduleRequest)(nil),      // 97: raftq.v1.DeleteScheduleRequest
+	(*DeleteScheduleResponse)(nil),     // 98: raftq.v1.DeleteScheduleResponse
+	nil,                                // 99: raftq.v1.FetchRequest.QueueWeightsEntry
+	nil,                                // 100: raftq.v1.ConsumeOpen.QueueWeightsEntry
+	(*timestamppb.Timestamp)(nil),      // 101: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 102: google.protobuf.Duration
 }
 var file_raftq_v1_broker_proto_depIdxs = []int32{
-	8,   // 0: raftq.v1.ImportKeysRequest.keys:type_name -> raftq.v1.ImportedKey
-	99,  // 1: raftq.v1.ImportedKey.expires_at:type_name -> google.protobuf.Timestamp
-	16,  // 2: raftq.v1.MoveQueueResponse.placement:type_name -> raftq.v1.Placement
-	16,  // 3: raftq.v1.ListPlacementsResponse.placements:type_name -> raftq.v1.Placement
-	100, // 4: raftq.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
-	100, // 5: raftq.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
-	100, // 6: raftq.v1.JobSpec.delay:type_name -> google.protobuf.Duration
-	99,  // 7: raftq.v1.JobSpec.run_at:type_name -> google.protobuf.Timestamp
-	100, // 8: raftq.v1.JobSpec.lease_duration:type_name -> google.protobuf.Duration
-	100, // 9: raftq.v1.JobSpec.dedup_window:type_name -> google.protobuf.Duration
-	17,  // 10: raftq.v1.JobSpec.retry:type_name -> raftq.v1.RetryPolicy
-	100, // 11: raftq.v1.JobSpec.schedule_to_start:type_name -> google.protobuf.Duration
-	100, // 12: raftq.v1.JobSpec.start_to_close:type_name -> google.protobuf.Duration
-	3,   // 13: raftq.v1.JobSpec.unique_mode:type_name -> raftq.v1.UniqueMode
-	1,   // 14: raftq.v1.JobSpec.dependency_policy:type_name -> raftq.v1.DependencyPolicy
-	0,   // 15: raftq.v1.Job.state:type_name -> raftq.v1.JobState
-	100, // 16: raftq.v1.Job.lease_duration:type_name -> google.protobuf.Duration
-	17,  // 17: raftq.v1.Job.retry:type_name -> raftq.v1.RetryPolicy
-	99,  // 18: raftq.v1.Job.run_at:type_name -> google.protobuf.Timestamp
-	99,  // 19: raftq.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	99,  // 20: raftq.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	99,  // 21: raftq.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
-	99,  // 22: raftq.v1.Job.lease_deadline:type_name -> google.protobuf.Timestamp
-	99,  // 23: raftq.v1.Job.schedule_tick:type_name -> google.protobuf.Timestamp
-	20,  // 24: raftq.v1.Job.progress:type_name -> raftq.v1.Progress
-	99,  // 25: raftq.v1.Job.start_deadline:type_name -> google.protobuf.Timestamp
-	100, // 26: raftq.v1.Job.start_to_close:type_name -> google.protobuf.Duration
-	99,  // 27: raftq.v1.Job.attempt_deadline:type_name -> google.protobuf.Timestamp
-	1,   // 28: raftq.v1.Job.dependency_policy:type_name -> raftq.v1.DependencyPolicy
-	18,  // 29: raftq.v1.EnqueueRequest.jobs:type_name -> raftq.v1.JobSpec
-	22,  // 30: raftq.v1.EnqueueResponse.results:type_name -> raftq.v1.EnqueueResult
-	100, // 31: raftq.v1.FetchRequest.max_wait:type_name -> google.protobuf.Duration
-	100, // 32: raftq.v1.FetchRequest.lease_duration:type_name -> google.protobuf.Duration
-	97,  // 33: raftq.v1.FetchRequest.queue_weights:type_name -> raftq.v1.FetchRequest.QueueWeightsEntry
-	19,  // 34: raftq.v1.FetchResponse.jobs:type_name -> raftq.v1.Job
-	100, // 35: raftq.v1.ExtendLeaseRequest.extend_by:type_name -> google.protobuf.Duration
-	20,  // 36: raftq.v1.ExtendLeaseRequest.progress:type_name -> raftq.v1.Progress
-	99,  // 37: raftq.v1.ExtendLeaseResponse.lease_deadline:type_name -> google.protobuf.Timestamp
-	100, // 38: raftq.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
-	0,   // 39: raftq.v1.NackResponse.state:type_name -> raftq.v1.JobState
-	99,  // 40: raftq.v1.NackResponse.run_at:type_name -> google.protobuf.Timestamp
-	2,   // 41: raftq.v1.GetJobRequest.consistency:type_name -> raftq.v1.Consistency
-	19,  // 42: raftq.v1.GetJobResponse.job:type_name -> raftq.v1.Job
-	0,   // 43: raftq.v1.CancelJobResponse.state:type_name -> raftq.v1.JobState
-	2,   // 44: raftq.v1.QueueStatsRequest.consistency:type_name -> raftq.v1.Consistency
-	99,  // 45: raftq.v1.QueueStats.oldest_ready_at:type_name -> google.protobuf.Timestamp
-	37,  // 46: raftq.v1.QueueStatsResponse.queues:type_name -> raftq.v1.QueueStats
-	0,   // 47: raftq.v1.ListJobsRequest.state:type_name -> raftq.v1.JobState
-	2,   // 48: raftq.v1.ListJobsRequest.consistency:type_name -> raftq.v1.Consistency
-	19,  // 49: raftq.v1.ListJobsResponse.jobs:type_name -> raftq.v1.Job
-	52,  // 50: raftq.v1.StatusResponse.members:type_name -> raftq.v1.Member
-	56,  // 51: raftq.v1.StatusResponse.groups:type_name -> raftq.v1.GroupStatus
-	56,  // 52: raftq.v1.Routes.groups:type_name -> raftq.v1.GroupStatus
-	52,  // 53: raftq.v1.GroupStatus.members:type_name -> raftq.v1.Member
-	5,   // 54: raftq.v1.ErrorDetail.reason:type_name -> raftq.v1.ErrorDetail.Reason
-	57,  // 55: raftq.v1.ItemError.detail:type_name -> raftq.v1.ErrorDetail
-	28,  // 56: raftq.v1.AckBatchRequest.items:type_name -> raftq.v1.AckRequest
-	66,  // 57: raftq.v1.AckBatchResult.error:type_name -> raftq.v1.ItemError
-	68,  // 58: raftq.v1.AckBatchResponse.results:type_name -> raftq.v1.AckBatchResult
-	30,  // 59: raftq.v1.NackBatchRequest.items:type_name -> raftq.v1.NackRequest
-	31,  // 60: raftq.v1.NackBatchResult.response:type_name -> raftq.v1.NackResponse
-	66,  // 61: raftq.v1.NackBatchResult.error:type_name -> raftq.v1.ItemError
-	71,  // 62: raftq.v1.NackBatchResponse.results:type_name -> raftq.v1.NackBatchResult
-	26,  // 63: raftq.v1.ExtendLeaseBatchRequest.items:type_name -> raftq.v1.ExtendLeaseRequest
-	27,  // 64: raftq.v1.ExtendLeaseBatchResult.response:type_name -> raftq.v1.ExtendLeaseResponse
-	66,  // 65: raftq.v1.ExtendLeaseBatchResult.error:type_name -> raftq.v1.ItemError
-	74,  // 66: raftq.v1.ExtendLeaseBatchResponse.results:type_name -> raftq.v1.ExtendLeaseBatchResult
-	18,  // 67: raftq.v1.EnqueueStreamRequest.job:type_name -> raftq.v1.JobSpec
-	22,  // 68: raftq.v1.EnqueueStreamResponse.result:type_name -> raftq.v1.EnqueueResult
-	66,  // 69: raftq.v1.EnqueueStreamResponse.error:type_name -> raftq.v1.ItemError
-	100, // 70: raftq.v1.ConsumeOpen.lease_duration:type_name -> google.protobuf.Duration
-	98,  // 71: raftq.v1.ConsumeOpen.queue_weights:type_name -> raftq.v1.ConsumeOpen.QueueWeightsEntry
-	78,  // 72: raftq.v1.ConsumeRequest.open:type_name -> raftq.v1.ConsumeOpen
-	6,   // 73: raftq.v1.ConsumeNotice.kind:type_name -> raftq.v1.ConsumeNotice.Kind
-	80,  // 74: raftq.v1.ConsumeResponse.opened:type_name -> raftq.v1.ConsumeOpened
-	19,  // 75: raftq.v1.ConsumeResponse.job:type_name -> raftq.v1.Job
-	81,  // 76: raftq.v1.ConsumeResponse.notice:type_name -> raftq.v1.ConsumeNotice
-	18,  // 77: raftq.v1.ScheduleSpec.job:type_name -> raftq.v1.JobSpec
-	100, // 78: raftq.v1.ScheduleSpec.interval:type_name -> google.protobuf.Duration
-	100, // 79: raftq.v1.ScheduleSpec.jitter:type_name -> google.protobuf.Duration
-	4,   // 80: raftq.v1.ScheduleSpec.overlap:type_name -> raftq.v1.OverlapPolicy
-	83,  // 81: raftq.v1.Schedule.spec:type_name -> raftq.v1.ScheduleSpec
-	99,  // 82: raftq.v1.Schedule.last_tick:type_name -> google.protobuf.Timestamp
-	99,  // 83: raftq.v1.Schedule.next_tick:type_name -> google.protobuf.Timestamp
-	99,  // 84: raftq.v1.Schedule.created_at:type_name -> google.protobuf.Timestamp
-	99,  // 85: raftq.v1.Schedule.updated_at:type_name -> google.protobuf.Timestamp
-	83,  // 86: raftq.v1.PutScheduleRequest.schedule:type_name -> raftq.v1.ScheduleSpec
-	84,  // 87: raftq.v1.PutScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	2,   // 88: raftq.v1.GetScheduleRequest.consistency:type_name -> raftq.v1.Consistency
-	84,  // 89: raftq.v1.GetScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	2,   // 90: raftq.v1.ListSchedulesRequest.consistency:type_name -> raftq.v1.Consistency
-	84,  // 91: raftq.v1.ListSchedulesResponse.schedules:type_name -> raftq.v1.Schedule
-	84,  // 92: raftq.v1.PauseScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	84,  // 93: raftq.v1.ResumeScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	21,  // 94: raftq.v1.Broker.Enqueue:input_type -> raftq.v1.EnqueueRequest
-	24,  // 95: raftq.v1.Broker.Fetch:input_type -> raftq.v1.FetchRequest
-	26,  // 96: raftq.v1.Broker.ExtendLease:input_type -> raftq.v1.ExtendLeaseRequest
-	28,  // 97: raftq.v1.Broker.Ack:input_type -> raftq.v1.AckRequest
-	30,  // 98: raftq.v1.Broker.Nack:input_type -> raftq.v1.NackRequest
-	32,  // 99: raftq.v1.Broker.GetJob:input_type -> raftq.v1.GetJobRequest
-	34,  // 100: raftq.v1.Broker.CancelJob:input_type -> raftq.v1.CancelJobRequest
-	36,  // 101: raftq.v1.Broker.QueueStats:input_type -> raftq.v1.QueueStatsRequest
-	67,  // 102: raftq.v1.Broker.AckBatch:input_type -> raftq.v1.AckBatchRequest
-	70,  // 103: raftq.v1.Broker.NackBatch:input_type -> raftq.v1.NackBatchRequest
-	73,  // 104: raftq.v1.Broker.ExtendLeaseBatch:input_type -> raftq.v1.ExtendLeaseBatchRequest
-	76,  // 105: raftq.v1.Broker.EnqueueStream:input_type -> raftq.v1.EnqueueStreamRequest
-	79,  // 106: raftq.v1.Broker.Consume:input_type -> raftq.v1.ConsumeRequest
-	39,  // 107: raftq.v1.Admin.PauseQueue:input_type -> raftq.v1.PauseQueueRequest
-	41,  // 108: raftq.v1.Admin.ResumeQueue:input_type -> raftq.v1.ResumeQueueRequest
-	43,  // 109: raftq.v1.Admin.Redrive:input_type -> raftq.v1.RedriveRequest
-	45,  // 110: raftq.v1.Admin.ListJobs:input_type -> raftq.v1.ListJobsRequest
-	58,  // 111: raftq.v1.Admin.PurgeDead:input_type -> raftq.v1.PurgeDeadRequest
-	12,  // 112: raftq.v1.Admin.MoveQueue:input_type -> raftq.v1.MoveQueueRequest
-	14,  // 113: raftq.v1.Admin.ListPlacements:input_type -> raftq.v1.ListPlacementsRequest
-	10,  // 114: raftq.v1.Admin.SealQueue:input_type -> raftq.v1.SealQueueRequest
-	7,   // 115: raftq.v1.Admin.ImportKeys:input_type -> raftq.v1.ImportKeysRequest
-	47,  // 116: raftq.v1.Cluster.Join:input_type -> raftq.v1.JoinRequest
-	49,  // 117: raftq.v1.Cluster.Remove:input_type -> raftq.v1.RemoveRequest
-	51,  // 118: raftq.v1.Cluster.Status:input_type -> raftq.v1.StatusRequest
-	54,  // 119: raftq.v1.Cluster.WatchRoutes:input_type -> raftq.v1.WatchRoutesRequest
-	60,  // 120: raftq.v1.Cluster.TransferLeadership:input_type -> raftq.v1.TransferLeadershipRequest
-	62,  // 121: raftq.v1.Cluster.Snapshot:input_type -> raftq.v1.SnapshotRequest
-	64,  // 122: raftq.v1.Cluster.Restore:input_type -> raftq.v1.RestoreChunk
-	85,  // 123: raftq.v1.Schedules.PutSchedule:input_type -> raftq.v1.PutScheduleRequest
-	87,  // 124: raftq.v1.Schedules.GetSchedule:input_type -> raftq.v1.GetScheduleRequest
-	89,  // 125: raftq.v1.Schedules.ListSchedules:input_type -> raftq.v1.ListSchedulesRequest
-	91,  // 126: raftq.v1.Schedules.PauseSchedule:input_type -> raftq.v1.PauseScheduleRequest
-	93,  // 127: raftq.v1.Schedules.ResumeSchedule:input_type -> raftq.v1.ResumeScheduleRequest
-	95,  // 128: raftq.v1.Schedules.DeleteSchedule:input_type -> raftq.v1.DeleteScheduleRequest
-	23,  // 129: raftq.v1.Broker.Enqueue:output_type -> raftq.v1.EnqueueResponse
-	25,  // 130: raftq.v1.Broker.Fetch:output_type -> raftq.v1.FetchResponse
-	27,  // 131: raftq.v1.Broker.ExtendLease:output_type -> raftq.v1.ExtendLeaseResponse
-	29,  // 132: raftq.v1.Broker.Ack:output_type -> raftq.v1.AckResponse
-	31,  // 133: raftq.v1.Broker.Nack:output_type -> raftq.v1.NackResponse
-	33,  // 134: raftq.v1.Broker.GetJob:output_type -> raftq.v1.GetJobResponse
-	35,  // 135: raftq.v1.Broker.CancelJob:output_type -> raftq.v1.CancelJobResponse
-	38,  // 136: raftq.v1.Broker.QueueStats:output_type -> raftq.v1.QueueStatsResponse
-	69,  // 137: raftq.v1.Broker.AckBatch:output_type -> raftq.v1.AckBatchResponse
-	72,  // 138: raftq.v1.Broker.NackBatch:output_type -> raftq.v1.NackBatchResponse
-	75,  // 139: raftq.v1.Broker.ExtendLeaseBatch:output_type -> raftq.v1.ExtendLeaseBatchResponse
-	77,  // 140: raftq.v1.Broker.EnqueueStream:output_type -> raftq.v1.EnqueueStreamResponse
-	82,  // 141: raftq.v1.Broker.Consume:output_type -> raftq.v1.ConsumeResponse
-	40,  // 142: raftq.v1.Admin.PauseQueue:output_type -> raftq.v1.PauseQueueResponse
-	42,  // 143: raftq.v1.Admin.ResumeQueue:output_type -> raftq.v1.ResumeQueueResponse
-	44,  // 144: raftq.v1.Admin.Redrive:output_type -> raftq.v1.RedriveResponse
-	46,  // 145: raftq.v1.Admin.ListJobs:output_type -> raftq.v1.ListJobsResponse
-	59,  // 146: raftq.v1.Admin.PurgeDead:output_type -> raftq.v1.PurgeDeadResponse
-	13,  // 147: raftq.v1.Admin.MoveQueue:output_type -> raftq.v1.MoveQueueResponse
-	15,  // 148: raftq.v1.Admin.ListPlacements:output_type -> raftq.v1.ListPlacementsResponse
-	11,  // 149: raftq.v1.Admin.SealQueue:output_type -> raftq.v1.SealQueueResponse
-	9,   // 150: raftq.v1.Admin.ImportKeys:output_type -> raftq.v1.ImportKeysResponse
-	48,  // 151: raftq.v1.Cluster.Join:output_type -> raftq.v1.JoinResponse
-	50,  // 152: raftq.v1.Cluster.Remove:output_type -> raftq.v1.RemoveResponse
-	53,  // 153: raftq.v1.Cluster.Status:output_type -> raftq.v1.StatusResponse
-	55,  // 154: raftq.v1.Cluster.WatchRoutes:output_type -> raftq.v1.Routes
-	61,  // 155: raftq.v1.Cluster.TransferLeadership:output_type -> raftq.v1.TransferLeadershipResponse
-	63,  // 156: raftq.v1.Cluster.Snapshot:output_type -> raftq.v1.SnapshotChunk
-	65,  // 157: raftq.v1.Cluster.Restore:output_type -> raftq.v1.RestoreResponse
-	86,  // 158: raftq.v1.Schedules.PutSchedule:output_type -> raftq.v1.PutScheduleResponse
-	88,  // 159: raftq.v1.Schedules.GetSchedule:output_type -> raftq.v1.GetScheduleResponse
-	90,  // 160: raftq.v1.Schedules.ListSchedules:output_type -> raftq.v1.ListSchedulesResponse
-	92,  // 161: raftq.v1.Schedules.PauseSchedule:output_type -> raftq.v1.PauseScheduleResponse
-	94,  // 162: raftq.v1.Schedules.ResumeSchedule:output_type -> raftq.v1.ResumeScheduleResponse
-	96,  // 163: raftq.v1.Schedules.DeleteSchedule:output_type -> raftq.v1.DeleteScheduleResponse
-	129, // [129:164] is the sub-list for method output_type
-	94,  // [94:129] is the sub-list for method input_type
-	94,  // [94:94] is the sub-list for extension type_name
-	94,  // [94:94] is the sub-list for extension extendee
-	0,   // [0:94] is the sub-list for field type_name
+	18,  // 0: raftq.v1.PartitionQueueResponse.placement:type_name -> raftq.v1.Placement
+	10,  // 1: raftq.v1.ImportKeysRequest.keys:type_name -> raftq.v1.ImportedKey
+	101, // 2: raftq.v1.ImportedKey.expires_at:type_name -> google.protobuf.Timestamp
+	18,  // 3: raftq.v1.MoveQueueResponse.placement:type_name -> raftq.v1.Placement
+	18,  // 4: raftq.v1.ListPlacementsResponse.placements:type_name -> raftq.v1.Placement
+	102, // 5: raftq.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
+	102, // 6: raftq.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
+	102, // 7: raftq.v1.JobSpec.delay:type_name -> google.protobuf.Duration
+	101, // 8: raftq.v1.JobSpec.run_at:type_name -> google.protobuf.Timestamp
+	102, // 9: raftq.v1.JobSpec.lease_duration:type_name -> google.protobuf.Duration
+	102, // 10: raftq.v1.JobSpec.dedup_window:type_name -> google.protobuf.Duration
+	19,  // 11: raftq.v1.JobSpec.retry:type_name -> raftq.v1.RetryPolicy
+	102, // 12: raftq.v1.JobSpec.schedule_to_start:type_name -> google.protobuf.Duration
+	102, // 13: raftq.v1.JobSpec.start_to_close:type_name -> google.protobuf.Duration
+	3,   // 14: raftq.v1.JobSpec.unique_mode:type_name -> raftq.v1.UniqueMode
+	1,   // 15: raftq.v1.JobSpec.dependency_policy:type_name -> raftq.v1.DependencyPolicy
+	0,   // 16: raftq.v1.Job.state:type_name -> raftq.v1.JobState
+	102, // 17: raftq.v1.Job.lease_duration:type_name -> google.protobuf.Duration
+	19,  // 18: raftq.v1.Job.retry:type_name -> raftq.v1.RetryPolicy
+	101, // 19: raftq.v1.Job.run_at:type_name -> google.protobuf.Timestamp
+	101, // 20: raftq.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	101, // 21: raftq.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	101, // 22: raftq.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	101, // 23: raftq.v1.Job.lease_deadline:type_name -> google.protobuf.Timestamp
+	101, // 24: raftq.v1.Job.schedule_tick:type_name -> google.protobuf.Timestamp
+	22,  // 25: raftq.v1.Job.progress:type_name -> raftq.v1.Progress
+	101, // 26: raftq.v1.Job.start_deadline:type_name -> google.protobuf.Timestamp
+	102, // 27: raftq.v1.Job.start_to_close:type_name -> google.protobuf.Duration
+	101, // 28: raftq.v1.Job.attempt_deadline:type_name -> google.protobuf.Timestamp
+	1,   // 29: raftq.v1.Job.dependency_policy:type_name -> raftq.v1.DependencyPolicy
+	20,  // 30: raftq.v1.EnqueueRequest.jobs:type_name -> raftq.v1.JobSpec
+	24,  // 31: raftq.v1.EnqueueResponse.results:type_name -> raftq.v1.EnqueueResult
+	102, // 32: raftq.v1.FetchRequest.max_wait:type_name -> google.protobuf.Duration
+	102, // 33: raftq.v1.FetchRequest.lease_duration:type_name -> google.protobuf.Duration
+	99,  // 34: raftq.v1.FetchRequest.queue_weights:type_name -> raftq.v1.FetchRequest.QueueWeightsEntry
+	21,  // 35: raftq.v1.FetchResponse.jobs:type_name -> raftq.v1.Job
+	102, // 36: raftq.v1.ExtendLeaseRequest.extend_by:type_name -> google.protobuf.Duration
+	22,  // 37: raftq.v1.ExtendLeaseRequest.progress:type_name -> raftq.v1.Progress
+	101, // 38: raftq.v1.ExtendLeaseResponse.lease_deadline:type_name -> google.protobuf.Timestamp
+	102, // 39: raftq.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
+	0,   // 40: raftq.v1.NackResponse.state:type_name -> raftq.v1.JobState
+	101, // 41: raftq.v1.NackResponse.run_at:type_name -> google.protobuf.Timestamp
+	2,   // 42: raftq.v1.GetJobRequest.consistency:type_name -> raftq.v1.Consistency
+	21,  // 43: raftq.v1.GetJobResponse.job:type_name -> raftq.v1.Job
+	0,   // 44: raftq.v1.CancelJobResponse.state:type_name -> raftq.v1.JobState
+	2,   // 45: raftq.v1.QueueStatsRequest.consistency:type_name -> raftq.v1.Consistency
+	101, // 46: raftq.v1.QueueStats.oldest_ready_at:type_name -> google.protobuf.Timestamp
+	39,  // 47: raftq.v1.QueueStatsResponse.queues:type_name -> raftq.v1.QueueStats
+	0,   // 48: raftq.v1.ListJobsRequest.state:type_name -> raftq.v1.JobState
+	2,   // 49: raftq.v1.ListJobsRequest.consistency:type_name -> raftq.v1.Consistency
+	21,  // 50: raftq.v1.ListJobsResponse.jobs:type_name -> raftq.v1.Job
+	54,  // 51: raftq.v1.StatusResponse.members:type_name -> raftq.v1.Member
+	58,  // 52: raftq.v1.StatusResponse.groups:type_name -> raftq.v1.GroupStatus
+	58,  // 53: raftq.v1.Routes.groups:type_name -> raftq.v1.GroupStatus
+	54,  // 54: raftq.v1.GroupStatus.members:type_name -> raftq.v1.Member
+	5,   // 55: raftq.v1.ErrorDetail.reason:type_name -> raftq.v1.ErrorDetail.Reason
+	59,  // 56: raftq.v1.ItemError.detail:type_name -> raftq.v1.ErrorDetail
+	30,  // 57: raftq.v1.AckBatchRequest.items:type_name -> raftq.v1.AckRequest
+	68,  // 58: raftq.v1.AckBatchResult.error:type_name -> raftq.v1.ItemError
+	70,  // 59: raftq.v1.AckBatchResponse.results:type_name -> raftq.v1.AckBatchResult
+	32,  // 60: raftq.v1.NackBatchRequest.items:type_name -> raftq.v1.NackRequest
+	33,  // 61: raftq.v1.NackBatchResult.response:type_name -> raftq.v1.NackResponse
+	68,  // 62: raftq.v1.NackBatchResult.error:type_name -> raftq.v1.ItemError
+	73,  // 63: raftq.v1.NackBatchResponse.results:type_name -> raftq.v1.NackBatchResult
+	28,  // 64: raftq.v1.ExtendLeaseBatchRequest.items:type_name -> raftq.v1.ExtendLeaseRequest
+	29,  // 65: raftq.v1.ExtendLeaseBatchResult.response:type_name -> raftq.v1.ExtendLeaseResponse
+	68,  // 66: raftq.v1.ExtendLeaseBatchResult.error:type_name -> raftq.v1.ItemError
+	76,  // 67: raftq.v1.ExtendLeaseBatchResponse.results:type_name -> raftq.v1.ExtendLeaseBatchResult
+	20,  // 68: raftq.v1.EnqueueStreamRequest.job:type_name -> raftq.v1.JobSpec
+	24,  // 69: raftq.v1.EnqueueStreamResponse.result:type_name -> raftq.v1.EnqueueResult
+	68,  // 70: raftq.v1.EnqueueStreamResponse.error:type_name -> raftq.v1.ItemError
+	102, // 71: raftq.v1.ConsumeOpen.lease_duration:type_name -> google.protobuf.Duration
+	100, // 72: raftq.v1.ConsumeOpen.queue_weights:type_name -> raftq.v1.ConsumeOpen.QueueWeightsEntry
+	80,  // 73: raftq.v1.ConsumeRequest.open:type_name -> raftq.v1.ConsumeOpen
+	6,   // 74: raftq.v1.ConsumeNotice.kind:type_name -> raftq.v1.ConsumeNotice.Kind
+	82,  // 75: raftq.v1.ConsumeResponse.opened:type_name -> raftq.v1.ConsumeOpened
+	21,  // 76: raftq.v1.ConsumeResponse.job:type_name -> raftq.v1.Job
+	83,  // 77: raftq.v1.ConsumeResponse.notice:type_name -> raftq.v1.ConsumeNotice
+	20,  // 78: raftq.v1.ScheduleSpec.job:type_name -> raftq.v1.JobSpec
+	102, // 79: raftq.v1.ScheduleSpec.interval:type_name -> google.protobuf.Duration
+	102, // 80: raftq.v1.ScheduleSpec.jitter:type_name -> google.protobuf.Duration
+	4,   // 81: raftq.v1.ScheduleSpec.overlap:type_name -> raftq.v1.OverlapPolicy
+	85,  // 82: raftq.v1.Schedule.spec:type_name -> raftq.v1.ScheduleSpec
+	101, // 83: raftq.v1.Schedule.last_tick:type_name -> google.protobuf.Timestamp
+	101, // 84: raftq.v1.Schedule.next_tick:type_name -> google.protobuf.Timestamp
+	101, // 85: raftq.v1.Schedule.created_at:type_name -> google.protobuf.Timestamp
+	101, // 86: raftq.v1.Schedule.updated_at:type_name -> google.protobuf.Timestamp
+	85,  // 87: raftq.v1.PutScheduleRequest.schedule:type_name -> raftq.v1.ScheduleSpec
+	86,  // 88: raftq.v1.PutScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	2,   // 89: raftq.v1.GetScheduleRequest.consistency:type_name -> raftq.v1.Consistency
+	86,  // 90: raftq.v1.GetScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	2,   // 91: raftq.v1.ListSchedulesRequest.consistency:type_name -> raftq.v1.Consistency
+	86,  // 92: raftq.v1.ListSchedulesResponse.schedules:type_name -> raftq.v1.Schedule
+	86,  // 93: raftq.v1.PauseScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	86,  // 94: raftq.v1.ResumeScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	23,  // 95: raftq.v1.Broker.Enqueue:input_type -> raftq.v1.EnqueueRequest
+	26,  // 96: raftq.v1.Broker.Fetch:input_type -> raftq.v1.FetchRequest
+	28,  // 97: raftq.v1.Broker.ExtendLease:input_type -> raftq.v1.ExtendLeaseRequest
+	30,  // 98: raftq.v1.Broker.Ack:input_type -> raftq.v1.AckRequest
+	32,  // 99: raftq.v1.Broker.Nack:input_type -> raftq.v1.NackRequest
+	34,  // 100: raftq.v1.Broker.GetJob:input_type -> raftq.v1.GetJobRequest
+	36,  // 101: raftq.v1.Broker.CancelJob:input_type -> raftq.v1.CancelJobRequest
+	38,  // 102: raftq.v1.Broker.QueueStats:input_type -> raftq.v1.QueueStatsRequest
+	69,  // 103: raftq.v1.Broker.AckBatch:input_type -> raftq.v1.AckBatchRequest
+	72,  // 104: raftq.v1.Broker.NackBatch:input_type -> raftq.v1.NackBatchRequest
+	75,  // 105: raftq.v1.Broker.ExtendLeaseBatch:input_type -> raftq.v1.ExtendLeaseBatchRequest
+	78,  // 106: raftq.v1.Broker.EnqueueStream:input_type -> raftq.v1.EnqueueStreamRequest
+	81,  // 107: raftq.v1.Broker.Consume:input_type -> raftq.v1.ConsumeRequest
+	41,  // 108: raftq.v1.Admin.PauseQueue:input_type -> raftq.v1.PauseQueueRequest
+	43,  // 109: raftq.v1.Admin.ResumeQueue:input_type -> raftq.v1.ResumeQueueRequest
+	45,  // 110: raftq.v1.Admin.Redrive:input_type -> raftq.v1.RedriveRequest
+	47,  // 111: raftq.v1.Admin.ListJobs:input_type -> raftq.v1.ListJobsRequest
+	60,  // 112: raftq.v1.Admin.PurgeDead:input_type -> raftq.v1.PurgeDeadRequest
+	14,  // 113: raftq.v1.Admin.MoveQueue:input_type -> raftq.v1.MoveQueueRequest
+	16,  // 114: raftq.v1.Admin.ListPlacements:input_type -> raftq.v1.ListPlacementsRequest
+	12,  // 115: raftq.v1.Admin.SealQueue:input_type -> raftq.v1.SealQueueRequest
+	9,   // 116: raftq.v1.Admin.ImportKeys:input_type -> raftq.v1.ImportKeysRequest
+	7,   // 117: raftq.v1.Admin.PartitionQueue:input_type -> raftq.v1.PartitionQueueRequest
+	49,  // 118: raftq.v1.Cluster.Join:input_type -> raftq.v1.JoinRequest
+	51,  // 119: raftq.v1.Cluster.Remove:input_type -> raftq.v1.RemoveRequest
+	53,  // 120: raftq.v1.Cluster.Status:input_type -> raftq.v1.StatusRequest
+	56,  // 121: raftq.v1.Cluster.WatchRoutes:input_type -> raftq.v1.WatchRoutesRequest
+	62,  // 122: raftq.v1.Cluster.TransferLeadership:input_type -> raftq.v1.TransferLeadershipRequest
+	64,  // 123: raftq.v1.Cluster.Snapshot:input_type -> raftq.v1.SnapshotRequest
+	66,  // 124: raftq.v1.Cluster.Restore:input_type -> raftq.v1.RestoreChunk
+	87,  // 125: raftq.v1.Schedules.PutSchedule:input_type -> raftq.v1.PutScheduleRequest
+	89,  // 126: raftq.v1.Schedules.GetSchedule:input_type -> raftq.v1.GetScheduleRequest
+	91,  // 127: raftq.v1.Schedules.ListSchedules:input_type -> raftq.v1.ListSchedulesRequest
+	93,  // 128: raftq.v1.Schedules.PauseSchedule:input_type -> raftq.v1.PauseScheduleRequest
+	95,  // 129: raftq.v1.Schedules.ResumeSchedule:input_type -> raftq.v1.ResumeScheduleRequest
+	97,  // 130: raftq.v1.Schedules.DeleteSchedule:input_type -> raftq.v1.DeleteScheduleRequest
+	25,  // 131: raftq.v1.Broker.Enqueue:output_type -> raftq.v1.EnqueueResponse
+	27,  // 132: raftq.v1.Broker.Fetch:output_type -> raftq.v1.FetchResponse
+	29,  // 133: raftq.v1.Broker.ExtendLease:output_type -> raftq.v1.ExtendLeaseResponse
+	31,  // 134: raftq.v1.Broker.Ack:output_type -> raftq.v1.AckResponse
+	33,  // 135: raftq.v1.Broker.Nack:output_type -> raftq.v1.NackResponse
+	35,  // 136: raftq.v1.Broker.GetJob:output_type -> raftq.v1.GetJobResponse
+	37,  // 137: raftq.v1.Broker.CancelJob:output_type -> raftq.v1.CancelJobResponse
+	40,  // 138: raftq.v1.Broker.QueueStats:output_type -> raftq.v1.QueueStatsResponse
+	71,  // 139: raftq.v1.Broker.AckBatch:output_type -> raftq.v1.AckBatchResponse
+	74,  // 140: raftq.v1.Broker.NackBatch:output_type -> raftq.v1.NackBatchResponse
+	77,  // 141: raftq.v1.Broker.ExtendLeaseBatch:output_type -> raftq.v1.ExtendLeaseBatchResponse
+	79,  // 142: raftq.v1.Broker.EnqueueStream:output_type -> raftq.v1.EnqueueStreamResponse
+	84,  // 143: raftq.v1.Broker.Consume:output_type -> raftq.v1.ConsumeResponse
+	42,  // 144: raftq.v1.Admin.PauseQueue:output_type -> raftq.v1.PauseQueueResponse
+	44,  // 145: raftq.v1.Admin.ResumeQueue:output_type -> raftq.v1.ResumeQueueResponse
+	46,  // 146: raftq.v1.Admin.Redrive:output_type -> raftq.v1.RedriveResponse
+	48,  // 147: raftq.v1.Admin.ListJobs:output_type -> raftq.v1.ListJobsResponse
+	61,  // 148: raftq.v1.Admin.PurgeDead:output_type -> raftq.v1.PurgeDeadResponse
+	15,  // 149: raftq.v1.Admin.MoveQueue:output_type -> raftq.v1.MoveQueueResponse
+	17,  // 150: raftq.v1.Admin.ListPlacements:output_type -> raftq.v1.ListPlacementsResponse
+	13,  // 151: raftq.v1.Admin.SealQueue:output_type -> raftq.v1.SealQueueResponse
+	11,  // 152: raftq.v1.Admin.ImportKeys:output_type -> raftq.v1.ImportKeysResponse
+	8,   // 153: raftq.v1.Admin.PartitionQueue:output_type -> raftq.v1.PartitionQueueResponse
+	50,  // 154: raftq.v1.Cluster.Join:output_type -> raftq.v1.JoinResponse
+	52,  // 155: raftq.v1.Cluster.Remove:output_type -> raftq.v1.RemoveResponse
+	55,  // 156: raftq.v1.Cluster.Status:output_type -> raftq.v1.StatusResponse
+	57,  // 157: raftq.v1.Cluster.WatchRoutes:output_type -> raftq.v1.Routes
+	63,  // 158: raftq.v1.Cluster.TransferLeadership:output_type -> raftq.v1.TransferLeadershipResponse
+	65,  // 159: raftq.v1.Cluster.Snapshot:output_type -> raftq.v1.SnapshotChunk
+	67,  // 160: raftq.v1.Cluster.Restore:output_type -> raftq.v1.RestoreResponse
+	88,  // 161: raftq.v1.Schedules.PutSchedule:output_type -> raftq.v1.PutScheduleResponse
+	90,  // 162: raftq.v1.Schedules.GetSchedule:output_type -> raftq.v1.GetScheduleResponse
+	92,  // 163: raftq.v1.Schedules.ListSchedules:output_type -> raftq.v1.ListSchedulesResponse
+	94,  // 164: raftq.v1.Schedules.PauseSchedule:output_type -> raftq.v1.PauseScheduleResponse
+	96,  // 165: raftq.v1.Schedules.ResumeSchedule:output_type -> raftq.v1.ResumeScheduleResponse
+	98,  // 166: raftq.v1.Schedules.DeleteSchedule:output_type -> raftq.v1.DeleteScheduleResponse
+	131, // [131:167] is the sub-list for method output_type
+	95,  // [95:131] is the sub-list for method input_type
+	95,  // [95:95] is the sub-list for extension type_name
+	95,  // [95:95] is the sub-list for extension extendee
+	0,   // [0:95] is the sub-list for field type_name
 }
 
 func init() { file_raftq_v1_broker_proto_init() }
@@ -6687,11 +6809,11 @@ func file_raftq_v1_broker_proto_init() {
 	if File_raftq_v1_broker_proto != nil {
 		return
 	}
-	file_raftq_v1_broker_proto_msgTypes[72].OneofWrappers = []any{
+	file_raftq_v1_broker_proto_msgTypes[74].OneofWrappers = []any{
 		(*ConsumeRequest_Open)(nil),
 		(*ConsumeRequest_Credit)(nil),
 	}
-	file_raftq_v1_broker_proto_msgTypes[75].OneofWrappers = []any{
+	file_raftq_v1_broker_proto_msgTypes[77].OneofWrappers = []any{
 		(*ConsumeResponse_Opened)(nil),
 		(*ConsumeResponse_Job)(nil),
 		(*ConsumeResponse_Notice)(nil),
@@ -6702,7 +6824,7 @@ func file_raftq_v1_broker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftq_v1_broker_proto_rawDesc), len(file_raftq_v1_broker_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   92,
+			NumMessages:   94,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

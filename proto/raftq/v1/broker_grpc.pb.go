@@ -685,6 +685,7 @@ const (
 	Admin_ListPlacements_FullMethodName = "/raftq.v1.Admin/ListPlacements"
 	Admin_SealQueue_FullMethodName      = "/raftq.v1.Admin/SealQueue"
 	Admin_ImportKeys_FullMethodName     = "/raftq.v1.Admin/ImportKeys"
+	Admin_PartitionQueue_FullMethodName = "/raftq.v1.Admin/PartitionQueue"
 )
 
 // AdminClient is the client API for Admin service.
@@ -725,6 +726,16 @@ type AdminClient interface {
 	// the old group, so a producer's retry still gets its first job. A step
 	// of MoveQueue (brokers take it on their own).
 	ImportKeys(ctx context.Context, in *ImportKeysRequest, opts ...grpc.CallOption) (*ImportKeysResponse, error)
+	// PartitionQueue spreads a queue over several Raft groups, one
+	// partition each (docs/scale-out.md, "Partitioned queues"): producers'
+	// jobs go to a partition by key (concurrency key, else unique key, else
+	// idempotency key) or in turn, workers take from all of them; FIFO
+	// holds within a partition. The queue's own group (where its name
+	// hashes) is always a partition, so jobs it already holds stay served;
+	// a queue whose group holds idempotency keys of it is refused (a retry
+	// could land in another partition). Set once: a partitioned queue
+	// cannot be partitioned again or moved.
+	PartitionQueue(ctx context.Context, in *PartitionQueueRequest, opts ...grpc.CallOption) (*PartitionQueueResponse, error)
 }
 
 type adminClient struct {
@@ -825,6 +836,16 @@ func (c *adminClient) ImportKeys(ctx context.Context, in *ImportKeysRequest, opt
 	return out, nil
 }
 
+func (c *adminClient) PartitionQueue(ctx context.Context, in *PartitionQueueRequest, opts ...grpc.CallOption) (*PartitionQueueResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PartitionQueueResponse)
+	err := c.cc.Invoke(ctx, Admin_PartitionQueue_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -863,6 +884,16 @@ type AdminServer interface {
 	// the old group, so a producer's retry still gets its first job. A step
 	// of MoveQueue (brokers take it on their own).
 	ImportKeys(context.Context, *ImportKeysRequest) (*ImportKeysResponse, error)
+	// PartitionQueue spreads a queue over several Raft groups, one
+	// partition each (docs/scale-out.md, "Partitioned queues"): producers'
+	// jobs go to a partition by key (concurrency key, else unique key, else
+	// idempotency key) or in turn, workers take from all of them; FIFO
+	// holds within a partition. The queue's own group (where its name
+	// hashes) is always a partition, so jobs it already holds stay served;
+	// a queue whose group holds idempotency keys of it is refused (a retry
+	// could land in another partition). Set once: a partitioned queue
+	// cannot be partitioned again or moved.
+	PartitionQueue(context.Context, *PartitionQueueRequest) (*PartitionQueueResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -899,6 +930,9 @@ func (UnimplementedAdminServer) SealQueue(context.Context, *SealQueueRequest) (*
 }
 func (UnimplementedAdminServer) ImportKeys(context.Context, *ImportKeysRequest) (*ImportKeysResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ImportKeys not implemented")
+}
+func (UnimplementedAdminServer) PartitionQueue(context.Context, *PartitionQueueRequest) (*PartitionQueueResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PartitionQueue not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -1083,6 +1117,24 @@ func _Admin_ImportKeys_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_PartitionQueue_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PartitionQueueRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).PartitionQueue(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_PartitionQueue_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).PartitionQueue(ctx, req.(*PartitionQueueRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1125,6 +1177,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ImportKeys",
 			Handler:    _Admin_ImportKeys_Handler,
+		},
+		{
+			MethodName: "PartitionQueue",
+			Handler:    _Admin_PartitionQueue_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
