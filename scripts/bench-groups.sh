@@ -7,12 +7,20 @@
 # same for every count: producers and workers spread over GROUPS_QUEUES
 # (default 4) queues, chosen so that each group gets an equal share
 # (brokerctl bench --queues). BENCH_DURATION (default 10s) per figure.
+# GROUPS_PARTITION=1 measures one hot queue instead, partitioned over every
+# group (brokerctl bench --partition; GROUPS_QUEUES then defaults to 1).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/cluster-lib.sh
 rounds=${GROUPS_ROUNDS:-3}
 counts=${GROUPS_COUNTS:-"1 2 4"}
-queues=${GROUPS_QUEUES:-4}
+partition=""
+if [ "${GROUPS_PARTITION:-0}" = 1 ]; then
+  partition="--partition"
+  queues=${GROUPS_QUEUES:-1}
+else
+  queues=${GROUPS_QUEUES:-4}
+fi
 d=${BENCH_DURATION:-10s}
 out=$(mktemp /tmp/raftq-bench-groups.XXXXXX.jsonl)
 dir=""
@@ -21,7 +29,7 @@ for r in $(seq 1 "$rounds"); do
   for g in $counts; do
     dir=$(mktemp -d /tmp/raftq-bench-groups.XXXXXX)
     start_cluster "$dir" 7300 7400 --groups "$g" ${BENCH_BROKERD_FLAGS:-}
-    b="ctl bench --duration $d --payload ${BENCH_PAYLOAD:-256} --queues $queues"
+    b="ctl bench --duration $d --payload ${BENCH_PAYLOAD:-256} --queues $queues $partition"
     {
       $b enqueue --producers 64 --batch 1
       $b enqueue --producers 256 --batch 1

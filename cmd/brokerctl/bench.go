@@ -71,6 +71,9 @@ type benchOpts struct {
 	// consume makes each e2e worker take jobs from a Consume stream
 	// holding --fetch-batch credit instead of Fetch long polls.
 	consume bool
+	// partition spreads each bench queue over every Raft group of the
+	// cluster (Admin PartitionQueue) before the run.
+	partition bool
 }
 
 func benchCmd(g *globals) *cobra.Command {
@@ -135,6 +138,7 @@ func benchCmd(g *globals) *cobra.Command {
 	f.Int64Var(&o.jobs, "jobs", 0, "enqueue: stop once this many jobs are enqueued, or after --duration (fills a backlog)")
 	f.StringVar(&o.queue, "queue", "", "queue to use (default: a fresh one)")
 	f.IntVar(&o.queues, "queues", 1, "queues to spread producers and workers over, round robin; on a cluster of several Raft groups, queue i is chosen in group i mod the group count")
+	f.BoolVar(&o.partition, "partition", false, "partition each queue over every Raft group first (a fresh queue: without --queue)")
 	// The defaults are the SDK's own paths (EnqueueOne, the worker's
 	// Consume stream and coalesced AckBatch), so the figures are what an
 	// application built on the SDK gets; the older paths stay measurable.
@@ -217,7 +221,7 @@ func benchEnqueue(clients []*client.Client, o *benchOpts) error {
 		"jobs": jobs.Load(), "errors": errs.Load(), "seconds": round(el),
 		"jobs_per_sec": round(float64(jobs.Load()) / el), "stream": o.stream,
 		"call_p50_ms": lat.pct(0.50), "call_p99_ms": lat.pct(0.99),
-		"queues": len(o.names), "groups": o.groups,
+		"queues": len(o.names), "groups": o.groups, "partitioned": o.partition && o.groups > 1,
 	})
 	return nil
 }
@@ -292,7 +296,7 @@ func benchE2E(clients []*client.Client, o *benchOpts) error {
 		"acked_per_sec_overall":         round(float64(acked.Load()) / total),
 		"enqueue_to_fetch_p50_ms":       e2eLat.pct(0.50), "enqueue_to_fetch_p99_ms": e2eLat.pct(0.99),
 		"enqueue_call_p50_ms": enqLat.pct(0.50), "stream": o.stream, "ack_batch": o.ackBatch, "consume": o.consume,
-		"queues": len(o.names), "groups": o.groups,
+		"queues": len(o.names), "groups": o.groups, "partitioned": o.partition && o.groups > 1,
 	})
 	return nil
 }
@@ -464,6 +468,17 @@ func benchQueues(cl *client.Client, o *benchOpts) error {
 		for _, q := range placement.QueuesPerGroup(prefix, o.groups) {
 			if len(o.names) < o.queues {
 				o.names = append(o.names, q)
+			}
+		}
+	}
+	if o.partition && o.groups > 1 {
+		all := make([]uint32, o.groups)
+		for g := range all {
+			all[g] = uint32(g)
+		}
+		for _, q := range o.names {
+			if _, err := cl.PartitionQueue(ctx, q, all...); err != nil {
+				return fmt.Errorf("--partition %s: %w", q, err)
 			}
 		}
 	}

@@ -247,6 +247,25 @@ func TestGroupsCommands(t *testing.T) {
 		if out := ctlOK(t, b, "queues", "placements"); !strings.Contains(out, "spread") {
 			t.Fatalf("placements table without the partitioned queue:\n%s", out)
 		}
+		// bench --partition spreads its fresh queue over every group.
+		var line struct {
+			Partitioned bool    `json:"partitioned"`
+			Jobs        float64 `json:"jobs"`
+		}
+		ctlJSON(t, b, &line, "bench", "enqueue", "--partition", "--duration", "300ms", "--producers", "4", "--clients", "1")
+		var all struct {
+			Placements []struct{ Partitions []uint32 }
+		}
+		ctlJSON(t, b, &all, "queues", "placements")
+		n := 0
+		for _, p := range all.Placements {
+			if len(p.Partitions) == groups {
+				n++
+			}
+		}
+		if !line.Partitioned || n != 1 {
+			t.Fatalf("bench --partition: %+v, %d queues over %d groups in %+v", line, n, groups, all)
+		}
 	})
 
 	// The last: it moves a leadership.
