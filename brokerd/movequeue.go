@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/raftq/raftq/fsm"
@@ -399,7 +401,7 @@ func (r *router) enqueueMoving(ctx context.Context, req *raftqv1.EnqueueRequest,
 	var wg sync.WaitGroup
 	sem := make(chan struct{}, 64)
 	for i, j := range jobs {
-		if !sealing && !keyed(j) {
+		if j.GetQueue() != p.GetQueue() || (!sealing && !keyed(j)) {
 			continue
 		}
 		wg.Add(1)
@@ -480,4 +482,35 @@ func (n *Node) awaitPlacement(ctx context.Context, queue string, to uint32) erro
 		case <-time.After(20 * time.Millisecond):
 		}
 	}
+}
+
+// placedOf is the placement record that decides how an Enqueue over qs
+// is routed: the first of its queues that is partitioned or moving (nil:
+// none is). One request's queues share a group (forQueues), so at most
+// one of them can be partitioned or moving into it in practice; the
+// others' jobs go to that group as they would anyway.
+func (r *router) placedOf(qs []string) *fsmpb.QueuePlacement {
+	for _, q := range qs {
+		p := r.h.placementOf(q)
+		if p != nil && (len(p.GetPartitions()) > 0 || p.GetPhase() != fsmpb.PlacementPhase_PLACEMENT_PHASE_NONE) {
+			return p
+		}
+	}
+	return nil
+}
+
+// movedQueue is the queue a QUEUE_MOVED refusal names, as far as the
+// request's queues tell: the moved error's own when it is in process,
+// else the first queue of the request.
+func movedQueue(err error, qs []string) string {
+	var me *fsm.MovedError
+	if errors.As(err, &me) && me.Queue != "" {
+		return me.Queue
+	}
+	for _, q := range qs {
+		if strings.Contains(status.Convert(err).Message(), fmt.Sprintf("%q", q)) {
+			return q
+		}
+	}
+	return qs[0]
 }

@@ -55,14 +55,20 @@ func (r *router) partitionOf(p *fsmpb.QueuePlacement, j *raftqv1.JobSpec) uint32
 func (r *router) enqueuePartitioned(ctx context.Context, req *raftqv1.EnqueueRequest, p *fsmpb.QueuePlacement) (*raftqv1.EnqueueResponse, error) {
 	if isWorkflow(req) || len(req.GetJobs()) == 0 {
 		g := p.GetGroup()
-		if len(req.GetJobs()) > 0 {
-			g = r.partitionOf(p, req.GetJobs()[0])
+		for _, j := range req.GetJobs() {
+			if j.GetQueue() == p.GetQueue() {
+				g = r.partitionOf(p, j)
+				break
+			}
 		}
 		return svc(r.node(g)).Enqueue(ctx, req)
 	}
 	where := map[uint32][]int{}
 	for i, j := range req.GetJobs() {
-		g := r.partitionOf(p, j)
+		g := p.GetGroup() // another queue of the request: its own group
+		if j.GetQueue() == p.GetQueue() {
+			g = r.partitionOf(p, j)
+		}
 		where[g] = append(where[g], i)
 	}
 	if len(where) == 1 {

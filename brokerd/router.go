@@ -127,7 +127,7 @@ func (b *brokerRouter) Enqueue(ctx context.Context, req *raftqv1.EnqueueRequest)
 			return fail[*raftqv1.EnqueueResponse](err)
 		}
 		var res *raftqv1.EnqueueResponse
-		if p := b.r.h.placementOf(qs[0]); p != nil && len(p.GetPartitions()) > 0 {
+		if p := b.r.placedOf(qs); p != nil && len(p.GetPartitions()) > 0 {
 			res, err = b.r.enqueuePartitioned(ctx, req, p)
 		} else if p != nil && p.GetPhase() != fsmpb.PlacementPhase_PLACEMENT_PHASE_NONE {
 			res, err = b.r.enqueueMoving(ctx, req, p)
@@ -140,7 +140,7 @@ func (b *brokerRouter) Enqueue(ctx context.Context, req *raftqv1.EnqueueRequest)
 		}
 		// Refused as moved, nothing written: wait for this node's
 		// placement table to show the move, then route again.
-		if err := b.r.h.awaitPlacement(ctx, qs[0], to); err != nil {
+		if err := b.r.h.awaitPlacement(ctx, movedQueue(err, qs), to); err != nil {
 			return nil, toStatus(err)
 		}
 	}
