@@ -298,6 +298,26 @@ func (s *adminService) ListPlacements(ctx context.Context, req *raftqv1.ListPlac
 	return out, nil
 }
 
+// Placements is the placement table as this host's replica of group 0
+// has it, in queue order (nil on a node running one group): for mirrors
+// such as etcd's (brokerd/etcdnode). LeftInFromGroup is not filled.
+func (n *Node) Placements() []*raftqv1.Placement {
+	if !n.multi() {
+		return nil
+	}
+	table := n.hostNode().groupNode(0).fsm.Placements()
+	out := make([]*raftqv1.Placement, 0, len(table))
+	for q, p := range table {
+		v := &raftqv1.Placement{Queue: q, Group: p.GetGroup(), Phase: phaseName(p.GetPhase()), Partitions: p.GetPartitions()}
+		if p.GetPhase() != fsmpb.PlacementPhase_PLACEMENT_PHASE_NONE {
+			v.FromGroup = p.GetFromGroup()
+		}
+		out = append(out, v)
+	}
+	slices.SortFunc(out, func(a, b *raftqv1.Placement) int { return strings.Compare(a.GetQueue(), b.GetQueue()) })
+	return out
+}
+
 // placementView is queue's placement as the API shows it.
 func (n *Node) placementView(queue string) *raftqv1.Placement {
 	p := n.placementOf(queue)

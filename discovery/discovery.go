@@ -79,6 +79,26 @@ func LeaderKeyForTarget(servicePrefix string) string {
 	return servicePrefix[:i] + "/leader/" + servicePrefix[i+1:]
 }
 
+// PlacementPrefix is where the brokers mirror their placement table
+// ("P/placement/"): one key per queue an operator moved or partitioned.
+func PlacementPrefix(prefix string) string { return prefix + "/placement/" }
+
+// PlacementKey is queue's mirrored placement ("P/placement/<queue>").
+func PlacementKey(prefix, queue string) string { return PlacementPrefix(prefix) + queue }
+
+// Placement is a queue's mirrored placement: the group that takes its new
+// jobs, and while it moves the group it leaves (phase "sealing" or
+// "draining"; "done" once moved); a partitioned queue's partitions. It is
+// a copy for discovery (dashboards, proxies, other tools): brokers route
+// by their own Raft-replicated table, never by this.
+type Placement struct {
+	Queue      string   `json:"queue"`
+	Group      uint32   `json:"group"`
+	FromGroup  uint32   `json:"from_group,omitempty"`
+	Phase      string   `json:"phase"`
+	Partitions []uint32 `json:"partitions,omitempty"`
+}
+
 // Instance is one registered server.
 type Instance struct {
 	// ID is unique within the service (a broker's node id).

@@ -2,16 +2,19 @@ package daemon_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/raftq/raftq/client"
+	"github.com/raftq/raftq/discovery"
 	"github.com/raftq/raftq/internal/etcdtest"
 	"github.com/raftq/raftq/internal/placement"
 	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
+	"google.golang.org/protobuf/types/known/durationpb"
 )
 
 // Nodes running several Raft groups bootstrap every group through etcd,
@@ -92,5 +95,32 @@ func TestEtcdBootstrapAndJoinWithGroups(t *testing.T) {
 			}
 		}
 		return true
+	})
+
+	// The placement table is mirrored to etcd: a queue moved to another
+	// group appears under P/placement/<queue>, and says done once moved.
+	q := "q0"
+	to := (placement.Queue(q, groups) + 1) % groups
+	if _, err := cl.MoveQueue(ctx, q, to); err != nil {
+		t.Fatal(err)
+	}
+	// Its one job is taken, so the old group drains.
+	js, err := cl.Fetch(ctx, &raftqv1.FetchRequest{Queues: []string{q}, MaxJobs: 1, WorkerId: "w", MaxWait: durationpb.New(5 * time.Second)})
+	if err != nil || len(js) != 1 {
+		t.Fatalf("fetch %v %v", js, err)
+	}
+	if err := cl.Ack(ctx, js[0].GetId(), js[0].GetLeaseToken()); err != nil {
+		t.Fatal(err)
+	}
+	var got discovery.Placement
+	testutil.WaitFor(t, 30*time.Second, "etcd mirrors the done move", func() bool {
+		r, err := s.Client().Get(ctx, discovery.PlacementKey(c.prefix, q))
+		if err != nil || len(r.Kvs) != 1 {
+			return false
+		}
+		if err := json.Unmarshal(r.Kvs[0].Value, &got); err != nil {
+			t.Fatalf("mirrored placement %q: %v", r.Kvs[0].Value, err)
+		}
+		return got.Phase == "done" && got.Group == to && got.Queue == q
 	})
 }

@@ -10,6 +10,7 @@ package etcdnode
 import (
 	"context"
 	"crypto/tls"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -100,9 +101,10 @@ type Agent struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	// removeHint removes the leader-hint duty from the node (Stop).
-	removeHint func()
-	stopped    bool
+	// removeHint removes the leader-hint duty from the node (Stop);
+	// removeMirror the placement mirror's.
+	removeHint, removeMirror func()
+	stopped                  bool
 }
 
 // Options are what an Agent needs from the node's configuration.
@@ -198,6 +200,7 @@ func (e *Agent) Start(n *brokerd.Node, boot Bootstrap) error {
 	}
 	e.reg = reg
 	e.removeHint = n.AddLeaderDuty("etcd leader hint", e.leaderHint)
+	e.removeMirror = n.AddLeaderDuty("etcd placement mirror", e.mirrorPlacements)
 	if !n.HasState() && !boot.Static {
 		e.wg.Add(1)
 		go func() {
@@ -223,6 +226,9 @@ func (e *Agent) Stop(graceful bool) {
 	e.cancel()
 	if e.removeHint != nil {
 		e.removeHint() // the hint duty ends (its etcd calls end with e.ctx)
+	}
+	if e.removeMirror != nil {
+		e.removeMirror()
 	}
 	if e.reg != nil {
 		if graceful {
@@ -335,6 +341,43 @@ func (e *Agent) leaderHint(termCtx context.Context) {
 				}
 				dcancel()
 			}
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// mirrorPlacements copies the placement table (queues moved or
+// partitioned, brokerd/movequeue.go) to etcd while this node leads group
+// 0, one key per queue (discovery.PlacementKey), for discovery: tools and
+// proxies read where a queue lives without a gRPC call. A key is written
+// when its queue's record changes; the copy is advisory, and brokers route
+// by their own table. A node running one group has nothing to mirror.
+func (e *Agent) mirrorPlacements(termCtx context.Context) {
+	ctx, cancel := context.WithCancel(termCtx)
+	defer cancel()
+	defer context.AfterFunc(e.ctx, cancel)()
+	t := time.NewTicker(250 * time.Millisecond)
+	defer t.Stop()
+	written := map[string]string{}
+	for {
+		for _, p := range e.n.Placements() {
+			b, _ := json.Marshal(discovery.Placement{Queue: p.GetQueue(), Group: p.GetGroup(), FromGroup: p.GetFromGroup(),
+				Phase: p.GetPhase(), Partitions: p.GetPartitions()})
+			if written[p.GetQueue()] == string(b) {
+				continue
+			}
+			pctx, pcancel := context.WithTimeout(ctx, 2*time.Second)
+			_, err := e.cli.Put(pctx, discovery.PlacementKey(e.prefix, p.GetQueue()), string(b))
+			pcancel()
+			if err != nil {
+				e.log.Debug("placement not mirrored to etcd", "queue", p.GetQueue(), "err", err)
+				continue
+			}
+			written[p.GetQueue()] = string(b)
+		}
+		select {
+		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
