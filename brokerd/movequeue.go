@@ -318,6 +318,16 @@ func (n *Node) Placements() []*raftqv1.Placement {
 	return out
 }
 
+// QueueGroups are the groups holding queue's jobs, the one taking its new
+// jobs first (a partitioned queue's partitions; both groups while it
+// moves); nil on a node running one group. The admin server shows them.
+func (n *Node) QueueGroups(queue string) []uint32 {
+	if !n.multi() {
+		return nil
+	}
+	return n.hostNode().queueGroups(queue)
+}
+
 // placementView is queue's placement as the API shows it.
 func (n *Node) placementView(queue string) *raftqv1.Placement {
 	p := n.placementOf(queue)

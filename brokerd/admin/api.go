@@ -37,6 +37,13 @@ func (s *Server) queueJSON(q *raftqv1.QueueStats, groups uint32) adminapi.Queue 
 	r := s.rates.rates(q.Queue)
 	out.Rates = &r
 	out.Group = placement.Queue(q.Queue, int(groups))
+	if gs := s.cfg.Node.QueueGroups(q.Queue); len(gs) > 0 {
+		// The placement table (queues moved or partitioned).
+		out.Group = gs[0]
+		if len(gs) > 1 {
+			out.Groups = gs
+		}
+	}
 	return out
 }
 

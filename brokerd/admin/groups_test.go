@@ -158,6 +158,30 @@ func TestGroupsAdminAndDashboard(t *testing.T) {
 <td data-field="group"><a href="/ui/#groups">%d</a></td>`, q, q, q, g))
 		}
 	})
+
+	// Last: a queue moving from group 0 to group 1 (its ready job keeps
+	// it draining) shows group 1 and both groups, in the API, the queues
+	// page and the overview's groups table; its count is both groups'.
+	t.Run("moving queue", func(t *testing.T) {
+		ctx := testutil.Context(t, 30*time.Second)
+		cl := c.Client()
+		if _, err := cl.MoveQueue(ctx, qs[0], 1); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := cl.Enqueue(ctx, &raftqv1.JobSpec{Queue: qs[0], Type: "t"}); err != nil {
+			t.Fatal(err)
+		}
+		var one adminapi.Queue
+		testutil.WaitFor(t, 10*time.Second, "the queue shows its move", func() bool {
+			r := call(t, "GET", u+"/v1/queues/"+qs[0], "")
+			return r.status == 200 && json.Unmarshal(r.raw, &one) == nil && one.Group == 1 && len(one.Groups) == 2
+		})
+		if one.Groups[0] != 1 || one.Groups[1] != 0 || one.Counts["ready"] != 2 {
+			t.Fatalf("moving queue %+v: want groups [1 0] and 2 ready (one in each)", one)
+		}
+		p := get(t, u+"/ui/queues")
+		mustContain(t, "queues", p, fmt.Sprintf(`<td data-field="group"><a href="/ui/#groups">1,0</a></td>`))
+	})
 }
 
 const fixtureGroups = 3

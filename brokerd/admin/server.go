@@ -56,6 +56,9 @@ type Node interface {
 	RaftStats() map[string]string
 	// WriteSnapshot streams the node's FSM state (a backup) to w.
 	WriteSnapshot(w io.Writer) (appliedIndex uint64, err error)
+	// QueueGroups are the groups holding a queue's jobs by the placement
+	// table, the one taking new jobs first (nil with one group).
+	QueueGroups(queue string) []uint32
 }
 
 // Config configures the admin server. Zero values take defaults.

@@ -26,6 +26,7 @@ type fakeNode struct {
 func (n *fakeNode) ID() string                              { return "fake" }
 func (n *fakeNode) GRPCAddr() string                        { return "127.0.0.1:1" }
 func (n *fakeNode) FSM() *fsm.FSM                           { return n.f }
+func (n *fakeNode) QueueGroups(string) []uint32             { return nil }
 func (n *fakeNode) Ready() error                            { return n.ready }
 func (n *fakeNode) RaftStats() map[string]string            { return map[string]string{"state": "Follower"} }
 func (n *fakeNode) WriteSnapshot(io.Writer) (uint64, error) { return 0, errors.New("no") }

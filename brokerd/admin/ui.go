@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -241,7 +242,7 @@ func (s *Server) overview(r *http.Request) (overviewPage, error) {
 	for _, g := range c.Groups {
 		row := groupRow{Info: g}
 		for _, q := range qs {
-			if q.Group == g.Group {
+			if q.Group == g.Group || slices.Contains(q.Groups, g.Group) {
 				row.Queues = append(row.Queues, q.Name)
 			}
 		}

@@ -186,9 +186,13 @@ type Queue struct {
 	Paused                bool             `json:"paused"`
 	Counts                map[string]int64 `json:"counts"`
 	OldestReadyAgeSeconds float64          `json:"oldest_ready_age_seconds"`
-	// Group is the Raft group that holds the queue (always 0 in a
-	// cluster of one group); Cluster.QueueGroup computes it.
+	// Group is the Raft group that takes the queue's new jobs (always 0 in
+	// a cluster of one group): where its name hashes, unless an operator
+	// moved or partitioned it.
 	Group uint32 `json:"group"`
+	// Groups are every group holding the queue's jobs when that is more
+	// than Group: its partitions, or both groups while it moves.
+	Groups []uint32 `json:"groups,omitempty"`
 	// Rates are the admin server's estimate (absent from brokerctl's output).
 	Rates *Rates `json:"rates,omitempty"`
 }
