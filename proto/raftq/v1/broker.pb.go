@@ -3401,7 +3401,15 @@ type StatusResponse struct {
 	// Each group's leader as this node knows it (only with several groups,
 	// and only when the call names no group): where a client sends a
 	// group's calls directly. The fields above are then group 0's.
-	Groups        []*GroupStatus `protobuf:"bytes,14,rep,name=groups,proto3" json:"groups,omitempty"`
+	Groups []*GroupStatus `protobuf:"bytes,14,rep,name=groups,proto3" json:"groups,omitempty"`
+	// The queues an operator placed (moved), from this node's replica of
+	// group 0's placement table, in queue order: each queue's group takes
+	// its new jobs, and a client sends the queue's calls to that group's
+	// leader (while the queue moves too: the broker there also serves the
+	// jobs left in from_group). Other queues live where their names hash.
+	// Like groups, only with several groups and when the call names no
+	// group; left_in_from_group is left unset (ListPlacements has it).
+	Placements    []*Placement `protobuf:"bytes,15,rep,name=placements,proto3" json:"placements,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3534,6 +3542,13 @@ func (x *StatusResponse) GetGroups() []*GroupStatus {
 	return nil
 }
 
+func (x *StatusResponse) GetPlacements() []*Placement {
+	if x != nil {
+		return x.Placements
+	}
+	return nil
+}
+
 type WatchRoutesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -3573,9 +3588,14 @@ func (*WatchRoutesRequest) Descriptor() ([]byte, []int) {
 // Routes is where each Raft group's calls go. term and applied_index of its
 // groups are left unset: they change on every write, routes do not.
 type Routes struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	GroupCount    uint32                 `protobuf:"varint,1,opt,name=group_count,json=groupCount,proto3" json:"group_count,omitempty"`
-	Groups        []*GroupStatus         `protobuf:"bytes,2,rep,name=groups,proto3" json:"groups,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	GroupCount uint32                 `protobuf:"varint,1,opt,name=group_count,json=groupCount,proto3" json:"group_count,omitempty"`
+	Groups     []*GroupStatus         `protobuf:"bytes,2,rep,name=groups,proto3" json:"groups,omitempty"`
+	// The queues an operator placed (moved), as StatusResponse.placements:
+	// queue → the group that takes its new jobs, with the phase of a move
+	// under way (left_in_from_group unset). A stream sends the routes again
+	// when this table changes. Empty with one group.
+	Placements    []*Placement `protobuf:"bytes,3,rep,name=placements,proto3" json:"placements,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3620,6 +3640,13 @@ func (x *Routes) GetGroupCount() uint32 {
 func (x *Routes) GetGroups() []*GroupStatus {
 	if x != nil {
 		return x.Groups
+	}
+	return nil
+}
+
+func (x *Routes) GetPlacements() []*Placement {
+	if x != nil {
+		return x.Placements
 	}
 	return nil
 }
@@ -6144,7 +6171,7 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x1b\n" +
 	"\tgrpc_addr\x18\x03 \x01(\tR\bgrpcAddr\x12\x14\n" +
 	"\x05voter\x18\x04 \x01(\bR\x05voter\x12\x16\n" +
-	"\x06leader\x18\x05 \x01(\bR\x06leader\"\xdd\x03\n" +
+	"\x06leader\x18\x05 \x01(\bR\x06leader\"\x92\x04\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1b\n" +
@@ -6165,12 +6192,18 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\x0fcheck_supported\x18\f \x01(\bR\x0echeckSupported\x12\x1f\n" +
 	"\vgroup_count\x18\r \x01(\rR\n" +
 	"groupCount\x12-\n" +
-	"\x06groups\x18\x0e \x03(\v2\x15.raftq.v1.GroupStatusR\x06groups\"\x14\n" +
-	"\x12WatchRoutesRequest\"X\n" +
+	"\x06groups\x18\x0e \x03(\v2\x15.raftq.v1.GroupStatusR\x06groups\x123\n" +
+	"\n" +
+	"placements\x18\x0f \x03(\v2\x13.raftq.v1.PlacementR\n" +
+	"placements\"\x14\n" +
+	"\x12WatchRoutesRequest\"\x8d\x01\n" +
 	"\x06Routes\x12\x1f\n" +
 	"\vgroup_count\x18\x01 \x01(\rR\n" +
 	"groupCount\x12-\n" +
-	"\x06groups\x18\x02 \x03(\v2\x15.raftq.v1.GroupStatusR\x06groups\"\xdc\x01\n" +
+	"\x06groups\x18\x02 \x03(\v2\x15.raftq.v1.GroupStatusR\x06groups\x123\n" +
+	"\n" +
+	"placements\x18\x03 \x03(\v2\x13.raftq.v1.PlacementR\n" +
+	"placements\"\xdc\x01\n" +
 	"\vGroupStatus\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\rR\x05group\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\tR\bleaderId\x12\x1f\n" +
@@ -6563,123 +6596,125 @@ var file_raftq_v1_broker_proto_depIdxs = []int32{
 	19,  // 49: raftq.v1.ListJobsResponse.jobs:type_name -> raftq.v1.Job
 	52,  // 50: raftq.v1.StatusResponse.members:type_name -> raftq.v1.Member
 	56,  // 51: raftq.v1.StatusResponse.groups:type_name -> raftq.v1.GroupStatus
-	56,  // 52: raftq.v1.Routes.groups:type_name -> raftq.v1.GroupStatus
-	52,  // 53: raftq.v1.GroupStatus.members:type_name -> raftq.v1.Member
-	5,   // 54: raftq.v1.ErrorDetail.reason:type_name -> raftq.v1.ErrorDetail.Reason
-	57,  // 55: raftq.v1.ItemError.detail:type_name -> raftq.v1.ErrorDetail
-	28,  // 56: raftq.v1.AckBatchRequest.items:type_name -> raftq.v1.AckRequest
-	66,  // 57: raftq.v1.AckBatchResult.error:type_name -> raftq.v1.ItemError
-	68,  // 58: raftq.v1.AckBatchResponse.results:type_name -> raftq.v1.AckBatchResult
-	30,  // 59: raftq.v1.NackBatchRequest.items:type_name -> raftq.v1.NackRequest
-	31,  // 60: raftq.v1.NackBatchResult.response:type_name -> raftq.v1.NackResponse
-	66,  // 61: raftq.v1.NackBatchResult.error:type_name -> raftq.v1.ItemError
-	71,  // 62: raftq.v1.NackBatchResponse.results:type_name -> raftq.v1.NackBatchResult
-	26,  // 63: raftq.v1.ExtendLeaseBatchRequest.items:type_name -> raftq.v1.ExtendLeaseRequest
-	27,  // 64: raftq.v1.ExtendLeaseBatchResult.response:type_name -> raftq.v1.ExtendLeaseResponse
-	66,  // 65: raftq.v1.ExtendLeaseBatchResult.error:type_name -> raftq.v1.ItemError
-	74,  // 66: raftq.v1.ExtendLeaseBatchResponse.results:type_name -> raftq.v1.ExtendLeaseBatchResult
-	18,  // 67: raftq.v1.EnqueueStreamRequest.job:type_name -> raftq.v1.JobSpec
-	22,  // 68: raftq.v1.EnqueueStreamResponse.result:type_name -> raftq.v1.EnqueueResult
-	66,  // 69: raftq.v1.EnqueueStreamResponse.error:type_name -> raftq.v1.ItemError
-	100, // 70: raftq.v1.ConsumeOpen.lease_duration:type_name -> google.protobuf.Duration
-	98,  // 71: raftq.v1.ConsumeOpen.queue_weights:type_name -> raftq.v1.ConsumeOpen.QueueWeightsEntry
-	78,  // 72: raftq.v1.ConsumeRequest.open:type_name -> raftq.v1.ConsumeOpen
-	6,   // 73: raftq.v1.ConsumeNotice.kind:type_name -> raftq.v1.ConsumeNotice.Kind
-	80,  // 74: raftq.v1.ConsumeResponse.opened:type_name -> raftq.v1.ConsumeOpened
-	19,  // 75: raftq.v1.ConsumeResponse.job:type_name -> raftq.v1.Job
-	81,  // 76: raftq.v1.ConsumeResponse.notice:type_name -> raftq.v1.ConsumeNotice
-	18,  // 77: raftq.v1.ScheduleSpec.job:type_name -> raftq.v1.JobSpec
-	100, // 78: raftq.v1.ScheduleSpec.interval:type_name -> google.protobuf.Duration
-	100, // 79: raftq.v1.ScheduleSpec.jitter:type_name -> google.protobuf.Duration
-	4,   // 80: raftq.v1.ScheduleSpec.overlap:type_name -> raftq.v1.OverlapPolicy
-	83,  // 81: raftq.v1.Schedule.spec:type_name -> raftq.v1.ScheduleSpec
-	99,  // 82: raftq.v1.Schedule.last_tick:type_name -> google.protobuf.Timestamp
-	99,  // 83: raftq.v1.Schedule.next_tick:type_name -> google.protobuf.Timestamp
-	99,  // 84: raftq.v1.Schedule.created_at:type_name -> google.protobuf.Timestamp
-	99,  // 85: raftq.v1.Schedule.updated_at:type_name -> google.protobuf.Timestamp
-	83,  // 86: raftq.v1.PutScheduleRequest.schedule:type_name -> raftq.v1.ScheduleSpec
-	84,  // 87: raftq.v1.PutScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	2,   // 88: raftq.v1.GetScheduleRequest.consistency:type_name -> raftq.v1.Consistency
-	84,  // 89: raftq.v1.GetScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	2,   // 90: raftq.v1.ListSchedulesRequest.consistency:type_name -> raftq.v1.Consistency
-	84,  // 91: raftq.v1.ListSchedulesResponse.schedules:type_name -> raftq.v1.Schedule
-	84,  // 92: raftq.v1.PauseScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	84,  // 93: raftq.v1.ResumeScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	21,  // 94: raftq.v1.Broker.Enqueue:input_type -> raftq.v1.EnqueueRequest
-	24,  // 95: raftq.v1.Broker.Fetch:input_type -> raftq.v1.FetchRequest
-	26,  // 96: raftq.v1.Broker.ExtendLease:input_type -> raftq.v1.ExtendLeaseRequest
-	28,  // 97: raftq.v1.Broker.Ack:input_type -> raftq.v1.AckRequest
-	30,  // 98: raftq.v1.Broker.Nack:input_type -> raftq.v1.NackRequest
-	32,  // 99: raftq.v1.Broker.GetJob:input_type -> raftq.v1.GetJobRequest
-	34,  // 100: raftq.v1.Broker.CancelJob:input_type -> raftq.v1.CancelJobRequest
-	36,  // 101: raftq.v1.Broker.QueueStats:input_type -> raftq.v1.QueueStatsRequest
-	67,  // 102: raftq.v1.Broker.AckBatch:input_type -> raftq.v1.AckBatchRequest
-	70,  // 103: raftq.v1.Broker.NackBatch:input_type -> raftq.v1.NackBatchRequest
-	73,  // 104: raftq.v1.Broker.ExtendLeaseBatch:input_type -> raftq.v1.ExtendLeaseBatchRequest
-	76,  // 105: raftq.v1.Broker.EnqueueStream:input_type -> raftq.v1.EnqueueStreamRequest
-	79,  // 106: raftq.v1.Broker.Consume:input_type -> raftq.v1.ConsumeRequest
-	39,  // 107: raftq.v1.Admin.PauseQueue:input_type -> raftq.v1.PauseQueueRequest
-	41,  // 108: raftq.v1.Admin.ResumeQueue:input_type -> raftq.v1.ResumeQueueRequest
-	43,  // 109: raftq.v1.Admin.Redrive:input_type -> raftq.v1.RedriveRequest
-	45,  // 110: raftq.v1.Admin.ListJobs:input_type -> raftq.v1.ListJobsRequest
-	58,  // 111: raftq.v1.Admin.PurgeDead:input_type -> raftq.v1.PurgeDeadRequest
-	12,  // 112: raftq.v1.Admin.MoveQueue:input_type -> raftq.v1.MoveQueueRequest
-	14,  // 113: raftq.v1.Admin.ListPlacements:input_type -> raftq.v1.ListPlacementsRequest
-	10,  // 114: raftq.v1.Admin.SealQueue:input_type -> raftq.v1.SealQueueRequest
-	7,   // 115: raftq.v1.Admin.ImportKeys:input_type -> raftq.v1.ImportKeysRequest
-	47,  // 116: raftq.v1.Cluster.Join:input_type -> raftq.v1.JoinRequest
-	49,  // 117: raftq.v1.Cluster.Remove:input_type -> raftq.v1.RemoveRequest
-	51,  // 118: raftq.v1.Cluster.Status:input_type -> raftq.v1.StatusRequest
-	54,  // 119: raftq.v1.Cluster.WatchRoutes:input_type -> raftq.v1.WatchRoutesRequest
-	60,  // 120: raftq.v1.Cluster.TransferLeadership:input_type -> raftq.v1.TransferLeadershipRequest
-	62,  // 121: raftq.v1.Cluster.Snapshot:input_type -> raftq.v1.SnapshotRequest
-	64,  // 122: raftq.v1.Cluster.Restore:input_type -> raftq.v1.RestoreChunk
-	85,  // 123: raftq.v1.Schedules.PutSchedule:input_type -> raftq.v1.PutScheduleRequest
-	87,  // 124: raftq.v1.Schedules.GetSchedule:input_type -> raftq.v1.GetScheduleRequest
-	89,  // 125: raftq.v1.Schedules.ListSchedules:input_type -> raftq.v1.ListSchedulesRequest
-	91,  // 126: raftq.v1.Schedules.PauseSchedule:input_type -> raftq.v1.PauseScheduleRequest
-	93,  // 127: raftq.v1.Schedules.ResumeSchedule:input_type -> raftq.v1.ResumeScheduleRequest
-	95,  // 128: raftq.v1.Schedules.DeleteSchedule:input_type -> raftq.v1.DeleteScheduleRequest
-	23,  // 129: raftq.v1.Broker.Enqueue:output_type -> raftq.v1.EnqueueResponse
-	25,  // 130: raftq.v1.Broker.Fetch:output_type -> raftq.v1.FetchResponse
-	27,  // 131: raftq.v1.Broker.ExtendLease:output_type -> raftq.v1.ExtendLeaseResponse
-	29,  // 132: raftq.v1.Broker.Ack:output_type -> raftq.v1.AckResponse
-	31,  // 133: raftq.v1.Broker.Nack:output_type -> raftq.v1.NackResponse
-	33,  // 134: raftq.v1.Broker.GetJob:output_type -> raftq.v1.GetJobResponse
-	35,  // 135: raftq.v1.Broker.CancelJob:output_type -> raftq.v1.CancelJobResponse
-	38,  // 136: raftq.v1.Broker.QueueStats:output_type -> raftq.v1.QueueStatsResponse
-	69,  // 137: raftq.v1.Broker.AckBatch:output_type -> raftq.v1.AckBatchResponse
-	72,  // 138: raftq.v1.Broker.NackBatch:output_type -> raftq.v1.NackBatchResponse
-	75,  // 139: raftq.v1.Broker.ExtendLeaseBatch:output_type -> raftq.v1.ExtendLeaseBatchResponse
-	77,  // 140: raftq.v1.Broker.EnqueueStream:output_type -> raftq.v1.EnqueueStreamResponse
-	82,  // 141: raftq.v1.Broker.Consume:output_type -> raftq.v1.ConsumeResponse
-	40,  // 142: raftq.v1.Admin.PauseQueue:output_type -> raftq.v1.PauseQueueResponse
-	42,  // 143: raftq.v1.Admin.ResumeQueue:output_type -> raftq.v1.ResumeQueueResponse
-	44,  // 144: raftq.v1.Admin.Redrive:output_type -> raftq.v1.RedriveResponse
-	46,  // 145: raftq.v1.Admin.ListJobs:output_type -> raftq.v1.ListJobsResponse
-	59,  // 146: raftq.v1.Admin.PurgeDead:output_type -> raftq.v1.PurgeDeadResponse
-	13,  // 147: raftq.v1.Admin.MoveQueue:output_type -> raftq.v1.MoveQueueResponse
-	15,  // 148: raftq.v1.Admin.ListPlacements:output_type -> raftq.v1.ListPlacementsResponse
-	11,  // 149: raftq.v1.Admin.SealQueue:output_type -> raftq.v1.SealQueueResponse
-	9,   // 150: raftq.v1.Admin.ImportKeys:output_type -> raftq.v1.ImportKeysResponse
-	48,  // 151: raftq.v1.Cluster.Join:output_type -> raftq.v1.JoinResponse
-	50,  // 152: raftq.v1.Cluster.Remove:output_type -> raftq.v1.RemoveResponse
-	53,  // 153: raftq.v1.Cluster.Status:output_type -> raftq.v1.StatusResponse
-	55,  // 154: raftq.v1.Cluster.WatchRoutes:output_type -> raftq.v1.Routes
-	61,  // 155: raftq.v1.Cluster.TransferLeadership:output_type -> raftq.v1.TransferLeadershipResponse
-	63,  // 156: raftq.v1.Cluster.Snapshot:output_type -> raftq.v1.SnapshotChunk
-	65,  // 157: raftq.v1.Cluster.Restore:output_type -> raftq.v1.RestoreResponse
-	86,  // 158: raftq.v1.Schedules.PutSchedule:output_type -> raftq.v1.PutScheduleResponse
-	88,  // 159: raftq.v1.Schedules.GetSchedule:output_type -> raftq.v1.GetScheduleResponse
-	90,  // 160: raftq.v1.Schedules.ListSchedules:output_type -> raftq.v1.ListSchedulesResponse
-	92,  // 161: raftq.v1.Schedules.PauseSchedule:output_type -> raftq.v1.PauseScheduleResponse
-	94,  // 162: raftq.v1.Schedules.ResumeSchedule:output_type -> raftq.v1.ResumeScheduleResponse
-	96,  // 163: raftq.v1.Schedules.DeleteSchedule:output_type -> raftq.v1.DeleteScheduleResponse
-	129, // [129:164] is the sub-list for method output_type
-	94,  // [94:129] is the sub-list for method input_type
-	94,  // [94:94] is the sub-list for extension type_name
-	94,  // [94:94] is the sub-list for extension extendee
-	0,   // [0:94] is the sub-list for field type_name
+	16,  // 52: raftq.v1.StatusResponse.placements:type_name -> raftq.v1.Placement
+	56,  // 53: raftq.v1.Routes.groups:type_name -> raftq.v1.GroupStatus
+	16,  // 54: raftq.v1.Routes.placements:type_name -> raftq.v1.Placement
+	52,  // 55: raftq.v1.GroupStatus.members:type_name -> raftq.v1.Member
+	5,   // 56: raftq.v1.ErrorDetail.reason:type_name -> raftq.v1.ErrorDetail.Reason
+	57,  // 57: raftq.v1.ItemError.detail:type_name -> raftq.v1.ErrorDetail
+	28,  // 58: raftq.v1.AckBatchRequest.items:type_name -> raftq.v1.AckRequest
+	66,  // 59: raftq.v1.AckBatchResult.error:type_name -> raftq.v1.ItemError
+	68,  // 60: raftq.v1.AckBatchResponse.results:type_name -> raftq.v1.AckBatchResult
+	30,  // 61: raftq.v1.NackBatchRequest.items:type_name -> raftq.v1.NackRequest
+	31,  // 62: raftq.v1.NackBatchResult.response:type_name -> raftq.v1.NackResponse
+	66,  // 63: raftq.v1.NackBatchResult.error:type_name -> raftq.v1.ItemError
+	71,  // 64: raftq.v1.NackBatchResponse.results:type_name -> raftq.v1.NackBatchResult
+	26,  // 65: raftq.v1.ExtendLeaseBatchRequest.items:type_name -> raftq.v1.ExtendLeaseRequest
+	27,  // 66: raftq.v1.ExtendLeaseBatchResult.response:type_name -> raftq.v1.ExtendLeaseResponse
+	66,  // 67: raftq.v1.ExtendLeaseBatchResult.error:type_name -> raftq.v1.ItemError
+	74,  // 68: raftq.v1.ExtendLeaseBatchResponse.results:type_name -> raftq.v1.ExtendLeaseBatchResult
+	18,  // 69: raftq.v1.EnqueueStreamRequest.job:type_name -> raftq.v1.JobSpec
+	22,  // 70: raftq.v1.EnqueueStreamResponse.result:type_name -> raftq.v1.EnqueueResult
+	66,  // 71: raftq.v1.EnqueueStreamResponse.error:type_name -> raftq.v1.ItemError
+	100, // 72: raftq.v1.ConsumeOpen.lease_duration:type_name -> google.protobuf.Duration
+	98,  // 73: raftq.v1.ConsumeOpen.queue_weights:type_name -> raftq.v1.ConsumeOpen.QueueWeightsEntry
+	78,  // 74: raftq.v1.ConsumeRequest.open:type_name -> raftq.v1.ConsumeOpen
+	6,   // 75: raftq.v1.ConsumeNotice.kind:type_name -> raftq.v1.ConsumeNotice.Kind
+	80,  // 76: raftq.v1.ConsumeResponse.opened:type_name -> raftq.v1.ConsumeOpened
+	19,  // 77: raftq.v1.ConsumeResponse.job:type_name -> raftq.v1.Job
+	81,  // 78: raftq.v1.ConsumeResponse.notice:type_name -> raftq.v1.ConsumeNotice
+	18,  // 79: raftq.v1.ScheduleSpec.job:type_name -> raftq.v1.JobSpec
+	100, // 80: raftq.v1.ScheduleSpec.interval:type_name -> google.protobuf.Duration
+	100, // 81: raftq.v1.ScheduleSpec.jitter:type_name -> google.protobuf.Duration
+	4,   // 82: raftq.v1.ScheduleSpec.overlap:type_name -> raftq.v1.OverlapPolicy
+	83,  // 83: raftq.v1.Schedule.spec:type_name -> raftq.v1.ScheduleSpec
+	99,  // 84: raftq.v1.Schedule.last_tick:type_name -> google.protobuf.Timestamp
+	99,  // 85: raftq.v1.Schedule.next_tick:type_name -> google.protobuf.Timestamp
+	99,  // 86: raftq.v1.Schedule.created_at:type_name -> google.protobuf.Timestamp
+	99,  // 87: raftq.v1.Schedule.updated_at:type_name -> google.protobuf.Timestamp
+	83,  // 88: raftq.v1.PutScheduleRequest.schedule:type_name -> raftq.v1.ScheduleSpec
+	84,  // 89: raftq.v1.PutScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	2,   // 90: raftq.v1.GetScheduleRequest.consistency:type_name -> raftq.v1.Consistency
+	84,  // 91: raftq.v1.GetScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	2,   // 92: raftq.v1.ListSchedulesRequest.consistency:type_name -> raftq.v1.Consistency
+	84,  // 93: raftq.v1.ListSchedulesResponse.schedules:type_name -> raftq.v1.Schedule
+	84,  // 94: raftq.v1.PauseScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	84,  // 95: raftq.v1.ResumeScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	21,  // 96: raftq.v1.Broker.Enqueue:input_type -> raftq.v1.EnqueueRequest
+	24,  // 97: raftq.v1.Broker.Fetch:input_type -> raftq.v1.FetchRequest
+	26,  // 98: raftq.v1.Broker.ExtendLease:input_type -> raftq.v1.ExtendLeaseRequest
+	28,  // 99: raftq.v1.Broker.Ack:input_type -> raftq.v1.AckRequest
+	30,  // 100: raftq.v1.Broker.Nack:input_type -> raftq.v1.NackRequest
+	32,  // 101: raftq.v1.Broker.GetJob:input_type -> raftq.v1.GetJobRequest
+	34,  // 102: raftq.v1.Broker.CancelJob:input_type -> raftq.v1.CancelJobRequest
+	36,  // 103: raftq.v1.Broker.QueueStats:input_type -> raftq.v1.QueueStatsRequest
+	67,  // 104: raftq.v1.Broker.AckBatch:input_type -> raftq.v1.AckBatchRequest
+	70,  // 105: raftq.v1.Broker.NackBatch:input_type -> raftq.v1.NackBatchRequest
+	73,  // 106: raftq.v1.Broker.ExtendLeaseBatch:input_type -> raftq.v1.ExtendLeaseBatchRequest
+	76,  // 107: raftq.v1.Broker.EnqueueStream:input_type -> raftq.v1.EnqueueStreamRequest
+	79,  // 108: raftq.v1.Broker.Consume:input_type -> raftq.v1.ConsumeRequest
+	39,  // 109: raftq.v1.Admin.PauseQueue:input_type -> raftq.v1.PauseQueueRequest
+	41,  // 110: raftq.v1.Admin.ResumeQueue:input_type -> raftq.v1.ResumeQueueRequest
+	43,  // 111: raftq.v1.Admin.Redrive:input_type -> raftq.v1.RedriveRequest
+	45,  // 112: raftq.v1.Admin.ListJobs:input_type -> raftq.v1.ListJobsRequest
+	58,  // 113: raftq.v1.Admin.PurgeDead:input_type -> raftq.v1.PurgeDeadRequest
+	12,  // 114: raftq.v1.Admin.MoveQueue:input_type -> raftq.v1.MoveQueueRequest
+	14,  // 115: raftq.v1.Admin.ListPlacements:input_type -> raftq.v1.ListPlacementsRequest
+	10,  // 116: raftq.v1.Admin.SealQueue:input_type -> raftq.v1.SealQueueRequest
+	7,   // 117: raftq.v1.Admin.ImportKeys:input_type -> raftq.v1.ImportKeysRequest
+	47,  // 118: raftq.v1.Cluster.Join:input_type -> raftq.v1.JoinRequest
+	49,  // 119: raftq.v1.Cluster.Remove:input_type -> raftq.v1.RemoveRequest
+	51,  // 120: raftq.v1.Cluster.Status:input_type -> raftq.v1.StatusRequest
+	54,  // 121: raftq.v1.Cluster.WatchRoutes:input_type -> raftq.v1.WatchRoutesRequest
+	60,  // 122: raftq.v1.Cluster.TransferLeadership:input_type -> raftq.v1.TransferLeadershipRequest
+	62,  // 123: raftq.v1.Cluster.Snapshot:input_type -> raftq.v1.SnapshotRequest
+	64,  // 124: raftq.v1.Cluster.Restore:input_type -> raftq.v1.RestoreChunk
+	85,  // 125: raftq.v1.Schedules.PutSchedule:input_type -> raftq.v1.PutScheduleRequest
+	87,  // 126: raftq.v1.Schedules.GetSchedule:input_type -> raftq.v1.GetScheduleRequest
+	89,  // 127: raftq.v1.Schedules.ListSchedules:input_type -> raftq.v1.ListSchedulesRequest
+	91,  // 128: raftq.v1.Schedules.PauseSchedule:input_type -> raftq.v1.PauseScheduleRequest
+	93,  // 129: raftq.v1.Schedules.ResumeSchedule:input_type -> raftq.v1.ResumeScheduleRequest
+	95,  // 130: raftq.v1.Schedules.DeleteSchedule:input_type -> raftq.v1.DeleteScheduleRequest
+	23,  // 131: raftq.v1.Broker.Enqueue:output_type -> raftq.v1.EnqueueResponse
+	25,  // 132: raftq.v1.Broker.Fetch:output_type -> raftq.v1.FetchResponse
+	27,  // 133: raftq.v1.Broker.ExtendLease:output_type -> raftq.v1.ExtendLeaseResponse
+	29,  // 134: raftq.v1.Broker.Ack:output_type -> raftq.v1.AckResponse
+	31,  // 135: raftq.v1.Broker.Nack:output_type -> raftq.v1.NackResponse
+	33,  // 136: raftq.v1.Broker.GetJob:output_type -> raftq.v1.GetJobResponse
+	35,  // 137: raftq.v1.Broker.CancelJob:output_type -> raftq.v1.CancelJobResponse
+	38,  // 138: raftq.v1.Broker.QueueStats:output_type -> raftq.v1.QueueStatsResponse
+	69,  // 139: raftq.v1.Broker.AckBatch:output_type -> raftq.v1.AckBatchResponse
+	72,  // 140: raftq.v1.Broker.NackBatch:output_type -> raftq.v1.NackBatchResponse
+	75,  // 141: raftq.v1.Broker.ExtendLeaseBatch:output_type -> raftq.v1.ExtendLeaseBatchResponse
+	77,  // 142: raftq.v1.Broker.EnqueueStream:output_type -> raftq.v1.EnqueueStreamResponse
+	82,  // 143: raftq.v1.Broker.Consume:output_type -> raftq.v1.ConsumeResponse
+	40,  // 144: raftq.v1.Admin.PauseQueue:output_type -> raftq.v1.PauseQueueResponse
+	42,  // 145: raftq.v1.Admin.ResumeQueue:output_type -> raftq.v1.ResumeQueueResponse
+	44,  // 146: raftq.v1.Admin.Redrive:output_type -> raftq.v1.RedriveResponse
+	46,  // 147: raftq.v1.Admin.ListJobs:output_type -> raftq.v1.ListJobsResponse
+	59,  // 148: raftq.v1.Admin.PurgeDead:output_type -> raftq.v1.PurgeDeadResponse
+	13,  // 149: raftq.v1.Admin.MoveQueue:output_type -> raftq.v1.MoveQueueResponse
+	15,  // 150: raftq.v1.Admin.ListPlacements:output_type -> raftq.v1.ListPlacementsResponse
+	11,  // 151: raftq.v1.Admin.SealQueue:output_type -> raftq.v1.SealQueueResponse
+	9,   // 152: raftq.v1.Admin.ImportKeys:output_type -> raftq.v1.ImportKeysResponse
+	48,  // 153: raftq.v1.Cluster.Join:output_type -> raftq.v1.JoinResponse
+	50,  // 154: raftq.v1.Cluster.Remove:output_type -> raftq.v1.RemoveResponse
+	53,  // 155: raftq.v1.Cluster.Status:output_type -> raftq.v1.StatusResponse
+	55,  // 156: raftq.v1.Cluster.WatchRoutes:output_type -> raftq.v1.Routes
+	61,  // 157: raftq.v1.Cluster.TransferLeadership:output_type -> raftq.v1.TransferLeadershipResponse
+	63,  // 158: raftq.v1.Cluster.Snapshot:output_type -> raftq.v1.SnapshotChunk
+	65,  // 159: raftq.v1.Cluster.Restore:output_type -> raftq.v1.RestoreResponse
+	86,  // 160: raftq.v1.Schedules.PutSchedule:output_type -> raftq.v1.PutScheduleResponse
+	88,  // 161: raftq.v1.Schedules.GetSchedule:output_type -> raftq.v1.GetScheduleResponse
+	90,  // 162: raftq.v1.Schedules.ListSchedules:output_type -> raftq.v1.ListSchedulesResponse
+	92,  // 163: raftq.v1.Schedules.PauseSchedule:output_type -> raftq.v1.PauseScheduleResponse
+	94,  // 164: raftq.v1.Schedules.ResumeSchedule:output_type -> raftq.v1.ResumeScheduleResponse
+	96,  // 165: raftq.v1.Schedules.DeleteSchedule:output_type -> raftq.v1.DeleteScheduleResponse
+	131, // [131:166] is the sub-list for method output_type
+	96,  // [96:131] is the sub-list for method input_type
+	96,  // [96:96] is the sub-list for extension type_name
+	96,  // [96:96] is the sub-list for extension extendee
+	0,   // [0:96] is the sub-list for field type_name
 }
 
 func init() { file_raftq_v1_broker_proto_init() }
