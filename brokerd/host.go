@@ -429,8 +429,8 @@ func (n *Node) notLeader(id, addr string) error {
 }
 
 // routeWatchInterval is how often a WatchRoutes stream looks for a change
-// of leaders or members: a client learns a new leader within it (an
-// election itself takes a few hundred milliseconds).
+// of leaders, members or placements: a client learns a new leader within
+// it (an election itself takes a few hundred milliseconds).
 const routeWatchInterval = 50 * time.Millisecond
 
 // routes is where each group's calls go, as this node knows it.
@@ -442,6 +442,34 @@ func (n *Node) routes() *raftqv1.Routes {
 			Group: gn.cfg.group, LeaderId: id, LeaderAddr: addr,
 			State: gn.raft.State().String(), Members: gn.members(id),
 		})
+	}
+	out.Placements = n.routePlacements()
+	return out
+}
+
+// routePlacements is group 0's placement table as this host's replica has
+// it, in queue order, for a client's route map: each placed queue, the
+// group that takes its new jobs and the state of a move under way. The
+// count of jobs left in the old group is left out (it costs a read of
+// that group's store, and a route watcher would be sent every change).
+func (n *Node) routePlacements() []*raftqv1.Placement {
+	if !n.multi() {
+		return nil
+	}
+	table := n.hostNode().groupNode(0).fsm.Placements()
+	names := make([]string, 0, len(table))
+	for q := range table {
+		names = append(names, q)
+	}
+	slices.Sort(names)
+	out := make([]*raftqv1.Placement, 0, len(names))
+	for _, q := range names {
+		p := table[q]
+		v := &raftqv1.Placement{Queue: q, Group: p.GetGroup(), Phase: phaseName(p.GetPhase())}
+		if p.GetPhase() != fsmpb.PlacementPhase_PLACEMENT_PHASE_NONE {
+			v.FromGroup = p.GetFromGroup()
+		}
+		out = append(out, v)
 	}
 	return out
 }
@@ -455,6 +483,9 @@ func routesKey(r *raftqv1.Routes) string {
 			fmt.Fprintf(&b, "%s@%s/%v,", m.GetNodeId(), m.GetGrpcAddr(), m.GetVoter())
 		}
 		b.WriteString("]")
+	}
+	for _, p := range r.GetPlacements() {
+		fmt.Fprintf(&b, "%q>%d<%d/%s;", p.GetQueue(), p.GetGroup(), p.GetFromGroup(), p.GetPhase())
 	}
 	return b.String()
 }

@@ -1066,7 +1066,7 @@ func (c *clusterRouter) Remove(ctx context.Context, req *raftqv1.RemoveRequest) 
 }
 
 // Status answers for the named group, or group 0 with every group's
-// leader (StatusResponse.groups).
+// leader (StatusResponse.groups) and the placed queues (placements).
 func (c *clusterRouter) Status(ctx context.Context, req *raftqv1.StatusRequest) (*raftqv1.StatusResponse, error) {
 	n, ok, err := c.r.named(ctx)
 	if err != nil {
@@ -1080,6 +1080,7 @@ func (c *clusterRouter) Status(ctx context.Context, req *raftqv1.StatusRequest) 
 		return nil, err
 	}
 	res.Groups = c.r.h.groupStatus()
+	res.Placements = c.r.h.routePlacements()
 	return res, nil
 }
 

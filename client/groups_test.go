@@ -7,6 +7,9 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/raftq/raftq/brokerd"
 	"github.com/raftq/raftq/client"
@@ -127,4 +130,165 @@ func TestClientRoutesToGroupLeaders(t *testing.T) {
 		gl := cl.GroupLeaders()
 		return l != "" && l != old && len(gl) == groups && gl[2] == l
 	})
+}
+
+// A queue an operator moved to another group: the client's route map
+// carries the placement table (from WatchRoutes, without a call), and the
+// queue's calls go straight to the leader of the group that takes its new
+// jobs, while the move drains and after it is done, not to the leader of
+// the group its name hashes to (which would route them on).
+func TestClientRoutesMovedQueue(t *testing.T) {
+	const groups = 3
+	c := testcluster.New(t, 3, func(cfg *brokerd.Config) { cfg.Groups = groups })
+	leaderOf := func(g int) string {
+		if n := c.GroupLeader(g); n != nil {
+			return n.GRPCAddr()
+		}
+		return ""
+	}
+	// Distinct leaders, so the hashed group's leader is not the new one's.
+	testutil.WaitFor(t, 30*time.Second, "each node leads one group", func() bool {
+		seen := map[string]bool{}
+		for g := 0; g < groups; g++ {
+			l := leaderOf(g)
+			if l == "" || seen[l] {
+				return false
+			}
+			seen[l] = true
+		}
+		return true
+	})
+	q := placement.QueuesPerGroup("moved", groups)[0] // hashes to group 0
+	const to = 2
+	// Where the last Enqueue went, and whether the broker there forwarded
+	// it (it names the group's leader in the response header then).
+	var mu sync.Mutex
+	var sentTo string
+	var forwarded bool
+	rec := grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		var md metadata.MD
+		err := invoker(ctx, method, req, reply, cc, append(opts, grpc.Header(&md))...)
+		if _, ok := req.(*raftqv1.EnqueueRequest); ok && err == nil {
+			mu.Lock()
+			sentTo, forwarded = cc.Target(), len(md.Get(brokerd.GroupLeaderHeader)) > 0
+			mu.Unlock()
+		}
+		return err
+	})
+	cl, err := client.New(c.Addrs(), client.Options{DialOptions: []grpc.DialOption{rec}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := testutil.Context(t, 90*time.Second)
+	// enqueue reports whether an Enqueue of q went straight to group g's
+	// leader (and, with unforwarded, was served there without a hop) and
+	// landed in group g.
+	enqueue := func(g int, unforwarded bool) bool {
+		res, err := cl.Enqueue(ctx, &raftqv1.JobSpec{Queue: q, Type: "t"})
+		if err != nil {
+			t.Fatalf("enqueue %s: %v", q, err)
+		}
+		if jg, err := placement.Job(res[0].JobId, groups); err != nil || int(jg) != g {
+			t.Logf("job %s of %s is in group %d (%v), want %d", res[0].JobId, q, jg, err, g)
+			return false
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		return sentTo == leaderOf(g) && (!unforwarded || !forwarded)
+	}
+	// The client learns the route map after its first call.
+	testutil.WaitFor(t, 10*time.Second, "the client routes the queue to its hashed group", func() bool {
+		if !enqueue(0, true) {
+			return false
+		}
+		g, ok := cl.QueueGroup(q)
+		return ok && g == 0
+	})
+	// A route watcher of its own, on a node that may lead no group
+	// involved: it is sent the routes again when the table changes.
+	cc, err := grpc.NewClient(c.Addrs()[1], grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Close()
+	wctx, wcancel := context.WithTimeout(ctx, 15*time.Second)
+	defer wcancel()
+	watch, err := raftqv1.NewClusterClient(cc).WatchRoutes(wctx, &raftqv1.WatchRoutesRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r, err := watch.Recv(); err != nil || len(r.GetPlacements()) != 0 {
+		t.Fatalf("first routes before any move: %v %v", r, err)
+	}
+	// The jobs above stay queued in group 0, so the move drains until
+	// they are served.
+	p, err := cl.MoveQueue(ctx, q, to)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.GetGroup() != to {
+		t.Fatalf("MoveQueue answered %v", p)
+	}
+	for {
+		r, err := watch.Recv()
+		if err != nil {
+			t.Fatalf("WatchRoutes sent no routes with the placement: %v", err)
+		}
+		if ps := r.GetPlacements(); len(ps) == 1 && ps[0].GetQueue() == q && ps[0].GetGroup() == to {
+			break
+		}
+	}
+	wcancel()
+	// No call: the client's route watch brings the placement.
+	testutil.WaitFor(t, 10*time.Second, "the client's route map places the queue in the new group", func() bool {
+		g, ok := cl.QueueGroup(q)
+		return ok && g == to
+	})
+	if g, _ := cl.QueueGroup(placement.QueuesPerGroup("moved", groups)[1]); g != 1 {
+		t.Fatalf("a queue never moved routes to group %d, want 1 (its hash)", g)
+	}
+	testutil.WaitFor(t, 10*time.Second, "the move drains (jobs are left in the old group)", func() bool {
+		ps, err := cl.Placements(ctx)
+		return err == nil && len(ps) == 1 && ps[0].GetPhase() == "draining"
+	})
+	// While it drains, the queue's enqueues go to the new group's leader
+	// (whose router asks the old group about their keys itself).
+	testutil.WaitFor(t, 10*time.Second, "the client sends a moving queue's enqueues to the new group's leader", func() bool {
+		return enqueue(to, false)
+	})
+	// Status carries the placements too (a follower's replica of group 0
+	// may be a heartbeat behind).
+	testutil.WaitFor(t, 5*time.Second, "Status shows the move", func() bool {
+		st, err := cl.Status(ctx, c.Addrs()[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		sp := st.GetPlacements()
+		return len(sp) == 1 && sp[0].GetQueue() == q && sp[0].GetGroup() == to && sp[0].GetFromGroup() == 0 && sp[0].GetPhase() == "draining"
+	})
+
+	// Serve every job (Fetch goes to the new group's leader, which covers
+	// both groups while the queue drains): the move finishes.
+	testutil.WaitFor(t, 30*time.Second, "the move is done", func() bool {
+		jobs, err := cl.Fetch(ctx, &raftqv1.FetchRequest{Queues: []string{q}, MaxJobs: 100, WorkerId: "w",
+			MaxWait: durationpb.New(100 * time.Millisecond)})
+		if err != nil {
+			t.Fatalf("fetch: %v", err)
+		}
+		for _, j := range jobs {
+			if err := cl.Ack(ctx, j.Id, j.LeaseToken); err != nil {
+				t.Fatalf("ack %s: %v", j.Id, err)
+			}
+		}
+		ps, err := cl.Placements(ctx)
+		return err == nil && len(ps) == 1 && ps[0].GetPhase() == "done"
+	})
+	// Done: the new group's leader serves them without a hop.
+	testutil.WaitFor(t, 10*time.Second, "the client sends a moved queue's enqueues to the new group's leader, unforwarded", func() bool {
+		return enqueue(to, true)
+	})
+	if g, ok := cl.QueueGroup(q); !ok || g != to {
+		t.Fatalf("QueueGroup(%s) after the move = %d, %v; want %d", q, g, ok, to)
+	}
 }

@@ -17,16 +17,24 @@ import (
 // forwarding it to the leader of the group it is for, but that costs a
 // hop; so the client keeps a route map — the group count and each group's
 // leader, read from a broker's Status — and sends a call about a queue or
-// a job straight to its group's leader. The group of a queue and of a job
-// id is computed (internal/placement), not looked up. The map is learned
-// in the background after the first call, corrected by NOT_LEADER hints,
-// and read again when a group's leader stops answering. Calls that name
-// no queue or job go where they always went: the leader of group 0.
+// a job straight to its group's leader. The group of a job id, and of a
+// queue never moved, is computed (internal/placement), not looked up; a
+// queue an operator moved (MoveQueue) goes to the group the map's
+// placements name, which takes its new jobs (while it moves too: the
+// broker there also serves the jobs left in the group it is leaving). The
+// map is learned in the background after the first call, kept current by
+// a WatchRoutes stream, corrected by NOT_LEADER hints, and read again when
+// a group's leader stops answering. A map behind the placement table only
+// costs a hop: brokers route every call by their own table. Calls that
+// name no queue or job go where they always went: the leader of group 0.
 
 // routes is the client's route map: leaders[g] is group g's leader ("":
-// unknown). nil or one group: no routing.
+// unknown); placed maps each queue an operator placed to the group that
+// takes its new jobs (other queues: where their names hash). nil or one
+// group: no routing.
 type routes struct {
 	leaders []string
+	placed  map[string]int
 }
 
 // routeKey carries a call's routing key in its context.
@@ -63,13 +71,22 @@ func (c *Client) groupOf(ctx context.Context) (int, bool) {
 		return 0, false
 	}
 	if r.queue != "" {
-		return int(placement.Queue(r.queue, len(rt.leaders))), true
+		return rt.queueGroup(r.queue), true
 	}
 	g, err := placement.Job(r.job, len(rt.leaders))
 	if err != nil {
 		return 0, false
 	}
 	return int(g), true
+}
+
+// queueGroup is the group queue's calls go to: its placed group when an
+// operator placed it, else where its name hashes.
+func (rt *routes) queueGroup(queue string) int {
+	if g, ok := rt.placed[queue]; ok {
+		return g
+	}
+	return int(placement.Queue(queue, len(rt.leaders)))
 }
 
 // groupLeader is group g's leader as the client knows it ("": unknown).
@@ -88,7 +105,7 @@ func (c *Client) setGroupLeader(g int, addr string) {
 		if old == nil || g >= len(old.leaders) || old.leaders[g] == addr {
 			break
 		}
-		nu := &routes{leaders: slices.Clone(old.leaders)}
+		nu := &routes{leaders: slices.Clone(old.leaders), placed: old.placed}
 		nu.leaders[g] = addr
 		if c.routes.CompareAndSwap(old, nu) {
 			break
@@ -107,12 +124,15 @@ func (c *Client) setGroupLeader(g int, addr string) {
 
 // learnRoutes takes the route map from a broker's Status.
 func (c *Client) learnRoutes(st *raftqv1.StatusResponse) {
-	c.takeRoutes(st.GetGroupCount(), st.GetGroups())
+	c.takeRoutes(st.GetGroupCount(), st.GetGroups(), st.GetPlacements())
 }
 
 // takeRoutes installs a route map of count groups; the first map of a
 // cluster of several groups starts the watch that keeps it current.
-func (c *Client) takeRoutes(count uint32, groups []*raftqv1.GroupStatus) {
+// placements are the queues an operator placed (a placement naming no
+// group of the cluster is ignored: the hash, and the brokers' routing,
+// still serve that queue).
+func (c *Client) takeRoutes(count uint32, groups []*raftqv1.GroupStatus, placements []*raftqv1.Placement) {
 	if count < 2 || len(groups) != int(count) {
 		return
 	}
@@ -121,6 +141,15 @@ func (c *Client) takeRoutes(count uint32, groups []*raftqv1.GroupStatus) {
 		if int(g.GetGroup()) < len(nu.leaders) {
 			nu.leaders[g.GetGroup()] = g.GetLeaderAddr()
 		}
+	}
+	for _, p := range placements {
+		if p.GetQueue() == "" || p.GetGroup() >= count {
+			continue
+		}
+		if nu.placed == nil {
+			nu.placed = make(map[string]int, len(placements))
+		}
+		nu.placed[p.GetQueue()] = int(p.GetGroup())
 	}
 	c.routes.Store(nu)
 	c.watchOnce.Do(func() { go c.watchRoutes() })
@@ -134,6 +163,20 @@ func (c *Client) GroupLeaders() []string {
 		return slices.Clone(rt.leaders)
 	}
 	return nil
+}
+
+// QueueGroup returns the Raft group whose leader the client sends calls
+// about queue to, by its route map: the group an operator placed the
+// queue in (MoveQueue; during a move, the group that takes its new jobs),
+// else the group its name hashes to. ok is false for a cluster of one
+// group (or before the client has learned the map), where no call is
+// routed by group.
+func (c *Client) QueueGroup(queue string) (group int, ok bool) {
+	rt := c.routes.Load()
+	if rt == nil || len(rt.leaders) < 2 {
+		return 0, false
+	}
+	return rt.queueGroup(queue), true
 }
 
 // watchRoutes keeps the route map current with a WatchRoutes stream from
@@ -186,7 +229,7 @@ func (c *Client) watchFrom(addr string) error {
 			return err
 		}
 		got = true
-		c.takeRoutes(r.GetGroupCount(), r.GetGroups())
+		c.takeRoutes(r.GetGroupCount(), r.GetGroups(), r.GetPlacements())
 	}
 }
 

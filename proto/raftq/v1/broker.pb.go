@@ -3509,7 +3509,15 @@ type StatusResponse struct {
 	// Each group's leader as this node knows it (only with several groups,
 	// and only when the call names no group): where a client sends a
 	// group's calls directly. The fields above are then group 0's.
-	Groups        []*GroupStatus `protobuf:"bytes,14,rep,name=groups,proto3" json:"groups,omitempty"`
+	Groups []*GroupStatus `protobuf:"bytes,14,rep,name=groups,proto3" json:"groups,omitempty"`
+	// The queues an operator placed (moved), from this node's replica of
+	// group 0's placement table, in queue order: each queue's group takes
+	// its new jobs, and a client sends the queue's calls to that group's
+	// leader (while the queue moves too: the broker there also serves the
+	// jobs left in from_group). Other queues live where their names hash.
+	// Like groups, only with several groups and when the call names no
+	// group; left_in_from_group is left unset (ListPlacements has it).
+	Placements    []*Placement `protobuf:"bytes,15,rep,name=placements,proto3" json:"placements,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3642,6 +3650,13 @@ func (x *StatusResponse) GetGroups() []*GroupStatus {
 	return nil
 }
 
+func (x *StatusResponse) GetPlacements() []*Placement {
+	if x != nil {
+		return x.Placements
+	}
+	return nil
+}
+
 type WatchRoutesRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -3681,9 +3696,14 @@ func (*WatchRoutesRequest) Descriptor() ([]byte, []int) {
 // Routes is where each Raft group's calls go. term and applied_index of its
 // groups are left unset: they change on every write, routes do not.
 type Routes struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	GroupCount    uint32                 `protobuf:"varint,1,opt,name=group_count,json=groupCount,proto3" json:"group_count,omitempty"`
-	Groups        []*GroupStatus         `protobuf:"bytes,2,rep,name=groups,proto3" json:"groups,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	GroupCount uint32                 `protobuf:"varint,1,opt,name=group_count,json=groupCount,proto3" json:"group_count,omitempty"`
+	Groups     []*GroupStatus         `protobuf:"bytes,2,rep,name=groups,proto3" json:"groups,omitempty"`
+	// The queues an operator placed (moved), as StatusResponse.placements:
+	// queue → the group that takes its new jobs, with the phase of a move
+	// under way (left_in_from_group unset). A stream sends the routes again
+	// when this table changes. Empty with one group.
+	Placements    []*Placement `protobuf:"bytes,3,rep,name=placements,proto3" json:"placements,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3728,6 +3748,13 @@ func (x *Routes) GetGroupCount() uint32 {
 func (x *Routes) GetGroups() []*GroupStatus {
 	if x != nil {
 		return x.Groups
+	}
+	return nil
+}
+
+func (x *Routes) GetPlacements() []*Placement {
+	if x != nil {
+		return x.Placements
 	}
 	return nil
 }
@@ -6260,7 +6287,7 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\traft_addr\x18\x02 \x01(\tR\braftAddr\x12\x1b\n" +
 	"\tgrpc_addr\x18\x03 \x01(\tR\bgrpcAddr\x12\x14\n" +
 	"\x05voter\x18\x04 \x01(\bR\x05voter\x12\x16\n" +
-	"\x06leader\x18\x05 \x01(\bR\x06leader\"\xdd\x03\n" +
+	"\x06leader\x18\x05 \x01(\bR\x06leader\"\x92\x04\n" +
 	"\x0eStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x1b\n" +
@@ -6281,12 +6308,18 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\x0fcheck_supported\x18\f \x01(\bR\x0echeckSupported\x12\x1f\n" +
 	"\vgroup_count\x18\r \x01(\rR\n" +
 	"groupCount\x12-\n" +
-	"\x06groups\x18\x0e \x03(\v2\x15.raftq.v1.GroupStatusR\x06groups\"\x14\n" +
-	"\x12WatchRoutesRequest\"X\n" +
+	"\x06groups\x18\x0e \x03(\v2\x15.raftq.v1.GroupStatusR\x06groups\x123\n" +
+	"\n" +
+	"placements\x18\x0f \x03(\v2\x13.raftq.v1.PlacementR\n" +
+	"placements\"\x14\n" +
+	"\x12WatchRoutesRequest\"\x8d\x01\n" +
 	"\x06Routes\x12\x1f\n" +
 	"\vgroup_count\x18\x01 \x01(\rR\n" +
 	"groupCount\x12-\n" +
-	"\x06groups\x18\x02 \x03(\v2\x15.raftq.v1.GroupStatusR\x06groups\"\xdc\x01\n" +
+	"\x06groups\x18\x02 \x03(\v2\x15.raftq.v1.GroupStatusR\x06groups\x123\n" +
+	"\n" +
+	"placements\x18\x03 \x03(\v2\x13.raftq.v1.PlacementR\n" +
+	"placements\"\xdc\x01\n" +
 	"\vGroupStatus\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\rR\x05group\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\tR\bleaderId\x12\x1f\n" +
@@ -6683,125 +6716,127 @@ var file_raftq_v1_broker_proto_depIdxs = []int32{
 	21,  // 50: raftq.v1.ListJobsResponse.jobs:type_name -> raftq.v1.Job
 	54,  // 51: raftq.v1.StatusResponse.members:type_name -> raftq.v1.Member
 	58,  // 52: raftq.v1.StatusResponse.groups:type_name -> raftq.v1.GroupStatus
-	58,  // 53: raftq.v1.Routes.groups:type_name -> raftq.v1.GroupStatus
-	54,  // 54: raftq.v1.GroupStatus.members:type_name -> raftq.v1.Member
-	5,   // 55: raftq.v1.ErrorDetail.reason:type_name -> raftq.v1.ErrorDetail.Reason
-	59,  // 56: raftq.v1.ItemError.detail:type_name -> raftq.v1.ErrorDetail
-	30,  // 57: raftq.v1.AckBatchRequest.items:type_name -> raftq.v1.AckRequest
-	68,  // 58: raftq.v1.AckBatchResult.error:type_name -> raftq.v1.ItemError
-	70,  // 59: raftq.v1.AckBatchResponse.results:type_name -> raftq.v1.AckBatchResult
-	32,  // 60: raftq.v1.NackBatchRequest.items:type_name -> raftq.v1.NackRequest
-	33,  // 61: raftq.v1.NackBatchResult.response:type_name -> raftq.v1.NackResponse
-	68,  // 62: raftq.v1.NackBatchResult.error:type_name -> raftq.v1.ItemError
-	73,  // 63: raftq.v1.NackBatchResponse.results:type_name -> raftq.v1.NackBatchResult
-	28,  // 64: raftq.v1.ExtendLeaseBatchRequest.items:type_name -> raftq.v1.ExtendLeaseRequest
-	29,  // 65: raftq.v1.ExtendLeaseBatchResult.response:type_name -> raftq.v1.ExtendLeaseResponse
-	68,  // 66: raftq.v1.ExtendLeaseBatchResult.error:type_name -> raftq.v1.ItemError
-	76,  // 67: raftq.v1.ExtendLeaseBatchResponse.results:type_name -> raftq.v1.ExtendLeaseBatchResult
-	20,  // 68: raftq.v1.EnqueueStreamRequest.job:type_name -> raftq.v1.JobSpec
-	24,  // 69: raftq.v1.EnqueueStreamResponse.result:type_name -> raftq.v1.EnqueueResult
-	68,  // 70: raftq.v1.EnqueueStreamResponse.error:type_name -> raftq.v1.ItemError
-	102, // 71: raftq.v1.ConsumeOpen.lease_duration:type_name -> google.protobuf.Duration
-	100, // 72: raftq.v1.ConsumeOpen.queue_weights:type_name -> raftq.v1.ConsumeOpen.QueueWeightsEntry
-	80,  // 73: raftq.v1.ConsumeRequest.open:type_name -> raftq.v1.ConsumeOpen
-	6,   // 74: raftq.v1.ConsumeNotice.kind:type_name -> raftq.v1.ConsumeNotice.Kind
-	82,  // 75: raftq.v1.ConsumeResponse.opened:type_name -> raftq.v1.ConsumeOpened
-	21,  // 76: raftq.v1.ConsumeResponse.job:type_name -> raftq.v1.Job
-	83,  // 77: raftq.v1.ConsumeResponse.notice:type_name -> raftq.v1.ConsumeNotice
-	20,  // 78: raftq.v1.ScheduleSpec.job:type_name -> raftq.v1.JobSpec
-	102, // 79: raftq.v1.ScheduleSpec.interval:type_name -> google.protobuf.Duration
-	102, // 80: raftq.v1.ScheduleSpec.jitter:type_name -> google.protobuf.Duration
-	4,   // 81: raftq.v1.ScheduleSpec.overlap:type_name -> raftq.v1.OverlapPolicy
-	85,  // 82: raftq.v1.Schedule.spec:type_name -> raftq.v1.ScheduleSpec
-	101, // 83: raftq.v1.Schedule.last_tick:type_name -> google.protobuf.Timestamp
-	101, // 84: raftq.v1.Schedule.next_tick:type_name -> google.protobuf.Timestamp
-	101, // 85: raftq.v1.Schedule.created_at:type_name -> google.protobuf.Timestamp
-	101, // 86: raftq.v1.Schedule.updated_at:type_name -> google.protobuf.Timestamp
-	85,  // 87: raftq.v1.PutScheduleRequest.schedule:type_name -> raftq.v1.ScheduleSpec
-	86,  // 88: raftq.v1.PutScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	2,   // 89: raftq.v1.GetScheduleRequest.consistency:type_name -> raftq.v1.Consistency
-	86,  // 90: raftq.v1.GetScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	2,   // 91: raftq.v1.ListSchedulesRequest.consistency:type_name -> raftq.v1.Consistency
-	86,  // 92: raftq.v1.ListSchedulesResponse.schedules:type_name -> raftq.v1.Schedule
-	86,  // 93: raftq.v1.PauseScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	86,  // 94: raftq.v1.ResumeScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	23,  // 95: raftq.v1.Broker.Enqueue:input_type -> raftq.v1.EnqueueRequest
-	26,  // 96: raftq.v1.Broker.Fetch:input_type -> raftq.v1.FetchRequest
-	28,  // 97: raftq.v1.Broker.ExtendLease:input_type -> raftq.v1.ExtendLeaseRequest
-	30,  // 98: raftq.v1.Broker.Ack:input_type -> raftq.v1.AckRequest
-	32,  // 99: raftq.v1.Broker.Nack:input_type -> raftq.v1.NackRequest
-	34,  // 100: raftq.v1.Broker.GetJob:input_type -> raftq.v1.GetJobRequest
-	36,  // 101: raftq.v1.Broker.CancelJob:input_type -> raftq.v1.CancelJobRequest
-	38,  // 102: raftq.v1.Broker.QueueStats:input_type -> raftq.v1.QueueStatsRequest
-	69,  // 103: raftq.v1.Broker.AckBatch:input_type -> raftq.v1.AckBatchRequest
-	72,  // 104: raftq.v1.Broker.NackBatch:input_type -> raftq.v1.NackBatchRequest
-	75,  // 105: raftq.v1.Broker.ExtendLeaseBatch:input_type -> raftq.v1.ExtendLeaseBatchRequest
-	78,  // 106: raftq.v1.Broker.EnqueueStream:input_type -> raftq.v1.EnqueueStreamRequest
-	81,  // 107: raftq.v1.Broker.Consume:input_type -> raftq.v1.ConsumeRequest
-	41,  // 108: raftq.v1.Admin.PauseQueue:input_type -> raftq.v1.PauseQueueRequest
-	43,  // 109: raftq.v1.Admin.ResumeQueue:input_type -> raftq.v1.ResumeQueueRequest
-	45,  // 110: raftq.v1.Admin.Redrive:input_type -> raftq.v1.RedriveRequest
-	47,  // 111: raftq.v1.Admin.ListJobs:input_type -> raftq.v1.ListJobsRequest
-	60,  // 112: raftq.v1.Admin.PurgeDead:input_type -> raftq.v1.PurgeDeadRequest
-	14,  // 113: raftq.v1.Admin.MoveQueue:input_type -> raftq.v1.MoveQueueRequest
-	16,  // 114: raftq.v1.Admin.ListPlacements:input_type -> raftq.v1.ListPlacementsRequest
-	12,  // 115: raftq.v1.Admin.SealQueue:input_type -> raftq.v1.SealQueueRequest
-	9,   // 116: raftq.v1.Admin.ImportKeys:input_type -> raftq.v1.ImportKeysRequest
-	7,   // 117: raftq.v1.Admin.PartitionQueue:input_type -> raftq.v1.PartitionQueueRequest
-	49,  // 118: raftq.v1.Cluster.Join:input_type -> raftq.v1.JoinRequest
-	51,  // 119: raftq.v1.Cluster.Remove:input_type -> raftq.v1.RemoveRequest
-	53,  // 120: raftq.v1.Cluster.Status:input_type -> raftq.v1.StatusRequest
-	56,  // 121: raftq.v1.Cluster.WatchRoutes:input_type -> raftq.v1.WatchRoutesRequest
-	62,  // 122: raftq.v1.Cluster.TransferLeadership:input_type -> raftq.v1.TransferLeadershipRequest
-	64,  // 123: raftq.v1.Cluster.Snapshot:input_type -> raftq.v1.SnapshotRequest
-	66,  // 124: raftq.v1.Cluster.Restore:input_type -> raftq.v1.RestoreChunk
-	87,  // 125: raftq.v1.Schedules.PutSchedule:input_type -> raftq.v1.PutScheduleRequest
-	89,  // 126: raftq.v1.Schedules.GetSchedule:input_type -> raftq.v1.GetScheduleRequest
-	91,  // 127: raftq.v1.Schedules.ListSchedules:input_type -> raftq.v1.ListSchedulesRequest
-	93,  // 128: raftq.v1.Schedules.PauseSchedule:input_type -> raftq.v1.PauseScheduleRequest
-	95,  // 129: raftq.v1.Schedules.ResumeSchedule:input_type -> raftq.v1.ResumeScheduleRequest
-	97,  // 130: raftq.v1.Schedules.DeleteSchedule:input_type -> raftq.v1.DeleteScheduleRequest
-	25,  // 131: raftq.v1.Broker.Enqueue:output_type -> raftq.v1.EnqueueResponse
-	27,  // 132: raftq.v1.Broker.Fetch:output_type -> raftq.v1.FetchResponse
-	29,  // 133: raftq.v1.Broker.ExtendLease:output_type -> raftq.v1.ExtendLeaseResponse
-	31,  // 134: raftq.v1.Broker.Ack:output_type -> raftq.v1.AckResponse
-	33,  // 135: raftq.v1.Broker.Nack:output_type -> raftq.v1.NackResponse
-	35,  // 136: raftq.v1.Broker.GetJob:output_type -> raftq.v1.GetJobResponse
-	37,  // 137: raftq.v1.Broker.CancelJob:output_type -> raftq.v1.CancelJobResponse
-	40,  // 138: raftq.v1.Broker.QueueStats:output_type -> raftq.v1.QueueStatsResponse
-	71,  // 139: raftq.v1.Broker.AckBatch:output_type -> raftq.v1.AckBatchResponse
-	74,  // 140: raftq.v1.Broker.NackBatch:output_type -> raftq.v1.NackBatchResponse
-	77,  // 141: raftq.v1.Broker.ExtendLeaseBatch:output_type -> raftq.v1.ExtendLeaseBatchResponse
-	79,  // 142: raftq.v1.Broker.EnqueueStream:output_type -> raftq.v1.EnqueueStreamResponse
-	84,  // 143: raftq.v1.Broker.Consume:output_type -> raftq.v1.ConsumeResponse
-	42,  // 144: raftq.v1.Admin.PauseQueue:output_type -> raftq.v1.PauseQueueResponse
-	44,  // 145: raftq.v1.Admin.ResumeQueue:output_type -> raftq.v1.ResumeQueueResponse
-	46,  // 146: raftq.v1.Admin.Redrive:output_type -> raftq.v1.RedriveResponse
-	48,  // 147: raftq.v1.Admin.ListJobs:output_type -> raftq.v1.ListJobsResponse
-	61,  // 148: raftq.v1.Admin.PurgeDead:output_type -> raftq.v1.PurgeDeadResponse
-	15,  // 149: raftq.v1.Admin.MoveQueue:output_type -> raftq.v1.MoveQueueResponse
-	17,  // 150: raftq.v1.Admin.ListPlacements:output_type -> raftq.v1.ListPlacementsResponse
-	13,  // 151: raftq.v1.Admin.SealQueue:output_type -> raftq.v1.SealQueueResponse
-	11,  // 152: raftq.v1.Admin.ImportKeys:output_type -> raftq.v1.ImportKeysResponse
-	8,   // 153: raftq.v1.Admin.PartitionQueue:output_type -> raftq.v1.PartitionQueueResponse
-	50,  // 154: raftq.v1.Cluster.Join:output_type -> raftq.v1.JoinResponse
-	52,  // 155: raftq.v1.Cluster.Remove:output_type -> raftq.v1.RemoveResponse
-	55,  // 156: raftq.v1.Cluster.Status:output_type -> raftq.v1.StatusResponse
-	57,  // 157: raftq.v1.Cluster.WatchRoutes:output_type -> raftq.v1.Routes
-	63,  // 158: raftq.v1.Cluster.TransferLeadership:output_type -> raftq.v1.TransferLeadershipResponse
-	65,  // 159: raftq.v1.Cluster.Snapshot:output_type -> raftq.v1.SnapshotChunk
-	67,  // 160: raftq.v1.Cluster.Restore:output_type -> raftq.v1.RestoreResponse
-	88,  // 161: raftq.v1.Schedules.PutSchedule:output_type -> raftq.v1.PutScheduleResponse
-	90,  // 162: raftq.v1.Schedules.GetSchedule:output_type -> raftq.v1.GetScheduleResponse
-	92,  // 163: raftq.v1.Schedules.ListSchedules:output_type -> raftq.v1.ListSchedulesResponse
-	94,  // 164: raftq.v1.Schedules.PauseSchedule:output_type -> raftq.v1.PauseScheduleResponse
-	96,  // 165: raftq.v1.Schedules.ResumeSchedule:output_type -> raftq.v1.ResumeScheduleResponse
-	98,  // 166: raftq.v1.Schedules.DeleteSchedule:output_type -> raftq.v1.DeleteScheduleResponse
-	131, // [131:167] is the sub-list for method output_type
-	95,  // [95:131] is the sub-list for method input_type
-	95,  // [95:95] is the sub-list for extension type_name
-	95,  // [95:95] is the sub-list for extension extendee
-	0,   // [0:95] is the sub-list for field type_name
+	18,  // 53: raftq.v1.StatusResponse.placements:type_name -> raftq.v1.Placement
+	58,  // 54: raftq.v1.Routes.groups:type_name -> raftq.v1.GroupStatus
+	18,  // 55: raftq.v1.Routes.placements:type_name -> raftq.v1.Placement
+	54,  // 56: raftq.v1.GroupStatus.members:type_name -> raftq.v1.Member
+	5,   // 57: raftq.v1.ErrorDetail.reason:type_name -> raftq.v1.ErrorDetail.Reason
+	59,  // 58: raftq.v1.ItemError.detail:type_name -> raftq.v1.ErrorDetail
+	30,  // 59: raftq.v1.AckBatchRequest.items:type_name -> raftq.v1.AckRequest
+	68,  // 60: raftq.v1.AckBatchResult.error:type_name -> raftq.v1.ItemError
+	70,  // 61: raftq.v1.AckBatchResponse.results:type_name -> raftq.v1.AckBatchResult
+	32,  // 62: raftq.v1.NackBatchRequest.items:type_name -> raftq.v1.NackRequest
+	33,  // 63: raftq.v1.NackBatchResult.response:type_name -> raftq.v1.NackResponse
+	68,  // 64: raftq.v1.NackBatchResult.error:type_name -> raftq.v1.ItemError
+	73,  // 65: raftq.v1.NackBatchResponse.results:type_name -> raftq.v1.NackBatchResult
+	28,  // 66: raftq.v1.ExtendLeaseBatchRequest.items:type_name -> raftq.v1.ExtendLeaseRequest
+	29,  // 67: raftq.v1.ExtendLeaseBatchResult.response:type_name -> raftq.v1.ExtendLeaseResponse
+	68,  // 68: raftq.v1.ExtendLeaseBatchResult.error:type_name -> raftq.v1.ItemError
+	76,  // 69: raftq.v1.ExtendLeaseBatchResponse.results:type_name -> raftq.v1.ExtendLeaseBatchResult
+	20,  // 70: raftq.v1.EnqueueStreamRequest.job:type_name -> raftq.v1.JobSpec
+	24,  // 71: raftq.v1.EnqueueStreamResponse.result:type_name -> raftq.v1.EnqueueResult
+	68,  // 72: raftq.v1.EnqueueStreamResponse.error:type_name -> raftq.v1.ItemError
+	102, // 73: raftq.v1.ConsumeOpen.lease_duration:type_name -> google.protobuf.Duration
+	100, // 74: raftq.v1.ConsumeOpen.queue_weights:type_name -> raftq.v1.ConsumeOpen.QueueWeightsEntry
+	80,  // 75: raftq.v1.ConsumeRequest.open:type_name -> raftq.v1.ConsumeOpen
+	6,   // 76: raftq.v1.ConsumeNotice.kind:type_name -> raftq.v1.ConsumeNotice.Kind
+	82,  // 77: raftq.v1.ConsumeResponse.opened:type_name -> raftq.v1.ConsumeOpened
+	21,  // 78: raftq.v1.ConsumeResponse.job:type_name -> raftq.v1.Job
+	83,  // 79: raftq.v1.ConsumeResponse.notice:type_name -> raftq.v1.ConsumeNotice
+	20,  // 80: raftq.v1.ScheduleSpec.job:type_name -> raftq.v1.JobSpec
+	102, // 81: raftq.v1.ScheduleSpec.interval:type_name -> google.protobuf.Duration
+	102, // 82: raftq.v1.ScheduleSpec.jitter:type_name -> google.protobuf.Duration
+	4,   // 83: raftq.v1.ScheduleSpec.overlap:type_name -> raftq.v1.OverlapPolicy
+	85,  // 84: raftq.v1.Schedule.spec:type_name -> raftq.v1.ScheduleSpec
+	101, // 85: raftq.v1.Schedule.last_tick:type_name -> google.protobuf.Timestamp
+	101, // 86: raftq.v1.Schedule.next_tick:type_name -> google.protobuf.Timestamp
+	101, // 87: raftq.v1.Schedule.created_at:type_name -> google.protobuf.Timestamp
+	101, // 88: raftq.v1.Schedule.updated_at:type_name -> google.protobuf.Timestamp
+	85,  // 89: raftq.v1.PutScheduleRequest.schedule:type_name -> raftq.v1.ScheduleSpec
+	86,  // 90: raftq.v1.PutScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	2,   // 91: raftq.v1.GetScheduleRequest.consistency:type_name -> raftq.v1.Consistency
+	86,  // 92: raftq.v1.GetScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	2,   // 93: raftq.v1.ListSchedulesRequest.consistency:type_name -> raftq.v1.Consistency
+	86,  // 94: raftq.v1.ListSchedulesResponse.schedules:type_name -> raftq.v1.Schedule
+	86,  // 95: raftq.v1.PauseScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	86,  // 96: raftq.v1.ResumeScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	23,  // 97: raftq.v1.Broker.Enqueue:input_type -> raftq.v1.EnqueueRequest
+	26,  // 98: raftq.v1.Broker.Fetch:input_type -> raftq.v1.FetchRequest
+	28,  // 99: raftq.v1.Broker.ExtendLease:input_type -> raftq.v1.ExtendLeaseRequest
+	30,  // 100: raftq.v1.Broker.Ack:input_type -> raftq.v1.AckRequest
+	32,  // 101: raftq.v1.Broker.Nack:input_type -> raftq.v1.NackRequest
+	34,  // 102: raftq.v1.Broker.GetJob:input_type -> raftq.v1.GetJobRequest
+	36,  // 103: raftq.v1.Broker.CancelJob:input_type -> raftq.v1.CancelJobRequest
+	38,  // 104: raftq.v1.Broker.QueueStats:input_type -> raftq.v1.QueueStatsRequest
+	69,  // 105: raftq.v1.Broker.AckBatch:input_type -> raftq.v1.AckBatchRequest
+	72,  // 106: raftq.v1.Broker.NackBatch:input_type -> raftq.v1.NackBatchRequest
+	75,  // 107: raftq.v1.Broker.ExtendLeaseBatch:input_type -> raftq.v1.ExtendLeaseBatchRequest
+	78,  // 108: raftq.v1.Broker.EnqueueStream:input_type -> raftq.v1.EnqueueStreamRequest
+	81,  // 109: raftq.v1.Broker.Consume:input_type -> raftq.v1.ConsumeRequest
+	41,  // 110: raftq.v1.Admin.PauseQueue:input_type -> raftq.v1.PauseQueueRequest
+	43,  // 111: raftq.v1.Admin.ResumeQueue:input_type -> raftq.v1.ResumeQueueRequest
+	45,  // 112: raftq.v1.Admin.Redrive:input_type -> raftq.v1.RedriveRequest
+	47,  // 113: raftq.v1.Admin.ListJobs:input_type -> raftq.v1.ListJobsRequest
+	60,  // 114: raftq.v1.Admin.PurgeDead:input_type -> raftq.v1.PurgeDeadRequest
+	14,  // 115: raftq.v1.Admin.MoveQueue:input_type -> raftq.v1.MoveQueueRequest
+	16,  // 116: raftq.v1.Admin.ListPlacements:input_type -> raftq.v1.ListPlacementsRequest
+	12,  // 117: raftq.v1.Admin.SealQueue:input_type -> raftq.v1.SealQueueRequest
+	9,   // 118: raftq.v1.Admin.ImportKeys:input_type -> raftq.v1.ImportKeysRequest
+	7,   // 119: raftq.v1.Admin.PartitionQueue:input_type -> raftq.v1.PartitionQueueRequest
+	49,  // 120: raftq.v1.Cluster.Join:input_type -> raftq.v1.JoinRequest
+	51,  // 121: raftq.v1.Cluster.Remove:input_type -> raftq.v1.RemoveRequest
+	53,  // 122: raftq.v1.Cluster.Status:input_type -> raftq.v1.StatusRequest
+	56,  // 123: raftq.v1.Cluster.WatchRoutes:input_type -> raftq.v1.WatchRoutesRequest
+	62,  // 124: raftq.v1.Cluster.TransferLeadership:input_type -> raftq.v1.TransferLeadershipRequest
+	64,  // 125: raftq.v1.Cluster.Snapshot:input_type -> raftq.v1.SnapshotRequest
+	66,  // 126: raftq.v1.Cluster.Restore:input_type -> raftq.v1.RestoreChunk
+	87,  // 127: raftq.v1.Schedules.PutSchedule:input_type -> raftq.v1.PutScheduleRequest
+	89,  // 128: raftq.v1.Schedules.GetSchedule:input_type -> raftq.v1.GetScheduleRequest
+	91,  // 129: raftq.v1.Schedules.ListSchedules:input_type -> raftq.v1.ListSchedulesRequest
+	93,  // 130: raftq.v1.Schedules.PauseSchedule:input_type -> raftq.v1.PauseScheduleRequest
+	95,  // 131: raftq.v1.Schedules.ResumeSchedule:input_type -> raftq.v1.ResumeScheduleRequest
+	97,  // 132: raftq.v1.Schedules.DeleteSchedule:input_type -> raftq.v1.DeleteScheduleRequest
+	25,  // 133: raftq.v1.Broker.Enqueue:output_type -> raftq.v1.EnqueueResponse
+	27,  // 134: raftq.v1.Broker.Fetch:output_type -> raftq.v1.FetchResponse
+	29,  // 135: raftq.v1.Broker.ExtendLease:output_type -> raftq.v1.ExtendLeaseResponse
+	31,  // 136: raftq.v1.Broker.Ack:output_type -> raftq.v1.AckResponse
+	33,  // 137: raftq.v1.Broker.Nack:output_type -> raftq.v1.NackResponse
+	35,  // 138: raftq.v1.Broker.GetJob:output_type -> raftq.v1.GetJobResponse
+	37,  // 139: raftq.v1.Broker.CancelJob:output_type -> raftq.v1.CancelJobResponse
+	40,  // 140: raftq.v1.Broker.QueueStats:output_type -> raftq.v1.QueueStatsResponse
+	71,  // 141: raftq.v1.Broker.AckBatch:output_type -> raftq.v1.AckBatchResponse
+	74,  // 142: raftq.v1.Broker.NackBatch:output_type -> raftq.v1.NackBatchResponse
+	77,  // 143: raftq.v1.Broker.ExtendLeaseBatch:output_type -> raftq.v1.ExtendLeaseBatchResponse
+	79,  // 144: raftq.v1.Broker.EnqueueStream:output_type -> raftq.v1.EnqueueStreamResponse
+	84,  // 145: raftq.v1.Broker.Consume:output_type -> raftq.v1.ConsumeResponse
+	42,  // 146: raftq.v1.Admin.PauseQueue:output_type -> raftq.v1.PauseQueueResponse
+	44,  // 147: raftq.v1.Admin.ResumeQueue:output_type -> raftq.v1.ResumeQueueResponse
+	46,  // 148: raftq.v1.Admin.Redrive:output_type -> raftq.v1.RedriveResponse
+	48,  // 149: raftq.v1.Admin.ListJobs:output_type -> raftq.v1.ListJobsResponse
+	61,  // 150: raftq.v1.Admin.PurgeDead:output_type -> raftq.v1.PurgeDeadResponse
+	15,  // 151: raftq.v1.Admin.MoveQueue:output_type -> raftq.v1.MoveQueueResponse
+	17,  // 152: raftq.v1.Admin.ListPlacements:output_type -> raftq.v1.ListPlacementsResponse
+	13,  // 153: raftq.v1.Admin.SealQueue:output_type -> raftq.v1.SealQueueResponse
+	11,  // 154: raftq.v1.Admin.ImportKeys:output_type -> raftq.v1.ImportKeysResponse
+	8,   // 155: raftq.v1.Admin.PartitionQueue:output_type -> raftq.v1.PartitionQueueResponse
+	50,  // 156: raftq.v1.Cluster.Join:output_type -> raftq.v1.JoinResponse
+	52,  // 157: raftq.v1.Cluster.Remove:output_type -> raftq.v1.RemoveResponse
+	55,  // 158: raftq.v1.Cluster.Status:output_type -> raftq.v1.StatusResponse
+	57,  // 159: raftq.v1.Cluster.WatchRoutes:output_type -> raftq.v1.Routes
+	63,  // 160: raftq.v1.Cluster.TransferLeadership:output_type -> raftq.v1.TransferLeadershipResponse
+	65,  // 161: raftq.v1.Cluster.Snapshot:output_type -> raftq.v1.SnapshotChunk
+	67,  // 162: raftq.v1.Cluster.Restore:output_type -> raftq.v1.RestoreResponse
+	88,  // 163: raftq.v1.Schedules.PutSchedule:output_type -> raftq.v1.PutScheduleResponse
+	90,  // 164: raftq.v1.Schedules.GetSchedule:output_type -> raftq.v1.GetScheduleResponse
+	92,  // 165: raftq.v1.Schedules.ListSchedules:output_type -> raftq.v1.ListSchedulesResponse
+	94,  // 166: raftq.v1.Schedules.PauseSchedule:output_type -> raftq.v1.PauseScheduleResponse
+	96,  // 167: raftq.v1.Schedules.ResumeSchedule:output_type -> raftq.v1.ResumeScheduleResponse
+	98,  // 168: raftq.v1.Schedules.DeleteSchedule:output_type -> raftq.v1.DeleteScheduleResponse
+	133, // [133:169] is the sub-list for method output_type
+	97,  // [97:133] is the sub-list for method input_type
+	97,  // [97:97] is the sub-list for extension type_name
+	97,  // [97:97] is the sub-list for extension extendee
+	0,   // [0:97] is the sub-list for field type_name
 }
 
 func init() { file_raftq_v1_broker_proto_init() }

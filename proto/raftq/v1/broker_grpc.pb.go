@@ -1210,10 +1210,11 @@ type ClusterClient interface {
 	Remove(ctx context.Context, in *RemoveRequest, opts ...grpc.CallOption) (*RemoveResponse, error)
 	// Status describes this node and the cluster as this node sees it.
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*StatusResponse, error)
-	// WatchRoutes streams the cluster's routes: the Raft group count and each
-	// group's leader and members, at once and again whenever a group's leader
-	// or members change (checked every 50 ms). The Go client keeps its route
-	// map with it; it works on a cluster of one group too.
+	// WatchRoutes streams the cluster's routes: the Raft group count, each
+	// group's leader and members, and the queues an operator placed (moved),
+	// at once and again whenever a group's leader or members or the
+	// placement table change (checked every 50 ms). The Go client keeps its
+	// route map with it; it works on a cluster of one group too.
 	WatchRoutes(ctx context.Context, in *WatchRoutesRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[Routes], error)
 	// TransferLeadership asks the leader to hand leadership to node_id (or to
 	// the most up-to-date follower when empty) and waits for it.
@@ -1339,10 +1340,11 @@ type ClusterServer interface {
 	Remove(context.Context, *RemoveRequest) (*RemoveResponse, error)
 	// Status describes this node and the cluster as this node sees it.
 	Status(context.Context, *StatusRequest) (*StatusResponse, error)
-	// WatchRoutes streams the cluster's routes: the Raft group count and each
-	// group's leader and members, at once and again whenever a group's leader
-	// or members change (checked every 50 ms). The Go client keeps its route
-	// map with it; it works on a cluster of one group too.
+	// WatchRoutes streams the cluster's routes: the Raft group count, each
+	// group's leader and members, and the queues an operator placed (moved),
+	// at once and again whenever a group's leader or members or the
+	// placement table change (checked every 50 ms). The Go client keeps its
+	// route map with it; it works on a cluster of one group too.
 	WatchRoutes(*WatchRoutesRequest, grpc.ServerStreamingServer[Routes]) error
 	// TransferLeadership asks the leader to hand leadership to node_id (or to
 	// the most up-to-date follower when empty) and waits for it.
