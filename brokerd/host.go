@@ -240,8 +240,15 @@ func (n *Node) ownsQueue(ctx context.Context, queue string) error {
 			return true
 		}
 		p := n.placementOf(queue)
-		return p != nil && (p.GetGroup() == n.cfg.group || slices.Contains(p.GetPartitions(), n.cfg.group) ||
-			(p.GetPhase() != fsmpb.PlacementPhase_PLACEMENT_PHASE_NONE && p.GetFromGroup() == n.cfg.group))
+		if p != nil && (p.GetGroup() == n.cfg.group || slices.Contains(p.GetPartitions(), n.cfg.group) ||
+			(p.GetPhase() != fsmpb.PlacementPhase_PLACEMENT_PHASE_NONE && p.GetFromGroup() == n.cfg.group)) {
+			return true
+		}
+		// A group the queue moved away from: its seal answers QUEUE_MOVED,
+		// which the router follows (a router whose table is behind still
+		// sends the queue's keyed jobs here first).
+		_, sealed := n.fsm.Sealed(queue)
+		return sealed
 	}
 	for wait := time.Now().Add(placementLag); !ok(); {
 		if time.Now().After(wait) || ctx.Err() != nil {
