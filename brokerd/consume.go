@@ -151,6 +151,27 @@ type consumeFrame struct {
 	err error
 }
 
+// readFrames reads a Consume stream's frames on a goroutine of its own
+// and hands them over one at a time, the error that ends the stream last;
+// it stops when ctx ends.
+func readFrames(ctx context.Context, recv func() (*raftqv1.ConsumeRequest, error)) <-chan consumeFrame {
+	frames := make(chan consumeFrame)
+	go func() {
+		for {
+			req, err := recv()
+			select {
+			case frames <- consumeFrame{req, err}:
+			case <-ctx.Done():
+				return
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	return frames
+}
+
 type consumeFetched struct {
 	jobs []fsm.Job
 	err  error
@@ -205,20 +226,7 @@ func (c *consumer) run(ctx context.Context) error {
 
 	// The reader hands frames over one at a time; the loop answers a bad
 	// one by ending the stream.
-	frames := make(chan consumeFrame)
-	go func() {
-		for {
-			req, err := c.st.Recv()
-			select {
-			case frames <- consumeFrame{req, err}:
-			case <-ctx.Done():
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
+	frames := readFrames(ctx, c.st.Recv)
 
 	// The fetcher parks one dispatcher fetch at a time, for the credit
 	// the loop hands it. Its context ends with the stream's, or when the

@@ -241,20 +241,7 @@ func (fc *fanConsume) run() error {
 	}
 	stopped := func() error { id, addr := host.leader(); return host.notLeader(id, addr) }
 
-	frames := make(chan consumeFrame)
-	go func() {
-		for {
-			req, err := fc.st.Recv()
-			select {
-			case frames <- consumeFrame{req, err}:
-			case <-ctx.Done():
-				return
-			}
-			if err != nil {
-				return
-			}
-		}
-	}()
+	frames := readFrames(ctx, fc.st.Recv)
 
 	// Any change in a group's replica pokes the loop: a group without
 	// credit may have jobs ready, a job the router watches may have

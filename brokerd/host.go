@@ -340,8 +340,14 @@ const balanceInterval = 2 * time.Second
 // cluster settles without moving a leadership twice at once; a node that
 // was just handed one keeps it (it is below its share).
 func (n *Node) balanceLeaders() {
+	n.every(balanceInterval, func() { n.balanceOnce() })
+}
+
+// every runs fn every d until the node closes; it is one of the loops
+// n.wg counts.
+func (n *Node) every(d time.Duration, fn func()) {
 	defer n.wg.Done()
-	t := time.NewTicker(balanceInterval)
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
@@ -349,7 +355,7 @@ func (n *Node) balanceLeaders() {
 			return
 		case <-t.C:
 		}
-		n.balanceOnce()
+		fn()
 	}
 }
 

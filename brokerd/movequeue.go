@@ -50,18 +50,10 @@ const moveInterval = 200 * time.Millisecond
 
 // driveMoves advances every move under way while this host leads group 0.
 func (n *Node) driveMoves() {
-	defer n.wg.Done()
-	t := time.NewTicker(moveInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.ctx.Done():
-			return
-		case <-t.C:
-		}
+	n.every(moveInterval, func() {
 		g0 := n.groupNode(0)
 		if !g0.lead.ready.Load() {
-			continue
+			return
 		}
 		for _, p := range g0.fsm.Placements() {
 			if p.GetPhase() == fsmpb.PlacementPhase_PLACEMENT_PHASE_NONE {
@@ -74,7 +66,7 @@ func (n *Node) driveMoves() {
 			}
 			cancel()
 		}
-	}
+	})
 }
 
 // advanceMove takes one step of p's move. Every step is idempotent, so a
@@ -365,24 +357,28 @@ func (a *adminRouter) ListPlacements(ctx context.Context, req *raftqv1.ListPlace
 // SealQueue goes to the group the call names; without one it is refused,
 // as a seal in a guessed group could strand a queue.
 func (a *adminRouter) SealQueue(ctx context.Context, req *raftqv1.SealQueueRequest) (*raftqv1.SealQueueResponse, error) {
-	n, ok, err := a.r.named(ctx)
+	n, err := a.r.namedOnly(ctx, "SealQueue")
 	if err != nil {
 		return fail[*raftqv1.SealQueueResponse](err)
-	}
-	if !ok {
-		return fail[*raftqv1.SealQueueResponse](fmt.Errorf("%w: SealQueue needs the group in the %s header", apierr.ErrInvalid, placement.Header))
 	}
 	return admin(n).SealQueue(ctx, req)
 }
 
+// namedOnly is the group a call names; a call that must name one (what)
+// and does not is refused.
+func (r *router) namedOnly(ctx context.Context, what string) (*Node, error) {
+	n, ok, err := r.named(ctx)
+	if err == nil && !ok {
+		err = fmt.Errorf("%w: %s needs the group in the %s header", apierr.ErrInvalid, what, placement.Header)
+	}
+	return n, err
+}
+
 // ImportKeys goes to the group the call names, which it needs.
 func (a *adminRouter) ImportKeys(ctx context.Context, req *raftqv1.ImportKeysRequest) (*raftqv1.ImportKeysResponse, error) {
-	n, ok, err := a.r.named(ctx)
+	n, err := a.r.namedOnly(ctx, "ImportKeys")
 	if err != nil {
 		return fail[*raftqv1.ImportKeysResponse](err)
-	}
-	if !ok {
-		return fail[*raftqv1.ImportKeysResponse](fmt.Errorf("%w: ImportKeys needs the group in the %s header", apierr.ErrInvalid, placement.Header))
 	}
 	return admin(n).ImportKeys(ctx, req)
 }

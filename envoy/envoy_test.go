@@ -52,31 +52,39 @@ const idempotentHeader = "x-raftq-idempotent"
 // here must not be retried on UNAVAILABLE; a new RPC added to the protos
 // fails the test until it is routed and classified.
 var retrySafe = map[string]string{
-	"/raftq.v1.Broker/Enqueue":             "only with " + idempotentHeader + ": the key makes a repeat return the first job",
-	"/raftq.v1.Broker/Fetch":               "a lease whose answer is lost expires; the job is leased again",
-	"/raftq.v1.Broker/Ack":                 "an ack of a job already acked with the same token succeeds",
-	"/raftq.v1.Broker/ExtendLease":         "extending the same lease twice is harmless",
-	"/raftq.v1.Broker/AckBatch":            "per item as Ack",
-	"/raftq.v1.Broker/ExtendLeaseBatch":    "per item as ExtendLease",
-	"/raftq.v1.Broker/GetJob":              "read",
-	"/raftq.v1.Broker/QueueStats":          "read",
-	"/raftq.v1.Results/StoreResult":        "fenced by (job, token): a repeat is answered DUPLICATE",
-	"/raftq.v1.Results/GetResult":          "read",
-	"/raftq.v1.Results/ListResults":        "read",
-	"/raftq.v1.Results/ListAttempts":       "read",
-	"/raftq.v1.Cluster/Status":             "", // a read, but operators call it by hand
-	"/raftq.v1.Broker/Nack":                "",
-	"/raftq.v1.Broker/NackBatch":           "",
-	"/raftq.v1.Broker/EnqueueStream":       "", // a stream; the client retries its jobs by key
-	"/raftq.v1.Broker/Consume":             "", // a stream; a job pushed on a broken one comes back at lease expiry
-	"/raftq.v1.Broker/CancelJob":           "",
-	"/raftq.v1.Admin/PauseQueue":           "",
-	"/raftq.v1.Admin/ResumeQueue":          "",
-	"/raftq.v1.Admin/Redrive":              "",
-	"/raftq.v1.Admin/ListJobs":             "",
-	"/raftq.v1.Cluster/Join":               "",
-	"/raftq.v1.Cluster/Remove":             "",
-	"/raftq.v1.Admin/PurgeDead":            "",
+	"/raftq.v1.Broker/Enqueue":          "only with " + idempotentHeader + ": the key makes a repeat return the first job",
+	"/raftq.v1.Broker/Fetch":            "a lease whose answer is lost expires; the job is leased again",
+	"/raftq.v1.Broker/Ack":              "an ack of a job already acked with the same token succeeds",
+	"/raftq.v1.Broker/ExtendLease":      "extending the same lease twice is harmless",
+	"/raftq.v1.Broker/AckBatch":         "per item as Ack",
+	"/raftq.v1.Broker/ExtendLeaseBatch": "per item as ExtendLease",
+	"/raftq.v1.Broker/GetJob":           "read",
+	"/raftq.v1.Broker/QueueStats":       "read",
+	"/raftq.v1.Results/StoreResult":     "fenced by (job, token): a repeat is answered DUPLICATE",
+	"/raftq.v1.Results/GetResult":       "read",
+	"/raftq.v1.Results/ListResults":     "read",
+	"/raftq.v1.Results/ListAttempts":    "read",
+	"/raftq.v1.Cluster/Status":          "", // a read, but operators call it by hand
+	"/raftq.v1.Broker/Nack":             "",
+	"/raftq.v1.Broker/NackBatch":        "",
+	"/raftq.v1.Broker/EnqueueStream":    "", // a stream; the client retries its jobs by key
+	"/raftq.v1.Broker/Consume":          "", // a stream; a job pushed on a broken one comes back at lease expiry
+	"/raftq.v1.Broker/CancelJob":        "",
+	"/raftq.v1.Admin/PauseQueue":        "",
+	"/raftq.v1.Admin/ResumeQueue":       "",
+	"/raftq.v1.Admin/Redrive":           "",
+	"/raftq.v1.Admin/ListJobs":          "",
+	"/raftq.v1.Cluster/Join":            "",
+	"/raftq.v1.Cluster/Remove":          "",
+	"/raftq.v1.Admin/PurgeDead":         "",
+	// Placement: MoveQueue and PartitionQueue are refused when repeated
+	// (one move at a time, partitioned once), SealQueue and ImportKeys are
+	// brokers' own steps; the client retries them, not Envoy.
+	"/raftq.v1.Admin/MoveQueue":            "",
+	"/raftq.v1.Admin/PartitionQueue":       "",
+	"/raftq.v1.Admin/SealQueue":            "",
+	"/raftq.v1.Admin/ImportKeys":           "",
+	"/raftq.v1.Admin/ListPlacements":       "",
 	"/raftq.v1.Cluster/TransferLeadership": "",
 	"/raftq.v1.Cluster/Snapshot":           "", // a stream
 	"/raftq.v1.Cluster/Restore":            "", // a stream
