@@ -17,7 +17,8 @@
 // EnqueueOne pipelines: concurrent calls share one EnqueueStream to the
 // leader (stream.go), each job sent at once and answered as it commits.
 // AckBatch, NackBatch and ExtendBatch settle many jobs in one call
-// (batch.go); the worker SDK coalesces its settles into them.
+// (batch.go), retrying the items a Raft group could not take yet as they
+// retry whole calls; the worker SDK coalesces its settles into them.
 // Consume opens a Consume stream on the leader (consume.go): streaming
 // fetch with credit, with cancel notices for the jobs it pushed; the
 // worker SDK takes its jobs that way.

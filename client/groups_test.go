@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
@@ -19,20 +20,27 @@ import (
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
 
-// On a cluster of several Raft groups the client sends each call to the
-// leader of its queue's or job's group, learns the route map by itself,
-// and corrects a stale entry when a group's leadership moves.
-func TestClientRoutesToGroupLeaders(t *testing.T) {
-	const groups = 3
-	c := testcluster.New(t, 3, func(cfg *brokerd.Config) { cfg.Groups = groups })
-	leaderOf := func(g int) string {
+// groupCluster starts a 3-node cluster running groups Raft groups (no
+// more than 3) and waits until the brokers have spread the groups'
+// leaderships over the nodes, each node leading one group, so that calls
+// routed to different groups go to different nodes. leaderOf(g) is the
+// gRPC address of group g's ready leader ("" while it has none).
+func groupCluster(t *testing.T, groups int) (c *testcluster.Cluster, leaderOf func(g int) string) {
+	t.Helper()
+	c = testcluster.New(t, 3, func(cfg *brokerd.Config) { cfg.Groups = groups })
+	leaderOf = func(g int) string {
 		if n := c.GroupLeader(g); n != nil {
 			return n.GRPCAddr()
 		}
 		return ""
 	}
-	// The brokers spread the groups' leaderships over the nodes (so the
-	// routes below differ by group).
+	waitSpread(t, groups, leaderOf)
+	return c, leaderOf
+}
+
+// waitSpread waits until each of the nodes leads one of the groups.
+func waitSpread(t *testing.T, groups int, leaderOf func(g int) string) {
+	t.Helper()
 	testutil.WaitFor(t, 30*time.Second, "each node leads one group", func() bool {
 		seen := map[string]bool{}
 		for g := 0; g < groups; g++ {
@@ -44,6 +52,14 @@ func TestClientRoutesToGroupLeaders(t *testing.T) {
 		}
 		return true
 	})
+}
+
+// On a cluster of several Raft groups the client sends each call to the
+// leader of its queue's or job's group, learns the route map by itself,
+// and corrects a stale entry when a group's leadership moves.
+func TestClientRoutesToGroupLeaders(t *testing.T) {
+	const groups = 3
+	c, leaderOf := groupCluster(t, groups)
 	qs := placement.QueuesPerGroup("q", groups)
 	// Where each call went: the broker address per queue (Enqueue) and
 	// per job (Ack).
@@ -139,25 +155,8 @@ func TestClientRoutesToGroupLeaders(t *testing.T) {
 // the group its name hashes to (which would route them on).
 func TestClientRoutesMovedQueue(t *testing.T) {
 	const groups = 3
-	c := testcluster.New(t, 3, func(cfg *brokerd.Config) { cfg.Groups = groups })
-	leaderOf := func(g int) string {
-		if n := c.GroupLeader(g); n != nil {
-			return n.GRPCAddr()
-		}
-		return ""
-	}
 	// Distinct leaders, so the hashed group's leader is not the new one's.
-	testutil.WaitFor(t, 30*time.Second, "each node leads one group", func() bool {
-		seen := map[string]bool{}
-		for g := 0; g < groups; g++ {
-			l := leaderOf(g)
-			if l == "" || seen[l] {
-				return false
-			}
-			seen[l] = true
-		}
-		return true
-	})
+	c, leaderOf := groupCluster(t, groups)
 	q := placement.QueuesPerGroup("moved", groups)[0] // hashes to group 0
 	const to = 2
 	// Where the last Enqueue went, and whether the broker there forwarded
@@ -290,5 +289,103 @@ func TestClientRoutesMovedQueue(t *testing.T) {
 	})
 	if g, ok := cl.QueueGroup(q); !ok || g != to {
 		t.Fatalf("QueueGroup(%s) after the move = %d, %v; want %d", q, g, ok, to)
+	}
+}
+
+// A worker's AckBatch spans jobs of two Raft groups, and one group's
+// leadership moves as it is sent, handed over by a leadership transfer as
+// the brokers' leader balancer does. The broker that takes the batch
+// splits it by group; the moving group answers its items NOT_LEADER while
+// the other group acks its own. The client sends those items again until
+// their group has a leader: every item is acked, and no job waits out its
+// lease to run a second time. (A transfer, not a kill: on the old client
+// the transfer had an item refused in every run, a kill of b's leader in
+// about one in three, as the broker's forwarding mostly rides out an
+// election. Rounds, because each transfer is over in milliseconds.)
+func TestClientAckBatchAcrossGroupsWhileLeaderMoves(t *testing.T) {
+	const groups, rounds = 3, 3
+	// The batch's first job is of group a: the client sends it to a's
+	// leader. Group b's leadership moves; b's leader is another node.
+	const a, b = 0, 1
+	c, leaderOf := groupCluster(t, groups)
+	// The AckBatch calls the client makes, and their items.
+	var mu sync.Mutex
+	var calls, items int
+	rec := grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		if r, ok := req.(*raftqv1.AckBatchRequest); ok {
+			mu.Lock()
+			calls, items = calls+1, items+len(r.Items)
+			mu.Unlock()
+		}
+		return invoker(ctx, method, req, reply, cc, opts...)
+	})
+	cl, err := client.New(c.Addrs(), client.Options{DialOptions: []grpc.DialOption{rec}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ctx := testutil.Context(t, 2*time.Minute)
+	qs := placement.QueuesPerGroup("acks", groups)
+	for r := 0; r < rounds; r++ {
+		// Lease a job of each group; the client learns the route map on
+		// the way, so the batch goes straight to a's leader.
+		var acks []*raftqv1.AckRequest
+		for _, g := range []int{a, b} {
+			if _, err := cl.Enqueue(ctx, &raftqv1.JobSpec{Queue: qs[g], Type: "t"}); err != nil {
+				t.Fatalf("enqueue %s: %v", qs[g], err)
+			}
+			jobs, err := cl.Fetch(ctx, &raftqv1.FetchRequest{Queues: []string{qs[g]}, MaxJobs: 1, WorkerId: "w"})
+			if err != nil || len(jobs) != 1 {
+				t.Fatalf("fetch %s: %v %v", qs[g], jobs, err)
+			}
+			acks = append(acks, &raftqv1.AckRequest{JobId: jobs[0].Id, LeaseToken: jobs[0].LeaseToken})
+		}
+		testutil.WaitFor(t, 10*time.Second, "the client knows each group's leader", func() bool {
+			gl := cl.GroupLeaders()
+			return len(gl) == groups && gl[a] == leaderOf(a) && gl[b] == leaderOf(b)
+		})
+		na, nb := c.GroupLeader(a), c.GroupLeader(b)
+		if na == nil || nb == nil || na == nb {
+			t.Fatalf("round %d: leaders moved under the test: group %d %v, group %d %v", r, a, na, b, nb)
+		}
+		// To a's leader, the broker that takes the batch: its replica of
+		// b becomes the leader while it splits the batch. It then leads
+		// two groups, and the balancer hands b back (the last of its
+		// groups) before the next round.
+		transfer := nb.Groups()[b].Raft().LeadershipTransferToServer(raft.ServerID(na.ID()), raft.ServerAddress(na.RaftAddr()))
+		mu.Lock()
+		calls, items = 0, 0
+		mu.Unlock()
+		actx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		errs, err := cl.AckBatch(actx, acks)
+		cancel()
+		if err != nil {
+			t.Fatalf("round %d: AckBatch: %v", r, err)
+		}
+		mu.Lock()
+		t.Logf("round %d: %d AckBatch calls, %d items sent", r, calls, items)
+		mu.Unlock()
+		for i, err := range errs {
+			if err != nil {
+				t.Errorf("round %d: ack of job %s (group %d): %v", r, acks[i].JobId, []int{a, b}[i], err)
+			}
+		}
+		// Acked, so not left leased until its lease expires to run again.
+		for _, it := range acks {
+			j, err := cl.GetJob(ctx, it.JobId, raftqv1.Consistency_CONSISTENCY_LINEARIZABLE)
+			if err != nil {
+				t.Fatalf("GetJob %s: %v", it.JobId, err)
+			}
+			if j.State != raftqv1.JobState_JOB_STATE_SUCCEEDED {
+				t.Errorf("round %d: job %s is %s after its ack, want SUCCEEDED", r, it.JobId, j.State)
+			}
+		}
+		if t.Failed() {
+			return
+		}
+		if err := transfer.Error(); err != nil {
+			t.Fatalf("round %d: transfer group %d from %s to %s: %v", r, b, nb.ID(), na.ID(), err)
+		}
+		waitSpread(t, groups, leaderOf)
 	}
 }

@@ -28,7 +28,8 @@
 //   - Failover: every broker call goes through a client.Client, which
 //     follows NOT_LEADER hints and rotates over the known brokers with
 //     back-off; acks and nacks use contexts that survive shutdown and are
-//     retried through a failover.
+//     retried through a failover, each job's own too when the batch it
+//     went in spans Raft groups and only its group's leader was moving.
 //   - Shutdown: cancelling Run's context stops fetching, lets in-flight jobs
 //     finish for Options.ShutdownTimeout, then nacks the rest with no
 //     back-off so other workers take them at once.

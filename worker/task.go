@@ -149,7 +149,8 @@ func (t *task) classify(err error) verdict {
 // settle records the outcome and acks or nacks the job. Its calls use
 // contexts derived from the worker's base context (never cancelled by
 // shutdown) bounded by SettleTimeout, and the client retries them across
-// failovers.
+// failovers: whole batch calls, and the items of a batch that one Raft
+// group answered NOT_LEADER or UNAVAILABLE while its leader moved.
 func (t *task) settle(herr error, started time.Time, dur time.Duration) {
 	w, job := t.w, t.job
 	s := Settlement{HandlerErr: herr, Duration: dur}
