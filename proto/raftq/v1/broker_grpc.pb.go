@@ -75,7 +75,11 @@ type BrokerClient interface {
 	// (STALE_TOKEN, WRONG_STATE, NOT_FOUND, PermissionDenied, ...); one
 	// item's refusal does not stop the others. The call as a whole fails
 	// only when it could not be applied (NOT_LEADER, INDETERMINATE: retry it,
-	// acks are idempotent per token) or is over the item limit.
+	// acks are idempotent per token) or is over the item limit. On a cluster
+	// of several Raft groups a broker splits the batch by its jobs' groups,
+	// and a group that cannot take its part right now (its leader is moving)
+	// answers each of its items NOT_LEADER or INDETERMINATE while the other
+	// groups' items stand: retry those items (the Go SDK does).
 	AckBatch(ctx context.Context, in *AckBatchRequest, opts ...grpc.CallOption) (*AckBatchResponse, error)
 	// NackBatch is Nack for many jobs, answered per item like AckBatch.
 	NackBatch(ctx context.Context, in *NackBatchRequest, opts ...grpc.CallOption) (*NackBatchResponse, error)
@@ -290,7 +294,11 @@ type BrokerServer interface {
 	// (STALE_TOKEN, WRONG_STATE, NOT_FOUND, PermissionDenied, ...); one
 	// item's refusal does not stop the others. The call as a whole fails
 	// only when it could not be applied (NOT_LEADER, INDETERMINATE: retry it,
-	// acks are idempotent per token) or is over the item limit.
+	// acks are idempotent per token) or is over the item limit. On a cluster
+	// of several Raft groups a broker splits the batch by its jobs' groups,
+	// and a group that cannot take its part right now (its leader is moving)
+	// answers each of its items NOT_LEADER or INDETERMINATE while the other
+	// groups' items stand: retry those items (the Go SDK does).
 	AckBatch(context.Context, *AckBatchRequest) (*AckBatchResponse, error)
 	// NackBatch is Nack for many jobs, answered per item like AckBatch.
 	NackBatch(context.Context, *NackBatchRequest) (*NackBatchResponse, error)
