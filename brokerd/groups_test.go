@@ -466,6 +466,48 @@ func TestGroupsNotLeaderNamesTheGroup(t *testing.T) {
 	}
 }
 
+// A write that a group's leader refuses because it is handing its
+// leadership over (its proposer answers not-leader) names the group too,
+// so that a client knows whose leader moved.
+func TestGroupsNotLeaderDuringTransferNamesTheGroup(t *testing.T) {
+	const groups = 2
+	c := groupsCluster(t, groups)
+	q := queuesPerGroup(groups)[1]
+	refused := 0
+	for round := 0; round < 20 && refused < 3; round++ {
+		var leader *brokerd.Node
+		testutil.WaitFor(t, 20*time.Second, "a ready leader of group 1", func() bool {
+			for _, n := range c.Up() {
+				if n.Groups()[1].IsLeaderReady() {
+					leader = n
+					return true
+				}
+			}
+			return false
+		})
+		b := dial(t, leader.GRPCAddr())
+		// Not forwarded again: the leader's own answer comes back.
+		ctx := metadata.AppendToOutgoingContext(testutil.Context(t, 10*time.Second), "raftq-forwarded", "test")
+		fut := leader.Groups()[1].Raft().LeadershipTransfer()
+		_, err := b.Enqueue(ctx, &raftqv1.EnqueueRequest{Jobs: []*raftqv1.JobSpec{{Queue: q, Type: "t"}}})
+		_ = fut.Error()
+		if err == nil {
+			continue // proposed before the transfer began
+		}
+		d := raftqerr.Detail(err)
+		if status.Code(err) != codes.Unavailable || d.GetReason() != raftqv1.ErrorDetail_NOT_LEADER || d.GetGroup() != 1 {
+			t.Fatalf("round %d: enqueue to group 1's leader as it hands over: %v (detail %v)", round, err, d)
+		}
+		if d.GetLeaderAddr() == leader.GRPCAddr() {
+			t.Fatalf("round %d: the refusing node names itself as leader: %v", round, err)
+		}
+		refused++
+	}
+	if refused == 0 {
+		t.Fatal("no enqueue met a leadership transfer in 20 rounds")
+	}
+}
+
 // A Fetch over queues of several groups (a worker pool whose queues hash
 // apart) takes what is ready in every group, up to max_jobs, and, with
 // nothing ready, waits for a job in any of them.

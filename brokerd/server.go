@@ -24,6 +24,9 @@ func (n *Node) propose(ctx context.Context, cmd *fsmpb.Command) (fsm.Result, err
 	r := n.prop.Propose(ctx, cmd)
 	n.metrics.observe(cmd, r)
 	if r.Err != nil {
+		if errors.Is(r.Err, apierr.ErrNotLeader) {
+			return fsm.Result{}, n.notLeaderNow()
+		}
 		return fsm.Result{}, apierr.FromError(r.Err)
 	}
 	n.crash(CrashCommitBeforeReply)
@@ -31,6 +34,19 @@ func (n *Node) propose(ctx context.Context, cmd *fsmpb.Command) (fsm.Result, err
 		return r.Result, apierr.FromError(r.Result.Err)
 	}
 	return r.Result, nil
+}
+
+// notLeaderNow is the NOT_LEADER answer to a write this node's proposer
+// refused (it lost leadership, or is handing it over): it names this
+// node's group, so that a client's route map learns whose leader moved,
+// and the leader this node knows when that is another node (during a
+// leadership transfer it still names itself: then no one).
+func (n *Node) notLeaderNow() error {
+	id, addr := n.leader()
+	if id == n.cfg.NodeID {
+		id, addr = "", ""
+	}
+	return n.notLeader(id, addr)
 }
 
 // single returns the only item of a one-item command's result.
