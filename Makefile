@@ -129,7 +129,8 @@ docker-test:
 # offsets, crash points); jepsen-bug adds the seeded bugs (jepsenbug tag) and
 # passes only if the fencing checker catches the stale-ack bug, the queue
 # checker the early-enqueue-ack bug and the workflow checker the
-# workflow-ignore-deps bug.
+# workflow-ignore-deps bug, and the queue checker the move-skip-drain bug
+# (a queue move that finishes with jobs left in the old group).
 JEPSEN_FLAGS ?=
 .PHONY: jepsen-build jepsen jepsen-short jepsen-bug
 jepsen-build:
@@ -170,3 +171,4 @@ jepsen-bug:
 	./$(BIN)/chaos/jepsen run --bin $(BIN)/jepsen-bug --bug stale-ack --nodes 3 --nemesis none --quiet 0s --time-limit 25s --zombie 0.05 --work 300ms --drain 30s --expect-invalid fencing $(JEPSEN_FLAGS)
 	./$(BIN)/chaos/jepsen run --bin $(BIN)/jepsen-bug --bug early-enqueue-ack --nodes 3 --nemesis kill/leader --quiet 3s --fault 3s --rest 3s --time-limit 20s --drain 30s --expect-invalid queue $(JEPSEN_FLAGS)
 	./$(BIN)/chaos/jepsen run --bin $(BIN)/jepsen-bug --bug workflow-ignore-deps --nodes 3 --nemesis none --quiet 0s --time-limit 15s --drain 30s --expect-invalid workflow $(JEPSEN_FLAGS)
+	./$(BIN)/chaos/jepsen run --bin $(BIN)/jepsen-bug --bug move-skip-drain --nodes 3 --groups 3 --nemesis move --quiet 3s --fault 3s --rest 3s --time-limit 20s --work 300ms --drain 30s --expect-invalid queue $(JEPSEN_FLAGS)

@@ -96,7 +96,7 @@ func (n *Node) advanceMove(ctx context.Context, p *fsmpb.QueuePlacement) error {
 		return step(fsmpb.PlacementPhase_PLACEMENT_PHASE_DRAINING)
 	case fsmpb.PlacementPhase_PLACEMENT_PHASE_DRAINING:
 		left, sealed := n.leftInGroup(q, from)
-		if !sealed || left > 0 {
+		if !sealed || n.moveLeft(q, left) > 0 {
 			return nil
 		}
 		// The old group's live idempotency keys go to the new group, so a

@@ -20,7 +20,8 @@ func seededBugs(list string) *bugSet {
 		fmt.Fprintln(os.Stderr, "brokerd:", err)
 		os.Exit(2)
 	}
-	if len(ics) == 0 {
+	b.moveLeft = seededbug.HooksFor(list).MoveLeft
+	if len(ics) == 0 && b.moveLeft == nil {
 		return nil
 	}
 	b.interceptors = ics

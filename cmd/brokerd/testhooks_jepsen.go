@@ -44,7 +44,10 @@ import (
 // they read, bound by the FSM wrapper when the node opens.
 type bugSet struct {
 	interceptors []grpc.UnaryServerInterceptor
-	fsm          atomic.Pointer[fsm.FSM]
+	// moveLeft is the move-skip-drain bug's brokerd.Testing.MoveLeft
+	// (set by the jepsenbug build only, bugs_jepsen.go).
+	moveLeft func(queue string, left int64) int64
+	fsm      atomic.Pointer[fsm.FSM]
 }
 
 // jepsenHooks holds one node's control-file state.
@@ -95,6 +98,7 @@ func testHooks(cfg *brokerd.Config) {
 	}
 	if bugs != nil {
 		t.UnaryInterceptors = bugs.interceptors
+		t.MoveLeft = bugs.moveLeft
 	}
 	cfg.Testing = t
 }

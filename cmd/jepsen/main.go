@@ -109,7 +109,7 @@ func runCmd(args []string) int {
 	fs.IntVar(&o.workerd, "workerd", 0, "workerd processes (bin/chaos/workerd) working a second queue of echo jobs; 0: none")
 	fs.Float64Var(&o.workerdShare, "workerd-share", 0.25, "share of the values enqueued to the workerd queue")
 	fs.IntVar(&o.groups, "groups", envGroups(), "Raft groups every brokerd runs (brokerd --groups); the harness's own queue becomes one queue per group (default: $RAFTQ_GROUPS, else 1)")
-	fs.StringVar(&o.bug, "bug", "", "seeded bugs brokerd (built with -tags jepsen,jepsenbug) runs with: stale-ack, early-enqueue-ack, workflow-ignore-deps")
+	fs.StringVar(&o.bug, "bug", "", "seeded bugs brokerd (built with -tags jepsen,jepsenbug) runs with: stale-ack, early-enqueue-ack, workflow-ignore-deps, move-skip-drain")
 	fs.StringVar(&o.expectInvalid, "expect-invalid", "", "exit 0 only if this checker is invalid (for the seeded-bug build)")
 	if err := fs.Parse(args); err != nil {
 		return 2

@@ -1,9 +1,11 @@
 // Package seededbug holds the jepsen harness's seeded bugs: broker
 // misbehaviour that its checkers must catch, so that CI can show they
 // fail when the broker is broken (make jepsen-bug; jepsen/DESIGN.md lists
-// them). Each bug is a gRPC unary interceptor that a node runs innermost
+// them). Most bugs are gRPC unary interceptors that a node runs innermost
 // (brokerd.Testing.UnaryInterceptors): nothing in the broker's handlers
-// knows about them. Only the jepsen,jepsenbug build of cmd/brokerd links
+// knows about them. A bug in what the broker does on its own, with no
+// call to intercept (a queue move's steps), is a brokerd.Testing hook
+// instead (Hooks). Only the jepsen,jepsenbug build of cmd/brokerd links
 // this package (cmd/brokerd/bugs_jepsen.go), by RAFTQ_JEPSEN_BUG.
 package seededbug
 
@@ -32,7 +34,34 @@ const (
 	// workflow's children run at once (the workflow checker must catch
 	// it).
 	WorkflowIgnoreDeps = "workflow-ignore-deps"
+	// MoveSkipDrain: a queue move finishes without waiting for the group
+	// it leaves to hold none of the queue's jobs; the jobs still there are
+	// never fetched again (the queue checker must find them lost). A
+	// brokerd.Testing.MoveLeft hook (Hooks), not an interceptor.
+	MoveSkipDrain = "move-skip-drain"
 )
+
+// Known lists every seeded bug's name.
+var Known = []string{StaleAck, EarlyEnqueueAck, WorkflowIgnoreDeps, MoveSkipDrain}
+
+// Hooks are the seeded bugs that are brokerd.Testing hooks rather than
+// interceptors; a nil field is a bug not asked for.
+type Hooks struct {
+	// MoveLeft is brokerd.Testing.MoveLeft.
+	MoveLeft func(queue string, left int64) int64
+}
+
+// HooksFor returns the hooks of the comma-separated bug names in list
+// (Interceptors checks the names).
+func HooksFor(list string) Hooks {
+	var h Hooks
+	for _, b := range strings.Split(list, ",") {
+		if strings.TrimSpace(b) == MoveSkipDrain {
+			h.MoveLeft = func(string, int64) int64 { return 0 }
+		}
+	}
+	return h
+}
 
 // EarlyAckDelay is how long EarlyEnqueueAck waits before it runs the
 // Enqueue it has already answered.
@@ -53,8 +82,9 @@ func Interceptors(list string, fsmOf func() *fsm.FSM) ([]grpc.UnaryServerInterce
 			out = append(out, EarlyEnqueueAckInterceptor())
 		case WorkflowIgnoreDeps:
 			out = append(out, WorkflowIgnoreDepsInterceptor())
+		case MoveSkipDrain: // a hook (HooksFor), no interceptor
 		default:
-			return nil, fmt.Errorf("seeded bug %q: unknown (known: %s, %s, %s)", b, StaleAck, EarlyEnqueueAck, WorkflowIgnoreDeps)
+			return nil, fmt.Errorf("seeded bug %q: unknown (known: %s)", b, strings.Join(Known, ", "))
 		}
 	}
 	return out, nil

@@ -105,4 +105,17 @@ func TestInterceptorsNames(t *testing.T) {
 	if err != nil || len(ics) != 0 {
 		t.Fatalf("empty list: %d interceptors, %v", len(ics), err)
 	}
+	// move-skip-drain is a hook, not an interceptor: a known name that
+	// installs no interceptor, and the hook only when asked for.
+	ics, err = seededbug.Interceptors("move-skip-drain", func() *fsm.FSM { return nil })
+	if err != nil || len(ics) != 0 {
+		t.Fatalf("move-skip-drain: %d interceptors, %v", len(ics), err)
+	}
+	if h := seededbug.HooksFor("stale-ack"); h.MoveLeft != nil {
+		t.Fatal("MoveLeft hook without move-skip-drain")
+	}
+	h := seededbug.HooksFor("stale-ack, move-skip-drain")
+	if h.MoveLeft == nil || h.MoveLeft("q", 7) != 0 {
+		t.Fatal("move-skip-drain: no MoveLeft hook answering 0")
+	}
 }
