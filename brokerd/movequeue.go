@@ -86,11 +86,8 @@ func (n *Node) advanceMove(ctx context.Context, p *fsmpb.QueuePlacement) error {
 		if err := n.sealIn(ctx, from, &raftqv1.SealQueueRequest{Queue: q, Sealed: true, ToGroup: to}); err != nil {
 			return fmt.Errorf("seal in group %d: %w", from, err)
 		}
-		if names := n.schedulesOf(q, from); len(names) > 0 {
-			// MoveQueue refused a queue with schedules; one created in the
-			// old group since stops firing there (its ticks are refused).
-			n.log.Warn("queue move: the old group has schedules for the queue, which no longer fire; re-create them",
-				"queue", q, "from_group", from, "schedules", names)
+		if moved, err := n.moveSchedules(ctx, q, from, to); err != nil || !moved {
+			return err // !moved: this replica of the old group has not applied the seal yet
 		}
 		n.log.Info("queue move: old group sealed; draining", "queue", q, "from_group", from, "to_group", to)
 		return step(fsmpb.PlacementPhase_PLACEMENT_PHASE_DRAINING)
@@ -98,6 +95,11 @@ func (n *Node) advanceMove(ctx context.Context, p *fsmpb.QueuePlacement) error {
 		left, sealed := n.leftInGroup(q, from)
 		if !sealed || n.moveLeft(q, left) > 0 {
 			return nil
+		}
+		// Again, for a schedule put in the old group by a router whose
+		// placement table did not show the move yet.
+		if moved, err := n.moveSchedules(ctx, q, from, to); err != nil || !moved {
+			return err
 		}
 		// The old group's live idempotency keys go to the new group, so a
 		// retry after the move still gets its first job. The set is final
@@ -145,16 +147,49 @@ func (n *Node) leftInGroup(queue string, g uint32) (left int64, sealed bool) {
 	return left, true
 }
 
-// schedulesOf names group g's schedules whose jobs go to queue (this
-// node's replica).
-func (n *Node) schedulesOf(queue string, g uint32) []string {
-	var out []string
+// schedulesOf is group g's schedules whose jobs go to queue (this node's
+// replica).
+func (n *Node) schedulesOf(queue string, g uint32) []*fsm.Schedule {
+	var out []*fsm.Schedule
 	for _, sc := range n.hostNode().groupNode(g).fsm.Schedules() {
 		if sc.Spec.GetJob().GetQueue() == queue {
-			out = append(out, sc.Spec.GetName())
+			out = append(out, sc)
 		}
 	}
 	return out
+}
+
+// moveSchedules carries queue's schedules from group from, where it is
+// sealed, to group to: the new group imports them with their firing state
+// (ImportSchedules, read from its leader's replica of the old group once
+// that replica has applied the seal), then they are deleted from the old
+// group. From the seal on the old group fires none of them (Apply refuses
+// their ticks), and the new group fires them from the tick after their
+// last one, so no tick fires twice, and a tick due meanwhile fires late
+// in the new group (within scheduleGrace: on time). Each step is
+// idempotent: a new leader of group 0 repeats them safely. moved is false
+// while this node's replica of the old group has not applied the seal
+// (the caller retries later).
+func (n *Node) moveSchedules(ctx context.Context, q string, from, to uint32) (moved bool, err error) {
+	if _, sealed := n.hostNode().groupNode(from).fsm.Sealed(q); !sealed {
+		return false, nil
+	}
+	if len(n.schedulesOf(q, from)) == 0 {
+		return true, nil
+	}
+	res, err := admin(n.groupNode(to)).ImportSchedules(withGroup(ctx, fmt.Sprint(to)),
+		&raftqv1.ImportSchedulesRequest{Queue: q, FromGroup: from})
+	if err != nil {
+		return false, fmt.Errorf("import schedules into group %d: %w", to, err)
+	}
+	for _, name := range res.GetNames() {
+		_, err := sched(n.groupNode(from)).DeleteSchedule(withGroup(ctx, fmt.Sprint(from)), &raftqv1.DeleteScheduleRequest{Name: name})
+		if err != nil && !isNotFound(err) {
+			return false, fmt.Errorf("delete schedule %q from group %d: %w", name, from, err)
+		}
+	}
+	n.log.Info("queue move: schedules moved", "queue", q, "from_group", from, "to_group", to, "schedules", res.GetNames())
+	return true, nil
 }
 
 // sealIn applies a SealQueue in group g, through its leader.
@@ -220,6 +255,46 @@ func (s *adminService) ImportKeys(ctx context.Context, req *raftqv1.ImportKeysRe
 	return &raftqv1.ImportKeysResponse{}, nil
 }
 
+// ImportSchedules imports into this group (its leader's) the schedules of
+// a queue that moved here, read from this host's replica of the group it
+// left, which must have applied the seal: from there on those schedules
+// neither fire nor skip a tick in that group, so what this replica holds
+// of them is their final firing state.
+func (s *adminService) ImportSchedules(ctx context.Context, req *raftqv1.ImportSchedulesRequest) (*raftqv1.ImportSchedulesResponse, error) {
+	n := s.n
+	if !n.isLeader() {
+		return forward(ctx, n, func(ctx context.Context, c *grpc.ClientConn) (*raftqv1.ImportSchedulesResponse, error) {
+			return raftqv1.NewAdminClient(c).ImportSchedules(ctx, req)
+		})
+	}
+	q, from := req.GetQueue(), req.GetFromGroup()
+	if err := validateQueue(q); err != nil {
+		return nil, apierr.FromError(err)
+	}
+	if _, err := placement.Check(uint64(from), n.cfg.Groups); err != nil || from == n.cfg.group || !n.multi() {
+		return nil, apierr.FromError(fmt.Errorf("%w: from_group %d: not another group of this cluster", apierr.ErrInvalid, from))
+	}
+	old := n.hostNode().groupNode(from).fsm
+	if to, sealed := old.Sealed(q); !sealed || to != n.cfg.group {
+		return nil, apierr.New(codes.Unavailable, raftqv1.ErrorDetail_REASON_UNSPECIFIED,
+			fmt.Sprintf("queue %q is not sealed towards group %d in this broker's replica of group %d (yet); retry", q, n.cfg.group, from))
+	}
+	cmd := &fsmpb.ImportSchedules{Queue: q}
+	out := &raftqv1.ImportSchedulesResponse{}
+	for _, sc := range n.schedulesOf(q, from) {
+		cmd.Schedules = append(cmd.Schedules, fsm.ScheduleRecordOf(sc))
+		out.Names = append(out.Names, sc.Spec.GetName())
+	}
+	if len(cmd.Schedules) == 0 {
+		return out, nil
+	}
+	if _, err := n.propose(ctx, &fsmpb.Command{Type: fsmpb.CommandType_COMMAND_TYPE_IMPORT_SCHEDULES,
+		Body: &fsmpb.Command_ImportSchedules{ImportSchedules: cmd}}); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // MoveQueue starts a move (group 0's leader).
 func (s *adminService) MoveQueue(ctx context.Context, req *raftqv1.MoveQueueRequest) (*raftqv1.MoveQueueResponse, error) {
 	n := s.n
@@ -251,9 +326,16 @@ func (s *adminService) MoveQueue(ctx context.Context, req *raftqv1.MoveQueueRequ
 				q, cur.GetFromGroup(), cur.GetGroup(), phaseName(cur.GetPhase())))
 	}
 	from := n.queueGroup(q)
-	if names := n.schedulesOf(q, from); len(names) > 0 && from != to {
-		return nil, apierr.New(codes.FailedPrecondition, raftqv1.ErrorDetail_WRONG_STATE,
-			fmt.Sprintf("queue %q has schedules %v in group %d: delete them, move the queue, then put them again (a move does not carry schedules)", q, names, from))
+	if from != to {
+		// The move carries the queue's schedules (moveSchedules); a name
+		// the new group holds for another queue would stop it half-way.
+		for _, sc := range n.schedulesOf(q, from) {
+			if other, ok := n.hostNode().groupNode(to).fsm.Schedule(sc.Spec.GetName()); ok && other.Spec.GetJob().GetQueue() != q {
+				return nil, apierr.New(codes.FailedPrecondition, raftqv1.ErrorDetail_WRONG_STATE,
+					fmt.Sprintf("queue %q has schedule %q in group %d, and group %d has a schedule of that name for queue %q: delete one of them first",
+						q, sc.Spec.GetName(), from, to, other.Spec.GetJob().GetQueue()))
+			}
+		}
 	}
 	if from == to {
 		return &raftqv1.MoveQueueResponse{Placement: n.placementView(q)}, nil
@@ -372,6 +454,15 @@ func (r *router) namedOnly(ctx context.Context, what string) (*Node, error) {
 		err = fmt.Errorf("%w: %s needs the group in the %s header", apierr.ErrInvalid, what, placement.Header)
 	}
 	return n, err
+}
+
+// ImportSchedules goes to the group the call names, which it needs.
+func (a *adminRouter) ImportSchedules(ctx context.Context, req *raftqv1.ImportSchedulesRequest) (*raftqv1.ImportSchedulesResponse, error) {
+	n, err := a.r.namedOnly(ctx, "ImportSchedules")
+	if err != nil {
+		return fail[*raftqv1.ImportSchedulesResponse](err)
+	}
+	return admin(n).ImportSchedules(ctx, req)
 }
 
 // ImportKeys goes to the group the call names, which it needs.

@@ -3,6 +3,7 @@ package brokerd_test
 import (
 	"context"
 	"fmt"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,6 +15,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/raftq/raftq/client"
+	"github.com/raftq/raftq/fsm"
 	"github.com/raftq/raftq/internal/placement"
 	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
@@ -288,4 +290,105 @@ func TestGroupsMoveQueueRefusals(t *testing.T) {
 	if err != nil || len(ls.Placements) != 0 {
 		t.Fatalf("placements after refusals: %v %v", ls, err)
 	}
+}
+
+// A move carries the queue's schedules: an every-second schedule of the
+// queue keeps firing through the move, into the old group until the seal
+// and into the new group after it, with one job per tick and no tick lost
+// (each 1s after the one before); afterwards the schedule lives in the new
+// group only (listed once, found by name, paused there), with its fired
+// count carried, and its new jobs are in the new group.
+func TestGroupsMoveQueueCarriesSchedules(t *testing.T) {
+	const groups = 3
+	c := groupsCluster(t, groups)
+	ctx := testutil.Context(t, 90*time.Second)
+	q := queuesPerGroup(groups)[1]
+	cl := c.Client()
+	spec := client.CronSchedule("mv", "@every 1s", client.NewJob(q, "beat", nil))
+	spec.Overlap = raftqv1.OverlapPolicy_OVERLAP_POLICY_ALLOW
+	spec.CatchUp = 10
+	if _, _, err := cl.PutSchedule(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	schedIn := func(g int) (*fsm.Schedule, bool) {
+		l := c.GroupLeader(g)
+		if l == nil {
+			return nil, false
+		}
+		return l.Groups()[g].FSM().Schedule("mv")
+	}
+	testutil.WaitFor(t, 20*time.Second, "the schedule to fire twice in group 1", func() bool {
+		sc, ok := schedIn(1)
+		return ok && sc.Fired >= 2
+	})
+	adm := raftqv1.NewAdminClient(mustConn(t, c.Addrs()[0]))
+	if _, err := adm.MoveQueue(ctx, &raftqv1.MoveQueueRequest{Queue: q, ToGroup: 2}); err != nil {
+		t.Fatal(err)
+	}
+	var firedAtMove int64
+	testutil.WaitFor(t, 20*time.Second, "the schedule to move to group 2", func() bool {
+		sc, ok := schedIn(2)
+		_, still := schedIn(1)
+		if ok {
+			firedAtMove = sc.Fired
+		}
+		return ok && !still && c.GroupLeader(1) != nil
+	})
+	testutil.WaitFor(t, 20*time.Second, "the schedule to fire 3 ticks in group 2", func() bool {
+		sc, ok := schedIn(2)
+		return ok && sc.Fired >= firedAtMove+3
+	})
+	if _, err := cl.PauseSchedule(ctx, "mv"); err != nil {
+		t.Fatal(err)
+	}
+	c.WaitConverged(20 * time.Second)
+	list, err := cl.ListSchedules(ctx, 0)
+	if err != nil || len(list) != 1 || list[0].GetSpec().GetName() != "mv" || !list[0].GetSpec().GetPaused() {
+		t.Fatalf("schedules after the move: %v %v", list, err)
+	}
+	if _, still := schedIn(1); still {
+		t.Fatal("the schedule is still in group 1")
+	}
+	sc, _ := schedIn(2)
+	if !sc.Spec.GetPaused() {
+		t.Fatal("the pause did not reach the schedule in group 2")
+	}
+	got, err := cl.GetSchedule(ctx, "mv", 0)
+	if err != nil || got.GetFired() != sc.Fired {
+		t.Fatalf("GetSchedule after the move: %v %v", got, err)
+	}
+
+	// One job per tick, over both groups, and none lost.
+	old := scheduledTicks(t, c.GroupLeader(1).Groups()[1].FSM(), q, "mv")
+	nu := scheduledTicks(t, c.GroupLeader(2).Groups()[2].FSM(), q, "mv")
+	if len(old) < 2 || len(nu) < 3 {
+		t.Fatalf("%d ticks fired in group 1, %d in group 2", len(old), len(nu))
+	}
+	seen := map[int64]bool{}
+	var ticks []int64
+	for _, tk := range append(old, nu...) {
+		if seen[tk] {
+			t.Fatalf("tick %s fired in both groups", time.Unix(0, tk).UTC())
+		}
+		seen[tk] = true
+		ticks = append(ticks, tk)
+	}
+	sort.Slice(ticks, func(i, k int) bool { return ticks[i] < ticks[k] })
+	if old[len(old)-1] >= nu[0] {
+		t.Fatalf("group 1 fired tick %d after group 2 fired %d", old[len(old)-1], nu[0])
+	}
+	for i := 1; i < len(ticks); i++ {
+		if d := time.Duration(ticks[i] - ticks[i-1]); d != time.Second {
+			t.Fatalf("ticks %s and %s are %s apart: a tick was lost", time.Unix(0, ticks[i-1]).UTC(), time.Unix(0, ticks[i]).UTC(), d)
+		}
+	}
+	if int64(len(ticks)) != sc.Fired || sc.Skipped != 0 || sc.LastTick != ticks[len(ticks)-1] {
+		t.Fatalf("%d jobs over both groups, schedule fired %d skipped %d last tick %d", len(ticks), sc.Fired, sc.Skipped, sc.LastTick)
+	}
+	for _, j := range c.GroupLeader(2).Groups()[2].FSM().List(q, fsm.StateReady, "", 0) {
+		if g, _ := placement.Job(j.ID, groups); g != 2 {
+			t.Fatalf("job %s in group 2's store names group %d", j.ID, g)
+		}
+	}
+	t.Logf("%d ticks in group 1, %d in group 2, one job each", len(old), len(nu))
 }

@@ -1161,8 +1161,9 @@ func (s *scheduleRouter) PutSchedule(ctx context.Context, req *raftqv1.PutSchedu
 }
 
 // byName runs call in the group that holds the named schedule: each group
-// in turn until one does not answer NOT_FOUND.
-func byName[T any](ctx context.Context, r *router, call func(*Node) (T, error)) (T, error) {
+// in turn until one does not answer NOT_FOUND, those whose replica here
+// holds it first (see scheduleGroups).
+func byName[T any](ctx context.Context, r *router, name string, call func(*Node) (T, error)) (T, error) {
 	if n, ok, err := r.named(ctx); ok || err != nil {
 		if err != nil {
 			return fail[T](err)
@@ -1173,7 +1174,7 @@ func byName[T any](ctx context.Context, r *router, call func(*Node) (T, error)) 
 		out T
 		err error
 	)
-	for _, gn := range r.h.groups {
+	for _, gn := range r.scheduleGroups(name) {
 		out, err = call(gn)
 		if !isNotFound(err) {
 			return out, err
@@ -1182,32 +1183,70 @@ func byName[T any](ctx context.Context, r *router, call func(*Node) (T, error)) 
 	return out, err
 }
 
+// scheduleGroups are this host's groups in the order to look for the
+// named schedule: the group of its queue if its replica here holds it,
+// then the other groups whose replica holds it, then the rest. While a
+// moved queue's schedule is handed over it is in both groups for a
+// moment, and the new group's copy is the one that stays.
+func (r *router) scheduleGroups(name string) []*Node {
+	rank := func(gn *Node) int {
+		sc, ok := gn.fsm.Schedule(name)
+		switch {
+		case !ok:
+			return 2
+		case r.h.queueGroup(sc.Spec.GetJob().GetQueue()) == gn.cfg.group:
+			return 0
+		}
+		return 1
+	}
+	out := slices.Clone(r.h.groups)
+	ranks := make(map[*Node]int, len(out))
+	for _, gn := range out {
+		ranks[gn] = rank(gn)
+	}
+	slices.SortStableFunc(out, func(a, b *Node) int { return cmp.Compare(ranks[a], ranks[b]) })
+	return out
+}
+
 // GetSchedule finds the schedule's group.
 func (s *scheduleRouter) GetSchedule(ctx context.Context, req *raftqv1.GetScheduleRequest) (*raftqv1.GetScheduleResponse, error) {
-	return byName(ctx, s.r, func(n *Node) (*raftqv1.GetScheduleResponse, error) { return sched(n).GetSchedule(ctx, req) })
+	return byName(ctx, s.r, req.GetName(), func(n *Node) (*raftqv1.GetScheduleResponse, error) { return sched(n).GetSchedule(ctx, req) })
 }
 
 // PauseSchedule finds the schedule's group.
 func (s *scheduleRouter) PauseSchedule(ctx context.Context, req *raftqv1.PauseScheduleRequest) (*raftqv1.PauseScheduleResponse, error) {
-	return byName(ctx, s.r, func(n *Node) (*raftqv1.PauseScheduleResponse, error) { return sched(n).PauseSchedule(ctx, req) })
+	return byName(ctx, s.r, req.GetName(), func(n *Node) (*raftqv1.PauseScheduleResponse, error) { return sched(n).PauseSchedule(ctx, req) })
 }
 
 // ResumeSchedule finds the schedule's group.
 func (s *scheduleRouter) ResumeSchedule(ctx context.Context, req *raftqv1.ResumeScheduleRequest) (*raftqv1.ResumeScheduleResponse, error) {
-	return byName(ctx, s.r, func(n *Node) (*raftqv1.ResumeScheduleResponse, error) { return sched(n).ResumeSchedule(ctx, req) })
+	return byName(ctx, s.r, req.GetName(), func(n *Node) (*raftqv1.ResumeScheduleResponse, error) { return sched(n).ResumeSchedule(ctx, req) })
 }
 
 // DeleteSchedule finds the schedule's group.
 func (s *scheduleRouter) DeleteSchedule(ctx context.Context, req *raftqv1.DeleteScheduleRequest) (*raftqv1.DeleteScheduleResponse, error) {
-	return byName(ctx, s.r, func(n *Node) (*raftqv1.DeleteScheduleResponse, error) { return sched(n).DeleteSchedule(ctx, req) })
+	return byName(ctx, s.r, req.GetName(), func(n *Node) (*raftqv1.DeleteScheduleResponse, error) { return sched(n).DeleteSchedule(ctx, req) })
 }
 
-// ListSchedules lists every group's schedules, in name order.
+// ListSchedules lists every group's schedules, in name order. A schedule
+// in two groups (a moved queue's, for a moment while it is handed over)
+// is listed once: the copy in its queue's group.
 func (s *scheduleRouter) ListSchedules(ctx context.Context, req *raftqv1.ListSchedulesRequest) (*raftqv1.ListSchedulesResponse, error) {
 	out := &raftqv1.ListSchedulesResponse{}
+	at := map[string]int{} // name → index in out.Schedules
 	err := s.r.everyGroup(ctx, func(n *Node) error {
 		res, err := sched(n).ListSchedules(ctx, req)
-		out.Schedules = append(out.Schedules, res.GetSchedules()...)
+		for _, sc := range res.GetSchedules() {
+			name := sc.GetSpec().GetName()
+			i, dup := at[name]
+			switch {
+			case !dup:
+				at[name] = len(out.Schedules)
+				out.Schedules = append(out.Schedules, sc)
+			case s.r.h.queueGroup(sc.GetSpec().GetJob().GetQueue()) == n.cfg.group:
+				out.Schedules[i] = sc
+			}
+		}
 		return err
 	})
 	if err != nil {

@@ -19,6 +19,7 @@ import (
 	"github.com/raftq/raftq/fsm"
 	"github.com/raftq/raftq/fsm/fsmpb"
 	"github.com/raftq/raftq/internal/apierr"
+	"github.com/raftq/raftq/internal/placement"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 )
 
@@ -392,7 +393,9 @@ func (n *Node) proposeFire(ctx context.Context, m *scheduleMetrics, sc *fsm.Sche
 			return err
 		}
 		j := proto.Clone(sc.Spec.GetJob()).(*fsmpb.NewJob)
-		j.Id = id.String()
+		// The id names this group, as an enqueued job's does, so that
+		// any node routes calls about the job (Ack, GetJob) here.
+		j.Id = placement.JobID(id.String(), n.cfg.group)
 		j.RunAt = tick.Add(tickJitter(name, tick, time.Duration(sc.Spec.GetJitter()))).UnixNano()
 		fire.Job = j
 	}

@@ -78,12 +78,14 @@ var retrySafe = map[string]string{
 	"/raftq.v1.Cluster/Remove":          "",
 	"/raftq.v1.Admin/PurgeDead":         "",
 	// Placement: MoveQueue and PartitionQueue are refused when repeated
-	// (one move at a time, partitioned once), SealQueue and ImportKeys are
-	// brokers' own steps; the client retries them, not Envoy.
+	// (one move at a time, partitioned once), SealQueue, ImportKeys and
+	// ImportSchedules are brokers' own steps; the client retries them, not
+	// Envoy.
 	"/raftq.v1.Admin/MoveQueue":            "",
 	"/raftq.v1.Admin/PartitionQueue":       "",
 	"/raftq.v1.Admin/SealQueue":            "",
 	"/raftq.v1.Admin/ImportKeys":           "",
+	"/raftq.v1.Admin/ImportSchedules":      "",
 	"/raftq.v1.Admin/ListPlacements":       "",
 	"/raftq.v1.Cluster/TransferLeadership": "",
 	"/raftq.v1.Cluster/Snapshot":           "", // a stream

@@ -103,6 +103,10 @@ func recordToSchedule(r *fsmpb.ScheduleRecord) *Schedule {
 	}
 }
 
+// ScheduleRecordOf is s as stored and in snapshots: what an
+// ImportSchedules command carries to another group.
+func ScheduleRecordOf(s *Schedule) *fsmpb.ScheduleRecord { return scheduleToRecord(copySchedule(s)) }
+
 func scheduleToRecord(s *Schedule) *fsmpb.ScheduleRecord {
 	return &fsmpb.ScheduleRecord{
 		Spec: s.Spec, Version: s.Version, Anchor: s.Anchor, LastTick: s.LastTick,
@@ -201,6 +205,52 @@ func (a *applier) deleteSchedule(b *fsmpb.ScheduleRef) Result {
 	return Result{}
 }
 
+// importSchedules applies an ImportSchedules: schedules of a queue that
+// moved here, with the firing state they had in the group it left (sealed
+// there, so they fired their last tick there). Each is stored as it came,
+// under a new version (this entry's index); a schedule of the same name
+// already here for the same queue is kept as it is, so an import repeated
+// by a new leader of group 0 changes nothing, and in particular does not
+// take back ticks fired here since. The checks come first: a refused
+// import changes nothing.
+func (a *applier) importSchedules(c *fsmpb.ImportSchedules) Result {
+	q := c.GetQueue()
+	if q == "" {
+		return Result{Err: fmt.Errorf("%w: schedule import without a queue", ErrInvalid)}
+	}
+	seen := map[string]bool{}
+	for _, r := range c.GetSchedules() {
+		sp := r.GetSpec()
+		if err := checkScheduleSpec(sp); err != nil {
+			return Result{Err: fmt.Errorf("schedule import: %w", err)}
+		}
+		name := sp.GetName()
+		if sp.GetJob().GetQueue() != q {
+			return Result{Err: fmt.Errorf("%w: imported schedule %q sends its jobs to queue %q, not to queue %q",
+				ErrInvalid, name, sp.GetJob().GetQueue(), q)}
+		}
+		if seen[name] {
+			return Result{Err: fmt.Errorf("%w: schedule %q imported twice in one command", ErrInvalid, name)}
+		}
+		seen[name] = true
+		if old := a.st.schedule(name); old != nil && old.Spec.GetJob().GetQueue() != q {
+			return Result{Err: fmt.Errorf("%w: cannot import schedule %q of queue %q: this group has a schedule of that name for queue %q",
+				ErrWrongState, name, q, old.Spec.GetJob().GetQueue())}
+		}
+	}
+	for _, r := range c.GetSchedules() {
+		if a.st.schedule(r.GetSpec().GetName()) != nil {
+			continue // imported already
+		}
+		sc := recordToSchedule(r)
+		sc.Spec = proto.Clone(r.GetSpec()).(*fsmpb.ScheduleSpec)
+		sc.Version = a.index
+		a.st.setSchedule(sc)
+		a.dirty = true
+	}
+	return Result{}
+}
+
 // fireSchedule is one tick: it creates the tick's job only if the tick is
 // after the schedule's last tick and anchor and the version matches, so a
 // tick proposed again (by a new leader that did not see the first
@@ -217,6 +267,12 @@ func (a *applier) fireSchedule(now int64, b *fsmpb.FireSchedule) Result {
 			ErrStaleTick, b.GetName(), b.GetTick(), b.GetVersion(), sc.Version, sc.LastTick, sc.Anchor)}
 	case sc.Spec.GetPaused():
 		return Result{Err: fmt.Errorf("%w: schedule %q is paused", ErrWrongState, b.GetName())}
+	case a.st.moved(sc.Spec.GetJob().GetQueue()) != nil:
+		// The queue moved away: its schedules move with it (brokerd
+		// imports them into the new group, then deletes them here). From
+		// the seal on, no tick fires or is skipped here, so the firing
+		// state the import carries is final.
+		return Result{Err: fmt.Errorf("fire of %q: %w", b.GetName(), a.st.moved(sc.Spec.GetJob().GetQueue()))}
 	case b.GetSkippedTicks() < 0:
 		return Result{Err: fmt.Errorf("%w: fire of %q: negative skipped ticks", ErrInvalid, b.GetName())}
 	case nj == nil:
@@ -235,8 +291,8 @@ func (a *applier) fireSchedule(now int64, b *fsmpb.FireSchedule) Result {
 	case a.st.job(nj.GetId()) != nil:
 		return Result{Err: fmt.Errorf("%w: %q", ErrDuplicateID, nj.GetId())}
 	case a.st.moved(nj.GetQueue()) != nil:
-		// The queue moved away: its schedules move with it (brokerd), and
-		// a tick computed here before they did creates nothing.
+		// A job for another queue than the schedule's (only a buggy
+		// leader proposes one) whose queue moved away.
 		return Result{Err: fmt.Errorf("fire of %q: %w", b.GetName(), a.st.moved(nj.GetQueue()))}
 	case checkNewJobOptions(nj) != nil:
 		return Result{Err: fmt.Errorf("fire of %q: %w", b.GetName(), checkNewJobOptions(nj))}

@@ -3,7 +3,10 @@ package fsm
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
+
+	"google.golang.org/protobuf/proto"
 
 	"github.com/raftq/raftq/fsm/fsmpb"
 )
@@ -292,4 +295,122 @@ func TestFireWithoutJobSkips(t *testing.T) {
 	if h.f.Len() != 0 {
 		t.Fatal("a skipped tick created a job")
 	}
+}
+
+func cmdImportSchedules(now int64, queue string, recs ...*fsmpb.ScheduleRecord) *fsmpb.Command {
+	return &fsmpb.Command{Type: fsmpb.CommandType_COMMAND_TYPE_IMPORT_SCHEDULES, Now: now,
+		Body: &fsmpb.Command_ImportSchedules{ImportSchedules: &fsmpb.ImportSchedules{Queue: queue, Schedules: recs}}}
+}
+
+// A moved queue's schedules: the old group (sealed) fires nothing more,
+// neither a job nor a skipped tick; the new group imports them with their
+// firing state under a new version, fires the next tick and not one fired
+// before; an import repeated later changes nothing (not even the ticks
+// fired since); one of a name held for another queue is refused whole;
+// a snapshot keeps the imported schedule.
+func TestImportSchedules(t *testing.T) {
+	old := newHarness(t)
+	v := putSched(old, spec("s", OverlapAllow))
+	if r := old.one(cmdFire(t0+sec, "s", v, t0+sec, "j1")); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	old.one(cmdSeal("q", true, 2))
+	sealedHash := old.f.Hash()
+	if r := old.one(cmdFire(t0+2*sec, "s", v, t0+2*sec, "j2")); !errors.Is(r.Err, ErrQueueMoved) {
+		t.Fatalf("fire in the sealed group: %+v", r)
+	}
+	skip := cmdFire(t0+2*sec, "s", v, t0+2*sec, "")
+	skip.GetFireSchedule().Job = nil
+	if r := old.one(skip); !errors.Is(r.Err, ErrQueueMoved) {
+		t.Fatalf("skipped tick in the sealed group: %+v", r)
+	}
+	if old.f.Hash() != sealedHash {
+		t.Fatal("a refused fire changed the sealed group")
+	}
+	src, _ := old.f.Schedule("s")
+	rec := scheduleToRecord(src)
+
+	h := newHarness(t)
+	h.one(cmdEnqueue(t0, nj("other", "q2"))) // the new group's index differs
+	r := h.one(cmdImportSchedules(t0+3*sec, "q", rec))
+	if r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	got, ok := h.f.Schedule("s")
+	if !ok {
+		t.Fatal("imported schedule missing")
+	}
+	if got.Version != h.index || got.Version == src.Version {
+		t.Fatalf("imported version %d, want the import's index %d", got.Version, h.index)
+	}
+	if got.LastTick != t0+sec || got.Anchor != src.Anchor || got.LastJobID != "j1" || got.Fired != 1 ||
+		got.CreatedAt != src.CreatedAt || got.UpdatedAt != src.UpdatedAt || got.Spec.GetName() != "s" {
+		t.Fatalf("imported %+v, exported %+v", got, src)
+	}
+	// The tick fired in the old group does not fire again, nor does a
+	// fire computed for the old version; the next tick does.
+	for _, c := range []*fsmpb.Command{
+		cmdFire(t0+4*sec, "s", got.Version, t0+sec, "dup"),
+		cmdFire(t0+4*sec, "s", src.Version, t0+2*sec, "oldv"),
+	} {
+		if r := h.one(c); !errors.Is(r.Err, ErrStaleTick) {
+			t.Fatalf("stale fire after import: %+v", r)
+		}
+	}
+	if r := h.one(cmdFire(t0+4*sec, "s", got.Version, t0+2*sec, "j2")); r.Err != nil || r.Fire.Job == nil {
+		t.Fatalf("next tick after import: %+v", r)
+	}
+	// Repeated (a new leader re-driving the move): nothing changes, and
+	// the tick fired here is not taken back.
+	before := h.f.Hash()
+	if r := h.one(cmdImportSchedules(t0+5*sec, "q", rec)); r.Err != nil {
+		t.Fatal(r.Err)
+	}
+	if h.f.Hash() != before {
+		t.Fatal("a repeated import changed the state")
+	}
+	if sc, _ := h.f.Schedule("s"); sc.LastTick != t0+2*sec || sc.Fired != 2 {
+		t.Fatalf("after the repeated import: %+v", sc)
+	}
+	// A schedule of that name for another queue refuses the import, and
+	// a refused import changes nothing, even for its other schedules.
+	other := spec("t", OverlapAllow)
+	other.Job.Queue = "q3"
+	putSched(h, other)
+	before = h.f.Hash()
+	clash := proto.Clone(rec).(*fsmpb.ScheduleRecord)
+	clash.Spec.Name = "t"
+	fresh := proto.Clone(rec).(*fsmpb.ScheduleRecord)
+	fresh.Spec.Name = "u"
+	r = h.one(cmdImportSchedules(t0+5*sec, "q", fresh, clash))
+	if !errors.Is(r.Err, ErrWrongState) || !strings.Contains(r.Err.Error(), `queue "q3"`) {
+		t.Fatalf("import over another queue's schedule: %v", r.Err)
+	}
+	wrongQueue := proto.Clone(rec).(*fsmpb.ScheduleRecord)
+	wrongQueue.Spec.Name = "w"
+	for _, c := range []*fsmpb.Command{
+		cmdImportSchedules(t0, "q9", wrongQueue),
+		cmdImportSchedules(t0, "", rec),
+		cmdImportSchedules(t0, "q", fresh, fresh),
+		cmdImportSchedules(t0, "q", &fsmpb.ScheduleRecord{Spec: &fsmpb.ScheduleSpec{Name: "x"}}),
+	} {
+		if r := h.one(c); !errors.Is(r.Err, ErrInvalid) {
+			t.Fatalf("bad import: %v", r.Err)
+		}
+	}
+	if h.f.Hash() != before {
+		t.Fatal("a refused import changed the state")
+	}
+	// A snapshot keeps the imported schedule and its state.
+	f := New()
+	if err := restoreBytes(f, snapshotBytes(t, h.f)); err != nil {
+		t.Fatal(err)
+	}
+	if f.Hash() != h.f.Hash() {
+		t.Fatal("restored state differs")
+	}
+	if sc, ok := f.Schedule("s"); !ok || sc.Version != got.Version || sc.LastTick != t0+2*sec || sc.Fired != 2 {
+		t.Fatalf("restored schedule %+v", sc)
+	}
+	checkInvariants(t, h.f)
 }

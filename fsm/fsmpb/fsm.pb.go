@@ -65,6 +65,9 @@ const (
 	CommandType_COMMAND_TYPE_PLACE_QUEUE CommandType = 21
 	CommandType_COMMAND_TYPE_SEAL_QUEUE  CommandType = 22
 	CommandType_COMMAND_TYPE_IMPORT_KEYS CommandType = 23
+	// IMPORT_SCHEDULES copies a moved queue's schedules, with their firing
+	// state, into its new group. Body import_schedules.
+	CommandType_COMMAND_TYPE_IMPORT_SCHEDULES CommandType = 24
 )
 
 // Enum value maps for CommandType.
@@ -96,6 +99,7 @@ var (
 		21: "COMMAND_TYPE_PLACE_QUEUE",
 		22: "COMMAND_TYPE_SEAL_QUEUE",
 		23: "COMMAND_TYPE_IMPORT_KEYS",
+		24: "COMMAND_TYPE_IMPORT_SCHEDULES",
 	}
 	CommandType_value = map[string]int32{
 		"COMMAND_TYPE_UNSPECIFIED":      0,
@@ -124,6 +128,7 @@ var (
 		"COMMAND_TYPE_PLACE_QUEUE":      21,
 		"COMMAND_TYPE_SEAL_QUEUE":       22,
 		"COMMAND_TYPE_IMPORT_KEYS":      23,
+		"COMMAND_TYPE_IMPORT_SCHEDULES": 24,
 	}
 )
 
@@ -298,6 +303,7 @@ type Command struct {
 	//	*Command_PlaceQueue
 	//	*Command_SealQueue
 	//	*Command_ImportKeys
+	//	*Command_ImportSchedules
 	Body          isCommand_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -579,6 +585,15 @@ func (x *Command) GetImportKeys() *ImportKeys {
 	return nil
 }
 
+func (x *Command) GetImportSchedules() *ImportSchedules {
+	if x != nil {
+		if x, ok := x.Body.(*Command_ImportSchedules); ok {
+			return x.ImportSchedules
+		}
+	}
+	return nil
+}
+
 type isCommand_Body interface {
 	isCommand_Body()
 }
@@ -683,6 +698,10 @@ type Command_ImportKeys struct {
 	ImportKeys *ImportKeys `protobuf:"bytes,31,opt,name=import_keys,json=importKeys,proto3,oneof"`
 }
 
+type Command_ImportSchedules struct {
+	ImportSchedules *ImportSchedules `protobuf:"bytes,32,opt,name=import_schedules,json=importSchedules,proto3,oneof"`
+}
+
 func (*Command_Enqueue) isCommand_Body() {}
 
 func (*Command_Lease) isCommand_Body() {}
@@ -732,6 +751,8 @@ func (*Command_PlaceQueue) isCommand_Body() {}
 func (*Command_SealQueue) isCommand_Body() {}
 
 func (*Command_ImportKeys) isCommand_Body() {}
+
+func (*Command_ImportSchedules) isCommand_Body() {}
 
 // QueuePlacement is group 0's record of a queue placed by an operator (a
 // queue without one lives in the group its name hashes to). As a command
@@ -956,6 +977,65 @@ func (x *ImportKeys) GetKeys() []*IdempotencyRecord {
 	return nil
 }
 
+// ImportSchedules records schedules of queue held in another group (the
+// one the queue moved from, sealed there so they no longer fire), with
+// their firing state: anchor, last tick, last job, counts and times. Each
+// imported schedule's version is this command's log index. A schedule of
+// the same name already here for queue is kept as it is (an import
+// repeated by a new leader, after which it may have fired here); one for
+// another queue refuses the whole command.
+type ImportSchedules struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Queue         string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	Schedules     []*ScheduleRecord      `protobuf:"bytes,2,rep,name=schedules,proto3" json:"schedules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportSchedules) Reset() {
+	*x = ImportSchedules{}
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportSchedules) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportSchedules) ProtoMessage() {}
+
+func (x *ImportSchedules) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportSchedules.ProtoReflect.Descriptor instead.
+func (*ImportSchedules) Descriptor() ([]byte, []int) {
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ImportSchedules) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *ImportSchedules) GetSchedules() []*ScheduleRecord {
+	if x != nil {
+		return x.Schedules
+	}
+	return nil
+}
+
 // NewJob is a job as the leader stamped it: id chosen, defaults filled in,
 // times absolute.
 type NewJob struct {
@@ -1008,7 +1088,7 @@ type NewJob struct {
 
 func (x *NewJob) Reset() {
 	*x = NewJob{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[5]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1020,7 +1100,7 @@ func (x *NewJob) String() string {
 func (*NewJob) ProtoMessage() {}
 
 func (x *NewJob) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[5]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1033,7 +1113,7 @@ func (x *NewJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NewJob.ProtoReflect.Descriptor instead.
 func (*NewJob) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{5}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *NewJob) GetId() string {
@@ -1192,7 +1272,7 @@ type Enqueue struct {
 
 func (x *Enqueue) Reset() {
 	*x = Enqueue{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[6]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1204,7 +1284,7 @@ func (x *Enqueue) String() string {
 func (*Enqueue) ProtoMessage() {}
 
 func (x *Enqueue) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[6]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1217,7 +1297,7 @@ func (x *Enqueue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Enqueue.ProtoReflect.Descriptor instead.
 func (*Enqueue) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{6}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Enqueue) GetJobs() []*NewJob {
@@ -1238,7 +1318,7 @@ type LeaseItem struct {
 
 func (x *LeaseItem) Reset() {
 	*x = LeaseItem{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[7]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1250,7 +1330,7 @@ func (x *LeaseItem) String() string {
 func (*LeaseItem) ProtoMessage() {}
 
 func (x *LeaseItem) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[7]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1263,7 +1343,7 @@ func (x *LeaseItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseItem.ProtoReflect.Descriptor instead.
 func (*LeaseItem) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{7}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *LeaseItem) GetJobId() string {
@@ -1292,7 +1372,7 @@ type Lease struct {
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[8]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1304,7 +1384,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[8]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1317,7 +1397,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{8}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Lease) GetWorkerId() string {
@@ -1351,7 +1431,7 @@ type LeaseRef struct {
 
 func (x *LeaseRef) Reset() {
 	*x = LeaseRef{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[9]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1363,7 +1443,7 @@ func (x *LeaseRef) String() string {
 func (*LeaseRef) ProtoMessage() {}
 
 func (x *LeaseRef) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[9]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1376,7 +1456,7 @@ func (x *LeaseRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRef.ProtoReflect.Descriptor instead.
 func (*LeaseRef) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{9}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *LeaseRef) GetJobId() string {
@@ -1430,7 +1510,7 @@ type ExtendLease struct {
 
 func (x *ExtendLease) Reset() {
 	*x = ExtendLease{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[10]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1442,7 +1522,7 @@ func (x *ExtendLease) String() string {
 func (*ExtendLease) ProtoMessage() {}
 
 func (x *ExtendLease) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[10]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1455,7 +1535,7 @@ func (x *ExtendLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLease.ProtoReflect.Descriptor instead.
 func (*ExtendLease) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{10}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *ExtendLease) GetItems() []*LeaseRef {
@@ -1474,7 +1554,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[11]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1486,7 +1566,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[11]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1499,7 +1579,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{11}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Ack) GetItems() []*LeaseRef {
@@ -1527,7 +1607,7 @@ type NackItem struct {
 
 func (x *NackItem) Reset() {
 	*x = NackItem{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[12]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1539,7 +1619,7 @@ func (x *NackItem) String() string {
 func (*NackItem) ProtoMessage() {}
 
 func (x *NackItem) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[12]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1552,7 +1632,7 @@ func (x *NackItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackItem.ProtoReflect.Descriptor instead.
 func (*NackItem) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{12}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *NackItem) GetJobId() string {
@@ -1606,7 +1686,7 @@ type Nack struct {
 
 func (x *Nack) Reset() {
 	*x = Nack{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[13]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1618,7 +1698,7 @@ func (x *Nack) String() string {
 func (*Nack) ProtoMessage() {}
 
 func (x *Nack) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[13]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1631,7 +1711,7 @@ func (x *Nack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Nack.ProtoReflect.Descriptor instead.
 func (*Nack) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{13}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Nack) GetItems() []*NackItem {
@@ -1651,7 +1731,7 @@ type ExpireLeases struct {
 
 func (x *ExpireLeases) Reset() {
 	*x = ExpireLeases{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[14]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1663,7 +1743,7 @@ func (x *ExpireLeases) String() string {
 func (*ExpireLeases) ProtoMessage() {}
 
 func (x *ExpireLeases) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[14]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1676,7 +1756,7 @@ func (x *ExpireLeases) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireLeases.ProtoReflect.Descriptor instead.
 func (*ExpireLeases) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{14}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *ExpireLeases) GetLimit() int32 {
@@ -1698,7 +1778,7 @@ type ExpireTimeouts struct {
 
 func (x *ExpireTimeouts) Reset() {
 	*x = ExpireTimeouts{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[15]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1710,7 +1790,7 @@ func (x *ExpireTimeouts) String() string {
 func (*ExpireTimeouts) ProtoMessage() {}
 
 func (x *ExpireTimeouts) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[15]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1723,7 +1803,7 @@ func (x *ExpireTimeouts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireTimeouts.ProtoReflect.Descriptor instead.
 func (*ExpireTimeouts) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{15}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ExpireTimeouts) GetLimit() int32 {
@@ -1743,7 +1823,7 @@ type Promote struct {
 
 func (x *Promote) Reset() {
 	*x = Promote{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[16]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1755,7 +1835,7 @@ func (x *Promote) String() string {
 func (*Promote) ProtoMessage() {}
 
 func (x *Promote) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[16]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1768,7 +1848,7 @@ func (x *Promote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Promote.ProtoReflect.Descriptor instead.
 func (*Promote) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{16}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Promote) GetLimit() int32 {
@@ -1787,7 +1867,7 @@ type Cancel struct {
 
 func (x *Cancel) Reset() {
 	*x = Cancel{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[17]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1799,7 +1879,7 @@ func (x *Cancel) String() string {
 func (*Cancel) ProtoMessage() {}
 
 func (x *Cancel) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[17]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1812,7 +1892,7 @@ func (x *Cancel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cancel.ProtoReflect.Descriptor instead.
 func (*Cancel) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{17}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Cancel) GetJobIds() []string {
@@ -1831,7 +1911,7 @@ type QueueRef struct {
 
 func (x *QueueRef) Reset() {
 	*x = QueueRef{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[18]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1843,7 +1923,7 @@ func (x *QueueRef) String() string {
 func (*QueueRef) ProtoMessage() {}
 
 func (x *QueueRef) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[18]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1856,7 +1936,7 @@ func (x *QueueRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueRef.ProtoReflect.Descriptor instead.
 func (*QueueRef) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{18}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *QueueRef) GetQueue() string {
@@ -1877,7 +1957,7 @@ type Redrive struct {
 
 func (x *Redrive) Reset() {
 	*x = Redrive{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[19]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1889,7 +1969,7 @@ func (x *Redrive) String() string {
 func (*Redrive) ProtoMessage() {}
 
 func (x *Redrive) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[19]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1902,7 +1982,7 @@ func (x *Redrive) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Redrive.ProtoReflect.Descriptor instead.
 func (*Redrive) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{19}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Redrive) GetQueue() string {
@@ -1938,7 +2018,7 @@ type Purge struct {
 
 func (x *Purge) Reset() {
 	*x = Purge{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[20]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1950,7 +2030,7 @@ func (x *Purge) String() string {
 func (*Purge) ProtoMessage() {}
 
 func (x *Purge) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[20]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1963,7 +2043,7 @@ func (x *Purge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Purge.ProtoReflect.Descriptor instead.
 func (*Purge) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{20}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Purge) GetBefore() int64 {
@@ -1993,7 +2073,7 @@ type NodeMeta struct {
 
 func (x *NodeMeta) Reset() {
 	*x = NodeMeta{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[21]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2005,7 +2085,7 @@ func (x *NodeMeta) String() string {
 func (*NodeMeta) ProtoMessage() {}
 
 func (x *NodeMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[21]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2018,7 +2098,7 @@ func (x *NodeMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeMeta.ProtoReflect.Descriptor instead.
 func (*NodeMeta) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{21}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *NodeMeta) GetNodeId() string {
@@ -2056,7 +2136,7 @@ type DeleteDead struct {
 
 func (x *DeleteDead) Reset() {
 	*x = DeleteDead{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[22]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2068,7 +2148,7 @@ func (x *DeleteDead) String() string {
 func (*DeleteDead) ProtoMessage() {}
 
 func (x *DeleteDead) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[22]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2081,7 +2161,7 @@ func (x *DeleteDead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteDead.ProtoReflect.Descriptor instead.
 func (*DeleteDead) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{22}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *DeleteDead) GetQueue() string {
@@ -2117,7 +2197,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2129,7 +2209,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2142,7 +2222,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *SnapshotHeader) GetVersion() uint32 {
@@ -2232,7 +2312,7 @@ type JobRecord struct {
 
 func (x *JobRecord) Reset() {
 	*x = JobRecord{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[24]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2244,7 +2324,7 @@ func (x *JobRecord) String() string {
 func (*JobRecord) ProtoMessage() {}
 
 func (x *JobRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[24]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2257,7 +2337,7 @@ func (x *JobRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobRecord.ProtoReflect.Descriptor instead.
 func (*JobRecord) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *JobRecord) GetId() string {
@@ -2543,7 +2623,7 @@ type QueueRecord struct {
 
 func (x *QueueRecord) Reset() {
 	*x = QueueRecord{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2555,7 +2635,7 @@ func (x *QueueRecord) String() string {
 func (*QueueRecord) ProtoMessage() {}
 
 func (x *QueueRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2568,7 +2648,7 @@ func (x *QueueRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueRecord.ProtoReflect.Descriptor instead.
 func (*QueueRecord) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *QueueRecord) GetName() string {
@@ -2597,7 +2677,7 @@ type IdempotencyRecord struct {
 
 func (x *IdempotencyRecord) Reset() {
 	*x = IdempotencyRecord{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2609,7 +2689,7 @@ func (x *IdempotencyRecord) String() string {
 func (*IdempotencyRecord) ProtoMessage() {}
 
 func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2622,7 +2702,7 @@ func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdempotencyRecord.ProtoReflect.Descriptor instead.
 func (*IdempotencyRecord) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *IdempotencyRecord) GetQueue() string {
@@ -2686,7 +2766,7 @@ type ScheduleSpec struct {
 
 func (x *ScheduleSpec) Reset() {
 	*x = ScheduleSpec{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2698,7 +2778,7 @@ func (x *ScheduleSpec) String() string {
 func (*ScheduleSpec) ProtoMessage() {}
 
 func (x *ScheduleSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2711,7 +2791,7 @@ func (x *ScheduleSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleSpec.ProtoReflect.Descriptor instead.
 func (*ScheduleSpec) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ScheduleSpec) GetName() string {
@@ -2802,7 +2882,7 @@ type ScheduleRecord struct {
 
 func (x *ScheduleRecord) Reset() {
 	*x = ScheduleRecord{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[28]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2814,7 +2894,7 @@ func (x *ScheduleRecord) String() string {
 func (*ScheduleRecord) ProtoMessage() {}
 
 func (x *ScheduleRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[28]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2827,7 +2907,7 @@ func (x *ScheduleRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleRecord.ProtoReflect.Descriptor instead.
 func (*ScheduleRecord) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{28}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ScheduleRecord) GetSpec() *ScheduleSpec {
@@ -2902,7 +2982,7 @@ type ScheduleRef struct {
 
 func (x *ScheduleRef) Reset() {
 	*x = ScheduleRef{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[29]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2914,7 +2994,7 @@ func (x *ScheduleRef) String() string {
 func (*ScheduleRef) ProtoMessage() {}
 
 func (x *ScheduleRef) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[29]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2927,7 +3007,7 @@ func (x *ScheduleRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleRef.ProtoReflect.Descriptor instead.
 func (*ScheduleRef) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{29}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ScheduleRef) GetName() string {
@@ -2947,7 +3027,7 @@ type CheckHash struct {
 
 func (x *CheckHash) Reset() {
 	*x = CheckHash{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[30]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2959,7 +3039,7 @@ func (x *CheckHash) String() string {
 func (*CheckHash) ProtoMessage() {}
 
 func (x *CheckHash) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[30]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2972,7 +3052,7 @@ func (x *CheckHash) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckHash.ProtoReflect.Descriptor instead.
 func (*CheckHash) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{30}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{31}
 }
 
 // FireSchedule is one tick of one schedule, computed by the leader. It
@@ -2996,7 +3076,7 @@ type FireSchedule struct {
 
 func (x *FireSchedule) Reset() {
 	*x = FireSchedule{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[31]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3008,7 +3088,7 @@ func (x *FireSchedule) String() string {
 func (*FireSchedule) ProtoMessage() {}
 
 func (x *FireSchedule) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[31]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3021,7 +3101,7 @@ func (x *FireSchedule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FireSchedule.ProtoReflect.Descriptor instead.
 func (*FireSchedule) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{31}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *FireSchedule) GetName() string {
@@ -3078,7 +3158,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[32]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3090,7 +3170,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[32]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3103,7 +3183,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{32}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
@@ -3229,7 +3309,7 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x16raftq/fsm/v1/fsm.proto\x12\fraftq.fsm.v1\"T\n" +
 	"\x05Entry\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x121\n" +
-	"\bcommands\x18\x02 \x03(\v2\x15.raftq.fsm.v1.CommandR\bcommands\"\x86\f\n" +
+	"\bcommands\x18\x02 \x03(\v2\x15.raftq.fsm.v1.CommandR\bcommands\"\xd2\f\n" +
 	"\aCommand\x12-\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x19.raftq.fsm.v1.CommandTypeR\x04type\x12\x10\n" +
 	"\x03now\x18\x02 \x01(\x03R\x03now\x121\n" +
@@ -3264,7 +3344,8 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\n" +
 	"seal_queue\x18\x1e \x01(\v2\x17.raftq.fsm.v1.SealQueueH\x00R\tsealQueue\x12;\n" +
 	"\vimport_keys\x18\x1f \x01(\v2\x18.raftq.fsm.v1.ImportKeysH\x00R\n" +
-	"importKeysB\x06\n" +
+	"importKeys\x12J\n" +
+	"\x10import_schedules\x18  \x01(\v2\x1d.raftq.fsm.v1.ImportSchedulesH\x00R\x0fimportSchedulesB\x06\n" +
 	"\x04body\"\x86\x02\n" +
 	"\x0eQueuePlacement\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x14\n" +
@@ -3284,7 +3365,10 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\n" +
 	"ImportKeys\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x123\n" +
-	"\x04keys\x18\x02 \x03(\v2\x1f.raftq.fsm.v1.IdempotencyRecordR\x04keys\"\xb5\x05\n" +
+	"\x04keys\x18\x02 \x03(\v2\x1f.raftq.fsm.v1.IdempotencyRecordR\x04keys\"c\n" +
+	"\x0fImportSchedules\x12\x14\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\x12:\n" +
+	"\tschedules\x18\x02 \x03(\v2\x1c.raftq.fsm.v1.ScheduleRecordR\tschedules\"\xb5\x05\n" +
 	"\x06NewJob\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x12\n" +
@@ -3471,7 +3555,7 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\bschedule\x18\x05 \x01(\v2\x1c.raftq.fsm.v1.ScheduleRecordH\x00R\bschedule\x12<\n" +
 	"\tplacement\x18\x06 \x01(\v2\x1c.raftq.fsm.v1.QueuePlacementH\x00R\tplacement\x12-\n" +
 	"\x04seal\x18\a \x01(\v2\x17.raftq.fsm.v1.SealQueueH\x00R\x04sealB\b\n" +
-	"\x06record*\x83\x06\n" +
+	"\x06record*\xa6\x06\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14COMMAND_TYPE_ENQUEUE\x10\x01\x12\x16\n" +
@@ -3499,7 +3583,8 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x1dCOMMAND_TYPE_ENQUEUE_WORKFLOW\x10\x19\x12\x1c\n" +
 	"\x18COMMAND_TYPE_PLACE_QUEUE\x10\x15\x12\x1b\n" +
 	"\x17COMMAND_TYPE_SEAL_QUEUE\x10\x16\x12\x1c\n" +
-	"\x18COMMAND_TYPE_IMPORT_KEYS\x10\x17*e\n" +
+	"\x18COMMAND_TYPE_IMPORT_KEYS\x10\x17\x12!\n" +
+	"\x1dCOMMAND_TYPE_IMPORT_SCHEDULES\x10\x18*e\n" +
 	"\x0ePlacementPhase\x12\x18\n" +
 	"\x14PLACEMENT_PHASE_NONE\x10\x00\x12\x1b\n" +
 	"\x17PLACEMENT_PHASE_SEALING\x10\x01\x12\x1c\n" +
@@ -3518,7 +3603,7 @@ func file_raftq_fsm_v1_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_raftq_fsm_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_raftq_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_raftq_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
 var file_raftq_fsm_v1_fsm_proto_goTypes = []any{
 	(CommandType)(0),          // 0: raftq.fsm.v1.CommandType
 	(PlacementPhase)(0),       // 1: raftq.fsm.v1.PlacementPhase
@@ -3527,86 +3612,89 @@ var file_raftq_fsm_v1_fsm_proto_goTypes = []any{
 	(*QueuePlacement)(nil),    // 4: raftq.fsm.v1.QueuePlacement
 	(*SealQueue)(nil),         // 5: raftq.fsm.v1.SealQueue
 	(*ImportKeys)(nil),        // 6: raftq.fsm.v1.ImportKeys
-	(*NewJob)(nil),            // 7: raftq.fsm.v1.NewJob
-	(*Enqueue)(nil),           // 8: raftq.fsm.v1.Enqueue
-	(*LeaseItem)(nil),         // 9: raftq.fsm.v1.LeaseItem
-	(*Lease)(nil),             // 10: raftq.fsm.v1.Lease
-	(*LeaseRef)(nil),          // 11: raftq.fsm.v1.LeaseRef
-	(*ExtendLease)(nil),       // 12: raftq.fsm.v1.ExtendLease
-	(*Ack)(nil),               // 13: raftq.fsm.v1.Ack
-	(*NackItem)(nil),          // 14: raftq.fsm.v1.NackItem
-	(*Nack)(nil),              // 15: raftq.fsm.v1.Nack
-	(*ExpireLeases)(nil),      // 16: raftq.fsm.v1.ExpireLeases
-	(*ExpireTimeouts)(nil),    // 17: raftq.fsm.v1.ExpireTimeouts
-	(*Promote)(nil),           // 18: raftq.fsm.v1.Promote
-	(*Cancel)(nil),            // 19: raftq.fsm.v1.Cancel
-	(*QueueRef)(nil),          // 20: raftq.fsm.v1.QueueRef
-	(*Redrive)(nil),           // 21: raftq.fsm.v1.Redrive
-	(*Purge)(nil),             // 22: raftq.fsm.v1.Purge
-	(*NodeMeta)(nil),          // 23: raftq.fsm.v1.NodeMeta
-	(*DeleteDead)(nil),        // 24: raftq.fsm.v1.DeleteDead
-	(*SnapshotHeader)(nil),    // 25: raftq.fsm.v1.SnapshotHeader
-	(*JobRecord)(nil),         // 26: raftq.fsm.v1.JobRecord
-	(*QueueRecord)(nil),       // 27: raftq.fsm.v1.QueueRecord
-	(*IdempotencyRecord)(nil), // 28: raftq.fsm.v1.IdempotencyRecord
-	(*ScheduleSpec)(nil),      // 29: raftq.fsm.v1.ScheduleSpec
-	(*ScheduleRecord)(nil),    // 30: raftq.fsm.v1.ScheduleRecord
-	(*ScheduleRef)(nil),       // 31: raftq.fsm.v1.ScheduleRef
-	(*CheckHash)(nil),         // 32: raftq.fsm.v1.CheckHash
-	(*FireSchedule)(nil),      // 33: raftq.fsm.v1.FireSchedule
-	(*SnapshotRecord)(nil),    // 34: raftq.fsm.v1.SnapshotRecord
+	(*ImportSchedules)(nil),   // 7: raftq.fsm.v1.ImportSchedules
+	(*NewJob)(nil),            // 8: raftq.fsm.v1.NewJob
+	(*Enqueue)(nil),           // 9: raftq.fsm.v1.Enqueue
+	(*LeaseItem)(nil),         // 10: raftq.fsm.v1.LeaseItem
+	(*Lease)(nil),             // 11: raftq.fsm.v1.Lease
+	(*LeaseRef)(nil),          // 12: raftq.fsm.v1.LeaseRef
+	(*ExtendLease)(nil),       // 13: raftq.fsm.v1.ExtendLease
+	(*Ack)(nil),               // 14: raftq.fsm.v1.Ack
+	(*NackItem)(nil),          // 15: raftq.fsm.v1.NackItem
+	(*Nack)(nil),              // 16: raftq.fsm.v1.Nack
+	(*ExpireLeases)(nil),      // 17: raftq.fsm.v1.ExpireLeases
+	(*ExpireTimeouts)(nil),    // 18: raftq.fsm.v1.ExpireTimeouts
+	(*Promote)(nil),           // 19: raftq.fsm.v1.Promote
+	(*Cancel)(nil),            // 20: raftq.fsm.v1.Cancel
+	(*QueueRef)(nil),          // 21: raftq.fsm.v1.QueueRef
+	(*Redrive)(nil),           // 22: raftq.fsm.v1.Redrive
+	(*Purge)(nil),             // 23: raftq.fsm.v1.Purge
+	(*NodeMeta)(nil),          // 24: raftq.fsm.v1.NodeMeta
+	(*DeleteDead)(nil),        // 25: raftq.fsm.v1.DeleteDead
+	(*SnapshotHeader)(nil),    // 26: raftq.fsm.v1.SnapshotHeader
+	(*JobRecord)(nil),         // 27: raftq.fsm.v1.JobRecord
+	(*QueueRecord)(nil),       // 28: raftq.fsm.v1.QueueRecord
+	(*IdempotencyRecord)(nil), // 29: raftq.fsm.v1.IdempotencyRecord
+	(*ScheduleSpec)(nil),      // 30: raftq.fsm.v1.ScheduleSpec
+	(*ScheduleRecord)(nil),    // 31: raftq.fsm.v1.ScheduleRecord
+	(*ScheduleRef)(nil),       // 32: raftq.fsm.v1.ScheduleRef
+	(*CheckHash)(nil),         // 33: raftq.fsm.v1.CheckHash
+	(*FireSchedule)(nil),      // 34: raftq.fsm.v1.FireSchedule
+	(*SnapshotRecord)(nil),    // 35: raftq.fsm.v1.SnapshotRecord
 }
 var file_raftq_fsm_v1_fsm_proto_depIdxs = []int32{
 	3,  // 0: raftq.fsm.v1.Entry.commands:type_name -> raftq.fsm.v1.Command
 	0,  // 1: raftq.fsm.v1.Command.type:type_name -> raftq.fsm.v1.CommandType
-	8,  // 2: raftq.fsm.v1.Command.enqueue:type_name -> raftq.fsm.v1.Enqueue
-	10, // 3: raftq.fsm.v1.Command.lease:type_name -> raftq.fsm.v1.Lease
-	12, // 4: raftq.fsm.v1.Command.extend_lease:type_name -> raftq.fsm.v1.ExtendLease
-	13, // 5: raftq.fsm.v1.Command.ack:type_name -> raftq.fsm.v1.Ack
-	15, // 6: raftq.fsm.v1.Command.nack:type_name -> raftq.fsm.v1.Nack
-	16, // 7: raftq.fsm.v1.Command.expire_leases:type_name -> raftq.fsm.v1.ExpireLeases
-	18, // 8: raftq.fsm.v1.Command.promote:type_name -> raftq.fsm.v1.Promote
-	19, // 9: raftq.fsm.v1.Command.cancel:type_name -> raftq.fsm.v1.Cancel
-	20, // 10: raftq.fsm.v1.Command.pause_queue:type_name -> raftq.fsm.v1.QueueRef
-	20, // 11: raftq.fsm.v1.Command.resume_queue:type_name -> raftq.fsm.v1.QueueRef
-	21, // 12: raftq.fsm.v1.Command.redrive:type_name -> raftq.fsm.v1.Redrive
-	22, // 13: raftq.fsm.v1.Command.purge:type_name -> raftq.fsm.v1.Purge
-	23, // 14: raftq.fsm.v1.Command.set_node:type_name -> raftq.fsm.v1.NodeMeta
-	24, // 15: raftq.fsm.v1.Command.delete_dead:type_name -> raftq.fsm.v1.DeleteDead
-	29, // 16: raftq.fsm.v1.Command.put_schedule:type_name -> raftq.fsm.v1.ScheduleSpec
-	31, // 17: raftq.fsm.v1.Command.pause_schedule:type_name -> raftq.fsm.v1.ScheduleRef
-	31, // 18: raftq.fsm.v1.Command.resume_schedule:type_name -> raftq.fsm.v1.ScheduleRef
-	31, // 19: raftq.fsm.v1.Command.delete_schedule:type_name -> raftq.fsm.v1.ScheduleRef
-	33, // 20: raftq.fsm.v1.Command.fire_schedule:type_name -> raftq.fsm.v1.FireSchedule
-	17, // 21: raftq.fsm.v1.Command.expire_timeouts:type_name -> raftq.fsm.v1.ExpireTimeouts
-	32, // 22: raftq.fsm.v1.Command.check_hash:type_name -> raftq.fsm.v1.CheckHash
-	8,  // 23: raftq.fsm.v1.Command.enqueue_workflow:type_name -> raftq.fsm.v1.Enqueue
+	9,  // 2: raftq.fsm.v1.Command.enqueue:type_name -> raftq.fsm.v1.Enqueue
+	11, // 3: raftq.fsm.v1.Command.lease:type_name -> raftq.fsm.v1.Lease
+	13, // 4: raftq.fsm.v1.Command.extend_lease:type_name -> raftq.fsm.v1.ExtendLease
+	14, // 5: raftq.fsm.v1.Command.ack:type_name -> raftq.fsm.v1.Ack
+	16, // 6: raftq.fsm.v1.Command.nack:type_name -> raftq.fsm.v1.Nack
+	17, // 7: raftq.fsm.v1.Command.expire_leases:type_name -> raftq.fsm.v1.ExpireLeases
+	19, // 8: raftq.fsm.v1.Command.promote:type_name -> raftq.fsm.v1.Promote
+	20, // 9: raftq.fsm.v1.Command.cancel:type_name -> raftq.fsm.v1.Cancel
+	21, // 10: raftq.fsm.v1.Command.pause_queue:type_name -> raftq.fsm.v1.QueueRef
+	21, // 11: raftq.fsm.v1.Command.resume_queue:type_name -> raftq.fsm.v1.QueueRef
+	22, // 12: raftq.fsm.v1.Command.redrive:type_name -> raftq.fsm.v1.Redrive
+	23, // 13: raftq.fsm.v1.Command.purge:type_name -> raftq.fsm.v1.Purge
+	24, // 14: raftq.fsm.v1.Command.set_node:type_name -> raftq.fsm.v1.NodeMeta
+	25, // 15: raftq.fsm.v1.Command.delete_dead:type_name -> raftq.fsm.v1.DeleteDead
+	30, // 16: raftq.fsm.v1.Command.put_schedule:type_name -> raftq.fsm.v1.ScheduleSpec
+	32, // 17: raftq.fsm.v1.Command.pause_schedule:type_name -> raftq.fsm.v1.ScheduleRef
+	32, // 18: raftq.fsm.v1.Command.resume_schedule:type_name -> raftq.fsm.v1.ScheduleRef
+	32, // 19: raftq.fsm.v1.Command.delete_schedule:type_name -> raftq.fsm.v1.ScheduleRef
+	34, // 20: raftq.fsm.v1.Command.fire_schedule:type_name -> raftq.fsm.v1.FireSchedule
+	18, // 21: raftq.fsm.v1.Command.expire_timeouts:type_name -> raftq.fsm.v1.ExpireTimeouts
+	33, // 22: raftq.fsm.v1.Command.check_hash:type_name -> raftq.fsm.v1.CheckHash
+	9,  // 23: raftq.fsm.v1.Command.enqueue_workflow:type_name -> raftq.fsm.v1.Enqueue
 	4,  // 24: raftq.fsm.v1.Command.place_queue:type_name -> raftq.fsm.v1.QueuePlacement
 	5,  // 25: raftq.fsm.v1.Command.seal_queue:type_name -> raftq.fsm.v1.SealQueue
 	6,  // 26: raftq.fsm.v1.Command.import_keys:type_name -> raftq.fsm.v1.ImportKeys
-	1,  // 27: raftq.fsm.v1.QueuePlacement.phase:type_name -> raftq.fsm.v1.PlacementPhase
-	1,  // 28: raftq.fsm.v1.QueuePlacement.expect_phase:type_name -> raftq.fsm.v1.PlacementPhase
-	28, // 29: raftq.fsm.v1.ImportKeys.keys:type_name -> raftq.fsm.v1.IdempotencyRecord
-	7,  // 30: raftq.fsm.v1.Enqueue.jobs:type_name -> raftq.fsm.v1.NewJob
-	9,  // 31: raftq.fsm.v1.Lease.items:type_name -> raftq.fsm.v1.LeaseItem
-	11, // 32: raftq.fsm.v1.ExtendLease.items:type_name -> raftq.fsm.v1.LeaseRef
-	11, // 33: raftq.fsm.v1.Ack.items:type_name -> raftq.fsm.v1.LeaseRef
-	14, // 34: raftq.fsm.v1.Nack.items:type_name -> raftq.fsm.v1.NackItem
-	7,  // 35: raftq.fsm.v1.ScheduleSpec.job:type_name -> raftq.fsm.v1.NewJob
-	29, // 36: raftq.fsm.v1.ScheduleRecord.spec:type_name -> raftq.fsm.v1.ScheduleSpec
-	7,  // 37: raftq.fsm.v1.FireSchedule.job:type_name -> raftq.fsm.v1.NewJob
-	26, // 38: raftq.fsm.v1.SnapshotRecord.job:type_name -> raftq.fsm.v1.JobRecord
-	27, // 39: raftq.fsm.v1.SnapshotRecord.queue:type_name -> raftq.fsm.v1.QueueRecord
-	28, // 40: raftq.fsm.v1.SnapshotRecord.idempotency:type_name -> raftq.fsm.v1.IdempotencyRecord
-	23, // 41: raftq.fsm.v1.SnapshotRecord.node:type_name -> raftq.fsm.v1.NodeMeta
-	30, // 42: raftq.fsm.v1.SnapshotRecord.schedule:type_name -> raftq.fsm.v1.ScheduleRecord
-	4,  // 43: raftq.fsm.v1.SnapshotRecord.placement:type_name -> raftq.fsm.v1.QueuePlacement
-	5,  // 44: raftq.fsm.v1.SnapshotRecord.seal:type_name -> raftq.fsm.v1.SealQueue
-	45, // [45:45] is the sub-list for method output_type
-	45, // [45:45] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	7,  // 27: raftq.fsm.v1.Command.import_schedules:type_name -> raftq.fsm.v1.ImportSchedules
+	1,  // 28: raftq.fsm.v1.QueuePlacement.phase:type_name -> raftq.fsm.v1.PlacementPhase
+	1,  // 29: raftq.fsm.v1.QueuePlacement.expect_phase:type_name -> raftq.fsm.v1.PlacementPhase
+	29, // 30: raftq.fsm.v1.ImportKeys.keys:type_name -> raftq.fsm.v1.IdempotencyRecord
+	31, // 31: raftq.fsm.v1.ImportSchedules.schedules:type_name -> raftq.fsm.v1.ScheduleRecord
+	8,  // 32: raftq.fsm.v1.Enqueue.jobs:type_name -> raftq.fsm.v1.NewJob
+	10, // 33: raftq.fsm.v1.Lease.items:type_name -> raftq.fsm.v1.LeaseItem
+	12, // 34: raftq.fsm.v1.ExtendLease.items:type_name -> raftq.fsm.v1.LeaseRef
+	12, // 35: raftq.fsm.v1.Ack.items:type_name -> raftq.fsm.v1.LeaseRef
+	15, // 36: raftq.fsm.v1.Nack.items:type_name -> raftq.fsm.v1.NackItem
+	8,  // 37: raftq.fsm.v1.ScheduleSpec.job:type_name -> raftq.fsm.v1.NewJob
+	30, // 38: raftq.fsm.v1.ScheduleRecord.spec:type_name -> raftq.fsm.v1.ScheduleSpec
+	8,  // 39: raftq.fsm.v1.FireSchedule.job:type_name -> raftq.fsm.v1.NewJob
+	27, // 40: raftq.fsm.v1.SnapshotRecord.job:type_name -> raftq.fsm.v1.JobRecord
+	28, // 41: raftq.fsm.v1.SnapshotRecord.queue:type_name -> raftq.fsm.v1.QueueRecord
+	29, // 42: raftq.fsm.v1.SnapshotRecord.idempotency:type_name -> raftq.fsm.v1.IdempotencyRecord
+	24, // 43: raftq.fsm.v1.SnapshotRecord.node:type_name -> raftq.fsm.v1.NodeMeta
+	31, // 44: raftq.fsm.v1.SnapshotRecord.schedule:type_name -> raftq.fsm.v1.ScheduleRecord
+	4,  // 45: raftq.fsm.v1.SnapshotRecord.placement:type_name -> raftq.fsm.v1.QueuePlacement
+	5,  // 46: raftq.fsm.v1.SnapshotRecord.seal:type_name -> raftq.fsm.v1.SealQueue
+	47, // [47:47] is the sub-list for method output_type
+	47, // [47:47] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_raftq_fsm_v1_fsm_proto_init() }
@@ -3640,8 +3728,9 @@ func file_raftq_fsm_v1_fsm_proto_init() {
 		(*Command_PlaceQueue)(nil),
 		(*Command_SealQueue)(nil),
 		(*Command_ImportKeys)(nil),
+		(*Command_ImportSchedules)(nil),
 	}
-	file_raftq_fsm_v1_fsm_proto_msgTypes[32].OneofWrappers = []any{
+	file_raftq_fsm_v1_fsm_proto_msgTypes[33].OneofWrappers = []any{
 		(*SnapshotRecord_Job)(nil),
 		(*SnapshotRecord_Queue)(nil),
 		(*SnapshotRecord_Idempotency)(nil),
@@ -3656,7 +3745,7 @@ func file_raftq_fsm_v1_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftq_fsm_v1_fsm_proto_rawDesc), len(file_raftq_fsm_v1_fsm_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   33,
+			NumMessages:   34,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -396,7 +396,7 @@ func (x ErrorDetail_Reason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ErrorDetail_Reason.Descriptor instead.
 func (ErrorDetail_Reason) EnumDescriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{52, 0}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{54, 0}
 }
 
 type ConsumeNotice_Kind int32
@@ -450,7 +450,7 @@ func (x ConsumeNotice_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ConsumeNotice_Kind.Descriptor instead.
 func (ConsumeNotice_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{76, 0}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{78, 0}
 }
 
 type PartitionQueueRequest struct {
@@ -700,6 +700,105 @@ func (*ImportKeysResponse) Descriptor() ([]byte, []int) {
 	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{4}
 }
 
+type ImportSchedulesRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The queue whose schedules (those whose jobs go to it) move.
+	Queue string `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	// The group the queue moved from, sealed there towards this group.
+	FromGroup     uint32 `protobuf:"varint,2,opt,name=from_group,json=fromGroup,proto3" json:"from_group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportSchedulesRequest) Reset() {
+	*x = ImportSchedulesRequest{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportSchedulesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportSchedulesRequest) ProtoMessage() {}
+
+func (x *ImportSchedulesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportSchedulesRequest.ProtoReflect.Descriptor instead.
+func (*ImportSchedulesRequest) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *ImportSchedulesRequest) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *ImportSchedulesRequest) GetFromGroup() uint32 {
+	if x != nil {
+		return x.FromGroup
+	}
+	return 0
+}
+
+type ImportSchedulesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The schedules of the queue found in from_group, now held here.
+	Names         []string `protobuf:"bytes,1,rep,name=names,proto3" json:"names,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ImportSchedulesResponse) Reset() {
+	*x = ImportSchedulesResponse{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ImportSchedulesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ImportSchedulesResponse) ProtoMessage() {}
+
+func (x *ImportSchedulesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ImportSchedulesResponse.ProtoReflect.Descriptor instead.
+func (*ImportSchedulesResponse) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *ImportSchedulesResponse) GetNames() []string {
+	if x != nil {
+		return x.Names
+	}
+	return nil
+}
+
 type SealQueueRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Queue         string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
@@ -711,7 +810,7 @@ type SealQueueRequest struct {
 
 func (x *SealQueueRequest) Reset() {
 	*x = SealQueueRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[5]
+	mi := &file_raftq_v1_broker_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -723,7 +822,7 @@ func (x *SealQueueRequest) String() string {
 func (*SealQueueRequest) ProtoMessage() {}
 
 func (x *SealQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[5]
+	mi := &file_raftq_v1_broker_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -736,7 +835,7 @@ func (x *SealQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealQueueRequest.ProtoReflect.Descriptor instead.
 func (*SealQueueRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{5}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *SealQueueRequest) GetQueue() string {
@@ -768,7 +867,7 @@ type SealQueueResponse struct {
 
 func (x *SealQueueResponse) Reset() {
 	*x = SealQueueResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[6]
+	mi := &file_raftq_v1_broker_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -780,7 +879,7 @@ func (x *SealQueueResponse) String() string {
 func (*SealQueueResponse) ProtoMessage() {}
 
 func (x *SealQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[6]
+	mi := &file_raftq_v1_broker_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -793,7 +892,7 @@ func (x *SealQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealQueueResponse.ProtoReflect.Descriptor instead.
 func (*SealQueueResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{6}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{8}
 }
 
 type MoveQueueRequest struct {
@@ -807,7 +906,7 @@ type MoveQueueRequest struct {
 
 func (x *MoveQueueRequest) Reset() {
 	*x = MoveQueueRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[7]
+	mi := &file_raftq_v1_broker_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -819,7 +918,7 @@ func (x *MoveQueueRequest) String() string {
 func (*MoveQueueRequest) ProtoMessage() {}
 
 func (x *MoveQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[7]
+	mi := &file_raftq_v1_broker_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -832,7 +931,7 @@ func (x *MoveQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveQueueRequest.ProtoReflect.Descriptor instead.
 func (*MoveQueueRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{7}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *MoveQueueRequest) GetQueue() string {
@@ -858,7 +957,7 @@ type MoveQueueResponse struct {
 
 func (x *MoveQueueResponse) Reset() {
 	*x = MoveQueueResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[8]
+	mi := &file_raftq_v1_broker_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -870,7 +969,7 @@ func (x *MoveQueueResponse) String() string {
 func (*MoveQueueResponse) ProtoMessage() {}
 
 func (x *MoveQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[8]
+	mi := &file_raftq_v1_broker_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -883,7 +982,7 @@ func (x *MoveQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveQueueResponse.ProtoReflect.Descriptor instead.
 func (*MoveQueueResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{8}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *MoveQueueResponse) GetPlacement() *Placement {
@@ -901,7 +1000,7 @@ type ListPlacementsRequest struct {
 
 func (x *ListPlacementsRequest) Reset() {
 	*x = ListPlacementsRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[9]
+	mi := &file_raftq_v1_broker_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -913,7 +1012,7 @@ func (x *ListPlacementsRequest) String() string {
 func (*ListPlacementsRequest) ProtoMessage() {}
 
 func (x *ListPlacementsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[9]
+	mi := &file_raftq_v1_broker_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -926,7 +1025,7 @@ func (x *ListPlacementsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPlacementsRequest.ProtoReflect.Descriptor instead.
 func (*ListPlacementsRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{9}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{11}
 }
 
 type ListPlacementsResponse struct {
@@ -938,7 +1037,7 @@ type ListPlacementsResponse struct {
 
 func (x *ListPlacementsResponse) Reset() {
 	*x = ListPlacementsResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[10]
+	mi := &file_raftq_v1_broker_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -950,7 +1049,7 @@ func (x *ListPlacementsResponse) String() string {
 func (*ListPlacementsResponse) ProtoMessage() {}
 
 func (x *ListPlacementsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[10]
+	mi := &file_raftq_v1_broker_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -963,7 +1062,7 @@ func (x *ListPlacementsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPlacementsResponse.ProtoReflect.Descriptor instead.
 func (*ListPlacementsResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{10}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ListPlacementsResponse) GetPlacements() []*Placement {
@@ -997,7 +1096,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[11]
+	mi := &file_raftq_v1_broker_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1009,7 +1108,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[11]
+	mi := &file_raftq_v1_broker_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1022,7 +1121,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{11}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Placement) GetQueue() string {
@@ -1079,7 +1178,7 @@ type RetryPolicy struct {
 
 func (x *RetryPolicy) Reset() {
 	*x = RetryPolicy{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[12]
+	mi := &file_raftq_v1_broker_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1091,7 +1190,7 @@ func (x *RetryPolicy) String() string {
 func (*RetryPolicy) ProtoMessage() {}
 
 func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[12]
+	mi := &file_raftq_v1_broker_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1104,7 +1203,7 @@ func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
 func (*RetryPolicy) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{12}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *RetryPolicy) GetInitialBackoff() *durationpb.Duration {
@@ -1189,7 +1288,7 @@ type JobSpec struct {
 
 func (x *JobSpec) Reset() {
 	*x = JobSpec{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[13]
+	mi := &file_raftq_v1_broker_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1201,7 +1300,7 @@ func (x *JobSpec) String() string {
 func (*JobSpec) ProtoMessage() {}
 
 func (x *JobSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[13]
+	mi := &file_raftq_v1_broker_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1214,7 +1313,7 @@ func (x *JobSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobSpec.ProtoReflect.Descriptor instead.
 func (*JobSpec) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{13}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *JobSpec) GetQueue() string {
@@ -1434,7 +1533,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[14]
+	mi := &file_raftq_v1_broker_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1446,7 +1545,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[14]
+	mi := &file_raftq_v1_broker_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1459,7 +1558,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{14}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Job) GetId() string {
@@ -1720,7 +1819,7 @@ type Progress struct {
 
 func (x *Progress) Reset() {
 	*x = Progress{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[15]
+	mi := &file_raftq_v1_broker_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1732,7 +1831,7 @@ func (x *Progress) String() string {
 func (*Progress) ProtoMessage() {}
 
 func (x *Progress) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[15]
+	mi := &file_raftq_v1_broker_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1745,7 +1844,7 @@ func (x *Progress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Progress.ProtoReflect.Descriptor instead.
 func (*Progress) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{15}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Progress) GetFraction() float64 {
@@ -1771,7 +1870,7 @@ type EnqueueRequest struct {
 
 func (x *EnqueueRequest) Reset() {
 	*x = EnqueueRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[16]
+	mi := &file_raftq_v1_broker_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1783,7 +1882,7 @@ func (x *EnqueueRequest) String() string {
 func (*EnqueueRequest) ProtoMessage() {}
 
 func (x *EnqueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[16]
+	mi := &file_raftq_v1_broker_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1796,7 +1895,7 @@ func (x *EnqueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueRequest.ProtoReflect.Descriptor instead.
 func (*EnqueueRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{16}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *EnqueueRequest) GetJobs() []*JobSpec {
@@ -1817,7 +1916,7 @@ type EnqueueResult struct {
 
 func (x *EnqueueResult) Reset() {
 	*x = EnqueueResult{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[17]
+	mi := &file_raftq_v1_broker_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1829,7 +1928,7 @@ func (x *EnqueueResult) String() string {
 func (*EnqueueResult) ProtoMessage() {}
 
 func (x *EnqueueResult) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[17]
+	mi := &file_raftq_v1_broker_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1842,7 +1941,7 @@ func (x *EnqueueResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueResult.ProtoReflect.Descriptor instead.
 func (*EnqueueResult) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{17}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *EnqueueResult) GetJobId() string {
@@ -1869,7 +1968,7 @@ type EnqueueResponse struct {
 
 func (x *EnqueueResponse) Reset() {
 	*x = EnqueueResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[18]
+	mi := &file_raftq_v1_broker_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1881,7 +1980,7 @@ func (x *EnqueueResponse) String() string {
 func (*EnqueueResponse) ProtoMessage() {}
 
 func (x *EnqueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[18]
+	mi := &file_raftq_v1_broker_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1894,7 +1993,7 @@ func (x *EnqueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueResponse.ProtoReflect.Descriptor instead.
 func (*EnqueueResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{18}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *EnqueueResponse) GetResults() []*EnqueueResult {
@@ -1928,7 +2027,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[19]
+	mi := &file_raftq_v1_broker_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1940,7 +2039,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[19]
+	mi := &file_raftq_v1_broker_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1953,7 +2052,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{19}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *FetchRequest) GetQueues() []string {
@@ -2009,7 +2108,7 @@ type FetchResponse struct {
 
 func (x *FetchResponse) Reset() {
 	*x = FetchResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[20]
+	mi := &file_raftq_v1_broker_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2021,7 +2120,7 @@ func (x *FetchResponse) String() string {
 func (*FetchResponse) ProtoMessage() {}
 
 func (x *FetchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[20]
+	mi := &file_raftq_v1_broker_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2034,7 +2133,7 @@ func (x *FetchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
 func (*FetchResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{20}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *FetchResponse) GetJobs() []*Job {
@@ -2059,7 +2158,7 @@ type ExtendLeaseRequest struct {
 
 func (x *ExtendLeaseRequest) Reset() {
 	*x = ExtendLeaseRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[21]
+	mi := &file_raftq_v1_broker_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2071,7 +2170,7 @@ func (x *ExtendLeaseRequest) String() string {
 func (*ExtendLeaseRequest) ProtoMessage() {}
 
 func (x *ExtendLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[21]
+	mi := &file_raftq_v1_broker_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2084,7 +2183,7 @@ func (x *ExtendLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLeaseRequest.ProtoReflect.Descriptor instead.
 func (*ExtendLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{21}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ExtendLeaseRequest) GetJobId() string {
@@ -2126,7 +2225,7 @@ type ExtendLeaseResponse struct {
 
 func (x *ExtendLeaseResponse) Reset() {
 	*x = ExtendLeaseResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[22]
+	mi := &file_raftq_v1_broker_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2138,7 +2237,7 @@ func (x *ExtendLeaseResponse) String() string {
 func (*ExtendLeaseResponse) ProtoMessage() {}
 
 func (x *ExtendLeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[22]
+	mi := &file_raftq_v1_broker_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2151,7 +2250,7 @@ func (x *ExtendLeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLeaseResponse.ProtoReflect.Descriptor instead.
 func (*ExtendLeaseResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{22}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ExtendLeaseResponse) GetLeaseDeadline() *timestamppb.Timestamp {
@@ -2178,7 +2277,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[23]
+	mi := &file_raftq_v1_broker_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2190,7 +2289,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[23]
+	mi := &file_raftq_v1_broker_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2203,7 +2302,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{23}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *AckRequest) GetJobId() string {
@@ -2228,7 +2327,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[24]
+	mi := &file_raftq_v1_broker_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2240,7 +2339,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[24]
+	mi := &file_raftq_v1_broker_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2253,7 +2352,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{24}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{26}
 }
 
 type NackRequest struct {
@@ -2271,7 +2370,7 @@ type NackRequest struct {
 
 func (x *NackRequest) Reset() {
 	*x = NackRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[25]
+	mi := &file_raftq_v1_broker_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2283,7 +2382,7 @@ func (x *NackRequest) String() string {
 func (*NackRequest) ProtoMessage() {}
 
 func (x *NackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[25]
+	mi := &file_raftq_v1_broker_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2296,7 +2395,7 @@ func (x *NackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackRequest.ProtoReflect.Descriptor instead.
 func (*NackRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{25}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *NackRequest) GetJobId() string {
@@ -2344,7 +2443,7 @@ type NackResponse struct {
 
 func (x *NackResponse) Reset() {
 	*x = NackResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[26]
+	mi := &file_raftq_v1_broker_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2356,7 +2455,7 @@ func (x *NackResponse) String() string {
 func (*NackResponse) ProtoMessage() {}
 
 func (x *NackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[26]
+	mi := &file_raftq_v1_broker_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2369,7 +2468,7 @@ func (x *NackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackResponse.ProtoReflect.Descriptor instead.
 func (*NackResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{26}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *NackResponse) GetState() JobState {
@@ -2396,7 +2495,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[27]
+	mi := &file_raftq_v1_broker_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2408,7 +2507,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[27]
+	mi := &file_raftq_v1_broker_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2421,7 +2520,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{27}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *GetJobRequest) GetJobId() string {
@@ -2447,7 +2546,7 @@ type GetJobResponse struct {
 
 func (x *GetJobResponse) Reset() {
 	*x = GetJobResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[28]
+	mi := &file_raftq_v1_broker_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2459,7 +2558,7 @@ func (x *GetJobResponse) String() string {
 func (*GetJobResponse) ProtoMessage() {}
 
 func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[28]
+	mi := &file_raftq_v1_broker_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2472,7 +2571,7 @@ func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
 func (*GetJobResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{28}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *GetJobResponse) GetJob() *Job {
@@ -2491,7 +2590,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[29]
+	mi := &file_raftq_v1_broker_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2503,7 +2602,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[29]
+	mi := &file_raftq_v1_broker_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2516,7 +2615,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{29}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *CancelJobRequest) GetJobId() string {
@@ -2536,7 +2635,7 @@ type CancelJobResponse struct {
 
 func (x *CancelJobResponse) Reset() {
 	*x = CancelJobResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[30]
+	mi := &file_raftq_v1_broker_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2548,7 +2647,7 @@ func (x *CancelJobResponse) String() string {
 func (*CancelJobResponse) ProtoMessage() {}
 
 func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[30]
+	mi := &file_raftq_v1_broker_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2561,7 +2660,7 @@ func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
 func (*CancelJobResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{30}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *CancelJobResponse) GetState() JobState {
@@ -2582,7 +2681,7 @@ type QueueStatsRequest struct {
 
 func (x *QueueStatsRequest) Reset() {
 	*x = QueueStatsRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[31]
+	mi := &file_raftq_v1_broker_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2594,7 +2693,7 @@ func (x *QueueStatsRequest) String() string {
 func (*QueueStatsRequest) ProtoMessage() {}
 
 func (x *QueueStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[31]
+	mi := &file_raftq_v1_broker_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2607,7 +2706,7 @@ func (x *QueueStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueStatsRequest.ProtoReflect.Descriptor instead.
 func (*QueueStatsRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{31}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *QueueStatsRequest) GetQueues() []string {
@@ -2644,7 +2743,7 @@ type QueueStats struct {
 
 func (x *QueueStats) Reset() {
 	*x = QueueStats{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[32]
+	mi := &file_raftq_v1_broker_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2656,7 +2755,7 @@ func (x *QueueStats) String() string {
 func (*QueueStats) ProtoMessage() {}
 
 func (x *QueueStats) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[32]
+	mi := &file_raftq_v1_broker_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2669,7 +2768,7 @@ func (x *QueueStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueStats.ProtoReflect.Descriptor instead.
 func (*QueueStats) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{32}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *QueueStats) GetQueue() string {
@@ -2751,7 +2850,7 @@ type QueueStatsResponse struct {
 
 func (x *QueueStatsResponse) Reset() {
 	*x = QueueStatsResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[33]
+	mi := &file_raftq_v1_broker_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2763,7 +2862,7 @@ func (x *QueueStatsResponse) String() string {
 func (*QueueStatsResponse) ProtoMessage() {}
 
 func (x *QueueStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[33]
+	mi := &file_raftq_v1_broker_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2776,7 +2875,7 @@ func (x *QueueStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueStatsResponse.ProtoReflect.Descriptor instead.
 func (*QueueStatsResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{33}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *QueueStatsResponse) GetQueues() []*QueueStats {
@@ -2795,7 +2894,7 @@ type PauseQueueRequest struct {
 
 func (x *PauseQueueRequest) Reset() {
 	*x = PauseQueueRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[34]
+	mi := &file_raftq_v1_broker_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2807,7 +2906,7 @@ func (x *PauseQueueRequest) String() string {
 func (*PauseQueueRequest) ProtoMessage() {}
 
 func (x *PauseQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[34]
+	mi := &file_raftq_v1_broker_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2820,7 +2919,7 @@ func (x *PauseQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseQueueRequest.ProtoReflect.Descriptor instead.
 func (*PauseQueueRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{34}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *PauseQueueRequest) GetQueue() string {
@@ -2838,7 +2937,7 @@ type PauseQueueResponse struct {
 
 func (x *PauseQueueResponse) Reset() {
 	*x = PauseQueueResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[35]
+	mi := &file_raftq_v1_broker_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2850,7 +2949,7 @@ func (x *PauseQueueResponse) String() string {
 func (*PauseQueueResponse) ProtoMessage() {}
 
 func (x *PauseQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[35]
+	mi := &file_raftq_v1_broker_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2863,7 +2962,7 @@ func (x *PauseQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseQueueResponse.ProtoReflect.Descriptor instead.
 func (*PauseQueueResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{35}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{37}
 }
 
 type ResumeQueueRequest struct {
@@ -2875,7 +2974,7 @@ type ResumeQueueRequest struct {
 
 func (x *ResumeQueueRequest) Reset() {
 	*x = ResumeQueueRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[36]
+	mi := &file_raftq_v1_broker_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2887,7 +2986,7 @@ func (x *ResumeQueueRequest) String() string {
 func (*ResumeQueueRequest) ProtoMessage() {}
 
 func (x *ResumeQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[36]
+	mi := &file_raftq_v1_broker_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2900,7 +2999,7 @@ func (x *ResumeQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeQueueRequest.ProtoReflect.Descriptor instead.
 func (*ResumeQueueRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{36}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *ResumeQueueRequest) GetQueue() string {
@@ -2918,7 +3017,7 @@ type ResumeQueueResponse struct {
 
 func (x *ResumeQueueResponse) Reset() {
 	*x = ResumeQueueResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[37]
+	mi := &file_raftq_v1_broker_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2930,7 +3029,7 @@ func (x *ResumeQueueResponse) String() string {
 func (*ResumeQueueResponse) ProtoMessage() {}
 
 func (x *ResumeQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[37]
+	mi := &file_raftq_v1_broker_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2943,7 +3042,7 @@ func (x *ResumeQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeQueueResponse.ProtoReflect.Descriptor instead.
 func (*ResumeQueueResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{37}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{39}
 }
 
 type RedriveRequest struct {
@@ -2959,7 +3058,7 @@ type RedriveRequest struct {
 
 func (x *RedriveRequest) Reset() {
 	*x = RedriveRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[38]
+	mi := &file_raftq_v1_broker_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2971,7 +3070,7 @@ func (x *RedriveRequest) String() string {
 func (*RedriveRequest) ProtoMessage() {}
 
 func (x *RedriveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[38]
+	mi := &file_raftq_v1_broker_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2984,7 +3083,7 @@ func (x *RedriveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveRequest.ProtoReflect.Descriptor instead.
 func (*RedriveRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{38}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *RedriveRequest) GetQueue() string {
@@ -3017,7 +3116,7 @@ type RedriveResponse struct {
 
 func (x *RedriveResponse) Reset() {
 	*x = RedriveResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[39]
+	mi := &file_raftq_v1_broker_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3029,7 +3128,7 @@ func (x *RedriveResponse) String() string {
 func (*RedriveResponse) ProtoMessage() {}
 
 func (x *RedriveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[39]
+	mi := &file_raftq_v1_broker_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3042,7 +3141,7 @@ func (x *RedriveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveResponse.ProtoReflect.Descriptor instead.
 func (*RedriveResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{39}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *RedriveResponse) GetJobIds() []string {
@@ -3066,7 +3165,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[40]
+	mi := &file_raftq_v1_broker_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3078,7 +3177,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[40]
+	mi := &file_raftq_v1_broker_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3091,7 +3190,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{40}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *ListJobsRequest) GetQueue() string {
@@ -3139,7 +3238,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[41]
+	mi := &file_raftq_v1_broker_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3151,7 +3250,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[41]
+	mi := &file_raftq_v1_broker_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3164,7 +3263,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{41}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -3192,7 +3291,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[42]
+	mi := &file_raftq_v1_broker_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3204,7 +3303,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[42]
+	mi := &file_raftq_v1_broker_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3217,7 +3316,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{42}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *JoinRequest) GetNodeId() string {
@@ -3249,7 +3348,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[43]
+	mi := &file_raftq_v1_broker_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3261,7 +3360,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[43]
+	mi := &file_raftq_v1_broker_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3274,7 +3373,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{43}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{45}
 }
 
 type RemoveRequest struct {
@@ -3286,7 +3385,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[44]
+	mi := &file_raftq_v1_broker_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3298,7 +3397,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[44]
+	mi := &file_raftq_v1_broker_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3311,7 +3410,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{44}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *RemoveRequest) GetNodeId() string {
@@ -3329,7 +3428,7 @@ type RemoveResponse struct {
 
 func (x *RemoveResponse) Reset() {
 	*x = RemoveResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[45]
+	mi := &file_raftq_v1_broker_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3341,7 +3440,7 @@ func (x *RemoveResponse) String() string {
 func (*RemoveResponse) ProtoMessage() {}
 
 func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[45]
+	mi := &file_raftq_v1_broker_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3354,7 +3453,7 @@ func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveResponse.ProtoReflect.Descriptor instead.
 func (*RemoveResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{45}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{47}
 }
 
 type StatusRequest struct {
@@ -3369,7 +3468,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[46]
+	mi := &file_raftq_v1_broker_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3381,7 +3480,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[46]
+	mi := &file_raftq_v1_broker_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3394,7 +3493,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{46}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *StatusRequest) GetWithHash() bool {
@@ -3417,7 +3516,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[47]
+	mi := &file_raftq_v1_broker_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3429,7 +3528,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[47]
+	mi := &file_raftq_v1_broker_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3442,7 +3541,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{47}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{49}
 }
 
 func (x *Member) GetNodeId() string {
@@ -3524,7 +3623,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[48]
+	mi := &file_raftq_v1_broker_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3536,7 +3635,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[48]
+	mi := &file_raftq_v1_broker_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3549,7 +3648,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{48}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *StatusResponse) GetNodeId() string {
@@ -3665,7 +3764,7 @@ type WatchRoutesRequest struct {
 
 func (x *WatchRoutesRequest) Reset() {
 	*x = WatchRoutesRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[49]
+	mi := &file_raftq_v1_broker_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3677,7 +3776,7 @@ func (x *WatchRoutesRequest) String() string {
 func (*WatchRoutesRequest) ProtoMessage() {}
 
 func (x *WatchRoutesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[49]
+	mi := &file_raftq_v1_broker_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3690,7 +3789,7 @@ func (x *WatchRoutesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRoutesRequest.ProtoReflect.Descriptor instead.
 func (*WatchRoutesRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{49}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{51}
 }
 
 // Routes is where each Raft group's calls go. term and applied_index of its
@@ -3710,7 +3809,7 @@ type Routes struct {
 
 func (x *Routes) Reset() {
 	*x = Routes{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[50]
+	mi := &file_raftq_v1_broker_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3722,7 +3821,7 @@ func (x *Routes) String() string {
 func (*Routes) ProtoMessage() {}
 
 func (x *Routes) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[50]
+	mi := &file_raftq_v1_broker_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3735,7 +3834,7 @@ func (x *Routes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Routes.ProtoReflect.Descriptor instead.
 func (*Routes) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{50}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *Routes) GetGroupCount() uint32 {
@@ -3776,7 +3875,7 @@ type GroupStatus struct {
 
 func (x *GroupStatus) Reset() {
 	*x = GroupStatus{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[51]
+	mi := &file_raftq_v1_broker_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3788,7 +3887,7 @@ func (x *GroupStatus) String() string {
 func (*GroupStatus) ProtoMessage() {}
 
 func (x *GroupStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[51]
+	mi := &file_raftq_v1_broker_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3801,7 +3900,7 @@ func (x *GroupStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupStatus.ProtoReflect.Descriptor instead.
 func (*GroupStatus) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{51}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{53}
 }
 
 func (x *GroupStatus) GetGroup() uint32 {
@@ -3870,7 +3969,7 @@ type ErrorDetail struct {
 
 func (x *ErrorDetail) Reset() {
 	*x = ErrorDetail{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[52]
+	mi := &file_raftq_v1_broker_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3882,7 +3981,7 @@ func (x *ErrorDetail) String() string {
 func (*ErrorDetail) ProtoMessage() {}
 
 func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[52]
+	mi := &file_raftq_v1_broker_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3895,7 +3994,7 @@ func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorDetail.ProtoReflect.Descriptor instead.
 func (*ErrorDetail) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{52}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *ErrorDetail) GetReason() ErrorDetail_Reason {
@@ -3939,7 +4038,7 @@ type PurgeDeadRequest struct {
 
 func (x *PurgeDeadRequest) Reset() {
 	*x = PurgeDeadRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[53]
+	mi := &file_raftq_v1_broker_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3951,7 +4050,7 @@ func (x *PurgeDeadRequest) String() string {
 func (*PurgeDeadRequest) ProtoMessage() {}
 
 func (x *PurgeDeadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[53]
+	mi := &file_raftq_v1_broker_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3964,7 +4063,7 @@ func (x *PurgeDeadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeDeadRequest.ProtoReflect.Descriptor instead.
 func (*PurgeDeadRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{53}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *PurgeDeadRequest) GetQueue() string {
@@ -3997,7 +4096,7 @@ type PurgeDeadResponse struct {
 
 func (x *PurgeDeadResponse) Reset() {
 	*x = PurgeDeadResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[54]
+	mi := &file_raftq_v1_broker_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4009,7 +4108,7 @@ func (x *PurgeDeadResponse) String() string {
 func (*PurgeDeadResponse) ProtoMessage() {}
 
 func (x *PurgeDeadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[54]
+	mi := &file_raftq_v1_broker_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4022,7 +4121,7 @@ func (x *PurgeDeadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeDeadResponse.ProtoReflect.Descriptor instead.
 func (*PurgeDeadResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{54}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *PurgeDeadResponse) GetJobIds() []string {
@@ -4042,7 +4141,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[55]
+	mi := &file_raftq_v1_broker_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4054,7 +4153,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[55]
+	mi := &file_raftq_v1_broker_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4067,7 +4166,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{55}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *TransferLeadershipRequest) GetNodeId() string {
@@ -4086,7 +4185,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[56]
+	mi := &file_raftq_v1_broker_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4098,7 +4197,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[56]
+	mi := &file_raftq_v1_broker_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4111,7 +4210,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{56}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *TransferLeadershipResponse) GetNewLeaderId() string {
@@ -4129,7 +4228,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[57]
+	mi := &file_raftq_v1_broker_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4141,7 +4240,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[57]
+	mi := &file_raftq_v1_broker_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4154,7 +4253,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{57}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{59}
 }
 
 type SnapshotChunk struct {
@@ -4170,7 +4269,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[58]
+	mi := &file_raftq_v1_broker_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4182,7 +4281,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[58]
+	mi := &file_raftq_v1_broker_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4195,7 +4294,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{58}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -4228,7 +4327,7 @@ type RestoreChunk struct {
 
 func (x *RestoreChunk) Reset() {
 	*x = RestoreChunk{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[59]
+	mi := &file_raftq_v1_broker_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4240,7 +4339,7 @@ func (x *RestoreChunk) String() string {
 func (*RestoreChunk) ProtoMessage() {}
 
 func (x *RestoreChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[59]
+	mi := &file_raftq_v1_broker_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4253,7 +4352,7 @@ func (x *RestoreChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreChunk.ProtoReflect.Descriptor instead.
 func (*RestoreChunk) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{59}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{61}
 }
 
 func (x *RestoreChunk) GetData() []byte {
@@ -4275,7 +4374,7 @@ type RestoreResponse struct {
 
 func (x *RestoreResponse) Reset() {
 	*x = RestoreResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[60]
+	mi := &file_raftq_v1_broker_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4287,7 +4386,7 @@ func (x *RestoreResponse) String() string {
 func (*RestoreResponse) ProtoMessage() {}
 
 func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[60]
+	mi := &file_raftq_v1_broker_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4300,7 +4399,7 @@ func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreResponse.ProtoReflect.Descriptor instead.
 func (*RestoreResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{60}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *RestoreResponse) GetIndex() uint64 {
@@ -4332,7 +4431,7 @@ type ItemError struct {
 
 func (x *ItemError) Reset() {
 	*x = ItemError{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[61]
+	mi := &file_raftq_v1_broker_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4344,7 +4443,7 @@ func (x *ItemError) String() string {
 func (*ItemError) ProtoMessage() {}
 
 func (x *ItemError) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[61]
+	mi := &file_raftq_v1_broker_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4357,7 +4456,7 @@ func (x *ItemError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ItemError.ProtoReflect.Descriptor instead.
 func (*ItemError) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{61}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *ItemError) GetCode() int32 {
@@ -4390,7 +4489,7 @@ type AckBatchRequest struct {
 
 func (x *AckBatchRequest) Reset() {
 	*x = AckBatchRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[62]
+	mi := &file_raftq_v1_broker_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4402,7 +4501,7 @@ func (x *AckBatchRequest) String() string {
 func (*AckBatchRequest) ProtoMessage() {}
 
 func (x *AckBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[62]
+	mi := &file_raftq_v1_broker_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4415,7 +4514,7 @@ func (x *AckBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckBatchRequest.ProtoReflect.Descriptor instead.
 func (*AckBatchRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{62}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *AckBatchRequest) GetItems() []*AckRequest {
@@ -4434,7 +4533,7 @@ type AckBatchResult struct {
 
 func (x *AckBatchResult) Reset() {
 	*x = AckBatchResult{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[63]
+	mi := &file_raftq_v1_broker_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4446,7 +4545,7 @@ func (x *AckBatchResult) String() string {
 func (*AckBatchResult) ProtoMessage() {}
 
 func (x *AckBatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[63]
+	mi := &file_raftq_v1_broker_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4459,7 +4558,7 @@ func (x *AckBatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckBatchResult.ProtoReflect.Descriptor instead.
 func (*AckBatchResult) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{63}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *AckBatchResult) GetError() *ItemError {
@@ -4479,7 +4578,7 @@ type AckBatchResponse struct {
 
 func (x *AckBatchResponse) Reset() {
 	*x = AckBatchResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[64]
+	mi := &file_raftq_v1_broker_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4491,7 +4590,7 @@ func (x *AckBatchResponse) String() string {
 func (*AckBatchResponse) ProtoMessage() {}
 
 func (x *AckBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[64]
+	mi := &file_raftq_v1_broker_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4504,7 +4603,7 @@ func (x *AckBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckBatchResponse.ProtoReflect.Descriptor instead.
 func (*AckBatchResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{64}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *AckBatchResponse) GetResults() []*AckBatchResult {
@@ -4523,7 +4622,7 @@ type NackBatchRequest struct {
 
 func (x *NackBatchRequest) Reset() {
 	*x = NackBatchRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[65]
+	mi := &file_raftq_v1_broker_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4535,7 +4634,7 @@ func (x *NackBatchRequest) String() string {
 func (*NackBatchRequest) ProtoMessage() {}
 
 func (x *NackBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[65]
+	mi := &file_raftq_v1_broker_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4548,7 +4647,7 @@ func (x *NackBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackBatchRequest.ProtoReflect.Descriptor instead.
 func (*NackBatchRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{65}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *NackBatchRequest) GetItems() []*NackRequest {
@@ -4569,7 +4668,7 @@ type NackBatchResult struct {
 
 func (x *NackBatchResult) Reset() {
 	*x = NackBatchResult{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[66]
+	mi := &file_raftq_v1_broker_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4581,7 +4680,7 @@ func (x *NackBatchResult) String() string {
 func (*NackBatchResult) ProtoMessage() {}
 
 func (x *NackBatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[66]
+	mi := &file_raftq_v1_broker_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4594,7 +4693,7 @@ func (x *NackBatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackBatchResult.ProtoReflect.Descriptor instead.
 func (*NackBatchResult) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{66}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *NackBatchResult) GetResponse() *NackResponse {
@@ -4621,7 +4720,7 @@ type NackBatchResponse struct {
 
 func (x *NackBatchResponse) Reset() {
 	*x = NackBatchResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[67]
+	mi := &file_raftq_v1_broker_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4633,7 +4732,7 @@ func (x *NackBatchResponse) String() string {
 func (*NackBatchResponse) ProtoMessage() {}
 
 func (x *NackBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[67]
+	mi := &file_raftq_v1_broker_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4646,7 +4745,7 @@ func (x *NackBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackBatchResponse.ProtoReflect.Descriptor instead.
 func (*NackBatchResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{67}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *NackBatchResponse) GetResults() []*NackBatchResult {
@@ -4665,7 +4764,7 @@ type ExtendLeaseBatchRequest struct {
 
 func (x *ExtendLeaseBatchRequest) Reset() {
 	*x = ExtendLeaseBatchRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[68]
+	mi := &file_raftq_v1_broker_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4677,7 +4776,7 @@ func (x *ExtendLeaseBatchRequest) String() string {
 func (*ExtendLeaseBatchRequest) ProtoMessage() {}
 
 func (x *ExtendLeaseBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[68]
+	mi := &file_raftq_v1_broker_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4690,7 +4789,7 @@ func (x *ExtendLeaseBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLeaseBatchRequest.ProtoReflect.Descriptor instead.
 func (*ExtendLeaseBatchRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{68}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *ExtendLeaseBatchRequest) GetItems() []*ExtendLeaseRequest {
@@ -4711,7 +4810,7 @@ type ExtendLeaseBatchResult struct {
 
 func (x *ExtendLeaseBatchResult) Reset() {
 	*x = ExtendLeaseBatchResult{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[69]
+	mi := &file_raftq_v1_broker_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4723,7 +4822,7 @@ func (x *ExtendLeaseBatchResult) String() string {
 func (*ExtendLeaseBatchResult) ProtoMessage() {}
 
 func (x *ExtendLeaseBatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[69]
+	mi := &file_raftq_v1_broker_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4736,7 +4835,7 @@ func (x *ExtendLeaseBatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLeaseBatchResult.ProtoReflect.Descriptor instead.
 func (*ExtendLeaseBatchResult) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{69}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *ExtendLeaseBatchResult) GetResponse() *ExtendLeaseResponse {
@@ -4763,7 +4862,7 @@ type ExtendLeaseBatchResponse struct {
 
 func (x *ExtendLeaseBatchResponse) Reset() {
 	*x = ExtendLeaseBatchResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[70]
+	mi := &file_raftq_v1_broker_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4775,7 +4874,7 @@ func (x *ExtendLeaseBatchResponse) String() string {
 func (*ExtendLeaseBatchResponse) ProtoMessage() {}
 
 func (x *ExtendLeaseBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[70]
+	mi := &file_raftq_v1_broker_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4788,7 +4887,7 @@ func (x *ExtendLeaseBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLeaseBatchResponse.ProtoReflect.Descriptor instead.
 func (*ExtendLeaseBatchResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{70}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ExtendLeaseBatchResponse) GetResults() []*ExtendLeaseBatchResult {
@@ -4810,7 +4909,7 @@ type EnqueueStreamRequest struct {
 
 func (x *EnqueueStreamRequest) Reset() {
 	*x = EnqueueStreamRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[71]
+	mi := &file_raftq_v1_broker_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4822,7 +4921,7 @@ func (x *EnqueueStreamRequest) String() string {
 func (*EnqueueStreamRequest) ProtoMessage() {}
 
 func (x *EnqueueStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[71]
+	mi := &file_raftq_v1_broker_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4835,7 +4934,7 @@ func (x *EnqueueStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueStreamRequest.ProtoReflect.Descriptor instead.
 func (*EnqueueStreamRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{71}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *EnqueueStreamRequest) GetSeq() uint64 {
@@ -4866,7 +4965,7 @@ type EnqueueStreamResponse struct {
 
 func (x *EnqueueStreamResponse) Reset() {
 	*x = EnqueueStreamResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[72]
+	mi := &file_raftq_v1_broker_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4878,7 +4977,7 @@ func (x *EnqueueStreamResponse) String() string {
 func (*EnqueueStreamResponse) ProtoMessage() {}
 
 func (x *EnqueueStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[72]
+	mi := &file_raftq_v1_broker_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4891,7 +4990,7 @@ func (x *EnqueueStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueStreamResponse.ProtoReflect.Descriptor instead.
 func (*EnqueueStreamResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{72}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *EnqueueStreamResponse) GetSeq() uint64 {
@@ -4933,7 +5032,7 @@ type ConsumeOpen struct {
 
 func (x *ConsumeOpen) Reset() {
 	*x = ConsumeOpen{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[73]
+	mi := &file_raftq_v1_broker_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4945,7 +5044,7 @@ func (x *ConsumeOpen) String() string {
 func (*ConsumeOpen) ProtoMessage() {}
 
 func (x *ConsumeOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[73]
+	mi := &file_raftq_v1_broker_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4958,7 +5057,7 @@ func (x *ConsumeOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeOpen.ProtoReflect.Descriptor instead.
 func (*ConsumeOpen) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{73}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *ConsumeOpen) GetQueues() []string {
@@ -5009,7 +5108,7 @@ type ConsumeRequest struct {
 
 func (x *ConsumeRequest) Reset() {
 	*x = ConsumeRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[74]
+	mi := &file_raftq_v1_broker_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5021,7 +5120,7 @@ func (x *ConsumeRequest) String() string {
 func (*ConsumeRequest) ProtoMessage() {}
 
 func (x *ConsumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[74]
+	mi := &file_raftq_v1_broker_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5034,7 +5133,7 @@ func (x *ConsumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeRequest.ProtoReflect.Descriptor instead.
 func (*ConsumeRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{74}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *ConsumeRequest) GetFrame() isConsumeRequest_Frame {
@@ -5092,7 +5191,7 @@ type ConsumeOpened struct {
 
 func (x *ConsumeOpened) Reset() {
 	*x = ConsumeOpened{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[75]
+	mi := &file_raftq_v1_broker_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5104,7 +5203,7 @@ func (x *ConsumeOpened) String() string {
 func (*ConsumeOpened) ProtoMessage() {}
 
 func (x *ConsumeOpened) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[75]
+	mi := &file_raftq_v1_broker_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5117,7 +5216,7 @@ func (x *ConsumeOpened) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeOpened.ProtoReflect.Descriptor instead.
 func (*ConsumeOpened) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{75}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *ConsumeOpened) GetMaxCredit() int32 {
@@ -5140,7 +5239,7 @@ type ConsumeNotice struct {
 
 func (x *ConsumeNotice) Reset() {
 	*x = ConsumeNotice{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[76]
+	mi := &file_raftq_v1_broker_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5152,7 +5251,7 @@ func (x *ConsumeNotice) String() string {
 func (*ConsumeNotice) ProtoMessage() {}
 
 func (x *ConsumeNotice) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[76]
+	mi := &file_raftq_v1_broker_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5165,7 +5264,7 @@ func (x *ConsumeNotice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeNotice.ProtoReflect.Descriptor instead.
 func (*ConsumeNotice) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{76}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *ConsumeNotice) GetJobId() string {
@@ -5203,7 +5302,7 @@ type ConsumeResponse struct {
 
 func (x *ConsumeResponse) Reset() {
 	*x = ConsumeResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[77]
+	mi := &file_raftq_v1_broker_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5215,7 +5314,7 @@ func (x *ConsumeResponse) String() string {
 func (*ConsumeResponse) ProtoMessage() {}
 
 func (x *ConsumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[77]
+	mi := &file_raftq_v1_broker_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5228,7 +5327,7 @@ func (x *ConsumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeResponse.ProtoReflect.Descriptor instead.
 func (*ConsumeResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{77}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *ConsumeResponse) GetFrame() isConsumeResponse_Frame {
@@ -5318,7 +5417,7 @@ type ScheduleSpec struct {
 
 func (x *ScheduleSpec) Reset() {
 	*x = ScheduleSpec{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[78]
+	mi := &file_raftq_v1_broker_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5330,7 +5429,7 @@ func (x *ScheduleSpec) String() string {
 func (*ScheduleSpec) ProtoMessage() {}
 
 func (x *ScheduleSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[78]
+	mi := &file_raftq_v1_broker_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5343,7 +5442,7 @@ func (x *ScheduleSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleSpec.ProtoReflect.Descriptor instead.
 func (*ScheduleSpec) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{78}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *ScheduleSpec) GetName() string {
@@ -5430,7 +5529,7 @@ type Schedule struct {
 
 func (x *Schedule) Reset() {
 	*x = Schedule{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[79]
+	mi := &file_raftq_v1_broker_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5442,7 +5541,7 @@ func (x *Schedule) String() string {
 func (*Schedule) ProtoMessage() {}
 
 func (x *Schedule) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[79]
+	mi := &file_raftq_v1_broker_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5455,7 +5554,7 @@ func (x *Schedule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Schedule.ProtoReflect.Descriptor instead.
 func (*Schedule) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{79}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *Schedule) GetSpec() *ScheduleSpec {
@@ -5523,7 +5622,7 @@ type PutScheduleRequest struct {
 
 func (x *PutScheduleRequest) Reset() {
 	*x = PutScheduleRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[80]
+	mi := &file_raftq_v1_broker_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5535,7 +5634,7 @@ func (x *PutScheduleRequest) String() string {
 func (*PutScheduleRequest) ProtoMessage() {}
 
 func (x *PutScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[80]
+	mi := &file_raftq_v1_broker_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5548,7 +5647,7 @@ func (x *PutScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutScheduleRequest.ProtoReflect.Descriptor instead.
 func (*PutScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{80}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *PutScheduleRequest) GetSchedule() *ScheduleSpec {
@@ -5570,7 +5669,7 @@ type PutScheduleResponse struct {
 
 func (x *PutScheduleResponse) Reset() {
 	*x = PutScheduleResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[81]
+	mi := &file_raftq_v1_broker_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5582,7 +5681,7 @@ func (x *PutScheduleResponse) String() string {
 func (*PutScheduleResponse) ProtoMessage() {}
 
 func (x *PutScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[81]
+	mi := &file_raftq_v1_broker_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5595,7 +5694,7 @@ func (x *PutScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutScheduleResponse.ProtoReflect.Descriptor instead.
 func (*PutScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{81}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *PutScheduleResponse) GetSchedule() *Schedule {
@@ -5622,7 +5721,7 @@ type GetScheduleRequest struct {
 
 func (x *GetScheduleRequest) Reset() {
 	*x = GetScheduleRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[82]
+	mi := &file_raftq_v1_broker_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5634,7 +5733,7 @@ func (x *GetScheduleRequest) String() string {
 func (*GetScheduleRequest) ProtoMessage() {}
 
 func (x *GetScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[82]
+	mi := &file_raftq_v1_broker_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5647,7 +5746,7 @@ func (x *GetScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetScheduleRequest.ProtoReflect.Descriptor instead.
 func (*GetScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{82}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *GetScheduleRequest) GetName() string {
@@ -5673,7 +5772,7 @@ type GetScheduleResponse struct {
 
 func (x *GetScheduleResponse) Reset() {
 	*x = GetScheduleResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[83]
+	mi := &file_raftq_v1_broker_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5685,7 +5784,7 @@ func (x *GetScheduleResponse) String() string {
 func (*GetScheduleResponse) ProtoMessage() {}
 
 func (x *GetScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[83]
+	mi := &file_raftq_v1_broker_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5698,7 +5797,7 @@ func (x *GetScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetScheduleResponse.ProtoReflect.Descriptor instead.
 func (*GetScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{83}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *GetScheduleResponse) GetSchedule() *Schedule {
@@ -5717,7 +5816,7 @@ type ListSchedulesRequest struct {
 
 func (x *ListSchedulesRequest) Reset() {
 	*x = ListSchedulesRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[84]
+	mi := &file_raftq_v1_broker_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5729,7 +5828,7 @@ func (x *ListSchedulesRequest) String() string {
 func (*ListSchedulesRequest) ProtoMessage() {}
 
 func (x *ListSchedulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[84]
+	mi := &file_raftq_v1_broker_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5742,7 +5841,7 @@ func (x *ListSchedulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSchedulesRequest.ProtoReflect.Descriptor instead.
 func (*ListSchedulesRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{84}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *ListSchedulesRequest) GetConsistency() Consistency {
@@ -5762,7 +5861,7 @@ type ListSchedulesResponse struct {
 
 func (x *ListSchedulesResponse) Reset() {
 	*x = ListSchedulesResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[85]
+	mi := &file_raftq_v1_broker_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5774,7 +5873,7 @@ func (x *ListSchedulesResponse) String() string {
 func (*ListSchedulesResponse) ProtoMessage() {}
 
 func (x *ListSchedulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[85]
+	mi := &file_raftq_v1_broker_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5787,7 +5886,7 @@ func (x *ListSchedulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSchedulesResponse.ProtoReflect.Descriptor instead.
 func (*ListSchedulesResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{85}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *ListSchedulesResponse) GetSchedules() []*Schedule {
@@ -5806,7 +5905,7 @@ type PauseScheduleRequest struct {
 
 func (x *PauseScheduleRequest) Reset() {
 	*x = PauseScheduleRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[86]
+	mi := &file_raftq_v1_broker_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5818,7 +5917,7 @@ func (x *PauseScheduleRequest) String() string {
 func (*PauseScheduleRequest) ProtoMessage() {}
 
 func (x *PauseScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[86]
+	mi := &file_raftq_v1_broker_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5831,7 +5930,7 @@ func (x *PauseScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseScheduleRequest.ProtoReflect.Descriptor instead.
 func (*PauseScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{86}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *PauseScheduleRequest) GetName() string {
@@ -5850,7 +5949,7 @@ type PauseScheduleResponse struct {
 
 func (x *PauseScheduleResponse) Reset() {
 	*x = PauseScheduleResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[87]
+	mi := &file_raftq_v1_broker_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5862,7 +5961,7 @@ func (x *PauseScheduleResponse) String() string {
 func (*PauseScheduleResponse) ProtoMessage() {}
 
 func (x *PauseScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[87]
+	mi := &file_raftq_v1_broker_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5875,7 +5974,7 @@ func (x *PauseScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseScheduleResponse.ProtoReflect.Descriptor instead.
 func (*PauseScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{87}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *PauseScheduleResponse) GetSchedule() *Schedule {
@@ -5894,7 +5993,7 @@ type ResumeScheduleRequest struct {
 
 func (x *ResumeScheduleRequest) Reset() {
 	*x = ResumeScheduleRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[88]
+	mi := &file_raftq_v1_broker_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5906,7 +6005,7 @@ func (x *ResumeScheduleRequest) String() string {
 func (*ResumeScheduleRequest) ProtoMessage() {}
 
 func (x *ResumeScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[88]
+	mi := &file_raftq_v1_broker_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5919,7 +6018,7 @@ func (x *ResumeScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeScheduleRequest.ProtoReflect.Descriptor instead.
 func (*ResumeScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{88}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *ResumeScheduleRequest) GetName() string {
@@ -5938,7 +6037,7 @@ type ResumeScheduleResponse struct {
 
 func (x *ResumeScheduleResponse) Reset() {
 	*x = ResumeScheduleResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[89]
+	mi := &file_raftq_v1_broker_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5950,7 +6049,7 @@ func (x *ResumeScheduleResponse) String() string {
 func (*ResumeScheduleResponse) ProtoMessage() {}
 
 func (x *ResumeScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[89]
+	mi := &file_raftq_v1_broker_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5963,7 +6062,7 @@ func (x *ResumeScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeScheduleResponse.ProtoReflect.Descriptor instead.
 func (*ResumeScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{89}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *ResumeScheduleResponse) GetSchedule() *Schedule {
@@ -5982,7 +6081,7 @@ type DeleteScheduleRequest struct {
 
 func (x *DeleteScheduleRequest) Reset() {
 	*x = DeleteScheduleRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[90]
+	mi := &file_raftq_v1_broker_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5994,7 +6093,7 @@ func (x *DeleteScheduleRequest) String() string {
 func (*DeleteScheduleRequest) ProtoMessage() {}
 
 func (x *DeleteScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[90]
+	mi := &file_raftq_v1_broker_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6007,7 +6106,7 @@ func (x *DeleteScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteScheduleRequest.ProtoReflect.Descriptor instead.
 func (*DeleteScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{90}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *DeleteScheduleRequest) GetName() string {
@@ -6025,7 +6124,7 @@ type DeleteScheduleResponse struct {
 
 func (x *DeleteScheduleResponse) Reset() {
 	*x = DeleteScheduleResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[91]
+	mi := &file_raftq_v1_broker_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6037,7 +6136,7 @@ func (x *DeleteScheduleResponse) String() string {
 func (*DeleteScheduleResponse) ProtoMessage() {}
 
 func (x *DeleteScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[91]
+	mi := &file_raftq_v1_broker_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6050,7 +6149,7 @@ func (x *DeleteScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteScheduleResponse.ProtoReflect.Descriptor instead.
 func (*DeleteScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{91}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{93}
 }
 
 var File_raftq_v1_broker_proto protoreflect.FileDescriptor
@@ -6071,7 +6170,13 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\x06job_id\x18\x02 \x01(\tR\x05jobId\x129\n" +
 	"\n" +
 	"expires_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\texpiresAt\"\x14\n" +
-	"\x12ImportKeysResponse\"[\n" +
+	"\x12ImportKeysResponse\"M\n" +
+	"\x16ImportSchedulesRequest\x12\x14\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x1d\n" +
+	"\n" +
+	"from_group\x18\x02 \x01(\rR\tfromGroup\"/\n" +
+	"\x17ImportSchedulesResponse\x12\x14\n" +
+	"\x05names\x18\x01 \x03(\tR\x05names\"[\n" +
 	"\x10SealQueueRequest\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x16\n" +
 	"\x06sealed\x18\x02 \x01(\bR\x06sealed\x12\x19\n" +
@@ -6513,7 +6618,7 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\tNackBatch\x12\x1a.raftq.v1.NackBatchRequest\x1a\x1b.raftq.v1.NackBatchResponse\x12Y\n" +
 	"\x10ExtendLeaseBatch\x12!.raftq.v1.ExtendLeaseBatchRequest\x1a\".raftq.v1.ExtendLeaseBatchResponse\x12T\n" +
 	"\rEnqueueStream\x12\x1e.raftq.v1.EnqueueStreamRequest\x1a\x1f.raftq.v1.EnqueueStreamResponse(\x010\x01\x12B\n" +
-	"\aConsume\x12\x18.raftq.v1.ConsumeRequest\x1a\x19.raftq.v1.ConsumeResponse(\x010\x012\xe4\x05\n" +
+	"\aConsume\x12\x18.raftq.v1.ConsumeRequest\x1a\x19.raftq.v1.ConsumeResponse(\x010\x012\xbc\x06\n" +
 	"\x05Admin\x12G\n" +
 	"\n" +
 	"PauseQueue\x12\x1b.raftq.v1.PauseQueueRequest\x1a\x1c.raftq.v1.PauseQueueResponse\x12J\n" +
@@ -6525,7 +6630,8 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\x0eListPlacements\x12\x1f.raftq.v1.ListPlacementsRequest\x1a .raftq.v1.ListPlacementsResponse\x12D\n" +
 	"\tSealQueue\x12\x1a.raftq.v1.SealQueueRequest\x1a\x1b.raftq.v1.SealQueueResponse\x12G\n" +
 	"\n" +
-	"ImportKeys\x12\x1b.raftq.v1.ImportKeysRequest\x1a\x1c.raftq.v1.ImportKeysResponse\x12S\n" +
+	"ImportKeys\x12\x1b.raftq.v1.ImportKeysRequest\x1a\x1c.raftq.v1.ImportKeysResponse\x12V\n" +
+	"\x0fImportSchedules\x12 .raftq.v1.ImportSchedulesRequest\x1a!.raftq.v1.ImportSchedulesResponse\x12S\n" +
 	"\x0ePartitionQueue\x12\x1f.raftq.v1.PartitionQueueRequest\x1a .raftq.v1.PartitionQueueResponse2\xde\x03\n" +
 	"\aCluster\x125\n" +
 	"\x04Join\x12\x15.raftq.v1.JoinRequest\x1a\x16.raftq.v1.JoinResponse\x12;\n" +
@@ -6556,7 +6662,7 @@ func file_raftq_v1_broker_proto_rawDescGZIP() []byte {
 }
 
 var file_raftq_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_raftq_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 94)
+var file_raftq_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 96)
 var file_raftq_v1_broker_proto_goTypes = []any{
 	(JobState)(0),                      // 0: raftq.v1.JobState
 	(DependencyPolicy)(0),              // 1: raftq.v1.DependencyPolicy
@@ -6570,270 +6676,274 @@ var file_raftq_v1_broker_proto_goTypes = []any{
 	(*ImportKeysRequest)(nil),          // 9: raftq.v1.ImportKeysRequest
 	(*ImportedKey)(nil),                // 10: raftq.v1.ImportedKey
 	(*ImportKeysResponse)(nil),         // 11: raftq.v1.ImportKeysResponse
-	(*SealQueueRequest)(nil),           // 12: raftq.v1.SealQueueRequest
-	(*SealQueueResponse)(nil),          // 13: raftq.v1.SealQueueResponse
-	(*MoveQueueRequest)(nil),           // 14: raftq.v1.MoveQueueRequest
-	(*MoveQueueResponse)(nil),          // 15: raftq.v1.MoveQueueResponse
-	(*ListPlacementsRequest)(nil),      // 16: raftq.v1.ListPlacementsRequest
-	(*ListPlacementsResponse)(nil),     // 17: raftq.v1.ListPlacementsResponse
-	(*Placement)(nil),                  // 18: raftq.v1.Placement
-	(*RetryPolicy)(nil),                // 19: raftq.v1.RetryPolicy
-	(*JobSpec)(nil),                    // 20: raftq.v1.JobSpec
-	(*Job)(nil),                        // 21: raftq.v1.Job
-	(*Progress)(nil),                   // 22: raftq.v1.Progress
-	(*EnqueueRequest)(nil),             // 23: raftq.v1.EnqueueRequest
-	(*EnqueueResult)(nil),              // 24: raftq.v1.EnqueueResult
-	(*EnqueueResponse)(nil),            // 25: raftq.v1.EnqueueResponse
-	(*FetchRequest)(nil),               // 26: raftq.v1.FetchRequest
-	(*FetchResponse)(nil),              // 27: raftq.v1.FetchResponse
-	(*ExtendLeaseRequest)(nil),         // 28: raftq.v1.ExtendLeaseRequest
-	(*ExtendLeaseResponse)(nil),        // 29: raftq.v1.ExtendLeaseResponse
-	(*AckRequest)(nil),                 // 30: raftq.v1.AckRequest
-	(*AckResponse)(nil),                // 31: raftq.v1.AckResponse
-	(*NackRequest)(nil),                // 32: raftq.v1.NackRequest
-	(*NackResponse)(nil),               // 33: raftq.v1.NackResponse
-	(*GetJobRequest)(nil),              // 34: raftq.v1.GetJobRequest
-	(*GetJobResponse)(nil),             // 35: raftq.v1.GetJobResponse
-	(*CancelJobRequest)(nil),           // 36: raftq.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),          // 37: raftq.v1.CancelJobResponse
-	(*QueueStatsRequest)(nil),          // 38: raftq.v1.QueueStatsRequest
-	(*QueueStats)(nil),                 // 39: raftq.v1.QueueStats
-	(*QueueStatsResponse)(nil),         // 40: raftq.v1.QueueStatsResponse
-	(*PauseQueueRequest)(nil),          // 41: raftq.v1.PauseQueueRequest
-	(*PauseQueueResponse)(nil),         // 42: raftq.v1.PauseQueueResponse
-	(*ResumeQueueRequest)(nil),         // 43: raftq.v1.ResumeQueueRequest
-	(*ResumeQueueResponse)(nil),        // 44: raftq.v1.ResumeQueueResponse
-	(*RedriveRequest)(nil),             // 45: raftq.v1.RedriveRequest
-	(*RedriveResponse)(nil),            // 46: raftq.v1.RedriveResponse
-	(*ListJobsRequest)(nil),            // 47: raftq.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),           // 48: raftq.v1.ListJobsResponse
-	(*JoinRequest)(nil),                // 49: raftq.v1.JoinRequest
-	(*JoinResponse)(nil),               // 50: raftq.v1.JoinResponse
-	(*RemoveRequest)(nil),              // 51: raftq.v1.RemoveRequest
-	(*RemoveResponse)(nil),             // 52: raftq.v1.RemoveResponse
-	(*StatusRequest)(nil),              // 53: raftq.v1.StatusRequest
-	(*Member)(nil),                     // 54: raftq.v1.Member
-	(*StatusResponse)(nil),             // 55: raftq.v1.StatusResponse
-	(*WatchRoutesRequest)(nil),         // 56: raftq.v1.WatchRoutesRequest
-	(*Routes)(nil),                     // 57: raftq.v1.Routes
-	(*GroupStatus)(nil),                // 58: raftq.v1.GroupStatus
-	(*ErrorDetail)(nil),                // 59: raftq.v1.ErrorDetail
-	(*PurgeDeadRequest)(nil),           // 60: raftq.v1.PurgeDeadRequest
-	(*PurgeDeadResponse)(nil),          // 61: raftq.v1.PurgeDeadResponse
-	(*TransferLeadershipRequest)(nil),  // 62: raftq.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 63: raftq.v1.TransferLeadershipResponse
-	(*SnapshotRequest)(nil),            // 64: raftq.v1.SnapshotRequest
-	(*SnapshotChunk)(nil),              // 65: raftq.v1.SnapshotChunk
-	(*RestoreChunk)(nil),               // 66: raftq.v1.RestoreChunk
-	(*RestoreResponse)(nil),            // 67: raftq.v1.RestoreResponse
-	(*ItemError)(nil),                  // 68: raftq.v1.ItemError
-	(*AckBatchRequest)(nil),            // 69: raftq.v1.AckBatchRequest
-	(*AckBatchResult)(nil),             // 70: raftq.v1.AckBatchResult
-	(*AckBatchResponse)(nil),           // 71: raftq.v1.AckBatchResponse
-	(*NackBatchRequest)(nil),           // 72: raftq.v1.NackBatchRequest
-	(*NackBatchResult)(nil),            // 73: raftq.v1.NackBatchResult
-	(*NackBatchResponse)(nil),          // 74: raftq.v1.NackBatchResponse
-	(*ExtendLeaseBatchRequest)(nil),    // 75: raftq.v1.ExtendLeaseBatchRequest
-	(*ExtendLeaseBatchResult)(nil),     // 76: raftq.v1.ExtendLeaseBatchResult
-	(*ExtendLeaseBatchResponse)(nil),   // 77: raftq.v1.ExtendLeaseBatchResponse
-	(*EnqueueStreamRequest)(nil),       // 78: raftq.v1.EnqueueStreamRequest
-	(*EnqueueStreamResponse)(nil),      // 79: raftq.v1.EnqueueStreamResponse
-	(*ConsumeOpen)(nil),                // 80: raftq.v1.ConsumeOpen
-	(*ConsumeRequest)(nil),             // 81: raftq.v1.ConsumeRequest
-	(*ConsumeOpened)(nil),              // 82: raftq.v1.ConsumeOpened
-	(*ConsumeNotice)(nil),              // 83: raftq.v1.ConsumeNotice
-	(*ConsumeResponse)(nil),            // 84: raftq.v1.ConsumeResponse
-	(*ScheduleSpec)(nil),               // 85: raftq.v1.ScheduleSpec
-	(*Schedule)(nil),                   // 86: raftq.v1.Schedule
-	(*PutScheduleRequest)(nil),         // 87: raftq.v1.PutScheduleRequest
-	(*PutScheduleResponse)(nil),        // 88: raftq.v1.PutScheduleResponse
-	(*GetScheduleRequest)(nil),         // 89: raftq.v1.GetScheduleRequest
-	(*GetScheduleResponse)(nil),        // 90: raftq.v1.GetScheduleResponse
-	(*ListSchedulesRequest)(nil),       // 91: raftq.v1.ListSchedulesRequest
-	(*ListSchedulesResponse)(nil),      // 92: raftq.v1.ListSchedulesResponse
-	(*PauseScheduleRequest)(nil),       // 93: raftq.v1.PauseScheduleRequest
-	(*PauseScheduleResponse)(nil),      // 94: raftq.v1.PauseScheduleResponse
-	(*ResumeScheduleRequest)(nil),      // 95: raftq.v1.ResumeScheduleRequest
-	(*ResumeScheduleResponse)(nil),     // 96: raftq.v1.ResumeScheduleResponse
-	(*DeleteScheduleRequest)(nil),      // 97: raftq.v1.DeleteScheduleRequest
-	(*DeleteScheduleResponse)(nil),     // 98: raftq.v1.DeleteScheduleResponse
-	nil,                                // 99: raftq.v1.FetchRequest.QueueWeightsEntry
-	nil,                                // 100: raftq.v1.ConsumeOpen.QueueWeightsEntry
-	(*timestamppb.Timestamp)(nil),      // 101: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),        // 102: google.protobuf.Duration
+	(*ImportSchedulesRequest)(nil),     // 12: raftq.v1.ImportSchedulesRequest
+	(*ImportSchedulesResponse)(nil),    // 13: raftq.v1.ImportSchedulesResponse
+	(*SealQueueRequest)(nil),           // 14: raftq.v1.SealQueueRequest
+	(*SealQueueResponse)(nil),          // 15: raftq.v1.SealQueueResponse
+	(*MoveQueueRequest)(nil),           // 16: raftq.v1.MoveQueueRequest
+	(*MoveQueueResponse)(nil),          // 17: raftq.v1.MoveQueueResponse
+	(*ListPlacementsRequest)(nil),      // 18: raftq.v1.ListPlacementsRequest
+	(*ListPlacementsResponse)(nil),     // 19: raftq.v1.ListPlacementsResponse
+	(*Placement)(nil),                  // 20: raftq.v1.Placement
+	(*RetryPolicy)(nil),                // 21: raftq.v1.RetryPolicy
+	(*JobSpec)(nil),                    // 22: raftq.v1.JobSpec
+	(*Job)(nil),                        // 23: raftq.v1.Job
+	(*Progress)(nil),                   // 24: raftq.v1.Progress
+	(*EnqueueRequest)(nil),             // 25: raftq.v1.EnqueueRequest
+	(*EnqueueResult)(nil),              // 26: raftq.v1.EnqueueResult
+	(*EnqueueResponse)(nil),            // 27: raftq.v1.EnqueueResponse
+	(*FetchRequest)(nil),               // 28: raftq.v1.FetchRequest
+	(*FetchResponse)(nil),              // 29: raftq.v1.FetchResponse
+	(*ExtendLeaseRequest)(nil),         // 30: raftq.v1.ExtendLeaseRequest
+	(*ExtendLeaseResponse)(nil),        // 31: raftq.v1.ExtendLeaseResponse
+	(*AckRequest)(nil),                 // 32: raftq.v1.AckRequest
+	(*AckResponse)(nil),                // 33: raftq.v1.AckResponse
+	(*NackRequest)(nil),                // 34: raftq.v1.NackRequest
+	(*NackResponse)(nil),               // 35: raftq.v1.NackResponse
+	(*GetJobRequest)(nil),              // 36: raftq.v1.GetJobRequest
+	(*GetJobResponse)(nil),             // 37: raftq.v1.GetJobResponse
+	(*CancelJobRequest)(nil),           // 38: raftq.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),          // 39: raftq.v1.CancelJobResponse
+	(*QueueStatsRequest)(nil),          // 40: raftq.v1.QueueStatsRequest
+	(*QueueStats)(nil),                 // 41: raftq.v1.QueueStats
+	(*QueueStatsResponse)(nil),         // 42: raftq.v1.QueueStatsResponse
+	(*PauseQueueRequest)(nil),          // 43: raftq.v1.PauseQueueRequest
+	(*PauseQueueResponse)(nil),         // 44: raftq.v1.PauseQueueResponse
+	(*ResumeQueueRequest)(nil),         // 45: raftq.v1.ResumeQueueRequest
+	(*ResumeQueueResponse)(nil),        // 46: raftq.v1.ResumeQueueResponse
+	(*RedriveRequest)(nil),             // 47: raftq.v1.RedriveRequest
+	(*RedriveResponse)(nil),            // 48: raftq.v1.RedriveResponse
+	(*ListJobsRequest)(nil),            // 49: raftq.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),           // 50: raftq.v1.ListJobsResponse
+	(*JoinRequest)(nil),                // 51: raftq.v1.JoinRequest
+	(*JoinResponse)(nil),               // 52: raftq.v1.JoinResponse
+	(*RemoveRequest)(nil),              // 53: raftq.v1.RemoveRequest
+	(*RemoveResponse)(nil),             // 54: raftq.v1.RemoveResponse
+	(*StatusRequest)(nil),              // 55: raftq.v1.StatusRequest
+	(*Member)(nil),                     // 56: raftq.v1.Member
+	(*StatusResponse)(nil),             // 57: raftq.v1.StatusResponse
+	(*WatchRoutesRequest)(nil),         // 58: raftq.v1.WatchRoutesRequest
+	(*Routes)(nil),                     // 59: raftq.v1.Routes
+	(*GroupStatus)(nil),                // 60: raftq.v1.GroupStatus
+	(*ErrorDetail)(nil),                // 61: raftq.v1.ErrorDetail
+	(*PurgeDeadRequest)(nil),           // 62: raftq.v1.PurgeDeadRequest
+	(*PurgeDeadResponse)(nil),          // 63: raftq.v1.PurgeDeadResponse
+	(*TransferLeadershipRequest)(nil),  // 64: raftq.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 65: raftq.v1.TransferLeadershipResponse
+	(*SnapshotRequest)(nil),            // 66: raftq.v1.SnapshotRequest
+	(*SnapshotChunk)(nil),              // 67: raftq.v1.SnapshotChunk
+	(*RestoreChunk)(nil),               // 68: raftq.v1.RestoreChunk
+	(*RestoreResponse)(nil),            // 69: raftq.v1.RestoreResponse
+	(*ItemError)(nil),                  // 70: raftq.v1.ItemError
+	(*AckBatchRequest)(nil),            // 71: raftq.v1.AckBatchRequest
+	(*AckBatchResult)(nil),             // 72: raftq.v1.AckBatchResult
+	(*AckBatchResponse)(nil),           // 73: raftq.v1.AckBatchResponse
+	(*NackBatchRequest)(nil),           // 74: raftq.v1.NackBatchRequest
+	(*NackBatchResult)(nil),            // 75: raftq.v1.NackBatchResult
+	(*NackBatchResponse)(nil),          // 76: raftq.v1.NackBatchResponse
+	(*ExtendLeaseBatchRequest)(nil),    // 77: raftq.v1.ExtendLeaseBatchRequest
+	(*ExtendLeaseBatchResult)(nil),     // 78: raftq.v1.ExtendLeaseBatchResult
+	(*ExtendLeaseBatchResponse)(nil),   // 79: raftq.v1.ExtendLeaseBatchResponse
+	(*EnqueueStreamRequest)(nil),       // 80: raftq.v1.EnqueueStreamRequest
+	(*EnqueueStreamResponse)(nil),      // 81: raftq.v1.EnqueueStreamResponse
+	(*ConsumeOpen)(nil),                // 82: raftq.v1.ConsumeOpen
+	(*ConsumeRequest)(nil),             // 83: raftq.v1.ConsumeRequest
+	(*ConsumeOpened)(nil),              // 84: raftq.v1.ConsumeOpened
+	(*ConsumeNotice)(nil),              // 85: raftq.v1.ConsumeNotice
+	(*ConsumeResponse)(nil),            // 86: raftq.v1.ConsumeResponse
+	(*ScheduleSpec)(nil),               // 87: raftq.v1.ScheduleSpec
+	(*Schedule)(nil),                   // 88: raftq.v1.Schedule
+	(*PutScheduleRequest)(nil),         // 89: raftq.v1.PutScheduleRequest
+	(*PutScheduleResponse)(nil),        // 90: raftq.v1.PutScheduleResponse
+	(*GetScheduleRequest)(nil),         // 91: raftq.v1.GetScheduleRequest
+	(*GetScheduleResponse)(nil),        // 92: raftq.v1.GetScheduleResponse
+	(*ListSchedulesRequest)(nil),       // 93: raftq.v1.ListSchedulesRequest
+	(*ListSchedulesResponse)(nil),      // 94: raftq.v1.ListSchedulesResponse
+	(*PauseScheduleRequest)(nil),       // 95: raftq.v1.PauseScheduleRequest
+	(*PauseScheduleResponse)(nil),      // 96: raftq.v1.PauseScheduleResponse
+	(*ResumeScheduleRequest)(nil),      // 97: raftq.v1.ResumeScheduleRequest
+	(*ResumeScheduleResponse)(nil),     // 98: raftq.v1.ResumeScheduleResponse
+	(*DeleteScheduleRequest)(nil),      // 99: raftq.v1.DeleteScheduleRequest
+	(*DeleteScheduleResponse)(nil),     // 100: raftq.v1.DeleteScheduleResponse
+	nil,                                // 101: raftq.v1.FetchRequest.QueueWeightsEntry
+	nil,                                // 102: raftq.v1.ConsumeOpen.QueueWeightsEntry
+	(*timestamppb.Timestamp)(nil),      // 103: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 104: google.protobuf.Duration
 }
 var file_raftq_v1_broker_proto_depIdxs = []int32{
-	18,  // 0: raftq.v1.PartitionQueueResponse.placement:type_name -> raftq.v1.Placement
+	20,  // 0: raftq.v1.PartitionQueueResponse.placement:type_name -> raftq.v1.Placement
 	10,  // 1: raftq.v1.ImportKeysRequest.keys:type_name -> raftq.v1.ImportedKey
-	101, // 2: raftq.v1.ImportedKey.expires_at:type_name -> google.protobuf.Timestamp
-	18,  // 3: raftq.v1.MoveQueueResponse.placement:type_name -> raftq.v1.Placement
-	18,  // 4: raftq.v1.ListPlacementsResponse.placements:type_name -> raftq.v1.Placement
-	102, // 5: raftq.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
-	102, // 6: raftq.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
-	102, // 7: raftq.v1.JobSpec.delay:type_name -> google.protobuf.Duration
-	101, // 8: raftq.v1.JobSpec.run_at:type_name -> google.protobuf.Timestamp
-	102, // 9: raftq.v1.JobSpec.lease_duration:type_name -> google.protobuf.Duration
-	102, // 10: raftq.v1.JobSpec.dedup_window:type_name -> google.protobuf.Duration
-	19,  // 11: raftq.v1.JobSpec.retry:type_name -> raftq.v1.RetryPolicy
-	102, // 12: raftq.v1.JobSpec.schedule_to_start:type_name -> google.protobuf.Duration
-	102, // 13: raftq.v1.JobSpec.start_to_close:type_name -> google.protobuf.Duration
+	103, // 2: raftq.v1.ImportedKey.expires_at:type_name -> google.protobuf.Timestamp
+	20,  // 3: raftq.v1.MoveQueueResponse.placement:type_name -> raftq.v1.Placement
+	20,  // 4: raftq.v1.ListPlacementsResponse.placements:type_name -> raftq.v1.Placement
+	104, // 5: raftq.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
+	104, // 6: raftq.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
+	104, // 7: raftq.v1.JobSpec.delay:type_name -> google.protobuf.Duration
+	103, // 8: raftq.v1.JobSpec.run_at:type_name -> google.protobuf.Timestamp
+	104, // 9: raftq.v1.JobSpec.lease_duration:type_name -> google.protobuf.Duration
+	104, // 10: raftq.v1.JobSpec.dedup_window:type_name -> google.protobuf.Duration
+	21,  // 11: raftq.v1.JobSpec.retry:type_name -> raftq.v1.RetryPolicy
+	104, // 12: raftq.v1.JobSpec.schedule_to_start:type_name -> google.protobuf.Duration
+	104, // 13: raftq.v1.JobSpec.start_to_close:type_name -> google.protobuf.Duration
 	3,   // 14: raftq.v1.JobSpec.unique_mode:type_name -> raftq.v1.UniqueMode
 	1,   // 15: raftq.v1.JobSpec.dependency_policy:type_name -> raftq.v1.DependencyPolicy
 	0,   // 16: raftq.v1.Job.state:type_name -> raftq.v1.JobState
-	102, // 17: raftq.v1.Job.lease_duration:type_name -> google.protobuf.Duration
-	19,  // 18: raftq.v1.Job.retry:type_name -> raftq.v1.RetryPolicy
-	101, // 19: raftq.v1.Job.run_at:type_name -> google.protobuf.Timestamp
-	101, // 20: raftq.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	101, // 21: raftq.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	101, // 22: raftq.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
-	101, // 23: raftq.v1.Job.lease_deadline:type_name -> google.protobuf.Timestamp
-	101, // 24: raftq.v1.Job.schedule_tick:type_name -> google.protobuf.Timestamp
-	22,  // 25: raftq.v1.Job.progress:type_name -> raftq.v1.Progress
-	101, // 26: raftq.v1.Job.start_deadline:type_name -> google.protobuf.Timestamp
-	102, // 27: raftq.v1.Job.start_to_close:type_name -> google.protobuf.Duration
-	101, // 28: raftq.v1.Job.attempt_deadline:type_name -> google.protobuf.Timestamp
+	104, // 17: raftq.v1.Job.lease_duration:type_name -> google.protobuf.Duration
+	21,  // 18: raftq.v1.Job.retry:type_name -> raftq.v1.RetryPolicy
+	103, // 19: raftq.v1.Job.run_at:type_name -> google.protobuf.Timestamp
+	103, // 20: raftq.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	103, // 21: raftq.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	103, // 22: raftq.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	103, // 23: raftq.v1.Job.lease_deadline:type_name -> google.protobuf.Timestamp
+	103, // 24: raftq.v1.Job.schedule_tick:type_name -> google.protobuf.Timestamp
+	24,  // 25: raftq.v1.Job.progress:type_name -> raftq.v1.Progress
+	103, // 26: raftq.v1.Job.start_deadline:type_name -> google.protobuf.Timestamp
+	104, // 27: raftq.v1.Job.start_to_close:type_name -> google.protobuf.Duration
+	103, // 28: raftq.v1.Job.attempt_deadline:type_name -> google.protobuf.Timestamp
 	1,   // 29: raftq.v1.Job.dependency_policy:type_name -> raftq.v1.DependencyPolicy
-	20,  // 30: raftq.v1.EnqueueRequest.jobs:type_name -> raftq.v1.JobSpec
-	24,  // 31: raftq.v1.EnqueueResponse.results:type_name -> raftq.v1.EnqueueResult
-	102, // 32: raftq.v1.FetchRequest.max_wait:type_name -> google.protobuf.Duration
-	102, // 33: raftq.v1.FetchRequest.lease_duration:type_name -> google.protobuf.Duration
-	99,  // 34: raftq.v1.FetchRequest.queue_weights:type_name -> raftq.v1.FetchRequest.QueueWeightsEntry
-	21,  // 35: raftq.v1.FetchResponse.jobs:type_name -> raftq.v1.Job
-	102, // 36: raftq.v1.ExtendLeaseRequest.extend_by:type_name -> google.protobuf.Duration
-	22,  // 37: raftq.v1.ExtendLeaseRequest.progress:type_name -> raftq.v1.Progress
-	101, // 38: raftq.v1.ExtendLeaseResponse.lease_deadline:type_name -> google.protobuf.Timestamp
-	102, // 39: raftq.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
+	22,  // 30: raftq.v1.EnqueueRequest.jobs:type_name -> raftq.v1.JobSpec
+	26,  // 31: raftq.v1.EnqueueResponse.results:type_name -> raftq.v1.EnqueueResult
+	104, // 32: raftq.v1.FetchRequest.max_wait:type_name -> google.protobuf.Duration
+	104, // 33: raftq.v1.FetchRequest.lease_duration:type_name -> google.protobuf.Duration
+	101, // 34: raftq.v1.FetchRequest.queue_weights:type_name -> raftq.v1.FetchRequest.QueueWeightsEntry
+	23,  // 35: raftq.v1.FetchResponse.jobs:type_name -> raftq.v1.Job
+	104, // 36: raftq.v1.ExtendLeaseRequest.extend_by:type_name -> google.protobuf.Duration
+	24,  // 37: raftq.v1.ExtendLeaseRequest.progress:type_name -> raftq.v1.Progress
+	103, // 38: raftq.v1.ExtendLeaseResponse.lease_deadline:type_name -> google.protobuf.Timestamp
+	104, // 39: raftq.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
 	0,   // 40: raftq.v1.NackResponse.state:type_name -> raftq.v1.JobState
-	101, // 41: raftq.v1.NackResponse.run_at:type_name -> google.protobuf.Timestamp
+	103, // 41: raftq.v1.NackResponse.run_at:type_name -> google.protobuf.Timestamp
 	2,   // 42: raftq.v1.GetJobRequest.consistency:type_name -> raftq.v1.Consistency
-	21,  // 43: raftq.v1.GetJobResponse.job:type_name -> raftq.v1.Job
+	23,  // 43: raftq.v1.GetJobResponse.job:type_name -> raftq.v1.Job
 	0,   // 44: raftq.v1.CancelJobResponse.state:type_name -> raftq.v1.JobState
 	2,   // 45: raftq.v1.QueueStatsRequest.consistency:type_name -> raftq.v1.Consistency
-	101, // 46: raftq.v1.QueueStats.oldest_ready_at:type_name -> google.protobuf.Timestamp
-	39,  // 47: raftq.v1.QueueStatsResponse.queues:type_name -> raftq.v1.QueueStats
+	103, // 46: raftq.v1.QueueStats.oldest_ready_at:type_name -> google.protobuf.Timestamp
+	41,  // 47: raftq.v1.QueueStatsResponse.queues:type_name -> raftq.v1.QueueStats
 	0,   // 48: raftq.v1.ListJobsRequest.state:type_name -> raftq.v1.JobState
 	2,   // 49: raftq.v1.ListJobsRequest.consistency:type_name -> raftq.v1.Consistency
-	21,  // 50: raftq.v1.ListJobsResponse.jobs:type_name -> raftq.v1.Job
-	54,  // 51: raftq.v1.StatusResponse.members:type_name -> raftq.v1.Member
-	58,  // 52: raftq.v1.StatusResponse.groups:type_name -> raftq.v1.GroupStatus
-	18,  // 53: raftq.v1.StatusResponse.placements:type_name -> raftq.v1.Placement
-	58,  // 54: raftq.v1.Routes.groups:type_name -> raftq.v1.GroupStatus
-	18,  // 55: raftq.v1.Routes.placements:type_name -> raftq.v1.Placement
-	54,  // 56: raftq.v1.GroupStatus.members:type_name -> raftq.v1.Member
+	23,  // 50: raftq.v1.ListJobsResponse.jobs:type_name -> raftq.v1.Job
+	56,  // 51: raftq.v1.StatusResponse.members:type_name -> raftq.v1.Member
+	60,  // 52: raftq.v1.StatusResponse.groups:type_name -> raftq.v1.GroupStatus
+	20,  // 53: raftq.v1.StatusResponse.placements:type_name -> raftq.v1.Placement
+	60,  // 54: raftq.v1.Routes.groups:type_name -> raftq.v1.GroupStatus
+	20,  // 55: raftq.v1.Routes.placements:type_name -> raftq.v1.Placement
+	56,  // 56: raftq.v1.GroupStatus.members:type_name -> raftq.v1.Member
 	5,   // 57: raftq.v1.ErrorDetail.reason:type_name -> raftq.v1.ErrorDetail.Reason
-	59,  // 58: raftq.v1.ItemError.detail:type_name -> raftq.v1.ErrorDetail
-	30,  // 59: raftq.v1.AckBatchRequest.items:type_name -> raftq.v1.AckRequest
-	68,  // 60: raftq.v1.AckBatchResult.error:type_name -> raftq.v1.ItemError
-	70,  // 61: raftq.v1.AckBatchResponse.results:type_name -> raftq.v1.AckBatchResult
-	32,  // 62: raftq.v1.NackBatchRequest.items:type_name -> raftq.v1.NackRequest
-	33,  // 63: raftq.v1.NackBatchResult.response:type_name -> raftq.v1.NackResponse
-	68,  // 64: raftq.v1.NackBatchResult.error:type_name -> raftq.v1.ItemError
-	73,  // 65: raftq.v1.NackBatchResponse.results:type_name -> raftq.v1.NackBatchResult
-	28,  // 66: raftq.v1.ExtendLeaseBatchRequest.items:type_name -> raftq.v1.ExtendLeaseRequest
-	29,  // 67: raftq.v1.ExtendLeaseBatchResult.response:type_name -> raftq.v1.ExtendLeaseResponse
-	68,  // 68: raftq.v1.ExtendLeaseBatchResult.error:type_name -> raftq.v1.ItemError
-	76,  // 69: raftq.v1.ExtendLeaseBatchResponse.results:type_name -> raftq.v1.ExtendLeaseBatchResult
-	20,  // 70: raftq.v1.EnqueueStreamRequest.job:type_name -> raftq.v1.JobSpec
-	24,  // 71: raftq.v1.EnqueueStreamResponse.result:type_name -> raftq.v1.EnqueueResult
-	68,  // 72: raftq.v1.EnqueueStreamResponse.error:type_name -> raftq.v1.ItemError
-	102, // 73: raftq.v1.ConsumeOpen.lease_duration:type_name -> google.protobuf.Duration
-	100, // 74: raftq.v1.ConsumeOpen.queue_weights:type_name -> raftq.v1.ConsumeOpen.QueueWeightsEntry
-	80,  // 75: raftq.v1.ConsumeRequest.open:type_name -> raftq.v1.ConsumeOpen
+	61,  // 58: raftq.v1.ItemError.detail:type_name -> raftq.v1.ErrorDetail
+	32,  // 59: raftq.v1.AckBatchRequest.items:type_name -> raftq.v1.AckRequest
+	70,  // 60: raftq.v1.AckBatchResult.error:type_name -> raftq.v1.ItemError
+	72,  // 61: raftq.v1.AckBatchResponse.results:type_name -> raftq.v1.AckBatchResult
+	34,  // 62: raftq.v1.NackBatchRequest.items:type_name -> raftq.v1.NackRequest
+	35,  // 63: raftq.v1.NackBatchResult.response:type_name -> raftq.v1.NackResponse
+	70,  // 64: raftq.v1.NackBatchResult.error:type_name -> raftq.v1.ItemError
+	75,  // 65: raftq.v1.NackBatchResponse.results:type_name -> raftq.v1.NackBatchResult
+	30,  // 66: raftq.v1.ExtendLeaseBatchRequest.items:type_name -> raftq.v1.ExtendLeaseRequest
+	31,  // 67: raftq.v1.ExtendLeaseBatchResult.response:type_name -> raftq.v1.ExtendLeaseResponse
+	70,  // 68: raftq.v1.ExtendLeaseBatchResult.error:type_name -> raftq.v1.ItemError
+	78,  // 69: raftq.v1.ExtendLeaseBatchResponse.results:type_name -> raftq.v1.ExtendLeaseBatchResult
+	22,  // 70: raftq.v1.EnqueueStreamRequest.job:type_name -> raftq.v1.JobSpec
+	26,  // 71: raftq.v1.EnqueueStreamResponse.result:type_name -> raftq.v1.EnqueueResult
+	70,  // 72: raftq.v1.EnqueueStreamResponse.error:type_name -> raftq.v1.ItemError
+	104, // 73: raftq.v1.ConsumeOpen.lease_duration:type_name -> google.protobuf.Duration
+	102, // 74: raftq.v1.ConsumeOpen.queue_weights:type_name -> raftq.v1.ConsumeOpen.QueueWeightsEntry
+	82,  // 75: raftq.v1.ConsumeRequest.open:type_name -> raftq.v1.ConsumeOpen
 	6,   // 76: raftq.v1.ConsumeNotice.kind:type_name -> raftq.v1.ConsumeNotice.Kind
-	82,  // 77: raftq.v1.ConsumeResponse.opened:type_name -> raftq.v1.ConsumeOpened
-	21,  // 78: raftq.v1.ConsumeResponse.job:type_name -> raftq.v1.Job
-	83,  // 79: raftq.v1.ConsumeResponse.notice:type_name -> raftq.v1.ConsumeNotice
-	20,  // 80: raftq.v1.ScheduleSpec.job:type_name -> raftq.v1.JobSpec
-	102, // 81: raftq.v1.ScheduleSpec.interval:type_name -> google.protobuf.Duration
-	102, // 82: raftq.v1.ScheduleSpec.jitter:type_name -> google.protobuf.Duration
+	84,  // 77: raftq.v1.ConsumeResponse.opened:type_name -> raftq.v1.ConsumeOpened
+	23,  // 78: raftq.v1.ConsumeResponse.job:type_name -> raftq.v1.Job
+	85,  // 79: raftq.v1.ConsumeResponse.notice:type_name -> raftq.v1.ConsumeNotice
+	22,  // 80: raftq.v1.ScheduleSpec.job:type_name -> raftq.v1.JobSpec
+	104, // 81: raftq.v1.ScheduleSpec.interval:type_name -> google.protobuf.Duration
+	104, // 82: raftq.v1.ScheduleSpec.jitter:type_name -> google.protobuf.Duration
 	4,   // 83: raftq.v1.ScheduleSpec.overlap:type_name -> raftq.v1.OverlapPolicy
-	85,  // 84: raftq.v1.Schedule.spec:type_name -> raftq.v1.ScheduleSpec
-	101, // 85: raftq.v1.Schedule.last_tick:type_name -> google.protobuf.Timestamp
-	101, // 86: raftq.v1.Schedule.next_tick:type_name -> google.protobuf.Timestamp
-	101, // 87: raftq.v1.Schedule.created_at:type_name -> google.protobuf.Timestamp
-	101, // 88: raftq.v1.Schedule.updated_at:type_name -> google.protobuf.Timestamp
-	85,  // 89: raftq.v1.PutScheduleRequest.schedule:type_name -> raftq.v1.ScheduleSpec
-	86,  // 90: raftq.v1.PutScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	87,  // 84: raftq.v1.Schedule.spec:type_name -> raftq.v1.ScheduleSpec
+	103, // 85: raftq.v1.Schedule.last_tick:type_name -> google.protobuf.Timestamp
+	103, // 86: raftq.v1.Schedule.next_tick:type_name -> google.protobuf.Timestamp
+	103, // 87: raftq.v1.Schedule.created_at:type_name -> google.protobuf.Timestamp
+	103, // 88: raftq.v1.Schedule.updated_at:type_name -> google.protobuf.Timestamp
+	87,  // 89: raftq.v1.PutScheduleRequest.schedule:type_name -> raftq.v1.ScheduleSpec
+	88,  // 90: raftq.v1.PutScheduleResponse.schedule:type_name -> raftq.v1.Schedule
 	2,   // 91: raftq.v1.GetScheduleRequest.consistency:type_name -> raftq.v1.Consistency
-	86,  // 92: raftq.v1.GetScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	88,  // 92: raftq.v1.GetScheduleResponse.schedule:type_name -> raftq.v1.Schedule
 	2,   // 93: raftq.v1.ListSchedulesRequest.consistency:type_name -> raftq.v1.Consistency
-	86,  // 94: raftq.v1.ListSchedulesResponse.schedules:type_name -> raftq.v1.Schedule
-	86,  // 95: raftq.v1.PauseScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	86,  // 96: raftq.v1.ResumeScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	23,  // 97: raftq.v1.Broker.Enqueue:input_type -> raftq.v1.EnqueueRequest
-	26,  // 98: raftq.v1.Broker.Fetch:input_type -> raftq.v1.FetchRequest
-	28,  // 99: raftq.v1.Broker.ExtendLease:input_type -> raftq.v1.ExtendLeaseRequest
-	30,  // 100: raftq.v1.Broker.Ack:input_type -> raftq.v1.AckRequest
-	32,  // 101: raftq.v1.Broker.Nack:input_type -> raftq.v1.NackRequest
-	34,  // 102: raftq.v1.Broker.GetJob:input_type -> raftq.v1.GetJobRequest
-	36,  // 103: raftq.v1.Broker.CancelJob:input_type -> raftq.v1.CancelJobRequest
-	38,  // 104: raftq.v1.Broker.QueueStats:input_type -> raftq.v1.QueueStatsRequest
-	69,  // 105: raftq.v1.Broker.AckBatch:input_type -> raftq.v1.AckBatchRequest
-	72,  // 106: raftq.v1.Broker.NackBatch:input_type -> raftq.v1.NackBatchRequest
-	75,  // 107: raftq.v1.Broker.ExtendLeaseBatch:input_type -> raftq.v1.ExtendLeaseBatchRequest
-	78,  // 108: raftq.v1.Broker.EnqueueStream:input_type -> raftq.v1.EnqueueStreamRequest
-	81,  // 109: raftq.v1.Broker.Consume:input_type -> raftq.v1.ConsumeRequest
-	41,  // 110: raftq.v1.Admin.PauseQueue:input_type -> raftq.v1.PauseQueueRequest
-	43,  // 111: raftq.v1.Admin.ResumeQueue:input_type -> raftq.v1.ResumeQueueRequest
-	45,  // 112: raftq.v1.Admin.Redrive:input_type -> raftq.v1.RedriveRequest
-	47,  // 113: raftq.v1.Admin.ListJobs:input_type -> raftq.v1.ListJobsRequest
-	60,  // 114: raftq.v1.Admin.PurgeDead:input_type -> raftq.v1.PurgeDeadRequest
-	14,  // 115: raftq.v1.Admin.MoveQueue:input_type -> raftq.v1.MoveQueueRequest
-	16,  // 116: raftq.v1.Admin.ListPlacements:input_type -> raftq.v1.ListPlacementsRequest
-	12,  // 117: raftq.v1.Admin.SealQueue:input_type -> raftq.v1.SealQueueRequest
+	88,  // 94: raftq.v1.ListSchedulesResponse.schedules:type_name -> raftq.v1.Schedule
+	88,  // 95: raftq.v1.PauseScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	88,  // 96: raftq.v1.ResumeScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	25,  // 97: raftq.v1.Broker.Enqueue:input_type -> raftq.v1.EnqueueRequest
+	28,  // 98: raftq.v1.Broker.Fetch:input_type -> raftq.v1.FetchRequest
+	30,  // 99: raftq.v1.Broker.ExtendLease:input_type -> raftq.v1.ExtendLeaseRequest
+	32,  // 100: raftq.v1.Broker.Ack:input_type -> raftq.v1.AckRequest
+	34,  // 101: raftq.v1.Broker.Nack:input_type -> raftq.v1.NackRequest
+	36,  // 102: raftq.v1.Broker.GetJob:input_type -> raftq.v1.GetJobRequest
+	38,  // 103: raftq.v1.Broker.CancelJob:input_type -> raftq.v1.CancelJobRequest
+	40,  // 104: raftq.v1.Broker.QueueStats:input_type -> raftq.v1.QueueStatsRequest
+	71,  // 105: raftq.v1.Broker.AckBatch:input_type -> raftq.v1.AckBatchRequest
+	74,  // 106: raftq.v1.Broker.NackBatch:input_type -> raftq.v1.NackBatchRequest
+	77,  // 107: raftq.v1.Broker.ExtendLeaseBatch:input_type -> raftq.v1.ExtendLeaseBatchRequest
+	80,  // 108: raftq.v1.Broker.EnqueueStream:input_type -> raftq.v1.EnqueueStreamRequest
+	83,  // 109: raftq.v1.Broker.Consume:input_type -> raftq.v1.ConsumeRequest
+	43,  // 110: raftq.v1.Admin.PauseQueue:input_type -> raftq.v1.PauseQueueRequest
+	45,  // 111: raftq.v1.Admin.ResumeQueue:input_type -> raftq.v1.ResumeQueueRequest
+	47,  // 112: raftq.v1.Admin.Redrive:input_type -> raftq.v1.RedriveRequest
+	49,  // 113: raftq.v1.Admin.ListJobs:input_type -> raftq.v1.ListJobsRequest
+	62,  // 114: raftq.v1.Admin.PurgeDead:input_type -> raftq.v1.PurgeDeadRequest
+	16,  // 115: raftq.v1.Admin.MoveQueue:input_type -> raftq.v1.MoveQueueRequest
+	18,  // 116: raftq.v1.Admin.ListPlacements:input_type -> raftq.v1.ListPlacementsRequest
+	14,  // 117: raftq.v1.Admin.SealQueue:input_type -> raftq.v1.SealQueueRequest
 	9,   // 118: raftq.v1.Admin.ImportKeys:input_type -> raftq.v1.ImportKeysRequest
-	7,   // 119: raftq.v1.Admin.PartitionQueue:input_type -> raftq.v1.PartitionQueueRequest
-	49,  // 120: raftq.v1.Cluster.Join:input_type -> raftq.v1.JoinRequest
-	51,  // 121: raftq.v1.Cluster.Remove:input_type -> raftq.v1.RemoveRequest
-	53,  // 122: raftq.v1.Cluster.Status:input_type -> raftq.v1.StatusRequest
-	56,  // 123: raftq.v1.Cluster.WatchRoutes:input_type -> raftq.v1.WatchRoutesRequest
-	62,  // 124: raftq.v1.Cluster.TransferLeadership:input_type -> raftq.v1.TransferLeadershipRequest
-	64,  // 125: raftq.v1.Cluster.Snapshot:input_type -> raftq.v1.SnapshotRequest
-	66,  // 126: raftq.v1.Cluster.Restore:input_type -> raftq.v1.RestoreChunk
-	87,  // 127: raftq.v1.Schedules.PutSchedule:input_type -> raftq.v1.PutScheduleRequest
-	89,  // 128: raftq.v1.Schedules.GetSchedule:input_type -> raftq.v1.GetScheduleRequest
-	91,  // 129: raftq.v1.Schedules.ListSchedules:input_type -> raftq.v1.ListSchedulesRequest
-	93,  // 130: raftq.v1.Schedules.PauseSchedule:input_type -> raftq.v1.PauseScheduleRequest
-	95,  // 131: raftq.v1.Schedules.ResumeSchedule:input_type -> raftq.v1.ResumeScheduleRequest
-	97,  // 132: raftq.v1.Schedules.DeleteSchedule:input_type -> raftq.v1.DeleteScheduleRequest
-	25,  // 133: raftq.v1.Broker.Enqueue:output_type -> raftq.v1.EnqueueResponse
-	27,  // 134: raftq.v1.Broker.Fetch:output_type -> raftq.v1.FetchResponse
-	29,  // 135: raftq.v1.Broker.ExtendLease:output_type -> raftq.v1.ExtendLeaseResponse
-	31,  // 136: raftq.v1.Broker.Ack:output_type -> raftq.v1.AckResponse
-	33,  // 137: raftq.v1.Broker.Nack:output_type -> raftq.v1.NackResponse
-	35,  // 138: raftq.v1.Broker.GetJob:output_type -> raftq.v1.GetJobResponse
-	37,  // 139: raftq.v1.Broker.CancelJob:output_type -> raftq.v1.CancelJobResponse
-	40,  // 140: raftq.v1.Broker.QueueStats:output_type -> raftq.v1.QueueStatsResponse
-	71,  // 141: raftq.v1.Broker.AckBatch:output_type -> raftq.v1.AckBatchResponse
-	74,  // 142: raftq.v1.Broker.NackBatch:output_type -> raftq.v1.NackBatchResponse
-	77,  // 143: raftq.v1.Broker.ExtendLeaseBatch:output_type -> raftq.v1.ExtendLeaseBatchResponse
-	79,  // 144: raftq.v1.Broker.EnqueueStream:output_type -> raftq.v1.EnqueueStreamResponse
-	84,  // 145: raftq.v1.Broker.Consume:output_type -> raftq.v1.ConsumeResponse
-	42,  // 146: raftq.v1.Admin.PauseQueue:output_type -> raftq.v1.PauseQueueResponse
-	44,  // 147: raftq.v1.Admin.ResumeQueue:output_type -> raftq.v1.ResumeQueueResponse
-	46,  // 148: raftq.v1.Admin.Redrive:output_type -> raftq.v1.RedriveResponse
-	48,  // 149: raftq.v1.Admin.ListJobs:output_type -> raftq.v1.ListJobsResponse
-	61,  // 150: raftq.v1.Admin.PurgeDead:output_type -> raftq.v1.PurgeDeadResponse
-	15,  // 151: raftq.v1.Admin.MoveQueue:output_type -> raftq.v1.MoveQueueResponse
-	17,  // 152: raftq.v1.Admin.ListPlacements:output_type -> raftq.v1.ListPlacementsResponse
-	13,  // 153: raftq.v1.Admin.SealQueue:output_type -> raftq.v1.SealQueueResponse
-	11,  // 154: raftq.v1.Admin.ImportKeys:output_type -> raftq.v1.ImportKeysResponse
-	8,   // 155: raftq.v1.Admin.PartitionQueue:output_type -> raftq.v1.PartitionQueueResponse
-	50,  // 156: raftq.v1.Cluster.Join:output_type -> raftq.v1.JoinResponse
-	52,  // 157: raftq.v1.Cluster.Remove:output_type -> raftq.v1.RemoveResponse
-	55,  // 158: raftq.v1.Cluster.Status:output_type -> raftq.v1.StatusResponse
-	57,  // 159: raftq.v1.Cluster.WatchRoutes:output_type -> raftq.v1.Routes
-	63,  // 160: raftq.v1.Cluster.TransferLeadership:output_type -> raftq.v1.TransferLeadershipResponse
-	65,  // 161: raftq.v1.Cluster.Snapshot:output_type -> raftq.v1.SnapshotChunk
-	67,  // 162: raftq.v1.Cluster.Restore:output_type -> raftq.v1.RestoreResponse
-	88,  // 163: raftq.v1.Schedules.PutSchedule:output_type -> raftq.v1.PutScheduleResponse
-	90,  // 164: raftq.v1.Schedules.GetSchedule:output_type -> raftq.v1.GetScheduleResponse
-	92,  // 165: raftq.v1.Schedules.ListSchedules:output_type -> raftq.v1.ListSchedulesResponse
-	94,  // 166: raftq.v1.Schedules.PauseSchedule:output_type -> raftq.v1.PauseScheduleResponse
-	96,  // 167: raftq.v1.Schedules.ResumeSchedule:output_type -> raftq.v1.ResumeScheduleResponse
-	98,  // 168: raftq.v1.Schedules.DeleteSchedule:output_type -> raftq.v1.DeleteScheduleResponse
-	133, // [133:169] is the sub-list for method output_type
-	97,  // [97:133] is the sub-list for method input_type
+	12,  // 119: raftq.v1.Admin.ImportSchedules:input_type -> raftq.v1.ImportSchedulesRequest
+	7,   // 120: raftq.v1.Admin.PartitionQueue:input_type -> raftq.v1.PartitionQueueRequest
+	51,  // 121: raftq.v1.Cluster.Join:input_type -> raftq.v1.JoinRequest
+	53,  // 122: raftq.v1.Cluster.Remove:input_type -> raftq.v1.RemoveRequest
+	55,  // 123: raftq.v1.Cluster.Status:input_type -> raftq.v1.StatusRequest
+	58,  // 124: raftq.v1.Cluster.WatchRoutes:input_type -> raftq.v1.WatchRoutesRequest
+	64,  // 125: raftq.v1.Cluster.TransferLeadership:input_type -> raftq.v1.TransferLeadershipRequest
+	66,  // 126: raftq.v1.Cluster.Snapshot:input_type -> raftq.v1.SnapshotRequest
+	68,  // 127: raftq.v1.Cluster.Restore:input_type -> raftq.v1.RestoreChunk
+	89,  // 128: raftq.v1.Schedules.PutSchedule:input_type -> raftq.v1.PutScheduleRequest
+	91,  // 129: raftq.v1.Schedules.GetSchedule:input_type -> raftq.v1.GetScheduleRequest
+	93,  // 130: raftq.v1.Schedules.ListSchedules:input_type -> raftq.v1.ListSchedulesRequest
+	95,  // 131: raftq.v1.Schedules.PauseSchedule:input_type -> raftq.v1.PauseScheduleRequest
+	97,  // 132: raftq.v1.Schedules.ResumeSchedule:input_type -> raftq.v1.ResumeScheduleRequest
+	99,  // 133: raftq.v1.Schedules.DeleteSchedule:input_type -> raftq.v1.DeleteScheduleRequest
+	27,  // 134: raftq.v1.Broker.Enqueue:output_type -> raftq.v1.EnqueueResponse
+	29,  // 135: raftq.v1.Broker.Fetch:output_type -> raftq.v1.FetchResponse
+	31,  // 136: raftq.v1.Broker.ExtendLease:output_type -> raftq.v1.ExtendLeaseResponse
+	33,  // 137: raftq.v1.Broker.Ack:output_type -> raftq.v1.AckResponse
+	35,  // 138: raftq.v1.Broker.Nack:output_type -> raftq.v1.NackResponse
+	37,  // 139: raftq.v1.Broker.GetJob:output_type -> raftq.v1.GetJobResponse
+	39,  // 140: raftq.v1.Broker.CancelJob:output_type -> raftq.v1.CancelJobResponse
+	42,  // 141: raftq.v1.Broker.QueueStats:output_type -> raftq.v1.QueueStatsResponse
+	73,  // 142: raftq.v1.Broker.AckBatch:output_type -> raftq.v1.AckBatchResponse
+	76,  // 143: raftq.v1.Broker.NackBatch:output_type -> raftq.v1.NackBatchResponse
+	79,  // 144: raftq.v1.Broker.ExtendLeaseBatch:output_type -> raftq.v1.ExtendLeaseBatchResponse
+	81,  // 145: raftq.v1.Broker.EnqueueStream:output_type -> raftq.v1.EnqueueStreamResponse
+	86,  // 146: raftq.v1.Broker.Consume:output_type -> raftq.v1.ConsumeResponse
+	44,  // 147: raftq.v1.Admin.PauseQueue:output_type -> raftq.v1.PauseQueueResponse
+	46,  // 148: raftq.v1.Admin.ResumeQueue:output_type -> raftq.v1.ResumeQueueResponse
+	48,  // 149: raftq.v1.Admin.Redrive:output_type -> raftq.v1.RedriveResponse
+	50,  // 150: raftq.v1.Admin.ListJobs:output_type -> raftq.v1.ListJobsResponse
+	63,  // 151: raftq.v1.Admin.PurgeDead:output_type -> raftq.v1.PurgeDeadResponse
+	17,  // 152: raftq.v1.Admin.MoveQueue:output_type -> raftq.v1.MoveQueueResponse
+	19,  // 153: raftq.v1.Admin.ListPlacements:output_type -> raftq.v1.ListPlacementsResponse
+	15,  // 154: raftq.v1.Admin.SealQueue:output_type -> raftq.v1.SealQueueResponse
+	11,  // 155: raftq.v1.Admin.ImportKeys:output_type -> raftq.v1.ImportKeysResponse
+	13,  // 156: raftq.v1.Admin.ImportSchedules:output_type -> raftq.v1.ImportSchedulesResponse
+	8,   // 157: raftq.v1.Admin.PartitionQueue:output_type -> raftq.v1.PartitionQueueResponse
+	52,  // 158: raftq.v1.Cluster.Join:output_type -> raftq.v1.JoinResponse
+	54,  // 159: raftq.v1.Cluster.Remove:output_type -> raftq.v1.RemoveResponse
+	57,  // 160: raftq.v1.Cluster.Status:output_type -> raftq.v1.StatusResponse
+	59,  // 161: raftq.v1.Cluster.WatchRoutes:output_type -> raftq.v1.Routes
+	65,  // 162: raftq.v1.Cluster.TransferLeadership:output_type -> raftq.v1.TransferLeadershipResponse
+	67,  // 163: raftq.v1.Cluster.Snapshot:output_type -> raftq.v1.SnapshotChunk
+	69,  // 164: raftq.v1.Cluster.Restore:output_type -> raftq.v1.RestoreResponse
+	90,  // 165: raftq.v1.Schedules.PutSchedule:output_type -> raftq.v1.PutScheduleResponse
+	92,  // 166: raftq.v1.Schedules.GetSchedule:output_type -> raftq.v1.GetScheduleResponse
+	94,  // 167: raftq.v1.Schedules.ListSchedules:output_type -> raftq.v1.ListSchedulesResponse
+	96,  // 168: raftq.v1.Schedules.PauseSchedule:output_type -> raftq.v1.PauseScheduleResponse
+	98,  // 169: raftq.v1.Schedules.ResumeSchedule:output_type -> raftq.v1.ResumeScheduleResponse
+	100, // 170: raftq.v1.Schedules.DeleteSchedule:output_type -> raftq.v1.DeleteScheduleResponse
+	134, // [134:171] is the sub-list for method output_type
+	97,  // [97:134] is the sub-list for method input_type
 	97,  // [97:97] is the sub-list for extension type_name
 	97,  // [97:97] is the sub-list for extension extendee
 	0,   // [0:97] is the sub-list for field type_name
@@ -6844,11 +6954,11 @@ func file_raftq_v1_broker_proto_init() {
 	if File_raftq_v1_broker_proto != nil {
 		return
 	}
-	file_raftq_v1_broker_proto_msgTypes[74].OneofWrappers = []any{
+	file_raftq_v1_broker_proto_msgTypes[76].OneofWrappers = []any{
 		(*ConsumeRequest_Open)(nil),
 		(*ConsumeRequest_Credit)(nil),
 	}
-	file_raftq_v1_broker_proto_msgTypes[77].OneofWrappers = []any{
+	file_raftq_v1_broker_proto_msgTypes[79].OneofWrappers = []any{
 		(*ConsumeResponse_Opened)(nil),
 		(*ConsumeResponse_Job)(nil),
 		(*ConsumeResponse_Notice)(nil),
@@ -6859,7 +6969,7 @@ func file_raftq_v1_broker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftq_v1_broker_proto_rawDesc), len(file_raftq_v1_broker_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   94,
+			NumMessages:   96,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

@@ -684,16 +684,17 @@ var Broker_ServiceDesc = grpc.ServiceDesc{
 }
 
 const (
-	Admin_PauseQueue_FullMethodName     = "/raftq.v1.Admin/PauseQueue"
-	Admin_ResumeQueue_FullMethodName    = "/raftq.v1.Admin/ResumeQueue"
-	Admin_Redrive_FullMethodName        = "/raftq.v1.Admin/Redrive"
-	Admin_ListJobs_FullMethodName       = "/raftq.v1.Admin/ListJobs"
-	Admin_PurgeDead_FullMethodName      = "/raftq.v1.Admin/PurgeDead"
-	Admin_MoveQueue_FullMethodName      = "/raftq.v1.Admin/MoveQueue"
-	Admin_ListPlacements_FullMethodName = "/raftq.v1.Admin/ListPlacements"
-	Admin_SealQueue_FullMethodName      = "/raftq.v1.Admin/SealQueue"
-	Admin_ImportKeys_FullMethodName     = "/raftq.v1.Admin/ImportKeys"
-	Admin_PartitionQueue_FullMethodName = "/raftq.v1.Admin/PartitionQueue"
+	Admin_PauseQueue_FullMethodName      = "/raftq.v1.Admin/PauseQueue"
+	Admin_ResumeQueue_FullMethodName     = "/raftq.v1.Admin/ResumeQueue"
+	Admin_Redrive_FullMethodName         = "/raftq.v1.Admin/Redrive"
+	Admin_ListJobs_FullMethodName        = "/raftq.v1.Admin/ListJobs"
+	Admin_PurgeDead_FullMethodName       = "/raftq.v1.Admin/PurgeDead"
+	Admin_MoveQueue_FullMethodName       = "/raftq.v1.Admin/MoveQueue"
+	Admin_ListPlacements_FullMethodName  = "/raftq.v1.Admin/ListPlacements"
+	Admin_SealQueue_FullMethodName       = "/raftq.v1.Admin/SealQueue"
+	Admin_ImportKeys_FullMethodName      = "/raftq.v1.Admin/ImportKeys"
+	Admin_ImportSchedules_FullMethodName = "/raftq.v1.Admin/ImportSchedules"
+	Admin_PartitionQueue_FullMethodName  = "/raftq.v1.Admin/PartitionQueue"
 )
 
 // AdminClient is the client API for Admin service.
@@ -734,6 +735,17 @@ type AdminClient interface {
 	// the old group, so a producer's retry still gets its first job. A step
 	// of MoveQueue (brokers take it on their own).
 	ImportKeys(ctx context.Context, in *ImportKeysRequest, opts ...grpc.CallOption) (*ImportKeysResponse, error)
+	// ImportSchedules copies, into the group the raftq-group header names,
+	// the schedules of a queue that moved there from from_group, with their
+	// firing state (last tick, last job, counts), as the broker answering
+	// holds them in its replica of from_group, where the queue must be
+	// sealed (UNAVAILABLE until that replica has applied the seal): from
+	// the seal on they no longer fire there, and they fire here from the
+	// tick after their last one. A schedule already here for the queue is
+	// kept as it is; one of the same name for another queue refuses the
+	// call (FAILED_PRECONDITION). A step of MoveQueue, which then deletes
+	// them from from_group (brokers take it on their own).
+	ImportSchedules(ctx context.Context, in *ImportSchedulesRequest, opts ...grpc.CallOption) (*ImportSchedulesResponse, error)
 	// PartitionQueue spreads a queue over several Raft groups, one
 	// partition each (docs/scale-out.md, "Partitioned queues"): producers'
 	// jobs go to a partition by key (concurrency key, else unique key, else
@@ -844,6 +856,16 @@ func (c *adminClient) ImportKeys(ctx context.Context, in *ImportKeysRequest, opt
 	return out, nil
 }
 
+func (c *adminClient) ImportSchedules(ctx context.Context, in *ImportSchedulesRequest, opts ...grpc.CallOption) (*ImportSchedulesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ImportSchedulesResponse)
+	err := c.cc.Invoke(ctx, Admin_ImportSchedules_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *adminClient) PartitionQueue(ctx context.Context, in *PartitionQueueRequest, opts ...grpc.CallOption) (*PartitionQueueResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(PartitionQueueResponse)
@@ -892,6 +914,17 @@ type AdminServer interface {
 	// the old group, so a producer's retry still gets its first job. A step
 	// of MoveQueue (brokers take it on their own).
 	ImportKeys(context.Context, *ImportKeysRequest) (*ImportKeysResponse, error)
+	// ImportSchedules copies, into the group the raftq-group header names,
+	// the schedules of a queue that moved there from from_group, with their
+	// firing state (last tick, last job, counts), as the broker answering
+	// holds them in its replica of from_group, where the queue must be
+	// sealed (UNAVAILABLE until that replica has applied the seal): from
+	// the seal on they no longer fire there, and they fire here from the
+	// tick after their last one. A schedule already here for the queue is
+	// kept as it is; one of the same name for another queue refuses the
+	// call (FAILED_PRECONDITION). A step of MoveQueue, which then deletes
+	// them from from_group (brokers take it on their own).
+	ImportSchedules(context.Context, *ImportSchedulesRequest) (*ImportSchedulesResponse, error)
 	// PartitionQueue spreads a queue over several Raft groups, one
 	// partition each (docs/scale-out.md, "Partitioned queues"): producers'
 	// jobs go to a partition by key (concurrency key, else unique key, else
@@ -938,6 +971,9 @@ func (UnimplementedAdminServer) SealQueue(context.Context, *SealQueueRequest) (*
 }
 func (UnimplementedAdminServer) ImportKeys(context.Context, *ImportKeysRequest) (*ImportKeysResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ImportKeys not implemented")
+}
+func (UnimplementedAdminServer) ImportSchedules(context.Context, *ImportSchedulesRequest) (*ImportSchedulesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ImportSchedules not implemented")
 }
 func (UnimplementedAdminServer) PartitionQueue(context.Context, *PartitionQueueRequest) (*PartitionQueueResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PartitionQueue not implemented")
@@ -1125,6 +1161,24 @@ func _Admin_ImportKeys_Handler(srv interface{}, ctx context.Context, dec func(in
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_ImportSchedules_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ImportSchedulesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ImportSchedules(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ImportSchedules_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ImportSchedules(ctx, req.(*ImportSchedulesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Admin_PartitionQueue_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(PartitionQueueRequest)
 	if err := dec(in); err != nil {
@@ -1185,6 +1239,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ImportKeys",
 			Handler:    _Admin_ImportKeys_Handler,
+		},
+		{
+			MethodName: "ImportSchedules",
+			Handler:    _Admin_ImportSchedules_Handler,
 		},
 		{
 			MethodName: "PartitionQueue",
