@@ -171,4 +171,4 @@ jepsen-bug:
 	./$(BIN)/chaos/jepsen run --bin $(BIN)/jepsen-bug --bug stale-ack --nodes 3 --nemesis none --quiet 0s --time-limit 25s --zombie 0.05 --work 300ms --drain 30s --expect-invalid fencing $(JEPSEN_FLAGS)
 	./$(BIN)/chaos/jepsen run --bin $(BIN)/jepsen-bug --bug early-enqueue-ack --nodes 3 --nemesis kill/leader --quiet 3s --fault 3s --rest 3s --time-limit 20s --drain 30s --expect-invalid queue $(JEPSEN_FLAGS)
 	./$(BIN)/chaos/jepsen run --bin $(BIN)/jepsen-bug --bug workflow-ignore-deps --nodes 3 --nemesis none --quiet 0s --time-limit 15s --drain 30s --expect-invalid workflow $(JEPSEN_FLAGS)
-	./$(BIN)/chaos/jepsen run --bin $(BIN)/jepsen-bug --bug move-skip-drain --nodes 3 --groups 3 --nemesis move --quiet 3s --fault 3s --rest 3s --time-limit 20s --work 300ms --drain 30s --expect-invalid queue $(JEPSEN_FLAGS)
+	./$(BIN)/chaos/jepsen run --bin $(BIN)/jepsen-bug --bug move-skip-drain --nodes 3 --groups 3 --nemesis move --quiet 3s --fault 3s --rest 3s --time-limit 20s --rate 40 --workers 3 --work 300ms --drain 60s --expect-invalid queue $(JEPSEN_FLAGS)
