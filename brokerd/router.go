@@ -1189,23 +1189,19 @@ func byName[T any](ctx context.Context, r *router, name string, call func(*Node)
 // moved queue's schedule is handed over it is in both groups for a
 // moment, and the new group's copy is the one that stays.
 func (r *router) scheduleGroups(name string) []*Node {
-	rank := func(gn *Node) int {
+	var own, other, rest []*Node
+	for _, gn := range r.h.groups {
 		sc, ok := gn.fsm.Schedule(name)
 		switch {
 		case !ok:
-			return 2
+			rest = append(rest, gn)
 		case r.h.queueGroup(sc.Spec.GetJob().GetQueue()) == gn.cfg.group:
-			return 0
+			own = append(own, gn)
+		default:
+			other = append(other, gn)
 		}
-		return 1
 	}
-	out := slices.Clone(r.h.groups)
-	ranks := make(map[*Node]int, len(out))
-	for _, gn := range out {
-		ranks[gn] = rank(gn)
-	}
-	slices.SortStableFunc(out, func(a, b *Node) int { return cmp.Compare(ranks[a], ranks[b]) })
-	return out
+	return slices.Concat(own, other, rest)
 }
 
 // GetSchedule finds the schedule's group.

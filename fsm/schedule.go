@@ -259,6 +259,10 @@ func (a *applier) importSchedules(c *fsmpb.ImportSchedules) Result {
 func (a *applier) fireSchedule(now int64, b *fsmpb.FireSchedule) Result {
 	sc := a.st.schedule(b.GetName())
 	nj := b.GetJob()
+	var movedAway error // the schedule's queue moved to another group
+	if sc != nil {
+		movedAway = a.st.moved(sc.Spec.GetJob().GetQueue())
+	}
 	switch {
 	case sc == nil:
 		return Result{Err: fmt.Errorf("%w: %q", ErrScheduleNotFound, b.GetName())}
@@ -267,12 +271,12 @@ func (a *applier) fireSchedule(now int64, b *fsmpb.FireSchedule) Result {
 			ErrStaleTick, b.GetName(), b.GetTick(), b.GetVersion(), sc.Version, sc.LastTick, sc.Anchor)}
 	case sc.Spec.GetPaused():
 		return Result{Err: fmt.Errorf("%w: schedule %q is paused", ErrWrongState, b.GetName())}
-	case a.st.moved(sc.Spec.GetJob().GetQueue()) != nil:
+	case movedAway != nil:
 		// The queue moved away: its schedules move with it (brokerd
 		// imports them into the new group, then deletes them here). From
 		// the seal on, no tick fires or is skipped here, so the firing
 		// state the import carries is final.
-		return Result{Err: fmt.Errorf("fire of %q: %w", b.GetName(), a.st.moved(sc.Spec.GetJob().GetQueue()))}
+		return Result{Err: fmt.Errorf("fire of %q: %w", b.GetName(), movedAway)}
 	case b.GetSkippedTicks() < 0:
 		return Result{Err: fmt.Errorf("%w: fire of %q: negative skipped ticks", ErrInvalid, b.GetName())}
 	case nj == nil:
