@@ -396,8 +396,19 @@ func (c *consumer) push(ctx context.Context, out chan<- *raftqv1.ConsumeResponse
 // that was cancelled or whose lease ended other than by the worker's own
 // settle; a job whose lease ended is no longer watched.
 func (c *consumer) watch(ctx context.Context, out chan<- *raftqv1.ConsumeResponse, sendErr <-chan error) error {
-	for id, tl := range c.tracked {
-		j, ok := c.n.fsm.Get(id)
+	// One read of every tracked job (not a read each), and no read held
+	// open while a push waits for the worker.
+	ids := make([]string, 0, len(c.tracked))
+	for id := range c.tracked {
+		ids = append(ids, id)
+	}
+	for i, jp := range c.n.fsm.GetMany(ids) {
+		id, tl := ids[i], c.tracked[ids[i]]
+		ok := jp != nil
+		var j fsm.Job
+		if ok {
+			j = *jp
+		}
 		var kind raftqv1.ConsumeNotice_Kind
 		switch {
 		case ok && j.State == fsm.StateLeased && j.LeaseToken == tl.token:

@@ -709,11 +709,35 @@ func (fc *fanConsume) rebalance() time.Duration {
 // those whose leases ended (their parts said what they had to).
 func (fc *fanConsume) watch() error {
 	prune := len(fc.tracked) > 2*fc.maxCredit
+	// One read of each group's replica for all its jobs (not a read
+	// each), and no read held open while a push waits for the worker.
+	byGroup := map[*Node][]string{}
 	for id, t := range fc.tracked {
-		if t.sub != nil && !prune {
-			continue
+		if t.sub == nil || prune {
+			byGroup[t.fg.n] = append(byGroup[t.fg.n], id)
 		}
-		j, ok := t.fg.n.fsm.Get(id)
+	}
+	for gn, ids := range byGroup {
+		if err := fc.watchGroup(gn, ids); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// watchGroup is watch for the tracked jobs ids of one group, read from
+// gn, this node's replica of it.
+func (fc *fanConsume) watchGroup(gn *Node, ids []string) error {
+	for i, jp := range gn.fsm.GetMany(ids) {
+		id, t := ids[i], fc.tracked[ids[i]]
+		if t == nil {
+			continue // untracked by a push's side effect
+		}
+		ok := jp != nil
+		var j fsm.Job
+		if ok {
+			j = *jp
+		}
 		var kind raftqv1.ConsumeNotice_Kind
 		switch {
 		case !ok || j.LeaseToken < t.token:

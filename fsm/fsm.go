@@ -382,14 +382,63 @@ func (f *FSM) view(fn func(st *state)) {
 	}
 }
 
+// viewBuckets runs fn on the named buckets of a read-only view, in the
+// order named. The hot reads need one bucket or a few, and opening all of
+// them (newState opens twenty) costs more than the read itself: consume
+// streams look up every job they leased several times a second, and the
+// dispatcher asks for its next wake-up on every loop.
+func (f *FSM) viewBuckets(fn func(bs []*bbolt.Bucket), names ...[]byte) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if f.db == nil {
+		return
+	}
+	err := f.db.View(func(tx *bbolt.Tx) error {
+		bs := make([]*bbolt.Bucket, len(names))
+		for i, name := range names {
+			if bs[i] = tx.Bucket(name); bs[i] == nil {
+				return fmt.Errorf("bucket %q missing", name)
+			}
+		}
+		fn(bs)
+		return nil
+	})
+	if err != nil {
+		panic(corrupt("%s: %v", f.describe(), err))
+	}
+}
+
+// viewJobs runs fn on the jobs bucket of a read-only view.
+func (f *FSM) viewJobs(fn func(jobs *bbolt.Bucket)) {
+	f.viewBuckets(func(bs []*bbolt.Bucket) { fn(bs[0]) }, bJobs)
+}
+
 // Get returns a copy of the job with this id, payload read from the store.
 func (f *FSM) Get(id string) (Job, bool) {
 	var j *Job
-	f.view(func(st *state) { j = st.job(id) })
+	f.viewJobs(func(jobs *bbolt.Bucket) {
+		if v := jobs.Get([]byte(id)); v != nil {
+			j = decodeJob(v)
+		}
+	})
 	if j == nil {
 		return Job{}, false
 	}
 	return *j, true
+}
+
+// GetMany returns the jobs with these ids, read in one view (one
+// consistent state), in the order of ids: nil where no job has that id.
+func (f *FSM) GetMany(ids []string) []*Job {
+	out := make([]*Job, len(ids))
+	f.viewJobs(func(jobs *bbolt.Bucket) {
+		for i, id := range ids {
+			if v := jobs.Get([]byte(id)); v != nil {
+				out[i] = decodeJob(v)
+			}
+		}
+	})
+	return out
 }
 
 // Len is the number of jobs held, in any state.
@@ -651,14 +700,13 @@ func (s *state) leasedOfKey(queue, key string, limit int) int {
 // lease (ExpireLeases) or a timeout (ExpireTimeouts). ok is false when no
 // job waits for time. The leader sleeps until then.
 func (f *FSM) NextWakeup() (at int64, ok bool) {
-	f.view(func(st *state) {
-		at, ok = minTime(st.sched)
-		for _, b := range []*bbolt.Bucket{st.leases, st.toStart, st.toClose} {
+	f.viewBuckets(func(bs []*bbolt.Bucket) {
+		for _, b := range bs {
 			if t, has := minTime(b); has && (!ok || t < at) {
 				at, ok = t, true
 			}
 		}
-	})
+	}, bSched, bLeases, bToStart, bToClose)
 	return at, ok
 }
 
@@ -666,12 +714,13 @@ func (f *FSM) NextWakeup() (at int64, ok bool) {
 // deadline; ok is false when no job has one pending. The leader proposes
 // ExpireTimeouts once it has passed.
 func (f *FSM) NextTimeout() (at int64, ok bool) {
-	f.view(func(st *state) {
-		at, ok = minTime(st.toStart)
-		if t, has := minTime(st.toClose); has && (!ok || t < at) {
-			at, ok = t, true
+	f.viewBuckets(func(bs []*bbolt.Bucket) {
+		for _, b := range bs {
+			if t, has := minTime(b); has && (!ok || t < at) {
+				at, ok = t, true
+			}
 		}
-	})
+	}, bToStart, bToClose)
 	return at, ok
 }
 

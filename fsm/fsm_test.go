@@ -241,6 +241,40 @@ func TestReadsReturnCopies(t *testing.T) {
 	}
 }
 
+// TestGetManyMatchesGet: the batched read answers each id as Get does, in
+// the order asked, nil for an unknown id, and hands out copies.
+func TestGetManyMatchesGet(t *testing.T) {
+	h := busyHarness(t)
+	ids := []string{"l", "nope", "r", "d", "k", "s", "x", "", "c"}
+	got := h.f.GetMany(ids)
+	if len(got) != len(ids) {
+		t.Fatalf("%d answers for %d ids", len(got), len(ids))
+	}
+	for i, id := range ids {
+		want, ok := h.f.Get(id)
+		switch {
+		case !ok && got[i] != nil:
+			t.Fatalf("%q: GetMany found %+v, Get nothing", id, got[i])
+		case ok && got[i] == nil:
+			t.Fatalf("%q: GetMany found nothing, Get %+v", id, want)
+		case ok && (got[i].ID != id || got[i].State != want.State || got[i].LeaseToken != want.LeaseToken ||
+			got[i].CancelRequested != want.CancelRequested || got[i].LastError != want.LastError):
+			t.Fatalf("%q: GetMany %+v, Get %+v", id, got[i], want)
+		}
+	}
+	if got[0].State != StateLeased || !got[0].CancelRequested || got[3].State != StateDead || got[4].State != StateSucceeded {
+		t.Fatalf("states l=%s/%v d=%s k=%s", got[0].State, got[0].CancelRequested, got[3].State, got[4].State)
+	}
+	hash := h.f.Hash()
+	got[2].State = StateDead
+	if h.f.Hash() != hash || h.get("r").State != StateReady {
+		t.Fatal("GetMany's answer aliased FSM state")
+	}
+	if len(h.f.GetMany(nil)) != 0 {
+		t.Fatal("GetMany(nil) found jobs")
+	}
+}
+
 func TestListPagination(t *testing.T) {
 	h := newHarness(t)
 	enqueue(h, "e", "b", "d", "a", "c")
@@ -544,7 +578,7 @@ func TestHashCoversEveryField(t *testing.T) {
 			q.paused = !q.paused
 			st.setQueue(q)
 		},
-		"queue count": func(st *state) { st.count("q", StateReady, 1) },
+		"queue count": func(st *state) { st.count("q", StateReady, 1, StateReady, 0) },
 		"idempotency expiry": func(st *state) {
 			e := firstIdem(st)
 			e.expires++

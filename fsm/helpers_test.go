@@ -314,15 +314,15 @@ func stateInvariantErr(st *state) error {
 			{"lease", st.leases, leaseOf}, {"terminal", st.term, terminalOf},
 			{"ready-key", st.readyKey, readyKeyedOf}, {"leased-key", st.leasedKey, leasedKeyedOf},
 			{"to-start", st.toStart, toStartOf}, {"to-close", st.toClose, toCloseOf}} {
-			k, want := ix.of(j)
+			k, want := ix.of.key(j), ix.of.in(j)
 			if in := ix.b.Get(k) != nil; in != want {
 				return fmt.Errorf("job %q (%s): in %s index = %v", j.ID, j.State, ix.name, in)
 			}
 		}
-		if _, in := toStartOf(j); in {
+		if toStartOf.in(j) {
 			nToStart++
 		}
-		if _, in := toCloseOf(j); in {
+		if toCloseOf.in(j) {
 			nToClose++
 		}
 		if k, in := uniqueOf(j); in {

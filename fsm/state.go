@@ -364,41 +364,77 @@ func (s *state) nextSeq() uint64 {
 
 // Index membership by state. A job is in exactly the indexes its state
 // calls for; put and remove keep that true.
-type indexOf func(*Job) ([]byte, bool)
-
-func readyOf(j *Job) ([]byte, bool) {
-	return readyKeyOf(j), j.State == StateReady && j.ConcurrencyKey == ""
-}
-func readyKeyedOf(j *Job) ([]byte, bool) {
-	return readyKeyKeyOf(j), j.State == StateReady && j.ConcurrencyKey != ""
-}
-func leasedKeyedOf(j *Job) ([]byte, bool) {
-	return append(leasedKeyPrefix(j.Queue, j.ConcurrencyKey), j.ID...), j.State == StateLeased && j.ConcurrencyKey != ""
-}
-func ageOf(j *Job) ([]byte, bool) { return ageKeyOf(j), j.State == StateReady }
-func scheduledOf(j *Job) ([]byte, bool) {
-	return timeKey(j.RunAt, j.ID), j.State == StateScheduled
-}
-func leaseOf(j *Job) ([]byte, bool)    { return timeKey(j.LeaseDeadline, j.ID), j.State == StateLeased }
-func terminalOf(j *Job) ([]byte, bool) { return timeKey(j.FinishedAt, j.ID), j.State.Terminal() }
-
-// toStartOf: a job waits for its schedule-to-start deadline while it was
-// never leased (a released lease undoes its attempt, so it counts as never
-// leased) and is scheduled or ready.
-func toStartOf(j *Job) ([]byte, bool) {
-	return timeKey(j.StartDeadline, j.ID),
-		j.StartDeadline > 0 && j.Attempts == 0 && (j.State == StateScheduled || j.State == StateReady)
+//
+// An index tells membership apart from the key because building a key
+// allocates, and most indexes hold a job in few of its states: put asks
+// every index about the old and the new version of a job, so building
+// keys only for members saves most of its allocations.
+type indexOf struct {
+	in  func(*Job) bool
+	key func(*Job) []byte
 }
 
-// toCloseOf: a leased job waits for its attempt's start-to-close deadline.
-func toCloseOf(j *Job) ([]byte, bool) {
-	return timeKey(j.AttemptDeadline, j.ID), j.State == StateLeased && j.AttemptDeadline > 0
+// of is j's key in the index and whether j is in it (no key when not).
+func (ix indexOf) of(j *Job) ([]byte, bool) {
+	if !ix.in(j) {
+		return nil, false
+	}
+	return ix.key(j), true
 }
+
+var (
+	readyOf = indexOf{
+		in:  func(j *Job) bool { return j.State == StateReady && j.ConcurrencyKey == "" },
+		key: readyKeyOf,
+	}
+	readyKeyedOf = indexOf{
+		in:  func(j *Job) bool { return j.State == StateReady && j.ConcurrencyKey != "" },
+		key: readyKeyKeyOf,
+	}
+	leasedKeyedOf = indexOf{
+		in:  func(j *Job) bool { return j.State == StateLeased && j.ConcurrencyKey != "" },
+		key: func(j *Job) []byte { return append(leasedKeyPrefix(j.Queue, j.ConcurrencyKey), j.ID...) },
+	}
+	ageOf = indexOf{
+		in:  func(j *Job) bool { return j.State == StateReady },
+		key: ageKeyOf,
+	}
+	scheduledOf = indexOf{
+		in:  func(j *Job) bool { return j.State == StateScheduled },
+		key: func(j *Job) []byte { return timeKey(j.RunAt, j.ID) },
+	}
+	leaseOf = indexOf{
+		in:  func(j *Job) bool { return j.State == StateLeased },
+		key: func(j *Job) []byte { return timeKey(j.LeaseDeadline, j.ID) },
+	}
+	terminalOf = indexOf{
+		in:  func(j *Job) bool { return j.State.Terminal() },
+		key: func(j *Job) []byte { return timeKey(j.FinishedAt, j.ID) },
+	}
+	// toStartOf: a job waits for its schedule-to-start deadline while it
+	// was never leased (a released lease undoes its attempt, so it counts
+	// as never leased) and is scheduled or ready.
+	toStartOf = indexOf{
+		in: func(j *Job) bool {
+			return j.StartDeadline > 0 && j.Attempts == 0 && (j.State == StateScheduled || j.State == StateReady)
+		},
+		key: func(j *Job) []byte { return timeKey(j.StartDeadline, j.ID) },
+	}
+	// toCloseOf: a leased job waits for its attempt's start-to-close
+	// deadline.
+	toCloseOf = indexOf{
+		in:  func(j *Job) bool { return j.State == StateLeased && j.AttemptDeadline > 0 },
+		key: func(j *Job) []byte { return timeKey(j.AttemptDeadline, j.ID) },
+	}
+)
 
 // uniqueOf is j's key in uq_active and whether j holds it: a job with a
 // unique key holds it until it is terminal.
 func uniqueOf(j *Job) ([]byte, bool) {
-	return idemKey(j.Queue, j.UniqueKey), j.UniqueKey != "" && !j.State.Terminal()
+	if j.UniqueKey == "" || j.State.Terminal() {
+		return nil, false
+	}
+	return idemKey(j.Queue, j.UniqueKey), true
 }
 
 // uniqueHolder is the id of the job holding (queue, key), if any.
@@ -437,10 +473,10 @@ func (s *state) reindex(b *bbolt.Bucket, of indexOf, old, nu *Job) {
 	var ok, nk []byte
 	var oin, nin bool
 	if old != nil {
-		ok, oin = of(old)
+		ok, oin = of.of(old)
 	}
 	if nu != nil {
-		nk, nin = of(nu)
+		nk, nin = of.of(nu)
 	}
 	if oin && nin && bytes.Equal(ok, nk) {
 		return
@@ -482,19 +518,35 @@ func (s *state) index(old, nu *Job) {
 	if old == nil || nu == nil || old.State != nu.State || old.Queue != nu.Queue {
 		if old != nil {
 			s.must(s.byState.Delete(stateKey(old.Queue, old.State, old.ID)))
-			s.count(old.Queue, old.State, -1)
 		}
 		if nu != nil {
 			s.must(s.byState.Put(stateKey(nu.Queue, nu.State, nu.ID), nil))
-			s.count(nu.Queue, nu.State, +1)
+		}
+		switch {
+		case old != nil && nu != nil && old.Queue == nu.Queue:
+			// A state change within a queue: one read and one write of
+			// its record, not two of each.
+			s.count(nu.Queue, old.State, -1, nu.State, +1)
+		default:
+			if old != nil {
+				s.count(old.Queue, old.State, -1, old.State, 0)
+			}
+			if nu != nil {
+				s.count(nu.Queue, nu.State, +1, nu.State, 0)
+			}
 		}
 	}
 }
 
-func (s *state) count(queue string, st State, d int64) {
+// count adds d1 to queue's count of jobs in state s1 and d2 to its count
+// in s2, in one read and one write of the queue's record.
+func (s *state) count(queue string, s1 State, d1 int64, s2 State, d2 int64) {
 	q, _ := s.queue(queue)
-	if st >= 0 && int(st) < len(q.counts) {
-		q.counts[st] += d
+	if s1 >= 0 && int(s1) < len(q.counts) {
+		q.counts[s1] += d1
+	}
+	if s2 >= 0 && int(s2) < len(q.counts) {
+		q.counts[s2] += d2
 	}
 	s.setQueue(q)
 }
