@@ -9,14 +9,17 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hashicorp/raft"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/raftq/raftq/brokerd"
 	"github.com/raftq/raftq/client"
 	"github.com/raftq/raftq/fsm"
 	"github.com/raftq/raftq/internal/placement"
+	"github.com/raftq/raftq/internal/testcluster"
 	"github.com/raftq/raftq/internal/testutil"
 	raftqv1 "github.com/raftq/raftq/proto/raftq/v1"
 	"github.com/raftq/raftq/raftqerr"
@@ -391,4 +394,128 @@ func TestGroupsMoveQueueCarriesSchedules(t *testing.T) {
 		}
 	}
 	t.Logf("%d ticks in group 1, %d in group 2, one job each", len(old), len(nu))
+}
+
+// fireCounter is a Testing.WrapFSM wrapper counting the FIRE_SCHEDULE
+// commands of one schedule that reach the log: refused ones included, since
+// a refusal is still applied as an entry.
+type fireCounter struct {
+	raft.FSM
+	name  string
+	fires *atomic.Int64
+}
+
+func (f *fireCounter) count(l *raft.Log) {
+	if l.Type != raft.LogCommand {
+		return
+	}
+	e, err := fsm.Decode(l.Data)
+	if err != nil {
+		return
+	}
+	for _, c := range e.GetCommands() {
+		if c.GetFireSchedule().GetName() == f.name {
+			f.fires.Add(1)
+		}
+	}
+}
+
+func (f *fireCounter) Apply(l *raft.Log) any {
+	f.count(l)
+	return f.FSM.Apply(l)
+}
+
+func (f *fireCounter) ApplyBatch(logs []*raft.Log) []any {
+	for _, l := range logs {
+		f.count(l)
+	}
+	return f.FSM.(raft.BatchingFSM).ApplyBatch(logs)
+}
+
+func (f *fireCounter) StopWaitingForSpace() {
+	f.FSM.(interface{ StopWaitingForSpace() }).StopWaitingForSpace()
+}
+
+// While a queue is sealed in its group (handed to another, its schedules
+// not yet deleted there), that group's leader proposes no tick of the
+// queue's schedules: the FSM would refuse every one, and the leader used
+// to propose one, and log its refusal, every second. Once the seal is
+// lifted the schedule fires there again.
+func TestGroupsSealedQueueScheduleNotProposed(t *testing.T) {
+	const groups, name = 2, "sealed"
+	var fires atomic.Int64 // over every node's replicas
+	c := testcluster.New(t, 3, func(cfg *brokerd.Config) {
+		cfg.Groups = groups
+		cfg.Testing = &brokerd.Testing{WrapFSM: func(f raft.FSM) raft.FSM {
+			return &fireCounter{FSM: f, name: name, fires: &fires}
+		}}
+	})
+	c.WaitGroupsSettled(30 * time.Second)
+	ctx := testutil.Context(t, 60*time.Second)
+	q := queuesPerGroup(groups)[1]
+	spec := client.CronSchedule(name, "@every 1s", client.NewJob(q, "beat", nil))
+	spec.Overlap = raftqv1.OverlapPolicy_OVERLAP_POLICY_ALLOW
+	if _, _, err := c.Client().PutSchedule(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	schedIn1 := func() *fsm.Schedule {
+		l := c.GroupLeader(1)
+		if l == nil {
+			return nil
+		}
+		sc, _ := l.Groups()[1].FSM().Schedule(name)
+		return sc
+	}
+	testutil.WaitFor(t, 20*time.Second, "the schedule to fire in group 1", func() bool {
+		sc := schedIn1()
+		return sc != nil && sc.Fired >= 1
+	})
+
+	// Seal the queue in group 1 as a move does, but with no move to go
+	// on and delete the schedule there: the seal holds.
+	adm := raftqv1.NewAdminClient(mustConn(t, c.Addrs()[0]))
+	seal := func(sealed bool) {
+		t.Helper()
+		gctx := metadata.AppendToOutgoingContext(ctx, placement.Header, "1")
+		if _, err := adm.SealQueue(gctx, &raftqv1.SealQueueRequest{Queue: q, Sealed: sealed, ToGroup: 0}); err != nil {
+			t.Fatalf("SealQueue %v: %v", sealed, err)
+		}
+	}
+	// applied1 waits until every replica of group 1 has applied what its
+	// leader has (c.WaitConverged looks at group 0 only).
+	applied1 := func() {
+		t.Helper()
+		testutil.WaitFor(t, 20*time.Second, "group 1's replicas to catch up", func() bool {
+			l := c.GroupLeader(1)
+			if l == nil {
+				return false
+			}
+			idx := l.Groups()[1].FSM().LastIndex()
+			for _, n := range c.Up() {
+				if n.Groups()[1].FSM().LastIndex() < idx {
+					return false
+				}
+			}
+			return true
+		})
+	}
+	seal(true)
+	// A tick proposed before the seal may still be in flight: count from
+	// when every replica has applied everything up to the seal.
+	applied1()
+	before, atSeal := fires.Load(), schedIn1()
+	time.Sleep(3500 * time.Millisecond) // three ticks due
+	applied1()
+	if d := fires.Load() - before; d != 0 {
+		t.Fatalf("%d FIRE_SCHEDULE entries of %q applied (over all replicas) while its queue was sealed in the group", d, name)
+	}
+	if sc := schedIn1(); sc == nil || sc.LastTick != atSeal.LastTick || sc.Fired != atSeal.Fired || sc.Skipped != atSeal.Skipped {
+		t.Fatalf("schedule changed while sealed: %+v, at the seal %+v", sc, atSeal)
+	}
+
+	seal(false)
+	testutil.WaitFor(t, 20*time.Second, "the schedule to fire again once unsealed", func() bool {
+		sc := schedIn1()
+		return sc != nil && sc.Fired > atSeal.Fired
+	})
 }

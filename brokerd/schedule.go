@@ -296,6 +296,15 @@ func (n *Node) runScheduler(ctx context.Context) {
 			if sc.Spec.GetPaused() {
 				continue
 			}
+			if _, sealed := n.fsm.Sealed(sc.Spec.GetJob().GetQueue()); sealed {
+				// The queue is being handed to another group, which fires
+				// the schedule once the move has imported it; here the FSM
+				// refuses every tick from the seal on, so proposing one
+				// would only cost a Raft entry and a warning a second until
+				// the move deletes the schedule. The seal's removal (a
+				// queue moved back) changes the state and wakes this loop.
+				continue
+			}
 			tk := tickers[name]
 			if tk == nil || versions[name] != sc.Version || tk.anchor.UnixNano() != sc.Anchor {
 				var err error
@@ -309,6 +318,12 @@ func (n *Node) runScheduler(ctx context.Context) {
 				tickers[name], versions[name] = tk, sc.Version
 			}
 			after, err := n.fireDue(ctx, m, sc, tk, now)
+			if errors.Is(err, fsm.ErrQueueMoved) {
+				// The seal was applied between the check above and the
+				// tick's apply. That apply closed changed, so the next
+				// pass comes at once and skips the schedule: no warning.
+				continue
+			}
 			if err != nil {
 				if ctx.Err() == nil {
 					n.log.Warn("schedule fire", "schedule", name, "err", err)

@@ -21,7 +21,7 @@ import (
 // worker's SDK found the new leader by itself. Both ways of taking jobs:
 // Consume streams (the default; they end with the leader and are opened
 // again on the new one) and Fetch long polls.
-func TestLeaderKilledWhileDraining(t *testing.T) {
+func TestFailoverLeaderKilledWhileDraining(t *testing.T) {
 	for _, mode := range []struct {
 		name     string
 		useFetch bool
@@ -140,7 +140,7 @@ func testLeaderKilledWhileDraining(t *testing.T, useFetch bool) {
 
 // With no broker answering (two of three nodes down), a running worker
 // keeps retrying with back-off and resumes by itself once a quorum is back.
-func TestWorkerResumesAfterQuorumLoss(t *testing.T) {
+func TestFailoverWorkerResumesAfterQuorumLoss(t *testing.T) {
 	c := testcluster.New(t, 3, nil)
 	prod := newClient(t, c)
 	ctx := testutil.Context(t, 3*time.Minute)

@@ -55,6 +55,10 @@ type Options struct {
 	Groups int
 	// Logger receives what the harness does to nodes.
 	Logger *slog.Logger
+	// LockPath is the harness lock file (DefaultLockPath if empty); only
+	// tests set it, since two harnesses must agree on the file to exclude
+	// each other.
+	LockPath string
 }
 
 // Node is one brokerd: its identity, address, files and process.
@@ -102,11 +106,23 @@ func New(opts Options) (*Cluster, error) {
 		opts.Logger = slog.Default()
 	}
 	total := opts.Nodes + opts.Spares
-	nw, err := SetupNetwork(opts.Prefix, opts.Subnet, total)
+	nw, err := SetupNetwork(opts.Prefix, opts.Subnet, total, opts.LockPath)
 	if err != nil {
 		return nil, err
 	}
 	c := &Cluster{opts: opts, Net: nw, log: opts.Logger, conns: map[string]*grpc.ClientConn{}}
+	if err := c.makeNodes(total); err != nil {
+		// The caller gets no Cluster to Shutdown: remove the network and
+		// let go of the lock here, or they stay until the process exits.
+		nw.Teardown()
+		return nil, err
+	}
+	return c, nil
+}
+
+// makeNodes builds the nodes' records and files.
+func (c *Cluster) makeNodes(total int) error {
+	opts, nw := c.opts, c.Net
 	for i := 1; i <= total; i++ {
 		ip := nw.NodeIP(i)
 		n := &Node{
@@ -118,14 +134,14 @@ func New(opts Options) (*Cluster, error) {
 			join:    i > opts.Nodes,
 		}
 		if err := os.MkdirAll(filepath.Dir(n.DataDir), 0o755); err != nil {
-			return nil, err
+			return err
 		}
 		if err := c.writeControl(n); err != nil {
-			return nil, err
+			return err
 		}
 		c.Nodes = append(c.Nodes, n)
 	}
-	return c, nil
+	return nil
 }
 
 // Node returns the node with the given id, or nil.

@@ -53,6 +53,10 @@ type Network struct {
 
 	mu       sync.Mutex
 	delayers map[int]*exec.Cmd // node index -> its packet delayer
+
+	// lock is held from before the first namespace is touched until
+	// Teardown has removed them all (see AcquireLock); nil once released.
+	lock *HarnessLock
 }
 
 // NodeNS names node i's namespace.
@@ -61,10 +65,12 @@ func (nw *Network) NodeNS(i int) string { return fmt.Sprintf("%s-n%d", nw.Prefix
 // NodeIP is node i's address.
 func (nw *Network) NodeIP(i int) string { return fmt.Sprintf("%s.%d", nw.Subnet, i) }
 
-// CleanupNetwork removes namespaces and the host interface left by an
+// cleanupNetwork removes namespaces and the host interface left by an
 // earlier run with the same prefix (a crashed run cannot clean up), killing
-// any process still inside them: they are the harness's own.
-func CleanupNetwork(prefix string) {
+// any process still inside them: they are the harness's own. Unexported and
+// called only with the harness lock held: run while another harness is
+// live, it would kill that harness's nodes.
+func cleanupNetwork(prefix string) {
 	out, _ := output("ip", "netns", "list")
 	for _, line := range strings.Split(out, "\n") {
 		f := strings.Fields(line)
@@ -80,10 +86,18 @@ func CleanupNetwork(prefix string) {
 	_ = run("ip", "link", "del", prefix+"-h")
 }
 
-// SetupNetwork builds the network for n nodes.
-func SetupNetwork(prefix, subnet string, n int) (*Network, error) {
-	CleanupNetwork(prefix)
-	nw := &Network{Prefix: prefix, Subnet: subnet, Host: subnet + ".254", hub: prefix + "-hub", host: prefix + "-h", delayers: map[int]*exec.Cmd{}}
+// SetupNetwork builds the network for n nodes. It first takes the harness
+// lock at lockPath (DefaultLockPath if empty) and fails with
+// ErrHarnessRunning, touching nothing, if another harness holds it: the
+// cleanup of leftovers below cannot tell a crashed run's namespaces from a
+// live run's. The lock is held until Teardown.
+func SetupNetwork(prefix, subnet string, n int, lockPath string) (*Network, error) {
+	lock, err := AcquireLock(lockPath)
+	if err != nil {
+		return nil, err
+	}
+	cleanupNetwork(prefix)
+	nw := &Network{Prefix: prefix, Subnet: subnet, Host: subnet + ".254", hub: prefix + "-hub", host: prefix + "-h", delayers: map[int]*exec.Cmd{}, lock: lock}
 	steps := [][]string{
 		{"ip", "netns", "add", nw.hub},
 		{"ip", "-n", nw.hub, "link", "add", "br0", "type", "bridge"},
@@ -123,8 +137,17 @@ func SetupNetwork(prefix, subnet string, n int) (*Network, error) {
 	return nw, nil
 }
 
-// Teardown deletes the namespaces and the host interface.
-func (nw *Network) Teardown() { CleanupNetwork(nw.Prefix) }
+// Teardown deletes the namespaces and the host interface, then releases
+// the harness lock. A second call does nothing: once the lock is released
+// another harness may own namespaces of the same prefix.
+func (nw *Network) Teardown() {
+	if nw.lock == nil {
+		return
+	}
+	cleanupNetwork(nw.Prefix)
+	nw.lock.Release()
+	nw.lock = nil
+}
 
 // Cut makes node i drop every packet from the given peers' addresses.
 // Cutting both sides (as Partition does) cuts both directions.
