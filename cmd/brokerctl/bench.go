@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/pprof"
 	"runtime"
 	"sort"
 	"sync"
@@ -74,6 +75,8 @@ type benchOpts struct {
 	// partition spreads each bench queue over every Raft group of the
 	// cluster (Admin PartitionQueue) before the run.
 	partition bool
+	// cpuProfile is where to write bench's own CPU profile, if anywhere.
+	cpuProfile string
 }
 
 func benchCmd(g *globals) *cobra.Command {
@@ -105,6 +108,19 @@ func benchCmd(g *globals) *cobra.Command {
 			}
 			if o.queue == "" {
 				o.queue = fmt.Sprintf("bench-%d", time.Now().UnixNano())
+			}
+			if o.cpuProfile != "" {
+				// The client's own cost: on one machine it shares the
+				// cores with the brokers it measures.
+				pf, err := os.Create(o.cpuProfile)
+				if err != nil {
+					return err
+				}
+				defer pf.Close()
+				if err := pprof.StartCPUProfile(pf); err != nil {
+					return err
+				}
+				defer pprof.StopCPUProfile()
 			}
 			var clients []*client.Client
 			for i := 0; i < o.clients; i++ {
@@ -144,6 +160,7 @@ func benchCmd(g *globals) *cobra.Command {
 	// application built on the SDK gets; the older paths stay measurable.
 	f.BoolVar(&o.stream, "stream", true, "produce single jobs over EnqueueStream (EnqueueOne) when --batch is 1; false: unary Enqueue calls")
 	f.BoolVar(&o.ackBatch, "ack-batch", true, "ack each fetched batch with one AckBatch call (e2e); false: one Ack per job")
+	f.StringVar(&o.cpuProfile, "cpuprofile", "", "write bench's own CPU profile (the client side: go tool pprof) to this file")
 	f.BoolVar(&o.consume, "consume", true, "workers take jobs from Consume streams (e2e); false: Fetch long polls")
 	return cmd
 }
