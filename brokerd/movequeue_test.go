@@ -519,3 +519,96 @@ func TestGroupsSealedQueueScheduleNotProposed(t *testing.T) {
 		return sc != nil && sc.Fired > atSeal.Fired
 	})
 }
+
+// TestGroupsScheduleChangesDuringHandOver: while a moved queue's schedule
+// is in both groups (imported into the new one, not yet deleted from the
+// old one), a pause, resume, update or delete sent without a group, by a
+// router whose placement table still names the old group, lands on the
+// copy that stays: the old group refuses changes to a schedule of a
+// queue sealed there, and the router goes on to the next group; a delete
+// removes both copies.
+func TestGroupsScheduleChangesDuringHandOver(t *testing.T) {
+	const groups, name = 3, "handover"
+	c := testcluster.New(t, 3, func(cfg *brokerd.Config) { cfg.Groups = groups })
+	c.WaitGroupsSettled(30 * time.Second)
+	ctx := testutil.Context(t, 90*time.Second)
+	q := queuesPerGroup(groups)[1]
+	spec := client.CronSchedule(name, "@every 1h", client.NewJob(q, "beat", nil))
+	if _, _, err := c.Client().PutSchedule(ctx, spec); err != nil {
+		t.Fatal(err)
+	}
+	adm := raftqv1.NewAdminClient(mustConn(t, c.Addrs()[0]))
+	inGroup := func(g string) context.Context { return metadata.AppendToOutgoingContext(ctx, placement.Header, g) }
+	// The first steps of a move, without the move: seal the queue in
+	// group 1 towards group 2, import its schedules into group 2.
+	if _, err := adm.SealQueue(inGroup("1"), &raftqv1.SealQueueRequest{Queue: q, Sealed: true, ToGroup: 2}); err != nil {
+		t.Fatal(err)
+	}
+	// The new group's leader reads its own replica of group 1, and asks
+	// for a retry until that shows the seal.
+	testutil.WaitFor(t, 20*time.Second, "the import into group 2", func() bool {
+		_, err := adm.ImportSchedules(inGroup("2"), &raftqv1.ImportSchedulesRequest{Queue: q, FromGroup: 1})
+		if err != nil && status.Code(err) != codes.Unavailable {
+			t.Fatal(err)
+		}
+		return err == nil
+	})
+	// copies is the schedule as every node's replica of group g has it
+	// once they agree (nil: not there).
+	copies := func(g int) *fsm.Schedule {
+		t.Helper()
+		var out *fsm.Schedule
+		testutil.WaitFor(t, 20*time.Second, fmt.Sprintf("group %d's replicas to agree", g), func() bool {
+			var first *fsm.Schedule
+			for i, n := range c.Up() {
+				sc, _ := n.Groups()[g].FSM().Schedule(name)
+				if i == 0 {
+					first = sc
+					continue
+				}
+				if (sc == nil) != (first == nil) || (sc != nil && (sc.Version != first.Version ||
+					sc.Spec.GetPaused() != first.Spec.GetPaused() || sc.Spec.GetCron() != first.Spec.GetCron())) {
+					return false
+				}
+			}
+			out = first
+			return true
+		})
+		return out
+	}
+	old, nu := copies(1), copies(2)
+	if old == nil || nu == nil {
+		t.Fatalf("schedule in group 1: %v, in group 2: %v; want both", old != nil, nu != nil)
+	}
+	cl := c.Client()
+	if _, err := cl.PauseSchedule(ctx, name); err != nil {
+		t.Fatalf("pause during the hand-over: %v", err)
+	}
+	if !copies(2).Spec.GetPaused() || copies(1).Spec.GetPaused() {
+		t.Fatalf("after pause: paused in group 1 %v, in group 2 %v; want only group 2's copy paused",
+			copies(1).Spec.GetPaused(), copies(2).Spec.GetPaused())
+	}
+	if _, err := cl.ResumeSchedule(ctx, name); err != nil {
+		t.Fatalf("resume during the hand-over: %v", err)
+	}
+	if copies(2).Spec.GetPaused() {
+		t.Fatal("group 2's copy still paused after resume")
+	}
+	spec.Cron = "@every 2h"
+	if _, _, err := cl.PutSchedule(ctx, spec); err != nil {
+		t.Fatalf("update during the hand-over: %v", err)
+	}
+	if copies(2).Spec.GetCron() != "@every 2h" || copies(1).Spec.GetCron() != "@every 1h" {
+		t.Fatalf("after update: group 1 %q, group 2 %q; want only group 2's copy changed",
+			copies(1).Spec.GetCron(), copies(2).Spec.GetCron())
+	}
+	if err := cl.DeleteSchedule(ctx, name); err != nil {
+		t.Fatalf("delete during the hand-over: %v", err)
+	}
+	if copies(1) != nil || copies(2) != nil {
+		t.Fatal("a copy of the schedule is left after its delete")
+	}
+	if err := cl.DeleteSchedule(ctx, name); status.Code(err) != codes.NotFound {
+		t.Fatalf("second delete: %v, want NotFound", err)
+	}
+}

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
+	"github.com/raftq/raftq/fsm"
 	"github.com/raftq/raftq/fsm/fsmpb"
 	"github.com/raftq/raftq/internal/apierr"
 	"github.com/raftq/raftq/internal/placement"
@@ -1145,14 +1146,22 @@ func (s *scheduleRouter) PutSchedule(ctx context.Context, req *raftqv1.PutSchedu
 	if err != nil {
 		return fail[*raftqv1.PutScheduleResponse](err)
 	}
+	// A queue sealed in that group moved away (this node's placement
+	// table is behind, or the schedule is being handed over): the
+	// schedule goes to the group the queue went to.
+	queue := req.GetSchedule().GetJob().GetQueue()
+	if to, sealed := n.fsm.Sealed(queue); sealed {
+		n = s.r.node(to)
+	}
 	// Names are unique in the cluster: a schedule moved to a queue of
-	// another group would otherwise fire from both.
+	// another group would otherwise fire from both. A copy of this queue's
+	// schedule in a group the queue left is the move's to delete.
 	name := req.GetSchedule().GetName()
 	for _, gn := range s.r.h.groups {
 		if gn == n {
 			continue
 		}
-		if old, ok := gn.fsm.Schedule(name); ok {
+		if old, ok := gn.fsm.Schedule(name); ok && !movedCopy(gn, old, queue) {
 			return fail[*raftqv1.PutScheduleResponse](fmt.Errorf("%w: schedule %q exists in group %d (its jobs go to queue %q, of that group): delete it before putting it on queue %q",
 				apierr.ErrInvalid, name, gn.cfg.group, old.Spec.GetJob().GetQueue(), req.GetSchedule().GetJob().GetQueue()))
 		}
@@ -1160,9 +1169,23 @@ func (s *scheduleRouter) PutSchedule(ctx context.Context, req *raftqv1.PutSchedu
 	return sched(n).PutSchedule(ctx, req)
 }
 
+// movedCopy reports whether sc, group gn's schedule, is a copy left behind
+// by a move of queue away from gn.
+func movedCopy(gn *Node, sc *fsm.Schedule, queue string) bool {
+	if sc.Spec.GetJob().GetQueue() != queue {
+		return false
+	}
+	_, sealed := gn.fsm.Sealed(queue)
+	return sealed
+}
+
 // byName runs call in the group that holds the named schedule: each group
-// in turn until one does not answer NOT_FOUND, those whose replica here
-// holds it first (see scheduleGroups).
+// in turn until one answers other than NOT_FOUND or QUEUE_MOVED, those
+// whose replica here holds it first (see scheduleGroups). QUEUE_MOVED is
+// a group that the schedule's queue left: its copy is the one the move
+// deletes, and it takes no change, so the call goes on to the copy that
+// stays. When no group takes the call, a QUEUE_MOVED answer is returned
+// before a NOT_FOUND (the schedule is being handed over: try again).
 func byName[T any](ctx context.Context, r *router, name string, call func(*Node) (T, error)) (T, error) {
 	if n, ok, err := r.named(ctx); ok || err != nil {
 		if err != nil {
@@ -1171,14 +1194,22 @@ func byName[T any](ctx context.Context, r *router, name string, call func(*Node)
 		return call(n)
 	}
 	var (
-		out T
-		err error
+		out   T
+		err   error
+		moved error
 	)
 	for _, gn := range r.scheduleGroups(name) {
 		out, err = call(gn)
+		if _, ok := movedTo(err); ok {
+			moved = err
+			continue
+		}
 		if !isNotFound(err) {
 			return out, err
 		}
+	}
+	if moved != nil {
+		return fail[T](moved)
 	}
 	return out, err
 }
@@ -1219,9 +1250,35 @@ func (s *scheduleRouter) ResumeSchedule(ctx context.Context, req *raftqv1.Resume
 	return byName(ctx, s.r, req.GetName(), func(n *Node) (*raftqv1.ResumeScheduleResponse, error) { return sched(n).ResumeSchedule(ctx, req) })
 }
 
-// DeleteSchedule finds the schedule's group.
+// DeleteSchedule deletes the schedule in every group that holds it: while
+// a moved queue's schedule is handed over it is in two groups, and a
+// delete of one copy only would leave the other firing.
 func (s *scheduleRouter) DeleteSchedule(ctx context.Context, req *raftqv1.DeleteScheduleRequest) (*raftqv1.DeleteScheduleResponse, error) {
-	return byName(ctx, s.r, req.GetName(), func(n *Node) (*raftqv1.DeleteScheduleResponse, error) { return sched(n).DeleteSchedule(ctx, req) })
+	if n, ok, err := s.r.named(ctx); ok || err != nil {
+		if err != nil {
+			return fail[*raftqv1.DeleteScheduleResponse](err)
+		}
+		return sched(n).DeleteSchedule(ctx, req)
+	}
+	deleted := false
+	var last error
+	for _, gn := range s.r.scheduleGroups(req.GetName()) {
+		_, err := sched(gn).DeleteSchedule(ctx, req)
+		switch {
+		case err == nil:
+			deleted = true
+		case isNotFound(err):
+			if last == nil {
+				last = err
+			}
+		default:
+			return fail[*raftqv1.DeleteScheduleResponse](err)
+		}
+	}
+	if !deleted {
+		return fail[*raftqv1.DeleteScheduleResponse](last)
+	}
+	return &raftqv1.DeleteScheduleResponse{}, nil
 }
 
 // ListSchedules lists every group's schedules, in name order. A schedule

@@ -161,6 +161,11 @@ func (a *applier) putSchedule(now int64, sp *fsmpb.ScheduleSpec) Result {
 	if err := checkScheduleSpec(sp); err != nil {
 		return Result{Err: err}
 	}
+	if err := a.st.moved(sp.GetJob().GetQueue()); err != nil {
+		// The queue moved away, and its schedules with it: a change here
+		// would be lost with the copy the move deletes.
+		return Result{Err: fmt.Errorf("put schedule %q: %w", sp.GetName(), err)}
+	}
 	old := a.st.schedule(sp.GetName())
 	if old != nil && proto.Equal(old.Spec, sp) {
 		return Result{Schedule: old} // nothing changes
@@ -183,6 +188,10 @@ func (a *applier) setSchedulePaused(now int64, b *fsmpb.ScheduleRef, paused bool
 	if sc == nil {
 		return Result{Err: fmt.Errorf("%w: %q", ErrScheduleNotFound, b.GetName())}
 	}
+	if err := a.st.moved(sc.Spec.GetJob().GetQueue()); err != nil {
+		// As for putSchedule: the copy that counts is in the new group.
+		return Result{Err: fmt.Errorf("pause or resume of schedule %q: %w", b.GetName(), err)}
+	}
 	if sc.Spec.GetPaused() == paused {
 		return Result{Schedule: sc}
 	}
@@ -196,6 +205,9 @@ func (a *applier) setSchedulePaused(now int64, b *fsmpb.ScheduleRef, paused bool
 	return Result{Schedule: copySchedule(sc)}
 }
 
+// deleteSchedule deletes a schedule, also one whose queue moved away: the
+// move deletes the copy it left behind this way once the new group holds
+// its own.
 func (a *applier) deleteSchedule(b *fsmpb.ScheduleRef) Result {
 	if a.st.schedule(b.GetName()) == nil {
 		return Result{Err: fmt.Errorf("%w: %q", ErrScheduleNotFound, b.GetName())}

@@ -327,8 +327,35 @@ func TestImportSchedules(t *testing.T) {
 	if old.f.Hash() != sealedHash {
 		t.Fatal("a refused fire changed the sealed group")
 	}
+	// Nor does a change of the schedule take there: the new group's copy
+	// is the one that stays, so a change here would be lost with the copy
+	// the move deletes. Each is refused as moved, and changes nothing.
+	changed := spec("s", OverlapAllow)
+	changed.Cron = "@every 5s"
+	newOne := spec("s2", OverlapAllow)
+	for _, c := range []*fsmpb.Command{
+		cmdScheduleRef(fsmpb.CommandType_COMMAND_TYPE_PAUSE_SCHEDULE, t0+2*sec, "s"),
+		cmdPutSchedule(t0+2*sec, changed),
+		cmdPutSchedule(t0+2*sec, newOne),
+	} {
+		if r := old.one(c); !errors.Is(r.Err, ErrQueueMoved) {
+			t.Fatalf("%s in the sealed group: %+v", c.GetType(), r)
+		}
+	}
+	if old.f.Hash() != sealedHash {
+		t.Fatal("a refused schedule change altered the sealed group")
+	}
 	src, _ := old.f.Schedule("s")
 	rec := scheduleToRecord(src)
+	defer func() {
+		// The move deletes the copy it left behind: allowed while sealed.
+		if r := old.one(cmdScheduleRef(fsmpb.CommandType_COMMAND_TYPE_DELETE_SCHEDULE, t0+6*sec, "s")); r.Err != nil {
+			t.Fatalf("delete in the sealed group: %v", r.Err)
+		}
+		if _, ok := old.f.Schedule("s"); ok {
+			t.Fatal("schedule still in the sealed group after its delete")
+		}
+	}()
 
 	h := newHarness(t)
 	h.one(cmdEnqueue(t0, nj("other", "q2"))) // the new group's index differs
