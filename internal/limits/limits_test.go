@@ -26,6 +26,46 @@ func TestCheckName(t *testing.T) {
 	}
 }
 
+// TestValidNameIsNameRE: the hand-written check answers as the rule it
+// stands for, on every string of up to 3 bytes over an alphabet with each
+// class of byte (and some over the length limit), and on fuzzed input.
+func TestValidNameIsNameRE(t *testing.T) {
+	alphabet := []byte{'a', 'Z', '0', '9', '_', '.', ':', '-', ' ', '/', 0, 0xc3, 0xa9, '\n', '@', '`', '{', '[', 'z' + 1}
+	var walk func(prefix []byte, depth int)
+	walk = func(prefix []byte, depth int) {
+		s := string(prefix)
+		if got, want := ValidName(s), NameRE.MatchString(s); got != want {
+			t.Fatalf("ValidName(%q) = %v, NameRE says %v", s, got, want)
+		}
+		if depth == 0 {
+			return
+		}
+		for _, c := range alphabet {
+			walk(append(prefix, c), depth-1)
+		}
+	}
+	walk(nil, 3)
+	for _, n := range []int{127, 128, 129, 200} {
+		for _, s := range []string{strings.Repeat("a", n), "a" + strings.Repeat("-", n-1), strings.Repeat("a", n-1) + "/"} {
+			if got, want := ValidName(s), NameRE.MatchString(s); got != want {
+				t.Fatalf("ValidName(%d bytes %q...) = %v, NameRE says %v", len(s), s[:8], got, want)
+			}
+		}
+	}
+}
+
+// FuzzValidName holds ValidName to NameRE on any input.
+func FuzzValidName(f *testing.F) {
+	for _, s := range []string{"a", "orders.eu-1", "-a", "é", strings.Repeat("a", 129)} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		if got, want := ValidName(s), NameRE.MatchString(s); got != want {
+			t.Fatalf("ValidName(%q) = %v, NameRE says %v", s, got, want)
+		}
+	})
+}
+
 func ctxFrom(addr string) context.Context {
 	a, _ := net.ResolveTCPAddr("tcp", addr)
 	return peer.NewContext(context.Background(), &peer.Peer{Addr: a})
