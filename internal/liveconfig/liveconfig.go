@@ -27,13 +27,14 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/raftq/raftq/internal/limits"
 )
 
 // Duration is a time.Duration written as a Go duration string in JSON.
@@ -166,13 +167,10 @@ func ParseLogLevel(s string) (slog.Level, error) {
 	return l, fmt.Errorf("log level %q: want debug, info, warn or error", s)
 }
 
-// queueNameRE is the API's rule for queue names.
-var queueNameRE = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$`)
-
 // CheckQueueName reports whether name is a valid queue name.
 func CheckQueueName(name string) error {
-	if !queueNameRE.MatchString(name) {
-		return fmt.Errorf("queue name %q must match %s", name, queueNameRE)
+	if !limits.ValidName(name) { // the API's rule for queue names
+		return fmt.Errorf("queue name %q must match %s", name, limits.NameRE)
 	}
 	return nil
 }
