@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"sync/atomic"
 
-	"github.com/raftq/raftq/fsm/fsmpb"
+	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/raftq/raftq/fsm/fsmpb"
 )
 
 // Queue placement (scale-out, docs/scale-out.md "Moving a queue").
@@ -256,7 +258,11 @@ type placeState struct {
 // Sealed reports whether queue is sealed in this group, and to which group
 // it moved.
 func (f *FSM) Sealed(queue string) (to uint32, sealed bool) {
-	f.view(func(st *state) { to, sealed = st.sealedTo(queue) })
+	// One bucket, not newState's twenty: the scheduler asks for each of
+	// its schedules on every state change, and ownsQueue on enqueues.
+	f.viewBuckets(func(bs []*bbolt.Bucket) {
+		to, sealed = (&state{place: bs[0]}).sealedTo(queue)
+	}, bPlace)
 	return to, sealed
 }
 
