@@ -148,6 +148,7 @@ jepsen-short: jepsen-build
 	./scripts/jepsen-deps.sh
 	./$(BIN)/chaos/jepsen run --nodes 3 --schedule short --quiet 5s --fault 6s --rest 3s --drain 90s --workerd 2 $(JEPSEN_FLAGS)
 	$(MAKE) --no-print-directory jepsen-groups-run
+	$(MAKE) --no-print-directory jepsen-replicas-run
 
 # jepsen-groups: 3 nodes running 3 Raft groups (brokerd --groups 3), one
 # queue per group, every kill and partition once, a membership replace and
@@ -162,6 +163,19 @@ jepsen-groups: jepsen-build
 	$(MAKE) --no-print-directory jepsen-groups-run
 jepsen-groups-run:
 	./$(BIN)/chaos/jepsen run --nodes 3 --groups 3 --schedule short --nemesis kill,partition,membership,move,crash/commit-before-reply,crash/lease-before-reply --quiet 5s --fault 6s --rest 3s --drain 60s --workerd 2 $(JEPSEN_FLAGS)
+
+# jepsen-replicas: 5 nodes running 4 Raft groups, each group but 0 on 3 of
+# them (brokerd --replicas 3): calls for a group a node does not run go to
+# that group's leader, and the membership nemesis's replace makes group
+# 0's leader re-place the replicas the removed node ran (a new member
+# caught up as a non-voter before the old one goes). Same checkers, per
+# group, each group's state compared across its own members.
+.PHONY: jepsen-replicas jepsen-replicas-run
+jepsen-replicas: jepsen-build
+	./scripts/jepsen-deps.sh
+	$(MAKE) --no-print-directory jepsen-replicas-run
+jepsen-replicas-run:
+	./$(BIN)/chaos/jepsen run --nodes 5 --groups 4 --replicas 3 --schedule short --nemesis kill,partition,membership,move --quiet 5s --fault 6s --rest 3s --drain 60s --workerd 2 $(JEPSEN_FLAGS)
 
 jepsen-bug:
 	$(GO) build -ldflags '$(LDFLAGS)' -tags jepsen,jepsenbug -o $(BIN)/jepsen-bug/brokerd ./cmd/brokerd

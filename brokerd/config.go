@@ -163,6 +163,17 @@ type Config struct {
 	// was made with.
 	Groups int
 
+	// Replicas is how many nodes run each group but group 0 (0: every node,
+	// as with one group). With fewer replicas than nodes a cluster of N
+	// nodes spreads the groups' work over all of them while each group
+	// keeps R copies: group 0 (placement, membership) stays on every voter
+	// and records which nodes run each other group; its leader places the
+	// replicas evenly and moves them when nodes join or leave, and a node
+	// opens only the groups it runs, forwarding the others' calls to
+	// their leaders (replicas.go). Every node must use the same value; it
+	// takes effect with Groups > 1 only.
+	Replicas int
+
 	// XDS serves Envoy's aggregated discovery service (ADS, xDS v3) on the
 	// gRPC port: Envoy and proxyless gRPC clients (xds:///raftq) learn
 	// every group's leader from it the moment this node does, and route a
@@ -229,6 +240,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Groups < 0 || c.Groups > placement.MaxGroups {
 		errs = append(errs, fmt.Errorf("groups %d: want 1 to %d (0: 1)", c.Groups, placement.MaxGroups))
+	}
+	if c.Replicas < 0 || c.Replicas > MaxReplicas {
+		errs = append(errs, fmt.Errorf("replicas %d: want 1 to %d (0: every node)", c.Replicas, MaxReplicas))
 	}
 	if c.XDSIPOnly && !c.XDS {
 		errs = append(errs, errors.New("xds ip only: requires xds"))

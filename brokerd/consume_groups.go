@@ -248,6 +248,9 @@ func (fc *fanConsume) run() error {
 	// changed.
 	poke := make(chan struct{}, 1)
 	for _, fg := range fc.groups {
+		if fg.n.remote {
+			continue // a group this node does not run has no replica here
+		}
 		go func(f *fsm.FSM) {
 			for {
 				ch := f.Changed()
@@ -591,7 +594,14 @@ func (fc *fanConsume) grant(fg *fanGroup, k int) {
 // ready reports whether this node's replica of fg's group shows a job
 // ready in one of its queues that is not paused: a hint (the replica can
 // lag; a ready job may be held back by a queue's limits).
+//
+// A group this node does not run (Config.Replicas) shows nothing: its
+// part gets credit by the even share and the worker's frames, never by a
+// close of another part.
 func (fc *fanConsume) ready(fg *fanGroup) bool {
+	if fg.n.remote {
+		return false
+	}
 	for _, qs := range fg.n.fsm.Stats(fg.queues) {
 		if !qs.Paused && qs.Counts[fsm.StateReady] > 0 {
 			return true
@@ -718,6 +728,17 @@ func (fc *fanConsume) watch() error {
 		}
 	}
 	for gn, ids := range byGroup {
+		if gn.remote {
+			// No replica here to watch them on: the jobs of an ended
+			// part are forgotten (their leases still fence their acks;
+			// the worker learns of a cancel when it settles).
+			for _, id := range ids {
+				if t := fc.tracked[id]; t != nil && t.sub == nil {
+					delete(fc.tracked, id)
+				}
+			}
+			continue
+		}
 		if err := fc.watchGroup(gn, ids); err != nil {
 			return err
 		}

@@ -114,6 +114,20 @@ func (f *forwarder) close() {
 	}
 }
 
+// crossGroup is ctx for a call a handler makes to another group on its
+// caller's behalf (a move's step reading the old group): a new call, which
+// that group's stand-in may forward once (replicas.go), though the
+// handler's own call was forwarded to this node.
+func crossGroup(ctx context.Context) context.Context {
+	md, ok := metadata.FromIncomingContext(ctx)
+	if !ok || len(md.Get(forwardedKey)) == 0 {
+		return ctx
+	}
+	md = md.Copy()
+	md.Delete(forwardedKey)
+	return metadata.NewIncomingContext(ctx, md)
+}
+
 func wasForwarded(ctx context.Context) bool {
 	md, ok := metadata.FromIncomingContext(ctx)
 	return ok && len(md.Get(forwardedKey)) > 0
@@ -176,13 +190,17 @@ func forwardRead[T any](ctx context.Context, n *Node, call func(context.Context,
 	} else {
 		_ = grpc.SetHeader(ctx, metadata.Pairs(GroupLeaderHeader, strconv.FormatUint(uint64(n.cfg.group), 10)+"="+addr))
 	}
-	// The leader authorizes the original caller, not this node: pass its
-	// token on.
+	return call(forwardContext(ctx, n), c)
+}
+
+// forwardContext is ctx as a call forwarded to a leader carries it. The
+// leader authorizes the original caller, not this node: its token is
+// passed on; and its trace context, so the leader's spans join the
+// caller's trace. The mark stops the leader forwarding it again.
+func forwardContext(ctx context.Context, n *Node) context.Context {
 	ctx = auth.ForwardContext(ctx)
 	ctx = metadata.AppendToOutgoingContext(ctx, forwardedKey, n.cfg.NodeID)
-	// And its trace context, so the leader's spans join the caller's trace.
-	ctx = tracectx.Outgoing(tracectx.Incoming(ctx))
-	return call(ctx, c)
+	return tracectx.Outgoing(tracectx.Incoming(ctx))
 }
 
 // awaitLeader waits, around an election, until this node knows a leader
@@ -220,7 +238,7 @@ func (n *Node) awaitLeader(ctx context.Context, suspect string, mustChange bool)
 		case <-deadline.C:
 			return n.leader()
 		case <-tick.C:
-			if n.raft.State() == raft.Shutdown {
+			if !n.remote && n.raft.State() == raft.Shutdown {
 				return n.leader()
 			}
 			id, addr = n.leader()
@@ -236,6 +254,9 @@ func (n *Node) awaitLeader(ctx context.Context, suspect string, mustChange bool)
 // heartbeat timeout; a quarter of it without contact (two and a half
 // missed) means the leader is most likely gone and an election is coming.
 func (n *Node) leaderSuspect() bool {
+	if n.remote {
+		return false // its leader is as its members last said
+	}
 	if n.raft.State() != raft.Follower {
 		return false
 	}
@@ -246,6 +267,9 @@ func (n *Node) leaderSuspect() bool {
 // notices a dead leader within two heartbeat timeouts and a vote takes up
 // to two election timeouts (hashicorp/raft randomizes both in [t, 2t)).
 func (n *Node) leaderWait() time.Duration {
+	if n.remote {
+		n = n.cfg.host // the same timeouts: every group's Raft has them
+	}
 	rc := n.raft.ReloadableConfig()
 	return 2*rc.HeartbeatTimeout + 2*rc.ElectionTimeout
 }
@@ -278,6 +302,21 @@ func (f *forwarder) joinVia(ctx context.Context, addr string, req *raftqv1.JoinR
 // caller's credentials and trace, when this node knows another node leads
 // (ok false: serve it here, where it answers as a follower does).
 func leaderStream[S any](ctx context.Context, n *Node, call func(context.Context, *grpc.ClientConn) (S, error)) (s S, ok bool, err error) {
+	if n.remote {
+		// A group this host does not run: its leader, or NOT_LEADER.
+		if wasForwarded(ctx) {
+			return s, false, n.notLeader("", "")
+		}
+		if _, addr := n.leader(); addr == "" {
+			n.awaitLeader(ctx, "", true)
+		}
+		ctx, c, err := remoteConn(ctx, n)
+		if err != nil {
+			return s, false, err
+		}
+		s, err = call(ctx, c)
+		return s, err == nil, err
+	}
 	if n.lead.ready.Load() || wasForwarded(ctx) || !n.cfg.Forward {
 		return s, false, nil
 	}
@@ -289,10 +328,7 @@ func leaderStream[S any](ctx context.Context, n *Node, call func(context.Context
 	if err != nil {
 		return s, false, nil
 	}
-	ctx = auth.ForwardContext(ctx)
-	ctx = metadata.AppendToOutgoingContext(ctx, forwardedKey, n.cfg.NodeID)
-	ctx = tracectx.Outgoing(tracectx.Incoming(ctx))
-	s, err = call(ctx, c)
+	s, err = call(forwardContext(ctx, n), c)
 	return s, err == nil, err
 }
 

@@ -46,13 +46,50 @@ const groupsDir = "groups"
 // groupCountFile records the group count a data dir was made with.
 const groupCountFile = "groups.count"
 
-// Groups returns the Nodes of this node's Raft groups, in group order
-// (just this Node when it runs one group).
+// Groups returns the Nodes of this node's Raft groups, indexed by group
+// (just this Node when it runs one group). With replicas on a subset of
+// the nodes (Config.Replicas), a group this node does not run is nil.
 func (n *Node) Groups() []*Node {
-	if len(n.groups) == 0 {
+	if gs := n.groupList(); gs != nil {
+		return gs
+	}
+	return []*Node{n}
+}
+
+// groupList is a host's groups by number, nil where it runs no replica
+// (nil on a one-group node and on a group's own Node). The slice is never
+// changed once published: setGroup publishes a copy.
+func (n *Node) groupList() []*Node {
+	if p := n.groups.Load(); p != nil {
+		return *p
+	}
+	return nil
+}
+
+// localGroups are the groups this host runs, in group order (just this
+// Node with one group).
+func (n *Node) localGroups() []*Node {
+	gs := n.groupList()
+	if gs == nil {
 		return []*Node{n}
 	}
-	return n.groups
+	out := make([]*Node, 0, len(gs))
+	for _, gn := range gs {
+		if gn != nil {
+			out = append(out, gn)
+		}
+	}
+	return out
+}
+
+// setGroup publishes gn as the host's group g (nil: not run here).
+// Callers hold groupsMu.
+func (n *Node) setGroup(g uint32, gn *Node) {
+	old := n.groupList()
+	gs := make([]*Node, n.cfg.Groups)
+	copy(gs, old)
+	gs[g] = gn
+	n.groups.Store(&gs)
 }
 
 // GroupCount is how many Raft groups the cluster runs (1 without groups).
@@ -114,22 +151,31 @@ func (n *Node) openMux() error {
 }
 
 // openGroups starts groups 1 and up on a host whose group 0 is running.
+// With replicas on a subset of the nodes, only the groups this node's
+// replica of group 0 says it runs, and those it holds state of (the
+// replica keeper closes those it no longer runs: replicas.go).
 func (n *Node) openGroups() error {
-	n.groups = make([]*Node, n.cfg.Groups)
-	n.groups[0] = n
+	n.groupsMu.Lock()
+	defer n.groupsMu.Unlock()
+	n.setGroup(0, n)
 	for g := 1; g < n.cfg.Groups; g++ {
-		gn, err := n.openGroup(uint32(g))
+		if n.rep != nil && !n.rep.runsAtStart(uint32(g)) {
+			continue
+		}
+		gn, err := n.openGroup(uint32(g), nil)
 		if err != nil {
 			return fmt.Errorf("group %d: %w", g, err)
 		}
-		n.groups[g] = gn
+		n.setGroup(uint32(g), gn)
 	}
 	return nil
 }
 
 // openGroup opens one group's Node: the stores and Raft of its own, the
 // host's TLS material, authorizer, caps, health service and gRPC address.
-func (n *Node) openGroup(g uint32) (*Node, error) {
+// founding, when set, bootstraps a replica without state with those
+// servers (a group's first members, placed by group 0: replicas.go).
+func (n *Node) openGroup(g uint32, founding []raft.Server) (*Node, error) {
 	cfg := n.cfg
 	cfg.group = g
 	cfg.host = n
@@ -145,6 +191,7 @@ func (n *Node) openGroup(g uint32) (*Node, error) {
 		mux:      n.mux,
 	}
 	gn.ctx, gn.cancel = context.WithCancel(context.Background())
+	gn.founding = founding
 	if err := gn.openFSM(); err != nil {
 		return nil, err
 	}
@@ -164,7 +211,7 @@ func (n *Node) openGroup(g uint32) (*Node, error) {
 	gn.wg.Add(2)
 	go gn.lead.watch()
 	go gn.announce()
-	if len(cfg.Join) > 0 && !gn.HasState() {
+	if len(cfg.Join) > 0 && !gn.HasState() && n.rep == nil {
 		gn.wg.Add(1)
 		go gn.joinLoop()
 	}
@@ -172,12 +219,25 @@ func (n *Node) openGroup(g uint32) (*Node, error) {
 	return gn, nil
 }
 
-// groupNode is the Node of group g on this host.
+// groupNode is the Node of group g on this host: nil for a group it does
+// not run (Config.Replicas), itself on a one-group node.
 func (n *Node) groupNode(g uint32) *Node {
-	if int(g) < len(n.groups) {
-		return n.groups[g]
+	if gs := n.groupList(); gs != nil {
+		if int(g) < len(gs) {
+			return gs[g]
+		}
+		return nil
 	}
 	return n
+}
+
+// anyGroup is group g's Node on this host: its replica, or the stand-in
+// that forwards its calls when the host does not run it (replicas.go).
+func (n *Node) anyGroup(g uint32) *Node {
+	if gn := n.groupNode(g); gn != nil {
+		return gn
+	}
+	return n.rep.stub(g)
 }
 
 // placementOf is queue's record in group 0's placement table, as this
@@ -313,8 +373,12 @@ func (n *Node) leaderHealthNames() []string {
 
 // groupStatus is every group's leader and state as this host sees them.
 func (n *Node) groupStatus() []*raftqv1.GroupStatus {
-	out := make([]*raftqv1.GroupStatus, 0, len(n.groups))
-	for g, gn := range n.groups {
+	out := make([]*raftqv1.GroupStatus, 0, n.cfg.Groups)
+	for g, gn := range n.groupList() {
+		if gn == nil {
+			out = append(out, n.rep.remoteStatus(uint32(g)))
+			continue
+		}
 		id, addr := gn.leader()
 		st := &raftqv1.GroupStatus{
 			Group: uint32(g), LeaderId: id, LeaderAddr: addr,
@@ -364,56 +428,60 @@ func (n *Node) every(d time.Duration, fn func()) {
 func (n *Node) balanceOnce() bool {
 	led := map[string]int{}
 	var mine []*Node
-	voters := map[string]raft.ServerAddress{}
-	for _, gn := range n.groups {
-		id, _ := gn.leader()
+	for g := range uint32(n.cfg.Groups) {
+		gn := n.groupNode(g)
+		var id string
+		if gn == nil {
+			id = n.rep.route(g).GetLeaderId() // a group this host does not run
+		} else {
+			id, _ = gn.leader()
+		}
 		if id == "" {
 			return false // an election is under way: look again later
 		}
 		led[id]++
-		if id == n.cfg.NodeID && gn.lead.ready.Load() {
+		if gn != nil && id == n.cfg.NodeID && gn.lead.ready.Load() {
 			mine = append(mine, gn)
 		}
 	}
-	cf := n.raft.GetConfiguration()
-	if cf.Error() != nil {
-		return false
-	}
-	for _, s := range cf.Configuration().Servers {
-		if s.Suffrage == raft.Voter {
-			voters[string(s.ID)] = s.Address
-		}
-	}
+	voters := n.voters()
 	if len(voters) < 2 {
 		return false
 	}
-	share := (len(n.groups) + len(voters) - 1) / len(voters)
+	share := (n.cfg.Groups + len(voters) - 1) / len(voters)
 	if len(mine) <= share {
 		return false
 	}
-	// The voter leading the fewest groups (ties: the smallest id, so
-	// every node picks the same one).
-	ids := make([]string, 0, len(voters))
-	for id := range voters {
-		ids = append(ids, id)
-	}
-	slices.Sort(ids)
-	to := ""
-	for _, id := range ids {
-		if id != n.cfg.NodeID && (to == "" || led[id] < led[to]) {
-			to = id
+	// Hand one group to its voter leading the fewest (ties: the smallest
+	// id, so every node picks the same one). A group runs on some of the
+	// nodes only with Config.Replicas: its own voters are the candidates.
+	for i := len(mine) - 1; i >= 0; i-- {
+		gn := mine[i]
+		cf := gn.raft.GetConfiguration()
+		if cf.Error() != nil {
+			continue
 		}
+		to, toAddr := "", raft.ServerAddress("")
+		for _, s := range cf.Configuration().Servers {
+			id := string(s.ID)
+			if s.Suffrage != raft.Voter || id == n.cfg.NodeID || !slices.Contains(voters, id) {
+				continue
+			}
+			if to == "" || led[id] < led[to] || (led[id] == led[to] && id < to) {
+				to, toAddr = id, s.Address
+			}
+		}
+		if to == "" || led[to]+1 > share {
+			continue
+		}
+		n.log.Info("handing a group's leadership to balance leaders", "group", gn.cfg.group, "to", to, "leading", len(mine), "share", share)
+		if err := gn.raft.LeadershipTransferToServer(raft.ServerID(to), toAddr).Error(); err != nil {
+			n.log.Warn("leadership transfer for balance failed", "group", gn.cfg.group, "to", to, "err", err)
+			return false
+		}
+		return true
 	}
-	if to == "" || led[to]+1 > share {
-		return false
-	}
-	gn := mine[len(mine)-1]
-	n.log.Info("handing a group's leadership to balance leaders", "group", gn.cfg.group, "to", to, "leading", len(mine), "share", share)
-	if err := gn.raft.LeadershipTransferToServer(raft.ServerID(to), voters[to]).Error(); err != nil {
-		n.log.Warn("leadership transfer for balance failed", "group", gn.cfg.group, "to", to, "err", err)
-		return false
-	}
-	return true
+	return false
 }
 
 // BootstrapCluster bootstraps every Raft group of this node with the
@@ -423,7 +491,10 @@ func (n *Node) balanceOnce() bool {
 // group was tried.
 func (n *Node) BootstrapCluster(c raft.Configuration) error {
 	var first error
-	for _, gn := range n.Groups() {
+	for _, gn := range n.localGroups() {
+		if n.rep != nil && gn.cfg.group != 0 {
+			continue // placed by group 0's leader (replicas.go)
+		}
 		if err := gn.raft.BootstrapCluster(c).Error(); err != nil && first == nil {
 			first = err
 		}
@@ -449,7 +520,11 @@ const routeWatchInterval = 50 * time.Millisecond
 // routes is where each group's calls go, as this node knows it.
 func (n *Node) routes() *raftqv1.Routes {
 	out := &raftqv1.Routes{GroupCount: uint32(n.GroupCount())}
-	for _, gn := range n.Groups() {
+	for g, gn := range n.Groups() {
+		if gn == nil {
+			out.Groups = append(out.Groups, n.rep.remoteStatus(uint32(g)))
+			continue
+		}
 		id, addr := gn.leader()
 		out.Groups = append(out.Groups, &raftqv1.GroupStatus{
 			Group: gn.cfg.group, LeaderId: id, LeaderAddr: addr,

@@ -32,11 +32,16 @@ func (n *Node) HasState() bool {
 // its cluster (Cluster.Join, forwarded to the leader), with the node's
 // own credentials. Bootstrap through etcd joins with it.
 func (n *Node) JoinVia(ctx context.Context, addr string) error {
-	if len(n.groups) == 0 {
+	if !n.multi() {
 		return n.fwd.joinVia(ctx, addr, n.joinRequest())
 	}
-	// A host joins each of its groups (each call names its group).
-	for _, gn := range n.groups {
+	// A host joins each of its groups (each call names its group). With
+	// replicas on a subset of the nodes, group 0 only: its leader places
+	// the node in other groups (replicas.go).
+	for _, gn := range n.localGroups() {
+		if n.rep != nil && gn.cfg.group != 0 {
+			continue
+		}
 		if err := gn.fwd.joinVia(ctx, addr, gn.joinRequest()); err != nil {
 			return fmt.Errorf("group %d: %w", gn.cfg.group, err)
 		}
@@ -142,6 +147,15 @@ func (n *Node) join(ctx context.Context, req *raftqv1.JoinRequest) error {
 		if s.ID == raft.ServerID(req.NodeId) && s.Address == raft.ServerAddress(req.RaftAddr) && s.Suffrage == raft.Voter {
 			present = true
 		}
+		// A replica group 0 placed joins as its record and the group's
+		// reconciler say (replicas.go): a new member is a non-voter
+		// until caught up, and only recorded members are added.
+		if s.ID == raft.ServerID(req.NodeId) && n.placedGroup() {
+			present = true
+		}
+	}
+	if !present && n.placedGroup() {
+		return fmt.Errorf("%w: node %s does not run group %d (group 0's leader places replicas)", apierr.ErrInvalid, req.NodeId, n.cfg.group)
 	}
 	if !present {
 		if err := n.raft.AddVoter(raft.ServerID(req.NodeId), raft.ServerAddress(req.RaftAddr), 0, 10*time.Second).Error(); err != nil {

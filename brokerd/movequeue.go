@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/raftq/raftq/fsm"
@@ -92,9 +93,9 @@ func (n *Node) advanceMove(ctx context.Context, p *fsmpb.QueuePlacement) error {
 		n.log.Info("queue move: old group sealed; draining", "queue", q, "from_group", from, "to_group", to)
 		return step(fsmpb.PlacementPhase_PLACEMENT_PHASE_DRAINING)
 	case fsmpb.PlacementPhase_PLACEMENT_PHASE_DRAINING:
-		left, sealed := n.leftInGroup(q, from)
-		if !sealed || n.moveLeft(q, left) > 0 {
-			return nil
+		left, sealed, err := n.leftInGroup(ctx, q, from)
+		if err != nil || !sealed || n.moveLeft(q, left) > 0 {
+			return err
 		}
 		// Again, for a schedule put in the old group by a router whose
 		// placement table did not show the move yet.
@@ -104,16 +105,16 @@ func (n *Node) advanceMove(ctx context.Context, p *fsmpb.QueuePlacement) error {
 		// The old group's live idempotency keys go to the new group, so a
 		// retry after the move still gets its first job. The set is final
 		// (sealed; keys only expire), and a replica behind shows a superset.
-		keys := n.hostNode().groupNode(from).fsm.IdempotencyKeys(q, time.Now().UnixNano(), 0)
+		exp, err := n.exportFrom(ctx, q, from, 0, false)
+		if err != nil {
+			return fmt.Errorf("read keys of group %d: %w", from, err)
+		}
+		keys := exp.GetKeys()
 		for len(keys) > 0 {
 			chunk := keys[:min(len(keys), importChunk)]
 			keys = keys[len(chunk):]
-			req := &raftqv1.ImportKeysRequest{Queue: q}
-			for _, k := range chunk {
-				req.Keys = append(req.Keys, &raftqv1.ImportedKey{Key: k.GetKey(), JobId: k.GetJobId(),
-					ExpiresAt: timestamppb.New(time.Unix(0, k.GetExpiresAt()))})
-			}
-			if _, err := admin(n.groupNode(to)).ImportKeys(withGroup(ctx, fmt.Sprint(to)), req); err != nil {
+			req := &raftqv1.ImportKeysRequest{Queue: q, Keys: chunk}
+			if _, err := admin(n.hostNode().anyGroup(to)).ImportKeys(withGroup(ctx, fmt.Sprint(to)), req); err != nil {
 				return fmt.Errorf("import keys into group %d: %w", to, err)
 			}
 		}
@@ -131,11 +132,29 @@ const importChunk = 1000
 // (queued, scheduled, leased, waiting, dead). Once the seal is applied
 // here those only shrink, so a replica behind the leader shows at least
 // what the leader holds: 0 here is 0 there. sealed is false until this
-// replica applied the seal.
-func (n *Node) leftInGroup(queue string, g uint32) (left int64, sealed bool) {
-	f := n.hostNode().groupNode(g).fsm
+// replica applied the seal. A group this host does not run is asked at
+// its leader (the seal, then linearizable counts).
+func (n *Node) leftInGroup(ctx context.Context, queue string, g uint32) (left int64, sealed bool, err error) {
+	h := n.hostNode()
+	gn := h.groupNode(g)
+	if gn == nil {
+		exp, err := n.exportFrom(ctx, queue, g, 1, false)
+		if err != nil || !exp.GetSealed() {
+			return 0, false, err
+		}
+		res, err := svc(h.anyGroup(g)).QueueStats(withGroup(ctx, fmt.Sprint(g)),
+			&raftqv1.QueueStatsRequest{Queues: []string{queue}, Consistency: raftqv1.Consistency_CONSISTENCY_LINEARIZABLE})
+		if err != nil {
+			return 0, false, err
+		}
+		for _, s := range res.GetQueues() {
+			left += s.GetScheduled() + s.GetReady() + s.GetLeased() + s.GetWaiting() + s.GetDead()
+		}
+		return left, true, nil
+	}
+	f := gn.fsm
 	if _, sealed = f.Sealed(queue); !sealed {
-		return 0, false
+		return 0, false, nil
 	}
 	for _, s := range f.Stats([]string{queue}) {
 		for st, c := range s.Counts {
@@ -144,19 +163,7 @@ func (n *Node) leftInGroup(queue string, g uint32) (left int64, sealed bool) {
 			}
 		}
 	}
-	return left, true
-}
-
-// schedulesOf is group g's schedules whose jobs go to queue (this node's
-// replica).
-func (n *Node) schedulesOf(queue string, g uint32) []*fsm.Schedule {
-	var out []*fsm.Schedule
-	for _, sc := range n.hostNode().groupNode(g).fsm.Schedules() {
-		if sc.Spec.GetJob().GetQueue() == queue {
-			out = append(out, sc)
-		}
-	}
-	return out
+	return left, true, nil
 }
 
 // moveSchedules carries queue's schedules from group from, where it is
@@ -171,19 +178,23 @@ func (n *Node) schedulesOf(queue string, g uint32) []*fsm.Schedule {
 // while this node's replica of the old group has not applied the seal
 // (the caller retries later).
 func (n *Node) moveSchedules(ctx context.Context, q string, from, to uint32) (moved bool, err error) {
-	if _, sealed := n.hostNode().groupNode(from).fsm.Sealed(q); !sealed {
+	exp, err := n.exportFrom(ctx, q, from, 1, false)
+	if err != nil {
+		return false, err
+	}
+	if !exp.GetSealed() {
 		return false, nil
 	}
-	if len(n.schedulesOf(q, from)) == 0 {
+	if exp.GetScheduleCount() == 0 {
 		return true, nil
 	}
-	res, err := admin(n.groupNode(to)).ImportSchedules(withGroup(ctx, fmt.Sprint(to)),
+	res, err := admin(n.hostNode().anyGroup(to)).ImportSchedules(withGroup(ctx, fmt.Sprint(to)),
 		&raftqv1.ImportSchedulesRequest{Queue: q, FromGroup: from})
 	if err != nil {
 		return false, fmt.Errorf("import schedules into group %d: %w", to, err)
 	}
 	for _, name := range res.GetNames() {
-		_, err := sched(n.groupNode(from)).DeleteSchedule(withGroup(ctx, fmt.Sprint(from)), &raftqv1.DeleteScheduleRequest{Name: name})
+		_, err := sched(n.hostNode().anyGroup(from)).DeleteSchedule(withGroup(ctx, fmt.Sprint(from)), &raftqv1.DeleteScheduleRequest{Name: name})
 		if err != nil && !isNotFound(err) {
 			return false, fmt.Errorf("delete schedule %q from group %d: %w", name, from, err)
 		}
@@ -194,7 +205,7 @@ func (n *Node) moveSchedules(ctx context.Context, q string, from, to uint32) (mo
 
 // sealIn applies a SealQueue in group g, through its leader.
 func (n *Node) sealIn(ctx context.Context, g uint32, req *raftqv1.SealQueueRequest) error {
-	_, err := admin(n.groupNode(g)).SealQueue(withGroup(ctx, fmt.Sprint(g)), req)
+	_, err := admin(n.hostNode().anyGroup(g)).SealQueue(withGroup(ctx, fmt.Sprint(g)), req)
 	return err
 }
 
@@ -274,16 +285,24 @@ func (s *adminService) ImportSchedules(ctx context.Context, req *raftqv1.ImportS
 	if _, err := placement.Check(uint64(from), n.cfg.Groups); err != nil || from == n.cfg.group || !n.multi() {
 		return nil, apierr.FromError(fmt.Errorf("%w: from_group %d: not another group of this cluster", apierr.ErrInvalid, from))
 	}
-	old := n.hostNode().groupNode(from).fsm
-	if to, sealed := old.Sealed(q); !sealed || to != n.cfg.group {
+	// This host's replica of the old group, or its leader's when the host
+	// does not run it (replicas.go).
+	exp, err := n.exportFrom(ctx, q, from, 1, true)
+	if err != nil {
+		return nil, apierr.FromError(err)
+	}
+	if !exp.GetSealed() || exp.GetToGroup() != n.cfg.group {
 		return nil, apierr.New(codes.Unavailable, raftqv1.ErrorDetail_REASON_UNSPECIFIED,
 			fmt.Sprintf("queue %q is not sealed towards group %d in this broker's replica of group %d (yet); retry", q, n.cfg.group, from))
 	}
-	cmd := &fsmpb.ImportSchedules{Queue: q}
+	recs, err := scheduleRecords(exp)
+	if err != nil {
+		return nil, apierr.FromError(err)
+	}
+	cmd := &fsmpb.ImportSchedules{Queue: q, Schedules: recs}
 	out := &raftqv1.ImportSchedulesResponse{}
-	for _, sc := range n.schedulesOf(q, from) {
-		cmd.Schedules = append(cmd.Schedules, fsm.ScheduleRecordOf(sc))
-		out.Names = append(out.Names, sc.Spec.GetName())
+	for _, r := range recs {
+		out.Names = append(out.Names, r.GetSpec().GetName())
 	}
 	if len(cmd.Schedules) == 0 {
 		return out, nil
@@ -329,11 +348,24 @@ func (s *adminService) MoveQueue(ctx context.Context, req *raftqv1.MoveQueueRequ
 	if from != to {
 		// The move carries the queue's schedules (moveSchedules); a name
 		// the new group holds for another queue would stop it half-way.
-		for _, sc := range n.schedulesOf(q, from) {
-			if other, ok := n.hostNode().groupNode(to).fsm.Schedule(sc.Spec.GetName()); ok && other.Spec.GetJob().GetQueue() != q {
+		exp, err := n.exportFrom(ctx, q, from, 1, true)
+		if err != nil {
+			return nil, apierr.FromError(err)
+		}
+		recs, err := scheduleRecords(exp)
+		if err != nil {
+			return nil, apierr.FromError(err)
+		}
+		for _, r := range recs {
+			name := r.GetSpec().GetName()
+			other, ok, err := scheduleIn(crossGroup(ctx), n.hostNode().anyGroup(to), name)
+			if err != nil {
+				return nil, apierr.FromError(err)
+			}
+			if ok && other != q {
 				return nil, apierr.New(codes.FailedPrecondition, raftqv1.ErrorDetail_WRONG_STATE,
 					fmt.Sprintf("queue %q has schedule %q in group %d, and group %d has a schedule of that name for queue %q: delete one of them first",
-						q, sc.Spec.GetName(), from, to, other.Spec.GetJob().GetQueue()))
+						q, name, from, to, other))
 			}
 		}
 	}
@@ -411,7 +443,9 @@ func (n *Node) placementView(queue string) *raftqv1.Placement {
 	v := &raftqv1.Placement{Queue: queue, Group: p.GetGroup(), Phase: phaseName(p.GetPhase()), Partitions: p.GetPartitions()}
 	if p.GetPhase() != fsmpb.PlacementPhase_PLACEMENT_PHASE_NONE {
 		v.FromGroup = p.GetFromGroup()
-		v.LeftInFromGroup, _ = n.leftInGroup(queue, p.GetFromGroup())
+		ctx, cancel := context.WithTimeout(n.ctx, 2*time.Second)
+		v.LeftInFromGroup, _, _ = n.leftInGroup(ctx, queue, p.GetFromGroup())
+		cancel()
 	}
 	return v
 }
@@ -630,4 +664,76 @@ func movedQueue(err error, qs []string) string {
 		}
 	}
 	return qs[0]
+}
+
+// ExportQueue reads what a move of a queue out of this group carries
+// (its leader's replica, after a read barrier): brokers ask it of a group
+// they do not run (replicas.go).
+func (s *adminService) ExportQueue(ctx context.Context, req *raftqv1.ExportQueueRequest) (*raftqv1.ExportQueueResponse, error) {
+	n := s.n
+	if !n.isLeader() {
+		return forwardRead(ctx, n, func(ctx context.Context, c *grpc.ClientConn) (*raftqv1.ExportQueueResponse, error) {
+			return raftqv1.NewAdminClient(c).ExportQueue(ctx, req)
+		})
+	}
+	if err := validateQueue(req.GetQueue()); err != nil {
+		return nil, apierr.FromError(err)
+	}
+	if req.GetKeyLimit() < 0 {
+		return nil, apierr.FromError(fmt.Errorf("%w: key_limit %d: want 0 (all) or more", apierr.ErrInvalid, req.GetKeyLimit()))
+	}
+	if err := n.readBarrier(ctx); err != nil {
+		return nil, apierr.FromError(err)
+	}
+	return n.exportLocal(req.GetQueue(), int(req.GetKeyLimit()), req.GetSchedules())
+}
+
+// exportLocal is ExportQueue's answer from this Node's replica.
+func (n *Node) exportLocal(q string, keyLimit int, schedules bool) (*raftqv1.ExportQueueResponse, error) {
+	out := &raftqv1.ExportQueueResponse{}
+	out.ToGroup, out.Sealed = n.fsm.Sealed(q)
+	for _, k := range n.fsm.IdempotencyKeys(q, n.clock().UnixNano(), keyLimit) {
+		out.Keys = append(out.Keys, &raftqv1.ImportedKey{Key: k.GetKey(), JobId: k.GetJobId(),
+			ExpiresAt: timestamppb.New(time.Unix(0, k.GetExpiresAt()))})
+	}
+	cmd := &fsmpb.ImportSchedules{Queue: q}
+	for _, sc := range n.fsm.Schedules() {
+		if sc.Spec.GetJob().GetQueue() == q {
+			cmd.Schedules = append(cmd.Schedules, fsm.ScheduleRecordOf(sc))
+		}
+	}
+	out.ScheduleCount = int32(len(cmd.Schedules))
+	if schedules && len(cmd.Schedules) > 0 {
+		b, err := proto.MarshalOptions{Deterministic: true}.Marshal(cmd)
+		if err != nil {
+			return nil, err
+		}
+		out.ScheduleRecords = b
+	}
+	return out, nil
+}
+
+// exportFrom is what group g holds of queue q for a move: read from this
+// host's replica of g, or asked of g's leader when the host does not run
+// it (a replica behind the leader shows a superset of the keys and, once
+// it shows the seal, the schedules' final state: as good for a move).
+func (n *Node) exportFrom(ctx context.Context, q string, g uint32, keyLimit int, schedules bool) (*raftqv1.ExportQueueResponse, error) {
+	h := n.hostNode()
+	if gn := h.groupNode(g); gn != nil {
+		return gn.exportLocal(q, keyLimit, schedules)
+	}
+	return admin(h.anyGroup(g)).ExportQueue(withGroup(crossGroup(ctx), fmt.Sprint(g)),
+		&raftqv1.ExportQueueRequest{Queue: q, KeyLimit: int32(keyLimit), Schedules: schedules})
+}
+
+// scheduleRecords decodes an export's schedules.
+func scheduleRecords(out *raftqv1.ExportQueueResponse) ([]*fsmpb.ScheduleRecord, error) {
+	if len(out.GetScheduleRecords()) == 0 {
+		return nil, nil
+	}
+	cmd := &fsmpb.ImportSchedules{}
+	if err := proto.Unmarshal(out.GetScheduleRecords(), cmd); err != nil {
+		return nil, fmt.Errorf("schedule records of an export: %w", err)
+	}
+	return cmd.GetSchedules(), nil
 }

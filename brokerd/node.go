@@ -74,8 +74,24 @@ type Node struct {
 	// groups are the Nodes of this host's Raft groups, in group order
 	// ([0] is the host itself); nil with one group. mux is the Raft port
 	// they share (host.go); nil with one group.
-	groups []*Node
+	groups atomic.Pointer[[]*Node]
 	mux    *raftmux.Mux
+	// groupsMu serializes changes of the groups this host runs (opening
+	// and closing replicas: replicas.go).
+	groupsMu sync.Mutex
+	// stopping is set (under groupsMu) when the host begins to stop: no
+	// replica opens after it took its list of groups to stop.
+	stopping bool
+	// rep is the host's replica placement (replicas.go); nil unless
+	// Config.Replicas puts groups on a subset of the nodes.
+	rep *replicaSet
+	// remote marks a stand-in for a group another node runs: it has no
+	// Raft, store or FSM, only what forwarding its calls needs
+	// (replicas.go).
+	remote bool
+	// founding are the servers a replica placed by group 0 bootstraps
+	// with when it has no state (replicas.go); nil otherwise.
+	founding []raft.Server
 
 	notifyCh chan bool
 	// ctx is the node's life: Close and Kill cancel it (Close after a
@@ -148,6 +164,9 @@ func Open(cfg Config) (*Node, error) {
 		n.closeStores()
 		return nil, err
 	}
+	if cfg.placed() {
+		n.rep = newReplicaSet(n)
+	}
 	if n.multi() {
 		if err := n.openMux(); err != nil {
 			n.cancel()
@@ -186,6 +205,9 @@ func Open(cfg Config) (*Node, error) {
 		n.wg.Add(2)
 		go n.balanceLeaders()
 		go n.driveMoves()
+	}
+	if n.rep != nil {
+		n.rep.run()
 	}
 	if len(cfg.Join) > 0 && !n.HasState() {
 		n.wg.Add(1)
@@ -310,7 +332,15 @@ func (n *Node) openRaft() error {
 	if err != nil {
 		return fmt.Errorf("read raft state: %w", err)
 	}
-	if !existing && cfg.BootstrapExpect > 0 && len(cfg.Peers) > 0 {
+	placed := cfg.host != nil && cfg.host.rep != nil // a replica group 0 places
+	if !existing && placed && len(n.founding) > 0 {
+		// The founding members of a group placed by group 0 each
+		// bootstrap with the same servers, as --peers does.
+		if err := raft.BootstrapCluster(rc, logs, store, snaps, trans, raft.Configuration{Servers: n.founding}); err != nil {
+			return fmt.Errorf("bootstrap: %w", err)
+		}
+		n.log.Info("bootstrapped new cluster", "peers", len(n.founding))
+	} else if !existing && !placed && cfg.BootstrapExpect > 0 && len(cfg.Peers) > 0 {
 		var servers []raft.Server
 		for _, p := range cfg.Peers {
 			servers = append(servers, raft.Server{Suffrage: raft.Voter, ID: raft.ServerID(p.ID), Address: raft.ServerAddress(p.RaftAddr)})
@@ -508,6 +538,9 @@ func (n *Node) dispatcher(ctx context.Context, wait time.Duration) (*dispatch.Di
 
 // leader returns the leader's id and gRPC address as this node knows them.
 func (n *Node) leader() (id, grpcAddr string) {
+	if n.remote {
+		return n.cfg.host.rep.remoteLeader(n.cfg.group)
+	}
 	_, lid := n.raft.LeaderWithID()
 	id = string(lid)
 	if id == "" {
@@ -588,11 +621,15 @@ func (n *Node) stop(graceful bool) error {
 	// while the host's gRPC server still answers for it), and its shared
 	// Raft port last.
 	var gerr error
-	for i := len(n.groups) - 1; i > 0; i-- {
-		if n.groups[i] == nil {
+	n.groupsMu.Lock()
+	n.stopping = true
+	gs := n.groupList()
+	n.groupsMu.Unlock()
+	for i := len(gs) - 1; i > 0; i-- {
+		if gs[i] == nil {
 			continue
 		}
-		if err := n.groups[i].shutdown(graceful); err != nil && gerr == nil {
+		if err := gs[i].shutdown(graceful); err != nil && gerr == nil {
 			gerr = fmt.Errorf("group %d: %w", i, err)
 		}
 	}

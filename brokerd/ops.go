@@ -29,13 +29,13 @@ import (
 // Metrics is the node's Prometheus registry (what /metrics serves), for
 // embedding processes and tests.
 func (n *Node) Metrics() prometheus.Gatherer {
-	if len(n.groups) == 0 {
+	if !n.multi() {
 		return n.metrics.reg
 	}
-	// A host: its own registry and every other group's (each series of a
-	// group's carries its group label).
+	// A host: its own registry and every other group's it runs (each
+	// series of a group's carries its group label).
 	gs := prometheus.Gatherers{n.metrics.reg}
-	for _, g := range n.groups[1:] {
+	for _, g := range n.localGroups()[1:] {
 		if g != nil {
 			gs = append(gs, g.metrics.reg)
 		}

@@ -152,7 +152,11 @@ func (s *adminService) PartitionQueue(ctx context.Context, req *raftqv1.Partitio
 	}
 	// A key its group already answers for could be retried into another
 	// partition and make a second job.
-	if keys := n.hostNode().groupNode(home).fsm.IdempotencyKeys(q, n.clock().UnixNano(), 1); len(keys) > 0 {
+	exp, err := n.exportFrom(ctx, q, home, 1, false)
+	if err != nil {
+		return nil, apierr.FromError(err)
+	}
+	if keys := exp.GetKeys(); len(keys) > 0 {
 		return nil, apierr.New(codes.FailedPrecondition, raftqv1.ErrorDetail_WRONG_STATE,
 			fmt.Sprintf("queue %q already holds idempotency keys in group %d: partition a queue before producers use keys on it", q, home))
 	}

@@ -18,7 +18,6 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/durationpb"
 
-	"github.com/raftq/raftq/fsm"
 	"github.com/raftq/raftq/fsm/fsmpb"
 	"github.com/raftq/raftq/internal/apierr"
 	"github.com/raftq/raftq/internal/placement"
@@ -46,8 +45,18 @@ type router struct {
 	spread atomic.Uint64
 }
 
-// node returns the Node of group g.
-func (r *router) node(g uint32) *Node { return r.h.groupNode(g) }
+// node returns the Node of group g: this host's replica, or the group's
+// stand-in when the host does not run it (replicas.go).
+func (r *router) node(g uint32) *Node { return r.h.anyGroup(g) }
+
+// all is every group's Node (replica or stand-in), in group order.
+func (r *router) all() []*Node {
+	out := make([]*Node, r.h.cfg.Groups)
+	for g := range out {
+		out[g] = r.node(uint32(g))
+	}
+	return out
+}
 
 // named is the group the call names in its metadata, if any.
 func (r *router) named(ctx context.Context) (*Node, bool, error) {
@@ -100,8 +109,6 @@ type brokerRouter struct {
 	*brokerService
 	r *router
 }
-
-func svc(n *Node) *brokerService { return &brokerService{n: n} }
 
 // Enqueue goes to the group of its jobs' queues: one request is one Raft
 // entry (a workflow is atomic), so it cannot span groups.
@@ -828,7 +835,7 @@ func (rs *routedStream) viaUnary(ctx context.Context, m *raftqv1.EnqueueStreamRe
 	rs.wg.Add(1)
 	go func() {
 		defer rs.wg.Done()
-		b := &brokerRouter{brokerService: svc(rs.r.node(0)), r: rs.r}
+		b := &brokerRouter{brokerService: &brokerService{n: rs.r.h}, r: rs.r}
 		res, err := b.Enqueue(ctx, &raftqv1.EnqueueRequest{Jobs: []*raftqv1.JobSpec{m.GetJob()}})
 		out := &raftqv1.EnqueueStreamResponse{Seq: m.GetSeq()}
 		switch {
@@ -855,8 +862,6 @@ type adminRouter struct {
 	r *router
 }
 
-func admin(n *Node) *adminService { return &adminService{n: n} }
-
 // PauseQueue goes to the queue's group (every group of a moving or
 // partitioned queue).
 func (a *adminRouter) PauseQueue(ctx context.Context, req *raftqv1.PauseQueueRequest) (*raftqv1.PauseQueueResponse, error) {
@@ -881,6 +886,15 @@ func (a *adminRouter) ResumeQueue(ctx context.Context, req *raftqv1.ResumeQueueR
 		return nil, err
 	}
 	return &raftqv1.ResumeQueueResponse{}, nil
+}
+
+// ExportQueue reads the named group (the queue's, without a name).
+func (a *adminRouter) ExportQueue(ctx context.Context, req *raftqv1.ExportQueueRequest) (*raftqv1.ExportQueueResponse, error) {
+	n, err := a.r.forQueues(ctx, req.GetQueue())
+	if err != nil {
+		return fail[*raftqv1.ExportQueueResponse](err)
+	}
+	return admin(n).ExportQueue(ctx, req)
 }
 
 // eachQueueGroup runs call on the named group, or on every group holding
@@ -989,7 +1003,7 @@ func (a *adminRouter) ListJobs(ctx context.Context, req *raftqv1.ListJobsRequest
 		return admin(n).ListJobs(ctx, req)
 	}
 	// A queue's group, or both of a moving queue's; else every group.
-	groups := a.r.h.groups
+	groups := a.r.all()
 	if q := req.GetQueue(); q != "" {
 		groups = nil
 		for _, g := range a.r.h.queueGroups(q) {
@@ -1023,8 +1037,6 @@ type clusterRouter struct {
 	r *router
 }
 
-func cluster(n *Node) *clusterService { return &clusterService{n: n} }
-
 // everyGroup runs call on the named group, or on every group in order.
 func (r *router) everyGroup(ctx context.Context, call func(*Node) error) error {
 	if n, ok, err := r.named(ctx); ok || err != nil {
@@ -1033,7 +1045,7 @@ func (r *router) everyGroup(ctx context.Context, call func(*Node) error) error {
 		}
 		return call(n)
 	}
-	for _, gn := range r.h.groups {
+	for _, gn := range r.all() {
 		if err := call(gn); err != nil {
 			return err
 		}
@@ -1042,8 +1054,13 @@ func (r *router) everyGroup(ctx context.Context, call func(*Node) error) error {
 }
 
 // Join adds a node to every group (a peer's group announcing its address
-// names its group: only that one).
+// names its group: only that one). With replicas on a subset of the nodes
+// (Config.Replicas), to group 0 only: its leader places the node's
+// replicas (replicas.go).
 func (c *clusterRouter) Join(ctx context.Context, req *raftqv1.JoinRequest) (*raftqv1.JoinResponse, error) {
+	if _, named, _ := c.r.named(ctx); !named && c.r.h.rep != nil {
+		return cluster(c.r.h).Join(ctx, req)
+	}
 	err := c.r.everyGroup(ctx, func(n *Node) error {
 		_, err := cluster(n).Join(ctx, req)
 		return err
@@ -1054,8 +1071,14 @@ func (c *clusterRouter) Join(ctx context.Context, req *raftqv1.JoinRequest) (*ra
 	return &raftqv1.JoinResponse{}, nil
 }
 
-// Remove takes a node out of every group.
+// Remove takes a node out of every group. With replicas on a subset of
+// the nodes, out of group 0: the placer then gives each group it ran a
+// new member, and each group's leader removes it once the new one is
+// caught up, so no group runs on fewer replicas meanwhile (replicas.go).
 func (c *clusterRouter) Remove(ctx context.Context, req *raftqv1.RemoveRequest) (*raftqv1.RemoveResponse, error) {
+	if _, named, _ := c.r.named(ctx); !named && c.r.h.rep != nil {
+		return cluster(c.r.h).Remove(ctx, req)
+	}
 	err := c.r.everyGroup(ctx, func(n *Node) error {
 		_, err := cluster(n).Remove(ctx, req)
 		return err
@@ -1138,8 +1161,6 @@ type scheduleRouter struct {
 	r *router
 }
 
-func sched(n *Node) *scheduleService { return &scheduleService{n: n} }
-
 // PutSchedule goes to the group of the schedule's queue.
 func (s *scheduleRouter) PutSchedule(ctx context.Context, req *raftqv1.PutScheduleRequest) (*raftqv1.PutScheduleResponse, error) {
 	n, err := s.r.forQueues(ctx, req.GetSchedule().GetJob().GetQueue())
@@ -1150,30 +1171,67 @@ func (s *scheduleRouter) PutSchedule(ctx context.Context, req *raftqv1.PutSchedu
 	// table is behind, or the schedule is being handed over): the
 	// schedule goes to the group the queue went to.
 	queue := req.GetSchedule().GetJob().GetQueue()
-	if to, sealed := n.fsm.Sealed(queue); sealed {
-		n = s.r.node(to)
+	if !n.remote {
+		if to, sealed := n.fsm.Sealed(queue); sealed {
+			n = s.r.node(to)
+		}
 	}
 	// Names are unique in the cluster: a schedule moved to a queue of
 	// another group would otherwise fire from both. A copy of this queue's
 	// schedule in a group the queue left is the move's to delete.
 	name := req.GetSchedule().GetName()
-	for _, gn := range s.r.h.groups {
-		if gn == n {
+	for _, gn := range s.r.all() {
+		if gn == n || gn.cfg.group == n.cfg.group {
 			continue
 		}
-		if old, ok := gn.fsm.Schedule(name); ok && !movedCopy(gn, old, queue) {
+		oldQueue, ok, err := scheduleIn(ctx, gn, name)
+		if err != nil {
+			return fail[*raftqv1.PutScheduleResponse](err)
+		}
+		if ok && !movedCopy(gn, oldQueue, queue) {
 			return fail[*raftqv1.PutScheduleResponse](fmt.Errorf("%w: schedule %q exists in group %d (its jobs go to queue %q, of that group): delete it before putting it on queue %q",
-				apierr.ErrInvalid, name, gn.cfg.group, old.Spec.GetJob().GetQueue(), req.GetSchedule().GetJob().GetQueue()))
+				apierr.ErrInvalid, name, gn.cfg.group, oldQueue, req.GetSchedule().GetJob().GetQueue()))
 		}
 	}
-	return sched(n).PutSchedule(ctx, req)
+	res, err := sched(n).PutSchedule(ctx, req)
+	if to, moved := movedTo(err); moved && n.remote {
+		// A group this host does not run answered that the queue left it.
+		return sched(s.r.node(to)).PutSchedule(ctx, req)
+	}
+	return res, err
 }
 
-// movedCopy reports whether sc, group gn's schedule, is a copy left behind
-// by a move of queue away from gn.
-func movedCopy(gn *Node, sc *fsm.Schedule, queue string) bool {
-	if sc.Spec.GetJob().GetQueue() != queue {
+// scheduleIn is the queue of group gn's schedule called name: from this
+// host's replica, or asked of the group's leader when the host does not
+// run it.
+func scheduleIn(ctx context.Context, gn *Node, name string) (string, bool, error) {
+	if !gn.remote {
+		sc, ok := gn.fsm.Schedule(name)
+		if !ok {
+			return "", false, nil
+		}
+		return sc.Spec.GetJob().GetQueue(), true, nil
+	}
+	res, err := sched(gn).GetSchedule(ctx, &raftqv1.GetScheduleRequest{Name: name})
+	if isNotFound(err) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, err
+	}
+	return res.GetSchedule().GetSpec().GetJob().GetQueue(), true, nil
+}
+
+// movedCopy reports whether a schedule of group gn whose jobs go to
+// schedQueue is a copy left behind by a move of queue away from gn.
+func movedCopy(gn *Node, schedQueue, queue string) bool {
+	if schedQueue != queue {
 		return false
+	}
+	if gn.remote {
+		// Sealed there: the move's copy (the schedule's own group is
+		// asked, as the FSM check would be).
+		return gn.cfg.host.queueGroup(queue) != gn.cfg.group
 	}
 	_, sealed := gn.fsm.Sealed(queue)
 	return sealed
@@ -1221,7 +1279,11 @@ func byName[T any](ctx context.Context, r *router, name string, call func(*Node)
 // moment, and the new group's copy is the one that stays.
 func (r *router) scheduleGroups(name string) []*Node {
 	var own, other, rest []*Node
-	for _, gn := range r.h.groups {
+	for _, gn := range r.all() {
+		if gn.remote {
+			rest = append(rest, gn) // asked in turn: not known here
+			continue
+		}
 		sc, ok := gn.fsm.Schedule(name)
 		switch {
 		case !ok:

@@ -78,14 +78,18 @@ func (n *Node) openSecurity() error {
 // checked again by the leader the call is forwarded to.
 func (n *Node) jobQueue(_ context.Context, id string) (string, bool, error) {
 	f := n.fsm
-	if len(n.groups) > 0 {
+	if n.multi() {
 		// A host authorizes calls for all its groups: the job is in the
-		// group its id names.
+		// group its id names (one this host does not run passes here).
 		g, err := placement.Job(id, n.cfg.Groups)
 		if err != nil {
 			return "", false, nil
 		}
-		f = n.groups[g].fsm
+		gn := n.groupNode(g)
+		if gn == nil {
+			return "", false, nil
+		}
+		f = gn.fsm
 	}
 	j, ok := f.Get(id)
 	if !ok {

@@ -60,6 +60,9 @@ func (n *Node) publishLeaders(s *xdsserver.Server) {
 	// is pending carry nothing new and may be dropped.
 	wake := make(chan raft.Observation, 1)
 	for _, gn := range groups {
+		if gn == nil {
+			continue // run elsewhere (Config.Replicas): the resync reads it
+		}
 		o := raft.NewObserver(wake, false, func(o *raft.Observation) bool {
 			_, ok := o.Data.(raft.LeaderObservation)
 			return ok
@@ -76,14 +79,17 @@ func (n *Node) publishLeaders(s *xdsserver.Server) {
 		// clients must not see a stopping node's groups go leaderless.
 		// Their streams end (Stop) and they keep the last routes until
 		// another control plane answers.
-		for _, gn := range groups {
+		if n.ctx.Err() != nil {
+			return
+		}
+		for _, gn := range n.localGroups() {
 			if gn.ctx.Err() != nil {
 				return
 			}
 		}
 		routes := xdsserver.Routes{Leaders: make(map[uint32]string, len(groups))}
-		for g, gn := range groups {
-			_, addr := gn.leader()
+		for g := range groups {
+			_, addr := n.anyGroup(uint32(g)).leader()
 			routes.Leaders[uint32(g)] = x.publishable(n, uint32(g), addr)
 		}
 		if err := s.Update(routes); err != nil {

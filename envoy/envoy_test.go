@@ -87,6 +87,7 @@ var retrySafe = map[string]string{
 	"/raftq.v1.Admin/ImportKeys":           "",
 	"/raftq.v1.Admin/ImportSchedules":      "",
 	"/raftq.v1.Admin/ListPlacements":       "",
+	"/raftq.v1.Admin/ExportQueue":          "", // brokers' own read for a move
 	"/raftq.v1.Cluster/TransferLeadership": "",
 	"/raftq.v1.Cluster/Snapshot":           "", // a stream
 	"/raftq.v1.Cluster/Restore":            "", // a stream

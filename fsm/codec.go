@@ -147,6 +147,8 @@ func bodyMatches(c *fsmpb.Command) bool {
 		return c.GetImportKeys() != nil
 	case fsmpb.CommandType_COMMAND_TYPE_IMPORT_SCHEDULES:
 		return c.GetImportSchedules() != nil
+	case fsmpb.CommandType_COMMAND_TYPE_SET_GROUP_MEMBERS:
+		return c.GetSetGroupMembers() != nil
 	case fsmpb.CommandType_COMMAND_TYPE_RESUME_SCHEDULE:
 		return c.GetResumeSchedule() != nil
 	case fsmpb.CommandType_COMMAND_TYPE_DELETE_SCHEDULE:

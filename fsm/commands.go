@@ -96,6 +96,8 @@ func (a *applier) command(c *fsmpb.Command) Result {
 		return a.importKeys(now, c.GetImportKeys())
 	case fsmpb.CommandType_COMMAND_TYPE_IMPORT_SCHEDULES:
 		return a.importSchedules(c.GetImportSchedules())
+	case fsmpb.CommandType_COMMAND_TYPE_SET_GROUP_MEMBERS:
+		return a.setGroupMembers(c.GetSetGroupMembers())
 	}
 	// Decode refuses unknown types; reaching here is a bug in this file.
 	panic(fmt.Sprintf("fsm: no handler for command type %v", c.GetType()))

@@ -24,6 +24,7 @@ func decodeSeeds() [][]byte {
 		body(entry(cmdExpire(t0, 0), cmdPromote(t0, 5), cmdCancel(t0, "a"))),
 		body(entry(cmdPause(t0, "q"), cmdResume(t0, "q"), cmdRedrive(t0, "q", 0, "a"), cmdPurge(t0, t0, 0))),
 		body(entry(cmdSetNode(t0, "n", "g", "r"))),
+		body(entry(cmdMembers(1, 0, "n1", "n2"), cmdMembers(1, 1, "n2", "n3"), cmdMembers(0, 0, "n1"))),
 		{0xff, 0x01},
 		mustMarshal(&fsmpb.Entry{Version: 2}),
 	}
@@ -89,6 +90,11 @@ func FuzzRestore(f *testing.F) {
 	})
 	f.Add(restoreFixture)
 	f.Add(snapshotBytes(f, New()))
+	members := newHarness(f)
+	members.one(cmdMembers(1, 0, "n1", "n2"))
+	members.one(cmdMembers(1, 1, "n2", "n3"))
+	members.one(cmdMembers(4, 0, "n1"))
+	f.Add(snapshotBytes(f, members.f))
 	f.Add(restoreFixture[:len(restoreFixture)/2])
 	f.Add([]byte{})
 	f.Add([]byte{2, 8, 1})

@@ -77,8 +77,8 @@ func hashState(sum hash.Hash, st *state) {
 	// The workflow indexes likewise: without dependencies, as before.
 	hashIfAny(bDepChildren, st.depChildren, put, func(c byte) { buf = append(buf, c) })
 	hashIfAny(bDepWaiting, st.depWaiting, put, func(c byte) { buf = append(buf, c) })
-	// Placement and seal records likewise: a store that never saw a move
-	// hashes as before moves existed.
+	// Placement, seal and group membership records likewise: a store that
+	// never saw a move or a membership record hashes as before they existed.
 	hashIfAny(bPlace, st.place, put, func(c byte) { buf = append(buf, c) })
 	sum.Write(buf)
 }

@@ -1,13 +1,16 @@
 package fsm
 
 import (
+	"encoding/binary"
 	"fmt"
+	"math"
 	"sync/atomic"
 
 	"go.etcd.io/bbolt"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/raftq/raftq/fsm/fsmpb"
+	"github.com/raftq/raftq/internal/placement"
 )
 
 // Queue placement (scale-out, docs/scale-out.md "Moving a queue").
@@ -27,6 +30,16 @@ import (
 // Both are plain state: Apply reads no placement from another group. The
 // commands carry the group numbers; Apply only checks structure and the
 // compare-and-set of a move's phase.
+//
+// A third kind, keyed by group, is group 0's membership table (groups on
+// a subset of nodes):
+//
+//   - 'm' + group (4 bytes, big-endian) → fsmpb.GroupMembers: the nodes
+//     that run group (1 and up; group 0 runs on every voter and has no
+//     record), and the record's version. Group 0's leader writes it; every
+//     node reads it to open or close its replicas. Each change is a
+//     compare-and-set on the version, so two leaders re-placing a group
+//     at once cannot both win.
 
 // ErrQueueMoved is the refusal of a new job for a queue sealed in this
 // group; the error is a *MovedError naming the group it moved to.
@@ -46,9 +59,18 @@ func (e *MovedError) Error() string {
 // Unwrap makes errors.Is(err, ErrQueueMoved) hold.
 func (e *MovedError) Unwrap() error { return ErrQueueMoved }
 
-var bPlace = []byte("placement") // 'p'+queue → QueuePlacement; 's'+queue → SealQueue
+var bPlace = []byte("placement") // 'p'+queue → QueuePlacement; 's'+queue → SealQueue; 'm'+group → GroupMembers
 
 func placeKey(kind byte, queue string) []byte { return append([]byte{kind}, queue...) }
+
+// membersKey is group's key in the membership table: 'm' and the group,
+// 4 bytes big-endian (so the records sort by group).
+func membersKey(group uint32) []byte { return binary.BigEndian.AppendUint32([]byte{'m'}, group) }
+
+// maxGroupMembers bounds a group's member list. A group runs on a few
+// nodes (its replication factor); the bound keeps one record, and every
+// node's reaction to it, small.
+const maxGroupMembers = 16
 
 // placement is queue's record in group 0's table.
 func (s *state) placement(queue string) (*fsmpb.QueuePlacement, bool) {
@@ -76,12 +98,37 @@ func (s *state) sealedTo(queue string) (uint32, bool) {
 	return r.GetToGroup(), r.GetSealed()
 }
 
+// groupMembers is group's record in group 0's membership table.
+func (s *state) groupMembers(group uint32) (*fsmpb.GroupMembers, bool) {
+	v := s.place.Get(membersKey(group))
+	if v == nil {
+		return nil, false
+	}
+	return mustMembers(group, v), true
+}
+
+// mustMembers decodes a stored membership record.
+func mustMembers(group uint32, v []byte) *fsmpb.GroupMembers {
+	r := &fsmpb.GroupMembers{}
+	if err := proto.Unmarshal(v, r); err != nil {
+		panic(corrupt("members of group %d: %v", group, err))
+	}
+	return r
+}
+
 func (s *state) putRecord(kind byte, queue string, m proto.Message) {
+	s.putPlaceKey(placeKey(kind, queue), m)
+}
+
+// putPlaceKey stores m under key in the placement bucket, marshalled
+// deterministically (replicas store, and hash, the same bytes), and marks
+// the placement tables changed.
+func (s *state) putPlaceKey(key []byte, m proto.Message) {
 	v, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
 	if err != nil {
 		panic(fmt.Sprintf("fsm: marshal %T: %v", m, err))
 	}
-	s.must(s.place.Put(placeKey(kind, queue), v))
+	s.must(s.place.Put(key, v))
 	s.placeChanged = true
 }
 
@@ -192,6 +239,53 @@ func (a *applier) sealQueue(c *fsmpb.SealQueue) Result {
 	return Result{}
 }
 
+// checkGroupMembers refuses a membership record Apply or Restore must not
+// store: a group other than 1 to placement.MaxGroups-1, or members that
+// are not at least one and at most maxGroupMembers non-empty node ids in
+// strictly ascending order. The order is checked, not made: the command is
+// what is stored, and a list with a duplicate is a bug in its proposer.
+func checkGroupMembers(group uint32, members []string) error {
+	if group < 1 || group >= placement.MaxGroups {
+		return fmt.Errorf("%w: members of group %d: want a group from 1 to %d", ErrInvalid, group, placement.MaxGroups-1)
+	}
+	if len(members) == 0 || len(members) > maxGroupMembers {
+		return fmt.Errorf("%w: group %d with %d members: want 1 to %d", ErrInvalid, group, len(members), maxGroupMembers)
+	}
+	for i, m := range members {
+		if m == "" {
+			return fmt.Errorf("%w: group %d: member %d has no node id", ErrInvalid, group, i)
+		}
+		if i > 0 && m <= members[i-1] {
+			return fmt.Errorf("%w: group %d: members not sorted or named twice (%q after %q)", ErrInvalid, group, m, members[i-1])
+		}
+	}
+	return checkKeySizes(members...)
+}
+
+// setGroupMembers applies a GroupMembers: a compare-and-set on the
+// group's record version (0 when it has none). The stored record is the
+// command's group and members with version expect_version+1.
+func (a *applier) setGroupMembers(c *fsmpb.GroupMembers) Result {
+	g := c.GetGroup()
+	if err := checkGroupMembers(g, c.GetMembers()); err != nil {
+		return Result{Err: err}
+	}
+	if c.GetExpectVersion() == math.MaxUint64 {
+		return Result{Err: fmt.Errorf("%w: members of group %d: expect_version %d has no successor", ErrInvalid, g, c.GetExpectVersion())}
+	}
+	var version uint64
+	if cur, ok := a.st.groupMembers(g); ok {
+		version = cur.GetVersion()
+	}
+	if version != c.GetExpectVersion() {
+		return Result{Err: fmt.Errorf("%w: members of group %d are at version %d, not %d", ErrWrongState, g, version, c.GetExpectVersion())}
+	}
+	a.st.putPlaceKey(membersKey(g), &fsmpb.GroupMembers{
+		Group: g, Members: append([]string(nil), c.GetMembers()...), Version: version + 1})
+	a.dirty = true
+	return Result{}
+}
+
 // importKeys applies an ImportKeys: idempotency keys of a queue that moved
 // here, pointing at jobs of the group it left.
 func (a *applier) importKeys(now int64, c *fsmpb.ImportKeys) Result {
@@ -247,12 +341,48 @@ type placeCache struct {
 	table map[string]*fsmpb.QueuePlacement
 }
 
-// placeState is the FSM's placement cache: placeGen counts placement
-// changes (bumped after they commit), placeCache holds the last table.
+// membersCache is a GroupMembers answer and the placement generation it
+// is of.
+type membersCache struct {
+	gen   uint64
+	table map[uint32]*fsmpb.GroupMembers
+}
+
+// placeState is the FSM's placement cache: placeGen counts changes to the
+// placement bucket (placements, seals, group members; bumped after they
+// commit), placeCache and membersCache hold the last tables.
 type placeState struct {
-	placeDirty bool // an Apply transaction wrote placement (wmu)
-	placeGen   atomic.Uint64
-	placeCache atomic.Pointer[placeCache]
+	placeDirty   bool // an Apply transaction wrote placement (wmu)
+	placeGen     atomic.Uint64
+	placeCache   atomic.Pointer[placeCache]
+	membersCache atomic.Pointer[membersCache]
+}
+
+// GroupMembers is group 0's membership table: the record of every group
+// (1 and up) that has one, by group. Every node reads it to know which
+// groups to run, so it is cached like Placements and read from the store
+// again only after a command wrote the placement bucket or a Restore.
+//
+// The map and its records are shared with other callers and the cache:
+// callers must not modify them (copy with proto.Clone to change one).
+func (f *FSM) GroupMembers() map[uint32]*fsmpb.GroupMembers {
+	g := f.placeGen.Load()
+	if c := f.membersCache.Load(); c != nil && c.gen == g {
+		return c.table
+	}
+	table := map[uint32]*fsmpb.GroupMembers{}
+	f.viewBuckets(func(bs []*bbolt.Bucket) {
+		c := bs[0].Cursor()
+		for k, v := c.Seek([]byte{'m'}); k != nil && k[0] == 'm'; k, v = c.Next() {
+			if len(k) != 5 {
+				panic(corrupt("membership key %q", k))
+			}
+			group := binary.BigEndian.Uint32(k[1:])
+			table[group] = mustMembers(group, v)
+		}
+	}, bPlace)
+	f.membersCache.Store(&membersCache{gen: g, table: table})
+	return table
 }
 
 // Sealed reports whether queue is sealed in this group, and to which group
@@ -288,12 +418,21 @@ func (f *FSM) IdempotencyKeys(queue string, now int64, limit int) []*fsmpb.Idemp
 	return out
 }
 
-// writePlacement writes one snapshot record per placement and seal, in
-// key order.
+// writePlacement writes one snapshot record per group membership,
+// placement and seal, in key order.
 func writePlacement(st *state, rw *recordWriter) error {
 	return st.place.ForEach(func(k, v []byte) error {
 		rec := &fsmpb.SnapshotRecord{}
 		switch k[0] {
+		case 'm':
+			r := &fsmpb.GroupMembers{}
+			if err := proto.Unmarshal(v, r); err != nil {
+				return corrupt("members %q: %v", k, err)
+			}
+			if len(k) != 5 || binary.BigEndian.Uint32(k[1:]) != r.GetGroup() {
+				return corrupt("members key %q of group %d", k, r.GetGroup())
+			}
+			rec.Record = &fsmpb.SnapshotRecord_GroupMembers{GroupMembers: r}
 		case 'p':
 			p := &fsmpb.QueuePlacement{}
 			if err := proto.Unmarshal(v, p); err != nil {
@@ -313,9 +452,23 @@ func writePlacement(st *state, rw *recordWriter) error {
 	})
 }
 
-// restorePlacement stores a snapshot's placement or seal record.
+// restorePlacement stores a snapshot's placement, seal or group
+// membership record.
 func restorePlacement(st *state, rec *fsmpb.SnapshotRecord) error {
 	switch r := rec.GetRecord().(type) {
+	case *fsmpb.SnapshotRecord_GroupMembers:
+		m := r.GroupMembers
+		if err := checkGroupMembers(m.GetGroup(), m.GetMembers()); err != nil {
+			return err
+		}
+		if m.GetVersion() == 0 || m.GetExpectVersion() != 0 {
+			return fmt.Errorf("members of group %d: version %d, expect_version %d (a record has a version and no expect_version)",
+				m.GetGroup(), m.GetVersion(), m.GetExpectVersion())
+		}
+		if _, ok := st.groupMembers(m.GetGroup()); ok {
+			return fmt.Errorf("members of group %d twice", m.GetGroup())
+		}
+		st.putPlaceKey(membersKey(m.GetGroup()), m)
 	case *fsmpb.SnapshotRecord_Placement:
 		q := r.Placement.GetQueue()
 		if q == "" {

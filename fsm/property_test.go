@@ -23,6 +23,10 @@ type gen struct {
 	now    int64
 	nextID int
 	ids    []string // every id ever enqueued (some purged since)
+	// side, when set, adds group membership changes to entries, drawn
+	// from this stream alone: commands that touch no job leave the job
+	// commands of every seed (and what the coverage test saw) as they were.
+	side *rand.Rand
 }
 
 func (g *gen) chance(p float64) bool { return g.r.Float64() < p }
@@ -264,7 +268,39 @@ func (g *gen) entry() []byte {
 	for n := 1 + g.r.IntN(4); n > 0; n-- {
 		cmds = append(cmds, g.command())
 	}
+	if g.side != nil && g.side.Float64() < 0.05 {
+		cmds = append(cmds, g.groupMembers())
+	}
 	return entry(cmds...)
+}
+
+// groupMembers is a membership change of group 1 to 3, mostly valid and
+// expecting the reference's version, now and then stale, ahead or
+// malformed. It draws from g.side only.
+func (g *gen) groupMembers() *fsmpb.Command {
+	r := g.side
+	group := uint32(1 + r.IntN(3))
+	var members []string
+	for n := range 5 {
+		if r.Float64() < 0.5 {
+			members = append(members, fmt.Sprintf("n%d", n))
+		}
+	}
+	var expect uint64
+	if cur, ok := g.f.GroupMembers()[group]; ok {
+		expect = cur.GetVersion()
+	}
+	switch k := r.IntN(100); {
+	case k < 15: // stale or ahead
+		expect = uint64(r.IntN(int(expect) + 2))
+	case k < 20:
+		group = 0 // group 0 has no record
+	case k < 25 && len(members) > 0:
+		members = append(members, members[0]) // unsorted or a duplicate
+	}
+	c := cmdMembers(group, expect, members...)
+	c.Now = g.now
+	return c
 }
 
 // history checks the cross-step invariants: a job's token never decreases,
@@ -324,7 +360,7 @@ func TestPropertyReplicasAgree(t *testing.T) {
 func runProperty(seed uint64, entries int) error {
 	r := rand.New(rand.NewPCG(seed, 0x5eed))
 	a, b := New(), New()
-	g := &gen{r: r, f: a, now: t0}
+	g := &gen{r: r, f: a, now: t0, side: rand.New(rand.NewPCG(seed, 0x6e0b))}
 	hs := &history{tokens: map[string]uint64{}, succeeded: map[string]bool{}}
 	snapAt := uint64(1 + r.IntN(entries-1))
 	var (

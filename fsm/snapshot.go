@@ -472,7 +472,7 @@ func restoreRecord(st *state, rec *fsmpb.SnapshotRecord, seenQueue map[string]bo
 		st.setNode(n)
 	case *fsmpb.SnapshotRecord_Schedule:
 		return restoreSchedule(st, r.Schedule)
-	case *fsmpb.SnapshotRecord_Placement, *fsmpb.SnapshotRecord_Seal:
+	case *fsmpb.SnapshotRecord_Placement, *fsmpb.SnapshotRecord_Seal, *fsmpb.SnapshotRecord_GroupMembers:
 		return restorePlacement(st, rec)
 	default:
 		return errors.New("record of unknown kind")

@@ -223,7 +223,8 @@ type state struct {
 	place                                                                 *bbolt.Bucket
 	applied, seq                                                          uint64
 	metaDirty                                                             bool
-	// placeChanged: a placement or seal record was written (placement.go).
+	// placeChanged: a placement, seal or group membership record was
+	// written (placement.go).
 	placeChanged bool
 	// checkAt is the index of an entry applied in this transaction that
 	// asked for a consistency check (0: none); the transaction ends there.

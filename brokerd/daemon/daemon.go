@@ -252,6 +252,9 @@ func (d *Daemon) EtcdRegistered() bool { return d.etcd != nil && d.etcd.Register
 func groupFSMs(n *brokerd.Node) []*fsm.FSM {
 	var out []*fsm.FSM
 	for _, g := range n.Groups() {
+		if g == nil {
+			continue // run on other nodes (replicas)
+		}
 		out = append(out, g.FSM())
 	}
 	return out

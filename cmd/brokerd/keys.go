@@ -121,6 +121,12 @@ func keys() []config.Key {
 			}
 			return nil
 		}, Usage: "Raft groups the cluster runs (every node runs all of them on its one Raft and gRPC port; queues are spread over them by name). Every node must have the same count; a data dir keeps the count it was made with"},
+		{Name: "replicas", Flag: "replicas", Kind: config.Int, Default: 0, Check: func(v any) error {
+			if n := v.(int); n < 0 || n > brokerd.MaxReplicas {
+				return fmt.Errorf("want 1 to %d (0: every node)", brokerd.MaxReplicas)
+			}
+			return nil
+		}, Usage: "nodes that run each Raft group but group 0 (0: every node). Below the node count, each node runs only its share of the groups and forwards the others' calls; group 0's leader places the replicas and moves them when nodes join or leave. Every node must use the same value; with groups > 1 only"},
 		{Name: "xds.enabled", Flag: "xds", Kind: config.Bool, Default: false,
 			Usage: "serve Envoy's xDS (ADS) on the gRPC port: Envoy and proxyless gRPC clients (xds:///raftq) learn each Raft group's leader the moment it changes and route calls by their raftq-group header (envoy/README.md); with auth on, any authenticated principal may read it"},
 		{Name: "xds.ip_only", Flag: "xds-ip-only", Kind: config.Bool, Default: false,
@@ -183,6 +189,7 @@ func toConfig(l *config.Loader, v *config.Values) (daemon.Config, extra, error) 
 	cfg.TrailingLogs = uint64(v.Int("raft.trailing_logs"))
 	cfg.LogStore = v.String("raft.log_store")
 	cfg.Groups = v.Int("groups")
+	cfg.Replicas = v.Int("replicas")
 	cfg.XDS = v.Bool("xds.enabled")
 	cfg.XDSIPOnly = v.Bool("xds.ip_only")
 	cfg.ConsistencyCheckInterval = v.Duration("consistency_check.interval")

@@ -76,6 +76,7 @@ type options struct {
 	bin, name, prefix, subnet   string
 	expectInvalid               string
 	mix, workerd, groups        int
+	replicas                    int
 	workerdShare                float64
 	bug                         string
 }
@@ -109,6 +110,7 @@ func runCmd(args []string) int {
 	fs.IntVar(&o.workerd, "workerd", 0, "workerd processes (bin/chaos/workerd) working a second queue of echo jobs; 0: none")
 	fs.Float64Var(&o.workerdShare, "workerd-share", 0.25, "share of the values enqueued to the workerd queue")
 	fs.IntVar(&o.groups, "groups", envGroups(), "Raft groups every brokerd runs (brokerd --groups); the harness's own queue becomes one queue per group (default: $RAFTQ_GROUPS, else 1)")
+	fs.IntVar(&o.replicas, "replicas", 0, "nodes that run each Raft group but group 0 (brokerd --replicas); 0: every node")
 	fs.StringVar(&o.bug, "bug", "", "seeded bugs brokerd (built with -tags jepsen,jepsenbug) runs with: stale-ack, early-enqueue-ack, workflow-ignore-deps, move-skip-drain")
 	fs.StringVar(&o.expectInvalid, "expect-invalid", "", "exit 0 only if this checker is invalid (for the seeded-bug build)")
 	if err := fs.Parse(args); err != nil {
@@ -120,6 +122,10 @@ func runCmd(args []string) int {
 	}
 	if o.groups < 1 || o.groups > placement.MaxGroups {
 		fmt.Fprintf(os.Stderr, "jepsen: --groups %d: want 1 to %d\n", o.groups, placement.MaxGroups)
+		return 2
+	}
+	if o.replicas < 0 || o.replicas > o.nodes {
+		fmt.Fprintf(os.Stderr, "jepsen: --replicas %d: want 0 (every node) to --nodes\n", o.replicas)
 		return 2
 	}
 	if o.seed == 0 {
@@ -173,6 +179,9 @@ func run(o options, faults []nemesis.Fault) (bool, []checker.Result, error) {
 		o.name = fmt.Sprintf("%s-%dn-%s-%d", time.Now().Format("20060102T150405"), o.nodes, o.schedule, o.seed)
 		if o.groups > 1 {
 			o.name = fmt.Sprintf("%s-%dn%dg-%s-%d", time.Now().Format("20060102T150405"), o.nodes, o.groups, o.schedule, o.seed)
+			if o.replicas > 0 {
+				o.name = fmt.Sprintf("%s-%dn%dg%dr-%s-%d", time.Now().Format("20060102T150405"), o.nodes, o.groups, o.replicas, o.schedule, o.seed)
+			}
 		}
 	}
 	dir, err := filepath.Abs(filepath.Join(o.store, o.name))
@@ -220,7 +229,7 @@ func run(o options, faults []nemesis.Fault) (bool, []checker.Result, error) {
 		BrokerdBin: filepath.Join(bin, "brokerd"), SvcdBin: filepath.Join(bin, "svcd"), Dir: dir, Logger: log,
 		// Frequent snapshots and short trailing logs: crash points inside
 		// snapshot persist get hit, lagging nodes need InstallSnapshot.
-		Env: nodeEnv, Groups: o.groups,
+		Env: nodeEnv, Groups: o.groups, Replicas: o.replicas,
 	})
 	if err != nil {
 		return false, nil, err
@@ -393,7 +402,7 @@ func finalStates(cl *control.Cluster, groups int, log *slog.Logger) []checker.No
 		same := true
 		for g := range max(groups, 1) {
 			first := len(out)
-			for _, id := range members {
+			for _, id := range groupMembers(ctx, cl, members, g) {
 				n := cl.Node(id)
 				s := checker.NodeState{Node: id, Group: uint32(g)}
 				if n == nil {
@@ -416,6 +425,38 @@ func finalStates(cl *control.Cluster, groups int, log *slog.Logger) []checker.No
 	}
 	log.Warn("members did not converge", "states", out)
 	return out
+}
+
+// groupMembers are the nodes whose replicas of group g must agree: the
+// cluster's members, or, with groups on some of the nodes (--replicas),
+// the members a node's status lists for g (a node that does not run g
+// would answer with its leader's state).
+func groupMembers(ctx context.Context, cl *control.Cluster, members []string, g int) []string {
+	if g == 0 {
+		return members
+	}
+	for _, id := range members {
+		n := cl.Node(id)
+		if n == nil {
+			continue
+		}
+		st, err := cl.Status(ctx, n)
+		if err != nil {
+			continue
+		}
+		for _, gs := range st.GetGroups() {
+			if int(gs.GetGroup()) != g || len(gs.GetMembers()) == 0 {
+				continue
+			}
+			var out []string
+			for _, m := range gs.GetMembers() {
+				out = append(out, m.GetNodeId())
+			}
+			return out
+		}
+		return members // no groups listed: every node runs every group
+	}
+	return members
 }
 
 // groupStatus is n's status with its state hash for group g (the plain

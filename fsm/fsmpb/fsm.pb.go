@@ -68,6 +68,10 @@ const (
 	// IMPORT_SCHEDULES copies a moved queue's schedules, with their firing
 	// state, into its new group. Body import_schedules.
 	CommandType_COMMAND_TYPE_IMPORT_SCHEDULES CommandType = 24
+	// Groups on a subset of nodes. SET_GROUP_MEMBERS writes group 0's record
+	// of which nodes run a group (1 and up), a compare-and-set on the
+	// record's version. Body set_group_members.
+	CommandType_COMMAND_TYPE_SET_GROUP_MEMBERS CommandType = 26
 )
 
 // Enum value maps for CommandType.
@@ -100,35 +104,37 @@ var (
 		22: "COMMAND_TYPE_SEAL_QUEUE",
 		23: "COMMAND_TYPE_IMPORT_KEYS",
 		24: "COMMAND_TYPE_IMPORT_SCHEDULES",
+		26: "COMMAND_TYPE_SET_GROUP_MEMBERS",
 	}
 	CommandType_value = map[string]int32{
-		"COMMAND_TYPE_UNSPECIFIED":      0,
-		"COMMAND_TYPE_ENQUEUE":          1,
-		"COMMAND_TYPE_LEASE":            2,
-		"COMMAND_TYPE_EXTEND_LEASE":     3,
-		"COMMAND_TYPE_ACK":              4,
-		"COMMAND_TYPE_NACK":             5,
-		"COMMAND_TYPE_EXPIRE_LEASES":    6,
-		"COMMAND_TYPE_PROMOTE":          7,
-		"COMMAND_TYPE_CANCEL":           8,
-		"COMMAND_TYPE_PAUSE_QUEUE":      9,
-		"COMMAND_TYPE_RESUME_QUEUE":     10,
-		"COMMAND_TYPE_REDRIVE":          11,
-		"COMMAND_TYPE_PURGE":            12,
-		"COMMAND_TYPE_SET_NODE":         13,
-		"COMMAND_TYPE_DELETE_DEAD":      14,
-		"COMMAND_TYPE_PUT_SCHEDULE":     15,
-		"COMMAND_TYPE_PAUSE_SCHEDULE":   16,
-		"COMMAND_TYPE_RESUME_SCHEDULE":  17,
-		"COMMAND_TYPE_DELETE_SCHEDULE":  18,
-		"COMMAND_TYPE_FIRE_SCHEDULE":    19,
-		"COMMAND_TYPE_EXPIRE_TIMEOUTS":  20,
-		"COMMAND_TYPE_CHECK_HASH":       30,
-		"COMMAND_TYPE_ENQUEUE_WORKFLOW": 25,
-		"COMMAND_TYPE_PLACE_QUEUE":      21,
-		"COMMAND_TYPE_SEAL_QUEUE":       22,
-		"COMMAND_TYPE_IMPORT_KEYS":      23,
-		"COMMAND_TYPE_IMPORT_SCHEDULES": 24,
+		"COMMAND_TYPE_UNSPECIFIED":       0,
+		"COMMAND_TYPE_ENQUEUE":           1,
+		"COMMAND_TYPE_LEASE":             2,
+		"COMMAND_TYPE_EXTEND_LEASE":      3,
+		"COMMAND_TYPE_ACK":               4,
+		"COMMAND_TYPE_NACK":              5,
+		"COMMAND_TYPE_EXPIRE_LEASES":     6,
+		"COMMAND_TYPE_PROMOTE":           7,
+		"COMMAND_TYPE_CANCEL":            8,
+		"COMMAND_TYPE_PAUSE_QUEUE":       9,
+		"COMMAND_TYPE_RESUME_QUEUE":      10,
+		"COMMAND_TYPE_REDRIVE":           11,
+		"COMMAND_TYPE_PURGE":             12,
+		"COMMAND_TYPE_SET_NODE":          13,
+		"COMMAND_TYPE_DELETE_DEAD":       14,
+		"COMMAND_TYPE_PUT_SCHEDULE":      15,
+		"COMMAND_TYPE_PAUSE_SCHEDULE":    16,
+		"COMMAND_TYPE_RESUME_SCHEDULE":   17,
+		"COMMAND_TYPE_DELETE_SCHEDULE":   18,
+		"COMMAND_TYPE_FIRE_SCHEDULE":     19,
+		"COMMAND_TYPE_EXPIRE_TIMEOUTS":   20,
+		"COMMAND_TYPE_CHECK_HASH":        30,
+		"COMMAND_TYPE_ENQUEUE_WORKFLOW":  25,
+		"COMMAND_TYPE_PLACE_QUEUE":       21,
+		"COMMAND_TYPE_SEAL_QUEUE":        22,
+		"COMMAND_TYPE_IMPORT_KEYS":       23,
+		"COMMAND_TYPE_IMPORT_SCHEDULES":  24,
+		"COMMAND_TYPE_SET_GROUP_MEMBERS": 26,
 	}
 )
 
@@ -304,6 +310,7 @@ type Command struct {
 	//	*Command_SealQueue
 	//	*Command_ImportKeys
 	//	*Command_ImportSchedules
+	//	*Command_SetGroupMembers
 	Body          isCommand_Body `protobuf_oneof:"body"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -594,6 +601,15 @@ func (x *Command) GetImportSchedules() *ImportSchedules {
 	return nil
 }
 
+func (x *Command) GetSetGroupMembers() *GroupMembers {
+	if x != nil {
+		if x, ok := x.Body.(*Command_SetGroupMembers); ok {
+			return x.SetGroupMembers
+		}
+	}
+	return nil
+}
+
 type isCommand_Body interface {
 	isCommand_Body()
 }
@@ -702,6 +718,10 @@ type Command_ImportSchedules struct {
 	ImportSchedules *ImportSchedules `protobuf:"bytes,32,opt,name=import_schedules,json=importSchedules,proto3,oneof"`
 }
 
+type Command_SetGroupMembers struct {
+	SetGroupMembers *GroupMembers `protobuf:"bytes,33,opt,name=set_group_members,json=setGroupMembers,proto3,oneof"`
+}
+
 func (*Command_Enqueue) isCommand_Body() {}
 
 func (*Command_Lease) isCommand_Body() {}
@@ -753,6 +773,8 @@ func (*Command_SealQueue) isCommand_Body() {}
 func (*Command_ImportKeys) isCommand_Body() {}
 
 func (*Command_ImportSchedules) isCommand_Body() {}
+
+func (*Command_SetGroupMembers) isCommand_Body() {}
 
 // QueuePlacement is group 0's record of a queue placed by an operator (a
 // queue without one lives in the group its name hashes to). As a command
@@ -1036,6 +1058,82 @@ func (x *ImportSchedules) GetSchedules() []*ScheduleRecord {
 	return nil
 }
 
+// GroupMembers is group 0's record of which nodes run group `group` (1 and
+// up; group 0 runs on every voter and has no record). As a command it is a
+// compare-and-set on the record's version: it applies only when the record's
+// version is expect_version (0 for a group with no record), and the stored
+// record gets version expect_version+1.
+type GroupMembers struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Group uint32                 `protobuf:"varint,1,opt,name=group,proto3" json:"group,omitempty"`
+	// Node ids, sorted, no duplicates, at least one.
+	Members []string `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	// Record: bumped by each change (1 = the group's founding members).
+	Version uint64 `protobuf:"varint,3,opt,name=version,proto3" json:"version,omitempty"`
+	// Command only.
+	ExpectVersion uint64 `protobuf:"varint,4,opt,name=expect_version,json=expectVersion,proto3" json:"expect_version,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupMembers) Reset() {
+	*x = GroupMembers{}
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupMembers) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupMembers) ProtoMessage() {}
+
+func (x *GroupMembers) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupMembers.ProtoReflect.Descriptor instead.
+func (*GroupMembers) Descriptor() ([]byte, []int) {
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *GroupMembers) GetGroup() uint32 {
+	if x != nil {
+		return x.Group
+	}
+	return 0
+}
+
+func (x *GroupMembers) GetMembers() []string {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *GroupMembers) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *GroupMembers) GetExpectVersion() uint64 {
+	if x != nil {
+		return x.ExpectVersion
+	}
+	return 0
+}
+
 // NewJob is a job as the leader stamped it: id chosen, defaults filled in,
 // times absolute.
 type NewJob struct {
@@ -1088,7 +1186,7 @@ type NewJob struct {
 
 func (x *NewJob) Reset() {
 	*x = NewJob{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[6]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1100,7 +1198,7 @@ func (x *NewJob) String() string {
 func (*NewJob) ProtoMessage() {}
 
 func (x *NewJob) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[6]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1113,7 +1211,7 @@ func (x *NewJob) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NewJob.ProtoReflect.Descriptor instead.
 func (*NewJob) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{6}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *NewJob) GetId() string {
@@ -1272,7 +1370,7 @@ type Enqueue struct {
 
 func (x *Enqueue) Reset() {
 	*x = Enqueue{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[7]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1284,7 +1382,7 @@ func (x *Enqueue) String() string {
 func (*Enqueue) ProtoMessage() {}
 
 func (x *Enqueue) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[7]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1297,7 +1395,7 @@ func (x *Enqueue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Enqueue.ProtoReflect.Descriptor instead.
 func (*Enqueue) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{7}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Enqueue) GetJobs() []*NewJob {
@@ -1318,7 +1416,7 @@ type LeaseItem struct {
 
 func (x *LeaseItem) Reset() {
 	*x = LeaseItem{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[8]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1330,7 +1428,7 @@ func (x *LeaseItem) String() string {
 func (*LeaseItem) ProtoMessage() {}
 
 func (x *LeaseItem) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[8]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1343,7 +1441,7 @@ func (x *LeaseItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseItem.ProtoReflect.Descriptor instead.
 func (*LeaseItem) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{8}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *LeaseItem) GetJobId() string {
@@ -1372,7 +1470,7 @@ type Lease struct {
 
 func (x *Lease) Reset() {
 	*x = Lease{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[9]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1384,7 +1482,7 @@ func (x *Lease) String() string {
 func (*Lease) ProtoMessage() {}
 
 func (x *Lease) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[9]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1397,7 +1495,7 @@ func (x *Lease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Lease.ProtoReflect.Descriptor instead.
 func (*Lease) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{9}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Lease) GetWorkerId() string {
@@ -1431,7 +1529,7 @@ type LeaseRef struct {
 
 func (x *LeaseRef) Reset() {
 	*x = LeaseRef{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[10]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1443,7 +1541,7 @@ func (x *LeaseRef) String() string {
 func (*LeaseRef) ProtoMessage() {}
 
 func (x *LeaseRef) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[10]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1456,7 +1554,7 @@ func (x *LeaseRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use LeaseRef.ProtoReflect.Descriptor instead.
 func (*LeaseRef) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{10}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *LeaseRef) GetJobId() string {
@@ -1510,7 +1608,7 @@ type ExtendLease struct {
 
 func (x *ExtendLease) Reset() {
 	*x = ExtendLease{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[11]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1522,7 +1620,7 @@ func (x *ExtendLease) String() string {
 func (*ExtendLease) ProtoMessage() {}
 
 func (x *ExtendLease) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[11]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1535,7 +1633,7 @@ func (x *ExtendLease) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLease.ProtoReflect.Descriptor instead.
 func (*ExtendLease) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{11}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *ExtendLease) GetItems() []*LeaseRef {
@@ -1554,7 +1652,7 @@ type Ack struct {
 
 func (x *Ack) Reset() {
 	*x = Ack{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[12]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1566,7 +1664,7 @@ func (x *Ack) String() string {
 func (*Ack) ProtoMessage() {}
 
 func (x *Ack) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[12]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1579,7 +1677,7 @@ func (x *Ack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Ack.ProtoReflect.Descriptor instead.
 func (*Ack) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{12}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Ack) GetItems() []*LeaseRef {
@@ -1607,7 +1705,7 @@ type NackItem struct {
 
 func (x *NackItem) Reset() {
 	*x = NackItem{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[13]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1619,7 +1717,7 @@ func (x *NackItem) String() string {
 func (*NackItem) ProtoMessage() {}
 
 func (x *NackItem) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[13]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1632,7 +1730,7 @@ func (x *NackItem) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackItem.ProtoReflect.Descriptor instead.
 func (*NackItem) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{13}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *NackItem) GetJobId() string {
@@ -1686,7 +1784,7 @@ type Nack struct {
 
 func (x *Nack) Reset() {
 	*x = Nack{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[14]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1698,7 +1796,7 @@ func (x *Nack) String() string {
 func (*Nack) ProtoMessage() {}
 
 func (x *Nack) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[14]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1711,7 +1809,7 @@ func (x *Nack) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Nack.ProtoReflect.Descriptor instead.
 func (*Nack) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{14}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Nack) GetItems() []*NackItem {
@@ -1731,7 +1829,7 @@ type ExpireLeases struct {
 
 func (x *ExpireLeases) Reset() {
 	*x = ExpireLeases{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[15]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1743,7 +1841,7 @@ func (x *ExpireLeases) String() string {
 func (*ExpireLeases) ProtoMessage() {}
 
 func (x *ExpireLeases) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[15]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1756,7 +1854,7 @@ func (x *ExpireLeases) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireLeases.ProtoReflect.Descriptor instead.
 func (*ExpireLeases) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{15}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *ExpireLeases) GetLimit() int32 {
@@ -1778,7 +1876,7 @@ type ExpireTimeouts struct {
 
 func (x *ExpireTimeouts) Reset() {
 	*x = ExpireTimeouts{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[16]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1790,7 +1888,7 @@ func (x *ExpireTimeouts) String() string {
 func (*ExpireTimeouts) ProtoMessage() {}
 
 func (x *ExpireTimeouts) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[16]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1803,7 +1901,7 @@ func (x *ExpireTimeouts) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExpireTimeouts.ProtoReflect.Descriptor instead.
 func (*ExpireTimeouts) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{16}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ExpireTimeouts) GetLimit() int32 {
@@ -1823,7 +1921,7 @@ type Promote struct {
 
 func (x *Promote) Reset() {
 	*x = Promote{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[17]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1835,7 +1933,7 @@ func (x *Promote) String() string {
 func (*Promote) ProtoMessage() {}
 
 func (x *Promote) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[17]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1848,7 +1946,7 @@ func (x *Promote) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Promote.ProtoReflect.Descriptor instead.
 func (*Promote) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{17}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Promote) GetLimit() int32 {
@@ -1867,7 +1965,7 @@ type Cancel struct {
 
 func (x *Cancel) Reset() {
 	*x = Cancel{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[18]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1879,7 +1977,7 @@ func (x *Cancel) String() string {
 func (*Cancel) ProtoMessage() {}
 
 func (x *Cancel) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[18]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1892,7 +1990,7 @@ func (x *Cancel) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Cancel.ProtoReflect.Descriptor instead.
 func (*Cancel) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{18}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Cancel) GetJobIds() []string {
@@ -1911,7 +2009,7 @@ type QueueRef struct {
 
 func (x *QueueRef) Reset() {
 	*x = QueueRef{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[19]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1923,7 +2021,7 @@ func (x *QueueRef) String() string {
 func (*QueueRef) ProtoMessage() {}
 
 func (x *QueueRef) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[19]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1936,7 +2034,7 @@ func (x *QueueRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueRef.ProtoReflect.Descriptor instead.
 func (*QueueRef) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{19}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *QueueRef) GetQueue() string {
@@ -1957,7 +2055,7 @@ type Redrive struct {
 
 func (x *Redrive) Reset() {
 	*x = Redrive{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[20]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1969,7 +2067,7 @@ func (x *Redrive) String() string {
 func (*Redrive) ProtoMessage() {}
 
 func (x *Redrive) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[20]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1982,7 +2080,7 @@ func (x *Redrive) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Redrive.ProtoReflect.Descriptor instead.
 func (*Redrive) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{20}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *Redrive) GetQueue() string {
@@ -2018,7 +2116,7 @@ type Purge struct {
 
 func (x *Purge) Reset() {
 	*x = Purge{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[21]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2030,7 +2128,7 @@ func (x *Purge) String() string {
 func (*Purge) ProtoMessage() {}
 
 func (x *Purge) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[21]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2043,7 +2141,7 @@ func (x *Purge) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Purge.ProtoReflect.Descriptor instead.
 func (*Purge) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{21}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *Purge) GetBefore() int64 {
@@ -2073,7 +2171,7 @@ type NodeMeta struct {
 
 func (x *NodeMeta) Reset() {
 	*x = NodeMeta{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[22]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2085,7 +2183,7 @@ func (x *NodeMeta) String() string {
 func (*NodeMeta) ProtoMessage() {}
 
 func (x *NodeMeta) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[22]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2098,7 +2196,7 @@ func (x *NodeMeta) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeMeta.ProtoReflect.Descriptor instead.
 func (*NodeMeta) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{22}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *NodeMeta) GetNodeId() string {
@@ -2136,7 +2234,7 @@ type DeleteDead struct {
 
 func (x *DeleteDead) Reset() {
 	*x = DeleteDead{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2148,7 +2246,7 @@ func (x *DeleteDead) String() string {
 func (*DeleteDead) ProtoMessage() {}
 
 func (x *DeleteDead) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[23]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2161,7 +2259,7 @@ func (x *DeleteDead) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteDead.ProtoReflect.Descriptor instead.
 func (*DeleteDead) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{23}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *DeleteDead) GetQueue() string {
@@ -2197,7 +2295,7 @@ type SnapshotHeader struct {
 
 func (x *SnapshotHeader) Reset() {
 	*x = SnapshotHeader{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[24]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2209,7 +2307,7 @@ func (x *SnapshotHeader) String() string {
 func (*SnapshotHeader) ProtoMessage() {}
 
 func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[24]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2222,7 +2320,7 @@ func (x *SnapshotHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotHeader.ProtoReflect.Descriptor instead.
 func (*SnapshotHeader) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{24}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *SnapshotHeader) GetVersion() uint32 {
@@ -2312,7 +2410,7 @@ type JobRecord struct {
 
 func (x *JobRecord) Reset() {
 	*x = JobRecord{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2324,7 +2422,7 @@ func (x *JobRecord) String() string {
 func (*JobRecord) ProtoMessage() {}
 
 func (x *JobRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[25]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2337,7 +2435,7 @@ func (x *JobRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobRecord.ProtoReflect.Descriptor instead.
 func (*JobRecord) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{25}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *JobRecord) GetId() string {
@@ -2623,7 +2721,7 @@ type QueueRecord struct {
 
 func (x *QueueRecord) Reset() {
 	*x = QueueRecord{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2635,7 +2733,7 @@ func (x *QueueRecord) String() string {
 func (*QueueRecord) ProtoMessage() {}
 
 func (x *QueueRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[26]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2648,7 +2746,7 @@ func (x *QueueRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueRecord.ProtoReflect.Descriptor instead.
 func (*QueueRecord) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{26}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *QueueRecord) GetName() string {
@@ -2677,7 +2775,7 @@ type IdempotencyRecord struct {
 
 func (x *IdempotencyRecord) Reset() {
 	*x = IdempotencyRecord{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2689,7 +2787,7 @@ func (x *IdempotencyRecord) String() string {
 func (*IdempotencyRecord) ProtoMessage() {}
 
 func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[27]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2702,7 +2800,7 @@ func (x *IdempotencyRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use IdempotencyRecord.ProtoReflect.Descriptor instead.
 func (*IdempotencyRecord) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{27}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *IdempotencyRecord) GetQueue() string {
@@ -2766,7 +2864,7 @@ type ScheduleSpec struct {
 
 func (x *ScheduleSpec) Reset() {
 	*x = ScheduleSpec{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[28]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2778,7 +2876,7 @@ func (x *ScheduleSpec) String() string {
 func (*ScheduleSpec) ProtoMessage() {}
 
 func (x *ScheduleSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[28]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2791,7 +2889,7 @@ func (x *ScheduleSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleSpec.ProtoReflect.Descriptor instead.
 func (*ScheduleSpec) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{28}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ScheduleSpec) GetName() string {
@@ -2882,7 +2980,7 @@ type ScheduleRecord struct {
 
 func (x *ScheduleRecord) Reset() {
 	*x = ScheduleRecord{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[29]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2894,7 +2992,7 @@ func (x *ScheduleRecord) String() string {
 func (*ScheduleRecord) ProtoMessage() {}
 
 func (x *ScheduleRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[29]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2907,7 +3005,7 @@ func (x *ScheduleRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleRecord.ProtoReflect.Descriptor instead.
 func (*ScheduleRecord) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{29}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *ScheduleRecord) GetSpec() *ScheduleSpec {
@@ -2982,7 +3080,7 @@ type ScheduleRef struct {
 
 func (x *ScheduleRef) Reset() {
 	*x = ScheduleRef{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[30]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2994,7 +3092,7 @@ func (x *ScheduleRef) String() string {
 func (*ScheduleRef) ProtoMessage() {}
 
 func (x *ScheduleRef) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[30]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3007,7 +3105,7 @@ func (x *ScheduleRef) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleRef.ProtoReflect.Descriptor instead.
 func (*ScheduleRef) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{30}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ScheduleRef) GetName() string {
@@ -3027,7 +3125,7 @@ type CheckHash struct {
 
 func (x *CheckHash) Reset() {
 	*x = CheckHash{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[31]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3039,7 +3137,7 @@ func (x *CheckHash) String() string {
 func (*CheckHash) ProtoMessage() {}
 
 func (x *CheckHash) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[31]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3052,7 +3150,7 @@ func (x *CheckHash) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckHash.ProtoReflect.Descriptor instead.
 func (*CheckHash) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{31}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{32}
 }
 
 // FireSchedule is one tick of one schedule, computed by the leader. It
@@ -3076,7 +3174,7 @@ type FireSchedule struct {
 
 func (x *FireSchedule) Reset() {
 	*x = FireSchedule{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[32]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3088,7 +3186,7 @@ func (x *FireSchedule) String() string {
 func (*FireSchedule) ProtoMessage() {}
 
 func (x *FireSchedule) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[32]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3101,7 +3199,7 @@ func (x *FireSchedule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FireSchedule.ProtoReflect.Descriptor instead.
 func (*FireSchedule) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{32}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *FireSchedule) GetName() string {
@@ -3151,6 +3249,7 @@ type SnapshotRecord struct {
 	//	*SnapshotRecord_Schedule
 	//	*SnapshotRecord_Placement
 	//	*SnapshotRecord_Seal
+	//	*SnapshotRecord_GroupMembers
 	Record        isSnapshotRecord_Record `protobuf_oneof:"record"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -3158,7 +3257,7 @@ type SnapshotRecord struct {
 
 func (x *SnapshotRecord) Reset() {
 	*x = SnapshotRecord{}
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[33]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3170,7 +3269,7 @@ func (x *SnapshotRecord) String() string {
 func (*SnapshotRecord) ProtoMessage() {}
 
 func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[33]
+	mi := &file_raftq_fsm_v1_fsm_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3183,7 +3282,7 @@ func (x *SnapshotRecord) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRecord.ProtoReflect.Descriptor instead.
 func (*SnapshotRecord) Descriptor() ([]byte, []int) {
-	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{33}
+	return file_raftq_fsm_v1_fsm_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *SnapshotRecord) GetRecord() isSnapshotRecord_Record {
@@ -3256,6 +3355,15 @@ func (x *SnapshotRecord) GetSeal() *SealQueue {
 	return nil
 }
 
+func (x *SnapshotRecord) GetGroupMembers() *GroupMembers {
+	if x != nil {
+		if x, ok := x.Record.(*SnapshotRecord_GroupMembers); ok {
+			return x.GroupMembers
+		}
+	}
+	return nil
+}
+
 type isSnapshotRecord_Record interface {
 	isSnapshotRecord_Record()
 }
@@ -3288,6 +3396,10 @@ type SnapshotRecord_Seal struct {
 	Seal *SealQueue `protobuf:"bytes,7,opt,name=seal,proto3,oneof"`
 }
 
+type SnapshotRecord_GroupMembers struct {
+	GroupMembers *GroupMembers `protobuf:"bytes,8,opt,name=group_members,json=groupMembers,proto3,oneof"`
+}
+
 func (*SnapshotRecord_Job) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Queue) isSnapshotRecord_Record() {}
@@ -3302,6 +3414,8 @@ func (*SnapshotRecord_Placement) isSnapshotRecord_Record() {}
 
 func (*SnapshotRecord_Seal) isSnapshotRecord_Record() {}
 
+func (*SnapshotRecord_GroupMembers) isSnapshotRecord_Record() {}
+
 var File_raftq_fsm_v1_fsm_proto protoreflect.FileDescriptor
 
 const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
@@ -3309,7 +3423,7 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x16raftq/fsm/v1/fsm.proto\x12\fraftq.fsm.v1\"T\n" +
 	"\x05Entry\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x121\n" +
-	"\bcommands\x18\x02 \x03(\v2\x15.raftq.fsm.v1.CommandR\bcommands\"\xd2\f\n" +
+	"\bcommands\x18\x02 \x03(\v2\x15.raftq.fsm.v1.CommandR\bcommands\"\x9c\r\n" +
 	"\aCommand\x12-\n" +
 	"\x04type\x18\x01 \x01(\x0e2\x19.raftq.fsm.v1.CommandTypeR\x04type\x12\x10\n" +
 	"\x03now\x18\x02 \x01(\x03R\x03now\x121\n" +
@@ -3345,7 +3459,8 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"seal_queue\x18\x1e \x01(\v2\x17.raftq.fsm.v1.SealQueueH\x00R\tsealQueue\x12;\n" +
 	"\vimport_keys\x18\x1f \x01(\v2\x18.raftq.fsm.v1.ImportKeysH\x00R\n" +
 	"importKeys\x12J\n" +
-	"\x10import_schedules\x18  \x01(\v2\x1d.raftq.fsm.v1.ImportSchedulesH\x00R\x0fimportSchedulesB\x06\n" +
+	"\x10import_schedules\x18  \x01(\v2\x1d.raftq.fsm.v1.ImportSchedulesH\x00R\x0fimportSchedules\x12H\n" +
+	"\x11set_group_members\x18! \x01(\v2\x1a.raftq.fsm.v1.GroupMembersH\x00R\x0fsetGroupMembersB\x06\n" +
 	"\x04body\"\x86\x02\n" +
 	"\x0eQueuePlacement\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x14\n" +
@@ -3368,7 +3483,12 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x04keys\x18\x02 \x03(\v2\x1f.raftq.fsm.v1.IdempotencyRecordR\x04keys\"c\n" +
 	"\x0fImportSchedules\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12:\n" +
-	"\tschedules\x18\x02 \x03(\v2\x1c.raftq.fsm.v1.ScheduleRecordR\tschedules\"\xb5\x05\n" +
+	"\tschedules\x18\x02 \x03(\v2\x1c.raftq.fsm.v1.ScheduleRecordR\tschedules\"\x7f\n" +
+	"\fGroupMembers\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\rR\x05group\x12\x18\n" +
+	"\amembers\x18\x02 \x03(\tR\amembers\x12\x18\n" +
+	"\aversion\x18\x03 \x01(\x04R\aversion\x12%\n" +
+	"\x0eexpect_version\x18\x04 \x01(\x04R\rexpectVersion\"\xb5\x05\n" +
 	"\x06NewJob\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x14\n" +
 	"\x05queue\x18\x02 \x01(\tR\x05queue\x12\x12\n" +
@@ -3546,7 +3666,7 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x12\n" +
 	"\x04tick\x18\x03 \x01(\x03R\x04tick\x12&\n" +
 	"\x03job\x18\x04 \x01(\v2\x14.raftq.fsm.v1.NewJobR\x03job\x12#\n" +
-	"\rskipped_ticks\x18\x05 \x01(\x03R\fskippedTicks\"\x96\x03\n" +
+	"\rskipped_ticks\x18\x05 \x01(\x03R\fskippedTicks\"\xd9\x03\n" +
 	"\x0eSnapshotRecord\x12+\n" +
 	"\x03job\x18\x01 \x01(\v2\x17.raftq.fsm.v1.JobRecordH\x00R\x03job\x121\n" +
 	"\x05queue\x18\x02 \x01(\v2\x19.raftq.fsm.v1.QueueRecordH\x00R\x05queue\x12C\n" +
@@ -3554,8 +3674,9 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x04node\x18\x04 \x01(\v2\x16.raftq.fsm.v1.NodeMetaH\x00R\x04node\x12:\n" +
 	"\bschedule\x18\x05 \x01(\v2\x1c.raftq.fsm.v1.ScheduleRecordH\x00R\bschedule\x12<\n" +
 	"\tplacement\x18\x06 \x01(\v2\x1c.raftq.fsm.v1.QueuePlacementH\x00R\tplacement\x12-\n" +
-	"\x04seal\x18\a \x01(\v2\x17.raftq.fsm.v1.SealQueueH\x00R\x04sealB\b\n" +
-	"\x06record*\xa6\x06\n" +
+	"\x04seal\x18\a \x01(\v2\x17.raftq.fsm.v1.SealQueueH\x00R\x04seal\x12A\n" +
+	"\rgroup_members\x18\b \x01(\v2\x1a.raftq.fsm.v1.GroupMembersH\x00R\fgroupMembersB\b\n" +
+	"\x06record*\xca\x06\n" +
 	"\vCommandType\x12\x1c\n" +
 	"\x18COMMAND_TYPE_UNSPECIFIED\x10\x00\x12\x18\n" +
 	"\x14COMMAND_TYPE_ENQUEUE\x10\x01\x12\x16\n" +
@@ -3584,7 +3705,8 @@ const file_raftq_fsm_v1_fsm_proto_rawDesc = "" +
 	"\x18COMMAND_TYPE_PLACE_QUEUE\x10\x15\x12\x1b\n" +
 	"\x17COMMAND_TYPE_SEAL_QUEUE\x10\x16\x12\x1c\n" +
 	"\x18COMMAND_TYPE_IMPORT_KEYS\x10\x17\x12!\n" +
-	"\x1dCOMMAND_TYPE_IMPORT_SCHEDULES\x10\x18*e\n" +
+	"\x1dCOMMAND_TYPE_IMPORT_SCHEDULES\x10\x18\x12\"\n" +
+	"\x1eCOMMAND_TYPE_SET_GROUP_MEMBERS\x10\x1a*e\n" +
 	"\x0ePlacementPhase\x12\x18\n" +
 	"\x14PLACEMENT_PHASE_NONE\x10\x00\x12\x1b\n" +
 	"\x17PLACEMENT_PHASE_SEALING\x10\x01\x12\x1c\n" +
@@ -3603,7 +3725,7 @@ func file_raftq_fsm_v1_fsm_proto_rawDescGZIP() []byte {
 }
 
 var file_raftq_fsm_v1_fsm_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_raftq_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 34)
+var file_raftq_fsm_v1_fsm_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_raftq_fsm_v1_fsm_proto_goTypes = []any{
 	(CommandType)(0),          // 0: raftq.fsm.v1.CommandType
 	(PlacementPhase)(0),       // 1: raftq.fsm.v1.PlacementPhase
@@ -3613,88 +3735,91 @@ var file_raftq_fsm_v1_fsm_proto_goTypes = []any{
 	(*SealQueue)(nil),         // 5: raftq.fsm.v1.SealQueue
 	(*ImportKeys)(nil),        // 6: raftq.fsm.v1.ImportKeys
 	(*ImportSchedules)(nil),   // 7: raftq.fsm.v1.ImportSchedules
-	(*NewJob)(nil),            // 8: raftq.fsm.v1.NewJob
-	(*Enqueue)(nil),           // 9: raftq.fsm.v1.Enqueue
-	(*LeaseItem)(nil),         // 10: raftq.fsm.v1.LeaseItem
-	(*Lease)(nil),             // 11: raftq.fsm.v1.Lease
-	(*LeaseRef)(nil),          // 12: raftq.fsm.v1.LeaseRef
-	(*ExtendLease)(nil),       // 13: raftq.fsm.v1.ExtendLease
-	(*Ack)(nil),               // 14: raftq.fsm.v1.Ack
-	(*NackItem)(nil),          // 15: raftq.fsm.v1.NackItem
-	(*Nack)(nil),              // 16: raftq.fsm.v1.Nack
-	(*ExpireLeases)(nil),      // 17: raftq.fsm.v1.ExpireLeases
-	(*ExpireTimeouts)(nil),    // 18: raftq.fsm.v1.ExpireTimeouts
-	(*Promote)(nil),           // 19: raftq.fsm.v1.Promote
-	(*Cancel)(nil),            // 20: raftq.fsm.v1.Cancel
-	(*QueueRef)(nil),          // 21: raftq.fsm.v1.QueueRef
-	(*Redrive)(nil),           // 22: raftq.fsm.v1.Redrive
-	(*Purge)(nil),             // 23: raftq.fsm.v1.Purge
-	(*NodeMeta)(nil),          // 24: raftq.fsm.v1.NodeMeta
-	(*DeleteDead)(nil),        // 25: raftq.fsm.v1.DeleteDead
-	(*SnapshotHeader)(nil),    // 26: raftq.fsm.v1.SnapshotHeader
-	(*JobRecord)(nil),         // 27: raftq.fsm.v1.JobRecord
-	(*QueueRecord)(nil),       // 28: raftq.fsm.v1.QueueRecord
-	(*IdempotencyRecord)(nil), // 29: raftq.fsm.v1.IdempotencyRecord
-	(*ScheduleSpec)(nil),      // 30: raftq.fsm.v1.ScheduleSpec
-	(*ScheduleRecord)(nil),    // 31: raftq.fsm.v1.ScheduleRecord
-	(*ScheduleRef)(nil),       // 32: raftq.fsm.v1.ScheduleRef
-	(*CheckHash)(nil),         // 33: raftq.fsm.v1.CheckHash
-	(*FireSchedule)(nil),      // 34: raftq.fsm.v1.FireSchedule
-	(*SnapshotRecord)(nil),    // 35: raftq.fsm.v1.SnapshotRecord
+	(*GroupMembers)(nil),      // 8: raftq.fsm.v1.GroupMembers
+	(*NewJob)(nil),            // 9: raftq.fsm.v1.NewJob
+	(*Enqueue)(nil),           // 10: raftq.fsm.v1.Enqueue
+	(*LeaseItem)(nil),         // 11: raftq.fsm.v1.LeaseItem
+	(*Lease)(nil),             // 12: raftq.fsm.v1.Lease
+	(*LeaseRef)(nil),          // 13: raftq.fsm.v1.LeaseRef
+	(*ExtendLease)(nil),       // 14: raftq.fsm.v1.ExtendLease
+	(*Ack)(nil),               // 15: raftq.fsm.v1.Ack
+	(*NackItem)(nil),          // 16: raftq.fsm.v1.NackItem
+	(*Nack)(nil),              // 17: raftq.fsm.v1.Nack
+	(*ExpireLeases)(nil),      // 18: raftq.fsm.v1.ExpireLeases
+	(*ExpireTimeouts)(nil),    // 19: raftq.fsm.v1.ExpireTimeouts
+	(*Promote)(nil),           // 20: raftq.fsm.v1.Promote
+	(*Cancel)(nil),            // 21: raftq.fsm.v1.Cancel
+	(*QueueRef)(nil),          // 22: raftq.fsm.v1.QueueRef
+	(*Redrive)(nil),           // 23: raftq.fsm.v1.Redrive
+	(*Purge)(nil),             // 24: raftq.fsm.v1.Purge
+	(*NodeMeta)(nil),          // 25: raftq.fsm.v1.NodeMeta
+	(*DeleteDead)(nil),        // 26: raftq.fsm.v1.DeleteDead
+	(*SnapshotHeader)(nil),    // 27: raftq.fsm.v1.SnapshotHeader
+	(*JobRecord)(nil),         // 28: raftq.fsm.v1.JobRecord
+	(*QueueRecord)(nil),       // 29: raftq.fsm.v1.QueueRecord
+	(*IdempotencyRecord)(nil), // 30: raftq.fsm.v1.IdempotencyRecord
+	(*ScheduleSpec)(nil),      // 31: raftq.fsm.v1.ScheduleSpec
+	(*ScheduleRecord)(nil),    // 32: raftq.fsm.v1.ScheduleRecord
+	(*ScheduleRef)(nil),       // 33: raftq.fsm.v1.ScheduleRef
+	(*CheckHash)(nil),         // 34: raftq.fsm.v1.CheckHash
+	(*FireSchedule)(nil),      // 35: raftq.fsm.v1.FireSchedule
+	(*SnapshotRecord)(nil),    // 36: raftq.fsm.v1.SnapshotRecord
 }
 var file_raftq_fsm_v1_fsm_proto_depIdxs = []int32{
 	3,  // 0: raftq.fsm.v1.Entry.commands:type_name -> raftq.fsm.v1.Command
 	0,  // 1: raftq.fsm.v1.Command.type:type_name -> raftq.fsm.v1.CommandType
-	9,  // 2: raftq.fsm.v1.Command.enqueue:type_name -> raftq.fsm.v1.Enqueue
-	11, // 3: raftq.fsm.v1.Command.lease:type_name -> raftq.fsm.v1.Lease
-	13, // 4: raftq.fsm.v1.Command.extend_lease:type_name -> raftq.fsm.v1.ExtendLease
-	14, // 5: raftq.fsm.v1.Command.ack:type_name -> raftq.fsm.v1.Ack
-	16, // 6: raftq.fsm.v1.Command.nack:type_name -> raftq.fsm.v1.Nack
-	17, // 7: raftq.fsm.v1.Command.expire_leases:type_name -> raftq.fsm.v1.ExpireLeases
-	19, // 8: raftq.fsm.v1.Command.promote:type_name -> raftq.fsm.v1.Promote
-	20, // 9: raftq.fsm.v1.Command.cancel:type_name -> raftq.fsm.v1.Cancel
-	21, // 10: raftq.fsm.v1.Command.pause_queue:type_name -> raftq.fsm.v1.QueueRef
-	21, // 11: raftq.fsm.v1.Command.resume_queue:type_name -> raftq.fsm.v1.QueueRef
-	22, // 12: raftq.fsm.v1.Command.redrive:type_name -> raftq.fsm.v1.Redrive
-	23, // 13: raftq.fsm.v1.Command.purge:type_name -> raftq.fsm.v1.Purge
-	24, // 14: raftq.fsm.v1.Command.set_node:type_name -> raftq.fsm.v1.NodeMeta
-	25, // 15: raftq.fsm.v1.Command.delete_dead:type_name -> raftq.fsm.v1.DeleteDead
-	30, // 16: raftq.fsm.v1.Command.put_schedule:type_name -> raftq.fsm.v1.ScheduleSpec
-	32, // 17: raftq.fsm.v1.Command.pause_schedule:type_name -> raftq.fsm.v1.ScheduleRef
-	32, // 18: raftq.fsm.v1.Command.resume_schedule:type_name -> raftq.fsm.v1.ScheduleRef
-	32, // 19: raftq.fsm.v1.Command.delete_schedule:type_name -> raftq.fsm.v1.ScheduleRef
-	34, // 20: raftq.fsm.v1.Command.fire_schedule:type_name -> raftq.fsm.v1.FireSchedule
-	18, // 21: raftq.fsm.v1.Command.expire_timeouts:type_name -> raftq.fsm.v1.ExpireTimeouts
-	33, // 22: raftq.fsm.v1.Command.check_hash:type_name -> raftq.fsm.v1.CheckHash
-	9,  // 23: raftq.fsm.v1.Command.enqueue_workflow:type_name -> raftq.fsm.v1.Enqueue
+	10, // 2: raftq.fsm.v1.Command.enqueue:type_name -> raftq.fsm.v1.Enqueue
+	12, // 3: raftq.fsm.v1.Command.lease:type_name -> raftq.fsm.v1.Lease
+	14, // 4: raftq.fsm.v1.Command.extend_lease:type_name -> raftq.fsm.v1.ExtendLease
+	15, // 5: raftq.fsm.v1.Command.ack:type_name -> raftq.fsm.v1.Ack
+	17, // 6: raftq.fsm.v1.Command.nack:type_name -> raftq.fsm.v1.Nack
+	18, // 7: raftq.fsm.v1.Command.expire_leases:type_name -> raftq.fsm.v1.ExpireLeases
+	20, // 8: raftq.fsm.v1.Command.promote:type_name -> raftq.fsm.v1.Promote
+	21, // 9: raftq.fsm.v1.Command.cancel:type_name -> raftq.fsm.v1.Cancel
+	22, // 10: raftq.fsm.v1.Command.pause_queue:type_name -> raftq.fsm.v1.QueueRef
+	22, // 11: raftq.fsm.v1.Command.resume_queue:type_name -> raftq.fsm.v1.QueueRef
+	23, // 12: raftq.fsm.v1.Command.redrive:type_name -> raftq.fsm.v1.Redrive
+	24, // 13: raftq.fsm.v1.Command.purge:type_name -> raftq.fsm.v1.Purge
+	25, // 14: raftq.fsm.v1.Command.set_node:type_name -> raftq.fsm.v1.NodeMeta
+	26, // 15: raftq.fsm.v1.Command.delete_dead:type_name -> raftq.fsm.v1.DeleteDead
+	31, // 16: raftq.fsm.v1.Command.put_schedule:type_name -> raftq.fsm.v1.ScheduleSpec
+	33, // 17: raftq.fsm.v1.Command.pause_schedule:type_name -> raftq.fsm.v1.ScheduleRef
+	33, // 18: raftq.fsm.v1.Command.resume_schedule:type_name -> raftq.fsm.v1.ScheduleRef
+	33, // 19: raftq.fsm.v1.Command.delete_schedule:type_name -> raftq.fsm.v1.ScheduleRef
+	35, // 20: raftq.fsm.v1.Command.fire_schedule:type_name -> raftq.fsm.v1.FireSchedule
+	19, // 21: raftq.fsm.v1.Command.expire_timeouts:type_name -> raftq.fsm.v1.ExpireTimeouts
+	34, // 22: raftq.fsm.v1.Command.check_hash:type_name -> raftq.fsm.v1.CheckHash
+	10, // 23: raftq.fsm.v1.Command.enqueue_workflow:type_name -> raftq.fsm.v1.Enqueue
 	4,  // 24: raftq.fsm.v1.Command.place_queue:type_name -> raftq.fsm.v1.QueuePlacement
 	5,  // 25: raftq.fsm.v1.Command.seal_queue:type_name -> raftq.fsm.v1.SealQueue
 	6,  // 26: raftq.fsm.v1.Command.import_keys:type_name -> raftq.fsm.v1.ImportKeys
 	7,  // 27: raftq.fsm.v1.Command.import_schedules:type_name -> raftq.fsm.v1.ImportSchedules
-	1,  // 28: raftq.fsm.v1.QueuePlacement.phase:type_name -> raftq.fsm.v1.PlacementPhase
-	1,  // 29: raftq.fsm.v1.QueuePlacement.expect_phase:type_name -> raftq.fsm.v1.PlacementPhase
-	29, // 30: raftq.fsm.v1.ImportKeys.keys:type_name -> raftq.fsm.v1.IdempotencyRecord
-	31, // 31: raftq.fsm.v1.ImportSchedules.schedules:type_name -> raftq.fsm.v1.ScheduleRecord
-	8,  // 32: raftq.fsm.v1.Enqueue.jobs:type_name -> raftq.fsm.v1.NewJob
-	10, // 33: raftq.fsm.v1.Lease.items:type_name -> raftq.fsm.v1.LeaseItem
-	12, // 34: raftq.fsm.v1.ExtendLease.items:type_name -> raftq.fsm.v1.LeaseRef
-	12, // 35: raftq.fsm.v1.Ack.items:type_name -> raftq.fsm.v1.LeaseRef
-	15, // 36: raftq.fsm.v1.Nack.items:type_name -> raftq.fsm.v1.NackItem
-	8,  // 37: raftq.fsm.v1.ScheduleSpec.job:type_name -> raftq.fsm.v1.NewJob
-	30, // 38: raftq.fsm.v1.ScheduleRecord.spec:type_name -> raftq.fsm.v1.ScheduleSpec
-	8,  // 39: raftq.fsm.v1.FireSchedule.job:type_name -> raftq.fsm.v1.NewJob
-	27, // 40: raftq.fsm.v1.SnapshotRecord.job:type_name -> raftq.fsm.v1.JobRecord
-	28, // 41: raftq.fsm.v1.SnapshotRecord.queue:type_name -> raftq.fsm.v1.QueueRecord
-	29, // 42: raftq.fsm.v1.SnapshotRecord.idempotency:type_name -> raftq.fsm.v1.IdempotencyRecord
-	24, // 43: raftq.fsm.v1.SnapshotRecord.node:type_name -> raftq.fsm.v1.NodeMeta
-	31, // 44: raftq.fsm.v1.SnapshotRecord.schedule:type_name -> raftq.fsm.v1.ScheduleRecord
-	4,  // 45: raftq.fsm.v1.SnapshotRecord.placement:type_name -> raftq.fsm.v1.QueuePlacement
-	5,  // 46: raftq.fsm.v1.SnapshotRecord.seal:type_name -> raftq.fsm.v1.SealQueue
-	47, // [47:47] is the sub-list for method output_type
-	47, // [47:47] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	8,  // 28: raftq.fsm.v1.Command.set_group_members:type_name -> raftq.fsm.v1.GroupMembers
+	1,  // 29: raftq.fsm.v1.QueuePlacement.phase:type_name -> raftq.fsm.v1.PlacementPhase
+	1,  // 30: raftq.fsm.v1.QueuePlacement.expect_phase:type_name -> raftq.fsm.v1.PlacementPhase
+	30, // 31: raftq.fsm.v1.ImportKeys.keys:type_name -> raftq.fsm.v1.IdempotencyRecord
+	32, // 32: raftq.fsm.v1.ImportSchedules.schedules:type_name -> raftq.fsm.v1.ScheduleRecord
+	9,  // 33: raftq.fsm.v1.Enqueue.jobs:type_name -> raftq.fsm.v1.NewJob
+	11, // 34: raftq.fsm.v1.Lease.items:type_name -> raftq.fsm.v1.LeaseItem
+	13, // 35: raftq.fsm.v1.ExtendLease.items:type_name -> raftq.fsm.v1.LeaseRef
+	13, // 36: raftq.fsm.v1.Ack.items:type_name -> raftq.fsm.v1.LeaseRef
+	16, // 37: raftq.fsm.v1.Nack.items:type_name -> raftq.fsm.v1.NackItem
+	9,  // 38: raftq.fsm.v1.ScheduleSpec.job:type_name -> raftq.fsm.v1.NewJob
+	31, // 39: raftq.fsm.v1.ScheduleRecord.spec:type_name -> raftq.fsm.v1.ScheduleSpec
+	9,  // 40: raftq.fsm.v1.FireSchedule.job:type_name -> raftq.fsm.v1.NewJob
+	28, // 41: raftq.fsm.v1.SnapshotRecord.job:type_name -> raftq.fsm.v1.JobRecord
+	29, // 42: raftq.fsm.v1.SnapshotRecord.queue:type_name -> raftq.fsm.v1.QueueRecord
+	30, // 43: raftq.fsm.v1.SnapshotRecord.idempotency:type_name -> raftq.fsm.v1.IdempotencyRecord
+	25, // 44: raftq.fsm.v1.SnapshotRecord.node:type_name -> raftq.fsm.v1.NodeMeta
+	32, // 45: raftq.fsm.v1.SnapshotRecord.schedule:type_name -> raftq.fsm.v1.ScheduleRecord
+	4,  // 46: raftq.fsm.v1.SnapshotRecord.placement:type_name -> raftq.fsm.v1.QueuePlacement
+	5,  // 47: raftq.fsm.v1.SnapshotRecord.seal:type_name -> raftq.fsm.v1.SealQueue
+	8,  // 48: raftq.fsm.v1.SnapshotRecord.group_members:type_name -> raftq.fsm.v1.GroupMembers
+	49, // [49:49] is the sub-list for method output_type
+	49, // [49:49] is the sub-list for method input_type
+	49, // [49:49] is the sub-list for extension type_name
+	49, // [49:49] is the sub-list for extension extendee
+	0,  // [0:49] is the sub-list for field type_name
 }
 
 func init() { file_raftq_fsm_v1_fsm_proto_init() }
@@ -3729,8 +3854,9 @@ func file_raftq_fsm_v1_fsm_proto_init() {
 		(*Command_SealQueue)(nil),
 		(*Command_ImportKeys)(nil),
 		(*Command_ImportSchedules)(nil),
+		(*Command_SetGroupMembers)(nil),
 	}
-	file_raftq_fsm_v1_fsm_proto_msgTypes[33].OneofWrappers = []any{
+	file_raftq_fsm_v1_fsm_proto_msgTypes[34].OneofWrappers = []any{
 		(*SnapshotRecord_Job)(nil),
 		(*SnapshotRecord_Queue)(nil),
 		(*SnapshotRecord_Idempotency)(nil),
@@ -3738,6 +3864,7 @@ func file_raftq_fsm_v1_fsm_proto_init() {
 		(*SnapshotRecord_Schedule)(nil),
 		(*SnapshotRecord_Placement)(nil),
 		(*SnapshotRecord_Seal)(nil),
+		(*SnapshotRecord_GroupMembers)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -3745,7 +3872,7 @@ func file_raftq_fsm_v1_fsm_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftq_fsm_v1_fsm_proto_rawDesc), len(file_raftq_fsm_v1_fsm_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   34,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -141,7 +141,11 @@ var BrokerRules = merge(common, Rules{
 	// (Put, Pause, Resume and Delete are admin only and audited).
 	"/raftq.v1.Schedules/GetSchedule":   {Roles: RoleAdmin},
 	"/raftq.v1.Schedules/ListSchedules": {Roles: RoleAdmin},
-	"/raftq.v1.Cluster/Join":            {Roles: RoleNode | RoleAdmin, Audit: true},
+	// What a move out of a group carries, read by the broker driving it
+	// from a group it does not run (brokerd/replicas.go): not audited, it
+	// is asked every few hundred milliseconds while a queue drains.
+	"/raftq.v1.Admin/ExportQueue": {Roles: RoleNode | RoleAdmin},
+	"/raftq.v1.Cluster/Join":      {Roles: RoleNode | RoleAdmin, Audit: true},
 	// A node leaving (--leave-on-terminate, `brokerd leave`) removes
 	// itself with its own certificate.
 	"/raftq.v1.Cluster/Remove": {Roles: RoleNode | RoleAdmin, Audit: true},

@@ -27,7 +27,7 @@ func (c *Cluster) WaitGroupsSettled(timeout time.Duration) []*brokerd.Node {
 		led := map[string]int{}
 		for g := range groups {
 			for _, n := range up {
-				if n.Groups()[g].IsLeaderReady() {
+				if gn := n.Groups()[g]; gn != nil && gn.IsLeaderReady() {
 					if leaders[g] != nil {
 						return false // two think they lead: a transfer is under way
 					}
@@ -39,6 +39,9 @@ func (c *Cluster) WaitGroupsSettled(timeout time.Duration) []*brokerd.Node {
 				return false
 			}
 			for _, n := range up {
+				if n.Groups()[g] == nil {
+					continue // a node that does not run the group
+				}
 				if _, id := n.Groups()[g].Raft().LeaderWithID(); string(id) != leaders[g].ID() {
 					return false
 				}

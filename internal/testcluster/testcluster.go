@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -246,10 +247,19 @@ func (c *Cluster) WaitGroupLeaders(timeout time.Duration) {
 			ready := 0
 			for _, n := range up {
 				gn := n.Groups()[g]
+				if gn == nil {
+					continue // a node that does not run the group (replicas)
+				}
 				if gn.IsLeaderReady() {
 					ready++
 				}
-				if len(gn.FSM().Nodes()) < len(up) {
+				// Every running node's address; with replicas on some
+				// of the nodes, every member's.
+				want := len(up)
+				if slices.Contains(n.Groups(), nil) {
+					want = len(gn.Raft().GetConfiguration().Configuration().Servers)
+				}
+				if len(gn.FSM().Nodes()) < want {
 					return false
 				}
 			}
@@ -264,7 +274,7 @@ func (c *Cluster) WaitGroupLeaders(timeout time.Duration) {
 // GroupLeader returns the running node that leads group g (ready), or nil.
 func (c *Cluster) GroupLeader(g int) *brokerd.Node {
 	for _, n := range c.Up() {
-		if gs := n.Groups(); g < len(gs) && gs[g].IsLeaderReady() {
+		if gs := n.Groups(); g < len(gs) && gs[g] != nil && gs[g].IsLeaderReady() {
 			return n
 		}
 	}

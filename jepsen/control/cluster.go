@@ -53,6 +53,9 @@ type Options struct {
 	// Groups is the Raft group count every brokerd runs (--groups); 0 or
 	// 1: one group, and brokerd is started without the flag.
 	Groups int
+	// Replicas is how many nodes run each group but group 0 (brokerd
+	// --replicas); 0: every node.
+	Replicas int
 	// Logger receives what the harness does to nodes.
 	Logger *slog.Logger
 	// LockPath is the harness lock file (DefaultLockPath if empty); only
@@ -179,6 +182,9 @@ func (c *Cluster) Start(n *Node) error {
 		// Every node, wiped and spare ones included, must run the same
 		// count: a data dir refuses another one.
 		args = append(args, "--groups", fmt.Sprint(c.opts.Groups))
+		if c.opts.Replicas > 0 {
+			args = append(args, "--replicas", fmt.Sprint(c.opts.Replicas))
+		}
 	}
 	if n.join {
 		var others []string

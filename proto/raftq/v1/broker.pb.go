@@ -396,7 +396,7 @@ func (x ErrorDetail_Reason) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ErrorDetail_Reason.Descriptor instead.
 func (ErrorDetail_Reason) EnumDescriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{54, 0}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{56, 0}
 }
 
 type ConsumeNotice_Kind int32
@@ -450,7 +450,150 @@ func (x ConsumeNotice_Kind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ConsumeNotice_Kind.Descriptor instead.
 func (ConsumeNotice_Kind) EnumDescriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{78, 0}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{80, 0}
+}
+
+type ExportQueueRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Queue string                 `protobuf:"bytes,1,opt,name=queue,proto3" json:"queue,omitempty"`
+	// The most idempotency keys to return (0: all).
+	KeyLimit int32 `protobuf:"varint,2,opt,name=key_limit,json=keyLimit,proto3" json:"key_limit,omitempty"`
+	// Include the schedules (schedule_records).
+	Schedules     bool `protobuf:"varint,3,opt,name=schedules,proto3" json:"schedules,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportQueueRequest) Reset() {
+	*x = ExportQueueRequest{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportQueueRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportQueueRequest) ProtoMessage() {}
+
+func (x *ExportQueueRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportQueueRequest.ProtoReflect.Descriptor instead.
+func (*ExportQueueRequest) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ExportQueueRequest) GetQueue() string {
+	if x != nil {
+		return x.Queue
+	}
+	return ""
+}
+
+func (x *ExportQueueRequest) GetKeyLimit() int32 {
+	if x != nil {
+		return x.KeyLimit
+	}
+	return 0
+}
+
+func (x *ExportQueueRequest) GetSchedules() bool {
+	if x != nil {
+		return x.Schedules
+	}
+	return false
+}
+
+type ExportQueueResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The queue is sealed in this group (it moved to to_group).
+	Sealed  bool   `protobuf:"varint,1,opt,name=sealed,proto3" json:"sealed,omitempty"`
+	ToGroup uint32 `protobuf:"varint,2,opt,name=to_group,json=toGroup,proto3" json:"to_group,omitempty"`
+	// Idempotency keys of the queue that have not expired, in key order.
+	Keys []*ImportedKey `protobuf:"bytes,3,rep,name=keys,proto3" json:"keys,omitempty"`
+	// The queue's schedules with their firing state, encoded for a broker
+	// (raftq.fsm.v1.ImportSchedules): opaque to clients.
+	ScheduleRecords []byte `protobuf:"bytes,4,opt,name=schedule_records,json=scheduleRecords,proto3" json:"schedule_records,omitempty"`
+	// How many schedules of the queue this group holds.
+	ScheduleCount int32 `protobuf:"varint,5,opt,name=schedule_count,json=scheduleCount,proto3" json:"schedule_count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ExportQueueResponse) Reset() {
+	*x = ExportQueueResponse{}
+	mi := &file_raftq_v1_broker_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ExportQueueResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ExportQueueResponse) ProtoMessage() {}
+
+func (x *ExportQueueResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_raftq_v1_broker_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ExportQueueResponse.ProtoReflect.Descriptor instead.
+func (*ExportQueueResponse) Descriptor() ([]byte, []int) {
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ExportQueueResponse) GetSealed() bool {
+	if x != nil {
+		return x.Sealed
+	}
+	return false
+}
+
+func (x *ExportQueueResponse) GetToGroup() uint32 {
+	if x != nil {
+		return x.ToGroup
+	}
+	return 0
+}
+
+func (x *ExportQueueResponse) GetKeys() []*ImportedKey {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *ExportQueueResponse) GetScheduleRecords() []byte {
+	if x != nil {
+		return x.ScheduleRecords
+	}
+	return nil
+}
+
+func (x *ExportQueueResponse) GetScheduleCount() int32 {
+	if x != nil {
+		return x.ScheduleCount
+	}
+	return 0
 }
 
 type PartitionQueueRequest struct {
@@ -465,7 +608,7 @@ type PartitionQueueRequest struct {
 
 func (x *PartitionQueueRequest) Reset() {
 	*x = PartitionQueueRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[0]
+	mi := &file_raftq_v1_broker_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -477,7 +620,7 @@ func (x *PartitionQueueRequest) String() string {
 func (*PartitionQueueRequest) ProtoMessage() {}
 
 func (x *PartitionQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[0]
+	mi := &file_raftq_v1_broker_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -490,7 +633,7 @@ func (x *PartitionQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionQueueRequest.ProtoReflect.Descriptor instead.
 func (*PartitionQueueRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{0}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *PartitionQueueRequest) GetQueue() string {
@@ -516,7 +659,7 @@ type PartitionQueueResponse struct {
 
 func (x *PartitionQueueResponse) Reset() {
 	*x = PartitionQueueResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[1]
+	mi := &file_raftq_v1_broker_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -528,7 +671,7 @@ func (x *PartitionQueueResponse) String() string {
 func (*PartitionQueueResponse) ProtoMessage() {}
 
 func (x *PartitionQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[1]
+	mi := &file_raftq_v1_broker_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -541,7 +684,7 @@ func (x *PartitionQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PartitionQueueResponse.ProtoReflect.Descriptor instead.
 func (*PartitionQueueResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{1}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *PartitionQueueResponse) GetPlacement() *Placement {
@@ -561,7 +704,7 @@ type ImportKeysRequest struct {
 
 func (x *ImportKeysRequest) Reset() {
 	*x = ImportKeysRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[2]
+	mi := &file_raftq_v1_broker_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -573,7 +716,7 @@ func (x *ImportKeysRequest) String() string {
 func (*ImportKeysRequest) ProtoMessage() {}
 
 func (x *ImportKeysRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[2]
+	mi := &file_raftq_v1_broker_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -586,7 +729,7 @@ func (x *ImportKeysRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportKeysRequest.ProtoReflect.Descriptor instead.
 func (*ImportKeysRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{2}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ImportKeysRequest) GetQueue() string {
@@ -615,7 +758,7 @@ type ImportedKey struct {
 
 func (x *ImportedKey) Reset() {
 	*x = ImportedKey{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[3]
+	mi := &file_raftq_v1_broker_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -627,7 +770,7 @@ func (x *ImportedKey) String() string {
 func (*ImportedKey) ProtoMessage() {}
 
 func (x *ImportedKey) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[3]
+	mi := &file_raftq_v1_broker_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -640,7 +783,7 @@ func (x *ImportedKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportedKey.ProtoReflect.Descriptor instead.
 func (*ImportedKey) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{3}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ImportedKey) GetKey() string {
@@ -672,7 +815,7 @@ type ImportKeysResponse struct {
 
 func (x *ImportKeysResponse) Reset() {
 	*x = ImportKeysResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[4]
+	mi := &file_raftq_v1_broker_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -684,7 +827,7 @@ func (x *ImportKeysResponse) String() string {
 func (*ImportKeysResponse) ProtoMessage() {}
 
 func (x *ImportKeysResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[4]
+	mi := &file_raftq_v1_broker_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -697,7 +840,7 @@ func (x *ImportKeysResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportKeysResponse.ProtoReflect.Descriptor instead.
 func (*ImportKeysResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{4}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{6}
 }
 
 type ImportSchedulesRequest struct {
@@ -712,7 +855,7 @@ type ImportSchedulesRequest struct {
 
 func (x *ImportSchedulesRequest) Reset() {
 	*x = ImportSchedulesRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[5]
+	mi := &file_raftq_v1_broker_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -724,7 +867,7 @@ func (x *ImportSchedulesRequest) String() string {
 func (*ImportSchedulesRequest) ProtoMessage() {}
 
 func (x *ImportSchedulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[5]
+	mi := &file_raftq_v1_broker_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -737,7 +880,7 @@ func (x *ImportSchedulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportSchedulesRequest.ProtoReflect.Descriptor instead.
 func (*ImportSchedulesRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{5}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ImportSchedulesRequest) GetQueue() string {
@@ -764,7 +907,7 @@ type ImportSchedulesResponse struct {
 
 func (x *ImportSchedulesResponse) Reset() {
 	*x = ImportSchedulesResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[6]
+	mi := &file_raftq_v1_broker_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -776,7 +919,7 @@ func (x *ImportSchedulesResponse) String() string {
 func (*ImportSchedulesResponse) ProtoMessage() {}
 
 func (x *ImportSchedulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[6]
+	mi := &file_raftq_v1_broker_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -789,7 +932,7 @@ func (x *ImportSchedulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ImportSchedulesResponse.ProtoReflect.Descriptor instead.
 func (*ImportSchedulesResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{6}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *ImportSchedulesResponse) GetNames() []string {
@@ -810,7 +953,7 @@ type SealQueueRequest struct {
 
 func (x *SealQueueRequest) Reset() {
 	*x = SealQueueRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[7]
+	mi := &file_raftq_v1_broker_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -822,7 +965,7 @@ func (x *SealQueueRequest) String() string {
 func (*SealQueueRequest) ProtoMessage() {}
 
 func (x *SealQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[7]
+	mi := &file_raftq_v1_broker_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -835,7 +978,7 @@ func (x *SealQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealQueueRequest.ProtoReflect.Descriptor instead.
 func (*SealQueueRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{7}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SealQueueRequest) GetQueue() string {
@@ -867,7 +1010,7 @@ type SealQueueResponse struct {
 
 func (x *SealQueueResponse) Reset() {
 	*x = SealQueueResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[8]
+	mi := &file_raftq_v1_broker_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -879,7 +1022,7 @@ func (x *SealQueueResponse) String() string {
 func (*SealQueueResponse) ProtoMessage() {}
 
 func (x *SealQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[8]
+	mi := &file_raftq_v1_broker_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -892,7 +1035,7 @@ func (x *SealQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealQueueResponse.ProtoReflect.Descriptor instead.
 func (*SealQueueResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{8}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{10}
 }
 
 type MoveQueueRequest struct {
@@ -906,7 +1049,7 @@ type MoveQueueRequest struct {
 
 func (x *MoveQueueRequest) Reset() {
 	*x = MoveQueueRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[9]
+	mi := &file_raftq_v1_broker_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -918,7 +1061,7 @@ func (x *MoveQueueRequest) String() string {
 func (*MoveQueueRequest) ProtoMessage() {}
 
 func (x *MoveQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[9]
+	mi := &file_raftq_v1_broker_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -931,7 +1074,7 @@ func (x *MoveQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveQueueRequest.ProtoReflect.Descriptor instead.
 func (*MoveQueueRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{9}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *MoveQueueRequest) GetQueue() string {
@@ -957,7 +1100,7 @@ type MoveQueueResponse struct {
 
 func (x *MoveQueueResponse) Reset() {
 	*x = MoveQueueResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[10]
+	mi := &file_raftq_v1_broker_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -969,7 +1112,7 @@ func (x *MoveQueueResponse) String() string {
 func (*MoveQueueResponse) ProtoMessage() {}
 
 func (x *MoveQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[10]
+	mi := &file_raftq_v1_broker_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -982,7 +1125,7 @@ func (x *MoveQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MoveQueueResponse.ProtoReflect.Descriptor instead.
 func (*MoveQueueResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{10}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *MoveQueueResponse) GetPlacement() *Placement {
@@ -1000,7 +1143,7 @@ type ListPlacementsRequest struct {
 
 func (x *ListPlacementsRequest) Reset() {
 	*x = ListPlacementsRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[11]
+	mi := &file_raftq_v1_broker_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1012,7 +1155,7 @@ func (x *ListPlacementsRequest) String() string {
 func (*ListPlacementsRequest) ProtoMessage() {}
 
 func (x *ListPlacementsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[11]
+	mi := &file_raftq_v1_broker_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1025,7 +1168,7 @@ func (x *ListPlacementsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPlacementsRequest.ProtoReflect.Descriptor instead.
 func (*ListPlacementsRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{11}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{13}
 }
 
 type ListPlacementsResponse struct {
@@ -1037,7 +1180,7 @@ type ListPlacementsResponse struct {
 
 func (x *ListPlacementsResponse) Reset() {
 	*x = ListPlacementsResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[12]
+	mi := &file_raftq_v1_broker_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1049,7 +1192,7 @@ func (x *ListPlacementsResponse) String() string {
 func (*ListPlacementsResponse) ProtoMessage() {}
 
 func (x *ListPlacementsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[12]
+	mi := &file_raftq_v1_broker_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1062,7 +1205,7 @@ func (x *ListPlacementsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListPlacementsResponse.ProtoReflect.Descriptor instead.
 func (*ListPlacementsResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{12}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *ListPlacementsResponse) GetPlacements() []*Placement {
@@ -1096,7 +1239,7 @@ type Placement struct {
 
 func (x *Placement) Reset() {
 	*x = Placement{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[13]
+	mi := &file_raftq_v1_broker_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1108,7 +1251,7 @@ func (x *Placement) String() string {
 func (*Placement) ProtoMessage() {}
 
 func (x *Placement) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[13]
+	mi := &file_raftq_v1_broker_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1121,7 +1264,7 @@ func (x *Placement) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Placement.ProtoReflect.Descriptor instead.
 func (*Placement) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{13}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Placement) GetQueue() string {
@@ -1178,7 +1321,7 @@ type RetryPolicy struct {
 
 func (x *RetryPolicy) Reset() {
 	*x = RetryPolicy{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[14]
+	mi := &file_raftq_v1_broker_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1190,7 +1333,7 @@ func (x *RetryPolicy) String() string {
 func (*RetryPolicy) ProtoMessage() {}
 
 func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[14]
+	mi := &file_raftq_v1_broker_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1203,7 +1346,7 @@ func (x *RetryPolicy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RetryPolicy.ProtoReflect.Descriptor instead.
 func (*RetryPolicy) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{14}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *RetryPolicy) GetInitialBackoff() *durationpb.Duration {
@@ -1288,7 +1431,7 @@ type JobSpec struct {
 
 func (x *JobSpec) Reset() {
 	*x = JobSpec{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[15]
+	mi := &file_raftq_v1_broker_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1300,7 +1443,7 @@ func (x *JobSpec) String() string {
 func (*JobSpec) ProtoMessage() {}
 
 func (x *JobSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[15]
+	mi := &file_raftq_v1_broker_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1313,7 +1456,7 @@ func (x *JobSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JobSpec.ProtoReflect.Descriptor instead.
 func (*JobSpec) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{15}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *JobSpec) GetQueue() string {
@@ -1533,7 +1676,7 @@ type Job struct {
 
 func (x *Job) Reset() {
 	*x = Job{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[16]
+	mi := &file_raftq_v1_broker_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1545,7 +1688,7 @@ func (x *Job) String() string {
 func (*Job) ProtoMessage() {}
 
 func (x *Job) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[16]
+	mi := &file_raftq_v1_broker_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1558,7 +1701,7 @@ func (x *Job) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Job.ProtoReflect.Descriptor instead.
 func (*Job) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{16}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *Job) GetId() string {
@@ -1819,7 +1962,7 @@ type Progress struct {
 
 func (x *Progress) Reset() {
 	*x = Progress{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[17]
+	mi := &file_raftq_v1_broker_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1831,7 +1974,7 @@ func (x *Progress) String() string {
 func (*Progress) ProtoMessage() {}
 
 func (x *Progress) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[17]
+	mi := &file_raftq_v1_broker_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1844,7 +1987,7 @@ func (x *Progress) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Progress.ProtoReflect.Descriptor instead.
 func (*Progress) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{17}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *Progress) GetFraction() float64 {
@@ -1870,7 +2013,7 @@ type EnqueueRequest struct {
 
 func (x *EnqueueRequest) Reset() {
 	*x = EnqueueRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[18]
+	mi := &file_raftq_v1_broker_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1882,7 +2025,7 @@ func (x *EnqueueRequest) String() string {
 func (*EnqueueRequest) ProtoMessage() {}
 
 func (x *EnqueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[18]
+	mi := &file_raftq_v1_broker_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1895,7 +2038,7 @@ func (x *EnqueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueRequest.ProtoReflect.Descriptor instead.
 func (*EnqueueRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{18}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *EnqueueRequest) GetJobs() []*JobSpec {
@@ -1916,7 +2059,7 @@ type EnqueueResult struct {
 
 func (x *EnqueueResult) Reset() {
 	*x = EnqueueResult{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[19]
+	mi := &file_raftq_v1_broker_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1928,7 +2071,7 @@ func (x *EnqueueResult) String() string {
 func (*EnqueueResult) ProtoMessage() {}
 
 func (x *EnqueueResult) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[19]
+	mi := &file_raftq_v1_broker_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1941,7 +2084,7 @@ func (x *EnqueueResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueResult.ProtoReflect.Descriptor instead.
 func (*EnqueueResult) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{19}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *EnqueueResult) GetJobId() string {
@@ -1968,7 +2111,7 @@ type EnqueueResponse struct {
 
 func (x *EnqueueResponse) Reset() {
 	*x = EnqueueResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[20]
+	mi := &file_raftq_v1_broker_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1980,7 +2123,7 @@ func (x *EnqueueResponse) String() string {
 func (*EnqueueResponse) ProtoMessage() {}
 
 func (x *EnqueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[20]
+	mi := &file_raftq_v1_broker_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1993,7 +2136,7 @@ func (x *EnqueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueResponse.ProtoReflect.Descriptor instead.
 func (*EnqueueResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{20}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *EnqueueResponse) GetResults() []*EnqueueResult {
@@ -2027,7 +2170,7 @@ type FetchRequest struct {
 
 func (x *FetchRequest) Reset() {
 	*x = FetchRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[21]
+	mi := &file_raftq_v1_broker_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2039,7 +2182,7 @@ func (x *FetchRequest) String() string {
 func (*FetchRequest) ProtoMessage() {}
 
 func (x *FetchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[21]
+	mi := &file_raftq_v1_broker_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2052,7 +2195,7 @@ func (x *FetchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchRequest.ProtoReflect.Descriptor instead.
 func (*FetchRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{21}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *FetchRequest) GetQueues() []string {
@@ -2108,7 +2251,7 @@ type FetchResponse struct {
 
 func (x *FetchResponse) Reset() {
 	*x = FetchResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[22]
+	mi := &file_raftq_v1_broker_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2120,7 +2263,7 @@ func (x *FetchResponse) String() string {
 func (*FetchResponse) ProtoMessage() {}
 
 func (x *FetchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[22]
+	mi := &file_raftq_v1_broker_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2133,7 +2276,7 @@ func (x *FetchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchResponse.ProtoReflect.Descriptor instead.
 func (*FetchResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{22}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *FetchResponse) GetJobs() []*Job {
@@ -2158,7 +2301,7 @@ type ExtendLeaseRequest struct {
 
 func (x *ExtendLeaseRequest) Reset() {
 	*x = ExtendLeaseRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[23]
+	mi := &file_raftq_v1_broker_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2170,7 +2313,7 @@ func (x *ExtendLeaseRequest) String() string {
 func (*ExtendLeaseRequest) ProtoMessage() {}
 
 func (x *ExtendLeaseRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[23]
+	mi := &file_raftq_v1_broker_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2183,7 +2326,7 @@ func (x *ExtendLeaseRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLeaseRequest.ProtoReflect.Descriptor instead.
 func (*ExtendLeaseRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{23}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ExtendLeaseRequest) GetJobId() string {
@@ -2225,7 +2368,7 @@ type ExtendLeaseResponse struct {
 
 func (x *ExtendLeaseResponse) Reset() {
 	*x = ExtendLeaseResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[24]
+	mi := &file_raftq_v1_broker_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2237,7 +2380,7 @@ func (x *ExtendLeaseResponse) String() string {
 func (*ExtendLeaseResponse) ProtoMessage() {}
 
 func (x *ExtendLeaseResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[24]
+	mi := &file_raftq_v1_broker_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2250,7 +2393,7 @@ func (x *ExtendLeaseResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLeaseResponse.ProtoReflect.Descriptor instead.
 func (*ExtendLeaseResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{24}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ExtendLeaseResponse) GetLeaseDeadline() *timestamppb.Timestamp {
@@ -2277,7 +2420,7 @@ type AckRequest struct {
 
 func (x *AckRequest) Reset() {
 	*x = AckRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[25]
+	mi := &file_raftq_v1_broker_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2289,7 +2432,7 @@ func (x *AckRequest) String() string {
 func (*AckRequest) ProtoMessage() {}
 
 func (x *AckRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[25]
+	mi := &file_raftq_v1_broker_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2302,7 +2445,7 @@ func (x *AckRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckRequest.ProtoReflect.Descriptor instead.
 func (*AckRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{25}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *AckRequest) GetJobId() string {
@@ -2327,7 +2470,7 @@ type AckResponse struct {
 
 func (x *AckResponse) Reset() {
 	*x = AckResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[26]
+	mi := &file_raftq_v1_broker_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2339,7 +2482,7 @@ func (x *AckResponse) String() string {
 func (*AckResponse) ProtoMessage() {}
 
 func (x *AckResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[26]
+	mi := &file_raftq_v1_broker_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2352,7 +2495,7 @@ func (x *AckResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckResponse.ProtoReflect.Descriptor instead.
 func (*AckResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{26}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{28}
 }
 
 type NackRequest struct {
@@ -2370,7 +2513,7 @@ type NackRequest struct {
 
 func (x *NackRequest) Reset() {
 	*x = NackRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[27]
+	mi := &file_raftq_v1_broker_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2382,7 +2525,7 @@ func (x *NackRequest) String() string {
 func (*NackRequest) ProtoMessage() {}
 
 func (x *NackRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[27]
+	mi := &file_raftq_v1_broker_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2395,7 +2538,7 @@ func (x *NackRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackRequest.ProtoReflect.Descriptor instead.
 func (*NackRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{27}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *NackRequest) GetJobId() string {
@@ -2443,7 +2586,7 @@ type NackResponse struct {
 
 func (x *NackResponse) Reset() {
 	*x = NackResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[28]
+	mi := &file_raftq_v1_broker_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2455,7 +2598,7 @@ func (x *NackResponse) String() string {
 func (*NackResponse) ProtoMessage() {}
 
 func (x *NackResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[28]
+	mi := &file_raftq_v1_broker_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2468,7 +2611,7 @@ func (x *NackResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackResponse.ProtoReflect.Descriptor instead.
 func (*NackResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{28}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *NackResponse) GetState() JobState {
@@ -2495,7 +2638,7 @@ type GetJobRequest struct {
 
 func (x *GetJobRequest) Reset() {
 	*x = GetJobRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[29]
+	mi := &file_raftq_v1_broker_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2507,7 +2650,7 @@ func (x *GetJobRequest) String() string {
 func (*GetJobRequest) ProtoMessage() {}
 
 func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[29]
+	mi := &file_raftq_v1_broker_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2520,7 +2663,7 @@ func (x *GetJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobRequest.ProtoReflect.Descriptor instead.
 func (*GetJobRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{29}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *GetJobRequest) GetJobId() string {
@@ -2546,7 +2689,7 @@ type GetJobResponse struct {
 
 func (x *GetJobResponse) Reset() {
 	*x = GetJobResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[30]
+	mi := &file_raftq_v1_broker_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2558,7 +2701,7 @@ func (x *GetJobResponse) String() string {
 func (*GetJobResponse) ProtoMessage() {}
 
 func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[30]
+	mi := &file_raftq_v1_broker_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2571,7 +2714,7 @@ func (x *GetJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetJobResponse.ProtoReflect.Descriptor instead.
 func (*GetJobResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{30}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *GetJobResponse) GetJob() *Job {
@@ -2590,7 +2733,7 @@ type CancelJobRequest struct {
 
 func (x *CancelJobRequest) Reset() {
 	*x = CancelJobRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[31]
+	mi := &file_raftq_v1_broker_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2602,7 +2745,7 @@ func (x *CancelJobRequest) String() string {
 func (*CancelJobRequest) ProtoMessage() {}
 
 func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[31]
+	mi := &file_raftq_v1_broker_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2615,7 +2758,7 @@ func (x *CancelJobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobRequest.ProtoReflect.Descriptor instead.
 func (*CancelJobRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{31}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *CancelJobRequest) GetJobId() string {
@@ -2635,7 +2778,7 @@ type CancelJobResponse struct {
 
 func (x *CancelJobResponse) Reset() {
 	*x = CancelJobResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[32]
+	mi := &file_raftq_v1_broker_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2647,7 +2790,7 @@ func (x *CancelJobResponse) String() string {
 func (*CancelJobResponse) ProtoMessage() {}
 
 func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[32]
+	mi := &file_raftq_v1_broker_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2660,7 +2803,7 @@ func (x *CancelJobResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CancelJobResponse.ProtoReflect.Descriptor instead.
 func (*CancelJobResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{32}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *CancelJobResponse) GetState() JobState {
@@ -2681,7 +2824,7 @@ type QueueStatsRequest struct {
 
 func (x *QueueStatsRequest) Reset() {
 	*x = QueueStatsRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[33]
+	mi := &file_raftq_v1_broker_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2693,7 +2836,7 @@ func (x *QueueStatsRequest) String() string {
 func (*QueueStatsRequest) ProtoMessage() {}
 
 func (x *QueueStatsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[33]
+	mi := &file_raftq_v1_broker_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2706,7 +2849,7 @@ func (x *QueueStatsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueStatsRequest.ProtoReflect.Descriptor instead.
 func (*QueueStatsRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{33}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *QueueStatsRequest) GetQueues() []string {
@@ -2743,7 +2886,7 @@ type QueueStats struct {
 
 func (x *QueueStats) Reset() {
 	*x = QueueStats{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[34]
+	mi := &file_raftq_v1_broker_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2755,7 +2898,7 @@ func (x *QueueStats) String() string {
 func (*QueueStats) ProtoMessage() {}
 
 func (x *QueueStats) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[34]
+	mi := &file_raftq_v1_broker_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2768,7 +2911,7 @@ func (x *QueueStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueStats.ProtoReflect.Descriptor instead.
 func (*QueueStats) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{34}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *QueueStats) GetQueue() string {
@@ -2850,7 +2993,7 @@ type QueueStatsResponse struct {
 
 func (x *QueueStatsResponse) Reset() {
 	*x = QueueStatsResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[35]
+	mi := &file_raftq_v1_broker_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2862,7 +3005,7 @@ func (x *QueueStatsResponse) String() string {
 func (*QueueStatsResponse) ProtoMessage() {}
 
 func (x *QueueStatsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[35]
+	mi := &file_raftq_v1_broker_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2875,7 +3018,7 @@ func (x *QueueStatsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use QueueStatsResponse.ProtoReflect.Descriptor instead.
 func (*QueueStatsResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{35}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *QueueStatsResponse) GetQueues() []*QueueStats {
@@ -2894,7 +3037,7 @@ type PauseQueueRequest struct {
 
 func (x *PauseQueueRequest) Reset() {
 	*x = PauseQueueRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[36]
+	mi := &file_raftq_v1_broker_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2906,7 +3049,7 @@ func (x *PauseQueueRequest) String() string {
 func (*PauseQueueRequest) ProtoMessage() {}
 
 func (x *PauseQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[36]
+	mi := &file_raftq_v1_broker_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2919,7 +3062,7 @@ func (x *PauseQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseQueueRequest.ProtoReflect.Descriptor instead.
 func (*PauseQueueRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{36}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *PauseQueueRequest) GetQueue() string {
@@ -2937,7 +3080,7 @@ type PauseQueueResponse struct {
 
 func (x *PauseQueueResponse) Reset() {
 	*x = PauseQueueResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[37]
+	mi := &file_raftq_v1_broker_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2949,7 +3092,7 @@ func (x *PauseQueueResponse) String() string {
 func (*PauseQueueResponse) ProtoMessage() {}
 
 func (x *PauseQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[37]
+	mi := &file_raftq_v1_broker_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2962,7 +3105,7 @@ func (x *PauseQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseQueueResponse.ProtoReflect.Descriptor instead.
 func (*PauseQueueResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{37}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{39}
 }
 
 type ResumeQueueRequest struct {
@@ -2974,7 +3117,7 @@ type ResumeQueueRequest struct {
 
 func (x *ResumeQueueRequest) Reset() {
 	*x = ResumeQueueRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[38]
+	mi := &file_raftq_v1_broker_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2986,7 +3129,7 @@ func (x *ResumeQueueRequest) String() string {
 func (*ResumeQueueRequest) ProtoMessage() {}
 
 func (x *ResumeQueueRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[38]
+	mi := &file_raftq_v1_broker_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2999,7 +3142,7 @@ func (x *ResumeQueueRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeQueueRequest.ProtoReflect.Descriptor instead.
 func (*ResumeQueueRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{38}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *ResumeQueueRequest) GetQueue() string {
@@ -3017,7 +3160,7 @@ type ResumeQueueResponse struct {
 
 func (x *ResumeQueueResponse) Reset() {
 	*x = ResumeQueueResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[39]
+	mi := &file_raftq_v1_broker_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3029,7 +3172,7 @@ func (x *ResumeQueueResponse) String() string {
 func (*ResumeQueueResponse) ProtoMessage() {}
 
 func (x *ResumeQueueResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[39]
+	mi := &file_raftq_v1_broker_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3042,7 +3185,7 @@ func (x *ResumeQueueResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeQueueResponse.ProtoReflect.Descriptor instead.
 func (*ResumeQueueResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{39}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{41}
 }
 
 type RedriveRequest struct {
@@ -3058,7 +3201,7 @@ type RedriveRequest struct {
 
 func (x *RedriveRequest) Reset() {
 	*x = RedriveRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[40]
+	mi := &file_raftq_v1_broker_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3070,7 +3213,7 @@ func (x *RedriveRequest) String() string {
 func (*RedriveRequest) ProtoMessage() {}
 
 func (x *RedriveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[40]
+	mi := &file_raftq_v1_broker_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3083,7 +3226,7 @@ func (x *RedriveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveRequest.ProtoReflect.Descriptor instead.
 func (*RedriveRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{40}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *RedriveRequest) GetQueue() string {
@@ -3116,7 +3259,7 @@ type RedriveResponse struct {
 
 func (x *RedriveResponse) Reset() {
 	*x = RedriveResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[41]
+	mi := &file_raftq_v1_broker_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3128,7 +3271,7 @@ func (x *RedriveResponse) String() string {
 func (*RedriveResponse) ProtoMessage() {}
 
 func (x *RedriveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[41]
+	mi := &file_raftq_v1_broker_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3141,7 +3284,7 @@ func (x *RedriveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RedriveResponse.ProtoReflect.Descriptor instead.
 func (*RedriveResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{41}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *RedriveResponse) GetJobIds() []string {
@@ -3165,7 +3308,7 @@ type ListJobsRequest struct {
 
 func (x *ListJobsRequest) Reset() {
 	*x = ListJobsRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[42]
+	mi := &file_raftq_v1_broker_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3177,7 +3320,7 @@ func (x *ListJobsRequest) String() string {
 func (*ListJobsRequest) ProtoMessage() {}
 
 func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[42]
+	mi := &file_raftq_v1_broker_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3190,7 +3333,7 @@ func (x *ListJobsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsRequest.ProtoReflect.Descriptor instead.
 func (*ListJobsRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{42}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *ListJobsRequest) GetQueue() string {
@@ -3238,7 +3381,7 @@ type ListJobsResponse struct {
 
 func (x *ListJobsResponse) Reset() {
 	*x = ListJobsResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[43]
+	mi := &file_raftq_v1_broker_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3250,7 +3393,7 @@ func (x *ListJobsResponse) String() string {
 func (*ListJobsResponse) ProtoMessage() {}
 
 func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[43]
+	mi := &file_raftq_v1_broker_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3263,7 +3406,7 @@ func (x *ListJobsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListJobsResponse.ProtoReflect.Descriptor instead.
 func (*ListJobsResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{43}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *ListJobsResponse) GetJobs() []*Job {
@@ -3291,7 +3434,7 @@ type JoinRequest struct {
 
 func (x *JoinRequest) Reset() {
 	*x = JoinRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[44]
+	mi := &file_raftq_v1_broker_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3303,7 +3446,7 @@ func (x *JoinRequest) String() string {
 func (*JoinRequest) ProtoMessage() {}
 
 func (x *JoinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[44]
+	mi := &file_raftq_v1_broker_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3316,7 +3459,7 @@ func (x *JoinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinRequest.ProtoReflect.Descriptor instead.
 func (*JoinRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{44}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *JoinRequest) GetNodeId() string {
@@ -3348,7 +3491,7 @@ type JoinResponse struct {
 
 func (x *JoinResponse) Reset() {
 	*x = JoinResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[45]
+	mi := &file_raftq_v1_broker_proto_msgTypes[47]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3360,7 +3503,7 @@ func (x *JoinResponse) String() string {
 func (*JoinResponse) ProtoMessage() {}
 
 func (x *JoinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[45]
+	mi := &file_raftq_v1_broker_proto_msgTypes[47]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3373,7 +3516,7 @@ func (x *JoinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use JoinResponse.ProtoReflect.Descriptor instead.
 func (*JoinResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{45}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{47}
 }
 
 type RemoveRequest struct {
@@ -3385,7 +3528,7 @@ type RemoveRequest struct {
 
 func (x *RemoveRequest) Reset() {
 	*x = RemoveRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[46]
+	mi := &file_raftq_v1_broker_proto_msgTypes[48]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3397,7 +3540,7 @@ func (x *RemoveRequest) String() string {
 func (*RemoveRequest) ProtoMessage() {}
 
 func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[46]
+	mi := &file_raftq_v1_broker_proto_msgTypes[48]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3410,7 +3553,7 @@ func (x *RemoveRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveRequest.ProtoReflect.Descriptor instead.
 func (*RemoveRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{46}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{48}
 }
 
 func (x *RemoveRequest) GetNodeId() string {
@@ -3428,7 +3571,7 @@ type RemoveResponse struct {
 
 func (x *RemoveResponse) Reset() {
 	*x = RemoveResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[47]
+	mi := &file_raftq_v1_broker_proto_msgTypes[49]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3440,7 +3583,7 @@ func (x *RemoveResponse) String() string {
 func (*RemoveResponse) ProtoMessage() {}
 
 func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[47]
+	mi := &file_raftq_v1_broker_proto_msgTypes[49]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3453,7 +3596,7 @@ func (x *RemoveResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveResponse.ProtoReflect.Descriptor instead.
 func (*RemoveResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{47}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{49}
 }
 
 type StatusRequest struct {
@@ -3468,7 +3611,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[48]
+	mi := &file_raftq_v1_broker_proto_msgTypes[50]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3480,7 +3623,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[48]
+	mi := &file_raftq_v1_broker_proto_msgTypes[50]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3493,7 +3636,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{48}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{50}
 }
 
 func (x *StatusRequest) GetWithHash() bool {
@@ -3516,7 +3659,7 @@ type Member struct {
 
 func (x *Member) Reset() {
 	*x = Member{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[49]
+	mi := &file_raftq_v1_broker_proto_msgTypes[51]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3528,7 +3671,7 @@ func (x *Member) String() string {
 func (*Member) ProtoMessage() {}
 
 func (x *Member) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[49]
+	mi := &file_raftq_v1_broker_proto_msgTypes[51]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3541,7 +3684,7 @@ func (x *Member) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Member.ProtoReflect.Descriptor instead.
 func (*Member) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{49}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{51}
 }
 
 func (x *Member) GetNodeId() string {
@@ -3623,7 +3766,7 @@ type StatusResponse struct {
 
 func (x *StatusResponse) Reset() {
 	*x = StatusResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[50]
+	mi := &file_raftq_v1_broker_proto_msgTypes[52]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3635,7 +3778,7 @@ func (x *StatusResponse) String() string {
 func (*StatusResponse) ProtoMessage() {}
 
 func (x *StatusResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[50]
+	mi := &file_raftq_v1_broker_proto_msgTypes[52]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3648,7 +3791,7 @@ func (x *StatusResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusResponse.ProtoReflect.Descriptor instead.
 func (*StatusResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{50}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{52}
 }
 
 func (x *StatusResponse) GetNodeId() string {
@@ -3764,7 +3907,7 @@ type WatchRoutesRequest struct {
 
 func (x *WatchRoutesRequest) Reset() {
 	*x = WatchRoutesRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[51]
+	mi := &file_raftq_v1_broker_proto_msgTypes[53]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3776,7 +3919,7 @@ func (x *WatchRoutesRequest) String() string {
 func (*WatchRoutesRequest) ProtoMessage() {}
 
 func (x *WatchRoutesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[51]
+	mi := &file_raftq_v1_broker_proto_msgTypes[53]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3789,7 +3932,7 @@ func (x *WatchRoutesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRoutesRequest.ProtoReflect.Descriptor instead.
 func (*WatchRoutesRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{51}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{53}
 }
 
 // Routes is where each Raft group's calls go. term and applied_index of its
@@ -3809,7 +3952,7 @@ type Routes struct {
 
 func (x *Routes) Reset() {
 	*x = Routes{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[52]
+	mi := &file_raftq_v1_broker_proto_msgTypes[54]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3821,7 +3964,7 @@ func (x *Routes) String() string {
 func (*Routes) ProtoMessage() {}
 
 func (x *Routes) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[52]
+	mi := &file_raftq_v1_broker_proto_msgTypes[54]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3834,7 +3977,7 @@ func (x *Routes) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Routes.ProtoReflect.Descriptor instead.
 func (*Routes) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{52}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{54}
 }
 
 func (x *Routes) GetGroupCount() uint32 {
@@ -3875,7 +4018,7 @@ type GroupStatus struct {
 
 func (x *GroupStatus) Reset() {
 	*x = GroupStatus{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[53]
+	mi := &file_raftq_v1_broker_proto_msgTypes[55]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3887,7 +4030,7 @@ func (x *GroupStatus) String() string {
 func (*GroupStatus) ProtoMessage() {}
 
 func (x *GroupStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[53]
+	mi := &file_raftq_v1_broker_proto_msgTypes[55]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3900,7 +4043,7 @@ func (x *GroupStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupStatus.ProtoReflect.Descriptor instead.
 func (*GroupStatus) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{53}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{55}
 }
 
 func (x *GroupStatus) GetGroup() uint32 {
@@ -3969,7 +4112,7 @@ type ErrorDetail struct {
 
 func (x *ErrorDetail) Reset() {
 	*x = ErrorDetail{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[54]
+	mi := &file_raftq_v1_broker_proto_msgTypes[56]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3981,7 +4124,7 @@ func (x *ErrorDetail) String() string {
 func (*ErrorDetail) ProtoMessage() {}
 
 func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[54]
+	mi := &file_raftq_v1_broker_proto_msgTypes[56]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3994,7 +4137,7 @@ func (x *ErrorDetail) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ErrorDetail.ProtoReflect.Descriptor instead.
 func (*ErrorDetail) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{54}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{56}
 }
 
 func (x *ErrorDetail) GetReason() ErrorDetail_Reason {
@@ -4038,7 +4181,7 @@ type PurgeDeadRequest struct {
 
 func (x *PurgeDeadRequest) Reset() {
 	*x = PurgeDeadRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[55]
+	mi := &file_raftq_v1_broker_proto_msgTypes[57]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4050,7 +4193,7 @@ func (x *PurgeDeadRequest) String() string {
 func (*PurgeDeadRequest) ProtoMessage() {}
 
 func (x *PurgeDeadRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[55]
+	mi := &file_raftq_v1_broker_proto_msgTypes[57]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4063,7 +4206,7 @@ func (x *PurgeDeadRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeDeadRequest.ProtoReflect.Descriptor instead.
 func (*PurgeDeadRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{55}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{57}
 }
 
 func (x *PurgeDeadRequest) GetQueue() string {
@@ -4096,7 +4239,7 @@ type PurgeDeadResponse struct {
 
 func (x *PurgeDeadResponse) Reset() {
 	*x = PurgeDeadResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[56]
+	mi := &file_raftq_v1_broker_proto_msgTypes[58]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4108,7 +4251,7 @@ func (x *PurgeDeadResponse) String() string {
 func (*PurgeDeadResponse) ProtoMessage() {}
 
 func (x *PurgeDeadResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[56]
+	mi := &file_raftq_v1_broker_proto_msgTypes[58]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4121,7 +4264,7 @@ func (x *PurgeDeadResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PurgeDeadResponse.ProtoReflect.Descriptor instead.
 func (*PurgeDeadResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{56}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{58}
 }
 
 func (x *PurgeDeadResponse) GetJobIds() []string {
@@ -4141,7 +4284,7 @@ type TransferLeadershipRequest struct {
 
 func (x *TransferLeadershipRequest) Reset() {
 	*x = TransferLeadershipRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[57]
+	mi := &file_raftq_v1_broker_proto_msgTypes[59]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4153,7 +4296,7 @@ func (x *TransferLeadershipRequest) String() string {
 func (*TransferLeadershipRequest) ProtoMessage() {}
 
 func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[57]
+	mi := &file_raftq_v1_broker_proto_msgTypes[59]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4166,7 +4309,7 @@ func (x *TransferLeadershipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipRequest.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{57}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{59}
 }
 
 func (x *TransferLeadershipRequest) GetNodeId() string {
@@ -4185,7 +4328,7 @@ type TransferLeadershipResponse struct {
 
 func (x *TransferLeadershipResponse) Reset() {
 	*x = TransferLeadershipResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[58]
+	mi := &file_raftq_v1_broker_proto_msgTypes[60]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4197,7 +4340,7 @@ func (x *TransferLeadershipResponse) String() string {
 func (*TransferLeadershipResponse) ProtoMessage() {}
 
 func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[58]
+	mi := &file_raftq_v1_broker_proto_msgTypes[60]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4210,7 +4353,7 @@ func (x *TransferLeadershipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use TransferLeadershipResponse.ProtoReflect.Descriptor instead.
 func (*TransferLeadershipResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{58}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{60}
 }
 
 func (x *TransferLeadershipResponse) GetNewLeaderId() string {
@@ -4228,7 +4371,7 @@ type SnapshotRequest struct {
 
 func (x *SnapshotRequest) Reset() {
 	*x = SnapshotRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[59]
+	mi := &file_raftq_v1_broker_proto_msgTypes[61]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4240,7 +4383,7 @@ func (x *SnapshotRequest) String() string {
 func (*SnapshotRequest) ProtoMessage() {}
 
 func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[59]
+	mi := &file_raftq_v1_broker_proto_msgTypes[61]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4253,7 +4396,7 @@ func (x *SnapshotRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotRequest.ProtoReflect.Descriptor instead.
 func (*SnapshotRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{59}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{61}
 }
 
 type SnapshotChunk struct {
@@ -4269,7 +4412,7 @@ type SnapshotChunk struct {
 
 func (x *SnapshotChunk) Reset() {
 	*x = SnapshotChunk{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[60]
+	mi := &file_raftq_v1_broker_proto_msgTypes[62]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4281,7 +4424,7 @@ func (x *SnapshotChunk) String() string {
 func (*SnapshotChunk) ProtoMessage() {}
 
 func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[60]
+	mi := &file_raftq_v1_broker_proto_msgTypes[62]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4294,7 +4437,7 @@ func (x *SnapshotChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SnapshotChunk.ProtoReflect.Descriptor instead.
 func (*SnapshotChunk) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{60}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{62}
 }
 
 func (x *SnapshotChunk) GetData() []byte {
@@ -4327,7 +4470,7 @@ type RestoreChunk struct {
 
 func (x *RestoreChunk) Reset() {
 	*x = RestoreChunk{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[61]
+	mi := &file_raftq_v1_broker_proto_msgTypes[63]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4339,7 +4482,7 @@ func (x *RestoreChunk) String() string {
 func (*RestoreChunk) ProtoMessage() {}
 
 func (x *RestoreChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[61]
+	mi := &file_raftq_v1_broker_proto_msgTypes[63]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4352,7 +4495,7 @@ func (x *RestoreChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreChunk.ProtoReflect.Descriptor instead.
 func (*RestoreChunk) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{61}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{63}
 }
 
 func (x *RestoreChunk) GetData() []byte {
@@ -4374,7 +4517,7 @@ type RestoreResponse struct {
 
 func (x *RestoreResponse) Reset() {
 	*x = RestoreResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[62]
+	mi := &file_raftq_v1_broker_proto_msgTypes[64]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4386,7 +4529,7 @@ func (x *RestoreResponse) String() string {
 func (*RestoreResponse) ProtoMessage() {}
 
 func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[62]
+	mi := &file_raftq_v1_broker_proto_msgTypes[64]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4399,7 +4542,7 @@ func (x *RestoreResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestoreResponse.ProtoReflect.Descriptor instead.
 func (*RestoreResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{62}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{64}
 }
 
 func (x *RestoreResponse) GetIndex() uint64 {
@@ -4431,7 +4574,7 @@ type ItemError struct {
 
 func (x *ItemError) Reset() {
 	*x = ItemError{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[63]
+	mi := &file_raftq_v1_broker_proto_msgTypes[65]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4443,7 +4586,7 @@ func (x *ItemError) String() string {
 func (*ItemError) ProtoMessage() {}
 
 func (x *ItemError) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[63]
+	mi := &file_raftq_v1_broker_proto_msgTypes[65]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4456,7 +4599,7 @@ func (x *ItemError) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ItemError.ProtoReflect.Descriptor instead.
 func (*ItemError) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{63}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{65}
 }
 
 func (x *ItemError) GetCode() int32 {
@@ -4489,7 +4632,7 @@ type AckBatchRequest struct {
 
 func (x *AckBatchRequest) Reset() {
 	*x = AckBatchRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[64]
+	mi := &file_raftq_v1_broker_proto_msgTypes[66]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4501,7 +4644,7 @@ func (x *AckBatchRequest) String() string {
 func (*AckBatchRequest) ProtoMessage() {}
 
 func (x *AckBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[64]
+	mi := &file_raftq_v1_broker_proto_msgTypes[66]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4514,7 +4657,7 @@ func (x *AckBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckBatchRequest.ProtoReflect.Descriptor instead.
 func (*AckBatchRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{64}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{66}
 }
 
 func (x *AckBatchRequest) GetItems() []*AckRequest {
@@ -4533,7 +4676,7 @@ type AckBatchResult struct {
 
 func (x *AckBatchResult) Reset() {
 	*x = AckBatchResult{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[65]
+	mi := &file_raftq_v1_broker_proto_msgTypes[67]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4545,7 +4688,7 @@ func (x *AckBatchResult) String() string {
 func (*AckBatchResult) ProtoMessage() {}
 
 func (x *AckBatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[65]
+	mi := &file_raftq_v1_broker_proto_msgTypes[67]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4558,7 +4701,7 @@ func (x *AckBatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckBatchResult.ProtoReflect.Descriptor instead.
 func (*AckBatchResult) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{65}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{67}
 }
 
 func (x *AckBatchResult) GetError() *ItemError {
@@ -4578,7 +4721,7 @@ type AckBatchResponse struct {
 
 func (x *AckBatchResponse) Reset() {
 	*x = AckBatchResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[66]
+	mi := &file_raftq_v1_broker_proto_msgTypes[68]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4590,7 +4733,7 @@ func (x *AckBatchResponse) String() string {
 func (*AckBatchResponse) ProtoMessage() {}
 
 func (x *AckBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[66]
+	mi := &file_raftq_v1_broker_proto_msgTypes[68]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4603,7 +4746,7 @@ func (x *AckBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AckBatchResponse.ProtoReflect.Descriptor instead.
 func (*AckBatchResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{66}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{68}
 }
 
 func (x *AckBatchResponse) GetResults() []*AckBatchResult {
@@ -4622,7 +4765,7 @@ type NackBatchRequest struct {
 
 func (x *NackBatchRequest) Reset() {
 	*x = NackBatchRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[67]
+	mi := &file_raftq_v1_broker_proto_msgTypes[69]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4634,7 +4777,7 @@ func (x *NackBatchRequest) String() string {
 func (*NackBatchRequest) ProtoMessage() {}
 
 func (x *NackBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[67]
+	mi := &file_raftq_v1_broker_proto_msgTypes[69]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4647,7 +4790,7 @@ func (x *NackBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackBatchRequest.ProtoReflect.Descriptor instead.
 func (*NackBatchRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{67}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{69}
 }
 
 func (x *NackBatchRequest) GetItems() []*NackRequest {
@@ -4668,7 +4811,7 @@ type NackBatchResult struct {
 
 func (x *NackBatchResult) Reset() {
 	*x = NackBatchResult{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[68]
+	mi := &file_raftq_v1_broker_proto_msgTypes[70]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4680,7 +4823,7 @@ func (x *NackBatchResult) String() string {
 func (*NackBatchResult) ProtoMessage() {}
 
 func (x *NackBatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[68]
+	mi := &file_raftq_v1_broker_proto_msgTypes[70]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4693,7 +4836,7 @@ func (x *NackBatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackBatchResult.ProtoReflect.Descriptor instead.
 func (*NackBatchResult) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{68}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{70}
 }
 
 func (x *NackBatchResult) GetResponse() *NackResponse {
@@ -4720,7 +4863,7 @@ type NackBatchResponse struct {
 
 func (x *NackBatchResponse) Reset() {
 	*x = NackBatchResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[69]
+	mi := &file_raftq_v1_broker_proto_msgTypes[71]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4732,7 +4875,7 @@ func (x *NackBatchResponse) String() string {
 func (*NackBatchResponse) ProtoMessage() {}
 
 func (x *NackBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[69]
+	mi := &file_raftq_v1_broker_proto_msgTypes[71]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4745,7 +4888,7 @@ func (x *NackBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NackBatchResponse.ProtoReflect.Descriptor instead.
 func (*NackBatchResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{69}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{71}
 }
 
 func (x *NackBatchResponse) GetResults() []*NackBatchResult {
@@ -4764,7 +4907,7 @@ type ExtendLeaseBatchRequest struct {
 
 func (x *ExtendLeaseBatchRequest) Reset() {
 	*x = ExtendLeaseBatchRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[70]
+	mi := &file_raftq_v1_broker_proto_msgTypes[72]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4776,7 +4919,7 @@ func (x *ExtendLeaseBatchRequest) String() string {
 func (*ExtendLeaseBatchRequest) ProtoMessage() {}
 
 func (x *ExtendLeaseBatchRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[70]
+	mi := &file_raftq_v1_broker_proto_msgTypes[72]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4789,7 +4932,7 @@ func (x *ExtendLeaseBatchRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLeaseBatchRequest.ProtoReflect.Descriptor instead.
 func (*ExtendLeaseBatchRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{70}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{72}
 }
 
 func (x *ExtendLeaseBatchRequest) GetItems() []*ExtendLeaseRequest {
@@ -4810,7 +4953,7 @@ type ExtendLeaseBatchResult struct {
 
 func (x *ExtendLeaseBatchResult) Reset() {
 	*x = ExtendLeaseBatchResult{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[71]
+	mi := &file_raftq_v1_broker_proto_msgTypes[73]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4822,7 +4965,7 @@ func (x *ExtendLeaseBatchResult) String() string {
 func (*ExtendLeaseBatchResult) ProtoMessage() {}
 
 func (x *ExtendLeaseBatchResult) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[71]
+	mi := &file_raftq_v1_broker_proto_msgTypes[73]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4835,7 +4978,7 @@ func (x *ExtendLeaseBatchResult) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLeaseBatchResult.ProtoReflect.Descriptor instead.
 func (*ExtendLeaseBatchResult) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{71}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{73}
 }
 
 func (x *ExtendLeaseBatchResult) GetResponse() *ExtendLeaseResponse {
@@ -4862,7 +5005,7 @@ type ExtendLeaseBatchResponse struct {
 
 func (x *ExtendLeaseBatchResponse) Reset() {
 	*x = ExtendLeaseBatchResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[72]
+	mi := &file_raftq_v1_broker_proto_msgTypes[74]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4874,7 +5017,7 @@ func (x *ExtendLeaseBatchResponse) String() string {
 func (*ExtendLeaseBatchResponse) ProtoMessage() {}
 
 func (x *ExtendLeaseBatchResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[72]
+	mi := &file_raftq_v1_broker_proto_msgTypes[74]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4887,7 +5030,7 @@ func (x *ExtendLeaseBatchResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExtendLeaseBatchResponse.ProtoReflect.Descriptor instead.
 func (*ExtendLeaseBatchResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{72}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{74}
 }
 
 func (x *ExtendLeaseBatchResponse) GetResults() []*ExtendLeaseBatchResult {
@@ -4909,7 +5052,7 @@ type EnqueueStreamRequest struct {
 
 func (x *EnqueueStreamRequest) Reset() {
 	*x = EnqueueStreamRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[73]
+	mi := &file_raftq_v1_broker_proto_msgTypes[75]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4921,7 +5064,7 @@ func (x *EnqueueStreamRequest) String() string {
 func (*EnqueueStreamRequest) ProtoMessage() {}
 
 func (x *EnqueueStreamRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[73]
+	mi := &file_raftq_v1_broker_proto_msgTypes[75]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4934,7 +5077,7 @@ func (x *EnqueueStreamRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueStreamRequest.ProtoReflect.Descriptor instead.
 func (*EnqueueStreamRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{73}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{75}
 }
 
 func (x *EnqueueStreamRequest) GetSeq() uint64 {
@@ -4965,7 +5108,7 @@ type EnqueueStreamResponse struct {
 
 func (x *EnqueueStreamResponse) Reset() {
 	*x = EnqueueStreamResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[74]
+	mi := &file_raftq_v1_broker_proto_msgTypes[76]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -4977,7 +5120,7 @@ func (x *EnqueueStreamResponse) String() string {
 func (*EnqueueStreamResponse) ProtoMessage() {}
 
 func (x *EnqueueStreamResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[74]
+	mi := &file_raftq_v1_broker_proto_msgTypes[76]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -4990,7 +5133,7 @@ func (x *EnqueueStreamResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnqueueStreamResponse.ProtoReflect.Descriptor instead.
 func (*EnqueueStreamResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{74}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{76}
 }
 
 func (x *EnqueueStreamResponse) GetSeq() uint64 {
@@ -5032,7 +5175,7 @@ type ConsumeOpen struct {
 
 func (x *ConsumeOpen) Reset() {
 	*x = ConsumeOpen{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[75]
+	mi := &file_raftq_v1_broker_proto_msgTypes[77]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5044,7 +5187,7 @@ func (x *ConsumeOpen) String() string {
 func (*ConsumeOpen) ProtoMessage() {}
 
 func (x *ConsumeOpen) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[75]
+	mi := &file_raftq_v1_broker_proto_msgTypes[77]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5057,7 +5200,7 @@ func (x *ConsumeOpen) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeOpen.ProtoReflect.Descriptor instead.
 func (*ConsumeOpen) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{75}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{77}
 }
 
 func (x *ConsumeOpen) GetQueues() []string {
@@ -5108,7 +5251,7 @@ type ConsumeRequest struct {
 
 func (x *ConsumeRequest) Reset() {
 	*x = ConsumeRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[76]
+	mi := &file_raftq_v1_broker_proto_msgTypes[78]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5120,7 +5263,7 @@ func (x *ConsumeRequest) String() string {
 func (*ConsumeRequest) ProtoMessage() {}
 
 func (x *ConsumeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[76]
+	mi := &file_raftq_v1_broker_proto_msgTypes[78]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5133,7 +5276,7 @@ func (x *ConsumeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeRequest.ProtoReflect.Descriptor instead.
 func (*ConsumeRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{76}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{78}
 }
 
 func (x *ConsumeRequest) GetFrame() isConsumeRequest_Frame {
@@ -5191,7 +5334,7 @@ type ConsumeOpened struct {
 
 func (x *ConsumeOpened) Reset() {
 	*x = ConsumeOpened{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[77]
+	mi := &file_raftq_v1_broker_proto_msgTypes[79]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5203,7 +5346,7 @@ func (x *ConsumeOpened) String() string {
 func (*ConsumeOpened) ProtoMessage() {}
 
 func (x *ConsumeOpened) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[77]
+	mi := &file_raftq_v1_broker_proto_msgTypes[79]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5216,7 +5359,7 @@ func (x *ConsumeOpened) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeOpened.ProtoReflect.Descriptor instead.
 func (*ConsumeOpened) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{77}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{79}
 }
 
 func (x *ConsumeOpened) GetMaxCredit() int32 {
@@ -5239,7 +5382,7 @@ type ConsumeNotice struct {
 
 func (x *ConsumeNotice) Reset() {
 	*x = ConsumeNotice{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[78]
+	mi := &file_raftq_v1_broker_proto_msgTypes[80]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5251,7 +5394,7 @@ func (x *ConsumeNotice) String() string {
 func (*ConsumeNotice) ProtoMessage() {}
 
 func (x *ConsumeNotice) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[78]
+	mi := &file_raftq_v1_broker_proto_msgTypes[80]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5264,7 +5407,7 @@ func (x *ConsumeNotice) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeNotice.ProtoReflect.Descriptor instead.
 func (*ConsumeNotice) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{78}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{80}
 }
 
 func (x *ConsumeNotice) GetJobId() string {
@@ -5302,7 +5445,7 @@ type ConsumeResponse struct {
 
 func (x *ConsumeResponse) Reset() {
 	*x = ConsumeResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[79]
+	mi := &file_raftq_v1_broker_proto_msgTypes[81]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5314,7 +5457,7 @@ func (x *ConsumeResponse) String() string {
 func (*ConsumeResponse) ProtoMessage() {}
 
 func (x *ConsumeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[79]
+	mi := &file_raftq_v1_broker_proto_msgTypes[81]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5327,7 +5470,7 @@ func (x *ConsumeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ConsumeResponse.ProtoReflect.Descriptor instead.
 func (*ConsumeResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{79}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{81}
 }
 
 func (x *ConsumeResponse) GetFrame() isConsumeResponse_Frame {
@@ -5417,7 +5560,7 @@ type ScheduleSpec struct {
 
 func (x *ScheduleSpec) Reset() {
 	*x = ScheduleSpec{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[80]
+	mi := &file_raftq_v1_broker_proto_msgTypes[82]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5429,7 +5572,7 @@ func (x *ScheduleSpec) String() string {
 func (*ScheduleSpec) ProtoMessage() {}
 
 func (x *ScheduleSpec) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[80]
+	mi := &file_raftq_v1_broker_proto_msgTypes[82]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5442,7 +5585,7 @@ func (x *ScheduleSpec) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ScheduleSpec.ProtoReflect.Descriptor instead.
 func (*ScheduleSpec) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{80}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{82}
 }
 
 func (x *ScheduleSpec) GetName() string {
@@ -5529,7 +5672,7 @@ type Schedule struct {
 
 func (x *Schedule) Reset() {
 	*x = Schedule{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[81]
+	mi := &file_raftq_v1_broker_proto_msgTypes[83]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5541,7 +5684,7 @@ func (x *Schedule) String() string {
 func (*Schedule) ProtoMessage() {}
 
 func (x *Schedule) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[81]
+	mi := &file_raftq_v1_broker_proto_msgTypes[83]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5554,7 +5697,7 @@ func (x *Schedule) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Schedule.ProtoReflect.Descriptor instead.
 func (*Schedule) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{81}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{83}
 }
 
 func (x *Schedule) GetSpec() *ScheduleSpec {
@@ -5622,7 +5765,7 @@ type PutScheduleRequest struct {
 
 func (x *PutScheduleRequest) Reset() {
 	*x = PutScheduleRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[82]
+	mi := &file_raftq_v1_broker_proto_msgTypes[84]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5634,7 +5777,7 @@ func (x *PutScheduleRequest) String() string {
 func (*PutScheduleRequest) ProtoMessage() {}
 
 func (x *PutScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[82]
+	mi := &file_raftq_v1_broker_proto_msgTypes[84]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5647,7 +5790,7 @@ func (x *PutScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutScheduleRequest.ProtoReflect.Descriptor instead.
 func (*PutScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{82}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{84}
 }
 
 func (x *PutScheduleRequest) GetSchedule() *ScheduleSpec {
@@ -5669,7 +5812,7 @@ type PutScheduleResponse struct {
 
 func (x *PutScheduleResponse) Reset() {
 	*x = PutScheduleResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[83]
+	mi := &file_raftq_v1_broker_proto_msgTypes[85]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5681,7 +5824,7 @@ func (x *PutScheduleResponse) String() string {
 func (*PutScheduleResponse) ProtoMessage() {}
 
 func (x *PutScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[83]
+	mi := &file_raftq_v1_broker_proto_msgTypes[85]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5694,7 +5837,7 @@ func (x *PutScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PutScheduleResponse.ProtoReflect.Descriptor instead.
 func (*PutScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{83}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{85}
 }
 
 func (x *PutScheduleResponse) GetSchedule() *Schedule {
@@ -5721,7 +5864,7 @@ type GetScheduleRequest struct {
 
 func (x *GetScheduleRequest) Reset() {
 	*x = GetScheduleRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[84]
+	mi := &file_raftq_v1_broker_proto_msgTypes[86]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5733,7 +5876,7 @@ func (x *GetScheduleRequest) String() string {
 func (*GetScheduleRequest) ProtoMessage() {}
 
 func (x *GetScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[84]
+	mi := &file_raftq_v1_broker_proto_msgTypes[86]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5746,7 +5889,7 @@ func (x *GetScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetScheduleRequest.ProtoReflect.Descriptor instead.
 func (*GetScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{84}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{86}
 }
 
 func (x *GetScheduleRequest) GetName() string {
@@ -5772,7 +5915,7 @@ type GetScheduleResponse struct {
 
 func (x *GetScheduleResponse) Reset() {
 	*x = GetScheduleResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[85]
+	mi := &file_raftq_v1_broker_proto_msgTypes[87]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5784,7 +5927,7 @@ func (x *GetScheduleResponse) String() string {
 func (*GetScheduleResponse) ProtoMessage() {}
 
 func (x *GetScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[85]
+	mi := &file_raftq_v1_broker_proto_msgTypes[87]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5797,7 +5940,7 @@ func (x *GetScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetScheduleResponse.ProtoReflect.Descriptor instead.
 func (*GetScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{85}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{87}
 }
 
 func (x *GetScheduleResponse) GetSchedule() *Schedule {
@@ -5816,7 +5959,7 @@ type ListSchedulesRequest struct {
 
 func (x *ListSchedulesRequest) Reset() {
 	*x = ListSchedulesRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[86]
+	mi := &file_raftq_v1_broker_proto_msgTypes[88]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5828,7 +5971,7 @@ func (x *ListSchedulesRequest) String() string {
 func (*ListSchedulesRequest) ProtoMessage() {}
 
 func (x *ListSchedulesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[86]
+	mi := &file_raftq_v1_broker_proto_msgTypes[88]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5841,7 +5984,7 @@ func (x *ListSchedulesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSchedulesRequest.ProtoReflect.Descriptor instead.
 func (*ListSchedulesRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{86}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{88}
 }
 
 func (x *ListSchedulesRequest) GetConsistency() Consistency {
@@ -5861,7 +6004,7 @@ type ListSchedulesResponse struct {
 
 func (x *ListSchedulesResponse) Reset() {
 	*x = ListSchedulesResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[87]
+	mi := &file_raftq_v1_broker_proto_msgTypes[89]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5873,7 +6016,7 @@ func (x *ListSchedulesResponse) String() string {
 func (*ListSchedulesResponse) ProtoMessage() {}
 
 func (x *ListSchedulesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[87]
+	mi := &file_raftq_v1_broker_proto_msgTypes[89]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5886,7 +6029,7 @@ func (x *ListSchedulesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListSchedulesResponse.ProtoReflect.Descriptor instead.
 func (*ListSchedulesResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{87}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{89}
 }
 
 func (x *ListSchedulesResponse) GetSchedules() []*Schedule {
@@ -5905,7 +6048,7 @@ type PauseScheduleRequest struct {
 
 func (x *PauseScheduleRequest) Reset() {
 	*x = PauseScheduleRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[88]
+	mi := &file_raftq_v1_broker_proto_msgTypes[90]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5917,7 +6060,7 @@ func (x *PauseScheduleRequest) String() string {
 func (*PauseScheduleRequest) ProtoMessage() {}
 
 func (x *PauseScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[88]
+	mi := &file_raftq_v1_broker_proto_msgTypes[90]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5930,7 +6073,7 @@ func (x *PauseScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseScheduleRequest.ProtoReflect.Descriptor instead.
 func (*PauseScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{88}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{90}
 }
 
 func (x *PauseScheduleRequest) GetName() string {
@@ -5949,7 +6092,7 @@ type PauseScheduleResponse struct {
 
 func (x *PauseScheduleResponse) Reset() {
 	*x = PauseScheduleResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[89]
+	mi := &file_raftq_v1_broker_proto_msgTypes[91]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -5961,7 +6104,7 @@ func (x *PauseScheduleResponse) String() string {
 func (*PauseScheduleResponse) ProtoMessage() {}
 
 func (x *PauseScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[89]
+	mi := &file_raftq_v1_broker_proto_msgTypes[91]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -5974,7 +6117,7 @@ func (x *PauseScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseScheduleResponse.ProtoReflect.Descriptor instead.
 func (*PauseScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{89}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{91}
 }
 
 func (x *PauseScheduleResponse) GetSchedule() *Schedule {
@@ -5993,7 +6136,7 @@ type ResumeScheduleRequest struct {
 
 func (x *ResumeScheduleRequest) Reset() {
 	*x = ResumeScheduleRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[90]
+	mi := &file_raftq_v1_broker_proto_msgTypes[92]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6005,7 +6148,7 @@ func (x *ResumeScheduleRequest) String() string {
 func (*ResumeScheduleRequest) ProtoMessage() {}
 
 func (x *ResumeScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[90]
+	mi := &file_raftq_v1_broker_proto_msgTypes[92]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6018,7 +6161,7 @@ func (x *ResumeScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeScheduleRequest.ProtoReflect.Descriptor instead.
 func (*ResumeScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{90}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{92}
 }
 
 func (x *ResumeScheduleRequest) GetName() string {
@@ -6037,7 +6180,7 @@ type ResumeScheduleResponse struct {
 
 func (x *ResumeScheduleResponse) Reset() {
 	*x = ResumeScheduleResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[91]
+	mi := &file_raftq_v1_broker_proto_msgTypes[93]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6049,7 +6192,7 @@ func (x *ResumeScheduleResponse) String() string {
 func (*ResumeScheduleResponse) ProtoMessage() {}
 
 func (x *ResumeScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[91]
+	mi := &file_raftq_v1_broker_proto_msgTypes[93]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6062,7 +6205,7 @@ func (x *ResumeScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeScheduleResponse.ProtoReflect.Descriptor instead.
 func (*ResumeScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{91}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{93}
 }
 
 func (x *ResumeScheduleResponse) GetSchedule() *Schedule {
@@ -6081,7 +6224,7 @@ type DeleteScheduleRequest struct {
 
 func (x *DeleteScheduleRequest) Reset() {
 	*x = DeleteScheduleRequest{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[92]
+	mi := &file_raftq_v1_broker_proto_msgTypes[94]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6093,7 +6236,7 @@ func (x *DeleteScheduleRequest) String() string {
 func (*DeleteScheduleRequest) ProtoMessage() {}
 
 func (x *DeleteScheduleRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[92]
+	mi := &file_raftq_v1_broker_proto_msgTypes[94]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6106,7 +6249,7 @@ func (x *DeleteScheduleRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteScheduleRequest.ProtoReflect.Descriptor instead.
 func (*DeleteScheduleRequest) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{92}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{94}
 }
 
 func (x *DeleteScheduleRequest) GetName() string {
@@ -6124,7 +6267,7 @@ type DeleteScheduleResponse struct {
 
 func (x *DeleteScheduleResponse) Reset() {
 	*x = DeleteScheduleResponse{}
-	mi := &file_raftq_v1_broker_proto_msgTypes[93]
+	mi := &file_raftq_v1_broker_proto_msgTypes[95]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -6136,7 +6279,7 @@ func (x *DeleteScheduleResponse) String() string {
 func (*DeleteScheduleResponse) ProtoMessage() {}
 
 func (x *DeleteScheduleResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_raftq_v1_broker_proto_msgTypes[93]
+	mi := &file_raftq_v1_broker_proto_msgTypes[95]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -6149,14 +6292,24 @@ func (x *DeleteScheduleResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteScheduleResponse.ProtoReflect.Descriptor instead.
 func (*DeleteScheduleResponse) Descriptor() ([]byte, []int) {
-	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{93}
+	return file_raftq_v1_broker_proto_rawDescGZIP(), []int{95}
 }
 
 var File_raftq_v1_broker_proto protoreflect.FileDescriptor
 
 const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\n" +
-	"\x15raftq/v1/broker.proto\x12\braftq.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"E\n" +
+	"\x15raftq/v1/broker.proto\x12\braftq.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"e\n" +
+	"\x12ExportQueueRequest\x12\x14\n" +
+	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x1b\n" +
+	"\tkey_limit\x18\x02 \x01(\x05R\bkeyLimit\x12\x1c\n" +
+	"\tschedules\x18\x03 \x01(\bR\tschedules\"\xc5\x01\n" +
+	"\x13ExportQueueResponse\x12\x16\n" +
+	"\x06sealed\x18\x01 \x01(\bR\x06sealed\x12\x19\n" +
+	"\bto_group\x18\x02 \x01(\rR\atoGroup\x12)\n" +
+	"\x04keys\x18\x03 \x03(\v2\x15.raftq.v1.ImportedKeyR\x04keys\x12)\n" +
+	"\x10schedule_records\x18\x04 \x01(\fR\x0fscheduleRecords\x12%\n" +
+	"\x0eschedule_count\x18\x05 \x01(\x05R\rscheduleCount\"E\n" +
 	"\x15PartitionQueueRequest\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x16\n" +
 	"\x06groups\x18\x02 \x03(\rR\x06groups\"K\n" +
@@ -6618,7 +6771,7 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\tNackBatch\x12\x1a.raftq.v1.NackBatchRequest\x1a\x1b.raftq.v1.NackBatchResponse\x12Y\n" +
 	"\x10ExtendLeaseBatch\x12!.raftq.v1.ExtendLeaseBatchRequest\x1a\".raftq.v1.ExtendLeaseBatchResponse\x12T\n" +
 	"\rEnqueueStream\x12\x1e.raftq.v1.EnqueueStreamRequest\x1a\x1f.raftq.v1.EnqueueStreamResponse(\x010\x01\x12B\n" +
-	"\aConsume\x12\x18.raftq.v1.ConsumeRequest\x1a\x19.raftq.v1.ConsumeResponse(\x010\x012\xbc\x06\n" +
+	"\aConsume\x12\x18.raftq.v1.ConsumeRequest\x1a\x19.raftq.v1.ConsumeResponse(\x010\x012\x88\a\n" +
 	"\x05Admin\x12G\n" +
 	"\n" +
 	"PauseQueue\x12\x1b.raftq.v1.PauseQueueRequest\x1a\x1c.raftq.v1.PauseQueueResponse\x12J\n" +
@@ -6632,7 +6785,8 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\n" +
 	"ImportKeys\x12\x1b.raftq.v1.ImportKeysRequest\x1a\x1c.raftq.v1.ImportKeysResponse\x12V\n" +
 	"\x0fImportSchedules\x12 .raftq.v1.ImportSchedulesRequest\x1a!.raftq.v1.ImportSchedulesResponse\x12S\n" +
-	"\x0ePartitionQueue\x12\x1f.raftq.v1.PartitionQueueRequest\x1a .raftq.v1.PartitionQueueResponse2\xde\x03\n" +
+	"\x0ePartitionQueue\x12\x1f.raftq.v1.PartitionQueueRequest\x1a .raftq.v1.PartitionQueueResponse\x12J\n" +
+	"\vExportQueue\x12\x1c.raftq.v1.ExportQueueRequest\x1a\x1d.raftq.v1.ExportQueueResponse2\xde\x03\n" +
 	"\aCluster\x125\n" +
 	"\x04Join\x12\x15.raftq.v1.JoinRequest\x1a\x16.raftq.v1.JoinResponse\x12;\n" +
 	"\x06Remove\x12\x17.raftq.v1.RemoveRequest\x1a\x18.raftq.v1.RemoveResponse\x12;\n" +
@@ -6662,7 +6816,7 @@ func file_raftq_v1_broker_proto_rawDescGZIP() []byte {
 }
 
 var file_raftq_v1_broker_proto_enumTypes = make([]protoimpl.EnumInfo, 7)
-var file_raftq_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 96)
+var file_raftq_v1_broker_proto_msgTypes = make([]protoimpl.MessageInfo, 98)
 var file_raftq_v1_broker_proto_goTypes = []any{
 	(JobState)(0),                      // 0: raftq.v1.JobState
 	(DependencyPolicy)(0),              // 1: raftq.v1.DependencyPolicy
@@ -6671,282 +6825,287 @@ var file_raftq_v1_broker_proto_goTypes = []any{
 	(OverlapPolicy)(0),                 // 4: raftq.v1.OverlapPolicy
 	(ErrorDetail_Reason)(0),            // 5: raftq.v1.ErrorDetail.Reason
 	(ConsumeNotice_Kind)(0),            // 6: raftq.v1.ConsumeNotice.Kind
-	(*PartitionQueueRequest)(nil),      // 7: raftq.v1.PartitionQueueRequest
-	(*PartitionQueueResponse)(nil),     // 8: raftq.v1.PartitionQueueResponse
-	(*ImportKeysRequest)(nil),          // 9: raftq.v1.ImportKeysRequest
-	(*ImportedKey)(nil),                // 10: raftq.v1.ImportedKey
-	(*ImportKeysResponse)(nil),         // 11: raftq.v1.ImportKeysResponse
-	(*ImportSchedulesRequest)(nil),     // 12: raftq.v1.ImportSchedulesRequest
-	(*ImportSchedulesResponse)(nil),    // 13: raftq.v1.ImportSchedulesResponse
-	(*SealQueueRequest)(nil),           // 14: raftq.v1.SealQueueRequest
-	(*SealQueueResponse)(nil),          // 15: raftq.v1.SealQueueResponse
-	(*MoveQueueRequest)(nil),           // 16: raftq.v1.MoveQueueRequest
-	(*MoveQueueResponse)(nil),          // 17: raftq.v1.MoveQueueResponse
-	(*ListPlacementsRequest)(nil),      // 18: raftq.v1.ListPlacementsRequest
-	(*ListPlacementsResponse)(nil),     // 19: raftq.v1.ListPlacementsResponse
-	(*Placement)(nil),                  // 20: raftq.v1.Placement
-	(*RetryPolicy)(nil),                // 21: raftq.v1.RetryPolicy
-	(*JobSpec)(nil),                    // 22: raftq.v1.JobSpec
-	(*Job)(nil),                        // 23: raftq.v1.Job
-	(*Progress)(nil),                   // 24: raftq.v1.Progress
-	(*EnqueueRequest)(nil),             // 25: raftq.v1.EnqueueRequest
-	(*EnqueueResult)(nil),              // 26: raftq.v1.EnqueueResult
-	(*EnqueueResponse)(nil),            // 27: raftq.v1.EnqueueResponse
-	(*FetchRequest)(nil),               // 28: raftq.v1.FetchRequest
-	(*FetchResponse)(nil),              // 29: raftq.v1.FetchResponse
-	(*ExtendLeaseRequest)(nil),         // 30: raftq.v1.ExtendLeaseRequest
-	(*ExtendLeaseResponse)(nil),        // 31: raftq.v1.ExtendLeaseResponse
-	(*AckRequest)(nil),                 // 32: raftq.v1.AckRequest
-	(*AckResponse)(nil),                // 33: raftq.v1.AckResponse
-	(*NackRequest)(nil),                // 34: raftq.v1.NackRequest
-	(*NackResponse)(nil),               // 35: raftq.v1.NackResponse
-	(*GetJobRequest)(nil),              // 36: raftq.v1.GetJobRequest
-	(*GetJobResponse)(nil),             // 37: raftq.v1.GetJobResponse
-	(*CancelJobRequest)(nil),           // 38: raftq.v1.CancelJobRequest
-	(*CancelJobResponse)(nil),          // 39: raftq.v1.CancelJobResponse
-	(*QueueStatsRequest)(nil),          // 40: raftq.v1.QueueStatsRequest
-	(*QueueStats)(nil),                 // 41: raftq.v1.QueueStats
-	(*QueueStatsResponse)(nil),         // 42: raftq.v1.QueueStatsResponse
-	(*PauseQueueRequest)(nil),          // 43: raftq.v1.PauseQueueRequest
-	(*PauseQueueResponse)(nil),         // 44: raftq.v1.PauseQueueResponse
-	(*ResumeQueueRequest)(nil),         // 45: raftq.v1.ResumeQueueRequest
-	(*ResumeQueueResponse)(nil),        // 46: raftq.v1.ResumeQueueResponse
-	(*RedriveRequest)(nil),             // 47: raftq.v1.RedriveRequest
-	(*RedriveResponse)(nil),            // 48: raftq.v1.RedriveResponse
-	(*ListJobsRequest)(nil),            // 49: raftq.v1.ListJobsRequest
-	(*ListJobsResponse)(nil),           // 50: raftq.v1.ListJobsResponse
-	(*JoinRequest)(nil),                // 51: raftq.v1.JoinRequest
-	(*JoinResponse)(nil),               // 52: raftq.v1.JoinResponse
-	(*RemoveRequest)(nil),              // 53: raftq.v1.RemoveRequest
-	(*RemoveResponse)(nil),             // 54: raftq.v1.RemoveResponse
-	(*StatusRequest)(nil),              // 55: raftq.v1.StatusRequest
-	(*Member)(nil),                     // 56: raftq.v1.Member
-	(*StatusResponse)(nil),             // 57: raftq.v1.StatusResponse
-	(*WatchRoutesRequest)(nil),         // 58: raftq.v1.WatchRoutesRequest
-	(*Routes)(nil),                     // 59: raftq.v1.Routes
-	(*GroupStatus)(nil),                // 60: raftq.v1.GroupStatus
-	(*ErrorDetail)(nil),                // 61: raftq.v1.ErrorDetail
-	(*PurgeDeadRequest)(nil),           // 62: raftq.v1.PurgeDeadRequest
-	(*PurgeDeadResponse)(nil),          // 63: raftq.v1.PurgeDeadResponse
-	(*TransferLeadershipRequest)(nil),  // 64: raftq.v1.TransferLeadershipRequest
-	(*TransferLeadershipResponse)(nil), // 65: raftq.v1.TransferLeadershipResponse
-	(*SnapshotRequest)(nil),            // 66: raftq.v1.SnapshotRequest
-	(*SnapshotChunk)(nil),              // 67: raftq.v1.SnapshotChunk
-	(*RestoreChunk)(nil),               // 68: raftq.v1.RestoreChunk
-	(*RestoreResponse)(nil),            // 69: raftq.v1.RestoreResponse
-	(*ItemError)(nil),                  // 70: raftq.v1.ItemError
-	(*AckBatchRequest)(nil),            // 71: raftq.v1.AckBatchRequest
-	(*AckBatchResult)(nil),             // 72: raftq.v1.AckBatchResult
-	(*AckBatchResponse)(nil),           // 73: raftq.v1.AckBatchResponse
-	(*NackBatchRequest)(nil),           // 74: raftq.v1.NackBatchRequest
-	(*NackBatchResult)(nil),            // 75: raftq.v1.NackBatchResult
-	(*NackBatchResponse)(nil),          // 76: raftq.v1.NackBatchResponse
-	(*ExtendLeaseBatchRequest)(nil),    // 77: raftq.v1.ExtendLeaseBatchRequest
-	(*ExtendLeaseBatchResult)(nil),     // 78: raftq.v1.ExtendLeaseBatchResult
-	(*ExtendLeaseBatchResponse)(nil),   // 79: raftq.v1.ExtendLeaseBatchResponse
-	(*EnqueueStreamRequest)(nil),       // 80: raftq.v1.EnqueueStreamRequest
-	(*EnqueueStreamResponse)(nil),      // 81: raftq.v1.EnqueueStreamResponse
-	(*ConsumeOpen)(nil),                // 82: raftq.v1.ConsumeOpen
-	(*ConsumeRequest)(nil),             // 83: raftq.v1.ConsumeRequest
-	(*ConsumeOpened)(nil),              // 84: raftq.v1.ConsumeOpened
-	(*ConsumeNotice)(nil),              // 85: raftq.v1.ConsumeNotice
-	(*ConsumeResponse)(nil),            // 86: raftq.v1.ConsumeResponse
-	(*ScheduleSpec)(nil),               // 87: raftq.v1.ScheduleSpec
-	(*Schedule)(nil),                   // 88: raftq.v1.Schedule
-	(*PutScheduleRequest)(nil),         // 89: raftq.v1.PutScheduleRequest
-	(*PutScheduleResponse)(nil),        // 90: raftq.v1.PutScheduleResponse
-	(*GetScheduleRequest)(nil),         // 91: raftq.v1.GetScheduleRequest
-	(*GetScheduleResponse)(nil),        // 92: raftq.v1.GetScheduleResponse
-	(*ListSchedulesRequest)(nil),       // 93: raftq.v1.ListSchedulesRequest
-	(*ListSchedulesResponse)(nil),      // 94: raftq.v1.ListSchedulesResponse
-	(*PauseScheduleRequest)(nil),       // 95: raftq.v1.PauseScheduleRequest
-	(*PauseScheduleResponse)(nil),      // 96: raftq.v1.PauseScheduleResponse
-	(*ResumeScheduleRequest)(nil),      // 97: raftq.v1.ResumeScheduleRequest
-	(*ResumeScheduleResponse)(nil),     // 98: raftq.v1.ResumeScheduleResponse
-	(*DeleteScheduleRequest)(nil),      // 99: raftq.v1.DeleteScheduleRequest
-	(*DeleteScheduleResponse)(nil),     // 100: raftq.v1.DeleteScheduleResponse
-	nil,                                // 101: raftq.v1.FetchRequest.QueueWeightsEntry
-	nil,                                // 102: raftq.v1.ConsumeOpen.QueueWeightsEntry
-	(*timestamppb.Timestamp)(nil),      // 103: google.protobuf.Timestamp
-	(*durationpb.Duration)(nil),        // 104: google.protobuf.Duration
+	(*ExportQueueRequest)(nil),         // 7: raftq.v1.ExportQueueRequest
+	(*ExportQueueResponse)(nil),        // 8: raftq.v1.ExportQueueResponse
+	(*PartitionQueueRequest)(nil),      // 9: raftq.v1.PartitionQueueRequest
+	(*PartitionQueueResponse)(nil),     // 10: raftq.v1.PartitionQueueResponse
+	(*ImportKeysRequest)(nil),          // 11: raftq.v1.ImportKeysRequest
+	(*ImportedKey)(nil),                // 12: raftq.v1.ImportedKey
+	(*ImportKeysResponse)(nil),         // 13: raftq.v1.ImportKeysResponse
+	(*ImportSchedulesRequest)(nil),     // 14: raftq.v1.ImportSchedulesRequest
+	(*ImportSchedulesResponse)(nil),    // 15: raftq.v1.ImportSchedulesResponse
+	(*SealQueueRequest)(nil),           // 16: raftq.v1.SealQueueRequest
+	(*SealQueueResponse)(nil),          // 17: raftq.v1.SealQueueResponse
+	(*MoveQueueRequest)(nil),           // 18: raftq.v1.MoveQueueRequest
+	(*MoveQueueResponse)(nil),          // 19: raftq.v1.MoveQueueResponse
+	(*ListPlacementsRequest)(nil),      // 20: raftq.v1.ListPlacementsRequest
+	(*ListPlacementsResponse)(nil),     // 21: raftq.v1.ListPlacementsResponse
+	(*Placement)(nil),                  // 22: raftq.v1.Placement
+	(*RetryPolicy)(nil),                // 23: raftq.v1.RetryPolicy
+	(*JobSpec)(nil),                    // 24: raftq.v1.JobSpec
+	(*Job)(nil),                        // 25: raftq.v1.Job
+	(*Progress)(nil),                   // 26: raftq.v1.Progress
+	(*EnqueueRequest)(nil),             // 27: raftq.v1.EnqueueRequest
+	(*EnqueueResult)(nil),              // 28: raftq.v1.EnqueueResult
+	(*EnqueueResponse)(nil),            // 29: raftq.v1.EnqueueResponse
+	(*FetchRequest)(nil),               // 30: raftq.v1.FetchRequest
+	(*FetchResponse)(nil),              // 31: raftq.v1.FetchResponse
+	(*ExtendLeaseRequest)(nil),         // 32: raftq.v1.ExtendLeaseRequest
+	(*ExtendLeaseResponse)(nil),        // 33: raftq.v1.ExtendLeaseResponse
+	(*AckRequest)(nil),                 // 34: raftq.v1.AckRequest
+	(*AckResponse)(nil),                // 35: raftq.v1.AckResponse
+	(*NackRequest)(nil),                // 36: raftq.v1.NackRequest
+	(*NackResponse)(nil),               // 37: raftq.v1.NackResponse
+	(*GetJobRequest)(nil),              // 38: raftq.v1.GetJobRequest
+	(*GetJobResponse)(nil),             // 39: raftq.v1.GetJobResponse
+	(*CancelJobRequest)(nil),           // 40: raftq.v1.CancelJobRequest
+	(*CancelJobResponse)(nil),          // 41: raftq.v1.CancelJobResponse
+	(*QueueStatsRequest)(nil),          // 42: raftq.v1.QueueStatsRequest
+	(*QueueStats)(nil),                 // 43: raftq.v1.QueueStats
+	(*QueueStatsResponse)(nil),         // 44: raftq.v1.QueueStatsResponse
+	(*PauseQueueRequest)(nil),          // 45: raftq.v1.PauseQueueRequest
+	(*PauseQueueResponse)(nil),         // 46: raftq.v1.PauseQueueResponse
+	(*ResumeQueueRequest)(nil),         // 47: raftq.v1.ResumeQueueRequest
+	(*ResumeQueueResponse)(nil),        // 48: raftq.v1.ResumeQueueResponse
+	(*RedriveRequest)(nil),             // 49: raftq.v1.RedriveRequest
+	(*RedriveResponse)(nil),            // 50: raftq.v1.RedriveResponse
+	(*ListJobsRequest)(nil),            // 51: raftq.v1.ListJobsRequest
+	(*ListJobsResponse)(nil),           // 52: raftq.v1.ListJobsResponse
+	(*JoinRequest)(nil),                // 53: raftq.v1.JoinRequest
+	(*JoinResponse)(nil),               // 54: raftq.v1.JoinResponse
+	(*RemoveRequest)(nil),              // 55: raftq.v1.RemoveRequest
+	(*RemoveResponse)(nil),             // 56: raftq.v1.RemoveResponse
+	(*StatusRequest)(nil),              // 57: raftq.v1.StatusRequest
+	(*Member)(nil),                     // 58: raftq.v1.Member
+	(*StatusResponse)(nil),             // 59: raftq.v1.StatusResponse
+	(*WatchRoutesRequest)(nil),         // 60: raftq.v1.WatchRoutesRequest
+	(*Routes)(nil),                     // 61: raftq.v1.Routes
+	(*GroupStatus)(nil),                // 62: raftq.v1.GroupStatus
+	(*ErrorDetail)(nil),                // 63: raftq.v1.ErrorDetail
+	(*PurgeDeadRequest)(nil),           // 64: raftq.v1.PurgeDeadRequest
+	(*PurgeDeadResponse)(nil),          // 65: raftq.v1.PurgeDeadResponse
+	(*TransferLeadershipRequest)(nil),  // 66: raftq.v1.TransferLeadershipRequest
+	(*TransferLeadershipResponse)(nil), // 67: raftq.v1.TransferLeadershipResponse
+	(*SnapshotRequest)(nil),            // 68: raftq.v1.SnapshotRequest
+	(*SnapshotChunk)(nil),              // 69: raftq.v1.SnapshotChunk
+	(*RestoreChunk)(nil),               // 70: raftq.v1.RestoreChunk
+	(*RestoreResponse)(nil),            // 71: raftq.v1.RestoreResponse
+	(*ItemError)(nil),                  // 72: raftq.v1.ItemError
+	(*AckBatchRequest)(nil),            // 73: raftq.v1.AckBatchRequest
+	(*AckBatchResult)(nil),             // 74: raftq.v1.AckBatchResult
+	(*AckBatchResponse)(nil),           // 75: raftq.v1.AckBatchResponse
+	(*NackBatchRequest)(nil),           // 76: raftq.v1.NackBatchRequest
+	(*NackBatchResult)(nil),            // 77: raftq.v1.NackBatchResult
+	(*NackBatchResponse)(nil),          // 78: raftq.v1.NackBatchResponse
+	(*ExtendLeaseBatchRequest)(nil),    // 79: raftq.v1.ExtendLeaseBatchRequest
+	(*ExtendLeaseBatchResult)(nil),     // 80: raftq.v1.ExtendLeaseBatchResult
+	(*ExtendLeaseBatchResponse)(nil),   // 81: raftq.v1.ExtendLeaseBatchResponse
+	(*EnqueueStreamRequest)(nil),       // 82: raftq.v1.EnqueueStreamRequest
+	(*EnqueueStreamResponse)(nil),      // 83: raftq.v1.EnqueueStreamResponse
+	(*ConsumeOpen)(nil),                // 84: raftq.v1.ConsumeOpen
+	(*ConsumeRequest)(nil),             // 85: raftq.v1.ConsumeRequest
+	(*ConsumeOpened)(nil),              // 86: raftq.v1.ConsumeOpened
+	(*ConsumeNotice)(nil),              // 87: raftq.v1.ConsumeNotice
+	(*ConsumeResponse)(nil),            // 88: raftq.v1.ConsumeResponse
+	(*ScheduleSpec)(nil),               // 89: raftq.v1.ScheduleSpec
+	(*Schedule)(nil),                   // 90: raftq.v1.Schedule
+	(*PutScheduleRequest)(nil),         // 91: raftq.v1.PutScheduleRequest
+	(*PutScheduleResponse)(nil),        // 92: raftq.v1.PutScheduleResponse
+	(*GetScheduleRequest)(nil),         // 93: raftq.v1.GetScheduleRequest
+	(*GetScheduleResponse)(nil),        // 94: raftq.v1.GetScheduleResponse
+	(*ListSchedulesRequest)(nil),       // 95: raftq.v1.ListSchedulesRequest
+	(*ListSchedulesResponse)(nil),      // 96: raftq.v1.ListSchedulesResponse
+	(*PauseScheduleRequest)(nil),       // 97: raftq.v1.PauseScheduleRequest
+	(*PauseScheduleResponse)(nil),      // 98: raftq.v1.PauseScheduleResponse
+	(*ResumeScheduleRequest)(nil),      // 99: raftq.v1.ResumeScheduleRequest
+	(*ResumeScheduleResponse)(nil),     // 100: raftq.v1.ResumeScheduleResponse
+	(*DeleteScheduleRequest)(nil),      // 101: raftq.v1.DeleteScheduleRequest
+	(*DeleteScheduleResponse)(nil),     // 102: raftq.v1.DeleteScheduleResponse
+	nil,                                // 103: raftq.v1.FetchRequest.QueueWeightsEntry
+	nil,                                // 104: raftq.v1.ConsumeOpen.QueueWeightsEntry
+	(*timestamppb.Timestamp)(nil),      // 105: google.protobuf.Timestamp
+	(*durationpb.Duration)(nil),        // 106: google.protobuf.Duration
 }
 var file_raftq_v1_broker_proto_depIdxs = []int32{
-	20,  // 0: raftq.v1.PartitionQueueResponse.placement:type_name -> raftq.v1.Placement
-	10,  // 1: raftq.v1.ImportKeysRequest.keys:type_name -> raftq.v1.ImportedKey
-	103, // 2: raftq.v1.ImportedKey.expires_at:type_name -> google.protobuf.Timestamp
-	20,  // 3: raftq.v1.MoveQueueResponse.placement:type_name -> raftq.v1.Placement
-	20,  // 4: raftq.v1.ListPlacementsResponse.placements:type_name -> raftq.v1.Placement
-	104, // 5: raftq.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
-	104, // 6: raftq.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
-	104, // 7: raftq.v1.JobSpec.delay:type_name -> google.protobuf.Duration
-	103, // 8: raftq.v1.JobSpec.run_at:type_name -> google.protobuf.Timestamp
-	104, // 9: raftq.v1.JobSpec.lease_duration:type_name -> google.protobuf.Duration
-	104, // 10: raftq.v1.JobSpec.dedup_window:type_name -> google.protobuf.Duration
-	21,  // 11: raftq.v1.JobSpec.retry:type_name -> raftq.v1.RetryPolicy
-	104, // 12: raftq.v1.JobSpec.schedule_to_start:type_name -> google.protobuf.Duration
-	104, // 13: raftq.v1.JobSpec.start_to_close:type_name -> google.protobuf.Duration
-	3,   // 14: raftq.v1.JobSpec.unique_mode:type_name -> raftq.v1.UniqueMode
-	1,   // 15: raftq.v1.JobSpec.dependency_policy:type_name -> raftq.v1.DependencyPolicy
-	0,   // 16: raftq.v1.Job.state:type_name -> raftq.v1.JobState
-	104, // 17: raftq.v1.Job.lease_duration:type_name -> google.protobuf.Duration
-	21,  // 18: raftq.v1.Job.retry:type_name -> raftq.v1.RetryPolicy
-	103, // 19: raftq.v1.Job.run_at:type_name -> google.protobuf.Timestamp
-	103, // 20: raftq.v1.Job.created_at:type_name -> google.protobuf.Timestamp
-	103, // 21: raftq.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
-	103, // 22: raftq.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
-	103, // 23: raftq.v1.Job.lease_deadline:type_name -> google.protobuf.Timestamp
-	103, // 24: raftq.v1.Job.schedule_tick:type_name -> google.protobuf.Timestamp
-	24,  // 25: raftq.v1.Job.progress:type_name -> raftq.v1.Progress
-	103, // 26: raftq.v1.Job.start_deadline:type_name -> google.protobuf.Timestamp
-	104, // 27: raftq.v1.Job.start_to_close:type_name -> google.protobuf.Duration
-	103, // 28: raftq.v1.Job.attempt_deadline:type_name -> google.protobuf.Timestamp
-	1,   // 29: raftq.v1.Job.dependency_policy:type_name -> raftq.v1.DependencyPolicy
-	22,  // 30: raftq.v1.EnqueueRequest.jobs:type_name -> raftq.v1.JobSpec
-	26,  // 31: raftq.v1.EnqueueResponse.results:type_name -> raftq.v1.EnqueueResult
-	104, // 32: raftq.v1.FetchRequest.max_wait:type_name -> google.protobuf.Duration
-	104, // 33: raftq.v1.FetchRequest.lease_duration:type_name -> google.protobuf.Duration
-	101, // 34: raftq.v1.FetchRequest.queue_weights:type_name -> raftq.v1.FetchRequest.QueueWeightsEntry
-	23,  // 35: raftq.v1.FetchResponse.jobs:type_name -> raftq.v1.Job
-	104, // 36: raftq.v1.ExtendLeaseRequest.extend_by:type_name -> google.protobuf.Duration
-	24,  // 37: raftq.v1.ExtendLeaseRequest.progress:type_name -> raftq.v1.Progress
-	103, // 38: raftq.v1.ExtendLeaseResponse.lease_deadline:type_name -> google.protobuf.Timestamp
-	104, // 39: raftq.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
-	0,   // 40: raftq.v1.NackResponse.state:type_name -> raftq.v1.JobState
-	103, // 41: raftq.v1.NackResponse.run_at:type_name -> google.protobuf.Timestamp
-	2,   // 42: raftq.v1.GetJobRequest.consistency:type_name -> raftq.v1.Consistency
-	23,  // 43: raftq.v1.GetJobResponse.job:type_name -> raftq.v1.Job
-	0,   // 44: raftq.v1.CancelJobResponse.state:type_name -> raftq.v1.JobState
-	2,   // 45: raftq.v1.QueueStatsRequest.consistency:type_name -> raftq.v1.Consistency
-	103, // 46: raftq.v1.QueueStats.oldest_ready_at:type_name -> google.protobuf.Timestamp
-	41,  // 47: raftq.v1.QueueStatsResponse.queues:type_name -> raftq.v1.QueueStats
-	0,   // 48: raftq.v1.ListJobsRequest.state:type_name -> raftq.v1.JobState
-	2,   // 49: raftq.v1.ListJobsRequest.consistency:type_name -> raftq.v1.Consistency
-	23,  // 50: raftq.v1.ListJobsResponse.jobs:type_name -> raftq.v1.Job
-	56,  // 51: raftq.v1.StatusResponse.members:type_name -> raftq.v1.Member
-	60,  // 52: raftq.v1.StatusResponse.groups:type_name -> raftq.v1.GroupStatus
-	20,  // 53: raftq.v1.StatusResponse.placements:type_name -> raftq.v1.Placement
-	60,  // 54: raftq.v1.Routes.groups:type_name -> raftq.v1.GroupStatus
-	20,  // 55: raftq.v1.Routes.placements:type_name -> raftq.v1.Placement
-	56,  // 56: raftq.v1.GroupStatus.members:type_name -> raftq.v1.Member
-	5,   // 57: raftq.v1.ErrorDetail.reason:type_name -> raftq.v1.ErrorDetail.Reason
-	61,  // 58: raftq.v1.ItemError.detail:type_name -> raftq.v1.ErrorDetail
-	32,  // 59: raftq.v1.AckBatchRequest.items:type_name -> raftq.v1.AckRequest
-	70,  // 60: raftq.v1.AckBatchResult.error:type_name -> raftq.v1.ItemError
-	72,  // 61: raftq.v1.AckBatchResponse.results:type_name -> raftq.v1.AckBatchResult
-	34,  // 62: raftq.v1.NackBatchRequest.items:type_name -> raftq.v1.NackRequest
-	35,  // 63: raftq.v1.NackBatchResult.response:type_name -> raftq.v1.NackResponse
-	70,  // 64: raftq.v1.NackBatchResult.error:type_name -> raftq.v1.ItemError
-	75,  // 65: raftq.v1.NackBatchResponse.results:type_name -> raftq.v1.NackBatchResult
-	30,  // 66: raftq.v1.ExtendLeaseBatchRequest.items:type_name -> raftq.v1.ExtendLeaseRequest
-	31,  // 67: raftq.v1.ExtendLeaseBatchResult.response:type_name -> raftq.v1.ExtendLeaseResponse
-	70,  // 68: raftq.v1.ExtendLeaseBatchResult.error:type_name -> raftq.v1.ItemError
-	78,  // 69: raftq.v1.ExtendLeaseBatchResponse.results:type_name -> raftq.v1.ExtendLeaseBatchResult
-	22,  // 70: raftq.v1.EnqueueStreamRequest.job:type_name -> raftq.v1.JobSpec
-	26,  // 71: raftq.v1.EnqueueStreamResponse.result:type_name -> raftq.v1.EnqueueResult
-	70,  // 72: raftq.v1.EnqueueStreamResponse.error:type_name -> raftq.v1.ItemError
-	104, // 73: raftq.v1.ConsumeOpen.lease_duration:type_name -> google.protobuf.Duration
-	102, // 74: raftq.v1.ConsumeOpen.queue_weights:type_name -> raftq.v1.ConsumeOpen.QueueWeightsEntry
-	82,  // 75: raftq.v1.ConsumeRequest.open:type_name -> raftq.v1.ConsumeOpen
-	6,   // 76: raftq.v1.ConsumeNotice.kind:type_name -> raftq.v1.ConsumeNotice.Kind
-	84,  // 77: raftq.v1.ConsumeResponse.opened:type_name -> raftq.v1.ConsumeOpened
-	23,  // 78: raftq.v1.ConsumeResponse.job:type_name -> raftq.v1.Job
-	85,  // 79: raftq.v1.ConsumeResponse.notice:type_name -> raftq.v1.ConsumeNotice
-	22,  // 80: raftq.v1.ScheduleSpec.job:type_name -> raftq.v1.JobSpec
-	104, // 81: raftq.v1.ScheduleSpec.interval:type_name -> google.protobuf.Duration
-	104, // 82: raftq.v1.ScheduleSpec.jitter:type_name -> google.protobuf.Duration
-	4,   // 83: raftq.v1.ScheduleSpec.overlap:type_name -> raftq.v1.OverlapPolicy
-	87,  // 84: raftq.v1.Schedule.spec:type_name -> raftq.v1.ScheduleSpec
-	103, // 85: raftq.v1.Schedule.last_tick:type_name -> google.protobuf.Timestamp
-	103, // 86: raftq.v1.Schedule.next_tick:type_name -> google.protobuf.Timestamp
-	103, // 87: raftq.v1.Schedule.created_at:type_name -> google.protobuf.Timestamp
-	103, // 88: raftq.v1.Schedule.updated_at:type_name -> google.protobuf.Timestamp
-	87,  // 89: raftq.v1.PutScheduleRequest.schedule:type_name -> raftq.v1.ScheduleSpec
-	88,  // 90: raftq.v1.PutScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	2,   // 91: raftq.v1.GetScheduleRequest.consistency:type_name -> raftq.v1.Consistency
-	88,  // 92: raftq.v1.GetScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	2,   // 93: raftq.v1.ListSchedulesRequest.consistency:type_name -> raftq.v1.Consistency
-	88,  // 94: raftq.v1.ListSchedulesResponse.schedules:type_name -> raftq.v1.Schedule
-	88,  // 95: raftq.v1.PauseScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	88,  // 96: raftq.v1.ResumeScheduleResponse.schedule:type_name -> raftq.v1.Schedule
-	25,  // 97: raftq.v1.Broker.Enqueue:input_type -> raftq.v1.EnqueueRequest
-	28,  // 98: raftq.v1.Broker.Fetch:input_type -> raftq.v1.FetchRequest
-	30,  // 99: raftq.v1.Broker.ExtendLease:input_type -> raftq.v1.ExtendLeaseRequest
-	32,  // 100: raftq.v1.Broker.Ack:input_type -> raftq.v1.AckRequest
-	34,  // 101: raftq.v1.Broker.Nack:input_type -> raftq.v1.NackRequest
-	36,  // 102: raftq.v1.Broker.GetJob:input_type -> raftq.v1.GetJobRequest
-	38,  // 103: raftq.v1.Broker.CancelJob:input_type -> raftq.v1.CancelJobRequest
-	40,  // 104: raftq.v1.Broker.QueueStats:input_type -> raftq.v1.QueueStatsRequest
-	71,  // 105: raftq.v1.Broker.AckBatch:input_type -> raftq.v1.AckBatchRequest
-	74,  // 106: raftq.v1.Broker.NackBatch:input_type -> raftq.v1.NackBatchRequest
-	77,  // 107: raftq.v1.Broker.ExtendLeaseBatch:input_type -> raftq.v1.ExtendLeaseBatchRequest
-	80,  // 108: raftq.v1.Broker.EnqueueStream:input_type -> raftq.v1.EnqueueStreamRequest
-	83,  // 109: raftq.v1.Broker.Consume:input_type -> raftq.v1.ConsumeRequest
-	43,  // 110: raftq.v1.Admin.PauseQueue:input_type -> raftq.v1.PauseQueueRequest
-	45,  // 111: raftq.v1.Admin.ResumeQueue:input_type -> raftq.v1.ResumeQueueRequest
-	47,  // 112: raftq.v1.Admin.Redrive:input_type -> raftq.v1.RedriveRequest
-	49,  // 113: raftq.v1.Admin.ListJobs:input_type -> raftq.v1.ListJobsRequest
-	62,  // 114: raftq.v1.Admin.PurgeDead:input_type -> raftq.v1.PurgeDeadRequest
-	16,  // 115: raftq.v1.Admin.MoveQueue:input_type -> raftq.v1.MoveQueueRequest
-	18,  // 116: raftq.v1.Admin.ListPlacements:input_type -> raftq.v1.ListPlacementsRequest
-	14,  // 117: raftq.v1.Admin.SealQueue:input_type -> raftq.v1.SealQueueRequest
-	9,   // 118: raftq.v1.Admin.ImportKeys:input_type -> raftq.v1.ImportKeysRequest
-	12,  // 119: raftq.v1.Admin.ImportSchedules:input_type -> raftq.v1.ImportSchedulesRequest
-	7,   // 120: raftq.v1.Admin.PartitionQueue:input_type -> raftq.v1.PartitionQueueRequest
-	51,  // 121: raftq.v1.Cluster.Join:input_type -> raftq.v1.JoinRequest
-	53,  // 122: raftq.v1.Cluster.Remove:input_type -> raftq.v1.RemoveRequest
-	55,  // 123: raftq.v1.Cluster.Status:input_type -> raftq.v1.StatusRequest
-	58,  // 124: raftq.v1.Cluster.WatchRoutes:input_type -> raftq.v1.WatchRoutesRequest
-	64,  // 125: raftq.v1.Cluster.TransferLeadership:input_type -> raftq.v1.TransferLeadershipRequest
-	66,  // 126: raftq.v1.Cluster.Snapshot:input_type -> raftq.v1.SnapshotRequest
-	68,  // 127: raftq.v1.Cluster.Restore:input_type -> raftq.v1.RestoreChunk
-	89,  // 128: raftq.v1.Schedules.PutSchedule:input_type -> raftq.v1.PutScheduleRequest
-	91,  // 129: raftq.v1.Schedules.GetSchedule:input_type -> raftq.v1.GetScheduleRequest
-	93,  // 130: raftq.v1.Schedules.ListSchedules:input_type -> raftq.v1.ListSchedulesRequest
-	95,  // 131: raftq.v1.Schedules.PauseSchedule:input_type -> raftq.v1.PauseScheduleRequest
-	97,  // 132: raftq.v1.Schedules.ResumeSchedule:input_type -> raftq.v1.ResumeScheduleRequest
-	99,  // 133: raftq.v1.Schedules.DeleteSchedule:input_type -> raftq.v1.DeleteScheduleRequest
-	27,  // 134: raftq.v1.Broker.Enqueue:output_type -> raftq.v1.EnqueueResponse
-	29,  // 135: raftq.v1.Broker.Fetch:output_type -> raftq.v1.FetchResponse
-	31,  // 136: raftq.v1.Broker.ExtendLease:output_type -> raftq.v1.ExtendLeaseResponse
-	33,  // 137: raftq.v1.Broker.Ack:output_type -> raftq.v1.AckResponse
-	35,  // 138: raftq.v1.Broker.Nack:output_type -> raftq.v1.NackResponse
-	37,  // 139: raftq.v1.Broker.GetJob:output_type -> raftq.v1.GetJobResponse
-	39,  // 140: raftq.v1.Broker.CancelJob:output_type -> raftq.v1.CancelJobResponse
-	42,  // 141: raftq.v1.Broker.QueueStats:output_type -> raftq.v1.QueueStatsResponse
-	73,  // 142: raftq.v1.Broker.AckBatch:output_type -> raftq.v1.AckBatchResponse
-	76,  // 143: raftq.v1.Broker.NackBatch:output_type -> raftq.v1.NackBatchResponse
-	79,  // 144: raftq.v1.Broker.ExtendLeaseBatch:output_type -> raftq.v1.ExtendLeaseBatchResponse
-	81,  // 145: raftq.v1.Broker.EnqueueStream:output_type -> raftq.v1.EnqueueStreamResponse
-	86,  // 146: raftq.v1.Broker.Consume:output_type -> raftq.v1.ConsumeResponse
-	44,  // 147: raftq.v1.Admin.PauseQueue:output_type -> raftq.v1.PauseQueueResponse
-	46,  // 148: raftq.v1.Admin.ResumeQueue:output_type -> raftq.v1.ResumeQueueResponse
-	48,  // 149: raftq.v1.Admin.Redrive:output_type -> raftq.v1.RedriveResponse
-	50,  // 150: raftq.v1.Admin.ListJobs:output_type -> raftq.v1.ListJobsResponse
-	63,  // 151: raftq.v1.Admin.PurgeDead:output_type -> raftq.v1.PurgeDeadResponse
-	17,  // 152: raftq.v1.Admin.MoveQueue:output_type -> raftq.v1.MoveQueueResponse
-	19,  // 153: raftq.v1.Admin.ListPlacements:output_type -> raftq.v1.ListPlacementsResponse
-	15,  // 154: raftq.v1.Admin.SealQueue:output_type -> raftq.v1.SealQueueResponse
-	11,  // 155: raftq.v1.Admin.ImportKeys:output_type -> raftq.v1.ImportKeysResponse
-	13,  // 156: raftq.v1.Admin.ImportSchedules:output_type -> raftq.v1.ImportSchedulesResponse
-	8,   // 157: raftq.v1.Admin.PartitionQueue:output_type -> raftq.v1.PartitionQueueResponse
-	52,  // 158: raftq.v1.Cluster.Join:output_type -> raftq.v1.JoinResponse
-	54,  // 159: raftq.v1.Cluster.Remove:output_type -> raftq.v1.RemoveResponse
-	57,  // 160: raftq.v1.Cluster.Status:output_type -> raftq.v1.StatusResponse
-	59,  // 161: raftq.v1.Cluster.WatchRoutes:output_type -> raftq.v1.Routes
-	65,  // 162: raftq.v1.Cluster.TransferLeadership:output_type -> raftq.v1.TransferLeadershipResponse
-	67,  // 163: raftq.v1.Cluster.Snapshot:output_type -> raftq.v1.SnapshotChunk
-	69,  // 164: raftq.v1.Cluster.Restore:output_type -> raftq.v1.RestoreResponse
-	90,  // 165: raftq.v1.Schedules.PutSchedule:output_type -> raftq.v1.PutScheduleResponse
-	92,  // 166: raftq.v1.Schedules.GetSchedule:output_type -> raftq.v1.GetScheduleResponse
-	94,  // 167: raftq.v1.Schedules.ListSchedules:output_type -> raftq.v1.ListSchedulesResponse
-	96,  // 168: raftq.v1.Schedules.PauseSchedule:output_type -> raftq.v1.PauseScheduleResponse
-	98,  // 169: raftq.v1.Schedules.ResumeSchedule:output_type -> raftq.v1.ResumeScheduleResponse
-	100, // 170: raftq.v1.Schedules.DeleteSchedule:output_type -> raftq.v1.DeleteScheduleResponse
-	134, // [134:171] is the sub-list for method output_type
-	97,  // [97:134] is the sub-list for method input_type
-	97,  // [97:97] is the sub-list for extension type_name
-	97,  // [97:97] is the sub-list for extension extendee
-	0,   // [0:97] is the sub-list for field type_name
+	12,  // 0: raftq.v1.ExportQueueResponse.keys:type_name -> raftq.v1.ImportedKey
+	22,  // 1: raftq.v1.PartitionQueueResponse.placement:type_name -> raftq.v1.Placement
+	12,  // 2: raftq.v1.ImportKeysRequest.keys:type_name -> raftq.v1.ImportedKey
+	105, // 3: raftq.v1.ImportedKey.expires_at:type_name -> google.protobuf.Timestamp
+	22,  // 4: raftq.v1.MoveQueueResponse.placement:type_name -> raftq.v1.Placement
+	22,  // 5: raftq.v1.ListPlacementsResponse.placements:type_name -> raftq.v1.Placement
+	106, // 6: raftq.v1.RetryPolicy.initial_backoff:type_name -> google.protobuf.Duration
+	106, // 7: raftq.v1.RetryPolicy.max_backoff:type_name -> google.protobuf.Duration
+	106, // 8: raftq.v1.JobSpec.delay:type_name -> google.protobuf.Duration
+	105, // 9: raftq.v1.JobSpec.run_at:type_name -> google.protobuf.Timestamp
+	106, // 10: raftq.v1.JobSpec.lease_duration:type_name -> google.protobuf.Duration
+	106, // 11: raftq.v1.JobSpec.dedup_window:type_name -> google.protobuf.Duration
+	23,  // 12: raftq.v1.JobSpec.retry:type_name -> raftq.v1.RetryPolicy
+	106, // 13: raftq.v1.JobSpec.schedule_to_start:type_name -> google.protobuf.Duration
+	106, // 14: raftq.v1.JobSpec.start_to_close:type_name -> google.protobuf.Duration
+	3,   // 15: raftq.v1.JobSpec.unique_mode:type_name -> raftq.v1.UniqueMode
+	1,   // 16: raftq.v1.JobSpec.dependency_policy:type_name -> raftq.v1.DependencyPolicy
+	0,   // 17: raftq.v1.Job.state:type_name -> raftq.v1.JobState
+	106, // 18: raftq.v1.Job.lease_duration:type_name -> google.protobuf.Duration
+	23,  // 19: raftq.v1.Job.retry:type_name -> raftq.v1.RetryPolicy
+	105, // 20: raftq.v1.Job.run_at:type_name -> google.protobuf.Timestamp
+	105, // 21: raftq.v1.Job.created_at:type_name -> google.protobuf.Timestamp
+	105, // 22: raftq.v1.Job.updated_at:type_name -> google.protobuf.Timestamp
+	105, // 23: raftq.v1.Job.finished_at:type_name -> google.protobuf.Timestamp
+	105, // 24: raftq.v1.Job.lease_deadline:type_name -> google.protobuf.Timestamp
+	105, // 25: raftq.v1.Job.schedule_tick:type_name -> google.protobuf.Timestamp
+	26,  // 26: raftq.v1.Job.progress:type_name -> raftq.v1.Progress
+	105, // 27: raftq.v1.Job.start_deadline:type_name -> google.protobuf.Timestamp
+	106, // 28: raftq.v1.Job.start_to_close:type_name -> google.protobuf.Duration
+	105, // 29: raftq.v1.Job.attempt_deadline:type_name -> google.protobuf.Timestamp
+	1,   // 30: raftq.v1.Job.dependency_policy:type_name -> raftq.v1.DependencyPolicy
+	24,  // 31: raftq.v1.EnqueueRequest.jobs:type_name -> raftq.v1.JobSpec
+	28,  // 32: raftq.v1.EnqueueResponse.results:type_name -> raftq.v1.EnqueueResult
+	106, // 33: raftq.v1.FetchRequest.max_wait:type_name -> google.protobuf.Duration
+	106, // 34: raftq.v1.FetchRequest.lease_duration:type_name -> google.protobuf.Duration
+	103, // 35: raftq.v1.FetchRequest.queue_weights:type_name -> raftq.v1.FetchRequest.QueueWeightsEntry
+	25,  // 36: raftq.v1.FetchResponse.jobs:type_name -> raftq.v1.Job
+	106, // 37: raftq.v1.ExtendLeaseRequest.extend_by:type_name -> google.protobuf.Duration
+	26,  // 38: raftq.v1.ExtendLeaseRequest.progress:type_name -> raftq.v1.Progress
+	105, // 39: raftq.v1.ExtendLeaseResponse.lease_deadline:type_name -> google.protobuf.Timestamp
+	106, // 40: raftq.v1.NackRequest.retry_after:type_name -> google.protobuf.Duration
+	0,   // 41: raftq.v1.NackResponse.state:type_name -> raftq.v1.JobState
+	105, // 42: raftq.v1.NackResponse.run_at:type_name -> google.protobuf.Timestamp
+	2,   // 43: raftq.v1.GetJobRequest.consistency:type_name -> raftq.v1.Consistency
+	25,  // 44: raftq.v1.GetJobResponse.job:type_name -> raftq.v1.Job
+	0,   // 45: raftq.v1.CancelJobResponse.state:type_name -> raftq.v1.JobState
+	2,   // 46: raftq.v1.QueueStatsRequest.consistency:type_name -> raftq.v1.Consistency
+	105, // 47: raftq.v1.QueueStats.oldest_ready_at:type_name -> google.protobuf.Timestamp
+	43,  // 48: raftq.v1.QueueStatsResponse.queues:type_name -> raftq.v1.QueueStats
+	0,   // 49: raftq.v1.ListJobsRequest.state:type_name -> raftq.v1.JobState
+	2,   // 50: raftq.v1.ListJobsRequest.consistency:type_name -> raftq.v1.Consistency
+	25,  // 51: raftq.v1.ListJobsResponse.jobs:type_name -> raftq.v1.Job
+	58,  // 52: raftq.v1.StatusResponse.members:type_name -> raftq.v1.Member
+	62,  // 53: raftq.v1.StatusResponse.groups:type_name -> raftq.v1.GroupStatus
+	22,  // 54: raftq.v1.StatusResponse.placements:type_name -> raftq.v1.Placement
+	62,  // 55: raftq.v1.Routes.groups:type_name -> raftq.v1.GroupStatus
+	22,  // 56: raftq.v1.Routes.placements:type_name -> raftq.v1.Placement
+	58,  // 57: raftq.v1.GroupStatus.members:type_name -> raftq.v1.Member
+	5,   // 58: raftq.v1.ErrorDetail.reason:type_name -> raftq.v1.ErrorDetail.Reason
+	63,  // 59: raftq.v1.ItemError.detail:type_name -> raftq.v1.ErrorDetail
+	34,  // 60: raftq.v1.AckBatchRequest.items:type_name -> raftq.v1.AckRequest
+	72,  // 61: raftq.v1.AckBatchResult.error:type_name -> raftq.v1.ItemError
+	74,  // 62: raftq.v1.AckBatchResponse.results:type_name -> raftq.v1.AckBatchResult
+	36,  // 63: raftq.v1.NackBatchRequest.items:type_name -> raftq.v1.NackRequest
+	37,  // 64: raftq.v1.NackBatchResult.response:type_name -> raftq.v1.NackResponse
+	72,  // 65: raftq.v1.NackBatchResult.error:type_name -> raftq.v1.ItemError
+	77,  // 66: raftq.v1.NackBatchResponse.results:type_name -> raftq.v1.NackBatchResult
+	32,  // 67: raftq.v1.ExtendLeaseBatchRequest.items:type_name -> raftq.v1.ExtendLeaseRequest
+	33,  // 68: raftq.v1.ExtendLeaseBatchResult.response:type_name -> raftq.v1.ExtendLeaseResponse
+	72,  // 69: raftq.v1.ExtendLeaseBatchResult.error:type_name -> raftq.v1.ItemError
+	80,  // 70: raftq.v1.ExtendLeaseBatchResponse.results:type_name -> raftq.v1.ExtendLeaseBatchResult
+	24,  // 71: raftq.v1.EnqueueStreamRequest.job:type_name -> raftq.v1.JobSpec
+	28,  // 72: raftq.v1.EnqueueStreamResponse.result:type_name -> raftq.v1.EnqueueResult
+	72,  // 73: raftq.v1.EnqueueStreamResponse.error:type_name -> raftq.v1.ItemError
+	106, // 74: raftq.v1.ConsumeOpen.lease_duration:type_name -> google.protobuf.Duration
+	104, // 75: raftq.v1.ConsumeOpen.queue_weights:type_name -> raftq.v1.ConsumeOpen.QueueWeightsEntry
+	84,  // 76: raftq.v1.ConsumeRequest.open:type_name -> raftq.v1.ConsumeOpen
+	6,   // 77: raftq.v1.ConsumeNotice.kind:type_name -> raftq.v1.ConsumeNotice.Kind
+	86,  // 78: raftq.v1.ConsumeResponse.opened:type_name -> raftq.v1.ConsumeOpened
+	25,  // 79: raftq.v1.ConsumeResponse.job:type_name -> raftq.v1.Job
+	87,  // 80: raftq.v1.ConsumeResponse.notice:type_name -> raftq.v1.ConsumeNotice
+	24,  // 81: raftq.v1.ScheduleSpec.job:type_name -> raftq.v1.JobSpec
+	106, // 82: raftq.v1.ScheduleSpec.interval:type_name -> google.protobuf.Duration
+	106, // 83: raftq.v1.ScheduleSpec.jitter:type_name -> google.protobuf.Duration
+	4,   // 84: raftq.v1.ScheduleSpec.overlap:type_name -> raftq.v1.OverlapPolicy
+	89,  // 85: raftq.v1.Schedule.spec:type_name -> raftq.v1.ScheduleSpec
+	105, // 86: raftq.v1.Schedule.last_tick:type_name -> google.protobuf.Timestamp
+	105, // 87: raftq.v1.Schedule.next_tick:type_name -> google.protobuf.Timestamp
+	105, // 88: raftq.v1.Schedule.created_at:type_name -> google.protobuf.Timestamp
+	105, // 89: raftq.v1.Schedule.updated_at:type_name -> google.protobuf.Timestamp
+	89,  // 90: raftq.v1.PutScheduleRequest.schedule:type_name -> raftq.v1.ScheduleSpec
+	90,  // 91: raftq.v1.PutScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	2,   // 92: raftq.v1.GetScheduleRequest.consistency:type_name -> raftq.v1.Consistency
+	90,  // 93: raftq.v1.GetScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	2,   // 94: raftq.v1.ListSchedulesRequest.consistency:type_name -> raftq.v1.Consistency
+	90,  // 95: raftq.v1.ListSchedulesResponse.schedules:type_name -> raftq.v1.Schedule
+	90,  // 96: raftq.v1.PauseScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	90,  // 97: raftq.v1.ResumeScheduleResponse.schedule:type_name -> raftq.v1.Schedule
+	27,  // 98: raftq.v1.Broker.Enqueue:input_type -> raftq.v1.EnqueueRequest
+	30,  // 99: raftq.v1.Broker.Fetch:input_type -> raftq.v1.FetchRequest
+	32,  // 100: raftq.v1.Broker.ExtendLease:input_type -> raftq.v1.ExtendLeaseRequest
+	34,  // 101: raftq.v1.Broker.Ack:input_type -> raftq.v1.AckRequest
+	36,  // 102: raftq.v1.Broker.Nack:input_type -> raftq.v1.NackRequest
+	38,  // 103: raftq.v1.Broker.GetJob:input_type -> raftq.v1.GetJobRequest
+	40,  // 104: raftq.v1.Broker.CancelJob:input_type -> raftq.v1.CancelJobRequest
+	42,  // 105: raftq.v1.Broker.QueueStats:input_type -> raftq.v1.QueueStatsRequest
+	73,  // 106: raftq.v1.Broker.AckBatch:input_type -> raftq.v1.AckBatchRequest
+	76,  // 107: raftq.v1.Broker.NackBatch:input_type -> raftq.v1.NackBatchRequest
+	79,  // 108: raftq.v1.Broker.ExtendLeaseBatch:input_type -> raftq.v1.ExtendLeaseBatchRequest
+	82,  // 109: raftq.v1.Broker.EnqueueStream:input_type -> raftq.v1.EnqueueStreamRequest
+	85,  // 110: raftq.v1.Broker.Consume:input_type -> raftq.v1.ConsumeRequest
+	45,  // 111: raftq.v1.Admin.PauseQueue:input_type -> raftq.v1.PauseQueueRequest
+	47,  // 112: raftq.v1.Admin.ResumeQueue:input_type -> raftq.v1.ResumeQueueRequest
+	49,  // 113: raftq.v1.Admin.Redrive:input_type -> raftq.v1.RedriveRequest
+	51,  // 114: raftq.v1.Admin.ListJobs:input_type -> raftq.v1.ListJobsRequest
+	64,  // 115: raftq.v1.Admin.PurgeDead:input_type -> raftq.v1.PurgeDeadRequest
+	18,  // 116: raftq.v1.Admin.MoveQueue:input_type -> raftq.v1.MoveQueueRequest
+	20,  // 117: raftq.v1.Admin.ListPlacements:input_type -> raftq.v1.ListPlacementsRequest
+	16,  // 118: raftq.v1.Admin.SealQueue:input_type -> raftq.v1.SealQueueRequest
+	11,  // 119: raftq.v1.Admin.ImportKeys:input_type -> raftq.v1.ImportKeysRequest
+	14,  // 120: raftq.v1.Admin.ImportSchedules:input_type -> raftq.v1.ImportSchedulesRequest
+	9,   // 121: raftq.v1.Admin.PartitionQueue:input_type -> raftq.v1.PartitionQueueRequest
+	7,   // 122: raftq.v1.Admin.ExportQueue:input_type -> raftq.v1.ExportQueueRequest
+	53,  // 123: raftq.v1.Cluster.Join:input_type -> raftq.v1.JoinRequest
+	55,  // 124: raftq.v1.Cluster.Remove:input_type -> raftq.v1.RemoveRequest
+	57,  // 125: raftq.v1.Cluster.Status:input_type -> raftq.v1.StatusRequest
+	60,  // 126: raftq.v1.Cluster.WatchRoutes:input_type -> raftq.v1.WatchRoutesRequest
+	66,  // 127: raftq.v1.Cluster.TransferLeadership:input_type -> raftq.v1.TransferLeadershipRequest
+	68,  // 128: raftq.v1.Cluster.Snapshot:input_type -> raftq.v1.SnapshotRequest
+	70,  // 129: raftq.v1.Cluster.Restore:input_type -> raftq.v1.RestoreChunk
+	91,  // 130: raftq.v1.Schedules.PutSchedule:input_type -> raftq.v1.PutScheduleRequest
+	93,  // 131: raftq.v1.Schedules.GetSchedule:input_type -> raftq.v1.GetScheduleRequest
+	95,  // 132: raftq.v1.Schedules.ListSchedules:input_type -> raftq.v1.ListSchedulesRequest
+	97,  // 133: raftq.v1.Schedules.PauseSchedule:input_type -> raftq.v1.PauseScheduleRequest
+	99,  // 134: raftq.v1.Schedules.ResumeSchedule:input_type -> raftq.v1.ResumeScheduleRequest
+	101, // 135: raftq.v1.Schedules.DeleteSchedule:input_type -> raftq.v1.DeleteScheduleRequest
+	29,  // 136: raftq.v1.Broker.Enqueue:output_type -> raftq.v1.EnqueueResponse
+	31,  // 137: raftq.v1.Broker.Fetch:output_type -> raftq.v1.FetchResponse
+	33,  // 138: raftq.v1.Broker.ExtendLease:output_type -> raftq.v1.ExtendLeaseResponse
+	35,  // 139: raftq.v1.Broker.Ack:output_type -> raftq.v1.AckResponse
+	37,  // 140: raftq.v1.Broker.Nack:output_type -> raftq.v1.NackResponse
+	39,  // 141: raftq.v1.Broker.GetJob:output_type -> raftq.v1.GetJobResponse
+	41,  // 142: raftq.v1.Broker.CancelJob:output_type -> raftq.v1.CancelJobResponse
+	44,  // 143: raftq.v1.Broker.QueueStats:output_type -> raftq.v1.QueueStatsResponse
+	75,  // 144: raftq.v1.Broker.AckBatch:output_type -> raftq.v1.AckBatchResponse
+	78,  // 145: raftq.v1.Broker.NackBatch:output_type -> raftq.v1.NackBatchResponse
+	81,  // 146: raftq.v1.Broker.ExtendLeaseBatch:output_type -> raftq.v1.ExtendLeaseBatchResponse
+	83,  // 147: raftq.v1.Broker.EnqueueStream:output_type -> raftq.v1.EnqueueStreamResponse
+	88,  // 148: raftq.v1.Broker.Consume:output_type -> raftq.v1.ConsumeResponse
+	46,  // 149: raftq.v1.Admin.PauseQueue:output_type -> raftq.v1.PauseQueueResponse
+	48,  // 150: raftq.v1.Admin.ResumeQueue:output_type -> raftq.v1.ResumeQueueResponse
+	50,  // 151: raftq.v1.Admin.Redrive:output_type -> raftq.v1.RedriveResponse
+	52,  // 152: raftq.v1.Admin.ListJobs:output_type -> raftq.v1.ListJobsResponse
+	65,  // 153: raftq.v1.Admin.PurgeDead:output_type -> raftq.v1.PurgeDeadResponse
+	19,  // 154: raftq.v1.Admin.MoveQueue:output_type -> raftq.v1.MoveQueueResponse
+	21,  // 155: raftq.v1.Admin.ListPlacements:output_type -> raftq.v1.ListPlacementsResponse
+	17,  // 156: raftq.v1.Admin.SealQueue:output_type -> raftq.v1.SealQueueResponse
+	13,  // 157: raftq.v1.Admin.ImportKeys:output_type -> raftq.v1.ImportKeysResponse
+	15,  // 158: raftq.v1.Admin.ImportSchedules:output_type -> raftq.v1.ImportSchedulesResponse
+	10,  // 159: raftq.v1.Admin.PartitionQueue:output_type -> raftq.v1.PartitionQueueResponse
+	8,   // 160: raftq.v1.Admin.ExportQueue:output_type -> raftq.v1.ExportQueueResponse
+	54,  // 161: raftq.v1.Cluster.Join:output_type -> raftq.v1.JoinResponse
+	56,  // 162: raftq.v1.Cluster.Remove:output_type -> raftq.v1.RemoveResponse
+	59,  // 163: raftq.v1.Cluster.Status:output_type -> raftq.v1.StatusResponse
+	61,  // 164: raftq.v1.Cluster.WatchRoutes:output_type -> raftq.v1.Routes
+	67,  // 165: raftq.v1.Cluster.TransferLeadership:output_type -> raftq.v1.TransferLeadershipResponse
+	69,  // 166: raftq.v1.Cluster.Snapshot:output_type -> raftq.v1.SnapshotChunk
+	71,  // 167: raftq.v1.Cluster.Restore:output_type -> raftq.v1.RestoreResponse
+	92,  // 168: raftq.v1.Schedules.PutSchedule:output_type -> raftq.v1.PutScheduleResponse
+	94,  // 169: raftq.v1.Schedules.GetSchedule:output_type -> raftq.v1.GetScheduleResponse
+	96,  // 170: raftq.v1.Schedules.ListSchedules:output_type -> raftq.v1.ListSchedulesResponse
+	98,  // 171: raftq.v1.Schedules.PauseSchedule:output_type -> raftq.v1.PauseScheduleResponse
+	100, // 172: raftq.v1.Schedules.ResumeSchedule:output_type -> raftq.v1.ResumeScheduleResponse
+	102, // 173: raftq.v1.Schedules.DeleteSchedule:output_type -> raftq.v1.DeleteScheduleResponse
+	136, // [136:174] is the sub-list for method output_type
+	98,  // [98:136] is the sub-list for method input_type
+	98,  // [98:98] is the sub-list for extension type_name
+	98,  // [98:98] is the sub-list for extension extendee
+	0,   // [0:98] is the sub-list for field type_name
 }
 
 func init() { file_raftq_v1_broker_proto_init() }
@@ -6954,11 +7113,11 @@ func file_raftq_v1_broker_proto_init() {
 	if File_raftq_v1_broker_proto != nil {
 		return
 	}
-	file_raftq_v1_broker_proto_msgTypes[76].OneofWrappers = []any{
+	file_raftq_v1_broker_proto_msgTypes[78].OneofWrappers = []any{
 		(*ConsumeRequest_Open)(nil),
 		(*ConsumeRequest_Credit)(nil),
 	}
-	file_raftq_v1_broker_proto_msgTypes[79].OneofWrappers = []any{
+	file_raftq_v1_broker_proto_msgTypes[81].OneofWrappers = []any{
 		(*ConsumeResponse_Opened)(nil),
 		(*ConsumeResponse_Job)(nil),
 		(*ConsumeResponse_Notice)(nil),
@@ -6969,7 +7128,7 @@ func file_raftq_v1_broker_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_raftq_v1_broker_proto_rawDesc), len(file_raftq_v1_broker_proto_rawDesc)),
 			NumEnums:      7,
-			NumMessages:   96,
+			NumMessages:   98,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

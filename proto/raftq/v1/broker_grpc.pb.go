@@ -695,6 +695,7 @@ const (
 	Admin_ImportKeys_FullMethodName      = "/raftq.v1.Admin/ImportKeys"
 	Admin_ImportSchedules_FullMethodName = "/raftq.v1.Admin/ImportSchedules"
 	Admin_PartitionQueue_FullMethodName  = "/raftq.v1.Admin/PartitionQueue"
+	Admin_ExportQueue_FullMethodName     = "/raftq.v1.Admin/ExportQueue"
 )
 
 // AdminClient is the client API for Admin service.
@@ -756,6 +757,13 @@ type AdminClient interface {
 	// could land in another partition). Set once: a partitioned queue
 	// cannot be partitioned again or moved.
 	PartitionQueue(ctx context.Context, in *PartitionQueueRequest, opts ...grpc.CallOption) (*PartitionQueueResponse, error)
+	// ExportQueue reads, in the group the raftq-group header names (at its
+	// leader), what a move of the queue out of that group carries: whether
+	// the queue is sealed there and towards which group, its live
+	// idempotency keys, and its schedules with their firing state. Brokers
+	// call it for a group they do not run (replicas on a subset of the
+	// nodes); an operator has no need of it. Read only.
+	ExportQueue(ctx context.Context, in *ExportQueueRequest, opts ...grpc.CallOption) (*ExportQueueResponse, error)
 }
 
 type adminClient struct {
@@ -876,6 +884,16 @@ func (c *adminClient) PartitionQueue(ctx context.Context, in *PartitionQueueRequ
 	return out, nil
 }
 
+func (c *adminClient) ExportQueue(ctx context.Context, in *ExportQueueRequest, opts ...grpc.CallOption) (*ExportQueueResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ExportQueueResponse)
+	err := c.cc.Invoke(ctx, Admin_ExportQueue_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServer is the server API for Admin service.
 // All implementations must embed UnimplementedAdminServer
 // for forward compatibility.
@@ -935,6 +953,13 @@ type AdminServer interface {
 	// could land in another partition). Set once: a partitioned queue
 	// cannot be partitioned again or moved.
 	PartitionQueue(context.Context, *PartitionQueueRequest) (*PartitionQueueResponse, error)
+	// ExportQueue reads, in the group the raftq-group header names (at its
+	// leader), what a move of the queue out of that group carries: whether
+	// the queue is sealed there and towards which group, its live
+	// idempotency keys, and its schedules with their firing state. Brokers
+	// call it for a group they do not run (replicas on a subset of the
+	// nodes); an operator has no need of it. Read only.
+	ExportQueue(context.Context, *ExportQueueRequest) (*ExportQueueResponse, error)
 	mustEmbedUnimplementedAdminServer()
 }
 
@@ -977,6 +1002,9 @@ func (UnimplementedAdminServer) ImportSchedules(context.Context, *ImportSchedule
 }
 func (UnimplementedAdminServer) PartitionQueue(context.Context, *PartitionQueueRequest) (*PartitionQueueResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PartitionQueue not implemented")
+}
+func (UnimplementedAdminServer) ExportQueue(context.Context, *ExportQueueRequest) (*ExportQueueResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ExportQueue not implemented")
 }
 func (UnimplementedAdminServer) mustEmbedUnimplementedAdminServer() {}
 func (UnimplementedAdminServer) testEmbeddedByValue()               {}
@@ -1197,6 +1225,24 @@ func _Admin_PartitionQueue_Handler(srv interface{}, ctx context.Context, dec fun
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Admin_ExportQueue_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ExportQueueRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServer).ExportQueue(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Admin_ExportQueue_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServer).ExportQueue(ctx, req.(*ExportQueueRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // Admin_ServiceDesc is the grpc.ServiceDesc for Admin service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1247,6 +1293,10 @@ var Admin_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PartitionQueue",
 			Handler:    _Admin_PartitionQueue_Handler,
+		},
+		{
+			MethodName: "ExportQueue",
+			Handler:    _Admin_ExportQueue_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
