@@ -467,6 +467,9 @@ func (n *Node) balanceOnce() bool {
 			if s.Suffrage != raft.Voter || id == n.cfg.NodeID || !slices.Contains(voters, id) {
 				continue
 			}
+			if n.rep != nil && !slices.Contains(n.rep.table()[gn.cfg.group].GetMembers(), id) {
+				continue // a replica on its way out (replicas.go)
+			}
 			if to == "" || led[id] < led[to] || (led[id] == led[to] && id < to) {
 				to, toAddr = id, s.Address
 			}

@@ -619,23 +619,29 @@ func (rs *replicaSet) reconcile(gn *Node) {
 	if !allVote {
 		return
 	}
+	self := false
 	for _, s := range servers {
 		if slices.Contains(rec.GetMembers(), string(s.ID)) {
 			continue
 		}
 		if string(s.ID) == h.cfg.NodeID {
-			to := rec.GetMembers()[0]
-			h.log.Info("handing a group's leadership on: this node no longer runs it", "group", g, "to", to)
-			if err := gn.raft.LeadershipTransferToServer(raft.ServerID(to), h.raftAddrOf(to)).Error(); err != nil {
-				h.log.Warn("leadership transfer off a dropped replica", "group", g, "err", err)
-			}
-			return
+			self = true // last: the others go while this node still leads
+			continue
 		}
 		h.log.Info("removing a replica from a group", "group", g, "id", s.ID)
 		if err := gn.raft.RemoveServer(s.ID, 0, 10*time.Second).Error(); err != nil {
 			h.log.Warn("remove a replica", "group", g, "id", s.ID, "err", err)
 		}
 		return
+	}
+	if self {
+		// Every other voter is a recorded member now: Raft hands the
+		// leadership to the most up-to-date of them, and the new leader
+		// removes this node.
+		h.log.Info("handing a group's leadership on: this node no longer runs it", "group", g)
+		if err := gn.raft.LeadershipTransfer().Error(); err != nil {
+			h.log.Warn("leadership transfer off a dropped replica", "group", g, "err", err)
+		}
 	}
 }
 
