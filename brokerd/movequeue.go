@@ -133,7 +133,7 @@ const importChunk = 1000
 // here those only shrink, so a replica behind the leader shows at least
 // what the leader holds: 0 here is 0 there. sealed is false until this
 // replica applied the seal. A group this host does not run is asked at
-// its leader (the seal, then linearizable counts).
+// its leader (ExportQueue, after a read barrier there).
 func (n *Node) leftInGroup(ctx context.Context, queue string, g uint32) (left int64, sealed bool, err error) {
 	h := n.hostNode()
 	gn := h.groupNode(g)
@@ -142,20 +142,17 @@ func (n *Node) leftInGroup(ctx context.Context, queue string, g uint32) (left in
 		if err != nil || !exp.GetSealed() {
 			return 0, false, err
 		}
-		res, err := svc(h.anyGroup(g)).QueueStats(withGroup(ctx, fmt.Sprint(g)),
-			&raftqv1.QueueStatsRequest{Queues: []string{queue}, Consistency: raftqv1.Consistency_CONSISTENCY_LINEARIZABLE})
-		if err != nil {
-			return 0, false, err
-		}
-		for _, s := range res.GetQueues() {
-			left += s.GetScheduled() + s.GetReady() + s.GetLeased() + s.GetWaiting() + s.GetDead()
-		}
-		return left, true, nil
+		return exp.GetLeft(), true, nil
 	}
-	f := gn.fsm
-	if _, sealed = f.Sealed(queue); !sealed {
+	if _, sealed = gn.fsm.Sealed(queue); !sealed {
 		return 0, false, nil
 	}
+	return jobsLeft(gn.fsm, queue), true, nil
+}
+
+// jobsLeft counts queue's jobs in f that could still run (queued,
+// scheduled, leased, waiting, dead).
+func jobsLeft(f *fsm.FSM, queue string) (left int64) {
 	for _, s := range f.Stats([]string{queue}) {
 		for st, c := range s.Counts {
 			if !fsm.State(st).Terminal() || fsm.State(st) == fsm.StateDead {
@@ -163,7 +160,7 @@ func (n *Node) leftInGroup(ctx context.Context, queue string, g uint32) (left in
 			}
 		}
 	}
-	return left, true, nil
+	return left
 }
 
 // moveSchedules carries queue's schedules from group from, where it is
@@ -692,6 +689,7 @@ func (s *adminService) ExportQueue(ctx context.Context, req *raftqv1.ExportQueue
 func (n *Node) exportLocal(q string, keyLimit int, schedules bool) (*raftqv1.ExportQueueResponse, error) {
 	out := &raftqv1.ExportQueueResponse{}
 	out.ToGroup, out.Sealed = n.fsm.Sealed(q)
+	out.Left = jobsLeft(n.fsm, q)
 	for _, k := range n.fsm.IdempotencyKeys(q, n.clock().UnixNano(), keyLimit) {
 		out.Keys = append(out.Keys, &raftqv1.ImportedKey{Key: k.GetKey(), JobId: k.GetJobId(),
 			ExpiresAt: timestamppb.New(time.Unix(0, k.GetExpiresAt()))})

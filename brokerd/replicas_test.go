@@ -18,6 +18,7 @@ import (
 
 	"github.com/raftq/raftq/brokerd"
 	"github.com/raftq/raftq/client"
+	"github.com/raftq/raftq/internal/auth"
 	"github.com/raftq/raftq/internal/placement"
 	"github.com/raftq/raftq/internal/testcluster"
 	"github.com/raftq/raftq/internal/testutil"
@@ -444,5 +445,78 @@ func TestReplicasMoveQueueBetweenDisjointGroups(t *testing.T) {
 		if _, ok := c.Member(m).Node.Groups()[1].FSM().Schedule("beat"); ok {
 			t.Fatalf("the schedule is still in group 1 on %s", m)
 		}
+	}
+}
+
+// With TLS and auth on and groups 1 and 2 on disjoint nodes: a producer's
+// and a worker's calls reach groups their node does not run (the
+// stand-in forwards them with the caller's token, and learns the leaders
+// over WatchRoutes with its node certificate), and an admin's MoveQueue
+// between the two groups finishes: the step the brokers take on their
+// own from a group they do not run (ExportQueue) passes auth with their
+// node certificates.
+func TestSecureReplicasServeAndMove(t *testing.T) {
+	const groups = 3
+	s := newSecureClusterWith(t, 4, auth.AuditLimits{}, func(cfg *brokerd.Config) {
+		cfg.Groups, cfg.Replicas = groups, 2
+	})
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("logs:\n%s\naudit:\n%s", s.logs.String(), s.audit.String())
+		}
+	})
+	table := waitPlaced(t, s.c, groups, 2, 60*time.Second)
+	q := ""
+	for i := 0; q == ""; i++ {
+		if name := fmt.Sprint("orders.", i); placement.Queue(name, groups) == 1 {
+			q = name
+		}
+	}
+	ctx := testutil.Context(t, 90*time.Second)
+	// Through a node that does not run group 1.
+	var via string
+	for _, m := range s.c.Members() {
+		if !slices.Contains(table[1], m.ID) {
+			via = m.GRPCAddr
+		}
+	}
+	prod, work, adm := s.client(t, producerTok, via), s.client(t, workerTok, via), s.client(t, adminTok, via)
+	var ids []string
+	for i := 0; i < 10; i++ {
+		res, err := prod.Enqueue(ctx, spec(q))
+		if err != nil {
+			t.Fatalf("enqueue %s through a node not running its group: %v", q, err)
+		}
+		ids = append(ids, res[0].JobId)
+	}
+	if _, err := adm.MoveQueue(ctx, q, 2); err != nil {
+		t.Fatal(err)
+	}
+	done := map[string]bool{}
+	testutil.WaitFor(t, 60*time.Second, "the move to finish with every job acked", func() bool {
+		jobs, err := work.Fetch(ctx, &raftqv1.FetchRequest{Queues: []string{q}, MaxJobs: 10, MaxWait: durationpb.New(100 * time.Millisecond), WorkerId: "w"})
+		if err == nil {
+			for _, j := range jobs {
+				if err := work.Ack(ctx, j.Id, j.LeaseToken); err != nil {
+					t.Fatalf("ack %s: %v", j.Id, err)
+				}
+				done[j.Id] = true
+			}
+		}
+		ps, err := adm.Placements(ctx)
+		return err == nil && len(ps) == 1 && ps[0].GetPhase() == "done" && ps[0].GetGroup() == 2
+	})
+	for _, id := range ids {
+		if !done[id] {
+			t.Fatalf("job %s never ran", id)
+		}
+	}
+	// The producer's new jobs go to group 2 now.
+	res, err := prod.Enqueue(ctx, spec(q))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g, _ := placement.Job(res[0].JobId, groups); g != 2 {
+		t.Fatalf("new job after the move in group %d", g)
 	}
 }

@@ -62,7 +62,11 @@ func newSecureCluster(t *testing.T) *secure {
 func newSecureClusterWith(t *testing.T, n int, audit auth.AuditLimits, tune func(*brokerd.Config)) *secure {
 	t.Helper()
 	dir := t.TempDir()
-	pki, err := certgen.NewDev(filepath.Join(dir, "pki"), "cluster CA", []string{"n1", "n2", "n3"})
+	var names []string
+	for i := 1; i <= max(n, 3); i++ {
+		names = append(names, fmt.Sprint("n", i))
+	}
+	pki, err := certgen.NewDev(filepath.Join(dir, "pki"), "cluster CA", names)
 	if err != nil {
 		t.Fatal(err)
 	}

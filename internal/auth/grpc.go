@@ -141,11 +141,17 @@ var BrokerRules = merge(common, Rules{
 	// (Put, Pause, Resume and Delete are admin only and audited).
 	"/raftq.v1.Schedules/GetSchedule":   {Roles: RoleAdmin},
 	"/raftq.v1.Schedules/ListSchedules": {Roles: RoleAdmin},
-	// What a move out of a group carries, read by the broker driving it
-	// from a group it does not run (brokerd/replicas.go): not audited, it
-	// is asked every few hundred milliseconds while a queue drains.
-	"/raftq.v1.Admin/ExportQueue": {Roles: RoleNode | RoleAdmin},
-	"/raftq.v1.Cluster/Join":      {Roles: RoleNode | RoleAdmin, Audit: true},
+	// A queue move's steps, which the broker driving it (group 0's
+	// leader) and the new group's leader send other brokers on their own,
+	// with their node certificates (brokerd/movequeue.go): a node could
+	// write any of them into a group's log as a Raft peer already, so
+	// allowing them adds no power. Audited, but ExportQueue, a read asked
+	// every few hundred milliseconds while a queue drains.
+	"/raftq.v1.Admin/SealQueue":       {Roles: RoleNode | RoleAdmin, Audit: true},
+	"/raftq.v1.Admin/ImportKeys":      {Roles: RoleNode | RoleAdmin, Audit: true},
+	"/raftq.v1.Admin/ImportSchedules": {Roles: RoleNode | RoleAdmin, Audit: true},
+	"/raftq.v1.Admin/ExportQueue":     {Roles: RoleNode | RoleAdmin},
+	"/raftq.v1.Cluster/Join":          {Roles: RoleNode | RoleAdmin, Audit: true},
 	// A node leaving (--leave-on-terminate, `brokerd leave`) removes
 	// itself with its own certificate.
 	"/raftq.v1.Cluster/Remove": {Roles: RoleNode | RoleAdmin, Audit: true},

@@ -527,6 +527,10 @@ type ExportQueueResponse struct {
 	ScheduleRecords []byte `protobuf:"bytes,4,opt,name=schedule_records,json=scheduleRecords,proto3" json:"schedule_records,omitempty"`
 	// How many schedules of the queue this group holds.
 	ScheduleCount int32 `protobuf:"varint,5,opt,name=schedule_count,json=scheduleCount,proto3" json:"schedule_count,omitempty"`
+	// Jobs of the queue here that could still run (scheduled, ready,
+	// leased, waiting or dead): what keeps a move out of this group from
+	// finishing.
+	Left          int64 `protobuf:"varint,6,opt,name=left,proto3" json:"left,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -592,6 +596,13 @@ func (x *ExportQueueResponse) GetScheduleRecords() []byte {
 func (x *ExportQueueResponse) GetScheduleCount() int32 {
 	if x != nil {
 		return x.ScheduleCount
+	}
+	return 0
+}
+
+func (x *ExportQueueResponse) GetLeft() int64 {
+	if x != nil {
+		return x.Left
 	}
 	return 0
 }
@@ -6303,13 +6314,14 @@ const file_raftq_v1_broker_proto_rawDesc = "" +
 	"\x12ExportQueueRequest\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x1b\n" +
 	"\tkey_limit\x18\x02 \x01(\x05R\bkeyLimit\x12\x1c\n" +
-	"\tschedules\x18\x03 \x01(\bR\tschedules\"\xc5\x01\n" +
+	"\tschedules\x18\x03 \x01(\bR\tschedules\"\xd9\x01\n" +
 	"\x13ExportQueueResponse\x12\x16\n" +
 	"\x06sealed\x18\x01 \x01(\bR\x06sealed\x12\x19\n" +
 	"\bto_group\x18\x02 \x01(\rR\atoGroup\x12)\n" +
 	"\x04keys\x18\x03 \x03(\v2\x15.raftq.v1.ImportedKeyR\x04keys\x12)\n" +
 	"\x10schedule_records\x18\x04 \x01(\fR\x0fscheduleRecords\x12%\n" +
-	"\x0eschedule_count\x18\x05 \x01(\x05R\rscheduleCount\"E\n" +
+	"\x0eschedule_count\x18\x05 \x01(\x05R\rscheduleCount\x12\x12\n" +
+	"\x04left\x18\x06 \x01(\x03R\x04left\"E\n" +
 	"\x15PartitionQueueRequest\x12\x14\n" +
 	"\x05queue\x18\x01 \x01(\tR\x05queue\x12\x16\n" +
 	"\x06groups\x18\x02 \x03(\rR\x06groups\"K\n" +

@@ -759,8 +759,9 @@ type AdminClient interface {
 	PartitionQueue(ctx context.Context, in *PartitionQueueRequest, opts ...grpc.CallOption) (*PartitionQueueResponse, error)
 	// ExportQueue reads, in the group the raftq-group header names (at its
 	// leader), what a move of the queue out of that group carries: whether
-	// the queue is sealed there and towards which group, its live
-	// idempotency keys, and its schedules with their firing state. Brokers
+	// the queue is sealed there and towards which group, the jobs of it
+	// left there, its live idempotency keys, and its schedules with their
+	// firing state. Brokers
 	// call it for a group they do not run (replicas on a subset of the
 	// nodes); an operator has no need of it. Read only.
 	ExportQueue(ctx context.Context, in *ExportQueueRequest, opts ...grpc.CallOption) (*ExportQueueResponse, error)
@@ -955,8 +956,9 @@ type AdminServer interface {
 	PartitionQueue(context.Context, *PartitionQueueRequest) (*PartitionQueueResponse, error)
 	// ExportQueue reads, in the group the raftq-group header names (at its
 	// leader), what a move of the queue out of that group carries: whether
-	// the queue is sealed there and towards which group, its live
-	// idempotency keys, and its schedules with their firing state. Brokers
+	// the queue is sealed there and towards which group, the jobs of it
+	// left there, its live idempotency keys, and its schedules with their
+	// firing state. Brokers
 	// call it for a group they do not run (replicas on a subset of the
 	// nodes); an operator has no need of it. Read only.
 	ExportQueue(context.Context, *ExportQueueRequest) (*ExportQueueResponse, error)
