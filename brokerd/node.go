@@ -634,6 +634,9 @@ func (n *Node) stop(graceful bool) error {
 		}
 	}
 	err := n.stopGroup(graceful)
+	if n.rep != nil {
+		n.rep.closeStubs()
+	}
 	n.closeMux()
 	if err == nil {
 		err = gerr

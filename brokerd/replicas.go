@@ -132,6 +132,15 @@ func (rs *replicaSet) stub(g uint32) *Node {
 	return s
 }
 
+// closeStubs closes the stand-ins' connections (the host is stopping).
+func (rs *replicaSet) closeStubs() {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	for _, s := range rs.stubs {
+		s.fwd.close()
+	}
+}
+
 // route is what a member last said of group g (nil: nothing yet).
 func (rs *replicaSet) route(g uint32) *raftqv1.GroupStatus {
 	rs.mu.Lock()
