@@ -9,6 +9,10 @@
 # (brokerctl bench --queues). BENCH_DURATION (default 10s) per figure.
 # GROUPS_PARTITION=1 measures one hot queue instead, partitioned over every
 # group (brokerctl bench --partition; GROUPS_QUEUES then defaults to 1).
+# GROUPS_COUNTS lists the clusters compared ("1 2 4"); an entry G/R runs G
+# groups with each group but 0 on R of the nodes (brokerd --replicas R),
+# and CLUSTER_NODES (default 3) sets the node count, e.g.
+# CLUSTER_NODES=5 GROUPS_COUNTS="1 4 4/3" (docs/scale-out.md).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/cluster-lib.sh
@@ -26,9 +30,12 @@ out=$(mktemp /tmp/raftq-bench-groups.XXXXXX.jsonl)
 dir=""
 trap 'stop_cluster 2>/dev/null || true; [ -n "$dir" ] && rm -rf "$dir"' EXIT
 for r in $(seq 1 "$rounds"); do
-  for g in $counts; do
+  for spec in $counts; do
+    g=${spec%/*}
+    rep=()
+    if [ "$spec" != "$g" ]; then rep=(--replicas "${spec#*/}"); fi
     dir=$(mktemp -d /tmp/raftq-bench-groups.XXXXXX)
-    start_cluster "$dir" 7300 7400 --groups "$g" ${BENCH_BROKERD_FLAGS:-}
+    start_cluster "$dir" 7300 7400 --groups "$g" "${rep[@]}" ${BENCH_BROKERD_FLAGS:-}
     # The leader balance moves group leaderships in the first seconds;
     # a move in a figure fails some acks (their jobs wait out the lease).
     if [ "$g" -gt 1 ]; then sleep "${GROUPS_SETTLE:-8}"; fi
@@ -38,7 +45,7 @@ for r in $(seq 1 "$rounds"); do
       $b enqueue --producers 256 --batch 1
       $b enqueue --producers 8 --batch 100
       $b e2e --producers 16 --batch 10 --workers 8 --fetch-batch 64
-    } | while read -r line; do echo "{\"round\":$r,\"groups_flag\":$g,${line#\{}"; done | tee -a "$out"
+    } | while read -r line; do echo "{\"round\":$r,\"groups_flag\":\"$spec\",${line#\{}"; done | tee -a "$out"
     stop_cluster
     rm -rf "$dir"
     dir=""
@@ -54,12 +61,15 @@ def key(r):
 med = {}
 for r in rows:
     k, v = key(r)
-    med.setdefault(k, {}).setdefault(r["groups_flag"], []).append(v)
-counts = sorted({r["groups_flag"] for r in rows})
+    med.setdefault(k, {}).setdefault(str(r["groups_flag"]), []).append(v)
+counts = sorted({str(r["groups_flag"]) for r in rows}, key=lambda s: [int(x) for x in s.split("/")])
+def label(s):
+    g, _, rep = s.partition("/")
+    return "%s group%s" % (g, "s" if g != "1" else "") + (" on %s" % rep if rep else "")
 print("\nmedians over %d rounds (jobs/s; ratio to 1 group):" % max(r["round"] for r in rows))
-print("%-28s" % "figure" + "".join("%22s" % ("%d group%s" % (g, "s" if g > 1 else "")) for g in counts))
+print("%-28s" % "figure" + "".join("%22s" % label(g) for g in counts))
 for k, by in med.items():
-    base = st.median(by.get(1, [0])) or None
+    base = st.median(by.get("1", [0])) or None
     cells = []
     for g in counts:
         m = st.median(by[g])

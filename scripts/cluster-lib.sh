@@ -107,14 +107,16 @@ svcd_tls_args() {
     --audit-file "$1/svcd.audit.log" --auth-rate-limit 1000 --auth-rate-burst 2000
 }
 
-# start_cluster DIR GRPC_BASE RAFT_BASE [BROKERD_FLAGS...]: nodes n1..n3 listen on
+# start_cluster DIR GRPC_BASE RAFT_BASE [BROKERD_FLAGS...]: nodes n1..n3
+# (n1..n$CLUSTER_NODES when set, at most 9) listen on
 # GRPC_BASE+i (gRPC), GRPC_BASE+10+i (admin HTTP and dashboard) and
 # RAFT_BASE+i; with RAFTQ_SVCD set they show job histories from that svcd. A DIR that already holds data restarts from
 # disk (brokerd ignores --bootstrap-expect then).
 start_cluster() {
   local dir=$1 gbase=$2 rbase=$3 i peers=""
   mkdir -p "$dir"
-  for i in 1 2 3; do peers="${peers:+$peers,}n$i=127.0.0.1:$((rbase + i))"; done
+  local nodes=${CLUSTER_NODES:-3}
+  for i in $(seq 1 "$nodes"); do peers="${peers:+$peers,}n$i=127.0.0.1:$((rbase + i))"; done
   PIDS=()
   BROKERS=""
   local boot=(--peers "$peers")
@@ -123,7 +125,7 @@ start_cluster() {
   fi
   tls_setup
   NODE_ARGS=("$dir" "$gbase" "$rbase" "${boot[@]}" "${@:4}") # then extra brokerd flags
-  for i in 1 2 3; do
+  for i in $(seq 1 "$nodes"); do
     start_node "$i"
     PIDS+=("$NODE_PID")
     BROKERS="${BROKERS:+$BROKERS,}127.0.0.1:$((gbase + i))"
@@ -174,7 +176,7 @@ start_node() {
   "${RAFTQ_BIN:-$RUN_BIN}/brokerd" --id "n$i" --data-dir "$dir/n$i" $(node_tls_args "$i" "$dir") \
     --grpc-addr "127.0.0.1:$((gbase + i))" --raft-addr "127.0.0.1:$((rbase + i))" \
     --admin-addr "127.0.0.1:$((gbase + 10 + i))" ${RAFTQ_SVCD:+--svcd-addr "$RAFTQ_SVCD"} \
-    --bootstrap-expect 3 "${boot[@]}" --log-level "${RAFTQ_LOG_LEVEL:-warn}" \
+    --bootstrap-expect "${CLUSTER_NODES:-3}" "${boot[@]}" --log-level "${RAFTQ_LOG_LEVEL:-warn}" \
     >>"$dir/n$i.log" 2>&1 &
   NODE_PID=$!
   echo "$NODE_PID" >"$dir/n$i.pid"
