@@ -352,8 +352,14 @@ func relay[Req, Resp any](recv func() (*Req, error), send func(*Resp) error, cs 
 			}
 		}
 	}()
+	return pump(cs.Recv, send)
+}
+
+// pump sends what recv reads until it ends: nil at io.EOF, else the
+// first error of either side.
+func pump[M any](recv func() (*M, error), send func(*M) error) error {
 	for {
-		m, err := cs.Recv()
+		m, err := recv()
 		if err == io.EOF {
 			return nil
 		}

@@ -332,18 +332,7 @@ func (s remoteCluster) Snapshot(req *raftqv1.SnapshotRequest, st grpc.ServerStre
 	if err != nil {
 		return err
 	}
-	for {
-		m, err := cs.Recv()
-		if err == io.EOF {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		if err := st.Send(m); err != nil {
-			return err
-		}
-	}
+	return pump(cs.Recv, st.Send)
 }
 
 // Restore is relayed to the group's leader.

@@ -11,8 +11,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/types/known/durationpb"
 
@@ -340,12 +338,7 @@ func TestReplicasReplacedOnMembershipChange(t *testing.T) {
 // clusterClient is a plain Cluster client of one node.
 func clusterClient(t *testing.T, addr string) raftqv1.ClusterClient {
 	t.Helper()
-	cc, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { cc.Close() })
-	return raftqv1.NewClusterClient(cc)
+	return raftqv1.NewClusterClient(mustConn(t, addr))
 }
 
 // A queue moves between two groups that share no node (4 nodes, groups 1
