@@ -99,11 +99,15 @@ func TestRealProcessesReplicasSigkillRestart(t *testing.T) {
 			t.Fatalf("job %s lost: %v", id, err)
 		}
 	}
-	b, _ := os.ReadFile(victim.dir + ".log")
-	// The groups it runs, as it says itself.
+	// The groups it runs, as it says itself once it serves again (its
+	// groups open before its gRPC port does).
 	st, err := cl.Status(ctx, victim.grpc)
+	for err != nil && ctx.Err() == nil {
+		time.Sleep(100 * time.Millisecond)
+		st, err = cl.Status(ctx, victim.grpc)
+	}
 	if err != nil {
-		t.Fatal(err)
+		t.Fatalf("%s after its restart: %v", victim.id, err)
 	}
 	runs := 0
 	for _, g := range st.GetGroups() {
@@ -111,6 +115,7 @@ func TestRealProcessesReplicasSigkillRestart(t *testing.T) {
 			runs++
 		}
 	}
+	b, _ := os.ReadFile(victim.dir + ".log")
 	if runs == 0 {
 		t.Fatalf("%s runs no group but 0 after its restart: %v", victim.id, st.GetGroups())
 	}
